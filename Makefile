@@ -1,0 +1,83 @@
+# sluice - one Makefile. `make run` builds and serves on the embedded store;
+# `make test` builds and runs every test. Both install missing Debian packages.
+#
+#   make                      release build in build/rel/
+#   make SANITIZER=address,undefined   sanitizer build in build/san/
+#   make test                 unit tests (release + sanitizers), store contract suite,
+#                             black-box API suite against the sanitizer build
+#   make bench                benchmarks (bench/run)
+#   make fuzz                 libFuzzer targets for a while each (clang)
+
+SANITIZER ?=
+ifeq ($(SANITIZER),)
+BUILD := build/rel
+OPT := -O2 -g
+else
+BUILD := build/san
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZER) -fno-sanitize-recover=all
+endif
+
+CC ?= cc
+PKGS := libmicrohttpd jansson sqlite3 libcurl libcrypto
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Werror -Wno-error=deprecated-declarations
+CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+          -MMD -MP -pthread
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
+LDFLAGS := $(if $(SANITIZER),-fsanitize=$(SANITIZER),)
+
+SRC := $(shell find src -name '*.c' | sort)
+LIBSRC := $(filter-out src/main.c,$(SRC))
+OBJ := $(LIBSRC:%.c=$(BUILD)/%.o)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c) $(wildcard tests/store/test_*.c))
+UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
+
+.PHONY: all deps test-deps run test unit api bench fuzz clean format
+all: deps $(BUILD)/sluice
+
+deps:
+	@scripts/deps.sh build
+
+test-deps:
+	@scripts/deps.sh test
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/sluice: $(OBJ) $(BUILD)/src/main.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(OBJ) tests/testhelp.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(OBJ) $(LDLIBS)
+
+# Builds and runs the C unit and store contract tests of one build.
+unit: $(UNIT_BIN)
+	@scripts/run-unit.sh $(UNIT_BIN)
+
+run: deps $(BUILD)/sluice
+	@scripts/run.sh $(BUILD)/sluice
+
+# The README's test command. The last line printed is pytest's summary.
+test: test-deps
+	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory SANITIZER=address,undefined all unit
+	@$(MAKE) --no-print-directory SANITIZER=address,undefined api
+
+api: $(BUILD)/sluice
+	SLUICE_BIN=$(abspath $(BUILD)/sluice) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/api
+
+bench: deps $(BUILD)/sluice
+	bench/run $(BUILD)/sluice
+
+fuzz:
+	@scripts/fuzz.sh $${FUZZ_SECONDS:-60}
+
+format:
+	clang-format -i $(SRC) $(shell find src tests -name '*.h')
+
+clean:
+	rm -rf build
+
+-include $(OBJ:.o=.d) $(BUILD)/src/main.d

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""sluice benchmark: accept time, end-to-end time, items/s and peak RSS.
+
+Each run starts a fresh server on a fresh SQLite store (synchronous=FULL, the
+default), submits N generated products as one NDJSON request with curl, and polls
+the job until it is terminal. Accept time = curl's total time for the POST (request
+start to 202 received). End-to-end = request start to the job's completedAt (same
+machine clock). Peak RSS = the server's VmHWM after the run. Medians of --runs runs.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, key):
+    req = urllib.request.Request(url, headers={"Authorization": "Bearer " + key})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def parse_ts(s):
+    # "2026-11-29T22:28:49.123Z" -> epoch seconds
+    import datetime
+    dt = datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return dt.timestamp()
+
+
+def one_run(binary, items_file, n, workflow, workers):
+    d = tempfile.mkdtemp(prefix="sluice-bench-")
+    store = "sqlite:" + os.path.join(d, "b.db")
+    try:
+        key = subprocess.run([binary, "keys", "create", "--tenant", "bench", "--store", store],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        port = free_port()
+        log = open(os.path.join(d, "log"), "wb")
+        proc = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:%d" % port, "--store", store,
+                                 "--workers", str(workers)], stdout=log, stderr=log)
+        url = "http://127.0.0.1:%d" % port
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1)
+                break
+            except Exception:
+                time.sleep(0.05)
+        t0 = time.time()
+        out = subprocess.run(["curl", "-s", "-o", os.path.join(d, "resp"), "-w", "%{http_code} %{time_total}",
+                              "-H", "Authorization: Bearer " + key, "-H", "Content-Type: application/x-ndjson",
+                              "--data-binary", "@" + items_file,
+                              url + "/v1/jobs?workflow=" + workflow], capture_output=True, text=True, check=True)
+        code, accept = out.stdout.split()
+        if code != "202":
+            raise SystemExit("submit failed: %s %s" % (code, open(os.path.join(d, "resp")).read()))
+        job = json.load(open(os.path.join(d, "resp")))["id"]
+        while True:
+            j = get(url + "/v1/jobs/" + job, key)
+            if j["status"] in ("Succeeded", "Failed", "Canceled"):
+                break
+            time.sleep(0.02)
+        e2e = parse_ts(j["completedAt"]) - t0
+        rss_kb = 0
+        with open("/proc/%d/status" % proc.pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    rss_kb = int(line.split()[1])
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+        assert j["counts"]["succeeded"] == n, j["counts"]
+        return float(accept), e2e, n / e2e, rss_kb / 1024.0
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default=os.path.join(ROOT, "build/rel/sluice"))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sizes", default="20000,200000")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workflows", default="noop,products.upsert")
+    a = ap.parse_args()
+    outdir = os.path.join(ROOT, "bench", "out")
+    os.makedirs(outdir, exist_ok=True)
+    print("sluice bench: %d runs each, workers=%d, SQLite synchronous=FULL, %s" %
+          (a.runs, a.workers, time.strftime("%Y-%m-%d %H:%M")))
+    print("%-18s %8s %10s %12s %12s %10s" % ("workflow", "items", "accept s", "end-to-end s", "items/s", "peak MB"))
+    for n in [int(x) for x in a.sizes.split(",")]:
+        items_file = os.path.join(outdir, "items-%d.ndjson" % n)
+        if not os.path.exists(items_file):
+            with open(items_file, "w") as f:
+                subprocess.run([sys.executable, os.path.join(ROOT, "scripts/sample-items.py"), str(n)],
+                               stdout=f, check=True)
+        mb = os.path.getsize(items_file) / 1e6
+        for wf in a.workflows.split(","):
+            runs = [one_run(a.bin, items_file, n, wf, a.workers) for _ in range(a.runs)]
+            med = lambda i: statistics.median(r[i] for r in runs)
+            print("%-18s %8d %10.3f %12.3f %12.0f %10.1f   (body %.1f MB)" %
+                  (wf, n, med(0), med(1), med(2), med(3), mb), flush=True)
+
+
+if __name__ == "__main__":
+    main()

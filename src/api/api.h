@@ -1,0 +1,53 @@
+/* api.h - the REST API: route table, authentication and the shared state handlers
+ * reach through req_app(). Handlers parse, call the engine or the store, and reply;
+ * they include neither libmicrohttpd nor SQL. */
+#ifndef SLUICE_API_H
+#define SLUICE_API_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "engine/engine.h"
+#include "http/route.h"
+#include "ingest/ingest.h"
+#include "store/store.h"
+
+struct api_config {
+    struct ingest_limits limits; /* items per job, bytes per item, depth */
+    size_t submit_batch;         /* items per store transaction while receiving */
+};
+
+struct api {
+    struct store *st;
+    struct engine *eng;
+    struct api_config cfg;
+    atomic_int shutting_down;
+};
+
+extern const struct route api_routes[];
+extern const size_t api_nroutes;
+
+/* The server's auth hook: "Authorization: Bearer <key>" -> tenant, or 401. */
+int api_authenticate(struct request *req);
+
+/* Handlers, one file per resource. */
+void api_jobs_submit(struct request *req);
+int api_jobs_submit_body(struct request *req, const char *data, size_t len);
+void api_jobs_submit_end(struct request *req, int completed);
+void api_jobs_get(struct request *req);
+void api_jobs_list(struct request *req);
+void api_jobs_cancel(struct request *req);
+void api_jobs_delete(struct request *req);
+void api_items_list(struct request *req);
+void api_items_get(struct request *req);
+void api_items_results(struct request *req);
+void api_docs_get(struct request *req);
+void api_docs_put(struct request *req);
+void api_docs_patch(struct request *req);
+void api_docs_delete(struct request *req);
+void api_docs_list(struct request *req);
+void api_health(struct request *req);
+void api_ready(struct request *req);
+void api_metrics(struct request *req);
+
+#endif

@@ -1,0 +1,46 @@
+/* common.c - helpers shared by handlers; see common.h. */
+#include "api/common.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "util/errors.h"
+
+int api_query_int(struct request *req, const char *name, int64_t def, int64_t min, int64_t max,
+                  int64_t *out)
+{
+    const char *v = req_query(req, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (!*v || *end || errno || n < min || n > max) {
+        reply_errorf(req, SLUICE_E_INVALID_PARAMETER, name,
+                     "%s must be an integer from %lld to %lld", name, (long long)min,
+                     (long long)max);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+void api_list_begin(struct buf *b)
+{
+    buf_puts(b, "{\"value\":[");
+}
+
+void api_list_end(struct buf *b, struct request *req, const char *next_query)
+{
+    buf_putc(b, ']');
+    if (next_query) {
+        buf_printf(b, ",\"nextLink\":");
+        struct buf link = BUF_INIT;
+        buf_printf(&link, "%s%s?%s", req_base_url(req), req_path(req), next_query);
+        buf_json_str(b, link.data, link.len);
+        buf_release(&link);
+    }
+    buf_putc(b, '}');
+}

@@ -1,0 +1,174 @@
+/* docs.c - /v1/collections: synchronous single-document reads and writes.
+ * Writes go through the same store function as bulk items (store_doc_write), so a
+ * document changed by a job and by a single request follows one set of rules. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/common.h"
+#include "api/render.h"
+#include "engine/workflow.h"
+#include "util/errors.h"
+#include "util/url.h"
+
+/* Checks {collection} and {ref}; replies 400 and returns -1 when invalid. */
+static int check_names(struct request *req, int with_ref)
+{
+    const char *c = req_param(req, "collection");
+    if (!c || !workflow_collection_valid(c)) {
+        reply_error(req, SLUICE_E_INVALID_PARAMETER, "collection",
+                    "collection names are 1 to 64 characters of A-Z a-z 0-9 _ -");
+        return -1;
+    }
+    if (with_ref) {
+        const char *r = req_param(req, "ref");
+        size_t n = r ? strlen(r) : 0;
+        if (n == 0 || n > 256) {
+            reply_error(req, SLUICE_E_INVALID_PARAMETER, "ref", "ref must be 1 to 256 bytes");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void reply_doc(struct request *req, int status, struct store_doc *d)
+{
+    char etag[40];
+    snprintf(etag, sizeof etag, "\"%lld\"", (long long)d->version);
+    reply_header(req, "ETag", etag);
+    struct buf b = BUF_INIT;
+    render_doc(&b, d);
+    reply_buf(req, status, "application/json", &b);
+    buf_release(&b);
+}
+
+void api_docs_get(struct request *req)
+{
+    if (check_names(req, 1) < 0)
+        return;
+    struct store_doc d;
+    memset(&d, 0, sizeof d);
+    int rc = store_doc_get(api_of(req)->st, req_tenant(req), req_param(req, "collection"),
+                           req_param(req, "ref"), &d);
+    if (rc < 0)
+        reply_error(req, rc, NULL, NULL);
+    else if (rc == 0)
+        reply_errorf(req, SLUICE_E_DOCUMENT_NOT_FOUND, "ref", "no document '%.80s' in '%s'",
+                     req_param(req, "ref"), req_param(req, "collection"));
+    else
+        reply_doc(req, 200, &d);
+    store_doc_release(&d);
+}
+
+/* If-Match: "N", W/"N" or N; absent = -1. Replies 400 and returns -2 when unparsable. */
+static int64_t if_match(struct request *req)
+{
+    const char *h = req_header(req, "If-Match");
+    if (!h)
+        return -1;
+    if (h[0] == 'W' && h[1] == '/')
+        h += 2;
+    if (*h == '"')
+        h++;
+    char *end;
+    long long v = strtoll(h, &end, 10);
+    if (end == h || v < 0 || (*end && !(*end == '"' && end[1] == '\0'))) {
+        reply_error(req, SLUICE_E_INVALID_PARAMETER, "If-Match",
+                    "If-Match must be an ETag returned by this API, e.g. \"3\"");
+        return -2;
+    }
+    return v;
+}
+
+static void write_doc(struct request *req, enum store_op op)
+{
+    if (check_names(req, 1) < 0)
+        return;
+    int64_t match = if_match(req);
+    if (match == -2)
+        return;
+    size_t len = 0;
+    const char *body = NULL;
+    if (op != STORE_OP_DELETE) {
+        body = req_body(req, &len);
+        struct ingest_error e;
+        struct api *api = api_of(req);
+        if (len > api->cfg.limits.max_item_bytes) {
+            reply_errorf(req, SLUICE_E_ITEM_TOO_LARGE, NULL, "documents are limited to %zu bytes",
+                         api->cfg.limits.max_item_bytes);
+            return;
+        }
+        if (ingest_validate_json(body, len, api->cfg.limits.max_depth, &e) < 0) {
+            reply_error(req, SLUICE_E_INVALID_JSON, NULL, e.message[0] ? e.message : NULL);
+            return;
+        }
+    }
+    struct store_doc d;
+    memset(&d, 0, sizeof d);
+    int created = 0;
+    int rc = store_doc_write(api_of(req)->st, req_tenant(req), req_param(req, "collection"),
+                             req_param(req, "ref"), op, body, len, match, &d, &created);
+    if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
+        reply_errorf(req, rc, "ref", "no document '%.80s' in '%s'", req_param(req, "ref"),
+                     req_param(req, "collection"));
+    else if (rc == -SLUICE_E_PRECONDITION_FAILED)
+        reply_error(req, rc, "If-Match", NULL);
+    else if (rc < 0)
+        reply_error(req, rc, NULL, NULL);
+    else if (op == STORE_OP_DELETE)
+        reply_empty(req, 204);
+    else
+        reply_doc(req, created ? 201 : 200, &d);
+    store_doc_release(&d);
+}
+
+void api_docs_put(struct request *req)
+{
+    write_doc(req, STORE_OP_UPSERT);
+}
+
+void api_docs_patch(struct request *req)
+{
+    write_doc(req, STORE_OP_PATCH);
+}
+
+void api_docs_delete(struct request *req)
+{
+    write_doc(req, STORE_OP_DELETE);
+}
+
+void api_docs_list(struct request *req)
+{
+    if (check_names(req, 0) < 0)
+        return;
+    int64_t limit;
+    if (api_query_int(req, "limit", 100, 1, 1000, &limit) < 0)
+        return;
+    const char *after = req_query(req, "after");
+    struct store_doc *docs = NULL;
+    size_t n = 0;
+    int rc = store_doc_list(api_of(req)->st, req_tenant(req), req_param(req, "collection"), after,
+                            (size_t)limit + 1, &docs, &n);
+    if (rc < 0) {
+        reply_error(req, rc, NULL, NULL);
+        return;
+    }
+    struct buf b = BUF_INIT, next = BUF_INIT;
+    api_list_begin(&b);
+    size_t shown = n > (size_t)limit ? (size_t)limit : n;
+    for (size_t i = 0; i < shown; i++) {
+        if (i)
+            buf_putc(&b, ',');
+        render_doc(&b, &docs[i]);
+    }
+    if (n > shown) {
+        buf_puts(&next, "after=");
+        url_encode(&next, docs[shown - 1].ref);
+        buf_printf(&next, "&limit=%lld", (long long)limit);
+    }
+    api_list_end(&b, req, n > shown ? next.data : NULL);
+    reply_buf(req, 200, "application/json", &b);
+    buf_release(&b);
+    buf_release(&next);
+    store_docs_free(docs, n);
+}

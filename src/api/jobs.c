@@ -1,0 +1,293 @@
+/* jobs.c - /v1/jobs: submit (streamed), monitor, list, cancel, delete.
+ *
+ * Submit: the body is parsed chunk by chunk by the ingest parser as it arrives
+ * (on_body); items go to a submit (engine/submit.h), which stages them in the store
+ * in batches. The 202 is sent only after submit_commit() returned: the job and all
+ * its items are durable. Any error replies at once and on_end frees the submit,
+ * which deletes whatever was staged. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/common.h"
+#include "api/render.h"
+#include "engine/submit.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/metrics.h"
+#include "util/xmalloc.h"
+
+struct submit_ctx {
+    struct request *req;
+    struct ingest *in;
+    struct submit *sub;
+    enum ingest_format fmt;
+    /* An error raised by our own callbacks, reported instead of the parser's. */
+    int cb_err;
+    char cb_target[64];
+    char cb_msg[200];
+};
+
+static int on_item(void *arg, const struct ingest_item *it)
+{
+    struct submit_ctx *c = arg;
+    int rc = submit_add(c->sub, (int64_t)it->index, it->ref, it->ref_len, it->data, it->data_len);
+    if (rc < 0) {
+        c->cb_err = rc;
+        snprintf(c->cb_msg, sizeof c->cb_msg, "storing items failed: %s", sluice_err_message(rc));
+    }
+    return rc;
+}
+
+static int set_field(struct submit_ctx *c, const char *name, const char *value)
+{
+    int rc;
+    if (strcmp(name, "workflow") == 0) {
+        rc = submit_set_workflow(c->sub, value);
+        if (rc < 0)
+            snprintf(c->cb_msg, sizeof c->cb_msg,
+                     "unknown workflow '%.100s': use noop or <collection>.upsert|patch|delete",
+                     value);
+    } else {
+        rc = submit_set_client_reference(c->sub, value);
+        if (rc < 0)
+            snprintf(c->cb_msg, sizeof c->cb_msg, "clientReference must be 1 to 256 bytes");
+    }
+    if (rc < 0) {
+        c->cb_err = rc;
+        snprintf(c->cb_target, sizeof c->cb_target, "%s", name);
+    }
+    return rc;
+}
+
+static int on_field(void *arg, const char *name, const char *value, size_t len)
+{
+    (void)len;
+    return set_field(arg, name, value);
+}
+
+static void reply_ingest_error(struct submit_ctx *c, int rc)
+{
+    if (c->cb_err) {
+        reply_error(c->req, c->cb_err, c->cb_target[0] ? c->cb_target : NULL, c->cb_msg);
+        return;
+    }
+    const struct ingest_error *e = ingest_last_error(c->in);
+    int code = e->code ? e->code : rc;
+    reply_error(c->req, code, e->target[0] ? e->target : NULL, e->message[0] ? e->message : NULL);
+}
+
+/* Creates the parser on the first chunk (or at the end for an empty body). Returns
+ * 0, or -1 after replying. */
+static int submit_setup(struct request *req)
+{
+    struct api *api = api_of(req);
+    if (atomic_load(&api->shutting_down)) {
+        reply_error(req, SLUICE_E_SHUTTING_DOWN, NULL, NULL);
+        return -1;
+    }
+    const char *ct = req_header(req, "Content-Type");
+    size_t ctlen = ct ? strcspn(ct, "; \t") : 0;
+    enum ingest_format fmt;
+    if (ct && ctlen == 16 && strncasecmp(ct, "application/json", 16) == 0) {
+        fmt = INGEST_JSON;
+    } else if (ct && ((ctlen == 20 && strncasecmp(ct, "application/x-ndjson", 20) == 0) ||
+                      (ctlen == 20 && strncasecmp(ct, "application/jsonlines", 20) == 0))) {
+        fmt = INGEST_NDJSON;
+    } else {
+        reply_errorf(req, SLUICE_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
+                     "Content-Type must be application/json or application/x-ndjson, not '%.80s'",
+                     ct ? ct : "(none)");
+        return -1;
+    }
+    struct submit_ctx *c = xcalloc(1, sizeof *c);
+    c->req = req;
+    c->fmt = fmt;
+    c->sub = submit_new(api->st, req_tenant(req), api->cfg.submit_batch);
+    req_set_ctx(req, c);
+    if (fmt == INGEST_NDJSON) {
+        const char *wf = req_query(req, "workflow");
+        if (!wf) {
+            reply_error(req, SLUICE_E_INVALID_FIELD, "workflow",
+                        "NDJSON submits name the workflow in the query: ?workflow=...");
+            return -1;
+        }
+        if (set_field(c, "workflow", wf) < 0) {
+            reply_ingest_error(c, c->cb_err);
+            return -1;
+        }
+        const char *cr = req_query(req, "clientReference");
+        if (cr && set_field(c, "clientReference", cr) < 0) {
+            reply_ingest_error(c, c->cb_err);
+            return -1;
+        }
+    }
+    c->in = ingest_new(fmt, &api->cfg.limits, on_item, on_field, c);
+    return 0;
+}
+
+int api_jobs_submit_body(struct request *req, const char *data, size_t len)
+{
+    struct submit_ctx *c = req_ctx(req);
+    if (!c) {
+        if (submit_setup(req) < 0)
+            return -1;
+        c = req_ctx(req);
+    }
+    int rc = ingest_feed(c->in, data, len);
+    if (rc < 0) {
+        reply_ingest_error(c, rc);
+        return -1;
+    }
+    return 0;
+}
+
+void api_jobs_submit(struct request *req)
+{
+    struct submit_ctx *c = req_ctx(req);
+    if (!c) {
+        if (submit_setup(req) < 0)
+            return;
+        c = req_ctx(req);
+    }
+    int rc = ingest_finish(c->in);
+    if (rc < 0) {
+        reply_ingest_error(c, rc);
+        return;
+    }
+    struct store_job job;
+    memset(&job, 0, sizeof job);
+    rc = submit_commit(c->sub, &job);
+    if (rc == -SLUICE_E_INVALID_FIELD) {
+        reply_error(req, rc, "workflow", "the request names no workflow");
+        return;
+    }
+    if (rc == -SLUICE_E_EMPTY_JOB) {
+        reply_error(req, rc, "items", "the request holds no items");
+        return;
+    }
+    if (rc < 0) {
+        reply_error(req, rc, NULL, NULL);
+        return;
+    }
+    struct api *api = api_of(req);
+    metrics_job_accepted(job.counts.total);
+    engine_notify(api->eng);
+    struct buf b = BUF_INIT, loc = BUF_INIT;
+    buf_printf(&loc, "%s/v1/jobs/%s", req_base_url(req), job.id);
+    reply_header(req, "Location", loc.data);
+    reply_header(req, "Operation-Location", loc.data);
+    reply_header(req, "Retry-After", "1");
+    render_job(&b, &job, req_base_url(req), clock_now_ms());
+    reply_buf(req, 202, "application/json", &b);
+    buf_release(&b);
+    buf_release(&loc);
+    store_job_release(&job);
+}
+
+void api_jobs_submit_end(struct request *req, int completed)
+{
+    (void)completed;
+    struct submit_ctx *c = req_ctx(req);
+    if (!c)
+        return;
+    submit_free(c->sub); /* deletes the staged job unless committed */
+    if (c->in)
+        ingest_free(c->in);
+    free(c);
+    req_set_ctx(req, NULL);
+}
+
+/* Replies with the job or 404. */
+static void reply_job(struct request *req, int rc, struct store_job *job, int status)
+{
+    if (rc < 0) {
+        reply_error(req, rc, NULL, NULL);
+        return;
+    }
+    if (rc == 0) {
+        reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
+        return;
+    }
+    if (!render_job_terminal(job->status))
+        reply_header(req, "Retry-After", "1");
+    struct buf b = BUF_INIT;
+    render_job(&b, job, req_base_url(req), clock_now_ms());
+    reply_buf(req, status, "application/json", &b);
+    buf_release(&b);
+    store_job_release(job);
+}
+
+void api_jobs_get(struct request *req)
+{
+    struct store_job job;
+    memset(&job, 0, sizeof job);
+    int rc = store_job_get(api_of(req)->st, req_tenant(req), req_param(req, "id"), &job);
+    reply_job(req, rc, &job, 200);
+}
+
+void api_jobs_cancel(struct request *req)
+{
+    struct store_job job;
+    memset(&job, 0, sizeof job);
+    int rc = store_job_cancel(api_of(req)->st, req_tenant(req), req_param(req, "id"), &job);
+    reply_job(req, rc, &job, 200);
+}
+
+void api_jobs_delete(struct request *req)
+{
+    int rc = store_job_delete(api_of(req)->st, req_tenant(req), req_param(req, "id"));
+    if (rc == -SLUICE_E_CONFLICT)
+        reply_error(req, rc, "id", "only a finished job can be deleted; cancel it first");
+    else if (rc < 0)
+        reply_error(req, rc, NULL, NULL);
+    else if (rc == 0)
+        reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
+    else
+        reply_empty(req, 204);
+}
+
+void api_jobs_list(struct request *req)
+{
+    int64_t limit, cursor;
+    if (api_query_int(req, "limit", 50, 1, 1000, &limit) < 0 ||
+        api_query_int(req, "cursor", 0, 0, INT64_MAX, &cursor) < 0)
+        return;
+    int status = -1;
+    const char *s = req_query(req, "status");
+    if (s && ((status = store_job_status_parse(s)) < 0 || status == JOB_RECEIVING)) {
+        reply_errorf(req, SLUICE_E_INVALID_PARAMETER, "status",
+                     "status must be one of NotStarted, Running, Canceling, Succeeded, Failed, "
+                     "Canceled");
+        return;
+    }
+    struct store_job *jobs = NULL;
+    size_t n = 0;
+    int rc = store_job_list(api_of(req)->st, req_tenant(req), status, cursor, (size_t)limit + 1,
+                            &jobs, &n);
+    if (rc < 0) {
+        reply_error(req, rc, NULL, NULL);
+        return;
+    }
+    struct buf b = BUF_INIT, next = BUF_INIT;
+    int64_t now = clock_now_ms();
+    api_list_begin(&b);
+    size_t shown = n > (size_t)limit ? (size_t)limit : n;
+    for (size_t i = 0; i < shown; i++) {
+        if (i)
+            buf_putc(&b, ',');
+        render_job(&b, &jobs[i], req_base_url(req), now);
+    }
+    if (n > shown) {
+        buf_printf(&next, "cursor=%lld&limit=%lld", (long long)jobs[shown - 1].seq,
+                   (long long)limit);
+        if (s)
+            buf_printf(&next, "&status=%s", store_job_status_name(status));
+    }
+    api_list_end(&b, req, n > shown ? next.data : NULL);
+    reply_buf(req, 200, "application/json", &b);
+    buf_release(&b);
+    buf_release(&next);
+    store_jobs_free(jobs, n);
+}

@@ -1,0 +1,179 @@
+/* render.c - JSON rendering of jobs, items, results and documents; see render.h. */
+#include "api/render.h"
+
+#include <string.h>
+
+#include "util/clock.h"
+
+static void key(struct buf *b, const char *k)
+{
+    buf_printf(b, "\"%s\":", k);
+}
+
+static void time_field(struct buf *b, const char *k, int64_t ms)
+{
+    char ts[25];
+    key(b, k);
+    if (ms > 0)
+        buf_printf(b, "\"%s\"", clock_fmt_ms(ms, ts));
+    else
+        buf_puts(b, "null");
+}
+
+static void str_field(struct buf *b, const char *k, const char *v)
+{
+    key(b, k);
+    if (v)
+        buf_json_str(b, v, strlen(v));
+    else
+        buf_puts(b, "null");
+}
+
+int render_job_terminal(int status)
+{
+    return status == JOB_SUCCEEDED || status == JOB_FAILED || status == JOB_CANCELED;
+}
+
+void render_job(struct buf *b, const struct store_job *j, const char *base_url, int64_t now)
+{
+    const struct store_counts *c = &j->counts;
+    int64_t done = c->succeeded + c->failed + c->skipped;
+    int64_t finished = done + c->canceled;
+    int terminal = render_job_terminal(j->status);
+    double rate = 0;
+    if (terminal) {
+        if (j->completed_at > j->started_at && j->started_at > 0)
+            rate = (double)done * 1000.0 / (double)(j->completed_at - j->started_at);
+    } else if (j->win_at > 0 && now > j->win_at) {
+        rate = (double)(done - j->win_done) * 1000.0 / (double)(now - j->win_at);
+    } else if (j->started_at > 0 && now > j->started_at) {
+        rate = (double)done * 1000.0 / (double)(now - j->started_at);
+    }
+    if (rate < 0)
+        rate = 0;
+
+    buf_putc(b, '{');
+    str_field(b, "id", j->id);
+    buf_putc(b, ',');
+    str_field(b, "status", store_job_status_name(j->status));
+    buf_putc(b, ',');
+    str_field(b, "workflow", j->workflow);
+    buf_putc(b, ',');
+    str_field(b, "clientReference", j->client_reference);
+    if (j->status == JOB_SUCCEEDED)
+        buf_printf(b, ",\"outcome\":\"%s\"",
+                   j->outcome == OUTCOME_PARTIALLY_SUCCEEDED ? "PartiallySucceeded" : "AllSucceeded");
+    if (j->status == JOB_FAILED) {
+        buf_puts(b, ",\"error\":{\"code\":");
+        const char *code = j->error_code[0] ? j->error_code : "AllItemsFailed";
+        buf_json_str(b, code, strlen(code));
+        buf_printf(b, ",\"message\":\"all %lld items failed; see the failed items\"}",
+                   (long long)c->total);
+    }
+    buf_printf(b,
+               ",\"counts\":{\"total\":%lld,\"pending\":%lld,\"processing\":%lld,\"succeeded\":%lld,"
+               "\"failed\":%lld,\"skipped\":%lld,\"canceled\":%lld}",
+               (long long)c->total, (long long)c->pending, (long long)c->processing,
+               (long long)c->succeeded, (long long)c->failed, (long long)c->skipped,
+               (long long)c->canceled);
+    double pct = c->total ? 100.0 * (double)finished / (double)c->total : 100.0;
+    buf_printf(b, ",\"percentComplete\":%.1f", pct);
+    buf_printf(b, ",\"throughput\":{\"itemsPerSecond\":%.1f},", rate);
+    int64_t remaining = c->pending + c->processing;
+    if (!terminal && rate > 0 && remaining > 0)
+        time_field(b, "estimatedCompletionAt", now + (int64_t)((double)remaining * 1000.0 / rate));
+    else
+        time_field(b, "estimatedCompletionAt", terminal ? j->completed_at : 0);
+    buf_putc(b, ',');
+    time_field(b, "createdAt", j->created_at);
+    buf_putc(b, ',');
+    time_field(b, "startedAt", j->started_at);
+    buf_putc(b, ',');
+    time_field(b, "lastProgressAt", j->last_progress_at);
+    buf_putc(b, ',');
+    time_field(b, "completedAt", j->completed_at);
+    buf_printf(b,
+               ",\"links\":{\"self\":\"%s/v1/jobs/%s\",\"items\":\"%s/v1/jobs/%s/items\","
+               "\"failedItems\":\"%s/v1/jobs/%s/items?status=Failed\","
+               "\"results\":\"%s/v1/jobs/%s/results\",\"cancel\":\"%s/v1/jobs/%s:cancel\"}}",
+               base_url, j->id, base_url, j->id, base_url, j->id, base_url, j->id, base_url, j->id);
+}
+
+static void error_obj(struct buf *b, const struct store_item *it)
+{
+    buf_puts(b, ",\"error\":");
+    if (!it->error_code[0]) {
+        buf_puts(b, "null");
+        return;
+    }
+    buf_puts(b, "{\"code\":");
+    buf_json_str(b, it->error_code, strlen(it->error_code));
+    buf_puts(b, ",\"message\":");
+    const char *m = it->error_message ? it->error_message : "";
+    buf_json_str(b, m, strlen(m));
+    buf_putc(b, '}');
+}
+
+void render_item(struct buf *b, const struct store_item *it, int detail)
+{
+    buf_printf(b, "{\"index\":%lld,", (long long)it->index);
+    str_field(b, "ref", it->ref);
+    buf_putc(b, ',');
+    str_field(b, "status", store_item_status_name(it->status));
+    buf_printf(b, ",\"attempts\":%d", it->attempts);
+    error_obj(b, it);
+    buf_printf(b, ",\"result\":%s,", it->result ? it->result : "null");
+    time_field(b, "createdAt", it->created_at);
+    buf_putc(b, ',');
+    time_field(b, "updatedAt", it->updated_at);
+    if (detail) {
+        buf_printf(b, ",\"data\":%s", it->data ? it->data : "null");
+        char ts[25];
+        buf_printf(b,
+                   ",\"events\":[{\"at\":\"%s\",\"stage\":\"accept\",\"level\":\"info\","
+                   "\"code\":\"Accepted\",\"message\":\"stored with the job\"}",
+                   clock_fmt_ms(it->created_at, ts));
+        /* Stored events are a JSON array: splice its elements after ours. */
+        const char *ev = it->events;
+        if (ev) {
+            while (*ev == ' ' || *ev == '\n')
+                ev++;
+            if (*ev == '[' && ev[1] != ']') {
+                buf_putc(b, ',');
+                buf_puts(b, ev + 1);
+                while (b->len && b->data[b->len - 1] != ']')
+                    b->len--;
+                b->len--; /* drop the stored array's ']' */
+            }
+        }
+        buf_puts(b, "]");
+    }
+    buf_putc(b, '}');
+}
+
+void render_result_line(struct buf *b, const struct store_item *it)
+{
+    buf_printf(b, "{\"index\":%lld,\"ref\":", (long long)it->index);
+    buf_json_str(b, it->ref, strlen(it->ref));
+    buf_printf(b, ",\"status\":\"%s\"", store_item_status_name(it->status));
+    if (it->result)
+        buf_printf(b, ",\"result\":%s", it->result);
+    if (it->error_code[0])
+        error_obj(b, it);
+    buf_puts(b, "}\n");
+}
+
+void render_doc(struct buf *b, const struct store_doc *d)
+{
+    buf_putc(b, '{');
+    str_field(b, "ref", d->ref);
+    buf_printf(b, ",\"data\":%s,\"version\":%lld,", d->data ? d->data : "null",
+               (long long)d->version);
+    time_field(b, "updatedAt", d->updated_at);
+    buf_putc(b, ',');
+    str_field(b, "lastJob", d->job_id[0] ? d->job_id : NULL);
+    if (d->item_index >= 0)
+        buf_printf(b, ",\"lastItem\":%lld}", (long long)d->item_index);
+    else
+        buf_puts(b, ",\"lastItem\":null}");
+}

@@ -1,0 +1,23 @@
+/* render.h - JSON for the API's resources, shared by handlers. Output is appended
+ * to a struct buf; raw JSON stored by the store (item data, results, documents) is
+ * embedded as it is (it was validated when accepted). */
+#ifndef SLUICE_RENDER_H
+#define SLUICE_RENDER_H
+
+#include <stdint.h>
+
+#include "store/store.h"
+#include "util/buf.h"
+
+/* The job monitor. now: wall ms, for throughput and ETA. */
+void render_job(struct buf *b, const struct store_job *j, const char *base_url, int64_t now);
+/* An item; detail adds data and events (with the synthesized "Accepted" event). */
+void render_item(struct buf *b, const struct store_item *it, int detail);
+/* One NDJSON results line (with the trailing newline). */
+void render_result_line(struct buf *b, const struct store_item *it);
+/* A document. */
+void render_doc(struct buf *b, const struct store_doc *d);
+/* Nonzero when status is Succeeded, Failed or Canceled. */
+int render_job_terminal(int status);
+
+#endif

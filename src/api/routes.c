@@ -1,0 +1,26 @@
+/* routes.c - every route of the API, top to bottom. */
+#include "api/api.h"
+
+const struct route api_routes[] = {
+    {"GET", "/healthz", api_health, 0, NULL, NULL},
+    {"GET", "/readyz", api_ready, 0, NULL, NULL},
+    {"GET", "/metrics", api_metrics, 0, NULL, NULL},
+
+    {"POST", "/v1/jobs", api_jobs_submit, ROUTE_AUTH | ROUTE_STREAM_BODY, api_jobs_submit_body,
+     api_jobs_submit_end},
+    {"GET", "/v1/jobs", api_jobs_list, ROUTE_AUTH, NULL, NULL},
+    {"POST", "/v1/jobs/{id}:cancel", api_jobs_cancel, ROUTE_AUTH, NULL, NULL},
+    {"GET", "/v1/jobs/{id}", api_jobs_get, ROUTE_AUTH, NULL, NULL},
+    {"DELETE", "/v1/jobs/{id}", api_jobs_delete, ROUTE_AUTH, NULL, NULL},
+    {"GET", "/v1/jobs/{id}/items", api_items_list, ROUTE_AUTH, NULL, NULL},
+    {"GET", "/v1/jobs/{id}/items/{index}", api_items_get, ROUTE_AUTH, NULL, NULL},
+    {"GET", "/v1/jobs/{id}/results", api_items_results, ROUTE_AUTH, NULL, NULL},
+
+    {"GET", "/v1/collections/{collection}", api_docs_list, ROUTE_AUTH, NULL, NULL},
+    {"GET", "/v1/collections/{collection}/{ref}", api_docs_get, ROUTE_AUTH, NULL, NULL},
+    {"PUT", "/v1/collections/{collection}/{ref}", api_docs_put, ROUTE_AUTH, NULL, NULL},
+    {"PATCH", "/v1/collections/{collection}/{ref}", api_docs_patch, ROUTE_AUTH, NULL, NULL},
+    {"DELETE", "/v1/collections/{collection}/{ref}", api_docs_delete, ROUTE_AUTH, NULL, NULL},
+};
+
+const size_t api_nroutes = sizeof api_routes / sizeof api_routes[0];

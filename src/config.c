@@ -1,0 +1,165 @@
+/* config.c - parsing serve's flags and SLUICE_* variables into struct config.
+ * One table lists every setting, so flags, environment names and the usage text
+ * cannot drift apart. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum kind { K_LISTEN, K_STR, K_UINT, K_SIZE, K_SYNC, K_BOOL };
+
+struct setting {
+    const char *flag, *env, *help;
+    enum kind kind;
+    size_t off;
+    unsigned long long min, max;
+};
+
+#define OFF(f) offsetof(struct config, f)
+
+static const struct setting settings[] = {
+    {"--listen", "SLUICE_LISTEN", "HOST:PORT to listen on (127.0.0.1:8080)", K_LISTEN, 0, 0, 0},
+    {"--store", "SLUICE_STORE", "store URL (sqlite:./data/sluice.db)", K_STR, OFF(store_url), 0, 0},
+    {"--workers", "SLUICE_WORKERS", "worker threads (2)", K_UINT, OFF(engine.workers), 1, 256},
+    {"--batch", "SLUICE_BATCH", "items per claim (500)", K_SIZE, OFF(engine.batch), 1, 100000},
+    {"--lease-ms", "SLUICE_LEASE_MS", "claim lease in ms (30000)", K_SIZE, OFF(engine.lease_ms),
+     100, 86400000},
+    {"--max-attempts", "SLUICE_MAX_ATTEMPTS", "attempts per item (5)", K_UINT,
+     OFF(engine.max_attempts), 1, 1000},
+    {"--http-threads", "SLUICE_HTTP_THREADS", "HTTP threads (4)", K_UINT, OFF(http.threads), 1, 256},
+    {"--max-items", "SLUICE_MAX_ITEMS", "items per job (1000000)", K_SIZE, OFF(api.limits.max_items),
+     1, 100000000},
+    {"--max-item-bytes", "SLUICE_MAX_ITEM_BYTES", "bytes per item (1048576)", K_SIZE,
+     OFF(api.limits.max_item_bytes), 64, 1ull << 30},
+    {"--max-depth", "SLUICE_MAX_DEPTH", "JSON nesting depth (64)", K_UINT, OFF(api.limits.max_depth),
+     2, 1000},
+    {"--max-body-bytes", "SLUICE_MAX_BODY_BYTES", "submit body bytes (1073741824)", K_SIZE,
+     OFF(http.max_stream_body), 1024, 1ull << 40},
+    {"--max-connections", "SLUICE_MAX_CONNECTIONS", "connection cap (1000)", K_UINT,
+     OFF(http.max_connections), 1, 100000},
+    {"--idle-timeout", "SLUICE_IDLE_TIMEOUT", "idle connection timeout s (30)", K_UINT,
+     OFF(http.idle_timeout_s), 1, 3600},
+    {"--sync", "SLUICE_SYNC", "SQLite sync: full|normal (full)", K_SYNC, 0, 0, 0},
+    {"--debug", "SLUICE_DEBUG", "debug logs (0)", K_BOOL, OFF(log_debug), 0, 1},
+};
+
+static void defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->host, sizeof cfg->host, "127.0.0.1");
+    cfg->port = 8080;
+    cfg->store_url = "sqlite:./data/sluice.db";
+    store_options_default(&cfg->store);
+    engine_config_default(&cfg->engine);
+    cfg->http.threads = 4;
+    cfg->http.max_body = 2u << 20;
+    cfg->http.max_stream_body = 1ull << 30;
+    cfg->http.idle_timeout_s = 30;
+    cfg->http.max_connections = 1000;
+    cfg->http.max_per_ip = 0;
+    ingest_limits_default(&cfg->api.limits);
+    cfg->api.submit_batch = 5000;
+}
+
+static int set(struct config *cfg, const struct setting *s, const char *v, char *err, size_t errlen)
+{
+    char *p = (char *)cfg + s->off;
+    switch (s->kind) {
+    case K_LISTEN: {
+        const char *colon = strrchr(v, ':');
+        char *end;
+        unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
+        if (!colon || colon == v || (size_t)(colon - v) >= sizeof cfg->host || *end ||
+            port > 65535) {
+            snprintf(err, errlen, "%s: expected HOST:PORT, got '%s'", s->flag, v);
+            return -1;
+        }
+        snprintf(cfg->host, sizeof cfg->host, "%.*s", (int)(colon - v), v);
+        cfg->port = (unsigned)port;
+        return 0;
+    }
+    case K_STR:
+        *(const char **)p = v;
+        return 0;
+    case K_SYNC:
+        if (strcmp(v, "full") && strcmp(v, "normal")) {
+            snprintf(err, errlen, "%s: expected full or normal, got '%s'", s->flag, v);
+            return -1;
+        }
+        cfg->store.synchronous_full = strcmp(v, "full") == 0;
+        return 0;
+    default: {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (!*v || *end || errno || n < s->min || n > s->max || v[0] == '-') {
+            snprintf(err, errlen, "%s: expected an integer from %llu to %llu, got '%s'", s->flag,
+                     s->min, s->max, v);
+            return -1;
+        }
+        if (s->kind == K_SIZE && s->off == OFF(engine.lease_ms))
+            *(int64_t *)p = (int64_t)n;
+        else if (s->kind == K_SIZE && s->off == OFF(api.limits.max_items))
+            *(uint64_t *)p = n;
+        else if (s->kind == K_SIZE && s->off == OFF(http.max_stream_body))
+            *(uint64_t *)p = n;
+        else if (s->kind == K_SIZE)
+            *(size_t *)p = (size_t)n;
+        else
+            *(int *)p = (int)n; /* K_UINT and K_BOOL fields are int-sized */
+        return 0;
+    }
+    }
+}
+
+static void usage(char *err, size_t errlen)
+{
+    size_t off = (size_t)snprintf(err, errlen, "usage: sluice serve [options]\n");
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0] && off < errlen; i++)
+        off += (size_t)snprintf(err + off, errlen - off, "  %-18s %-24s %s\n", settings[i].flag,
+                                settings[i].env, settings[i].help);
+}
+
+int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    const size_t n = sizeof settings / sizeof settings[0];
+    defaults(cfg);
+    for (size_t i = 0; i < n; i++) {
+        const char *v = getenv(settings[i].env);
+        if (v && *v && set(cfg, &settings[i], v, err, errlen) < 0)
+            return -1;
+    }
+    for (int a = 1; a < argc; a++) {
+        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
+            usage(err, errlen);
+            return 1;
+        }
+        const char *arg = argv[a], *eq = strchr(arg, '=');
+        size_t flen = eq ? (size_t)(eq - arg) : strlen(arg);
+        const struct setting *s = NULL;
+        for (size_t i = 0; i < n; i++)
+            if (strlen(settings[i].flag) == flen && !strncmp(settings[i].flag, arg, flen))
+                s = &settings[i];
+        if (!s) {
+            snprintf(err, errlen, "unknown option '%s' (see sluice serve --help)", arg);
+            return -1;
+        }
+        const char *v = eq ? eq + 1 : NULL;
+        if (!v && s->kind == K_BOOL)
+            v = "1";
+        if (!v) {
+            if (a + 1 >= argc) {
+                snprintf(err, errlen, "%s needs a value", s->flag);
+                return -1;
+            }
+            v = argv[++a];
+        }
+        if (set(cfg, s, v, err, errlen) < 0)
+            return -1;
+    }
+    cfg->http.host = cfg->host;
+    cfg->http.port = (uint16_t)cfg->port;
+    return 0;
+}

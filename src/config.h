@@ -1,0 +1,27 @@
+/* config.h - server configuration from flags and SLUICE_* environment variables.
+ * Precedence: flag > environment > default. */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include "api/api.h"
+#include "engine/engine.h"
+#include "http/server.h"
+#include "store/store.h"
+
+struct config {
+    char host[64];
+    unsigned port;
+    const char *store_url;
+    struct store_options store;
+    struct engine_config engine;
+    struct http_config http;
+    struct api_config api;
+    int log_debug;
+};
+
+/* Fills cfg from defaults, the environment and argv (serve's flags, argv[0] = "serve").
+ * On a bad value writes a message to err (size errlen) and returns -1; returns 1 when
+ * --help was asked (usage in err); 0 otherwise. */
+int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,40 @@
+/* engine.h - the worker pool that processes items.
+ *
+ * DESIGN
+ * A fixed pool of worker threads. Each loops: claim a batch (one store transaction
+ * that leases a contiguous range of one job, taking turns between jobs), work out
+ * each item's outcome from the job's workflow, and record all outcomes with
+ * store_complete (one transaction: document writes, item rows, job counts - group
+ * commit). Idle workers sleep on a condition variable, woken by engine_notify()
+ * after a submit or by a short poll timeout (expired leases of crashed runs are
+ * found by polling). Workers share nothing but the store handle and the stop flag.
+ *
+ * engine_stop() lets each worker finish the batch in hand (or release it to the store
+ * if completing fails), then joins them. */
+#ifndef SLUICE_ENGINE_H
+#define SLUICE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct engine_config {
+    unsigned workers;    /* threads; default 2 */
+    size_t batch;        /* items per claim; default 500 */
+    int64_t lease_ms;    /* claim lease; default 30000 */
+    int max_attempts;    /* default 5 */
+    int poll_ms;         /* idle poll interval; default 200 */
+};
+
+struct engine;
+
+void engine_config_default(struct engine_config *cfg);
+/* Starts the workers. [out] *eng; stop with engine_stop(). 0 or -SLUICE_E_INTERNAL. */
+int engine_start(struct store *st, const struct engine_config *cfg, struct engine **eng);
+/* Wakes idle workers: new work may be runnable. Thread-safe. */
+void engine_notify(struct engine *eng);
+/* Finishes in-flight batches, joins the workers, frees eng. */
+void engine_stop(struct engine *eng);
+
+#endif

@@ -1,0 +1,203 @@
+/* submit.c - staging streamed items into the store in batches; see submit.h. */
+#include "engine/submit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/workflow.h"
+#include "util/buf.h"
+#include "util/errors.h"
+#include "util/ids.h"
+#include "util/xmalloc.h"
+
+/* Open-addressing map: ref hash -> last index with that hash. Key 0 marks empty, so
+ * a real hash of 0 is stored as 1 (one more harmless collision). */
+struct refmap {
+    uint64_t *keys;
+    int64_t *vals;
+    size_t cap, n;
+};
+
+struct staged {
+    int64_t index;
+    size_t ref_off, ref_len;
+    size_t data_off, data_len; /* data_off == SIZE_MAX: no data */
+    int64_t prev_idx;
+};
+
+struct submit {
+    struct store *st;
+    char tenant[STORE_NAME_MAX];
+    char job_id[STORE_ID_MAX];
+    char *workflow;
+    char *client_ref;
+    size_t batch_items;
+    struct staged *batch;
+    size_t nbatch;
+    struct buf bytes; /* refs and data of the staged batch */
+    struct store_new_item *items;
+    struct refmap refs;
+    int64_t count;
+    int begun, committed;
+};
+
+static int64_t refmap_swap(struct refmap *m, uint64_t h, int64_t idx);
+
+static void refmap_grow(struct refmap *m)
+{
+    struct refmap old = *m;
+    m->cap = old.cap ? old.cap * 2 : 1024;
+    m->keys = xcalloc(m->cap, sizeof *m->keys);
+    m->vals = xmalloc(m->cap * sizeof *m->vals);
+    m->n = 0;
+    for (size_t i = 0; i < old.cap; i++)
+        if (old.keys[i])
+            refmap_swap(m, old.keys[i], old.vals[i]);
+    free(old.keys);
+    free(old.vals);
+}
+
+/* Stores idx under h; returns the previous index under h, or -1. */
+static int64_t refmap_swap(struct refmap *m, uint64_t h, int64_t idx)
+{
+    if ((m->n + 1) * 10 >= m->cap * 7)
+        refmap_grow(m);
+    if (h == 0)
+        h = 1;
+    size_t i = (size_t)(h & (m->cap - 1));
+    while (m->keys[i] && m->keys[i] != h)
+        i = (i + 1) & (m->cap - 1);
+    int64_t prev = -1;
+    if (m->keys[i]) {
+        prev = m->vals[i];
+    } else {
+        m->keys[i] = h;
+        m->n++;
+    }
+    m->vals[i] = idx;
+    return prev;
+}
+
+struct submit *submit_new(struct store *st, const char *tenant, size_t batch_items)
+{
+    struct submit *s = xcalloc(1, sizeof *s);
+    s->st = st;
+    snprintf(s->tenant, sizeof s->tenant, "%s", tenant);
+    s->batch_items = batch_items ? batch_items : 5000;
+    s->batch = xmalloc(s->batch_items * sizeof *s->batch);
+    s->items = xmalloc(s->batch_items * sizeof *s->items);
+    buf_init(&s->bytes);
+    return s;
+}
+
+int submit_set_workflow(struct submit *s, const char *workflow)
+{
+    int rc = workflow_resolve(workflow, NULL);
+    if (rc < 0)
+        return rc;
+    free(s->workflow);
+    s->workflow = xstrdup(workflow);
+    return 0;
+}
+
+int submit_set_client_reference(struct submit *s, const char *ref)
+{
+    size_t n = strlen(ref);
+    if (n == 0 || n > 256)
+        return -SLUICE_E_INVALID_FIELD;
+    free(s->client_ref);
+    s->client_ref = xstrdup(ref);
+    return 0;
+}
+
+static int flush(struct submit *s)
+{
+    int rc;
+    if (s->nbatch == 0)
+        return 0;
+    if (!s->begun) {
+        if ((rc = ids_job_new(s->job_id)) < 0)
+            return rc;
+        if ((rc = store_job_begin(s->st, s->tenant, s->job_id)) < 0)
+            return rc;
+        s->begun = 1;
+    }
+    for (size_t i = 0; i < s->nbatch; i++) {
+        const struct staged *g = &s->batch[i];
+        struct store_new_item *it = &s->items[i];
+        it->index = g->index;
+        it->ref = s->bytes.data + g->ref_off;
+        it->ref_len = g->ref_len;
+        it->data = g->data_off == SIZE_MAX ? NULL : s->bytes.data + g->data_off;
+        it->data_len = g->data_len;
+        it->prev_idx = g->prev_idx;
+    }
+    rc = store_job_add_items(s->st, s->job_id, s->items, s->nbatch);
+    s->nbatch = 0;
+    buf_reset(&s->bytes);
+    return rc < 0 ? rc : 0;
+}
+
+int submit_add(struct submit *s, int64_t index, const char *ref, size_t ref_len, const char *data,
+               size_t data_len)
+{
+    struct staged *g = &s->batch[s->nbatch++];
+    g->index = index;
+    g->ref_off = s->bytes.len;
+    g->ref_len = ref_len;
+    buf_append(&s->bytes, ref, ref_len);
+    buf_putc(&s->bytes, '\0');
+    if (data) {
+        g->data_off = s->bytes.len;
+        g->data_len = data_len;
+        buf_append(&s->bytes, data, data_len);
+        buf_putc(&s->bytes, '\0');
+    } else {
+        g->data_off = SIZE_MAX;
+        g->data_len = 0;
+    }
+    g->prev_idx = refmap_swap(&s->refs, ids_hash64(ref, ref_len), index);
+    s->count++;
+    /* Flush on count, or when the staged bytes grow large (big items). */
+    if (s->nbatch == s->batch_items || s->bytes.len >= (8u << 20))
+        return flush(s);
+    return 0;
+}
+
+int submit_commit(struct submit *s, struct store_job *job)
+{
+    int rc;
+    if (!s->workflow)
+        return -SLUICE_E_INVALID_FIELD;
+    if (s->count == 0)
+        return -SLUICE_E_EMPTY_JOB;
+    if ((rc = flush(s)) < 0)
+        return rc;
+    rc = store_job_commit(s->st, s->job_id, s->workflow, s->client_ref, s->count, job);
+    if (rc < 0)
+        return rc;
+    s->committed = 1;
+    return 0;
+}
+
+int64_t submit_count(const struct submit *s)
+{
+    return s->count;
+}
+
+void submit_free(struct submit *s)
+{
+    if (!s)
+        return;
+    if (s->begun && !s->committed)
+        store_job_abort(s->st, s->job_id);
+    free(s->workflow);
+    free(s->client_ref);
+    free(s->batch);
+    free(s->items);
+    free(s->refs.keys);
+    free(s->refs.vals);
+    buf_release(&s->bytes);
+    free(s);
+}

@@ -1,0 +1,43 @@
+/* submit.h - turning a stream of parsed items into a stored job.
+ *
+ * The api layer feeds items from the ingest parser; submit batches them and writes
+ * each batch in one store transaction as the body streams in, so memory stays
+ * bounded by one batch. The job stays invisible (Receiving) until submit_commit()
+ * makes it NotStarted; submit_free() without a commit deletes whatever was staged,
+ * so a rejected or interrupted request stores nothing.
+ *
+ * It also links each item to the previous item with the same ref (prev_idx), which
+ * the store uses to apply same-ref items in input order. The link table holds one
+ * 64-bit hash and one index per distinct ref (16 bytes; 16 MB at 1,000,000 refs). A
+ * hash collision only adds an ordering constraint, never drops one.
+ *
+ * Not thread-safe: one submit per request. */
+#ifndef SLUICE_SUBMIT_H
+#define SLUICE_SUBMIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct submit;
+
+/* New submit for tenant. batch_items: items per store transaction. Never fails. */
+struct submit *submit_new(struct store *st, const char *tenant, size_t batch_items);
+/* Sets the workflow (validated: -SLUICE_E_UNKNOWN_WORKFLOW) / client reference
+ * (1..256 bytes: -SLUICE_E_INVALID_FIELD). */
+int submit_set_workflow(struct submit *s, const char *workflow);
+int submit_set_client_reference(struct submit *s, const char *ref);
+/* Adds the next item (index must be the count so far). Copies ref and data. Returns 0
+ * or a store error. */
+int submit_add(struct submit *s, int64_t index, const char *ref, size_t ref_len, const char *data,
+               size_t data_len);
+/* Flushes and makes the job visible. Errors: -SLUICE_E_EMPTY_JOB, -SLUICE_E_INVALID_FIELD
+ * (no workflow), store errors. [out] job (release with store_job_release). */
+int submit_commit(struct submit *s, struct store_job *job);
+/* Items added so far. */
+int64_t submit_count(const struct submit *s);
+/* Frees; deletes the staged job unless it was committed. */
+void submit_free(struct submit *s);
+
+#endif

@@ -1,0 +1,582 @@
+/* server.c - libmicrohttpd daemon, route matching and the request lifecycle.
+ *
+ * The access handler is called several times per request (see server.h DESIGN):
+ *   1st call   headers only: build struct request, match the route, check the
+ *              Content-Length headers, authenticate. Errors are remembered as a
+ *              pending reply (queueing now would cost keep-alive) except a
+ *              too-large declared body, which is refused at once.
+ *   body calls buffer the body or pass it to the route's on_body; after an error,
+ *              discard the rest (bounded, then the connection is dropped).
+ *   last call  run the handler, queue its reply.
+ * NOTIFY_COMPLETED runs on_end, writes the log line and the metrics, frees. */
+#include "http/server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/ids.h"
+#include "util/log.h"
+#include "util/metrics.h"
+#include "util/url.h"
+#include "util/xmalloc.h"
+
+#define MAX_PARAMS 8
+#define MAX_HEADERS 16
+#define DISCARD_LIMIT (64u << 20) /* bytes we read past an error before dropping the client */
+
+struct http_server {
+    struct MHD_Daemon *d;
+    const struct route *routes;
+    size_t nroutes;
+    http_auth_fn auth;
+    void *app;
+    struct http_config cfg;
+    uint16_t port;
+};
+
+struct alloc {
+    struct alloc *next;
+    char data[];
+};
+
+struct request {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    const struct route *route;
+    const char *method; /* MHD-owned, valid for the request */
+    char *path;
+    const char *pnames[MAX_PARAMS];
+    char *pvalues[MAX_PARAMS];
+    int nparams;
+    char id[48];
+    char tenant[161];
+    char base_url[300];
+    struct buf body;
+    uint64_t body_bytes;
+    uint64_t discarded;
+    int body_error;
+    struct MHD_Response *resp;
+    unsigned status;
+    char *hnames[MAX_HEADERS], *hvalues[MAX_HEADERS];
+    int nheaders;
+    void *ctx;
+    int64_t start_ns;
+    struct alloc *allocs;
+};
+
+/* ---- small helpers -------------------------------------------------------------- */
+
+char *req_strdup(struct request *req, const char *s)
+{
+    size_t n = strlen(s);
+    struct alloc *a = xmalloc(sizeof *a + n + 1);
+    memcpy(a->data, s, n + 1);
+    a->next = req->allocs;
+    req->allocs = a;
+    return a->data;
+}
+
+const char *req_method(const struct request *req) { return req->method; }
+const char *req_path(const struct request *req) { return req->path; }
+const char *req_tenant(const struct request *req) { return req->tenant; }
+const char *req_id(const struct request *req) { return req->id; }
+const char *req_base_url(const struct request *req) { return req->base_url; }
+void *req_app(const struct request *req) { return req->srv->app; }
+void *req_ctx(const struct request *req) { return req->ctx; }
+void req_set_ctx(struct request *req, void *ctx) { req->ctx = ctx; }
+int req_replied(const struct request *req) { return req->resp != NULL; }
+
+void req_set_tenant(struct request *req, const char *tenant)
+{
+    snprintf(req->tenant, sizeof req->tenant, "%s", tenant);
+}
+
+const char *req_param(const struct request *req, const char *name)
+{
+    for (int i = 0; i < req->nparams; i++)
+        if (strcmp(req->pnames[i], name) == 0)
+            return req->pvalues[i];
+    return NULL;
+}
+
+const char *req_query(const struct request *req, const char *name)
+{
+    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (!raw)
+        return NULL;
+    char *v = req_strdup((struct request *)req, raw);
+    if (url_decode(v, 1) < 0)
+        return NULL;
+    return v;
+}
+
+const char *req_header(const struct request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *req_body(const struct request *req, size_t *len)
+{
+    if (len)
+        *len = req->body.len;
+    return buf_cstr(&req->body);
+}
+
+/* ---- replies -------------------------------------------------------------------- */
+
+void reply_header(struct request *req, const char *name, const char *value)
+{
+    if (req->nheaders == MAX_HEADERS)
+        return;
+    req->hnames[req->nheaders] = xstrdup(name);
+    req->hvalues[req->nheaders] = xstrdup(value);
+    req->nheaders++;
+}
+
+static void set_reply(struct request *req, unsigned status, struct MHD_Response *resp,
+                      const char *content_type)
+{
+    if (req->resp) { /* a second reply is our bug: keep the first */
+        log_write(LOG_ERROR, "handler replied twice", "path", req->path, NULL);
+        MHD_destroy_response(resp);
+        return;
+    }
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, "X-Request-Id", req->id);
+    for (int i = 0; i < req->nheaders; i++)
+        MHD_add_response_header(resp, req->hnames[i], req->hvalues[i]);
+    req->resp = resp;
+    req->status = status;
+}
+
+void reply_json(struct request *req, int status, const char *body, size_t len)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    set_reply(req, (unsigned)status, r, "application/json");
+}
+
+void reply_buf(struct request *req, int status, const char *content_type, struct buf *b)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(b->len, b->data ? b->data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    buf_reset(b);
+    set_reply(req, (unsigned)status, r, content_type);
+}
+
+void reply_empty(struct request *req, int status)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    set_reply(req, (unsigned)status, r, NULL);
+}
+
+void reply_error(struct request *req, int err, const char *target, const char *message)
+{
+    struct buf b = BUF_INIT;
+    const char *code = sluice_err_code(err);
+    const char *msg = message ? message : sluice_err_message(err);
+    buf_puts(&b, "{\"error\":{\"code\":");
+    buf_json_str(&b, code, strlen(code));
+    buf_puts(&b, ",\"message\":");
+    buf_json_str(&b, msg, strlen(msg));
+    if (target) {
+        buf_puts(&b, ",\"target\":");
+        buf_json_str(&b, target, strlen(target));
+    }
+    buf_puts(&b, "}}");
+    int status = sluice_err_status(err);
+    if (status == 503)
+        reply_header(req, "Retry-After", "1");
+    reply_buf(req, status, "application/json", &b);
+    buf_release(&b);
+}
+
+void reply_errorf(struct request *req, int err, const char *target, const char *fmt, ...)
+{
+    struct buf b = BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    reply_error(req, err, target, buf_cstr(&b));
+    buf_release(&b);
+}
+
+struct stream_ctx {
+    reply_reader_fn reader;
+    void *ctx;
+    reply_free_fn free_fn;
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    struct stream_ctx *s = cls;
+    long n = s->reader(s->ctx, out, max);
+    if (n < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (n == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    struct stream_ctx *s = cls;
+    if (s->free_fn)
+        s->free_fn(s->ctx);
+    free(s);
+}
+
+void reply_stream(struct request *req, int status, const char *content_type, reply_reader_fn reader,
+                  void *ctx, reply_free_fn free_fn)
+{
+    struct stream_ctx *s = xmalloc(sizeof *s);
+    s->reader = reader;
+    s->ctx = ctx;
+    s->free_fn = free_fn;
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, s, stream_free);
+    set_reply(req, (unsigned)status, r, content_type);
+}
+
+/* ---- routing -------------------------------------------------------------------- */
+
+/* Matches path against pattern; on success fills params (heap copies, decoded). */
+static int match(struct request *req, const char *pattern, const char *path, int fill)
+{
+    const char *p = pattern, *s = path;
+    int np = 0;
+    while (*p) {
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            char stop = close[1]; /* literal after the parameter, or '\0' / '/' */
+            const char *start = s;
+            while (*s && *s != '/' && *s != stop)
+                s++;
+            if (s == start)
+                return 0;
+            if (fill && np < MAX_PARAMS) {
+                char *v = xstrndup(start, (size_t)(s - start));
+                if (url_decode(v, 0) <= 0) {
+                    free(v);
+                    return 0;
+                }
+                req->pnames[np] = xstrndup(p + 1, (size_t)(close - p - 1));
+                req->pvalues[np] = v;
+                np++;
+                req->nparams = np;
+            }
+            p = close + 1;
+        } else {
+            if (*p != *s)
+                return 0;
+            p++;
+            s++;
+        }
+    }
+    return *s == '\0';
+}
+
+static void route_request(struct request *req)
+{
+    int path_matched = 0;
+    for (size_t i = 0; i < req->srv->nroutes; i++) {
+        const struct route *r = &req->srv->routes[i];
+        if (!match(req, r->pattern, req->path, 0))
+            continue;
+        path_matched = 1;
+        if (strcmp(r->method, req->method) != 0)
+            continue;
+        match(req, r->pattern, req->path, 1);
+        req->route = r;
+        return;
+    }
+    if (path_matched)
+        reply_errorf(req, SLUICE_E_METHOD_NOT_ALLOWED, NULL, "%s is not allowed on %s", req->method,
+                     req->path);
+    else
+        reply_errorf(req, SLUICE_E_NOT_FOUND, NULL, "no route for %s", req->path);
+}
+
+/* ---- the request lifecycle ------------------------------------------------------- */
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    (void)value;
+    int *counts = cls;
+    if (strcasecmp(key, "Content-Length") == 0)
+        counts[0]++;
+    else if (strcasecmp(key, "Transfer-Encoding") == 0)
+        counts[1]++;
+    return MHD_YES;
+}
+
+static int sane_token(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.' || *s == ':' || *s == '[' || *s == ']'))
+            return 0;
+    return 1;
+}
+
+static struct request *request_new(struct http_server *srv, struct MHD_Connection *conn,
+                                   const char *url, const char *method)
+{
+    struct request *req = xcalloc(1, sizeof *req);
+    req->srv = srv;
+    req->conn = conn;
+    req->method = method;
+    req->start_ns = clock_mono_ns();
+    buf_init(&req->body);
+    /* The path comes raw (our unescape callback is the identity); strip the query. */
+    size_t plen = strcspn(url, "?");
+    req->path = xstrndup(url, plen);
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && sane_token(rid, sizeof req->id - 1))
+        snprintf(req->id, sizeof req->id, "%s", rid);
+    else
+        ids_random("req_", 20, req->id);
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    if (host && sane_token(host, 255))
+        snprintf(req->base_url, sizeof req->base_url, "http://%s", host);
+    else
+        snprintf(req->base_url, sizeof req->base_url, "http://%s:%u", srv->cfg.host,
+                 (unsigned)srv->port);
+    return req;
+}
+
+static void request_free(struct request *req)
+{
+    if (req->resp)
+        MHD_destroy_response(req->resp);
+    for (int i = 0; i < req->nparams; i++) {
+        free((char *)req->pnames[i]);
+        free(req->pvalues[i]);
+    }
+    for (int i = 0; i < req->nheaders; i++) {
+        free(req->hnames[i]);
+        free(req->hvalues[i]);
+    }
+    while (req->allocs) {
+        struct alloc *a = req->allocs;
+        req->allocs = a->next;
+        free(a);
+    }
+    buf_release(&req->body);
+    free(req->path);
+    free(req);
+}
+
+static uint64_t body_limit(const struct request *req)
+{
+    if (req->route && (req->route->flags & ROUTE_STREAM_BODY))
+        return req->srv->cfg.max_stream_body;
+    return req->srv->cfg.max_body;
+}
+
+/* First call: everything that only needs the headers. */
+static int request_start(struct request *req)
+{
+    route_request(req);
+    if (req->resp)
+        return 0;
+    int counts[2] = {0, 0};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, counts);
+    if (counts[0] > 1 || (counts[0] && counts[1])) {
+        reply_error(req, SLUICE_E_INVALID_REQUEST, NULL,
+                    "conflicting Content-Length / Transfer-Encoding headers");
+        return 0;
+    }
+    const char *cl = req_header(req, "Content-Length");
+    if (cl) {
+        char *end;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (*end || end == cl) {
+            reply_error(req, SLUICE_E_INVALID_REQUEST, NULL, "invalid Content-Length");
+            return 0;
+        }
+        if (n > body_limit(req)) {
+            reply_errorf(req, SLUICE_E_PAYLOAD_TOO_LARGE, NULL,
+                         "request body of %llu bytes exceeds the limit of %llu bytes", n,
+                         (unsigned long long)body_limit(req));
+            return 1; /* refuse now: the connection closes instead of reading the body */
+        }
+    }
+    if ((req->route->flags & ROUTE_AUTH) && req->srv->auth)
+        req->srv->auth(req);
+    return 0;
+}
+
+static void request_body(struct request *req, const char *data, size_t n)
+{
+    req->body_bytes += n;
+    if (req->resp) {
+        req->discarded += n;
+        return;
+    }
+    if (req->body_bytes > body_limit(req)) {
+        reply_errorf(req, SLUICE_E_PAYLOAD_TOO_LARGE, NULL,
+                     "request body exceeds the limit of %llu bytes",
+                     (unsigned long long)body_limit(req));
+        return;
+    }
+    if (req->route->flags & ROUTE_STREAM_BODY) {
+        if (req->route->on_body(req, data, n) < 0 && !req->resp)
+            reply_error(req, SLUICE_E_INTERNAL, NULL, NULL);
+    } else {
+        buf_append(&req->body, data, n);
+    }
+}
+
+static enum MHD_Result queue(struct request *req)
+{
+    if (!req->resp) {
+        log_write(LOG_ERROR, "handler returned without a reply", "path", req->path, NULL);
+        reply_error(req, SLUICE_E_INTERNAL, NULL, NULL);
+    }
+    return MHD_queue_response(req->conn, req->status, req->resp);
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
+{
+    (void)version;
+    struct http_server *srv = cls;
+    struct request *req = *con_cls;
+    if (!req) {
+        req = request_new(srv, conn, url, method);
+        *con_cls = req;
+        if (request_start(req))
+            return queue(req);
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        request_body(req, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return req->discarded > DISCARD_LIMIT ? MHD_NO : MHD_YES;
+    }
+    if (!req->resp)
+        req->route->handler(req);
+    return queue(req);
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    struct request *req = *con_cls;
+    if (!req)
+        return;
+    *con_cls = NULL;
+    int ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    if (req->route && req->route->on_end)
+        req->route->on_end(req, ok);
+    int64_t dur = clock_mono_ns() - req->start_ns;
+    unsigned status = req->resp ? req->status : 499; /* client gone before a reply */
+    metrics_request((int)status, dur);
+    char st[16], ms[32], in[32];
+    snprintf(st, sizeof st, "=%u", status);
+    snprintf(ms, sizeof ms, "=%.3f", (double)dur / 1e6);
+    snprintf(in, sizeof in, "=%llu", (unsigned long long)req->body_bytes);
+    log_write(status >= 500 ? LOG_WARN : LOG_INFO, "request", "requestId", req->id, "method",
+              req->method, "path", req->path, "status", st, "durationMs", ms, "bytesIn", in,
+              "tenant", req->tenant[0] ? req->tenant : NULL, "completed", ok ? "=true" : "=false",
+              NULL);
+    request_free(req);
+}
+
+static size_t identity_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    struct buf b = BUF_INIT;
+    buf_vprintf(&b, fmt, ap);
+    while (b.len && (b.data[b.len - 1] == '\n'))
+        b.data[--b.len] = '\0';
+    log_write(LOG_WARN, "libmicrohttpd", "detail", buf_cstr(&b), NULL);
+    buf_release(&b);
+}
+
+int http_server_start(const struct http_config *cfg, const struct route *routes, size_t n,
+                      http_auth_fn auth, void *app, struct http_server **out)
+{
+    struct http_server *srv = xcalloc(1, sizeof *srv);
+    srv->routes = routes;
+    srv->nroutes = n;
+    srv->auth = auth;
+    srv->app = app;
+    srv->cfg = *cfg;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(cfg->port);
+    if (inet_pton(AF_INET, cfg->host, &sa.sin_addr) != 1) {
+        log_write(LOG_ERROR, "invalid listen address", "host", cfg->host, NULL);
+        free(srv);
+        return -SLUICE_E_INVALID_PARAMETER;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    srv->d = MHD_start_daemon(
+        flags, cfg->port, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR, &sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 4),
+        MHD_OPTION_NOTIFY_COMPLETED, completed, srv, MHD_OPTION_UNESCAPE_CALLBACK,
+        identity_unescape, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_ip,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, srv, MHD_OPTION_END);
+    if (!srv->d) {
+        log_write(LOG_ERROR, "cannot start HTTP server (address in use?)", "host", cfg->host, NULL);
+        free(srv);
+        return -SLUICE_E_INTERNAL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : cfg->port;
+    *out = srv;
+    return 0;
+}
+
+uint16_t http_server_port(const struct http_server *srv)
+{
+    return srv->port;
+}
+
+void http_server_quiesce(struct http_server *srv)
+{
+    MHD_socket s = MHD_quiesce_daemon(srv->d);
+    if (s != MHD_INVALID_SOCKET)
+        close(s);
+}
+
+void http_server_stop(struct http_server *srv)
+{
+    MHD_stop_daemon(srv->d);
+    free(srv);
+}

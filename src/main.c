@@ -1,0 +1,120 @@
+/* main.c - the sluice binary: dispatches subcommands; `serve` wires
+ * config -> store -> engine -> http, waits for SIGTERM/SIGINT and shuts down in
+ * reverse: stop accepting, let workers finish or release their batches, close
+ * connections, close the store. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "cli/cli.h"
+#include "config.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/log.h"
+
+static int serve_main(int argc, char **argv)
+{
+    struct config cfg;
+    char err[4096];
+    int rc = config_load(&cfg, argc, argv, err, sizeof err);
+    if (rc != 0) {
+        fprintf(rc > 0 ? stdout : stderr, "%s%s", err, rc > 0 ? "" : "\n");
+        return rc > 0 ? 0 : 2;
+    }
+    if (cfg.log_debug)
+        log_set_level(LOG_DEBUG);
+
+    /* Signals are taken by sigwait() in this thread only: block them before any
+     * thread starts so the workers and MHD threads inherit the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct store *st = NULL;
+    struct engine *eng = NULL;
+    struct http_server *srv = NULL;
+    struct api api;
+    memset(&api, 0, sizeof api);
+    if ((rc = store_open(cfg.store_url, &cfg.store, &st)) < 0) {
+        log_write(LOG_ERROR, "cannot open store", "store", cfg.store_url, "error",
+                  sluice_err_code(rc), NULL);
+        return 1;
+    }
+    /* Jobs still Receiving were cut off by a crash mid-upload: never acknowledged. */
+    int gone = store_gc_receiving(st, clock_now_ms() + 1);
+    if (gone > 0) {
+        char n[24];
+        snprintf(n, sizeof n, "=%d", gone);
+        log_write(LOG_INFO, "removed unacknowledged partial submits", "jobs", n, NULL);
+    }
+    if ((rc = engine_start(st, &cfg.engine, &eng)) < 0) {
+        log_write(LOG_ERROR, "cannot start workers", NULL);
+        store_close(st);
+        return 1;
+    }
+    api.st = st;
+    api.eng = eng;
+    api.cfg = cfg.api;
+    atomic_init(&api.shutting_down, 0);
+    if ((rc = http_server_start(&cfg.http, api_routes, api_nroutes, api_authenticate, &api, &srv)) <
+        0) {
+        engine_stop(eng);
+        store_close(st);
+        return 1;
+    }
+    char port[16], workers[16];
+    snprintf(port, sizeof port, "=%u", (unsigned)http_server_port(srv));
+    snprintf(workers, sizeof workers, "=%u", cfg.engine.workers);
+    log_write(LOG_INFO, "listening", "host", cfg.host, "port", port, "store", cfg.store_url,
+              "workers", workers, NULL);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_write(LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+    atomic_store(&api.shutting_down, 1);
+    http_server_quiesce(srv);
+    engine_stop(eng);
+    http_server_stop(srv);
+    store_close(st);
+    log_write(LOG_INFO, "stopped", NULL);
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: sluice COMMAND [args]\n"
+          "server:\n"
+          "  serve [--listen HOST:PORT] [--store URL] [--workers N] ...   (serve --help)\n"
+          "  keys create --tenant T | keys list | keys revoke KEY_ID  [--store URL]\n"
+          "client (SLUICE_URL, SLUICE_KEY):\n"
+          "  submit FILE --workflow W [--client-reference R] [--wait]\n"
+          "  status JOB | watch JOB | items JOB [--status S] | results JOB | cancel JOB | jobs\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "serve"))
+        return serve_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keys"))
+        return cli_keys_main(argc - 1, argv + 1);
+    if (cli_is_client_command(cmd))
+        return cli_client_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "sluice: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,366 @@
+/* store.h - the storage contract: every byte sluice keeps goes through here.
+ *
+ * DESIGN
+ * A backend is a `const struct store_ops` picked at run time from the store URL
+ * ("sqlite:PATH" now, "postgres://..." later). Callers use the store_*() wrappers
+ * below, which forward to st->ops (and are where tests inject faults). The handle is
+ * shared by all threads; backends keep one connection per thread or a pool, and never
+ * hold a transaction open across a call boundary. Soft errors (busy, serialization)
+ * are retried inside the backend in exactly one place; what reaches the caller is
+ * final: -SLUICE_E_STORE_BUSY / -SLUICE_E_STORE_IO when the store cannot serve.
+ *
+ * Times are milliseconds since the epoch (0 = not set). Strings are UTF-8.
+ * Every function returns >= 0 on success (1 = found, 0 = not found where stated) and
+ * a negative sluice error code otherwise. Structs filled by the store own their heap
+ * fields; release them with the matching *_release().
+ *
+ * JOB STATES (job.status)                         ITEM STATES (item.status)
+ *
+ *   store_job_begin -> [Receiving] (invisible)     [Pending] --store_claim--> (Processing)
+ *      | store_job_abort: gone                          |                        |
+ *      v store_job_commit                               | store_job_cancel       | store_complete
+ *   [NotStarted] --store_claim--> [Running]             v                        v
+ *      |                            |   \           [Canceled]   [Succeeded|Failed|Skipped]
+ *      | store_job_cancel           |    `-- last item terminal (store_complete /
+ *      v                            v         store_claim expiry) --> [Succeeded] (outcome
+ *   [Canceled] <-- in flight done -- [Canceling]      AllSucceeded|PartiallySucceeded)
+ *                                                     or [Failed] (AllItemsFailed)
+ *
+ * Processing is not stored per item: claims lease contiguous index ranges
+ * [from, to) of one job, so claiming costs O(1) writes whatever the batch size.
+ * A pending item whose index is below the job's claim cursor is reported as
+ * Processing; one at or above the job's cancel point as Canceled. Only finishing an
+ * item writes its row. Items with the same ref in one job are applied in input
+ * order: a claim range stops before an item whose previous same-ref item (prev_idx)
+ * is neither terminal nor inside the same range.
+ *
+ * Job counts (total, pending, processing, succeeded, failed, skipped, canceled) live
+ * in the job row and change in the same transaction as the items they count, so
+ * reading a job is O(1). */
+#ifndef SLUICE_STORE_H
+#define SLUICE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum store_job_status {
+    JOB_RECEIVING = 0, /* internal: items still streaming in; never shown */
+    JOB_NOT_STARTED = 1,
+    JOB_RUNNING = 2,
+    JOB_CANCELING = 3,
+    JOB_SUCCEEDED = 4,
+    JOB_FAILED = 5,
+    JOB_CANCELED = 6,
+};
+
+enum store_item_status {
+    ITEM_PENDING = 0,
+    ITEM_PROCESSING = 1, /* derived, never stored */
+    ITEM_SUCCEEDED = 2,
+    ITEM_FAILED = 3,
+    ITEM_SKIPPED = 4,
+    ITEM_CANCELED = 5,
+};
+
+enum store_job_outcome { OUTCOME_NONE = 0, OUTCOME_ALL_SUCCEEDED = 1, OUTCOME_PARTIALLY_SUCCEEDED = 2 };
+
+/* Document operations, applied by the store inside the completing transaction. */
+enum store_op { STORE_OP_NONE = 0, STORE_OP_UPSERT, STORE_OP_PATCH, STORE_OP_DELETE };
+
+#define STORE_ID_MAX 40     /* job ids, key ids, lease tokens: < 40 chars */
+#define STORE_NAME_MAX 160  /* tenant, workflow, collection names */
+#define STORE_CODE_MAX 64   /* error codes */
+
+struct store_counts {
+    int64_t total, pending, processing, succeeded, failed, skipped, canceled;
+};
+
+struct store_job {
+    char id[STORE_ID_MAX];
+    char tenant[STORE_NAME_MAX];
+    char workflow[STORE_NAME_MAX];
+    char *client_reference; /* heap or NULL */
+    int status;             /* enum store_job_status */
+    int outcome;            /* enum store_job_outcome, set when Succeeded */
+    char error_code[STORE_CODE_MAX]; /* "" or e.g. "AllItemsFailed" */
+    struct store_counts counts;
+    int64_t created_at, started_at, last_progress_at, completed_at;
+    int64_t seq; /* creation order, unique per store; lists go newest first by seq */
+    /* Throughput window: items done (succeeded+failed+skipped) at two sample points
+     * at least 5 s apart, refreshed by store_complete. rate = (done - win_done) /
+     * (now - win_at). */
+    int64_t win_at, win_done;
+};
+
+struct store_item {
+    int64_t index;
+    char *ref;          /* heap */
+    int status;         /* enum store_item_status, effective (derived Processing/Canceled) */
+    int attempts;
+    char *data;         /* heap raw JSON or NULL (NULL also in lists: not loaded) */
+    size_t data_len;
+    char *result;       /* heap raw JSON or NULL */
+    char error_code[STORE_CODE_MAX];
+    char *error_message; /* heap or NULL */
+    char *events;       /* heap JSON array text, NULL in lists (not loaded) */
+    int64_t created_at, updated_at;
+};
+
+struct store_doc {
+    char *ref;          /* heap */
+    char *data;         /* heap raw JSON; NULL for a deleted document */
+    size_t data_len;
+    int64_t version;    /* +1 per applied change, delete included (kept as a tombstone) */
+    int64_t updated_at;
+    char job_id[STORE_ID_MAX]; /* "" when last changed by a single-entity request */
+    int64_t item_index;        /* -1 when not changed by a job item */
+};
+
+struct store_key {
+    char key_id[STORE_ID_MAX];
+    char tenant[STORE_NAME_MAX];
+    int64_t created_at, revoked_at;
+};
+
+/* One item to store at submit. */
+struct store_new_item {
+    int64_t index;
+    const char *ref;
+    size_t ref_len;
+    const char *data; /* raw JSON or NULL */
+    size_t data_len;
+    int64_t prev_idx; /* index of the previous item with the same ref in this job, or -1 */
+};
+
+/* A lease on items [from, to) of one job, handed to one worker. */
+struct store_claim_item {
+    int64_t index;
+    char *ref;   /* heap */
+    char *data;  /* heap raw JSON or NULL */
+    size_t data_len;
+    int attempts; /* attempts before this one */
+};
+
+struct store_claim {
+    int64_t claim_id;
+    char token[STORE_ID_MAX]; /* fences late writers: store_complete checks it */
+    char job_id[STORE_ID_MAX];
+    char tenant[STORE_NAME_MAX];
+    char workflow[STORE_NAME_MAX];
+    int64_t from, to;        /* index range [from, to) */
+    int64_t claimed_at, lease_until;
+    size_t n;                /* items still pending in the range, in index order */
+    struct store_claim_item *items; /* heap array of n */
+};
+
+/* What became of one claimed item. */
+struct store_outcome {
+    int64_t index;
+    int status;              /* ITEM_SUCCEEDED, ITEM_FAILED or ITEM_SKIPPED */
+    enum store_op op;        /* document op to apply first (only when status is SUCCEEDED) */
+    const char *collection;  /* for op != NONE */
+    const char *data;        /* document body for UPSERT (replacement) / PATCH (merge
+                                patch), as raw JSON; NULL = the item's own data (e.g. a
+                                map step passes its output here) */
+    size_t data_len;
+    const char *result;      /* raw JSON or NULL; for doc ops the store writes
+                                {"collection":C,"ref":R,"version":N,"created":bool} */
+    const char *error_code;  /* for FAILED/SKIPPED: a sluice public code, e.g. "InvalidData" */
+    const char *error_message;
+    const char *events;      /* JSON array text of events to append (engine's), or NULL */
+};
+
+struct store_stats {
+    int64_t jobs_by_status[7]; /* indexed by enum store_job_status */
+    int64_t items_pending, items_processing;
+    int64_t claims_active;
+};
+
+struct store_options {
+    int synchronous_full;  /* 1 (default): SQLite synchronous=FULL; 0: NORMAL */
+    int busy_timeout_ms;   /* default 5000 */
+};
+
+struct store;
+
+struct store_ops {
+    const char *name; /* "sqlite" */
+    int (*open)(const char *location, const struct store_options *opt, void **impl);
+    void (*close)(void *impl);
+    int (*ping)(void *impl);
+
+    int (*key_create)(void *impl, const char *key_id, const char *tenant, const char *hash_hex);
+    int (*key_lookup)(void *impl, const char *hash_hex, char tenant[STORE_NAME_MAX]);
+    int (*key_list)(void *impl, struct store_key **out, size_t *n);
+    int (*key_revoke)(void *impl, const char *key_id);
+
+    int (*job_begin)(void *impl, const char *tenant, const char *job_id);
+    int (*job_add_items)(void *impl, const char *job_id, const struct store_new_item *items, size_t n);
+    int (*job_commit)(void *impl, const char *job_id, const char *workflow,
+                      const char *client_reference, int64_t total, struct store_job *out);
+    int (*job_abort)(void *impl, const char *job_id);
+    int (*gc_receiving)(void *impl, int64_t older_than);
+
+    int (*job_get)(void *impl, const char *tenant, const char *job_id, struct store_job *out);
+    int (*job_list)(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
+                    struct store_job **out, size_t *n);
+    int (*job_cancel)(void *impl, const char *tenant, const char *job_id, struct store_job *out);
+    int (*job_delete)(void *impl, const char *tenant, const char *job_id);
+
+    int (*item_get)(void *impl, const char *tenant, const char *job_id, int64_t index,
+                    struct store_item *out);
+    int (*item_list)(void *impl, const char *tenant, const char *job_id, int status,
+                     const char *ref, int64_t after_index, size_t limit, int with_data,
+                     struct store_item **out, size_t *n);
+
+    int (*claim)(void *impl, size_t max_items, int64_t lease_ms, int max_attempts,
+                 struct store_claim *out);
+    int (*complete)(void *impl, const struct store_claim *c, struct store_outcome *outs, size_t n);
+    int (*release)(void *impl, const struct store_claim *c);
+
+    int (*doc_get)(void *impl, const char *tenant, const char *collection, const char *ref,
+                   struct store_doc *out);
+    int (*doc_write)(void *impl, const char *tenant, const char *collection, const char *ref,
+                     enum store_op op, const char *data, size_t data_len, int64_t if_match,
+                     struct store_doc *out, int *created);
+    int (*doc_list)(void *impl, const char *tenant, const char *collection, const char *after_ref,
+                    size_t limit, struct store_doc **out, size_t *n);
+
+    int (*stats)(void *impl, struct store_stats *out);
+};
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+/* Fills opt with defaults. */
+void store_options_default(struct store_options *opt);
+/* Opens the store named by url ("sqlite:PATH"; the directory of PATH is created),
+ * creating or migrating its schema. [out] *st on success; caller frees with
+ * store_close(). Errors: -SLUICE_E_INVALID_PARAMETER (bad url), -SLUICE_E_STORE_IO. */
+int store_open(const char *url, const struct store_options *opt, struct store **st);
+void store_close(struct store *st);
+/* 0 when the store answers a trivial query. */
+int store_ping(struct store *st);
+/* The backend name ("sqlite"). */
+const char *store_backend(const struct store *st);
+
+/* ---- API keys: only a SHA-256 hex of the key is kept -------------------------- */
+
+/* -SLUICE_E_CONFLICT if key_id exists. */
+int store_key_create(struct store *st, const char *key_id, const char *tenant, const char *hash_hex);
+/* 1 and [out] tenant when an unrevoked key has this hash, else 0. */
+int store_key_lookup(struct store *st, const char *hash_hex, char tenant[STORE_NAME_MAX]);
+/* [out] heap array of all keys, oldest first; caller frees with free(). */
+int store_key_list(struct store *st, struct store_key **out, size_t *n);
+/* 1 revoked (or already revoked), 0 unknown key id. */
+int store_key_revoke(struct store *st, const char *key_id);
+
+/* ---- submitting a job ---------------------------------------------------------- */
+
+/* Creates job job_id for tenant in state Receiving (invisible to every read). */
+int store_job_begin(struct store *st, const char *tenant, const char *job_id);
+/* Appends items (in index order, continuing from earlier calls) in one transaction. */
+int store_job_add_items(struct store *st, const char *job_id, const struct store_new_item *items,
+                        size_t n);
+/* Makes the job visible as NotStarted with total = pending = `total` items; after it
+ * returns 0, the job and all its items survive any crash. [out] out may be NULL. */
+int store_job_commit(struct store *st, const char *job_id, const char *workflow,
+                     const char *client_reference, int64_t total, struct store_job *out);
+/* Deletes a Receiving job and its items (the submit failed). */
+int store_job_abort(struct store *st, const char *job_id);
+/* Deletes Receiving jobs last touched before older_than (left by a crash). Returns the
+ * number of jobs removed. */
+int store_gc_receiving(struct store *st, int64_t older_than);
+
+/* ---- reading and controlling jobs (tenant-scoped: another tenant's id is 0) -------- */
+
+/* 1 found, 0 not found. Release out with store_job_release(). */
+int store_job_get(struct store *st, const char *tenant, const char *job_id, struct store_job *out);
+/* Jobs newest first with seq < before_seq (0 = from the newest); status -1 = any.
+ * [out] heap array; free with store_jobs_free(). */
+int store_job_list(struct store *st, const char *tenant, int status, int64_t before_seq,
+                   size_t limit, struct store_job **out, size_t *n);
+/* Cancels: pending items become Canceled (O(1): the cancel point is the claim
+ * cursor); claimed items finish. Status becomes Canceling while items are in flight,
+ * else Canceled. A terminal job is left unchanged. 1 found (and [out] the job after),
+ * 0 not found. */
+int store_job_cancel(struct store *st, const char *tenant, const char *job_id,
+                     struct store_job *out);
+/* Deletes a terminal job and its items. 1 deleted, 0 not found, -SLUICE_E_CONFLICT
+ * when not terminal. */
+int store_job_delete(struct store *st, const char *tenant, const char *job_id);
+
+/* 1 found, 0 not found (unknown job, other tenant, index out of range). Loads data
+ * and events. Release with store_item_release(). */
+int store_item_get(struct store *st, const char *tenant, const char *job_id, int64_t index,
+                   struct store_item *out);
+/* Items of a job in index order with index > after_index (-1 = from the start),
+ * filtered by effective status (-1 = any) and ref (NULL = any); with_data loads data.
+ * Returns 1 and the page, or 0 when the job does not exist for this tenant.
+ * [out] heap array; free with store_items_free(). */
+int store_item_list(struct store *st, const char *tenant, const char *job_id, int status,
+                    const char *ref, int64_t after_index, size_t limit, int with_data,
+                    struct store_item **out, size_t *n);
+
+/* ---- the engine's side: claims and completions ---------------------------------- */
+
+/* Claims up to max_items runnable items of one job, leased for lease_ms:
+ * 1. an expired claim is taken over first: its still-pending items count the lost
+ *    attempt (attempts + 1, event "LeaseExpired" appended); items that reached
+ *    max_attempts fail with MaxAttemptsExceeded; on a Canceling/Canceled job they
+ *    become Canceled instead; the rest are re-leased under a new token;
+ * 2. otherwise the runnable job (NotStarted or Running, cursor < total) that was
+ *    claimed from least recently gets a new range from its cursor (NotStarted ->
+ *    Running, startedAt set).
+ * 1 claimed ([out] c, release with store_claim_release()), 0 nothing runnable. */
+int store_claim(struct store *st, size_t max_items, int64_t lease_ms, int max_attempts,
+                struct store_claim *c);
+/* Records outcomes for items of claim c, in one transaction: applies each doc op
+ * (an op that cannot apply turns the outcome into FAILED with its error code:
+ * DocumentNotFound, InvalidData), writes status/result/error/events/attempts+1 per
+ * item, updates the job counts, progress time and throughput window, finishes the
+ * job when its last item is terminal, and drops the claim when all its items are
+ * done. outs may cover part of the claim; later calls cover the rest.
+ * -SLUICE_E_LEASE_LOST (nothing written) when the claim was taken over. */
+int store_complete(struct store *st, const struct store_claim *c, struct store_outcome *outs,
+                   size_t n);
+/* Gives the claim's unfinished items back (graceful shutdown): they become runnable
+ * again without counting an attempt. */
+int store_release(struct store *st, const struct store_claim *c);
+
+/* ---- documents (tenant-scoped collections) --------------------------------------- */
+
+/* 1 found (live document), 0 missing or deleted. Release with store_doc_release(). */
+int store_doc_get(struct store *st, const char *tenant, const char *collection, const char *ref,
+                  struct store_doc *out);
+/* Applies op (UPSERT replaces with data; PATCH applies data as an RFC 7396 merge
+ * patch; DELETE leaves a tombstone) as a single-entity change. if_match >= 0 requires
+ * the current live version to equal it (-SLUICE_E_PRECONDITION_FAILED otherwise; a
+ * missing document has version 0). PATCH/DELETE of a missing document:
+ * -SLUICE_E_DOCUMENT_NOT_FOUND. [out] out: the document after (may be NULL), created:
+ * 1 when it did not exist before (may be NULL). */
+int store_doc_write(struct store *st, const char *tenant, const char *collection, const char *ref,
+                    enum store_op op, const char *data, size_t data_len, int64_t if_match,
+                    struct store_doc *out, int *created);
+/* Live documents ordered by ref with ref > after_ref (NULL = from the start). */
+int store_doc_list(struct store *st, const char *tenant, const char *collection,
+                   const char *after_ref, size_t limit, struct store_doc **out, size_t *n);
+
+/* Whole-store figures for /metrics. */
+int store_stats(struct store *st, struct store_stats *out);
+
+/* ---- releasing ------------------------------------------------------------------- */
+void store_job_release(struct store_job *j);
+void store_jobs_free(struct store_job *jobs, size_t n);
+void store_item_release(struct store_item *it);
+void store_items_free(struct store_item *items, size_t n);
+void store_doc_release(struct store_doc *d);
+void store_docs_free(struct store_doc *docs, size_t n);
+void store_claim_release(struct store_claim *c);
+
+/* Names for enums as shown in the API ("NotStarted", "Succeeded", ...); -1 for unknown. */
+const char *store_job_status_name(int status);
+const char *store_item_status_name(int status);
+int store_job_status_parse(const char *s);
+int store_item_status_parse(const char *s);
+
+#endif

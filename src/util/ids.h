@@ -1,0 +1,23 @@
+/* ids.h - random identifiers and key hashing (OpenSSL libcrypto).
+ *
+ * Job ids are "job_" + 24 lowercase base32 chars (120 random bits), sortable only by
+ * chance: ordering uses a separate sequence. API keys are "slk_" + 43 base62-ish
+ * chars (256 random bits); only their SHA-256 is stored. Thread-safe. */
+#ifndef SLUICE_IDS_H
+#define SLUICE_IDS_H
+
+#include <stddef.h>
+
+#define IDS_JOB_LEN 28     /* strlen of a job id */
+#define IDS_KEY_PREFIX "slk_"
+
+/* Fills out (IDS_JOB_LEN + 1 bytes) with a new job id. Returns 0 or -SLUICE_E_INTERNAL. */
+int ids_job_new(char out[IDS_JOB_LEN + 1]);
+/* Fills out with prefix + n random chars from [a-z0-9]; out holds strlen(prefix)+n+1. */
+int ids_random(const char *prefix, size_t n, char *out);
+/* Hex SHA-256 of s (65 bytes with NUL). */
+void ids_sha256_hex(const char *s, size_t n, char out[65]);
+/* 64-bit hash of bytes (FNV-1a); not cryptographic. */
+unsigned long long ids_hash64(const void *p, size_t n);
+
+#endif

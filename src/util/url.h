@@ -1,0 +1,15 @@
+/* url.h - percent-encoding for paths, query strings and links we build. */
+#ifndef SLUICE_URL_H
+#define SLUICE_URL_H
+
+#include <stddef.h>
+
+#include "util/buf.h"
+
+/* Decodes %XX escapes (and '+' as space when plus_is_space) in place; returns the new
+ * length, or -1 on a malformed escape or a decoded NUL byte. */
+long url_decode(char *s, int plus_is_space);
+/* Appends s percent-encoded (everything but unreserved characters). */
+void url_encode(struct buf *b, const char *s);
+
+#endif

@@ -1,0 +1,116 @@
+/* test_util.c - buffers, JSON string escaping, URL coding, ids, clock formatting,
+ * the error table and workflow name resolution. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/workflow.h"
+#include "testhelp.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/ids.h"
+#include "util/url.h"
+
+TEST(buf_grows_and_detaches)
+{
+    struct buf b = BUF_INIT;
+    for (int i = 0; i < 1000; i++)
+        buf_printf(&b, "%d,", i);
+    CHECK(b.len > 3000);
+    CHECK_EQ_INT(b.data[b.len], '\0');
+    CHECK(strncmp(b.data, "0,1,2,", 6) == 0);
+    size_t n;
+    char *s = buf_detach(&b, &n);
+    CHECK_EQ_INT(strlen(s), n);
+    CHECK(b.data == NULL && b.len == 0);
+    free(s);
+    CHECK_EQ_STR(buf_cstr(&b), "");
+}
+
+TEST(json_string_escapes)
+{
+    struct buf b = BUF_INIT;
+    buf_json_str(&b, "a\"b\\c\n\x01\xc3\xa9", 9);
+    CHECK_EQ_STR(b.data, "\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\"");
+    buf_reset(&b);
+    buf_json_str(&b, "x\0y", 3);
+    CHECK_EQ_STR(b.data, "\"x\\u0000y\"");
+    buf_release(&b);
+}
+
+TEST(url_decode_and_encode)
+{
+    char s[] = "a%20b+c%2Fd";
+    CHECK_EQ_INT(url_decode(s, 1), 7);
+    CHECK_EQ_STR(s, "a b c/d");
+    char bad[] = "x%2";
+    CHECK_EQ_INT(url_decode(bad, 0), -1);
+    char nul[] = "x%00y";
+    CHECK_EQ_INT(url_decode(nul, 0), -1);
+    struct buf b = BUF_INIT;
+    url_encode(&b, "SKU 1/ä");
+    CHECK_EQ_STR(b.data, "SKU%201%2F%C3%A4");
+    buf_release(&b);
+}
+
+TEST(ids_are_random_and_well_formed)
+{
+    char a[IDS_JOB_LEN + 1], b[IDS_JOB_LEN + 1];
+    CHECK_EQ_INT(ids_job_new(a), 0);
+    CHECK_EQ_INT(ids_job_new(b), 0);
+    CHECK_EQ_INT(strlen(a), IDS_JOB_LEN);
+    CHECK(strncmp(a, "job_", 4) == 0);
+    CHECK(strcmp(a, b) != 0);
+    char h[65];
+    ids_sha256_hex("abc", 3, h);
+    CHECK_EQ_STR(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(clock_formats_rfc3339)
+{
+    char ts[25];
+    CHECK_EQ_STR(clock_fmt_ms(0, ts), "1970-01-01T00:00:00.000Z");
+    CHECK_EQ_STR(clock_fmt_ms(1764455329123LL, ts), "2025-11-29T22:28:49.123Z");
+    CHECK(clock_mono_ns() > 0);
+}
+
+TEST(error_table_lookups)
+{
+    CHECK_EQ_INT(sluice_err_status(-SLUICE_E_INVALID_ITEM), 422);
+    CHECK_EQ_STR(sluice_err_code(SLUICE_E_INVALID_ITEM), "InvalidItem");
+    CHECK_EQ_INT(sluice_err_status(-SLUICE_E_UNSUPPORTED_MEDIA_TYPE), 415);
+    CHECK_EQ_STR(sluice_err_code(-9999), "InternalError");
+    CHECK_EQ_INT(sluice_err_status(-SLUICE_E_STORE_BUSY), 503);
+}
+
+TEST(workflow_names_resolve)
+{
+    struct workflow w;
+    CHECK_EQ_INT(workflow_resolve("noop", &w), 0);
+    CHECK_EQ_INT(w.kind, WORKFLOW_NOOP);
+    CHECK_EQ_INT(workflow_resolve("products.upsert", &w), 0);
+    CHECK_EQ_INT(w.kind, WORKFLOW_DOC);
+    CHECK_EQ_INT(w.op, STORE_OP_UPSERT);
+    CHECK_EQ_STR(w.collection, "products");
+    CHECK_EQ_INT(workflow_resolve("a-b_c.patch", &w), 0);
+    CHECK_EQ_INT(w.op, STORE_OP_PATCH);
+    CHECK_EQ_INT(workflow_resolve("x.delete", &w), 0);
+    CHECK_EQ_INT(w.op, STORE_OP_DELETE);
+    CHECK_EQ_INT(workflow_resolve("products.frobnicate", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
+    CHECK_EQ_INT(workflow_resolve(".upsert", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
+    CHECK_EQ_INT(workflow_resolve("pro ducts.upsert", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
+    CHECK_EQ_INT(workflow_resolve("upsert", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
+    CHECK_EQ_INT(workflow_resolve("", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
+}
+
+int main(void)
+{
+    RUN(buf_grows_and_detaches);
+    RUN(json_string_escapes);
+    RUN(url_decode_and_encode);
+    RUN(ids_are_random_and_well_formed);
+    RUN(clock_formats_rfc3339);
+    RUN(error_table_lookups);
+    RUN(workflow_names_resolve);
+    return test_report();
+}
