@@ -83,7 +83,7 @@ void render_job(struct buf *b, const struct store_job *j, const char *base_url, 
     if (!terminal && rate > 0 && remaining > 0)
         time_field(b, "estimatedCompletionAt", now + (int64_t)((double)remaining * 1000.0 / rate));
     else
-        time_field(b, "estimatedCompletionAt", terminal ? j->completed_at : 0);
+        time_field(b, "estimatedCompletionAt", 0); /* unknown, or done */
     buf_putc(b, ',');
     time_field(b, "createdAt", j->created_at);
     buf_putc(b, ',');
