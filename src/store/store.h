@@ -311,7 +311,9 @@ int store_item_list(struct store *st, const char *tenant, const char *job_id, in
  * 2. otherwise the runnable job (NotStarted or Running, cursor < total) that was
  *    claimed from least recently gets a new range from its cursor (NotStarted ->
  *    Running, startedAt set).
- * 1 claimed ([out] c, release with store_claim_release()), 0 nothing runnable. */
+ * 1 claimed ([out] c, release with store_claim_release()), 0 nothing runnable.
+ * A claim is not fsynced on its own: a crash may lose it (its items are then handed
+ * out again); the first store_complete under it makes it durable. */
 int store_claim(struct store *st, size_t max_items, int64_t lease_ms, int max_attempts,
                 struct store_claim *c);
 /* Records outcomes for items of claim c, in one transaction: applies each doc op
@@ -319,12 +321,17 @@ int store_claim(struct store *st, size_t max_items, int64_t lease_ms, int max_at
  * DocumentNotFound, InvalidData), writes status/result/error/events/attempts+1 per
  * item, updates the job counts, progress time and throughput window, finishes the
  * job when its last item is terminal, and drops the claim when all its items are
- * done. outs may cover part of the claim; later calls cover the rest.
+ * done. outs may cover part of the claim; later calls cover the rest. Outcomes for
+ * items not pending in c (already completed, outside the claim) are ignored, so a
+ * repeated call is harmless. When a doc op cannot apply, the store also sets that
+ * outs[i].status = ITEM_FAILED and outs[i].error_code (static string) on success of
+ * the call; nothing else in outs changes.
  * -SLUICE_E_LEASE_LOST (nothing written) when the claim was taken over. */
 int store_complete(struct store *st, const struct store_claim *c, struct store_outcome *outs,
                    size_t n);
 /* Gives the claim's unfinished items back (graceful shutdown): they become runnable
- * again without counting an attempt. */
+ * again without counting an attempt (canceled instead when the job is being
+ * canceled). c must not be used afterwards. -SLUICE_E_LEASE_LOST when taken over. */
 int store_release(struct store *st, const struct store_claim *c);
 
 /* ---- documents (tenant-scoped collections) --------------------------------------- */

@@ -1,0 +1,2397 @@
+/* sqlite.c - the embedded storage backend: store.h on one SQLite file in WAL mode.
+ *
+ * store.c picks this backend for "sqlite:PATH" URLs and calls it through
+ * store_sqlite_ops. Every operation runs as one transaction through run_tx(), the
+ * single place where soft errors (SQLITE_BUSY/LOCKED) are retried.
+ *
+ * DESIGN
+ * Connections: a small pool (mutex + free list, opened lazily, at most POOL_MAX). A
+ * call checks one connection out for its whole transaction and returns it; each
+ * connection prepares each statement once (SQLITE_PREPARE_PERSISTENT) on first use
+ * and keeps scratch buffers for building JSON, so hot paths allocate little.
+ * Writers use BEGIN IMMEDIATE (WAL: one writer at a time, readers never block).
+ *
+ * Schema (migrations[] below, recorded in schema_version):
+ *   jobs     one row per job. `jid` is an internal integer id (AUTOINCREMENT, so it
+ *            is also the creation order `seq`); counts live here and change in the
+ *            same transaction as the items they count. `next_idx` is the claim
+ *            cursor (items below it were handed out), `cancel_at` the cancel point
+ *            (-1 = not canceled), `last_claim` the id of the newest claim taken from
+ *            the job (fairness: the job claimed from least recently goes next).
+ *   items    key k = jid * 2^32 + index: one integer B-tree, rows appended in key
+ *            order at submit, no secondary index except a partial one on failed
+ *            items (listing failures of a big job). Processing and Canceled of a
+ *            pending item are derived from next_idx/cancel_at, never stored, so
+ *            claiming and canceling write no item rows; finishing writes each row
+ *            once. Events are a JSON array text, appended by string concatenation.
+ *   claims   one row per leased range [lo, hi) of one job, with a random token that
+ *            fences late writers and `remaining` = items of the range not done yet.
+ *            Released claims (graceful shutdown) get lease_until 0 and released = 1,
+ *            so the next store_claim takes them over without counting an attempt.
+ *   docs     (tenant, collection, ref) -> data, version, deleted (tombstone),
+ *            WITHOUT ROWID: one B-tree lookup per upsert.
+ *   api_keys key id, tenant and SHA-256 hex of the key.
+ *
+ * Durability: synchronous=FULL by default; every call that reports an outcome
+ * (store_complete, store_job_commit, cancel, doc writes, ...) commits with fsync.
+ * Two kinds of write commit without fsync (TX_WRITE_NOSYNC): store_job_add_items (a
+ * Receiving job is worthless after a crash; gc_receiving removes it) and store_claim
+ * (a lost claim only hands its items out again). Both are made durable by the next
+ * synchronous commit, since fsync of the WAL covers every earlier frame: the FULL
+ * commit of store_job_commit makes all the job's items durable at once.
+ * Checkpoints: auto-checkpointing is replaced by a WAL hook that wakes one
+ * checkpointer thread (PASSIVE, own connection, the store's synchronous setting, so
+ * it fsyncs the WAL before copying frames), keeping checkpoint I/O out of callers.
+ */
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/store_int.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/ids.h"
+#include "util/json_merge.h"
+#include "util/xmalloc.h"
+
+#define POOL_MAX 32
+#define TX_RETRIES 8
+#define E_SOFT (-10000) /* private: busy/locked, retry the whole transaction */
+#define KEY(jid, idx) ((int64_t)(jid)*4294967296LL + (int64_t)(idx))
+#define WIN_MS 5000
+#define CKPT_PAGES 4000 /* WAL pages (16 MiB at 4 KiB) that wake the checkpointer */
+
+/* ---- schema ---------------------------------------------------------------------- */
+
+static const char *const migrations[] = {
+    /* 001_init */
+    "CREATE TABLE api_keys("
+    "  key_id TEXT PRIMARY KEY,"
+    "  tenant TEXT NOT NULL,"
+    "  hash TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  revoked_at INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX api_keys_hash ON api_keys(hash);"
+    "CREATE TABLE jobs("
+    "  jid INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  tenant TEXT NOT NULL,"
+    "  workflow TEXT NOT NULL DEFAULT '',"
+    "  client_reference TEXT,"
+    "  status INTEGER NOT NULL,"
+    "  outcome INTEGER NOT NULL DEFAULT 0,"
+    "  error_code TEXT NOT NULL DEFAULT '',"
+    "  total INTEGER NOT NULL DEFAULT 0,"
+    "  pending INTEGER NOT NULL DEFAULT 0,"
+    "  processing INTEGER NOT NULL DEFAULT 0,"
+    "  succeeded INTEGER NOT NULL DEFAULT 0,"
+    "  failed INTEGER NOT NULL DEFAULT 0,"
+    "  skipped INTEGER NOT NULL DEFAULT 0,"
+    "  canceled INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  started_at INTEGER NOT NULL DEFAULT 0,"
+    "  last_progress_at INTEGER NOT NULL DEFAULT 0,"
+    "  completed_at INTEGER NOT NULL DEFAULT 0,"
+    "  win_at INTEGER NOT NULL DEFAULT 0,"
+    "  win_done INTEGER NOT NULL DEFAULT 0,"
+    "  next_idx INTEGER NOT NULL DEFAULT 0,"
+    "  cancel_at INTEGER NOT NULL DEFAULT -1,"
+    "  last_claim INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE INDEX jobs_tenant ON jobs(tenant, jid);"
+    "CREATE INDEX jobs_runnable ON jobs(last_claim, jid)"
+    "  WHERE status IN (1, 2) AND next_idx < total;"
+    "CREATE TABLE items("
+    "  k INTEGER PRIMARY KEY,"
+    "  status INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  prev_idx INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL DEFAULT 0,"
+    "  error_code TEXT,"
+    "  ref TEXT NOT NULL,"
+    "  data TEXT,"
+    "  result TEXT,"
+    "  error_message TEXT,"
+    "  events TEXT);"
+    "CREATE INDEX items_failed ON items(k) WHERE status = 3;"
+    "CREATE TABLE claims("
+    "  claim_id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  token TEXT NOT NULL,"
+    "  jid INTEGER NOT NULL,"
+    "  lo INTEGER NOT NULL,"
+    "  hi INTEGER NOT NULL,"
+    "  remaining INTEGER NOT NULL,"
+    "  lease_until INTEGER NOT NULL,"
+    "  claimed_at INTEGER NOT NULL,"
+    "  released INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX claims_lease ON claims(lease_until);"
+    "CREATE INDEX claims_job ON claims(jid);"
+    "CREATE TABLE docs("
+    "  tenant TEXT NOT NULL,"
+    "  collection TEXT NOT NULL,"
+    "  ref TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  deleted INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  item_index INTEGER NOT NULL,"
+    "  job_id TEXT NOT NULL,"
+    "  data TEXT,"
+    "  PRIMARY KEY(tenant, collection, ref)) WITHOUT ROWID;",
+};
+
+/* ---- statements ------------------------------------------------------------------ */
+
+#define JOB_COLS                                                                                   \
+    "jid, id, tenant, workflow, client_reference, status, outcome, error_code, total, pending, "   \
+    "processing, succeeded, failed, skipped, canceled, created_at, started_at, "                   \
+    "last_progress_at, completed_at, win_at, win_done, next_idx, cancel_at, last_claim"
+
+/* ?7: a JSON array text of events to append, or NULL. */
+#define EVENTS_APPEND                                                                              \
+    "CASE WHEN ?7 IS NULL THEN events WHEN events IS NULL OR events = '[]' THEN ?7 "               \
+    "ELSE substr(events, 1, length(events) - 1) || ',' || substr(?7, 2) END"
+
+/* Effective status of an item row: ?6 cancel_at, ?7 key base of the job, ?8 cursor. */
+#define EFFECTIVE                                                                                  \
+    "CASE WHEN status <> 0 THEN status WHEN ?6 >= 0 AND k >= ?7 + ?6 THEN 5 "                      \
+    "WHEN k < ?7 + ?8 THEN 1 ELSE 0 END"
+
+#define ITEM_LIST_COLS                                                                             \
+    "k, status, attempts, ref, data, result, error_code, error_message, updated_at"
+
+enum qid {
+    Q_BEGIN,
+    Q_BEGIN_IMM,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_PING,
+    Q_SYNC_OFF,
+    Q_SYNC_FULL,
+    Q_SYNC_NORMAL,
+    Q_KEY_INSERT,
+    Q_KEY_LOOKUP,
+    Q_KEY_LIST,
+    Q_KEY_EXISTS,
+    Q_KEY_REVOKE,
+    Q_JOB_INSERT,
+    Q_JOB_RECEIVING,
+    Q_JOB_TOUCH,
+    Q_ITEM_INSERT,
+    Q_JOB_COMMIT,
+    Q_ITEMS_DELETE,
+    Q_CLAIMS_DELETE_JOB,
+    Q_JOB_DELETE,
+    Q_GC_SELECT,
+    Q_JOB_BY_ID,
+    Q_JOB_BY_JID,
+    Q_JOB_LIST,
+    Q_JOB_SAVE,
+    Q_ITEM_GET,
+    Q_ITEM_LIST,
+    Q_ITEM_LIST_FAILED,
+    Q_ITEM_STATUS,
+    Q_ITEMS_RANGE,
+    Q_ITEM_SET,
+    Q_CLAIM_EXPIRED,
+    Q_CLAIM_GET,
+    Q_CLAIM_INSERT,
+    Q_CLAIM_UPDATE,
+    Q_CLAIM_REMAINING,
+    Q_CLAIM_DELETE,
+    Q_RUNNABLE,
+    Q_DOC_GET,
+    Q_DOC_PUT,
+    Q_DOC_LIST,
+    Q_STATS_JOBS,
+    Q_STATS_CLAIMS,
+    Q__COUNT
+};
+
+static const char *const sql_text[Q__COUNT] = {
+    [Q_BEGIN] = "BEGIN",
+    [Q_BEGIN_IMM] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_PING] = "SELECT 1",
+    [Q_SYNC_OFF] = "PRAGMA synchronous=OFF",
+    [Q_SYNC_FULL] = "PRAGMA synchronous=FULL",
+    [Q_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    [Q_KEY_INSERT] =
+        "INSERT INTO api_keys(key_id, tenant, hash, created_at) VALUES(?1, ?2, ?3, ?4)",
+    [Q_KEY_LOOKUP] = "SELECT tenant FROM api_keys WHERE hash = ?1 AND revoked_at = 0 LIMIT 1",
+    [Q_KEY_LIST] = "SELECT key_id, tenant, created_at, revoked_at FROM api_keys ORDER BY rowid",
+    [Q_KEY_EXISTS] = "SELECT 1 FROM api_keys WHERE key_id = ?1",
+    [Q_KEY_REVOKE] = "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at = 0",
+    [Q_JOB_INSERT] = "INSERT INTO jobs(id, tenant, status, created_at, updated_at) "
+                     "VALUES(?1, ?2, 0, ?3, ?3)",
+    [Q_JOB_RECEIVING] = "SELECT jid FROM jobs WHERE id = ?1 AND status = 0",
+    [Q_JOB_TOUCH] = "UPDATE jobs SET updated_at = ?2 WHERE jid = ?1",
+    [Q_ITEM_INSERT] = "INSERT INTO items(k, prev_idx, ref, data) VALUES(?1, ?2, ?3, ?4)",
+    [Q_JOB_COMMIT] = "UPDATE jobs SET status = 1, workflow = ?2, client_reference = ?3, "
+                     "total = ?4, pending = ?4, updated_at = ?5 WHERE jid = ?1",
+    [Q_ITEMS_DELETE] = "DELETE FROM items WHERE k >= ?1 AND k < ?2",
+    [Q_CLAIMS_DELETE_JOB] = "DELETE FROM claims WHERE jid = ?1",
+    [Q_JOB_DELETE] = "DELETE FROM jobs WHERE jid = ?1",
+    [Q_GC_SELECT] = "SELECT jid FROM jobs WHERE status = 0 AND updated_at < ?1",
+    [Q_JOB_BY_ID] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND tenant = ?2 AND status > 0",
+    [Q_JOB_BY_JID] = "SELECT " JOB_COLS " FROM jobs WHERE jid = ?1",
+    [Q_JOB_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE tenant = ?1 AND status > 0 "
+                   "AND (?2 < 0 OR status = ?2) AND jid < ?3 ORDER BY jid DESC LIMIT ?4",
+    [Q_JOB_SAVE] = "UPDATE jobs SET status = ?2, outcome = ?3, error_code = ?4, pending = ?5, "
+                   "processing = ?6, succeeded = ?7, failed = ?8, skipped = ?9, canceled = ?10, "
+                   "started_at = ?11, last_progress_at = ?12, completed_at = ?13, win_at = ?14, "
+                   "win_done = ?15, next_idx = ?16, cancel_at = ?17, last_claim = ?18, "
+                   "updated_at = ?19 WHERE jid = ?1",
+    [Q_ITEM_GET] = "SELECT k, status, attempts, ref, data, result, error_code, error_message, "
+                   "updated_at, events FROM items WHERE k = ?1",
+    [Q_ITEM_LIST] = "SELECT " ITEM_LIST_COLS ", " EFFECTIVE " FROM items "
+                    "WHERE k > ?1 AND k < ?2 AND (?3 IS NULL OR ref = ?3) "
+                    "AND (?4 < 0 OR " EFFECTIVE " = ?4) ORDER BY k LIMIT ?5",
+    /* Failed is never derived, so the partial index items_failed serves this one. */
+    [Q_ITEM_LIST_FAILED] = "SELECT " ITEM_LIST_COLS ", 3 FROM items "
+                           "WHERE status = 3 AND k > ?1 AND k < ?2 AND (?3 IS NULL OR ref = ?3) "
+                           "ORDER BY k LIMIT ?5",
+    [Q_ITEM_STATUS] = "SELECT status FROM items WHERE k = ?1",
+    [Q_ITEMS_RANGE] = "SELECT k, status, attempts, prev_idx, ref, data FROM items "
+                      "WHERE k >= ?1 AND k < ?2 ORDER BY k",
+    [Q_ITEM_SET] = "UPDATE items SET status = ?2, attempts = attempts + ?3, result = ?4, "
+                   "error_code = ?5, error_message = ?6, events = " EVENTS_APPEND ", "
+                   "updated_at = ?8 WHERE k = ?1 AND status = 0",
+    [Q_CLAIM_EXPIRED] = "SELECT claim_id, jid, lo, hi, released FROM claims "
+                        "WHERE lease_until <= ?1 ORDER BY lease_until LIMIT 1",
+    [Q_CLAIM_GET] = "SELECT jid, lo, hi, remaining FROM claims WHERE claim_id = ?1 AND token = ?2",
+    [Q_CLAIM_INSERT] = "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at) "
+                       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [Q_CLAIM_UPDATE] = "UPDATE claims SET token = ?2, remaining = ?3, lease_until = ?4, "
+                       "claimed_at = ?5, released = ?6 WHERE claim_id = ?1",
+    [Q_CLAIM_REMAINING] = "UPDATE claims SET remaining = ?2 WHERE claim_id = ?1",
+    [Q_CLAIM_DELETE] = "DELETE FROM claims WHERE claim_id = ?1",
+    [Q_RUNNABLE] = "SELECT jid FROM jobs WHERE status IN (1, 2) AND next_idx < total "
+                   "ORDER BY last_claim, jid LIMIT 16",
+    [Q_DOC_GET] = "SELECT data, version, deleted, updated_at, job_id, item_index FROM docs "
+                  "WHERE tenant = ?1 AND collection = ?2 AND ref = ?3",
+    [Q_DOC_PUT] = "INSERT INTO docs(tenant, collection, ref, data, version, deleted, updated_at, "
+                  "job_id, item_index) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+                  "ON CONFLICT(tenant, collection, ref) DO UPDATE SET data = excluded.data, "
+                  "version = excluded.version, deleted = excluded.deleted, "
+                  "updated_at = excluded.updated_at, job_id = excluded.job_id, "
+                  "item_index = excluded.item_index",
+    [Q_DOC_LIST] = "SELECT ref, data, version, updated_at, job_id, item_index FROM docs "
+                   "WHERE tenant = ?1 AND collection = ?2 AND ref > ?3 AND deleted = 0 "
+                   "ORDER BY ref LIMIT ?4",
+    [Q_STATS_JOBS] = "SELECT status, count(*), sum(pending), sum(processing) FROM jobs "
+                     "GROUP BY status",
+    [Q_STATS_CLAIMS] = "SELECT count(*) FROM claims WHERE lease_until > ?1",
+};
+
+/* ---- connections ----------------------------------------------------------------- */
+
+struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *st[Q__COUNT];
+    struct buf ev, res, tmp; /* scratch: events, result JSON, patched documents */
+    struct conn *next;       /* free list */
+};
+
+struct sq {
+    char *path;
+    struct store_options opt;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct conn *free_list;
+    int nopen;
+    /* checkpointer: a thread with its own connection, woken by the WAL hook */
+    pthread_t ckpt_thread;
+    pthread_cond_t ckpt_cv;
+    int ckpt_wanted, ckpt_stop, ckpt_running;
+};
+
+enum tx_mode {
+    TX_READ = 0,
+    TX_WRITE = 1,
+    TX_WRITE_NOSYNC = 2, /* a write whose loss in a crash is harmless; see DESIGN */
+};
+
+/* Maps an SQLite result code to a sluice error (E_SOFT for retryable ones). */
+static int sqerr(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return E_SOFT;
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_PROTOCOL:
+    case SQLITE_NOLFS:
+        return -SLUICE_E_STORE_IO;
+    case SQLITE_CONSTRAINT:
+        return -SLUICE_E_CONFLICT;
+    default:
+        return -SLUICE_E_INTERNAL;
+    }
+}
+
+/* [out] *s: statement id of conn c, prepared on first use, reset and unbound. */
+static int q(struct conn *c, enum qid id, sqlite3_stmt **s)
+{
+    if (!c->st[id]) {
+        int rc = sqlite3_prepare_v3(c->db, sql_text[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id],
+                                    NULL);
+        if (rc != SQLITE_OK)
+            return sqerr(rc);
+    } else {
+        sqlite3_reset(c->st[id]);
+        sqlite3_clear_bindings(c->st[id]);
+    }
+    *s = c->st[id];
+    return 0;
+}
+
+/* 1 row, 0 done, negative error. */
+static int step(sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return sqerr(rc);
+}
+
+/* Runs a statement without parameters to completion. */
+static int exec_q(struct conn *c, enum qid id)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, id, &s);
+    if (rc < 0)
+        return rc;
+    while ((rc = step(s)) == 1)
+        ;
+    sqlite3_reset(s);
+    return rc;
+}
+
+static void bind_str(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+}
+
+static void bind_strn(sqlite3_stmt *s, int i, const char *v, size_t n)
+{
+    if (v)
+        sqlite3_bind_text64(s, i, v, n, SQLITE_STATIC, SQLITE_UTF8);
+}
+
+static char *col_dup(sqlite3_stmt *s, int i, size_t *len)
+{
+    const unsigned char *p = sqlite3_column_text(s, i);
+    size_t n = (size_t)sqlite3_column_bytes(s, i);
+    if (len)
+        *len = p ? n : 0;
+    return p ? xstrndup((const char *)p, n) : NULL;
+}
+
+static void col_copy(sqlite3_stmt *s, int i, char *dst, size_t cap)
+{
+    const unsigned char *p = sqlite3_column_text(s, i);
+    size_t n = p ? (size_t)sqlite3_column_bytes(s, i) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, p, n);
+    dst[n] = '\0';
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static void conn_free(struct conn *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < Q__COUNT; i++)
+        sqlite3_finalize(c->st[i]);
+    sqlite3_close(c->db);
+    buf_release(&c->ev);
+    buf_release(&c->res);
+    buf_release(&c->tmp);
+    free(c);
+}
+
+/* Runs after each commit on a pool connection: wakes the checkpointer when the WAL
+ * has grown, so no caller pays for a checkpoint inside its own call. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct sq *s = arg;
+    (void)db;
+    (void)name;
+    if (pages >= CKPT_PAGES) {
+        pthread_mutex_lock(&s->mu);
+        s->ckpt_wanted = 1;
+        pthread_cond_signal(&s->ckpt_cv);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return SQLITE_OK;
+}
+
+static int conn_open(struct sq *s, struct conn **out)
+{
+    int rc;
+    struct conn *c = xcalloc(1, sizeof *c);
+
+    rc = sqlite3_open_v2(s->path, &c->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rc = -SLUICE_E_STORE_IO;
+        goto out;
+    }
+    sqlite3_busy_timeout(c->db, s->opt.busy_timeout_ms);
+    rc = sqlite3_exec(c->db,
+                      "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=OFF; "
+                      "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-32768;",
+                      NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sqerr(rc);
+        goto out;
+    }
+    rc = exec_q(c, s->opt.synchronous_full ? Q_SYNC_FULL : Q_SYNC_NORMAL);
+    if (rc < 0)
+        goto out;
+    sqlite3_wal_hook(c->db, wal_hook, s); /* replaces auto-checkpointing */
+    *out = c;
+    c = NULL;
+    rc = 0;
+out:
+    conn_free(c);
+    return rc;
+}
+
+static int conn_get(struct sq *s, struct conn **out)
+{
+    struct conn *c = NULL;
+    int rc = 0;
+
+    pthread_mutex_lock(&s->mu);
+    while (!s->free_list && s->nopen >= POOL_MAX)
+        pthread_cond_wait(&s->cv, &s->mu);
+    if (s->free_list) {
+        c = s->free_list;
+        s->free_list = c->next;
+        pthread_mutex_unlock(&s->mu);
+        *out = c;
+        return 0;
+    }
+    s->nopen++;
+    pthread_mutex_unlock(&s->mu);
+    rc = conn_open(s, &c);
+    if (rc < 0) {
+        pthread_mutex_lock(&s->mu);
+        s->nopen--;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+static void conn_put(struct sq *s, struct conn *c)
+{
+    pthread_mutex_lock(&s->mu);
+    c->next = s->free_list;
+    s->free_list = c;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Resets every statement still stepping, so no read lock outlives the transaction. */
+static void reset_all(struct conn *c)
+{
+    sqlite3_stmt *s = NULL;
+    while ((s = sqlite3_next_stmt(c->db, s)) != NULL)
+        if (sqlite3_stmt_busy(s))
+            sqlite3_reset(s);
+}
+
+typedef int (*tx_fn)(struct conn *c, void *ctx);
+typedef void (*tx_undo_fn)(void *ctx);
+
+/* Runs body(c, ctx) in one transaction (BEGIN IMMEDIATE when write), retrying the
+ * whole transaction on soft errors with a short backoff: the one retry loop of this
+ * backend. body must have no effect outside the transaction; when it succeeded but
+ * the commit failed, undo(ctx) drops what it put in its outputs. Returns body's
+ * result, or a negative error. */
+static int run_tx_on(struct conn *c, int write, tx_fn body, tx_undo_fn undo, void *ctx)
+{
+    int rc = 0;
+    for (int attempt = 0;; attempt++) {
+        rc = exec_q(c, write ? Q_BEGIN_IMM : Q_BEGIN);
+        if (rc == 0) {
+            rc = body(c, ctx);
+            reset_all(c);
+            if (rc >= 0) {
+                int crc = exec_q(c, Q_COMMIT);
+                if (crc == 0)
+                    break;
+                if (undo)
+                    undo(ctx);
+                rc = crc;
+            }
+            if (!sqlite3_get_autocommit(c->db))
+                exec_q(c, Q_ROLLBACK);
+        }
+        if (rc != E_SOFT || attempt >= TX_RETRIES)
+            break;
+        struct timespec ts = {0, (long)(1000000L << (attempt < 5 ? attempt : 5))};
+        nanosleep(&ts, NULL);
+    }
+    if (rc == E_SOFT)
+        rc = -SLUICE_E_STORE_BUSY;
+    return rc;
+}
+
+/* Drops a connection instead of returning it to the pool. */
+static void conn_discard(struct sq *s, struct conn *c)
+{
+    conn_free(c);
+    pthread_mutex_lock(&s->mu);
+    s->nopen--;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* run_tx_on() on a pooled connection. TX_WRITE_NOSYNC commits without fsync: the
+ * next synchronous commit or checkpoint makes it durable along with itself. */
+static int run_tx(struct sq *s, enum tx_mode mode, tx_fn body, tx_undo_fn undo, void *ctx)
+{
+    struct conn *c;
+    int rc = conn_get(s, &c);
+    if (rc < 0)
+        return rc;
+    if (mode == TX_WRITE_NOSYNC && (rc = exec_q(c, Q_SYNC_OFF)) < 0)
+        goto out;
+    rc = run_tx_on(c, mode != TX_READ, body, undo, ctx);
+    if (mode == TX_WRITE_NOSYNC) {
+        int rc2 = exec_q(c, s->opt.synchronous_full ? Q_SYNC_FULL : Q_SYNC_NORMAL);
+        if (rc2 < 0) { /* a connection left without fsync must serve no one else */
+            conn_discard(s, c);
+            return rc < 0 ? rc : (rc2 == E_SOFT ? -SLUICE_E_STORE_BUSY : rc2);
+        }
+    }
+out:
+    conn_put(s, c);
+    return rc == E_SOFT ? -SLUICE_E_STORE_BUSY : rc;
+}
+
+/* The checkpointer thread: PASSIVE checkpoints (never blocking readers or the
+ * writer) whenever the WAL hook asks, with the store's synchronous setting, so the
+ * WAL is fsynced before its frames are copied (this covers TX_WRITE_NOSYNC frames). */
+static void *ckpt_main(void *arg)
+{
+    struct sq *s = arg;
+    struct conn *c = NULL;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->ckpt_wanted && !s->ckpt_stop)
+            pthread_cond_wait(&s->ckpt_cv, &s->mu);
+        if (s->ckpt_stop)
+            break;
+        s->ckpt_wanted = 0;
+        pthread_mutex_unlock(&s->mu);
+        if (c || conn_open(s, &c) == 0) {
+            sqlite3_wal_hook(c->db, NULL, NULL);
+            sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        }
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    conn_free(c);
+    return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------- */
+
+static int migrate_body(struct conn *c, void *ctx)
+{
+    (void)ctx;
+    int rc;
+    int64_t have = 0;
+    const int64_t want = (int64_t)(sizeof migrations / sizeof migrations[0]);
+    sqlite3_stmt *s = NULL;
+
+    rc = sqlite3_exec(c->db,
+                      "CREATE TABLE IF NOT EXISTS schema_version("
+                      "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+                      NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sqerr(rc);
+        goto out;
+    }
+    rc = sqlite3_prepare_v2(c->db, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &s,
+                            NULL);
+    if (rc != SQLITE_OK || (rc = step(s)) != 1) {
+        rc = rc < 0 ? rc : -SLUICE_E_INTERNAL;
+        goto out;
+    }
+    have = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    s = NULL;
+    if (have > want) { /* written by a newer sluice */
+        rc = -SLUICE_E_INTERNAL;
+        goto out;
+    }
+    for (int64_t v = have + 1; v <= want; v++) {
+        rc = sqlite3_exec(c->db, migrations[v - 1], NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            rc = sqerr(rc);
+            goto out;
+        }
+        rc = sqlite3_prepare_v2(
+            c->db, "INSERT INTO schema_version(version, applied_at) VALUES(?1, ?2)", -1, &s, NULL);
+        if (rc != SQLITE_OK) {
+            rc = sqerr(rc);
+            goto out;
+        }
+        sqlite3_bind_int64(s, 1, v);
+        sqlite3_bind_int64(s, 2, clock_now_ms());
+        rc = step(s);
+        sqlite3_finalize(s);
+        s = NULL;
+        if (rc < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static void sq_close(void *impl)
+{
+    struct sq *s = impl;
+    if (!s)
+        return;
+    if (s->ckpt_running) {
+        pthread_mutex_lock(&s->mu);
+        s->ckpt_stop = 1;
+        pthread_cond_signal(&s->ckpt_cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->ckpt_thread, NULL);
+    }
+    while (s->free_list) { /* the last close checkpoints and removes the WAL */
+        struct conn *c = s->free_list;
+        s->free_list = c->next;
+        conn_free(c);
+    }
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->ckpt_cv);
+    free(s->path);
+    free(s);
+}
+
+static int sq_open(const char *location, const struct store_options *opt, void **impl)
+{
+    int rc;
+    struct conn *c = NULL;
+    struct sq *s = xcalloc(1, sizeof *s);
+
+    s->path = xstrdup(location);
+    s->opt = *opt;
+    if (s->opt.busy_timeout_ms <= 0)
+        s->opt.busy_timeout_ms = 5000;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
+    rc = conn_get(s, &c);
+    if (rc < 0)
+        goto out;
+    rc = run_tx_on(c, 1, migrate_body, NULL, NULL);
+    conn_put(s, c);
+    if (rc < 0)
+        goto out;
+    rc = -SLUICE_E_INTERNAL;
+    if (pthread_create(&s->ckpt_thread, NULL, ckpt_main, s) != 0)
+        goto out;
+    s->ckpt_running = 1;
+    *impl = s;
+    s = NULL;
+    rc = 0;
+out:
+    sq_close(s);
+    return rc == E_SOFT ? -SLUICE_E_STORE_BUSY : rc;
+}
+
+static int ping_body(struct conn *c, void *ctx)
+{
+    (void)ctx;
+    return exec_q(c, Q_PING);
+}
+
+static int sq_ping(void *impl)
+{
+    return run_tx(impl, TX_READ, ping_body, NULL, NULL);
+}
+
+/* ---- API keys -------------------------------------------------------------------- */
+
+struct key_ctx {
+    const char *key_id, *tenant, *hash;
+    char *tenant_out;
+    struct store_key *list;
+    size_t n;
+};
+
+static int key_create_body(struct conn *c, void *vctx)
+{
+    struct key_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_KEY_INSERT, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->key_id);
+    bind_str(s, 2, x->tenant);
+    bind_str(s, 3, x->hash);
+    sqlite3_bind_int64(s, 4, clock_now_ms());
+    rc = step(s);
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_key_create(void *impl, const char *key_id, const char *tenant, const char *hash_hex)
+{
+    struct key_ctx x = {.key_id = key_id, .tenant = tenant, .hash = hash_hex};
+    return run_tx(impl, TX_WRITE, key_create_body, NULL, &x);
+}
+
+static int key_lookup_body(struct conn *c, void *vctx)
+{
+    struct key_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_KEY_LOOKUP, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->hash);
+    rc = step(s);
+    if (rc == 1)
+        col_copy(s, 0, x->tenant_out, STORE_NAME_MAX);
+    return rc;
+}
+
+static int sq_key_lookup(void *impl, const char *hash_hex, char tenant[STORE_NAME_MAX])
+{
+    struct key_ctx x = {.hash = hash_hex, .tenant_out = tenant};
+    return run_tx(impl, TX_READ, key_lookup_body, NULL, &x);
+}
+
+static int key_list_body(struct conn *c, void *vctx)
+{
+    struct key_ctx *x = vctx;
+    sqlite3_stmt *s;
+    size_t cap = 0;
+    int rc = q(c, Q_KEY_LIST, &s);
+    if (rc < 0)
+        return rc;
+    x->list = NULL;
+    x->n = 0;
+    while ((rc = step(s)) == 1) {
+        if (x->n == cap) {
+            cap = cap ? cap * 2 : 16;
+            x->list = xrealloc(x->list, cap * sizeof *x->list);
+        }
+        struct store_key *k = &x->list[x->n++];
+        col_copy(s, 0, k->key_id, sizeof k->key_id);
+        col_copy(s, 1, k->tenant, sizeof k->tenant);
+        k->created_at = sqlite3_column_int64(s, 2);
+        k->revoked_at = sqlite3_column_int64(s, 3);
+    }
+    if (rc < 0) {
+        free(x->list);
+        x->list = NULL;
+        x->n = 0;
+    }
+    return rc;
+}
+
+static void key_list_undo(void *vctx)
+{
+    struct key_ctx *x = vctx;
+    free(x->list);
+    x->list = NULL;
+    x->n = 0;
+}
+
+static int sq_key_list(void *impl, struct store_key **out, size_t *n)
+{
+    struct key_ctx x = {0};
+    int rc = run_tx(impl, TX_READ, key_list_body, key_list_undo, &x);
+    *out = rc < 0 ? NULL : x.list;
+    *n = rc < 0 ? 0 : x.n;
+    return rc < 0 ? rc : 0;
+}
+
+static int key_revoke_body(struct conn *c, void *vctx)
+{
+    struct key_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_KEY_EXISTS, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->key_id);
+    rc = step(s);
+    if (rc <= 0)
+        return rc;
+    if ((rc = q(c, Q_KEY_REVOKE, &s)) < 0)
+        return rc;
+    bind_str(s, 1, x->key_id);
+    sqlite3_bind_int64(s, 2, clock_now_ms());
+    rc = step(s);
+    return rc < 0 ? rc : 1;
+}
+
+static int sq_key_revoke(void *impl, const char *key_id)
+{
+    struct key_ctx x = {.key_id = key_id};
+    return run_tx(impl, TX_WRITE, key_revoke_body, NULL, &x);
+}
+
+/* ---- job rows -------------------------------------------------------------------- */
+
+/* A job row: the public struct plus the claim cursor and cancel point. */
+struct jobrow {
+    int64_t jid, cursor, cancel_at, last_claim;
+    struct store_job j;
+};
+
+static void read_job(sqlite3_stmt *s, struct jobrow *r)
+{
+    struct store_job *j = &r->j;
+    memset(r, 0, sizeof *r);
+    r->jid = sqlite3_column_int64(s, 0);
+    col_copy(s, 1, j->id, sizeof j->id);
+    col_copy(s, 2, j->tenant, sizeof j->tenant);
+    col_copy(s, 3, j->workflow, sizeof j->workflow);
+    j->client_reference = col_dup(s, 4, NULL);
+    j->status = sqlite3_column_int(s, 5);
+    j->outcome = sqlite3_column_int(s, 6);
+    col_copy(s, 7, j->error_code, sizeof j->error_code);
+    j->counts.total = sqlite3_column_int64(s, 8);
+    j->counts.pending = sqlite3_column_int64(s, 9);
+    j->counts.processing = sqlite3_column_int64(s, 10);
+    j->counts.succeeded = sqlite3_column_int64(s, 11);
+    j->counts.failed = sqlite3_column_int64(s, 12);
+    j->counts.skipped = sqlite3_column_int64(s, 13);
+    j->counts.canceled = sqlite3_column_int64(s, 14);
+    j->created_at = sqlite3_column_int64(s, 15);
+    j->started_at = sqlite3_column_int64(s, 16);
+    j->last_progress_at = sqlite3_column_int64(s, 17);
+    j->completed_at = sqlite3_column_int64(s, 18);
+    j->win_at = sqlite3_column_int64(s, 19);
+    j->win_done = sqlite3_column_int64(s, 20);
+    r->cursor = sqlite3_column_int64(s, 21);
+    r->cancel_at = sqlite3_column_int64(s, 22);
+    r->last_claim = sqlite3_column_int64(s, 23);
+    j->seq = r->jid;
+}
+
+/* Loads a visible job of tenant by public id: 1 found, 0 not. */
+static int job_load(struct conn *c, const char *tenant, const char *job_id, struct jobrow *r)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_JOB_BY_ID, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, job_id);
+    bind_str(s, 2, tenant);
+    rc = step(s);
+    if (rc == 1)
+        read_job(s, r);
+    sqlite3_reset(s);
+    return rc;
+}
+
+static int job_load_jid(struct conn *c, int64_t jid, struct jobrow *r)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_JOB_BY_JID, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    rc = step(s);
+    if (rc == 1)
+        read_job(s, r);
+    sqlite3_reset(s);
+    return rc == 0 ? -SLUICE_E_INTERNAL : rc; /* callers hold a reference to the row */
+}
+
+static int job_save(struct conn *c, const struct jobrow *r, int64_t now)
+{
+    const struct store_job *j = &r->j;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_JOB_SAVE, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, r->jid);
+    sqlite3_bind_int(s, 2, j->status);
+    sqlite3_bind_int(s, 3, j->outcome);
+    bind_str(s, 4, j->error_code);
+    sqlite3_bind_int64(s, 5, j->counts.pending);
+    sqlite3_bind_int64(s, 6, j->counts.processing);
+    sqlite3_bind_int64(s, 7, j->counts.succeeded);
+    sqlite3_bind_int64(s, 8, j->counts.failed);
+    sqlite3_bind_int64(s, 9, j->counts.skipped);
+    sqlite3_bind_int64(s, 10, j->counts.canceled);
+    sqlite3_bind_int64(s, 11, j->started_at);
+    sqlite3_bind_int64(s, 12, j->last_progress_at);
+    sqlite3_bind_int64(s, 13, j->completed_at);
+    sqlite3_bind_int64(s, 14, j->win_at);
+    sqlite3_bind_int64(s, 15, j->win_done);
+    sqlite3_bind_int64(s, 16, r->cursor);
+    sqlite3_bind_int64(s, 17, r->cancel_at);
+    sqlite3_bind_int64(s, 18, r->last_claim);
+    sqlite3_bind_int64(s, 19, now);
+    rc = step(s);
+    return rc < 0 ? rc : 0;
+}
+
+/* The job's last transition: Running with nothing left -> Succeeded/Failed;
+ * Canceling with nothing in flight -> Canceled. */
+static void job_maybe_finish(struct jobrow *r, int64_t now)
+{
+    struct store_job *j = &r->j;
+    if ((j->status == JOB_RUNNING || j->status == JOB_NOT_STARTED) && j->counts.pending == 0 &&
+        j->counts.processing == 0 && r->cursor >= j->counts.total) {
+        if (j->counts.failed == 0) {
+            j->status = JOB_SUCCEEDED;
+            j->outcome = OUTCOME_ALL_SUCCEEDED;
+        } else if (j->counts.succeeded + j->counts.skipped == 0) {
+            j->status = JOB_FAILED;
+            copy_str(j->error_code, sizeof j->error_code, "AllItemsFailed");
+        } else {
+            j->status = JOB_SUCCEEDED;
+            j->outcome = OUTCOME_PARTIALLY_SUCCEEDED;
+        }
+        j->completed_at = now;
+    } else if (j->status == JOB_CANCELING && j->counts.processing == 0) {
+        j->status = JOB_CANCELED;
+        j->completed_at = now;
+    }
+}
+
+static int job_terminal(int status)
+{
+    return status == JOB_SUCCEEDED || status == JOB_FAILED || status == JOB_CANCELED;
+}
+
+/* ---- submitting ------------------------------------------------------------------ */
+
+struct submit_ctx {
+    const char *tenant, *job_id, *workflow, *client_reference;
+    const struct store_new_item *items;
+    size_t n;
+    int64_t total, older_than;
+    struct store_job *out;
+    int removed;
+};
+
+static int job_begin_body(struct conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_JOB_INSERT, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->job_id);
+    bind_str(s, 2, x->tenant);
+    sqlite3_bind_int64(s, 3, clock_now_ms());
+    rc = step(s);
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_job_begin(void *impl, const char *tenant, const char *job_id)
+{
+    struct submit_ctx x = {.tenant = tenant, .job_id = job_id};
+    return run_tx(impl, TX_WRITE, job_begin_body, NULL, &x);
+}
+
+/* jid of a Receiving job, or 0 (not found / no longer receiving). */
+static int receiving_jid(struct conn *c, const char *job_id, int64_t *jid)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_JOB_RECEIVING, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, job_id);
+    rc = step(s);
+    if (rc == 1)
+        *jid = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc;
+}
+
+static int add_items_body(struct conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int64_t jid = 0;
+    int rc = receiving_jid(c, x->job_id, &jid);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
+    if ((rc = q(c, Q_ITEM_INSERT, &s)) < 0)
+        return rc;
+    for (size_t i = 0; i < x->n; i++) {
+        const struct store_new_item *it = &x->items[i];
+        if (it->index < 0 || it->index >= 4294967296LL)
+            return -SLUICE_E_INVALID_PARAMETER;
+        sqlite3_bind_int64(s, 1, KEY(jid, it->index));
+        sqlite3_bind_int64(s, 2, it->prev_idx);
+        bind_strn(s, 3, it->ref, it->ref_len);
+        if (it->data)
+            bind_strn(s, 4, it->data, it->data_len);
+        else
+            sqlite3_bind_null(s, 4);
+        rc = step(s);
+        sqlite3_reset(s);
+        if (rc < 0)
+            return rc;
+    }
+    if ((rc = q(c, Q_JOB_TOUCH, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    sqlite3_bind_int64(s, 2, clock_now_ms());
+    rc = step(s);
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_job_add_items(void *impl, const char *job_id, const struct store_new_item *items,
+                            size_t n)
+{
+    /* No fsync: a Receiving job is worthless after a crash (see DESIGN). */
+    struct submit_ctx x = {.job_id = job_id, .items = items, .n = n};
+    return run_tx(impl, TX_WRITE_NOSYNC, add_items_body, NULL, &x);
+}
+
+static int job_commit_body(struct conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int64_t jid = 0;
+    int64_t now = clock_now_ms();
+    struct jobrow r;
+    int rc = receiving_jid(c, x->job_id, &jid);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
+    if ((rc = q(c, Q_JOB_COMMIT, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    bind_str(s, 2, x->workflow ? x->workflow : "");
+    bind_str(s, 3, x->client_reference);
+    sqlite3_bind_int64(s, 4, x->total);
+    sqlite3_bind_int64(s, 5, now);
+    if ((rc = step(s)) < 0)
+        return rc;
+    if (x->out) {
+        if ((rc = job_load_jid(c, jid, &r)) < 0)
+            return rc;
+        *x->out = r.j;
+    }
+    return 0;
+}
+
+static void job_out_undo(void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    if (x->out)
+        store_job_release(x->out);
+}
+
+static int sq_job_commit(void *impl, const char *job_id, const char *workflow,
+                         const char *client_reference, int64_t total, struct store_job *out)
+{
+    struct submit_ctx x = {.job_id = job_id,
+                           .workflow = workflow,
+                           .client_reference = client_reference,
+                           .total = total,
+                           .out = out};
+    return run_tx(impl, TX_WRITE, job_commit_body, job_out_undo, &x);
+}
+
+/* Deletes a job's items, claims and row. */
+static int job_remove(struct conn *c, int64_t jid)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_ITEMS_DELETE, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, KEY(jid, 0));
+    sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
+    if ((rc = step(s)) < 0)
+        return rc;
+    if ((rc = q(c, Q_CLAIMS_DELETE_JOB, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    if ((rc = step(s)) < 0)
+        return rc;
+    if ((rc = q(c, Q_JOB_DELETE, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    rc = step(s);
+    return rc < 0 ? rc : 0;
+}
+
+static int job_abort_body(struct conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    int64_t jid = 0;
+    int rc = receiving_jid(c, x->job_id, &jid);
+    if (rc <= 0)
+        return rc;
+    rc = job_remove(c, jid);
+    return rc < 0 ? rc : 1;
+}
+
+static int sq_job_abort(void *impl, const char *job_id)
+{
+    struct submit_ctx x = {.job_id = job_id};
+    int rc = run_tx(impl, TX_WRITE, job_abort_body, NULL, &x);
+    return rc < 0 ? rc : 0;
+}
+
+static int gc_body(struct conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int64_t *jids = NULL;
+    size_t n = 0, cap = 0;
+    int rc = q(c, Q_GC_SELECT, &s);
+    if (rc < 0)
+        goto out;
+    sqlite3_bind_int64(s, 1, x->older_than);
+    while ((rc = step(s)) == 1) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            jids = xrealloc(jids, cap * sizeof *jids);
+        }
+        jids[n++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    if (rc < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = job_remove(c, jids[i])) < 0)
+            goto out;
+    rc = (int)n;
+out:
+    free(jids);
+    return rc;
+}
+
+static int sq_gc_receiving(void *impl, int64_t older_than)
+{
+    struct submit_ctx x = {.older_than = older_than};
+    return run_tx(impl, TX_WRITE, gc_body, NULL, &x);
+}
+
+/* ---- reading and controlling jobs ------------------------------------------------ */
+
+struct jobs_ctx {
+    const char *tenant, *job_id;
+    int status;
+    int64_t before_seq;
+    size_t limit;
+    struct store_job *out;
+    struct store_job *list;
+    size_t n;
+};
+
+static int job_get_body(struct conn *c, void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    struct jobrow r;
+    int rc = job_load(c, x->tenant, x->job_id, &r);
+    if (rc == 1)
+        *x->out = r.j;
+    return rc;
+}
+
+static void jobs_out_undo(void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    if (x->out)
+        store_job_release(x->out);
+    store_jobs_free(x->list, x->n);
+    x->list = NULL;
+    x->n = 0;
+}
+
+static int sq_job_get(void *impl, const char *tenant, const char *job_id, struct store_job *out)
+{
+    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id, .out = out};
+    return run_tx(impl, TX_READ, job_get_body, jobs_out_undo, &x);
+}
+
+static int job_list_body(struct conn *c, void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    struct jobrow r;
+    int rc = q(c, Q_JOB_LIST, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    sqlite3_bind_int(s, 2, x->status);
+    sqlite3_bind_int64(s, 3, x->before_seq > 0 ? x->before_seq : INT64_MAX);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)x->limit);
+    x->list = xcalloc(x->limit ? x->limit : 1, sizeof *x->list);
+    x->n = 0;
+    while (x->n < x->limit && (rc = step(s)) == 1) {
+        read_job(s, &r);
+        x->list[x->n++] = r.j;
+    }
+    if (rc < 0) {
+        store_jobs_free(x->list, x->n);
+        x->list = NULL;
+        x->n = 0;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_job_list(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
+                       struct store_job **out, size_t *n)
+{
+    struct jobs_ctx x = {
+        .tenant = tenant, .status = status, .before_seq = before_seq, .limit = limit};
+    int rc = run_tx(impl, TX_READ, job_list_body, jobs_out_undo, &x);
+    *out = rc < 0 ? NULL : x.list;
+    *n = rc < 0 ? 0 : x.n;
+    return rc;
+}
+
+static int job_cancel_body(struct conn *c, void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    struct jobrow r;
+    int64_t now = clock_now_ms();
+    int rc = job_load(c, x->tenant, x->job_id, &r);
+    if (rc <= 0)
+        return rc;
+    if (r.j.status == JOB_NOT_STARTED || r.j.status == JOB_RUNNING) {
+        /* O(1): everything at or above the cursor is Canceled from now on. */
+        r.cancel_at = r.cursor;
+        r.j.counts.canceled += r.j.counts.pending;
+        r.j.counts.pending = 0;
+        r.j.status = JOB_CANCELING;
+        job_maybe_finish(&r, now);
+        if ((rc = job_save(c, &r, now)) < 0) {
+            store_job_release(&r.j);
+            return rc;
+        }
+    }
+    if (x->out)
+        *x->out = r.j;
+    else
+        store_job_release(&r.j);
+    return 1;
+}
+
+static int sq_job_cancel(void *impl, const char *tenant, const char *job_id, struct store_job *out)
+{
+    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id, .out = out};
+    return run_tx(impl, TX_WRITE, job_cancel_body, jobs_out_undo, &x);
+}
+
+static int job_delete_body(struct conn *c, void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    struct jobrow r;
+    int rc = job_load(c, x->tenant, x->job_id, &r);
+    if (rc <= 0)
+        return rc;
+    store_job_release(&r.j);
+    if (!job_terminal(r.j.status))
+        return -SLUICE_E_CONFLICT;
+    rc = job_remove(c, r.jid);
+    return rc < 0 ? rc : 1;
+}
+
+static int sq_job_delete(void *impl, const char *tenant, const char *job_id)
+{
+    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id};
+    return run_tx(impl, TX_WRITE, job_delete_body, NULL, &x);
+}
+
+/* ---- items ----------------------------------------------------------------------- */
+
+struct items_ctx {
+    const char *tenant, *job_id, *ref;
+    int status, with_data;
+    int64_t index, after_index;
+    size_t limit;
+    struct store_item *out;
+    struct store_item *list;
+    size_t n;
+};
+
+static int effective_status(int stored, int64_t idx, const struct jobrow *r)
+{
+    if (stored != ITEM_PENDING)
+        return stored;
+    if (r->cancel_at >= 0 && idx >= r->cancel_at)
+        return ITEM_CANCELED;
+    if (idx < r->cursor)
+        return ITEM_PROCESSING;
+    return ITEM_PENDING;
+}
+
+/* Fills it from a row of columns k, status, attempts, ref, data, result, error_code,
+ * error_message, updated_at. */
+static void read_item(sqlite3_stmt *s, const struct jobrow *r, int with_data, struct store_item *it)
+{
+    memset(it, 0, sizeof *it);
+    it->index = sqlite3_column_int64(s, 0) - KEY(r->jid, 0);
+    it->status = effective_status(sqlite3_column_int(s, 1), it->index, r);
+    it->attempts = sqlite3_column_int(s, 2);
+    it->ref = col_dup(s, 3, NULL);
+    if (with_data)
+        it->data = col_dup(s, 4, &it->data_len);
+    it->result = col_dup(s, 5, NULL);
+    col_copy(s, 6, it->error_code, sizeof it->error_code);
+    it->error_message = col_dup(s, 7, NULL);
+    it->created_at = r->j.created_at;
+    it->updated_at = sqlite3_column_int64(s, 8);
+    if (!it->updated_at)
+        it->updated_at = it->created_at;
+}
+
+static int item_get_body(struct conn *c, void *vctx)
+{
+    struct items_ctx *x = vctx;
+    struct jobrow r;
+    sqlite3_stmt *s;
+    int rc = job_load(c, x->tenant, x->job_id, &r);
+    if (rc <= 0)
+        return rc;
+    store_job_release(&r.j);
+    if (x->index < 0 || x->index >= r.j.counts.total)
+        return 0;
+    if ((rc = q(c, Q_ITEM_GET, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, KEY(r.jid, x->index));
+    rc = step(s);
+    if (rc == 1) {
+        read_item(s, &r, 1, x->out);
+        x->out->events = col_dup(s, 9, NULL);
+        if (!x->out->events)
+            x->out->events = xstrdup("[]");
+    }
+    return rc;
+}
+
+static void items_out_undo(void *vctx)
+{
+    struct items_ctx *x = vctx;
+    if (x->out)
+        store_item_release(x->out);
+    store_items_free(x->list, x->n);
+    x->list = NULL;
+    x->n = 0;
+}
+
+static int sq_item_get(void *impl, const char *tenant, const char *job_id, int64_t index,
+                       struct store_item *out)
+{
+    struct items_ctx x = {.tenant = tenant, .job_id = job_id, .index = index, .out = out};
+    return run_tx(impl, TX_READ, item_get_body, items_out_undo, &x);
+}
+
+static int item_list_body(struct conn *c, void *vctx)
+{
+    struct items_ctx *x = vctx;
+    struct jobrow r;
+    sqlite3_stmt *s;
+    int rc = job_load(c, x->tenant, x->job_id, &r);
+    if (rc <= 0)
+        return rc;
+    store_job_release(&r.j);
+    rc = q(c, x->status == ITEM_FAILED ? Q_ITEM_LIST_FAILED : Q_ITEM_LIST, &s);
+    if (rc < 0)
+        return rc;
+    int64_t after = x->after_index < -1 ? -1 : x->after_index;
+    sqlite3_bind_int64(s, 1, KEY(r.jid, 0) + after);
+    sqlite3_bind_int64(s, 2, KEY(r.jid + 1, 0));
+    bind_str(s, 3, x->ref);
+    sqlite3_bind_int(s, 4, x->status);
+    sqlite3_bind_int64(s, 5, (sqlite3_int64)x->limit);
+    if (x->status != ITEM_FAILED) {
+        sqlite3_bind_int64(s, 6, r.cancel_at);
+        sqlite3_bind_int64(s, 7, KEY(r.jid, 0));
+        sqlite3_bind_int64(s, 8, r.cursor);
+    }
+    x->list = xcalloc(x->limit ? x->limit : 1, sizeof *x->list);
+    x->n = 0;
+    while (x->n < x->limit && (rc = step(s)) == 1)
+        read_item(s, &r, x->with_data, &x->list[x->n++]);
+    if (rc < 0) {
+        store_items_free(x->list, x->n);
+        x->list = NULL;
+        x->n = 0;
+        return rc;
+    }
+    return 1;
+}
+
+static int sq_item_list(void *impl, const char *tenant, const char *job_id, int status,
+                        const char *ref, int64_t after_index, size_t limit, int with_data,
+                        struct store_item **out, size_t *n)
+{
+    struct items_ctx x = {.tenant = tenant,
+                          .job_id = job_id,
+                          .status = status,
+                          .ref = ref,
+                          .after_index = after_index,
+                          .limit = limit,
+                          .with_data = with_data};
+    int rc = run_tx(impl, TX_READ, item_list_body, items_out_undo, &x);
+    *out = rc <= 0 ? NULL : x.list;
+    *n = rc <= 0 ? 0 : x.n;
+    return rc;
+}
+
+/* ---- events ---------------------------------------------------------------------- */
+
+/* Appends one event object to b, which holds "[" and zero or more events. */
+static void event_add(struct buf *b, const char *at, const char *stage, const char *level,
+                      const char *code, const char *message)
+{
+    if (b->len > 1)
+        buf_putc(b, ',');
+    buf_puts(b, "{\"at\":\"");
+    buf_puts(b, at);
+    buf_puts(b, "\",\"stage\":");
+    buf_json_str(b, stage, strlen(stage));
+    buf_puts(b, ",\"level\":");
+    buf_json_str(b, level, strlen(level));
+    buf_puts(b, ",\"code\":");
+    buf_json_str(b, code, strlen(code));
+    buf_puts(b, ",\"message\":");
+    buf_json_str(b, message, strlen(message));
+    buf_putc(b, '}');
+}
+
+/* Appends the elements of a JSON array text (the engine's events) to b. */
+static void events_add_array(struct buf *b, const char *arr)
+{
+    if (!arr)
+        return;
+    const char *p = arr, *e = arr + strlen(arr);
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\t'))
+        e--;
+    if (e - p < 2 || *p != '[' || e[-1] != ']')
+        return;
+    p++, e--;
+    const char *q0 = p;
+    while (q0 < e && (*q0 == ' ' || *q0 == '\n' || *q0 == '\r' || *q0 == '\t'))
+        q0++;
+    if (q0 == e)
+        return;
+    if (b->len > 1)
+        buf_putc(b, ',');
+    buf_append(b, p, (size_t)(e - p));
+}
+
+/* ---- documents ------------------------------------------------------------------- */
+
+struct doc_result {
+    int64_t version, updated_at;
+    int created;
+    const char *data; /* the document after: borrowed from the input or c->tmp; NULL deleted */
+    size_t data_len;
+};
+
+static int dump_to_buf(const char *p, size_t n, void *data)
+{
+    buf_append(data, p, n);
+    return 0;
+}
+
+/* Applies one document change: the single code path for store_doc_write and the doc
+ * ops of store_complete. 0 applied ([out] w), -SLUICE_E_DOCUMENT_NOT_FOUND,
+ * -SLUICE_E_INVALID_DATA, -SLUICE_E_PRECONDITION_FAILED or a store error. */
+static int doc_apply(struct conn *c, const char *tenant, const char *coll, const char *ref,
+                     size_t ref_len, enum store_op op, const char *data, size_t data_len,
+                     int64_t if_match, const char *job_id, int64_t item_index, int64_t now,
+                     struct doc_result *w)
+{
+    sqlite3_stmt *s;
+    json_t *cur = NULL, *patch = NULL, *merged = NULL;
+    int64_t version = 0;
+    int live = 0;
+    int rc = q(c, Q_DOC_GET, &s);
+    if (rc < 0)
+        goto out;
+    bind_str(s, 1, tenant);
+    bind_str(s, 2, coll);
+    bind_strn(s, 3, ref, ref_len);
+    if ((rc = step(s)) < 0)
+        goto out;
+    if (rc == 1) {
+        version = sqlite3_column_int64(s, 1);
+        live = sqlite3_column_int(s, 2) == 0;
+    }
+    rc = -SLUICE_E_PRECONDITION_FAILED;
+    if (if_match >= 0 && if_match != (live ? version : 0))
+        goto out;
+    memset(w, 0, sizeof *w);
+    switch (op) {
+    case STORE_OP_UPSERT:
+        rc = -SLUICE_E_INVALID_DATA;
+        if (!data)
+            goto out;
+        w->data = data;
+        w->data_len = data_len;
+        break;
+    case STORE_OP_PATCH: {
+        rc = -SLUICE_E_DOCUMENT_NOT_FOUND;
+        if (!live)
+            goto out;
+        rc = -SLUICE_E_INVALID_DATA;
+        const char *cd = (const char *)sqlite3_column_text(s, 0);
+        if (!data || !cd)
+            goto out;
+        cur = json_loadb(cd, (size_t)sqlite3_column_bytes(s, 0), JSON_DECODE_ANY | JSON_ALLOW_NUL,
+                         NULL);
+        patch = json_loadb(data, data_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (!cur || !patch)
+            goto out;
+        merged = json_merge_patch(cur, patch);
+        rc = -SLUICE_E_INTERNAL;
+        if (!merged)
+            goto out;
+        buf_reset(&c->tmp);
+        if (json_dump_callback(merged, dump_to_buf, &c->tmp, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+            goto out;
+        w->data = buf_cstr(&c->tmp);
+        w->data_len = c->tmp.len;
+        break;
+    }
+    case STORE_OP_DELETE:
+        rc = -SLUICE_E_DOCUMENT_NOT_FOUND;
+        if (!live)
+            goto out;
+        break;
+    default:
+        rc = -SLUICE_E_INVALID_PARAMETER;
+        goto out;
+    }
+    sqlite3_reset(s);
+    w->version = version + 1;
+    w->created = !live && op == STORE_OP_UPSERT;
+    w->updated_at = now;
+    if ((rc = q(c, Q_DOC_PUT, &s)) < 0)
+        goto out;
+    bind_str(s, 1, tenant);
+    bind_str(s, 2, coll);
+    bind_strn(s, 3, ref, ref_len);
+    bind_strn(s, 4, w->data, w->data_len);
+    sqlite3_bind_int64(s, 5, w->version);
+    sqlite3_bind_int(s, 6, op == STORE_OP_DELETE);
+    sqlite3_bind_int64(s, 7, now);
+    bind_str(s, 8, job_id ? job_id : "");
+    sqlite3_bind_int64(s, 9, item_index);
+    rc = step(s);
+    if (rc < 0)
+        goto out;
+    rc = 0;
+out:
+    json_decref(cur);
+    json_decref(patch);
+    json_decref(merged);
+    return rc;
+}
+
+struct doc_ctx {
+    const char *tenant, *coll, *ref, *after_ref;
+    enum store_op op;
+    const char *data;
+    size_t data_len, limit;
+    int64_t if_match;
+    struct store_doc *out;
+    int *created;
+    struct store_doc *list;
+    size_t n;
+};
+
+static void read_doc(sqlite3_stmt *s, int first, struct store_doc *d)
+{
+    /* columns from `first`: data, version, updated_at, job_id, item_index */
+    d->data = col_dup(s, first, &d->data_len);
+    d->version = sqlite3_column_int64(s, first + 1);
+    d->updated_at = sqlite3_column_int64(s, first + 2);
+    col_copy(s, first + 3, d->job_id, sizeof d->job_id);
+    d->item_index = sqlite3_column_int64(s, first + 4);
+}
+
+static int doc_get_body(struct conn *c, void *vctx)
+{
+    struct doc_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_DOC_GET, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->coll);
+    bind_str(s, 3, x->ref);
+    rc = step(s);
+    if (rc <= 0 || sqlite3_column_int(s, 2) != 0) /* deleted: a tombstone reads as missing */
+        return rc < 0 ? rc : 0;
+    memset(x->out, 0, sizeof *x->out);
+    x->out->ref = xstrdup(x->ref);
+    x->out->data = col_dup(s, 0, &x->out->data_len);
+    x->out->version = sqlite3_column_int64(s, 1);
+    x->out->updated_at = sqlite3_column_int64(s, 3);
+    col_copy(s, 4, x->out->job_id, sizeof x->out->job_id);
+    x->out->item_index = sqlite3_column_int64(s, 5);
+    return 1;
+}
+
+static void doc_out_undo(void *vctx)
+{
+    struct doc_ctx *x = vctx;
+    if (x->out)
+        store_doc_release(x->out);
+    store_docs_free(x->list, x->n);
+    x->list = NULL;
+    x->n = 0;
+}
+
+static int sq_doc_get(void *impl, const char *tenant, const char *collection, const char *ref,
+                      struct store_doc *out)
+{
+    struct doc_ctx x = {.tenant = tenant, .coll = collection, .ref = ref, .out = out};
+    return run_tx(impl, TX_READ, doc_get_body, doc_out_undo, &x);
+}
+
+static int doc_write_body(struct conn *c, void *vctx)
+{
+    struct doc_ctx *x = vctx;
+    struct doc_result w;
+    int rc = doc_apply(c, x->tenant, x->coll, x->ref, strlen(x->ref), x->op, x->data, x->data_len,
+                       x->if_match, "", -1, clock_now_ms(), &w);
+    if (rc < 0)
+        return rc;
+    if (x->created)
+        *x->created = w.created;
+    if (x->out) {
+        memset(x->out, 0, sizeof *x->out);
+        x->out->ref = xstrdup(x->ref);
+        x->out->data = w.data ? xstrndup(w.data, w.data_len) : NULL;
+        x->out->data_len = w.data ? w.data_len : 0;
+        x->out->version = w.version;
+        x->out->updated_at = w.updated_at;
+        x->out->item_index = -1;
+    }
+    return 0;
+}
+
+static int sq_doc_write(void *impl, const char *tenant, const char *collection, const char *ref,
+                        enum store_op op, const char *data, size_t data_len, int64_t if_match,
+                        struct store_doc *out, int *created)
+{
+    struct doc_ctx x = {.tenant = tenant,
+                        .coll = collection,
+                        .ref = ref,
+                        .op = op,
+                        .data = data,
+                        .data_len = data_len,
+                        .if_match = if_match,
+                        .out = out,
+                        .created = created};
+    return run_tx(impl, TX_WRITE, doc_write_body, doc_out_undo, &x);
+}
+
+static int doc_list_body(struct conn *c, void *vctx)
+{
+    struct doc_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_DOC_LIST, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->coll);
+    bind_str(s, 3, x->after_ref ? x->after_ref : "");
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)x->limit);
+    x->list = xcalloc(x->limit ? x->limit : 1, sizeof *x->list);
+    x->n = 0;
+    while (x->n < x->limit && (rc = step(s)) == 1) {
+        struct store_doc *d = &x->list[x->n++];
+        d->ref = col_dup(s, 0, NULL);
+        read_doc(s, 1, d);
+    }
+    if (rc < 0) {
+        store_docs_free(x->list, x->n);
+        x->list = NULL;
+        x->n = 0;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_doc_list(void *impl, const char *tenant, const char *collection,
+                       const char *after_ref, size_t limit, struct store_doc **out, size_t *n)
+{
+    struct doc_ctx x = {
+        .tenant = tenant, .coll = collection, .after_ref = after_ref, .limit = limit};
+    int rc = run_tx(impl, TX_READ, doc_list_body, doc_out_undo, &x);
+    *out = rc < 0 ? NULL : x.list;
+    *n = rc < 0 ? 0 : x.n;
+    return rc;
+}
+
+/* ---- claims ---------------------------------------------------------------------- */
+
+struct claim_ctx {
+    size_t max_items;
+    int64_t lease_ms;
+    int max_attempts;
+    struct store_claim *out;     /* for store_claim */
+    const struct store_claim *c; /* for store_complete / store_release */
+    struct store_outcome *outs;
+    size_t n;
+    int *op_failed; /* per outcome: 0, or the error of a doc op that could not apply */
+};
+
+/* Pending items of [lo, hi) of job r, copied: the items a claim still owes. */
+static int pending_in_range(struct conn *c, const struct jobrow *r, int64_t lo, int64_t hi,
+                            struct store_claim_item **items, size_t *n)
+{
+    sqlite3_stmt *s;
+    size_t cap = 0;
+    int rc = q(c, Q_ITEMS_RANGE, &s);
+    *items = NULL;
+    *n = 0;
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, KEY(r->jid, lo));
+    sqlite3_bind_int64(s, 2, KEY(r->jid, hi));
+    while ((rc = step(s)) == 1) {
+        if (sqlite3_column_int(s, 1) != ITEM_PENDING)
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *items = xrealloc(*items, cap * sizeof **items);
+        }
+        struct store_claim_item *it = &(*items)[(*n)++];
+        it->index = sqlite3_column_int64(s, 0) - KEY(r->jid, 0);
+        it->attempts = sqlite3_column_int(s, 2);
+        it->ref = col_dup(s, 4, NULL);
+        it->data = col_dup(s, 5, &it->data_len);
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* Frees the strings of items[0..n), not the array. */
+static void claim_items_clear(struct store_claim_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(items[i].ref);
+        free(items[i].data);
+    }
+}
+
+static void claim_items_free(struct store_claim_item *items, size_t n)
+{
+    claim_items_clear(items, n);
+    free(items);
+}
+
+/* Writes one item's end (or, status PENDING, only attempts/events). 1 written, 0 the
+ * item was not pending. */
+static int item_set(struct conn *c, int64_t k, int status, int add_attempts, const char *result,
+                    const char *code, const char *message, const struct buf *events, int64_t now)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_ITEM_SET, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, k);
+    sqlite3_bind_int(s, 2, status);
+    sqlite3_bind_int(s, 3, add_attempts);
+    bind_str(s, 4, result);
+    bind_str(s, 5, code && *code ? code : NULL);
+    bind_str(s, 6, message);
+    if (events && events->len > 2)
+        bind_strn(s, 7, events->data, events->len);
+    sqlite3_bind_int64(s, 8, now);
+    rc = step(s);
+    if (rc < 0)
+        return rc;
+    return sqlite3_changes(c->db) > 0;
+}
+
+static int claim_write(struct conn *c, int64_t claim_id, const char *token, int64_t remaining,
+                       int64_t lease_until, int64_t claimed_at, int released)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_CLAIM_UPDATE, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, claim_id);
+    bind_str(s, 2, token);
+    sqlite3_bind_int64(s, 3, remaining);
+    sqlite3_bind_int64(s, 4, lease_until);
+    sqlite3_bind_int64(s, 5, claimed_at);
+    sqlite3_bind_int(s, 6, released);
+    rc = step(s);
+    return rc < 0 ? rc : 0;
+}
+
+static int claim_delete(struct conn *c, int64_t claim_id)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_CLAIM_DELETE, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, claim_id);
+    rc = step(s);
+    return rc < 0 ? rc : 0;
+}
+
+static void fill_claim(struct store_claim *out, const struct jobrow *r, int64_t claim_id,
+                       const char *token, int64_t lo, int64_t hi, int64_t now, int64_t lease_until,
+                       struct store_claim_item *items, size_t n)
+{
+    memset(out, 0, sizeof *out);
+    out->claim_id = claim_id;
+    copy_str(out->token, sizeof out->token, token);
+    copy_str(out->job_id, sizeof out->job_id, r->j.id);
+    copy_str(out->tenant, sizeof out->tenant, r->j.tenant);
+    copy_str(out->workflow, sizeof out->workflow, r->j.workflow);
+    out->from = lo;
+    out->to = hi;
+    out->claimed_at = now;
+    out->lease_until = lease_until;
+    out->n = n;
+    out->items = items;
+}
+
+/* Settles a claim whose holder is gone (lease expired, or released): on a canceling
+ * or canceled job its pending items become Canceled; otherwise, unless released,
+ * each counts the lost attempt (LeaseExpired event) and fails with
+ * MaxAttemptsExceeded at max_attempts. When items remain and out != NULL they are
+ * re-leased to out under a new token (returns 1); else the claim is dropped
+ * (returns 0). */
+static int settle_claim(struct conn *c, int64_t claim_id, int64_t jid, int64_t lo, int64_t hi,
+                        int released, int max_attempts, int64_t lease_ms, int64_t now,
+                        struct store_claim *out)
+{
+    struct jobrow r;
+    struct store_claim_item *items = NULL;
+    size_t n = 0, kept = 0;
+    char token[STORE_ID_MAX], msg[128], ts[25];
+    int rc = job_load_jid(c, jid, &r);
+    clock_fmt_ms(now, ts);
+    if (rc < 0)
+        return rc;
+    int canceling = r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED;
+    if ((rc = pending_in_range(c, &r, lo, hi, &items, &n)) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        struct store_claim_item *it = &items[i];
+        int64_t k = KEY(jid, it->index);
+        if (canceling) {
+            if ((rc = item_set(c, k, ITEM_CANCELED, 0, NULL, NULL, NULL, NULL, now)) < 0)
+                goto out;
+            r.j.counts.processing--;
+            r.j.counts.canceled++;
+            continue;
+        }
+        if (!released) {
+            it->attempts++;
+            buf_reset(&c->ev);
+            buf_putc(&c->ev, '[');
+            snprintf(msg, sizeof msg, "lease expired on attempt %d; item given to another worker",
+                     it->attempts);
+            event_add(&c->ev, ts, "claim", "warn", "LeaseExpired", msg);
+            if (max_attempts > 0 && it->attempts >= max_attempts) {
+                snprintf(msg, sizeof msg, "abandoned after %d attempts", it->attempts);
+                event_add(&c->ev, ts, "claim", "error", sluice_err_code(SLUICE_E_MAX_ATTEMPTS),
+                          msg);
+                buf_putc(&c->ev, ']');
+                rc = item_set(c, k, ITEM_FAILED, 1, NULL, sluice_err_code(SLUICE_E_MAX_ATTEMPTS),
+                              msg, &c->ev, now);
+                if (rc < 0)
+                    goto out;
+                r.j.counts.processing--;
+                r.j.counts.failed++;
+                continue;
+            }
+            buf_putc(&c->ev, ']');
+            if ((rc = item_set(c, k, ITEM_PENDING, 1, NULL, NULL, NULL, &c->ev, now)) < 0)
+                goto out;
+        }
+        if (kept != i) {
+            struct store_claim_item t = items[kept];
+            items[kept] = *it;
+            *it = t;
+        }
+        kept++;
+    }
+    if (kept > 0 && out && !canceling) {
+        if ((rc = ids_random("lt_", 24, token)) < 0)
+            goto out;
+        if ((rc = claim_write(c, claim_id, token, (int64_t)kept, now + lease_ms, now, 0)) < 0)
+            goto out;
+        if ((rc = job_save(c, &r, now)) < 0)
+            goto out;
+        claim_items_clear(items + kept, n - kept);
+        fill_claim(out, &r, claim_id, token, lo, hi, now, now + lease_ms, items, kept);
+        items = NULL;
+        n = 0;
+        rc = 1;
+        goto out;
+    }
+    if (kept > 0) { /* only reachable without out: cannot happen; keep the claim as is */
+        rc = 0;
+        goto out;
+    }
+    if ((rc = claim_delete(c, claim_id)) < 0)
+        goto out;
+    r.j.last_progress_at = now;
+    job_maybe_finish(&r, now);
+    rc = job_save(c, &r, now);
+out:
+    claim_items_free(items, n);
+    store_job_release(&r.j);
+    return rc;
+}
+
+/* A new range from the cursor of job jid: 1 claimed into out, 0 nothing runnable. */
+static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *x, int64_t now)
+{
+    struct jobrow r;
+    sqlite3_stmt *s, *ps;
+    struct store_claim_item *items = NULL;
+    size_t n = 0, cap = 0;
+    char token[STORE_ID_MAX];
+    int rc = job_load_jid(c, jid, &r);
+    if (rc < 0)
+        return rc;
+    rc = 0;
+    if ((r.j.status != JOB_NOT_STARTED && r.j.status != JOB_RUNNING) ||
+        r.cursor >= r.j.counts.total)
+        goto out;
+    int64_t lo = r.cursor, hi = r.cursor + (int64_t)x->max_items;
+    if (hi > r.j.counts.total)
+        hi = r.j.counts.total;
+    if ((rc = q(c, Q_ITEMS_RANGE, &s)) < 0)
+        goto out;
+    sqlite3_bind_int64(s, 1, KEY(jid, lo));
+    sqlite3_bind_int64(s, 2, KEY(jid, hi));
+    while ((rc = step(s)) == 1) {
+        int64_t idx = sqlite3_column_int64(s, 0) - KEY(jid, 0);
+        int64_t prev = sqlite3_column_int64(s, 3);
+        if (prev >= 0 && prev < lo) {
+            /* Same-ref ordering: wait until the previous item of this ref is done. */
+            if ((rc = q(c, Q_ITEM_STATUS, &ps)) < 0)
+                goto out;
+            sqlite3_bind_int64(ps, 1, KEY(jid, prev));
+            rc = step(ps);
+            int st = rc == 1 ? sqlite3_column_int(ps, 0) : ITEM_PENDING;
+            sqlite3_reset(ps);
+            if (rc < 0)
+                goto out;
+            rc = 0;
+            if (st == ITEM_PENDING)
+                break;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            items = xrealloc(items, cap * sizeof *items);
+        }
+        struct store_claim_item *it = &items[n++];
+        it->index = idx;
+        it->attempts = sqlite3_column_int(s, 2);
+        it->ref = col_dup(s, 4, NULL);
+        it->data = col_dup(s, 5, &it->data_len);
+    }
+    sqlite3_reset(s);
+    if (rc < 0 || n == 0)
+        goto out;
+    hi = lo + (int64_t)n;
+    if ((rc = ids_random("lt_", 24, token)) < 0)
+        goto out;
+    if ((rc = q(c, Q_CLAIM_INSERT, &s)) < 0)
+        goto out;
+    bind_str(s, 1, token);
+    sqlite3_bind_int64(s, 2, jid);
+    sqlite3_bind_int64(s, 3, lo);
+    sqlite3_bind_int64(s, 4, hi);
+    sqlite3_bind_int64(s, 5, (int64_t)n);
+    sqlite3_bind_int64(s, 6, now + x->lease_ms);
+    sqlite3_bind_int64(s, 7, now);
+    if ((rc = step(s)) < 0)
+        goto out;
+    int64_t claim_id = sqlite3_last_insert_rowid(c->db);
+    if (r.j.status == JOB_NOT_STARTED) {
+        r.j.status = JOB_RUNNING;
+        r.j.started_at = now;
+    }
+    if (!r.j.win_at) {
+        r.j.win_at = now;
+        r.j.win_done = 0;
+    }
+    r.cursor = hi;
+    r.j.counts.pending -= (int64_t)n;
+    r.j.counts.processing += (int64_t)n;
+    r.last_claim = claim_id;
+    if ((rc = job_save(c, &r, now)) < 0)
+        goto out;
+    fill_claim(x->out, &r, claim_id, token, lo, hi, now, now + x->lease_ms, items, n);
+    items = NULL;
+    n = 0;
+    rc = 1;
+out:
+    claim_items_free(items, n);
+    store_job_release(&r.j);
+    return rc;
+}
+
+static int claim_body(struct conn *c, void *vctx)
+{
+    struct claim_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int64_t now = clock_now_ms();
+    int64_t jids[16];
+    int njobs = 0;
+    int rc;
+
+    /* 1. Expired (or released) claims first. */
+    for (int guard = 0; guard < 256; guard++) {
+        if ((rc = q(c, Q_CLAIM_EXPIRED, &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, now);
+        if ((rc = step(s)) <= 0)
+            break;
+        int64_t claim_id = sqlite3_column_int64(s, 0), jid = sqlite3_column_int64(s, 1);
+        int64_t lo = sqlite3_column_int64(s, 2), hi = sqlite3_column_int64(s, 3);
+        int released = sqlite3_column_int(s, 4);
+        sqlite3_reset(s);
+        rc = settle_claim(c, claim_id, jid, lo, hi, released, x->max_attempts, x->lease_ms, now,
+                          x->out);
+        if (rc != 0)
+            return rc;
+    }
+    if (rc < 0)
+        return rc;
+    /* 2. A new range of the runnable job claimed from least recently. */
+    if ((rc = q(c, Q_RUNNABLE, &s)) < 0)
+        return rc;
+    while (njobs < 16 && (rc = step(s)) == 1)
+        jids[njobs++] = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < njobs; i++) {
+        rc = claim_new_range(c, jids[i], x, now);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void claim_undo(void *vctx)
+{
+    struct claim_ctx *x = vctx;
+    store_claim_release(x->out);
+}
+
+static int sq_claim(void *impl, size_t max_items, int64_t lease_ms, int max_attempts,
+                    struct store_claim *out)
+{
+    struct claim_ctx x = {.max_items = max_items ? max_items : 1,
+                          .lease_ms = lease_ms,
+                          .max_attempts = max_attempts,
+                          .out = out};
+    memset(out, 0, sizeof *out);
+    /* No fsync: a claim lost in a crash only hands its items out again, and any
+     * completion under it commits with fsync, which makes the claim durable first. */
+    return run_tx(impl, TX_WRITE_NOSYNC, claim_body, claim_undo, &x);
+}
+
+/* The claim's row if c's token still holds it: 1, or 0 when taken over / gone. */
+static int claim_check(struct conn *c, const struct store_claim *cl, int64_t *jid, int64_t *lo,
+                       int64_t *hi, int64_t *remaining)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_CLAIM_GET, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, cl->claim_id);
+    bind_str(s, 2, cl->token);
+    rc = step(s);
+    if (rc == 1) {
+        *jid = sqlite3_column_int64(s, 0);
+        *lo = sqlite3_column_int64(s, 1);
+        *hi = sqlite3_column_int64(s, 2);
+        *remaining = sqlite3_column_int64(s, 3);
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+static const struct store_claim_item *claim_find(const struct store_claim *cl, int64_t index)
+{
+    size_t lo = 0, hi = cl->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cl->items[mid].index < index)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < cl->n && cl->items[lo].index == index ? &cl->items[lo] : NULL;
+}
+
+static int complete_body(struct conn *c, void *vctx)
+{
+    struct claim_ctx *x = vctx;
+    const struct store_claim *cl = x->c;
+    struct jobrow r;
+    struct doc_result w;
+    int64_t jid = 0, lo = 0, hi = 0, remaining = 0, now = clock_now_ms();
+    int64_t done = 0;
+    char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
+    int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
+    clock_fmt_ms(now, ts); /* one timestamp for all events of this call */
+    memset(x->op_failed, 0, x->n * sizeof *x->op_failed);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
+    if ((rc = job_load_jid(c, jid, &r)) < 0)
+        return rc;
+    for (size_t i = 0; i < x->n; i++) {
+        const struct store_outcome *o = &x->outs[i];
+        const struct store_claim_item *ci = claim_find(cl, o->index);
+        int status = o->status;
+        const char *result = o->result, *code = o->error_code, *message = o->error_message;
+        if (!ci || o->index < lo || o->index >= hi)
+            continue; /* not an item this claim owes */
+        if (status != ITEM_SUCCEEDED && status != ITEM_FAILED && status != ITEM_SKIPPED) {
+            rc = -SLUICE_E_INVALID_PARAMETER;
+            goto out;
+        }
+        int64_t k = KEY(jid, o->index);
+        buf_reset(&c->ev);
+        buf_putc(&c->ev, '[');
+        events_add_array(&c->ev, o->events);
+        if (status == ITEM_SUCCEEDED && o->op != STORE_OP_NONE) {
+            sqlite3_stmt *s;
+            if ((rc = q(c, Q_ITEM_STATUS, &s)) < 0)
+                goto out;
+            sqlite3_bind_int64(s, 1, k);
+            rc = step(s);
+            int st = rc == 1 ? sqlite3_column_int(s, 0) : -1;
+            sqlite3_reset(s);
+            if (rc < 0)
+                goto out;
+            if (st != ITEM_PENDING)
+                continue; /* already finished by an earlier call */
+            const char *coll = o->collection ? o->collection : "";
+            size_t ref_len = strlen(ci->ref);
+            rc = doc_apply(c, r.j.tenant, coll, ci->ref, ref_len, o->op,
+                           o->data ? o->data : ci->data, o->data ? o->data_len : ci->data_len, -1,
+                           r.j.id, o->index, now, &w);
+            if (rc == 0) {
+                buf_reset(&c->res);
+                buf_puts(&c->res, "{\"collection\":");
+                buf_json_str(&c->res, coll, strlen(coll));
+                buf_puts(&c->res, ",\"ref\":");
+                buf_json_str(&c->res, ci->ref, ref_len);
+                buf_printf(&c->res, ",\"version\":%lld,\"created\":%s}", (long long)w.version,
+                           w.created ? "true" : "false");
+                result = buf_cstr(&c->res);
+                snprintf(msg, sizeof msg, "%s/%s %sversion %lld", coll, ci->ref,
+                         o->op == STORE_OP_DELETE ? "deleted, " : "", (long long)w.version);
+                event_add(&c->ev, ts, "apply", "info", "VersionWritten", msg);
+            } else if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA) {
+                status = ITEM_FAILED;
+                x->op_failed[i] = rc;
+                result = NULL;
+                code = sluice_err_code(rc);
+                if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
+                    snprintf(msg, sizeof msg, "%s/%s does not exist", coll, ci->ref);
+                else
+                    snprintf(msg, sizeof msg, "%s/%s: data cannot be applied as %s", coll, ci->ref,
+                             o->op == STORE_OP_PATCH ? "a merge patch" : "a document");
+                message = msg;
+                event_add(&c->ev, ts, "apply", "error", code, msg);
+            } else {
+                goto out;
+            }
+        }
+        buf_putc(&c->ev, ']');
+        if (status == ITEM_SUCCEEDED)
+            code = message = NULL;
+        rc = item_set(c, k, status, 1, result, code, message, &c->ev, now);
+        if (rc < 0)
+            goto out;
+        if (rc == 0)
+            continue;
+        done++;
+        if (status == ITEM_SUCCEEDED)
+            r.j.counts.succeeded++;
+        else if (status == ITEM_FAILED)
+            r.j.counts.failed++;
+        else
+            r.j.counts.skipped++;
+    }
+    rc = 0;
+    if (done == 0)
+        goto out;
+    r.j.counts.processing -= done;
+    r.j.last_progress_at = now;
+    int64_t finished = r.j.counts.succeeded + r.j.counts.failed + r.j.counts.skipped;
+    if (now - r.j.win_at >= WIN_MS) {
+        r.j.win_at = now;
+        r.j.win_done = finished;
+    }
+    job_maybe_finish(&r, now);
+    if ((rc = job_save(c, &r, now)) < 0)
+        goto out;
+    remaining -= done;
+    sqlite3_stmt *s;
+    if (remaining <= 0) {
+        rc = claim_delete(c, cl->claim_id);
+    } else if ((rc = q(c, Q_CLAIM_REMAINING, &s)) == 0) {
+        sqlite3_bind_int64(s, 1, cl->claim_id);
+        sqlite3_bind_int64(s, 2, remaining);
+        rc = step(s);
+    }
+    if (rc > 0)
+        rc = 0;
+out:
+    store_job_release(&r.j);
+    return rc;
+}
+
+static int sq_complete(void *impl, const struct store_claim *c, struct store_outcome *outs,
+                       size_t n)
+{
+    struct claim_ctx x = {.c = c, .outs = outs, .n = n};
+    x.op_failed = xcalloc(n ? n : 1, sizeof *x.op_failed);
+    int rc = run_tx(impl, TX_WRITE, complete_body, NULL, &x);
+    for (size_t i = 0; rc >= 0 && i < n; i++) {
+        if (x.op_failed[i]) {
+            outs[i].status = ITEM_FAILED;
+            outs[i].error_code = sluice_err_code(x.op_failed[i]);
+        }
+    }
+    free(x.op_failed);
+    return rc;
+}
+
+static int release_body(struct conn *c, void *vctx)
+{
+    struct claim_ctx *x = vctx;
+    const struct store_claim *cl = x->c;
+    struct jobrow r;
+    int64_t jid = 0, lo = 0, hi = 0, remaining = 0, now = clock_now_ms();
+    int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
+    if ((rc = job_load_jid(c, jid, &r)) < 0)
+        return rc;
+    store_job_release(&r.j);
+    if (r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED) /* nothing to give back */
+        return settle_claim(c, cl->claim_id, jid, lo, hi, 1, 0, 0, now, NULL);
+    /* Expired at once and marked released: the next store_claim re-leases it without
+     * counting an attempt; the empty token fences the old holder. */
+    return claim_write(c, cl->claim_id, "", remaining, 0, now, 1);
+}
+
+static int sq_release(void *impl, const struct store_claim *c)
+{
+    struct claim_ctx x = {.c = c};
+    return run_tx(impl, TX_WRITE, release_body, NULL, &x);
+}
+
+/* ---- stats ----------------------------------------------------------------------- */
+
+static int stats_body(struct conn *c, void *vctx)
+{
+    struct store_stats *st = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_STATS_JOBS, &s);
+    if (rc < 0)
+        return rc;
+    memset(st, 0, sizeof *st);
+    while ((rc = step(s)) == 1) {
+        int status = sqlite3_column_int(s, 0);
+        if (status >= 0 && status < 7)
+            st->jobs_by_status[status] = sqlite3_column_int64(s, 1);
+        st->items_pending += sqlite3_column_int64(s, 2);
+        st->items_processing += sqlite3_column_int64(s, 3);
+    }
+    sqlite3_reset(s);
+    if (rc < 0)
+        return rc;
+    if ((rc = q(c, Q_STATS_CLAIMS, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, clock_now_ms());
+    if ((rc = step(s)) == 1)
+        st->claims_active = sqlite3_column_int64(s, 0);
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_stats(void *impl, struct store_stats *out)
+{
+    return run_tx(impl, TX_READ, stats_body, NULL, out);
+}
+
+const struct store_ops store_sqlite_ops = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .ping = sq_ping,
+    .key_create = sq_key_create,
+    .key_lookup = sq_key_lookup,
+    .key_list = sq_key_list,
+    .key_revoke = sq_key_revoke,
+    .job_begin = sq_job_begin,
+    .job_add_items = sq_job_add_items,
+    .job_commit = sq_job_commit,
+    .job_abort = sq_job_abort,
+    .gc_receiving = sq_gc_receiving,
+    .job_get = sq_job_get,
+    .job_list = sq_job_list,
+    .job_cancel = sq_job_cancel,
+    .job_delete = sq_job_delete,
+    .item_get = sq_item_get,
+    .item_list = sq_item_list,
+    .claim = sq_claim,
+    .complete = sq_complete,
+    .release = sq_release,
+    .doc_get = sq_doc_get,
+    .doc_write = sq_doc_write,
+    .doc_list = sq_doc_list,
+    .stats = sq_stats,
+};

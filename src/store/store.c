@@ -1,0 +1,336 @@
+/* store.c - the backend-neutral half of the storage contract (store.h).
+ *
+ * Opens a backend picked from the URL scheme, forwards every store_*() call to its
+ * ops table (the one place where tests can later inject faults), and holds what no
+ * backend should repeat: option defaults, the *_release()/_free() functions for the
+ * structs the store fills, and the API names of the job and item states. */
+#include "store/store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store/store_int.h"
+#include "util/errors.h"
+#include "util/xmalloc.h"
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+void store_options_default(struct store_options *opt)
+{
+    opt->synchronous_full = 1;
+    opt->busy_timeout_ms = 5000;
+}
+
+/* mkdir -p of the directory part of path ("a/b/c.db" -> "a/b"). */
+static int make_parent_dirs(const char *path)
+{
+    int rc = -SLUICE_E_STORE_IO;
+    char *dir = xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) {
+        rc = 0; /* current directory */
+        goto out;
+    }
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            goto out;
+        *p = '/';
+    }
+    if (dir[0] && mkdir(dir, 0755) != 0 && errno != EEXIST)
+        goto out;
+    rc = 0;
+out:
+    free(dir);
+    return rc;
+}
+
+int store_open(const char *url, const struct store_options *opt, struct store **st)
+{
+    int rc = -SLUICE_E_INVALID_PARAMETER;
+    struct store_options defaults;
+    const struct store_ops *ops = NULL;
+    const char *location = NULL;
+    void *impl = NULL;
+
+    *st = NULL;
+    if (!opt) {
+        store_options_default(&defaults);
+        opt = &defaults;
+    }
+    if (url && strncmp(url, "sqlite:", 7) == 0 && url[7] != '\0') {
+        ops = &store_sqlite_ops;
+        location = url + 7;
+        rc = make_parent_dirs(location);
+        if (rc < 0)
+            goto out;
+    } else {
+        goto out;
+    }
+    rc = ops->open(location, opt, &impl);
+    if (rc < 0)
+        goto out;
+    *st = xmalloc(sizeof **st);
+    (*st)->ops = ops;
+    (*st)->impl = impl;
+    rc = 0;
+out:
+    return rc;
+}
+
+void store_close(struct store *st)
+{
+    if (!st)
+        return;
+    st->ops->close(st->impl);
+    free(st);
+}
+
+int store_ping(struct store *st)
+{
+    return st->ops->ping(st->impl);
+}
+
+const char *store_backend(const struct store *st)
+{
+    return st->ops->name;
+}
+
+/* ---- forwarding wrappers --------------------------------------------------------- */
+
+int store_key_create(struct store *st, const char *key_id, const char *tenant, const char *hash_hex)
+{
+    return st->ops->key_create(st->impl, key_id, tenant, hash_hex);
+}
+
+int store_key_lookup(struct store *st, const char *hash_hex, char tenant[STORE_NAME_MAX])
+{
+    return st->ops->key_lookup(st->impl, hash_hex, tenant);
+}
+
+int store_key_list(struct store *st, struct store_key **out, size_t *n)
+{
+    return st->ops->key_list(st->impl, out, n);
+}
+
+int store_key_revoke(struct store *st, const char *key_id)
+{
+    return st->ops->key_revoke(st->impl, key_id);
+}
+
+int store_job_begin(struct store *st, const char *tenant, const char *job_id)
+{
+    return st->ops->job_begin(st->impl, tenant, job_id);
+}
+
+int store_job_add_items(struct store *st, const char *job_id, const struct store_new_item *items,
+                        size_t n)
+{
+    return st->ops->job_add_items(st->impl, job_id, items, n);
+}
+
+int store_job_commit(struct store *st, const char *job_id, const char *workflow,
+                     const char *client_reference, int64_t total, struct store_job *out)
+{
+    return st->ops->job_commit(st->impl, job_id, workflow, client_reference, total, out);
+}
+
+int store_job_abort(struct store *st, const char *job_id)
+{
+    return st->ops->job_abort(st->impl, job_id);
+}
+
+int store_gc_receiving(struct store *st, int64_t older_than)
+{
+    return st->ops->gc_receiving(st->impl, older_than);
+}
+
+int store_job_get(struct store *st, const char *tenant, const char *job_id, struct store_job *out)
+{
+    return st->ops->job_get(st->impl, tenant, job_id, out);
+}
+
+int store_job_list(struct store *st, const char *tenant, int status, int64_t before_seq,
+                   size_t limit, struct store_job **out, size_t *n)
+{
+    return st->ops->job_list(st->impl, tenant, status, before_seq, limit, out, n);
+}
+
+int store_job_cancel(struct store *st, const char *tenant, const char *job_id,
+                     struct store_job *out)
+{
+    return st->ops->job_cancel(st->impl, tenant, job_id, out);
+}
+
+int store_job_delete(struct store *st, const char *tenant, const char *job_id)
+{
+    return st->ops->job_delete(st->impl, tenant, job_id);
+}
+
+int store_item_get(struct store *st, const char *tenant, const char *job_id, int64_t index,
+                   struct store_item *out)
+{
+    return st->ops->item_get(st->impl, tenant, job_id, index, out);
+}
+
+int store_item_list(struct store *st, const char *tenant, const char *job_id, int status,
+                    const char *ref, int64_t after_index, size_t limit, int with_data,
+                    struct store_item **out, size_t *n)
+{
+    return st->ops->item_list(st->impl, tenant, job_id, status, ref, after_index, limit, with_data,
+                              out, n);
+}
+
+int store_claim(struct store *st, size_t max_items, int64_t lease_ms, int max_attempts,
+                struct store_claim *c)
+{
+    return st->ops->claim(st->impl, max_items, lease_ms, max_attempts, c);
+}
+
+int store_complete(struct store *st, const struct store_claim *c, struct store_outcome *outs,
+                   size_t n)
+{
+    return st->ops->complete(st->impl, c, outs, n);
+}
+
+int store_release(struct store *st, const struct store_claim *c)
+{
+    return st->ops->release(st->impl, c);
+}
+
+int store_doc_get(struct store *st, const char *tenant, const char *collection, const char *ref,
+                  struct store_doc *out)
+{
+    return st->ops->doc_get(st->impl, tenant, collection, ref, out);
+}
+
+int store_doc_write(struct store *st, const char *tenant, const char *collection, const char *ref,
+                    enum store_op op, const char *data, size_t data_len, int64_t if_match,
+                    struct store_doc *out, int *created)
+{
+    return st->ops->doc_write(st->impl, tenant, collection, ref, op, data, data_len, if_match, out,
+                              created);
+}
+
+int store_doc_list(struct store *st, const char *tenant, const char *collection,
+                   const char *after_ref, size_t limit, struct store_doc **out, size_t *n)
+{
+    return st->ops->doc_list(st->impl, tenant, collection, after_ref, limit, out, n);
+}
+
+int store_stats(struct store *st, struct store_stats *out)
+{
+    return st->ops->stats(st->impl, out);
+}
+
+/* ---- releasing ------------------------------------------------------------------- */
+
+void store_job_release(struct store_job *j)
+{
+    if (!j)
+        return;
+    free(j->client_reference);
+    j->client_reference = NULL;
+}
+
+void store_jobs_free(struct store_job *jobs, size_t n)
+{
+    for (size_t i = 0; jobs && i < n; i++)
+        store_job_release(&jobs[i]);
+    free(jobs);
+}
+
+void store_item_release(struct store_item *it)
+{
+    if (!it)
+        return;
+    free(it->ref);
+    free(it->data);
+    free(it->result);
+    free(it->error_message);
+    free(it->events);
+    it->ref = it->data = it->result = it->error_message = it->events = NULL;
+}
+
+void store_items_free(struct store_item *items, size_t n)
+{
+    for (size_t i = 0; items && i < n; i++)
+        store_item_release(&items[i]);
+    free(items);
+}
+
+void store_doc_release(struct store_doc *d)
+{
+    if (!d)
+        return;
+    free(d->ref);
+    free(d->data);
+    d->ref = d->data = NULL;
+}
+
+void store_docs_free(struct store_doc *docs, size_t n)
+{
+    for (size_t i = 0; docs && i < n; i++)
+        store_doc_release(&docs[i]);
+    free(docs);
+}
+
+void store_claim_release(struct store_claim *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; c->items && i < c->n; i++) {
+        free(c->items[i].ref);
+        free(c->items[i].data);
+    }
+    free(c->items);
+    c->items = NULL;
+    c->n = 0;
+}
+
+/* ---- names ----------------------------------------------------------------------- */
+
+static const char *const job_names[] = {
+    [JOB_RECEIVING] = "Receiving", /* internal: reads never return such a job */
+    [JOB_NOT_STARTED] = "NotStarted", [JOB_RUNNING] = "Running", [JOB_CANCELING] = "Canceling",
+    [JOB_SUCCEEDED] = "Succeeded",    [JOB_FAILED] = "Failed",   [JOB_CANCELED] = "Canceled",
+};
+
+static const char *const item_names[] = {
+    [ITEM_PENDING] = "Pending", [ITEM_PROCESSING] = "Processing", [ITEM_SUCCEEDED] = "Succeeded",
+    [ITEM_FAILED] = "Failed",   [ITEM_SKIPPED] = "Skipped",       [ITEM_CANCELED] = "Canceled",
+};
+
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+const char *store_job_status_name(int status)
+{
+    return status >= 0 && status < COUNT(job_names) ? job_names[status] : NULL;
+}
+
+const char *store_item_status_name(int status)
+{
+    return status >= 0 && status < COUNT(item_names) ? item_names[status] : NULL;
+}
+
+int store_job_status_parse(const char *s)
+{
+    /* Starts at 1: "Receiving" is not a state a client can ask for. */
+    for (int i = JOB_NOT_STARTED; s && i < COUNT(job_names); i++)
+        if (strcmp(s, job_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+int store_item_status_parse(const char *s)
+{
+    for (int i = 0; s && i < COUNT(item_names); i++)
+        if (strcmp(s, item_names[i]) == 0)
+            return i;
+    return -1;
+}
