@@ -43,14 +43,17 @@ test-deps:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@printf '  CC      %s\n' $<
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/sluice: $(OBJ) $(BUILD)/src/main.o
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@printf '  LINK    %s\n' $@
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(OBJ) tests/testhelp.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(OBJ) $(LDLIBS)
+	@printf '  TEST    %s\n' $@
+	@$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(OBJ) $(LDLIBS)
 
 # Builds and runs the C unit and store contract tests of one build.
 unit: $(UNIT_BIN)

@@ -61,7 +61,7 @@ void reply_json(struct request *req, int status, const char *body, size_t len);
 void reply_buf(struct request *req, int status, const char *content_type, struct buf *b);
 /* Sends the one error body {"error":{"code","message","target"}} for sluice error err
  * (positive or negative), with its status. message NULL = the table's message;
- * target NULL = no target. Sets Retry-After on 503. */
+ * target NULL = "target": null. Sets Retry-After on 503. */
 void reply_error(struct request *req, int err, const char *target, const char *message);
 /* printf-style message variant of reply_error. */
 void reply_errorf(struct request *req, int err, const char *target, const char *fmt, ...)

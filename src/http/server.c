@@ -189,10 +189,11 @@ void reply_error(struct request *req, int err, const char *target, const char *m
     buf_json_str(&b, code, strlen(code));
     buf_puts(&b, ",\"message\":");
     buf_json_str(&b, msg, strlen(msg));
-    if (target) {
-        buf_puts(&b, ",\"target\":");
+    buf_puts(&b, ",\"target\":");
+    if (target)
         buf_json_str(&b, target, strlen(target));
-    }
+    else
+        buf_puts(&b, "null");
     buf_puts(&b, "}}");
     int status = sluice_err_status(err);
     if (status == 503)
