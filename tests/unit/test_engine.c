@@ -135,7 +135,7 @@ TEST(engine_processes_noop_and_upsert_jobs)
     CHECK_EQ_INT(wait_job(st, "t1", jb.id, &jb), JOB_SUCCEEDED);
     CHECK_EQ_INT(jb.counts.succeeded, 500);
     for (int r = 0; r < 5; r++) {
-        char ref[8], want[32];
+        char ref[16], want[32];
         snprintf(ref, sizeof ref, "R%d", r);
         snprintf(want, sizeof want, "{\"seq\":%d}", 495 + r); /* the last item with this ref */
         struct store_doc d;
@@ -164,7 +164,7 @@ TEST(items_without_data_fail_and_job_fails_when_all_do)
     struct submit *s = submit_new(st, "t1", 100);
     CHECK_EQ_INT(submit_set_workflow(s, "products.patch"), 0);
     for (int i = 0; i < 10; i++) {
-        char ref[8];
+        char ref[16];
         snprintf(ref, sizeof ref, "M%d", i);
         /* odd items have no data; even ones patch a missing document */
         CHECK_EQ_INT(submit_add(s, i, ref, strlen(ref), i % 2 ? NULL : "{}", i % 2 ? 0 : 2), 0);
