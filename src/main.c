@@ -52,6 +52,14 @@ static int serve_main(int argc, char **argv)
         snprintf(n, sizeof n, "=%d", gone);
         log_write(LOG_INFO, "removed unacknowledged partial submits", "jobs", n, NULL);
     }
+    /* The SQLite store belongs to this process alone: leases left in it were held by a
+     * process that is gone, so their items are retaken now instead of after the lease. */
+    int expired = store_expire_claims(st);
+    if (expired > 0) {
+        char n[24];
+        snprintf(n, sizeof n, "=%d", expired);
+        log_write(LOG_INFO, "retaking items of leases left by a previous run", "claims", n, NULL);
+    }
     if ((rc = engine_start(st, &cfg.engine, &eng)) < 0) {
         log_write(LOG_ERROR, "cannot start workers", NULL);
         store_close(st);

@@ -171,6 +171,7 @@ enum qid {
     Q_COMMIT,
     Q_ROLLBACK,
     Q_PING,
+    Q_CLAIMS_EXPIRE,
     Q_SYNC_OFF,
     Q_SYNC_FULL,
     Q_SYNC_NORMAL,
@@ -219,6 +220,7 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
     [Q_PING] = "SELECT 1",
+    [Q_CLAIMS_EXPIRE] = "UPDATE claims SET lease_until = 0 WHERE lease_until > 0",
     [Q_SYNC_OFF] = "PRAGMA synchronous=OFF",
     [Q_SYNC_FULL] = "PRAGMA synchronous=FULL",
     [Q_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
@@ -750,6 +752,18 @@ static int ping_body(struct conn *c, void *ctx)
 static int sq_ping(void *impl)
 {
     return run_tx(impl, TX_READ, ping_body, NULL, NULL);
+}
+
+static int claims_expire_body(struct conn *c, void *ctx)
+{
+    (void)ctx;
+    int rc = exec_q(c, Q_CLAIMS_EXPIRE);
+    return rc < 0 ? rc : sqlite3_changes(c->db);
+}
+
+static int sq_expire_claims(void *impl)
+{
+    return run_tx(impl, TX_WRITE, claims_expire_body, NULL, NULL);
 }
 
 /* ---- API keys -------------------------------------------------------------------- */
@@ -2381,6 +2395,7 @@ const struct store_ops store_sqlite_ops = {
     .job_commit = sq_job_commit,
     .job_abort = sq_job_abort,
     .gc_receiving = sq_gc_receiving,
+    .expire_claims = sq_expire_claims,
     .job_get = sq_job_get,
     .job_list = sq_job_list,
     .job_cancel = sq_job_cancel,

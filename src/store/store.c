@@ -150,6 +150,11 @@ int store_gc_receiving(struct store *st, int64_t older_than)
     return st->ops->gc_receiving(st->impl, older_than);
 }
 
+int store_expire_claims(struct store *st)
+{
+    return st->ops->expire_claims(st->impl);
+}
+
 int store_job_get(struct store *st, const char *tenant, const char *job_id, struct store_job *out)
 {
     return st->ops->job_get(st->impl, tenant, job_id, out);

@@ -200,6 +200,7 @@ struct store_ops {
                       const char *client_reference, int64_t total, struct store_job *out);
     int (*job_abort)(void *impl, const char *job_id);
     int (*gc_receiving)(void *impl, int64_t older_than);
+    int (*expire_claims)(void *impl);
 
     int (*job_get)(void *impl, const char *tenant, const char *job_id, struct store_job *out);
     int (*job_list)(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
@@ -270,6 +271,11 @@ int store_job_abort(struct store *st, const char *job_id);
 /* Deletes Receiving jobs last touched before older_than (left by a crash). Returns the
  * number of jobs removed. */
 int store_gc_receiving(struct store *st, int64_t older_than);
+/* Ends every lease at once, as if each had expired: the next store_claim takes the
+ * items over and counts the lost attempt. For a store that one process owns (SQLite)
+ * this is crash recovery at start-up: leases held by the previous, dead process need
+ * not be waited out. Returns the number of claims expired. */
+int store_expire_claims(struct store *st);
 
 /* ---- reading and controlling jobs (tenant-scoped: another tenant's id is 0) -------- */
 

@@ -651,6 +651,32 @@ TEST(lease_expiry_takeover)
     store_claim_release(&c1);
 }
 
+TEST(expire_claims_retakes_at_once)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
+    struct store_claim c1, c2, none;
+    struct store_item it;
+    drain();
+    new_tenant(tenant, "expire");
+    CHECK_EQ_INT(submit(tenant, id, 4, "e%d"), 0);
+    CHECK_EQ_INT(store_claim(st, 10, 600000, 5, &c1), 1); /* a long lease */
+    CHECK_EQ_INT(store_claim(st, 10, 600000, 5, &none), 0);
+    CHECK_EQ_INT(store_expire_claims(st), 1);
+    CHECK_EQ_INT(store_claim(st, 10, 600000, 5, &c2), 1);
+    CHECK_EQ_INT(c2.claim_id, c1.claim_id);
+    CHECK_EQ_INT(c2.n, 4);
+    CHECK_EQ_INT(c2.items[0].attempts, 1); /* the dead run's attempt counts */
+    CHECK_EQ_INT(complete_all(&c1, ITEM_SUCCEEDED), -SLUICE_E_LEASE_LOST);
+    CHECK_EQ_INT(complete_all(&c2, ITEM_SUCCEEDED), 0);
+    CHECK_EQ_INT(store_item_get(st, tenant, id, 3, &it), 1);
+    CHECK_EQ_INT(it.status, ITEM_SUCCEEDED);
+    CHECK_EQ_INT(it.attempts, 2);
+    store_item_release(&it);
+    CHECK_EQ_INT(store_expire_claims(st), 0);
+    store_claim_release(&c1);
+    store_claim_release(&c2);
+}
+
 TEST(release_gives_back)
 {
     char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
@@ -1429,6 +1455,7 @@ int main(void)
     RUN(claim_fairness);
     RUN(claim_same_ref_order);
     RUN(lease_expiry_takeover);
+    RUN(expire_claims_retakes_at_once);
     RUN(release_gives_back);
     RUN(completion_counts_and_outcomes);
     RUN(completion_doc_ops);
