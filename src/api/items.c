@@ -20,7 +20,7 @@ void api_items_list(struct request *req)
 {
     int64_t limit, cursor;
     if (api_query_int(req, "limit", 100, 1, 1000, &limit) < 0 ||
-        api_query_int(req, "cursor", -1, -1, INT64_MAX, &cursor) < 0)
+        api_query_int(req, "cursor", -1, -1, UINT32_MAX, &cursor) < 0)
         return;
     int status = -1;
     const char *s = req_query(req, "status");

@@ -63,8 +63,14 @@ static int set_field(struct submit_ctx *c, const char *name, const char *value)
 
 static int on_field(void *arg, const char *name, const char *value, size_t len)
 {
-    (void)len;
-    return set_field(arg, name, value);
+    struct submit_ctx *c = arg;
+    if (memchr(value, '\0', len)) { /* "\u0000" would silently cut the value short */
+        c->cb_err = -SLUICE_E_INVALID_FIELD;
+        snprintf(c->cb_target, sizeof c->cb_target, "%s", name);
+        snprintf(c->cb_msg, sizeof c->cb_msg, "%s must not contain U+0000", name);
+        return c->cb_err;
+    }
+    return set_field(c, name, value);
 }
 
 static void reply_ingest_error(struct submit_ctx *c, int rc)

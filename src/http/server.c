@@ -27,6 +27,7 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/url.h"
+#include "util/utf8.h"
 #include "util/xmalloc.h"
 
 #define MAX_PARAMS 8
@@ -269,7 +270,8 @@ static int match(struct request *req, const char *pattern, const char *path, int
                 return 0;
             if (fill && np < MAX_PARAMS) {
                 char *v = xstrndup(start, (size_t)(s - start));
-                if (url_decode(v, 0) <= 0) {
+                long vlen = url_decode(v, 0);
+                if (vlen <= 0 || !utf8_valid_text(v, (size_t)vlen)) {
                     free(v);
                     return 0;
                 }
@@ -299,7 +301,11 @@ static void route_request(struct request *req)
         path_matched = 1;
         if (strcmp(r->method, req->method) != 0)
             continue;
-        match(req, r->pattern, req->path, 1);
+        if (!match(req, r->pattern, req->path, 1)) {
+            reply_error(req, SLUICE_E_INVALID_PARAMETER, NULL,
+                        "a path segment is not valid percent-encoded UTF-8 (or encodes NUL)");
+            return;
+        }
         req->route = r;
         return;
     }
@@ -322,6 +328,32 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
         counts[0]++;
     else if (strcasecmp(key, "Transfer-Encoding") == 0)
         counts[1]++;
+    return MHD_YES;
+}
+
+/* Query arguments arrive raw (identity unescape): each name and value must decode
+ * to UTF-8 text, or the request is refused before any handler sees it. */
+static enum MHD_Result check_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    (void)kind;
+    struct request *req = cls;
+    const char *parts[2] = {key, value ? value : ""};
+    for (int i = 0; i < 2; i++) {
+        char *v = xstrdup(parts[i]);
+        long n = url_decode(v, 1);
+        int ok = n >= 0 && utf8_valid_text(v, (size_t)n);
+        free(v);
+        if (!ok) {
+            char *name = xstrdup(key);
+            long kn = url_decode(name, 1);
+            const char *target = kn >= 0 && utf8_valid_text(name, (size_t)kn) ? name : NULL;
+            reply_error(req, SLUICE_E_INVALID_PARAMETER, target,
+                        "a query parameter is not valid percent-encoded UTF-8 (or encodes NUL)");
+            free(name);
+            return MHD_NO;
+        }
+    }
     return MHD_YES;
 }
 
@@ -396,6 +428,8 @@ static uint64_t body_limit(const struct request *req)
 static int request_start(struct request *req)
 {
     route_request(req);
+    if (!req->resp)
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_query_arg, req);
     if (req->resp)
         return 0;
     int counts[2] = {0, 0};

@@ -312,6 +312,13 @@ struct sq {
     pthread_t ckpt_thread;
     pthread_cond_t ckpt_cv;
     int ckpt_wanted, ckpt_stop, ckpt_running;
+    /* Writers of this process queue in FIFO order (a ticket lock) before BEGIN
+     * IMMEDIATE. SQLite's busy handler polls with growing sleeps, so a thread that
+     * writes back to back (a worker) would keep winning the lock against an
+     * occasional writer (a cancel request); with tickets each waits its turn. */
+    pthread_mutex_t wmu;
+    pthread_cond_t wcv;
+    uint64_t wnext, wserving;
 };
 
 enum tx_mode {
@@ -591,7 +598,20 @@ static int run_tx(struct sq *s, enum tx_mode mode, tx_fn body, tx_undo_fn undo, 
         return rc;
     if (mode == TX_WRITE_NOSYNC && (rc = exec_q(c, Q_SYNC_OFF)) < 0)
         goto out;
-    rc = run_tx_on(c, mode != TX_READ, body, undo, ctx);
+    if (mode == TX_READ) {
+        rc = run_tx_on(c, 0, body, undo, ctx);
+    } else {
+        pthread_mutex_lock(&s->wmu);
+        uint64_t ticket = s->wnext++;
+        while (ticket != s->wserving)
+            pthread_cond_wait(&s->wcv, &s->wmu);
+        pthread_mutex_unlock(&s->wmu);
+        rc = run_tx_on(c, 1, body, undo, ctx);
+        pthread_mutex_lock(&s->wmu);
+        s->wserving++;
+        pthread_cond_broadcast(&s->wcv);
+        pthread_mutex_unlock(&s->wmu);
+    }
     if (mode == TX_WRITE_NOSYNC) {
         int rc2 = exec_q(c, s->opt.synchronous_full ? Q_SYNC_FULL : Q_SYNC_NORMAL);
         if (rc2 < 0) { /* a connection left without fsync must serve no one else */
@@ -706,6 +726,8 @@ static void sq_close(void *impl)
     }
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->wmu);
+    pthread_cond_destroy(&s->wcv);
     pthread_cond_destroy(&s->ckpt_cv);
     free(s->path);
     free(s);
@@ -723,6 +745,8 @@ static int sq_open(const char *location, const struct store_options *opt, void *
         s->opt.busy_timeout_ms = 5000;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_mutex_init(&s->wmu, NULL);
+    pthread_cond_init(&s->wcv, NULL);
     pthread_cond_init(&s->ckpt_cv, NULL);
     rc = conn_get(s, &c);
     if (rc < 0)
@@ -1448,7 +1472,11 @@ static int item_list_body(struct conn *c, void *vctx)
     rc = q(c, x->status == ITEM_FAILED ? Q_ITEM_LIST_FAILED : Q_ITEM_LIST, &s);
     if (rc < 0)
         return rc;
+    /* Clamp the cursor into this job's key range: an index past the end must not
+     * overflow KEY() into the next job's items. */
     int64_t after = x->after_index < -1 ? -1 : x->after_index;
+    if (after > r.j.counts.total)
+        after = r.j.counts.total;
     sqlite3_bind_int64(s, 1, KEY(r.jid, 0) + after);
     sqlite3_bind_int64(s, 2, KEY(r.jid + 1, 0));
     bind_str(s, 3, x->ref);

@@ -5,6 +5,7 @@ gets its own temp dir, SQLite store and free port; tests stop it by PID only.
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -79,6 +80,11 @@ class Server:
         if self.log:
             self.log.close()
         return rc
+
+    def cleanup(self):
+        """Removes the temp dir (store and log); call only after a clean stop."""
+        if not os.environ.get("SLUICE_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -158,15 +164,21 @@ def assert_error(r, status, code, target=None):
     return err
 
 
+_SHARED = {}
+
+
 @pytest.fixture(scope="session")
 def server():
     srv = Server()
     srv.key_a = srv.create_key("acme")
     srv.key_b = srv.create_key("globex")
     srv.start()
+    _SHARED["server"] = srv
     yield srv
+    _SHARED.pop("server", None)
     rc = srv.stop()
     assert rc == 0, "server exited with %s:\n%s" % (rc, srv.read_log()[-4000:])
+    srv.cleanup()
 
 
 @pytest.fixture
@@ -191,6 +203,206 @@ def fresh_server():
         return srv
 
     yield make
+    bad = []
     for srv in started:
         if srv.proc and srv.proc.poll() is None:
-            srv.stop()
+            rc = srv.stop()
+            if rc != 0:
+                bad.append("server %s exited with %s:\n%s" % (srv.dir, rc, srv.read_log()[-4000:]))
+                continue
+        if srv.proc is None or srv.proc.returncode == 0:
+            srv.cleanup()
+    assert not bad, "\n".join(bad)
+
+
+# ---- shared helpers (added for the black-box suite) -------------------------------------
+
+import re
+import uuid
+
+TERMINAL = ("Succeeded", "Failed", "Canceled")
+JOB_STATUSES = ("NotStarted", "Running", "Canceling", "Succeeded", "Failed", "Canceled")
+ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+
+
+def uniq(prefix="t"):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:10])
+
+
+def wait_until(fn, timeout=60, interval=0.02, what="condition"):
+    """Polls fn() until it returns a truthy value (returned) or timeout (AssertionError)."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def get_abs(client, url, **kw):
+    """GET an absolute URL (a nextLink) with the client's session and key."""
+    kw.setdefault("timeout", 60)
+    return client.s.get(url, **kw)
+
+
+def list_all(client, path, params=None, max_pages=1000):
+    """Follows nextLink to the end; returns (all values, pages)."""
+    r = client.get(path, params=params)
+    assert r.status_code == 200, r.text
+    pages = [r.json()]
+    for _ in range(max_pages):
+        body = pages[-1]
+        assert set(body) <= {"value", "nextLink"}, body.keys()
+        assert isinstance(body["value"], list)
+        if "nextLink" not in body:
+            break
+        assert body["nextLink"].startswith(client.server.url + "/"), body["nextLink"]
+        r = get_abs(client, body["nextLink"])
+        assert r.status_code == 200, r.text
+        pages.append(r.json())
+    else:
+        raise AssertionError("more than %d pages" % max_pages)
+    return [v for p in pages for v in p["value"]], pages
+
+
+def results(client, job_id):
+    r = client.get("/v1/jobs/%s/results" % job_id)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("application/x-ndjson"), r.headers
+    text = r.text
+    assert text == "" or text.endswith("\n"), text[-200:]
+    return [json.loads(l) for l in text.split("\n") if l]
+
+
+def job_ids(client, **params):
+    vals, _ = list_all(client, "/v1/jobs", params=dict(params, limit=1000))
+    return [j["id"] for j in vals]
+
+
+def submitted(r):
+    """Asserts a 202 submit answer and returns the job monitor."""
+    assert r.status_code == 202, (r.status_code, r.text)
+    return r.json()
+
+
+def counts_ok(job):
+    c = job["counts"]
+    assert set(c) == {"total", "pending", "processing", "succeeded", "failed", "skipped",
+                      "canceled"}, c
+    for k, v in c.items():
+        assert isinstance(v, int) and v >= 0, c
+    assert (c["pending"] + c["processing"] + c["succeeded"] + c["failed"] + c["skipped"]
+            + c["canceled"]) == c["total"], c
+    return c
+
+
+def assert_alive(client):
+    """After hostile input: health is fine and a normal submit is accepted and runs."""
+    assert requests.get(client.server.url + "/healthz", timeout=10).status_code == 200
+    j = submitted(client.submit(items(2, prefix=uniq("alive") + "-")))
+    done = client.wait_job(j["id"])
+    assert done["status"] == "Succeeded", done
+
+
+def sluice(*args, env=None, timeout=120, input=None):
+    """Runs the sluice binary (CLI) and returns the CompletedProcess."""
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=timeout,
+                          env=e, input=input)
+
+
+def raw_http(server, data, timeout=15, read=True, shutdown=False):
+    """Sends raw bytes on a new connection and parses one HTTP response.
+    Returns (status, headers dict lowercased, body bytes)."""
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+    try:
+        s.sendall(data)
+        if shutdown:
+            s.shutdown(socket.SHUT_WR)
+        if not read:
+            return None
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise AssertionError("connection closed before a full response head: %r" % buf)
+            buf += chunk
+        head, body = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for l in lines[1:]:
+            k, _, v = l.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "-1"))
+        if n >= 0:
+            while len(body) < n:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                body += chunk
+            body = body[:n]
+        return status, headers, body
+    finally:
+        s.close()
+
+
+def raw_error(status_headers_body, status, code):
+    st, _, body = status_headers_body
+    assert st == status, (st, body)
+    j = json.loads(body)
+    assert set(j) == {"error"} and j["error"]["code"] == code and j["error"]["message"], j
+    return j["error"]
+
+
+def auth_header(key):
+    return "Authorization: Bearer %s\r\n" % key
+
+
+@pytest.fixture
+def tenant(server):
+    """A client for a brand-new tenant on the shared server: its job list starts empty."""
+    return Client(server, server.create_key(uniq("tenant")))
+
+
+def read_log_lines(server):
+    return [l for l in server.read_log().splitlines() if l.strip()]
+
+
+@pytest.fixture(autouse=True)
+def _shared_server_watch():
+    """If the shared server died during a test, that test fails (with the log tail) and
+    the server is restarted on the same store, so one crash does not fail every later test."""
+    yield
+    srv = _SHARED.get("server")
+    if not (srv and srv.proc):
+        return
+    if srv.proc.poll() is None:
+        try:
+            requests.get(srv.url + "/healthz", timeout=10)
+        except requests.RequestException:
+            try:  # it is dying (a sanitizer report takes a moment): let it finish
+                srv.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                srv.proc.kill()
+                srv.proc.wait()
+    if srv.proc.poll() is not None:
+        rc = srv.proc.returncode
+        srv.log.close()
+        tail = srv.read_log()[-3000:]
+        # keep the crash's log apart, so later log checks see only the new process
+        log = os.path.join(srv.dir, "server.log")
+        os.rename(log, "%s.crash-%d" % (log, int(time.time() * 1000)))
+        srv.start()
+        pytest.fail("the shared server died during this test (exit status %s); restarted it. "
+                    "Log tail:\n%s" % (rc, tail), pytrace=False)
+
+
+def pytest_configure(config):
+    # A failed HTTP call otherwise prints pages of requests/urllib3 source; keep it short
+    # unless --tb was given explicitly.
+    if getattr(config.option, "tbstyle", "auto") == "auto":
+        config.option.tbstyle = "short"

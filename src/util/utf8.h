@@ -1,0 +1,12 @@
+/* utf8.h - strict UTF-8 validation (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF) for text that reaches us outside JSON bodies: path
+ * parameters, query values, headers. */
+#ifndef SLUICE_UTF8_H
+#define SLUICE_UTF8_H
+
+#include <stddef.h>
+
+/* 1 when s[0..n) is valid UTF-8 without NUL bytes, else 0. */
+int utf8_valid_text(const char *s, size_t n);
+
+#endif
