@@ -94,8 +94,6 @@ int cli_parse_time(const char *s, long long *ms);
 
 /* ---- URLs ------------------------------------------------------------------------ */
 
-/* Appends s percent-encoded: everything but RFC 3986 unreserved characters. */
-void cli_url_encode(struct buf *b, const char *s);
 /* Resets b to base (trailing '/' removed) followed by the literal path. */
 void cli_url_start(struct buf *b, const char *base, const char *path);
 /* Appends "/" and the encoded path segment. */

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli/cli_int.h"
+#include "util/url.h"
 
 char *cli_fmt_thousands(long long v, char out[32])
 {
@@ -156,21 +157,6 @@ int cli_parse_time(const char *s, long long *ms)
     return 0;
 }
 
-void cli_url_encode(struct buf *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        unsigned char c = *p;
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~') {
-            buf_putc(b, (char)c);
-        } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            buf_append(b, e, 3);
-        }
-    }
-}
-
 void cli_url_start(struct buf *b, const char *base, const char *path)
 {
     size_t n = strlen(base);
@@ -184,7 +170,7 @@ void cli_url_start(struct buf *b, const char *base, const char *path)
 void cli_url_segment(struct buf *b, const char *seg)
 {
     buf_putc(b, '/');
-    cli_url_encode(b, seg);
+    url_encode(b, seg);
 }
 
 void cli_url_query(struct buf *b, const char *name, const char *value)
@@ -192,7 +178,7 @@ void cli_url_query(struct buf *b, const char *name, const char *value)
     if (!value)
         return;
     buf_putc(b, b->data && strchr(b->data, '?') ? '&' : '?');
-    cli_url_encode(b, name);
+    url_encode(b, name);
     buf_putc(b, '=');
-    cli_url_encode(b, value);
+    url_encode(b, value);
 }

@@ -11,6 +11,7 @@
 #include "cli/cli_int.h"
 #include "outbound/http_client.h"
 #include "testhelp.h"
+#include "util/url.h"
 #include "util/buf.h"
 #include "util/errors.h"
 #include "util/ids.h"
@@ -255,7 +256,7 @@ TEST(http_error_line)
 TEST(urls)
 {
     struct buf b = BUF_INIT;
-    cli_url_encode(&b, "a b&c=d/é~._-");
+    url_encode(&b, "a b&c=d/é~._-");
     CHECK_EQ_STR(b.data, "a%20b%26c%3Dd%2F%C3%A9~._-");
 
     cli_url_start(&b, "http://h:8080//", "/v1/jobs");
