@@ -32,7 +32,7 @@ OBJ := $(LIBSRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c) $(wildcard tests/store/test_*.c))
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all deps test-deps run test unit api bench fuzz clean format
+.PHONY: all deps test-deps run test unit api bench fuzz fuzz-brief clean format
 all: deps $(BUILD)/sluice
 
 deps:
@@ -66,7 +66,16 @@ run: deps $(BUILD)/sluice
 test: test-deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory SANITIZER=address,undefined all unit
+	@$(MAKE) --no-print-directory fuzz-brief
 	@$(MAKE) --no-print-directory SANITIZER=address,undefined api
+
+# Each fuzz target for a short while, so regressions show (make fuzz runs longer).
+FUZZ_BRIEF_SECONDS ?= 20
+fuzz-brief:
+	@mkdir -p build
+	@scripts/fuzz.sh $(FUZZ_BRIEF_SECONDS) > build/fuzz-brief.log 2>&1 \
+	  && echo "fuzz: every target ran $(FUZZ_BRIEF_SECONDS)s without a crash (build/fuzz-brief.log)" \
+	  || (tail -n 60 build/fuzz-brief.log; echo "fuzz: FAILED"; exit 1)
 
 api: $(BUILD)/sluice
 	SLUICE_BIN=$(abspath $(BUILD)/sluice) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/api

@@ -16,7 +16,8 @@
  *
  * Every value accepted here also parses with jansson
  * (json_loadb(..., JSON_DECODE_ANY | JSON_ALLOW_NUL, ...)): integers must fit in
- * int64 and reals must not overflow to infinity, as jansson demands.
+ * int64, reals must not overflow to infinity and object keys may not contain \u0000,
+ * as jansson demands.
  *
  * Errors (negative sluice error codes, details in ingest_last_error()):
  *   -SLUICE_E_INVALID_JSON / INVALID_NDJSON  malformed input; message names line, column, byte offset
