@@ -33,7 +33,8 @@ void api_items_list(struct request *req)
     const char *ref = req_query(req, "ref");
     struct store_item *items = NULL;
     size_t n = 0;
-    int rc = store_item_list(api_of(req)->st, req_tenant(req), req_param(req, "id"), status, ref,
+    struct store_item_filter filter = {status, ref, NULL, NULL};
+    int rc = store_item_list(api_of(req)->st, req_tenant(req), req_param(req, "id"), &filter,
                              cursor, (size_t)limit + 1, 0, &items, &n);
     if (rc < 0) {
         reply_error(req, rc, NULL, NULL);
@@ -112,7 +113,8 @@ static int results_fill(struct results *r)
 {
     struct store_item *items = NULL;
     size_t n = 0;
-    int rc = store_item_list(r->st, r->tenant, r->job, -1, NULL, r->after, RESULTS_PAGE, 0, &items,
+    struct store_item_filter filter = {-1, NULL, NULL, NULL};
+    int rc = store_item_list(r->st, r->tenant, r->job, &filter, r->after, RESULTS_PAGE, 0, &items,
                              &n);
     if (rc < 0)
         return rc;

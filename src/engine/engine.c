@@ -81,6 +81,7 @@ static int process(struct worker *w, const struct store_claim *c)
     struct workflow wf;
     int wf_rc = workflow_resolve(c->workflow, &wf);
     struct store_outcome *outs = xcalloc(c->n ? c->n : 1, sizeof *outs);
+    struct store_doc_op *ops = xcalloc(c->n ? c->n : 1, sizeof *ops); /* one per item */
     char **texts = xcalloc(c->n ? c->n : 1, sizeof *texts);
     int64_t now = clock_now_ms();
     int64_t ok = 0, failed = 0;
@@ -106,8 +107,12 @@ static int process(struct worker *w, const struct store_claim *c)
             o->error_code = sluice_err_code(SLUICE_E_INVALID_DATA);
             o->error_message = "item has no data to apply";
         } else {
-            o->op = wf.op;
-            o->collection = wf.collection;
+            /* step stays NULL: a built-in workflow has no named steps, and its item
+             * events keep their public shape {at, stage, level, code, message}. */
+            ops[i].op = wf.op;
+            ops[i].collection = wf.collection;
+            o->ops = &ops[i];
+            o->nops = 1;
         }
         if (o->status == ITEM_FAILED)
             event(&ev, now, "validate", "error", o->error_code, o->error_message);
@@ -115,7 +120,7 @@ static int process(struct worker *w, const struct store_claim *c)
         texts[i] = buf_detach(&ev, NULL);
         o->events = texts[i];
     }
-    int rc = store_complete(w->eng->st, c, outs, c->n);
+    int rc = store_complete(w->eng->st, c, outs, c->n, NULL, 0);
     if (rc >= 0) {
         for (size_t i = 0; i < c->n; i++) {
             if (outs[i].status == ITEM_SUCCEEDED)
@@ -128,6 +133,7 @@ static int process(struct worker *w, const struct store_claim *c)
     for (size_t i = 0; i < c->n; i++)
         free(texts[i]);
     free(texts);
+    free(ops);
     free(outs);
     return rc;
 }

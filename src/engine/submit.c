@@ -174,7 +174,8 @@ int submit_commit(struct submit *s, struct store_job *job)
         return -SLUICE_E_EMPTY_JOB;
     if ((rc = flush(s)) < 0)
         return rc;
-    rc = store_job_commit(s->st, s->job_id, s->workflow, s->client_ref, s->count, job);
+    struct store_job_meta meta = {s->workflow, 0, s->client_ref, NULL};
+    rc = store_job_commit(s->st, s->job_id, &meta, s->count, job);
     if (rc < 0)
         return rc;
     s->committed = 1;

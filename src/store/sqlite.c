@@ -31,6 +31,30 @@
  *   docs     (tenant, collection, ref) -> data, version, deleted (tombstone),
  *            WITHOUT ROWID: one B-tree lookup per upsert.
  *   api_keys key id, tenant and SHA-256 hex of the key.
+ *   job_steps (jid, step) -> passed/failed/skipped, added to by store_complete in
+ *            its transaction; rowid order is first-seen order (a new row's rowid is
+ *            above every existing row's).
+ *   idem_keys (tenant, key) -> jid, inserted by store_job_commit, deleted with the
+ *            job (job_remove), so a key names at most one live job.
+ *   workflows (tenant, name, version) -> definition, deleted. A put inserts
+ *            max(version) + 1, so versions are never reused; a delete only marks
+ *            the name's live rows deleted (running jobs keep reading their version).
+ *   hooks    name -> tenant, definition: names are global (the events URL carries
+ *            no key), so the name alone is the primary key.
+ * Items also keep failed_step, warnings and parent_index (store_job_retry).
+ *
+ * Doc ops: store_complete applies an outcome's ops in order inside the batch's one
+ * transaction. When an op cannot apply (DocumentNotFound, InvalidData), the item
+ * fails there and later ops are skipped, but the ops before it stay applied: the
+ * transaction covers the whole batch, not one item, and this matches how steps that
+ * ran before a failing step keep their effects (an HTTP call cannot be undone
+ * either). A retry of the item then re-applies them; upserts and patches are
+ * idempotent for the same input.
+ *
+ * Retries: store_job_retry copies the failed rows of the parent with one INSERT ...
+ * SELECT (the items_failed index finds them), numbering them with row_number() and
+ * linking same-ref items with lag() over the new numbering, so the copy costs no
+ * round trip per row and keeps the same-ref order of the parent.
  *
  * Durability: synchronous=FULL by default; every call that reports an outcome
  * (store_complete, store_job_commit, cancel, doc writes, ...) commits with fsync.
@@ -143,14 +167,53 @@ static const char *const migrations[] = {
     "  job_id TEXT NOT NULL,"
     "  data TEXT,"
     "  PRIMARY KEY(tenant, collection, ref)) WITHOUT ROWID;",
+    /* 002_pipelines: stored workflows, webhooks, retries, per-step counts */
+    "ALTER TABLE jobs ADD COLUMN workflow_version INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN parent_job TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE items ADD COLUMN failed_step TEXT;"
+    "ALTER TABLE items ADD COLUMN warnings TEXT;"
+    "ALTER TABLE items ADD COLUMN parent_index INTEGER NOT NULL DEFAULT -1;"
+    "CREATE TABLE job_steps("
+    "  jid INTEGER NOT NULL,"
+    "  step TEXT NOT NULL,"
+    "  passed INTEGER NOT NULL DEFAULT 0,"
+    "  failed INTEGER NOT NULL DEFAULT 0,"
+    "  skipped INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE(jid, step));"
+    "CREATE TABLE idem_keys("
+    "  tenant TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  jid INTEGER NOT NULL,"
+    "  PRIMARY KEY(tenant, key)) WITHOUT ROWID;"
+    "CREATE INDEX idem_keys_job ON idem_keys(jid);"
+    "CREATE TABLE workflows("
+    "  tenant TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  definition TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  deleted INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY(tenant, name, version)) WITHOUT ROWID;"
+    "CREATE TABLE hooks("
+    "  name TEXT PRIMARY KEY,"
+    "  tenant TEXT NOT NULL,"
+    "  definition TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX hooks_tenant ON hooks(tenant, name);",
 };
+
+/* The migration texts, for the SQLite-specific upgrade test (tests/store). */
+const char *const *const store_sqlite_migrations = migrations;
+const size_t store_sqlite_nmigrations = sizeof migrations / sizeof migrations[0];
 
 /* ---- statements ------------------------------------------------------------------ */
 
 #define JOB_COLS                                                                                   \
     "jid, id, tenant, workflow, client_reference, status, outcome, error_code, total, pending, "   \
     "processing, succeeded, failed, skipped, canceled, created_at, started_at, "                   \
-    "last_progress_at, completed_at, win_at, win_done, next_idx, cancel_at, last_claim"
+    "last_progress_at, completed_at, win_at, win_done, next_idx, cancel_at, last_claim, "          \
+    "workflow_version, parent_job"
 
 /* ?7: a JSON array text of events to append, or NULL. */
 #define EVENTS_APPEND                                                                              \
@@ -163,7 +226,16 @@ static const char *const migrations[] = {
     "WHEN k < ?7 + ?8 THEN 1 ELSE 0 END"
 
 #define ITEM_LIST_COLS                                                                             \
-    "k, status, attempts, ref, data, result, error_code, error_message, updated_at"
+    "k, status, attempts, ref, data, result, error_code, error_message, updated_at, failed_step, " \
+    "warnings, parent_index"
+
+/* Filters of store_item_list besides status: ?3 ref, ?9 failed_step, ?10 error_code. */
+#define ITEM_FILTERS                                                                               \
+    "(?3 IS NULL OR ref = ?3) AND (?9 IS NULL OR failed_step = ?9) "                               \
+    "AND (?10 IS NULL OR error_code = ?10)"
+
+#define WF_COLS "name, version, definition, created_at, deleted"
+#define HOOK_COLS "name, tenant, definition, created_at, updated_at"
 
 enum qid {
     Q_BEGIN,
@@ -185,6 +257,14 @@ enum qid {
     Q_JOB_TOUCH,
     Q_ITEM_INSERT,
     Q_JOB_COMMIT,
+    Q_IDEM_GET,
+    Q_IDEM_INSERT,
+    Q_IDEM_DELETE_JOB,
+    Q_STEPS_GET,
+    Q_STEPS_ADD,
+    Q_STEPS_DELETE_JOB,
+    Q_RETRY_JOB_INSERT,
+    Q_RETRY_ITEMS,
     Q_ITEMS_DELETE,
     Q_CLAIMS_DELETE_JOB,
     Q_JOB_DELETE,
@@ -211,6 +291,16 @@ enum qid {
     Q_DOC_LIST,
     Q_STATS_JOBS,
     Q_STATS_CLAIMS,
+    Q_WF_NEXT,
+    Q_WF_INSERT,
+    Q_WF_GET,
+    Q_WF_LIST,
+    Q_WF_DELETE,
+    Q_HOOK_OWNER,
+    Q_HOOK_PUT,
+    Q_HOOK_GET,
+    Q_HOOK_LIST,
+    Q_HOOK_DELETE,
     Q__COUNT
 };
 
@@ -236,7 +326,33 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_JOB_TOUCH] = "UPDATE jobs SET updated_at = ?2 WHERE jid = ?1",
     [Q_ITEM_INSERT] = "INSERT INTO items(k, prev_idx, ref, data) VALUES(?1, ?2, ?3, ?4)",
     [Q_JOB_COMMIT] = "UPDATE jobs SET status = 1, workflow = ?2, client_reference = ?3, "
-                     "total = ?4, pending = ?4, updated_at = ?5 WHERE jid = ?1",
+                     "total = ?4, pending = ?4, updated_at = ?5, workflow_version = ?6 "
+                     "WHERE jid = ?1",
+    [Q_IDEM_GET] = "SELECT jid FROM idem_keys "
+                   "WHERE tenant = (SELECT tenant FROM jobs WHERE jid = ?1) AND key = ?2",
+    [Q_IDEM_INSERT] = "INSERT INTO idem_keys(tenant, key, jid) SELECT tenant, ?2, jid FROM jobs "
+                      "WHERE jid = ?1",
+    [Q_IDEM_DELETE_JOB] = "DELETE FROM idem_keys WHERE jid = ?1",
+    /* rowid order is first-seen order: a new row's rowid is above every existing one */
+    [Q_STEPS_GET] = "SELECT step, passed, failed, skipped FROM job_steps WHERE jid = ?1 "
+                    "ORDER BY rowid",
+    [Q_STEPS_ADD] = "INSERT INTO job_steps(jid, step, passed, failed, skipped) "
+                    "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(jid, step) DO UPDATE SET "
+                    "passed = passed + excluded.passed, failed = failed + excluded.failed, "
+                    "skipped = skipped + excluded.skipped",
+    [Q_STEPS_DELETE_JOB] = "DELETE FROM job_steps WHERE jid = ?1",
+    [Q_RETRY_JOB_INSERT] =
+        "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, client_reference, "
+        "status, total, pending, created_at, updated_at) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8, ?8)",
+    /* The failed items of the parent (key range [?2, ?3), via items_failed) become items
+     * 0, 1, ... of the new job (key base ?1) in parent order; prev_idx links each to the
+     * previous item of the same ref in the new job. */
+    [Q_RETRY_ITEMS] =
+        "INSERT INTO items(k, prev_idx, ref, data, parent_index) "
+        "SELECT ?1 + idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), -1), ref, "
+        "data, pidx FROM (SELECT row_number() OVER (ORDER BY k) - 1 AS idx, ref, data, "
+        "k - ?2 AS pidx FROM items WHERE status = 3 AND k >= ?2 AND k < ?3) ORDER BY idx",
     [Q_ITEMS_DELETE] = "DELETE FROM items WHERE k >= ?1 AND k < ?2",
     [Q_CLAIMS_DELETE_JOB] = "DELETE FROM claims WHERE jid = ?1",
     [Q_JOB_DELETE] = "DELETE FROM jobs WHERE jid = ?1",
@@ -250,21 +366,20 @@ static const char *const sql_text[Q__COUNT] = {
                    "started_at = ?11, last_progress_at = ?12, completed_at = ?13, win_at = ?14, "
                    "win_done = ?15, next_idx = ?16, cancel_at = ?17, last_claim = ?18, "
                    "updated_at = ?19 WHERE jid = ?1",
-    [Q_ITEM_GET] = "SELECT k, status, attempts, ref, data, result, error_code, error_message, "
-                   "updated_at, events FROM items WHERE k = ?1",
-    [Q_ITEM_LIST] = "SELECT " ITEM_LIST_COLS ", " EFFECTIVE " FROM items "
-                    "WHERE k > ?1 AND k < ?2 AND (?3 IS NULL OR ref = ?3) "
+    [Q_ITEM_GET] = "SELECT " ITEM_LIST_COLS ", events FROM items WHERE k = ?1",
+    [Q_ITEM_LIST] = "SELECT " ITEM_LIST_COLS " FROM items "
+                    "WHERE k > ?1 AND k < ?2 AND " ITEM_FILTERS " "
                     "AND (?4 < 0 OR " EFFECTIVE " = ?4) ORDER BY k LIMIT ?5",
     /* Failed is never derived, so the partial index items_failed serves this one. */
-    [Q_ITEM_LIST_FAILED] = "SELECT " ITEM_LIST_COLS ", 3 FROM items "
-                           "WHERE status = 3 AND k > ?1 AND k < ?2 AND (?3 IS NULL OR ref = ?3) "
+    [Q_ITEM_LIST_FAILED] = "SELECT " ITEM_LIST_COLS " FROM items "
+                           "WHERE status = 3 AND k > ?1 AND k < ?2 AND " ITEM_FILTERS " "
                            "ORDER BY k LIMIT ?5",
     [Q_ITEM_STATUS] = "SELECT status FROM items WHERE k = ?1",
     [Q_ITEMS_RANGE] = "SELECT k, status, attempts, prev_idx, ref, data FROM items "
                       "WHERE k >= ?1 AND k < ?2 ORDER BY k",
     [Q_ITEM_SET] = "UPDATE items SET status = ?2, attempts = attempts + ?3, result = ?4, "
                    "error_code = ?5, error_message = ?6, events = " EVENTS_APPEND ", "
-                   "updated_at = ?8 WHERE k = ?1 AND status = 0",
+                   "updated_at = ?8, failed_step = ?9, warnings = ?10 WHERE k = ?1 AND status = 0",
     [Q_CLAIM_EXPIRED] = "SELECT claim_id, jid, lo, hi, released FROM claims "
                         "WHERE lease_until <= ?1 ORDER BY lease_until LIMIT 1",
     [Q_CLAIM_GET] = "SELECT jid, lo, hi, remaining FROM claims WHERE claim_id = ?1 AND token = ?2",
@@ -290,6 +405,30 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_STATS_JOBS] = "SELECT status, count(*), sum(pending), sum(processing) FROM jobs "
                      "GROUP BY status",
     [Q_STATS_CLAIMS] = "SELECT count(*) FROM claims WHERE lease_until > ?1",
+    [Q_WF_NEXT] = "SELECT coalesce(max(version), 0) + 1 FROM workflows "
+                  "WHERE tenant = ?1 AND name = ?2",
+    [Q_WF_INSERT] = "INSERT INTO workflows(tenant, name, version, definition, created_at) "
+                    "VALUES(?1, ?2, ?3, ?4, ?5)",
+    /* ?3 > 0: that version, deleted or not; else the newest live version */
+    [Q_WF_GET] = "SELECT " WF_COLS " FROM workflows WHERE tenant = ?1 AND name = ?2 "
+                 "AND (CASE WHEN ?3 > 0 THEN version = ?3 ELSE deleted = 0 END) "
+                 "ORDER BY version DESC LIMIT 1",
+    /* A name's live rows are the versions put since its last delete; the newest row
+     * of a name is live exactly when the name is. */
+    [Q_WF_LIST] = "SELECT " WF_COLS " FROM workflows w WHERE tenant = ?1 AND name > ?2 "
+                  "AND deleted = 0 AND version = (SELECT max(version) FROM workflows v "
+                  "WHERE v.tenant = w.tenant AND v.name = w.name) ORDER BY name LIMIT ?3",
+    [Q_WF_DELETE] = "UPDATE workflows SET deleted = 1 "
+                    "WHERE tenant = ?1 AND name = ?2 AND deleted = 0",
+    [Q_HOOK_OWNER] = "SELECT tenant FROM hooks WHERE name = ?1",
+    [Q_HOOK_PUT] = "INSERT INTO hooks(name, tenant, definition, created_at, updated_at) "
+                   "VALUES(?1, ?2, ?3, ?4, ?4) ON CONFLICT(name) DO UPDATE SET "
+                   "definition = excluded.definition, updated_at = excluded.updated_at",
+    [Q_HOOK_GET] = "SELECT " HOOK_COLS " FROM hooks WHERE name = ?1 "
+                   "AND (?2 IS NULL OR tenant = ?2)",
+    [Q_HOOK_LIST] = "SELECT " HOOK_COLS " FROM hooks WHERE tenant = ?1 AND name > ?2 "
+                    "ORDER BY name LIMIT ?3",
+    [Q_HOOK_DELETE] = "DELETE FROM hooks WHERE name = ?1 AND tenant = ?2",
 };
 
 /* ---- connections ----------------------------------------------------------------- */
@@ -947,6 +1086,8 @@ static void read_job(sqlite3_stmt *s, struct jobrow *r)
     r->cursor = sqlite3_column_int64(s, 21);
     r->cancel_at = sqlite3_column_int64(s, 22);
     r->last_claim = sqlite3_column_int64(s, 23);
+    j->workflow_version = sqlite3_column_int64(s, 24);
+    col_copy(s, 25, j->parent_job, sizeof j->parent_job);
     j->seq = r->jid;
 }
 
@@ -978,6 +1119,32 @@ static int job_load_jid(struct conn *c, int64_t jid, struct jobrow *r)
         read_job(s, r);
     sqlite3_reset(s);
     return rc == 0 ? -SLUICE_E_INTERNAL : rc; /* callers hold a reference to the row */
+}
+
+/* Loads the step counts of job jid into j->steps (heap, first-seen order). */
+static int job_load_steps(struct conn *c, int64_t jid, struct store_job *j)
+{
+    sqlite3_stmt *s;
+    size_t cap = 0;
+    int rc = q(c, Q_STEPS_GET, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    while ((rc = step(s)) == 1) {
+        if (j->nsteps == cap) {
+            cap = cap ? cap * 2 : 8;
+            j->steps = xrealloc(j->steps, cap * sizeof *j->steps);
+        }
+        struct store_step_count *sc = &j->steps[j->nsteps++];
+        sc->step = col_dup(s, 0, NULL);
+        if (!sc->step)
+            sc->step = xstrdup("");
+        sc->passed = sqlite3_column_int64(s, 1);
+        sc->failed = sqlite3_column_int64(s, 2);
+        sc->skipped = sqlite3_column_int64(s, 3);
+    }
+    sqlite3_reset(s);
+    return rc;
 }
 
 static int job_save(struct conn *c, const struct jobrow *r, int64_t now)
@@ -1042,7 +1209,8 @@ static int job_terminal(int status)
 /* ---- submitting ------------------------------------------------------------------ */
 
 struct submit_ctx {
-    const char *tenant, *job_id, *workflow, *client_reference;
+    const char *tenant, *job_id, *new_job_id;
+    const struct store_job_meta *meta;
     const struct store_new_item *items;
     size_t n;
     int64_t total, older_than;
@@ -1127,31 +1295,85 @@ static int sq_job_add_items(void *impl, const char *job_id, const struct store_n
     return run_tx(impl, TX_WRITE_NOSYNC, add_items_body, NULL, &x);
 }
 
+/* Deletes a job's items, claims, step counts, idempotency key and row. */
+static int job_remove(struct conn *c, int64_t jid)
+{
+    static const enum qid by_jid[] = {Q_CLAIMS_DELETE_JOB, Q_STEPS_DELETE_JOB, Q_IDEM_DELETE_JOB,
+                                      Q_JOB_DELETE};
+    sqlite3_stmt *s;
+    int rc = q(c, Q_ITEMS_DELETE, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, KEY(jid, 0));
+    sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
+    if ((rc = step(s)) < 0)
+        return rc;
+    for (size_t i = 0; i < sizeof by_jid / sizeof by_jid[0]; i++) {
+        if ((rc = q(c, by_jid[i], &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, jid);
+        if ((rc = step(s)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int job_commit_body(struct conn *c, void *vctx)
 {
     struct submit_ctx *x = vctx;
+    const struct store_job_meta *m = x->meta;
     sqlite3_stmt *s;
-    int64_t jid = 0;
+    int64_t jid = 0, existing = 0;
     int64_t now = clock_now_ms();
     struct jobrow r;
+    int result = 1;
     int rc = receiving_jid(c, x->job_id, &jid);
     if (rc <= 0)
         return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
-    if ((rc = q(c, Q_JOB_COMMIT, &s)) < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, jid);
-    bind_str(s, 2, x->workflow ? x->workflow : "");
-    bind_str(s, 3, x->client_reference);
-    sqlite3_bind_int64(s, 4, x->total);
-    sqlite3_bind_int64(s, 5, now);
-    if ((rc = step(s)) < 0)
-        return rc;
+    if (m->idem_key) {
+        if ((rc = q(c, Q_IDEM_GET, &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, jid);
+        bind_str(s, 2, m->idem_key);
+        rc = step(s);
+        if (rc == 1)
+            existing = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        if (rc < 0)
+            return rc;
+    }
+    if (existing) {
+        /* Already done once: the staged copy goes, the caller gets the first job. */
+        if ((rc = job_remove(c, jid)) < 0)
+            return rc;
+        jid = existing;
+        result = 2;
+    } else {
+        if ((rc = q(c, Q_JOB_COMMIT, &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, jid);
+        bind_str(s, 2, m->workflow ? m->workflow : "");
+        bind_str(s, 3, m->client_reference);
+        sqlite3_bind_int64(s, 4, x->total);
+        sqlite3_bind_int64(s, 5, now);
+        sqlite3_bind_int64(s, 6, m->workflow_version);
+        if ((rc = step(s)) < 0)
+            return rc;
+        if (m->idem_key) {
+            if ((rc = q(c, Q_IDEM_INSERT, &s)) < 0)
+                return rc;
+            sqlite3_bind_int64(s, 1, jid);
+            bind_str(s, 2, m->idem_key);
+            if ((rc = step(s)) < 0)
+                return rc;
+        }
+    }
     if (x->out) {
         if ((rc = job_load_jid(c, jid, &r)) < 0)
             return rc;
         *x->out = r.j;
     }
-    return 0;
+    return result;
 }
 
 static void job_out_undo(void *vctx)
@@ -1161,38 +1383,76 @@ static void job_out_undo(void *vctx)
         store_job_release(x->out);
 }
 
-static int sq_job_commit(void *impl, const char *job_id, const char *workflow,
-                         const char *client_reference, int64_t total, struct store_job *out)
+static int sq_job_commit(void *impl, const char *job_id, const struct store_job_meta *meta,
+                         int64_t total, struct store_job *out)
 {
-    struct submit_ctx x = {.job_id = job_id,
-                           .workflow = workflow,
-                           .client_reference = client_reference,
-                           .total = total,
-                           .out = out};
+    struct store_job_meta none = {0};
+    struct submit_ctx x = {
+        .job_id = job_id, .meta = meta ? meta : &none, .total = total, .out = out};
     return run_tx(impl, TX_WRITE, job_commit_body, job_out_undo, &x);
 }
 
-/* Deletes a job's items, claims and row. */
-static int job_remove(struct conn *c, int64_t jid)
+static int job_retry_body(struct conn *c, void *vctx)
 {
+    struct submit_ctx *x = vctx;
+    struct jobrow r;
     sqlite3_stmt *s;
-    int rc = q(c, Q_ITEMS_DELETE, &s);
-    if (rc < 0)
+    int64_t now = clock_now_ms();
+    int rc = job_load(c, x->tenant, x->job_id, &r);
+    if (rc <= 0)
         return rc;
+    if (!job_terminal(r.j.status)) {
+        rc = -SLUICE_E_CONFLICT;
+        goto out;
+    }
+    int64_t n = r.j.counts.failed; /* counts move with the rows: this is the row count */
+    if (n == 0) {
+        rc = -SLUICE_E_EMPTY_JOB;
+        goto out;
+    }
+    if ((rc = q(c, Q_RETRY_JOB_INSERT, &s)) < 0)
+        goto out;
+    bind_str(s, 1, x->new_job_id);
+    bind_str(s, 2, r.j.tenant);
+    bind_str(s, 3, r.j.workflow);
+    sqlite3_bind_int64(s, 4, r.j.workflow_version);
+    bind_str(s, 5, r.j.id);
+    bind_str(s, 6, r.j.client_reference);
+    sqlite3_bind_int64(s, 7, n);
+    sqlite3_bind_int64(s, 8, now);
+    if ((rc = step(s)) < 0)
+        goto out;
+    int64_t jid = sqlite3_last_insert_rowid(c->db);
+    if ((rc = q(c, Q_RETRY_ITEMS, &s)) < 0)
+        goto out;
     sqlite3_bind_int64(s, 1, KEY(jid, 0));
-    sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
+    sqlite3_bind_int64(s, 2, KEY(r.jid, 0));
+    sqlite3_bind_int64(s, 3, KEY(r.jid + 1, 0));
     if ((rc = step(s)) < 0)
-        return rc;
-    if ((rc = q(c, Q_CLAIMS_DELETE_JOB, &s)) < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, jid);
-    if ((rc = step(s)) < 0)
-        return rc;
-    if ((rc = q(c, Q_JOB_DELETE, &s)) < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, jid);
-    rc = step(s);
-    return rc < 0 ? rc : 0;
+        goto out;
+    if (sqlite3_changes64(c->db) != n) { /* the job's failed count disagrees with its rows */
+        rc = -SLUICE_E_INTERNAL;
+        goto out;
+    }
+    store_job_release(&r.j);
+    if (x->out) {
+        if ((rc = job_load_jid(c, jid, &r)) < 0)
+            goto out;
+        *x->out = r.j;
+        memset(&r.j, 0, sizeof r.j); /* now owned by out */
+    }
+    rc = 1;
+out:
+    store_job_release(&r.j);
+    return rc;
+}
+
+static int sq_job_retry(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
+                        struct store_job *out)
+{
+    struct submit_ctx x = {
+        .tenant = tenant, .job_id = job_id, .new_job_id = new_job_id, .out = out};
+    return run_tx(impl, TX_WRITE, job_retry_body, job_out_undo, &x);
 }
 
 static int job_abort_body(struct conn *c, void *vctx)
@@ -1265,9 +1525,14 @@ static int job_get_body(struct conn *c, void *vctx)
     struct jobs_ctx *x = vctx;
     struct jobrow r;
     int rc = job_load(c, x->tenant, x->job_id, &r);
-    if (rc == 1)
-        *x->out = r.j;
-    return rc;
+    if (rc <= 0)
+        return rc;
+    if ((rc = job_load_steps(c, r.jid, &r.j)) < 0) {
+        store_job_release(&r.j);
+        return rc;
+    }
+    *x->out = r.j;
+    return 1;
 }
 
 static void jobs_out_undo(void *vctx)
@@ -1379,8 +1644,9 @@ static int sq_job_delete(void *impl, const char *tenant, const char *job_id)
 /* ---- items ----------------------------------------------------------------------- */
 
 struct items_ctx {
-    const char *tenant, *job_id, *ref;
-    int status, with_data;
+    const char *tenant, *job_id;
+    struct store_item_filter f;
+    int with_data;
     int64_t index, after_index;
     size_t limit;
     struct store_item *out;
@@ -1399,8 +1665,7 @@ static int effective_status(int stored, int64_t idx, const struct jobrow *r)
     return ITEM_PENDING;
 }
 
-/* Fills it from a row of columns k, status, attempts, ref, data, result, error_code,
- * error_message, updated_at. */
+/* Fills it from a row of ITEM_LIST_COLS. */
 static void read_item(sqlite3_stmt *s, const struct jobrow *r, int with_data, struct store_item *it)
 {
     memset(it, 0, sizeof *it);
@@ -1417,6 +1682,9 @@ static void read_item(sqlite3_stmt *s, const struct jobrow *r, int with_data, st
     it->updated_at = sqlite3_column_int64(s, 8);
     if (!it->updated_at)
         it->updated_at = it->created_at;
+    col_copy(s, 9, it->failed_step, sizeof it->failed_step);
+    it->warnings = col_dup(s, 10, NULL);
+    it->parent_index = sqlite3_column_int64(s, 11);
 }
 
 static int item_get_body(struct conn *c, void *vctx)
@@ -1436,7 +1704,7 @@ static int item_get_body(struct conn *c, void *vctx)
     rc = step(s);
     if (rc == 1) {
         read_item(s, &r, 1, x->out);
-        x->out->events = col_dup(s, 9, NULL);
+        x->out->events = col_dup(s, 12, NULL);
         if (!x->out->events)
             x->out->events = xstrdup("[]");
     }
@@ -1469,7 +1737,7 @@ static int item_list_body(struct conn *c, void *vctx)
     if (rc <= 0)
         return rc;
     store_job_release(&r.j);
-    rc = q(c, x->status == ITEM_FAILED ? Q_ITEM_LIST_FAILED : Q_ITEM_LIST, &s);
+    rc = q(c, x->f.status == ITEM_FAILED ? Q_ITEM_LIST_FAILED : Q_ITEM_LIST, &s);
     if (rc < 0)
         return rc;
     /* Clamp the cursor into this job's key range: an index past the end must not
@@ -1479,10 +1747,12 @@ static int item_list_body(struct conn *c, void *vctx)
         after = r.j.counts.total;
     sqlite3_bind_int64(s, 1, KEY(r.jid, 0) + after);
     sqlite3_bind_int64(s, 2, KEY(r.jid + 1, 0));
-    bind_str(s, 3, x->ref);
-    sqlite3_bind_int(s, 4, x->status);
+    bind_str(s, 3, x->f.ref);
+    sqlite3_bind_int(s, 4, x->f.status);
     sqlite3_bind_int64(s, 5, (sqlite3_int64)x->limit);
-    if (x->status != ITEM_FAILED) {
+    bind_str(s, 9, x->f.step);
+    bind_str(s, 10, x->f.code);
+    if (x->f.status != ITEM_FAILED) {
         sqlite3_bind_int64(s, 6, r.cancel_at);
         sqlite3_bind_int64(s, 7, KEY(r.jid, 0));
         sqlite3_bind_int64(s, 8, r.cursor);
@@ -1500,17 +1770,20 @@ static int item_list_body(struct conn *c, void *vctx)
     return 1;
 }
 
-static int sq_item_list(void *impl, const char *tenant, const char *job_id, int status,
-                        const char *ref, int64_t after_index, size_t limit, int with_data,
-                        struct store_item **out, size_t *n)
+static int sq_item_list(void *impl, const char *tenant, const char *job_id,
+                        const struct store_item_filter *f, int64_t after_index, size_t limit,
+                        int with_data, struct store_item **out, size_t *n)
 {
     struct items_ctx x = {.tenant = tenant,
                           .job_id = job_id,
-                          .status = status,
-                          .ref = ref,
+                          .f = {.status = -1},
                           .after_index = after_index,
                           .limit = limit,
                           .with_data = with_data};
+    if (f)
+        x.f = *f;
+    if (x.f.status < 0)
+        x.f.status = -1;
     int rc = run_tx(impl, TX_READ, item_list_body, items_out_undo, &x);
     *out = rc <= 0 ? NULL : x.list;
     *n = rc <= 0 ? 0 : x.n;
@@ -1519,9 +1792,10 @@ static int sq_item_list(void *impl, const char *tenant, const char *job_id, int 
 
 /* ---- events ---------------------------------------------------------------------- */
 
-/* Appends one event object to b, which holds "[" and zero or more events. */
-static void event_add(struct buf *b, const char *at, const char *stage, const char *level,
-                      const char *code, const char *message)
+/* Appends one event object to b, which holds "[" and zero or more events; step may be
+ * NULL (no "step" member). */
+static void event_add(struct buf *b, const char *at, const char *stage, const char *step,
+                      const char *level, const char *code, const char *message)
 {
     if (b->len > 1)
         buf_putc(b, ',');
@@ -1529,6 +1803,10 @@ static void event_add(struct buf *b, const char *at, const char *stage, const ch
     buf_puts(b, at);
     buf_puts(b, "\",\"stage\":");
     buf_json_str(b, stage, strlen(stage));
+    if (step) {
+        buf_puts(b, ",\"step\":");
+        buf_json_str(b, step, strlen(step));
+    }
     buf_puts(b, ",\"level\":");
     buf_json_str(b, level, strlen(level));
     buf_puts(b, ",\"code\":");
@@ -1818,7 +2096,8 @@ struct claim_ctx {
     const struct store_claim *c; /* for store_complete / store_release */
     struct store_outcome *outs;
     size_t n;
-    int *op_failed; /* per outcome: 0, or the error of a doc op that could not apply */
+    const struct store_step_count *steps;
+    size_t nsteps;
 };
 
 /* Pending items of [lo, hi) of job r, copied: the items a claim still owes. */
@@ -1869,7 +2148,8 @@ static void claim_items_free(struct store_claim_item *items, size_t n)
 /* Writes one item's end (or, status PENDING, only attempts/events). 1 written, 0 the
  * item was not pending. */
 static int item_set(struct conn *c, int64_t k, int status, int add_attempts, const char *result,
-                    const char *code, const char *message, const struct buf *events, int64_t now)
+                    const char *code, const char *message, const char *failed_step,
+                    const char *warnings, const struct buf *events, int64_t now)
 {
     sqlite3_stmt *s;
     int rc = q(c, Q_ITEM_SET, &s);
@@ -1884,6 +2164,8 @@ static int item_set(struct conn *c, int64_t k, int status, int add_attempts, con
     if (events && events->len > 2)
         bind_strn(s, 7, events->data, events->len);
     sqlite3_bind_int64(s, 8, now);
+    bind_str(s, 9, failed_step && *failed_step ? failed_step : NULL);
+    bind_str(s, 10, warnings);
     rc = step(s);
     if (rc < 0)
         return rc;
@@ -1961,7 +2243,8 @@ static int settle_claim(struct conn *c, int64_t claim_id, int64_t jid, int64_t l
         struct store_claim_item *it = &items[i];
         int64_t k = KEY(jid, it->index);
         if (canceling) {
-            if ((rc = item_set(c, k, ITEM_CANCELED, 0, NULL, NULL, NULL, NULL, now)) < 0)
+            rc = item_set(c, k, ITEM_CANCELED, 0, NULL, NULL, NULL, NULL, NULL, NULL, now);
+            if (rc < 0)
                 goto out;
             r.j.counts.processing--;
             r.j.counts.canceled++;
@@ -1973,14 +2256,14 @@ static int settle_claim(struct conn *c, int64_t claim_id, int64_t jid, int64_t l
             buf_putc(&c->ev, '[');
             snprintf(msg, sizeof msg, "lease expired on attempt %d; item given to another worker",
                      it->attempts);
-            event_add(&c->ev, ts, "claim", "warn", "LeaseExpired", msg);
+            event_add(&c->ev, ts, "claim", NULL, "warn", "LeaseExpired", msg);
             if (max_attempts > 0 && it->attempts >= max_attempts) {
                 snprintf(msg, sizeof msg, "abandoned after %d attempts", it->attempts);
-                event_add(&c->ev, ts, "claim", "error", sluice_err_code(SLUICE_E_MAX_ATTEMPTS),
-                          msg);
+                event_add(&c->ev, ts, "claim", NULL, "error",
+                          sluice_err_code(SLUICE_E_MAX_ATTEMPTS), msg);
                 buf_putc(&c->ev, ']');
                 rc = item_set(c, k, ITEM_FAILED, 1, NULL, sluice_err_code(SLUICE_E_MAX_ATTEMPTS),
-                              msg, &c->ev, now);
+                              msg, NULL, NULL, &c->ev, now);
                 if (rc < 0)
                     goto out;
                 r.j.counts.processing--;
@@ -1988,7 +2271,8 @@ static int settle_claim(struct conn *c, int64_t claim_id, int64_t jid, int64_t l
                 continue;
             }
             buf_putc(&c->ev, ']');
-            if ((rc = item_set(c, k, ITEM_PENDING, 1, NULL, NULL, NULL, &c->ev, now)) < 0)
+            rc = item_set(c, k, ITEM_PENDING, 1, NULL, NULL, NULL, NULL, NULL, &c->ev, now);
+            if (rc < 0)
                 goto out;
         }
         if (kept != i) {
@@ -2214,27 +2498,101 @@ static const struct store_claim_item *claim_find(const struct store_claim *cl, i
     return lo < cl->n && cl->items[lo].index == index ? &cl->items[lo] : NULL;
 }
 
+/* Applies the doc ops of outcome o (claimed item ci of job r) in order, appending an
+ * "apply" event per op to c->ev and writing each op's [out] fields. 0 all applied
+ * (c->res holds the last op's result JSON), 1 an op could not apply (its error is set,
+ * msg holds the message; later ops are not applied), or a store error. */
+static int apply_ops(struct conn *c, const struct jobrow *r, const struct store_claim_item *ci,
+                     struct store_outcome *o, int64_t now, const char *ts, char *msg, size_t cap)
+{
+    struct doc_result w;
+    for (size_t j = 0; j < o->nops; j++) {
+        struct store_doc_op *op = &o->ops[j];
+        const char *coll = op->collection ? op->collection : "";
+        const char *ref = op->ref ? op->ref : ci->ref;
+        size_t ref_len = strlen(ref);
+        int rc =
+            doc_apply(c, r->j.tenant, coll, ref, ref_len, op->op, op->data ? op->data : ci->data,
+                      op->data ? op->data_len : ci->data_len, -1, r->j.id, o->index, now, &w);
+        if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA) {
+            op->error = rc;
+            if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
+                snprintf(msg, cap, "%s/%s does not exist", coll, ref);
+            else
+                snprintf(msg, cap, "%s/%s: data cannot be applied as %s", coll, ref,
+                         op->op == STORE_OP_PATCH ? "a merge patch" : "a document");
+            event_add(&c->ev, ts, "apply", op->step, "error", sluice_err_code(rc), msg);
+            return 1;
+        }
+        if (rc < 0)
+            return rc;
+        op->version = w.version;
+        op->created = w.created;
+        snprintf(msg, cap, "%s/%s %sversion %lld", coll, ref,
+                 op->op == STORE_OP_DELETE ? "deleted, " : "", (long long)w.version);
+        event_add(&c->ev, ts, "apply", op->step, "info", "VersionWritten", msg);
+        if (j + 1 == o->nops) {
+            buf_reset(&c->res);
+            buf_puts(&c->res, "{\"collection\":");
+            buf_json_str(&c->res, coll, strlen(coll));
+            buf_puts(&c->res, ",\"ref\":");
+            buf_json_str(&c->res, ref, ref_len);
+            buf_printf(&c->res, ",\"version\":%lld,\"created\":%s}", (long long)w.version,
+                       w.created ? "true" : "false");
+        }
+    }
+    return 0;
+}
+
+/* Adds the call's per-step tallies to job jid's step counts. */
+static int steps_add(struct conn *c, int64_t jid, const struct store_step_count *steps, size_t n)
+{
+    sqlite3_stmt *s;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!steps[i].step)
+            continue;
+        if ((rc = q(c, Q_STEPS_ADD, &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, jid);
+        bind_str(s, 2, steps[i].step);
+        sqlite3_bind_int64(s, 3, steps[i].passed);
+        sqlite3_bind_int64(s, 4, steps[i].failed);
+        sqlite3_bind_int64(s, 5, steps[i].skipped);
+        if ((rc = step(s)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int complete_body(struct conn *c, void *vctx)
 {
     struct claim_ctx *x = vctx;
     const struct store_claim *cl = x->c;
     struct jobrow r;
-    struct doc_result w;
     int64_t jid = 0, lo = 0, hi = 0, remaining = 0, now = clock_now_ms();
     int64_t done = 0;
     char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
     int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
     clock_fmt_ms(now, ts); /* one timestamp for all events of this call */
-    memset(x->op_failed, 0, x->n * sizeof *x->op_failed);
+    /* The ops' [out] fields start empty; apply_ops() fills those of the ops it runs. */
+    for (size_t i = 0; i < x->n; i++) {
+        for (size_t j = 0; j < x->outs[i].nops; j++) {
+            x->outs[i].ops[j].version = 0;
+            x->outs[i].ops[j].created = 0;
+            x->outs[i].ops[j].error = 0;
+        }
+    }
     if (rc <= 0)
         return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
     if ((rc = job_load_jid(c, jid, &r)) < 0)
         return rc;
     for (size_t i = 0; i < x->n; i++) {
-        const struct store_outcome *o = &x->outs[i];
+        struct store_outcome *o = &x->outs[i];
         const struct store_claim_item *ci = claim_find(cl, o->index);
         int status = o->status;
         const char *result = o->result, *code = o->error_code, *message = o->error_message;
+        const char *failed_step = o->failed_step;
         if (!ci || o->index < lo || o->index >= hi)
             continue; /* not an item this claim owes */
         if (status != ITEM_SUCCEEDED && status != ITEM_FAILED && status != ITEM_SKIPPED) {
@@ -2245,7 +2603,7 @@ static int complete_body(struct conn *c, void *vctx)
         buf_reset(&c->ev);
         buf_putc(&c->ev, '[');
         events_add_array(&c->ev, o->events);
-        if (status == ITEM_SUCCEEDED && o->op != STORE_OP_NONE) {
+        if (status != ITEM_FAILED && o->nops > 0) {
             sqlite3_stmt *s;
             if ((rc = q(c, Q_ITEM_STATUS, &s)) < 0)
                 goto out;
@@ -2257,43 +2615,28 @@ static int complete_body(struct conn *c, void *vctx)
                 goto out;
             if (st != ITEM_PENDING)
                 continue; /* already finished by an earlier call */
-            const char *coll = o->collection ? o->collection : "";
-            size_t ref_len = strlen(ci->ref);
-            rc = doc_apply(c, r.j.tenant, coll, ci->ref, ref_len, o->op,
-                           o->data ? o->data : ci->data, o->data ? o->data_len : ci->data_len, -1,
-                           r.j.id, o->index, now, &w);
-            if (rc == 0) {
-                buf_reset(&c->res);
-                buf_puts(&c->res, "{\"collection\":");
-                buf_json_str(&c->res, coll, strlen(coll));
-                buf_puts(&c->res, ",\"ref\":");
-                buf_json_str(&c->res, ci->ref, ref_len);
-                buf_printf(&c->res, ",\"version\":%lld,\"created\":%s}", (long long)w.version,
-                           w.created ? "true" : "false");
-                result = buf_cstr(&c->res);
-                snprintf(msg, sizeof msg, "%s/%s %sversion %lld", coll, ci->ref,
-                         o->op == STORE_OP_DELETE ? "deleted, " : "", (long long)w.version);
-                event_add(&c->ev, ts, "apply", "info", "VersionWritten", msg);
-            } else if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA) {
-                status = ITEM_FAILED;
-                x->op_failed[i] = rc;
-                result = NULL;
-                code = sluice_err_code(rc);
-                if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
-                    snprintf(msg, sizeof msg, "%s/%s does not exist", coll, ci->ref);
-                else
-                    snprintf(msg, sizeof msg, "%s/%s: data cannot be applied as %s", coll, ci->ref,
-                             o->op == STORE_OP_PATCH ? "a merge patch" : "a document");
-                message = msg;
-                event_add(&c->ev, ts, "apply", "error", code, msg);
-            } else {
+            rc = apply_ops(c, &r, ci, o, now, ts, msg, sizeof msg);
+            if (rc < 0)
                 goto out;
+            if (rc == 1) { /* ops applied before the failing one stay (see DESIGN) */
+                status = ITEM_FAILED;
+                result = NULL;
+                for (size_t j = 0; j < o->nops; j++)
+                    if (o->ops[j].error) {
+                        code = sluice_err_code(o->ops[j].error);
+                        failed_step = o->ops[j].step;
+                        break;
+                    }
+                message = msg;
+            } else if (!result) {
+                result = buf_cstr(&c->res);
             }
         }
         buf_putc(&c->ev, ']');
         if (status == ITEM_SUCCEEDED)
-            code = message = NULL;
-        rc = item_set(c, k, status, 1, result, code, message, &c->ev, now);
+            code = message = failed_step = NULL;
+        rc =
+            item_set(c, k, status, 1, result, code, message, failed_step, o->warnings, &c->ev, now);
         if (rc < 0)
             goto out;
         if (rc == 0)
@@ -2308,7 +2651,7 @@ static int complete_body(struct conn *c, void *vctx)
     }
     rc = 0;
     if (done == 0)
-        goto out;
+        goto out; /* a repeated call: its step tallies were counted the first time */
     r.j.counts.processing -= done;
     r.j.last_progress_at = now;
     int64_t finished = r.j.counts.succeeded + r.j.counts.failed + r.j.counts.skipped;
@@ -2318,6 +2661,8 @@ static int complete_body(struct conn *c, void *vctx)
     }
     job_maybe_finish(&r, now);
     if ((rc = job_save(c, &r, now)) < 0)
+        goto out;
+    if ((rc = steps_add(c, jid, x->steps, x->nsteps)) < 0)
         goto out;
     remaining -= done;
     sqlite3_stmt *s;
@@ -2336,18 +2681,21 @@ out:
 }
 
 static int sq_complete(void *impl, const struct store_claim *c, struct store_outcome *outs,
-                       size_t n)
+                       size_t n, const struct store_step_count *steps, size_t nsteps)
 {
-    struct claim_ctx x = {.c = c, .outs = outs, .n = n};
-    x.op_failed = xcalloc(n ? n : 1, sizeof *x.op_failed);
+    struct claim_ctx x = {.c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
     int rc = run_tx(impl, TX_WRITE, complete_body, NULL, &x);
+    /* An op that could not apply failed its item: tell the caller (see store.h). */
     for (size_t i = 0; rc >= 0 && i < n; i++) {
-        if (x.op_failed[i]) {
-            outs[i].status = ITEM_FAILED;
-            outs[i].error_code = sluice_err_code(x.op_failed[i]);
+        for (size_t j = 0; j < outs[i].nops; j++) {
+            if (outs[i].ops[j].error) {
+                outs[i].status = ITEM_FAILED;
+                outs[i].error_code = sluice_err_code(outs[i].ops[j].error);
+                outs[i].failed_step = outs[i].ops[j].step;
+                break;
+            }
         }
     }
-    free(x.op_failed);
     return rc;
 }
 
@@ -2409,6 +2757,289 @@ static int sq_stats(void *impl, struct store_stats *out)
     return run_tx(impl, TX_READ, stats_body, NULL, out);
 }
 
+/* ---- workflow definitions -------------------------------------------------------- */
+
+struct defs_ctx {
+    const char *tenant, *name, *definition, *after_name;
+    int64_t version;
+    size_t limit;
+    struct store_workflow *wf, *wfs;
+    struct store_hook *hook, *hooks;
+    size_t n;
+};
+
+static void read_workflow(sqlite3_stmt *s, struct store_workflow *w)
+{
+    memset(w, 0, sizeof *w);
+    col_copy(s, 0, w->name, sizeof w->name);
+    w->version = sqlite3_column_int64(s, 1);
+    w->definition = col_dup(s, 2, NULL);
+    w->created_at = sqlite3_column_int64(s, 3);
+    w->deleted = sqlite3_column_int(s, 4);
+}
+
+static void defs_undo(void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    if (x->wf)
+        store_workflow_release(x->wf);
+    if (x->hook)
+        store_hook_release(x->hook);
+    store_workflows_free(x->wfs, x->n);
+    store_hooks_free(x->hooks, x->n);
+    x->wfs = NULL;
+    x->hooks = NULL;
+    x->n = 0;
+}
+
+static int workflow_put_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int64_t now = clock_now_ms(), version = 0;
+    int rc = q(c, Q_WF_NEXT, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->name);
+    if ((rc = step(s)) < 0)
+        return rc;
+    version = sqlite3_column_int64(s, 0); /* an aggregate always has a row */
+    sqlite3_reset(s);
+    if ((rc = q(c, Q_WF_INSERT, &s)) < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->name);
+    sqlite3_bind_int64(s, 3, version);
+    bind_str(s, 4, x->definition);
+    sqlite3_bind_int64(s, 5, now);
+    if ((rc = step(s)) < 0)
+        return rc;
+    if (x->wf) {
+        memset(x->wf, 0, sizeof *x->wf);
+        copy_str(x->wf->name, sizeof x->wf->name, x->name);
+        x->wf->version = version;
+        x->wf->definition = xstrdup(x->definition);
+        x->wf->created_at = now;
+    }
+    return 0;
+}
+
+static int sq_workflow_put(void *impl, const char *tenant, const char *name, const char *definition,
+                           struct store_workflow *out)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name, .definition = definition, .wf = out};
+    if (!definition)
+        return -SLUICE_E_INVALID_PARAMETER;
+    return run_tx(impl, TX_WRITE, workflow_put_body, defs_undo, &x);
+}
+
+static int workflow_get_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_WF_GET, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->name);
+    sqlite3_bind_int64(s, 3, x->version);
+    rc = step(s);
+    if (rc == 1)
+        read_workflow(s, x->wf);
+    return rc;
+}
+
+static int sq_workflow_get(void *impl, const char *tenant, const char *name, int64_t version,
+                           struct store_workflow *out)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name, .version = version, .wf = out};
+    return run_tx(impl, TX_READ, workflow_get_body, defs_undo, &x);
+}
+
+static int workflow_list_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_WF_LIST, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->after_name ? x->after_name : "");
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)x->limit);
+    x->wfs = xcalloc(x->limit ? x->limit : 1, sizeof *x->wfs);
+    x->n = 0;
+    while (x->n < x->limit && (rc = step(s)) == 1)
+        read_workflow(s, &x->wfs[x->n++]);
+    if (rc < 0) {
+        store_workflows_free(x->wfs, x->n);
+        x->wfs = NULL;
+        x->n = 0;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_workflow_list(void *impl, const char *tenant, const char *after_name, size_t limit,
+                            struct store_workflow **out, size_t *n)
+{
+    struct defs_ctx x = {.tenant = tenant, .after_name = after_name, .limit = limit};
+    int rc = run_tx(impl, TX_READ, workflow_list_body, defs_undo, &x);
+    *out = rc < 0 ? NULL : x.wfs;
+    *n = rc < 0 ? 0 : x.n;
+    return rc;
+}
+
+static int workflow_delete_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_WF_DELETE, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->name);
+    rc = step(s);
+    return rc < 0 ? rc : sqlite3_changes(c->db) > 0;
+}
+
+static int sq_workflow_delete(void *impl, const char *tenant, const char *name)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name};
+    return run_tx(impl, TX_WRITE, workflow_delete_body, NULL, &x);
+}
+
+/* ---- webhook entry points --------------------------------------------------------- */
+
+static void read_hook(sqlite3_stmt *s, struct store_hook *h)
+{
+    memset(h, 0, sizeof *h);
+    col_copy(s, 0, h->name, sizeof h->name);
+    col_copy(s, 1, h->tenant, sizeof h->tenant);
+    h->definition = col_dup(s, 2, NULL);
+    h->created_at = sqlite3_column_int64(s, 3);
+    h->updated_at = sqlite3_column_int64(s, 4);
+}
+
+/* 1 found ([out] h), 0 not found: the hook name of tenant (NULL: of any tenant). */
+static int hook_load(struct conn *c, const char *tenant, const char *name, struct store_hook *h)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_HOOK_GET, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, name);
+    bind_str(s, 2, tenant);
+    rc = step(s);
+    if (rc == 1)
+        read_hook(s, h);
+    sqlite3_reset(s);
+    return rc;
+}
+
+static int hook_put_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int replaced = 0;
+    int rc = q(c, Q_HOOK_OWNER, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->name);
+    rc = step(s);
+    if (rc == 1) {
+        const char *owner = (const char *)sqlite3_column_text(s, 0);
+        if (!owner || strcmp(owner, x->tenant) != 0)
+            rc = -SLUICE_E_CONFLICT; /* names are global: the events URL has no key */
+        replaced = 1;
+    }
+    sqlite3_reset(s);
+    if (rc < 0)
+        return rc;
+    if ((rc = q(c, Q_HOOK_PUT, &s)) < 0)
+        return rc;
+    bind_str(s, 1, x->name);
+    bind_str(s, 2, x->tenant);
+    bind_str(s, 3, x->definition);
+    sqlite3_bind_int64(s, 4, clock_now_ms());
+    if ((rc = step(s)) < 0)
+        return rc;
+    if (x->hook && (rc = hook_load(c, x->tenant, x->name, x->hook)) != 1)
+        return rc < 0 ? rc : -SLUICE_E_INTERNAL;
+    return replaced ? 2 : 1;
+}
+
+static int sq_hook_put(void *impl, const char *tenant, const char *name, const char *definition,
+                       struct store_hook *out)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name, .definition = definition, .hook = out};
+    if (!tenant || !definition)
+        return -SLUICE_E_INVALID_PARAMETER;
+    return run_tx(impl, TX_WRITE, hook_put_body, defs_undo, &x);
+}
+
+static int hook_get_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    return hook_load(c, x->tenant, x->name, x->hook);
+}
+
+static int sq_hook_get(void *impl, const char *tenant, const char *name, struct store_hook *out)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name, .hook = out};
+    return run_tx(impl, TX_READ, hook_get_body, defs_undo, &x);
+}
+
+static int hook_list_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_HOOK_LIST, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->after_name ? x->after_name : "");
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)x->limit);
+    x->hooks = xcalloc(x->limit ? x->limit : 1, sizeof *x->hooks);
+    x->n = 0;
+    while (x->n < x->limit && (rc = step(s)) == 1)
+        read_hook(s, &x->hooks[x->n++]);
+    if (rc < 0) {
+        store_hooks_free(x->hooks, x->n);
+        x->hooks = NULL;
+        x->n = 0;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_hook_list(void *impl, const char *tenant, const char *after_name, size_t limit,
+                        struct store_hook **out, size_t *n)
+{
+    struct defs_ctx x = {.tenant = tenant, .after_name = after_name, .limit = limit};
+    int rc = run_tx(impl, TX_READ, hook_list_body, defs_undo, &x);
+    *out = rc < 0 ? NULL : x.hooks;
+    *n = rc < 0 ? 0 : x.n;
+    return rc;
+}
+
+static int hook_delete_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_HOOK_DELETE, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->name);
+    bind_str(s, 2, x->tenant);
+    rc = step(s);
+    return rc < 0 ? rc : sqlite3_changes(c->db) > 0;
+}
+
+static int sq_hook_delete(void *impl, const char *tenant, const char *name)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name};
+    return run_tx(impl, TX_WRITE, hook_delete_body, NULL, &x);
+}
+
 const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .open = sq_open,
@@ -2421,6 +3052,7 @@ const struct store_ops store_sqlite_ops = {
     .job_begin = sq_job_begin,
     .job_add_items = sq_job_add_items,
     .job_commit = sq_job_commit,
+    .job_retry = sq_job_retry,
     .job_abort = sq_job_abort,
     .gc_receiving = sq_gc_receiving,
     .expire_claims = sq_expire_claims,
@@ -2437,4 +3069,12 @@ const struct store_ops store_sqlite_ops = {
     .doc_write = sq_doc_write,
     .doc_list = sq_doc_list,
     .stats = sq_stats,
+    .workflow_put = sq_workflow_put,
+    .workflow_get = sq_workflow_get,
+    .workflow_list = sq_workflow_list,
+    .workflow_delete = sq_workflow_delete,
+    .hook_put = sq_hook_put,
+    .hook_get = sq_hook_get,
+    .hook_list = sq_hook_list,
+    .hook_delete = sq_hook_delete,
 };

@@ -134,10 +134,16 @@ int store_job_add_items(struct store *st, const char *job_id, const struct store
     return st->ops->job_add_items(st->impl, job_id, items, n);
 }
 
-int store_job_commit(struct store *st, const char *job_id, const char *workflow,
-                     const char *client_reference, int64_t total, struct store_job *out)
+int store_job_commit(struct store *st, const char *job_id, const struct store_job_meta *meta,
+                     int64_t total, struct store_job *out)
 {
-    return st->ops->job_commit(st->impl, job_id, workflow, client_reference, total, out);
+    return st->ops->job_commit(st->impl, job_id, meta, total, out);
+}
+
+int store_job_retry(struct store *st, const char *tenant, const char *job_id,
+                    const char *new_job_id, struct store_job *out)
+{
+    return st->ops->job_retry(st->impl, tenant, job_id, new_job_id, out);
 }
 
 int store_job_abort(struct store *st, const char *job_id)
@@ -183,12 +189,11 @@ int store_item_get(struct store *st, const char *tenant, const char *job_id, int
     return st->ops->item_get(st->impl, tenant, job_id, index, out);
 }
 
-int store_item_list(struct store *st, const char *tenant, const char *job_id, int status,
-                    const char *ref, int64_t after_index, size_t limit, int with_data,
-                    struct store_item **out, size_t *n)
+int store_item_list(struct store *st, const char *tenant, const char *job_id,
+                    const struct store_item_filter *f, int64_t after_index, size_t limit,
+                    int with_data, struct store_item **out, size_t *n)
 {
-    return st->ops->item_list(st->impl, tenant, job_id, status, ref, after_index, limit, with_data,
-                              out, n);
+    return st->ops->item_list(st->impl, tenant, job_id, f, after_index, limit, with_data, out, n);
 }
 
 int store_claim(struct store *st, size_t max_items, int64_t lease_ms, int max_attempts,
@@ -198,9 +203,9 @@ int store_claim(struct store *st, size_t max_items, int64_t lease_ms, int max_at
 }
 
 int store_complete(struct store *st, const struct store_claim *c, struct store_outcome *outs,
-                   size_t n)
+                   size_t n, const struct store_step_count *steps, size_t nsteps)
 {
-    return st->ops->complete(st->impl, c, outs, n);
+    return st->ops->complete(st->impl, c, outs, n, steps, nsteps);
 }
 
 int store_release(struct store *st, const struct store_claim *c)
@@ -233,6 +238,51 @@ int store_stats(struct store *st, struct store_stats *out)
     return st->ops->stats(st->impl, out);
 }
 
+int store_workflow_put(struct store *st, const char *tenant, const char *name,
+                       const char *definition, struct store_workflow *out)
+{
+    return st->ops->workflow_put(st->impl, tenant, name, definition, out);
+}
+
+int store_workflow_get(struct store *st, const char *tenant, const char *name, int64_t version,
+                       struct store_workflow *out)
+{
+    return st->ops->workflow_get(st->impl, tenant, name, version, out);
+}
+
+int store_workflow_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
+                        struct store_workflow **out, size_t *n)
+{
+    return st->ops->workflow_list(st->impl, tenant, after_name, limit, out, n);
+}
+
+int store_workflow_delete(struct store *st, const char *tenant, const char *name)
+{
+    return st->ops->workflow_delete(st->impl, tenant, name);
+}
+
+int store_hook_put(struct store *st, const char *tenant, const char *name, const char *definition,
+                   struct store_hook *out)
+{
+    return st->ops->hook_put(st->impl, tenant, name, definition, out);
+}
+
+int store_hook_get(struct store *st, const char *tenant, const char *name, struct store_hook *out)
+{
+    return st->ops->hook_get(st->impl, tenant, name, out);
+}
+
+int store_hook_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
+                    struct store_hook **out, size_t *n)
+{
+    return st->ops->hook_list(st->impl, tenant, after_name, limit, out, n);
+}
+
+int store_hook_delete(struct store *st, const char *tenant, const char *name)
+{
+    return st->ops->hook_delete(st->impl, tenant, name);
+}
+
 /* ---- releasing ------------------------------------------------------------------- */
 
 void store_job_release(struct store_job *j)
@@ -241,6 +291,11 @@ void store_job_release(struct store_job *j)
         return;
     free(j->client_reference);
     j->client_reference = NULL;
+    for (size_t i = 0; j->steps && i < j->nsteps; i++)
+        free((char *)j->steps[i].step); /* heap when the store filled it (see store.h) */
+    free(j->steps);
+    j->steps = NULL;
+    j->nsteps = 0;
 }
 
 void store_jobs_free(struct store_job *jobs, size_t n)
@@ -259,7 +314,8 @@ void store_item_release(struct store_item *it)
     free(it->result);
     free(it->error_message);
     free(it->events);
-    it->ref = it->data = it->result = it->error_message = it->events = NULL;
+    free(it->warnings);
+    it->ref = it->data = it->result = it->error_message = it->events = it->warnings = NULL;
 }
 
 void store_items_free(struct store_item *items, size_t n)
@@ -296,6 +352,36 @@ void store_claim_release(struct store_claim *c)
     free(c->items);
     c->items = NULL;
     c->n = 0;
+}
+
+void store_workflow_release(struct store_workflow *w)
+{
+    if (!w)
+        return;
+    free(w->definition);
+    w->definition = NULL;
+}
+
+void store_workflows_free(struct store_workflow *w, size_t n)
+{
+    for (size_t i = 0; w && i < n; i++)
+        store_workflow_release(&w[i]);
+    free(w);
+}
+
+void store_hook_release(struct store_hook *h)
+{
+    if (!h)
+        return;
+    free(h->definition);
+    h->definition = NULL;
+}
+
+void store_hooks_free(struct store_hook *h, size_t n)
+{
+    for (size_t i = 0; h && i < n; i++)
+        store_hook_release(&h[i]);
+    free(h);
 }
 
 /* ---- names ----------------------------------------------------------------------- */

@@ -90,6 +90,19 @@ struct store_job {
      * at least 5 s apart, refreshed by store_complete. rate = (done - win_done) /
      * (now - win_at). */
     int64_t win_at, win_done;
+    int64_t workflow_version;   /* version of a stored workflow definition, 0 for built-ins */
+    char parent_job[STORE_ID_MAX]; /* "" or the job this one retries (store_job_retry) */
+    struct store_step_count *steps; /* heap, loaded by store_job_get only (NULL in lists);
+                                       in first-seen order */
+    size_t nsteps;
+};
+
+/* Everything store_job_commit records about a job besides its items. */
+struct store_job_meta {
+    const char *workflow;
+    int64_t workflow_version;   /* 0 for built-in workflows */
+    const char *client_reference; /* may be NULL */
+    const char *idem_key;       /* may be NULL; unique per tenant (e.g. "hook:NAME:EVENT") */
 };
 
 struct store_item {
@@ -103,6 +116,37 @@ struct store_item {
     char error_code[STORE_CODE_MAX];
     char *error_message; /* heap or NULL */
     char *events;       /* heap JSON array text, NULL in lists (not loaded) */
+    int64_t created_at, updated_at;
+    char failed_step[STORE_NAME_MAX]; /* "" or the step that failed / skipped the item */
+    char *warnings;     /* heap JSON array text or NULL */
+    int64_t parent_index; /* index in the parent job (store_job_retry), or -1 */
+};
+
+/* Filters of store_item_list; a NULL / -1 field does not filter. */
+struct store_item_filter {
+    int status;          /* effective status, -1 = any */
+    const char *ref;
+    const char *step;    /* failed_step */
+    const char *code;    /* error_code */
+};
+
+/* A stored workflow definition: one row per version. */
+struct store_workflow {
+    char name[STORE_NAME_MAX];
+    int64_t version;     /* 1, 2, ...: never reused, even after a delete */
+    char *definition;    /* heap JSON text as validated by the caller */
+    int64_t created_at;  /* of this version */
+    int deleted;         /* this version was removed by a delete of the name (versions
+                            stay for running jobs); versions put after that delete are
+                            live again, the ones it removed stay deleted */
+};
+
+/* A webhook entry point. Hook names are unique across tenants, because the public
+ * events URL (/v1/hooks/{name}/events) carries no API key. */
+struct store_hook {
+    char name[STORE_NAME_MAX];
+    char tenant[STORE_NAME_MAX];
+    char *definition;    /* heap JSON text (secrets included: never echo it as is) */
     int64_t created_at, updated_at;
 };
 
@@ -153,20 +197,46 @@ struct store_claim {
     struct store_claim_item *items; /* heap array of n */
 };
 
+/* A document operation applied by store_complete inside the completing transaction
+ * (a pipeline's upsert/patch/delete steps), in the order given. */
+struct store_doc_op {
+    enum store_op op;
+    const char *collection;
+    const char *ref;         /* NULL = the item's ref */
+    const char *data;        /* UPSERT: replacement, PATCH: merge patch (raw JSON);
+                                NULL = the item's own data as stored */
+    size_t data_len;
+    const char *step;        /* the step's name: events, failed_step; NULL = unnamed
+                                (no "step" member in its event, failed_step "") */
+    /* [out], set when store_complete returns >= 0: */
+    int64_t version;         /* version written; 0 when the op failed */
+    int created;             /* 1 when the document did not exist (or was deleted) */
+    int error;               /* 0, or -SLUICE_E_DOCUMENT_NOT_FOUND / -SLUICE_E_INVALID_DATA */
+};
+
+/* Per-step tallies of one store_complete call, added to the job's step counts. */
+struct store_step_count {
+    const char *step;        /* step name (heap when loaded by store_job_get) */
+    int64_t passed, failed, skipped;
+};
+
 /* What became of one claimed item. */
 struct store_outcome {
     int64_t index;
     int status;              /* ITEM_SUCCEEDED, ITEM_FAILED or ITEM_SKIPPED */
-    enum store_op op;        /* document op to apply first (only when status is SUCCEEDED) */
-    const char *collection;  /* for op != NONE */
-    const char *data;        /* document body for UPSERT (replacement) / PATCH (merge
-                                patch), as raw JSON; NULL = the item's own data (e.g. a
-                                map step passes its output here) */
-    size_t data_len;
-    const char *result;      /* raw JSON or NULL; for doc ops the store writes
-                                {"collection":C,"ref":R,"version":N,"created":bool} */
+    struct store_doc_op *ops; /* applied in order when status is SUCCEEDED (or SKIPPED
+                                after the op's step); the first op that fails turns the
+                                outcome into FAILED with the op's error code and
+                                failed_step = op->step, and later ops are not applied.
+                                The store writes each op's version/created/error. */
+    size_t nops;
+    const char *result;      /* raw JSON or NULL; when NULL and ops were applied the
+                                store writes {"collection":C,"ref":R,"version":N,
+                                "created":bool} of the last op */
     const char *error_code;  /* for FAILED/SKIPPED: a sluice public code, e.g. "InvalidData" */
     const char *error_message;
+    const char *failed_step; /* for FAILED/SKIPPED: the step that failed, or NULL */
+    const char *warnings;    /* JSON array text of warnings ("continue" errors), or NULL */
     const char *events;      /* JSON array text of events to append (engine's), or NULL */
 };
 
@@ -196,8 +266,10 @@ struct store_ops {
 
     int (*job_begin)(void *impl, const char *tenant, const char *job_id);
     int (*job_add_items)(void *impl, const char *job_id, const struct store_new_item *items, size_t n);
-    int (*job_commit)(void *impl, const char *job_id, const char *workflow,
-                      const char *client_reference, int64_t total, struct store_job *out);
+    int (*job_commit)(void *impl, const char *job_id, const struct store_job_meta *meta,
+                      int64_t total, struct store_job *out);
+    int (*job_retry)(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
+                     struct store_job *out);
     int (*job_abort)(void *impl, const char *job_id);
     int (*gc_receiving)(void *impl, int64_t older_than);
     int (*expire_claims)(void *impl);
@@ -210,13 +282,14 @@ struct store_ops {
 
     int (*item_get)(void *impl, const char *tenant, const char *job_id, int64_t index,
                     struct store_item *out);
-    int (*item_list)(void *impl, const char *tenant, const char *job_id, int status,
-                     const char *ref, int64_t after_index, size_t limit, int with_data,
-                     struct store_item **out, size_t *n);
+    int (*item_list)(void *impl, const char *tenant, const char *job_id,
+                     const struct store_item_filter *f, int64_t after_index, size_t limit,
+                     int with_data, struct store_item **out, size_t *n);
 
     int (*claim)(void *impl, size_t max_items, int64_t lease_ms, int max_attempts,
                  struct store_claim *out);
-    int (*complete)(void *impl, const struct store_claim *c, struct store_outcome *outs, size_t n);
+    int (*complete)(void *impl, const struct store_claim *c, struct store_outcome *outs, size_t n,
+                    const struct store_step_count *steps, size_t nsteps);
     int (*release)(void *impl, const struct store_claim *c);
 
     int (*doc_get)(void *impl, const char *tenant, const char *collection, const char *ref,
@@ -228,6 +301,21 @@ struct store_ops {
                     size_t limit, struct store_doc **out, size_t *n);
 
     int (*stats)(void *impl, struct store_stats *out);
+
+    int (*workflow_put)(void *impl, const char *tenant, const char *name, const char *definition,
+                        struct store_workflow *out);
+    int (*workflow_get)(void *impl, const char *tenant, const char *name, int64_t version,
+                        struct store_workflow *out);
+    int (*workflow_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
+                         struct store_workflow **out, size_t *n);
+    int (*workflow_delete)(void *impl, const char *tenant, const char *name);
+
+    int (*hook_put)(void *impl, const char *tenant, const char *name, const char *definition,
+                    struct store_hook *out);
+    int (*hook_get)(void *impl, const char *tenant, const char *name, struct store_hook *out);
+    int (*hook_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
+                     struct store_hook **out, size_t *n);
+    int (*hook_delete)(void *impl, const char *tenant, const char *name);
 };
 
 /* ---- lifecycle ---------------------------------------------------------------- */
@@ -263,9 +351,20 @@ int store_job_begin(struct store *st, const char *tenant, const char *job_id);
 int store_job_add_items(struct store *st, const char *job_id, const struct store_new_item *items,
                         size_t n);
 /* Makes the job visible as NotStarted with total = pending = `total` items; after it
- * returns 0, the job and all its items survive any crash. [out] out may be NULL. */
-int store_job_commit(struct store *st, const char *job_id, const char *workflow,
-                     const char *client_reference, int64_t total, struct store_job *out);
+ * returns 1, the job and all its items survive any crash. [out] out may be NULL.
+ * With meta->idem_key set and a job of this tenant already holding that key, nothing
+ * is committed (the staged job is deleted), out is the existing job and it returns 2.
+ * A key is held until its job is deleted (store_job_delete). meta NULL: no metadata. */
+int store_job_commit(struct store *st, const char *job_id, const struct store_job_meta *meta,
+                     int64_t total, struct store_job *out);
+/* Creates job new_job_id (NotStarted) from the Failed items of a terminal job: same
+ * workflow, version and client_reference, parent_job = job_id, items (ref, data) in
+ * the parent's index order with parent_index set, attempts 0, same-ref order linked
+ * anew within the new job. 1 created ([out] out, may be NULL), 0 job not found,
+ * -SLUICE_E_CONFLICT when the job is not terminal, -SLUICE_E_EMPTY_JOB when it has
+ * no failed item. */
+int store_job_retry(struct store *st, const char *tenant, const char *job_id,
+                    const char *new_job_id, struct store_job *out);
 /* Deletes a Receiving job and its items (the submit failed). */
 int store_job_abort(struct store *st, const char *job_id);
 /* Deletes Receiving jobs last touched before older_than (left by a crash). Returns the
@@ -279,7 +378,8 @@ int store_expire_claims(struct store *st);
 
 /* ---- reading and controlling jobs (tenant-scoped: another tenant's id is 0) -------- */
 
-/* 1 found, 0 not found. Release out with store_job_release(). */
+/* 1 found, 0 not found; loads the step counts (job.steps). Release out with
+ * store_job_release(). */
 int store_job_get(struct store *st, const char *tenant, const char *job_id, struct store_job *out);
 /* Jobs newest first with seq < before_seq (0 = from the newest); status -1 = any.
  * [out] heap array; free with store_jobs_free(). */
@@ -300,12 +400,12 @@ int store_job_delete(struct store *st, const char *tenant, const char *job_id);
 int store_item_get(struct store *st, const char *tenant, const char *job_id, int64_t index,
                    struct store_item *out);
 /* Items of a job in index order with index > after_index (-1 = from the start),
- * filtered by effective status (-1 = any) and ref (NULL = any); with_data loads data.
+ * filtered by f (NULL = no filter); with_data loads data.
  * Returns 1 and the page, or 0 when the job does not exist for this tenant.
  * [out] heap array; free with store_items_free(). */
-int store_item_list(struct store *st, const char *tenant, const char *job_id, int status,
-                    const char *ref, int64_t after_index, size_t limit, int with_data,
-                    struct store_item **out, size_t *n);
+int store_item_list(struct store *st, const char *tenant, const char *job_id,
+                    const struct store_item_filter *f, int64_t after_index, size_t limit,
+                    int with_data, struct store_item **out, size_t *n);
 
 /* ---- the engine's side: claims and completions ---------------------------------- */
 
@@ -322,19 +422,23 @@ int store_item_list(struct store *st, const char *tenant, const char *job_id, in
  * out again); the first store_complete under it makes it durable. */
 int store_claim(struct store *st, size_t max_items, int64_t lease_ms, int max_attempts,
                 struct store_claim *c);
-/* Records outcomes for items of claim c, in one transaction: applies each doc op
- * (an op that cannot apply turns the outcome into FAILED with its error code:
- * DocumentNotFound, InvalidData), writes status/result/error/events/attempts+1 per
- * item, updates the job counts, progress time and throughput window, finishes the
+/* Records outcomes for items of claim c, in one transaction: applies each outcome's
+ * doc ops in order (an op that cannot apply turns the outcome into FAILED with its
+ * error code: DocumentNotFound, InvalidData; the ops before it stay applied, like
+ * steps that ran before a failing step; the ops of an outcome the caller reports
+ * FAILED are not applied), writes status/result/error/failed_step/warnings/events/
+ * attempts+1 per item, adds steps[0..nsteps) to the job's step counts (NULL, 0: none),
+ * updates the job counts, progress time and throughput window, finishes the
  * job when its last item is terminal, and drops the claim when all its items are
  * done. outs may cover part of the claim; later calls cover the rest. Outcomes for
  * items not pending in c (already completed, outside the claim) are ignored, so a
- * repeated call is harmless. When a doc op cannot apply, the store also sets that
- * outs[i].status = ITEM_FAILED and outs[i].error_code (static string) on success of
- * the call; nothing else in outs changes.
- * -SLUICE_E_LEASE_LOST (nothing written) when the claim was taken over. */
+ * repeated call is harmless; a call that records no outcome adds no step counts.
+ * When a doc op cannot apply, the store also sets that outs[i].status = ITEM_FAILED,
+ * outs[i].error_code (static string) and outs[i].failed_step (= the op's step) on
+ * success of the call; besides these and the ops' [out] fields nothing in outs
+ * changes. -SLUICE_E_LEASE_LOST (nothing written) when the claim was taken over. */
 int store_complete(struct store *st, const struct store_claim *c, struct store_outcome *outs,
-                   size_t n);
+                   size_t n, const struct store_step_count *steps, size_t nsteps);
 /* Gives the claim's unfinished items back (graceful shutdown): they become runnable
  * again without counting an attempt (canceled instead when the job is being
  * canceled). c must not be used afterwards. -SLUICE_E_LEASE_LOST when taken over. */
@@ -361,6 +465,37 @@ int store_doc_list(struct store *st, const char *tenant, const char *collection,
 /* Whole-store figures for /metrics. */
 int store_stats(struct store *st, struct store_stats *out);
 
+/* ---- workflow definitions (tenant-scoped, versioned) ----------------------------- */
+
+/* Stores definition as the next version of name (1 for a new or deleted-then-recreated
+ * name: versions continue from the highest ever used). [out] out (may be NULL). */
+int store_workflow_put(struct store *st, const char *tenant, const char *name,
+                       const char *definition, struct store_workflow *out);
+/* version 0: the latest version of a live (not deleted) workflow; version > 0: that
+ * exact version, even if the name was deleted since (jobs keep running on it).
+ * 1 found, 0 not found. Release with store_workflow_release(). */
+int store_workflow_get(struct store *st, const char *tenant, const char *name, int64_t version,
+                       struct store_workflow *out);
+/* Latest versions of live workflows, ordered by name, name > after_name. */
+int store_workflow_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
+                        struct store_workflow **out, size_t *n);
+/* 1 deleted, 0 not found. */
+int store_workflow_delete(struct store *st, const char *tenant, const char *name);
+
+/* ---- webhook entry points ---------------------------------------------------------- */
+
+/* Creates (1) or replaces (2) the hook; -SLUICE_E_CONFLICT when another tenant owns
+ * the name. [out] out may be NULL. */
+int store_hook_put(struct store *st, const char *tenant, const char *name, const char *definition,
+                   struct store_hook *out);
+/* tenant NULL: any tenant's hook of that name (the unauthenticated events endpoint).
+ * 1 found, 0 not found. Release with store_hook_release(). */
+int store_hook_get(struct store *st, const char *tenant, const char *name, struct store_hook *out);
+int store_hook_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
+                    struct store_hook **out, size_t *n);
+/* 1 deleted, 0 not found. */
+int store_hook_delete(struct store *st, const char *tenant, const char *name);
+
 /* ---- releasing ------------------------------------------------------------------- */
 void store_job_release(struct store_job *j);
 void store_jobs_free(struct store_job *jobs, size_t n);
@@ -369,6 +504,10 @@ void store_items_free(struct store_item *items, size_t n);
 void store_doc_release(struct store_doc *d);
 void store_docs_free(struct store_doc *docs, size_t n);
 void store_claim_release(struct store_claim *c);
+void store_workflow_release(struct store_workflow *w);
+void store_workflows_free(struct store_workflow *w, size_t n);
+void store_hook_release(struct store_hook *h);
+void store_hooks_free(struct store_hook *h, size_t n);
 
 /* Names for enums as shown in the API ("NotStarted", "Succeeded", ...); -1 for unknown. */
 const char *store_job_status_name(int status);

@@ -26,6 +26,9 @@ static char tmpdir[64];
 
 /* ---- helpers --------------------------------------------------------------------- */
 
+/* A store_item_filter on effective status (-1 any) and ref (NULL any). */
+#define FILT(status, ref) (&(struct store_item_filter){(status), (ref), NULL, NULL})
+
 static void new_tenant(char *out, const char *name)
 {
     char r[16];
@@ -63,7 +66,8 @@ static int submit(const char *tenant, char job_id[STORE_ID_MAX], int n, const ch
     rc = store_job_add_items(st, job_id, items, (size_t)n);
     if (rc < 0)
         goto out;
-    rc = store_job_commit(st, job_id, "wf", NULL, n, NULL);
+    rc = store_job_commit(st, job_id, &(struct store_job_meta){"wf", 0, NULL, NULL}, n, NULL);
+    rc = rc < 0 ? rc : 0;
 out:
     free(items);
     free(refs);
@@ -81,7 +85,7 @@ static int complete_all(struct store_claim *c, int status)
         if (status != ITEM_SUCCEEDED)
             o[i].error_code = "InvalidData";
     }
-    int rc = store_complete(st, c, o, c->n);
+    int rc = store_complete(st, c, o, c->n, NULL, 0);
     free(o);
     return rc;
 }
@@ -232,13 +236,17 @@ TEST(submit_batches_commit)
         /* Receiving: invisible to every read */
         CHECK_EQ_INT(store_job_get(st, tenant, id, &j), 0);
         CHECK_EQ_INT(store_item_get(st, tenant, id, 0, &it), 0);
-        CHECK_EQ_INT(store_item_list(st, tenant, id, -1, NULL, -1, 10, 0, &items, &n), 0);
+        CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(-1, NULL), -1, 10, 0, &items, &n), 0);
         CHECK_EQ_INT(store_job_list(st, tenant, -1, 0, 10, &jobs, &n), 0);
         CHECK_EQ_INT(n, 0);
         store_jobs_free(jobs, n);
         CHECK_EQ_INT(store_job_cancel(st, tenant, id, &j), 0);
     }
-    CHECK_EQ_INT(store_job_commit(st, id, "import", "ref-42", 12, &j), 0);
+    CHECK_EQ_INT(
+        store_job_commit(st, id, &(struct store_job_meta){"import", 0, "ref-42", NULL}, 12, &j), 1);
+    CHECK_EQ_INT(j.workflow_version, 0);
+    CHECK_EQ_STR(j.parent_job, "");
+    CHECK(j.steps == NULL);
     CHECK_EQ_STR(j.id, id);
     CHECK_EQ_STR(j.tenant, tenant);
     CHECK_EQ_STR(j.workflow, "import");
@@ -251,7 +259,9 @@ TEST(submit_batches_commit)
     CHECK_EQ_INT(j.started_at, 0);
     store_job_release(&j);
     /* a second commit finds no Receiving job */
-    CHECK_EQ_INT(store_job_commit(st, id, "import", NULL, 12, NULL), -SLUICE_E_NOT_FOUND);
+    CHECK_EQ_INT(
+        store_job_commit(st, id, &(struct store_job_meta){"import", 0, NULL, NULL}, 12, NULL),
+        -SLUICE_E_NOT_FOUND);
     CHECK_EQ_INT(store_job_add_items(st, id, NULL, 0), -SLUICE_E_NOT_FOUND);
 
     CHECK_EQ_INT(store_job_get(st, tenant, id, &j), 1);
@@ -287,7 +297,8 @@ TEST(submit_abort_and_gc)
     CHECK_EQ_INT(store_job_begin(st, tenant, id), 0);
     CHECK_EQ_INT(store_job_add_items(st, id, &ni, 1), 0);
     CHECK_EQ_INT(store_job_abort(st, id), 0);
-    CHECK_EQ_INT(store_job_commit(st, id, "wf", NULL, 1, NULL), -SLUICE_E_NOT_FOUND);
+    CHECK_EQ_INT(store_job_commit(st, id, &(struct store_job_meta){"wf", 0, NULL, NULL}, 1, NULL),
+                 -SLUICE_E_NOT_FOUND);
     CHECK_EQ_INT(store_job_get(st, tenant, id, &j), 0);
     /* the id is free again: nothing of the aborted job is left */
     CHECK_EQ_INT(store_job_begin(st, tenant, id), 0);
@@ -324,7 +335,7 @@ TEST(tenant_isolation)
                  0);
     CHECK_EQ_INT(store_job_get(st, other, id, &j), 0);
     CHECK_EQ_INT(store_item_get(st, other, id, 0, &it), 0);
-    CHECK_EQ_INT(store_item_list(st, other, id, -1, NULL, -1, 10, 1, &items, &n), 0);
+    CHECK_EQ_INT(store_item_list(st, other, id, FILT(-1, NULL), -1, 10, 1, &items, &n), 0);
     CHECK_EQ_INT(store_job_cancel(st, other, id, &j), 0);
     CHECK_EQ_INT(store_job_delete(st, other, id), 0);
     CHECK_EQ_INT(store_job_list(st, other, -1, 0, 10, &jobs, &n), 0);
@@ -432,10 +443,12 @@ TEST(claim_ranges_and_effective_status)
     CHECK_EQ_INT(store_item_get(st, tenant, id, 4, &it), 1);
     CHECK_EQ_INT(it.status, ITEM_PENDING);
     store_item_release(&it);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, ITEM_PROCESSING, NULL, -1, 100, 0, &items, &n), 1);
+    CHECK_EQ_INT(
+        store_item_list(st, tenant, id, FILT(ITEM_PROCESSING, NULL), -1, 100, 0, &items, &n), 1);
     CHECK_EQ_INT(n, 4);
     store_items_free(items, n);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, ITEM_PENDING, NULL, -1, 100, 0, &items, &n), 1);
+    CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(ITEM_PENDING, NULL), -1, 100, 0, &items, &n),
+                 1);
     CHECK_EQ_INT(n, 6);
     CHECK_EQ_INT(items[0].index, 4);
     store_items_free(items, n);
@@ -518,7 +531,8 @@ static int submit_refs(const char *tenant, char id[STORE_ID_MAX], const char *re
     }
     if ((rc = store_job_add_items(st, id, ni, (size_t)n)) < 0)
         return rc;
-    return store_job_commit(st, id, "wf", NULL, n, NULL);
+    rc = store_job_commit(st, id, &(struct store_job_meta){"wf", 0, NULL, NULL}, n, NULL);
+    return rc < 0 ? rc : 0;
 }
 
 TEST(claim_same_ref_order)
@@ -534,7 +548,7 @@ TEST(claim_same_ref_order)
     /* item 2 ("a") waits for item 0, in flight in c1 */
     CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c2), 0);
     struct store_outcome o = {.index = 0, .status = ITEM_SUCCEEDED};
-    CHECK_EQ_INT(store_complete(st, &c1, &o, 1), 0);
+    CHECK_EQ_INT(store_complete(st, &c1, &o, 1, NULL, 0), 0);
     /* now 2..4 in one range: item 4 follows item 2 inside the same range */
     CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c2), 1);
     CHECK_EQ_INT(c2.from, 2);
@@ -612,7 +626,7 @@ TEST(lease_expiry_takeover)
 
     /* finish one item under the live token, then let the rest expire to the limit */
     struct store_outcome o = {.index = 0, .status = ITEM_SUCCEEDED, .result = "{\"ok\":1}"};
-    CHECK_EQ_INT(store_complete(st, &c2, &o, 1), 0);
+    CHECK_EQ_INT(store_complete(st, &c2, &o, 1, NULL, 0), 0);
     CHECK_EQ_INT(store_claim(st, 10, 0, 3, &c3), 1);
     CHECK_EQ_INT(c3.n, 2);
     CHECK_EQ_INT(c3.items[0].index, 1);
@@ -688,7 +702,7 @@ TEST(release_gives_back)
     CHECK_EQ_INT(submit(tenant, id, 5, "r%d"), 0);
     CHECK_EQ_INT(store_claim(st, 5, 60000, 3, &c1), 1);
     struct store_outcome o = {.index = 1, .status = ITEM_SKIPPED, .error_code = "Filtered"};
-    CHECK_EQ_INT(store_complete(st, &c1, &o, 1), 0);
+    CHECK_EQ_INT(store_complete(st, &c1, &o, 1, NULL, 0), 0);
     CHECK_EQ_INT(store_release(st, &c1), 0);
     CHECK_EQ_INT(store_claim(st, 5, 60000, 1, &c2), 1); /* max_attempts 1: none counted */
     CHECK_EQ_INT(c2.from, 0);
@@ -740,7 +754,7 @@ TEST(completion_counts_and_outcomes)
         {.index = 4, .status = ITEM_SUCCEEDED},
         {.index = 5, .status = ITEM_SUCCEEDED},
     };
-    CHECK_EQ_INT(store_complete(st, &c, o, 2), 0);
+    CHECK_EQ_INT(store_complete(st, &c, o, 2, NULL, 0), 0);
     CHECK_EQ_INT(job_status(tenant, id, &j), JOB_RUNNING);
     CHECK_EQ_INT(j.counts.succeeded, 2);
     CHECK_EQ_INT(j.counts.processing, 4);
@@ -748,8 +762,8 @@ TEST(completion_counts_and_outcomes)
     CHECK(j.last_progress_at > 0);
     CHECK(j.win_at > 0);
     store_job_release(&j);
-    CHECK_EQ_INT(store_complete(st, &c, o, 2), 0); /* repeated: counted once */
-    CHECK_EQ_INT(store_complete(st, &c, o + 2, 2), 0);
+    CHECK_EQ_INT(store_complete(st, &c, o, 2, NULL, 0), 0); /* repeated: counted once */
+    CHECK_EQ_INT(store_complete(st, &c, o + 2, 2, NULL, 0), 0);
     CHECK_EQ_INT(job_status(tenant, id, &j), JOB_RUNNING);
     CHECK_EQ_INT(j.counts.succeeded, 2);
     CHECK_EQ_INT(j.counts.failed, 1);
@@ -757,7 +771,7 @@ TEST(completion_counts_and_outcomes)
     CHECK_EQ_INT(j.counts.processing, 2);
     CHECK_EQ_INT(j.counts.total, 6);
     store_job_release(&j);
-    CHECK_EQ_INT(store_complete(st, &c, o + 4, 2), 0);
+    CHECK_EQ_INT(store_complete(st, &c, o + 4, 2, NULL, 0), 0);
     CHECK_EQ_INT(job_status(tenant, id, &j), JOB_SUCCEEDED);
     CHECK_EQ_INT(j.outcome, OUTCOME_PARTIALLY_SUCCEEDED);
     CHECK_EQ_INT(j.counts.succeeded, 4);
@@ -766,7 +780,7 @@ TEST(completion_counts_and_outcomes)
     CHECK_EQ_INT(j.win_done <= 6, 1);
     store_job_release(&j);
     /* the claim is gone once all its items are done */
-    CHECK_EQ_INT(store_complete(st, &c, o, 1), -SLUICE_E_LEASE_LOST);
+    CHECK_EQ_INT(store_complete(st, &c, o, 1, NULL, 0), -SLUICE_E_LEASE_LOST);
 
     CHECK_EQ_INT(store_item_get(st, tenant, id, 0, &it), 1);
     CHECK_EQ_INT(it.status, ITEM_SUCCEEDED);
@@ -820,27 +834,35 @@ TEST(completion_doc_ops)
     CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
     const char *body = "{ \"name\" : \"x\", \"tags\": [1,2] }";
     /* submit_refs stores data "{}": use engine data for a body with spaces */
-    struct store_outcome o[4] = {
-        {.index = 0,
-         .status = ITEM_SUCCEEDED,
-         .op = STORE_OP_UPSERT,
+    struct store_doc_op ops[4] = {
+        {.op = STORE_OP_UPSERT,
          .collection = "products",
          .data = body,
-         .data_len = strlen(body)},
-        {.index = 1, .status = ITEM_SUCCEEDED, .op = STORE_OP_UPSERT, .collection = "products"},
-        {.index = 2,
-         .status = ITEM_SUCCEEDED,
-         .op = STORE_OP_PATCH,
+         .data_len = strlen(body),
+         .step = "upsert"},
+        {.op = STORE_OP_UPSERT, .collection = "products", .step = "upsert"},
+        {.op = STORE_OP_PATCH,
          .collection = "products",
          .data = "{\"a\":1}",
-         .data_len = 7},
-        {.index = 3, .status = ITEM_SUCCEEDED, .op = STORE_OP_DELETE, .collection = "products"},
+         .data_len = 7,
+         .step = "patch"},
+        {.op = STORE_OP_DELETE, .collection = "products", .step = "delete"},
     };
-    CHECK_EQ_INT(store_complete(st, &c, o, 4), 0);
+    struct store_outcome o[4];
+    for (int i = 0; i < 4; i++)
+        o[i] =
+            (struct store_outcome){.index = i, .status = ITEM_SUCCEEDED, .ops = &ops[i], .nops = 1};
+    CHECK_EQ_INT(store_complete(st, &c, o, 4, NULL, 0), 0);
     store_claim_release(&c);
     CHECK_EQ_INT(o[0].status, ITEM_SUCCEEDED);
     CHECK_EQ_INT(o[2].status, ITEM_FAILED); /* written back for the caller */
     CHECK_EQ_STR(o[2].error_code, "DocumentNotFound");
+    CHECK_EQ_STR(o[2].failed_step, "patch");
+    CHECK_EQ_INT(ops[2].error, -SLUICE_E_DOCUMENT_NOT_FOUND);
+    CHECK_EQ_INT(ops[2].version, 0);
+    CHECK_EQ_INT(ops[0].version, 1);
+    CHECK_EQ_INT(ops[0].created, 1);
+    CHECK_EQ_INT(ops[0].error, 0);
     CHECK_EQ_INT(job_status(tenant, id, &j), JOB_SUCCEEDED);
     CHECK_EQ_INT(j.outcome, OUTCOME_PARTIALLY_SUCCEEDED);
     CHECK_EQ_INT(j.counts.succeeded, 2);
@@ -851,13 +873,15 @@ TEST(completion_doc_ops)
                  "{\"collection\":\"products\",\"ref\":\"1\",\"version\":1,\"created\":true}");
     CHECK(strstr(it.events, "\"code\":\"VersionWritten\"") != NULL);
     CHECK(strstr(it.events, "products/1 version 1") != NULL);
-    CHECK(strstr(it.events, "\"stage\":\"apply\"") != NULL);
+    CHECK(strstr(it.events, "\"stage\":\"apply\",\"step\":\"upsert\"") != NULL);
+    CHECK_EQ_STR(it.failed_step, "");
     store_item_release(&it);
     CHECK_EQ_INT(store_item_get(st, tenant, id, 2, &it), 1);
     CHECK_EQ_INT(it.status, ITEM_FAILED);
     CHECK_EQ_STR(it.error_code, "DocumentNotFound");
     CHECK(it.result == NULL);
     CHECK(strstr(it.events, "\"level\":\"error\"") != NULL);
+    CHECK_EQ_STR(it.failed_step, "patch");
     store_item_release(&it);
     CHECK_EQ_INT(store_item_get(st, tenant, id, 3, &it), 1);
     CHECK_EQ_STR(it.error_code, "DocumentNotFound");
@@ -876,16 +900,18 @@ TEST(completion_doc_ops)
     /* job 2: upsert again bumps by exactly 1, patch merges, delete tombstones */
     CHECK_EQ_INT(submit_refs(tenant, id, "12"), 0);
     CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
-    struct store_outcome o2[2] = {
-        {.index = 0,
-         .status = ITEM_SUCCEEDED,
-         .op = STORE_OP_PATCH,
+    struct store_doc_op ops2[2] = {
+        {.op = STORE_OP_PATCH,
          .collection = "products",
          .data = "{\"name\":null,\"price\":{\"eur\":5}}",
          .data_len = 31},
-        {.index = 1, .status = ITEM_SUCCEEDED, .op = STORE_OP_UPSERT, .collection = "products"},
+        {.op = STORE_OP_UPSERT, .collection = "products"},
     };
-    CHECK_EQ_INT(store_complete(st, &c, o2, 2), 0);
+    struct store_outcome o2[2] = {
+        {.index = 0, .status = ITEM_SUCCEEDED, .ops = &ops2[0], .nops = 1},
+        {.index = 1, .status = ITEM_SUCCEEDED, .ops = &ops2[1], .nops = 1},
+    };
+    CHECK_EQ_INT(store_complete(st, &c, o2, 2, NULL, 0), 0);
     store_claim_release(&c);
     CHECK_EQ_INT(store_doc_get(st, tenant, "products", "1", &d), 1);
     CHECK_EQ_STR(d.data, "{\"tags\":[1,2],\"price\":{\"eur\":5}}");
@@ -897,9 +923,9 @@ TEST(completion_doc_ops)
     store_item_release(&it);
     CHECK_EQ_INT(submit_refs(tenant, id, "1"), 0);
     CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
-    struct store_outcome o3 = {
-        .index = 0, .status = ITEM_SUCCEEDED, .op = STORE_OP_DELETE, .collection = "products"};
-    CHECK_EQ_INT(store_complete(st, &c, &o3, 1), 0);
+    struct store_doc_op op3 = {.op = STORE_OP_DELETE, .collection = "products"};
+    struct store_outcome o3 = {.index = 0, .status = ITEM_SUCCEEDED, .ops = &op3, .nops = 1};
+    CHECK_EQ_INT(store_complete(st, &c, &o3, 1, NULL, 0), 0);
     store_claim_release(&c);
     CHECK_EQ_INT(store_item_get(st, tenant, id, 0, &it), 1);
     CHECK_EQ_INT(it.status, ITEM_SUCCEEDED);
@@ -910,13 +936,10 @@ TEST(completion_doc_ops)
     /* invalid patch data fails the item with InvalidData */
     CHECK_EQ_INT(submit_refs(tenant, id, "2"), 0);
     CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
-    struct store_outcome o4 = {.index = 0,
-                               .status = ITEM_SUCCEEDED,
-                               .op = STORE_OP_PATCH,
-                               .collection = "products",
-                               .data = "{nope",
-                               .data_len = 5};
-    CHECK_EQ_INT(store_complete(st, &c, &o4, 1), 0);
+    struct store_doc_op op4 = {
+        .op = STORE_OP_PATCH, .collection = "products", .data = "{nope", .data_len = 5};
+    struct store_outcome o4 = {.index = 0, .status = ITEM_SUCCEEDED, .ops = &op4, .nops = 1};
+    CHECK_EQ_INT(store_complete(st, &c, &o4, 1, NULL, 0), 0);
     store_claim_release(&c);
     CHECK_EQ_INT(store_item_get(st, tenant, id, 0, &it), 1);
     CHECK_EQ_INT(it.status, ITEM_FAILED);
@@ -945,10 +968,12 @@ TEST(cancel_not_started)
     CHECK_EQ_INT(j.counts.pending, 0);
     CHECK(j.completed_at > 0);
     store_job_release(&j);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, ITEM_CANCELED, NULL, -1, 10, 0, &items, &n), 1);
+    CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(ITEM_CANCELED, NULL), -1, 10, 0, &items, &n),
+                 1);
     CHECK_EQ_INT(n, 5);
     store_items_free(items, n);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, ITEM_PENDING, NULL, -1, 10, 0, &items, &n), 1);
+    CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(ITEM_PENDING, NULL), -1, 10, 0, &items, &n),
+                 1);
     CHECK_EQ_INT(n, 0);
     store_items_free(items, n);
     CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 0);
@@ -987,7 +1012,8 @@ TEST(cancel_running)
     CHECK_EQ_INT(store_item_get(st, tenant, id, 4, &it), 1);
     CHECK_EQ_INT(it.status, ITEM_CANCELED);
     store_item_release(&it);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, ITEM_CANCELED, NULL, -1, 100, 0, &items, &n), 1);
+    CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(ITEM_CANCELED, NULL), -1, 100, 0, &items, &n),
+                 1);
     CHECK_EQ_INT(n, 6);
     CHECK_EQ_INT(items[0].index, 4);
     store_items_free(items, n);
@@ -1002,10 +1028,10 @@ TEST(cancel_running)
         {.index = 2, .status = ITEM_FAILED, .error_code = "InvalidData"},
         {.index = 3, .status = ITEM_SUCCEEDED},
     };
-    CHECK_EQ_INT(store_complete(st, &c, o, 3), 0);
+    CHECK_EQ_INT(store_complete(st, &c, o, 3, NULL, 0), 0);
     CHECK_EQ_INT(job_status(tenant, id, &j), JOB_CANCELING);
     store_job_release(&j);
-    CHECK_EQ_INT(store_complete(st, &c, o + 3, 1), 0);
+    CHECK_EQ_INT(store_complete(st, &c, o + 3, 1, NULL, 0), 0);
     CHECK_EQ_INT(job_status(tenant, id, &j), JOB_CANCELED);
     CHECK_EQ_INT(j.counts.succeeded, 3);
     CHECK_EQ_INT(j.counts.failed, 1);
@@ -1081,7 +1107,7 @@ TEST(item_list_filters_paging)
     drain();
     new_tenant(tenant, "items");
     CHECK_EQ_INT(submit_refs(tenant, id, "abcabcabca"), 0);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, -1, NULL, -1, 4, 0, &items, &n), 1);
+    CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(-1, NULL), -1, 4, 0, &items, &n), 1);
     CHECK_EQ_INT(n, 4);
     CHECK_EQ_INT(items[0].index, 0);
     CHECK_EQ_INT(items[3].index, 3);
@@ -1089,25 +1115,25 @@ TEST(item_list_filters_paging)
     CHECK(items[0].events == NULL);
     CHECK_EQ_STR(items[1].ref, "b");
     store_items_free(items, n);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, -1, NULL, 3, 4, 1, &items, &n), 1);
+    CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(-1, NULL), 3, 4, 1, &items, &n), 1);
     CHECK_EQ_INT(n, 4);
     CHECK_EQ_INT(items[0].index, 4);
     CHECK_EQ_STR(items[0].data, "{}");
     CHECK_EQ_INT(items[0].data_len, 2);
     store_items_free(items, n);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, -1, NULL, 8, 4, 0, &items, &n), 1);
+    CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(-1, NULL), 8, 4, 0, &items, &n), 1);
     CHECK_EQ_INT(n, 1);
     store_items_free(items, n);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, -1, "a", -1, 100, 0, &items, &n), 1);
+    CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(-1, "a"), -1, 100, 0, &items, &n), 1);
     CHECK_EQ_INT(n, 4);
     CHECK_EQ_INT(items[3].index, 9);
     store_items_free(items, n);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, -1, "a", 0, 2, 0, &items, &n), 1);
+    CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(-1, "a"), 0, 2, 0, &items, &n), 1);
     CHECK_EQ_INT(n, 2);
     CHECK_EQ_INT(items[0].index, 3);
     CHECK_EQ_INT(items[1].index, 6);
     store_items_free(items, n);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, -1, "zz", -1, 100, 0, &items, &n), 1);
+    CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(-1, "zz"), -1, 100, 0, &items, &n), 1);
     CHECK_EQ_INT(n, 0);
     store_items_free(items, n);
 
@@ -1115,28 +1141,34 @@ TEST(item_list_filters_paging)
     CHECK_EQ_INT(store_claim(st, 3, 60000, 3, &c), 1);
     CHECK_EQ_INT(c.to, 3);
     struct store_outcome o = {.index = 1, .status = ITEM_FAILED, .error_code = "InvalidData"};
-    CHECK_EQ_INT(store_complete(st, &c, &o, 1), 0);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, ITEM_FAILED, NULL, -1, 100, 0, &items, &n), 1);
+    CHECK_EQ_INT(store_complete(st, &c, &o, 1, NULL, 0), 0);
+    CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(ITEM_FAILED, NULL), -1, 100, 0, &items, &n),
+                 1);
     CHECK_EQ_INT(n, 1);
     CHECK_EQ_INT(items[0].index, 1);
     CHECK_EQ_INT(items[0].status, ITEM_FAILED);
     CHECK_EQ_STR(items[0].error_code, "InvalidData");
     store_items_free(items, n);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, ITEM_FAILED, "a", -1, 100, 0, &items, &n), 1);
+    CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(ITEM_FAILED, "a"), -1, 100, 0, &items, &n),
+                 1);
     CHECK_EQ_INT(n, 0);
     store_items_free(items, n);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, ITEM_PROCESSING, NULL, -1, 100, 0, &items, &n), 1);
+    CHECK_EQ_INT(
+        store_item_list(st, tenant, id, FILT(ITEM_PROCESSING, NULL), -1, 100, 0, &items, &n), 1);
     CHECK_EQ_INT(n, 2);
     CHECK_EQ_INT(items[1].index, 2);
     CHECK_EQ_INT(items[1].status, ITEM_PROCESSING);
     store_items_free(items, n);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, ITEM_PENDING, "a", -1, 100, 0, &items, &n), 1);
+    CHECK_EQ_INT(store_item_list(st, tenant, id, FILT(ITEM_PENDING, "a"), -1, 100, 0, &items, &n),
+                 1);
     CHECK_EQ_INT(n, 3);
     store_items_free(items, n);
-    CHECK_EQ_INT(store_item_list(st, tenant, id, ITEM_SUCCEEDED, NULL, -1, 100, 0, &items, &n), 1);
+    CHECK_EQ_INT(
+        store_item_list(st, tenant, id, FILT(ITEM_SUCCEEDED, NULL), -1, 100, 0, &items, &n), 1);
     CHECK_EQ_INT(n, 0);
     store_items_free(items, n);
-    CHECK_EQ_INT(store_item_list(st, tenant, "job_nosuch", -1, NULL, -1, 100, 0, &items, &n), 0);
+    CHECK_EQ_INT(store_item_list(st, tenant, "job_nosuch", FILT(-1, NULL), -1, 100, 0, &items, &n),
+                 0);
     CHECK_EQ_INT(store_job_cancel(st, tenant, id, NULL), 1);
     CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
     store_claim_release(&c);
@@ -1237,6 +1269,653 @@ TEST(docs_write_if_match_tombstones_list)
     store_docs_free(docs, n);
 }
 
+/* ---- pipelines: multi-op outcomes, step counts ---------------------------------- */
+
+/* Position of needle in hay, or -1. */
+static long find_at(const char *hay, const char *needle)
+{
+    const char *p = hay ? strstr(hay, needle) : NULL;
+    return p ? (long)(p - hay) : -1;
+}
+
+TEST(completion_multi_ops)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
+    struct store_claim c;
+    struct store_item it;
+    struct store_doc d;
+    struct store_job j;
+    drain();
+    new_tenant(tenant, "multiop");
+    CHECK_EQ_INT(submit_refs(tenant, id, "abcd"), 0); /* item data "{}" */
+    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(c.n, 4);
+    /* item 0: three ops in order; the op ref/data overrides and the item's own data */
+    struct store_doc_op ops0[3] = {
+        {.op = STORE_OP_UPSERT, .collection = "main", .step = "save"},
+        {.op = STORE_OP_PATCH,
+         .collection = "main",
+         .data = "{\"x\":1}",
+         .data_len = 7,
+         .step = "enrich"},
+        {.op = STORE_OP_UPSERT,
+         .collection = "audit",
+         .ref = "log-0",
+         .data = "{\"ok\":true}",
+         .data_len = 11,
+         .step = "audit"},
+    };
+    /* item 1: the second op fails; the first stays applied, the third never runs */
+    struct store_doc_op ops1[3] = {
+        {.op = STORE_OP_UPSERT,
+         .collection = "main",
+         .data = "{\"y\":1}",
+         .data_len = 7,
+         .step = "save"},
+        {.op = STORE_OP_PATCH,
+         .collection = "main",
+         .ref = "missing",
+         .data = "{}",
+         .data_len = 2,
+         .step = "touch"},
+        {.op = STORE_OP_UPSERT, .collection = "main", .ref = "never", .step = "after"},
+    };
+    /* item 2: skipped by a later step; the op before the skip applies */
+    struct store_doc_op ops2[1] = {{.op = STORE_OP_UPSERT, .collection = "main", .step = "save"}};
+    /* item 3: failed by the caller: its ops are not applied */
+    struct store_doc_op ops3[1] = {{.op = STORE_OP_UPSERT, .collection = "main", .step = "save"}};
+    ops3[0].version = 99; /* [out] fields are reset */
+    struct store_outcome o[4] = {
+        {.index = 0,
+         .status = ITEM_SUCCEEDED,
+         .ops = ops0,
+         .nops = 3,
+         .warnings = "[{\"step\":\"enrich\",\"code\":\"Slow\"}]"},
+        {.index = 1, .status = ITEM_SUCCEEDED, .ops = ops1, .nops = 3},
+        {.index = 2,
+         .status = ITEM_SKIPPED,
+         .ops = ops2,
+         .nops = 1,
+         .error_code = "Filtered",
+         .failed_step = "filter"},
+        {.index = 3,
+         .status = ITEM_FAILED,
+         .ops = ops3,
+         .nops = 1,
+         .error_code = "InvalidData",
+         .error_message = "bad",
+         .failed_step = "validate"},
+    };
+    CHECK_EQ_INT(store_complete(st, &c, o, 4, NULL, 0), 0);
+    store_claim_release(&c);
+
+    /* [out] fields of the ops and of the outcome that failed */
+    CHECK_EQ_INT(ops0[0].version, 1);
+    CHECK_EQ_INT(ops0[0].created, 1);
+    CHECK_EQ_INT(ops0[1].version, 2);
+    CHECK_EQ_INT(ops0[1].created, 0);
+    CHECK_EQ_INT(ops0[2].version, 1);
+    CHECK_EQ_INT(ops0[2].error, 0);
+    CHECK_EQ_INT(o[0].status, ITEM_SUCCEEDED);
+    CHECK_EQ_INT(ops1[0].version, 1);
+    CHECK_EQ_INT(ops1[1].version, 0);
+    CHECK_EQ_INT(ops1[1].error, -SLUICE_E_DOCUMENT_NOT_FOUND);
+    CHECK_EQ_INT(ops1[2].version, 0);
+    CHECK_EQ_INT(ops1[2].error, 0);
+    CHECK_EQ_INT(o[1].status, ITEM_FAILED);
+    CHECK_EQ_STR(o[1].error_code, "DocumentNotFound");
+    CHECK_EQ_STR(o[1].failed_step, "touch");
+    CHECK_EQ_INT(ops2[0].version, 1);
+    CHECK_EQ_INT(o[2].status, ITEM_SKIPPED);
+    CHECK_EQ_INT(ops3[0].version, 0);
+    CHECK_EQ_INT(o[3].status, ITEM_FAILED);
+    CHECK_EQ_STR(o[3].error_code, "InvalidData");
+
+    /* documents */
+    CHECK_EQ_INT(store_doc_get(st, tenant, "main", "a", &d), 1);
+    CHECK_EQ_STR(d.data, "{\"x\":1}"); /* "{}" upserted, then patched */
+    CHECK_EQ_INT(d.version, 2);
+    store_doc_release(&d);
+    CHECK_EQ_INT(store_doc_get(st, tenant, "audit", "log-0", &d), 1);
+    CHECK_EQ_STR(d.data, "{\"ok\":true}");
+    CHECK_EQ_STR(d.job_id, id);
+    CHECK_EQ_INT(d.item_index, 0);
+    store_doc_release(&d);
+    CHECK_EQ_INT(store_doc_get(st, tenant, "main", "b", &d), 1); /* applied before the failure */
+    CHECK_EQ_STR(d.data, "{\"y\":1}");
+    store_doc_release(&d);
+    CHECK_EQ_INT(store_doc_get(st, tenant, "main", "never", &d), 0);
+    CHECK_EQ_INT(store_doc_get(st, tenant, "main", "c", &d), 1);
+    store_doc_release(&d);
+    CHECK_EQ_INT(store_doc_get(st, tenant, "main", "d", &d), 0);
+
+    /* items: result of the last op, events in op order with their step, warnings */
+    CHECK_EQ_INT(store_item_get(st, tenant, id, 0, &it), 1);
+    CHECK_EQ_INT(it.status, ITEM_SUCCEEDED);
+    CHECK_EQ_STR(it.result,
+                 "{\"collection\":\"audit\",\"ref\":\"log-0\",\"version\":1,\"created\":true}");
+    long e1 = find_at(it.events, "\"stage\":\"apply\",\"step\":\"save\"");
+    long e2 = find_at(it.events, "\"stage\":\"apply\",\"step\":\"enrich\"");
+    long e3 = find_at(it.events, "\"stage\":\"apply\",\"step\":\"audit\"");
+    CHECK(e1 >= 0 && e2 > e1 && e3 > e2);
+    CHECK(strstr(it.events, "audit/log-0 version 1") != NULL);
+    CHECK_EQ_STR(it.warnings, "[{\"step\":\"enrich\",\"code\":\"Slow\"}]");
+    CHECK_EQ_STR(it.failed_step, "");
+    CHECK_EQ_INT(it.parent_index, -1);
+    store_item_release(&it);
+    CHECK_EQ_INT(store_item_get(st, tenant, id, 1, &it), 1);
+    CHECK_EQ_INT(it.status, ITEM_FAILED);
+    CHECK_EQ_STR(it.error_code, "DocumentNotFound");
+    CHECK_EQ_STR(it.failed_step, "touch");
+    CHECK(it.result == NULL);
+    CHECK(strstr(it.error_message, "main/missing") != NULL);
+    CHECK(find_at(it.events, "\"step\":\"save\",\"level\":\"info\",\"code\":\"VersionWritten\"") >=
+          0);
+    CHECK(find_at(it.events,
+                  "\"step\":\"touch\",\"level\":\"error\",\"code\":\"DocumentNotFound\"") >= 0);
+    CHECK(find_at(it.events, "\"step\":\"after\"") < 0);
+    CHECK(it.warnings == NULL);
+    store_item_release(&it);
+    CHECK_EQ_INT(store_item_get(st, tenant, id, 2, &it), 1);
+    CHECK_EQ_INT(it.status, ITEM_SKIPPED);
+    CHECK_EQ_STR(it.error_code, "Filtered");
+    CHECK_EQ_STR(it.failed_step, "filter");
+    CHECK_EQ_STR(it.result,
+                 "{\"collection\":\"main\",\"ref\":\"c\",\"version\":1,\"created\":true}");
+    store_item_release(&it);
+    CHECK_EQ_INT(store_item_get(st, tenant, id, 3, &it), 1);
+    CHECK_EQ_INT(it.status, ITEM_FAILED);
+    CHECK_EQ_STR(it.error_code, "InvalidData");
+    CHECK_EQ_STR(it.failed_step, "validate");
+    CHECK(find_at(it.events, "VersionWritten") < 0);
+    store_item_release(&it);
+    CHECK_EQ_INT(job_status(tenant, id, &j), JOB_SUCCEEDED);
+    CHECK_EQ_INT(j.counts.succeeded, 1);
+    CHECK_EQ_INT(j.counts.failed, 2);
+    CHECK_EQ_INT(j.counts.skipped, 1);
+    store_job_release(&j);
+
+    /* a result given by the caller wins over the ops' result */
+    CHECK_EQ_INT(submit_refs(tenant, id, "e"), 0);
+    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    struct store_doc_op op = {.op = STORE_OP_UPSERT, .collection = "main", .step = "save"};
+    struct store_outcome o5 = {
+        .index = 0, .status = ITEM_SUCCEEDED, .ops = &op, .nops = 1, .result = "{\"mine\":1}"};
+    CHECK_EQ_INT(store_complete(st, &c, &o5, 1, NULL, 0), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(store_item_get(st, tenant, id, 0, &it), 1);
+    CHECK_EQ_STR(it.result, "{\"mine\":1}");
+    store_item_release(&it);
+    CHECK_EQ_INT(op.version, 1);
+}
+
+TEST(step_counts)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
+    struct store_claim c1, c2;
+    struct store_job j, *jobs;
+    size_t n;
+    drain();
+    new_tenant(tenant, "steps");
+    CHECK_EQ_INT(submit(tenant, id, 4, "r%d"), 0);
+    CHECK_EQ_INT(store_job_get(st, tenant, id, &j), 1);
+    CHECK_EQ_INT(j.nsteps, 0);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_claim(st, 2, 60000, 3, &c1), 1);
+    CHECK_EQ_INT(store_claim(st, 2, 60000, 3, &c2), 1);
+    struct store_outcome o[4] = {
+        {.index = 0, .status = ITEM_SUCCEEDED},
+        {.index = 1, .status = ITEM_FAILED, .error_code = "InvalidData", .failed_step = "upsert"},
+        {.index = 2, .status = ITEM_SKIPPED, .error_code = "Filtered", .failed_step = "filter"},
+        {.index = 3, .status = ITEM_SUCCEEDED},
+    };
+    struct store_step_count s1[2] = {{"map", 1, 0, 0}, {"upsert", 1, 0, 0}};
+    CHECK_EQ_INT(store_complete(st, &c1, o, 1, s1, 2), 0);
+    /* a repeated call records nothing, so its tallies do not count again */
+    CHECK_EQ_INT(store_complete(st, &c1, o, 1, s1, 2), 0);
+    struct store_step_count s2[2] = {{"map", 1, 0, 0}, {"upsert", 0, 1, 0}};
+    CHECK_EQ_INT(store_complete(st, &c1, o + 1, 1, s2, 2), 0);
+    CHECK_EQ_INT(store_job_get(st, tenant, id, &j), 1);
+    CHECK_EQ_INT(j.nsteps, 2);
+    CHECK_EQ_STR(j.steps[0].step, "map");
+    CHECK_EQ_INT(j.steps[0].passed, 2);
+    CHECK_EQ_STR(j.steps[1].step, "upsert");
+    CHECK_EQ_INT(j.steps[1].passed, 1);
+    CHECK_EQ_INT(j.steps[1].failed, 1);
+    store_job_release(&j);
+    CHECK(j.steps == NULL && j.nsteps == 0);
+    /* a new step name goes last, whatever order the call gives */
+    struct store_step_count s3[3] = {{"filter", 0, 0, 1}, {"map", 2, 0, 0}, {"upsert", 1, 0, 0}};
+    CHECK_EQ_INT(store_complete(st, &c2, o + 2, 2, s3, 3), 0);
+    CHECK_EQ_INT(store_job_get(st, tenant, id, &j), 1);
+    CHECK_EQ_INT(j.status, JOB_SUCCEEDED);
+    CHECK_EQ_INT(j.nsteps, 3);
+    CHECK_EQ_STR(j.steps[0].step, "map");
+    CHECK_EQ_INT(j.steps[0].passed, 4);
+    CHECK_EQ_STR(j.steps[1].step, "upsert");
+    CHECK_EQ_INT(j.steps[1].passed, 2);
+    CHECK_EQ_INT(j.steps[1].failed, 1);
+    CHECK_EQ_STR(j.steps[2].step, "filter");
+    CHECK_EQ_INT(j.steps[2].skipped, 1);
+    CHECK_EQ_INT(j.steps[2].passed + j.steps[2].failed, 0);
+    store_job_release(&j);
+    /* lists do not load step counts */
+    CHECK_EQ_INT(store_job_list(st, tenant, -1, 0, 10, &jobs, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK(jobs[0].steps == NULL);
+    CHECK_EQ_INT(jobs[0].nsteps, 0);
+    store_jobs_free(jobs, n);
+    store_claim_release(&c1);
+    store_claim_release(&c2);
+    /* the counts go with the job */
+    CHECK_EQ_INT(store_job_delete(st, tenant, id), 1);
+}
+
+/* ---- commit with metadata, retry ------------------------------------------------- */
+
+/* Stages a job of n items (refs "m%d") and commits it with meta; returns the commit's
+ * result. */
+static int submit_meta(const char *tenant, char id[STORE_ID_MAX], int n,
+                       const struct store_job_meta *meta, struct store_job *out)
+{
+    struct store_new_item ni[8];
+    char refs[8][16];
+    int rc;
+    new_job_id(id);
+    if ((rc = store_job_begin(st, tenant, id)) < 0)
+        return rc;
+    for (int i = 0; i < n && i < 8; i++) {
+        snprintf(refs[i], sizeof refs[i], "m%d", i);
+        ni[i] = (struct store_new_item){.index = i,
+                                        .ref = refs[i],
+                                        .ref_len = strlen(refs[i]),
+                                        .data = "{}",
+                                        .data_len = 2,
+                                        .prev_idx = -1};
+    }
+    if ((rc = store_job_add_items(st, id, ni, (size_t)n)) < 0)
+        return rc;
+    return store_job_commit(st, id, meta, n, out);
+}
+
+TEST(job_commit_idem_key)
+{
+    char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX];
+    char id1[STORE_ID_MAX], id2[STORE_ID_MAX], id3[STORE_ID_MAX], id4[STORE_ID_MAX];
+    struct store_job j, j2;
+    struct store_item it;
+    new_tenant(tenant, "idem");
+    new_tenant(other, "idem-other");
+    struct store_job_meta meta = {"wf.v", 3, "cref", "hook:orders:evt-1"};
+    CHECK_EQ_INT(submit_meta(tenant, id1, 2, &meta, &j), 1);
+    CHECK_EQ_STR(j.id, id1);
+    CHECK_EQ_STR(j.workflow, "wf.v");
+    CHECK_EQ_INT(j.workflow_version, 3);
+    CHECK_EQ_STR(j.client_reference, "cref");
+    CHECK_EQ_INT(j.counts.total, 2);
+    store_job_release(&j);
+    /* the same key again: nothing committed, the first job comes back */
+    struct store_job_meta again = {"wf.other", 0, NULL, "hook:orders:evt-1"};
+    CHECK_EQ_INT(submit_meta(tenant, id2, 3, &again, &j2), 2);
+    CHECK_EQ_STR(j2.id, id1);
+    CHECK_EQ_STR(j2.workflow, "wf.v");
+    CHECK_EQ_INT(j2.counts.total, 2);
+    store_job_release(&j2);
+    CHECK_EQ_INT(store_job_get(st, tenant, id2, &j), 0);
+    CHECK_EQ_INT(store_item_get(st, tenant, id2, 0, &it), 0);
+    CHECK_EQ_INT(store_job_add_items(st, id2, NULL, 0), -SLUICE_E_NOT_FOUND); /* staged job gone */
+    CHECK_EQ_INT(store_job_begin(st, tenant, id2), 0); /* its id is free again */
+    CHECK_EQ_INT(store_job_abort(st, id2), 0);
+    /* out may be NULL */
+    CHECK_EQ_INT(submit_meta(tenant, id2, 1, &again, NULL), 2);
+    /* keys are per tenant; a job without a key never collides */
+    CHECK_EQ_INT(submit_meta(other, id3, 1, &again, NULL), 1);
+    struct store_job_meta nokey = {"wf", 0, NULL, NULL};
+    CHECK_EQ_INT(submit_meta(tenant, id4, 1, &nokey, NULL), 1);
+    CHECK_EQ_INT(store_job_commit(st, "job_nosuch", NULL, 1, NULL), -SLUICE_E_NOT_FOUND);
+    /* deleting the job frees its key */
+    CHECK_EQ_INT(store_job_cancel(st, tenant, id1, NULL), 1);
+    CHECK_EQ_INT(store_job_delete(st, tenant, id1), 1);
+    CHECK_EQ_INT(submit_meta(tenant, id2, 1, &again, &j), 1);
+    CHECK_EQ_STR(j.id, id2);
+    CHECK_EQ_STR(j.workflow, "wf.other");
+    store_job_release(&j);
+    CHECK_EQ_INT(store_job_cancel(st, tenant, id2, NULL), 1);
+    CHECK_EQ_INT(store_job_cancel(st, other, id3, NULL), 1);
+    CHECK_EQ_INT(store_job_cancel(st, tenant, id4, NULL), 1);
+}
+
+TEST(job_retry)
+{
+    char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX], id[STORE_ID_MAX], rid[STORE_ID_MAX];
+    char rid2[STORE_ID_MAX];
+    struct store_claim c, c2, none;
+    struct store_job j;
+    struct store_item it, *items;
+    size_t n;
+    drain();
+    new_tenant(tenant, "retry");
+    new_tenant(other, "retry-other");
+    CHECK_EQ_INT(submit_refs(tenant, id, "abacd"), 0);
+    new_job_id(rid);
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, &j), -SLUICE_E_CONFLICT); /* NotStarted */
+    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, &j), -SLUICE_E_CONFLICT); /* Running */
+    struct store_outcome o[5] = {
+        {.index = 0, .status = ITEM_FAILED, .error_code = "InvalidData", .failed_step = "map"},
+        {.index = 1, .status = ITEM_SUCCEEDED},
+        {.index = 2, .status = ITEM_FAILED, .error_code = "UpstreamError", .failed_step = "http"},
+        {.index = 3, .status = ITEM_FAILED, .error_code = "InvalidData", .failed_step = "map"},
+        {.index = 4, .status = ITEM_SKIPPED, .error_code = "Filtered"},
+    };
+    CHECK_EQ_INT(store_complete(st, &c, o, 5, NULL, 0), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(store_job_retry(st, other, id, rid, &j), 0); /* tenant isolation */
+    CHECK_EQ_INT(store_job_retry(st, tenant, "job_nosuch", rid, &j), 0);
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, &j), 1);
+    CHECK_EQ_STR(j.id, rid);
+    CHECK_EQ_STR(j.tenant, tenant);
+    CHECK_EQ_STR(j.workflow, "wf");
+    CHECK_EQ_STR(j.parent_job, id);
+    CHECK_EQ_INT(j.status, JOB_NOT_STARTED);
+    CHECK_EQ_INT(j.counts.total, 3);
+    CHECK_EQ_INT(j.counts.pending, 3);
+    CHECK_EQ_INT(j.counts.failed + j.counts.succeeded + j.counts.processing, 0);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, NULL), -SLUICE_E_CONFLICT); /* id taken */
+    CHECK_EQ_INT(store_job_get(st, other, rid, &j), 0);
+    CHECK_EQ_INT(store_job_get(st, tenant, id, &j), 1); /* the parent is unchanged */
+    CHECK_EQ_INT(j.counts.failed, 3);
+    CHECK_EQ_STR(j.parent_job, "");
+    store_job_release(&j);
+
+    /* the new items: the parent's failed ones in order, fresh */
+    CHECK_EQ_INT(store_item_list(st, tenant, rid, NULL, -1, 10, 1, &items, &n), 1);
+    CHECK_EQ_INT(n, 3);
+    CHECK_EQ_INT(items[0].index, 0);
+    CHECK_EQ_STR(items[0].ref, "a");
+    CHECK_EQ_INT(items[0].parent_index, 0);
+    CHECK_EQ_STR(items[1].ref, "a");
+    CHECK_EQ_INT(items[1].parent_index, 2);
+    CHECK_EQ_STR(items[2].ref, "c");
+    CHECK_EQ_INT(items[2].parent_index, 3);
+    CHECK_EQ_STR(items[2].data, "{}");
+    CHECK_EQ_INT(items[2].status, ITEM_PENDING);
+    CHECK_EQ_INT(items[2].attempts, 0);
+    CHECK_EQ_STR(items[2].error_code, "");
+    CHECK_EQ_STR(items[2].failed_step, "");
+    store_items_free(items, n);
+    CHECK_EQ_INT(store_item_get(st, tenant, rid, 1, &it), 1);
+    CHECK_EQ_STR(it.events, "[]");
+    CHECK(it.result == NULL);
+    store_item_release(&it);
+
+    /* same-ref order holds in the new job: item 1 ("a") waits for item 0 */
+    CHECK_EQ_INT(store_claim(st, 1, 60000, 3, &c), 1);
+    CHECK_EQ_STR(c.job_id, rid);
+    CHECK_EQ_INT(c.from, 0);
+    CHECK_EQ_INT(c.to, 1);
+    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &none), 0);
+    CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
+    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c2), 1);
+    CHECK_EQ_INT(c2.from, 1);
+    CHECK_EQ_INT(c2.to, 3);
+    CHECK_EQ_STR(c2.items[0].ref, "a");
+    CHECK_EQ_INT(complete_all(&c2, ITEM_SUCCEEDED), 0);
+    store_claim_release(&c);
+    store_claim_release(&c2);
+    CHECK_EQ_INT(job_status(tenant, rid, &j), JOB_SUCCEEDED);
+    CHECK_EQ_INT(j.outcome, OUTCOME_ALL_SUCCEEDED);
+    CHECK_EQ_INT(j.counts.succeeded, 3);
+    store_job_release(&j);
+
+    /* nothing failed: nothing to retry */
+    new_job_id(rid2);
+    CHECK_EQ_INT(store_job_retry(st, tenant, rid, rid2, &j), -SLUICE_E_EMPTY_JOB);
+    CHECK_EQ_INT(store_job_get(st, tenant, rid2, &j), 0);
+    /* a canceled job with failed items can be retried; its canceled items are not */
+    CHECK_EQ_INT(submit_refs(tenant, id, "xyz"), 0);
+    CHECK_EQ_INT(store_claim(st, 1, 60000, 3, &c), 1);
+    CHECK_EQ_INT(store_job_cancel(st, tenant, id, NULL), 1);
+    CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(job_status(tenant, id, &j), JOB_CANCELED);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid2, &j), 1);
+    CHECK_EQ_INT(j.counts.total, 1);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_job_cancel(st, tenant, rid2, NULL), 1);
+}
+
+TEST(item_list_filters_step_code)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
+    struct store_claim c;
+    struct store_item *items;
+    size_t n;
+    drain();
+    new_tenant(tenant, "ifilter");
+    CHECK_EQ_INT(submit_refs(tenant, id, "abcabcd"), 0);
+    CHECK_EQ_INT(store_claim(st, 6, 60000, 3, &c), 1);
+    struct store_outcome o[6] = {
+        {.index = 0, .status = ITEM_FAILED, .error_code = "InvalidData", .failed_step = "validate"},
+        {.index = 1, .status = ITEM_FAILED, .error_code = "UpstreamError", .failed_step = "http"},
+        {.index = 2, .status = ITEM_SKIPPED, .error_code = "Filtered", .failed_step = "filter"},
+        {.index = 3, .status = ITEM_FAILED, .error_code = "InvalidData", .failed_step = "http"},
+        {.index = 4, .status = ITEM_SUCCEEDED},
+        {.index = 5, .status = ITEM_FAILED, .error_code = "InvalidData", .failed_step = "validate"},
+    };
+    CHECK_EQ_INT(store_complete(st, &c, o, 6, NULL, 0), 0);
+    store_claim_release(&c);
+    struct {
+        int status;
+        const char *ref, *step, *code;
+        int64_t after;
+        size_t limit;
+        const char *want; /* indexes */
+    } cases[] = {
+        {-1, NULL, "validate", NULL, -1, 10, "05"},
+        {ITEM_FAILED, NULL, "http", NULL, -1, 10, "13"},
+        {-1, NULL, NULL, "InvalidData", -1, 10, "035"},
+        {-1, NULL, "http", "InvalidData", -1, 10, "3"},
+        {ITEM_FAILED, "a", NULL, "InvalidData", -1, 10, "03"},
+        {ITEM_FAILED, "c", "validate", "InvalidData", -1, 10, "5"},
+        {-1, NULL, "filter", NULL, -1, 10, "2"},
+        {ITEM_SKIPPED, NULL, "filter", "Filtered", -1, 10, "2"},
+        {ITEM_SUCCEEDED, NULL, "validate", NULL, -1, 10, ""},
+        {-1, NULL, NULL, "NoSuchCode", -1, 10, ""},
+        {ITEM_PENDING, NULL, "validate", NULL, -1, 10, ""},
+        {-1, NULL, "validate", NULL, 0, 1, "5"}, /* paging with a filter */
+        {ITEM_FAILED, NULL, NULL, "InvalidData", 0, 1, "3"},
+        {-1, "d", NULL, NULL, -1, 10, "6"}, /* plain ref filter still works */
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        struct store_item_filter f = {cases[t].status, cases[t].ref, cases[t].step, cases[t].code};
+        char got[16] = "";
+        CHECK_EQ_INT(
+            store_item_list(st, tenant, id, &f, cases[t].after, cases[t].limit, 0, &items, &n), 1);
+        for (size_t i = 0; i < n && i < sizeof got - 1; i++)
+            got[i] = (char)('0' + items[i].index);
+        if (strcmp(got, cases[t].want) != 0) {
+            store_items_free(items, n);
+            TH_FAIL("case %zu: got \"%s\", want \"%s\"", t, got, cases[t].want);
+        }
+        if (n > 0 && cases[t].step)
+            CHECK_EQ_STR(items[0].failed_step, cases[t].step);
+        store_items_free(items, n);
+    }
+    CHECK_EQ_INT(store_job_cancel(st, tenant, id, NULL), 1);
+}
+
+/* ---- workflow definitions and webhooks -------------------------------------------- */
+
+TEST(workflows_versions_delete_list)
+{
+    char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX];
+    struct store_workflow w, *ws;
+    size_t n;
+    new_tenant(tenant, "wf");
+    new_tenant(other, "wf-other");
+    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 0, &w), 0);
+    CHECK_EQ_INT(store_workflow_delete(st, tenant, "orders"), 0);
+    for (int v = 1; v <= 3; v++) {
+        char def[32];
+        snprintf(def, sizeof def, "{\"v\":%d}", v);
+        CHECK_EQ_INT(store_workflow_put(st, tenant, "orders", def, &w), 0);
+        CHECK_EQ_STR(w.name, "orders");
+        CHECK_EQ_INT(w.version, v);
+        CHECK_EQ_STR(w.definition, def);
+        CHECK(w.created_at > 0);
+        CHECK_EQ_INT(w.deleted, 0);
+        store_workflow_release(&w);
+    }
+    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 0, &w), 1);
+    CHECK_EQ_INT(w.version, 3);
+    CHECK_EQ_STR(w.definition, "{\"v\":3}");
+    store_workflow_release(&w);
+    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 2, &w), 1);
+    CHECK_EQ_INT(w.version, 2);
+    CHECK_EQ_STR(w.definition, "{\"v\":2}");
+    store_workflow_release(&w);
+    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 4, &w), 0);
+    /* tenants are separate namespaces */
+    CHECK_EQ_INT(store_workflow_get(st, other, "orders", 0, &w), 0);
+    CHECK_EQ_INT(store_workflow_get(st, other, "orders", 1, &w), 0);
+    CHECK_EQ_INT(store_workflow_put(st, other, "orders", "{\"o\":1}", NULL), 0);
+    CHECK_EQ_INT(store_workflow_get(st, other, "orders", 0, &w), 1);
+    CHECK_EQ_INT(w.version, 1);
+    store_workflow_release(&w);
+
+    /* list: latest versions by name, keyset paging */
+    CHECK_EQ_INT(store_workflow_put(st, tenant, "zeta", "{}", NULL), 0);
+    CHECK_EQ_INT(store_workflow_put(st, tenant, "alpha", "{}", NULL), 0);
+    CHECK_EQ_INT(store_workflow_put(st, tenant, "mid", "{}", NULL), 0);
+    CHECK_EQ_INT(store_workflow_put(st, tenant, "alpha", "{\"a\":2}", NULL), 0);
+    CHECK_EQ_INT(store_workflow_list(st, tenant, NULL, 10, &ws, &n), 0);
+    CHECK_EQ_INT(n, 4);
+    CHECK_EQ_STR(ws[0].name, "alpha");
+    CHECK_EQ_INT(ws[0].version, 2);
+    CHECK_EQ_STR(ws[0].definition, "{\"a\":2}");
+    CHECK_EQ_STR(ws[1].name, "mid");
+    CHECK_EQ_STR(ws[2].name, "orders");
+    CHECK_EQ_INT(ws[2].version, 3);
+    CHECK_EQ_STR(ws[3].name, "zeta");
+    store_workflows_free(ws, n);
+    CHECK_EQ_INT(store_workflow_list(st, tenant, NULL, 2, &ws, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_STR(ws[1].name, "mid");
+    store_workflows_free(ws, n);
+    CHECK_EQ_INT(store_workflow_list(st, tenant, "mid", 2, &ws, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_STR(ws[0].name, "orders");
+    CHECK_EQ_STR(ws[1].name, "zeta");
+    store_workflows_free(ws, n);
+    CHECK_EQ_INT(store_workflow_list(st, tenant, "zeta", 2, &ws, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    store_workflows_free(ws, n);
+    CHECK_EQ_INT(store_workflow_list(st, other, NULL, 10, &ws, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    store_workflows_free(ws, n);
+
+    /* delete: gone from get(0) and list, versions stay readable */
+    CHECK_EQ_INT(store_workflow_delete(st, tenant, "orders"), 1);
+    CHECK_EQ_INT(store_workflow_delete(st, tenant, "orders"), 0);
+    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 0, &w), 0);
+    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 2, &w), 1);
+    CHECK_EQ_STR(w.definition, "{\"v\":2}");
+    CHECK_EQ_INT(w.deleted, 1);
+    store_workflow_release(&w);
+    CHECK_EQ_INT(store_workflow_list(st, tenant, NULL, 10, &ws, &n), 0);
+    CHECK_EQ_INT(n, 3);
+    CHECK_EQ_STR(ws[1].name, "mid");
+    CHECK_EQ_STR(ws[2].name, "zeta");
+    store_workflows_free(ws, n);
+    CHECK_EQ_INT(store_workflow_get(st, other, "orders", 0, &w), 1); /* other tenant's stays */
+    store_workflow_release(&w);
+    /* put after delete: the next version, never a reused one */
+    CHECK_EQ_INT(store_workflow_put(st, tenant, "orders", "{\"v\":4}", &w), 0);
+    CHECK_EQ_INT(w.version, 4);
+    store_workflow_release(&w);
+    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 0, &w), 1);
+    CHECK_EQ_INT(w.version, 4);
+    CHECK_EQ_INT(w.deleted, 0);
+    store_workflow_release(&w);
+    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 2, &w), 1);
+    CHECK_EQ_INT(w.deleted, 1); /* deleted stays a property of the versions it removed */
+    store_workflow_release(&w);
+    CHECK_EQ_INT(store_workflow_list(st, tenant, "mid", 10, &ws, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_STR(ws[0].name, "orders");
+    CHECK_EQ_INT(ws[0].version, 4);
+    store_workflows_free(ws, n);
+    CHECK_EQ_INT(store_workflow_delete(st, other, "zeta"), 0);
+}
+
+TEST(hooks_global_names)
+{
+    char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX], h1[32], h2[32];
+    struct store_hook h, *hs;
+    size_t n;
+    new_tenant(tenant, "hooks");
+    new_tenant(other, "hooks-other");
+    ids_random("h1-", 8, h1);
+    ids_random("h2-", 8, h2);
+    CHECK_EQ_INT(store_hook_get(st, NULL, h1, &h), 0);
+    CHECK_EQ_INT(store_hook_put(st, tenant, h1, "{\"secret\":\"s1\"}", &h), 1);
+    CHECK_EQ_STR(h.name, h1);
+    CHECK_EQ_STR(h.tenant, tenant);
+    CHECK_EQ_STR(h.definition, "{\"secret\":\"s1\"}");
+    CHECK(h.created_at > 0);
+    CHECK_EQ_INT(h.updated_at, h.created_at);
+    int64_t created = h.created_at;
+    store_hook_release(&h);
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+    CHECK_EQ_INT(store_hook_put(st, tenant, h1, "{\"secret\":\"s2\"}", &h), 2);
+    CHECK_EQ_STR(h.definition, "{\"secret\":\"s2\"}");
+    CHECK_EQ_INT(h.created_at, created);
+    CHECK(h.updated_at > created);
+    store_hook_release(&h);
+    /* the name belongs to one tenant */
+    CHECK_EQ_INT(store_hook_put(st, other, h1, "{}", &h), -SLUICE_E_CONFLICT);
+    CHECK_EQ_INT(store_hook_get(st, other, h1, &h), 0);
+    CHECK_EQ_INT(store_hook_delete(st, other, h1), 0);
+    CHECK_EQ_INT(store_hook_get(st, tenant, h1, &h), 1);
+    CHECK_EQ_STR(h.definition, "{\"secret\":\"s2\"}");
+    store_hook_release(&h);
+    CHECK_EQ_INT(store_hook_get(st, NULL, h1, &h), 1); /* the events endpoint: any tenant */
+    CHECK_EQ_STR(h.tenant, tenant);
+    store_hook_release(&h);
+    /* list per tenant, by name */
+    CHECK_EQ_INT(store_hook_put(st, tenant, h2, "{}", NULL), 1);
+    CHECK_EQ_INT(store_hook_put(st, other, "zz-other-hook", "{}", NULL), 1);
+    CHECK_EQ_INT(store_hook_list(st, tenant, NULL, 10, &hs, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_STR(hs[0].name, h1);
+    CHECK_EQ_STR(hs[1].name, h2);
+    CHECK_EQ_STR(hs[1].tenant, tenant);
+    store_hooks_free(hs, n);
+    CHECK_EQ_INT(store_hook_list(st, tenant, h1, 10, &hs, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_STR(hs[0].name, h2);
+    store_hooks_free(hs, n);
+    CHECK_EQ_INT(store_hook_list(st, tenant, NULL, 1, &hs, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    store_hooks_free(hs, n);
+    CHECK_EQ_INT(store_hook_list(st, other, NULL, 10, &hs, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_STR(hs[0].name, "zz-other-hook");
+    store_hooks_free(hs, n);
+    /* delete frees the name for anyone */
+    CHECK_EQ_INT(store_hook_delete(st, tenant, h1), 1);
+    CHECK_EQ_INT(store_hook_delete(st, tenant, h1), 0);
+    CHECK_EQ_INT(store_hook_get(st, NULL, h1, &h), 0);
+    CHECK_EQ_INT(store_hook_put(st, other, h1, "{}", NULL), 1);
+    CHECK_EQ_INT(store_hook_get(st, NULL, h1, &h), 1);
+    CHECK_EQ_STR(h.tenant, other);
+    store_hook_release(&h);
+}
+
 /* ---- stats ----------------------------------------------------------------------- */
 
 TEST(stats)
@@ -1300,7 +1979,8 @@ static void *worker(void *arg)
         }
         /* in two calls, as an engine reporting progress would */
         size_t half = c.n / 2;
-        if (store_complete(st, &c, o, half) < 0 || store_complete(st, &c, o + half, c.n - half) < 0)
+        if (store_complete(st, &c, o, half, NULL, 0) < 0 ||
+            store_complete(st, &c, o + half, c.n - half, NULL, 0) < 0)
             atomic_fetch_add(&worker_errors, 1);
         atomic_fetch_add(&completed_items, (long)c.n);
         store_claim_release(&c);
@@ -1339,7 +2019,8 @@ static int submit_big(const char *tenant, char id[STORE_ID_MAX], int unique_refs
     for (int b = 0; rc == 0 && b < BIG; b += 1000)
         rc = store_job_add_items(st, id, items + b, 1000);
     if (rc == 0)
-        rc = store_job_commit(st, id, "bench", NULL, BIG, NULL);
+        rc = store_job_commit(st, id, &(struct store_job_meta){"bench", 0, NULL, NULL}, BIG, NULL);
+    rc = rc < 0 ? rc : 0;
     *ms = (double)(clock_mono_ns() - t0) / 1e6;
     free(items);
     return rc;
@@ -1375,9 +2056,9 @@ TEST(concurrent_claim_complete)
     store_job_release(&j);
     struct store_item *items;
     size_t n;
-    CHECK_EQ_INT(
-        store_item_list(st, tenant, big_job, ITEM_SUCCEEDED, NULL, BIG - 11, 100, 0, &items, &n),
-        1);
+    CHECK_EQ_INT(store_item_list(st, tenant, big_job, FILT(ITEM_SUCCEEDED, NULL), BIG - 11, 100, 0,
+                                 &items, &n),
+                 1);
     CHECK_EQ_INT(n, 10);
     CHECK_EQ_INT(items[9].attempts, 1);
     store_items_free(items, n);
@@ -1388,6 +2069,7 @@ TEST(throughput_upsert)
     char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
     struct store_claim c;
     struct store_outcome *o = calloc(1000, sizeof *o);
+    struct store_doc_op op = {.op = STORE_OP_UPSERT, .collection = "products", .step = "upsert"};
     struct store_job j;
     double ms;
     drain();
@@ -1396,11 +2078,9 @@ TEST(throughput_upsert)
     int64_t t0 = clock_mono_ns();
     while (store_claim(st, 1000, 60000, 3, &c) == 1) {
         for (size_t i = 0; i < c.n; i++)
-            o[i] = (struct store_outcome){.index = c.items[i].index,
-                                          .status = ITEM_SUCCEEDED,
-                                          .op = STORE_OP_UPSERT,
-                                          .collection = "products"};
-        CHECK_EQ_INT(store_complete(st, &c, o, c.n), 0);
+            o[i] = (struct store_outcome){
+                .index = c.items[i].index, .status = ITEM_SUCCEEDED, .ops = &op, .nops = 1};
+        CHECK_EQ_INT(store_complete(st, &c, o, c.n, NULL, 0), 0);
         store_claim_release(&c);
     }
     double cms = (double)(clock_mono_ns() - t0) / 1e6;
@@ -1464,6 +2144,13 @@ int main(void)
     RUN(delete_job);
     RUN(item_list_filters_paging);
     RUN(docs_write_if_match_tombstones_list);
+    RUN(completion_multi_ops);
+    RUN(step_counts);
+    RUN(job_commit_idem_key);
+    RUN(job_retry);
+    RUN(item_list_filters_step_code);
+    RUN(workflows_versions_delete_list);
+    RUN(hooks_global_names);
     RUN(stats);
     RUN(concurrent_claim_complete);
     RUN(throughput_upsert);

@@ -76,7 +76,8 @@ TEST(submit_validates_and_stages_in_batches)
     CHECK_EQ_INT(j.status, JOB_NOT_STARTED);
     struct store_item *items = NULL;
     size_t n = 0;
-    CHECK_EQ_INT(store_item_list(st, "t1", j.id, -1, NULL, -1, 100, 1, &items, &n), 1);
+    struct store_item_filter all = {-1, NULL, NULL, NULL};
+    CHECK_EQ_INT(store_item_list(st, "t1", j.id, &all, -1, 100, 1, &items, &n), 1);
     CHECK_EQ_INT(n, 50);
     CHECK_EQ_STR(items[49].ref, "R49");
     CHECK_EQ_STR(items[49].data, "{\"seq\":49}");
