@@ -43,6 +43,11 @@ static const struct setting settings[] = {
      OFF(http.idle_timeout_s), 1, 3600},
     {"--sync", "SLUICE_SYNC", "SQLite sync: full|normal (full)", K_SYNC, 0, 0, 0},
     {"--debug", "SLUICE_DEBUG", "debug logs (0)", K_BOOL, OFF(log_debug), 0, 1},
+    {"--outbound-allow", "SLUICE_OUTBOUND_ALLOW",
+     "http steps: only these hosts/CIDRs, comma-separated (\"\": public addresses)", K_STR,
+     OFF(outbound_allow), 0, 0},
+    {"--outbound-max-body", "SLUICE_OUTBOUND_MAX_BODY", "http steps: response bytes kept (1048576)",
+     K_SIZE, OFF(outbound_max_body), 1024, 1ull << 30},
 };
 
 static void defaults(struct config *cfg)
@@ -61,6 +66,8 @@ static void defaults(struct config *cfg)
     cfg->http.max_per_ip = 0;
     ingest_limits_default(&cfg->api.limits);
     cfg->api.submit_batch = 5000;
+    cfg->outbound_allow = "";
+    cfg->outbound_max_body = 1u << 20;
 }
 
 static int set(struct config *cfg, const struct setting *s, const char *v, char *err, size_t errlen)

@@ -17,6 +17,8 @@ struct config {
     struct http_config http;
     struct api_config api;
     int log_debug;
+    const char *outbound_allow; /* comma-separated hosts/CIDRs for http steps, or "" */
+    size_t outbound_max_body;   /* response bytes kept per http call */
 };
 
 /* Fills cfg from defaults, the environment and argv (serve's flags, argv[0] = "serve").

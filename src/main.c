@@ -5,14 +5,61 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
 #include "cli/cli.h"
 #include "config.h"
+#include "outbound/outbound.h"
+#include "util/xmalloc.h"
 #include "util/clock.h"
 #include "util/errors.h"
 #include "util/log.h"
+
+/* Secrets for {{secrets.NAME}} in http steps come from SLUICE_SECRET_<NAME> variables,
+ * never from definitions, so they are never stored or echoed. */
+static json_t *load_secrets(void)
+{
+    extern char **environ;
+    json_t *o = json_object();
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "SLUICE_SECRET_", 14) != 0)
+            continue;
+        const char *eq = strchr(*e, '=');
+        if (!eq || eq == *e + 14)
+            continue;
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - (*e + 14)), *e + 14);
+        json_object_set_new(o, name, json_string(eq + 1));
+    }
+    return o;
+}
+
+/* Splits "a, b,c" into a NULL-terminated array of heap strings (freed by free_list). */
+static char **split_list(const char *s)
+{
+    size_t n = 0, cap = 4;
+    char **v = xcalloc(cap + 1, sizeof *v);
+    char *copy = xstrdup(s), *save = NULL;
+    for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+        if (n == cap) {
+            cap *= 2;
+            v = xrealloc(v, (cap + 1) * sizeof *v);
+        }
+        v[n++] = xstrdup(t);
+    }
+    v[n] = NULL;
+    free(copy);
+    return v;
+}
+
+static void free_list(char **v)
+{
+    for (char **p = v; p && *p; p++)
+        free(*p);
+    free(v);
+}
 
 static int serve_main(int argc, char **argv)
 {
@@ -60,11 +107,29 @@ static int serve_main(int argc, char **argv)
         snprintf(n, sizeof n, "=%d", expired);
         log_write(LOG_INFO, "retaking items of leases left by a previous run", "claims", n, NULL);
     }
-    if ((rc = engine_start(st, &cfg.engine, &eng)) < 0) {
-        log_write(LOG_ERROR, "cannot start workers", NULL);
+    char **allow = split_list(cfg.outbound_allow);
+    struct outbound_config ocfg = {(const char *const *)allow, cfg.outbound_max_body, 0, 0, NULL};
+    struct outbound *ob = NULL;
+    if ((rc = outbound_start(&ocfg, &ob)) < 0) {
+        log_write(LOG_ERROR, "cannot start outbound I/O (bad --outbound-allow entry?)", "allow",
+                  cfg.outbound_allow, NULL);
+        free_list(allow);
         store_close(st);
         return 1;
     }
+    json_t *secrets = load_secrets();
+    cfg.engine.outbound = ob;
+    cfg.engine.secrets = secrets;
+    if ((rc = engine_start(st, &cfg.engine, &eng)) < 0) {
+        log_write(LOG_ERROR, "cannot start workers", NULL);
+        outbound_stop(ob);
+        json_decref(secrets);
+        free_list(allow);
+        store_close(st);
+        return 1;
+    }
+    api.ob = ob;
+    api.secrets = secrets;
     api.st = st;
     api.eng = eng;
     api.cfg = cfg.api;
@@ -72,6 +137,9 @@ static int serve_main(int argc, char **argv)
     if ((rc = http_server_start(&cfg.http, api_routes, api_nroutes, api_authenticate, &api, &srv)) <
         0) {
         engine_stop(eng);
+        outbound_stop(ob);
+        json_decref(secrets);
+        free_list(allow);
         store_close(st);
         return 1;
     }
@@ -88,6 +156,9 @@ static int serve_main(int argc, char **argv)
     http_server_quiesce(srv);
     engine_stop(eng);
     http_server_stop(srv);
+    outbound_stop(ob); /* after its users: workers and synchronous runs */
+    json_decref(secrets);
+    free_list(allow);
     store_close(st);
     log_write(LOG_INFO, "stopped", NULL);
     return 0;

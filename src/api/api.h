@@ -4,6 +4,7 @@
 #ifndef SLUICE_API_H
 #define SLUICE_API_H
 
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -17,9 +18,13 @@ struct api_config {
     size_t submit_batch;         /* items per store transaction while receiving */
 };
 
+struct outbound;
+
 struct api {
     struct store *st;
     struct engine *eng;
+    struct outbound *ob; /* http steps of synchronous runs; may be NULL */
+    json_t *secrets;     /* NAME -> value for {{secrets.NAME}}; may be NULL */
     struct api_config cfg;
     atomic_int shutting_down;
 };
@@ -38,6 +43,7 @@ void api_jobs_get(struct request *req);
 void api_jobs_list(struct request *req);
 void api_jobs_cancel(struct request *req);
 void api_jobs_delete(struct request *req);
+void api_jobs_retry(struct request *req);
 void api_items_list(struct request *req);
 void api_items_get(struct request *req);
 void api_items_results(struct request *req);
@@ -46,6 +52,16 @@ void api_docs_put(struct request *req);
 void api_docs_patch(struct request *req);
 void api_docs_delete(struct request *req);
 void api_docs_list(struct request *req);
+void api_workflows_put(struct request *req);
+void api_workflows_get(struct request *req);
+void api_workflows_list(struct request *req);
+void api_workflows_delete(struct request *req);
+void api_workflows_run(struct request *req);
+void api_hooks_put(struct request *req);
+void api_hooks_get(struct request *req);
+void api_hooks_list(struct request *req);
+void api_hooks_delete(struct request *req);
+void api_hooks_event(struct request *req);
 void api_health(struct request *req);
 void api_ready(struct request *req);
 void api_metrics(struct request *req);

@@ -7,7 +7,7 @@
 
 #include "api/common.h"
 #include "api/render.h"
-#include "engine/workflow.h"
+#include "engine/wfdef.h"
 #include "util/errors.h"
 #include "util/url.h"
 
@@ -15,7 +15,7 @@
 static int check_names(struct request *req, int with_ref)
 {
     const char *c = req_param(req, "collection");
-    if (!c || !workflow_collection_valid(c)) {
+    if (!c || !wfdef_collection_valid(c)) {
         reply_error(req, SLUICE_E_INVALID_PARAMETER, "collection",
                     "collection names are 1 to 64 characters of A-Z a-z 0-9 _ -");
         return -1;

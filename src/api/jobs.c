@@ -15,6 +15,7 @@
 #include "engine/submit.h"
 #include "util/clock.h"
 #include "util/errors.h"
+#include "util/ids.h"
 #include "util/metrics.h"
 #include "util/xmalloc.h"
 
@@ -26,7 +27,7 @@ struct submit_ctx {
     /* An error raised by our own callbacks, reported instead of the parser's. */
     int cb_err;
     char cb_target[64];
-    char cb_msg[200];
+    char cb_msg[320];
 };
 
 static int on_item(void *arg, const struct ingest_item *it)
@@ -45,10 +46,13 @@ static int set_field(struct submit_ctx *c, const char *name, const char *value)
     int rc;
     if (strcmp(name, "workflow") == 0) {
         rc = submit_set_workflow(c->sub, value);
-        if (rc < 0)
+        if (rc == -SLUICE_E_UNKNOWN_WORKFLOW)
             snprintf(c->cb_msg, sizeof c->cb_msg,
-                     "unknown workflow '%.100s': use noop or <collection>.upsert|patch|delete",
+                     "unknown workflow '%.100s': use noop, <collection>.upsert|patch|delete or "
+                     "a workflow defined with PUT /v1/workflows/{name}",
                      value);
+        else if (rc < 0)
+            snprintf(c->cb_msg, sizeof c->cb_msg, "%s", sluice_err_message(rc));
     } else {
         rc = submit_set_client_reference(c->sub, value);
         if (rc < 0)
@@ -83,6 +87,8 @@ static void reply_ingest_error(struct submit_ctx *c, int rc)
     int code = e->code ? e->code : rc;
     reply_error(c->req, code, e->target[0] ? e->target : NULL, e->message[0] ? e->message : NULL);
 }
+
+static void reply_accepted(struct request *req, struct store_job *job);
 
 /* Creates the parser on the first chunk (or at the end for an empty body). Returns
  * 0, or -1 after replying. */
@@ -177,18 +183,7 @@ void api_jobs_submit(struct request *req)
         reply_error(req, rc, NULL, NULL);
         return;
     }
-    struct api *api = api_of(req);
-    metrics_job_accepted(job.counts.total);
-    engine_notify(api->eng);
-    struct buf b = BUF_INIT, loc = BUF_INIT;
-    buf_printf(&loc, "%s/v1/jobs/%s", req_base_url(req), job.id);
-    reply_header(req, "Location", loc.data);
-    reply_header(req, "Operation-Location", loc.data);
-    reply_header(req, "Retry-After", "1");
-    render_job(&b, &job, req_base_url(req), clock_now_ms());
-    reply_buf(req, 202, "application/json", &b);
-    buf_release(&b);
-    buf_release(&loc);
+    reply_accepted(req, &job);
     store_job_release(&job);
 }
 
@@ -252,6 +247,45 @@ void api_jobs_delete(struct request *req)
         reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
     else
         reply_empty(req, 204);
+}
+
+/* Replies 202 with a newly created job and wakes the workers. */
+static void reply_accepted(struct request *req, struct store_job *job)
+{
+    struct api *api = api_of(req);
+    metrics_job_accepted(job->counts.total);
+    engine_notify(api->eng);
+    struct buf b = BUF_INIT, loc = BUF_INIT;
+    buf_printf(&loc, "%s/v1/jobs/%s", req_base_url(req), job->id);
+    reply_header(req, "Location", loc.data);
+    reply_header(req, "Operation-Location", loc.data);
+    reply_header(req, "Retry-After", "1");
+    render_job(&b, job, req_base_url(req), clock_now_ms());
+    reply_buf(req, 202, "application/json", &b);
+    buf_release(&b);
+    buf_release(&loc);
+}
+
+/* POST /v1/jobs/{id}:retry - a new job from the failed items of a finished job. */
+void api_jobs_retry(struct request *req)
+{
+    char id[IDS_JOB_LEN + 1];
+    struct store_job job;
+    memset(&job, 0, sizeof job);
+    int rc = ids_job_new(id);
+    if (rc >= 0)
+        rc = store_job_retry(api_of(req)->st, req_tenant(req), req_param(req, "id"), id, &job);
+    if (rc == 0)
+        reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
+    else if (rc == -SLUICE_E_CONFLICT)
+        reply_error(req, rc, "id", "only a finished job can be retried");
+    else if (rc == -SLUICE_E_EMPTY_JOB)
+        reply_error(req, rc, "id", "the job has no failed items to retry");
+    else if (rc < 0)
+        reply_error(req, rc, NULL, NULL);
+    else
+        reply_accepted(req, &job);
+    store_job_release(&job);
 }
 
 void api_jobs_list(struct request *req)

@@ -76,6 +76,22 @@ void render_job(struct buf *b, const struct store_job *j, const char *base_url, 
                (long long)c->total, (long long)c->pending, (long long)c->processing,
                (long long)c->succeeded, (long long)c->failed, (long long)c->skipped,
                (long long)c->canceled);
+    if (j->workflow_version > 0)
+        buf_printf(b, ",\"workflowVersion\":%lld", (long long)j->workflow_version);
+    if (j->parent_job[0])
+        buf_printf(b, ",\"parentJob\":\"%s\"", j->parent_job);
+    if (j->steps) {
+        /* Where a pipeline loses items: per step, how many passed, failed, skipped. */
+        buf_puts(b, ",\"steps\":[");
+        for (size_t i = 0; i < j->nsteps; i++) {
+            const struct store_step_count *sc = &j->steps[i];
+            buf_printf(b, "%s{\"name\":", i ? "," : "");
+            buf_json_str(b, sc->step, strlen(sc->step));
+            buf_printf(b, ",\"passed\":%lld,\"failed\":%lld,\"skipped\":%lld}",
+                       (long long)sc->passed, (long long)sc->failed, (long long)sc->skipped);
+        }
+        buf_putc(b, ']');
+    }
     double pct = c->total ? 100.0 * (double)finished / (double)c->total : 100.0;
     buf_printf(b, ",\"percentComplete\":%.1f", pct);
     buf_printf(b, ",\"throughput\":{\"itemsPerSecond\":%.1f},", rate);
@@ -122,6 +138,14 @@ void render_item(struct buf *b, const struct store_item *it, int detail)
     str_field(b, "status", store_item_status_name(it->status));
     buf_printf(b, ",\"attempts\":%d", it->attempts);
     error_obj(b, it);
+    if (it->failed_step[0]) {
+        buf_puts(b, ",\"failedStep\":");
+        buf_json_str(b, it->failed_step, strlen(it->failed_step));
+    }
+    if (it->warnings)
+        buf_printf(b, ",\"warnings\":%s", it->warnings);
+    if (it->parent_index >= 0)
+        buf_printf(b, ",\"parentIndex\":%lld", (long long)it->parent_index);
     buf_printf(b, ",\"result\":%s,", it->result ? it->result : "null");
     time_field(b, "createdAt", it->created_at);
     buf_putc(b, ',');

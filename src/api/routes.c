@@ -16,6 +16,20 @@ const struct route api_routes[] = {
     {"GET", "/v1/jobs/{id}/items/{index}", api_items_get, ROUTE_AUTH, NULL, NULL},
     {"GET", "/v1/jobs/{id}/results", api_items_results, ROUTE_AUTH, NULL, NULL},
 
+    {"POST", "/v1/jobs/{id}:retry", api_jobs_retry, ROUTE_AUTH, NULL, NULL},
+
+    {"GET", "/v1/workflows", api_workflows_list, ROUTE_AUTH, NULL, NULL},
+    {"POST", "/v1/workflows/{name}:run", api_workflows_run, ROUTE_AUTH, NULL, NULL},
+    {"PUT", "/v1/workflows/{name}", api_workflows_put, ROUTE_AUTH, NULL, NULL},
+    {"GET", "/v1/workflows/{name}", api_workflows_get, ROUTE_AUTH, NULL, NULL},
+    {"DELETE", "/v1/workflows/{name}", api_workflows_delete, ROUTE_AUTH, NULL, NULL},
+
+    {"GET", "/v1/hooks", api_hooks_list, ROUTE_AUTH, NULL, NULL},
+    {"POST", "/v1/hooks/{name}/events", api_hooks_event, 0, NULL, NULL},
+    {"PUT", "/v1/hooks/{name}", api_hooks_put, ROUTE_AUTH, NULL, NULL},
+    {"GET", "/v1/hooks/{name}", api_hooks_get, ROUTE_AUTH, NULL, NULL},
+    {"DELETE", "/v1/hooks/{name}", api_hooks_delete, ROUTE_AUTH, NULL, NULL},
+
     {"GET", "/v1/collections/{collection}", api_docs_list, ROUTE_AUTH, NULL, NULL},
     {"GET", "/v1/collections/{collection}/{ref}", api_docs_get, ROUTE_AUTH, NULL, NULL},
     {"PUT", "/v1/collections/{collection}/{ref}", api_docs_put, ROUTE_AUTH, NULL, NULL},

@@ -9,7 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/workflow.h"
+#include "engine/pipeline.h"
+#include "engine/wfload.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/errors.h"
@@ -31,6 +32,7 @@ struct engine {
 struct worker {
     struct engine *eng;
     unsigned id;
+    struct wfcache *cache; /* this worker's compiled definitions */
 };
 
 void engine_config_default(struct engine_config *cfg)
@@ -40,6 +42,8 @@ void engine_config_default(struct engine_config *cfg)
     cfg->lease_ms = 30000;
     cfg->max_attempts = 5;
     cfg->poll_ms = 200;
+    cfg->outbound = NULL;
+    cfg->secrets = NULL;
 }
 
 void engine_notify(struct engine *eng)
@@ -64,76 +68,88 @@ static void idle_wait(struct engine *eng, unsigned long seen)
     pthread_mutex_unlock(&eng->mu);
 }
 
-static void event(struct buf *b, int64_t at, const char *stage, const char *level,
-                  const char *code, const char *msg)
+/* The definition a claim's job runs: a built-in by name, or the stored version the
+ * job was submitted with (read from the job row; versions never change). */
+static int claim_workflow(struct worker *w, const struct store_claim *c, const struct wfdef **def)
 {
-    char ts[25];
-    buf_printf(b, "%s{\"at\":\"%s\",\"stage\":\"%s\",\"level\":\"%s\",\"code\":\"%s\",\"message\":",
-               b->len > 1 ? "," : "", clock_fmt_ms(at, ts), stage, level, code);
-    buf_json_str(b, msg, strlen(msg));
-    buf_putc(b, '}');
+    int64_t version = 0;
+    if (wfdef_name_valid(c->workflow)) {
+        struct store_job job;
+        memset(&job, 0, sizeof job);
+        int rc = store_job_get(w->eng->st, c->tenant, c->job_id, &job);
+        version = job.workflow_version;
+        store_job_release(&job);
+        if (rc <= 0)
+            return rc < 0 ? rc : -SLUICE_E_UNKNOWN_WORKFLOW;
+    }
+    return wfcache_get(w->cache, w->eng->st, c->tenant, c->workflow, version, def);
 }
 
-/* Decides the outcome of each claimed item and records them. Outcome strings live
- * in `texts` until store_complete returns. */
+/* Runs the claimed items through their workflow and records every outcome, the
+ * documents they write and the per-step counts in one store_complete. */
 static int process(struct worker *w, const struct store_claim *c)
 {
-    struct workflow wf;
-    int wf_rc = workflow_resolve(c->workflow, &wf);
-    struct store_outcome *outs = xcalloc(c->n ? c->n : 1, sizeof *outs);
-    struct store_doc_op *ops = xcalloc(c->n ? c->n : 1, sizeof *ops); /* one per item */
-    char **texts = xcalloc(c->n ? c->n : 1, sizeof *texts);
-    int64_t now = clock_now_ms();
-    int64_t ok = 0, failed = 0;
-    for (size_t i = 0; i < c->n; i++) {
-        const struct store_claim_item *it = &c->items[i];
-        struct store_outcome *o = &outs[i];
-        struct buf ev = BUF_INIT;
-        char msg[128];
-        buf_putc(&ev, '[');
-        snprintf(msg, sizeof msg, "claimed by worker %u (attempt %d)", w->id, it->attempts + 1);
-        event(&ev, c->claimed_at, "claim", "info", "Claimed", msg);
-        o->index = it->index;
-        o->status = ITEM_SUCCEEDED;
-        if (wf_rc < 0) {
-            /* A workflow valid at submit cannot vanish; if it does, fail loudly per item. */
-            o->status = ITEM_FAILED;
-            o->error_code = sluice_err_code(SLUICE_E_UNKNOWN_WORKFLOW);
-            o->error_message = "workflow no longer exists";
-        } else if (wf.kind == WORKFLOW_NOOP) {
-            event(&ev, now, "noop", "info", "Succeeded", "no-op workflow: nothing to apply");
-        } else if (!it->data && wf.op != STORE_OP_DELETE) {
-            o->status = ITEM_FAILED;
-            o->error_code = sluice_err_code(SLUICE_E_INVALID_DATA);
-            o->error_message = "item has no data to apply";
-        } else {
-            /* step stays NULL: a built-in workflow has no named steps, and its item
-             * events keep their public shape {at, stage, level, code, message}. */
-            ops[i].op = wf.op;
-            ops[i].collection = wf.collection;
-            o->ops = &ops[i];
-            o->nops = 1;
+    struct engine *eng = w->eng;
+    const struct wfdef *def = NULL;
+    size_t n = c->n;
+    struct store_outcome *outs = xcalloc(n ? n : 1, sizeof *outs);
+    struct pipeline_result *res = xcalloc(n ? n : 1, sizeof *res);
+    struct store_step_count *counts = NULL;
+    size_t nsteps = 0;
+    int rc = claim_workflow(w, c, &def);
+    if (rc < 0) {
+        /* A workflow valid at submit cannot vanish (versions are kept); if it does,
+         * fail each item loudly rather than retrying forever. */
+        log_write(LOG_ERROR, "cannot load the job's workflow", "job", c->job_id, "workflow",
+                  c->workflow, "error", sluice_err_code(rc), NULL);
+        for (size_t i = 0; i < n; i++) {
+            outs[i].index = c->items[i].index;
+            outs[i].status = ITEM_FAILED;
+            outs[i].error_code = sluice_err_code(SLUICE_E_UNKNOWN_WORKFLOW);
+            outs[i].error_message = "the job's workflow definition cannot be loaded";
         }
-        if (o->status == ITEM_FAILED)
-            event(&ev, now, "validate", "error", o->error_code, o->error_message);
-        buf_putc(&ev, ']');
-        texts[i] = buf_detach(&ev, NULL);
-        o->events = texts[i];
+    } else {
+        struct pipeline_item *in = xcalloc(n ? n : 1, sizeof *in);
+        for (size_t i = 0; i < n; i++) {
+            const struct store_claim_item *it = &c->items[i];
+            in[i] = (struct pipeline_item){it->index, it->ref, it->data, it->data_len,
+                                           it->attempts + 1};
+        }
+        nsteps = def->nsteps;
+        counts = xcalloc(nsteps, sizeof *counts);
+        struct pipeline_env env = {eng->st, eng->cfg.outbound, eng->cfg.secrets, w->id,
+                                   c->claimed_at};
+        pipeline_run(&env, def, c->tenant, c->job_id, PIPELINE_DEFERRED, in, n, res, counts);
+        free(in);
+        for (size_t i = 0; i < n; i++) {
+            struct store_outcome *o = &outs[i];
+            o->index = c->items[i].index;
+            o->status = res[i].status;
+            o->ops = res[i].ops;
+            o->nops = res[i].nops;
+            o->result = res[i].result;
+            o->error_code = res[i].error_code;
+            o->error_message = res[i].error_message;
+            o->failed_step = res[i].failed_step;
+            o->warnings = res[i].warnings;
+            o->events = res[i].events;
+        }
     }
-    int rc = store_complete(w->eng->st, c, outs, c->n, NULL, 0);
+    rc = store_complete(eng->st, c, outs, n, counts, nsteps);
     if (rc >= 0) {
-        for (size_t i = 0; i < c->n; i++) {
+        int64_t ok = 0, failed = 0;
+        for (size_t i = 0; i < n; i++) {
             if (outs[i].status == ITEM_SUCCEEDED)
                 ok++;
             else if (outs[i].status == ITEM_FAILED)
                 failed++;
         }
-        metrics_items(ok, failed, (int64_t)c->n - ok - failed);
+        metrics_items(ok, failed, (int64_t)n - ok - failed);
     }
-    for (size_t i = 0; i < c->n; i++)
-        free(texts[i]);
-    free(texts);
-    free(ops);
+    for (size_t i = 0; i < n; i++)
+        pipeline_result_release(&res[i]);
+    free(res);
+    free(counts);
     free(outs);
     return rc;
 }
@@ -173,6 +189,7 @@ static void *worker_main(void *arg)
         }
         store_claim_release(&c);
     }
+    wfcache_free(w->cache);
     free(w);
     return NULL;
 }
@@ -190,7 +207,9 @@ int engine_start(struct store *st, const struct engine_config *cfg, struct engin
         struct worker *w = xmalloc(sizeof *w);
         w->eng = eng;
         w->id = i + 1;
+        w->cache = wfcache_new();
         if (pthread_create(&eng->threads[i], NULL, worker_main, w) != 0) {
+            wfcache_free(w->cache);
             free(w);
             eng->nthreads = i;
             engine_stop(eng);

@@ -2,9 +2,10 @@
  *
  * DESIGN
  * A fixed pool of worker threads. Each loops: claim a batch (one store transaction
- * that leases a contiguous range of one job, taking turns between jobs), work out
- * each item's outcome from the job's workflow, and record all outcomes with
- * store_complete (one transaction: document writes, item rows, job counts - group
+ * that leases a contiguous range of one job, taking turns between jobs), run the
+ * batch through the job's workflow (engine/pipeline.c: step by step, http requests
+ * of the batch in flight together), and record all outcomes with store_complete
+ * (one transaction: document writes, item rows, job and step counts - group
  * commit). Idle workers sleep on a condition variable, woken by engine_notify()
  * after a submit or by a short poll timeout (expired leases of crashed runs are
  * found by polling). Workers share nothing but the store handle and the stop flag.
@@ -17,7 +18,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "store/store.h"
+
+struct outbound;
 
 struct engine_config {
     unsigned workers;    /* threads; default 2 */
@@ -25,6 +30,8 @@ struct engine_config {
     int64_t lease_ms;    /* claim lease; default 30000 */
     int max_attempts;    /* default 5 */
     int poll_ms;         /* idle poll interval; default 200 */
+    struct outbound *outbound; /* for http steps (borrowed); NULL: they fail */
+    json_t *secrets;     /* NAME -> value for {{secrets.NAME}} (borrowed), may be NULL */
 };
 
 struct engine;

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/workflow.h"
+#include "engine/wfdef.h"
 #include "util/buf.h"
 #include "util/errors.h"
 #include "util/ids.h"
@@ -31,7 +31,9 @@ struct submit {
     char tenant[STORE_NAME_MAX];
     char job_id[STORE_ID_MAX];
     char *workflow;
+    int64_t wf_version; /* stored definitions: the version this job runs; 0 for built-ins */
     char *client_ref;
+    char *idem_key;
     size_t batch_items;
     struct staged *batch;
     size_t nbatch;
@@ -93,12 +95,30 @@ struct submit *submit_new(struct store *st, const char *tenant, size_t batch_ite
 
 int submit_set_workflow(struct submit *s, const char *workflow)
 {
-    int rc = workflow_resolve(workflow, NULL);
-    if (rc < 0)
-        return rc;
+    struct wfdef *w = NULL;
+    int64_t version = 0;
+    if (wfdef_builtin(workflow, &w) == 0) {
+        wfdef_free(w);
+    } else {
+        /* The latest version now is the one the job keeps, whatever is written later. */
+        struct store_workflow sw;
+        memset(&sw, 0, sizeof sw);
+        int rc = store_workflow_get(s->st, s->tenant, workflow, 0, &sw);
+        version = sw.version;
+        store_workflow_release(&sw);
+        if (rc <= 0)
+            return rc < 0 ? rc : -SLUICE_E_UNKNOWN_WORKFLOW;
+    }
     free(s->workflow);
     s->workflow = xstrdup(workflow);
+    s->wf_version = version;
     return 0;
+}
+
+void submit_set_idem_key(struct submit *s, const char *key)
+{
+    free(s->idem_key);
+    s->idem_key = xstrdup(key);
 }
 
 int submit_set_client_reference(struct submit *s, const char *ref)
@@ -174,12 +194,12 @@ int submit_commit(struct submit *s, struct store_job *job)
         return -SLUICE_E_EMPTY_JOB;
     if ((rc = flush(s)) < 0)
         return rc;
-    struct store_job_meta meta = {s->workflow, 0, s->client_ref, NULL};
+    struct store_job_meta meta = {s->workflow, s->wf_version, s->client_ref, s->idem_key};
     rc = store_job_commit(s->st, s->job_id, &meta, s->count, job);
     if (rc < 0)
         return rc;
-    s->committed = 1;
-    return 0;
+    s->committed = 1; /* a replay (2) already removed the staged rows */
+    return rc;
 }
 
 int64_t submit_count(const struct submit *s)
@@ -195,6 +215,7 @@ void submit_free(struct submit *s)
         store_job_abort(s->st, s->job_id);
     free(s->workflow);
     free(s->client_ref);
+    free(s->idem_key);
     free(s->batch);
     free(s->items);
     free(s->refs.keys);

@@ -24,16 +24,22 @@ struct submit;
 
 /* New submit for tenant. batch_items: items per store transaction. Never fails. */
 struct submit *submit_new(struct store *st, const char *tenant, size_t batch_items);
-/* Sets the workflow (validated: -SLUICE_E_UNKNOWN_WORKFLOW) / client reference
+/* Sets the workflow: a built-in, or a stored definition whose latest version the job
+ * will run (-SLUICE_E_UNKNOWN_WORKFLOW, store errors). Sets the client reference
  * (1..256 bytes: -SLUICE_E_INVALID_FIELD). */
 int submit_set_workflow(struct submit *s, const char *workflow);
 int submit_set_client_reference(struct submit *s, const char *ref);
+/* Sets the idempotency key the job is committed under (webhook event ids): a second
+ * commit with the same key returns the first job instead (see submit_commit). */
+void submit_set_idem_key(struct submit *s, const char *key);
 /* Adds the next item (index must be the count so far). Copies ref and data. Returns 0
  * or a store error. */
 int submit_add(struct submit *s, int64_t index, const char *ref, size_t ref_len, const char *data,
                size_t data_len);
-/* Flushes and makes the job visible. Errors: -SLUICE_E_EMPTY_JOB, -SLUICE_E_INVALID_FIELD
- * (no workflow), store errors. [out] job (release with store_job_release). */
+/* Flushes and makes the job visible. Returns 1, or 2 when the idempotency key already
+ * named a job of this tenant ([out] job is that job; nothing new is stored). Errors:
+ * -SLUICE_E_EMPTY_JOB, -SLUICE_E_INVALID_FIELD (no workflow), store errors.
+ * [out] job (release with store_job_release). */
 int submit_commit(struct submit *s, struct store_job *job);
 /* Items added so far. */
 int64_t submit_count(const struct submit *s);

@@ -32,7 +32,14 @@
     X(LEASE_LOST, 409, "LeaseLost", "the claim on these items expired")                            \
     X(STORE_BUSY, 503, "StoreBusy", "storage busy; retry later")                                   \
     X(STORE_IO, 503, "StoreUnavailable", "storage unavailable; retry later")                       \
-    X(SHUTTING_DOWN, 503, "ShuttingDown", "server is shutting down")
+    X(SHUTTING_DOWN, 503, "ShuttingDown", "server is shutting down")                               \
+    X(VALIDATION_FAILED, 422, "ValidationFailed", "the item's data does not match the schema")     \
+    X(MAP_FAILED, 422, "MapFailed", "the map step could not reshape the item")                     \
+    X(TEMPLATE_ERROR, 422, "TemplateError", "a template could not be rendered for the item")       \
+    X(STEP_FAILED, 422, "StepFailed", "a workflow step failed the item")                           \
+    X(UPSTREAM_ERROR, 502, "UpstreamError", "the upstream answered with an error status")          \
+    X(UPSTREAM_UNAVAILABLE, 504, "UpstreamUnavailable", "the upstream could not be reached")       \
+    X(TARGET_NOT_ALLOWED, 422, "TargetNotAllowed", "the outbound target is not allowed")
 
 enum sluice_error {
     SLUICE_OK = 0,

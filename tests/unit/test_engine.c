@@ -70,7 +70,7 @@ TEST(submit_validates_and_stages_in_batches)
     CHECK_EQ_INT(submit_commit(s, &j), -SLUICE_E_EMPTY_JOB);
     CHECK_EQ_INT(add_n(s, 0, 50, 0), 0);
     CHECK_EQ_INT(submit_count(s), 50);
-    CHECK_EQ_INT(submit_commit(s, &j), 0);
+    CHECK_EQ_INT(submit_commit(s, &j), 1);
     CHECK_EQ_INT(j.counts.total, 50);
     CHECK_EQ_INT(j.counts.pending, 50);
     CHECK_EQ_INT(j.status, JOB_NOT_STARTED);
@@ -120,14 +120,14 @@ TEST(engine_processes_noop_and_upsert_jobs)
     CHECK_EQ_INT(add_n(a, 0, 3000, 0), 0);
     struct store_job ja;
     memset(&ja, 0, sizeof ja);
-    CHECK_EQ_INT(submit_commit(a, &ja), 0);
+    CHECK_EQ_INT(submit_commit(a, &ja), 1);
     /* Same-ref items (5 refs over 500 items) must be applied in input order. */
     struct submit *b = submit_new(st, "t1", 1000);
     CHECK_EQ_INT(submit_set_workflow(b, "products.upsert"), 0);
     CHECK_EQ_INT(add_n(b, 0, 500, 5), 0);
     struct store_job jb;
     memset(&jb, 0, sizeof jb);
-    CHECK_EQ_INT(submit_commit(b, &jb), 0);
+    CHECK_EQ_INT(submit_commit(b, &jb), 1);
     engine_notify(eng);
 
     CHECK_EQ_INT(wait_job(st, "t1", ja.id, &ja), JOB_SUCCEEDED);
@@ -172,7 +172,7 @@ TEST(items_without_data_fail_and_job_fails_when_all_do)
     }
     struct store_job j;
     memset(&j, 0, sizeof j);
-    CHECK_EQ_INT(submit_commit(s, &j), 0);
+    CHECK_EQ_INT(submit_commit(s, &j), 1);
     engine_notify(eng);
     CHECK_EQ_INT(wait_job(st, "t1", j.id, &j), JOB_FAILED);
     CHECK_EQ_INT(j.counts.failed, 10);

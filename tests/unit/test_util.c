@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/workflow.h"
+#include "engine/wfdef.h"
 #include "testhelp.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -85,22 +85,33 @@ TEST(error_table_lookups)
 
 TEST(workflow_names_resolve)
 {
-    struct workflow w;
-    CHECK_EQ_INT(workflow_resolve("noop", &w), 0);
-    CHECK_EQ_INT(w.kind, WORKFLOW_NOOP);
-    CHECK_EQ_INT(workflow_resolve("products.upsert", &w), 0);
-    CHECK_EQ_INT(w.kind, WORKFLOW_DOC);
-    CHECK_EQ_INT(w.op, STORE_OP_UPSERT);
-    CHECK_EQ_STR(w.collection, "products");
-    CHECK_EQ_INT(workflow_resolve("a-b_c.patch", &w), 0);
-    CHECK_EQ_INT(w.op, STORE_OP_PATCH);
-    CHECK_EQ_INT(workflow_resolve("x.delete", &w), 0);
-    CHECK_EQ_INT(w.op, STORE_OP_DELETE);
-    CHECK_EQ_INT(workflow_resolve("products.frobnicate", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
-    CHECK_EQ_INT(workflow_resolve(".upsert", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
-    CHECK_EQ_INT(workflow_resolve("pro ducts.upsert", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
-    CHECK_EQ_INT(workflow_resolve("upsert", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
-    CHECK_EQ_INT(workflow_resolve("", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
+    struct wfdef *w = NULL;
+    CHECK_EQ_INT(wfdef_builtin("noop", &w), 0);
+    CHECK_EQ_INT(w->nsteps, 1);
+    CHECK_EQ_INT(w->steps[0].type, STEP_NOOP);
+    wfdef_free(w);
+    CHECK_EQ_INT(wfdef_builtin("products.upsert", &w), 0);
+    CHECK_EQ_INT(w->steps[0].type, STEP_UPSERT);
+    CHECK_EQ_STR(w->steps[0].collection, "products");
+    CHECK(w->builtin);
+    wfdef_free(w);
+    CHECK_EQ_INT(wfdef_builtin("a-b_c.patch", &w), 0);
+    CHECK_EQ_INT(w->steps[0].type, STEP_PATCH);
+    wfdef_free(w);
+    CHECK_EQ_INT(wfdef_builtin("x.delete", &w), 0);
+    CHECK_EQ_INT(w->steps[0].type, STEP_DELETE);
+    wfdef_free(w);
+    CHECK_EQ_INT(wfdef_builtin("products.frobnicate", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
+    CHECK_EQ_INT(wfdef_builtin(".upsert", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
+    CHECK_EQ_INT(wfdef_builtin("pro ducts.upsert", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
+    CHECK_EQ_INT(wfdef_builtin("upsert", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
+    CHECK_EQ_INT(wfdef_builtin("", &w), -SLUICE_E_UNKNOWN_WORKFLOW);
+    CHECK(wfdef_name_valid("orders.sync"));
+    CHECK(wfdef_name_valid("push-products"));
+    CHECK(!wfdef_name_valid("noop"));
+    CHECK(!wfdef_name_valid("products.upsert"));
+    CHECK(!wfdef_name_valid("a b"));
+    CHECK(!wfdef_name_valid(""));
 }
 
 int main(void)

@@ -1,0 +1,146 @@
+/* hook.h - inbound webhook entry points: definition, signature check, payload to items.
+ *
+ * A tenant defines an entry point with PUT /v1/hooks/{name}:
+ *
+ *   {"workflow": "products.upsert",          required, non-empty (<= 160 bytes); the
+ *                                            caller checks that it exists
+ *    "secrets": ["whsec_...", ...],          required, 1..5 strings of 16..1024 bytes
+ *                                            (several while a secret is rotated)
+ *    "signatureHeader": "Sluice-Signature",  optional, an HTTP header name (token, <= 64)
+ *    "toleranceSeconds": 300,                optional, 1..86400
+ *    "eventIdHeader": "Webhook-Id",          optional, header carrying the event id
+ *    "eventIdFrom": "id",                    optional, dotted path in the payload giving
+ *                                            the event id when the header is absent
+ *    "items": {"from": "body"}               optional (the default): the body is one item
+ *           | {"from": "path", "path": "orders"}   the array at a dotted path; "" or no
+ *                                            "path": the body itself must be an array
+ *    "refFrom": "id"}                        required, dotted path inside each item
+ *
+ * Dotted paths ("order.lines.0.sku") walk object keys; a segment of decimal digits
+ * applied to an array indexes it. Segments are non-empty (so a key containing a '.'
+ * cannot be addressed); a path is at most 256 bytes.
+ *
+ * External systems then POST to /v1/hooks/{name}/events without an API key; the HTTP
+ * layer authenticates the request with hook_verify() over the raw body and turns it into
+ * a job of the hook's workflow with hook_items().
+ *
+ * Signatures (the scheme of Stripe / Standard Webhooks):
+ *   Sluice-Signature: t=1767225600,v1=<hex HMAC-SHA256>[,v1=<hex>...]
+ * elements in any order, whitespace around them and around '=' ignored, empty elements
+ * and unknown schemes ("v0=...") ignored. The MAC is HMAC-SHA256(secret, "<t>.<raw body>")
+ * with t written in decimal without leading zeros, as sent. A request passes when the
+ * timestamp is within +-toleranceSeconds of now and any v1 value matches the MAC under
+ * any of the hook's secrets (constant-time compare).
+ *
+ * Replay detection is the caller's: hook_items() reports the event id (from the
+ * eventIdHeader value, else from eventIdFrom in the payload). When neither yields an id
+ * the event id is "" and replays inside the tolerance window cannot be detected; tenants
+ * should configure one of them.
+ *
+ * A compiled hook is immutable and may be shared between threads; every function here
+ * is thread-safe for distinct output arguments. */
+#ifndef SLUICE_HOOK_H
+#define SLUICE_HOOK_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HOOK_SECRETS_MAX 5
+#define HOOK_SECRET_MIN 16
+#define HOOK_SECRET_MAX 1024
+#define HOOK_TOLERANCE_DEFAULT 300
+#define HOOK_DEFAULT_SIGNATURE_HEADER "Sluice-Signature"
+#define HOOK_DEFAULT_EVENT_ID_HEADER "Webhook-Id"
+/* Size of the event id buffer of hook_items(), NUL included: ids are 1..127 bytes. */
+#define HOOK_EVENT_ID_SIZE 128
+/* Longest signature header hook_verify() parses; longer ones are malformed. */
+#define HOOK_SIG_HEADER_MAX 4096
+/* Most v1 values one signature header may carry (more: malformed). */
+#define HOOK_SIG_V1_MAX 8
+
+struct hook;
+
+/* One item of an event; strings are heap-owned by the array (hook_items_free). */
+struct hook_item {
+    char *ref; /* NUL-terminated UTF-8, 1..256 bytes, no NUL inside */
+    size_t ref_len;
+    char *data; /* compact JSON text of the item, NUL-terminated */
+    size_t data_len;
+};
+
+/* A parsed signature header (see above). */
+struct hook_sig {
+    int64_t t;                             /* seconds since the epoch, >= 0 */
+    size_t nv1;                            /* 1..HOOK_SIG_V1_MAX */
+    unsigned char v1[HOOK_SIG_V1_MAX][32]; /* decoded MACs */
+};
+
+/* Compiles the definition def (borrowed; not kept). On success returns 0 and [out] *out
+ * (free with hook_free). On an invalid definition returns -SLUICE_E_INVALID_FIELD, writes
+ * a message to err and the offending location to target ("secrets[1]", "items.path",
+ * an unknown key's name; "" for the whole definition). err / target may be NULL when
+ * their length is 0. */
+int hook_compile(json_t *def, struct hook **out, char *err, size_t errlen, char *target,
+                 size_t targetlen);
+/* Frees h; NULL is a no-op. */
+void hook_free(struct hook *h);
+
+/* Accessors; the strings live as long as h. */
+const char *hook_workflow(const struct hook *h);
+const char *hook_signature_header(const struct hook *h);
+const char *hook_event_id_header(const struct hook *h);
+int64_t hook_tolerance_seconds(const struct hook *h);
+
+/* A copy of the (stored, normally valid) definition def for GET responses, with each
+ * secret replaced by a mask that keeps the "whsec_" prefix if present and the last 4
+ * characters ("whsec_****abcd", "****abcd"); secrets of 8 characters or fewer, and
+ * non-string entries, become "****". The secret itself never appears. Returns a new
+ * reference (caller json_decref()s), or NULL when def is not an object or jansson
+ * fails to allocate. */
+json_t *hook_redact(json_t *def);
+
+/* Parses a signature header value into [out] sig. Returns 0, or -SLUICE_E_UNAUTHORIZED
+ * with a message in err when it is missing (NULL), longer than HOOK_SIG_HEADER_MAX,
+ * lacks "t" or a v1 value, repeats "t", has an element without '=', a bad timestamp
+ * (not decimal digits, leading zero, > 18 digits) or a v1 value that is not 64 hex
+ * digits, or carries more than HOOK_SIG_V1_MAX v1 values. */
+int hook_sig_parse(const char *header_value, struct hook_sig *sig, char *err, size_t errlen);
+
+/* Writes into out_hex the lowercase hex HMAC-SHA256 of "<t>.<body>" under secret
+ * (NUL-terminated) and NUL-terminates it. For tests and clients. Returns 0, or
+ * -SLUICE_E_INTERNAL if OpenSSL fails (out_hex is then ""). */
+int hook_sign(const char *secret, int64_t t, const char *body, size_t len, char out_hex[65]);
+
+/* Verifies the signature header value (NULL when the header is absent) over the raw
+ * body at time now_s (seconds since the epoch). Returns 0 when it passes, otherwise
+ * -SLUICE_E_UNAUTHORIZED with one of the messages "missing signature header",
+ * "malformed signature header: ...", "signature timestamp outside the tolerance window",
+ * "no signature matches" in err (err may be NULL when errlen is 0). -SLUICE_E_INTERNAL
+ * if OpenSSL fails. */
+int hook_verify(const struct hook *h, const char *header_value, const char *body, size_t len,
+                int64_t now_s, char *err, size_t errlen);
+
+/* Turns an event body into items. The body must pass ingest_validate_json() (depth 64),
+ * like a bulk submit; it is then parsed with jansson and the items extracted as the hook
+ * defines. [out] *items (a heap array of *n items; free with hook_items_free) and
+ * [out] event_id_out (HOOK_EVENT_ID_SIZE bytes): the value of the eventIdHeader header,
+ * passed as event_id_header (NULL when absent), else the string or integer found at
+ * eventIdFrom in the payload, else "" (no replay detection possible).
+ * Returns 0, or with a message in err (which names the item, e.g. "items[3].ref: ...")
+ * and *items = NULL, *n = 0, event_id_out = "":
+ *   -SLUICE_E_INVALID_REQUEST  event_id_header given but not 1..127 printable ASCII bytes
+ *   -SLUICE_E_INVALID_JSON     the body is not valid JSON
+ *   -SLUICE_E_INVALID_FIELD    the items path is missing or not an array, or the value at
+ *                              eventIdFrom is present but not a string / integer of 1..127
+ *                              printable ASCII bytes (absent: event id "")
+ *   -SLUICE_E_EMPTY_JOB        no items
+ *   -SLUICE_E_INVALID_ITEM     an item's ref is missing, not a string or integer, empty,
+ *                              longer than 256 bytes or contains NUL */
+int hook_items(const struct hook *h, const char *body, size_t len, struct hook_item **items,
+               size_t *n, char *event_id_out, const char *event_id_header, char *err,
+               size_t errlen);
+/* Frees an array from hook_items(); NULL is a no-op. */
+void hook_items_free(struct hook_item *items, size_t n);
+
+#endif

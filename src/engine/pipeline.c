@@ -1,0 +1,603 @@
+/* pipeline.c - running items through a workflow's steps; see pipeline.h. */
+#include "engine/pipeline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "outbound/outbound.h"
+#include "steps/map.h"
+#include "steps/path.h"
+#include "steps/schema.h"
+#include "steps/template.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/ids.h"
+#include "util/xmalloc.h"
+
+/* One item's trip through the pipeline. */
+struct pstate {
+    const struct pipeline_item *in;
+    struct pipeline_result *out;
+    json_t *ctx;      /* {"data","ref","job","index","steps"}; NULL until a step needs it */
+    int dirty;        /* a map step changed data: doc ops and bodies use ctx.data */
+    int live;         /* not failed or skipped yet */
+    struct buf ev;    /* the events array's elements, comma-separated */
+    json_t *warnings; /* array or NULL */
+    size_t capops;
+};
+
+struct run {
+    const struct pipeline_env *env;
+    const struct wfdef *w;
+    const char *tenant, *job_id;
+    enum pipeline_mode mode;
+    struct pstate *ps;
+    size_t n;
+    struct store_step_count *counts;
+    char run_id[32]; /* idempotency keys of synchronous runs */
+};
+
+/* ---- context and events ------------------------------------------------------------ */
+
+static json_t *ctx_of(struct run *r, struct pstate *p)
+{
+    if (p->ctx)
+        return p->ctx;
+    json_t *data = NULL;
+    if (p->in->data) {
+        json_error_t e;
+        data = json_loadb(p->in->data, p->in->data_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    }
+    if (!data)
+        data = json_null();
+    p->ctx = json_pack("{s:o,s:s,s:s?,s:I,s:{}}", "data", data, "ref", p->in->ref, "job",
+                       r->job_id, "index", (json_int_t)p->in->index, "steps");
+    return p->ctx;
+}
+
+static void set_output(struct run *r, struct pstate *p, const char *step, json_t *v /* stolen */)
+{
+    json_object_set_new(json_object_get(ctx_of(r, p), "steps"), step, v);
+}
+
+/* Appends one event. extra (stolen, may be NULL) adds fields (http details, violations). */
+static void event(struct pstate *p, int64_t at, const char *stage, const struct step_def *s,
+                  int attempt, const char *level, const char *code, const char *msg,
+                  int64_t dur_ms, json_t *extra)
+{
+    char ts[25];
+    struct buf *b = &p->ev;
+    buf_printf(b, "%s{\"at\":\"%s\",\"stage\":\"%s\",", b->len ? "," : "", clock_fmt_ms(at, ts),
+               stage);
+    if (s)
+        buf_printf(b, "\"step\":\"%s\",\"type\":\"%s\",", s->name, wfdef_step_type_name(s->type));
+    if (attempt > 0)
+        buf_printf(b, "\"attempt\":%d,", attempt);
+    buf_printf(b, "\"level\":\"%s\",\"code\":\"%s\",\"message\":", level, code);
+    buf_json_str(b, msg, strlen(msg));
+    if (dur_ms >= 0)
+        buf_printf(b, ",\"durationMs\":%lld", (long long)dur_ms);
+    if (extra) {
+        char *x = json_dumps(extra, JSON_COMPACT);
+        if (x && x[0] == '{' && x[1] != '}') {
+            buf_putc(b, ',');
+            buf_append(b, x + 1, strlen(x) - 2);
+        }
+        free(x);
+        json_decref(extra);
+    }
+    buf_putc(b, '}');
+}
+
+static void pass(struct run *r, struct pstate *p, size_t k, int64_t start, const char *code,
+                 const char *msg, json_t *extra)
+{
+    r->counts[k].passed++;
+    event(p, start, "step", &r->w->steps[k], p->in->attempt, "info", code, msg,
+          clock_now_ms() - start, extra);
+}
+
+/* A step failed for this item: its onError decides what happens to the item. */
+static void step_error(struct run *r, struct pstate *p, size_t k, int64_t start, int err,
+                       const char *code, const char *msg, json_t *extra)
+{
+    const struct step_def *s = &r->w->steps[k];
+    if (!code)
+        code = sluice_err_code(err);
+    if (s->on_error == ON_ERROR_CONTINUE) {
+        r->counts[k].failed++;
+        if (!p->warnings)
+            p->warnings = json_array();
+        json_array_append_new(p->warnings,
+                              json_pack("{s:s,s:s,s:s}", "step", s->name, "code", code, "message", msg));
+        event(p, start, "step", s, p->in->attempt, "warn", code, msg, clock_now_ms() - start, extra);
+        return;
+    }
+    int skip = s->on_error == ON_ERROR_SKIP;
+    if (skip)
+        r->counts[k].skipped++;
+    else
+        r->counts[k].failed++;
+    event(p, start, "step", s, p->in->attempt, skip ? "warn" : "error", code, msg,
+          clock_now_ms() - start, extra);
+    p->live = 0;
+    p->out->status = skip ? ITEM_SKIPPED : ITEM_FAILED;
+    p->out->error_code = xstrdup(code);
+    p->out->error_message = xstrdup(msg);
+    p->out->failed_step = xstrdup(s->name);
+}
+
+/* ---- simple steps ------------------------------------------------------------------ */
+
+static void run_validate(struct run *r, struct pstate *p, size_t k)
+{
+    const struct step_def *s = &r->w->steps[k];
+    int64_t start = clock_now_ms();
+    json_t *data = json_object_get(ctx_of(r, p), "data");
+    json_t *v = json_array();
+    int nv = schema_validate(s->schema, data, v);
+    if (nv <= 0) {
+        json_decref(v);
+        pass(r, p, k, start, "Valid", "data matches the schema", NULL);
+        return;
+    }
+    struct buf m = BUF_INIT;
+    buf_printf(&m, "%d schema violation%s: ", nv, nv == 1 ? "" : "s");
+    size_t i;
+    json_t *x;
+    json_array_foreach(v, i, x) {
+        if (i == 5) {
+            buf_puts(&m, "; ...");
+            break;
+        }
+        buf_printf(&m, "%s%s: %s", i ? "; " : "",
+                   json_string_length(json_object_get(x, "pointer"))
+                       ? json_string_value(json_object_get(x, "pointer"))
+                       : "(root)",
+                   json_string_value(json_object_get(x, "message")));
+    }
+    step_error(r, p, k, start, SLUICE_E_VALIDATION_FAILED, NULL, buf_cstr(&m),
+               json_pack("{s:o}", "violations", v));
+    buf_release(&m);
+}
+
+static void run_map(struct run *r, struct pstate *p, size_t k)
+{
+    char err[256];
+    int64_t start = clock_now_ms();
+    if (map_apply(r->w->steps[k].map, ctx_of(r, p), err, sizeof err) < 0) {
+        step_error(r, p, k, start, SLUICE_E_MAP_FAILED, NULL, err, NULL);
+        return;
+    }
+    p->dirty = 1;
+    pass(r, p, k, start, "Mapped", "data reshaped", NULL);
+}
+
+/* ---- document steps ---------------------------------------------------------------- */
+
+/* The ref a document step works on: the item's, or read from refFrom. */
+static int doc_ref(struct run *r, struct pstate *p, const struct step_def *s, char *out, size_t len,
+                   char *err, size_t errlen)
+{
+    if (!s->ref_from) {
+        snprintf(out, len, "%s", p->in->ref);
+        return 0;
+    }
+    json_t *v = path_get(ctx_of(r, p), s->ref_from);
+    if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= 256 &&
+        !memchr(json_string_value(v), 0, json_string_length(v))) {
+        snprintf(out, len, "%s", json_string_value(v));
+        return 0;
+    }
+    if (json_is_integer(v)) {
+        snprintf(out, len, "%lld", (long long)json_integer_value(v));
+        return 0;
+    }
+    snprintf(err, errlen, "refFrom %s is missing or not a string of 1 to 256 bytes", s->ref_from);
+    return -1;
+}
+
+static void run_doc(struct run *r, struct pstate *p, size_t k)
+{
+    const struct step_def *s = &r->w->steps[k];
+    enum store_op op = wfdef_step_store_op(s->type);
+    int64_t start = clock_now_ms();
+    char ref[300], err[300], msg[700];
+    if (doc_ref(r, p, s, ref, sizeof ref, err, sizeof err) < 0) {
+        step_error(r, p, k, start, SLUICE_E_INVALID_DATA, NULL, err, NULL);
+        return;
+    }
+    /* The document body: the item's raw bytes unless a step changed data. */
+    char *body = NULL;
+    size_t body_len = 0;
+    if (op != STORE_OP_DELETE) {
+        if (p->dirty) {
+            body = json_dumps(json_object_get(p->ctx, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+            body_len = body ? strlen(body) : 0;
+        } else if (!p->in->data) {
+            step_error(r, p, k, start, SLUICE_E_INVALID_DATA, NULL, "item has no data to apply",
+                       NULL);
+            return;
+        }
+    }
+    if (r->mode == PIPELINE_IMMEDIATE) {
+        struct store_doc d;
+        memset(&d, 0, sizeof d);
+        int created = 0;
+        int rc = store_doc_write(r->env->st, r->tenant, s->collection, ref, op,
+                                 body ? body : p->in->data, body ? body_len : p->in->data_len, -1,
+                                 &d, &created);
+        free(body);
+        if (rc < 0) {
+            snprintf(msg, sizeof msg, "%s/%s: %s", s->collection, ref, sluice_err_message(rc));
+            step_error(r, p, k, start, rc, NULL, msg, NULL);
+            return;
+        }
+        set_output(r, p, s->name,
+                   json_pack("{s:s,s:s,s:I,s:b}", "collection", s->collection, "ref", ref,
+                             "version", (json_int_t)d.version, "created", created));
+        snprintf(msg, sizeof msg, "%s/%s version %lld", s->collection, ref, (long long)d.version);
+        store_doc_release(&d);
+        pass(r, p, k, start, "VersionWritten", msg, NULL);
+        return;
+    }
+    /* Deferred: applied with the outcome. A patch or delete of a missing document is
+     * caught now, so the item fails at its own step (before any later http step, and
+     * with the step counts right); only a concurrent delete can still make the op
+     * fail when it is applied. */
+    if (op == STORE_OP_PATCH || op == STORE_OP_DELETE) {
+        int earlier = 0; /* an earlier op of this item creates it */
+        for (size_t i = 0; i < p->out->nops; i++)
+            if (!strcmp(p->out->ops[i].collection, s->collection) && !strcmp(p->out->ops[i].ref, ref))
+                earlier = p->out->ops[i].op != STORE_OP_DELETE;
+        struct store_doc d;
+        memset(&d, 0, sizeof d);
+        int rc = earlier ? 1 : store_doc_get(r->env->st, r->tenant, s->collection, ref, &d);
+        store_doc_release(&d);
+        if (rc == 0) {
+            free(body);
+            snprintf(msg, sizeof msg, "%s/%s does not exist", s->collection, ref);
+            step_error(r, p, k, start, SLUICE_E_DOCUMENT_NOT_FOUND, NULL, msg, NULL);
+            return;
+        }
+    }
+    if (p->out->nops == p->capops) {
+        p->capops = p->capops ? p->capops * 2 : 2;
+        p->out->ops = xrealloc(p->out->ops, p->capops * sizeof *p->out->ops);
+    }
+    struct store_doc_op *o = &p->out->ops[p->out->nops++];
+    memset(o, 0, sizeof *o);
+    o->op = op;
+    o->collection = s->collection;
+    o->ref = xstrdup(ref);
+    o->data = body; /* NULL: the item's stored data */
+    o->data_len = body_len;
+    o->step = s->name;
+    if (!r->w->builtin)
+        set_output(r, p, s->name,
+                   json_pack("{s:s,s:s,s:s}", "collection", s->collection, "ref", ref, "op",
+                             wfdef_step_type_name(s->type)));
+    if (r->w->builtin) { /* the store's VersionWritten event tells the rest */
+        r->counts[k].passed++;
+        return;
+    }
+    snprintf(msg, sizeof msg, "%s/%s: %s is applied with the item's outcome", s->collection, ref,
+             wfdef_step_type_name(s->type));
+    pass(r, p, k, start, "Queued", msg, NULL);
+}
+
+/* ---- http steps -------------------------------------------------------------------- */
+
+/* A context that also shows secrets, for URL and header templates only. */
+static json_t *secret_ctx(struct run *r, struct pstate *p)
+{
+    json_t *c = json_copy(ctx_of(r, p)); /* shallow: shares data and steps */
+    json_object_set_new(c, "secrets", r->env->secrets ? json_incref(r->env->secrets) : json_object());
+    return c;
+}
+
+/* Replaces every secret value in s by "***" (URLs recorded in events). */
+static char *mask_secrets(const struct run *r, const char *s)
+{
+    struct buf b = BUF_INIT;
+    buf_puts(&b, s);
+    const char *k;
+    json_t *v;
+    if (r->env->secrets)
+        json_object_foreach(r->env->secrets, k, v) {
+            const char *sec = json_string_value(v);
+            size_t sl = sec ? strlen(sec) : 0;
+            if (sl < 4)
+                continue;
+            char *hit;
+            while ((hit = strstr(b.data, sec)) != NULL) {
+                size_t off = (size_t)(hit - b.data);
+                struct buf nb = BUF_INIT;
+                buf_append(&nb, b.data, off);
+                buf_puts(&nb, "***");
+                buf_puts(&nb, hit + sl);
+                buf_release(&b);
+                b = nb;
+            }
+        }
+    return buf_detach(&b, NULL);
+}
+
+struct hreq {
+    struct pstate *p;
+    char *url, *body, *key;
+    char **headers; /* NULL-terminated */
+    size_t nheaders;
+    int64_t start;
+};
+
+static void hreq_release(struct hreq *h)
+{
+    free(h->url);
+    free(h->body);
+    free(h->key);
+    for (size_t i = 0; i < h->nheaders; i++)
+        free(h->headers[i]);
+    free(h->headers);
+}
+
+/* Renders one item's request; -1 after reporting the template error. */
+static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *h)
+{
+    const struct step_def *s = &r->w->steps[k];
+    char err[256];
+    struct buf b = BUF_INIT;
+    h->p = p;
+    h->start = clock_now_ms();
+    json_t *sctx = secret_ctx(r, p);
+    int rc = template_render(s->url, sctx, 1, &b, err, sizeof err);
+    if (rc < 0)
+        goto bad;
+    h->url = buf_detach(&b, NULL);
+    size_t nh = s->headers ? json_object_size(s->headers) : 0;
+    h->headers = xcalloc(nh + 2, sizeof *h->headers);
+    const char *name;
+    json_t *tpl;
+    int has_ct = 0;
+    if (s->headers)
+        json_object_foreach(s->headers, name, tpl) {
+            buf_printf(&b, "%s: ", name);
+            if ((rc = template_render(json_string_value(tpl), sctx, 0, &b, err, sizeof err)) < 0)
+                goto bad;
+            if (strpbrk(b.data, "\r\n")) {
+                snprintf(err, sizeof err, "header %s renders to a value with a line break", name);
+                rc = -1;
+                goto bad;
+            }
+            has_ct |= !strcasecmp(name, "Content-Type");
+            h->headers[h->nheaders++] = buf_detach(&b, NULL);
+        }
+    if (strcmp(s->method, "GET") && strcmp(s->method, "DELETE")) {
+        if (s->body) {
+            json_t *v = template_eval(s->body, ctx_of(r, p), err, sizeof err);
+            if (!v) {
+                rc = -1;
+                goto bad;
+            }
+            h->body = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            json_decref(v);
+        } else if (!p->dirty && p->in->data) {
+            h->body = xstrndup(p->in->data, p->in->data_len);
+        } else {
+            h->body = json_dumps(json_object_get(ctx_of(r, p), "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+        }
+        if (!has_ct)
+            h->headers[h->nheaders++] = xstrdup("Content-Type: application/json");
+    }
+    if (r->job_id)
+        h->key = xasprintf("%s:%lld:%s", r->job_id, (long long)p->in->index, s->name);
+    else
+        h->key = xasprintf("%s:%s", r->run_id, s->name);
+    json_decref(sctx);
+    return 0;
+bad:
+    json_decref(sctx);
+    buf_release(&b);
+    step_error(r, p, k, h->start, SLUICE_E_TEMPLATE_ERROR, NULL, err, NULL);
+    return -1;
+}
+
+static json_t *response_body(const struct outbound_response *resp)
+{
+    if (!resp->body || !resp->body_len)
+        return json_null();
+    if (!resp->body_truncated && resp->content_type && strstr(resp->content_type, "json")) {
+        json_error_t e;
+        json_t *v = json_loadb(resp->body, resp->body_len, JSON_DECODE_ANY, &e);
+        if (v)
+            return v;
+    }
+    return json_stringn_nocheck(resp->body, resp->body_len);
+}
+
+static void http_finish(struct run *r, size_t k, struct hreq *h, const struct outbound_response *resp)
+{
+    const struct step_def *s = &r->w->steps[k];
+    struct pstate *p = h->p;
+    char *masked = mask_secrets(r, h->url);
+    char msg[600];
+    json_t *extra = json_pack("{s:s,s:s,s:i,s:I,s:I,s:i}", "method", s->method, "url", masked,
+                              "status", resp->status, "latencyMs", (json_int_t)resp->latency_ms,
+                              "totalMs", (json_int_t)resp->total_ms, "attempts", resp->attempts);
+    if (resp->error) {
+        int err = resp->failure == OUTBOUND_NOT_ALLOWED ? SLUICE_E_TARGET_NOT_ALLOWED
+                                                         : SLUICE_E_UPSTREAM_UNAVAILABLE;
+        json_object_set_new(extra, "failure", json_string(outbound_failure_name(resp->failure)));
+        snprintf(msg, sizeof msg, "%s %s: %s", s->method, masked, resp->message);
+        step_error(r, p, k, h->start, err, NULL, msg, extra);
+    } else {
+        json_t *out = json_pack("{s:i,s:o,s:{s:s?,s:s?}}", "status", resp->status, "body",
+                                response_body(resp), "headers", "content-type",
+                                resp->content_type, "location", resp->location);
+        set_output(r, p, s->name, out);
+        if (resp->status >= 200 && resp->status < 300) {
+            snprintf(msg, sizeof msg, "%s %s answered %d", s->method, masked, resp->status);
+            pass(r, p, k, h->start, "Delivered", msg, extra);
+        } else {
+            snprintf(msg, sizeof msg, "%s %s answered %d%s", s->method, masked, resp->status,
+                     resp->attempts > 1 ? " after retries" : "");
+            step_error(r, p, k, h->start, SLUICE_E_UPSTREAM_ERROR, NULL, msg, extra);
+        }
+    }
+    free(masked);
+}
+
+static void run_http(struct run *r, size_t k)
+{
+    const struct step_def *s = &r->w->steps[k];
+    struct hreq *hs = xcalloc(r->n ? r->n : 1, sizeof *hs);
+    size_t m = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (!r->ps[i].live)
+            continue;
+        if (http_prepare(r, k, &r->ps[i], &hs[m]) == 0) {
+            m++;
+        } else {
+            hreq_release(&hs[m]);
+            memset(&hs[m], 0, sizeof hs[m]);
+        }
+    }
+    if (m == 0) {
+        free(hs);
+        return;
+    }
+    struct outbound_request *reqs = xcalloc(m, sizeof *reqs);
+    struct outbound_response *resps = xcalloc(m, sizeof *resps);
+    for (size_t i = 0; i < m; i++) {
+        reqs[i].method = s->method;
+        reqs[i].url = hs[i].url;
+        reqs[i].headers = (const char *const *)hs[i].headers;
+        reqs[i].body = hs[i].body;
+        reqs[i].body_len = hs[i].body ? strlen(hs[i].body) : 0;
+        reqs[i].timeout_ms = s->timeout_ms;
+        reqs[i].max_attempts = s->max_attempts;
+        reqs[i].backoff_ms = s->backoff_ms;
+        reqs[i].max_backoff_ms = s->max_backoff_ms;
+        reqs[i].idempotency_key = hs[i].key;
+    }
+    if (r->env->ob) {
+        outbound_run(r->env->ob, reqs, resps, m);
+    } else {
+        for (size_t i = 0; i < m; i++) {
+            resps[i].error = -SLUICE_E_UPSTREAM_UNAVAILABLE;
+            snprintf(resps[i].message, sizeof resps[i].message, "outbound calls are disabled");
+        }
+    }
+    for (size_t i = 0; i < m; i++) {
+        http_finish(r, k, &hs[i], &resps[i]);
+        outbound_response_release(&resps[i]);
+        hreq_release(&hs[i]);
+    }
+    free(reqs);
+    free(resps);
+    free(hs);
+}
+
+/* ---- the driver ---------------------------------------------------------------------- */
+
+void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const char *tenant,
+                  const char *job_id, enum pipeline_mode mode, const struct pipeline_item *items,
+                  size_t n, struct pipeline_result *res, struct store_step_count *counts)
+{
+    struct run r = {env, w, tenant, job_id, mode, NULL, n, counts, {0}};
+    if (!job_id)
+        ids_random("run_", 20, r.run_id);
+    r.ps = xcalloc(n ? n : 1, sizeof *r.ps);
+    for (size_t k = 0; k < w->nsteps; k++) {
+        counts[k].step = w->steps[k].name;
+        counts[k].passed = counts[k].failed = counts[k].skipped = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct pstate *p = &r.ps[i];
+        memset(&res[i], 0, sizeof res[i]);
+        p->in = &items[i];
+        p->out = &res[i];
+        p->live = 1;
+        res[i].status = ITEM_SUCCEEDED;
+        buf_init(&p->ev);
+        if (env->claimed_at) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "claimed by worker %u (attempt %d)", env->worker,
+                     items[i].attempt);
+            event(p, env->claimed_at, "claim", NULL, 0, "info", "Claimed", msg, -1, NULL);
+        }
+    }
+    for (size_t k = 0; k < w->nsteps; k++) {
+        const struct step_def *s = &w->steps[k];
+        if (mode == PIPELINE_VALIDATE && s->type != STEP_VALIDATE)
+            continue;
+        if (s->type == STEP_HTTP) {
+            run_http(&r, k);
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            struct pstate *p = &r.ps[i];
+            if (!p->live)
+                continue;
+            int64_t start = clock_now_ms();
+            switch (s->type) {
+            case STEP_NOOP:
+                pass(&r, p, k, start, "Succeeded", "noop: nothing to apply", NULL);
+                break;
+            case STEP_FAIL:
+                step_error(&r, p, k, start, SLUICE_E_STEP_FAILED, s->fail_code, s->fail_message,
+                           NULL);
+                break;
+            case STEP_VALIDATE:
+                run_validate(&r, p, k);
+                break;
+            case STEP_MAP:
+                run_map(&r, p, k);
+                break;
+            default:
+                run_doc(&r, p, k);
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct pstate *p = &r.ps[i];
+        struct buf ev = BUF_INIT;
+        buf_putc(&ev, '[');
+        buf_append(&ev, p->ev.data ? p->ev.data : "", p->ev.len);
+        buf_putc(&ev, ']');
+        res[i].events = buf_detach(&ev, NULL);
+        buf_release(&p->ev);
+        if (p->warnings) {
+            res[i].warnings = json_dumps(p->warnings, JSON_COMPACT);
+            json_decref(p->warnings);
+        }
+        json_t *steps = p->ctx ? json_object_get(p->ctx, "steps") : NULL;
+        if (!w->builtin && steps && json_object_size(steps)) {
+            json_t *o = json_pack("{s:O}", "steps", steps);
+            res[i].result = json_dumps(o, JSON_COMPACT);
+            json_decref(o);
+        }
+        json_decref(p->ctx);
+    }
+    free(r.ps);
+}
+
+void pipeline_result_release(struct pipeline_result *r)
+{
+    free(r->error_code);
+    free(r->error_message);
+    free(r->failed_step);
+    free(r->result);
+    free(r->events);
+    free(r->warnings);
+    for (size_t i = 0; i < r->nops; i++) {
+        free((char *)r->ops[i].ref);
+        free((char *)r->ops[i].data);
+    }
+    free(r->ops);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,75 @@
+/* pipeline.h - runs a batch of items through a workflow's steps.
+ *
+ * DESIGN
+ * Steps run stage by stage over the whole batch: every live item passes step 1,
+ * then step 2, ... so an http step sends the batch's requests together (libcurl
+ * multi, src/outbound) instead of one at a time. Each item carries a context
+ * {"data", "ref", "job", "index", "steps": {name: output}} that templates read;
+ * data is parsed lazily (only steps that look at it pay for JSON parsing), so the
+ * built-in one-step workflows stay as fast as before.
+ *
+ * Document steps (upsert/patch/delete) depend on the mode:
+ *   PIPELINE_DEFERRED   (jobs) the op is returned in the result and applied by
+ *                       store_complete in the transaction that records the item's
+ *                       outcome, so a re-run after a crash never applies it twice.
+ *                       When a later step calls out (http), the op is checked first
+ *                       (a patch or delete of a missing document fails the item at
+ *                       its own step, before anything is sent).
+ *   PIPELINE_IMMEDIATE  (POST /v1/workflows/{name}:run) the op is applied at once.
+ *   PIPELINE_VALIDATE   only validate steps run; nothing is stored or called.
+ *
+ * On a step error the step's onError decides: fail (item Failed), skip (item
+ * Skipped, later steps do not run) or continue (a warning; the item goes on).
+ * Every step appends an event to the item (step, type, attempt, start, duration,
+ * outcome; for http also method, URL with secrets masked, status, latency). */
+#ifndef SLUICE_PIPELINE_H
+#define SLUICE_PIPELINE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/wfdef.h"
+#include "store/store.h"
+
+struct outbound;
+
+enum pipeline_mode { PIPELINE_DEFERRED, PIPELINE_IMMEDIATE, PIPELINE_VALIDATE };
+
+struct pipeline_env {
+    struct store *st;
+    struct outbound *ob; /* NULL: http steps fail with UpstreamUnavailable */
+    json_t *secrets;     /* object NAME -> string, borrowed; only http headers/URL see it */
+    unsigned worker;     /* for the claim event ("claimed by worker N") */
+    int64_t claimed_at;  /* wall ms of the claim; 0: no claim event (synchronous runs) */
+};
+
+struct pipeline_item {
+    int64_t index;
+    const char *ref;
+    const char *data; /* raw JSON or NULL */
+    size_t data_len;
+    int attempt;      /* 1-based */
+};
+
+struct pipeline_result {
+    int status;            /* ITEM_SUCCEEDED, ITEM_FAILED or ITEM_SKIPPED */
+    char *error_code;      /* heap or NULL */
+    char *error_message;   /* heap or NULL */
+    char *failed_step;     /* heap or NULL */
+    char *result;          /* heap JSON text or NULL (built-ins: the store writes it) */
+    char *events;          /* heap JSON array text */
+    char *warnings;        /* heap JSON array text or NULL */
+    struct store_doc_op *ops; /* heap (DEFERRED mode); op strings owned by the result */
+    size_t nops;
+};
+
+/* Runs items[0..n) through w. tenant/job_id name the owner (job_id NULL for a
+ * synchronous run). res[i] receives item i's outcome; counts[0..w->nsteps) receive
+ * per-step tallies (names borrowed from w). Thread-safe for distinct results. */
+void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const char *tenant,
+                  const char *job_id, enum pipeline_mode mode, const struct pipeline_item *items,
+                  size_t n, struct pipeline_result *res, struct store_step_count *counts);
+void pipeline_result_release(struct pipeline_result *r);
+
+#endif

@@ -1,0 +1,91 @@
+/* wfdef.h - workflow definitions: an ordered list of steps, compiled once.
+ *
+ * A definition is JSON, written with PUT /v1/workflows/{name} and stored per version:
+ *
+ *   {"description": "...",
+ *    "steps": [
+ *      {"name": "check", "type": "validate", "schema": {...JSON Schema subset...}},
+ *      {"name": "shape", "type": "map", "ops": [{"op": "set", "path": "title",
+ *                                               "value": "{{data.title}} ({{data.color}})"}]},
+ *      {"name": "save",  "type": "upsert", "collection": "products", "refFrom": "data.sku"},
+ *      {"name": "push",  "type": "http", "method": "POST",
+ *       "url": "https://shop.example/items/{{ref}}",
+ *       "headers": {"Authorization": "Bearer {{secrets.shop_token}}"},
+ *       "body": "{{data}}", "timeoutMs": 10000,
+ *       "retry": {"maxAttempts": 5, "backoffMs": 200, "maxBackoffMs": 10000},
+ *       "onError": "fail"},
+ *      {"name": "n", "type": "noop"},
+ *      {"name": "f", "type": "fail", "code": "Rejected", "message": "..."}]}
+ *
+ * Step types: validate, map, upsert, patch, delete, http, noop, fail. Per step:
+ * "name" (unique, [A-Za-z0-9_-]{1,64}, defaults to the type), "onError" (fail |
+ * skip | continue, default fail) and "retry" (maxAttempts 1..20, backoffMs,
+ * maxBackoffMs; used by steps whose failures can be transient: http).
+ * Secrets are referenced as {{secrets.NAME}} and resolved from server config when a
+ * request is sent; definitions hold only the reference.
+ *
+ * Built-in workflows are definitions too: "noop" is one noop step, "C.upsert",
+ * "C.patch", "C.delete" are one document step on collection C.
+ *
+ * A compiled definition is immutable and may be shared between threads. */
+#ifndef SLUICE_WFDEF_H
+#define SLUICE_WFDEF_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+enum step_type { STEP_VALIDATE, STEP_MAP, STEP_UPSERT, STEP_PATCH, STEP_DELETE, STEP_HTTP,
+                 STEP_NOOP, STEP_FAIL };
+enum step_on_error { ON_ERROR_FAIL, ON_ERROR_SKIP, ON_ERROR_CONTINUE };
+
+struct schema;
+struct map;
+
+struct step_def {
+    char name[65];
+    enum step_type type;
+    enum step_on_error on_error;
+    int max_attempts;       /* 1 = no retry */
+    long backoff_ms, max_backoff_ms;
+    struct schema *schema;  /* validate */
+    struct map *map;        /* map */
+    char collection[65];    /* upsert/patch/delete */
+    char *ref_from;         /* upsert/patch/delete: dotted path giving the ref, or NULL */
+    char *method;           /* http */
+    char *url;              /* http: template */
+    json_t *headers;        /* http: object name -> template string, or NULL */
+    json_t *body;           /* http: template value, NULL = the item's data */
+    long timeout_ms;        /* http */
+    char *fail_code, *fail_message; /* fail */
+};
+
+struct wfdef {
+    char name[161];
+    int64_t version;        /* 0 for built-ins */
+    int builtin;
+    size_t nsteps;
+    struct step_def *steps;
+    int has_http;           /* some step calls out */
+};
+
+/* Nonzero when name is a valid collection name ([A-Za-z0-9_-]{1,64}). */
+int wfdef_collection_valid(const char *name);
+/* Nonzero when name may name a stored workflow: [A-Za-z0-9_.-]{1,128} and not the
+ * name of a built-in ("noop", "*.upsert", "*.patch", "*.delete"). */
+int wfdef_name_valid(const char *name);
+/* Built-in workflow by name. 0 and [out] *out, or -SLUICE_E_UNKNOWN_WORKFLOW. */
+int wfdef_builtin(const char *name, struct wfdef **out);
+/* Compiles a stored definition. On an error returns -SLUICE_E_INVALID_FIELD and writes
+ * a message to err and the offending location to target ("steps[2].url"). */
+int wfdef_compile(const char *name, int64_t version, json_t *def, struct wfdef **out, char *err,
+                  size_t errlen, char *target, size_t targetlen);
+void wfdef_free(struct wfdef *w);
+/* The type's name ("validate", "http", ...). */
+const char *wfdef_step_type_name(enum step_type t);
+/* The store op of a document step type (STORE_OP_NONE for others). */
+enum store_op wfdef_step_store_op(enum step_type t);
+
+#endif

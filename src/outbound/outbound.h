@@ -1,0 +1,158 @@
+/* outbound.h - the outbound request engine: many HTTP calls in flight, few threads.
+ *
+ * One I/O thread drives a libcurl multi handle, so thousands of requests can be in
+ * flight without a thread each. Worker threads hand it a batch with outbound_run()
+ * and block until every request of the batch has its final outcome. Retries and the
+ * waits between them happen on the I/O thread (timers), never in a sleeping worker.
+ *
+ * Per request:
+ *   - every attempt sends "Idempotency-Key: <idempotency_key>", the same on each;
+ *   - an attempt fails over to the next one on connect/DNS errors, timeouts, a
+ *     dropped connection, 408, 429 and 5xx, up to max_attempts; the wait is
+ *     exponential backoff with full jitter (random in [0, min(max_backoff_ms,
+ *     backoff_ms * 2^(failures-1))]), or Retry-After (delta seconds or HTTP date)
+ *     on 429/503 when the server sends one. A Retry-After longer than
+ *     outbound_config.max_retry_after_ms ends the request instead of waiting
+ *     (failure OUTBOUND_RETRY_AFTER_TOO_LONG, the 429/503 response returned);
+ *   - timeout_ms bounds each attempt (connect included), not the whole request;
+ *   - redirects are never followed: a 3xx is returned as is, with its Location;
+ *   - only http:// and https:// URLs; no proxy, whatever the environment says;
+ *   - the response body is kept up to outbound_config.max_body bytes; a longer body
+ *     is cut there (body_truncated = 1) and the rest is not downloaded;
+ *   - SSRF guard: every address libcurl is about to connect to - after resolution,
+ *     before the first packet - goes through netpolicy_check() (netpolicy.h). A
+ *     refused target fails at once, is not retried, error -SLUICE_E_INVALID_PARAMETER
+ *     and message "target address 127.0.0.1 is not allowed (loopback)".
+ *
+ * Nothing is logged per request (the caller records events from the responses); only
+ * failures of the engine itself go to util/log.h.
+ *
+ * Lifecycle: outbound_start() -> outbound_run() from any threads -> outbound_stop()
+ * (fails what is outstanding, joins the thread; later runs fail at once) ->
+ * outbound_free() once no thread can call outbound_run() any more. */
+#ifndef SLUICE_OUTBOUND_H
+#define SLUICE_OUTBOUND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct outbound_config {
+    /* NULL-terminated allowlist: host names ("api.example.com", "*.example.com") and
+     * CIDRs ("10.0.0.0/8", "127.0.0.1/32", "::1/128"); see netpolicy.h. NULL or
+     * empty: any address outside the blocked ranges. Non-empty: ONLY these. */
+    const char *const *allow;
+    size_t max_body;          /* response body bytes kept; 0 = 1 MiB */
+    unsigned max_in_flight;   /* attempts on the wire at once; 0 = 256 */
+    long max_retry_after_ms;  /* longest Retry-After waited for; 0 = 60000 */
+    const char *user_agent;   /* User-Agent header; NULL = "sluice" */
+};
+
+struct outbound_request {
+    const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", ...;
+                           NULL = POST when body != NULL, else GET */
+    const char *url;    /* absolute http:// or https:// URL */
+    /* Extra headers "Name: value", NULL-terminated; may be NULL. Without a
+     * Content-Type and with a body, "Content-Type: application/json" is sent. A
+     * header named Idempotency-Key here is dropped when idempotency_key is set. */
+    const char *const *headers;
+    const char *body; /* body_len bytes sent as is; NULL = no body (a POST, PUT or
+                         PATCH then sends an empty one) */
+    size_t body_len;
+    long timeout_ms;         /* per attempt, connect included; <= 0 = 30000 */
+    long connect_timeout_ms; /* per attempt; <= 0 = timeout_ms */
+    int max_attempts;        /* attempts in all, first included; <= 0 = 1 */
+    long backoff_ms;         /* base of the exponential backoff; <= 0 = retry at once */
+    long max_backoff_ms;     /* cap of one backoff wait; <= 0 = 30000 */
+    const char *idempotency_key; /* sent as Idempotency-Key on every attempt; NULL = none */
+};
+
+/* Why a request ended; OUTBOUND_OK means "the server's own answer is in status".
+ * outbound_failure_name() gives the stable snake_case name for events and logs. */
+enum outbound_failure {
+    OUTBOUND_OK = 0,               /* a final response arrived (any status) */
+    OUTBOUND_RETRY_AFTER_TOO_LONG, /* 429/503 asked for a wait above the limit; the
+                                      response is returned, error stays 0 */
+    OUTBOUND_TIMEOUT,              /* the last attempt timed out */
+    OUTBOUND_RESOLVE_FAILED,       /* host name did not resolve */
+    OUTBOUND_CONNECT_FAILED,       /* TCP connect refused or unreachable */
+    OUTBOUND_CONNECTION_FAILED,    /* connection reset, closed without an answer, or
+                                      garbage instead of HTTP */
+    OUTBOUND_TLS_FAILED,           /* handshake or certificate verification failed */
+    OUTBOUND_NOT_ALLOWED,          /* SSRF guard refused the resolved address */
+    OUTBOUND_INVALID_REQUEST,      /* bad URL, scheme, method or header; never sent */
+    OUTBOUND_SHUTTING_DOWN,        /* outbound_stop() ended it */
+    OUTBOUND_INTERNAL              /* libcurl failed in an unexpected way */
+};
+
+struct outbound_response {
+    int status;          /* HTTP status of the last response; 0 if none arrived */
+    int attempts;        /* attempts started (>= 1 once anything was sent; 0 when
+                            refused before sending, e.g. an invalid URL) */
+    long latency_ms;     /* duration of the last attempt */
+    long total_ms;       /* from submission to the end, queueing and waits included */
+    char *body;          /* last response's body, NUL-terminated heap copy of
+                            body_len bytes; NULL when no response arrived */
+    size_t body_len;
+    int body_truncated;  /* 1 when the body was longer than max_body and cut */
+    char *content_type;  /* Content-Type of the last response, heap; NULL if absent */
+    char *location;      /* Location header as sent (redirects are not followed),
+                            heap; NULL if absent */
+    long retry_after_ms; /* Retry-After of the last response in ms; -1 if none/invalid */
+    int error;           /* 0 when status holds a final response (which may still be
+                            4xx/5xx after max_attempts); else negative:
+                            -SLUICE_E_INVALID_PARAMETER (not allowed / invalid request),
+                            -SLUICE_E_SHUTTING_DOWN, -SLUICE_E_INTERNAL (transport) */
+    enum outbound_failure failure; /* why it ended, finer than error */
+    char message[256];   /* human-readable reason when failure != OUTBOUND_OK or the
+                            status was retried until max_attempts; else "" */
+    int64_t started_at;  /* wall ms: submission */
+    int64_t finished_at; /* wall ms: final outcome */
+};
+
+struct outbound;
+
+/* Starts the I/O thread. cfg is copied (allowlist included); it need not outlive the
+ * call. [out] *out. Returns 0; -SLUICE_E_INVALID_PARAMETER for a malformed
+ * allowlist entry (logged with the entry); -SLUICE_E_INTERNAL when libcurl or the
+ * thread cannot be set up. */
+int outbound_start(const struct outbound_config *cfg, struct outbound **out);
+
+/* Performs n requests concurrently and blocks until each has its final outcome in
+ * the resps entry of the same index. reqs (and everything it points to) must stay
+ * valid and unchanged until the call returns. resps need no initialisation: each is
+ * overwritten (not freed) and must be released with outbound_response_release().
+ * Thread-safe: any number of threads may run batches at once.
+ * Returns 0 once all n responses are filled - whatever their outcome; requests
+ * issued after outbound_stop() end with OUTBOUND_SHUTTING_DOWN. Returns
+ * -SLUICE_E_INVALID_PARAMETER (responses untouched) when ob is NULL or reqs/resps
+ * are NULL with n > 0. */
+int outbound_run(struct outbound *ob, const struct outbound_request *reqs,
+                 struct outbound_response *resps, size_t n);
+
+/* Frees the response's heap fields and resets it to an empty response. */
+void outbound_response_release(struct outbound_response *r);
+
+/* Fails every outstanding request with OUTBOUND_SHUTTING_DOWN, joins the I/O thread
+ * and waits until every outbound_run() in progress has returned. Later
+ * outbound_run() calls fail at once. ob stays valid; idempotent. */
+void outbound_stop(struct outbound *ob);
+
+/* Stops (if not yet) and frees the engine; NULL is a no-op. No thread may call
+ * outbound_run() on ob any more. */
+void outbound_free(struct outbound *ob);
+
+/* Stable name of a failure ("ok", "timeout", "destination_not_allowed", ...). */
+const char *outbound_failure_name(enum outbound_failure f);
+
+/* --- Pure helpers, public for the unit tests ----------------------------------- */
+
+/* Full-jitter backoff before attempt failures+1: rnd mapped into
+ * [0, min(max_ms, base_ms * 2^(failures-1))]. failures >= 1; base_ms <= 0 gives 0. */
+long outbound_backoff_ms(int failures, long base_ms, long max_ms, uint64_t rnd);
+
+/* Parses a Retry-After value: delta seconds ("120") or an HTTP date ("Wed, 21 Oct
+ * 2015 07:28:00 GMT", judged against now_wall_ms; a past date gives 0).
+ * [out] *out_ms. Returns 0, or -SLUICE_E_INVALID_PARAMETER when unparseable. */
+int outbound_parse_retry_after(const char *value, int64_t now_wall_ms, long *out_ms);
+
+#endif

@@ -1,0 +1,294 @@
+/* map.c - the `map` step; see map.h.
+ *
+ * Compiling checks every op once (paths, templates, members) so that a workflow with a
+ * typo is refused when it is defined, with the op's location. Applying works on a deep
+ * copy of the item's data installed as ctx.data for the duration (set values are
+ * templates over the whole context and must see the ops before them); the original is
+ * put back if any op fails, so a failed item keeps the data it came with. */
+#include "steps/map.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "steps/path.h"
+#include "steps/template.h"
+#include "util/xmalloc.h"
+
+enum map_kind { MAP_SET, MAP_COPY, MAP_RENAME, MAP_REMOVE };
+
+static const char *const kind_names[] = {"set", "copy", "rename", "remove"};
+
+struct map_op {
+    enum map_kind kind;
+    char *path;
+    char *from;    /* copy and rename */
+    json_t *value; /* set: owned deep copy of the template value, never mutated */
+};
+
+struct map {
+    struct map_op *ops;
+    size_t nops;
+};
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void setwhere(char *where, size_t wherelen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void setwhere(char *where, size_t wherelen, const char *fmt, ...)
+{
+    if (!where || wherelen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(where, wherelen, fmt, ap);
+    va_end(ap);
+}
+
+/* Reads the path member `name` of op i into *out (a heap copy). */
+static int compile_path(json_t *op, size_t i, const char *name, char **out, char *err,
+                        size_t errlen, char *where, size_t wherelen)
+{
+    json_t *v = json_object_get(op, name);
+    setwhere(where, wherelen, "ops[%zu].%s", i, name);
+    if (!v) {
+        seterr(err, errlen, "%s is required", name);
+        return -1;
+    }
+    if (!json_is_string(v)) {
+        seterr(err, errlen, "%s must be a string", name);
+        return -1;
+    }
+    if (path_checkn(json_string_value(v), json_string_length(v), err, errlen) < 0)
+        return -1;
+    *out = xstrdup(json_string_value(v));
+    return 0;
+}
+
+static int known_member(const char *key, size_t key_len, int wants_from, int wants_value)
+{
+    if (strlen(key) != key_len) /* an embedded NUL must not pass for "op" */
+        return 0;
+    return strcmp(key, "op") == 0 || strcmp(key, "path") == 0 ||
+           (wants_from && strcmp(key, "from") == 0) || (wants_value && strcmp(key, "value") == 0);
+}
+
+static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t errlen,
+                      char *where, size_t wherelen)
+{
+    setwhere(where, wherelen, "ops[%zu]", i);
+    if (!json_is_object(js)) {
+        seterr(err, errlen, "an op must be an object");
+        return -1;
+    }
+    json_t *name = json_object_get(js, "op");
+    setwhere(where, wherelen, "ops[%zu].op", i);
+    if (!name) {
+        seterr(err, errlen, "op is required");
+        return -1;
+    }
+    size_t k = 0;
+    if (json_is_string(name))
+        while (k < 4 && strcmp(json_string_value(name), kind_names[k]) != 0)
+            k++;
+    if (!json_is_string(name) || k == 4) {
+        seterr(err, errlen, "unknown op %s%.32s%s (expected set, copy, rename or remove)",
+               json_is_string(name) ? "\"" : "",
+               json_is_string(name) ? json_string_value(name) : "(not a string)",
+               json_is_string(name) ? "\"" : "");
+        return -1;
+    }
+    op->kind = (enum map_kind)k;
+    int wants_from = op->kind == MAP_COPY || op->kind == MAP_RENAME;
+    int wants_value = op->kind == MAP_SET;
+
+    /* Unknown members first: a misspelt "form" should be named as such, not reported
+     * as a missing "from". */
+    const char *key;
+    size_t key_len;
+    json_t *v;
+    json_object_keylen_foreach(js, key, key_len, v)
+    {
+        if (known_member(key, key_len, wants_from, wants_value))
+            continue;
+        setwhere(where, wherelen, "ops[%zu].%.64s", i, key);
+        seterr(err, errlen, "unknown member \"%.64s\" for op %s", key, kind_names[k]);
+        return -1;
+    }
+    if (wants_from && compile_path(js, i, "from", &op->from, err, errlen, where, wherelen) < 0)
+        return -1;
+    if (compile_path(js, i, "path", &op->path, err, errlen, where, wherelen) < 0)
+        return -1;
+    if (wants_value) {
+        json_t *value = json_object_get(js, "value");
+        if (!value) {
+            setwhere(where, wherelen, "ops[%zu].value", i);
+            seterr(err, errlen, "value is required");
+            return -1;
+        }
+        char inner[256];
+        if (template_check_value(value, err, errlen, inner, sizeof inner) < 0) {
+            setwhere(where, wherelen, "ops[%zu].value%s%s", i,
+                     inner[0] && inner[0] != '[' ? "." : "", inner);
+            return -1;
+        }
+        op->value = json_deep_copy(value);
+        if (!op->value) {
+            setwhere(where, wherelen, "ops[%zu].value", i);
+            seterr(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    if (where && wherelen)
+        where[0] = '\0';
+    return 0;
+}
+
+int map_compile(json_t *spec, struct map **out, char *err, size_t errlen, char *where,
+                size_t wherelen)
+{
+    int rc = -1;
+    struct map *m = NULL;
+    *out = NULL;
+    setwhere(where, wherelen, "%s", "");
+    if (!json_is_object(spec)) {
+        seterr(err, errlen, "a map step must be an object");
+        goto out;
+    }
+    const char *key;
+    size_t key_len;
+    json_t *v;
+    json_object_keylen_foreach(spec, key, key_len, v)
+    {
+        if (strlen(key) != key_len || strcmp(key, "ops") != 0) {
+            setwhere(where, wherelen, "%.64s", key);
+            seterr(err, errlen, "unknown member \"%.64s\" (a map step has only \"ops\")", key);
+            goto out;
+        }
+    }
+    json_t *ops = json_object_get(spec, "ops");
+    setwhere(where, wherelen, "ops");
+    if (!ops) {
+        seterr(err, errlen, "ops is required");
+        goto out;
+    }
+    if (!json_is_array(ops)) {
+        seterr(err, errlen, "ops must be an array");
+        goto out;
+    }
+    m = xcalloc(1, sizeof *m);
+    m->ops = xcalloc(json_array_size(ops) ? json_array_size(ops) : 1, sizeof *m->ops);
+    size_t i;
+    json_array_foreach(ops, i, v)
+    {
+        m->nops++; /* counted first, so map_free() releases a half-compiled op */
+        if (compile_op(v, i, &m->ops[i], err, errlen, where, wherelen) < 0)
+            goto out;
+    }
+    setwhere(where, wherelen, "%s", "");
+    *out = m;
+    m = NULL;
+    rc = 0;
+out:
+    map_free(m);
+    return rc;
+}
+
+void map_free(struct map *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->nops; i++) {
+        free(m->ops[i].path);
+        free(m->ops[i].from);
+        json_decref(m->ops[i].value);
+    }
+    free(m->ops);
+    free(m);
+}
+
+static int apply_op(const struct map_op *op, json_t *ctx, json_t *data, char *err, size_t errlen)
+{
+    json_t *v;
+    switch (op->kind) {
+    case MAP_SET:
+        v = template_eval(op->value, ctx, err, errlen);
+        if (!v)
+            return -1;
+        return path_set(data, op->path, v, err, errlen);
+    case MAP_COPY:
+    case MAP_RENAME:
+        v = path_get(data, op->from);
+        if (!v) {
+            seterr(err, errlen, "%s is missing", op->from);
+            return -1;
+        }
+        if (op->kind == MAP_COPY) {
+            v = json_deep_copy(v);
+            if (!v) {
+                seterr(err, errlen, "out of memory");
+                return -1;
+            }
+            return path_set(data, op->path, v, err, errlen);
+        }
+        if (strcmp(op->from, op->path) == 0)
+            return 0;
+        json_incref(v);
+        path_remove(data, op->from);
+        if (path_set(data, op->path, v, err, errlen) < 0)
+            return -1; /* data is a scratch copy; map_apply() discards it */
+        return 0;
+    case MAP_REMOVE:
+        path_remove(data, op->path);
+        return 0;
+    }
+    return -1;
+}
+
+int map_apply(const struct map *m, json_t *ctx, char *err, size_t errlen)
+{
+    if (!m) {
+        seterr(err, errlen, "no map");
+        return -1;
+    }
+    json_t *orig = json_object_get(ctx, "data");
+    if (!orig) {
+        seterr(err, errlen, "data is missing");
+        return -1;
+    }
+    if (!json_is_object(orig)) {
+        seterr(err, errlen, "data is not an object");
+        return -1;
+    }
+    json_t *data = json_deep_copy(orig);
+    if (!data) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    json_incref(orig);
+    json_object_set_new(ctx, "data", data); /* ctx now owns the scratch copy */
+    int rc = 0;
+    for (size_t i = 0; i < m->nops && rc == 0; i++) {
+        char why[512] = "";
+        rc = apply_op(&m->ops[i], ctx, data, why, sizeof why);
+        if (rc < 0)
+            seterr(err, errlen, "ops[%zu] (%s): %s", i, kind_names[m->ops[i].kind], why);
+    }
+    if (rc < 0)
+        json_object_set(ctx, "data", orig);
+    json_decref(orig);
+    return rc;
+}
