@@ -2603,7 +2603,8 @@ static int complete_body(struct conn *c, void *vctx)
         buf_reset(&c->ev);
         buf_putc(&c->ev, '[');
         events_add_array(&c->ev, o->events);
-        if (status != ITEM_FAILED && o->nops > 0) {
+        if (o->nops > 0) { /* whatever the status: the caller passes only the ops of
+                              steps the item got through (see store.h) */
             sqlite3_stmt *s;
             if ((rc = q(c, Q_ITEM_STATUS, &s)) < 0)
                 goto out;
@@ -2628,7 +2629,7 @@ static int complete_body(struct conn *c, void *vctx)
                         break;
                     }
                 message = msg;
-            } else if (!result) {
+            } else if (!result && status != ITEM_FAILED) {
                 result = buf_cstr(&c->res);
             }
         }

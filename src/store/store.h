@@ -224,9 +224,11 @@ struct store_step_count {
 struct store_outcome {
     int64_t index;
     int status;              /* ITEM_SUCCEEDED, ITEM_FAILED or ITEM_SKIPPED */
-    struct store_doc_op *ops; /* applied in order when status is SUCCEEDED (or SKIPPED
-                                after the op's step); the first op that fails turns the
-                                outcome into FAILED with the op's error code and
+    struct store_doc_op *ops; /* applied in order, whatever the status: the caller
+                                passes the ops of the document steps the item got
+                                through (a step that failed later does not undo them,
+                                as in a sequential run). The first op that fails turns
+                                the outcome into FAILED with the op's error code and
                                 failed_step = op->step, and later ops are not applied.
                                 The store writes each op's version/created/error. */
     size_t nops;
