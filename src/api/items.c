@@ -31,9 +31,11 @@ void api_items_list(struct request *req)
         return;
     }
     const char *ref = req_query(req, "ref");
+    const char *step = req_query(req, "step"); /* the step that failed or skipped the item */
+    const char *code = req_query(req, "code"); /* its error code */
     struct store_item *items = NULL;
     size_t n = 0;
-    struct store_item_filter filter = {status, ref, NULL, NULL};
+    struct store_item_filter filter = {status, ref, step, code};
     int rc = store_item_list(api_of(req)->st, req_tenant(req), req_param(req, "id"), &filter,
                              cursor, (size_t)limit + 1, 0, &items, &n);
     if (rc < 0) {
@@ -57,10 +59,12 @@ void api_items_list(struct request *req)
                    (long long)limit);
         if (s)
             buf_printf(&next, "&status=%s", store_item_status_name(status));
-        if (ref) {
-            buf_puts(&next, "&ref=");
-            url_encode(&next, ref);
-        }
+        const char *names[3] = {"ref", "step", "code"}, *vals[3] = {ref, step, code};
+        for (int i = 0; i < 3; i++)
+            if (vals[i]) {
+                buf_printf(&next, "&%s=", names[i]);
+                url_encode(&next, vals[i]);
+            }
     }
     api_list_end(&b, req, n > shown ? next.data : NULL);
     reply_buf(req, 200, "application/json", &b);

@@ -12,7 +12,9 @@
 
 #include "api/common.h"
 #include "api/render.h"
+#include "engine/pipeline.h"
 #include "engine/submit.h"
+#include "engine/wfload.h"
 #include "util/clock.h"
 #include "util/errors.h"
 #include "util/ids.h"
@@ -24,15 +26,61 @@ struct submit_ctx {
     struct ingest *in;
     struct submit *sub;
     enum ingest_format fmt;
+    /* ?validateOnly=true: items only pass the workflow's validate steps; nothing is
+     * stored or called. */
+    int validate_only;
+    struct wfdef *def;
+    int64_t total, invalid;
+    struct buf report; /* invalid items, JSON array elements */
     /* An error raised by our own callbacks, reported instead of the parser's. */
     int cb_err;
     char cb_target[64];
     char cb_msg[320];
 };
 
+#define VALIDATE_REPORT_MAX 1000 /* invalid items listed; the counts cover all */
+
+static int validate_item(struct submit_ctx *c, const struct ingest_item *it)
+{
+    if (!c->def) {
+        c->cb_err = -SLUICE_E_INVALID_FIELD;
+        snprintf(c->cb_target, sizeof c->cb_target, "workflow");
+        snprintf(c->cb_msg, sizeof c->cb_msg,
+                 "with validateOnly, name the workflow before the items");
+        return c->cb_err;
+    }
+    struct api *api = api_of(c->req);
+    struct pipeline_item in = {(int64_t)it->index, it->ref, it->data, it->data_len, 1};
+    struct pipeline_result res;
+    struct store_step_count *counts = xcalloc(c->def->nsteps, sizeof *counts);
+    struct pipeline_env env = {api->st, NULL, NULL, 0, 0};
+    pipeline_run(&env, c->def, req_tenant(c->req), NULL, PIPELINE_VALIDATE, &in, 1, &res, counts);
+    c->total++;
+    if (res.status != ITEM_SUCCEEDED) {
+        c->invalid++;
+        if (c->invalid <= VALIDATE_REPORT_MAX) {
+            buf_printf(&c->report, "%s{\"index\":%llu,\"ref\":", c->invalid > 1 ? "," : "",
+                       (unsigned long long)it->index);
+            buf_json_str(&c->report, it->ref, it->ref_len);
+            buf_puts(&c->report, ",\"error\":{\"code\":");
+            buf_json_str(&c->report, res.error_code, strlen(res.error_code));
+            buf_puts(&c->report, ",\"message\":");
+            buf_json_str(&c->report, res.error_message, strlen(res.error_message));
+            buf_puts(&c->report, "},\"failedStep\":");
+            buf_json_str(&c->report, res.failed_step, strlen(res.failed_step));
+            buf_printf(&c->report, ",\"status\":\"%s\"}", store_item_status_name(res.status));
+        }
+    }
+    pipeline_result_release(&res);
+    free(counts);
+    return 0;
+}
+
 static int on_item(void *arg, const struct ingest_item *it)
 {
     struct submit_ctx *c = arg;
+    if (c->validate_only)
+        return validate_item(c, it);
     int rc = submit_add(c->sub, (int64_t)it->index, it->ref, it->ref_len, it->data, it->data_len);
     if (rc < 0) {
         c->cb_err = rc;
@@ -57,6 +105,11 @@ static int set_field(struct submit_ctx *c, const char *name, const char *value)
         rc = submit_set_client_reference(c->sub, value);
         if (rc < 0)
             snprintf(c->cb_msg, sizeof c->cb_msg, "clientReference must be 1 to 256 bytes");
+    }
+    if (rc >= 0 && c->validate_only && !strcmp(name, "workflow")) {
+        wfdef_free(c->def);
+        c->def = NULL;
+        rc = wfload(api_of(c->req)->st, req_tenant(c->req), value, 0, &c->def);
     }
     if (rc < 0) {
         c->cb_err = rc;
@@ -117,7 +170,14 @@ static int submit_setup(struct request *req)
     c->req = req;
     c->fmt = fmt;
     c->sub = submit_new(api->st, req_tenant(req), api->cfg.submit_batch);
+    buf_init(&c->report);
     req_set_ctx(req, c);
+    const char *vo = req_query(req, "validateOnly");
+    if (vo && strcmp(vo, "true") && strcmp(vo, "false")) {
+        reply_error(req, SLUICE_E_INVALID_PARAMETER, "validateOnly", "validateOnly is true or false");
+        return -1;
+    }
+    c->validate_only = vo && !strcmp(vo, "true");
     if (fmt == INGEST_NDJSON) {
         const char *wf = req_query(req, "workflow");
         if (!wf) {
@@ -168,6 +228,23 @@ void api_jobs_submit(struct request *req)
         reply_ingest_error(c, rc);
         return;
     }
+    if (c->validate_only) {
+        if (c->total == 0) {
+            reply_error(req, SLUICE_E_EMPTY_JOB, "items", "the request holds no items");
+            return;
+        }
+        struct buf b = BUF_INIT;
+        buf_puts(&b, "{\"validateOnly\":true,\"workflow\":");
+        buf_json_str(&b, c->def->name, strlen(c->def->name));
+        buf_printf(&b,
+                   ",\"counts\":{\"total\":%lld,\"valid\":%lld,\"invalid\":%lld},"
+                   "\"invalidItems\":[%s],\"truncated\":%s}",
+                   (long long)c->total, (long long)(c->total - c->invalid), (long long)c->invalid,
+                   buf_cstr(&c->report), c->invalid > VALIDATE_REPORT_MAX ? "true" : "false");
+        reply_buf(req, 200, "application/json", &b);
+        buf_release(&b);
+        return;
+    }
     struct store_job job;
     memset(&job, 0, sizeof job);
     rc = submit_commit(c->sub, &job);
@@ -196,6 +273,8 @@ void api_jobs_submit_end(struct request *req, int completed)
     submit_free(c->sub); /* deletes the staged job unless committed */
     if (c->in)
         ingest_free(c->in);
+    wfdef_free(c->def);
+    buf_release(&c->report);
     free(c);
     req_set_ctx(req, NULL);
 }

@@ -184,6 +184,10 @@ void render_result_line(struct buf *b, const struct store_item *it)
         buf_printf(b, ",\"result\":%s", it->result);
     if (it->error_code[0])
         error_obj(b, it);
+    if (it->failed_step[0]) {
+        buf_puts(b, ",\"failedStep\":");
+        buf_json_str(b, it->failed_step, strlen(it->failed_step));
+    }
     buf_puts(b, "}\n");
 }
 

@@ -73,23 +73,23 @@ struct call {
     struct batch *batch;
     const struct outbound_request *req;
     struct outbound_response *resp;
-    struct call *next;                 /* submission / ready queue link */
-    struct call *fl_prev, *fl_next;    /* in-flight list */
+    struct call *next;              /* submission / ready queue link */
+    struct call *fl_prev, *fl_next; /* in-flight list */
     int64_t submit_mono;
     int64_t attempt_mono;
-    int64_t due_mono;                  /* when waiting for a retry */
+    int64_t due_mono; /* when waiting for a retry */
     int max_attempts;
 
-    CURLU *url;                        /* parsed once; the transfer uses it too */
-    char *host;                        /* URL host, brackets removed */
+    CURLU *url; /* parsed once; the transfer uses it too */
+    char *host; /* URL host, brackets removed */
     const char *method;
     struct curl_slist *headers;
-    CURL *easy;                        /* the attempt in flight, or NULL */
+    CURL *easy; /* the attempt in flight, or NULL */
 
     struct buf body;
-    int capped;                        /* body hit max_body; the transfer was cut */
+    int capped; /* body hit max_body; the transfer was cut */
     char *ctype, *location, *retry_after;
-    int refused;                       /* the policy refused an address this attempt */
+    int refused; /* the policy refused an address this attempt */
     char refusal[256];
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -105,17 +105,17 @@ struct outbound {
     int thread_started;
 
     pthread_mutex_t mu;
-    pthread_cond_t idle;             /* active_runs fell to 0 */
+    pthread_cond_t idle;              /* active_runs fell to 0 */
     struct call *sub_head, *sub_tail; /* guarded by mu */
-    int stopping;                    /* guarded by mu */
-    unsigned active_runs;            /* outbound_run() calls waiting; guarded by mu */
-    int stopped;                     /* outbound_stop() finished; stop's caller only */
+    int stopping;                     /* guarded by mu */
+    unsigned active_runs;             /* outbound_run() calls waiting; guarded by mu */
+    int stopped;                      /* outbound_stop() finished; stop's caller only */
 
     /* I/O thread only. */
     struct call *ready_head, *ready_tail;
     struct call *in_flight_list;
     unsigned in_flight;
-    struct call **timers;             /* min-heap by due_mono */
+    struct call **timers; /* min-heap by due_mono */
     size_t ntimers, timers_cap;
     uint64_t rng;
 };
@@ -398,16 +398,14 @@ static int call_prepare(struct call *c)
 
 /* ---- libcurl callbacks (I/O thread) ---------------------------------------- */
 
-static curl_socket_t open_socket_cb(void *clientp, curlsocktype purpose,
-                                    struct curl_sockaddr *a)
+static curl_socket_t open_socket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
 {
     struct call *c = clientp;
     struct netaddr na;
     char msg[sizeof c->refusal];
     int ok;
 
-    if (purpose != CURLSOCKTYPE_IPCXN ||
-        netaddr_from_sockaddr(&a->addr, a->addrlen, &na) < 0) {
+    if (purpose != CURLSOCKTYPE_IPCXN || netaddr_from_sockaddr(&a->addr, a->addrlen, &na) < 0) {
         snprintf(msg, sizeof msg, "target address family %d is not allowed", a->family);
         ok = 0;
     } else {
@@ -566,12 +564,12 @@ static void in_flight_remove(struct outbound *ob, struct call *c)
     ob->in_flight--;
 }
 
-#define SET(opt, val)                                                                          \
-    do {                                                                                       \
-        if (curl_easy_setopt(h, opt, val) != CURLE_OK) {                                       \
-            failed = #opt;                                                                     \
-            goto out;                                                                          \
-        }                                                                                      \
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (curl_easy_setopt(h, opt, val) != CURLE_OK) {                                           \
+            failed = #opt;                                                                         \
+            goto out;                                                                              \
+        }                                                                                          \
     } while (0)
 
 /* Creates the easy handle for the next attempt of c and adds it to the multi. */
@@ -671,6 +669,8 @@ static enum outbound_failure classify_curl(CURLcode rc, int *retry)
     *retry = 0;
     switch (rc) {
     case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_UNSUPPORTED_PROTOCOL: /* schemes are checked before; here: an HTTP/0.9
+                                        or non-HTTP answer */
     case CURLE_BAD_CONTENT_ENCODING:
     case CURLE_TOO_MANY_REDIRECTS:
         return OUTBOUND_CONNECTION_FAILED;
@@ -686,7 +686,6 @@ static enum outbound_failure classify_curl(CURLcode rc, int *retry)
     case CURLE_USE_SSL_FAILED:
         return OUTBOUND_TLS_FAILED;
     case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
         return OUTBOUND_INVALID_REQUEST;
     default:
         return OUTBOUND_INTERNAL;
@@ -721,18 +720,17 @@ static void attempt_done(struct outbound *ob, struct call *c, CURLcode rc)
         int retry;
         enum outbound_failure f = classify_curl(rc, &retry);
         if (retry && more) {
-            schedule_retry(ob, c, outbound_backoff_ms(r->attempts, c->req->backoff_ms,
-                                                      c->req->max_backoff_ms > 0
-                                                          ? c->req->max_backoff_ms
-                                                          : DEFAULT_MAX_BACKOFF_MS,
-                                                      rng_next(&ob->rng)));
+            schedule_retry(ob, c,
+                           outbound_backoff_ms(r->attempts, c->req->backoff_ms,
+                                               c->req->max_backoff_ms > 0 ? c->req->max_backoff_ms
+                                                                          : DEFAULT_MAX_BACKOFF_MS,
+                                               rng_next(&ob->rng)));
             return;
         }
         set_msg(r, "%s after %d attempt%s: %s", outbound_failure_name(f), r->attempts,
                 r->attempts == 1 ? "" : "s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
-        call_finish(c, f == OUTBOUND_INVALID_REQUEST ? -SLUICE_E_INVALID_PARAMETER
-                                                     : -SLUICE_E_INTERNAL,
-                    f);
+        call_finish(
+            c, f == OUTBOUND_INVALID_REQUEST ? -SLUICE_E_INVALID_PARAMETER : -SLUICE_E_INTERNAL, f);
         return;
     }
 
@@ -774,8 +772,8 @@ static void attempt_done(struct outbound *ob, struct call *c, CURLcode rc)
         }
         delay = r->retry_after_ms;
     } else {
-        delay = outbound_backoff_ms(r->attempts, c->req->backoff_ms, max_backoff,
-                                    rng_next(&ob->rng));
+        delay =
+            outbound_backoff_ms(r->attempts, c->req->backoff_ms, max_backoff, rng_next(&ob->rng));
     }
     schedule_retry(ob, c, delay);
 }

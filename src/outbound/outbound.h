@@ -41,10 +41,10 @@ struct outbound_config {
      * CIDRs ("10.0.0.0/8", "127.0.0.1/32", "::1/128"); see netpolicy.h. NULL or
      * empty: any address outside the blocked ranges. Non-empty: ONLY these. */
     const char *const *allow;
-    size_t max_body;          /* response body bytes kept; 0 = 1 MiB */
-    unsigned max_in_flight;   /* attempts on the wire at once; 0 = 256 */
-    long max_retry_after_ms;  /* longest Retry-After waited for; 0 = 60000 */
-    const char *user_agent;   /* User-Agent header; NULL = "sluice" */
+    size_t max_body;         /* response body bytes kept; 0 = 1 MiB */
+    unsigned max_in_flight;  /* attempts on the wire at once; 0 = 256 */
+    long max_retry_after_ms; /* longest Retry-After waited for; 0 = 60000 */
+    const char *user_agent;  /* User-Agent header; NULL = "sluice" */
 };
 
 struct outbound_request {
@@ -58,11 +58,11 @@ struct outbound_request {
     const char *body; /* body_len bytes sent as is; NULL = no body (a POST, PUT or
                          PATCH then sends an empty one) */
     size_t body_len;
-    long timeout_ms;         /* per attempt, connect included; <= 0 = 30000 */
-    long connect_timeout_ms; /* per attempt; <= 0 = timeout_ms */
-    int max_attempts;        /* attempts in all, first included; <= 0 = 1 */
-    long backoff_ms;         /* base of the exponential backoff; <= 0 = retry at once */
-    long max_backoff_ms;     /* cap of one backoff wait; <= 0 = 30000 */
+    long timeout_ms;             /* per attempt, connect included; <= 0 = 30000 */
+    long connect_timeout_ms;     /* per attempt; <= 0 = timeout_ms */
+    int max_attempts;            /* attempts in all, first included; <= 0 = 1 */
+    long backoff_ms;             /* base of the exponential backoff; <= 0 = retry at once */
+    long max_backoff_ms;         /* cap of one backoff wait; <= 0 = 30000 */
     const char *idempotency_key; /* sent as Idempotency-Key on every attempt; NULL = none */
 };
 
@@ -85,26 +85,35 @@ enum outbound_failure {
 };
 
 struct outbound_response {
-    int status;          /* HTTP status of the last response; 0 if none arrived */
-    int attempts;        /* attempts started (>= 1 once anything was sent; 0 when
-                            refused before sending, e.g. an invalid URL) */
-    long latency_ms;     /* duration of the last attempt */
-    long total_ms;       /* from submission to the end, queueing and waits included */
-    char *body;          /* last response's body, NUL-terminated heap copy of
-                            body_len bytes; NULL when no response arrived */
+    /* HTTP status of the last response; 0 if none arrived. */
+    int status;
+    /* Attempts started; 0 when the request ended before its first attempt (invalid
+     * request, engine stopped). */
+    int attempts;
+    long latency_ms; /* duration of the last attempt */
+    long total_ms;   /* from submission to the end, queueing and waits included */
+    /* Last response's body: NUL-terminated heap copy of body_len bytes; NULL when no
+     * response arrived. body_truncated is 1 when it was longer than max_body and cut
+     * there (the rest was not downloaded). */
+    char *body;
     size_t body_len;
-    int body_truncated;  /* 1 when the body was longer than max_body and cut */
-    char *content_type;  /* Content-Type of the last response, heap; NULL if absent */
-    char *location;      /* Location header as sent (redirects are not followed),
-                            heap; NULL if absent */
-    long retry_after_ms; /* Retry-After of the last response in ms; -1 if none/invalid */
-    int error;           /* 0 when status holds a final response (which may still be
-                            4xx/5xx after max_attempts); else negative:
-                            -SLUICE_E_INVALID_PARAMETER (not allowed / invalid request),
-                            -SLUICE_E_SHUTTING_DOWN, -SLUICE_E_INTERNAL (transport) */
+    int body_truncated;
+    /* Headers of the last response, heap copies; NULL when absent. location is the
+     * Location header as sent (redirects are not followed). */
+    char *content_type;
+    char *location;
+    /* Retry-After of the last response in ms (delta seconds or HTTP date); -1 when
+     * absent or unparseable. */
+    long retry_after_ms;
+    /* 0 when status holds the final response (which may still be a 4xx/5xx after
+     * max_attempts, or the 429/503 of OUTBOUND_RETRY_AFTER_TOO_LONG); else negative:
+     * -SLUICE_E_INVALID_PARAMETER (OUTBOUND_NOT_ALLOWED, OUTBOUND_INVALID_REQUEST),
+     * -SLUICE_E_SHUTTING_DOWN, or -SLUICE_E_INTERNAL (transport failures). */
+    int error;
     enum outbound_failure failure; /* why it ended, finer than error */
-    char message[256];   /* human-readable reason when failure != OUTBOUND_OK or the
-                            status was retried until max_attempts; else "" */
+    /* Human-readable reason when failure != OUTBOUND_OK or a retryable status was
+     * still there after max_attempts ("HTTP 500 after 3 attempts"); else "". */
+    char message[256];
     int64_t started_at;  /* wall ms: submission */
     int64_t finished_at; /* wall ms: final outcome */
 };
@@ -134,7 +143,8 @@ void outbound_response_release(struct outbound_response *r);
 
 /* Fails every outstanding request with OUTBOUND_SHUTTING_DOWN, joins the I/O thread
  * and waits until every outbound_run() in progress has returned. Later
- * outbound_run() calls fail at once. ob stays valid; idempotent. */
+ * outbound_run() calls fail at once. ob stays valid; idempotent, but call it from
+ * one thread at a time (it is the owner's, like outbound_free()). */
 void outbound_stop(struct outbound *ob);
 
 /* Stops (if not yet) and frees the engine; NULL is a no-op. No thread may call
