@@ -88,6 +88,74 @@ def one_run(binary, items_file, n, workflow, workers):
         shutil.rmtree(d, ignore_errors=True)
 
 
+PIPELINE = {"steps": [
+    {"name": "check", "type": "validate",
+     "schema": {"type": "object", "required": ["sku", "price"],
+                "properties": {"price": {"type": "object", "required": ["amount"],
+                                         "properties": {"amount": {"type": "integer", "minimum": 0}}}}}},
+    {"name": "shape", "type": "map",
+     "ops": [{"op": "set", "path": "label", "value": "{{data.title}} ({{data.attributes.color}})"},
+             {"op": "remove", "path": "description"}]},
+    {"name": "save", "type": "upsert", "collection": "products"},
+    {"name": "push", "type": "http", "method": "PUT", "url": "http://127.0.0.1:%d/items/{{ref}}",
+     "timeoutMs": 10000, "retry": {"maxAttempts": 3, "backoffMs": 100}}]}
+
+
+def pipeline_run(binary, items_file, n, workers):
+    """W4: validate -> map -> upsert -> http against bench/fast_upstream.c on loopback."""
+    exe = os.path.join(ROOT, "build", "bench", "fast_upstream")
+    os.makedirs(os.path.dirname(exe), exist_ok=True)
+    subprocess.run(["cc", "-O2", "-pthread", "-o", exe, os.path.join(ROOT, "bench", "fast_upstream.c"),
+                    "-lmicrohttpd"], check=True)
+    up_port = free_port()
+    up = subprocess.Popen([exe, str(up_port)], stdout=subprocess.PIPE)
+    up.stdout.readline()  # "ready"
+    d = tempfile.mkdtemp(prefix="sluice-bench-")
+    store = "sqlite:" + os.path.join(d, "b.db")
+    try:
+        key = subprocess.run([binary, "keys", "create", "--tenant", "bench", "--store", store],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        port = free_port()
+        log = open(os.path.join(d, "log"), "wb")
+        proc = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:%d" % port, "--store", store,
+                                 "--workers", str(workers), "--outbound-allow", "127.0.0.1/32"],
+                                stdout=log, stderr=log)
+        url = "http://127.0.0.1:%d" % port
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1)
+                break
+            except Exception:
+                time.sleep(0.05)
+        body = json.dumps(PIPELINE).replace("%d", str(up_port)).encode()
+        req = urllib.request.Request(url + "/v1/workflows/bench-pipeline", data=body, method="PUT",
+                                     headers={"Authorization": "Bearer " + key})
+        urllib.request.urlopen(req, timeout=30).read()
+        t0 = time.time()
+        out = subprocess.run(["curl", "-s", "-o", os.path.join(d, "resp"), "-w", "%{http_code}",
+                              "-H", "Authorization: Bearer " + key, "-H", "Content-Type: application/x-ndjson",
+                              "--data-binary", "@" + items_file,
+                              url + "/v1/jobs?workflow=bench-pipeline"], capture_output=True, text=True, check=True)
+        if out.stdout != "202":
+            raise SystemExit("submit failed: %s" % open(os.path.join(d, "resp")).read())
+        job = json.load(open(os.path.join(d, "resp")))["id"]
+        while True:
+            j = get(url + "/v1/jobs/" + job, key)
+            if j["status"] in ("Succeeded", "Failed", "Canceled"):
+                break
+            time.sleep(0.05)
+        e2e = parse_ts(j["completedAt"]) - t0
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+        assert j["counts"]["succeeded"] == n, j["counts"]
+        return e2e, n / e2e
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=30)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "build/rel/sluice"))
@@ -95,6 +163,8 @@ def main():
     ap.add_argument("--sizes", default="20000,200000")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--workflows", default="noop,products.upsert")
+    ap.add_argument("--pipeline-items", type=int, default=20000,
+                    help="items for the W4 pipeline run (0 = skip)")
     a = ap.parse_args()
     outdir = os.path.join(ROOT, "bench", "out")
     os.makedirs(outdir, exist_ok=True)
@@ -113,6 +183,17 @@ def main():
             med = lambda i: statistics.median(r[i] for r in runs)
             print("%-18s %8d %10.3f %12.3f %12.0f %10.1f   (body %.1f MB)" %
                   (wf, n, med(0), med(1), med(2), med(3), mb), flush=True)
+    if a.pipeline_items:
+        n = a.pipeline_items
+        items_file = os.path.join(outdir, "items-%d.ndjson" % n)
+        if not os.path.exists(items_file):
+            with open(items_file, "w") as f:
+                subprocess.run([sys.executable, os.path.join(ROOT, "scripts/sample-items.py"), str(n)],
+                               stdout=f, check=True)
+        runs = [pipeline_run(a.bin, items_file, n, a.workers) for _ in range(a.runs)]
+        print("%-18s %8d %10s %12.3f %12.0f   (validate -> map -> upsert -> http to the "
+              "loopback upstream)" % ("W4 pipeline", n, "-", statistics.median(r[0] for r in runs),
+                                         statistics.median(r[1] for r in runs)), flush=True)
 
 
 if __name__ == "__main__":

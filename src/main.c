@@ -123,6 +123,7 @@ static int serve_main(int argc, char **argv)
     if ((rc = engine_start(st, &cfg.engine, &eng)) < 0) {
         log_write(LOG_ERROR, "cannot start workers", NULL);
         outbound_stop(ob);
+        outbound_free(ob);
         json_decref(secrets);
         free_list(allow);
         store_close(st);
@@ -138,6 +139,7 @@ static int serve_main(int argc, char **argv)
         0) {
         engine_stop(eng);
         outbound_stop(ob);
+        outbound_free(ob);
         json_decref(secrets);
         free_list(allow);
         store_close(st);
@@ -157,6 +159,7 @@ static int serve_main(int argc, char **argv)
     engine_stop(eng);
     http_server_stop(srv);
     outbound_stop(ob); /* after its users: workers and synchronous runs */
+    outbound_free(ob);
     json_decref(secrets);
     free_list(allow);
     store_close(st);

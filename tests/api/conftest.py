@@ -406,3 +406,91 @@ def pytest_configure(config):
     # unless --tb was given explicitly.
     if getattr(config.option, "tbstyle", "auto") == "auto":
         config.option.tbstyle = "short"
+
+
+# ---- workflow / http-step / webhook helpers (tests 11-14) --------------------------------
+
+import hashlib
+import hmac
+import sys as _sys
+
+_sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from upstream import Upstream  # noqa: E402
+
+# The secret every wf_server knows as {{secrets.shop}} (SLUICE_SECRET_shop).
+SHOP_SECRET = "shop-s3cr3t-Zq81xK"
+
+
+def put_workflow(client, name, steps, **extra):
+    """PUT /v1/workflows/{name} with these steps; returns the response."""
+    return client.put("/v1/workflows/" + name, json=dict(extra, steps=steps))
+
+
+def make_workflow(client, steps, prefix="wf", **extra):
+    """Stores a new workflow under a fresh name and returns the name."""
+    name = uniq(prefix)
+    r = put_workflow(client, name, steps, **extra)
+    assert r.status_code == 201, (r.status_code, r.text)
+    return name
+
+
+def run_job(client, items_, workflow, timeout=120):
+    """Submits items to workflow and waits for the job; returns the final monitor."""
+    j = submitted(client.submit(items_, workflow=workflow))
+    return client.wait_job(j["id"], timeout=timeout)
+
+
+def item_detail(client, job_id, index):
+    r = client.get("/v1/jobs/%s/items/%d" % (job_id, index))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def step_events(item, step=None):
+    """The "step" events of an item detail (optionally of one step), in order."""
+    return [e for e in item["events"] if e.get("stage") == "step"
+            and (step is None or e.get("step") == step)]
+
+
+def step_counts(job):
+    """{"name": (passed, failed, skipped)} from a job monitor's "steps"."""
+    assert "steps" in job, job
+    return {s["name"]: (s["passed"], s["failed"], s["skipped"]) for s in job["steps"]}
+
+
+def hook_sign(secret, body, t=None):
+    """A Sluice-Signature value: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>."""
+    t = int(time.time()) if t is None else t
+    if isinstance(body, str):
+        body = body.encode()
+    mac = hmac.new(secret.encode(), b"%d." % t + body, hashlib.sha256).hexdigest()
+    return "t=%d,v1=%s" % (t, mac)
+
+
+@pytest.fixture
+def upstream():
+    """The scripted fake upstream (tests/api/upstream.py), stopped at the end."""
+    up = Upstream()
+    up.start()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="session")
+def wf_server():
+    """A server whose http steps may call loopback (--outbound-allow 127.0.0.1/32) and
+    that knows {{secrets.shop}} = SHOP_SECRET."""
+    srv = Server(args=["--outbound-allow", "127.0.0.1/32"],
+                 env={"SLUICE_SECRET_shop": SHOP_SECRET})
+    srv.key_a = srv.create_key("acme")
+    srv.start()
+    yield srv
+    rc = srv.stop()
+    assert rc == 0, "wf_server exited with %s:\n%s" % (rc, srv.read_log()[-4000:])
+    srv.cleanup()
+
+
+@pytest.fixture
+def wfc(wf_server):
+    """A client of a brand-new tenant on wf_server."""
+    return Client(wf_server, wf_server.create_key(uniq("wft")))

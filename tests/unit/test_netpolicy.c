@@ -180,8 +180,8 @@ TEST(default_policy)
 
 TEST(allow_by_cidr)
 {
-    const char *const allow[] = {"127.0.0.1/32", "10.0.0.0/8", "::1/128", "fd00::/8",
-                                 "192.168.7.7", NULL};
+    const char *const allow[] = {"127.0.0.1/32", "10.0.0.0/8",  "::1/128",
+                                 "fd00::/8",     "192.168.7.7", NULL};
     struct netpolicy *p = NULL;
     char err[128];
     CHECK_EQ_INT(netpolicy_new(allow, &p, err, sizeof err), 0);
@@ -245,9 +245,22 @@ TEST(allow_by_host)
 TEST(bad_allowlists)
 {
     static const char *const bad[] = {
-        "10.0.0.1/8", "10.0.0.0/33", "::1/129",  "10.0.0.0/", "10.0.0.0/x8", "10.0.0.0/0008",
-        "1.2.3/8",    "host:80",     "bad host", "*",         "*.",          "a..b",
-        "",           ".",           "*.*.x",    "exa$mple.com",
+        "10.0.0.1/8",
+        "10.0.0.0/33",
+        "::1/129",
+        "10.0.0.0/",
+        "10.0.0.0/x8",
+        "10.0.0.0/0008",
+        "1.2.3/8",
+        "host:80",
+        "bad host",
+        "*",
+        "*.",
+        "a..b",
+        "",
+        ".",
+        "*.*.x",
+        "exa$mple.com",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *const allow[] = {"127.0.0.1/32", bad[i], NULL};

@@ -122,8 +122,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         pthread_mutex_unlock(&up.mu);
         if (!strcmp(url, "/drop")) {
             record(url, method,
-                   MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key"), NULL,
-                   0);
+                   MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key"), NULL, 0);
             return MHD_NO; /* close the connection without an answer */
         }
         *con_cls = st = calloc(1, sizeof *st);
@@ -191,11 +190,10 @@ static int upstream_start(void)
     memset(up.big, 'x', BIG_LEN);
     struct sockaddr_in sa = {.sin_family = AF_INET};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    up.d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                MHD_USE_POLL,
-                            0, NULL, NULL, handle, NULL, MHD_OPTION_SOCK_ADDR, &sa,
-                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-                            MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+    up.d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL,
+        NULL, handle, NULL, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+        MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
     if (!up.d)
         return -1;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(up.d, MHD_DAEMON_INFO_BIND_PORT);
@@ -289,13 +287,13 @@ TEST(retry_after_parse)
     CHECK_EQ_INT(outbound_parse_retry_after("0", 0, &ms), 0);
     CHECK_EQ_INT(ms, 0);
     /* Wed, 21 Oct 2015 07:28:00 GMT = 1445412480 */
-    CHECK_EQ_INT(outbound_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT",
-                                            1445412480000LL - 5000, &ms),
-                 0);
+    CHECK_EQ_INT(
+        outbound_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480000LL - 5000, &ms),
+        0);
     CHECK_EQ_INT(ms, 5000);
-    CHECK_EQ_INT(outbound_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT",
-                                            1445412480000LL + 5000, &ms),
-                 0);
+    CHECK_EQ_INT(
+        outbound_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480000LL + 5000, &ms),
+        0);
     CHECK_EQ_INT(ms, 0); /* in the past: retry now */
     CHECK_EQ_INT(outbound_parse_retry_after("soon", 0, &ms), -SLUICE_E_INVALID_PARAMETER);
     CHECK_EQ_INT(outbound_parse_retry_after("", 0, &ms), -SLUICE_E_INVALID_PARAMETER);
@@ -426,8 +424,8 @@ TEST(retry_after_seconds_honoured)
     CHECK_EQ_INT(r.status, 200);
     CHECK_EQ_INT(r.attempts, 2);
     if (elapsed < 900 || r.total_ms < 900)
-        TH_FAIL("Retry-After: 1 not honoured: %lld ms elapsed, total_ms %ld",
-                (long long)elapsed, r.total_ms);
+        TH_FAIL("Retry-After: 1 not honoured: %lld ms elapsed, total_ms %ld", (long long)elapsed,
+                r.total_ms);
     CHECK_EQ_INT(hits("/429", "key-429-1"), 2);
     outbound_response_release(&r);
 }
@@ -632,9 +630,9 @@ TEST(loopback_refused_without_allowlist)
     struct outbound_config cfg = {.max_body = 1024};
     struct outbound *o = NULL;
     CHECK_EQ_INT(outbound_start(&cfg, &o), 0);
-    static const char *const hosts[] = {"127.0.0.1",  "localhost", "2130706433",
-                                        "0x7f.1",     "127.1",     "017700000001",
-                                        "[::ffff:127.0.0.1]", "[::1]", "0"};
+    static const char *const hosts[] = {"127.0.0.1", "localhost",    "2130706433",         "0x7f.1",
+                                        "127.1",     "017700000001", "[::ffff:127.0.0.1]", "[::1]",
+                                        "0"};
     enum { N = sizeof hosts / sizeof hosts[0] };
     char urls[N][96];
     struct outbound_request q[N];
@@ -651,8 +649,8 @@ TEST(loopback_refused_without_allowlist)
             strncmp(r[i].message, "target address ", 15) != 0 ||
             !strstr(r[i].message, " is not allowed ("))
             TH_FAIL("%s: error %d failure %s attempts %d status %d message \"%s\"", urls[i],
-                    r[i].error, outbound_failure_name(r[i].failure), r[i].attempts,
-                    r[i].status, r[i].message);
+                    r[i].error, outbound_failure_name(r[i].failure), r[i].attempts, r[i].status,
+                    r[i].message);
     }
     CHECK_EQ_STR(r[0].message, "target address 127.0.0.1 is not allowed (loopback)");
     CHECK_EQ_STR(r[2].message, "target address 127.0.0.1 is not allowed (loopback)");

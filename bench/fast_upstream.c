@@ -1,0 +1,66 @@
+/* fast_upstream.c - a minimal upstream for the W4 pipeline benchmark: answers every
+ * request 200 {"ok":true} after reading the body, with libmicrohttpd's thread pool,
+ * so the benchmark measures sluice rather than a Python test server.
+ * usage: fast_upstream PORT   (127.0.0.1; runs until SIGTERM/SIGINT)
+ * Built by bench/run.py with: cc -O2 bench/fast_upstream.c -lmicrohttpd */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *data,
+                              size_t *size, void **state)
+{
+    (void)cls;
+    (void)url;
+    (void)method;
+    (void)version;
+    (void)data;
+    static int seen;
+    if (!*state) {
+        *state = &seen;
+        return MHD_YES;
+    }
+    if (*size) {
+        *size = 0;
+        return MHD_YES;
+    }
+    static const char body[] = "{\"ok\":true}";
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    enum MHD_Result rc = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((unsigned short)atoi(argv[1]));
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGTERM);
+    sigaddset(&s, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, answer, NULL,
+        MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_THREAD_POOL_SIZE, 2u, MHD_OPTION_CONNECTION_LIMIT,
+        4000u, MHD_OPTION_END);
+    if (!d)
+        return 1;
+    printf("ready\n");
+    fflush(stdout);
+    int sig;
+    sigwait(&s, &sig);
+    MHD_stop_daemon(d);
+    return 0;
+}
