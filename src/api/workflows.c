@@ -72,7 +72,13 @@ void api_workflows_put(struct request *req)
     json_decref(def);
     struct store_workflow sw;
     memset(&sw, 0, sizeof sw);
-    rc = store_workflow_put(api_of(req)->st, req_tenant(req), req_param(req, "name"), text, &sw);
+    /* 201 when the name is not live now (new, or deleted before), 200 for a new version. */
+    rc = store_workflow_get(api_of(req)->st, req_tenant(req), req_param(req, "name"), 0, &sw);
+    int existed = rc == 1;
+    store_workflow_release(&sw);
+    memset(&sw, 0, sizeof sw);
+    if (rc >= 0)
+        rc = store_workflow_put(api_of(req)->st, req_tenant(req), req_param(req, "name"), text, &sw);
     free(text);
     if (rc < 0) {
         reply_error(req, rc, NULL, NULL);
@@ -83,7 +89,7 @@ void api_workflows_put(struct request *req)
     url_encode(&loc, sw.name);
     reply_header(req, "Location", loc.data);
     render_workflow(&b, &sw);
-    reply_buf(req, sw.version == 1 ? 201 : 200, "application/json", &b);
+    reply_buf(req, existed ? 200 : 201, "application/json", &b);
     buf_release(&b);
     buf_release(&loc);
     store_workflow_release(&sw);

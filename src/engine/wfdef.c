@@ -219,20 +219,16 @@ static int check_template(struct cc *c, const char *field, const char *tpl)
     return 0;
 }
 
-/* Every string inside a template value must be a valid template. */
+/* Every string inside a template value must be a valid template; the error names
+ * the string's own place ("body.a[1]"). */
 static int check_template_value(struct cc *c, const char *field, json_t *v)
 {
-    if (json_is_string(v))
-        return check_template(c, field, json_string_value(v));
-    size_t i;
-    const char *k;
-    json_t *x;
-    int rc;
-    if (json_is_array(v))
-        json_array_foreach(v, i, x) if ((rc = check_template_value(c, field, x)) < 0) return rc;
-    if (json_is_object(v))
-        json_object_foreach(v, k, x) if ((rc = check_template_value(c, field, x)) < 0) return rc;
-    return 0;
+    char e[200], where[160], at[200];
+    where[0] = '\0';
+    if (template_check_value(v, e, sizeof e, where, sizeof where) == 0)
+        return 0;
+    snprintf(at, sizeof at, "%s%s%s", field, where[0] && where[0] != '[' ? "." : "", where);
+    return fail(c, at, "invalid template: %s", e);
 }
 
 static int compile_http(struct cc *c, json_t *j, struct step_def *s)
