@@ -27,12 +27,12 @@ int api_query_int(struct request *req, const char *name, int64_t def, int64_t mi
     return 0;
 }
 
-void api_list_begin(struct buf *b)
+static void list_begin(struct buf *b)
 {
     buf_puts(b, "{\"value\":[");
 }
 
-void api_list_end(struct buf *b, struct request *req, const char *next_query)
+static void list_end(struct buf *b, struct request *req, const char *next_query)
 {
     buf_putc(b, ']');
     if (next_query) {
@@ -43,4 +43,26 @@ void api_list_end(struct buf *b, struct request *req, const char *next_query)
         buf_release(&link);
     }
     buf_putc(b, '}');
+}
+
+void api_reply_page(struct request *req, const void *elems, size_t n, size_t size, int64_t limit,
+                    api_render_fn render, api_cursor_fn cursor, const char *extra_query)
+{
+    struct buf b = BUF_INIT, next = BUF_INIT;
+    size_t shown = n > (size_t)limit ? (size_t)limit : n;
+    const char *base = elems;
+    list_begin(&b);
+    for (size_t i = 0; i < shown; i++) {
+        if (i)
+            buf_putc(&b, ',');
+        render(&b, base + i * size, req);
+    }
+    if (n > shown) {
+        cursor(&next, base + (shown - 1) * size);
+        buf_printf(&next, "&limit=%lld%s", (long long)limit, extra_query ? extra_query : "");
+    }
+    list_end(&b, req, n > shown ? next.data : NULL);
+    reply_buf(req, 200, "application/json", &b);
+    buf_release(&b);
+    buf_release(&next);
 }

@@ -17,10 +17,16 @@ static inline struct api *api_of(struct request *req)
  * On a bad value replies 400 (target = name) and returns -1. */
 int api_query_int(struct request *req, const char *name, int64_t def, int64_t min, int64_t max,
                   int64_t *out);
-/* Starts a list body: {"value":[ */
-void api_list_begin(struct buf *b);
-/* Ends a list body; next_query (may be NULL: last page) is appended to the request's
- * base URL and path to make nextLink. */
-void api_list_end(struct buf *b, struct request *req, const char *next_query);
+/* Renders one element of a page. */
+typedef void (*api_render_fn)(struct buf *b, const void *elem, struct request *req);
+/* Appends the cursor of nextLink for the last element shown ("cursor=17", "after=x"). */
+typedef void (*api_cursor_fn)(struct buf *q, const void *elem);
+
+/* Replies 200 with {"value": [...], "nextLink": ...}. elems[0..n) (each `size` bytes)
+ * were fetched with limit + 1, so n > limit means another page exists: nextLink is
+ * then this path with the cursor, "&limit=N" and extra_query (the filters, each
+ * "&name=value", may be NULL). */
+void api_reply_page(struct request *req, const void *elems, size_t n, size_t size, int64_t limit,
+                    api_render_fn render, api_cursor_fn cursor, const char *extra_query);
 
 #endif

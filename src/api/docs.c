@@ -137,6 +137,18 @@ void api_docs_delete(struct request *req)
     write_doc(req, STORE_OP_DELETE);
 }
 
+static void page_doc(struct buf *b, const void *e, struct request *req)
+{
+    (void)req;
+    render_doc(b, e);
+}
+
+static void cursor_doc(struct buf *q, const void *e)
+{
+    buf_puts(q, "after=");
+    url_encode(q, ((const struct store_doc *)e)->ref);
+}
+
 void api_docs_list(struct request *req)
 {
     if (check_names(req, 0) < 0)
@@ -153,22 +165,6 @@ void api_docs_list(struct request *req)
         reply_error(req, rc, NULL, NULL);
         return;
     }
-    struct buf b = BUF_INIT, next = BUF_INIT;
-    api_list_begin(&b);
-    size_t shown = n > (size_t)limit ? (size_t)limit : n;
-    for (size_t i = 0; i < shown; i++) {
-        if (i)
-            buf_putc(&b, ',');
-        render_doc(&b, &docs[i]);
-    }
-    if (n > shown) {
-        buf_puts(&next, "after=");
-        url_encode(&next, docs[shown - 1].ref);
-        buf_printf(&next, "&limit=%lld", (long long)limit);
-    }
-    api_list_end(&b, req, n > shown ? next.data : NULL);
-    reply_buf(req, 200, "application/json", &b);
-    buf_release(&b);
-    buf_release(&next);
+    api_reply_page(req, docs, n, sizeof *docs, limit, page_doc, cursor_doc, NULL);
     store_docs_free(docs, n);
 }

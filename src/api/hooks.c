@@ -141,6 +141,17 @@ void api_hooks_delete(struct request *req)
         reply_empty(req, 204);
 }
 
+static void page_hook(struct buf *b, const void *e, struct request *req)
+{
+    render_hook(b, req, e);
+}
+
+static void cursor_hook(struct buf *q, const void *e)
+{
+    buf_puts(q, "after=");
+    url_encode(q, ((const struct store_hook *)e)->name);
+}
+
 void api_hooks_list(struct request *req)
 {
     int64_t limit;
@@ -154,23 +165,7 @@ void api_hooks_list(struct request *req)
         reply_error(req, rc, NULL, NULL);
         return;
     }
-    struct buf b = BUF_INIT, next = BUF_INIT;
-    api_list_begin(&b);
-    size_t shown = n > (size_t)limit ? (size_t)limit : n;
-    for (size_t i = 0; i < shown; i++) {
-        if (i)
-            buf_putc(&b, ',');
-        render_hook(&b, req, &hs[i]);
-    }
-    if (n > shown) {
-        buf_puts(&next, "after=");
-        url_encode(&next, hs[shown - 1].name);
-        buf_printf(&next, "&limit=%lld", (long long)limit);
-    }
-    api_list_end(&b, req, n > shown ? next.data : NULL);
-    reply_buf(req, 200, "application/json", &b);
-    buf_release(&b);
-    buf_release(&next);
+    api_reply_page(req, hs, n, sizeof *hs, limit, page_hook, cursor_hook, NULL);
     store_hooks_free(hs, n);
 }
 

@@ -16,6 +16,17 @@ static void reply_no_job(struct request *req)
     reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
 }
 
+static void page_item(struct buf *b, const void *e, struct request *req)
+{
+    (void)req;
+    render_item(b, e, 0);
+}
+
+static void cursor_item(struct buf *q, const void *e)
+{
+    buf_printf(q, "cursor=%lld", (long long)((const struct store_item *)e)->index);
+}
+
 void api_items_list(struct request *req)
 {
     int64_t limit, cursor;
@@ -46,30 +57,17 @@ void api_items_list(struct request *req)
         reply_no_job(req);
         return;
     }
-    struct buf b = BUF_INIT, next = BUF_INIT;
-    api_list_begin(&b);
-    size_t shown = n > (size_t)limit ? (size_t)limit : n;
-    for (size_t i = 0; i < shown; i++) {
-        if (i)
-            buf_putc(&b, ',');
-        render_item(&b, &items[i], 0);
-    }
-    if (n > shown) {
-        buf_printf(&next, "cursor=%lld&limit=%lld", (long long)items[shown - 1].index,
-                   (long long)limit);
-        if (s)
-            buf_printf(&next, "&status=%s", store_item_status_name(status));
-        const char *names[3] = {"ref", "step", "code"}, *vals[3] = {ref, step, code};
-        for (int i = 0; i < 3; i++)
-            if (vals[i]) {
-                buf_printf(&next, "&%s=", names[i]);
-                url_encode(&next, vals[i]);
-            }
-    }
-    api_list_end(&b, req, n > shown ? next.data : NULL);
-    reply_buf(req, 200, "application/json", &b);
-    buf_release(&b);
-    buf_release(&next);
+    struct buf filters = BUF_INIT;
+    if (s)
+        buf_printf(&filters, "&status=%s", store_item_status_name(status));
+    const char *names[3] = {"ref", "step", "code"}, *vals[3] = {ref, step, code};
+    for (int i = 0; i < 3; i++)
+        if (vals[i]) {
+            buf_printf(&filters, "&%s=", names[i]);
+            url_encode(&filters, vals[i]);
+        }
+    api_reply_page(req, items, n, sizeof *items, limit, page_item, cursor_item, filters.data);
+    buf_release(&filters);
     store_items_free(items, n);
 }
 

@@ -367,6 +367,16 @@ void api_jobs_retry(struct request *req)
     store_job_release(&job);
 }
 
+static void page_job(struct buf *b, const void *e, struct request *req)
+{
+    render_job(b, e, req_base_url(req), clock_now_ms());
+}
+
+static void cursor_job(struct buf *q, const void *e)
+{
+    buf_printf(q, "cursor=%lld", (long long)((const struct store_job *)e)->seq);
+}
+
 void api_jobs_list(struct request *req)
 {
     int64_t limit, cursor;
@@ -389,24 +399,9 @@ void api_jobs_list(struct request *req)
         reply_error(req, rc, NULL, NULL);
         return;
     }
-    struct buf b = BUF_INIT, next = BUF_INIT;
-    int64_t now = clock_now_ms();
-    api_list_begin(&b);
-    size_t shown = n > (size_t)limit ? (size_t)limit : n;
-    for (size_t i = 0; i < shown; i++) {
-        if (i)
-            buf_putc(&b, ',');
-        render_job(&b, &jobs[i], req_base_url(req), now);
-    }
-    if (n > shown) {
-        buf_printf(&next, "cursor=%lld&limit=%lld", (long long)jobs[shown - 1].seq,
-                   (long long)limit);
-        if (s)
-            buf_printf(&next, "&status=%s", store_job_status_name(status));
-    }
-    api_list_end(&b, req, n > shown ? next.data : NULL);
-    reply_buf(req, 200, "application/json", &b);
-    buf_release(&b);
-    buf_release(&next);
+    char filter[48] = "";
+    if (s)
+        snprintf(filter, sizeof filter, "&status=%s", store_job_status_name(status));
+    api_reply_page(req, jobs, n, sizeof *jobs, limit, page_job, cursor_job, filter);
     store_jobs_free(jobs, n);
 }

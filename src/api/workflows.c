@@ -128,6 +128,18 @@ void api_workflows_delete(struct request *req)
         reply_empty(req, 204);
 }
 
+static void page_workflow(struct buf *b, const void *e, struct request *req)
+{
+    (void)req;
+    render_workflow(b, e);
+}
+
+static void cursor_workflow(struct buf *q, const void *e)
+{
+    buf_puts(q, "after=");
+    url_encode(q, ((const struct store_workflow *)e)->name);
+}
+
 void api_workflows_list(struct request *req)
 {
     int64_t limit;
@@ -141,23 +153,7 @@ void api_workflows_list(struct request *req)
         reply_error(req, rc, NULL, NULL);
         return;
     }
-    struct buf b = BUF_INIT, next = BUF_INIT;
-    api_list_begin(&b);
-    size_t shown = n > (size_t)limit ? (size_t)limit : n;
-    for (size_t i = 0; i < shown; i++) {
-        if (i)
-            buf_putc(&b, ',');
-        render_workflow(&b, &ws[i]);
-    }
-    if (n > shown) {
-        buf_puts(&next, "after=");
-        url_encode(&next, ws[shown - 1].name);
-        buf_printf(&next, "&limit=%lld", (long long)limit);
-    }
-    api_list_end(&b, req, n > shown ? next.data : NULL);
-    reply_buf(req, 200, "application/json", &b);
-    buf_release(&b);
-    buf_release(&next);
+    api_reply_page(req, ws, n, sizeof *ws, limit, page_workflow, cursor_workflow, NULL);
     store_workflows_free(ws, n);
 }
 

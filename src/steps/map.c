@@ -14,6 +14,7 @@
 
 #include "steps/path.h"
 #include "steps/template.h"
+#include "util/errmsg.h"
 #include "util/xmalloc.h"
 
 enum map_kind { MAP_SET, MAP_COPY, MAP_RENAME, MAP_REMOVE };
@@ -31,19 +32,6 @@ struct map {
     struct map_op *ops;
     size_t nops;
 };
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void setwhere(char *where, size_t wherelen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -65,11 +53,11 @@ static int compile_path(json_t *op, size_t i, const char *name, char **out, char
     json_t *v = json_object_get(op, name);
     setwhere(where, wherelen, "ops[%zu].%s", i, name);
     if (!v) {
-        seterr(err, errlen, "%s is required", name);
+        errmsg_set(err, errlen, "%s is required", name);
         return -1;
     }
     if (!json_is_string(v)) {
-        seterr(err, errlen, "%s must be a string", name);
+        errmsg_set(err, errlen, "%s must be a string", name);
         return -1;
     }
     if (path_checkn(json_string_value(v), json_string_length(v), err, errlen) < 0)
@@ -91,13 +79,13 @@ static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t
 {
     setwhere(where, wherelen, "ops[%zu]", i);
     if (!json_is_object(js)) {
-        seterr(err, errlen, "an op must be an object");
+        errmsg_set(err, errlen, "an op must be an object");
         return -1;
     }
     json_t *name = json_object_get(js, "op");
     setwhere(where, wherelen, "ops[%zu].op", i);
     if (!name) {
-        seterr(err, errlen, "op is required");
+        errmsg_set(err, errlen, "op is required");
         return -1;
     }
     size_t k = 0;
@@ -105,7 +93,7 @@ static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t
         while (k < 4 && strcmp(json_string_value(name), kind_names[k]) != 0)
             k++;
     if (!json_is_string(name) || k == 4) {
-        seterr(err, errlen, "unknown op %s%.32s%s (expected set, copy, rename or remove)",
+        errmsg_set(err, errlen, "unknown op %s%.32s%s (expected set, copy, rename or remove)",
                json_is_string(name) ? "\"" : "",
                json_is_string(name) ? json_string_value(name) : "(not a string)",
                json_is_string(name) ? "\"" : "");
@@ -125,7 +113,7 @@ static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t
         if (known_member(key, key_len, wants_from, wants_value))
             continue;
         setwhere(where, wherelen, "ops[%zu].%.64s", i, key);
-        seterr(err, errlen, "unknown member \"%.64s\" for op %s", key, kind_names[k]);
+        errmsg_set(err, errlen, "unknown member \"%.64s\" for op %s", key, kind_names[k]);
         return -1;
     }
     if (wants_from && compile_path(js, i, "from", &op->from, err, errlen, where, wherelen) < 0)
@@ -136,7 +124,7 @@ static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t
         json_t *value = json_object_get(js, "value");
         if (!value) {
             setwhere(where, wherelen, "ops[%zu].value", i);
-            seterr(err, errlen, "value is required");
+            errmsg_set(err, errlen, "value is required");
             return -1;
         }
         char inner[256];
@@ -148,7 +136,7 @@ static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t
         op->value = json_deep_copy(value);
         if (!op->value) {
             setwhere(where, wherelen, "ops[%zu].value", i);
-            seterr(err, errlen, "out of memory");
+            errmsg_set(err, errlen, "out of memory");
             return -1;
         }
     }
@@ -165,7 +153,7 @@ int map_compile(json_t *spec, struct map **out, char *err, size_t errlen, char *
     *out = NULL;
     setwhere(where, wherelen, "%s", "");
     if (!json_is_object(spec)) {
-        seterr(err, errlen, "a map step must be an object");
+        errmsg_set(err, errlen, "a map step must be an object");
         goto out;
     }
     const char *key;
@@ -175,18 +163,18 @@ int map_compile(json_t *spec, struct map **out, char *err, size_t errlen, char *
     {
         if (strlen(key) != key_len || strcmp(key, "ops") != 0) {
             setwhere(where, wherelen, "%.64s", key);
-            seterr(err, errlen, "unknown member \"%.64s\" (a map step has only \"ops\")", key);
+            errmsg_set(err, errlen, "unknown member \"%.64s\" (a map step has only \"ops\")", key);
             goto out;
         }
     }
     json_t *ops = json_object_get(spec, "ops");
     setwhere(where, wherelen, "ops");
     if (!ops) {
-        seterr(err, errlen, "ops is required");
+        errmsg_set(err, errlen, "ops is required");
         goto out;
     }
     if (!json_is_array(ops)) {
-        seterr(err, errlen, "ops must be an array");
+        errmsg_set(err, errlen, "ops must be an array");
         goto out;
     }
     m = xcalloc(1, sizeof *m);
@@ -233,13 +221,13 @@ static int apply_op(const struct map_op *op, json_t *ctx, json_t *data, char *er
     case MAP_RENAME:
         v = path_get(data, op->from);
         if (!v) {
-            seterr(err, errlen, "%s is missing", op->from);
+            errmsg_set(err, errlen, "%s is missing", op->from);
             return -1;
         }
         if (op->kind == MAP_COPY) {
             v = json_deep_copy(v);
             if (!v) {
-                seterr(err, errlen, "out of memory");
+                errmsg_set(err, errlen, "out of memory");
                 return -1;
             }
             return path_set(data, op->path, v, err, errlen);
@@ -261,21 +249,21 @@ static int apply_op(const struct map_op *op, json_t *ctx, json_t *data, char *er
 int map_apply(const struct map *m, json_t *ctx, char *err, size_t errlen)
 {
     if (!m) {
-        seterr(err, errlen, "no map");
+        errmsg_set(err, errlen, "no map");
         return -1;
     }
     json_t *orig = json_object_get(ctx, "data");
     if (!orig) {
-        seterr(err, errlen, "data is missing");
+        errmsg_set(err, errlen, "data is missing");
         return -1;
     }
     if (!json_is_object(orig)) {
-        seterr(err, errlen, "data is not an object");
+        errmsg_set(err, errlen, "data is not an object");
         return -1;
     }
     json_t *data = json_deep_copy(orig);
     if (!data) {
-        seterr(err, errlen, "out of memory");
+        errmsg_set(err, errlen, "out of memory");
         return -1;
     }
     json_incref(orig);
@@ -285,7 +273,7 @@ int map_apply(const struct map *m, json_t *ctx, char *err, size_t errlen)
         char why[512] = "";
         rc = apply_op(&m->ops[i], ctx, data, why, sizeof why);
         if (rc < 0)
-            seterr(err, errlen, "ops[%zu] (%s): %s", i, kind_names[m->ops[i].kind], why);
+            errmsg_set(err, errlen, "ops[%zu] (%s): %s", i, kind_names[m->ops[i].kind], why);
     }
     if (rc < 0)
         json_object_set(ctx, "data", orig);
