@@ -80,13 +80,13 @@ void api_hooks_put(struct request *req)
         rc = store_workflow_get(api_of(req)->st, req_tenant(req), hook_workflow(h), 0, &sw);
         store_workflow_release(&sw);
         if (rc <= 0) {
-            hook_free(h);
-            json_decref(def);
             if (rc < 0)
                 reply_error(req, rc, NULL, NULL);
             else
                 reply_errorf(req, SLUICE_E_UNKNOWN_WORKFLOW, "workflow", "no workflow '%.128s'",
                              hook_workflow(h));
+            hook_free(h);
+            json_decref(def);
             return;
         }
     }

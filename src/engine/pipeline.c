@@ -63,7 +63,9 @@ static void set_output(struct run *r, struct pstate *p, const char *step, json_t
     json_object_set_new(json_object_get(ctx_of(r, p), "steps"), step, v);
 }
 
-/* Appends one event. extra (stolen, may be NULL) adds fields (http details, violations). */
+/* Appends one event. A step event (s != NULL) also names the step, its type, its
+ * outcome (passed | failed | skipped | continued) and its end time. extra (stolen, may
+ * be NULL) adds fields (http details, violations). */
 static void event(struct pstate *p, int64_t at, const char *stage, const struct step_def *s,
                   int attempt, const char *level, const char *code, const char *msg,
                   int64_t dur_ms, json_t *extra)
@@ -72,8 +74,15 @@ static void event(struct pstate *p, int64_t at, const char *stage, const struct 
     struct buf *b = &p->ev;
     buf_printf(b, "%s{\"at\":\"%s\",\"stage\":\"%s\",", b->len ? "," : "", clock_fmt_ms(at, ts),
                stage);
-    if (s)
-        buf_printf(b, "\"step\":\"%s\",\"type\":\"%s\",", s->name, wfdef_step_type_name(s->type));
+    if (s) {
+        const char *outcome = !strcmp(level, "info")   ? "passed"
+                            : !strcmp(level, "error")  ? "failed"
+                            : s->on_error == ON_ERROR_SKIP ? "skipped"
+                                                           : "continued";
+        buf_printf(b, "\"step\":\"%s\",\"type\":\"%s\",\"outcome\":\"%s\",\"endedAt\":\"%s\",",
+                   s->name, wfdef_step_type_name(s->type), outcome,
+                   clock_fmt_ms(at + (dur_ms > 0 ? dur_ms : 0), ts));
+    }
     if (attempt > 0)
         buf_printf(b, "\"attempt\":%d,", attempt);
     buf_printf(b, "\"level\":\"%s\",\"code\":\"%s\",\"message\":", level, code);

@@ -494,3 +494,34 @@ def wf_server():
 def wfc(wf_server):
     """A client of a brand-new tenant on wf_server."""
     return Client(wf_server, wf_server.create_key(uniq("wft")))
+
+
+import upstream as _upstream_mod  # noqa: E402
+
+
+class _WideBacklogServer(_upstream_mod._Server):
+    # socketserver listens with a backlog of 5; hundreds of concurrent connects from the
+    # outbound engine would then sit in SYN retransmits (seconds each)
+    request_queue_size = 4096
+
+
+class FastUpstream(Upstream):
+    """The fake upstream with a wide listen backlog, for many concurrent connections."""
+
+    def start(self):
+        import threading
+        self._server = _WideBacklogServer((self.host, self.port), _upstream_mod._Handler)
+        self._server.state = _upstream_mod._State()
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+        return self.port
+
+
+@pytest.fixture
+def fast_upstream():
+    up = FastUpstream()
+    up.start()
+    yield up
+    up.stop()

@@ -290,6 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 4096  # a batch of http steps connects all at once
     block_on_close = False  # stop() must not wait for a handler sleeping in delay_ms
     allow_reuse_address = True
 
