@@ -48,6 +48,9 @@ static const struct setting settings[] = {
      OFF(outbound_allow), 0, 0},
     {"--outbound-max-body", "SLUICE_OUTBOUND_MAX_BODY", "http steps: response bytes kept (1048576)",
      K_SIZE, OFF(outbound_max_body), 1024, 1ull << 30},
+    {"--retention-seconds", "SLUICE_RETENTION_SECONDS",
+     "keep finished jobs this long, then remove them (2592000 = 30 days)", K_SIZE,
+     OFF(retention_seconds), 1, 100ull * 365 * 86400},
 };
 
 static void defaults(struct config *cfg)
@@ -68,6 +71,8 @@ static void defaults(struct config *cfg)
     cfg->api.submit_batch = 5000;
     cfg->outbound_allow = "";
     cfg->outbound_max_body = 1u << 20;
+    cfg->retention_seconds = 2592000;
+    janitor_config_default(&cfg->janitor);
 }
 
 static int set(struct config *cfg, const struct setting *s, const char *v, char *err, size_t errlen)
@@ -166,6 +171,8 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
         if (set(cfg, s, v, err, errlen) < 0)
             return -1;
     }
+    cfg->janitor.retention_ms = (int64_t)cfg->retention_seconds * 1000;
+    cfg->store.retention_ms = cfg->janitor.retention_ms;
     cfg->http.host = cfg->host;
     cfg->http.port = (uint16_t)cfg->port;
     return 0;

@@ -5,6 +5,7 @@
 
 #include "api/api.h"
 #include "engine/engine.h"
+#include "engine/janitor.h"
 #include "http/server.h"
 #include "store/store.h"
 
@@ -19,6 +20,9 @@ struct config {
     int log_debug;
     const char *outbound_allow; /* comma-separated hosts/CIDRs for http steps, or "" */
     size_t outbound_max_body;   /* response bytes kept per http call */
+    size_t retention_seconds;   /* terminal jobs are kept this long; sets janitor and
+                                   store.retention_ms */
+    struct janitor_config janitor;
 };
 
 /* Fills cfg from defaults, the environment and argv (serve's flags, argv[0] = "serve").

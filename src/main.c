@@ -9,8 +9,10 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/waiters.h"
 #include "cli/cli.h"
 #include "config.h"
+#include "engine/janitor.h"
 #include "outbound/outbound.h"
 #include "util/xmalloc.h"
 #include "util/clock.h"
@@ -84,6 +86,7 @@ static int serve_main(int argc, char **argv)
 
     struct store *st = NULL;
     struct engine *eng = NULL;
+    struct janitor *jan = NULL;
     struct http_server *srv = NULL;
     struct api api;
     memset(&api, 0, sizeof api);
@@ -129,14 +132,21 @@ static int serve_main(int argc, char **argv)
         store_close(st);
         return 1;
     }
+    /* Retention: finished jobs past --retention-seconds and old idempotency keys. */
+    if (janitor_start(st, &cfg.janitor, &jan) < 0)
+        log_write(LOG_WARN, "cannot start the retention task; finished jobs are kept", NULL);
     api.ob = ob;
     api.secrets = secrets;
+    api.waiters = waiters_start(st);
     api.st = st;
     api.eng = eng;
     api.cfg = cfg.api;
     atomic_init(&api.shutting_down, 0);
     if ((rc = http_server_start(&cfg.http, api_routes, api_nroutes, api_authenticate, &api, &srv)) <
         0) {
+        waiters_shutdown(api.waiters);
+        waiters_free(api.waiters);
+        janitor_stop(jan);
         engine_stop(eng);
         outbound_stop(ob);
         outbound_free(ob);
@@ -156,8 +166,11 @@ static int serve_main(int argc, char **argv)
     log_write(LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
     atomic_store(&api.shutting_down, 1);
     http_server_quiesce(srv);
+    waiters_shutdown(api.waiters); /* parked long polls and streams answer now */
+    janitor_stop(jan);
     engine_stop(eng);
     http_server_stop(srv);
+    waiters_free(api.waiters);
     outbound_stop(ob); /* after its users: workers and synchronous runs */
     outbound_free(ob);
     json_decref(secrets);

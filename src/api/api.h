@@ -19,12 +19,14 @@ struct api_config {
 };
 
 struct outbound;
+struct waiters;
 
 struct api {
     struct store *st;
     struct engine *eng;
     struct outbound *ob; /* http steps of synchronous runs; may be NULL */
     json_t *secrets;     /* NAME -> value for {{secrets.NAME}}; may be NULL */
+    struct waiters *waiters; /* parked long polls and event streams */
     struct api_config cfg;
     atomic_int shutting_down;
 };
@@ -40,6 +42,7 @@ void api_jobs_submit(struct request *req);
 int api_jobs_submit_body(struct request *req, const char *data, size_t len);
 void api_jobs_submit_end(struct request *req, int completed);
 void api_jobs_get(struct request *req);
+void api_jobs_events(struct request *req);
 void api_jobs_list(struct request *req);
 void api_jobs_cancel(struct request *req);
 void api_jobs_delete(struct request *req);

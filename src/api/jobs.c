@@ -4,13 +4,21 @@
  * (on_body); items go to a submit (engine/submit.h), which stages them in the store
  * in batches. The 202 is sent only after submit_commit() returned: the job and all
  * its items are durable. Any error replies at once and on_end frees the submit,
- * which deletes whatever was staged. */
+ * which deletes whatever was staged.
+ *
+ * Idempotency: an Idempotency-Key (or an Operation-Id, which also names the job)
+ * is held in the in-flight registry (api/idem.h) from the first chunk to on_end, so
+ * a second request with it meanwhile gets 409. The body is hashed (SHA-256) as it
+ * streams; the commit records the key with that hash, and a later request with the
+ * same key replays the first job when its hash matches (202, Idempotent-Replayed)
+ * or fails with IdempotencyKeyReused. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "api/common.h"
+#include "api/idem.h"
 #include "api/render.h"
 #include "engine/pipeline.h"
 #include "engine/submit.h"
@@ -32,6 +40,12 @@ struct submit_ctx {
     struct wfdef *def;
     int64_t total, invalid;
     struct buf report; /* invalid items, JSON array elements */
+    /* Idempotency: the registry key held until on_end (heap, or NULL), the header it
+     * came from (error target), the running hash of the body. */
+    char *held_key;
+    const char *key_target;
+    int has_op_id;
+    struct ids_sha256 *hash;
     /* An error raised by our own callbacks, reported instead of the parser's. */
     int cb_err;
     char cb_target[64];
@@ -141,7 +155,74 @@ static void reply_ingest_error(struct submit_ctx *c, int rc)
     reply_error(c->req, code, e->target[0] ? e->target : NULL, e->message[0] ? e->message : NULL);
 }
 
-static void reply_accepted(struct request *req, struct store_job *job);
+static void reply_accepted(struct request *req, struct store_job *job, int replay);
+
+/* The idempotency headers of a request. */
+struct idem_req {
+    const char *op_id;  /* Operation-Id, validated, or NULL */
+    const char *target; /* the header errors name */
+    char key[320];      /* the store key: "req:<Idempotency-Key>", "op:<Operation-Id>" or "" */
+};
+
+#define IDEM_KEY_MAX 255
+
+/* Reads Idempotency-Key (1..255 printable ASCII chars) and Operation-Id
+ * (ids_job_id_valid). Returns 0, or -1 after replying 400. */
+static int read_idem_headers(struct request *req, struct idem_req *r)
+{
+    const char *key = req_header(req, "Idempotency-Key");
+    const char *op = req_header(req, "Operation-Id");
+    memset(r, 0, sizeof *r);
+    if (key) {
+        size_t n = strlen(key);
+        int ok = n > 0 && n <= IDEM_KEY_MAX;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = key[i] >= 0x20 && key[i] < 0x7f;
+        if (!ok) {
+            reply_error(req, SLUICE_E_INVALID_REQUEST, "Idempotency-Key",
+                        "Idempotency-Key must be 1 to 255 printable ASCII characters");
+            return -1;
+        }
+    }
+    if (op && !ids_job_id_valid(op)) {
+        reply_error(req, SLUICE_E_INVALID_REQUEST, "Operation-Id",
+                    "Operation-Id must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'");
+        return -1;
+    }
+    r->op_id = op;
+    r->target = key ? "Idempotency-Key" : "Operation-Id";
+    if (key)
+        snprintf(r->key, sizeof r->key, "req:%s", key);
+    else if (op)
+        snprintf(r->key, sizeof r->key, "op:%s", op);
+    return 0;
+}
+
+/* Takes the request's idempotency headers into c->sub and holds the key in the
+ * in-flight registry. Returns 0, or -1 after replying. */
+static int submit_idem_setup(struct submit_ctx *c)
+{
+    struct idem_req ir;
+    if (read_idem_headers(c->req, &ir) < 0)
+        return -1;
+    if (!ir.key[0])
+        return 0;
+    if (ir.op_id) {
+        submit_set_job_id(c->sub, ir.op_id); /* valid: checked above */
+        c->has_op_id = 1;
+    }
+    submit_set_idem_key(c->sub, ir.key);
+    c->key_target = ir.target;
+    if (!api_idem_acquire(req_tenant(c->req), ir.key)) {
+        reply_errorf(c->req, SLUICE_E_CONFLICT, ir.target,
+                     "a request with this %s is still being received; retry when it has ended",
+                     ir.target);
+        return -1;
+    }
+    c->held_key = xstrdup(ir.key);
+    c->hash = ids_sha256_new();
+    return 0;
+}
 
 /* Creates the parser on the first chunk (or at the end for an empty body). Returns
  * 0, or -1 after replying. */
@@ -178,6 +259,8 @@ static int submit_setup(struct request *req)
         return -1;
     }
     c->validate_only = vo && !strcmp(vo, "true");
+    if (!c->validate_only && submit_idem_setup(c) < 0) /* validateOnly stores nothing */
+        return -1;
     if (fmt == INGEST_NDJSON) {
         const char *wf = req_query(req, "workflow");
         if (!wf) {
@@ -194,6 +277,10 @@ static int submit_setup(struct request *req)
             reply_ingest_error(c, c->cb_err);
             return -1;
         }
+        if (c->hash) { /* an NDJSON request's envelope is in its query */
+            ids_sha256_update(c->hash, wf, strlen(wf) + 1);
+            ids_sha256_update(c->hash, cr ? cr : "", cr ? strlen(cr) + 1 : 1);
+        }
     }
     c->in = ingest_new(fmt, &api->cfg.limits, on_item, on_field, c);
     return 0;
@@ -207,6 +294,8 @@ int api_jobs_submit_body(struct request *req, const char *data, size_t len)
             return -1;
         c = req_ctx(req);
     }
+    if (c->hash)
+        ids_sha256_update(c->hash, data, len);
     int rc = ingest_feed(c->in, data, len);
     if (rc < 0) {
         reply_ingest_error(c, rc);
@@ -247,6 +336,11 @@ void api_jobs_submit(struct request *req)
     }
     struct store_job job;
     memset(&job, 0, sizeof job);
+    if (c->hash) {
+        char hex[65];
+        ids_sha256_finish(c->hash, hex);
+        submit_set_body_hash(c->sub, hex);
+    }
     rc = submit_commit(c->sub, &job);
     if (rc == -SLUICE_E_INVALID_FIELD) {
         reply_error(req, rc, "workflow", "the request names no workflow");
@@ -256,11 +350,21 @@ void api_jobs_submit(struct request *req)
         reply_error(req, rc, "items", "the request holds no items");
         return;
     }
+    if (rc == -SLUICE_E_IDEMPOTENCY_KEY_REUSED) {
+        reply_errorf(req, rc, c->key_target,
+                     "this %s was used within 24 hours with a different request body",
+                     c->key_target);
+        return;
+    }
+    if (rc == -SLUICE_E_CONFLICT && c->has_op_id) {
+        reply_error(req, rc, "Operation-Id", "another job already has this Operation-Id");
+        return;
+    }
     if (rc < 0) {
         reply_error(req, rc, NULL, NULL);
         return;
     }
-    reply_accepted(req, &job);
+    reply_accepted(req, &job, rc == 2);
     store_job_release(&job);
 }
 
@@ -271,6 +375,10 @@ void api_jobs_submit_end(struct request *req, int completed)
     if (!c)
         return;
     submit_free(c->sub); /* deletes the staged job unless committed */
+    if (c->held_key)
+        api_idem_release(req_tenant(req), c->held_key);
+    free(c->held_key);
+    ids_sha256_free(c->hash);
     if (c->in)
         ingest_free(c->in);
     wfdef_free(c->def);
@@ -299,13 +407,6 @@ static void reply_job(struct request *req, int rc, struct store_job *job, int st
     store_job_release(job);
 }
 
-void api_jobs_get(struct request *req)
-{
-    struct store_job job;
-    memset(&job, 0, sizeof job);
-    int rc = store_job_get(api_of(req)->st, req_tenant(req), req_param(req, "id"), &job);
-    reply_job(req, rc, &job, 200);
-}
 
 void api_jobs_cancel(struct request *req)
 {
@@ -328,42 +429,71 @@ void api_jobs_delete(struct request *req)
         reply_empty(req, 204);
 }
 
-/* Replies 202 with a newly created job and wakes the workers. */
-static void reply_accepted(struct request *req, struct store_job *job)
+/* Replies 202 with a newly created job and wakes the workers; for a replay
+ * (an idempotency key seen before) with the job the key names, flagged. */
+static void reply_accepted(struct request *req, struct store_job *job, int replay)
 {
     struct api *api = api_of(req);
-    metrics_job_accepted(job->counts.total);
-    engine_notify(api->eng);
+    if (replay) {
+        reply_header(req, "Idempotent-Replayed", "true");
+    } else {
+        metrics_job_accepted(job->counts.total);
+        engine_notify(api->eng);
+    }
     struct buf b = BUF_INIT, loc = BUF_INIT;
     buf_printf(&loc, "%s/v1/jobs/%s", req_base_url(req), job->id);
     reply_header(req, "Location", loc.data);
     reply_header(req, "Operation-Location", loc.data);
-    reply_header(req, "Retry-After", "1");
+    if (!render_job_terminal(job->status))
+        reply_header(req, "Retry-After", "1");
     render_job(&b, job, req_base_url(req), clock_now_ms());
     reply_buf(req, 202, "application/json", &b);
     buf_release(&b);
     buf_release(&loc);
 }
 
-/* POST /v1/jobs/{id}:retry - a new job from the failed items of a finished job. */
+/* POST /v1/jobs/{id}:retry - a new job from the failed items of a finished job.
+ * Idempotency-Key / Operation-Id work as on submit; what the key covers is the retry
+ * of this job (the body is empty), so the same key on another job's retry fails. */
 void api_jobs_retry(struct request *req)
 {
-    char id[IDS_JOB_LEN + 1];
+    char id[IDS_JOB_LEN + 1], hash[65];
+    struct idem_req ir;
     struct store_job job;
+    struct store_job_meta meta;
+    const char *parent = req_param(req, "id");
     memset(&job, 0, sizeof job);
-    int rc = ids_job_new(id);
+    memset(&meta, 0, sizeof meta);
+    if (read_idem_headers(req, &ir) < 0)
+        return;
+    if (ir.key[0]) {
+        char *what = xasprintf("%s:retry", parent);
+        ids_sha256_hex(what, strlen(what), hash);
+        free(what);
+        meta.idem_key = ir.key;
+        meta.body_hash = hash;
+        meta.idem_not_before = clock_now_ms() - SUBMIT_IDEM_TTL_MS;
+    }
+    int rc = ir.op_id ? 0 : ids_job_new(id);
     if (rc >= 0)
-        rc = store_job_retry(api_of(req)->st, req_tenant(req), req_param(req, "id"), id, &job);
+        rc = store_job_retry(api_of(req)->st, req_tenant(req), parent, ir.op_id ? ir.op_id : id,
+                             ir.key[0] ? &meta : NULL, &job);
     if (rc == 0)
-        reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
+        reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", parent);
+    else if (rc == -SLUICE_E_CONFLICT && ir.op_id)
+        reply_error(req, rc, "Operation-Id",
+                    "only a finished job can be retried, under an Operation-Id no job has");
     else if (rc == -SLUICE_E_CONFLICT)
         reply_error(req, rc, "id", "only a finished job can be retried");
     else if (rc == -SLUICE_E_EMPTY_JOB)
         reply_error(req, rc, "id", "the job has no failed items to retry");
+    else if (rc == -SLUICE_E_IDEMPOTENCY_KEY_REUSED)
+        reply_errorf(req, rc, ir.target, "this %s was used within 24 hours for another request",
+                     ir.target);
     else if (rc < 0)
         reply_error(req, rc, NULL, NULL);
     else
-        reply_accepted(req, &job);
+        reply_accepted(req, &job, rc == 2);
     store_job_release(&job);
 }
 

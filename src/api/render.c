@@ -108,6 +108,10 @@ void render_job(struct buf *b, const struct store_job *j, const char *base_url, 
     time_field(b, "lastProgressAt", j->last_progress_at);
     buf_putc(b, ',');
     time_field(b, "completedAt", j->completed_at);
+    if (terminal && j->expires_at > 0) { /* retention: the janitor removes it after this */
+        buf_putc(b, ',');
+        time_field(b, "expiresAt", j->expires_at);
+    }
     buf_printf(b,
                ",\"links\":{\"self\":\"%s/v1/jobs/%s\",\"items\":\"%s/v1/jobs/%s/items\","
                "\"failedItems\":\"%s/v1/jobs/%s/items?status=Failed\","

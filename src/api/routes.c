@@ -15,6 +15,7 @@ const struct route api_routes[] = {
     {"GET", "/v1/jobs/{id}/items", api_items_list, ROUTE_AUTH, NULL, NULL},
     {"GET", "/v1/jobs/{id}/items/{index}", api_items_get, ROUTE_AUTH, NULL, NULL},
     {"GET", "/v1/jobs/{id}/results", api_items_results, ROUTE_AUTH, NULL, NULL},
+    {"GET", "/v1/jobs/{id}/events", api_jobs_events, ROUTE_AUTH, NULL, NULL},
 
     {"POST", "/v1/jobs/{id}:retry", api_jobs_retry, ROUTE_AUTH, NULL, NULL},
 

@@ -7,6 +7,7 @@
 
 #include "engine/wfdef.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/errors.h"
 #include "util/ids.h"
 #include "util/xmalloc.h"
@@ -34,6 +35,9 @@ struct submit {
     int64_t wf_version; /* stored definitions: the version this job runs; 0 for built-ins */
     char *client_ref;
     char *idem_key;
+    char *op_key;       /* "op:<id>" when the id was chosen by the client */
+    char *public_id;    /* the client's job id, or NULL */
+    char body_hash[65]; /* "" = not set */
     size_t batch_items;
     struct staged *batch;
     size_t nbatch;
@@ -121,6 +125,27 @@ void submit_set_idem_key(struct submit *s, const char *key)
     s->idem_key = xstrdup(key);
 }
 
+void submit_set_body_hash(struct submit *s, const char hash_hex[65])
+{
+    snprintf(s->body_hash, sizeof s->body_hash, "%s", hash_hex);
+}
+
+int submit_set_job_id(struct submit *s, const char *id)
+{
+    if (!ids_job_id_valid(id))
+        return -SLUICE_E_INVALID_PARAMETER;
+    free(s->public_id);
+    free(s->op_key);
+    s->public_id = xstrdup(id);
+    s->op_key = xasprintf("op:%s", id);
+    return 0;
+}
+
+const char *submit_idem_key(const struct submit *s)
+{
+    return s->idem_key ? s->idem_key : s->op_key;
+}
+
 int submit_set_client_reference(struct submit *s, const char *ref)
 {
     size_t n = strlen(ref);
@@ -194,7 +219,17 @@ int submit_commit(struct submit *s, struct store_job *job)
         return -SLUICE_E_EMPTY_JOB;
     if ((rc = flush(s)) < 0)
         return rc;
-    struct store_job_meta meta = {s->workflow, s->wf_version, s->client_ref, s->idem_key};
+    /* The staged rows carry a random id: a client's id is only taken at commit, so a
+     * replay of it never collides with the job it names while staging. */
+    struct store_job_meta meta = {
+        .workflow = s->workflow,
+        .workflow_version = s->wf_version,
+        .client_reference = s->client_ref,
+        .idem_key = submit_idem_key(s),
+        .body_hash = s->body_hash[0] ? s->body_hash : NULL,
+        .idem_not_before = clock_now_ms() - SUBMIT_IDEM_TTL_MS,
+        .job_id = s->public_id,
+    };
     rc = store_job_commit(s->st, s->job_id, &meta, s->count, job);
     if (rc < 0)
         return rc;
@@ -216,6 +251,8 @@ void submit_free(struct submit *s)
     free(s->workflow);
     free(s->client_ref);
     free(s->idem_key);
+    free(s->op_key);
+    free(s->public_id);
     free(s->batch);
     free(s->items);
     free(s->refs.keys);

@@ -29,16 +29,35 @@ struct submit *submit_new(struct store *st, const char *tenant, size_t batch_ite
  * (1..256 bytes: -SLUICE_E_INVALID_FIELD). */
 int submit_set_workflow(struct submit *s, const char *workflow);
 int submit_set_client_reference(struct submit *s, const char *ref);
-/* Sets the idempotency key the job is committed under (webhook event ids): a second
- * commit with the same key returns the first job instead (see submit_commit). */
+/* How long an idempotency key replays: a key taken longer ago than this no longer
+ * matches, and the janitor sweeps it. */
+#define SUBMIT_IDEM_TTL_MS (24LL * 3600 * 1000)
+
+/* Sets the idempotency key the job is committed under (webhook event ids, a client's
+ * Idempotency-Key): a second commit of this tenant with the same key within
+ * SUBMIT_IDEM_TTL_MS returns the first job instead (see submit_commit). */
 void submit_set_idem_key(struct submit *s, const char *key);
+/* Sets what the key covers: the hex SHA-256 of the request (see ids_sha256_new).
+ * A commit whose key is held with another hash fails. Without it, any request with
+ * the key replays (webhook event ids). */
+void submit_set_body_hash(struct submit *s, const char hash_hex[65]);
+/* Sets the job's public id (a client's Operation-Id) instead of a random one:
+ * -SLUICE_E_INVALID_PARAMETER unless ids_job_id_valid(id). Without an idempotency key
+ * set, "op:<id>" becomes the key (submit_idem_key), so a repeated id replays. */
+int submit_set_job_id(struct submit *s, const char *id);
+/* The key the job will be committed under (see above), or NULL. Valid until the next
+ * submit_set_* call or submit_free. */
+const char *submit_idem_key(const struct submit *s);
 /* Adds the next item (index must be the count so far). Copies ref and data. Returns 0
  * or a store error. */
 int submit_add(struct submit *s, int64_t index, const char *ref, size_t ref_len, const char *data,
                size_t data_len);
 /* Flushes and makes the job visible. Returns 1, or 2 when the idempotency key already
  * named a job of this tenant ([out] job is that job; nothing new is stored). Errors:
- * -SLUICE_E_EMPTY_JOB, -SLUICE_E_INVALID_FIELD (no workflow), store errors.
+ * -SLUICE_E_EMPTY_JOB, -SLUICE_E_INVALID_FIELD (no workflow),
+ * -SLUICE_E_IDEMPOTENCY_KEY_REUSED (the key covers another body), -SLUICE_E_CONFLICT
+ * (the id of submit_set_job_id names a job of another tenant, or an older one whose
+ * key has aged out), store errors.
  * [out] job (release with store_job_release). */
 int submit_commit(struct submit *s, struct store_job *job);
 /* Items added so far. */

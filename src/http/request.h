@@ -21,7 +21,10 @@
 struct request;
 
 /* Streams a response body: write up to max bytes into out, return the count, 0 at
- * the end, or -1 on an error (the connection is closed). Called from the server thread. */
+ * the end, -1 on an error (the connection is closed), or REPLY_READER_SUSPENDED after
+ * req_suspend_stream() when there is nothing to send yet. Called from the server
+ * thread. */
+#define REPLY_READER_SUSPENDED (-2)
 typedef long (*reply_reader_fn)(void *ctx, char *out, size_t max);
 typedef void (*reply_free_fn)(void *ctx);
 
@@ -52,6 +55,22 @@ char *req_strdup(struct request *req, const char *s);
 void req_set_tenant(struct request *req, const char *tenant);
 /* Nonzero once a reply was queued. */
 int req_replied(const struct request *req);
+
+/* ---- waiting without a thread (long polling, event streams) --------------------
+ * A parked request holds no server thread: its connection leaves the event loop
+ * until req_resume(). While parked, a client that goes away is noticed only on
+ * resume, so whoever parks a request must resume it by a deadline. */
+
+/* Parks the request instead of replying: call from a handler, which then returns
+ * without a reply. When req_resume() is called, the server calls on_resume(req) on
+ * a server thread, which replies (or parks again). */
+void req_park(struct request *req, void (*on_resume)(struct request *req));
+/* From a reply_stream reader that has nothing to send now: suspends the connection;
+ * the reader then returns 0 and is called again after req_resume(). */
+void req_suspend_stream(struct request *req);
+/* Resumes a parked request or a suspended stream. Thread-safe; call exactly once
+ * per park/suspend. */
+void req_resume(struct request *req);
 
 /* Adds a response header to the reply that will be sent (call before reply_*()). */
 void reply_header(struct request *req, const char *name, const char *value);

@@ -70,6 +70,8 @@ struct request {
     char *hnames[MAX_HEADERS], *hvalues[MAX_HEADERS];
     int nheaders;
     void *ctx;
+    void (*on_resume)(struct request *req); /* continuation of a parked handler */
+    int suspend_now;                        /* the handler just parked the request */
     int64_t start_ns;
     struct alloc *allocs;
 };
@@ -95,6 +97,23 @@ void *req_app(const struct request *req) { return req->srv->app; }
 void *req_ctx(const struct request *req) { return req->ctx; }
 void req_set_ctx(struct request *req, void *ctx) { req->ctx = ctx; }
 int req_replied(const struct request *req) { return req->resp != NULL; }
+
+void req_park(struct request *req, void (*on_resume)(struct request *req))
+{
+    req->on_resume = on_resume;
+    req->suspend_now = 1;
+    MHD_suspend_connection(req->conn);
+}
+
+void req_suspend_stream(struct request *req)
+{
+    MHD_suspend_connection(req->conn);
+}
+
+void req_resume(struct request *req)
+{
+    MHD_resume_connection(req->conn);
+}
 
 void req_set_tenant(struct request *req, const char *tenant)
 {
@@ -225,6 +244,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
     (void)pos;
     struct stream_ctx *s = cls;
     long n = s->reader(s->ctx, out, max);
+    if (n == REPLY_READER_SUSPENDED)
+        return 0; /* suspended: MHD asks again after req_resume() */
     if (n < 0)
         return MHD_CONTENT_READER_END_WITH_ERROR;
     if (n == 0)
@@ -509,8 +530,18 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         *upload_data_size = 0;
         return req->discarded > DISCARD_LIMIT ? MHD_NO : MHD_YES;
     }
-    if (!req->resp)
-        req->route->handler(req);
+    if (!req->resp) {
+        void (*resume)(struct request *) = req->on_resume;
+        req->on_resume = NULL;
+        if (resume)
+            resume(req);
+        else
+            req->route->handler(req);
+    }
+    if (req->suspend_now) { /* the handler parked the request; it replies when resumed */
+        req->suspend_now = 0;
+        return MHD_YES;
+    }
     return queue(req);
 }
 
@@ -577,7 +608,7 @@ int http_server_start(const struct http_config *cfg, const struct route *routes,
         return -SLUICE_E_INVALID_PARAMETER;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     srv->d = MHD_start_daemon(
         flags, cfg->port, NULL, NULL, access_handler, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         srv, MHD_OPTION_SOCK_ADDR, &sa,

@@ -34,14 +34,25 @@
  *   job_steps (jid, step) -> passed/failed/skipped, added to by store_complete in
  *            its transaction; rowid order is first-seen order (a new row's rowid is
  *            above every existing row's).
- *   idem_keys (tenant, key) -> jid, inserted by store_job_commit, deleted with the
- *            job (job_remove), so a key names at most one live job.
+ *   idem_keys (tenant, key) -> jid, body_hash, created_at; inserted by
+ *            store_job_commit / store_job_retry, deleted with the job (job_remove),
+ *            so a key names at most one live job. A key older than the caller's
+ *            idem_not_before is replaced (INSERT OR REPLACE) by the next job using
+ *            it; store_retention_sweep deletes old keys in batches.
  *   workflows (tenant, name, version) -> definition, deleted. A put inserts
  *            max(version) + 1, so versions are never reused; a delete only marks
  *            the name's live rows deleted (running jobs keep reading their version).
  *   hooks    name -> tenant, definition: names are global (the events URL carries
  *            no key), so the name alone is the primary key.
  * Items also keep failed_step, warnings and parent_index (store_job_retry).
+ *
+ * Retention: store_retention_sweep removes expired terminal jobs a bounded number of
+ * rows per transaction, so the write lock is never held long. The first transaction
+ * that touches a job hides it: status 0 (like Receiving, which every read skips) with
+ * updated_at -1, which tells it from a live upload (partial index jobs_removing);
+ * the next calls delete its items from the lowest key up, and the call that deletes
+ * the last items deletes the row. A crash in between leaves a hidden job that the
+ * next sweep (or store_gc_receiving at start) finishes.
  *
  * Doc ops: store_complete applies an outcome's ops in order inside the batch's one
  * transaction. When an op cannot apply (DocumentNotFound, InvalidData), the item
@@ -201,6 +212,14 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL,"
     "  updated_at INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX hooks_tenant ON hooks(tenant, name);",
+    /* 003_retention: what an idempotency key covers and when it was taken; retention.
+     * Keys of older versions count from the upgrade. */
+    "ALTER TABLE idem_keys ADD COLUMN body_hash TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE idem_keys ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE idem_keys SET created_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000;"
+    "CREATE INDEX idem_keys_created ON idem_keys(created_at);"
+    "CREATE INDEX jobs_completed ON jobs(completed_at) WHERE status IN (4, 5, 6);"
+    "CREATE INDEX jobs_removing ON jobs(jid) WHERE status = 0 AND updated_at < 0;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */
@@ -301,6 +320,11 @@ enum qid {
     Q_HOOK_GET,
     Q_HOOK_LIST,
     Q_HOOK_DELETE,
+    Q_SWEEP_KEYS,
+    Q_SWEEP_HIDDEN,
+    Q_SWEEP_EXPIRED,
+    Q_SWEEP_HIDE,
+    Q_SWEEP_ITEMS,
     Q__COUNT
 };
 
@@ -322,16 +346,18 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_KEY_REVOKE] = "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at = 0",
     [Q_JOB_INSERT] = "INSERT INTO jobs(id, tenant, status, created_at, updated_at) "
                      "VALUES(?1, ?2, 0, ?3, ?3)",
-    [Q_JOB_RECEIVING] = "SELECT jid FROM jobs WHERE id = ?1 AND status = 0",
+    /* updated_at < 0: a job being removed by retention, not an upload */
+    [Q_JOB_RECEIVING] = "SELECT jid FROM jobs WHERE id = ?1 AND status = 0 AND updated_at >= 0",
     [Q_JOB_TOUCH] = "UPDATE jobs SET updated_at = ?2 WHERE jid = ?1",
     [Q_ITEM_INSERT] = "INSERT INTO items(k, prev_idx, ref, data) VALUES(?1, ?2, ?3, ?4)",
     [Q_JOB_COMMIT] = "UPDATE jobs SET status = 1, workflow = ?2, client_reference = ?3, "
-                     "total = ?4, pending = ?4, updated_at = ?5, workflow_version = ?6 "
-                     "WHERE jid = ?1",
-    [Q_IDEM_GET] = "SELECT jid FROM idem_keys "
-                   "WHERE tenant = (SELECT tenant FROM jobs WHERE jid = ?1) AND key = ?2",
-    [Q_IDEM_INSERT] = "INSERT INTO idem_keys(tenant, key, jid) SELECT tenant, ?2, jid FROM jobs "
-                      "WHERE jid = ?1",
+                     "total = ?4, pending = ?4, updated_at = ?5, workflow_version = ?6, "
+                     "id = coalesce(?7, id) WHERE jid = ?1",
+    [Q_IDEM_GET] =
+        "SELECT jid, body_hash, created_at FROM idem_keys WHERE tenant = ?1 AND key = ?2",
+    /* REPLACE: an aged-out key (see idem_find) passes to the new job */
+    [Q_IDEM_INSERT] = "INSERT OR REPLACE INTO idem_keys(tenant, key, jid, body_hash, created_at) "
+                      "SELECT tenant, ?2, jid, coalesce(?3, ''), ?4 FROM jobs WHERE jid = ?1",
     [Q_IDEM_DELETE_JOB] = "DELETE FROM idem_keys WHERE jid = ?1",
     /* rowid order is first-seen order: a new row's rowid is above every existing one */
     [Q_STEPS_GET] = "SELECT step, passed, failed, skipped FROM job_steps WHERE jid = ?1 "
@@ -429,6 +455,14 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_HOOK_LIST] = "SELECT " HOOK_COLS " FROM hooks WHERE tenant = ?1 AND name > ?2 "
                     "ORDER BY name LIMIT ?3",
     [Q_HOOK_DELETE] = "DELETE FROM hooks WHERE name = ?1 AND tenant = ?2",
+    [Q_SWEEP_KEYS] = "DELETE FROM idem_keys WHERE (tenant, key) IN "
+                     "(SELECT tenant, key FROM idem_keys WHERE created_at < ?1 LIMIT ?2)",
+    [Q_SWEEP_HIDDEN] = "SELECT jid FROM jobs WHERE status = 0 AND updated_at < 0 LIMIT 1",
+    [Q_SWEEP_EXPIRED] = "SELECT jid FROM jobs WHERE status IN (4, 5, 6) AND completed_at < ?1 "
+                        "ORDER BY completed_at LIMIT 1",
+    [Q_SWEEP_HIDE] = "UPDATE jobs SET status = 0, updated_at = -1 WHERE jid = ?1",
+    [Q_SWEEP_ITEMS] = "DELETE FROM items WHERE k IN "
+                      "(SELECT k FROM items WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT ?3)",
 };
 
 /* ---- connections ----------------------------------------------------------------- */
@@ -437,6 +471,7 @@ struct conn {
     sqlite3 *db;
     sqlite3_stmt *st[Q__COUNT];
     struct buf ev, res, tmp; /* scratch: events, result JSON, patched documents */
+    int64_t retention_ms;    /* store_options.retention_ms, for store_job.expires_at */
     struct conn *next;       /* free list */
 };
 
@@ -613,6 +648,7 @@ static int conn_open(struct sq *s, struct conn **out)
         goto out;
     }
     sqlite3_busy_timeout(c->db, s->opt.busy_timeout_ms);
+    c->retention_ms = s->opt.retention_ms;
     rc = sqlite3_exec(c->db,
                       "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=OFF; "
                       "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-32768;",
@@ -1052,13 +1088,15 @@ static int sq_key_revoke(void *impl, const char *key_id)
 
 /* ---- job rows -------------------------------------------------------------------- */
 
+static int job_terminal(int status);
+
 /* A job row: the public struct plus the claim cursor and cancel point. */
 struct jobrow {
     int64_t jid, cursor, cancel_at, last_claim;
     struct store_job j;
 };
 
-static void read_job(sqlite3_stmt *s, struct jobrow *r)
+static void read_job(const struct conn *c, sqlite3_stmt *s, struct jobrow *r)
 {
     struct store_job *j = &r->j;
     memset(r, 0, sizeof *r);
@@ -1089,6 +1127,8 @@ static void read_job(sqlite3_stmt *s, struct jobrow *r)
     j->workflow_version = sqlite3_column_int64(s, 24);
     col_copy(s, 25, j->parent_job, sizeof j->parent_job);
     j->seq = r->jid;
+    if (job_terminal(j->status) && j->completed_at > 0 && c->retention_ms > 0)
+        j->expires_at = j->completed_at + c->retention_ms;
 }
 
 /* Loads a visible job of tenant by public id: 1 found, 0 not. */
@@ -1102,7 +1142,7 @@ static int job_load(struct conn *c, const char *tenant, const char *job_id, stru
     bind_str(s, 2, tenant);
     rc = step(s);
     if (rc == 1)
-        read_job(s, r);
+        read_job(c, s, r);
     sqlite3_reset(s);
     return rc;
 }
@@ -1116,7 +1156,7 @@ static int job_load_jid(struct conn *c, int64_t jid, struct jobrow *r)
     sqlite3_bind_int64(s, 1, jid);
     rc = step(s);
     if (rc == 1)
-        read_job(s, r);
+        read_job(c, s, r);
     sqlite3_reset(s);
     return rc == 0 ? -SLUICE_E_INTERNAL : rc; /* callers hold a reference to the row */
 }
@@ -1318,6 +1358,48 @@ static int job_remove(struct conn *c, int64_t jid)
     return 0;
 }
 
+/* The job an idempotency key of tenant names: 1 ([out] *jid) when the request
+ * replays, 0 when no key counts (none, or created before m->idem_not_before: the
+ * caller's insert replaces it), -SLUICE_E_IDEMPOTENCY_KEY_REUSED when the key covers
+ * another request (both hashes known and different). */
+static int idem_find(struct conn *c, const char *tenant, const struct store_job_meta *m,
+                     int64_t *jid)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_IDEM_GET, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, tenant);
+    bind_str(s, 2, m->idem_key);
+    rc = step(s);
+    if (rc == 1) {
+        const char *h = (const char *)sqlite3_column_text(s, 1);
+        if (sqlite3_column_int64(s, 2) < m->idem_not_before)
+            rc = 0;
+        else if (m->body_hash && m->body_hash[0] && h && h[0] && strcmp(h, m->body_hash) != 0)
+            rc = -SLUICE_E_IDEMPOTENCY_KEY_REUSED;
+        else
+            *jid = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* Records m's idempotency key for job jid. */
+static int idem_insert(struct conn *c, int64_t jid, const struct store_job_meta *m, int64_t now)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_IDEM_INSERT, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    bind_str(s, 2, m->idem_key);
+    bind_str(s, 3, m->body_hash);
+    sqlite3_bind_int64(s, 4, now);
+    rc = step(s);
+    return rc < 0 ? rc : 0;
+}
+
 static int job_commit_body(struct conn *c, void *vctx)
 {
     struct submit_ctx *x = vctx;
@@ -1331,14 +1413,10 @@ static int job_commit_body(struct conn *c, void *vctx)
     if (rc <= 0)
         return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
     if (m->idem_key) {
-        if ((rc = q(c, Q_IDEM_GET, &s)) < 0)
+        if ((rc = job_load_jid(c, jid, &r)) < 0)
             return rc;
-        sqlite3_bind_int64(s, 1, jid);
-        bind_str(s, 2, m->idem_key);
-        rc = step(s);
-        if (rc == 1)
-            existing = sqlite3_column_int64(s, 0);
-        sqlite3_reset(s);
+        rc = idem_find(c, r.j.tenant, m, &existing);
+        store_job_release(&r.j);
         if (rc < 0)
             return rc;
     }
@@ -1357,16 +1435,11 @@ static int job_commit_body(struct conn *c, void *vctx)
         sqlite3_bind_int64(s, 4, x->total);
         sqlite3_bind_int64(s, 5, now);
         sqlite3_bind_int64(s, 6, m->workflow_version);
+        bind_str(s, 7, m->job_id); /* unbound = NULL: keep the staged id */
         if ((rc = step(s)) < 0)
+            return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
+        if (m->idem_key && (rc = idem_insert(c, jid, m, now)) < 0)
             return rc;
-        if (m->idem_key) {
-            if ((rc = q(c, Q_IDEM_INSERT, &s)) < 0)
-                return rc;
-            sqlite3_bind_int64(s, 1, jid);
-            bind_str(s, 2, m->idem_key);
-            if ((rc = step(s)) < 0)
-                return rc;
-        }
     }
     if (x->out) {
         if ((rc = job_load_jid(c, jid, &r)) < 0)
@@ -1397,8 +1470,21 @@ static int job_retry_body(struct conn *c, void *vctx)
     struct submit_ctx *x = vctx;
     struct jobrow r;
     sqlite3_stmt *s;
-    int64_t now = clock_now_ms();
-    int rc = job_load(c, x->tenant, x->job_id, &r);
+    int64_t now = clock_now_ms(), existing = 0;
+    int rc;
+    if (x->meta && x->meta->idem_key) {
+        if ((rc = idem_find(c, x->tenant, x->meta, &existing)) < 0)
+            return rc;
+        if (existing) {
+            if (x->out) {
+                if ((rc = job_load_jid(c, existing, &r)) < 0)
+                    return rc;
+                *x->out = r.j;
+            }
+            return 2;
+        }
+    }
+    rc = job_load(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
     if (!job_terminal(r.j.status)) {
@@ -1434,6 +1520,8 @@ static int job_retry_body(struct conn *c, void *vctx)
         rc = -SLUICE_E_INTERNAL;
         goto out;
     }
+    if (x->meta && x->meta->idem_key && (rc = idem_insert(c, jid, x->meta, now)) < 0)
+        goto out;
     store_job_release(&r.j);
     if (x->out) {
         if ((rc = job_load_jid(c, jid, &r)) < 0)
@@ -1448,10 +1536,10 @@ out:
 }
 
 static int sq_job_retry(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
-                        struct store_job *out)
+                        const struct store_job_meta *meta, struct store_job *out)
 {
     struct submit_ctx x = {
-        .tenant = tenant, .job_id = job_id, .new_job_id = new_job_id, .out = out};
+        .tenant = tenant, .job_id = job_id, .new_job_id = new_job_id, .meta = meta, .out = out};
     return run_tx(impl, TX_WRITE, job_retry_body, job_out_undo, &x);
 }
 
@@ -1506,6 +1594,98 @@ static int sq_gc_receiving(void *impl, int64_t older_than)
 {
     struct submit_ctx x = {.older_than = older_than};
     return run_tx(impl, TX_WRITE, gc_body, NULL, &x);
+}
+
+/* ---- retention ------------------------------------------------------------------- */
+
+struct sweep_ctx {
+    int64_t jobs_before, keys_before;
+    int64_t budget;
+};
+
+/* jid of the job to remove next: one hidden by an earlier call first, else the
+ * terminal job that completed first before x->jobs_before, which gets hidden (its
+ * claims, step counts and keys go at once: they are few). 0: nothing to remove. */
+static int sweep_next_job(struct conn *c, const struct sweep_ctx *x, int64_t *jid, int64_t *removed)
+{
+    static const enum qid by_jid[] = {Q_SWEEP_HIDE, Q_CLAIMS_DELETE_JOB, Q_STEPS_DELETE_JOB,
+                                      Q_IDEM_DELETE_JOB};
+    sqlite3_stmt *s;
+    int rc = q(c, Q_SWEEP_HIDDEN, &s);
+    if (rc < 0)
+        return rc;
+    if ((rc = step(s)) == 1)
+        *jid = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc != 0)
+        return rc;
+    if ((rc = q(c, Q_SWEEP_EXPIRED, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, x->jobs_before);
+    if ((rc = step(s)) == 1)
+        *jid = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc <= 0)
+        return rc;
+    for (size_t i = 0; i < sizeof by_jid / sizeof by_jid[0]; i++) {
+        if ((rc = q(c, by_jid[i], &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, *jid);
+        if ((rc = step(s)) < 0)
+            return rc;
+        if (i > 0)
+            *removed += sqlite3_changes(c->db);
+    }
+    return 1;
+}
+
+static int sweep_body(struct conn *c, void *vctx)
+{
+    struct sweep_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int64_t removed = 0, jid = 0;
+    int rc = q(c, Q_SWEEP_KEYS, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, x->keys_before);
+    sqlite3_bind_int64(s, 2, x->budget);
+    if ((rc = step(s)) < 0)
+        return rc;
+    removed += sqlite3_changes(c->db);
+    while (removed < x->budget) {
+        if ((rc = sweep_next_job(c, x, &jid, &removed)) < 0)
+            return rc;
+        if (rc == 0)
+            break;
+        int64_t want = x->budget - removed;
+        if ((rc = q(c, Q_SWEEP_ITEMS, &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, KEY(jid, 0));
+        sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
+        sqlite3_bind_int64(s, 3, want);
+        if ((rc = step(s)) < 0)
+            return rc;
+        int64_t gone = sqlite3_changes(c->db);
+        removed += gone;
+        if (gone == want)
+            break; /* maybe more items: the next call goes on with this job */
+        if ((rc = q(c, Q_JOB_DELETE, &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, jid);
+        if ((rc = step(s)) < 0)
+            return rc;
+        removed++;
+    }
+    return removed > INT32_MAX ? INT32_MAX : (int)removed;
+}
+
+static int sq_retention_sweep(void *impl, int64_t jobs_completed_before,
+                              int64_t keys_created_before, size_t max_rows)
+{
+    struct sweep_ctx x = {jobs_completed_before, keys_created_before,
+                          max_rows == 0 ? 1
+                                        : (max_rows > INT32_MAX ? INT32_MAX : (int64_t)max_rows)};
+    return run_tx(impl, TX_WRITE, sweep_body, NULL, &x);
 }
 
 /* ---- reading and controlling jobs ------------------------------------------------ */
@@ -1566,7 +1746,7 @@ static int job_list_body(struct conn *c, void *vctx)
     x->list = xcalloc(x->limit ? x->limit : 1, sizeof *x->list);
     x->n = 0;
     while (x->n < x->limit && (rc = step(s)) == 1) {
-        read_job(s, &r);
+        read_job(c, s, &r);
         x->list[x->n++] = r.j;
     }
     if (rc < 0) {
@@ -3057,6 +3237,7 @@ const struct store_ops store_sqlite_ops = {
     .job_abort = sq_job_abort,
     .gc_receiving = sq_gc_receiving,
     .expire_claims = sq_expire_claims,
+    .retention_sweep = sq_retention_sweep,
     .job_get = sq_job_get,
     .job_list = sq_job_list,
     .job_cancel = sq_job_cancel,

@@ -21,6 +21,7 @@ void store_options_default(struct store_options *opt)
 {
     opt->synchronous_full = 1;
     opt->busy_timeout_ms = 5000;
+    opt->retention_ms = 0;
 }
 
 /* mkdir -p of the directory part of path ("a/b/c.db" -> "a/b"). */
@@ -141,9 +142,10 @@ int store_job_commit(struct store *st, const char *job_id, const struct store_jo
 }
 
 int store_job_retry(struct store *st, const char *tenant, const char *job_id,
-                    const char *new_job_id, struct store_job *out)
+                    const char *new_job_id, const struct store_job_meta *meta,
+                    struct store_job *out)
 {
-    return st->ops->job_retry(st->impl, tenant, job_id, new_job_id, out);
+    return st->ops->job_retry(st->impl, tenant, job_id, new_job_id, meta, out);
 }
 
 int store_job_abort(struct store *st, const char *job_id)
@@ -159,6 +161,12 @@ int store_gc_receiving(struct store *st, int64_t older_than)
 int store_expire_claims(struct store *st)
 {
     return st->ops->expire_claims(st->impl);
+}
+
+int store_retention_sweep(struct store *st, int64_t jobs_completed_before,
+                          int64_t keys_created_before, size_t max_rows)
+{
+    return st->ops->retention_sweep(st->impl, jobs_completed_before, keys_created_before, max_rows);
 }
 
 int store_job_get(struct store *st, const char *tenant, const char *job_id, struct store_job *out)

@@ -67,7 +67,8 @@ enum store_job_outcome { OUTCOME_NONE = 0, OUTCOME_ALL_SUCCEEDED = 1, OUTCOME_PA
 /* Document operations, applied by the store inside the completing transaction. */
 enum store_op { STORE_OP_NONE = 0, STORE_OP_UPSERT, STORE_OP_PATCH, STORE_OP_DELETE };
 
-#define STORE_ID_MAX 40     /* job ids, key ids, lease tokens: < 40 chars */
+#define STORE_ID_MAX 72     /* job ids (up to 64 chars: client-chosen Operation-Ids), key
+                               ids, lease tokens */
 #define STORE_NAME_MAX 160  /* tenant, workflow, collection names */
 #define STORE_CODE_MAX 64   /* error codes */
 
@@ -95,6 +96,8 @@ struct store_job {
     struct store_step_count *steps; /* heap, loaded by store_job_get only (NULL in lists);
                                        in first-seen order */
     size_t nsteps;
+    int64_t expires_at; /* terminal jobs: completed_at + store_options.retention_ms, when
+                           store_retention_sweep may remove it; 0 otherwise */
 };
 
 /* Everything store_job_commit records about a job besides its items. */
@@ -103,6 +106,13 @@ struct store_job_meta {
     int64_t workflow_version;   /* 0 for built-in workflows */
     const char *client_reference; /* may be NULL */
     const char *idem_key;       /* may be NULL; unique per tenant (e.g. "hook:NAME:EVENT") */
+    const char *body_hash;      /* may be NULL: hex SHA-256 of what the key covers (the
+                                   request body); a key held with another hash does not
+                                   replay but fails (see store_job_commit) */
+    int64_t idem_not_before;    /* a key created before this time (ms) no longer counts:
+                                   the new job takes it over; 0 = keys never age */
+    const char *job_id;         /* may be NULL: the public id the job is committed under
+                                   (a client's Operation-Id) instead of the staged id */
 };
 
 struct store_item {
@@ -251,6 +261,8 @@ struct store_stats {
 struct store_options {
     int synchronous_full;  /* 1 (default): SQLite synchronous=FULL; 0: NORMAL */
     int busy_timeout_ms;   /* default 5000 */
+    int64_t retention_ms;  /* how long terminal jobs are kept, for store_job.expires_at
+                              (removal is store_retention_sweep's); 0 = forever */
 };
 
 struct store;
@@ -271,10 +283,12 @@ struct store_ops {
     int (*job_commit)(void *impl, const char *job_id, const struct store_job_meta *meta,
                       int64_t total, struct store_job *out);
     int (*job_retry)(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
-                     struct store_job *out);
+                     const struct store_job_meta *meta, struct store_job *out);
     int (*job_abort)(void *impl, const char *job_id);
     int (*gc_receiving)(void *impl, int64_t older_than);
     int (*expire_claims)(void *impl);
+    int (*retention_sweep)(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
+                           size_t max_rows);
 
     int (*job_get)(void *impl, const char *tenant, const char *job_id, struct store_job *out);
     int (*job_list)(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
@@ -354,9 +368,16 @@ int store_job_add_items(struct store *st, const char *job_id, const struct store
                         size_t n);
 /* Makes the job visible as NotStarted with total = pending = `total` items; after it
  * returns 1, the job and all its items survive any crash. [out] out may be NULL.
- * With meta->idem_key set and a job of this tenant already holding that key, nothing
- * is committed (the staged job is deleted), out is the existing job and it returns 2.
- * A key is held until its job is deleted (store_job_delete). meta NULL: no metadata. */
+ * With meta->idem_key set and a job of this tenant already holding that key (created
+ * at or after meta->idem_not_before), nothing is committed (the staged job is
+ * deleted) and:
+ *   - when both hashes are set and differ: -SLUICE_E_IDEMPOTENCY_KEY_REUSED;
+ *   - else out is the existing job and it returns 2.
+ * A key older than idem_not_before is taken over by the new job. A key is held until
+ * its job is deleted (store_job_delete, store_retention_sweep) or the key is swept.
+ * meta->job_id set: the job becomes visible under that id; -SLUICE_E_CONFLICT when a
+ * job (of any tenant) has it already, unless the idempotency key replays first.
+ * meta NULL: no metadata. */
 int store_job_commit(struct store *st, const char *job_id, const struct store_job_meta *meta,
                      int64_t total, struct store_job *out);
 /* Creates job new_job_id (NotStarted) from the Failed items of a terminal job: same
@@ -364,9 +385,13 @@ int store_job_commit(struct store *st, const char *job_id, const struct store_jo
  * the parent's index order with parent_index set, attempts 0, same-ref order linked
  * anew within the new job. 1 created ([out] out, may be NULL), 0 job not found,
  * -SLUICE_E_CONFLICT when the job is not terminal, -SLUICE_E_EMPTY_JOB when it has
- * no failed item. */
+ * no failed item. meta (may be NULL) gives only the idempotency key of the retry
+ * request (idem_key, body_hash, idem_not_before; the other fields are ignored), with
+ * the replay rules of store_job_commit: 2 and [out] the job the key names, or
+ * -SLUICE_E_IDEMPOTENCY_KEY_REUSED; the key is checked before anything else. */
 int store_job_retry(struct store *st, const char *tenant, const char *job_id,
-                    const char *new_job_id, struct store_job *out);
+                    const char *new_job_id, const struct store_job_meta *meta,
+                    struct store_job *out);
 /* Deletes a Receiving job and its items (the submit failed). */
 int store_job_abort(struct store *st, const char *job_id);
 /* Deletes Receiving jobs last touched before older_than (left by a crash). Returns the
@@ -377,6 +402,15 @@ int store_gc_receiving(struct store *st, int64_t older_than);
  * this is crash recovery at start-up: leases held by the previous, dead process need
  * not be waited out. Returns the number of claims expired. */
 int store_expire_claims(struct store *st);
+/* Retention, in one short write transaction that removes at most about max_rows rows:
+ * idempotency keys created before keys_created_before, then terminal jobs (Succeeded,
+ * Failed, Canceled) completed before jobs_completed_before, with their items, claims,
+ * step counts and keys. A job is hidden (reads answer 0) in the first transaction
+ * that touches it, so a big job whose items take several calls never shows half its
+ * items; its row goes with its last items. Jobs that are not terminal are never
+ * touched. Returns the number of rows removed: call again while it is > 0. */
+int store_retention_sweep(struct store *st, int64_t jobs_completed_before,
+                          int64_t keys_created_before, size_t max_rows);
 
 /* ---- reading and controlling jobs (tenant-scoped: another tenant's id is 0) -------- */
 

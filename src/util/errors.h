@@ -39,7 +39,9 @@
     X(STEP_FAILED, 422, "StepFailed", "a workflow step failed the item")                           \
     X(UPSTREAM_ERROR, 502, "UpstreamError", "the upstream answered with an error status")          \
     X(UPSTREAM_UNAVAILABLE, 504, "UpstreamUnavailable", "the upstream could not be reached")       \
-    X(TARGET_NOT_ALLOWED, 422, "TargetNotAllowed", "the outbound target is not allowed")
+    X(TARGET_NOT_ALLOWED, 422, "TargetNotAllowed", "the outbound target is not allowed")         \
+    X(IDEMPOTENCY_KEY_REUSED, 422, "IdempotencyKeyReused",                                         \
+      "the Idempotency-Key was used with a different request")
 
 enum sluice_error {
     SLUICE_OK = 0,

@@ -13,10 +13,24 @@
 
 /* Fills out (IDS_JOB_LEN + 1 bytes) with a new job id. Returns 0 or -SLUICE_E_INTERNAL. */
 int ids_job_new(char out[IDS_JOB_LEN + 1]);
+/* Nonzero when s is a valid client-chosen job id (Operation-Id): 1 to IDS_JOB_ID_MAX
+ * chars of [A-Za-z0-9_.-]. */
+#define IDS_JOB_ID_MAX 64
+int ids_job_id_valid(const char *s);
 /* Fills out with prefix + n random chars from [a-z0-9]; out holds strlen(prefix)+n+1. */
 int ids_random(const char *prefix, size_t n, char *out);
 /* Hex SHA-256 of s (65 bytes with NUL). */
 void ids_sha256_hex(const char *s, size_t n, char out[65]);
+/* Incremental SHA-256, for bodies hashed as they stream in (idempotency keys).
+ * ids_sha256_new() never fails (allocation failure aborts); feed bytes with
+ * ids_sha256_update(); ids_sha256_finish() writes the hex digest (65 bytes with NUL)
+ * and ends the hash (further updates are ignored, finish repeats the same digest);
+ * free with ids_sha256_free() (NULL is fine). One hash per thread at a time. */
+struct ids_sha256;
+struct ids_sha256 *ids_sha256_new(void);
+void ids_sha256_update(struct ids_sha256 *h, const void *p, size_t n);
+void ids_sha256_finish(struct ids_sha256 *h, char out[65]);
+void ids_sha256_free(struct ids_sha256 *h);
 /* 64-bit hash of bytes (FNV-1a); not cryptographic. */
 unsigned long long ids_hash64(const void *p, size_t n);
 

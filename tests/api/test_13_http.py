@@ -143,8 +143,17 @@ def test_dropped_connections(wfc, upstream):
     assert step_events(bad, "push")[-1]["failure"] == "connection_failed", bad
     for path, want in (("/dropone", [{"drop": True}, {"status": 200}]),
                        ("/dropall", [{"drop": True}, {"drop": True}])):
-        calls = upstream.log(path)
-        assert [c["response"] for c in calls] == want, calls
+        # the upstream logs a dropped call when its handler finishes, which may be
+        # just after sluice saw the connection close: poll (bounded)
+        calls = wait_until(lambda: (lambda l: l if len(l) >= len(want) else None)(upstream.log(path)),
+                           timeout=10, what="the upstream log of " + path)
+        got = [c["response"] for c in calls]
+        if path == "/dropall" and len(got) == 3:
+            # libcurl reconnects once by itself when a reused keep-alive connection
+            # dies before any answer; that reconnect is not one of our attempts, and
+            # it carries the same key like every attempt
+            want = want + [{"drop": True}]
+        assert got == want, calls
         assert len({c["idempotency_key"] for c in calls}) == 1, calls
 
 

@@ -4,7 +4,9 @@
  * database as sluice left it when only migration 001 existed (the real 001 text from
  * store_sqlite_migrations, plus rows of a finished job), then opens it through
  * store_open and checks that every later migration applied, that the old rows read
- * back with the defaults of the new columns, and that the new features work on them. */
+ * back with the defaults of the new columns, and that the new features work on them.
+ * The same for a database of the 002 era (idempotency keys without hash or time,
+ * retention). */
 #include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include "store/store.h"
 #include "store/store_int.h"
 #include "testhelp.h"
+#include "util/clock.h"
 #include "util/errors.h"
 
 static char tmpdir[64];
@@ -130,7 +133,7 @@ TEST(upgrade_from_001)
     CHECK_EQ_INT(store_item_list(st, "t", "job_old", &f, -1, 10, 0, &items, &n), 1);
     CHECK_EQ_INT(n, 2);
     store_items_free(items, n);
-    CHECK_EQ_INT(store_job_retry(st, "t", "job_old", "job_new", &j), 1);
+    CHECK_EQ_INT(store_job_retry(st, "t", "job_old", "job_new", NULL, &j), 1);
     CHECK_EQ_INT(j.counts.total, 2);
     CHECK_EQ_STR(j.parent_job, "job_old");
     store_job_release(&j);
@@ -147,7 +150,7 @@ TEST(upgrade_from_001)
     struct store_new_item ni = {
         .index = 0, .ref = "x", .ref_len = 1, .data = "{}", .data_len = 2, .prev_idx = -1};
     CHECK_EQ_INT(store_job_add_items(st, "job_third", &ni, 1), 0);
-    struct store_job_meta meta = {"noop", 0, NULL, "k1"};
+    struct store_job_meta meta = {.workflow = "noop", .idem_key = "k1"};
     CHECK_EQ_INT(store_job_commit(st, "job_third", &meta, 1, &j), 1);
     CHECK(j.seq > 1);
     store_job_release(&j);
@@ -159,6 +162,74 @@ TEST(upgrade_from_001)
     CHECK_EQ_INT(schema_version(), (long long)store_sqlite_nmigrations);
     CHECK_EQ_INT(store_workflow_get(st, "t", "wf", 0, &w), 1);
     store_workflow_release(&w);
+    store_close(st);
+}
+
+/* Runs sql on the database at `path` directly. */
+static int exec_db(const char *sql)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open(path, &db);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        fprintf(stderr, "exec_db: %s\n", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+
+TEST(upgrade_from_002)
+{
+    struct store *st = NULL;
+    struct store_job j;
+    struct store_item it;
+    struct store_options opt;
+    char url[160];
+    int rc;
+    int64_t before = clock_now_ms();
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    remove_db();
+    CHECK(store_sqlite_nmigrations >= 3);
+    CHECK_EQ_INT(make_db(2, 2), 0);
+    /* a webhook event id taken under 002: no hash, no time */
+    CHECK_EQ_INT(exec_db("INSERT INTO idem_keys(tenant, key, jid) VALUES('t', 'hook:h:e1', 1)"), 0);
+    store_options_default(&opt);
+    opt.retention_ms = 60000;
+    CHECK_EQ_INT(store_open(url, &opt, &st), 0);
+    CHECK_EQ_INT(schema_version(), (long long)store_sqlite_nmigrations);
+
+    /* the old job shows when it expires (it completed long ago) */
+    CHECK_EQ_INT(store_job_get(st, "t", "job_old", &j), 1);
+    CHECK_EQ_INT(j.expires_at, 1002 + 60000);
+    store_job_release(&j);
+    /* the old key counts from the upgrade, and replays whatever the hash */
+    struct store_new_item ni = {
+        .index = 0, .ref = "x", .ref_len = 1, .data = "{}", .data_len = 2, .prev_idx = -1};
+    struct store_job_meta meta = {.workflow = "noop",
+                                  .idem_key = "hook:h:e1",
+                                  .body_hash = "ab",
+                                  .idem_not_before = before - 1000};
+    CHECK_EQ_INT(store_job_begin(st, "t", "job_2"), 0);
+    CHECK_EQ_INT(store_job_add_items(st, "job_2", &ni, 1), 0);
+    CHECK_EQ_INT(store_job_commit(st, "job_2", &meta, 1, &j), 2);
+    CHECK_EQ_STR(j.id, "job_old");
+    store_job_release(&j);
+    CHECK_EQ_INT(store_retention_sweep(st, 0, before - 1000, 100), 0); /* not older than that */
+
+    /* retention removes the old job with its items and its key */
+    int64_t total = 0;
+    while ((rc = store_retention_sweep(st, clock_now_ms() - 60000, 0, 2)) > 0)
+        total += rc;
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(total, 3 + 1 + 1); /* items, key, row */
+    CHECK_EQ_INT(store_job_get(st, "t", "job_old", &j), 0);
+    CHECK_EQ_INT(store_item_get(st, "t", "job_old", 0, &it), 0);
+    CHECK_EQ_INT(store_job_begin(st, "t", "job_3"), 0);
+    CHECK_EQ_INT(store_job_add_items(st, "job_3", &ni, 1), 0);
+    CHECK_EQ_INT(store_job_commit(st, "job_3", &meta, 1, &j), 1);
+    CHECK_EQ_STR(j.id, "job_3");
+    CHECK_EQ_INT(j.expires_at, 0); /* not finished */
+    store_job_release(&j);
     store_close(st);
 }
 
@@ -191,6 +262,7 @@ int main(void)
     }
     snprintf(path, sizeof path, "%s/store.sqlite", tmpdir);
     RUN(upgrade_from_001);
+    RUN(upgrade_from_002);
     RUN(newer_schema_refused);
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return test_report();

@@ -23,6 +23,7 @@
 
 static struct store *st;
 static char tmpdir[64];
+static char store_url[128]; /* for tests that open a second handle with other options */
 
 /* ---- helpers --------------------------------------------------------------------- */
 
@@ -66,7 +67,7 @@ static int submit(const char *tenant, char job_id[STORE_ID_MAX], int n, const ch
     rc = store_job_add_items(st, job_id, items, (size_t)n);
     if (rc < 0)
         goto out;
-    rc = store_job_commit(st, job_id, &(struct store_job_meta){"wf", 0, NULL, NULL}, n, NULL);
+    rc = store_job_commit(st, job_id, &(struct store_job_meta){.workflow = "wf"}, n, NULL);
     rc = rc < 0 ? rc : 0;
 out:
     free(items);
@@ -242,8 +243,11 @@ TEST(submit_batches_commit)
         store_jobs_free(jobs, n);
         CHECK_EQ_INT(store_job_cancel(st, tenant, id, &j), 0);
     }
-    CHECK_EQ_INT(
-        store_job_commit(st, id, &(struct store_job_meta){"import", 0, "ref-42", NULL}, 12, &j), 1);
+    CHECK_EQ_INT(store_job_commit(
+                     st, id,
+                     &(struct store_job_meta){.workflow = "import", .client_reference = "ref-42"},
+                     12, &j),
+                 1);
     CHECK_EQ_INT(j.workflow_version, 0);
     CHECK_EQ_STR(j.parent_job, "");
     CHECK(j.steps == NULL);
@@ -259,9 +263,8 @@ TEST(submit_batches_commit)
     CHECK_EQ_INT(j.started_at, 0);
     store_job_release(&j);
     /* a second commit finds no Receiving job */
-    CHECK_EQ_INT(
-        store_job_commit(st, id, &(struct store_job_meta){"import", 0, NULL, NULL}, 12, NULL),
-        -SLUICE_E_NOT_FOUND);
+    CHECK_EQ_INT(store_job_commit(st, id, &(struct store_job_meta){.workflow = "import"}, 12, NULL),
+                 -SLUICE_E_NOT_FOUND);
     CHECK_EQ_INT(store_job_add_items(st, id, NULL, 0), -SLUICE_E_NOT_FOUND);
 
     CHECK_EQ_INT(store_job_get(st, tenant, id, &j), 1);
@@ -297,7 +300,7 @@ TEST(submit_abort_and_gc)
     CHECK_EQ_INT(store_job_begin(st, tenant, id), 0);
     CHECK_EQ_INT(store_job_add_items(st, id, &ni, 1), 0);
     CHECK_EQ_INT(store_job_abort(st, id), 0);
-    CHECK_EQ_INT(store_job_commit(st, id, &(struct store_job_meta){"wf", 0, NULL, NULL}, 1, NULL),
+    CHECK_EQ_INT(store_job_commit(st, id, &(struct store_job_meta){.workflow = "wf"}, 1, NULL),
                  -SLUICE_E_NOT_FOUND);
     CHECK_EQ_INT(store_job_get(st, tenant, id, &j), 0);
     /* the id is free again: nothing of the aborted job is left */
@@ -531,7 +534,7 @@ static int submit_refs(const char *tenant, char id[STORE_ID_MAX], const char *re
     }
     if ((rc = store_job_add_items(st, id, ni, (size_t)n)) < 0)
         return rc;
-    rc = store_job_commit(st, id, &(struct store_job_meta){"wf", 0, NULL, NULL}, n, NULL);
+    rc = store_job_commit(st, id, &(struct store_job_meta){.workflow = "wf"}, n, NULL);
     return rc < 0 ? rc : 0;
 }
 
@@ -1547,7 +1550,10 @@ TEST(job_commit_idem_key)
     struct store_item it;
     new_tenant(tenant, "idem");
     new_tenant(other, "idem-other");
-    struct store_job_meta meta = {"wf.v", 3, "cref", "hook:orders:evt-1"};
+    struct store_job_meta meta = {.workflow = "wf.v",
+                                  .workflow_version = 3,
+                                  .client_reference = "cref",
+                                  .idem_key = "hook:orders:evt-1"};
     CHECK_EQ_INT(submit_meta(tenant, id1, 2, &meta, &j), 1);
     CHECK_EQ_STR(j.id, id1);
     CHECK_EQ_STR(j.workflow, "wf.v");
@@ -1556,7 +1562,7 @@ TEST(job_commit_idem_key)
     CHECK_EQ_INT(j.counts.total, 2);
     store_job_release(&j);
     /* the same key again: nothing committed, the first job comes back */
-    struct store_job_meta again = {"wf.other", 0, NULL, "hook:orders:evt-1"};
+    struct store_job_meta again = {.workflow = "wf.other", .idem_key = "hook:orders:evt-1"};
     CHECK_EQ_INT(submit_meta(tenant, id2, 3, &again, &j2), 2);
     CHECK_EQ_STR(j2.id, id1);
     CHECK_EQ_STR(j2.workflow, "wf.v");
@@ -1571,7 +1577,7 @@ TEST(job_commit_idem_key)
     CHECK_EQ_INT(submit_meta(tenant, id2, 1, &again, NULL), 2);
     /* keys are per tenant; a job without a key never collides */
     CHECK_EQ_INT(submit_meta(other, id3, 1, &again, NULL), 1);
-    struct store_job_meta nokey = {"wf", 0, NULL, NULL};
+    struct store_job_meta nokey = {.workflow = "wf"};
     CHECK_EQ_INT(submit_meta(tenant, id4, 1, &nokey, NULL), 1);
     CHECK_EQ_INT(store_job_commit(st, "job_nosuch", NULL, 1, NULL), -SLUICE_E_NOT_FOUND);
     /* deleting the job frees its key */
@@ -1599,9 +1605,10 @@ TEST(job_retry)
     new_tenant(other, "retry-other");
     CHECK_EQ_INT(submit_refs(tenant, id, "abacd"), 0);
     new_job_id(rid);
-    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, &j), -SLUICE_E_CONFLICT); /* NotStarted */
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, NULL, &j),
+                 -SLUICE_E_CONFLICT); /* NotStarted */
     CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
-    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, &j), -SLUICE_E_CONFLICT); /* Running */
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, NULL, &j), -SLUICE_E_CONFLICT); /* Running */
     struct store_outcome o[5] = {
         {.index = 0, .status = ITEM_FAILED, .error_code = "InvalidData", .failed_step = "map"},
         {.index = 1, .status = ITEM_SUCCEEDED},
@@ -1611,9 +1618,9 @@ TEST(job_retry)
     };
     CHECK_EQ_INT(store_complete(st, &c, o, 5, NULL, 0), 0);
     store_claim_release(&c);
-    CHECK_EQ_INT(store_job_retry(st, other, id, rid, &j), 0); /* tenant isolation */
-    CHECK_EQ_INT(store_job_retry(st, tenant, "job_nosuch", rid, &j), 0);
-    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, &j), 1);
+    CHECK_EQ_INT(store_job_retry(st, other, id, rid, NULL, &j), 0); /* tenant isolation */
+    CHECK_EQ_INT(store_job_retry(st, tenant, "job_nosuch", rid, NULL, &j), 0);
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, NULL, &j), 1);
     CHECK_EQ_STR(j.id, rid);
     CHECK_EQ_STR(j.tenant, tenant);
     CHECK_EQ_STR(j.workflow, "wf");
@@ -1623,7 +1630,8 @@ TEST(job_retry)
     CHECK_EQ_INT(j.counts.pending, 3);
     CHECK_EQ_INT(j.counts.failed + j.counts.succeeded + j.counts.processing, 0);
     store_job_release(&j);
-    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, NULL), -SLUICE_E_CONFLICT); /* id taken */
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, NULL, NULL),
+                 -SLUICE_E_CONFLICT); /* id taken */
     CHECK_EQ_INT(store_job_get(st, other, rid, &j), 0);
     CHECK_EQ_INT(store_job_get(st, tenant, id, &j), 1); /* the parent is unchanged */
     CHECK_EQ_INT(j.counts.failed, 3);
@@ -1672,7 +1680,7 @@ TEST(job_retry)
 
     /* nothing failed: nothing to retry */
     new_job_id(rid2);
-    CHECK_EQ_INT(store_job_retry(st, tenant, rid, rid2, &j), -SLUICE_E_EMPTY_JOB);
+    CHECK_EQ_INT(store_job_retry(st, tenant, rid, rid2, NULL, &j), -SLUICE_E_EMPTY_JOB);
     CHECK_EQ_INT(store_job_get(st, tenant, rid2, &j), 0);
     /* a canceled job with failed items can be retried; its canceled items are not */
     CHECK_EQ_INT(submit_refs(tenant, id, "xyz"), 0);
@@ -1682,7 +1690,7 @@ TEST(job_retry)
     store_claim_release(&c);
     CHECK_EQ_INT(job_status(tenant, id, &j), JOB_CANCELED);
     store_job_release(&j);
-    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid2, &j), 1);
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid2, NULL, &j), 1);
     CHECK_EQ_INT(j.counts.total, 1);
     store_job_release(&j);
     CHECK_EQ_INT(store_job_cancel(st, tenant, rid2, NULL), 1);
@@ -1919,6 +1927,225 @@ TEST(hooks_global_names)
 
 /* ---- stats ----------------------------------------------------------------------- */
 
+/* ---- idempotency keys with hashes, client job ids, retention --------------------- */
+
+TEST(idem_hash_replay_reuse_expiry)
+{
+    char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX], id[STORE_ID_MAX], id2[STORE_ID_MAX];
+    char opid[STORE_ID_MAX], rnd[16];
+    struct store_job j;
+    int64_t now = clock_now_ms();
+    new_tenant(tenant, "idemh");
+    new_tenant(other, "idemh-other");
+    struct store_job_meta m1 = {
+        .workflow = "wf", .idem_key = "req:k", .body_hash = "h1", .idem_not_before = now - 1000};
+    struct store_job_meta m2 = m1;
+    m2.body_hash = "h2";
+    CHECK_EQ_INT(submit_meta(tenant, id, 2, &m1, &j), 1);
+    char first[STORE_ID_MAX];
+    snprintf(first, sizeof first, "%s", j.id);
+    store_job_release(&j);
+    /* same key, same hash: the first job; another hash: refused, nothing stored */
+    CHECK_EQ_INT(submit_meta(tenant, id2, 1, &m1, &j), 2);
+    CHECK_EQ_STR(j.id, first);
+    store_job_release(&j);
+    memset(&j, 0, sizeof j);
+    CHECK_EQ_INT(submit_meta(tenant, id2, 1, &m2, &j), -SLUICE_E_IDEMPOTENCY_KEY_REUSED);
+    CHECK_EQ_INT(store_job_abort(st, id2), 0);
+    CHECK_EQ_INT(store_job_get(st, tenant, id2, &j), 0);
+    /* a key without a hash (webhook event ids) replays whatever the hash */
+    struct store_job_meta m0 = m2;
+    m0.body_hash = NULL;
+    CHECK_EQ_INT(submit_meta(tenant, id2, 1, &m0, NULL), 2);
+    /* another tenant has its own keys */
+    CHECK_EQ_INT(submit_meta(other, id2, 1, &m2, NULL), 1);
+    /* a key taken before idem_not_before no longer counts: the new job takes it over */
+    struct store_job_meta aged = m2;
+    aged.idem_not_before = clock_now_ms() + 1;
+    CHECK_EQ_INT(submit_meta(tenant, id2, 1, &aged, &j), 1);
+    CHECK_EQ_STR(j.id, id2);
+    store_job_release(&j);
+    CHECK_EQ_INT(submit_meta(tenant, id, 1, &m2, &j), 2);
+    CHECK_EQ_STR(j.id, id2);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_job_get(st, tenant, first, &j), 1); /* the first job stays */
+    store_job_release(&j);
+
+    /* a client-chosen id: the job is committed under it; the id is global */
+    ids_random("", 8, rnd);
+    snprintf(opid, sizeof opid, "Op.%s-%s", rnd,
+             "0123456789012345678901234567890123456789012345678901"); /* 64 chars */
+    CHECK_EQ_INT(strlen(opid), 64);
+    struct store_job_meta mo = {.workflow = "wf",
+                                .idem_key = "op:x",
+                                .body_hash = "h",
+                                .idem_not_before = now - 1000,
+                                .job_id = opid};
+    CHECK_EQ_INT(submit_meta(tenant, id, 1, &mo, &j), 1);
+    CHECK_EQ_STR(j.id, opid);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_job_get(st, tenant, id, &j), 0); /* the staged id is gone */
+    CHECK_EQ_INT(store_job_get(st, tenant, opid, &j), 1);
+    store_job_release(&j);
+    CHECK_EQ_INT(submit_meta(tenant, id, 1, &mo, &j), 2);
+    CHECK_EQ_STR(j.id, opid);
+    store_job_release(&j);
+    CHECK_EQ_INT(submit_meta(other, id, 1, &mo, NULL), -SLUICE_E_CONFLICT);
+    CHECK_EQ_INT(store_job_abort(st, id), 0);
+    CHECK_EQ_INT(store_job_get(st, other, opid, &j), 0);
+
+    /* sweeping keys: only keys taken before the cutoff go; their jobs stay */
+    CHECK(store_retention_sweep(st, 0, clock_now_ms() + 1, 100000) > 0);
+    while (store_retention_sweep(st, 0, clock_now_ms() + 1, 100000) > 0)
+        ;
+    CHECK_EQ_INT(submit_meta(tenant, id, 1, &m1, &j), 1); /* the key is free again */
+    CHECK_EQ_STR(j.id, id);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_job_get(st, tenant, id2, &j), 1);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_retention_sweep(st, 0, now - 3600000, 100), 0); /* nothing that old */
+    CHECK_EQ_INT(submit_meta(tenant, id2, 1, &m1, NULL), 2);
+    drain();
+}
+
+TEST(retry_idem_key)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX], id2[STORE_ID_MAX], rid[STORE_ID_MAX];
+    char rid2[STORE_ID_MAX], first[STORE_ID_MAX];
+    struct store_claim c;
+    struct store_job j;
+    drain();
+    new_tenant(tenant, "retry-idem");
+    CHECK_EQ_INT(submit(tenant, id, 2, "r%d"), 0);
+    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(submit(tenant, id2, 1, "s%d"), 0);
+    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
+    store_claim_release(&c);
+    struct store_job_meta m = {
+        .idem_key = "req:r1", .body_hash = "retry-of-id", .idem_not_before = clock_now_ms() - 1000};
+    new_job_id(rid);
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, &m, &j), 1);
+    CHECK_EQ_STR(j.id, rid);
+    snprintf(first, sizeof first, "%s", j.id);
+    store_job_release(&j);
+    new_job_id(rid2);
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid2, &m, &j), 2);
+    CHECK_EQ_STR(j.id, first);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_job_get(st, tenant, rid2, &j), 0);
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid2, &m, NULL), 2);
+    /* the key covers the retry of id: on another job it is refused */
+    struct store_job_meta m2 = m;
+    m2.body_hash = "retry-of-id2";
+    CHECK_EQ_INT(store_job_retry(st, tenant, id2, rid2, &m2, NULL),
+                 -SLUICE_E_IDEMPOTENCY_KEY_REUSED);
+    CHECK_EQ_INT(store_job_get(st, tenant, rid2, &j), 0);
+    drain();
+}
+
+/* Finishes every runnable item of the store (Succeeded). */
+static void finish_all(void)
+{
+    struct store_claim c;
+    while (store_claim(st, 100000, 60000, 0, &c) == 1) {
+        complete_all(&c, ITEM_SUCCEEDED);
+        store_claim_release(&c);
+    }
+}
+
+TEST(retention_sweep_batches)
+{
+    char tenant[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX], run[STORE_ID_MAX];
+    char idle[STORE_ID_MAX];
+    struct store_job j;
+    struct store_item it;
+    struct store_claim c;
+    int rc;
+    drain();
+    /* earlier tests' finished jobs go first, so what follows counts only ours */
+    while ((rc = store_retention_sweep(st, clock_now_ms() + 1, 0, 100000)) > 0)
+        ;
+    CHECK_EQ_INT(rc, 0);
+    new_tenant(tenant, "retention");
+    CHECK_EQ_INT(submit(tenant, b, 25, "b%d"), 0);
+    finish_all();
+    struct timespec ms2 = {0, 2000000};
+    nanosleep(&ms2, NULL);
+    struct store_job_meta m = {
+        .workflow = "wf", .idem_key = "req:ret", .body_hash = "h", .idem_not_before = 0};
+    CHECK_EQ_INT(submit_meta(tenant, a, 3, &m, NULL), 1);
+    finish_all();
+    CHECK_EQ_INT(job_status(tenant, b, &j), JOB_SUCCEEDED);
+    CHECK(j.expires_at == 0); /* this handle keeps jobs forever */
+    store_job_release(&j);
+    /* a handle with a retention shows when a finished job expires */
+    struct store_options opt;
+    struct store *st2 = NULL;
+    store_options_default(&opt);
+    opt.retention_ms = 1000;
+    CHECK_EQ_INT(store_open(store_url, &opt, &st2), 0);
+    CHECK_EQ_INT(store_job_get(st2, tenant, b, &j), 1);
+    CHECK(j.completed_at > 0);
+    CHECK_EQ_INT(j.expires_at, j.completed_at + 1000);
+    store_job_release(&j);
+    /* a running and a waiting job: never removed */
+    CHECK_EQ_INT(submit(tenant, run, 4, "r%d"), 0);
+    CHECK_EQ_INT(store_claim(st, 1, 60000, 3, &c), 1);
+    CHECK_EQ_STR(c.job_id, run);
+    CHECK_EQ_INT(submit(tenant, idle, 2, "i%d"), 0);
+    CHECK_EQ_INT(store_job_get(st2, tenant, run, &j), 1);
+    CHECK_EQ_INT(j.expires_at, 0);
+    store_job_release(&j);
+    store_close(st2);
+    nanosleep(&ms2, NULL);
+    int64_t cutoff = clock_now_ms();
+
+    /* 10 rows per call: b (25 items, completed first) takes three calls; it is hidden
+     * from the first one on, never half there */
+    CHECK_EQ_INT(store_retention_sweep(st, cutoff, 0, 10), 10);
+    CHECK_EQ_INT(store_job_get(st, tenant, b, &j), 0);
+    CHECK_EQ_INT(store_item_get(st, tenant, b, 24, &it), 0);
+    CHECK_EQ_INT(job_status(tenant, a, &j), JOB_SUCCEEDED);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_retention_sweep(st, cutoff, 0, 10), 10);
+    int64_t total = 20, calls = 2;
+    while ((rc = store_retention_sweep(st, cutoff, 0, 10)) > 0) {
+        CHECK(rc <= 11);
+        total += rc;
+        calls++;
+    }
+    CHECK_EQ_INT(rc, 0);
+    /* rows: 25 + 3 items, 2 job rows, 1 key */
+    CHECK_EQ_INT(total, 31);
+    CHECK(calls >= 4);
+    CHECK_EQ_INT(store_job_get(st, tenant, a, &j), 0);
+    CHECK_EQ_INT(store_item_get(st, tenant, a, 0, &it), 0);
+    /* its key went with it */
+    CHECK_EQ_INT(submit_meta(tenant, a, 1, &m, NULL), 1);
+    /* the running and the waiting job are untouched, items included */
+    CHECK_EQ_INT(job_status(tenant, run, &j), JOB_RUNNING);
+    store_job_release(&j);
+    CHECK_EQ_INT(job_status(tenant, idle, &j), JOB_NOT_STARTED);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_item_get(st, tenant, run, 3, &it), 1);
+    store_item_release(&it);
+    /* jobs completed after the cutoff stay */
+    CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
+    store_claim_release(&c);
+    finish_all();
+    CHECK_EQ_INT(store_retention_sweep(st, cutoff, 0, 10), 0);
+    CHECK_EQ_INT(job_status(tenant, run, &j), JOB_SUCCEEDED);
+    store_job_release(&j);
+    /* a sweep with room for everything removes several jobs in one call */
+    /* run (4 items), idle (2), the new a (1 item, 1 key), 3 job rows */
+    CHECK_EQ_INT(store_retention_sweep(st, clock_now_ms() + 1, 0, 100000), 4 + 2 + 1 + 1 + 3);
+    CHECK_EQ_INT(store_job_get(st, tenant, run, &j), 0);
+    CHECK_EQ_INT(store_job_get(st, tenant, idle, &j), 0);
+}
+
 TEST(stats)
 {
     char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
@@ -2020,7 +2247,7 @@ static int submit_big(const char *tenant, char id[STORE_ID_MAX], int unique_refs
     for (int b = 0; rc == 0 && b < BIG; b += 1000)
         rc = store_job_add_items(st, id, items + b, 1000);
     if (rc == 0)
-        rc = store_job_commit(st, id, &(struct store_job_meta){"bench", 0, NULL, NULL}, BIG, NULL);
+        rc = store_job_commit(st, id, &(struct store_job_meta){.workflow = "bench"}, BIG, NULL);
     rc = rc < 0 ? rc : 0;
     *ms = (double)(clock_mono_ns() - t0) / 1e6;
     free(items);
@@ -2119,6 +2346,7 @@ int main(void)
         snprintf(buf, sizeof buf, "sqlite:%s/db/store.sqlite", tmpdir);
         url = buf;
     }
+    snprintf(store_url, sizeof store_url, "%s", url);
     int rc = store_open(url, NULL, &st);
     if (rc < 0) {
         fprintf(stderr, "cannot open %s: %s\n", url, sluice_err_code(rc));
@@ -2152,6 +2380,9 @@ int main(void)
     RUN(item_list_filters_step_code);
     RUN(workflows_versions_delete_list);
     RUN(hooks_global_names);
+    RUN(idem_hash_replay_reuse_expiry);
+    RUN(retry_idem_key);
+    RUN(retention_sweep_batches);
     RUN(stats);
     RUN(concurrent_claim_complete);
     RUN(throughput_upsert);
