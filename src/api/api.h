@@ -43,6 +43,10 @@ int api_jobs_submit_body(struct request *req, const char *data, size_t len);
 void api_jobs_submit_end(struct request *req, int completed);
 void api_jobs_get(struct request *req);
 void api_jobs_events(struct request *req);
+/* After a submit: honours "Prefer: wait=N" (1..60 s) by parking the request until the
+ * job ends (200 with the monitor and Preference-Applied) or N s pass (202). Returns
+ * 1 when it parked the request, 0 when the caller replies as usual. */
+int api_prefer_wait(struct request *req, const struct store_job *job);
 void api_jobs_list(struct request *req);
 void api_jobs_cancel(struct request *req);
 void api_jobs_delete(struct request *req);

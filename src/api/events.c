@@ -75,6 +75,63 @@ void api_jobs_get(struct request *req)
     store_job_release(&job);
 }
 
+/* ---- Prefer: wait=N on submit -------------------------------------------------------- */
+
+/* The seconds of a "wait=N" preference (RFC 7240), 0 when absent or out of range. */
+static int64_t preferred_wait(struct request *req)
+{
+    const char *h = req_header(req, "Prefer");
+    const char *w = h ? strstr(h, "wait=") : NULL;
+    if (!w)
+        return 0;
+    char *end;
+    long long n = strtoll(w + 5, &end, 10);
+    return end != w + 5 && n > 0 ? (n > 60 ? 60 : n) : 0;
+}
+
+static void submit_resumed(struct request *req)
+{
+    struct api *api = api_of(req);
+    struct store_job job;
+    memset(&job, 0, sizeof job);
+    int rc = store_job_get(api->st, req_tenant(req), req_note(req), &job);
+    if (rc <= 0) {
+        reply_monitor(req, rc, &job);
+        store_job_release(&job);
+        return;
+    }
+    struct buf b = BUF_INIT, loc = BUF_INIT;
+    buf_printf(&loc, "%s/v1/jobs/%s", req_base_url(req), job.id);
+    reply_header(req, "Location", loc.data);
+    reply_header(req, "Operation-Location", loc.data);
+    int done = render_job_terminal(job.status);
+    if (done) {
+        char pref[32];
+        snprintf(pref, sizeof pref, "wait=%lld", (long long)preferred_wait(req));
+        reply_header(req, "Preference-Applied", pref);
+    } else {
+        reply_header(req, "Retry-After", "1");
+    }
+    render_job(&b, &job, req_base_url(req), clock_now_ms());
+    reply_buf(req, done ? 200 : 202, "application/json", &b);
+    buf_release(&b);
+    buf_release(&loc);
+    store_job_release(&job);
+}
+
+int api_prefer_wait(struct request *req, const struct store_job *job)
+{
+    struct api *api = api_of(req);
+    int64_t wait = preferred_wait(req);
+    if (wait <= 0 || waiters_closing(api->waiters))
+        return 0;
+    req_set_note(req, job->id);
+    req_park(req, submit_resumed);
+    waiters_add(api->waiters, req, WAIT_TERMINAL, req_tenant(req), job->id, job->status,
+                clock_now_ms() + wait * 1000);
+    return 1;
+}
+
 /* ---- Server-Sent Events ------------------------------------------------------------- */
 
 struct sse {

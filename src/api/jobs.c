@@ -364,7 +364,12 @@ void api_jobs_submit(struct request *req)
         reply_error(req, rc, NULL, NULL);
         return;
     }
-    reply_accepted(req, &job, rc == 2);
+    if (rc != 2 && api_prefer_wait(req, &job)) { /* parked: answers when done or in N s */
+        metrics_job_accepted(job.counts.total);
+        engine_notify(api_of(req)->eng);
+    } else {
+        reply_accepted(req, &job, rc == 2);
+    }
     store_job_release(&job);
 }
 

@@ -68,6 +68,10 @@ void req_park(struct request *req, void (*on_resume)(struct request *req));
 /* From a reply_stream reader that has nothing to send now: suspends the connection;
  * the reader then returns 0 and is called again after req_resume(). */
 void req_suspend_stream(struct request *req);
+/* One request-scoped note for a parked handler's continuation (e.g. the job id it
+ * waits for); copied, freed with the request. */
+void req_set_note(struct request *req, const char *note);
+const char *req_note(const struct request *req);
 /* Resumes a parked request or a suspended stream. Thread-safe; call exactly once
  * per park/suspend. */
 void req_resume(struct request *req);

@@ -72,6 +72,7 @@ struct request {
     void *ctx;
     void (*on_resume)(struct request *req); /* continuation of a parked handler */
     int suspend_now;                        /* the handler just parked the request */
+    const char *note;                       /* req_set_note(); lives in allocs */
     int64_t start_ns;
     struct alloc *allocs;
 };
@@ -103,6 +104,16 @@ void req_park(struct request *req, void (*on_resume)(struct request *req))
     req->on_resume = on_resume;
     req->suspend_now = 1;
     MHD_suspend_connection(req->conn);
+}
+
+void req_set_note(struct request *req, const char *note)
+{
+    req->note = req_strdup(req, note);
+}
+
+const char *req_note(const struct request *req)
+{
+    return req->note;
 }
 
 void req_suspend_stream(struct request *req)

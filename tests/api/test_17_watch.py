@@ -178,3 +178,23 @@ def test_shutdown_answers_parked_requests(fresh_server):
     for t in threads:
         t.join(30)
     assert len(got) == 5 and all(g == 200 for g in got), got
+
+
+def test_prefer_wait_on_submit(api):
+    """Prefer: wait=N answers 200 with the final monitor when the job ends within N s."""
+    r = api.post("/v1/jobs", data=json.dumps({"workflow": "noop", "items": items(20, prefix=uniq("pw") + "-")}),
+                 headers={"Content-Type": "application/json", "Prefer": "wait=30"}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "Succeeded" and r.headers.get("Preference-Applied") == "wait=30"
+    assert r.headers["Location"].endswith("/v1/jobs/" + r.json()["id"])
+
+
+def test_prefer_wait_times_out_with_202(fresh_server):
+    srv, c = slow_server(fresh_server)
+    r = c.post("/v1/jobs", data=json.dumps({"workflow": "noop",
+                                            "items": items(50000, prefix=uniq("pwt") + "-")}),
+               headers={"Content-Type": "application/json", "Prefer": "wait=1"}, timeout=60)
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] in ("NotStarted", "Running") and "Preference-Applied" not in r.headers
+    assert r.headers.get("Retry-After") == "1"
+    c.post("/v1/jobs/%s:cancel" % r.json()["id"])
