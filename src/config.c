@@ -51,6 +51,24 @@ static const struct setting settings[] = {
     {"--retention-seconds", "SLUICE_RETENTION_SECONDS",
      "keep finished jobs this long, then remove them (2592000 = 30 days)", K_SIZE,
      OFF(retention_seconds), 1, 100ull * 365 * 86400},
+    {"--public-url", "SLUICE_PUBLIC_URL",
+     "base URL of links in callback bodies (\"\": http://<listen HOST:PORT>)", K_STR,
+     OFF(public_url), 0, 0},
+    {"--callback-secret", "SLUICE_CALLBACK_SECRET",
+     "server secret callback keys derive from (\"\": generated once, kept in the store)", K_STR,
+     OFF(callback_secret), 0, 0},
+    {"--callback-backoff-ms", "SLUICE_CALLBACK_BACKOFF_MS", "first callback retry wait in ms (5000)",
+     K_SIZE, OFF(callback_backoff_ms), 1, 3600000},
+    {"--callback-max-age", "SLUICE_CALLBACK_MAX_AGE",
+     "retry a callback this many seconds, then abandon it (86400)", K_SIZE,
+     OFF(callback_max_age_s), 1, 30ull * 86400},
+    {"--tenant-rate", "SLUICE_TENANT_RATE", "requests per second per tenant (200; 0: no limit)",
+     K_UINT, OFF(tenant_rate), 0, 1000000},
+    {"--tenant-burst", "SLUICE_TENANT_BURST", "requests a tenant may burst (400; 0: no limit)",
+     K_UINT, OFF(tenant_burst), 0, 10000000},
+    {"--auth-fail-rate", "SLUICE_AUTH_FAIL_RATE",
+     "failed authentications per minute per client address, then 429 (20; 0: off)", K_UINT,
+     OFF(auth_fail_rate), 0, 1000000},
 };
 
 static void defaults(struct config *cfg)
@@ -73,6 +91,13 @@ static void defaults(struct config *cfg)
     cfg->outbound_max_body = 1u << 20;
     cfg->retention_seconds = 2592000;
     janitor_config_default(&cfg->janitor);
+    cfg->public_url = "";
+    cfg->callback_secret = "";
+    cfg->callback_backoff_ms = 5000;
+    cfg->callback_max_age_s = 86400;
+    cfg->tenant_rate = 200;
+    cfg->tenant_burst = 400;
+    cfg->auth_fail_rate = 20;
 }
 
 static int set(struct config *cfg, const struct setting *s, const char *v, char *err, size_t errlen)

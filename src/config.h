@@ -23,6 +23,14 @@ struct config {
     size_t retention_seconds;   /* terminal jobs are kept this long; sets janitor and
                                    store.retention_ms */
     struct janitor_config janitor;
+    /* Completion callbacks (engine/callbacks.h). */
+    const char *public_url;      /* base of links in callback bodies; "" = http://HOST:PORT */
+    const char *callback_secret; /* server secret; "" = generated once, kept in the store */
+    size_t callback_backoff_ms;  /* first retry wait */
+    size_t callback_max_age_s;   /* retry this long after the job ended, then abandon */
+    unsigned tenant_rate;    /* requests per second per tenant; 0 = unlimited */
+    unsigned tenant_burst;   /* requests a tenant may send at once; 0 = unlimited */
+    unsigned auth_fail_rate; /* failed authentications per minute per client address; 0 = off */
 };
 
 /* Fills cfg from defaults, the environment and argv (serve's flags, argv[0] = "serve").

@@ -9,14 +9,18 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/ratelimit.h"
 #include "api/waiters.h"
 #include "cli/cli.h"
+#include "api/render.h"
 #include "config.h"
+#include "engine/callbacks.h"
 #include "engine/janitor.h"
 #include "outbound/outbound.h"
 #include "util/xmalloc.h"
 #include "util/clock.h"
 #include "util/errors.h"
+#include "util/ids.h"
 #include "util/log.h"
 
 /* Secrets for {{secrets.NAME}} in http steps come from SLUICE_SECRET_<NAME> variables,
@@ -135,6 +139,17 @@ static int serve_main(int argc, char **argv)
     /* Retention: finished jobs past --retention-seconds and old idempotency keys. */
     if (janitor_start(st, &cfg.janitor, &jan) < 0)
         log_write(LOG_WARN, "cannot start the retention task; finished jobs are kept", NULL);
+    /* Completion callbacks: the secret now (handlers derive tenant keys from it), the
+     * delivery thread once the listening port is known (links in the bodies). */
+    struct callbacks_config cbcfg;
+    struct callbacks *cbs = NULL;
+    callbacks_config_default(&cbcfg);
+    cbcfg.secret = cfg.callback_secret;
+    cbcfg.backoff_ms = (long)cfg.callback_backoff_ms;
+    cbcfg.max_age_ms = (int64_t)cfg.callback_max_age_s * 1000;
+    if (callbacks_new(st, &cbcfg, &cbs) < 0)
+        log_write(LOG_WARN, "cannot load the callback secret; callbacks are not delivered", NULL);
+    api.callbacks = cbs;
     api.ob = ob;
     api.secrets = secrets;
     api.waiters = waiters_start(st);
@@ -142,10 +157,21 @@ static int serve_main(int argc, char **argv)
     api.eng = eng;
     api.cfg = cfg.api;
     atomic_init(&api.shutting_down, 0);
+    /* Admission control, in memory: this process enforces the limits on its own. */
+    char seed[17];
+    ids_random("", 16, seed);
+    struct ratelimit_config trl = {(uint64_t)cfg.tenant_rate * 60, cfg.tenant_burst, 4096,
+                                   ids_hash64(seed, 16)};
+    struct ratelimit_config arl = {cfg.auth_fail_rate, cfg.auth_fail_rate, 4096, ~trl.seed};
+    api.tenant_rl = ratelimit_new(&trl);
+    api.authfail_rl = ratelimit_new(&arl);
     if ((rc = http_server_start(&cfg.http, api_routes, api_nroutes, api_authenticate, &api, &srv)) <
         0) {
         waiters_shutdown(api.waiters);
         waiters_free(api.waiters);
+        callbacks_free(cbs);
+        ratelimit_free(api.tenant_rl);
+        ratelimit_free(api.authfail_rl);
         janitor_stop(jan);
         engine_stop(eng);
         outbound_stop(ob);
@@ -160,6 +186,16 @@ static int serve_main(int argc, char **argv)
     snprintf(workers, sizeof workers, "=%u", cfg.engine.workers);
     log_write(LOG_INFO, "listening", "host", cfg.host, "port", port, "store", cfg.store_url,
               "workers", workers, NULL);
+    if (cbs) {
+        char base[160];
+        if (cfg.public_url[0])
+            snprintf(base, sizeof base, "%s", cfg.public_url);
+        else
+            snprintf(base, sizeof base, "http://%s:%u", cfg.host,
+                     (unsigned)http_server_port(srv));
+        if (callbacks_start(cbs, ob, render_job, base) < 0)
+            log_write(LOG_WARN, "cannot start the callback delivery thread", NULL);
+    }
 
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -167,14 +203,20 @@ static int serve_main(int argc, char **argv)
     atomic_store(&api.shutting_down, 1);
     http_server_quiesce(srv);
     waiters_shutdown(api.waiters); /* parked long polls and streams answer now */
+    /* Cut outbound calls short first: a worker waiting out retries would hold up the
+     * shutdown; its batch is given back and re-run, with the same Idempotency-Keys. */
+    outbound_stop(ob);
     janitor_stop(jan);
     engine_stop(eng);
+    callbacks_stop(cbs); /* before the outbound engine it sends through */
     http_server_stop(srv);
     waiters_free(api.waiters);
-    outbound_stop(ob); /* after its users: workers and synchronous runs */
-    outbound_free(ob);
+    ratelimit_free(api.tenant_rl);
+    ratelimit_free(api.authfail_rl);
+    outbound_free(ob); /* after its users: workers and synchronous runs */
     json_decref(secrets);
     free_list(allow);
+    callbacks_free(cbs);
     store_close(st);
     log_write(LOG_INFO, "stopped", NULL);
     return 0;

@@ -19,7 +19,9 @@ struct api_config {
 };
 
 struct outbound;
+struct ratelimit;
 struct waiters;
+struct callbacks;
 
 struct api {
     struct store *st;
@@ -27,6 +29,9 @@ struct api {
     struct outbound *ob; /* http steps of synchronous runs; may be NULL */
     json_t *secrets;     /* NAME -> value for {{secrets.NAME}}; may be NULL */
     struct waiters *waiters; /* parked long polls and event streams */
+    struct callbacks *callbacks; /* completion callbacks: the tenants' signing keys */
+    struct ratelimit *tenant_rl;   /* requests per tenant; NULL = unlimited */
+    struct ratelimit *authfail_rl; /* failed authentications per client address; NULL = off */
     struct api_config cfg;
     atomic_int shutting_down;
 };
@@ -51,6 +56,10 @@ void api_jobs_list(struct request *req);
 void api_jobs_cancel(struct request *req);
 void api_jobs_delete(struct request *req);
 void api_jobs_retry(struct request *req);
+/* GET /v1/jobs/{id}/callbacks: the job's callback deliveries and their attempts. */
+void api_jobs_callbacks(struct request *req);
+/* GET /v1/callbacks/secret: the tenant's key for verifying Sluice-Signature. */
+void api_callbacks_secret(struct request *req);
 void api_items_list(struct request *req);
 void api_items_get(struct request *req);
 void api_items_results(struct request *req);

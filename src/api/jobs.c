@@ -20,6 +20,7 @@
 #include "api/common.h"
 #include "api/idem.h"
 #include "api/render.h"
+#include "engine/callbacks.h"
 #include "engine/pipeline.h"
 #include "engine/submit.h"
 #include "engine/wfload.h"
@@ -142,6 +143,55 @@ static int on_field(void *arg, const char *name, const char *value, size_t len)
         return c->cb_err;
     }
     return set_field(c, name, value);
+}
+
+/* "callback": {"url", "events"} of a JSON envelope, as raw JSON text. */
+static int on_raw_field(void *arg, const char *name, const char *json, size_t len)
+{
+    struct submit_ctx *c = arg;
+    char *url = NULL;
+    int events = 0;
+    (void)name;
+    int rc = callback_spec_parse(json, len, &url, &events, c->cb_target, sizeof c->cb_target,
+                                 c->cb_msg, sizeof c->cb_msg);
+    if (rc < 0) {
+        c->cb_err = rc;
+        return rc;
+    }
+    submit_set_callback(c->sub, url, events);
+    free(url);
+    return 0;
+}
+
+/* ?callbackUrl=...&callbackEvents=a,b of an NDJSON submit. Returns 0, or -1 after
+ * replying. */
+static int ndjson_callback(struct submit_ctx *c)
+{
+    const char *url = req_query(c->req, "callbackUrl");
+    const char *ev = req_query(c->req, "callbackEvents");
+    int events = STORE_CB_ALL;
+    char msg[200];
+    if (!url && ev) {
+        reply_error(c->req, SLUICE_E_INVALID_FIELD, "callbackUrl",
+                    "callbackEvents needs a callbackUrl");
+        return -1;
+    }
+    if (!url)
+        return 0;
+    if (callback_url_check(url, msg, sizeof msg) < 0) {
+        reply_error(c->req, SLUICE_E_INVALID_FIELD, "callbackUrl", msg);
+        return -1;
+    }
+    if (ev && callback_events_parse(ev, &events, msg, sizeof msg) < 0) {
+        reply_error(c->req, SLUICE_E_INVALID_FIELD, "callbackEvents", msg);
+        return -1;
+    }
+    submit_set_callback(c->sub, url, events);
+    if (c->hash) { /* part of what an idempotency key covers */
+        ids_sha256_update(c->hash, url, strlen(url) + 1);
+        ids_sha256_update(c->hash, ev ? ev : "", ev ? strlen(ev) + 1 : 1);
+    }
+    return 0;
 }
 
 static void reply_ingest_error(struct submit_ctx *c, int rc)
@@ -281,8 +331,12 @@ static int submit_setup(struct request *req)
             ids_sha256_update(c->hash, wf, strlen(wf) + 1);
             ids_sha256_update(c->hash, cr ? cr : "", cr ? strlen(cr) + 1 : 1);
         }
+        if (ndjson_callback(c) < 0)
+            return -1;
     }
     c->in = ingest_new(fmt, &api->cfg.limits, on_item, on_field, c);
+    if (fmt == INGEST_JSON)
+        ingest_set_raw_field_fn(c->in, on_raw_field);
     return 0;
 }
 
@@ -540,3 +594,65 @@ void api_jobs_list(struct request *req)
     api_reply_page(req, jobs, n, sizeof *jobs, limit, page_job, cursor_job, filter);
     store_jobs_free(jobs, n);
 }
+
+/* GET /v1/jobs/{id}/callbacks - the job's completion callback deliveries (at most one
+ * today: the job's terminal event), each with its attempts. */
+void api_jobs_callbacks(struct request *req)
+{
+    struct store_delivery *ds = NULL;
+    size_t n = 0;
+    int rc = store_delivery_list(api_of(req)->st, req_tenant(req), req_param(req, "id"), &ds, &n);
+    if (rc < 0) {
+        reply_error(req, rc, NULL, NULL);
+        return;
+    }
+    if (rc == 0) {
+        reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
+        return;
+    }
+    struct buf b = BUF_INIT;
+    char ts[25];
+    buf_puts(&b, "{\"value\":[");
+    for (size_t i = 0; i < n; i++) {
+        const struct store_delivery *d = &ds[i];
+        buf_puts(&b, i ? ",{\"id\":" : "{\"id\":");
+        buf_json_str(&b, d->id, strlen(d->id));
+        buf_puts(&b, ",\"event\":");
+        buf_json_str(&b, d->event, strlen(d->event));
+        buf_puts(&b, ",\"url\":");
+        buf_json_str(&b, d->url ? d->url : "", d->url ? strlen(d->url) : 0);
+        buf_printf(&b, ",\"state\":\"%s\",\"attemptCount\":%d,\"createdAt\":\"%s\"",
+                   store_delivery_state_name(d->state), d->attempts, clock_fmt_ms(d->created_at, ts));
+        if (d->state == DELIVERY_PENDING)
+            buf_printf(&b, ",\"nextAttemptAt\":\"%s\"", clock_fmt_ms(d->next_at, ts));
+        else
+            buf_puts(&b, ",\"nextAttemptAt\":null");
+        buf_printf(&b, ",\"updatedAt\":\"%s\",\"attempts\":%s}", clock_fmt_ms(d->updated_at, ts),
+                   d->log ? d->log : "[]");
+    }
+    buf_puts(&b, "]}");
+    reply_buf(req, 200, "application/json", &b);
+    buf_release(&b);
+    store_deliveries_free(ds, n);
+}
+
+/* GET /v1/callbacks/secret - the tenant's key for verifying the Sluice-Signature of
+ * its callbacks (derived from the server secret: see engine/callbacks.h). */
+void api_callbacks_secret(struct request *req)
+{
+    struct api *api = api_of(req);
+    if (!api->callbacks) {
+        reply_error(req, SLUICE_E_INTERNAL, NULL, "callbacks are not available");
+        return;
+    }
+    char secret[CALLBACKS_SECRET_SIZE];
+    struct buf b = BUF_INIT;
+    callbacks_tenant_secret(api->callbacks, req_tenant(req), secret);
+    buf_puts(&b, "{\"secret\":");
+    buf_json_str(&b, secret, strlen(secret));
+    buf_puts(&b, ",\"algorithm\":\"HMAC-SHA256\",\"header\":\"Sluice-Signature\"}");
+    reply_header(req, "Cache-Control", "no-store");
+    reply_buf(req, 200, "application/json", &b);
+    buf_release(&b);
+}
+

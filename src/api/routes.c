@@ -16,6 +16,8 @@ const struct route api_routes[] = {
     {"GET", "/v1/jobs/{id}/items/{index}", api_items_get, ROUTE_AUTH, NULL, NULL},
     {"GET", "/v1/jobs/{id}/results", api_items_results, ROUTE_AUTH, NULL, NULL},
     {"GET", "/v1/jobs/{id}/events", api_jobs_events, ROUTE_AUTH, NULL, NULL},
+    {"GET", "/v1/jobs/{id}/callbacks", api_jobs_callbacks, ROUTE_AUTH, NULL, NULL},
+    {"GET", "/v1/callbacks/secret", api_callbacks_secret, ROUTE_AUTH, NULL, NULL},
 
     {"POST", "/v1/jobs/{id}:retry", api_jobs_retry, ROUTE_AUTH, NULL, NULL},
 

@@ -121,6 +121,13 @@ static int process(struct worker *w, const struct store_claim *c)
                                    c->claimed_at};
         pipeline_run(&env, def, c->tenant, c->job_id, PIPELINE_DEFERRED, in, n, res, counts);
         free(in);
+        for (size_t i = 0; i < n; i++)
+            if (res[i].aborted) {
+                /* Shutdown cut an http call short: record nothing, give the batch back;
+                 * the next run repeats the calls with the same Idempotency-Keys. */
+                rc = -SLUICE_E_SHUTTING_DOWN;
+                goto out;
+            }
         for (size_t i = 0; i < n; i++) {
             struct store_outcome *o = &outs[i];
             o->index = c->items[i].index;
@@ -146,6 +153,7 @@ static int process(struct worker *w, const struct store_claim *c)
         }
         metrics_items(ok, failed, (int64_t)n - ok - failed);
     }
+out:
     for (size_t i = 0; i < n; i++)
         pipeline_result_release(&res[i]);
     free(res);
@@ -182,6 +190,8 @@ static void *worker_main(void *arg)
         rc = process(w, &c);
         if (rc == -SLUICE_E_LEASE_LOST) {
             log_write(LOG_WARN, "lease lost; outcomes discarded", "job", c.job_id, NULL);
+        } else if (rc == -SLUICE_E_SHUTTING_DOWN) {
+            store_release(eng->st, &c); /* unfinished by our shutdown: no attempt counted */
         } else if (rc < 0) {
             log_write(LOG_WARN, "completing a batch failed; releasing it", "job", c.job_id,
                       "error", sluice_err_code(rc), NULL);

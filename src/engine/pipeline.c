@@ -436,6 +436,8 @@ static void http_finish(struct run *r, size_t k, struct hreq *h, const struct ou
     json_t *extra = json_pack("{s:s,s:s,s:i,s:I,s:I,s:i}", "method", s->method, "url", masked,
                               "status", resp->status, "latencyMs", (json_int_t)resp->latency_ms,
                               "totalMs", (json_int_t)resp->total_ms, "attempts", resp->attempts);
+    if (resp->failure == OUTBOUND_SHUTTING_DOWN)
+        p->out->aborted = 1;
     if (resp->error) {
         int err = resp->failure == OUTBOUND_NOT_ALLOWED ? SLUICE_E_TARGET_NOT_ALLOWED
                                                          : SLUICE_E_UPSTREAM_UNAVAILABLE;

@@ -62,6 +62,8 @@ struct pipeline_result {
     char *warnings;        /* heap JSON array text or NULL */
     struct store_doc_op *ops; /* heap (DEFERRED mode); op strings owned by the result */
     size_t nops;
+    int aborted;           /* an http call was cut by the server's shutdown: the outcome
+                              says nothing about the item; give the item back instead */
 };
 
 /* Runs items[0..n) through w. tenant/job_id name the owner (job_id NULL for a

@@ -37,6 +37,8 @@ struct submit {
     char *idem_key;
     char *op_key;       /* "op:<id>" when the id was chosen by the client */
     char *public_id;    /* the client's job id, or NULL */
+    char *callback_url; /* completion callback, or NULL */
+    int callback_events;
     char body_hash[65]; /* "" = not set */
     size_t batch_items;
     struct staged *batch;
@@ -141,6 +143,13 @@ int submit_set_job_id(struct submit *s, const char *id)
     return 0;
 }
 
+void submit_set_callback(struct submit *s, const char *url, int events)
+{
+    free(s->callback_url);
+    s->callback_url = url ? xstrdup(url) : NULL;
+    s->callback_events = events;
+}
+
 const char *submit_idem_key(const struct submit *s)
 {
     return s->idem_key ? s->idem_key : s->op_key;
@@ -229,6 +238,8 @@ int submit_commit(struct submit *s, struct store_job *job)
         .body_hash = s->body_hash[0] ? s->body_hash : NULL,
         .idem_not_before = clock_now_ms() - SUBMIT_IDEM_TTL_MS,
         .job_id = s->public_id,
+        .callback_url = s->callback_url,
+        .callback_events = s->callback_events,
     };
     rc = store_job_commit(s->st, s->job_id, &meta, s->count, job);
     if (rc < 0)
@@ -253,6 +264,7 @@ void submit_free(struct submit *s)
     free(s->idem_key);
     free(s->op_key);
     free(s->public_id);
+    free(s->callback_url);
     free(s->batch);
     free(s->items);
     free(s->refs.keys);

@@ -45,6 +45,10 @@ void submit_set_body_hash(struct submit *s, const char hash_hex[65]);
  * -SLUICE_E_INVALID_PARAMETER unless ids_job_id_valid(id). Without an idempotency key
  * set, "op:<id>" becomes the key (submit_idem_key), so a repeated id replays. */
 int submit_set_job_id(struct submit *s, const char *id);
+/* Sets the job's completion callback (stored with the job at commit; see
+ * engine/callbacks.h): url an absolute http(s) URL already checked
+ * (callback_spec_parse), events a set of STORE_CB_* bits (0 = all). url NULL: none. */
+void submit_set_callback(struct submit *s, const char *url, int events);
 /* The key the job will be committed under (see above), or NULL. Valid until the next
  * submit_set_* call or submit_free. */
 const char *submit_idem_key(const struct submit *s);

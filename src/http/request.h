@@ -44,6 +44,9 @@ const char *req_tenant(const struct request *req);
 const char *req_id(const struct request *req);
 /* Absolute base URL of this server as the client addressed it ("http://host:port"). */
 const char *req_base_url(const struct request *req);
+/* The client's IP address as text ("192.0.2.7", "2001:db8::1"; an IPv4-mapped IPv6
+ * peer is shown as IPv4); "" if unknown. The TCP peer: no proxy header is trusted. */
+const char *req_client_ip(const struct request *req);
 /* Application context given to the server at start (the api layer's state). */
 void *req_app(const struct request *req);
 /* Handler-owned per-request state for streamed bodies; free it in the route's on_end. */
@@ -84,7 +87,8 @@ void reply_json(struct request *req, int status, const char *body, size_t len);
 void reply_buf(struct request *req, int status, const char *content_type, struct buf *b);
 /* Sends the one error body {"error":{"code","message","target"}} for sluice error err
  * (positive or negative), with its status. message NULL = the table's message;
- * target NULL = "target": null. Sets Retry-After on 503. */
+ * target NULL = "target": null. Sets Retry-After on 503 (a 429's caller sets its own).
+ * No other error gets Retry-After: generic clients retry any error that carries it. */
 void reply_error(struct request *req, int err, const char *target, const char *message);
 /* printf-style message variant of reply_error. */
 void reply_errorf(struct request *req, int err, const char *target, const char *fmt, ...)

@@ -12,6 +12,7 @@
 #include "http/server.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,6 +62,7 @@ struct request {
     char id[48];
     char tenant[161];
     char base_url[300];
+    char client_ip[INET6_ADDRSTRLEN]; /* "" if unknown */
     struct buf body;
     uint64_t body_bytes;
     uint64_t discarded;
@@ -94,6 +96,7 @@ const char *req_path(const struct request *req) { return req->path; }
 const char *req_tenant(const struct request *req) { return req->tenant; }
 const char *req_id(const struct request *req) { return req->id; }
 const char *req_base_url(const struct request *req) { return req->base_url; }
+const char *req_client_ip(const struct request *req) { return req->client_ip; }
 void *req_app(const struct request *req) { return req->srv->app; }
 void *req_ctx(const struct request *req) { return req->ctx; }
 void req_set_ctx(struct request *req, void *ctx) { req->ctx = ctx; }
@@ -401,6 +404,33 @@ static int sane_token(const char *s, size_t max)
     return 1;
 }
 
+/* The peer's address as text: IPv4 dotted quad (also for IPv4-mapped IPv6), IPv6
+ * in its RFC 5952 form; "" if MHD cannot tell. */
+static void client_ip(struct MHD_Connection *conn, char out[INET6_ADDRSTRLEN])
+{
+    out[0] = '\0';
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
+        if (!inet_ntop(AF_INET, &in4->sin_addr, out, INET6_ADDRSTRLEN))
+            out[0] = '\0';
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        const void *a = &in6->sin6_addr;
+        int af = AF_INET6;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            a = in6->sin6_addr.s6_addr + 12;
+            af = AF_INET;
+        }
+        if (!inet_ntop(af, a, out, INET6_ADDRSTRLEN))
+            out[0] = '\0';
+    }
+}
+
 static struct request *request_new(struct http_server *srv, struct MHD_Connection *conn,
                                    const char *url, const char *method)
 {
@@ -413,6 +443,7 @@ static struct request *request_new(struct http_server *srv, struct MHD_Connectio
     /* The path comes raw (our unescape callback is the identity); strip the query. */
     size_t plen = strcspn(url, "?");
     req->path = xstrndup(url, plen);
+    client_ip(conn, req->client_ip);
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (rid && sane_token(rid, sizeof req->id - 1))
         snprintf(req->id, sizeof req->id, "%s", rid);

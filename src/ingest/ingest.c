@@ -29,7 +29,7 @@
 #include "util/xmalloc.h"
 
 /* Envelope keys and item keys, as bits for the seen-sets. */
-enum { K_NONE = 0, K_WORKFLOW = 1, K_CLIENTREF = 2, K_ITEMS = 4 };
+enum { K_NONE = 0, K_WORKFLOW = 1, K_CLIENTREF = 2, K_ITEMS = 4, K_CALLBACK = 8 };
 enum { K_REF = 1, K_DATA = 2 };
 
 #define NOPOS UINT64_MAX
@@ -39,6 +39,7 @@ struct ingest {
     struct ingest_limits lim;
     ingest_item_fn item_fn;
     ingest_field_fn field_fn;
+    ingest_raw_field_fn raw_fn; /* object-valued envelope fields; NULL: unknown keys */
     void *ctx;
     unsigned base; /* depth of an item object */
 
@@ -58,7 +59,12 @@ struct ingest {
     int has_data;
     uint64_t data_begin, data_end; /* offsets of data's first byte and one past its last */
 
-    char *ibuf; /* raw bytes of the open item, from its '{' */
+    /* An object-valued envelope field ("callback") being captured into ibuf, like an
+     * item (the two never overlap), and handed to raw_fn whole. */
+    int in_raw, raw_done;
+    uint64_t raw_start;
+
+    char *ibuf; /* raw bytes of the open item (or raw field), from its '{' */
     size_t ilen, icap;
 
     struct ingest_error err;
@@ -150,20 +156,23 @@ static int on_envelope(struct ingest *in, enum jscan_event ev)
 static int on_envelope_member(struct ingest *in, enum jscan_event ev)
 {
     struct jscan *sc = &in->sc;
-    static const char *const names[] = {
-        [K_WORKFLOW] = "workflow", [K_CLIENTREF] = "clientReference", [K_ITEMS] = "items"};
+    static const char *const names[] = {[K_WORKFLOW] = "workflow",
+                                        [K_CLIENTREF] = "clientReference",
+                                        [K_ITEMS] = "items",
+                                        [K_CALLBACK] = "callback"};
     if (ev == JSCAN_KEY) {
-        int k = is_key(sc, "workflow")          ? K_WORKFLOW
-                : is_key(sc, "clientReference") ? K_CLIENTREF
-                : is_key(sc, "items")           ? K_ITEMS
-                                                : K_NONE;
+        int k = is_key(sc, "workflow")                  ? K_WORKFLOW
+                : is_key(sc, "clientReference")         ? K_CLIENTREF
+                : is_key(sc, "items")                   ? K_ITEMS
+                : in->raw_fn && is_key(sc, "callback") ? K_CALLBACK
+                                                        : K_NONE;
         if (k == K_NONE)
             return field_error(in, sc->str, "unknown field");
         if (in->env_seen & (unsigned)k)
             return field_error(in, names[k], "duplicate field");
         in->env_seen |= (unsigned)k;
         in->env_key = k;
-        sc->decode_values = k != K_ITEMS;
+        sc->decode_values = k != K_ITEMS && k != K_CALLBACK;
         return 0;
     }
     if (in->env_key == K_ITEMS) {
@@ -172,6 +181,19 @@ static int on_envelope_member(struct ingest *in, enum jscan_event ev)
             return 0;
         }
         return field_error(in, "items", "\"items\" must be an array");
+    }
+    if (in->env_key == K_CALLBACK) {
+        if (ev == JSCAN_OBJ_BEGIN) {
+            in->in_raw = 1;
+            in->raw_start = sc->tok_start;
+            in->ilen = 0;
+            return JSCAN_PAUSE; /* capture from the '{' on (see ingest_feed) */
+        }
+        if (ev == JSCAN_OBJ_END && in->in_raw) {
+            in->raw_done = 1;
+            return JSCAN_PAUSE; /* deliver once the '}' is in ibuf */
+        }
+        return field_error(in, "callback", "\"callback\" must be an object");
     }
     const char *name = names[in->env_key];
     if (ev != JSCAN_STRING)
@@ -253,6 +275,8 @@ static int on_item_member(struct ingest *in, enum jscan_event ev)
 static int on_event(void *ctx, struct jscan *sc, enum jscan_event ev)
 {
     struct ingest *in = ctx;
+    if (in->in_raw && sc->depth > 1)
+        return 0; /* inside a raw field: the scanner validates, raw_fn judges */
     if (sc->depth < in->base)
         return sc->depth == 0 ? on_envelope(in, ev) : on_envelope_member(in, ev);
     if (sc->depth == in->base)
@@ -283,6 +307,11 @@ struct ingest *ingest_new(enum ingest_format fmt, const struct ingest_limits *li
     return in;
 }
 
+void ingest_set_raw_field_fn(struct ingest *in, ingest_raw_field_fn fn)
+{
+    in->raw_fn = fn;
+}
+
 void ingest_free(struct ingest *in)
 {
     if (!in)
@@ -305,6 +334,20 @@ static void capture(struct ingest *in, const char *p, size_t n)
     }
     memcpy(in->ibuf + in->ilen, p, n);
     in->ilen += n;
+}
+
+#define RAW_FIELD_MAX 16384 /* bytes of an object-valued envelope field */
+
+static int deliver_raw(struct ingest *in)
+{
+    static const char name[] = "callback";
+    in->in_raw = 0;
+    in->raw_done = 0;
+    int rc = in->raw_fn(in->ctx, name, in->ibuf, in->ilen);
+    in->ilen = 0;
+    if (rc < 0)
+        return set_error(in, rc, NOPOS, name, "field callback stopped the parse");
+    return 0;
 }
 
 static int deliver(struct ingest *in)
@@ -347,6 +390,13 @@ int ingest_feed(struct ingest *in, const char *p, size_t n)
             }
             if (stop - pos < lim)
                 lim = (size_t)(stop - pos);
+        } else if (in->in_raw) {
+            uint64_t stop = in->raw_start + RAW_FIELD_MAX;
+            if (pos >= stop)
+                return set_error(in, -SLUICE_E_INVALID_FIELD, pos, "callback",
+                                 "\"callback\" is larger than %d bytes", RAW_FIELD_MAX);
+            if (stop - pos < lim)
+                lim = (size_t)(stop - pos);
         }
         int rc = jscan_feed(&in->sc, p, lim, &used);
         if (rc < 0) {
@@ -357,8 +407,13 @@ int ingest_feed(struct ingest *in, const char *p, size_t n)
         if (in->in_item) {
             size_t skip = in->item_start > pos ? (size_t)(in->item_start - pos) : 0;
             capture(in, p + skip, used - skip);
+        } else if (in->in_raw) {
+            size_t skip = in->raw_start > pos ? (size_t)(in->raw_start - pos) : 0;
+            capture(in, p + skip, used - skip);
         }
         if (in->item_done && (rc = deliver(in)) < 0)
+            return rc;
+        if (in->raw_done && (rc = deliver_raw(in)) < 0)
             return rc;
         if (used == 0) /* cannot happen: every pause consumes its token; never spin */
             return set_error(in, -SLUICE_E_INTERNAL, NOPOS, "", "ingest: scanner made no progress");

@@ -9,7 +9,9 @@
  * Formats:
  *   INGEST_JSON    {"workflow": "...", "clientReference": "...", "items": [{"ref":..,"data":..}, ...]}
  *                  Envelope keys may come in any order; field_fn reports "workflow" and
- *                  "clientReference" values when they are seen. Unknown envelope keys
+ *                  "clientReference" values when they are seen. With a raw field
+ *                  callback set (ingest_set_raw_field_fn), "callback": {...} is
+ *                  accepted too and its raw text handed over. Unknown envelope keys
  *                  are rejected (InvalidField, target = the key).
  *   INGEST_NDJSON  one {"ref":..,"data":..} object per line; blank lines are skipped;
  *                  "\n" or "\r\n" line ends; the last line may lack a newline.
@@ -60,6 +62,10 @@ typedef int (*ingest_item_fn)(void *ctx, const struct ingest_item *item);
 /* Called for envelope string fields ("workflow", "clientReference") with the decoded
  * NUL-terminated value. Return 0 to go on, negative to abort. May be NULL. */
 typedef int (*ingest_field_fn)(void *ctx, const char *name, const char *value, size_t len);
+/* Called for object-valued envelope fields ("callback") with the raw JSON text of the
+ * object exactly as sent (validated like item data; at most 16 KiB, else
+ * InvalidField), not NUL-terminated, valid during the call. Return 0 or negative. */
+typedef int (*ingest_raw_field_fn)(void *ctx, const char *name, const char *json, size_t len);
 
 struct ingest_error {
     int code;            /* negative sluice error code, 0 when no error */
@@ -77,6 +83,10 @@ void ingest_limits_default(struct ingest_limits *lim);
 struct ingest *ingest_new(enum ingest_format fmt, const struct ingest_limits *lim,
                           ingest_item_fn item_fn, ingest_field_fn field_fn, void *ctx);
 void ingest_free(struct ingest *in);
+/* Accepts the envelope key "callback" (JSON format), whose value must be an object,
+ * and hands it to fn. Without this call "callback" is an unknown key like any other.
+ * Call before the first ingest_feed(). */
+void ingest_set_raw_field_fn(struct ingest *in, ingest_raw_field_fn fn);
 
 /* Consumes n bytes. Returns 0 or a negative error (see above). */
 int ingest_feed(struct ingest *in, const char *p, size_t n);

@@ -220,6 +220,30 @@ static const char *const migrations[] = {
     "CREATE INDEX idem_keys_created ON idem_keys(created_at);"
     "CREATE INDEX jobs_completed ON jobs(completed_at) WHERE status IN (4, 5, 6);"
     "CREATE INDEX jobs_removing ON jobs(jid) WHERE status = 0 AND updated_at < 0;",
+    /* 004_callbacks: a job's completion callback and the outbox of deliveries */
+    "ALTER TABLE jobs ADD COLUMN callback_url TEXT;"
+    "ALTER TABLE jobs ADD COLUMN callback_events INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE outbox("
+    "  did INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  jid INTEGER NOT NULL UNIQUE,"
+    "  tenant TEXT NOT NULL,"
+    "  job_id TEXT NOT NULL,"
+    "  event TEXT NOT NULL,"
+    "  url TEXT NOT NULL,"
+    "  state INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_at INTEGER NOT NULL,"
+    "  lease_until INTEGER NOT NULL DEFAULT 0,"
+    "  token TEXT NOT NULL DEFAULT '',"
+    "  log TEXT NOT NULL DEFAULT '[]',"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE INDEX outbox_due ON outbox(next_at) WHERE state = 0;"
+    "CREATE TABLE settings("
+    "  name TEXT PRIMARY KEY,"
+    "  value TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */
@@ -325,6 +349,15 @@ enum qid {
     Q_SWEEP_EXPIRED,
     Q_SWEEP_HIDE,
     Q_SWEEP_ITEMS,
+    Q_OUTBOX_ADD,
+    Q_OUTBOX_DELETE_JOB,
+    Q_OUTBOX_EXPIRE,
+    Q_OUTBOX_DUE,
+    Q_OUTBOX_LEASE,
+    Q_OUTBOX_RECORD,
+    Q_OUTBOX_LIST,
+    Q_SETTING_ADD,
+    Q_SETTING_GET,
     Q__COUNT
 };
 
@@ -352,7 +385,8 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_ITEM_INSERT] = "INSERT INTO items(k, prev_idx, ref, data) VALUES(?1, ?2, ?3, ?4)",
     [Q_JOB_COMMIT] = "UPDATE jobs SET status = 1, workflow = ?2, client_reference = ?3, "
                      "total = ?4, pending = ?4, updated_at = ?5, workflow_version = ?6, "
-                     "id = coalesce(?7, id) WHERE jid = ?1",
+                     "id = coalesce(?7, id), callback_url = ?8, callback_events = ?9 "
+                     "WHERE jid = ?1",
     [Q_IDEM_GET] =
         "SELECT jid, body_hash, created_at FROM idem_keys WHERE tenant = ?1 AND key = ?2",
     /* REPLACE: an aged-out key (see idem_find) passes to the new job */
@@ -463,6 +497,30 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_SWEEP_HIDE] = "UPDATE jobs SET status = 0, updated_at = -1 WHERE jid = ?1",
     [Q_SWEEP_ITEMS] = "DELETE FROM items WHERE k IN "
                       "(SELECT k FROM items WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT ?3)",
+    /* One delivery per job (UNIQUE jid): OR IGNORE makes a repeated save of a terminal
+     * job harmless. ?2 the event, ?3 its STORE_CB_* bit, ?4 now. */
+    [Q_OUTBOX_ADD] = "INSERT OR IGNORE INTO outbox(id, jid, tenant, job_id, event, url, next_at, "
+                     "created_at, updated_at) SELECT 'dlv_' || lower(hex(randomblob(12))), jid, "
+                     "tenant, id, ?2, callback_url, ?4, ?4, ?4 FROM jobs WHERE jid = ?1 "
+                     "AND callback_url IS NOT NULL AND (callback_events & ?3) <> 0",
+    [Q_OUTBOX_DELETE_JOB] = "DELETE FROM outbox WHERE jid = ?1",
+    [Q_OUTBOX_EXPIRE] = "UPDATE outbox SET lease_until = 0, token = '' "
+                        "WHERE state = 0 AND lease_until > 0",
+    [Q_OUTBOX_DUE] = "SELECT did, id, job_id, tenant, event, url, attempts, created_at, next_at, "
+                     "updated_at FROM outbox WHERE state = 0 AND next_at <= ?1 "
+                     "AND lease_until <= ?1 ORDER BY next_at LIMIT ?2",
+    [Q_OUTBOX_LEASE] = "UPDATE outbox SET lease_until = ?2, token = ?3 WHERE did = ?1",
+    /* ?5: the attempt as a JSON object text, or NULL */
+    [Q_OUTBOX_RECORD] =
+        "UPDATE outbox SET state = ?3, next_at = ?4, lease_until = 0, token = '', "
+        "attempts = attempts + (?5 IS NOT NULL), updated_at = ?6, log = CASE WHEN ?5 IS NULL "
+        "THEN log WHEN log = '[]' THEN '[' || ?5 || ']' "
+        "ELSE substr(log, 1, length(log) - 1) || ',' || ?5 || ']' END "
+        "WHERE id = ?1 AND token = ?2 AND token <> '' AND state = 0",
+    [Q_OUTBOX_LIST] = "SELECT id, job_id, tenant, event, url, state, attempts, created_at, "
+                      "next_at, updated_at, log FROM outbox WHERE jid = ?1 ORDER BY did",
+    [Q_SETTING_ADD] = "INSERT OR IGNORE INTO settings(name, value, created_at) VALUES(?1, ?2, ?3)",
+    [Q_SETTING_GET] = "SELECT value FROM settings WHERE name = ?1",
 };
 
 /* ---- connections ----------------------------------------------------------------- */
@@ -957,7 +1015,11 @@ static int claims_expire_body(struct conn *c, void *ctx)
 {
     (void)ctx;
     int rc = exec_q(c, Q_CLAIMS_EXPIRE);
-    return rc < 0 ? rc : sqlite3_changes(c->db);
+    if (rc < 0)
+        return rc;
+    int n = sqlite3_changes(c->db);
+    rc = exec_q(c, Q_OUTBOX_EXPIRE); /* leased deliveries: due again at once */
+    return rc < 0 ? rc : n;
 }
 
 static int sq_expire_claims(void *impl)
@@ -1187,6 +1249,8 @@ static int job_load_steps(struct conn *c, int64_t jid, struct store_job *j)
     return rc;
 }
 
+/* Writes the job row back; when the job is terminal, also queues its completion
+ * callback (once: later saves of a terminal job add nothing). */
 static int job_save(struct conn *c, const struct jobrow *r, int64_t now)
 {
     const struct store_job *j = &r->j;
@@ -1213,6 +1277,22 @@ static int job_save(struct conn *c, const struct jobrow *r, int64_t now)
     sqlite3_bind_int64(s, 17, r->cancel_at);
     sqlite3_bind_int64(s, 18, r->last_claim);
     sqlite3_bind_int64(s, 19, now);
+    if ((rc = step(s)) < 0 || !job_terminal(j->status))
+        return rc < 0 ? rc : 0;
+    /* Every transition to a terminal state goes through here: the callback owed for it
+     * is queued in the same transaction (see COMPLETION CALLBACKS in store.h). */
+    const char *event = j->status == JOB_SUCCEEDED ? "job.completed"
+                        : j->status == JOB_FAILED  ? "job.failed"
+                                                   : "job.canceled";
+    int bit = j->status == JOB_SUCCEEDED ? STORE_CB_COMPLETED
+              : j->status == JOB_FAILED  ? STORE_CB_FAILED
+                                         : STORE_CB_CANCELED;
+    if ((rc = q(c, Q_OUTBOX_ADD, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, r->jid);
+    bind_str(s, 2, event);
+    sqlite3_bind_int(s, 3, bit);
+    sqlite3_bind_int64(s, 4, now);
     rc = step(s);
     return rc < 0 ? rc : 0;
 }
@@ -1339,7 +1419,7 @@ static int sq_job_add_items(void *impl, const char *job_id, const struct store_n
 static int job_remove(struct conn *c, int64_t jid)
 {
     static const enum qid by_jid[] = {Q_CLAIMS_DELETE_JOB, Q_STEPS_DELETE_JOB, Q_IDEM_DELETE_JOB,
-                                      Q_JOB_DELETE};
+                                      Q_OUTBOX_DELETE_JOB, Q_JOB_DELETE};
     sqlite3_stmt *s;
     int rc = q(c, Q_ITEMS_DELETE, &s);
     if (rc < 0)
@@ -1436,6 +1516,10 @@ static int job_commit_body(struct conn *c, void *vctx)
         sqlite3_bind_int64(s, 5, now);
         sqlite3_bind_int64(s, 6, m->workflow_version);
         bind_str(s, 7, m->job_id); /* unbound = NULL: keep the staged id */
+        bind_str(s, 8, m->callback_url);
+        sqlite3_bind_int(s, 9, m->callback_url ? (m->callback_events ? m->callback_events
+                                                                     : STORE_CB_ALL)
+                                               : 0);
         if ((rc = step(s)) < 0)
             return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
         if (m->idem_key && (rc = idem_insert(c, jid, m, now)) < 0)
@@ -1609,7 +1693,7 @@ struct sweep_ctx {
 static int sweep_next_job(struct conn *c, const struct sweep_ctx *x, int64_t *jid, int64_t *removed)
 {
     static const enum qid by_jid[] = {Q_SWEEP_HIDE, Q_CLAIMS_DELETE_JOB, Q_STEPS_DELETE_JOB,
-                                      Q_IDEM_DELETE_JOB};
+                                      Q_IDEM_DELETE_JOB, Q_OUTBOX_DELETE_JOB};
     sqlite3_stmt *s;
     int rc = q(c, Q_SWEEP_HIDDEN, &s);
     if (rc < 0)
@@ -3221,6 +3305,221 @@ static int sq_hook_delete(void *impl, const char *tenant, const char *name)
     return run_tx(impl, TX_WRITE, hook_delete_body, NULL, &x);
 }
 
+/* ---- completion callbacks: the outbox ---------------------------------------------- */
+
+struct outbox_ctx {
+    int64_t lease_ms;
+    size_t max;
+    const char *tenant, *job_id;
+    const struct store_delivery *d;
+    const struct store_delivery_attempt *a;
+    int state;
+    int64_t next_at;
+    struct store_delivery *list;
+    size_t n;
+    const char *name, *value;
+    char *out;
+};
+
+static void outbox_undo(void *vctx)
+{
+    struct outbox_ctx *x = vctx;
+    store_deliveries_free(x->list, x->n);
+    x->list = NULL;
+    x->n = 0;
+    free(x->out);
+    x->out = NULL;
+}
+
+static int delivery_claim_body(struct conn *c, void *vctx)
+{
+    struct outbox_ctx *x = vctx;
+    sqlite3_stmt *s, *u;
+    int64_t now = clock_now_ms();
+    int rc = q(c, Q_OUTBOX_DUE, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)x->max);
+    x->list = xcalloc(x->max ? x->max : 1, sizeof *x->list);
+    x->n = 0;
+    int64_t *dids = xcalloc(x->max ? x->max : 1, sizeof *dids);
+    while (x->n < x->max && (rc = step(s)) == 1) {
+        struct store_delivery *d = &x->list[x->n];
+        dids[x->n++] = sqlite3_column_int64(s, 0);
+        col_copy(s, 1, d->id, sizeof d->id);
+        col_copy(s, 2, d->job_id, sizeof d->job_id);
+        col_copy(s, 3, d->tenant, sizeof d->tenant);
+        col_copy(s, 4, d->event, sizeof d->event);
+        d->url = col_dup(s, 5, NULL);
+        d->attempts = sqlite3_column_int(s, 6);
+        d->created_at = sqlite3_column_int64(s, 7);
+        d->next_at = sqlite3_column_int64(s, 8);
+        d->updated_at = sqlite3_column_int64(s, 9);
+        d->state = DELIVERY_PENDING;
+    }
+    sqlite3_reset(s);
+    for (size_t i = 0; rc >= 0 && i < x->n; i++) {
+        struct store_delivery *d = &x->list[i];
+        if ((rc = ids_random("lease_", 24, d->token)) < 0)
+            break;
+        if ((rc = q(c, Q_OUTBOX_LEASE, &u)) < 0)
+            break;
+        sqlite3_bind_int64(u, 1, dids[i]);
+        sqlite3_bind_int64(u, 2, now + (x->lease_ms > 0 ? x->lease_ms : 1));
+        bind_str(u, 3, d->token);
+        rc = step(u);
+    }
+    free(dids);
+    if (rc < 0) {
+        outbox_undo(x);
+        return rc;
+    }
+    return (int)x->n;
+}
+
+static int sq_delivery_claim(void *impl, int64_t lease_ms, size_t max,
+                             struct store_delivery **out, size_t *n)
+{
+    struct outbox_ctx x = {.lease_ms = lease_ms, .max = max};
+    /* Like a claim, a lease need not survive a crash: the delivery is simply due. */
+    int rc = run_tx(impl, TX_WRITE_NOSYNC, delivery_claim_body, outbox_undo, &x);
+    *out = rc < 0 ? NULL : x.list;
+    *n = rc < 0 ? 0 : x.n;
+    if (rc <= 0) {
+        store_deliveries_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+static int delivery_record_body(struct conn *c, void *vctx)
+{
+    struct outbox_ctx *x = vctx;
+    const struct store_delivery_attempt *a = x->a;
+    sqlite3_stmt *s;
+    int64_t now = clock_now_ms();
+    int rc = q(c, Q_OUTBOX_RECORD, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->d->id);
+    bind_str(s, 2, x->d->token);
+    sqlite3_bind_int(s, 3, x->state);
+    sqlite3_bind_int64(s, 4, x->next_at);
+    if (a) {
+        char ts[25];
+        buf_reset(&c->tmp);
+        buf_printf(&c->tmp, "{\"attempt\":%d,\"at\":\"%s\",\"latencyMs\":%lld,\"status\":%d",
+                   x->d->attempts + 1, clock_fmt_ms(a->at, ts), (long long)a->latency_ms,
+                   a->status);
+        if (a->error_code) {
+            const char *m = a->error_message ? a->error_message : "";
+            buf_puts(&c->tmp, ",\"error\":{\"code\":");
+            buf_json_str(&c->tmp, a->error_code, strlen(a->error_code));
+            buf_puts(&c->tmp, ",\"message\":");
+            buf_json_str(&c->tmp, m, strlen(m));
+            buf_putc(&c->tmp, '}');
+        }
+        buf_putc(&c->tmp, '}');
+        bind_strn(s, 5, c->tmp.data, c->tmp.len);
+    }
+    sqlite3_bind_int64(s, 6, now);
+    if ((rc = step(s)) < 0)
+        return rc;
+    return sqlite3_changes(c->db) == 1 ? 1 : -SLUICE_E_LEASE_LOST;
+}
+
+static int sq_delivery_record(void *impl, const struct store_delivery *d,
+                              const struct store_delivery_attempt *a, int state, int64_t next_at)
+{
+    if (state < DELIVERY_PENDING || state > DELIVERY_ABANDONED)
+        return -SLUICE_E_INVALID_PARAMETER;
+    struct outbox_ctx x = {.d = d, .a = a, .state = state, .next_at = next_at};
+    return run_tx(impl, TX_WRITE, delivery_record_body, NULL, &x);
+}
+
+static int delivery_list_body(struct conn *c, void *vctx)
+{
+    struct outbox_ctx *x = vctx;
+    struct jobrow r;
+    sqlite3_stmt *s;
+    size_t cap = 0;
+    int rc = job_load(c, x->tenant, x->job_id, &r);
+    if (rc <= 0)
+        return rc;
+    store_job_release(&r.j);
+    if ((rc = q(c, Q_OUTBOX_LIST, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, r.jid);
+    while ((rc = step(s)) == 1) {
+        if (x->n == cap) {
+            cap = cap ? cap * 2 : 2;
+            x->list = xrealloc(x->list, cap * sizeof *x->list);
+        }
+        struct store_delivery *d = &x->list[x->n++];
+        memset(d, 0, sizeof *d);
+        col_copy(s, 0, d->id, sizeof d->id);
+        col_copy(s, 1, d->job_id, sizeof d->job_id);
+        col_copy(s, 2, d->tenant, sizeof d->tenant);
+        col_copy(s, 3, d->event, sizeof d->event);
+        d->url = col_dup(s, 4, NULL);
+        d->state = sqlite3_column_int(s, 5);
+        d->attempts = sqlite3_column_int(s, 6);
+        d->created_at = sqlite3_column_int64(s, 7);
+        d->next_at = sqlite3_column_int64(s, 8);
+        d->updated_at = sqlite3_column_int64(s, 9);
+        d->log = col_dup(s, 10, NULL);
+    }
+    sqlite3_reset(s);
+    if (rc < 0) {
+        outbox_undo(x);
+        return rc;
+    }
+    return 1;
+}
+
+static int sq_delivery_list(void *impl, const char *tenant, const char *job_id,
+                            struct store_delivery **out, size_t *n)
+{
+    struct outbox_ctx x = {.tenant = tenant, .job_id = job_id};
+    int rc = run_tx(impl, TX_READ, delivery_list_body, outbox_undo, &x);
+    *out = rc < 0 ? NULL : x.list;
+    *n = rc < 0 ? 0 : x.n;
+    return rc;
+}
+
+static int setting_ensure_body(struct conn *c, void *vctx)
+{
+    struct outbox_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_SETTING_ADD, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->name);
+    bind_str(s, 2, x->value);
+    sqlite3_bind_int64(s, 3, clock_now_ms());
+    if ((rc = step(s)) < 0)
+        return rc;
+    if ((rc = q(c, Q_SETTING_GET, &s)) < 0)
+        return rc;
+    bind_str(s, 1, x->name);
+    if ((rc = step(s)) == 1)
+        x->out = col_dup(s, 0, NULL);
+    sqlite3_reset(s);
+    return rc < 0 ? rc : (x->out ? 1 : -SLUICE_E_INTERNAL);
+}
+
+static int sq_setting_ensure(void *impl, const char *name, const char *value, char **out)
+{
+    struct outbox_ctx x = {.name = name, .value = value};
+    int rc = run_tx(impl, TX_WRITE, setting_ensure_body, outbox_undo, &x);
+    *out = rc < 0 ? NULL : x.out;
+    if (rc < 0)
+        free(x.out);
+    return rc;
+}
+
 const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .open = sq_open,
@@ -3259,4 +3558,8 @@ const struct store_ops store_sqlite_ops = {
     .hook_get = sq_hook_get,
     .hook_list = sq_hook_list,
     .hook_delete = sq_hook_delete,
+    .delivery_claim = sq_delivery_claim,
+    .delivery_record = sq_delivery_record,
+    .delivery_list = sq_delivery_list,
+    .setting_ensure = sq_setting_ensure,
 };

@@ -291,6 +291,29 @@ int store_hook_delete(struct store *st, const char *tenant, const char *name)
     return st->ops->hook_delete(st->impl, tenant, name);
 }
 
+int store_delivery_claim(struct store *st, int64_t lease_ms, size_t max,
+                         struct store_delivery **out, size_t *n)
+{
+    return st->ops->delivery_claim(st->impl, lease_ms, max, out, n);
+}
+
+int store_delivery_record(struct store *st, const struct store_delivery *d,
+                          const struct store_delivery_attempt *a, int state, int64_t next_at)
+{
+    return st->ops->delivery_record(st->impl, d, a, state, next_at);
+}
+
+int store_delivery_list(struct store *st, const char *tenant, const char *job_id,
+                        struct store_delivery **out, size_t *n)
+{
+    return st->ops->delivery_list(st->impl, tenant, job_id, out, n);
+}
+
+int store_setting_ensure(struct store *st, const char *name, const char *value, char **out)
+{
+    return st->ops->setting_ensure(st->impl, name, value, out);
+}
+
 /* ---- releasing ------------------------------------------------------------------- */
 
 void store_job_release(struct store_job *j)
@@ -432,4 +455,29 @@ int store_item_status_parse(const char *s)
         if (strcmp(s, item_names[i]) == 0)
             return i;
     return -1;
+}
+
+void store_deliveries_free(struct store_delivery *d, size_t n)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(d[i].url);
+        free(d[i].log);
+    }
+    free(d);
+}
+
+const char *store_delivery_state_name(int state)
+{
+    switch (state) {
+    case DELIVERY_PENDING:
+        return "Pending";
+    case DELIVERY_DELIVERED:
+        return "Delivered";
+    case DELIVERY_ABANDONED:
+        return "Abandoned";
+    default:
+        return NULL;
+    }
 }

@@ -113,6 +113,57 @@ struct store_job_meta {
                                    the new job takes it over; 0 = keys never age */
     const char *job_id;         /* may be NULL: the public id the job is committed under
                                    (a client's Operation-Id) instead of the staged id */
+    const char *callback_url;   /* may be NULL: where the completion callback goes (an
+                                   absolute http(s) URL, checked by the caller) */
+    int callback_events;        /* STORE_CB_* bits subscribed; 0 with a callback_url
+                                   means all of them */
+};
+
+/* COMPLETION CALLBACKS (the outbox)
+ *
+ * A job committed with a callback_url keeps it in its row. The transaction that makes
+ * the job terminal (store_complete, store_claim taking over an expired claim,
+ * store_job_cancel) also inserts one outbox row - a delivery - when the job's
+ * terminal event is subscribed: Succeeded -> "job.completed" (STORE_CB_COMPLETED),
+ * Failed -> "job.failed", Canceled -> "job.canceled". So a callback is owed exactly
+ * when the job is terminal, whatever crashes happen.
+ *
+ *   [Pending] --store_delivery_claim--> (leased) --store_delivery_record-->
+ *        ^                                 |        state PENDING: next_at later
+ *        |  lease expires / store_expire_claims      DELIVERED | ABANDONED: final
+ *        `---------------------------------'
+ *
+ * Deliveries go with their job (store_job_delete, store_retention_sweep). */
+enum { STORE_CB_COMPLETED = 1, STORE_CB_FAILED = 2, STORE_CB_CANCELED = 4, STORE_CB_ALL = 7 };
+
+enum store_delivery_state { DELIVERY_PENDING = 0, DELIVERY_DELIVERED = 1, DELIVERY_ABANDONED = 2 };
+
+#define STORE_EVENT_MAX 32
+
+struct store_delivery {
+    char id[STORE_ID_MAX];       /* "dlv_" + 24 hex: the Idempotency-Key of every attempt */
+    char job_id[STORE_ID_MAX];
+    char tenant[STORE_NAME_MAX];
+    char event[STORE_EVENT_MAX]; /* "job.completed", "job.failed", "job.canceled" */
+    char *url;                   /* heap */
+    int state;                   /* enum store_delivery_state */
+    int attempts;                /* attempts recorded so far */
+    int64_t created_at;          /* when the job became terminal */
+    int64_t next_at;             /* Pending: not claimed before this time */
+    int64_t updated_at;
+    char token[STORE_ID_MAX];    /* the lease's token (store_delivery_claim), else "" */
+    char *log;                   /* heap JSON array of attempts (store_delivery_list only,
+                                    else NULL): {"attempt","at","latencyMs","status"
+                                    [,"error":{"code","message"}]} */
+};
+
+/* One attempt of a delivery, as store_delivery_record appends it to the log. */
+struct store_delivery_attempt {
+    int64_t at;              /* wall ms when it started */
+    int64_t latency_ms;
+    int status;              /* HTTP status of the answer, 0 when none came */
+    const char *error_code;  /* NULL for a 2xx, else e.g. "UpstreamError" */
+    const char *error_message; /* may be NULL */
 };
 
 struct store_item {
@@ -332,6 +383,14 @@ struct store_ops {
     int (*hook_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
                      struct store_hook **out, size_t *n);
     int (*hook_delete)(void *impl, const char *tenant, const char *name);
+
+    int (*delivery_claim)(void *impl, int64_t lease_ms, size_t max, struct store_delivery **out,
+                          size_t *n);
+    int (*delivery_record)(void *impl, const struct store_delivery *d,
+                           const struct store_delivery_attempt *a, int state, int64_t next_at);
+    int (*delivery_list)(void *impl, const char *tenant, const char *job_id,
+                         struct store_delivery **out, size_t *n);
+    int (*setting_ensure)(void *impl, const char *name, const char *value, char **out);
 };
 
 /* ---- lifecycle ---------------------------------------------------------------- */
@@ -398,7 +457,7 @@ int store_job_abort(struct store *st, const char *job_id);
  * number of jobs removed. */
 int store_gc_receiving(struct store *st, int64_t older_than);
 /* Ends every lease at once, as if each had expired: the next store_claim takes the
- * items over and counts the lost attempt. For a store that one process owns (SQLite)
+ * items over and counts the lost attempt; leased deliveries become due again. For a store that one process owns (SQLite)
  * this is crash recovery at start-up: leases held by the previous, dead process need
  * not be waited out. Returns the number of claims expired. */
 int store_expire_claims(struct store *st);
@@ -532,6 +591,29 @@ int store_hook_list(struct store *st, const char *tenant, const char *after_name
 /* 1 deleted, 0 not found. */
 int store_hook_delete(struct store *st, const char *tenant, const char *name);
 
+/* ---- completion callbacks (see COMPLETION CALLBACKS above) ------------------------ */
+
+/* Leases up to max due Pending deliveries (next_at <= now, not leased), oldest due
+ * first, for lease_ms: each gets a new token. Returns the number leased ([out] heap
+ * array; free with store_deliveries_free()), 0 when none is due. */
+int store_delivery_claim(struct store *st, int64_t lease_ms, size_t max,
+                         struct store_delivery **out, size_t *n);
+/* Records attempt a (may be NULL: no attempt) of the leased delivery d (its id and
+ * token) and ends the lease: state DELIVERY_PENDING reschedules it at next_at,
+ * DELIVERY_DELIVERED and DELIVERY_ABANDONED are final. 1 recorded,
+ * -SLUICE_E_LEASE_LOST (nothing written) when the lease was taken over or the
+ * delivery is gone (its job was deleted). */
+int store_delivery_record(struct store *st, const struct store_delivery *d,
+                          const struct store_delivery_attempt *a, int state, int64_t next_at);
+/* The deliveries of a job, oldest first, with their logs. 1 ([out] heap array; free
+ * with store_deliveries_free()), 0 when the job does not exist for this tenant. */
+int store_delivery_list(struct store *st, const char *tenant, const char *job_id,
+                        struct store_delivery **out, size_t *n);
+/* A server-wide setting that is set once: stores value under name unless the name
+ * has one already, and returns the stored one ([out] *out, caller frees with
+ * free()). Used for secrets generated at first start. */
+int store_setting_ensure(struct store *st, const char *name, const char *value, char **out);
+
 /* ---- releasing ------------------------------------------------------------------- */
 void store_job_release(struct store_job *j);
 void store_jobs_free(struct store_job *jobs, size_t n);
@@ -544,6 +626,9 @@ void store_workflow_release(struct store_workflow *w);
 void store_workflows_free(struct store_workflow *w, size_t n);
 void store_hook_release(struct store_hook *h);
 void store_hooks_free(struct store_hook *h, size_t n);
+void store_deliveries_free(struct store_delivery *d, size_t n);
+/* "Pending", "Delivered", "Abandoned"; NULL for unknown. */
+const char *store_delivery_state_name(int state);
 
 /* Names for enums as shown in the API ("NotStarted", "Succeeded", ...); -1 for unknown. */
 const char *store_job_status_name(int status);

@@ -233,6 +233,57 @@ TEST(upgrade_from_002)
     store_close(st);
 }
 
+/* A database of the 003 era: a running job gets no callback and owes none when it
+ * ends; a job committed after the upgrade has one, queued in its terminal
+ * transaction. */
+TEST(upgrade_from_003)
+{
+    struct store *st = NULL;
+    struct store_job j;
+    struct store_delivery *ds = NULL;
+    size_t n = 0;
+    char url[160], *v = NULL;
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    remove_db();
+    CHECK(store_sqlite_nmigrations >= 4);
+    CHECK_EQ_INT(make_db(3, 3), 0);
+    CHECK_EQ_INT(exec_db("INSERT INTO jobs(jid, id, tenant, workflow, status, total, pending, "
+                         "created_at, updated_at) VALUES(2, 'job_run', 't', 'noop', 1, 1, 1, "
+                         "1000, 1000);"
+                         "INSERT INTO items(k, prev_idx, ref) VALUES(8589934592, -1, 'x');"),
+                 0);
+    CHECK_EQ_INT(store_open(url, NULL, &st), 0);
+    CHECK_EQ_INT(schema_version(), (long long)store_sqlite_nmigrations);
+    CHECK_EQ_INT(store_delivery_list(st, "t", "job_old", &ds, &n), 1);
+    CHECK_EQ_INT(n, 0);
+    store_deliveries_free(ds, n);
+    CHECK_EQ_INT(store_job_cancel(st, "t", "job_run", &j), 1);
+    CHECK_EQ_INT(j.status, JOB_CANCELED);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_delivery_list(st, "t", "job_run", &ds, &n), 1);
+    CHECK_EQ_INT(n, 0);
+    store_deliveries_free(ds, n);
+
+    struct store_new_item ni = {
+        .index = 0, .ref = "x", .ref_len = 1, .data = "{}", .data_len = 2, .prev_idx = -1};
+    struct store_job_meta meta = {.workflow = "noop", .callback_url = "https://cb.example/x"};
+    CHECK_EQ_INT(store_job_begin(st, "t", "job_cb"), 0);
+    CHECK_EQ_INT(store_job_add_items(st, "job_cb", &ni, 1), 0);
+    CHECK_EQ_INT(store_job_commit(st, "job_cb", &meta, 1, NULL), 1);
+    CHECK_EQ_INT(store_job_cancel(st, "t", "job_cb", NULL), 1);
+    CHECK_EQ_INT(store_delivery_list(st, "t", "job_cb", &ds, &n), 1);
+    CHECK_EQ_INT(n, 1);
+    if (n == 1) {
+        CHECK_EQ_STR(ds[0].event, "job.canceled");
+        CHECK_EQ_STR(ds[0].url, "https://cb.example/x");
+    }
+    store_deliveries_free(ds, n);
+    CHECK_EQ_INT(store_setting_ensure(st, "s", "one", &v), 1);
+    CHECK_EQ_STR(v, "one");
+    free(v);
+    store_close(st);
+}
+
 TEST(newer_schema_refused)
 {
     struct store *st = NULL;
@@ -263,6 +314,7 @@ int main(void)
     snprintf(path, sizeof path, "%s/store.sqlite", tmpdir);
     RUN(upgrade_from_001);
     RUN(upgrade_from_002);
+    RUN(upgrade_from_003);
     RUN(newer_schema_refused);
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return test_report();

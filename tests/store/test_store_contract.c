@@ -2333,6 +2333,234 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
+
+/* ---- completion callbacks: the outbox --------------------------------------------- */
+
+/* A committed job of n items with a callback (url NULL: none). */
+static int submit_cb(const char *tenant, char job_id[STORE_ID_MAX], int n, const char *url,
+                     int events)
+{
+    int rc;
+    struct store_new_item it = {.ref = "r", .ref_len = 1, .data = "{}", .data_len = 2};
+    new_job_id(job_id);
+    if ((rc = store_job_begin(st, tenant, job_id)) < 0)
+        return rc;
+    for (int i = 0; i < n; i++) {
+        it.index = i;
+        it.prev_idx = i - 1;
+        if ((rc = store_job_add_items(st, job_id, &it, 1)) < 0)
+            return rc;
+    }
+    struct store_job_meta m = {.workflow = "wf", .callback_url = url, .callback_events = events};
+    rc = store_job_commit(st, job_id, &m, n, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+/* Number of deliveries of a job, [out] the first one's event and state. */
+static int outbox_of(const char *tenant, const char *id, char event[STORE_EVENT_MAX], int *state)
+{
+    struct store_delivery *ds = NULL;
+    size_t n = 0;
+    int rc = store_delivery_list(st, tenant, id, &ds, &n);
+    if (rc <= 0)
+        return rc < 0 ? rc : -1;
+    if (n > 0 && event)
+        snprintf(event, STORE_EVENT_MAX, "%s", ds[0].event);
+    if (n > 0 && state)
+        *state = ds[0].state;
+    store_deliveries_free(ds, n);
+    return (int)n;
+}
+
+/* Marks every due delivery delivered (deliveries are store-wide, like claims). */
+static void drain_outbox(void)
+{
+    struct store_delivery *ds;
+    size_t n;
+    while (store_delivery_claim(st, 60000, 100, &ds, &n) > 0) {
+        for (size_t i = 0; i < n; i++)
+            store_delivery_record(st, &ds[i], NULL, DELIVERY_DELIVERED, 0);
+        store_deliveries_free(ds, n);
+    }
+}
+
+TEST(outbox_with_terminal_transition)
+{
+    char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX], ev[STORE_EVENT_MAX];
+    char a[STORE_ID_MAX], b[STORE_ID_MAX], c_[STORE_ID_MAX], d[STORE_ID_MAX], e[STORE_ID_MAX];
+    char f[STORE_ID_MAX];
+    struct store_claim c;
+    int state = -1;
+    drain();
+    drain_outbox();
+    new_tenant(tenant, "cb");
+    new_tenant(other, "cbo");
+    const char *url = "https://cb.example/hook";
+
+    /* completion: events 0 = all */
+    CHECK_EQ_INT(submit_cb(tenant, a, 2, url, 0), 0);
+    CHECK_EQ_INT(outbox_of(tenant, a, NULL, NULL), 0); /* not terminal: nothing owed */
+    CHECK_EQ_INT(store_claim(st, 1, 60000, 3, &c), 1);
+    CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(outbox_of(tenant, a, NULL, NULL), 0); /* one item left */
+    CHECK_EQ_INT(store_claim(st, 1, 60000, 3, &c), 1);
+    CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(outbox_of(tenant, a, ev, &state), 1);
+    CHECK_EQ_STR(ev, "job.completed");
+    CHECK_EQ_INT(state, DELIVERY_PENDING);
+    CHECK_EQ_INT(outbox_of(other, a, NULL, NULL), -1); /* tenant-scoped: no such job */
+
+    /* failure, subscribed to job.failed only */
+    CHECK_EQ_INT(submit_cb(tenant, b, 1, url, STORE_CB_FAILED), 0);
+    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(outbox_of(tenant, b, ev, NULL), 1);
+    CHECK_EQ_STR(ev, "job.failed");
+
+    /* an unsubscribed event owes nothing */
+    CHECK_EQ_INT(submit_cb(tenant, c_, 1, url, STORE_CB_COMPLETED | STORE_CB_CANCELED), 0);
+    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(outbox_of(tenant, c_, NULL, NULL), 0);
+
+    /* cancel of a job that has not started: Canceled at once */
+    CHECK_EQ_INT(submit_cb(tenant, d, 3, url, STORE_CB_CANCELED), 0);
+    CHECK_EQ_INT(store_job_cancel(st, tenant, d, NULL), 1);
+    CHECK_EQ_INT(outbox_of(tenant, d, ev, NULL), 1);
+    CHECK_EQ_STR(ev, "job.canceled");
+    CHECK_EQ_INT(store_job_cancel(st, tenant, d, NULL), 1); /* again: still one */
+    CHECK_EQ_INT(outbox_of(tenant, d, NULL, NULL), 1);
+
+    /* a claim takeover that ends the job (max attempts reached) */
+    CHECK_EQ_INT(submit_cb(tenant, e, 1, url, 0), 0);
+    CHECK_EQ_INT(store_claim(st, 10, 0, 1, &c), 1); /* lease 0: expired at once */
+    store_claim_release(&c);
+    struct store_claim none;
+    CHECK_EQ_INT(store_claim(st, 10, 0, 1, &none), 0); /* attempt 1 of 1: given up */
+    CHECK_EQ_INT(outbox_of(tenant, e, ev, NULL), 1);
+    CHECK_EQ_STR(ev, "job.failed");
+
+    /* no callback, no delivery */
+    CHECK_EQ_INT(submit_cb(tenant, f, 1, NULL, 0), 0);
+    CHECK_EQ_INT(store_job_cancel(st, tenant, f, NULL), 1);
+    CHECK_EQ_INT(outbox_of(tenant, f, NULL, NULL), 0);
+
+    drain_outbox();
+}
+
+TEST(outbox_claim_record)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX], id2[STORE_ID_MAX];
+    struct store_delivery *ds = NULL, *ds2 = NULL, *list = NULL;
+    size_t n = 0, n2 = 0, nl = 0;
+    drain();
+    drain_outbox();
+    new_tenant(tenant, "cbc");
+    CHECK_EQ_INT(submit_cb(tenant, id, 1, "https://cb.example/1", 0), 0);
+    CHECK_EQ_INT(store_job_cancel(st, tenant, id, NULL), 1);
+
+    CHECK_EQ_INT(store_delivery_claim(st, 60000, 10, &ds, &n), 1);
+    CHECK_EQ_INT(n, 1);
+    if (n != 1)
+        return;
+    CHECK_EQ_STR(ds[0].job_id, id);
+    CHECK_EQ_STR(ds[0].tenant, tenant);
+    CHECK_EQ_STR(ds[0].event, "job.canceled");
+    CHECK_EQ_STR(ds[0].url, "https://cb.example/1");
+    CHECK(strncmp(ds[0].id, "dlv_", 4) == 0);
+    CHECK(ds[0].token[0] != '\0');
+    CHECK_EQ_INT(ds[0].attempts, 0);
+    CHECK_EQ_INT(store_delivery_claim(st, 60000, 10, &ds2, &n2), 0); /* leased */
+
+    /* a failed attempt reschedules it later */
+    struct store_delivery_attempt at = {clock_now_ms(), 12, 503, "UpstreamError", "HTTP 503"};
+    CHECK_EQ_INT(store_delivery_record(st, &ds[0], &at, DELIVERY_PENDING, clock_now_ms() + 600000),
+                 1);
+    CHECK_EQ_INT(store_delivery_record(st, &ds[0], &at, DELIVERY_PENDING, 0),
+                 -SLUICE_E_LEASE_LOST); /* the lease ended with the record */
+    CHECK_EQ_INT(store_delivery_claim(st, 60000, 10, &ds2, &n2), 0); /* not due yet */
+
+    CHECK_EQ_INT(store_delivery_list(st, tenant, id, &list, &nl), 1);
+    CHECK_EQ_INT(nl, 1);
+    CHECK_EQ_INT(list[0].attempts, 1);
+    CHECK_EQ_INT(list[0].state, DELIVERY_PENDING);
+    CHECK(list[0].next_at > clock_now_ms());
+    CHECK(strstr(list[0].log, "\"attempt\":1") && strstr(list[0].log, "\"status\":503") &&
+          strstr(list[0].log, "\"code\":\"UpstreamError\""));
+    store_deliveries_free(list, nl);
+    store_deliveries_free(ds, n);
+    ds = NULL;
+    /* a short lease expires and is taken over under a new token; store_expire_claims
+     * (start-up after a crash) ends every lease at once */
+    CHECK_EQ_INT(submit_cb(tenant, id2, 1, "https://cb.example/2", 0), 0);
+    CHECK_EQ_INT(store_job_cancel(st, tenant, id2, NULL), 1);
+    CHECK_EQ_INT(store_delivery_claim(st, 1, 10, &ds, &n), 1); /* lease 1 ms */
+    struct timespec ts = {0, 5 * 1000000L};
+    nanosleep(&ts, NULL);
+    CHECK_EQ_INT(store_delivery_claim(st, 60000, 10, &ds2, &n2), 1);
+    CHECK(n2 == 1 && strcmp(ds2[0].id, ds[0].id) == 0 && strcmp(ds2[0].token, ds[0].token) != 0);
+    CHECK_EQ_INT(store_delivery_record(st, &ds[0], NULL, DELIVERY_DELIVERED, 0),
+                 -SLUICE_E_LEASE_LOST);
+    CHECK(store_expire_claims(st) >= 0);
+    store_deliveries_free(ds, n);
+    CHECK_EQ_INT(store_delivery_claim(st, 60000, 10, &ds, &n), 1); /* due at once */
+    CHECK(n == 1 && strcmp(ds[0].id, ds2[0].id) == 0);
+    CHECK_EQ_INT(store_delivery_record(st, &ds2[0], NULL, DELIVERY_DELIVERED, 0),
+                 -SLUICE_E_LEASE_LOST);
+    struct store_delivery_attempt ok = {clock_now_ms(), 3, 204, NULL, NULL};
+    CHECK_EQ_INT(store_delivery_record(st, &ds[0], &ok, DELIVERY_DELIVERED, 0), 1);
+    store_deliveries_free(ds2, n2);
+    CHECK_EQ_INT(store_delivery_list(st, tenant, id2, &list, &nl), 1);
+    CHECK(nl == 1 && list[0].state == DELIVERY_DELIVERED && list[0].attempts == 1);
+    CHECK(nl == 1 && strstr(list[0].log, "\"status\":204") && !strstr(list[0].log, "error"));
+    store_deliveries_free(list, nl);
+    store_deliveries_free(ds, n);
+
+    /* the first delivery is still waiting for its retry time */
+    CHECK_EQ_INT(store_delivery_claim(st, 60000, 10, &ds, &n), 0);
+
+    /* deleting the job removes its deliveries */
+    CHECK_EQ_INT(store_job_delete(st, tenant, id2), 1);
+    CHECK_EQ_INT(store_delivery_list(st, tenant, id2, &list, &nl), 0);
+
+    char *v = NULL;
+    CHECK_EQ_INT(store_setting_ensure(st, "contract.secret", "first", &v), 1);
+    CHECK_EQ_STR(v, "first");
+    free(v);
+    CHECK_EQ_INT(store_setting_ensure(st, "contract.secret", "second", &v), 1);
+    CHECK_EQ_STR(v, "first");
+    free(v);
+}
+
+TEST(outbox_abandon)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
+    struct store_delivery *ds = NULL, *list = NULL;
+    size_t n = 0, nl = 0;
+    drain();
+    drain_outbox();
+    new_tenant(tenant, "cba");
+    CHECK_EQ_INT(submit_cb(tenant, id, 1, "http://10.0.0.1/x", 0), 0);
+    CHECK_EQ_INT(store_job_cancel(st, tenant, id, NULL), 1);
+    CHECK_EQ_INT(store_delivery_claim(st, 60000, 10, &ds, &n), 1);
+    struct store_delivery_attempt no = {clock_now_ms(), 0, 0, "TargetNotAllowed",
+                                        "target address 10.0.0.1 is not allowed (private)"};
+    CHECK_EQ_INT(store_delivery_record(st, &ds[0], &no, DELIVERY_ABANDONED, 0), 1);
+    CHECK_EQ_INT(store_delivery_record(st, &ds[0], &no, 7, 0), -SLUICE_E_INVALID_PARAMETER);
+    store_deliveries_free(ds, n);
+    CHECK(store_expire_claims(st) >= 0);
+    CHECK_EQ_INT(store_delivery_claim(st, 60000, 10, &ds, &n), 0);
+    CHECK_EQ_INT(store_delivery_list(st, tenant, id, &list, &nl), 1);
+    CHECK(nl == 1 && list[0].state == DELIVERY_ABANDONED && list[0].attempts == 1);
+    CHECK(nl == 1 && strstr(list[0].log, "TargetNotAllowed") != NULL);
+    CHECK_EQ_STR(store_delivery_state_name(DELIVERY_ABANDONED), "Abandoned");
+    store_deliveries_free(list, nl);
+}
+
 int main(void)
 {
     const char *url = getenv("SLUICE_TEST_STORE_URL");
@@ -2383,6 +2611,9 @@ int main(void)
     RUN(idem_hash_replay_reuse_expiry);
     RUN(retry_idem_key);
     RUN(retention_sweep_batches);
+    RUN(outbox_with_terminal_transition);
+    RUN(outbox_claim_record);
+    RUN(outbox_abandon);
     RUN(stats);
     RUN(concurrent_claim_complete);
     RUN(throughput_upsert);

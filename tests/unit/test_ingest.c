@@ -28,6 +28,8 @@ static struct outcome O, O2;       /* O: the whole-body run; O2: scratch */
 static struct ingest_limits g_lim; /* limits for the next run() */
 static long g_abort_item = -1;     /* item_fn returns -42 at this index */
 static int g_abort_field;          /* field_fn returns -43 */
+static int g_raw;                  /* set a raw field callback ("callback") */
+static int g_abort_raw;            /* it returns -44 */
 static char g_mismatch[512];       /* first inconsistency seen by run() */
 
 static int on_item(void *ctx, const struct ingest_item *it)
@@ -59,6 +61,17 @@ static int on_field(void *ctx, const char *name, const char *value, size_t len)
     return 0;
 }
 
+static int on_raw(void *ctx, const char *name, const char *json, size_t len)
+{
+    struct outcome *o = ctx;
+    if (g_abort_raw)
+        return -44;
+    buf_printf(&o->log, "R %s=", name);
+    buf_append(&o->log, json, len);
+    buf_putc(&o->log, '\n');
+    return 0;
+}
+
 static uint32_t rng = 1;
 static uint32_t rnd(void)
 {
@@ -75,6 +88,8 @@ static void run_once(struct outcome *o, enum ingest_format fmt, const char *p, s
     buf_putc(&o->log, 0); /* make data non-NULL even when nothing is logged */
     buf_reset(&o->log);
     struct ingest *in = ingest_new(fmt, &g_lim, on_item, on_field, o);
+    if (g_raw)
+        ingest_set_raw_field_fn(in, on_raw);
     int rc = 0;
     size_t off = 0;
     while (off < n && rc == 0) {
@@ -138,6 +153,8 @@ static void reset_limits(void)
     ingest_limits_default(&g_lim);
     g_abort_item = -1;
     g_abort_field = 0;
+    g_raw = 0;
+    g_abort_raw = 0;
 }
 
 /* Checks an error outcome of the last run. */
@@ -325,6 +342,64 @@ TEST(envelope_errors)
     buf_release(&b);
     CHECK(ok);
     CHECK_ERR(SLUICE_E_INVALID_FIELD, "workflow", 1, 13);
+}
+
+/* ---- the "callback" envelope field (raw JSON) ---- */
+
+TEST(envelope_callback)
+{
+    reset_limits();
+    /* without a raw field callback it is an unknown key, as before */
+    CHECK(RUN_STR(JSON, "{\"callback\":{\"url\":\"u\"},\"items\":[]}"));
+    CHECK_ERR(SLUICE_E_INVALID_FIELD, "callback", 1, 2);
+    g_raw = 1;
+    /* handed over exactly as sent, wherever it stands, nested values included */
+    CHECK(RUN_STR(JSON, "{\"workflow\":\"w\",\"callback\": { \"url\" : \"https://x/y\", "
+                        "\"events\":[\"job.failed\"],\"n\":{\"a\":[{},{\"b\":1}]}} ,"
+                        "\"items\":[{\"ref\":\"a\"}]}"));
+    CHECK_EQ_INT(O.rc, 0);
+    CHECK_EQ_STR(buf_cstr(&O.log),
+                 "F workflow=w\nR callback={ \"url\" : \"https://x/y\", \"events\":[\"job.failed\"],"
+                 "\"n\":{\"a\":[{},{\"b\":1}]}}\nI0 a -\n");
+    CHECK(RUN_STR(JSON, "{\"items\":[{\"ref\":\"a\",\"data\":{\"callback\":1}}],"
+                        "\"callback\":{}}"));
+    CHECK_EQ_INT(O.rc, 0);
+    CHECK_EQ_STR(buf_cstr(&O.log), "I0 a {\"callback\":1}\nR callback={}\n");
+    /* not an object */
+    CHECK(RUN_STR(JSON, "{\"callback\":\"https://x\",\"items\":[]}"));
+    CHECK_ERR(SLUICE_E_INVALID_FIELD, "callback", 1, 13);
+    CHECK(RUN_STR(JSON, "{\"callback\":[{}],\"items\":[]}"));
+    CHECK_ERR(SLUICE_E_INVALID_FIELD, "callback", 1, 13);
+    CHECK(RUN_STR(JSON, "{\"callback\":null,\"items\":[]}"));
+    CHECK_ERR(SLUICE_E_INVALID_FIELD, "callback", 1, 13);
+    /* duplicate */
+    CHECK(RUN_STR(JSON, "{\"callback\":{},\"callback\":{},\"items\":[]}"));
+    CHECK_ERR(SLUICE_E_INVALID_FIELD, "callback", 1, 16);
+    /* malformed inside: a syntax error, as anywhere */
+    CHECK(RUN_STR(JSON, "{\"callback\":{\"a\":tru},\"items\":[]}"));
+    CHECK_EQ_INT(O.rc, -SLUICE_E_INVALID_JSON);
+    /* the callback may stop the parse */
+    g_abort_raw = 1;
+    CHECK(RUN_STR(JSON, "{\"callback\":{},\"items\":[{\"ref\":\"a\"}]}"));
+    CHECK_EQ_INT(O.rc, -44);
+    CHECK_EQ_STR(O.err.target, "callback");
+    CHECK_EQ_INT(O.count, 0);
+    g_abort_raw = 0;
+    /* too large */
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "{\"callback\":{\"url\":\"");
+    for (int i = 0; i < 20000; i++)
+        buf_putc(&b, 'u');
+    buf_puts(&b, "\"},\"items\":[]}");
+    int ok = run_n(JSON, b.data, b.len);
+    buf_release(&b);
+    CHECK(ok);
+    CHECK_EQ_INT(O.rc, -SLUICE_E_INVALID_FIELD);
+    CHECK_EQ_STR(O.err.target, "callback");
+    /* NDJSON has no envelope: an item key "callback" stays unknown */
+    CHECK(RUN_STR(NDJSON, "{\"ref\":\"a\",\"callback\":{}}\n"));
+    CHECK_EQ_INT(O.rc, -SLUICE_E_INVALID_ITEM);
+    reset_limits();
 }
 
 /* ---- item errors ---- */
@@ -791,6 +866,7 @@ int main(void)
     RUN(ndjson_basic);
     RUN(ndjson_errors);
     RUN(envelope_errors);
+    RUN(envelope_callback);
     RUN(item_errors);
     RUN(syntax_errors_positions);
     RUN(limit_max_items);

@@ -1,0 +1,517 @@
+/* callbacks.c - completion callbacks: the callback spec of a submit and the delivery
+ * thread over the store's outbox; see callbacks.h.
+ *
+ * The thread loops: lease up to `batch` due deliveries, render and sign each, send
+ * them together with one outbound_run() (one attempt each: retries are durable rows,
+ * not timers in memory), record every outcome, then sleep until the next poll. It
+ * polls (every min(1 s, backoff_ms), at least 20 ms) instead of being woken by the
+ * store, which keeps the store free of callbacks into the engine. No transaction is
+ * held across the outbound call: claim and record are two separate ones. */
+#include "engine/callbacks.h"
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "engine/hook.h"
+#include "outbound/outbound.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+/* ---- parsing ---------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int bit;
+} event_names[] = {
+    {"job.completed", STORE_CB_COMPLETED},
+    {"job.failed", STORE_CB_FAILED},
+    {"job.canceled", STORE_CB_CANCELED},
+};
+
+static int event_bit(const char *s, size_t n)
+{
+    for (size_t i = 0; i < sizeof event_names / sizeof event_names[0]; i++)
+        if (strlen(event_names[i].name) == n && memcmp(event_names[i].name, s, n) == 0)
+            return event_names[i].bit;
+    return 0;
+}
+
+int callback_url_check(const char *url, char *msg, size_t msglen)
+{
+    size_t n = url ? strlen(url) : 0;
+    const char *host;
+    if (n == 0 || n > CALLBACK_URL_MAX) {
+        snprintf(msg, msglen, "the callback url must be 1 to %d bytes", CALLBACK_URL_MAX);
+        return -SLUICE_E_INVALID_FIELD;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f) {
+            snprintf(msg, msglen, "the callback url must be printable ASCII without spaces");
+            return -SLUICE_E_INVALID_FIELD;
+        }
+    }
+    if (strncasecmp(url, "https://", 8) == 0)
+        host = url + 8;
+    else if (strncasecmp(url, "http://", 7) == 0)
+        host = url + 7;
+    else {
+        snprintf(msg, msglen, "the callback url must be an absolute http:// or https:// URL");
+        return -SLUICE_E_INVALID_FIELD;
+    }
+    if (*host == '\0' || *host == '/' || *host == '?' || *host == '#' || *host == ':' ||
+        *host == '@') {
+        snprintf(msg, msglen, "the callback url has no host");
+        return -SLUICE_E_INVALID_FIELD;
+    }
+    return 0;
+}
+
+int callback_events_parse(const char *list, int *events, char *msg, size_t msglen)
+{
+    int bits = 0;
+    const char *p = list ? list : "";
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        int b = event_bit(p, n);
+        if (!b) {
+            snprintf(msg, msglen,
+                     "unknown callback event '%.*s': use job.completed, job.failed, job.canceled",
+                     (int)(n > 60 ? 60 : n), p);
+            return -SLUICE_E_INVALID_FIELD;
+        }
+        bits |= b;
+        if (p[n] == '\0')
+            break;
+        p += n + 1;
+    }
+    *events = bits;
+    return 0;
+}
+
+int callback_spec_parse(const char *json, size_t len, char **url, int *events, char *target,
+                        size_t targetlen, char *msg, size_t msglen)
+{
+    json_error_t jerr;
+    const char *key;
+    json_t *v;
+    int rc = -SLUICE_E_INVALID_FIELD;
+    json_t *o = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    *url = NULL;
+    *events = STORE_CB_ALL;
+    snprintf(target, targetlen, "callback");
+    if (!json_is_object(o)) {
+        snprintf(msg, msglen, "\"callback\" must be an object");
+        goto out;
+    }
+    json_object_foreach(o, key, v) {
+        if (strcmp(key, "url") != 0 && strcmp(key, "events") != 0) {
+            snprintf(target, targetlen, "callback.%.40s", key);
+            snprintf(msg, msglen, "unknown field");
+            goto out;
+        }
+    }
+    v = json_object_get(o, "url");
+    snprintf(target, targetlen, "callback.url");
+    if (!v) {
+        snprintf(msg, msglen, "missing field \"url\"");
+        goto out;
+    }
+    if (!json_is_string(v) || memchr(json_string_value(v), '\0', json_string_length(v))) {
+        snprintf(msg, msglen, "\"url\" must be a string");
+        goto out;
+    }
+    if ((rc = callback_url_check(json_string_value(v), msg, msglen)) < 0)
+        goto out;
+    rc = -SLUICE_E_INVALID_FIELD;
+    v = json_object_get(o, "events");
+    if (v) {
+        size_t i;
+        json_t *e;
+        int bits = 0;
+        snprintf(target, targetlen, "callback.events");
+        if (!json_is_array(v) || json_array_size(v) == 0) {
+            snprintf(msg, msglen, "\"events\" must be a non-empty array of event names");
+            goto out;
+        }
+        json_array_foreach(v, i, e) {
+            int b = json_is_string(e) ? event_bit(json_string_value(e), json_string_length(e)) : 0;
+            if (!b) {
+                snprintf(target, targetlen, "callback.events[%zu]", i);
+                snprintf(msg, msglen, "must be one of job.completed, job.failed, job.canceled");
+                goto out;
+            }
+            bits |= b;
+        }
+        *events = bits;
+    }
+    *url = xstrdup(json_string_value(json_object_get(o, "url")));
+    target[0] = '\0';
+    rc = 0;
+out:
+    json_decref(o);
+    return rc;
+}
+
+/* ---- the delivery thread ---------------------------------------------------------- */
+
+struct callbacks {
+    struct store *st;
+    struct callbacks_config cfg;
+    char *secret; /* server secret (heap) */
+    struct outbound *ob;
+    callbacks_render_fn render;
+    char *public_url;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    int running, stop;
+};
+
+void callbacks_config_default(struct callbacks_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->backoff_ms = 5000;
+    cfg->max_backoff_ms = 3600L * 1000;
+    cfg->max_age_ms = 24LL * 3600 * 1000;
+    cfg->timeout_ms = 10000;
+    cfg->lease_ms = 60000;
+    cfg->batch = 32;
+}
+
+long callbacks_backoff_ms(int failures, long base_ms, long max_ms, uint64_t rnd)
+{
+    if (base_ms <= 0)
+        return 0;
+    if (max_ms < base_ms)
+        max_ms = base_ms;
+    long w = base_ms;
+    for (int i = 1; i < failures && w < max_ms; i++)
+        w = w > max_ms / 2 ? max_ms : w * 2;
+    if (w > max_ms)
+        w = max_ms;
+    long half = w / 2;
+    return half + (long)(rnd % (uint64_t)(w - half + 1));
+}
+
+static void hex_encode(const unsigned char *p, size_t n, char *out)
+{
+    static const char hx[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hx[p[i] >> 4];
+        out[2 * i + 1] = hx[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int callbacks_new(struct store *st, const struct callbacks_config *cfg, struct callbacks **out)
+{
+    struct callbacks *cb = xcalloc(1, sizeof *cb);
+    int rc = 0;
+    cb->st = st;
+    callbacks_config_default(&cb->cfg);
+    if (cfg) {
+        cb->cfg.secret = cfg->secret;
+        if (cfg->backoff_ms > 0)
+            cb->cfg.backoff_ms = cfg->backoff_ms;
+        if (cfg->max_backoff_ms > 0)
+            cb->cfg.max_backoff_ms = cfg->max_backoff_ms;
+        if (cfg->max_age_ms > 0)
+            cb->cfg.max_age_ms = cfg->max_age_ms;
+        if (cfg->timeout_ms > 0)
+            cb->cfg.timeout_ms = cfg->timeout_ms;
+        if (cfg->lease_ms > 0)
+            cb->cfg.lease_ms = cfg->lease_ms;
+        if (cfg->batch > 0)
+            cb->cfg.batch = cfg->batch;
+    }
+    if (cb->cfg.secret && cb->cfg.secret[0]) {
+        cb->secret = xstrdup(cb->cfg.secret);
+    } else {
+        unsigned char rnd[32];
+        char hex[65];
+        if (RAND_bytes(rnd, sizeof rnd) != 1) {
+            rc = -SLUICE_E_INTERNAL;
+            goto out;
+        }
+        hex_encode(rnd, sizeof rnd, hex);
+        /* The first start's value wins; later starts read it back. */
+        if ((rc = store_setting_ensure(st, "callback_secret", hex, &cb->secret)) < 0)
+            goto out;
+    }
+    cb->cfg.secret = NULL; /* not owned: the copy above is used */
+    pthread_mutex_init(&cb->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&cb->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    *out = cb;
+    return 0;
+out:
+    free(cb->secret);
+    free(cb);
+    return rc;
+}
+
+void callbacks_tenant_secret(const struct callbacks *cb, const char *tenant,
+                             char out[CALLBACKS_SECRET_SIZE])
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    size_t tl = strlen(tenant);
+    char *msg = xmalloc(tl + 10);
+    memcpy(msg, "callback:", 9);
+    memcpy(msg + 9, tenant, tl + 1);
+    memcpy(out, "cbsec_", 6);
+    if (!HMAC(EVP_sha256(), cb->secret, (int)strlen(cb->secret), (const unsigned char *)msg,
+              tl + 9, mac, &maclen) ||
+        maclen != 32)
+        abort(); /* like an allocation failure: libcrypto cannot compute SHA-256 */
+    hex_encode(mac, 32, out + 6);
+    free(msg);
+}
+
+static int stopping(struct callbacks *cb)
+{
+    pthread_mutex_lock(&cb->mu);
+    int s = cb->stop;
+    pthread_mutex_unlock(&cb->mu);
+    return s;
+}
+
+/* One delivery in flight: its body and headers. */
+struct flight {
+    struct buf body;
+    char sig[128], ev[64], dlv[96];
+    const char *headers[5];
+    int ready; /* 0: nothing to send (job gone, render failed) */
+};
+
+static uint64_t rnd64(void)
+{
+    uint64_t r = 0;
+    if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
+        r = (uint64_t)clock_mono_ns();
+    return r;
+}
+
+/* Records what became of one attempt. */
+static void settle(struct callbacks *cb, const struct store_delivery *d,
+                   const struct outbound_response *resp)
+{
+    int64_t now = clock_now_ms();
+    struct store_delivery_attempt a = {.at = resp->started_at ? resp->started_at : now,
+                                       .latency_ms = resp->latency_ms,
+                                       .status = resp->status};
+    int state = DELIVERY_PENDING;
+    int64_t next_at = 0;
+    char msg[320];
+    msg[0] = '\0';
+    if (resp->failure == OUTBOUND_SHUTTING_DOWN) {
+        /* Not an attempt: the delivery stays owed, due at once after the restart. */
+        store_delivery_record(cb->st, d, NULL, DELIVERY_PENDING, now);
+        return;
+    }
+    if (resp->error == 0 && resp->status >= 200 && resp->status < 300) {
+        state = DELIVERY_DELIVERED;
+    } else if (resp->failure == OUTBOUND_NOT_ALLOWED || resp->failure == OUTBOUND_INVALID_REQUEST) {
+        a.error_code = sluice_err_code(SLUICE_E_TARGET_NOT_ALLOWED);
+        snprintf(msg, sizeof msg, "%s", resp->message[0] ? resp->message : "target not allowed");
+        state = DELIVERY_ABANDONED;
+    } else {
+        if (resp->status > 0) {
+            a.error_code = sluice_err_code(SLUICE_E_UPSTREAM_ERROR);
+            snprintf(msg, sizeof msg, "HTTP %d", resp->status);
+        } else {
+            a.error_code = sluice_err_code(SLUICE_E_UPSTREAM_UNAVAILABLE);
+            snprintf(msg, sizeof msg, "%s",
+                     resp->message[0] ? resp->message : outbound_failure_name(resp->failure));
+        }
+        long wait = callbacks_backoff_ms(d->attempts + 1, cb->cfg.backoff_ms,
+                                         cb->cfg.max_backoff_ms, rnd64());
+        if (resp->retry_after_ms > wait)
+            wait = resp->retry_after_ms < cb->cfg.max_backoff_ms ? resp->retry_after_ms
+                                                                 : cb->cfg.max_backoff_ms;
+        next_at = now + wait;
+        if (next_at - d->created_at > cb->cfg.max_age_ms) {
+            state = DELIVERY_ABANDONED;
+            next_at = 0;
+        }
+    }
+    a.error_message = msg[0] ? msg : NULL;
+    int rc = store_delivery_record(cb->st, d, &a, state, next_at);
+    char st_[16], lat[24];
+    snprintf(st_, sizeof st_, "=%d", resp->status);
+    snprintf(lat, sizeof lat, "=%ld", resp->latency_ms);
+    log_write(state == DELIVERY_DELIVERED ? LOG_INFO : LOG_WARN, "callback attempt", "delivery",
+              d->id, "job", d->job_id, "event", d->event, "status", st_, "latencyMs", lat,
+              "outcome", store_delivery_state_name(state), "error",
+              a.error_code ? a.error_code : "", "message", msg,
+              "recorded", rc < 0 ? sluice_err_code(rc) : "ok", NULL);
+}
+
+/* Leases, sends and records one batch. Returns the number of deliveries handled. */
+static int round_once(struct callbacks *cb)
+{
+    struct store_delivery *ds = NULL;
+    size_t n = 0;
+    int rc = store_delivery_claim(cb->st, cb->cfg.lease_ms, cb->cfg.batch, &ds, &n);
+    if (rc < 0) {
+        log_write(LOG_WARN, "callback outbox unavailable; retrying later", "error",
+                  sluice_err_code(rc), NULL);
+        return 0;
+    }
+    if (n == 0)
+        return 0;
+    struct flight *fl = xcalloc(n, sizeof *fl);
+    struct outbound_request *reqs = xcalloc(n, sizeof *reqs);
+    struct outbound_response *resps = xcalloc(n, sizeof *resps);
+    size_t *map = xcalloc(n, sizeof *map);
+    size_t nreq = 0;
+    int64_t now = clock_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        struct store_delivery *d = &ds[i];
+        struct flight *f = &fl[i];
+        struct store_job job;
+        memset(&job, 0, sizeof job);
+        buf_init(&f->body);
+        rc = store_job_get(cb->st, d->tenant, d->job_id, &job);
+        if (rc <= 0) {
+            /* rc 0: the job was deleted, and its delivery with it (recording fails
+             * harmlessly). An error: try again after a backoff, no attempt counted. */
+            if (rc < 0)
+                store_delivery_record(cb->st, d, NULL, DELIVERY_PENDING,
+                                      now + cb->cfg.backoff_ms);
+            continue;
+        }
+        buf_puts(&f->body, "{\"event\":");
+        buf_json_str(&f->body, d->event, strlen(d->event));
+        buf_puts(&f->body, ",\"deliveryId\":");
+        buf_json_str(&f->body, d->id, strlen(d->id));
+        buf_puts(&f->body, ",\"job\":");
+        cb->render(&f->body, &job, cb->public_url, now);
+        buf_putc(&f->body, '}');
+        store_job_release(&job);
+
+        char secret[CALLBACKS_SECRET_SIZE], mac[65];
+        int64_t t = now / 1000;
+        callbacks_tenant_secret(cb, d->tenant, secret);
+        if (hook_sign(secret, t, f->body.data, f->body.len, mac) < 0) {
+            store_delivery_record(cb->st, d, NULL, DELIVERY_PENDING, now + cb->cfg.backoff_ms);
+            continue;
+        }
+        snprintf(f->sig, sizeof f->sig, "Sluice-Signature: t=%lld,v1=%s", (long long)t, mac);
+        snprintf(f->ev, sizeof f->ev, "Sluice-Event: %s", d->event);
+        snprintf(f->dlv, sizeof f->dlv, "Sluice-Delivery: %s", d->id);
+        f->headers[0] = "Content-Type: application/json";
+        f->headers[1] = f->sig;
+        f->headers[2] = f->ev;
+        f->headers[3] = f->dlv;
+        f->headers[4] = NULL;
+        struct outbound_request *r = &reqs[nreq];
+        r->method = "POST";
+        r->url = d->url;
+        r->headers = f->headers;
+        r->body = f->body.data;
+        r->body_len = f->body.len;
+        r->timeout_ms = cb->cfg.timeout_ms;
+        r->max_attempts = 1; /* retries are the outbox's: durable, not timers */
+        r->idempotency_key = d->id;
+        map[nreq++] = i;
+    }
+    if (nreq > 0) {
+        rc = outbound_run(cb->ob, reqs, resps, nreq);
+        for (size_t k = 0; k < nreq; k++) {
+            if (rc == 0)
+                settle(cb, &ds[map[k]], &resps[k]);
+            else /* cannot happen with a valid engine; the lease then runs out */
+                store_delivery_record(cb->st, &ds[map[k]], NULL, DELIVERY_PENDING, now);
+            if (rc == 0)
+                outbound_response_release(&resps[k]);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        buf_release(&fl[i].body);
+    free(fl);
+    free(reqs);
+    free(resps);
+    free(map);
+    store_deliveries_free(ds, n);
+    return (int)n;
+}
+
+static void *callbacks_main(void *arg)
+{
+    struct callbacks *cb = arg;
+    long poll = cb->cfg.backoff_ms < 1000 ? cb->cfg.backoff_ms : 1000;
+    if (poll < 20)
+        poll = 20;
+    while (!stopping(cb)) {
+        if (round_once(cb) > 0)
+            continue; /* more may be due */
+        pthread_mutex_lock(&cb->mu);
+        if (!cb->stop) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_sec += (time_t)(poll / 1000);
+            until.tv_nsec += (poll % 1000) * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&cb->cv, &cb->mu, &until);
+        }
+        pthread_mutex_unlock(&cb->mu);
+    }
+    return NULL;
+}
+
+int callbacks_start(struct callbacks *cb, struct outbound *ob, callbacks_render_fn render,
+                    const char *public_url)
+{
+    cb->ob = ob;
+    cb->render = render;
+    free(cb->public_url);
+    cb->public_url = xstrdup(public_url);
+    if (pthread_create(&cb->thread, NULL, callbacks_main, cb) != 0)
+        return -SLUICE_E_INTERNAL;
+    cb->running = 1;
+    return 0;
+}
+
+void callbacks_stop(struct callbacks *cb)
+{
+    if (!cb || !cb->running)
+        return;
+    pthread_mutex_lock(&cb->mu);
+    cb->stop = 1;
+    pthread_cond_signal(&cb->cv);
+    pthread_mutex_unlock(&cb->mu);
+    pthread_join(cb->thread, NULL);
+    cb->running = 0;
+}
+
+void callbacks_free(struct callbacks *cb)
+{
+    if (!cb)
+        return;
+    callbacks_stop(cb);
+    pthread_mutex_destroy(&cb->mu);
+    pthread_cond_destroy(&cb->cv);
+    if (cb->secret)
+        OPENSSL_cleanse(cb->secret, strlen(cb->secret));
+    free(cb->secret);
+    free(cb->public_url);
+    free(cb);
+}

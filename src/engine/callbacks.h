@@ -1,0 +1,105 @@
+/* callbacks.h - completion callbacks: parsing a job's callback, and the delivery
+ * thread that POSTs owed callbacks from the store's outbox, at least once.
+ *
+ * A submit may name a callback ({"url": "https://...", "events": ["job.completed",
+ * "job.failed", "job.canceled"]}, events optional = all). It is stored with the job;
+ * the store queues a delivery in the transaction that makes the job terminal (see
+ * COMPLETION CALLBACKS in store/store.h). This thread leases due deliveries
+ * (store_delivery_claim), renders the job monitor as GET /v1/jobs/{id} would, and
+ * POSTs
+ *
+ *     {"event": "job.completed", "deliveryId": "dlv_...", "job": <monitor>}
+ *
+ * through the outbound engine (same SSRF guard as http steps) with the headers
+ *     Sluice-Signature: t=<unix>,v1=<hex HMAC-SHA256(tenant secret, "<t>.<body>")>
+ *     Sluice-Event: job.completed
+ *     Sluice-Delivery: dlv_...      and   Idempotency-Key: dlv_... (same on retries)
+ *
+ * A 2xx delivers. Anything else is retried with exponential backoff and jitter (the
+ * wait doubles from backoff_ms up to max_backoff_ms, half of it random; a longer
+ * Retry-After is honoured) until max_age_ms after the job ended, then the delivery
+ * is Abandoned. A target the SSRF guard refuses, or an unusable URL, is abandoned
+ * at once (TargetNotAllowed): retrying cannot change the answer. Each attempt is
+ * recorded in the delivery's log (time, status or error, latency).
+ *
+ * Secrets: each tenant signs with its own key, derived from one server secret:
+ * tenant secret = "cbsec_" + hex HMAC-SHA256(server secret, "callback:" + tenant).
+ * The server secret is --callback-secret (SLUICE_CALLBACK_SECRET) or, when unset,
+ * generated at first start and kept in the store (so it survives restarts). A tenant
+ * reads its key with GET /v1/callbacks/secret; no tenant can sign for another.
+ *
+ * Crash safety: deliveries are rows; a lease left by a dead process expires (and
+ * store_expire_claims ends them at start-up), so a restart delivers what is owed. */
+#ifndef SLUICE_CALLBACKS_H
+#define SLUICE_CALLBACKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+#include "util/buf.h"
+
+#define CALLBACK_URL_MAX 2048
+#define CALLBACKS_SECRET_SIZE 72 /* "cbsec_" + 64 hex + NUL, rounded */
+
+/* ---- parsing a job's callback (pure; for the submit path) -------------------------- */
+
+/* Checks an absolute http:// or https:// URL with a host, at most CALLBACK_URL_MAX
+ * bytes, printable ASCII without spaces. 0, or -SLUICE_E_INVALID_FIELD with a
+ * message in msg. */
+int callback_url_check(const char *url, char *msg, size_t msglen);
+/* Parses a comma-separated list of event names ("job.completed,job.failed") into
+ * STORE_CB_* bits. 0, or -SLUICE_E_INVALID_FIELD with a message. */
+int callback_events_parse(const char *list, int *events, char *msg, size_t msglen);
+/* Parses the raw JSON object of a submit's "callback" field. [out] *url (heap; caller
+ * frees with free()) and *events (STORE_CB_* bits, STORE_CB_ALL when absent). 0, or
+ * -SLUICE_E_INVALID_FIELD with target ("callback", "callback.url",
+ * "callback.events", "callback.<unknown key>") and message. */
+int callback_spec_parse(const char *json, size_t len, char **url, int *events, char *target,
+                        size_t targetlen, char *msg, size_t msglen);
+
+/* ---- the delivery thread ---------------------------------------------------------- */
+
+struct outbound;
+
+/* Renders the job monitor (api/render.h's render_job, passed in by main.c so the
+ * engine does not include the api layer). */
+typedef void (*callbacks_render_fn)(struct buf *b, const struct store_job *j,
+                                    const char *base_url, int64_t now);
+
+struct callbacks_config {
+    const char *secret;    /* server secret; NULL or "": generated once, kept in the store */
+    long backoff_ms;       /* first retry wait; default 5000 */
+    long max_backoff_ms;   /* cap of one wait; default 3600000 */
+    int64_t max_age_ms;    /* retry until this long after the job ended; default 24 h */
+    long timeout_ms;       /* per attempt; default 10000 */
+    int64_t lease_ms;      /* lease of a delivery in flight; default 60000 */
+    size_t batch;          /* deliveries in flight at once; default 32 */
+};
+
+struct callbacks;
+
+/* Fills cfg with the defaults. */
+void callbacks_config_default(struct callbacks_config *cfg);
+/* Loads (or creates) the server secret; starts nothing. st is borrowed. [out] *out.
+ * 0, or a store error. Free with callbacks_free(). */
+int callbacks_new(struct store *st, const struct callbacks_config *cfg, struct callbacks **out);
+/* Writes tenant's signing key (NUL-terminated) into out. Thread-safe. */
+void callbacks_tenant_secret(const struct callbacks *cb, const char *tenant,
+                             char out[CALLBACKS_SECRET_SIZE]);
+/* Starts the delivery thread: ob (borrowed; stop it after callbacks_stop) sends,
+ * render and public_url (copied; links in the monitor) make the body. 0 or
+ * -SLUICE_E_INTERNAL. */
+int callbacks_start(struct callbacks *cb, struct outbound *ob, callbacks_render_fn render,
+                    const char *public_url);
+/* Stops and joins the thread (deliveries in flight finish or end as ShuttingDown and
+ * stay owed). Idempotent; a never-started cb is fine. */
+void callbacks_stop(struct callbacks *cb);
+/* Stops if needed and frees; NULL is fine. */
+void callbacks_free(struct callbacks *cb);
+
+/* The wait before retry number `failures` (>= 1): half of min(max_ms, base_ms *
+ * 2^(failures-1)) plus a random part up to the other half (rnd). Public for tests. */
+long callbacks_backoff_ms(int failures, long base_ms, long max_ms, uint64_t rnd);
+
+#endif
