@@ -20,6 +20,29 @@ TEST(defaults)
     CHECK_EQ_INT(c.api.limits.max_item_bytes, 1 << 20);
     CHECK_EQ_INT(c.api.limits.max_depth, 64);
     CHECK_EQ_INT(c.store.synchronous_full, 1);
+    CHECK_EQ_STR(c.outbound_allow, "");
+    CHECK_EQ_INT(c.outbound_max_body, 1 << 20);
+    CHECK_EQ_INT(c.retention_seconds, 30 * 24 * 3600);
+    CHECK_EQ_INT(c.tenant_rate, 200);
+    CHECK_EQ_INT(c.tenant_burst, 400);
+    CHECK_EQ_INT(c.auth_fail_rate, 20);
+}
+
+TEST(later_settings_parse)
+{
+    struct config c;
+    char err[4096];
+    char *argv[] = {"serve", "--outbound-allow", "127.0.0.1/32,api.example.com",
+                    "--retention-seconds", "60", "--tenant-rate", "0", "--auth-fail-rate=3",
+                    NULL};
+    CHECK_EQ_INT(config_load(&c, 8, argv, err, sizeof err), 0);
+    CHECK_EQ_STR(c.outbound_allow, "127.0.0.1/32,api.example.com");
+    CHECK_EQ_INT(c.retention_seconds, 60);
+    CHECK_EQ_INT(c.tenant_rate, 0);
+    CHECK_EQ_INT(c.auth_fail_rate, 3);
+    char *bad[] = {"serve", "--retention-seconds", "0", NULL};
+    CHECK_EQ_INT(config_load(&c, 3, bad, err, sizeof err), -1);
+    CHECK(strstr(err, "--retention-seconds") != NULL);
 }
 
 TEST(flags_override_environment)
@@ -69,5 +92,6 @@ int main(void)
     RUN(defaults);
     RUN(flags_override_environment);
     RUN(bad_values_are_errors);
+    RUN(later_settings_parse);
     return test_report();
 }
