@@ -155,7 +155,7 @@ static void usage(char *err, size_t errlen)
 {
     size_t off = (size_t)snprintf(err, errlen, "usage: sluice serve [options]\n");
     for (size_t i = 0; i < sizeof settings / sizeof settings[0] && off < errlen; i++)
-        off += (size_t)snprintf(err + off, errlen - off, "  %-18s %-24s %s\n", settings[i].flag,
+        off += (size_t)snprintf(err + off, errlen - off, "  %-21s %-27s %s\n", settings[i].flag,
                                 settings[i].env, settings[i].help);
 }
 
