@@ -208,7 +208,7 @@ static int serve_main(int argc, char **argv)
     outbound_stop(ob);
     janitor_stop(jan);
     engine_stop(eng);
-    callbacks_stop(cbs); /* before the outbound engine it sends through */
+    callbacks_stop(cbs); /* deliveries cut short stay owed, due at the next start */
     http_server_stop(srv);
     waiters_free(api.waiters);
     ratelimit_free(api.tenant_rl);

@@ -12,7 +12,6 @@
  * presented key that is wrong is charged to the client's address ("auth-failures"
  * policy, reported the same way on 401 and 429). A valid key is always served:
  * a blocked address slows down guessing callers, not the tenants behind it. */
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -44,30 +43,13 @@ static void reply_limited(struct request *req, const struct ratelimit_state *st,
     reply_errorf(req, SLUICE_E_RATE_LIMITED, NULL, "%s; retry in %s s", msg, ra);
 }
 
-/* The key failed authentications are counted under: the address for IPv4, the /64
- * for IPv6 (one host usually holds a whole /64, so per-address counting would not
- * slow it down). */
-static void address_key(const char *ip, char *out, size_t n)
-{
-    struct in6_addr a6;
-    if (strchr(ip, ':') && inet_pton(AF_INET6, ip, &a6) == 1) {
-        memset(a6.s6_addr + 8, 0, 8);
-        char txt[INET6_ADDRSTRLEN];
-        if (inet_ntop(AF_INET6, &a6, txt, sizeof txt)) {
-            snprintf(out, n, "%s/64", txt);
-            return;
-        }
-    }
-    snprintf(out, n, "%s", ip);
-}
-
 /* A presented key was wrong: counts it against the client's address; 401, or 429
  * once the address is over its budget. */
 static void reply_bad_key(struct request *req, struct api *api)
 {
     if (api->authfail_rl) {
         char key[RATELIMIT_KEY_MAX];
-        address_key(req_client_ip(req), key, sizeof key);
+        ratelimit_address_key(req_client_ip(req), key, sizeof key);
         struct ratelimit_state st;
         ratelimit_take(api->authfail_rl, key, clock_mono_ms(), &st);
         limit_headers(req, "auth-failures", &st);
@@ -87,7 +69,8 @@ int api_authenticate(struct request *req)
     if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
         /* no key at all is a client bug, not a guess: not counted */
         reply_header(req, "WWW-Authenticate", "Bearer");
-        reply_error(req, SLUICE_E_UNAUTHORIZED, NULL, "missing API key: send Authorization: Bearer <key>");
+        reply_error(req, SLUICE_E_UNAUTHORIZED, NULL,
+                    "missing API key: send Authorization: Bearer <key>");
         return -1;
     }
     const char *key = h + 7;

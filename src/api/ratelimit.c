@@ -5,7 +5,9 @@
  * and the math stays in integers (no drift, no rounding surprises in tests). */
 #include "api/ratelimit.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,8 +24,8 @@ struct slot {
 };
 
 struct ratelimit {
-    uint64_t rate;  /* units per ms == tokens per minute */
-    uint64_t full;  /* burst * UNIT */
+    uint64_t rate; /* units per ms == tokens per minute */
+    uint64_t full; /* burst * UNIT */
     uint64_t burst;
     uint64_t seed;
     size_t nsets;
@@ -181,4 +183,18 @@ size_t ratelimit_active(struct ratelimit *rl, int64_t now_ms)
         pthread_mutex_unlock(lock);
     }
     return n;
+}
+
+void ratelimit_address_key(const char *ip, char *out, size_t n)
+{
+    struct in6_addr a6;
+    if (strchr(ip, ':') && inet_pton(AF_INET6, ip, &a6) == 1) {
+        memset(a6.s6_addr + 8, 0, 8);
+        char txt[INET6_ADDRSTRLEN];
+        if (inet_ntop(AF_INET6, &a6, txt, sizeof txt)) {
+            snprintf(out, n, "%s/64", txt);
+            return;
+        }
+    }
+    snprintf(out, n, "%s", ip);
 }

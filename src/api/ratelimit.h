@@ -52,6 +52,11 @@ int ratelimit_take(struct ratelimit *rl, const char *key, int64_t now_ms,
 /* Keys with a bucket that is not full at now_ms (for tests and metrics). */
 size_t ratelimit_active(struct ratelimit *rl, int64_t now_ms);
 
+/* The key a client address is counted under: an IPv4 address as is, an IPv6 address
+ * as its /64 ("2001:db8:1:2::/64"), since one host usually holds a whole /64 and
+ * per-address counting would not slow it down. Writes at most n bytes to out. */
+void ratelimit_address_key(const char *ip, char *out, size_t n);
+
 /* Seconds a refill of the whole burst takes, at least 1: the "w" of RateLimit-Policy. */
 int64_t ratelimit_window_s(const struct ratelimit *rl);
 uint64_t ratelimit_burst(const struct ratelimit *rl);

@@ -306,8 +306,9 @@ static uint64_t rnd64(void)
     return r;
 }
 
-/* Records what became of one attempt. */
-static void settle(struct callbacks *cb, const struct store_delivery *d,
+/* Records what became of one attempt. Returns 0, or 1 when the outbound engine is
+ * shutting down (the delivery stays owed and no attempt is counted). */
+static int settle(struct callbacks *cb, const struct store_delivery *d,
                    const struct outbound_response *resp)
 {
     int64_t now = clock_now_ms();
@@ -321,7 +322,7 @@ static void settle(struct callbacks *cb, const struct store_delivery *d,
     if (resp->failure == OUTBOUND_SHUTTING_DOWN) {
         /* Not an attempt: the delivery stays owed, due at once after the restart. */
         store_delivery_record(cb->st, d, NULL, DELIVERY_PENDING, now);
-        return;
+        return 1;
     }
     if (resp->error == 0 && resp->status >= 200 && resp->status < 300) {
         state = DELIVERY_DELIVERED;
@@ -359,9 +360,12 @@ static void settle(struct callbacks *cb, const struct store_delivery *d,
               "outcome", store_delivery_state_name(state), "error",
               a.error_code ? a.error_code : "", "message", msg,
               "recorded", rc < 0 ? sluice_err_code(rc) : "ok", NULL);
+    return 0;
 }
 
-/* Leases, sends and records one batch. Returns the number of deliveries handled. */
+/* Leases, sends and records one batch. Returns the number of deliveries handled; 0
+ * also when the outbound engine is shutting down, so the thread sleeps instead of
+ * spinning until callbacks_stop(). */
 static int round_once(struct callbacks *cb)
 {
     struct store_delivery *ds = NULL;
@@ -379,6 +383,7 @@ static int round_once(struct callbacks *cb)
     struct outbound_response *resps = xcalloc(n, sizeof *resps);
     size_t *map = xcalloc(n, sizeof *map);
     size_t nreq = 0;
+    int down = 0;
     int64_t now = clock_now_ms();
     for (size_t i = 0; i < n; i++) {
         struct store_delivery *d = &ds[i];
@@ -434,7 +439,7 @@ static int round_once(struct callbacks *cb)
         rc = outbound_run(cb->ob, reqs, resps, nreq);
         for (size_t k = 0; k < nreq; k++) {
             if (rc == 0)
-                settle(cb, &ds[map[k]], &resps[k]);
+                down |= settle(cb, &ds[map[k]], &resps[k]);
             else /* cannot happen with a valid engine; the lease then runs out */
                 store_delivery_record(cb->st, &ds[map[k]], NULL, DELIVERY_PENDING, now);
             if (rc == 0)
@@ -448,7 +453,7 @@ static int round_once(struct callbacks *cb)
     free(resps);
     free(map);
     store_deliveries_free(ds, n);
-    return (int)n;
+    return down ? 0 : (int)n;
 }
 
 static void *callbacks_main(void *arg)

@@ -12,8 +12,8 @@
 #include "http/server.h"
 
 #include <arpa/inet.h>
-#include <netinet/in.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -14,7 +14,7 @@
     X(INVALID_REQUEST, 400, "InvalidRequest", "the request is malformed")                          \
     X(INVALID_PARAMETER, 400, "InvalidParameter", "a query or path parameter is invalid")          \
     X(UNAUTHORIZED, 401, "Unauthorized", "missing or invalid API key")                             \
-    X(RATE_LIMITED, 429, "RateLimited", "too many requests; retry after the Retry-After delay")   \
+    X(RATE_LIMITED, 429, "RateLimited", "too many requests; retry after the Retry-After delay")    \
     X(NOT_FOUND, 404, "NotFound", "no such resource")                                              \
     X(METHOD_NOT_ALLOWED, 405, "MethodNotAllowed", "method not allowed on this resource")          \
     X(CONFLICT, 409, "Conflict", "the resource is in a state that does not allow this")            \

@@ -184,6 +184,21 @@ TEST(long_keys_are_cut_not_overrun)
     ratelimit_free(rl);
 }
 
+TEST(address_keys)
+{
+    char k[RATELIMIT_KEY_MAX];
+    ratelimit_address_key("192.0.2.7", k, sizeof k);
+    CHECK_EQ_STR(k, "192.0.2.7");
+    ratelimit_address_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd", k, sizeof k);
+    CHECK_EQ_STR(k, "2001:db8:1:2::/64");
+    ratelimit_address_key("2001:db8:1:2::ffff", k, sizeof k);
+    CHECK_EQ_STR(k, "2001:db8:1:2::/64");
+    ratelimit_address_key("::1", k, sizeof k);
+    CHECK_EQ_STR(k, "::/64");
+    ratelimit_address_key("", k, sizeof k);
+    CHECK_EQ_STR(k, "");
+}
+
 struct worker {
     struct ratelimit *rl;
     int allowed;
@@ -228,6 +243,7 @@ int main(void)
     RUN(many_keys_in_a_small_table);
     RUN(eviction_prefers_the_fullest_bucket);
     RUN(long_keys_are_cut_not_overrun);
+    RUN(address_keys);
     RUN(threads_share_one_bucket_exactly);
     return test_report();
 }
