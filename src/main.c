@@ -228,6 +228,7 @@ static void usage(FILE *f)
           "server:\n"
           "  serve [--listen HOST:PORT] [--store URL] [--workers N] ...   (serve --help)\n"
           "  keys create --tenant T | keys list | keys revoke KEY_ID  [--store URL]\n"
+          "  tenants weight TENANT W  [--store URL]\n"
           "client (SLUICE_URL, SLUICE_KEY):\n"
           "  submit FILE --workflow W [--client-reference R] [--wait]\n"
           "  status JOB | watch JOB | items JOB [--status S] | results JOB | cancel JOB | jobs\n",
@@ -245,6 +246,8 @@ int main(int argc, char **argv)
         return serve_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "keys"))
         return cli_keys_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tenants"))
+        return cli_tenants_main(argc - 1, argv + 1);
     if (cli_is_client_command(cmd))
         return cli_client_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {

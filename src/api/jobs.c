@@ -116,6 +116,9 @@ static int set_field(struct submit_ctx *c, const char *name, const char *value)
                      value);
         else if (rc < 0)
             snprintf(c->cb_msg, sizeof c->cb_msg, "%s", sluice_err_message(rc));
+    } else if (strcmp(name, "priority") == 0) {
+        submit_set_priority(c->sub, atoi(value)); /* the parser checked -100..100 */
+        rc = 0;
     } else {
         rc = submit_set_client_reference(c->sub, value);
         if (rc < 0)
@@ -160,6 +163,36 @@ static int on_raw_field(void *arg, const char *name, const char *json, size_t le
     }
     submit_set_callback(c->sub, url, events);
     free(url);
+    return 0;
+}
+
+/* ?priority=N (-100..100) of a submit, either format. Returns 0, or -1 after replying. */
+static int submit_priority(struct submit_ctx *c)
+{
+    const char *p = req_query(c->req, "priority");
+    if (!p)
+        return 0;
+    const char *d = p + (*p == '-' || *p == '+');
+    int ok = *d && strlen(d) <= 3, v = 0;
+    for (; ok && *d; d++) {
+        if (*d < '0' || *d > '9')
+            ok = 0;
+        else
+            v = v * 10 + (*d - '0');
+    }
+    if (*p == '-')
+        v = -v;
+    if (!ok || v < STORE_PRIORITY_MIN || v > STORE_PRIORITY_MAX) {
+        reply_error(c->req, SLUICE_E_INVALID_FIELD, "priority",
+                    "priority is an integer from -100 to 100");
+        return -1;
+    }
+    submit_set_priority(c->sub, v);
+    if (c->hash) { /* part of what an idempotency key covers */
+        char t[16];
+        int n = snprintf(t, sizeof t, "priority=%d", v);
+        ids_sha256_update(c->hash, t, (size_t)n + 1);
+    }
     return 0;
 }
 
@@ -310,6 +343,8 @@ static int submit_setup(struct request *req)
     }
     c->validate_only = vo && !strcmp(vo, "true");
     if (!c->validate_only && submit_idem_setup(c) < 0) /* validateOnly stores nothing */
+        return -1;
+    if (submit_priority(c) < 0)
         return -1;
     if (fmt == INGEST_NDJSON) {
         const char *wf = req_query(req, "workflow");

@@ -76,6 +76,7 @@ void render_job(struct buf *b, const struct store_job *j, const char *base_url, 
                (long long)c->total, (long long)c->pending, (long long)c->processing,
                (long long)c->succeeded, (long long)c->failed, (long long)c->skipped,
                (long long)c->canceled);
+    buf_printf(b, ",\"priority\":%d", j->priority);
     if (j->workflow_version > 0)
         buf_printf(b, ",\"workflowVersion\":%lld", (long long)j->workflow_version);
     if (j->parent_job[0])

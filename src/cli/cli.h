@@ -14,6 +14,9 @@ int cli_client_main(int argc, char **argv);
  * SLUICE_STORE (default sqlite:./data/sluice.db). Returns the exit status. */
 int cli_keys_main(int argc, char **argv);
 
+/* "tenants weight TENANT W" on the store, like cli_keys_main. Returns the exit status. */
+int cli_tenants_main(int argc, char **argv);
+
 /* Nonzero when argv[1] names a client command handled by cli_client_main. */
 int cli_is_client_command(const char *name);
 

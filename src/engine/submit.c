@@ -39,6 +39,7 @@ struct submit {
     char *public_id;    /* the client's job id, or NULL */
     char *callback_url; /* completion callback, or NULL */
     int callback_events;
+    int priority;       /* STORE_PRIORITY_MIN..MAX */
     char body_hash[65]; /* "" = not set */
     size_t batch_items;
     struct staged *batch;
@@ -150,6 +151,11 @@ void submit_set_callback(struct submit *s, const char *url, int events)
     s->callback_events = events;
 }
 
+void submit_set_priority(struct submit *s, int priority)
+{
+    s->priority = priority;
+}
+
 const char *submit_idem_key(const struct submit *s)
 {
     return s->idem_key ? s->idem_key : s->op_key;
@@ -240,6 +246,7 @@ int submit_commit(struct submit *s, struct store_job *job)
         .job_id = s->public_id,
         .callback_url = s->callback_url,
         .callback_events = s->callback_events,
+        .priority = s->priority,
     };
     rc = store_job_commit(s->st, s->job_id, &meta, s->count, job);
     if (rc < 0)

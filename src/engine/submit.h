@@ -49,6 +49,9 @@ int submit_set_job_id(struct submit *s, const char *id);
  * engine/callbacks.h): url an absolute http(s) URL already checked
  * (callback_spec_parse), events a set of STORE_CB_* bits (0 = all). url NULL: none. */
 void submit_set_callback(struct submit *s, const char *url, int events);
+/* Sets the job's priority within its tenant (STORE_PRIORITY_MIN..MAX, checked by the
+ * caller; default 0): store_claim serves a tenant's higher priorities first. */
+void submit_set_priority(struct submit *s, int priority);
 /* The key the job will be committed under (see above), or NULL. Valid until the next
  * submit_set_* call or submit_free. */
 const char *submit_idem_key(const struct submit *s);

@@ -29,7 +29,7 @@
 #include "util/xmalloc.h"
 
 /* Envelope keys and item keys, as bits for the seen-sets. */
-enum { K_NONE = 0, K_WORKFLOW = 1, K_CLIENTREF = 2, K_ITEMS = 4, K_CALLBACK = 8 };
+enum { K_NONE = 0, K_WORKFLOW = 1, K_CLIENTREF = 2, K_ITEMS = 4, K_CALLBACK = 8, K_PRIORITY = 16 };
 enum { K_REF = 1, K_DATA = 2 };
 
 #define NOPOS UINT64_MAX
@@ -159,12 +159,14 @@ static int on_envelope_member(struct ingest *in, enum jscan_event ev)
     static const char *const names[] = {[K_WORKFLOW] = "workflow",
                                         [K_CLIENTREF] = "clientReference",
                                         [K_ITEMS] = "items",
-                                        [K_CALLBACK] = "callback"};
+                                        [K_CALLBACK] = "callback",
+                                        [K_PRIORITY] = "priority"};
     if (ev == JSCAN_KEY) {
         int k = is_key(sc, "workflow")                  ? K_WORKFLOW
                 : is_key(sc, "clientReference")         ? K_CLIENTREF
                 : is_key(sc, "items")                   ? K_ITEMS
                 : in->raw_fn && is_key(sc, "callback") ? K_CALLBACK
+                : in->raw_fn && is_key(sc, "priority") ? K_PRIORITY
                                                         : K_NONE;
         if (k == K_NONE)
             return field_error(in, sc->str, "unknown field");
@@ -194,6 +196,20 @@ static int on_envelope_member(struct ingest *in, enum jscan_event ev)
             return JSCAN_PAUSE; /* deliver once the '}' is in ibuf */
         }
         return field_error(in, "callback", "\"callback\" must be an object");
+    }
+    if (in->env_key == K_PRIORITY) {
+        /* A small integer, handed to field_fn as decimal text. */
+        long v = (long)sc->num_ival;
+        if (ev != JSCAN_NUMBER || sc->num_real || sc->num_int_digits > 3 || v > 100)
+            return field_error(in, "priority", "\"priority\" must be an integer from -100 to 100");
+        char text[8];
+        int len = snprintf(text, sizeof text, "%ld", sc->num_neg ? -v : v);
+        if (in->field_fn) {
+            int rc = in->field_fn(in->ctx, "priority", text, (size_t)len);
+            if (rc < 0)
+                return set_error(in, rc, NOPOS, "priority", "field callback stopped the parse");
+        }
+        return 0;
     }
     const char *name = names[in->env_key];
     if (ev != JSCAN_STRING)

@@ -17,7 +17,7 @@
  *            same transaction as the items they count. `next_idx` is the claim
  *            cursor (items below it were handed out), `cancel_at` the cancel point
  *            (-1 = not canceled), `last_claim` the id of the newest claim taken from
- *            the job (fairness: the job claimed from least recently goes next).
+ *            the job, `priority` -100..100 from the submit (see FAIRNESS).
  *   items    key k = jid * 2^32 + index: one integer B-tree, rows appended in key
  *            order at submit, no secondary index except a partial one on failed
  *            items (listing failures of a big job). Processing and Canceled of a
@@ -44,7 +44,25 @@
  *            the name's live rows deleted (running jobs keep reading their version).
  *   hooks    name -> tenant, definition: names are global (the events URL carries
  *            no key), so the name alone is the primary key.
+ *   tenants  tenant -> weight (1..100, store_tenant_set_weight), turns (claims taken
+ *            in the current round), last_claim (the claim that ended its last round).
+ *            A tenant without a row has weight 1 and has never been claimed from.
  * Items also keep failed_step, warnings and parent_index (store_job_retry).
+ *
+ * FAIRNESS (store_claim, after expired claims): first the tenant, then its job.
+ *   tenant   among tenants with a runnable job, the one whose last round ended
+ *            longest ago (tenants.last_claim, absent = 0; ties by name). Each new
+ *            range counts a turn; the turn that reaches the weight ends the round
+ *            (turns = 0, last_claim = the claim id), so a tenant of weight w takes w
+ *            claims in a row per round.
+ *   job      within the tenant, the highest priority, then the job claimed from least
+ *            recently (jobs.last_claim), then the oldest.
+ *   The runnable tenants are found by skipping through the partial index jobs_ready
+ *   (tenant, priority DESC, last_claim, jid) one tenant at a time - O(T log n) for T
+ *   tenants with runnable jobs - and the same index orders the tenant's jobs. The
+ *   tenants row changes in the claim's transaction. A job whose next item waits for
+ *   an in-flight same-ref item yields no range; the next job (or tenant) is tried,
+ *   at most CLAIM_TRIES in all.
  *
  * Retention: store_retention_sweep removes expired terminal jobs a bounded number of
  * rows per transaction, so the write lock is never held long. The first transaction
@@ -100,6 +118,7 @@
 #define E_SOFT (-10000) /* private: busy/locked, retry the whole transaction */
 #define KEY(jid, idx) ((int64_t)(jid)*4294967296LL + (int64_t)(idx))
 #define WIN_MS 5000
+#define CLAIM_TRIES 64  /* runnable jobs tried by one store_claim (see FAIRNESS) */
 #define CKPT_PAGES 4000 /* WAL pages (16 MiB at 4 KiB) that wake the checkpointer */
 
 /* ---- schema ---------------------------------------------------------------------- */
@@ -244,6 +263,16 @@ static const char *const migrations[] = {
     "  name TEXT PRIMARY KEY,"
     "  value TEXT NOT NULL,"
     "  created_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 005_fairness: job priority, per-tenant rounds (see FAIRNESS) */
+    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+    "DROP INDEX jobs_runnable;"
+    "CREATE INDEX jobs_ready ON jobs(tenant, priority DESC, last_claim, jid)"
+    "  WHERE status IN (1, 2) AND next_idx < total;"
+    "CREATE TABLE tenants("
+    "  tenant TEXT PRIMARY KEY,"
+    "  weight INTEGER NOT NULL DEFAULT 1,"
+    "  turns INTEGER NOT NULL DEFAULT 0,"
+    "  last_claim INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */
@@ -256,7 +285,7 @@ const size_t store_sqlite_nmigrations = sizeof migrations / sizeof migrations[0]
     "jid, id, tenant, workflow, client_reference, status, outcome, error_code, total, pending, "   \
     "processing, succeeded, failed, skipped, canceled, created_at, started_at, "                   \
     "last_progress_at, completed_at, win_at, win_done, next_idx, cancel_at, last_claim, "          \
-    "workflow_version, parent_job"
+    "workflow_version, parent_job, priority"
 
 /* ?7: a JSON array text of events to append, or NULL. */
 #define EVENTS_APPEND                                                                              \
@@ -328,7 +357,10 @@ enum qid {
     Q_CLAIM_UPDATE,
     Q_CLAIM_REMAINING,
     Q_CLAIM_DELETE,
-    Q_RUNNABLE,
+    Q_RUN_TENANTS,
+    Q_RUN_JOBS,
+    Q_TENANT_TURN,
+    Q_TENANT_WEIGHT,
     Q_DOC_GET,
     Q_DOC_PUT,
     Q_DOC_LIST,
@@ -385,8 +417,8 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_ITEM_INSERT] = "INSERT INTO items(k, prev_idx, ref, data) VALUES(?1, ?2, ?3, ?4)",
     [Q_JOB_COMMIT] = "UPDATE jobs SET status = 1, workflow = ?2, client_reference = ?3, "
                      "total = ?4, pending = ?4, updated_at = ?5, workflow_version = ?6, "
-                     "id = coalesce(?7, id), callback_url = ?8, callback_events = ?9 "
-                     "WHERE jid = ?1",
+                     "id = coalesce(?7, id), callback_url = ?8, callback_events = ?9, "
+                     "priority = ?10 WHERE jid = ?1",
     [Q_IDEM_GET] =
         "SELECT jid, body_hash, created_at FROM idem_keys WHERE tenant = ?1 AND key = ?2",
     /* REPLACE: an aged-out key (see idem_find) passes to the new job */
@@ -403,8 +435,8 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_STEPS_DELETE_JOB] = "DELETE FROM job_steps WHERE jid = ?1",
     [Q_RETRY_JOB_INSERT] =
         "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, client_reference, "
-        "status, total, pending, created_at, updated_at) "
-        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8, ?8)",
+        "status, total, pending, created_at, updated_at, priority) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8, ?8, ?9)",
     /* The failed items of the parent (key range [?2, ?3), via items_failed) become items
      * 0, 1, ... of the new job (key base ?1) in parent order; prev_idx links each to the
      * previous item of the same ref in the new job. */
@@ -449,8 +481,27 @@ static const char *const sql_text[Q__COUNT] = {
                        "claimed_at = ?5, released = ?6 WHERE claim_id = ?1",
     [Q_CLAIM_REMAINING] = "UPDATE claims SET remaining = ?2 WHERE claim_id = ?1",
     [Q_CLAIM_DELETE] = "DELETE FROM claims WHERE claim_id = ?1",
-    [Q_RUNNABLE] = "SELECT jid FROM jobs WHERE status IN (1, 2) AND next_idx < total "
-                   "ORDER BY last_claim, jid LIMIT 16",
+/* Runnable: status IN (1, 2) AND next_idx < total, the condition of jobs_ready. */
+#define RUNNABLE "jobs INDEXED BY jobs_ready WHERE status IN (1, 2) AND next_idx < total"
+    /* The tenants with a runnable job (a skip scan: one index seek per tenant), the one
+     * whose round ended longest ago first. */
+    [Q_RUN_TENANTS] =
+        "WITH RECURSIVE rt(tenant) AS ("
+        "SELECT (SELECT tenant FROM " RUNNABLE " ORDER BY tenant LIMIT 1) "
+        "UNION ALL SELECT (SELECT tenant FROM " RUNNABLE " AND tenant > rt.tenant "
+        "ORDER BY tenant LIMIT 1) FROM rt WHERE rt.tenant IS NOT NULL) "
+        "SELECT rt.tenant FROM rt LEFT JOIN tenants t ON t.tenant = rt.tenant "
+        "WHERE rt.tenant IS NOT NULL ORDER BY coalesce(t.last_claim, 0), rt.tenant LIMIT ?1",
+    [Q_RUN_JOBS] = "SELECT jid FROM " RUNNABLE " AND tenant = ?1 "
+                   "ORDER BY priority DESC, last_claim, jid LIMIT ?2",
+    /* A new range of tenant ?1 under claim ?2: one turn; the last of the round moves
+     * the tenant to the back. SET expressions see the row before the update. */
+    [Q_TENANT_TURN] = "INSERT INTO tenants(tenant, last_claim) VALUES(?1, ?2) "
+                      "ON CONFLICT(tenant) DO UPDATE SET "
+                      "turns = CASE WHEN turns + 1 >= weight THEN 0 ELSE turns + 1 END, "
+                      "last_claim = CASE WHEN turns + 1 >= weight THEN ?2 ELSE last_claim END",
+    [Q_TENANT_WEIGHT] = "INSERT INTO tenants(tenant, weight) VALUES(?1, ?2) "
+                        "ON CONFLICT(tenant) DO UPDATE SET weight = excluded.weight",
     [Q_DOC_GET] = "SELECT data, version, deleted, updated_at, job_id, item_index FROM docs "
                   "WHERE tenant = ?1 AND collection = ?2 AND ref = ?3",
     [Q_DOC_PUT] = "INSERT INTO docs(tenant, collection, ref, data, version, deleted, updated_at, "
@@ -1148,6 +1199,32 @@ static int sq_key_revoke(void *impl, const char *key_id)
     return run_tx(impl, TX_WRITE, key_revoke_body, NULL, &x);
 }
 
+/* ---- tenants --------------------------------------------------------------------- */
+
+struct weight_ctx {
+    const char *tenant;
+    int weight;
+};
+
+static int tenant_weight_body(struct conn *c, void *vctx)
+{
+    struct weight_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_TENANT_WEIGHT, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    sqlite3_bind_int(s, 2, x->weight);
+    rc = step(s);
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_tenant_set_weight(void *impl, const char *tenant, int weight)
+{
+    struct weight_ctx x = {.tenant = tenant, .weight = weight};
+    return run_tx(impl, TX_WRITE, tenant_weight_body, NULL, &x);
+}
+
 /* ---- job rows -------------------------------------------------------------------- */
 
 static int job_terminal(int status);
@@ -1188,6 +1265,7 @@ static void read_job(const struct conn *c, sqlite3_stmt *s, struct jobrow *r)
     r->last_claim = sqlite3_column_int64(s, 23);
     j->workflow_version = sqlite3_column_int64(s, 24);
     col_copy(s, 25, j->parent_job, sizeof j->parent_job);
+    j->priority = sqlite3_column_int(s, 26);
     j->seq = r->jid;
     if (job_terminal(j->status) && j->completed_at > 0 && c->retention_ms > 0)
         j->expires_at = j->completed_at + c->retention_ms;
@@ -1520,6 +1598,7 @@ static int job_commit_body(struct conn *c, void *vctx)
         sqlite3_bind_int(s, 9, m->callback_url ? (m->callback_events ? m->callback_events
                                                                      : STORE_CB_ALL)
                                                : 0);
+        sqlite3_bind_int(s, 10, m->priority);
         if ((rc = step(s)) < 0)
             return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
         if (m->idem_key && (rc = idem_insert(c, jid, m, now)) < 0)
@@ -1590,6 +1669,7 @@ static int job_retry_body(struct conn *c, void *vctx)
     bind_str(s, 6, r.j.client_reference);
     sqlite3_bind_int64(s, 7, n);
     sqlite3_bind_int64(s, 8, now);
+    sqlite3_bind_int(s, 9, r.j.priority); /* a retry runs at its parent's priority */
     if ((rc = step(s)) < 0)
         goto out;
     int64_t jid = sqlite3_last_insert_rowid(c->db);
@@ -2693,18 +2773,41 @@ static int claim_body(struct conn *c, void *vctx)
     }
     if (rc < 0)
         return rc;
-    /* 2. A new range of the runnable job claimed from least recently. */
-    if ((rc = q(c, Q_RUNNABLE, &s)) < 0)
+    /* 2. A new range: the tenant, then its job (see FAIRNESS). */
+    char tenants[16][STORE_NAME_MAX];
+    int ntenants = 0, tries = 0;
+    if ((rc = q(c, Q_RUN_TENANTS, &s)) < 0)
         return rc;
-    while (njobs < 16 && (rc = step(s)) == 1)
-        jids[njobs++] = sqlite3_column_int64(s, 0);
+    sqlite3_bind_int(s, 1, 16);
+    while (ntenants < 16 && (rc = step(s)) == 1)
+        col_copy(s, 0, tenants[ntenants++], STORE_NAME_MAX);
     sqlite3_reset(s);
     if (rc < 0)
         return rc;
-    for (int i = 0; i < njobs; i++) {
-        rc = claim_new_range(c, jids[i], x, now);
-        if (rc != 0)
+    for (int t = 0; t < ntenants && tries < CLAIM_TRIES; t++) {
+        if ((rc = q(c, Q_RUN_JOBS, &s)) < 0)
             return rc;
+        bind_str(s, 1, tenants[t]);
+        sqlite3_bind_int(s, 2, 16);
+        njobs = 0;
+        while (njobs < 16 && (rc = step(s)) == 1)
+            jids[njobs++] = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        if (rc < 0)
+            return rc;
+        for (int i = 0; i < njobs && tries < CLAIM_TRIES; i++, tries++) {
+            rc = claim_new_range(c, jids[i], x, now);
+            if (rc == 0)
+                continue;
+            if (rc < 0)
+                return rc;
+            if ((rc = q(c, Q_TENANT_TURN, &s)) < 0)
+                return rc;
+            bind_str(s, 1, tenants[t]);
+            sqlite3_bind_int64(s, 2, x->out->claim_id);
+            rc = step(s);
+            return rc < 0 ? rc : 1;
+        }
     }
     return 0;
 }
@@ -3529,6 +3632,7 @@ const struct store_ops store_sqlite_ops = {
     .key_lookup = sq_key_lookup,
     .key_list = sq_key_list,
     .key_revoke = sq_key_revoke,
+    .tenant_set_weight = sq_tenant_set_weight,
     .job_begin = sq_job_begin,
     .job_add_items = sq_job_add_items,
     .job_commit = sq_job_commit,

@@ -124,6 +124,13 @@ int store_key_revoke(struct store *st, const char *key_id)
     return st->ops->key_revoke(st->impl, key_id);
 }
 
+int store_tenant_set_weight(struct store *st, const char *tenant, int weight)
+{
+    if (!tenant || !*tenant || weight < STORE_WEIGHT_MIN || weight > STORE_WEIGHT_MAX)
+        return -SLUICE_E_INVALID_PARAMETER;
+    return st->ops->tenant_set_weight(st->impl, tenant, weight);
+}
+
 int store_job_begin(struct store *st, const char *tenant, const char *job_id)
 {
     return st->ops->job_begin(st->impl, tenant, job_id);

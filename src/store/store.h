@@ -98,7 +98,13 @@ struct store_job {
     size_t nsteps;
     int64_t expires_at; /* terminal jobs: completed_at + store_options.retention_ms, when
                            store_retention_sweep may remove it; 0 otherwise */
+    int priority;       /* STORE_PRIORITY_MIN..MAX: claimed before lower ones of its tenant */
 };
+
+#define STORE_PRIORITY_MIN (-100)
+#define STORE_PRIORITY_MAX 100
+#define STORE_WEIGHT_MIN 1
+#define STORE_WEIGHT_MAX 100
 
 /* Everything store_job_commit records about a job besides its items. */
 struct store_job_meta {
@@ -117,6 +123,8 @@ struct store_job_meta {
                                    absolute http(s) URL, checked by the caller) */
     int callback_events;        /* STORE_CB_* bits subscribed; 0 with a callback_url
                                    means all of them */
+    int priority;               /* STORE_PRIORITY_MIN..MAX, 0 by default (checked by the
+                                   caller); a retry keeps its parent's */
 };
 
 /* COMPLETION CALLBACKS (the outbox)
@@ -328,6 +336,7 @@ struct store_ops {
     int (*key_lookup)(void *impl, const char *hash_hex, char tenant[STORE_NAME_MAX]);
     int (*key_list)(void *impl, struct store_key **out, size_t *n);
     int (*key_revoke)(void *impl, const char *key_id);
+    int (*tenant_set_weight)(void *impl, const char *tenant, int weight);
 
     int (*job_begin)(void *impl, const char *tenant, const char *job_id);
     int (*job_add_items)(void *impl, const char *job_id, const struct store_new_item *items, size_t n);
@@ -417,6 +426,13 @@ int store_key_lookup(struct store *st, const char *hash_hex, char tenant[STORE_N
 int store_key_list(struct store *st, struct store_key **out, size_t *n);
 /* 1 revoked (or already revoked), 0 unknown key id. */
 int store_key_revoke(struct store *st, const char *key_id);
+
+/* ---- tenants -------------------------------------------------------------------- */
+
+/* Sets the tenant's scheduling weight (STORE_WEIGHT_MIN..MAX, default 1): store_claim
+ * gives it that many new ranges per round. The tenant need not have jobs or keys.
+ * -SLUICE_E_INVALID_PARAMETER when weight is out of range. */
+int store_tenant_set_weight(struct store *st, const char *tenant, int weight);
 
 /* ---- submitting a job ---------------------------------------------------------- */
 
@@ -509,9 +525,12 @@ int store_item_list(struct store *st, const char *tenant, const char *job_id,
  *    attempt (attempts + 1, event "LeaseExpired" appended); items that reached
  *    max_attempts fail with MaxAttemptsExceeded; on a Canceling/Canceled job they
  *    become Canceled instead; the rest are re-leased under a new token;
- * 2. otherwise the runnable job (NotStarted or Running, cursor < total) that was
- *    claimed from least recently gets a new range from its cursor (NotStarted ->
- *    Running, startedAt set).
+ * 2. otherwise a runnable job (NotStarted or Running, cursor < total) gets a new
+ *    range from its cursor (NotStarted -> Running, startedAt set), fair between
+ *    tenants: the tenant with a runnable job whose round ended longest ago goes first
+ *    and keeps its turn for `weight` ranges in a row (store_tenant_set_weight); within
+ *    the tenant, the job of highest priority, then the one claimed from least
+ *    recently.
  * 1 claimed ([out] c, release with store_claim_release()), 0 nothing runnable.
  * A claim is not fsynced on its own: a crash may lose it (its items are then handed
  * out again); the first store_complete under it makes it durable. */

@@ -43,8 +43,9 @@ static void new_job_id(char out[STORE_ID_MAX])
 }
 
 /* Submits a committed job of n items with refs ref_fmt % i (unique refs), data
- * {"i":N}. Returns 0 or an error. */
-static int submit(const char *tenant, char job_id[STORE_ID_MAX], int n, const char *ref_fmt)
+ * {"i":N}, at the given priority. Returns 0 or an error. */
+static int submit_prio(const char *tenant, char job_id[STORE_ID_MAX], int n, const char *ref_fmt,
+                       int priority)
 {
     int rc;
     struct store_new_item *items = calloc((size_t)n, sizeof *items);
@@ -67,13 +68,19 @@ static int submit(const char *tenant, char job_id[STORE_ID_MAX], int n, const ch
     rc = store_job_add_items(st, job_id, items, (size_t)n);
     if (rc < 0)
         goto out;
-    rc = store_job_commit(st, job_id, &(struct store_job_meta){.workflow = "wf"}, n, NULL);
+    rc = store_job_commit(
+        st, job_id, &(struct store_job_meta){.workflow = "wf", .priority = priority}, n, NULL);
     rc = rc < 0 ? rc : 0;
 out:
     free(items);
     free(refs);
     free(data);
     return rc;
+}
+
+static int submit(const char *tenant, char job_id[STORE_ID_MAX], int n, const char *ref_fmt)
+{
+    return submit_prio(tenant, job_id, n, ref_fmt, 0);
 }
 
 /* Completes every item of claim c with status. */
@@ -511,6 +518,105 @@ TEST(claim_fairness)
     CHECK_EQ_INT(store_job_cancel(st, tenant, a, NULL), 1);
     CHECK_EQ_INT(store_job_cancel(st, tenant, b, NULL), 1);
     CHECK_EQ_INT(job_status(tenant, a, &j), JOB_CANCELED);
+    store_job_release(&j);
+}
+
+/* Claims of size 10 until nothing is runnable or max is reached, completing each at
+ * once; [out] the job id of each claim. Returns the number of claims. */
+static int claim_sequence(char (*jobs)[STORE_ID_MAX], char (*tenants)[STORE_NAME_MAX], int max)
+{
+    struct store_claim c;
+    int n = 0;
+    while (n < max && store_claim(st, 10, 60000, 3, &c) == 1) {
+        snprintf(jobs[n], STORE_ID_MAX, "%s", c.job_id);
+        if (tenants)
+            snprintf(tenants[n], STORE_NAME_MAX, "%s", c.tenant);
+        n++;
+        complete_all(&c, ITEM_SUCCEEDED);
+        store_claim_release(&c);
+    }
+    return n;
+}
+
+/* A tenant with 20 jobs gets no more turns than a tenant with one: claims alternate
+ * between tenants, and within the busy tenant they go round its jobs. */
+TEST(claim_fair_tenants)
+{
+    char ta[STORE_NAME_MAX], tb[STORE_NAME_MAX], a[20][STORE_ID_MAX], b[STORE_ID_MAX];
+    char jobs[12][STORE_ID_MAX], tenants[12][STORE_NAME_MAX];
+    drain();
+    new_tenant(ta, "many");
+    new_tenant(tb, "one");
+    for (int i = 0; i < 20; i++)
+        CHECK_EQ_INT(submit(ta, a[i], 5, "a%d"), 0);
+    CHECK_EQ_INT(submit(tb, b, 100, "b%d"), 0);
+    CHECK_EQ_INT(claim_sequence(jobs, tenants, 12), 12);
+    int first_b = strcmp(tenants[0], tb) == 0, na = 0;
+    for (int i = 0; i < 12; i++) {
+        int is_b = (i % 2 == 0) == first_b;
+        CHECK_EQ_STR(tenants[i], is_b ? tb : ta);
+        if (is_b)
+            CHECK_EQ_STR(jobs[i], b);
+        else
+            CHECK_EQ_STR(jobs[i], a[na++]); /* the busy tenant's jobs in turn */
+    }
+    for (int i = 0; i < 20; i++)
+        CHECK(store_job_cancel(st, ta, a[i], NULL) >= 0);
+    CHECK_EQ_INT(store_job_cancel(st, tb, b, NULL), 1);
+}
+
+/* Weight 3: three claims in a row per round, against one of a weight-1 tenant. */
+TEST(claim_tenant_weight)
+{
+    char tv[STORE_NAME_MAX], tw[STORE_NAME_MAX], v[STORE_ID_MAX], w[STORE_ID_MAX];
+    char jobs[12][STORE_ID_MAX];
+    drain();
+    new_tenant(tv, "v1"); /* "t-v1-..." sorts before "t-w3-...": v goes first */
+    new_tenant(tw, "w3");
+    CHECK_EQ_INT(store_tenant_set_weight(st, tw, 0), -SLUICE_E_INVALID_PARAMETER);
+    CHECK_EQ_INT(store_tenant_set_weight(st, tw, 101), -SLUICE_E_INVALID_PARAMETER);
+    CHECK_EQ_INT(store_tenant_set_weight(st, tw, 2), 0);
+    CHECK_EQ_INT(store_tenant_set_weight(st, tw, 3), 0); /* a second set replaces it */
+    CHECK_EQ_INT(submit(tv, v, 200, "v%d"), 0);
+    CHECK_EQ_INT(submit(tw, w, 200, "w%d"), 0);
+    CHECK_EQ_INT(claim_sequence(jobs, NULL, 12), 12);
+    for (int i = 0; i < 12; i++)
+        CHECK_EQ_STR(jobs[i], i % 4 == 0 ? v : w); /* v w w w  v w w w  v w w w */
+    /* back to weight 1: alternate */
+    CHECK_EQ_INT(store_tenant_set_weight(st, tw, 1), 0);
+    CHECK_EQ_INT(claim_sequence(jobs, NULL, 4), 4);
+    CHECK(strcmp(jobs[0], jobs[1]) != 0 && strcmp(jobs[1], jobs[2]) != 0 &&
+          strcmp(jobs[2], jobs[3]) != 0);
+    CHECK_EQ_INT(store_job_cancel(st, tv, v, NULL), 1);
+    CHECK_EQ_INT(store_job_cancel(st, tw, w, NULL), 1);
+}
+
+/* Within a tenant: highest priority first, equal priorities in turn, then the rest. */
+TEST(claim_priority)
+{
+    char t[STORE_NAME_MAX], lo[STORE_ID_MAX], neg[STORE_ID_MAX], hi[STORE_ID_MAX],
+        hi2[STORE_ID_MAX];
+    char jobs[16][STORE_ID_MAX];
+    struct store_job j;
+    drain();
+    new_tenant(t, "prio");
+    CHECK_EQ_INT(submit_prio(t, neg, 10, "n%d", -5), 0);
+    CHECK_EQ_INT(submit_prio(t, lo, 20, "l%d", 0), 0);
+    CHECK_EQ_INT(submit_prio(t, hi, 20, "h%d", 10), 0);
+    CHECK_EQ_INT(submit_prio(t, hi2, 20, "g%d", 10), 0);
+    CHECK_EQ_INT(store_job_get(st, t, hi, &j), 1);
+    CHECK_EQ_INT(j.priority, 10);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_job_get(st, t, neg, &j), 1);
+    CHECK_EQ_INT(j.priority, -5);
+    store_job_release(&j);
+    CHECK_EQ_INT(claim_sequence(jobs, NULL, 16), 7);
+    const char *want[7] = {hi, hi2, hi, hi2, lo, lo, neg};
+    for (int i = 0; i < 7; i++)
+        CHECK_EQ_STR(jobs[i], want[i]);
+    CHECK_EQ_INT(job_status(t, hi, &j), JOB_SUCCEEDED);
+    store_job_release(&j);
+    CHECK_EQ_INT(job_status(t, neg, &j), JOB_SUCCEEDED);
     store_job_release(&j);
 }
 
@@ -2590,6 +2696,9 @@ int main(void)
     RUN(job_list_order_paging_filter);
     RUN(claim_ranges_and_effective_status);
     RUN(claim_fairness);
+    RUN(claim_fair_tenants);
+    RUN(claim_tenant_weight);
+    RUN(claim_priority);
     RUN(claim_same_ref_order);
     RUN(lease_expiry_takeover);
     RUN(expire_claims_retakes_at_once);
