@@ -205,8 +205,8 @@ def test_body_not_an_object(tenant, body):
 
 
 def test_unknown_envelope_field_422(tenant):
-    r = post_json(tenant, {"workflow": "noop", "priority": 5, "items": items(2)})
-    assert_error(r, 422, "InvalidField", target="priority")
+    r = post_json(tenant, {"workflow": "noop", "colour": "red", "items": items(2)})
+    assert_error(r, 422, "InvalidField", target="colour")
     nothing_stored(tenant)
 
 
