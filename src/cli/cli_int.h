@@ -151,4 +151,11 @@ int cli_tenant_valid(const char *t);
  * Thread-safe. */
 int cli_key_generate(char key[CLI_KEY_LEN + 1], char key_id[CLI_KEY_ID_LEN + 1]);
 
+/* Opens the store of an admin command: flag_url (--store), else SLUICE_STORE, else
+ * CLI_DEFAULT_STORE. On failure prints why and returns NULL with [out] *exit_code
+ * (CLI_EXIT_USAGE for a malformed URL, CLI_EXIT_ERROR otherwise). Caller closes
+ * with store_close(). */
+struct store;
+struct store *cli_open_store(const char *flag_url, int *exit_code);
+
 #endif

@@ -118,7 +118,20 @@ int cli_keys_main(int argc, char **argv)
     if (is_revoke && a.npos != 1)
         return keys_usage_error("KEY_ID is missing");
 
-    const char *url = a.store ? a.store : getenv("SLUICE_STORE");
+    int code;
+    struct store *st = cli_open_store(a.store, &code);
+    if (!st)
+        return code;
+    int ret = is_create ? keys_create(st, a.tenant)
+              : is_list ? keys_list(st)
+                        : keys_revoke(st, a.pos[0]);
+    store_close(st);
+    return ret;
+}
+
+struct store *cli_open_store(const char *flag_url, int *exit_code)
+{
+    const char *url = flag_url ? flag_url : getenv("SLUICE_STORE");
     if (!url || !*url)
         url = CLI_DEFAULT_STORE;
     struct store_options opt;
@@ -129,11 +142,8 @@ int cli_keys_main(int argc, char **argv)
         fprintf(stderr, "error: cannot open store %s: %s\n", url,
                 rc == -SLUICE_E_INVALID_PARAMETER ? "not a store URL (sqlite:PATH)"
                                                   : sluice_err_message(rc));
-        return rc == -SLUICE_E_INVALID_PARAMETER ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
+        *exit_code = rc == -SLUICE_E_INVALID_PARAMETER ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
+        return NULL;
     }
-    int ret = is_create ? keys_create(st, a.tenant)
-              : is_list ? keys_list(st)
-                        : keys_revoke(st, a.pos[0]);
-    store_close(st);
-    return ret;
+    return st;
 }

@@ -70,19 +70,11 @@ int cli_tenants_main(int argc, char **argv)
     if (!parse_weight(a.pos[1], &weight))
         return tenants_usage_error("W is an integer from 1 to 100");
 
-    const char *url = a.store ? a.store : getenv("SLUICE_STORE");
-    if (!url || !*url)
-        url = CLI_DEFAULT_STORE;
-    struct store_options opt;
-    struct store *st = NULL;
-    store_options_default(&opt);
-    int rc = store_open(url, &opt, &st);
-    if (rc < 0) {
-        fprintf(stderr, "error: cannot open store %s: %s\n", url,
-                rc == -SLUICE_E_INVALID_PARAMETER ? "not a store URL (sqlite:PATH)"
-                                                  : sluice_err_message(rc));
-        return rc == -SLUICE_E_INVALID_PARAMETER ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
-    }
+    int code;
+    struct store *st = cli_open_store(a.store, &code);
+    if (!st)
+        return code;
+    int rc;
     rc = store_tenant_set_weight(st, a.pos[0], weight);
     store_close(st);
     if (rc < 0) {
