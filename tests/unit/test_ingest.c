@@ -404,6 +404,31 @@ TEST(envelope_callback)
 
 /* ---- item errors ---- */
 
+
+TEST(envelope_priority)
+{
+    reset_limits();
+    /* without the extended envelope (no raw field callback) it is an unknown key */
+    CHECK(RUN_STR(JSON, "{\"priority\":1,\"items\":[]}"));
+    CHECK_ERR(SLUICE_E_INVALID_FIELD, "priority", 1, 2);
+    g_raw = 1;
+    CHECK(RUN_STR(JSON, "{\"priority\":-100,\"workflow\":\"w\",\"items\":[{\"ref\":\"a\"}]}"));
+    CHECK_EQ_INT(O.rc, 0);
+    CHECK_EQ_STR(buf_cstr(&O.log), "F priority=-100\nF workflow=w\nI0 a -\n");
+    CHECK(RUN_STR(JSON, "{\"items\":[],\"priority\":100}"));
+    CHECK_EQ_INT(O.rc, 0);
+    CHECK_EQ_STR(buf_cstr(&O.log), "F priority=100\n");
+    static const char *const bad[] = {"101", "-101", "1.5", "1e1", "\"3\"", "null", "true",
+                                      "[1]", "{}", "1000000000000"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[96];
+        snprintf(body, sizeof body, "{\"priority\":%s,\"items\":[]}", bad[i]);
+        CHECK(RUN_STR(JSON, body));
+        CHECK_EQ_INT(O.rc, -SLUICE_E_INVALID_FIELD);
+        CHECK_EQ_STR(O.err.target, "priority");
+    }
+    g_raw = 0;
+}
 TEST(item_errors)
 {
     reset_limits();
@@ -867,6 +892,7 @@ int main(void)
     RUN(ndjson_errors);
     RUN(envelope_errors);
     RUN(envelope_callback);
+    RUN(envelope_priority);
     RUN(item_errors);
     RUN(syntax_errors_positions);
     RUN(limit_max_items);
