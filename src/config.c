@@ -35,6 +35,12 @@ static const struct setting settings[] = {
      OFF(api.limits.max_item_bytes), 64, 1ull << 30},
     {"--max-depth", "SLUICE_MAX_DEPTH", "JSON nesting depth (64)", K_UINT, OFF(api.limits.max_depth),
      2, 1000},
+    {"--max-open-jobs", "SLUICE_MAX_OPEN_JOBS",
+     "unfinished jobs per tenant before submits get 429 (1000; 0: no cap)", K_SIZE,
+     OFF(api.max_open_jobs), 0, 100000000},
+    {"--max-pending-items", "SLUICE_MAX_PENDING_ITEMS",
+     "unclaimed items per tenant before submits get 429 (20000000; 0: no cap)", K_SIZE,
+     OFF(api.max_pending_items), 0, 1ull << 40},
     {"--max-body-bytes", "SLUICE_MAX_BODY_BYTES", "submit body bytes (1073741824)", K_SIZE,
      OFF(http.max_stream_body), 1024, 1ull << 40},
     {"--max-connections", "SLUICE_MAX_CONNECTIONS", "connection cap (1000)", K_UINT,
@@ -87,6 +93,8 @@ static void defaults(struct config *cfg)
     cfg->http.max_per_ip = 0;
     ingest_limits_default(&cfg->api.limits);
     cfg->api.submit_batch = 5000;
+    cfg->api.max_open_jobs = 1000;
+    cfg->api.max_pending_items = 20000000;
     cfg->outbound_allow = "";
     cfg->outbound_max_body = 1u << 20;
     cfg->retention_seconds = 2592000;

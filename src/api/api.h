@@ -16,6 +16,8 @@
 struct api_config {
     struct ingest_limits limits; /* items per job, bytes per item, depth */
     size_t submit_batch;         /* items per store transaction while receiving */
+    size_t max_open_jobs;        /* per tenant: unfinished jobs before submits get 429; 0 = no cap */
+    size_t max_pending_items;    /* per tenant: unclaimed items before submits get 429; 0 = no cap */
 };
 
 struct outbound;

@@ -309,6 +309,38 @@ static int submit_idem_setup(struct submit_ctx *c)
 
 /* Creates the parser on the first chunk (or at the end for an empty body). Returns
  * 0, or -1 after replying. */
+/* Admission: a tenant over its caps of unfinished jobs or waiting items gets 429
+ * before anything is read or stored. The new job's own items are not counted (they
+ * are not known yet), so a tenant may end up one job over the item cap. Returns 0, or
+ * -1 after replying. */
+static int admit(struct request *req)
+{
+    struct api *api = api_of(req);
+    if (!api->cfg.max_open_jobs && !api->cfg.max_pending_items)
+        return 0;
+    int64_t open_jobs = 0, pending = 0;
+    int rc = store_tenant_load(api->st, req_tenant(req), &open_jobs, &pending);
+    if (rc < 0) {
+        reply_error(req, rc, NULL, NULL);
+        return -1;
+    }
+    if (api->cfg.max_open_jobs && open_jobs >= (int64_t)api->cfg.max_open_jobs) {
+        reply_header(req, "Retry-After", "5");
+        reply_errorf(req, SLUICE_E_TOO_MANY_JOBS, NULL,
+                     "%lld jobs of this tenant are unfinished (the cap is %zu); retry when some "
+                     "have finished", (long long)open_jobs, api->cfg.max_open_jobs);
+        return -1;
+    }
+    if (api->cfg.max_pending_items && pending >= (int64_t)api->cfg.max_pending_items) {
+        reply_header(req, "Retry-After", "5");
+        reply_errorf(req, SLUICE_E_TOO_MANY_PENDING, NULL,
+                     "%lld items of this tenant are waiting (the cap is %zu); retry later",
+                     (long long)pending, api->cfg.max_pending_items);
+        return -1;
+    }
+    return 0;
+}
+
 static int submit_setup(struct request *req)
 {
     struct api *api = api_of(req);
@@ -316,6 +348,8 @@ static int submit_setup(struct request *req)
         reply_error(req, SLUICE_E_SHUTTING_DOWN, NULL, NULL);
         return -1;
     }
+    if (admit(req) < 0)
+        return -1;
     const char *ct = req_header(req, "Content-Type");
     size_t ctlen = ct ? strcspn(ct, "; \t") : 0;
     enum ingest_format fmt;

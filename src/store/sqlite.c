@@ -366,6 +366,7 @@ enum qid {
     Q_DOC_LIST,
     Q_STATS_JOBS,
     Q_STATS_CLAIMS,
+    Q_TENANT_LOAD,
     Q_WF_NEXT,
     Q_WF_INSERT,
     Q_WF_GET,
@@ -516,6 +517,8 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_STATS_JOBS] = "SELECT status, count(*), sum(pending), sum(processing) FROM jobs "
                      "GROUP BY status",
     [Q_STATS_CLAIMS] = "SELECT count(*) FROM claims WHERE lease_until > ?1",
+    [Q_TENANT_LOAD] = "SELECT count(*), coalesce(sum(pending), 0) FROM jobs "
+                      "WHERE tenant = ?1 AND status IN (1, 2, 3)",
     [Q_WF_NEXT] = "SELECT coalesce(max(version), 0) + 1 FROM workflows "
                   "WHERE tenant = ?1 AND name = ?2",
     [Q_WF_INSERT] = "INSERT INTO workflows(tenant, name, version, definition, created_at) "
@@ -3125,6 +3128,40 @@ static int sq_stats(void *impl, struct store_stats *out)
     return run_tx(impl, TX_READ, stats_body, NULL, out);
 }
 
+struct load_ctx {
+    const char *tenant;
+    int64_t open_jobs, pending;
+};
+
+static int tenant_load_body(struct conn *c, void *vctx)
+{
+    struct load_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_TENANT_LOAD, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    rc = step(s);
+    if (rc == 1) {
+        x->open_jobs = sqlite3_column_int64(s, 0);
+        x->pending = sqlite3_column_int64(s, 1);
+        rc = 0;
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+static int sq_tenant_load(void *impl, const char *tenant, int64_t *open_jobs, int64_t *pending)
+{
+    struct load_ctx x = {tenant, 0, 0};
+    int rc = run_tx(impl, TX_READ, tenant_load_body, NULL, &x);
+    if (rc >= 0) {
+        *open_jobs = x.open_jobs;
+        *pending = x.pending;
+    }
+    return rc;
+}
+
 /* ---- workflow definitions -------------------------------------------------------- */
 
 struct defs_ctx {
@@ -3654,6 +3691,7 @@ const struct store_ops store_sqlite_ops = {
     .doc_write = sq_doc_write,
     .doc_list = sq_doc_list,
     .stats = sq_stats,
+    .tenant_load = sq_tenant_load,
     .workflow_put = sq_workflow_put,
     .workflow_get = sq_workflow_get,
     .workflow_list = sq_workflow_list,

@@ -253,6 +253,11 @@ int store_stats(struct store *st, struct store_stats *out)
     return st->ops->stats(st->impl, out);
 }
 
+int store_tenant_load(struct store *st, const char *tenant, int64_t *open_jobs, int64_t *pending)
+{
+    return st->ops->tenant_load(st->impl, tenant, open_jobs, pending);
+}
+
 int store_workflow_put(struct store *st, const char *tenant, const char *name,
                        const char *definition, struct store_workflow *out)
 {

@@ -377,6 +377,7 @@ struct store_ops {
                     size_t limit, struct store_doc **out, size_t *n);
 
     int (*stats)(void *impl, struct store_stats *out);
+    int (*tenant_load)(void *impl, const char *tenant, int64_t *open_jobs, int64_t *pending);
 
     int (*workflow_put)(void *impl, const char *tenant, const char *name, const char *definition,
                         struct store_workflow *out);
@@ -578,6 +579,9 @@ int store_doc_list(struct store *st, const char *tenant, const char *collection,
 
 /* Whole-store figures for /metrics. */
 int store_stats(struct store *st, struct store_stats *out);
+/* A tenant's open work, for admission control: [out] open_jobs (NotStarted, Running,
+ * Canceling) and pending (their items not claimed yet). 0 or a store error. */
+int store_tenant_load(struct store *st, const char *tenant, int64_t *open_jobs, int64_t *pending);
 
 /* ---- workflow definitions (tenant-scoped, versioned) ----------------------------- */
 

@@ -15,6 +15,8 @@
     X(INVALID_PARAMETER, 400, "InvalidParameter", "a query or path parameter is invalid")          \
     X(UNAUTHORIZED, 401, "Unauthorized", "missing or invalid API key")                             \
     X(RATE_LIMITED, 429, "RateLimited", "too many requests; retry after the Retry-After delay")    \
+    X(TOO_MANY_JOBS, 429, "TooManyJobs", "the tenant has too many unfinished jobs")             \
+    X(TOO_MANY_PENDING, 429, "TooManyPendingItems", "the tenant has too many items waiting")    \
     X(NOT_FOUND, 404, "NotFound", "no such resource")                                              \
     X(METHOD_NOT_ALLOWED, 405, "MethodNotAllowed", "method not allowed on this resource")          \
     X(CONFLICT, 409, "Conflict", "the resource is in a state that does not allow this")            \

@@ -800,6 +800,40 @@ TEST(expire_claims_retakes_at_once)
     store_claim_release(&c2);
 }
 
+TEST(tenant_load_counts_open_work)
+{
+    char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX];
+    struct store_claim c;
+    struct store_job j;
+    int64_t open_jobs = -1, pending = -1;
+    drain();
+    new_tenant(tenant, "load");
+    new_tenant(other, "load-other");
+    CHECK_EQ_INT(store_tenant_load(st, tenant, &open_jobs, &pending), 0);
+    CHECK_EQ_INT(open_jobs, 0);
+    CHECK_EQ_INT(pending, 0);
+    CHECK_EQ_INT(submit(tenant, a, 3, "la%d"), 0);
+    CHECK_EQ_INT(submit(tenant, b, 2, "lb%d"), 0);
+    CHECK_EQ_INT(store_tenant_load(st, tenant, &open_jobs, &pending), 0);
+    CHECK_EQ_INT(open_jobs, 2);
+    CHECK_EQ_INT(pending, 5);
+    CHECK_EQ_INT(store_tenant_load(st, other, &open_jobs, &pending), 0);
+    CHECK_EQ_INT(open_jobs, 0);
+    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1); /* one job's items leave pending */
+    CHECK_EQ_INT(store_tenant_load(st, tenant, &open_jobs, &pending), 0);
+    CHECK_EQ_INT(open_jobs, 2);
+    CHECK_EQ_INT(pending, 5 - (int64_t)c.n);
+    CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(store_job_cancel(st, tenant, a, &j), 1);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_job_cancel(st, tenant, b, &j), 1);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_tenant_load(st, tenant, &open_jobs, &pending), 0);
+    CHECK_EQ_INT(open_jobs, 0);
+    CHECK_EQ_INT(pending, 0);
+}
+
 TEST(release_gives_back)
 {
     char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
@@ -2702,6 +2736,7 @@ int main(void)
     RUN(claim_same_ref_order);
     RUN(lease_expiry_takeover);
     RUN(expire_claims_retakes_at_once);
+    RUN(tenant_load_counts_open_work);
     RUN(release_gives_back);
     RUN(completion_counts_and_outcomes);
     RUN(completion_doc_ops);
