@@ -42,23 +42,29 @@ def parse_ts(s):
     return dt.timestamp()
 
 
+def start_server(binary, d, workers, extra=()):
+    """A fresh server on a fresh store in d: returns (process, url, key, log file)."""
+    store = "sqlite:" + os.path.join(d, "b.db")
+    key = subprocess.run([binary, "keys", "create", "--tenant", "bench", "--store", store],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    port = free_port()
+    log = open(os.path.join(d, "log"), "wb")
+    proc = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:%d" % port, "--store", store,
+                             "--workers", str(workers)] + list(extra), stdout=log, stderr=log)
+    url = "http://127.0.0.1:%d" % port
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1)
+            break
+        except Exception:
+            time.sleep(0.05)
+    return proc, url, key, log
+
+
 def one_run(binary, items_file, n, workflow, workers):
     d = tempfile.mkdtemp(prefix="sluice-bench-")
-    store = "sqlite:" + os.path.join(d, "b.db")
     try:
-        key = subprocess.run([binary, "keys", "create", "--tenant", "bench", "--store", store],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        port = free_port()
-        log = open(os.path.join(d, "log"), "wb")
-        proc = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:%d" % port, "--store", store,
-                                 "--workers", str(workers)], stdout=log, stderr=log)
-        url = "http://127.0.0.1:%d" % port
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.05)
+        proc, url, key, log = start_server(binary, d, workers)
         t0 = time.time()
         out = subprocess.run(["curl", "-s", "-o", os.path.join(d, "resp"), "-w", "%{http_code} %{time_total}",
                               "-H", "Authorization: Bearer " + key, "-H", "Content-Type: application/x-ndjson",
@@ -111,22 +117,8 @@ def pipeline_run(binary, items_file, n, workers):
     up = subprocess.Popen([exe, str(up_port)], stdout=subprocess.PIPE)
     up.stdout.readline()  # "ready"
     d = tempfile.mkdtemp(prefix="sluice-bench-")
-    store = "sqlite:" + os.path.join(d, "b.db")
     try:
-        key = subprocess.run([binary, "keys", "create", "--tenant", "bench", "--store", store],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        port = free_port()
-        log = open(os.path.join(d, "log"), "wb")
-        proc = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:%d" % port, "--store", store,
-                                 "--workers", str(workers), "--outbound-allow", "127.0.0.1/32"],
-                                stdout=log, stderr=log)
-        url = "http://127.0.0.1:%d" % port
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.05)
+        proc, url, key, log = start_server(binary, d, workers, ["--outbound-allow", "127.0.0.1/32"])
         body = json.dumps(PIPELINE).replace("%d", str(up_port)).encode()
         req = urllib.request.Request(url + "/v1/workflows/bench-pipeline", data=body, method="PUT",
                                      headers={"Authorization": "Bearer " + key})
