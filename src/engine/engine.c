@@ -41,6 +41,7 @@ void engine_config_default(struct engine_config *cfg)
     cfg->batch = 500;
     cfg->lease_ms = 30000;
     cfg->max_attempts = 5;
+    cfg->max_active_jobs = 0;
     cfg->poll_ms = 200;
     cfg->outbound = NULL;
     cfg->secrets = NULL;
@@ -173,7 +174,9 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&eng->mu);
         struct store_claim c;
         memset(&c, 0, sizeof c);
-        int rc = store_claim(eng->st, eng->cfg.batch, eng->cfg.lease_ms, eng->cfg.max_attempts, &c);
+        struct store_claim_opts o = {eng->cfg.batch, eng->cfg.lease_ms, eng->cfg.max_attempts,
+                                     eng->cfg.max_active_jobs, NULL};
+        int rc = store_claim(eng->st, &o, &c);
         if (rc < 0) {
             /* The store is busy or failing: back off, then try again. */
             backoff_ms = backoff_ms ? (backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2) : 20;

@@ -29,6 +29,7 @@ struct engine_config {
     size_t batch;        /* items per claim; default 500 */
     int64_t lease_ms;    /* claim lease; default 30000 */
     int max_attempts;    /* default 5 */
+    int max_active_jobs; /* per tenant: more jobs wait NotStarted (store_claim_opts); 0 = no cap */
     int poll_ms;         /* idle poll interval; default 200 */
     struct outbound *outbound; /* for http steps (borrowed); NULL: they fail */
     json_t *secrets;     /* NAME -> value for {{secrets.NAME}} (borrowed), may be NULL */
