@@ -3,9 +3,9 @@
 # Usage: scripts/deps.sh [build|test]   (test adds the test and benchmark tools)
 set -euo pipefail
 want=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-      libcurl4-openssl-dev libssl-dev curl)
+      libcurl4-openssl-dev libssl-dev libpq-dev curl)
 if [ "${1:-build}" = test ]; then
-  want+=(python3 python3-pytest python3-requests clang libclang-rt-14-dev sqlite3)
+  want+=(python3 python3-pytest python3-requests clang libclang-rt-14-dev sqlite3 postgresql)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -3850,6 +3850,7 @@ static int sq_setting_ensure(void *impl, const char *name, const char *value, ch
 
 const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
+    .shared = 0, /* heartbeat, node_id, watch: none (store.c: no-ops) */
     .open = sq_open,
     .close = sq_close,
     .ping = sq_ping,

@@ -22,6 +22,7 @@ void store_options_default(struct store_options *opt)
     opt->synchronous_full = 1;
     opt->busy_timeout_ms = 5000;
     opt->retention_ms = 0;
+    opt->node_timeout_ms = 15000;
 }
 
 /* mkdir -p of the directory part of path ("a/b/c.db" -> "a/b"). */
@@ -70,6 +71,10 @@ int store_open(const char *url, const struct store_options *opt, struct store **
         rc = make_parent_dirs(location);
         if (rc < 0)
             goto out;
+    } else if (url && (strncmp(url, "postgres://", 11) == 0 ||
+                       strncmp(url, "postgresql://", 13) == 0)) {
+        ops = &store_postgres_ops;
+        location = url; /* libpq takes the whole URL */
     } else {
         goto out;
     }
@@ -100,6 +105,26 @@ int store_ping(struct store *st)
 const char *store_backend(const struct store *st)
 {
     return st->ops->name;
+}
+
+int store_shared(const struct store *st)
+{
+    return st->ops->shared;
+}
+
+int store_heartbeat(struct store *st)
+{
+    return st->ops->heartbeat ? st->ops->heartbeat(st->impl) : 0;
+}
+
+const char *store_node_id(const struct store *st)
+{
+    return st->ops->node_id ? st->ops->node_id(st->impl) : "local";
+}
+
+int store_watch(struct store *st, void (*fn)(void *ctx), void *ctx)
+{
+    return st->ops->watch ? st->ops->watch(st->impl, fn, ctx) : 0;
 }
 
 /* ---- forwarding wrappers --------------------------------------------------------- */

@@ -2,7 +2,8 @@
  *
  * DESIGN
  * A backend is a `const struct store_ops` picked at run time from the store URL
- * ("sqlite:PATH" now, "postgres://..." later). Callers use the store_*() wrappers
+ * ("sqlite:PATH": one process owns the file; "postgres://...": several nodes share
+ * the database, see NODES below). Callers use the store_*() wrappers
  * below, which forward to st->ops (and are where tests inject faults). The handle is
  * shared by all threads; backends keep one connection per thread or a pool, and never
  * hold a transaction open across a call boundary. Soft errors (busy, serialization)
@@ -358,15 +359,21 @@ struct store_options {
     int busy_timeout_ms;   /* default 5000 */
     int64_t retention_ms;  /* how long terminal jobs are kept, for store_job.expires_at
                               (removal is store_retention_sweep's); 0 = forever */
+    int64_t node_timeout_ms; /* shared stores: a node silent this long loses its leases
+                                (store_heartbeat); default 15000, 0 = the default */
 };
 
 struct store;
 
 struct store_ops {
-    const char *name; /* "sqlite" */
+    const char *name; /* "sqlite", "postgres" */
+    int shared;       /* 1: several processes (nodes) may use the store at once */
     int (*open)(const char *location, const struct store_options *opt, void **impl);
     void (*close)(void *impl);
     int (*ping)(void *impl);
+    int (*heartbeat)(void *impl);
+    const char *(*node_id)(void *impl);
+    int (*watch)(void *impl, void (*fn)(void *ctx), void *ctx);
 
     int (*key_create)(void *impl, const char *key_id, const char *tenant, const char *hash_hex);
     int (*key_lookup)(void *impl, const char *hash_hex, char tenant[STORE_NAME_MAX]);
@@ -449,15 +456,48 @@ struct store_ops {
 
 /* Fills opt with defaults. */
 void store_options_default(struct store_options *opt);
-/* Opens the store named by url ("sqlite:PATH"; the directory of PATH is created),
+/* Opens the store named by url ("sqlite:PATH", the directory of PATH is created; or
+ * "postgres://..." / "postgresql://...", a libpq connection URL),
  * creating or migrating its schema. [out] *st on success; caller frees with
  * store_close(). Errors: -SLUICE_E_INVALID_PARAMETER (bad url), -SLUICE_E_STORE_IO. */
 int store_open(const char *url, const struct store_options *opt, struct store **st);
 void store_close(struct store *st);
 /* 0 when the store answers a trivial query. */
 int store_ping(struct store *st);
-/* The backend name ("sqlite"). */
+/* The backend name ("sqlite", "postgres"). */
 const char *store_backend(const struct store *st);
+
+/* ---- NODES: several processes on one store ----------------------------------------
+ *
+ * A PostgreSQL store is shared by every `sluice serve` node pointed at it; a SQLite
+ * store belongs to one process. Each store handle is one node with a random id. Its
+ * claims record the node; the node proves it is alive with store_heartbeat, and a
+ * node silent for longer than store_options.node_timeout_ms (default 15 s) loses its
+ * leases at the next heartbeat of any node, whatever their length: the claim's token
+ * is cleared (a late store_complete from the silent node gets -SLUICE_E_LEASE_LOST)
+ * and the next store_claim takes its items over, counting the lost attempt, as for an
+ * expired lease. */
+
+/* 1 when several processes may share the store at once (PostgreSQL): then leases
+ * found at start-up may belong to live nodes (do not store_expire_claims them), and
+ * Receiving jobs may be other nodes' uploads in progress. 0 for SQLite. */
+int store_shared(const struct store *st);
+/* Records that this node is alive (call every few seconds) and ends the leases of
+ * nodes that went silent. Returns the number of claims whose leases it ended, or a
+ * store error. SQLite: a no-op returning 0. Thread-safe. */
+int store_heartbeat(struct store *st);
+/* This handle's node id ("node_" + 16 chars; "local" for SQLite), valid until
+ * store_close. */
+const char *store_node_id(const struct store *st);
+/* Calls fn(ctx) from a thread of the store whenever work may have become runnable
+ * through another node (a committed submit or retry, a released claim; PostgreSQL:
+ * LISTEN/NOTIFY, one notification per commit, and once after each reconnect since
+ * notifications may have been missed). fn must be quick and must not call the store.
+ * fn NULL stops the calls (when it returns, fn is no longer running). Callers keep
+ * polling as well: notifications are a hint, never the only way to find work.
+ * SQLite: never calls fn (one process: the engine is told directly). 0 or
+ * -SLUICE_E_INTERNAL. */
+int store_watch(struct store *st, void (*fn)(void *ctx), void *ctx);
 
 /* ---- API keys: only a SHA-256 hex of the key is kept -------------------------- */
 

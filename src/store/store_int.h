@@ -15,6 +15,9 @@ struct store {
 /* The embedded backend (sqlite.c), for URLs "sqlite:PATH". */
 extern const struct store_ops store_sqlite_ops;
 
+/* The shared backend (postgres.c), for URLs "postgres://..." and "postgresql://...". */
+extern const struct store_ops store_postgres_ops;
+
 /* Its schema migrations in order (001 first): only for tests that build a database
  * of an older schema and check that store_open upgrades it. */
 extern const char *const *const store_sqlite_migrations;
