@@ -99,16 +99,21 @@ static int serve_main(int argc, char **argv)
                   sluice_err_code(rc), NULL);
         return 1;
     }
-    /* Jobs still Receiving were cut off by a crash mid-upload: never acknowledged. */
-    int gone = store_gc_receiving(st, clock_now_ms() + 1);
+    /* Jobs still Receiving were cut off by a crash mid-upload: never acknowledged. On a
+     * shared store other nodes may be receiving right now: only uploads idle for 15
+     * minutes count as cut off there. */
+    int gone = store_gc_receiving(st, store_shared(st) ? clock_now_ms() - 15 * 60000
+                                                       : clock_now_ms() + 1);
     if (gone > 0) {
         char n[24];
         snprintf(n, sizeof n, "=%d", gone);
         log_write(LOG_INFO, "removed unacknowledged partial submits", "jobs", n, NULL);
     }
     /* The SQLite store belongs to this process alone: leases left in it were held by a
-     * process that is gone, so their items are retaken now instead of after the lease. */
-    int expired = store_expire_claims(st);
+     * process that is gone, so their items are retaken now instead of after the lease.
+     * A shared store's leases may be other live nodes': a dead node's are ended by the
+     * heartbeats of the others (store_heartbeat). */
+    int expired = store_shared(st) ? 0 : store_expire_claims(st);
     if (expired > 0) {
         char n[24];
         snprintf(n, sizeof n, "=%d", expired);
@@ -184,8 +189,8 @@ static int serve_main(int argc, char **argv)
     char port[16], workers[16];
     snprintf(port, sizeof port, "=%u", (unsigned)http_server_port(srv));
     snprintf(workers, sizeof workers, "=%u", cfg.engine.workers);
-    log_write(LOG_INFO, "listening", "host", cfg.host, "port", port, "store", cfg.store_url,
-              "workers", workers, NULL);
+    log_write(LOG_INFO, "listening", "host", cfg.host, "port", port, "store",
+              store_backend(st), "node", store_node_id(st), "workers", workers, NULL);
     if (cbs) {
         char base[160];
         if (cfg.public_url[0])

@@ -23,6 +23,8 @@ struct engine {
     struct engine_config cfg;
     pthread_t *threads;
     unsigned nthreads;
+    pthread_t heartbeat; /* store_heartbeat every HEARTBEAT_MS (shared stores) */
+    int heartbeat_running;
     atomic_int stopping;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -46,6 +48,10 @@ void engine_config_default(struct engine_config *cfg)
     cfg->outbound = NULL;
     cfg->secrets = NULL;
 }
+
+/* A node heartbeats well within the store's node timeout (15 s by default), so one
+ * or two missed beats (a slow database) do not cost it its leases. */
+#define HEARTBEAT_MS 2000
 
 void engine_notify(struct engine *eng)
 {
@@ -207,6 +213,47 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Another node made work runnable (store_watch): wake idle workers. */
+static void on_store_work(void *ctx)
+{
+    engine_notify(ctx);
+}
+
+/* Proves this node alive to the other nodes of a shared store, and ends the leases
+ * of nodes that went silent (their items are retaken by the next claims). */
+static void *heartbeat_main(void *arg)
+{
+    struct engine *eng = arg;
+    int64_t next = 0;
+    pthread_mutex_lock(&eng->mu);
+    while (!atomic_load(&eng->stopping)) {
+        int64_t now = clock_mono_ms();
+        if (now >= next) {
+            pthread_mutex_unlock(&eng->mu);
+            int rc = store_heartbeat(eng->st);
+            if (rc < 0) {
+                log_write(LOG_WARN, "heartbeat failed", "error", sluice_err_code(rc), NULL);
+            } else if (rc > 0) {
+                char n[24];
+                snprintf(n, sizeof n, "=%d", rc);
+                log_write(LOG_INFO, "ended the leases of silent nodes", "claims", n, NULL);
+                engine_notify(eng);
+            }
+            next = clock_mono_ms() + HEARTBEAT_MS;
+            pthread_mutex_lock(&eng->mu);
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long ns = ts.tv_nsec + (long)(next - now) * 1000000L;
+        ts.tv_sec += ns / 1000000000L;
+        ts.tv_nsec = ns % 1000000000L;
+        pthread_cond_timedwait(&eng->cv, &eng->mu, &ts);
+    }
+    pthread_mutex_unlock(&eng->mu);
+    return NULL;
+}
+
 int engine_start(struct store *st, const struct engine_config *cfg, struct engine **out)
 {
     struct engine *eng = xcalloc(1, sizeof *eng);
@@ -230,14 +277,25 @@ int engine_start(struct store *st, const struct engine_config *cfg, struct engin
         }
     }
     eng->nthreads = cfg->workers;
+    if (store_shared(st)) {
+        if (pthread_create(&eng->heartbeat, NULL, heartbeat_main, eng) == 0)
+            eng->heartbeat_running = 1;
+        if (!eng->heartbeat_running || store_watch(st, on_store_work, eng) < 0) {
+            engine_stop(eng);
+            return -SLUICE_E_INTERNAL;
+        }
+    }
     *out = eng;
     return 0;
 }
 
 void engine_stop(struct engine *eng)
 {
+    store_watch(eng->st, NULL, NULL); /* no more calls into eng from the store */
     atomic_store(&eng->stopping, 1);
     engine_notify(eng);
+    if (eng->heartbeat_running)
+        pthread_join(eng->heartbeat, NULL);
     for (unsigned i = 0; i < eng->nthreads; i++)
         pthread_join(eng->threads[i], NULL);
     pthread_mutex_destroy(&eng->mu);

@@ -1,7 +1,11 @@
 """Black-box harness: starts the real sluice binary on loopback and talks HTTP to it.
 
 SLUICE_BIN names the binary (make api sets it; default build/rel/sluice). Each Server
-gets its own temp dir, SQLite store and free port; tests stop it by PID only.
+gets its own temp dir, store and free port; tests stop it by PID only.
+
+SLUICE_TEST_STORE picks the backend: "sqlite" (default: a file in the temp dir) or
+"postgres": a fresh database per Server on the cluster SLUICE_TEST_PG_URL names
+(scripts/pg-test.sh starts a throwaway one and sets it).
 """
 import json
 import os
@@ -11,12 +15,55 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 
 import pytest
 import requests
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "rel", "sluice"))
+
+
+STORE_KIND = os.environ.get("SLUICE_TEST_STORE", "sqlite")
+PG_URL = os.environ.get("SLUICE_TEST_PG_URL", "")
+
+
+def psql(db, sql, timeout=60):
+    """Runs sql on database db of the test cluster; returns stdout (unaligned, no headers)."""
+    out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                          PG_URL + db, "-c", sql], capture_output=True, text=True,
+                         timeout=timeout)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def new_store(dirpath):
+    """A store URL for a new server: a SQLite file in dirpath, or a fresh PostgreSQL
+    database on the test cluster."""
+    if STORE_KIND == "postgres":
+        assert PG_URL, "SLUICE_TEST_STORE=postgres needs SLUICE_TEST_PG_URL (scripts/pg-test.sh)"
+        name = "sluice_%s" % uuid.uuid4().hex[:16]
+        psql("postgres", "CREATE DATABASE %s" % name)
+        return PG_URL + name
+    return "sqlite:" + os.path.join(dirpath, "sluice.db")
+
+
+def store_rows(store, table):
+    """Rows in one table of a store (read-only), or None if no such table."""
+    if store.startswith("sqlite:"):
+        import sqlite3
+        db = sqlite3.connect("file:%s?mode=ro" % store.split(":", 1)[1], uri=True, timeout=30)
+        try:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                              (table,)).fetchone():
+                return None
+            return db.execute("SELECT count(*) FROM %s" % table).fetchone()[0]
+        finally:
+            db.close()
+    db = store.rsplit("/", 1)[1]
+    if not psql(db, "SELECT to_regclass('%s')" % table).strip():
+        return None
+    return int(psql(db, "SELECT count(*) FROM %s" % table).strip())
 
 
 def free_port():
@@ -28,7 +75,7 @@ def free_port():
 class Server:
     def __init__(self, tmpdir=None, args=(), env=None):
         self.dir = tmpdir or tempfile.mkdtemp(prefix="sluice-test-")
-        self.store = "sqlite:" + os.path.join(self.dir, "sluice.db")
+        self.store = new_store(self.dir)
         self.args = list(args)
         self.env = dict(os.environ, **(env or {}))
         self.proc = None
@@ -85,6 +132,9 @@ class Server:
         """Removes the temp dir (store and log); call only after a clean stop."""
         if not os.environ.get("SLUICE_KEEP_TMP"):
             shutil.rmtree(self.dir, ignore_errors=True)
+            if self.store.startswith("postgres"):
+                psql("postgres", "DROP DATABASE IF EXISTS %s WITH (FORCE)"
+                     % self.store.rsplit("/", 1)[1])
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)

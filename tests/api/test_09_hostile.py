@@ -167,17 +167,9 @@ def test_conflicting_content_lengths(server, tenant):
 
 
 def db_rows(srv, table):
-    """Rows in one table of the server's SQLite file (read-only), or None if no such table."""
-    import sqlite3
-    path = srv.store.split(":", 1)[1]
-    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
-    try:
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
-                          (table,)).fetchone():
-            return None
-        return db.execute("SELECT count(*) FROM %s" % table).fetchone()[0]
-    finally:
-        db.close()
+    """Rows in one table of the server's store (read-only), or None if no such table."""
+    from conftest import store_rows
+    return store_rows(srv.store, table)
 
 
 def logged(srv, rid):

@@ -128,27 +128,40 @@ def test_restart_keeps_jobs_and_documents(fresh_server):
 
 def test_expired_leases_are_fenced(fresh_server):
     """Workers are stalled past their 100 ms lease (an outside transaction holds the SQLite
-    write lock for 400 ms at a time), so batches are retaken by the other worker while the
-    first still holds outcomes: the lease token must fence the late writer, and every item
-    is still applied exactly once."""
-    import sqlite3
+    write lock - on PostgreSQL an exclusive lock on the items table - for 400 ms at a
+    time), so batches are retaken by the other worker while the first still holds
+    outcomes: the lease token must fence the late writer, and every item is still
+    applied exactly once."""
     srv = fresh_server(args=["--lease-ms", "100", "--batch", "200", "--workers", "2"])
     srv.start()
     c = Client(srv, srv.key_a)
     n = 8000
     job = submitted(c.submit(big_items(n, prefix="FENCE-"), workflow=COLL + ".upsert"))
-    db = sqlite3.connect(srv.store.split(":", 1)[1], timeout=30, isolation_level=None)
+    if srv.store.startswith("sqlite:"):
+        import sqlite3
+        db = sqlite3.connect(srv.store.split(":", 1)[1], timeout=30, isolation_level=None)
+
+        def stall():
+            db.execute("BEGIN IMMEDIATE")
+            time.sleep(0.4)
+            db.execute("COMMIT")
+    else:
+        from conftest import psql
+        db = None
+
+        def stall():
+            psql(srv.store.rsplit("/", 1)[1], "BEGIN; LOCK TABLE items IN EXCLUSIVE MODE; "
+                 "SELECT pg_sleep(0.4); COMMIT")
     try:
         for _ in range(4):
             m = c.get("/v1/jobs/" + job["id"]).json()
             if m["status"] in TERMINAL:
                 break
-            db.execute("BEGIN IMMEDIATE")
-            time.sleep(0.4)
-            db.execute("COMMIT")
+            stall()
             time.sleep(0.05)
     finally:
-        db.close()
+        if db:
+            db.close()
     m = c.wait_job(job["id"], timeout=180)
     cnt = counts_ok(m)
     assert cnt["succeeded"] + cnt["failed"] == n, cnt
