@@ -2868,6 +2868,179 @@ TEST(outbox_abandon)
     store_deliveries_free(list, nl);
 }
 
+/* ---- nodes: several handles on one store (store.h NODES) ------------------------ */
+
+/* A node that stops heartbeating loses its leases at the next heartbeat of another
+ * node, however long they were: its late completion is refused, the takeover counts
+ * the attempt. */
+TEST(silent_node_loses_leases)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
+    struct store_claim c1, c2;
+    struct store_options opt;
+    struct store *other = NULL;
+    struct store_item it;
+    drain();
+    CHECK(store_node_id(st) != NULL && store_node_id(st)[0] != '\0');
+    if (!store_shared(st)) { /* SQLite: one process; heartbeats are no-ops */
+        CHECK_EQ_STR(store_node_id(st), "local");
+        CHECK_EQ_INT(store_heartbeat(st), 0);
+        return;
+    }
+    CHECK_EQ_INT(store_heartbeat(st), 0);
+    store_options_default(&opt);
+    CHECK_EQ_INT(opt.node_timeout_ms, 15000);
+    opt.node_timeout_ms = 300;
+    CHECK_EQ_INT(store_open(store_url, &opt, &other), 0);
+    CHECK(strcmp(store_node_id(other), store_node_id(st)) != 0);
+    new_tenant(tenant, "silent");
+    CHECK_EQ_INT(submit(tenant, id, 5, "s%d"), 0);
+    CHECK_EQ_INT(claim(st, 10, 600000, 5, &c1), 1); /* a ten-minute lease */
+    CHECK_EQ_INT(store_heartbeat(other), 0);        /* st beat just now: alive */
+    CHECK_EQ_INT(claim(other, 10, 600000, 5, &c2), 0);
+    struct timespec ts = {0, 450000000};
+    nanosleep(&ts, NULL);
+    CHECK_EQ_INT(store_heartbeat(other), 1); /* st silent for > 300 ms */
+    CHECK_EQ_INT(store_heartbeat(other), 0);
+    CHECK_EQ_INT(complete_all(&c1, ITEM_SUCCEEDED), -SLUICE_E_LEASE_LOST);
+    CHECK_EQ_INT(claim(other, 10, 600000, 5, &c2), 1);
+    CHECK_EQ_INT(c2.claim_id, c1.claim_id);
+    CHECK_EQ_INT(c2.n, 5);
+    CHECK_EQ_INT(c2.items[0].attempts, 1); /* the silent node's attempt counts */
+    CHECK_EQ_INT(store_item_get(st, tenant, id, 0, &it), 1);
+    CHECK(strstr(it.events, "LeaseExpired") != NULL);
+    store_item_release(&it);
+    CHECK_EQ_INT(store_complete(other, &c2, &(struct store_outcome){.index = 0,
+                                                                     .status = ITEM_SUCCEEDED},
+                                1, NULL, 0),
+                 0);
+    CHECK_EQ_INT(store_release(st, &c1), -SLUICE_E_LEASE_LOST);
+    /* the live node's lease is untouched by its own heartbeats */
+    CHECK_EQ_INT(store_heartbeat(st), 0);
+    store_close(other);
+    struct timespec ts2 = {0, 20000000};
+    nanosleep(&ts2, NULL);
+    CHECK_EQ_INT(store_heartbeat(st), 0); /* st judges with 15 s: other is not silent */
+    struct store_outcome o[4];
+    for (int i = 0; i < 4; i++)
+        o[i] = (struct store_outcome){.index = i + 1, .status = ITEM_SUCCEEDED};
+    CHECK_EQ_INT(store_complete(st, &c2, o, 4, NULL, 0), 0);
+    struct store_job j;
+    CHECK_EQ_INT(job_status(tenant, id, &j), JOB_SUCCEEDED);
+    CHECK_EQ_INT(j.counts.succeeded, 5);
+    store_job_release(&j);
+    store_claim_release(&c1);
+    store_claim_release(&c2);
+}
+
+static atomic_int watch_calls;
+
+static void on_watch(void *ctx)
+{
+    (void)ctx;
+    atomic_fetch_add(&watch_calls, 1);
+}
+
+/* Another node's commit wakes this one (shared stores). */
+TEST(watch_wakes_on_commit)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
+    struct store *other = NULL;
+    CHECK_EQ_INT(store_open(store_url, NULL, &other), 0);
+    CHECK_EQ_INT(store_watch(other, on_watch, NULL), 0);
+    struct timespec ts = {0, 300000000};
+    nanosleep(&ts, NULL); /* listening (and the call after connecting) */
+    int before = atomic_load(&watch_calls);
+    new_tenant(tenant, "watch");
+    CHECK_EQ_INT(submit(tenant, id, 3, "w%d"), 0);
+    for (int i = 0; i < 100 && atomic_load(&watch_calls) == before && store_shared(st); i++) {
+        struct timespec t = {0, 20000000};
+        nanosleep(&t, NULL);
+    }
+    if (store_shared(st))
+        CHECK(atomic_load(&watch_calls) > before);
+    else
+        CHECK_EQ_INT(atomic_load(&watch_calls), 0);
+    CHECK_EQ_INT(store_watch(other, NULL, NULL), 0);
+    int after = atomic_load(&watch_calls);
+    CHECK_EQ_INT(submit(tenant, id, 1, "x%d"), 0);
+    nanosleep(&ts, NULL);
+    CHECK_EQ_INT(atomic_load(&watch_calls), after); /* stopped: no more calls */
+    store_close(other);
+    drain();
+}
+
+/* Two handles (two nodes) claiming and completing at once never hold the same item. */
+#define NODES_N 10000
+static char nodes_job[STORE_ID_MAX];
+static atomic_int nodes_seen[NODES_N];
+
+struct node_worker {
+    struct store *s;
+    int errors;
+};
+
+static void *node_worker_main(void *arg)
+{
+    struct node_worker *w = arg;
+    struct store_claim c;
+    struct store_outcome *o = calloc(100, sizeof *o);
+    int idle = 0;
+    while (idle < 30) {
+        int rc = claim(w->s, 100, 60000, 3, &c);
+        if (rc < 0) {
+            w->errors++;
+            break;
+        }
+        if (rc == 0) {
+            struct timespec ts = {0, 2000000};
+            nanosleep(&ts, NULL);
+            idle++;
+            continue;
+        }
+        idle = 0;
+        for (size_t i = 0; i < c.n; i++) {
+            if (strcmp(c.job_id, nodes_job) == 0)
+                atomic_fetch_add(&nodes_seen[c.items[i].index], 1);
+            o[i] = (struct store_outcome){.index = c.items[i].index, .status = ITEM_SUCCEEDED};
+        }
+        if (store_complete(w->s, &c, o, c.n, NULL, 0) < 0)
+            w->errors++;
+        store_claim_release(&c);
+    }
+    free(o);
+    return NULL;
+}
+
+TEST(two_nodes_claims_never_overlap)
+{
+    char tenant[STORE_NAME_MAX];
+    struct store *other = NULL;
+    struct store_job j;
+    pthread_t th[4];
+    struct node_worker w[4];
+    drain();
+    CHECK_EQ_INT(store_open(store_url, NULL, &other), 0);
+    new_tenant(tenant, "nodes");
+    CHECK_EQ_INT(submit(tenant, nodes_job, NODES_N, "n%d"), 0);
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct node_worker){i % 2 ? other : st, 0};
+        pthread_create(&th[i], NULL, node_worker_main, &w[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ_INT(w[i].errors, 0);
+    for (int i = 0; i < NODES_N; i++)
+        if (atomic_load(&nodes_seen[i]) != 1)
+            TH_FAIL("item %d claimed %d times", i, atomic_load(&nodes_seen[i]));
+    CHECK_EQ_INT(job_status(tenant, nodes_job, &j), JOB_SUCCEEDED);
+    CHECK_EQ_INT(j.counts.succeeded, NODES_N);
+    CHECK_EQ_INT(j.counts.pending + j.counts.processing, 0);
+    store_job_release(&j);
+    store_close(other);
+}
+
 int main(void)
 {
     const char *url = getenv("SLUICE_TEST_STORE_URL");
@@ -2929,6 +3102,9 @@ int main(void)
     RUN(outbox_claim_record);
     RUN(outbox_abandon);
     RUN(stats);
+    RUN(silent_node_loses_leases);
+    RUN(watch_wakes_on_commit);
+    RUN(two_nodes_claims_never_overlap);
     RUN(concurrent_claim_complete);
     RUN(throughput_upsert);
     store_close(st);
