@@ -4,7 +4,8 @@
 #   make                      release build in build/rel/
 #   make SANITIZER=address,undefined   sanitizer build in build/san/
 #   make test                 unit tests (release + sanitizers), store contract suite,
-#                             black-box API suite against the sanitizer build
+#                             black-box API suite against the sanitizer build; the
+#                             contract and API suites again on PostgreSQL (test-pg)
 #   make bench                benchmarks (bench/run)
 #   make fuzz                 libFuzzer targets for a while each (clang)
 
@@ -32,7 +33,7 @@ OBJ := $(LIBSRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c) $(wildcard tests/store/test_*.c))
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all deps test-deps run test unit api bench fuzz fuzz-brief clean format
+.PHONY: all deps test-deps run test unit api bench fuzz fuzz-brief clean format test-pg pg-contract pg-api
 all: deps $(BUILD)/sluice
 
 deps:
@@ -67,6 +68,7 @@ test: test-deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory SANITIZER=address,undefined all unit
 	@$(MAKE) --no-print-directory fuzz-brief
+	@scripts/pg-test.sh $(MAKE) --no-print-directory test-pg
 	@$(MAKE) --no-print-directory SANITIZER=address,undefined api
 
 # Each fuzz target for a short while, so regressions show (make fuzz runs longer).
@@ -76,6 +78,24 @@ fuzz-brief:
 	@scripts/fuzz.sh $(FUZZ_BRIEF_SECONDS) > build/fuzz-brief.log 2>&1 \
 	  && echo "fuzz: every target ran $(FUZZ_BRIEF_SECONDS)s without a crash (build/fuzz-brief.log)" \
 	  || (tail -n 60 build/fuzz-brief.log; echo "fuzz: FAILED"; exit 1)
+
+# The PostgreSQL half of `make test`, run inside scripts/pg-test.sh (a throwaway
+# cluster): the contract suite of both builds, each on a fresh database, and the API
+# suite against the release build (the sanitizer build runs it on SQLite).
+test-pg:
+	@$(MAKE) --no-print-directory all pg-contract
+	@$(MAKE) --no-print-directory SANITIZER=address,undefined all pg-contract
+	@$(MAKE) --no-print-directory pg-api
+
+pg-contract: $(BUILD)/tests/store/test_store_contract
+	@echo "store contract suite on PostgreSQL ($(BUILD)):"
+	@db=contract_$$(date +%s%N); "$$SLUICE_TEST_PG_BIN/psql" -X -q "$${SLUICE_TEST_PG_URL}postgres" \
+	  -c "CREATE DATABASE $$db" && SLUICE_TEST_STORE_URL="$${SLUICE_TEST_PG_URL}$$db" \
+	  scripts/run-unit.sh $<
+
+pg-api: $(BUILD)/sluice
+	SLUICE_TEST_STORE=postgres SLUICE_BIN=$(abspath $(BUILD)/sluice) \
+	  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/api
 
 api: $(BUILD)/sluice
 	SLUICE_BIN=$(abspath $(BUILD)/sluice) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/api

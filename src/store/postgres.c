@@ -2967,6 +2967,142 @@ static int apply_ops(struct conn *c, const struct jobrow *r, const struct store_
     return 0;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One document op of a batch (batch_upserts). */
+struct bop {
+    struct store_doc_op *op;
+    const char *coll, *ref, *data;
+    size_t data_len;
+    int64_t index;
+};
+
+static int cmp_bop(const void *a, const void *b)
+{
+    const struct bop *x = a, *y = b;
+    int d = strcmp(x->coll, y->coll);
+    return d ? d : strcmp(x->ref, y->ref);
+}
+
+/* The fast path of store_complete's doc ops: when every op of the items this call
+ * finishes is an upsert with data, each of a different document, they are applied by
+ * one INSERT ... ON CONFLICT over arrays, in (collection, ref) order so that batches
+ * running at once on several nodes lock documents in the same order. Fills each op's
+ * version and created. 1 applied, 0 not eligible (nothing done: the caller applies
+ * the ops one by one), or a store error. */
+static int batch_upserts(struct conn *c, const struct jobrow *r, const struct store_claim *cl,
+                         struct store_outcome *outs, size_t n, int64_t lo, int64_t hi,
+                         const int64_t *pending, size_t npending)
+{
+    struct bop *b = NULL;
+    size_t nb = 0, cap = 0;
+    PGresult *res = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct store_outcome *o = &outs[i];
+        const struct store_claim_item *ci = claim_find(cl, o->index);
+        if (!ci || o->index < lo || o->index >= hi ||
+            !bsearch(&o->index, pending, npending, sizeof *pending, cmp_i64))
+            continue;
+        for (size_t j = 0; j < o->nops; j++) {
+            struct store_doc_op *op = &o->ops[j];
+            const char *data = op->data ? op->data : ci->data;
+            if (op->op != STORE_OP_UPSERT || !data)
+                goto out; /* not eligible */
+            if (nb == cap) {
+                cap = cap ? cap * 2 : 256;
+                b = xrealloc(b, cap * sizeof *b);
+            }
+            b[nb++] = (struct bop){op, op->collection ? op->collection : "",
+                                   op->ref ? op->ref : ci->ref, data,
+                                   op->data ? op->data_len : ci->data_len, o->index};
+        }
+    }
+    if (nb < 2)
+        goto out;
+    qsort(b, nb, sizeof *b, cmp_bop);
+    for (size_t i = 1; i < nb; i++)
+        if (cmp_bop(&b[i - 1], &b[i]) == 0)
+            goto out; /* one document twice: the ops must apply in order, one by one */
+    struct buf *ac = &c->arr[1], *ar = &c->arr[2], *ad = &c->arr[3], *ai = &c->arr[4];
+    arr_begin(ac);
+    arr_begin(ar);
+    arr_begin(ad);
+    arr_begin(ai);
+    for (size_t i = 0; i < nb; i++) {
+        arr_str(ac, b[i].coll);
+        arr_str(ar, b[i].ref);
+        arr_strn(ad, b[i].data, b[i].data_len);
+        arr_i64(ai, b[i].index);
+    }
+    struct prm p = {0};
+    p_str(&p, r->j.tenant);
+    p_i64(&p, c->now);
+    p_str(&p, r->j.id);
+    p_str(&p, arr_end(ac));
+    p_str(&p, arr_end(ar));
+    p_str(&p, arr_end(ad));
+    p_str(&p, arr_end(ai));
+    rc = ex(c,
+            "INSERT INTO docs AS d (tenant, collection, ref, data, version, deleted, prev_deleted, "
+            "updated_at, job_id, item_index) SELECT $1, u.coll, u.ref, u.data, 1, 0, 1, $2, $3, "
+            "u.idx FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[]) WITH ORDINALITY "
+            "AS u(coll, ref, data, idx, ord) ORDER BY u.ord "
+            "ON CONFLICT (tenant, collection, ref) DO UPDATE SET data = excluded.data, "
+            "version = d.version + 1, deleted = 0, prev_deleted = d.deleted, "
+            "updated_at = excluded.updated_at, job_id = excluded.job_id, "
+            "item_index = excluded.item_index RETURNING collection, ref, version, prev_deleted",
+            &p, &res);
+    if (rc < 0)
+        goto out;
+    if ((size_t)rc != nb) {
+        rc = -SLUICE_E_INTERNAL;
+        goto out;
+    }
+    for (int i = 0; i < (int)nb; i++) {
+        struct bop key = {.coll = PQgetvalue(res, i, 0), .ref = PQgetvalue(res, i, 1)};
+        struct bop *hit = bsearch(&key, b, nb, sizeof *b, cmp_bop);
+        if (!hit) {
+            rc = -SLUICE_E_INTERNAL;
+            goto out;
+        }
+        hit->op->version = gi(res, i, 2);
+        hit->op->created = gi(res, i, 3) != 0;
+    }
+    rc = 1;
+out:
+    PQclear(res);
+    free(b);
+    return rc;
+}
+
+/* The events and result of an outcome whose ops batch_upserts applied. */
+static void batched_ops_events(struct conn *c, const struct store_claim_item *ci,
+                               const struct store_outcome *o, const char *ts, char *msg,
+                               size_t cap)
+{
+    for (size_t j = 0; j < o->nops; j++) {
+        const struct store_doc_op *op = &o->ops[j];
+        const char *coll = op->collection ? op->collection : "";
+        const char *ref = op->ref ? op->ref : ci->ref;
+        snprintf(msg, cap, "%s/%s version %lld", coll, ref, (long long)op->version);
+        event_add(&c->ev, ts, "apply", op->step, "info", "VersionWritten", msg);
+        if (j + 1 == o->nops) {
+            buf_reset(&c->res);
+            buf_puts(&c->res, "{\"collection\":");
+            buf_json_str(&c->res, coll, strlen(coll));
+            buf_puts(&c->res, ",\"ref\":");
+            buf_json_str(&c->res, ref, strlen(ref));
+            buf_printf(&c->res, ",\"version\":%lld,\"created\":%s}", (long long)op->version,
+                       op->created ? "true" : "false");
+        }
+    }
+}
+
 static int steps_add(struct conn *c, int64_t jid, const struct store_step_count *steps, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -2988,12 +3124,6 @@ static int steps_add(struct conn *c, int64_t jid, const struct store_step_count 
             return rc;
     }
     return 0;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 static int complete_body(struct conn *c, void *vctx)
@@ -3042,6 +3172,21 @@ static int complete_body(struct conn *c, void *vctx)
         pending[i] = gi(res, (int)i, 0);
     PQclear(res);
     res = NULL;
+    /* Duplicate indexes in outs: the first wins (see below), so no batch. */
+    int batched = 0;
+    {
+        int dup = 0;
+        int64_t *seen = xcalloc(x->n + 1, sizeof *seen);
+        for (size_t i = 0; i < x->n; i++)
+            seen[i] = x->outs[i].index;
+        qsort(seen, x->n, sizeof *seen, cmp_i64);
+        for (size_t i = 1; i < x->n; i++)
+            dup |= seen[i] == seen[i - 1];
+        free(seen);
+        if (!dup && (rc = batch_upserts(c, &r, cl, x->outs, x->n, lo, hi, pending, npending)) < 0)
+            goto out;
+        batched = !dup && rc == 1;
+    }
     struct buf *ai = &c->arr[1], *as = &c->arr[2], *ar = &c->arr[3], *ac = &c->arr[4],
                *am = &c->arr[5], *ae = &c->arr[6], *af = &c->arr[7], *aw = &c->arr[8];
     arr_begin(ai);
@@ -3071,7 +3216,11 @@ static int complete_body(struct conn *c, void *vctx)
         buf_reset(&c->ev);
         buf_putc(&c->ev, '[');
         events_add_array(&c->ev, o->events);
-        if (o->nops > 0) {
+        if (o->nops > 0 && batched) {
+            batched_ops_events(c, ci, o, ts, msg, sizeof msg);
+            if (!result && status != ITEM_FAILED)
+                result = buf_cstr(&c->res);
+        } else if (o->nops > 0) {
             rc = apply_ops(c, &r, ci, o, ts, msg, sizeof msg);
             if (rc < 0)
                 goto out;

@@ -30,7 +30,8 @@ PG_URL = os.environ.get("SLUICE_TEST_PG_URL", "")
 
 def psql(db, sql, timeout=60):
     """Runs sql on database db of the test cluster; returns stdout (unaligned, no headers)."""
-    out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+    psql_bin = os.path.join(os.environ.get("SLUICE_TEST_PG_BIN", "/usr/bin"), "psql")
+    out = subprocess.run([psql_bin, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
                           PG_URL + db, "-c", sql], capture_output=True, text=True,
                          timeout=timeout)
     assert out.returncode == 0, out.stderr
