@@ -66,6 +66,7 @@ void engine_config_default(struct engine_config *cfg)
     cfg->poll_ms = 200;
     cfg->outbound = NULL;
     cfg->secrets = NULL;
+    cfg->limits = NULL;
 }
 
 void engine_notify(struct engine *eng)
