@@ -18,6 +18,7 @@
 #define SWEEP_AT 4096       /* buckets before idle ones are dropped */
 #define NTHROTTLE 512       /* jobs remembered as throttled (a cache: collisions evict) */
 #define THROTTLE_SHOWN_MS 2000
+#define WAKE_SLOTS 100      /* slots a rate should have before idle workers look again */
 
 /* ---- definitions ----------------------------------------------------------------- */
 
@@ -201,6 +202,7 @@ struct limiter {
     size_t nserver;
     struct tdef *tenants; /* list: tenants define few limits */
     struct throttle_slot throttled[NTHROTTLE];
+    int64_t wake_at; /* monotonic ms: a rate that held work back frees a slot; 0: none */
 };
 
 struct limiter *limiter_new(void)
@@ -620,6 +622,18 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
                 if ((size_t)items < allow) {
                     allow = (size_t)items;
                     reason = b->blocked_until > now ? "upstream" : "rate";
+                    /* when this bucket has slots again (for requests: ones within the
+                     * horizon) - enough of them to be worth a claim, up to its burst -
+                     * so idle workers look again then, not at every single slot */
+                    int64_t worth = d[k]->burst < WAKE_SLOTS ? d[k]->burst : WAKE_SLOTS;
+                    double next = (b->tat > (double)b->blocked_until ? b->tat - tau
+                                                                     : (double)b->blocked_until) +
+                                  (double)(worth - 1) * t_ms;
+                    int64_t at = (int64_t)next - (u[i].kind == 'r' ? LIMITS_HORIZON_MS : 0) + 1;
+                    if (at <= now)
+                        at = now + 1;
+                    if (!l->wake_at || at < l->wake_at)
+                        l->wake_at = at;
                 }
             }
             if (d[k]->concurrency > 0) {
@@ -683,8 +697,9 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
     return grant;
 }
 
-static void grant_return(struct limiter *l, struct limits_grant *g, int tokens_too)
+static int grant_return(struct limiter *l, struct limits_grant *g, int tokens_too)
 {
+    int freed = 0;
     pthread_mutex_lock(&l->mu);
     for (size_t i = 0; i < g->nb; i++) {
         struct bucket *b = g->b[i].bucket;
@@ -695,9 +710,11 @@ static void grant_return(struct limiter *l, struct limits_grant *g, int tokens_t
             break;
         case 'r':
             b->admitted -= g->b[i].amount;
+            freed = 1;
             break;
         case 'c':
             b->inflight -= g->b[i].amount;
+            freed = 1;
             break;
         }
         b->pins--;
@@ -705,6 +722,7 @@ static void grant_return(struct limiter *l, struct limits_grant *g, int tokens_t
     g->nb = 0;
     g->n = 0;
     pthread_mutex_unlock(&l->mu);
+    return freed;
 }
 
 void limits_undo(struct limiter *l, struct limits_grant *g)
@@ -712,9 +730,22 @@ void limits_undo(struct limiter *l, struct limits_grant *g)
     grant_return(l, g, 1);
 }
 
-void limits_finish(struct limiter *l, struct limits_grant *g)
+int limits_finish(struct limiter *l, struct limits_grant *g)
 {
-    grant_return(l, g, 0);
+    return grant_return(l, g, 0);
+}
+
+int64_t limits_wake_in(struct limiter *l, int64_t now_mono)
+{
+    int64_t in = -1;
+    pthread_mutex_lock(&l->mu);
+    if (l->wake_at) {
+        in = l->wake_at > now_mono ? l->wake_at - now_mono : 0;
+        if (in == 0)
+            l->wake_at = 0;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return in;
 }
 
 /* ---- pacing ------------------------------------------------------------------------ */

@@ -136,8 +136,11 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
 /* The claim of g was not made (or lost): gives everything back, item tokens too. */
 void limits_undo(struct limiter *l, struct limits_grant *g);
 /* The claim of g has finished: admitted requests and concurrency go back (item tokens
- * stay spent). */
-void limits_finish(struct limiter *l, struct limits_grant *g);
+ * stay spent). Returns 1 when that may let a throttled job go (wake idle workers). */
+int limits_finish(struct limiter *l, struct limits_grant *g);
+/* Milliseconds until a rate that held work back has a slot again (0: now), or -1
+ * when no rate holds anything back: how long idle workers may sleep. */
+int64_t limits_wake_in(struct limiter *l, int64_t now_mono);
 
 /* ---- send-time pacing (the outbound engine's pace hook) --------------------------- */
 
