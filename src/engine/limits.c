@@ -203,6 +203,7 @@ struct limiter {
     struct tdef *tenants; /* list: tenants define few limits */
     struct throttle_slot throttled[NTHROTTLE];
     int64_t wake_at; /* monotonic ms: a rate that held work back frees a slot; 0: none */
+    uint64_t tgen;   /* +1 per limiter_set_tenant: a reload read before it is stale */
 };
 
 struct limiter *limiter_new(void)
@@ -281,6 +282,7 @@ void limiter_set_tenant(struct limiter *l, const char *tenant, const char *name,
                         const struct limit_def *def)
 {
     pthread_mutex_lock(&l->mu);
+    l->tgen++;
     struct tdef **p = tdef_find(l, tenant, name);
     if (!def) {
         if (*p) {
@@ -303,6 +305,9 @@ int limiter_reload(struct limiter *l, struct store *st)
 {
     struct store_limit *ls = NULL;
     size_t n = 0;
+    pthread_mutex_lock(&l->mu);
+    uint64_t gen = l->tgen;
+    pthread_mutex_unlock(&l->mu);
     int rc = store_limit_list(st, NULL, NULL, 1000000, &ls, &n);
     if (rc < 0)
         return rc;
@@ -325,8 +330,11 @@ int limiter_reload(struct limiter *l, struct store *st)
     }
     store_limits_free(ls, n);
     pthread_mutex_lock(&l->mu);
-    struct tdef *old = l->tenants;
-    l->tenants = head;
+    struct tdef *old = head;
+    if (l->tgen == gen) { /* else a change made here while we read wins; next time */
+        old = l->tenants;
+        l->tenants = head;
+    }
     pthread_mutex_unlock(&l->mu);
     tdefs_free(old);
     return 0;
