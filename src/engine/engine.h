@@ -8,7 +8,13 @@
  * (one transaction: document writes, item rows, job and step counts - group
  * commit). Idle workers sleep on a condition variable, woken by engine_notify()
  * after a submit or by a short poll timeout (expired leases of crashed runs are
- * found by polling). Workers share nothing but the store handle and the stop flag.
+ * found by polling). Workers share nothing but the store handle, the limiter and the
+ * stop flag.
+ *
+ * Processing limits (engine/limits.h) act through the store's claim gate: a claim is
+ * cut to what the job's limits allow now, a throttled job is passed over, and the
+ * grant is given back when the batch is done. http steps pace each request on the
+ * outbound I/O thread.
  *
  * engine_stop() lets each worker finish the batch in hand (or release it to the store
  * if completing fails), then joins them. */
@@ -23,6 +29,7 @@
 #include "store/store.h"
 
 struct outbound;
+struct limiter;
 
 struct engine_config {
     unsigned workers;    /* threads; default 2 */
@@ -33,6 +40,7 @@ struct engine_config {
     int poll_ms;         /* idle poll interval; default 200 */
     struct outbound *outbound; /* for http steps (borrowed); NULL: they fail */
     json_t *secrets;     /* NAME -> value for {{secrets.NAME}} (borrowed), may be NULL */
+    struct limiter *limits; /* processing limits (borrowed, engine/limits.h); NULL: none */
 };
 
 struct engine;
