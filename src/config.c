@@ -21,7 +21,11 @@ struct setting {
 
 static const struct setting settings[] = {
     {"--listen", "SLUICE_LISTEN", "HOST:PORT to listen on (127.0.0.1:8080)", K_LISTEN, 0, 0, 0},
-    {"--store", "SLUICE_STORE", "store URL (sqlite:./data/sluice.db)", K_STR, OFF(store_url), 0, 0},
+    {"--store", "SLUICE_STORE", "store URL: sqlite:PATH (sqlite:./data/sluice.db) or "
+     "postgres://USER@HOST:PORT/DB (nodes sharing one database)", K_STR, OFF(store_url), 0, 0},
+    {"--node-timeout-ms", "SLUICE_NODE_TIMEOUT_MS",
+     "postgres: a node silent this long loses its leases (15000)", K_SIZE,
+     OFF(store.node_timeout_ms), 1000, 3600000},
     {"--workers", "SLUICE_WORKERS", "worker threads (2)", K_UINT, OFF(engine.workers), 1, 256},
     {"--batch", "SLUICE_BATCH", "items per claim (500)", K_SIZE, OFF(engine.batch), 1, 100000},
     {"--lease-ms", "SLUICE_LEASE_MS", "claim lease in ms (30000)", K_SIZE, OFF(engine.lease_ms),
@@ -167,7 +171,8 @@ static int set(struct config *cfg, const struct setting *s, const char *v, char 
                      s->min, s->max, v);
             return -1;
         }
-        if (s->kind == K_SIZE && s->off == OFF(engine.lease_ms))
+        if (s->kind == K_SIZE &&
+            (s->off == OFF(engine.lease_ms) || s->off == OFF(store.node_timeout_ms)))
             *(int64_t *)p = (int64_t)n;
         else if (s->kind == K_SIZE && s->off == OFF(api.limits.max_items))
             *(uint64_t *)p = n;

@@ -46,6 +46,12 @@ void api_metrics(struct request *req)
                    (long long)s.items_pending, (long long)s.items_processing,
                    (long long)s.claims_active);
     }
+    /* Several nodes share a PostgreSQL store: each serves its own /metrics. */
+    buf_printf(&b,
+               "# HELP sluice_node_info This node: its id in the store (claims record it) "
+               "and the store backend.\n# TYPE sluice_node_info gauge\n"
+               "sluice_node_info{node=\"%s\",backend=\"%s\"} 1\n",
+               store_node_id(api->st), store_backend(api->st));
     reply_buf(req, 200, "text/plain; version=0.0.4", &b);
     buf_release(&b);
 }
