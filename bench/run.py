@@ -246,6 +246,84 @@ def scheduler_cost(binary, items_file, n, rate, workers):
     return out[0][0], out[0][1], out[1][1]
 
 
+def pg_run(binary, items_file, n, workflow, workers, nodes):
+    """One run on PostgreSQL: a fresh database on the cluster of scripts/pg-test.sh
+    ($SLUICE_TEST_PG_URL), `nodes` servers on it, the submit to the first, every node
+    working. Returns (accept s, end-to-end s, items/s)."""
+    base = os.environ["SLUICE_TEST_PG_URL"]
+    psql = os.path.join(os.environ.get("SLUICE_TEST_PG_BIN", "/usr/bin"), "psql")
+    db = "bench_%d_%d" % (os.getpid(), int(time.time() * 1000))
+    subprocess.run([psql, "-X", "-q", base + "postgres", "-c", "CREATE DATABASE " + db], check=True)
+    store = base + db
+    d = tempfile.mkdtemp(prefix="sluice-bench-")
+    procs = []
+    try:
+        key = subprocess.run([binary, "keys", "create", "--tenant", "bench", "--store", store],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        urls = []
+        for i in range(nodes):
+            port = free_port()
+            log = open(os.path.join(d, "log%d" % i), "wb")
+            procs.append((subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:%d" % port,
+                                            "--store", store, "--workers", str(workers)],
+                                           stdout=log, stderr=log), log))
+            urls.append("http://127.0.0.1:%d" % port)
+        for url in urls:
+            for _ in range(400):
+                try:
+                    urllib.request.urlopen(url + "/healthz", timeout=1)
+                    break
+                except Exception:
+                    time.sleep(0.05)
+        url = urls[0]
+        t0 = time.time()
+        out = subprocess.run(["curl", "-s", "-o", os.path.join(d, "resp"), "-w", "%{http_code} %{time_total}",
+                              "-H", "Authorization: Bearer " + key, "-H", "Content-Type: application/x-ndjson",
+                              "--data-binary", "@" + items_file,
+                              url + "/v1/jobs?workflow=" + workflow], capture_output=True, text=True, check=True)
+        code, accept = out.stdout.split()
+        if code != "202":
+            raise SystemExit("submit failed: %s %s" % (code, open(os.path.join(d, "resp")).read()))
+        job = json.load(open(os.path.join(d, "resp")))["id"]
+        while True:
+            j = get(url + "/v1/jobs/" + job, key)
+            if j["status"] in ("Succeeded", "Failed", "Canceled"):
+                break
+            time.sleep(0.02)
+        e2e = parse_ts(j["completedAt"]) - t0
+        assert j["counts"]["succeeded"] == n, j["counts"]
+        return float(accept), e2e, n / e2e
+    finally:
+        for proc, log in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc, log in procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+        shutil.rmtree(d, ignore_errors=True)
+        subprocess.run([psql, "-X", "-q", base + "postgres", "-c",
+                        "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db])
+
+
+def pg_main(a):
+    print("sluice bench on PostgreSQL: %d runs each, workers=%d per node, a throwaway "
+          "cluster on this machine (fsync off), %s" % (a.runs, a.workers, time.strftime("%Y-%m-%d %H:%M")))
+    print("%-18s %8s %6s %10s %12s %12s %10s" % ("workflow", "items", "nodes", "accept s",
+                                                 "end-to-end s", "items/s", "x 1 node"))
+    for n in [int(x) for x in a.sizes.split(",")]:
+        items_file = ensure_items(n)
+        for wf in a.workflows.split(","):
+            one = None
+            for nodes in [int(x) for x in a.pg_nodes.split(",")]:
+                runs = [pg_run(a.bin, items_file, n, wf, a.workers, nodes) for _ in range(a.runs)]
+                med = lambda i: statistics.median(r[i] for r in runs)
+                one = med(2) if one is None else one
+                print("%-18s %8d %6d %10.3f %12.3f %12.0f %10.2f" %
+                      (wf, n, nodes, med(0), med(1), med(2), med(2) / one), flush=True)
+
+
 def ensure_items(n):
     outdir = os.path.join(ROOT, "bench", "out")
     os.makedirs(outdir, exist_ok=True)
@@ -270,7 +348,13 @@ def main():
                     help="W5: http steps limited to these requests/s, 10 s of work each (\"\" = skip)")
     ap.add_argument("--scheduler-rate", type=int, default=10000,
                     help="W6: an item limit of this many items/s, 100,000 items (0 = skip)")
+    ap.add_argument("--pg-nodes", default="",
+                    help="PostgreSQL runs only, with these node counts (\"1,3\"); needs "
+                         "SLUICE_TEST_PG_URL (bench/run starts a cluster with scripts/pg-test.sh)")
     a = ap.parse_args()
+    if a.pg_nodes:
+        pg_main(a)
+        return
     outdir = os.path.join(ROOT, "bench", "out")
     os.makedirs(outdir, exist_ok=True)
     print("sluice bench: %d runs each, workers=%d, SQLite synchronous=FULL, %s" %

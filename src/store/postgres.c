@@ -389,8 +389,8 @@ static int pgerr(struct conn *c, const PGresult *r)
 }
 
 /* Runs sql with parameters p (may be NULL). Returns the number of rows returned or
- * affected, or an error; [out] *out (may be NULL) the result, which the caller
- * clears with PQclear. */
+ * affected, or an error; [out] *out (may be NULL) the result when it has rows (else
+ * NULL), which the caller clears with PQclear. */
 static int ex(struct conn *c, const char *sql, const struct prm *p, PGresult **out)
 {
     PGresult *r = PQexecParams(c->pg, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->len : NULL,
@@ -409,8 +409,8 @@ static int ex(struct conn *c, const char *sql, const struct prm *p, PGresult **o
         PQclear(r);
         return rc;
     }
-    if (out)
-        *out = r;
+    if (out && rc > 0 && st == PGRES_TUPLES_OK)
+        *out = r; /* no rows: no result to clear (callers may return at once) */
     else
         PQclear(r);
     return rc;
@@ -617,10 +617,16 @@ static void conn_put(struct pg *s, struct conn *c)
 typedef int (*tx_fn)(struct conn *c, void *ctx);
 typedef void (*tx_undo_fn)(void *ctx);
 
-/* BEGIN and the database clock in one round trip. */
+/* BEGIN and the database clock in one round trip. A transaction of ours is never idle
+ * between statements but for a paused or partitioned node (SIGSTOP, a VM freeze): the
+ * server ends it after IDLE_TX_TIMEOUT, so its row locks do not stall the other nodes
+ * (SET LOCAL: transaction-scoped, as a pooler requires). */
+#define IDLE_TX_TIMEOUT "'5s'"
 static int tx_begin(struct conn *c)
 {
-    PGresult *r = PQexec(c->pg, "BEGIN; SELECT floor(extract(epoch FROM now()) * 1000)::bigint");
+    PGresult *r = PQexec(c->pg, "BEGIN; SET LOCAL idle_in_transaction_session_timeout = "
+                                IDLE_TX_TIMEOUT "; SELECT floor(extract(epoch FROM now()) * 1000)"
+                                "::bigint");
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         int rc = pgerr(c, r);
         PQclear(r);
