@@ -192,6 +192,7 @@ static int serve_main(int argc, char **argv)
     api.cfg = cfg.api;
     api.limits = lim;
     atomic_init(&api.shutting_down, 0);
+    atomic_init(&api.uploads, 0);
     /* Admission control, in memory: this process enforces the limits on its own. */
     char seed[17];
     ids_random("", 16, seed);
