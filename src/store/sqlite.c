@@ -629,19 +629,27 @@ struct sq {
     pthread_t ckpt_thread;
     pthread_cond_t ckpt_cv;
     int ckpt_wanted, ckpt_stop, ckpt_running;
-    /* Writers of this process queue in FIFO order (a ticket lock) before BEGIN
+    /* Writers of this process queue in FIFO order (ticket locks) before BEGIN
      * IMMEDIATE. SQLite's busy handler polls with growing sleeps, so a thread that
      * writes back to back (a worker) would keep winning the lock against an
-     * occasional writer (a cancel request); with tickets each waits its turn. */
+     * occasional writer (a cancel request); with tickets each waits its turn. Two
+     * queues: a request a client waits on (a single-entity write, a submit's commit,
+     * a cancel) goes before the background writes of workers and tasks (claims,
+     * completions, staging, retention, deliveries), which take turns among
+     * themselves; so a PUT under a running bulk job waits for at most the one
+     * transaction in progress, not for a queue of them. */
     pthread_mutex_t wmu;
     pthread_cond_t wcv;
-    uint64_t wnext, wserving;
+    int wbusy;                      /* a writer holds the lock */
+    uint64_t wnext, wserving;       /* requests' queue */
+    uint64_t bgnext, bgserving;     /* background queue */
 };
 
 enum tx_mode {
     TX_READ = 0,
-    TX_WRITE = 1,
-    TX_WRITE_NOSYNC = 2, /* a write whose loss in a crash is harmless; see DESIGN */
+    TX_WRITE = 1,        /* a write a client request waits on */
+    TX_WRITE_NOSYNC = 2, /* a background write whose loss in a crash is harmless; see DESIGN */
+    TX_WRITE_BG = 3,     /* a background write (workers, tasks): behind TX_WRITE */
 };
 
 /* Maps an SQLite result code to a sluice error (E_SOFT for retryable ones). */
@@ -919,14 +927,24 @@ static int run_tx(struct sq *s, enum tx_mode mode, tx_fn body, tx_undo_fn undo, 
     if (mode == TX_READ) {
         rc = run_tx_on(c, 0, body, undo, ctx);
     } else {
+        int bg = mode != TX_WRITE;
         pthread_mutex_lock(&s->wmu);
-        uint64_t ticket = s->wnext++;
-        while (ticket != s->wserving)
-            pthread_cond_wait(&s->wcv, &s->wmu);
+        uint64_t ticket = bg ? s->bgnext++ : s->wnext++;
+        if (bg)
+            while (s->wbusy || ticket != s->bgserving || s->wnext != s->wserving)
+                pthread_cond_wait(&s->wcv, &s->wmu);
+        else
+            while (s->wbusy || ticket != s->wserving)
+                pthread_cond_wait(&s->wcv, &s->wmu);
+        s->wbusy = 1;
         pthread_mutex_unlock(&s->wmu);
         rc = run_tx_on(c, 1, body, undo, ctx);
         pthread_mutex_lock(&s->wmu);
-        s->wserving++;
+        s->wbusy = 0;
+        if (bg)
+            s->bgserving++;
+        else
+            s->wserving++;
         pthread_cond_broadcast(&s->wcv);
         pthread_mutex_unlock(&s->wmu);
     }
@@ -1109,7 +1127,7 @@ static int claims_expire_body(struct conn *c, void *ctx)
 
 static int sq_expire_claims(void *impl)
 {
-    return run_tx(impl, TX_WRITE, claims_expire_body, NULL, NULL);
+    return run_tx(impl, TX_WRITE_BG, claims_expire_body, NULL, NULL);
 }
 
 /* ---- API keys -------------------------------------------------------------------- */
@@ -1794,7 +1812,7 @@ out:
 static int sq_gc_receiving(void *impl, int64_t older_than)
 {
     struct submit_ctx x = {.older_than = older_than};
-    return run_tx(impl, TX_WRITE, gc_body, NULL, &x);
+    return run_tx(impl, TX_WRITE_BG, gc_body, NULL, &x);
 }
 
 /* ---- retention ------------------------------------------------------------------- */
@@ -1886,7 +1904,7 @@ static int sq_retention_sweep(void *impl, int64_t jobs_completed_before,
     struct sweep_ctx x = {jobs_completed_before, keys_created_before,
                           max_rows == 0 ? 1
                                         : (max_rows > INT32_MAX ? INT32_MAX : (int64_t)max_rows)};
-    return run_tx(impl, TX_WRITE, sweep_body, NULL, &x);
+    return run_tx(impl, TX_WRITE_BG, sweep_body, NULL, &x);
 }
 
 /* ---- reading and controlling jobs ------------------------------------------------ */
@@ -3114,7 +3132,7 @@ static int sq_complete(void *impl, const struct store_claim *c, struct store_out
                        size_t n, const struct store_step_count *steps, size_t nsteps)
 {
     struct claim_ctx x = {.c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
-    int rc = run_tx(impl, TX_WRITE, complete_body, NULL, &x);
+    int rc = run_tx(impl, TX_WRITE_BG, complete_body, NULL, &x);
     /* An op that could not apply failed its item: tell the caller (see store.h). */
     for (size_t i = 0; rc >= 0 && i < n; i++) {
         for (size_t j = 0; j < outs[i].nops; j++) {
@@ -3151,7 +3169,7 @@ static int release_body(struct conn *c, void *vctx)
 static int sq_release(void *impl, const struct store_claim *c)
 {
     struct claim_ctx x = {.c = c};
-    return run_tx(impl, TX_WRITE, release_body, NULL, &x);
+    return run_tx(impl, TX_WRITE_BG, release_body, NULL, &x);
 }
 
 /* ---- stats ----------------------------------------------------------------------- */
@@ -3764,7 +3782,7 @@ static int sq_delivery_record(void *impl, const struct store_delivery *d,
     if (state < DELIVERY_PENDING || state > DELIVERY_ABANDONED)
         return -SLUICE_E_INVALID_PARAMETER;
     struct outbox_ctx x = {.d = d, .a = a, .state = state, .next_at = next_at};
-    return run_tx(impl, TX_WRITE, delivery_record_body, NULL, &x);
+    return run_tx(impl, TX_WRITE_BG, delivery_record_body, NULL, &x);
 }
 
 static int delivery_list_body(struct conn *c, void *vctx)
