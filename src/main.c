@@ -148,7 +148,12 @@ static int serve_main(int argc, char **argv)
     }
     json_t *secrets = load_secrets();
     struct limiter *lim = limiter_new();
-    if (load_limits(lim, cfg.limits) < 0 || limiter_reload(lim, st) < 0) {
+    /* Rates hold across the nodes of a shared store; SLUICE_LIMITS_SHARED=1 forces the
+     * same path on SQLite (for tests). */
+    const char *force_shared = getenv("SLUICE_LIMITS_SHARED");
+    int shared = force_shared && !strcmp(force_shared, "1");
+    if (load_limits(lim, cfg.limits) < 0 || limiter_reload(lim, st) < 0 ||
+        (shared && limiter_share(lim, st) < 0)) {
         limiter_free(lim);
         outbound_stop(ob);
         outbound_free(ob);

@@ -283,6 +283,11 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL,"
     "  updated_at INTEGER NOT NULL,"
     "  PRIMARY KEY(tenant, name)) WITHOUT ROWID;",
+    /* 007_buckets: rate buckets shared by the nodes of a store (store_bucket_take) */
+    "CREATE TABLE buckets("
+    "  id TEXT PRIMARY KEY,"
+    "  tat REAL NOT NULL,"
+    "  epoch INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */
@@ -395,6 +400,8 @@ enum qid {
     Q_LIMIT_LIST,
     Q_LIMIT_LIST_ALL,
     Q_LIMIT_DELETE,
+    Q_BUCKET_GET,
+    Q_BUCKET_PUT,
     Q_SWEEP_KEYS,
     Q_SWEEP_HIDDEN,
     Q_SWEEP_EXPIRED,
@@ -574,6 +581,9 @@ static const char *const sql_text[Q__COUNT] = {
                      "ORDER BY name LIMIT ?3",
     [Q_LIMIT_LIST_ALL] = "SELECT " LIMIT_COLS " FROM limits ORDER BY tenant, name LIMIT ?3",
     [Q_LIMIT_DELETE] = "DELETE FROM limits WHERE tenant = ?1 AND name = ?2",
+    [Q_BUCKET_GET] = "SELECT tat, epoch FROM buckets WHERE id = ?1",
+    [Q_BUCKET_PUT] = "INSERT INTO buckets(id, tat, epoch) VALUES(?1, ?2, ?3) "
+                     "ON CONFLICT(id) DO UPDATE SET tat = excluded.tat, epoch = excluded.epoch",
     [Q_SWEEP_KEYS] = "DELETE FROM idem_keys WHERE (tenant, key) IN "
                      "(SELECT tenant, key FROM idem_keys WHERE created_at < ?1 LIMIT ?2)",
     [Q_SWEEP_HIDDEN] = "SELECT jid FROM jobs WHERE status = 0 AND updated_at < 0 LIMIT 1",
@@ -3651,6 +3661,73 @@ static int sq_limit_delete(void *impl, const char *tenant, const char *name)
     return run_tx(impl, TX_WRITE, limit_delete_body, NULL, &x);
 }
 
+/* ---- shared rate buckets -------------------------------------------------------------- */
+
+struct bucket_ctx {
+    const char *id;
+    double interval, tolerance;
+    int64_t n, until;
+    int block;
+    struct store_bucket_lease *out;
+};
+
+static int bucket_body(struct conn *c, void *vctx)
+{
+    struct bucket_ctx *x = vctx;
+    sqlite3_stmt *s;
+    double tat = 0;
+    uint64_t epoch = 0;
+    int64_t now = clock_now_ms();
+    int rc = q(c, Q_BUCKET_GET, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->id);
+    rc = step(s);
+    if (rc == 1) {
+        tat = sqlite3_column_double(s, 0);
+        epoch = (uint64_t)sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    if (rc < 0)
+        return rc;
+    if (x->block) {
+        if ((double)x->until <= tat)
+            return 0;
+        tat = (double)x->until;
+        epoch++;
+    } else {
+        double tat0 = tat > (double)now ? tat : (double)now;
+        x->out->now = now;
+        x->out->tat0 = tat0;
+        x->out->epoch = epoch;
+        if (x->n == 0)
+            return 0;
+        tat = tat0 + (double)x->n * x->interval;
+    }
+    if ((rc = q(c, Q_BUCKET_PUT, &s)) < 0)
+        return rc;
+    bind_str(s, 1, x->id);
+    sqlite3_bind_double(s, 2, tat);
+    sqlite3_bind_int64(s, 3, (int64_t)epoch);
+    rc = step(s);
+    sqlite3_reset(s);
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_bucket_take(void *impl, const char *id, double interval_ms, double tolerance_ms,
+                          int64_t n, struct store_bucket_lease *out)
+{
+    struct bucket_ctx x = {id, interval_ms, tolerance_ms, n, 0, 0, out};
+    /* a lost lease only leaves its slots unused: no fsync needed */
+    return run_tx(impl, TX_WRITE_NOSYNC, bucket_body, NULL, &x);
+}
+
+static int sq_bucket_block(void *impl, const char *id, int64_t until_ms)
+{
+    struct bucket_ctx x = {id, 0, 0, 0, until_ms, 1, NULL};
+    return run_tx(impl, TX_WRITE_NOSYNC, bucket_body, NULL, &x);
+}
+
 /* ---- completion callbacks: the outbox ---------------------------------------------- */
 
 struct outbox_ctx {
@@ -3910,6 +3987,8 @@ const struct store_ops store_sqlite_ops = {
     .limit_get = sq_limit_get,
     .limit_list = sq_limit_list,
     .limit_delete = sq_limit_delete,
+    .bucket_take = sq_bucket_take,
+    .bucket_block = sq_bucket_block,
     .delivery_claim = sq_delivery_claim,
     .delivery_record = sq_delivery_record,
     .delivery_list = sq_delivery_list,

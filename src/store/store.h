@@ -224,6 +224,8 @@ struct store_hook {
     int64_t created_at, updated_at;
 };
 
+struct store_bucket_lease;
+
 /* A named processing limit of a tenant (the engine's limits module gives it meaning). */
 struct store_limit {
     char name[STORE_NAME_MAX];
@@ -435,6 +437,9 @@ struct store_ops {
     int (*limit_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
                       struct store_limit **out, size_t *n);
     int (*limit_delete)(void *impl, const char *tenant, const char *name);
+    int (*bucket_take)(void *impl, const char *id, double interval_ms, double tolerance_ms,
+                       int64_t n, struct store_bucket_lease *out);
+    int (*bucket_block)(void *impl, const char *id, int64_t until_ms);
 
     int (*delivery_claim)(void *impl, int64_t lease_ms, size_t max, struct store_delivery **out,
                           size_t *n);
@@ -669,6 +674,27 @@ int store_limit_list(struct store *st, const char *tenant, const char *after_nam
                      struct store_limit **out, size_t *n);
 /* 1 deleted, 0 not found. */
 int store_limit_delete(struct store *st, const char *tenant, const char *name);
+
+/* ---- shared rate buckets (processing limits that hold across nodes) ---------------
+ *
+ * A GCRA bucket kept in the store, so that every node sharing it draws its slots from
+ * one schedule. A node leases a few slots at a time and hands them out itself. */
+
+struct store_bucket_lease {
+    int64_t now;    /* the store's clock (ms since the epoch) when the slots were taken */
+    double tat0;    /* the bucket's theoretical arrival time before them, >= now */
+    uint64_t epoch; /* +1 per store_bucket_block: slots leased under an older epoch are void */
+};
+
+/* Reserves n slots of bucket id (created fresh on first use), interval_ms apart,
+ * tolerance_ms = (burst - 1) * interval_ms: slot k (0 <= k < n) is at
+ * max(now, tat0 + k * interval_ms - tolerance_ms) on the store's clock, and the
+ * bucket's TAT becomes tat0 + n * interval_ms. n = 0 only reads. 0 or a store error. */
+int store_bucket_take(struct store *st, const char *id, double interval_ms, double tolerance_ms,
+                      int64_t n, struct store_bucket_lease *out);
+/* The upstream asked to wait: no slot of bucket id before until_ms (store clock), and
+ * the epoch moves on (slots leased before are void). 0 or a store error. */
+int store_bucket_block(struct store *st, const char *id, int64_t until_ms);
 
 /* ---- completion callbacks (see COMPLETION CALLBACKS above) ------------------------ */
 
