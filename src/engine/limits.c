@@ -183,6 +183,10 @@ struct bucket {
     double t_ms, tau;
     uint64_t store_epoch;
     int64_t block_wall;
+    /* Shared mode, concurrency: units of the cap this node holds in the store, more it
+     * wants, the cap, since when some have been idle (monotonic ms, 0: none idle). */
+    int64_t units, unit_demand, cap;
+    int64_t idle_since;
 };
 
 struct tdef { /* a tenant's limit */
@@ -478,7 +482,8 @@ static uint64_t hash_str(const char *s)
 static int bucket_idle(const struct bucket *b, int64_t now)
 {
     return b->pins == 0 && b->admitted == 0 && b->inflight == 0 && b->tat <= (double)now &&
-           b->blocked_until <= now && b->nstock == 0 && b->demand == 0 && b->block_wall == 0;
+           b->blocked_until <= now && b->nstock == 0 && b->demand == 0 && b->block_wall == 0 &&
+           b->units == 0 && b->unit_demand == 0;
 }
 
 static void sweep(struct limiter *l, int64_t now)
@@ -636,10 +641,13 @@ static void stock_add(struct bucket *b, int64_t at)
     b->stock[i] = at;
 }
 
+#define UNITS_IDLE_MS 500 /* concurrency units unused this long go back to the store */
+
 struct refill_job {
     char *id;
     double t_ms, tau;
     int64_t n, block_wall;
+    int64_t cap, units; /* units: > 0 to take, < 0 to give back */
 };
 
 /* The refiller: leases what the buckets want from the store, tells it of back-offs,
@@ -653,16 +661,34 @@ static void *refill_main(void *arg)
         size_t nj = 0, cap = 0;
         for (size_t i = 0; i < NHASH; i++)
             for (struct bucket *b = l->hash[i]; b; b = b->next) {
-                if (b->demand <= 0 && !b->block_wall)
+                int64_t mono = clock_mono_ms(), units = 0;
+                if (b->unit_demand > 0) {
+                    units = b->unit_demand;
+                    b->unit_demand = 0;
+                } else if (b->units > b->inflight) {
+                    /* units held but unused for a while go back for other nodes */
+                    if (!b->idle_since)
+                        b->idle_since = mono;
+                    else if (mono - b->idle_since > UNITS_IDLE_MS) {
+                        units = b->inflight - b->units;
+                        b->units = b->inflight; /* not to be granted meanwhile */
+                        b->idle_since = 0;
+                    }
+                } else {
+                    b->idle_since = 0;
+                }
+                if (b->demand <= 0 && !b->block_wall && !units)
                     continue;
                 if (nj == cap) {
                     cap = cap ? cap * 2 : 8;
                     jobs = xrealloc(jobs, cap * sizeof *jobs);
                 }
-                int64_t most = (int64_t)(LEASE_MS / b->t_ms) + 1 + (int64_t)(b->tau / b->t_ms);
+                int64_t most = b->t_ms > 0 ? (int64_t)(LEASE_MS / b->t_ms) + 1 +
+                                                 (int64_t)(b->tau / b->t_ms)
+                                           : 0;
                 jobs[nj++] = (struct refill_job){xstrdup(b->id), b->t_ms, b->tau,
                                                  b->demand < most ? b->demand : most,
-                                                 b->block_wall};
+                                                 b->block_wall, b->cap, units};
                 b->demand = 0;
                 b->block_wall = 0;
             }
@@ -675,9 +701,22 @@ static void *refill_main(void *arg)
                 rc = store_bucket_block(l->shared, j->id, j->block_wall);
             if (rc >= 0 && j->n > 0)
                 rc = store_bucket_take(l->shared, j->id, j->t_ms, j->tau, j->n, &lease);
+            int64_t held = -1;
+            if (j->units) {
+                char sem[600];
+                snprintf(sem, sizeof sem, "%s#c", j->id);
+                if (store_sem_adjust(l->shared, sem, j->cap, j->units, &held) < 0)
+                    held = -1;
+            }
             int64_t mono = clock_mono_ms();
             pthread_mutex_lock(&l->mu);
             struct bucket *b = bucket_get(l, j->id, mono);
+            if (j->units > 0 && held >= 0)
+                b->units = held;
+            else if (j->units < 0 && held < 0)
+                b->units -= j->units; /* not given back: still ours */
+            else if (j->units < 0)
+                b->units = held > b->inflight ? held : b->inflight;
             if (rc < 0) {
                 b->demand = j->n > b->demand ? j->n : b->demand; /* again, later */
             } else if (j->n > 0) {
@@ -832,7 +871,16 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
                 }
             }
             if (d[k]->concurrency > 0) {
-                int64_t room = d[k]->concurrency - b->inflight;
+                int64_t held = d[k]->concurrency;
+                if (l->shared) { /* this node's units of the cluster's cap */
+                    held = b->units;
+                    b->cap = d[k]->concurrency;
+                    if (held - b->inflight < (int64_t)want) {
+                        b->unit_demand = (int64_t)want - (held - b->inflight);
+                        pthread_cond_signal(&l->refill_cv);
+                    }
+                }
+                int64_t room = held - b->inflight;
                 if (room < 0)
                     room = 0;
                 if ((size_t)room < allow) {

@@ -287,7 +287,13 @@ static const char *const migrations[] = {
     "CREATE TABLE buckets("
     "  id TEXT PRIMARY KEY,"
     "  tat REAL NOT NULL,"
-    "  epoch INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
+    "  epoch INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    /* concurrency units held (store_sem_adjust); one process owns a SQLite store, so
+     * the holder is always this one and holds left by a dead process are cleared at
+     * start-up (store_expire_claims) */
+    "CREATE TABLE sems("
+    "  id TEXT PRIMARY KEY,"
+    "  held INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */
@@ -401,6 +407,9 @@ enum qid {
     Q_LIMIT_LIST_ALL,
     Q_LIMIT_DELETE,
     Q_BUCKET_GET,
+    Q_SEM_GET,
+    Q_SEM_PUT,
+    Q_SEMS_CLEAR,
     Q_BUCKET_PUT,
     Q_SWEEP_KEYS,
     Q_SWEEP_HIDDEN,
@@ -582,6 +591,10 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_LIMIT_LIST_ALL] = "SELECT " LIMIT_COLS " FROM limits ORDER BY tenant, name LIMIT ?3",
     [Q_LIMIT_DELETE] = "DELETE FROM limits WHERE tenant = ?1 AND name = ?2",
     [Q_BUCKET_GET] = "SELECT tat, epoch FROM buckets WHERE id = ?1",
+    [Q_SEM_GET] = "SELECT held FROM sems WHERE id = ?1",
+    [Q_SEM_PUT] = "INSERT INTO sems(id, held) VALUES(?1, ?2) "
+                  "ON CONFLICT(id) DO UPDATE SET held = excluded.held",
+    [Q_SEMS_CLEAR] = "DELETE FROM sems",
     [Q_BUCKET_PUT] = "INSERT INTO buckets(id, tat, epoch) VALUES(?1, ?2, ?3) "
                      "ON CONFLICT(id) DO UPDATE SET tat = excluded.tat, epoch = excluded.epoch",
     [Q_SWEEP_KEYS] = "DELETE FROM idem_keys WHERE (tenant, key) IN "
@@ -1132,6 +1145,8 @@ static int claims_expire_body(struct conn *c, void *ctx)
         return rc;
     int n = sqlite3_changes(c->db);
     rc = exec_q(c, Q_OUTBOX_EXPIRE); /* leased deliveries: due again at once */
+    if (rc >= 0)
+        rc = exec_q(c, Q_SEMS_CLEAR); /* concurrency units the dead process held */
     return rc < 0 ? rc : n;
 }
 
@@ -3728,6 +3743,49 @@ static int sq_bucket_block(void *impl, const char *id, int64_t until_ms)
     return run_tx(impl, TX_WRITE_NOSYNC, bucket_body, NULL, &x);
 }
 
+struct sem_ctx {
+    const char *id;
+    int64_t cap, delta, held;
+};
+
+static int sem_body(struct conn *c, void *vctx)
+{
+    struct sem_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int64_t held = 0;
+    int rc = q(c, Q_SEM_GET, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->id);
+    rc = step(s);
+    if (rc == 1)
+        held = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc < 0)
+        return rc;
+    if (x->delta > 0) /* the only holder: the cap is what is left of it */
+        held += x->delta < x->cap - held ? x->delta : (x->cap - held > 0 ? x->cap - held : 0);
+    else
+        held = held + x->delta > 0 ? held + x->delta : 0;
+    x->held = held;
+    if ((rc = q(c, Q_SEM_PUT, &s)) < 0)
+        return rc;
+    bind_str(s, 1, x->id);
+    sqlite3_bind_int64(s, 2, held);
+    rc = step(s);
+    sqlite3_reset(s);
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_sem_adjust(void *impl, const char *id, int64_t cap, int64_t delta, int64_t *held)
+{
+    struct sem_ctx x = {id, cap, delta, 0};
+    int rc = run_tx(impl, TX_WRITE_NOSYNC, sem_body, NULL, &x);
+    if (rc >= 0)
+        *held = x.held;
+    return rc;
+}
+
 /* ---- completion callbacks: the outbox ---------------------------------------------- */
 
 struct outbox_ctx {
@@ -3989,6 +4047,7 @@ const struct store_ops store_sqlite_ops = {
     .limit_delete = sq_limit_delete,
     .bucket_take = sq_bucket_take,
     .bucket_block = sq_bucket_block,
+    .sem_adjust = sq_sem_adjust,
     .delivery_claim = sq_delivery_claim,
     .delivery_record = sq_delivery_record,
     .delivery_list = sq_delivery_list,

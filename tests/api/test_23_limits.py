@@ -146,9 +146,10 @@ def test_429_retry_after_backs_off_every_item_of_the_key(fresh_server, upstream,
     assert len(log) == 21
 
 
-def test_concurrency_cap(fresh_server, upstream):
+@pytest.mark.parametrize("shared", [False, True], ids=["local", "store-buckets"])
+def test_concurrency_cap(fresh_server, upstream, shared):
     srv, a, b = limited_server(fresh_server, {"two": {"concurrency": 2}},
-                               "--workers", "4", "--batch", "10")
+                               "--workers", "4", "--batch", "10", shared=shared)
     upstream.script("/slow", [{"delay_ms": 150}], repeat_last=True)
     steps = [http_step(upstream.url + "/slow/{{ref}}", limits=["two"])]
     wa, wb = make_workflow(a, steps), make_workflow(b, steps)
