@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sluice needs to build, run and test, if missing.
-# Usage: scripts/deps.sh [build|test]   (test adds the test and benchmark tools)
+# Usage: scripts/deps.sh [build|test|bench]   (test adds the test tools, bench wrk)
 set -euo pipefail
 want=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev libpq-dev curl)
+if [ "${1:-build}" = bench ]; then
+  want+=(python3 wrk postgresql)   # bench/load.py drives its load with wrk; PostgreSQL runs
+fi
 if [ "${1:-build}" = test ]; then
   want+=(python3 python3-pytest python3-requests clang libclang-rt-14-dev sqlite3 postgresql)
 fi

@@ -52,6 +52,9 @@ static const struct setting settings[] = {
     {"--max-memory-mb", "SLUICE_MAX_MEMORY_MB",
      "resident memory above which submits get 503 (0: 3/4 of physical memory)", K_SIZE,
      OFF(api.max_memory_mb), 0, 1ull << 30},
+    {"--max-uploads", "SLUICE_MAX_UPLOADS",
+     "submits receiving at once, all tenants; more get 503 ServerBusy (64; 0: no cap)", K_UINT,
+     OFF(api.max_uploads), 0, 1000000},
     {"--max-pending-items", "SLUICE_MAX_PENDING_ITEMS",
      "unclaimed items per tenant before submits get 429 (20000000; 0: no cap)", K_SIZE,
      OFF(api.max_pending_items), 0, 1ull << 40},
@@ -122,6 +125,7 @@ static void defaults(struct config *cfg)
     cfg->api.max_pending_items = 20000000;
     cfg->outbound_allow = "";
     cfg->limits = "";
+    cfg->api.max_uploads = 64;
     cfg->engine.max_active_jobs = 16;
     cfg->outbound_max_body = 1u << 20;
     cfg->retention_seconds = 2592000;

@@ -174,3 +174,31 @@ def test_body_longer_than_declared(server, tenant):
     st, _, resp = raw_http(server, req, timeout=10)
     assert st == 400, resp  # the declared bytes are a truncated document
     assert_alive(tenant)
+
+
+def test_uploads_in_progress_are_capped(fresh_server):
+    """Each upload holds a staging batch in memory; past --max-uploads a submit gets
+    503 ServerBusy with Retry-After, and a slot frees when an upload ends."""
+    srv = fresh_server(args=["--max-uploads", "2"])
+    srv.start()
+    a = Client(srv, srv.key_a)
+    head = (b"POST /v1/jobs?workflow=noop HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + a.key.encode() + b"\r\nContent-Type: application/x-ndjson\r\n"
+            b"Content-Length: 1000000\r\n\r\n{\"ref\": \"held\"}\n")
+    held = []
+    try:
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            s.sendall(head)
+            held.append(s)
+        time.sleep(0.5)
+        r = a.submit(items(1, prefix=uniq("busy") + "-"))
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "ServerBusy"
+        assert int(r.headers["Retry-After"]) >= 1
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.5)
+    assert a.submit(items(1, prefix=uniq("free") + "-")).status_code == 202
+    assert job_ids(a) and len(job_ids(a)) == 1
