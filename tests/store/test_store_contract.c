@@ -2868,6 +2868,55 @@ TEST(outbox_abandon)
     store_deliveries_free(list, nl);
 }
 
+/* ---- shared rate buckets and concurrency units ------------------------------------- */
+
+TEST(buckets_and_sems)
+{
+    char id[40], sid[40];
+    struct store_bucket_lease l1, l2, l3;
+    int64_t held = -1;
+    ids_random("bucket-", 12, id);
+    ids_random("sem-", 12, sid);
+    CHECK_EQ_INT(store_bucket_take(st, id, 100, 0, 0, &l1), 0); /* n = 0 only reads */
+    CHECK(l1.now > 0 && l1.tat0 >= (double)l1.now);
+    CHECK_EQ_INT(l1.epoch, 0);
+    CHECK_EQ_INT(store_bucket_take(st, id, 100, 0, 5, &l1), 0);
+    CHECK_EQ_INT(store_bucket_take(st, id, 100, 0, 1, &l2), 0);
+    CHECK(l2.tat0 >= l1.tat0 + 500 - 0.001); /* the five slots are spoken for */
+    CHECK_EQ_INT(store_bucket_block(st, id, l2.now + 60000), 0);
+    CHECK_EQ_INT(store_bucket_take(st, id, 100, 0, 1, &l3), 0);
+    CHECK_EQ_INT(l3.epoch, 1);
+    CHECK(l3.tat0 >= (double)(l2.now + 60000));
+    CHECK_EQ_INT(store_bucket_block(st, id, l2.now + 1000), 0); /* earlier: no change */
+    CHECK_EQ_INT(store_bucket_take(st, id, 100, 0, 0, &l3), 0);
+    CHECK_EQ_INT(l3.epoch, 1);
+
+    CHECK_EQ_INT(store_sem_adjust(st, sid, 3, 2, &held), 0);
+    CHECK_EQ_INT(held, 2);
+    CHECK_EQ_INT(store_sem_adjust(st, sid, 3, 5, &held), 0);
+    CHECK_EQ_INT(held, 3); /* up to the cap */
+    CHECK_EQ_INT(store_sem_adjust(st, sid, 3, -2, &held), 0);
+    CHECK_EQ_INT(held, 1);
+    if (store_shared(st)) { /* another node shares the cap */
+        struct store *other = NULL;
+        int64_t oh = -1;
+        CHECK_EQ_INT(store_open(store_url, NULL, &other), 0);
+        CHECK_EQ_INT(store_sem_adjust(other, sid, 3, 5, &oh), 0);
+        CHECK_EQ_INT(oh, 2);
+        CHECK_EQ_INT(store_sem_adjust(st, sid, 3, 1, &held), 0);
+        CHECK_EQ_INT(held, 1); /* no room left */
+        CHECK_EQ_INT(store_sem_adjust(other, sid, 3, -5, &oh), 0);
+        CHECK_EQ_INT(oh, 0);
+        store_close(other);
+    }
+    CHECK_EQ_INT(store_sem_adjust(st, sid, 3, -5, &held), 0);
+    CHECK_EQ_INT(held, 0);
+    CHECK_EQ_INT(store_sem_adjust(st, sid, 3, 2, &held), 0);
+    CHECK(store_expire_claims(st) >= 0); /* units of a dead run go at start-up */
+    CHECK_EQ_INT(store_sem_adjust(st, sid, 3, 0, &held), 0);
+    CHECK_EQ_INT(held, 0);
+}
+
 /* ---- nodes: several handles on one store (store.h NODES) ------------------------ */
 
 /* A node that stops heartbeating loses its leases at the next heartbeat of another
@@ -3102,6 +3151,7 @@ int main(void)
     RUN(outbox_claim_record);
     RUN(outbox_abandon);
     RUN(stats);
+    RUN(buckets_and_sems);
     RUN(silent_node_loses_leases);
     RUN(watch_wakes_on_commit);
     RUN(two_nodes_claims_never_overlap);
