@@ -304,11 +304,6 @@ static const char *const *const migrations[] = {m001, m002};
     "idx, status, attempts, ref, data, result, error_code, error_message, updated_at, "           \
     "failed_step, warnings, parent_index"
 
-/* events := events with the JSON array text $N appended (NULL: unchanged). */
-#define EVENTS_APPEND(N)                                                                           \
-    "CASE WHEN " N "::text IS NULL THEN events WHEN events IS NULL OR events = '[]' THEN " N      \
-    "::text ELSE left(events, -1) || ',' || substr(" N "::text, 2) END"
-
 #define WF_COLS "name, version, definition, created_at, deleted"
 #define HOOK_COLS "name, tenant, definition, created_at, updated_at"
 #define LIMIT_COLS "name, tenant, definition, created_at, updated_at"
@@ -3334,13 +3329,14 @@ static int complete_body(struct conn *c, void *vctx)
     p_i64(&j, nskip);
     p_i64(&j, done);
     p_i64(&j, c->now);
+    p_i64(&j, WIN_MS);
     rc = job_query(c,
                    "UPDATE jobs SET succeeded = succeeded + $2, failed = failed + $3, "
                    "skipped = skipped + $4, processing = processing - $5, "
                    "last_progress_at = $6, updated_at = $6, "
-                   "win_done = CASE WHEN $6 - win_at >= 5000 THEN succeeded + failed + skipped "
+                   "win_done = CASE WHEN $6 - win_at >= $7 THEN succeeded + failed + skipped "
                    "+ $5 ELSE win_done END, "
-                   "win_at = CASE WHEN $6 - win_at >= 5000 THEN $6 ELSE win_at END "
+                   "win_at = CASE WHEN $6 - win_at >= $7 THEN $6 ELSE win_at END "
                    "WHERE jid = $1 RETURNING " JOB_COLS,
                    &j, &r);
     if (rc <= 0) {
