@@ -555,10 +555,14 @@ static void quiet_notice(void *arg, const PGresult *r)
 /* A new session, or NULL (logged) when the server cannot be reached. */
 static PGconn *pg_connect(const char *url)
 {
-    const char *const keys[] = {"dbname", "client_encoding", "application_name", "connect_timeout",
-                                NULL};
-    const char *const vals[] = {url, "UTF8", "sluice", "5", NULL};
-    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    /* Defaults the URL may override (later keywords win), then what we rely on. TCP
+     * keepalives and a user timeout end a session whose server vanished behind a
+     * partition in about 10 s, instead of the kernel's minutes. */
+    const char *const keys[] = {"application_name", "connect_timeout", "keepalives_idle",
+                                "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                                "dbname", "client_encoding", NULL};
+    const char *const vals[] = {"sluice", "5", "5", "2", "3", "10000", url, "UTF8", NULL};
+    PGconn *pg = PQconnectdbParams(keys, vals, 1); /* 1: dbname holds the URL */
     if (!pg || PQstatus(pg) != CONNECTION_OK) {
         log_write(LOG_WARN, "cannot connect to postgres", "error",
                   pg ? PQerrorMessage(pg) : "out of memory", NULL);
