@@ -2802,7 +2802,8 @@ static int claim_body(struct conn *c, void *vctx)
 
     /* 1. Expired (or released) claims first; SKIP LOCKED: one another node settles
      *    or completes right now is not ours to take. */
-    for (int guard = 0; guard < 256; guard++) {
+    int settled = 0;
+    for (int guard = 0; guard < 256; guard++, settled++) {
         struct prm p = {0};
         p_i64(&p, c->now);
         rc = ex(c,
@@ -2889,7 +2890,9 @@ static int claim_body(struct conn *c, void *vctx)
                 return rc < 0 ? rc : 1;
             }
         }
-        if (wait || tries >= CLAIM_TRIES)
+        /* No waiting while this transaction holds job rows of settled claims: the
+         * holder of the runnable row may be waiting for one of them. */
+        if (wait || tries >= CLAIM_TRIES || settled)
             break;
         /* Was a started job passed over because another claim held it? */
         struct prm p = {0};
