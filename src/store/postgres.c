@@ -98,8 +98,8 @@
 #define E_SOFT (-10000) /* private: retry the whole transaction */
 #define WIN_MS 5000
 #define CLAIM_TRIES 64
-#define MAXP 24                       /* parameters of one statement */
-#define NODE_FORGET_MS (24 * 3600000LL) /* node rows silent this long are deleted */
+#define MAXP 24                             /* parameters of one statement */
+#define NODE_FORGET_MS (24 * 3600000LL)     /* node rows silent this long are deleted */
 #define MIGRATION_LOCK 0x736c756963650001LL /* pg_advisory_xact_lock key ("sluice" 1) */
 
 /* ---- schema ---------------------------------------------------------------------- */
@@ -301,7 +301,7 @@ static const char *const *const migrations[] = {m001, m002};
     "workflow_version, parent_job, priority, uses"
 
 #define ITEM_LIST_COLS                                                                             \
-    "idx, status, attempts, ref, data, result, error_code, error_message, updated_at, "           \
+    "idx, status, attempts, ref, data, result, error_code, error_message, updated_at, "            \
     "failed_step, warnings, parent_index"
 
 #define WF_COLS "name, version, definition, created_at, deleted"
@@ -312,10 +312,10 @@ static const char *const *const migrations[] = {m001, m002};
 
 struct conn {
     PGconn *pg;
-    int broken;               /* the session is gone: discard instead of pooling */
-    int64_t now;              /* database clock (ms) of the current transaction */
-    struct buf ev, res, tmp;  /* scratch: events, result JSON, patched documents */
-    struct buf arr[10];       /* scratch: array parameters */
+    int broken;              /* the session is gone: discard instead of pooling */
+    int64_t now;             /* database clock (ms) of the current transaction */
+    struct buf ev, res, tmp; /* scratch: events, result JSON, patched documents */
+    struct buf arr[10];      /* scratch: array parameters */
     int64_t retention_ms;
     struct conn *next;
 };
@@ -558,9 +558,15 @@ static PGconn *pg_connect(const char *url)
     /* Defaults the URL may override (later keywords win), then what we rely on. TCP
      * keepalives and a user timeout end a session whose server vanished behind a
      * partition in about 10 s, instead of the kernel's minutes. */
-    const char *const keys[] = {"application_name", "connect_timeout", "keepalives_idle",
-                                "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                                "dbname", "client_encoding", NULL};
+    const char *const keys[] = {"application_name",
+                                "connect_timeout",
+                                "keepalives_idle",
+                                "keepalives_interval",
+                                "keepalives_count",
+                                "tcp_user_timeout",
+                                "dbname",
+                                "client_encoding",
+                                NULL};
     const char *const vals[] = {"sluice", "5", "5", "2", "3", "10000", url, "UTF8", NULL};
     PGconn *pg = PQconnectdbParams(keys, vals, 1); /* 1: dbname holds the URL */
     if (!pg || PQstatus(pg) != CONNECTION_OK) {
@@ -641,9 +647,10 @@ typedef void (*tx_undo_fn)(void *ctx);
 #define IDLE_TX_TIMEOUT "'5s'"
 static int tx_begin(struct conn *c)
 {
-    PGresult *r = PQexec(c->pg, "BEGIN; SET LOCAL idle_in_transaction_session_timeout = "
-                                IDLE_TX_TIMEOUT "; SELECT floor(extract(epoch FROM now()) * 1000)"
-                                "::bigint");
+    PGresult *r =
+        PQexec(c->pg, "BEGIN; SET LOCAL idle_in_transaction_session_timeout = " IDLE_TX_TIMEOUT
+                      "; SELECT floor(extract(epoch FROM now()) * 1000)"
+                      "::bigint");
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         int rc = pgerr(c, r);
         PQclear(r);
@@ -845,8 +852,9 @@ static int claims_expire_body(struct conn *c, void *ctx)
     int n = ex(c, "UPDATE claims SET lease_until = 0 WHERE lease_until > 0", NULL, NULL);
     if (n < 0)
         return n;
-    int rc = ex(c, "UPDATE outbox SET lease_until = 0, token = '' WHERE state = 0 AND lease_until > 0",
-                NULL, NULL);
+    int rc =
+        ex(c, "UPDATE outbox SET lease_until = 0, token = '' WHERE state = 0 AND lease_until > 0",
+           NULL, NULL);
     if (rc >= 0)
         rc = ex(c, "DELETE FROM sems", NULL, NULL); /* every node's concurrency units */
     return rc < 0 ? rc : n;
@@ -1023,8 +1031,8 @@ static int key_lookup_body(struct conn *c, void *vctx)
     struct prm p = {0};
     PGresult *r;
     p_str(&p, x->hash);
-    int rc = ex(c, "SELECT tenant FROM api_keys WHERE hash = $1 AND revoked_at = 0 LIMIT 1", &p,
-                &r);
+    int rc =
+        ex(c, "SELECT tenant FROM api_keys WHERE hash = $1 AND revoked_at = 0 LIMIT 1", &p, &r);
     if (rc < 0)
         return rc;
     if (rc == 1)
@@ -1043,8 +1051,8 @@ static int key_list_body(struct conn *c, void *vctx)
 {
     struct key_ctx *x = vctx;
     PGresult *r;
-    int rc = ex(c, "SELECT key_id, tenant, created_at, revoked_at FROM api_keys ORDER BY seq", NULL,
-                &r);
+    int rc =
+        ex(c, "SELECT key_id, tenant, created_at, revoked_at FROM api_keys ORDER BY seq", NULL, &r);
     if (rc < 0)
         return rc;
     x->list = xcalloc((size_t)rc + 1, sizeof *x->list);
@@ -1086,8 +1094,8 @@ static int key_revoke_body(struct conn *c, void *vctx)
     if (rc <= 0)
         return rc;
     p_i64(&p, c->now);
-    rc = ex(c, "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at = 0", &p,
-            NULL);
+    rc =
+        ex(c, "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at = 0", &p, NULL);
     return rc < 0 ? rc : 1;
 }
 
@@ -1214,9 +1222,9 @@ static int job_load_steps(struct conn *c, int64_t jid, struct store_job *j)
     struct prm p = {0};
     PGresult *r;
     p_i64(&p, jid);
-    int rc = ex(c,
-                "SELECT step, passed, failed, skipped FROM job_steps WHERE jid = $1 ORDER BY seq",
-                &p, &r);
+    int rc =
+        ex(c, "SELECT step, passed, failed, skipped FROM job_steps WHERE jid = $1 ORDER BY seq", &p,
+           &r);
     if (rc <= 0)
         return rc;
     j->steps = xcalloc((size_t)rc, sizeof *j->steps);
@@ -1451,8 +1459,9 @@ static int idem_find(struct conn *c, const char *tenant, const struct store_job_
     PGresult *r;
     p_str(&p, tenant);
     p_str(&p, m->idem_key);
-    int rc = ex(c, "SELECT jid, body_hash, created_at FROM idem_keys WHERE tenant = $1 AND key = $2",
-                &p, &r);
+    int rc =
+        ex(c, "SELECT jid, body_hash, created_at FROM idem_keys WHERE tenant = $1 AND key = $2", &p,
+           &r);
     if (rc <= 0)
         return rc;
     const char *h = PQgetvalue(r, 0, 1);
@@ -2056,8 +2065,8 @@ static int item_get_body(struct conn *c, void *vctx)
     struct prm p = {0};
     p_i64(&p, r.jid);
     p_i64(&p, x->index);
-    rc = ex(c, "SELECT " ITEM_LIST_COLS ", events FROM items WHERE jid = $1 AND idx = $2", &p,
-            &res);
+    rc =
+        ex(c, "SELECT " ITEM_LIST_COLS ", events FROM items WHERE jid = $1 AND idx = $2", &p, &res);
     if (rc < 0)
         return rc;
     if (rc > 0) {
@@ -2219,8 +2228,7 @@ static int dump_to_buf(const char *p, size_t n, void *data)
  * -SLUICE_E_PRECONDITION_FAILED or a store error. */
 static int doc_apply(struct conn *c, const char *tenant, const char *coll, const char *ref,
                      size_t ref_len, enum store_op op, const char *data, size_t data_len,
-                     int64_t if_match, const char *job_id, int64_t item_index,
-                     struct doc_result *w)
+                     int64_t if_match, const char *job_id, int64_t item_index, struct doc_result *w)
 {
     json_t *cur = NULL, *patch = NULL, *merged = NULL;
     PGresult *res = NULL;
@@ -2847,8 +2855,7 @@ static int claim_body(struct conn *c, void *vctx)
             if (x->max_active_jobs > 0) {
                 struct prm p = {0};
                 p_str(&p, tenants[t]);
-                if ((rc = ex(c,
-                             "SELECT count(*) FROM jobs WHERE tenant = $1 AND status IN (2, 3)",
+                if ((rc = ex(c, "SELECT count(*) FROM jobs WHERE tenant = $1 AND status IN (2, 3)",
                              &p, &r)) < 0)
                     return rc;
                 at_cap = gi(r, 0, 0) >= x->max_active_jobs;
@@ -2971,9 +2978,9 @@ static int apply_ops(struct conn *c, const struct jobrow *r, const struct store_
         const char *coll = op->collection ? op->collection : "";
         const char *ref = op->ref ? op->ref : ci->ref;
         size_t ref_len = strlen(ref);
-        int rc = doc_apply(c, r->j.tenant, coll, ref, ref_len, op->op,
-                           op->data ? op->data : ci->data, op->data ? op->data_len : ci->data_len,
-                           -1, r->j.id, o->index, &w);
+        int rc =
+            doc_apply(c, r->j.tenant, coll, ref, ref_len, op->op, op->data ? op->data : ci->data,
+                      op->data ? op->data_len : ci->data_len, -1, r->j.id, o->index, &w);
         if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA) {
             op->error = rc;
             if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
@@ -3054,9 +3061,9 @@ static int batch_upserts(struct conn *c, const struct jobrow *r, const struct st
                 cap = cap ? cap * 2 : 256;
                 b = xrealloc(b, cap * sizeof *b);
             }
-            b[nb++] = (struct bop){op, op->collection ? op->collection : "",
-                                   op->ref ? op->ref : ci->ref, data,
-                                   op->data ? op->data_len : ci->data_len, o->index};
+            b[nb++] = (struct bop){
+                op,   op->collection ? op->collection : "",   op->ref ? op->ref : ci->ref,
+                data, op->data ? op->data_len : ci->data_len, o->index};
         }
     }
     if (nb < 2)
@@ -3119,8 +3126,7 @@ out:
 
 /* The events and result of an outcome whose ops batch_upserts applied. */
 static void batched_ops_events(struct conn *c, const struct store_claim_item *ci,
-                               const struct store_outcome *o, const char *ts, char *msg,
-                               size_t cap)
+                               const struct store_outcome *o, const char *ts, char *msg, size_t cap)
 {
     for (size_t j = 0; j < o->nops; j++) {
         const struct store_doc_op *op = &o->ops[j];
@@ -3385,7 +3391,8 @@ static void complete_undo(void *vctx)
 static int pg_complete(void *impl, const struct store_claim *c, struct store_outcome *outs,
                        size_t n, const struct store_step_count *steps, size_t nsteps)
 {
-    struct claim_ctx x = {.s = impl, .c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
+    struct claim_ctx x = {
+        .s = impl, .c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
     int rc = run_tx(impl, complete_body, complete_undo, &x);
     for (size_t i = 0; rc >= 0 && i < n; i++) {
         for (size_t j = 0; j < outs[i].nops; j++) {
@@ -3656,9 +3663,9 @@ static int workflow_delete_body(struct conn *c, void *vctx)
     struct prm p = {0};
     p_str(&p, x->tenant);
     p_str(&p, x->name);
-    int rc = ex(c,
-                "UPDATE workflows SET deleted = 1 WHERE tenant = $1 AND name = $2 AND deleted = 0",
-                &p, NULL);
+    int rc =
+        ex(c, "UPDATE workflows SET deleted = 1 WHERE tenant = $1 AND name = $2 AND deleted = 0",
+           &p, NULL);
     return rc < 0 ? rc : rc > 0;
 }
 
