@@ -3203,9 +3203,11 @@ static int complete_body(struct conn *c, void *vctx)
     struct prm p = {0};
     p_i64(&p, jid);
     p_str(&p, arr_end(bidx));
+    p_i64(&p, lo);
+    p_i64(&p, hi);
     rc = ex(c,
             "SELECT idx FROM items WHERE jid = $1 AND idx = ANY($2::bigint[]) AND status = 0 "
-            "ORDER BY idx FOR UPDATE",
+            "AND idx >= $3 AND idx < $4 ORDER BY idx FOR UPDATE",
             &p, &res);
     if (rc < 0)
         goto out;
