@@ -148,7 +148,7 @@ static const char *const m001[] = {
     "  priority int NOT NULL DEFAULT 0,"
     "  uses text) WITH (fillfactor = 70)",
     "CREATE INDEX jobs_tenant ON jobs(tenant, jid)",
-    "CREATE INDEX jobs_hidden ON jobs(updated_at) WHERE status = 0",
+    "CREATE INDEX jobs_hidden ON jobs(jid) WHERE status = 0", /* updated_at not indexed: HOT */
     "CREATE INDEX jobs_completed ON jobs(completed_at) WHERE status IN (4, 5, 6)",
     "CREATE INDEX jobs_open ON jobs(tenant, status) WHERE status IN (1, 2, 3)",
     "CREATE TABLE runnable("
