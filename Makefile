@@ -43,6 +43,7 @@ deps:
 
 test-deps:
 	@scripts/deps.sh test
+	@cd tests/ui && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
