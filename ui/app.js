@@ -298,13 +298,13 @@ async function viewJobs(params, signal) {
 // ---- one job ------------------------------------------------------------------------
 
 // Snapshots per job while this tab is open: {t (ms), done} pairs feed the chart.
-const history = new Map();
+const snapshots = new Map();
 
 function addSnapshot(j) {
-  let s = history.get(j.id);
+  let s = snapshots.get(j.id);
   if (!s) {
     s = [];
-    history.set(j.id, s);
+    snapshots.set(j.id, s);
     // the first point: nothing done when the job started, so the first rate shown is
     // the average since the start
     if (j.startedAt) s.push({ t: Date.parse(j.startedAt), done: 0 });
