@@ -585,12 +585,7 @@ async function viewJob(id, signal) {
       ['Throttling', throttleText(j)],
       t.limitItemsPerMinute ? ['Limit', `${num(t.limitItemsPerMinute)} items/min`] : null,
     ]));
-    const snaps = addSnapshot(j);
-    fill(chart, h('h3', { class: 'sr-only' }, 'Throughput over time'),
-      snaps.endedBeforeView
-        ? h('p', { class: 'muted small' }, 'The chart draws the updates this page receives while a job runs; this job had already ended.')
-        : [throughputChart(rateSamples(snaps)),
-          h('p', { class: 'muted small' }, 'Items finished per second, measured from the updates this page received.')]);
+    drawChart(addSnapshot(j));
     fill(details, defs([
       ['Workflow', j.workflowVersion ? `${j.workflow} (version ${j.workflowVersion})` : j.workflow],
       ['Client reference', j.clientReference || '—'],
@@ -604,6 +599,14 @@ async function viewJob(id, signal) {
     ]));
     fill(steps, stepsFunnel(j));
     failures.update(j);
+  }
+
+  function drawChart(snaps) {
+    fill(chart, h('h3', { class: 'sr-only' }, 'Throughput over time'),
+      snaps.endedBeforeView
+        ? h('p', { class: 'muted small' }, 'The chart draws the updates this page receives while a job runs; this job had already ended.')
+        : [throughputChart(rateSamples(snaps)),
+          h('p', { class: 'muted small' }, 'Items finished per second, measured from the updates this page received.')]);
   }
 
   async function refresh() {
@@ -620,6 +623,14 @@ async function viewJob(id, signal) {
 
   // Live: the event stream while the job runs (reconnecting after the server's 5-minute
   // limit); a plain poll every 2 s if the stream cannot be read.
+  // The stream is quiet while nothing changes: a stalled job still gets a point (the
+  // same count, so 0 items/s) every 2 s, so a stall shows in the chart.
+  const tick = setInterval(() => {
+    if (!job || TERMINAL.has(job.status) || document.hidden) return;
+    const s = snapshots.get(job.id);
+    if (s && s.length && Date.now() - s[s.length - 1].t >= 2000) drawChart(addSnapshot(job));
+  }, 500);
+  signal.addEventListener('abort', () => clearInterval(tick), { once: true });
   let streamFailures = 0;
   while (!signal.aborted && !TERMINAL.has(job.status)) {
     fill(liveNote, 'Live: updates as the server reports progress.');
@@ -643,6 +654,7 @@ async function viewJob(id, signal) {
       await sleep(e.retryAfter ? 1000 * e.retryAfter : 2000, signal);
     }
   }
+  clearInterval(tick);
   if (job && TERMINAL.has(job.status)) fill(liveNote, `Finished ${ago(job.completedAt)}.`);
 }
 
