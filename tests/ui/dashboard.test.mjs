@@ -199,6 +199,11 @@ async function main() {
     assert(b.done > 0 && b.done < N, `job bar ${JSON.stringify(b)}`);
     assert(await page.locator('#cancel').isVisible(), 'cancel button while running');
     await until(() => gate.held.length > 0, 'the gate to hold requests');
+    // while the job is held the chart keeps drawing (0 items/s): wait for a few points
+    await page.waitForFunction(() => {
+      const line = document.querySelector('.chart .line');
+      return line && line.getAttribute('points').trim().split(' ').length >= 4;
+    }, null, { timeout: LONG });
   });
 
   await step('open the gate: the progress bar advances to done', async () => {
