@@ -636,10 +636,13 @@ async function viewJob(id, signal) {
     fill(liveNote, 'Live: updates as the server reports progress.');
     try {
       if (streamFailures < 3) {
+        const opened = Date.now();
         await followEvents(`/v1/jobs/${enc(id)}/events`, (type, data) => {
           if (type === 'progress' || type.startsWith('job.')) show(data);
         }, signal);
         streamFailures = 0;
+        // a stream cut short (a proxy, a restart) is not a reason to hammer the server
+        if (Date.now() - opened < 2000) await sleep(2000, signal);
       } else {
         await sleep(2000, signal);
         await whenVisible(signal);
