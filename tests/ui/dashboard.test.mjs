@@ -288,6 +288,23 @@ async function main() {
     }, j2.id);
   });
 
+  await step('phase and throttling are shown when the monitor has them', async () => {
+    // the server does not report these yet: the page gets a monitor that has them
+    const mon = await api('GET', `/v1/jobs/${job.id}`);
+    const fake = { ...mon, id: 'job_fake', status: 'Running', phase: 'Throttled', completedAt: null,
+      counts: { ...mon.counts, pending: 5000, succeeded: mon.counts.succeeded - 5000 },
+      throughput: { itemsPerSecond: 12.5, throttledBy: 'connector:shop-123' } };
+    await page.route('**/v1/jobs/job_fake', (r) => r.fulfill({ json: fake }));
+    await page.route('**/v1/jobs/job_fake/events', (r) => r.fulfill({
+      contentType: 'text/event-stream', body: `event: progress\ndata: ${JSON.stringify(fake)}\n\n` }));
+    await page.evaluate(() => { location.hash = '#/jobs/job_fake'; });
+    await page.getByText('Throttled by connector:shop-123').waitFor();
+    assert(/phase Throttled/.test(await page.locator('.job-head').textContent()), 'phase in the header');
+    await page.evaluate(() => { location.hash = '#/jobs'; });
+    await page.unroute('**/v1/jobs/job_fake');
+    await page.unroute('**/v1/jobs/job_fake/events');
+  });
+
   await step('another tenant sees none of these jobs', async () => {
     await page.locator('#signout').click();
     await page.getByLabel('API key').fill(KEY_OTHER);
