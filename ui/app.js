@@ -226,7 +226,10 @@ function updateJobRow(tr, j) {
   tr.setAttribute('data-status', j.status);
   fill(tr,
     h('th', { scope: 'row' }, h('a', { href: jobHref(j.id) }, h('code', null, j.id))),
-    h('td', null, statusBadge(j.status), j.phase ? h('span', { class: 'phase' }, j.phase) : null),
+    h('td', null, statusBadge(j.status),
+      // only a phase that says more than the status (Throttled, or one added later)
+      j.phase && !['Queued', 'Processing', 'Canceling', 'Completed'].includes(j.phase)
+        ? h('span', { class: 'phase' }, j.phase) : null),
     h('td', null, j.workflow),
     h('td', null, j.clientReference || '—'),
     h('td', { class: 'col-progress' }, progressBar(j.counts)),
@@ -368,9 +371,22 @@ function stepsFunnel(j) {
     })));
 }
 
+// throughput.throttledBy is {limit, scope, key, reason, itemsPerSecond, at} (a plain
+// string is accepted too). Reasons: rate, concurrency, upstream (a Retry-After).
 function throttleText(j) {
   const t = j.throughput || {};
-  if (t.throttledBy) return `Throttled by ${t.throttledBy}`;
+  const by = t.throttledBy;
+  if (by && typeof by === 'object') {
+    const why = { rate: 'rate limit', concurrency: 'concurrency limit', upstream: 'upstream asked to wait (Retry-After)' }[by.reason] || by.reason;
+    return [
+      `Throttled by limit ${by.limit || '?'}`,
+      by.scope || by.key ? ` (${[by.scope, by.key].filter(Boolean).join(': ')})` : '',
+      why ? `: ${why}` : '',
+      by.itemsPerSecond ? `, at most ${rate(by.itemsPerSecond)} items/s` : '',
+      by.at ? `, last held back ${ago(by.at)}` : '',
+    ].join('');
+  }
+  if (by) return `Throttled by ${by}`;
   if (j.phase === 'Throttled') return 'Throttled';
   if (TERMINAL.has(j.status)) return '—';
   if ('throttledBy' in t || 'phase' in j) return 'Not throttled';

@@ -41,8 +41,8 @@ export function num(n) {
 
 export function rate(r) {
   if (r === null || r === undefined || !Number.isFinite(r)) return '—';
-  if (r === 0) return '0';
-  return r < 10 ? r.toFixed(1) : intFmt.format(Math.round(r));
+  if (Number.isInteger(r) || r >= 10) return intFmt.format(Math.round(r));
+  return r.toFixed(1);
 }
 
 export function pct(part, total) {
