@@ -289,16 +289,18 @@ async function main() {
   });
 
   await step('phase and throttling are shown when the monitor has them', async () => {
-    // the server does not report these yet: the page gets a monitor that has them
+    // the monitor of main's processing limits ({"phase", "throughput": {"throttledBy": {...}}}),
+    // routed to the page, as this branch's server does not report them yet
     const mon = await api('GET', `/v1/jobs/${job.id}`);
     const fake = { ...mon, id: 'job_fake', status: 'Running', phase: 'Throttled', completedAt: null,
       counts: { ...mon.counts, pending: 5000, succeeded: mon.counts.succeeded - 5000 },
-      throughput: { itemsPerSecond: 12.5, throttledBy: 'connector:shop-123' } };
+      throughput: { itemsPerSecond: 12.5, throttledBy: { limit: 'shop-api', scope: 'tenant', key: 'shop-123',
+        reason: 'rate', itemsPerSecond: 2.5, at: new Date().toISOString() } } };
     await page.route('**/v1/jobs/job_fake', (r) => r.fulfill({ json: fake }));
     await page.route('**/v1/jobs/job_fake/events', (r) => r.fulfill({
       contentType: 'text/event-stream', body: `event: progress\ndata: ${JSON.stringify(fake)}\n\n` }));
     await page.evaluate(() => { location.hash = '#/jobs/job_fake'; });
-    await page.getByText('Throttled by connector:shop-123').waitFor();
+    await page.getByText('Throttled by limit shop-api (tenant: shop-123): rate limit, at most 2.5 items/s').waitFor();
     assert(/phase Throttled/.test(await page.locator('.job-head').textContent()), 'phase in the header');
     await page.evaluate(() => { location.hash = '#/jobs'; });
     await page.unroute('**/v1/jobs/job_fake');
