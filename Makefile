@@ -46,6 +46,17 @@ $(BUILD)/%.o: %.c
 	@printf '  CC      %s\n' $<
 	@$(CC) $(CFLAGS) -c $< -o $@
 
+# docs/openapi.json, embedded as a C array (served by src/api/openapi.c).
+OPENAPI_C := $(BUILD)/gen/openapi_json.c
+OBJ += $(OPENAPI_C:.c=.o)
+$(OPENAPI_C): docs/openapi.json scripts/embed.sh
+	@mkdir -p $(dir $@)
+	@printf '  GEN     %s\n' $@
+	@scripts/embed.sh docs/openapi.json openapi_json > $@.tmp && mv $@.tmp $@
+$(OPENAPI_C:.c=.o): $(OPENAPI_C)
+	@printf '  CC      %s\n' $<
+	@$(CC) $(CFLAGS) -c $< -o $@
+
 $(BUILD)/sluice: $(OBJ) $(BUILD)/src/main.o
 	@printf '  LINK    %s\n' $@
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

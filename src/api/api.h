@@ -83,5 +83,7 @@ void api_hooks_event(struct request *req);
 void api_health(struct request *req);
 void api_ready(struct request *req);
 void api_metrics(struct request *req);
+/* GET /openapi.json: the API description embedded at build time (api/openapi.c). */
+void api_openapi(struct request *req);
 
 #endif
