@@ -5,7 +5,10 @@ set -euo pipefail
 want=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev curl)
 if [ "${1:-build}" = test ]; then
-  want+=(python3 python3-pytest python3-requests clang libclang-rt-14-dev sqlite3)
+  want+=(python3 python3-pytest python3-requests python3-jsonschema clang libclang-rt-14-dev sqlite3)
+  # node and npm run the OpenAPI validator (tests/openapi); a machine may have them
+  # from another source than Debian's packages
+  command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
 fi
 missing=()
 for p in "${want[@]}"; do
