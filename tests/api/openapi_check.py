@@ -5,13 +5,14 @@ suite gets from a sluice server is matched to its route (parsed from src/api/rou
 matched the way src/http/server.c matches) and checked at once against the document:
 the status must be documented for that operation, the Content-Type must be one of the
 documented media types, required headers must be there and documented headers must fit
-their schemas, and a JSON body (each line of an NDJSON body, through the media type's
-x-item-schema) must validate against the response schema (JSON Schema 2020-12, Debian's
-python3-jsonschema). Problems are collected, not raised, so the suite runs as usual;
+their schemas, and the body must validate against the response schema (JSON Schema
+2020-12, Debian's python3-jsonschema): a JSON body as a whole, an NDJSON body line by
+line (the media type's x-item-schema), a Server-Sent Events body event by event (its
+x-sse-events). Problems are collected, not raised, so the suite runs as usual;
 test_zz_openapi_drift.py, which runs last, fails listing them all.
 
-Bodies of streamed responses (stream=True: the SSE tests) are not read, so only their
-status, Content-Type and headers are checked.
+Bodies of streamed responses (stream=True, as the SSE tests read them) are not read, so
+only their status, Content-Type and headers are checked.
 """
 import json
 import os
@@ -194,6 +195,9 @@ class Checker:
             return
         if body is None:
             return
+        if "x-sse-events" in media:  # Server-Sent Events read to their end
+            self._check_sse(key, media["x-sse-events"], _text(body), ex)
+            return
         if "x-item-schema" in media:  # NDJSON: one value per line
             text = _text(body)
             lines = [l for l in text.split("\n") if l]
@@ -210,6 +214,28 @@ class Checker:
             return
         if ctype == "application/json" or ctype.endswith("+json"):
             self._check_json(key, media.get("schema", {}), headers, body, ex)
+
+    def _check_sse(self, key, events, text, ex):
+        for block in text.split("\n\n"):
+            if not block.strip():
+                continue
+            fields = {}
+            for line in block.split("\n"):
+                name, _, value = line.partition(": ")
+                fields[name] = value
+            name = fields.get("event", "message")
+            if name not in events:
+                self.note(key + ("event %r not documented" % name,), ex)
+                continue
+            if not re.match(r"^-?\d+$", fields.get("id", "")):
+                self.note(key + ("event %s without a numeric id" % name,), ex)
+            try:
+                value = json.loads(fields.get("data", ""))
+            except ValueError:
+                self.note(key + ("event %s: data is not JSON" % name,), ex)
+                continue
+            for e in self.schema_errors(events[name], value):
+                self.note(key + ("event %s: %s" % (name, e),), ex + " data: " + _short(fields["data"], 300))
 
     def _check_json(self, key, schema, headers, body, ex):
         if body is None:

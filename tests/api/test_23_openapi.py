@@ -14,7 +14,7 @@ import requests
 from jsonschema import Draft202012Validator
 
 import openapi_check
-from conftest import ROOT
+from conftest import ROOT, items, make_workflow, run_job
 
 DOC = os.path.join(ROOT, "docs", "openapi.json")
 NPM_DIR = os.path.join(ROOT, "tests", "openapi")
@@ -168,3 +168,17 @@ def test_08_error_responses_use_the_one_error_body(doc):
                 if schema.get("$ref") not in ("#/components/schemas/Error", "#/components/schemas/StepError"):
                     bad.append("%s %s %s" % (m.upper(), path, status))
     assert not bad, "error responses without the Error body:\n" + "\n".join(bad)
+
+
+def test_09_event_stream_read_to_its_end_is_checked_too(api):
+    # The SSE tests read their streams incrementally (stream=True), which the checker
+    # cannot see. A finished job's stream ends by itself after its last event: read
+    # whole, every event's data is checked against x-sse-events.
+    wf = make_workflow(api, [{"name": "check", "type": "fail", "code": "Nope", "message": "no"}],
+                       prefix="sse")
+    job = run_job(api, items(3), wf)
+    assert job["status"] == "Failed", job
+    r = api.get("/v1/jobs/%s/events" % job["id"], timeout=60)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "text/event-stream"
+    names = re.findall(r"^event: (\S+)$", r.text, re.M)
+    assert names == ["items.failed", "job.failed"], r.text[:500]
