@@ -36,8 +36,18 @@ static const struct setting settings[] = {
     {"--max-depth", "SLUICE_MAX_DEPTH", "JSON nesting depth (64)", K_UINT, OFF(api.limits.max_depth),
      2, 1000},
     {"--max-open-jobs", "SLUICE_MAX_OPEN_JOBS",
-     "unfinished jobs per tenant before submits get 429 (1000; 0: no cap)", K_SIZE,
+     "unfinished jobs per tenant (active + queued) before submits get 429 (1000; 0: no cap)",
+     K_SIZE,
      OFF(api.max_open_jobs), 0, 100000000},
+    {"--max-active-jobs", "SLUICE_MAX_ACTIVE_JOBS",
+     "jobs per tenant processed at once; more wait NotStarted, phase Queued (16; 0: no cap)",
+     K_UINT, OFF(engine.max_active_jobs), 0, 1000000},
+    {"--limits", "SLUICE_LIMITS",
+     "server processing limits: JSON {\"NAME\": {key, rate, per, burst, concurrency}} or "
+     "@FILE (\"\": none)", K_STR, OFF(limits), 0, 0},
+    {"--max-memory-mb", "SLUICE_MAX_MEMORY_MB",
+     "resident memory above which submits get 503 (0: 3/4 of physical memory)", K_SIZE,
+     OFF(api.max_memory_mb), 0, 1ull << 30},
     {"--max-pending-items", "SLUICE_MAX_PENDING_ITEMS",
      "unclaimed items per tenant before submits get 429 (20000000; 0: no cap)", K_SIZE,
      OFF(api.max_pending_items), 0, 1ull << 40},
@@ -96,6 +106,8 @@ static void defaults(struct config *cfg)
     cfg->api.max_open_jobs = 1000;
     cfg->api.max_pending_items = 20000000;
     cfg->outbound_allow = "";
+    cfg->limits = "";
+    cfg->engine.max_active_jobs = 16;
     cfg->outbound_max_body = 1u << 20;
     cfg->retention_seconds = 2592000;
     janitor_config_default(&cfg->janitor);

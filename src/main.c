@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "engine/limits.h"
 #include "api/ratelimit.h"
 #include "api/waiters.h"
 #include "cli/cli.h"
@@ -40,6 +41,27 @@ static json_t *load_secrets(void)
         json_object_set_new(o, name, json_string(eq + 1));
     }
     return o;
+}
+
+/* The server's processing limits from --limits: inline JSON or @FILE. 0 or -1 (logged). */
+static int load_limits(struct limiter *lim, const char *spec)
+{
+    json_error_t je;
+    char err[256], target[128];
+    if (!spec || !*spec)
+        return 0;
+    json_t *j = spec[0] == '@' ? json_load_file(spec + 1, 0, &je) : json_loads(spec, 0, &je);
+    if (!j) {
+        log_write(LOG_ERROR, "--limits is not valid JSON", "error", je.text, NULL);
+        return -1;
+    }
+    int rc = limiter_set_server(lim, j, err, sizeof err, target, sizeof target);
+    json_decref(j);
+    if (rc < 0) {
+        log_write(LOG_ERROR, "--limits: bad limit", "target", target, "error", err, NULL);
+        return -1;
+    }
+    return 0;
 }
 
 /* Splits "a, b,c" into a NULL-terminated array of heap strings (freed by free_list). */
@@ -125,10 +147,22 @@ static int serve_main(int argc, char **argv)
         return 1;
     }
     json_t *secrets = load_secrets();
+    struct limiter *lim = limiter_new();
+    if (load_limits(lim, cfg.limits) < 0 || limiter_reload(lim, st) < 0) {
+        limiter_free(lim);
+        outbound_stop(ob);
+        outbound_free(ob);
+        json_decref(secrets);
+        free_list(allow);
+        store_close(st);
+        return 1;
+    }
     cfg.engine.outbound = ob;
     cfg.engine.secrets = secrets;
+    cfg.engine.limits = lim;
     if ((rc = engine_start(st, &cfg.engine, &eng)) < 0) {
         log_write(LOG_ERROR, "cannot start workers", NULL);
+        limiter_free(lim);
         outbound_stop(ob);
         outbound_free(ob);
         json_decref(secrets);
@@ -156,6 +190,7 @@ static int serve_main(int argc, char **argv)
     api.st = st;
     api.eng = eng;
     api.cfg = cfg.api;
+    api.limits = lim;
     atomic_init(&api.shutting_down, 0);
     /* Admission control, in memory: this process enforces the limits on its own. */
     char seed[17];
@@ -174,6 +209,7 @@ static int serve_main(int argc, char **argv)
         ratelimit_free(api.authfail_rl);
         janitor_stop(jan);
         engine_stop(eng);
+        limiter_free(lim);
         outbound_stop(ob);
         outbound_free(ob);
         json_decref(secrets);
@@ -214,6 +250,7 @@ static int serve_main(int argc, char **argv)
     ratelimit_free(api.tenant_rl);
     ratelimit_free(api.authfail_rl);
     outbound_free(ob); /* after its users: workers and synchronous runs */
+    limiter_free(lim); /* after the workers, the pacing of outbound calls and handlers */
     json_decref(secrets);
     free_list(allow);
     callbacks_free(cbs);

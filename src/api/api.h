@@ -18,12 +18,14 @@ struct api_config {
     size_t submit_batch;         /* items per store transaction while receiving */
     size_t max_open_jobs;        /* per tenant: unfinished jobs before submits get 429; 0 = no cap */
     size_t max_pending_items;    /* per tenant: unclaimed items before submits get 429; 0 = no cap */
+    size_t max_memory_mb;        /* resident memory above which submits get 503; 0 = auto */
 };
 
 struct outbound;
 struct ratelimit;
 struct waiters;
 struct callbacks;
+struct limiter;
 
 struct api {
     struct store *st;
@@ -34,6 +36,7 @@ struct api {
     struct callbacks *callbacks; /* completion callbacks: the tenants' signing keys */
     struct ratelimit *tenant_rl;   /* requests per tenant; NULL = unlimited */
     struct ratelimit *authfail_rl; /* failed authentications per client address; NULL = off */
+    struct limiter *limits;        /* processing limits (engine/limits.h); never NULL in serve */
     struct api_config cfg;
     atomic_int shutting_down;
 };
@@ -75,6 +78,10 @@ void api_workflows_get(struct request *req);
 void api_workflows_list(struct request *req);
 void api_workflows_delete(struct request *req);
 void api_workflows_run(struct request *req);
+void api_limits_put(struct request *req);
+void api_limits_get(struct request *req);
+void api_limits_list(struct request *req);
+void api_limits_delete(struct request *req);
 void api_hooks_put(struct request *req);
 void api_hooks_get(struct request *req);
 void api_hooks_list(struct request *req);

@@ -4,6 +4,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "api/render.h"
+#include "engine/limits.h"
+#include "util/clock.h"
 #include "util/errors.h"
 
 int api_query_int(struct request *req, const char *name, int64_t def, int64_t min, int64_t max,
@@ -65,4 +68,12 @@ void api_reply_page(struct request *req, const void *elems, size_t n, size_t siz
     reply_buf(req, 200, "application/json", &b);
     buf_release(&b);
     buf_release(&next);
+}
+
+void api_render_job(struct request *req, struct buf *b, const struct store_job *j)
+{
+    struct limits_throttle th;
+    struct api *api = api_of(req);
+    int held = api->limits && limits_job_throttle(api->limits, j->id, &th);
+    render_job_throttled(b, j, req_base_url(req), clock_now_ms(), held ? &th : NULL);
 }

@@ -29,4 +29,7 @@ typedef void (*api_cursor_fn)(struct buf *q, const void *elem);
 void api_reply_page(struct request *req, const void *elems, size_t n, size_t size, int64_t limit,
                     api_render_fn render, api_cursor_fn cursor, const char *extra_query);
 
+/* The job monitor as handlers show it: with what the processing limits say of it. */
+void api_render_job(struct request *req, struct buf *b, const struct store_job *j);
+
 #endif

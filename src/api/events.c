@@ -39,7 +39,7 @@ static void reply_monitor(struct request *req, int rc, struct store_job *job)
         if (!render_job_terminal(job->status))
             reply_header(req, "Retry-After", "1");
         struct buf b = BUF_INIT;
-        render_job(&b, job, req_base_url(req), clock_now_ms());
+        api_render_job(req, &b, job);
         reply_buf(req, 200, "application/json", &b);
         buf_release(&b);
     }
@@ -112,7 +112,7 @@ static void submit_resumed(struct request *req)
     } else {
         reply_header(req, "Retry-After", "1");
     }
-    render_job(&b, &job, req_base_url(req), clock_now_ms());
+    api_render_job(req, &b, &job);
     reply_buf(req, done ? 200 : 202, "application/json", &b);
     buf_release(&b);
     buf_release(&loc);
@@ -193,7 +193,7 @@ static int sse_fill(struct sse *s)
     }
     store_items_free(items, n);
     struct buf mon = BUF_INIT;
-    render_job(&mon, &job, req_base_url(s->req), now);
+    api_render_job(s->req, &mon, &job);
     char sig[200];
     const struct store_counts *c = &job.counts;
     snprintf(sig, sizeof sig, "%d/%lld/%lld/%lld/%lld/%lld/%lld", job.status, (long long)c->pending,

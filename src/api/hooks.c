@@ -244,7 +244,7 @@ void api_hooks_event(struct request *req)
     reply_header(req, "Location", loc.data);
     if (replay)
         reply_header(req, "Idempotent-Replayed", "true");
-    render_job(&b, &job, req_base_url(req), clock_now_ms());
+    api_render_job(req, &b, &job);
     reply_buf(req, replay ? 200 : 202, "application/json", &b);
     buf_release(&b);
     buf_release(&loc);

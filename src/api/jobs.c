@@ -26,6 +26,7 @@
 #include "engine/wfload.h"
 #include "util/clock.h"
 #include "util/errors.h"
+#include "util/memwatch.h"
 #include "util/ids.h"
 #include "util/metrics.h"
 #include "util/xmalloc.h"
@@ -68,7 +69,7 @@ static int validate_item(struct submit_ctx *c, const struct ingest_item *it)
     struct pipeline_item in = {(int64_t)it->index, it->ref, it->data, it->data_len, 1};
     struct pipeline_result res;
     struct store_step_count *counts = xcalloc(c->def->nsteps, sizeof *counts);
-    struct pipeline_env env = {api->st, NULL, NULL, 0, 0};
+    struct pipeline_env env = {api->st, NULL, NULL, 0, 0, NULL};
     pipeline_run(&env, c->def, req_tenant(c->req), NULL, PIPELINE_VALIDATE, &in, 1, &res, counts);
     c->total++;
     if (res.status != ITEM_SUCCEEDED) {
@@ -316,6 +317,17 @@ static int submit_idem_setup(struct submit_ctx *c)
 static int admit(struct request *req)
 {
     struct api *api = api_of(req);
+    /* Memory first: a process near its cap takes no new bodies (reads still work). */
+    uint64_t cap = api->cfg.max_memory_mb ? (uint64_t)api->cfg.max_memory_mb << 20
+                                          : memwatch_physical() / 4 * 3;
+    uint64_t rss = memwatch_rss();
+    if (cap && rss > cap) {
+        reply_header(req, "Retry-After", "10");
+        reply_errorf(req, SLUICE_E_MEMORY_PRESSURE, NULL,
+                     "the server uses %llu MiB of its %llu MiB; retry later",
+                     (unsigned long long)(rss >> 20), (unsigned long long)(cap >> 20));
+        return -1;
+    }
     if (!api->cfg.max_open_jobs && !api->cfg.max_pending_items)
         return 0;
     int64_t open_jobs = 0, pending = 0;
@@ -529,7 +541,7 @@ static void reply_job(struct request *req, int rc, struct store_job *job, int st
     if (!render_job_terminal(job->status))
         reply_header(req, "Retry-After", "1");
     struct buf b = BUF_INIT;
-    render_job(&b, job, req_base_url(req), clock_now_ms());
+    api_render_job(req, &b, job);
     reply_buf(req, status, "application/json", &b);
     buf_release(&b);
     store_job_release(job);
@@ -574,7 +586,7 @@ static void reply_accepted(struct request *req, struct store_job *job, int repla
     reply_header(req, "Operation-Location", loc.data);
     if (!render_job_terminal(job->status))
         reply_header(req, "Retry-After", "1");
-    render_job(&b, job, req_base_url(req), clock_now_ms());
+    api_render_job(req, &b, job);
     reply_buf(req, 202, "application/json", &b);
     buf_release(&b);
     buf_release(&loc);
@@ -627,7 +639,7 @@ void api_jobs_retry(struct request *req)
 
 static void page_job(struct buf *b, const void *e, struct request *req)
 {
-    render_job(b, e, req_base_url(req), clock_now_ms());
+    api_render_job(req, b, e);
 }
 
 static void cursor_job(struct buf *q, const void *e)

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "engine/limits.h"
 #include "util/clock.h"
 
 static void key(struct buf *b, const char *k)
@@ -34,7 +35,30 @@ int render_job_terminal(int status)
     return status == JOB_SUCCEEDED || status == JOB_FAILED || status == JOB_CANCELED;
 }
 
+/* Where the job is, finer than its status: Queued (not started: waiting for a worker
+ * or for its tenant's active-job cap), Processing, Throttled (a processing limit held
+ * it back in the last seconds), Canceling, Completed. */
+static const char *phase(const struct store_job *j, const struct limits_throttle *th)
+{
+    switch (j->status) {
+    case JOB_NOT_STARTED:
+        return "Queued";
+    case JOB_RUNNING:
+        return th ? "Throttled" : "Processing";
+    case JOB_CANCELING:
+        return "Canceling";
+    default:
+        return "Completed";
+    }
+}
+
 void render_job(struct buf *b, const struct store_job *j, const char *base_url, int64_t now)
+{
+    render_job_throttled(b, j, base_url, now, NULL);
+}
+
+void render_job_throttled(struct buf *b, const struct store_job *j, const char *base_url,
+                          int64_t now, const struct limits_throttle *th)
 {
     const struct store_counts *c = &j->counts;
     int64_t done = c->succeeded + c->failed + c->skipped;
@@ -56,6 +80,8 @@ void render_job(struct buf *b, const struct store_job *j, const char *base_url, 
     str_field(b, "id", j->id);
     buf_putc(b, ',');
     str_field(b, "status", store_job_status_name(j->status));
+    buf_putc(b, ',');
+    str_field(b, "phase", phase(j, th));
     buf_putc(b, ',');
     str_field(b, "workflow", j->workflow);
     buf_putc(b, ',');
@@ -95,10 +121,32 @@ void render_job(struct buf *b, const struct store_job *j, const char *base_url, 
     }
     double pct = c->total ? 100.0 * (double)finished / (double)c->total : 100.0;
     buf_printf(b, ",\"percentComplete\":%.1f", pct);
-    buf_printf(b, ",\"throughput\":{\"itemsPerSecond\":%.1f},", rate);
+    buf_printf(b, ",\"throughput\":{\"itemsPerSecond\":%.1f", rate);
+    double eta_rate = rate;
+    if (th && !terminal) {
+        /* Which limit holds the job back; the ETA goes at most at the limit's pace. */
+        buf_puts(b, ",\"throttledBy\":{");
+        str_field(b, "limit", th->name);
+        buf_putc(b, ',');
+        str_field(b, "scope", th->scope);
+        buf_putc(b, ',');
+        str_field(b, "key", th->key);
+        buf_putc(b, ',');
+        str_field(b, "reason", th->reason);
+        if (th->items_per_s > 0) {
+            buf_printf(b, ",\"itemsPerSecond\":%.3f", th->items_per_s);
+            if (eta_rate <= 0 || eta_rate > th->items_per_s)
+                eta_rate = th->items_per_s;
+        }
+        buf_putc(b, ',');
+        time_field(b, "at", th->at);
+        buf_putc(b, '}');
+    }
+    buf_puts(b, "},");
     int64_t remaining = c->pending + c->processing;
-    if (!terminal && rate > 0 && remaining > 0)
-        time_field(b, "estimatedCompletionAt", now + (int64_t)((double)remaining * 1000.0 / rate));
+    if (!terminal && eta_rate > 0 && remaining > 0)
+        time_field(b, "estimatedCompletionAt",
+                   now + (int64_t)((double)remaining * 1000.0 / eta_rate));
     else
         time_field(b, "estimatedCompletionAt", 0); /* unknown, or done */
     buf_putc(b, ',');

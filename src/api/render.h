@@ -11,6 +11,11 @@
 
 /* The job monitor. now: wall ms, for throughput and ETA. */
 void render_job(struct buf *b, const struct store_job *j, const char *base_url, int64_t now);
+/* The same, with th (may be NULL) the limit that holds the job back: phase Throttled,
+ * throughput.throttledBy, and an ETA at most at the limit's pace. */
+struct limits_throttle;
+void render_job_throttled(struct buf *b, const struct store_job *j, const char *base_url,
+                          int64_t now, const struct limits_throttle *th);
 /* An item; detail adds data and events (with the synthesized "Accepted" event). */
 void render_item(struct buf *b, const struct store_item *it, int detail);
 /* One NDJSON results line (with the trailing newline). */

@@ -198,7 +198,7 @@ void api_workflows_run(struct request *req)
     struct pipeline_item item = {0, json_string_value(ref), raw, raw ? strlen(raw) : 0, 1};
     struct pipeline_result res;
     struct store_step_count *counts = calloc(w->nsteps, sizeof *counts);
-    struct pipeline_env env = {api->st, api->ob, api->secrets, 0, 0};
+    struct pipeline_env env = {api->st, api->ob, api->secrets, 0, 0, api->limits};
     pipeline_run(&env, w, req_tenant(req), NULL,
                  validate_only ? PIPELINE_VALIDATE : PIPELINE_IMMEDIATE, &item, 1, &res, counts);
     if (res.status == ITEM_FAILED) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/limits.h"
 #include "engine/pipeline.h"
 #include "engine/wfload.h"
 #include "util/buf.h"
@@ -17,6 +18,8 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/xmalloc.h"
+
+#define RELOAD_MS 5000 /* how often tenants' limits are read again from the store */
 
 struct engine {
     struct store *st;
@@ -33,7 +36,25 @@ struct worker {
     struct engine *eng;
     unsigned id;
     struct wfcache *cache; /* this worker's compiled definitions */
+    struct limits_grant grant; /* the last admission of the claim being made */
+    int granted;               /* grant holds something to give back */
+    int64_t reloaded_at;       /* monotonic ms of the last limiter_reload (worker 1) */
 };
+
+/* The store's claim gate: the limiter decides; only the last admission counts (a
+ * store may retry its transaction and call again). */
+static size_t worker_admit(void *ctx, const char *tenant, const char *job_id, const char *uses,
+                           size_t want)
+{
+    struct worker *w = ctx;
+    if (w->granted) {
+        limits_undo(w->eng->cfg.limits, &w->grant);
+        w->granted = 0;
+    }
+    size_t n = limits_admit(w->eng->cfg.limits, tenant, job_id, uses, want, &w->grant);
+    w->granted = 1;
+    return n;
+}
 
 void engine_config_default(struct engine_config *cfg)
 {
@@ -41,9 +62,11 @@ void engine_config_default(struct engine_config *cfg)
     cfg->batch = 500;
     cfg->lease_ms = 30000;
     cfg->max_attempts = 5;
+    cfg->max_active_jobs = 0;
     cfg->poll_ms = 200;
     cfg->outbound = NULL;
     cfg->secrets = NULL;
+    cfg->limits = NULL;
 }
 
 void engine_notify(struct engine *eng)
@@ -118,7 +141,7 @@ static int process(struct worker *w, const struct store_claim *c)
         nsteps = def->nsteps;
         counts = xcalloc(nsteps, sizeof *counts);
         struct pipeline_env env = {eng->st, eng->cfg.outbound, eng->cfg.secrets, w->id,
-                                   c->claimed_at};
+                                   c->claimed_at, eng->cfg.limits};
         pipeline_run(&env, def, c->tenant, c->job_id, PIPELINE_DEFERRED, in, n, res, counts);
         free(in);
         for (size_t i = 0; i < n; i++)
@@ -173,7 +196,20 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&eng->mu);
         struct store_claim c;
         memset(&c, 0, sizeof c);
-        int rc = store_claim(eng->st, eng->cfg.batch, eng->cfg.lease_ms, eng->cfg.max_attempts, &c);
+        struct store_claim_gate gate = {worker_admit, w};
+        struct store_claim_opts o = {eng->cfg.batch, eng->cfg.lease_ms, eng->cfg.max_attempts,
+                                     eng->cfg.max_active_jobs, eng->cfg.limits ? &gate : NULL};
+        if (eng->cfg.limits && w->id == 1 && clock_mono_ms() - w->reloaded_at > RELOAD_MS) {
+            /* Tenants' limits written through another node (or this one) */
+            limiter_reload(eng->cfg.limits, eng->st);
+            w->reloaded_at = clock_mono_ms();
+        }
+        int rc = store_claim(eng->st, &o, &c);
+        if (w->granted && (rc != 1 || strcmp(c.job_id, w->grant.job_id) != 0)) {
+            /* admitted, then not claimed (or an expired claim was taken over) */
+            limits_undo(eng->cfg.limits, &w->grant);
+            w->granted = 0;
+        }
         if (rc < 0) {
             /* The store is busy or failing: back off, then try again. */
             backoff_ms = backoff_ms ? (backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2) : 20;
@@ -198,6 +234,10 @@ static void *worker_main(void *arg)
             store_release(eng->st, &c); /* if this fails too, the lease expires */
         }
         store_claim_release(&c);
+        if (w->granted) {
+            limits_finish(eng->cfg.limits, &w->grant);
+            w->granted = 0;
+        }
     }
     wfcache_free(w->cache);
     free(w);
@@ -214,7 +254,7 @@ int engine_start(struct store *st, const struct engine_config *cfg, struct engin
     pthread_cond_init(&eng->cv, NULL);
     eng->threads = xcalloc(cfg->workers, sizeof *eng->threads);
     for (unsigned i = 0; i < cfg->workers; i++) {
-        struct worker *w = xmalloc(sizeof *w);
+        struct worker *w = xcalloc(1, sizeof *w);
         w->eng = eng;
         w->id = i + 1;
         w->cache = wfcache_new();

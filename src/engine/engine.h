@@ -8,7 +8,13 @@
  * (one transaction: document writes, item rows, job and step counts - group
  * commit). Idle workers sleep on a condition variable, woken by engine_notify()
  * after a submit or by a short poll timeout (expired leases of crashed runs are
- * found by polling). Workers share nothing but the store handle and the stop flag.
+ * found by polling). Workers share nothing but the store handle, the limiter and the
+ * stop flag.
+ *
+ * Processing limits (engine/limits.h) act through the store's claim gate: a claim is
+ * cut to what the job's limits allow now, a throttled job is passed over, and the
+ * grant is given back when the batch is done. http steps pace each request on the
+ * outbound I/O thread.
  *
  * engine_stop() lets each worker finish the batch in hand (or release it to the store
  * if completing fails), then joins them. */
@@ -23,15 +29,18 @@
 #include "store/store.h"
 
 struct outbound;
+struct limiter;
 
 struct engine_config {
     unsigned workers;    /* threads; default 2 */
     size_t batch;        /* items per claim; default 500 */
     int64_t lease_ms;    /* claim lease; default 30000 */
     int max_attempts;    /* default 5 */
+    int max_active_jobs; /* per tenant: more jobs wait NotStarted (store_claim_opts); 0 = no cap */
     int poll_ms;         /* idle poll interval; default 200 */
     struct outbound *outbound; /* for http steps (borrowed); NULL: they fail */
     json_t *secrets;     /* NAME -> value for {{secrets.NAME}} (borrowed), may be NULL */
+    struct limiter *limits; /* processing limits (borrowed, engine/limits.h); NULL: none */
 };
 
 struct engine;

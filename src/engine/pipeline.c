@@ -1,6 +1,8 @@
 /* pipeline.c - running items through a workflow's steps; see pipeline.h. */
 #include "engine/pipeline.h"
 
+#include "engine/limits.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -482,6 +484,14 @@ static void run_http(struct run *r, size_t k)
     }
     struct outbound_request *reqs = xcalloc(m, sizeof *reqs);
     struct outbound_response *resps = xcalloc(m, sizeof *resps);
+    struct limits_pacer *pacer = NULL;
+    if (r->env->limits && s->nlimits) {
+        const char *names[8];
+        for (size_t i = 0; i < s->nlimits && i < 8; i++)
+            names[i] = s->limits[i];
+        pacer = limits_pacer_new(r->env->limits, r->tenant, r->w->name, s->name, names,
+                                 s->nlimits < 8 ? s->nlimits : 8);
+    }
     for (size_t i = 0; i < m; i++) {
         reqs[i].method = s->method;
         reqs[i].url = hs[i].url;
@@ -493,6 +503,11 @@ static void run_http(struct run *r, size_t k)
         reqs[i].backoff_ms = s->backoff_ms;
         reqs[i].max_backoff_ms = s->max_backoff_ms;
         reqs[i].idempotency_key = hs[i].key;
+        if (pacer) {
+            reqs[i].pace = limits_pace;
+            reqs[i].pace_backoff = limits_backoff;
+            reqs[i].pace_ctx = pacer;
+        }
     }
     if (r->env->ob) {
         outbound_run(r->env->ob, reqs, resps, m);
@@ -507,6 +522,7 @@ static void run_http(struct run *r, size_t k)
         outbound_response_release(&resps[i]);
         hreq_release(&hs[i]);
     }
+    limits_pacer_free(pacer);
     free(reqs);
     free(resps);
     free(hs);

@@ -33,6 +33,7 @@
 #include "store/store.h"
 
 struct outbound;
+struct limiter;
 
 enum pipeline_mode { PIPELINE_DEFERRED, PIPELINE_IMMEDIATE, PIPELINE_VALIDATE };
 
@@ -42,6 +43,7 @@ struct pipeline_env {
     json_t *secrets;     /* object NAME -> string, borrowed; only http headers/URL see it */
     unsigned worker;     /* for the claim event ("claimed by worker N") */
     int64_t claimed_at;  /* wall ms of the claim; 0: no claim event (synchronous runs) */
+    struct limiter *limits; /* paces http steps that name limits; NULL: no pacing */
 };
 
 struct pipeline_item {

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/limits.h"
 #include "engine/wfdef.h"
+#include "engine/wfload.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/errors.h"
@@ -33,6 +35,7 @@ struct submit {
     char job_id[STORE_ID_MAX];
     char *workflow;
     int64_t wf_version; /* stored definitions: the version this job runs; 0 for built-ins */
+    char *uses;         /* the limits its items consume (limits_uses_of), or NULL */
     char *client_ref;
     char *idem_key;
     char *op_key;       /* "op:<id>" when the id was chosen by the client */
@@ -107,14 +110,18 @@ int submit_set_workflow(struct submit *s, const char *workflow)
     if (wfdef_builtin(workflow, &w) == 0) {
         wfdef_free(w);
     } else {
-        /* The latest version now is the one the job keeps, whatever is written later. */
-        struct store_workflow sw;
-        memset(&sw, 0, sizeof sw);
-        int rc = store_workflow_get(s->st, s->tenant, workflow, 0, &sw);
-        version = sw.version;
-        store_workflow_release(&sw);
-        if (rc <= 0)
-            return rc < 0 ? rc : -SLUICE_E_UNKNOWN_WORKFLOW;
+        /* The latest version now is the one the job keeps, whatever is written later;
+         * what it consumes is fixed with it. */
+        int rc = wfload(s->st, s->tenant, workflow, 0, &w);
+        if (rc < 0)
+            return rc;
+        struct buf uses = BUF_INIT;
+        limits_uses_of(w, &uses);
+        version = w->version;
+        wfdef_free(w);
+        free(s->uses);
+        s->uses = uses.len ? buf_detach(&uses, NULL) : NULL;
+        buf_release(&uses);
     }
     free(s->workflow);
     s->workflow = xstrdup(workflow);
@@ -247,6 +254,7 @@ int submit_commit(struct submit *s, struct store_job *job)
         .callback_url = s->callback_url,
         .callback_events = s->callback_events,
         .priority = s->priority,
+        .uses = s->uses,
     };
     rc = store_job_commit(s->st, s->job_id, &meta, s->count, job);
     if (rc < 0)
@@ -267,6 +275,7 @@ void submit_free(struct submit *s)
     if (s->begun && !s->committed)
         store_job_abort(s->st, s->job_id);
     free(s->workflow);
+    free(s->uses);
     free(s->client_ref);
     free(s->idem_key);
     free(s->op_key);

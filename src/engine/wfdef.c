@@ -3,6 +3,8 @@
  * error names its location ("steps[2].retry.maxAttempts"). */
 #include "engine/wfdef.h"
 
+#include "engine/limits.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,7 +136,9 @@ void wfdef_free(struct wfdef *w)
         json_decref(s->body);
         free(s->fail_code);
         free(s->fail_message);
+        free(s->limits);
     }
+    free(w->limits);
     free(w->steps);
     free(w);
 }
@@ -171,7 +175,7 @@ static int only_keys(struct cc *c, json_t *obj, const char *prefix, const char *
     const char *k;
     json_t *v;
     json_object_foreach(obj, k, v) {
-        int ok = 0;
+        int ok = !prefix[0] && strcmp(k, "limits") == 0; /* every step may name limits */
         for (const char *const *a = allowed; *a; a++)
             if (strcmp(*a, k) == 0)
                 ok = 1;
@@ -286,6 +290,71 @@ static int compile_http(struct cc *c, json_t *j, struct step_def *s)
     return 0;
 }
 
+/* "limits": an array of up to 8 limit names, no repeats. [out] *names (heap), *n. */
+static int parse_limits(json_t *v, char (**names)[65], size_t *n, char *err, size_t errlen)
+{
+    size_t k;
+    json_t *e;
+    *names = NULL;
+    *n = 0;
+    if (!v)
+        return 0;
+    if (!json_is_array(v) || json_array_size(v) > 8) {
+        snprintf(err, errlen, "limits must be an array of at most 8 limit names");
+        return -1;
+    }
+    *names = xcalloc(json_array_size(v) + 1, sizeof **names);
+    json_array_foreach(v, k, e) {
+        const char *nm = json_is_string(e) ? json_string_value(e) : "";
+        int dup = 0;
+        for (size_t i = 0; i < *n; i++)
+            dup |= strcmp((*names)[i], nm) == 0;
+        if (!limits_name_valid(nm) || dup) {
+            snprintf(err, errlen, "limit names are 1 to 64 characters of A-Z a-z 0-9 _ - ., "
+                                  "each once");
+            free(*names);
+            *names = NULL;
+            *n = 0;
+            return -1;
+        }
+        snprintf((*names)[(*n)++], 65, "%s", nm);
+    }
+    return 0;
+}
+
+/* The host of an http(s) URL template when the template does not decide it per item. */
+static void url_host(const char *url, char *out, size_t outlen)
+{
+    const char *p = strstr(url, "://");
+    out[0] = '\0';
+    if (!p)
+        return;
+    p += 3;
+    size_t n = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', n); /* userinfo */
+    if (at) {
+        n -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
+    if (n == 0 || n >= outlen || memmem(p, n, "{{", 2))
+        return;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    if (out[0] == '[') { /* an IPv6 literal, named without brackets like libcurl does */
+        char *end = strchr(out, ']');
+        if (!end) {
+            out[0] = '\0';
+            return;
+        }
+        *end = '\0';
+        memmove(out, out + 1, strlen(out));
+    } else { /* drop a port */
+        char *colon = strrchr(out, ':');
+        if (colon)
+            *colon = '\0';
+    }
+}
+
 static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfdef *w)
 {
     int rc;
@@ -338,6 +407,8 @@ static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfde
             return rc;
         s->max_attempts = (int)ma;
     }
+    if (parse_limits(json_object_get(j, "limits"), &s->limits, &s->nlimits, e, sizeof e) < 0)
+        return fail(c, "limits", "%s", e);
     static const char *const base[] = {"name", "type", "onError", "retry", NULL};
     switch (s->type) {
     case STEP_NOOP:
@@ -403,7 +474,10 @@ static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfde
     }
     case STEP_HTTP:
         w->has_http = 1;
-        return compile_http(c, j, s);
+        if ((rc = compile_http(c, j, s)) < 0)
+            return rc;
+        url_host(s->url, s->host, sizeof s->host);
+        return 0;
     }
     return 0;
 }
@@ -420,7 +494,7 @@ int wfdef_compile(const char *name, int64_t version, json_t *def, struct wfdef *
     const char *k;
     json_t *v;
     json_object_foreach(def, k, v) {
-        if (strcmp(k, "steps") && strcmp(k, "description")) {
+        if (strcmp(k, "steps") && strcmp(k, "description") && strcmp(k, "limits")) {
             snprintf(err, errlen, "unknown field '%s'", k);
             snprintf(target, targetlen, "%s", k);
             return -SLUICE_E_INVALID_FIELD;
@@ -440,6 +514,11 @@ int wfdef_compile(const char *name, int64_t version, json_t *def, struct wfdef *
     }
     struct wfdef *w = wfdef_new(name, json_array_size(steps));
     w->version = version;
+    if (parse_limits(json_object_get(def, "limits"), &w->limits, &w->nlimits, err, errlen) < 0) {
+        snprintf(target, targetlen, "limits");
+        wfdef_free(w);
+        return -SLUICE_E_INVALID_FIELD;
+    }
     for (c.step = 0; c.step < w->nsteps; c.step++) {
         int rc = compile_step(&c, json_array_get(steps, c.step), &w->steps[c.step], w);
         if (rc < 0) {
@@ -447,6 +526,16 @@ int wfdef_compile(const char *name, int64_t version, json_t *def, struct wfdef *
             wfdef_free(w);
             return rc;
         }
+    }
+    size_t uses = w->nlimits;
+    for (size_t i = 0; i < w->nsteps; i++)
+        uses += w->steps[i].nlimits;
+    if (uses > LIMITS_MAX_USES) {
+        snprintf(err, errlen, "a workflow may name at most %d limits in all (steps included)",
+                 LIMITS_MAX_USES);
+        snprintf(target, targetlen, "limits");
+        wfdef_free(w);
+        return -SLUICE_E_INVALID_FIELD;
     }
     *out = w;
     return 0;

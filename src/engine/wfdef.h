@@ -19,8 +19,11 @@
  *
  * Step types: validate, map, upsert, patch, delete, http, noop, fail. Per step:
  * "name" (unique, [A-Za-z0-9_-]{1,64}, defaults to the type), "onError" (fail |
- * skip | continue, default fail) and "retry" (maxAttempts 1..20, backoffMs,
- * maxBackoffMs; used by steps whose failures can be transient: http).
+ * skip | continue, default fail), "retry" (maxAttempts 1..20, backoffMs,
+ * maxBackoffMs; used by steps whose failures can be transient: http) and "limits"
+ * (names of processing limits the step consumes: one token per request of an http
+ * step, per item otherwise; see engine/limits.h). "limits" at the top: one token per
+ * item of the job. At most 8 names each.
  * Secrets are referenced as {{secrets.NAME}} and resolved from server config when a
  * request is sent; definitions hold only the reference.
  *
@@ -60,6 +63,9 @@ struct step_def {
     json_t *body;           /* http: template value, NULL = the item's data */
     long timeout_ms;        /* http */
     char *fail_code, *fail_message; /* fail */
+    char (*limits)[65];     /* limit names this step's work consumes (see limits.h) */
+    size_t nlimits;
+    char host[256];         /* http: the URL's host when the template fixes it, else "" */
 };
 
 struct wfdef {
@@ -69,6 +75,8 @@ struct wfdef {
     size_t nsteps;
     struct step_def *steps;
     int has_http;           /* some step calls out */
+    char (*limits)[65];     /* limit names each item consumes (see limits.h) */
+    size_t nlimits;
 };
 
 /* Nonzero when name is a valid collection name ([A-Za-z0-9_-]{1,64}). */

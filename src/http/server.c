@@ -230,7 +230,10 @@ void reply_error(struct request *req, int err, const char *target, const char *m
         buf_puts(&b, "null");
     buf_puts(&b, "}}");
     int status = sluice_err_status(err);
-    if (status == 503)
+    int has_retry_after = 0;
+    for (int i = 0; i < req->nheaders; i++)
+        has_retry_after |= strcasecmp(req->hnames[i], "Retry-After") == 0;
+    if (status == 503 && !has_retry_after) /* a handler may have said how long */
         reply_header(req, "Retry-After", "1");
     reply_buf(req, status, "application/json", &b);
     buf_release(&b);

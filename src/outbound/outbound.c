@@ -77,8 +77,9 @@ struct call {
     struct call *fl_prev, *fl_next; /* in-flight list */
     int64_t submit_mono;
     int64_t attempt_mono;
-    int64_t due_mono; /* when waiting for a retry */
+    int64_t due_mono; /* when waiting for a retry (or for its pace slot) */
     int max_attempts;
+    int64_t pace_hold; /* the next attempt's pace slot (see outbound_request.pace) */
 
     CURLU *url; /* parsed once; the transfer uses it too */
     char *host; /* URL host, brackets removed */
@@ -751,6 +752,9 @@ static void attempt_done(struct outbound *ob, struct call *c, CURLcode rc)
     if (c->retry_after && outbound_parse_retry_after(c->retry_after, clock_now_ms(), &ra) == 0)
         r->retry_after_ms = ra;
 
+    if ((code == 429 || code == 503) && r->retry_after_ms >= 0 && c->req->pace_backoff)
+        /* the upstream asked to wait: everything sharing the limit waits, not only this */
+        c->req->pace_backoff(c->req->pace_ctx, c->host, clock_mono_ms() + r->retry_after_ms);
     int retryable = code == 408 || code == 429 || (code >= 500 && code <= 599);
     if (!retryable) {
         call_finish(c, 0, OUTBOUND_OK);
@@ -811,8 +815,19 @@ static void *io_main(void *arg)
         int64_t now = clock_mono_ms();
         while (ob->ntimers && ob->timers[0]->due_mono <= now)
             ready_push(ob, timer_pop(ob));
-        while (ob->in_flight < ob->max_in_flight && ob->ready_head)
-            attempt_start(ob, ready_pop(ob));
+        while (ob->in_flight < ob->max_in_flight && ob->ready_head) {
+            struct call *c = ready_pop(ob);
+            if (c->req->pace) {
+                /* The request's slot of its limits; wait for it when later. */
+                int64_t at = c->req->pace(c->req->pace_ctx, c->host, now, &c->pace_hold);
+                if (at > now) {
+                    schedule_retry(ob, c, (long)(at - now));
+                    continue;
+                }
+            }
+            c->pace_hold = 0;
+            attempt_start(ob, c);
+        }
 
         int running = 0;
         CURLMcode mc = curl_multi_perform(ob->multi, &running);

@@ -64,6 +64,15 @@ struct outbound_request {
     long backoff_ms;             /* base of the exponential backoff; <= 0 = retry at once */
     long max_backoff_ms;         /* cap of one backoff wait; <= 0 = 30000 */
     const char *idempotency_key; /* sent as Idempotency-Key on every attempt; NULL = none */
+    /* Pacing, optional (engine/limits.h): before each attempt the I/O thread asks
+     * pace(pace_ctx, host, now, &hold) for the monotonic ms the attempt may start at
+     * and, if later, waits on a timer and asks again (hold: 0 before an attempt's
+     * first ask, then pace's own). The wait is not an attempt; it counts in total_ms.
+     * A 429/503 with a Retry-After calls pace_backoff(pace_ctx, host, until) so that
+     * everything sharing the pace waits too. Both run on the I/O thread: be quick. */
+    int64_t (*pace)(void *ctx, const char *host, int64_t now_mono, int64_t *hold);
+    void (*pace_backoff)(void *ctx, const char *host, int64_t until_mono);
+    void *pace_ctx;
 };
 
 /* Why a request ended; OUTBOUND_OK means "the server's own answer is in status".

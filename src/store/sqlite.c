@@ -273,6 +273,16 @@ static const char *const migrations[] = {
     "  weight INTEGER NOT NULL DEFAULT 1,"
     "  turns INTEGER NOT NULL DEFAULT 0,"
     "  last_claim INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
+    /* 006_limits: what a job's items consume, named limits, the active-job cap */
+    "ALTER TABLE jobs ADD COLUMN uses TEXT;"
+    "CREATE INDEX jobs_active ON jobs(tenant) WHERE status IN (2, 3);"
+    "CREATE TABLE limits("
+    "  tenant TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  definition TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(tenant, name)) WITHOUT ROWID;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */
@@ -285,7 +295,7 @@ const size_t store_sqlite_nmigrations = sizeof migrations / sizeof migrations[0]
     "jid, id, tenant, workflow, client_reference, status, outcome, error_code, total, pending, "   \
     "processing, succeeded, failed, skipped, canceled, created_at, started_at, "                   \
     "last_progress_at, completed_at, win_at, win_done, next_idx, cancel_at, last_claim, "          \
-    "workflow_version, parent_job, priority"
+    "workflow_version, parent_job, priority, uses"
 
 /* ?7: a JSON array text of events to append, or NULL. */
 #define EVENTS_APPEND                                                                              \
@@ -308,6 +318,7 @@ const size_t store_sqlite_nmigrations = sizeof migrations / sizeof migrations[0]
 
 #define WF_COLS "name, version, definition, created_at, deleted"
 #define HOOK_COLS "name, tenant, definition, created_at, updated_at"
+#define LIMIT_COLS "name, tenant, definition, created_at, updated_at"
 
 enum qid {
     Q_BEGIN,
@@ -359,6 +370,8 @@ enum qid {
     Q_CLAIM_DELETE,
     Q_RUN_TENANTS,
     Q_RUN_JOBS,
+    Q_RUN_JOBS_STARTED,
+    Q_TENANT_ACTIVE,
     Q_TENANT_TURN,
     Q_TENANT_WEIGHT,
     Q_DOC_GET,
@@ -377,6 +390,11 @@ enum qid {
     Q_HOOK_GET,
     Q_HOOK_LIST,
     Q_HOOK_DELETE,
+    Q_LIMIT_PUT,
+    Q_LIMIT_GET,
+    Q_LIMIT_LIST,
+    Q_LIMIT_LIST_ALL,
+    Q_LIMIT_DELETE,
     Q_SWEEP_KEYS,
     Q_SWEEP_HIDDEN,
     Q_SWEEP_EXPIRED,
@@ -419,7 +437,7 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_JOB_COMMIT] = "UPDATE jobs SET status = 1, workflow = ?2, client_reference = ?3, "
                      "total = ?4, pending = ?4, updated_at = ?5, workflow_version = ?6, "
                      "id = coalesce(?7, id), callback_url = ?8, callback_events = ?9, "
-                     "priority = ?10 WHERE jid = ?1",
+                     "priority = ?10, uses = ?11 WHERE jid = ?1",
     [Q_IDEM_GET] =
         "SELECT jid, body_hash, created_at FROM idem_keys WHERE tenant = ?1 AND key = ?2",
     /* REPLACE: an aged-out key (see idem_find) passes to the new job */
@@ -436,8 +454,8 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_STEPS_DELETE_JOB] = "DELETE FROM job_steps WHERE jid = ?1",
     [Q_RETRY_JOB_INSERT] =
         "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, client_reference, "
-        "status, total, pending, created_at, updated_at, priority) "
-        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8, ?8, ?9)",
+        "status, total, pending, created_at, updated_at, priority, uses) "
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8, ?8, ?9, ?10)",
     /* The failed items of the parent (key range [?2, ?3), via items_failed) become items
      * 0, 1, ... of the new job (key base ?1) in parent order; prev_idx links each to the
      * previous item of the same ref in the new job. */
@@ -495,6 +513,11 @@ static const char *const sql_text[Q__COUNT] = {
         "WHERE rt.tenant IS NOT NULL ORDER BY coalesce(t.last_claim, 0), rt.tenant LIMIT ?1",
     [Q_RUN_JOBS] = "SELECT jid FROM " RUNNABLE " AND tenant = ?1 "
                    "ORDER BY priority DESC, last_claim, jid LIMIT ?2",
+    /* The same, for a tenant at its active-job cap: only jobs already started. */
+    [Q_RUN_JOBS_STARTED] = "SELECT jid FROM " RUNNABLE " AND tenant = ?1 AND status = 2 "
+                           "ORDER BY priority DESC, last_claim, jid LIMIT ?2",
+    [Q_TENANT_ACTIVE] = "SELECT count(*) FROM jobs INDEXED BY jobs_active "
+                        "WHERE tenant = ?1 AND status IN (2, 3)",
     /* A new range of tenant ?1 under claim ?2: one turn; the last of the round moves
      * the tenant to the back. SET expressions see the row before the update. */
     [Q_TENANT_TURN] = "INSERT INTO tenants(tenant, last_claim) VALUES(?1, ?2) "
@@ -543,6 +566,14 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_HOOK_LIST] = "SELECT " HOOK_COLS " FROM hooks WHERE tenant = ?1 AND name > ?2 "
                     "ORDER BY name LIMIT ?3",
     [Q_HOOK_DELETE] = "DELETE FROM hooks WHERE name = ?1 AND tenant = ?2",
+    [Q_LIMIT_PUT] = "INSERT INTO limits(tenant, name, definition, created_at, updated_at) "
+                    "VALUES(?1, ?2, ?3, ?4, ?4) ON CONFLICT(tenant, name) DO UPDATE SET "
+                    "definition = excluded.definition, updated_at = excluded.updated_at",
+    [Q_LIMIT_GET] = "SELECT " LIMIT_COLS " FROM limits WHERE tenant = ?1 AND name = ?2",
+    [Q_LIMIT_LIST] = "SELECT " LIMIT_COLS " FROM limits WHERE tenant = ?1 AND name > ?2 "
+                     "ORDER BY name LIMIT ?3",
+    [Q_LIMIT_LIST_ALL] = "SELECT " LIMIT_COLS " FROM limits ORDER BY tenant, name LIMIT ?3",
+    [Q_LIMIT_DELETE] = "DELETE FROM limits WHERE tenant = ?1 AND name = ?2",
     [Q_SWEEP_KEYS] = "DELETE FROM idem_keys WHERE (tenant, key) IN "
                      "(SELECT tenant, key FROM idem_keys WHERE created_at < ?1 LIMIT ?2)",
     [Q_SWEEP_HIDDEN] = "SELECT jid FROM jobs WHERE status = 0 AND updated_at < 0 LIMIT 1",
@@ -1269,6 +1300,7 @@ static void read_job(const struct conn *c, sqlite3_stmt *s, struct jobrow *r)
     j->workflow_version = sqlite3_column_int64(s, 24);
     col_copy(s, 25, j->parent_job, sizeof j->parent_job);
     j->priority = sqlite3_column_int(s, 26);
+    j->uses = col_dup(s, 27, NULL);
     j->seq = r->jid;
     if (job_terminal(j->status) && j->completed_at > 0 && c->retention_ms > 0)
         j->expires_at = j->completed_at + c->retention_ms;
@@ -1602,6 +1634,7 @@ static int job_commit_body(struct conn *c, void *vctx)
                                                                      : STORE_CB_ALL)
                                                : 0);
         sqlite3_bind_int(s, 10, m->priority);
+        bind_str(s, 11, m->uses && *m->uses ? m->uses : NULL);
         if ((rc = step(s)) < 0)
             return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
         if (m->idem_key && (rc = idem_insert(c, jid, m, now)) < 0)
@@ -1673,6 +1706,7 @@ static int job_retry_body(struct conn *c, void *vctx)
     sqlite3_bind_int64(s, 7, n);
     sqlite3_bind_int64(s, 8, now);
     sqlite3_bind_int(s, 9, r.j.priority); /* a retry runs at its parent's priority */
+    bind_str(s, 10, r.j.uses);            /* ... and consumes the same limits */
     if ((rc = step(s)) < 0)
         goto out;
     int64_t jid = sqlite3_last_insert_rowid(c->db);
@@ -2439,6 +2473,8 @@ struct claim_ctx {
     size_t max_items;
     int64_t lease_ms;
     int max_attempts;
+    const struct store_claim_gate *gate;
+    int max_active_jobs;
     struct store_claim *out;     /* for store_claim */
     const struct store_claim *c; /* for store_complete / store_release */
     struct store_outcome *outs;
@@ -2710,6 +2746,17 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *
     sqlite3_reset(s);
     if (rc < 0 || n == 0)
         goto out;
+    if (x->gate) {
+        /* The scheduler's limits: a shorter range, or none from this job now. */
+        size_t granted = x->gate->admit(x->gate->ctx, r.j.tenant, r.j.id,
+                                        r.j.uses ? r.j.uses : "", n);
+        if (granted < n) {
+            claim_items_clear(items + granted, n - granted);
+            n = granted;
+        }
+        if (n == 0)
+            goto out;
+    }
     hi = lo + (int64_t)n;
     if ((rc = ids_random("lt_", 24, token)) < 0)
         goto out;
@@ -2788,7 +2835,18 @@ static int claim_body(struct conn *c, void *vctx)
     if (rc < 0)
         return rc;
     for (int t = 0; t < ntenants && tries < CLAIM_TRIES; t++) {
-        if ((rc = q(c, Q_RUN_JOBS, &s)) < 0)
+        int at_cap = 0;
+        if (x->max_active_jobs > 0) {
+            if ((rc = q(c, Q_TENANT_ACTIVE, &s)) < 0)
+                return rc;
+            bind_str(s, 1, tenants[t]);
+            rc = step(s);
+            at_cap = rc == 1 && sqlite3_column_int64(s, 0) >= x->max_active_jobs;
+            sqlite3_reset(s);
+            if (rc < 0)
+                return rc;
+        }
+        if ((rc = q(c, at_cap ? Q_RUN_JOBS_STARTED : Q_RUN_JOBS, &s)) < 0)
             return rc;
         bind_str(s, 1, tenants[t]);
         sqlite3_bind_int(s, 2, 16);
@@ -2821,12 +2879,13 @@ static void claim_undo(void *vctx)
     store_claim_release(x->out);
 }
 
-static int sq_claim(void *impl, size_t max_items, int64_t lease_ms, int max_attempts,
-                    struct store_claim *out)
+static int sq_claim(void *impl, const struct store_claim_opts *o, struct store_claim *out)
 {
-    struct claim_ctx x = {.max_items = max_items ? max_items : 1,
-                          .lease_ms = lease_ms,
-                          .max_attempts = max_attempts,
+    struct claim_ctx x = {.max_items = o->max_items ? o->max_items : 1,
+                          .lease_ms = o->lease_ms,
+                          .max_attempts = o->max_attempts,
+                          .max_active_jobs = o->max_active_jobs,
+                          .gate = o->gate,
                           .out = out};
     memset(out, 0, sizeof *out);
     /* No fsync: a claim lost in a crash only hands its items out again, and any
@@ -3170,6 +3229,7 @@ struct defs_ctx {
     size_t limit;
     struct store_workflow *wf, *wfs;
     struct store_hook *hook, *hooks;
+    struct store_limit *lim, *lims;
     size_t n;
 };
 
@@ -3194,6 +3254,10 @@ static void defs_undo(void *vctx)
     store_hooks_free(x->hooks, x->n);
     x->wfs = NULL;
     x->hooks = NULL;
+    if (x->lim)
+        store_limit_release(x->lim);
+    store_limits_free(x->lims, x->n);
+    x->lims = NULL;
     x->n = 0;
 }
 
@@ -3443,6 +3507,130 @@ static int sq_hook_delete(void *impl, const char *tenant, const char *name)
 {
     struct defs_ctx x = {.tenant = tenant, .name = name};
     return run_tx(impl, TX_WRITE, hook_delete_body, NULL, &x);
+}
+
+/* ---- processing limits ------------------------------------------------------------ */
+
+static void read_limit(sqlite3_stmt *s, struct store_limit *l)
+{
+    memset(l, 0, sizeof *l);
+    col_copy(s, 0, l->name, sizeof l->name);
+    col_copy(s, 1, l->tenant, sizeof l->tenant);
+    l->definition = col_dup(s, 2, NULL);
+    l->created_at = sqlite3_column_int64(s, 3);
+    l->updated_at = sqlite3_column_int64(s, 4);
+}
+
+/* 1 found ([out] l unless NULL), 0 not found. */
+static int limit_load(struct conn *c, const char *tenant, const char *name, struct store_limit *l)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_LIMIT_GET, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, tenant);
+    bind_str(s, 2, name);
+    rc = step(s);
+    if (rc == 1 && l)
+        read_limit(s, l);
+    sqlite3_reset(s);
+    return rc;
+}
+
+static int limit_put_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int existed = limit_load(c, x->tenant, x->name, NULL);
+    if (existed < 0)
+        return existed;
+    int rc = q(c, Q_LIMIT_PUT, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->name);
+    bind_str(s, 3, x->definition);
+    sqlite3_bind_int64(s, 4, clock_now_ms());
+    if ((rc = step(s)) < 0)
+        return rc;
+    if (x->lim && (rc = limit_load(c, x->tenant, x->name, x->lim)) != 1)
+        return rc < 0 ? rc : -SLUICE_E_INTERNAL;
+    return existed ? 2 : 1;
+}
+
+static int sq_limit_put(void *impl, const char *tenant, const char *name, const char *definition,
+                        struct store_limit *out)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name, .definition = definition, .lim = out};
+    if (!tenant || !name || !definition)
+        return -SLUICE_E_INVALID_PARAMETER;
+    return run_tx(impl, TX_WRITE, limit_put_body, defs_undo, &x);
+}
+
+static int limit_get_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    return limit_load(c, x->tenant, x->name, x->lim);
+}
+
+static int sq_limit_get(void *impl, const char *tenant, const char *name, struct store_limit *out)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name, .lim = out};
+    return run_tx(impl, TX_READ, limit_get_body, defs_undo, &x);
+}
+
+static int limit_list_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, x->tenant ? Q_LIMIT_LIST : Q_LIMIT_LIST_ALL, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->after_name ? x->after_name : "");
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)x->limit);
+    x->lims = xcalloc(x->limit ? x->limit : 1, sizeof *x->lims);
+    x->n = 0;
+    while (x->n < x->limit && (rc = step(s)) == 1)
+        read_limit(s, &x->lims[x->n++]);
+    sqlite3_reset(s);
+    if (rc < 0) {
+        store_limits_free(x->lims, x->n);
+        x->lims = NULL;
+        x->n = 0;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_limit_list(void *impl, const char *tenant, const char *after_name, size_t limit,
+                         struct store_limit **out, size_t *n)
+{
+    struct defs_ctx x = {.tenant = tenant, .after_name = after_name, .limit = limit};
+    int rc = run_tx(impl, TX_READ, limit_list_body, defs_undo, &x);
+    *out = rc < 0 ? NULL : x.lims;
+    *n = rc < 0 ? 0 : x.n;
+    x.lims = NULL;
+    return rc;
+}
+
+static int limit_delete_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_LIMIT_DELETE, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->name);
+    rc = step(s);
+    sqlite3_reset(s);
+    return rc < 0 ? rc : sqlite3_changes(c->db) > 0;
+}
+
+static int sq_limit_delete(void *impl, const char *tenant, const char *name)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name};
+    return run_tx(impl, TX_WRITE, limit_delete_body, NULL, &x);
 }
 
 /* ---- completion callbacks: the outbox ---------------------------------------------- */
@@ -3700,6 +3888,10 @@ const struct store_ops store_sqlite_ops = {
     .hook_get = sq_hook_get,
     .hook_list = sq_hook_list,
     .hook_delete = sq_hook_delete,
+    .limit_put = sq_limit_put,
+    .limit_get = sq_limit_get,
+    .limit_list = sq_limit_list,
+    .limit_delete = sq_limit_delete,
     .delivery_claim = sq_delivery_claim,
     .delivery_record = sq_delivery_record,
     .delivery_list = sq_delivery_list,

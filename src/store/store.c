@@ -211,10 +211,9 @@ int store_item_list(struct store *st, const char *tenant, const char *job_id,
     return st->ops->item_list(st->impl, tenant, job_id, f, after_index, limit, with_data, out, n);
 }
 
-int store_claim(struct store *st, size_t max_items, int64_t lease_ms, int max_attempts,
-                struct store_claim *c)
+int store_claim(struct store *st, const struct store_claim_opts *o, struct store_claim *c)
 {
-    return st->ops->claim(st->impl, max_items, lease_ms, max_attempts, c);
+    return st->ops->claim(st->impl, o, c);
 }
 
 int store_complete(struct store *st, const struct store_claim *c, struct store_outcome *outs,
@@ -303,6 +302,28 @@ int store_hook_delete(struct store *st, const char *tenant, const char *name)
     return st->ops->hook_delete(st->impl, tenant, name);
 }
 
+int store_limit_put(struct store *st, const char *tenant, const char *name, const char *definition,
+                    struct store_limit *out)
+{
+    return st->ops->limit_put(st->impl, tenant, name, definition, out);
+}
+
+int store_limit_get(struct store *st, const char *tenant, const char *name, struct store_limit *out)
+{
+    return st->ops->limit_get(st->impl, tenant, name, out);
+}
+
+int store_limit_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
+                     struct store_limit **out, size_t *n)
+{
+    return st->ops->limit_list(st->impl, tenant, after_name, limit, out, n);
+}
+
+int store_limit_delete(struct store *st, const char *tenant, const char *name)
+{
+    return st->ops->limit_delete(st->impl, tenant, name);
+}
+
 int store_delivery_claim(struct store *st, int64_t lease_ms, size_t max,
                          struct store_delivery **out, size_t *n)
 {
@@ -334,6 +355,8 @@ void store_job_release(struct store_job *j)
         return;
     free(j->client_reference);
     j->client_reference = NULL;
+    free(j->uses);
+    j->uses = NULL;
     for (size_t i = 0; j->steps && i < j->nsteps; i++)
         free((char *)j->steps[i].step); /* heap when the store filled it (see store.h) */
     free(j->steps);
@@ -425,6 +448,21 @@ void store_hooks_free(struct store_hook *h, size_t n)
     for (size_t i = 0; h && i < n; i++)
         store_hook_release(&h[i]);
     free(h);
+}
+
+void store_limit_release(struct store_limit *l)
+{
+    if (!l)
+        return;
+    free(l->definition);
+    l->definition = NULL;
+}
+
+void store_limits_free(struct store_limit *l, size_t n)
+{
+    for (size_t i = 0; l && i < n; i++)
+        store_limit_release(&l[i]);
+    free(l);
 }
 
 /* ---- names ----------------------------------------------------------------------- */

@@ -99,6 +99,8 @@ struct store_job {
     int64_t expires_at; /* terminal jobs: completed_at + store_options.retention_ms, when
                            store_retention_sweep may remove it; 0 otherwise */
     int priority;       /* STORE_PRIORITY_MIN..MAX: claimed before lower ones of its tenant */
+    char *uses;         /* heap or NULL: store_job_meta.uses as committed (a retry keeps
+                           its parent's) */
 };
 
 #define STORE_PRIORITY_MIN (-100)
@@ -125,6 +127,9 @@ struct store_job_meta {
                                    means all of them */
     int priority;               /* STORE_PRIORITY_MIN..MAX, 0 by default (checked by the
                                    caller); a retry keeps its parent's */
+    const char *uses;           /* may be NULL: what the job's items consume (the processing
+                                   limits its workflow names), opaque to the store, handed
+                                   to the claim gate; a retry keeps its parent's */
 };
 
 /* COMPLETION CALLBACKS (the outbox)
@@ -219,6 +224,14 @@ struct store_hook {
     int64_t created_at, updated_at;
 };
 
+/* A named processing limit of a tenant (the engine's limits module gives it meaning). */
+struct store_limit {
+    char name[STORE_NAME_MAX];
+    char tenant[STORE_NAME_MAX];
+    char *definition;    /* heap JSON text as validated by the caller */
+    int64_t created_at, updated_at;
+};
+
 struct store_doc {
     char *ref;          /* heap */
     char *data;         /* heap raw JSON; NULL for a deleted document */
@@ -287,6 +300,29 @@ struct store_doc_op {
 struct store_step_count {
     const char *step;        /* step name (heap when loaded by store_job_get) */
     int64_t passed, failed, skipped;
+};
+
+/* The scheduler's say over which job store_claim starts a new range of, and how big.
+ * admit is called for a candidate range of `want` items of a job, in the fair order
+ * (see store_claim), inside the claim's transaction: it returns how many of the
+ * range's first items may be claimed now, 0..want; 0 passes over the job and the next
+ * candidate is tried. It must be quick and must not call the store. A store that
+ * retries its transaction may call it again for the same or another job: the caller
+ * treats only the last call before store_claim returns 1 as granted, and only when
+ * the claim is of that job (an expired claim taken over is not admitted). */
+struct store_claim_gate {
+    size_t (*admit)(void *ctx, const char *tenant, const char *job_id, const char *uses,
+                    size_t want);
+    void *ctx;
+};
+
+struct store_claim_opts {
+    size_t max_items;     /* range size (>= 1) */
+    int64_t lease_ms;
+    int max_attempts;     /* attempts after which an item whose lease expired fails */
+    int max_active_jobs;  /* per tenant: no NotStarted job of a tenant starts while it has
+                             this many Running or Canceling jobs; 0 = no cap */
+    const struct store_claim_gate *gate; /* NULL: every range is admitted */
 };
 
 /* What became of one claimed item. */
@@ -362,8 +398,7 @@ struct store_ops {
                      const struct store_item_filter *f, int64_t after_index, size_t limit,
                      int with_data, struct store_item **out, size_t *n);
 
-    int (*claim)(void *impl, size_t max_items, int64_t lease_ms, int max_attempts,
-                 struct store_claim *out);
+    int (*claim)(void *impl, const struct store_claim_opts *o, struct store_claim *out);
     int (*complete)(void *impl, const struct store_claim *c, struct store_outcome *outs, size_t n,
                     const struct store_step_count *steps, size_t nsteps);
     int (*release)(void *impl, const struct store_claim *c);
@@ -393,6 +428,13 @@ struct store_ops {
     int (*hook_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
                      struct store_hook **out, size_t *n);
     int (*hook_delete)(void *impl, const char *tenant, const char *name);
+
+    int (*limit_put)(void *impl, const char *tenant, const char *name, const char *definition,
+                     struct store_limit *out);
+    int (*limit_get)(void *impl, const char *tenant, const char *name, struct store_limit *out);
+    int (*limit_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
+                      struct store_limit **out, size_t *n);
+    int (*limit_delete)(void *impl, const char *tenant, const char *name);
 
     int (*delivery_claim)(void *impl, int64_t lease_ms, size_t max, struct store_delivery **out,
                           size_t *n);
@@ -521,22 +563,22 @@ int store_item_list(struct store *st, const char *tenant, const char *job_id,
 
 /* ---- the engine's side: claims and completions ---------------------------------- */
 
-/* Claims up to max_items runnable items of one job, leased for lease_ms:
+/* Claims up to o->max_items runnable items of one job, leased for o->lease_ms:
  * 1. an expired claim is taken over first: its still-pending items count the lost
  *    attempt (attempts + 1, event "LeaseExpired" appended); items that reached
- *    max_attempts fail with MaxAttemptsExceeded; on a Canceling/Canceled job they
+ *    o->max_attempts fail with MaxAttemptsExceeded; on a Canceling/Canceled job they
  *    become Canceled instead; the rest are re-leased under a new token;
  * 2. otherwise a runnable job (NotStarted or Running, cursor < total) gets a new
  *    range from its cursor (NotStarted -> Running, startedAt set), fair between
  *    tenants: the tenant with a runnable job whose round ended longest ago goes first
  *    and keeps its turn for `weight` ranges in a row (store_tenant_set_weight); within
  *    the tenant, the job of highest priority, then the one claimed from least
- *    recently.
+ *    recently. A NotStarted job waits while its tenant has o->max_active_jobs active
+ *    jobs; o->gate may shorten the range or pass over the job (see store_claim_gate).
  * 1 claimed ([out] c, release with store_claim_release()), 0 nothing runnable.
  * A claim is not fsynced on its own: a crash may lose it (its items are then handed
  * out again); the first store_complete under it makes it durable. */
-int store_claim(struct store *st, size_t max_items, int64_t lease_ms, int max_attempts,
-                struct store_claim *c);
+int store_claim(struct store *st, const struct store_claim_opts *o, struct store_claim *c);
 /* Records outcomes for items of claim c, in one transaction: applies each outcome's
  * doc ops in order (an op that cannot apply turns the outcome into FAILED with its
  * error code: DocumentNotFound, InvalidData; the ops before it stay applied, like
@@ -614,6 +656,20 @@ int store_hook_list(struct store *st, const char *tenant, const char *after_name
 /* 1 deleted, 0 not found. */
 int store_hook_delete(struct store *st, const char *tenant, const char *name);
 
+/* ---- processing limits (tenant-scoped named definitions) ----------------------------- */
+
+/* Creates (1) or replaces (2) the tenant's limit name. [out] out may be NULL. */
+int store_limit_put(struct store *st, const char *tenant, const char *name, const char *definition,
+                    struct store_limit *out);
+/* 1 found, 0 not found. Release with store_limit_release(). */
+int store_limit_get(struct store *st, const char *tenant, const char *name, struct store_limit *out);
+/* The tenant's limits ordered by name, name > after_name (NULL: from the start);
+ * tenant NULL: every tenant's, ordered by tenant then name (after_name ignored). */
+int store_limit_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
+                     struct store_limit **out, size_t *n);
+/* 1 deleted, 0 not found. */
+int store_limit_delete(struct store *st, const char *tenant, const char *name);
+
 /* ---- completion callbacks (see COMPLETION CALLBACKS above) ------------------------ */
 
 /* Leases up to max due Pending deliveries (next_at <= now, not leased), oldest due
@@ -650,6 +706,8 @@ void store_workflows_free(struct store_workflow *w, size_t n);
 void store_hook_release(struct store_hook *h);
 void store_hooks_free(struct store_hook *h, size_t n);
 void store_deliveries_free(struct store_delivery *d, size_t n);
+void store_limit_release(struct store_limit *l);
+void store_limits_free(struct store_limit *l, size_t n);
 /* "Pending", "Delivered", "Abandoned"; NULL for unknown. */
 const char *store_delivery_state_name(int state);
 

@@ -30,6 +30,14 @@ static char store_url[128]; /* for tests that open a second handle with other op
 /* A store_item_filter on effective status (-1 any) and ref (NULL any). */
 #define FILT(status, ref) (&(struct store_item_filter){(status), (ref), NULL, NULL})
 
+/* store_claim with the engine's usual options and no gate. */
+static int claim(struct store *s, size_t max_items, int64_t lease_ms, int max_attempts,
+                 struct store_claim *c)
+{
+    struct store_claim_opts o = {max_items, lease_ms, max_attempts, 0, NULL};
+    return store_claim(s, &o, c);
+}
+
 static void new_tenant(char *out, const char *name)
 {
     char r[16];
@@ -102,7 +110,7 @@ static int complete_all(struct store_claim *c, int status)
 static void drain(void)
 {
     struct store_claim c;
-    while (store_claim(st, 100000, 60000, 0, &c) == 1) {
+    while (claim(st, 100000, 60000, 0, &c) == 1) {
         complete_all(&c, ITEM_SKIPPED);
         store_claim_release(&c);
     }
@@ -428,7 +436,7 @@ TEST(claim_ranges_and_effective_status)
     drain();
     new_tenant(tenant, "claim");
     CHECK_EQ_INT(submit(tenant, id, 10, "r%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 4, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 4, 60000, 3, &c), 1);
     CHECK_EQ_STR(c.job_id, id);
     CHECK_EQ_STR(c.tenant, tenant);
     CHECK_EQ_STR(c.workflow, "wf");
@@ -464,17 +472,17 @@ TEST(claim_ranges_and_effective_status)
     store_items_free(items, n);
 
     /* the next range continues at the cursor, bounded by the job's end */
-    CHECK_EQ_INT(store_claim(st, 100, 60000, 3, &c2), 1);
+    CHECK_EQ_INT(claim(st, 100, 60000, 3, &c2), 1);
     CHECK_EQ_INT(c2.from, 4);
     CHECK_EQ_INT(c2.to, 10);
     CHECK_EQ_INT(c2.n, 6);
     CHECK(c2.claim_id != c.claim_id);
     CHECK(strcmp(c2.token, c.token) != 0);
     struct store_claim none;
-    CHECK_EQ_INT(store_claim(st, 100, 60000, 3, &none), 0); /* nothing runnable */
+    CHECK_EQ_INT(claim(st, 100, 60000, 3, &none), 0); /* nothing runnable */
     CHECK_EQ_INT(complete_all(&c2, ITEM_SUCCEEDED), 0);
     store_claim_release(&c2);
-    CHECK_EQ_INT(store_claim(st, 4, 60000, 3, &none), 0);
+    CHECK_EQ_INT(claim(st, 4, 60000, 3, &none), 0);
     CHECK_EQ_INT(job_status(tenant, id, &j), JOB_RUNNING);
     CHECK_EQ_INT(j.counts.succeeded, 6);
     store_job_release(&j);
@@ -494,13 +502,13 @@ TEST(claim_fairness)
     CHECK_EQ_INT(submit(tenant, a, 1000, "a%d"), 0);
     CHECK_EQ_INT(submit(tenant, b, 1000, "b%d"), 0);
     for (int i = 0; i < 4; i++) {
-        CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c[i]), 1);
+        CHECK_EQ_INT(claim(st, 10, 60000, 3, &c[i]), 1);
         CHECK_EQ_STR(c[i].job_id, i % 2 == 0 ? a : b); /* the two jobs alternate */
         CHECK_EQ_INT(c[i].from, (i / 2) * 10);
     }
     /* a small job submitted while the big ones are runnable goes next */
     CHECK_EQ_INT(submit(tenant, small, 10, "s%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c[4]), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c[4]), 1);
     CHECK_EQ_STR(c[4].job_id, small);
     CHECK_EQ_INT(c[4].n, 10);
     CHECK_EQ_INT(complete_all(&c[4], ITEM_SUCCEEDED), 0);
@@ -508,7 +516,7 @@ TEST(claim_fairness)
     CHECK_EQ_INT(job_status(tenant, small, &j), JOB_SUCCEEDED);
     CHECK_EQ_INT(j.outcome, OUTCOME_ALL_SUCCEEDED);
     store_job_release(&j);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c[5]), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c[5]), 1);
     CHECK_EQ_STR(c[5].job_id, a);
     for (int i = 0; i < 6; i++) {
         if (i != 4)
@@ -527,7 +535,7 @@ static int claim_sequence(char (*jobs)[STORE_ID_MAX], char (*tenants)[STORE_NAME
 {
     struct store_claim c;
     int n = 0;
-    while (n < max && store_claim(st, 10, 60000, 3, &c) == 1) {
+    while (n < max && claim(st, 10, 60000, 3, &c) == 1) {
         snprintf(jobs[n], STORE_ID_MAX, "%s", c.job_id);
         if (tenants)
             snprintf(tenants[n], STORE_NAME_MAX, "%s", c.tenant);
@@ -651,15 +659,15 @@ TEST(claim_same_ref_order)
     drain();
     new_tenant(tenant, "sameref");
     CHECK_EQ_INT(submit_refs(tenant, id, "abaca"), 0);
-    CHECK_EQ_INT(store_claim(st, 2, 60000, 3, &c1), 1);
+    CHECK_EQ_INT(claim(st, 2, 60000, 3, &c1), 1);
     CHECK_EQ_INT(c1.from, 0);
     CHECK_EQ_INT(c1.to, 2);
     /* item 2 ("a") waits for item 0, in flight in c1 */
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c2), 0);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c2), 0);
     struct store_outcome o = {.index = 0, .status = ITEM_SUCCEEDED};
     CHECK_EQ_INT(store_complete(st, &c1, &o, 1, NULL, 0), 0);
     /* now 2..4 in one range: item 4 follows item 2 inside the same range */
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c2), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c2), 1);
     CHECK_EQ_INT(c2.from, 2);
     CHECK_EQ_INT(c2.to, 5);
     CHECK_EQ_INT(c2.n, 3);
@@ -674,14 +682,14 @@ TEST(claim_same_ref_order)
 
     /* a range stops before a blocked item */
     CHECK_EQ_INT(submit_refs(tenant, id, "abca"), 0);
-    CHECK_EQ_INT(store_claim(st, 2, 60000, 3, &c1), 1);
+    CHECK_EQ_INT(claim(st, 2, 60000, 3, &c1), 1);
     CHECK_EQ_INT(c1.to, 2);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c2), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c2), 1);
     CHECK_EQ_INT(c2.from, 2);
     CHECK_EQ_INT(c2.to, 3);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c3), 0);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c3), 0);
     CHECK_EQ_INT(complete_all(&c1, ITEM_FAILED), 0); /* a failed item is terminal too */
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c3), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c3), 1);
     CHECK_EQ_INT(c3.from, 3);
     CHECK_EQ_INT(c3.to, 4);
     CHECK_EQ_INT(complete_all(&c2, ITEM_SUCCEEDED), 0);
@@ -703,9 +711,9 @@ TEST(lease_expiry_takeover)
     drain();
     new_tenant(tenant, "lease");
     CHECK_EQ_INT(submit(tenant, id, 3, "r%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 0, 3, &c1), 1); /* lease 0: expired at once */
+    CHECK_EQ_INT(claim(st, 10, 0, 3, &c1), 1); /* lease 0: expired at once */
     CHECK_EQ_INT(c1.n, 3);
-    CHECK_EQ_INT(store_claim(st, 10, 0, 3, &c2), 1);
+    CHECK_EQ_INT(claim(st, 10, 0, 3, &c2), 1);
     CHECK_EQ_INT(c2.claim_id, c1.claim_id);
     CHECK(strcmp(c2.token, c1.token) != 0);
     CHECK_EQ_INT(c2.from, 0);
@@ -736,12 +744,12 @@ TEST(lease_expiry_takeover)
     /* finish one item under the live token, then let the rest expire to the limit */
     struct store_outcome o = {.index = 0, .status = ITEM_SUCCEEDED, .result = "{\"ok\":1}"};
     CHECK_EQ_INT(store_complete(st, &c2, &o, 1, NULL, 0), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 0, 3, &c3), 1);
+    CHECK_EQ_INT(claim(st, 10, 0, 3, &c3), 1);
     CHECK_EQ_INT(c3.n, 2);
     CHECK_EQ_INT(c3.items[0].index, 1);
     CHECK_EQ_INT(c3.items[0].attempts, 2);
     struct store_claim none;
-    CHECK_EQ_INT(store_claim(st, 10, 0, 3, &none), 0); /* attempt 3: given up */
+    CHECK_EQ_INT(claim(st, 10, 0, 3, &none), 0); /* attempt 3: given up */
     CHECK_EQ_INT(store_item_get(st, tenant, id, 2, &it), 1);
     CHECK_EQ_INT(it.status, ITEM_FAILED);
     CHECK_EQ_INT(it.attempts, 3);
@@ -765,8 +773,8 @@ TEST(lease_expiry_takeover)
 
     /* all items abandoned: the job fails */
     CHECK_EQ_INT(submit(tenant, id, 2, "r%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 0, 1, &c1), 1);
-    CHECK_EQ_INT(store_claim(st, 10, 0, 1, &c2), 0);
+    CHECK_EQ_INT(claim(st, 10, 0, 1, &c1), 1);
+    CHECK_EQ_INT(claim(st, 10, 0, 1, &c2), 0);
     CHECK_EQ_INT(job_status(tenant, id, &j), JOB_FAILED);
     CHECK_EQ_STR(j.error_code, "AllItemsFailed");
     CHECK_EQ_INT(j.counts.failed, 2);
@@ -782,10 +790,10 @@ TEST(expire_claims_retakes_at_once)
     drain();
     new_tenant(tenant, "expire");
     CHECK_EQ_INT(submit(tenant, id, 4, "e%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 600000, 5, &c1), 1); /* a long lease */
-    CHECK_EQ_INT(store_claim(st, 10, 600000, 5, &none), 0);
+    CHECK_EQ_INT(claim(st, 10, 600000, 5, &c1), 1); /* a long lease */
+    CHECK_EQ_INT(claim(st, 10, 600000, 5, &none), 0);
     CHECK_EQ_INT(store_expire_claims(st), 1);
-    CHECK_EQ_INT(store_claim(st, 10, 600000, 5, &c2), 1);
+    CHECK_EQ_INT(claim(st, 10, 600000, 5, &c2), 1);
     CHECK_EQ_INT(c2.claim_id, c1.claim_id);
     CHECK_EQ_INT(c2.n, 4);
     CHECK_EQ_INT(c2.items[0].attempts, 1); /* the dead run's attempt counts */
@@ -819,7 +827,7 @@ TEST(tenant_load_counts_open_work)
     CHECK_EQ_INT(pending, 5);
     CHECK_EQ_INT(store_tenant_load(st, other, &open_jobs, &pending), 0);
     CHECK_EQ_INT(open_jobs, 0);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1); /* one job's items leave pending */
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1); /* one job's items leave pending */
     CHECK_EQ_INT(store_tenant_load(st, tenant, &open_jobs, &pending), 0);
     CHECK_EQ_INT(open_jobs, 2);
     CHECK_EQ_INT(pending, 5 - (int64_t)c.n);
@@ -843,11 +851,11 @@ TEST(release_gives_back)
     drain();
     new_tenant(tenant, "release");
     CHECK_EQ_INT(submit(tenant, id, 5, "r%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 5, 60000, 3, &c1), 1);
+    CHECK_EQ_INT(claim(st, 5, 60000, 3, &c1), 1);
     struct store_outcome o = {.index = 1, .status = ITEM_SKIPPED, .error_code = "Filtered"};
     CHECK_EQ_INT(store_complete(st, &c1, &o, 1, NULL, 0), 0);
     CHECK_EQ_INT(store_release(st, &c1), 0);
-    CHECK_EQ_INT(store_claim(st, 5, 60000, 1, &c2), 1); /* max_attempts 1: none counted */
+    CHECK_EQ_INT(claim(st, 5, 60000, 1, &c2), 1); /* max_attempts 1: none counted */
     CHECK_EQ_INT(c2.from, 0);
     CHECK_EQ_INT(c2.to, 5);
     CHECK_EQ_INT(c2.n, 4);
@@ -884,7 +892,7 @@ TEST(completion_counts_and_outcomes)
     drain();
     new_tenant(tenant, "complete");
     CHECK_EQ_INT(submit(tenant, id, 6, "r%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 6, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 6, 60000, 3, &c), 1);
     struct store_outcome o[6] = {
         {.index = 0,
          .status = ITEM_SUCCEEDED,
@@ -944,7 +952,7 @@ TEST(completion_counts_and_outcomes)
 
     /* all succeeded / all failed */
     CHECK_EQ_INT(submit(tenant, id, 3, "r%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 6, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 6, 60000, 3, &c), 1);
     CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
     CHECK_EQ_INT(job_status(tenant, id, &j), JOB_SUCCEEDED);
     CHECK_EQ_INT(j.outcome, OUTCOME_ALL_SUCCEEDED);
@@ -952,7 +960,7 @@ TEST(completion_counts_and_outcomes)
     store_job_release(&j);
     store_claim_release(&c);
     CHECK_EQ_INT(submit(tenant, id, 3, "r%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 6, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 6, 60000, 3, &c), 1);
     CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
     CHECK_EQ_INT(job_status(tenant, id, &j), JOB_FAILED);
     CHECK_EQ_INT(j.outcome, OUTCOME_NONE);
@@ -974,7 +982,7 @@ TEST(completion_doc_ops)
     /* job 1: upsert SKU-1 (item data, raw bytes) and SKU-2 (engine data), patch and
      * delete of missing documents */
     CHECK_EQ_INT(submit_refs(tenant, id, "1234"), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
     const char *body = "{ \"name\" : \"x\", \"tags\": [1,2] }";
     /* submit_refs stores data "{}": use engine data for a body with spaces */
     struct store_doc_op ops[4] = {
@@ -1042,7 +1050,7 @@ TEST(completion_doc_ops)
 
     /* job 2: upsert again bumps by exactly 1, patch merges, delete tombstones */
     CHECK_EQ_INT(submit_refs(tenant, id, "12"), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
     struct store_doc_op ops2[2] = {
         {.op = STORE_OP_PATCH,
          .collection = "products",
@@ -1065,7 +1073,7 @@ TEST(completion_doc_ops)
                  "{\"collection\":\"products\",\"ref\":\"2\",\"version\":2,\"created\":false}");
     store_item_release(&it);
     CHECK_EQ_INT(submit_refs(tenant, id, "1"), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
     struct store_doc_op op3 = {.op = STORE_OP_DELETE, .collection = "products"};
     struct store_outcome o3 = {.index = 0, .status = ITEM_SUCCEEDED, .ops = &op3, .nops = 1};
     CHECK_EQ_INT(store_complete(st, &c, &o3, 1, NULL, 0), 0);
@@ -1078,7 +1086,7 @@ TEST(completion_doc_ops)
 
     /* invalid patch data fails the item with InvalidData */
     CHECK_EQ_INT(submit_refs(tenant, id, "2"), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
     struct store_doc_op op4 = {
         .op = STORE_OP_PATCH, .collection = "products", .data = "{nope", .data_len = 5};
     struct store_outcome o4 = {.index = 0, .status = ITEM_SUCCEEDED, .ops = &op4, .nops = 1};
@@ -1119,7 +1127,7 @@ TEST(cancel_not_started)
                  1);
     CHECK_EQ_INT(n, 0);
     store_items_free(items, n);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 0);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 0);
     int64_t done = 0;
     CHECK_EQ_INT(store_job_get(st, tenant, id, &j), 1);
     done = j.completed_at;
@@ -1141,7 +1149,7 @@ TEST(cancel_running)
     drain();
     new_tenant(tenant, "cancel2");
     CHECK_EQ_INT(submit(tenant, id, 10, "r%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 4, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 4, 60000, 3, &c), 1);
     CHECK_EQ_INT(store_job_cancel(st, tenant, id, &j), 1);
     CHECK_EQ_INT(j.status, JOB_CANCELING);
     CHECK_EQ_INT(j.counts.canceled, 6);
@@ -1160,7 +1168,7 @@ TEST(cancel_running)
     CHECK_EQ_INT(n, 6);
     CHECK_EQ_INT(items[0].index, 4);
     store_items_free(items, n);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c2), 0);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c2), 0);
     CHECK_EQ_INT(store_job_cancel(st, tenant, id, &j), 1); /* again: still Canceling */
     CHECK_EQ_INT(j.status, JOB_CANCELING);
     store_job_release(&j);
@@ -1186,8 +1194,8 @@ TEST(cancel_running)
 
     /* a canceled job whose claim expires or is released: the items become Canceled */
     CHECK_EQ_INT(submit(tenant, id, 4, "r%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 2, 60000, 3, &c2), 1);
-    CHECK_EQ_INT(store_claim(st, 2, 0, 3, &c), 1); /* lease 0: expired at once */
+    CHECK_EQ_INT(claim(st, 2, 60000, 3, &c2), 1);
+    CHECK_EQ_INT(claim(st, 2, 0, 3, &c), 1); /* lease 0: expired at once */
     CHECK_EQ_INT(c.from, 2);
     CHECK_EQ_INT(store_job_cancel(st, tenant, id, &j), 1);
     CHECK_EQ_INT(j.status, JOB_CANCELING);
@@ -1199,7 +1207,7 @@ TEST(cancel_running)
     CHECK_EQ_INT(job_status(tenant, id, &j), JOB_CANCELING);
     store_job_release(&j);
     struct store_claim none;
-    CHECK_EQ_INT(store_claim(st, 2, 60000, 3, &none), 0); /* the expired one is settled */
+    CHECK_EQ_INT(claim(st, 2, 60000, 3, &none), 0); /* the expired one is settled */
     CHECK_EQ_INT(job_status(tenant, id, &j), JOB_CANCELED);
     CHECK_EQ_INT(j.counts.canceled, 4);
     CHECK_EQ_INT(j.counts.processing, 0);
@@ -1213,7 +1221,7 @@ TEST(cancel_running)
 
     /* cancel on a finished job leaves it */
     CHECK_EQ_INT(submit(tenant, id, 1, "r%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 2, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 2, 60000, 3, &c), 1);
     CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
     store_claim_release(&c);
     CHECK_EQ_INT(store_job_cancel(st, tenant, id, &j), 1);
@@ -1281,7 +1289,7 @@ TEST(item_list_filters_paging)
     store_items_free(items, n);
 
     /* claim 0..2, fail item 1 */
-    CHECK_EQ_INT(store_claim(st, 3, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 3, 60000, 3, &c), 1);
     CHECK_EQ_INT(c.to, 3);
     struct store_outcome o = {.index = 1, .status = ITEM_FAILED, .error_code = "InvalidData"};
     CHECK_EQ_INT(store_complete(st, &c, &o, 1, NULL, 0), 0);
@@ -1431,7 +1439,7 @@ TEST(completion_multi_ops)
     drain();
     new_tenant(tenant, "multiop");
     CHECK_EQ_INT(submit_refs(tenant, id, "abcd"), 0); /* item data "{}" */
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
     CHECK_EQ_INT(c.n, 4);
     /* item 0: three ops in order; the op ref/data overrides and the item's own data */
     struct store_doc_op ops0[3] = {
@@ -1581,7 +1589,7 @@ TEST(completion_multi_ops)
 
     /* a result given by the caller wins over the ops' result */
     CHECK_EQ_INT(submit_refs(tenant, id, "e"), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
     struct store_doc_op op = {.op = STORE_OP_UPSERT, .collection = "main", .step = "save"};
     struct store_outcome o5 = {
         .index = 0, .status = ITEM_SUCCEEDED, .ops = &op, .nops = 1, .result = "{\"mine\":1}"};
@@ -1605,8 +1613,8 @@ TEST(step_counts)
     CHECK_EQ_INT(store_job_get(st, tenant, id, &j), 1);
     CHECK_EQ_INT(j.nsteps, 0);
     store_job_release(&j);
-    CHECK_EQ_INT(store_claim(st, 2, 60000, 3, &c1), 1);
-    CHECK_EQ_INT(store_claim(st, 2, 60000, 3, &c2), 1);
+    CHECK_EQ_INT(claim(st, 2, 60000, 3, &c1), 1);
+    CHECK_EQ_INT(claim(st, 2, 60000, 3, &c2), 1);
     struct store_outcome o[4] = {
         {.index = 0, .status = ITEM_SUCCEEDED},
         {.index = 1, .status = ITEM_FAILED, .error_code = "InvalidData", .failed_step = "upsert"},
@@ -1682,6 +1690,165 @@ static int submit_meta(const char *tenant, char id[STORE_ID_MAX], int n,
     return store_job_commit(st, id, meta, n, out);
 }
 
+/* ---- the scheduler's gate, the active-job cap, limits ------------------------------ */
+
+struct gate_log {
+    char blocked[STORE_ID_MAX]; /* admit 0 for this job */
+    size_t grant;               /* admit at most this many otherwise */
+    int calls;
+    char last_uses[64];
+};
+
+static size_t gate_admit(void *ctx, const char *tenant, const char *job_id, const char *uses,
+                         size_t want)
+{
+    struct gate_log *g = ctx;
+    (void)tenant;
+    g->calls++;
+    snprintf(g->last_uses, sizeof g->last_uses, "%s", uses);
+    if (strcmp(job_id, g->blocked) == 0)
+        return 0;
+    return want < g->grant ? want : g->grant;
+}
+
+TEST(claim_gate_shortens_and_passes_over)
+{
+    char tenant[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX];
+    struct store_claim c;
+    struct store_job j;
+    drain();
+    new_tenant(tenant, "gate");
+    CHECK_EQ_INT(submit_meta(tenant, a, 5,
+                             &(struct store_job_meta){.workflow = "wf", .uses = "limit-a"},
+                             NULL), 1);
+    CHECK_EQ_INT(submit(tenant, b, 5, "g%d"), 0);
+    struct gate_log g = {.grant = 2};
+    snprintf(g.blocked, sizeof g.blocked, "%s", a);
+    struct store_claim_gate gate = {gate_admit, &g};
+    struct store_claim_opts o = {10, 60000, 3, 0, &gate};
+    /* a is passed over (admit 0) every time; b goes in ranges of 2 */
+    CHECK_EQ_INT(store_claim(st, &o, &c), 1);
+    CHECK_EQ_STR(c.job_id, b);
+    CHECK_EQ_INT((int)c.n, 2);
+    CHECK_EQ_INT((int)(c.to - c.from), 2);
+    CHECK(g.calls >= 2);
+    CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(store_claim(st, &o, &c), 1);
+    CHECK_EQ_STR(c.job_id, b);
+    CHECK_EQ_INT((int)c.from, 2);
+    CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(job_status(tenant, a, &j), JOB_NOT_STARTED); /* a passed-over job is untouched */
+    CHECK_EQ_INT((int)j.counts.pending, 5);
+    CHECK_EQ_STR(j.uses, "limit-a");
+    store_job_release(&j);
+    /* unblocked: a is claimed, and the gate sees its uses */
+    g.blocked[0] = 0;
+    g.grant = 100;
+    int got_a = 0;
+    while (store_claim(st, &o, &c) == 1) {
+        if (strcmp(c.job_id, a) == 0) {
+            got_a += (int)c.n;
+            CHECK_EQ_STR(g.last_uses, "limit-a");
+        }
+        CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
+        store_claim_release(&c);
+    }
+    CHECK_EQ_INT(got_a, 5);
+    /* a retry keeps the parent's uses */
+    char r[STORE_ID_MAX];
+    new_job_id(r);
+    CHECK_EQ_INT(store_job_retry(st, tenant, a, r, NULL, &j), 1);
+    CHECK_EQ_STR(j.uses, "limit-a");
+    store_job_release(&j);
+    drain();
+}
+
+TEST(claim_active_job_cap)
+{
+    char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX],
+        o2[STORE_ID_MAX];
+    struct store_job j;
+    drain();
+    new_tenant(tenant, "cap");
+    new_tenant(other, "cap-other");
+    CHECK_EQ_INT(submit(tenant, a, 4, "a%d"), 0);
+    CHECK_EQ_INT(submit(tenant, b, 4, "b%d"), 0);
+    CHECK_EQ_INT(submit(other, o2, 4, "o%d"), 0);
+    struct store_claim_opts o = {2, 60000, 3, 1, NULL};
+    int64_t open_jobs = 0, pending = 0;
+    /* one active job per tenant: a starts, b waits, the other tenant is not held back */
+    struct store_claim cs[8];
+    int nc = 0, of_a = 0, of_o = 0;
+    while (nc < 8 && store_claim(st, &o, &cs[nc]) == 1) {
+        CHECK(strcmp(cs[nc].job_id, b) != 0);
+        of_a += strcmp(cs[nc].job_id, a) == 0 ? (int)cs[nc].n : 0;
+        of_o += strcmp(cs[nc].job_id, o2) == 0 ? (int)cs[nc].n : 0;
+        nc++;
+    }
+    CHECK_EQ_INT(of_a, 4);
+    CHECK_EQ_INT(of_o, 4);
+    CHECK_EQ_INT(job_status(tenant, b, &j), JOB_NOT_STARTED);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_tenant_load(st, tenant, &open_jobs, &pending), 0);
+    CHECK_EQ_INT((int)open_jobs, 2);
+    CHECK_EQ_INT((int)pending, 4);
+    for (int i = 0; i < nc; i++) {
+        CHECK_EQ_INT(complete_all(&cs[i], ITEM_SUCCEEDED), 0);
+        store_claim_release(&cs[i]);
+    }
+    struct store_claim c4;
+    /* a finished: b may start */
+    CHECK_EQ_INT(job_status(tenant, a, &j), JOB_SUCCEEDED);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_claim(st, &o, &c4), 1);
+    CHECK_EQ_STR(c4.job_id, b);
+    CHECK_EQ_INT(complete_all(&c4, ITEM_SUCCEEDED), 0);
+    store_claim_release(&c4);
+    drain();
+}
+
+TEST(limits_crud)
+{
+    char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX];
+    struct store_limit l, *ls;
+    size_t n;
+    new_tenant(tenant, "lim");
+    new_tenant(other, "lim-other");
+    CHECK_EQ_INT(store_limit_get(st, tenant, "mkt", &l), 0);
+    CHECK_EQ_INT(store_limit_put(st, tenant, "mkt", "{\"rate\":5}", &l), 1);
+    CHECK_EQ_STR(l.name, "mkt");
+    CHECK_EQ_STR(l.tenant, tenant);
+    CHECK_EQ_STR(l.definition, "{\"rate\":5}");
+    CHECK(l.created_at > 0 && l.updated_at == l.created_at);
+    store_limit_release(&l);
+    CHECK_EQ_INT(store_limit_put(st, tenant, "mkt", "{\"rate\":7}", NULL), 2);
+    CHECK_EQ_INT(store_limit_put(st, tenant, "aaa", "{\"rate\":1}", NULL), 1);
+    CHECK_EQ_INT(store_limit_put(st, other, "mkt", "{\"rate\":9}", NULL), 1);
+    CHECK_EQ_INT(store_limit_get(st, tenant, "mkt", &l), 1);
+    CHECK_EQ_STR(l.definition, "{\"rate\":7}");
+    store_limit_release(&l);
+    CHECK_EQ_INT(store_limit_list(st, tenant, NULL, 10, &ls, &n), 0);
+    CHECK_EQ_INT((int)n, 2);
+    CHECK_EQ_STR(ls[0].name, "aaa");
+    CHECK_EQ_STR(ls[1].name, "mkt");
+    store_limits_free(ls, n);
+    CHECK_EQ_INT(store_limit_list(st, tenant, "aaa", 10, &ls, &n), 0);
+    CHECK_EQ_INT((int)n, 1);
+    store_limits_free(ls, n);
+    CHECK_EQ_INT(store_limit_list(st, NULL, NULL, 100000, &ls, &n), 0);
+    int mine = 0;
+    for (size_t i = 0; i < n; i++)
+        mine += !strcmp(ls[i].tenant, tenant) || !strcmp(ls[i].tenant, other);
+    CHECK_EQ_INT(mine, 3);
+    store_limits_free(ls, n);
+    CHECK_EQ_INT(store_limit_delete(st, tenant, "mkt"), 1);
+    CHECK_EQ_INT(store_limit_delete(st, tenant, "mkt"), 0);
+    CHECK_EQ_INT(store_limit_get(st, other, "mkt", &l), 1); /* other tenant's stays */
+    store_limit_release(&l);
+}
+
 TEST(job_commit_idem_key)
 {
     char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX];
@@ -1747,7 +1914,7 @@ TEST(job_retry)
     new_job_id(rid);
     CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, NULL, &j),
                  -SLUICE_E_CONFLICT); /* NotStarted */
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
     CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, NULL, &j), -SLUICE_E_CONFLICT); /* Running */
     struct store_outcome o[5] = {
         {.index = 0, .status = ITEM_FAILED, .error_code = "InvalidData", .failed_step = "map"},
@@ -1800,13 +1967,13 @@ TEST(job_retry)
     store_item_release(&it);
 
     /* same-ref order holds in the new job: item 1 ("a") waits for item 0 */
-    CHECK_EQ_INT(store_claim(st, 1, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 1, 60000, 3, &c), 1);
     CHECK_EQ_STR(c.job_id, rid);
     CHECK_EQ_INT(c.from, 0);
     CHECK_EQ_INT(c.to, 1);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &none), 0);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &none), 0);
     CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c2), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c2), 1);
     CHECK_EQ_INT(c2.from, 1);
     CHECK_EQ_INT(c2.to, 3);
     CHECK_EQ_STR(c2.items[0].ref, "a");
@@ -1824,7 +1991,7 @@ TEST(job_retry)
     CHECK_EQ_INT(store_job_get(st, tenant, rid2, &j), 0);
     /* a canceled job with failed items can be retried; its canceled items are not */
     CHECK_EQ_INT(submit_refs(tenant, id, "xyz"), 0);
-    CHECK_EQ_INT(store_claim(st, 1, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 1, 60000, 3, &c), 1);
     CHECK_EQ_INT(store_job_cancel(st, tenant, id, NULL), 1);
     CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
     store_claim_release(&c);
@@ -1845,7 +2012,7 @@ TEST(item_list_filters_step_code)
     drain();
     new_tenant(tenant, "ifilter");
     CHECK_EQ_INT(submit_refs(tenant, id, "abcabcd"), 0);
-    CHECK_EQ_INT(store_claim(st, 6, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 6, 60000, 3, &c), 1);
     struct store_outcome o[6] = {
         {.index = 0, .status = ITEM_FAILED, .error_code = "InvalidData", .failed_step = "validate"},
         {.index = 1, .status = ITEM_FAILED, .error_code = "UpstreamError", .failed_step = "http"},
@@ -2157,11 +2324,11 @@ TEST(retry_idem_key)
     drain();
     new_tenant(tenant, "retry-idem");
     CHECK_EQ_INT(submit(tenant, id, 2, "r%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
     CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
     store_claim_release(&c);
     CHECK_EQ_INT(submit(tenant, id2, 1, "s%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
     CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
     store_claim_release(&c);
     struct store_job_meta m = {
@@ -2190,7 +2357,7 @@ TEST(retry_idem_key)
 static void finish_all(void)
 {
     struct store_claim c;
-    while (store_claim(st, 100000, 60000, 0, &c) == 1) {
+    while (claim(st, 100000, 60000, 0, &c) == 1) {
         complete_all(&c, ITEM_SUCCEEDED);
         store_claim_release(&c);
     }
@@ -2233,7 +2400,7 @@ TEST(retention_sweep_batches)
     store_job_release(&j);
     /* a running and a waiting job: never removed */
     CHECK_EQ_INT(submit(tenant, run, 4, "r%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 1, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 1, 60000, 3, &c), 1);
     CHECK_EQ_STR(c.job_id, run);
     CHECK_EQ_INT(submit(tenant, idle, 2, "i%d"), 0);
     CHECK_EQ_INT(store_job_get(st2, tenant, run, &j), 1);
@@ -2296,7 +2463,7 @@ TEST(stats)
     CHECK_EQ_INT(a.items_processing, 0);
     new_tenant(tenant, "stats");
     CHECK_EQ_INT(submit(tenant, id, 7, "r%d"), 0);
-    CHECK_EQ_INT(store_claim(st, 3, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 3, 60000, 3, &c), 1);
     CHECK_EQ_INT(store_stats(st, &b), 0);
     CHECK_EQ_INT(b.jobs_by_status[JOB_RUNNING], a.jobs_by_status[JOB_RUNNING] + 1);
     CHECK_EQ_INT(b.items_pending, a.items_pending + 4);
@@ -2328,7 +2495,7 @@ static void *worker(void *arg)
     struct store_outcome *o = calloc(500, sizeof *o);
     int idle = 0;
     while (idle < 50) {
-        int rc = store_claim(st, 500, 60000, 3, &c);
+        int rc = claim(st, 500, 60000, 3, &c);
         if (rc < 0) {
             atomic_fetch_add(&worker_errors, 1);
             break;
@@ -2444,7 +2611,7 @@ TEST(throughput_upsert)
     new_tenant(tenant, "upsert");
     CHECK_EQ_INT(submit_big(tenant, id, 1, &ms), 0);
     int64_t t0 = clock_mono_ns();
-    while (store_claim(st, 1000, 60000, 3, &c) == 1) {
+    while (claim(st, 1000, 60000, 3, &c) == 1) {
         for (size_t i = 0; i < c.n; i++)
             o[i] = (struct store_outcome){
                 .index = c.items[i].index, .status = ITEM_SUCCEEDED, .ops = &op, .nops = 1};
@@ -2540,11 +2707,11 @@ TEST(outbox_with_terminal_transition)
     /* completion: events 0 = all */
     CHECK_EQ_INT(submit_cb(tenant, a, 2, url, 0), 0);
     CHECK_EQ_INT(outbox_of(tenant, a, NULL, NULL), 0); /* not terminal: nothing owed */
-    CHECK_EQ_INT(store_claim(st, 1, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 1, 60000, 3, &c), 1);
     CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
     store_claim_release(&c);
     CHECK_EQ_INT(outbox_of(tenant, a, NULL, NULL), 0); /* one item left */
-    CHECK_EQ_INT(store_claim(st, 1, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 1, 60000, 3, &c), 1);
     CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
     store_claim_release(&c);
     CHECK_EQ_INT(outbox_of(tenant, a, ev, &state), 1);
@@ -2554,7 +2721,7 @@ TEST(outbox_with_terminal_transition)
 
     /* failure, subscribed to job.failed only */
     CHECK_EQ_INT(submit_cb(tenant, b, 1, url, STORE_CB_FAILED), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
     CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
     store_claim_release(&c);
     CHECK_EQ_INT(outbox_of(tenant, b, ev, NULL), 1);
@@ -2562,7 +2729,7 @@ TEST(outbox_with_terminal_transition)
 
     /* an unsubscribed event owes nothing */
     CHECK_EQ_INT(submit_cb(tenant, c_, 1, url, STORE_CB_COMPLETED | STORE_CB_CANCELED), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
     CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
     store_claim_release(&c);
     CHECK_EQ_INT(outbox_of(tenant, c_, NULL, NULL), 0);
@@ -2577,10 +2744,10 @@ TEST(outbox_with_terminal_transition)
 
     /* a claim takeover that ends the job (max attempts reached) */
     CHECK_EQ_INT(submit_cb(tenant, e, 1, url, 0), 0);
-    CHECK_EQ_INT(store_claim(st, 10, 0, 1, &c), 1); /* lease 0: expired at once */
+    CHECK_EQ_INT(claim(st, 10, 0, 1, &c), 1); /* lease 0: expired at once */
     store_claim_release(&c);
     struct store_claim none;
-    CHECK_EQ_INT(store_claim(st, 10, 0, 1, &none), 0); /* attempt 1 of 1: given up */
+    CHECK_EQ_INT(claim(st, 10, 0, 1, &none), 0); /* attempt 1 of 1: given up */
     CHECK_EQ_INT(outbox_of(tenant, e, ev, NULL), 1);
     CHECK_EQ_STR(ev, "job.failed");
 
@@ -2749,6 +2916,9 @@ int main(void)
     RUN(step_counts);
     RUN(job_commit_idem_key);
     RUN(job_retry);
+    RUN(claim_gate_shortens_and_passes_over);
+    RUN(claim_active_job_cap);
+    RUN(limits_crud);
     RUN(item_list_filters_step_code);
     RUN(workflows_versions_delete_list);
     RUN(hooks_global_names);

@@ -1,0 +1,862 @@
+/* limits.c - named processing limits: definitions, buckets, admission and pacing.
+ * See limits.h for the design. */
+#include "engine/limits.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/wfdef.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/xmalloc.h"
+
+#define NHASH 1024          /* bucket hash chains */
+#define SWEEP_AT 4096       /* buckets before idle ones are dropped */
+#define NTHROTTLE 512       /* jobs remembered as throttled (a cache: collisions evict) */
+#define THROTTLE_SHOWN_MS 2000
+
+/* ---- definitions ----------------------------------------------------------------- */
+
+int limits_name_valid(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n >= LIMITS_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static int fail(char *err, size_t errlen, char *target, size_t targetlen, const char *member,
+                const char *msg)
+{
+    snprintf(err, errlen, "%s", msg);
+    snprintf(target, targetlen, "%s", member);
+    return -SLUICE_E_INVALID_FIELD;
+}
+
+/* The key template: only the four placeholders; a bare word stands for one. */
+static int key_parse(const char *in, char *out, size_t outlen)
+{
+    static const char *const words[] = {"tenant", "workflow", "step", "host"};
+    for (size_t i = 0; i < 4; i++)
+        if (strcmp(in, words[i]) == 0) {
+            snprintf(out, outlen, "{%s}", words[i]);
+            return 0;
+        }
+    if (strlen(in) >= outlen)
+        return -1;
+    for (const char *p = in; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == '\t')
+            return -1;
+        if (*p == '}')
+            return -1;
+        if (*p != '{')
+            continue;
+        const char *end = strchr(p, '}');
+        if (!end)
+            return -1;
+        size_t n = (size_t)(end - p - 1);
+        int known = 0;
+        for (size_t i = 0; i < 4; i++)
+            known |= strlen(words[i]) == n && strncmp(p + 1, words[i], n) == 0;
+        if (!known)
+            return -1;
+        p = end;
+    }
+    snprintf(out, outlen, "%s", in);
+    return 0;
+}
+
+int limits_def_parse(const json_t *j, struct limit_def *d, char *err, size_t errlen, char *target,
+                     size_t targetlen)
+{
+    const char *k;
+    json_t *v;
+    memset(d, 0, sizeof *d);
+    d->per_s = 1;
+    if (!json_is_object(j))
+        return fail(err, errlen, target, targetlen, "", "a limit is a JSON object");
+    json_object_foreach((json_t *)j, k, v) {
+        if (strcmp(k, "key") && strcmp(k, "rate") && strcmp(k, "per") && strcmp(k, "burst") &&
+            strcmp(k, "concurrency") && strcmp(k, "name") && strcmp(k, "scope") &&
+            strcmp(k, "createdAt") && strcmp(k, "updatedAt"))
+            return fail(err, errlen, target, targetlen, k,
+                        "unknown member; a limit has key, rate, per, burst and concurrency");
+    }
+    v = json_object_get(j, "key");
+    if (v) {
+        if (!json_is_string(v) || key_parse(json_string_value(v), d->key, sizeof d->key) < 0)
+            return fail(err, errlen, target, targetlen, "key",
+                        "key must be a string of at most 255 characters using only the "
+                        "placeholders {tenant}, {workflow}, {step} and {host}");
+    }
+    v = json_object_get(j, "per");
+    if (v) {
+        const char *p = json_is_string(v) ? json_string_value(v) : "";
+        if (!strcmp(p, "second"))
+            d->per_s = 1;
+        else if (!strcmp(p, "minute"))
+            d->per_s = 60;
+        else if (!strcmp(p, "hour"))
+            d->per_s = 3600;
+        else
+            return fail(err, errlen, target, targetlen, "per",
+                        "per must be \"second\", \"minute\" or \"hour\"");
+    }
+    v = json_object_get(j, "rate");
+    if (v) {
+        if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > 1e6)
+            return fail(err, errlen, target, targetlen, "rate",
+                        "rate must be a number above 0 and at most 1000000");
+        d->rate_in_per = json_number_value(v);
+        d->rate = d->rate_in_per / d->per_s;
+    } else if (json_object_get(j, "per")) {
+        return fail(err, errlen, target, targetlen, "per", "per needs a rate");
+    }
+    v = json_object_get(j, "burst");
+    if (v) {
+        if (!d->rate)
+            return fail(err, errlen, target, targetlen, "burst", "burst needs a rate");
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000000)
+            return fail(err, errlen, target, targetlen, "burst",
+                        "burst must be an integer from 1 to 1000000");
+        d->burst = json_integer_value(v);
+    } else if (d->rate) {
+        d->burst = d->rate >= 1 ? (int64_t)floor(d->rate) : 1; /* one second's worth */
+    }
+    v = json_object_get(j, "concurrency");
+    if (v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000000)
+            return fail(err, errlen, target, targetlen, "concurrency",
+                        "concurrency must be an integer from 1 to 1000000");
+        d->concurrency = json_integer_value(v);
+    }
+    if (!d->rate && !d->concurrency)
+        return fail(err, errlen, target, targetlen, "rate",
+                    "a limit needs a rate, a concurrency, or both");
+    return 0;
+}
+
+json_t *limits_def_json(const struct limit_def *d)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "key", json_string(d->key));
+    if (d->rate > 0) {
+        json_object_set_new(o, "rate", json_real(d->rate_in_per));
+        json_object_set_new(o, "per", json_string(d->per_s >= 3600 ? "hour"
+                                                  : d->per_s >= 60 ? "minute"
+                                                                   : "second"));
+        json_object_set_new(o, "burst", json_integer(d->burst));
+    }
+    if (d->concurrency > 0)
+        json_object_set_new(o, "concurrency", json_integer(d->concurrency));
+    return o;
+}
+
+/* ---- the limiter's state ------------------------------------------------------------ */
+
+struct bucket {
+    struct bucket *next; /* hash chain */
+    char *id;            /* "s/NAME|KEY" or "t/TENANT/NAME|KEY" */
+    double tat;          /* GCRA theoretical arrival time, monotonic ms */
+    int64_t blocked_until; /* monotonic ms: no slot before (upstream Retry-After) */
+    int64_t admitted;    /* requests admitted by claims not finished yet */
+    int64_t inflight;    /* items holding the concurrency cap */
+    int pins;            /* grants pointing here: not dropped while > 0 */
+    uint64_t epoch;      /* +1 per back-off: slots taken before it are void */
+};
+
+struct tdef { /* a tenant's limit */
+    struct tdef *next;
+    char tenant[STORE_NAME_MAX];
+    char name[LIMITS_NAME_MAX];
+    struct limit_def d;
+};
+
+struct sdef { /* a server limit */
+    char name[LIMITS_NAME_MAX];
+    struct limit_def d;
+};
+
+struct throttle_slot {
+    char job_id[72];
+    struct limits_throttle t;
+    int64_t at_mono;
+};
+
+struct limiter {
+    pthread_mutex_t mu;
+    struct bucket *hash[NHASH];
+    size_t nbuckets;
+    struct sdef *server;
+    size_t nserver;
+    struct tdef *tenants; /* list: tenants define few limits */
+    struct throttle_slot throttled[NTHROTTLE];
+};
+
+struct limiter *limiter_new(void)
+{
+    struct limiter *l = xcalloc(1, sizeof *l);
+    pthread_mutex_init(&l->mu, NULL);
+    return l;
+}
+
+static void tdefs_free(struct tdef *t)
+{
+    while (t) {
+        struct tdef *n = t->next;
+        free(t);
+        t = n;
+    }
+}
+
+void limiter_free(struct limiter *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < NHASH; i++)
+        for (struct bucket *b = l->hash[i], *n; b; b = n) {
+            n = b->next;
+            free(b->id);
+            free(b);
+        }
+    free(l->server);
+    tdefs_free(l->tenants);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
+int limiter_set_server(struct limiter *l, const json_t *defs, char *err, size_t errlen,
+                       char *target, size_t targetlen)
+{
+    const char *name;
+    json_t *v;
+    if (!json_is_object(defs))
+        return fail(err, errlen, target, targetlen, "", "limits must be a JSON object name -> limit");
+    struct sdef *s = xcalloc(json_object_size(defs) + 1, sizeof *s);
+    size_t n = 0;
+    json_object_foreach((json_t *)defs, name, v) {
+        char sub[LIMITS_NAME_MAX + 64];
+        if (!limits_name_valid(name)) {
+            free(s);
+            return fail(err, errlen, target, targetlen, name,
+                        "a limit name is 1 to 64 characters of A-Z a-z 0-9 _ - .");
+        }
+        int rc = limits_def_parse(v, &s[n].d, err, errlen, sub, sizeof sub);
+        if (rc < 0) {
+            snprintf(target, targetlen, "%s%s%s", name, sub[0] ? "." : "", sub);
+            free(s);
+            return rc;
+        }
+        snprintf(s[n++].name, LIMITS_NAME_MAX, "%s", name);
+    }
+    pthread_mutex_lock(&l->mu);
+    free(l->server);
+    l->server = s;
+    l->nserver = n;
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+static struct tdef **tdef_find(struct limiter *l, const char *tenant, const char *name)
+{
+    struct tdef **p = &l->tenants;
+    while (*p && (strcmp((*p)->tenant, tenant) || strcmp((*p)->name, name)))
+        p = &(*p)->next;
+    return p;
+}
+
+void limiter_set_tenant(struct limiter *l, const char *tenant, const char *name,
+                        const struct limit_def *def)
+{
+    pthread_mutex_lock(&l->mu);
+    struct tdef **p = tdef_find(l, tenant, name);
+    if (!def) {
+        if (*p) {
+            struct tdef *t = *p;
+            *p = t->next;
+            free(t);
+        }
+    } else {
+        if (!*p) {
+            *p = xcalloc(1, sizeof **p);
+            snprintf((*p)->tenant, sizeof (*p)->tenant, "%s", tenant);
+            snprintf((*p)->name, sizeof (*p)->name, "%s", name);
+        }
+        (*p)->d = *def;
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+int limiter_reload(struct limiter *l, struct store *st)
+{
+    struct store_limit *ls = NULL;
+    size_t n = 0;
+    int rc = store_limit_list(st, NULL, NULL, 1000000, &ls, &n);
+    if (rc < 0)
+        return rc;
+    struct tdef *head = NULL, **tail = &head;
+    for (size_t i = 0; i < n; i++) {
+        json_error_t je;
+        char err[200], target[80];
+        json_t *j = json_loads(ls[i].definition, 0, &je);
+        struct tdef t = {0};
+        if (j && limits_name_valid(ls[i].name) &&
+            limits_def_parse(j, &t.d, err, sizeof err, target, sizeof target) == 0) {
+            *tail = xmalloc(sizeof **tail);
+            **tail = t;
+            snprintf((*tail)->tenant, sizeof (*tail)->tenant, "%s", ls[i].tenant);
+            memcpy((*tail)->name, ls[i].name, strlen(ls[i].name) + 1); /* valid: short */
+            (*tail)->next = NULL;
+            tail = &(*tail)->next;
+        }
+        json_decref(j);
+    }
+    store_limits_free(ls, n);
+    pthread_mutex_lock(&l->mu);
+    struct tdef *old = l->tenants;
+    l->tenants = head;
+    pthread_mutex_unlock(&l->mu);
+    tdefs_free(old);
+    return 0;
+}
+
+int limiter_server_def(struct limiter *l, const char *name, struct limit_def *d)
+{
+    int found = 0;
+    pthread_mutex_lock(&l->mu);
+    for (size_t i = 0; i < l->nserver && !found; i++)
+        if (strcmp(l->server[i].name, name) == 0) {
+            *d = l->server[i].d;
+            found = 1;
+        }
+    pthread_mutex_unlock(&l->mu);
+    return found;
+}
+
+void limiter_server_names(struct limiter *l, char (**names)[LIMITS_NAME_MAX], size_t *n)
+{
+    pthread_mutex_lock(&l->mu);
+    *n = l->nserver;
+    *names = xcalloc(l->nserver + 1, LIMITS_NAME_MAX);
+    for (size_t i = 0; i < l->nserver; i++)
+        memcpy((*names)[i], l->server[i].name, LIMITS_NAME_MAX);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* ---- uses ------------------------------------------------------------------------ */
+
+void limits_uses_encode(const struct limit_use *u, size_t n, struct buf *b)
+{
+    for (size_t i = 0; i < n; i++)
+        buf_printf(b, "%s%c\t%s\t%s\t%s\t%s\t%d", i ? "\n" : "", u[i].kind, u[i].name,
+                   u[i].workflow, u[i].step, u[i].host, u[i].count);
+}
+
+void limits_uses_of(const struct wfdef *w, struct buf *b)
+{
+    struct limit_use u[LIMITS_MAX_USES];
+    size_t n = 0;
+    for (size_t i = 0; i < w->nlimits && n < LIMITS_MAX_USES; i++, n++) {
+        memset(&u[n], 0, sizeof u[n]);
+        u[n].kind = 'i';
+        u[n].count = 1;
+        snprintf(u[n].name, sizeof u[n].name, "%s", w->limits[i]);
+        snprintf(u[n].workflow, sizeof u[n].workflow, "%s", w->name);
+    }
+    for (size_t k = 0; k < w->nsteps; k++) {
+        const struct step_def *s = &w->steps[k];
+        for (size_t i = 0; i < s->nlimits && n < LIMITS_MAX_USES; i++, n++) {
+            memset(&u[n], 0, sizeof u[n]);
+            u[n].kind = s->type == STEP_HTTP ? 'r' : 'i';
+            u[n].count = 1;
+            snprintf(u[n].name, sizeof u[n].name, "%s", s->limits[i]);
+            snprintf(u[n].workflow, sizeof u[n].workflow, "%s", w->name);
+            snprintf(u[n].step, sizeof u[n].step, "%s", s->name);
+            snprintf(u[n].host, sizeof u[n].host, "%s", s->host);
+        }
+    }
+    limits_uses_encode(u, n, b);
+}
+
+/* Copies the field at *p up to the next tab/newline/end into out; 0 or -1. */
+static int field(const char **p, char *out, size_t outlen)
+{
+    size_t n = strcspn(*p, "\t\n");
+    if (n >= outlen)
+        return -1;
+    memcpy(out, *p, n);
+    out[n] = 0;
+    *p += n;
+    return 0;
+}
+
+int limits_uses_decode(const char *text, struct limit_use *u, size_t max)
+{
+    size_t n = 0;
+    const char *p = text ? text : "";
+    while (*p && n < max) {
+        struct limit_use *x = &u[n];
+        char count[16];
+        memset(x, 0, sizeof *x);
+        x->kind = *p++;
+        if ((x->kind != 'i' && x->kind != 'r') || *p++ != '\t')
+            return -1;
+        if (field(&p, x->name, sizeof x->name) || *p++ != '\t' ||
+            field(&p, x->workflow, sizeof x->workflow) || *p++ != '\t' ||
+            field(&p, x->step, sizeof x->step) || *p++ != '\t' ||
+            field(&p, x->host, sizeof x->host) || *p++ != '\t' ||
+            field(&p, count, sizeof count))
+            return -1;
+        x->count = atoi(count);
+        if (x->count < 1)
+            return -1;
+        n++;
+        if (*p == '\n')
+            p++;
+        else if (*p)
+            return -1;
+    }
+    return (int)n;
+}
+
+/* ---- buckets -------------------------------------------------------------------- */
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* A bucket whose state equals a fresh one's (full, unblocked, nothing held) carries
+ * no information: dropping it changes nothing. */
+static int bucket_idle(const struct bucket *b, int64_t now)
+{
+    return b->pins == 0 && b->admitted == 0 && b->inflight == 0 && b->tat <= (double)now &&
+           b->blocked_until <= now;
+}
+
+static void sweep(struct limiter *l, int64_t now)
+{
+    for (size_t i = 0; i < NHASH; i++)
+        for (struct bucket **p = &l->hash[i]; *p;) {
+            struct bucket *b = *p;
+            if (bucket_idle(b, now)) {
+                *p = b->next;
+                free(b->id);
+                free(b);
+                l->nbuckets--;
+            } else {
+                p = &b->next;
+            }
+        }
+}
+
+/* Under mu. */
+static struct bucket *bucket_get(struct limiter *l, const char *id, int64_t now)
+{
+    uint64_t h = hash_str(id) % NHASH;
+    for (struct bucket *b = l->hash[h]; b; b = b->next)
+        if (strcmp(b->id, id) == 0)
+            return b;
+    if (l->nbuckets >= SWEEP_AT)
+        sweep(l, now);
+    struct bucket *b = xcalloc(1, sizeof *b);
+    b->id = xstrdup(id);
+    b->next = l->hash[h];
+    l->hash[h] = b;
+    l->nbuckets++;
+    return b;
+}
+
+/* Expands the key template of d for one use into out. */
+static void key_resolve(const char *tmpl, const char *tenant, const char *workflow,
+                        const char *step, const char *host, char *out, size_t outlen)
+{
+    struct buf b = BUF_INIT;
+    for (const char *p = tmpl; *p;) {
+        if (*p == '{') {
+            const char *end = strchr(p, '}');
+            size_t n = end ? (size_t)(end - p - 1) : 0;
+            const char *v = NULL;
+            if (n == 6 && !strncmp(p + 1, "tenant", 6))
+                v = tenant;
+            else if (n == 8 && !strncmp(p + 1, "workflow", 8))
+                v = workflow;
+            else if (n == 4 && !strncmp(p + 1, "step", 4))
+                v = step;
+            else if (n == 4 && !strncmp(p + 1, "host", 4))
+                v = host;
+            if (end && v) {
+                buf_puts(&b, v);
+                p = end + 1;
+                continue;
+            }
+        }
+        buf_putc(&b, *p++);
+    }
+    snprintf(out, outlen, "%s", buf_cstr(&b));
+    buf_release(&b);
+}
+
+/* The definitions a use names (server's, then tenant's), at most 2. Under mu. */
+static size_t defs_of(struct limiter *l, const char *tenant, const char *name,
+                      const struct limit_def *out[2], int scope[2])
+{
+    size_t n = 0;
+    for (size_t i = 0; i < l->nserver; i++)
+        if (strcmp(l->server[i].name, name) == 0) {
+            scope[n] = 0;
+            out[n++] = &l->server[i].d;
+            break;
+        }
+    struct tdef *t = *tdef_find(l, tenant, name);
+    if (t) {
+        scope[n] = 1;
+        out[n++] = &t->d;
+    }
+    return n;
+}
+
+static void bucket_id(struct buf *b, int scope, const char *tenant, const char *name,
+                      const char *key)
+{
+    buf_reset(b);
+    if (scope == 0)
+        buf_printf(b, "s/%s|%s", name, key);
+    else
+        buf_printf(b, "t/%s/%s|%s", tenant, name, key);
+}
+
+/* GCRA slots of b (emission interval t_ms, tolerance tau_ms) at or before `until`,
+ * counting from now. */
+static int64_t slots_until(const struct bucket *b, double t_ms, double tau_ms, int64_t now,
+                           int64_t until)
+{
+    double base = (double)(now > b->blocked_until ? now : b->blocked_until);
+    if ((double)until < base)
+        return 0;
+    double tat = b->tat > base ? b->tat : base;
+    double k = floor(((double)until + tau_ms - tat) / t_ms) + 1;
+    return k > 0 ? (int64_t)k : 0;
+}
+
+/* ---- admission ------------------------------------------------------------------- */
+
+static void throttle_note(struct limiter *l, const char *job_id, const char *name, int scope,
+                          const char *key, const char *reason, double items_per_s, int64_t now)
+{
+    struct throttle_slot *s = &l->throttled[hash_str(job_id) % NTHROTTLE];
+    snprintf(s->job_id, sizeof s->job_id, "%s", job_id);
+    snprintf(s->t.name, sizeof s->t.name, "%s", name);
+    snprintf(s->t.scope, sizeof s->t.scope, "%s", scope ? "tenant" : "server");
+    snprintf(s->t.key, sizeof s->t.key, "%s", key);
+    snprintf(s->t.reason, sizeof s->t.reason, "%s", reason);
+    s->t.items_per_s = items_per_s;
+    s->t.at = clock_now_ms();
+    s->at_mono = now;
+}
+
+size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, const char *uses,
+                    size_t want, struct limits_grant *g)
+{
+    struct limit_use u[LIMITS_MAX_USES];
+    memset(g, 0, sizeof *g);
+    snprintf(g->job_id, sizeof g->job_id, "%s", job_id);
+    int nu = limits_uses_decode(uses, u, LIMITS_MAX_USES);
+    if (nu <= 0) {
+        g->n = want;
+        return want;
+    }
+    int64_t now = clock_mono_ms();
+    size_t grant = want;
+    struct buf id = BUF_INIT;
+    char key[256];
+    /* Held back: the tightest use, for the monitor. */
+    const char *why_name = NULL, *why_reason = NULL;
+    int why_scope = 0;
+    char why_key[256] = "";
+    double why_rate = 0;
+
+    pthread_mutex_lock(&l->mu);
+    /* Pass 1: how many every bucket allows. */
+    struct plan {
+        struct bucket *b;
+        const struct limit_def *d;
+        int count;
+        char kind;
+    } plan[2 * LIMITS_MAX_USES];
+    size_t np = 0;
+    for (int i = 0; i < nu; i++) {
+        const struct limit_def *d[2];
+        int scope[2];
+        size_t nd = defs_of(l, tenant, u[i].name, d, scope);
+        for (size_t k = 0; k < nd; k++) {
+            key_resolve(d[k]->key, tenant, u[i].workflow, u[i].step, u[i].host, key, sizeof key);
+            bucket_id(&id, scope[k], tenant, u[i].name, key);
+            struct bucket *b = bucket_get(l, buf_cstr(&id), now);
+            size_t allow = want;
+            const char *reason = NULL;
+            if (d[k]->rate > 0 && !(u[i].kind == 'r' && !u[i].host[0] && strstr(d[k]->key, "{host}"))) {
+                /* (a request limit keyed by a host the template decides per item is
+                 * paced at send time only: the bucket is not known here) */
+                double t_ms = 1000.0 / d[k]->rate, tau = (double)(d[k]->burst - 1) * t_ms;
+                int64_t slots = u[i].kind == 'i'
+                                    ? slots_until(b, t_ms, tau, now, now)
+                                    : slots_until(b, t_ms, tau, now, now + LIMITS_HORIZON_MS) -
+                                          b->admitted;
+                int64_t items = slots > 0 ? slots / u[i].count : 0;
+                if ((size_t)items < allow) {
+                    allow = (size_t)items;
+                    reason = b->blocked_until > now ? "upstream" : "rate";
+                }
+            }
+            if (d[k]->concurrency > 0) {
+                int64_t room = d[k]->concurrency - b->inflight;
+                if (room < 0)
+                    room = 0;
+                if ((size_t)room < allow) {
+                    allow = (size_t)room;
+                    reason = "concurrency";
+                }
+            }
+            if (allow < grant || (reason && !why_name)) {
+                grant = allow < grant ? allow : grant;
+                why_name = u[i].name;
+                why_reason = reason;
+                why_scope = scope[k];
+                snprintf(why_key, sizeof why_key, "%s", key);
+                why_rate = d[k]->rate > 0 ? d[k]->rate / u[i].count : 0;
+            }
+            if (np < sizeof plan / sizeof plan[0])
+                plan[np++] = (struct plan){b, d[k], u[i].count, u[i].kind};
+        }
+    }
+    /* Pass 2: take what was granted. */
+    for (size_t i = 0; i < np && grant > 0; i++) {
+        struct bucket *b = plan[i].b;
+        const struct limit_def *d = plan[i].d;
+        int64_t amount = (int64_t)grant * plan[i].count;
+        if (d->rate > 0 && plan[i].kind == 'i') {
+            double t_ms = 1000.0 / d->rate;
+            double base = (double)(now > b->blocked_until ? now : b->blocked_until);
+            b->tat = (b->tat > base ? b->tat : base) + (double)amount * t_ms;
+            g->b[g->nb].bucket = b;
+            g->b[g->nb].kind = 'i';
+            g->b[g->nb].t_ms = t_ms;
+            g->b[g->nb++].amount = amount;
+            b->pins++;
+        } else if (d->rate > 0) {
+            b->admitted += amount;
+            g->b[g->nb].bucket = b;
+            g->b[g->nb].kind = 'r';
+            g->b[g->nb++].amount = amount;
+            b->pins++;
+        }
+        if (d->concurrency > 0) {
+            b->inflight += (int64_t)grant;
+            g->b[g->nb].bucket = b;
+            g->b[g->nb].kind = 'c';
+            g->b[g->nb++].amount = (int64_t)grant;
+            b->pins++;
+        }
+    }
+    if (grant == 0 && why_name)
+        throttle_note(l, job_id, why_name, why_scope, why_key, why_reason ? why_reason : "rate",
+                      why_rate, now);
+    else if (grant < want && why_name && why_reason)
+        throttle_note(l, job_id, why_name, why_scope, why_key, why_reason, why_rate, now);
+    pthread_mutex_unlock(&l->mu);
+    buf_release(&id);
+    g->n = grant;
+    return grant;
+}
+
+static void grant_return(struct limiter *l, struct limits_grant *g, int tokens_too)
+{
+    pthread_mutex_lock(&l->mu);
+    for (size_t i = 0; i < g->nb; i++) {
+        struct bucket *b = g->b[i].bucket;
+        switch (g->b[i].kind) {
+        case 'i':
+            if (tokens_too) /* the slots move earlier again */
+                b->tat -= (double)g->b[i].amount * g->b[i].t_ms;
+            break;
+        case 'r':
+            b->admitted -= g->b[i].amount;
+            break;
+        case 'c':
+            b->inflight -= g->b[i].amount;
+            break;
+        }
+        b->pins--;
+    }
+    g->nb = 0;
+    g->n = 0;
+    pthread_mutex_unlock(&l->mu);
+}
+
+void limits_undo(struct limiter *l, struct limits_grant *g)
+{
+    grant_return(l, g, 1);
+}
+
+void limits_finish(struct limiter *l, struct limits_grant *g)
+{
+    grant_return(l, g, 0);
+}
+
+/* ---- pacing ------------------------------------------------------------------------ */
+
+struct limits_pacer {
+    struct limiter *l;
+    char tenant[STORE_NAME_MAX];
+    char workflow[161];
+    char step[65];
+    size_t n;
+    char (*names)[LIMITS_NAME_MAX];
+};
+
+struct limits_pacer *limits_pacer_new(struct limiter *l, const char *tenant, const char *workflow,
+                                      const char *step, const char *const *names, size_t n)
+{
+    if (!l || n == 0)
+        return NULL;
+    struct limits_pacer *p = xcalloc(1, sizeof *p);
+    p->l = l;
+    snprintf(p->tenant, sizeof p->tenant, "%s", tenant ? tenant : "");
+    snprintf(p->workflow, sizeof p->workflow, "%s", workflow ? workflow : "");
+    snprintf(p->step, sizeof p->step, "%s", step ? step : "");
+    p->names = xcalloc(n, LIMITS_NAME_MAX);
+    for (size_t i = 0; i < n; i++)
+        snprintf(p->names[i], LIMITS_NAME_MAX, "%s", names[i]);
+    p->n = n;
+    return p;
+}
+
+void limits_pacer_free(struct limits_pacer *p)
+{
+    if (!p)
+        return;
+    free(p->names);
+    free(p);
+}
+
+/* Calls fn for every rate bucket the pacer's names resolve to for host. Under mu. */
+static void pacer_each(struct limits_pacer *p, const char *host, int64_t now,
+                       void (*fn)(struct bucket *, const struct limit_def *, void *), void *arg)
+{
+    struct buf id = BUF_INIT;
+    char key[256];
+    for (size_t i = 0; i < p->n; i++) {
+        const struct limit_def *d[2];
+        int scope[2];
+        size_t nd = defs_of(p->l, p->tenant, p->names[i], d, scope);
+        for (size_t k = 0; k < nd; k++) {
+            if (d[k]->rate <= 0)
+                continue;
+            key_resolve(d[k]->key, p->tenant, p->workflow, p->step, host, key, sizeof key);
+            bucket_id(&id, scope[k], p->tenant, p->names[i], key);
+            fn(bucket_get(p->l, buf_cstr(&id), now), d[k], arg);
+        }
+    }
+    buf_release(&id);
+}
+
+struct pace_arg {
+    int64_t now, slot;
+    int pass;       /* 0: find the latest slot over all buckets; 1: take it in each */
+    uint64_t epochs; /* sum of the buckets' epochs (pass 0) */
+};
+
+static void pace_one(struct bucket *b, const struct limit_def *d, void *varg)
+{
+    struct pace_arg *a = varg;
+    double t_ms = 1000.0 / d->rate, tau = (double)(d->burst - 1) * t_ms;
+    double base = (double)(a->now > b->blocked_until ? a->now : b->blocked_until);
+    if (a->pass == 0) {
+        a->epochs += b->epoch;
+        double tat = b->tat > base ? b->tat : base;
+        double slot = tat - tau > base ? tat - tau : base;
+        if ((int64_t)ceil(slot) > a->slot)
+            a->slot = (int64_t)ceil(slot);
+    } else {
+        /* Every bucket's request goes at a->slot (the latest): its slot is taken
+         * from there, so the spacing holds in each bucket. */
+        double at = (double)a->slot;
+        double tat = b->tat > at ? b->tat : at;
+        b->tat = tat + t_ms;
+    }
+}
+
+int64_t limits_pace(void *pacer, const char *host, int64_t now_mono, int64_t *hold)
+{
+    struct limits_pacer *p = pacer;
+    if (!p)
+        return now_mono;
+    struct pace_arg a = {now_mono, now_mono, 0, 0};
+    pthread_mutex_lock(&p->l->mu);
+    pacer_each(p, host ? host : "", now_mono, pace_one, &a);
+    if (*hold && (int64_t)(a.epochs + 1) == *hold) {
+        /* The slot taken earlier has come and no back-off voided it. */
+        pthread_mutex_unlock(&p->l->mu);
+        return now_mono;
+    }
+    a.pass = 1;
+    pacer_each(p, host ? host : "", now_mono, pace_one, &a);
+    pthread_mutex_unlock(&p->l->mu);
+    *hold = (int64_t)(a.epochs + 1);
+    return a.slot;
+}
+
+static void block_one(struct bucket *b, const struct limit_def *d, void *varg)
+{
+    (void)d;
+    int64_t until = *(int64_t *)varg;
+    if (until > b->blocked_until) {
+        b->blocked_until = until;
+        /* Slots handed out before are void (their holders take new ones), so the
+         * requests after the wait are spaced from its end, not bunched there. */
+        b->tat = (double)until;
+        b->epoch++;
+    }
+}
+
+void limits_backoff(void *pacer, const char *host, int64_t until_mono)
+{
+    struct limits_pacer *p = pacer;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->l->mu);
+    pacer_each(p, host ? host : "", clock_mono_ms(), block_one, &until_mono);
+    pthread_mutex_unlock(&p->l->mu);
+}
+
+/* ---- the monitor --------------------------------------------------------------------- */
+
+int limits_job_throttle(struct limiter *l, const char *job_id, struct limits_throttle *t)
+{
+    int found = 0;
+    if (!l)
+        return 0;
+    int64_t now = clock_mono_ms();
+    pthread_mutex_lock(&l->mu);
+    struct throttle_slot *s = &l->throttled[hash_str(job_id) % NTHROTTLE];
+    if (strcmp(s->job_id, job_id) == 0 && now - s->at_mono <= THROTTLE_SHOWN_MS) {
+        *t = s->t;
+        found = 1;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return found;
+}

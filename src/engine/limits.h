@@ -1,0 +1,172 @@
+/* limits.h - named processing limits: how fast and how much at once work may run.
+ *
+ * DESIGN
+ * A limit is a named definition (JSON, checked by limits_def_parse):
+ *
+ *   {"key": "{tenant}:{host}",   bucket key template; placeholders {tenant}, {workflow},
+ *                                {step}, {host}; the bare words "tenant", "workflow",
+ *                                "step", "host" stand for one placeholder; default ""
+ *                                (one bucket shared by everything that names it)
+ *    "rate": 5, "per": "second", tokens per second | minute | hour (rate > 0)
+ *    "burst": 5,                 tokens that may go at once (default: one second's
+ *                                worth, at least 1)
+ *    "concurrency": 10}          items holding the limit at once
+ *
+ * (rate and/or concurrency). Limits come from the server's config (every tenant) and
+ * from tenants (PUT /v1/limits/{name}, stored by the store). A workflow names the
+ * limits its items consume ("limits": [...] at the top: one token per item) and a
+ * step names those its work consumes ("limits" on the step: one token per request
+ * of an http step, one per item for other steps). A name resolves to the server's
+ * limit of that name AND the tenant's: both hold, so a tenant can only tighten what
+ * the operator set. One bucket per (scope, name, resolved key).
+ *
+ * ENFORCEMENT, where work is handed out, not by sleeping workers:
+ *   - at claim time (the store's claim gate, limits_admit): a job's range is cut to
+ *     what its limits allow now; a job with nothing allowed is passed over and
+ *     another job is claimed. Item limits take their tokens here. Request limits
+ *     (http steps) admit what their bucket can send within LIMITS_HORIZON_MS, minus
+ *     what earlier claims were admitted and have not finished; concurrency admits up
+ *     to the cap minus items held. A grant ends with limits_finish();
+ *   - at send time (limits_pace, on the outbound I/O thread): each request of an http
+ *     step takes the next slot of its buckets (GCRA: the emission interval is 1/rate,
+ *     the burst is the tolerance); when that slot is later, the request waits on a
+ *     timer of the I/O thread. So an upstream never sees more than burst + rate * t
+ *     requests in any t seconds, whatever the number of jobs, claims and workers;
+ *   - a 429/503 with Retry-After backs the whole bucket off (limits_backoff): no slot
+ *     before then, for every item that uses it.
+ *
+ * The state is in this process (a cluster-wide state needs the store: see
+ * docs/design.md). Thread-safe: one mutex. */
+#ifndef SLUICE_LIMITS_H
+#define SLUICE_LIMITS_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+
+#define LIMITS_HORIZON_MS 1000 /* request slots a claim may be admitted for */
+#define LIMITS_NAME_MAX 65     /* names: [A-Za-z0-9_.-]{1,64} */
+#define LIMITS_MAX_USES 16     /* limits one job may consume (workflow and steps) */
+
+struct limit_def {
+    char key[256];        /* template */
+    double rate;          /* tokens per second; 0 = no rate */
+    double per_s;         /* seconds of "per" (1, 60, 3600), for rendering */
+    double rate_in_per;   /* the rate as given, per "per" */
+    int64_t burst;        /* >= 1 when rate > 0 */
+    int64_t concurrency;  /* 0 = no cap */
+};
+
+/* Nonzero when name may name a limit. */
+int limits_name_valid(const char *name);
+/* Checks a definition. 0 and [out] d, or -SLUICE_E_INVALID_FIELD with a message in
+ * err and the member at fault in target ("rate"). */
+int limits_def_parse(const json_t *j, struct limit_def *d, char *err, size_t errlen, char *target,
+                     size_t targetlen);
+/* The definition as JSON (what GET shows): {"key","rate","per","burst","concurrency"}
+ * with absent members left out. New reference. */
+json_t *limits_def_json(const struct limit_def *d);
+
+struct limiter;
+
+/* An empty limiter (no limits). */
+struct limiter *limiter_new(void);
+void limiter_free(struct limiter *l);
+
+/* Server-config limits: a JSON object name -> definition. Replaces the earlier set.
+ * -SLUICE_E_INVALID_FIELD with err/target ("NAME.rate") on a bad entry (nothing
+ * changes). */
+int limiter_set_server(struct limiter *l, const json_t *defs, char *err, size_t errlen,
+                       char *target, size_t targetlen);
+/* Sets (def != NULL) or removes (def NULL) a tenant's limit. */
+void limiter_set_tenant(struct limiter *l, const char *tenant, const char *name,
+                        const struct limit_def *def);
+/* Replaces every tenant limit with the store's (at start, and to follow other nodes).
+ * 0 or a store error (nothing changes then). */
+struct store;
+int limiter_reload(struct limiter *l, struct store *st);
+/* 1 and [out] d when the server config defines name, else 0. */
+int limiter_server_def(struct limiter *l, const char *name, struct limit_def *d);
+/* Server-config limit names in order, for listings: [out] heap array of n names
+ * (each LIMITS_NAME_MAX), caller frees. */
+void limiter_server_names(struct limiter *l, char (**names)[LIMITS_NAME_MAX], size_t *n);
+
+/* ---- what a job uses ------------------------------------------------------------ */
+
+/* One use: what a job's item consumes of a limit name. */
+struct limit_use {
+    char kind;                   /* 'i': one per item at claim, 'r': one per request sent */
+    char name[LIMITS_NAME_MAX];
+    char workflow[161];
+    char step[65];               /* "" for a workflow-level use */
+    char host[256];              /* http steps whose URL has a fixed host, else "" */
+    int count;                   /* how many such uses per item (e.g. two http steps) */
+};
+/* Encodes uses as the text the store keeps on a job (store_job_meta.uses): appends
+ * to b; nothing for n == 0. */
+void limits_uses_encode(const struct limit_use *u, size_t n, struct buf *b);
+/* What a workflow's items consume, encoded as above (nothing when it names no limit). */
+struct wfdef;
+void limits_uses_of(const struct wfdef *w, struct buf *b);
+/* Decodes it: the number of uses read into u (at most max), or -1 if malformed. */
+int limits_uses_decode(const char *text, struct limit_use *u, size_t max);
+
+/* ---- the scheduler's side ------------------------------------------------------ */
+
+/* What limits_admit gave one claim; limits_finish gives it back. */
+struct limits_grant {
+    char job_id[72];
+    size_t n;        /* items granted */
+    size_t nb;
+    struct {
+        void *bucket;
+        char kind;   /* 'i' tokens (kept), 'r' admitted requests, 'c' concurrency */
+        int64_t amount;
+        double t_ms; /* 'i': the emission interval the tokens took */
+    } b[2 * LIMITS_MAX_USES * 2];
+};
+
+/* How many of want items of job (tenant, job_id) with uses (store text) may be
+ * claimed now: 0..want; fills g (n = the result) for limits_finish / limits_undo.
+ * 0 records the job as throttled by the limit that held it. Never blocks on I/O. */
+size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, const char *uses,
+                    size_t want, struct limits_grant *g);
+/* The claim of g was not made (or lost): gives everything back, item tokens too. */
+void limits_undo(struct limiter *l, struct limits_grant *g);
+/* The claim of g has finished: admitted requests and concurrency go back (item tokens
+ * stay spent). */
+void limits_finish(struct limiter *l, struct limits_grant *g);
+
+/* ---- send-time pacing (the outbound engine's pace hook) --------------------------- */
+
+/* A step's request limits for one run, resolved per host as requests go out. */
+struct limits_pacer;
+/* names: the step's limit names (n of them). NULL when n == 0. */
+struct limits_pacer *limits_pacer_new(struct limiter *l, const char *tenant, const char *workflow,
+                                      const char *step, const char *const *names, size_t n);
+void limits_pacer_free(struct limits_pacer *p);
+/* Takes the next slot of every bucket for a request to host; returns the monotonic
+ * ms at which it may go (<= now_mono: at once). *hold is the caller's memory of the
+ * slot (0 before the first call): call again when the slot's time has come; it then
+ * returns now_mono, unless a back-off voided the slot, when it takes a new one. */
+int64_t limits_pace(void *pacer, const char *host, int64_t now_mono, int64_t *hold);
+/* The upstream asked to wait until until_mono (429/503 + Retry-After): the buckets of
+ * this host hand out no slot before then. */
+void limits_backoff(void *pacer, const char *host, int64_t until_mono);
+
+/* ---- what the monitor shows ------------------------------------------------------ */
+
+struct limits_throttle {
+    char name[LIMITS_NAME_MAX]; /* the limit */
+    char scope[8];              /* "server" | "tenant" */
+    char key[256];              /* resolved bucket key */
+    char reason[16];            /* "rate" | "concurrency" | "upstream" (Retry-After) */
+    double items_per_s;         /* what the limit allows this job at most (0 = unknown) */
+    int64_t at;                 /* wall ms when it last held the job back */
+};
+/* 1 and [out] t when a limit held job_id back within the last 2 s, else 0. */
+int limits_job_throttle(struct limiter *l, const char *job_id, struct limits_throttle *t);
+
+#endif
