@@ -4,7 +4,7 @@
  * (scripts/embed.sh writes $(BUILD)/gen/openapi_json.c), so a binary serves the
  * description of the routes it was built with, and needs no file at run time. The
  * black-box suite validates the document and checks every response it sees against
- * it (tests/api/test_23_openapi.py, test_zz_openapi_drift.py). */
+ * it (tests/api/test_24_openapi.py, test_zz_openapi_drift.py). */
 #include <string.h>
 
 #include "api/api.h"

@@ -1,7 +1,7 @@
 // Validates an OpenAPI document with @seriousme/openapi-schema-validator (the
 // specification's own JSON Schemas, checked with Ajv) and resolves every $ref.
 // Usage: node validate.mjs FILE. Prints "valid: OpenAPI <version>" and exits 0, or
-// prints the errors and exits 1. Run by tests/api/test_23_openapi.py.
+// prints the errors and exits 1. Run by tests/api/test_24_openapi.py.
 import { Validator } from "@seriousme/openapi-schema-validator";
 
 const file = process.argv[2];
