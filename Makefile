@@ -32,7 +32,7 @@ OBJ := $(LIBSRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c) $(wildcard tests/store/test_*.c))
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all deps test-deps run test unit api bench fuzz fuzz-brief clean format
+.PHONY: all deps test-deps run test unit api bench load fuzz fuzz-brief clean format
 all: deps $(BUILD)/sluice
 
 deps:
@@ -92,7 +92,14 @@ api: $(BUILD)/sluice
 	SLUICE_BIN=$(abspath $(BUILD)/sluice) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/api
 
 bench: deps $(BUILD)/sluice
+	@scripts/deps.sh bench
 	bench/run $(BUILD)/sluice
+
+# Load during a 1,000,000-item job (wrk), and 100 concurrent 100 MB uploads.
+load: deps $(BUILD)/sluice
+	@scripts/deps.sh bench
+	/usr/bin/python3 bench/load.py --bin $(BUILD)/sluice
+	/usr/bin/python3 bench/uploads.py --bin $(BUILD)/sluice
 
 fuzz:
 	@scripts/fuzz.sh $${FUZZ_SECONDS:-60}

@@ -107,12 +107,17 @@ PIPELINE = {"steps": [
      "timeoutMs": 10000, "retry": {"maxAttempts": 3, "backoffMs": 100}}]}
 
 
-def pipeline_run(binary, items_file, n, workers):
-    """W4: validate -> map -> upsert -> http against bench/fast_upstream.c on loopback."""
+def build_fast_upstream():
     exe = os.path.join(ROOT, "build", "bench", "fast_upstream")
     os.makedirs(os.path.dirname(exe), exist_ok=True)
     subprocess.run(["cc", "-O2", "-pthread", "-o", exe, os.path.join(ROOT, "bench", "fast_upstream.c"),
                     "-lmicrohttpd"], check=True)
+    return exe
+
+
+def pipeline_run(binary, items_file, n, workers):
+    """W4: validate -> map -> upsert -> http against bench/fast_upstream.c on loopback."""
+    exe = build_fast_upstream()
     up_port = free_port()
     up = subprocess.Popen([exe, str(up_port)], stdout=subprocess.PIPE)
     up.stdout.readline()  # "ready"
@@ -148,6 +153,110 @@ def pipeline_run(binary, items_file, n, workers):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds (from /proc)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def put_json(url, key, path, doc):
+    req = urllib.request.Request(url + path, data=json.dumps(doc).encode(), method="PUT",
+                                 headers={"Authorization": "Bearer " + key})
+    urllib.request.urlopen(req, timeout=30).read()
+
+
+def submit_and_wait(url, key, d, items_file, workflow):
+    """Submits items_file to workflow; returns (monitor at the end, seconds from the
+    202 to completedAt, every monitor phase seen while it ran)."""
+    out = subprocess.run(["curl", "-s", "-o", os.path.join(d, "resp"), "-w", "%{http_code}",
+                          "-H", "Authorization: Bearer " + key,
+                          "-H", "Content-Type: application/x-ndjson", "--data-binary", "@" + items_file,
+                          url + "/v1/jobs?workflow=" + workflow], capture_output=True, text=True,
+                         check=True)
+    if out.stdout != "202":
+        raise SystemExit("submit failed: %s" % open(os.path.join(d, "resp")).read())
+    t0 = time.time()
+    job = json.load(open(os.path.join(d, "resp")))["id"]
+    phases = set()
+    while True:
+        j = get(url + "/v1/jobs/" + job, key)
+        phases.add(j.get("phase"))
+        if j["status"] in ("Succeeded", "Failed", "Canceled"):
+            break
+        time.sleep(0.1)
+    return j, parse_ts(j["completedAt"]) - t0, phases
+
+
+def limited_run(binary, items_file, n, rate, workers):
+    """W5: an http step limited to `rate` requests/s (burst 1) against the loopback
+    upstream. Returns achieved requests/s over the job (first to last item)."""
+    exe = build_fast_upstream()
+    up_port = free_port()
+    up = subprocess.Popen([exe, str(up_port)], stdout=subprocess.PIPE)
+    up.stdout.readline()
+    d = tempfile.mkdtemp(prefix="sluice-bench-")
+    try:
+        limits = json.dumps({"mkt": {"key": "{host}", "rate": rate, "burst": 1}})
+        proc, url, key, log = start_server(binary, d, workers,
+                                           ["--outbound-allow", "127.0.0.1/32", "--limits", limits])
+        put_json(url, key, "/v1/workflows/limited", {"steps": [
+            {"name": "push", "type": "http", "method": "PUT", "limits": ["mkt"],
+             "url": "http://127.0.0.1:%d/items/{{ref}}" % up_port}]})
+        j, e2e, phases = submit_and_wait(url, key, d, items_file, "limited")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+        assert j["counts"]["succeeded"] == n, j["counts"]
+        assert "Throttled" in phases, phases
+        # n requests at `rate` take (n - 1) / rate seconds from the first to the last
+        return (n - 1) / e2e
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=30)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def scheduler_cost(binary, items_file, n, rate, workers):
+    """The scheduler's cost at `rate` items/s: server CPU per 1,000 items of a one-noop-
+    step workflow with an item limit of `rate`/s, against the same workflow unlimited.
+    Returns (achieved items/s limited, CPU ms per 1,000 items limited, unlimited)."""
+    out = []
+    for limited in (True, False):
+        d = tempfile.mkdtemp(prefix="sluice-bench-")
+        try:
+            # burst: 1/100 s worth, so the achieved rate shows the pace, not the burst
+            extra = (["--limits", json.dumps({"pace": {"rate": rate, "burst": max(1, rate // 100)}})]
+                     if limited else [])
+            proc, url, key, log = start_server(binary, d, workers, extra)
+            wf = {"steps": [{"type": "noop"}]}
+            if limited:
+                wf["limits"] = ["pace"]
+            put_json(url, key, "/v1/workflows/w", wf)
+            cpu0 = cpu_seconds(proc.pid)
+            j, e2e, _ = submit_and_wait(url, key, d, items_file, "w")
+            cpu = cpu_seconds(proc.pid) - cpu0
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            log.close()
+            assert j["counts"]["succeeded"] == n, j["counts"]
+            out.append((n / e2e, cpu * 1e6 / n))
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    return out[0][0], out[0][1], out[1][1]
+
+
+def ensure_items(n):
+    outdir = os.path.join(ROOT, "bench", "out")
+    os.makedirs(outdir, exist_ok=True)
+    items_file = os.path.join(outdir, "items-%d.ndjson" % n)
+    if not os.path.exists(items_file):
+        with open(items_file, "w") as f:
+            subprocess.run([sys.executable, os.path.join(ROOT, "scripts/sample-items.py"), str(n)],
+                           stdout=f, check=True)
+    return items_file
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "build/rel/sluice"))
@@ -157,6 +266,10 @@ def main():
     ap.add_argument("--workflows", default="noop,products.upsert")
     ap.add_argument("--pipeline-items", type=int, default=20000,
                     help="items for the W4 pipeline run (0 = skip)")
+    ap.add_argument("--limit-rates", default="50,500",
+                    help="W5: http steps limited to these requests/s, 10 s of work each (\"\" = skip)")
+    ap.add_argument("--scheduler-rate", type=int, default=10000,
+                    help="W6: an item limit of this many items/s, 100,000 items (0 = skip)")
     a = ap.parse_args()
     outdir = os.path.join(ROOT, "bench", "out")
     os.makedirs(outdir, exist_ok=True)
@@ -186,6 +299,25 @@ def main():
         print("%-18s %8d %10s %12.3f %12.0f   (validate -> map -> upsert -> http to the "
               "loopback upstream)" % ("W4 pipeline", n, "-", statistics.median(r[0] for r in runs),
                                          statistics.median(r[1] for r in runs)), flush=True)
+    for rate in [int(x) for x in a.limit_rates.split(",") if x]:
+        n = rate * 10
+        items_file = ensure_items(n)
+        runs = [limited_run(a.bin, items_file, n, rate, a.workers) for _ in range(a.runs)]
+        got = statistics.median(runs)
+        print("%-18s %8d %10s %12s %12.1f   (http step limited to %d/s: achieved/configured "
+              "%.3f)" % ("W5 limited", n, "-", "-", got, rate, got / rate), flush=True)
+    if a.scheduler_rate:
+        n = 100000
+        items_file = ensure_items(n)
+        runs = [scheduler_cost(a.bin, items_file, n, a.scheduler_rate, a.workers)
+                for _ in range(a.runs)]
+        got = statistics.median(r[0] for r in runs)
+        lim_cpu = statistics.median(r[1] for r in runs)
+        free_cpu = statistics.median(r[2] for r in runs)
+        print("%-18s %8d %10s %12s %12.0f   (item limit %d/s: achieved/configured %.3f; server "
+              "CPU %.1f ms per 1,000 items limited vs %.1f unlimited)" %
+              ("W6 scheduler", n, "-", "-", got, a.scheduler_rate, got / a.scheduler_rate,
+               lim_cpu, free_cpu), flush=True)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,9 @@ static const struct setting settings[] = {
     {"--max-memory-mb", "SLUICE_MAX_MEMORY_MB",
      "resident memory above which submits get 503 (0: 3/4 of physical memory)", K_SIZE,
      OFF(api.max_memory_mb), 0, 1ull << 30},
+    {"--max-uploads", "SLUICE_MAX_UPLOADS",
+     "submits receiving at once, all tenants; more get 503 ServerBusy (64; 0: no cap)", K_UINT,
+     OFF(api.max_uploads), 0, 1000000},
     {"--max-pending-items", "SLUICE_MAX_PENDING_ITEMS",
      "unclaimed items per tenant before submits get 429 (20000000; 0: no cap)", K_SIZE,
      OFF(api.max_pending_items), 0, 1ull << 40},
@@ -57,6 +60,15 @@ static const struct setting settings[] = {
      OFF(http.max_connections), 1, 100000},
     {"--idle-timeout", "SLUICE_IDLE_TIMEOUT", "idle connection timeout s (30)", K_UINT,
      OFF(http.idle_timeout_s), 1, 3600},
+    {"--request-timeout", "SLUICE_REQUEST_TIMEOUT",
+     "s a connection may take to send request headers; after it a body must average "
+     "--min-body-rate (30; 0: no deadline)", K_UINT, OFF(http.request_timeout_s), 0, 86400},
+    {"--min-body-rate", "SLUICE_MIN_BODY_RATE",
+     "bytes/s a request body must average after --request-timeout (4096; 0: none)", K_UINT,
+     OFF(http.min_body_rate), 0, 1u << 30},
+    {"--max-connections-per-ip", "SLUICE_MAX_CONNECTIONS_PER_IP",
+     "connections one client address may hold (0: no cap)", K_UINT, OFF(http.max_per_ip), 0,
+     100000},
     {"--sync", "SLUICE_SYNC", "SQLite sync: full|normal (full)", K_SYNC, 0, 0, 0},
     {"--debug", "SLUICE_DEBUG", "debug logs (0)", K_BOOL, OFF(log_debug), 0, 1},
     {"--outbound-allow", "SLUICE_OUTBOUND_ALLOW",
@@ -101,12 +113,15 @@ static void defaults(struct config *cfg)
     cfg->http.idle_timeout_s = 30;
     cfg->http.max_connections = 1000;
     cfg->http.max_per_ip = 0;
+    cfg->http.request_timeout_s = 30;
+    cfg->http.min_body_rate = 4096;
     ingest_limits_default(&cfg->api.limits);
     cfg->api.submit_batch = 5000;
     cfg->api.max_open_jobs = 1000;
     cfg->api.max_pending_items = 20000000;
     cfg->outbound_allow = "";
     cfg->limits = "";
+    cfg->api.max_uploads = 64;
     cfg->engine.max_active_jobs = 16;
     cfg->outbound_max_body = 1u << 20;
     cfg->retention_seconds = 2592000;

@@ -148,7 +148,12 @@ static int serve_main(int argc, char **argv)
     }
     json_t *secrets = load_secrets();
     struct limiter *lim = limiter_new();
-    if (load_limits(lim, cfg.limits) < 0 || limiter_reload(lim, st) < 0) {
+    /* Rates hold across the nodes of a shared store; SLUICE_LIMITS_SHARED=1 forces the
+     * same path on SQLite (for tests). */
+    const char *force_shared = getenv("SLUICE_LIMITS_SHARED");
+    int shared = force_shared && !strcmp(force_shared, "1");
+    if (load_limits(lim, cfg.limits) < 0 || limiter_reload(lim, st) < 0 ||
+        (shared && limiter_share(lim, st) < 0)) {
         limiter_free(lim);
         outbound_stop(ob);
         outbound_free(ob);
@@ -192,6 +197,7 @@ static int serve_main(int argc, char **argv)
     api.cfg = cfg.api;
     api.limits = lim;
     atomic_init(&api.shutting_down, 0);
+    atomic_init(&api.uploads, 0);
     /* Admission control, in memory: this process enforces the limits on its own. */
     char seed[17];
     ids_random("", 16, seed);

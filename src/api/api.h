@@ -19,6 +19,7 @@ struct api_config {
     size_t max_open_jobs;        /* per tenant: unfinished jobs before submits get 429; 0 = no cap */
     size_t max_pending_items;    /* per tenant: unclaimed items before submits get 429; 0 = no cap */
     size_t max_memory_mb;        /* resident memory above which submits get 503; 0 = auto */
+    unsigned max_uploads;        /* submits receiving at once, all tenants; 0 = no cap */
 };
 
 struct outbound;
@@ -39,6 +40,7 @@ struct api {
     struct limiter *limits;        /* processing limits (engine/limits.h); never NULL in serve */
     struct api_config cfg;
     atomic_int shutting_down;
+    atomic_uint uploads;           /* submits receiving now (max_uploads) */
 };
 
 extern const struct route api_routes[];

@@ -48,6 +48,7 @@ struct submit_ctx {
     const char *key_target;
     int has_op_id;
     struct ids_sha256 *hash;
+    int counted; /* in api->uploads */
     /* An error raised by our own callbacks, reported instead of the parser's. */
     int cb_err;
     char cb_target[64];
@@ -382,6 +383,15 @@ static int submit_setup(struct request *req)
     c->sub = submit_new(api->st, req_tenant(req), api->cfg.submit_batch);
     buf_init(&c->report);
     req_set_ctx(req, c);
+    /* Each upload holds up to a staging batch in memory: their number bounds that. */
+    c->counted = 1;
+    if (atomic_fetch_add(&api->uploads, 1) >= api->cfg.max_uploads && api->cfg.max_uploads) {
+        reply_header(req, "Retry-After", "2");
+        reply_errorf(req, SLUICE_E_SERVER_BUSY, NULL,
+                     "%u uploads are in progress, the most this server takes at once; retry "
+                     "later", api->cfg.max_uploads);
+        return -1;
+    }
     const char *vo = req_query(req, "validateOnly");
     if (vo && strcmp(vo, "true") && strcmp(vo, "false")) {
         reply_error(req, SLUICE_E_INVALID_PARAMETER, "validateOnly", "validateOnly is true or false");
@@ -515,6 +525,8 @@ void api_jobs_submit_end(struct request *req, int completed)
     if (!c)
         return;
     submit_free(c->sub); /* deletes the staged job unless committed */
+    if (c->counted)
+        atomic_fetch_sub(&api_of(req)->uploads, 1);
     if (c->held_key)
         api_idem_release(req_tenant(req), c->held_key);
     free(c->held_key);

@@ -80,8 +80,15 @@ void engine_notify(struct engine *eng)
 static void idle_wait(struct engine *eng, unsigned long seen)
 {
     struct timespec ts;
+    long wait_ms = eng->cfg.poll_ms;
+    if (eng->cfg.limits) {
+        /* a limit that held work back has a slot again sooner than the next poll */
+        int64_t in = limits_wake_in(eng->cfg.limits, clock_mono_ms());
+        if (in >= 0 && in < wait_ms)
+            wait_ms = in < 1 ? 1 : (long)in;
+    }
     clock_gettime(CLOCK_REALTIME, &ts);
-    long ns = ts.tv_nsec + (long)eng->cfg.poll_ms * 1000000L;
+    long ns = ts.tv_nsec + wait_ms * 1000000L;
     ts.tv_sec += ns / 1000000000L;
     ts.tv_nsec = ns % 1000000000L;
     pthread_mutex_lock(&eng->mu);
@@ -235,7 +242,8 @@ static void *worker_main(void *arg)
         }
         store_claim_release(&c);
         if (w->granted) {
-            limits_finish(eng->cfg.limits, &w->grant);
+            if (limits_finish(eng->cfg.limits, &w->grant))
+                engine_notify(eng); /* a throttled job may go now */
             w->granted = 0;
         }
     }

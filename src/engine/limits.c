@@ -18,6 +18,7 @@
 #define SWEEP_AT 4096       /* buckets before idle ones are dropped */
 #define NTHROTTLE 512       /* jobs remembered as throttled (a cache: collisions evict) */
 #define THROTTLE_SHOWN_MS 2000
+#define WAKE_SLOTS 100      /* slots a rate should have before idle workers look again */
 
 /* ---- definitions ----------------------------------------------------------------- */
 
@@ -173,6 +174,19 @@ struct bucket {
     int64_t inflight;    /* items holding the concurrency cap */
     int pins;            /* grants pointing here: not dropped while > 0 */
     uint64_t epoch;      /* +1 per back-off: slots taken before it are void */
+    /* Shared mode (limiter_share): the slots this node leased from the store's bucket,
+     * monotonic ms, ascending; what it still wants leased; the parameters to lease
+     * with; a back-off still to be told to the store (wall ms, 0: none). */
+    int64_t *stock;
+    size_t nstock, capstock;
+    int64_t demand;
+    double t_ms, tau;
+    uint64_t store_epoch;
+    int64_t block_wall;
+    /* Shared mode, concurrency: units of the cap this node holds in the store, more it
+     * wants, the cap, since when some have been idle (monotonic ms, 0: none idle). */
+    int64_t units, unit_demand, cap;
+    int64_t idle_since;
 };
 
 struct tdef { /* a tenant's limit */
@@ -201,12 +215,20 @@ struct limiter {
     size_t nserver;
     struct tdef *tenants; /* list: tenants define few limits */
     struct throttle_slot throttled[NTHROTTLE];
+    int64_t wake_at; /* monotonic ms: a rate that held work back frees a slot; 0: none */
+    uint64_t tgen;   /* +1 per limiter_set_tenant: a reload read before it is stale */
+    /* Shared mode: rate buckets live in the store; a thread leases their slots. */
+    struct store *shared;
+    pthread_t refiller;
+    pthread_cond_t refill_cv;
+    int refill_stop, refill_started;
 };
 
 struct limiter *limiter_new(void)
 {
     struct limiter *l = xcalloc(1, sizeof *l);
     pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->refill_cv, NULL);
     return l;
 }
 
@@ -223,10 +245,19 @@ void limiter_free(struct limiter *l)
 {
     if (!l)
         return;
+    if (l->refill_started) {
+        pthread_mutex_lock(&l->mu);
+        l->refill_stop = 1;
+        pthread_cond_signal(&l->refill_cv);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->refiller, NULL);
+    }
+    pthread_cond_destroy(&l->refill_cv);
     for (size_t i = 0; i < NHASH; i++)
         for (struct bucket *b = l->hash[i], *n; b; b = n) {
             n = b->next;
             free(b->id);
+            free(b->stock);
             free(b);
         }
     free(l->server);
@@ -279,6 +310,7 @@ void limiter_set_tenant(struct limiter *l, const char *tenant, const char *name,
                         const struct limit_def *def)
 {
     pthread_mutex_lock(&l->mu);
+    l->tgen++;
     struct tdef **p = tdef_find(l, tenant, name);
     if (!def) {
         if (*p) {
@@ -301,6 +333,9 @@ int limiter_reload(struct limiter *l, struct store *st)
 {
     struct store_limit *ls = NULL;
     size_t n = 0;
+    pthread_mutex_lock(&l->mu);
+    uint64_t gen = l->tgen;
+    pthread_mutex_unlock(&l->mu);
     int rc = store_limit_list(st, NULL, NULL, 1000000, &ls, &n);
     if (rc < 0)
         return rc;
@@ -323,8 +358,11 @@ int limiter_reload(struct limiter *l, struct store *st)
     }
     store_limits_free(ls, n);
     pthread_mutex_lock(&l->mu);
-    struct tdef *old = l->tenants;
-    l->tenants = head;
+    struct tdef *old = head;
+    if (l->tgen == gen) { /* else a change made here while we read wins; next time */
+        old = l->tenants;
+        l->tenants = head;
+    }
     pthread_mutex_unlock(&l->mu);
     tdefs_free(old);
     return 0;
@@ -444,7 +482,8 @@ static uint64_t hash_str(const char *s)
 static int bucket_idle(const struct bucket *b, int64_t now)
 {
     return b->pins == 0 && b->admitted == 0 && b->inflight == 0 && b->tat <= (double)now &&
-           b->blocked_until <= now;
+           b->blocked_until <= now && b->nstock == 0 && b->demand == 0 && b->block_wall == 0 &&
+           b->units == 0 && b->unit_demand == 0;
 }
 
 static void sweep(struct limiter *l, int64_t now)
@@ -455,6 +494,7 @@ static void sweep(struct limiter *l, int64_t now)
             if (bucket_idle(b, now)) {
                 *p = b->next;
                 free(b->id);
+                free(b->stock);
                 free(b);
                 l->nbuckets--;
             } else {
@@ -539,6 +579,194 @@ static void bucket_id(struct buf *b, int scope, const char *tenant, const char *
         buf_printf(b, "t/%s/%s|%s", tenant, name, key);
 }
 
+/* ---- shared mode: slots leased from the store ---------------------------------------- */
+
+#define LEASE_MS 250   /* a lease covers at most this much of the bucket's rate */
+#define STALE_MS 20    /* a leased slot unused this long after its time is dropped: used
+                          late it could bunch with other nodes' slots */
+
+/* Drops leased slots too old to use. Under mu. */
+static void stock_trim(struct bucket *b, int64_t now)
+{
+    size_t k = 0;
+    int64_t late = b->t_ms > STALE_MS ? (int64_t)b->t_ms : STALE_MS;
+    while (k < b->nstock && b->stock[k] < now - late)
+        k++;
+    if (k) {
+        memmove(b->stock, b->stock + k, (b->nstock - k) * sizeof *b->stock);
+        b->nstock -= k;
+    }
+}
+
+/* Leased slots at or before until. Under mu. */
+static int64_t stock_until(struct bucket *b, int64_t now, int64_t until)
+{
+    stock_trim(b, now);
+    int64_t n = 0;
+    while ((size_t)n < b->nstock && b->stock[n] <= until && b->stock[n] >= b->blocked_until)
+        n++;
+    return n;
+}
+
+/* Asks the refiller for n more slots of b (rate parameters t_ms, tau). Under mu. */
+static void want_slots(struct limiter *l, struct bucket *b, int64_t n, double t_ms, double tau)
+{
+    b->t_ms = t_ms;
+    b->tau = tau;
+    if (n > b->demand)
+        b->demand = n;
+    pthread_cond_signal(&l->refill_cv);
+}
+
+/* Takes the first n leased slots of b; returns the last one's time. Under mu. */
+static int64_t stock_take(struct bucket *b, size_t n)
+{
+    int64_t last = b->stock[n - 1];
+    memmove(b->stock, b->stock + n, (b->nstock - n) * sizeof *b->stock);
+    b->nstock -= n;
+    return last;
+}
+
+static void stock_add(struct bucket *b, int64_t at)
+{
+    if (b->nstock == b->capstock) {
+        b->capstock = b->capstock ? b->capstock * 2 : 16;
+        b->stock = xrealloc(b->stock, b->capstock * sizeof *b->stock);
+    }
+    size_t i = b->nstock++;
+    while (i > 0 && b->stock[i - 1] > at) { /* keep them in order */
+        b->stock[i] = b->stock[i - 1];
+        i--;
+    }
+    b->stock[i] = at;
+}
+
+#define UNITS_IDLE_MS 500 /* concurrency units unused this long go back to the store */
+
+struct refill_job {
+    char *id;
+    double t_ms, tau;
+    int64_t n, block_wall;
+    int64_t cap, units; /* units: > 0 to take, < 0 to give back */
+};
+
+/* The refiller: leases what the buckets want from the store, tells it of back-offs,
+ * outside the mutex (store calls never run under it). */
+static void *refill_main(void *arg)
+{
+    struct limiter *l = arg;
+    pthread_mutex_lock(&l->mu);
+    while (!l->refill_stop) {
+        struct refill_job *jobs = NULL;
+        size_t nj = 0, cap = 0;
+        for (size_t i = 0; i < NHASH; i++)
+            for (struct bucket *b = l->hash[i]; b; b = b->next) {
+                int64_t mono = clock_mono_ms(), units = 0;
+                if (b->unit_demand > 0) {
+                    units = b->unit_demand;
+                    b->unit_demand = 0;
+                } else if (b->units > b->inflight) {
+                    /* units held but unused for a while go back for other nodes */
+                    if (!b->idle_since)
+                        b->idle_since = mono;
+                    else if (mono - b->idle_since > UNITS_IDLE_MS) {
+                        units = b->inflight - b->units;
+                        b->units = b->inflight; /* not to be granted meanwhile */
+                        b->idle_since = 0;
+                    }
+                } else {
+                    b->idle_since = 0;
+                }
+                if (b->demand <= 0 && !b->block_wall && !units)
+                    continue;
+                if (nj == cap) {
+                    cap = cap ? cap * 2 : 8;
+                    jobs = xrealloc(jobs, cap * sizeof *jobs);
+                }
+                int64_t most = b->t_ms > 0 ? (int64_t)(LEASE_MS / b->t_ms) + 1 +
+                                                 (int64_t)(b->tau / b->t_ms)
+                                           : 0;
+                jobs[nj++] = (struct refill_job){xstrdup(b->id), b->t_ms, b->tau,
+                                                 b->demand < most ? b->demand : most,
+                                                 b->block_wall, b->cap, units};
+                b->demand = 0;
+                b->block_wall = 0;
+            }
+        pthread_mutex_unlock(&l->mu);
+        for (size_t i = 0; i < nj; i++) {
+            struct refill_job *j = &jobs[i];
+            struct store_bucket_lease lease = {0};
+            int rc = 0;
+            if (j->block_wall)
+                rc = store_bucket_block(l->shared, j->id, j->block_wall);
+            if (rc >= 0 && j->n > 0)
+                rc = store_bucket_take(l->shared, j->id, j->t_ms, j->tau, j->n, &lease);
+            int64_t held = -1;
+            if (j->units) {
+                char sem[600];
+                snprintf(sem, sizeof sem, "%s#c", j->id);
+                if (store_sem_adjust(l->shared, sem, j->cap, j->units, &held) < 0)
+                    held = -1;
+            }
+            int64_t mono = clock_mono_ms();
+            pthread_mutex_lock(&l->mu);
+            struct bucket *b = bucket_get(l, j->id, mono);
+            if (j->units > 0 && held >= 0)
+                b->units = held;
+            else if (j->units < 0 && held < 0)
+                b->units -= j->units; /* not given back: still ours */
+            else if (j->units < 0)
+                b->units = held > b->inflight ? held : b->inflight;
+            if (rc < 0) {
+                b->demand = j->n > b->demand ? j->n : b->demand; /* again, later */
+            } else if (j->n > 0) {
+                if (lease.epoch != b->store_epoch) { /* someone was told to wait */
+                    b->nstock = 0;
+                    b->store_epoch = lease.epoch;
+                }
+                for (int64_t k = 0; k < j->n; k++) {
+                    double at = lease.tat0 + (double)k * j->t_ms - j->tau;
+                    if (at < (double)lease.now)
+                        at = (double)lease.now;
+                    stock_add(b, mono + (int64_t)ceil(at - (double)lease.now));
+                }
+                /* the local view of the shared schedule, for admission estimates */
+                double tat = (double)mono + (lease.tat0 - (double)lease.now) +
+                             (double)j->n * j->t_ms;
+                if (tat > b->tat)
+                    b->tat = tat;
+            }
+            pthread_mutex_unlock(&l->mu);
+            free(j->id);
+        }
+        free(jobs);
+        pthread_mutex_lock(&l->mu);
+        if (!l->refill_stop) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 20 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&l->refill_cv, &l->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+int limiter_share(struct limiter *l, struct store *st)
+{
+    l->shared = st;
+    if (pthread_create(&l->refiller, NULL, refill_main, l) != 0) {
+        l->shared = NULL;
+        return -SLUICE_E_INTERNAL;
+    }
+    l->refill_started = 1;
+    return 0;
+}
+
 /* GCRA slots of b (emission interval t_ms, tolerance tau_ms) at or before `until`,
  * counting from now. */
 static int64_t slots_until(const struct bucket *b, double t_ms, double tau_ms, int64_t now,
@@ -612,18 +840,47 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
                 /* (a request limit keyed by a host the template decides per item is
                  * paced at send time only: the bucket is not known here) */
                 double t_ms = 1000.0 / d[k]->rate, tau = (double)(d[k]->burst - 1) * t_ms;
-                int64_t slots = u[i].kind == 'i'
-                                    ? slots_until(b, t_ms, tau, now, now)
-                                    : slots_until(b, t_ms, tau, now, now + LIMITS_HORIZON_MS) -
-                                          b->admitted;
+                int64_t horizon = now + (u[i].kind == 'i' ? 0 : LIMITS_HORIZON_MS);
+                int64_t slots;
+                if (l->shared) {
+                    /* what this node holds of the shared schedule; ask for the rest */
+                    slots = stock_until(b, now, horizon) - (u[i].kind == 'r' ? b->admitted : 0);
+                    if (slots < (int64_t)want * u[i].count)
+                        want_slots(l, b, (int64_t)want * u[i].count - (slots > 0 ? slots : 0),
+                                   t_ms, tau);
+                } else {
+                    slots = slots_until(b, t_ms, tau, now, horizon) -
+                            (u[i].kind == 'r' ? b->admitted : 0);
+                }
                 int64_t items = slots > 0 ? slots / u[i].count : 0;
                 if ((size_t)items < allow) {
                     allow = (size_t)items;
                     reason = b->blocked_until > now ? "upstream" : "rate";
+                    /* when this bucket has slots again (for requests: ones within the
+                     * horizon) - enough of them to be worth a claim, up to its burst -
+                     * so idle workers look again then, not at every single slot */
+                    int64_t worth = d[k]->burst < WAKE_SLOTS ? d[k]->burst : WAKE_SLOTS;
+                    double next = (b->tat > (double)b->blocked_until ? b->tat - tau
+                                                                     : (double)b->blocked_until) +
+                                  (double)(worth - 1) * t_ms;
+                    int64_t at = (int64_t)next - (u[i].kind == 'r' ? LIMITS_HORIZON_MS : 0) + 1;
+                    if (at <= now)
+                        at = now + 1;
+                    if (!l->wake_at || at < l->wake_at)
+                        l->wake_at = at;
                 }
             }
             if (d[k]->concurrency > 0) {
-                int64_t room = d[k]->concurrency - b->inflight;
+                int64_t held = d[k]->concurrency;
+                if (l->shared) { /* this node's units of the cluster's cap */
+                    held = b->units;
+                    b->cap = d[k]->concurrency;
+                    if (held - b->inflight < (int64_t)want) {
+                        b->unit_demand = (int64_t)want - (held - b->inflight);
+                        pthread_cond_signal(&l->refill_cv);
+                    }
+                }
+                int64_t room = held - b->inflight;
                 if (room < 0)
                     room = 0;
                 if ((size_t)room < allow) {
@@ -651,7 +908,10 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
         if (d->rate > 0 && plan[i].kind == 'i') {
             double t_ms = 1000.0 / d->rate;
             double base = (double)(now > b->blocked_until ? now : b->blocked_until);
-            b->tat = (b->tat > base ? b->tat : base) + (double)amount * t_ms;
+            if (l->shared && (size_t)amount <= b->nstock)
+                stock_take(b, (size_t)amount); /* leased slots, due now (pass 1) */
+            else
+                b->tat = (b->tat > base ? b->tat : base) + (double)amount * t_ms;
             g->b[g->nb].bucket = b;
             g->b[g->nb].kind = 'i';
             g->b[g->nb].t_ms = t_ms;
@@ -683,21 +943,27 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
     return grant;
 }
 
-static void grant_return(struct limiter *l, struct limits_grant *g, int tokens_too)
+static int grant_return(struct limiter *l, struct limits_grant *g, int tokens_too)
 {
+    int freed = 0;
     pthread_mutex_lock(&l->mu);
     for (size_t i = 0; i < g->nb; i++) {
         struct bucket *b = g->b[i].bucket;
         switch (g->b[i].kind) {
         case 'i':
-            if (tokens_too) /* the slots move earlier again */
+            if (tokens_too && l->shared) /* the leased slots go back to the stock */
+                for (int64_t k = 0; k < g->b[i].amount; k++)
+                    stock_add(b, clock_mono_ms());
+            else if (tokens_too) /* the slots move earlier again */
                 b->tat -= (double)g->b[i].amount * g->b[i].t_ms;
             break;
         case 'r':
             b->admitted -= g->b[i].amount;
+            freed = 1;
             break;
         case 'c':
             b->inflight -= g->b[i].amount;
+            freed = 1;
             break;
         }
         b->pins--;
@@ -705,6 +971,7 @@ static void grant_return(struct limiter *l, struct limits_grant *g, int tokens_t
     g->nb = 0;
     g->n = 0;
     pthread_mutex_unlock(&l->mu);
+    return freed;
 }
 
 void limits_undo(struct limiter *l, struct limits_grant *g)
@@ -712,9 +979,22 @@ void limits_undo(struct limiter *l, struct limits_grant *g)
     grant_return(l, g, 1);
 }
 
-void limits_finish(struct limiter *l, struct limits_grant *g)
+int limits_finish(struct limiter *l, struct limits_grant *g)
 {
-    grant_return(l, g, 0);
+    return grant_return(l, g, 0);
+}
+
+int64_t limits_wake_in(struct limiter *l, int64_t now_mono)
+{
+    int64_t in = -1;
+    pthread_mutex_lock(&l->mu);
+    if (l->wake_at) {
+        in = l->wake_at > now_mono ? l->wake_at - now_mono : 0;
+        if (in == 0)
+            l->wake_at = 0;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return in;
 }
 
 /* ---- pacing ------------------------------------------------------------------------ */
@@ -775,9 +1055,11 @@ static void pacer_each(struct limits_pacer *p, const char *host, int64_t now,
 }
 
 struct pace_arg {
+    struct limiter *l;
     int64_t now, slot;
     int pass;       /* 0: find the latest slot over all buckets; 1: take it in each */
     uint64_t epochs; /* sum of the buckets' epochs (pass 0) */
+    int missing;    /* shared mode: a bucket has no leased slot yet */
 };
 
 static void pace_one(struct bucket *b, const struct limit_def *d, void *varg)
@@ -785,6 +1067,25 @@ static void pace_one(struct bucket *b, const struct limit_def *d, void *varg)
     struct pace_arg *a = varg;
     double t_ms = 1000.0 / d->rate, tau = (double)(d->burst - 1) * t_ms;
     double base = (double)(a->now > b->blocked_until ? a->now : b->blocked_until);
+    if (a->l->shared) {
+        /* the request's slot is the next one this node leased from the store */
+        if (a->pass == 0) {
+            a->epochs += b->epoch;
+            if (stock_until(b, a->now, INT64_MAX) == 0) {
+                want_slots(a->l, b, 1, t_ms, tau);
+                a->missing = 1;
+            } else {
+                int64_t at = b->stock[0] > (int64_t)base ? b->stock[0] : (int64_t)base;
+                if (at > a->slot)
+                    a->slot = at;
+            }
+        } else {
+            stock_take(b, 1);
+            if (b->nstock < 2) /* keep one lease ahead */
+                want_slots(a->l, b, (int64_t)(LEASE_MS / t_ms) + 1, t_ms, tau);
+        }
+        return;
+    }
     if (a->pass == 0) {
         a->epochs += b->epoch;
         double tat = b->tat > base ? b->tat : base;
@@ -805,13 +1106,18 @@ int64_t limits_pace(void *pacer, const char *host, int64_t now_mono, int64_t *ho
     struct limits_pacer *p = pacer;
     if (!p)
         return now_mono;
-    struct pace_arg a = {now_mono, now_mono, 0, 0};
+    struct pace_arg a = {p->l, now_mono, now_mono, 0, 0, 0};
     pthread_mutex_lock(&p->l->mu);
     pacer_each(p, host ? host : "", now_mono, pace_one, &a);
     if (*hold && (int64_t)(a.epochs + 1) == *hold) {
         /* The slot taken earlier has come and no back-off voided it. */
         pthread_mutex_unlock(&p->l->mu);
         return now_mono;
+    }
+    if (a.missing) { /* shared: no slot leased yet; ask again shortly */
+        pthread_mutex_unlock(&p->l->mu);
+        *hold = 0;
+        return now_mono + STALE_MS;
     }
     a.pass = 1;
     pacer_each(p, host ? host : "", now_mono, pace_one, &a);
@@ -825,6 +1131,9 @@ static void block_one(struct bucket *b, const struct limit_def *d, void *varg)
     (void)d;
     int64_t until = *(int64_t *)varg;
     if (until > b->blocked_until) {
+        /* shared: every node is to wait; the slots leased here are void */
+        b->block_wall = clock_now_ms() + (until - clock_mono_ms());
+        b->nstock = 0;
         b->blocked_until = until;
         /* Slots handed out before are void (their holders take new ones), so the
          * requests after the wait are spaced from its end, not bunched there. */

@@ -35,8 +35,8 @@
  *   - a 429/503 with Retry-After backs the whole bucket off (limits_backoff): no slot
  *     before then, for every item that uses it.
  *
- * The state is in this process (a cluster-wide state needs the store: see
- * docs/design.md). Thread-safe: one mutex. */
+ * The state is in this process, or for rates in the store when it is shared by several
+ * nodes (limiter_share). Concurrency caps are per process. Thread-safe: one mutex. */
 #ifndef SLUICE_LIMITS_H
 #define SLUICE_LIMITS_H
 
@@ -75,6 +75,13 @@ struct limiter;
 struct limiter *limiter_new(void);
 void limiter_free(struct limiter *l);
 
+/* Shared mode, for stores several nodes use (store_shared): rate buckets are kept in
+ * the store (store_bucket_take) and a thread of the limiter leases their slots a
+ * fraction of a second ahead, so a configured rate is the rate of the whole cluster;
+ * admission and pacing then hand out this node's leased slots. Call once, before use.
+ * 0 or -SLUICE_E_INTERNAL. */
+struct store;
+int limiter_share(struct limiter *l, struct store *st);
 /* Server-config limits: a JSON object name -> definition. Replaces the earlier set.
  * -SLUICE_E_INVALID_FIELD with err/target ("NAME.rate") on a bad entry (nothing
  * changes). */
@@ -136,8 +143,11 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
 /* The claim of g was not made (or lost): gives everything back, item tokens too. */
 void limits_undo(struct limiter *l, struct limits_grant *g);
 /* The claim of g has finished: admitted requests and concurrency go back (item tokens
- * stay spent). */
-void limits_finish(struct limiter *l, struct limits_grant *g);
+ * stay spent). Returns 1 when that may let a throttled job go (wake idle workers). */
+int limits_finish(struct limiter *l, struct limits_grant *g);
+/* Milliseconds until a rate that held work back has a slot again (0: now), or -1
+ * when no rate holds anything back: how long idle workers may sleep. */
+int64_t limits_wake_in(struct limiter *l, int64_t now_mono);
 
 /* ---- send-time pacing (the outbound engine's pace hook) --------------------------- */
 

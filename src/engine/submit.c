@@ -227,7 +227,7 @@ int submit_add(struct submit *s, int64_t index, const char *ref, size_t ref_len,
     g->prev_idx = refmap_swap(&s->refs, ids_hash64(ref, ref_len), index);
     s->count++;
     /* Flush on count, or when the staged bytes grow large (big items). */
-    if (s->nbatch == s->batch_items || s->bytes.len >= (8u << 20))
+    if (s->nbatch == s->batch_items || s->bytes.len >= SUBMIT_BATCH_BYTES)
         return flush(s);
     return 0;
 }

@@ -32,6 +32,9 @@ int submit_set_client_reference(struct submit *s, const char *ref);
 /* How long an idempotency key replays: a key taken longer ago than this no longer
  * matches, and the janitor sweeps it. */
 #define SUBMIT_IDEM_TTL_MS (24LL * 3600 * 1000)
+/* A staging batch is written when it holds this many bytes of items (or batch_items
+ * items): with max_uploads, what bounds the memory of uploads in progress. */
+#define SUBMIT_BATCH_BYTES (2u << 20)
 
 /* Sets the idempotency key the job is committed under (webhook event ids, a client's
  * Idempotency-Key): a second commit of this tenant with the same key within

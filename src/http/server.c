@@ -14,11 +14,13 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "util/buf.h"
@@ -35,6 +37,14 @@
 #define MAX_HEADERS 16
 #define DISCARD_LIMIT (64u << 20) /* bytes we read past an error before dropping the client */
 
+/* One open connection, for the request deadline (see watchdog_main). */
+struct conn_watch {
+    struct conn_watch *prev, *next;
+    MHD_socket fd;
+    int64_t waiting_since; /* mono ms: since when it owes the headers of a request */
+    int in_request;        /* headers arrived; the request runs (the body has its own rule) */
+};
+
 struct http_server {
     struct MHD_Daemon *d;
     const struct route *routes;
@@ -43,6 +53,12 @@ struct http_server {
     void *app;
     struct http_config cfg;
     uint16_t port;
+    pthread_mutex_t wmu;        /* guards watched and every conn_watch */
+    struct conn_watch *watched; /* open connections */
+    pthread_t watchdog;
+    int watchdog_started;
+    int stopping;               /* under wmu */
+    pthread_cond_t wcv;
 };
 
 struct alloc {
@@ -505,6 +521,15 @@ static int request_start(struct request *req)
                     "conflicting Content-Length / Transfer-Encoding headers");
         return 0;
     }
+    /* RFC 9112 6.1: a request whose last transfer coding is not chunked has no
+     * knowable length; only plain "chunked" is accepted (MHD would read to the end). */
+    const char *te = req_header(req, "Transfer-Encoding");
+    if (te && strcasecmp(te, "chunked") != 0) {
+        reply_errorf(req, SLUICE_E_INVALID_REQUEST, NULL,
+                     "Transfer-Encoding \"%.40s\" is not supported; send chunked or a "
+                     "Content-Length", te);
+        return 1; /* the connection closes instead of guessing where the body ends */
+    }
     const char *cl = req_header(req, "Content-Length");
     if (cl) {
         char *end;
@@ -555,6 +580,98 @@ static enum MHD_Result queue(struct request *req)
     return MHD_queue_response(req->conn, req->status, req->resp);
 }
 
+/* ---- the request deadline ----------------------------------------------------------
+ * libmicrohttpd's timeout is an idle timeout: a client that sends one byte every few
+ * seconds never idles. So a watchdog thread cuts (shutdown(2); MHD then closes) every
+ * connection that has owed the headers of a request for longer than
+ * cfg.request_timeout_s - since it opened or since its last request ended - and a
+ * body that arrives slower than cfg.min_body_rate bytes/s on average once the request
+ * is older than request_timeout_s is cut where it is (request_body). MHD tells us of
+ * a connection's end before it closes the socket, under wmu, so an fd we shut down is
+ * always still the connection's own. */
+
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct conn_watch *w = xcalloc(1, sizeof *w);
+        w->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
+        w->waiting_since = clock_mono_ms();
+        pthread_mutex_lock(&srv->wmu);
+        w->next = srv->watched;
+        if (w->next)
+            w->next->prev = w;
+        srv->watched = w;
+        pthread_mutex_unlock(&srv->wmu);
+        *socket_context = w;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        struct conn_watch *w = *socket_context;
+        pthread_mutex_lock(&srv->wmu);
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            srv->watched = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        pthread_mutex_unlock(&srv->wmu);
+        free(w);
+        *socket_context = NULL;
+    }
+}
+
+/* The connection's watch entry marks a request starting (1) or ending (0). */
+static void watch_mark(struct request *req, int in_request)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_watch *w = ci ? ci->socket_context : NULL;
+    if (!w)
+        return;
+    pthread_mutex_lock(&req->srv->wmu);
+    w->in_request = in_request;
+    w->waiting_since = clock_mono_ms();
+    pthread_mutex_unlock(&req->srv->wmu);
+}
+
+static void *watchdog_main(void *arg)
+{
+    struct http_server *srv = arg;
+    int64_t limit = (int64_t)srv->cfg.request_timeout_s * 1000;
+    pthread_mutex_lock(&srv->wmu);
+    while (!srv->stopping) {
+        int64_t now = clock_mono_ms();
+        for (struct conn_watch *w = srv->watched; w; w = w->next)
+            if (!w->in_request && w->fd != MHD_INVALID_SOCKET && now - w->waiting_since > limit) {
+                shutdown(w->fd, SHUT_RDWR); /* MHD sees the end and closes it */
+                w->waiting_since = now;     /* once is enough */
+                metrics_request(408, 0);
+                log_write(LOG_WARN, "cut a connection that did not send its request headers in "
+                                    "time", NULL);
+            }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&srv->wcv, &srv->wmu, &ts);
+    }
+    pthread_mutex_unlock(&srv->wmu);
+    return NULL;
+}
+
+/* A body too slow for the deadline: nonzero when the connection should be cut. */
+static int body_too_slow(const struct request *req)
+{
+    const struct http_config *c = &req->srv->cfg;
+    if (!c->request_timeout_s || !c->min_body_rate)
+        return 0;
+    int64_t ms = (clock_mono_ns() - req->start_ns) / 1000000;
+    if (ms <= (int64_t)c->request_timeout_s * 1000)
+        return 0;
+    return (double)req->body_bytes * 1000.0 / (double)ms < (double)c->min_body_rate;
+}
+
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -566,6 +683,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     if (!req) {
         req = request_new(srv, conn, url, method);
         *con_cls = req;
+        watch_mark(req, 1);
         if (request_start(req))
             return queue(req);
         return MHD_YES;
@@ -573,6 +691,11 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     if (*upload_data_size) {
         request_body(req, upload_data, *upload_data_size);
         *upload_data_size = 0;
+        if (body_too_slow(req)) {
+            log_write(LOG_WARN, "cut an upload slower than the minimum body rate", "requestId",
+                      req->id, NULL);
+            return MHD_NO; /* closes the connection; a streamed submit stores nothing */
+        }
         return req->discarded > DISCARD_LIMIT ? MHD_NO : MHD_YES;
     }
     if (!req->resp) {
@@ -599,6 +722,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!req)
         return;
     *con_cls = NULL;
+    watch_mark(req, 0); /* the connection now owes the next request's headers */
     int ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
     if (req->route && req->route->on_end)
         req->route->on_end(req, ok);
@@ -643,6 +767,8 @@ int http_server_start(const struct http_config *cfg, const struct route *routes,
     srv->auth = auth;
     srv->app = app;
     srv->cfg = *cfg;
+    pthread_mutex_init(&srv->wmu, NULL);
+    pthread_cond_init(&srv->wcv, NULL);
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
@@ -658,7 +784,8 @@ int http_server_start(const struct http_config *cfg, const struct route *routes,
         flags, cfg->port, NULL, NULL, access_handler, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         srv, MHD_OPTION_SOCK_ADDR, &sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 4),
-        MHD_OPTION_NOTIFY_COMPLETED, completed, srv, MHD_OPTION_UNESCAPE_CALLBACK,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
+        notify_connection, srv, MHD_OPTION_UNESCAPE_CALLBACK,
         identity_unescape, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_ip,
@@ -670,6 +797,8 @@ int http_server_start(const struct http_config *cfg, const struct route *routes,
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : cfg->port;
+    if (cfg->request_timeout_s)
+        srv->watchdog_started = pthread_create(&srv->watchdog, NULL, watchdog_main, srv) == 0;
     *out = srv;
     return 0;
 }
@@ -688,6 +817,14 @@ void http_server_quiesce(struct http_server *srv)
 
 void http_server_stop(struct http_server *srv)
 {
+    pthread_mutex_lock(&srv->wmu);
+    srv->stopping = 1;
+    pthread_cond_signal(&srv->wcv);
+    pthread_mutex_unlock(&srv->wmu);
+    if (srv->watchdog_started)
+        pthread_join(srv->watchdog, NULL);
     MHD_stop_daemon(srv->d);
+    pthread_mutex_destroy(&srv->wmu);
+    pthread_cond_destroy(&srv->wcv);
     free(srv);
 }

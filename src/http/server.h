@@ -24,6 +24,10 @@ struct http_config {
     unsigned idle_timeout_s;   /* connection idle timeout */
     unsigned max_connections;  /* total connection cap */
     unsigned max_per_ip;       /* per-IP connection cap (0 = none) */
+    unsigned request_timeout_s; /* a connection owing request headers longer is cut, and a
+                                   request older has to have sent min_body_rate bytes/s on
+                                   average; 0 = no deadline */
+    unsigned min_body_rate;    /* bytes/s; 0 = no minimum */
 };
 
 struct http_server;

@@ -283,6 +283,17 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL,"
     "  updated_at INTEGER NOT NULL,"
     "  PRIMARY KEY(tenant, name)) WITHOUT ROWID;",
+    /* 007_buckets: rate buckets shared by the nodes of a store (store_bucket_take) */
+    "CREATE TABLE buckets("
+    "  id TEXT PRIMARY KEY,"
+    "  tat REAL NOT NULL,"
+    "  epoch INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    /* concurrency units held (store_sem_adjust); one process owns a SQLite store, so
+     * the holder is always this one and holds left by a dead process are cleared at
+     * start-up (store_expire_claims) */
+    "CREATE TABLE sems("
+    "  id TEXT PRIMARY KEY,"
+    "  held INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */
@@ -395,6 +406,11 @@ enum qid {
     Q_LIMIT_LIST,
     Q_LIMIT_LIST_ALL,
     Q_LIMIT_DELETE,
+    Q_BUCKET_GET,
+    Q_SEM_GET,
+    Q_SEM_PUT,
+    Q_SEMS_CLEAR,
+    Q_BUCKET_PUT,
     Q_SWEEP_KEYS,
     Q_SWEEP_HIDDEN,
     Q_SWEEP_EXPIRED,
@@ -574,6 +590,13 @@ static const char *const sql_text[Q__COUNT] = {
                      "ORDER BY name LIMIT ?3",
     [Q_LIMIT_LIST_ALL] = "SELECT " LIMIT_COLS " FROM limits ORDER BY tenant, name LIMIT ?3",
     [Q_LIMIT_DELETE] = "DELETE FROM limits WHERE tenant = ?1 AND name = ?2",
+    [Q_BUCKET_GET] = "SELECT tat, epoch FROM buckets WHERE id = ?1",
+    [Q_SEM_GET] = "SELECT held FROM sems WHERE id = ?1",
+    [Q_SEM_PUT] = "INSERT INTO sems(id, held) VALUES(?1, ?2) "
+                  "ON CONFLICT(id) DO UPDATE SET held = excluded.held",
+    [Q_SEMS_CLEAR] = "DELETE FROM sems",
+    [Q_BUCKET_PUT] = "INSERT INTO buckets(id, tat, epoch) VALUES(?1, ?2, ?3) "
+                     "ON CONFLICT(id) DO UPDATE SET tat = excluded.tat, epoch = excluded.epoch",
     [Q_SWEEP_KEYS] = "DELETE FROM idem_keys WHERE (tenant, key) IN "
                      "(SELECT tenant, key FROM idem_keys WHERE created_at < ?1 LIMIT ?2)",
     [Q_SWEEP_HIDDEN] = "SELECT jid FROM jobs WHERE status = 0 AND updated_at < 0 LIMIT 1",
@@ -629,19 +652,27 @@ struct sq {
     pthread_t ckpt_thread;
     pthread_cond_t ckpt_cv;
     int ckpt_wanted, ckpt_stop, ckpt_running;
-    /* Writers of this process queue in FIFO order (a ticket lock) before BEGIN
+    /* Writers of this process queue in FIFO order (ticket locks) before BEGIN
      * IMMEDIATE. SQLite's busy handler polls with growing sleeps, so a thread that
      * writes back to back (a worker) would keep winning the lock against an
-     * occasional writer (a cancel request); with tickets each waits its turn. */
+     * occasional writer (a cancel request); with tickets each waits its turn. Two
+     * queues: a request a client waits on (a single-entity write, a submit's commit,
+     * a cancel) goes before the background writes of workers and tasks (claims,
+     * completions, staging, retention, deliveries), which take turns among
+     * themselves; so a PUT under a running bulk job waits for at most the one
+     * transaction in progress, not for a queue of them. */
     pthread_mutex_t wmu;
     pthread_cond_t wcv;
-    uint64_t wnext, wserving;
+    int wbusy;                      /* a writer holds the lock */
+    uint64_t wnext, wserving;       /* requests' queue */
+    uint64_t bgnext, bgserving;     /* background queue */
 };
 
 enum tx_mode {
     TX_READ = 0,
-    TX_WRITE = 1,
-    TX_WRITE_NOSYNC = 2, /* a write whose loss in a crash is harmless; see DESIGN */
+    TX_WRITE = 1,        /* a write a client request waits on */
+    TX_WRITE_NOSYNC = 2, /* a background write whose loss in a crash is harmless; see DESIGN */
+    TX_WRITE_BG = 3,     /* a background write (workers, tasks): behind TX_WRITE */
 };
 
 /* Maps an SQLite result code to a sluice error (E_SOFT for retryable ones). */
@@ -919,14 +950,24 @@ static int run_tx(struct sq *s, enum tx_mode mode, tx_fn body, tx_undo_fn undo, 
     if (mode == TX_READ) {
         rc = run_tx_on(c, 0, body, undo, ctx);
     } else {
+        int bg = mode != TX_WRITE;
         pthread_mutex_lock(&s->wmu);
-        uint64_t ticket = s->wnext++;
-        while (ticket != s->wserving)
-            pthread_cond_wait(&s->wcv, &s->wmu);
+        uint64_t ticket = bg ? s->bgnext++ : s->wnext++;
+        if (bg)
+            while (s->wbusy || ticket != s->bgserving || s->wnext != s->wserving)
+                pthread_cond_wait(&s->wcv, &s->wmu);
+        else
+            while (s->wbusy || ticket != s->wserving)
+                pthread_cond_wait(&s->wcv, &s->wmu);
+        s->wbusy = 1;
         pthread_mutex_unlock(&s->wmu);
         rc = run_tx_on(c, 1, body, undo, ctx);
         pthread_mutex_lock(&s->wmu);
-        s->wserving++;
+        s->wbusy = 0;
+        if (bg)
+            s->bgserving++;
+        else
+            s->wserving++;
         pthread_cond_broadcast(&s->wcv);
         pthread_mutex_unlock(&s->wmu);
     }
@@ -1104,12 +1145,14 @@ static int claims_expire_body(struct conn *c, void *ctx)
         return rc;
     int n = sqlite3_changes(c->db);
     rc = exec_q(c, Q_OUTBOX_EXPIRE); /* leased deliveries: due again at once */
+    if (rc >= 0)
+        rc = exec_q(c, Q_SEMS_CLEAR); /* concurrency units the dead process held */
     return rc < 0 ? rc : n;
 }
 
 static int sq_expire_claims(void *impl)
 {
-    return run_tx(impl, TX_WRITE, claims_expire_body, NULL, NULL);
+    return run_tx(impl, TX_WRITE_BG, claims_expire_body, NULL, NULL);
 }
 
 /* ---- API keys -------------------------------------------------------------------- */
@@ -1794,7 +1837,7 @@ out:
 static int sq_gc_receiving(void *impl, int64_t older_than)
 {
     struct submit_ctx x = {.older_than = older_than};
-    return run_tx(impl, TX_WRITE, gc_body, NULL, &x);
+    return run_tx(impl, TX_WRITE_BG, gc_body, NULL, &x);
 }
 
 /* ---- retention ------------------------------------------------------------------- */
@@ -1886,7 +1929,7 @@ static int sq_retention_sweep(void *impl, int64_t jobs_completed_before,
     struct sweep_ctx x = {jobs_completed_before, keys_created_before,
                           max_rows == 0 ? 1
                                         : (max_rows > INT32_MAX ? INT32_MAX : (int64_t)max_rows)};
-    return run_tx(impl, TX_WRITE, sweep_body, NULL, &x);
+    return run_tx(impl, TX_WRITE_BG, sweep_body, NULL, &x);
 }
 
 /* ---- reading and controlling jobs ------------------------------------------------ */
@@ -3114,7 +3157,7 @@ static int sq_complete(void *impl, const struct store_claim *c, struct store_out
                        size_t n, const struct store_step_count *steps, size_t nsteps)
 {
     struct claim_ctx x = {.c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
-    int rc = run_tx(impl, TX_WRITE, complete_body, NULL, &x);
+    int rc = run_tx(impl, TX_WRITE_BG, complete_body, NULL, &x);
     /* An op that could not apply failed its item: tell the caller (see store.h). */
     for (size_t i = 0; rc >= 0 && i < n; i++) {
         for (size_t j = 0; j < outs[i].nops; j++) {
@@ -3151,7 +3194,7 @@ static int release_body(struct conn *c, void *vctx)
 static int sq_release(void *impl, const struct store_claim *c)
 {
     struct claim_ctx x = {.c = c};
-    return run_tx(impl, TX_WRITE, release_body, NULL, &x);
+    return run_tx(impl, TX_WRITE_BG, release_body, NULL, &x);
 }
 
 /* ---- stats ----------------------------------------------------------------------- */
@@ -3633,6 +3676,116 @@ static int sq_limit_delete(void *impl, const char *tenant, const char *name)
     return run_tx(impl, TX_WRITE, limit_delete_body, NULL, &x);
 }
 
+/* ---- shared rate buckets -------------------------------------------------------------- */
+
+struct bucket_ctx {
+    const char *id;
+    double interval, tolerance;
+    int64_t n, until;
+    int block;
+    struct store_bucket_lease *out;
+};
+
+static int bucket_body(struct conn *c, void *vctx)
+{
+    struct bucket_ctx *x = vctx;
+    sqlite3_stmt *s;
+    double tat = 0;
+    uint64_t epoch = 0;
+    int64_t now = clock_now_ms();
+    int rc = q(c, Q_BUCKET_GET, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->id);
+    rc = step(s);
+    if (rc == 1) {
+        tat = sqlite3_column_double(s, 0);
+        epoch = (uint64_t)sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    if (rc < 0)
+        return rc;
+    if (x->block) {
+        if ((double)x->until <= tat)
+            return 0;
+        tat = (double)x->until;
+        epoch++;
+    } else {
+        double tat0 = tat > (double)now ? tat : (double)now;
+        x->out->now = now;
+        x->out->tat0 = tat0;
+        x->out->epoch = epoch;
+        if (x->n == 0)
+            return 0;
+        tat = tat0 + (double)x->n * x->interval;
+    }
+    if ((rc = q(c, Q_BUCKET_PUT, &s)) < 0)
+        return rc;
+    bind_str(s, 1, x->id);
+    sqlite3_bind_double(s, 2, tat);
+    sqlite3_bind_int64(s, 3, (int64_t)epoch);
+    rc = step(s);
+    sqlite3_reset(s);
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_bucket_take(void *impl, const char *id, double interval_ms, double tolerance_ms,
+                          int64_t n, struct store_bucket_lease *out)
+{
+    struct bucket_ctx x = {id, interval_ms, tolerance_ms, n, 0, 0, out};
+    /* a lost lease only leaves its slots unused: no fsync needed */
+    return run_tx(impl, TX_WRITE_NOSYNC, bucket_body, NULL, &x);
+}
+
+static int sq_bucket_block(void *impl, const char *id, int64_t until_ms)
+{
+    struct bucket_ctx x = {id, 0, 0, 0, until_ms, 1, NULL};
+    return run_tx(impl, TX_WRITE_NOSYNC, bucket_body, NULL, &x);
+}
+
+struct sem_ctx {
+    const char *id;
+    int64_t cap, delta, held;
+};
+
+static int sem_body(struct conn *c, void *vctx)
+{
+    struct sem_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int64_t held = 0;
+    int rc = q(c, Q_SEM_GET, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->id);
+    rc = step(s);
+    if (rc == 1)
+        held = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc < 0)
+        return rc;
+    if (x->delta > 0) /* the only holder: the cap is what is left of it */
+        held += x->delta < x->cap - held ? x->delta : (x->cap - held > 0 ? x->cap - held : 0);
+    else
+        held = held + x->delta > 0 ? held + x->delta : 0;
+    x->held = held;
+    if ((rc = q(c, Q_SEM_PUT, &s)) < 0)
+        return rc;
+    bind_str(s, 1, x->id);
+    sqlite3_bind_int64(s, 2, held);
+    rc = step(s);
+    sqlite3_reset(s);
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_sem_adjust(void *impl, const char *id, int64_t cap, int64_t delta, int64_t *held)
+{
+    struct sem_ctx x = {id, cap, delta, 0};
+    int rc = run_tx(impl, TX_WRITE_NOSYNC, sem_body, NULL, &x);
+    if (rc >= 0)
+        *held = x.held;
+    return rc;
+}
+
 /* ---- completion callbacks: the outbox ---------------------------------------------- */
 
 struct outbox_ctx {
@@ -3764,7 +3917,7 @@ static int sq_delivery_record(void *impl, const struct store_delivery *d,
     if (state < DELIVERY_PENDING || state > DELIVERY_ABANDONED)
         return -SLUICE_E_INVALID_PARAMETER;
     struct outbox_ctx x = {.d = d, .a = a, .state = state, .next_at = next_at};
-    return run_tx(impl, TX_WRITE, delivery_record_body, NULL, &x);
+    return run_tx(impl, TX_WRITE_BG, delivery_record_body, NULL, &x);
 }
 
 static int delivery_list_body(struct conn *c, void *vctx)
@@ -3892,6 +4045,9 @@ const struct store_ops store_sqlite_ops = {
     .limit_get = sq_limit_get,
     .limit_list = sq_limit_list,
     .limit_delete = sq_limit_delete,
+    .bucket_take = sq_bucket_take,
+    .bucket_block = sq_bucket_block,
+    .sem_adjust = sq_sem_adjust,
     .delivery_claim = sq_delivery_claim,
     .delivery_record = sq_delivery_record,
     .delivery_list = sq_delivery_list,

@@ -324,6 +324,22 @@ int store_limit_delete(struct store *st, const char *tenant, const char *name)
     return st->ops->limit_delete(st->impl, tenant, name);
 }
 
+int store_bucket_take(struct store *st, const char *id, double interval_ms, double tolerance_ms,
+                      int64_t n, struct store_bucket_lease *out)
+{
+    return st->ops->bucket_take(st->impl, id, interval_ms, tolerance_ms, n, out);
+}
+
+int store_bucket_block(struct store *st, const char *id, int64_t until_ms)
+{
+    return st->ops->bucket_block(st->impl, id, until_ms);
+}
+
+int store_sem_adjust(struct store *st, const char *id, int64_t cap, int64_t delta, int64_t *held)
+{
+    return st->ops->sem_adjust(st->impl, id, cap, delta, held);
+}
+
 int store_delivery_claim(struct store *st, int64_t lease_ms, size_t max,
                          struct store_delivery **out, size_t *n)
 {

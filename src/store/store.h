@@ -224,6 +224,8 @@ struct store_hook {
     int64_t created_at, updated_at;
 };
 
+struct store_bucket_lease;
+
 /* A named processing limit of a tenant (the engine's limits module gives it meaning). */
 struct store_limit {
     char name[STORE_NAME_MAX];
@@ -435,6 +437,10 @@ struct store_ops {
     int (*limit_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
                       struct store_limit **out, size_t *n);
     int (*limit_delete)(void *impl, const char *tenant, const char *name);
+    int (*bucket_take)(void *impl, const char *id, double interval_ms, double tolerance_ms,
+                       int64_t n, struct store_bucket_lease *out);
+    int (*bucket_block)(void *impl, const char *id, int64_t until_ms);
+    int (*sem_adjust)(void *impl, const char *id, int64_t cap, int64_t delta, int64_t *held);
 
     int (*delivery_claim)(void *impl, int64_t lease_ms, size_t max, struct store_delivery **out,
                           size_t *n);
@@ -516,9 +522,10 @@ int store_job_abort(struct store *st, const char *job_id);
  * number of jobs removed. */
 int store_gc_receiving(struct store *st, int64_t older_than);
 /* Ends every lease at once, as if each had expired: the next store_claim takes the
- * items over and counts the lost attempt; leased deliveries become due again. For a store that one process owns (SQLite)
- * this is crash recovery at start-up: leases held by the previous, dead process need
- * not be waited out. Returns the number of claims expired. */
+ * items over and counts the lost attempt; leased deliveries become due again;
+ * concurrency units (store_sem_adjust) are freed. For a store that one process owns
+ * (SQLite) this is crash recovery at start-up: leases held by the previous, dead
+ * process need not be waited out. Returns the number of claims expired. */
 int store_expire_claims(struct store *st);
 /* Retention, in one short write transaction that removes at most about max_rows rows:
  * idempotency keys created before keys_created_before, then terminal jobs (Succeeded,
@@ -669,6 +676,33 @@ int store_limit_list(struct store *st, const char *tenant, const char *after_nam
                      struct store_limit **out, size_t *n);
 /* 1 deleted, 0 not found. */
 int store_limit_delete(struct store *st, const char *tenant, const char *name);
+
+/* ---- shared rate buckets (processing limits that hold across nodes) ---------------
+ *
+ * A GCRA bucket kept in the store, so that every node sharing it draws its slots from
+ * one schedule. A node leases a few slots at a time and hands them out itself. */
+
+struct store_bucket_lease {
+    int64_t now;    /* the store's clock (ms since the epoch) when the slots were taken */
+    double tat0;    /* the bucket's theoretical arrival time before them, >= now */
+    uint64_t epoch; /* +1 per store_bucket_block: slots leased under an older epoch are void */
+};
+
+/* Reserves n slots of bucket id (created fresh on first use), interval_ms apart,
+ * tolerance_ms = (burst - 1) * interval_ms: slot k (0 <= k < n) is at
+ * max(now, tat0 + k * interval_ms - tolerance_ms) on the store's clock, and the
+ * bucket's TAT becomes tat0 + n * interval_ms. n = 0 only reads. 0 or a store error. */
+int store_bucket_take(struct store *st, const char *id, double interval_ms, double tolerance_ms,
+                      int64_t n, struct store_bucket_lease *out);
+/* The upstream asked to wait: no slot of bucket id before until_ms (store clock), and
+ * the epoch moves on (slots leased before are void). 0 or a store error. */
+int store_bucket_block(struct store *st, const char *id, int64_t until_ms);
+/* A concurrency cap shared by the nodes: units of id held per node. delta > 0 takes
+ * up to delta more units for this node, as many as cap leaves beside what the other
+ * live nodes hold; delta < 0 gives -delta back. [out] *held: this node's units after.
+ * A node's units go with it: when it stops heartbeating (shared stores), and at
+ * start-up of a store one process owns. 0 or a store error. */
+int store_sem_adjust(struct store *st, const char *id, int64_t cap, int64_t delta, int64_t *held);
 
 /* ---- completion callbacks (see COMPLETION CALLBACKS above) ------------------------ */
 

@@ -165,3 +165,56 @@ def test_item_cursor_never_reaches_other_jobs(server, api, api_b, cursor):
     assert secret not in r.text, r.text[:500]
     if r.status_code == 200:
         assert r.json() == {"value": []}, r.json()
+
+
+def _routes():
+    """(method, path template, needs a key) of every route in src/api/routes.c."""
+    import os
+    import re
+    src = open(os.path.join(os.path.dirname(__file__), "..", "..", "src", "api", "routes.c")).read()
+    return [(m, p, "ROUTE_AUTH" in flags) for m, p, flags in
+            re.findall(r'\{"(GET|POST|PUT|PATCH|DELETE)", "([^"]+)", \w+, ([^,]+),', src)]
+
+
+def test_every_job_route_hides_other_tenants_jobs(server, api, api_b, a_job):
+    """Every route that names a job, from the route table itself (so a new route is
+    covered when it is added): another tenant's job id answers 404, like an unknown
+    one, and changes nothing."""
+    job_routes = [(m, p) for m, p, auth in _routes() if "{id}" in p]
+    assert len(job_routes) >= 9, job_routes
+    for method, tmpl in job_routes:
+        path = tmpl.replace("{id}", a_job).replace("{index}", "0")
+        kw = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
+        r = api_b.request(method, path, **kw)
+        if tmpl.endswith("/events"):
+            r.close()
+        assert r.status_code == 404, (method, tmpl, r.status_code, r.text[:200])
+    r = api.get("/v1/jobs/" + a_job)
+    assert r.status_code == 200 and r.json()["status"] == "Succeeded", r.text
+
+
+def test_every_keyed_route_needs_a_valid_key(server):
+    """No key: 401 on every route that needs a key, from the table (a wrong key is
+    tested above; many here would trip the per-address limit on failed keys)."""
+    import re
+    routes = [(m, t) for m, t, auth in _routes() if auth]
+    assert len(routes) >= 30, routes
+    for method, tmpl in routes:
+        path = re.sub(r"\{[a-z]+\}", "x1", tmpl)
+        r = requests.request(method, server.url + path, timeout=30)
+        assert r.status_code == 401, (method, tmpl, r.status_code)
+        assert r.json()["error"]["code"] == "Unauthorized"
+
+
+def test_other_tenants_definitions_are_invisible(api, api_b):
+    wf, lim = uniq("wf"), uniq("lim")
+    assert api.put("/v1/workflows/" + wf, json={"steps": [{"type": "noop"}]}).status_code == 201
+    assert api.put("/v1/limits/" + lim, json={"rate": 5}).status_code == 201
+    for path in ("/v1/workflows/" + wf, "/v1/limits/" + lim):
+        assert api_b.get(path).status_code == 404, path
+        assert api_b.delete(path).status_code == 404, path
+        assert api.get(path).status_code == 200, path
+    assert wf not in [w["name"] for w in api_b.get("/v1/workflows").json()["value"]]
+    assert lim not in [x["name"] for x in api_b.get("/v1/limits").json()["value"]]
+    r = api_b.post("/v1/workflows/%s:run" % wf, json={"ref": "x", "data": {}})
+    assert r.status_code in (404, 422), r.text

@@ -6,6 +6,8 @@ import json
 import threading
 import time
 
+import pytest
+
 from conftest import (Client, assert_error, item_detail, items, make_workflow, put_workflow,
                       submitted, uniq, wait_until)
 
@@ -14,9 +16,9 @@ def http_step(url, **kw):
     return dict({"name": "push", "type": "http", "method": "POST", "url": url}, **kw)
 
 
-def limited_server(fresh_server, limits, *args):
+def limited_server(fresh_server, limits, *args, shared=False):
     srv = fresh_server(args=["--outbound-allow", "127.0.0.1/32", "--limits", json.dumps(limits)]
-                       + list(args))
+                       + list(args), env={"SLUICE_LIMITS_SHARED": "1"} if shared else None)
     srv.key_b = srv.create_key("globex")
     srv.start()
     return srv, Client(srv, srv.key_a), Client(srv, srv.key_b)
@@ -89,13 +91,15 @@ def test_bad_server_limits_stop_the_start(fresh_server):
 
 # ---- enforcement -----------------------------------------------------------------------
 
-def test_rate_holds_across_jobs_and_tenants(fresh_server, upstream):
+@pytest.mark.parametrize("shared", [False, True], ids=["local", "store-buckets"])
+def test_rate_holds_across_jobs_and_tenants(fresh_server, upstream, shared):
     """10 requests/s (burst 1) to one host: four jobs of two tenants, four workers -
     the upstream never sees more than 10 in any second (one more allowed for arrival
-    jitter on a loaded machine), and the monitor says which limit holds the jobs."""
+    jitter on a loaded machine), and the monitor says which limit holds the jobs. Also
+    with the rate bucket in the store, as nodes sharing a store keep it."""
     rate = 10
     srv, a, b = limited_server(fresh_server, {"mkt": {"key": "{host}", "rate": rate, "burst": 1}},
-                               "--workers", "4", "--batch", "50")
+                               "--workers", "4", "--batch", "50", shared=shared)
     steps = [http_step(upstream.url + "/push/{{ref}}", limits=["mkt"])]
     wa, wb = make_workflow(a, steps), make_workflow(b, steps)
     jobs = []
@@ -121,8 +125,9 @@ def test_rate_holds_across_jobs_and_tenants(fresh_server, upstream):
     assert seen[0]["status"] == "Running"
 
 
-def test_429_retry_after_backs_off_every_item_of_the_key(fresh_server, upstream):
-    srv, a, _ = limited_server(fresh_server, {}, "--workers", "2", "--batch", "20")
+@pytest.mark.parametrize("shared", [False, True], ids=["local", "store-buckets"])
+def test_429_retry_after_backs_off_every_item_of_the_key(fresh_server, upstream, shared):
+    srv, a, _ = limited_server(fresh_server, {}, "--workers", "2", "--batch", "20", shared=shared)
     assert a.put("/v1/limits/up", json={"key": "{host}", "rate": 50, "burst": 1}).status_code == 201
     upstream.script("/push", [{"status": 429, "headers": {"Retry-After": "2"}}, {"status": 200}],
                     repeat_last=True)
@@ -141,9 +146,10 @@ def test_429_retry_after_backs_off_every_item_of_the_key(fresh_server, upstream)
     assert len(log) == 21
 
 
-def test_concurrency_cap(fresh_server, upstream):
+@pytest.mark.parametrize("shared", [False, True], ids=["local", "store-buckets"])
+def test_concurrency_cap(fresh_server, upstream, shared):
     srv, a, b = limited_server(fresh_server, {"two": {"concurrency": 2}},
-                               "--workers", "4", "--batch", "10")
+                               "--workers", "4", "--batch", "10", shared=shared)
     upstream.script("/slow", [{"delay_ms": 150}], repeat_last=True)
     steps = [http_step(upstream.url + "/slow/{{ref}}", limits=["two"])]
     wa, wb = make_workflow(a, steps), make_workflow(b, steps)
@@ -154,10 +160,11 @@ def test_concurrency_cap(fresh_server, upstream):
     assert upstream.stats()["max_in_flight"] <= 2
 
 
-def test_item_rate_of_a_workflow(fresh_server):
+@pytest.mark.parametrize("shared", [False, True], ids=["local", "store-buckets"])
+def test_item_rate_of_a_workflow(fresh_server, shared):
     """A workflow-level limit counts items at claim time: 20 items at 10/s (burst 5)
     cannot all finish within (20 - 5) / 10 = 1.5 s of each other."""
-    srv, a, _ = limited_server(fresh_server, {}, "--workers", "2")
+    srv, a, _ = limited_server(fresh_server, {}, "--workers", "2", shared=shared)
     assert a.put("/v1/limits/items", json={"rate": 10, "burst": 5}).status_code == 201
     wf = make_workflow(a, [{"type": "noop"}], limits=["items"])
     job = submitted(a.submit(items(20, prefix=uniq("it") + "-"), workflow=wf))["id"]
