@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sluice needs to build, run and test, if missing.
 # Usage: scripts/deps.sh [build|test|bench]   (test adds the test tools, bench wrk)
+# (`make test-deps` then runs `npm ci` in tests/ui for the dashboard test.)
 set -euo pipefail
 want=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev curl)
@@ -9,9 +10,12 @@ if [ "${1:-build}" = bench ]; then
 fi
 if [ "${1:-build}" = test ]; then
   want+=(python3 python3-pytest python3-requests python3-jsonschema clang libclang-rt-14-dev sqlite3)
-  # node and npm run the OpenAPI validator (tests/openapi); a machine may have them
-  # from another source than Debian's packages
-  command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
+  # the dashboard test (tests/ui): headless Chromium driven from Node; a Node from
+  # elsewhere (nodesource, nvm) is fine, Debian's is the fallback. Node and npm also
+  # run the OpenAPI validator (tests/openapi)
+  want+=(chromium)
+  command -v node >/dev/null || want+=(nodejs)
+  command -v npm >/dev/null || want+=(npm)
 fi
 missing=()
 for p in "${want[@]}"; do
