@@ -44,6 +44,7 @@ deps:
 test-deps:
 	@scripts/deps.sh test
 	@cd tests/ui && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null
+	@cd tests/openapi && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -56,6 +57,17 @@ $(BUILD)/gen/ui_assets.c: $(UI_FILES) ui scripts/ui-assets.sh
 	@scripts/ui-assets.sh $(UI_FILES) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c
+	@printf '  CC      %s\n' $<
+	@$(CC) $(CFLAGS) -c $< -o $@
+
+# docs/openapi.json, embedded as a C array (served by src/api/openapi.c).
+OPENAPI_C := $(BUILD)/gen/openapi_json.c
+OBJ += $(OPENAPI_C:.c=.o)
+$(OPENAPI_C): docs/openapi.json scripts/embed.sh
+	@mkdir -p $(dir $@)
+	@printf '  GEN     %s\n' $@
+	@scripts/embed.sh docs/openapi.json openapi_json > $@.tmp && mv $@.tmp $@
+$(OPENAPI_C:.c=.o): $(OPENAPI_C)
 	@printf '  CC      %s\n' $<
 	@$(CC) $(CFLAGS) -c $< -o $@
 

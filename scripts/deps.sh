@@ -9,9 +9,10 @@ if [ "${1:-build}" = bench ]; then
   want+=(python3 wrk)   # bench/load.py drives its load with wrk
 fi
 if [ "${1:-build}" = test ]; then
-  want+=(python3 python3-pytest python3-requests clang libclang-rt-14-dev sqlite3)
+  want+=(python3 python3-pytest python3-requests python3-jsonschema clang libclang-rt-14-dev sqlite3)
   # the dashboard test (tests/ui): headless Chromium driven from Node; a Node from
-  # elsewhere (nodesource, nvm) is fine, Debian's is the fallback
+  # elsewhere (nodesource, nvm) is fine, Debian's is the fallback. Node and npm also
+  # run the OpenAPI validator (tests/openapi)
   want+=(chromium)
   command -v node >/dev/null || want+=(nodejs)
   command -v npm >/dev/null || want+=(npm)

@@ -97,5 +97,7 @@ void api_metrics(struct request *req);
 void api_ui_redirect(struct request *req);
 void api_ui_index(struct request *req);
 void api_ui_asset(struct request *req);
+/* GET /openapi.json: the API description embedded at build time (api/openapi.c). */
+void api_openapi(struct request *req);
 
 #endif

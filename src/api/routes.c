@@ -5,6 +5,7 @@ const struct route api_routes[] = {
     {"GET", "/healthz", api_health, 0, NULL, NULL},
     {"GET", "/readyz", api_ready, 0, NULL, NULL},
     {"GET", "/metrics", api_metrics, 0, NULL, NULL},
+    {"GET", "/openapi.json", api_openapi, 0, NULL, NULL},
 
     {"GET", "/ui", api_ui_redirect, 0, NULL, NULL},
     {"GET", "/ui/", api_ui_index, 0, NULL, NULL},
