@@ -30,6 +30,9 @@ LDFLAGS := $(if $(SANITIZER),-fsanitize=$(SANITIZER),)
 SRC := $(shell find src -name '*.c' | sort)
 LIBSRC := $(filter-out src/main.c,$(SRC))
 OBJ := $(LIBSRC:%.c=$(BUILD)/%.o)
+# The dashboard's files (ui/) compiled in as a C table: scripts/ui-assets.sh, api/ui.c.
+UI_FILES := $(sort $(wildcard $(addprefix ui/*.,html css js svg png json txt)))
+OBJ += $(BUILD)/gen/ui_assets.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c) $(wildcard tests/store/test_*.c))
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
@@ -41,9 +44,31 @@ deps:
 
 test-deps:
 	@scripts/deps.sh test
+	@cd tests/ui && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null
+	@cd tests/openapi && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
+	@printf '  CC      %s\n' $<
+	@$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/ui_assets.c: $(UI_FILES) ui scripts/ui-assets.sh
+	@mkdir -p $(dir $@)
+	@printf '  GEN     %s\n' $@
+	@scripts/ui-assets.sh $(UI_FILES) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c
+	@printf '  CC      %s\n' $<
+	@$(CC) $(CFLAGS) -c $< -o $@
+
+# docs/openapi.json, embedded as a C array (served by src/api/openapi.c).
+OPENAPI_C := $(BUILD)/gen/openapi_json.c
+OBJ += $(OPENAPI_C:.c=.o)
+$(OPENAPI_C): docs/openapi.json scripts/embed.sh
+	@mkdir -p $(dir $@)
+	@printf '  GEN     %s\n' $@
+	@scripts/embed.sh docs/openapi.json openapi_json > $@.tmp && mv $@.tmp $@
+$(OPENAPI_C:.c=.o): $(OPENAPI_C)
 	@printf '  CC      %s\n' $<
 	@$(CC) $(CFLAGS) -c $< -o $@
 

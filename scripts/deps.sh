@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sluice needs to build, run and test, if missing.
 # Usage: scripts/deps.sh [build|test|bench]   (test adds the test tools, bench wrk)
+# (`make test-deps` then runs `npm ci` in tests/ui for the dashboard test.)
 set -euo pipefail
 want=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev libpq-dev curl)
@@ -8,7 +9,14 @@ if [ "${1:-build}" = bench ]; then
   want+=(python3 wrk postgresql)   # bench/load.py drives its load with wrk; PostgreSQL runs
 fi
 if [ "${1:-build}" = test ]; then
-  want+=(python3 python3-pytest python3-requests clang libclang-rt-14-dev sqlite3 postgresql)
+  want+=(python3 python3-pytest python3-requests python3-jsonschema clang libclang-rt-14-dev sqlite3
+        postgresql)   # the PostgreSQL half of make test (scripts/pg-test.sh)
+  # the dashboard test (tests/ui): headless Chromium driven from Node; a Node from
+  # elsewhere (nodesource, nvm) is fine, Debian's is the fallback. Node and npm also
+  # run the OpenAPI validator (tests/openapi)
+  want+=(chromium)
+  command -v node >/dev/null || want+=(nodejs)
+  command -v npm >/dev/null || want+=(npm)
 fi
 missing=()
 for p in "${want[@]}"; do

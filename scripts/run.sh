@@ -15,6 +15,7 @@ cat <<TXT
 sluice is starting on http://$listen (store: $store)
 
   API key (tenant "dev"):  $key
+  Dashboard:               http://$listen/ui/
 
   Try it in another terminal:
     export SLUICE_URL=http://$listen SLUICE_KEY=$key

@@ -92,5 +92,12 @@ void api_hooks_event(struct request *req);
 void api_health(struct request *req);
 void api_ready(struct request *req);
 void api_metrics(struct request *req);
+/* The dashboard's static files (api/ui.c): GET /ui -> 301 /ui/, GET /ui/ (index.html)
+ * and GET /ui/{asset}, with ETag/304, no-cache and a strict CSP; no authentication. */
+void api_ui_redirect(struct request *req);
+void api_ui_index(struct request *req);
+void api_ui_asset(struct request *req);
+/* GET /openapi.json: the API description embedded at build time (api/openapi.c). */
+void api_openapi(struct request *req);
 
 #endif

@@ -5,6 +5,11 @@ const struct route api_routes[] = {
     {"GET", "/healthz", api_health, 0, NULL, NULL},
     {"GET", "/readyz", api_ready, 0, NULL, NULL},
     {"GET", "/metrics", api_metrics, 0, NULL, NULL},
+    {"GET", "/openapi.json", api_openapi, 0, NULL, NULL},
+
+    {"GET", "/ui", api_ui_redirect, 0, NULL, NULL},
+    {"GET", "/ui/", api_ui_index, 0, NULL, NULL},
+    {"GET", "/ui/{asset}", api_ui_asset, 0, NULL, NULL},
 
     {"POST", "/v1/jobs", api_jobs_submit, ROUTE_AUTH | ROUTE_STREAM_BODY, api_jobs_submit_body,
      api_jobs_submit_end},

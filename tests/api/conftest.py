@@ -20,6 +20,8 @@ import uuid
 import pytest
 import requests
 
+import openapi_check
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "build", "rel", "sluice"))
 
@@ -95,6 +97,7 @@ class Server:
 
     def start(self, port=None):
         self.port = port or self.port or free_port()
+        openapi_check.PORTS.add(self.port)  # its responses are checked against the document
         self.log = open(os.path.join(self.dir, "server.log"), "ab")
         self.proc = subprocess.Popen(
             [BIN, "serve", "--listen", "127.0.0.1:%d" % self.port, "--store", self.store]
@@ -455,10 +458,18 @@ def _shared_server_watch():
 
 
 def pytest_configure(config):
+    # Every response from a sluice server is checked against docs/openapi.json as the
+    # suite runs (tests/api/openapi_check.py); test_zz_openapi_drift.py reports it.
+    openapi_check.install()
     # A failed HTTP call otherwise prints pages of requests/urllib3 source; keep it short
     # unless --tb was given explicitly.
     if getattr(config.option, "tbstyle", "auto") == "auto":
         config.option.tbstyle = "short"
+
+
+def pytest_collection_modifyitems(config, items):
+    # The drift report must see every other test's responses: it runs last.
+    items.sort(key=lambda it: it.nodeid.split("::")[0].endswith("test_zz_openapi_drift.py"))
 
 
 # ---- workflow / http-step / webhook helpers (tests 11-14) --------------------------------

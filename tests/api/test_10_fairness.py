@@ -4,9 +4,10 @@ from conftest import Client, TERMINAL, items, submitted, uniq, wait_until
 
 
 def test_small_job_overtakes_big_job(fresh_server):
-    # One worker, 100 items per claim: the big job needs 2,000 claims, the small one
-    # must get a turn after at most one more claim of the big job.
-    srv = fresh_server(args=["--workers", "1", "--batch", "100"])
+    # One worker, 10 items per claim: the big job needs 20,000 claims (slow on purpose,
+    # so "most of it still pending" holds on a loaded machine too); the small one must
+    # get a turn after at most one more claim of the big job.
+    srv = fresh_server(args=["--workers", "1", "--batch", "10"])
     key_b = srv.create_key("globex")
     srv.start()
     a, b = Client(srv, srv.key_a), Client(srv, key_b)
