@@ -324,6 +324,7 @@ struct pg {
     char *url;
     struct store_options opt;
     char node[STORE_ID_MAX]; /* this handle's node id (claims record it) */
+    int registered;          /* its row is in nodes */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct conn *free_list;
@@ -781,12 +782,30 @@ static int node_register_body(struct conn *c, void *vctx)
 
 static void pg_watch_stop(struct pg *s);
 
+/* A node closing its store leaves the nodes table when it holds no claim (a graceful
+ * shutdown gave them back; a CLI command never had any). */
+static int node_leave_body(struct conn *c, void *vctx)
+{
+    struct node_ctx *x = vctx;
+    struct prm p = {0};
+    p_str(&p, x->node);
+    int rc = ex(c,
+                "DELETE FROM nodes WHERE node = $1 AND NOT EXISTS "
+                "(SELECT 1 FROM claims WHERE claims.node = $1)",
+                &p, NULL);
+    return rc < 0 ? rc : 0;
+}
+
 static void pg_close(void *impl)
 {
     struct pg *s = impl;
     if (!s)
         return;
     pg_watch_stop(s);
+    if (s->node[0] && s->registered) {
+        struct node_ctx x = {.node = s->node};
+        run_tx(s, node_leave_body, NULL, &x); /* best effort: else swept after a day */
+    }
     while (s->free_list) {
         struct conn *c = s->free_list;
         s->free_list = c->next;
@@ -826,6 +845,7 @@ static int pg_open(const char *location, const struct store_options *opt, void *
     struct node_ctx nx = {.node = s->node};
     if ((rc = run_tx(s, node_register_body, NULL, &nx)) < 0)
         goto out;
+    s->registered = 1;
     *impl = s;
     s = NULL;
     rc = 0;
