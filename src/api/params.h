@@ -10,19 +10,20 @@
 
 #include <stdint.h>
 
-/* Parses s (NUL-terminated, already percent-decoded) as a decimal integer within
- * [min, max] into [out] *out (untouched on error).
+/* Parses s (NUL-terminated, already percent-decoded) as a decimal integer, an optional
+ * sign and digits with nothing around them, within [min, max] into [out] *out
+ * (untouched on error).
  * Returns 0, or -SLUICE_E_INVALID_PARAMETER when s is not an integer or is out of
  * range. */
 int api_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 
-/* Parses an item index (the {index} path parameter): a non-negative decimal integer
- * without a sign, into [out] *out (untouched on error).
+/* Parses an item index (the {index} path parameter): decimal digits without a sign
+ * that fit in int64_t, into [out] *out (untouched on error).
  * Returns 0, or -SLUICE_E_INVALID_PARAMETER. */
 int api_parse_index(const char *s, int64_t *out);
 
-/* Parses an If-Match value as this API writes ETags: "N", W/"N" or a bare N, N >= 0,
- * into [out] *version (untouched on error).
+/* Parses an If-Match value as this API writes ETags: "N", W/"N" or a bare N, where N
+ * is decimal digits that fit in int64_t, into [out] *version (untouched on error).
  * Returns 0, or -SLUICE_E_INVALID_PARAMETER. */
 int api_parse_if_match(const char *s, int64_t *version);
 
