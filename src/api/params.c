@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util/errors.h"
 
@@ -57,12 +58,49 @@ int api_parse_if_match(const char *h, int64_t *version)
     return rc < 0 ? -SLUICE_E_INVALID_PARAMETER : 0;
 }
 
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* RFC 7240: Prefer = 1#preference, preference = token [BWS "=" BWS word]
+ * *(OWS ";" [OWS parameter]); wait = "wait" BWS "=" BWS delta-seconds. Preference
+ * names compare case-insensitively; the first "wait" counts, and a value that is not
+ * delta-seconds (digits, here also quoted) makes it none. */
 int64_t api_parse_prefer_wait(const char *prefer, int64_t max)
 {
-    const char *w = prefer ? strstr(prefer, "wait=") : NULL;
-    if (!w)
-        return 0;
-    char *end;
-    long long n = strtoll(w + 5, &end, 10);
-    return end != w + 5 && n > 0 ? (n > max ? max : n) : 0;
+    for (const char *p = prefer; p && *p; p += *p == ',') {
+        const char *end = p + strcspn(p, ",");
+        while (p < end && is_ows(*p))
+            p++;
+        const char *name = p;
+        while (p < end && *p != '=' && *p != ';' && !is_ows(*p))
+            p++;
+        if (p - name != 4 || strncasecmp(name, "wait", 4) != 0) {
+            p = end;
+            continue;
+        }
+        while (p < end && is_ows(*p))
+            p++;
+        if (p == end || *p++ != '=')
+            return 0;
+        while (p < end && is_ows(*p))
+            p++;
+        const char *v = p, *ve = v + strcspn(v, ";,");
+        while (ve > v && is_ows(ve[-1]))
+            ve--;
+        if (ve - v >= 2 && *v == '"' && ve[-1] == '"')
+            v++, ve--;
+        if (v == ve)
+            return 0;
+        int64_t n = 0;
+        for (; v < ve; v++) {
+            if (*v < '0' || *v > '9')
+                return 0;
+            if (n <= max) /* saturates: any larger value means max */
+                n = n * 10 + (*v - '0');
+        }
+        return n > max ? max : n;
+    }
+    return 0;
 }

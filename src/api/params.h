@@ -27,8 +27,10 @@ int api_parse_index(const char *s, int64_t *out);
  * Returns 0, or -SLUICE_E_INVALID_PARAMETER. */
 int api_parse_if_match(const char *s, int64_t *version);
 
-/* The seconds of a "wait=N" preference (RFC 7240) in a Prefer header value (NULL when
- * the header is absent), capped at max; 0 when there is none or N is not positive. */
+/* The seconds of the "wait=N" preference (RFC 7240: a comma-separated list of
+ * preferences with ";" parameters; the name in any case, N delta-seconds, maybe quoted)
+ * in a Prefer header value (NULL when the header is absent), capped at max (0..10^9);
+ * 0 when there is none or its value is not delta-seconds. */
 int64_t api_parse_prefer_wait(const char *prefer, int64_t max);
 
 #endif

@@ -100,11 +100,29 @@ TEST(if_match_takes_this_apis_etags)
     CHECK_EQ_INT(v, 5);
 }
 
+TEST(prefer_wait_is_a_preference)
+{
+    CHECK_EQ_INT(api_parse_prefer_wait(NULL, 60), 0);
+    CHECK_EQ_INT(api_parse_prefer_wait("wait=10", 60), 10);
+    CHECK_EQ_INT(api_parse_prefer_wait("respond-async, wait=10", 60), 10);
+    CHECK_EQ_INT(api_parse_prefer_wait("respond-async,wait=99999999999999999999", 60), 60);
+    CHECK_EQ_INT(api_parse_prefer_wait(" WAIT = \"5\" ; x=y, wait=9", 60), 5);
+    CHECK_EQ_INT(api_parse_prefer_wait("return=minimal;wait=3", 60), 0); /* a parameter */
+    /* found by fuzz_request: any "wait=" inside the header counted */
+    CHECK_EQ_INT(api_parse_prefer_wait("nowait=5", 60), 0);
+    CHECK_EQ_INT(api_parse_prefer_wait("handling=wait=5", 60), 0);
+    CHECK_EQ_INT(api_parse_prefer_wait("x; wait=5", 60), 0);
+    CHECK_EQ_INT(api_parse_prefer_wait("wait=5s", 60), 0);
+    CHECK_EQ_INT(api_parse_prefer_wait("wait=-5", 60), 0);
+    CHECK_EQ_INT(api_parse_prefer_wait("wait, wait=5", 60), 0); /* the first one counts */
+}
+
 int main(void)
 {
     RUN(routes_match_and_decode);
     RUN(integers_are_strict);
     RUN(item_index_is_unsigned_digits);
     RUN(if_match_takes_this_apis_etags);
+    RUN(prefer_wait_is_a_preference);
     return test_report();
 }
