@@ -10,6 +10,7 @@
  * never written after schema_compile(), which is what makes it shareable. */
 #include "steps/schema.h"
 
+#include <math.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -99,14 +100,33 @@ static int is_integral(json_t *v)
     return 1; /* every double this large is a whole number */
 }
 
-/* <0, 0, >0 like strcmp, for two numbers; exact when both are integers. */
+/* <0, 0, >0 comparing integer i with double r exactly. Converting i to double would
+ * round it above 2^53: 9007199254740993 would equal 9007199254740992.0. */
+static int cmp_int_real(json_int_t i, double r)
+{
+    if (r >= 0x1p63) /* beyond every json_int_t (and +inf) */
+        return -1;
+    if (r < -0x1p63)
+        return 1;
+    double fl = floor(r); /* a whole number within long long's range, exactly */
+    long long f = (long long)fl;
+    if (i != f)
+        return i < f ? -1 : 1;
+    return r > fl ? -1 : 0;
+}
+
+/* <0, 0, >0 like strcmp, for two numbers, exact whatever their types. */
 static int num_cmp(json_t *a, json_t *b)
 {
     if (json_is_integer(a) && json_is_integer(b)) {
         json_int_t x = json_integer_value(a), y = json_integer_value(b);
         return (x > y) - (x < y);
     }
-    double x = json_number_value(a), y = json_number_value(b);
+    if (json_is_integer(a))
+        return cmp_int_real(json_integer_value(a), json_real_value(b));
+    if (json_is_integer(b))
+        return -cmp_int_real(json_integer_value(b), json_real_value(a));
+    double x = json_real_value(a), y = json_real_value(b);
     return (x > y) - (x < y);
 }
 

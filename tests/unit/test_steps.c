@@ -468,6 +468,31 @@ TEST(schema_value_keywords)
                  "|maxLength|must be at most 3 characters long");
 }
 
+/* Found by fuzz_schema: an integer was compared with a real bound (or enum value) as a
+ * double, so 9007199254740993 equalled 9007199254740992.0 and passed "maximum". */
+TEST(schema_numbers_compare_exactly)
+{
+    int n;
+    CHECK_EQ_STR(violations("{\"maximum\": 9007199254740992.0}", "9007199254740993", &n),
+                 "|maximum|must be <= 9007199254740992.0");
+    CHECK_EQ_STR(violations("{\"minimum\": 9007199254740992.0}", "9007199254740991", &n),
+                 "|minimum|must be >= 9007199254740992.0");
+    CHECK_EQ_STR(violations("{\"maximum\": 9007199254740992.0}", "9007199254740992", &n), "");
+    CHECK_EQ_STR(violations("{\"enum\": [9007199254740992.0]}", "9007199254740993", &n),
+                 "|enum|must be one of [9007199254740992.0]");
+    CHECK_EQ_STR(violations("{\"enum\": [9007199254740993]}", "9007199254740992.0", &n),
+                 "|enum|must be one of [9007199254740993]");
+    CHECK_EQ_STR(violations("{\"enum\": [2]}", "2.0", &n), "");
+    /* beyond the integers, and between two of them */
+    CHECK_EQ_STR(violations("{\"maximum\": 9.3e18}", "9223372036854775807", &n), "");
+    CHECK_EQ_STR(violations("{\"minimum\": -9.3e18}", "-9223372036854775808", &n), "");
+    CHECK_EQ_STR(violations("{\"minimum\": 1e19}", "9223372036854775807", &n),
+                 "|minimum|must be >= 1e+19");
+    CHECK_EQ_STR(violations("{\"minimum\": -0.5}", "-1", &n), "|minimum|must be >= -0.5");
+    CHECK_EQ_STR(violations("{\"minimum\": -0.5, \"maximum\": -0.25}", "0", &n),
+                 "|maximum|must be <= -0.25");
+}
+
 TEST(schema_unicode_length)
 {
     int n;
@@ -821,6 +846,7 @@ int main(void)
     RUN(template_embedded_nul_string);
     RUN(schema_type_keyword);
     RUN(schema_value_keywords);
+    RUN(schema_numbers_compare_exactly);
     RUN(schema_unicode_length);
     RUN(schema_pattern);
     RUN(schema_objects_and_arrays);
