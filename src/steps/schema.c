@@ -19,6 +19,7 @@
 
 #include "steps/template.h"
 #include "util/buf.h"
+#include "util/utf8.h"
 #include "util/xmalloc.h"
 
 enum {
@@ -592,7 +593,8 @@ static void validate_node(struct validating *v, const struct schema *s, json_t *
         if (!found) {
             template_put_json(&tmp, s->enum_vals);
             if (tmp.len > 200)
-                report(v, "enum", "must be one of %.200s...", tmp.data);
+                report(v, "enum", "must be one of %.*s...",
+                       (int)utf8_prefix_len(tmp.data, tmp.len, 200), tmp.data);
             else
                 report(v, "enum", "must be one of %s", tmp.data);
             buf_reset(&tmp);
@@ -626,7 +628,8 @@ static void validate_node(struct validating *v, const struct schema *s, json_t *
             m[0].rm_eo = (regoff_t)n;
             /* REG_STARTEND (a BSD/glibc extension) matches all n bytes, NULs included. */
             if (regexec(&s->re, str, 1, m, REG_STARTEND) != 0)
-                report(v, "pattern", "must match the pattern %.200s", s->pattern);
+                report(v, "pattern", "must match the pattern %.*s",
+                       (int)utf8_prefix_len(s->pattern, strlen(s->pattern), 200), s->pattern);
         }
     }
     if (json_is_object(inst)) {

@@ -42,3 +42,13 @@ int utf8_valid_text(const char *s, size_t n)
     }
     return 1;
 }
+
+size_t utf8_prefix_len(const char *s, size_t n, size_t max)
+{
+    if (n <= max)
+        return n;
+    size_t i = max; /* s[i] is the first byte left out: back up if it continues a character */
+    while (i > 0 && ((unsigned char)s[i] & 0xc0) == 0x80)
+        i--;
+    return i;
+}

@@ -11,6 +11,7 @@
 #include "steps/template.h"
 #include "testhelp.h"
 #include "util/buf.h"
+#include "util/utf8.h"
 
 /* Parses a JSON literal for a test; aborts on a typo in the test itself. */
 static json_t *J(const char *text)
@@ -493,6 +494,38 @@ TEST(schema_numbers_compare_exactly)
                  "|maximum|must be <= -0.25");
 }
 
+/* Found by fuzz_schema: a long enum or pattern shown with "%.200s" could end inside a
+ * UTF-8 character; jansson then refused the message, so the violation had none (and
+ * the pipeline printed a NULL with "%s"). */
+TEST(schema_messages_cut_at_characters)
+{
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "{\"enum\": [\"a");
+    for (int i = 0; i < 150; i++)
+        buf_puts(&b, "\xc3\xa9");
+    buf_puts(&b, "\"], \"pattern\": \"^x|a");
+    for (int i = 0; i < 150; i++)
+        buf_puts(&b, "\xc3\xa9");
+    buf_puts(&b, "\"}");
+    json_t *js = J(b.data), *inst = J("\"b\""), *arr = json_array();
+    struct schema *s = NULL;
+    CHECK_EQ_INT(schema_compile(js, &s, NULL, 0, NULL, 0), 0);
+    CHECK_EQ_INT(schema_validate(s, inst, arr), 2);
+    for (size_t i = 0; i < 2; i++) {
+        const char *m = json_string_value(json_object_get(json_array_get(arr, i), "message"));
+        CHECK(m != NULL);
+        CHECK(strlen(m) > 200);
+    }
+    CHECK_EQ_INT(utf8_prefix_len("a\xc3\xa9", 3, 2), 1);
+    CHECK_EQ_INT(utf8_prefix_len("a\xc3\xa9", 3, 3), 3);
+    CHECK_EQ_INT(utf8_prefix_len("\xf0\x9f\x98\x80z", 5, 3), 0);
+    schema_free(s);
+    json_decref(arr);
+    json_decref(inst);
+    json_decref(js);
+    buf_release(&b);
+}
+
 TEST(schema_unicode_length)
 {
     int n;
@@ -847,6 +880,7 @@ int main(void)
     RUN(schema_type_keyword);
     RUN(schema_value_keywords);
     RUN(schema_numbers_compare_exactly);
+    RUN(schema_messages_cut_at_characters);
     RUN(schema_unicode_length);
     RUN(schema_pattern);
     RUN(schema_objects_and_arrays);
