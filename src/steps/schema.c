@@ -318,6 +318,94 @@ static int compile_length(struct compiling *c, json_t *v, long long *out)
     return 0;
 }
 
+/* An upper bound on the number of elements glibc's regcomp() builds for the ERE p[0..n),
+ * counting repetitions as it expands them: "x+" becomes "xx*" and "x{m,n}" n copies of
+ * x (m + 1 when unbounded), nested or stacked ones multiplied, so "((a+)+)+" is already
+ * 8 copies and a 150-byte pattern of stacked '+' would take gigabytes. A pattern without
+ * '+' or {m,n} costs at most its length. Saturates instead of overflowing. */
+static size_t pattern_cost(const char *p, size_t n)
+{
+    enum { MAX_NEST = 64 };
+    const size_t cap = 1000000; /* saturation: far above any limit we check */
+    size_t total[MAX_NEST + 1] = {0}, last[MAX_NEST + 1] = {0};
+    int depth = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char ch = (unsigned char)p[i];
+        size_t factor = 0, atom = 1;
+        if (ch == '+') {
+            factor = 2, i++;
+        } else if (ch == '*' || ch == '?') {
+            factor = 1, i++;
+        } else if (ch == '{' && i + 1 < n &&
+                   ((p[i + 1] >= '0' && p[i + 1] <= '9') || p[i + 1] == ',')) {
+            size_t lo = 0, hi = 0, j = i + 1; /* {m}, {m,}, {m,n} and glibc's {,n} */
+            int bounded = 1;
+            for (; j < n && p[j] >= '0' && p[j] <= '9'; j++)
+                lo = lo < cap ? lo * 10 + (size_t)(p[j] - '0') : cap;
+            hi = lo;
+            if (j < n && p[j] == ',') {
+                bounded = j + 1 < n && p[j + 1] >= '0' && p[j + 1] <= '9';
+                for (hi = 0, j++; j < n && p[j] >= '0' && p[j] <= '9'; j++)
+                    hi = hi < cap ? hi * 10 + (size_t)(p[j] - '0') : cap;
+            }
+            factor = bounded ? (hi > lo ? hi : lo) : lo + 1;
+            factor = factor ? factor : 1;
+            i = j < n ? j + 1 : j; /* past the '}' (regcomp judges a malformed bound) */
+        } else if (ch == '(') {
+            if (depth == MAX_NEST)
+                return cap;
+            depth++;
+            total[depth] = last[depth] = 0;
+            i++;
+            continue;
+        } else if (ch == ')' && depth > 0) {
+            atom = total[depth] + 1;
+            depth--;
+            i++;
+        } else if (ch == '|') {
+            last[depth] = 0;
+            i++;
+            continue;
+        } else if (ch == '\\') {
+            i += 2;
+        } else if (ch == '[') { /* a bracket expression is one element */
+            size_t j = i + 1;
+            j += j < n && p[j] == '^';
+            j += j < n && p[j] == ']';
+            while (j < n && p[j] != ']') {
+                if (p[j] == '[' && j + 1 < n &&
+                    (p[j + 1] == ':' || p[j + 1] == '.' || p[j + 1] == '=')) {
+                    char close = p[j + 1];
+                    for (j += 2; j + 1 < n && !(p[j] == close && p[j + 1] == ']'); j++)
+                        ;
+                    j += 2;
+                } else {
+                    j++;
+                }
+            }
+            i = j + 1;
+        } else if (ch >= 0xc0) { /* a UTF-8 character: count its bytes, repeat them all */
+            for (i++; i < n && ((unsigned char)p[i] & 0xc0) == 0x80; i++)
+                atom++;
+        } else {
+            i++;
+        }
+        if (factor) { /* a repetition of the last element */
+            size_t extra =
+                last[depth] && factor - 1 > cap / last[depth] ? cap : last[depth] * (factor - 1);
+            total[depth] = total[depth] + extra < cap ? total[depth] + extra : cap;
+            last[depth] = last[depth] + extra < cap ? last[depth] + extra : cap;
+        } else {
+            total[depth] = total[depth] + atom < cap ? total[depth] + atom : cap;
+            last[depth] = atom;
+        }
+    }
+    size_t sum = 0;
+    for (int d = 0; d <= depth; d++) /* an unclosed group: regcomp refuses it anyway */
+        sum = sum + total[d] < cap ? sum + total[d] : cap;
+    return sum;
+}
+
 static int compile_pattern(struct compiling *c, json_t *v, struct schema *s)
 {
     if (!json_is_string(v)) {
@@ -342,6 +430,12 @@ static int compile_pattern(struct compiling *c, json_t *v, struct schema *s)
         }
         if (p[i] == '\\')
             i++;
+    }
+    if (pattern_cost(p, n) > SCHEMA_PATTERN_MAX) {
+        seterr(c->err, c->errlen,
+               "pattern is too complex: more than %d elements once repetitions are expanded",
+               SCHEMA_PATTERN_MAX);
+        return -1;
     }
     int rc = regcomp(&s->re, p, REG_EXTENDED | REG_NOSUB);
     if (rc != 0) {

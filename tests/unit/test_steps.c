@@ -643,6 +643,44 @@ TEST(schema_compile_errors)
         TH_FAIL("got \"%s\"", r);
 }
 
+/* Found by fuzz_schema: glibc's regcomp() copies a repeated element once per repetition,
+ * so stacked '+' double the compiled size each time: a 150-byte pattern of "x+++..."
+ * took gigabytes, and "a{,30000}" 7 GB and half a minute. */
+TEST(schema_pattern_complexity_limit)
+{
+    int n;
+    const char *too_complex = "COMPILE ERROR at pattern: pattern is too complex: more than 1024 "
+                              "elements once repetitions are expanded";
+    const char *bad[] = {
+        "{\"pattern\": \"^(\xc3\xa9|\\\\.)+\xc3\xa9|\\\\.)++++++++++++++++++++++++++++++++++$\"}",
+        "{\"pattern\": \"a{,30000}\"}",
+        "{\"pattern\": \"a{0,1025}\"}",
+        "{\"pattern\": \"(a{10}){103}\"}",
+        "{\"pattern\": \"((((((((((x+)+)+)+)+)+)+)+)+)+)+\"}",
+        "{\"pattern\": \"[[:alpha:]]{2}{3}{4}{5}{6}{2}\"}",
+        "{\"pattern\": \"\xc3\xa9{600}\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *got = violations(bad[i], "\"x\"", &n);
+        if (strcmp(got, too_complex) != 0)
+            TH_FAIL("%s: %s", bad[i], got);
+    }
+    const char *ok[] = {
+        "{\"pattern\": \"^[a-z]{1,255}$\"}",
+        "{\"pattern\": \"^[0-9]{1,3}(\\\\.[0-9]{1,3}){3}$\"}",
+        "{\"pattern\": \"^[^@]{1,64}@[^@]{1,255}$\"}",
+        "{\"pattern\": \"^(\\\\+|-)?[0-9]+(\\\\.[0-9]+)?([eE][+-]?[0-9]+)?$\"}",
+        "{\"pattern\": \"a{1024}\"}",
+        "{\"pattern\": \"((a{30}){30})\"}",
+        "{\"pattern\": \"[]a[:digit:]]+\"}",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        const char *got = violations(ok[i], "\"x\"", &n);
+        if (strncmp(got, "COMPILE ERROR", 13) == 0)
+            TH_FAIL("%s: %s", ok[i], got);
+    }
+}
+
 TEST(schema_depth_limit_and_null_args)
 {
     char err[128], where[512];
@@ -885,6 +923,7 @@ int main(void)
     RUN(schema_pattern);
     RUN(schema_objects_and_arrays);
     RUN(schema_compile_errors);
+    RUN(schema_pattern_complexity_limit);
     RUN(schema_depth_limit_and_null_args);
     RUN(map_each_op);
     RUN(map_chained_ops_and_typed_values);
