@@ -318,92 +318,199 @@ static int compile_length(struct compiling *c, json_t *v, long long *out)
     return 0;
 }
 
-/* An upper bound on the number of elements glibc's regcomp() builds for the ERE p[0..n),
- * counting repetitions as it expands them: "x+" becomes "xx*" and "x{m,n}" n copies of
- * x (m + 1 when unbounded), nested or stacked ones multiplied, so "((a+)+)+" is already
- * 8 copies and a 150-byte pattern of stacked '+' would take gigabytes. A pattern without
- * '+' or {m,n} costs at most its length. Saturates instead of overflowing. */
-static size_t pattern_cost(const char *p, size_t n)
+/* What glibc's regcomp() would build for an ERE, estimated from its text, to refuse
+ * patterns that make it take gigabytes or minutes (found by tests/fuzz/fuzz_schema.c):
+ *  - it copies a repeated element once per repetition: "x+" is x x*, "x{m,n}" n copies
+ *    (m + 1 when unbounded); nested or stacked repetitions multiply, so 30 stacked '+'
+ *    are 2^30 copies. A pattern without '+' or {m,n} costs at most its length;
+ *  - an anchor (^, $, \b, \B, \<, \>, \`, \') costs far more than a character, and a
+ *    repetition of something that can match the empty string, such as (a*)*, (b?)+ or
+ *    (^)*, is exponential once the pattern has an anchor: "^(c*)*(c*)*...$" with 20
+ *    groups takes seconds. Such a repetition is never needed (write (a*)* as a*), and
+ *    neither is a group with two alternatives that can match "" ((a?|b?) is (a|b)?),
+ *    which after a '^' costs a cube: 200 of them take 800 MB.
+ * One level per open group: the sums so far, and the last element, which a following
+ * repetition applies to. */
+struct re_level {
+    size_t size, anchors;           /* elements and anchors, repetitions expanded */
+    size_t last_size, last_anchors; /* of the last element */
+    int has_last, last_empty;       /* the last element can match "" */
+    int seq_empty, before_last;     /* this alternative so far / before the last element */
+    int alt_empty;                  /* earlier alternatives of the group that can match "" */
+};
+
+#define PATTERN_MAX_NEST 64
+#define PATTERN_MAX_ANCHORS 16
+
+static size_t sat_add(size_t a, size_t b)
 {
-    enum { MAX_NEST = 64 };
-    const size_t cap = 1000000; /* saturation: far above any limit we check */
-    size_t total[MAX_NEST + 1] = {0}, last[MAX_NEST + 1] = {0};
-    int depth = 0;
-    for (size_t i = 0; i < n;) {
-        unsigned char ch = (unsigned char)p[i];
-        size_t factor = 0, atom = 1;
-        if (ch == '+') {
-            factor = 2, i++;
-        } else if (ch == '*' || ch == '?') {
-            factor = 1, i++;
-        } else if (ch == '{' && i + 1 < n &&
-                   ((p[i + 1] >= '0' && p[i + 1] <= '9') || p[i + 1] == ',')) {
-            size_t lo = 0, hi = 0, j = i + 1; /* {m}, {m,}, {m,n} and glibc's {,n} */
-            int bounded = 1;
-            for (; j < n && p[j] >= '0' && p[j] <= '9'; j++)
-                lo = lo < cap ? lo * 10 + (size_t)(p[j] - '0') : cap;
-            hi = lo;
-            if (j < n && p[j] == ',') {
-                bounded = j + 1 < n && p[j + 1] >= '0' && p[j + 1] <= '9';
-                for (hi = 0, j++; j < n && p[j] >= '0' && p[j] <= '9'; j++)
-                    hi = hi < cap ? hi * 10 + (size_t)(p[j] - '0') : cap;
-            }
-            factor = bounded ? (hi > lo ? hi : lo) : lo + 1;
-            factor = factor ? factor : 1;
-            i = j < n ? j + 1 : j; /* past the '}' (regcomp judges a malformed bound) */
-        } else if (ch == '(') {
-            if (depth == MAX_NEST)
-                return cap;
-            depth++;
-            total[depth] = last[depth] = 0;
-            i++;
-            continue;
-        } else if (ch == ')' && depth > 0) {
-            atom = total[depth] + 1;
-            depth--;
-            i++;
-        } else if (ch == '|') {
-            last[depth] = 0;
-            i++;
-            continue;
-        } else if (ch == '\\') {
-            i += 2;
-        } else if (ch == '[') { /* a bracket expression is one element */
-            size_t j = i + 1;
-            j += j < n && p[j] == '^';
-            j += j < n && p[j] == ']';
-            while (j < n && p[j] != ']') {
-                if (p[j] == '[' && j + 1 < n &&
-                    (p[j + 1] == ':' || p[j + 1] == '.' || p[j + 1] == '=')) {
-                    char close = p[j + 1];
-                    for (j += 2; j + 1 < n && !(p[j] == close && p[j + 1] == ']'); j++)
-                        ;
-                    j += 2;
-                } else {
-                    j++;
-                }
-            }
-            i = j + 1;
-        } else if (ch >= 0xc0) { /* a UTF-8 character: count its bytes, repeat them all */
-            for (i++; i < n && ((unsigned char)p[i] & 0xc0) == 0x80; i++)
-                atom++;
+    return a + b < 1000000 ? a + b : 1000000; /* far above every limit checked */
+}
+
+static size_t sat_mul(size_t a, size_t b)
+{
+    return a && b > 1000000 / a ? 1000000 : a * b;
+}
+
+static void re_element(struct re_level *l, size_t size, size_t anchors, int empty)
+{
+    l->size = sat_add(l->size, size);
+    l->anchors = sat_add(l->anchors, anchors);
+    l->last_size = size, l->last_anchors = anchors;
+    l->has_last = 1, l->last_empty = empty;
+    l->before_last = l->seq_empty;
+    l->seq_empty = l->seq_empty && empty;
+}
+
+/* An alternative of l ends (at '|', ')' or the end, offset at): counts it if it can
+ * match "", and refuses a second such one. */
+static int re_alternative_end(struct re_level *l, size_t at, char *why, size_t whylen)
+{
+    if (l->seq_empty && l->alt_empty++ > 0) {
+        snprintf(why, whylen,
+                 "two alternatives before offset %zu can match the empty string; "
+                 "use (a|b)? rather than (a?|b?)",
+                 at);
+        return -1;
+    }
+    return 0;
+}
+
+/* The repetition bound at p[0..n) after '{': [out] *factor copies and *min; returns the
+ * bytes it spans including the '}', or 0 when it is not a bound. */
+static size_t re_bound(const char *p, size_t n, size_t *factor, size_t *min)
+{
+    size_t lo = 0, hi, j = 0;
+    int bounded = 1;
+    if (n == 0 || !((p[0] >= '0' && p[0] <= '9') || p[0] == ',')) /* glibc takes {,n} */
+        return 0;
+    for (; j < n && p[j] >= '0' && p[j] <= '9'; j++)
+        lo = sat_add(sat_mul(lo, 10), (size_t)(p[j] - '0'));
+    hi = lo;
+    if (j < n && p[j] == ',') {
+        bounded = j + 1 < n && p[j + 1] >= '0' && p[j + 1] <= '9';
+        for (hi = 0, j++; j < n && p[j] >= '0' && p[j] <= '9'; j++)
+            hi = sat_add(sat_mul(hi, 10), (size_t)(p[j] - '0'));
+    }
+    *min = lo;
+    *factor = bounded ? (hi > lo ? hi : lo) : lo + 1;
+    *factor = *factor ? *factor : 1;
+    return j < n ? j + 1 : j; /* regcomp() judges a malformed bound */
+}
+
+/* Length of the bracket expression at p[0..n) (p[0] == '['), up to its ']'. */
+static size_t re_bracket(const char *p, size_t n)
+{
+    size_t j = 1;
+    j += j < n && p[j] == '^';
+    j += j < n && p[j] == ']';
+    while (j < n && p[j] != ']') {
+        if (p[j] == '[' && j + 1 < n && (p[j + 1] == ':' || p[j + 1] == '.' || p[j + 1] == '=')) {
+            char close = p[j + 1];
+            for (j += 2; j + 1 < n && !(p[j] == close && p[j + 1] == ']'); j++)
+                ;
+            j += 2;
         } else {
-            i++;
-        }
-        if (factor) { /* a repetition of the last element */
-            size_t extra =
-                last[depth] && factor - 1 > cap / last[depth] ? cap : last[depth] * (factor - 1);
-            total[depth] = total[depth] + extra < cap ? total[depth] + extra : cap;
-            last[depth] = last[depth] + extra < cap ? last[depth] + extra : cap;
-        } else {
-            total[depth] = total[depth] + atom < cap ? total[depth] + atom : cap;
-            last[depth] = atom;
+            j++;
         }
     }
-    size_t sum = 0;
-    for (int d = 0; d <= depth; d++) /* an unclosed group: regcomp refuses it anyway */
-        sum = sum + total[d] < cap ? sum + total[d] : cap;
-    return sum;
+    return j + 1;
+}
+
+/* 0 when regcomp() may compile p[0..n) at a bounded cost; else -1 and why. */
+static int pattern_check(const char *p, size_t n, char *why, size_t whylen)
+{
+    struct re_level lv[PATTERN_MAX_NEST + 1];
+    int d = 0;
+    memset(&lv[0], 0, sizeof lv[0]);
+    lv[0].seq_empty = 1;
+    for (size_t i = 0; i < n;) {
+        struct re_level *l = &lv[d];
+        unsigned char ch = (unsigned char)p[i];
+        size_t factor = 0, min = 0, k;
+        if (ch == '*' || ch == '?') {
+            factor = 1, i++;
+        } else if (ch == '+') {
+            factor = 2, min = 1, i++;
+        } else if (ch == '{' && (k = re_bound(p + i + 1, n - i - 1, &factor, &min)) > 0) {
+            i += 1 + k;
+        } else if (ch == '(') {
+            if (d == PATTERN_MAX_NEST) {
+                snprintf(why, whylen, "groups nest more than %d deep", PATTERN_MAX_NEST);
+                return -1;
+            }
+            memset(&lv[++d], 0, sizeof lv[0]);
+            lv[d].seq_empty = 1;
+            i++;
+            continue;
+        } else if (ch == ')' && d > 0) {
+            if (re_alternative_end(l, i, why, whylen) < 0)
+                return -1;
+            int empty = l->alt_empty > 0;
+            size_t size = sat_add(l->size, 1), anchors = l->anchors;
+            re_element(&lv[--d], size, anchors, empty);
+            i++;
+        } else if (ch == '|') {
+            if (re_alternative_end(l, i, why, whylen) < 0)
+                return -1;
+            l->seq_empty = 1, l->has_last = 0;
+            i++;
+            continue;
+        } else if (ch == '^' || ch == '$') {
+            re_element(l, 1, 1, 1);
+            i++;
+        } else if (ch == '\\') {
+            int anchor = i + 1 < n && strchr("bB<>`'", p[i + 1]) && p[i + 1];
+            re_element(l, 1, anchor, anchor);
+            i += 2;
+        } else if (ch == '[') {
+            re_element(l, 1, 0, 0);
+            i += re_bracket(p + i, n - i);
+        } else { /* a character; all bytes of a UTF-8 one, so that a repetition copies them */
+            size_t len = 1;
+            while (ch >= 0xc0 && i + len < n && ((unsigned char)p[i + len] & 0xc0) == 0x80)
+                len++;
+            re_element(l, len, 0, 0);
+            i += len;
+        }
+        if (factor && l->has_last) { /* a repetition of the last element */
+            if (l->last_empty) {
+                snprintf(why, whylen,
+                         "a repetition (*, +, ?, {}) at offset %zu applies to "
+                         "something that can match the empty string; use a* "
+                         "rather than (a*)* or (a?)+",
+                         i - 1);
+                return -1;
+            }
+            size_t extra = sat_mul(l->last_size, factor - 1);
+            size_t extra_anchors = sat_mul(l->last_anchors, factor - 1);
+            l->size = sat_add(l->size, extra);
+            l->anchors = sat_add(l->anchors, extra_anchors);
+            l->last_size = sat_add(l->last_size, extra);
+            l->last_anchors = sat_add(l->last_anchors, extra_anchors);
+            l->last_empty = min == 0;
+            l->seq_empty = l->before_last && l->last_empty;
+        }
+    }
+    if (re_alternative_end(&lv[0], n, why, whylen) < 0)
+        return -1;
+    size_t size = 0, anchors = 0;
+    for (int k = 0; k <= d; k++) { /* groups left open: regcomp() refuses the pattern */
+        size = sat_add(size, lv[k].size);
+        anchors = sat_add(anchors, lv[k].anchors);
+    }
+    if (size > SCHEMA_PATTERN_MAX) {
+        snprintf(why, whylen, "more than %d elements once repetitions are expanded",
+                 SCHEMA_PATTERN_MAX);
+        return -1;
+    }
+    if (anchors > PATTERN_MAX_ANCHORS) {
+        snprintf(why, whylen,
+                 "more than %d anchors (^, $, \\b, \\<, ...) once repetitions are expanded",
+                 PATTERN_MAX_ANCHORS);
+        return -1;
+    }
+    return 0;
 }
 
 static int compile_pattern(struct compiling *c, json_t *v, struct schema *s)
@@ -431,10 +538,9 @@ static int compile_pattern(struct compiling *c, json_t *v, struct schema *s)
         if (p[i] == '\\')
             i++;
     }
-    if (pattern_cost(p, n) > SCHEMA_PATTERN_MAX) {
-        seterr(c->err, c->errlen,
-               "pattern is too complex: more than %d elements once repetitions are expanded",
-               SCHEMA_PATTERN_MAX);
+    char cost[200];
+    if (pattern_check(p, n, cost, sizeof cost) < 0) {
+        seterr(c->err, c->errlen, "pattern is too complex: %s", cost);
         return -1;
     }
     int rc = regcomp(&s->re, p, REG_EXTENDED | REG_NOSUB);

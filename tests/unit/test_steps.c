@@ -681,6 +681,50 @@ TEST(schema_pattern_complexity_limit)
     }
 }
 
+/* Found by fuzz_schema (a 10 s timeout): with an anchor in the pattern, glibc's regcomp()
+ * is exponential in repetitions of what can match "" and cubic in groups with two such
+ * alternatives: "\\]" and 117 stacked '*' took 15 s; "(\\b)*" 20 times, "^(c*)*" 20
+ * times, never finished in 10 s; "^(a?|b?)" 200 times took 800 MB; "\\b" 200 times 570 MB. */
+TEST(schema_pattern_anchor_blowups)
+{
+    struct buf b = BUF_INIT;
+    const char *unit[] = {"(\\\\b)*", "(c*)*", "(c?)+", "(a|\\\\b)*", "(a?|b?)", "(a*|b*)",
+                          "\\\\b",  "^",     "(^|$)"};
+    for (size_t i = 0; i < sizeof unit / sizeof unit[0]; i++) {
+        buf_reset(&b);
+        buf_puts(&b, "{\"pattern\": \"^");
+        for (int k = 0; k < 20; k++)
+            buf_puts(&b, unit[i]);
+        buf_puts(&b, "$\"}");
+        json_t *js = J(b.data);
+        struct schema *s = (struct schema *)1;
+        char err[256];
+        if (schema_compile(js, &s, err, sizeof err, NULL, 0) != -1 || s != NULL ||
+            strncmp(err, "pattern is too complex: ", 24) != 0)
+            TH_FAIL("%s was compiled (or refused for another reason: %s)", b.data, err);
+        json_decref(js);
+    }
+    buf_reset(&b);
+    buf_puts(&b, "{\"pattern\": \"\\\\t\\\\]");
+    for (int k = 0; k < 117; k++)
+        buf_putc(&b, '*');
+    buf_puts(&b, "]\"}");
+    int n;
+    if (strncmp(violations(b.data, "\"x\"", &n), "COMPILE ERROR at pattern: pattern is too complex",
+                48) != 0)
+        TH_FAIL("stacked '*' compiled");
+    /* what real patterns do stays allowed */
+    const char *ok[] = {"^(foo|bar)?$", "\\\\bword\\\\b", "^(a|b|)$", "(ab*)*", "([a-z]+ ?)*",
+                        "^((a|b)?c)*$", "^[a-z]*(-[a-z]+)*$"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        buf_reset(&b);
+        buf_printf(&b, "{\"pattern\": \"%s\"}", ok[i]);
+        if (strncmp(violations(b.data, "\"x\"", &n), "COMPILE ERROR", 13) == 0)
+            TH_FAIL("%s: %s", ok[i], violations(b.data, "\"x\"", &n));
+    }
+    buf_release(&b);
+}
+
 TEST(schema_depth_limit_and_null_args)
 {
     char err[128], where[512];
@@ -924,6 +968,7 @@ int main(void)
     RUN(schema_objects_and_arrays);
     RUN(schema_compile_errors);
     RUN(schema_pattern_complexity_limit);
+    RUN(schema_pattern_anchor_blowups);
     RUN(schema_depth_limit_and_null_args);
     RUN(map_each_op);
     RUN(map_chained_ops_and_typed_values);
