@@ -1,7 +1,8 @@
-/* fuzz-link: src/http/route.c src/api/params.c src/util */
+/* fuzz-link: src/http/route.c src/api/params.c src/engine/cbspec.c src/util */
 /* fuzz_request.c - libFuzzer target for what the server parses of a request target and
  * its small headers, without libmicrohttpd: the route matcher (src/http/route.c), percent
- * decoding and encoding (src/util/url.c) and the value parsers of src/api/params.c.
+ * decoding and encoding (src/util/url.c), the value parsers of src/api/params.c and the
+ * completion callback parsers of src/engine/cbspec.c.
  *
  * Input: a request target "PATH?QUERY" (cut at the first NUL). PATH is matched against
  * every pattern of the route table; QUERY is split on '&' and '=' as libmicrohttpd does,
@@ -18,9 +19,14 @@
  *    strict reference accepts (an optional sign and decimal digits, nothing around them,
  *    no overflow; the documented ETag forms), with the same value; on an error the output
  *    is untouched;
+ *  - callback_url_check() accepts only printable http(s) URLs with a host;
+ *    callback_events_parse() agrees with a reference reader of the comma-separated names;
+ *    callback_spec_parse() (the input as the JSON envelope's "callback") returns an
+ *    accepted url and known events exactly on success, and names its target otherwise;
  *  - api_parse_prefer_wait() is within [0, max], finds a wait only in a "wait="
  *    preference, ignores other preferences before it, takes the first of two, and reads
  *    "WaIt = \"N\"" as N. */
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +34,10 @@
 #include <strings.h>
 
 #include "api/params.h"
+#include "engine/callbacks.h"
 #include "http/route.h"
 #include "util/buf.h"
+#include "util/errors.h"
 #include "util/url.h"
 #include "util/utf8.h"
 
@@ -339,6 +347,80 @@ static void check_prefer(const char *s)
     buf_release(&b);
 }
 
+/* ---- completion callbacks ------------------------------------------------------------ */
+
+static const char *const cb_names[] = {"job.completed", "job.failed", "job.canceled"};
+static const int cb_bits[] = {STORE_CB_COMPLETED, STORE_CB_FAILED, STORE_CB_CANCELED};
+
+/* The bit of the n-byte event name s, 0 if none. */
+static int cb_bit(const char *s, size_t n)
+{
+    for (int i = 0; i < 3; i++)
+        if (strlen(cb_names[i]) == n && memcmp(cb_names[i], s, n) == 0)
+            return cb_bits[i];
+    return 0;
+}
+
+/* What callback_url_check() promises of an accepted URL. */
+static void check_cb_url_ok(const char *url)
+{
+    size_t n = strlen(url);
+    if (n == 0 || n > CALLBACK_URL_MAX)
+        fail("callback url length");
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f)
+            fail("callback url not printable ASCII");
+    size_t k = strncasecmp(url, "https://", 8) == 0  ? 8
+               : strncasecmp(url, "http://", 7) == 0 ? 7
+                                                     : 0;
+    if (!k || !url[k] || strchr("/?#:@", url[k]))
+        fail("callback url without an http(s) scheme and a host");
+}
+
+/* ?callbackUrl= and ?callbackEvents= values, and s as the envelope's "callback" JSON. */
+static void check_callbacks(const char *s)
+{
+    char msg[200];
+    msg[0] = '\0';
+    if (callback_url_check(s, msg, sizeof msg) == 0)
+        check_cb_url_ok(s);
+    else if (!msg[0])
+        fail("callback_url_check failed without a message");
+
+    int events = -1, want = 0, ok = 1;
+    for (const char *p = s;; p++) { /* reference: known names between commas */
+        size_t n = strcspn(p, ",");
+        int b = cb_bit(p, n);
+        ok = ok && b;
+        want |= b;
+        p += n;
+        if (!*p)
+            break;
+    }
+    msg[0] = '\0';
+    int rc = callback_events_parse(s, &events, msg, sizeof msg);
+    if ((rc == 0) != ok || (rc == 0 ? events != want : events != -1 || !msg[0]))
+        fail("callback_events_parse disagrees with the reference");
+
+    char *url = (char *)1, target[96];
+    msg[0] = '\0';
+    rc = callback_spec_parse(s, strlen(s), &url, &events, target, sizeof target, msg, sizeof msg);
+    if ((rc == 0) != (url != NULL))
+        fail("callback_spec_parse rc and url disagree");
+    if (rc < 0) {
+        if (rc != -SLUICE_E_INVALID_FIELD || !msg[0] || strncmp(target, "callback", 8) != 0)
+            fail("callback_spec_parse error without code, message or target");
+        return;
+    }
+    json_t *o = json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    if (!json_is_object(o) || strcmp(json_string_value(json_object_get(o, "url")), url) != 0 ||
+        events == 0 || (events & ~STORE_CB_ALL) != 0)
+        fail("callback_spec_parse accepted something that is not a callback object");
+    check_cb_url_ok(url);
+    json_decref(o);
+    free(url);
+}
+
 static void check_values(const char *s)
 {
     check_int(s, 1, 1000);        /* limit */
@@ -349,6 +431,7 @@ static void check_values(const char *s)
     check_index(s);
     check_if_match(s);
     check_prefer(s);
+    check_callbacks(s);
 }
 
 /* ---- the request target ---------------------------------------------------------------- */
