@@ -44,11 +44,16 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The method and pattern of every route in src/api/routes.c, in table order (that file
- * cannot be linked here: it names every handler). Keep the two in step. */
+ * cannot be linked here: it names every handler). Keep the two in step:
+ * tests/api/test_24_openapi.py checks that they are. */
 static const char *const routes[][2] = {
     {"GET", "/healthz"},
     {"GET", "/readyz"},
     {"GET", "/metrics"},
+    {"GET", "/openapi.json"},
+    {"GET", "/ui"},
+    {"GET", "/ui/"},
+    {"GET", "/ui/{asset}"},
     {"POST", "/v1/jobs"},
     {"GET", "/v1/jobs"},
     {"POST", "/v1/jobs/{id}:cancel"},
@@ -66,6 +71,10 @@ static const char *const routes[][2] = {
     {"PUT", "/v1/workflows/{name}"},
     {"GET", "/v1/workflows/{name}"},
     {"DELETE", "/v1/workflows/{name}"},
+    {"GET", "/v1/limits"},
+    {"PUT", "/v1/limits/{name}"},
+    {"GET", "/v1/limits/{name}"},
+    {"DELETE", "/v1/limits/{name}"},
     {"GET", "/v1/hooks"},
     {"POST", "/v1/hooks/{name}/events"},
     {"PUT", "/v1/hooks/{name}"},
