@@ -17,6 +17,7 @@
 #include "config.h"
 #include "engine/callbacks.h"
 #include "engine/janitor.h"
+#include "store/fault.h"
 #include "outbound/outbound.h"
 #include "util/xmalloc.h"
 #include "util/clock.h"
@@ -120,6 +121,17 @@ static int serve_main(int argc, char **argv)
         log_write(LOG_ERROR, "cannot open store", "store", cfg.store_url, "error",
                   sluice_err_code(rc), NULL);
         return 1;
+    }
+    /* Test hook: storage faults injected at the store wrappers (store/fault.h). */
+    const char *faults = getenv("SLUICE_FAULTS");
+    if (faults && *faults) {
+        if (store_fault_parse(st, faults, err, sizeof err) < 0) {
+            log_write(LOG_ERROR, "bad SLUICE_FAULTS", "error", err, NULL);
+            store_close(st);
+            return 1;
+        }
+        log_write(LOG_WARN, "injecting storage faults (test hook SLUICE_FAULTS)", "faults", faults,
+                  NULL);
     }
     /* Jobs still Receiving were cut off by a crash mid-upload: never acknowledged. */
     int gone = store_gc_receiving(st, clock_now_ms() + 1);
