@@ -98,6 +98,12 @@ static void idle_wait(struct engine *eng, unsigned long seen)
     pthread_mutex_unlock(&eng->mu);
 }
 
+/* A store error that says "not now" (busy, I/O error, out of space), not "never". */
+static int store_unavailable(int rc)
+{
+    return rc == -SLUICE_E_STORE_BUSY || rc == -SLUICE_E_STORE_IO || rc == -SLUICE_E_STORE_FULL;
+}
+
 /* The definition a claim's job runs: a built-in by name, or the stored version the
  * job was submitted with (read from the job row; versions never change). */
 static int claim_workflow(struct worker *w, const struct store_claim *c, const struct wfdef **def)
@@ -127,6 +133,11 @@ static int process(struct worker *w, const struct store_claim *c)
     struct store_step_count *counts = NULL;
     size_t nsteps = 0;
     int rc = claim_workflow(w, c, &def);
+    if (store_unavailable(rc)) {
+        /* The store did not answer (busy, I/O, full), which says nothing about the
+         * job: hand the batch back to run when the store serves again. */
+        goto out;
+    }
     if (rc < 0) {
         /* A workflow valid at submit cannot vanish (versions are kept); if it does,
          * fail each item loudly rather than retrying forever. */
