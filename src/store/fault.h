@@ -20,7 +20,10 @@
  *
  * each rule "OP:NTH:ERROR[:COUNT]" (COUNT defaults to 1), ERROR one of busy
  * (StoreBusy), io (StoreUnavailable), full (StoreFull) or any public error code of
- * util/errors.h. This is a test hook: production never sets the variable.
+ * util/errors.h. SLUICE_FAULTS="@FILE" reads the rules from FILE, at start and again
+ * on every SIGUSR1 (replacing the rules; an empty file clears them), so a black-box
+ * test can start and end an outage when it wants. This is a test hook: production
+ * never sets the variable.
  *
  * Cost when no rule was ever set: one atomic load per store call. Thread-safe. */
 #ifndef SLUICE_STORE_FAULT_H
