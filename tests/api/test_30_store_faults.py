@@ -1,0 +1,188 @@
+"""Storage faults injected at the store wrappers (SLUICE_FAULTS, src/store/fault.h):
+submits answer 503 with Retry-After and leave nothing behind, workers back off and
+retry claims and completions, a document is applied once whatever failed around it,
+and the retention sweep resumes where it stopped. Every test checks in the server log
+that its faults really fired, so none passes because a fault missed."""
+import json
+import os
+import signal
+import sqlite3
+import time
+
+from conftest import (Client, assert_error, items, job_ids, list_all, make_workflow, submitted,
+                      uniq, wait_until)
+
+
+def fault_lines(srv, msg="injected storage fault", op=None):
+    out = []
+    for line in srv.read_log().splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("msg") == msg and (op is None or e.get("op") == op):
+            out.append(e)
+    return out
+
+
+def set_faults(srv, path, rules):
+    """Replaces the server's fault rules (SLUICE_FAULTS=@path) and waits until it has
+    read them."""
+    msgs = ("injecting storage faults (test hook SLUICE_FAULTS)",
+            "storage faults cleared (test hook SLUICE_FAULTS)")
+    before = sum(len(fault_lines(srv, m)) for m in msgs)
+    with open(path, "w") as f:
+        f.write(rules)
+    srv.proc.send_signal(signal.SIGUSR1)
+    wait_until(lambda: sum(len(fault_lines(srv, m)) for m in msgs) > before, timeout=30,
+               interval=0.05, what="the server to read its fault rules")
+
+
+def db_count(srv, sql, *args):
+    db = sqlite3.connect(srv.store.split(":", 1)[1], timeout=30)
+    try:
+        return db.execute(sql, args).fetchone()[0]
+    finally:
+        db.close()
+
+
+def faulty_server(fresh_server, tmp_path, rules="", args=()):
+    path = str(tmp_path / "faults")
+    with open(path, "w") as f:
+        f.write(rules)
+    srv = fresh_server(args=list(args), env={"SLUICE_FAULTS": "@" + path})
+    srv.start()
+    return srv, path
+
+
+def test_submit_faults_answer_503_and_store_nothing(fresh_server, tmp_path):
+    # the first job_begin, the second batch of items and the first commit fail
+    srv, _ = faulty_server(fresh_server, tmp_path,
+                           "job_begin:1:busy,job_add_items:2:io,job_commit:1:full,ping:1:io:2")
+    c = Client(srv, srv.key_a)
+    small, big = items(10, prefix="S-"), items(12000, prefix="B-")  # big: 3 batches of 5000
+    key = {"Idempotency-Key": uniq("key")}
+
+    r = c.submit(small)
+    assert_error(r, 503, "StoreBusy")
+    assert r.headers.get("Retry-After") == "1", r.headers
+    r = c.submit(big)
+    assert_error(r, 503, "StoreUnavailable")
+    assert r.headers.get("Retry-After"), r.headers
+    r = c.post("/v1/jobs", data=json.dumps({"workflow": "noop", "items": small}),
+               headers=dict(key, **{"Content-Type": "application/json"}))
+    assert_error(r, 503, "StoreFull")
+    assert r.headers.get("Retry-After"), r.headers
+    assert len(fault_lines(srv)) == 3
+
+    # nothing is visible, and the staged rows of the cut-off submits are gone
+    assert job_ids(c) == []
+    wait_until(lambda: db_count(srv, "SELECT count(*) FROM items") == 0, timeout=30,
+               what="the staged items to be deleted")
+    assert db_count(srv, "SELECT count(*) FROM jobs") == 0
+
+    # readiness follows the store; liveness does not
+    assert c.get("/readyz").status_code == 503
+    assert c.get("/healthz").status_code == 200
+    assert c.get("/readyz").status_code == 503
+    assert c.get("/readyz").status_code == 200
+
+    # the faults are spent: the same requests succeed, and the key was never taken
+    r = c.post("/v1/jobs", data=json.dumps({"workflow": "noop", "items": small}),
+               headers=dict(key, **{"Content-Type": "application/json"}))
+    a = submitted(r)
+    assert "Idempotent-Replayed" not in r.headers
+    b = submitted(c.submit(big))
+    for job, n in ((a, 10), (b, 12000)):
+        done = c.wait_job(job["id"], timeout=120)
+        assert done["status"] == "Succeeded" and done["counts"]["succeeded"] == n, done
+    assert sorted(job_ids(c)) == sorted([a["id"], b["id"]])
+    assert db_count(srv, "SELECT count(*) FROM items") == 12010
+
+
+def test_claim_and_complete_faults_back_off_and_apply_once(fresh_server, tmp_path, upstream):
+    srv, path = faulty_server(fresh_server, tmp_path, args=[
+        "--outbound-allow", "127.0.0.1/32", "--batch", "20", "--lease-ms", "1500"])
+    c = Client(srv, srv.key_a)
+    coll = "f_" + uniq("c").replace("-", "_")
+    wf = make_workflow(c, [
+        {"name": "save", "type": "upsert", "collection": coll},
+        {"name": "push", "type": "http", "method": "POST", "url": upstream.url + "/push/{{ref}}",
+         "timeoutMs": 10000}])
+
+    # 1. claims fail: the job waits, nothing is sent
+    set_faults(srv, path, "claim:1:io:0")
+    first = submitted(c.submit(items(100, prefix="A-"), workflow=wf))
+    wait_until(lambda: len(fault_lines(srv, "claim failed")) >= 4, timeout=30,
+               what="failing claims")
+    m = c.get("/v1/jobs/" + first["id"]).json()
+    assert m["status"] == "NotStarted" and m["counts"]["pending"] == 100, m
+    assert upstream.log() == []
+
+    # 2. claims work again; loading the workflow fails twice and each batch's first
+    # completions fail: batches are handed back or completed again, never failed
+    set_faults(srv, path, "workflow_get:1:io:2,complete:1:busy:3")
+    done = c.wait_job(first["id"], timeout=120)
+    assert done["status"] == "Succeeded" and done["counts"]["succeeded"] == 100, done
+    assert len(fault_lines(srv, op="workflow_get")) == 2
+    assert len(fault_lines(srv, op="complete")) == 3
+    # a completion that failed was tried again in place: each item was sent once
+    keys = [e["idempotency_key"] for e in upstream.log("/push/A-")]
+    assert sorted(keys) == sorted("%s:%d:push" % (first["id"], i) for i in range(100)), keys
+
+    # 3. completions fail for longer than the lease: batches are handed back and run
+    # again (same Idempotency-Keys), and still every document is written once
+    released = len(fault_lines(srv, "processing a batch failed; releasing it"))
+    set_faults(srv, path, "complete:1:io:0")
+    second = submitted(c.submit(items(60, prefix="B-"), workflow=wf))
+    wait_until(lambda: len(fault_lines(srv, "processing a batch failed; releasing it"))
+               >= released + 4,
+               timeout=60, what="batches handed back after their lease")
+    set_faults(srv, path, "")
+    done = c.wait_job(second["id"], timeout=120)
+    assert done["status"] == "Succeeded" and done["counts"]["succeeded"] == 60, done
+    calls = {}
+    for e in upstream.log("/push/B-"):
+        calls.setdefault(e["path"], set()).add(e["idempotency_key"])
+    assert len(calls) == 60
+    assert all(len(k) == 1 for k in calls.values()), calls  # one key per item
+    assert max(len([e for e in upstream.log("/push/B-") if e["path"] == p]) for p in calls) > 1
+
+    docs, _ = list_all(c, "/v1/collections/" + coll, params={"limit": 1000})
+    assert len(docs) == 160
+    assert {d["version"] for d in docs} == {1}, [d for d in docs if d["version"] != 1][:5]
+
+
+def test_retention_faults_keep_jobs_and_the_sweep_resumes(fresh_server, tmp_path, upstream):
+    srv, path = faulty_server(fresh_server, tmp_path, "retention_sweep:1:io:0", args=[
+        "--retention-seconds", "1", "--outbound-allow", "127.0.0.1/32"])
+    c = Client(srv, srv.key_a)
+    old = submitted(c.submit(items(5000, prefix="OLD-")))
+    assert c.wait_job(old["id"], timeout=120)["status"] == "Succeeded"
+    upstream.script("/hold", [{"delay_ms": 4000}])
+    wf = make_workflow(c, [{"name": "hold", "type": "http", "method": "POST",
+                            "url": upstream.url + "/hold", "timeoutMs": 20000}])
+    running = submitted(c.submit(items(1, prefix="RUN-"), workflow=wf))
+    wait_until(lambda: len(fault_lines(srv, "retention sweep failed; retrying later")) >= 3,
+               timeout=30, what="failing sweeps")
+    # expired, but the sweep could not run: still there, whole
+    m = c.get("/v1/jobs/" + old["id"])
+    assert m.status_code == 200 and m.json()["counts"]["succeeded"] == 5000, m.text
+
+    # the sweep works again, but fails in the middle of the 5000-item job (2000 rows a
+    # transaction): the job is hidden at the first pass, and later passes finish it
+    set_faults(srv, path, "retention_sweep:2:io:2")
+    wait_until(lambda: c.get("/v1/jobs/" + old["id"]).status_code == 404, timeout=30,
+               what="the expired job to go")
+    assert c.get("/v1/jobs/" + running["id"]).status_code == 200  # not finished: kept
+    wait_until(lambda: db_count(srv, "SELECT count(*) FROM items") <= 1, timeout=30,
+               what="the sweep to remove every item of the expired job")
+    assert len(fault_lines(srv, op="retention_sweep")) >= 3 + 2
+    m = c.get("/v1/jobs/" + running["id"])
+    assert m.status_code == 200 and m.json()["status"] in ("NotStarted", "Running"), m.text
+    # once it is finished and expired, it goes too
+    wait_until(lambda: c.get("/v1/jobs/" + running["id"]).status_code == 404, timeout=60,
+               what="the second job to finish and expire")
+    wait_until(lambda: db_count(srv, "SELECT count(*) FROM jobs") == 0, timeout=30,
+               what="no job row left")
+    assert db_count(srv, "SELECT count(*) FROM items") == 0
