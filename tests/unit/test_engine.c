@@ -108,6 +108,27 @@ TEST(uncommitted_submit_stores_nothing)
     store_close(st);
 }
 
+TEST(a_failed_abort_is_retried_later)
+{
+    struct store *st = open_store();
+    CHECK(st != NULL);
+    /* the commit fails, and so does the delete of the staged rows (a full disk) */
+    CHECK_EQ_INT(store_fault_set(st, "job_commit", 1, -SLUICE_E_STORE_FULL, 1), 0);
+    CHECK_EQ_INT(store_fault_set(st, "job_abort", 1, -SLUICE_E_STORE_FULL, 2), 0);
+    struct submit *s = submit_new(st, "t1", 10);
+    CHECK_EQ_INT(submit_set_workflow(s, "noop"), 0);
+    CHECK_EQ_INT(add_n(s, 0, 25, 0), 0);
+    struct store_job j;
+    memset(&j, 0, sizeof j);
+    CHECK_EQ_INT(submit_commit(s, &j), -SLUICE_E_STORE_FULL);
+    submit_free(s);
+    CHECK_EQ_INT(submit_retry_aborts(st), 1); /* the store still refuses */
+    CHECK_EQ_INT(submit_retry_aborts(st), 0); /* now it takes it */
+    CHECK_EQ_INT(store_gc_receiving(st, INT64_MAX), 0); /* nothing was left behind */
+    CHECK_EQ_INT(submit_retry_aborts(st), 0);
+    store_close(st);
+}
+
 TEST(engine_processes_noop_and_upsert_jobs)
 {
     struct store *st = open_store();
@@ -301,6 +322,7 @@ int main(void)
 {
     RUN(submit_validates_and_stages_in_batches);
     RUN(uncommitted_submit_stores_nothing);
+    RUN(a_failed_abort_is_retried_later);
     RUN(engine_processes_noop_and_upsert_jobs);
     RUN(items_without_data_fail_and_job_fails_when_all_do);
     RUN(engine_survives_a_failing_store_call_anywhere);
