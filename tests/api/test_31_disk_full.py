@@ -1,7 +1,14 @@
-"""A real disk-full run: the SQLite file lives on a small tmpfs that the test fills.
-Submits answer 503 StoreFull with Retry-After (never 202 for work that was not stored),
-reads keep working, and once a ballast file is removed, submits and processing go on
-with no restart and nothing acknowledged is lost."""
+"""A real disk-full run: the SQLite file lives on a small tmpfs, which a ballast file
+fills but for a few MiB, and which the server's own writes then fill. Submits answer
+503 StoreFull with Retry-After (never 202 for work that was not stored), reads keep
+working, and once the ballast is removed, submits and processing go on with no
+restart and nothing acknowledged is lost.
+
+The ballast leaves less room than the WAL grows before its first checkpoint (16 MiB):
+everything the server wrote then sits in the WAL, and removing the ballast frees far
+more than the database file needs to absorb it. (Had the server's data filled the
+whole disk instead, SQLite could only recover once as much space as the data in the
+WAL is freed, because a checkpoint must first copy it into the database file.)"""
 import json
 import os
 import shutil
@@ -20,7 +27,7 @@ MB = 1 << 20
 @pytest.fixture
 def tmpfs():
     mnt = tempfile.mkdtemp(prefix="sluice-tmpfs-")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m,mode=0700", "tmpfs", mnt],
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m,mode=0700", "tmpfs", mnt],
                        capture_output=True, text=True)
     if r.returncode != 0:
         os.rmdir(mnt)
@@ -58,7 +65,7 @@ def test_disk_full_answers_503_reads_work_and_it_recovers(tmpfs):
         c = Client(srv, srv.key_a)
         ballast = os.path.join(tmpfs, "ballast")
         with open(ballast, "wb") as f:
-            f.write(b"\0" * (4 * MB))
+            f.write(b"\0" * (free_bytes(tmpfs) - 5 * MB))
         acked = {}   # job id -> item count, for every 202
         refused = []  # 503 answers
         n = 0
