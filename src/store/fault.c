@@ -31,6 +31,12 @@ static const char *const ops[] = {
     "delivery_claim", "delivery_record", "delivery_list",  "setting_ensure",
 };
 #define NOPS ((int)(sizeof ops / sizeof ops[0]))
+
+/* The operations whose wrappers check AFTER rules (FAULT_AFTER in store.c). */
+static int after_ok(const char *op)
+{
+    return op && (!strcmp(op, "job_commit") || !strcmp(op, "complete"));
+}
 #define ANY_OP (-1)
 
 struct fault_rule {
@@ -39,6 +45,7 @@ struct fault_rule {
     int64_t count; /* calls that fail from nth on; 0 = all */
     int64_t seen;  /* calls matched so far */
     int err;       /* negative sluice error */
+    int after;     /* the call takes effect, then fails (a lost answer) */
 };
 
 struct store_faults {
@@ -59,22 +66,33 @@ static int op_index(const char *name)
     return -2;
 }
 
-int store_fault_set(struct store *st, const char *op, int64_t nth, int err, int64_t count)
+static int fault_add(struct store *st, const char *op, int64_t nth, int err, int64_t count,
+                     int after)
 {
     int rc = -SLUICE_E_INVALID_PARAMETER;
     int idx = op ? op_index(op) : -2;
-    if (idx < ANY_OP || nth < 1 || count < 0 || err >= 0)
+    if (idx < ANY_OP || nth < 1 || count < 0 || err >= 0 || (after && !after_ok(op)))
         return rc;
     pthread_mutex_lock(&mu);
     if (!st->faults)
         st->faults = xcalloc(1, sizeof *st->faults);
     if (st->faults->n < STORE_FAULT_MAX) {
-        st->faults->rules[st->faults->n++] = (struct fault_rule){idx, nth, count, 0, err};
+        st->faults->rules[st->faults->n++] = (struct fault_rule){idx, nth, count, 0, err, after};
         atomic_store(&st->faulty, 1);
         rc = 0;
     }
     pthread_mutex_unlock(&mu);
     return rc;
+}
+
+int store_fault_set(struct store *st, const char *op, int64_t nth, int err, int64_t count)
+{
+    return fault_add(st, op, nth, err, count, 0);
+}
+
+int store_fault_set_after(struct store *st, const char *op, int64_t nth, int err, int64_t count)
+{
+    return fault_add(st, op, nth, err, count, 1);
 }
 
 /* "busy", "io", "full" or a public error code ("LeaseLost") -> negative error, or 0. */
@@ -112,20 +130,24 @@ int store_fault_parse(struct store *st, const char *spec, char *msg, size_t cap)
     int n = 0, rc = -SLUICE_E_INVALID_PARAMETER;
     char *copy = xstrdup(spec), *save = NULL;
     for (char *r = strtok_r(copy, ",", &save); r; r = strtok_r(NULL, ",", &save)) {
-        char *f[5] = {0};
+        char *f[6] = {0};
         int nf = 0;
-        for (char *p = r, *colon; nf < 5; p = colon + 1) {
+        for (char *p = r, *colon; nf < 6; p = colon + 1) {
             f[nf++] = p;
             if (!(colon = strchr(p, ':')))
                 break;
             *colon = '\0';
         }
-        if (nf < 3 || nf > 4 || (nf == 4 && strchr(f[3], ':'))) {
-            snprintf(msg, cap, "'%.80s': a rule is OP:NTH:ERROR[:COUNT]", r);
+        if (nf < 3 || nf > 5 || (nf == 5 && strcmp(f[4], "after"))) {
+            snprintf(msg, cap, "'%.80s': a rule is OP:NTH:ERROR[:COUNT[:after]]", f[0]);
             goto out;
         }
-        int op = op_index(f[0]), err = parse_err(f[2]);
-        int64_t nth = parse_num(f[1]), count = nf == 4 ? parse_num(f[3]) : 1;
+        int op = op_index(f[0]), err = parse_err(f[2]), after = nf == 5;
+        int64_t nth = parse_num(f[1]), count = nf >= 4 ? parse_num(f[3]) : 1;
+        if (after && !after_ok(f[0])) {
+            snprintf(msg, cap, "'%.80s': only job_commit and complete take :after", f[0]);
+            goto out;
+        }
         if (op < ANY_OP) {
             snprintf(msg, cap, "unknown store operation '%.80s'", f[0]);
             goto out;
@@ -142,15 +164,15 @@ int store_fault_parse(struct store *st, const char *spec, char *msg, size_t cap)
             snprintf(msg, cap, "at most %d rules", STORE_FAULT_MAX);
             goto out;
         }
-        rules[n++] = (struct fault_rule){op, nth, count, 0, err};
+        rules[n++] = (struct fault_rule){op, nth, count, 0, err, after};
     }
     if (n == 0) {
         snprintf(msg, cap, "no rule in '%.80s'", spec);
         goto out;
     }
     for (int i = 0; i < n; i++)
-        if ((rc = store_fault_set(st, rules[i].op == ANY_OP ? "*" : ops[rules[i].op], rules[i].nth,
-                                  rules[i].err, rules[i].count)) < 0) {
+        if ((rc = fault_add(st, rules[i].op == ANY_OP ? "*" : ops[rules[i].op], rules[i].nth,
+                            rules[i].err, rules[i].count, rules[i].after)) < 0) {
             snprintf(msg, cap, "at most %d rules", STORE_FAULT_MAX);
             goto out;
         }
@@ -181,13 +203,14 @@ int64_t store_fault_fired(struct store *st, const char *op)
     return n;
 }
 
-int store_fault_hit(struct store *st, const char *op)
+/* The error the rules of one kind (after or not) give this call of op, or 0. */
+static int hit(struct store *st, const char *op, int after)
 {
     int rc = 0, idx = op_index(op);
     pthread_mutex_lock(&mu);
     for (int i = 0; st->faults && i < st->faults->n; i++) {
         struct fault_rule *r = &st->faults->rules[i];
-        if (r->op != ANY_OP && r->op != idx)
+        if ((r->op != ANY_OP && r->op != idx) || r->after != after)
             continue;
         r->seen++;
         if (!rc && r->seen >= r->nth && (r->count == 0 || r->seen < r->nth + r->count))
@@ -197,8 +220,20 @@ int store_fault_hit(struct store *st, const char *op)
         st->faults->fired[idx]++;
     pthread_mutex_unlock(&mu);
     if (rc)
-        log_write(LOG_WARN, "injected storage fault", "op", op, "error", sluice_err_code(rc), NULL);
+        log_write(LOG_WARN, "injected storage fault", "op", op, "error", sluice_err_code(rc),
+                  "when", after ? "after the call took effect" : "before the call", NULL);
     return rc;
+}
+
+int store_fault_hit(struct store *st, const char *op)
+{
+    return hit(st, op, 0);
+}
+
+int store_fault_hit_after(struct store *st, const char *op, int rc)
+{
+    int err = rc >= 0 && atomic_load(&st->faulty) ? hit(st, op, 1) : 0;
+    return err ? err : rc;
 }
 
 void store_fault_free(struct store *st)

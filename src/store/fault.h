@@ -14,11 +14,16 @@
  * that fires decides. Every injected failure is logged at WARN ("injected storage
  * fault", op, error), so a test can tell that its fault happened.
  *
+ * An AFTER rule (store_fault_set_after, or ":after" in a spec) models a lost answer
+ * instead: the call goes to the backend and takes effect, and then reports the error
+ * (as when a commit reached the disk but the reply did not reach the caller). It
+ * counts the calls of its op that succeeded; only job_commit and complete have it.
+ *
  * The server arms rules only from the environment, at start:
  *
  *   SLUICE_FAULTS="complete:1:io:5,claim:10:busy:2,job_add_items:2:full"
  *
- * each rule "OP:NTH:ERROR[:COUNT]" (COUNT defaults to 1), ERROR one of busy
+ * each rule "OP:NTH:ERROR[:COUNT[:after]]" (COUNT defaults to 1), ERROR one of busy
  * (StoreBusy), io (StoreUnavailable), full (StoreFull) or any public error code of
  * util/errors.h. SLUICE_FAULTS="@FILE" reads the rules from FILE, at start and again
  * on every SIGUSR1 (replacing the rules; an empty file clears them), so a black-box
@@ -41,6 +46,10 @@
  * Returns 0, or -SLUICE_E_INVALID_PARAMETER (unknown op, nth < 1, count < 0, err >=
  * 0, or STORE_FAULT_MAX rules already set). */
 int store_fault_set(struct store *st, const char *op, int64_t nth, int err, int64_t count);
+
+/* Adds an AFTER rule (see above): successful calls nth.. nth+count-1 of op take effect
+ * and then return err. op is "job_commit" or "complete"; else as store_fault_set. */
+int store_fault_set_after(struct store *st, const char *op, int64_t nth, int err, int64_t count);
 
 /* Adds the rules of a SLUICE_FAULTS spec (see above). On a malformed spec nothing is
  * added, [out] msg (cap bytes) says why, and it returns -SLUICE_E_INVALID_PARAMETER. */

@@ -26,6 +26,9 @@
                 return fault_rc_;                                                          \
         }                                                                                  \
     } while (0)
+/* ... and after the call (only job_commit and complete): AFTER rules make a call that
+ * took effect report an error, as when its answer is lost. */
+#define FAULT_AFTER(st, call) store_fault_hit_after((st), __func__ + sizeof "store_" - 1, (call))
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
@@ -168,7 +171,7 @@ int store_job_commit(struct store *st, const char *job_id, const struct store_jo
                      int64_t total, struct store_job *out)
 {
     FAULT_POINT(st);
-    return st->ops->job_commit(st->impl, job_id, meta, total, out);
+    return FAULT_AFTER(st, st->ops->job_commit(st->impl, job_id, meta, total, out));
 }
 
 int store_job_retry(struct store *st, const char *tenant, const char *job_id,
@@ -255,7 +258,7 @@ int store_complete(struct store *st, const struct store_claim *c, struct store_o
                    size_t n, const struct store_step_count *steps, size_t nsteps)
 {
     FAULT_POINT(st);
-    return st->ops->complete(st->impl, c, outs, n, steps, nsteps);
+    return FAULT_AFTER(st, st->ops->complete(st->impl, c, outs, n, steps, nsteps));
 }
 
 int store_release(struct store *st, const struct store_claim *c)

@@ -21,6 +21,9 @@ struct store {
 /* fault.c, for the wrappers in store.c: the error an injected fault gives the call of
  * operation op (the wrapper's name without "store_"), or 0 to go on to the backend. */
 int store_fault_hit(struct store *st, const char *op);
+/* The same after the backend's call returned rc: rc, or the error an AFTER rule gives
+ * a call that took effect (a lost answer). */
+int store_fault_hit_after(struct store *st, const char *op, int rc);
 /* Frees the rules of st (store_close). */
 void store_fault_free(struct store *st);
 

@@ -186,3 +186,33 @@ def test_retention_faults_keep_jobs_and_the_sweep_resumes(fresh_server, tmp_path
     wait_until(lambda: db_count(srv, "SELECT count(*) FROM jobs") == 0, timeout=30,
                what="no job row left")
     assert db_count(srv, "SELECT count(*) FROM items") == 0
+
+
+def test_lost_answers_replay_and_never_apply_twice(fresh_server, tmp_path, upstream):
+    """AFTER faults: the commit or the completion takes effect, then reports an error,
+    as when the answer is lost. A submit retried with its Idempotency-Key gets the job
+    that was stored; a completion tried again records nothing twice."""
+    srv, _ = faulty_server(fresh_server, tmp_path,
+                           "job_commit:1:io:1:after,complete:1:io:2:after",
+                           args=["--outbound-allow", "127.0.0.1/32", "--batch", "10"])
+    c = Client(srv, srv.key_a)
+    coll = "l_" + uniq("c").replace("-", "_")
+    wf = make_workflow(c, [
+        {"name": "save", "type": "upsert", "collection": coll},
+        {"name": "push", "type": "http", "method": "POST", "url": upstream.url + "/push/{{ref}}"}])
+    body = json.dumps({"workflow": wf, "items": items(30, prefix="L-")})
+    hdrs = {"Content-Type": "application/json", "Idempotency-Key": uniq("lost")}
+    r = c.post("/v1/jobs", data=body, headers=hdrs)
+    assert_error(r, 503, "StoreUnavailable")
+    r = c.post("/v1/jobs", data=body, headers=hdrs)
+    job = submitted(r)
+    assert r.headers.get("Idempotent-Replayed") == "true", r.headers
+    assert job_ids(c) == [job["id"]]  # one job, the one the lost answer was about
+    done = c.wait_job(job["id"], timeout=120)
+    assert done["status"] == "Succeeded" and done["counts"]["succeeded"] == 30, done
+    assert {s["name"]: s["passed"] for s in done["steps"]} == {"save": 30, "push": 30}, done
+    assert len(fault_lines(srv, op="complete")) == 2
+    keys = [e["idempotency_key"] for e in upstream.log("/push/")]
+    assert sorted(keys) == sorted("%s:%d:push" % (job["id"], i) for i in range(30)), keys
+    docs, _ = list_all(c, "/v1/collections/" + coll, params={"limit": 1000})
+    assert len(docs) == 30 and {d["version"] for d in docs} == {1}, docs[:3]

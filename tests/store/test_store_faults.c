@@ -70,6 +70,8 @@ TEST(parse_accepts_rules_and_rejects_bad_ones)
                          "claim:1:io:-1",
                          "claim:1:io:2:3",
                          "claim:1:io,complete:1:bogus",
+                         "claim:1:io:1:after",
+                         "complete:1:io:1:later",
                          NULL};
     for (int i = 0; bad[i]; i++) {
         msg[0] = '\0';
@@ -166,10 +168,57 @@ TEST(failed_calls_store_nothing_and_service_resumes)
     store_close(st);
 }
 
+/* AFTER rules: the call takes effect and its answer is an error (a lost answer); a
+ * repeated completion then changes nothing, step counts included. */
+TEST(after_rules_model_a_lost_answer)
+{
+    struct store *st = open_store();
+    CHECK(st != NULL);
+    char id[STORE_ID_MAX], msg[200];
+    CHECK_EQ_INT(store_fault_set_after(st, "claim", 1, -SLUICE_E_STORE_IO, 1),
+                 -SLUICE_E_INVALID_PARAMETER);
+    CHECK_EQ_INT(store_fault_parse(st, "job_commit:1:io:1:after", msg, sizeof msg), 0);
+    CHECK_EQ_INT(submit3(st, id), -SLUICE_E_STORE_IO);
+    CHECK_EQ_INT(get_job(st, id), 1); /* committed all the same */
+    store_fault_clear(st);
+
+    struct store_claim_opts o = {10, 60000, 5, 0, NULL};
+    struct store_claim c;
+    memset(&c, 0, sizeof c);
+    CHECK_EQ_INT(store_claim(st, &o, &c), 1);
+    struct store_outcome outs[3];
+    memset(outs, 0, sizeof outs);
+    for (int i = 0; i < 3; i++) {
+        outs[i].index = i;
+        outs[i].status = i == 2 ? ITEM_FAILED : ITEM_SUCCEEDED;
+        outs[i].error_code = i == 2 ? "StepFailed" : NULL;
+    }
+    struct store_step_count steps[1] = {{"s", 2, 1, 0}};
+    CHECK_EQ_INT(store_fault_parse(st, "complete:1:busy:1:after", msg, sizeof msg), 0);
+    CHECK_EQ_INT(store_complete(st, &c, outs, 3, steps, 1), -SLUICE_E_STORE_BUSY);
+    /* the caller's retry: the claim was done and dropped, so it is gone (LeaseLost),
+     * and nothing is written again */
+    CHECK_EQ_INT(store_complete(st, &c, outs, 3, steps, 1), -SLUICE_E_LEASE_LOST);
+    struct store_job j;
+    memset(&j, 0, sizeof j);
+    CHECK_EQ_INT(store_job_get(st, "t1", id, &j), 1);
+    CHECK_EQ_INT(j.status, JOB_SUCCEEDED);
+    CHECK_EQ_INT(j.counts.succeeded, 2);
+    CHECK_EQ_INT(j.counts.failed, 1);
+    CHECK_EQ_INT(j.nsteps, 1);
+    CHECK_EQ_INT(j.steps[0].passed, 2); /* counted once */
+    CHECK_EQ_INT(j.steps[0].failed, 1);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_fault_fired(st, "complete"), 1);
+    store_claim_release(&c);
+    store_close(st);
+}
+
 int main(void)
 {
     RUN(parse_accepts_rules_and_rejects_bad_ones);
     RUN(nth_and_count_pick_the_failing_calls);
     RUN(failed_calls_store_nothing_and_service_resumes);
+    RUN(after_rules_model_a_lost_answer);
     return test_report();
 }
