@@ -289,6 +289,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # a client that went away mid-answer (a killed server): not the fake's error
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
     daemon_threads = True
     request_queue_size = 4096  # a batch of http steps connects all at once
     block_on_close = False  # stop() must not wait for a handler sleeping in delay_ms
