@@ -39,7 +39,7 @@
 
 #include "store/store.h"
 
-#define STORE_FAULT_MAX 16 /* rules at once */
+#define STORE_FAULT_MAX 64 /* rules at once */
 
 /* Adds a rule: calls nth.. nth+count-1 (count 0: all from nth on) of op ("*" = any
  * operation) fail with err (a negative sluice error, e.g. -SLUICE_E_STORE_IO).

@@ -216,3 +216,65 @@ def test_lost_answers_replay_and_never_apply_twice(fresh_server, tmp_path, upstr
     assert sorted(keys) == sorted("%s:%d:push" % (job["id"], i) for i in range(30)), keys
     docs, _ = list_all(c, "/v1/collections/" + coll, params={"limit": 1000})
     assert len(docs) == 30 and {d["version"] for d in docs} == {1}, docs[:3]
+
+
+# every store operation but the key lookup (so requests get past authentication)
+ALL_BUT_AUTH = ["ping", "key_create", "key_list", "key_revoke", "tenant_set_weight",
+                "job_begin", "job_add_items", "job_commit", "job_retry", "job_abort",
+                "gc_receiving", "expire_claims", "retention_sweep", "job_get", "job_list",
+                "job_cancel", "job_delete", "item_get", "item_list", "claim", "complete",
+                "release", "doc_get", "doc_write", "doc_list", "stats", "tenant_load",
+                "workflow_put", "workflow_get", "workflow_list", "workflow_delete", "hook_put",
+                "hook_get", "hook_list", "hook_delete", "limit_put", "limit_get", "limit_list",
+                "limit_delete", "delivery_claim", "delivery_record", "delivery_list",
+                "setting_ensure"]
+
+
+def test_every_route_answers_503_while_the_store_fails(fresh_server, tmp_path, upstream):
+    """With every store call failing, no route reports success or blames the client: each
+    answers 503 with Retry-After (liveness excepted), and all work again afterwards."""
+    srv, path = faulty_server(fresh_server, tmp_path, args=["--outbound-allow", "127.0.0.1/32"])
+    c = Client(srv, srv.key_a)
+    wf = make_workflow(c, [{"name": "n", "type": "noop"}])
+    job = submitted(c.submit(items(3, prefix="E-"), workflow=wf))
+    assert c.wait_job(job["id"])["status"] == "Succeeded"
+    jid = job["id"]
+    hook = {"workflow": wf, "secrets": ["whsec_" + "a" * 32], "refFrom": "id"}
+    calls = [
+        ("POST", "/v1/jobs", {"json": {"workflow": "noop", "items": items(2, prefix="F-")}}),
+        ("POST", "/v1/jobs?workflow=noop", {"data": '{"ref":"a","data":{}}\n',
+                                            "headers": {"Content-Type": "application/x-ndjson"}}),
+        ("GET", "/v1/jobs", {}), ("GET", "/v1/jobs/" + jid, {}),
+        ("POST", "/v1/jobs/%s:cancel" % jid, {}), ("DELETE", "/v1/jobs/" + jid, {}),
+        ("GET", "/v1/jobs/%s/items" % jid, {}), ("GET", "/v1/jobs/%s/items/0" % jid, {}),
+        ("GET", "/v1/jobs/%s/results" % jid, {}), ("GET", "/v1/jobs/%s/events" % jid, {}),
+        ("GET", "/v1/jobs/%s/callbacks" % jid, {}), ("POST", "/v1/jobs/%s:retry" % jid, {}),
+        ("GET", "/v1/workflows", {}), ("GET", "/v1/workflows/" + wf, {}),
+        ("PUT", "/v1/workflows/w2", {"json": {"steps": [{"name": "n", "type": "noop"}]}}),
+        ("DELETE", "/v1/workflows/" + wf, {}),
+        ("POST", "/v1/workflows/%s:run" % wf, {"json": {"ref": "a", "data": {}}}),
+        ("GET", "/v1/limits", {}), ("GET", "/v1/limits/x", {}),
+        ("PUT", "/v1/limits/x", {"json": {"rate": 5}}), ("DELETE", "/v1/limits/x", {}),
+        ("GET", "/v1/hooks", {}), ("PUT", "/v1/hooks/h1", {"json": hook}),
+        ("GET", "/v1/hooks/h1", {}), ("DELETE", "/v1/hooks/h1", {}),
+        ("POST", "/v1/hooks/h1/events", {"json": {"id": "e1"}}),
+        ("GET", "/v1/collections/c", {}), ("GET", "/v1/collections/c/a", {}),
+        ("PUT", "/v1/collections/c/a", {"json": {"x": 1}}),
+        ("PATCH", "/v1/collections/c/a", {"json": {"x": 2}}),
+        ("DELETE", "/v1/collections/c/a", {}),
+        ("GET", "/readyz", {}),
+    ]
+    set_faults(srv, path, ",".join("%s:1:io:0" % op for op in ALL_BUT_AUTH))
+    wrong = []
+    for method, p, kw in calls:
+        r = c.request(method, p, timeout=30, **kw)
+        if r.status_code != 503 or not r.headers.get("Retry-After") or \
+                r.json()["error"]["code"] != "StoreUnavailable":
+            wrong.append("%s %s -> %d %s" % (method, p, r.status_code, r.text[:120]))
+    assert not wrong, wrong
+    assert c.get("/healthz").status_code == 200
+    assert srv.proc.poll() is None
+    set_faults(srv, path, "")
+    assert c.get("/v1/jobs/" + jid).json()["counts"]["succeeded"] == 3
+    again = submitted(c.submit(items(2, prefix="G-")))
+    assert c.wait_job(again["id"])["status"] == "Succeeded"
