@@ -97,7 +97,8 @@ static int load_faults(struct store *st, const char *spec)
         log_write(LOG_ERROR, "bad SLUICE_FAULTS", "error", err, NULL);
         return -1;
     }
-    log_write(LOG_WARN, "injecting storage faults (test hook SLUICE_FAULTS)", "faults", rules, NULL);
+    log_write(LOG_WARN, "injecting storage faults (test hook SLUICE_FAULTS)", "faults", rules,
+              NULL);
     return 0;
 }
 

@@ -18,13 +18,13 @@
 
 /* Test hook (store/fault.h): a fault rule set for this wrapper's operation fails the
  * call before the backend sees it. Without rules: one atomic load. */
-#define FAULT_POINT(st)                                                                    \
-    do {                                                                                   \
-        if (atomic_load_explicit(&(st)->faulty, memory_order_acquire)) {                   \
-            int fault_rc_ = store_fault_hit((st), __func__ + sizeof "store_" - 1);         \
-            if (fault_rc_ < 0)                                                             \
-                return fault_rc_;                                                          \
-        }                                                                                  \
+#define FAULT_POINT(st)                                                                            \
+    do {                                                                                           \
+        if (atomic_load_explicit(&(st)->faulty, memory_order_acquire)) {                           \
+            int fault_rc_ = store_fault_hit((st), __func__ + sizeof "store_" - 1);                 \
+            if (fault_rc_ < 0)                                                                     \
+                return fault_rc_;                                                                  \
+        }                                                                                          \
     } while (0)
 /* ... and after the call (only job_commit and complete): AFTER rules make a call that
  * took effect report an error, as when its answer is lost. */

@@ -13,7 +13,7 @@ struct store_faults;
 
 struct store {
     const struct store_ops *ops;
-    void *impl; /* the backend's own handle, from ops->open */
+    void *impl;                  /* the backend's own handle, from ops->open */
     atomic_int faulty;           /* a fault rule is set (store/fault.h): wrappers check */
     struct store_faults *faults; /* the rules, NULL until the first; fault.c's */
 };

@@ -89,8 +89,10 @@ TEST(parse_accepts_rules_and_rejects_bad_ones)
     CHECK_EQ_INT(store_ping(st), -SLUICE_E_STORE_IO); /* count 0: for ever */
     store_fault_clear(st);
     CHECK_EQ_INT(store_ping(st), 0);
-    CHECK_EQ_INT(store_fault_set(st, "nope", 1, -SLUICE_E_STORE_IO, 1), -SLUICE_E_INVALID_PARAMETER);
-    CHECK_EQ_INT(store_fault_set(st, "ping", 0, -SLUICE_E_STORE_IO, 1), -SLUICE_E_INVALID_PARAMETER);
+    CHECK_EQ_INT(store_fault_set(st, "nope", 1, -SLUICE_E_STORE_IO, 1),
+                 -SLUICE_E_INVALID_PARAMETER);
+    CHECK_EQ_INT(store_fault_set(st, "ping", 0, -SLUICE_E_STORE_IO, 1),
+                 -SLUICE_E_INVALID_PARAMETER);
     CHECK_EQ_INT(store_fault_set(st, "ping", 1, SLUICE_E_STORE_IO, 1), -SLUICE_E_INVALID_PARAMETER);
     store_close(st);
 }

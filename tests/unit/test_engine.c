@@ -122,8 +122,8 @@ TEST(a_failed_abort_is_retried_later)
     memset(&j, 0, sizeof j);
     CHECK_EQ_INT(submit_commit(s, &j), -SLUICE_E_STORE_FULL);
     submit_free(s);
-    CHECK_EQ_INT(submit_retry_aborts(st), 1); /* the store still refuses */
-    CHECK_EQ_INT(submit_retry_aborts(st), 0); /* now it takes it */
+    CHECK_EQ_INT(submit_retry_aborts(st), 1);           /* the store still refuses */
+    CHECK_EQ_INT(submit_retry_aborts(st), 0);           /* now it takes it */
     CHECK_EQ_INT(store_gc_receiving(st, INT64_MAX), 0); /* nothing was left behind */
     CHECK_EQ_INT(submit_retry_aborts(st), 0);
     store_close(st);
@@ -217,7 +217,6 @@ TEST(items_without_data_fail_and_job_fails_when_all_do)
     store_close(st);
 }
 
-
 /* Like wait_job, but a store error (an injected fault) is only a reason to ask again. */
 static int wait_job_through_faults(struct store *st, const char *tenant, const char *job_id,
                                    struct store_job *j)
@@ -284,8 +283,8 @@ TEST(engine_survives_a_failing_store_call_anywhere)
         if (rc == 1) {
             int status = wait_job_through_faults(st, "t1", id, &j);
             if (status != JOB_SUCCEEDED || j.counts.succeeded != 20)
-                TH_FAIL("fault at call %d: job status %d, %lld succeeded, %lld failed", nth,
-                        status, (long long)j.counts.succeeded, (long long)j.counts.failed);
+                TH_FAIL("fault at call %d: job status %d, %lld succeeded, %lld failed", nth, status,
+                        (long long)j.counts.succeeded, (long long)j.counts.failed);
         } else {
             CHECK(rc < 0);
         }
