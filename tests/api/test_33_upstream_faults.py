@@ -64,28 +64,29 @@ def test_upstream_faults_fail_or_retry_and_nothing_is_stuck(fresh_server, upstre
     def succeeded(p, attempts):
         it, ev = got[p], last[p]
         assert it["status"] == "Succeeded", (p, it)
-        assert ev["status"] == 200 and ev["attempts"] == attempts, (p, ev)
+        assert ev["status"] == 200 and ev["attempts"] in attempts, (p, ev)
         return it["result"]["steps"]["push"]
 
-    succeeded("slowonce", 2)  # a dripping body past timeoutMs is a timeout: retried
+    succeeded("slowonce", (2,))  # a dripping body past timeoutMs is a timeout: retried
     failed("slowall", "UpstreamUnavailable", "timeout")
-    succeeded("resetonce", 2)
+    # (libcurl itself connects again once when a reused connection dies before any
+    # answer: that reconnect is not one of our attempts, and may get the 200)
+    succeeded("resetonce", (1, 2))
     failed("resetall", "UpstreamUnavailable", "connection_failed")
     failed("cutall", "UpstreamUnavailable", "connection_failed")
     for p in ("huge", "endless"):  # cut at --outbound-max-body, kept as text
-        body = succeeded(p, 1)["body"]
+        body = succeeded(p, (1,))["body"]
         assert isinstance(body, str) and 0 < len(body) <= MAX_BODY, (p, len(body))
         assert body.startswith('{"pad":"xxx'), body[:20]
-    assert succeeded("badjson", 1)["body"] == '{"id": 7,'  # not JSON: kept as text
+    assert succeeded("badjson", (1,))["body"] == '{"id": 7,'  # not JSON: kept as text
     failed("badjson500", "UpstreamError", None)
     assert last["badjson500"]["status"] == 500
 
     calls = {p: len(upstream.log("/" + p + "/")) for p in cases}
     for p in ("slowonce", "slowall", "cutall", "badjson500"):
         assert calls[p] == 2, (p, calls)
-    # libcurl may reconnect once by itself when a reused connection is reset before
-    # any answer; that is not an attempt of ours
-    assert 2 <= calls["resetall"] <= 3 and 2 <= calls["resetonce"] <= 3, calls
+    # plus libcurl's own reconnect, at most once per attempt (see above)
+    assert 2 <= calls["resetall"] <= 4 and 2 <= calls["resetonce"] <= 3, calls
     for p in ("huge", "endless", "badjson"):
         assert calls[p] == 1, (p, calls)
     # a GiB offered was not taken in: the process grew by far less
