@@ -54,7 +54,7 @@ def latency(out):
             float(rps.group(1)) if rps else 0, int(non2xx.group(1)) if non2xx else 0)
 
 
-def run(binary, items_file, n, seconds, load):
+def run(binary, items_file, n, seconds, load, conns=2):
     d = tempfile.mkdtemp(prefix="sluice-load-")
     try:
         proc, url, key, log = start_server(binary, d, 2, ["--tenant-rate", "0"])
@@ -80,7 +80,7 @@ def run(binary, items_file, n, seconds, load):
                 "single GET": [url + "/v1/collections/products/" + first_ref(items_file)],
                 "single PUT": ["-s", lua, url],
             }
-            procs = {k: subprocess.Popen(["wrk", "-t1", "-c4", "-d%ds" % seconds, "--latency"]
+            procs = {k: subprocess.Popen(["wrk", "-t1", "-c%d" % conns, "-d%ds" % seconds, "--latency"]
                                          + auth + v, stdout=subprocess.PIPE, text=True)
                      for k, v in kinds.items()}
             for k, p in procs.items():
@@ -112,14 +112,15 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "build/rel/sluice"))
     ap.add_argument("--items", type=int, default=1000000)
     ap.add_argument("--seconds", type=int, default=20, help="how long wrk runs")
+    ap.add_argument("--connections", type=int, default=2, help="wrk connections per kind")
     a = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: scripts/deps.sh bench installs it")
     items_file = ensure_items(a.items)
-    print("sluice load: %d-item upsert job, wrk -t1 -c4 per kind for %d s, %s" %
-          (a.items, a.seconds, time.strftime("%Y-%m-%d %H:%M")), flush=True)
+    print("sluice load: %d-item upsert job, wrk -t1 -c%d per kind for %d s, %s" %
+          (a.items, a.connections, a.seconds, time.strftime("%Y-%m-%d %H:%M")), flush=True)
     alone, rss_alone, _, _ = run(a.bin, items_file, a.items, a.seconds, False)
-    loaded, rss_loaded, res, _ = run(a.bin, items_file, a.items, a.seconds, True)
+    loaded, rss_loaded, res, _ = run(a.bin, items_file, a.items, a.seconds, True, a.connections)
     print("%-12s %10s %10s %12s %8s" % ("request", "p50 ms", "p99 ms", "requests/s", "non-2xx"))
     for k, (p50, p99, rps, bad) in res.items():
         print("%-12s %10.2f %10.2f %12.0f %8d" % (k, p50, p99, rps, bad))

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds every tests/fuzz/fuzz_*.c as a libFuzzer target and runs each for SECONDS.
 #
-#   scripts/fuzz.sh [SECONDS]     (default 60; `make fuzz` passes $FUZZ_SECONDS)
+#   scripts/fuzz.sh [SECONDS [NAME...]]   (default 60; `make fuzz` passes $FUZZ_SECONDS)
 #
-# A target declares the source folders it links in its first line, e.g.
+# With NAMEs (e.g. `scripts/fuzz.sh 300 schema wfdef`) only those targets run.
+#
+# A target declares the source folders (or files) it links in its first line, e.g.
 #   /* fuzz-link: src/ingest src/util */
 # (src/main.c is never linked; src/util is the default). Targets are built with clang
 # -fsanitize=fuzzer,address,undefined into build/fuzz/ and run on build/fuzz/corpus-NAME,
@@ -12,6 +14,8 @@
 # as crash-NAME-*. Exits non-zero if a target fails to build or finds a crash.
 set -euo pipefail
 secs=${1:-60}
+shift $(($# > 0 ? 1 : 0))
+only=" $* "
 cd "$(dirname "$0")/.."
 out=build/fuzz
 mkdir -p "$out"
@@ -24,6 +28,7 @@ shopt -s nullglob
 for src in tests/fuzz/fuzz_*.c; do
   name=$(basename "$src" .c)
   name=${name#fuzz_}
+  [ "$only" = "  " ] || [[ "$only" == *" $name "* ]] || continue
   dirs=$(head -n 1 "$src" | sed -n 's|.*fuzz-link:[[:space:]]*\(.*\)\*/.*|\1|p')
   [ -n "$dirs" ] || dirs=src/util
   srcs=()

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "engine/callbacks.h"
 #include "engine/janitor.h"
+#include "store/fault.h"
 #include "outbound/outbound.h"
 #include "util/xmalloc.h"
 #include "util/clock.h"
@@ -64,6 +65,43 @@ static int load_limits(struct limiter *lim, const char *spec)
     return 0;
 }
 
+/* Test hook (store/fault.h): arms the storage fault rules of SLUICE_FAULTS, either
+ * the rules themselves or "@FILE": the rules are then read from FILE, now and again on
+ * each SIGUSR1, replacing the previous ones (an empty file clears them). 0, or -1
+ * (logged) for a bad spec, which leaves no rule set. */
+static int load_faults(struct store *st, const char *spec)
+{
+    char rules[4096], err[256];
+    size_t n = 0;
+    if (spec[0] == '@') {
+        FILE *f = fopen(spec + 1, "r");
+        if (!f) {
+            log_write(LOG_ERROR, "SLUICE_FAULTS: cannot read the file", "file", spec + 1, NULL);
+            return -1;
+        }
+        n = fread(rules, 1, sizeof rules - 1, f);
+        fclose(f);
+    } else {
+        n = strlen(spec) < sizeof rules - 1 ? strlen(spec) : sizeof rules - 1;
+        memcpy(rules, spec, n);
+    }
+    while (n > 0 && (rules[n - 1] == '\n' || rules[n - 1] == ' ' || rules[n - 1] == '\r'))
+        n--;
+    rules[n] = '\0';
+    store_fault_clear(st);
+    if (n == 0) {
+        log_write(LOG_WARN, "storage faults cleared (test hook SLUICE_FAULTS)", NULL);
+        return 0;
+    }
+    if (store_fault_parse(st, rules, err, sizeof err) < 0) {
+        log_write(LOG_ERROR, "bad SLUICE_FAULTS", "error", err, NULL);
+        return -1;
+    }
+    log_write(LOG_WARN, "injecting storage faults (test hook SLUICE_FAULTS)", "faults", rules,
+              NULL);
+    return 0;
+}
+
 /* Splits "a, b,c" into a NULL-terminated array of heap strings (freed by free_list). */
 static char **split_list(const char *s)
 {
@@ -101,12 +139,15 @@ static int serve_main(int argc, char **argv)
     if (cfg.log_debug)
         log_set_level(LOG_DEBUG);
 
+    const char *faults = getenv("SLUICE_FAULTS"); /* test hook, see load_faults */
     /* Signals are taken by sigwait() in this thread only: block them before any
      * thread starts so the workers and MHD threads inherit the mask. */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    if (faults && faults[0] == '@')
+        sigaddset(&sigs, SIGUSR1); /* re-reads the fault rules (test hook) */
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -119,6 +160,11 @@ static int serve_main(int argc, char **argv)
     if ((rc = store_open(cfg.store_url, &cfg.store, &st)) < 0) {
         log_write(LOG_ERROR, "cannot open store", "store", cfg.store_url, "error",
                   sluice_err_code(rc), NULL);
+        return 1;
+    }
+    /* Test hook: storage faults injected at the store wrappers (store/fault.h). */
+    if (faults && *faults && load_faults(st, faults) < 0) {
+        store_close(st);
         return 1;
     }
     /* Jobs still Receiving were cut off by a crash mid-upload: never acknowledged. On a
@@ -245,7 +291,8 @@ static int serve_main(int argc, char **argv)
     }
 
     int sig = 0;
-    sigwait(&sigs, &sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGUSR1)
+        load_faults(st, faults);
     log_write(LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
     atomic_store(&api.shutting_down, 1);
     http_server_quiesce(srv);

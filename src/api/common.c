@@ -1,9 +1,6 @@
 /* common.c - helpers shared by handlers; see common.h. */
 #include "api/common.h"
 
-#include <errno.h>
-#include <stdlib.h>
-
 #include "api/render.h"
 #include "engine/limits.h"
 #include "util/clock.h"
@@ -17,16 +14,12 @@ int api_query_int(struct request *req, const char *name, int64_t def, int64_t mi
         *out = def;
         return 0;
     }
-    char *end;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (!*v || *end || errno || n < min || n > max) {
+    if (api_parse_int(v, min, max, out) < 0) {
         reply_errorf(req, SLUICE_E_INVALID_PARAMETER, name,
                      "%s must be an integer from %lld to %lld", name, (long long)min,
                      (long long)max);
         return -1;
     }
-    *out = n;
     return 0;
 }
 

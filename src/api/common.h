@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "api/api.h"
+#include "api/params.h"
 #include "util/buf.h"
 
 static inline struct api *api_of(struct request *req)

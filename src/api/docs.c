@@ -66,13 +66,8 @@ static int64_t if_match(struct request *req)
     const char *h = req_header(req, "If-Match");
     if (!h)
         return -1;
-    if (h[0] == 'W' && h[1] == '/')
-        h += 2;
-    if (*h == '"')
-        h++;
-    char *end;
-    long long v = strtoll(h, &end, 10);
-    if (end == h || v < 0 || (*end && !(*end == '"' && end[1] == '\0'))) {
+    int64_t v;
+    if (api_parse_if_match(h, &v) < 0) {
         reply_error(req, SLUICE_E_INVALID_PARAMETER, "If-Match",
                     "If-Match must be an ETag returned by this API, e.g. \"3\"");
         return -2;

@@ -80,13 +80,7 @@ void api_jobs_get(struct request *req)
 /* The seconds of a "wait=N" preference (RFC 7240), 0 when absent or out of range. */
 static int64_t preferred_wait(struct request *req)
 {
-    const char *h = req_header(req, "Prefer");
-    const char *w = h ? strstr(h, "wait=") : NULL;
-    if (!w)
-        return 0;
-    char *end;
-    long long n = strtoll(w + 5, &end, 10);
-    return end != w + 5 && n > 0 ? (n > 60 ? 60 : n) : 0;
+    return api_parse_prefer_wait(req_header(req, "Prefer"), 60);
 }
 
 static void submit_resumed(struct request *req)
@@ -270,12 +264,9 @@ void api_jobs_events(struct request *req)
     snprintf(s->job, sizeof s->job, "%s", req_param(req, "id"));
     s->failed_after = -1;
     const char *last = req_header(req, "Last-Event-ID");
-    if (last) {
-        char *end;
-        long long v = strtoll(last, &end, 10);
-        if (!*end && end != last && v >= -1 && v < UINT32_MAX)
-            s->failed_after = v;
-    }
+    int64_t v;
+    if (last && api_parse_int(last, -1, (int64_t)UINT32_MAX - 1, &v) == 0)
+        s->failed_after = v; /* anything else: from the start */
     s->started = clock_now_ms();
     s->last_progress = 0;
     buf_init(&s->out);

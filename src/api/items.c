@@ -73,10 +73,8 @@ void api_items_list(struct request *req)
 
 void api_items_get(struct request *req)
 {
-    const char *p = req_param(req, "index");
-    char *end;
-    long long idx = strtoll(p, &end, 10);
-    if (*end || idx < 0 || p[0] == '-' || p[0] == '+') {
+    int64_t idx;
+    if (api_parse_index(req_param(req, "index"), &idx) < 0) {
         reply_error(req, SLUICE_E_INVALID_PARAMETER, "index",
                     "item index must be a non-negative integer (0-based input position)");
         return;
@@ -89,8 +87,8 @@ void api_items_get(struct request *req)
         return;
     }
     if (rc == 0) {
-        reply_errorf(req, SLUICE_E_NOT_FOUND, "index", "no item %lld in job '%.60s'", idx,
-                     req_param(req, "id"));
+        reply_errorf(req, SLUICE_E_NOT_FOUND, "index", "no item %lld in job '%.60s'",
+                     (long long)idx, req_param(req, "id"));
         return;
     }
     struct buf b = BUF_INIT;

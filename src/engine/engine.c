@@ -104,6 +104,27 @@ static void idle_wait(struct engine *eng, unsigned long seen)
     pthread_mutex_unlock(&eng->mu);
 }
 
+/* A store error that says "not now" (busy, I/O error, out of space), not "never". */
+static int store_unavailable(int rc)
+{
+    return rc == -SLUICE_E_STORE_BUSY || rc == -SLUICE_E_STORE_IO || rc == -SLUICE_E_STORE_FULL;
+}
+
+/* Sleeps ms, or less when the engine stops (engine_notify does not end it). */
+static void backoff_wait(struct engine *eng, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long ns = ts.tv_nsec + (ms % 1000) * 1000000L;
+    ts.tv_sec += ms / 1000 + ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    pthread_mutex_lock(&eng->mu);
+    while (!atomic_load(&eng->stopping))
+        if (pthread_cond_timedwait(&eng->cv, &eng->mu, &ts) != 0)
+            break;
+    pthread_mutex_unlock(&eng->mu);
+}
+
 /* The definition a claim's job runs: a built-in by name, or the stored version the
  * job was submitted with (read from the job row; versions never change). */
 static int claim_workflow(struct worker *w, const struct store_claim *c, const struct wfdef **def)
@@ -121,6 +142,27 @@ static int claim_workflow(struct worker *w, const struct store_claim *c, const s
     return wfcache_get(w->cache, w->eng->st, c->tenant, c->workflow, version, def);
 }
 
+/* store_complete, tried again after a backoff while the store is unavailable and the
+ * lease holds: a repeated call is harmless (store.h), and a short store outage then
+ * costs no second round of the batch's http calls. Past the lease, or when the
+ * engine stops, the error is returned and the caller hands the batch back. */
+static int complete(struct worker *w, const struct store_claim *c, struct store_outcome *outs,
+                    size_t n, const struct store_step_count *counts, size_t nsteps)
+{
+    struct engine *eng = w->eng;
+    long wait_ms = 20;
+    for (;;) {
+        int rc = store_complete(eng->st, c, outs, n, counts, nsteps);
+        if (!store_unavailable(rc) || atomic_load(&eng->stopping) ||
+            clock_now_ms() + wait_ms >= c->lease_until)
+            return rc;
+        log_write(LOG_WARN, "completing a batch failed; trying again", "job", c->job_id, "error",
+                  sluice_err_code(rc), NULL);
+        backoff_wait(eng, wait_ms);
+        wait_ms = wait_ms * 2 > 1000 ? 1000 : wait_ms * 2;
+    }
+}
+
 /* Runs the claimed items through their workflow and records every outcome, the
  * documents they write and the per-step counts in one store_complete. */
 static int process(struct worker *w, const struct store_claim *c)
@@ -133,6 +175,11 @@ static int process(struct worker *w, const struct store_claim *c)
     struct store_step_count *counts = NULL;
     size_t nsteps = 0;
     int rc = claim_workflow(w, c, &def);
+    if (store_unavailable(rc)) {
+        /* The store did not answer (busy, I/O, full), which says nothing about the
+         * job: hand the batch back to run when the store serves again. */
+        goto out;
+    }
     if (rc < 0) {
         /* A workflow valid at submit cannot vanish (versions are kept); if it does,
          * fail each item loudly rather than retrying forever. */
@@ -178,7 +225,7 @@ static int process(struct worker *w, const struct store_claim *c)
             o->events = res[i].events;
         }
     }
-    rc = store_complete(eng->st, c, outs, n, counts, nsteps);
+    rc = complete(w, c, outs, n, counts, nsteps);
     if (rc >= 0) {
         int64_t ok = 0, failed = 0;
         for (size_t i = 0; i < n; i++) {
@@ -227,12 +274,11 @@ static void *worker_main(void *arg)
             /* The store is busy or failing: back off, then try again. */
             backoff_ms = backoff_ms ? (backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2) : 20;
             log_write(LOG_WARN, "claim failed", "error", sluice_err_code(rc), NULL);
-            struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
+            backoff_wait(eng, backoff_ms);
             continue;
         }
-        backoff_ms = 0;
         if (rc == 0) {
+            backoff_ms = 0;
             idle_wait(eng, seen);
             continue;
         }
@@ -242,11 +288,18 @@ static void *worker_main(void *arg)
         } else if (rc == -SLUICE_E_SHUTTING_DOWN) {
             store_release(eng->st, &c); /* unfinished by our shutdown: no attempt counted */
         } else if (rc < 0) {
-            log_write(LOG_WARN, "completing a batch failed; releasing it", "job", c.job_id,
+            log_write(LOG_WARN, "processing a batch failed; releasing it", "job", c.job_id,
                       "error", sluice_err_code(rc), NULL);
             store_release(eng->st, &c); /* if this fails too, the lease expires */
         }
         store_claim_release(&c);
+        if (rc < 0 && rc != -SLUICE_E_LEASE_LOST && rc != -SLUICE_E_SHUTTING_DOWN) {
+            /* the store failed us: do not take the next batch at once */
+            backoff_ms = backoff_ms ? (backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2) : 20;
+            backoff_wait(eng, backoff_ms);
+        } else {
+            backoff_ms = 0;
+        }
         if (w->granted) {
             if (limits_finish(eng->cfg.limits, &w->grant))
                 engine_notify(eng); /* a throttled job may go now */

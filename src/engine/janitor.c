@@ -41,10 +41,12 @@ static int stopping(struct janitor *j)
     return s;
 }
 
-/* One round: sweeps until nothing is left or stop is asked. */
+/* One round: deletes staged rows of failed submits the store refused to delete
+ * then, and sweeps until nothing is left or stop is asked. */
 static void sweep(struct janitor *j)
 {
     int64_t total = 0;
+    submit_retry_aborts(j->st);
     for (;;) {
         int64_t now = clock_now_ms();
         int rc = store_retention_sweep(j->st, now - j->cfg.retention_ms, now - SUBMIT_IDEM_TTL_MS,

@@ -6,7 +6,8 @@
  * SUBMIT_IDEM_TTL_MS go too. Each call is one short transaction of at most
  * max_rows rows, and the thread yields the store between calls, so a big job's
  * removal never holds the write lock long. Errors are logged and retried at the
- * next wake-up. */
+ * next wake-up. Each wake-up also retries the deletes of failed submits' staged rows
+ * that the store refused at the time (submit_retry_aborts). */
 #ifndef SLUICE_JANITOR_H
 #define SLUICE_JANITOR_H
 

@@ -1,6 +1,7 @@
 /* submit.c - staging streamed items into the store in batches; see submit.h. */
 #include "engine/submit.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "util/clock.h"
 #include "util/errors.h"
 #include "util/ids.h"
+#include "util/log.h"
 #include "util/xmalloc.h"
 
 /* Open-addressing map: ref hash -> last index with that hash. Key 0 marks empty, so
@@ -268,12 +270,53 @@ int64_t submit_count(const struct submit *s)
     return s->count;
 }
 
+/* Staged jobs whose abort failed, by store: retried by submit_retry_aborts. */
+struct owed_abort {
+    struct store *st;
+    char job_id[STORE_ID_MAX];
+};
+static pthread_mutex_t owed_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct owed_abort *owed;
+static size_t nowed;
+
+static void owe_abort(struct store *st, const char *job_id)
+{
+    pthread_mutex_lock(&owed_mu);
+    if (!owed)
+        owed = xcalloc(SUBMIT_ABORTS_MAX, sizeof *owed);
+    if (nowed < SUBMIT_ABORTS_MAX) {
+        owed[nowed].st = st;
+        snprintf(owed[nowed].job_id, sizeof owed[nowed].job_id, "%s", job_id);
+        nowed++;
+    }
+    pthread_mutex_unlock(&owed_mu);
+}
+
+size_t submit_retry_aborts(struct store *st)
+{
+    size_t left = 0;
+    pthread_mutex_lock(&owed_mu); /* aborts are rare and short: held across the calls */
+    for (size_t i = 0; i < nowed;) {
+        if (owed[i].st == st && store_job_abort(st, owed[i].job_id) >= 0) {
+            owed[i] = owed[--nowed];
+            continue;
+        }
+        left += owed[i].st == st;
+        i++;
+    }
+    pthread_mutex_unlock(&owed_mu);
+    return left;
+}
+
 void submit_free(struct submit *s)
 {
     if (!s)
         return;
-    if (s->begun && !s->committed)
-        store_job_abort(s->st, s->job_id);
+    if (s->begun && !s->committed && store_job_abort(s->st, s->job_id) < 0) {
+        log_write(LOG_WARN, "cannot delete the staged rows of a failed submit; retrying later",
+                  "job", s->job_id, NULL);
+        owe_abort(s->st, s->job_id);
+    }
     free(s->workflow);
     free(s->uses);
     free(s->client_ref);

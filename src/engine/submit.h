@@ -4,7 +4,9 @@
  * each batch in one store transaction as the body streams in, so memory stays
  * bounded by one batch. The job stays invisible (Receiving) until submit_commit()
  * makes it NotStarted; submit_free() without a commit deletes whatever was staged,
- * so a rejected or interrupted request stores nothing.
+ * so a rejected or interrupted request stores nothing. When that delete fails too
+ * (the store is failing: disk full), the job is owed an abort that the janitor
+ * retries (submit_retry_aborts) until the store takes it.
  *
  * It also links each item to the previous item with the same ref (prev_idx), which
  * the store uses to apply same-ref items in input order. The link table holds one
@@ -72,7 +74,14 @@ int submit_add(struct submit *s, int64_t index, const char *ref, size_t ref_len,
 int submit_commit(struct submit *s, struct store_job *job);
 /* Items added so far. */
 int64_t submit_count(const struct submit *s);
-/* Frees; deletes the staged job unless it was committed. */
+/* Frees; deletes the staged job unless it was committed (or owes the delete to
+ * submit_retry_aborts when the store fails it). */
 void submit_free(struct submit *s);
+/* Deletes the staged jobs of st whose delete failed in submit_free, as far as the
+ * store now lets it. Returns how many are still owed. Thread-safe (the janitor calls
+ * it each round). At most SUBMIT_ABORTS_MAX are kept; beyond that, the next start's
+ * store_gc_receiving removes them. */
+#define SUBMIT_ABORTS_MAX 4096
+size_t submit_retry_aborts(struct store *st);
 
 #endif

@@ -35,4 +35,28 @@ struct route {
  * req_set_tenant(), or replies with an error itself and returns -1. */
 typedef int (*http_auth_fn)(struct request *req);
 
+/* ---- matching a path against a pattern (route.c; pure, no libmicrohttpd) ------- */
+
+#define ROUTE_MAX_PARAMS 8
+
+/* The {name} parameters of a matched path: heap copies, in pattern order. */
+struct route_params {
+    int n;
+    char *name[ROUTE_MAX_PARAMS];
+    char *value[ROUTE_MAX_PARAMS]; /* percent-decoded, non-empty UTF-8 text without NUL */
+};
+
+/* Matches path (raw: not percent-decoded, no query) against pattern (a well-formed
+ * route pattern from the table: every '{' closed by a '}'). A parameter matches one or
+ * more bytes up to '/', the end, or the literal byte after it in the pattern.
+ * params: NULL to check the shape only; else [out] the decoded parameters (params->n
+ *   = 0 unless the result is 1; release with route_params_release()). Parameters past
+ *   ROUTE_MAX_PARAMS are matched but not stored.
+ * Returns 1 when path matches, 0 when it does not, -1 when it has the shape of pattern
+ * but a parameter is not valid percent-encoded UTF-8 text (or encodes NUL); with
+ * params NULL a shape match returns 1. Reentrant; allocates only into params. */
+int route_match(const char *pattern, const char *path, struct route_params *params);
+/* Frees the copies in p and sets p->n to 0. */
+void route_params_release(struct route_params *p);
+
 #endif

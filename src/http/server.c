@@ -33,7 +33,6 @@
 #include "util/utf8.h"
 #include "util/xmalloc.h"
 
-#define MAX_PARAMS 8
 #define MAX_HEADERS 16
 #define DISCARD_LIMIT (64u << 20) /* bytes we read past an error before dropping the client */
 
@@ -72,9 +71,7 @@ struct request {
     const struct route *route;
     const char *method; /* MHD-owned, valid for the request */
     char *path;
-    const char *pnames[MAX_PARAMS];
-    char *pvalues[MAX_PARAMS];
-    int nparams;
+    struct route_params params;
     char id[48];
     char tenant[161];
     char base_url[300];
@@ -152,9 +149,9 @@ void req_set_tenant(struct request *req, const char *tenant)
 
 const char *req_param(const struct request *req, const char *name)
 {
-    for (int i = 0; i < req->nparams; i++)
-        if (strcmp(req->pnames[i], name) == 0)
-            return req->pvalues[i];
+    for (int i = 0; i < req->params.n; i++)
+        if (strcmp(req->params.name[i], name) == 0)
+            return req->params.value[i];
     return NULL;
 }
 
@@ -308,54 +305,17 @@ void reply_stream(struct request *req, int status, const char *content_type, rep
 
 /* ---- routing -------------------------------------------------------------------- */
 
-/* Matches path against pattern; on success fills params (heap copies, decoded). */
-static int match(struct request *req, const char *pattern, const char *path, int fill)
-{
-    const char *p = pattern, *s = path;
-    int np = 0;
-    while (*p) {
-        if (*p == '{') {
-            const char *close = strchr(p, '}');
-            char stop = close[1]; /* literal after the parameter, or '\0' / '/' */
-            const char *start = s;
-            while (*s && *s != '/' && *s != stop)
-                s++;
-            if (s == start)
-                return 0;
-            if (fill && np < MAX_PARAMS) {
-                char *v = xstrndup(start, (size_t)(s - start));
-                long vlen = url_decode(v, 0);
-                if (vlen <= 0 || !utf8_valid_text(v, (size_t)vlen)) {
-                    free(v);
-                    return 0;
-                }
-                req->pnames[np] = xstrndup(p + 1, (size_t)(close - p - 1));
-                req->pvalues[np] = v;
-                np++;
-                req->nparams = np;
-            }
-            p = close + 1;
-        } else {
-            if (*p != *s)
-                return 0;
-            p++;
-            s++;
-        }
-    }
-    return *s == '\0';
-}
-
 static void route_request(struct request *req)
 {
     int path_matched = 0;
     for (size_t i = 0; i < req->srv->nroutes; i++) {
         const struct route *r = &req->srv->routes[i];
-        if (!match(req, r->pattern, req->path, 0))
+        if (!route_match(r->pattern, req->path, NULL))
             continue;
         path_matched = 1;
         if (strcmp(r->method, req->method) != 0)
             continue;
-        if (!match(req, r->pattern, req->path, 1)) {
+        if (route_match(r->pattern, req->path, &req->params) < 0) {
             reply_error(req, SLUICE_E_INVALID_PARAMETER, NULL,
                         "a path segment is not valid percent-encoded UTF-8 (or encodes NUL)");
             return;
@@ -481,10 +441,7 @@ static void request_free(struct request *req)
 {
     if (req->resp)
         MHD_destroy_response(req->resp);
-    for (int i = 0; i < req->nparams; i++) {
-        free((char *)req->pnames[i]);
-        free(req->pvalues[i]);
-    }
+    route_params_release(&req->params);
     for (int i = 0; i < req->nheaders; i++) {
         free(req->hnames[i]);
         free(req->hvalues[i]);

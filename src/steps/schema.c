@@ -10,6 +10,7 @@
  * never written after schema_compile(), which is what makes it shareable. */
 #include "steps/schema.h"
 
+#include <math.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 
 #include "steps/template.h"
 #include "util/buf.h"
+#include "util/utf8.h"
 #include "util/xmalloc.h"
 
 enum {
@@ -99,14 +101,33 @@ static int is_integral(json_t *v)
     return 1; /* every double this large is a whole number */
 }
 
-/* <0, 0, >0 like strcmp, for two numbers; exact when both are integers. */
+/* <0, 0, >0 comparing integer i with double r exactly. Converting i to double would
+ * round it above 2^53: 9007199254740993 would equal 9007199254740992.0. */
+static int cmp_int_real(json_int_t i, double r)
+{
+    if (r >= 0x1p63) /* beyond every json_int_t (and +inf) */
+        return -1;
+    if (r < -0x1p63)
+        return 1;
+    double fl = floor(r); /* a whole number within long long's range, exactly */
+    long long f = (long long)fl;
+    if (i != f)
+        return i < f ? -1 : 1;
+    return r > fl ? -1 : 0;
+}
+
+/* <0, 0, >0 like strcmp, for two numbers, exact whatever their types. */
 static int num_cmp(json_t *a, json_t *b)
 {
     if (json_is_integer(a) && json_is_integer(b)) {
         json_int_t x = json_integer_value(a), y = json_integer_value(b);
         return (x > y) - (x < y);
     }
-    double x = json_number_value(a), y = json_number_value(b);
+    if (json_is_integer(a))
+        return cmp_int_real(json_integer_value(a), json_real_value(b));
+    if (json_is_integer(b))
+        return -cmp_int_real(json_integer_value(b), json_real_value(a));
+    double x = json_real_value(a), y = json_real_value(b);
     return (x > y) - (x < y);
 }
 
@@ -297,6 +318,201 @@ static int compile_length(struct compiling *c, json_t *v, long long *out)
     return 0;
 }
 
+/* What glibc's regcomp() would build for an ERE, estimated from its text, to refuse
+ * patterns that make it take gigabytes or minutes (found by tests/fuzz/fuzz_schema.c):
+ *  - it copies a repeated element once per repetition: "x+" is x x*, "x{m,n}" n copies
+ *    (m + 1 when unbounded); nested or stacked repetitions multiply, so 30 stacked '+'
+ *    are 2^30 copies. A pattern without '+' or {m,n} costs at most its length;
+ *  - an anchor (^, $, \b, \B, \<, \>, \`, \') costs far more than a character, and a
+ *    repetition of something that can match the empty string, such as (a*)*, (b?)+ or
+ *    (^)*, is exponential once the pattern has an anchor: "^(c*)*(c*)*...$" with 20
+ *    groups takes seconds. Such a repetition is never needed (write (a*)* as a*), and
+ *    neither is a group with two alternatives that can match "" ((a?|b?) is (a|b)?),
+ *    which after a '^' costs a cube: 200 of them take 800 MB.
+ * One level per open group: the sums so far, and the last element, which a following
+ * repetition applies to. */
+struct re_level {
+    size_t size, anchors;           /* elements and anchors, repetitions expanded */
+    size_t last_size, last_anchors; /* of the last element */
+    int has_last, last_empty;       /* the last element can match "" */
+    int seq_empty, before_last;     /* this alternative so far / before the last element */
+    int alt_empty;                  /* earlier alternatives of the group that can match "" */
+};
+
+#define PATTERN_MAX_NEST 64
+#define PATTERN_MAX_ANCHORS 16
+
+static size_t sat_add(size_t a, size_t b)
+{
+    return a + b < 1000000 ? a + b : 1000000; /* far above every limit checked */
+}
+
+static size_t sat_mul(size_t a, size_t b)
+{
+    return a && b > 1000000 / a ? 1000000 : a * b;
+}
+
+static void re_element(struct re_level *l, size_t size, size_t anchors, int empty)
+{
+    l->size = sat_add(l->size, size);
+    l->anchors = sat_add(l->anchors, anchors);
+    l->last_size = size, l->last_anchors = anchors;
+    l->has_last = 1, l->last_empty = empty;
+    l->before_last = l->seq_empty;
+    l->seq_empty = l->seq_empty && empty;
+}
+
+/* An alternative of l ends (at '|', ')' or the end, offset at): counts it if it can
+ * match "", and refuses a second such one. */
+static int re_alternative_end(struct re_level *l, size_t at, char *why, size_t whylen)
+{
+    if (l->seq_empty && l->alt_empty++ > 0) {
+        snprintf(why, whylen,
+                 "two alternatives before offset %zu can match the empty string; "
+                 "use (a|b)? rather than (a?|b?)",
+                 at);
+        return -1;
+    }
+    return 0;
+}
+
+/* The repetition bound at p[0..n) after '{': [out] *factor copies and *min; returns the
+ * bytes it spans including the '}', or 0 when it is not a bound. */
+static size_t re_bound(const char *p, size_t n, size_t *factor, size_t *min)
+{
+    size_t lo = 0, hi, j = 0;
+    int bounded = 1;
+    if (n == 0 || !((p[0] >= '0' && p[0] <= '9') || p[0] == ',')) /* glibc takes {,n} */
+        return 0;
+    for (; j < n && p[j] >= '0' && p[j] <= '9'; j++)
+        lo = sat_add(sat_mul(lo, 10), (size_t)(p[j] - '0'));
+    hi = lo;
+    if (j < n && p[j] == ',') {
+        bounded = j + 1 < n && p[j + 1] >= '0' && p[j + 1] <= '9';
+        for (hi = 0, j++; j < n && p[j] >= '0' && p[j] <= '9'; j++)
+            hi = sat_add(sat_mul(hi, 10), (size_t)(p[j] - '0'));
+    }
+    *min = lo;
+    *factor = bounded ? (hi > lo ? hi : lo) : lo + 1;
+    *factor = *factor ? *factor : 1;
+    return j < n ? j + 1 : j; /* regcomp() judges a malformed bound */
+}
+
+/* Length of the bracket expression at p[0..n) (p[0] == '['), up to its ']'. */
+static size_t re_bracket(const char *p, size_t n)
+{
+    size_t j = 1;
+    j += j < n && p[j] == '^';
+    j += j < n && p[j] == ']';
+    while (j < n && p[j] != ']') {
+        if (p[j] == '[' && j + 1 < n && (p[j + 1] == ':' || p[j + 1] == '.' || p[j + 1] == '=')) {
+            char close = p[j + 1];
+            for (j += 2; j + 1 < n && !(p[j] == close && p[j + 1] == ']'); j++)
+                ;
+            j += 2;
+        } else {
+            j++;
+        }
+    }
+    return j + 1;
+}
+
+/* 0 when regcomp() may compile p[0..n) at a bounded cost; else -1 and why. */
+static int pattern_check(const char *p, size_t n, char *why, size_t whylen)
+{
+    struct re_level lv[PATTERN_MAX_NEST + 1];
+    int d = 0;
+    memset(&lv[0], 0, sizeof lv[0]);
+    lv[0].seq_empty = 1;
+    for (size_t i = 0; i < n;) {
+        struct re_level *l = &lv[d];
+        unsigned char ch = (unsigned char)p[i];
+        size_t factor = 0, min = 0, k;
+        if (ch == '*' || ch == '?') {
+            factor = 1, i++;
+        } else if (ch == '+') {
+            factor = 2, min = 1, i++;
+        } else if (ch == '{' && (k = re_bound(p + i + 1, n - i - 1, &factor, &min)) > 0) {
+            i += 1 + k;
+        } else if (ch == '(') {
+            if (d == PATTERN_MAX_NEST) {
+                snprintf(why, whylen, "groups nest more than %d deep", PATTERN_MAX_NEST);
+                return -1;
+            }
+            memset(&lv[++d], 0, sizeof lv[0]);
+            lv[d].seq_empty = 1;
+            i++;
+            continue;
+        } else if (ch == ')' && d > 0) {
+            if (re_alternative_end(l, i, why, whylen) < 0)
+                return -1;
+            int empty = l->alt_empty > 0;
+            size_t size = sat_add(l->size, 1), anchors = l->anchors;
+            re_element(&lv[--d], size, anchors, empty);
+            i++;
+        } else if (ch == '|') {
+            if (re_alternative_end(l, i, why, whylen) < 0)
+                return -1;
+            l->seq_empty = 1, l->has_last = 0;
+            i++;
+            continue;
+        } else if (ch == '^' || ch == '$') {
+            re_element(l, 1, 1, 1);
+            i++;
+        } else if (ch == '\\') {
+            int anchor = i + 1 < n && strchr("bB<>`'", p[i + 1]) && p[i + 1];
+            re_element(l, 1, anchor, anchor);
+            i += 2;
+        } else if (ch == '[') {
+            re_element(l, 1, 0, 0);
+            i += re_bracket(p + i, n - i);
+        } else { /* a character; all bytes of a UTF-8 one, so that a repetition copies them */
+            size_t len = 1;
+            while (ch >= 0xc0 && i + len < n && ((unsigned char)p[i + len] & 0xc0) == 0x80)
+                len++;
+            re_element(l, len, 0, 0);
+            i += len;
+        }
+        if (factor && l->has_last) { /* a repetition of the last element */
+            if (l->last_empty) {
+                snprintf(why, whylen,
+                         "a repetition (*, +, ?, {}) at offset %zu applies to "
+                         "something that can match the empty string; use a* "
+                         "rather than (a*)* or (a?)+",
+                         i - 1);
+                return -1;
+            }
+            size_t extra = sat_mul(l->last_size, factor - 1);
+            size_t extra_anchors = sat_mul(l->last_anchors, factor - 1);
+            l->size = sat_add(l->size, extra);
+            l->anchors = sat_add(l->anchors, extra_anchors);
+            l->last_size = sat_add(l->last_size, extra);
+            l->last_anchors = sat_add(l->last_anchors, extra_anchors);
+            l->last_empty = min == 0;
+            l->seq_empty = l->before_last && l->last_empty;
+        }
+    }
+    if (re_alternative_end(&lv[0], n, why, whylen) < 0)
+        return -1;
+    size_t size = 0, anchors = 0;
+    for (int k = 0; k <= d; k++) { /* groups left open: regcomp() refuses the pattern */
+        size = sat_add(size, lv[k].size);
+        anchors = sat_add(anchors, lv[k].anchors);
+    }
+    if (size > SCHEMA_PATTERN_MAX) {
+        snprintf(why, whylen, "more than %d elements once repetitions are expanded",
+                 SCHEMA_PATTERN_MAX);
+        return -1;
+    }
+    if (anchors > PATTERN_MAX_ANCHORS) {
+        snprintf(why, whylen,
+                 "more than %d anchors (^, $, \\b, \\<, ...) once repetitions are expanded",
+                 PATTERN_MAX_ANCHORS);
+        return -1;
+    }
+    return 0;
+}
+
 static int compile_pattern(struct compiling *c, json_t *v, struct schema *s)
 {
     if (!json_is_string(v)) {
@@ -321,6 +537,11 @@ static int compile_pattern(struct compiling *c, json_t *v, struct schema *s)
         }
         if (p[i] == '\\')
             i++;
+    }
+    char cost[200];
+    if (pattern_check(p, n, cost, sizeof cost) < 0) {
+        seterr(c->err, c->errlen, "pattern is too complex: %s", cost);
+        return -1;
     }
     int rc = regcomp(&s->re, p, REG_EXTENDED | REG_NOSUB);
     if (rc != 0) {
@@ -572,7 +793,8 @@ static void validate_node(struct validating *v, const struct schema *s, json_t *
         if (!found) {
             template_put_json(&tmp, s->enum_vals);
             if (tmp.len > 200)
-                report(v, "enum", "must be one of %.200s...", tmp.data);
+                report(v, "enum", "must be one of %.*s...",
+                       (int)utf8_prefix_len(tmp.data, tmp.len, 200), tmp.data);
             else
                 report(v, "enum", "must be one of %s", tmp.data);
             buf_reset(&tmp);
@@ -606,7 +828,8 @@ static void validate_node(struct validating *v, const struct schema *s, json_t *
             m[0].rm_eo = (regoff_t)n;
             /* REG_STARTEND (a BSD/glibc extension) matches all n bytes, NULs included. */
             if (regexec(&s->re, str, 1, m, REG_STARTEND) != 0)
-                report(v, "pattern", "must match the pattern %.200s", s->pattern);
+                report(v, "pattern", "must match the pattern %.*s",
+                       (int)utf8_prefix_len(s->pattern, strlen(s->pattern), 200), s->pattern);
         }
     }
     if (json_is_object(inst)) {

@@ -20,7 +20,9 @@
  *                         NOT ECMA 262: no \d, \w, lookaround or lazy quantifiers; use
  *                         [0-9], [[:alnum:]_] and friends. Matching is unanchored (use ^
  *                         and $) and byte-wise in the process locale ('.' does not match a NUL).
- * Back-references are rejected and a pattern is at most SCHEMA_PATTERN_MAX bytes. title,
+ * Back-references are rejected, a pattern is at most SCHEMA_PATTERN_MAX bytes, and at most
+ * SCHEMA_PATTERN_MAX elements once repetitions are expanded as regcomp() does ("x+" is two
+ * x, "x{2,50}" fifty, nested ones multiply), which bounds what compiling it costs. title,
  * description, $comment   strings; annotations, ignored. As in JSON Schema, type-specific keywords
  * ignore other types: {"minimum": 0} accepts "abc". Subschemas nest at most SCHEMA_MAX_DEPTH deep.
  *

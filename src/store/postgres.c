@@ -395,6 +395,8 @@ static int pgerr(struct conn *c, const PGresult *r)
         return -SLUICE_E_CONFLICT;
     if (is_sqlstate(r, "22021") || is_sqlstate(r, "22P05"))
         return -SLUICE_E_INVALID_DATA;
+    if (is_sqlstate(r, "53100")) /* disk_full */
+        return -SLUICE_E_STORE_FULL;
     if (is_sqlstate(r, "53") || is_sqlstate(r, "58"))
         return -SLUICE_E_STORE_IO;
     log_write(LOG_ERROR, "postgres statement failed", "error",

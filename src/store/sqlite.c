@@ -682,7 +682,8 @@ static int sqerr(int rc)
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
         return E_SOFT;
-    case SQLITE_FULL:
+    case SQLITE_FULL: /* the disk (or the file system's quota) is full */
+        return -SLUICE_E_STORE_FULL;
     case SQLITE_IOERR:
     case SQLITE_CANTOPEN:
     case SQLITE_CORRUPT:

@@ -1,7 +1,8 @@
 /* store.c - the backend-neutral half of the storage contract (store.h).
  *
  * Opens a backend picked from the URL scheme, forwards every store_*() call to its
- * ops table (the one place where tests can later inject faults), and holds what no
+ * ops table (the one place where tests inject faults: FAULT_POINT, store/fault.h),
+ * and holds what no
  * backend should repeat: option defaults, the *_release()/_free() functions for the
  * structs the store fills, and the API names of the job and item states. */
 #include "store/store.h"
@@ -14,6 +15,20 @@
 #include "store/store_int.h"
 #include "util/errors.h"
 #include "util/xmalloc.h"
+
+/* Test hook (store/fault.h): a fault rule set for this wrapper's operation fails the
+ * call before the backend sees it. Without rules: one atomic load. */
+#define FAULT_POINT(st)                                                                            \
+    do {                                                                                           \
+        if (atomic_load_explicit(&(st)->faulty, memory_order_acquire)) {                           \
+            int fault_rc_ = store_fault_hit((st), __func__ + sizeof "store_" - 1);                 \
+            if (fault_rc_ < 0)                                                                     \
+                return fault_rc_;                                                                  \
+        }                                                                                          \
+    } while (0)
+/* ... and after the call (only job_commit and complete): AFTER rules make a call that
+ * took effect report an error, as when its answer is lost. */
+#define FAULT_AFTER(st, call) store_fault_hit_after((st), __func__ + sizeof "store_" - 1, (call))
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
@@ -81,9 +96,10 @@ int store_open(const char *url, const struct store_options *opt, struct store **
     rc = ops->open(location, opt, &impl);
     if (rc < 0)
         goto out;
-    *st = xmalloc(sizeof **st);
+    *st = xcalloc(1, sizeof **st);
     (*st)->ops = ops;
     (*st)->impl = impl;
+    atomic_init(&(*st)->faulty, 0);
     rc = 0;
 out:
     return rc;
@@ -94,11 +110,13 @@ void store_close(struct store *st)
     if (!st)
         return;
     st->ops->close(st->impl);
+    store_fault_free(st);
     free(st);
 }
 
 int store_ping(struct store *st)
 {
+    FAULT_POINT(st);
     return st->ops->ping(st->impl);
 }
 
@@ -131,21 +149,25 @@ int store_watch(struct store *st, void (*fn)(void *ctx), void *ctx)
 
 int store_key_create(struct store *st, const char *key_id, const char *tenant, const char *hash_hex)
 {
+    FAULT_POINT(st);
     return st->ops->key_create(st->impl, key_id, tenant, hash_hex);
 }
 
 int store_key_lookup(struct store *st, const char *hash_hex, char tenant[STORE_NAME_MAX])
 {
+    FAULT_POINT(st);
     return st->ops->key_lookup(st->impl, hash_hex, tenant);
 }
 
 int store_key_list(struct store *st, struct store_key **out, size_t *n)
 {
+    FAULT_POINT(st);
     return st->ops->key_list(st->impl, out, n);
 }
 
 int store_key_revoke(struct store *st, const char *key_id)
 {
+    FAULT_POINT(st);
     return st->ops->key_revoke(st->impl, key_id);
 }
 
@@ -153,79 +175,93 @@ int store_tenant_set_weight(struct store *st, const char *tenant, int weight)
 {
     if (!tenant || !*tenant || weight < STORE_WEIGHT_MIN || weight > STORE_WEIGHT_MAX)
         return -SLUICE_E_INVALID_PARAMETER;
+    FAULT_POINT(st);
     return st->ops->tenant_set_weight(st->impl, tenant, weight);
 }
 
 int store_job_begin(struct store *st, const char *tenant, const char *job_id)
 {
+    FAULT_POINT(st);
     return st->ops->job_begin(st->impl, tenant, job_id);
 }
 
 int store_job_add_items(struct store *st, const char *job_id, const struct store_new_item *items,
                         size_t n)
 {
+    FAULT_POINT(st);
     return st->ops->job_add_items(st->impl, job_id, items, n);
 }
 
 int store_job_commit(struct store *st, const char *job_id, const struct store_job_meta *meta,
                      int64_t total, struct store_job *out)
 {
-    return st->ops->job_commit(st->impl, job_id, meta, total, out);
+    FAULT_POINT(st);
+    return FAULT_AFTER(st, st->ops->job_commit(st->impl, job_id, meta, total, out));
 }
 
 int store_job_retry(struct store *st, const char *tenant, const char *job_id,
                     const char *new_job_id, const struct store_job_meta *meta,
                     struct store_job *out)
 {
+    FAULT_POINT(st);
     return st->ops->job_retry(st->impl, tenant, job_id, new_job_id, meta, out);
 }
 
 int store_job_abort(struct store *st, const char *job_id)
 {
+    FAULT_POINT(st);
     return st->ops->job_abort(st->impl, job_id);
 }
 
 int store_gc_receiving(struct store *st, int64_t older_than)
 {
+    FAULT_POINT(st);
     return st->ops->gc_receiving(st->impl, older_than);
 }
 
 int store_expire_claims(struct store *st)
 {
+    FAULT_POINT(st);
     return st->ops->expire_claims(st->impl);
 }
 
 int store_retention_sweep(struct store *st, int64_t jobs_completed_before,
                           int64_t keys_created_before, size_t max_rows)
 {
+    FAULT_POINT(st);
     return st->ops->retention_sweep(st->impl, jobs_completed_before, keys_created_before, max_rows);
 }
 
 int store_job_get(struct store *st, const char *tenant, const char *job_id, struct store_job *out)
 {
+    FAULT_POINT(st);
     return st->ops->job_get(st->impl, tenant, job_id, out);
 }
 
 int store_job_list(struct store *st, const char *tenant, int status, int64_t before_seq,
                    size_t limit, struct store_job **out, size_t *n)
 {
+    FAULT_POINT(st);
     return st->ops->job_list(st->impl, tenant, status, before_seq, limit, out, n);
 }
 
 int store_job_cancel(struct store *st, const char *tenant, const char *job_id,
                      struct store_job *out)
 {
+    FAULT_POINT(st);
     return st->ops->job_cancel(st->impl, tenant, job_id, out);
 }
 
 int store_job_delete(struct store *st, const char *tenant, const char *job_id)
 {
+    FAULT_POINT(st);
     return st->ops->job_delete(st->impl, tenant, job_id);
 }
 
 int store_item_get(struct store *st, const char *tenant, const char *job_id, int64_t index,
                    struct store_item *out)
 {
+    FAULT_POINT(st);
     return st->ops->item_get(st->impl, tenant, job_id, index, out);
 }
 
@@ -233,28 +269,33 @@ int store_item_list(struct store *st, const char *tenant, const char *job_id,
                     const struct store_item_filter *f, int64_t after_index, size_t limit,
                     int with_data, struct store_item **out, size_t *n)
 {
+    FAULT_POINT(st);
     return st->ops->item_list(st->impl, tenant, job_id, f, after_index, limit, with_data, out, n);
 }
 
 int store_claim(struct store *st, const struct store_claim_opts *o, struct store_claim *c)
 {
+    FAULT_POINT(st);
     return st->ops->claim(st->impl, o, c);
 }
 
 int store_complete(struct store *st, const struct store_claim *c, struct store_outcome *outs,
                    size_t n, const struct store_step_count *steps, size_t nsteps)
 {
-    return st->ops->complete(st->impl, c, outs, n, steps, nsteps);
+    FAULT_POINT(st);
+    return FAULT_AFTER(st, st->ops->complete(st->impl, c, outs, n, steps, nsteps));
 }
 
 int store_release(struct store *st, const struct store_claim *c)
 {
+    FAULT_POINT(st);
     return st->ops->release(st->impl, c);
 }
 
 int store_doc_get(struct store *st, const char *tenant, const char *collection, const char *ref,
                   struct store_doc *out)
 {
+    FAULT_POINT(st);
     return st->ops->doc_get(st->impl, tenant, collection, ref, out);
 }
 
@@ -262,6 +303,7 @@ int store_doc_write(struct store *st, const char *tenant, const char *collection
                     enum store_op op, const char *data, size_t data_len, int64_t if_match,
                     struct store_doc *out, int *created)
 {
+    FAULT_POINT(st);
     return st->ops->doc_write(st->impl, tenant, collection, ref, op, data, data_len, if_match, out,
                               created);
 }
@@ -269,122 +311,144 @@ int store_doc_write(struct store *st, const char *tenant, const char *collection
 int store_doc_list(struct store *st, const char *tenant, const char *collection,
                    const char *after_ref, size_t limit, struct store_doc **out, size_t *n)
 {
+    FAULT_POINT(st);
     return st->ops->doc_list(st->impl, tenant, collection, after_ref, limit, out, n);
 }
 
 int store_stats(struct store *st, struct store_stats *out)
 {
+    FAULT_POINT(st);
     return st->ops->stats(st->impl, out);
 }
 
 int store_tenant_load(struct store *st, const char *tenant, int64_t *open_jobs, int64_t *pending)
 {
+    FAULT_POINT(st);
     return st->ops->tenant_load(st->impl, tenant, open_jobs, pending);
 }
 
 int store_workflow_put(struct store *st, const char *tenant, const char *name,
                        const char *definition, struct store_workflow *out)
 {
+    FAULT_POINT(st);
     return st->ops->workflow_put(st->impl, tenant, name, definition, out);
 }
 
 int store_workflow_get(struct store *st, const char *tenant, const char *name, int64_t version,
                        struct store_workflow *out)
 {
+    FAULT_POINT(st);
     return st->ops->workflow_get(st->impl, tenant, name, version, out);
 }
 
 int store_workflow_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
                         struct store_workflow **out, size_t *n)
 {
+    FAULT_POINT(st);
     return st->ops->workflow_list(st->impl, tenant, after_name, limit, out, n);
 }
 
 int store_workflow_delete(struct store *st, const char *tenant, const char *name)
 {
+    FAULT_POINT(st);
     return st->ops->workflow_delete(st->impl, tenant, name);
 }
 
 int store_hook_put(struct store *st, const char *tenant, const char *name, const char *definition,
                    struct store_hook *out)
 {
+    FAULT_POINT(st);
     return st->ops->hook_put(st->impl, tenant, name, definition, out);
 }
 
 int store_hook_get(struct store *st, const char *tenant, const char *name, struct store_hook *out)
 {
+    FAULT_POINT(st);
     return st->ops->hook_get(st->impl, tenant, name, out);
 }
 
 int store_hook_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
                     struct store_hook **out, size_t *n)
 {
+    FAULT_POINT(st);
     return st->ops->hook_list(st->impl, tenant, after_name, limit, out, n);
 }
 
 int store_hook_delete(struct store *st, const char *tenant, const char *name)
 {
+    FAULT_POINT(st);
     return st->ops->hook_delete(st->impl, tenant, name);
 }
 
 int store_limit_put(struct store *st, const char *tenant, const char *name, const char *definition,
                     struct store_limit *out)
 {
+    FAULT_POINT(st);
     return st->ops->limit_put(st->impl, tenant, name, definition, out);
 }
 
 int store_limit_get(struct store *st, const char *tenant, const char *name, struct store_limit *out)
 {
+    FAULT_POINT(st);
     return st->ops->limit_get(st->impl, tenant, name, out);
 }
 
 int store_limit_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
                      struct store_limit **out, size_t *n)
 {
+    FAULT_POINT(st);
     return st->ops->limit_list(st->impl, tenant, after_name, limit, out, n);
 }
 
 int store_limit_delete(struct store *st, const char *tenant, const char *name)
 {
+    FAULT_POINT(st);
     return st->ops->limit_delete(st->impl, tenant, name);
 }
 
 int store_bucket_take(struct store *st, const char *id, double interval_ms, double tolerance_ms,
                       int64_t n, struct store_bucket_lease *out)
 {
+    FAULT_POINT(st);
     return st->ops->bucket_take(st->impl, id, interval_ms, tolerance_ms, n, out);
 }
 
 int store_bucket_block(struct store *st, const char *id, int64_t until_ms)
 {
+    FAULT_POINT(st);
     return st->ops->bucket_block(st->impl, id, until_ms);
 }
 
 int store_sem_adjust(struct store *st, const char *id, int64_t cap, int64_t delta, int64_t *held)
 {
+    FAULT_POINT(st);
     return st->ops->sem_adjust(st->impl, id, cap, delta, held);
 }
 
 int store_delivery_claim(struct store *st, int64_t lease_ms, size_t max,
                          struct store_delivery **out, size_t *n)
 {
+    FAULT_POINT(st);
     return st->ops->delivery_claim(st->impl, lease_ms, max, out, n);
 }
 
 int store_delivery_record(struct store *st, const struct store_delivery *d,
                           const struct store_delivery_attempt *a, int state, int64_t next_at)
 {
+    FAULT_POINT(st);
     return st->ops->delivery_record(st->impl, d, a, state, next_at);
 }
 
 int store_delivery_list(struct store *st, const char *tenant, const char *job_id,
                         struct store_delivery **out, size_t *n)
 {
+    FAULT_POINT(st);
     return st->ops->delivery_list(st->impl, tenant, job_id, out, n);
 }
 
 int store_setting_ensure(struct store *st, const char *name, const char *value, char **out)
 {
+    FAULT_POINT(st);
     return st->ops->setting_ensure(st->impl, name, value, out);
 }
 

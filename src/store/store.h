@@ -8,7 +8,8 @@
  * shared by all threads; backends keep one connection per thread or a pool, and never
  * hold a transaction open across a call boundary. Soft errors (busy, serialization)
  * are retried inside the backend in exactly one place; what reaches the caller is
- * final: -SLUICE_E_STORE_BUSY / -SLUICE_E_STORE_IO when the store cannot serve.
+ * final: -SLUICE_E_STORE_BUSY / -SLUICE_E_STORE_IO / -SLUICE_E_STORE_FULL (out of
+ * space) when the store cannot serve; a call that fails so has stored nothing.
  *
  * Times are milliseconds since the epoch (0 = not set). Strings are UTF-8.
  * Every function returns >= 0 on success (1 = found, 0 = not found where stated) and

@@ -5,12 +5,27 @@
 #ifndef SLUICE_STORE_INT_H
 #define SLUICE_STORE_INT_H
 
+#include <stdatomic.h>
+
 #include "store/store.h"
+
+struct store_faults;
 
 struct store {
     const struct store_ops *ops;
-    void *impl; /* the backend's own handle, from ops->open */
+    void *impl;                  /* the backend's own handle, from ops->open */
+    atomic_int faulty;           /* a fault rule is set (store/fault.h): wrappers check */
+    struct store_faults *faults; /* the rules, NULL until the first; fault.c's */
 };
+
+/* fault.c, for the wrappers in store.c: the error an injected fault gives the call of
+ * operation op (the wrapper's name without "store_"), or 0 to go on to the backend. */
+int store_fault_hit(struct store *st, const char *op);
+/* The same after the backend's call returned rc: rc, or the error an AFTER rule gives
+ * a call that took effect (a lost answer). */
+int store_fault_hit_after(struct store *st, const char *op, int rc);
+/* Frees the rules of st (store_close). */
+void store_fault_free(struct store *st);
 
 /* The embedded backend (sqlite.c), for URLs "sqlite:PATH". */
 extern const struct store_ops store_sqlite_ops;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/utf8.h"
 #include "util/xmalloc.h"
 
 void buf_init(struct buf *b)
@@ -90,6 +91,17 @@ void buf_json_str(struct buf *b, const char *s, size_t n)
     size_t run = 0; /* start of the current run of bytes needing no escape */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            size_t k = utf8_char_len(s + i, n - i);
+            if (k > 0) {
+                i += k - 1;
+                continue;
+            }
+            buf_append(b, s + run, i - run);
+            run = i + 1;
+            buf_append(b, "\\ufffd", 6);
+            continue;
+        }
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
         buf_append(b, s + run, i - run);

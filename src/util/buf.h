@@ -30,7 +30,9 @@ void buf_putc(struct buf *b, char c);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 /* Appends s (n bytes, may contain NUL) as a JSON string literal, quotes included.
- * Bytes >= 0x80 are copied as they are (callers pass valid UTF-8). */
+ * Valid UTF-8 is copied as it is; a byte that does not start a valid UTF-8 character
+ * (such as half a character left by "%.60s") is written as \ufffd, so the output is
+ * always valid JSON. */
 void buf_json_str(struct buf *b, const char *s, size_t n);
 /* Returns the heap string and resets b to empty; caller frees with free(). */
 char *buf_detach(struct buf *b, size_t *len);

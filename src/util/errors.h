@@ -35,6 +35,7 @@
     X(LEASE_LOST, 409, "LeaseLost", "the claim on these items expired")                            \
     X(STORE_BUSY, 503, "StoreBusy", "storage busy; retry later")                                   \
     X(STORE_IO, 503, "StoreUnavailable", "storage unavailable; retry later")                       \
+    X(STORE_FULL, 503, "StoreFull", "storage is full; retry later")                                \
     X(SHUTTING_DOWN, 503, "ShuttingDown", "server is shutting down")                               \
     X(MEMORY_PRESSURE, 503, "MemoryPressure", "the server is short of memory; retry later")       \
     X(SERVER_BUSY, 503, "ServerBusy", "too many uploads in progress; retry later")                  \

@@ -182,3 +182,15 @@ def test_09_event_stream_read_to_its_end_is_checked_too(api):
     assert r.status_code == 200 and r.headers["Content-Type"] == "text/event-stream"
     names = re.findall(r"^event: (\S+)$", r.text, re.M)
     assert names == ["items.failed", "job.failed"], r.text[:500]
+
+
+def test_fuzz_route_table_matches_routes_c():
+    """tests/fuzz/fuzz_request.c keeps its own copy of the route table (routes.c names
+    every handler and cannot be linked there): the two must list the same routes."""
+    import os
+    import re
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    pat = r'\{"(GET|POST|PUT|PATCH|DELETE)", "([^"]+)"'
+    table = re.findall(pat, open(os.path.join(root, "src", "api", "routes.c")).read())
+    fuzz = re.findall(pat, open(os.path.join(root, "tests", "fuzz", "fuzz_request.c")).read())
+    assert fuzz == table

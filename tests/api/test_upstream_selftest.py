@@ -159,6 +159,31 @@ def test_09_keep_alive_and_concurrency_stats(up):
     assert stats["in_flight"] == 0 and stats["max_in_flight"] >= 1
 
 
+def test_09b_faulty_bodies(up):
+    up.script("/reset", [{"reset": True}])
+    with pytest.raises(ConnectionResetError):
+        call(up, "GET", "/reset")
+    assert up.log("/reset")[0]["response"] == {"reset": True}
+    up.script("/cut", [{"body_bytes": 100, "reset_after_bytes": 5}])
+    with pytest.raises((ConnectionResetError, http.client.IncompleteRead)):
+        call(up, "GET", "/cut")
+    for n in (3, 10, 11, 200000):  # generated bodies: exact size, JSON from 10 bytes on
+        up.script("/big", [{"body_bytes": n}])
+        status, hdrs, body = call(up, "GET", "/big")
+        assert status == 200 and len(body) == n == int(hdrs["Content-Length"])
+        if n >= 10:
+            assert json.loads(body) == {"pad": "x" * (n - 10)}
+    up.script("/chunked", [{"body_bytes": 100000, "chunked": True}])
+    status, hdrs, body = call(up, "GET", "/chunked")
+    assert hdrs.get("Transfer-Encoding") == "chunked" and len(json.loads(body)["pad"]) == 99990
+    up.script("/drip", [{"drip_ms": 100, "drip_bytes": 2, "body": "abcdef",
+                         "headers": {"Content-Type": "text/plain"}}])
+    t0 = time.monotonic()
+    status, hdrs, body = call(up, "GET", "/drip")
+    assert body == b"abcdef" and hdrs["Content-Type"] == "text/plain"
+    assert time.monotonic() - t0 >= 0.18  # three pieces, 100 ms apart
+
+
 @pytest.mark.parametrize("bad", [
     {"responses": [{"status": 200}]},
     {"path": "nopath", "responses": [{"status": 200}]},
@@ -169,6 +194,8 @@ def test_09_keep_alive_and_concurrency_stats(up):
     {"path": "/x", "responses": [{"delay_ms": -1}]},
     {"path": "/x", "responses": [{"json": {}, "body": ""}]},
     {"path": "/x", "responses": [{}], "repeat_last": "yes"},
+    {"path": "/x", "responses": [{"body_bytes": -1}]},
+    {"path": "/x", "responses": [{"reset": 1}]},
     "not an object",
 ])
 def test_10_bad_script_rejected(up, bad):

@@ -13,7 +13,15 @@ Control endpoints (never logged, never scripted):
                        {"status": 200, "json": {"id": 7}},
                        {"delay_ms": 3000},           # wait, then the default echo
                        {"drop": true},               # close without answering
-                       {"status": 200, "body": "raw text"}],
+                       {"reset": true},              # reset (RST) without answering
+                       {"status": 200, "body": "raw text"},
+                       {"drip_ms": 200, "drip_bytes": 1},   # headers, then the body
+                                                     # drip_bytes every drip_ms
+                       {"body_bytes": 8388608},      # a JSON body of that many bytes,
+                                                     # generated as it is sent
+                       {"body_bytes": 1073741824, "chunked": true},  # ... chunked,
+                                                     # no Content-Length
+                       {"reset_after_bytes": 10}],   # headers, 10 body bytes, RST
                    "repeat_last": true,              # after the list: repeat the last
                                                      # (false: default echo)
                    "per_key": false}                 # true: a separate position in
@@ -33,7 +41,8 @@ Control endpoints (never logged, never scripted):
 A response without "status" answers 200; without "json" or "body" it answers the
 default echo {"ok": true, "path": ..., "method": ..., "body": <parsed JSON body, the
 raw text if it is not JSON, or null>}. "delay_ms" applies before any answer (also
-before a drop).
+before a drop). "headers" may set Content-Type (e.g. "application/json" on a "body"
+that is not JSON). A client that goes away while a body drips or streams ends it.
 
 As a module:
 
@@ -52,16 +61,19 @@ prints "upstream listening on http://127.0.0.1:8099" once it accepts connections
 (--port 0 picks a free port, shown in that line).
 """
 import argparse
+import io
 import json
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-RESPONSE_KEYS = {"status", "headers", "json", "body", "delay_ms", "drop"}
+RESPONSE_KEYS = {"status", "headers", "json", "body", "delay_ms", "drop", "reset", "drip_ms",
+                 "drip_bytes", "body_bytes", "chunked", "reset_after_bytes"}
 MAX_BODY = 64 << 20
 
 
@@ -98,6 +110,13 @@ def _check_script(spec):
             raise ScriptError("responses[%d].body must be a string" % i)
         if "json" in r and "body" in r:
             raise ScriptError("responses[%d]: json and body are exclusive" % i)
+        for key in ("drip_ms", "drip_bytes", "body_bytes", "reset_after_bytes"):
+            v = r.get(key, 0)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ScriptError("responses[%d].%s must be an integer >= 0" % (i, key))
+        for key in ("drop", "reset", "chunked"):
+            if key in r and not isinstance(r[key], bool):
+                raise ScriptError("responses[%d].%s must be true or false" % (i, key))
     for key in ("repeat_last", "per_key"):
         if key in spec and not isinstance(spec[key], bool):
             raise ScriptError("%s must be true or false" % key)
@@ -260,6 +279,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if spec.get("delay_ms"):
                 time.sleep(spec["delay_ms"] / 1000.0)
+            if spec.get("reset"):
+                entry["response"] = {"reset": True}
+                self.state.record(entry)
+                return self._reset()
             if spec.get("drop"):
                 entry["response"] = {"drop": True}
                 self.state.record(entry)
@@ -272,6 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = spec.get("status", 200)
             entry["response"] = {"status": status}
             self.state.record(entry)
+            if spec.get("body_bytes") or spec.get("drip_ms") or "reset_after_bytes" in spec:
+                return self._send_faulty(spec, status)
             if "json" in spec:
                 body = json.dumps(spec["json"]).encode()
             elif "body" in spec:
@@ -285,10 +310,79 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.state.leave()
 
+    def _reset(self):
+        """Closes the connection with a TCP reset (SO_LINGER 0) instead of a FIN."""
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.wfile.close()
+        self.rfile.close()
+        self.connection.close()
+        self.wfile, self.rfile = io.BytesIO(), io.BytesIO()  # for the handler's own flush
+
+    def _send_faulty(self, spec, status):
+        """The bodies that misbehave: dripped, huge, or cut by a reset."""
+        n = spec.get("body_bytes", 0)
+        if n:
+            body = None  # generated: {"pad":"xxx...x"}, n bytes
+        else:
+            body = spec["body"].encode() if "body" in spec else json.dumps(
+                spec.get("json", {"ok": True})).encode()
+            n = len(body)
+        chunked = spec.get("chunked", False)
+        self.send_response(status)
+        headers = dict({"Content-Type": "application/json"}, **spec.get("headers", {}))
+        for k, v in headers.items():
+            self.send_header(k, str(v))
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(n))
+        self.end_headers()
+        self.close_connection = True
+
+        def piece(off, size):
+            """Bytes [off, off+size) of the body; a generated one is {"pad":"xx..x"}
+            (n >= 10; shorter ones are all x), made piece by piece, never whole."""
+            if body is not None:
+                return body[off:off + size]
+            head, tail = (b'{"pad":"', b'"}') if n >= 10 else (b"", b"")
+            out = []
+            for seg_start, seg in ((0, head), (n - len(tail), tail)):
+                lo, hi = max(off, seg_start), min(off + size, seg_start + len(seg))
+                if lo < hi:
+                    out.append((seg_start, seg[lo - seg_start:hi - seg_start]))
+            lo, hi = max(off, len(head)), min(off + size, n - len(tail))
+            if lo < hi:
+                out.append((lo, b"x" * (hi - lo)))
+            return b"".join(p for _, p in sorted(out))
+
+        step = (spec.get("drip_bytes") or 1) if spec.get("drip_ms") else 65536
+        cut = spec.get("reset_after_bytes")
+        off = 0
+        try:
+            while off < n and (cut is None or off < cut):
+                size = min(step, n - off, (cut - off) if cut is not None else n)
+                data = piece(off, size)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+                off += len(data)
+                if spec.get("drip_ms"):
+                    time.sleep(spec["drip_ms"] / 1000.0)
+            if cut is not None:
+                return self._reset()
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass  # the client went away (a cap, a timeout): stop sending
+
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
 
 class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # a client that went away mid-answer (a killed server): not the fake's error
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
     daemon_threads = True
     request_queue_size = 4096  # a batch of http steps connects all at once
     block_on_close = False  # stop() must not wait for a handler sleeping in delay_ms

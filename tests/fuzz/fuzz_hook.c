@@ -9,7 +9,10 @@
  * Invariants (abort() on violation):
  *  - every error comes with a message, every success with sane outputs;
  *  - a parsed header's timestamp is >= 0 and it carries 1..HOOK_SIG_V1_MAX MACs, and a
- *    header rebuilt from it with a real MAC verifies;
+ *    header rebuilt from it with a real MAC verifies within +-toleranceSeconds of its
+ *    time and not one second outside; the fuzzed header itself with a real MAC over the
+ *    body appended verifies (unless it would exceed the v1 or length limits), and not
+ *    for another body;
  *  - hook_compile() returns 0 exactly when it returns a hook, and names a target string;
  *  - hook_redact() output never contains a secret longer than 8 bytes;
  *  - items have refs of 1..256 bytes without NUL and data that jansson parses;
@@ -108,6 +111,34 @@ static void fuzz_header(const char *hv)
     snprintf(rebuilt, sizeof rebuilt, " v1=%s , t=%" PRId64, hex, sig.t);
     if (hook_verify(h, rebuilt, "{}", 2, sig.t + 300, err, sizeof err) != 0)
         fail("rebuilt header does not verify");
+
+    /* The tolerance window is exactly +-toleranceSeconds around the header's time. */
+    int64_t tol = hook_tolerance_seconds(h);
+    if (hook_verify(h, rebuilt, "{}", 2, sig.t - tol, err, sizeof err) != 0)
+        fail("a header at the far edge of the window does not verify");
+    for (int side = -1; side <= 1; side += 2) {
+        if (hook_verify(h, rebuilt, "{}", 2, sig.t + side * (tol + 1), err, sizeof err) !=
+                -SLUICE_E_UNAUTHORIZED ||
+            strcmp(err, "signature timestamp outside the tolerance window") != 0)
+            fail("a header just outside the window verified or gave another message");
+    }
+
+    /* The fuzzed header with a real MAC added verifies, whatever else it carries, unless
+     * it already has the most v1 values allowed; the MAC covers the body, here the
+     * header's own bytes. */
+    size_t hlen = strlen(hv);
+    if (hook_sign(FIXED_SECRET, sig.t, hv, hlen, hex) != 0)
+        fail("sign failed");
+    char *more = malloc(hlen + 80);
+    int n = snprintf(more, hlen + 80, "%s,v1=%s", hv, hex);
+    rc = hook_verify(h, more, hv, hlen, sig.t, err, sizeof err);
+    if (sig.nv1 < HOOK_SIG_V1_MAX && (size_t)n <= HOOK_SIG_HEADER_MAX
+            ? rc != 0
+            : rc != -SLUICE_E_UNAUTHORIZED)
+        fail("a parsed header with a real MAC added does not verify (or verifies past the limits)");
+    if (hook_verify(h, more, "{}", 2, sig.t, err, sizeof err) != -SLUICE_E_UNAUTHORIZED)
+        fail("a MAC over one body verified another");
+    free(more);
 }
 
 /* A masked secret is a short string that does not contain the secret. */

@@ -7,9 +7,12 @@
 
 #include "engine/engine.h"
 #include "engine/submit.h"
+#include "store/fault.h"
 #include "store/store.h"
 #include "testhelp.h"
 #include "util/errors.h"
+
+static char last_dir[64]; /* of the last open_store() */
 
 static struct store *open_store(void)
 {
@@ -18,6 +21,7 @@ static struct store *open_store(void)
         return NULL;
     char url[128];
     snprintf(url, sizeof url, "sqlite:%s/t.db", dir);
+    snprintf(last_dir, sizeof last_dir, "%s", dir);
     struct store_options opt;
     store_options_default(&opt);
     opt.synchronous_full = 0; /* durability is the store suite's business */
@@ -101,6 +105,27 @@ TEST(uncommitted_submit_stores_nothing)
     CHECK_EQ_INT(n, 0);
     store_jobs_free(jobs, n);
     CHECK_EQ_INT(store_gc_receiving(st, INT64_MAX), 0); /* nothing left behind */
+    store_close(st);
+}
+
+TEST(a_failed_abort_is_retried_later)
+{
+    struct store *st = open_store();
+    CHECK(st != NULL);
+    /* the commit fails, and so does the delete of the staged rows (a full disk) */
+    CHECK_EQ_INT(store_fault_set(st, "job_commit", 1, -SLUICE_E_STORE_FULL, 1), 0);
+    CHECK_EQ_INT(store_fault_set(st, "job_abort", 1, -SLUICE_E_STORE_FULL, 2), 0);
+    struct submit *s = submit_new(st, "t1", 10);
+    CHECK_EQ_INT(submit_set_workflow(s, "noop"), 0);
+    CHECK_EQ_INT(add_n(s, 0, 25, 0), 0);
+    struct store_job j;
+    memset(&j, 0, sizeof j);
+    CHECK_EQ_INT(submit_commit(s, &j), -SLUICE_E_STORE_FULL);
+    submit_free(s);
+    CHECK_EQ_INT(submit_retry_aborts(st), 1);           /* the store still refuses */
+    CHECK_EQ_INT(submit_retry_aborts(st), 0);           /* now it takes it */
+    CHECK_EQ_INT(store_gc_receiving(st, INT64_MAX), 0); /* nothing was left behind */
+    CHECK_EQ_INT(submit_retry_aborts(st), 0);
     store_close(st);
 }
 
@@ -192,11 +217,113 @@ TEST(items_without_data_fail_and_job_fails_when_all_do)
     store_close(st);
 }
 
+/* Like wait_job, but a store error (an injected fault) is only a reason to ask again. */
+static int wait_job_through_faults(struct store *st, const char *tenant, const char *job_id,
+                                   struct store_job *j)
+{
+    char id[STORE_ID_MAX];
+    snprintf(id, sizeof id, "%s", job_id);
+    for (int i = 0; i < 6000; i++) {
+        store_job_release(j);
+        memset(j, 0, sizeof *j);
+        int rc = store_job_get(st, tenant, id, j);
+        if (rc == 0)
+            return -1;
+        if (rc == 1 && j->status >= JOB_SUCCEEDED)
+            return j->status;
+        usleep(5000);
+    }
+    return -2;
+}
+
+static void remove_store_dir(void)
+{
+    char path[128];
+    const char *files[] = {"t.db", "t.db-wal", "t.db-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", last_dir, files[i]);
+        unlink(path);
+    }
+    rmdir(last_dir);
+}
+
+/* SQLite's Nth-failure loop over submit, claim and completion: for N = 1, 2, ... the
+ * Nth store call of the run fails (an I/O error), until a run has no Nth call. Each
+ * time, a submit either stores the whole job or nothing, and an accepted job ends
+ * with every item applied exactly once: a failing store call is retried or handed
+ * back, never turned into a failed item. */
+TEST(engine_survives_a_failing_store_call_anywhere)
+{
+    const char *def = "{\"steps\":[{\"name\":\"save\",\"type\":\"upsert\","
+                      "\"collection\":\"products\"}]}";
+    int fired_any = 0;
+    for (int nth = 1; nth <= 400; nth++) {
+        struct store *st = open_store();
+        CHECK(st != NULL);
+        CHECK(store_workflow_put(st, "t1", "wf", def, NULL) >= 0);
+        CHECK_EQ_INT(store_fault_set(st, "*", nth, -SLUICE_E_STORE_IO, 1), 0);
+        struct submit *s = submit_new(st, "t1", 7);
+        int rc = submit_set_workflow(s, "wf");
+        if (rc == 0)
+            rc = add_n(s, 0, 20, 0);
+        struct store_job j;
+        memset(&j, 0, sizeof j);
+        if (rc == 0)
+            rc = submit_commit(s, &j);
+        char id[STORE_ID_MAX];
+        snprintf(id, sizeof id, "%s", rc == 1 ? j.id : "");
+        submit_free(s);
+        struct engine_config cfg;
+        engine_config_default(&cfg);
+        cfg.batch = 8;
+        cfg.lease_ms = 300;
+        cfg.poll_ms = 10;
+        struct engine *eng = NULL;
+        CHECK_EQ_INT(engine_start(st, &cfg, &eng), 0);
+        if (rc == 1) {
+            int status = wait_job_through_faults(st, "t1", id, &j);
+            if (status != JOB_SUCCEEDED || j.counts.succeeded != 20)
+                TH_FAIL("fault at call %d: job status %d, %lld succeeded, %lld failed", nth, status,
+                        (long long)j.counts.succeeded, (long long)j.counts.failed);
+        } else {
+            CHECK(rc < 0);
+        }
+        engine_stop(eng);
+        store_job_release(&j);
+        int64_t fired = store_fault_fired(st, NULL);
+        store_fault_clear(st);
+        struct store_job *jobs = NULL;
+        size_t n = 0;
+        CHECK_EQ_INT(store_job_list(st, "t1", -1, 0, 10, &jobs, &n), 0);
+        CHECK_EQ_INT(n, rc == 1 ? 1 : 0); /* all or nothing */
+        store_jobs_free(jobs, n);
+        for (int r = 0; rc == 1 && r < 20; r++) {
+            char ref[16];
+            snprintf(ref, sizeof ref, "R%d", r);
+            struct store_doc d;
+            memset(&d, 0, sizeof d);
+            CHECK_EQ_INT(store_doc_get(st, "t1", "products", ref, &d), 1);
+            if (d.version != 1)
+                TH_FAIL("fault at call %d: %s has version %lld", nth, ref, (long long)d.version);
+            store_doc_release(&d);
+        }
+        store_close(st);
+        remove_store_dir();
+        if (!fired) /* the run made fewer than nth calls: every call has failed once */
+            break;
+        fired_any++;
+    }
+    fprintf(stderr, "nth-failure loop: %d runs, each with one failing store call\n", fired_any);
+    CHECK(fired_any > 10);
+}
+
 int main(void)
 {
     RUN(submit_validates_and_stages_in_batches);
     RUN(uncommitted_submit_stores_nothing);
+    RUN(a_failed_abort_is_retried_later);
     RUN(engine_processes_noop_and_upsert_jobs);
     RUN(items_without_data_fail_and_job_fails_when_all_do);
+    RUN(engine_survives_a_failing_store_call_anywhere);
     return test_report();
 }

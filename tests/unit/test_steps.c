@@ -11,6 +11,7 @@
 #include "steps/template.h"
 #include "testhelp.h"
 #include "util/buf.h"
+#include "util/utf8.h"
 
 /* Parses a JSON literal for a test; aborts on a typo in the test itself. */
 static json_t *J(const char *text)
@@ -468,6 +469,63 @@ TEST(schema_value_keywords)
                  "|maxLength|must be at most 3 characters long");
 }
 
+/* Found by fuzz_schema: an integer was compared with a real bound (or enum value) as a
+ * double, so 9007199254740993 equalled 9007199254740992.0 and passed "maximum". */
+TEST(schema_numbers_compare_exactly)
+{
+    int n;
+    CHECK_EQ_STR(violations("{\"maximum\": 9007199254740992.0}", "9007199254740993", &n),
+                 "|maximum|must be <= 9007199254740992.0");
+    CHECK_EQ_STR(violations("{\"minimum\": 9007199254740992.0}", "9007199254740991", &n),
+                 "|minimum|must be >= 9007199254740992.0");
+    CHECK_EQ_STR(violations("{\"maximum\": 9007199254740992.0}", "9007199254740992", &n), "");
+    CHECK_EQ_STR(violations("{\"enum\": [9007199254740992.0]}", "9007199254740993", &n),
+                 "|enum|must be one of [9007199254740992.0]");
+    CHECK_EQ_STR(violations("{\"enum\": [9007199254740993]}", "9007199254740992.0", &n),
+                 "|enum|must be one of [9007199254740993]");
+    CHECK_EQ_STR(violations("{\"enum\": [2]}", "2.0", &n), "");
+    /* beyond the integers, and between two of them */
+    CHECK_EQ_STR(violations("{\"maximum\": 9.3e18}", "9223372036854775807", &n), "");
+    CHECK_EQ_STR(violations("{\"minimum\": -9.3e18}", "-9223372036854775808", &n), "");
+    CHECK_EQ_STR(violations("{\"minimum\": 1e19}", "9223372036854775807", &n),
+                 "|minimum|must be >= 1e+19");
+    CHECK_EQ_STR(violations("{\"minimum\": -0.5}", "-1", &n), "|minimum|must be >= -0.5");
+    CHECK_EQ_STR(violations("{\"minimum\": -0.5, \"maximum\": -0.25}", "0", &n),
+                 "|maximum|must be <= -0.25");
+}
+
+/* Found by fuzz_schema: a long enum or pattern shown with "%.200s" could end inside a
+ * UTF-8 character; jansson then refused the message, so the violation had none (and
+ * the pipeline printed a NULL with "%s"). */
+TEST(schema_messages_cut_at_characters)
+{
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "{\"enum\": [\"a");
+    for (int i = 0; i < 150; i++)
+        buf_puts(&b, "\xc3\xa9");
+    buf_puts(&b, "\"], \"pattern\": \"^x|a");
+    for (int i = 0; i < 150; i++)
+        buf_puts(&b, "\xc3\xa9");
+    buf_puts(&b, "\"}");
+    json_t *js = J(b.data), *inst = J("\"b\""), *arr = json_array();
+    struct schema *s = NULL;
+    CHECK_EQ_INT(schema_compile(js, &s, NULL, 0, NULL, 0), 0);
+    CHECK_EQ_INT(schema_validate(s, inst, arr), 2);
+    for (size_t i = 0; i < 2; i++) {
+        const char *m = json_string_value(json_object_get(json_array_get(arr, i), "message"));
+        CHECK(m != NULL);
+        CHECK(strlen(m) > 200);
+    }
+    CHECK_EQ_INT(utf8_prefix_len("a\xc3\xa9", 3, 2), 1);
+    CHECK_EQ_INT(utf8_prefix_len("a\xc3\xa9", 3, 3), 3);
+    CHECK_EQ_INT(utf8_prefix_len("\xf0\x9f\x98\x80z", 5, 3), 0);
+    schema_free(s);
+    json_decref(arr);
+    json_decref(inst);
+    json_decref(js);
+    buf_release(&b);
+}
+
 TEST(schema_unicode_length)
 {
     int n;
@@ -583,6 +641,88 @@ TEST(schema_compile_errors)
                        "expression: ";
     if (strncmp(r, want, strlen(want)) != 0 || strlen(r) <= strlen(want))
         TH_FAIL("got \"%s\"", r);
+}
+
+/* Found by fuzz_schema: glibc's regcomp() copies a repeated element once per repetition,
+ * so stacked '+' double the compiled size each time: a 150-byte pattern of "x+++..."
+ * took gigabytes, and "a{,30000}" 7 GB and half a minute. */
+TEST(schema_pattern_complexity_limit)
+{
+    int n;
+    const char *too_complex = "COMPILE ERROR at pattern: pattern is too complex: more than 1024 "
+                              "elements once repetitions are expanded";
+    const char *bad[] = {
+        "{\"pattern\": \"^(\xc3\xa9|\\\\.)+\xc3\xa9|\\\\.)++++++++++++++++++++++++++++++++++$\"}",
+        "{\"pattern\": \"a{,30000}\"}",
+        "{\"pattern\": \"a{0,1025}\"}",
+        "{\"pattern\": \"(a{10}){103}\"}",
+        "{\"pattern\": \"((((((((((x+)+)+)+)+)+)+)+)+)+)+\"}",
+        "{\"pattern\": \"[[:alpha:]]{2}{3}{4}{5}{6}{2}\"}",
+        "{\"pattern\": \"\xc3\xa9{600}\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *got = violations(bad[i], "\"x\"", &n);
+        if (strcmp(got, too_complex) != 0)
+            TH_FAIL("%s: %s", bad[i], got);
+    }
+    const char *ok[] = {
+        "{\"pattern\": \"^[a-z]{1,255}$\"}",
+        "{\"pattern\": \"^[0-9]{1,3}(\\\\.[0-9]{1,3}){3}$\"}",
+        "{\"pattern\": \"^[^@]{1,64}@[^@]{1,255}$\"}",
+        "{\"pattern\": \"^(\\\\+|-)?[0-9]+(\\\\.[0-9]+)?([eE][+-]?[0-9]+)?$\"}",
+        "{\"pattern\": \"a{1024}\"}",
+        "{\"pattern\": \"((a{30}){30})\"}",
+        "{\"pattern\": \"[]a[:digit:]]+\"}",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        const char *got = violations(ok[i], "\"x\"", &n);
+        if (strncmp(got, "COMPILE ERROR", 13) == 0)
+            TH_FAIL("%s: %s", ok[i], got);
+    }
+}
+
+/* Found by fuzz_schema (a 10 s timeout): with an anchor in the pattern, glibc's regcomp()
+ * is exponential in repetitions of what can match "" and cubic in groups with two such
+ * alternatives: "\\]" and 117 stacked '*' took 15 s; "(\\b)*" 20 times, "^(c*)*" 20
+ * times, never finished in 10 s; "^(a?|b?)" 200 times took 800 MB; "\\b" 200 times 570 MB. */
+TEST(schema_pattern_anchor_blowups)
+{
+    struct buf b = BUF_INIT;
+    const char *unit[] = {"(\\\\b)*", "(c*)*", "(c?)+", "(a|\\\\b)*", "(a?|b?)", "(a*|b*)",
+                          "\\\\b",  "^",     "(^|$)"};
+    for (size_t i = 0; i < sizeof unit / sizeof unit[0]; i++) {
+        buf_reset(&b);
+        buf_puts(&b, "{\"pattern\": \"^");
+        for (int k = 0; k < 20; k++)
+            buf_puts(&b, unit[i]);
+        buf_puts(&b, "$\"}");
+        json_t *js = J(b.data);
+        struct schema *s = (struct schema *)1;
+        char err[256];
+        if (schema_compile(js, &s, err, sizeof err, NULL, 0) != -1 || s != NULL ||
+            strncmp(err, "pattern is too complex: ", 24) != 0)
+            TH_FAIL("%s was compiled (or refused for another reason: %s)", b.data, err);
+        json_decref(js);
+    }
+    buf_reset(&b);
+    buf_puts(&b, "{\"pattern\": \"\\\\t\\\\]");
+    for (int k = 0; k < 117; k++)
+        buf_putc(&b, '*');
+    buf_puts(&b, "]\"}");
+    int n;
+    if (strncmp(violations(b.data, "\"x\"", &n), "COMPILE ERROR at pattern: pattern is too complex",
+                48) != 0)
+        TH_FAIL("stacked '*' compiled");
+    /* what real patterns do stays allowed */
+    const char *ok[] = {"^(foo|bar)?$", "\\\\bword\\\\b", "^(a|b|)$", "(ab*)*", "([a-z]+ ?)*",
+                        "^((a|b)?c)*$", "^[a-z]*(-[a-z]+)*$"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        buf_reset(&b);
+        buf_printf(&b, "{\"pattern\": \"%s\"}", ok[i]);
+        if (strncmp(violations(b.data, "\"x\"", &n), "COMPILE ERROR", 13) == 0)
+            TH_FAIL("%s: %s", ok[i], violations(b.data, "\"x\"", &n));
+    }
+    buf_release(&b);
 }
 
 TEST(schema_depth_limit_and_null_args)
@@ -821,10 +961,14 @@ int main(void)
     RUN(template_embedded_nul_string);
     RUN(schema_type_keyword);
     RUN(schema_value_keywords);
+    RUN(schema_numbers_compare_exactly);
+    RUN(schema_messages_cut_at_characters);
     RUN(schema_unicode_length);
     RUN(schema_pattern);
     RUN(schema_objects_and_arrays);
     RUN(schema_compile_errors);
+    RUN(schema_pattern_complexity_limit);
+    RUN(schema_pattern_anchor_blowups);
     RUN(schema_depth_limit_and_null_args);
     RUN(map_each_op);
     RUN(map_chained_ops_and_typed_values);

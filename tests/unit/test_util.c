@@ -1,5 +1,6 @@
 /* test_util.c - buffers, JSON string escaping, URL coding, ids, clock formatting,
  * the error table and workflow name resolution. */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,37 @@ TEST(json_string_escapes)
     buf_reset(&b);
     buf_json_str(&b, "x\0y", 3);
     CHECK_EQ_STR(b.data, "\"x\\u0000y\"");
+    buf_release(&b);
+}
+
+/* Found by fuzz_wfdef: a message cut by "%.40s" inside a UTF-8 character made the error
+ * body invalid JSON (also "no job '%.60s'" for GET /v1/jobs/a%C3%A9%C3%A9...). */
+TEST(json_string_replaces_invalid_utf8)
+{
+    struct buf b = BUF_INIT;
+    buf_json_str(&b, "a\xc3", 2);
+    CHECK_EQ_STR(b.data, "\"a\\ufffd\"");
+    buf_reset(&b);
+    buf_json_str(&b, "\xc3\xa9\xe2\x82|\xff\xed\xa0\x80\xc0\xaf\xf0\x9f\x98\x80", 15);
+    CHECK_EQ_STR(b.data, "\"\xc3\xa9\\ufffd\\ufffd|\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd"
+                         "\xf0\x9f\x98\x80\"");
+    buf_reset(&b);
+
+    json_t *def = json_loads("{\"steps\": [{\"type\": \"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+                             "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+                             "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+                             "\xe2\x82\xac\"}]}",
+                             0, NULL);
+    struct wfdef *w = NULL;
+    char err[300], target[160];
+    CHECK(def != NULL);
+    CHECK_EQ_INT(wfdef_compile("w", 1, def, &w, err, sizeof err, target, sizeof target),
+                 -SLUICE_E_INVALID_FIELD);
+    buf_json_str(&b, err, strlen(err));
+    json_t *v = json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL);
+    CHECK(v != NULL);
+    json_decref(v);
+    json_decref(def);
     buf_release(&b);
 }
 
@@ -118,6 +150,7 @@ int main(void)
 {
     RUN(buf_grows_and_detaches);
     RUN(json_string_escapes);
+    RUN(json_string_replaces_invalid_utf8);
     RUN(url_decode_and_encode);
     RUN(ids_are_random_and_well_formed);
     RUN(clock_formats_rfc3339);
