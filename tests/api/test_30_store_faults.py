@@ -39,6 +39,10 @@ def set_faults(srv, path, rules):
 
 
 def db_count(srv, sql, *args):
+    if not srv.store.startswith("sqlite:"):  # a PostgreSQL store (SLUICE_TEST_STORE)
+        from conftest import psql
+        assert not args
+        return int(psql(srv.store.rsplit("/", 1)[1], sql).strip())
     db = sqlite3.connect(srv.store.split(":", 1)[1], timeout=30)
     try:
         return db.execute(sql, args).fetchone()[0]
