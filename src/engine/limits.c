@@ -22,20 +22,6 @@
 
 /* ---- definitions ----------------------------------------------------------------- */
 
-int limits_name_valid(const char *name)
-{
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n >= LIMITS_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.'))
-            return 0;
-    }
-    return 1;
-}
-
 static int fail(char *err, size_t errlen, char *target, size_t targetlen, const char *member,
                 const char *msg)
 {

@@ -59,8 +59,19 @@ struct limit_def {
     int64_t concurrency;  /* 0 = no cap */
 };
 
-/* Nonzero when name may name a limit. */
-int limits_name_valid(const char *name);
+/* Nonzero when name may name a limit: [A-Za-z0-9_.-]{1,64}. (Inline: workflow
+ * definitions check names without linking the limiter.) */
+static inline int limits_name_valid(const char *name)
+{
+    size_t n = 0;
+    for (; name && name[n]; n++) {
+        char c = name[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return 0;
+    }
+    return n > 0 && n < LIMITS_NAME_MAX;
+}
 /* Checks a definition. 0 and [out] d, or -SLUICE_E_INVALID_FIELD with a message in
  * err and the member at fault in target ("rate"). */
 int limits_def_parse(const json_t *j, struct limit_def *d, char *err, size_t errlen, char *target,
