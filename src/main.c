@@ -202,7 +202,7 @@ static int serve_main(int argc, char **argv)
     /* Rates hold across the nodes of a shared store; SLUICE_LIMITS_SHARED=1 forces the
      * same path on SQLite (for tests). */
     const char *force_shared = getenv("SLUICE_LIMITS_SHARED");
-    int shared = force_shared && !strcmp(force_shared, "1");
+    int shared = store_shared(st) || (force_shared && !strcmp(force_shared, "1"));
     if (load_limits(lim, cfg.limits) < 0 || limiter_reload(lim, st) < 0 ||
         (shared && limiter_share(lim, st) < 0)) {
         limiter_free(lim);

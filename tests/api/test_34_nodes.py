@@ -219,3 +219,46 @@ def test_database_restart_mid_job(cluster):
 def requests_ok(srv):
     import requests
     return requests.get(srv.url + "/healthz", timeout=10).status_code == 200
+
+
+def max_in_window(times, window=1.0):
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi in range(len(times)):
+        while times[hi] - times[lo] >= window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def test_limits_hold_across_nodes(cluster, upstream):
+    """A rate of 10 requests/s and a concurrency cap of 2 are the cluster's, not each
+    node's: three nodes with jobs of two tenants submitted through each of them."""
+    limits = {"mkt": {"key": "{host}", "rate": 10, "burst": 1}, "two": {"concurrency": 2}}
+    nodes = cluster(3)
+    for srv in nodes:
+        srv.args += ["--limits", json.dumps(limits)]
+    key_a, key_b = nodes[0].create_key("acme"), nodes[0].create_key("globex")
+    for srv in nodes:
+        srv.start()
+    upstream.script("/slow", [{"delay_ms": 150}], repeat_last=True)
+    steps = [{"name": "push", "type": "http", "method": "POST", "limits": ["mkt"],
+              "url": upstream.url + "/push/{{ref}}"},
+             {"name": "hold", "type": "http", "method": "POST", "limits": ["two"],
+              "url": upstream.url + "/slow/{{ref}}"}]
+    wf_a = make_workflow(Client(nodes[0], key_a), steps)
+    wf_b = make_workflow(Client(nodes[0], key_b), steps)
+    jobs = []
+    for i, srv in enumerate(nodes):
+        for key, wf in ((key_a, wf_a), (key_b, wf_b)):
+            c = Client(srv, key)
+            its = [{"ref": "%s-%d-%d" % (uniq("x"), i, k), "data": {}} for k in range(8)]
+            jobs.append((c, submitted(c.submit(its, workflow=wf))["id"]))
+    for c, jid in jobs:
+        final = c.wait_job(jid, timeout=300)
+        assert final["status"] == "Succeeded" and final["counts"]["succeeded"] == 8, final
+    push = upstream.log("/push")
+    assert len(push) == 48
+    # arrival stamps of a loaded machine: a little slack over rate + burst - 1
+    assert max_in_window([e["time"] for e in push]) <= 12, sorted(e["time"] for e in push)
+    assert upstream.stats()["max_in_flight"] <= 2
