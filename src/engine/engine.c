@@ -293,17 +293,17 @@ static void *worker_main(void *arg)
             store_release(eng->st, &c); /* if this fails too, the lease expires */
         }
         store_claim_release(&c);
+        if (w->granted) { /* the batch is done (or given back): so is its grant */
+            if (limits_finish(eng->cfg.limits, &w->grant))
+                engine_notify(eng); /* a throttled job may go now */
+            w->granted = 0;
+        }
         if (rc < 0 && rc != -SLUICE_E_LEASE_LOST && rc != -SLUICE_E_SHUTTING_DOWN) {
             /* the store failed us: do not take the next batch at once */
             backoff_ms = backoff_ms ? (backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2) : 20;
             backoff_wait(eng, backoff_ms);
         } else {
             backoff_ms = 0;
-        }
-        if (w->granted) {
-            if (limits_finish(eng->cfg.limits, &w->grant))
-                engine_notify(eng); /* a throttled job may go now */
-            w->granted = 0;
         }
     }
     wfcache_free(w->cache);
