@@ -97,27 +97,33 @@ def test_fast_big_body_is_not_cut(deadline_server):
 
 
 def test_connections_per_address_are_capped(fresh_server):
-    # (no short request deadline here: it would cut the 40 idle connections on a slow machine)
+    """45 connections from one address against a cap of 40: at most 40 are served and the
+    rest are closed at once. (Which ones are refused is the accept order of MHD's
+    threads, not necessarily the last ones opened.)"""
+    # (no short request deadline here: it would cut the idle connections on a slow machine)
     srv = fresh_server(args=["--max-connections-per-ip", "40"])
     srv.start()
     a = Client(srv, srv.key_a)
-    socks = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(40)]
+    socks = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(45)]
+    served = refused = 0
     try:
-        time.sleep(0.3)
-        extra = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-        try:
-            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            extra.settimeout(5)
+        time.sleep(0.5)
+        for s in socks:
             try:
-                data = extra.recv(65536)
-            except ConnectionResetError:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.settimeout(10)
+                data = s.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
                 data = b""
-            assert data == b"", "the 41st connection of one address was served: %r" % data[:80]
-        finally:
-            extra.close()
+            if data.startswith(b"HTTP/1.1 200"):
+                served += 1
+            else:
+                assert data == b"", data[:80]
+                refused += 1
     finally:
         for s in socks:
             s.close()
+    assert served <= 40 and refused >= 5, (served, refused)
     time.sleep(0.3)
     assert_alive(a)
 
