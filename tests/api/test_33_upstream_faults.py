@@ -85,8 +85,9 @@ def test_upstream_faults_fail_or_retry_and_nothing_is_stuck(fresh_server, upstre
     calls = {p: len(upstream.log("/" + p + "/")) for p in cases}
     for p in ("slowonce", "slowall", "cutall", "badjson500"):
         assert calls[p] == 2, (p, calls)
-    # plus libcurl's own reconnect, at most once per attempt (see above)
-    assert 2 <= calls["resetall"] <= 4 and 2 <= calls["resetonce"] <= 3, calls
+    # plus libcurl's own reconnects when a reused connection dies before any answer
+    # (see above): seen up to twice per attempt on a loaded machine; still bounded
+    assert 2 <= calls["resetall"] <= 6 and 2 <= calls["resetonce"] <= 4, calls
     for p in ("huge", "endless", "badjson"):
         assert calls[p] == 1, (p, calls)
     # a GiB offered was not taken in: the process grew by far less
