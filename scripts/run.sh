@@ -5,7 +5,7 @@ set -euo pipefail
 bin=${1:-build/rel/sluice}
 store=${SLUICE_STORE:-sqlite:./data/sluice.db}
 listen=${SLUICE_LISTEN:-127.0.0.1:8080}
-mkdir -p data
+mkdir -p -m 700 data
 keyfile=data/dev.key
 if [ ! -s "$keyfile" ] || ! "$bin" keys list --store "$store" 2>/dev/null | grep -q "$(cut -c1-12 "$keyfile")"; then
   "$bin" keys create --tenant dev --store "$store" 2>/dev/null > "$keyfile"

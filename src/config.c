@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/limits.h"
+
 enum kind { K_LISTEN, K_STR, K_UINT, K_SIZE, K_SYNC, K_BOOL };
 
 struct setting {
@@ -49,6 +51,9 @@ static const struct setting settings[] = {
     {"--limits", "SLUICE_LIMITS",
      "server processing limits: JSON {\"NAME\": {key, rate, per, burst, concurrency}} or "
      "@FILE (\"\": none)", K_STR, OFF(limits), 0, 0},
+    {"--max-upstream-backoff", "SLUICE_MAX_UPSTREAM_BACKOFF",
+     "longest wait in s an upstream's Retry-After may put on a limit's requests to it (300)",
+     K_SIZE, OFF(max_upstream_backoff_s), 1, 86400},
     {"--max-memory-mb", "SLUICE_MAX_MEMORY_MB",
      "resident memory above which submits get 503 (0: 3/4 of physical memory)", K_SIZE,
      OFF(api.max_memory_mb), 0, 1ull << 30},
@@ -125,6 +130,7 @@ static void defaults(struct config *cfg)
     cfg->api.max_pending_items = 20000000;
     cfg->outbound_allow = "";
     cfg->limits = "";
+    cfg->max_upstream_backoff_s = LIMITS_MAX_BACKOFF_MS / 1000;
     cfg->api.max_uploads = 64;
     cfg->engine.max_active_jobs = 16;
     cfg->outbound_max_body = 1u << 20;

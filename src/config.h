@@ -20,6 +20,7 @@ struct config {
     int log_debug;
     const char *outbound_allow; /* comma-separated hosts/CIDRs for http steps, or "" */
     const char *limits;         /* server limits: JSON object, "@FILE", or "" */
+    size_t max_upstream_backoff_s; /* cap of a Retry-After back-off on a limit */
     size_t outbound_max_body;   /* response bytes kept per http call */
     size_t retention_seconds;   /* terminal jobs are kept this long; sets janitor and
                                    store.retention_ms */

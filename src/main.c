@@ -21,6 +21,7 @@
 #include "outbound/outbound.h"
 #include "util/xmalloc.h"
 #include "util/clock.h"
+#include "util/cursor.h"
 #include "util/errors.h"
 #include "util/ids.h"
 #include "util/log.h"
@@ -42,6 +43,19 @@ static json_t *load_secrets(void)
         json_object_set_new(o, name, json_string(eq + 1));
     }
     return o;
+}
+
+/* The key that seals the jobs list's cursors: made at the first start, kept in the
+ * store, so that other nodes and later starts read the cursors this one gave. */
+static int load_cursor_key(struct store *st, unsigned char key[CURSOR_KEY_BYTES])
+{
+    char hex[2 * CURSOR_KEY_BYTES + 1], *stored = NULL;
+    int rc = cursor_key_new_hex(hex) < 0 ? -SLUICE_E_INTERNAL
+                                         : store_setting_ensure(st, "cursor_key", hex, &stored);
+    if (rc >= 0 && cursor_key_parse(stored, key) < 0)
+        rc = -SLUICE_E_INTERNAL;
+    free(stored);
+    return rc < 0 ? rc : 0;
 }
 
 /* The server's processing limits from --limits: inline JSON or @FILE. 0 or -1 (logged). */
@@ -158,8 +172,16 @@ static int serve_main(int argc, char **argv)
     struct api api;
     memset(&api, 0, sizeof api);
     if ((rc = store_open(cfg.store_url, &cfg.store, &st)) < 0) {
-        log_write(LOG_ERROR, "cannot open store", "store", cfg.store_url, "error",
+        char *shown = store_url_redacted(cfg.store_url); /* never log a password */
+        log_write(LOG_ERROR, "cannot open store", "store", shown, "error", sluice_err_code(rc),
+                  NULL);
+        free(shown);
+        return 1;
+    }
+    if ((rc = load_cursor_key(st, api.cursor_key)) < 0) {
+        log_write(LOG_ERROR, "cannot load the cursor key from the store", "error",
                   sluice_err_code(rc), NULL);
+        store_close(st);
         return 1;
     }
     /* Test hook: storage faults injected at the store wrappers (store/fault.h). */
@@ -199,6 +221,7 @@ static int serve_main(int argc, char **argv)
     }
     json_t *secrets = load_secrets();
     struct limiter *lim = limiter_new();
+    limiter_set_max_backoff(lim, (int64_t)cfg.max_upstream_backoff_s * 1000);
     /* Rates hold across the nodes of a shared store; SLUICE_LIMITS_SHARED=1 forces the
      * same path on SQLite (for tests). */
     const char *force_shared = getenv("SLUICE_LIMITS_SHARED");

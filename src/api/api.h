@@ -38,6 +38,7 @@ struct api {
     struct ratelimit *tenant_rl;   /* requests per tenant; NULL = unlimited */
     struct ratelimit *authfail_rl; /* failed authentications per client address; NULL = off */
     struct limiter *limits;        /* processing limits (engine/limits.h); never NULL in serve */
+    unsigned char cursor_key[16];  /* seals the jobs list's cursors (util/cursor.h) */
     struct api_config cfg;
     atomic_int shutting_down;
     atomic_uint uploads;           /* submits receiving now (max_uploads) */

@@ -41,8 +41,9 @@ static void list_end(struct buf *b, struct request *req, const char *next_query)
     buf_putc(b, '}');
 }
 
-void api_reply_page(struct request *req, const void *elems, size_t n, size_t size, int64_t limit,
-                    api_render_fn render, api_cursor_fn cursor, const char *extra_query)
+void api_reply_page_next(struct request *req, const void *elems, size_t n, size_t size,
+                         int64_t limit, api_render_fn render, const char *next_query,
+                         const char *extra_query)
 {
     struct buf b = BUF_INIT, next = BUF_INIT;
     size_t shown = n > (size_t)limit ? (size_t)limit : n;
@@ -53,14 +54,24 @@ void api_reply_page(struct request *req, const void *elems, size_t n, size_t siz
             buf_putc(&b, ',');
         render(&b, base + i * size, req);
     }
-    if (n > shown) {
-        cursor(&next, base + (shown - 1) * size);
+    if (n > shown && next_query) {
+        buf_puts(&next, next_query);
         buf_printf(&next, "&limit=%lld%s", (long long)limit, extra_query ? extra_query : "");
     }
-    list_end(&b, req, n > shown ? next.data : NULL);
+    list_end(&b, req, next.data);
     reply_buf(req, 200, "application/json", &b);
     buf_release(&b);
     buf_release(&next);
+}
+
+void api_reply_page(struct request *req, const void *elems, size_t n, size_t size, int64_t limit,
+                    api_render_fn render, api_cursor_fn cursor, const char *extra_query)
+{
+    struct buf q = BUF_INIT;
+    if (n > (size_t)limit)
+        cursor(&q, (const char *)elems + ((size_t)limit - 1) * size);
+    api_reply_page_next(req, elems, n, size, limit, render, q.data, extra_query);
+    buf_release(&q);
 }
 
 void api_render_job(struct request *req, struct buf *b, const struct store_job *j)

@@ -29,6 +29,11 @@ typedef void (*api_cursor_fn)(struct buf *q, const void *elem);
  * "&name=value", may be NULL). */
 void api_reply_page(struct request *req, const void *elems, size_t n, size_t size, int64_t limit,
                     api_render_fn render, api_cursor_fn cursor, const char *extra_query);
+/* The same, with the next page's query made by the caller: next_query ("cursor=...",
+ * without limit and filters) when another page exists, else NULL. */
+void api_reply_page_next(struct request *req, const void *elems, size_t n, size_t size,
+                         int64_t limit, api_render_fn render, const char *next_query,
+                         const char *extra_query);
 
 /* The job monitor as handlers show it: with what the processing limits say of it. */
 void api_render_job(struct request *req, struct buf *b, const struct store_job *j);

@@ -25,6 +25,7 @@
 #include "engine/submit.h"
 #include "engine/wfload.h"
 #include "util/clock.h"
+#include "util/cursor.h"
 #include "util/errors.h"
 #include "util/memwatch.h"
 #include "util/ids.h"
@@ -654,17 +655,20 @@ static void page_job(struct buf *b, const void *e, struct request *req)
     api_render_job(req, b, e);
 }
 
-static void cursor_job(struct buf *q, const void *e)
-{
-    buf_printf(q, "cursor=%lld", (long long)((const struct store_job *)e)->seq);
-}
-
 void api_jobs_list(struct request *req)
 {
-    int64_t limit, cursor;
-    if (api_query_int(req, "limit", 50, 1, 1000, &limit) < 0 ||
-        api_query_int(req, "cursor", 0, 0, INT64_MAX, &cursor) < 0)
+    /* The cursor is sealed (util/cursor.h): the jobs' sequence is server-wide, and its
+     * gaps would tell a tenant how many jobs the others make. */
+    struct api *api = api_of(req);
+    int64_t limit, cursor = 0;
+    if (api_query_int(req, "limit", 50, 1, 1000, &limit) < 0)
         return;
+    const char *c = req_query(req, "cursor");
+    if (c && cursor_open(api->cursor_key, req_tenant(req), c, &cursor) < 0) {
+        reply_error(req, SLUICE_E_INVALID_PARAMETER, "cursor",
+                    "cursor is not one of this list's: follow nextLink");
+        return;
+    }
     int status = -1;
     const char *s = req_query(req, "status");
     if (s && ((status = store_job_status_parse(s)) < 0 || status == JOB_RECEIVING)) {
@@ -675,7 +679,7 @@ void api_jobs_list(struct request *req)
     }
     struct store_job *jobs = NULL;
     size_t n = 0;
-    int rc = store_job_list(api_of(req)->st, req_tenant(req), status, cursor, (size_t)limit + 1,
+    int rc = store_job_list(api->st, req_tenant(req), status, cursor, (size_t)limit + 1,
                             &jobs, &n);
     if (rc < 0) {
         reply_error(req, rc, NULL, NULL);
@@ -684,7 +688,14 @@ void api_jobs_list(struct request *req)
     char filter[48] = "";
     if (s)
         snprintf(filter, sizeof filter, "&status=%s", store_job_status_name(status));
-    api_reply_page(req, jobs, n, sizeof *jobs, limit, page_job, cursor_job, filter);
+    char next[16 + CURSOR_TEXT_MAX] = "";
+    if (n > (size_t)limit) {
+        char sealed[CURSOR_TEXT_MAX];
+        cursor_seal(api->cursor_key, req_tenant(req), jobs[limit - 1].seq, sealed);
+        snprintf(next, sizeof next, "cursor=%s", sealed);
+    }
+    api_reply_page_next(req, jobs, n, sizeof *jobs, limit, page_job, next[0] ? next : NULL,
+                        filter);
     store_jobs_free(jobs, n);
 }
 

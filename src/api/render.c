@@ -133,6 +133,10 @@ void render_job_throttled(struct buf *b, const struct store_job *j, const char *
         str_field(b, "key", th->key);
         buf_putc(b, ',');
         str_field(b, "reason", th->reason);
+        if (th->host[0]) { /* the upstream whose Retry-After holds the job */
+            buf_putc(b, ',');
+            str_field(b, "host", th->host);
+        }
         if (th->items_per_s > 0) {
             buf_printf(b, ",\"itemsPerSecond\":%.3f", th->items_per_s);
             if (eta_rate <= 0 || eta_rate > th->items_per_s)

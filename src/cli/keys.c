@@ -139,9 +139,11 @@ struct store *cli_open_store(const char *flag_url, int *exit_code)
     store_options_default(&opt);
     int rc = store_open(url, &opt, &st);
     if (rc < 0) {
-        fprintf(stderr, "error: cannot open store %s: %s\n", url,
+        char *shown = store_url_redacted(url); /* never print a password */
+        fprintf(stderr, "error: cannot open store %s: %s\n", shown,
                 rc == -SLUICE_E_INVALID_PARAMETER ? "not a store URL (sqlite:PATH)"
                                                   : sluice_err_message(rc));
+        free(shown);
         *exit_code = rc == -SLUICE_E_INVALID_PARAMETER ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
         return NULL;
     }

@@ -155,7 +155,12 @@ struct bucket {
     struct bucket *next; /* hash chain */
     char *id;            /* "s/NAME|KEY" or "t/TENANT/NAME|KEY" */
     double tat;          /* GCRA theoretical arrival time, monotonic ms */
-    int64_t blocked_until; /* monotonic ms: no slot before (upstream Retry-After) */
+    int64_t blocked_until; /* monotonic ms: no slot before (upstream Retry-After); only
+                            * buckets whose key names {host}: one upstream each */
+    /* Back-offs of the upstreams that said so, for buckets several hosts share
+     * (monotonic ms; expired ones are dropped when looked at). Per node. */
+    struct host_block *blocks;
+    size_t nblocks;
     int64_t admitted;    /* requests admitted by claims not finished yet */
     int64_t inflight;    /* items holding the concurrency cap */
     int pins;            /* grants pointing here: not dropped while > 0 */
@@ -174,6 +179,12 @@ struct bucket {
     int64_t units, unit_demand, cap;
     int64_t idle_since;
 };
+
+struct host_block {
+    char host[256];
+    int64_t until;
+};
+#define MAX_HOST_BLOCKS 64 /* per bucket; past it the earliest to end is replaced */
 
 struct tdef { /* a tenant's limit */
     struct tdef *next;
@@ -202,6 +213,7 @@ struct limiter {
     struct tdef *tenants; /* list: tenants define few limits */
     struct throttle_slot throttled[NTHROTTLE];
     int64_t wake_at; /* monotonic ms: a rate that held work back frees a slot; 0: none */
+    int64_t max_backoff_ms; /* cap of an upstream's back-off (limiter_set_max_backoff) */
     uint64_t tgen;   /* +1 per limiter_set_tenant: a reload read before it is stale */
     /* Shared mode: rate buckets live in the store; a thread leases their slots. */
     struct store *shared;
@@ -215,6 +227,7 @@ struct limiter *limiter_new(void)
     struct limiter *l = xcalloc(1, sizeof *l);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->refill_cv, NULL);
+    l->max_backoff_ms = LIMITS_MAX_BACKOFF_MS;
     return l;
 }
 
@@ -244,6 +257,7 @@ void limiter_free(struct limiter *l)
             n = b->next;
             free(b->id);
             free(b->stock);
+            free(b->blocks);
             free(b);
         }
     free(l->server);
@@ -467,6 +481,9 @@ static uint64_t hash_str(const char *s)
  * no information: dropping it changes nothing. */
 static int bucket_idle(const struct bucket *b, int64_t now)
 {
+    for (size_t i = 0; i < b->nblocks; i++)
+        if (b->blocks[i].until > now)
+            return 0;
     return b->pins == 0 && b->admitted == 0 && b->inflight == 0 && b->tat <= (double)now &&
            b->blocked_until <= now && b->nstock == 0 && b->demand == 0 && b->block_wall == 0 &&
            b->units == 0 && b->unit_demand == 0;
@@ -481,6 +498,7 @@ static void sweep(struct limiter *l, int64_t now)
                 *p = b->next;
                 free(b->id);
                 free(b->stock);
+                free(b->blocks);
                 free(b);
                 l->nbuckets--;
             } else {
@@ -592,6 +610,47 @@ static int64_t stock_until(struct bucket *b, int64_t now, int64_t until)
     while ((size_t)n < b->nstock && b->stock[n] <= until && b->stock[n] >= b->blocked_until)
         n++;
     return n;
+}
+
+/* Until when host's back-off holds in b (monotonic ms; 0: none). Under mu. */
+static int64_t host_blocked(struct bucket *b, const char *host, int64_t now)
+{
+    int64_t until = 0;
+    for (size_t i = 0; i < b->nblocks;) {
+        if (b->blocks[i].until <= now) { /* over: drop it */
+            b->blocks[i] = b->blocks[--b->nblocks];
+            continue;
+        }
+        if (host && strcmp(b->blocks[i].host, host) == 0)
+            until = b->blocks[i].until;
+        i++;
+    }
+    return until;
+}
+
+/* Records that host asked b's users to wait until `until`. Under mu. */
+static void host_block(struct bucket *b, const char *host, int64_t until)
+{
+    size_t at = b->nblocks;
+    for (size_t i = 0; i < b->nblocks; i++)
+        if (strcmp(b->blocks[i].host, host) == 0)
+            at = i;
+    if (at == b->nblocks) {
+        if (b->nblocks == MAX_HOST_BLOCKS) {
+            at = 0; /* full: the one that ends first goes */
+            for (size_t i = 1; i < b->nblocks; i++)
+                if (b->blocks[i].until < b->blocks[at].until)
+                    at = i;
+        } else {
+            if (!b->blocks)
+                b->blocks = xcalloc(MAX_HOST_BLOCKS, sizeof *b->blocks);
+            b->nblocks++;
+        }
+        snprintf(b->blocks[at].host, sizeof b->blocks[at].host, "%s", host);
+        b->blocks[at].until = 0;
+    }
+    if (until > b->blocks[at].until)
+        b->blocks[at].until = until;
 }
 
 /* Asks the refiller for n more slots of b (rate parameters t_ms, tau). Under mu. */
@@ -769,7 +828,8 @@ static int64_t slots_until(const struct bucket *b, double t_ms, double tau_ms, i
 /* ---- admission ------------------------------------------------------------------- */
 
 static void throttle_note(struct limiter *l, const char *job_id, const char *name, int scope,
-                          const char *key, const char *reason, double items_per_s, int64_t now)
+                          const char *key, const char *reason, const char *host,
+                          double items_per_s, int64_t now)
 {
     struct throttle_slot *s = &l->throttled[hash_str(job_id) % NTHROTTLE];
     snprintf(s->job_id, sizeof s->job_id, "%s", job_id);
@@ -777,6 +837,7 @@ static void throttle_note(struct limiter *l, const char *job_id, const char *nam
     snprintf(s->t.scope, sizeof s->t.scope, "%s", scope ? "tenant" : "server");
     snprintf(s->t.key, sizeof s->t.key, "%s", key);
     snprintf(s->t.reason, sizeof s->t.reason, "%s", reason);
+    snprintf(s->t.host, sizeof s->t.host, "%s", host);
     s->t.items_per_s = items_per_s;
     s->t.at = clock_now_ms();
     s->at_mono = now;
@@ -798,7 +859,7 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
     struct buf id = BUF_INIT;
     char key[256];
     /* Held back: the tightest use, for the monitor. */
-    const char *why_name = NULL, *why_reason = NULL;
+    const char *why_name = NULL, *why_reason = NULL, *why_host = "";
     int why_scope = 0;
     char why_key[256] = "";
     double why_rate = 0;
@@ -856,6 +917,16 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
                         l->wake_at = at;
                 }
             }
+            if (d[k]->rate > 0 && u[i].kind == 'r' && u[i].host[0]) {
+                /* the step's upstream asked to wait (a bucket other hosts share) */
+                int64_t until = host_blocked(b, u[i].host, now);
+                if (until > now && allow > 0) {
+                    allow = 0;
+                    reason = "upstream";
+                    if (!l->wake_at || until < l->wake_at)
+                        l->wake_at = until;
+                }
+            }
             if (d[k]->concurrency > 0) {
                 int64_t held = d[k]->concurrency;
                 if (l->shared) { /* this node's units of the cluster's cap */
@@ -880,6 +951,7 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
                 why_reason = reason;
                 why_scope = scope[k];
                 snprintf(why_key, sizeof why_key, "%s", key);
+                why_host = reason && !strcmp(reason, "upstream") ? u[i].host : "";
                 why_rate = d[k]->rate > 0 ? d[k]->rate / u[i].count : 0;
             }
             if (np < sizeof plan / sizeof plan[0])
@@ -920,9 +992,10 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
     }
     if (grant == 0 && why_name)
         throttle_note(l, job_id, why_name, why_scope, why_key, why_reason ? why_reason : "rate",
-                      why_rate, now);
+                      why_host, why_rate, now);
     else if (grant < want && why_name && why_reason)
-        throttle_note(l, job_id, why_name, why_scope, why_key, why_reason, why_rate, now);
+        throttle_note(l, job_id, why_name, why_scope, why_key, why_reason, why_host, why_rate,
+                      now);
     pthread_mutex_unlock(&l->mu);
     buf_release(&id);
     g->n = grant;
@@ -1040,6 +1113,11 @@ static void pacer_each(struct limits_pacer *p, const char *host, int64_t now,
     buf_release(&id);
 }
 
+struct block_arg {
+    const char *host;
+    int64_t now, until;
+};
+
 struct pace_arg {
     struct limiter *l;
     int64_t now, slot;
@@ -1087,13 +1165,31 @@ static void pace_one(struct bucket *b, const struct limit_def *d, void *varg)
     }
 }
 
+static void blocked_one(struct bucket *b, const struct limit_def *d, void *varg)
+{
+    (void)d;
+    struct block_arg *a = varg;
+    int64_t until = host_blocked(b, a->host, a->now);
+    if (until > a->until)
+        a->until = until;
+}
+
 int64_t limits_pace(void *pacer, const char *host, int64_t now_mono, int64_t *hold)
 {
     struct limits_pacer *p = pacer;
     if (!p)
         return now_mono;
     struct pace_arg a = {p->l, now_mono, now_mono, 0, 0, 0};
+    struct block_arg ba = {host ? host : "", now_mono, 0};
     pthread_mutex_lock(&p->l->mu);
+    pacer_each(p, ba.host, now_mono, blocked_one, &ba);
+    if (ba.until > now_mono) {
+        /* This upstream asked to wait: the request takes its slot when that is over
+         * (a slot taken before is given up), so the others of the bucket go on. */
+        pthread_mutex_unlock(&p->l->mu);
+        *hold = 0;
+        return ba.until;
+    }
     pacer_each(p, host ? host : "", now_mono, pace_one, &a);
     if (*hold && (int64_t)(a.epochs + 1) == *hold) {
         /* The slot taken earlier has come and no back-off voided it. */
@@ -1114,8 +1210,13 @@ int64_t limits_pace(void *pacer, const char *host, int64_t now_mono, int64_t *ho
 
 static void block_one(struct bucket *b, const struct limit_def *d, void *varg)
 {
-    (void)d;
-    int64_t until = *(int64_t *)varg;
+    struct block_arg *a = varg;
+    int64_t until = a->until;
+    if (!strstr(d->key, "{host}")) {
+        /* Hosts share this bucket: only the one that said so waits. */
+        host_block(b, a->host, until);
+        return;
+    }
     if (until > b->blocked_until) {
         /* shared: every node is to wait; the slots leased here are void */
         b->block_wall = clock_now_ms() + (until - clock_mono_ms());
@@ -1128,13 +1229,26 @@ static void block_one(struct bucket *b, const struct limit_def *d, void *varg)
     }
 }
 
+void limiter_set_max_backoff(struct limiter *l, int64_t ms)
+{
+    pthread_mutex_lock(&l->mu);
+    l->max_backoff_ms = ms > 0 ? ms : LIMITS_MAX_BACKOFF_MS;
+    pthread_mutex_unlock(&l->mu);
+}
+
 void limits_backoff(void *pacer, const char *host, int64_t until_mono)
 {
     struct limits_pacer *p = pacer;
     if (!p)
         return;
+    int64_t now = clock_mono_ms();
     pthread_mutex_lock(&p->l->mu);
-    pacer_each(p, host ? host : "", clock_mono_ms(), block_one, &until_mono);
+    /* An upstream may ask for an hour; what it gets is capped, so a typo or a hostile
+     * upstream cannot freeze a limit for long. */
+    if (until_mono > now + p->l->max_backoff_ms)
+        until_mono = now + p->l->max_backoff_ms;
+    struct block_arg a = {host ? host : "", now, until_mono};
+    pacer_each(p, a.host, now, block_one, &a);
     pthread_mutex_unlock(&p->l->mu);
 }
 

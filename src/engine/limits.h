@@ -32,8 +32,10 @@
  *     the burst is the tolerance); when that slot is later, the request waits on a
  *     timer of the I/O thread. So an upstream never sees more than burst + rate * t
  *     requests in any t seconds, whatever the number of jobs, claims and workers;
- *   - a 429/503 with Retry-After backs the whole bucket off (limits_backoff): no slot
- *     before then, for every item that uses it.
+ *   - a 429/503 with Retry-After backs off the upstream that sent it (limits_backoff):
+ *     for a bucket keyed by {host}, the whole bucket (its one upstream); for a bucket
+ *     other hosts share, that host only, on this node: its requests and claims wait,
+ *     the other hosts' go on. The wait is capped (limiter_set_max_backoff).
  *
  * The state is in this process, or for rates in the store when it is shared by several
  * nodes (limiter_share). Concurrency caps are per process. Thread-safe: one mutex. */
@@ -49,6 +51,7 @@
 #define LIMITS_HORIZON_MS 1000 /* request slots a claim may be admitted for */
 #define LIMITS_NAME_MAX 65     /* names: [A-Za-z0-9_.-]{1,64} */
 #define LIMITS_MAX_USES 16     /* limits one job may consume (workflow and steps) */
+#define LIMITS_MAX_BACKOFF_MS 300000 /* default cap of an upstream's Retry-After back-off */
 
 struct limit_def {
     char key[256];        /* template */
@@ -173,9 +176,14 @@ void limits_pacer_free(struct limits_pacer *p);
  * slot (0 before the first call): call again when the slot's time has come; it then
  * returns now_mono, unless a back-off voided the slot, when it takes a new one. */
 int64_t limits_pace(void *pacer, const char *host, int64_t now_mono, int64_t *hold);
-/* The upstream asked to wait until until_mono (429/503 + Retry-After): the buckets of
- * this host hand out no slot before then. */
+/* The upstream host asked to wait until until_mono (429/503 + Retry-After), capped at
+ * the limiter's maximum back-off: no request of the pacer's buckets goes to host before
+ * then (a bucket keyed by {host} waits as a whole: it is that host's), and claims of
+ * steps whose URL fixes that host are held back; other hosts sharing a bucket go on. */
 void limits_backoff(void *pacer, const char *host, int64_t until_mono);
+/* The longest back-off an upstream's Retry-After may impose on a limit (ms; <= 0: the
+ * default, LIMITS_MAX_BACKOFF_MS). Thread-safe. */
+void limiter_set_max_backoff(struct limiter *l, int64_t ms);
 
 /* ---- what the monitor shows ------------------------------------------------------ */
 
@@ -184,6 +192,7 @@ struct limits_throttle {
     char scope[8];              /* "server" | "tenant" */
     char key[256];              /* resolved bucket key */
     char reason[16];            /* "rate" | "concurrency" | "upstream" (Retry-After) */
+    char host[256];             /* reason "upstream": the host that asked to wait, else "" */
     double items_per_s;         /* what the limit allows this job at most (0 = unknown) */
     int64_t at;                 /* wall ms when it last held the job back */
 };

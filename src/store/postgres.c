@@ -573,8 +573,9 @@ static PGconn *pg_connect(const char *url)
     const char *const vals[] = {"sluice", "5", "5", "2", "3", "10000", url, "UTF8", NULL};
     PGconn *pg = PQconnectdbParams(keys, vals, 1); /* 1: dbname holds the URL */
     if (!pg || PQstatus(pg) != CONNECTION_OK) {
-        log_write(LOG_WARN, "cannot connect to postgres", "error",
-                  pg ? PQerrorMessage(pg) : "out of memory", NULL);
+        char *msg = store_mask_password(url, pg ? PQerrorMessage(pg) : "out of memory");
+        log_write(LOG_WARN, "cannot connect to postgres", "error", msg, NULL);
+        free(msg);
         if (pg)
             PQfinish(pg);
         return NULL;

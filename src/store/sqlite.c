@@ -96,6 +96,8 @@
  * checkpointer thread (PASSIVE, own connection, the store's synchronous setting, so
  * it fsyncs the WAL before copying frames), keeping checkpoint I/O out of callers.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -104,6 +106,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store/store_int.h"
 #include "util/buf.h"
@@ -1093,10 +1096,26 @@ static void sq_close(void *impl)
     free(s);
 }
 
+/* The database holds key hashes, webhook and callback secrets and every item's data:
+ * a new one is made readable by its owner only, before SQLite opens it (SQLite gives
+ * the -wal and -shm files the database file's mode). An existing file keeps the mode
+ * its operator chose. */
+static int create_private(const char *path)
+{
+    if (strcmp(path, ":memory:") == 0)
+        return 0;
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        return close(fd) == 0 ? 0 : -SLUICE_E_STORE_IO;
+    return errno == EEXIST ? 0 : -SLUICE_E_STORE_IO;
+}
+
 static int sq_open(const char *location, const struct store_options *opt, void **impl)
 {
     int rc;
     struct conn *c = NULL;
+    if ((rc = create_private(location)) < 0)
+        return rc;
     struct sq *s = xcalloc(1, sizeof *s);
 
     s->path = xstrdup(location);

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "store/store_int.h"
+#include "util/buf.h"
 #include "util/errors.h"
 #include "util/xmalloc.h"
 
@@ -40,7 +41,8 @@ void store_options_default(struct store_options *opt)
     opt->node_timeout_ms = 15000;
 }
 
-/* mkdir -p of the directory part of path ("a/b/c.db" -> "a/b"). */
+/* mkdir -p of the directory part of path ("a/b/c.db" -> "a/b"); directories made here
+ * are the owner's only (0700): they hold the database. */
 static int make_parent_dirs(const char *path)
 {
     int rc = -SLUICE_E_STORE_IO;
@@ -55,16 +57,107 @@ static int make_parent_dirs(const char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
             goto out;
         *p = '/';
     }
-    if (dir[0] && mkdir(dir, 0755) != 0 && errno != EEXIST)
+    if (dir[0] && mkdir(dir, 0700) != 0 && errno != EEXIST)
         goto out;
     rc = 0;
 out:
     free(dir);
     return rc;
+}
+
+/* The password of a postgres URL: [start, start + len) of url, or len 0. Userinfo
+ * "user:PASSWORD@" or the query parameter "password=PASSWORD". */
+static void url_password(const char *url, size_t *start, size_t *len)
+{
+    *start = *len = 0;
+    const char *p = strstr(url, "://");
+    if (!p || (strncmp(url, "postgres", 8) != 0))
+        return;
+    p += 3;
+    size_t auth = strcspn(p, "/?#");
+    const char *at = NULL;
+    for (const char *q = p; q < p + auth; q++) /* the last '@' of the authority */
+        if (*q == '@')
+            at = q;
+    const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+    if (colon) {
+        *start = (size_t)(colon + 1 - url);
+        *len = (size_t)(at - colon - 1);
+        return;
+    }
+    for (const char *q = strchr(p, '?'); q; q = strchr(q + 1, '&')) {
+        if (strncmp(q + 1, "password=", 9) == 0) {
+            *start = (size_t)(q + 10 - url);
+            *len = strcspn(q + 10, "&#");
+            return;
+        }
+    }
+}
+
+char *store_url_redacted(const char *url)
+{
+    size_t start, len;
+    url_password(url ? url : "", &start, &len);
+    if (!len)
+        return xstrdup(url ? url : "");
+    struct buf b = BUF_INIT;
+    buf_append(&b, url, start);
+    buf_puts(&b, "***");
+    buf_puts(&b, url + start + len);
+    return buf_detach(&b, NULL);
+}
+
+/* msg with every occurrence of the len bytes at pw replaced by "***". Caller frees. */
+static char *mask_all(const char *msg, const char *pw, size_t len)
+{
+    struct buf b = BUF_INIT;
+    for (const char *p = msg, *hit; *p; p = hit + len) {
+        hit = len ? memmem(p, strlen(p), pw, len) : NULL;
+        if (!hit) {
+            buf_puts(&b, p);
+            break;
+        }
+        buf_append(&b, p, (size_t)(hit - p));
+        buf_puts(&b, "***");
+    }
+    return buf_detach(&b, NULL);
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+char *store_mask_password(const char *url, const char *msg)
+{
+    size_t start, len;
+    url_password(url ? url : "", &start, &len);
+    if (!len || !msg)
+        return xstrdup(msg ? msg : "");
+    /* as written in the URL, and percent-decoded as libpq may quote it */
+    char *once = mask_all(msg, url + start, len);
+    char *dec = xmalloc(len + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *p = url + start + i;
+        if (*p == '%' && i + 2 < len && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
+            dec[n++] = (char)(hexval(p[1]) * 16 + hexval(p[2]));
+            i += 2;
+        } else {
+            dec[n++] = *p;
+        }
+    }
+    char *twice = mask_all(once, dec, n);
+    free(once);
+    free(dec);
+    return twice;
 }
 
 int store_open(const char *url, const struct store_options *opt, struct store **st)

@@ -469,6 +469,12 @@ void store_options_default(struct store_options *opt);
  * store_close(). Errors: -SLUICE_E_INVALID_PARAMETER (bad url), -SLUICE_E_STORE_IO. */
 int store_open(const char *url, const struct store_options *opt, struct store **st);
 void store_close(struct store *st);
+/* url as it may be logged: the password of a postgres URL ("user:PASSWORD@" and any
+ * "password=" parameter) replaced by "***". Caller frees with free(). */
+char *store_url_redacted(const char *url);
+/* msg with every occurrence of url's password replaced by "***" (libpq's messages may
+ * quote a connection string). Caller frees with free(). */
+char *store_mask_password(const char *url, const char *msg);
 /* 0 when the store answers a trivial query. */
 int store_ping(struct store *st);
 /* The backend name ("sqlite", "postgres"). */

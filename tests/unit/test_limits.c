@@ -224,6 +224,41 @@ TEST(pacing_slots_and_backoff)
     limiter_free(l);
 }
 
+TEST(backoff_holds_only_the_host_that_asked)
+{
+    /* one bucket for every host: a 429 from h1 must not hold h2 */
+    struct limiter *l = with_server("{\"shop\": {\"rate\": 50, \"burst\": 50}}");
+    limiter_set_max_backoff(l, 3000);
+    const char *names[] = {"shop"};
+    struct limits_pacer *p = limits_pacer_new(l, "acme", "wf", "push", names, 1);
+    int64_t now = clock_mono_ms(), h1 = 0, h2 = 0, h1b = 0;
+    CHECK_EQ_INT((int)(limits_pace(p, "h1", now, &h1) - now), 0);
+    /* an hour asked for, three seconds given */
+    limits_backoff(p, "h1", now + 3600 * 1000);
+    int64_t at = limits_pace(p, "h1", now, &h1b);
+    CHECK(at >= now + 2900 && at <= clock_mono_ms() + 3000);
+    CHECK_EQ_INT((int)h1b, 0); /* no slot taken while it waits */
+    CHECK_EQ_INT((int)(limits_pace(p, "h2", now, &h2) - now), 0);
+    /* claims: a step whose URL fixes h1 waits, one on h2 does not */
+    char uses[256];
+    struct limits_grant g;
+    struct limits_throttle th;
+    use1(uses, sizeof uses, 'r', "shop", "h1");
+    CHECK_EQ_INT((int)limits_admit(l, "acme", "job1", uses, 5, &g), 0);
+    CHECK_EQ_INT(limits_job_throttle(l, "job1", &th), 1);
+    CHECK_EQ_STR(th.reason, "upstream");
+    CHECK_EQ_STR(th.host, "h1");
+    limits_undo(l, &g);
+    use1(uses, sizeof uses, 'r', "shop", "h2");
+    CHECK_EQ_INT((int)limits_admit(l, "acme", "job2", uses, 5, &g), 5);
+    limits_finish(l, &g);
+    /* when it is over, h1 goes again */
+    h1b = 0;
+    CHECK_EQ_INT((int)(limits_pace(p, "h1", at, &h1b) - at), 0);
+    limits_pacer_free(p);
+    limiter_free(l);
+}
+
 TEST(workflow_uses_and_hosts)
 {
     const char *def = "{\"limits\": [\"items\"], \"steps\": ["
@@ -272,6 +307,7 @@ int main(void)
     RUN(item_tokens_at_claim);
     RUN(requests_within_the_horizon_and_concurrency);
     RUN(pacing_slots_and_backoff);
+    RUN(backoff_holds_only_the_host_that_asked);
     RUN(workflow_uses_and_hosts);
     return test_report();
 }

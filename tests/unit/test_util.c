@@ -8,6 +8,7 @@
 #include "testhelp.h"
 #include "util/buf.h"
 #include "util/clock.h"
+#include "util/cursor.h"
 #include "util/errors.h"
 #include "util/ids.h"
 #include "util/url.h"
@@ -115,6 +116,40 @@ TEST(error_table_lookups)
     CHECK_EQ_INT(sluice_err_status(-SLUICE_E_STORE_BUSY), 503);
 }
 
+TEST(cursors_are_sealed_per_tag)
+{
+    unsigned char k[CURSOR_KEY_BYTES], k2[CURSOR_KEY_BYTES];
+    char hex[2 * CURSOR_KEY_BYTES + 1], c[CURSOR_TEXT_MAX], c2[CURSOR_TEXT_MAX];
+    CHECK_EQ_INT(cursor_key_new_hex(hex), 0);
+    CHECK_EQ_INT(cursor_key_parse(hex, k), 0);
+    CHECK_EQ_INT(cursor_key_parse("00112233445566778899aabbccddeeff", k2), 0);
+    CHECK_EQ_INT(cursor_key_parse("00112233445566778899aabbccddeeZZ", k2), -1);
+    CHECK_EQ_INT(cursor_key_parse("0011", k2), -1);
+    int64_t pos = -1;
+    const int64_t cases[] = {0, 1, 17, 4096, INT64_MAX};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cursor_seal(k, "acme", cases[i], c);
+        CHECK_EQ_INT((int)strlen(c), CURSOR_TEXT_MAX - 1);
+        CHECK_EQ_INT(cursor_open(k, "acme", c, &pos), 0);
+        CHECK(pos == cases[i]);
+        CHECK_EQ_INT(cursor_open(k, "globex", c, &pos), -1); /* another tenant's */
+        CHECK_EQ_INT(cursor_open(k2, "acme", c, &pos), -1);  /* another key */
+    }
+    /* neighbours look unrelated, and no digit flip opens */
+    cursor_seal(k, "acme", 1, c);
+    cursor_seal(k, "acme", 2, c2);
+    CHECK(strncmp(c, c2, 4) != 0);
+    for (int i = 0; i < CURSOR_TEXT_MAX - 1; i++) {
+        char e[CURSOR_TEXT_MAX];
+        memcpy(e, c, sizeof e);
+        e[i] = e[i] == 'A' ? 'B' : 'A';
+        CHECK_EQ_INT(cursor_open(k, "acme", e, &pos), -1);
+    }
+    CHECK_EQ_INT(cursor_open(k, "acme", "", &pos), -1);
+    CHECK_EQ_INT(cursor_open(k, "acme", "12", &pos), -1);
+    CHECK_EQ_INT(cursor_open(k, "acme", "!!!!!!!!!!!!!!!!!!!!!!", &pos), -1);
+}
+
 TEST(workflow_names_resolve)
 {
     struct wfdef *w = NULL;
@@ -155,6 +190,7 @@ int main(void)
     RUN(ids_are_random_and_well_formed);
     RUN(clock_formats_rfc3339);
     RUN(error_table_lookups);
+    RUN(cursors_are_sealed_per_tag);
     RUN(workflow_names_resolve);
     return test_report();
 }
