@@ -204,6 +204,12 @@ struct throttle_slot {
     int64_t at_mono;
 };
 
+struct job_block { /* a job one of whose requests was asked to wait */
+    char job_id[72];
+    char host[256];
+    int64_t until; /* monotonic ms */
+};
+
 struct limiter {
     pthread_mutex_t mu;
     struct bucket *hash[NHASH];
@@ -212,6 +218,10 @@ struct limiter {
     size_t nserver;
     struct tdef *tenants; /* list: tenants define few limits */
     struct throttle_slot throttled[NTHROTTLE];
+    /* Jobs told to wait by an upstream: their claims wait too, also when the step's URL
+     * decides the host per item (claims cannot see which host). A cache: collisions
+     * evict, and then the requests still wait at send time. */
+    struct job_block jblocked[NTHROTTLE];
     int64_t wake_at; /* monotonic ms: a rate that held work back frees a slot; 0: none */
     int64_t max_backoff_ms; /* cap of an upstream's back-off (limiter_set_max_backoff) */
     uint64_t tgen;   /* +1 per limiter_set_tenant: a reload read before it is stale */
@@ -865,6 +875,24 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
     double why_rate = 0;
 
     pthread_mutex_lock(&l->mu);
+    struct job_block *jb = &l->jblocked[hash_str(job_id) % NTHROTTLE];
+    if (strcmp(jb->job_id, job_id) == 0 && jb->until > now) {
+        for (int i = 0; i < nu; i++)
+            if (u[i].kind == 'r') { /* its upstream asked to wait: no claim before */
+                const struct limit_def *d[2];
+                int scope[2] = {0, 0};
+                key[0] = '\0';
+                if (defs_of(l, tenant, u[i].name, d, scope) > 0)
+                    key_resolve(d[0]->key, tenant, u[i].workflow, u[i].step, jb->host, key,
+                                sizeof key);
+                throttle_note(l, job_id, u[i].name, scope[0], key, "upstream", jb->host, 0, now);
+                if (!l->wake_at || jb->until < l->wake_at)
+                    l->wake_at = jb->until;
+                pthread_mutex_unlock(&l->mu);
+                g->n = 0;
+                return 0;
+            }
+    }
     /* Pass 1: how many every bucket allows. */
     struct plan {
         struct bucket *b;
@@ -1060,6 +1088,7 @@ int64_t limits_wake_in(struct limiter *l, int64_t now_mono)
 
 struct limits_pacer {
     struct limiter *l;
+    char job_id[72]; /* "" for synchronous runs */
     char tenant[STORE_NAME_MAX];
     char workflow[161];
     char step[65];
@@ -1082,6 +1111,12 @@ struct limits_pacer *limits_pacer_new(struct limiter *l, const char *tenant, con
         snprintf(p->names[i], LIMITS_NAME_MAX, "%s", names[i]);
     p->n = n;
     return p;
+}
+
+void limits_pacer_set_job(struct limits_pacer *p, const char *job_id)
+{
+    if (p)
+        snprintf(p->job_id, sizeof p->job_id, "%s", job_id ? job_id : "");
 }
 
 void limits_pacer_free(struct limits_pacer *p)
@@ -1249,6 +1284,14 @@ void limits_backoff(void *pacer, const char *host, int64_t until_mono)
         until_mono = now + p->l->max_backoff_ms;
     struct block_arg a = {host ? host : "", now, until_mono};
     pacer_each(p, a.host, now, block_one, &a);
+    if (p->job_id[0]) {
+        struct job_block *jb = &p->l->jblocked[hash_str(p->job_id) % NTHROTTLE];
+        if (strcmp(jb->job_id, p->job_id) != 0 || jb->until < until_mono) {
+            snprintf(jb->job_id, sizeof jb->job_id, "%s", p->job_id);
+            snprintf(jb->host, sizeof jb->host, "%s", a.host);
+            jb->until = until_mono;
+        }
+    }
     pthread_mutex_unlock(&p->l->mu);
 }
 

@@ -171,6 +171,9 @@ struct limits_pacer;
 struct limits_pacer *limits_pacer_new(struct limiter *l, const char *tenant, const char *workflow,
                                       const char *step, const char *const *names, size_t n);
 void limits_pacer_free(struct limits_pacer *p);
+/* The job whose requests p paces (NULL or "": none, a synchronous run): a back-off
+ * then also holds that job's claims, whatever host its steps' URLs pick per item. */
+void limits_pacer_set_job(struct limits_pacer *p, const char *job_id);
 /* Takes the next slot of every bucket for a request to host; returns the monotonic
  * ms at which it may go (<= now_mono: at once). *hold is the caller's memory of the
  * slot (0 before the first call): call again when the slot's time has come; it then

@@ -491,6 +491,7 @@ static void run_http(struct run *r, size_t k)
             names[i] = s->limits[i];
         pacer = limits_pacer_new(r->env->limits, r->tenant, r->w->name, s->name, names,
                                  s->nlimits < 8 ? s->nlimits : 8);
+        limits_pacer_set_job(pacer, r->job_id);
     }
     for (size_t i = 0; i < m; i++) {
         reqs[i].method = s->method;

@@ -252,6 +252,18 @@ TEST(backoff_holds_only_the_host_that_asked)
     use1(uses, sizeof uses, 'r', "shop", "h2");
     CHECK_EQ_INT((int)limits_admit(l, "acme", "job2", uses, 5, &g), 5);
     limits_finish(l, &g);
+    /* a job told to wait holds its claims, also where its URL picks the host per item */
+    struct limits_pacer *pj = limits_pacer_new(l, "acme", "wf", "push", names, 1);
+    limits_pacer_set_job(pj, "job3");
+    limits_backoff(pj, "h3", now + 2000);
+    use1(uses, sizeof uses, 'r', "shop", "");
+    CHECK_EQ_INT((int)limits_admit(l, "acme", "job3", uses, 5, &g), 0);
+    CHECK_EQ_INT(limits_job_throttle(l, "job3", &th), 1);
+    CHECK_EQ_STR(th.reason, "upstream");
+    CHECK_EQ_STR(th.host, "h3");
+    CHECK_EQ_INT((int)limits_admit(l, "acme", "job4", uses, 5, &g), 5); /* others go on */
+    limits_finish(l, &g);
+    limits_pacer_free(pj);
     /* when it is over, h1 goes again */
     h1b = 0;
     CHECK_EQ_INT((int)(limits_pace(p, "h1", at, &h1b) - at), 0);
