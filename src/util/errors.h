@@ -46,6 +46,8 @@
     X(UPSTREAM_ERROR, 502, "UpstreamError", "the upstream answered with an error status")          \
     X(UPSTREAM_UNAVAILABLE, 504, "UpstreamUnavailable", "the upstream could not be reached")       \
     X(TARGET_NOT_ALLOWED, 422, "TargetNotAllowed", "the outbound target is not allowed")         \
+    X(SECRET_NOT_FOUND, 422, "SecretNotFound",                                                     \
+      "a secret the workflow names is not defined for this tenant")                                 \
     X(IDEMPOTENCY_KEY_REUSED, 422, "IdempotencyKeyReused",                                         \
       "the Idempotency-Key was used with a different request")
 
