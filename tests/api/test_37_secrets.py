@@ -327,3 +327,45 @@ def test_09_hunt_every_rendering_everywhere(srv, up):
 def requests_text(srv, path):
     import requests
     return requests.get(srv.url + path, timeout=30).text
+
+
+def rewrite_definition(srv, tenant, wf, definition):
+    """Replaces a stored workflow's definition in the store itself, as a definition
+    written before the placement rules would be."""
+    text = json.dumps(definition)
+    if srv.store.startswith("sqlite:"):
+        import sqlite3
+        db = sqlite3.connect(srv.store.split(":", 1)[1], timeout=30)
+        try:
+            n = db.execute("UPDATE workflows SET definition = ? WHERE tenant = ? AND name = ?",
+                           (text, tenant, wf)).rowcount
+            db.commit()
+        finally:
+            db.close()
+        assert n == 1
+    else:
+        from conftest import psql
+        q = text.replace("'", "''")
+        psql(srv.store.rsplit("/", 1)[1],
+             "UPDATE workflows SET definition = '%s' WHERE tenant = '%s' AND name = '%s'"
+             % (q, tenant, wf))
+
+
+def test_10_old_definition_with_secret_in_url_does_not_run(srv, up):
+    """A definition stored before the rules, with the secret in its URL, fails its
+    items (or is refused) instead of sending or recording the secret."""
+    a = client(srv, ACME)
+    up.reset()
+    wf = header_wf(a, up.url + "/old")
+    rewrite_definition(srv, ACME, wf, {"steps": [
+        {"name": "push", "type": "http", "url": up.url + "/old/{{secrets.API_TOKEN}}",
+         "headers": {"X": "{{secrets}}"}}]})
+    r = a.submit([{"ref": "o1", "data": {}}], workflow=wf)
+    assert_error(r, 422, "WorkflowOutdated")
+    seen = [r.text]
+    r = a.post("/v1/workflows/%s:run" % wf, json={"ref": "o2", "data": {}})
+    assert_error(r, 422, "WorkflowOutdated")
+    seen.append(r.text)
+    assert up.log("/old") == []
+    assert not [t for t in seen if leaks(t, [OP_SECRET])]
+    assert not leaks(srv.read_log(), [OP_SECRET])
