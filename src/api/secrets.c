@@ -57,12 +57,15 @@ void api_secrets_put(struct request *req)
     json_t *v = json_object_get(j, "value");
     const char *k;
     json_t *x;
-    if (json_is_object(j))
-        json_object_foreach(j, k, x) if (strcmp(k, "value")) {
+    if (json_is_object(j)) {
+        json_object_foreach(j, k, x) {
+            if (strcmp(k, "value") == 0)
+                continue;
             reply_errorf(req, SLUICE_E_INVALID_FIELD, k, "unknown field '%.64s'", k);
             json_decref(j);
             return;
         }
+    }
     size_t vl = json_string_length(v);
     if (!json_is_string(v) || vl < SECRET_VALUE_MIN || vl > SECRETS_VALUE_MAX ||
         strlen(json_string_value(v)) != vl || strpbrk(json_string_value(v), "\r\n")) {

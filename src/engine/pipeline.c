@@ -338,10 +338,18 @@ static int scan_value(json_t *v, json_t *names)
     size_t i;
     const char *k;
     json_t *e;
-    if (json_is_array(v))
-        json_array_foreach(v, i, e) if (scan_value(e, names) < 0) return -1;
-    if (json_is_object(v))
-        json_object_foreach(v, k, e) if (scan_value(e, names) < 0) return -1;
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, e) {
+            if (scan_value(e, names) < 0)
+                return -1;
+        }
+    }
+    if (json_is_object(v)) {
+        json_object_foreach(v, k, e) {
+            if (scan_value(e, names) < 0)
+                return -1;
+        }
+    }
     return 0;
 }
 

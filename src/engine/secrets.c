@@ -96,8 +96,8 @@ static int tenant_listed(const char *list, const char *tenant)
     return 0;
 }
 
-int secrets_resolve(const struct secrets *s, struct store *st, const char *tenant,
-                    const char *name, char **value)
+int secrets_resolve(const struct secrets *s, struct store *st, const char *tenant, const char *name,
+                    char **value)
 {
     *value = NULL;
     if (!secrets_name_valid(name) || !tenant)
@@ -203,8 +203,7 @@ static int walk(struct chk *c, json_t *v, const char *where, int allowed)
     return 0;
 }
 
-int secrets_check_definition(json_t *def, char *err, size_t errlen, char *target,
-                             size_t targetlen)
+int secrets_check_definition(json_t *def, char *err, size_t errlen, char *target, size_t targetlen)
 {
     struct chk c = {err, errlen, target, targetlen};
     char where[160];

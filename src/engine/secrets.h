@@ -48,8 +48,8 @@ void secrets_info(const struct secrets *s, size_t i, const char **name, const ch
  * if tenant may use it. s and st may be NULL (nothing of that kind).
  * Returns 1 and [out] *value (heap; caller wipes and frees), 0 when not visible
  * (*value NULL), or a negative store error. */
-int secrets_resolve(const struct secrets *s, struct store *st, const char *tenant,
-                    const char *name, char **value);
+int secrets_resolve(const struct secrets *s, struct store *st, const char *tenant, const char *name,
+                    char **value);
 
 /* Scans template text for placeholders whose path starts at "secrets". Appends each
  * NAME of a {{secrets.NAME}} to names (a JSON array; may be NULL).
@@ -60,7 +60,6 @@ int secrets_scan(const char *tpl, json_t *names);
 /* Checks where a workflow definition names secrets (see DESIGN). def is the whole
  * definition. Returns 0 when every use is allowed; else -1 with a message in err and
  * the location in target ("steps[2].url", "steps[0].headers.X", "description"). */
-int secrets_check_definition(json_t *def, char *err, size_t errlen, char *target,
-                             size_t targetlen);
+int secrets_check_definition(json_t *def, char *err, size_t errlen, char *target, size_t targetlen);
 
 #endif
