@@ -17,6 +17,7 @@
 #include "config.h"
 #include "engine/callbacks.h"
 #include "engine/janitor.h"
+#include "engine/secrets.h"
 #include "store/fault.h"
 #include "outbound/outbound.h"
 #include "util/xmalloc.h"
@@ -25,24 +26,44 @@
 #include "util/errors.h"
 #include "util/ids.h"
 #include "util/log.h"
+#include "util/secmask.h"
 
-/* Secrets for {{secrets.NAME}} in http steps come from SLUICE_SECRET_<NAME> variables,
- * never from definitions, so they are never stored or echoed. */
-static json_t *load_secrets(void)
+/* The operator's secrets for {{secrets.NAME}}: SLUICE_SECRET_<NAME>=value, usable only
+ * by the tenants SLUICE_SECRET_<NAME>_TENANTS lists (engine/secrets.h); a variable
+ * whose name ends in _TENANTS is always such a list, never a secret. Values never come
+ * from definitions and are never logged: the start-up log names secrets and tenants. */
+static struct secrets *load_secrets(void)
 {
     extern char **environ;
-    json_t *o = json_object();
+    struct secrets *s = secrets_new();
     for (char **e = environ; *e; e++) {
         if (strncmp(*e, "SLUICE_SECRET_", 14) != 0)
             continue;
         const char *eq = strchr(*e, '=');
-        if (!eq || eq == *e + 14)
+        size_t nl = eq ? (size_t)(eq - (*e + 14)) : 0;
+        if (!eq || nl == 0 || nl > SECRETS_NAME_MAX)
             continue;
-        char name[128];
-        snprintf(name, sizeof name, "%.*s", (int)(eq - (*e + 14)), *e + 14);
-        json_object_set_new(o, name, json_string(eq + 1));
+        char name[SECRETS_NAME_MAX + 1], var[SECRETS_NAME_MAX + 32];
+        snprintf(name, sizeof name, "%.*s", (int)nl, *e + 14);
+        if (nl > 8 && !strcmp(name + nl - 8, "_TENANTS"))
+            continue;
+        snprintf(var, sizeof var, "SLUICE_SECRET_%s_TENANTS", name);
+        const char *tenants = getenv(var);
+        if (secrets_add(s, name, eq + 1, tenants) < 0) {
+            log_write(LOG_WARN, "ignoring an operator secret: names are 1 to 64 characters of "
+                      "A-Z a-z 0-9 _ - and values 1 to 4096 bytes", "secret", name, NULL);
+            continue;
+        }
+        if (strlen(eq + 1) < SECMASK_MIN_LEN)
+            log_write(LOG_WARN, "operator secret shorter than 4 bytes: its renderings cannot "
+                      "be masked", "secret", name, NULL);
+        if (!tenants || !*tenants)
+            log_write(LOG_WARN, "operator secret usable by no tenant (name them in "
+                      "SLUICE_SECRET_<NAME>_TENANTS)", "secret", name, NULL);
+        else
+            log_write(LOG_INFO, "operator secret", "secret", name, "tenants", tenants, NULL);
     }
-    return o;
+    return s;
 }
 
 /* The key that seals the jobs list's cursors: made at the first start, kept in the
@@ -219,7 +240,7 @@ static int serve_main(int argc, char **argv)
         store_close(st);
         return 1;
     }
-    json_t *secrets = load_secrets();
+    struct secrets *secrets = load_secrets();
     struct limiter *lim = limiter_new();
     limiter_set_max_backoff(lim, (int64_t)cfg.max_upstream_backoff_s * 1000);
     /* Rates hold across the nodes of a shared store; SLUICE_LIMITS_SHARED=1 forces the
@@ -231,7 +252,7 @@ static int serve_main(int argc, char **argv)
         limiter_free(lim);
         outbound_stop(ob);
         outbound_free(ob);
-        json_decref(secrets);
+        secrets_free(secrets);
         free_list(allow);
         store_close(st);
         return 1;
@@ -244,7 +265,7 @@ static int serve_main(int argc, char **argv)
         limiter_free(lim);
         outbound_stop(ob);
         outbound_free(ob);
-        json_decref(secrets);
+        secrets_free(secrets);
         free_list(allow);
         store_close(st);
         return 1;
@@ -292,7 +313,7 @@ static int serve_main(int argc, char **argv)
         limiter_free(lim);
         outbound_stop(ob);
         outbound_free(ob);
-        json_decref(secrets);
+        secrets_free(secrets);
         free_list(allow);
         store_close(st);
         return 1;
@@ -332,7 +353,7 @@ static int serve_main(int argc, char **argv)
     ratelimit_free(api.authfail_rl);
     outbound_free(ob); /* after its users: workers and synchronous runs */
     limiter_free(lim); /* after the workers, the pacing of outbound calls and handlers */
-    json_decref(secrets);
+    secrets_free(secrets);
     free_list(allow);
     callbacks_free(cbs);
     store_close(st);

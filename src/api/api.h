@@ -27,12 +27,13 @@ struct ratelimit;
 struct waiters;
 struct callbacks;
 struct limiter;
+struct secrets;
 
 struct api {
     struct store *st;
     struct engine *eng;
     struct outbound *ob; /* http steps of synchronous runs; may be NULL */
-    json_t *secrets;     /* NAME -> value for {{secrets.NAME}}; may be NULL */
+    const struct secrets *secrets; /* the operator's secrets (engine/secrets.h); may be NULL */
     struct waiters *waiters; /* parked long polls and event streams */
     struct callbacks *callbacks; /* completion callbacks: the tenants' signing keys */
     struct ratelimit *tenant_rl;   /* requests per tenant; NULL = unlimited */
@@ -85,6 +86,10 @@ void api_limits_put(struct request *req);
 void api_limits_get(struct request *req);
 void api_limits_list(struct request *req);
 void api_limits_delete(struct request *req);
+void api_secrets_put(struct request *req);
+void api_secrets_get(struct request *req);
+void api_secrets_list(struct request *req);
+void api_secrets_delete(struct request *req);
 void api_hooks_put(struct request *req);
 void api_hooks_get(struct request *req);
 void api_hooks_list(struct request *req);

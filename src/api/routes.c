@@ -37,6 +37,11 @@ const struct route api_routes[] = {
     {"GET", "/v1/limits/{name}", api_limits_get, ROUTE_AUTH, NULL, NULL},
     {"DELETE", "/v1/limits/{name}", api_limits_delete, ROUTE_AUTH, NULL, NULL},
 
+    {"GET", "/v1/secrets", api_secrets_list, ROUTE_AUTH, NULL, NULL},
+    {"PUT", "/v1/secrets/{name}", api_secrets_put, ROUTE_AUTH, NULL, NULL},
+    {"GET", "/v1/secrets/{name}", api_secrets_get, ROUTE_AUTH, NULL, NULL},
+    {"DELETE", "/v1/secrets/{name}", api_secrets_delete, ROUTE_AUTH, NULL, NULL},
+
     {"GET", "/v1/hooks", api_hooks_list, ROUTE_AUTH, NULL, NULL},
     {"POST", "/v1/hooks/{name}/events", api_hooks_event, 0, NULL, NULL},
     {"PUT", "/v1/hooks/{name}", api_hooks_put, ROUTE_AUTH, NULL, NULL},

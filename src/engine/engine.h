@@ -30,6 +30,7 @@
 
 struct outbound;
 struct limiter;
+struct secrets;
 
 struct engine_config {
     unsigned workers;    /* threads; default 2 */
@@ -39,7 +40,8 @@ struct engine_config {
     int max_active_jobs; /* per tenant: more jobs wait NotStarted (store_claim_opts); 0 = no cap */
     int poll_ms;         /* idle poll interval; default 200 */
     struct outbound *outbound; /* for http steps (borrowed); NULL: they fail */
-    json_t *secrets;     /* NAME -> value for {{secrets.NAME}} (borrowed), may be NULL */
+    const struct secrets *secrets; /* the operator's secrets (engine/secrets.h), borrowed;
+                                    * may be NULL */
     struct limiter *limits; /* processing limits (borrowed, engine/limits.h); NULL: none */
 };
 

@@ -2,6 +2,7 @@
 #include "engine/pipeline.h"
 
 #include "engine/limits.h"
+#include "engine/secrets.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "util/clock.h"
 #include "util/errors.h"
 #include "util/ids.h"
+#include "util/secmask.h"
 #include "util/xmalloc.h"
 
 /* One item's trip through the pipeline. */
@@ -40,6 +42,9 @@ struct run {
     size_t n;
     struct store_step_count *counts;
     char run_id[32]; /* idempotency keys of synchronous runs */
+    json_t *vis;     /* NAME -> value: the secrets resolved for this run's tenant */
+    json_t *gone;    /* NAME -> true: names not visible to the tenant */
+    struct secmask *mask; /* every value in vis: masked in all the run writes */
 };
 
 /* ---- context and events ------------------------------------------------------------ */
@@ -302,39 +307,92 @@ static void run_doc(struct run *r, struct pstate *p, size_t k)
 
 /* ---- http steps -------------------------------------------------------------------- */
 
-/* A context that also shows secrets, for URL and header templates only. */
-static json_t *secret_ctx(struct run *r, struct pstate *p)
+/* Resolves one secret name for the run's tenant (cached in r->vis / r->gone). 1 found,
+ * 0 not visible, < 0 store error. */
+static int resolve_secret(struct run *r, const char *name)
 {
-    json_t *c = json_copy(ctx_of(r, p)); /* shallow: shares data and steps */
-    json_object_set_new(c, "secrets", r->env->secrets ? json_incref(r->env->secrets) : json_object());
-    return c;
+    if (json_object_get(r->vis, name))
+        return 1;
+    if (json_object_get(r->gone, name))
+        return 0;
+    char *val = NULL;
+    int rc = secrets_resolve(r->env->secrets, r->env->st, r->tenant, name, &val);
+    if (rc == 1) {
+        json_object_set_new(r->vis, name, json_stringn_nocheck(val, strlen(val)));
+        secmask_add(r->mask, val);
+        memset(val, 0, strlen(val));
+    } else if (rc == 0) {
+        json_object_set_new(r->gone, name, json_true());
+    }
+    free(val);
+    return rc;
 }
 
-/* Replaces every secret value in s by "***" (URLs recorded in events). */
-static char *mask_secrets(const struct run *r, const char *s)
+/* Collects the secret names a template value (string, or strings inside) uses; -1 when
+ * one is not a plain {{secrets.NAME}} (a definition stored before the placement rule
+ * could hold one: it is refused at load time too, see wfdef.c). */
+static int scan_value(json_t *v, json_t *names)
 {
-    struct buf b = BUF_INIT;
-    buf_puts(&b, s);
+    if (json_is_string(v))
+        return secrets_scan(json_string_value(v), names) < 0 ? -1 : 0;
+    size_t i;
     const char *k;
-    json_t *v;
-    if (r->env->secrets)
-        json_object_foreach(r->env->secrets, k, v) {
-            const char *sec = json_string_value(v);
-            size_t sl = sec ? strlen(sec) : 0;
-            if (sl < 4)
-                continue;
-            char *hit;
-            while ((hit = strstr(b.data, sec)) != NULL) {
-                size_t off = (size_t)(hit - b.data);
-                struct buf nb = BUF_INIT;
-                buf_append(&nb, b.data, off);
-                buf_puts(&nb, "***");
-                buf_puts(&nb, hit + sl);
-                buf_release(&b);
-                b = nb;
-            }
+    json_t *e;
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, e) {
+            if (scan_value(e, names) < 0)
+                return -1;
         }
-    return buf_detach(&b, NULL);
+    }
+    if (json_is_object(v)) {
+        json_object_foreach(v, k, e) {
+            if (scan_value(e, names) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* The context for a step's header (and marked body) templates: the item's, plus
+ * "secrets" holding only the names the step uses, resolved for the tenant. NULL after
+ * failing the item (SecretNotFound names the secret, never a value). */
+static json_t *secret_ctx(struct run *r, struct pstate *p, size_t k, int64_t start)
+{
+    const struct step_def *s = &r->w->steps[k];
+    char msg[300];
+    json_t *names = json_array(), *sec = json_object(), *n;
+    size_t i;
+    int bad = (s->headers && scan_value(s->headers, names) < 0) ||
+              (s->secret_body && s->body && scan_value(s->body, names) < 0);
+    if (bad) {
+        json_decref(names);
+        json_decref(sec);
+        step_error(r, p, k, start, SLUICE_E_TEMPLATE_ERROR, NULL,
+                   "only single secrets can be named, as {{secrets.NAME}}", NULL);
+        return NULL;
+    }
+    json_array_foreach(names, i, n) {
+        const char *name = json_string_value(n);
+        int rc = resolve_secret(r, name);
+        if (rc == 1) {
+            json_object_set(sec, name, json_object_get(r->vis, name));
+            continue;
+        }
+        if (rc < 0)
+            snprintf(msg, sizeof msg, "cannot read secret '%s': %s", name, sluice_err_message(rc));
+        else
+            snprintf(msg, sizeof msg,
+                     "secret '%s' is not defined for this tenant (PUT /v1/secrets/%s, or an "
+                     "operator secret the server lets this tenant use)", name, name);
+        step_error(r, p, k, start, rc < 0 ? rc : SLUICE_E_SECRET_NOT_FOUND, NULL, msg, NULL);
+        json_decref(names);
+        json_decref(sec);
+        return NULL;
+    }
+    json_decref(names);
+    json_t *c = json_copy(ctx_of(r, p)); /* shallow: shares data and steps */
+    json_object_set_new(c, "secrets", sec);
+    return c;
 }
 
 struct hreq {
@@ -363,8 +421,11 @@ static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *
     struct buf b = BUF_INIT;
     h->p = p;
     h->start = clock_now_ms();
-    json_t *sctx = secret_ctx(r, p);
-    int rc = template_render(s->url, sctx, 1, &b, err, sizeof err);
+    json_t *sctx = secret_ctx(r, p, k, h->start);
+    if (!sctx)
+        return -1;
+    /* The URL never sees secrets: hosts, paths and queries end up in events and logs. */
+    int rc = template_render(s->url, ctx_of(r, p), 1, &b, err, sizeof err);
     if (rc < 0)
         goto bad;
     h->url = buf_detach(&b, NULL);
@@ -388,7 +449,8 @@ static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *
         }
     if (strcmp(s->method, "GET") && strcmp(s->method, "DELETE")) {
         if (s->body) {
-            json_t *v = template_eval(s->body, ctx_of(r, p), err, sizeof err);
+            json_t *v = template_eval(s->body, s->secret_body ? sctx : ctx_of(r, p), err,
+                                      sizeof err);
             if (!v) {
                 rc = -1;
                 goto bad;
@@ -433,7 +495,7 @@ static void http_finish(struct run *r, size_t k, struct hreq *h, const struct ou
 {
     const struct step_def *s = &r->w->steps[k];
     struct pstate *p = h->p;
-    char *masked = mask_secrets(r, h->url);
+    char *masked = secmask_text(r->mask, h->url);
     char msg[600];
     json_t *extra = json_pack("{s:s,s:s,s:i,s:I,s:I,s:i}", "method", s->method, "url", masked,
                               "status", resp->status, "latencyMs", (json_int_t)resp->latency_ms,
@@ -519,6 +581,9 @@ static void run_http(struct run *r, size_t k)
         }
     }
     for (size_t i = 0; i < m; i++) {
+        /* libcurl's error text can quote what was sent: masked before any use, and
+         * before http_finish's messages truncate it (a cut rendering is not found later). */
+        secmask_inplace(r->mask, resps[i].message, sizeof resps[i].message);
         http_finish(r, k, &hs[i], &resps[i]);
         outbound_response_release(&resps[i]);
         hreq_release(&hs[i]);
@@ -531,11 +596,41 @@ static void run_http(struct run *r, size_t k)
 
 /* ---- the driver ---------------------------------------------------------------------- */
 
+static void mask_swap(char **s, char *(*fn)(const struct secmask *, const char *),
+                      const struct secmask *m)
+{
+    if (!*s)
+        return;
+    char *t = fn(m, *s);
+    free(*s);
+    *s = t;
+}
+
+/* Everything the run writes about an item passes here: any rendering of a secret value
+ * the run resolved becomes "***" (util/secmask.h). */
+static void mask_result(const struct secmask *m, struct pipeline_result *res)
+{
+    if (secmask_empty(m))
+        return;
+    mask_swap(&res->error_message, secmask_text, m);
+    mask_swap(&res->events, secmask_json, m);
+    mask_swap(&res->warnings, secmask_json, m);
+    mask_swap(&res->result, secmask_json, m);
+    for (size_t i = 0; i < res->nops; i++)
+        if (res->ops[i].data) {
+            char *t = secmask_json(m, res->ops[i].data);
+            free((char *)res->ops[i].data);
+            res->ops[i].data = t;
+            res->ops[i].data_len = strlen(t);
+        }
+}
+
 void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const char *tenant,
                   const char *job_id, enum pipeline_mode mode, const struct pipeline_item *items,
                   size_t n, struct pipeline_result *res, struct store_step_count *counts)
 {
-    struct run r = {env, w, tenant, job_id, mode, NULL, n, counts, {0}};
+    struct run r = {env, w, tenant, job_id, mode, NULL, n, counts, {0},
+                    json_object(), json_object(), secmask_new()};
     if (!job_id)
         ids_random("run_", 20, r.run_id);
     r.ps = xcalloc(n ? n : 1, sizeof *r.ps);
@@ -610,8 +705,12 @@ void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const c
             json_decref(o);
         }
         json_decref(p->ctx);
+        mask_result(r.mask, &res[i]);
     }
     free(r.ps);
+    json_decref(r.vis);
+    json_decref(r.gone);
+    secmask_free(r.mask);
 }
 
 void pipeline_result_release(struct pipeline_result *r)

@@ -34,13 +34,15 @@
 
 struct outbound;
 struct limiter;
+struct secrets;
 
 enum pipeline_mode { PIPELINE_DEFERRED, PIPELINE_IMMEDIATE, PIPELINE_VALIDATE };
 
 struct pipeline_env {
     struct store *st;
     struct outbound *ob; /* NULL: http steps fail with UpstreamUnavailable */
-    json_t *secrets;     /* object NAME -> string, borrowed; only http headers/URL see it */
+    const struct secrets *secrets; /* the operator's (engine/secrets.h), borrowed; may be
+                                    * NULL; a tenant's own come from st */
     unsigned worker;     /* for the claim event ("claimed by worker N") */
     int64_t claimed_at;  /* wall ms of the claim; 0: no claim event (synchronous runs) */
     struct limiter *limits; /* paces http steps that name limits; NULL: no pacing */

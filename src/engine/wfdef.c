@@ -4,6 +4,7 @@
 #include "engine/wfdef.h"
 
 #include "engine/limits.h"
+#include "engine/secrets.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -238,7 +239,7 @@ static int check_template_value(struct cc *c, const char *field, json_t *v)
 static int compile_http(struct cc *c, json_t *j, struct step_def *s)
 {
     static const char *const keys[] = {"name", "type", "onError", "retry", "method", "url",
-                                       "headers", "body", "timeoutMs", NULL};
+                                       "headers", "body", "timeoutMs", "secretBody", NULL};
     const char *method = "POST", *url;
     int rc;
     if ((rc = only_keys(c, j, "", keys)) < 0 || (rc = get_str(c, j, "url", 1, &url)) < 0)
@@ -277,6 +278,10 @@ static int compile_http(struct cc *c, json_t *j, struct step_def *s)
         }
         s->headers = json_incref(h);
     }
+    json_t *sb = json_object_get(j, "secretBody");
+    if (sb && !json_is_boolean(sb))
+        return fail(c, "secretBody", "secretBody must be true or false");
+    s->secret_body = json_is_true(sb);
     json_t *b = json_object_get(j, "body");
     if (b) {
         if ((rc = check_template_value(c, "body", b)) < 0)
@@ -512,6 +517,11 @@ int wfdef_compile(const char *name, int64_t version, json_t *def, struct wfdef *
         snprintf(target, targetlen, "steps");
         return -SLUICE_E_INVALID_FIELD;
     }
+    /* Secrets only where they are meant to be (engine/secrets.h): checked on the whole
+     * definition first, so a stored definition from before the rule fails to load
+     * rather than render a secret where it could leak. */
+    if (secrets_check_definition(def, err, errlen, target, targetlen) < 0)
+        return -SLUICE_E_INVALID_FIELD;
     struct wfdef *w = wfdef_new(name, json_array_size(steps));
     w->version = version;
     if (parse_limits(json_object_get(def, "limits"), &w->limits, &w->nlimits, err, errlen) < 0) {

@@ -24,8 +24,13 @@
  * (names of processing limits the step consumes: one token per request of an http
  * step, per item otherwise; see engine/limits.h). "limits" at the top: one token per
  * item of the job. At most 8 names each.
- * Secrets are referenced as {{secrets.NAME}} and resolved from server config when a
- * request is sent; definitions hold only the reference.
+ * Secrets are referenced as {{secrets.NAME}} and resolved for the job's tenant when a
+ * request is sent (the tenant's own secret, else an operator secret the tenant may use;
+ * see engine/secrets.h); definitions hold only the reference. A secret may be named
+ * only in an http step's header values, and in its "body" when the step sets
+ * "secretBody": true (that body is then sent with the secret but never recorded);
+ * anywhere else (url, map, description, ...) and {{secrets}} as a whole are refused
+ * with InvalidField and the location as target ("steps[2].url").
  *
  * Built-in workflows are definitions too: "noop" is one noop step, "C.upsert",
  * "C.patch", "C.delete" are one document step on collection C.
@@ -61,6 +66,7 @@ struct step_def {
     char *url;              /* http: template */
     json_t *headers;        /* http: object name -> template string, or NULL */
     json_t *body;           /* http: template value, NULL = the item's data */
+    int secret_body;        /* http: "secretBody": true, the body may name secrets */
     long timeout_ms;        /* http */
     char *fail_code, *fail_message; /* fail */
     char (*limits)[65];     /* limit names this step's work consumes (see limits.h) */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "util/errors.h"
+#include "util/log.h"
 #include "util/xmalloc.h"
 
 int wfload(struct store *st, const char *tenant, const char *name, int64_t version,
@@ -25,7 +26,14 @@ int wfload(struct store *st, const char *tenant, const char *name, int64_t versi
              : -SLUICE_E_INTERNAL;
     json_decref(def);
     store_workflow_release(&sw);
-    return rc < 0 ? -SLUICE_E_INTERNAL : 0; /* it compiled when it was written */
+    if (rc == -SLUICE_E_INVALID_FIELD) {
+        /* It compiled when it was written, so a rule added since (such as where secrets
+         * may appear, engine/secrets.h) refuses it: say so rather than run it. */
+        log_write(LOG_WARN, "a stored workflow breaks a rule added since it was written",
+                  "tenant", tenant, "workflow", name, "target", target, "error", err, NULL);
+        return -SLUICE_E_WORKFLOW_OUTDATED;
+    }
+    return rc < 0 ? -SLUICE_E_INTERNAL : 0;
 }
 
 #define CACHE_SLOTS 16

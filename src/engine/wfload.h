@@ -9,7 +9,8 @@
 #include "store/store.h"
 
 /* version 0 = the latest live version (or a built-in). 0 and [out] *out (free with
- * wfdef_free), -SLUICE_E_UNKNOWN_WORKFLOW, or a store error. */
+ * wfdef_free), -SLUICE_E_UNKNOWN_WORKFLOW, -SLUICE_E_WORKFLOW_OUTDATED (stored before a
+ * rule it breaks; logged), or a store error. */
 int wfload(struct store *st, const char *tenant, const char *name, int64_t version,
            struct wfdef **out);
 

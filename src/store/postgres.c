@@ -290,7 +290,20 @@ static const char *const m002[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {m001, m002};
+/* Migration 003_secrets: tenants' own secrets for {{secrets.NAME}} (never returned by
+ * the API). */
+static const char *const m003[] = {
+    "CREATE TABLE secrets("
+    "  tenant text COLLATE \"C\" NOT NULL,"
+    "  name text COLLATE \"C\" NOT NULL,"
+    "  value text NOT NULL,"
+    "  created_at bigint NOT NULL,"
+    "  updated_at bigint NOT NULL,"
+    "  PRIMARY KEY(tenant, name))",
+    NULL,
+};
+
+static const char *const *const migrations[] = {m001, m002, m003};
 
 /* ---- SQL --------------------------------------------------------------------------- */
 
@@ -307,6 +320,7 @@ static const char *const *const migrations[] = {m001, m002};
 #define WF_COLS "name, version, definition, created_at, deleted"
 #define HOOK_COLS "name, tenant, definition, created_at, updated_at"
 #define LIMIT_COLS "name, tenant, definition, created_at, updated_at"
+#define SECRET_COLS "name, tenant, value, created_at, updated_at"
 
 /* ---- connections ----------------------------------------------------------------- */
 
@@ -3542,6 +3556,7 @@ struct defs_ctx {
     struct store_workflow *wf, *wfs;
     struct store_hook *hook, *hooks;
     struct store_limit *lim, *lims;
+    struct store_secret *sec, *secs;
     size_t n;
 };
 
@@ -3560,9 +3575,15 @@ static void defs_undo(void *vctx)
         store_limit_release(x->lim);
         memset(x->lim, 0, sizeof *x->lim);
     }
+    if (x->sec) {
+        store_secret_release(x->sec);
+        memset(x->sec, 0, sizeof *x->sec);
+    }
     store_workflows_free(x->wfs, x->n);
     store_hooks_free(x->hooks, x->n);
     store_limits_free(x->lims, x->n);
+    store_secrets_free(x->secs, x->n);
+    x->secs = NULL;
     x->wfs = NULL;
     x->hooks = NULL;
     x->lims = NULL;
@@ -3958,6 +3979,132 @@ static int pg_limit_delete(void *impl, const char *tenant, const char *name)
     return run_tx(impl, limit_delete_body, NULL, &x);
 }
 
+/* ---- tenant secrets (the limits' twin: same shape, the value instead of a definition) */
+
+static void read_secret(const PGresult *r, int row, struct store_secret *l)
+{
+    memset(l, 0, sizeof *l);
+    gcopy(r, row, 0, l->name, sizeof l->name);
+    gcopy(r, row, 1, l->tenant, sizeof l->tenant);
+    l->value = gdup(r, row, 2, NULL);
+    l->created_at = gi(r, row, 3);
+    l->updated_at = gi(r, row, 4);
+}
+
+static int secret_load(struct conn *c, const char *tenant, const char *name, struct store_secret *l)
+{
+    struct prm p = {0};
+    PGresult *r;
+    p_str(&p, tenant);
+    p_str(&p, name);
+    int rc = ex(c, "SELECT " SECRET_COLS " FROM secrets WHERE tenant = $1 AND name = $2", &p, &r);
+    if (rc <= 0)
+        return rc;
+    if (l)
+        read_secret(r, 0, l);
+    PQclear(r);
+    return 1;
+}
+
+static int secret_put_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    struct prm p = {0};
+    int existed = secret_load(c, x->tenant, x->name, NULL);
+    if (existed < 0)
+        return existed;
+    p_str(&p, x->tenant);
+    p_str(&p, x->name);
+    p_str(&p, x->definition);
+    p_i64(&p, c->now);
+    int rc = ex(c,
+                "INSERT INTO secrets(tenant, name, value, created_at, updated_at) "
+                "VALUES($1, $2, $3, $4, $4) ON CONFLICT(tenant, name) DO UPDATE SET "
+                "value = excluded.value, updated_at = excluded.updated_at",
+                &p, NULL);
+    if (rc < 0)
+        return rc;
+    if (x->sec && (rc = secret_load(c, x->tenant, x->name, x->sec)) != 1)
+        return rc < 0 ? rc : -SLUICE_E_INTERNAL;
+    return existed ? 2 : 1;
+}
+
+static int pg_secret_put(void *impl, const char *tenant, const char *name, const char *value,
+                        struct store_secret *out)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name, .definition = value, .sec = out};
+    if (!tenant || !name || !value)
+        return -SLUICE_E_INVALID_PARAMETER;
+    if (out)
+        memset(out, 0, sizeof *out);
+    return run_tx(impl, secret_put_body, defs_undo, &x);
+}
+
+static int secret_get_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    return secret_load(c, x->tenant, x->name, x->sec);
+}
+
+static int pg_secret_get(void *impl, const char *tenant, const char *name, struct store_secret *out)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name, .sec = out};
+    memset(out, 0, sizeof *out);
+    return run_tx(impl, secret_get_body, defs_undo, &x);
+}
+
+static int secret_list_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    struct prm p = {0};
+    PGresult *r;
+    int rc;
+    p_str(&p, x->tenant);
+    p_str(&p, x->after_name ? x->after_name : "");
+    p_i64(&p, (int64_t)x->limit);
+    rc = ex(c,
+            "SELECT " SECRET_COLS " FROM secrets WHERE tenant = $1 AND name > $2 "
+            "ORDER BY name LIMIT $3",
+            &p, &r);
+    if (rc < 0)
+        return rc;
+    x->secs = xcalloc(x->limit ? x->limit : 1, sizeof *x->secs);
+    for (int i = 0; i < rc && x->n < x->limit; i++)
+        read_secret(r, i, &x->secs[x->n++]);
+    PQclear(r);
+    return 0;
+}
+
+static int pg_secret_list(void *impl, const char *tenant, const char *after_name, size_t limit,
+                          struct store_secret **out, size_t *n)
+{
+    struct defs_ctx x = {.tenant = tenant, .after_name = after_name, .limit = limit};
+    *out = NULL;
+    *n = 0;
+    if (!tenant)
+        return -SLUICE_E_INVALID_PARAMETER;
+    int rc = run_tx(impl, secret_list_body, defs_undo, &x);
+    *out = rc < 0 ? NULL : x.secs;
+    *n = rc < 0 ? 0 : x.n;
+    return rc;
+}
+
+static int secret_delete_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    struct prm p = {0};
+    p_str(&p, x->tenant);
+    p_str(&p, x->name);
+    int rc = ex(c, "DELETE FROM secrets WHERE tenant = $1 AND name = $2", &p, NULL);
+    return rc < 0 ? rc : rc > 0;
+}
+
+static int pg_secret_delete(void *impl, const char *tenant, const char *name)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name};
+    return run_tx(impl, secret_delete_body, NULL, &x);
+}
+
 /* ---- shared rate buckets and concurrency units ------------------------------------ */
 
 struct bucket_ctx {
@@ -4335,6 +4482,10 @@ const struct store_ops store_postgres_ops = {
     .limit_get = pg_limit_get,
     .limit_list = pg_limit_list,
     .limit_delete = pg_limit_delete,
+    .secret_put = pg_secret_put,
+    .secret_get = pg_secret_get,
+    .secret_list = pg_secret_list,
+    .secret_delete = pg_secret_delete,
     .bucket_take = pg_bucket_take,
     .bucket_block = pg_bucket_block,
     .sem_adjust = pg_sem_adjust,

@@ -297,6 +297,14 @@ static const char *const migrations[] = {
     "CREATE TABLE sems("
     "  id TEXT PRIMARY KEY,"
     "  held INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 008_secrets: tenants' own secrets for {{secrets.NAME}} (never returned by the API) */
+    "CREATE TABLE secrets("
+    "  tenant TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY(tenant, name)) WITHOUT ROWID;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */
@@ -333,6 +341,7 @@ const size_t store_sqlite_nmigrations = sizeof migrations / sizeof migrations[0]
 #define WF_COLS "name, version, definition, created_at, deleted"
 #define HOOK_COLS "name, tenant, definition, created_at, updated_at"
 #define LIMIT_COLS "name, tenant, definition, created_at, updated_at"
+#define SECRET_COLS "name, tenant, value, created_at, updated_at"
 
 enum qid {
     Q_BEGIN,
@@ -409,6 +418,10 @@ enum qid {
     Q_LIMIT_LIST,
     Q_LIMIT_LIST_ALL,
     Q_LIMIT_DELETE,
+    Q_SECRET_PUT,
+    Q_SECRET_GET,
+    Q_SECRET_LIST,
+    Q_SECRET_DELETE,
     Q_BUCKET_GET,
     Q_SEM_GET,
     Q_SEM_PUT,
@@ -593,6 +606,13 @@ static const char *const sql_text[Q__COUNT] = {
                      "ORDER BY name LIMIT ?3",
     [Q_LIMIT_LIST_ALL] = "SELECT " LIMIT_COLS " FROM limits ORDER BY tenant, name LIMIT ?3",
     [Q_LIMIT_DELETE] = "DELETE FROM limits WHERE tenant = ?1 AND name = ?2",
+    [Q_SECRET_PUT] = "INSERT INTO secrets(tenant, name, value, created_at, updated_at) "
+                    "VALUES(?1, ?2, ?3, ?4, ?4) ON CONFLICT(tenant, name) DO UPDATE SET "
+                    "value = excluded.value, updated_at = excluded.updated_at",
+    [Q_SECRET_GET] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant = ?1 AND name = ?2",
+    [Q_SECRET_LIST] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant = ?1 AND name > ?2 "
+                     "ORDER BY name LIMIT ?3",
+    [Q_SECRET_DELETE] = "DELETE FROM secrets WHERE tenant = ?1 AND name = ?2",
     [Q_BUCKET_GET] = "SELECT tat, epoch FROM buckets WHERE id = ?1",
     [Q_SEM_GET] = "SELECT held FROM sems WHERE id = ?1",
     [Q_SEM_PUT] = "INSERT INTO sems(id, held) VALUES(?1, ?2) "
@@ -3293,6 +3313,7 @@ struct defs_ctx {
     struct store_workflow *wf, *wfs;
     struct store_hook *hook, *hooks;
     struct store_limit *lim, *lims;
+    struct store_secret *sec, *secs;
     size_t n;
 };
 
@@ -3321,6 +3342,10 @@ static void defs_undo(void *vctx)
         store_limit_release(x->lim);
     store_limits_free(x->lims, x->n);
     x->lims = NULL;
+    if (x->sec)
+        store_secret_release(x->sec);
+    store_secrets_free(x->secs, x->n);
+    x->secs = NULL;
     x->n = 0;
 }
 
@@ -3696,6 +3721,134 @@ static int sq_limit_delete(void *impl, const char *tenant, const char *name)
     return run_tx(impl, TX_WRITE, limit_delete_body, NULL, &x);
 }
 
+/* ---- tenant secrets (the limits' twin: same shape, the value instead of a definition) */
+
+static void read_secret(sqlite3_stmt *s, struct store_secret *l)
+{
+    memset(l, 0, sizeof *l);
+    col_copy(s, 0, l->name, sizeof l->name);
+    col_copy(s, 1, l->tenant, sizeof l->tenant);
+    l->value = col_dup(s, 2, NULL);
+    l->created_at = sqlite3_column_int64(s, 3);
+    l->updated_at = sqlite3_column_int64(s, 4);
+}
+
+/* 1 found ([out] l unless NULL), 0 not found. */
+static int secret_load(struct conn *c, const char *tenant, const char *name, struct store_secret *l)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_SECRET_GET, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, tenant);
+    bind_str(s, 2, name);
+    rc = step(s);
+    if (rc == 1 && l)
+        read_secret(s, l);
+    sqlite3_reset(s);
+    return rc;
+}
+
+static int secret_put_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int existed = secret_load(c, x->tenant, x->name, NULL);
+    if (existed < 0)
+        return existed;
+    int rc = q(c, Q_SECRET_PUT, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->name);
+    bind_str(s, 3, x->definition);
+    sqlite3_bind_int64(s, 4, clock_now_ms());
+    if ((rc = step(s)) < 0)
+        return rc;
+    if (x->sec && (rc = secret_load(c, x->tenant, x->name, x->sec)) != 1)
+        return rc < 0 ? rc : -SLUICE_E_INTERNAL;
+    return existed ? 2 : 1;
+}
+
+static int sq_secret_put(void *impl, const char *tenant, const char *name, const char *value,
+                        struct store_secret *out)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name, .definition = value, .sec = out};
+    if (!tenant || !name || !value)
+        return -SLUICE_E_INVALID_PARAMETER;
+    return run_tx(impl, TX_WRITE, secret_put_body, defs_undo, &x);
+}
+
+static int secret_get_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    return secret_load(c, x->tenant, x->name, x->sec);
+}
+
+static int sq_secret_get(void *impl, const char *tenant, const char *name, struct store_secret *out)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name, .sec = out};
+    return run_tx(impl, TX_READ, secret_get_body, defs_undo, &x);
+}
+
+static int secret_list_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_SECRET_LIST, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->after_name ? x->after_name : "");
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)x->limit);
+    x->secs = xcalloc(x->limit ? x->limit : 1, sizeof *x->secs);
+    x->n = 0;
+    while (x->n < x->limit && (rc = step(s)) == 1)
+        read_secret(s, &x->secs[x->n++]);
+    sqlite3_reset(s);
+    if (rc < 0) {
+        store_secrets_free(x->secs, x->n);
+        x->secs = NULL;
+        x->n = 0;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static int sq_secret_list(void *impl, const char *tenant, const char *after_name, size_t limit,
+                          struct store_secret **out, size_t *n)
+{
+    struct defs_ctx x = {.tenant = tenant, .after_name = after_name, .limit = limit};
+    *out = NULL;
+    *n = 0;
+    if (!tenant)
+        return -SLUICE_E_INVALID_PARAMETER;
+    int rc = run_tx(impl, TX_READ, secret_list_body, defs_undo, &x);
+    *out = rc < 0 ? NULL : x.secs;
+    *n = rc < 0 ? 0 : x.n;
+    x.secs = NULL;
+    return rc;
+}
+
+static int secret_delete_body(struct conn *c, void *vctx)
+{
+    struct defs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = q(c, Q_SECRET_DELETE, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, x->tenant);
+    bind_str(s, 2, x->name);
+    rc = step(s);
+    sqlite3_reset(s);
+    return rc < 0 ? rc : sqlite3_changes(c->db) > 0;
+}
+
+static int sq_secret_delete(void *impl, const char *tenant, const char *name)
+{
+    struct defs_ctx x = {.tenant = tenant, .name = name};
+    return run_tx(impl, TX_WRITE, secret_delete_body, NULL, &x);
+}
+
 /* ---- shared rate buckets -------------------------------------------------------------- */
 
 struct bucket_ctx {
@@ -4066,6 +4219,10 @@ const struct store_ops store_sqlite_ops = {
     .limit_get = sq_limit_get,
     .limit_list = sq_limit_list,
     .limit_delete = sq_limit_delete,
+    .secret_put = sq_secret_put,
+    .secret_get = sq_secret_get,
+    .secret_list = sq_secret_list,
+    .secret_delete = sq_secret_delete,
     .bucket_take = sq_bucket_take,
     .bucket_block = sq_bucket_block,
     .sem_adjust = sq_sem_adjust,

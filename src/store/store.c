@@ -499,6 +499,33 @@ int store_limit_delete(struct store *st, const char *tenant, const char *name)
     return st->ops->limit_delete(st->impl, tenant, name);
 }
 
+int store_secret_put(struct store *st, const char *tenant, const char *name, const char *value,
+                     struct store_secret *out)
+{
+    FAULT_POINT(st);
+    return st->ops->secret_put(st->impl, tenant, name, value, out);
+}
+
+int store_secret_get(struct store *st, const char *tenant, const char *name,
+                     struct store_secret *out)
+{
+    FAULT_POINT(st);
+    return st->ops->secret_get(st->impl, tenant, name, out);
+}
+
+int store_secret_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
+                      struct store_secret **out, size_t *n)
+{
+    FAULT_POINT(st);
+    return st->ops->secret_list(st->impl, tenant, after_name, limit, out, n);
+}
+
+int store_secret_delete(struct store *st, const char *tenant, const char *name)
+{
+    FAULT_POINT(st);
+    return st->ops->secret_delete(st->impl, tenant, name);
+}
+
 int store_bucket_take(struct store *st, const char *id, double interval_ms, double tolerance_ms,
                       int64_t n, struct store_bucket_lease *out)
 {
@@ -661,6 +688,23 @@ void store_limits_free(struct store_limit *l, size_t n)
     for (size_t i = 0; l && i < n; i++)
         store_limit_release(&l[i]);
     free(l);
+}
+
+void store_secret_release(struct store_secret *s)
+{
+    if (!s)
+        return;
+    if (s->value)
+        memset(s->value, 0, strlen(s->value));
+    free(s->value);
+    s->value = NULL;
+}
+
+void store_secrets_free(struct store_secret *s, size_t n)
+{
+    for (size_t i = 0; s && i < n; i++)
+        store_secret_release(&s[i]);
+    free(s);
 }
 
 /* ---- names ----------------------------------------------------------------------- */

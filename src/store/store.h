@@ -236,6 +236,16 @@ struct store_limit {
     int64_t created_at, updated_at;
 };
 
+/* A tenant's own secret, the value of {{secrets.NAME}} in its http header templates
+ * (PUT /v1/secrets/{name}). Kept parallel to store_limit: the later unification of
+ * tenant-owned definitions folds both into one. The API never returns the value. */
+struct store_secret {
+    char name[STORE_NAME_MAX];
+    char tenant[STORE_NAME_MAX];
+    char *value;         /* heap; store_secret_release() wipes it */
+    int64_t created_at, updated_at;
+};
+
 struct store_doc {
     char *ref;          /* heap */
     char *data;         /* heap raw JSON; NULL for a deleted document */
@@ -445,6 +455,12 @@ struct store_ops {
     int (*limit_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
                       struct store_limit **out, size_t *n);
     int (*limit_delete)(void *impl, const char *tenant, const char *name);
+    int (*secret_put)(void *impl, const char *tenant, const char *name, const char *value,
+                      struct store_secret *out);
+    int (*secret_get)(void *impl, const char *tenant, const char *name, struct store_secret *out);
+    int (*secret_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
+                       struct store_secret **out, size_t *n);
+    int (*secret_delete)(void *impl, const char *tenant, const char *name);
     int (*bucket_take)(void *impl, const char *id, double interval_ms, double tolerance_ms,
                        int64_t n, struct store_bucket_lease *out);
     int (*bucket_block)(void *impl, const char *id, int64_t until_ms);
@@ -724,6 +740,22 @@ int store_limit_list(struct store *st, const char *tenant, const char *after_nam
 /* 1 deleted, 0 not found. */
 int store_limit_delete(struct store *st, const char *tenant, const char *name);
 
+/* ---- tenant secrets (tenant-scoped, write-only through the API) ----------------------- */
+
+/* Creates (1) or replaces (2) the tenant's secret name. [out] out may be NULL. */
+int store_secret_put(struct store *st, const char *tenant, const char *name, const char *value,
+                     struct store_secret *out);
+/* 1 found, 0 not found (another tenant's secret of that name is not found). Release with
+ * store_secret_release(). */
+int store_secret_get(struct store *st, const char *tenant, const char *name,
+                     struct store_secret *out);
+/* The tenant's secrets ordered by name, name > after_name (NULL: from the start); tenant
+ * is required (-SLUICE_E_INVALID_PARAMETER when NULL). Free with store_secrets_free(). */
+int store_secret_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
+                      struct store_secret **out, size_t *n);
+/* 1 deleted, 0 not found. */
+int store_secret_delete(struct store *st, const char *tenant, const char *name);
+
 /* ---- shared rate buckets (processing limits that hold across nodes) ---------------
  *
  * A GCRA bucket kept in the store, so that every node sharing it draws its slots from
@@ -789,6 +821,8 @@ void store_hooks_free(struct store_hook *h, size_t n);
 void store_deliveries_free(struct store_delivery *d, size_t n);
 void store_limit_release(struct store_limit *l);
 void store_limits_free(struct store_limit *l, size_t n);
+void store_secret_release(struct store_secret *s);
+void store_secrets_free(struct store_secret *s, size_t n);
 /* "Pending", "Delivered", "Abandoned"; NULL for unknown. */
 const char *store_delivery_state_name(int state);
 

@@ -46,6 +46,10 @@
     X(UPSTREAM_ERROR, 502, "UpstreamError", "the upstream answered with an error status")          \
     X(UPSTREAM_UNAVAILABLE, 504, "UpstreamUnavailable", "the upstream could not be reached")       \
     X(TARGET_NOT_ALLOWED, 422, "TargetNotAllowed", "the outbound target is not allowed")         \
+    X(SECRET_NOT_FOUND, 422, "SecretNotFound",                                                     \
+      "a secret the workflow names is not defined for this tenant")                                 \
+    X(WORKFLOW_OUTDATED, 422, "WorkflowOutdated",                                                  \
+      "the stored workflow breaks a rule added since it was written; write it again")              \
     X(IDEMPOTENCY_KEY_REUSED, 422, "IdempotencyKeyReused",                                         \
       "the Idempotency-Key was used with a different request")
 

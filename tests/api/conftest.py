@@ -481,7 +481,8 @@ import sys as _sys
 _sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from upstream import Upstream  # noqa: E402
 
-# The secret every wf_server knows as {{secrets.shop}} (SLUICE_SECRET_shop).
+# The secret every wf_server knows as {{secrets.shop}} (SLUICE_SECRET_shop), usable by
+# the wfc tenants ("wft-...") and acme (SLUICE_SECRET_shop_TENANTS).
 SHOP_SECRET = "shop-s3cr3t-Zq81xK"
 
 
@@ -543,9 +544,10 @@ def upstream():
 @pytest.fixture(scope="session")
 def wf_server():
     """A server whose http steps may call loopback (--outbound-allow 127.0.0.1/32) and
-    that knows {{secrets.shop}} = SHOP_SECRET."""
+    that lets acme and the wfc tenants use {{secrets.shop}} = SHOP_SECRET."""
     srv = Server(args=["--outbound-allow", "127.0.0.1/32"],
-                 env={"SLUICE_SECRET_shop": SHOP_SECRET})
+                 env={"SLUICE_SECRET_shop": SHOP_SECRET,
+                      "SLUICE_SECRET_shop_TENANTS": "acme,wft-*"})
     srv.key_a = srv.create_key("acme")
     srv.start()
     yield srv

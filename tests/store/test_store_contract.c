@@ -1849,6 +1849,53 @@ TEST(limits_crud)
     store_limit_release(&l);
 }
 
+/* Tenant secrets: the limits' shape, with a value; tenant-scoped; values with characters
+ * that SQL or JSON treat specially come back byte for byte. */
+TEST(secrets_crud)
+{
+    char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX];
+    struct store_secret sc, *ss;
+    size_t n;
+    const char *odd = "a b/c+d\"e\\f\xc3\xa9&=?#%'; --";
+    new_tenant(tenant, "sec");
+    new_tenant(other, "sec-other");
+    CHECK_EQ_INT(store_secret_get(st, tenant, "tok", &sc), 0);
+    CHECK_EQ_INT(store_secret_put(st, tenant, "tok", odd, &sc), 1);
+    CHECK_EQ_STR(sc.name, "tok");
+    CHECK_EQ_STR(sc.tenant, tenant);
+    CHECK_EQ_STR(sc.value, odd);
+    CHECK(sc.created_at > 0 && sc.updated_at == sc.created_at);
+    int64_t created = sc.created_at;
+    store_secret_release(&sc);
+    CHECK(sc.value == NULL);
+    CHECK_EQ_INT(store_secret_put(st, tenant, "tok", "v2", NULL), 2);
+    CHECK_EQ_INT(store_secret_put(st, tenant, "aaa", "v1", NULL), 1);
+    CHECK_EQ_INT(store_secret_get(st, other, "tok", &sc), 0); /* not visible to another */
+    CHECK_EQ_INT(store_secret_put(st, other, "tok", "theirs", NULL), 1);
+    CHECK_EQ_INT(store_secret_get(st, tenant, "tok", &sc), 1);
+    CHECK_EQ_STR(sc.value, "v2");
+    CHECK(sc.created_at == created && sc.updated_at >= created);
+    store_secret_release(&sc);
+    CHECK_EQ_INT(store_secret_list(st, tenant, NULL, 10, &ss, &n), 0);
+    CHECK_EQ_INT((int)n, 2);
+    CHECK_EQ_STR(ss[0].name, "aaa");
+    CHECK_EQ_STR(ss[1].name, "tok");
+    store_secrets_free(ss, n);
+    CHECK_EQ_INT(store_secret_list(st, tenant, "aaa", 10, &ss, &n), 0);
+    CHECK_EQ_INT((int)n, 1);
+    CHECK_EQ_STR(ss[0].name, "tok");
+    store_secrets_free(ss, n);
+    CHECK_EQ_INT(store_secret_list(st, tenant, NULL, 1, &ss, &n), 0);
+    CHECK_EQ_INT((int)n, 1);
+    store_secrets_free(ss, n);
+    CHECK(store_secret_list(st, NULL, NULL, 10, &ss, &n) < 0);
+    CHECK_EQ_INT(store_secret_delete(st, tenant, "tok"), 1);
+    CHECK_EQ_INT(store_secret_delete(st, tenant, "tok"), 0);
+    CHECK_EQ_INT(store_secret_get(st, other, "tok", &sc), 1); /* other tenant's stays */
+    CHECK_EQ_STR(sc.value, "theirs");
+    store_secret_release(&sc);
+}
+
 TEST(job_commit_idem_key)
 {
     char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX];
@@ -3141,6 +3188,7 @@ int main(void)
     RUN(claim_gate_shortens_and_passes_over);
     RUN(claim_active_job_cap);
     RUN(limits_crud);
+    RUN(secrets_crud);
     RUN(item_list_filters_step_code);
     RUN(workflows_versions_delete_list);
     RUN(hooks_global_names);
