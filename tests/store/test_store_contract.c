@@ -1327,6 +1327,73 @@ TEST(item_list_filters_paging)
 
 /* ---- documents ------------------------------------------------------------------- */
 
+/* max_doc_bytes bounds what a write leaves behind: an upsert's body and, above all, a
+ * patch's merged result (each patch small, the document growing), both through
+ * store_doc_write and through a job's doc ops; a refused write changes nothing. */
+TEST(docs_size_limit)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
+    struct store_options opt;
+    struct store *s2 = NULL;
+    struct store_doc d;
+    struct store_claim c;
+    struct store_item it;
+    store_options_default(&opt);
+    CHECK_EQ_INT(opt.max_doc_bytes, 1 << 20);
+    opt.max_doc_bytes = 40;
+    CHECK_EQ_INT(store_open(store_url, &opt, &s2), 0);
+    new_tenant(tenant, "docsize");
+    const char *fits = "{\"a\":\"0123456789012345678901234567\"}"; /* 36 bytes */
+    CHECK_EQ_INT(store_doc_write(s2, tenant, "c", "k", STORE_OP_UPSERT, fits, strlen(fits), -1,
+                                 NULL, NULL),
+                 0);
+    const char *big = "{\"a\":\"01234567890123456789012345678901234\"}"; /* 43 bytes */
+    CHECK_EQ_INT(store_doc_write(s2, tenant, "c", "k", STORE_OP_UPSERT, big, strlen(big), -1, NULL,
+                                 NULL),
+                 -SLUICE_E_ITEM_TOO_LARGE);
+    /* each patch is small; the merged document is not */
+    CHECK_EQ_INT(store_doc_write(s2, tenant, "c", "k", STORE_OP_PATCH, "{\"b\":\"xyz\"}", 11, -1,
+                                 NULL, NULL),
+                 -SLUICE_E_ITEM_TOO_LARGE);
+    CHECK_EQ_INT(store_doc_get(s2, tenant, "c", "k", &d), 1);
+    CHECK_EQ_STR(d.data, fits);
+    CHECK_EQ_INT(d.version, 1);
+    store_doc_release(&d);
+    /* a patch that shrinks it is fine */
+    CHECK_EQ_INT(store_doc_write(s2, tenant, "c", "k", STORE_OP_PATCH, "{\"a\":null,\"b\":1}", 16,
+                                 -1, NULL, NULL),
+                 0);
+    CHECK_EQ_INT(store_doc_get(s2, tenant, "c", "k", &d), 1);
+    CHECK_EQ_STR(d.data, "{\"b\":1}");
+    store_doc_release(&d);
+
+    /* through a job: the op fails the item with ItemTooLarge, the document stays */
+    CHECK_EQ_INT(submit_refs(tenant, id, "k"), 0);
+    CHECK_EQ_INT(claim(s2, 10, 60000, 3, &c), 1);
+    const char *grow = "{\"c\":\"0123456789012345678901234567890123456789\"}";
+    struct store_doc_op op = {.op = STORE_OP_PATCH,
+                              .collection = "c",
+                              .data = grow,
+                              .data_len = strlen(grow),
+                              .step = "grow"};
+    struct store_outcome o = {.index = 0, .status = ITEM_SUCCEEDED, .ops = &op, .nops = 1};
+    CHECK_EQ_INT(store_complete(s2, &c, &o, 1, NULL, 0), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(op.error, -SLUICE_E_ITEM_TOO_LARGE);
+    CHECK_EQ_INT(o.status, ITEM_FAILED);
+    CHECK_EQ_STR(o.error_code, "ItemTooLarge");
+    CHECK_EQ_INT(store_item_get(s2, tenant, id, 0, &it), 1);
+    CHECK_EQ_INT(it.status, ITEM_FAILED);
+    CHECK_EQ_STR(it.error_code, "ItemTooLarge");
+    CHECK_EQ_STR(it.failed_step, "grow");
+    CHECK(strstr(it.events, "larger than 40 bytes") != NULL);
+    store_item_release(&it);
+    CHECK_EQ_INT(store_doc_get(s2, tenant, "c", "k", &d), 1);
+    CHECK_EQ_STR(d.data, "{\"b\":1}");
+    store_doc_release(&d);
+    store_close(s2);
+}
+
 TEST(docs_write_if_match_tombstones_list)
 {
     char tenant[STORE_NAME_MAX];
@@ -3134,6 +3201,7 @@ int main(void)
     RUN(delete_job);
     RUN(item_list_filters_paging);
     RUN(docs_write_if_match_tombstones_list);
+    RUN(docs_size_limit);
     RUN(completion_multi_ops);
     RUN(step_counts);
     RUN(job_commit_idem_key);
