@@ -145,6 +145,10 @@ static void write_doc(struct request *req, enum store_op op)
                      req_param(req, "ref"), req_param(req, "collection"));
     else if (rc == -SLUICE_E_PRECONDITION_FAILED)
         reply_error(req, rc, "If-Match", NULL);
+    else if (rc == -SLUICE_E_ITEM_TOO_LARGE)
+        reply_errorf(req, rc, NULL, "documents are limited to %zu bytes; the %s would pass it",
+                     api_of(req)->cfg.limits.max_item_bytes,
+                     op == STORE_OP_PATCH ? "merged document" : "document");
     else if (rc < 0)
         reply_error(req, rc, NULL, NULL);
     else if (op == STORE_OP_DELETE)

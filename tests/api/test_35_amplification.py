@@ -138,7 +138,8 @@ def test_two_patches_cannot_grow_a_document_past_the_limit(c):
     r = c.patch(doc_url(col, "k"), json={"a": "x" * 600000})
     assert r.status_code == 200 and r.json()["version"] == 2, r.text
     r = c.patch(doc_url(col, "k"), json={"b": "y" * 600000})  # merged: 1.2 MB
-    assert_error(r, 413, "ItemTooLarge")
+    err = assert_error(r, 413, "ItemTooLarge")
+    assert "merged document" in err["message"], err
     d = c.get(doc_url(col, "k")).json()
     assert d["version"] == 2 and set(d["data"]) == {"n", "a"}, d["version"]
     # a patch that keeps it within the limit still works
