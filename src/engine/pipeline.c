@@ -203,8 +203,8 @@ static void run_map(struct run *r, struct pstate *p, size_t k)
 {
     char err[256], where[64];
     int64_t start = clock_now_ms();
-    int rc = map_apply_within(r->w->steps[k].map, ctx_of(r, p), max_item_bytes, where,
-                              sizeof where, err, sizeof err);
+    int rc = map_apply_within(r->w->steps[k].map, ctx_of(r, p), max_item_bytes, where, sizeof where,
+                              err, sizeof err);
     if (rc == -SLUICE_E_ITEM_TOO_LARGE) {
         too_large(r, p, k, start, where, err);
         return;
@@ -501,9 +501,11 @@ static void http_finish(struct run *r, size_t k, struct hreq *h, const struct ou
         size_t room = kept > max_item_bytes ? 0 : max_item_bytes - kept;
         if (template_json_len(out, room) > room) {
             json_decref(out);
-            snprintf(msg, sizeof msg, "%s %s answered %d with %zu body bytes%s: the outputs "
-                     "kept would pass %zu bytes", s->method, masked, resp->status,
-                     resp->body_len, resp->body_truncated ? " (cut)" : "", max_item_bytes);
+            snprintf(msg, sizeof msg,
+                     "%s %s answered %d with %zu body bytes%s: the outputs "
+                     "kept would pass %zu bytes",
+                     s->method, masked, resp->status, resp->body_len,
+                     resp->body_truncated ? " (cut)" : "", max_item_bytes);
             char target[200];
             snprintf(target, sizeof target, "steps.%s.response.body", s->name);
             json_object_set_new(extra, "target", json_string(target));

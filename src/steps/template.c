@@ -203,10 +203,9 @@ static int json_len(json_t *v, size_t *acc, size_t cap)
     case JSON_STRING:
         return str_len(json_string_value(v), json_string_length(v), acc, cap);
     case JSON_INTEGER:
-        return add_len(acc,
-                       (size_t)snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT,
-                                        json_integer_value(v)),
-                       cap);
+        return add_len(
+            acc, (size_t)snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(v)),
+            cap);
     case JSON_REAL:
         return add_len(acc, fmt_real(json_real_value(v), tmp), cap);
     case JSON_TRUE:
@@ -513,8 +512,8 @@ static int single_placeholder(const char *s, size_t n, const char **p, size_t *l
 /* Sets *out to a new reference; 0, -SLUICE_E_TEMPLATE_ERROR or -SLUICE_E_ITEM_TOO_LARGE.
  * The budget is charged before each piece is built: member keys and punctuation as
  * JSON text would have them, so what is charged bounds the value's compact text. */
-static int eval(json_t *tpl, json_t *ctx, size_t *budget, struct buf *loc, json_t **out,
-                char *err, size_t errlen)
+static int eval(json_t *tpl, json_t *ctx, size_t *budget, struct buf *loc, json_t **out, char *err,
+                size_t errlen)
 {
     const char *key, *p;
     size_t key_len, i, len, mark = loc->len;

@@ -83,9 +83,9 @@ json_t *template_eval(json_t *tpl, json_t *ctx, char *err, size_t errlen);
 int template_eval_within(json_t *tpl, json_t *ctx, size_t *budget, json_t **out, char *err,
                          size_t errlen);
 
-/* The length of v's compact JSON text as template_put_json() writes it, or cap + 1 as soon as it is known to pass
- * cap (cap SIZE_MAX counts as SIZE_MAX - 1). Walks no more of v than that, allocates
- * nothing; v NULL is 0. */
+/* The length of v's compact JSON text as template_put_json() writes it, or cap + 1 as
+ * soon as it is known to pass cap (cap SIZE_MAX counts as SIZE_MAX - 1). Walks no more
+ * of v than that, allocates nothing; v NULL is 0. */
 size_t template_json_len(json_t *v, size_t cap);
 
 /* Appends v (borrowed) to b as compact JSON text, the way templates render numbers,

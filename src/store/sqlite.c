@@ -3000,8 +3000,8 @@ static int apply_ops(struct conn *c, const struct jobrow *r, const struct store_
             if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
                 snprintf(msg, cap, "%s/%s does not exist", coll, ref);
             else if (rc == -SLUICE_E_ITEM_TOO_LARGE)
-                snprintf(msg, cap, "%s/%s would be larger than %zu bytes after the %s", coll,
-                         ref, c->max_doc_bytes, op->op == STORE_OP_PATCH ? "patch" : "upsert");
+                snprintf(msg, cap, "%s/%s would be larger than %zu bytes after the %s", coll, ref,
+                         c->max_doc_bytes, op->op == STORE_OP_PATCH ? "patch" : "upsert");
             else
                 snprintf(msg, cap, "%s/%s: data cannot be applied as %s", coll, ref,
                          op->op == STORE_OP_PATCH ? "a merge patch" : "a document");

@@ -668,8 +668,9 @@ int store_doc_get(struct store *st, const char *tenant, const char *collection, 
  * and of concurrent create-only writes of one ref exactly one succeeds). PATCH/DELETE
  * of a missing document: -SLUICE_E_DOCUMENT_NOT_FOUND. A document that would be larger
  * than store_options.max_doc_bytes after the change (an upsert's body, a patch's
- * merged result): -SLUICE_E_ITEM_TOO_LARGE, nothing written. [out] out: the document after (may be NULL), created:
- * 1 when it did not exist before (may be NULL). */
+ * merged result): -SLUICE_E_ITEM_TOO_LARGE, nothing written.
+ * [out] out: the document after (may be NULL), created: 1 when it did not exist before
+ * (may be NULL). */
 int store_doc_write(struct store *st, const char *tenant, const char *collection, const char *ref,
                     enum store_op op, const char *data, size_t data_len, int64_t if_match,
                     struct store_doc *out, int *created);

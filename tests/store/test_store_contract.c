@@ -1344,13 +1344,13 @@ TEST(docs_size_limit)
     CHECK_EQ_INT(store_open(store_url, &opt, &s2), 0);
     new_tenant(tenant, "docsize");
     const char *fits = "{\"a\":\"0123456789012345678901234567\"}"; /* 36 bytes */
-    CHECK_EQ_INT(store_doc_write(s2, tenant, "c", "k", STORE_OP_UPSERT, fits, strlen(fits), -1,
-                                 NULL, NULL),
-                 0);
+    CHECK_EQ_INT(
+        store_doc_write(s2, tenant, "c", "k", STORE_OP_UPSERT, fits, strlen(fits), -1, NULL, NULL),
+        0);
     const char *big = "{\"a\":\"01234567890123456789012345678901234\"}"; /* 43 bytes */
-    CHECK_EQ_INT(store_doc_write(s2, tenant, "c", "k", STORE_OP_UPSERT, big, strlen(big), -1, NULL,
-                                 NULL),
-                 -SLUICE_E_ITEM_TOO_LARGE);
+    CHECK_EQ_INT(
+        store_doc_write(s2, tenant, "c", "k", STORE_OP_UPSERT, big, strlen(big), -1, NULL, NULL),
+        -SLUICE_E_ITEM_TOO_LARGE);
     /* each patch is small; the merged document is not */
     CHECK_EQ_INT(store_doc_write(s2, tenant, "c", "k", STORE_OP_PATCH, "{\"b\":\"xyz\"}", 11, -1,
                                  NULL, NULL),

@@ -949,8 +949,18 @@ TEST(map_compile_errors_with_where)
 /* template_json_len is the length template_put_json writes, and stops at its cap. */
 TEST(template_json_len_bounds)
 {
-    const char *vals[] = {"1", "-17", "2.5", "1e300", "true", "false", "null", "\"a\\\"b\\n\\u0001\"",
-                          "[]", "{}", "[1,[2,{}],\"x\"]", "{\"a\":{\"b\":[1,2]},\"c\":\"\\u00e9\"}"};
+    const char *vals[] = {"1",
+                          "-17",
+                          "2.5",
+                          "1e300",
+                          "true",
+                          "false",
+                          "null",
+                          "\"a\\\"b\\n\\u0001\"",
+                          "[]",
+                          "{}",
+                          "[1,[2,{}],\"x\"]",
+                          "{\"a\":{\"b\":[1,2]},\"c\":\"\\u00e9\"}"};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
         json_t *v = J(vals[i]);
         struct buf b = BUF_INIT;
@@ -1123,7 +1133,8 @@ TEST(map_compile_caps_ops)
     for (int i = 0; i <= MAP_MAX_OPS; i++)
         buf_printf(&spec, "%s{\"op\":\"remove\",\"path\":\"a\"}", i ? "," : "");
     buf_puts(&spec, "]}");
-    CHECK_EQ_STR(map_compile_error(spec.data), "ops: a map step has at most 64 ops, this one has 65");
+    CHECK_EQ_STR(map_compile_error(spec.data),
+                 "ops: a map step has at most 64 ops, this one has 65");
     /* exactly the cap is fine */
     spec.len = 0;
     buf_puts(&spec, "{\"ops\": [");
