@@ -1327,6 +1327,58 @@ TEST(item_list_filters_paging)
 
 /* ---- documents ------------------------------------------------------------------- */
 
+/* if_match 0 is create-only (If-None-Match: *): of writers racing to create one ref,
+ * exactly one succeeds and the others get PreconditionFailed, on a missing ref and on
+ * a deleted one (a tombstone) alike. */
+struct create_race {
+    const char *tenant, *ref;
+    pthread_barrier_t *go;
+    int rc;
+};
+
+static void *create_only(void *arg)
+{
+    struct create_race *x = arg;
+    pthread_barrier_wait(x->go);
+    x->rc = store_doc_write(st, x->tenant, "c", x->ref, STORE_OP_UPSERT, "{}", 2, 0, NULL, NULL);
+    return NULL;
+}
+
+TEST(docs_create_only_race)
+{
+    enum { N = 8 };
+    char tenant[STORE_NAME_MAX];
+    struct store_doc d;
+    new_tenant(tenant, "race");
+    CHECK_EQ_INT(store_doc_write(st, tenant, "c", "gone", STORE_OP_UPSERT, "[]", 2, -1, NULL, NULL),
+                 0);
+    CHECK_EQ_INT(store_doc_write(st, tenant, "c", "gone", STORE_OP_DELETE, NULL, 0, -1, NULL, NULL),
+                 0);
+    const char *refs[] = {"new", "gone"};
+    for (int r = 0; r < 2; r++) {
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, N);
+        struct create_race x[N];
+        pthread_t th[N];
+        for (int i = 0; i < N; i++) {
+            x[i] = (struct create_race){tenant, refs[r], &go, 1};
+            pthread_create(&th[i], NULL, create_only, &x[i]);
+        }
+        int won = 0, lost = 0;
+        for (int i = 0; i < N; i++) {
+            pthread_join(th[i], NULL);
+            won += x[i].rc == 0;
+            lost += x[i].rc == -SLUICE_E_PRECONDITION_FAILED;
+        }
+        pthread_barrier_destroy(&go);
+        CHECK_EQ_INT(won, 1);
+        CHECK_EQ_INT(lost, N - 1);
+        CHECK_EQ_INT(store_doc_get(st, tenant, "c", refs[r], &d), 1);
+        CHECK_EQ_INT(d.version, r == 0 ? 1 : 3);
+        store_doc_release(&d);
+    }
+}
+
 /* max_doc_bytes bounds what a write leaves behind: an upsert's body and, above all, a
  * patch's merged result (each patch small, the document growing), both through
  * store_doc_write and through a job's doc ops; a refused write changes nothing. */
@@ -3202,6 +3254,7 @@ int main(void)
     RUN(item_list_filters_paging);
     RUN(docs_write_if_match_tombstones_list);
     RUN(docs_size_limit);
+    RUN(docs_create_only_race);
     RUN(completion_multi_ops);
     RUN(step_counts);
     RUN(job_commit_idem_key);
