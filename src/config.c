@@ -244,6 +244,8 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
     }
     cfg->janitor.retention_ms = (int64_t)cfg->retention_seconds * 1000;
     cfg->store.retention_ms = cfg->janitor.retention_ms;
+    /* One size limit for an item and for a document, whichever path writes it. */
+    cfg->store.max_doc_bytes = cfg->api.limits.max_item_bytes;
     cfg->http.host = cfg->host;
     cfg->http.port = (uint16_t)cfg->port;
     return 0;

@@ -18,6 +18,7 @@
 #include "engine/callbacks.h"
 #include "engine/janitor.h"
 #include "engine/secrets.h"
+#include "engine/pipeline.h"
 #include "store/fault.h"
 #include "outbound/outbound.h"
 #include "util/xmalloc.h"
@@ -260,6 +261,9 @@ static int serve_main(int argc, char **argv)
     cfg.engine.outbound = ob;
     cfg.engine.secrets = secrets;
     cfg.engine.limits = lim;
+    /* Before any worker or request runs a pipeline: one size limit for items as
+     * uploaded and for what workflow steps make of them. */
+    pipeline_set_max_item_bytes(cfg.api.limits.max_item_bytes);
     if ((rc = engine_start(st, &cfg.engine, &eng)) < 0) {
         log_write(LOG_ERROR, "cannot start workers", NULL);
         limiter_free(lim);

@@ -75,6 +75,28 @@ static int64_t if_match(struct request *req)
     return v;
 }
 
+/* If-None-Match on a write: only "*" means something here, "only if there is no
+ * current document" (RFC 9110 13.1.2: create only). 1 present, 0 absent; replies 400
+ * and returns -1 for anything else, since ignoring it would overwrite what the client
+ * asked us to keep. */
+static int if_none_match(struct request *req)
+{
+    const char *h = req_header(req, "If-None-Match");
+    if (!h)
+        return 0;
+    while (*h == ' ' || *h == '\t')
+        h++;
+    size_t n = strlen(h);
+    while (n > 0 && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+        n--;
+    if (n == 1 && h[0] == '*')
+        return 1;
+    reply_error(req, SLUICE_E_INVALID_PARAMETER, "If-None-Match",
+                "If-None-Match on a write must be *, to create the document only if it does "
+                "not exist");
+    return -1;
+}
+
 static void write_doc(struct request *req, enum store_op op)
 {
     if (check_names(req, 1) < 0)
@@ -82,6 +104,18 @@ static void write_doc(struct request *req, enum store_op op)
     int64_t match = if_match(req);
     if (match == -2)
         return;
+    int none_match = if_none_match(req);
+    if (none_match < 0)
+        return;
+    if (none_match && match > 0) {
+        /* "is version N" and "does not exist" never hold together (RFC 9110 13.2.2
+         * evaluates If-Match first, and either fails). */
+        reply_error(req, SLUICE_E_PRECONDITION_FAILED, "If-None-Match",
+                    "If-Match and If-None-Match: * cannot both hold");
+        return;
+    }
+    if (none_match)
+        match = 0; /* the store's create-only: version 0 is "no live document" */
     size_t len = 0;
     const char *body = NULL;
     if (op != STORE_OP_DELETE) {
@@ -106,8 +140,15 @@ static void write_doc(struct request *req, enum store_op op)
     if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
         reply_errorf(req, rc, "ref", "no document '%.80s' in '%s'", req_param(req, "ref"),
                      req_param(req, "collection"));
+    else if (rc == -SLUICE_E_PRECONDITION_FAILED && none_match)
+        reply_errorf(req, rc, "If-None-Match", "document '%.80s' already exists in '%s'",
+                     req_param(req, "ref"), req_param(req, "collection"));
     else if (rc == -SLUICE_E_PRECONDITION_FAILED)
         reply_error(req, rc, "If-Match", NULL);
+    else if (rc == -SLUICE_E_ITEM_TOO_LARGE)
+        reply_errorf(req, rc, NULL, "documents are limited to %zu bytes; the %s would pass it",
+                     api_of(req)->cfg.limits.max_item_bytes,
+                     op == STORE_OP_PATCH ? "merged document" : "document");
     else if (rc < 0)
         reply_error(req, rc, NULL, NULL);
     else if (op == STORE_OP_DELETE)

@@ -21,6 +21,17 @@
 #include "util/secmask.h"
 #include "util/xmalloc.h"
 
+/* The size budget of what steps build for one item: its data after a map, a rendered
+ * URL, header or body, a document written, the outputs kept for the result. Set once
+ * at startup (pipeline_set_max_item_bytes), read by every run. */
+static size_t max_item_bytes = (size_t)1 << 20;
+
+void pipeline_set_max_item_bytes(size_t n)
+{
+    if (n > 0)
+        max_item_bytes = n;
+}
+
 /* One item's trip through the pipeline. */
 struct pstate {
     const struct pipeline_item *in;
@@ -146,6 +157,19 @@ static void step_error(struct run *r, struct pstate *p, size_t k, int64_t start,
     p->out->failed_step = xstrdup(s->name);
 }
 
+/* The item would grow past max_item_bytes at step k: ItemTooLarge, with the place as
+ * target ("steps.shape.ops[3].value") both in the message and in the event. */
+static void too_large(struct run *r, struct pstate *p, size_t k, int64_t start, const char *where,
+                      const char *why)
+{
+    char target[200], msg[700];
+    snprintf(target, sizeof target, "steps.%s%s%s", r->w->steps[k].name, where && *where ? "." : "",
+             where ? where : "");
+    snprintf(msg, sizeof msg, "%s: %s", target, why);
+    step_error(r, p, k, start, SLUICE_E_ITEM_TOO_LARGE, NULL, msg,
+               json_pack("{s:s,s:I}", "target", target, "limitBytes", (json_int_t)max_item_bytes));
+}
+
 /* ---- simple steps ------------------------------------------------------------------ */
 
 static void run_validate(struct run *r, struct pstate *p, size_t k)
@@ -182,9 +206,15 @@ static void run_validate(struct run *r, struct pstate *p, size_t k)
 
 static void run_map(struct run *r, struct pstate *p, size_t k)
 {
-    char err[256];
+    char err[256], where[64];
     int64_t start = clock_now_ms();
-    if (map_apply(r->w->steps[k].map, ctx_of(r, p), err, sizeof err) < 0) {
+    int rc = map_apply_within(r->w->steps[k].map, ctx_of(r, p), max_item_bytes, where, sizeof where,
+                              err, sizeof err);
+    if (rc == -SLUICE_E_ITEM_TOO_LARGE) {
+        too_large(r, p, k, start, where, err);
+        return;
+    }
+    if (rc < 0) {
         step_error(r, p, k, start, SLUICE_E_MAP_FAILED, NULL, err, NULL);
         return;
     }
@@ -233,6 +263,13 @@ static void run_doc(struct run *r, struct pstate *p, size_t k)
         if (p->dirty) {
             body = json_dumps(json_object_get(p->ctx, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
             body_len = body ? strlen(body) : 0;
+            if (body_len > max_item_bytes) { /* the store would refuse it too; say where */
+                free(body);
+                snprintf(err, sizeof err, "the document would be larger than %zu bytes",
+                         max_item_bytes);
+                too_large(r, p, k, start, NULL, err);
+                return;
+            }
         } else if (!p->in->data) {
             step_error(r, p, k, start, SLUICE_E_INVALID_DATA, NULL, "item has no data to apply",
                        NULL);
@@ -418,14 +455,16 @@ static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *
 {
     const struct step_def *s = &r->w->steps[k];
     char err[256];
+    const char *where = "url";
     struct buf b = BUF_INIT;
+    size_t budget = max_item_bytes; /* for URL, headers and body together */
     h->p = p;
     h->start = clock_now_ms();
     json_t *sctx = secret_ctx(r, p, k, h->start);
     if (!sctx)
         return -1;
     /* The URL never sees secrets: hosts, paths and queries end up in events and logs. */
-    int rc = template_render(s->url, ctx_of(r, p), 1, &b, err, sizeof err);
+    int rc = template_render_within(s->url, ctx_of(r, p), 1, &budget, &b, err, sizeof err);
     if (rc < 0)
         goto bad;
     h->url = buf_detach(&b, NULL);
@@ -437,7 +476,9 @@ static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *
     if (s->headers)
         json_object_foreach(s->headers, name, tpl) {
             buf_printf(&b, "%s: ", name);
-            if ((rc = template_render(json_string_value(tpl), sctx, 0, &b, err, sizeof err)) < 0)
+            where = "headers";
+            if ((rc = template_render_within(json_string_value(tpl), sctx, 0, &budget, &b, err,
+                                             sizeof err)) < 0)
                 goto bad;
             if (strpbrk(b.data, "\r\n")) {
                 snprintf(err, sizeof err, "header %s renders to a value with a line break", name);
@@ -449,12 +490,11 @@ static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *
         }
     if (strcmp(s->method, "GET") && strcmp(s->method, "DELETE")) {
         if (s->body) {
-            json_t *v = template_eval(s->body, s->secret_body ? sctx : ctx_of(r, p), err,
-                                      sizeof err);
-            if (!v) {
-                rc = -1;
+            json_t *v = NULL;
+            where = "body";
+            if ((rc = template_eval_within(s->body, s->secret_body ? sctx : ctx_of(r, p), &budget,
+                                           &v, err, sizeof err)) < 0)
                 goto bad;
-            }
             h->body = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
             json_decref(v);
         } else if (!p->dirty && p->in->data) {
@@ -474,7 +514,10 @@ static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *
 bad:
     json_decref(sctx);
     buf_release(&b);
-    step_error(r, p, k, h->start, SLUICE_E_TEMPLATE_ERROR, NULL, err, NULL);
+    if (rc == -SLUICE_E_ITEM_TOO_LARGE)
+        too_large(r, p, k, h->start, where, err);
+    else
+        step_error(r, p, k, h->start, SLUICE_E_TEMPLATE_ERROR, NULL, err, NULL);
     return -1;
 }
 
@@ -512,6 +555,25 @@ static void http_finish(struct run *r, size_t k, struct hreq *h, const struct ou
         json_t *out = json_pack("{s:i,s:o,s:{s:s?,s:s?}}", "status", resp->status, "body",
                                 response_body(resp), "headers", "content-type",
                                 resp->content_type, "location", resp->location);
+        /* Kept for later steps and the item's result: all the outputs together stay
+         * within the item's size (the outbound cap bounds one body, not their sum). */
+        json_t *steps = json_object_get(ctx_of(r, p), "steps");
+        size_t kept = template_json_len(steps, max_item_bytes);
+        size_t room = kept > max_item_bytes ? 0 : max_item_bytes - kept;
+        if (template_json_len(out, room) > room) {
+            json_decref(out);
+            snprintf(msg, sizeof msg,
+                     "%s %s answered %d with %zu body bytes%s: the outputs "
+                     "kept would pass %zu bytes",
+                     s->method, masked, resp->status, resp->body_len,
+                     resp->body_truncated ? " (cut)" : "", max_item_bytes);
+            char target[200];
+            snprintf(target, sizeof target, "steps.%s.response.body", s->name);
+            json_object_set_new(extra, "target", json_string(target));
+            step_error(r, p, k, h->start, SLUICE_E_ITEM_TOO_LARGE, NULL, msg, extra);
+            free(masked);
+            return;
+        }
         set_output(r, p, s->name, out);
         if (resp->status >= 200 && resp->status < 300) {
             snprintf(msg, sizeof msg, "%s %s answered %d", s->method, masked, resp->status);

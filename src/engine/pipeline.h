@@ -78,4 +78,11 @@ void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const c
                   size_t n, struct pipeline_result *res, struct store_step_count *counts);
 void pipeline_result_release(struct pipeline_result *r);
 
+/* The size limit of what the steps build for one item (--max-item-bytes; default
+ * 1 MiB): the data a map step leaves, a rendered URL, header or body, a document an
+ * upsert/patch step writes, and the step outputs kept (http responses). Past it the
+ * item fails with ItemTooLarge at that step, and nothing much larger is built first.
+ * Call once at startup before any pipeline_run (not synchronised); 0 is ignored. */
+void pipeline_set_max_item_bytes(size_t n);
+
 #endif

@@ -512,8 +512,9 @@ int wfdef_compile(const char *name, int64_t version, json_t *def, struct wfdef *
         return -SLUICE_E_INVALID_FIELD;
     }
     json_t *steps = json_object_get(def, "steps");
-    if (!json_is_array(steps) || json_array_size(steps) == 0 || json_array_size(steps) > 32) {
-        snprintf(err, errlen, "steps must be an array of 1 to 32 steps");
+    if (!json_is_array(steps) || json_array_size(steps) == 0 ||
+        json_array_size(steps) > WFDEF_MAX_STEPS) {
+        snprintf(err, errlen, "steps must be an array of 1 to %d steps", WFDEF_MAX_STEPS);
         snprintf(target, targetlen, "steps");
         return -SLUICE_E_INVALID_FIELD;
     }

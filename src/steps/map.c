@@ -8,6 +8,7 @@
 #include "steps/map.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "steps/path.h"
 #include "steps/template.h"
 #include "util/errmsg.h"
+#include "util/errors.h"
 #include "util/xmalloc.h"
 
 enum map_kind { MAP_SET, MAP_COPY, MAP_RENAME, MAP_REMOVE };
@@ -177,6 +179,11 @@ int map_compile(json_t *spec, struct map **out, char *err, size_t errlen, char *
         errmsg_set(err, errlen, "ops must be an array");
         goto out;
     }
+    if (json_array_size(ops) > MAP_MAX_OPS) {
+        errmsg_set(err, errlen, "a map step has at most %d ops, this one has %zu", MAP_MAX_OPS,
+                   json_array_size(ops));
+        goto out;
+    }
     m = xcalloc(1, sizeof *m);
     m->ops = xcalloc(json_array_size(ops) ? json_array_size(ops) : 1, sizeof *m->ops);
     size_t i;
@@ -208,29 +215,53 @@ void map_free(struct map *m)
     free(m);
 }
 
-static int apply_op(const struct map_op *op, json_t *ctx, json_t *data, char *err, size_t errlen)
+/* Applies one op to data (ctx.data). *doc is the compact length of data so far;
+ * growth is charged against max before it is built: a set value is evaluated within
+ * what is left, a copy measured before it is made, and the document re-measured after
+ * each op (bounded: the walk stops past max). Returns 0, -1 (an error) or
+ * -SLUICE_E_ITEM_TOO_LARGE; *part names the op's member the error is about. */
+static int apply_op(const struct map_op *op, json_t *ctx, json_t *data, size_t max, size_t *doc,
+                    const char **part, char *err, size_t errlen)
 {
     json_t *v;
+    /* A value replaced gives its room back (the cost is an upper bound either way). */
+    size_t left = max - *doc, old = template_json_len(path_get(data, op->path), max);
+    left = old > max - left ? max : left + old;
+    int rc = 0;
+    *part = "path";
     switch (op->kind) {
     case MAP_SET:
-        v = template_eval(op->value, ctx, err, errlen);
-        if (!v)
+        *part = "value";
+        rc = template_eval_within(op->value, ctx, &left, &v, err, errlen);
+        if (rc < 0)
+            return rc == -SLUICE_E_ITEM_TOO_LARGE ? rc : -1;
+        *part = "path";
+        if (path_set(data, op->path, v, err, errlen) < 0)
             return -1;
-        return path_set(data, op->path, v, err, errlen);
+        break;
     case MAP_COPY:
     case MAP_RENAME:
         v = path_get(data, op->from);
         if (!v) {
+            *part = "from";
             errmsg_set(err, errlen, "%s is missing", op->from);
             return -1;
         }
         if (op->kind == MAP_COPY) {
+            if (template_json_len(v, left) > left) {
+                *part = "from";
+                errmsg_set(err, errlen, "a copy of %s would pass the size limit (%zu bytes left)",
+                           op->from, left);
+                return -SLUICE_E_ITEM_TOO_LARGE;
+            }
             v = json_deep_copy(v);
             if (!v) {
                 errmsg_set(err, errlen, "out of memory");
                 return -1;
             }
-            return path_set(data, op->path, v, err, errlen);
+            if (path_set(data, op->path, v, err, errlen) < 0)
+                return -1;
+            break;
         }
         if (strcmp(op->from, op->path) == 0)
             return 0;
@@ -238,42 +269,69 @@ static int apply_op(const struct map_op *op, json_t *ctx, json_t *data, char *er
         path_remove(data, op->from);
         if (path_set(data, op->path, v, err, errlen) < 0)
             return -1; /* data is a scratch copy; map_apply() discards it */
-        return 0;
+        break;
     case MAP_REMOVE:
         path_remove(data, op->path);
-        return 0;
+        break;
     }
-    return -1;
+    /* The value fitted; the members created on the way to it may not have. */
+    *doc = template_json_len(data, max);
+    if (*doc > max) {
+        errmsg_set(err, errlen, "the data would be larger than %zu bytes", max);
+        return -SLUICE_E_ITEM_TOO_LARGE;
+    }
+    return 0;
 }
 
 int map_apply(const struct map *m, json_t *ctx, char *err, size_t errlen)
 {
+    return map_apply_within(m, ctx, SIZE_MAX - 1, NULL, 0, err, errlen) < 0 ? -1 : 0;
+}
+
+int map_apply_within(const struct map *m, json_t *ctx, size_t max_bytes, char *where,
+                     size_t wherelen, char *err, size_t errlen)
+{
+    if (where && wherelen)
+        where[0] = '\0';
     if (!m) {
         errmsg_set(err, errlen, "no map");
-        return -1;
+        return -SLUICE_E_MAP_FAILED;
     }
     json_t *orig = json_object_get(ctx, "data");
     if (!orig) {
         errmsg_set(err, errlen, "data is missing");
-        return -1;
+        return -SLUICE_E_MAP_FAILED;
     }
     if (!json_is_object(orig)) {
         errmsg_set(err, errlen, "data is not an object");
-        return -1;
+        return -SLUICE_E_MAP_FAILED;
+    }
+    if (max_bytes == SIZE_MAX)
+        max_bytes--;
+    size_t doc = template_json_len(orig, max_bytes);
+    if (doc > max_bytes) {
+        errmsg_set(err, errlen, "data is larger than %zu bytes", max_bytes);
+        return -SLUICE_E_ITEM_TOO_LARGE;
     }
     json_t *data = json_deep_copy(orig);
     if (!data) {
         errmsg_set(err, errlen, "out of memory");
-        return -1;
+        return -SLUICE_E_MAP_FAILED;
     }
     json_incref(orig);
     json_object_set_new(ctx, "data", data); /* ctx now owns the scratch copy */
     int rc = 0;
     for (size_t i = 0; i < m->nops && rc == 0; i++) {
         char why[512] = "";
-        rc = apply_op(&m->ops[i], ctx, data, why, sizeof why);
-        if (rc < 0)
+        const char *part = "";
+        rc = apply_op(&m->ops[i], ctx, data, max_bytes, &doc, &part, why, sizeof why);
+        if (rc < 0) {
             errmsg_set(err, errlen, "ops[%zu] (%s): %s", i, kind_names[m->ops[i].kind], why);
+            if (where && wherelen)
+                snprintf(where, wherelen, "ops[%zu].%s", i, part);
+            if (rc != -SLUICE_E_ITEM_TOO_LARGE)
+                rc = -SLUICE_E_MAP_FAILED;
+        }
     }
     if (rc < 0)
         json_object_set(ctx, "data", orig);

@@ -30,6 +30,10 @@
 
 struct map;
 
+/* Ops per map step, refused beyond at definition time: every op may re-measure the
+ * document (map_apply_within), so the count bounds an item's work. */
+#define MAP_MAX_OPS 64
+
 /* Compiles spec (borrowed; the result keeps its own copies).
  * out: [out] the compiled step on success, NULL on error; free with map_free().
  * err, errlen: [out] on error, what is wrong, e.g. "path has an empty segment at
@@ -49,6 +53,16 @@ int map_compile(json_t *spec, struct map **out, char *err, size_t errlen, char *
  * Returns 0 on success, -1 on error (data missing or not an object, a missing "from",
  * a template error, a path that cannot be set). */
 int map_apply(const struct map *m, json_t *ctx, char *err, size_t errlen);
+
+/* map_apply() with the data's size bounded: the data (as compact JSON text) may never
+ * pass max_bytes, and nothing much larger is built on the way (set values are
+ * evaluated within what is left, copies measured before they are made).
+ * where, wherelen: [out] on an op's error, the op's member at fault: "ops[3].value",
+ *   "ops[0].from", "ops[2].path" ("" for errors not about one op; may be NULL).
+ * Returns 0, -SLUICE_E_ITEM_TOO_LARGE (the data would pass max_bytes) or
+ * -SLUICE_E_MAP_FAILED (any other error); ctx as for map_apply(). */
+int map_apply_within(const struct map *m, json_t *ctx, size_t max_bytes, char *where,
+                     size_t wherelen, char *err, size_t errlen);
 
 /* Frees a compiled map; NULL is fine. */
 void map_free(struct map *m);

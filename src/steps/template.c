@@ -9,11 +9,13 @@
 #include "steps/template.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "steps/path.h"
+#include "util/errors.h"
 #include "util/xmalloc.h"
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -119,22 +121,121 @@ int template_check(const char *tpl, char *err, size_t errlen)
 
 /* ---- JSON text --------------------------------------------------------------- */
 
-static void put_real(struct buf *b, double d)
+/* Formats d into tmp; returns the length. */
+static size_t fmt_real(double d, char tmp[64])
 {
-    char tmp[64];
     /* Shortest of 15..17 significant digits that reads back exactly: 19.99 stays
      * "19.99" instead of jansson's "19.989999999999998". */
     for (int prec = 15; prec <= 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+        snprintf(tmp, 60, "%.*g", prec, d);
         if (strtod(tmp, NULL) == d)
             break;
     }
     for (char *c = tmp; *c; c++)
         if (*c == ',') /* a locale's decimal comma */
             *c = '.';
-    buf_puts(b, tmp);
     if (!strpbrk(tmp, ".eE"))
-        buf_puts(b, ".0");
+        strcat(tmp, ".0");
+    return strlen(tmp);
+}
+
+static void put_real(struct buf *b, double d)
+{
+    char tmp[64];
+    fmt_real(d, tmp);
+    buf_puts(b, tmp);
+}
+
+/* ---- sizes ------------------------------------------------------------------- */
+
+/* Adds n to *acc unless that passes cap (*acc <= cap on entry); -1 when it would. */
+static int add_len(size_t *acc, size_t n, size_t cap)
+{
+    if (n > cap - *acc)
+        return -1;
+    *acc += n;
+    return 0;
+}
+
+static int str_len(const char *s, size_t n, size_t *acc, size_t cap)
+{
+    if (n > cap || add_len(acc, n + 2, cap) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        int two = c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t';
+        if (add_len(acc, two ? 1 : 5, cap) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int json_len(json_t *v, size_t *acc, size_t cap)
+{
+    const char *key;
+    size_t key_len, i;
+    json_t *m;
+    char tmp[64];
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        if (add_len(acc, 2, cap) < 0)
+            return -1;
+        i = 0;
+        json_object_keylen_foreach(v, key, key_len, m)
+        {
+            /* the comma before every member but the first, and the colon */
+            if (add_len(acc, i++ ? 2 : 1, cap) < 0 || str_len(key, key_len, acc, cap) < 0 ||
+                json_len(m, acc, cap) < 0)
+                return -1;
+        }
+        return 0;
+    case JSON_ARRAY:
+        if (add_len(acc, 2, cap) < 0)
+            return -1;
+        json_array_foreach(v, i, m)
+        {
+            if (add_len(acc, i ? 1 : 0, cap) < 0 || json_len(m, acc, cap) < 0)
+                return -1;
+        }
+        return 0;
+    case JSON_STRING:
+        return str_len(json_string_value(v), json_string_length(v), acc, cap);
+    case JSON_INTEGER:
+        return add_len(
+            acc, (size_t)snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(v)),
+            cap);
+    case JSON_REAL:
+        return add_len(acc, fmt_real(json_real_value(v), tmp), cap);
+    case JSON_TRUE:
+    case JSON_NULL:
+        return add_len(acc, 4, cap);
+    case JSON_FALSE:
+        return add_len(acc, 5, cap);
+    }
+    return 0;
+}
+
+size_t template_json_len(json_t *v, size_t cap)
+{
+    size_t acc = 0;
+    if (cap == SIZE_MAX)
+        cap--;
+    return v && json_len(v, &acc, cap) < 0 ? cap + 1 : acc;
+}
+
+/* Takes n bytes from *budget (NULL: unbounded); -1, *budget untouched, when it has
+ * fewer. Callers charge before they append, so a value past the budget is never
+ * built. */
+static int charge(size_t *budget, size_t n)
+{
+    if (!budget)
+        return 0;
+    if (n > *budget)
+        return -1;
+    *budget -= n;
+    return 0;
 }
 
 void template_put_json(struct buf *b, json_t *v)
@@ -205,61 +306,119 @@ static void pct_encode(struct buf *b, const char *s, size_t n)
     }
 }
 
-static void put_value(struct buf *out, json_t *v, int url_encode)
+static size_t pct_len(const char *s, size_t n)
 {
-    if (json_is_string(v)) {
-        if (url_encode)
-            pct_encode(out, json_string_value(v), json_string_length(v));
-        else
-            buf_append(out, json_string_value(v), json_string_length(v));
-        return;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        k += (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '-' || c == '_' || c == '.' || c == '~'
+                 ? 1
+                 : 3;
     }
-    if (!url_encode) {
-        template_put_json(out, v);
-        return;
-    }
-    struct buf tmp = BUF_INIT;
-    template_put_json(&tmp, v);
-    pct_encode(out, tmp.data, tmp.len);
-    buf_release(&tmp);
+    return k;
 }
 
-static int render_n(const char *s, size_t n, json_t *ctx, int url_encode, struct buf *out,
-                    char *err, size_t errlen)
+/* Appends the rendering of v, charged to budget first; -1 (nothing appended) when it
+ * does not fit. */
+static int put_value(struct buf *out, json_t *v, int url_encode, size_t *budget)
 {
-    size_t mark = out->len;
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        if (charge(budget, url_encode ? pct_len(s, n) : n) < 0)
+            return -1;
+        if (url_encode)
+            pct_encode(out, s, n);
+        else
+            buf_append(out, s, n);
+        return 0;
+    }
+    size_t left = budget ? *budget : SIZE_MAX - 1;
+    size_t jl = template_json_len(v, left);
+    if (jl > left)
+        return -1;
+    if (!url_encode) {
+        charge(budget, jl);
+        template_put_json(out, v);
+        return 0;
+    }
+    struct buf tmp = BUF_INIT; /* at most the budget: its length was checked */
+    template_put_json(&tmp, v);
+    int rc = charge(budget, pct_len(tmp.data, tmp.len));
+    if (rc == 0)
+        pct_encode(out, tmp.data, tmp.len);
+    buf_release(&tmp);
+    return rc;
+}
+
+static void too_large(char *err, size_t errlen, const char *p, size_t len, size_t left)
+{
+    if (p)
+        seterr(err, errlen, "the value of %.*s would pass the size limit (%zu bytes left)",
+               (int)len, p, left);
+    else
+        seterr(err, errlen, "the rendered text would pass the size limit (%zu bytes left)", left);
+}
+
+/* 0, -SLUICE_E_TEMPLATE_ERROR or -SLUICE_E_ITEM_TOO_LARGE (see template_render_within). */
+static int render_n(const char *s, size_t n, json_t *ctx, int url_encode, size_t *budget,
+                    struct buf *out, char *err, size_t errlen)
+{
+    size_t mark = out->len, start = budget ? *budget : 0;
     struct scan sc = {s, n, 0};
     const char *p;
     size_t len;
+    int rc;
     for (;;) {
         enum tok t = scan_next(&sc, &p, &len, err, errlen);
         if (t == TOK_END)
             return 0;
         if (t == TOK_TEXT) {
+            if (charge(budget, len) < 0) {
+                too_large(err, errlen, NULL, 0, *budget);
+                rc = -SLUICE_E_ITEM_TOO_LARGE;
+                goto fail;
+            }
             buf_append(out, p, len);
             continue;
         }
         json_t *v = t == TOK_PATH ? path_getn(ctx, p, len) : NULL;
+        rc = -SLUICE_E_TEMPLATE_ERROR;
         if (!v) {
             if (t == TOK_PATH)
                 seterr(err, errlen, "%.*s is missing", (int)len, p);
-            out->len = mark;
-            if (out->data)
-                out->data[mark] = '\0';
-            return -1;
+            goto fail;
         }
-        put_value(out, v, url_encode);
+        if (put_value(out, v, url_encode, budget) < 0) {
+            too_large(err, errlen, p, len, *budget);
+            rc = -SLUICE_E_ITEM_TOO_LARGE;
+            goto fail;
+        }
     }
+fail:
+    out->len = mark;
+    if (out->data)
+        out->data[mark] = '\0';
+    if (budget)
+        *budget = start;
+    return rc;
 }
 
 int template_render(const char *tpl, json_t *ctx, int url_encode, struct buf *out, char *err,
                     size_t errlen)
 {
+    return template_render_within(tpl, ctx, url_encode, NULL, out, err, errlen) < 0 ? -1 : 0;
+}
+
+int template_render_within(const char *tpl, json_t *ctx, int url_encode, size_t *budget,
+                           struct buf *out, char *err, size_t errlen)
+{
     if (!tpl) {
         seterr(err, errlen, "no template");
-        return -1;
+        return -SLUICE_E_TEMPLATE_ERROR;
     }
-    return render_n(tpl, strlen(tpl), ctx, url_encode, out, err, errlen);
+    return render_n(tpl, strlen(tpl), ctx, url_encode, budget, out, err, errlen);
 }
 
 /* ---- JSON values ------------------------------------------------------------- */
@@ -350,87 +509,132 @@ static int single_placeholder(const char *s, size_t n, const char **p, size_t *l
     return sc.pos == n;
 }
 
-static json_t *eval(json_t *tpl, json_t *ctx, struct buf *loc, char *err, size_t errlen)
+/* Sets *out to a new reference; 0, -SLUICE_E_TEMPLATE_ERROR or -SLUICE_E_ITEM_TOO_LARGE.
+ * The budget is charged before each piece is built: member keys and punctuation as
+ * JSON text would have them, so what is charged bounds the value's compact text. */
+static int eval(json_t *tpl, json_t *ctx, size_t *budget, struct buf *loc, json_t **out, char *err,
+                size_t errlen)
 {
     const char *key, *p;
     size_t key_len, i, len, mark = loc->len;
-    json_t *m, *out = NULL;
+    json_t *m, *v = NULL;
+    int rc;
+    *out = NULL;
     switch (json_typeof(tpl)) {
     case JSON_STRING: {
         const char *s = json_string_value(tpl);
         size_t n = json_string_length(tpl);
         if (single_placeholder(s, n, &p, &len)) {
-            json_t *v = path_getn(ctx, p, len);
+            v = path_getn(ctx, p, len);
             if (!v) {
                 seterr(err, errlen, "%.*s is missing", (int)len, p);
-                return NULL;
+                return -SLUICE_E_TEMPLATE_ERROR;
             }
-            out = json_deep_copy(v);
-            if (!out)
+            if (budget) {
+                size_t jl = template_json_len(v, *budget);
+                if (charge(budget, jl) < 0) {
+                    too_large(err, errlen, p, len, *budget);
+                    return -SLUICE_E_ITEM_TOO_LARGE;
+                }
+            }
+            *out = json_deep_copy(v);
+            if (!*out)
                 seterr(err, errlen, "out of memory");
-            return out;
+            return *out ? 0 : -SLUICE_E_TEMPLATE_ERROR;
+        }
+        if (charge(budget, 2) < 0) {
+            too_large(err, errlen, NULL, 0, *budget);
+            return -SLUICE_E_ITEM_TOO_LARGE;
         }
         struct buf b = BUF_INIT;
-        if (render_n(s, n, ctx, 0, &b, err, errlen) == 0) {
+        rc = render_n(s, n, ctx, 0, budget, &b, err, errlen);
+        if (rc == 0) {
             /* Valid UTF-8 pieces concatenate to valid UTF-8, so this only fails on
              * allocation. */
-            out = json_stringn(b.data ? b.data : "", b.len);
-            if (!out)
+            *out = json_stringn(b.data ? b.data : "", b.len);
+            if (!*out) {
                 seterr(err, errlen, "rendered text is not a valid JSON string");
+                rc = -SLUICE_E_TEMPLATE_ERROR;
+            }
         }
         buf_release(&b);
-        return out;
+        return rc;
     }
     case JSON_OBJECT:
-        out = json_object();
-        if (!out)
-            break;
+        if (charge(budget, 2) < 0)
+            goto over;
+        *out = json_object();
         json_object_keylen_foreach(tpl, key, key_len, m)
         {
             loc_key(loc, key, key_len);
-            json_t *v = eval(m, ctx, loc, err, errlen);
-            if (!v || json_object_setn_new_nocheck(out, key, key_len, v) < 0) {
-                json_decref(out);
-                return NULL;
+            if (charge(budget, key_len + 4) < 0)
+                goto over;
+            if ((rc = eval(m, ctx, budget, loc, &v, err, errlen)) < 0)
+                goto fail;
+            if (json_object_setn_new_nocheck(*out, key, key_len, v) < 0) {
+                rc = -SLUICE_E_TEMPLATE_ERROR;
+                goto fail;
             }
             loc_truncate(loc, mark);
         }
-        return out;
+        return 0;
     case JSON_ARRAY:
-        out = json_array();
-        if (!out)
-            break;
+        if (charge(budget, 2) < 0)
+            goto over;
+        *out = json_array();
         json_array_foreach(tpl, i, m)
         {
             loc_index(loc, i);
-            json_t *v = eval(m, ctx, loc, err, errlen);
-            if (!v || json_array_append_new(out, v) < 0) {
-                json_decref(out);
-                return NULL;
+            if (charge(budget, 1) < 0)
+                goto over;
+            if ((rc = eval(m, ctx, budget, loc, &v, err, errlen)) < 0)
+                goto fail;
+            if (json_array_append_new(*out, v) < 0) {
+                rc = -SLUICE_E_TEMPLATE_ERROR;
+                goto fail;
             }
             loc_truncate(loc, mark);
         }
-        return out;
+        return 0;
     default:
+        if (budget && charge(budget, template_json_len(tpl, *budget)) < 0)
+            goto over;
         /* A fresh copy rather than json_incref(): tpl may be shared between threads. */
-        out = json_copy(tpl);
-        break;
+        *out = json_copy(tpl);
+        if (!*out) {
+            seterr(err, errlen, "out of memory");
+            return -SLUICE_E_TEMPLATE_ERROR;
+        }
+        return 0;
     }
-    if (!out)
-        seterr(err, errlen, "out of memory");
-    return out;
+over:
+    too_large(err, errlen, NULL, 0, *budget);
+    rc = -SLUICE_E_ITEM_TOO_LARGE;
+fail:
+    json_decref(*out);
+    *out = NULL;
+    return rc;
 }
 
 json_t *template_eval(json_t *tpl, json_t *ctx, char *err, size_t errlen)
 {
+    json_t *out = NULL;
+    template_eval_within(tpl, ctx, NULL, &out, err, errlen);
+    return out;
+}
+
+int template_eval_within(json_t *tpl, json_t *ctx, size_t *budget, json_t **out, char *err,
+                         size_t errlen)
+{
+    *out = NULL;
     if (!tpl) {
         seterr(err, errlen, "no template");
-        return NULL;
+        return -SLUICE_E_TEMPLATE_ERROR;
     }
     struct buf loc = BUF_INIT;
-    json_t *out = eval(tpl, ctx, &loc, err, errlen);
-    if (!out)
+    int rc = eval(tpl, ctx, budget, &loc, out, err, errlen);
+    if (rc < 0)
         err_prefix(err, errlen, &loc);
     buf_release(&loc);
-    return out;
+    return rc;
 }

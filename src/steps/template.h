@@ -49,6 +49,17 @@ int template_check_value(json_t *tpl, char *err, size_t errlen, char *where, siz
 int template_render(const char *tpl, json_t *ctx, int url_encode, struct buf *out, char *err,
                     size_t errlen);
 
+/* template_render() within a byte budget, so a template that repeats a large value
+ * ("{{data.a}}{{data.a}}...") fails before it builds anything large.
+ * budget: [in/out] bytes the output may still take (NULL: unbounded); every piece is
+ *   charged before it is appended, and on success *budget drops by what was appended
+ *   (on error it is unchanged).
+ * Returns 0, -SLUICE_E_TEMPLATE_ERROR (syntax, missing path; message in err) or
+ * -SLUICE_E_ITEM_TOO_LARGE when the output would pass the budget (err: "the value of
+ * data.a would pass the size limit (N bytes left)"); out as for template_render(). */
+int template_render_within(const char *tpl, json_t *ctx, int url_encode, size_t *budget,
+                           struct buf *out, char *err, size_t errlen);
+
 /* Evaluates the JSON value tpl (borrowed, not modified; its reference count is not
  * touched either, so a compiled step may share it between threads) against ctx:
  *  - a string that is exactly one placeholder, "{{data.price}}" (no text around the
@@ -61,6 +72,21 @@ int template_render(const char *tpl, json_t *ctx, int url_encode, struct buf *ou
  *   location in tpl: "title: data.title is missing", "tags[1]: ...".
  * Returns a new reference (caller owns it) or NULL on error. */
 json_t *template_eval(json_t *tpl, json_t *ctx, char *err, size_t errlen);
+
+/* template_eval() within a byte budget (as for template_render_within(): NULL is
+ * unbounded; on success *budget drops by an upper bound of the result's compact JSON
+ * length). A single placeholder's value is measured before it is copied, so nothing
+ * much larger than the budget is ever allocated.
+ * out: [out] a new reference on success (caller owns it), NULL on error.
+ * Returns 0, -SLUICE_E_TEMPLATE_ERROR or -SLUICE_E_ITEM_TOO_LARGE (err prefixed with
+ * the location in tpl, as for template_eval()). */
+int template_eval_within(json_t *tpl, json_t *ctx, size_t *budget, json_t **out, char *err,
+                         size_t errlen);
+
+/* The length of v's compact JSON text as template_put_json() writes it, or cap + 1 as
+ * soon as it is known to pass cap (cap SIZE_MAX counts as SIZE_MAX - 1). Walks no more
+ * of v than that, allocates nothing; v NULL is 0. */
+size_t template_json_len(json_t *v, size_t cap);
 
 /* Appends v (borrowed) to b as compact JSON text, the way templates render numbers,
  * booleans, null, objects and arrays (strings are quoted and escaped here). Keys keep

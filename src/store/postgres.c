@@ -329,6 +329,7 @@ struct conn {
     int broken;              /* the session is gone: discard instead of pooling */
     int64_t now;             /* database clock (ms) of the current transaction */
     struct buf ev, res, tmp; /* scratch: events, result JSON, patched documents */
+    size_t max_doc_bytes;    /* store_options.max_doc_bytes (0 there: the default) */
     struct buf arr[10];      /* scratch: array parameters */
     int64_t retention_ms;
     struct conn *next;
@@ -635,6 +636,7 @@ static int conn_get(struct pg *s, struct conn **out)
     c = xcalloc(1, sizeof *c);
     c->pg = pg;
     c->retention_ms = s->opt.retention_ms;
+    c->max_doc_bytes = s->opt.max_doc_bytes ? s->opt.max_doc_bytes : STORE_DEFAULT_MAX_DOC_BYTES;
     *out = c;
     return 0;
 }
@@ -2331,6 +2333,11 @@ static int doc_apply(struct conn *c, const char *tenant, const char *coll, const
         rc = -SLUICE_E_INVALID_PARAMETER;
         goto out;
     }
+    /* Checked on the result, not the request: two patches within the limit each must
+     * not leave a document twice its size. */
+    rc = -SLUICE_E_ITEM_TOO_LARGE;
+    if (op != STORE_OP_DELETE && w->data_len > c->max_doc_bytes)
+        goto out;
     PQclear(res);
     res = NULL;
     struct prm q = {0};
@@ -3018,10 +3025,14 @@ static int apply_ops(struct conn *c, const struct jobrow *r, const struct store_
         int rc =
             doc_apply(c, r->j.tenant, coll, ref, ref_len, op->op, op->data ? op->data : ci->data,
                       op->data ? op->data_len : ci->data_len, -1, r->j.id, o->index, &w);
-        if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA) {
+        if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA ||
+            rc == -SLUICE_E_ITEM_TOO_LARGE) {
             op->error = rc;
             if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
                 snprintf(msg, cap, "%s/%s does not exist", coll, ref);
+            else if (rc == -SLUICE_E_ITEM_TOO_LARGE)
+                snprintf(msg, cap, "%s/%s would be larger than %zu bytes after the %s", coll, ref,
+                         c->max_doc_bytes, op->op == STORE_OP_PATCH ? "patch" : "upsert");
             else
                 snprintf(msg, cap, "%s/%s: data cannot be applied as %s", coll, ref,
                          op->op == STORE_OP_PATCH ? "a merge patch" : "a document");

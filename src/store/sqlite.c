@@ -660,6 +660,7 @@ struct conn {
     sqlite3 *db;
     sqlite3_stmt *st[Q__COUNT];
     struct buf ev, res, tmp; /* scratch: events, result JSON, patched documents */
+    size_t max_doc_bytes;    /* store_options.max_doc_bytes (0 there: the default) */
     int64_t retention_ms;    /* store_options.retention_ms, for store_job.expires_at */
     struct conn *next;       /* free list */
 };
@@ -847,6 +848,7 @@ static int conn_open(struct sq *s, struct conn **out)
     }
     sqlite3_busy_timeout(c->db, s->opt.busy_timeout_ms);
     c->retention_ms = s->opt.retention_ms;
+    c->max_doc_bytes = s->opt.max_doc_bytes ? s->opt.max_doc_bytes : STORE_DEFAULT_MAX_DOC_BYTES;
     rc = sqlite3_exec(c->db,
                       "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=OFF; "
                       "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-32768;",
@@ -2387,6 +2389,11 @@ static int doc_apply(struct conn *c, const char *tenant, const char *coll, const
         rc = -SLUICE_E_INVALID_PARAMETER;
         goto out;
     }
+    /* Checked on the result, not the request: two patches within the limit each must
+     * not leave a document twice its size. */
+    rc = -SLUICE_E_ITEM_TOO_LARGE;
+    if (op != STORE_OP_DELETE && w->data_len > c->max_doc_bytes)
+        goto out;
     sqlite3_reset(s);
     w->version = version + 1;
     w->created = !live && op == STORE_OP_UPSERT;
@@ -3026,10 +3033,14 @@ static int apply_ops(struct conn *c, const struct jobrow *r, const struct store_
         int rc =
             doc_apply(c, r->j.tenant, coll, ref, ref_len, op->op, op->data ? op->data : ci->data,
                       op->data ? op->data_len : ci->data_len, -1, r->j.id, o->index, now, &w);
-        if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA) {
+        if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA ||
+            rc == -SLUICE_E_ITEM_TOO_LARGE) {
             op->error = rc;
             if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
                 snprintf(msg, cap, "%s/%s does not exist", coll, ref);
+            else if (rc == -SLUICE_E_ITEM_TOO_LARGE)
+                snprintf(msg, cap, "%s/%s would be larger than %zu bytes after the %s", coll, ref,
+                         c->max_doc_bytes, op->op == STORE_OP_PATCH ? "patch" : "upsert");
             else
                 snprintf(msg, cap, "%s/%s: data cannot be applied as %s", coll, ref,
                          op->op == STORE_OP_PATCH ? "a merge patch" : "a document");

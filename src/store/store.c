@@ -39,6 +39,7 @@ void store_options_default(struct store_options *opt)
     opt->busy_timeout_ms = 5000;
     opt->retention_ms = 0;
     opt->node_timeout_ms = 15000;
+    opt->max_doc_bytes = STORE_DEFAULT_MAX_DOC_BYTES;
 }
 
 /* mkdir -p of the directory part of path ("a/b/c.db" -> "a/b"); directories made here

@@ -307,7 +307,8 @@ struct store_doc_op {
     /* [out], set when store_complete returns >= 0: */
     int64_t version;         /* version written; 0 when the op failed */
     int created;             /* 1 when the document did not exist (or was deleted) */
-    int error;               /* 0, or -SLUICE_E_DOCUMENT_NOT_FOUND / -SLUICE_E_INVALID_DATA */
+    int error;               /* 0, or -SLUICE_E_DOCUMENT_NOT_FOUND / -SLUICE_E_INVALID_DATA /
+                                -SLUICE_E_ITEM_TOO_LARGE (max_doc_bytes) */
 };
 
 /* Per-step tallies of one store_complete call, added to the job's step counts. */
@@ -367,6 +368,8 @@ struct store_stats {
     int64_t claims_active;
 };
 
+#define STORE_DEFAULT_MAX_DOC_BYTES ((size_t)1 << 20)
+
 struct store_options {
     int synchronous_full;  /* 1 (default): SQLite synchronous=FULL; 0: NORMAL */
     int busy_timeout_ms;   /* default 5000 */
@@ -374,6 +377,10 @@ struct store_options {
                               (removal is store_retention_sweep's); 0 = forever */
     int64_t node_timeout_ms; /* shared stores: a node silent this long loses its leases
                                 (store_heartbeat); default 15000, 0 = the default */
+    size_t max_doc_bytes;    /* largest document a write may leave behind, checked on the
+                                result (an upsert's body, a patch's merged document), so
+                                repeated patches cannot grow a document without bound;
+                                default 1 MiB (--max-item-bytes), 0 = the default */
 };
 
 struct store;
@@ -679,9 +686,13 @@ int store_doc_get(struct store *st, const char *tenant, const char *collection, 
 /* Applies op (UPSERT replaces with data; PATCH applies data as an RFC 7396 merge
  * patch; DELETE leaves a tombstone) as a single-entity change. if_match >= 0 requires
  * the current live version to equal it (-SLUICE_E_PRECONDITION_FAILED otherwise; a
- * missing document has version 0). PATCH/DELETE of a missing document:
- * -SLUICE_E_DOCUMENT_NOT_FOUND. [out] out: the document after (may be NULL), created:
- * 1 when it did not exist before (may be NULL). */
+ * missing document has version 0, so if_match 0 is "create only", If-None-Match: *,
+ * and of concurrent create-only writes of one ref exactly one succeeds). PATCH/DELETE
+ * of a missing document: -SLUICE_E_DOCUMENT_NOT_FOUND. A document that would be larger
+ * than store_options.max_doc_bytes after the change (an upsert's body, a patch's
+ * merged result): -SLUICE_E_ITEM_TOO_LARGE, nothing written.
+ * [out] out: the document after (may be NULL), created: 1 when it did not exist before
+ * (may be NULL). */
 int store_doc_write(struct store *st, const char *tenant, const char *collection, const char *ref,
                     enum store_op op, const char *data, size_t data_len, int64_t if_match,
                     struct store_doc *out, int *created);

@@ -1327,6 +1327,125 @@ TEST(item_list_filters_paging)
 
 /* ---- documents ------------------------------------------------------------------- */
 
+/* if_match 0 is create-only (If-None-Match: *): of writers racing to create one ref,
+ * exactly one succeeds and the others get PreconditionFailed, on a missing ref and on
+ * a deleted one (a tombstone) alike. */
+struct create_race {
+    const char *tenant, *ref;
+    pthread_barrier_t *go;
+    int rc;
+};
+
+static void *create_only(void *arg)
+{
+    struct create_race *x = arg;
+    pthread_barrier_wait(x->go);
+    x->rc = store_doc_write(st, x->tenant, "c", x->ref, STORE_OP_UPSERT, "{}", 2, 0, NULL, NULL);
+    return NULL;
+}
+
+TEST(docs_create_only_race)
+{
+    enum { N = 8 };
+    char tenant[STORE_NAME_MAX];
+    struct store_doc d;
+    new_tenant(tenant, "race");
+    CHECK_EQ_INT(store_doc_write(st, tenant, "c", "gone", STORE_OP_UPSERT, "[]", 2, -1, NULL, NULL),
+                 0);
+    CHECK_EQ_INT(store_doc_write(st, tenant, "c", "gone", STORE_OP_DELETE, NULL, 0, -1, NULL, NULL),
+                 0);
+    const char *refs[] = {"new", "gone"};
+    for (int r = 0; r < 2; r++) {
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, N);
+        struct create_race x[N];
+        pthread_t th[N];
+        for (int i = 0; i < N; i++) {
+            x[i] = (struct create_race){tenant, refs[r], &go, 1};
+            pthread_create(&th[i], NULL, create_only, &x[i]);
+        }
+        int won = 0, lost = 0;
+        for (int i = 0; i < N; i++) {
+            pthread_join(th[i], NULL);
+            won += x[i].rc == 0;
+            lost += x[i].rc == -SLUICE_E_PRECONDITION_FAILED;
+        }
+        pthread_barrier_destroy(&go);
+        CHECK_EQ_INT(won, 1);
+        CHECK_EQ_INT(lost, N - 1);
+        CHECK_EQ_INT(store_doc_get(st, tenant, "c", refs[r], &d), 1);
+        CHECK_EQ_INT(d.version, r == 0 ? 1 : 3);
+        store_doc_release(&d);
+    }
+}
+
+/* max_doc_bytes bounds what a write leaves behind: an upsert's body and, above all, a
+ * patch's merged result (each patch small, the document growing), both through
+ * store_doc_write and through a job's doc ops; a refused write changes nothing. */
+TEST(docs_size_limit)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
+    struct store_options opt;
+    struct store *s2 = NULL;
+    struct store_doc d;
+    struct store_claim c;
+    struct store_item it;
+    store_options_default(&opt);
+    CHECK_EQ_INT(opt.max_doc_bytes, 1 << 20);
+    opt.max_doc_bytes = 40;
+    CHECK_EQ_INT(store_open(store_url, &opt, &s2), 0);
+    new_tenant(tenant, "docsize");
+    const char *fits = "{\"a\":\"0123456789012345678901234567\"}"; /* 36 bytes */
+    CHECK_EQ_INT(
+        store_doc_write(s2, tenant, "c", "k", STORE_OP_UPSERT, fits, strlen(fits), -1, NULL, NULL),
+        0);
+    const char *big = "{\"a\":\"01234567890123456789012345678901234\"}"; /* 43 bytes */
+    CHECK_EQ_INT(
+        store_doc_write(s2, tenant, "c", "k", STORE_OP_UPSERT, big, strlen(big), -1, NULL, NULL),
+        -SLUICE_E_ITEM_TOO_LARGE);
+    /* each patch is small; the merged document is not */
+    CHECK_EQ_INT(store_doc_write(s2, tenant, "c", "k", STORE_OP_PATCH, "{\"b\":\"xyz\"}", 11, -1,
+                                 NULL, NULL),
+                 -SLUICE_E_ITEM_TOO_LARGE);
+    CHECK_EQ_INT(store_doc_get(s2, tenant, "c", "k", &d), 1);
+    CHECK_EQ_STR(d.data, fits);
+    CHECK_EQ_INT(d.version, 1);
+    store_doc_release(&d);
+    /* a patch that shrinks it is fine */
+    CHECK_EQ_INT(store_doc_write(s2, tenant, "c", "k", STORE_OP_PATCH, "{\"a\":null,\"b\":1}", 16,
+                                 -1, NULL, NULL),
+                 0);
+    CHECK_EQ_INT(store_doc_get(s2, tenant, "c", "k", &d), 1);
+    CHECK_EQ_STR(d.data, "{\"b\":1}");
+    store_doc_release(&d);
+
+    /* through a job: the op fails the item with ItemTooLarge, the document stays */
+    CHECK_EQ_INT(submit_refs(tenant, id, "k"), 0);
+    CHECK_EQ_INT(claim(s2, 10, 60000, 3, &c), 1);
+    const char *grow = "{\"c\":\"0123456789012345678901234567890123456789\"}";
+    struct store_doc_op op = {.op = STORE_OP_PATCH,
+                              .collection = "c",
+                              .data = grow,
+                              .data_len = strlen(grow),
+                              .step = "grow"};
+    struct store_outcome o = {.index = 0, .status = ITEM_SUCCEEDED, .ops = &op, .nops = 1};
+    CHECK_EQ_INT(store_complete(s2, &c, &o, 1, NULL, 0), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(op.error, -SLUICE_E_ITEM_TOO_LARGE);
+    CHECK_EQ_INT(o.status, ITEM_FAILED);
+    CHECK_EQ_STR(o.error_code, "ItemTooLarge");
+    CHECK_EQ_INT(store_item_get(s2, tenant, id, 0, &it), 1);
+    CHECK_EQ_INT(it.status, ITEM_FAILED);
+    CHECK_EQ_STR(it.error_code, "ItemTooLarge");
+    CHECK_EQ_STR(it.failed_step, "grow");
+    CHECK(strstr(it.events, "larger than 40 bytes") != NULL);
+    store_item_release(&it);
+    CHECK_EQ_INT(store_doc_get(s2, tenant, "c", "k", &d), 1);
+    CHECK_EQ_STR(d.data, "{\"b\":1}");
+    store_doc_release(&d);
+    store_close(s2);
+}
+
 TEST(docs_write_if_match_tombstones_list)
 {
     char tenant[STORE_NAME_MAX];
@@ -3181,6 +3300,8 @@ int main(void)
     RUN(delete_job);
     RUN(item_list_filters_paging);
     RUN(docs_write_if_match_tombstones_list);
+    RUN(docs_size_limit);
+    RUN(docs_create_only_race);
     RUN(completion_multi_ops);
     RUN(step_counts);
     RUN(job_commit_idem_key);

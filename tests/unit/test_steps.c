@@ -11,6 +11,7 @@
 #include "steps/template.h"
 #include "testhelp.h"
 #include "util/buf.h"
+#include "util/errors.h"
 #include "util/utf8.h"
 
 /* Parses a JSON literal for a test; aborts on a typo in the test itself. */
@@ -943,6 +944,207 @@ TEST(map_compile_errors_with_where)
                  "ops[0].value[0]: bad placeholder at offset 0: path is empty");
 }
 
+/* ---- size budgets ----------------------------------------------------------------- */
+
+/* template_json_len is the length template_put_json writes, and stops at its cap. */
+TEST(template_json_len_bounds)
+{
+    const char *vals[] = {"1",
+                          "-17",
+                          "2.5",
+                          "1e300",
+                          "true",
+                          "false",
+                          "null",
+                          "\"a\\\"b\\n\\u0001\"",
+                          "[]",
+                          "{}",
+                          "[1,[2,{}],\"x\"]",
+                          "{\"a\":{\"b\":[1,2]},\"c\":\"\\u00e9\"}"};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        json_t *v = J(vals[i]);
+        struct buf b = BUF_INIT;
+        template_put_json(&b, v);
+        size_t n = template_json_len(v, 1000);
+        CHECK_EQ_INT(n, b.len);
+        CHECK_EQ_INT(template_json_len(v, b.len - 1), b.len); /* cap + 1: too long */
+        buf_release(&b);
+        json_decref(v);
+    }
+    CHECK_EQ_INT(template_json_len(NULL, 10), 0);
+    json_t *big = J("{\"a\":\"0123456789\",\"b\":[1,2,3,4,5,6,7,8,9,10]}");
+    CHECK_EQ_INT(template_json_len(big, 5), 6);
+    json_decref(big);
+}
+
+/* Rendering charges each piece before appending it: past the budget nothing is left
+ * in out and the budget is as it was. */
+TEST(template_render_within_budget)
+{
+    char err[256];
+    json_t *ctx = J("{\"a\": \"xxxxxxxxxx\", \"sp\": \"a b\", \"o\": {\"k\": [1, 2]}}");
+    struct buf out = BUF_INIT;
+    buf_puts(&out, "pre:");
+    size_t budget = 25;
+    CHECK_EQ_INT(template_render_within("{{a}}{{a}}", ctx, 0, &budget, &out, err, sizeof err), 0);
+    CHECK_EQ_STR(out.data, "pre:xxxxxxxxxxxxxxxxxxxx");
+    CHECK_EQ_INT(budget, 5);
+    budget = 15;
+    CHECK_EQ_INT(template_render_within("-{{a}}{{a}}", ctx, 0, &budget, &out, err, sizeof err),
+                 -SLUICE_E_ITEM_TOO_LARGE);
+    CHECK_EQ_STR(err, "the value of a would pass the size limit (4 bytes left)");
+    CHECK_EQ_STR(out.data, "pre:xxxxxxxxxxxxxxxxxxxx");
+    CHECK_EQ_INT(budget, 15);
+    budget = 3; /* literal text counts too */
+    CHECK_EQ_INT(template_render_within("abcd", ctx, 0, &budget, &out, err, sizeof err),
+                 -SLUICE_E_ITEM_TOO_LARGE);
+    /* percent-encoding is charged at its encoded length: "a%20b" is 5 bytes */
+    budget = 4;
+    CHECK_EQ_INT(template_render_within("{{sp}}", ctx, 1, &budget, &out, err, sizeof err),
+                 -SLUICE_E_ITEM_TOO_LARGE);
+    budget = 5;
+    CHECK_EQ_INT(template_render_within("{{sp}}", ctx, 1, &budget, &out, err, sizeof err), 0);
+    CHECK_EQ_INT(budget, 0);
+    budget = 12; /* {"k":[1,2]} is 11 */
+    CHECK_EQ_INT(template_render_within("{{o}}", ctx, 0, &budget, &out, err, sizeof err), 0);
+    CHECK_EQ_INT(budget, 1);
+    budget = 10;
+    CHECK_EQ_INT(template_render_within("{{o}}", ctx, 0, &budget, &out, err, sizeof err),
+                 -SLUICE_E_ITEM_TOO_LARGE);
+    /* other errors keep their code */
+    CHECK_EQ_INT(template_render_within("{{nope}}", ctx, 0, &budget, &out, err, sizeof err),
+                 -SLUICE_E_TEMPLATE_ERROR);
+    buf_release(&out);
+    json_decref(ctx);
+}
+
+TEST(template_eval_within_budget)
+{
+    char err[256];
+    json_t *ctx = J("{\"data\": {\"a\": \"0123456789\", \"n\": [1, 2, 3]}}");
+    json_t *tpl = J("{\"x\": \"{{data.a}}{{data.a}}\", \"y\": \"{{data.n}}\", \"z\": 7}");
+    json_t *out = NULL;
+    size_t budget = 1000;
+    CHECK_EQ_INT(template_eval_within(tpl, ctx, &budget, &out, err, sizeof err), 0);
+    CHECK_EQ_STR(D(out), "{\"x\":\"01234567890123456789\",\"y\":[1,2,3],\"z\":7}");
+    /* the charge bounds the compact text: {"x":"...20...","y":[1,2,3],"z":7} */
+    char *text = json_dumps(out, JSON_COMPACT);
+    CHECK(1000 - budget >= strlen(text));
+    CHECK(1000 - budget <= strlen(text) + 4);
+    free(text);
+    json_decref(out);
+    budget = 20; /* "x" fits only with half its text */
+    CHECK_EQ_INT(template_eval_within(tpl, ctx, &budget, &out, err, sizeof err),
+                 -SLUICE_E_ITEM_TOO_LARGE);
+    CHECK(out == NULL);
+    CHECK(strncmp(err, "x: the value of data.a would pass the size limit", 48) == 0);
+    budget = 35; /* "y": a single placeholder's value is measured before it is copied */
+    CHECK_EQ_INT(template_eval_within(tpl, ctx, &budget, &out, err, sizeof err),
+                 -SLUICE_E_ITEM_TOO_LARGE);
+    CHECK(strncmp(err, "y: the value of data.n would pass", 33) == 0);
+    CHECK_EQ_INT(template_eval_within(tpl, ctx, NULL, &out, err, sizeof err), 0); /* unbounded */
+    json_decref(out);
+    json_decref(tpl);
+    json_decref(ctx);
+}
+
+static struct map *map_of(const char *spec_text)
+{
+    char err[256], where[128];
+    json_t *spec = J(spec_text);
+    struct map *m = NULL;
+    if (map_compile(spec, &m, err, sizeof err, where, sizeof where) < 0)
+        fprintf(stderr, "unexpected compile error at %s: %s\n", where, err);
+    json_decref(spec);
+    return m;
+}
+
+/* The issue's amplification: 16 doubling ops over a 1000-byte string would build
+ * 65 MB; within 1 MiB the 11th op fails, and the data is what it was. */
+TEST(map_within_stops_doubling)
+{
+    char err[256], where[64];
+    struct buf spec = BUF_INIT;
+    buf_puts(&spec, "{\"ops\": [");
+    for (int i = 0; i < 16; i++)
+        buf_printf(&spec, "%s{\"op\":\"set\",\"path\":\"a\",\"value\":\"{{data.a}}{{data.a}}\"}",
+                   i ? "," : "");
+    buf_puts(&spec, "]}");
+    struct map *m = map_of(spec.data);
+    buf_release(&spec);
+    CHECK(m != NULL);
+    json_t *ctx = json_pack("{s:{s:s%}}", "data", "a", "", (size_t)0);
+    char *a = malloc(1001);
+    memset(a, 'x', 1000);
+    a[1000] = '\0';
+    json_object_set_new(json_object_get(ctx, "data"), "a", json_string(a));
+    json_t *orig = json_object_get(ctx, "data");
+    CHECK_EQ_INT(map_apply_within(m, ctx, 1 << 20, where, sizeof where, err, sizeof err),
+                 -SLUICE_E_ITEM_TOO_LARGE);
+    CHECK_EQ_STR(where, "ops[10].value");
+    CHECK(strncmp(err, "ops[10] (set): the value of data.a would pass the size limit", 60) == 0);
+    CHECK(json_object_get(ctx, "data") == orig);
+    CHECK_EQ_INT(json_string_length(json_object_get(orig, "a")), 1000);
+    /* with room for all 16 it succeeds: the budget is the only difference */
+    CHECK_EQ_INT(map_apply_within(m, ctx, 70u << 20, where, sizeof where, err, sizeof err), 0);
+    CHECK_EQ_INT(json_string_length(path_get(ctx, "data.a")), 1000u << 16);
+    map_free(m);
+    json_decref(ctx);
+    free(a);
+}
+
+TEST(map_within_copy_and_replace)
+{
+    char err[256], where[64];
+    json_t *ctx = J("{\"data\": {\"a\": \"0123456789012345678901234567890123456789\"}}");
+    /* data is 48 bytes: a copy of "a" (42) does not fit in 64 */
+    struct map *m = map_of("{\"ops\": [{\"op\": \"copy\", \"from\": \"a\", \"path\": \"b\"}]}");
+    CHECK_EQ_INT(map_apply_within(m, ctx, 64, where, sizeof where, err, sizeof err),
+                 -SLUICE_E_ITEM_TOO_LARGE);
+    CHECK_EQ_STR(where, "ops[0].from");
+    CHECK_EQ_INT(map_apply_within(m, ctx, 100, where, sizeof where, err, sizeof err), 0);
+    map_free(m);
+    /* replacing a value gives its room back: a (42) replaced by a value as large */
+    json_decref(ctx);
+    ctx = J("{\"data\": {\"a\": \"0123456789012345678901234567890123456789\"}}");
+    m = map_of("{\"ops\": [{\"op\": \"set\", \"path\": \"a\", "
+               "\"value\": \"9876543210987654321098765432109876543210\"}]}");
+    CHECK_EQ_INT(map_apply_within(m, ctx, 48, where, sizeof where, err, sizeof err), 0);
+    map_free(m);
+    /* data already over the limit fails before any op */
+    m = map_of("{\"ops\": [{\"op\": \"remove\", \"path\": \"a\"}]}");
+    CHECK_EQ_INT(map_apply_within(m, ctx, 20, where, sizeof where, err, sizeof err),
+                 -SLUICE_E_ITEM_TOO_LARGE);
+    CHECK_EQ_STR(err, "data is larger than 20 bytes");
+    /* other errors are MapFailed, with the op's member */
+    map_free(m);
+    m = map_of("{\"ops\": [{\"op\": \"copy\", \"from\": \"zz\", \"path\": \"b\"}]}");
+    CHECK_EQ_INT(map_apply_within(m, ctx, 1000, where, sizeof where, err, sizeof err),
+                 -SLUICE_E_MAP_FAILED);
+    CHECK_EQ_STR(where, "ops[0].from");
+    map_free(m);
+    json_decref(ctx);
+}
+
+TEST(map_compile_caps_ops)
+{
+    struct buf spec = BUF_INIT;
+    buf_puts(&spec, "{\"ops\": [");
+    for (int i = 0; i <= MAP_MAX_OPS; i++)
+        buf_printf(&spec, "%s{\"op\":\"remove\",\"path\":\"a\"}", i ? "," : "");
+    buf_puts(&spec, "]}");
+    CHECK_EQ_STR(map_compile_error(spec.data),
+                 "ops: a map step has at most 64 ops, this one has 65");
+    /* exactly the cap is fine */
+    spec.len = 0;
+    buf_puts(&spec, "{\"ops\": [");
+    for (int i = 0; i < MAP_MAX_OPS; i++)
+        buf_printf(&spec, "%s{\"op\":\"remove\",\"path\":\"a\"}", i ? "," : "");
+    buf_puts(&spec, "]}");
+    CHECK_EQ_STR(map_compile_error(spec.data), "OK");
+    buf_release(&spec);
+}
+
 int main(void)
 {
     RUN(path_check_accepts_and_rejects);
@@ -974,5 +1176,11 @@ int main(void)
     RUN(map_chained_ops_and_typed_values);
     RUN(map_apply_errors_keep_data);
     RUN(map_compile_errors_with_where);
+    RUN(template_json_len_bounds);
+    RUN(template_render_within_budget);
+    RUN(template_eval_within_budget);
+    RUN(map_within_stops_doubling);
+    RUN(map_within_copy_and_replace);
+    RUN(map_compile_caps_ops);
     return test_report();
 }
