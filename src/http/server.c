@@ -8,7 +8,17 @@
  *   body calls buffer the body or pass it to the route's on_body; after an error,
  *              discard the rest (bounded, then the connection is dropped).
  *   last call  run the handler, queue its reply.
- * NOTIFY_COMPLETED runs on_end, writes the log line and the metrics, frees. */
+ * NOTIFY_COMPLETED runs on_end, writes the log line and the metrics, frees.
+ *
+ * Framing (RFC 9112 6.1, 3.2): a request whose length is ambiguous (Content-Length
+ * twice, or with Transfer-Encoding, or unparsable) or whose Host is missing (HTTP/1.1)
+ * or repeated is answered 400 at once with Connection: close, and nothing after it
+ * on that connection is read: what follows could be a smuggled request. A request
+ * target longer than max_url_bytes or with more than max_query_params parameters
+ * gets 414 (checked in the URI callback, before MHD parses the parameters into its
+ * per-connection pool), a header block over max_header_bytes 431. The pool is sized
+ * from those limits, so a header block much larger than allowed is refused by MHD
+ * itself (its own 431/414) without being read in full. */
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -35,6 +45,10 @@
 
 #define MAX_HEADERS 16
 #define DISCARD_LIMIT (64u << 20) /* bytes we read past an error before dropping the client */
+
+/* *con_cls from uri_check() for a request target over the limits (answered 414). */
+static char uri_refused_mark;
+#define URI_REFUSED ((void *)&uri_refused_mark)
 
 /* One open connection, for the request deadline (see watchdog_main). */
 struct conn_watch {
@@ -70,6 +84,8 @@ struct request {
     struct MHD_Connection *conn;
     const struct route *route;
     const char *method; /* MHD-owned, valid for the request */
+    const char *version; /* MHD-owned, e.g. "HTTP/1.1" */
+    int uri_refused;     /* the URI callback refused the target (414) */
     char *path;
     struct route_params params;
     char id[48];
@@ -88,6 +104,7 @@ struct request {
     void (*on_resume)(struct request *req); /* continuation of a parked handler */
     int suspend_now;                        /* the handler just parked the request */
     const char *note;                       /* req_set_note(); lives in allocs */
+    void (*at_end)(struct request *req);    /* req_at_end() */
     int64_t start_ns;
     struct alloc *allocs;
 };
@@ -120,6 +137,11 @@ void req_park(struct request *req, void (*on_resume)(struct request *req))
     req->on_resume = on_resume;
     req->suspend_now = 1;
     MHD_suspend_connection(req->conn);
+}
+
+void req_at_end(struct request *req, void (*fn)(struct request *req))
+{
+    req->at_end = fn;
 }
 
 void req_set_note(struct request *req, const char *note)
@@ -342,6 +364,9 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
         counts[0]++;
     else if (strcasecmp(key, "Transfer-Encoding") == 0)
         counts[1]++;
+    else if (strcasecmp(key, "Host") == 0)
+        counts[2]++;
+    counts[3] += (int)(strlen(key) + (value ? strlen(value) : 0) + 4); /* "k: v\r\n" */
     return MHD_YES;
 }
 
@@ -411,12 +436,13 @@ static void client_ip(struct MHD_Connection *conn, char out[INET6_ADDRSTRLEN])
 }
 
 static struct request *request_new(struct http_server *srv, struct MHD_Connection *conn,
-                                   const char *url, const char *method)
+                                   const char *url, const char *method, const char *version)
 {
     struct request *req = xcalloc(1, sizeof *req);
     req->srv = srv;
     req->conn = conn;
     req->method = method;
+    req->version = version ? version : "";
     req->start_ns = clock_mono_ns();
     buf_init(&req->body);
     /* The path comes raw (our unescape callback is the identity); strip the query. */
@@ -463,20 +489,48 @@ static uint64_t body_limit(const struct request *req)
     return req->srv->cfg.max_body;
 }
 
+/* A reply that must end the connection (the request's framing cannot be trusted, or
+ * its head was refused): sent at once, with Connection: close, so MHD reads nothing
+ * more from the client. Returns 1, request_start's "queue now". */
+static int framing_error(struct request *req)
+{
+    if (req->resp)
+        MHD_add_response_header(req->resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    return 1;
+}
+
 /* First call: everything that only needs the headers. */
 static int request_start(struct request *req)
 {
+    if (req->uri_refused) {
+        reply_errorf(req, SLUICE_E_URI_TOO_LONG, NULL,
+                     "the request target exceeds %zu bytes or %u query parameters",
+                     req->srv->cfg.max_url_bytes, req->srv->cfg.max_query_params);
+        return framing_error(req);
+    }
     route_request(req);
     if (!req->resp)
         MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_query_arg, req);
     if (req->resp)
         return 0;
-    int counts[2] = {0, 0};
+    int counts[4] = {0, 0, 0, 0};
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, counts);
+    if ((size_t)counts[3] > req->srv->cfg.max_header_bytes) {
+        reply_errorf(req, SLUICE_E_HEADERS_TOO_LARGE, NULL,
+                     "the request header block exceeds the limit of %zu bytes",
+                     req->srv->cfg.max_header_bytes);
+        return framing_error(req);
+    }
     if (counts[0] > 1 || (counts[0] && counts[1])) {
         reply_error(req, SLUICE_E_INVALID_REQUEST, NULL,
                     "conflicting Content-Length / Transfer-Encoding headers");
-        return 0;
+        return framing_error(req);
+    }
+    /* RFC 9112 3.2: HTTP/1.1 requires exactly one Host; 1.0 predates it. */
+    if (counts[2] > 1 || (counts[2] == 0 && strcmp(req->version, MHD_HTTP_VERSION_1_0) != 0)) {
+        reply_error(req, SLUICE_E_INVALID_REQUEST, "Host",
+                    counts[2] ? "more than one Host header" : "an HTTP/1.1 request needs a Host header");
+        return framing_error(req);
     }
     /* RFC 9112 6.1: a request whose last transfer coding is not chunked has no
      * knowable length; only plain "chunked" is accepted (MHD would read to the end). */
@@ -485,7 +539,7 @@ static int request_start(struct request *req)
         reply_errorf(req, SLUICE_E_INVALID_REQUEST, NULL,
                      "Transfer-Encoding \"%.40s\" is not supported; send chunked or a "
                      "Content-Length", te);
-        return 1; /* the connection closes instead of guessing where the body ends */
+        return framing_error(req); /* closes instead of guessing where the body ends */
     }
     const char *cl = req_header(req, "Content-Length");
     if (cl) {
@@ -493,7 +547,7 @@ static int request_start(struct request *req)
         unsigned long long n = strtoull(cl, &end, 10);
         if (*end || end == cl) {
             reply_error(req, SLUICE_E_INVALID_REQUEST, NULL, "invalid Content-Length");
-            return 0;
+            return framing_error(req);
         }
         if (n > body_limit(req)) {
             reply_errorf(req, SLUICE_E_PAYLOAD_TOO_LARGE, NULL,
@@ -634,11 +688,12 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                                       const char *upload_data, size_t *upload_data_size,
                                       void **con_cls)
 {
-    (void)version;
     struct http_server *srv = cls;
     struct request *req = *con_cls;
-    if (!req) {
-        req = request_new(srv, conn, url, method);
+    if (!req || req == URI_REFUSED) {
+        int refused = req == URI_REFUSED;
+        req = request_new(srv, conn, url, method, version);
+        req->uri_refused = refused;
         *con_cls = req;
         watch_mark(req, 1);
         if (request_start(req))
@@ -676,10 +731,12 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)cls;
     (void)conn;
     struct request *req = *con_cls;
-    if (!req)
-        return;
     *con_cls = NULL;
+    if (!req || req == URI_REFUSED)
+        return;
     watch_mark(req, 0); /* the connection now owes the next request's headers */
+    if (req->at_end)
+        req->at_end(req);
     int ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
     if (req->route && req->route->on_end)
         req->route->on_end(req, ok);
@@ -695,6 +752,29 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
               "tenant", req->tenant[0] ? req->tenant : NULL, "completed", ok ? "=true" : "=false",
               NULL);
     request_free(req);
+}
+
+/* Called with the raw request target before MHD parses its query parameters into
+ * the connection's pool (each costs a record there: thousands would exhaust it and
+ * MHD would drop the request without an answer). A target over the limits is
+ * marked for 414, and its query is cut off here so that MHD parses none of it. */
+static void *uri_check(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)conn;
+    struct http_server *srv = cls;
+    size_t n = strlen(uri);
+    const char *q = strchr(uri, '?');
+    unsigned params = 0;
+    if (q)
+        for (const char *p = q; p && params <= srv->cfg.max_query_params; p = strchr(p + 1, '&'))
+            params++;
+    if (n <= srv->cfg.max_url_bytes && params <= srv->cfg.max_query_params)
+        return NULL;
+    /* MHD hands us its own writable line buffer, found the '?' before this call and
+     * parses what follows it: an empty string there means no parameters. */
+    if (q)
+        ((char *)q)[1] = '\0';
+    return URI_REFUSED;
 }
 
 static size_t identity_unescape(void *cls, struct MHD_Connection *c, char *s)
@@ -713,6 +793,18 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
         b.data[--b.len] = '\0';
     log_write(LOG_WARN, "libmicrohttpd", "detail", buf_cstr(&b), NULL);
     buf_release(&b);
+}
+
+/* MHD's per-connection pool: the request line and header block are parsed in place
+ * in it, with a record per header and parameter, and it holds the read and write
+ * buffers. Twice the allowed head plus room for the records and buffers: a head over
+ * the limits still gets our JSON 431/414, one far over them MHD's own, and a 200 KB
+ * header block is never read in full. */
+static size_t connection_memory(const struct http_config *cfg)
+{
+    size_t head = cfg->max_header_bytes + cfg->max_url_bytes;
+    size_t m = 2 * head + (size_t)cfg->max_query_params * 64 + 32 * 1024;
+    return m < 64 * 1024 ? 64 * 1024 : m;
 }
 
 int http_server_start(const struct http_config *cfg, const struct route *routes, size_t n,
@@ -746,7 +838,8 @@ int http_server_start(const struct http_config *cfg, const struct route *routes,
         identity_unescape, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_ip,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_END);
+        MHD_OPTION_URI_LOG_CALLBACK, uri_check, srv,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory(cfg), MHD_OPTION_END);
     if (!srv->d) {
         log_write(LOG_ERROR, "cannot start HTTP server (address in use?)", "host", cfg->host, NULL);
         free(srv);

@@ -47,7 +47,11 @@
     X(UPSTREAM_UNAVAILABLE, 504, "UpstreamUnavailable", "the upstream could not be reached")       \
     X(TARGET_NOT_ALLOWED, 422, "TargetNotAllowed", "the outbound target is not allowed")         \
     X(IDEMPOTENCY_KEY_REUSED, 422, "IdempotencyKeyReused",                                         \
-      "the Idempotency-Key was used with a different request")
+      "the Idempotency-Key was used with a different request")                                     \
+    X(URI_TOO_LONG, 414, "UriTooLong", "the request target is too long")                           \
+    X(HEADERS_TOO_LARGE, 431, "HeadersTooLarge", "the request header block is too large")          \
+    X(TENANT_SHARE, 429, "TenantShareExceeded",                                                    \
+      "the tenant holds its share of this server's slots; retry after the Retry-After delay")
 
 enum sluice_error {
     SLUICE_OK = 0,
