@@ -46,6 +46,9 @@
 #define MAX_HEADERS 16
 #define DISCARD_LIMIT (64u << 20) /* bytes we read past an error before dropping the client */
 
+/* Under connection pressure, how long a connection may owe request headers. */
+#define PRESSURE_WAIT_MS 2000
+
 /* *con_cls from uri_check() for a request target over the limits (answered 414). */
 static char uri_refused_mark;
 #define URI_REFUSED ((void *)&uri_refused_mark)
@@ -599,7 +602,8 @@ static enum MHD_Result queue(struct request *req)
  * body that arrives slower than cfg.min_body_rate bytes/s on average once the request
  * is older than request_timeout_s is cut where it is (request_body). MHD tells us of
  * a connection's end before it closes the socket, under wmu, so an fd we shut down is
- * always still the connection's own. */
+ * always still the connection's own. Under pressure (3/4 of --max-connections open)
+ * the header deadline shrinks to PRESSURE_WAIT_MS. */
 
 static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                               enum MHD_ConnectionNotificationCode code)
@@ -654,8 +658,18 @@ static void *watchdog_main(void *arg)
     pthread_mutex_lock(&srv->wmu);
     while (!srv->stopping) {
         int64_t now = clock_mono_ms();
+        /* Under pressure (three quarters of the connection cap open) a connection that
+         * owes request headers gets PRESSURE_WAIT_MS, not the full deadline: idle and
+         * half-open connections must not keep out clients with a request to make. */
+        unsigned open = 0;
         for (struct conn_watch *w = srv->watched; w; w = w->next)
-            if (!w->in_request && w->fd != MHD_INVALID_SOCKET && now - w->waiting_since > limit) {
+            open++;
+        int64_t lim = limit;
+        if (srv->cfg.max_connections && open * 4 >= srv->cfg.max_connections * 3 &&
+            lim > PRESSURE_WAIT_MS)
+            lim = PRESSURE_WAIT_MS;
+        for (struct conn_watch *w = srv->watched; w; w = w->next)
+            if (!w->in_request && w->fd != MHD_INVALID_SOCKET && now - w->waiting_since > lim) {
                 shutdown(w->fd, SHUT_RDWR); /* MHD sees the end and closes it */
                 w->waiting_since = now;     /* once is enough */
                 metrics_request(408, 0);
