@@ -502,7 +502,9 @@ static int framing_error(struct request *req)
     return 1;
 }
 
-/* First call: everything that only needs the headers. */
+/* First call: everything that only needs the headers. The framing checks come
+ * before routing: a request with an unknown path or a bad query must not leave its
+ * connection open for bytes whose framing we cannot trust. */
 static int request_start(struct request *req)
 {
     if (req->uri_refused) {
@@ -511,11 +513,6 @@ static int request_start(struct request *req)
                      req->srv->cfg.max_url_bytes, req->srv->cfg.max_query_params);
         return framing_error(req);
     }
-    route_request(req);
-    if (!req->resp)
-        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_query_arg, req);
-    if (req->resp)
-        return 0;
     int counts[4] = {0, 0, 0, 0};
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, counts);
     if ((size_t)counts[3] > req->srv->cfg.max_header_bytes) {
@@ -532,7 +529,8 @@ static int request_start(struct request *req)
     /* RFC 9112 3.2: HTTP/1.1 requires exactly one Host; 1.0 predates it. */
     if (counts[2] > 1 || (counts[2] == 0 && strcmp(req->version, MHD_HTTP_VERSION_1_0) != 0)) {
         reply_error(req, SLUICE_E_INVALID_REQUEST, "Host",
-                    counts[2] ? "more than one Host header" : "an HTTP/1.1 request needs a Host header");
+                    counts[2] ? "more than one Host header"
+                              : "an HTTP/1.1 request needs a Host header");
         return framing_error(req);
     }
     /* RFC 9112 6.1: a request whose last transfer coding is not chunked has no
@@ -545,19 +543,25 @@ static int request_start(struct request *req)
         return framing_error(req); /* closes instead of guessing where the body ends */
     }
     const char *cl = req_header(req, "Content-Length");
+    unsigned long long declared = 0;
     if (cl) {
         char *end;
-        unsigned long long n = strtoull(cl, &end, 10);
+        declared = strtoull(cl, &end, 10);
         if (*end || end == cl) {
             reply_error(req, SLUICE_E_INVALID_REQUEST, NULL, "invalid Content-Length");
             return framing_error(req);
         }
-        if (n > body_limit(req)) {
-            reply_errorf(req, SLUICE_E_PAYLOAD_TOO_LARGE, NULL,
-                         "request body of %llu bytes exceeds the limit of %llu bytes", n,
-                         (unsigned long long)body_limit(req));
-            return 1; /* refuse now: the connection closes instead of reading the body */
-        }
+    }
+    route_request(req);
+    if (!req->resp)
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_query_arg, req);
+    if (req->resp)
+        return 0;
+    if (cl && declared > body_limit(req)) {
+        reply_errorf(req, SLUICE_E_PAYLOAD_TOO_LARGE, NULL,
+                     "request body of %llu bytes exceeds the limit of %llu bytes", declared,
+                     (unsigned long long)body_limit(req));
+        return 1; /* refuse now: the connection closes instead of reading the body */
     }
     if ((req->route->flags & ROUTE_AUTH) && req->srv->auth)
         req->srv->auth(req);

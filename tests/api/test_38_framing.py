@@ -94,6 +94,10 @@ def test_content_length_with_chunked_is_400_and_nothing_after_it_is_served(srv):
     only_response(buf, 400, "InvalidRequest")
     assert b"sluice_" not in buf  # no metrics text: the smuggled request was not served
     assert took < 5  # closed at once, not after an idle timeout
+    # the same on a path no route has (a 404 must not leave the connection open)
+    buf, _ = exchange(srv, req.replace(b"GET /healthz", b"GET /nope", 1))
+    only_response(buf, 400, "InvalidRequest")
+    assert b"sluice_" not in buf
 
 
 def test_two_content_lengths_are_400_and_close(srv):
