@@ -131,7 +131,7 @@ static void free_list(char **v)
 static int serve_main(int argc, char **argv)
 {
     struct config cfg;
-    char err[4096];
+    char err[8192]; /* the --help text: one line per setting */
     int rc = config_load(&cfg, argc, argv, err, sizeof err);
     if (rc != 0) {
         fprintf(rc > 0 ? stdout : stderr, "%s%s", err, rc > 0 ? "" : "\n");
