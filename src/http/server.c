@@ -18,7 +18,11 @@
  * gets 414 (checked in the URI callback, before MHD parses the parameters into its
  * per-connection pool), a header block over max_header_bytes 431. The pool is sized
  * from those limits, so a header block much larger than allowed is refused by MHD
- * itself (its own 431/414) without being read in full. */
+ * itself (its own 431/414) without being read in full.
+ *
+ * Connections: MHD accepts PROBE_RESERVE more than cfg.max_connections; a request on
+ * one of those that needs a tenant (ROUTE_AUTH) gets 503 and the connection closes,
+ * so health probes still get in when clients hold every ordinary slot. */
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -48,6 +52,9 @@
 
 /* Under connection pressure, how long a connection may owe request headers. */
 #define PRESSURE_WAIT_MS 2000
+/* Connections accepted beyond --max-connections for requests that need no tenant
+ * (health probes, docs): a full server still answers its probes. */
+#define PROBE_RESERVE 8
 
 /* *con_cls from uri_check() for a request target over the limits (answered 414). */
 static char uri_refused_mark;
@@ -71,6 +78,7 @@ struct http_server {
     uint16_t port;
     pthread_mutex_t wmu;        /* guards watched and every conn_watch */
     struct conn_watch *watched; /* open connections */
+    unsigned nwatched;          /* how many */
     pthread_t watchdog;
     int watchdog_started;
     int stopping;               /* under wmu */
@@ -492,6 +500,16 @@ static uint64_t body_limit(const struct request *req)
     return req->srv->cfg.max_body;
 }
 
+/* Nonzero when the connections open exceed --max-connections: this one is in the
+ * probe reserve (MHD takes max_connections + PROBE_RESERVE). */
+static int over_connection_cap(struct http_server *srv)
+{
+    pthread_mutex_lock(&srv->wmu);
+    int over = srv->nwatched > srv->cfg.max_connections;
+    pthread_mutex_unlock(&srv->wmu);
+    return over;
+}
+
 /* A reply that must end the connection (the request's framing cannot be trusted, or
  * its head was refused): sent at once, with Connection: close, so MHD reads nothing
  * more from the client. Returns 1, request_start's "queue now". */
@@ -557,6 +575,12 @@ static int request_start(struct request *req)
         MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_query_arg, req);
     if (req->resp)
         return 0;
+    if ((req->route->flags & ROUTE_AUTH) && over_connection_cap(req->srv)) {
+        reply_errorf(req, SLUICE_E_SERVER_BUSY, NULL,
+                     "the server holds its %u connections; the few beyond are kept for "
+                     "health probes; retry later", req->srv->cfg.max_connections);
+        return framing_error(req); /* closes: gives the reserved slot back */
+    }
     if (cl && declared > body_limit(req)) {
         reply_errorf(req, SLUICE_E_PAYLOAD_TOO_LARGE, NULL,
                      "request body of %llu bytes exceeds the limit of %llu bytes", declared,
@@ -624,6 +648,7 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
         if (w->next)
             w->next->prev = w;
         srv->watched = w;
+        srv->nwatched++;
         pthread_mutex_unlock(&srv->wmu);
         *socket_context = w;
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
@@ -635,6 +660,7 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
             srv->watched = w->next;
         if (w->next)
             w->next->prev = w->prev;
+        srv->nwatched--;
         pthread_mutex_unlock(&srv->wmu);
         free(w);
         *socket_context = NULL;
@@ -665,9 +691,7 @@ static void *watchdog_main(void *arg)
         /* Under pressure (three quarters of the connection cap open) a connection that
          * owes request headers gets PRESSURE_WAIT_MS, not the full deadline: idle and
          * half-open connections must not keep out clients with a request to make. */
-        unsigned open = 0;
-        for (struct conn_watch *w = srv->watched; w; w = w->next)
-            open++;
+        unsigned open = srv->nwatched;
         int64_t lim = limit;
         if (srv->cfg.max_connections && open * 4 >= srv->cfg.max_connections * 3 &&
             lim > PRESSURE_WAIT_MS)
@@ -854,7 +878,7 @@ int http_server_start(const struct http_config *cfg, const struct route *routes,
         MHD_OPTION_NOTIFY_COMPLETED, completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
         notify_connection, srv, MHD_OPTION_UNESCAPE_CALLBACK,
         identity_unescape, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections + PROBE_RESERVE,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_ip,
         MHD_OPTION_URI_LOG_CALLBACK, uri_check, srv,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory(cfg), MHD_OPTION_END);

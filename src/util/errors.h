@@ -38,7 +38,7 @@
     X(STORE_FULL, 503, "StoreFull", "storage is full; retry later")                                \
     X(SHUTTING_DOWN, 503, "ShuttingDown", "server is shutting down")                               \
     X(MEMORY_PRESSURE, 503, "MemoryPressure", "the server is short of memory; retry later")       \
-    X(SERVER_BUSY, 503, "ServerBusy", "too many uploads in progress; retry later")                  \
+    X(SERVER_BUSY, 503, "ServerBusy", "too many uploads or streams in progress; retry later")       \
     X(VALIDATION_FAILED, 422, "ValidationFailed", "the item's data does not match the schema")     \
     X(MAP_FAILED, 422, "MapFailed", "the map step could not reshape the item")                     \
     X(TEMPLATE_ERROR, 422, "TemplateError", "a template could not be rendered for the item")       \

@@ -168,6 +168,27 @@ def test_idle_connections_are_cut_quickly_under_pressure(fresh_server):
             s.close()
 
 
+def test_a_full_server_still_answers_its_health_probe(fresh_server):
+    """--max-connections 10 all held (no deadline cuts them): a probe still gets in on
+    the reserve, while a request that needs a tenant there gets 503 and a close."""
+    srv = fresh_server(args=["--max-connections", "10", "--max-connections-per-ip", "0",
+                             "--request-timeout", "0"])
+    srv.start()
+    a = Client(srv, srv.key_a)
+    socks = [socket.create_connection(("127.0.0.1", srv.port), timeout=30) for _ in range(10)]
+    try:
+        time.sleep(0.5)
+        assert healthz_from(srv, ALT_ADDR).startswith(b"HTTP/1.1 200"), "probe refused"
+        r = a.get("/v1/jobs", headers={"Connection": "close"}, timeout=10)
+        assert_error(r, 503, "ServerBusy")
+        assert r.headers.get("Connection", "").lower() == "close"
+    finally:
+        for s in socks:
+            s.close()
+    wait_until(lambda: a.get("/v1/jobs", timeout=10).status_code == 200, timeout=30,
+               what="the connection slots to free")
+
+
 def test_idle_connections_are_not_cut_without_pressure(fresh_server):
     """The control for the test above: 4 of 20 open, none is cut within 4 s."""
     srv = fresh_server(args=["--max-connections", "20", "--request-timeout", "60"])
