@@ -86,7 +86,10 @@ def main():
     try:
         proc, url, key, log = start_server(
             a.bin, d, 2, ["--tenant-rate", "0", "--max-memory-mb", str(a.max_memory_mb),
-                          "--max-pending-items", "0", "--max-open-jobs", "0"])
+                          "--max-pending-items", "0", "--max-open-jobs", "0",
+                          # all clients are one tenant on one address: no per-tenant
+                          # share, no per-address connection cap
+                          "--tenant-share", "100", "--max-connections-per-ip", "0"])
         print("sluice uploads: %d clients x %d MB at once, --max-memory-mb %d, %s" %
               (a.clients, a.mb, a.max_memory_mb, time.strftime("%Y-%m-%d %H:%M")), flush=True)
         out = {}

@@ -76,8 +76,21 @@ static const struct setting settings[] = {
      "bytes/s a request body must average after --request-timeout (4096; 0: none)", K_UINT,
      OFF(http.min_body_rate), 0, 1u << 30},
     {"--max-connections-per-ip", "SLUICE_MAX_CONNECTIONS_PER_IP",
-     "connections one client address may hold (0: no cap)", K_UINT, OFF(http.max_per_ip), 0,
+     "connections one client address may hold (64; 0: no cap)", K_UINT, OFF(http.max_per_ip), 0,
      100000},
+    {"--max-header-bytes", "SLUICE_MAX_HEADER_BYTES",
+     "request header block bytes; more get 431 (16384)", K_SIZE, OFF(http.max_header_bytes),
+     1024, 1u << 20},
+    {"--max-url-bytes", "SLUICE_MAX_URL_BYTES", "request target bytes; more get 414 (8192)",
+     K_SIZE, OFF(http.max_url_bytes), 256, 1u << 20},
+    {"--max-query-params", "SLUICE_MAX_QUERY_PARAMS", "query parameters; more get 414 (256)",
+     K_UINT, OFF(http.max_query_params), 1, 100000},
+    {"--max-parked", "SLUICE_MAX_PARKED",
+     "event streams and long polls open at once, all tenants; more get 503 (256; 0: no cap)",
+     K_UINT, OFF(api.max_parked), 0, 1000000},
+    {"--tenant-share", "SLUICE_TENANT_SHARE",
+     "percent of --max-uploads and of --max-parked one tenant may hold; beyond it 429 "
+     "(50; 100: no per-tenant cap)", K_UINT, OFF(api.tenant_share), 1, 100},
     {"--sync", "SLUICE_SYNC", "SQLite sync: full|normal (full)", K_SYNC, 0, 0, 0},
     {"--debug", "SLUICE_DEBUG", "debug logs (0)", K_BOOL, OFF(log_debug), 0, 1},
     {"--outbound-allow", "SLUICE_OUTBOUND_ALLOW",
@@ -121,7 +134,12 @@ static void defaults(struct config *cfg)
     cfg->http.max_stream_body = 1ull << 30;
     cfg->http.idle_timeout_s = 30;
     cfg->http.max_connections = 1000;
-    cfg->http.max_per_ip = 0;
+    cfg->http.max_per_ip = 64;
+    cfg->http.max_header_bytes = 16384;
+    cfg->http.max_url_bytes = 8192;
+    cfg->http.max_query_params = 256;
+    cfg->api.max_parked = 256;
+    cfg->api.tenant_share = 50;
     cfg->http.request_timeout_s = 30;
     cfg->http.min_body_rate = 4096;
     ingest_limits_default(&cfg->api.limits);

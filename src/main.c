@@ -11,6 +11,7 @@
 #include "api/api.h"
 #include "engine/limits.h"
 #include "api/ratelimit.h"
+#include "api/slots.h"
 #include "api/waiters.h"
 #include "cli/cli.h"
 #include "api/render.h"
@@ -166,7 +167,7 @@ static void free_list(char **v)
 static int serve_main(int argc, char **argv)
 {
     struct config cfg;
-    char err[4096];
+    char err[8192]; /* the --help text: one line per setting */
     int rc = config_load(&cfg, argc, argv, err, sizeof err);
     if (rc != 0) {
         fprintf(rc > 0 ? stdout : stderr, "%s%s", err, rc > 0 ? "" : "\n");
@@ -297,6 +298,11 @@ static int serve_main(int argc, char **argv)
     api.limits = lim;
     atomic_init(&api.shutting_down, 0);
     atomic_init(&api.uploads, 0);
+    {
+        unsigned pools[SLOT__COUNT] = {[SLOT_UPLOAD] = cfg.api.max_uploads,
+                                       [SLOT_PARKED] = cfg.api.max_parked};
+        api.slots = slots_new(pools, cfg.api.tenant_share);
+    }
     /* Admission control, in memory: this process enforces the limits on its own. */
     char seed[17];
     ids_random("", 16, seed);
@@ -312,6 +318,7 @@ static int serve_main(int argc, char **argv)
         callbacks_free(cbs);
         ratelimit_free(api.tenant_rl);
         ratelimit_free(api.authfail_rl);
+        slots_free(api.slots);
         janitor_stop(jan);
         engine_stop(eng);
         limiter_free(lim);
@@ -355,6 +362,7 @@ static int serve_main(int argc, char **argv)
     waiters_free(api.waiters);
     ratelimit_free(api.tenant_rl);
     ratelimit_free(api.authfail_rl);
+    slots_free(api.slots);
     outbound_free(ob); /* after its users: workers and synchronous runs */
     limiter_free(lim); /* after the workers, the pacing of outbound calls and handlers */
     secrets_free(secrets);

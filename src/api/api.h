@@ -20,6 +20,8 @@ struct api_config {
     size_t max_pending_items;    /* per tenant: unclaimed items before submits get 429; 0 = no cap */
     size_t max_memory_mb;        /* resident memory above which submits get 503; 0 = auto */
     unsigned max_uploads;        /* submits receiving at once, all tenants; 0 = no cap */
+    unsigned max_parked;         /* event streams + long polls at once, all tenants; 0 = no cap */
+    unsigned tenant_share;       /* percent of max_uploads / max_parked one tenant may hold */
 };
 
 struct outbound;
@@ -28,6 +30,7 @@ struct waiters;
 struct callbacks;
 struct limiter;
 struct secrets;
+struct slots;
 
 struct api {
     struct store *st;
@@ -43,6 +46,7 @@ struct api {
     struct api_config cfg;
     atomic_int shutting_down;
     atomic_uint uploads;           /* submits receiving now (max_uploads) */
+    struct slots *slots;           /* per-tenant shares of uploads and parked requests */
 };
 
 extern const struct route api_routes[];

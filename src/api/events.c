@@ -18,6 +18,7 @@
 
 #include "api/common.h"
 #include "api/render.h"
+#include "api/slots.h"
 #include "api/waiters.h"
 #include "util/clock.h"
 #include "util/errors.h"
@@ -26,6 +27,43 @@
 #define STREAM_MAX_MS (5 * 60 * 1000)
 #define HEARTBEAT_MS 15000
 #define FAILED_BATCH 100
+
+/* ---- parked slots --------------------------------------------------------------------
+ * A long poll or a stream holds its connection for up to minutes: each takes one of
+ * --max-parked slots, a tenant at most its share (api/slots.h), given back when the
+ * request ends however it ends. */
+
+static void give_parked(struct request *req)
+{
+    slots_give(api_of(req)->slots, SLOT_PARKED, req_tenant(req));
+}
+
+/* Takes a parked slot for req. Returns 0, or -1 after replying 429 (the tenant holds
+ * its share) or 503 (all slots taken), or when reply is 0, without replying. */
+static int take_parked(struct request *req, int reply)
+{
+    struct api *api = api_of(req);
+    if (!api->slots)
+        return 0;
+    int rc = slots_take(api->slots, SLOT_PARKED, req_tenant(req));
+    if (rc == 0) {
+        req_at_end(req, give_parked);
+        return 0;
+    }
+    if (!reply)
+        return -1;
+    reply_header(req, "Retry-After", "5");
+    if (rc == -SLUICE_E_TENANT_SHARE)
+        reply_errorf(req, rc, NULL,
+                     "this tenant has %u event streams and long polls open, its share of this "
+                     "server's %u; close one or retry later",
+                     slots_tenant_cap(api->slots, SLOT_PARKED), api->cfg.max_parked);
+    else
+        reply_errorf(req, rc, NULL,
+                     "%u event streams and long polls are open, the most this server holds; "
+                     "retry later", api->cfg.max_parked);
+    return -1;
+}
 
 /* ---- long polling ------------------------------------------------------------------ */
 
@@ -66,6 +104,8 @@ void api_jobs_get(struct request *req)
     if (rc == 1 && wait > 0 && !render_job_terminal(job.status) && !waiters_closing(api->waiters)) {
         int status = job.status;
         store_job_release(&job);
+        if (take_parked(req, 1) < 0)
+            return;
         req_park(req, get_resumed);
         waiters_add(api->waiters, req, WAIT_CHANGE, req_tenant(req), req_param(req, "id"), status,
                     clock_now_ms() + wait * 1000);
@@ -118,6 +158,10 @@ int api_prefer_wait(struct request *req, const struct store_job *job)
     struct api *api = api_of(req);
     int64_t wait = preferred_wait(req);
     if (wait <= 0 || waiters_closing(api->waiters))
+        return 0;
+    /* The job exists now: past the tenant's share the preference is just not applied
+     * (RFC 7240 lets a server ignore it), the client gets its 202 at once. */
+    if (take_parked(req, 0) < 0)
         return 0;
     req_set_note(req, job->id);
     req_park(req, submit_resumed);
@@ -257,6 +301,8 @@ void api_jobs_events(struct request *req)
         reply_monitor(req, rc, &job);
         return;
     }
+    if (take_parked(req, 1) < 0)
+        return;
     struct sse *s = xcalloc(1, sizeof *s);
     s->req = req;
     s->api = api;

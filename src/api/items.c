@@ -136,7 +136,9 @@ static long results_read(void *ctx, char *out, size_t max)
     while (r->off == r->out.len) {
         if (r->eof)
             return 0;
-        if (results_fill(r) < 0)
+        /* 0: the job was deleted between two pages. A clean end would pass a cut
+         * stream off as all the results; the error aborts it (no final chunk). */
+        if (results_fill(r) <= 0)
             return -1;
     }
     size_t n = r->out.len - r->off;

@@ -20,6 +20,7 @@
 #include "api/common.h"
 #include "api/idem.h"
 #include "api/render.h"
+#include "api/slots.h"
 #include "engine/callbacks.h"
 #include "engine/pipeline.h"
 #include "engine/submit.h"
@@ -50,6 +51,7 @@ struct submit_ctx {
     int has_op_id;
     struct ids_sha256 *hash;
     int counted; /* in api->uploads */
+    int slotted; /* holds a tenant's upload slot (api/slots.h) */
     /* An error raised by our own callbacks, reported instead of the parser's. */
     int cb_err;
     char cb_target[64];
@@ -272,7 +274,8 @@ static int read_idem_headers(struct request *req, struct idem_req *r)
     }
     if (op && !ids_job_id_valid(op)) {
         reply_error(req, SLUICE_E_INVALID_REQUEST, "Operation-Id",
-                    "Operation-Id must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'");
+                    "Operation-Id must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-', "
+                    "starting with a letter or digit");
         return -1;
     }
     r->op_id = op;
@@ -392,6 +395,20 @@ static int submit_setup(struct request *req)
                      "%u uploads are in progress, the most this server takes at once; retry "
                      "later", api->cfg.max_uploads);
         return -1;
+    }
+    /* The tenant's share of those uploads: one tenant at its share gets 429, the
+     * others still find slots. */
+    if (api->slots) {
+        int rc = slots_take(api->slots, SLOT_UPLOAD, req_tenant(req));
+        if (rc < 0) {
+            reply_header(req, "Retry-After", "2");
+            reply_errorf(req, rc, NULL,
+                         "this tenant has %u uploads in progress, its share of this server's "
+                         "%u; retry when one ends", slots_tenant_cap(api->slots, SLOT_UPLOAD),
+                         api->cfg.max_uploads);
+            return -1;
+        }
+        c->slotted = 1;
     }
     const char *vo = req_query(req, "validateOnly");
     if (vo && strcmp(vo, "true") && strcmp(vo, "false")) {
@@ -528,6 +545,8 @@ void api_jobs_submit_end(struct request *req, int completed)
     submit_free(c->sub); /* deletes the staged job unless committed */
     if (c->counted)
         atomic_fetch_sub(&api_of(req)->uploads, 1);
+    if (c->slotted)
+        slots_give(api_of(req)->slots, SLOT_UPLOAD, req_tenant(req));
     if (c->held_key)
         api_idem_release(req_tenant(req), c->held_key);
     free(c->held_key);

@@ -78,6 +78,10 @@ const char *req_note(const struct request *req);
 /* Resumes a parked request or a suspended stream. Thread-safe; call exactly once
  * per park/suspend. */
 void req_resume(struct request *req);
+/* Runs fn(req) once when the request ends, however it ends (reply sent, client
+ * gone, connection cut), on a server thread, before the request is freed: where a
+ * handler gives back a slot it took. One per request; a second call replaces it. */
+void req_at_end(struct request *req, void (*fn)(struct request *req));
 
 /* Adds a response header to the reply that will be sent (call before reply_*()). */
 void reply_header(struct request *req, const char *name, const char *value);

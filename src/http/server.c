@@ -8,7 +8,21 @@
  *   body calls buffer the body or pass it to the route's on_body; after an error,
  *              discard the rest (bounded, then the connection is dropped).
  *   last call  run the handler, queue its reply.
- * NOTIFY_COMPLETED runs on_end, writes the log line and the metrics, frees. */
+ * NOTIFY_COMPLETED runs on_end, writes the log line and the metrics, frees.
+ *
+ * Framing (RFC 9112 6.1, 3.2): a request whose length is ambiguous (Content-Length
+ * twice, or with Transfer-Encoding, or unparsable) or whose Host is missing (HTTP/1.1)
+ * or repeated is answered 400 at once with Connection: close, and nothing after it
+ * on that connection is read: what follows could be a smuggled request. A request
+ * target longer than max_url_bytes or with more than max_query_params parameters
+ * gets 414 (checked in the URI callback, before MHD parses the parameters into its
+ * per-connection pool), a header block over max_header_bytes 431. The pool is sized
+ * from those limits, so a header block much larger than allowed is refused by MHD
+ * itself (its own 431/414) without being read in full.
+ *
+ * Connections: MHD accepts PROBE_RESERVE more than cfg.max_connections; a request on
+ * one of those that needs a tenant (ROUTE_AUTH) gets 503 and the connection closes,
+ * so health probes still get in when clients hold every ordinary slot. */
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -36,6 +50,16 @@
 #define MAX_HEADERS 16
 #define DISCARD_LIMIT (64u << 20) /* bytes we read past an error before dropping the client */
 
+/* Under connection pressure, how long a connection may owe request headers. */
+#define PRESSURE_WAIT_MS 2000
+/* Connections accepted beyond --max-connections for requests that need no tenant
+ * (health probes, docs): a full server still answers its probes. */
+#define PROBE_RESERVE 8
+
+/* *con_cls from uri_check() for a request target over the limits (answered 414). */
+static char uri_refused_mark;
+#define URI_REFUSED ((void *)&uri_refused_mark)
+
 /* One open connection, for the request deadline (see watchdog_main). */
 struct conn_watch {
     struct conn_watch *prev, *next;
@@ -54,6 +78,7 @@ struct http_server {
     uint16_t port;
     pthread_mutex_t wmu;        /* guards watched and every conn_watch */
     struct conn_watch *watched; /* open connections */
+    unsigned nwatched;          /* how many */
     pthread_t watchdog;
     int watchdog_started;
     int stopping;               /* under wmu */
@@ -70,6 +95,8 @@ struct request {
     struct MHD_Connection *conn;
     const struct route *route;
     const char *method; /* MHD-owned, valid for the request */
+    const char *version; /* MHD-owned, e.g. "HTTP/1.1" */
+    int uri_refused;     /* the URI callback refused the target (414) */
     char *path;
     struct route_params params;
     char id[48];
@@ -88,6 +115,7 @@ struct request {
     void (*on_resume)(struct request *req); /* continuation of a parked handler */
     int suspend_now;                        /* the handler just parked the request */
     const char *note;                       /* req_set_note(); lives in allocs */
+    void (*at_end)(struct request *req);    /* req_at_end() */
     int64_t start_ns;
     struct alloc *allocs;
 };
@@ -120,6 +148,11 @@ void req_park(struct request *req, void (*on_resume)(struct request *req))
     req->on_resume = on_resume;
     req->suspend_now = 1;
     MHD_suspend_connection(req->conn);
+}
+
+void req_at_end(struct request *req, void (*fn)(struct request *req))
+{
+    req->at_end = fn;
 }
 
 void req_set_note(struct request *req, const char *note)
@@ -342,6 +375,9 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
         counts[0]++;
     else if (strcasecmp(key, "Transfer-Encoding") == 0)
         counts[1]++;
+    else if (strcasecmp(key, "Host") == 0)
+        counts[2]++;
+    counts[3] += (int)(strlen(key) + (value ? strlen(value) : 0) + 4); /* "k: v\r\n" */
     return MHD_YES;
 }
 
@@ -411,12 +447,13 @@ static void client_ip(struct MHD_Connection *conn, char out[INET6_ADDRSTRLEN])
 }
 
 static struct request *request_new(struct http_server *srv, struct MHD_Connection *conn,
-                                   const char *url, const char *method)
+                                   const char *url, const char *method, const char *version)
 {
     struct request *req = xcalloc(1, sizeof *req);
     req->srv = srv;
     req->conn = conn;
     req->method = method;
+    req->version = version ? version : "";
     req->start_ns = clock_mono_ns();
     buf_init(&req->body);
     /* The path comes raw (our unescape callback is the identity); strip the query. */
@@ -463,20 +500,56 @@ static uint64_t body_limit(const struct request *req)
     return req->srv->cfg.max_body;
 }
 
-/* First call: everything that only needs the headers. */
+/* Nonzero when the connections open exceed --max-connections: this one is in the
+ * probe reserve (MHD takes max_connections + PROBE_RESERVE). */
+static int over_connection_cap(struct http_server *srv)
+{
+    pthread_mutex_lock(&srv->wmu);
+    int over = srv->nwatched > srv->cfg.max_connections;
+    pthread_mutex_unlock(&srv->wmu);
+    return over;
+}
+
+/* A reply that must end the connection (the request's framing cannot be trusted, or
+ * its head was refused): sent at once, with Connection: close, so MHD reads nothing
+ * more from the client. Returns 1, request_start's "queue now". */
+static int framing_error(struct request *req)
+{
+    if (req->resp)
+        MHD_add_response_header(req->resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    return 1;
+}
+
+/* First call: everything that only needs the headers. The framing checks come
+ * before routing: a request with an unknown path or a bad query must not leave its
+ * connection open for bytes whose framing we cannot trust. */
 static int request_start(struct request *req)
 {
-    route_request(req);
-    if (!req->resp)
-        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_query_arg, req);
-    if (req->resp)
-        return 0;
-    int counts[2] = {0, 0};
+    if (req->uri_refused) {
+        reply_errorf(req, SLUICE_E_URI_TOO_LONG, NULL,
+                     "the request target exceeds %zu bytes or %u query parameters",
+                     req->srv->cfg.max_url_bytes, req->srv->cfg.max_query_params);
+        return framing_error(req);
+    }
+    int counts[4] = {0, 0, 0, 0};
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, counts);
+    if ((size_t)counts[3] > req->srv->cfg.max_header_bytes) {
+        reply_errorf(req, SLUICE_E_HEADERS_TOO_LARGE, NULL,
+                     "the request header block exceeds the limit of %zu bytes",
+                     req->srv->cfg.max_header_bytes);
+        return framing_error(req);
+    }
     if (counts[0] > 1 || (counts[0] && counts[1])) {
         reply_error(req, SLUICE_E_INVALID_REQUEST, NULL,
                     "conflicting Content-Length / Transfer-Encoding headers");
-        return 0;
+        return framing_error(req);
+    }
+    /* RFC 9112 3.2: HTTP/1.1 requires exactly one Host; 1.0 predates it. */
+    if (counts[2] > 1 || (counts[2] == 0 && strcmp(req->version, MHD_HTTP_VERSION_1_0) != 0)) {
+        reply_error(req, SLUICE_E_INVALID_REQUEST, "Host",
+                    counts[2] ? "more than one Host header"
+                              : "an HTTP/1.1 request needs a Host header");
+        return framing_error(req);
     }
     /* RFC 9112 6.1: a request whose last transfer coding is not chunked has no
      * knowable length; only plain "chunked" is accepted (MHD would read to the end). */
@@ -485,22 +558,34 @@ static int request_start(struct request *req)
         reply_errorf(req, SLUICE_E_INVALID_REQUEST, NULL,
                      "Transfer-Encoding \"%.40s\" is not supported; send chunked or a "
                      "Content-Length", te);
-        return 1; /* the connection closes instead of guessing where the body ends */
+        return framing_error(req); /* closes instead of guessing where the body ends */
     }
     const char *cl = req_header(req, "Content-Length");
+    unsigned long long declared = 0;
     if (cl) {
         char *end;
-        unsigned long long n = strtoull(cl, &end, 10);
+        declared = strtoull(cl, &end, 10);
         if (*end || end == cl) {
             reply_error(req, SLUICE_E_INVALID_REQUEST, NULL, "invalid Content-Length");
-            return 0;
+            return framing_error(req);
         }
-        if (n > body_limit(req)) {
-            reply_errorf(req, SLUICE_E_PAYLOAD_TOO_LARGE, NULL,
-                         "request body of %llu bytes exceeds the limit of %llu bytes", n,
-                         (unsigned long long)body_limit(req));
-            return 1; /* refuse now: the connection closes instead of reading the body */
-        }
+    }
+    route_request(req);
+    if (!req->resp)
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_query_arg, req);
+    if (req->resp)
+        return 0;
+    if ((req->route->flags & ROUTE_AUTH) && over_connection_cap(req->srv)) {
+        reply_errorf(req, SLUICE_E_SERVER_BUSY, NULL,
+                     "the server holds its %u connections; the few beyond are kept for "
+                     "health probes; retry later", req->srv->cfg.max_connections);
+        return framing_error(req); /* closes: gives the reserved slot back */
+    }
+    if (cl && declared > body_limit(req)) {
+        reply_errorf(req, SLUICE_E_PAYLOAD_TOO_LARGE, NULL,
+                     "request body of %llu bytes exceeds the limit of %llu bytes", declared,
+                     (unsigned long long)body_limit(req));
+        return 1; /* refuse now: the connection closes instead of reading the body */
     }
     if ((req->route->flags & ROUTE_AUTH) && req->srv->auth)
         req->srv->auth(req);
@@ -545,7 +630,8 @@ static enum MHD_Result queue(struct request *req)
  * body that arrives slower than cfg.min_body_rate bytes/s on average once the request
  * is older than request_timeout_s is cut where it is (request_body). MHD tells us of
  * a connection's end before it closes the socket, under wmu, so an fd we shut down is
- * always still the connection's own. */
+ * always still the connection's own. Under pressure (3/4 of --max-connections open)
+ * the header deadline shrinks to PRESSURE_WAIT_MS. */
 
 static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                               enum MHD_ConnectionNotificationCode code)
@@ -562,6 +648,7 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
         if (w->next)
             w->next->prev = w;
         srv->watched = w;
+        srv->nwatched++;
         pthread_mutex_unlock(&srv->wmu);
         *socket_context = w;
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
@@ -573,6 +660,7 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
             srv->watched = w->next;
         if (w->next)
             w->next->prev = w->prev;
+        srv->nwatched--;
         pthread_mutex_unlock(&srv->wmu);
         free(w);
         *socket_context = NULL;
@@ -600,8 +688,16 @@ static void *watchdog_main(void *arg)
     pthread_mutex_lock(&srv->wmu);
     while (!srv->stopping) {
         int64_t now = clock_mono_ms();
+        /* Under pressure (three quarters of the connection cap open) a connection that
+         * owes request headers gets PRESSURE_WAIT_MS, not the full deadline: idle and
+         * half-open connections must not keep out clients with a request to make. */
+        unsigned open = srv->nwatched;
+        int64_t lim = limit;
+        if (srv->cfg.max_connections && open * 4 >= srv->cfg.max_connections * 3 &&
+            lim > PRESSURE_WAIT_MS)
+            lim = PRESSURE_WAIT_MS;
         for (struct conn_watch *w = srv->watched; w; w = w->next)
-            if (!w->in_request && w->fd != MHD_INVALID_SOCKET && now - w->waiting_since > limit) {
+            if (!w->in_request && w->fd != MHD_INVALID_SOCKET && now - w->waiting_since > lim) {
                 shutdown(w->fd, SHUT_RDWR); /* MHD sees the end and closes it */
                 w->waiting_since = now;     /* once is enough */
                 metrics_request(408, 0);
@@ -634,11 +730,12 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                                       const char *upload_data, size_t *upload_data_size,
                                       void **con_cls)
 {
-    (void)version;
     struct http_server *srv = cls;
     struct request *req = *con_cls;
-    if (!req) {
-        req = request_new(srv, conn, url, method);
+    if (!req || req == URI_REFUSED) {
+        int refused = req == URI_REFUSED;
+        req = request_new(srv, conn, url, method, version);
+        req->uri_refused = refused;
         *con_cls = req;
         watch_mark(req, 1);
         if (request_start(req))
@@ -676,10 +773,12 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)cls;
     (void)conn;
     struct request *req = *con_cls;
-    if (!req)
-        return;
     *con_cls = NULL;
+    if (!req || req == URI_REFUSED)
+        return;
     watch_mark(req, 0); /* the connection now owes the next request's headers */
+    if (req->at_end)
+        req->at_end(req);
     int ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
     if (req->route && req->route->on_end)
         req->route->on_end(req, ok);
@@ -695,6 +794,29 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
               "tenant", req->tenant[0] ? req->tenant : NULL, "completed", ok ? "=true" : "=false",
               NULL);
     request_free(req);
+}
+
+/* Called with the raw request target before MHD parses its query parameters into
+ * the connection's pool (each costs a record there: thousands would exhaust it and
+ * MHD would drop the request without an answer). A target over the limits is
+ * marked for 414, and its query is cut off here so that MHD parses none of it. */
+static void *uri_check(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)conn;
+    struct http_server *srv = cls;
+    size_t n = strlen(uri);
+    const char *q = strchr(uri, '?');
+    unsigned params = 0;
+    if (q)
+        for (const char *p = q; p && params <= srv->cfg.max_query_params; p = strchr(p + 1, '&'))
+            params++;
+    if (n <= srv->cfg.max_url_bytes && params <= srv->cfg.max_query_params)
+        return NULL;
+    /* MHD hands us its own writable line buffer, found the '?' before this call and
+     * parses what follows it: an empty string there means no parameters. */
+    if (q)
+        ((char *)q)[1] = '\0';
+    return URI_REFUSED;
 }
 
 static size_t identity_unescape(void *cls, struct MHD_Connection *c, char *s)
@@ -713,6 +835,18 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
         b.data[--b.len] = '\0';
     log_write(LOG_WARN, "libmicrohttpd", "detail", buf_cstr(&b), NULL);
     buf_release(&b);
+}
+
+/* MHD's per-connection pool: the request line and header block are parsed in place
+ * in it, with a record per header and parameter, and it holds the read and write
+ * buffers. Twice the allowed head plus room for the records and buffers: a head over
+ * the limits still gets our JSON 431/414, one far over them MHD's own, and a 200 KB
+ * header block is never read in full. */
+static size_t connection_memory(const struct http_config *cfg)
+{
+    size_t head = cfg->max_header_bytes + cfg->max_url_bytes;
+    size_t m = 2 * head + (size_t)cfg->max_query_params * 64 + 32 * 1024;
+    return m < 64 * 1024 ? 64 * 1024 : m;
 }
 
 int http_server_start(const struct http_config *cfg, const struct route *routes, size_t n,
@@ -744,9 +878,10 @@ int http_server_start(const struct http_config *cfg, const struct route *routes,
         MHD_OPTION_NOTIFY_COMPLETED, completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
         notify_connection, srv, MHD_OPTION_UNESCAPE_CALLBACK,
         identity_unescape, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections + PROBE_RESERVE,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_ip,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_END);
+        MHD_OPTION_URI_LOG_CALLBACK, uri_check, srv,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory(cfg), MHD_OPTION_END);
     if (!srv->d) {
         log_write(LOG_ERROR, "cannot start HTTP server (address in use?)", "host", cfg->host, NULL);
         free(srv);

@@ -28,6 +28,9 @@ struct http_config {
                                    request older has to have sent min_body_rate bytes/s on
                                    average; 0 = no deadline */
     unsigned min_body_rate;    /* bytes/s; 0 = no minimum */
+    size_t max_header_bytes;   /* request header block (field lines); 431 beyond */
+    size_t max_url_bytes;      /* request target (path and query); 414 beyond */
+    unsigned max_query_params; /* query parameters; 414 beyond */
 };
 
 struct http_server;

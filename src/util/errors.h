@@ -38,7 +38,7 @@
     X(STORE_FULL, 503, "StoreFull", "storage is full; retry later")                                \
     X(SHUTTING_DOWN, 503, "ShuttingDown", "server is shutting down")                               \
     X(MEMORY_PRESSURE, 503, "MemoryPressure", "the server is short of memory; retry later")       \
-    X(SERVER_BUSY, 503, "ServerBusy", "too many uploads in progress; retry later")                  \
+    X(SERVER_BUSY, 503, "ServerBusy", "too many uploads or streams in progress; retry later")       \
     X(VALIDATION_FAILED, 422, "ValidationFailed", "the item's data does not match the schema")     \
     X(MAP_FAILED, 422, "MapFailed", "the map step could not reshape the item")                     \
     X(TEMPLATE_ERROR, 422, "TemplateError", "a template could not be rendered for the item")       \
@@ -51,7 +51,11 @@
     X(WORKFLOW_OUTDATED, 422, "WorkflowOutdated",                                                  \
       "the stored workflow breaks a rule added since it was written; write it again")              \
     X(IDEMPOTENCY_KEY_REUSED, 422, "IdempotencyKeyReused",                                         \
-      "the Idempotency-Key was used with a different request")
+      "the Idempotency-Key was used with a different request")                                     \
+    X(URI_TOO_LONG, 414, "UriTooLong", "the request target is too long")                           \
+    X(HEADERS_TOO_LARGE, 431, "HeadersTooLarge", "the request header block is too large")          \
+    X(TENANT_SHARE, 429, "TenantShareExceeded",                                                    \
+      "the tenant holds its share of this server's slots; retry after the Retry-After delay")
 
 enum sluice_error {
     SLUICE_OK = 0,

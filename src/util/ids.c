@@ -51,6 +51,11 @@ int ids_job_id_valid(const char *s)
         char ch = s[n];
         int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
                  ch == '_' || ch == '.' || ch == '-';
+        /* The first character is a letter or digit: "." and ".." are path segments
+         * every client normalises away (/v1/jobs/.. is /v1/), and "-x" reads as an
+         * option on a command line. */
+        if (n == 0 && (ch == '_' || ch == '.' || ch == '-'))
+            return 0;
         if (!ok || n >= IDS_JOB_ID_MAX)
             return 0;
     }

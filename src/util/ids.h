@@ -14,7 +14,7 @@
 /* Fills out (IDS_JOB_LEN + 1 bytes) with a new job id. Returns 0 or -SLUICE_E_INTERNAL. */
 int ids_job_new(char out[IDS_JOB_LEN + 1]);
 /* Nonzero when s is a valid client-chosen job id (Operation-Id): 1 to IDS_JOB_ID_MAX
- * chars of [A-Za-z0-9_.-]. */
+ * chars of [A-Za-z0-9_.-], the first one a letter or digit (so never "." or ".."). */
 #define IDS_JOB_ID_MAX 64
 int ids_job_id_valid(const char *s);
 /* Fills out with prefix + n random chars from [a-z0-9]; out holds strlen(prefix)+n+1. */

@@ -188,7 +188,7 @@ def test_body_longer_than_declared(server, tenant):
 def test_uploads_in_progress_are_capped(fresh_server):
     """Each upload holds a staging batch in memory; past --max-uploads a submit gets
     503 ServerBusy with Retry-After, and a slot frees when an upload ends."""
-    srv = fresh_server(args=["--max-uploads", "2"])
+    srv = fresh_server(args=["--max-uploads", "2", "--tenant-share", "100"])
     srv.start()
     a = Client(srv, srv.key_a)
     head = (b"POST /v1/jobs?workflow=noop HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
