@@ -25,6 +25,7 @@ struct api_config {
 struct outbound;
 struct ratelimit;
 struct waiters;
+struct runs;
 struct callbacks;
 struct limiter;
 
@@ -34,6 +35,7 @@ struct api {
     struct outbound *ob; /* http steps of synchronous runs; may be NULL */
     json_t *secrets;     /* NAME -> value for {{secrets.NAME}}; may be NULL */
     struct waiters *waiters; /* parked long polls and event streams */
+    struct runs *runs;       /* synchronous runs' threads (engine/runs.h); NULL: inline */
     struct callbacks *callbacks; /* completion callbacks: the tenants' signing keys */
     struct ratelimit *tenant_rl;   /* requests per tenant; NULL = unlimited */
     struct ratelimit *authfail_rl; /* failed authentications per client address; NULL = off */
@@ -80,6 +82,7 @@ void api_workflows_get(struct request *req);
 void api_workflows_list(struct request *req);
 void api_workflows_delete(struct request *req);
 void api_workflows_run(struct request *req);
+void api_workflows_run_end(struct request *req, int completed);
 void api_limits_put(struct request *req);
 void api_limits_get(struct request *req);
 void api_limits_list(struct request *req);
