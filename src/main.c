@@ -17,6 +17,7 @@
 #include "config.h"
 #include "engine/callbacks.h"
 #include "engine/janitor.h"
+#include "engine/stager.h"
 #include "store/fault.h"
 #include "outbound/outbound.h"
 #include "util/xmalloc.h"
@@ -243,6 +244,7 @@ static int serve_main(int argc, char **argv)
     api.ob = ob;
     api.secrets = secrets;
     api.waiters = waiters_start(st);
+    api.stager = stager_start(st); /* retries left staging by a previous run go on */
     struct pipeline_env renv = {st, ob, secrets, 0, 0, lim, 0};
     if (runs_start(&cfg.runs, &renv, &api.runs) < 0)
         log_write(LOG_WARN, "cannot start the run threads; synchronous runs use HTTP threads",
@@ -265,6 +267,7 @@ static int serve_main(int argc, char **argv)
         0) {
         waiters_shutdown(api.waiters);
         runs_free(api.runs);
+        stager_stop(api.stager);
         waiters_free(api.waiters);
         callbacks_free(cbs);
         ratelimit_free(api.tenant_rl);
@@ -307,6 +310,7 @@ static int serve_main(int argc, char **argv)
      * shutdown; its batch is given back and re-run, with the same Idempotency-Keys. */
     outbound_stop(ob);
     runs_free(api.runs); /* running runs end now their calls are cut; all resumed */
+    stager_stop(api.stager); /* after its batch; the rest goes on at the next start */
     janitor_stop(jan);
     engine_stop(eng);
     callbacks_stop(cbs); /* deliveries cut short stay owed, due at the next start */

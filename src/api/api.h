@@ -26,6 +26,7 @@ struct outbound;
 struct ratelimit;
 struct waiters;
 struct runs;
+struct stager;
 struct callbacks;
 struct limiter;
 
@@ -36,6 +37,7 @@ struct api {
     json_t *secrets;     /* NAME -> value for {{secrets.NAME}}; may be NULL */
     struct waiters *waiters; /* parked long polls and event streams */
     struct runs *runs;       /* synchronous runs' threads (engine/runs.h); NULL: inline */
+    struct stager *stager;   /* copies retries' items (engine/stager.h); may be NULL */
     struct callbacks *callbacks; /* completion callbacks: the tenants' signing keys */
     struct ratelimit *tenant_rl;   /* requests per tenant; NULL = unlimited */
     struct ratelimit *authfail_rl; /* failed authentications per client address; NULL = off */

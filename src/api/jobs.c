@@ -22,6 +22,7 @@
 #include "api/render.h"
 #include "engine/callbacks.h"
 #include "engine/pipeline.h"
+#include "engine/stager.h"
 #include "engine/submit.h"
 #include "engine/wfload.h"
 #include "util/clock.h"
@@ -628,8 +629,11 @@ void api_jobs_retry(struct request *req)
     }
     int rc = ir.op_id ? 0 : ids_job_new(id);
     if (rc >= 0)
-        rc = store_job_retry(api_of(req)->st, req_tenant(req), parent, ir.op_id ? ir.op_id : id,
-                             ir.key[0] ? &meta : NULL, &job);
+        /* Only the job row here: the stager copies the items in batches (stager.h). */
+        rc = store_job_retry_begin(api_of(req)->st, req_tenant(req), parent,
+                                   ir.op_id ? ir.op_id : id, ir.key[0] ? &meta : NULL, &job);
+    if (rc == 1)
+        stager_kick(api_of(req)->stager);
     if (rc == 0)
         reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", parent);
     else if (rc == -SLUICE_E_CONFLICT && ir.op_id)

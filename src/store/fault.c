@@ -30,6 +30,7 @@ static const char *const ops[] = {
     "limit_put",      "limit_get",         "limit_list",    "limit_delete",
     "delivery_claim", "delivery_record",   "delivery_list", "setting_ensure",
     "bucket_take",    "bucket_block",      "sem_adjust",
+    "job_retry_begin", "job_retry_stage",
 };
 #define NOPS ((int)(sizeof ops / sizeof ops[0]))
 
