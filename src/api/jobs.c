@@ -561,11 +561,30 @@ static void reply_job(struct request *req, int rc, struct store_job *job, int st
 }
 
 
+/* After a write answered "no such job": a retry still staging exists for readers
+ * only (store_job_retry_begin); answer 409 for it and return 1, else return 0. */
+static int staging_conflict(struct request *req, const char *verb)
+{
+    struct store_job job;
+    memset(&job, 0, sizeof job);
+    int rc = store_job_get(api_of(req)->st, req_tenant(req), req_param(req, "id"), &job);
+    int staging = rc == 1 && job.staging;
+    store_job_release(&job);
+    if (staging)
+        reply_errorf(req, SLUICE_E_CONFLICT, "id",
+                     "the retry's items are still being copied (phase Staging); %s it once "
+                     "that is done",
+                     verb);
+    return staging;
+}
+
 void api_jobs_cancel(struct request *req)
 {
     struct store_job job;
     memset(&job, 0, sizeof job);
     int rc = store_job_cancel(api_of(req)->st, req_tenant(req), req_param(req, "id"), &job);
+    if (rc == 0 && staging_conflict(req, "cancel"))
+        return;
     reply_job(req, rc, &job, 200);
 }
 
@@ -576,6 +595,8 @@ void api_jobs_delete(struct request *req)
         reply_error(req, rc, "id", "only a finished job can be deleted; cancel it first");
     else if (rc < 0)
         reply_error(req, rc, NULL, NULL);
+    else if (rc == 0 && staging_conflict(req, "delete"))
+        return;
     else if (rc == 0)
         reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
     else
@@ -634,7 +655,9 @@ void api_jobs_retry(struct request *req)
                                    ir.op_id ? ir.op_id : id, ir.key[0] ? &meta : NULL, &job);
     if (rc == 1)
         stager_kick(api_of(req)->stager);
-    if (rc == 0)
+    if (rc == 0 && staging_conflict(req, "retry"))
+        ; /* answered 409 */
+    else if (rc == 0)
         reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", parent);
     else if (rc == -SLUICE_E_CONFLICT && ir.op_id)
         reply_error(req, rc, "Operation-Id",

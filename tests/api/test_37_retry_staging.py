@@ -3,7 +3,9 @@ phase Staging, counts of all its items); a background task copies the failed ite
 batches of 5000 off the HTTP threads. A crash mid-way resumes at the next start, and
 every item is processed exactly once."""
 import os
-import time
+import shutil
+import signal
+import tempfile
 
 import requests
 
@@ -82,7 +84,7 @@ def test_retry_answers_before_staging_and_processes_each_item_once(fresh_server)
 
 
 def test_staging_resumes_after_a_crash(fresh_server):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".faults-%d" % os.getpid())
+    path = os.path.join(tempfile.mkdtemp(prefix="sluice-faults-"), "faults")
     srv = fresh_server(env={"SLUICE_FAULTS": "@" + path})
     with open(path, "w") as f:
         f.write("")
@@ -94,7 +96,7 @@ def test_staging_resumes_after_a_crash(fresh_server):
         with open(path, "w") as f:
             f.write("job_retry_stage:4:io:0")
         n_lines = srv.read_log().count("injecting storage faults")
-        srv.proc.send_signal(__import__("signal").SIGUSR1)
+        srv.proc.send_signal(signal.SIGUSR1)
         wait_until(lambda: srv.read_log().count("injecting storage faults") > n_lines,
                    timeout=30, what="the fault rules to load")
         r = c.post("/v1/jobs/%s:retry" % parent["id"], timeout=30)
@@ -111,6 +113,11 @@ def test_staging_resumes_after_a_crash(fresh_server):
         # not in the job list, not claimable while staging
         listed = [x["id"] for x in c.get("/v1/jobs", params={"limit": 10}).json()["value"]]
         assert child["id"] not in listed
+        # writers wait for the staging to end
+        for method, route in (("POST", "/v1/jobs/%s:cancel"), ("DELETE", "/v1/jobs/%s"),
+                              ("POST", "/v1/jobs/%s:retry")):
+            r = c.request(method, route % child["id"])
+            assert r.status_code == 409 and r.json()["error"]["code"] == "Conflict", r.text
 
         srv.kill()  # crash mid-staging
         with open(path, "w") as f:
@@ -122,5 +129,4 @@ def test_staging_resumes_after_a_crash(fresh_server):
         its = item_pages(c, child["id"])
         assert [it["parentIndex"] for it in its] == list(range(N))  # none lost, none twice
     finally:
-        if os.path.exists(path):
-            os.unlink(path)
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
