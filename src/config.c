@@ -102,7 +102,7 @@ static const struct setting settings[] = {
      "failed authentications per minute per client address, then 429 (20; 0: off)", K_UINT,
      OFF(auth_fail_rate), 0, 1000000},
     {"--run-threads", "SLUICE_RUN_THREADS",
-     "threads executing synchronous runs (POST /v1/workflows/{name}:run) (8)", K_UINT,
+     "threads executing synchronous runs (POST /v1/workflows/{name}:run) (32)", K_UINT,
      OFF(runs.threads), 1, 1024},
     {"--max-runs-per-tenant", "SLUICE_MAX_RUNS_PER_TENANT",
      "synchronous runs of one tenant queued or running; more get 429 TooManyRuns (4)", K_UINT,

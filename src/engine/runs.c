@@ -37,7 +37,7 @@ struct runs {
 
 void runs_config_default(struct runs_config *cfg)
 {
-    cfg->threads = 8;
+    cfg->threads = 32;
     cfg->per_tenant = 4;
     cfg->queue = 64;
     cfg->timeout_ms = 30000;

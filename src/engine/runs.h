@@ -35,7 +35,7 @@
 #include "store/store.h"
 
 struct runs_config {
-    unsigned threads;    /* run threads (8) */
+    unsigned threads;    /* run threads (32): idle ones cost only their stacks */
     unsigned per_tenant; /* runs of one tenant queued or running (4) */
     unsigned queue;      /* runs waiting for a thread beyond `threads`, all tenants (64) */
     unsigned timeout_ms; /* total deadline of one run, from acceptance (30000) */
