@@ -46,15 +46,15 @@ void runs_config_default(struct runs_config *cfg);
 struct sync_run {
     /* Set by the caller before runs_submit(). */
     char tenant[STORE_NAME_MAX];
-    struct wfdef *w;  /* owned by the run (sync_run_free frees it) */
-    char *ref;        /* heap, owned */
-    char *data;       /* heap raw JSON or NULL, owned */
+    struct wfdef *w;                    /* owned by the run (sync_run_free frees it) */
+    char *ref;                          /* heap, owned */
+    char *data;                         /* heap raw JSON or NULL, owned */
     void (*done)(struct sync_run *run); /* hands the run back; see above */
     void *arg;                          /* the caller's (the parked request) */
     /* Set by the pool before done(). */
-    int rc;                      /* 0: res holds the outcome; else -SLUICE_E_RUN_TIMEOUT
-                                    or -SLUICE_E_SHUTTING_DOWN (res empty) */
-    struct pipeline_result res;  /* valid when rc == 0 */
+    int rc;                     /* 0: res holds the outcome; else -SLUICE_E_RUN_TIMEOUT
+                                   or -SLUICE_E_SHUTTING_DOWN (res empty) */
+    struct pipeline_result res; /* valid when rc == 0 */
     /* The pool's. */
     int64_t deadline_mono;
     struct sync_run *next;
