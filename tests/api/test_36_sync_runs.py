@@ -30,8 +30,8 @@ def run_in_threads(client, wf, n, ref="r"):
 
     def one(i):
         try:
-            r = client.post("/v1/workflows/%s:run" % wf, json={"ref": "%s%d" % (ref, i), "data": {}},
-                            timeout=60)
+            r = client.post("/v1/workflows/%s:run" % wf,
+                            json={"ref": "%s%d" % (ref, i), "data": {}}, timeout=60)
             res = (r.status_code, r.headers.get("Retry-After"), r.json(), time.time())
         except requests.RequestException as e:  # recorded, asserted by the caller
             res = (None, None, repr(e), time.time())
