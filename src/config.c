@@ -119,6 +119,18 @@ static const struct setting settings[] = {
     {"--auth-fail-rate", "SLUICE_AUTH_FAIL_RATE",
      "failed authentications per minute per client address, then 429 (20; 0: off)", K_UINT,
      OFF(auth_fail_rate), 0, 1000000},
+    {"--run-threads", "SLUICE_RUN_THREADS",
+     "threads executing synchronous runs (POST /v1/workflows/{name}:run) (32)", K_UINT,
+     OFF(runs.threads), 1, 1024},
+    {"--max-runs-per-tenant", "SLUICE_MAX_RUNS_PER_TENANT",
+     "synchronous runs of one tenant queued or running; more get 429 TooManyRuns (4)", K_UINT,
+     OFF(runs.per_tenant), 1, 100000},
+    {"--run-queue", "SLUICE_RUN_QUEUE",
+     "synchronous runs waiting for a run thread, all tenants; more get 429 TooManyRuns (64)",
+     K_UINT, OFF(runs.queue), 0, 1000000},
+    {"--run-timeout-ms", "SLUICE_RUN_TIMEOUT_MS",
+     "total deadline of a synchronous run, queueing included; then 504 RunTimeout (30000)",
+     K_UINT, OFF(runs.timeout_ms), 100, 3600000},
 };
 
 static void defaults(struct config *cfg)
@@ -161,6 +173,7 @@ static void defaults(struct config *cfg)
     cfg->tenant_rate = 200;
     cfg->tenant_burst = 400;
     cfg->auth_fail_rate = 20;
+    runs_config_default(&cfg->runs);
 }
 
 static int set(struct config *cfg, const struct setting *s, const char *v, char *err, size_t errlen)

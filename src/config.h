@@ -6,6 +6,7 @@
 #include "api/api.h"
 #include "engine/engine.h"
 #include "engine/janitor.h"
+#include "engine/runs.h"
 #include "http/server.h"
 #include "store/store.h"
 
@@ -33,6 +34,7 @@ struct config {
     unsigned tenant_rate;    /* requests per second per tenant; 0 = unlimited */
     unsigned tenant_burst;   /* requests a tenant may send at once; 0 = unlimited */
     unsigned auth_fail_rate; /* failed authentications per minute per client address; 0 = off */
+    struct runs_config runs; /* synchronous runs: threads, caps, deadline (engine/runs.h) */
 };
 
 /* Fills cfg from defaults, the environment and argv (serve's flags, argv[0] = "serve").

@@ -20,6 +20,7 @@
 #include "engine/janitor.h"
 #include "engine/secrets.h"
 #include "engine/pipeline.h"
+#include "engine/stager.h"
 #include "store/fault.h"
 #include "outbound/outbound.h"
 #include "util/xmalloc.h"
@@ -292,6 +293,11 @@ static int serve_main(int argc, char **argv)
     api.ob = ob;
     api.secrets = secrets;
     api.waiters = waiters_start(st);
+    api.stager = stager_start(st); /* retries left staging by a previous run go on */
+    struct pipeline_env renv = {st, ob, secrets, 0, 0, lim, 0};
+    if (runs_start(&cfg.runs, &renv, &api.runs) < 0)
+        log_write(LOG_WARN, "cannot start the run threads; synchronous runs use HTTP threads",
+                  NULL);
     api.st = st;
     api.eng = eng;
     api.cfg = cfg.api;
@@ -314,6 +320,8 @@ static int serve_main(int argc, char **argv)
     if ((rc = http_server_start(&cfg.http, api_routes, api_nroutes, api_authenticate, &api, &srv)) <
         0) {
         waiters_shutdown(api.waiters);
+        runs_free(api.runs);
+        stager_stop(api.stager);
         waiters_free(api.waiters);
         callbacks_free(cbs);
         ratelimit_free(api.tenant_rl);
@@ -352,9 +360,12 @@ static int serve_main(int argc, char **argv)
     atomic_store(&api.shutting_down, 1);
     http_server_quiesce(srv);
     waiters_shutdown(api.waiters); /* parked long polls and streams answer now */
+    runs_shutdown(api.runs);       /* queued synchronous runs answer 503 now */
     /* Cut outbound calls short first: a worker waiting out retries would hold up the
      * shutdown; its batch is given back and re-run, with the same Idempotency-Keys. */
     outbound_stop(ob);
+    runs_free(api.runs); /* running runs end now their calls are cut; all resumed */
+    stager_stop(api.stager); /* after its batch; the rest goes on at the next start */
     janitor_stop(jan);
     engine_stop(eng);
     callbacks_stop(cbs); /* deliveries cut short stay owed, due at the next start */

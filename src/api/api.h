@@ -27,6 +27,8 @@ struct api_config {
 struct outbound;
 struct ratelimit;
 struct waiters;
+struct runs;
+struct stager;
 struct callbacks;
 struct limiter;
 struct secrets;
@@ -38,6 +40,8 @@ struct api {
     struct outbound *ob; /* http steps of synchronous runs; may be NULL */
     const struct secrets *secrets; /* the operator's secrets (engine/secrets.h); may be NULL */
     struct waiters *waiters; /* parked long polls and event streams */
+    struct runs *runs;       /* synchronous runs' threads (engine/runs.h); NULL: inline */
+    struct stager *stager;   /* copies retries' items (engine/stager.h); may be NULL */
     struct callbacks *callbacks; /* completion callbacks: the tenants' signing keys */
     struct ratelimit *tenant_rl;   /* requests per tenant; NULL = unlimited */
     struct ratelimit *authfail_rl; /* failed authentications per client address; NULL = off */
@@ -86,6 +90,7 @@ void api_workflows_get(struct request *req);
 void api_workflows_list(struct request *req);
 void api_workflows_delete(struct request *req);
 void api_workflows_run(struct request *req);
+void api_workflows_run_end(struct request *req, int completed);
 void api_limits_put(struct request *req);
 void api_limits_get(struct request *req);
 void api_limits_list(struct request *req);

@@ -23,6 +23,7 @@
 #include "api/slots.h"
 #include "engine/callbacks.h"
 #include "engine/pipeline.h"
+#include "engine/stager.h"
 #include "engine/submit.h"
 #include "engine/wfload.h"
 #include "util/clock.h"
@@ -73,7 +74,7 @@ static int validate_item(struct submit_ctx *c, const struct ingest_item *it)
     struct pipeline_item in = {(int64_t)it->index, it->ref, it->data, it->data_len, 1};
     struct pipeline_result res;
     struct store_step_count *counts = xcalloc(c->def->nsteps, sizeof *counts);
-    struct pipeline_env env = {api->st, NULL, NULL, 0, 0, NULL};
+    struct pipeline_env env = {api->st, NULL, NULL, 0, 0, NULL, 0};
     pipeline_run(&env, c->def, req_tenant(c->req), NULL, PIPELINE_VALIDATE, &in, 1, &res, counts);
     c->total++;
     if (res.status != ITEM_SUCCEEDED) {
@@ -580,11 +581,30 @@ static void reply_job(struct request *req, int rc, struct store_job *job, int st
 }
 
 
+/* After a write answered "no such job": a retry still staging exists for readers
+ * only (store_job_retry_begin); answer 409 for it and return 1, else return 0. */
+static int staging_conflict(struct request *req, const char *verb)
+{
+    struct store_job job;
+    memset(&job, 0, sizeof job);
+    int rc = store_job_get(api_of(req)->st, req_tenant(req), req_param(req, "id"), &job);
+    int staging = rc == 1 && job.staging;
+    store_job_release(&job);
+    if (staging)
+        reply_errorf(req, SLUICE_E_CONFLICT, "id",
+                     "the retry's items are still being copied (phase Staging); %s it once "
+                     "that is done",
+                     verb);
+    return staging;
+}
+
 void api_jobs_cancel(struct request *req)
 {
     struct store_job job;
     memset(&job, 0, sizeof job);
     int rc = store_job_cancel(api_of(req)->st, req_tenant(req), req_param(req, "id"), &job);
+    if (rc == 0 && staging_conflict(req, "cancel"))
+        return;
     reply_job(req, rc, &job, 200);
 }
 
@@ -595,6 +615,8 @@ void api_jobs_delete(struct request *req)
         reply_error(req, rc, "id", "only a finished job can be deleted; cancel it first");
     else if (rc < 0)
         reply_error(req, rc, NULL, NULL);
+    else if (rc == 0 && staging_conflict(req, "delete"))
+        return;
     else if (rc == 0)
         reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
     else
@@ -648,9 +670,14 @@ void api_jobs_retry(struct request *req)
     }
     int rc = ir.op_id ? 0 : ids_job_new(id);
     if (rc >= 0)
-        rc = store_job_retry(api_of(req)->st, req_tenant(req), parent, ir.op_id ? ir.op_id : id,
-                             ir.key[0] ? &meta : NULL, &job);
-    if (rc == 0)
+        /* Only the job row here: the stager copies the items in batches (stager.h). */
+        rc = store_job_retry_begin(api_of(req)->st, req_tenant(req), parent,
+                                   ir.op_id ? ir.op_id : id, ir.key[0] ? &meta : NULL, &job);
+    if (rc == 1)
+        stager_kick(api_of(req)->stager);
+    if (rc == 0 && staging_conflict(req, "retry"))
+        ; /* answered 409 */
+    else if (rc == 0)
         reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", parent);
     else if (rc == -SLUICE_E_CONFLICT && ir.op_id)
         reply_error(req, rc, "Operation-Id",

@@ -40,6 +40,8 @@ int render_job_terminal(int status)
  * it back in the last seconds), Canceling, Completed. */
 static const char *phase(const struct store_job *j, const struct limits_throttle *th)
 {
+    if (j->staging) /* a retry whose items are still being copied */
+        return "Staging";
     switch (j->status) {
     case JOB_NOT_STARTED:
         return "Queued";

@@ -27,7 +27,8 @@ const struct route api_routes[] = {
     {"POST", "/v1/jobs/{id}:retry", api_jobs_retry, ROUTE_AUTH, NULL, NULL},
 
     {"GET", "/v1/workflows", api_workflows_list, ROUTE_AUTH, NULL, NULL},
-    {"POST", "/v1/workflows/{name}:run", api_workflows_run, ROUTE_AUTH, NULL, NULL},
+    {"POST", "/v1/workflows/{name}:run", api_workflows_run, ROUTE_AUTH, NULL,
+     api_workflows_run_end},
     {"PUT", "/v1/workflows/{name}", api_workflows_put, ROUTE_AUTH, NULL, NULL},
     {"GET", "/v1/workflows/{name}", api_workflows_get, ROUTE_AUTH, NULL, NULL},
     {"DELETE", "/v1/workflows/{name}", api_workflows_delete, ROUTE_AUTH, NULL, NULL},

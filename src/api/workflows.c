@@ -3,17 +3,20 @@
  * PUT validates the definition completely (wfdef_compile) before storing it, so a
  * stored version always compiles again when a job runs it. A job records the
  * version it was submitted with; a later PUT makes a new version and never changes
- * a running job. POST /v1/workflows/{name}:run runs one item inline. */
+ * a running job. POST /v1/workflows/{name}:run runs one item on a run thread
+ * (engine/runs.h) while its request is parked. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/common.h"
 #include "engine/pipeline.h"
+#include "engine/runs.h"
 #include "engine/wfload.h"
 #include "util/clock.h"
 #include "util/errors.h"
 #include "util/url.h"
+#include "util/xmalloc.h"
 
 static void render_workflow(struct buf *b, const struct store_workflow *w)
 {
@@ -157,7 +160,101 @@ void api_workflows_list(struct request *req)
     store_workflows_free(ws, n);
 }
 
-/* POST /v1/workflows/{name}:run {"ref": "...", "data": ...} */
+/* The reply of a run that ended (the failing step's error, or the item). */
+static void reply_run(struct request *req, const char *ref, int validate_only,
+                      const struct pipeline_result *res)
+{
+    if (res->status == ITEM_FAILED) {
+        /* The one error body; the code is the failing step's own (ValidationFailed,
+         * UpstreamError, ...), the target names the step. */
+        char target[96];
+        snprintf(target, sizeof target, "steps.%s", res->failed_step ? res->failed_step : "");
+        struct buf b = BUF_INIT;
+        buf_puts(&b, "{\"error\":{\"code\":");
+        buf_json_str(&b, res->error_code, strlen(res->error_code));
+        buf_puts(&b, ",\"message\":");
+        buf_json_str(&b, res->error_message, strlen(res->error_message));
+        buf_puts(&b, ",\"target\":");
+        buf_json_str(&b, target, strlen(target));
+        buf_puts(&b, "}}");
+        reply_buf(req, 422, "application/json", &b);
+        buf_release(&b);
+        return;
+    }
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "{\"ref\":");
+    buf_json_str(&b, ref, strlen(ref));
+    buf_printf(&b, ",\"status\":\"%s\"", store_item_status_name(res->status));
+    if (validate_only)
+        buf_puts(&b, ",\"validateOnly\":true");
+    if (res->error_code) {
+        buf_puts(&b, ",\"error\":{\"code\":");
+        buf_json_str(&b, res->error_code, strlen(res->error_code));
+        buf_puts(&b, ",\"message\":");
+        buf_json_str(&b, res->error_message, strlen(res->error_message));
+        buf_puts(&b, "}");
+    }
+    buf_printf(&b, ",\"result\":%s,\"warnings\":%s,\"events\":%s}", res->result ? res->result : "null",
+               res->warnings ? res->warnings : "[]", res->events);
+    reply_buf(req, 200, "application/json", &b);
+    buf_release(&b);
+}
+
+/* Runs one item on this thread: validateOnly runs (no calls, nothing stored), and
+ * servers without a run pool (api.runs NULL). */
+static void run_inline(struct request *req, struct wfdef *w, const char *ref, const char *raw,
+                       int validate_only)
+{
+    struct api *api = api_of(req);
+    struct pipeline_item item = {0, ref, raw, raw ? strlen(raw) : 0, 1};
+    struct pipeline_result res;
+    struct store_step_count *counts = calloc(w->nsteps ? w->nsteps : 1, sizeof *counts);
+    struct pipeline_env env = {api->st, api->ob, api->secrets, 0, 0, api->limits, 0};
+    pipeline_run(&env, w, req_tenant(req), NULL,
+                 validate_only ? PIPELINE_VALIDATE : PIPELINE_IMMEDIATE, &item, 1, &res, counts);
+    reply_run(req, ref, validate_only, &res);
+    pipeline_result_release(&res);
+    free(counts);
+}
+
+/* A run thread (or the refusal below) is done with the run: wake its request. */
+static void run_done(struct sync_run *run)
+{
+    req_resume(run->arg);
+}
+
+/* The parked request's continuation, on an HTTP thread: reply from the run, which
+ * stays in req_ctx until api_workflows_run_end frees it. */
+static void run_resumed(struct request *req)
+{
+    struct sync_run *run = req_ctx(req);
+    if (run->rc == -SLUICE_E_TOO_MANY_RUNS) {
+        reply_header(req, "Retry-After", "1");
+        reply_errorf(req, SLUICE_E_TOO_MANY_RUNS, NULL,
+                     "too many synchronous runs in progress for this tenant or server; retry "
+                     "later or submit a job");
+    } else if (run->rc == -SLUICE_E_RUN_TIMEOUT) {
+        reply_error(req, SLUICE_E_RUN_TIMEOUT, NULL,
+                    "the run did not finish within its deadline (--run-timeout); steps that "
+                    "already ran are not undone");
+    } else if (run->rc < 0) {
+        reply_error(req, run->rc, NULL, NULL);
+    } else {
+        reply_run(req, run->ref, 0, &run->res);
+    }
+}
+
+void api_workflows_run_end(struct request *req, int completed)
+{
+    (void)completed;
+    sync_run_free(req_ctx(req));
+    req_set_ctx(req, NULL);
+}
+
+/* POST /v1/workflows/{name}:run {"ref": "...", "data": ...}
+ * The item runs on a run thread (engine/runs.h) while the request is parked, so a
+ * slow upstream holds no HTTP thread; validateOnly runs only validate steps and
+ * stays on this thread. */
 void api_workflows_run(struct request *req)
 {
     struct api *api = api_of(req);
@@ -195,49 +292,27 @@ void api_workflows_run(struct request *req)
         return;
     }
     char *raw = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    struct pipeline_item item = {0, json_string_value(ref), raw, raw ? strlen(raw) : 0, 1};
-    struct pipeline_result res;
-    struct store_step_count *counts = calloc(w->nsteps, sizeof *counts);
-    struct pipeline_env env = {api->st, api->ob, api->secrets, 0, 0, api->limits};
-    pipeline_run(&env, w, req_tenant(req), NULL,
-                 validate_only ? PIPELINE_VALIDATE : PIPELINE_IMMEDIATE, &item, 1, &res, counts);
-    if (res.status == ITEM_FAILED) {
-        /* The one error body; the code is the failing step's own (ValidationFailed,
-         * UpstreamError, ...), the target names the step. */
-        char target[96];
-        snprintf(target, sizeof target, "steps.%s", res.failed_step ? res.failed_step : "");
-        struct buf b = BUF_INIT;
-        buf_puts(&b, "{\"error\":{\"code\":");
-        buf_json_str(&b, res.error_code, strlen(res.error_code));
-        buf_puts(&b, ",\"message\":");
-        buf_json_str(&b, res.error_message, strlen(res.error_message));
-        buf_puts(&b, ",\"target\":");
-        buf_json_str(&b, target, strlen(target));
-        buf_puts(&b, "}}");
-        reply_buf(req, 422, "application/json", &b);
-        buf_release(&b);
-    } else {
-        struct buf b = BUF_INIT;
-        buf_puts(&b, "{\"ref\":");
-        buf_json_str(&b, item.ref, strlen(item.ref));
-        buf_printf(&b, ",\"status\":\"%s\"", store_item_status_name(res.status));
-        if (validate_only)
-            buf_puts(&b, ",\"validateOnly\":true");
-        if (res.error_code) {
-            buf_puts(&b, ",\"error\":{\"code\":");
-            buf_json_str(&b, res.error_code, strlen(res.error_code));
-            buf_puts(&b, ",\"message\":");
-            buf_json_str(&b, res.error_message, strlen(res.error_message));
-            buf_puts(&b, "}");
-        }
-        buf_printf(&b, ",\"result\":%s,\"warnings\":%s,\"events\":%s}", res.result ? res.result : "null",
-                   res.warnings ? res.warnings : "[]", res.events);
-        reply_buf(req, 200, "application/json", &b);
-        buf_release(&b);
+    if (validate_only || !api->runs) {
+        run_inline(req, w, json_string_value(ref), raw, validate_only);
+        free(raw);
+        wfdef_free(w);
+        json_decref(body);
+        return;
     }
-    pipeline_result_release(&res);
-    free(counts);
-    free(raw);
-    wfdef_free(w);
+    struct sync_run *run = sync_run_new();
+    snprintf(run->tenant, sizeof run->tenant, "%s", req_tenant(req));
+    run->w = w;
+    run->ref = xstrdup(json_string_value(ref));
+    run->data = raw;
+    run->done = run_done;
+    run->arg = req;
     json_decref(body);
+    /* Park before handing over: the run thread may finish and resume at once. */
+    req_set_ctx(req, run);
+    req_park(req, run_resumed);
+    rc = runs_submit(api->runs, run);
+    if (rc < 0) { /* refused: still ours; answer it through the same continuation */
+        run->rc = rc;
+        run_done(run);
+    }
 }

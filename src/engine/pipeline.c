@@ -628,6 +628,7 @@ static void run_http(struct run *r, size_t k)
         reqs[i].backoff_ms = s->backoff_ms;
         reqs[i].max_backoff_ms = s->max_backoff_ms;
         reqs[i].idempotency_key = hs[i].key;
+        reqs[i].deadline_mono = r->env->deadline_mono;
         if (pacer) {
             reqs[i].pace = limits_pace;
             reqs[i].pace_backoff = limits_backoff;

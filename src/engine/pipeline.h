@@ -46,6 +46,8 @@ struct pipeline_env {
     unsigned worker;     /* for the claim event ("claimed by worker N") */
     int64_t claimed_at;  /* wall ms of the claim; 0: no claim event (synchronous runs) */
     struct limiter *limits; /* paces http steps that name limits; NULL: no pacing */
+    int64_t deadline_mono;  /* monotonic ms the http calls must end by; 0: none (jobs).
+                               Synchronous runs pass their total deadline (runs.h). */
 };
 
 struct pipeline_item {

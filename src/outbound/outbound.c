@@ -579,7 +579,14 @@ static void attempt_start(struct outbound *ob, struct call *c)
     const struct outbound_request *q = c->req;
     const char *failed = NULL;
     long timeout = q->timeout_ms > 0 ? q->timeout_ms : DEFAULT_TIMEOUT_MS;
+    if (q->deadline_mono > 0) { /* never past the caller's total deadline */
+        int64_t left = q->deadline_mono - clock_mono_ms();
+        if (left < timeout)
+            timeout = left > 1 ? (long)left : 1;
+    }
     long connect_timeout = q->connect_timeout_ms > 0 ? q->connect_timeout_ms : timeout;
+    if (connect_timeout > timeout)
+        connect_timeout = timeout;
     int has_body = q->body != NULL;
 
     call_clear_attempt(c);
@@ -693,6 +700,12 @@ static enum outbound_failure classify_curl(CURLcode rc, int *retry)
     }
 }
 
+/* Nonzero when a retry after delay_ms would start past the request's deadline. */
+static int past_deadline(const struct call *c, long delay_ms)
+{
+    return c->req->deadline_mono > 0 && clock_mono_ms() + delay_ms >= c->req->deadline_mono;
+}
+
 static void schedule_retry(struct outbound *ob, struct call *c, long delay_ms)
 {
     c->due_mono = clock_mono_ms() + delay_ms;
@@ -721,11 +734,17 @@ static void attempt_done(struct outbound *ob, struct call *c, CURLcode rc)
         int retry;
         enum outbound_failure f = classify_curl(rc, &retry);
         if (retry && more) {
-            schedule_retry(ob, c,
-                           outbound_backoff_ms(r->attempts, c->req->backoff_ms,
-                                               c->req->max_backoff_ms > 0 ? c->req->max_backoff_ms
-                                                                          : DEFAULT_MAX_BACKOFF_MS,
-                                               rng_next(&ob->rng)));
+            long delay = outbound_backoff_ms(
+                r->attempts, c->req->backoff_ms,
+                c->req->max_backoff_ms > 0 ? c->req->max_backoff_ms : DEFAULT_MAX_BACKOFF_MS,
+                rng_next(&ob->rng));
+            if (!past_deadline(c, delay)) {
+                schedule_retry(ob, c, delay);
+                return;
+            }
+            set_msg(r, "deadline of the call reached after %d attempt%s: %s", r->attempts,
+                    r->attempts == 1 ? "" : "s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
+            call_finish(c, -SLUICE_E_INTERNAL, OUTBOUND_TIMEOUT);
             return;
         }
         set_msg(r, "%s after %d attempt%s: %s", outbound_failure_name(f), r->attempts,
@@ -778,6 +797,12 @@ static void attempt_done(struct outbound *ob, struct call *c, CURLcode rc)
     } else {
         delay =
             outbound_backoff_ms(r->attempts, c->req->backoff_ms, max_backoff, rng_next(&ob->rng));
+    }
+    if (past_deadline(c, delay)) {
+        set_msg(r, "HTTP %ld after %d attempt%s; deadline of the call reached", code, r->attempts,
+                r->attempts == 1 ? "" : "s");
+        call_finish(c, 0, OUTBOUND_OK);
+        return;
     }
     schedule_retry(ob, c, delay);
 }

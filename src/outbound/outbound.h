@@ -73,6 +73,11 @@ struct outbound_request {
     int64_t (*pace)(void *ctx, const char *host, int64_t now_mono, int64_t *hold);
     void (*pace_backoff)(void *ctx, const char *host, int64_t until_mono);
     void *pace_ctx;
+    /* Monotonic ms (util/clock.h clock_mono_ms) by which the request must end; 0 =
+     * none. An attempt's timeout is cut to what is left, and no retry starts past
+     * it: the request ends with the last attempt's outcome (OUTBOUND_TIMEOUT when it
+     * was a transport failure). Synchronous runs pass their total deadline here. */
+    int64_t deadline_mono;
 };
 
 /* Why a request ended; OUTBOUND_OK means "the server's own answer is in status".

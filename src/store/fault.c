@@ -31,6 +31,7 @@ static const char *const ops[] = {
     "delivery_claim", "delivery_record",   "delivery_list", "setting_ensure",
     "bucket_take",    "bucket_block",      "sem_adjust",
     "secret_put",     "secret_get",        "secret_list",   "secret_delete",
+    "job_retry_begin", "job_retry_stage",
 };
 #define NOPS ((int)(sizeof ops / sizeof ops[0]))
 

@@ -303,7 +303,21 @@ static const char *const m003[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {m001, m002, m003};
+/* Migration 004_retry_staging: a retry is created staging (status 0 with a
+ * parent_job) and its items are copied in batches (store_job_retry_stage);
+ * retry_refs holds the last index of each ref staged so far, to link same-ref items
+ * across batches. */
+static const char *const m004[] = {
+    "CREATE INDEX jobs_staging ON jobs(jid) WHERE status = 0 AND parent_job <> ''",
+    "CREATE TABLE retry_refs("
+    "  jid bigint NOT NULL,"
+    "  ref text COLLATE \"C\" NOT NULL,"
+    "  last_idx bigint NOT NULL,"
+    "  PRIMARY KEY(jid, ref))",
+    NULL,
+};
+
+static const char *const *const migrations[] = {m001, m002, m003, m004};
 
 /* ---- SQL --------------------------------------------------------------------------- */
 
@@ -1248,6 +1262,20 @@ static int job_load(struct conn *c, const char *tenant, const char *job_id, int 
                      &p, r);
 }
 
+/* job_load for readers: also a staging retry (status 0 with a parent_job), which
+ * store.c shows NotStarted. Writers use job_load and do not see it. */
+static int job_load_visible(struct conn *c, const char *tenant, const char *job_id,
+                            struct jobrow *r)
+{
+    struct prm p = {0};
+    p_str(&p, job_id);
+    p_str(&p, tenant);
+    return job_query(c,
+                     "SELECT " JOB_COLS " FROM jobs WHERE id = $1 AND tenant = $2 "
+                     "AND (status > 0 OR parent_job <> '') AND updated_at >= 0",
+                     &p, r);
+}
+
 static int job_load_jid(struct conn *c, int64_t jid, struct jobrow *r)
 {
     struct prm p = {0};
@@ -1381,6 +1409,7 @@ struct submit_ctx {
     size_t n;
     int64_t total, older_than;
     struct store_job *out;
+    int staging; /* job_retry_begin: the retry is created staging, without items */
 };
 
 static int job_begin_body(struct conn *c, void *vctx)
@@ -1679,15 +1708,18 @@ static int job_retry_body(struct conn *c, void *vctx)
     p_i64(&p, c->now);
     p_i64(&p, r.j.priority);
     p_str(&p, r.j.uses);
+    p_i64(&p, x->staging ? JOB_RECEIVING : JOB_NOT_STARTED);
     rc = ex(c,
             "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, "
             "client_reference, status, total, pending, created_at, updated_at, priority, uses) "
-            "VALUES($1, $2, $3, $4, $5, $6, 1, $7, $7, $8, $8, $9, $10) RETURNING jid",
+            "VALUES($1, $2, $3, $4, $5, $6, $11, $7, $7, $8, $8, $9, $10) RETURNING jid",
             &p, &res);
     if (rc < 0)
         goto out;
     jid = gi(res, 0, 0);
     PQclear(res);
+    if (x->staging) /* store_job_retry_stage copies the items */
+        goto keyed;
     struct prm q = {0};
     p_i64(&q, jid);
     p_i64(&q, r.jid);
@@ -1703,6 +1735,7 @@ static int job_retry_body(struct conn *c, void *vctx)
         rc = -SLUICE_E_INTERNAL;
         goto out;
     }
+keyed:
     if (x->meta && x->meta->idem_key) {
         if ((rc = idem_take(c, jid, x->meta)) < 0)
             goto out;
@@ -1711,7 +1744,9 @@ static int job_retry_body(struct conn *c, void *vctx)
             goto out;
         }
     }
-    if ((rc = runnable_insert(c, jid)) < 0 || (rc = notify_work(c)) < 0)
+    if (x->staging)
+        ; /* runnable once staged */
+    else if ((rc = runnable_insert(c, jid)) < 0 || (rc = notify_work(c)) < 0)
         goto out;
     store_job_release(&r.j);
     if (x->out) {
@@ -1734,6 +1769,138 @@ static int pg_job_retry(void *impl, const char *tenant, const char *job_id, cons
     if (out)
         memset(out, 0, sizeof *out);
     return run_tx(impl, job_retry_body, job_out_undo, &x);
+}
+
+static int pg_job_retry_begin(void *impl, const char *tenant, const char *job_id,
+                              const char *new_job_id, const struct store_job_meta *meta,
+                              struct store_job *out)
+{
+    struct submit_ctx x = {.tenant = tenant,
+                           .job_id = job_id,
+                           .new_job_id = new_job_id,
+                           .meta = meta,
+                           .out = out,
+                           .staging = 1};
+    if (out)
+        memset(out, 0, sizeof *out);
+    return run_tx(impl, job_retry_body, job_out_undo, &x);
+}
+
+struct stage_ctx {
+    size_t max_rows;
+    char *job_id; /* [out] STORE_ID_MAX */
+};
+
+/* As in sqlite.c: one batch of the oldest staging retry this node can lock. */
+static int stage_body(struct conn *c, void *vctx)
+{
+    struct stage_ctx *x = vctx;
+    PGresult *r;
+    char tenant[STORE_NAME_MAX], parent[STORE_ID_MAX];
+    int64_t jid, total, pjid = 0, staged = 0, pnext = 0;
+    x->job_id[0] = '\0';
+    int rc = ex(c,
+                "SELECT jid, tenant, parent_job, total, id FROM jobs WHERE status = 0 AND "
+                "parent_job <> '' AND updated_at >= 0 ORDER BY jid LIMIT 1 "
+                "FOR UPDATE SKIP LOCKED",
+                NULL, &r);
+    if (rc <= 0) {
+        if (rc == 0)
+            PQclear(r);
+        return rc;
+    }
+    jid = gi(r, 0, 0);
+    gcopy(r, 0, 1, tenant, sizeof tenant);
+    gcopy(r, 0, 2, parent, sizeof parent);
+    total = gi(r, 0, 3);
+    gcopy(r, 0, 4, x->job_id, STORE_ID_MAX);
+    PQclear(r);
+    struct prm p = {0};
+    p_i64(&p, jid);
+    if ((rc = ex(c, "SELECT idx, parent_index FROM items WHERE jid = $1 ORDER BY idx DESC LIMIT 1",
+                 &p, &r)) < 0)
+        return rc;
+    if (rc > 0) {
+        staged = gi(r, 0, 0) + 1;
+        pnext = gi(r, 0, 1) + 1;
+    }
+    PQclear(r);
+    if (staged < total) {
+        struct prm q = {0};
+        p_str(&q, parent);
+        p_str(&q, tenant);
+        if ((rc = ex(c, "SELECT jid FROM jobs WHERE id = $1 AND tenant = $2 AND status > 0", &q,
+                     &r)) < 0)
+            return rc;
+        if (rc > 0)
+            pjid = gi(r, 0, 0);
+        PQclear(r);
+    }
+    if (staged < total && pjid) {
+        struct prm q = {0};
+        p_i64(&q, jid);
+        p_i64(&q, pjid);
+        p_i64(&q, staged);
+        p_i64(&q, pnext);
+        p_i64(&q, total - staged < (int64_t)x->max_rows ? total - staged : (int64_t)x->max_rows);
+        /* the LIMIT sits inside, so a batch reads only its own rows (items_failed) */
+        rc = ex(c,
+                "INSERT INTO items(jid, idx, prev_idx, ref, data, parent_index) "
+                "SELECT $1, idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), "
+                "(SELECT last_idx FROM retry_refs rr WHERE rr.jid = $1 AND rr.ref = f.ref), -1), "
+                "ref, data, pidx FROM (SELECT $3 + row_number() OVER (ORDER BY idx) - 1 AS idx, "
+                "ref, data, idx AS pidx FROM (SELECT idx, ref, data FROM items WHERE jid = $2 "
+                "AND status = 3 AND idx >= $4 ORDER BY idx LIMIT $5) b) f ORDER BY idx",
+                &q, NULL);
+        if (rc < 0)
+            return rc;
+        int64_t n = rc;
+        if (n > 0) {
+            struct prm u = {0};
+            p_i64(&u, jid);
+            p_i64(&u, staged);
+            p_i64(&u, staged + n);
+            rc = ex(c,
+                    "INSERT INTO retry_refs(jid, ref, last_idx) SELECT $1, ref, max(idx) FROM "
+                    "items WHERE jid = $1 AND idx >= $2 AND idx < $3 GROUP BY ref "
+                    "ON CONFLICT (jid, ref) DO UPDATE SET last_idx = EXCLUDED.last_idx",
+                    &u, NULL);
+            return rc < 0 ? rc : 1;
+        }
+    }
+    /* Everything staged (or the parent is gone): drop the ref links, then publish. */
+    struct prm d = {0};
+    p_i64(&d, jid);
+    p_i64(&d, (int64_t)x->max_rows);
+    if ((rc = ex(c,
+                 "DELETE FROM retry_refs WHERE jid = $1 AND ref IN "
+                 "(SELECT ref FROM retry_refs WHERE jid = $1 LIMIT $2)",
+                 &d, NULL)) < 0)
+        return rc;
+    if (rc > 0)
+        return 1;
+    if (staged == 0) { /* the parent went before anything was staged: nothing to retry */
+        rc = job_remove(c, jid);
+        return rc < 0 ? rc : 2;
+    }
+    struct prm f = {0};
+    p_i64(&f, jid);
+    p_i64(&f, staged);
+    p_i64(&f, c->now);
+    if ((rc = ex(c, "UPDATE jobs SET status = 1, total = $2, pending = $2, updated_at = $3 "
+                    "WHERE jid = $1",
+                 &f, NULL)) < 0)
+        return rc;
+    if ((rc = runnable_insert(c, jid)) < 0 || (rc = notify_work(c)) < 0)
+        return rc;
+    return 2;
+}
+
+static int pg_job_retry_stage(void *impl, size_t max_rows, char *job_id)
+{
+    struct stage_ctx x = {max_rows ? max_rows : 1, job_id};
+    job_id[0] = '\0';
+    return run_tx(impl, stage_body, NULL, &x);
 }
 
 static int job_abort_body(struct conn *c, void *vctx)
@@ -1762,7 +1929,7 @@ static int gc_body(struct conn *c, void *vctx)
     p_i64(&p, x->older_than);
     int rc = ex(c,
                 "SELECT jid FROM jobs WHERE status = 0 AND updated_at < $1 "
-                "FOR UPDATE SKIP LOCKED",
+                "AND (parent_job = '' OR updated_at < 0) FOR UPDATE SKIP LOCKED",
                 &p, &r);
     if (rc < 0)
         return rc;
@@ -1912,7 +2079,7 @@ static int job_get_body(struct conn *c, void *vctx)
 {
     struct jobs_ctx *x = vctx;
     struct jobrow r;
-    int rc = job_load(c, x->tenant, x->job_id, 0, &r);
+    int rc = job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
     *x->out = r.j;
@@ -2095,7 +2262,7 @@ static int item_get_body(struct conn *c, void *vctx)
     struct items_ctx *x = vctx;
     struct jobrow r;
     PGresult *res;
-    int rc = job_load(c, x->tenant, x->job_id, 0, &r);
+    int rc = job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
     store_job_release(&r.j);
@@ -2131,7 +2298,7 @@ static int item_list_body(struct conn *c, void *vctx)
     struct items_ctx *x = vctx;
     struct jobrow r;
     PGresult *res;
-    int rc = job_load(c, x->tenant, x->job_id, 0, &r);
+    int rc = job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
     store_job_release(&r.j);
@@ -4463,6 +4630,8 @@ const struct store_ops store_postgres_ops = {
     .job_add_items = pg_job_add_items,
     .job_commit = pg_job_commit,
     .job_retry = pg_job_retry,
+    .job_retry_begin = pg_job_retry_begin,
+    .job_retry_stage = pg_job_retry_stage,
     .job_abort = pg_job_abort,
     .gc_receiving = pg_gc_receiving,
     .expire_claims = pg_expire_claims,

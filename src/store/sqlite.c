@@ -305,6 +305,15 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL,"
     "  updated_at INTEGER NOT NULL,"
     "  PRIMARY KEY(tenant, name)) WITHOUT ROWID;",
+    /* 009_retry_staging: a retry is created staging (status 0 with a parent_job) and
+     * its items are copied in batches (store_job_retry_stage); retry_refs holds the
+     * last index of each ref staged so far, to link same-ref items across batches */
+    "CREATE INDEX jobs_staging ON jobs(jid) WHERE status = 0 AND parent_job <> '';"
+    "CREATE TABLE retry_refs("
+    "  jid INTEGER NOT NULL,"
+    "  ref TEXT NOT NULL,"
+    "  last_idx INTEGER NOT NULL,"
+    "  PRIMARY KEY(jid, ref)) WITHOUT ROWID;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */
@@ -371,6 +380,14 @@ enum qid {
     Q_STEPS_DELETE_JOB,
     Q_RETRY_JOB_INSERT,
     Q_RETRY_ITEMS,
+    Q_STAGE_PICK,
+    Q_STAGE_PARENT,
+    Q_STAGE_LAST,
+    Q_STAGE_ITEMS,
+    Q_STAGE_REFS,
+    Q_STAGE_REFS_DELETE,
+    Q_STAGE_DONE,
+    Q_JOB_BY_ID_STAGING,
     Q_ITEMS_DELETE,
     Q_CLAIMS_DELETE_JOB,
     Q_JOB_DELETE,
@@ -487,7 +504,7 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_RETRY_JOB_INSERT] =
         "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, client_reference, "
         "status, total, pending, created_at, updated_at, priority, uses) "
-        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7, ?8, ?8, ?9, ?10)",
+        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?11, ?7, ?7, ?8, ?8, ?9, ?10)",
     /* The failed items of the parent (key range [?2, ?3), via items_failed) become items
      * 0, 1, ... of the new job (key base ?1) in parent order; prev_idx links each to the
      * previous item of the same ref in the new job. */
@@ -496,10 +513,41 @@ static const char *const sql_text[Q__COUNT] = {
         "SELECT ?1 + idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), -1), ref, "
         "data, pidx FROM (SELECT row_number() OVER (ORDER BY k) - 1 AS idx, ref, data, "
         "k - ?2 AS pidx FROM items WHERE status = 3 AND k >= ?2 AND k < ?3) ORDER BY idx",
+    /* Retry staging (store_job_retry_stage): the oldest staging retry, its parent,
+     * the last item staged so far (its index and parent index). */
+    [Q_STAGE_PICK] = "SELECT jid, tenant, parent_job, total FROM jobs INDEXED BY jobs_staging "
+                     "WHERE status = 0 AND parent_job <> '' AND updated_at >= 0 ORDER BY jid "
+                     "LIMIT 1",
+    [Q_STAGE_PARENT] = "SELECT jid FROM jobs WHERE id = ?1 AND tenant = ?2 AND status > 0",
+    [Q_STAGE_LAST] = "SELECT k - ?1, parent_index FROM items WHERE k >= ?1 AND k < ?2 "
+                     "ORDER BY k DESC LIMIT 1",
+    /* The next ?7 failed items of the parent (key range [?2 + ?6, ?3)) become items ?4,
+     * ?4 + 1, ... of the retry (key base ?1); prev_idx links each to the previous item
+     * of its ref in this batch, or else in earlier batches (retry_refs of job ?5). The
+     * LIMIT sits inside, so a batch reads only its own rows. */
+    [Q_STAGE_ITEMS] =
+        "INSERT INTO items(k, prev_idx, ref, data, parent_index) "
+        "SELECT ?1 + idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), "
+        "(SELECT last_idx FROM retry_refs r WHERE r.jid = ?5 AND r.ref = f.ref), -1), ref, "
+        "data, pidx FROM (SELECT ?4 + row_number() OVER (ORDER BY k) - 1 AS idx, ref, data, "
+        "k - ?2 AS pidx FROM (SELECT k, ref, data FROM items WHERE status = 3 AND k >= ?2 + ?6 "
+        "AND k < ?3 ORDER BY k LIMIT ?7)) f ORDER BY idx",
+    [Q_STAGE_REFS] = "INSERT INTO retry_refs(jid, ref, last_idx) "
+                     "SELECT ?1, ref, max(k) - ?2 FROM items WHERE k >= ?2 + ?3 AND k < ?2 + ?4 "
+                     "GROUP BY ref ON CONFLICT(jid, ref) DO UPDATE SET last_idx = excluded.last_idx",
+    [Q_STAGE_REFS_DELETE] = "DELETE FROM retry_refs WHERE jid = ?1 AND ref IN "
+                            "(SELECT ref FROM retry_refs WHERE jid = ?1 LIMIT ?2)",
+    /* Staged: NotStarted with as many items as staged (the parent may have gone). */
+    [Q_STAGE_DONE] = "UPDATE jobs SET status = 1, total = ?2, pending = ?2, updated_at = ?3 "
+                     "WHERE jid = ?1",
+    /* store_job_get also sees a staging retry (status 0 with a parent_job). */
+    [Q_JOB_BY_ID_STAGING] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND tenant = ?2 "
+                            "AND (status > 0 OR parent_job <> '') AND updated_at >= 0",
     [Q_ITEMS_DELETE] = "DELETE FROM items WHERE k >= ?1 AND k < ?2",
     [Q_CLAIMS_DELETE_JOB] = "DELETE FROM claims WHERE jid = ?1",
     [Q_JOB_DELETE] = "DELETE FROM jobs WHERE jid = ?1",
-    [Q_GC_SELECT] = "SELECT jid FROM jobs WHERE status = 0 AND updated_at < ?1",
+    [Q_GC_SELECT] = "SELECT jid FROM jobs WHERE status = 0 AND updated_at < ?1 "
+                    "AND (parent_job = '' OR updated_at < 0)",
     [Q_JOB_BY_ID] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND tenant = ?2 AND status > 0",
     [Q_JOB_BY_JID] = "SELECT " JOB_COLS " FROM jobs WHERE jid = ?1",
     [Q_JOB_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE tenant = ?1 AND status > 0 "
@@ -1407,6 +1455,24 @@ static int job_load(struct conn *c, const char *tenant, const char *job_id, stru
     return rc;
 }
 
+/* job_load for readers: also a staging retry (status 0 with a parent_job), which
+ * store.c shows NotStarted. Writers use job_load and do not see it. */
+static int job_load_visible(struct conn *c, const char *tenant, const char *job_id,
+                            struct jobrow *r)
+{
+    sqlite3_stmt *s;
+    int rc = q(c, Q_JOB_BY_ID_STAGING, &s);
+    if (rc < 0)
+        return rc;
+    bind_str(s, 1, job_id);
+    bind_str(s, 2, tenant);
+    rc = step(s);
+    if (rc == 1)
+        read_job(c, s, r);
+    sqlite3_reset(s);
+    return rc;
+}
+
 static int job_load_jid(struct conn *c, int64_t jid, struct jobrow *r)
 {
     sqlite3_stmt *s;
@@ -1534,6 +1600,7 @@ struct submit_ctx {
     int64_t total, older_than;
     struct store_job *out;
     int removed;
+    int staging; /* job_retry_begin: the retry is created staging, without items */
 };
 
 static int job_begin_body(struct conn *c, void *vctx)
@@ -1792,9 +1859,12 @@ static int job_retry_body(struct conn *c, void *vctx)
     sqlite3_bind_int64(s, 8, now);
     sqlite3_bind_int(s, 9, r.j.priority); /* a retry runs at its parent's priority */
     bind_str(s, 10, r.j.uses);            /* ... and consumes the same limits */
+    sqlite3_bind_int(s, 11, x->staging ? JOB_RECEIVING : JOB_NOT_STARTED);
     if ((rc = step(s)) < 0)
         goto out;
     int64_t jid = sqlite3_last_insert_rowid(c->db);
+    if (x->staging) /* store_job_retry_stage copies the items */
+        goto keyed;
     if ((rc = q(c, Q_RETRY_ITEMS, &s)) < 0)
         goto out;
     sqlite3_bind_int64(s, 1, KEY(jid, 0));
@@ -1806,6 +1876,7 @@ static int job_retry_body(struct conn *c, void *vctx)
         rc = -SLUICE_E_INTERNAL;
         goto out;
     }
+keyed:
     if (x->meta && x->meta->idem_key && (rc = idem_insert(c, jid, x->meta, now)) < 0)
         goto out;
     store_job_release(&r.j);
@@ -1827,6 +1898,136 @@ static int sq_job_retry(void *impl, const char *tenant, const char *job_id, cons
     struct submit_ctx x = {
         .tenant = tenant, .job_id = job_id, .new_job_id = new_job_id, .meta = meta, .out = out};
     return run_tx(impl, TX_WRITE, job_retry_body, job_out_undo, &x);
+}
+
+static int sq_job_retry_begin(void *impl, const char *tenant, const char *job_id,
+                              const char *new_job_id, const struct store_job_meta *meta,
+                              struct store_job *out)
+{
+    struct submit_ctx x = {.tenant = tenant,
+                           .job_id = job_id,
+                           .new_job_id = new_job_id,
+                           .meta = meta,
+                           .out = out,
+                           .staging = 1};
+    return run_tx(impl, TX_WRITE, job_retry_body, job_out_undo, &x);
+}
+
+struct stage_ctx {
+    size_t max_rows;
+    char *job_id; /* [out] STORE_ID_MAX */
+};
+
+/* One batch of the oldest staging retry: copy up to max_rows failed items of the
+ * parent, then (all copied) forget its retry_refs in batches, then make it NotStarted.
+ * Where it stands is read from the rows themselves (the last item staged), so a crash
+ * between batches loses and doubles nothing. */
+static int stage_body(struct conn *c, void *vctx)
+{
+    struct stage_ctx *x = vctx;
+    sqlite3_stmt *s;
+    char tenant[STORE_NAME_MAX], parent[STORE_ID_MAX];
+    int64_t jid, total, pjid = 0, staged = 0, pnext = 0;
+    int rc = q(c, Q_STAGE_PICK, &s);
+    if (rc < 0)
+        return rc;
+    if ((rc = step(s)) != 1) {
+        sqlite3_reset(s);
+        return rc; /* 0: nothing staging */
+    }
+    jid = sqlite3_column_int64(s, 0);
+    col_copy(s, 1, tenant, sizeof tenant);
+    col_copy(s, 2, parent, sizeof parent);
+    total = sqlite3_column_int64(s, 3);
+    sqlite3_reset(s);
+    if ((rc = q(c, Q_JOB_BY_JID, &s)) < 0) /* the retry's public id, for the caller */
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    if ((rc = step(s)) == 1)
+        col_copy(s, 1, x->job_id, STORE_ID_MAX);
+    sqlite3_reset(s);
+    if (rc < 0)
+        return rc;
+    if ((rc = q(c, Q_STAGE_LAST, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, KEY(jid, 0));
+    sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
+    if ((rc = step(s)) == 1) {
+        staged = sqlite3_column_int64(s, 0) + 1;
+        pnext = sqlite3_column_int64(s, 1) + 1;
+    }
+    sqlite3_reset(s);
+    if (rc < 0)
+        return rc;
+    if (staged < total) {
+        if ((rc = q(c, Q_STAGE_PARENT, &s)) < 0)
+            return rc;
+        bind_str(s, 1, parent);
+        bind_str(s, 2, tenant);
+        if ((rc = step(s)) == 1)
+            pjid = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        if (rc < 0)
+            return rc;
+    }
+    if (staged < total && pjid) {
+        if ((rc = q(c, Q_STAGE_ITEMS, &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, KEY(jid, 0));
+        sqlite3_bind_int64(s, 2, KEY(pjid, 0));
+        sqlite3_bind_int64(s, 3, KEY(pjid + 1, 0));
+        sqlite3_bind_int64(s, 4, staged);
+        sqlite3_bind_int64(s, 5, jid);
+        sqlite3_bind_int64(s, 6, pnext);
+        sqlite3_bind_int64(s, 7, (int64_t)(total - staged < (int64_t)x->max_rows
+                                               ? total - staged
+                                               : (int64_t)x->max_rows));
+        if ((rc = step(s)) < 0)
+            return rc;
+        int64_t n = sqlite3_changes64(c->db);
+        if (n > 0) {
+            if ((rc = q(c, Q_STAGE_REFS, &s)) < 0)
+                return rc;
+            sqlite3_bind_int64(s, 1, jid);
+            sqlite3_bind_int64(s, 2, KEY(jid, 0));
+            sqlite3_bind_int64(s, 3, staged);
+            sqlite3_bind_int64(s, 4, staged + n);
+            if ((rc = step(s)) < 0)
+                return rc;
+            return 1;
+        }
+        /* no failed item left in the parent: fewer than counted (cannot happen while
+         * the parent is terminal); end with what is staged */
+    }
+    /* Everything staged (or the parent is gone): drop the ref links, then publish. */
+    if ((rc = q(c, Q_STAGE_REFS_DELETE, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    sqlite3_bind_int64(s, 2, (int64_t)x->max_rows);
+    if ((rc = step(s)) < 0)
+        return rc;
+    if (sqlite3_changes64(c->db) > 0)
+        return 1;
+    if (staged == 0) { /* the parent went before anything was staged: nothing to retry */
+        if ((rc = job_remove(c, jid)) < 0)
+            return rc;
+        return 2;
+    }
+    if ((rc = q(c, Q_STAGE_DONE, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    sqlite3_bind_int64(s, 2, staged);
+    sqlite3_bind_int64(s, 3, clock_now_ms());
+    if ((rc = step(s)) < 0)
+        return rc;
+    return 2;
+}
+
+static int sq_job_retry_stage(void *impl, size_t max_rows, char *job_id)
+{
+    struct stage_ctx x = {max_rows ? max_rows : 1, job_id};
+    job_id[0] = '\0';
+    return run_tx(impl, TX_WRITE_BG, stage_body, NULL, &x);
 }
 
 static int job_abort_body(struct conn *c, void *vctx)
@@ -1990,7 +2191,7 @@ static int job_get_body(struct conn *c, void *vctx)
 {
     struct jobs_ctx *x = vctx;
     struct jobrow r;
-    int rc = job_load(c, x->tenant, x->job_id, &r);
+    int rc = job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
     if ((rc = job_load_steps(c, r.jid, &r.j)) < 0) {
@@ -2158,7 +2359,7 @@ static int item_get_body(struct conn *c, void *vctx)
     struct items_ctx *x = vctx;
     struct jobrow r;
     sqlite3_stmt *s;
-    int rc = job_load(c, x->tenant, x->job_id, &r);
+    int rc = job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
     store_job_release(&r.j);
@@ -2199,7 +2400,7 @@ static int item_list_body(struct conn *c, void *vctx)
     struct items_ctx *x = vctx;
     struct jobrow r;
     sqlite3_stmt *s;
-    int rc = job_load(c, x->tenant, x->job_id, &r);
+    int rc = job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
     store_job_release(&r.j);
@@ -4200,6 +4401,8 @@ const struct store_ops store_sqlite_ops = {
     .job_add_items = sq_job_add_items,
     .job_commit = sq_job_commit,
     .job_retry = sq_job_retry,
+    .job_retry_begin = sq_job_retry_begin,
+    .job_retry_stage = sq_job_retry_stage,
     .job_abort = sq_job_abort,
     .gc_receiving = sq_gc_receiving,
     .expire_claims = sq_expire_claims,

@@ -293,12 +293,43 @@ int store_job_commit(struct store *st, const char *job_id, const struct store_jo
     return FAULT_AFTER(st, st->ops->job_commit(st->impl, job_id, meta, total, out));
 }
 
+/* A staging retry is stored Receiving (status 0) with a parent: readers see it
+ * NotStarted with the staging flag. One rule for both backends, so it lives here. */
+static void show_staging(struct store_job *j)
+{
+    if (j->status == JOB_RECEIVING) {
+        j->status = JOB_NOT_STARTED;
+        j->staging = 1;
+    }
+}
+
 int store_job_retry(struct store *st, const char *tenant, const char *job_id,
                     const char *new_job_id, const struct store_job_meta *meta,
                     struct store_job *out)
 {
     FAULT_POINT(st);
-    return st->ops->job_retry(st->impl, tenant, job_id, new_job_id, meta, out);
+    int rc = st->ops->job_retry(st->impl, tenant, job_id, new_job_id, meta, out);
+    if (rc > 0 && out) /* a replay may name a staging retry */
+        show_staging(out);
+    return rc;
+}
+
+int store_job_retry_begin(struct store *st, const char *tenant, const char *job_id,
+                          const char *new_job_id, const struct store_job_meta *meta,
+                          struct store_job *out)
+{
+    FAULT_POINT(st);
+    int rc = st->ops->job_retry_begin(st->impl, tenant, job_id, new_job_id, meta, out);
+    if (rc > 0 && out)
+        show_staging(out);
+    return rc;
+}
+
+int store_job_retry_stage(struct store *st, size_t max_rows, char *job_id)
+{
+    job_id[0] = '\0';
+    FAULT_POINT(st);
+    return st->ops->job_retry_stage(st->impl, max_rows, job_id);
 }
 
 int store_job_abort(struct store *st, const char *job_id)
@@ -329,7 +360,10 @@ int store_retention_sweep(struct store *st, int64_t jobs_completed_before,
 int store_job_get(struct store *st, const char *tenant, const char *job_id, struct store_job *out)
 {
     FAULT_POINT(st);
-    return st->ops->job_get(st->impl, tenant, job_id, out);
+    int rc = st->ops->job_get(st->impl, tenant, job_id, out);
+    if (rc > 0)
+        show_staging(out);
+    return rc;
 }
 
 int store_job_list(struct store *st, const char *tenant, int status, int64_t before_seq,

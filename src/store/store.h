@@ -103,6 +103,8 @@ struct store_job {
     int priority;       /* STORE_PRIORITY_MIN..MAX: claimed before lower ones of its tenant */
     char *uses;         /* heap or NULL: store_job_meta.uses as committed (a retry keeps
                            its parent's) */
+    int staging;        /* a retry whose items are still being copied from its parent
+                           (store_job_retry_begin): shown NotStarted, not claimed yet */
 };
 
 #define STORE_PRIORITY_MIN (-100)
@@ -408,6 +410,10 @@ struct store_ops {
     int (*job_retry)(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
                      const struct store_job_meta *meta, struct store_job *out);
     int (*job_abort)(void *impl, const char *job_id);
+    int (*job_retry_begin)(void *impl, const char *tenant, const char *job_id,
+                           const char *new_job_id, const struct store_job_meta *meta,
+                           struct store_job *out);
+    int (*job_retry_stage)(void *impl, size_t max_rows, char *job_id);
     int (*gc_receiving)(void *impl, int64_t older_than);
     int (*expire_claims)(void *impl);
     int (*retention_sweep)(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
@@ -586,6 +592,27 @@ int store_job_commit(struct store *st, const char *job_id, const struct store_jo
 int store_job_retry(struct store *st, const char *tenant, const char *job_id,
                     const char *new_job_id, const struct store_job_meta *meta,
                     struct store_job *out);
+/* store_job_retry without copying the items: the new job is created staging (its
+ * total and pending are the parent's failed count; store_job_get shows it NotStarted
+ * with staging = 1; it is in no job list and cannot be claimed, canceled, deleted or
+ * retried yet: those answer 0 / not found) and store_job_retry_stage copies the items
+ * in batches. Same results and idempotency rules as store_job_retry; the key is taken
+ * at once, so a replay during staging returns the staging job. A staging retry
+ * survives a restart (store_gc_receiving keeps it) and staging goes on. */
+int store_job_retry_begin(struct store *st, const char *tenant, const char *job_id,
+                          const char *new_job_id, const struct store_job_meta *meta,
+                          struct store_job *out);
+/* Advances the oldest staging retry (any tenant) by one transaction: copies up to
+ * max_rows more of its parent's failed items (same order, parent_index and same-ref
+ * links as store_job_retry, also across batches), or, all copied, finishes it: the
+ * job becomes NotStarted and claimable. Progress is derived from the rows, so a crash
+ * between calls loses and doubles nothing. If the parent was deleted meanwhile, the
+ * retry keeps what was staged (total = pending = that count) or, with nothing
+ * staged, is removed. [out] job_id (STORE_ID_MAX bytes): the retry advanced, "" when
+ * none. Returns 0 when no retry is staging, 1 when one advanced and needs more
+ * calls, 2 when this call finished one. On PostgreSQL several nodes may call it at
+ * once. */
+int store_job_retry_stage(struct store *st, size_t max_rows, char *job_id);
 /* Deletes a Receiving job and its items (the submit failed). */
 int store_job_abort(struct store *st, const char *job_id);
 /* Deletes Receiving jobs last touched before older_than (left by a crash). Returns the

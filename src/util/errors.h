@@ -17,6 +17,7 @@
     X(RATE_LIMITED, 429, "RateLimited", "too many requests; retry after the Retry-After delay")    \
     X(TOO_MANY_JOBS, 429, "TooManyJobs", "the tenant has too many unfinished jobs")             \
     X(TOO_MANY_PENDING, 429, "TooManyPendingItems", "the tenant has too many items waiting")    \
+    X(TOO_MANY_RUNS, 429, "TooManyRuns", "too many synchronous runs in progress; retry later")  \
     X(NOT_FOUND, 404, "NotFound", "no such resource")                                              \
     X(METHOD_NOT_ALLOWED, 405, "MethodNotAllowed", "method not allowed on this resource")          \
     X(CONFLICT, 409, "Conflict", "the resource is in a state that does not allow this")            \
@@ -45,6 +46,7 @@
     X(STEP_FAILED, 422, "StepFailed", "a workflow step failed the item")                           \
     X(UPSTREAM_ERROR, 502, "UpstreamError", "the upstream answered with an error status")          \
     X(UPSTREAM_UNAVAILABLE, 504, "UpstreamUnavailable", "the upstream could not be reached")       \
+    X(RUN_TIMEOUT, 504, "RunTimeout", "the synchronous run did not finish within its deadline") \
     X(TARGET_NOT_ALLOWED, 422, "TargetNotAllowed", "the outbound target is not allowed")         \
     X(SECRET_NOT_FOUND, 422, "SecretNotFound",                                                     \
       "a secret the workflow names is not defined for this tenant")                                 \

@@ -515,9 +515,9 @@ def test_retry_failed_items(wfc, upstream):
     # the child's failed item can be retried again; a job without failures cannot
     r = wfc.post("/v1/jobs/%s:retry" % done["id"])
     assert r.status_code == 202 and r.json()["counts"]["total"] == 1, r.text
+    wfc.wait_job(r.json()["id"])  # items are copied in the background (staging)
     gk = all_items(wfc, r.json()["id"])
     assert [(k["ref"], k["parentIndex"]) for k in gk] == [("r5", 1)], gk
-    wfc.wait_job(r.json()["id"])
     ok = run_job(wfc, items(2, prefix="ok-"), "noop")
     assert_error(wfc.post("/v1/jobs/%s:retry" % ok["id"]), 422, "EmptyJob")
 

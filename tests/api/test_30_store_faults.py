@@ -223,10 +223,10 @@ def test_lost_answers_replay_and_never_apply_twice(fresh_server, tmp_path, upstr
 
 # every store operation but the key lookup (so requests get past authentication)
 ALL_BUT_AUTH = ["ping", "key_create", "key_list", "key_revoke", "tenant_set_weight",
-                "job_begin", "job_add_items", "job_commit", "job_retry", "job_abort",
-                "gc_receiving", "expire_claims", "retention_sweep", "job_get", "job_list",
-                "job_cancel", "job_delete", "item_get", "item_list", "claim", "complete",
-                "release", "doc_get", "doc_write", "doc_list", "stats", "tenant_load",
+                "job_begin", "job_add_items", "job_commit", "job_retry", "job_retry_begin",
+                "job_abort", "gc_receiving", "expire_claims", "retention_sweep", "job_get",
+                "job_list", "job_cancel", "job_delete", "item_get", "item_list", "claim",
+                "complete", "release", "doc_get", "doc_write", "doc_list", "stats", "tenant_load",
                 "workflow_put", "workflow_get", "workflow_list", "workflow_delete", "hook_put",
                 "hook_get", "hook_list", "hook_delete", "limit_put", "limit_get", "limit_list",
                 "limit_delete", "delivery_claim", "delivery_record", "delivery_list",

@@ -2169,6 +2169,136 @@ TEST(job_retry)
     CHECK_EQ_INT(store_job_cancel(st, tenant, rid2, NULL), 1);
 }
 
+/* store_job_retry_begin + store_job_retry_stage: the retry is visible at once but
+ * staging (not claimable, not listed, not cancelable), its items arrive in batches
+ * with same-ref links across batches, and it becomes NotStarted once copied. */
+TEST(job_retry_staged)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX], rid[STORE_ID_MAX], rid2[STORE_ID_MAX];
+    char staged_id[STORE_ID_MAX];
+    struct store_claim c, none;
+    struct store_job j, *jobs;
+    struct store_item *items;
+    size_t n;
+    drain();
+    new_tenant(tenant, "staged");
+    CHECK_EQ_INT(submit_refs(tenant, id, "abaca"), 0);
+    new_job_id(rid);
+    CHECK_EQ_INT(store_job_retry_begin(st, tenant, id, rid, NULL, &j),
+                 -SLUICE_E_CONFLICT); /* NotStarted */
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0); /* items a b a c a all failed */
+    store_claim_release(&c);
+    /* only 1, 2 and 4 ("b" is item 1: make it succeed by retrying the others only) */
+    CHECK_EQ_INT(store_job_retry_stage(st, 10, staged_id), 0); /* nothing staging */
+    CHECK_EQ_STR(staged_id, "");
+    struct store_job_meta m = {0};
+    m.idem_key = "req:staged";
+    CHECK_EQ_INT(store_job_retry_begin(st, tenant, id, rid, &m, &j), 1);
+    CHECK_EQ_STR(j.id, rid);
+    CHECK_EQ_STR(j.parent_job, id);
+    CHECK_EQ_INT(j.status, JOB_NOT_STARTED);
+    CHECK_EQ_INT(j.staging, 1);
+    CHECK_EQ_INT(j.counts.total, 5);
+    CHECK_EQ_INT(j.counts.pending, 5);
+    store_job_release(&j);
+    /* a replay during staging names the staging job */
+    new_job_id(rid2);
+    CHECK_EQ_INT(store_job_retry_begin(st, tenant, id, rid2, &m, &j), 2);
+    CHECK_EQ_STR(j.id, rid);
+    CHECK_EQ_INT(j.staging, 1);
+    store_job_release(&j);
+    /* staging: seen by get and item reads, not by claims, lists or writers */
+    CHECK_EQ_INT(store_job_get(st, tenant, rid, &j), 1);
+    CHECK_EQ_INT(j.status, JOB_NOT_STARTED);
+    CHECK_EQ_INT(j.staging, 1);
+    store_job_release(&j);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &none), 0);
+    CHECK(store_job_list(st, tenant, -1, 0, 10, &jobs, &n) >= 0);
+    CHECK_EQ_INT(n, 1); /* the parent only */
+    for (size_t i = 0; i < n; i++)
+        CHECK(strcmp(jobs[i].id, rid) != 0);
+    store_jobs_free(jobs, n);
+    CHECK_EQ_INT(store_job_cancel(st, tenant, rid, NULL), 0);
+    CHECK_EQ_INT(store_job_delete(st, tenant, rid), 0);
+
+    /* one item per batch: five batches, then the finishing call */
+    for (int b = 0; b < 5; b++) {
+        CHECK_EQ_INT(store_job_retry_stage(st, 1, staged_id), 1);
+        CHECK_EQ_STR(staged_id, rid);
+        CHECK_EQ_INT(store_item_list(st, tenant, rid, NULL, -1, 10, 1, &items, &n), 1);
+        CHECK_EQ_INT(n, (size_t)b + 1); /* the rows staged so far */
+        CHECK_EQ_INT(items[b].parent_index, b);
+        CHECK_EQ_INT(items[b].status, ITEM_PENDING);
+        store_items_free(items, n);
+        CHECK_EQ_INT(claim(st, 10, 60000, 3, &none), 0);
+        CHECK_EQ_INT(store_job_get(st, tenant, rid, &j), 1);
+        CHECK_EQ_INT(j.staging, 1);
+        CHECK_EQ_INT(j.counts.total, 5);
+        store_job_release(&j);
+    }
+    int rc;
+    while ((rc = store_job_retry_stage(st, 1, staged_id)) == 1) /* forgets the ref links */
+        CHECK_EQ_STR(staged_id, rid);
+    CHECK_EQ_INT(rc, 2);
+    CHECK_EQ_STR(staged_id, rid);
+    CHECK_EQ_INT(store_job_retry_stage(st, 1, staged_id), 0);
+    CHECK_EQ_INT(store_job_get(st, tenant, rid, &j), 1);
+    CHECK_EQ_INT(j.status, JOB_NOT_STARTED);
+    CHECK_EQ_INT(j.staging, 0);
+    CHECK_EQ_INT(j.counts.total, 5);
+    CHECK_EQ_INT(j.counts.pending, 5);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_item_list(st, tenant, rid, NULL, -1, 10, 1, &items, &n), 1);
+    CHECK_EQ_INT(n, 5);
+    CHECK_EQ_STR(items[0].ref, "a");
+    CHECK_EQ_STR(items[1].ref, "b");
+    CHECK_EQ_STR(items[2].ref, "a");
+    CHECK_EQ_STR(items[4].ref, "a");
+    CHECK_EQ_INT(items[4].parent_index, 4);
+    store_items_free(items, n);
+
+    /* same-ref links across batches: item 2 ("a") waits for item 0, staged apart */
+    CHECK_EQ_INT(claim(st, 1, 60000, 3, &c), 1);
+    CHECK_EQ_STR(c.job_id, rid);
+    CHECK_EQ_INT(c.from, 0);
+    CHECK_EQ_INT(c.to, 1);
+    struct store_claim c2, c3;
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c2), 1); /* "b": stops before item 2 */
+    CHECK_EQ_INT(c2.from, 1);
+    CHECK_EQ_INT(c2.to, 2);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &none), 0);
+    CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
+    CHECK_EQ_INT(complete_all(&c2, ITEM_SUCCEEDED), 0);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c3), 1);
+    CHECK_EQ_INT(c3.from, 2);
+    CHECK_EQ_INT(c3.to, 5);
+    CHECK_EQ_INT(complete_all(&c3, ITEM_SUCCEEDED), 0);
+    store_claim_release(&c);
+    store_claim_release(&c2);
+    store_claim_release(&c3);
+    CHECK_EQ_INT(job_status(tenant, rid, &j), JOB_SUCCEEDED);
+    CHECK_EQ_INT(j.counts.succeeded, 5); /* each item exactly once */
+    store_job_release(&j);
+
+    /* the parent deleted mid-staging: the retry keeps what was staged */
+    new_job_id(rid2);
+    CHECK_EQ_INT(store_job_retry_begin(st, tenant, id, rid2, NULL, &j), 1);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_job_retry_stage(st, 2, staged_id), 1);
+    CHECK_EQ_INT(store_job_delete(st, tenant, id), 1);
+    do {
+        rc = store_job_retry_stage(st, 2, staged_id);
+    } while (rc == 1);
+    CHECK_EQ_INT(rc, 2);
+    CHECK_EQ_INT(store_job_get(st, tenant, rid2, &j), 1);
+    CHECK_EQ_INT(j.staging, 0);
+    CHECK_EQ_INT(j.counts.total, 2);
+    CHECK_EQ_INT(j.counts.pending, 2);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_job_cancel(st, tenant, rid2, NULL), 1);
+}
+
 TEST(item_list_filters_step_code)
 {
     char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
@@ -3306,6 +3436,7 @@ int main(void)
     RUN(step_counts);
     RUN(job_commit_idem_key);
     RUN(job_retry);
+    RUN(job_retry_staged);
     RUN(claim_gate_shortens_and_passes_over);
     RUN(claim_active_job_cap);
     RUN(limits_crud);

@@ -478,6 +478,25 @@ TEST(timeout_retried_then_failed)
     outbound_response_release(&r);
 }
 
+/* deadline_mono cuts the attempt's timeout to what is left and starts no retry past
+ * it: one attempt of at most ~200 ms instead of three of 5 s against a 1 s answer. */
+TEST(deadline_cuts_timeout_and_retries)
+{
+    struct outbound_request q = get_req(url_of("/slow"), "key-slow-deadline");
+    q.timeout_ms = 5000;
+    q.max_attempts = 3;
+    q.deadline_mono = clock_mono_ms() + 200;
+    struct outbound_response r;
+    CHECK_EQ_INT(outbound_run(ob, &q, &r, 1), 0);
+    CHECK_EQ_INT(r.error, -SLUICE_E_INTERNAL);
+    CHECK_EQ_INT(r.failure, OUTBOUND_TIMEOUT);
+    CHECK_EQ_INT(r.status, 0);
+    CHECK_EQ_INT(r.attempts, 1);
+    CHECK(r.latency_ms < 900); /* cut before the upstream's 1 s answer */
+    CHECK(strstr(r.message, "deadline") != NULL);
+    outbound_response_release(&r);
+}
+
 TEST(dropped_connection_retried)
 {
     struct outbound_request q = get_req(url_of("/drop"), "key-drop-1");
@@ -771,6 +790,7 @@ int main(void)
     RUN(retry_after_date_honoured);
     RUN(retry_after_too_long_fails);
     RUN(timeout_retried_then_failed);
+    RUN(deadline_cuts_timeout_and_retries);
     RUN(dropped_connection_retried);
     RUN(connect_error_retried);
     RUN(big_body_truncated);
