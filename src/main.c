@@ -263,9 +263,8 @@ static int serve_main(int argc, char **argv)
     cfg.engine.outbound = ob;
     cfg.engine.secrets = secrets;
     cfg.engine.limits = lim;
-    /* Before any worker or request runs a pipeline: one size limit for items as
-     * uploaded and for what workflow steps make of them. */
-    pipeline_set_max_item_bytes(cfg.api.limits.max_item_bytes);
+    /* One size limit for items as uploaded and for what workflow steps make of them. */
+    cfg.engine.max_item_bytes = cfg.api.limits.max_item_bytes;
     if ((rc = engine_start(st, &cfg.engine, &eng)) < 0) {
         log_write(LOG_ERROR, "cannot start workers", NULL);
         limiter_free(lim);
@@ -294,7 +293,7 @@ static int serve_main(int argc, char **argv)
     api.secrets = secrets;
     api.waiters = waiters_start(st);
     api.stager = stager_start(st); /* retries left staging by a previous run go on */
-    struct pipeline_env renv = {st, ob, secrets, 0, 0, lim, 0};
+    struct pipeline_env renv = {st, ob, secrets, 0, 0, lim, 0, cfg.api.limits.max_item_bytes};
     if (runs_start(&cfg.runs, &renv, &api.runs) < 0)
         log_write(LOG_WARN, "cannot start the run threads; synchronous runs use HTTP threads",
                   NULL);

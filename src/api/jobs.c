@@ -74,7 +74,7 @@ static int validate_item(struct submit_ctx *c, const struct ingest_item *it)
     struct pipeline_item in = {(int64_t)it->index, it->ref, it->data, it->data_len, 1};
     struct pipeline_result res;
     struct store_step_count *counts = xcalloc(c->def->nsteps, sizeof *counts);
-    struct pipeline_env env = {api->st, NULL, NULL, 0, 0, NULL, 0};
+    struct pipeline_env env = {api->st, NULL, NULL, 0, 0, NULL, 0, api->cfg.limits.max_item_bytes};
     pipeline_run(&env, c->def, req_tenant(c->req), NULL, PIPELINE_VALIDATE, &in, 1, &res, counts);
     c->total++;
     if (res.status != ITEM_SUCCEEDED) {

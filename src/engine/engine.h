@@ -43,6 +43,7 @@ struct engine_config {
     const struct secrets *secrets; /* the operator's secrets (engine/secrets.h), borrowed;
                                     * may be NULL */
     struct limiter *limits; /* processing limits (borrowed, engine/limits.h); NULL: none */
+    size_t max_item_bytes;  /* what steps may build per item (pipeline.h); 0: 1 MiB */
 };
 
 struct engine;

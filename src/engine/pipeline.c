@@ -21,17 +21,6 @@
 #include "util/secmask.h"
 #include "util/xmalloc.h"
 
-/* The size budget of what steps build for one item: its data after a map, a rendered
- * URL, header or body, a document written, the outputs kept for the result. Set once
- * at startup (pipeline_set_max_item_bytes), read by every run. */
-static size_t max_item_bytes = (size_t)1 << 20;
-
-void pipeline_set_max_item_bytes(size_t n)
-{
-    if (n > 0)
-        max_item_bytes = n;
-}
-
 /* One item's trip through the pipeline. */
 struct pstate {
     const struct pipeline_item *in;
@@ -56,6 +45,7 @@ struct run {
     json_t *vis;     /* NAME -> value: the secrets resolved for this run's tenant */
     json_t *gone;    /* NAME -> true: names not visible to the tenant */
     struct secmask *mask; /* every value in vis: masked in all the run writes */
+    size_t max_item_bytes; /* env's, or its default */
 };
 
 /* ---- context and events ------------------------------------------------------------ */
@@ -157,7 +147,7 @@ static void step_error(struct run *r, struct pstate *p, size_t k, int64_t start,
     p->out->failed_step = xstrdup(s->name);
 }
 
-/* The item would grow past max_item_bytes at step k: ItemTooLarge, with the place as
+/* The item would grow past r->max_item_bytes at step k: ItemTooLarge, with the place as
  * target ("steps.shape.ops[3].value") both in the message and in the event. */
 static void too_large(struct run *r, struct pstate *p, size_t k, int64_t start, const char *where,
                       const char *why)
@@ -167,7 +157,7 @@ static void too_large(struct run *r, struct pstate *p, size_t k, int64_t start, 
              where ? where : "");
     snprintf(msg, sizeof msg, "%s: %s", target, why);
     step_error(r, p, k, start, SLUICE_E_ITEM_TOO_LARGE, NULL, msg,
-               json_pack("{s:s,s:I}", "target", target, "limitBytes", (json_int_t)max_item_bytes));
+               json_pack("{s:s,s:I}", "target", target, "limitBytes", (json_int_t)r->max_item_bytes));
 }
 
 /* ---- simple steps ------------------------------------------------------------------ */
@@ -208,7 +198,7 @@ static void run_map(struct run *r, struct pstate *p, size_t k)
 {
     char err[256], where[64];
     int64_t start = clock_now_ms();
-    int rc = map_apply_within(r->w->steps[k].map, ctx_of(r, p), max_item_bytes, where, sizeof where,
+    int rc = map_apply_within(r->w->steps[k].map, ctx_of(r, p), r->max_item_bytes, where, sizeof where,
                               err, sizeof err);
     if (rc == -SLUICE_E_ITEM_TOO_LARGE) {
         too_large(r, p, k, start, where, err);
@@ -263,10 +253,10 @@ static void run_doc(struct run *r, struct pstate *p, size_t k)
         if (p->dirty) {
             body = json_dumps(json_object_get(p->ctx, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
             body_len = body ? strlen(body) : 0;
-            if (body_len > max_item_bytes) { /* the store would refuse it too; say where */
+            if (body_len > r->max_item_bytes) { /* the store would refuse it too; say where */
                 free(body);
                 snprintf(err, sizeof err, "the document would be larger than %zu bytes",
-                         max_item_bytes);
+                         r->max_item_bytes);
                 too_large(r, p, k, start, NULL, err);
                 return;
             }
@@ -457,7 +447,7 @@ static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *
     char err[256];
     const char *where = "url";
     struct buf b = BUF_INIT;
-    size_t budget = max_item_bytes; /* for URL, headers and body together */
+    size_t budget = r->max_item_bytes; /* for URL, headers and body together */
     h->p = p;
     h->start = clock_now_ms();
     json_t *sctx = secret_ctx(r, p, k, h->start);
@@ -558,15 +548,15 @@ static void http_finish(struct run *r, size_t k, struct hreq *h, const struct ou
         /* Kept for later steps and the item's result: all the outputs together stay
          * within the item's size (the outbound cap bounds one body, not their sum). */
         json_t *steps = json_object_get(ctx_of(r, p), "steps");
-        size_t kept = template_json_len(steps, max_item_bytes);
-        size_t room = kept > max_item_bytes ? 0 : max_item_bytes - kept;
+        size_t kept = template_json_len(steps, r->max_item_bytes);
+        size_t room = kept > r->max_item_bytes ? 0 : r->max_item_bytes - kept;
         if (template_json_len(out, room) > room) {
             json_decref(out);
             snprintf(msg, sizeof msg,
                      "%s %s answered %d with %zu body bytes%s: the outputs "
                      "kept would pass %zu bytes",
                      s->method, masked, resp->status, resp->body_len,
-                     resp->body_truncated ? " (cut)" : "", max_item_bytes);
+                     resp->body_truncated ? " (cut)" : "", r->max_item_bytes);
             char target[200];
             snprintf(target, sizeof target, "steps.%s.response.body", s->name);
             json_object_set_new(extra, "target", json_string(target));
@@ -692,8 +682,10 @@ void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const c
                   const char *job_id, enum pipeline_mode mode, const struct pipeline_item *items,
                   size_t n, struct pipeline_result *res, struct store_step_count *counts)
 {
-    struct run r = {env, w, tenant, job_id, mode, NULL, n, counts, {0},
-                    json_object(), json_object(), secmask_new()};
+    struct run r = {env,           w,           tenant,         job_id,
+                    mode,          NULL,        n,              counts,
+                    {0},           json_object(), json_object(), secmask_new(),
+                    env->max_item_bytes ? env->max_item_bytes : (size_t)1 << 20};
     if (!job_id)
         ids_random("run_", 20, r.run_id);
     r.ps = xcalloc(n ? n : 1, sizeof *r.ps);

@@ -48,6 +48,9 @@ struct pipeline_env {
     struct limiter *limits; /* paces http steps that name limits; NULL: no pacing */
     int64_t deadline_mono;  /* monotonic ms the http calls must end by; 0: none (jobs).
                                Synchronous runs pass their total deadline (runs.h). */
+    size_t max_item_bytes;  /* what steps build for one item is held to this (its data
+                               after a map, a rendered request, a document written, the
+                               outputs kept): past it the item fails ItemTooLarge; 0: 1 MiB */
 };
 
 struct pipeline_item {
@@ -85,6 +88,5 @@ void pipeline_result_release(struct pipeline_result *r);
  * upsert/patch step writes, and the step outputs kept (http responses). Past it the
  * item fails with ItemTooLarge at that step, and nothing much larger is built first.
  * Call once at startup before any pipeline_run (not synchronised); 0 is ignored. */
-void pipeline_set_max_item_bytes(size_t n);
 
 #endif
