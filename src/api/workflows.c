@@ -209,9 +209,8 @@ static void run_inline(struct request *req, struct wfdef *w, const char *ref, co
     struct pipeline_item item = {0, ref, raw, raw ? strlen(raw) : 0, 1};
     struct pipeline_result res;
     struct store_step_count *counts = calloc(w->nsteps ? w->nsteps : 1, sizeof *counts);
-    struct pipeline_env env = {api->st, api->ob,     api->secrets,
-                               0,       0,           api->limits,
-                               0,       api->cfg.limits.max_item_bytes};
+    struct pipeline_env env = {
+        api->st, api->ob, api->secrets, 0, 0, api->limits, 0, api->cfg.limits.max_item_bytes};
     pipeline_run(&env, w, req_tenant(req), NULL,
                  validate_only ? PIPELINE_VALIDATE : PIPELINE_IMMEDIATE, &item, 1, &res, counts);
     reply_run(req, ref, validate_only, &res);

@@ -200,9 +200,9 @@ static int process(struct worker *w, const struct store_claim *c)
         }
         nsteps = def->nsteps;
         counts = xcalloc(nsteps, sizeof *counts);
-        struct pipeline_env env = {eng->st,     eng->cfg.outbound, eng->cfg.secrets,
-                                   w->id,       c->claimed_at,     eng->cfg.limits,
-                                   0,           eng->cfg.max_item_bytes};
+        struct pipeline_env env = {eng->st, eng->cfg.outbound,      eng->cfg.secrets,
+                                   w->id,   c->claimed_at,          eng->cfg.limits,
+                                   0,       eng->cfg.max_item_bytes};
         pipeline_run(&env, def, c->tenant, c->job_id, PIPELINE_DEFERRED, in, n, res, counts);
         free(in);
         for (size_t i = 0; i < n; i++)

@@ -156,8 +156,9 @@ static void too_large(struct run *r, struct pstate *p, size_t k, int64_t start, 
     snprintf(target, sizeof target, "steps.%s%s%s", r->w->steps[k].name, where && *where ? "." : "",
              where ? where : "");
     snprintf(msg, sizeof msg, "%s: %s", target, why);
-    step_error(r, p, k, start, SLUICE_E_ITEM_TOO_LARGE, NULL, msg,
-               json_pack("{s:s,s:I}", "target", target, "limitBytes", (json_int_t)r->max_item_bytes));
+    step_error(
+        r, p, k, start, SLUICE_E_ITEM_TOO_LARGE, NULL, msg,
+        json_pack("{s:s,s:I}", "target", target, "limitBytes", (json_int_t)r->max_item_bytes));
 }
 
 /* ---- simple steps ------------------------------------------------------------------ */
@@ -198,8 +199,8 @@ static void run_map(struct run *r, struct pstate *p, size_t k)
 {
     char err[256], where[64];
     int64_t start = clock_now_ms();
-    int rc = map_apply_within(r->w->steps[k].map, ctx_of(r, p), r->max_item_bytes, where, sizeof where,
-                              err, sizeof err);
+    int rc = map_apply_within(r->w->steps[k].map, ctx_of(r, p), r->max_item_bytes, where,
+                              sizeof where, err, sizeof err);
     if (rc == -SLUICE_E_ITEM_TOO_LARGE) {
         too_large(r, p, k, start, where, err);
         return;
@@ -682,9 +683,18 @@ void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const c
                   const char *job_id, enum pipeline_mode mode, const struct pipeline_item *items,
                   size_t n, struct pipeline_result *res, struct store_step_count *counts)
 {
-    struct run r = {env,           w,           tenant,         job_id,
-                    mode,          NULL,        n,              counts,
-                    {0},           json_object(), json_object(), secmask_new(),
+    struct run r = {env,
+                    w,
+                    tenant,
+                    job_id,
+                    mode,
+                    NULL,
+                    n,
+                    counts,
+                    {0},
+                    json_object(),
+                    json_object(),
+                    secmask_new(),
                     env->max_item_bytes ? env->max_item_bytes : (size_t)1 << 20};
     if (!job_id)
         ids_random("run_", 20, r.run_id);
