@@ -9,27 +9,27 @@
 #include <string.h>
 
 #include "api/api.h"
-#include "engine/limits.h"
 #include "api/ratelimit.h"
+#include "api/render.h"
 #include "api/slots.h"
 #include "api/waiters.h"
 #include "cli/cli.h"
-#include "api/render.h"
 #include "config.h"
 #include "engine/callbacks.h"
 #include "engine/janitor.h"
-#include "engine/secrets.h"
+#include "engine/limits.h"
 #include "engine/pipeline.h"
+#include "engine/secrets.h"
 #include "engine/stager.h"
-#include "store/fault.h"
 #include "outbound/outbound.h"
-#include "util/xmalloc.h"
+#include "store/fault.h"
 #include "util/clock.h"
 #include "util/cursor.h"
 #include "util/errors.h"
 #include "util/ids.h"
 #include "util/log.h"
 #include "util/secmask.h"
+#include "util/xmalloc.h"
 
 /* The operator's secrets for {{secrets.NAME}}: SLUICE_SECRET_<NAME>=value, usable only
  * by the tenants SLUICE_SECRET_<NAME>_TENANTS lists (engine/secrets.h); a variable
@@ -53,16 +53,22 @@ static struct secrets *load_secrets(void)
         snprintf(var, sizeof var, "SLUICE_SECRET_%s_TENANTS", name);
         const char *tenants = getenv(var);
         if (secrets_add(s, name, eq + 1, tenants) < 0) {
-            log_write(LOG_WARN, "ignoring an operator secret: names are 1 to 64 characters of "
-                      "A-Z a-z 0-9 _ - and values 1 to 4096 bytes", "secret", name, NULL);
+            log_write(LOG_WARN,
+                      "ignoring an operator secret: names are 1 to 64 characters of "
+                      "A-Z a-z 0-9 _ - and values 1 to 4096 bytes",
+                      "secret", name, NULL);
             continue;
         }
         if (strlen(eq + 1) < SECMASK_MIN_LEN)
-            log_write(LOG_WARN, "operator secret shorter than 4 bytes: its renderings cannot "
-                      "be masked", "secret", name, NULL);
+            log_write(LOG_WARN,
+                      "operator secret shorter than 4 bytes: its renderings cannot "
+                      "be masked",
+                      "secret", name, NULL);
         if (!tenants || !*tenants)
-            log_write(LOG_WARN, "operator secret usable by no tenant (name them in "
-                      "SLUICE_SECRET_<NAME>_TENANTS)", "secret", name, NULL);
+            log_write(LOG_WARN,
+                      "operator secret usable by no tenant (name them in "
+                      "SLUICE_SECRET_<NAME>_TENANTS)",
+                      "secret", name, NULL);
         else
             log_write(LOG_INFO, "operator secret", "secret", name, "tenants", tenants, NULL);
     }
@@ -304,8 +310,8 @@ static int serve_main(int argc, char **argv)
     atomic_init(&api.shutting_down, 0);
     atomic_init(&api.uploads, 0);
     {
-        unsigned pools[SLOT__COUNT] = {[SLOT_UPLOAD] = cfg.api.max_uploads,
-                                       [SLOT_PARKED] = cfg.api.max_parked};
+        unsigned pools[SLOT__COUNT] = {
+            [SLOT_UPLOAD] = cfg.api.max_uploads, [SLOT_PARKED] = cfg.api.max_parked};
         api.slots = slots_new(pools, cfg.api.tenant_share);
     }
     /* Admission control, in memory: this process enforces the limits on its own. */
@@ -363,7 +369,7 @@ static int serve_main(int argc, char **argv)
     /* Cut outbound calls short first: a worker waiting out retries would hold up the
      * shutdown; its batch is given back and re-run, with the same Idempotency-Keys. */
     outbound_stop(ob);
-    runs_free(api.runs); /* running runs end now their calls are cut; all resumed */
+    runs_free(api.runs);     /* running runs end now their calls are cut; all resumed */
     stager_stop(api.stager); /* after its batch; the rest goes on at the next start */
     janitor_stop(jan);
     engine_stop(eng);

@@ -61,7 +61,8 @@ static int take_parked(struct request *req, int reply)
     else
         reply_errorf(req, rc, NULL,
                      "%u event streams and long polls are open, the most this server holds; "
-                     "retry later", api->cfg.max_parked);
+                     "retry later",
+                     api->cfg.max_parked);
     return -1;
 }
 

@@ -29,8 +29,8 @@
 #include "util/clock.h"
 #include "util/cursor.h"
 #include "util/errors.h"
-#include "util/memwatch.h"
 #include "util/ids.h"
+#include "util/memwatch.h"
 #include "util/metrics.h"
 #include "util/xmalloc.h"
 
@@ -405,8 +405,8 @@ static int submit_setup(struct request *req)
             reply_header(req, "Retry-After", "2");
             reply_errorf(req, rc, NULL,
                          "this tenant has %u uploads in progress, its share of this server's "
-                         "%u; retry when one ends", slots_tenant_cap(api->slots, SLOT_UPLOAD),
-                         api->cfg.max_uploads);
+                         "%u; retry when one ends",
+                         slots_tenant_cap(api->slots, SLOT_UPLOAD), api->cfg.max_uploads);
             return -1;
         }
         c->slotted = 1;
@@ -580,7 +580,6 @@ static void reply_job(struct request *req, int rc, struct store_job *job, int st
     store_job_release(job);
 }
 
-
 /* After a write answered "no such job": a retry still staging exists for readers
  * only (store_job_retry_begin); answer 409 for it and return 1, else return 0. */
 static int staging_conflict(struct request *req, const char *verb)
@@ -725,8 +724,7 @@ void api_jobs_list(struct request *req)
     }
     struct store_job *jobs = NULL;
     size_t n = 0;
-    int rc = store_job_list(api->st, req_tenant(req), status, cursor, (size_t)limit + 1,
-                            &jobs, &n);
+    int rc = store_job_list(api->st, req_tenant(req), status, cursor, (size_t)limit + 1, &jobs, &n);
     if (rc < 0) {
         reply_error(req, rc, NULL, NULL);
         return;
@@ -740,8 +738,7 @@ void api_jobs_list(struct request *req)
         cursor_seal(api->cursor_key, req_tenant(req), jobs[limit - 1].seq, sealed);
         snprintf(next, sizeof next, "cursor=%s", sealed);
     }
-    api_reply_page_next(req, jobs, n, sizeof *jobs, limit, page_job, next[0] ? next : NULL,
-                        filter);
+    api_reply_page_next(req, jobs, n, sizeof *jobs, limit, page_job, next[0] ? next : NULL, filter);
     store_jobs_free(jobs, n);
 }
 

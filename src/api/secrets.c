@@ -58,7 +58,8 @@ void api_secrets_put(struct request *req)
     const char *k;
     json_t *x;
     if (json_is_object(j)) {
-        json_object_foreach(j, k, x) {
+        json_object_foreach(j, k, x)
+        {
             if (strcmp(k, "value") == 0)
                 continue;
             reply_errorf(req, SLUICE_E_INVALID_FIELD, k, "unknown field '%.64s'", k);

@@ -194,8 +194,9 @@ static void reply_run(struct request *req, const char *ref, int validate_only,
         buf_json_str(&b, res->error_message, strlen(res->error_message));
         buf_puts(&b, "}");
     }
-    buf_printf(&b, ",\"result\":%s,\"warnings\":%s,\"events\":%s}", res->result ? res->result : "null",
-               res->warnings ? res->warnings : "[]", res->events);
+    buf_printf(&b, ",\"result\":%s,\"warnings\":%s,\"events\":%s}",
+               res->result ? res->result : "null", res->warnings ? res->warnings : "[]",
+               res->events);
     reply_buf(req, 200, "application/json", &b);
     buf_release(&b);
 }

@@ -838,8 +838,8 @@ static int64_t slots_until(const struct bucket *b, double t_ms, double tau_ms, i
 /* ---- admission ------------------------------------------------------------------- */
 
 static void throttle_note(struct limiter *l, const char *job_id, const char *name, int scope,
-                          const char *key, const char *reason, const char *host,
-                          double items_per_s, int64_t now)
+                          const char *key, const char *reason, const char *host, double items_per_s,
+                          int64_t now)
 {
     struct throttle_slot *s = &l->throttled[hash_str(job_id) % NTHROTTLE];
     snprintf(s->job_id, sizeof s->job_id, "%s", job_id);
@@ -1022,8 +1022,7 @@ size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, c
         throttle_note(l, job_id, why_name, why_scope, why_key, why_reason ? why_reason : "rate",
                       why_host, why_rate, now);
     else if (grant < want && why_name && why_reason)
-        throttle_note(l, job_id, why_name, why_scope, why_key, why_reason, why_host, why_rate,
-                      now);
+        throttle_note(l, job_id, why_name, why_scope, why_key, why_reason, why_host, why_rate, now);
     pthread_mutex_unlock(&l->mu);
     buf_release(&id);
     g->n = grant;

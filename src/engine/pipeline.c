@@ -44,7 +44,7 @@ struct run {
     char run_id[32]; /* idempotency keys of synchronous runs */
     json_t *vis;     /* NAME -> value: the secrets resolved for this run's tenant */
     json_t *gone;    /* NAME -> true: names not visible to the tenant */
-    struct secmask *mask; /* every value in vis: masked in all the run writes */
+    struct secmask *mask;  /* every value in vis: masked in all the run writes */
     size_t max_item_bytes; /* env's, or its default */
 };
 
@@ -367,13 +367,15 @@ static int scan_value(json_t *v, json_t *names)
     const char *k;
     json_t *e;
     if (json_is_array(v)) {
-        json_array_foreach(v, i, e) {
+        json_array_foreach(v, i, e)
+        {
             if (scan_value(e, names) < 0)
                 return -1;
         }
     }
     if (json_is_object(v)) {
-        json_object_foreach(v, k, e) {
+        json_object_foreach(v, k, e)
+        {
             if (scan_value(e, names) < 0)
                 return -1;
         }
@@ -399,7 +401,8 @@ static json_t *secret_ctx(struct run *r, struct pstate *p, size_t k, int64_t sta
                    "only single secrets can be named, as {{secrets.NAME}}", NULL);
         return NULL;
     }
-    json_array_foreach(names, i, n) {
+    json_array_foreach(names, i, n)
+    {
         const char *name = json_string_value(n);
         int rc = resolve_secret(r, name);
         if (rc == 1) {
@@ -411,7 +414,8 @@ static json_t *secret_ctx(struct run *r, struct pstate *p, size_t k, int64_t sta
         else
             snprintf(msg, sizeof msg,
                      "secret '%s' is not defined for this tenant (PUT /v1/secrets/%s, or an "
-                     "operator secret the server lets this tenant use)", name, name);
+                     "operator secret the server lets this tenant use)",
+                     name, name);
         step_error(r, p, k, start, rc < 0 ? rc : SLUICE_E_SECRET_NOT_FOUND, NULL, msg, NULL);
         json_decref(names);
         json_decref(sec);

@@ -186,7 +186,8 @@ static int walk(struct chk *c, json_t *v, const char *where, int allowed)
     if (json_is_object(v)) {
         const char *k;
         json_t *e;
-        json_object_foreach(v, k, e) {
+        json_object_foreach(v, k, e)
+        {
             snprintf(sub, sizeof sub, "%s%s%s", where, where[0] ? "." : "", k);
             if (walk(c, e, sub, allowed) < 0)
                 return -1;
@@ -194,7 +195,8 @@ static int walk(struct chk *c, json_t *v, const char *where, int allowed)
     } else if (json_is_array(v)) {
         size_t i;
         json_t *e;
-        json_array_foreach(v, i, e) {
+        json_array_foreach(v, i, e)
+        {
             snprintf(sub, sizeof sub, "%s[%zu]", where, i);
             if (walk(c, e, sub, allowed) < 0)
                 return -1;
@@ -211,7 +213,8 @@ int secrets_check_definition(json_t *def, char *err, size_t errlen, char *target
     json_t *v;
     if (!json_is_object(def))
         return 0;
-    json_object_foreach(def, k, v) {
+    json_object_foreach(def, k, v)
+    {
         if (strcmp(k, "steps") || !json_is_array(v)) {
             if (walk(&c, v, k, 0) < 0)
                 return -1;
@@ -219,7 +222,8 @@ int secrets_check_definition(json_t *def, char *err, size_t errlen, char *target
         }
         size_t i;
         json_t *step;
-        json_array_foreach(v, i, step) {
+        json_array_foreach(v, i, step)
+        {
             if (!json_is_object(step)) {
                 snprintf(where, sizeof where, "steps[%zu]", i);
                 if (walk(&c, step, where, 0) < 0)
@@ -231,9 +235,10 @@ int secrets_check_definition(json_t *def, char *err, size_t errlen, char *target
             int secret_body = json_is_true(json_object_get(step, "secretBody"));
             const char *sk;
             json_t *sv;
-            json_object_foreach(step, sk, sv) {
-                int allowed = http && (!strcmp(sk, "headers") ||
-                                       (!strcmp(sk, "body") && secret_body));
+            json_object_foreach(step, sk, sv)
+            {
+                int allowed =
+                    http && (!strcmp(sk, "headers") || (!strcmp(sk, "body") && secret_body));
                 snprintf(where, sizeof where, "steps[%zu].%s", i, sk);
                 if (walk(&c, sv, where, allowed) < 0)
                     return -1;

@@ -238,8 +238,9 @@ static int check_template_value(struct cc *c, const char *field, json_t *v)
 
 static int compile_http(struct cc *c, json_t *j, struct step_def *s)
 {
-    static const char *const keys[] = {"name", "type", "onError", "retry", "method", "url",
-                                       "headers", "body", "timeoutMs", "secretBody", NULL};
+    static const char *const keys[] = {"name",      "type",       "onError", "retry",
+                                       "method",    "url",        "headers", "body",
+                                       "timeoutMs", "secretBody", NULL};
     const char *method = "POST", *url;
     int rc;
     if ((rc = only_keys(c, j, "", keys)) < 0 || (rc = get_str(c, j, "url", 1, &url)) < 0)

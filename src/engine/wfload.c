@@ -29,8 +29,8 @@ int wfload(struct store *st, const char *tenant, const char *name, int64_t versi
     if (rc == -SLUICE_E_INVALID_FIELD) {
         /* It compiled when it was written, so a rule added since (such as where secrets
          * may appear, engine/secrets.h) refuses it: say so rather than run it. */
-        log_write(LOG_WARN, "a stored workflow breaks a rule added since it was written",
-                  "tenant", tenant, "workflow", name, "target", target, "error", err, NULL);
+        log_write(LOG_WARN, "a stored workflow breaks a rule added since it was written", "tenant",
+                  tenant, "workflow", name, "target", target, "error", err, NULL);
         return -SLUICE_E_WORKFLOW_OUTDATED;
     }
     return rc < 0 ? -SLUICE_E_INTERNAL : 0;

@@ -578,7 +578,8 @@ static int request_start(struct request *req)
     if ((req->route->flags & ROUTE_AUTH) && over_connection_cap(req->srv)) {
         reply_errorf(req, SLUICE_E_SERVER_BUSY, NULL,
                      "the server holds its %u connections; the few beyond are kept for "
-                     "health probes; retry later", req->srv->cfg.max_connections);
+                     "health probes; retry later",
+                     req->srv->cfg.max_connections);
         return framing_error(req); /* closes: gives the reserved slot back */
     }
     if (cl && declared > body_limit(req)) {
@@ -872,16 +873,14 @@ int http_server_start(const struct http_config *cfg, const struct route *routes,
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     srv->d = MHD_start_daemon(
-        flags, cfg->port, NULL, NULL, access_handler, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        srv, MHD_OPTION_SOCK_ADDR, &sa,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 4),
-        MHD_OPTION_NOTIFY_COMPLETED, completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
-        notify_connection, srv, MHD_OPTION_UNESCAPE_CALLBACK,
+        flags, cfg->port, NULL, NULL, access_handler, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+        MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(cfg->threads ? cfg->threads : 4), MHD_OPTION_NOTIFY_COMPLETED, completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, notify_connection, srv, MHD_OPTION_UNESCAPE_CALLBACK,
         identity_unescape, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections + PROBE_RESERVE,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_ip,
-        MHD_OPTION_URI_LOG_CALLBACK, uri_check, srv,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory(cfg), MHD_OPTION_END);
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_ip, MHD_OPTION_URI_LOG_CALLBACK,
+        uri_check, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_memory(cfg), MHD_OPTION_END);
     if (!srv->d) {
         log_write(LOG_ERROR, "cannot start HTTP server (address in use?)", "host", cfg->host, NULL);
         free(srv);

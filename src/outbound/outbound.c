@@ -734,10 +734,10 @@ static void attempt_done(struct outbound *ob, struct call *c, CURLcode rc)
         int retry;
         enum outbound_failure f = classify_curl(rc, &retry);
         if (retry && more) {
-            long delay = outbound_backoff_ms(
-                r->attempts, c->req->backoff_ms,
-                c->req->max_backoff_ms > 0 ? c->req->max_backoff_ms : DEFAULT_MAX_BACKOFF_MS,
-                rng_next(&ob->rng));
+            long delay = outbound_backoff_ms(r->attempts, c->req->backoff_ms,
+                                             c->req->max_backoff_ms > 0 ? c->req->max_backoff_ms
+                                                                        : DEFAULT_MAX_BACKOFF_MS,
+                                             rng_next(&ob->rng));
             if (!past_deadline(c, delay)) {
                 schedule_retry(ob, c, delay);
                 return;

@@ -1887,8 +1887,9 @@ static int stage_body(struct conn *c, void *vctx)
     p_i64(&f, jid);
     p_i64(&f, staged);
     p_i64(&f, c->now);
-    if ((rc = ex(c, "UPDATE jobs SET status = 1, total = $2, pending = $2, updated_at = $3 "
-                    "WHERE jid = $1",
+    if ((rc = ex(c,
+                 "UPDATE jobs SET status = 1, total = $2, pending = $2, updated_at = $3 "
+                 "WHERE jid = $1",
                  &f, NULL)) < 0)
         return rc;
     if ((rc = runnable_insert(c, jid)) < 0 || (rc = notify_work(c)) < 0)
@@ -4208,7 +4209,7 @@ static int secret_put_body(struct conn *c, void *vctx)
 }
 
 static int pg_secret_put(void *impl, const char *tenant, const char *name, const char *value,
-                        struct store_secret *out)
+                         struct store_secret *out)
 {
     struct defs_ctx x = {.tenant = tenant, .name = name, .definition = value, .sec = out};
     if (!tenant || !name || !value)

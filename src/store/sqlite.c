@@ -532,9 +532,10 @@ static const char *const sql_text[Q__COUNT] = {
         "data, pidx FROM (SELECT ?4 + row_number() OVER (ORDER BY k) - 1 AS idx, ref, data, "
         "k - ?2 AS pidx FROM (SELECT k, ref, data FROM items WHERE status = 3 AND k >= ?2 + ?6 "
         "AND k < ?3 ORDER BY k LIMIT ?7)) f ORDER BY idx",
-    [Q_STAGE_REFS] = "INSERT INTO retry_refs(jid, ref, last_idx) "
-                     "SELECT ?1, ref, max(k) - ?2 FROM items WHERE k >= ?2 + ?3 AND k < ?2 + ?4 "
-                     "GROUP BY ref ON CONFLICT(jid, ref) DO UPDATE SET last_idx = excluded.last_idx",
+    [Q_STAGE_REFS] =
+        "INSERT INTO retry_refs(jid, ref, last_idx) "
+        "SELECT ?1, ref, max(k) - ?2 FROM items WHERE k >= ?2 + ?3 AND k < ?2 + ?4 "
+        "GROUP BY ref ON CONFLICT(jid, ref) DO UPDATE SET last_idx = excluded.last_idx",
     [Q_STAGE_REFS_DELETE] = "DELETE FROM retry_refs WHERE jid = ?1 AND ref IN "
                             "(SELECT ref FROM retry_refs WHERE jid = ?1 LIMIT ?2)",
     /* Staged: NotStarted with as many items as staged (the parent may have gone). */
@@ -655,11 +656,11 @@ static const char *const sql_text[Q__COUNT] = {
     [Q_LIMIT_LIST_ALL] = "SELECT " LIMIT_COLS " FROM limits ORDER BY tenant, name LIMIT ?3",
     [Q_LIMIT_DELETE] = "DELETE FROM limits WHERE tenant = ?1 AND name = ?2",
     [Q_SECRET_PUT] = "INSERT INTO secrets(tenant, name, value, created_at, updated_at) "
-                    "VALUES(?1, ?2, ?3, ?4, ?4) ON CONFLICT(tenant, name) DO UPDATE SET "
-                    "value = excluded.value, updated_at = excluded.updated_at",
+                     "VALUES(?1, ?2, ?3, ?4, ?4) ON CONFLICT(tenant, name) DO UPDATE SET "
+                     "value = excluded.value, updated_at = excluded.updated_at",
     [Q_SECRET_GET] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant = ?1 AND name = ?2",
     [Q_SECRET_LIST] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant = ?1 AND name > ?2 "
-                     "ORDER BY name LIMIT ?3",
+                      "ORDER BY name LIMIT ?3",
     [Q_SECRET_DELETE] = "DELETE FROM secrets WHERE tenant = ?1 AND name = ?2",
     [Q_BUCKET_GET] = "SELECT tat, epoch FROM buckets WHERE id = ?1",
     [Q_SEM_GET] = "SELECT held FROM sems WHERE id = ?1",
@@ -1979,9 +1980,9 @@ static int stage_body(struct conn *c, void *vctx)
         sqlite3_bind_int64(s, 4, staged);
         sqlite3_bind_int64(s, 5, jid);
         sqlite3_bind_int64(s, 6, pnext);
-        sqlite3_bind_int64(s, 7, (int64_t)(total - staged < (int64_t)x->max_rows
-                                               ? total - staged
-                                               : (int64_t)x->max_rows));
+        sqlite3_bind_int64(s, 7,
+                           (int64_t)(total - staged < (int64_t)x->max_rows ? total - staged
+                                                                           : (int64_t)x->max_rows));
         if ((rc = step(s)) < 0)
             return rc;
         int64_t n = sqlite3_changes64(c->db);
@@ -3983,7 +3984,7 @@ static int secret_put_body(struct conn *c, void *vctx)
 }
 
 static int sq_secret_put(void *impl, const char *tenant, const char *name, const char *value,
-                        struct store_secret *out)
+                         struct store_secret *out)
 {
     struct defs_ctx x = {.tenant = tenant, .name = name, .definition = value, .sec = out};
     if (!tenant || !name || !value)

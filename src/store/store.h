@@ -244,7 +244,7 @@ struct store_limit {
 struct store_secret {
     char name[STORE_NAME_MAX];
     char tenant[STORE_NAME_MAX];
-    char *value;         /* heap; store_secret_release() wipes it */
+    char *value; /* heap; store_secret_release() wipes it */
     int64_t created_at, updated_at;
 };
 

@@ -240,14 +240,14 @@ static json_t *mask_value(const struct secmask *m, json_t *v)
     if (json_is_array(v)) {
         json_t *a = json_array(), *e;
         size_t i;
-        json_array_foreach(v, i, e)
-            json_array_append_new(a, mask_value(m, e));
+        json_array_foreach(v, i, e) json_array_append_new(a, mask_value(m, e));
         return a;
     }
     if (json_is_object(v)) {
         json_t *o = json_object(), *e;
         const char *k;
-        json_object_foreach(v, k, e) {
+        json_object_foreach(v, k, e)
+        {
             json_t *mk = mask_str(m, k, strlen(k));
             json_object_set_new_nocheck(o, json_string_value(mk), mask_value(m, e));
             json_decref(mk);

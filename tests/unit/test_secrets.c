@@ -133,20 +133,31 @@ TEST(definition_placement)
 {
     char t[160];
     CHECK_EQ_INT(check_def("{\"steps\":[{\"type\":\"http\",\"url\":\"http://h/\","
-                           "\"headers\":{\"A\":\"B {{secrets.x}}\"}}]}", t), 0);
+                           "\"headers\":{\"A\":\"B {{secrets.x}}\"}}]}",
+                           t),
+                 0);
     CHECK_EQ_INT(check_def("{\"steps\":[{\"type\":\"noop\"},{\"type\":\"http\","
-                           "\"url\":\"http://h/{{secrets.x}}\"}]}", t), -1);
+                           "\"url\":\"http://h/{{secrets.x}}\"}]}",
+                           t),
+                 -1);
     CHECK_EQ_STR(t, "steps[1].url");
     CHECK_EQ_INT(check_def("{\"steps\":[{\"type\":\"http\",\"url\":\"http://h/\","
-                           "\"body\":{\"a\":[\"{{secrets.x}}\"]}}]}", t), -1);
+                           "\"body\":{\"a\":[\"{{secrets.x}}\"]}}]}",
+                           t),
+                 -1);
     CHECK_EQ_STR(t, "steps[0].body.a[0]");
     CHECK_EQ_INT(check_def("{\"steps\":[{\"type\":\"http\",\"url\":\"http://h/\","
-                           "\"secretBody\":true,\"body\":{\"a\":[\"{{secrets.x}}\"]}}]}", t), 0);
+                           "\"secretBody\":true,\"body\":{\"a\":[\"{{secrets.x}}\"]}}]}",
+                           t),
+                 0);
     CHECK_EQ_INT(check_def("{\"steps\":[{\"type\":\"http\",\"url\":\"http://h/\","
-                           "\"headers\":{\"A\":\"{{secrets}}\"}}]}", t), -1);
+                           "\"headers\":{\"A\":\"{{secrets}}\"}}]}",
+                           t),
+                 -1);
     CHECK_EQ_STR(t, "steps[0].headers.A");
-    CHECK_EQ_INT(check_def("{\"steps\":[{\"type\":\"map\",\"headers\":{\"A\":\"{{secrets.x}}\"}}]}",
-                           t), -1); /* "headers" outside an http step is not a header */
+    CHECK_EQ_INT(
+        check_def("{\"steps\":[{\"type\":\"map\",\"headers\":{\"A\":\"{{secrets.x}}\"}}]}", t),
+        -1); /* "headers" outside an http step is not a header */
     CHECK_EQ_INT(check_def("{\"description\":\"{{secrets.x}}\",\"steps\":[]}", t), -1);
     CHECK_EQ_STR(t, "description");
 }
