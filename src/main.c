@@ -369,12 +369,15 @@ static int serve_main(int argc, char **argv)
     /* Cut outbound calls short first: a worker waiting out retries would hold up the
      * shutdown; its batch is given back and re-run, with the same Idempotency-Keys. */
     outbound_stop(ob);
-    runs_free(api.runs);     /* running runs end now their calls are cut; all resumed */
+    runs_drain(api.runs); /* running runs end now their calls are cut; all resumed */
+    /* No handler runs after this: what handlers reach (runs, stager, engine) is freed
+     * only below it. */
+    http_server_stop(srv);
+    runs_free(api.runs);
     stager_stop(api.stager); /* after its batch; the rest goes on at the next start */
     janitor_stop(jan);
     engine_stop(eng);
     callbacks_stop(cbs); /* deliveries cut short stay owed, due at the next start */
-    http_server_stop(srv);
     waiters_free(api.waiters);
     ratelimit_free(api.tenant_rl);
     ratelimit_free(api.authfail_rl);

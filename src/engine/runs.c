@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "util/clock.h"
 #include "util/errors.h"
@@ -33,6 +34,11 @@ struct runs {
     int closing;
     pthread_t *threads;
     unsigned nthreads;
+    /* The reaper ends queued runs at their deadline while every run thread is busy
+     * (runs queue in arrival order with one timeout, so the head is due first). */
+    pthread_cond_t reap_cv; /* CLOCK_MONOTONIC */
+    pthread_t reaper;
+    int reaper_started, drained;
 };
 
 void runs_config_default(struct runs_config *cfg)
@@ -111,6 +117,44 @@ static void execute(struct runs *rs, struct sync_run *run)
     }
 }
 
+/* Takes the head of the queue. Under rs->mu. */
+static struct sync_run *queue_pop(struct runs *rs)
+{
+    struct sync_run *run = rs->head;
+    rs->head = run->next;
+    if (!rs->head)
+        rs->tail = NULL;
+    run->next = NULL;
+    rs->queued--;
+    return run;
+}
+
+static void *reaper_thread(void *arg)
+{
+    struct runs *rs = arg;
+    pthread_mutex_lock(&rs->mu);
+    while (!rs->closing) {
+        if (rs->head && clock_mono_ms() >= rs->head->deadline_mono) {
+            struct sync_run *run = queue_pop(rs);
+            slot_release(rs, run->tenant);
+            pthread_mutex_unlock(&rs->mu);
+            run->rc = -SLUICE_E_RUN_TIMEOUT; /* never started: nothing to undo */
+            run->done(run);
+            pthread_mutex_lock(&rs->mu);
+            continue;
+        }
+        if (!rs->head) {
+            pthread_cond_wait(&rs->reap_cv, &rs->mu);
+            continue;
+        }
+        int64_t at = rs->head->deadline_mono;
+        struct timespec ts = {(time_t)(at / 1000), (long)(at % 1000) * 1000000L};
+        pthread_cond_timedwait(&rs->reap_cv, &rs->mu, &ts);
+    }
+    pthread_mutex_unlock(&rs->mu);
+    return NULL;
+}
+
 static void *run_thread(void *arg)
 {
     struct runs *rs = arg;
@@ -120,12 +164,7 @@ static void *run_thread(void *arg)
             pthread_cond_wait(&rs->cv, &rs->mu);
         if (!rs->head) /* closing, and runs_shutdown() ended what was queued */
             break;
-        struct sync_run *run = rs->head;
-        rs->head = run->next;
-        if (!rs->head)
-            rs->tail = NULL;
-        run->next = NULL;
-        rs->queued--;
+        struct sync_run *run = queue_pop(rs);
         rs->running++;
         pthread_mutex_unlock(&rs->mu);
         execute(rs, run);
@@ -149,6 +188,14 @@ int runs_start(const struct runs_config *cfg, const struct pipeline_env *env, st
     rs->env = *env;
     pthread_mutex_init(&rs->mu, NULL);
     pthread_cond_init(&rs->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* clock_mono_ms() deadlines */
+    pthread_cond_init(&rs->reap_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    rs->reaper_started = pthread_create(&rs->reaper, NULL, reaper_thread, rs) == 0;
+    if (!rs->reaper_started)
+        log_write(LOG_WARN, "no reaper thread: queued runs wait for a run thread", NULL);
     rs->threads = xcalloc(rs->cfg.threads, sizeof *rs->threads);
     for (unsigned i = 0; i < rs->cfg.threads; i++) {
         if (pthread_create(&rs->threads[i], NULL, run_thread, rs) != 0)
@@ -187,6 +234,8 @@ int runs_submit(struct runs *rs, struct sync_run *run)
         rs->tail = run;
         rs->queued++;
         pthread_cond_signal(&rs->cv);
+        if (rs->head == run) /* the reaper sleeps on an empty queue */
+            pthread_cond_signal(&rs->reap_cv);
     }
     pthread_mutex_unlock(&rs->mu);
     return rc;
@@ -205,6 +254,7 @@ void runs_shutdown(struct runs *rs)
         slot_release(rs, r->tenant);
     }
     pthread_cond_broadcast(&rs->cv);
+    pthread_cond_signal(&rs->reap_cv);
     pthread_mutex_unlock(&rs->mu);
     while (list) {
         struct sync_run *r = list;
@@ -215,13 +265,23 @@ void runs_shutdown(struct runs *rs)
     }
 }
 
-void runs_free(struct runs *rs)
+void runs_drain(struct runs *rs)
 {
-    if (!rs)
+    if (!rs || rs->drained)
         return;
     runs_shutdown(rs);
     for (unsigned i = 0; i < rs->nthreads; i++)
         pthread_join(rs->threads[i], NULL);
+    if (rs->reaper_started)
+        pthread_join(rs->reaper, NULL);
+    rs->drained = 1;
+}
+
+void runs_free(struct runs *rs)
+{
+    if (!rs)
+        return;
+    runs_drain(rs);
     while (rs->tenants) { /* empty by now; defensive */
         struct tenant_slots *t = rs->tenants;
         rs->tenants = t->next;
@@ -230,5 +290,6 @@ void runs_free(struct runs *rs)
     free(rs->threads);
     pthread_mutex_destroy(&rs->mu);
     pthread_cond_destroy(&rs->cv);
+    pthread_cond_destroy(&rs->reap_cv);
     free(rs);
 }

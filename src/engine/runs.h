@@ -13,9 +13,10 @@
  * -SLUICE_E_TOO_MANY_RUNS (429 with Retry-After) and the caller keeps the run.
  *
  * Deadline: every run has a total deadline (cfg.timeout_ms from acceptance, queueing
- * included). It is passed to the pipeline, which cuts the http calls' timeouts and
- * retries to it (outbound_request.deadline_mono); a run still queued at its deadline
- * is not started. Either way the run ends with rc -SLUICE_E_RUN_TIMEOUT (504).
+ * included). It is passed to the pipeline, which cuts the http calls' timeouts,
+ * retries and waits for a processing limit's slot to it (outbound_request.deadline_mono);
+ * a run still queued at its deadline is ended then, by a reaper thread, without being
+ * started. Either way the run ends with rc -SLUICE_E_RUN_TIMEOUT (504).
  *
  * Ownership: the caller owns a run until runs_submit() returns 0; then the pool does,
  * until it calls run->done(run), which hands it back (done is called exactly once,
@@ -23,8 +24,9 @@
  *
  * Shutdown: runs_shutdown() refuses new runs and ends queued ones at once with
  * -SLUICE_E_SHUTTING_DOWN; running ones end when their calls do (outbound_stop()
- * cuts them short; such a run also ends with -SLUICE_E_SHUTTING_DOWN). runs_free()
- * joins the threads. */
+ * cuts them short; such a run also ends with -SLUICE_E_SHUTTING_DOWN). runs_drain()
+ * joins the threads; runs_submit() still answers -SLUICE_E_SHUTTING_DOWN after it, so
+ * the HTTP server may stop after the drain and runs_free() come last. */
 #ifndef SLUICE_RUNS_H
 #define SLUICE_RUNS_H
 
@@ -77,8 +79,11 @@ int runs_start(const struct runs_config *cfg, const struct pipeline_env *env, st
 int runs_submit(struct runs *rs, struct sync_run *run);
 /* Refuses new runs and ends the queued ones (done() called here). Thread-safe. */
 void runs_shutdown(struct runs *rs);
-/* Shuts down (if not yet), waits for the running runs and joins the threads; frees.
- * NULL is a no-op. */
+/* Shuts down (if not yet), waits for the running runs (every done() has been called
+ * when it returns) and joins the threads. The struct stays valid for runs_submit().
+ * Idempotent; NULL is a no-op. */
+void runs_drain(struct runs *rs);
+/* Drains (if not yet) and frees. NULL is a no-op. */
 void runs_free(struct runs *rs);
 
 #endif

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/buf.h"
@@ -82,6 +83,7 @@ struct http_server {
     pthread_t watchdog;
     int watchdog_started;
     int stopping;               /* under wmu */
+    unsigned live;              /* requests begun and not freed yet, under wmu */
     pthread_cond_t wcv;
 };
 
@@ -450,6 +452,9 @@ static struct request *request_new(struct http_server *srv, struct MHD_Connectio
                                    const char *url, const char *method, const char *version)
 {
     struct request *req = xcalloc(1, sizeof *req);
+    pthread_mutex_lock(&srv->wmu);
+    srv->live++;
+    pthread_mutex_unlock(&srv->wmu);
     req->srv = srv;
     req->conn = conn;
     req->method = method;
@@ -490,6 +495,9 @@ static void request_free(struct request *req)
     }
     buf_release(&req->body);
     free(req->path);
+    pthread_mutex_lock(&req->srv->wmu);
+    req->srv->live--;
+    pthread_mutex_unlock(&req->srv->wmu);
     free(req);
 }
 
@@ -906,8 +914,21 @@ void http_server_quiesce(struct http_server *srv)
         close(s);
 }
 
+/* Requests resumed just before the stop (parked runs and long polls answered by the
+ * shutdown) still have their reply to send: give them a moment, bounded. */
+#define STOP_DRAIN_MS 3000
+
 void http_server_stop(struct http_server *srv)
 {
+    for (int64_t until = clock_mono_ms() + STOP_DRAIN_MS; clock_mono_ms() < until;) {
+        pthread_mutex_lock(&srv->wmu);
+        unsigned live = srv->live;
+        pthread_mutex_unlock(&srv->wmu);
+        if (live == 0)
+            break;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     pthread_mutex_lock(&srv->wmu);
     srv->stopping = 1;
     pthread_cond_signal(&srv->wcv);

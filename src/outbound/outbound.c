@@ -845,10 +845,25 @@ static void *io_main(void *arg)
             if (c->req->pace) {
                 /* The request's slot of its limits; wait for it when later. */
                 int64_t at = c->req->pace(c->req->pace_ctx, c->host, now, &c->pace_hold);
+                if (at > now && past_deadline(c, (long)(at - now))) {
+                    /* its slot comes after the caller's deadline: never sent */
+                    set_msg(c->resp,
+                            "deadline of the call reached before its processing "
+                            "limit's slot (%d attempt%s)",
+                            c->resp->attempts, c->resp->attempts == 1 ? "" : "s");
+                    call_finish(c, -SLUICE_E_INTERNAL, OUTBOUND_TIMEOUT);
+                    continue;
+                }
                 if (at > now) {
                     schedule_retry(ob, c, (long)(at - now));
                     continue;
                 }
+            }
+            if (past_deadline(c, 0)) { /* e.g. a retry timer that fired late */
+                set_msg(c->resp, "deadline of the call reached after %d attempt%s",
+                        c->resp->attempts, c->resp->attempts == 1 ? "" : "s");
+                call_finish(c, -SLUICE_E_INTERNAL, OUTBOUND_TIMEOUT);
+                continue;
             }
             c->pace_hold = 0;
             attempt_start(ob, c);

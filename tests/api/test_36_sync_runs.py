@@ -164,3 +164,40 @@ def test_shutdown_answers_parked_runs(fresh_server, upstream):
     assert len(out) == 3, out
     for status, _, body, _ in out:
         assert status == 503 and body["error"]["code"] == "ShuttingDown", out
+
+
+def test_a_queued_run_ends_at_its_deadline(fresh_server, upstream):
+    # one run thread, held 15 s by an upstream that never answers: a run queued behind
+    # it answers 504 at its own 2 s deadline, not when the thread frees up
+    srv = fresh_server(args=["--outbound-allow", "127.0.0.1/32", "--run-threads", "1",
+                             "--run-timeout-ms", "2000", "--max-runs-per-tenant", "4"])
+    srv.start()
+    a = Client(srv, srv.key_a)
+    upstream.script("/hang", [{"delay_ms": 20000}])
+    wf = put_wf(a, [hang_step(upstream.url + "/hang", timeout_ms=15000)])
+    t0 = time.time()
+    ts, out = run_in_threads(a, wf, 2)
+    for t in ts:
+        t.join(30)
+    assert len(out) == 2, out
+    for status, _, body, at in out:
+        assert status == 504 and body["error"]["code"] == "RunTimeout", out
+        assert at - t0 < 10, out  # the thread was held 15 s
+
+
+def test_a_limits_slot_after_the_deadline_is_not_waited_for(fresh_server, upstream):
+    # a processing limit of one request an hour: the second run's slot is an hour away;
+    # its deadline (2 s) ends it, and nothing is sent for it
+    srv = fresh_server(args=["--outbound-allow", "127.0.0.1/32", "--run-timeout-ms", "2000",
+                             "--limits", '{"slow": {"rate": 1, "per": "hour", "burst": 1}}'])
+    srv.start()
+    a = Client(srv, srv.key_a)
+    step = dict(hang_step(upstream.url + "/ok"), limits=["slow"])
+    wf = put_wf(a, [step])
+    r = a.post("/v1/workflows/%s:run" % wf, json={"ref": "r1", "data": {}}, timeout=30)
+    assert r.status_code == 200, r.text
+    t0 = time.time()
+    r = a.post("/v1/workflows/%s:run" % wf, json={"ref": "r2", "data": {}}, timeout=30)
+    assert time.time() - t0 < 10, r.text
+    assert r.status_code in (422, 504), r.text
+    assert len(upstream.log("/ok")) == 1
