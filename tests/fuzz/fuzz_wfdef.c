@@ -1,4 +1,4 @@
-/* fuzz-link: src/engine/wfdef.c src/steps src/ingest src/util */
+/* fuzz-link: src/engine/wfdef.c src/engine/secrets_place.c src/steps src/ingest src/util */
 /* fuzz_wfdef.c - libFuzzer target for workflow definitions (src/engine/wfdef.c), the
  * body of PUT /v1/workflows/{name}.
  *
