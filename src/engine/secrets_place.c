@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/errors.h"
 #include "util/xmalloc.h"
 
 int secrets_name_valid(const char *name)
