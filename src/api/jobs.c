@@ -403,10 +403,16 @@ static int submit_setup(struct request *req)
         int rc = slots_take(api->slots, SLOT_UPLOAD, req_tenant(req));
         if (rc < 0) {
             reply_header(req, "Retry-After", "2");
-            reply_errorf(req, rc, NULL,
-                         "this tenant has %u uploads in progress, its share of this server's "
-                         "%u; retry when one ends",
-                         slots_tenant_cap(api->slots, SLOT_UPLOAD), api->cfg.max_uploads);
+            if (rc == -SLUICE_E_SERVER_BUSY) /* the pool, not the tenant's share */
+                reply_errorf(req, rc, NULL,
+                             "%u uploads are in progress, the most this server takes at once; "
+                             "retry later",
+                             api->cfg.max_uploads);
+            else
+                reply_errorf(req, rc, NULL,
+                             "this tenant has %u uploads in progress, its share of this "
+                             "server's %u; retry when one ends",
+                             slots_tenant_cap(api->slots, SLOT_UPLOAD), api->cfg.max_uploads);
             return -1;
         }
         c->slotted = 1;
@@ -448,6 +454,17 @@ static int submit_setup(struct request *req)
     if (fmt == INGEST_JSON)
         ingest_set_raw_field_fn(c->in, on_raw_field);
     return 0;
+}
+
+/* Gives back the submit's upload slot (the server's count and the tenant's share);
+ * once only. */
+static void upload_release(struct submit_ctx *c, struct request *req)
+{
+    if (c->slotted)
+        slots_give(api_of(req)->slots, SLOT_UPLOAD, req_tenant(req));
+    if (c->counted)
+        atomic_fetch_sub(&api_of(req)->uploads, 1);
+    c->slotted = c->counted = 0;
 }
 
 int api_jobs_submit_body(struct request *req, const char *data, size_t len)
@@ -528,6 +545,9 @@ void api_jobs_submit(struct request *req)
         reply_error(req, rc, NULL, NULL);
         return;
     }
+    /* The body is in: the upload slot goes back before a Prefer: wait parks the request
+     * (a parked submit holds a parked slot, not an upload's). */
+    upload_release(c, req);
     if (rc != 2 && api_prefer_wait(req, &job)) { /* parked: answers when done or in N s */
         metrics_job_accepted(job.counts.total);
         engine_notify(api_of(req)->eng);
@@ -544,10 +564,7 @@ void api_jobs_submit_end(struct request *req, int completed)
     if (!c)
         return;
     submit_free(c->sub); /* deletes the staged job unless committed */
-    if (c->counted)
-        atomic_fetch_sub(&api_of(req)->uploads, 1);
-    if (c->slotted)
-        slots_give(api_of(req)->slots, SLOT_UPLOAD, req_tenant(req));
+    upload_release(c, req);
     if (c->held_key)
         api_idem_release(req_tenant(req), c->held_key);
     free(c->held_key);
@@ -659,6 +676,11 @@ void api_jobs_retry(struct request *req)
     memset(&meta, 0, sizeof meta);
     if (read_idem_headers(req, &ir) < 0)
         return;
+    if (!api_of(req)->stager) { /* its thread could not start (logged): nothing would stage */
+        reply_header(req, "Retry-After", "10");
+        reply_error(req, SLUICE_E_SERVER_BUSY, NULL, "retries cannot be staged now; retry later");
+        return;
+    }
     if (ir.key[0]) {
         char *what = xasprintf("%s:retry", parent);
         ids_sha256_hex(what, strlen(what), hash);

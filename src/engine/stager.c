@@ -44,20 +44,41 @@ static int stopping(struct stager *sg)
     return s;
 }
 
+/* Staging retries take turns, a batch each (the store's cursor): a retry of a million
+ * items does not hold up one of ten, and one whose batches keep failing does not hold
+ * up the others. A pass over them all that only failed waits before the next. */
 static void *run(void *arg)
 {
     struct stager *sg = arg;
     char id[STORE_ID_MAX];
+    int64_t cursor = 0;           /* the retry advanced last; 0: start from the oldest */
+    int progress = 0, errors = 0; /* in this pass */
     while (!stopping(sg)) {
-        int rc = store_job_retry_stage(sg->st, STAGER_BATCH, id);
+        int64_t picked = cursor;
+        int rc = store_job_retry_stage(sg->st, STAGER_BATCH, &picked, id);
         if (rc == 2)
             log_write(LOG_INFO, "retry staged", "job", id, NULL);
-        if (rc > 0)
+        if (rc > 0) {
+            cursor = picked;
+            progress = 1;
             continue; /* more to copy, here or in another retry */
+        }
         if (rc < 0)
             log_write(LOG_WARN, "retry staging failed; trying again", "job", id[0] ? id : NULL,
                       "error", sluice_err_code(rc), NULL);
-        wait_kick(sg, IDLE_MS);
+        if (rc < 0 && picked != cursor) { /* that retry failed: the next one's turn */
+            cursor = picked;
+            errors = 1;
+            continue;
+        }
+        if (rc == 0 && cursor > 0) { /* the end of a pass: again from the oldest */
+            int idle = errors && !progress;
+            cursor = 0;
+            progress = errors = 0;
+            if (!idle)
+                continue;
+        }
+        wait_kick(sg, IDLE_MS); /* nothing staging, the store failed, or only failures */
     }
     return NULL;
 }

@@ -21,7 +21,8 @@
  * itself (its own 431/414) without being read in full.
  *
  * Connections: MHD accepts PROBE_RESERVE more than cfg.max_connections; a request on
- * one of those that needs a tenant (ROUTE_AUTH) gets 503 and the connection closes,
+ * one of those (judged when it opens) that needs a tenant (ROUTE_AUTH) gets 503 and
+ * the connection closes,
  * so health probes still get in when clients hold every ordinary slot. */
 #include "http/server.h"
 
@@ -67,6 +68,7 @@ struct conn_watch {
     MHD_socket fd;
     int64_t waiting_since; /* mono ms: since when it owes the headers of a request */
     int in_request;        /* headers arrived; the request runs (the body has its own rule) */
+    int reserve;           /* opened beyond --max-connections: keyless requests only */
 };
 
 struct http_server {
@@ -508,14 +510,19 @@ static uint64_t body_limit(const struct request *req)
     return req->srv->cfg.max_body;
 }
 
-/* Nonzero when the connections open exceed --max-connections: this one is in the
- * probe reserve (MHD takes max_connections + PROBE_RESERVE). */
-static int over_connection_cap(struct http_server *srv)
+/* Nonzero when req's connection is one of the probe reserve: it opened while
+ * --max-connections were open (MHD takes max_connections + PROBE_RESERVE). */
+static int on_reserve_connection(struct request *req)
 {
-    pthread_mutex_lock(&srv->wmu);
-    int over = srv->nwatched > srv->cfg.max_connections;
-    pthread_mutex_unlock(&srv->wmu);
-    return over;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const struct conn_watch *w = ci ? ci->socket_context : NULL;
+    if (!w)
+        return 0;
+    pthread_mutex_lock(&req->srv->wmu);
+    int reserve = w->reserve;
+    pthread_mutex_unlock(&req->srv->wmu);
+    return reserve;
 }
 
 /* A reply that must end the connection (the request's framing cannot be trusted, or
@@ -547,13 +554,17 @@ static int request_start(struct request *req)
                      req->srv->cfg.max_header_bytes);
         return framing_error(req);
     }
-    if (counts[0] > 1 || (counts[0] && counts[1])) {
+    /* Two Transfer-Encoding fields frame differently for MHD (the first) and for a
+     * proxy that joins them ("chunked, gzip"); RFC 9112 6.1: a 1.0 request with one is
+     * to be answered and closed. */
+    int v10 = strcmp(req->version, MHD_HTTP_VERSION_1_0) == 0;
+    if (counts[0] > 1 || counts[1] > 1 || (counts[0] && counts[1]) || (counts[1] && v10)) {
         reply_error(req, SLUICE_E_INVALID_REQUEST, NULL,
                     "conflicting Content-Length / Transfer-Encoding headers");
         return framing_error(req);
     }
     /* RFC 9112 3.2: HTTP/1.1 requires exactly one Host; 1.0 predates it. */
-    if (counts[2] > 1 || (counts[2] == 0 && strcmp(req->version, MHD_HTTP_VERSION_1_0) != 0)) {
+    if (counts[2] > 1 || (counts[2] == 0 && !v10)) {
         reply_error(req, SLUICE_E_INVALID_REQUEST, "Host",
                     counts[2] ? "more than one Host header"
                               : "an HTTP/1.1 request needs a Host header");
@@ -583,7 +594,7 @@ static int request_start(struct request *req)
         MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_query_arg, req);
     if (req->resp)
         return 0;
-    if ((req->route->flags & ROUTE_AUTH) && over_connection_cap(req->srv)) {
+    if ((req->route->flags & ROUTE_AUTH) && on_reserve_connection(req)) {
         reply_errorf(req, SLUICE_E_SERVER_BUSY, NULL,
                      "the server holds its %u connections; the few beyond are kept for "
                      "health probes; retry later",
@@ -658,6 +669,9 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
             w->next->prev = w;
         srv->watched = w;
         srv->nwatched++;
+        /* Judged once, when it opens: a connection inside the cap keeps its rights
+         * however many open after it. */
+        w->reserve = srv->nwatched > srv->cfg.max_connections;
         pthread_mutex_unlock(&srv->wmu);
         *socket_context = w;
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {

@@ -1788,7 +1788,9 @@ static int pg_job_retry_begin(void *impl, const char *tenant, const char *job_id
 
 struct stage_ctx {
     size_t max_rows;
-    char *job_id; /* [out] STORE_ID_MAX */
+    char *job_id;  /* [out] STORE_ID_MAX */
+    int64_t after; /* pick the first staging retry with jid > after */
+    int64_t *seq;  /* [out] the jid picked; may be NULL */
 };
 
 /* As in sqlite.c: one batch of the oldest staging retry this node can lock. */
@@ -1799,17 +1801,21 @@ static int stage_body(struct conn *c, void *vctx)
     char tenant[STORE_NAME_MAX], parent[STORE_ID_MAX];
     int64_t jid, total, pjid = 0, staged = 0, pnext = 0;
     x->job_id[0] = '\0';
+    struct prm a = {0};
+    p_i64(&a, x->after);
     int rc = ex(c,
                 "SELECT jid, tenant, parent_job, total, id FROM jobs WHERE status = 0 AND "
-                "parent_job <> '' AND updated_at >= 0 ORDER BY jid LIMIT 1 "
+                "parent_job <> '' AND updated_at >= 0 AND jid > $1 ORDER BY jid LIMIT 1 "
                 "FOR UPDATE SKIP LOCKED",
-                NULL, &r);
+                &a, &r);
     if (rc <= 0) {
         if (rc == 0)
             PQclear(r);
         return rc;
     }
     jid = gi(r, 0, 0);
+    if (x->seq)
+        *x->seq = jid;
     gcopy(r, 0, 1, tenant, sizeof tenant);
     gcopy(r, 0, 2, parent, sizeof parent);
     total = gi(r, 0, 3);
@@ -1897,9 +1903,9 @@ static int stage_body(struct conn *c, void *vctx)
     return 2;
 }
 
-static int pg_job_retry_stage(void *impl, size_t max_rows, char *job_id)
+static int pg_job_retry_stage(void *impl, size_t max_rows, int64_t *cursor, char *job_id)
 {
-    struct stage_ctx x = {max_rows ? max_rows : 1, job_id};
+    struct stage_ctx x = {max_rows ? max_rows : 1, job_id, cursor ? *cursor : 0, cursor};
     job_id[0] = '\0';
     return run_tx(impl, stage_body, NULL, &x);
 }

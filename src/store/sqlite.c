@@ -516,8 +516,8 @@ static const char *const sql_text[Q__COUNT] = {
     /* Retry staging (store_job_retry_stage): the oldest staging retry, its parent,
      * the last item staged so far (its index and parent index). */
     [Q_STAGE_PICK] = "SELECT jid, tenant, parent_job, total FROM jobs INDEXED BY jobs_staging "
-                     "WHERE status = 0 AND parent_job <> '' AND updated_at >= 0 ORDER BY jid "
-                     "LIMIT 1",
+                     "WHERE status = 0 AND parent_job <> '' AND updated_at >= 0 AND jid > ?1 "
+                     "ORDER BY jid LIMIT 1",
     [Q_STAGE_PARENT] = "SELECT jid FROM jobs WHERE id = ?1 AND tenant = ?2 AND status > 0",
     [Q_STAGE_LAST] = "SELECT k - ?1, parent_index FROM items WHERE k >= ?1 AND k < ?2 "
                      "ORDER BY k DESC LIMIT 1",
@@ -1916,7 +1916,9 @@ static int sq_job_retry_begin(void *impl, const char *tenant, const char *job_id
 
 struct stage_ctx {
     size_t max_rows;
-    char *job_id; /* [out] STORE_ID_MAX */
+    char *job_id;  /* [out] STORE_ID_MAX */
+    int64_t after; /* pick the first staging retry with jid > after */
+    int64_t *seq;  /* [out] the jid picked; may be NULL */
 };
 
 /* One batch of the oldest staging retry: copy up to max_rows failed items of the
@@ -1932,11 +1934,14 @@ static int stage_body(struct conn *c, void *vctx)
     int rc = q(c, Q_STAGE_PICK, &s);
     if (rc < 0)
         return rc;
+    sqlite3_bind_int64(s, 1, x->after);
     if ((rc = step(s)) != 1) {
         sqlite3_reset(s);
         return rc; /* 0: nothing staging */
     }
     jid = sqlite3_column_int64(s, 0);
+    if (x->seq)
+        *x->seq = jid;
     col_copy(s, 1, tenant, sizeof tenant);
     col_copy(s, 2, parent, sizeof parent);
     total = sqlite3_column_int64(s, 3);
@@ -2024,9 +2029,9 @@ static int stage_body(struct conn *c, void *vctx)
     return 2;
 }
 
-static int sq_job_retry_stage(void *impl, size_t max_rows, char *job_id)
+static int sq_job_retry_stage(void *impl, size_t max_rows, int64_t *cursor, char *job_id)
 {
-    struct stage_ctx x = {max_rows ? max_rows : 1, job_id};
+    struct stage_ctx x = {max_rows ? max_rows : 1, job_id, cursor ? *cursor : 0, cursor};
     job_id[0] = '\0';
     return run_tx(impl, TX_WRITE_BG, stage_body, NULL, &x);
 }

@@ -70,8 +70,35 @@ out:
     return rc;
 }
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Nonzero when the n bytes at k, percent-decoded, spell "password" (libpq decodes
+ * parameter names too). */
+static int is_password_key(const char *k, size_t n)
+{
+    static const char want[] = "password";
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++, w++) {
+        char c = k[i];
+        if (c == '%' && i + 2 < n && hexval(k[i + 1]) >= 0 && hexval(k[i + 2]) >= 0) {
+            c = (char)(hexval(k[i + 1]) * 16 + hexval(k[i + 2]));
+            i += 2;
+        }
+        if (w >= sizeof want - 1 || c != want[w])
+            return 0;
+    }
+    return w == sizeof want - 1;
+}
+
 /* The password of a postgres URL: [start, start + len) of url, or len 0. Userinfo
- * "user:PASSWORD@" or the query parameter "password=PASSWORD". */
+ * "user:PASSWORD@" (found as libpq finds it: the first '@' before any '/'), or the
+ * query parameter "password=PASSWORD". */
 static void url_password(const char *url, size_t *start, size_t *len)
 {
     *start = *len = 0;
@@ -79,21 +106,20 @@ static void url_password(const char *url, size_t *start, size_t *len)
     if (!p || (strncmp(url, "postgres", 8) != 0))
         return;
     p += 3;
-    size_t auth = strcspn(p, "/?#");
-    const char *at = NULL;
-    for (const char *q = p; q < p + auth; q++) /* the last '@' of the authority */
-        if (*q == '@')
-            at = q;
-    const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+    const char *at = p + strcspn(p, "@/");
+    const char *colon = *at == '@' ? memchr(p, ':', (size_t)(at - p)) : NULL;
     if (colon) {
         *start = (size_t)(colon + 1 - url);
         *len = (size_t)(at - colon - 1);
         return;
     }
-    for (const char *q = strchr(p, '?'); q; q = strchr(q + 1, '&')) {
-        if (strncmp(q + 1, "password=", 9) == 0) {
-            *start = (size_t)(q + 10 - url);
-            *len = strcspn(q + 10, "&#");
+    const char *rest = *at == '@' ? at + 1 : p;
+    for (const char *q = strchr(rest, '?'); q; q = strchr(q + 1, '&')) {
+        const char *k = q + 1;
+        size_t kn = strcspn(k, "=&#");
+        if (k[kn] == '=' && is_password_key(k, kn)) {
+            *start = (size_t)(k + kn + 1 - url);
+            *len = strcspn(k + kn + 1, "&#");
             return;
         }
     }
@@ -126,14 +152,6 @@ static char *mask_all(const char *msg, const char *pw, size_t len)
         buf_puts(&b, "***");
     }
     return buf_detach(&b, NULL);
-}
-
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
 }
 
 char *store_mask_password(const char *url, const char *msg)
@@ -325,11 +343,11 @@ int store_job_retry_begin(struct store *st, const char *tenant, const char *job_
     return rc;
 }
 
-int store_job_retry_stage(struct store *st, size_t max_rows, char *job_id)
+int store_job_retry_stage(struct store *st, size_t max_rows, int64_t *cursor, char *job_id)
 {
     job_id[0] = '\0';
     FAULT_POINT(st);
-    return st->ops->job_retry_stage(st->impl, max_rows, job_id);
+    return st->ops->job_retry_stage(st->impl, max_rows, cursor, job_id);
 }
 
 int store_job_abort(struct store *st, const char *job_id)

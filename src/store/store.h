@@ -413,7 +413,7 @@ struct store_ops {
     int (*job_retry_begin)(void *impl, const char *tenant, const char *job_id,
                            const char *new_job_id, const struct store_job_meta *meta,
                            struct store_job *out);
-    int (*job_retry_stage)(void *impl, size_t max_rows, char *job_id);
+    int (*job_retry_stage)(void *impl, size_t max_rows, int64_t *cursor, char *job_id);
     int (*gc_receiving)(void *impl, int64_t older_than);
     int (*expire_claims)(void *impl);
     int (*retention_sweep)(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
@@ -602,17 +602,20 @@ int store_job_retry(struct store *st, const char *tenant, const char *job_id,
 int store_job_retry_begin(struct store *st, const char *tenant, const char *job_id,
                           const char *new_job_id, const struct store_job_meta *meta,
                           struct store_job *out);
-/* Advances the oldest staging retry (any tenant) by one transaction: copies up to
+/* Advances a staging retry (any tenant) by one transaction - the oldest, or with
+ * cursor the first after *cursor (0: the oldest), so that callers can take turns
+ * between retries: copies up to
  * max_rows more of its parent's failed items (same order, parent_index and same-ref
  * links as store_job_retry, also across batches), or, all copied, finishes it: the
  * job becomes NotStarted and claimable. Progress is derived from the rows, so a crash
  * between calls loses and doubles nothing. If the parent was deleted meanwhile, the
  * retry keeps what was staged (total = pending = that count) or, with nothing
  * staged, is removed. [out] job_id (STORE_ID_MAX bytes): the retry advanced, "" when
- * none. Returns 0 when no retry is staging, 1 when one advanced and needs more
- * calls, 2 when this call finished one. On PostgreSQL several nodes may call it at
- * once. */
-int store_job_retry_stage(struct store *st, size_t max_rows, char *job_id);
+ * none; *cursor (when not NULL): its seq, also when the call failed after picking it.
+ * Returns 0 when no retry is staging (after *cursor), 1 when one advanced and needs
+ * more calls, 2 when this call finished one. On PostgreSQL several nodes may call it
+ * at once. */
+int store_job_retry_stage(struct store *st, size_t max_rows, int64_t *cursor, char *job_id);
 /* Deletes a Receiving job and its items (the submit failed). */
 int store_job_abort(struct store *st, const char *job_id);
 /* Deletes Receiving jobs last touched before older_than (left by a crash). Returns the

@@ -125,6 +125,19 @@ def test_bad_content_length_and_transfer_coding_close(srv):
     assert b" 200 OK" not in buf and b"sluice_" not in buf, buf
 
 
+def test_repeated_transfer_encoding_and_one_on_http_1_0_close(srv):
+    # two fields: MHD frames by the first, a proxy joining them ("chunked, gzip") would not
+    buf, _ = exchange(srv, b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                           b"Transfer-Encoding: gzip\r\n\r\n0\r\n\r\n" + SMUGGLED)
+    only_response(buf, 400, "InvalidRequest")
+    assert b"sluice_" not in buf
+    # RFC 9112 6.1: a Transfer-Encoding on an HTTP/1.0 request cannot be trusted
+    buf, _ = exchange(srv, b"POST /healthz HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"0\r\n\r\n" + SMUGGLED)
+    only_response(buf, 400, "InvalidRequest")
+    assert b"sluice_" not in buf
+
+
 def test_a_good_request_keeps_the_connection(srv):
     """The control: two pipelined valid requests are both answered."""
     buf, _ = exchange(srv, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -41,6 +41,10 @@ def test_sqlite_files_and_data_dir_are_private():
 @pytest.mark.parametrize("url", [
     "postgres://sluice:Pa55%20w0rd-{tag}@127.0.0.1:{port}/db?connect_timeout=1",
     "postgresql://sluice@127.0.0.1:{port}/db?connect_timeout=1&password=Pa55w0rd-{tag}",
+    # libpq takes the userinfo up to the first '@' before a '/', '?' and '#' included
+    "postgres://sluice:Pa55?w#0rd-{tag}@127.0.0.1:{port}/db?connect_timeout=1",
+    # and decodes parameter names
+    "postgresql://sluice@127.0.0.1:{port}/db?connect_timeout=1&pass%77ord=Pa55w0rd-{tag}",
 ])
 def test_a_postgres_password_is_never_logged(url):
     # nothing listens on the port: the server and the CLI fail, and say why without it

@@ -2169,6 +2169,54 @@ TEST(job_retry)
     CHECK_EQ_INT(store_job_cancel(st, tenant, rid2, NULL), 1);
 }
 
+/* store_job_retry_stage's cursor: staging retries take turns, in seq order. */
+TEST(job_retry_stage_takes_turns)
+{
+    char tenant[STORE_NAME_MAX], p1[STORE_ID_MAX], p2[STORE_ID_MAX], r1[STORE_ID_MAX],
+        r2[STORE_ID_MAX], staged_id[STORE_ID_MAX];
+    struct store_claim c;
+    struct store_job j;
+    drain();
+    new_tenant(tenant, "turns");
+    CHECK_EQ_INT(submit_refs(tenant, p1, "abc"), 0);
+    CHECK_EQ_INT(submit_refs(tenant, p2, "de"), 0);
+    for (int k = 0; k < 2; k++) {
+        CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
+        CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
+        store_claim_release(&c);
+    }
+    new_job_id(r1);
+    new_job_id(r2);
+    CHECK_EQ_INT(store_job_retry_begin(st, tenant, p1, r1, NULL, &j), 1);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_job_retry_begin(st, tenant, p2, r2, NULL, &j), 1);
+    store_job_release(&j);
+    int64_t cur = 0;
+    CHECK_EQ_INT(store_job_retry_stage(st, 1, &cur, staged_id), 1);
+    CHECK_EQ_STR(staged_id, r1); /* the oldest first */
+    int64_t first = cur;
+    CHECK(first > 0);
+    CHECK_EQ_INT(store_job_retry_stage(st, 1, &cur, staged_id), 1);
+    CHECK_EQ_STR(staged_id, r2); /* then the next one, not r1 again */
+    CHECK(cur > first);
+    CHECK_EQ_INT(store_job_retry_stage(st, 1, &cur, staged_id), 0); /* none after r2 */
+    cur = 0;
+    CHECK_EQ_INT(store_job_retry_stage(st, 1, &cur, staged_id), 1);
+    CHECK_EQ_STR(staged_id, r1);
+    int rc;
+    do /* finish both */
+        rc = store_job_retry_stage(st, 10, NULL, staged_id);
+    while (rc > 0);
+    CHECK_EQ_INT(rc, 0);
+    for (int k = 0; k < 2; k++) {
+        CHECK_EQ_INT(store_job_get(st, tenant, k ? r2 : r1, &j), 1);
+        CHECK_EQ_INT(j.staging, 0);
+        CHECK_EQ_INT(j.counts.total, k ? 2 : 3);
+        store_job_release(&j);
+        CHECK_EQ_INT(store_job_cancel(st, tenant, k ? r2 : r1, NULL), 1);
+    }
+}
+
 /* store_job_retry_begin + store_job_retry_stage: the retry is visible at once but
  * staging (not claimable, not listed, not cancelable), its items arrive in batches
  * with same-ref links across batches, and it becomes NotStarted once copied. */
@@ -2190,7 +2238,7 @@ TEST(job_retry_staged)
     CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0); /* items a b a c a all failed */
     store_claim_release(&c);
     /* only 1, 2 and 4 ("b" is item 1: make it succeed by retrying the others only) */
-    CHECK_EQ_INT(store_job_retry_stage(st, 10, staged_id), 0); /* nothing staging */
+    CHECK_EQ_INT(store_job_retry_stage(st, 10, NULL, staged_id), 0); /* nothing staging */
     CHECK_EQ_STR(staged_id, "");
     struct store_job_meta m = {0};
     m.idem_key = "req:staged";
@@ -2224,7 +2272,7 @@ TEST(job_retry_staged)
 
     /* one item per batch: five batches, then the finishing call */
     for (int b = 0; b < 5; b++) {
-        CHECK_EQ_INT(store_job_retry_stage(st, 1, staged_id), 1);
+        CHECK_EQ_INT(store_job_retry_stage(st, 1, NULL, staged_id), 1);
         CHECK_EQ_STR(staged_id, rid);
         CHECK_EQ_INT(store_item_list(st, tenant, rid, NULL, -1, 10, 1, &items, &n), 1);
         CHECK_EQ_INT(n, (size_t)b + 1); /* the rows staged so far */
@@ -2238,11 +2286,11 @@ TEST(job_retry_staged)
         store_job_release(&j);
     }
     int rc;
-    while ((rc = store_job_retry_stage(st, 1, staged_id)) == 1) /* forgets the ref links */
+    while ((rc = store_job_retry_stage(st, 1, NULL, staged_id)) == 1) /* forgets the ref links */
         CHECK_EQ_STR(staged_id, rid);
     CHECK_EQ_INT(rc, 2);
     CHECK_EQ_STR(staged_id, rid);
-    CHECK_EQ_INT(store_job_retry_stage(st, 1, staged_id), 0);
+    CHECK_EQ_INT(store_job_retry_stage(st, 1, NULL, staged_id), 0);
     CHECK_EQ_INT(store_job_get(st, tenant, rid, &j), 1);
     CHECK_EQ_INT(j.status, JOB_NOT_STARTED);
     CHECK_EQ_INT(j.staging, 0);
@@ -2285,10 +2333,10 @@ TEST(job_retry_staged)
     new_job_id(rid2);
     CHECK_EQ_INT(store_job_retry_begin(st, tenant, id, rid2, NULL, &j), 1);
     store_job_release(&j);
-    CHECK_EQ_INT(store_job_retry_stage(st, 2, staged_id), 1);
+    CHECK_EQ_INT(store_job_retry_stage(st, 2, NULL, staged_id), 1);
     CHECK_EQ_INT(store_job_delete(st, tenant, id), 1);
     do {
-        rc = store_job_retry_stage(st, 2, staged_id);
+        rc = store_job_retry_stage(st, 2, NULL, staged_id);
     } while (rc == 1);
     CHECK_EQ_INT(rc, 2);
     CHECK_EQ_INT(store_job_get(st, tenant, rid2, &j), 1);
@@ -3437,6 +3485,7 @@ int main(void)
     RUN(job_commit_idem_key);
     RUN(job_retry);
     RUN(job_retry_staged);
+    RUN(job_retry_stage_takes_turns);
     RUN(claim_gate_shortens_and_passes_over);
     RUN(claim_active_job_cap);
     RUN(limits_crud);
