@@ -247,6 +247,16 @@ static void run_doc(struct run *r, struct pstate *p, size_t k)
         step_error(r, p, k, start, SLUICE_E_INVALID_DATA, NULL, err, NULL);
         return;
     }
+    /* A ref read from the data can carry a secret the run resolved (an upstream that
+     * echoes it, copied by a map). Masking it would write another document than the one
+     * asked for, and the ref shows in listings and URLs: the item fails instead, before
+     * anything is written. The item's own ref comes from the submitter, not a secret. */
+    if (s->ref_from && secmask_hit(r->mask, ref, strlen(ref))) {
+        snprintf(err, sizeof err, "refFrom would reveal a secret (step %s, refFrom %s)", s->name,
+                 s->ref_from);
+        step_error(r, p, k, start, SLUICE_E_INVALID_DATA, NULL, err, NULL);
+        return;
+    }
     /* The document body: the item's raw bytes unless a step changed data. */
     char *body = NULL;
     size_t body_len = 0;
@@ -268,6 +278,15 @@ static void run_doc(struct run *r, struct pstate *p, size_t k)
         }
     }
     if (r->mode == PIPELINE_IMMEDIATE) {
+        /* Written now, so mask_result() never sees it: mask here what a step produced
+         * (the item's own bytes, unchanged, are the submitter's and are stored as
+         * sent, as in deferred mode). */
+        if (body && !secmask_empty(r->mask)) {
+            char *t = secmask_json(r->mask, body);
+            free(body);
+            body = t;
+            body_len = strlen(t);
+        }
         struct store_doc d;
         memset(&d, 0, sizeof d);
         int created = 0;
@@ -664,6 +683,31 @@ static void mask_swap(char **s, char *(*fn)(const struct secmask *, const char *
     *s = t;
 }
 
+/* Resolves, before any step runs, every secret the workflow's http steps name, so the
+ * mask is complete from the start: a document written at once (:run) or a ref checked
+ * at a step before the http step that uses the secret would otherwise miss a value an
+ * upstream already echoed. A name not visible or a store error is left to the http
+ * step, which resolves again and fails the item as before. */
+static void mask_prepare(struct run *r)
+{
+    json_t *names = json_array(), *n;
+    size_t i;
+    for (size_t k = 0; k < r->w->nsteps; k++) {
+        const struct step_def *s = &r->w->steps[k];
+        if (s->type != STEP_HTTP)
+            continue;
+        if (s->headers)
+            (void)scan_value(s->headers, names);
+        if (s->secret_body && s->body)
+            (void)scan_value(s->body, names);
+    }
+    json_array_foreach(names, i, n)
+    {
+        (void)resolve_secret(r, json_string_value(n));
+    }
+    json_decref(names);
+}
+
 /* Everything the run writes about an item passes here: any rendering of a secret value
  * the run resolved becomes "***" (util/secmask.h). */
 static void mask_result(const struct secmask *m, struct pipeline_result *res)
@@ -674,6 +718,7 @@ static void mask_result(const struct secmask *m, struct pipeline_result *res)
     mask_swap(&res->events, secmask_json, m);
     mask_swap(&res->warnings, secmask_json, m);
     mask_swap(&res->result, secmask_json, m);
+    /* ops[i].ref is not masked: run_doc() refuses a ref that would reveal a secret. */
     for (size_t i = 0; i < res->nops; i++)
         if (res->ops[i].data) {
             char *t = secmask_json(m, res->ops[i].data);
@@ -703,6 +748,8 @@ void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const c
     if (!job_id)
         ids_random("run_", 20, r.run_id);
     r.ps = xcalloc(n ? n : 1, sizeof *r.ps);
+    if (mode != PIPELINE_VALIDATE && n)
+        mask_prepare(&r);
     for (size_t k = 0; k < w->nsteps; k++) {
         counts[k].step = w->steps[k].name;
         counts[k].passed = counts[k].failed = counts[k].skipped = 0;

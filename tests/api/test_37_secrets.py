@@ -369,3 +369,185 @@ def test_10_old_definition_with_secret_in_url_does_not_run(srv, up):
     assert up.log("/old") == []
     assert not [t for t in seen if leaks(t, [OP_SECRET])]
     assert not leaks(srv.read_log(), [OP_SECRET])
+
+
+# ---- documents written from upstream answers that echo a secret --------------------------
+
+REF_SECRET = "plainref-Zq3-secret"  # URL-safe, so a ref holding it would be accepted
+
+
+def coll(prefix):
+    return prefix + uniq("").replace("-", "_")
+
+
+def doc_texts(c, collection):
+    """The collection's listing and every document in it, as text."""
+    r = c.get("/v1/collections/" + collection, params={"limit": 1000})
+    assert r.status_code == 200, r.text
+    texts = [r.text]
+    for d in r.json()["value"]:
+        g = c.get("/v1/collections/%s/%s" % (collection, urllib.parse.quote(d["ref"], safe="")))
+        assert g.status_code == 200, g.text
+        texts.append(g.text)
+    return texts
+
+
+def test_11_documents_written_by_a_run_or_a_job_are_masked(srv, up):
+    """An upstream answers with the secret, a map copies it into the data, upsert and
+    patch write the data: the stored documents hold "***", in a synchronous :run (written
+    at once) as in a job (written with the outcome)."""
+    a = client(srv, ACME)
+    assert a.put("/v1/secrets/tok", json={"value": TN_SECRET}).status_code in (200, 201)
+    path = "/" + uniq("tok-echo")
+    up.script(path, [{"status": 200, "json": {"tok": TN_SECRET}}], repeat_last=True)
+    cc = coll("cc")
+    wf = uniq("wf")
+    r = put_workflow(a, wf, [
+        {"name": "e", "type": "http", "url": up.url + path,
+         "headers": {"X-Tok": "{{secrets.tok}}"}, "retry": {"maxAttempts": 1}},
+        {"name": "m", "type": "map", "ops": [{"op": "set", "path": "leak",
+                                              "value": "{{steps.e.body.tok}}"}]},
+        {"name": "u", "type": "upsert", "collection": cc},
+        {"name": "m2", "type": "map", "ops": [{"op": "set", "path": "again",
+                                               "value": "x {{steps.e.body.tok}} y"}]},
+        {"name": "p", "type": "patch", "collection": cc}])
+    assert r.status_code == 201, r.text
+    r = a.post("/v1/workflows/%s:run" % wf, json={"ref": "r1", "data": {"k": 1}})
+    assert r.status_code == 200, r.text
+    seen = [r.text]
+    j = run_job(a, [{"ref": "j1", "data": {"k": 2}}], wf)
+    assert j["status"] == "Succeeded" and j["counts"]["succeeded"] == 1, j
+    seen.append(json.dumps(item_detail(a, j["id"], 0)))
+    texts = doc_texts(a, cc)
+    refs = sorted(d["ref"] for d in json.loads(texts[0])["value"])
+    assert refs == ["j1", "r1"], texts[0]
+    for t in texts[1:]:  # the masking did happen (and the data was written at all)
+        assert "***" in t and '"k"' in t and '"again"' in t, t
+    seen += texts
+    found = [(i, leaks(t, [TN_SECRET])) for i, t in enumerate(seen) if leaks(t, [TN_SECRET])]
+    assert not found, found
+    assert len(up.log(path)) == 2
+
+
+@pytest.mark.parametrize("echo", [
+    REF_SECRET,
+    "id-" + REF_SECRET + "-x",
+    base64.urlsafe_b64encode(REF_SECRET.encode()).decode().rstrip("="),
+], ids=["raw", "inside", "base64"])
+def test_12_ref_from_revealing_a_secret_fails_the_item(srv, up, echo):
+    """A refFrom value that holds a rendering of a secret the run resolved fails the item
+    (masking it would write another document); nothing is written, in :run and in jobs."""
+    a = client(srv, ACME)
+    r = a.put("/v1/secrets/refsec", json={"value": REF_SECRET})
+    assert r.status_code in (200, 201), r.text
+    path = "/" + uniq("ref-echo")
+    up.script(path, [{"status": 200, "json": {"tok": echo}}], repeat_last=True)
+    cr = coll("cr")
+    wf = uniq("wf")
+    r = put_workflow(a, wf, [
+        {"name": "e", "type": "http", "url": up.url + path,
+         "headers": {"X-Ref": "{{secrets.refsec}}"}, "retry": {"maxAttempts": 1}},
+        {"name": "m", "type": "map", "ops": [{"op": "set", "path": "leak",
+                                              "value": "{{steps.e.body.tok}}"}]},
+        {"name": "u", "type": "upsert", "collection": cr, "refFrom": "data.leak"}])
+    assert r.status_code == 201, r.text
+    r = a.post("/v1/workflows/%s:run" % wf, json={"ref": "r1", "data": {}})
+    assert_error(r, 422, "InvalidData", "steps.u")
+    msg = r.json()["error"]["message"]
+    assert "refFrom would reveal a secret" in msg and "u" in msg, msg
+    seen = [r.text]
+    j = run_job(a, [{"ref": "j1", "data": {}}], wf)
+    assert j["counts"]["failed"] == 1, j
+    it = item_detail(a, j["id"], 0)
+    assert it["error"]["code"] == "InvalidData" and it["failedStep"] == "u", it
+    assert "refFrom would reveal a secret" in it["error"]["message"], it
+    seen.append(json.dumps(it))
+    texts = doc_texts(a, cr)
+    assert json.loads(texts[0])["value"] == [], texts[0]
+    seen += texts
+    assert len(up.log(path)) == 2  # the upstream did answer with the secret both times
+    found = [(i, leaks(t, [REF_SECRET])) for i, t in enumerate(seen) if leaks(t, [REF_SECRET])]
+    assert not found, found
+
+
+def test_13_ref_from_without_a_secret_still_writes(srv, up):
+    """The refusal is about secrets only: the same workflow with an answer that holds
+    none writes the document under the ref read from the data."""
+    a = client(srv, ACME)
+    assert a.put("/v1/secrets/tok", json={"value": TN_SECRET}).status_code in (200, 201)
+    path = "/" + uniq("ref-plain")
+    up.script(path, [{"status": 200, "json": {"tok": "not-a-secret-ref"}}], repeat_last=True)
+    cr = coll("cr")
+    wf = uniq("wf")
+    r = put_workflow(a, wf, [
+        {"name": "e", "type": "http", "url": up.url + path,
+         "headers": {"X-Tok": "{{secrets.tok}}"}, "retry": {"maxAttempts": 1}},
+        {"name": "m", "type": "map", "ops": [{"op": "set", "path": "leak",
+                                              "value": "{{steps.e.body.tok}}"}]},
+        {"name": "u", "type": "upsert", "collection": cr, "refFrom": "data.leak"}])
+    assert r.status_code == 201, r.text
+    r = a.post("/v1/workflows/%s:run" % wf, json={"ref": "r1", "data": {}})
+    assert r.status_code == 200, r.text
+    refs = [d["ref"] for d in json.loads(doc_texts(a, cr)[0])["value"]]
+    assert refs == ["not-a-secret-ref"], refs
+
+
+def test_14_definition_with_nul_is_refused(srv):
+    """Template strings never hold a NUL (definitions are parsed without JSON_ALLOW_NUL),
+    so the NUL-terminated placeholder scan (secrets_scan) sees every placeholder."""
+    a = client(srv, ACME)
+    body = ('{"steps":[{"type":"http","url":"http://127.0.0.1:9/",'
+            '"headers":{"X":"a\\u0000{{secrets.tok}}"}}]}')
+    r = a.put("/v1/workflows/" + uniq("nul"), data=body,
+              headers={"Content-Type": "application/json"})
+    assert_error(r, 400, "InvalidJson")
+
+
+def test_15_steps_before_the_secret_is_used_are_masked_too(srv, up):
+    """An upstream that already knows a secret (it got it in an earlier run) echoes it
+    to a step that sends none; the document is written, or the ref checked, before the
+    http step that names the secret: the run resolves the secrets its steps name up
+    front, so these are masked (or refused) too, in :run and in jobs."""
+    a = client(srv, ACME)
+    assert a.put("/v1/secrets/tok", json={"value": TN_SECRET}).status_code in (200, 201)
+    assert a.put("/v1/secrets/refsec", json={"value": REF_SECRET}).status_code in (200, 201)
+    path = "/" + uniq("early-echo")
+    up.script(path, [{"status": 200, "json": {"tok": TN_SECRET, "ref": REF_SECRET}}],
+              repeat_last=True)
+    cc, cr = coll("cc"), coll("cr")
+    first = [
+        {"name": "e", "type": "http", "url": up.url + path, "retry": {"maxAttempts": 1}},
+        {"name": "m", "type": "map", "ops": [
+            {"op": "set", "path": "leak", "value": "{{steps.e.body.tok}}"},
+            {"op": "set", "path": "r", "value": "{{steps.e.body.ref}}"}]}]
+    last = {"name": "late", "type": "http", "url": up.url + path + "/late",
+            "headers": {"X-Tok": "{{secrets.tok}}", "X-Ref": "{{secrets.refsec}}"},
+            "retry": {"maxAttempts": 1}}
+    wf_doc, wf_ref = uniq("wf"), uniq("wf")
+    r = put_workflow(a, wf_doc, first + [{"name": "u", "type": "upsert", "collection": cc},
+                                         last])
+    assert r.status_code == 201, r.text
+    r = put_workflow(a, wf_ref, first + [{"name": "u", "type": "upsert", "collection": cr,
+                                          "refFrom": "data.r"}, last])
+    assert r.status_code == 201, r.text
+    r = a.post("/v1/workflows/%s:run" % wf_doc, json={"ref": "r1", "data": {}})
+    assert r.status_code == 200, r.text
+    seen = [r.text]
+    j = run_job(a, [{"ref": "j1", "data": {}}], wf_doc)
+    assert j["counts"]["succeeded"] == 1, j
+    texts = doc_texts(a, cc)
+    assert len(json.loads(texts[0])["value"]) == 2, texts[0]
+    assert all("***" in t for t in texts[1:]), texts
+    seen += texts
+    r = a.post("/v1/workflows/%s:run" % wf_ref, json={"ref": "r1", "data": {}})
+    assert_error(r, 422, "InvalidData", "steps.u")
+    seen.append(r.text)
+    j = run_job(a, [{"ref": "j1", "data": {}}], wf_ref)
+    it = item_detail(a, j["id"], 0)
+    assert it["error"]["code"] == "InvalidData" and it["failedStep"] == "u", it
+    texts = doc_texts(a, cr)
+    assert json.loads(texts[0])["value"] == [], texts[0]
+    seen += texts
+    found = [(i, leaks(t, [TN_SECRET, REF_SECRET])) for i, t in enumerate(seen)
+             if leaks(t, [TN_SECRET, REF_SECRET])]
+    assert not found, found
