@@ -122,6 +122,34 @@ def test_a_tenant_at_its_stream_share_does_not_block_another(shared):
     a.post("/v1/jobs/%s:cancel" % job["id"])
 
 
+def test_a_submit_waiting_with_prefer_holds_no_upload_slot(fresh_server):
+    # 2 upload slots, each tenant may take both: two of A's submits parked by
+    # Prefer: wait (their jobs run slowly) must not leave B without an upload slot
+    srv = fresh_server(args=["--max-uploads", "2", "--tenant-share", "100", "--workers", "1",
+                             "--batch", "1"])
+    srv.key_b = srv.create_key("globex")
+    srv.start()
+    a, b = Client(srv, srv.key_a), Client(srv, srv.key_b)
+    import threading
+    done = []
+
+    def waiting_submit():
+        r = a.post("/v1/jobs", json={"workflow": "noop", "items": items(3000, prefix=uniq("w"))},
+                   headers={"Prefer": "wait=8"}, timeout=60)
+        done.append(r.status_code)
+
+    ts = [threading.Thread(target=waiting_submit) for _ in range(2)]
+    for t in ts:
+        t.start()
+    time.sleep(1.0)  # both bodies are in; both requests are parked
+    assert not done, done
+    r = b.submit(items(1, prefix=uniq("b")), workflow="noop")
+    assert r.status_code == 202, r.text
+    for t in ts:
+        t.join(60)
+    assert sorted(done) and all(st in (200, 202) for st in done), done
+
+
 def test_one_address_at_its_connection_cap_does_not_block_another(fresh_server):
     """The default per-address cap is 64: 70 idle connections from 127.0.0.1 leave
     room for 127.0.0.2's health probe, and 127.0.0.1 itself is refused past 64."""
