@@ -8,7 +8,7 @@ listen=${SLUICE_LISTEN:-127.0.0.1:8080}
 mkdir -p -m 700 data
 keyfile=data/dev.key
 if [ ! -s "$keyfile" ] || ! "$bin" keys list --store "$store" 2>/dev/null | grep -q "$(cut -c1-12 "$keyfile")"; then
-  "$bin" keys create --tenant dev --store "$store" 2>/dev/null > "$keyfile"
+  (umask 077; "$bin" keys create --tenant dev --store "$store" 2>/dev/null > "$keyfile")
 fi
 key=$(cat "$keyfile")
 cat <<TXT
