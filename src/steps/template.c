@@ -16,6 +16,7 @@
 
 #include "steps/path.h"
 #include "util/errors.h"
+#include "util/utf8.h"
 #include "util/xmalloc.h"
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -157,19 +158,35 @@ static int add_len(size_t *acc, size_t n, size_t cap)
     return 0;
 }
 
+/* The bytes buf_json_str() writes for s between the quotes (escapes included), or
+ * cap + 1 as soon as that passes cap: the one measure of a string's JSON form. */
+static size_t esc_len(const char *s, size_t n, size_t cap)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n && k <= cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x80) {
+            size_t u = utf8_char_len(s + i, n - i);
+            if (u > 0) {
+                k += u;
+                i += u - 1;
+            } else {
+                k += 6; /* \ufffd */
+            }
+        } else if (c >= 0x20 && c != '"' && c != '\\') {
+            k++;
+        } else {
+            k += c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' ? 2 : 6;
+        }
+    }
+    return k > cap ? cap + 1 : k;
+}
+
 static int str_len(const char *s, size_t n, size_t *acc, size_t cap)
 {
-    if (n > cap || add_len(acc, n + 2, cap) < 0)
+    if (n > cap || add_len(acc, 2, cap) < 0)
         return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        int two = c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t';
-        if (add_len(acc, two ? 1 : 5, cap) < 0)
-            return -1;
-    }
-    return 0;
+    return add_len(acc, esc_len(s, n, cap - *acc), cap);
 }
 
 static int json_len(json_t *v, size_t *acc, size_t cap)
@@ -289,6 +306,14 @@ void template_put_json(struct buf *b, json_t *v)
     }
 }
 
+char *template_dump_json(json_t *v, size_t *len)
+{
+    struct buf b = BUF_INIT;
+    if (v)
+        template_put_json(&b, v);
+    return buf_detach(&b, len);
+}
+
 /* ---- rendering --------------------------------------------------------------- */
 
 static void pct_encode(struct buf *b, const char *s, size_t n)
@@ -319,16 +344,27 @@ static size_t pct_len(const char *s, size_t n)
     return k;
 }
 
+/* How rendered text is charged: as it is, percent-encoded (URLs, which is also how it
+ * is written), or as it will be written inside a JSON string (eval: "\u0001" is six
+ * bytes of the body though one of the text). */
+enum enc { ENC_RAW, ENC_URL, ENC_JSON };
+
+/* What n bytes of rendered text cost under enc. */
+static size_t enc_len(enum enc enc, const char *s, size_t n)
+{
+    return enc == ENC_URL ? pct_len(s, n) : enc == ENC_JSON ? esc_len(s, n, SIZE_MAX - 1) : n;
+}
+
 /* Appends the rendering of v, charged to budget first; -1 (nothing appended) when it
  * does not fit. */
-static int put_value(struct buf *out, json_t *v, int url_encode, size_t *budget)
+static int put_value(struct buf *out, json_t *v, enum enc enc, size_t *budget)
 {
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
         size_t n = json_string_length(v);
-        if (charge(budget, url_encode ? pct_len(s, n) : n) < 0)
+        if (charge(budget, enc_len(enc, s, n)) < 0)
             return -1;
-        if (url_encode)
+        if (enc == ENC_URL)
             pct_encode(out, s, n);
         else
             buf_append(out, s, n);
@@ -338,16 +374,18 @@ static int put_value(struct buf *out, json_t *v, int url_encode, size_t *budget)
     size_t jl = template_json_len(v, left);
     if (jl > left)
         return -1;
-    if (!url_encode) {
+    if (enc == ENC_RAW) {
         charge(budget, jl);
         template_put_json(out, v);
         return 0;
     }
     struct buf tmp = BUF_INIT; /* at most the budget: its length was checked */
     template_put_json(&tmp, v);
-    int rc = charge(budget, pct_len(tmp.data, tmp.len));
-    if (rc == 0)
+    int rc = charge(budget, enc_len(enc, tmp.data, tmp.len));
+    if (rc == 0 && enc == ENC_URL)
         pct_encode(out, tmp.data, tmp.len);
+    else if (rc == 0)
+        buf_append(out, tmp.data, tmp.len);
     buf_release(&tmp);
     return rc;
 }
@@ -362,7 +400,7 @@ static void too_large(char *err, size_t errlen, const char *p, size_t len, size_
 }
 
 /* 0, -SLUICE_E_TEMPLATE_ERROR or -SLUICE_E_ITEM_TOO_LARGE (see template_render_within). */
-static int render_n(const char *s, size_t n, json_t *ctx, int url_encode, size_t *budget,
+static int render_n(const char *s, size_t n, json_t *ctx, enum enc enc, size_t *budget,
                     struct buf *out, char *err, size_t errlen)
 {
     size_t mark = out->len, start = budget ? *budget : 0;
@@ -375,7 +413,7 @@ static int render_n(const char *s, size_t n, json_t *ctx, int url_encode, size_t
         if (t == TOK_END)
             return 0;
         if (t == TOK_TEXT) {
-            if (charge(budget, len) < 0) {
+            if (charge(budget, enc_len(enc == ENC_JSON ? ENC_JSON : ENC_RAW, p, len)) < 0) {
                 too_large(err, errlen, NULL, 0, *budget);
                 rc = -SLUICE_E_ITEM_TOO_LARGE;
                 goto fail;
@@ -390,7 +428,7 @@ static int render_n(const char *s, size_t n, json_t *ctx, int url_encode, size_t
                 seterr(err, errlen, "%.*s is missing", (int)len, p);
             goto fail;
         }
-        if (put_value(out, v, url_encode, budget) < 0) {
+        if (put_value(out, v, enc, budget) < 0) {
             too_large(err, errlen, p, len, *budget);
             rc = -SLUICE_E_ITEM_TOO_LARGE;
             goto fail;
@@ -418,7 +456,8 @@ int template_render_within(const char *tpl, json_t *ctx, int url_encode, size_t 
         seterr(err, errlen, "no template");
         return -SLUICE_E_TEMPLATE_ERROR;
     }
-    return render_n(tpl, strlen(tpl), ctx, url_encode, budget, out, err, errlen);
+    return render_n(tpl, strlen(tpl), ctx, url_encode ? ENC_URL : ENC_RAW, budget, out, err,
+                    errlen);
 }
 
 /* ---- JSON values ------------------------------------------------------------- */
@@ -510,8 +549,9 @@ static int single_placeholder(const char *s, size_t n, const char **p, size_t *l
 }
 
 /* Sets *out to a new reference; 0, -SLUICE_E_TEMPLATE_ERROR or -SLUICE_E_ITEM_TOO_LARGE.
- * The budget is charged before each piece is built: member keys and punctuation as
- * JSON text would have them, so what is charged bounds the value's compact text. */
+ * The budget is charged before each piece is built: member keys, punctuation and
+ * rendered strings as template_put_json() writes them (escapes included), so what is
+ * charged bounds the value's compact text. */
 static int eval(json_t *tpl, json_t *ctx, size_t *budget, struct buf *loc, json_t **out, char *err,
                 size_t errlen)
 {
@@ -547,7 +587,7 @@ static int eval(json_t *tpl, json_t *ctx, size_t *budget, struct buf *loc, json_
             return -SLUICE_E_ITEM_TOO_LARGE;
         }
         struct buf b = BUF_INIT;
-        rc = render_n(s, n, ctx, 0, budget, &b, err, errlen);
+        rc = render_n(s, n, ctx, ENC_JSON, budget, &b, err, errlen);
         if (rc == 0) {
             /* Valid UTF-8 pieces concatenate to valid UTF-8, so this only fails on
              * allocation. */
@@ -567,7 +607,8 @@ static int eval(json_t *tpl, json_t *ctx, size_t *budget, struct buf *loc, json_
         json_object_keylen_foreach(tpl, key, key_len, m)
         {
             loc_key(loc, key, key_len);
-            if (charge(budget, key_len + 4) < 0)
+            /* quotes, colon and comma around the key as the writer escapes it */
+            if (charge(budget, esc_len(key, key_len, SIZE_MAX - 1) + 4) < 0)
                 goto over;
             if ((rc = eval(m, ctx, budget, loc, &v, err, errlen)) < 0)
                 goto fail;

@@ -74,8 +74,8 @@ int template_render_within(const char *tpl, json_t *ctx, int url_encode, size_t 
 json_t *template_eval(json_t *tpl, json_t *ctx, char *err, size_t errlen);
 
 /* template_eval() within a byte budget (as for template_render_within(): NULL is
- * unbounded; on success *budget drops by an upper bound of the result's compact JSON
- * length). A single placeholder's value is measured before it is copied, so nothing
+ * unbounded; on success *budget drops by the result's compact JSON length as
+ * template_put_json() writes it: rendered strings are charged escaped). A single placeholder's value is measured before it is copied, so nothing
  * much larger than the budget is ever allocated.
  * out: [out] a new reference on success (caller owns it), NULL on error.
  * Returns 0, -SLUICE_E_TEMPLATE_ERROR or -SLUICE_E_ITEM_TOO_LARGE (err prefixed with
@@ -92,5 +92,12 @@ size_t template_json_len(json_t *v, size_t cap);
  * booleans, null, objects and arrays (strings are quoted and escaped here). Keys keep
  * their insertion order. For use in messages and rendering; never fails. */
 void template_put_json(struct buf *b, json_t *v);
+
+/* v (borrowed; NULL writes "") as template_put_json() writes it, in a new string:
+ * the writer for every JSON text the pipeline sends or keeps, so that the length
+ * template_json_len() checked is the length written (jansson's json_dumps() writes
+ * reals with 17 digits, "0.10000000000000001" where this writes "0.1").
+ * len: [out] the length (may be NULL). Caller frees with free(). */
+char *template_dump_json(json_t *v, size_t *len);
 
 #endif
