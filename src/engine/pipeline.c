@@ -18,6 +18,7 @@
 #include "util/clock.h"
 #include "util/errors.h"
 #include "util/ids.h"
+#include "util/jsonw.h"
 #include "util/secmask.h"
 #include "util/xmalloc.h"
 
@@ -252,7 +253,7 @@ static void run_doc(struct run *r, struct pstate *p, size_t k)
     size_t body_len = 0;
     if (op != STORE_OP_DELETE) {
         if (p->dirty) {
-            body = template_dump_json(json_object_get(p->ctx, "data"), &body_len);
+            body = jsonw_dump(json_object_get(p->ctx, "data"), &body_len);
             if (body_len > r->max_item_bytes) { /* the store would refuse it too; say where */
                 free(body);
                 snprintf(err, sizeof err, "the document would be larger than %zu bytes",
@@ -510,7 +511,7 @@ static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *
             if ((rc = template_eval_within(s->body, s->secret_body ? sctx : ctx_of(r, p), &budget,
                                            &v, err, sizeof err)) < 0)
                 goto bad;
-            h->body = template_dump_json(v, NULL); /* what the budget was charged */
+            h->body = jsonw_dump(v, NULL); /* what the budget was charged */
             json_decref(v);
         } else if (!p->dirty && p->in->data) {
             h->body = xstrndup(p->in->data, p->in->data_len);
@@ -523,15 +524,15 @@ static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *
                 rc = -SLUICE_E_ITEM_TOO_LARGE;
                 goto bad;
             }
-            h->body = template_dump_json(data, NULL);
+            h->body = jsonw_dump(data, NULL);
         }
         if (!has_ct)
             h->headers[h->nheaders++] = xstrdup("Content-Type: application/json");
     }
     if (request_len(h) > r->max_item_bytes) { /* the backstop: whatever built it */
         where = h->body ? "body" : "headers";
-        snprintf(err, sizeof err, "the request would be %zu bytes, more than %zu",
-                 request_len(h), r->max_item_bytes);
+        snprintf(err, sizeof err, "the request would be %zu bytes, more than %zu", request_len(h),
+                 r->max_item_bytes);
         rc = -SLUICE_E_ITEM_TOO_LARGE;
         goto bad;
     }
@@ -707,8 +708,8 @@ static void result_too_large(struct run *r, struct pstate *p, json_t *steps)
     int warned = 0; /* onError continue: the step already counted as failed */
     size_t i;
     json_t *x;
-    json_array_foreach(p->warnings, i, x) warned |= !strcmp(
-        json_string_value(json_object_get(x, "step")), s->name);
+    json_array_foreach(p->warnings, i, x) warned |=
+        !strcmp(json_string_value(json_object_get(x, "step")), s->name);
     if (!warned && r->counts[k - 1].passed > 0) {
         r->counts[k - 1].passed--;
         r->counts[k - 1].failed++;
@@ -831,7 +832,7 @@ void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const c
                 result_too_large(&r, p, steps);
             } else {
                 json_t *o = json_pack("{s:O}", "steps", steps);
-                res[i].result = template_dump_json(o, NULL); /* as result_len measured */
+                res[i].result = jsonw_dump(o, NULL); /* as result_len measured */
                 json_decref(o);
             }
         }
@@ -876,6 +877,6 @@ int pipeline_item_data(json_t *data, size_t max_bytes, char **out, size_t *out_l
     *out = NULL;
     if (template_json_len(data, max) > max)
         return -SLUICE_E_ITEM_TOO_LARGE;
-    *out = template_dump_json(data, out_len);
+    *out = jsonw_dump(data, out_len);
     return 0;
 }

@@ -2,8 +2,8 @@
  * "{{ }}" templates, the JSON Schema subset of `validate` and the `map` step. Basic
  * cases first, then errors and edge cases. */
 #include <jansson.h>
-#include <stdlib.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "steps/map.h"
@@ -13,6 +13,7 @@
 #include "testhelp.h"
 #include "util/buf.h"
 #include "util/errors.h"
+#include "util/jsonw.h"
 #include "util/utf8.h"
 
 /* Parses a JSON literal for a test; aborts on a typo in the test itself. */
@@ -1025,13 +1026,16 @@ TEST(template_render_within_budget)
 TEST(template_measure_is_what_is_written)
 {
     json_t *v = json_pack("{s:[f,f,f],s:o,s:o,s:s}", "r", 0.1, 19.99, 1e21, "bad",
-                          json_stringn_nocheck("a\xff\x01" "b", 4), "ok",
-                          json_stringn("\xc3\xa9\x7f\"\b", 5), "k\x01", "x");
+                          json_stringn_nocheck("a\xff\x01"
+                                               "b",
+                                               4),
+                          "ok", json_stringn("\xc3\xa9\x7f\"\b", 5), "k\x01", "x");
     size_t n = 0;
-    char *text = template_dump_json(v, &n);
-    CHECK_EQ_STR(text,
-                 "{\"r\":[0.1,19.99,1e+21],\"bad\":\"a\\ufffd\\u0001b\",\"ok\":\"\xc3\xa9\x7f\\\"\\u0008\","
-                 "\"k\\u0001\":\"x\"}");
+    char *text = jsonw_dump(v, &n);
+    CHECK_EQ_STR(
+        text,
+        "{\"r\":[0.1,19.99,1e+21],\"bad\":\"a\\ufffd\\u0001b\",\"ok\":\"\xc3\xa9\x7f\\\"\\u0008\","
+        "\"k\\u0001\":\"x\"}");
     CHECK_EQ_INT(n, strlen(text));
     CHECK_EQ_INT(template_json_len(v, SIZE_MAX), n);
     CHECK_EQ_INT(template_json_len(v, n), n);
@@ -1042,7 +1046,7 @@ TEST(template_measure_is_what_is_written)
     buf_release(&b);
     free(text);
     json_decref(v);
-    text = template_dump_json(NULL, &n);
+    text = jsonw_dump(NULL, &n);
     CHECK_EQ_STR(text, "");
     free(text);
 }
@@ -1060,7 +1064,7 @@ TEST(template_eval_charges_escaped_text)
     json_t *out = NULL;
     size_t budget = 10000;
     CHECK_EQ_INT(template_eval_within(tpl, ctx, &budget, &out, err, sizeof err), 0);
-    char *text = template_dump_json(out, NULL);
+    char *text = jsonw_dump(out, NULL);
     CHECK_EQ_INT(strlen(text), 1222); /* {"a":"x<600>","b":"\\u0002<600>"} */
     CHECK(10000 - budget >= strlen(text));
     CHECK(10000 - budget <= strlen(text) + 2);
