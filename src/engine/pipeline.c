@@ -716,6 +716,14 @@ static void result_too_large(struct run *r, struct pstate *p, json_t *steps)
     }
     event(p, clock_now_ms(), "step", s, p->in->attempt, "error", "ItemTooLarge", msg, 0,
           json_pack("{s:s,s:I}", "target", target, "limitBytes", (json_int_t)r->max_item_bytes));
+    /* a document op of that step, queued for the outcome, is not applied: the item
+     * failed at the step (a synchronous run's write is already made) */
+    while (p->out->nops > 0 && p->out->ops[p->out->nops - 1].step &&
+           !strcmp(p->out->ops[p->out->nops - 1].step, s->name)) {
+        struct store_doc_op *o = &p->out->ops[--p->out->nops];
+        free((char *)o->ref);
+        free((char *)o->data);
+    }
     p->out->status = ITEM_FAILED;
     p->out->error_code = xstrdup(sluice_err_code(SLUICE_E_ITEM_TOO_LARGE));
     p->out->error_message = xstrdup(msg);

@@ -356,3 +356,35 @@ def test_run_data_is_held_to_the_item_limit(sc, upstream):
     noop = make_workflow(sc, [{"name": "n", "type": "noop"}])
     r = sc.post("/v1/workflows/%s:run" % noop, json={"ref": "edge", "data": {"a": "x" * (SMALL - 8)}})
     assert r.status_code == 200 and r.json()["status"] == "Succeeded", r.text
+
+
+def test_result_is_held_to_the_limit_when_it_is_kept(sc, upstream):
+    # an http output that just fits, then a document step's small output: the result
+    # ({"steps": ...}) would pass the limit, so the item fails rather than keep it
+    col = coll()
+    wf = make_workflow(sc, [{"name": "fetch", "type": "http", "method": "GET",
+                             "url": upstream.url + "/fit/{{ref}}"},
+                            {"name": "save", "type": "upsert", "collection": col}])
+    n0 = 1000
+    upstream.script("/fit/k0", [{"json": {"p": "x" * n0}}], repeat_last=True)
+    j = run_compact(sc, [{"ref": "k0", "data": {}}], wf)
+    it = item_detail(sc, j["id"], 0)
+    assert it["status"] == "Succeeded", it
+    size0 = len(compact(it["result"]))
+    n = n0 + (SMALL - size0) + 1  # with save's output, one byte over; without, it fits
+    upstream.script("/fit/k1", [{"json": {"p": "x" * n}}], repeat_last=True)
+    j = run_compact(sc, [{"ref": "k1", "data": {}}], wf)
+    it = item_detail(sc, j["id"], 0)
+    assert it["status"] == "Failed" and it["error"]["code"] == "ItemTooLarge", it.get("error")
+    assert it["failedStep"] == "save" and it["result"] is None, it["failedStep"]
+    assert "steps.save" in it["error"]["message"], it["error"]
+    ev = step_events(it, "save")[-1]
+    assert ev["code"] == "ItemTooLarge" and ev["target"] == "steps.save", ev
+    assert ev["limitBytes"] == SMALL, ev
+    assert sc.get(doc_url(col, "k1")).status_code == 404  # its op is not applied
+    # one byte less and it is kept, at exactly the limit
+    upstream.script("/fit/k2", [{"json": {"p": "x" * (n - 1)}}], repeat_last=True)
+    j = run_compact(sc, [{"ref": "k2", "data": {}}], wf)
+    it = item_detail(sc, j["id"], 0)
+    assert it["status"] == "Succeeded", it.get("error")
+    assert len(compact(it["result"])) == SMALL
