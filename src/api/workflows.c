@@ -293,7 +293,17 @@ void api_workflows_run(struct request *req)
             reply_error(req, rc, NULL, NULL);
         return;
     }
-    char *raw = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    /* Held to the item limit as a submitted item is: the body's own cap is larger, and
+     * an http step without a body forwards these bytes as they are. */
+    char *raw = NULL;
+    if (data && pipeline_item_data(data, api->cfg.limits.max_item_bytes, &raw, NULL) < 0) {
+        wfdef_free(w);
+        json_decref(body);
+        reply_errorf(req, SLUICE_E_ITEM_TOO_LARGE, "data",
+                     "the item's data is larger than %zu bytes (--max-item-bytes)",
+                     api->cfg.limits.max_item_bytes);
+        return;
+    }
     if (validate_only || !api->runs) {
         run_inline(req, w, json_string_value(ref), raw, validate_only);
         free(raw);

@@ -18,6 +18,7 @@
 #include "util/clock.h"
 #include "util/errors.h"
 #include "util/ids.h"
+#include "util/jsonw.h"
 #include "util/secmask.h"
 #include "util/xmalloc.h"
 
@@ -262,8 +263,7 @@ static void run_doc(struct run *r, struct pstate *p, size_t k)
     size_t body_len = 0;
     if (op != STORE_OP_DELETE) {
         if (p->dirty) {
-            body = json_dumps(json_object_get(p->ctx, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
-            body_len = body ? strlen(body) : 0;
+            body = jsonw_dump(json_object_get(p->ctx, "data"), &body_len);
             if (body_len > r->max_item_bytes) { /* the store would refuse it too; say where */
                 free(body);
                 snprintf(err, sizeof err, "the document would be larger than %zu bytes",
@@ -446,6 +446,17 @@ static json_t *secret_ctx(struct run *r, struct pstate *p, size_t k, int64_t sta
     return c;
 }
 
+/* The length of the item's result, {"steps":steps}, as pipeline_run writes it, or
+ * cap + 1 when it passes cap. */
+static size_t result_len(json_t *steps, size_t cap)
+{
+    static const size_t wrap = sizeof "{\"steps\":}" - 1;
+    if (cap < wrap)
+        return cap + 1;
+    size_t n = template_json_len(steps, cap - wrap);
+    return n > cap - wrap ? cap + 1 : n + wrap;
+}
+
 struct hreq {
     struct pstate *p;
     char *url, *body, *key;
@@ -462,6 +473,16 @@ static void hreq_release(struct hreq *h)
     for (size_t i = 0; i < h->nheaders; i++)
         free(h->headers[i]);
     free(h->headers);
+}
+
+/* The bytes of the request a step sends: URL, header lines and body; the item's size
+ * limit holds for them together, as for the budget they are rendered within. */
+static size_t request_len(const struct hreq *h)
+{
+    size_t n = (h->url ? strlen(h->url) : 0) + (h->body ? strlen(h->body) : 0);
+    for (size_t i = 0; i < h->nheaders; i++)
+        n += strlen(h->headers[i]);
+    return n;
 }
 
 /* Renders one item's request; -1 after reporting the template error. */
@@ -509,15 +530,30 @@ static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *
             if ((rc = template_eval_within(s->body, s->secret_body ? sctx : ctx_of(r, p), &budget,
                                            &v, err, sizeof err)) < 0)
                 goto bad;
-            h->body = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            h->body = jsonw_dump(v, NULL); /* what the budget was charged */
             json_decref(v);
         } else if (!p->dirty && p->in->data) {
             h->body = xstrndup(p->in->data, p->in->data_len);
         } else {
-            h->body = json_dumps(json_object_get(ctx_of(r, p), "data"), JSON_COMPACT | JSON_ENCODE_ANY);
+            json_t *data = json_object_get(ctx_of(r, p), "data");
+            where = "body";
+            if (template_json_len(data, budget) > budget) { /* measured before it is written */
+                snprintf(err, sizeof err, "the data would pass the size limit (%zu bytes left)",
+                         budget);
+                rc = -SLUICE_E_ITEM_TOO_LARGE;
+                goto bad;
+            }
+            h->body = jsonw_dump(data, NULL);
         }
         if (!has_ct)
             h->headers[h->nheaders++] = xstrdup("Content-Type: application/json");
+    }
+    if (request_len(h) > r->max_item_bytes) { /* the backstop: whatever built it */
+        where = h->body ? "body" : "headers";
+        snprintf(err, sizeof err, "the request would be %zu bytes, more than %zu", request_len(h),
+                 r->max_item_bytes);
+        rc = -SLUICE_E_ITEM_TOO_LARGE;
+        goto bad;
     }
     if (r->job_id)
         h->key = xasprintf("%s:%lld:%s", r->job_id, (long long)p->in->index, s->name);
@@ -570,12 +606,12 @@ static void http_finish(struct run *r, size_t k, struct hreq *h, const struct ou
                                 response_body(resp), "headers", "content-type",
                                 resp->content_type, "location", resp->location);
         /* Kept for later steps and the item's result: all the outputs together stay
-         * within the item's size (the outbound cap bounds one body, not their sum). */
+         * within the item's size (the outbound cap bounds one body, not their sum),
+         * measured as the result is written: {"steps":{...,"name":out}}. */
         json_t *steps = json_object_get(ctx_of(r, p), "steps");
-        size_t kept = template_json_len(steps, r->max_item_bytes);
-        size_t room = kept > r->max_item_bytes ? 0 : r->max_item_bytes - kept;
-        if (template_json_len(out, room) > room) {
-            json_decref(out);
+        set_output(r, p, s->name, out);
+        if (result_len(steps, r->max_item_bytes) > r->max_item_bytes) {
+            json_object_del(steps, s->name);
             snprintf(msg, sizeof msg,
                      "%s %s answered %d with %zu body bytes%s: the outputs "
                      "kept would pass %zu bytes",
@@ -588,7 +624,6 @@ static void http_finish(struct run *r, size_t k, struct hreq *h, const struct ou
             free(masked);
             return;
         }
-        set_output(r, p, s->name, out);
         if (resp->status >= 200 && resp->status < 300) {
             snprintf(msg, sizeof msg, "%s %s answered %d", s->method, masked, resp->status);
             pass(r, p, k, h->start, "Delivered", msg, extra);
@@ -672,6 +707,47 @@ static void run_http(struct run *r, size_t k)
 }
 
 /* ---- the driver ---------------------------------------------------------------------- */
+
+/* The backstop for the item's result: the outputs kept passed the limit after all
+ * (http outputs are checked as they are kept, but a document step's output after one
+ * that just fitted is not). The item fails at the last step that kept an output,
+ * rather than keeping more than its size; what that step counted becomes a failure. */
+static void result_too_large(struct run *r, struct pstate *p, json_t *steps)
+{
+    size_t k = r->w->nsteps;
+    while (k > 0 && !json_object_get(steps, r->w->steps[k - 1].name))
+        k--;
+    if (k == 0 || p->out->status != ITEM_SUCCEEDED)
+        return; /* an item that failed or was skipped keeps its own error; no result */
+    const struct step_def *s = &r->w->steps[k - 1];
+    char target[200], msg[400];
+    snprintf(target, sizeof target, "steps.%s", s->name);
+    snprintf(msg, sizeof msg, "%s: the outputs kept would pass %zu bytes", target,
+             r->max_item_bytes);
+    int warned = 0; /* onError continue: the step already counted as failed */
+    size_t i;
+    json_t *x;
+    json_array_foreach(p->warnings, i, x) warned |=
+        !strcmp(json_string_value(json_object_get(x, "step")), s->name);
+    if (!warned && r->counts[k - 1].passed > 0) {
+        r->counts[k - 1].passed--;
+        r->counts[k - 1].failed++;
+    }
+    event(p, clock_now_ms(), "step", s, p->in->attempt, "error", "ItemTooLarge", msg, 0,
+          json_pack("{s:s,s:I}", "target", target, "limitBytes", (json_int_t)r->max_item_bytes));
+    /* a document op of that step, queued for the outcome, is not applied: the item
+     * failed at the step (a synchronous run's write is already made) */
+    while (p->out->nops > 0 && p->out->ops[p->out->nops - 1].step &&
+           !strcmp(p->out->ops[p->out->nops - 1].step, s->name)) {
+        struct store_doc_op *o = &p->out->ops[--p->out->nops];
+        free((char *)o->ref);
+        free((char *)o->data);
+    }
+    p->out->status = ITEM_FAILED;
+    p->out->error_code = xstrdup(sluice_err_code(SLUICE_E_ITEM_TOO_LARGE));
+    p->out->error_message = xstrdup(msg);
+    p->out->failed_step = xstrdup(s->name);
+}
 
 static void mask_swap(char **s, char *(*fn)(const struct secmask *, const char *),
                       const struct secmask *m)
@@ -804,6 +880,17 @@ void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const c
     }
     for (size_t i = 0; i < n; i++) {
         struct pstate *p = &r.ps[i];
+        /* The result first: its backstop may fail the item and add an event. */
+        json_t *steps = p->ctx ? json_object_get(p->ctx, "steps") : NULL;
+        if (!w->builtin && steps && json_object_size(steps)) {
+            if (result_len(steps, r.max_item_bytes) > r.max_item_bytes) {
+                result_too_large(&r, p, steps);
+            } else {
+                json_t *o = json_pack("{s:O}", "steps", steps);
+                res[i].result = jsonw_dump(o, NULL); /* as result_len measured */
+                json_decref(o);
+            }
+        }
         struct buf ev = BUF_INIT;
         buf_putc(&ev, '[');
         buf_append(&ev, p->ev.data ? p->ev.data : "", p->ev.len);
@@ -813,12 +900,6 @@ void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const c
         if (p->warnings) {
             res[i].warnings = json_dumps(p->warnings, JSON_COMPACT);
             json_decref(p->warnings);
-        }
-        json_t *steps = p->ctx ? json_object_get(p->ctx, "steps") : NULL;
-        if (!w->builtin && steps && json_object_size(steps)) {
-            json_t *o = json_pack("{s:O}", "steps", steps);
-            res[i].result = json_dumps(o, JSON_COMPACT);
-            json_decref(o);
         }
         json_decref(p->ctx);
         mask_result(r.mask, &res[i]);
@@ -843,4 +924,14 @@ void pipeline_result_release(struct pipeline_result *r)
     }
     free(r->ops);
     memset(r, 0, sizeof *r);
+}
+
+int pipeline_item_data(json_t *data, size_t max_bytes, char **out, size_t *out_len)
+{
+    size_t max = max_bytes ? max_bytes : (size_t)1 << 20;
+    *out = NULL;
+    if (template_json_len(data, max) > max)
+        return -SLUICE_E_ITEM_TOO_LARGE;
+    *out = jsonw_dump(data, out_len);
+    return 0;
 }

@@ -83,6 +83,14 @@ void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const c
                   size_t n, struct pipeline_result *res, struct store_step_count *counts);
 void pipeline_result_release(struct pipeline_result *r);
 
+/* The item data of a synchronous run (borrowed JSON) as the text the pipeline takes
+ * (pipeline_item.data), written the way the pipeline writes JSON, and held to the
+ * item size limit like a submitted item's bytes: measured before it is written.
+ * max_bytes: the limit (0: 1 MiB).
+ * out, out_len: [out] a new string (caller frees with free()), NULL on error.
+ * Returns 0, or -SLUICE_E_ITEM_TOO_LARGE when the text would pass max_bytes. */
+int pipeline_item_data(json_t *data, size_t max_bytes, char **out, size_t *out_len);
+
 /* The size limit of what the steps build for one item (--max-item-bytes; default
  * 1 MiB): the data a map step leaves, a rendered URL, header or body, a document an
  * upsert/patch step writes, and the step outputs kept (http responses). Past it the

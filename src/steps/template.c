@@ -16,6 +16,7 @@
 
 #include "steps/path.h"
 #include "util/errors.h"
+#include "util/jsonw.h"
 #include "util/xmalloc.h"
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -119,110 +120,16 @@ int template_check(const char *tpl, char *err, size_t errlen)
     return check_n(tpl, strlen(tpl), err, errlen);
 }
 
-/* ---- JSON text --------------------------------------------------------------- */
-
-/* Formats d into tmp; returns the length. */
-static size_t fmt_real(double d, char tmp[64])
-{
-    /* Shortest of 15..17 significant digits that reads back exactly: 19.99 stays
-     * "19.99" instead of jansson's "19.989999999999998". */
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(tmp, 60, "%.*g", prec, d);
-        if (strtod(tmp, NULL) == d)
-            break;
-    }
-    for (char *c = tmp; *c; c++)
-        if (*c == ',') /* a locale's decimal comma */
-            *c = '.';
-    if (!strpbrk(tmp, ".eE"))
-        strcat(tmp, ".0");
-    return strlen(tmp);
-}
-
-static void put_real(struct buf *b, double d)
-{
-    char tmp[64];
-    fmt_real(d, tmp);
-    buf_puts(b, tmp);
-}
-
-/* ---- sizes ------------------------------------------------------------------- */
-
-/* Adds n to *acc unless that passes cap (*acc <= cap on entry); -1 when it would. */
-static int add_len(size_t *acc, size_t n, size_t cap)
-{
-    if (n > cap - *acc)
-        return -1;
-    *acc += n;
-    return 0;
-}
-
-static int str_len(const char *s, size_t n, size_t *acc, size_t cap)
-{
-    if (n > cap || add_len(acc, n + 2, cap) < 0)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        int two = c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t';
-        if (add_len(acc, two ? 1 : 5, cap) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int json_len(json_t *v, size_t *acc, size_t cap)
-{
-    const char *key;
-    size_t key_len, i;
-    json_t *m;
-    char tmp[64];
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        if (add_len(acc, 2, cap) < 0)
-            return -1;
-        i = 0;
-        json_object_keylen_foreach(v, key, key_len, m)
-        {
-            /* the comma before every member but the first, and the colon */
-            if (add_len(acc, i++ ? 2 : 1, cap) < 0 || str_len(key, key_len, acc, cap) < 0 ||
-                json_len(m, acc, cap) < 0)
-                return -1;
-        }
-        return 0;
-    case JSON_ARRAY:
-        if (add_len(acc, 2, cap) < 0)
-            return -1;
-        json_array_foreach(v, i, m)
-        {
-            if (add_len(acc, i ? 1 : 0, cap) < 0 || json_len(m, acc, cap) < 0)
-                return -1;
-        }
-        return 0;
-    case JSON_STRING:
-        return str_len(json_string_value(v), json_string_length(v), acc, cap);
-    case JSON_INTEGER:
-        return add_len(
-            acc, (size_t)snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(v)),
-            cap);
-    case JSON_REAL:
-        return add_len(acc, fmt_real(json_real_value(v), tmp), cap);
-    case JSON_TRUE:
-    case JSON_NULL:
-        return add_len(acc, 4, cap);
-    case JSON_FALSE:
-        return add_len(acc, 5, cap);
-    }
-    return 0;
-}
+/* ---- JSON text (util/jsonw.h) --------------------------------------------------- */
 
 size_t template_json_len(json_t *v, size_t cap)
 {
-    size_t acc = 0;
-    if (cap == SIZE_MAX)
-        cap--;
-    return v && json_len(v, &acc, cap) < 0 ? cap + 1 : acc;
+    return jsonw_len(v, cap);
+}
+
+void template_put_json(struct buf *b, json_t *v)
+{
+    jsonw_put(b, v);
 }
 
 /* Takes n bytes from *budget (NULL: unbounded); -1, *budget untouched, when it has
@@ -236,57 +143,6 @@ static int charge(size_t *budget, size_t n)
         return -1;
     *budget -= n;
     return 0;
-}
-
-void template_put_json(struct buf *b, json_t *v)
-{
-    const char *key;
-    size_t key_len, i;
-    json_t *m;
-    int first = 1;
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        buf_putc(b, '{');
-        json_object_keylen_foreach(v, key, key_len, m)
-        {
-            if (!first)
-                buf_putc(b, ',');
-            first = 0;
-            buf_json_str(b, key, key_len);
-            buf_putc(b, ':');
-            template_put_json(b, m);
-        }
-        buf_putc(b, '}');
-        break;
-    case JSON_ARRAY:
-        buf_putc(b, '[');
-        json_array_foreach(v, i, m)
-        {
-            if (i)
-                buf_putc(b, ',');
-            template_put_json(b, m);
-        }
-        buf_putc(b, ']');
-        break;
-    case JSON_STRING:
-        buf_json_str(b, json_string_value(v), json_string_length(v));
-        break;
-    case JSON_INTEGER:
-        buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        break;
-    case JSON_REAL:
-        put_real(b, json_real_value(v));
-        break;
-    case JSON_TRUE:
-        buf_puts(b, "true");
-        break;
-    case JSON_FALSE:
-        buf_puts(b, "false");
-        break;
-    case JSON_NULL:
-        buf_puts(b, "null");
-        break;
-    }
 }
 
 /* ---- rendering --------------------------------------------------------------- */
@@ -319,16 +175,27 @@ static size_t pct_len(const char *s, size_t n)
     return k;
 }
 
+/* How rendered text is charged: as it is, percent-encoded (URLs, which is also how it
+ * is written), or as it will be written inside a JSON string (eval: "\u0001" is six
+ * bytes of the body though one of the text). */
+enum enc { ENC_RAW, ENC_URL, ENC_JSON };
+
+/* What n bytes of rendered text cost under enc. */
+static size_t enc_len(enum enc enc, const char *s, size_t n)
+{
+    return enc == ENC_URL ? pct_len(s, n) : enc == ENC_JSON ? jsonw_str_len(s, n, SIZE_MAX - 1) : n;
+}
+
 /* Appends the rendering of v, charged to budget first; -1 (nothing appended) when it
  * does not fit. */
-static int put_value(struct buf *out, json_t *v, int url_encode, size_t *budget)
+static int put_value(struct buf *out, json_t *v, enum enc enc, size_t *budget)
 {
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
         size_t n = json_string_length(v);
-        if (charge(budget, url_encode ? pct_len(s, n) : n) < 0)
+        if (charge(budget, enc_len(enc, s, n)) < 0)
             return -1;
-        if (url_encode)
+        if (enc == ENC_URL)
             pct_encode(out, s, n);
         else
             buf_append(out, s, n);
@@ -338,16 +205,18 @@ static int put_value(struct buf *out, json_t *v, int url_encode, size_t *budget)
     size_t jl = template_json_len(v, left);
     if (jl > left)
         return -1;
-    if (!url_encode) {
+    if (enc == ENC_RAW) {
         charge(budget, jl);
         template_put_json(out, v);
         return 0;
     }
     struct buf tmp = BUF_INIT; /* at most the budget: its length was checked */
     template_put_json(&tmp, v);
-    int rc = charge(budget, pct_len(tmp.data, tmp.len));
-    if (rc == 0)
+    int rc = charge(budget, enc_len(enc, tmp.data, tmp.len));
+    if (rc == 0 && enc == ENC_URL)
         pct_encode(out, tmp.data, tmp.len);
+    else if (rc == 0)
+        buf_append(out, tmp.data, tmp.len);
     buf_release(&tmp);
     return rc;
 }
@@ -362,7 +231,7 @@ static void too_large(char *err, size_t errlen, const char *p, size_t len, size_
 }
 
 /* 0, -SLUICE_E_TEMPLATE_ERROR or -SLUICE_E_ITEM_TOO_LARGE (see template_render_within). */
-static int render_n(const char *s, size_t n, json_t *ctx, int url_encode, size_t *budget,
+static int render_n(const char *s, size_t n, json_t *ctx, enum enc enc, size_t *budget,
                     struct buf *out, char *err, size_t errlen)
 {
     size_t mark = out->len, start = budget ? *budget : 0;
@@ -375,7 +244,7 @@ static int render_n(const char *s, size_t n, json_t *ctx, int url_encode, size_t
         if (t == TOK_END)
             return 0;
         if (t == TOK_TEXT) {
-            if (charge(budget, len) < 0) {
+            if (charge(budget, enc_len(enc == ENC_JSON ? ENC_JSON : ENC_RAW, p, len)) < 0) {
                 too_large(err, errlen, NULL, 0, *budget);
                 rc = -SLUICE_E_ITEM_TOO_LARGE;
                 goto fail;
@@ -390,7 +259,7 @@ static int render_n(const char *s, size_t n, json_t *ctx, int url_encode, size_t
                 seterr(err, errlen, "%.*s is missing", (int)len, p);
             goto fail;
         }
-        if (put_value(out, v, url_encode, budget) < 0) {
+        if (put_value(out, v, enc, budget) < 0) {
             too_large(err, errlen, p, len, *budget);
             rc = -SLUICE_E_ITEM_TOO_LARGE;
             goto fail;
@@ -418,7 +287,8 @@ int template_render_within(const char *tpl, json_t *ctx, int url_encode, size_t 
         seterr(err, errlen, "no template");
         return -SLUICE_E_TEMPLATE_ERROR;
     }
-    return render_n(tpl, strlen(tpl), ctx, url_encode, budget, out, err, errlen);
+    return render_n(tpl, strlen(tpl), ctx, url_encode ? ENC_URL : ENC_RAW, budget, out, err,
+                    errlen);
 }
 
 /* ---- JSON values ------------------------------------------------------------- */
@@ -510,8 +380,9 @@ static int single_placeholder(const char *s, size_t n, const char **p, size_t *l
 }
 
 /* Sets *out to a new reference; 0, -SLUICE_E_TEMPLATE_ERROR or -SLUICE_E_ITEM_TOO_LARGE.
- * The budget is charged before each piece is built: member keys and punctuation as
- * JSON text would have them, so what is charged bounds the value's compact text. */
+ * The budget is charged before each piece is built: member keys, punctuation and
+ * rendered strings as template_put_json() writes them (escapes included), so what is
+ * charged bounds the value's compact text. */
 static int eval(json_t *tpl, json_t *ctx, size_t *budget, struct buf *loc, json_t **out, char *err,
                 size_t errlen)
 {
@@ -547,7 +418,7 @@ static int eval(json_t *tpl, json_t *ctx, size_t *budget, struct buf *loc, json_
             return -SLUICE_E_ITEM_TOO_LARGE;
         }
         struct buf b = BUF_INIT;
-        rc = render_n(s, n, ctx, 0, budget, &b, err, errlen);
+        rc = render_n(s, n, ctx, ENC_JSON, budget, &b, err, errlen);
         if (rc == 0) {
             /* Valid UTF-8 pieces concatenate to valid UTF-8, so this only fails on
              * allocation. */
@@ -567,7 +438,8 @@ static int eval(json_t *tpl, json_t *ctx, size_t *budget, struct buf *loc, json_
         json_object_keylen_foreach(tpl, key, key_len, m)
         {
             loc_key(loc, key, key_len);
-            if (charge(budget, key_len + 4) < 0)
+            /* quotes, colon and comma around the key as the writer escapes it */
+            if (charge(budget, jsonw_str_len(key, key_len, SIZE_MAX - 1) + 4) < 0)
                 goto over;
             if ((rc = eval(m, ctx, budget, loc, &v, err, errlen)) < 0)
                 goto fail;

@@ -74,23 +74,24 @@ int template_render_within(const char *tpl, json_t *ctx, int url_encode, size_t 
 json_t *template_eval(json_t *tpl, json_t *ctx, char *err, size_t errlen);
 
 /* template_eval() within a byte budget (as for template_render_within(): NULL is
- * unbounded; on success *budget drops by an upper bound of the result's compact JSON
- * length). A single placeholder's value is measured before it is copied, so nothing
- * much larger than the budget is ever allocated.
+ * unbounded; on success *budget drops by the result's compact JSON length as
+ * template_put_json() writes it: rendered strings are charged escaped). A single
+ * placeholder's value is measured before it is copied, so nothing much larger than the
+ * budget is ever allocated.
  * out: [out] a new reference on success (caller owns it), NULL on error.
  * Returns 0, -SLUICE_E_TEMPLATE_ERROR or -SLUICE_E_ITEM_TOO_LARGE (err prefixed with
  * the location in tpl, as for template_eval()). */
 int template_eval_within(json_t *tpl, json_t *ctx, size_t *budget, json_t **out, char *err,
                          size_t errlen);
 
-/* The length of v's compact JSON text as template_put_json() writes it, or cap + 1 as
- * soon as it is known to pass cap (cap SIZE_MAX counts as SIZE_MAX - 1). Walks no more
- * of v than that, allocates nothing; v NULL is 0. */
+/* jsonw_len() (util/jsonw.h): the length of v's compact JSON text as
+ * template_put_json() writes it, or cap + 1 as soon as it is known to pass cap. */
 size_t template_json_len(json_t *v, size_t cap);
 
-/* Appends v (borrowed) to b as compact JSON text, the way templates render numbers,
- * booleans, null, objects and arrays (strings are quoted and escaped here). Keys keep
- * their insertion order. For use in messages and rendering; never fails. */
+/* jsonw_put() (util/jsonw.h): appends v (borrowed) to b as compact JSON text, the way
+ * templates render numbers, booleans, null, objects and arrays (strings are quoted and
+ * escaped here), and the way the pipeline writes every JSON text it sends or keeps
+ * (jsonw_dump()), so that what template_json_len() measured is what is written. */
 void template_put_json(struct buf *b, json_t *v);
 
 #endif

@@ -90,6 +90,7 @@
 #include "util/errors.h"
 #include "util/ids.h"
 #include "util/json_merge.h"
+#include "util/jsonw.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -2427,12 +2428,6 @@ struct doc_result {
     size_t data_len;
 };
 
-static int dump_to_buf(const char *p, size_t n, void *data)
-{
-    buf_append(data, p, n);
-    return 0;
-}
-
 /* Applies one document change (the code path of store_doc_write and of the doc ops of
  * store_complete). An upsert without If-Match is one statement whose version is
  * relative (version + 1 under the row lock), so concurrent writers on several nodes
@@ -2492,8 +2487,9 @@ static int doc_apply(struct conn *c, const char *tenant, const char *coll, const
         if (!merged)
             goto out;
         buf_reset(&c->tmp);
-        if (json_dump_callback(merged, dump_to_buf, &c->tmp, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-            goto out;
+        /* the pipeline's writer (util/jsonw.h): the size checked below is what a patch
+         * step measured, not jansson's longer reals */
+        jsonw_put(&c->tmp, merged);
         w->data = buf_cstr(&c->tmp);
         w->data_len = c->tmp.len;
         break;

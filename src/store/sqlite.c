@@ -114,6 +114,7 @@
 #include "util/errors.h"
 #include "util/ids.h"
 #include "util/json_merge.h"
+#include "util/jsonw.h"
 #include "util/xmalloc.h"
 
 #define POOL_MAX 32
@@ -2521,12 +2522,6 @@ struct doc_result {
     size_t data_len;
 };
 
-static int dump_to_buf(const char *p, size_t n, void *data)
-{
-    buf_append(data, p, n);
-    return 0;
-}
-
 /* Applies one document change: the single code path for store_doc_write and the doc
  * ops of store_complete. 0 applied ([out] w), -SLUICE_E_DOCUMENT_NOT_FOUND,
  * -SLUICE_E_INVALID_DATA, -SLUICE_E_PRECONDITION_FAILED or a store error. */
@@ -2581,8 +2576,9 @@ static int doc_apply(struct conn *c, const char *tenant, const char *coll, const
         if (!merged)
             goto out;
         buf_reset(&c->tmp);
-        if (json_dump_callback(merged, dump_to_buf, &c->tmp, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-            goto out;
+        /* the pipeline's writer (util/jsonw.h): the size checked below is what a patch
+         * step measured, not jansson's longer reals */
+        jsonw_put(&c->tmp, merged);
         w->data = buf_cstr(&c->tmp);
         w->data_len = c->tmp.len;
         break;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "util/buf.h"
+#include "util/jsonw.h"
 #include "util/xmalloc.h"
 
 struct secmask {
@@ -268,11 +269,11 @@ char *secmask_json(const struct secmask *m, const char *text)
     if (!v)
         return secmask_text(m, text);
     json_t *mv = mask_value(m, v);
-    char *out = json_dumps(mv, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+    /* The pipeline's writer: masking must not lengthen the reals of a result or a
+     * document checked against the item size limit (jansson writes 17 digits). */
+    char *out = jsonw_dump(mv, NULL);
     json_decref(mv);
     json_decref(v);
-    if (!out)
-        return secmask_text(m, text);
     /* A needle split across escapes in the writer's output (rare) is caught here. */
     if (secmask_hit(m, out, strlen(out))) {
         char *t = secmask_text(m, out);

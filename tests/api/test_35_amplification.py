@@ -4,6 +4,7 @@ outputs kept), definitions are capped (ops per map, steps per workflow), documen
 within the limit on every write path (PUT, the merged result of PATCH, patch/upsert
 steps in jobs and :run), and If-None-Match: * makes a document PUT create-only,
 atomically."""
+import json
 import threading
 from urllib.parse import quote
 
@@ -242,3 +243,148 @@ def test_concurrent_create_only_puts_exactly_one_wins(srv, c):
             assert body["error"]["code"] == "PreconditionFailed", body
     d = c.get(doc_url(col, "same")).json()
     assert d["version"] == 1 and d["data"] == winner["data"], (d, winner)
+
+
+# ---- what is measured is what is written (a 200 kB item limit) ----------------------
+
+SMALL = 200000
+
+
+@pytest.fixture(scope="module")
+def small_srv():
+    """A server with --max-item-bytes 200000, allowed to call loopback."""
+    s = Server(args=["--outbound-allow", "127.0.0.1/32", "--max-item-bytes", str(SMALL)])
+    s.key_a = s.create_key("acme")
+    s.start()
+    yield s
+    rc = s.stop()
+    assert rc == 0, "server exited with %s:\n%s" % (rc, s.read_log()[-4000:])
+    s.cleanup()
+
+
+@pytest.fixture
+def sc(small_srv):
+    return Client(small_srv, small_srv.create_key(uniq("amps")))
+
+
+def compact(v):
+    return json.dumps(v, separators=(",", ":"))
+
+
+def run_compact(client, items_, workflow):
+    """run_job, with the items sent as compact JSON (their bytes are what is limited)."""
+    r = client.post("/v1/jobs", data=compact({"workflow": workflow, "items": items_}),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 202, (r.status_code, r.text)
+    return client.wait_job(r.json()["id"])
+
+
+def bodies(upstream, path):
+    return [e["body"] for e in upstream.log(path)]
+
+
+def test_reals_are_written_as_short_as_they_are_measured(sc, upstream):
+    # 0.1 is "0.1" in the item: jansson's json_dumps wrote "0.10000000000000001", five
+    # times what the map's budget measured (760 kB sent for a 152 kB item)
+    data = {"a": [0.1] * 38000}
+    assert len(compact(data)) == 152007
+    touch = {"name": "touch", "type": "map", "ops": [{"op": "set", "path": "z", "value": 1}]}
+    wf = make_workflow(sc, [touch, {"name": "push", "type": "http", "method": "POST",
+                                    "url": upstream.url + "/reals/{{ref}}"}])
+    j = run_compact(sc, [{"ref": "r1", "data": data}], wf)
+    assert j["counts"]["succeeded"] == 1, item_detail(sc, j["id"], 0)
+    sent = bodies(upstream, "/reals/r1")
+    assert len(sent) == 1 and len(sent[0]) <= SMALL, [len(b) for b in sent]
+    assert sent[0] == compact(dict(data, z=1)), sent[0][:100]
+    # the URL takes 30 kB of the budget: the 182 kB body no longer fits; nothing is sent
+    q = "q" * 30000
+    wf = make_workflow(sc, [touch, {"name": "push", "type": "http", "method": "POST",
+                                    "url": upstream.url + "/reals/{{ref}}?q={{data.q}}"}])
+    j = run_compact(sc, [{"ref": "r2", "data": dict(data, q=q)}], wf)
+    it = item_detail(sc, j["id"], 0)
+    assert it["status"] == "Failed" and it["error"]["code"] == "ItemTooLarge", it["error"]
+    assert it["failedStep"] == "push", it
+    ev = step_events(it, "push")[-1]
+    assert ev["target"] == "steps.push.body" and ev["limitBytes"] == SMALL, ev
+    assert upstream.log("/reals/r2") == []
+    # an upsert of in-limit data after a trivial map stores it, at its measured size
+    col = coll()
+    data = {"a": [0.1] * 45000}
+    wf = make_workflow(sc, [touch, {"name": "save", "type": "upsert", "collection": col}])
+    j = run_compact(sc, [{"ref": "u", "data": data}], wf)
+    assert j["counts"]["succeeded"] == 1, item_detail(sc, j["id"], 0)["error"]
+    d = sc.get(doc_url(col, "u")).json()
+    assert d["data"] == dict(data, z=1), d["version"]
+
+
+def test_rendered_strings_are_charged_escaped(sc, upstream):
+    # "\u0001" is one byte of text and six of the body: 6 x 30 kB of text is 1 MB of JSON
+    body = {k: "x{{data.s}}" for k in "abcdef"}
+    wf = make_workflow(sc, [{"name": "push", "type": "http", "method": "POST",
+                             "url": upstream.url + "/esc/{{ref}}", "body": body}])
+    j = run_compact(sc, [{"ref": "e1", "data": {"s": "\u0001" * 30000}}], wf)
+    it = item_detail(sc, j["id"], 0)
+    assert it["status"] == "Failed" and it["error"]["code"] == "ItemTooLarge", it["error"]
+    ev = step_events(it, "push")[-1]
+    assert ev["target"] == "steps.push.body", ev
+    assert upstream.log("/esc/e1") == []
+    # the same through :run, and a smaller string that fits is sent whole
+    r = sc.post("/v1/workflows/%s:run" % wf, json={"ref": "e2", "data": {"s": "\u0001" * 30000}})
+    assert_error(r, 422, "ItemTooLarge", "steps.push")
+    assert upstream.log("/esc/e2") == []
+    r = sc.post("/v1/workflows/%s:run" % wf, json={"ref": "e3", "data": {"s": "\u0001" * 5000}})
+    assert r.status_code == 200 and r.json()["status"] == "Succeeded", r.text
+    sent = bodies(upstream, "/esc/e3")
+    assert len(sent) == 1 and len(sent[0]) <= SMALL, [len(b) for b in sent]
+    assert json.loads(sent[0]) == {k: "x" + "\u0001" * 5000 for k in "abcdef"}
+
+
+def test_run_data_is_held_to_the_item_limit(sc, upstream):
+    wf = make_workflow(sc, [{"name": "push", "type": "http", "method": "POST",
+                             "url": upstream.url + "/run/{{ref}}"}])
+    # {"a":"..."} is the string's length + 8: one byte over the limit
+    r = sc.post("/v1/workflows/%s:run" % wf, json={"ref": "big", "data": {"a": "x" * (SMALL - 7)}})
+    err = assert_error(r, 413, "ItemTooLarge", "data")
+    assert str(SMALL) in err["message"], err
+    assert upstream.log("/run/big") == []
+    # reals count as they are written: 0.1 is three bytes
+    r = sc.post("/v1/workflows/%s:run" % wf, json={"ref": "reals", "data": [0.1] * 45000})
+    assert r.status_code == 200 and r.json()["status"] == "Succeeded", r.text
+    sent = bodies(upstream, "/run/reals")
+    assert len(sent) == 1 and sent[0] == compact([0.1] * 45000), len(sent[0])
+    # exactly the limit is accepted (a noop workflow: an http step adds URL and headers)
+    noop = make_workflow(sc, [{"name": "n", "type": "noop"}])
+    r = sc.post("/v1/workflows/%s:run" % noop, json={"ref": "edge", "data": {"a": "x" * (SMALL - 8)}})
+    assert r.status_code == 200 and r.json()["status"] == "Succeeded", r.text
+
+
+def test_result_is_held_to_the_limit_when_it_is_kept(sc, upstream):
+    # an http output that just fits, then a document step's small output: the result
+    # ({"steps": ...}) would pass the limit, so the item fails rather than keep it
+    col = coll()
+    wf = make_workflow(sc, [{"name": "fetch", "type": "http", "method": "GET",
+                             "url": upstream.url + "/fit/{{ref}}"},
+                            {"name": "save", "type": "upsert", "collection": col}])
+    n0 = 1000
+    upstream.script("/fit/k0", [{"json": {"p": "x" * n0}}], repeat_last=True)
+    j = run_compact(sc, [{"ref": "k0", "data": {}}], wf)
+    it = item_detail(sc, j["id"], 0)
+    assert it["status"] == "Succeeded", it
+    size0 = len(compact(it["result"]))
+    n = n0 + (SMALL - size0) + 1  # with save's output, one byte over; without, it fits
+    upstream.script("/fit/k1", [{"json": {"p": "x" * n}}], repeat_last=True)
+    j = run_compact(sc, [{"ref": "k1", "data": {}}], wf)
+    it = item_detail(sc, j["id"], 0)
+    assert it["status"] == "Failed" and it["error"]["code"] == "ItemTooLarge", it.get("error")
+    assert it["failedStep"] == "save" and it["result"] is None, it["failedStep"]
+    assert "steps.save" in it["error"]["message"], it["error"]
+    ev = step_events(it, "save")[-1]
+    assert ev["code"] == "ItemTooLarge" and ev["target"] == "steps.save", ev
+    assert ev["limitBytes"] == SMALL, ev
+    assert sc.get(doc_url(col, "k1")).status_code == 404  # its op is not applied
+    # one byte less and it is kept, at exactly the limit
+    upstream.script("/fit/k2", [{"json": {"p": "x" * (n - 1)}}], repeat_last=True)
+    j = run_compact(sc, [{"ref": "k2", "data": {}}], wf)
+    it = item_detail(sc, j["id"], 0)
+    assert it["status"] == "Succeeded", it.get("error")
+    assert len(compact(it["result"])) == SMALL

@@ -1418,6 +1418,17 @@ TEST(docs_size_limit)
     CHECK_EQ_INT(store_doc_get(s2, tenant, "c", "k", &d), 1);
     CHECK_EQ_STR(d.data, "{\"b\":1}");
     store_doc_release(&d);
+    /* a merged document is written as the pipeline writes JSON (util/jsonw.h), so its
+     * reals keep their short form: 25 bytes here, 73 in jansson's 17 digits */
+    CHECK_EQ_INT(
+        store_doc_write(s2, tenant, "c", "r", STORE_OP_UPSERT, "{\"b\":1}", 7, -1, NULL, NULL), 0);
+    const char *reals = "{\"r\":[0.1,0.2,0.3]}";
+    CHECK_EQ_INT(
+        store_doc_write(s2, tenant, "c", "r", STORE_OP_PATCH, reals, strlen(reals), -1, NULL, NULL),
+        0);
+    CHECK_EQ_INT(store_doc_get(s2, tenant, "c", "r", &d), 1);
+    CHECK_EQ_STR(d.data, "{\"b\":1,\"r\":[0.1,0.2,0.3]}");
+    store_doc_release(&d);
 
     /* through a job: the op fails the item with ItemTooLarge, the document stays */
     CHECK_EQ_INT(submit_refs(tenant, id, "k"), 0);

@@ -2,6 +2,7 @@
  * "{{ }}" templates, the JSON Schema subset of `validate` and the `map` step. Basic
  * cases first, then errors and edge cases. */
 #include <jansson.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 #include "testhelp.h"
 #include "util/buf.h"
 #include "util/errors.h"
+#include "util/jsonw.h"
 #include "util/utf8.h"
 
 /* Parses a JSON literal for a test; aborts on a typo in the test itself. */
@@ -1018,6 +1020,65 @@ TEST(template_render_within_budget)
     json_decref(ctx);
 }
 
+/* The measure is what the pipeline's writer writes, byte for byte: reals in their
+ * short form (not jansson's 17 digits), escapes, and a string jansson holds unchecked
+ * (an upstream's body) whose bad byte the writer replaces with \ufffd. */
+TEST(template_measure_is_what_is_written)
+{
+    json_t *v = json_pack("{s:[f,f,f],s:o,s:o,s:s}", "r", 0.1, 19.99, 1e21, "bad",
+                          json_stringn_nocheck("a\xff\x01"
+                                               "b",
+                                               4),
+                          "ok", json_stringn("\xc3\xa9\x7f\"\b", 5), "k\x01", "x");
+    size_t n = 0;
+    char *text = jsonw_dump(v, &n);
+    CHECK_EQ_STR(
+        text,
+        "{\"r\":[0.1,19.99,1e+21],\"bad\":\"a\\ufffd\\u0001b\",\"ok\":\"\xc3\xa9\x7f\\\"\\u0008\","
+        "\"k\\u0001\":\"x\"}");
+    CHECK_EQ_INT(n, strlen(text));
+    CHECK_EQ_INT(template_json_len(v, SIZE_MAX), n);
+    CHECK_EQ_INT(template_json_len(v, n), n);
+    CHECK_EQ_INT(template_json_len(v, n - 1), n); /* cap + 1 */
+    struct buf b = BUF_INIT;
+    template_put_json(&b, v);
+    CHECK_EQ_STR(b.data, text);
+    buf_release(&b);
+    free(text);
+    json_decref(v);
+    text = jsonw_dump(NULL, &n);
+    CHECK_EQ_STR(text, "");
+    free(text);
+}
+
+/* A rendered string is charged as it is written in the JSON value (escaped), not as
+ * its raw bytes: "\u0001" is one byte of text but six of the body. */
+TEST(template_eval_charges_escaped_text)
+{
+    char err[256];
+    char s[101];
+    memset(s, 1, 100);
+    s[100] = '\0';
+    json_t *ctx = json_pack("{s:{s:s}}", "data", "s", s);
+    json_t *tpl = J("{\"a\": \"x{{data.s}}\", \"b\": \"\\u0002{{data.s}}\"}");
+    json_t *out = NULL;
+    size_t budget = 10000;
+    CHECK_EQ_INT(template_eval_within(tpl, ctx, &budget, &out, err, sizeof err), 0);
+    char *text = jsonw_dump(out, NULL);
+    CHECK_EQ_INT(strlen(text), 1222); /* {"a":"x<600>","b":"\\u0002<600>"} */
+    CHECK(10000 - budget >= strlen(text));
+    CHECK(10000 - budget <= strlen(text) + 2);
+    free(text);
+    json_decref(out);
+    budget = 1000; /* the raw text (2 x 101 bytes) would fit; its JSON does not */
+    CHECK_EQ_INT(template_eval_within(tpl, ctx, &budget, &out, err, sizeof err),
+                 -SLUICE_E_ITEM_TOO_LARGE);
+    CHECK(out == NULL);
+    CHECK(strncmp(err, "b: the value of data.s would pass the size limit", 48) == 0);
+    json_decref(tpl);
+    json_decref(ctx);
+}
+
 TEST(template_eval_within_budget)
 {
     char err[256];
@@ -1179,6 +1240,8 @@ int main(void)
     RUN(template_json_len_bounds);
     RUN(template_render_within_budget);
     RUN(template_eval_within_budget);
+    RUN(template_measure_is_what_is_written);
+    RUN(template_eval_charges_escaped_text);
     RUN(map_within_stops_doubling);
     RUN(map_within_copy_and_replace);
     RUN(map_compile_caps_ops);
