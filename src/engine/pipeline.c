@@ -475,11 +475,12 @@ static void hreq_release(struct hreq *h)
     free(h->headers);
 }
 
-/* The bytes of the request a step sends: URL, header lines and body; the item's size
- * limit holds for them together, as for the budget they are rendered within. */
-static size_t request_len(const struct hreq *h)
+/* The bytes of a request's head: URL and header lines. The item's size limit holds
+ * for the head and for the body, each: an item of the limit's size may be sent whole
+ * behind its URL and headers. */
+static size_t head_len(const struct hreq *h)
 {
-    size_t n = (h->url ? strlen(h->url) : 0) + (h->body ? strlen(h->body) : 0);
+    size_t n = h->url ? strlen(h->url) : 0;
     for (size_t i = 0; i < h->nheaders; i++)
         n += strlen(h->headers[i]);
     return n;
@@ -492,7 +493,7 @@ static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *
     char err[256];
     const char *where = "url";
     struct buf b = BUF_INIT;
-    size_t budget = r->max_item_bytes; /* for URL, headers and body together */
+    size_t budget = r->max_item_bytes; /* for URL and headers together, then the body */
     h->p = p;
     h->start = clock_now_ms();
     json_t *sctx = secret_ctx(r, p, k, h->start);
@@ -524,6 +525,7 @@ static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *
             h->headers[h->nheaders++] = buf_detach(&b, NULL);
         }
     if (strcmp(s->method, "GET") && strcmp(s->method, "DELETE")) {
+        budget = r->max_item_bytes;
         if (s->body) {
             json_t *v = NULL;
             where = "body";
@@ -548,10 +550,11 @@ static int http_prepare(struct run *r, size_t k, struct pstate *p, struct hreq *
         if (!has_ct)
             h->headers[h->nheaders++] = xstrdup("Content-Type: application/json");
     }
-    if (request_len(h) > r->max_item_bytes) { /* the backstop: whatever built it */
-        where = h->body ? "body" : "headers";
-        snprintf(err, sizeof err, "the request would be %zu bytes, more than %zu", request_len(h),
-                 r->max_item_bytes);
+    /* the backstop, whatever built them */
+    if (head_len(h) > r->max_item_bytes || (h->body && strlen(h->body) > r->max_item_bytes)) {
+        where = head_len(h) > r->max_item_bytes ? "headers" : "body";
+        snprintf(err, sizeof err, "the request's %s would pass %zu bytes",
+                 where[0] == 'h' ? "URL and headers" : "body", r->max_item_bytes);
         rc = -SLUICE_E_ITEM_TOO_LARGE;
         goto bad;
     }

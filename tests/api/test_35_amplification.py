@@ -296,17 +296,24 @@ def test_reals_are_written_as_short_as_they_are_measured(sc, upstream):
     sent = bodies(upstream, "/reals/r1")
     assert len(sent) == 1 and len(sent[0]) <= SMALL, [len(b) for b in sent]
     assert sent[0] == compact(dict(data, z=1)), sent[0][:100]
-    # the URL takes 30 kB of the budget: the 182 kB body no longer fits; nothing is sent
+    # the head (URL and headers) and the body are each held to the limit: a 30 kB URL
+    # beside the 182 kB body is sent; a URL that would pass the limit is not
     q = "q" * 30000
     wf = make_workflow(sc, [touch, {"name": "push", "type": "http", "method": "POST",
                                     "url": upstream.url + "/reals/{{ref}}?q={{data.q}}"}])
     j = run_compact(sc, [{"ref": "r2", "data": dict(data, q=q)}], wf)
+    assert j["counts"]["succeeded"] == 1, item_detail(sc, j["id"], 0)["error"]
+    assert len(bodies(upstream, "/reals/r2")[0]) <= SMALL
+    q = "q" * 120000
+    wf = make_workflow(sc, [{"name": "push", "type": "http", "method": "POST",
+                             "url": upstream.url + "/reals/{{ref}}?q={{data.q}}&r={{data.q}}"}])
+    j = run_compact(sc, [{"ref": "r3", "data": {"q": q}}], wf)
     it = item_detail(sc, j["id"], 0)
     assert it["status"] == "Failed" and it["error"]["code"] == "ItemTooLarge", it["error"]
     assert it["failedStep"] == "push", it
     ev = step_events(it, "push")[-1]
-    assert ev["target"] == "steps.push.body" and ev["limitBytes"] == SMALL, ev
-    assert upstream.log("/reals/r2") == []
+    assert ev["target"] == "steps.push.url" and ev["limitBytes"] == SMALL, ev
+    assert upstream.log("/reals/r3") == []
     # an upsert of in-limit data after a trivial map stores it, at its measured size
     col = coll()
     data = {"a": [0.1] * 45000}
