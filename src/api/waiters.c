@@ -81,13 +81,15 @@ static void *watch(void *arg)
         pthread_mutex_unlock(&ws->mu);
         int64_t now = clock_now_ms();
         size_t n = 0;
-        struct waiter *keep = NULL;
+        struct waiter *keep = NULL, *resumed = NULL;
         while (list) {
             struct waiter *w = list;
             list = w->next;
             if (due(ws, w, now, cache, &n, sizeof cache / sizeof cache[0])) {
                 req_resume(w->req);
-                free(w);
+                /* freed after the sweep: the cache points at its tenant and job */
+                w->next = resumed;
+                resumed = w;
                 pthread_mutex_lock(&ws->mu);
                 ws->active--;
                 pthread_mutex_unlock(&ws->mu);
@@ -95,6 +97,11 @@ static void *watch(void *arg)
                 w->next = keep;
                 keep = w;
             }
+        }
+        while (resumed) {
+            struct waiter *w = resumed;
+            resumed = w->next;
+            free(w);
         }
         pthread_mutex_lock(&ws->mu);
         while (keep) { /* put back behind what arrived meanwhile */

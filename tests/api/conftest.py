@@ -105,6 +105,7 @@ class Server:
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
+                self.expected_exit = self.proc  # the test meant it (or will say so)
                 raise RuntimeError("server exited with %s; log:\n%s" % (self.proc.returncode, self.read_log()))
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
@@ -141,6 +142,7 @@ class Server:
                      % self.store.rsplit("/", 1)[1])
 
     def kill(self):
+        self.expected_exit = self.proc
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         self.log.close()
@@ -261,6 +263,13 @@ def fresh_server():
     yield make
     bad = []
     for srv in started:
+        # a server that died by itself (a crash, a sanitizer report) fails the test even
+        # when the test did not notice; SIGKILLs and refused starts were meant
+        if (srv.proc and srv.proc.poll() is not None and srv.proc.returncode != 0
+                and srv.proc is not getattr(srv, "expected_exit", None)):
+            bad.append("server %s died with %s:\n%s" % (srv.dir, srv.proc.returncode,
+                                                          srv.read_log()[-4000:]))
+            continue
         if srv.proc and srv.proc.poll() is None:
             rc = srv.stop()
             if rc != 0:

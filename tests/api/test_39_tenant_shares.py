@@ -147,7 +147,7 @@ def test_a_submit_waiting_with_prefer_holds_no_upload_slot(fresh_server):
     assert r.status_code == 202, r.text
     for t in ts:
         t.join(60)
-    assert sorted(done) and all(st in (200, 202) for st in done), done
+    assert len(done) == 2 and all(st in (200, 202) for st in done), done
 
 
 def test_one_address_at_its_connection_cap_does_not_block_another(fresh_server):
@@ -185,11 +185,19 @@ def test_idle_connections_are_cut_quickly_under_pressure(fresh_server):
     srv = fresh_server(args=["--max-connections", "20", "--max-connections-per-ip", "0",
                              "--request-timeout", "60", "--idle-timeout", "120"])
     srv.start()
+    import select
     socks = [socket.create_connection(("127.0.0.1", srv.port), timeout=30) for _ in range(16)]
     try:
-        for s in socks:
-            s.settimeout(30)
-            assert s.recv(1) == b"", "an idle connection was not cut under pressure"
+        # cut until the pressure is off (fewer than 15 open): connections opened late may
+        # outlive it, rightly, so count what was cut rather than wait for every one
+        open_ = list(socks)
+        deadline = time.time() + 20
+        while len(open_) >= 15 and time.time() < deadline:
+            ready, _, _ = select.select(open_, [], [], 0.5)
+            for s in ready:
+                assert s.recv(1) == b""  # cut, not answered
+                open_.remove(s)
+        assert len(open_) < 15, "%d idle connections still open under pressure" % len(open_)
         assert healthz_from(srv, ALT_ADDR).startswith(b"HTTP/1.1 200")
     finally:
         for s in socks:
