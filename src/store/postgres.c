@@ -89,8 +89,6 @@
 #include "util/clock.h"
 #include "util/errors.h"
 #include "util/ids.h"
-#include "util/json_merge.h"
-#include "util/jsonw.h"
 #include "util/log.h"
 #include "util/xmalloc.h"
 
@@ -2438,7 +2436,6 @@ static int doc_apply(struct conn *c, const char *tenant, const char *coll, const
                      size_t ref_len, enum store_op op, const char *data, size_t data_len,
                      int64_t if_match, const char *job_id, int64_t item_index, struct doc_result *w)
 {
-    json_t *cur = NULL, *patch = NULL, *merged = NULL;
     PGresult *res = NULL;
     int64_t version = 0;
     int live = 0, rc;
@@ -2477,19 +2474,9 @@ static int doc_apply(struct conn *c, const char *tenant, const char *coll, const
         rc = -SLUICE_E_INVALID_DATA;
         if (!data || gnull(res, 0, 0))
             goto out;
-        cur = json_loadb(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0),
-                         JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        patch = json_loadb(data, data_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        if (!cur || !patch)
+        if ((rc = store_doc_merge(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), data,
+                                  data_len, &c->tmp)) < 0)
             goto out;
-        merged = json_merge_patch(cur, patch);
-        rc = -SLUICE_E_INTERNAL;
-        if (!merged)
-            goto out;
-        buf_reset(&c->tmp);
-        /* the pipeline's writer (util/jsonw.h): the size checked below is what a patch
-         * step measured, not jansson's longer reals */
-        jsonw_put(&c->tmp, merged);
         w->data = buf_cstr(&c->tmp);
         w->data_len = c->tmp.len;
         break;
@@ -2538,9 +2525,6 @@ static int doc_apply(struct conn *c, const char *tenant, const char *coll, const
         rc = -SLUICE_E_PRECONDITION_FAILED; /* created meanwhile by another writer */
 out:
     PQclear(res);
-    json_decref(cur);
-    json_decref(patch);
-    json_decref(merged);
     return rc;
 }
 

@@ -113,8 +113,6 @@
 #include "util/clock.h"
 #include "util/errors.h"
 #include "util/ids.h"
-#include "util/json_merge.h"
-#include "util/jsonw.h"
 #include "util/xmalloc.h"
 
 #define POOL_MAX 32
@@ -2531,7 +2529,6 @@ static int doc_apply(struct conn *c, const char *tenant, const char *coll, const
                      struct doc_result *w)
 {
     sqlite3_stmt *s;
-    json_t *cur = NULL, *patch = NULL, *merged = NULL;
     int64_t version = 0;
     int live = 0;
     int rc = q(c, Q_DOC_GET, &s);
@@ -2566,19 +2563,9 @@ static int doc_apply(struct conn *c, const char *tenant, const char *coll, const
         const char *cd = (const char *)sqlite3_column_text(s, 0);
         if (!data || !cd)
             goto out;
-        cur = json_loadb(cd, (size_t)sqlite3_column_bytes(s, 0), JSON_DECODE_ANY | JSON_ALLOW_NUL,
-                         NULL);
-        patch = json_loadb(data, data_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        if (!cur || !patch)
+        if ((rc = store_doc_merge(cd, (size_t)sqlite3_column_bytes(s, 0), data, data_len,
+                                  &c->tmp)) < 0)
             goto out;
-        merged = json_merge_patch(cur, patch);
-        rc = -SLUICE_E_INTERNAL;
-        if (!merged)
-            goto out;
-        buf_reset(&c->tmp);
-        /* the pipeline's writer (util/jsonw.h): the size checked below is what a patch
-         * step measured, not jansson's longer reals */
-        jsonw_put(&c->tmp, merged);
         w->data = buf_cstr(&c->tmp);
         w->data_len = c->tmp.len;
         break;
@@ -2617,9 +2604,6 @@ static int doc_apply(struct conn *c, const char *tenant, const char *coll, const
         goto out;
     rc = 0;
 out:
-    json_decref(cur);
-    json_decref(patch);
-    json_decref(merged);
     return rc;
 }
 

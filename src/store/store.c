@@ -15,6 +15,8 @@
 #include "store/store_int.h"
 #include "util/buf.h"
 #include "util/errors.h"
+#include "util/json_merge.h"
+#include "util/jsonw.h"
 #include "util/xmalloc.h"
 
 /* Test hook (store/fault.h): a fault rule set for this wrapper's operation fails the
@@ -177,6 +179,28 @@ char *store_mask_password(const char *url, const char *msg)
     free(once);
     free(dec);
     return twice;
+}
+
+int store_doc_merge(const char *cur, size_t cur_len, const char *patch, size_t patch_len,
+                    struct buf *out)
+{
+    int rc = -SLUICE_E_INVALID_DATA;
+    json_t *c = json_loadb(cur, cur_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    json_t *p = json_loadb(patch, patch_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    json_t *merged = NULL;
+    if (!c || !p)
+        goto out;
+    rc = -SLUICE_E_INTERNAL;
+    if (!(merged = json_merge_patch(c, p)))
+        goto out;
+    buf_reset(out);
+    jsonw_put(out, merged);
+    rc = 0;
+out:
+    json_decref(c);
+    json_decref(p);
+    json_decref(merged);
+    return rc;
 }
 
 int store_open(const char *url, const struct store_options *opt, struct store **st)

@@ -27,6 +27,15 @@ int store_fault_hit_after(struct store *st, const char *op, int rc);
 /* Frees the rules of st (store_close). */
 void store_fault_free(struct store *st);
 
+struct buf;
+/* A PATCH's result, the same in every backend: the JSON merge patch (RFC 7396) of the
+ * patch text onto the current document's text, written into out (reset first) by the
+ * pipeline's writer (util/jsonw.h), so that its length is what a patch step measured
+ * and what the document limit is checked against. 0, -SLUICE_E_INVALID_DATA (either
+ * text is not JSON) or -SLUICE_E_INTERNAL. */
+int store_doc_merge(const char *cur, size_t cur_len, const char *patch, size_t patch_len,
+                    struct buf *out);
+
 /* The embedded backend (sqlite.c), for URLs "sqlite:PATH". */
 extern const struct store_ops store_sqlite_ops;
 
