@@ -36,7 +36,7 @@ struct buf;
 int store_doc_merge(const char *cur, size_t cur_len, const char *patch, size_t patch_len,
                     struct buf *out);
 
-/* The embedded backend (sqlite.c), for URLs "sqlite:PATH". */
+/* The embedded backend (sqlite/), for URLs "sqlite:PATH". */
 extern const struct store_ops store_sqlite_ops;
 
 /* The shared backend (postgres.c), for URLs "postgres://..." and "postgresql://...". */

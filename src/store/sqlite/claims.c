@@ -1,0 +1,902 @@
+/* claims.c - the work queue of the embedded backend: claiming ranges of items
+ * (FAIRNESS below), completing them (with their doc ops and step counts), releasing
+ * and settling claims, expiring them at start-up, the store's stats, and the encoding
+ * of item events.
+ *
+ * DESIGN
+ * FAIRNESS (store_claim, after expired claims): first the tenant, then its job.
+ *   tenant   among tenants with a runnable job, the one whose last round ended
+ *            longest ago (tenants.last_claim, absent = 0; ties by name). Each new
+ *            range counts a turn; the turn that reaches the weight ends the round
+ *            (turns = 0, last_claim = the claim id), so a tenant of weight w takes w
+ *            claims in a row per round.
+ *   job      within the tenant, the highest priority, then the job claimed from least
+ *            recently (jobs.last_claim), then the oldest.
+ *   The runnable tenants are found by skipping through the partial index jobs_ready
+ *   (tenant, priority DESC, last_claim, jid) one tenant at a time - O(T log n) for T
+ *   tenants with runnable jobs - and the same index orders the tenant's jobs. The
+ *   tenants row changes in the claim's transaction. A job whose next item waits for
+ *   an in-flight same-ref item yields no range; the next job (or tenant) is tried,
+ *   at most CLAIM_TRIES in all.
+ *
+ * Doc ops: store_complete applies an outcome's ops in order inside the batch's one
+ * transaction. When an op cannot apply (DocumentNotFound, InvalidData), the item
+ * fails there and later ops are skipped, but the ops before it stay applied: the
+ * transaction covers the whole batch, not one item, and this matches how steps that
+ * ran before a failing step keep their effects (an HTTP call cannot be undone
+ * either). A retry of the item then re-applies them; upserts and patches are
+ * idempotent for the same input.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite/sqlite_int.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/ids.h"
+#include "util/xmalloc.h"
+
+#define WIN_MS 5000
+#define CLAIM_TRIES 64 /* runnable jobs tried by one store_claim (see FAIRNESS) */
+
+/* ---- expiry at start-up ---------------------------------------------------------- */
+
+SQ_SQL(sql_claims_expire, "UPDATE claims SET lease_until = 0 WHERE lease_until > 0");
+SQ_SQL(sql_outbox_expire, "UPDATE outbox SET lease_until = 0, token = '' "
+                          "WHERE state = 0 AND lease_until > 0");
+SQ_SQL(sql_sems_clear, "DELETE FROM sems");
+
+static int claims_expire_body(struct sq_conn *c, void *ctx)
+{
+    (void)ctx;
+    int rc = sq_exec(c, &sql_claims_expire);
+    if (rc < 0)
+        return rc;
+    int n = sqlite3_changes(c->db);
+    rc = sq_exec(c, &sql_outbox_expire); /* leased deliveries: due again at once */
+    if (rc >= 0)
+        rc = sq_exec(c, &sql_sems_clear); /* concurrency units the dead process held */
+    return rc < 0 ? rc : n;
+}
+
+int sq_expire_claims(void *impl)
+{
+    return sq_run_tx(impl, TX_WRITE_BG, claims_expire_body, NULL, NULL);
+}
+
+/* ---- events ---------------------------------------------------------------------- */
+
+/* Appends one event object to b, which holds "[" and zero or more events; step may be
+ * NULL (no "step" member). */
+static void event_add(struct buf *b, const char *at, const char *stage, const char *step,
+                      const char *level, const char *code, const char *message)
+{
+    if (b->len > 1)
+        buf_putc(b, ',');
+    buf_puts(b, "{\"at\":\"");
+    buf_puts(b, at);
+    buf_puts(b, "\",\"stage\":");
+    buf_json_str(b, stage, strlen(stage));
+    if (step) {
+        buf_puts(b, ",\"step\":");
+        buf_json_str(b, step, strlen(step));
+    }
+    buf_puts(b, ",\"level\":");
+    buf_json_str(b, level, strlen(level));
+    buf_puts(b, ",\"code\":");
+    buf_json_str(b, code, strlen(code));
+    buf_puts(b, ",\"message\":");
+    buf_json_str(b, message, strlen(message));
+    buf_putc(b, '}');
+}
+
+/* Appends the elements of a JSON array text (the engine's events) to b. */
+static void events_add_array(struct buf *b, const char *arr)
+{
+    if (!arr)
+        return;
+    const char *p = arr, *e = arr + strlen(arr);
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\t'))
+        e--;
+    if (e - p < 2 || *p != '[' || e[-1] != ']')
+        return;
+    p++, e--;
+    const char *q0 = p;
+    while (q0 < e && (*q0 == ' ' || *q0 == '\n' || *q0 == '\r' || *q0 == '\t'))
+        q0++;
+    if (q0 == e)
+        return;
+    if (b->len > 1)
+        buf_putc(b, ',');
+    buf_append(b, p, (size_t)(e - p));
+}
+
+/* ---- claims ---------------------------------------------------------------------- */
+
+struct claim_ctx {
+    size_t max_items;
+    int64_t lease_ms;
+    int max_attempts;
+    const struct store_claim_gate *gate;
+    int max_active_jobs;
+    struct store_claim *out;     /* for store_claim */
+    const struct store_claim *c; /* for store_complete / store_release */
+    struct store_outcome *outs;
+    size_t n;
+    const struct store_step_count *steps;
+    size_t nsteps;
+};
+
+SQ_SQL(sql_items_range, "SELECT k, status, attempts, prev_idx, ref, data FROM items "
+                        "WHERE k >= ?1 AND k < ?2 ORDER BY k");
+
+/* Pending items of [lo, hi) of job r, copied: the items a claim still owes. */
+static int pending_in_range(struct sq_conn *c, const struct jobrow *r, int64_t lo, int64_t hi,
+                            struct store_claim_item **items, size_t *n)
+{
+    sqlite3_stmt *s;
+    size_t cap = 0;
+    int rc = sq_q(c, &sql_items_range, &s);
+    *items = NULL;
+    *n = 0;
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, KEY(r->jid, lo));
+    sqlite3_bind_int64(s, 2, KEY(r->jid, hi));
+    while ((rc = sq_step(s)) == 1) {
+        if (sqlite3_column_int(s, 1) != ITEM_PENDING)
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *items = xrealloc(*items, cap * sizeof **items);
+        }
+        struct store_claim_item *it = &(*items)[(*n)++];
+        it->index = sqlite3_column_int64(s, 0) - KEY(r->jid, 0);
+        it->attempts = sqlite3_column_int(s, 2);
+        it->ref = sq_col_dup(s, 4, NULL);
+        it->data = sq_col_dup(s, 5, &it->data_len);
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* Frees the strings of items[0..n), not the array. */
+static void claim_items_clear(struct store_claim_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(items[i].ref);
+        free(items[i].data);
+    }
+}
+
+static void claim_items_free(struct store_claim_item *items, size_t n)
+{
+    claim_items_clear(items, n);
+    free(items);
+}
+
+/* ?7: a JSON array text of events to append, or NULL. */
+#define EVENTS_APPEND                                                                              \
+    "CASE WHEN ?7 IS NULL THEN events WHEN events IS NULL OR events = '[]' THEN ?7 "               \
+    "ELSE substr(events, 1, length(events) - 1) || ',' || substr(?7, 2) END"
+SQ_SQL(sql_item_set,
+       "UPDATE items SET status = ?2, attempts = attempts + ?3, result = ?4, "
+       "error_code = ?5, error_message = ?6, events = " EVENTS_APPEND ", "
+       "updated_at = ?8, failed_step = ?9, warnings = ?10 WHERE k = ?1 AND status = 0");
+
+/* Writes one item's end (or, status PENDING, only attempts/events). 1 written, 0 the
+ * item was not pending. */
+static int item_set(struct sq_conn *c, int64_t k, int status, int add_attempts, const char *result,
+                    const char *code, const char *message, const char *failed_step,
+                    const char *warnings, const struct buf *events, int64_t now)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_item_set, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, k);
+    sqlite3_bind_int(s, 2, status);
+    sqlite3_bind_int(s, 3, add_attempts);
+    sq_bind_str(s, 4, result);
+    sq_bind_str(s, 5, code && *code ? code : NULL);
+    sq_bind_str(s, 6, message);
+    if (events && events->len > 2)
+        sq_bind_strn(s, 7, events->data, events->len);
+    sqlite3_bind_int64(s, 8, now);
+    sq_bind_str(s, 9, failed_step && *failed_step ? failed_step : NULL);
+    sq_bind_str(s, 10, warnings);
+    rc = sq_step(s);
+    if (rc < 0)
+        return rc;
+    return sqlite3_changes(c->db) > 0;
+}
+
+SQ_SQL(sql_claim_update, "UPDATE claims SET token = ?2, remaining = ?3, lease_until = ?4, "
+                         "claimed_at = ?5, released = ?6 WHERE claim_id = ?1");
+
+static int claim_write(struct sq_conn *c, int64_t claim_id, const char *token, int64_t remaining,
+                       int64_t lease_until, int64_t claimed_at, int released)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_claim_update, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, claim_id);
+    sq_bind_str(s, 2, token);
+    sqlite3_bind_int64(s, 3, remaining);
+    sqlite3_bind_int64(s, 4, lease_until);
+    sqlite3_bind_int64(s, 5, claimed_at);
+    sqlite3_bind_int(s, 6, released);
+    rc = sq_step(s);
+    return rc < 0 ? rc : 0;
+}
+
+SQ_SQL(sql_claim_delete, "DELETE FROM claims WHERE claim_id = ?1");
+
+static int claim_delete(struct sq_conn *c, int64_t claim_id)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_claim_delete, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, claim_id);
+    rc = sq_step(s);
+    return rc < 0 ? rc : 0;
+}
+
+static void fill_claim(struct store_claim *out, const struct jobrow *r, int64_t claim_id,
+                       const char *token, int64_t lo, int64_t hi, int64_t now, int64_t lease_until,
+                       struct store_claim_item *items, size_t n)
+{
+    memset(out, 0, sizeof *out);
+    out->claim_id = claim_id;
+    sq_copy_str(out->token, sizeof out->token, token);
+    sq_copy_str(out->job_id, sizeof out->job_id, r->j.id);
+    sq_copy_str(out->tenant, sizeof out->tenant, r->j.tenant);
+    sq_copy_str(out->workflow, sizeof out->workflow, r->j.workflow);
+    out->from = lo;
+    out->to = hi;
+    out->claimed_at = now;
+    out->lease_until = lease_until;
+    out->n = n;
+    out->items = items;
+}
+
+/* Settles a claim whose holder is gone (lease expired, or released): on a canceling
+ * or canceled job its pending items become Canceled; otherwise, unless released,
+ * each counts the lost attempt (LeaseExpired event) and fails with
+ * MaxAttemptsExceeded at max_attempts. When items remain and out != NULL they are
+ * re-leased to out under a new token (returns 1); else the claim is dropped
+ * (returns 0). */
+static int settle_claim(struct sq_conn *c, int64_t claim_id, int64_t jid, int64_t lo, int64_t hi,
+                        int released, int max_attempts, int64_t lease_ms, int64_t now,
+                        struct store_claim *out)
+{
+    struct jobrow r;
+    struct store_claim_item *items = NULL;
+    size_t n = 0, kept = 0;
+    char token[STORE_ID_MAX], msg[128], ts[25];
+    int rc = sq_job_load_jid(c, jid, &r);
+    clock_fmt_ms(now, ts);
+    if (rc < 0)
+        return rc;
+    int canceling = r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED;
+    if ((rc = pending_in_range(c, &r, lo, hi, &items, &n)) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        struct store_claim_item *it = &items[i];
+        int64_t k = KEY(jid, it->index);
+        if (canceling) {
+            rc = item_set(c, k, ITEM_CANCELED, 0, NULL, NULL, NULL, NULL, NULL, NULL, now);
+            if (rc < 0)
+                goto out;
+            r.j.counts.processing--;
+            r.j.counts.canceled++;
+            continue;
+        }
+        if (!released) {
+            it->attempts++;
+            buf_reset(&c->ev);
+            buf_putc(&c->ev, '[');
+            snprintf(msg, sizeof msg, "lease expired on attempt %d; item given to another worker",
+                     it->attempts);
+            event_add(&c->ev, ts, "claim", NULL, "warn", "LeaseExpired", msg);
+            if (max_attempts > 0 && it->attempts >= max_attempts) {
+                snprintf(msg, sizeof msg, "abandoned after %d attempts", it->attempts);
+                event_add(&c->ev, ts, "claim", NULL, "error",
+                          sluice_err_code(SLUICE_E_MAX_ATTEMPTS), msg);
+                buf_putc(&c->ev, ']');
+                rc = item_set(c, k, ITEM_FAILED, 1, NULL, sluice_err_code(SLUICE_E_MAX_ATTEMPTS),
+                              msg, NULL, NULL, &c->ev, now);
+                if (rc < 0)
+                    goto out;
+                r.j.counts.processing--;
+                r.j.counts.failed++;
+                continue;
+            }
+            buf_putc(&c->ev, ']');
+            rc = item_set(c, k, ITEM_PENDING, 1, NULL, NULL, NULL, NULL, NULL, &c->ev, now);
+            if (rc < 0)
+                goto out;
+        }
+        if (kept != i) {
+            struct store_claim_item t = items[kept];
+            items[kept] = *it;
+            *it = t;
+        }
+        kept++;
+    }
+    if (kept > 0 && out && !canceling) {
+        if ((rc = ids_random("lt_", 24, token)) < 0)
+            goto out;
+        if ((rc = claim_write(c, claim_id, token, (int64_t)kept, now + lease_ms, now, 0)) < 0)
+            goto out;
+        if ((rc = sq_job_save(c, &r, now)) < 0)
+            goto out;
+        claim_items_clear(items + kept, n - kept);
+        fill_claim(out, &r, claim_id, token, lo, hi, now, now + lease_ms, items, kept);
+        items = NULL;
+        n = 0;
+        rc = 1;
+        goto out;
+    }
+    if (kept > 0) { /* only reachable without out: cannot happen; keep the claim as is */
+        rc = 0;
+        goto out;
+    }
+    if ((rc = claim_delete(c, claim_id)) < 0)
+        goto out;
+    r.j.last_progress_at = now;
+    sq_job_maybe_finish(&r, now);
+    rc = sq_job_save(c, &r, now);
+out:
+    claim_items_free(items, n);
+    store_job_release(&r.j);
+    return rc;
+}
+
+SQ_SQL(sql_item_status, "SELECT status FROM items WHERE k = ?1");
+SQ_SQL(sql_claim_insert,
+       "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at) "
+       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+
+/* A new range from the cursor of job jid: 1 claimed into out, 0 nothing runnable. */
+static int claim_new_range(struct sq_conn *c, int64_t jid, const struct claim_ctx *x, int64_t now)
+{
+    struct jobrow r;
+    sqlite3_stmt *s, *ps;
+    struct store_claim_item *items = NULL;
+    size_t n = 0, cap = 0;
+    char token[STORE_ID_MAX];
+    int rc = sq_job_load_jid(c, jid, &r);
+    if (rc < 0)
+        return rc;
+    rc = 0;
+    if ((r.j.status != JOB_NOT_STARTED && r.j.status != JOB_RUNNING) ||
+        r.cursor >= r.j.counts.total)
+        goto out;
+    int64_t lo = r.cursor, hi = r.cursor + (int64_t)x->max_items;
+    if (hi > r.j.counts.total)
+        hi = r.j.counts.total;
+    if ((rc = sq_q(c, &sql_items_range, &s)) < 0)
+        goto out;
+    sqlite3_bind_int64(s, 1, KEY(jid, lo));
+    sqlite3_bind_int64(s, 2, KEY(jid, hi));
+    while ((rc = sq_step(s)) == 1) {
+        int64_t idx = sqlite3_column_int64(s, 0) - KEY(jid, 0);
+        int64_t prev = sqlite3_column_int64(s, 3);
+        if (prev >= 0 && prev < lo) {
+            /* Same-ref ordering: wait until the previous item of this ref is done. */
+            if ((rc = sq_q(c, &sql_item_status, &ps)) < 0)
+                goto out;
+            sqlite3_bind_int64(ps, 1, KEY(jid, prev));
+            rc = sq_step(ps);
+            int st = rc == 1 ? sqlite3_column_int(ps, 0) : ITEM_PENDING;
+            sqlite3_reset(ps);
+            if (rc < 0)
+                goto out;
+            rc = 0;
+            if (st == ITEM_PENDING)
+                break;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            items = xrealloc(items, cap * sizeof *items);
+        }
+        struct store_claim_item *it = &items[n++];
+        it->index = idx;
+        it->attempts = sqlite3_column_int(s, 2);
+        it->ref = sq_col_dup(s, 4, NULL);
+        it->data = sq_col_dup(s, 5, &it->data_len);
+    }
+    sqlite3_reset(s);
+    if (rc < 0 || n == 0)
+        goto out;
+    if (x->gate) {
+        /* The scheduler's limits: a shorter range, or none from this job now. */
+        size_t granted =
+            x->gate->admit(x->gate->ctx, r.j.tenant, r.j.id, r.j.uses ? r.j.uses : "", n);
+        if (granted < n) {
+            claim_items_clear(items + granted, n - granted);
+            n = granted;
+        }
+        if (n == 0)
+            goto out;
+    }
+    hi = lo + (int64_t)n;
+    if ((rc = ids_random("lt_", 24, token)) < 0)
+        goto out;
+    if ((rc = sq_q(c, &sql_claim_insert, &s)) < 0)
+        goto out;
+    sq_bind_str(s, 1, token);
+    sqlite3_bind_int64(s, 2, jid);
+    sqlite3_bind_int64(s, 3, lo);
+    sqlite3_bind_int64(s, 4, hi);
+    sqlite3_bind_int64(s, 5, (int64_t)n);
+    sqlite3_bind_int64(s, 6, now + x->lease_ms);
+    sqlite3_bind_int64(s, 7, now);
+    if ((rc = sq_step(s)) < 0)
+        goto out;
+    int64_t claim_id = sqlite3_last_insert_rowid(c->db);
+    if (r.j.status == JOB_NOT_STARTED) {
+        r.j.status = JOB_RUNNING;
+        r.j.started_at = now;
+    }
+    if (!r.j.win_at) {
+        r.j.win_at = now;
+        r.j.win_done = 0;
+    }
+    r.cursor = hi;
+    r.j.counts.pending -= (int64_t)n;
+    r.j.counts.processing += (int64_t)n;
+    r.last_claim = claim_id;
+    if ((rc = sq_job_save(c, &r, now)) < 0)
+        goto out;
+    fill_claim(x->out, &r, claim_id, token, lo, hi, now, now + x->lease_ms, items, n);
+    items = NULL;
+    n = 0;
+    rc = 1;
+out:
+    claim_items_free(items, n);
+    store_job_release(&r.j);
+    return rc;
+}
+
+SQ_SQL(sql_claim_expired, "SELECT claim_id, jid, lo, hi, released FROM claims "
+                          "WHERE lease_until <= ?1 ORDER BY lease_until LIMIT 1");
+/* Runnable: status IN (1, 2) AND next_idx < total, the condition of jobs_ready. */
+#define RUNNABLE "jobs INDEXED BY jobs_ready WHERE status IN (1, 2) AND next_idx < total"
+/* The tenants with a runnable job (a skip scan: one index seek per tenant), the one
+ * whose round ended longest ago first. */
+SQ_SQL(sql_run_tenants,
+       "WITH RECURSIVE rt(tenant) AS ("
+       "SELECT (SELECT tenant FROM " RUNNABLE " ORDER BY tenant LIMIT 1) "
+       "UNION ALL SELECT (SELECT tenant FROM " RUNNABLE " AND tenant > rt.tenant "
+       "ORDER BY tenant LIMIT 1) FROM rt WHERE rt.tenant IS NOT NULL) "
+       "SELECT rt.tenant FROM rt LEFT JOIN tenants t ON t.tenant = rt.tenant "
+       "WHERE rt.tenant IS NOT NULL ORDER BY coalesce(t.last_claim, 0), rt.tenant LIMIT ?1");
+SQ_SQL(sql_run_jobs, "SELECT jid FROM " RUNNABLE " AND tenant = ?1 "
+                     "ORDER BY priority DESC, last_claim, jid LIMIT ?2");
+/* The same, for a tenant at its active-job cap: only jobs already started. */
+SQ_SQL(sql_run_jobs_started, "SELECT jid FROM " RUNNABLE " AND tenant = ?1 AND status = 2 "
+                             "ORDER BY priority DESC, last_claim, jid LIMIT ?2");
+SQ_SQL(sql_tenant_active, "SELECT count(*) FROM jobs INDEXED BY jobs_active "
+                          "WHERE tenant = ?1 AND status IN (2, 3)");
+/* A new range of tenant ?1 under claim ?2: one turn; the last of the round moves
+ * the tenant to the back. SET expressions see the row before the update. */
+SQ_SQL(sql_tenant_turn, "INSERT INTO tenants(tenant, last_claim) VALUES(?1, ?2) "
+                        "ON CONFLICT(tenant) DO UPDATE SET "
+                        "turns = CASE WHEN turns + 1 >= weight THEN 0 ELSE turns + 1 END, "
+                        "last_claim = CASE WHEN turns + 1 >= weight THEN ?2 ELSE last_claim END");
+
+static int claim_body(struct sq_conn *c, void *vctx)
+{
+    struct claim_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int64_t now = clock_now_ms();
+    int64_t jids[16];
+    int njobs = 0;
+    int rc;
+
+    /* 1. Expired (or released) claims first. */
+    for (int guard = 0; guard < 256; guard++) {
+        if ((rc = sq_q(c, &sql_claim_expired, &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, now);
+        if ((rc = sq_step(s)) <= 0)
+            break;
+        int64_t claim_id = sqlite3_column_int64(s, 0), jid = sqlite3_column_int64(s, 1);
+        int64_t lo = sqlite3_column_int64(s, 2), hi = sqlite3_column_int64(s, 3);
+        int released = sqlite3_column_int(s, 4);
+        sqlite3_reset(s);
+        rc = settle_claim(c, claim_id, jid, lo, hi, released, x->max_attempts, x->lease_ms, now,
+                          x->out);
+        if (rc != 0)
+            return rc;
+    }
+    if (rc < 0)
+        return rc;
+    /* 2. A new range: the tenant, then its job (see FAIRNESS). */
+    char tenants[16][STORE_NAME_MAX];
+    int ntenants = 0, tries = 0;
+    if ((rc = sq_q(c, &sql_run_tenants, &s)) < 0)
+        return rc;
+    sqlite3_bind_int(s, 1, 16);
+    while (ntenants < 16 && (rc = sq_step(s)) == 1)
+        sq_col_copy(s, 0, tenants[ntenants++], STORE_NAME_MAX);
+    sqlite3_reset(s);
+    if (rc < 0)
+        return rc;
+    for (int t = 0; t < ntenants && tries < CLAIM_TRIES; t++) {
+        int at_cap = 0;
+        if (x->max_active_jobs > 0) {
+            if ((rc = sq_q(c, &sql_tenant_active, &s)) < 0)
+                return rc;
+            sq_bind_str(s, 1, tenants[t]);
+            rc = sq_step(s);
+            at_cap = rc == 1 && sqlite3_column_int64(s, 0) >= x->max_active_jobs;
+            sqlite3_reset(s);
+            if (rc < 0)
+                return rc;
+        }
+        if ((rc = sq_q(c, at_cap ? &sql_run_jobs_started : &sql_run_jobs, &s)) < 0)
+            return rc;
+        sq_bind_str(s, 1, tenants[t]);
+        sqlite3_bind_int(s, 2, 16);
+        njobs = 0;
+        while (njobs < 16 && (rc = sq_step(s)) == 1)
+            jids[njobs++] = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        if (rc < 0)
+            return rc;
+        for (int i = 0; i < njobs && tries < CLAIM_TRIES; i++, tries++) {
+            rc = claim_new_range(c, jids[i], x, now);
+            if (rc == 0)
+                continue;
+            if (rc < 0)
+                return rc;
+            if ((rc = sq_q(c, &sql_tenant_turn, &s)) < 0)
+                return rc;
+            sq_bind_str(s, 1, tenants[t]);
+            sqlite3_bind_int64(s, 2, x->out->claim_id);
+            rc = sq_step(s);
+            return rc < 0 ? rc : 1;
+        }
+    }
+    return 0;
+}
+
+static void claim_undo(void *vctx)
+{
+    struct claim_ctx *x = vctx;
+    store_claim_release(x->out);
+}
+
+int sq_claim(void *impl, const struct store_claim_opts *o, struct store_claim *out)
+{
+    struct claim_ctx x = {.max_items = o->max_items ? o->max_items : 1,
+                          .lease_ms = o->lease_ms,
+                          .max_attempts = o->max_attempts,
+                          .max_active_jobs = o->max_active_jobs,
+                          .gate = o->gate,
+                          .out = out};
+    memset(out, 0, sizeof *out);
+    /* No fsync: a claim lost in a crash only hands its items out again, and any
+     * completion under it commits with fsync, which makes the claim durable first. */
+    return sq_run_tx(impl, TX_WRITE_NOSYNC, claim_body, claim_undo, &x);
+}
+
+SQ_SQL(sql_claim_get,
+       "SELECT jid, lo, hi, remaining FROM claims WHERE claim_id = ?1 AND token = ?2");
+
+/* The claim's row if c's token still holds it: 1, or 0 when taken over / gone. */
+static int claim_check(struct sq_conn *c, const struct store_claim *cl, int64_t *jid, int64_t *lo,
+                       int64_t *hi, int64_t *remaining)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_claim_get, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, cl->claim_id);
+    sq_bind_str(s, 2, cl->token);
+    rc = sq_step(s);
+    if (rc == 1) {
+        *jid = sqlite3_column_int64(s, 0);
+        *lo = sqlite3_column_int64(s, 1);
+        *hi = sqlite3_column_int64(s, 2);
+        *remaining = sqlite3_column_int64(s, 3);
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+static const struct store_claim_item *claim_find(const struct store_claim *cl, int64_t index)
+{
+    size_t lo = 0, hi = cl->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cl->items[mid].index < index)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < cl->n && cl->items[lo].index == index ? &cl->items[lo] : NULL;
+}
+
+/* Applies the doc ops of outcome o (claimed item ci of job r) in order, appending an
+ * "apply" event per op to c->ev and writing each op's [out] fields. 0 all applied
+ * (c->res holds the last op's result JSON), 1 an op could not apply (its error is set,
+ * msg holds the message; later ops are not applied), or a store error. */
+static int apply_ops(struct sq_conn *c, const struct jobrow *r, const struct store_claim_item *ci,
+                     struct store_outcome *o, int64_t now, const char *ts, char *msg, size_t cap)
+{
+    struct doc_result w;
+    for (size_t j = 0; j < o->nops; j++) {
+        struct store_doc_op *op = &o->ops[j];
+        const char *coll = op->collection ? op->collection : "";
+        const char *ref = op->ref ? op->ref : ci->ref;
+        size_t ref_len = strlen(ref);
+        int rc =
+            sq_doc_apply(c, r->j.tenant, coll, ref, ref_len, op->op, op->data ? op->data : ci->data,
+                         op->data ? op->data_len : ci->data_len, -1, r->j.id, o->index, now, &w);
+        if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA ||
+            rc == -SLUICE_E_ITEM_TOO_LARGE) {
+            op->error = rc;
+            if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
+                snprintf(msg, cap, "%s/%s does not exist", coll, ref);
+            else if (rc == -SLUICE_E_ITEM_TOO_LARGE)
+                snprintf(msg, cap, "%s/%s would be larger than %zu bytes after the %s", coll, ref,
+                         c->max_doc_bytes, op->op == STORE_OP_PATCH ? "patch" : "upsert");
+            else
+                snprintf(msg, cap, "%s/%s: data cannot be applied as %s", coll, ref,
+                         op->op == STORE_OP_PATCH ? "a merge patch" : "a document");
+            event_add(&c->ev, ts, "apply", op->step, "error", sluice_err_code(rc), msg);
+            return 1;
+        }
+        if (rc < 0)
+            return rc;
+        op->version = w.version;
+        op->created = w.created;
+        snprintf(msg, cap, "%s/%s %sversion %lld", coll, ref,
+                 op->op == STORE_OP_DELETE ? "deleted, " : "", (long long)w.version);
+        event_add(&c->ev, ts, "apply", op->step, "info", "VersionWritten", msg);
+        if (j + 1 == o->nops) {
+            buf_reset(&c->res);
+            buf_puts(&c->res, "{\"collection\":");
+            buf_json_str(&c->res, coll, strlen(coll));
+            buf_puts(&c->res, ",\"ref\":");
+            buf_json_str(&c->res, ref, ref_len);
+            buf_printf(&c->res, ",\"version\":%lld,\"created\":%s}", (long long)w.version,
+                       w.created ? "true" : "false");
+        }
+    }
+    return 0;
+}
+
+SQ_SQL(sql_steps_add, "INSERT INTO job_steps(jid, step, passed, failed, skipped) "
+                      "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(jid, step) DO UPDATE SET "
+                      "passed = passed + excluded.passed, failed = failed + excluded.failed, "
+                      "skipped = skipped + excluded.skipped");
+
+/* Adds the call's per-step tallies to job jid's step counts. */
+static int steps_add(struct sq_conn *c, int64_t jid, const struct store_step_count *steps, size_t n)
+{
+    sqlite3_stmt *s;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!steps[i].step)
+            continue;
+        if ((rc = sq_q(c, &sql_steps_add, &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, jid);
+        sq_bind_str(s, 2, steps[i].step);
+        sqlite3_bind_int64(s, 3, steps[i].passed);
+        sqlite3_bind_int64(s, 4, steps[i].failed);
+        sqlite3_bind_int64(s, 5, steps[i].skipped);
+        if ((rc = sq_step(s)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+SQ_SQL(sql_claim_remaining, "UPDATE claims SET remaining = ?2 WHERE claim_id = ?1");
+
+static int complete_body(struct sq_conn *c, void *vctx)
+{
+    struct claim_ctx *x = vctx;
+    const struct store_claim *cl = x->c;
+    struct jobrow r;
+    int64_t jid = 0, lo = 0, hi = 0, remaining = 0, now = clock_now_ms();
+    int64_t done = 0;
+    char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
+    int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
+    clock_fmt_ms(now, ts); /* one timestamp for all events of this call */
+    /* The ops' [out] fields start empty; apply_ops() fills those of the ops it runs. */
+    for (size_t i = 0; i < x->n; i++) {
+        for (size_t j = 0; j < x->outs[i].nops; j++) {
+            x->outs[i].ops[j].version = 0;
+            x->outs[i].ops[j].created = 0;
+            x->outs[i].ops[j].error = 0;
+        }
+    }
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
+    if ((rc = sq_job_load_jid(c, jid, &r)) < 0)
+        return rc;
+    for (size_t i = 0; i < x->n; i++) {
+        struct store_outcome *o = &x->outs[i];
+        const struct store_claim_item *ci = claim_find(cl, o->index);
+        int status = o->status;
+        const char *result = o->result, *code = o->error_code, *message = o->error_message;
+        const char *failed_step = o->failed_step;
+        if (!ci || o->index < lo || o->index >= hi)
+            continue; /* not an item this claim owes */
+        if (status != ITEM_SUCCEEDED && status != ITEM_FAILED && status != ITEM_SKIPPED) {
+            rc = -SLUICE_E_INVALID_PARAMETER;
+            goto out;
+        }
+        int64_t k = KEY(jid, o->index);
+        buf_reset(&c->ev);
+        buf_putc(&c->ev, '[');
+        events_add_array(&c->ev, o->events);
+        if (o->nops > 0) { /* whatever the status: the caller passes only the ops of
+                              steps the item got through (see store.h) */
+            sqlite3_stmt *s;
+            if ((rc = sq_q(c, &sql_item_status, &s)) < 0)
+                goto out;
+            sqlite3_bind_int64(s, 1, k);
+            rc = sq_step(s);
+            int st = rc == 1 ? sqlite3_column_int(s, 0) : -1;
+            sqlite3_reset(s);
+            if (rc < 0)
+                goto out;
+            if (st != ITEM_PENDING)
+                continue; /* already finished by an earlier call */
+            rc = apply_ops(c, &r, ci, o, now, ts, msg, sizeof msg);
+            if (rc < 0)
+                goto out;
+            if (rc == 1) { /* ops applied before the failing one stay (see DESIGN) */
+                status = ITEM_FAILED;
+                result = NULL;
+                for (size_t j = 0; j < o->nops; j++)
+                    if (o->ops[j].error) {
+                        code = sluice_err_code(o->ops[j].error);
+                        failed_step = o->ops[j].step;
+                        break;
+                    }
+                message = msg;
+            } else if (!result && status != ITEM_FAILED) {
+                result = buf_cstr(&c->res);
+            }
+        }
+        buf_putc(&c->ev, ']');
+        if (status == ITEM_SUCCEEDED)
+            code = message = failed_step = NULL;
+        rc =
+            item_set(c, k, status, 1, result, code, message, failed_step, o->warnings, &c->ev, now);
+        if (rc < 0)
+            goto out;
+        if (rc == 0)
+            continue;
+        done++;
+        if (status == ITEM_SUCCEEDED)
+            r.j.counts.succeeded++;
+        else if (status == ITEM_FAILED)
+            r.j.counts.failed++;
+        else
+            r.j.counts.skipped++;
+    }
+    rc = 0;
+    if (done == 0)
+        goto out; /* a repeated call: its step tallies were counted the first time */
+    r.j.counts.processing -= done;
+    r.j.last_progress_at = now;
+    int64_t finished = r.j.counts.succeeded + r.j.counts.failed + r.j.counts.skipped;
+    if (now - r.j.win_at >= WIN_MS) {
+        r.j.win_at = now;
+        r.j.win_done = finished;
+    }
+    sq_job_maybe_finish(&r, now);
+    if ((rc = sq_job_save(c, &r, now)) < 0)
+        goto out;
+    if ((rc = steps_add(c, jid, x->steps, x->nsteps)) < 0)
+        goto out;
+    remaining -= done;
+    sqlite3_stmt *s;
+    if (remaining <= 0) {
+        rc = claim_delete(c, cl->claim_id);
+    } else if ((rc = sq_q(c, &sql_claim_remaining, &s)) == 0) {
+        sqlite3_bind_int64(s, 1, cl->claim_id);
+        sqlite3_bind_int64(s, 2, remaining);
+        rc = sq_step(s);
+    }
+    if (rc > 0)
+        rc = 0;
+out:
+    store_job_release(&r.j);
+    return rc;
+}
+
+int sq_complete(void *impl, const struct store_claim *c, struct store_outcome *outs, size_t n,
+                const struct store_step_count *steps, size_t nsteps)
+{
+    struct claim_ctx x = {.c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
+    int rc = sq_run_tx(impl, TX_WRITE_BG, complete_body, NULL, &x);
+    /* An op that could not apply failed its item: tell the caller (see store.h). */
+    for (size_t i = 0; rc >= 0 && i < n; i++) {
+        for (size_t j = 0; j < outs[i].nops; j++) {
+            if (outs[i].ops[j].error) {
+                outs[i].status = ITEM_FAILED;
+                outs[i].error_code = sluice_err_code(outs[i].ops[j].error);
+                outs[i].failed_step = outs[i].ops[j].step;
+                break;
+            }
+        }
+    }
+    return rc;
+}
+
+static int release_body(struct sq_conn *c, void *vctx)
+{
+    struct claim_ctx *x = vctx;
+    const struct store_claim *cl = x->c;
+    struct jobrow r;
+    int64_t jid = 0, lo = 0, hi = 0, remaining = 0, now = clock_now_ms();
+    int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
+    if ((rc = sq_job_load_jid(c, jid, &r)) < 0)
+        return rc;
+    store_job_release(&r.j);
+    if (r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED) /* nothing to give back */
+        return settle_claim(c, cl->claim_id, jid, lo, hi, 1, 0, 0, now, NULL);
+    /* Expired at once and marked released: the next store_claim re-leases it without
+     * counting an attempt; the empty token fences the old holder. */
+    return claim_write(c, cl->claim_id, "", remaining, 0, now, 1);
+}
+
+int sq_release(void *impl, const struct store_claim *c)
+{
+    struct claim_ctx x = {.c = c};
+    return sq_run_tx(impl, TX_WRITE_BG, release_body, NULL, &x);
+}
+
+/* ---- stats ----------------------------------------------------------------------- */
+
+SQ_SQL(sql_stats_jobs, "SELECT status, count(*), sum(pending), sum(processing) FROM jobs "
+                       "GROUP BY status");
+SQ_SQL(sql_stats_claims, "SELECT count(*) FROM claims WHERE lease_until > ?1");
+
+static int stats_body(struct sq_conn *c, void *vctx)
+{
+    struct store_stats *st = vctx;
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_stats_jobs, &s);
+    if (rc < 0)
+        return rc;
+    memset(st, 0, sizeof *st);
+    while ((rc = sq_step(s)) == 1) {
+        int status = sqlite3_column_int(s, 0);
+        if (status >= 0 && status < 7)
+            st->jobs_by_status[status] = sqlite3_column_int64(s, 1);
+        st->items_pending += sqlite3_column_int64(s, 2);
+        st->items_processing += sqlite3_column_int64(s, 3);
+    }
+    sqlite3_reset(s);
+    if (rc < 0)
+        return rc;
+    if ((rc = sq_q(c, &sql_stats_claims, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, clock_now_ms());
+    if ((rc = sq_step(s)) == 1)
+        st->claims_active = sqlite3_column_int64(s, 0);
+    return rc < 0 ? rc : 0;
+}
+
+int sq_stats(void *impl, struct store_stats *out)
+{
+    return sq_run_tx(impl, TX_READ, stats_body, NULL, out);
+}

@@ -1,0 +1,178 @@
+/* items.c - reading items in the embedded backend. An item's Processing and Canceled
+ * are derived from its job's cursor and cancel point (effective_status), not stored. */
+#include <string.h>
+
+#include "store/sqlite/sqlite_int.h"
+#include "util/errors.h"
+#include "util/xmalloc.h"
+
+/* ---- items ----------------------------------------------------------------------- */
+
+struct items_ctx {
+    const char *tenant, *job_id;
+    struct store_item_filter f;
+    int with_data;
+    int64_t index, after_index;
+    size_t limit;
+    struct store_item *out;
+    struct store_item *list;
+    size_t n;
+};
+
+/* Effective status of an item row: ?6 cancel_at, ?7 key base of the job, ?8 cursor. */
+#define EFFECTIVE                                                                                  \
+    "CASE WHEN status <> 0 THEN status WHEN ?6 >= 0 AND k >= ?7 + ?6 THEN 5 "                      \
+    "WHEN k < ?7 + ?8 THEN 1 ELSE 0 END"
+#define ITEM_LIST_COLS                                                                             \
+    "k, status, attempts, ref, data, result, error_code, error_message, updated_at, failed_step, " \
+    "warnings, parent_index"
+/* Filters of store_item_list besides status: ?3 ref, ?9 failed_step, ?10 error_code. */
+#define ITEM_FILTERS                                                                               \
+    "(?3 IS NULL OR ref = ?3) AND (?9 IS NULL OR failed_step = ?9) "                               \
+    "AND (?10 IS NULL OR error_code = ?10)"
+
+static int effective_status(int stored, int64_t idx, const struct jobrow *r)
+{
+    if (stored != ITEM_PENDING)
+        return stored;
+    if (r->cancel_at >= 0 && idx >= r->cancel_at)
+        return ITEM_CANCELED;
+    if (idx < r->cursor)
+        return ITEM_PROCESSING;
+    return ITEM_PENDING;
+}
+
+/* Fills it from a row of ITEM_LIST_COLS. */
+static void read_item(sqlite3_stmt *s, const struct jobrow *r, int with_data, struct store_item *it)
+{
+    memset(it, 0, sizeof *it);
+    it->index = sqlite3_column_int64(s, 0) - KEY(r->jid, 0);
+    it->status = effective_status(sqlite3_column_int(s, 1), it->index, r);
+    it->attempts = sqlite3_column_int(s, 2);
+    it->ref = sq_col_dup(s, 3, NULL);
+    if (with_data)
+        it->data = sq_col_dup(s, 4, &it->data_len);
+    it->result = sq_col_dup(s, 5, NULL);
+    sq_col_copy(s, 6, it->error_code, sizeof it->error_code);
+    it->error_message = sq_col_dup(s, 7, NULL);
+    it->created_at = r->j.created_at;
+    it->updated_at = sqlite3_column_int64(s, 8);
+    if (!it->updated_at)
+        it->updated_at = it->created_at;
+    sq_col_copy(s, 9, it->failed_step, sizeof it->failed_step);
+    it->warnings = sq_col_dup(s, 10, NULL);
+    it->parent_index = sqlite3_column_int64(s, 11);
+}
+
+SQ_SQL(sql_item_get, "SELECT " ITEM_LIST_COLS ", events FROM items WHERE k = ?1");
+
+static int item_get_body(struct sq_conn *c, void *vctx)
+{
+    struct items_ctx *x = vctx;
+    struct jobrow r;
+    sqlite3_stmt *s;
+    int rc = sq_job_load_visible(c, x->tenant, x->job_id, &r);
+    if (rc <= 0)
+        return rc;
+    store_job_release(&r.j);
+    if (x->index < 0 || x->index >= r.j.counts.total)
+        return 0;
+    if ((rc = sq_q(c, &sql_item_get, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, KEY(r.jid, x->index));
+    rc = sq_step(s);
+    if (rc == 1) {
+        read_item(s, &r, 1, x->out);
+        x->out->events = sq_col_dup(s, 12, NULL);
+        if (!x->out->events)
+            x->out->events = xstrdup("[]");
+    }
+    return rc;
+}
+
+static void items_out_undo(void *vctx)
+{
+    struct items_ctx *x = vctx;
+    if (x->out)
+        store_item_release(x->out);
+    store_items_free(x->list, x->n);
+    x->list = NULL;
+    x->n = 0;
+}
+
+int sq_item_get(void *impl, const char *tenant, const char *job_id, int64_t index,
+                struct store_item *out)
+{
+    struct items_ctx x = {.tenant = tenant, .job_id = job_id, .index = index, .out = out};
+    return sq_run_tx(impl, TX_READ, item_get_body, items_out_undo, &x);
+}
+
+SQ_SQL(sql_item_list, "SELECT " ITEM_LIST_COLS " FROM items "
+                      "WHERE k > ?1 AND k < ?2 AND " ITEM_FILTERS " "
+                      "AND (?4 < 0 OR " EFFECTIVE " = ?4) ORDER BY k LIMIT ?5");
+/* Failed is never derived, so the partial index items_failed serves this one. */
+SQ_SQL(sql_item_list_failed, "SELECT " ITEM_LIST_COLS " FROM items "
+                             "WHERE status = 3 AND k > ?1 AND k < ?2 AND " ITEM_FILTERS " "
+                             "ORDER BY k LIMIT ?5");
+
+static int item_list_body(struct sq_conn *c, void *vctx)
+{
+    struct items_ctx *x = vctx;
+    struct jobrow r;
+    sqlite3_stmt *s;
+    int rc = sq_job_load_visible(c, x->tenant, x->job_id, &r);
+    if (rc <= 0)
+        return rc;
+    store_job_release(&r.j);
+    rc = sq_q(c, x->f.status == ITEM_FAILED ? &sql_item_list_failed : &sql_item_list, &s);
+    if (rc < 0)
+        return rc;
+    /* Clamp the cursor into this job's key range: an index past the end must not
+     * overflow KEY() into the next job's items. */
+    int64_t after = x->after_index < -1 ? -1 : x->after_index;
+    if (after > r.j.counts.total)
+        after = r.j.counts.total;
+    sqlite3_bind_int64(s, 1, KEY(r.jid, 0) + after);
+    sqlite3_bind_int64(s, 2, KEY(r.jid + 1, 0));
+    sq_bind_str(s, 3, x->f.ref);
+    sqlite3_bind_int(s, 4, x->f.status);
+    sqlite3_bind_int64(s, 5, (sqlite3_int64)x->limit);
+    sq_bind_str(s, 9, x->f.step);
+    sq_bind_str(s, 10, x->f.code);
+    if (x->f.status != ITEM_FAILED) {
+        sqlite3_bind_int64(s, 6, r.cancel_at);
+        sqlite3_bind_int64(s, 7, KEY(r.jid, 0));
+        sqlite3_bind_int64(s, 8, r.cursor);
+    }
+    x->list = xcalloc(x->limit ? x->limit : 1, sizeof *x->list);
+    x->n = 0;
+    while (x->n < x->limit && (rc = sq_step(s)) == 1)
+        read_item(s, &r, x->with_data, &x->list[x->n++]);
+    if (rc < 0) {
+        store_items_free(x->list, x->n);
+        x->list = NULL;
+        x->n = 0;
+        return rc;
+    }
+    return 1;
+}
+
+int sq_item_list(void *impl, const char *tenant, const char *job_id,
+                 const struct store_item_filter *f, int64_t after_index, size_t limit,
+                 int with_data, struct store_item **out, size_t *n)
+{
+    struct items_ctx x = {.tenant = tenant,
+                          .job_id = job_id,
+                          .f = {.status = -1},
+                          .after_index = after_index,
+                          .limit = limit,
+                          .with_data = with_data};
+    if (f)
+        x.f = *f;
+    if (x.f.status < 0)
+        x.f.status = -1;
+    int rc = sq_run_tx(impl, TX_READ, item_list_body, items_out_undo, &x);
+    *out = rc <= 0 ? NULL : x.list;
+    *n = rc <= 0 ? 0 : x.n;
+    return rc;
+}

@@ -1,0 +1,1056 @@
+/* jobs.c - jobs in the embedded backend: submitting (begin, add items, commit),
+ * idempotency keys, retries and their staging, aborts and the garbage of uploads,
+ * retention, reading, canceling and deleting; and the job row (read, load, save, its
+ * last transition) that items.c, claims.c and outbox.c use.
+ *
+ * DESIGN
+ * Retention: store_retention_sweep removes expired terminal jobs a bounded number of
+ * rows per transaction, so the write lock is never held long. The first transaction
+ * that touches a job hides it: status 0 (like Receiving, which every read skips) with
+ * updated_at -1, which tells it from a live upload (partial index jobs_removing);
+ * the next calls delete its items from the lowest key up, and the call that deletes
+ * the last items deletes the row. A crash in between leaves a hidden job that the
+ * next sweep (or store_gc_receiving at start) finishes.
+ *
+ * Retries: store_job_retry copies the failed rows of the parent with one INSERT ...
+ * SELECT (the items_failed index finds them), numbering them with row_number() and
+ * linking same-ref items with lag() over the new numbering, so the copy costs no
+ * round trip per row and keeps the same-ref order of the parent.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite/sqlite_int.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/xmalloc.h"
+
+/* ---- job rows -------------------------------------------------------------------- */
+
+static int job_terminal(int status);
+
+#define JOB_COLS                                                                                   \
+    "jid, id, tenant, workflow, client_reference, status, outcome, error_code, total, pending, "   \
+    "processing, succeeded, failed, skipped, canceled, created_at, started_at, "                   \
+    "last_progress_at, completed_at, win_at, win_done, next_idx, cancel_at, last_claim, "          \
+    "workflow_version, parent_job, priority, uses"
+
+static void read_job(const struct sq_conn *c, sqlite3_stmt *s, struct jobrow *r)
+{
+    struct store_job *j = &r->j;
+    memset(r, 0, sizeof *r);
+    r->jid = sqlite3_column_int64(s, 0);
+    sq_col_copy(s, 1, j->id, sizeof j->id);
+    sq_col_copy(s, 2, j->tenant, sizeof j->tenant);
+    sq_col_copy(s, 3, j->workflow, sizeof j->workflow);
+    j->client_reference = sq_col_dup(s, 4, NULL);
+    j->status = sqlite3_column_int(s, 5);
+    j->outcome = sqlite3_column_int(s, 6);
+    sq_col_copy(s, 7, j->error_code, sizeof j->error_code);
+    j->counts.total = sqlite3_column_int64(s, 8);
+    j->counts.pending = sqlite3_column_int64(s, 9);
+    j->counts.processing = sqlite3_column_int64(s, 10);
+    j->counts.succeeded = sqlite3_column_int64(s, 11);
+    j->counts.failed = sqlite3_column_int64(s, 12);
+    j->counts.skipped = sqlite3_column_int64(s, 13);
+    j->counts.canceled = sqlite3_column_int64(s, 14);
+    j->created_at = sqlite3_column_int64(s, 15);
+    j->started_at = sqlite3_column_int64(s, 16);
+    j->last_progress_at = sqlite3_column_int64(s, 17);
+    j->completed_at = sqlite3_column_int64(s, 18);
+    j->win_at = sqlite3_column_int64(s, 19);
+    j->win_done = sqlite3_column_int64(s, 20);
+    r->cursor = sqlite3_column_int64(s, 21);
+    r->cancel_at = sqlite3_column_int64(s, 22);
+    r->last_claim = sqlite3_column_int64(s, 23);
+    j->workflow_version = sqlite3_column_int64(s, 24);
+    sq_col_copy(s, 25, j->parent_job, sizeof j->parent_job);
+    j->priority = sqlite3_column_int(s, 26);
+    j->uses = sq_col_dup(s, 27, NULL);
+    j->seq = r->jid;
+    if (job_terminal(j->status) && j->completed_at > 0 && c->retention_ms > 0)
+        j->expires_at = j->completed_at + c->retention_ms;
+}
+
+SQ_SQL(sql_job_by_id, "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND tenant = ?2 AND status > 0");
+
+/* Loads a visible job of tenant by public id: 1 found, 0 not. */
+int sq_job_load(struct sq_conn *c, const char *tenant, const char *job_id, struct jobrow *r)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_job_by_id, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, job_id);
+    sq_bind_str(s, 2, tenant);
+    rc = sq_step(s);
+    if (rc == 1)
+        read_job(c, s, r);
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* store_job_get also sees a staging retry (status 0 with a parent_job). */
+SQ_SQL(sql_job_by_id_staging, "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND tenant = ?2 "
+                              "AND (status > 0 OR parent_job <> '') AND updated_at >= 0");
+
+/* job_load for readers: also a staging retry (status 0 with a parent_job), which
+ * store.c shows NotStarted. Writers use job_load and do not see it. */
+int sq_job_load_visible(struct sq_conn *c, const char *tenant, const char *job_id, struct jobrow *r)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_job_by_id_staging, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, job_id);
+    sq_bind_str(s, 2, tenant);
+    rc = sq_step(s);
+    if (rc == 1)
+        read_job(c, s, r);
+    sqlite3_reset(s);
+    return rc;
+}
+
+SQ_SQL(sql_job_by_jid, "SELECT " JOB_COLS " FROM jobs WHERE jid = ?1");
+
+int sq_job_load_jid(struct sq_conn *c, int64_t jid, struct jobrow *r)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_job_by_jid, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    rc = sq_step(s);
+    if (rc == 1)
+        read_job(c, s, r);
+    sqlite3_reset(s);
+    return rc == 0 ? -SLUICE_E_INTERNAL : rc; /* callers hold a reference to the row */
+}
+
+/* rowid order is first-seen order: a new row's rowid is above every existing one */
+SQ_SQL(sql_steps_get, "SELECT step, passed, failed, skipped FROM job_steps WHERE jid = ?1 "
+                      "ORDER BY rowid");
+
+/* Loads the step counts of job jid into j->steps (heap, first-seen order). */
+static int job_load_steps(struct sq_conn *c, int64_t jid, struct store_job *j)
+{
+    sqlite3_stmt *s;
+    size_t cap = 0;
+    int rc = sq_q(c, &sql_steps_get, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    while ((rc = sq_step(s)) == 1) {
+        if (j->nsteps == cap) {
+            cap = cap ? cap * 2 : 8;
+            j->steps = xrealloc(j->steps, cap * sizeof *j->steps);
+        }
+        struct store_step_count *sc = &j->steps[j->nsteps++];
+        sc->step = sq_col_dup(s, 0, NULL);
+        if (!sc->step)
+            sc->step = xstrdup("");
+        sc->passed = sqlite3_column_int64(s, 1);
+        sc->failed = sqlite3_column_int64(s, 2);
+        sc->skipped = sqlite3_column_int64(s, 3);
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+SQ_SQL(sql_job_save, "UPDATE jobs SET status = ?2, outcome = ?3, error_code = ?4, pending = ?5, "
+                     "processing = ?6, succeeded = ?7, failed = ?8, skipped = ?9, canceled = ?10, "
+                     "started_at = ?11, last_progress_at = ?12, completed_at = ?13, win_at = ?14, "
+                     "win_done = ?15, next_idx = ?16, cancel_at = ?17, last_claim = ?18, "
+                     "updated_at = ?19 WHERE jid = ?1");
+/* One delivery per job (UNIQUE jid): OR IGNORE makes a repeated save of a terminal
+ * job harmless. ?2 the event, ?3 its STORE_CB_* bit, ?4 now. */
+SQ_SQL(sql_outbox_add, "INSERT OR IGNORE INTO outbox(id, jid, tenant, job_id, event, url, next_at, "
+                       "created_at, updated_at) SELECT 'dlv_' || lower(hex(randomblob(12))), jid, "
+                       "tenant, id, ?2, callback_url, ?4, ?4, ?4 FROM jobs WHERE jid = ?1 "
+                       "AND callback_url IS NOT NULL AND (callback_events & ?3) <> 0");
+
+/* Writes the job row back; when the job is terminal, also queues its completion
+ * callback (once: later saves of a terminal job add nothing). */
+int sq_job_save(struct sq_conn *c, const struct jobrow *r, int64_t now)
+{
+    const struct store_job *j = &r->j;
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_job_save, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, r->jid);
+    sqlite3_bind_int(s, 2, j->status);
+    sqlite3_bind_int(s, 3, j->outcome);
+    sq_bind_str(s, 4, j->error_code);
+    sqlite3_bind_int64(s, 5, j->counts.pending);
+    sqlite3_bind_int64(s, 6, j->counts.processing);
+    sqlite3_bind_int64(s, 7, j->counts.succeeded);
+    sqlite3_bind_int64(s, 8, j->counts.failed);
+    sqlite3_bind_int64(s, 9, j->counts.skipped);
+    sqlite3_bind_int64(s, 10, j->counts.canceled);
+    sqlite3_bind_int64(s, 11, j->started_at);
+    sqlite3_bind_int64(s, 12, j->last_progress_at);
+    sqlite3_bind_int64(s, 13, j->completed_at);
+    sqlite3_bind_int64(s, 14, j->win_at);
+    sqlite3_bind_int64(s, 15, j->win_done);
+    sqlite3_bind_int64(s, 16, r->cursor);
+    sqlite3_bind_int64(s, 17, r->cancel_at);
+    sqlite3_bind_int64(s, 18, r->last_claim);
+    sqlite3_bind_int64(s, 19, now);
+    if ((rc = sq_step(s)) < 0 || !job_terminal(j->status))
+        return rc < 0 ? rc : 0;
+    /* Every transition to a terminal state goes through here: the callback owed for it
+     * is queued in the same transaction (see COMPLETION CALLBACKS in store.h). */
+    const char *event = j->status == JOB_SUCCEEDED ? "job.completed"
+                        : j->status == JOB_FAILED  ? "job.failed"
+                                                   : "job.canceled";
+    int bit = j->status == JOB_SUCCEEDED ? STORE_CB_COMPLETED
+              : j->status == JOB_FAILED  ? STORE_CB_FAILED
+                                         : STORE_CB_CANCELED;
+    if ((rc = sq_q(c, &sql_outbox_add, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, r->jid);
+    sq_bind_str(s, 2, event);
+    sqlite3_bind_int(s, 3, bit);
+    sqlite3_bind_int64(s, 4, now);
+    rc = sq_step(s);
+    return rc < 0 ? rc : 0;
+}
+
+/* The job's last transition: Running with nothing left -> Succeeded/Failed;
+ * Canceling with nothing in flight -> Canceled. */
+void sq_job_maybe_finish(struct jobrow *r, int64_t now)
+{
+    struct store_job *j = &r->j;
+    if ((j->status == JOB_RUNNING || j->status == JOB_NOT_STARTED) && j->counts.pending == 0 &&
+        j->counts.processing == 0 && r->cursor >= j->counts.total) {
+        if (j->counts.failed == 0) {
+            j->status = JOB_SUCCEEDED;
+            j->outcome = OUTCOME_ALL_SUCCEEDED;
+        } else if (j->counts.succeeded + j->counts.skipped == 0) {
+            j->status = JOB_FAILED;
+            sq_copy_str(j->error_code, sizeof j->error_code, "AllItemsFailed");
+        } else {
+            j->status = JOB_SUCCEEDED;
+            j->outcome = OUTCOME_PARTIALLY_SUCCEEDED;
+        }
+        j->completed_at = now;
+    } else if (j->status == JOB_CANCELING && j->counts.processing == 0) {
+        j->status = JOB_CANCELED;
+        j->completed_at = now;
+    }
+}
+
+static int job_terminal(int status)
+{
+    return status == JOB_SUCCEEDED || status == JOB_FAILED || status == JOB_CANCELED;
+}
+
+/* ---- submitting ------------------------------------------------------------------ */
+
+struct submit_ctx {
+    const char *tenant, *job_id, *new_job_id;
+    const struct store_job_meta *meta;
+    const struct store_new_item *items;
+    size_t n;
+    int64_t total, older_than;
+    struct store_job *out;
+    int removed;
+    int staging; /* job_retry_begin: the retry is created staging, without items */
+};
+
+SQ_SQL(sql_job_insert, "INSERT INTO jobs(id, tenant, status, created_at, updated_at) "
+                       "VALUES(?1, ?2, 0, ?3, ?3)");
+
+static int job_begin_body(struct sq_conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_job_insert, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, x->job_id);
+    sq_bind_str(s, 2, x->tenant);
+    sqlite3_bind_int64(s, 3, clock_now_ms());
+    rc = sq_step(s);
+    return rc < 0 ? rc : 0;
+}
+
+int sq_job_begin(void *impl, const char *tenant, const char *job_id)
+{
+    struct submit_ctx x = {.tenant = tenant, .job_id = job_id};
+    return sq_run_tx(impl, TX_WRITE, job_begin_body, NULL, &x);
+}
+
+/* updated_at < 0: a job being removed by retention, not an upload */
+SQ_SQL(sql_job_receiving, "SELECT jid FROM jobs WHERE id = ?1 AND status = 0 AND updated_at >= 0");
+
+/* jid of a Receiving job, or 0 (not found / no longer receiving). */
+static int receiving_jid(struct sq_conn *c, const char *job_id, int64_t *jid)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_job_receiving, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, job_id);
+    rc = sq_step(s);
+    if (rc == 1)
+        *jid = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc;
+}
+
+SQ_SQL(sql_item_insert, "INSERT INTO items(k, prev_idx, ref, data) VALUES(?1, ?2, ?3, ?4)");
+SQ_SQL(sql_job_touch, "UPDATE jobs SET updated_at = ?2 WHERE jid = ?1");
+
+static int add_items_body(struct sq_conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int64_t jid = 0;
+    int rc = receiving_jid(c, x->job_id, &jid);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
+    if ((rc = sq_q(c, &sql_item_insert, &s)) < 0)
+        return rc;
+    for (size_t i = 0; i < x->n; i++) {
+        const struct store_new_item *it = &x->items[i];
+        if (it->index < 0 || it->index >= 4294967296LL)
+            return -SLUICE_E_INVALID_PARAMETER;
+        sqlite3_bind_int64(s, 1, KEY(jid, it->index));
+        sqlite3_bind_int64(s, 2, it->prev_idx);
+        sq_bind_strn(s, 3, it->ref, it->ref_len);
+        if (it->data)
+            sq_bind_strn(s, 4, it->data, it->data_len);
+        else
+            sqlite3_bind_null(s, 4);
+        rc = sq_step(s);
+        sqlite3_reset(s);
+        if (rc < 0)
+            return rc;
+    }
+    if ((rc = sq_q(c, &sql_job_touch, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    sqlite3_bind_int64(s, 2, clock_now_ms());
+    rc = sq_step(s);
+    return rc < 0 ? rc : 0;
+}
+
+int sq_job_add_items(void *impl, const char *job_id, const struct store_new_item *items, size_t n)
+{
+    /* No fsync: a Receiving job is worthless after a crash (see Durability in conn.c). */
+    struct submit_ctx x = {.job_id = job_id, .items = items, .n = n};
+    return sq_run_tx(impl, TX_WRITE_NOSYNC, add_items_body, NULL, &x);
+}
+
+SQ_SQL(sql_items_delete, "DELETE FROM items WHERE k >= ?1 AND k < ?2");
+SQ_SQL(sql_claims_delete_job, "DELETE FROM claims WHERE jid = ?1");
+SQ_SQL(sql_steps_delete_job, "DELETE FROM job_steps WHERE jid = ?1");
+SQ_SQL(sql_idem_delete_job, "DELETE FROM idem_keys WHERE jid = ?1");
+SQ_SQL(sql_outbox_delete_job, "DELETE FROM outbox WHERE jid = ?1");
+SQ_SQL(sql_job_delete, "DELETE FROM jobs WHERE jid = ?1");
+
+/* Deletes a job's items, claims, step counts, idempotency key and row. */
+static int job_remove(struct sq_conn *c, int64_t jid)
+{
+    static struct sq_sql *const by_jid[] = {&sql_claims_delete_job, &sql_steps_delete_job,
+                                            &sql_idem_delete_job, &sql_outbox_delete_job,
+                                            &sql_job_delete};
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_items_delete, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, KEY(jid, 0));
+    sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
+    if ((rc = sq_step(s)) < 0)
+        return rc;
+    for (size_t i = 0; i < sizeof by_jid / sizeof by_jid[0]; i++) {
+        if ((rc = sq_q(c, by_jid[i], &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, jid);
+        if ((rc = sq_step(s)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+SQ_SQL(sql_idem_get,
+       "SELECT jid, body_hash, created_at FROM idem_keys WHERE tenant = ?1 AND key = ?2");
+
+/* The job an idempotency key of tenant names: 1 ([out] *jid) when the request
+ * replays, 0 when no key counts (none, or created before m->idem_not_before: the
+ * caller's insert replaces it), -SLUICE_E_IDEMPOTENCY_KEY_REUSED when the key covers
+ * another request (both hashes known and different). */
+static int idem_find(struct sq_conn *c, const char *tenant, const struct store_job_meta *m,
+                     int64_t *jid)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_idem_get, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, tenant);
+    sq_bind_str(s, 2, m->idem_key);
+    rc = sq_step(s);
+    if (rc == 1) {
+        const char *h = (const char *)sqlite3_column_text(s, 1);
+        if (sqlite3_column_int64(s, 2) < m->idem_not_before)
+            rc = 0;
+        else if (m->body_hash && m->body_hash[0] && h && h[0] && strcmp(h, m->body_hash) != 0)
+            rc = -SLUICE_E_IDEMPOTENCY_KEY_REUSED;
+        else
+            *jid = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* REPLACE: an aged-out key (see idem_find) passes to the new job */
+SQ_SQL(sql_idem_insert, "INSERT OR REPLACE INTO idem_keys(tenant, key, jid, body_hash, created_at) "
+                        "SELECT tenant, ?2, jid, coalesce(?3, ''), ?4 FROM jobs WHERE jid = ?1");
+
+/* Records m's idempotency key for job jid. */
+static int idem_insert(struct sq_conn *c, int64_t jid, const struct store_job_meta *m, int64_t now)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_idem_insert, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    sq_bind_str(s, 2, m->idem_key);
+    sq_bind_str(s, 3, m->body_hash);
+    sqlite3_bind_int64(s, 4, now);
+    rc = sq_step(s);
+    return rc < 0 ? rc : 0;
+}
+
+SQ_SQL(sql_job_commit, "UPDATE jobs SET status = 1, workflow = ?2, client_reference = ?3, "
+                       "total = ?4, pending = ?4, updated_at = ?5, workflow_version = ?6, "
+                       "id = coalesce(?7, id), callback_url = ?8, callback_events = ?9, "
+                       "priority = ?10, uses = ?11 WHERE jid = ?1");
+
+static int job_commit_body(struct sq_conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    const struct store_job_meta *m = x->meta;
+    sqlite3_stmt *s;
+    int64_t jid = 0, existing = 0;
+    int64_t now = clock_now_ms();
+    struct jobrow r;
+    int result = 1;
+    int rc = receiving_jid(c, x->job_id, &jid);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
+    if (m->idem_key) {
+        if ((rc = sq_job_load_jid(c, jid, &r)) < 0)
+            return rc;
+        rc = idem_find(c, r.j.tenant, m, &existing);
+        store_job_release(&r.j);
+        if (rc < 0)
+            return rc;
+    }
+    if (existing) {
+        /* Already done once: the staged copy goes, the caller gets the first job. */
+        if ((rc = job_remove(c, jid)) < 0)
+            return rc;
+        jid = existing;
+        result = 2;
+    } else {
+        if ((rc = sq_q(c, &sql_job_commit, &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, jid);
+        sq_bind_str(s, 2, m->workflow ? m->workflow : "");
+        sq_bind_str(s, 3, m->client_reference);
+        sqlite3_bind_int64(s, 4, x->total);
+        sqlite3_bind_int64(s, 5, now);
+        sqlite3_bind_int64(s, 6, m->workflow_version);
+        sq_bind_str(s, 7, m->job_id); /* unbound = NULL: keep the staged id */
+        sq_bind_str(s, 8, m->callback_url);
+        sqlite3_bind_int(
+            s, 9, m->callback_url ? (m->callback_events ? m->callback_events : STORE_CB_ALL) : 0);
+        sqlite3_bind_int(s, 10, m->priority);
+        sq_bind_str(s, 11, m->uses && *m->uses ? m->uses : NULL);
+        if ((rc = sq_step(s)) < 0)
+            return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
+        if (m->idem_key && (rc = idem_insert(c, jid, m, now)) < 0)
+            return rc;
+    }
+    if (x->out) {
+        if ((rc = sq_job_load_jid(c, jid, &r)) < 0)
+            return rc;
+        *x->out = r.j;
+    }
+    return result;
+}
+
+static void job_out_undo(void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    if (x->out)
+        store_job_release(x->out);
+}
+
+int sq_job_commit(void *impl, const char *job_id, const struct store_job_meta *meta, int64_t total,
+                  struct store_job *out)
+{
+    struct store_job_meta none = {0};
+    struct submit_ctx x = {
+        .job_id = job_id, .meta = meta ? meta : &none, .total = total, .out = out};
+    return sq_run_tx(impl, TX_WRITE, job_commit_body, job_out_undo, &x);
+}
+
+SQ_SQL(sql_retry_job_insert,
+       "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, client_reference, "
+       "status, total, pending, created_at, updated_at, priority, uses) "
+       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?11, ?7, ?7, ?8, ?8, ?9, ?10)");
+/* The failed items of the parent (key range [?2, ?3), via items_failed) become items
+ * 0, 1, ... of the new job (key base ?1) in parent order; prev_idx links each to the
+ * previous item of the same ref in the new job. */
+SQ_SQL(sql_retry_items,
+       "INSERT INTO items(k, prev_idx, ref, data, parent_index) "
+       "SELECT ?1 + idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), -1), ref, "
+       "data, pidx FROM (SELECT row_number() OVER (ORDER BY k) - 1 AS idx, ref, data, "
+       "k - ?2 AS pidx FROM items WHERE status = 3 AND k >= ?2 AND k < ?3) ORDER BY idx");
+
+static int job_retry_body(struct sq_conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    struct jobrow r;
+    sqlite3_stmt *s;
+    int64_t now = clock_now_ms(), existing = 0;
+    int rc;
+    if (x->meta && x->meta->idem_key) {
+        if ((rc = idem_find(c, x->tenant, x->meta, &existing)) < 0)
+            return rc;
+        if (existing) {
+            if (x->out) {
+                if ((rc = sq_job_load_jid(c, existing, &r)) < 0)
+                    return rc;
+                *x->out = r.j;
+            }
+            return 2;
+        }
+    }
+    rc = sq_job_load(c, x->tenant, x->job_id, &r);
+    if (rc <= 0)
+        return rc;
+    if (!job_terminal(r.j.status)) {
+        rc = -SLUICE_E_CONFLICT;
+        goto out;
+    }
+    int64_t n = r.j.counts.failed; /* counts move with the rows: this is the row count */
+    if (n == 0) {
+        rc = -SLUICE_E_EMPTY_JOB;
+        goto out;
+    }
+    if ((rc = sq_q(c, &sql_retry_job_insert, &s)) < 0)
+        goto out;
+    sq_bind_str(s, 1, x->new_job_id);
+    sq_bind_str(s, 2, r.j.tenant);
+    sq_bind_str(s, 3, r.j.workflow);
+    sqlite3_bind_int64(s, 4, r.j.workflow_version);
+    sq_bind_str(s, 5, r.j.id);
+    sq_bind_str(s, 6, r.j.client_reference);
+    sqlite3_bind_int64(s, 7, n);
+    sqlite3_bind_int64(s, 8, now);
+    sqlite3_bind_int(s, 9, r.j.priority); /* a retry runs at its parent's priority */
+    sq_bind_str(s, 10, r.j.uses);         /* ... and consumes the same limits */
+    sqlite3_bind_int(s, 11, x->staging ? JOB_RECEIVING : JOB_NOT_STARTED);
+    if ((rc = sq_step(s)) < 0)
+        goto out;
+    int64_t jid = sqlite3_last_insert_rowid(c->db);
+    if (x->staging) /* store_job_retry_stage copies the items */
+        goto keyed;
+    if ((rc = sq_q(c, &sql_retry_items, &s)) < 0)
+        goto out;
+    sqlite3_bind_int64(s, 1, KEY(jid, 0));
+    sqlite3_bind_int64(s, 2, KEY(r.jid, 0));
+    sqlite3_bind_int64(s, 3, KEY(r.jid + 1, 0));
+    if ((rc = sq_step(s)) < 0)
+        goto out;
+    if (sqlite3_changes64(c->db) != n) { /* the job's failed count disagrees with its rows */
+        rc = -SLUICE_E_INTERNAL;
+        goto out;
+    }
+keyed:
+    if (x->meta && x->meta->idem_key && (rc = idem_insert(c, jid, x->meta, now)) < 0)
+        goto out;
+    store_job_release(&r.j);
+    if (x->out) {
+        if ((rc = sq_job_load_jid(c, jid, &r)) < 0)
+            goto out;
+        *x->out = r.j;
+        memset(&r.j, 0, sizeof r.j); /* now owned by out */
+    }
+    rc = 1;
+out:
+    store_job_release(&r.j);
+    return rc;
+}
+
+int sq_job_retry(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
+                 const struct store_job_meta *meta, struct store_job *out)
+{
+    struct submit_ctx x = {
+        .tenant = tenant, .job_id = job_id, .new_job_id = new_job_id, .meta = meta, .out = out};
+    return sq_run_tx(impl, TX_WRITE, job_retry_body, job_out_undo, &x);
+}
+
+int sq_job_retry_begin(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
+                       const struct store_job_meta *meta, struct store_job *out)
+{
+    struct submit_ctx x = {.tenant = tenant,
+                           .job_id = job_id,
+                           .new_job_id = new_job_id,
+                           .meta = meta,
+                           .out = out,
+                           .staging = 1};
+    return sq_run_tx(impl, TX_WRITE, job_retry_body, job_out_undo, &x);
+}
+
+struct stage_ctx {
+    size_t max_rows;
+    char *job_id;  /* [out] STORE_ID_MAX */
+    int64_t after; /* pick the first staging retry with jid > after */
+    int64_t *seq;  /* [out] the jid picked; may be NULL */
+};
+
+/* Retry staging (store_job_retry_stage): the oldest staging retry, its parent,
+ * the last item staged so far (its index and parent index). */
+SQ_SQL(sql_stage_pick, "SELECT jid, tenant, parent_job, total FROM jobs INDEXED BY jobs_staging "
+                       "WHERE status = 0 AND parent_job <> '' AND updated_at >= 0 AND jid > ?1 "
+                       "ORDER BY jid LIMIT 1");
+SQ_SQL(sql_stage_parent, "SELECT jid FROM jobs WHERE id = ?1 AND tenant = ?2 AND status > 0");
+SQ_SQL(sql_stage_last, "SELECT k - ?1, parent_index FROM items WHERE k >= ?1 AND k < ?2 "
+                       "ORDER BY k DESC LIMIT 1");
+/* The next ?7 failed items of the parent (key range [?2 + ?6, ?3)) become items ?4,
+ * ?4 + 1, ... of the retry (key base ?1); prev_idx links each to the previous item
+ * of its ref in this batch, or else in earlier batches (retry_refs of job ?5). The
+ * LIMIT sits inside, so a batch reads only its own rows. */
+SQ_SQL(sql_stage_items,
+       "INSERT INTO items(k, prev_idx, ref, data, parent_index) "
+       "SELECT ?1 + idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), "
+       "(SELECT last_idx FROM retry_refs r WHERE r.jid = ?5 AND r.ref = f.ref), -1), ref, "
+       "data, pidx FROM (SELECT ?4 + row_number() OVER (ORDER BY k) - 1 AS idx, ref, data, "
+       "k - ?2 AS pidx FROM (SELECT k, ref, data FROM items WHERE status = 3 AND k >= ?2 + ?6 "
+       "AND k < ?3 ORDER BY k LIMIT ?7)) f ORDER BY idx");
+SQ_SQL(sql_stage_refs,
+       "INSERT INTO retry_refs(jid, ref, last_idx) "
+       "SELECT ?1, ref, max(k) - ?2 FROM items WHERE k >= ?2 + ?3 AND k < ?2 + ?4 "
+       "GROUP BY ref ON CONFLICT(jid, ref) DO UPDATE SET last_idx = excluded.last_idx");
+SQ_SQL(sql_stage_refs_delete, "DELETE FROM retry_refs WHERE jid = ?1 AND ref IN "
+                              "(SELECT ref FROM retry_refs WHERE jid = ?1 LIMIT ?2)");
+/* Staged: NotStarted with as many items as staged (the parent may have gone). */
+SQ_SQL(sql_stage_done, "UPDATE jobs SET status = 1, total = ?2, pending = ?2, updated_at = ?3 "
+                       "WHERE jid = ?1");
+
+/* One batch of the oldest staging retry: copy up to max_rows failed items of the
+ * parent, then (all copied) forget its retry_refs in batches, then make it NotStarted.
+ * Where it stands is read from the rows themselves (the last item staged), so a crash
+ * between batches loses and doubles nothing. */
+static int stage_body(struct sq_conn *c, void *vctx)
+{
+    struct stage_ctx *x = vctx;
+    sqlite3_stmt *s;
+    char tenant[STORE_NAME_MAX], parent[STORE_ID_MAX];
+    int64_t jid, total, pjid = 0, staged = 0, pnext = 0;
+    int rc = sq_q(c, &sql_stage_pick, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, x->after);
+    if ((rc = sq_step(s)) != 1) {
+        sqlite3_reset(s);
+        return rc; /* 0: nothing staging */
+    }
+    jid = sqlite3_column_int64(s, 0);
+    if (x->seq)
+        *x->seq = jid;
+    sq_col_copy(s, 1, tenant, sizeof tenant);
+    sq_col_copy(s, 2, parent, sizeof parent);
+    total = sqlite3_column_int64(s, 3);
+    sqlite3_reset(s);
+    if ((rc = sq_q(c, &sql_job_by_jid, &s)) < 0) /* the retry's public id, for the caller */
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    if ((rc = sq_step(s)) == 1)
+        sq_col_copy(s, 1, x->job_id, STORE_ID_MAX);
+    sqlite3_reset(s);
+    if (rc < 0)
+        return rc;
+    if ((rc = sq_q(c, &sql_stage_last, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, KEY(jid, 0));
+    sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
+    if ((rc = sq_step(s)) == 1) {
+        staged = sqlite3_column_int64(s, 0) + 1;
+        pnext = sqlite3_column_int64(s, 1) + 1;
+    }
+    sqlite3_reset(s);
+    if (rc < 0)
+        return rc;
+    if (staged < total) {
+        if ((rc = sq_q(c, &sql_stage_parent, &s)) < 0)
+            return rc;
+        sq_bind_str(s, 1, parent);
+        sq_bind_str(s, 2, tenant);
+        if ((rc = sq_step(s)) == 1)
+            pjid = sqlite3_column_int64(s, 0);
+        sqlite3_reset(s);
+        if (rc < 0)
+            return rc;
+    }
+    if (staged < total && pjid) {
+        if ((rc = sq_q(c, &sql_stage_items, &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, KEY(jid, 0));
+        sqlite3_bind_int64(s, 2, KEY(pjid, 0));
+        sqlite3_bind_int64(s, 3, KEY(pjid + 1, 0));
+        sqlite3_bind_int64(s, 4, staged);
+        sqlite3_bind_int64(s, 5, jid);
+        sqlite3_bind_int64(s, 6, pnext);
+        sqlite3_bind_int64(s, 7,
+                           (int64_t)(total - staged < (int64_t)x->max_rows ? total - staged
+                                                                           : (int64_t)x->max_rows));
+        if ((rc = sq_step(s)) < 0)
+            return rc;
+        int64_t n = sqlite3_changes64(c->db);
+        if (n > 0) {
+            if ((rc = sq_q(c, &sql_stage_refs, &s)) < 0)
+                return rc;
+            sqlite3_bind_int64(s, 1, jid);
+            sqlite3_bind_int64(s, 2, KEY(jid, 0));
+            sqlite3_bind_int64(s, 3, staged);
+            sqlite3_bind_int64(s, 4, staged + n);
+            if ((rc = sq_step(s)) < 0)
+                return rc;
+            return 1;
+        }
+        /* no failed item left in the parent: fewer than counted (cannot happen while
+         * the parent is terminal); end with what is staged */
+    }
+    /* Everything staged (or the parent is gone): drop the ref links, then publish. */
+    if ((rc = sq_q(c, &sql_stage_refs_delete, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    sqlite3_bind_int64(s, 2, (int64_t)x->max_rows);
+    if ((rc = sq_step(s)) < 0)
+        return rc;
+    if (sqlite3_changes64(c->db) > 0)
+        return 1;
+    if (staged == 0) { /* the parent went before anything was staged: nothing to retry */
+        if ((rc = job_remove(c, jid)) < 0)
+            return rc;
+        return 2;
+    }
+    if ((rc = sq_q(c, &sql_stage_done, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    sqlite3_bind_int64(s, 2, staged);
+    sqlite3_bind_int64(s, 3, clock_now_ms());
+    if ((rc = sq_step(s)) < 0)
+        return rc;
+    return 2;
+}
+
+int sq_job_retry_stage(void *impl, size_t max_rows, int64_t *cursor, char *job_id)
+{
+    struct stage_ctx x = {max_rows ? max_rows : 1, job_id, cursor ? *cursor : 0, cursor};
+    job_id[0] = '\0';
+    return sq_run_tx(impl, TX_WRITE_BG, stage_body, NULL, &x);
+}
+
+static int job_abort_body(struct sq_conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    int64_t jid = 0;
+    int rc = receiving_jid(c, x->job_id, &jid);
+    if (rc <= 0)
+        return rc;
+    rc = job_remove(c, jid);
+    return rc < 0 ? rc : 1;
+}
+
+int sq_job_abort(void *impl, const char *job_id)
+{
+    struct submit_ctx x = {.job_id = job_id};
+    int rc = sq_run_tx(impl, TX_WRITE, job_abort_body, NULL, &x);
+    return rc < 0 ? rc : 0;
+}
+
+SQ_SQL(sql_gc_select, "SELECT jid FROM jobs WHERE status = 0 AND updated_at < ?1 "
+                      "AND (parent_job = '' OR updated_at < 0)");
+
+static int gc_body(struct sq_conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int64_t *jids = NULL;
+    size_t n = 0, cap = 0;
+    int rc = sq_q(c, &sql_gc_select, &s);
+    if (rc < 0)
+        goto out;
+    sqlite3_bind_int64(s, 1, x->older_than);
+    while ((rc = sq_step(s)) == 1) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            jids = xrealloc(jids, cap * sizeof *jids);
+        }
+        jids[n++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    if (rc < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = job_remove(c, jids[i])) < 0)
+            goto out;
+    rc = (int)n;
+out:
+    free(jids);
+    return rc;
+}
+
+int sq_gc_receiving(void *impl, int64_t older_than)
+{
+    struct submit_ctx x = {.older_than = older_than};
+    return sq_run_tx(impl, TX_WRITE_BG, gc_body, NULL, &x);
+}
+
+/* ---- retention ------------------------------------------------------------------- */
+
+struct sweep_ctx {
+    int64_t jobs_before, keys_before;
+    int64_t budget;
+};
+
+SQ_SQL(sql_sweep_hidden, "SELECT jid FROM jobs WHERE status = 0 AND updated_at < 0 LIMIT 1");
+SQ_SQL(sql_sweep_expired, "SELECT jid FROM jobs WHERE status IN (4, 5, 6) AND completed_at < ?1 "
+                          "ORDER BY completed_at LIMIT 1");
+SQ_SQL(sql_sweep_hide, "UPDATE jobs SET status = 0, updated_at = -1 WHERE jid = ?1");
+
+/* jid of the job to remove next: one hidden by an earlier call first, else the
+ * terminal job that completed first before x->jobs_before, which gets hidden (its
+ * claims, step counts and keys go at once: they are few). 0: nothing to remove. */
+static int sweep_next_job(struct sq_conn *c, const struct sweep_ctx *x, int64_t *jid,
+                          int64_t *removed)
+{
+    static struct sq_sql *const by_jid[] = {&sql_sweep_hide, &sql_claims_delete_job,
+                                            &sql_steps_delete_job, &sql_idem_delete_job,
+                                            &sql_outbox_delete_job};
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_sweep_hidden, &s);
+    if (rc < 0)
+        return rc;
+    if ((rc = sq_step(s)) == 1)
+        *jid = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc != 0)
+        return rc;
+    if ((rc = sq_q(c, &sql_sweep_expired, &s)) < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, x->jobs_before);
+    if ((rc = sq_step(s)) == 1)
+        *jid = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc <= 0)
+        return rc;
+    for (size_t i = 0; i < sizeof by_jid / sizeof by_jid[0]; i++) {
+        if ((rc = sq_q(c, by_jid[i], &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, *jid);
+        if ((rc = sq_step(s)) < 0)
+            return rc;
+        if (i > 0)
+            *removed += sqlite3_changes(c->db);
+    }
+    return 1;
+}
+
+SQ_SQL(sql_sweep_keys, "DELETE FROM idem_keys WHERE (tenant, key) IN "
+                       "(SELECT tenant, key FROM idem_keys WHERE created_at < ?1 LIMIT ?2)");
+SQ_SQL(sql_sweep_items, "DELETE FROM items WHERE k IN "
+                        "(SELECT k FROM items WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT ?3)");
+
+static int sweep_body(struct sq_conn *c, void *vctx)
+{
+    struct sweep_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int64_t removed = 0, jid = 0;
+    int rc = sq_q(c, &sql_sweep_keys, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, x->keys_before);
+    sqlite3_bind_int64(s, 2, x->budget);
+    if ((rc = sq_step(s)) < 0)
+        return rc;
+    removed += sqlite3_changes(c->db);
+    while (removed < x->budget) {
+        if ((rc = sweep_next_job(c, x, &jid, &removed)) < 0)
+            return rc;
+        if (rc == 0)
+            break;
+        int64_t want = x->budget - removed;
+        if ((rc = sq_q(c, &sql_sweep_items, &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, KEY(jid, 0));
+        sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
+        sqlite3_bind_int64(s, 3, want);
+        if ((rc = sq_step(s)) < 0)
+            return rc;
+        int64_t gone = sqlite3_changes(c->db);
+        removed += gone;
+        if (gone == want)
+            break; /* maybe more items: the next call goes on with this job */
+        if ((rc = sq_q(c, &sql_job_delete, &s)) < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, jid);
+        if ((rc = sq_step(s)) < 0)
+            return rc;
+        removed++;
+    }
+    return removed > INT32_MAX ? INT32_MAX : (int)removed;
+}
+
+int sq_retention_sweep(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
+                       size_t max_rows)
+{
+    struct sweep_ctx x = {jobs_completed_before, keys_created_before,
+                          max_rows == 0 ? 1
+                                        : (max_rows > INT32_MAX ? INT32_MAX : (int64_t)max_rows)};
+    return sq_run_tx(impl, TX_WRITE_BG, sweep_body, NULL, &x);
+}
+
+/* ---- reading and controlling jobs ------------------------------------------------ */
+
+struct jobs_ctx {
+    const char *tenant, *job_id;
+    int status;
+    int64_t before_seq;
+    size_t limit;
+    struct store_job *out;
+    struct store_job *list;
+    size_t n;
+};
+
+static int job_get_body(struct sq_conn *c, void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    struct jobrow r;
+    int rc = sq_job_load_visible(c, x->tenant, x->job_id, &r);
+    if (rc <= 0)
+        return rc;
+    if ((rc = job_load_steps(c, r.jid, &r.j)) < 0) {
+        store_job_release(&r.j);
+        return rc;
+    }
+    *x->out = r.j;
+    return 1;
+}
+
+static void jobs_out_undo(void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    if (x->out)
+        store_job_release(x->out);
+    store_jobs_free(x->list, x->n);
+    x->list = NULL;
+    x->n = 0;
+}
+
+int sq_job_get(void *impl, const char *tenant, const char *job_id, struct store_job *out)
+{
+    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id, .out = out};
+    return sq_run_tx(impl, TX_READ, job_get_body, jobs_out_undo, &x);
+}
+
+SQ_SQL(sql_job_list, "SELECT " JOB_COLS " FROM jobs WHERE tenant = ?1 AND status > 0 "
+                     "AND (?2 < 0 OR status = ?2) AND jid < ?3 ORDER BY jid DESC LIMIT ?4");
+
+static int job_list_body(struct sq_conn *c, void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    sqlite3_stmt *s;
+    struct jobrow r;
+    int rc = sq_q(c, &sql_job_list, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, x->tenant);
+    sqlite3_bind_int(s, 2, x->status);
+    sqlite3_bind_int64(s, 3, x->before_seq > 0 ? x->before_seq : INT64_MAX);
+    sqlite3_bind_int64(s, 4, (sqlite3_int64)x->limit);
+    x->list = xcalloc(x->limit ? x->limit : 1, sizeof *x->list);
+    x->n = 0;
+    while (x->n < x->limit && (rc = sq_step(s)) == 1) {
+        read_job(c, s, &r);
+        x->list[x->n++] = r.j;
+    }
+    if (rc < 0) {
+        store_jobs_free(x->list, x->n);
+        x->list = NULL;
+        x->n = 0;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+int sq_job_list(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
+                struct store_job **out, size_t *n)
+{
+    struct jobs_ctx x = {
+        .tenant = tenant, .status = status, .before_seq = before_seq, .limit = limit};
+    int rc = sq_run_tx(impl, TX_READ, job_list_body, jobs_out_undo, &x);
+    *out = rc < 0 ? NULL : x.list;
+    *n = rc < 0 ? 0 : x.n;
+    return rc;
+}
+
+static int job_cancel_body(struct sq_conn *c, void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    struct jobrow r;
+    int64_t now = clock_now_ms();
+    int rc = sq_job_load(c, x->tenant, x->job_id, &r);
+    if (rc <= 0)
+        return rc;
+    if (r.j.status == JOB_NOT_STARTED || r.j.status == JOB_RUNNING) {
+        /* O(1): everything at or above the cursor is Canceled from now on. */
+        r.cancel_at = r.cursor;
+        r.j.counts.canceled += r.j.counts.pending;
+        r.j.counts.pending = 0;
+        r.j.status = JOB_CANCELING;
+        sq_job_maybe_finish(&r, now);
+        if ((rc = sq_job_save(c, &r, now)) < 0) {
+            store_job_release(&r.j);
+            return rc;
+        }
+    }
+    if (x->out)
+        *x->out = r.j;
+    else
+        store_job_release(&r.j);
+    return 1;
+}
+
+int sq_job_cancel(void *impl, const char *tenant, const char *job_id, struct store_job *out)
+{
+    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id, .out = out};
+    return sq_run_tx(impl, TX_WRITE, job_cancel_body, jobs_out_undo, &x);
+}
+
+static int job_delete_body(struct sq_conn *c, void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    struct jobrow r;
+    int rc = sq_job_load(c, x->tenant, x->job_id, &r);
+    if (rc <= 0)
+        return rc;
+    store_job_release(&r.j);
+    if (!job_terminal(r.j.status))
+        return -SLUICE_E_CONFLICT;
+    rc = job_remove(c, r.jid);
+    return rc < 0 ? rc : 1;
+}
+
+int sq_job_delete(void *impl, const char *tenant, const char *job_id)
+{
+    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id};
+    return sq_run_tx(impl, TX_WRITE, job_delete_body, NULL, &x);
+}

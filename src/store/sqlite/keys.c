@@ -1,0 +1,253 @@
+/* keys.c - API keys, tenants (weights, load) and settings in the embedded backend. */
+#include <stdlib.h>
+
+#include "store/sqlite/sqlite_int.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/xmalloc.h"
+
+/* ---- API keys -------------------------------------------------------------------- */
+
+struct key_ctx {
+    const char *key_id, *tenant, *hash;
+    char *tenant_out;
+    struct store_key *list;
+    size_t n;
+};
+
+SQ_SQL(sql_key_insert,
+       "INSERT INTO api_keys(key_id, tenant, hash, created_at) VALUES(?1, ?2, ?3, ?4)");
+
+static int key_create_body(struct sq_conn *c, void *vctx)
+{
+    struct key_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_key_insert, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, x->key_id);
+    sq_bind_str(s, 2, x->tenant);
+    sq_bind_str(s, 3, x->hash);
+    sqlite3_bind_int64(s, 4, clock_now_ms());
+    rc = sq_step(s);
+    return rc < 0 ? rc : 0;
+}
+
+int sq_key_create(void *impl, const char *key_id, const char *tenant, const char *hash_hex)
+{
+    struct key_ctx x = {.key_id = key_id, .tenant = tenant, .hash = hash_hex};
+    return sq_run_tx(impl, TX_WRITE, key_create_body, NULL, &x);
+}
+
+SQ_SQL(sql_key_lookup, "SELECT tenant FROM api_keys WHERE hash = ?1 AND revoked_at = 0 LIMIT 1");
+
+static int key_lookup_body(struct sq_conn *c, void *vctx)
+{
+    struct key_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_key_lookup, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, x->hash);
+    rc = sq_step(s);
+    if (rc == 1)
+        sq_col_copy(s, 0, x->tenant_out, STORE_NAME_MAX);
+    return rc;
+}
+
+int sq_key_lookup(void *impl, const char *hash_hex, char tenant[STORE_NAME_MAX])
+{
+    struct key_ctx x = {.hash = hash_hex, .tenant_out = tenant};
+    return sq_run_tx(impl, TX_READ, key_lookup_body, NULL, &x);
+}
+
+SQ_SQL(sql_key_list, "SELECT key_id, tenant, created_at, revoked_at FROM api_keys ORDER BY rowid");
+
+static int key_list_body(struct sq_conn *c, void *vctx)
+{
+    struct key_ctx *x = vctx;
+    sqlite3_stmt *s;
+    size_t cap = 0;
+    int rc = sq_q(c, &sql_key_list, &s);
+    if (rc < 0)
+        return rc;
+    x->list = NULL;
+    x->n = 0;
+    while ((rc = sq_step(s)) == 1) {
+        if (x->n == cap) {
+            cap = cap ? cap * 2 : 16;
+            x->list = xrealloc(x->list, cap * sizeof *x->list);
+        }
+        struct store_key *k = &x->list[x->n++];
+        sq_col_copy(s, 0, k->key_id, sizeof k->key_id);
+        sq_col_copy(s, 1, k->tenant, sizeof k->tenant);
+        k->created_at = sqlite3_column_int64(s, 2);
+        k->revoked_at = sqlite3_column_int64(s, 3);
+    }
+    if (rc < 0) {
+        free(x->list);
+        x->list = NULL;
+        x->n = 0;
+    }
+    return rc;
+}
+
+static void key_list_undo(void *vctx)
+{
+    struct key_ctx *x = vctx;
+    free(x->list);
+    x->list = NULL;
+    x->n = 0;
+}
+
+int sq_key_list(void *impl, struct store_key **out, size_t *n)
+{
+    struct key_ctx x = {0};
+    int rc = sq_run_tx(impl, TX_READ, key_list_body, key_list_undo, &x);
+    *out = rc < 0 ? NULL : x.list;
+    *n = rc < 0 ? 0 : x.n;
+    return rc < 0 ? rc : 0;
+}
+
+SQ_SQL(sql_key_exists, "SELECT 1 FROM api_keys WHERE key_id = ?1");
+SQ_SQL(sql_key_revoke, "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at = 0");
+
+static int key_revoke_body(struct sq_conn *c, void *vctx)
+{
+    struct key_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_key_exists, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, x->key_id);
+    rc = sq_step(s);
+    if (rc <= 0)
+        return rc;
+    if ((rc = sq_q(c, &sql_key_revoke, &s)) < 0)
+        return rc;
+    sq_bind_str(s, 1, x->key_id);
+    sqlite3_bind_int64(s, 2, clock_now_ms());
+    rc = sq_step(s);
+    return rc < 0 ? rc : 1;
+}
+
+int sq_key_revoke(void *impl, const char *key_id)
+{
+    struct key_ctx x = {.key_id = key_id};
+    return sq_run_tx(impl, TX_WRITE, key_revoke_body, NULL, &x);
+}
+
+/* ---- tenants --------------------------------------------------------------------- */
+
+struct weight_ctx {
+    const char *tenant;
+    int weight;
+};
+
+SQ_SQL(sql_tenant_weight, "INSERT INTO tenants(tenant, weight) VALUES(?1, ?2) "
+                          "ON CONFLICT(tenant) DO UPDATE SET weight = excluded.weight");
+
+static int tenant_weight_body(struct sq_conn *c, void *vctx)
+{
+    struct weight_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_tenant_weight, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, x->tenant);
+    sqlite3_bind_int(s, 2, x->weight);
+    rc = sq_step(s);
+    return rc < 0 ? rc : 0;
+}
+
+int sq_tenant_set_weight(void *impl, const char *tenant, int weight)
+{
+    struct weight_ctx x = {.tenant = tenant, .weight = weight};
+    return sq_run_tx(impl, TX_WRITE, tenant_weight_body, NULL, &x);
+}
+
+struct load_ctx {
+    const char *tenant;
+    int64_t open_jobs, pending;
+};
+
+SQ_SQL(sql_tenant_load, "SELECT count(*), coalesce(sum(pending), 0) FROM jobs "
+                        "WHERE tenant = ?1 AND status IN (1, 2, 3)");
+
+static int tenant_load_body(struct sq_conn *c, void *vctx)
+{
+    struct load_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_tenant_load, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, x->tenant);
+    rc = sq_step(s);
+    if (rc == 1) {
+        x->open_jobs = sqlite3_column_int64(s, 0);
+        x->pending = sqlite3_column_int64(s, 1);
+        rc = 0;
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+int sq_tenant_load(void *impl, const char *tenant, int64_t *open_jobs, int64_t *pending)
+{
+    struct load_ctx x = {tenant, 0, 0};
+    int rc = sq_run_tx(impl, TX_READ, tenant_load_body, NULL, &x);
+    if (rc >= 0) {
+        *open_jobs = x.open_jobs;
+        *pending = x.pending;
+    }
+    return rc;
+}
+
+/* ---- settings ------------------------------------------------------------------- */
+
+struct setting_ctx {
+    const char *name, *value;
+    char *out;
+};
+
+static void setting_undo(void *vctx)
+{
+    struct setting_ctx *x = vctx;
+    free(x->out);
+    x->out = NULL;
+}
+
+SQ_SQL(sql_setting_add,
+       "INSERT OR IGNORE INTO settings(name, value, created_at) VALUES(?1, ?2, ?3)");
+SQ_SQL(sql_setting_get, "SELECT value FROM settings WHERE name = ?1");
+
+static int setting_ensure_body(struct sq_conn *c, void *vctx)
+{
+    struct setting_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_setting_add, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, x->name);
+    sq_bind_str(s, 2, x->value);
+    sqlite3_bind_int64(s, 3, clock_now_ms());
+    if ((rc = sq_step(s)) < 0)
+        return rc;
+    if ((rc = sq_q(c, &sql_setting_get, &s)) < 0)
+        return rc;
+    sq_bind_str(s, 1, x->name);
+    if ((rc = sq_step(s)) == 1)
+        x->out = sq_col_dup(s, 0, NULL);
+    sqlite3_reset(s);
+    return rc < 0 ? rc : (x->out ? 1 : -SLUICE_E_INTERNAL);
+}
+
+int sq_setting_ensure(void *impl, const char *name, const char *value, char **out)
+{
+    struct setting_ctx x = {.name = name, .value = value};
+    int rc = sq_run_tx(impl, TX_WRITE, setting_ensure_body, setting_undo, &x);
+    *out = rc < 0 ? NULL : x.out;
+    if (rc < 0)
+        free(x.out);
+    return rc;
+}

@@ -1,0 +1,250 @@
+/* sqlite_int.h - private to src/store/sqlite/: what the files of the embedded backend
+ * share.
+ *
+ * The backend is one file per resource (the same file names as src/store/postgres/):
+ *   conn.c    the handle, the connection pool, the one transaction loop (sq_run_tx),
+ *             error mapping, the statement cache and the bind/column helpers,
+ *             open/close/ping, and the ops table store_sqlite_ops
+ *   schema.c  the migrations and the body that applies them
+ *   keys.c    API keys, tenant weights, settings, tenant load
+ *   jobs.c    submitting, retries, retention, reading and controlling jobs, job rows
+ *   items.c   reading items
+ *   docs.c    documents (sq_doc_apply: the one path that changes one)
+ *   claims.c  claims, completions, releases, expiry, stats (FAIRNESS)
+ *   defs.c    workflows, hooks, limits, secrets
+ *   outbox.c  completion callback deliveries
+ *   limits.c  shared rate buckets and concurrency semaphores
+ * A function used by several files has the prefix sq_ and is declared here; the rest
+ * stay static in their file. Every function here runs inside a transaction body (on
+ * the connection c checked out by sq_run_tx) unless it says otherwise; none is
+ * thread-safe on the same connection, and a connection serves one thread at a time. */
+#ifndef SLUICE_STORE_SQLITE_INT_H
+#define SLUICE_STORE_SQLITE_INT_H
+
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store_int.h"
+#include "util/buf.h"
+
+#define E_SOFT (-10000) /* private: busy/locked, retry the whole transaction */
+#define KEY(jid, idx) ((int64_t)(jid)*4294967296LL + (int64_t)(idx))
+
+/* ---- statements ------------------------------------------------------------------ */
+
+/* Statement slots a process may assign (105 statements today). Past it sq_q() fails
+ * with -SLUICE_E_INTERNAL instead of writing past the cache; the contract suite runs
+ * every statement, so it fails first. */
+#define SQ_MAX_STMTS 256
+
+/* One SQL statement, defined (SQ_SQL) right above the function that runs it. slot is
+ * its index in every connection's statement cache: -1 until its first use anywhere
+ * assigns it, once per process. */
+struct sq_sql {
+    const char *text;
+    atomic_int slot;
+};
+#define SQ_SQL(name, text) static struct sq_sql name = {text, -1}
+
+/* ---- connections ----------------------------------------------------------------- */
+
+/* A pooled connection (conn.c), owned by one transaction at a time. */
+struct sq_conn {
+    sqlite3 *db;
+    sqlite3_stmt *st[SQ_MAX_STMTS]; /* prepared statements by struct sq_sql slot */
+    struct buf ev, res, tmp;        /* scratch: events, result JSON, patched documents */
+    size_t max_doc_bytes;           /* store_options.max_doc_bytes (0 there: the default) */
+    int64_t retention_ms;           /* store_options.retention_ms, for store_job.expires_at */
+    struct sq_conn *next;           /* free list */
+};
+
+/* The store handle (conn.c), the backend's `impl`. */
+struct sq;
+
+enum tx_mode {
+    TX_READ = 0,
+    TX_WRITE = 1,        /* a write a client request waits on */
+    TX_WRITE_NOSYNC = 2, /* a background write whose loss in a crash is harmless; see
+                            Durability in conn.c */
+    TX_WRITE_BG = 3,     /* a background write (workers, tasks): behind TX_WRITE */
+};
+
+typedef int (*tx_fn)(struct sq_conn *c, void *ctx);
+typedef void (*tx_undo_fn)(void *ctx);
+
+/* Runs body(c, ctx) in one transaction on a pooled connection of s (any thread),
+ * retrying the whole transaction on soft errors: the one retry loop of this backend.
+ * body must have no effect outside the transaction; when it succeeded but the commit
+ * failed, undo(ctx) (may be NULL) drops what it put in its outputs. Returns body's
+ * result, or a negative error (-SLUICE_E_STORE_BUSY when the retries ran out). */
+int sq_run_tx(struct sq *s, enum tx_mode mode, tx_fn body, tx_undo_fn undo, void *ctx);
+
+/* Maps an SQLite result code to a sluice error (E_SOFT for retryable ones). */
+int sq_err(int rc);
+/* [out] *s: the statement sql of conn c, prepared on first use, reset and unbound.
+ * 0, or a negative error. */
+int sq_q(struct sq_conn *c, struct sq_sql *sql, sqlite3_stmt **s);
+/* Steps s: 1 row, 0 done, negative error. */
+int sq_step(sqlite3_stmt *s);
+/* Runs a statement without parameters to completion: 0 or a negative error. */
+int sq_exec(struct sq_conn *c, struct sq_sql *sql);
+/* Binds text v (NUL-terminated / n bytes) to parameter i, unless v is NULL (which
+ * leaves it NULL); v must live until the statement is reset. */
+void sq_bind_str(sqlite3_stmt *s, int i, const char *v);
+void sq_bind_strn(sqlite3_stmt *s, int i, const char *v, size_t n);
+/* Column i as a heap string (caller frees with free()), NULL for NULL; [out] *len its
+ * length when len is not NULL. */
+char *sq_col_dup(sqlite3_stmt *s, int i, size_t *len);
+/* Column i copied into dst of cap bytes, truncated, always NUL-terminated. */
+void sq_col_copy(sqlite3_stmt *s, int i, char *dst, size_t cap);
+/* src (NULL: "") copied into dst of cap bytes, truncated, always NUL-terminated. */
+void sq_copy_str(char *dst, size_t cap, const char *src);
+
+/* ---- schema.c -------------------------------------------------------------------- */
+
+/* The transaction body that brings the database to the newest schema (ctx unused):
+ * 0, or -SLUICE_E_INTERNAL when it was written by a newer sluice, or a store error. */
+int sq_migrate_body(struct sq_conn *c, void *ctx);
+
+/* ---- jobs.c: job rows -------------------------------------------------------------- */
+
+/* A job row: the public struct plus the claim cursor and cancel point. */
+struct jobrow {
+    int64_t jid, cursor, cancel_at, last_claim;
+    struct store_job j;
+};
+
+/* Loads a visible job of tenant by public id into r (release r->j with
+ * store_job_release): 1 found, 0 not, or a negative error. */
+int sq_job_load(struct sq_conn *c, const char *tenant, const char *job_id, struct jobrow *r);
+/* sq_job_load for readers: also finds a staging retry. */
+int sq_job_load_visible(struct sq_conn *c, const char *tenant, const char *job_id,
+                        struct jobrow *r);
+/* Loads job jid, which the caller knows exists: 1, or a negative error. */
+int sq_job_load_jid(struct sq_conn *c, int64_t jid, struct jobrow *r);
+/* Writes the job row back (and queues the callback of a terminal job): 0 or an error. */
+int sq_job_save(struct sq_conn *c, const struct jobrow *r, int64_t now);
+/* Makes the job's last transition if its counts call for it (in memory only). */
+void sq_job_maybe_finish(struct jobrow *r, int64_t now);
+
+/* ---- docs.c ---------------------------------------------------------------------- */
+
+struct doc_result {
+    int64_t version, updated_at;
+    int created;
+    const char *data; /* the document after: borrowed from the input or c->tmp; NULL deleted */
+    size_t data_len;
+};
+
+/* Applies one document change (store_doc_write and the doc ops of store_complete):
+ * 0 applied ([out] w), -SLUICE_E_DOCUMENT_NOT_FOUND, -SLUICE_E_INVALID_DATA,
+ * -SLUICE_E_PRECONDITION_FAILED, -SLUICE_E_ITEM_TOO_LARGE or a store error. */
+int sq_doc_apply(struct sq_conn *c, const char *tenant, const char *coll, const char *ref,
+                 size_t ref_len, enum store_op op, const char *data, size_t data_len,
+                 int64_t if_match, const char *job_id, int64_t item_index, int64_t now,
+                 struct doc_result *w);
+
+/* ---- the operations of store_sqlite_ops (contracts: store.h, store_ops) ---------- */
+
+/* conn.c */
+int sq_open(const char *location, const struct store_options *opt, void **impl);
+void sq_close(void *impl);
+int sq_ping(void *impl);
+
+/* keys.c */
+int sq_key_create(void *impl, const char *key_id, const char *tenant, const char *hash_hex);
+int sq_key_lookup(void *impl, const char *hash_hex, char tenant[STORE_NAME_MAX]);
+int sq_key_list(void *impl, struct store_key **out, size_t *n);
+int sq_key_revoke(void *impl, const char *key_id);
+int sq_tenant_set_weight(void *impl, const char *tenant, int weight);
+int sq_tenant_load(void *impl, const char *tenant, int64_t *open_jobs, int64_t *pending);
+int sq_setting_ensure(void *impl, const char *name, const char *value, char **out);
+
+/* jobs.c */
+int sq_job_begin(void *impl, const char *tenant, const char *job_id);
+int sq_job_add_items(void *impl, const char *job_id, const struct store_new_item *items, size_t n);
+int sq_job_commit(void *impl, const char *job_id, const struct store_job_meta *meta, int64_t total,
+                  struct store_job *out);
+int sq_job_retry(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
+                 const struct store_job_meta *meta, struct store_job *out);
+int sq_job_retry_begin(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
+                       const struct store_job_meta *meta, struct store_job *out);
+int sq_job_retry_stage(void *impl, size_t max_rows, int64_t *cursor, char *job_id);
+int sq_job_abort(void *impl, const char *job_id);
+int sq_gc_receiving(void *impl, int64_t older_than);
+int sq_retention_sweep(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
+                       size_t max_rows);
+int sq_job_get(void *impl, const char *tenant, const char *job_id, struct store_job *out);
+int sq_job_list(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
+                struct store_job **out, size_t *n);
+int sq_job_cancel(void *impl, const char *tenant, const char *job_id, struct store_job *out);
+int sq_job_delete(void *impl, const char *tenant, const char *job_id);
+
+/* items.c */
+int sq_item_get(void *impl, const char *tenant, const char *job_id, int64_t index,
+                struct store_item *out);
+int sq_item_list(void *impl, const char *tenant, const char *job_id,
+                 const struct store_item_filter *f, int64_t after_index, size_t limit,
+                 int with_data, struct store_item **out, size_t *n);
+
+/* docs.c */
+int sq_doc_get(void *impl, const char *tenant, const char *collection, const char *ref,
+               struct store_doc *out);
+int sq_doc_write(void *impl, const char *tenant, const char *collection, const char *ref,
+                 enum store_op op, const char *data, size_t data_len, int64_t if_match,
+                 struct store_doc *out, int *created);
+int sq_doc_list(void *impl, const char *tenant, const char *collection, const char *after_ref,
+                size_t limit, struct store_doc **out, size_t *n);
+
+/* claims.c */
+int sq_expire_claims(void *impl);
+int sq_claim(void *impl, const struct store_claim_opts *o, struct store_claim *out);
+int sq_complete(void *impl, const struct store_claim *c, struct store_outcome *outs, size_t n,
+                const struct store_step_count *steps, size_t nsteps);
+int sq_release(void *impl, const struct store_claim *c);
+int sq_stats(void *impl, struct store_stats *out);
+
+/* defs.c */
+int sq_workflow_put(void *impl, const char *tenant, const char *name, const char *definition,
+                    struct store_workflow *out);
+int sq_workflow_get(void *impl, const char *tenant, const char *name, int64_t version,
+                    struct store_workflow *out);
+int sq_workflow_list(void *impl, const char *tenant, const char *after_name, size_t limit,
+                     struct store_workflow **out, size_t *n);
+int sq_workflow_delete(void *impl, const char *tenant, const char *name);
+int sq_hook_put(void *impl, const char *tenant, const char *name, const char *definition,
+                struct store_hook *out);
+int sq_hook_get(void *impl, const char *tenant, const char *name, struct store_hook *out);
+int sq_hook_list(void *impl, const char *tenant, const char *after_name, size_t limit,
+                 struct store_hook **out, size_t *n);
+int sq_hook_delete(void *impl, const char *tenant, const char *name);
+int sq_limit_put(void *impl, const char *tenant, const char *name, const char *definition,
+                 struct store_limit *out);
+int sq_limit_get(void *impl, const char *tenant, const char *name, struct store_limit *out);
+int sq_limit_list(void *impl, const char *tenant, const char *after_name, size_t limit,
+                  struct store_limit **out, size_t *n);
+int sq_limit_delete(void *impl, const char *tenant, const char *name);
+int sq_secret_put(void *impl, const char *tenant, const char *name, const char *value,
+                  struct store_secret *out);
+int sq_secret_get(void *impl, const char *tenant, const char *name, struct store_secret *out);
+int sq_secret_list(void *impl, const char *tenant, const char *after_name, size_t limit,
+                   struct store_secret **out, size_t *n);
+int sq_secret_delete(void *impl, const char *tenant, const char *name);
+
+/* limits.c */
+int sq_bucket_take(void *impl, const char *id, double interval_ms, double tolerance_ms, int64_t n,
+                   struct store_bucket_lease *out);
+int sq_bucket_block(void *impl, const char *id, int64_t until_ms);
+int sq_sem_adjust(void *impl, const char *id, int64_t cap, int64_t delta, int64_t *held);
+
+/* outbox.c */
+int sq_delivery_claim(void *impl, int64_t lease_ms, size_t max, struct store_delivery **out,
+                      size_t *n);
+int sq_delivery_record(void *impl, const struct store_delivery *d,
+                       const struct store_delivery_attempt *a, int state, int64_t next_at);
+int sq_delivery_list(void *impl, const char *tenant, const char *job_id,
+                     struct store_delivery **out, size_t *n);
+
+#endif
