@@ -23,9 +23,11 @@ struct items_ctx {
 #define EFFECTIVE                                                                                  \
     "CASE WHEN status <> 0 THEN status WHEN ?6 >= 0 AND k >= ?7 + ?6 THEN 5 "                      \
     "WHEN k < ?7 + ?8 THEN 1 ELSE 0 END"
+
 #define ITEM_LIST_COLS                                                                             \
     "k, status, attempts, ref, data, result, error_code, error_message, updated_at, failed_step, " \
     "warnings, parent_index"
+
 /* Filters of store_item_list besides status: ?3 ref, ?9 failed_step, ?10 error_code. */
 #define ITEM_FILTERS                                                                               \
     "(?3 IS NULL OR ref = ?3) AND (?9 IS NULL OR failed_step = ?9) "                               \

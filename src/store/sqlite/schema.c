@@ -7,7 +7,8 @@
  *            same transaction as the items they count. `next_idx` is the claim
  *            cursor (items below it were handed out), `cancel_at` the cancel point
  *            (-1 = not canceled), `last_claim` the id of the newest claim taken from
- *            the job, `priority` -100..100 from the submit (see FAIRNESS).
+ *            the job, `priority` -100..100 from the submit (see FAIRNESS in
+ *            claims.c).
  *   items    key k = jid * 2^32 + index: one integer B-tree, rows appended in key
  *            order at submit, no secondary index except a partial one on failed
  *            items (listing failures of a big job). Processing and Canceled of a

@@ -15,9 +15,10 @@
  *   outbox.c  completion callback deliveries
  *   limits.c  shared rate buckets and concurrency semaphores
  * A function used by several files has the prefix sq_ and is declared here; the rest
- * stay static in their file. Every function here runs inside a transaction body (on
- * the connection c checked out by sq_run_tx) unless it says otherwise; none is
- * thread-safe on the same connection, and a connection serves one thread at a time. */
+ * stay static in their file. The operations (sq_open ... sq_delivery_list, the
+ * store_ops of store.h) may be called from any thread; every function taking a
+ * struct sq_conn runs inside a transaction body, on the connection sq_run_tx checked
+ * out for it, which serves one thread at a time. */
 #ifndef SLUICE_STORE_SQLITE_INT_H
 #define SLUICE_STORE_SQLITE_INT_H
 
