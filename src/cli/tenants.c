@@ -3,7 +3,7 @@
  * next claim).
  *
  *   sluice tenants weight TENANT W   W = 1..100 claims per round (default 1; see
- *                                    FAIRNESS in store/sqlite.c)
+ *                                    FAIRNESS in store/sqlite/claims.c)
  * Exit statuses as in cli.h: 0 ok, 2 usage, 3 store error. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -94,8 +94,8 @@ int sq_job_load(struct sq_conn *c, const char *tenant, const char *job_id, struc
 SQ_SQL(sql_job_by_id_staging, "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND tenant = ?2 "
                               "AND (status > 0 OR parent_job <> '') AND updated_at >= 0");
 
-/* job_load for readers: also a staging retry (status 0 with a parent_job), which
- * store.c shows NotStarted. Writers use job_load and do not see it. */
+/* sq_job_load for readers: also a staging retry (status 0 with a parent_job), which
+ * store.c shows NotStarted. Writers use sq_job_load and do not see it. */
 int sq_job_load_visible(struct sq_conn *c, const char *tenant, const char *job_id, struct jobrow *r)
 {
     sqlite3_stmt *s;
