@@ -3,7 +3,6 @@
  * limits_undo), when idle workers should look again (limits_wake_in), and what the
  * monitor shows of a job that was held back (limits_job_throttle). Never blocks on
  * I/O: in shared mode it uses the slots the refiller leased and asks for more. */
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,141 +49,92 @@ static void throttle_note(struct limits *l, const char *job_id, const char *name
     s->at_mono = now;
 }
 
-size_t limits_admit(struct limits *l, const char *tenant, const char *job_id, const char *uses,
-                    size_t want, struct limits_grant *g)
+/* 1 when an upstream asked job_id's requests to wait and the job sends requests: no
+ * claim of it before the wait is over (noted for the monitor, and when to wake). */
+static int job_held(struct limits *l, const char *tenant, const char *job_id,
+                    const struct limits_use *u, int nu, int64_t now)
 {
-    struct limits_use u[LIMITS_MAX_USES];
-    memset(g, 0, sizeof *g);
-    snprintf(g->job_id, sizeof g->job_id, "%s", job_id);
-    int nu = limits_uses_decode(uses, u, LIMITS_MAX_USES);
-    if (nu <= 0) {
-        g->n = want;
-        return want;
-    }
-    int64_t now = clock_mono_ms();
-    size_t grant = want;
-    struct buf id = BUF_INIT;
-    char key[256];
-    /* Held back: the tightest use, for the monitor. */
-    const char *why_name = NULL, *why_reason = NULL, *why_host = "";
-    int why_scope = 0;
-    char why_key[256] = "";
-    double why_rate = 0;
-
-    pthread_mutex_lock(&l->mu);
     struct job_block *jb = &l->jblocked[hash_str(job_id) % NTHROTTLE];
-    if (strcmp(jb->job_id, job_id) == 0 && jb->until > now) {
-        for (int i = 0; i < nu; i++)
-            if (u[i].kind == LIMITS_REQUESTS) { /* its upstream asked to wait: no claim before */
-                const struct limits_def *d[2];
-                int scope[2] = {0, 0};
-                key[0] = '\0';
-                if (defs_of(l, tenant, u[i].name, d, scope) > 0)
-                    def_key_resolve(d[0]->key, tenant, u[i].workflow, u[i].step, jb->host, key,
-                                    sizeof key);
-                throttle_note(l, job_id, u[i].name, scope[0], key, "upstream", jb->host, 0, now);
-                wake_note(l, jb->until);
-                pthread_mutex_unlock(&l->mu);
-                g->n = 0;
-                return 0;
-            }
+    if (strcmp(jb->job_id, job_id) != 0 || jb->until <= now)
+        return 0;
+    for (int i = 0; i < nu; i++)
+        if (u[i].kind == LIMITS_REQUESTS) { /* its upstream asked to wait: no claim before */
+            const struct limits_def *d[2];
+            int scope[2] = {0, 0};
+            char key[256] = "";
+            if (defs_of(l, tenant, u[i].name, d, scope) > 0)
+                def_key_resolve(d[0]->key, tenant, u[i].workflow, u[i].step, jb->host, key,
+                                sizeof key);
+            throttle_note(l, job_id, u[i].name, scope[0], key, "upstream", jb->host, 0, now);
+            wake_note(l, jb->until);
+            return 1;
+        }
+    return 0;
+}
+
+/* How many of want items use u may take now by the rate of d in b. In shared mode
+ * asks the refiller for the slots missing; when held back, notes when to wake. */
+static size_t rate_allow(struct limits *l, struct bucket *b, const struct limits_def *d,
+                         const struct limits_use *u, size_t want, int64_t now)
+{
+    double t_ms = 1000.0 / d->rate, tau = (double)(d->burst - 1) * t_ms;
+    int64_t horizon = now + (u->kind == LIMITS_ITEMS ? 0 : LIMITS_HORIZON_MS);
+    int64_t admitted = u->kind == LIMITS_REQUESTS ? b->admitted : 0;
+    int64_t slots;
+    if (l->shared) {
+        /* what this node holds of the shared schedule; ask for the rest */
+        slots = stock_until(b, now, horizon) - admitted;
+        if (slots < (int64_t)want * u->count)
+            stock_want(l, b, (int64_t)want * u->count - (slots > 0 ? slots : 0), t_ms, tau);
+    } else {
+        slots = bucket_slots_until(b, t_ms, tau, now, horizon) - admitted;
     }
-    /* Pass 1: how many every bucket allows. */
-    struct plan {
-        struct bucket *b;
-        const struct limits_def *d;
-        int count;
-        enum limits_kind kind;
-    } plan[2 * LIMITS_MAX_USES];
-    size_t np = 0;
-    for (int i = 0; i < nu; i++) {
-        const struct limits_def *d[2];
-        int scope[2];
-        size_t nd = defs_of(l, tenant, u[i].name, d, scope);
-        for (size_t k = 0; k < nd; k++) {
-            def_key_resolve(d[k]->key, tenant, u[i].workflow, u[i].step, u[i].host, key,
-                            sizeof key);
-            bucket_id(&id, scope[k], tenant, u[i].name, key);
-            struct bucket *b = bucket_get(l, buf_cstr(&id), now);
-            size_t allow = want;
-            const char *reason = NULL;
-            if (d[k]->rate > 0 &&
-                !(u[i].kind == LIMITS_REQUESTS && !u[i].host[0] && strstr(d[k]->key, "{host}"))) {
-                /* (a request limit keyed by a host the template decides per item is
-                 * paced at send time only: the bucket is not known here) */
-                double t_ms = 1000.0 / d[k]->rate, tau = (double)(d[k]->burst - 1) * t_ms;
-                int64_t horizon = now + (u[i].kind == LIMITS_ITEMS ? 0 : LIMITS_HORIZON_MS);
-                int64_t slots;
-                if (l->shared) {
-                    /* what this node holds of the shared schedule; ask for the rest */
-                    slots = stock_until(b, now, horizon) -
-                            (u[i].kind == LIMITS_REQUESTS ? b->admitted : 0);
-                    if (slots < (int64_t)want * u[i].count)
-                        stock_want(l, b, (int64_t)want * u[i].count - (slots > 0 ? slots : 0), t_ms,
-                                   tau);
-                } else {
-                    slots = bucket_slots_until(b, t_ms, tau, now, horizon) -
-                            (u[i].kind == LIMITS_REQUESTS ? b->admitted : 0);
-                }
-                int64_t items = slots > 0 ? slots / u[i].count : 0;
-                if ((size_t)items < allow) {
-                    allow = (size_t)items;
-                    reason = b->blocked_until > now ? "upstream" : "rate";
-                    /* when this bucket has slots again (for requests: ones within the
-                     * horizon) - enough of them to be worth a claim, up to its burst -
-                     * so idle workers look again then, not at every single slot */
-                    int64_t worth = d[k]->burst < WAKE_SLOTS ? d[k]->burst : WAKE_SLOTS;
-                    double next = (b->tat > (double)b->blocked_until ? b->tat - tau
-                                                                     : (double)b->blocked_until) +
-                                  (double)(worth - 1) * t_ms;
-                    int64_t at =
-                        (int64_t)next - (u[i].kind == LIMITS_REQUESTS ? LIMITS_HORIZON_MS : 0) + 1;
-                    if (at <= now)
-                        at = now + 1;
-                    wake_note(l, at);
-                }
-            }
-            if (d[k]->rate > 0 && u[i].kind == LIMITS_REQUESTS && u[i].host[0]) {
-                /* the step's upstream asked to wait (a bucket other hosts share) */
-                int64_t until = bucket_host_blocked(b, u[i].host, now);
-                if (until > now && allow > 0) {
-                    allow = 0;
-                    reason = "upstream";
-                    wake_note(l, until);
-                }
-            }
-            if (d[k]->concurrency > 0) {
-                int64_t held = d[k]->concurrency;
-                if (l->shared) { /* this node's units of the cluster's cap */
-                    held = b->units;
-                    b->cap = d[k]->concurrency;
-                    if (held - b->inflight < (int64_t)want) {
-                        b->unit_demand = (int64_t)want - (held - b->inflight);
-                        pthread_cond_signal(&l->refill_cv);
-                    }
-                }
-                int64_t room = held - b->inflight;
-                if (room < 0)
-                    room = 0;
-                if ((size_t)room < allow) {
-                    allow = (size_t)room;
-                    reason = "concurrency";
-                }
-            }
-            if (allow < grant || (reason && !why_name)) {
-                grant = allow < grant ? allow : grant;
-                why_name = u[i].name;
-                why_reason = reason;
-                why_scope = scope[k];
-                snprintf(why_key, sizeof why_key, "%s", key);
-                why_host = reason && !strcmp(reason, "upstream") ? u[i].host : "";
-                why_rate = d[k]->rate > 0 ? d[k]->rate / u[i].count : 0;
-            }
-            if (np < sizeof plan / sizeof plan[0])
-                plan[np++] = (struct plan){b, d[k], u[i].count, u[i].kind};
+    int64_t items = slots > 0 ? slots / u->count : 0;
+    if ((size_t)items >= want)
+        return want;
+    /* when this bucket has slots again (for requests: ones within the
+     * horizon) - enough of them to be worth a claim, up to its burst -
+     * so idle workers look again then, not at every single slot */
+    int64_t worth = d->burst < WAKE_SLOTS ? d->burst : WAKE_SLOTS;
+    double next = (b->tat > (double)b->blocked_until ? b->tat - tau : (double)b->blocked_until) +
+                  (double)(worth - 1) * t_ms;
+    int64_t at = (int64_t)next - (u->kind == LIMITS_REQUESTS ? LIMITS_HORIZON_MS : 0) + 1;
+    wake_note(l, at <= now ? now + 1 : at);
+    return (size_t)items;
+}
+
+/* How many of want items the concurrency cap of d lets into b now. In shared mode the
+ * cap is this node's units of the cluster's; asks the refiller for more. */
+static size_t concurrency_allow(struct limits *l, struct bucket *b, const struct limits_def *d,
+                                size_t want)
+{
+    int64_t held = d->concurrency;
+    if (l->shared) { /* this node's units of the cluster's cap */
+        held = b->units;
+        b->cap = d->concurrency;
+        if (held - b->inflight < (int64_t)want) {
+            b->unit_demand = (int64_t)want - (held - b->inflight);
+            pthread_cond_signal(&l->refill_cv);
         }
     }
-    /* Pass 2: take what was granted. */
+    int64_t room = held - b->inflight;
+    if (room < 0)
+        room = 0;
+    return (size_t)room < want ? (size_t)room : want;
+}
+
+/* A bucket a claim takes from, found in pass 1 of limits_admit, taken from in pass 2. */
+struct plan {
+    struct bucket *b;
+    const struct limits_def *d;
+    int count;
+    enum limits_kind kind;
+};
+
+/* Pass 2: takes grant items' worth from every planned bucket, recording it in g. */
+static void plan_take(struct limits *l, const struct plan *plan, size_t np, size_t grant,
+                      int64_t now, struct limits_grant *g)
+{
     for (size_t i = 0; i < np && grant > 0; i++) {
         struct bucket *b = plan[i].b;
         const struct limits_def *d = plan[i].d;
@@ -206,12 +156,86 @@ size_t limits_admit(struct limits *l, const char *tenant, const char *job_id, co
             grant_push(g, b, LIMITS_CONCURRENCY, (int64_t)grant, 0);
         }
     }
+}
+
+size_t limits_admit(struct limits *l, const char *tenant, const char *job_id, const char *uses,
+                    size_t want, struct limits_grant *g)
+{
+    struct limits_use u[LIMITS_MAX_USES];
+    memset(g, 0, sizeof *g);
+    snprintf(g->job_id, sizeof g->job_id, "%s", job_id);
+    int nu = limits_uses_decode(uses, u, LIMITS_MAX_USES);
+    if (nu <= 0) {
+        g->n = want;
+        return want;
+    }
+    int64_t now = clock_mono_ms();
+    size_t grant = want;
+    char key[256];
+    /* Held back: the tightest use, for the monitor. */
+    const char *why_name = NULL, *why_reason = NULL, *why_host = "";
+    int why_scope = 0;
+    char why_key[256] = "";
+    double why_rate = 0;
+
+    pthread_mutex_lock(&l->mu);
+    if (job_held(l, tenant, job_id, u, nu, now)) {
+        pthread_mutex_unlock(&l->mu);
+        g->n = 0;
+        return 0;
+    }
+    /* Pass 1: how many every bucket allows. */
+    struct plan plan[2 * LIMITS_MAX_USES];
+    size_t np = 0;
+    for (int i = 0; i < nu; i++) {
+        const struct limits_def *d[2];
+        int scope[2];
+        size_t nd = defs_of(l, tenant, u[i].name, d, scope);
+        for (size_t k = 0; k < nd; k++) {
+            struct bucket *b = bucket_of(l, scope[k], d[k], tenant, u[i].name, u[i].workflow,
+                                         u[i].step, u[i].host, now, key, sizeof key);
+            size_t allow = want, n;
+            const char *reason = NULL;
+            /* (a request limit keyed by a host the template decides per item is
+             * paced at send time only: the bucket is not known here) */
+            if (d[k]->rate > 0 &&
+                !(u[i].kind == LIMITS_REQUESTS && !u[i].host[0] && strstr(d[k]->key, "{host}")) &&
+                (n = rate_allow(l, b, d[k], &u[i], want, now)) < allow) {
+                allow = n;
+                reason = b->blocked_until > now ? "upstream" : "rate";
+            }
+            if (d[k]->rate > 0 && u[i].kind == LIMITS_REQUESTS && u[i].host[0]) {
+                /* the step's upstream asked to wait (a bucket other hosts share) */
+                int64_t until = bucket_host_blocked(b, u[i].host, now);
+                if (until > now && allow > 0) {
+                    allow = 0;
+                    reason = "upstream";
+                    wake_note(l, until);
+                }
+            }
+            if (d[k]->concurrency > 0 && (n = concurrency_allow(l, b, d[k], want)) < allow) {
+                allow = n;
+                reason = "concurrency";
+            }
+            if (allow < grant || (reason && !why_name)) {
+                grant = allow < grant ? allow : grant;
+                why_name = u[i].name;
+                why_reason = reason;
+                why_scope = scope[k];
+                snprintf(why_key, sizeof why_key, "%s", key);
+                why_host = reason && !strcmp(reason, "upstream") ? u[i].host : "";
+                why_rate = d[k]->rate > 0 ? d[k]->rate / u[i].count : 0;
+            }
+            if (np < sizeof plan / sizeof plan[0])
+                plan[np++] = (struct plan){b, d[k], u[i].count, u[i].kind};
+        }
+    }
+    plan_take(l, plan, np, grant, now, g);
     /* nothing granted: noted whatever held it; cut short: noted when a reason is known */
     if (why_name && (grant == 0 || (grant < want && why_reason)))
         throttle_note(l, job_id, why_name, why_scope, why_key, why_reason ? why_reason : "rate",
                       why_host, why_rate, now);
     pthread_mutex_unlock(&l->mu);
-    buf_release(&id);
     g->n = grant;
     return grant;
 }

@@ -59,13 +59,17 @@ struct bucket *bucket_get(struct limits *l, const char *id, int64_t now)
     return b;
 }
 
-void bucket_id(struct buf *b, int scope, const char *tenant, const char *name, const char *key)
+struct bucket *bucket_of(struct limits *l, int scope, const struct limits_def *d,
+                         const char *tenant, const char *name, const char *workflow,
+                         const char *step, const char *host, int64_t now, char *key, size_t keylen)
 {
-    buf_reset(b);
+    char id[STORE_NAME_MAX + LIMITS_NAME_MAX + 256 + 8]; /* fits every part whole */
+    def_key_resolve(d->key, tenant, workflow, step, host, key, keylen);
     if (scope == 0)
-        buf_printf(b, "s/%s|%s", name, key);
+        snprintf(id, sizeof id, "s/%s|%s", name, key);
     else
-        buf_printf(b, "t/%s/%s|%s", tenant, name, key);
+        snprintf(id, sizeof id, "t/%s/%s|%s", tenant, name, key);
+    return bucket_get(l, id, now);
 }
 
 int64_t bucket_host_blocked(struct bucket *b, const char *host, int64_t now)

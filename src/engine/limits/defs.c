@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine/limits/limits_int.h"
+#include "util/buf.h"
 #include "util/errors.h"
 
 int def_fail(char *err, size_t errlen, char *target, size_t targetlen, const char *member,

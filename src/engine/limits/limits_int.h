@@ -10,7 +10,6 @@
 
 #include "engine/limits.h"
 #include "store/store.h"
-#include "util/buf.h"
 
 #define NHASH 1024    /* bucket hash chains */
 #define NTHROTTLE 512 /* jobs remembered as throttled (a cache: collisions evict) */
@@ -129,8 +128,12 @@ size_t defs_of(struct limits *l, const char *tenant, const char *name,
 
 /* The bucket named id, made (fresh: full, unblocked) when there is none. */
 struct bucket *bucket_get(struct limits *l, const char *id, int64_t now);
-/* The name of a bucket into b: "s/NAME|KEY" (scope 0) or "t/TENANT/NAME|KEY". */
-void bucket_id(struct buf *b, int scope, const char *tenant, const char *name, const char *key);
+/* The bucket of limit name (d: its definition in scope 0 server, 1 tenant) for one
+ * use: bucket_get of "s/NAME|KEY" or "t/TENANT/NAME|KEY", with KEY, d's template
+ * resolved for tenant, workflow, step and host, also written to key. */
+struct bucket *bucket_of(struct limits *l, int scope, const struct limits_def *d,
+                         const char *tenant, const char *name, const char *workflow,
+                         const char *step, const char *host, int64_t now, char *key, size_t keylen);
 /* Frees every bucket (all), or those whose state equals a fresh one's. */
 void buckets_drop(struct limits *l, int64_t now, int all);
 /* GCRA slots of b (emission interval t_ms, tolerance tau_ms) at or before `until`,

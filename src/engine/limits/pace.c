@@ -58,21 +58,17 @@ void limits_pacer_free(struct limits_pacer *p)
 static void pacer_each(struct limits_pacer *p, const char *host, int64_t now,
                        void (*fn)(struct bucket *, const struct limits_def *, void *), void *arg)
 {
-    struct buf id = BUF_INIT;
     char key[256];
     for (size_t i = 0; i < p->n; i++) {
         const struct limits_def *d[2];
         int scope[2];
         size_t nd = defs_of(p->l, p->tenant, p->names[i], d, scope);
-        for (size_t k = 0; k < nd; k++) {
-            if (d[k]->rate <= 0)
-                continue;
-            def_key_resolve(d[k]->key, p->tenant, p->workflow, p->step, host, key, sizeof key);
-            bucket_id(&id, scope[k], p->tenant, p->names[i], key);
-            fn(bucket_get(p->l, buf_cstr(&id), now), d[k], arg);
-        }
+        for (size_t k = 0; k < nd; k++)
+            if (d[k]->rate > 0)
+                fn(bucket_of(p->l, scope[k], d[k], p->tenant, p->names[i], p->workflow, p->step,
+                             host, now, key, sizeof key),
+                   d[k], arg);
     }
-    buf_release(&id);
 }
 
 struct block_arg {

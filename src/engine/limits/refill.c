@@ -79,6 +79,91 @@ struct refill_job {
     int64_t cap, units; /* units: > 0 to take, < 0 to give back */
 };
 
+/* What the refiller is to do for b now, into [out] j: 0 when nothing. Units held but
+ * unused for a while are given back here (units < 0). Under mu. */
+static int refill_job_of(struct bucket *b, int64_t mono, struct refill_job *j)
+{
+    int64_t units = 0;
+    if (b->unit_demand > 0) {
+        units = b->unit_demand;
+        b->unit_demand = 0;
+    } else if (b->units > b->inflight) {
+        /* units held but unused for a while go back for other nodes */
+        if (!b->idle_since)
+            b->idle_since = mono;
+        else if (mono - b->idle_since > UNITS_IDLE_MS) {
+            units = b->inflight - b->units;
+            b->units = b->inflight; /* not to be granted meanwhile */
+            b->idle_since = 0;
+        }
+    } else {
+        b->idle_since = 0;
+    }
+    if (b->demand <= 0 && !b->block_wall && !units)
+        return 0;
+    int64_t most =
+        b->t_ms > 0 ? (int64_t)(LEASE_MS / b->t_ms) + 1 + (int64_t)(b->tau / b->t_ms) : 0;
+    *j = (struct refill_job){.id = xstrdup(b->id),
+                             .t_ms = b->t_ms,
+                             .tau = b->tau,
+                             .n = b->demand < most ? b->demand : most,
+                             .block_wall = b->block_wall,
+                             .cap = b->cap,
+                             .units = units};
+    b->demand = 0;
+    b->block_wall = 0;
+    return 1;
+}
+
+/* Runs j against the store, then, under mu, puts what came back into its bucket: the
+ * leased slots, the units held, or the demand again when the store failed. Called
+ * without the lock. Frees j->id. */
+static void refill_run(struct limits *l, struct refill_job *j)
+{
+    struct store_bucket_lease lease = {0};
+    int rc = 0;
+    if (j->block_wall)
+        rc = store_bucket_block(l->shared, j->id, j->block_wall);
+    if (rc >= 0 && j->n > 0)
+        rc = store_bucket_take(l->shared, j->id, j->t_ms, j->tau, j->n, &lease);
+    int64_t held = -1;
+    if (j->units) {
+        char sem[600];
+        snprintf(sem, sizeof sem, "%s#c", j->id);
+        if (store_sem_adjust(l->shared, sem, j->cap, j->units, &held) < 0)
+            held = -1;
+    }
+    int64_t mono = clock_mono_ms();
+    pthread_mutex_lock(&l->mu);
+    struct bucket *b = bucket_get(l, j->id, mono);
+    if (j->units > 0 && held >= 0)
+        b->units = held;
+    else if (j->units < 0 && held < 0)
+        b->units -= j->units; /* not given back: still ours */
+    else if (j->units < 0)
+        b->units = held > b->inflight ? held : b->inflight;
+    if (rc < 0) {
+        b->demand = j->n > b->demand ? j->n : b->demand; /* again, later */
+    } else if (j->n > 0) {
+        if (lease.epoch != b->store_epoch) { /* someone was told to wait */
+            b->nstock = 0;
+            b->store_epoch = lease.epoch;
+        }
+        for (int64_t k = 0; k < j->n; k++) {
+            double at = lease.tat0 + (double)k * j->t_ms - j->tau;
+            if (at < (double)lease.now)
+                at = (double)lease.now;
+            stock_add(b, mono + (int64_t)ceil(at - (double)lease.now));
+        }
+        /* the local view of the shared schedule, for admission estimates */
+        double tat = (double)mono + (lease.tat0 - (double)lease.now) + (double)j->n * j->t_ms;
+        if (tat > b->tat)
+            b->tat = tat;
+    }
+    pthread_mutex_unlock(&l->mu);
+    free(j->id);
+}
+
 /* The refiller: leases what the buckets want from the store, tells it of back-offs,
  * outside the mutex (store calls never run under it). */
 static void *refill_main(void *arg)
@@ -90,84 +175,18 @@ static void *refill_main(void *arg)
         size_t nj = 0, cap = 0;
         for (size_t i = 0; i < NHASH; i++)
             for (struct bucket *b = l->hash[i]; b; b = b->next) {
-                int64_t mono = clock_mono_ms(), units = 0;
-                if (b->unit_demand > 0) {
-                    units = b->unit_demand;
-                    b->unit_demand = 0;
-                } else if (b->units > b->inflight) {
-                    /* units held but unused for a while go back for other nodes */
-                    if (!b->idle_since)
-                        b->idle_since = mono;
-                    else if (mono - b->idle_since > UNITS_IDLE_MS) {
-                        units = b->inflight - b->units;
-                        b->units = b->inflight; /* not to be granted meanwhile */
-                        b->idle_since = 0;
-                    }
-                } else {
-                    b->idle_since = 0;
-                }
-                if (b->demand <= 0 && !b->block_wall && !units)
+                struct refill_job j;
+                if (!refill_job_of(b, clock_mono_ms(), &j))
                     continue;
                 if (nj == cap) {
                     cap = cap ? cap * 2 : 8;
                     jobs = xrealloc(jobs, cap * sizeof *jobs);
                 }
-                int64_t most = b->t_ms > 0
-                                   ? (int64_t)(LEASE_MS / b->t_ms) + 1 + (int64_t)(b->tau / b->t_ms)
-                                   : 0;
-                jobs[nj++] = (struct refill_job){
-                    xstrdup(b->id), b->t_ms, b->tau, b->demand < most ? b->demand : most,
-                    b->block_wall,  b->cap,  units};
-                b->demand = 0;
-                b->block_wall = 0;
+                jobs[nj++] = j;
             }
         pthread_mutex_unlock(&l->mu);
-        for (size_t i = 0; i < nj; i++) {
-            struct refill_job *j = &jobs[i];
-            struct store_bucket_lease lease = {0};
-            int rc = 0;
-            if (j->block_wall)
-                rc = store_bucket_block(l->shared, j->id, j->block_wall);
-            if (rc >= 0 && j->n > 0)
-                rc = store_bucket_take(l->shared, j->id, j->t_ms, j->tau, j->n, &lease);
-            int64_t held = -1;
-            if (j->units) {
-                char sem[600];
-                snprintf(sem, sizeof sem, "%s#c", j->id);
-                if (store_sem_adjust(l->shared, sem, j->cap, j->units, &held) < 0)
-                    held = -1;
-            }
-            int64_t mono = clock_mono_ms();
-            pthread_mutex_lock(&l->mu);
-            struct bucket *b = bucket_get(l, j->id, mono);
-            if (j->units > 0 && held >= 0)
-                b->units = held;
-            else if (j->units < 0 && held < 0)
-                b->units -= j->units; /* not given back: still ours */
-            else if (j->units < 0)
-                b->units = held > b->inflight ? held : b->inflight;
-            if (rc < 0) {
-                b->demand = j->n > b->demand ? j->n : b->demand; /* again, later */
-            } else if (j->n > 0) {
-                if (lease.epoch != b->store_epoch) { /* someone was told to wait */
-                    b->nstock = 0;
-                    b->store_epoch = lease.epoch;
-                }
-                for (int64_t k = 0; k < j->n; k++) {
-                    double at = lease.tat0 + (double)k * j->t_ms - j->tau;
-                    if (at < (double)lease.now)
-                        at = (double)lease.now;
-                    stock_add(b, mono + (int64_t)ceil(at - (double)lease.now));
-                }
-                /* the local view of the shared schedule, for admission estimates */
-                double tat =
-                    (double)mono + (lease.tat0 - (double)lease.now) + (double)j->n * j->t_ms;
-                if (tat > b->tat)
-                    b->tat = tat;
-            }
-            pthread_mutex_unlock(&l->mu);
-            free(j->id);
-        }
+        for (size_t i = 0; i < nj; i++)
+            refill_run(l, &jobs[i]);
         free(jobs);
         pthread_mutex_lock(&l->mu);
         if (!l->refill_stop) {
