@@ -1,6 +1,6 @@
 /* limits.c - the registry of limits: the server's (from its config) and the tenants'
  * (set by the API, reloaded from the store), looked up by name for admission and
- * pacing; making and freeing the whole limiter. The buckets are in bucket.c, the
+ * pacing; making and freeing it all (struct limits). The buckets are in bucket.c, the
  * shared mode's refiller in refill.c. See engine/limits.h for the design. */
 #include <pthread.h>
 #include <stdio.h>
