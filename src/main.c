@@ -89,7 +89,7 @@ static int load_cursor_key(struct store *st, unsigned char key[CURSOR_KEY_BYTES]
 }
 
 /* The server's processing limits from --limits: inline JSON or @FILE. 0 or -1 (logged). */
-static int load_limits(struct limiter *lim, const char *spec)
+static int load_limits(struct limits *lim, const char *spec)
 {
     json_error_t je;
     char err[256], target[128];
@@ -100,7 +100,7 @@ static int load_limits(struct limiter *lim, const char *spec)
         log_write(LOG_ERROR, "--limits is not valid JSON", "error", je.text, NULL);
         return -1;
     }
-    int rc = limiter_set_server(lim, j, err, sizeof err, target, sizeof target);
+    int rc = limits_set_server(lim, j, err, sizeof err, target, sizeof target);
     json_decref(j);
     if (rc < 0) {
         log_write(LOG_ERROR, "--limits: bad limit", "target", target, "error", err, NULL);
@@ -250,15 +250,15 @@ static int serve_main(int argc, char **argv)
         return 1;
     }
     struct secrets *secrets = load_secrets();
-    struct limiter *lim = limiter_new();
-    limiter_set_max_backoff(lim, (int64_t)cfg.max_upstream_backoff_s * 1000);
+    struct limits *lim = limits_new();
+    limits_set_max_backoff(lim, (int64_t)cfg.max_upstream_backoff_s * 1000);
     /* Rates hold across the nodes of a shared store; SLUICE_LIMITS_SHARED=1 forces the
      * same path on SQLite (for tests). */
     const char *force_shared = getenv("SLUICE_LIMITS_SHARED");
     int shared = store_shared(st) || (force_shared && !strcmp(force_shared, "1"));
-    if (load_limits(lim, cfg.limits) < 0 || limiter_reload(lim, st) < 0 ||
-        (shared && limiter_share(lim, st) < 0)) {
-        limiter_free(lim);
+    if (load_limits(lim, cfg.limits) < 0 || limits_reload(lim, st) < 0 ||
+        (shared && limits_share(lim, st) < 0)) {
+        limits_free(lim);
         outbound_stop(ob);
         outbound_free(ob);
         secrets_free(secrets);
@@ -273,7 +273,7 @@ static int serve_main(int argc, char **argv)
     cfg.engine.max_item_bytes = cfg.api.limits.max_item_bytes;
     if ((rc = engine_start(st, &cfg.engine, &eng)) < 0) {
         log_write(LOG_ERROR, "cannot start workers", NULL);
-        limiter_free(lim);
+        limits_free(lim);
         outbound_stop(ob);
         outbound_free(ob);
         secrets_free(secrets);
@@ -334,7 +334,7 @@ static int serve_main(int argc, char **argv)
         slots_free(api.slots);
         janitor_stop(jan);
         engine_stop(eng);
-        limiter_free(lim);
+        limits_free(lim);
         outbound_stop(ob);
         outbound_free(ob);
         secrets_free(secrets);
@@ -383,7 +383,7 @@ static int serve_main(int argc, char **argv)
     ratelimit_free(api.authfail_rl);
     slots_free(api.slots);
     outbound_free(ob); /* after its users: workers and synchronous runs */
-    limiter_free(lim); /* after the workers, the pacing of outbound calls and handlers */
+    limits_free(lim);  /* after the workers, the pacing of outbound calls and handlers */
     secrets_free(secrets);
     free_list(allow);
     callbacks_free(cbs);

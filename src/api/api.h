@@ -30,7 +30,7 @@ struct waiters;
 struct runs;
 struct stager;
 struct callbacks;
-struct limiter;
+struct limits;
 struct secrets;
 struct slots;
 
@@ -45,7 +45,7 @@ struct api {
     struct callbacks *callbacks; /* completion callbacks: the tenants' signing keys */
     struct ratelimit *tenant_rl;   /* requests per tenant; NULL = unlimited */
     struct ratelimit *authfail_rl; /* failed authentications per client address; NULL = off */
-    struct limiter *limits;        /* processing limits (engine/limits.h); never NULL in serve */
+    struct limits *limits;         /* processing limits (engine/limits.h); never NULL in serve */
     unsigned char cursor_key[16];  /* seals the jobs list's cursors (util/cursor.h) */
     struct api_config cfg;
     atomic_int shutting_down;

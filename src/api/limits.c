@@ -23,7 +23,7 @@ static int check_name(struct request *req)
 
 /* {"name","scope", definition members[, "createdAt","updatedAt"]} */
 static void render_limit(struct buf *b, const char *name, const char *scope,
-                         const struct limit_def *d, int64_t created_at, int64_t updated_at)
+                         const struct limits_def *d, int64_t created_at, int64_t updated_at)
 {
     json_t *o = limits_def_json(d);
     char ts[25];
@@ -40,7 +40,7 @@ static void render_limit(struct buf *b, const char *name, const char *scope,
 }
 
 /* A stored definition (written by PUT, so valid); 0 or -1. */
-static int stored_def(const struct store_limit *l, struct limit_def *d)
+static int stored_def(const struct store_limit *l, struct limits_def *d)
 {
     json_error_t je;
     char err[200], target[64];
@@ -52,7 +52,7 @@ static int stored_def(const struct store_limit *l, struct limit_def *d)
 
 static void reply_limit(struct request *req, int status, const struct store_limit *l)
 {
-    struct limit_def d;
+    struct limits_def d;
     if (stored_def(l, &d) < 0) {
         reply_error(req, SLUICE_E_INTERNAL, NULL, "a stored limit does not parse");
         return;
@@ -76,7 +76,7 @@ void api_limits_put(struct request *req)
                      je.text);
         return;
     }
-    struct limit_def d;
+    struct limits_def d;
     char err[256], target[64];
     int rc = limits_def_parse(j, &d, err, sizeof err, target, sizeof target);
     json_decref(j);
@@ -97,7 +97,7 @@ void api_limits_put(struct request *req)
         reply_error(req, rc, NULL, NULL);
         return;
     }
-    limiter_set_tenant(api->limits, req_tenant(req), l.name, &d);
+    limits_set_tenant(api->limits, req_tenant(req), l.name, &d);
     reply_limit(req, rc == 1 ? 201 : 200, &l);
     store_limit_release(&l);
 }
@@ -116,8 +116,8 @@ void api_limits_get(struct request *req)
     } else if (rc == 1) {
         reply_limit(req, 200, &l);
     } else {
-        struct limit_def d;
-        if (limiter_server_def(api->limits, name, &d)) {
+        struct limits_def d;
+        if (limits_server_def(api->limits, name, &d)) {
             struct buf b = BUF_INIT;
             render_limit(&b, name, "server", &d, 0, 0);
             reply_buf(req, 200, "application/json", &b);
@@ -136,17 +136,17 @@ void api_limits_delete(struct request *req)
     struct api *api = api_of(req);
     const char *name = req_param(req, "name");
     int rc = store_limit_delete(api->st, req_tenant(req), name);
-    struct limit_def d;
+    struct limits_def d;
     if (rc < 0) {
         reply_error(req, rc, NULL, NULL);
-    } else if (rc == 0 && limiter_server_def(api->limits, name, &d)) {
+    } else if (rc == 0 && limits_server_def(api->limits, name, &d)) {
         reply_errorf(req, SLUICE_E_CONFLICT, "name",
                      "'%.64s' is a server limit, set in the server's configuration; only the "
                      "tenant's own limits can be deleted", name);
     } else if (rc == 0) {
         reply_errorf(req, SLUICE_E_NOT_FOUND, "name", "no limit '%.64s'", name);
     } else {
-        limiter_set_tenant(api->limits, req_tenant(req), name, NULL);
+        limits_set_tenant(api->limits, req_tenant(req), name, NULL);
         reply_empty(req, 204);
     }
 }
@@ -163,20 +163,20 @@ void api_limits_list(struct request *req)
         return;
     }
     char(*names)[LIMITS_NAME_MAX] = NULL;
-    limiter_server_names(api->limits, &names, &ns);
+    limits_server_names(api->limits, &names, &ns);
     struct buf b = BUF_INIT;
     int first = 1;
     buf_puts(&b, "{\"value\":[");
     for (size_t i = 0; i < ns; i++) {
-        struct limit_def d;
-        if (!limiter_server_def(api->limits, names[i], &d))
+        struct limits_def d;
+        if (!limits_server_def(api->limits, names[i], &d))
             continue;
         buf_puts(&b, first ? "" : ",");
         render_limit(&b, names[i], "server", &d, 0, 0);
         first = 0;
     }
     for (size_t i = 0; i < n; i++) {
-        struct limit_def d;
+        struct limits_def d;
         if (stored_def(&ls[i], &d) < 0)
             continue;
         buf_puts(&b, first ? "" : ",");

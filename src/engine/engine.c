@@ -40,7 +40,7 @@ struct worker {
     struct wfcache *cache; /* this worker's compiled definitions */
     struct limits_grant grant; /* the last admission of the claim being made */
     int granted;               /* grant holds something to give back */
-    int64_t reloaded_at;       /* monotonic ms of the last limiter_reload (worker 1) */
+    int64_t reloaded_at;       /* monotonic ms of the last limits_reload (worker 1) */
 };
 
 /* The store's claim gate: the limiter decides; only the last admission counts (a
@@ -262,7 +262,7 @@ static void *worker_main(void *arg)
                                      eng->cfg.max_active_jobs, eng->cfg.limits ? &gate : NULL};
         if (eng->cfg.limits && w->id == 1 && clock_mono_ms() - w->reloaded_at > RELOAD_MS) {
             /* Tenants' limits written through another node (or this one) */
-            limiter_reload(eng->cfg.limits, eng->st);
+            limits_reload(eng->cfg.limits, eng->st);
             w->reloaded_at = clock_mono_ms();
         }
         int rc = store_claim(eng->st, &o, &c);

@@ -29,7 +29,7 @@
 #include "store/store.h"
 
 struct outbound;
-struct limiter;
+struct limits;
 struct secrets;
 
 struct engine_config {
@@ -42,7 +42,7 @@ struct engine_config {
     struct outbound *outbound; /* for http steps (borrowed); NULL: they fail */
     const struct secrets *secrets; /* the operator's secrets (engine/secrets.h), borrowed;
                                     * may be NULL */
-    struct limiter *limits; /* processing limits (borrowed, engine/limits.h); NULL: none */
+    struct limits *limits;         /* processing limits (borrowed, engine/limits.h); NULL: none */
     size_t max_item_bytes;  /* what steps may build per item (pipeline.h); 0: 1 MiB */
 };
 

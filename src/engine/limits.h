@@ -35,10 +35,13 @@
  *   - a 429/503 with Retry-After backs off the upstream that sent it (limits_backoff):
  *     for a bucket keyed by {host}, the whole bucket (its one upstream); for a bucket
  *     other hosts share, that host only, on this node: its requests and claims wait,
- *     the other hosts' go on. The wait is capped (limiter_set_max_backoff).
+ *     the other hosts' go on. The wait is capped (limits_set_max_backoff).
  *
  * The state is in this process, or for rates in the store when it is shared by several
- * nodes (limiter_share). Concurrency caps are per process. Thread-safe: one mutex. */
+ * nodes (limits_share). Concurrency caps are per process. Thread-safe: one mutex.
+ *
+ * The code is in engine/limits/, one file per concern (limits.c: the registry;
+ * defs.c, uses.c, bucket.c, refill.c, admit.c, pace.c); this is its one public header. */
 #ifndef SLUICE_LIMITS_H
 #define SLUICE_LIMITS_H
 
@@ -53,7 +56,7 @@
 #define LIMITS_MAX_USES 16     /* limits one job may consume (workflow and steps) */
 #define LIMITS_MAX_BACKOFF_MS 300000 /* default cap of an upstream's Retry-After back-off */
 
-struct limit_def {
+struct limits_def {
     char key[256];        /* template */
     double rate;          /* tokens per second; 0 = no rate */
     double per_s;         /* seconds of "per" (1, 60, 3600), for rendering */
@@ -77,17 +80,17 @@ static inline int limits_name_valid(const char *name)
 }
 /* Checks a definition. 0 and [out] d, or -SLUICE_E_INVALID_FIELD with a message in
  * err and the member at fault in target ("rate"). */
-int limits_def_parse(const json_t *j, struct limit_def *d, char *err, size_t errlen, char *target,
+int limits_def_parse(const json_t *j, struct limits_def *d, char *err, size_t errlen, char *target,
                      size_t targetlen);
 /* The definition as JSON (what GET shows): {"key","rate","per","burst","concurrency"}
  * with absent members left out. New reference. */
-json_t *limits_def_json(const struct limit_def *d);
+json_t *limits_def_json(const struct limits_def *d);
 
-struct limiter;
+struct limits;
 
-/* An empty limiter (no limits). */
-struct limiter *limiter_new(void);
-void limiter_free(struct limiter *l);
+/* An empty registry (no limits). */
+struct limits *limits_new(void);
+void limits_free(struct limits *l);
 
 /* Shared mode, for stores several nodes use (store_shared): rate buckets are kept in
  * the store (store_bucket_take) and a thread of the limiter leases their slots a
@@ -95,30 +98,39 @@ void limiter_free(struct limiter *l);
  * admission and pacing then hand out this node's leased slots. Call once, before use.
  * 0 or -SLUICE_E_INTERNAL. */
 struct store;
-int limiter_share(struct limiter *l, struct store *st);
+int limits_share(struct limits *l, struct store *st);
 /* Server-config limits: a JSON object name -> definition. Replaces the earlier set.
  * -SLUICE_E_INVALID_FIELD with err/target ("NAME.rate") on a bad entry (nothing
  * changes). */
-int limiter_set_server(struct limiter *l, const json_t *defs, char *err, size_t errlen,
-                       char *target, size_t targetlen);
+int limits_set_server(struct limits *l, const json_t *defs, char *err, size_t errlen, char *target,
+                      size_t targetlen);
 /* Sets (def != NULL) or removes (def NULL) a tenant's limit. */
-void limiter_set_tenant(struct limiter *l, const char *tenant, const char *name,
-                        const struct limit_def *def);
+void limits_set_tenant(struct limits *l, const char *tenant, const char *name,
+                       const struct limits_def *def);
 /* Replaces every tenant limit with the store's (at start, and to follow other nodes).
  * 0 or a store error (nothing changes then). */
 struct store;
-int limiter_reload(struct limiter *l, struct store *st);
+int limits_reload(struct limits *l, struct store *st);
 /* 1 and [out] d when the server config defines name, else 0. */
-int limiter_server_def(struct limiter *l, const char *name, struct limit_def *d);
+int limits_server_def(struct limits *l, const char *name, struct limits_def *d);
 /* Server-config limit names in order, for listings: [out] heap array of n names
  * (each LIMITS_NAME_MAX), caller frees. */
-void limiter_server_names(struct limiter *l, char (**names)[LIMITS_NAME_MAX], size_t *n);
+void limits_server_names(struct limits *l, char (**names)[LIMITS_NAME_MAX], size_t *n);
 
 /* ---- what a job uses ------------------------------------------------------------ */
 
+/* What a limit counts. A use is LIMITS_ITEMS or LIMITS_REQUESTS; a grant holds
+ * LIMITS_CONCURRENCY too. (The store text of uses keeps the letters 'i' and 'r':
+ * limits_uses_encode.) */
+enum limits_kind {
+    LIMITS_ITEMS,       /* one token per item, taken at claim (kept when it finishes) */
+    LIMITS_REQUESTS,    /* one token per request sent: admitted at claim, paced at send */
+    LIMITS_CONCURRENCY, /* items holding a concurrency cap */
+};
+
 /* One use: what a job's item consumes of a limit name. */
-struct limit_use {
-    char kind;                   /* 'i': one per item at claim, 'r': one per request sent */
+struct limits_use {
+    enum limits_kind kind; /* LIMITS_ITEMS or LIMITS_REQUESTS */
     char name[LIMITS_NAME_MAX];
     char workflow[161];
     char step[65];               /* "" for a workflow-level use */
@@ -127,12 +139,12 @@ struct limit_use {
 };
 /* Encodes uses as the text the store keeps on a job (store_job_meta.uses): appends
  * to b; nothing for n == 0. */
-void limits_uses_encode(const struct limit_use *u, size_t n, struct buf *b);
+void limits_uses_encode(const struct limits_use *u, size_t n, struct buf *b);
 /* What a workflow's items consume, encoded as above (nothing when it names no limit). */
 struct wfdef;
 void limits_uses_of(const struct wfdef *w, struct buf *b);
 /* Decodes it: the number of uses read into u (at most max), or -1 if malformed. */
-int limits_uses_decode(const char *text, struct limit_use *u, size_t max);
+int limits_uses_decode(const char *text, struct limits_use *u, size_t max);
 
 /* ---- the scheduler's side ------------------------------------------------------ */
 
@@ -143,32 +155,32 @@ struct limits_grant {
     size_t nb;
     struct {
         void *bucket;
-        char kind;   /* 'i' tokens (kept), 'r' admitted requests, 'c' concurrency */
+        enum limits_kind kind; /* item tokens (kept), admitted requests, concurrency */
         int64_t amount;
-        double t_ms; /* 'i': the emission interval the tokens took */
+        double t_ms; /* LIMITS_ITEMS: the emission interval the tokens took */
     } b[2 * LIMITS_MAX_USES * 2];
 };
 
 /* How many of want items of job (tenant, job_id) with uses (store text) may be
  * claimed now: 0..want; fills g (n = the result) for limits_finish / limits_undo.
  * 0 records the job as throttled by the limit that held it. Never blocks on I/O. */
-size_t limits_admit(struct limiter *l, const char *tenant, const char *job_id, const char *uses,
+size_t limits_admit(struct limits *l, const char *tenant, const char *job_id, const char *uses,
                     size_t want, struct limits_grant *g);
 /* The claim of g was not made (or lost): gives everything back, item tokens too. */
-void limits_undo(struct limiter *l, struct limits_grant *g);
+void limits_undo(struct limits *l, struct limits_grant *g);
 /* The claim of g has finished: admitted requests and concurrency go back (item tokens
  * stay spent). Returns 1 when that may let a throttled job go (wake idle workers). */
-int limits_finish(struct limiter *l, struct limits_grant *g);
+int limits_finish(struct limits *l, struct limits_grant *g);
 /* Milliseconds until a rate that held work back has a slot again (0: now), or -1
  * when no rate holds anything back: how long idle workers may sleep. */
-int64_t limits_wake_in(struct limiter *l, int64_t now_mono);
+int64_t limits_wake_in(struct limits *l, int64_t now_mono);
 
 /* ---- send-time pacing (the outbound engine's pace hook) --------------------------- */
 
 /* A step's request limits for one run, resolved per host as requests go out. */
 struct limits_pacer;
 /* names: the step's limit names (n of them). NULL when n == 0. */
-struct limits_pacer *limits_pacer_new(struct limiter *l, const char *tenant, const char *workflow,
+struct limits_pacer *limits_pacer_new(struct limits *l, const char *tenant, const char *workflow,
                                       const char *step, const char *const *names, size_t n);
 void limits_pacer_free(struct limits_pacer *p);
 /* The job whose requests p paces (NULL or "": none, a synchronous run): a back-off
@@ -186,7 +198,7 @@ int64_t limits_pace(void *pacer, const char *host, int64_t now_mono, int64_t *ho
 void limits_backoff(void *pacer, const char *host, int64_t until_mono);
 /* The longest back-off an upstream's Retry-After may impose on a limit (ms; <= 0: the
  * default, LIMITS_MAX_BACKOFF_MS). Thread-safe. */
-void limiter_set_max_backoff(struct limiter *l, int64_t ms);
+void limits_set_max_backoff(struct limits *l, int64_t ms);
 
 /* ---- what the monitor shows ------------------------------------------------------ */
 
@@ -200,6 +212,6 @@ struct limits_throttle {
     int64_t at;                 /* wall ms when it last held the job back */
 };
 /* 1 and [out] t when a limit held job_id back within the last 2 s, else 0. */
-int limits_job_throttle(struct limiter *l, const char *job_id, struct limits_throttle *t);
+int limits_job_throttle(struct limits *l, const char *job_id, struct limits_throttle *t);
 
 #endif

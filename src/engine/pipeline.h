@@ -33,7 +33,7 @@
 #include "store/store.h"
 
 struct outbound;
-struct limiter;
+struct limits;
 struct secrets;
 
 enum pipeline_mode { PIPELINE_DEFERRED, PIPELINE_IMMEDIATE, PIPELINE_VALIDATE };
@@ -45,7 +45,7 @@ struct pipeline_env {
                                     * NULL; a tenant's own come from st */
     unsigned worker;     /* for the claim event ("claimed by worker N") */
     int64_t claimed_at;  /* wall ms of the claim; 0: no claim event (synchronous runs) */
-    struct limiter *limits; /* paces http steps that name limits; NULL: no pacing */
+    struct limits *limits;  /* paces http steps that name limits; NULL: no pacing */
     int64_t deadline_mono;  /* monotonic ms the http calls must end by; 0: none (jobs).
                                Synchronous runs pass their total deadline (runs.h). */
     size_t max_item_bytes;  /* what steps build for one item is held to this (its data

@@ -11,7 +11,7 @@
 #include "util/clock.h"
 #include "util/errors.h"
 
-static int parse(const char *text, struct limit_def *d, char *target)
+static int parse(const char *text, struct limits_def *d, char *target)
 {
     char err[256];
     json_error_t je;
@@ -23,13 +23,13 @@ static int parse(const char *text, struct limit_def *d, char *target)
     return rc;
 }
 
-static struct limiter *with_server(const char *json)
+static struct limits *with_server(const char *json)
 {
-    struct limiter *l = limiter_new();
+    struct limits *l = limits_new();
     char err[256], target[64];
     json_error_t je;
     json_t *j = json_loads(json, 0, &je);
-    if (!j || limiter_set_server(l, j, err, sizeof err, target, sizeof target) != 0) {
+    if (!j || limits_set_server(l, j, err, sizeof err, target, sizeof target) != 0) {
         fprintf(stderr, "bad server limits in the test: %s\n", json);
         abort();
     }
@@ -38,12 +38,13 @@ static struct limiter *with_server(const char *json)
 }
 
 /* uses text of one use */
-static void use1(char *out, size_t outlen, char kind, const char *name, const char *host)
+static void use1(char *out, size_t outlen, enum limits_kind kind, const char *name,
+                 const char *host)
 {
-    struct limit_use u = {.kind = kind, .count = 1};
+    struct limits_use u = {.kind = kind, .count = 1};
     snprintf(u.name, sizeof u.name, "%s", name);
     snprintf(u.workflow, sizeof u.workflow, "wf");
-    snprintf(u.step, sizeof u.step, "%s", kind == 'r' ? "push" : "");
+    snprintf(u.step, sizeof u.step, "%s", kind == LIMITS_REQUESTS ? "push" : "");
     snprintf(u.host, sizeof u.host, "%s", host);
     struct buf b = BUF_INIT;
     limits_uses_encode(&u, 1, &b);
@@ -53,7 +54,7 @@ static void use1(char *out, size_t outlen, char kind, const char *name, const ch
 
 TEST(definitions)
 {
-    struct limit_def d;
+    struct limits_def d;
     char target[64];
     CHECK_EQ_INT(parse("{\"rate\": 5}", &d, target), 0);
     CHECK(d.rate == 5 && d.burst == 5 && d.concurrency == 0 && !strcmp(d.key, ""));
@@ -91,7 +92,8 @@ TEST(definitions)
 
 TEST(uses_codec)
 {
-    struct limit_use u[3] = {{.kind = 'i', .count = 1}, {.kind = 'r', .count = 2}};
+    struct limits_use u[3] = {{.kind = LIMITS_ITEMS, .count = 1},
+                              {.kind = LIMITS_REQUESTS, .count = 2}};
     snprintf(u[0].name, sizeof u[0].name, "items");
     snprintf(u[0].workflow, sizeof u[0].workflow, "orders");
     snprintf(u[1].name, sizeof u[1].name, "mkt");
@@ -100,10 +102,13 @@ TEST(uses_codec)
     snprintf(u[1].host, sizeof u[1].host, "api.example.com");
     struct buf b = BUF_INIT;
     limits_uses_encode(u, 2, &b);
-    struct limit_use back[4];
+    /* the text jobs in the store keep: its letters do not change with the enum */
+    CHECK_EQ_STR(buf_cstr(&b), "i\titems\torders\t\t\t1\nr\tmkt\torders\tpush\tapi.example.com\t2");
+    struct limits_use back[4];
     CHECK_EQ_INT(limits_uses_decode(buf_cstr(&b), back, 4), 2);
-    CHECK(back[0].kind == 'i' && !strcmp(back[0].name, "items") && back[0].step[0] == 0);
-    CHECK(back[1].kind == 'r' && back[1].count == 2 && !strcmp(back[1].host, "api.example.com"));
+    CHECK(back[0].kind == LIMITS_ITEMS && !strcmp(back[0].name, "items") && back[0].step[0] == 0);
+    CHECK(back[1].kind == LIMITS_REQUESTS && back[1].count == 2 &&
+          !strcmp(back[1].host, "api.example.com"));
     CHECK_EQ_INT(limits_uses_decode("", back, 4), 0);
     CHECK_EQ_INT(limits_uses_decode("x\ta\tb\tc\td\t1", back, 4), -1);
     CHECK_EQ_INT(limits_uses_decode("i\ta\tb", back, 4), -1);
@@ -114,11 +119,11 @@ TEST(uses_codec)
 TEST(item_tokens_at_claim)
 {
     /* 1 per hour, burst 3: three items now, then nothing for the rest of the test */
-    struct limiter *l = with_server("{\"slow\": {\"rate\": 1, \"per\": \"hour\", \"burst\": 3}}");
+    struct limits *l = with_server("{\"slow\": {\"rate\": 1, \"per\": \"hour\", \"burst\": 3}}");
     char uses[256];
     struct limits_grant g, g2;
     struct limits_throttle th;
-    use1(uses, sizeof uses, 'i', "slow", "");
+    use1(uses, sizeof uses, LIMITS_ITEMS, "slow", "");
     CHECK_EQ_INT((int)limits_admit(l, "acme", "job1", uses, 10, &g), 3);
     CHECK_EQ_INT(limits_job_throttle(l, "job1", &th), 1); /* cut short: noted */
     CHECK_EQ_INT((int)limits_admit(l, "acme", "job2", uses, 10, &g2), 0);
@@ -137,18 +142,18 @@ TEST(item_tokens_at_claim)
     /* no uses, or a name no one defines: everything admitted */
     CHECK_EQ_INT((int)limits_admit(l, "acme", "job3", "", 7, &g), 7);
     limits_finish(l, &g);
-    use1(uses, sizeof uses, 'i', "undefined", "");
+    use1(uses, sizeof uses, LIMITS_ITEMS, "undefined", "");
     CHECK_EQ_INT((int)limits_admit(l, "acme", "job3", uses, 7, &g), 7);
     limits_finish(l, &g);
-    limiter_free(l);
+    limits_free(l);
 }
 
 TEST(requests_within_the_horizon_and_concurrency)
 {
-    struct limiter *l = with_server("{\"mkt\": {\"key\": \"{host}\", \"rate\": 10, \"burst\": 1}}");
+    struct limits *l = with_server("{\"mkt\": {\"key\": \"{host}\", \"rate\": 10, \"burst\": 1}}");
     char uses[256];
     struct limits_grant g1, g2, g3;
-    use1(uses, sizeof uses, 'r', "mkt", "api.example.com");
+    use1(uses, sizeof uses, LIMITS_REQUESTS, "mkt", "api.example.com");
     /* slots within 1 s at 10/s, burst 1: 11; all admitted to the first claim */
     size_t n1 = limits_admit(l, "acme", "j1", uses, 50, &g1);
     CHECK(n1 >= 10 && n1 <= 12);
@@ -158,16 +163,16 @@ TEST(requests_within_the_horizon_and_concurrency)
     CHECK((size_t)limits_admit(l, "globex", "j2", uses, 50, &g2) >= 10);
     limits_finish(l, &g2);
     /* another host is another bucket */
-    use1(uses, sizeof uses, 'r', "mkt", "other.example.com");
+    use1(uses, sizeof uses, LIMITS_REQUESTS, "mkt", "other.example.com");
     CHECK((size_t)limits_admit(l, "acme", "j3", uses, 50, &g3) >= 10);
     limits_finish(l, &g3);
 
     /* a tenant's concurrency cap on top of the same name */
-    struct limit_def d;
+    struct limits_def d;
     char target[64];
     CHECK_EQ_INT(parse("{\"concurrency\": 2}", &d, target), 0);
-    limiter_set_tenant(l, "acme", "mkt", &d);
-    use1(uses, sizeof uses, 'r', "mkt", "third.example.com");
+    limits_set_tenant(l, "acme", "mkt", &d);
+    use1(uses, sizeof uses, LIMITS_REQUESTS, "mkt", "third.example.com");
     CHECK_EQ_INT((int)limits_admit(l, "acme", "j4", uses, 50, &g1), 2);
     CHECK_EQ_INT((int)limits_admit(l, "acme", "j5", uses, 50, &g2), 0);
     struct limits_throttle th;
@@ -180,15 +185,15 @@ TEST(requests_within_the_horizon_and_concurrency)
     limits_finish(l, &g1);
     CHECK_EQ_INT((int)limits_admit(l, "acme", "j5", uses, 50, &g2), 2);
     limits_finish(l, &g2);
-    limiter_set_tenant(l, "acme", "mkt", NULL);
+    limits_set_tenant(l, "acme", "mkt", NULL);
     CHECK((size_t)limits_admit(l, "acme", "j5", uses, 50, &g2) > 2);
     limits_finish(l, &g2);
-    limiter_free(l);
+    limits_free(l);
 }
 
 TEST(pacing_slots_and_backoff)
 {
-    struct limiter *l = with_server("{\"mkt\": {\"key\": \"{host}\", \"rate\": 10, \"burst\": 3}}");
+    struct limits *l = with_server("{\"mkt\": {\"key\": \"{host}\", \"rate\": 10, \"burst\": 3}}");
     const char *names[] = {"mkt"};
     struct limits_pacer *p = limits_pacer_new(l, "acme", "wf", "push", names, 1);
     int64_t t = clock_mono_ms() + 100000, hold[20] = {0}, at[20];
@@ -221,14 +226,14 @@ TEST(pacing_slots_and_backoff)
     CHECK_EQ_INT((int)(limits_pace(p, "h2", t, &h) - t), 0); /* h2 was not told to wait */
     limits_pacer_free(p);
     CHECK(limits_pacer_new(l, "acme", "wf", "push", names, 0) == NULL);
-    limiter_free(l);
+    limits_free(l);
 }
 
 TEST(backoff_holds_only_the_host_that_asked)
 {
     /* one bucket for every host: a 429 from h1 must not hold h2 */
-    struct limiter *l = with_server("{\"shop\": {\"rate\": 50, \"burst\": 50}}");
-    limiter_set_max_backoff(l, 3000);
+    struct limits *l = with_server("{\"shop\": {\"rate\": 50, \"burst\": 50}}");
+    limits_set_max_backoff(l, 3000);
     const char *names[] = {"shop"};
     struct limits_pacer *p = limits_pacer_new(l, "acme", "wf", "push", names, 1);
     int64_t now = clock_mono_ms(), h1 = 0, h2 = 0, h1b = 0;
@@ -243,20 +248,20 @@ TEST(backoff_holds_only_the_host_that_asked)
     char uses[256];
     struct limits_grant g;
     struct limits_throttle th;
-    use1(uses, sizeof uses, 'r', "shop", "h1");
+    use1(uses, sizeof uses, LIMITS_REQUESTS, "shop", "h1");
     CHECK_EQ_INT((int)limits_admit(l, "acme", "job1", uses, 5, &g), 0);
     CHECK_EQ_INT(limits_job_throttle(l, "job1", &th), 1);
     CHECK_EQ_STR(th.reason, "upstream");
     CHECK_EQ_STR(th.host, "h1");
     limits_undo(l, &g);
-    use1(uses, sizeof uses, 'r', "shop", "h2");
+    use1(uses, sizeof uses, LIMITS_REQUESTS, "shop", "h2");
     CHECK_EQ_INT((int)limits_admit(l, "acme", "job2", uses, 5, &g), 5);
     limits_finish(l, &g);
     /* a job told to wait holds its claims, also where its URL picks the host per item */
     struct limits_pacer *pj = limits_pacer_new(l, "acme", "wf", "push", names, 1);
     limits_pacer_set_job(pj, "job3");
     limits_backoff(pj, "h3", now + 2000);
-    use1(uses, sizeof uses, 'r', "shop", "");
+    use1(uses, sizeof uses, LIMITS_REQUESTS, "shop", "");
     CHECK_EQ_INT((int)limits_admit(l, "acme", "job3", uses, 5, &g), 0);
     CHECK_EQ_INT(limits_job_throttle(l, "job3", &th), 1);
     CHECK_EQ_STR(th.reason, "upstream");
@@ -268,7 +273,7 @@ TEST(backoff_holds_only_the_host_that_asked)
     h1b = 0;
     CHECK_EQ_INT((int)(limits_pace(p, "h1", at, &h1b) - at), 0);
     limits_pacer_free(p);
-    limiter_free(l);
+    limits_free(l);
 }
 
 TEST(workflow_uses_and_hosts)
@@ -290,11 +295,13 @@ TEST(workflow_uses_and_hosts)
     CHECK_EQ_STR(w->steps[3].host, "");
     struct buf b = BUF_INIT;
     limits_uses_of(w, &b);
-    struct limit_use u[8];
+    struct limits_use u[8];
     CHECK_EQ_INT(limits_uses_decode(buf_cstr(&b), u, 8), 5);
-    CHECK(u[0].kind == 'i' && !strcmp(u[0].name, "items") && !strcmp(u[0].workflow, "orders"));
-    CHECK(u[1].kind == 'i' && !strcmp(u[1].name, "n1") && !strcmp(u[1].step, "noop"));
-    CHECK(u[2].kind == 'r' && !strcmp(u[2].host, "api.x.com") && !strcmp(u[2].step, "a"));
+    CHECK(u[0].kind == LIMITS_ITEMS && !strcmp(u[0].name, "items") &&
+          !strcmp(u[0].workflow, "orders"));
+    CHECK(u[1].kind == LIMITS_ITEMS && !strcmp(u[1].name, "n1") && !strcmp(u[1].step, "noop"));
+    CHECK(u[2].kind == LIMITS_REQUESTS && !strcmp(u[2].host, "api.x.com") &&
+          !strcmp(u[2].step, "a"));
     buf_release(&b);
     wfdef_free(w);
     /* more than 16 names in all */

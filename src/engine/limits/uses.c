@@ -1,0 +1,90 @@
+/* uses.c - what a job's items consume: the uses a workflow declares (its own limits
+ * per item, its steps' per item or per request) and the text they are kept in on the
+ * job (store_job_meta.uses), one line a use:
+ *
+ *   KIND \t NAME \t WORKFLOW \t STEP \t HOST \t COUNT     KIND: 'i' items, 'r' requests
+ *
+ * Jobs in the store keep this text, so the letters and the layout do not change. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/limits.h"
+#include "engine/wfdef.h"
+
+void limits_uses_encode(const struct limits_use *u, size_t n, struct buf *b)
+{
+    for (size_t i = 0; i < n; i++)
+        buf_printf(b, "%s%c\t%s\t%s\t%s\t%s\t%d", i ? "\n" : "",
+                   u[i].kind == LIMITS_REQUESTS ? 'r' : 'i', u[i].name, u[i].workflow, u[i].step,
+                   u[i].host, u[i].count);
+}
+
+/* One use of limit name by workflow w's items, one per item; no step, no host. */
+static void use_set(struct limits_use *u, enum limits_kind kind, const char *name,
+                    const struct wfdef *w)
+{
+    memset(u, 0, sizeof *u);
+    u->kind = kind;
+    u->count = 1;
+    snprintf(u->name, sizeof u->name, "%s", name);
+    snprintf(u->workflow, sizeof u->workflow, "%s", w->name);
+}
+
+void limits_uses_of(const struct wfdef *w, struct buf *b)
+{
+    struct limits_use u[LIMITS_MAX_USES];
+    size_t n = 0;
+    for (size_t i = 0; i < w->nlimits && n < LIMITS_MAX_USES; i++, n++)
+        use_set(&u[n], LIMITS_ITEMS, w->limits[i], w);
+    for (size_t k = 0; k < w->nsteps; k++) {
+        const struct step_def *s = &w->steps[k];
+        for (size_t i = 0; i < s->nlimits && n < LIMITS_MAX_USES; i++, n++) {
+            use_set(&u[n], s->type == STEP_HTTP ? LIMITS_REQUESTS : LIMITS_ITEMS, s->limits[i], w);
+            snprintf(u[n].step, sizeof u[n].step, "%s", s->name);
+            snprintf(u[n].host, sizeof u[n].host, "%s", s->host);
+        }
+    }
+    limits_uses_encode(u, n, b);
+}
+
+/* Copies the field at *p up to the next tab/newline/end into out; 0 or -1. */
+static int field(const char **p, char *out, size_t outlen)
+{
+    size_t n = strcspn(*p, "\t\n");
+    if (n >= outlen)
+        return -1;
+    memcpy(out, *p, n);
+    out[n] = 0;
+    *p += n;
+    return 0;
+}
+
+int limits_uses_decode(const char *text, struct limits_use *u, size_t max)
+{
+    size_t n = 0;
+    const char *p = text ? text : "";
+    while (*p && n < max) {
+        struct limits_use *x = &u[n];
+        char count[16];
+        memset(x, 0, sizeof *x);
+        char kind = *p++;
+        if ((kind != 'i' && kind != 'r') || *p++ != '\t')
+            return -1;
+        x->kind = kind == 'r' ? LIMITS_REQUESTS : LIMITS_ITEMS;
+        if (field(&p, x->name, sizeof x->name) || *p++ != '\t' ||
+            field(&p, x->workflow, sizeof x->workflow) || *p++ != '\t' ||
+            field(&p, x->step, sizeof x->step) || *p++ != '\t' ||
+            field(&p, x->host, sizeof x->host) || *p++ != '\t' || field(&p, count, sizeof count))
+            return -1;
+        x->count = atoi(count);
+        if (x->count < 1)
+            return -1;
+        n++;
+        if (*p == '\n')
+            p++;
+        else if (*p)
+            return -1;
+    }
+    return (int)n;
+}
