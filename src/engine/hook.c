@@ -19,6 +19,7 @@
 
 #include "ingest/ingest.h"
 #include "util/errors.h"
+#include "util/url.h"
 #include "util/xmalloc.h"
 
 #define WORKFLOW_NAME_MAX 160
@@ -431,17 +432,6 @@ json_t *hook_redact(json_t *def)
 
 /* ---- signatures ------------------------------------------------------------------- */
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int is_ows(char c)
 {
     return c == ' ' || c == '\t';
@@ -503,8 +493,8 @@ int hook_sig_parse(const char *hv, struct hook_sig *sig, char *err, size_t errle
                 if (vlen != 64)
                     return malformed(err, errlen, "v1 must be 64 hex digits");
                 for (size_t i = 0; i < 32; i++) {
-                    int hi = hexval((unsigned char)vs[2 * i]),
-                        lo = hexval((unsigned char)vs[2 * i + 1]);
+                    int hi = url_hexval((unsigned char)vs[2 * i]),
+                        lo = url_hexval((unsigned char)vs[2 * i + 1]);
                     if (hi < 0 || lo < 0)
                         return malformed(err, errlen, "v1 must be 64 hex digits");
                     sig->v1[sig->nv1][i] = (unsigned char)(hi << 4 | lo);

@@ -9,11 +9,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lang/map.h"
+#include "lang/path.h"
+#include "lang/schema.h"
+#include "lang/template.h"
 #include "outbound/outbound.h"
-#include "steps/map.h"
-#include "steps/path.h"
-#include "steps/schema.h"
-#include "steps/template.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/errors.h"

@@ -12,11 +12,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "steps/map.h"
-#include "steps/path.h"
-#include "steps/schema.h"
-#include "steps/template.h"
+#include "lang/map.h"
+#include "lang/path.h"
+#include "lang/schema.h"
+#include "lang/template.h"
 #include "util/errors.h"
+#include "util/ids.h"
 #include "util/xmalloc.h"
 
 static const char *const type_names[] = {
@@ -38,21 +39,9 @@ enum store_op wfdef_step_store_op(enum step_type t)
                             : STORE_OP_NONE;
 }
 
-static int chars_ok(const char *s, size_t max, const char *extra)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > max)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '-' || (extra && strchr(extra, *s))))
-            return 0;
-    return 1;
-}
-
 int wfdef_collection_valid(const char *name)
 {
-    return chars_ok(name, 64, NULL);
+    return ids_name_valid(name, 64, NULL);
 }
 
 static int builtin_parts(const char *name, char coll[65], enum step_type *type)
@@ -86,7 +75,7 @@ int wfdef_name_valid(const char *name)
 {
     char coll[65];
     enum step_type t;
-    return chars_ok(name, 128, ".") && builtin_parts(name, coll, &t) == 0;
+    return ids_name_valid(name, 128, ".") && builtin_parts(name, coll, &t) == 0;
 }
 
 static struct wfdef *wfdef_new(const char *name, size_t nsteps)
@@ -269,7 +258,8 @@ static int compile_http(struct cc *c, json_t *j, struct step_def *s)
         json_object_foreach(h, k, v) {
             char field[160];
             snprintf(field, sizeof field, "headers.%s", k);
-            if (!chars_ok(k, 64, NULL) || !json_is_string(v) || strpbrk(json_string_value(v), "\r\n"))
+            if (!ids_name_valid(k, 64, NULL) || !json_is_string(v) ||
+                strpbrk(json_string_value(v), "\r\n"))
                 return fail(c, field, "header names are tokens and values strings without CR/LF");
             if (!strcasecmp(k, "Idempotency-Key") || !strcasecmp(k, "Content-Length") ||
                 !strcasecmp(k, "Host") || !strcasecmp(k, "Transfer-Encoding"))
@@ -380,7 +370,7 @@ static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfde
     s->type = (enum step_type)t;
     if ((rc = get_str(c, j, "name", 0, &name)) < 0)
         return rc;
-    if (name && !chars_ok(name, 64, NULL))
+    if (name && !ids_name_valid(name, 64, NULL))
         return fail(c, "name", "step names are 1 to 64 characters of A-Z a-z 0-9 _ -");
     snprintf(s->name, sizeof s->name, "%s", name ? name : type);
     for (size_t i = 0; i < c->step; i++)
@@ -426,7 +416,7 @@ static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfde
         if ((rc = only_keys(c, j, "", keys)) < 0 || (rc = get_str(c, j, "code", 0, &code)) < 0 ||
             (rc = get_str(c, j, "message", 0, &msg)) < 0)
             return rc;
-        if (code && !chars_ok(code, 48, NULL))
+        if (code && !ids_name_valid(code, 48, NULL))
             return fail(c, "code", "code must be 1 to 48 characters of A-Z a-z 0-9 _ -");
         s->fail_code = xstrdup(code ? code : "StepFailed");
         s->fail_message = xstrdup(msg ? msg : "the workflow's fail step failed the item");

@@ -46,7 +46,7 @@
 #include "store/store.h"
 
 /* Steps per workflow, refused beyond at definition time (422, target "steps"): with
- * MAP_MAX_OPS (steps/map.h) it bounds the work one item can cause. */
+ * MAP_MAX_OPS (lang/map.h) it bounds the work one item can cause. */
 #define WFDEF_MAX_STEPS 32
 
 enum step_type { STEP_VALIDATE, STEP_MAP, STEP_UPSERT, STEP_PATCH, STEP_DELETE, STEP_HTTP,

@@ -1,4 +1,4 @@
-/* fuzz-link: src/engine/wfdef.c src/engine/secrets_place.c src/steps src/ingest src/util */
+/* fuzz-link: src/engine/wfdef.c src/engine/secrets_place.c src/lang src/ingest src/util */
 /* fuzz_wfdef.c - libFuzzer target for workflow definitions (src/engine/wfdef.c), the
  * body of PUT /v1/workflows/{name}.
  *
@@ -28,10 +28,10 @@
 
 #include "engine/wfdef.h"
 #include "ingest/ingest.h"
-#include "steps/map.h"
-#include "steps/path.h"
-#include "steps/schema.h"
-#include "steps/template.h"
+#include "lang/map.h"
+#include "lang/path.h"
+#include "lang/schema.h"
+#include "lang/template.h"
 #include "util/buf.h"
 #include "util/errors.h"
 

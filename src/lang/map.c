@@ -5,16 +5,15 @@
  * copy of the item's data installed as ctx.data for the duration (set values are
  * templates over the whole context and must see the ops before them); the original is
  * put back if any op fails, so a failed item keeps the data it came with. */
-#include "steps/map.h"
+#include "lang/map.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "steps/path.h"
-#include "steps/template.h"
+#include "lang/path.h"
+#include "lang/template.h"
 #include "util/errmsg.h"
 #include "util/errors.h"
 #include "util/xmalloc.h"
@@ -35,25 +34,12 @@ struct map {
     size_t nops;
 };
 
-static void setwhere(char *where, size_t wherelen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void setwhere(char *where, size_t wherelen, const char *fmt, ...)
-{
-    if (!where || wherelen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(where, wherelen, fmt, ap);
-    va_end(ap);
-}
-
 /* Reads the path member `name` of op i into *out (a heap copy). */
 static int compile_path(json_t *op, size_t i, const char *name, char **out, char *err,
                         size_t errlen, char *where, size_t wherelen)
 {
     json_t *v = json_object_get(op, name);
-    setwhere(where, wherelen, "ops[%zu].%s", i, name);
+    errmsg_set(where, wherelen, "ops[%zu].%s", i, name);
     if (!v) {
         errmsg_set(err, errlen, "%s is required", name);
         return -1;
@@ -79,13 +65,13 @@ static int known_member(const char *key, size_t key_len, int wants_from, int wan
 static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t errlen,
                       char *where, size_t wherelen)
 {
-    setwhere(where, wherelen, "ops[%zu]", i);
+    errmsg_set(where, wherelen, "ops[%zu]", i);
     if (!json_is_object(js)) {
         errmsg_set(err, errlen, "an op must be an object");
         return -1;
     }
     json_t *name = json_object_get(js, "op");
-    setwhere(where, wherelen, "ops[%zu].op", i);
+    errmsg_set(where, wherelen, "ops[%zu].op", i);
     if (!name) {
         errmsg_set(err, errlen, "op is required");
         return -1;
@@ -96,9 +82,9 @@ static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t
             k++;
     if (!json_is_string(name) || k == 4) {
         errmsg_set(err, errlen, "unknown op %s%.32s%s (expected set, copy, rename or remove)",
-               json_is_string(name) ? "\"" : "",
-               json_is_string(name) ? json_string_value(name) : "(not a string)",
-               json_is_string(name) ? "\"" : "");
+                   json_is_string(name) ? "\"" : "",
+                   json_is_string(name) ? json_string_value(name) : "(not a string)",
+                   json_is_string(name) ? "\"" : "");
         return -1;
     }
     op->kind = (enum map_kind)k;
@@ -114,7 +100,7 @@ static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t
     {
         if (known_member(key, key_len, wants_from, wants_value))
             continue;
-        setwhere(where, wherelen, "ops[%zu].%.64s", i, key);
+        errmsg_set(where, wherelen, "ops[%zu].%.64s", i, key);
         errmsg_set(err, errlen, "unknown member \"%.64s\" for op %s", key, kind_names[k]);
         return -1;
     }
@@ -125,19 +111,19 @@ static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t
     if (wants_value) {
         json_t *value = json_object_get(js, "value");
         if (!value) {
-            setwhere(where, wherelen, "ops[%zu].value", i);
+            errmsg_set(where, wherelen, "ops[%zu].value", i);
             errmsg_set(err, errlen, "value is required");
             return -1;
         }
         char inner[256];
         if (template_check_value(value, err, errlen, inner, sizeof inner) < 0) {
-            setwhere(where, wherelen, "ops[%zu].value%s%s", i,
-                     inner[0] && inner[0] != '[' ? "." : "", inner);
+            errmsg_set(where, wherelen, "ops[%zu].value%s%s", i,
+                       inner[0] && inner[0] != '[' ? "." : "", inner);
             return -1;
         }
         op->value = json_deep_copy(value);
         if (!op->value) {
-            setwhere(where, wherelen, "ops[%zu].value", i);
+            errmsg_set(where, wherelen, "ops[%zu].value", i);
             errmsg_set(err, errlen, "out of memory");
             return -1;
         }
@@ -153,7 +139,7 @@ int map_compile(json_t *spec, struct map **out, char *err, size_t errlen, char *
     int rc = -1;
     struct map *m = NULL;
     *out = NULL;
-    setwhere(where, wherelen, "%s", "");
+    errmsg_set(where, wherelen, "%s", "");
     if (!json_is_object(spec)) {
         errmsg_set(err, errlen, "a map step must be an object");
         goto out;
@@ -164,13 +150,13 @@ int map_compile(json_t *spec, struct map **out, char *err, size_t errlen, char *
     json_object_keylen_foreach(spec, key, key_len, v)
     {
         if (strlen(key) != key_len || strcmp(key, "ops") != 0) {
-            setwhere(where, wherelen, "%.64s", key);
+            errmsg_set(where, wherelen, "%.64s", key);
             errmsg_set(err, errlen, "unknown member \"%.64s\" (a map step has only \"ops\")", key);
             goto out;
         }
     }
     json_t *ops = json_object_get(spec, "ops");
-    setwhere(where, wherelen, "ops");
+    errmsg_set(where, wherelen, "ops");
     if (!ops) {
         errmsg_set(err, errlen, "ops is required");
         goto out;
@@ -193,7 +179,7 @@ int map_compile(json_t *spec, struct map **out, char *err, size_t errlen, char *
         if (compile_op(v, i, &m->ops[i], err, errlen, where, wherelen) < 0)
             goto out;
     }
-    setwhere(where, wherelen, "%s", "");
+    errmsg_set(where, wherelen, "%s", "");
     *out = m;
     m = NULL;
     rc = 0;
