@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/wfdef.h"
+#include "spec/workflow.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/errors.h"

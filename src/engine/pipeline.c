@@ -377,7 +377,7 @@ static int resolve_secret(struct run *r, const char *name)
 
 /* Collects the secret names a template value (string, or strings inside) uses; -1 when
  * one is not a plain {{secrets.NAME}} (a definition stored before the placement rule
- * could hold one: it is refused at load time too, see wfdef.c). */
+ * could hold one: it is refused at load time too, see spec/workflow.c). */
 static int scan_value(json_t *v, json_t *names)
 {
     if (json_is_string(v))

@@ -29,7 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/wfdef.h"
+#include "spec/workflow.h"
 #include "store/store.h"
 
 struct outbound;

@@ -1,4 +1,4 @@
-/* wfdef.h - workflow definitions: an ordered list of steps, compiled once.
+/* workflow.h - workflow definitions: an ordered list of steps, compiled once.
  *
  * A definition is JSON, written with PUT /v1/workflows/{name} and stored per version:
  *
@@ -28,7 +28,8 @@
  * request is sent (the tenant's own secret, else an operator secret the tenant may use;
  * see engine/secrets.h); definitions hold only the reference. A secret may be named
  * only in an http step's header values, and in its "body" when the step sets
- * "secretBody": true (that body is then sent with the secret but never recorded);
+ * "secretBody": true (that body is then sent with the secret but never recorded;
+ * spec/secrets.h);
  * anywhere else (url, map, description, ...) and {{secrets}} as a whole are refused
  * with InvalidField and the location as target ("steps[2].url").
  *

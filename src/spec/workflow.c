@@ -1,10 +1,9 @@
-/* wfdef.c - compiling workflow definitions (see wfdef.h). Validation happens here,
+/* workflow.c - compiling workflow definitions (see workflow.h). Validation happens here,
  * on write, so a stored definition always compiles again when a job runs it; every
  * error names its location ("steps[2].retry.maxAttempts"). */
-#include "engine/wfdef.h"
+#include "spec/workflow.h"
 
 #include "engine/limits.h"
-#include "engine/secrets.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +15,8 @@
 #include "lang/path.h"
 #include "lang/schema.h"
 #include "lang/template.h"
+#include "spec/secrets.h"
+#include "util/errmsg.h"
 #include "util/errors.h"
 #include "util/ids.h"
 #include "util/xmalloc.h"
@@ -150,7 +151,7 @@ static int fail(struct cc *c, const char *field, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->err, c->errlen, fmt, ap);
+    errmsg_vset(c->err, c->errlen, fmt, ap);
     va_end(ap);
     if (field && field[0])
         snprintf(c->target, c->targetlen, "steps[%zu].%s", c->step, field);
@@ -509,7 +510,7 @@ int wfdef_compile(const char *name, int64_t version, json_t *def, struct wfdef *
         snprintf(target, targetlen, "steps");
         return -SLUICE_E_INVALID_FIELD;
     }
-    /* Secrets only where they are meant to be (engine/secrets.h): checked on the whole
+    /* Secrets only where they are meant to be (spec/secrets.h): checked on the whole
      * definition first, so a stored definition from before the rule fails to load
      * rather than render a secret where it could leak. */
     if (secrets_check_definition(def, err, errlen, target, targetlen) < 0)
