@@ -21,11 +21,13 @@
 #include "util/ids.h"
 #include "util/xmalloc.h"
 
-static const char *const type_names[] = {
-    [STEP_VALIDATE] = "validate", [STEP_MAP] = "map",   [STEP_UPSERT] = "upsert",
-    [STEP_PATCH] = "patch",       [STEP_DELETE] = "delete", [STEP_HTTP] = "http",
-    [STEP_NOOP] = "noop",         [STEP_FAIL] = "fail",
-};
+#define TYPE_NAME(e, name, op, each, batch) [STEP_##e] = name,
+static const char *const type_names[] = {STEP_TYPES(TYPE_NAME)};
+#undef TYPE_NAME
+
+#define TYPE_OP(e, name, op, each, batch) [STEP_##e] = op,
+static const enum store_op type_ops[] = {STEP_TYPES(TYPE_OP)};
+#undef TYPE_OP
 
 const char *wfdef_step_type_name(enum step_type t)
 {
@@ -34,10 +36,7 @@ const char *wfdef_step_type_name(enum step_type t)
 
 enum store_op wfdef_step_store_op(enum step_type t)
 {
-    return t == STEP_UPSERT ? STORE_OP_UPSERT
-         : t == STEP_PATCH  ? STORE_OP_PATCH
-         : t == STEP_DELETE ? STORE_OP_DELETE
-                            : STORE_OP_NONE;
+    return type_ops[t];
 }
 
 int wfdef_collection_valid(const char *name)
@@ -362,7 +361,7 @@ static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfde
     if ((rc = get_str(c, j, "type", 1, &type)) < 0)
         return rc;
     int t = -1;
-    for (int i = 0; i <= STEP_FAIL; i++)
+    for (int i = 0; i < (int)(sizeof type_names / sizeof type_names[0]); i++)
         if (strcmp(type, type_names[i]) == 0)
             t = i;
     if (t < 0)
