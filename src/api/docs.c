@@ -7,7 +7,7 @@
 
 #include "api/common.h"
 #include "api/render.h"
-#include "engine/wfdef.h"
+#include "spec/workflow.h"
 #include "util/errors.h"
 #include "util/url.h"
 

@@ -26,6 +26,7 @@
 #include "engine/stager.h"
 #include "engine/submit.h"
 #include "engine/wfload.h"
+#include "spec/callback.h"
 #include "util/clock.h"
 #include "util/cursor.h"
 #include "util/errors.h"

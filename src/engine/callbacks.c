@@ -1,5 +1,5 @@
 /* callbacks.c - completion callbacks: the delivery thread over the store's outbox; see
- * callbacks.h (the callback spec of a submit is parsed in cbspec.c).
+ * callbacks.h (the callback spec of a submit is parsed in spec/callback.c).
  *
  * The thread loops: lease up to `batch` due deliveries, render and sign each, send
  * them together with one outbound_run() (one attempt each: retries are durable rows,

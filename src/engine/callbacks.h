@@ -1,5 +1,5 @@
-/* callbacks.h - completion callbacks: parsing a job's callback, and the delivery
- * thread that POSTs owed callbacks from the store's outbox, at least once.
+/* callbacks.h - completion callbacks: the delivery thread that POSTs owed callbacks
+ * from the store's outbox, at least once. (Parsing a job's callback: spec/callback.h.)
  *
  * A submit may name a callback ({"url": "https://...", "events": ["job.completed",
  * "job.failed", "job.canceled"]}, events optional = all). It is stored with the job;
@@ -39,24 +39,7 @@
 #include "store/store.h"
 #include "util/buf.h"
 
-#define CALLBACK_URL_MAX 2048
 #define CALLBACKS_SECRET_SIZE 72 /* "cbsec_" + 64 hex + NUL, rounded */
-
-/* ---- parsing a job's callback (pure; for the submit path) -------------------------- */
-
-/* Checks an absolute http:// or https:// URL with a host, at most CALLBACK_URL_MAX
- * bytes, printable ASCII without spaces. 0, or -SLUICE_E_INVALID_FIELD with a
- * message in msg. */
-int callback_url_check(const char *url, char *msg, size_t msglen);
-/* Parses a comma-separated list of event names ("job.completed,job.failed") into
- * STORE_CB_* bits. 0, or -SLUICE_E_INVALID_FIELD with a message. */
-int callback_events_parse(const char *list, int *events, char *msg, size_t msglen);
-/* Parses the raw JSON object of a submit's "callback" field. [out] *url (heap; caller
- * frees with free()) and *events (STORE_CB_* bits, STORE_CB_ALL when absent). 0, or
- * -SLUICE_E_INVALID_FIELD with target ("callback", "callback.url",
- * "callback.events", "callback.<unknown key>") and message. */
-int callback_spec_parse(const char *json, size_t len, char **url, int *events, char *target,
-                        size_t targetlen, char *msg, size_t msglen);
 
 /* ---- the delivery thread ---------------------------------------------------------- */
 

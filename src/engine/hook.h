@@ -1,28 +1,9 @@
-/* hook.h - inbound webhook entry points: definition, signature check, payload to items.
+/* hook.h - inbound webhook events: signature check, payload to items.
  *
- * A tenant defines an entry point with PUT /v1/hooks/{name}:
- *
- *   {"workflow": "products.upsert",          required, non-empty (<= 160 bytes); the
- *                                            caller checks that it exists
- *    "secrets": ["whsec_...", ...],          required, 1..5 strings of 16..1024 bytes
- *                                            (several while a secret is rotated)
- *    "signatureHeader": "Sluice-Signature",  optional, an HTTP header name (token, <= 64)
- *    "toleranceSeconds": 300,                optional, 1..86400
- *    "eventIdHeader": "Webhook-Id",          optional, header carrying the event id
- *    "eventIdFrom": "id",                    optional, dotted path in the payload giving
- *                                            the event id when the header is absent
- *    "items": {"from": "body"}               optional (the default): the body is one item
- *           | {"from": "path", "path": "orders"}   the array at a dotted path; "" or no
- *                                            "path": the body itself must be an array
- *    "refFrom": "id"}                        required, dotted path inside each item
- *
- * Dotted paths ("order.lines.0.sku") walk object keys; a segment of decimal digits
- * applied to an array indexes it. Segments are non-empty (so a key containing a '.'
- * cannot be addressed); a path is at most 256 bytes.
- *
- * External systems then POST to /v1/hooks/{name}/events without an API key; the HTTP
- * layer authenticates the request with hook_verify() over the raw body and turns it into
- * a job of the hook's workflow with hook_items().
+ * A tenant defines an entry point with PUT /v1/hooks/{name} (the definition and its
+ * compiler: spec/hook.h). External systems then POST to /v1/hooks/{name}/events
+ * without an API key; the HTTP layer authenticates the request with hook_verify() over
+ * the raw body and turns it into a job of the hook's workflow with hook_items().
  *
  * Signatures (the scheme of Stripe / Standard Webhooks):
  *   Sluice-Signature: t=1767225600,v1=<hex HMAC-SHA256>[,v1=<hex>...]
@@ -46,20 +27,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HOOK_SECRETS_MAX 5
-#define HOOK_SECRET_MIN 16
-#define HOOK_SECRET_MAX 1024
-#define HOOK_TOLERANCE_DEFAULT 300
-#define HOOK_DEFAULT_SIGNATURE_HEADER "Sluice-Signature"
-#define HOOK_DEFAULT_EVENT_ID_HEADER "Webhook-Id"
+#include "spec/hook.h"
+
 /* Size of the event id buffer of hook_items(), NUL included: ids are 1..127 bytes. */
 #define HOOK_EVENT_ID_SIZE 128
 /* Longest signature header hook_verify() parses; longer ones are malformed. */
 #define HOOK_SIG_HEADER_MAX 4096
 /* Most v1 values one signature header may carry (more: malformed). */
 #define HOOK_SIG_V1_MAX 8
-
-struct hook;
 
 /* One item of an event; strings are heap-owned by the array (hook_items_free). */
 struct hook_item {
@@ -75,30 +50,6 @@ struct hook_sig {
     size_t nv1;                            /* 1..HOOK_SIG_V1_MAX */
     unsigned char v1[HOOK_SIG_V1_MAX][32]; /* decoded MACs */
 };
-
-/* Compiles the definition def (borrowed; not kept). On success returns 0 and [out] *out
- * (free with hook_free). On an invalid definition returns -SLUICE_E_INVALID_FIELD, writes
- * a message to err and the offending location to target ("secrets[1]", "items.path",
- * an unknown key's name; "" for the whole definition). err / target may be NULL when
- * their length is 0. */
-int hook_compile(json_t *def, struct hook **out, char *err, size_t errlen, char *target,
-                 size_t targetlen);
-/* Frees h; NULL is a no-op. */
-void hook_free(struct hook *h);
-
-/* Accessors; the strings live as long as h. */
-const char *hook_workflow(const struct hook *h);
-const char *hook_signature_header(const struct hook *h);
-const char *hook_event_id_header(const struct hook *h);
-int64_t hook_tolerance_seconds(const struct hook *h);
-
-/* A copy of the (stored, normally valid) definition def for GET responses, with each
- * secret replaced by a mask that keeps the "whsec_" prefix if present and the last 4
- * characters ("whsec_****abcd", "****abcd"); secrets of 8 characters or fewer, and
- * non-string entries, become "****". The secret itself never appears. Returns a new
- * reference (caller json_decref()s), or NULL when def is not an object or jansson
- * fails to allocate. */
-json_t *hook_redact(json_t *def);
 
 /* Parses a signature header value into [out] sig. Returns 0, or -SLUICE_E_UNAUTHORIZED
  * with a message in err when it is missing (NULL), longer than HOOK_SIG_HEADER_MAX,

@@ -29,7 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/wfdef.h"
+#include "spec/workflow.h"
+#include "steps/step.h"
 #include "store/store.h"
 
 struct outbound;
@@ -53,27 +54,8 @@ struct pipeline_env {
                                outputs kept): past it the item fails ItemTooLarge; 0: 1 MiB */
 };
 
-struct pipeline_item {
-    int64_t index;
-    const char *ref;
-    const char *data; /* raw JSON or NULL */
-    size_t data_len;
-    int attempt;      /* 1-based */
-};
-
-struct pipeline_result {
-    int status;            /* ITEM_SUCCEEDED, ITEM_FAILED or ITEM_SKIPPED */
-    char *error_code;      /* heap or NULL */
-    char *error_message;   /* heap or NULL */
-    char *failed_step;     /* heap or NULL */
-    char *result;          /* heap JSON text or NULL (built-ins: the store writes it) */
-    char *events;          /* heap JSON array text */
-    char *warnings;        /* heap JSON array text or NULL */
-    struct store_doc_op *ops; /* heap (DEFERRED mode); op strings owned by the result */
-    size_t nops;
-    int aborted;           /* an http call was cut by the server's shutdown: the outcome
-                              says nothing about the item; give the item back instead */
-};
+/* struct pipeline_item (one item in) and struct pipeline_result (its outcome) are in
+ * steps/step.h: the step runners fill the result. */
 
 /* Runs items[0..n) through w. tenant/job_id name the owner (job_id NULL for a
  * synchronous run). res[i] receives item i's outcome; counts[0..w->nsteps) receive

@@ -33,7 +33,7 @@
 #include <stdint.h>
 
 #include "engine/pipeline.h"
-#include "engine/wfdef.h"
+#include "spec/workflow.h"
 #include "store/store.h"
 
 struct runs_config {

@@ -1,5 +1,5 @@
 /* secrets.c - the operator's secrets and per-tenant resolution; see secrets.h. Where a
- * template may name a secret is in secrets_place.c (no store: the definition parsers
+ * template may name a secret is in spec/secrets.c (no store: the definition parsers
  * and their fuzz target link it alone). */
 #include "engine/secrets.h"
 

@@ -1,4 +1,4 @@
-/* secrets.h - who may use which secret, and where a template may name one.
+/* secrets.h - who may use which secret, and resolving it for a run.
  *
  * DESIGN
  * A secret is a value an http step sends in a header ({{secrets.NAME}}) that nothing
@@ -10,27 +10,22 @@
  *     ending in '*' matches by prefix, "*" alone every tenant). No list: no tenant.
  * {{secrets.NAME}} for tenant T resolves to T's own NAME, else the operator's NAME if T
  * is allowed, else the item fails with SecretNotFound (naming NAME, never a value).
- * Placement (checked when a workflow is compiled, wfdef.c): only in http header values
- * and, when the step says "secretBody": true, its body; never {{secrets}} as a whole,
- * never in a URL, map, description or anywhere else.
+ * Placement (checked when a workflow is compiled: spec/secrets.h): only in http header
+ * values and, when the step says "secretBody": true, its body.
  * Every value a run resolved is masked (util/secmask.h) in everything the run writes.
  *
  * The operator's set is built at start-up and then only read (thread-safe). */
 #ifndef SLUICE_ENGINE_SECRETS_H
 #define SLUICE_ENGINE_SECRETS_H
 
-#include <jansson.h>
 #include <stddef.h>
 
+#include "spec/secrets.h"
 #include "store/store.h"
 
-#define SECRETS_NAME_MAX 64
 #define SECRETS_VALUE_MAX 4096
 
 struct secrets;
-
-/* Nonzero when name may name a secret: 1..64 characters of A-Z a-z 0-9 _ -. */
-int secrets_name_valid(const char *name);
 
 /* An empty operator set (never NULL); free with secrets_free(). */
 struct secrets *secrets_new(void);
@@ -50,16 +45,5 @@ void secrets_info(const struct secrets *s, size_t i, const char **name, const ch
  * (*value NULL), or a negative store error. */
 int secrets_resolve(const struct secrets *s, struct store *st, const char *tenant, const char *name,
                     char **value);
-
-/* Scans template text for placeholders whose path starts at "secrets". Appends each
- * NAME of a {{secrets.NAME}} to names (a JSON array; may be NULL).
- * Returns the number of such placeholders (0: none), or -1 when one of them is not
- * exactly secrets.NAME with a valid name ({{secrets}}, secrets.a.b, ...). */
-int secrets_scan(const char *tpl, json_t *names);
-
-/* Checks where a workflow definition names secrets (see DESIGN). def is the whole
- * definition. Returns 0 when every use is allowed; else -1 with a message in err and
- * the location in target ("steps[2].url", "steps[0].headers.X", "description"). */
-int secrets_check_definition(json_t *def, char *err, size_t errlen, char *target, size_t targetlen);
 
 #endif

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "engine/limits.h"
-#include "engine/wfdef.h"
 #include "engine/wfload.h"
+#include "spec/workflow.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/errors.h"

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "engine/wfdef.h"
+#include "spec/workflow.h"
 #include "store/store.h"
 
 /* version 0 = the latest live version (or a built-in). 0 and [out] *out (free with

@@ -411,18 +411,6 @@ static enum MHD_Result check_query_arg(void *cls, enum MHD_ValueKind kind, const
     return MHD_YES;
 }
 
-static int sane_token(const char *s, size_t max)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > max)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '_' || *s == '.' || *s == ':' || *s == '[' || *s == ']'))
-            return 0;
-    return 1;
-}
-
 /* The peer's address as text: IPv4 dotted quad (also for IPv4-mapped IPv6), IPv6
  * in its RFC 5952 form; "" if MHD cannot tell. */
 static void client_ip(struct MHD_Connection *conn, char out[INET6_ADDRSTRLEN])
@@ -468,12 +456,12 @@ static struct request *request_new(struct http_server *srv, struct MHD_Connectio
     req->path = xstrndup(url, plen);
     client_ip(conn, req->client_ip);
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
-    if (rid && sane_token(rid, sizeof req->id - 1))
+    if (rid && ids_name_valid(rid, sizeof req->id - 1, ".:[]"))
         snprintf(req->id, sizeof req->id, "%s", rid);
     else
         ids_random("req_", 20, req->id);
     const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
-    if (host && sane_token(host, 255))
+    if (host && ids_name_valid(host, 255, ".:[]"))
         snprintf(req->base_url, sizeof req->base_url, "http://%s", host);
     else
         snprintf(req->base_url, sizeof req->base_url, "http://%s:%u", srv->cfg.host,

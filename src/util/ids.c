@@ -44,6 +44,18 @@ static void hex32(const unsigned char md[32], char out[65])
     out[64] = '\0';
 }
 
+int ids_name_valid(const char *s, size_t max, const char *extra)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-' || (extra && strchr(extra, *s))))
+            return 0;
+    return 1;
+}
+
 int ids_job_id_valid(const char *s)
 {
     size_t n = 0;

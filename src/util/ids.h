@@ -17,6 +17,9 @@ int ids_job_new(char out[IDS_JOB_LEN + 1]);
  * chars of [A-Za-z0-9_.-], the first one a letter or digit (so never "." or ".."). */
 #define IDS_JOB_ID_MAX 64
 int ids_job_id_valid(const char *s);
+/* Nonzero when s is 1 to max characters of [A-Za-z0-9_-] or of extra (NULL: none), the
+ * alphabet of the names clients give (collections, steps, secrets, headers). */
+int ids_name_valid(const char *s, size_t max, const char *extra);
 /* Fills out with prefix + n random chars from [a-z0-9]; out holds strlen(prefix)+n+1. */
 int ids_random(const char *prefix, size_t n, char *out);
 /* Hex SHA-256 of s (65 bytes with NUL). */

@@ -1,5 +1,6 @@
-/* fuzz-link: src/engine/hook.c src/ingest src/util */
-/* fuzz_hook.c - libFuzzer target for inbound webhooks (src/engine/hook.c).
+/* fuzz-link: src/spec/hook.c src/engine/hook.c src/ingest src/util */
+/* fuzz_hook.c - libFuzzer target for inbound webhooks (src/spec/hook.c,
+ * src/engine/hook.c).
  *
  * Byte 0 picks what the rest of the input is:
  *   0  a signature header value, parsed and verified against a fixed hook;

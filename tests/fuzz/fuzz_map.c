@@ -1,6 +1,6 @@
-/* fuzz-link: src/steps src/util */
-/* fuzz_map.c - libFuzzer target for the map step (src/steps/map.c) and the dotted paths it
- * writes with (src/steps/path.c), on fuzz-derived item data. (fuzz_template drives the
+/* fuzz-link: src/lang src/util */
+/* fuzz_map.c - libFuzzer target for the map step (src/lang/map.c) and the dotted paths it
+ * writes with (src/lang/path.c), on fuzz-derived item data. (fuzz_template drives the
  * same code against one fixed context; this one varies the data too.)
  *
  * Input: SPEC '\0' DATA, two JSON texts (jansson, JSON_DECODE_ANY | JSON_ALLOW_NUL);
@@ -22,9 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "steps/map.h"
-#include "steps/path.h"
-#include "steps/template.h"
+#include "lang/map.h"
+#include "lang/path.h"
+#include "lang/template.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,8 +1,8 @@
-/* fuzz-link: src/http/route.c src/api/params.c src/engine/cbspec.c src/util */
+/* fuzz-link: src/http/route.c src/api/params.c src/spec/callback.c src/util */
 /* fuzz_request.c - libFuzzer target for what the server parses of a request target and
  * its small headers, without libmicrohttpd: the route matcher (src/http/route.c), percent
  * decoding and encoding (src/util/url.c), the value parsers of src/api/params.c and the
- * completion callback parsers of src/engine/cbspec.c.
+ * completion callback parsers of src/spec/callback.c.
  *
  * Input: a request target "PATH?QUERY" (cut at the first NUL). PATH is matched against
  * every pattern of the route table; QUERY is split on '&' and '=' as libmicrohttpd does,
@@ -34,8 +34,8 @@
 #include <strings.h>
 
 #include "api/params.h"
-#include "engine/callbacks.h"
 #include "http/route.h"
+#include "spec/callback.h"
 #include "util/buf.h"
 #include "util/errors.h"
 #include "util/url.h"

@@ -1,6 +1,6 @@
-/* fuzz-link: src/steps src/util */
+/* fuzz-link: src/lang src/util */
 /* fuzz_schema.c - libFuzzer target for the validate step's JSON Schema subset
- * (src/steps/schema.c): a fuzz-derived schema compiled and applied to a fuzz-derived
+ * (src/lang/schema.c): a fuzz-derived schema compiled and applied to a fuzz-derived
  * instance.
  *
  * Input: SCHEMA '\0' INSTANCE, both JSON texts (jansson, JSON_DECODE_ANY | JSON_ALLOW_NUL,
@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "steps/schema.h"
+#include "lang/schema.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,5 +1,5 @@
-/* fuzz-link: src/steps src/util */
-/* fuzz_template.c - libFuzzer target for the step building blocks (src/steps): templates,
+/* fuzz-link: src/lang src/util */
+/* fuzz_template.c - libFuzzer target for the step building blocks (src/lang): templates,
  * dotted paths, and JSON-valued step definitions.
  *
  * Input layout: everything up to the first '\n' is text T, the rest is R. T is used as a
@@ -22,10 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "steps/map.h"
-#include "steps/path.h"
-#include "steps/schema.h"
-#include "steps/template.h"
+#include "lang/map.h"
+#include "lang/path.h"
+#include "lang/schema.h"
+#include "lang/template.h"
 #include "util/buf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -1,5 +1,5 @@
-/* fuzz-link: src/engine/wfdef.c src/engine/secrets_place.c src/steps src/ingest src/util */
-/* fuzz_wfdef.c - libFuzzer target for workflow definitions (src/engine/wfdef.c), the
+/* fuzz-link: src/spec/workflow.c src/spec/secrets.c src/lang src/ingest src/util */
+/* fuzz_wfdef.c - libFuzzer target for workflow definitions (src/spec/workflow.c), the
  * body of PUT /v1/workflows/{name}.
  *
  * Input: a definition, taken as the API takes it (ingest_validate_json() with depth 64,
@@ -26,12 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/wfdef.h"
 #include "ingest/ingest.h"
-#include "steps/map.h"
-#include "steps/path.h"
-#include "steps/schema.h"
-#include "steps/template.h"
+#include "lang/map.h"
+#include "lang/path.h"
+#include "lang/schema.h"
+#include "lang/template.h"
+#include "spec/workflow.h"
 #include "util/buf.h"
 #include "util/errors.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "engine/limits.h"
-#include "engine/wfdef.h"
+#include "spec/workflow.h"
 #include "testhelp.h"
 #include "util/clock.h"
 #include "util/errors.h"

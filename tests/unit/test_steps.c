@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "steps/map.h"
-#include "steps/path.h"
-#include "steps/schema.h"
-#include "steps/template.h"
+#include "lang/map.h"
+#include "lang/path.h"
+#include "lang/schema.h"
+#include "lang/template.h"
 #include "testhelp.h"
 #include "util/buf.h"
 #include "util/errors.h"

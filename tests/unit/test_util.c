@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/wfdef.h"
+#include "spec/workflow.h"
 #include "testhelp.h"
 #include "util/buf.h"
 #include "util/clock.h"

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "engine/limits.h"
-#include "engine/wfdef.h"
+#include "spec/workflow.h"
 
 void limits_uses_encode(const struct limits_use *u, size_t n, struct buf *b)
 {

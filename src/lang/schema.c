@@ -8,7 +8,7 @@
  * violation instead of stopping at the first: a client fixing its data wants the full
  * list. The compiled tree owns copies of what it needs (enum values, bounds) and is
  * never written after schema_compile(), which is what makes it shareable. */
-#include "steps/schema.h"
+#include "lang/schema.h"
 
 #include <math.h>
 #include <regex.h>
@@ -17,8 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "steps/template.h"
+#include "lang/template.h"
 #include "util/buf.h"
+#include "util/errmsg.h"
 #include "util/utf8.h"
 #include "util/xmalloc.h"
 
@@ -65,19 +66,6 @@ struct schema {
     struct schema *items; /* NULL = absent */
     int additional;       /* 0 when additionalProperties is false */
 };
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void truncate_to(struct buf *b, size_t len)
 {
@@ -217,11 +205,44 @@ static void where_index(struct buf *w, size_t i)
 
 static int compile_node(struct compiling *c, json_t *js, int depth, struct schema **out);
 
+typedef int (*member_fn)(struct compiling *c, const char *key, size_t key_len, json_t *v, int depth,
+                         struct schema *s);
+
+/* Calls fn on each member of obj with the member's name pushed onto c->where, so an
+ * error reports its location; stops at the first error (the location left as is). */
+static int each_member(struct compiling *c, json_t *obj, int depth, struct schema *s, member_fn fn)
+{
+    const char *key;
+    size_t key_len;
+    json_t *v;
+    json_object_keylen_foreach(obj, key, key_len, v)
+    {
+        size_t mark = c->where.len;
+        where_push(&c->where, key, key_len);
+        if (fn(c, key, key_len, v, depth, s) < 0)
+            return -1;
+        truncate_to(&c->where, mark);
+    }
+    return 0;
+}
+
+/* One member of "properties": its name and compiled schema appended to s->props. */
+static int compile_property(struct compiling *c, const char *key, size_t key_len, json_t *m,
+                            int depth, struct schema *s)
+{
+    struct schema_prop *p = &s->props[s->nprops];
+    p->name = xmalloc(key_len + 1);
+    memcpy(p->name, key, key_len + 1);
+    p->name_len = key_len;
+    s->nprops++; /* counted before compiling, so schema_free() releases the name */
+    return compile_node(c, m, depth + 1, &p->schema);
+}
+
 static int compile_type(struct compiling *c, json_t *v, struct schema *s)
 {
     size_t n = json_is_array(v) ? json_array_size(v) : 1;
     if (!json_is_string(v) && !(json_is_array(v) && n > 0)) {
-        seterr(c->err, c->errlen, "must be a type name or a non-empty array of them");
+        errmsg_set(c->err, c->errlen, "must be a type name or a non-empty array of them");
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -230,7 +251,7 @@ static int compile_type(struct compiling *c, json_t *v, struct schema *s)
         if (json_is_array(v))
             where_index(&c->where, i);
         if (!json_is_string(t)) {
-            seterr(c->err, c->errlen, "must be a type name");
+            errmsg_set(c->err, c->errlen, "must be a type name");
             return -1;
         }
         unsigned bit = 0;
@@ -238,14 +259,14 @@ static int compile_type(struct compiling *c, json_t *v, struct schema *s)
             if (strcmp(json_string_value(t), type_names[k].name) == 0)
                 bit = type_names[k].bit;
         if (!bit) {
-            seterr(c->err, c->errlen,
-                   "unknown type \"%.64s\" (expected string, number, integer, boolean, "
-                   "object, array or null)",
-                   json_string_value(t));
+            errmsg_set(c->err, c->errlen,
+                       "unknown type \"%.64s\" (expected string, number, integer, boolean, "
+                       "object, array or null)",
+                       json_string_value(t));
             return -1;
         }
         if (s->types & bit) {
-            seterr(c->err, c->errlen, "duplicate type \"%s\"", json_string_value(t));
+            errmsg_set(c->err, c->errlen, "duplicate type \"%s\"", json_string_value(t));
             return -1;
         }
         s->types |= bit;
@@ -257,7 +278,7 @@ static int compile_type(struct compiling *c, json_t *v, struct schema *s)
 static int compile_required(struct compiling *c, json_t *v, struct schema *s)
 {
     if (!json_is_array(v)) {
-        seterr(c->err, c->errlen, "must be an array of member names");
+        errmsg_set(c->err, c->errlen, "must be an array of member names");
         return -1;
     }
     size_t n = json_array_size(v), i;
@@ -266,7 +287,7 @@ static int compile_required(struct compiling *c, json_t *v, struct schema *s)
     {
         if (!json_is_string(m)) {
             where_index(&c->where, i);
-            seterr(c->err, c->errlen, "must be a string");
+            errmsg_set(c->err, c->errlen, "must be a string");
             return -1;
         }
     }
@@ -285,33 +306,17 @@ static int compile_required(struct compiling *c, json_t *v, struct schema *s)
 static int compile_properties(struct compiling *c, json_t *v, int depth, struct schema *s)
 {
     if (!json_is_object(v)) {
-        seterr(c->err, c->errlen, "must be an object of member schemas");
+        errmsg_set(c->err, c->errlen, "must be an object of member schemas");
         return -1;
     }
     s->props = xcalloc(json_object_size(v) ? json_object_size(v) : 1, sizeof *s->props);
-    const char *key;
-    size_t key_len;
-    json_t *m;
-    json_object_keylen_foreach(v, key, key_len, m)
-    {
-        size_t mark = c->where.len;
-        where_push(&c->where, key, key_len);
-        struct schema_prop *p = &s->props[s->nprops];
-        p->name = xmalloc(key_len + 1);
-        memcpy(p->name, key, key_len + 1);
-        p->name_len = key_len;
-        s->nprops++; /* counted before compiling, so schema_free() releases the name */
-        if (compile_node(c, m, depth + 1, &p->schema) < 0)
-            return -1;
-        truncate_to(&c->where, mark);
-    }
-    return 0;
+    return each_member(c, v, depth, s, compile_property);
 }
 
 static int compile_length(struct compiling *c, json_t *v, long long *out)
 {
     if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        seterr(c->err, c->errlen, "must be a non-negative integer");
+        errmsg_set(c->err, c->errlen, "must be a non-negative integer");
         return -1;
     }
     *out = json_integer_value(v);
@@ -516,23 +521,23 @@ static int pattern_check(const char *p, size_t n, char *why, size_t whylen)
 static int compile_pattern(struct compiling *c, json_t *v, struct schema *s)
 {
     if (!json_is_string(v)) {
-        seterr(c->err, c->errlen, "must be a string (a POSIX extended regular expression)");
+        errmsg_set(c->err, c->errlen, "must be a string (a POSIX extended regular expression)");
         return -1;
     }
     const char *p = json_string_value(v);
     size_t n = json_string_length(v);
     if (n > SCHEMA_PATTERN_MAX) {
-        seterr(c->err, c->errlen, "pattern is longer than %d bytes", SCHEMA_PATTERN_MAX);
+        errmsg_set(c->err, c->errlen, "pattern is longer than %d bytes", SCHEMA_PATTERN_MAX);
         return -1;
     }
     if (strlen(p) != n) {
-        seterr(c->err, c->errlen, "pattern contains a NUL character");
+        errmsg_set(c->err, c->errlen, "pattern contains a NUL character");
         return -1;
     }
     for (size_t i = 0; i + 1 < n; i++) {
         if (p[i] == '\\' && p[i + 1] >= '1' && p[i + 1] <= '9') {
             /* glibc accepts back-references in ERE; they make matching exponential. */
-            seterr(c->err, c->errlen, "back-references (\\%c) are not supported", p[i + 1]);
+            errmsg_set(c->err, c->errlen, "back-references (\\%c) are not supported", p[i + 1]);
             return -1;
         }
         if (p[i] == '\\')
@@ -540,14 +545,14 @@ static int compile_pattern(struct compiling *c, json_t *v, struct schema *s)
     }
     char cost[200];
     if (pattern_check(p, n, cost, sizeof cost) < 0) {
-        seterr(c->err, c->errlen, "pattern is too complex: %s", cost);
+        errmsg_set(c->err, c->errlen, "pattern is too complex: %s", cost);
         return -1;
     }
     int rc = regcomp(&s->re, p, REG_EXTENDED | REG_NOSUB);
     if (rc != 0) {
         char why[128];
         regerror(rc, &s->re, why, sizeof why);
-        seterr(c->err, c->errlen, "invalid POSIX extended regular expression: %s", why);
+        errmsg_set(c->err, c->errlen, "invalid POSIX extended regular expression: %s", why);
         return -1;
     }
     s->pattern = xstrdup(p);
@@ -573,7 +578,7 @@ static int compile_keyword(struct compiling *c, const char *key, size_t key_len,
         return compile_pattern(c, v, s);
     if (key_is(key, key_len, "minimum") || key_is(key, key_len, "maximum")) {
         if (!json_is_number(v)) {
-            seterr(c->err, c->errlen, "must be a number");
+            errmsg_set(c->err, c->errlen, "must be a number");
             return -1;
         }
         if (key[1] == 'i')
@@ -584,7 +589,7 @@ static int compile_keyword(struct compiling *c, const char *key, size_t key_len,
     }
     if (key_is(key, key_len, "enum")) {
         if (!json_is_array(v) || json_array_size(v) == 0) {
-            seterr(c->err, c->errlen, "must be a non-empty array");
+            errmsg_set(c->err, c->errlen, "must be a non-empty array");
             return -1;
         }
         s->enum_vals = json_deep_copy(v);
@@ -592,7 +597,7 @@ static int compile_keyword(struct compiling *c, const char *key, size_t key_len,
     }
     if (key_is(key, key_len, "additionalProperties")) {
         if (!json_is_boolean(v)) {
-            seterr(c->err, c->errlen, "must be true or false (schemas are not supported here)");
+            errmsg_set(c->err, c->errlen, "must be true or false (schemas are not supported here)");
             return -1;
         }
         s->additional = json_is_true(v);
@@ -601,12 +606,13 @@ static int compile_keyword(struct compiling *c, const char *key, size_t key_len,
     if (key_is(key, key_len, "title") || key_is(key, key_len, "description") ||
         key_is(key, key_len, "$comment")) {
         if (!json_is_string(v)) {
-            seterr(c->err, c->errlen, "must be a string");
+            errmsg_set(c->err, c->errlen, "must be a string");
             return -1;
         }
         return 0;
     }
-    seterr(c->err, c->errlen, "unknown keyword \"%.*s\"", (int)(key_len > 64 ? 64 : key_len), key);
+    errmsg_set(c->err, c->errlen, "unknown keyword \"%.*s\"", (int)(key_len > 64 ? 64 : key_len),
+               key);
     return -1;
 }
 
@@ -614,29 +620,18 @@ static int compile_node(struct compiling *c, json_t *js, int depth, struct schem
 {
     *out = NULL;
     if (!json_is_object(js)) {
-        seterr(c->err, c->errlen, "a schema must be an object");
+        errmsg_set(c->err, c->errlen, "a schema must be an object");
         return -1;
     }
     if (depth > SCHEMA_MAX_DEPTH) {
-        seterr(c->err, c->errlen, "schemas nest more than %d levels deep", SCHEMA_MAX_DEPTH);
+        errmsg_set(c->err, c->errlen, "schemas nest more than %d levels deep", SCHEMA_MAX_DEPTH);
         return -1;
     }
     struct schema *s = xcalloc(1, sizeof *s);
     s->min_len = s->max_len = -1;
     s->additional = 1;
     *out = s; /* partly built on error; the caller frees it */
-    const char *key;
-    size_t key_len;
-    json_t *v;
-    json_object_keylen_foreach(js, key, key_len, v)
-    {
-        size_t mark = c->where.len;
-        where_push(&c->where, key, key_len);
-        if (compile_keyword(c, key, key_len, v, depth, s) < 0)
-            return -1;
-        truncate_to(&c->where, mark);
-    }
-    return 0;
+    return each_member(c, js, depth, s, compile_keyword);
 }
 
 int schema_compile(json_t *schema, struct schema **out, char *err, size_t errlen, char *where,

@@ -8,7 +8,7 @@
  *     {"op": "rename", "from": "sku", "path": "id"},
  *     {"op": "remove", "path": "description"}
  *   ]}
- *  - "path" and "from" are paths (steps/path.h) relative to the item's data;
+ *  - "path" and "from" are paths (lang/path.h) relative to the item's data;
  *  - set: "value" is any JSON, evaluated with template_eval() against the whole step
  *    context ({"data", "ref", "job", "steps", ...}), so "{{data.price}}" keeps the
  *    price's type and "{{ref}}-x" renders a string; missing intermediate objects of

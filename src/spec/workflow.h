@@ -1,4 +1,4 @@
-/* wfdef.h - workflow definitions: an ordered list of steps, compiled once.
+/* workflow.h - workflow definitions: an ordered list of steps, compiled once.
  *
  * A definition is JSON, written with PUT /v1/workflows/{name} and stored per version:
  *
@@ -28,7 +28,8 @@
  * request is sent (the tenant's own secret, else an operator secret the tenant may use;
  * see engine/secrets.h); definitions hold only the reference. A secret may be named
  * only in an http step's header values, and in its "body" when the step sets
- * "secretBody": true (that body is then sent with the secret but never recorded);
+ * "secretBody": true (that body is then sent with the secret but never recorded;
+ * spec/secrets.h);
  * anywhere else (url, map, description, ...) and {{secrets}} as a whole are refused
  * with InvalidField and the location as target ("steps[2].url").
  *
@@ -46,11 +47,26 @@
 #include "store/store.h"
 
 /* Steps per workflow, refused beyond at definition time (422, target "steps"): with
- * MAP_MAX_OPS (steps/map.h) it bounds the work one item can cause. */
+ * MAP_MAX_OPS (lang/map.h) it bounds the work one item can cause. */
 #define WFDEF_MAX_STEPS 32
 
-enum step_type { STEP_VALIDATE, STEP_MAP, STEP_UPSERT, STEP_PATCH, STEP_DELETE, STEP_HTTP,
-                 STEP_NOOP, STEP_FAIL };
+/* The step types, one row each: the enum constant, the name in a definition, the store
+ * op of a document step, and the runner that executes it, per item or for the whole
+ * batch (steps/step.h; steps/steps.c makes the dispatch table of this list, the
+ * definition parser reads only the first three columns). */
+#define STEP_TYPES(X)                                                                              \
+    X(VALIDATE, "validate", STORE_OP_NONE, step_validate, NULL)                                    \
+    X(MAP, "map", STORE_OP_NONE, step_map, NULL)                                                   \
+    X(UPSERT, "upsert", STORE_OP_UPSERT, step_document, NULL)                                      \
+    X(PATCH, "patch", STORE_OP_PATCH, step_document, NULL)                                         \
+    X(DELETE, "delete", STORE_OP_DELETE, step_document, NULL)                                      \
+    X(HTTP, "http", STORE_OP_NONE, NULL, step_http)                                                \
+    X(NOOP, "noop", STORE_OP_NONE, step_noop, NULL)                                                \
+    X(FAIL, "fail", STORE_OP_NONE, step_fail, NULL)
+
+#define STEP_TYPE_ENUM(e, name, op, each, batch) STEP_##e,
+enum step_type { STEP_TYPES(STEP_TYPE_ENUM) };
+#undef STEP_TYPE_ENUM
 enum step_on_error { ON_ERROR_FAIL, ON_ERROR_SKIP, ON_ERROR_CONTINUE };
 
 struct schema;
@@ -101,9 +117,9 @@ int wfdef_builtin(const char *name, struct wfdef **out);
 int wfdef_compile(const char *name, int64_t version, json_t *def, struct wfdef **out, char *err,
                   size_t errlen, char *target, size_t targetlen);
 void wfdef_free(struct wfdef *w);
-/* The type's name ("validate", "http", ...). */
+/* The type's name ("validate", "http", ...), from STEP_TYPES. */
 const char *wfdef_step_type_name(enum step_type t);
-/* The store op of a document step type (STORE_OP_NONE for others). */
+/* The store op of a document step type (STORE_OP_NONE for others), from STEP_TYPES. */
 enum store_op wfdef_step_store_op(enum step_type t);
 
 #endif

@@ -1,24 +1,18 @@
-/* secrets_place.c - where a workflow definition may name a secret (see secrets.h,
+/* secrets.c - where a workflow definition may name a secret (see secrets.h,
  * DESIGN: Placement): pure rules over the definition's JSON, used when a workflow is
  * compiled. */
-#include "engine/secrets.h"
+#include "spec/secrets.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/ids.h"
 #include "util/xmalloc.h"
 
 int secrets_name_valid(const char *name)
 {
-    size_t len = name ? strlen(name) : 0;
-    if (len == 0 || len > SECRETS_NAME_MAX)
-        return 0;
-    for (const char *p = name; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '_' || *p == '-'))
-            return 0;
-    return 1;
+    return name && ids_name_valid(name, SECRETS_NAME_MAX, NULL);
 }
 
 /* tpl is scanned up to its first NUL although templates render by length: a template

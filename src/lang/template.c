@@ -6,31 +6,19 @@
  * text: one scanner, scan_next(), serves checking, rendering and evaluation, which is
  * what keeps the three from disagreeing about the syntax. Strings are handled as
  * (pointer, length) so JSON strings with embedded NUL bytes render faithfully. */
-#include "steps/template.h"
+#include "lang/template.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "steps/path.h"
+#include "lang/path.h"
+#include "util/errmsg.h"
 #include "util/errors.h"
 #include "util/jsonw.h"
+#include "util/url.h"
 #include "util/xmalloc.h"
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- scanning ---------------------------------------------------------------- */
 
@@ -59,11 +47,11 @@ static enum tok scan_next(struct scan *sc, const char **p, size_t *len, char *er
         size_t open = i, j = i + 2;
         for (;; j++) {
             if (j + 1 >= n) {
-                seterr(err, errlen, "unclosed '{{' at offset %zu", open);
+                errmsg_set(err, errlen, "unclosed '{{' at offset %zu", open);
                 return TOK_ERROR;
             }
             if (s[j] == '{' && s[j + 1] == '{') {
-                seterr(err, errlen, "'{{' inside the placeholder opened at offset %zu", open);
+                errmsg_set(err, errlen, "'{{' inside the placeholder opened at offset %zu", open);
                 return TOK_ERROR;
             }
             if (s[j] == '}' && s[j + 1] == '}')
@@ -76,7 +64,7 @@ static enum tok scan_next(struct scan *sc, const char **p, size_t *len, char *er
             b--;
         char why[128];
         if (path_checkn(s + a, b - a, why, sizeof why) < 0) {
-            seterr(err, errlen, "bad placeholder at offset %zu: %s", open, why);
+            errmsg_set(err, errlen, "bad placeholder at offset %zu: %s", open, why);
             return TOK_ERROR;
         }
         *p = s + a;
@@ -89,7 +77,7 @@ static enum tok scan_next(struct scan *sc, const char **p, size_t *len, char *er
         if (j + 1 < n && s[j] == '{' && s[j + 1] == '{')
             break;
         if (j + 1 < n && s[j] == '}' && s[j + 1] == '}') {
-            seterr(err, errlen, "'}}' without '{{' at offset %zu", j);
+            errmsg_set(err, errlen, "'}}' without '{{' at offset %zu", j);
             return TOK_ERROR;
         }
     }
@@ -114,7 +102,7 @@ static int check_n(const char *s, size_t n, char *err, size_t errlen)
 int template_check(const char *tpl, char *err, size_t errlen)
 {
     if (!tpl) {
-        seterr(err, errlen, "no template");
+        errmsg_set(err, errlen, "no template");
         return -1;
     }
     return check_n(tpl, strlen(tpl), err, errlen);
@@ -147,34 +135,6 @@ static int charge(size_t *budget, size_t n)
 
 /* ---- rendering --------------------------------------------------------------- */
 
-static void pct_encode(struct buf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '_' || c == '.' || c == '~') {
-            buf_putc(b, (char)c);
-        } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            buf_append(b, e, 3);
-        }
-    }
-}
-
-static size_t pct_len(const char *s, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        k += (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                     c == '-' || c == '_' || c == '.' || c == '~'
-                 ? 1
-                 : 3;
-    }
-    return k;
-}
-
 /* How rendered text is charged: as it is, percent-encoded (URLs, which is also how it
  * is written), or as it will be written inside a JSON string (eval: "\u0001" is six
  * bytes of the body though one of the text). */
@@ -183,7 +143,9 @@ enum enc { ENC_RAW, ENC_URL, ENC_JSON };
 /* What n bytes of rendered text cost under enc. */
 static size_t enc_len(enum enc enc, const char *s, size_t n)
 {
-    return enc == ENC_URL ? pct_len(s, n) : enc == ENC_JSON ? jsonw_str_len(s, n, SIZE_MAX - 1) : n;
+    return enc == ENC_URL    ? url_encoded_len(s, n)
+           : enc == ENC_JSON ? jsonw_str_len(s, n, SIZE_MAX - 1)
+                             : n;
 }
 
 /* Appends the rendering of v, charged to budget first; -1 (nothing appended) when it
@@ -196,7 +158,7 @@ static int put_value(struct buf *out, json_t *v, enum enc enc, size_t *budget)
         if (charge(budget, enc_len(enc, s, n)) < 0)
             return -1;
         if (enc == ENC_URL)
-            pct_encode(out, s, n);
+            url_encoden(out, s, n);
         else
             buf_append(out, s, n);
         return 0;
@@ -214,7 +176,7 @@ static int put_value(struct buf *out, json_t *v, enum enc enc, size_t *budget)
     template_put_json(&tmp, v);
     int rc = charge(budget, enc_len(enc, tmp.data, tmp.len));
     if (rc == 0 && enc == ENC_URL)
-        pct_encode(out, tmp.data, tmp.len);
+        url_encoden(out, tmp.data, tmp.len);
     else if (rc == 0)
         buf_append(out, tmp.data, tmp.len);
     buf_release(&tmp);
@@ -224,10 +186,11 @@ static int put_value(struct buf *out, json_t *v, enum enc enc, size_t *budget)
 static void too_large(char *err, size_t errlen, const char *p, size_t len, size_t left)
 {
     if (p)
-        seterr(err, errlen, "the value of %.*s would pass the size limit (%zu bytes left)",
-               (int)len, p, left);
+        errmsg_set(err, errlen, "the value of %.*s would pass the size limit (%zu bytes left)",
+                   (int)len, p, left);
     else
-        seterr(err, errlen, "the rendered text would pass the size limit (%zu bytes left)", left);
+        errmsg_set(err, errlen, "the rendered text would pass the size limit (%zu bytes left)",
+                   left);
 }
 
 /* 0, -SLUICE_E_TEMPLATE_ERROR or -SLUICE_E_ITEM_TOO_LARGE (see template_render_within). */
@@ -256,7 +219,7 @@ static int render_n(const char *s, size_t n, json_t *ctx, enum enc enc, size_t *
         rc = -SLUICE_E_TEMPLATE_ERROR;
         if (!v) {
             if (t == TOK_PATH)
-                seterr(err, errlen, "%.*s is missing", (int)len, p);
+                errmsg_set(err, errlen, "%.*s is missing", (int)len, p);
             goto fail;
         }
         if (put_value(out, v, enc, budget) < 0) {
@@ -284,7 +247,7 @@ int template_render_within(const char *tpl, json_t *ctx, int url_encode, size_t 
                            struct buf *out, char *err, size_t errlen)
 {
     if (!tpl) {
-        seterr(err, errlen, "no template");
+        errmsg_set(err, errlen, "no template");
         return -SLUICE_E_TEMPLATE_ERROR;
     }
     return render_n(tpl, strlen(tpl), ctx, url_encode ? ENC_URL : ENC_RAW, budget, out, err,
@@ -319,7 +282,7 @@ static void err_prefix(char *err, size_t errlen, const struct buf *loc)
     if (!err || errlen == 0 || loc->len == 0)
         return;
     char *msg = xstrdup(err);
-    seterr(err, errlen, "%s: %s", loc->data, msg);
+    errmsg_set(err, errlen, "%s: %s", loc->data, msg);
     free(msg);
 }
 
@@ -361,7 +324,7 @@ int template_check_value(json_t *tpl, char *err, size_t errlen, char *where, siz
         where[0] = '\0';
     int rc = tpl ? check_value(tpl, &loc, err, errlen) : -1;
     if (!tpl)
-        seterr(err, errlen, "no template");
+        errmsg_set(err, errlen, "no template");
     if (rc < 0 && where && wherelen)
         snprintf(where, wherelen, "%s", buf_cstr(&loc));
     buf_release(&loc);
@@ -398,7 +361,7 @@ static int eval(json_t *tpl, json_t *ctx, size_t *budget, struct buf *loc, json_
         if (single_placeholder(s, n, &p, &len)) {
             v = path_getn(ctx, p, len);
             if (!v) {
-                seterr(err, errlen, "%.*s is missing", (int)len, p);
+                errmsg_set(err, errlen, "%.*s is missing", (int)len, p);
                 return -SLUICE_E_TEMPLATE_ERROR;
             }
             if (budget) {
@@ -410,7 +373,7 @@ static int eval(json_t *tpl, json_t *ctx, size_t *budget, struct buf *loc, json_
             }
             *out = json_deep_copy(v);
             if (!*out)
-                seterr(err, errlen, "out of memory");
+                errmsg_set(err, errlen, "out of memory");
             return *out ? 0 : -SLUICE_E_TEMPLATE_ERROR;
         }
         if (charge(budget, 2) < 0) {
@@ -424,7 +387,7 @@ static int eval(json_t *tpl, json_t *ctx, size_t *budget, struct buf *loc, json_
              * allocation. */
             *out = json_stringn(b.data ? b.data : "", b.len);
             if (!*out) {
-                seterr(err, errlen, "rendered text is not a valid JSON string");
+                errmsg_set(err, errlen, "rendered text is not a valid JSON string");
                 rc = -SLUICE_E_TEMPLATE_ERROR;
             }
         }
@@ -474,7 +437,7 @@ static int eval(json_t *tpl, json_t *ctx, size_t *budget, struct buf *loc, json_
         /* A fresh copy rather than json_incref(): tpl may be shared between threads. */
         *out = json_copy(tpl);
         if (!*out) {
-            seterr(err, errlen, "out of memory");
+            errmsg_set(err, errlen, "out of memory");
             return -SLUICE_E_TEMPLATE_ERROR;
         }
         return 0;
@@ -500,7 +463,7 @@ int template_eval_within(json_t *tpl, json_t *ctx, size_t *budget, json_t **out,
 {
     *out = NULL;
     if (!tpl) {
-        seterr(err, errlen, "no template");
+        errmsg_set(err, errlen, "no template");
         return -SLUICE_E_TEMPLATE_ERROR;
     }
     struct buf loc = BUF_INIT;

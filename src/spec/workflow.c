@@ -1,10 +1,9 @@
-/* wfdef.c - compiling workflow definitions (see wfdef.h). Validation happens here,
+/* workflow.c - compiling workflow definitions (see workflow.h). Validation happens here,
  * on write, so a stored definition always compiles again when a job runs it; every
  * error names its location ("steps[2].retry.maxAttempts"). */
-#include "engine/wfdef.h"
+#include "spec/workflow.h"
 
 #include "engine/limits.h"
-#include "engine/secrets.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,18 +11,23 @@
 #include <string.h>
 #include <strings.h>
 
-#include "steps/map.h"
-#include "steps/path.h"
-#include "steps/schema.h"
-#include "steps/template.h"
+#include "lang/map.h"
+#include "lang/path.h"
+#include "lang/schema.h"
+#include "lang/template.h"
+#include "spec/secrets.h"
+#include "util/errmsg.h"
 #include "util/errors.h"
+#include "util/ids.h"
 #include "util/xmalloc.h"
 
-static const char *const type_names[] = {
-    [STEP_VALIDATE] = "validate", [STEP_MAP] = "map",   [STEP_UPSERT] = "upsert",
-    [STEP_PATCH] = "patch",       [STEP_DELETE] = "delete", [STEP_HTTP] = "http",
-    [STEP_NOOP] = "noop",         [STEP_FAIL] = "fail",
-};
+#define TYPE_NAME(e, name, op, each, batch) [STEP_##e] = name,
+static const char *const type_names[] = {STEP_TYPES(TYPE_NAME)};
+#undef TYPE_NAME
+
+#define TYPE_OP(e, name, op, each, batch) [STEP_##e] = op,
+static const enum store_op type_ops[] = {STEP_TYPES(TYPE_OP)};
+#undef TYPE_OP
 
 const char *wfdef_step_type_name(enum step_type t)
 {
@@ -32,27 +36,12 @@ const char *wfdef_step_type_name(enum step_type t)
 
 enum store_op wfdef_step_store_op(enum step_type t)
 {
-    return t == STEP_UPSERT ? STORE_OP_UPSERT
-         : t == STEP_PATCH  ? STORE_OP_PATCH
-         : t == STEP_DELETE ? STORE_OP_DELETE
-                            : STORE_OP_NONE;
-}
-
-static int chars_ok(const char *s, size_t max, const char *extra)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > max)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '-' || (extra && strchr(extra, *s))))
-            return 0;
-    return 1;
+    return type_ops[t];
 }
 
 int wfdef_collection_valid(const char *name)
 {
-    return chars_ok(name, 64, NULL);
+    return ids_name_valid(name, 64, NULL);
 }
 
 static int builtin_parts(const char *name, char coll[65], enum step_type *type)
@@ -86,7 +75,7 @@ int wfdef_name_valid(const char *name)
 {
     char coll[65];
     enum step_type t;
-    return chars_ok(name, 128, ".") && builtin_parts(name, coll, &t) == 0;
+    return ids_name_valid(name, 128, ".") && builtin_parts(name, coll, &t) == 0;
 }
 
 static struct wfdef *wfdef_new(const char *name, size_t nsteps)
@@ -161,7 +150,7 @@ static int fail(struct cc *c, const char *field, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->err, c->errlen, fmt, ap);
+    errmsg_vset(c->err, c->errlen, fmt, ap);
     va_end(ap);
     if (field && field[0])
         snprintf(c->target, c->targetlen, "steps[%zu].%s", c->step, field);
@@ -269,7 +258,8 @@ static int compile_http(struct cc *c, json_t *j, struct step_def *s)
         json_object_foreach(h, k, v) {
             char field[160];
             snprintf(field, sizeof field, "headers.%s", k);
-            if (!chars_ok(k, 64, NULL) || !json_is_string(v) || strpbrk(json_string_value(v), "\r\n"))
+            if (!ids_name_valid(k, 64, NULL) || !json_is_string(v) ||
+                strpbrk(json_string_value(v), "\r\n"))
                 return fail(c, field, "header names are tokens and values strings without CR/LF");
             if (!strcasecmp(k, "Idempotency-Key") || !strcasecmp(k, "Content-Length") ||
                 !strcasecmp(k, "Host") || !strcasecmp(k, "Transfer-Encoding"))
@@ -371,7 +361,7 @@ static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfde
     if ((rc = get_str(c, j, "type", 1, &type)) < 0)
         return rc;
     int t = -1;
-    for (int i = 0; i <= STEP_FAIL; i++)
+    for (int i = 0; i < (int)(sizeof type_names / sizeof type_names[0]); i++)
         if (strcmp(type, type_names[i]) == 0)
             t = i;
     if (t < 0)
@@ -380,7 +370,7 @@ static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfde
     s->type = (enum step_type)t;
     if ((rc = get_str(c, j, "name", 0, &name)) < 0)
         return rc;
-    if (name && !chars_ok(name, 64, NULL))
+    if (name && !ids_name_valid(name, 64, NULL))
         return fail(c, "name", "step names are 1 to 64 characters of A-Z a-z 0-9 _ -");
     snprintf(s->name, sizeof s->name, "%s", name ? name : type);
     for (size_t i = 0; i < c->step; i++)
@@ -426,7 +416,7 @@ static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfde
         if ((rc = only_keys(c, j, "", keys)) < 0 || (rc = get_str(c, j, "code", 0, &code)) < 0 ||
             (rc = get_str(c, j, "message", 0, &msg)) < 0)
             return rc;
-        if (code && !chars_ok(code, 48, NULL))
+        if (code && !ids_name_valid(code, 48, NULL))
             return fail(c, "code", "code must be 1 to 48 characters of A-Z a-z 0-9 _ -");
         s->fail_code = xstrdup(code ? code : "StepFailed");
         s->fail_message = xstrdup(msg ? msg : "the workflow's fail step failed the item");
@@ -519,7 +509,7 @@ int wfdef_compile(const char *name, int64_t version, json_t *def, struct wfdef *
         snprintf(target, targetlen, "steps");
         return -SLUICE_E_INVALID_FIELD;
     }
-    /* Secrets only where they are meant to be (engine/secrets.h): checked on the whole
+    /* Secrets only where they are meant to be (spec/secrets.h): checked on the whole
      * definition first, so a stored definition from before the rule fails to load
      * rather than render a secret where it could leak. */
     if (secrets_check_definition(def, err, errlen, target, targetlen) < 0)

@@ -5,35 +5,22 @@
  * definitions are checked up front with path_check(). Segments are walked in place as
  * (pointer, length) slices of the path, so nothing here allocates except the objects
  * path_set() creates. */
-#include "steps/path.h"
+#include "lang/path.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "util/errmsg.h"
 #include "util/utf8.h"
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int path_checkn(const char *path, size_t n, char *err, size_t errlen)
 {
     if (!path || n == 0) {
-        seterr(err, errlen, "path is empty");
+        errmsg_set(err, errlen, "path is empty");
         return -1;
     }
     if (n > PATH_MAX_BYTES) {
-        seterr(err, errlen, "path is longer than %d bytes", PATH_MAX_BYTES);
+        errmsg_set(err, errlen, "path is longer than %d bytes", PATH_MAX_BYTES);
         return -1;
     }
     size_t segments = 1, seglen = 0;
@@ -41,32 +28,32 @@ int path_checkn(const char *path, size_t n, char *err, size_t errlen)
         unsigned char c = (unsigned char)path[i];
         if (c == '.') {
             if (seglen == 0) {
-                seterr(err, errlen, "path has an empty segment at offset %zu", i);
+                errmsg_set(err, errlen, "path has an empty segment at offset %zu", i);
                 return -1;
             }
             if (++segments > PATH_MAX_SEGMENTS) {
-                seterr(err, errlen, "path has more than %d segments", PATH_MAX_SEGMENTS);
+                errmsg_set(err, errlen, "path has more than %d segments", PATH_MAX_SEGMENTS);
                 return -1;
             }
             seglen = 0;
             continue;
         }
         if (c < 0x20 || c == 0x7f) {
-            seterr(err, errlen, "path has a control character at offset %zu", i);
+            errmsg_set(err, errlen, "path has a control character at offset %zu", i);
             return -1;
         }
         if (c == '{' || c == '}') {
-            seterr(err, errlen, "path has '%c' at offset %zu", c, i);
+            errmsg_set(err, errlen, "path has '%c' at offset %zu", c, i);
             return -1;
         }
         seglen++;
     }
     if (seglen == 0) {
-        seterr(err, errlen, "path has an empty segment at offset %zu", n);
+        errmsg_set(err, errlen, "path has an empty segment at offset %zu", n);
         return -1;
     }
     if (!utf8_valid_text(path, n)) {
-        seterr(err, errlen, "path is not valid UTF-8");
+        errmsg_set(err, errlen, "path is not valid UTF-8");
         return -1;
     }
     return 0;
@@ -109,6 +96,28 @@ static json_t *child(json_t *v, const char *seg, size_t len)
     if (json_is_array(v) && parse_index(seg, len, &idx))
         return json_array_get(v, idx);
     return NULL;
+}
+
+/* Walks down from root along path's segments while they exist as objects or arrays,
+ * stopping before the last segment. Returns the deepest node reached; [out] *seg, *len:
+ * the first segment not walked (the last one when every parent exists). */
+static json_t *descend(json_t *root, const char *path, const char *end, const char **seg,
+                       size_t *len)
+{
+    json_t *cur = root;
+    const char *s = path;
+    size_t n = seg_len(s, end);
+    while (s + n < end) {
+        json_t *next = child(cur, s, n);
+        if (!next || (!json_is_object(next) && !json_is_array(next)))
+            break;
+        cur = next;
+        s += n + 1;
+        n = seg_len(s, end);
+    }
+    *seg = s;
+    *len = n;
+    return cur;
 }
 
 json_t *path_getn(json_t *root, const char *path, size_t n)
@@ -161,7 +170,7 @@ static int put(json_t *c, const char *seg, size_t len, json_t *value, const char
     size_t idx;
     if (json_is_object(c)) {
         if (json_object_setn_new(c, seg, len, value) < 0) {
-            seterr(err, errlen, "cannot set %s: jansson refused the member", path);
+            errmsg_set(err, errlen, "cannot set %s: jansson refused the member", path);
             return -1;
         }
         return 0;
@@ -169,11 +178,12 @@ static int put(json_t *c, const char *seg, size_t len, json_t *value, const char
     if (!parse_index(seg, len, &idx)) {
         json_decref(value);
         if (prefix)
-            seterr(err, errlen, "cannot set %s: %.*s is an array and '%.*s' is not an index", path,
-                   (int)prefix, path, (int)len, seg);
+            errmsg_set(err, errlen, "cannot set %s: %.*s is an array and '%.*s' is not an index",
+                       path, (int)prefix, path, (int)len, seg);
         else
-            seterr(err, errlen, "cannot set %s: the root is an array and '%.*s' is not an index",
-                   path, (int)len, seg);
+            errmsg_set(err, errlen,
+                       "cannot set %s: the root is an array and '%.*s' is not an index", path,
+                       (int)len, seg);
         return -1;
     }
     size_t size = json_array_size(c);
@@ -181,11 +191,12 @@ static int put(json_t *c, const char *seg, size_t len, json_t *value, const char
              : idx == size ? json_array_append_new(c, value)
                            : (json_decref(value), -2);
     if (rc == -2) {
-        seterr(err, errlen, "cannot set %s: index %zu is out of range (size %zu)", path, idx, size);
+        errmsg_set(err, errlen, "cannot set %s: index %zu is out of range (size %zu)", path, idx,
+                   size);
         return -1;
     }
     if (rc < 0) {
-        seterr(err, errlen, "cannot set %s: jansson refused the element", path);
+        errmsg_set(err, errlen, "cannot set %s: jansson refused the element", path);
         return -1;
     }
     return 0;
@@ -197,7 +208,7 @@ static int put(json_t *c, const char *seg, size_t len, json_t *value, const char
 int path_set(json_t *root, const char *path, json_t *value, char *err, size_t errlen)
 {
     if (!value) {
-        seterr(err, errlen, "cannot set %s: no value", path ? path : "(null)");
+        errmsg_set(err, errlen, "cannot set %s: no value", path ? path : "(null)");
         return -1;
     }
     if (path_check(path, err, errlen) < 0) {
@@ -206,27 +217,18 @@ int path_set(json_t *root, const char *path, json_t *value, char *err, size_t er
     }
     if (!json_is_object(root) && !json_is_array(root)) {
         json_decref(value);
-        seterr(err, errlen, "cannot set %s: the root is not an object or array", path);
+        errmsg_set(err, errlen, "cannot set %s: the root is not an object or array", path);
         return -1;
     }
-    const char *end = path + strlen(path);
-    json_t *cur = root;
-    const char *s = path;
-    size_t len = seg_len(s, end);
-    /* Descend while the next segment exists and is not the last one. */
-    while (s + len < end) {
-        json_t *next = child(cur, s, len);
-        if (!next)
-            break;
-        if (!json_is_object(next) && !json_is_array(next)) {
-            seterr(err, errlen, "cannot set %s: %.*s is %s", path, (int)(s + len - path), path,
+    const char *end = path + strlen(path), *s;
+    size_t len;
+    json_t *cur = descend(root, path, end, &s, &len);
+    json_t *next = s + len < end ? child(cur, s, len) : NULL;
+    if (next) { /* an intermediate that is neither an object nor an array */
+        errmsg_set(err, errlen, "cannot set %s: %.*s is %s", path, (int)(s + len - path), path,
                    type_name(next));
-            json_decref(value);
-            return -1;
-        }
-        cur = next;
-        s += len + 1;
-        len = seg_len(s, end);
+        json_decref(value);
+        return -1;
     }
     if (s + len == end) /* cur is the parent of the last segment */
         return put(cur, s, len, value, path, s > path ? (size_t)(s - 1 - path) : 0, err, errlen);
@@ -246,7 +248,7 @@ int path_set(json_t *root, const char *path, json_t *value, char *err, size_t er
         json_t *obj = json_object();
         if (!obj || json_object_setn_new(obj, segs[i], lens[i], chain) < 0) {
             json_decref(obj);
-            seterr(err, errlen, "cannot set %s: out of memory", path);
+            errmsg_set(err, errlen, "cannot set %s: out of memory", path);
             return -1;
         }
         chain = obj;
@@ -259,17 +261,11 @@ int path_remove(json_t *root, const char *path)
 {
     if (path_check(path, NULL, 0) < 0)
         return -1;
-    const char *end = path + strlen(path);
-    json_t *cur = root;
-    const char *s = path;
-    size_t len = seg_len(s, end);
-    while (s + len < end) {
-        cur = child(cur, s, len);
-        if (!cur)
-            return 0;
-        s += len + 1;
-        len = seg_len(s, end);
-    }
+    const char *end = path + strlen(path), *s;
+    size_t len;
+    json_t *cur = descend(root, path, end, &s, &len);
+    if (s + len < end) /* a parent is missing or not a container: nothing to remove */
+        return 0;
     size_t idx;
     if (json_is_object(cur))
         return json_object_deln(cur, s, len) == 0 ? 1 : 0;

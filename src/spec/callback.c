@@ -1,13 +1,15 @@
-/* cbspec.c - parsing the completion callback of a submit: the JSON envelope's "callback"
+/* callback.c - parsing the completion callback of a submit: the JSON envelope's "callback"
  * object, or an NDJSON submit's callbackUrl and callbackEvents query parameters; see
- * callbacks.h. Pure functions of their input (no store, no outbound), kept apart from
- * the delivery thread in callbacks.c so that tests/fuzz/fuzz_request.c links them alone. */
+ * callback.h. Pure functions of their input (no store, no outbound), kept apart from
+ * the delivery thread in engine/callbacks.c so that tests/fuzz/fuzz_request.c links
+ * them alone. */
+#include "spec/callback.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-#include "engine/callbacks.h"
 #include "util/errors.h"
 #include "util/xmalloc.h"
 

@@ -1,6 +1,6 @@
 /* template.h - "{{ path }}" string templates over a step context.
  *
- * A template is text with placeholders "{{ path }}": the path (see steps/path.h) is
+ * A template is text with placeholders "{{ path }}": the path (see lang/path.h) is
  * looked up in a context object such as
  *   {"data": ..., "ref": "...", "job": {...}, "index": 3, "steps": {"push": {...}}}
  * Whitespace (space, tab, CR, LF) around the path inside the braces is ignored.

@@ -1,0 +1,136 @@
+/* step.c - what every step runner uses: the item's context, its events, and the three
+ * ways a step ends for an item (pass, error, too large); see step.h. */
+#include "steps/step.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lang/template.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/xmalloc.h"
+
+json_t *step_ctx(struct step_run *r, struct step_item *p)
+{
+    if (p->ctx)
+        return p->ctx;
+    json_t *data = NULL;
+    if (p->in->data) {
+        json_error_t e;
+        data = json_loadb(p->in->data, p->in->data_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    }
+    if (!data)
+        data = json_null();
+    p->ctx = json_pack("{s:o,s:s,s:s?,s:I,s:{}}", "data", data, "ref", p->in->ref, "job", r->job_id,
+                       "index", (json_int_t)p->in->index, "steps");
+    return p->ctx;
+}
+
+void step_set_output(struct step_run *r, struct step_item *p, const char *step,
+                     json_t *v /* stolen */)
+{
+    json_object_set_new(json_object_get(step_ctx(r, p), "steps"), step, v);
+}
+
+/* Appends one event. A step event (s != NULL) also names the step, its type, its
+ * outcome (passed | failed | skipped | continued) and its end time. extra (stolen, may
+ * be NULL) adds fields (http details, violations). */
+void step_event(struct step_item *p, int64_t at, const char *stage, const struct step_def *s,
+                int attempt, const char *level, const char *code, const char *msg, int64_t dur_ms,
+                json_t *extra)
+{
+    char ts[25];
+    struct buf *b = &p->ev;
+    buf_printf(b, "%s{\"at\":\"%s\",\"stage\":\"%s\",", b->len ? "," : "", clock_fmt_ms(at, ts),
+               stage);
+    if (s) {
+        const char *outcome = !strcmp(level, "info")         ? "passed"
+                              : !strcmp(level, "error")      ? "failed"
+                              : s->on_error == ON_ERROR_SKIP ? "skipped"
+                                                             : "continued";
+        buf_printf(b, "\"step\":\"%s\",\"type\":\"%s\",\"outcome\":\"%s\",\"endedAt\":\"%s\",",
+                   s->name, wfdef_step_type_name(s->type), outcome,
+                   clock_fmt_ms(at + (dur_ms > 0 ? dur_ms : 0), ts));
+    }
+    if (attempt > 0)
+        buf_printf(b, "\"attempt\":%d,", attempt);
+    buf_printf(b, "\"level\":\"%s\",\"code\":\"%s\",\"message\":", level, code);
+    buf_json_str(b, msg, strlen(msg));
+    if (dur_ms >= 0)
+        buf_printf(b, ",\"durationMs\":%lld", (long long)dur_ms);
+    if (extra) {
+        char *x = json_dumps(extra, JSON_COMPACT);
+        if (x && x[0] == '{' && x[1] != '}') {
+            buf_putc(b, ',');
+            buf_append(b, x + 1, strlen(x) - 2);
+        }
+        free(x);
+        json_decref(extra);
+    }
+    buf_putc(b, '}');
+}
+
+void step_pass(struct step_run *r, struct step_item *p, size_t k, int64_t start, const char *code,
+               const char *msg, json_t *extra)
+{
+    r->counts[k].passed++;
+    step_event(p, start, "step", &r->w->steps[k], p->in->attempt, "info", code, msg,
+               clock_now_ms() - start, extra);
+}
+
+/* A step failed for this item: its onError decides what happens to the item. */
+void step_error(struct step_run *r, struct step_item *p, size_t k, int64_t start, int err,
+                const char *code, const char *msg, json_t *extra)
+{
+    const struct step_def *s = &r->w->steps[k];
+    if (!code)
+        code = sluice_err_code(err);
+    if (s->on_error == ON_ERROR_CONTINUE) {
+        r->counts[k].failed++;
+        if (!p->warnings)
+            p->warnings = json_array();
+        json_array_append_new(
+            p->warnings, json_pack("{s:s,s:s,s:s}", "step", s->name, "code", code, "message", msg));
+        step_event(p, start, "step", s, p->in->attempt, "warn", code, msg, clock_now_ms() - start,
+                   extra);
+        return;
+    }
+    int skip = s->on_error == ON_ERROR_SKIP;
+    if (skip)
+        r->counts[k].skipped++;
+    else
+        r->counts[k].failed++;
+    step_event(p, start, "step", s, p->in->attempt, skip ? "warn" : "error", code, msg,
+               clock_now_ms() - start, extra);
+    p->live = 0;
+    p->out->status = skip ? ITEM_SKIPPED : ITEM_FAILED;
+    p->out->error_code = xstrdup(code);
+    p->out->error_message = xstrdup(msg);
+    p->out->failed_step = xstrdup(s->name);
+}
+
+/* The item would grow past r->max_item_bytes at step k: ItemTooLarge, with the place as
+ * target ("steps.shape.ops[3].value") both in the message and in the event. */
+void step_too_large(struct step_run *r, struct step_item *p, size_t k, int64_t start,
+                    const char *where, const char *why)
+{
+    char target[200], msg[700];
+    snprintf(target, sizeof target, "steps.%s%s%s", r->w->steps[k].name, where && *where ? "." : "",
+             where ? where : "");
+    snprintf(msg, sizeof msg, "%s: %s", target, why);
+    step_error(
+        r, p, k, start, SLUICE_E_ITEM_TOO_LARGE, NULL, msg,
+        json_pack("{s:s,s:I}", "target", target, "limitBytes", (json_int_t)r->max_item_bytes));
+}
+
+/* The length of the item's result, {"steps":steps}, as pipeline_run writes it, or
+ * cap + 1 when it passes cap. */
+size_t step_result_len(json_t *steps, size_t cap)
+{
+    static const size_t wrap = sizeof "{\"steps\":}" - 1;
+    if (cap < wrap)
+        return cap + 1;
+    size_t n = template_json_len(steps, cap - wrap);
+    return n > cap - wrap ? cap + 1 : n + wrap;
+}
