@@ -84,10 +84,10 @@ static void events_add_array(struct buf *b, const char *arr)
 /* The array literal of ids[0..n) in b. */
 static const char *jid_array(struct buf *b, const int64_t *ids, int n)
 {
-    arr_begin(b);
+    pg_arr_begin(b);
     for (int i = 0; i < n; i++)
-        arr_i64(b, ids[i]);
-    return arr_end(b);
+        pg_arr_i64(b, ids[i]);
+    return pg_arr_end(b);
 }
 
 /* ---- claims ---------------------------------------------------------------------- */
@@ -128,10 +128,10 @@ static void fill_claim(struct store_claim *out, const struct jobrow *r, int64_t 
 {
     memset(out, 0, sizeof *out);
     out->claim_id = claim_id;
-    copy_str(out->token, sizeof out->token, token);
-    copy_str(out->job_id, sizeof out->job_id, r->j.id);
-    copy_str(out->tenant, sizeof out->tenant, r->j.tenant);
-    copy_str(out->workflow, sizeof out->workflow, r->j.workflow);
+    pg_copy_str(out->token, sizeof out->token, token);
+    pg_copy_str(out->job_id, sizeof out->job_id, r->j.id);
+    pg_copy_str(out->tenant, sizeof out->tenant, r->j.tenant);
+    pg_copy_str(out->workflow, sizeof out->workflow, r->j.workflow);
     out->from = lo;
     out->to = hi;
     out->claimed_at = now;
@@ -145,23 +145,23 @@ static void fill_claim(struct store_claim *out, const struct jobrow *r, int64_t 
 static int job_counts_add(struct conn *c, int64_t jid, int64_t processing, int64_t failed,
                           int64_t canceled, int progress, struct jobrow *out)
 {
-    struct prm p = {0};
+    struct pg_params p = {0};
     struct jobrow r;
-    p_i64(&p, jid);
-    p_i64(&p, processing);
-    p_i64(&p, failed);
-    p_i64(&p, canceled);
-    p_i64(&p, c->now);
-    p_i64(&p, progress);
-    int rc = job_query(c,
-                       "UPDATE jobs SET processing = processing + $2, failed = failed + $3, "
-                       "canceled = canceled + $4, updated_at = $5, last_progress_at = "
-                       "CASE WHEN $6 = 1 THEN $5 ELSE last_progress_at END WHERE jid = $1 "
-                       "RETURNING " JOB_COLS,
-                       &p, &r);
+    pg_param_i64(&p, jid);
+    pg_param_i64(&p, processing);
+    pg_param_i64(&p, failed);
+    pg_param_i64(&p, canceled);
+    pg_param_i64(&p, c->now);
+    pg_param_i64(&p, progress);
+    int rc = pg_job_query(c,
+                          "UPDATE jobs SET processing = processing + $2, failed = failed + $3, "
+                          "canceled = canceled + $4, updated_at = $5, last_progress_at = "
+                          "CASE WHEN $6 = 1 THEN $5 ELSE last_progress_at END WHERE jid = $1 "
+                          "RETURNING " JOB_COLS,
+                          &p, &r);
     if (rc <= 0)
         return rc < 0 ? rc : -SLUICE_E_INTERNAL;
-    rc = progress ? job_finish_if_done(c, &r) : 0;
+    rc = progress ? pg_job_finish_if_done(c, &r) : 0;
     if (out && rc >= 0)
         *out = r;
     else
@@ -182,66 +182,68 @@ static int settle_claim(struct conn *c, struct pg *s, int64_t claim_id, int64_t 
     size_t n = 0;
     char ts[25], token[STORE_ID_MAX];
     int64_t failed = 0, canceled = 0;
-    int rc = job_load_jid(c, jid, &r);
+    int rc = pg_job_load_jid(c, jid, &r);
     if (rc < 0)
         return rc;
     clock_fmt_ms(c->now, ts);
     int canceling = r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED;
-    struct prm p = {0};
-    p_i64(&p, jid);
-    p_i64(&p, lo);
-    p_i64(&p, hi);
-    p_i64(&p, c->now);
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_i64(&p, lo);
+    pg_param_i64(&p, hi);
+    pg_param_i64(&p, c->now);
     if (canceling) {
-        rc = ex(c,
-                "UPDATE items SET status = 5, updated_at = $4 WHERE jid = $1 AND idx >= $2 "
-                "AND idx < $3 AND status = 0",
-                &p, NULL);
+        rc = pg_exec(c,
+                     "UPDATE items SET status = 5, updated_at = $4 WHERE jid = $1 AND idx >= $2 "
+                     "AND idx < $3 AND status = 0",
+                     &p, NULL);
         if (rc < 0)
             goto out;
         canceled = rc;
         goto drop;
     }
     if (released) {
-        rc = ex(c,
-                "SELECT idx, status, attempts, ref, data FROM items WHERE jid = $1 AND idx >= $2 "
-                "AND idx < $3 AND status = 0 AND $4::bigint > 0 ORDER BY idx",
-                &p, &res);
+        rc = pg_exec(
+            c,
+            "SELECT idx, status, attempts, ref, data FROM items WHERE jid = $1 AND idx >= $2 "
+            "AND idx < $3 AND status = 0 AND $4::bigint > 0 ORDER BY idx",
+            &p, &res);
     } else {
-        p_str(&p, ts);
-        p_i64(&p, max_attempts);
-        p_str(&p, sluice_err_code(SLUICE_E_MAX_ATTEMPTS));
-        rc = ex(c,
-                "UPDATE items SET attempts = attempts + 1, updated_at = $4, "
-                "status = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN 3 ELSE 0 END, "
-                "error_code = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN $7 ELSE error_code "
-                "END, error_message = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN "
-                "format('abandoned after %s attempts', attempts + 1) ELSE error_message END, "
-                "events = (SELECT CASE WHEN events IS NULL OR events = '[]' THEN '[' || e || ']' "
-                "ELSE left(events, -1) || ',' || e || ']' END FROM (SELECT format("
-                "'{\"at\":\"%s\",\"stage\":\"claim\",\"level\":\"warn\",\"code\":\"LeaseExpired\","
-                "\"message\":\"lease expired on attempt %s; item given to another worker\"}', "
-                "$5::text, attempts + 1) || CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN format("
-                "',{\"at\":\"%s\",\"stage\":\"claim\",\"level\":\"error\",\"code\":\"%s\","
-                "\"message\":\"abandoned after %s attempts\"}', $5::text, $7::text, attempts + 1)"
-                " ELSE '' END AS e) ev) "
-                "WHERE jid = $1 AND idx >= $2 AND idx < $3 AND status = 0 "
-                "RETURNING idx, status, attempts, ref, data",
-                &p, &res);
+        pg_param_str(&p, ts);
+        pg_param_i64(&p, max_attempts);
+        pg_param_str(&p, sluice_err_code(SLUICE_E_MAX_ATTEMPTS));
+        rc = pg_exec(
+            c,
+            "UPDATE items SET attempts = attempts + 1, updated_at = $4, "
+            "status = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN 3 ELSE 0 END, "
+            "error_code = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN $7 ELSE error_code "
+            "END, error_message = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN "
+            "format('abandoned after %s attempts', attempts + 1) ELSE error_message END, "
+            "events = (SELECT CASE WHEN events IS NULL OR events = '[]' THEN '[' || e || ']' "
+            "ELSE left(events, -1) || ',' || e || ']' END FROM (SELECT format("
+            "'{\"at\":\"%s\",\"stage\":\"claim\",\"level\":\"warn\",\"code\":\"LeaseExpired\","
+            "\"message\":\"lease expired on attempt %s; item given to another worker\"}', "
+            "$5::text, attempts + 1) || CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN format("
+            "',{\"at\":\"%s\",\"stage\":\"claim\",\"level\":\"error\",\"code\":\"%s\","
+            "\"message\":\"abandoned after %s attempts\"}', $5::text, $7::text, attempts + 1)"
+            " ELSE '' END AS e) ev) "
+            "WHERE jid = $1 AND idx >= $2 AND idx < $3 AND status = 0 "
+            "RETURNING idx, status, attempts, ref, data",
+            &p, &res);
     }
     if (rc < 0)
         goto out;
     items = xcalloc((size_t)rc + 1, sizeof *items);
     for (int i = 0; i < rc; i++) {
-        if (gi(res, i, 1) != ITEM_PENDING) {
+        if (pg_col_i64(res, i, 1) != ITEM_PENDING) {
             failed++;
             continue;
         }
         struct store_claim_item *it = &items[n++];
-        it->index = gi(res, i, 0);
-        it->attempts = (int)gi(res, i, 2);
-        it->ref = gdup(res, i, 3, NULL);
-        it->data = gdup(res, i, 4, &it->data_len);
+        it->index = pg_col_i64(res, i, 0);
+        it->attempts = (int)pg_col_i64(res, i, 2);
+        it->ref = pg_col_strdup(res, i, 3, NULL);
+        it->data = pg_col_strdup(res, i, 4, &it->data_len);
     }
     PQclear(res);
     res = NULL;
@@ -249,17 +251,18 @@ static int settle_claim(struct conn *c, struct pg *s, int64_t claim_id, int64_t 
         qsort(items, n, sizeof *items, cmp_claim_item);
         if ((rc = ids_random("lt_", 24, token)) < 0)
             goto out;
-        struct prm q = {0};
-        p_i64(&q, claim_id);
-        p_str(&q, token);
-        p_i64(&q, (int64_t)n);
-        p_i64(&q, c->now + lease_ms);
-        p_i64(&q, c->now);
-        p_str(&q, s->node);
-        rc = ex(c,
-                "UPDATE claims SET token = $2, remaining = $3, lease_until = $4, claimed_at = $5, "
-                "released = 0, node = $6 WHERE claim_id = $1",
-                &q, NULL);
+        struct pg_params q = {0};
+        pg_param_i64(&q, claim_id);
+        pg_param_str(&q, token);
+        pg_param_i64(&q, (int64_t)n);
+        pg_param_i64(&q, c->now + lease_ms);
+        pg_param_i64(&q, c->now);
+        pg_param_str(&q, s->node);
+        rc = pg_exec(
+            c,
+            "UPDATE claims SET token = $2, remaining = $3, lease_until = $4, claimed_at = $5, "
+            "released = 0, node = $6 WHERE claim_id = $1",
+            &q, NULL);
         if (rc < 0)
             goto out;
         if (failed > 0 && (rc = job_counts_add(c, jid, -failed, failed, 0, 0, NULL)) < 0)
@@ -275,9 +278,9 @@ static int settle_claim(struct conn *c, struct pg *s, int64_t claim_id, int64_t 
         goto out;
     }
 drop:;
-    struct prm d = {0};
-    p_i64(&d, claim_id);
-    if ((rc = ex(c, "DELETE FROM claims WHERE claim_id = $1", &d, NULL)) < 0)
+    struct pg_params d = {0};
+    pg_param_i64(&d, claim_id);
+    if ((rc = pg_exec(c, "DELETE FROM claims WHERE claim_id = $1", &d, NULL)) < 0)
         goto out;
     rc = job_counts_add(c, jid, -(failed + canceled), failed, canceled, 1, NULL);
     if (rc > 0)
@@ -298,7 +301,7 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *
     struct store_claim_item *items = NULL;
     size_t n = 0;
     char token[STORE_ID_MAX];
-    int rc = job_load_jid(c, jid, &r);
+    int rc = pg_job_load_jid(c, jid, &r);
     if (rc < 0)
         return rc;
     rc = 0;
@@ -308,29 +311,30 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *
     int64_t lo = r.cursor, hi = r.cursor + (int64_t)x->max_items;
     if (hi > r.j.counts.total)
         hi = r.j.counts.total;
-    struct prm p = {0};
-    p_i64(&p, jid);
-    p_i64(&p, lo);
-    p_i64(&p, hi);
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_i64(&p, lo);
+    pg_param_i64(&p, hi);
     /* Each item with the status of its previous same-ref item when that one lies
      * before the range (-1 otherwise): the range stops before one still pending. */
-    rc = ex(c,
-            "SELECT i.idx, i.attempts, i.ref, i.data, CASE WHEN i.prev_idx >= 0 AND i.prev_idx < "
-            "$2 THEN coalesce((SELECT p.status FROM items p WHERE p.jid = i.jid AND p.idx = "
-            "i.prev_idx), 0) ELSE -1 END FROM items i WHERE i.jid = $1 AND i.idx >= $2 "
-            "AND i.idx < $3 ORDER BY i.idx",
-            &p, &res);
+    rc = pg_exec(
+        c,
+        "SELECT i.idx, i.attempts, i.ref, i.data, CASE WHEN i.prev_idx >= 0 AND i.prev_idx < "
+        "$2 THEN coalesce((SELECT p.status FROM items p WHERE p.jid = i.jid AND p.idx = "
+        "i.prev_idx), 0) ELSE -1 END FROM items i WHERE i.jid = $1 AND i.idx >= $2 "
+        "AND i.idx < $3 ORDER BY i.idx",
+        &p, &res);
     if (rc < 0)
         goto out;
     items = xcalloc((size_t)rc + 1, sizeof *items);
     for (int i = 0; i < rc; i++) {
-        if (gi(res, i, 4) == ITEM_PENDING)
+        if (pg_col_i64(res, i, 4) == ITEM_PENDING)
             break; /* same-ref order: wait until the previous item of this ref is done */
         struct store_claim_item *it = &items[n++];
-        it->index = gi(res, i, 0);
-        it->attempts = (int)gi(res, i, 1);
-        it->ref = gdup(res, i, 2, NULL);
-        it->data = gdup(res, i, 3, &it->data_len);
+        it->index = pg_col_i64(res, i, 0);
+        it->attempts = (int)pg_col_i64(res, i, 1);
+        it->ref = pg_col_strdup(res, i, 2, NULL);
+        it->data = pg_col_strdup(res, i, 3, &it->data_len);
     }
     PQclear(res);
     res = NULL;
@@ -351,47 +355,47 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *
     hi = lo + (int64_t)n;
     if ((rc = ids_random("lt_", 24, token)) < 0)
         goto out;
-    struct prm q = {0};
-    p_str(&q, token);
-    p_i64(&q, jid);
-    p_i64(&q, lo);
-    p_i64(&q, hi);
-    p_i64(&q, c->now + x->lease_ms);
-    p_i64(&q, c->now);
-    p_str(&q, x->s->node);
-    rc = ex(c,
-            "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at, node) "
-            "VALUES($1, $2, $3, $4, $4::bigint - $3::bigint, $5, $6, $7) RETURNING claim_id",
-            &q, &res);
+    struct pg_params q = {0};
+    pg_param_str(&q, token);
+    pg_param_i64(&q, jid);
+    pg_param_i64(&q, lo);
+    pg_param_i64(&q, hi);
+    pg_param_i64(&q, c->now + x->lease_ms);
+    pg_param_i64(&q, c->now);
+    pg_param_str(&q, x->s->node);
+    rc = pg_exec(c,
+                 "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at, node) "
+                 "VALUES($1, $2, $3, $4, $4::bigint - $3::bigint, $5, $6, $7) RETURNING claim_id",
+                 &q, &res);
     if (rc < 0)
         goto out;
-    int64_t claim_id = gi(res, 0, 0);
+    int64_t claim_id = pg_col_i64(res, 0, 0);
     PQclear(res);
     res = NULL;
-    struct prm u = {0};
-    p_i64(&u, jid);
-    p_i64(&u, hi);
-    p_i64(&u, (int64_t)n);
-    p_i64(&u, claim_id);
-    p_i64(&u, c->now);
-    rc = ex(c,
-            "UPDATE jobs SET status = CASE WHEN status = 1 THEN 2 ELSE status END, "
-            "started_at = CASE WHEN status = 1 THEN $5 ELSE started_at END, "
-            "win_done = CASE WHEN win_at = 0 THEN 0 ELSE win_done END, "
-            "win_at = CASE WHEN win_at = 0 THEN $5 ELSE win_at END, next_idx = $2, "
-            "pending = pending - $3, processing = processing + $3, last_claim = $4, "
-            "updated_at = $5 WHERE jid = $1",
-            &u, NULL);
+    struct pg_params u = {0};
+    pg_param_i64(&u, jid);
+    pg_param_i64(&u, hi);
+    pg_param_i64(&u, (int64_t)n);
+    pg_param_i64(&u, claim_id);
+    pg_param_i64(&u, c->now);
+    rc = pg_exec(c,
+                 "UPDATE jobs SET status = CASE WHEN status = 1 THEN 2 ELSE status END, "
+                 "started_at = CASE WHEN status = 1 THEN $5 ELSE started_at END, "
+                 "win_done = CASE WHEN win_at = 0 THEN 0 ELSE win_done END, "
+                 "win_at = CASE WHEN win_at = 0 THEN $5 ELSE win_at END, next_idx = $2, "
+                 "pending = pending - $3, processing = processing + $3, last_claim = $4, "
+                 "updated_at = $5 WHERE jid = $1",
+                 &u, NULL);
     if (rc < 0)
         goto out;
-    struct prm v = {0};
-    p_i64(&v, jid);
-    p_i64(&v, claim_id);
-    rc = ex(c,
-            hi >= r.j.counts.total
-                ? "DELETE FROM runnable WHERE jid = $1 AND $2::bigint > 0"
-                : "UPDATE runnable SET last_claim = $2, started = 1 WHERE jid = $1",
-            &v, NULL);
+    struct pg_params v = {0};
+    pg_param_i64(&v, jid);
+    pg_param_i64(&v, claim_id);
+    rc = pg_exec(c,
+                 hi >= r.j.counts.total
+                     ? "DELETE FROM runnable WHERE jid = $1 AND $2::bigint > 0"
+                     : "UPDATE runnable SET last_claim = $2, started = 1 WHERE jid = $1",
+                 &v, NULL);
     if (rc < 0)
         goto out;
     if (r.j.status == JOB_NOT_STARTED)
@@ -410,15 +414,15 @@ out:
 /* Tenant turn (see FAIRNESS in sqlite/claims.c). */
 static int tenant_turn(struct conn *c, const char *tenant, int64_t claim_id)
 {
-    struct prm p = {0};
-    p_str(&p, tenant);
-    p_i64(&p, claim_id);
-    int rc = ex(c,
-                "INSERT INTO tenants AS t (tenant, last_claim) VALUES($1, $2) "
-                "ON CONFLICT(tenant) DO UPDATE SET "
-                "turns = CASE WHEN t.turns + 1 >= t.weight THEN 0 ELSE t.turns + 1 END, "
-                "last_claim = CASE WHEN t.turns + 1 >= t.weight THEN $2 ELSE t.last_claim END",
-                &p, NULL);
+    struct pg_params p = {0};
+    pg_param_str(&p, tenant);
+    pg_param_i64(&p, claim_id);
+    int rc = pg_exec(c,
+                     "INSERT INTO tenants AS t (tenant, last_claim) VALUES($1, $2) "
+                     "ON CONFLICT(tenant) DO UPDATE SET "
+                     "turns = CASE WHEN t.turns + 1 >= t.weight THEN 0 ELSE t.turns + 1 END, "
+                     "last_claim = CASE WHEN t.turns + 1 >= t.weight THEN $2 ELSE t.last_claim END",
+                     &p, NULL);
     return rc < 0 ? rc : 0;
 }
 
@@ -433,16 +437,17 @@ static int claim_body(struct conn *c, void *vctx)
      *    or completes right now is not ours to take. */
     int settled = 0;
     for (int guard = 0; guard < 256; guard++, settled++) {
-        struct prm p = {0};
-        p_i64(&p, c->now);
-        rc = ex(c,
-                "SELECT claim_id, jid, lo, hi, released FROM claims WHERE lease_until <= $1 "
-                "ORDER BY lease_until LIMIT 1 FOR UPDATE SKIP LOCKED",
-                &p, &r);
+        struct pg_params p = {0};
+        pg_param_i64(&p, c->now);
+        rc = pg_exec(c,
+                     "SELECT claim_id, jid, lo, hi, released FROM claims WHERE lease_until <= $1 "
+                     "ORDER BY lease_until LIMIT 1 FOR UPDATE SKIP LOCKED",
+                     &p, &r);
         if (rc <= 0)
             break;
-        int64_t claim_id = gi(r, 0, 0), jid = gi(r, 0, 1), lo = gi(r, 0, 2), hi = gi(r, 0, 3);
-        int released = (int)gi(r, 0, 4);
+        int64_t claim_id = pg_col_i64(r, 0, 0), jid = pg_col_i64(r, 0, 1), lo = pg_col_i64(r, 0, 2),
+                hi = pg_col_i64(r, 0, 3);
+        int released = (int)pg_col_i64(r, 0, 4);
         PQclear(r);
         r = NULL;
         rc = settle_claim(c, x->s, claim_id, jid, lo, hi, released, x->max_attempts, x->lease_ms,
@@ -458,14 +463,15 @@ static int claim_body(struct conn *c, void *vctx)
     /* 2. A new range: the tenant, then its job (see FAIRNESS in sqlite/claims.c). */
     char tenants[16][STORE_NAME_MAX];
     int ntenants = 0, tries = 0;
-    rc = ex(c,
-            "SELECT rt.tenant FROM (SELECT DISTINCT tenant FROM runnable) rt LEFT JOIN tenants t "
-            "ON t.tenant = rt.tenant ORDER BY coalesce(t.last_claim, 0), rt.tenant LIMIT 16",
-            NULL, &r);
+    rc = pg_exec(
+        c,
+        "SELECT rt.tenant FROM (SELECT DISTINCT tenant FROM runnable) rt LEFT JOIN tenants t "
+        "ON t.tenant = rt.tenant ORDER BY coalesce(t.last_claim, 0), rt.tenant LIMIT 16",
+        NULL, &r);
     if (rc < 0)
         return rc;
     for (int i = 0; i < rc && i < 16; i++)
-        gcopy(r, i, 0, tenants[ntenants++], STORE_NAME_MAX);
+        pg_col_copy(r, i, 0, tenants[ntenants++], STORE_NAME_MAX);
     PQclear(r);
     r = NULL;
     int64_t tried[CLAIM_TRIES];
@@ -474,33 +480,35 @@ static int claim_body(struct conn *c, void *vctx)
         for (int t = 0; t < ntenants && tries < CLAIM_TRIES; t++) {
             int at_cap = 0;
             if (x->max_active_jobs > 0) {
-                struct prm p = {0};
-                p_str(&p, tenants[t]);
-                if ((rc = ex(c, "SELECT count(*) FROM jobs WHERE tenant = $1 AND status IN (2, 3)",
-                             &p, &r)) < 0)
+                struct pg_params p = {0};
+                pg_param_str(&p, tenants[t]);
+                if ((rc = pg_exec(
+                         c, "SELECT count(*) FROM jobs WHERE tenant = $1 AND status IN (2, 3)", &p,
+                         &r)) < 0)
                     return rc;
-                at_cap = gi(r, 0, 0) >= x->max_active_jobs;
+                at_cap = pg_col_i64(r, 0, 0) >= x->max_active_jobs;
                 PQclear(r);
                 r = NULL;
             }
             /* First pass: the best job nobody is claiming from (SKIP LOCKED). Second
              * pass, only when a candidate was busy: wait for the best one. */
             for (; tries < CLAIM_TRIES; tries++) {
-                struct prm p = {0};
-                p_str(&p, tenants[t]);
-                p_i64(&p, at_cap);
-                p_str(&p, jid_array(&c->arr[0], tried, ntried));
-                rc = ex(c,
-                        wait ? "SELECT jid FROM runnable WHERE tenant = $1 AND ($2 = 0 OR "
-                               "started = 1) AND jid <> ALL($3::bigint[]) ORDER BY priority DESC, "
-                               "last_claim, jid LIMIT 1 FOR UPDATE"
-                             : "SELECT jid FROM runnable WHERE tenant = $1 AND ($2 = 0 OR "
-                               "started = 1) AND jid <> ALL($3::bigint[]) ORDER BY priority DESC, "
-                               "last_claim, jid LIMIT 1 FOR UPDATE SKIP LOCKED",
-                        &p, &r);
+                struct pg_params p = {0};
+                pg_param_str(&p, tenants[t]);
+                pg_param_i64(&p, at_cap);
+                pg_param_str(&p, jid_array(&c->arr[0], tried, ntried));
+                rc = pg_exec(
+                    c,
+                    wait ? "SELECT jid FROM runnable WHERE tenant = $1 AND ($2 = 0 OR "
+                           "started = 1) AND jid <> ALL($3::bigint[]) ORDER BY priority DESC, "
+                           "last_claim, jid LIMIT 1 FOR UPDATE"
+                         : "SELECT jid FROM runnable WHERE tenant = $1 AND ($2 = 0 OR "
+                           "started = 1) AND jid <> ALL($3::bigint[]) ORDER BY priority DESC, "
+                           "last_claim, jid LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    &p, &r);
                 if (rc < 0)
                     return rc;
-                int64_t jid = rc > 0 ? gi(r, 0, 0) : 0;
+                int64_t jid = rc > 0 ? pg_col_i64(r, 0, 0) : 0;
                 PQclear(r);
                 r = NULL;
                 if (rc == 0)
@@ -523,10 +531,11 @@ static int claim_body(struct conn *c, void *vctx)
         if (wait || tries >= CLAIM_TRIES || settled)
             break;
         /* Was a started job passed over because another claim held it? */
-        struct prm p = {0};
-        p_str(&p, jid_array(&c->arr[0], tried, ntried));
-        rc = ex(c, "SELECT 1 FROM runnable WHERE jid <> ALL($1::bigint[]) AND started = 1 LIMIT 1",
-                &p, NULL);
+        struct pg_params p = {0};
+        pg_param_str(&p, jid_array(&c->arr[0], tried, ntried));
+        rc = pg_exec(
+            c, "SELECT 1 FROM runnable WHERE jid <> ALL($1::bigint[]) AND started = 1 LIMIT 1", &p,
+            NULL);
         if (rc <= 0)
             return rc;
     }
@@ -550,27 +559,27 @@ int pg_claim(void *impl, const struct store_claim_opts *o, struct store_claim *o
                           .gate = o->gate,
                           .out = out};
     memset(out, 0, sizeof *out);
-    return run_tx(impl, claim_body, claim_undo, &x);
+    return pg_run_tx(impl, claim_body, claim_undo, &x);
 }
 
 /* The claim's row, locked, if c's token still holds it: 1, or 0 when taken over. */
 static int claim_check(struct conn *c, const struct store_claim *cl, int64_t *jid, int64_t *lo,
                        int64_t *hi, int64_t *remaining)
 {
-    struct prm p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_i64(&p, cl->claim_id);
-    p_str(&p, cl->token);
-    int rc = ex(c,
-                "SELECT jid, lo, hi, remaining FROM claims WHERE claim_id = $1 AND token = $2 "
-                "AND token <> '' FOR UPDATE",
-                &p, &r);
+    pg_param_i64(&p, cl->claim_id);
+    pg_param_str(&p, cl->token);
+    int rc = pg_exec(c,
+                     "SELECT jid, lo, hi, remaining FROM claims WHERE claim_id = $1 AND token = $2 "
+                     "AND token <> '' FOR UPDATE",
+                     &p, &r);
     if (rc <= 0)
         return rc;
-    *jid = gi(r, 0, 0);
-    *lo = gi(r, 0, 1);
-    *hi = gi(r, 0, 2);
-    *remaining = gi(r, 0, 3);
+    *jid = pg_col_i64(r, 0, 0);
+    *lo = pg_col_i64(r, 0, 1);
+    *hi = pg_col_i64(r, 0, 2);
+    *remaining = pg_col_i64(r, 0, 3);
     PQclear(r);
     return 1;
 }
@@ -600,8 +609,8 @@ static int apply_ops(struct conn *c, const struct jobrow *r, const struct store_
         const char *ref = op->ref ? op->ref : ci->ref;
         size_t ref_len = strlen(ref);
         int rc =
-            doc_apply(c, r->j.tenant, coll, ref, ref_len, op->op, op->data ? op->data : ci->data,
-                      op->data ? op->data_len : ci->data_len, -1, r->j.id, o->index, &w);
+            pg_doc_apply(c, r->j.tenant, coll, ref, ref_len, op->op, op->data ? op->data : ci->data,
+                         op->data ? op->data_len : ci->data_len, -1, r->j.id, o->index, &w);
         if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA ||
             rc == -SLUICE_E_ITEM_TOO_LARGE) {
             op->error = rc;
@@ -698,34 +707,35 @@ static int batch_upserts(struct conn *c, const struct jobrow *r, const struct st
         if (cmp_bop(&b[i - 1], &b[i]) == 0)
             goto out; /* one document twice: the ops must apply in order, one by one */
     struct buf *ac = &c->arr[1], *ar = &c->arr[2], *ad = &c->arr[3], *ai = &c->arr[4];
-    arr_begin(ac);
-    arr_begin(ar);
-    arr_begin(ad);
-    arr_begin(ai);
+    pg_arr_begin(ac);
+    pg_arr_begin(ar);
+    pg_arr_begin(ad);
+    pg_arr_begin(ai);
     for (size_t i = 0; i < nb; i++) {
-        arr_str(ac, b[i].coll);
-        arr_str(ar, b[i].ref);
-        arr_strn(ad, b[i].data, b[i].data_len);
-        arr_i64(ai, b[i].index);
+        pg_arr_str(ac, b[i].coll);
+        pg_arr_str(ar, b[i].ref);
+        pg_arr_strn(ad, b[i].data, b[i].data_len);
+        pg_arr_i64(ai, b[i].index);
     }
-    struct prm p = {0};
-    p_str(&p, r->j.tenant);
-    p_i64(&p, c->now);
-    p_str(&p, r->j.id);
-    p_str(&p, arr_end(ac));
-    p_str(&p, arr_end(ar));
-    p_str(&p, arr_end(ad));
-    p_str(&p, arr_end(ai));
-    rc = ex(c,
-            "INSERT INTO docs AS d (tenant, collection, ref, data, version, deleted, prev_deleted, "
-            "updated_at, job_id, item_index) SELECT $1, u.coll, u.ref, u.data, 1, 0, 1, $2, $3, "
-            "u.idx FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[]) WITH ORDINALITY "
-            "AS u(coll, ref, data, idx, ord) ORDER BY u.ord "
-            "ON CONFLICT (tenant, collection, ref) DO UPDATE SET data = excluded.data, "
-            "version = d.version + 1, deleted = 0, prev_deleted = d.deleted, "
-            "updated_at = excluded.updated_at, job_id = excluded.job_id, "
-            "item_index = excluded.item_index RETURNING collection, ref, version, prev_deleted",
-            &p, &res);
+    struct pg_params p = {0};
+    pg_param_str(&p, r->j.tenant);
+    pg_param_i64(&p, c->now);
+    pg_param_str(&p, r->j.id);
+    pg_param_str(&p, pg_arr_end(ac));
+    pg_param_str(&p, pg_arr_end(ar));
+    pg_param_str(&p, pg_arr_end(ad));
+    pg_param_str(&p, pg_arr_end(ai));
+    rc = pg_exec(
+        c,
+        "INSERT INTO docs AS d (tenant, collection, ref, data, version, deleted, prev_deleted, "
+        "updated_at, job_id, item_index) SELECT $1, u.coll, u.ref, u.data, 1, 0, 1, $2, $3, "
+        "u.idx FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[]) WITH ORDINALITY "
+        "AS u(coll, ref, data, idx, ord) ORDER BY u.ord "
+        "ON CONFLICT (tenant, collection, ref) DO UPDATE SET data = excluded.data, "
+        "version = d.version + 1, deleted = 0, prev_deleted = d.deleted, "
+        "updated_at = excluded.updated_at, job_id = excluded.job_id, "
+        "item_index = excluded.item_index RETURNING collection, ref, version, prev_deleted",
+        &p, &res);
     if (rc < 0)
         goto out;
     if ((size_t)rc != nb) {
@@ -739,8 +749,8 @@ static int batch_upserts(struct conn *c, const struct jobrow *r, const struct st
             rc = -SLUICE_E_INTERNAL;
             goto out;
         }
-        hit->op->version = gi(res, i, 2);
-        hit->op->created = gi(res, i, 3) != 0;
+        hit->op->version = pg_col_i64(res, i, 2);
+        hit->op->created = pg_col_i64(res, i, 3) != 0;
     }
     rc = 1;
 out:
@@ -776,13 +786,14 @@ static int steps_add(struct conn *c, int64_t jid, const struct store_step_count 
     for (size_t i = 0; i < n; i++) {
         if (!steps[i].step)
             continue;
-        struct prm p = {0};
-        p_i64(&p, jid);
-        p_str(&p, steps[i].step);
-        p_i64(&p, steps[i].passed);
-        p_i64(&p, steps[i].failed);
-        p_i64(&p, steps[i].skipped);
-        int rc = ex(c,
+        struct pg_params p = {0};
+        pg_param_i64(&p, jid);
+        pg_param_str(&p, steps[i].step);
+        pg_param_i64(&p, steps[i].passed);
+        pg_param_i64(&p, steps[i].failed);
+        pg_param_i64(&p, steps[i].skipped);
+        int rc =
+            pg_exec(c,
                     "INSERT INTO job_steps AS s (jid, step, passed, failed, skipped) "
                     "VALUES($1, $2, $3, $4, $5) ON CONFLICT(jid, step) DO UPDATE SET "
                     "passed = s.passed + excluded.passed, failed = s.failed + excluded.failed, "
@@ -817,29 +828,29 @@ static int complete_body(struct conn *c, void *vctx)
     if (rc <= 0)
         return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
     clock_fmt_ms(c->now, ts);
-    if ((rc = job_load_jid(c, jid, &r)) < 0)
+    if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
         return rc;
     /* Lock the rows of the items this call reports that are still pending. */
     struct buf *bidx = &c->arr[0];
-    arr_begin(bidx);
+    pg_arr_begin(bidx);
     for (size_t i = 0; i < x->n; i++)
         if (x->outs[i].index >= lo && x->outs[i].index < hi && claim_find(cl, x->outs[i].index))
-            arr_i64(bidx, x->outs[i].index);
-    struct prm p = {0};
-    p_i64(&p, jid);
-    p_str(&p, arr_end(bidx));
-    p_i64(&p, lo);
-    p_i64(&p, hi);
-    rc = ex(c,
-            "SELECT idx FROM items WHERE jid = $1 AND idx = ANY($2::bigint[]) AND status = 0 "
-            "AND idx >= $3 AND idx < $4 ORDER BY idx FOR UPDATE",
-            &p, &res);
+            pg_arr_i64(bidx, x->outs[i].index);
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_str(&p, pg_arr_end(bidx));
+    pg_param_i64(&p, lo);
+    pg_param_i64(&p, hi);
+    rc = pg_exec(c,
+                 "SELECT idx FROM items WHERE jid = $1 AND idx = ANY($2::bigint[]) AND status = 0 "
+                 "AND idx >= $3 AND idx < $4 ORDER BY idx FOR UPDATE",
+                 &p, &res);
     if (rc < 0)
         goto out;
     npending = (size_t)rc;
     pending = xcalloc(npending + 1, sizeof *pending);
     for (size_t i = 0; i < npending; i++)
-        pending[i] = gi(res, (int)i, 0);
+        pending[i] = pg_col_i64(res, (int)i, 0);
     PQclear(res);
     res = NULL;
     /* Duplicate indexes in outs: the first wins (see below), so no batch. */
@@ -859,14 +870,14 @@ static int complete_body(struct conn *c, void *vctx)
     }
     struct buf *ai = &c->arr[1], *as = &c->arr[2], *ar = &c->arr[3], *ac = &c->arr[4],
                *am = &c->arr[5], *ae = &c->arr[6], *af = &c->arr[7], *aw = &c->arr[8];
-    arr_begin(ai);
-    arr_begin(as);
-    arr_begin(ar);
-    arr_begin(ac);
-    arr_begin(am);
-    arr_begin(ae);
-    arr_begin(af);
-    arr_begin(aw);
+    pg_arr_begin(ai);
+    pg_arr_begin(as);
+    pg_arr_begin(ar);
+    pg_arr_begin(ac);
+    pg_arr_begin(am);
+    pg_arr_begin(ae);
+    pg_arr_begin(af);
+    pg_arr_begin(aw);
     for (size_t i = 0; i < x->n; i++) {
         struct store_outcome *o = &x->outs[i];
         const struct store_claim_item *ci = claim_find(cl, o->index);
@@ -911,14 +922,14 @@ static int complete_body(struct conn *c, void *vctx)
         buf_putc(&c->ev, ']');
         if (status == ITEM_SUCCEEDED)
             code = message = failed_step = NULL;
-        arr_i64(ai, o->index);
-        arr_i64(as, status);
-        arr_str(ar, result);
-        arr_str(ac, code && *code ? code : NULL);
-        arr_str(am, message);
-        arr_str(ae, c->ev.len > 2 ? buf_cstr(&c->ev) : NULL);
-        arr_str(af, failed_step && *failed_step ? failed_step : NULL);
-        arr_str(aw, o->warnings);
+        pg_arr_i64(ai, o->index);
+        pg_arr_i64(as, status);
+        pg_arr_str(ar, result);
+        pg_arr_str(ac, code && *code ? code : NULL);
+        pg_arr_str(am, message);
+        pg_arr_str(ae, c->ev.len > 2 ? buf_cstr(&c->ev) : NULL);
+        pg_arr_str(af, failed_step && *failed_step ? failed_step : NULL);
+        pg_arr_str(aw, o->warnings);
         done++;
         if (status == ITEM_SUCCEEDED)
             nsucc++;
@@ -930,31 +941,32 @@ static int complete_body(struct conn *c, void *vctx)
     rc = 0;
     if (done == 0)
         goto out; /* a repeated call: its step tallies were counted the first time */
-    struct prm u = {0};
-    p_i64(&u, jid);
-    p_i64(&u, c->now);
-    p_str(&u, arr_end(ai));
-    p_str(&u, arr_end(as));
-    p_str(&u, arr_end(ar));
-    p_str(&u, arr_end(ac));
-    p_str(&u, arr_end(am));
-    p_str(&u, arr_end(ae));
-    p_str(&u, arr_end(af));
-    p_str(&u, arr_end(aw));
-    p_i64(&u, lo);
-    p_i64(&u, hi);
+    struct pg_params u = {0};
+    pg_param_i64(&u, jid);
+    pg_param_i64(&u, c->now);
+    pg_param_str(&u, pg_arr_end(ai));
+    pg_param_str(&u, pg_arr_end(as));
+    pg_param_str(&u, pg_arr_end(ar));
+    pg_param_str(&u, pg_arr_end(ac));
+    pg_param_str(&u, pg_arr_end(am));
+    pg_param_str(&u, pg_arr_end(ae));
+    pg_param_str(&u, pg_arr_end(af));
+    pg_param_str(&u, pg_arr_end(aw));
+    pg_param_i64(&u, lo);
+    pg_param_i64(&u, hi);
     /* The range bounds keep the plan an index range scan of at most one claim's rows
      * even when the table's statistics are stale (a job just inserted). */
-    rc = ex(c,
-            "UPDATE items i SET status = u.st, attempts = i.attempts + 1, result = u.res, "
-            "error_code = u.code, error_message = u.msg, events = CASE WHEN u.ev IS NULL THEN "
-            "i.events WHEN i.events IS NULL OR i.events = '[]' THEN u.ev ELSE left(i.events, -1) "
-            "|| ',' || substr(u.ev, 2) END, updated_at = $2, failed_step = u.fs, warnings = u.w "
-            "FROM unnest($3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], "
-            "$9::text[], $10::text[]) AS u(idx, st, res, code, msg, ev, fs, w) "
-            "WHERE i.jid = $1 AND i.idx = u.idx AND i.status = 0 AND i.idx >= $11 "
-            "AND i.idx < $12",
-            &u, NULL);
+    rc = pg_exec(
+        c,
+        "UPDATE items i SET status = u.st, attempts = i.attempts + 1, result = u.res, "
+        "error_code = u.code, error_message = u.msg, events = CASE WHEN u.ev IS NULL THEN "
+        "i.events WHEN i.events IS NULL OR i.events = '[]' THEN u.ev ELSE left(i.events, -1) "
+        "|| ',' || substr(u.ev, 2) END, updated_at = $2, failed_step = u.fs, warnings = u.w "
+        "FROM unnest($3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], "
+        "$9::text[], $10::text[]) AS u(idx, st, res, code, msg, ev, fs, w) "
+        "WHERE i.jid = $1 AND i.idx = u.idx AND i.status = 0 AND i.idx >= $11 "
+        "AND i.idx < $12",
+        &u, NULL);
     if (rc < 0)
         goto out;
     if (rc != done) {
@@ -962,39 +974,39 @@ static int complete_body(struct conn *c, void *vctx)
         goto out;
     }
     store_job_release(&r.j);
-    struct prm j = {0};
-    p_i64(&j, jid);
-    p_i64(&j, nsucc);
-    p_i64(&j, nfail);
-    p_i64(&j, nskip);
-    p_i64(&j, done);
-    p_i64(&j, c->now);
-    p_i64(&j, WIN_MS);
-    rc = job_query(c,
-                   "UPDATE jobs SET succeeded = succeeded + $2, failed = failed + $3, "
-                   "skipped = skipped + $4, processing = processing - $5, "
-                   "last_progress_at = $6, updated_at = $6, "
-                   "win_done = CASE WHEN $6 - win_at >= $7 THEN succeeded + failed + skipped "
-                   "+ $5 ELSE win_done END, "
-                   "win_at = CASE WHEN $6 - win_at >= $7 THEN $6 ELSE win_at END "
-                   "WHERE jid = $1 RETURNING " JOB_COLS,
-                   &j, &r);
+    struct pg_params j = {0};
+    pg_param_i64(&j, jid);
+    pg_param_i64(&j, nsucc);
+    pg_param_i64(&j, nfail);
+    pg_param_i64(&j, nskip);
+    pg_param_i64(&j, done);
+    pg_param_i64(&j, c->now);
+    pg_param_i64(&j, WIN_MS);
+    rc = pg_job_query(c,
+                      "UPDATE jobs SET succeeded = succeeded + $2, failed = failed + $3, "
+                      "skipped = skipped + $4, processing = processing - $5, "
+                      "last_progress_at = $6, updated_at = $6, "
+                      "win_done = CASE WHEN $6 - win_at >= $7 THEN succeeded + failed + skipped "
+                      "+ $5 ELSE win_done END, "
+                      "win_at = CASE WHEN $6 - win_at >= $7 THEN $6 ELSE win_at END "
+                      "WHERE jid = $1 RETURNING " JOB_COLS,
+                      &j, &r);
     if (rc <= 0) {
         rc = rc < 0 ? rc : -SLUICE_E_INTERNAL;
         goto out;
     }
-    if ((rc = job_finish_if_done(c, &r)) < 0)
+    if ((rc = pg_job_finish_if_done(c, &r)) < 0)
         goto out;
     if ((rc = steps_add(c, jid, x->steps, x->nsteps)) < 0)
         goto out;
     remaining -= done;
-    struct prm k = {0};
-    p_i64(&k, cl->claim_id);
-    p_i64(&k, remaining);
-    rc = ex(c,
-            remaining <= 0 ? "DELETE FROM claims WHERE claim_id = $1 AND $2::bigint <= 0"
-                           : "UPDATE claims SET remaining = $2 WHERE claim_id = $1",
-            &k, NULL);
+    struct pg_params k = {0};
+    pg_param_i64(&k, cl->claim_id);
+    pg_param_i64(&k, remaining);
+    rc = pg_exec(c,
+                 remaining <= 0 ? "DELETE FROM claims WHERE claim_id = $1 AND $2::bigint <= 0"
+                                : "UPDATE claims SET remaining = $2 WHERE claim_id = $1",
+                 &k, NULL);
     if (rc > 0)
         rc = 0;
 out:
@@ -1020,7 +1032,7 @@ int pg_complete(void *impl, const struct store_claim *c, struct store_outcome *o
 {
     struct claim_ctx x = {
         .s = impl, .c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
-    int rc = run_tx(impl, complete_body, complete_undo, &x);
+    int rc = pg_run_tx(impl, complete_body, complete_undo, &x);
     for (size_t i = 0; rc >= 0 && i < n; i++) {
         for (size_t j = 0; j < outs[i].nops; j++) {
             if (outs[i].ops[j].error) {
@@ -1043,27 +1055,27 @@ static int release_body(struct conn *c, void *vctx)
     int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
     if (rc <= 0)
         return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
-    if ((rc = job_load_jid(c, jid, &r)) < 0)
+    if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
         return rc;
     store_job_release(&r.j);
     if (r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED)
         return settle_claim(c, x->s, cl->claim_id, jid, lo, hi, 1, 0, 0, NULL);
-    struct prm p = {0};
-    p_i64(&p, cl->claim_id);
-    p_i64(&p, c->now);
-    rc = ex(c,
-            "UPDATE claims SET token = '', lease_until = 0, claimed_at = $2, released = 1 "
-            "WHERE claim_id = $1",
-            &p, NULL);
+    struct pg_params p = {0};
+    pg_param_i64(&p, cl->claim_id);
+    pg_param_i64(&p, c->now);
+    rc = pg_exec(c,
+                 "UPDATE claims SET token = '', lease_until = 0, claimed_at = $2, released = 1 "
+                 "WHERE claim_id = $1",
+                 &p, NULL);
     if (rc < 0)
         return rc;
-    return notify_work(c); /* the items are runnable again: wake a node */
+    return pg_notify_work(c); /* the items are runnable again: wake a node */
 }
 
 int pg_release(void *impl, const struct store_claim *c)
 {
     struct claim_ctx x = {.s = impl, .c = c};
-    return run_tx(impl, release_body, NULL, &x);
+    return pg_run_tx(impl, release_body, NULL, &x);
 }
 
 /* ---- stats ----------------------------------------------------------------------- */
@@ -1073,49 +1085,50 @@ static int stats_body(struct conn *c, void *vctx)
     struct store_stats *st = vctx;
     PGresult *r;
     memset(st, 0, sizeof *st);
-    int rc = ex(c,
+    int rc =
+        pg_exec(c,
                 "SELECT status, count(*), coalesce(sum(pending), 0), coalesce(sum(processing), 0) "
                 "FROM jobs GROUP BY status",
                 NULL, &r);
     if (rc < 0)
         return rc;
     for (int i = 0; i < rc; i++) {
-        int status = (int)gi(r, i, 0);
+        int status = (int)pg_col_i64(r, i, 0);
         if (status >= 0 && status < 7)
-            st->jobs_by_status[status] = gi(r, i, 1);
-        st->items_pending += gi(r, i, 2);
-        st->items_processing += gi(r, i, 3);
+            st->jobs_by_status[status] = pg_col_i64(r, i, 1);
+        st->items_pending += pg_col_i64(r, i, 2);
+        st->items_processing += pg_col_i64(r, i, 3);
     }
     PQclear(r);
-    struct prm p = {0};
-    p_i64(&p, c->now);
-    if ((rc = ex(c, "SELECT count(*) FROM claims WHERE lease_until > $1", &p, &r)) < 0)
+    struct pg_params p = {0};
+    pg_param_i64(&p, c->now);
+    if ((rc = pg_exec(c, "SELECT count(*) FROM claims WHERE lease_until > $1", &p, &r)) < 0)
         return rc;
-    st->claims_active = gi(r, 0, 0);
+    st->claims_active = pg_col_i64(r, 0, 0);
     PQclear(r);
     return 0;
 }
 
 int pg_stats(void *impl, struct store_stats *out)
 {
-    return run_tx(impl, stats_body, NULL, out);
+    return pg_run_tx(impl, stats_body, NULL, out);
 }
 
 static int claims_expire_body(struct conn *c, void *ctx)
 {
     (void)ctx;
-    int n = ex(c, "UPDATE claims SET lease_until = 0 WHERE lease_until > 0", NULL, NULL);
+    int n = pg_exec(c, "UPDATE claims SET lease_until = 0 WHERE lease_until > 0", NULL, NULL);
     if (n < 0)
         return n;
-    int rc =
-        ex(c, "UPDATE outbox SET lease_until = 0, token = '' WHERE state = 0 AND lease_until > 0",
-           NULL, NULL);
+    int rc = pg_exec(
+        c, "UPDATE outbox SET lease_until = 0, token = '' WHERE state = 0 AND lease_until > 0",
+        NULL, NULL);
     if (rc >= 0)
-        rc = ex(c, "DELETE FROM sems", NULL, NULL); /* every node's concurrency units */
+        rc = pg_exec(c, "DELETE FROM sems", NULL, NULL); /* every node's concurrency units */
     return rc < 0 ? rc : n;
 }
 
 int pg_expire_claims(void *impl)
 {
-    return run_tx(impl, claims_expire_body, NULL, NULL);
+    return pg_run_tx(impl, claims_expire_body, NULL, NULL);
 }

@@ -1,10 +1,10 @@
 /* conn.c - the PostgreSQL backend's connections and transactions: the pool, the one
- * retry loop (run_tx), the error mapping, the statement parameter and result helpers,
+ * retry loop (pg_run_tx), the error mapping, the statement parameter and result helpers,
  * open/close/ping, and the ops table that store.c calls (store_postgres_ops, at the end).
  *
  * store.c picks this backend for "postgres://..." and "postgresql://..." URLs (the
  * URL is handed to libpq as is) and calls it through store_postgres_ops. Every
- * operation is one short transaction run by run_tx(), the single place where soft
+ * operation is one short transaction run by pg_run_tx(), the single place where soft
  * errors are retried: serialization failures (40001), deadlocks (40P01), a lost
  * connection before COMMIT, and "cannot connect now" while the server restarts.
  *
@@ -45,7 +45,7 @@
 
 /* ---- parameters and results ------------------------------------------------------ */
 
-void p_str(struct prm *p, const char *s)
+void pg_param_str(struct pg_params *p, const char *s)
 {
     p->v[p->n] = s;
     p->len[p->n] = 0;
@@ -55,7 +55,7 @@ void p_str(struct prm *p, const char *s)
 
 /* n bytes of text, not NUL-terminated: sent in binary format, which for text is the
  * bytes themselves. The SQL must give the parameter a text type ($N::text). */
-void p_strn(struct prm *p, const char *s, size_t n)
+void pg_param_strn(struct pg_params *p, const char *s, size_t n)
 {
     p->v[p->n] = s;
     p->len[p->n] = (int)n;
@@ -63,10 +63,10 @@ void p_strn(struct prm *p, const char *s, size_t n)
     p->n++;
 }
 
-void p_i64(struct prm *p, int64_t v)
+void pg_param_i64(struct pg_params *p, int64_t v)
 {
     snprintf(p->num[p->n], sizeof p->num[p->n], "%lld", (long long)v);
-    p_str(p, p->num[p->n]);
+    pg_param_str(p, p->num[p->n]);
 }
 
 static int is_sqlstate(const PGresult *r, const char *state)
@@ -105,7 +105,7 @@ static int pgerr(struct conn *c, const PGresult *r)
 /* Runs sql with parameters p (may be NULL). Returns the number of rows returned or
  * affected, or an error; [out] *out (may be NULL) the result when it has rows (else
  * NULL), which the caller clears with PQclear. */
-int ex(struct conn *c, const char *sql, const struct prm *p, PGresult **out)
+int pg_exec(struct conn *c, const char *sql, const struct pg_params *p, PGresult **out)
 {
     PGresult *r = PQexecParams(c->pg, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->len : NULL,
                                p ? p->fmt : NULL, 0);
@@ -130,17 +130,17 @@ int ex(struct conn *c, const char *sql, const struct prm *p, PGresult **out)
     return rc;
 }
 
-int64_t gi(const PGresult *r, int row, int col)
+int64_t pg_col_i64(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-int gnull(const PGresult *r, int row, int col)
+int pg_col_isnull(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col);
 }
 
-char *gdup(const PGresult *r, int row, int col, size_t *len)
+char *pg_col_strdup(const PGresult *r, int row, int col, size_t *len)
 {
     if (PQgetisnull(r, row, col)) {
         if (len)
@@ -153,7 +153,7 @@ char *gdup(const PGresult *r, int row, int col, size_t *len)
     return xstrndup(PQgetvalue(r, row, col), n);
 }
 
-void gcopy(const PGresult *r, int row, int col, char *dst, size_t cap)
+void pg_col_copy(const PGresult *r, int row, int col, char *dst, size_t cap)
 {
     size_t n = PQgetisnull(r, row, col) ? 0 : (size_t)PQgetlength(r, row, col);
     if (n >= cap)
@@ -163,7 +163,7 @@ void gcopy(const PGresult *r, int row, int col, char *dst, size_t cap)
     dst[n] = '\0';
 }
 
-void copy_str(char *dst, size_t cap, const char *src)
+void pg_copy_str(char *dst, size_t cap, const char *src)
 {
     size_t n = src ? strlen(src) : 0;
     if (n >= cap)
@@ -175,7 +175,7 @@ void copy_str(char *dst, size_t cap, const char *src)
 
 /* ---- array parameters: PostgreSQL array literals ("{1,2}", "{\"a\",NULL}") ----- */
 
-void arr_begin(struct buf *b)
+void pg_arr_begin(struct buf *b)
 {
     buf_reset(b);
     buf_putc(b, '{');
@@ -187,7 +187,7 @@ static void arr_sep(struct buf *b)
         buf_putc(b, ',');
 }
 
-void arr_strn(struct buf *b, const char *s, size_t n)
+void pg_arr_strn(struct buf *b, const char *s, size_t n)
 {
     arr_sep(b);
     if (!s) {
@@ -207,18 +207,18 @@ void arr_strn(struct buf *b, const char *s, size_t n)
     buf_putc(b, '"');
 }
 
-void arr_str(struct buf *b, const char *s)
+void pg_arr_str(struct buf *b, const char *s)
 {
-    arr_strn(b, s, s ? strlen(s) : 0);
+    pg_arr_strn(b, s, s ? strlen(s) : 0);
 }
 
-void arr_i64(struct buf *b, int64_t v)
+void pg_arr_i64(struct buf *b, int64_t v)
 {
     arr_sep(b);
     buf_printf(b, "%lld", (long long)v);
 }
 
-const char *arr_end(struct buf *b)
+const char *pg_arr_end(struct buf *b)
 {
     buf_putc(b, '}');
     return buf_cstr(b);
@@ -349,7 +349,7 @@ static int tx_begin(struct conn *c)
         PQclear(r);
         return rc;
     }
-    c->now = gi(r, 0, 0);
+    c->now = pg_col_i64(r, 0, 0);
     PQclear(r);
     return 0;
 }
@@ -374,7 +374,7 @@ static void tx_rollback(struct conn *c)
  * it put in its outputs (outputs start zeroed, so undo is safe at any point). A
  * connection lost during COMMIT leaves the outcome unknown: -SLUICE_E_STORE_IO, not
  * retried. Returns body's result, or a negative error. */
-int run_tx(struct pg *s, tx_fn body, tx_undo_fn undo, void *ctx)
+int pg_run_tx(struct pg *s, pg_tx_fn body, pg_tx_undo_fn undo, void *ctx)
 {
     int rc = 0;
     for (int attempt = 0;; attempt++) {
@@ -420,7 +420,7 @@ void pg_close(void *impl)
     pg_watch_stop(s);
     if (s->node[0] && s->registered) {
         struct node_ctx x = {.node = s->node};
-        run_tx(s, node_leave_body, NULL, &x); /* best effort: else swept after a day */
+        pg_run_tx(s, pg_node_leave_body, NULL, &x); /* best effort: else swept after a day */
     }
     while (s->free_list) {
         struct conn *c = s->free_list;
@@ -456,10 +456,10 @@ int pg_open(const char *location, const struct store_options *opt, void **impl)
         if (i < 3)
             sleep(1);
     }
-    if (rc < 0 || (rc = run_tx(s, migrate_body, NULL, NULL)) < 0)
+    if (rc < 0 || (rc = pg_run_tx(s, pg_migrate_body, NULL, NULL)) < 0)
         goto out;
     struct node_ctx nx = {.node = s->node};
-    if ((rc = run_tx(s, node_register_body, NULL, &nx)) < 0)
+    if ((rc = pg_run_tx(s, pg_node_register_body, NULL, &nx)) < 0)
         goto out;
     s->registered = 1;
     *impl = s;
@@ -473,13 +473,13 @@ out:
 static int ping_body(struct conn *c, void *ctx)
 {
     (void)ctx;
-    int rc = ex(c, "SELECT 1", NULL, NULL);
+    int rc = pg_exec(c, "SELECT 1", NULL, NULL);
     return rc < 0 ? rc : 0;
 }
 
 int pg_ping(void *impl)
 {
-    return run_tx(impl, ping_body, NULL, NULL);
+    return pg_run_tx(impl, ping_body, NULL, NULL);
 }
 
 const struct store_ops store_postgres_ops = {

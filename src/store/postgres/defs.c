@@ -60,38 +60,38 @@ static void defs_undo(void *vctx)
 static void read_workflow(const PGresult *r, int row, struct store_workflow *w)
 {
     memset(w, 0, sizeof *w);
-    gcopy(r, row, 0, w->name, sizeof w->name);
-    w->version = gi(r, row, 1);
-    w->definition = gdup(r, row, 2, NULL);
-    w->created_at = gi(r, row, 3);
-    w->deleted = (int)gi(r, row, 4);
+    pg_col_copy(r, row, 0, w->name, sizeof w->name);
+    w->version = pg_col_i64(r, row, 1);
+    w->definition = pg_col_strdup(r, row, 2, NULL);
+    w->created_at = pg_col_i64(r, row, 3);
+    w->deleted = (int)pg_col_i64(r, row, 4);
 }
 
 static int workflow_put_body(struct conn *c, void *vctx)
 {
     struct defs_ctx *x = vctx;
-    struct prm p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_str(&p, x->tenant);
-    p_str(&p, x->name);
-    p_str(&p, x->definition);
-    p_i64(&p, c->now);
+    pg_param_str(&p, x->tenant);
+    pg_param_str(&p, x->name);
+    pg_param_str(&p, x->definition);
+    pg_param_i64(&p, c->now);
     /* versions continue from the highest ever used; the primary key makes a
      * concurrent put of the same name a conflict, retried as a soft error */
-    int rc = ex(c,
-                "INSERT INTO workflows(tenant, name, version, definition, created_at) "
-                "SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4 FROM workflows "
-                "WHERE tenant = $1 AND name = $2 RETURNING version",
-                &p, &r);
+    int rc = pg_exec(c,
+                     "INSERT INTO workflows(tenant, name, version, definition, created_at) "
+                     "SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4 FROM workflows "
+                     "WHERE tenant = $1 AND name = $2 RETURNING version",
+                     &p, &r);
     if (rc == -SLUICE_E_CONFLICT)
         return E_SOFT;
     if (rc < 0)
         return rc;
-    int64_t version = gi(r, 0, 0);
+    int64_t version = pg_col_i64(r, 0, 0);
     PQclear(r);
     if (x->wf) {
         memset(x->wf, 0, sizeof *x->wf);
-        copy_str(x->wf->name, sizeof x->wf->name, x->name);
+        pg_copy_str(x->wf->name, sizeof x->wf->name, x->name);
         x->wf->version = version;
         x->wf->definition = xstrdup(x->definition);
         x->wf->created_at = c->now;
@@ -107,22 +107,22 @@ int pg_workflow_put(void *impl, const char *tenant, const char *name, const char
         return -SLUICE_E_INVALID_PARAMETER;
     if (out)
         memset(out, 0, sizeof *out);
-    return run_tx(impl, workflow_put_body, defs_undo, &x);
+    return pg_run_tx(impl, workflow_put_body, defs_undo, &x);
 }
 
 static int workflow_get_body(struct conn *c, void *vctx)
 {
     struct defs_ctx *x = vctx;
-    struct prm p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_str(&p, x->tenant);
-    p_str(&p, x->name);
-    p_i64(&p, x->version);
-    int rc = ex(c,
-                "SELECT " WF_COLS " FROM workflows WHERE tenant = $1 AND name = $2 "
-                "AND (CASE WHEN $3::bigint > 0 THEN version = $3 ELSE deleted = 0 END) "
-                "ORDER BY version DESC LIMIT 1",
-                &p, &r);
+    pg_param_str(&p, x->tenant);
+    pg_param_str(&p, x->name);
+    pg_param_i64(&p, x->version);
+    int rc = pg_exec(c,
+                     "SELECT " WF_COLS " FROM workflows WHERE tenant = $1 AND name = $2 "
+                     "AND (CASE WHEN $3::bigint > 0 THEN version = $3 ELSE deleted = 0 END) "
+                     "ORDER BY version DESC LIMIT 1",
+                     &p, &r);
     if (rc <= 0)
         return rc;
     read_workflow(r, 0, x->wf);
@@ -135,22 +135,22 @@ int pg_workflow_get(void *impl, const char *tenant, const char *name, int64_t ve
 {
     struct defs_ctx x = {.tenant = tenant, .name = name, .version = version, .wf = out};
     memset(out, 0, sizeof *out);
-    return run_tx(impl, workflow_get_body, defs_undo, &x);
+    return pg_run_tx(impl, workflow_get_body, defs_undo, &x);
 }
 
 static int workflow_list_body(struct conn *c, void *vctx)
 {
     struct defs_ctx *x = vctx;
-    struct prm p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_str(&p, x->tenant);
-    p_str(&p, x->after_name ? x->after_name : "");
-    p_i64(&p, (int64_t)x->limit);
-    int rc = ex(c,
-                "SELECT " WF_COLS " FROM workflows w WHERE tenant = $1 AND name > $2 "
-                "AND deleted = 0 AND version = (SELECT max(version) FROM workflows v "
-                "WHERE v.tenant = w.tenant AND v.name = w.name) ORDER BY name LIMIT $3",
-                &p, &r);
+    pg_param_str(&p, x->tenant);
+    pg_param_str(&p, x->after_name ? x->after_name : "");
+    pg_param_i64(&p, (int64_t)x->limit);
+    int rc = pg_exec(c,
+                     "SELECT " WF_COLS " FROM workflows w WHERE tenant = $1 AND name > $2 "
+                     "AND deleted = 0 AND version = (SELECT max(version) FROM workflows v "
+                     "WHERE v.tenant = w.tenant AND v.name = w.name) ORDER BY name LIMIT $3",
+                     &p, &r);
     if (rc < 0)
         return rc;
     x->wfs = xcalloc(x->limit ? x->limit : 1, sizeof *x->wfs);
@@ -164,7 +164,7 @@ int pg_workflow_list(void *impl, const char *tenant, const char *after_name, siz
                      struct store_workflow **out, size_t *n)
 {
     struct defs_ctx x = {.tenant = tenant, .after_name = after_name, .limit = limit};
-    int rc = run_tx(impl, workflow_list_body, defs_undo, &x);
+    int rc = pg_run_tx(impl, workflow_list_body, defs_undo, &x);
     *out = rc < 0 ? NULL : x.wfs;
     *n = rc < 0 ? 0 : x.n;
     return rc;
@@ -173,41 +173,41 @@ int pg_workflow_list(void *impl, const char *tenant, const char *after_name, siz
 static int workflow_delete_body(struct conn *c, void *vctx)
 {
     struct defs_ctx *x = vctx;
-    struct prm p = {0};
-    p_str(&p, x->tenant);
-    p_str(&p, x->name);
-    int rc =
-        ex(c, "UPDATE workflows SET deleted = 1 WHERE tenant = $1 AND name = $2 AND deleted = 0",
-           &p, NULL);
+    struct pg_params p = {0};
+    pg_param_str(&p, x->tenant);
+    pg_param_str(&p, x->name);
+    int rc = pg_exec(
+        c, "UPDATE workflows SET deleted = 1 WHERE tenant = $1 AND name = $2 AND deleted = 0", &p,
+        NULL);
     return rc < 0 ? rc : rc > 0;
 }
 
 int pg_workflow_delete(void *impl, const char *tenant, const char *name)
 {
     struct defs_ctx x = {.tenant = tenant, .name = name};
-    return run_tx(impl, workflow_delete_body, NULL, &x);
+    return pg_run_tx(impl, workflow_delete_body, NULL, &x);
 }
 
 static void read_hook(const PGresult *r, int row, struct store_hook *h)
 {
     memset(h, 0, sizeof *h);
-    gcopy(r, row, 0, h->name, sizeof h->name);
-    gcopy(r, row, 1, h->tenant, sizeof h->tenant);
-    h->definition = gdup(r, row, 2, NULL);
-    h->created_at = gi(r, row, 3);
-    h->updated_at = gi(r, row, 4);
+    pg_col_copy(r, row, 0, h->name, sizeof h->name);
+    pg_col_copy(r, row, 1, h->tenant, sizeof h->tenant);
+    h->definition = pg_col_strdup(r, row, 2, NULL);
+    h->created_at = pg_col_i64(r, row, 3);
+    h->updated_at = pg_col_i64(r, row, 4);
 }
 
 static int hook_load(struct conn *c, const char *tenant, const char *name, struct store_hook *h)
 {
-    struct prm p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_str(&p, name);
-    p_str(&p, tenant);
-    int rc = ex(c,
-                "SELECT " HOOK_COLS " FROM hooks WHERE name = $1 AND ($2::text IS NULL OR "
-                "tenant = $2)",
-                &p, &r);
+    pg_param_str(&p, name);
+    pg_param_str(&p, tenant);
+    int rc = pg_exec(c,
+                     "SELECT " HOOK_COLS " FROM hooks WHERE name = $1 AND ($2::text IS NULL OR "
+                     "tenant = $2)",
+                     &p, &r);
     if (rc <= 0)
         return rc;
     read_hook(r, 0, h);
@@ -218,11 +218,11 @@ static int hook_load(struct conn *c, const char *tenant, const char *name, struc
 static int hook_put_body(struct conn *c, void *vctx)
 {
     struct defs_ctx *x = vctx;
-    struct prm p = {0};
+    struct pg_params p = {0};
     PGresult *r;
     int replaced = 0;
-    p_str(&p, x->name);
-    int rc = ex(c, "SELECT tenant FROM hooks WHERE name = $1 FOR UPDATE", &p, &r);
+    pg_param_str(&p, x->name);
+    int rc = pg_exec(c, "SELECT tenant FROM hooks WHERE name = $1 FOR UPDATE", &p, &r);
     if (rc < 0)
         return rc;
     if (rc > 0) {
@@ -233,16 +233,16 @@ static int hook_put_body(struct conn *c, void *vctx)
     PQclear(r);
     if (rc < 0)
         return rc;
-    struct prm q = {0};
-    p_str(&q, x->name);
-    p_str(&q, x->tenant);
-    p_str(&q, x->definition);
-    p_i64(&q, c->now);
-    rc = ex(c,
-            "INSERT INTO hooks(name, tenant, definition, created_at, updated_at) "
-            "VALUES($1, $2, $3, $4, $4) ON CONFLICT(name) DO UPDATE SET "
-            "definition = excluded.definition, updated_at = excluded.updated_at",
-            &q, NULL);
+    struct pg_params q = {0};
+    pg_param_str(&q, x->name);
+    pg_param_str(&q, x->tenant);
+    pg_param_str(&q, x->definition);
+    pg_param_i64(&q, c->now);
+    rc = pg_exec(c,
+                 "INSERT INTO hooks(name, tenant, definition, created_at, updated_at) "
+                 "VALUES($1, $2, $3, $4, $4) ON CONFLICT(name) DO UPDATE SET "
+                 "definition = excluded.definition, updated_at = excluded.updated_at",
+                 &q, NULL);
     if (rc < 0)
         return rc;
     if (x->hook && (rc = hook_load(c, x->tenant, x->name, x->hook)) != 1)
@@ -258,7 +258,7 @@ int pg_hook_put(void *impl, const char *tenant, const char *name, const char *de
         return -SLUICE_E_INVALID_PARAMETER;
     if (out)
         memset(out, 0, sizeof *out);
-    return run_tx(impl, hook_put_body, defs_undo, &x);
+    return pg_run_tx(impl, hook_put_body, defs_undo, &x);
 }
 
 static int hook_get_body(struct conn *c, void *vctx)
@@ -271,21 +271,21 @@ int pg_hook_get(void *impl, const char *tenant, const char *name, struct store_h
 {
     struct defs_ctx x = {.tenant = tenant, .name = name, .hook = out};
     memset(out, 0, sizeof *out);
-    return run_tx(impl, hook_get_body, defs_undo, &x);
+    return pg_run_tx(impl, hook_get_body, defs_undo, &x);
 }
 
 static int hook_list_body(struct conn *c, void *vctx)
 {
     struct defs_ctx *x = vctx;
-    struct prm p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_str(&p, x->tenant);
-    p_str(&p, x->after_name ? x->after_name : "");
-    p_i64(&p, (int64_t)x->limit);
-    int rc = ex(c,
-                "SELECT " HOOK_COLS " FROM hooks WHERE tenant = $1 AND name > $2 "
-                "ORDER BY name LIMIT $3",
-                &p, &r);
+    pg_param_str(&p, x->tenant);
+    pg_param_str(&p, x->after_name ? x->after_name : "");
+    pg_param_i64(&p, (int64_t)x->limit);
+    int rc = pg_exec(c,
+                     "SELECT " HOOK_COLS " FROM hooks WHERE tenant = $1 AND name > $2 "
+                     "ORDER BY name LIMIT $3",
+                     &p, &r);
     if (rc < 0)
         return rc;
     x->hooks = xcalloc(x->limit ? x->limit : 1, sizeof *x->hooks);
@@ -299,7 +299,7 @@ int pg_hook_list(void *impl, const char *tenant, const char *after_name, size_t 
                  struct store_hook **out, size_t *n)
 {
     struct defs_ctx x = {.tenant = tenant, .after_name = after_name, .limit = limit};
-    int rc = run_tx(impl, hook_list_body, defs_undo, &x);
+    int rc = pg_run_tx(impl, hook_list_body, defs_undo, &x);
     *out = rc < 0 ? NULL : x.hooks;
     *n = rc < 0 ? 0 : x.n;
     return rc;
@@ -308,36 +308,37 @@ int pg_hook_list(void *impl, const char *tenant, const char *after_name, size_t 
 static int hook_delete_body(struct conn *c, void *vctx)
 {
     struct defs_ctx *x = vctx;
-    struct prm p = {0};
-    p_str(&p, x->name);
-    p_str(&p, x->tenant);
-    int rc = ex(c, "DELETE FROM hooks WHERE name = $1 AND tenant = $2", &p, NULL);
+    struct pg_params p = {0};
+    pg_param_str(&p, x->name);
+    pg_param_str(&p, x->tenant);
+    int rc = pg_exec(c, "DELETE FROM hooks WHERE name = $1 AND tenant = $2", &p, NULL);
     return rc < 0 ? rc : rc > 0;
 }
 
 int pg_hook_delete(void *impl, const char *tenant, const char *name)
 {
     struct defs_ctx x = {.tenant = tenant, .name = name};
-    return run_tx(impl, hook_delete_body, NULL, &x);
+    return pg_run_tx(impl, hook_delete_body, NULL, &x);
 }
 
 static void read_limit(const PGresult *r, int row, struct store_limit *l)
 {
     memset(l, 0, sizeof *l);
-    gcopy(r, row, 0, l->name, sizeof l->name);
-    gcopy(r, row, 1, l->tenant, sizeof l->tenant);
-    l->definition = gdup(r, row, 2, NULL);
-    l->created_at = gi(r, row, 3);
-    l->updated_at = gi(r, row, 4);
+    pg_col_copy(r, row, 0, l->name, sizeof l->name);
+    pg_col_copy(r, row, 1, l->tenant, sizeof l->tenant);
+    l->definition = pg_col_strdup(r, row, 2, NULL);
+    l->created_at = pg_col_i64(r, row, 3);
+    l->updated_at = pg_col_i64(r, row, 4);
 }
 
 static int limit_load(struct conn *c, const char *tenant, const char *name, struct store_limit *l)
 {
-    struct prm p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_str(&p, tenant);
-    p_str(&p, name);
-    int rc = ex(c, "SELECT " LIMIT_COLS " FROM limits WHERE tenant = $1 AND name = $2", &p, &r);
+    pg_param_str(&p, tenant);
+    pg_param_str(&p, name);
+    int rc =
+        pg_exec(c, "SELECT " LIMIT_COLS " FROM limits WHERE tenant = $1 AND name = $2", &p, &r);
     if (rc <= 0)
         return rc;
     if (l)
@@ -349,19 +350,19 @@ static int limit_load(struct conn *c, const char *tenant, const char *name, stru
 static int limit_put_body(struct conn *c, void *vctx)
 {
     struct defs_ctx *x = vctx;
-    struct prm p = {0};
+    struct pg_params p = {0};
     int existed = limit_load(c, x->tenant, x->name, NULL);
     if (existed < 0)
         return existed;
-    p_str(&p, x->tenant);
-    p_str(&p, x->name);
-    p_str(&p, x->definition);
-    p_i64(&p, c->now);
-    int rc = ex(c,
-                "INSERT INTO limits(tenant, name, definition, created_at, updated_at) "
-                "VALUES($1, $2, $3, $4, $4) ON CONFLICT(tenant, name) DO UPDATE SET "
-                "definition = excluded.definition, updated_at = excluded.updated_at",
-                &p, NULL);
+    pg_param_str(&p, x->tenant);
+    pg_param_str(&p, x->name);
+    pg_param_str(&p, x->definition);
+    pg_param_i64(&p, c->now);
+    int rc = pg_exec(c,
+                     "INSERT INTO limits(tenant, name, definition, created_at, updated_at) "
+                     "VALUES($1, $2, $3, $4, $4) ON CONFLICT(tenant, name) DO UPDATE SET "
+                     "definition = excluded.definition, updated_at = excluded.updated_at",
+                     &p, NULL);
     if (rc < 0)
         return rc;
     if (x->lim && (rc = limit_load(c, x->tenant, x->name, x->lim)) != 1)
@@ -377,7 +378,7 @@ int pg_limit_put(void *impl, const char *tenant, const char *name, const char *d
         return -SLUICE_E_INVALID_PARAMETER;
     if (out)
         memset(out, 0, sizeof *out);
-    return run_tx(impl, limit_put_body, defs_undo, &x);
+    return pg_run_tx(impl, limit_put_body, defs_undo, &x);
 }
 
 static int limit_get_body(struct conn *c, void *vctx)
@@ -390,26 +391,26 @@ int pg_limit_get(void *impl, const char *tenant, const char *name, struct store_
 {
     struct defs_ctx x = {.tenant = tenant, .name = name, .lim = out};
     memset(out, 0, sizeof *out);
-    return run_tx(impl, limit_get_body, defs_undo, &x);
+    return pg_run_tx(impl, limit_get_body, defs_undo, &x);
 }
 
 static int limit_list_body(struct conn *c, void *vctx)
 {
     struct defs_ctx *x = vctx;
-    struct prm p = {0};
+    struct pg_params p = {0};
     PGresult *r;
     int rc;
     if (x->tenant) {
-        p_str(&p, x->tenant);
-        p_str(&p, x->after_name ? x->after_name : "");
-        p_i64(&p, (int64_t)x->limit);
-        rc = ex(c,
-                "SELECT " LIMIT_COLS " FROM limits WHERE tenant = $1 AND name > $2 "
-                "ORDER BY name LIMIT $3",
-                &p, &r);
+        pg_param_str(&p, x->tenant);
+        pg_param_str(&p, x->after_name ? x->after_name : "");
+        pg_param_i64(&p, (int64_t)x->limit);
+        rc = pg_exec(c,
+                     "SELECT " LIMIT_COLS " FROM limits WHERE tenant = $1 AND name > $2 "
+                     "ORDER BY name LIMIT $3",
+                     &p, &r);
     } else {
-        p_i64(&p, (int64_t)x->limit);
-        rc = ex(c, "SELECT " LIMIT_COLS " FROM limits ORDER BY tenant, name LIMIT $1", &p, &r);
+        pg_param_i64(&p, (int64_t)x->limit);
+        rc = pg_exec(c, "SELECT " LIMIT_COLS " FROM limits ORDER BY tenant, name LIMIT $1", &p, &r);
     }
     if (rc < 0)
         return rc;
@@ -424,7 +425,7 @@ int pg_limit_list(void *impl, const char *tenant, const char *after_name, size_t
                   struct store_limit **out, size_t *n)
 {
     struct defs_ctx x = {.tenant = tenant, .after_name = after_name, .limit = limit};
-    int rc = run_tx(impl, limit_list_body, defs_undo, &x);
+    int rc = pg_run_tx(impl, limit_list_body, defs_undo, &x);
     *out = rc < 0 ? NULL : x.lims;
     *n = rc < 0 ? 0 : x.n;
     return rc;
@@ -433,17 +434,17 @@ int pg_limit_list(void *impl, const char *tenant, const char *after_name, size_t
 static int limit_delete_body(struct conn *c, void *vctx)
 {
     struct defs_ctx *x = vctx;
-    struct prm p = {0};
-    p_str(&p, x->tenant);
-    p_str(&p, x->name);
-    int rc = ex(c, "DELETE FROM limits WHERE tenant = $1 AND name = $2", &p, NULL);
+    struct pg_params p = {0};
+    pg_param_str(&p, x->tenant);
+    pg_param_str(&p, x->name);
+    int rc = pg_exec(c, "DELETE FROM limits WHERE tenant = $1 AND name = $2", &p, NULL);
     return rc < 0 ? rc : rc > 0;
 }
 
 int pg_limit_delete(void *impl, const char *tenant, const char *name)
 {
     struct defs_ctx x = {.tenant = tenant, .name = name};
-    return run_tx(impl, limit_delete_body, NULL, &x);
+    return pg_run_tx(impl, limit_delete_body, NULL, &x);
 }
 
 /* ---- tenant secrets (the limits' twin: same shape, the value instead of a definition) */
@@ -451,20 +452,21 @@ int pg_limit_delete(void *impl, const char *tenant, const char *name)
 static void read_secret(const PGresult *r, int row, struct store_secret *l)
 {
     memset(l, 0, sizeof *l);
-    gcopy(r, row, 0, l->name, sizeof l->name);
-    gcopy(r, row, 1, l->tenant, sizeof l->tenant);
-    l->value = gdup(r, row, 2, NULL);
-    l->created_at = gi(r, row, 3);
-    l->updated_at = gi(r, row, 4);
+    pg_col_copy(r, row, 0, l->name, sizeof l->name);
+    pg_col_copy(r, row, 1, l->tenant, sizeof l->tenant);
+    l->value = pg_col_strdup(r, row, 2, NULL);
+    l->created_at = pg_col_i64(r, row, 3);
+    l->updated_at = pg_col_i64(r, row, 4);
 }
 
 static int secret_load(struct conn *c, const char *tenant, const char *name, struct store_secret *l)
 {
-    struct prm p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_str(&p, tenant);
-    p_str(&p, name);
-    int rc = ex(c, "SELECT " SECRET_COLS " FROM secrets WHERE tenant = $1 AND name = $2", &p, &r);
+    pg_param_str(&p, tenant);
+    pg_param_str(&p, name);
+    int rc =
+        pg_exec(c, "SELECT " SECRET_COLS " FROM secrets WHERE tenant = $1 AND name = $2", &p, &r);
     if (rc <= 0)
         return rc;
     if (l)
@@ -476,19 +478,19 @@ static int secret_load(struct conn *c, const char *tenant, const char *name, str
 static int secret_put_body(struct conn *c, void *vctx)
 {
     struct defs_ctx *x = vctx;
-    struct prm p = {0};
+    struct pg_params p = {0};
     int existed = secret_load(c, x->tenant, x->name, NULL);
     if (existed < 0)
         return existed;
-    p_str(&p, x->tenant);
-    p_str(&p, x->name);
-    p_str(&p, x->definition);
-    p_i64(&p, c->now);
-    int rc = ex(c,
-                "INSERT INTO secrets(tenant, name, value, created_at, updated_at) "
-                "VALUES($1, $2, $3, $4, $4) ON CONFLICT(tenant, name) DO UPDATE SET "
-                "value = excluded.value, updated_at = excluded.updated_at",
-                &p, NULL);
+    pg_param_str(&p, x->tenant);
+    pg_param_str(&p, x->name);
+    pg_param_str(&p, x->definition);
+    pg_param_i64(&p, c->now);
+    int rc = pg_exec(c,
+                     "INSERT INTO secrets(tenant, name, value, created_at, updated_at) "
+                     "VALUES($1, $2, $3, $4, $4) ON CONFLICT(tenant, name) DO UPDATE SET "
+                     "value = excluded.value, updated_at = excluded.updated_at",
+                     &p, NULL);
     if (rc < 0)
         return rc;
     if (x->sec && (rc = secret_load(c, x->tenant, x->name, x->sec)) != 1)
@@ -504,7 +506,7 @@ int pg_secret_put(void *impl, const char *tenant, const char *name, const char *
         return -SLUICE_E_INVALID_PARAMETER;
     if (out)
         memset(out, 0, sizeof *out);
-    return run_tx(impl, secret_put_body, defs_undo, &x);
+    return pg_run_tx(impl, secret_put_body, defs_undo, &x);
 }
 
 static int secret_get_body(struct conn *c, void *vctx)
@@ -517,22 +519,22 @@ int pg_secret_get(void *impl, const char *tenant, const char *name, struct store
 {
     struct defs_ctx x = {.tenant = tenant, .name = name, .sec = out};
     memset(out, 0, sizeof *out);
-    return run_tx(impl, secret_get_body, defs_undo, &x);
+    return pg_run_tx(impl, secret_get_body, defs_undo, &x);
 }
 
 static int secret_list_body(struct conn *c, void *vctx)
 {
     struct defs_ctx *x = vctx;
-    struct prm p = {0};
+    struct pg_params p = {0};
     PGresult *r;
     int rc;
-    p_str(&p, x->tenant);
-    p_str(&p, x->after_name ? x->after_name : "");
-    p_i64(&p, (int64_t)x->limit);
-    rc = ex(c,
-            "SELECT " SECRET_COLS " FROM secrets WHERE tenant = $1 AND name > $2 "
-            "ORDER BY name LIMIT $3",
-            &p, &r);
+    pg_param_str(&p, x->tenant);
+    pg_param_str(&p, x->after_name ? x->after_name : "");
+    pg_param_i64(&p, (int64_t)x->limit);
+    rc = pg_exec(c,
+                 "SELECT " SECRET_COLS " FROM secrets WHERE tenant = $1 AND name > $2 "
+                 "ORDER BY name LIMIT $3",
+                 &p, &r);
     if (rc < 0)
         return rc;
     x->secs = xcalloc(x->limit ? x->limit : 1, sizeof *x->secs);
@@ -550,7 +552,7 @@ int pg_secret_list(void *impl, const char *tenant, const char *after_name, size_
     *n = 0;
     if (!tenant)
         return -SLUICE_E_INVALID_PARAMETER;
-    int rc = run_tx(impl, secret_list_body, defs_undo, &x);
+    int rc = pg_run_tx(impl, secret_list_body, defs_undo, &x);
     *out = rc < 0 ? NULL : x.secs;
     *n = rc < 0 ? 0 : x.n;
     return rc;
@@ -559,15 +561,15 @@ int pg_secret_list(void *impl, const char *tenant, const char *after_name, size_
 static int secret_delete_body(struct conn *c, void *vctx)
 {
     struct defs_ctx *x = vctx;
-    struct prm p = {0};
-    p_str(&p, x->tenant);
-    p_str(&p, x->name);
-    int rc = ex(c, "DELETE FROM secrets WHERE tenant = $1 AND name = $2", &p, NULL);
+    struct pg_params p = {0};
+    pg_param_str(&p, x->tenant);
+    pg_param_str(&p, x->name);
+    int rc = pg_exec(c, "DELETE FROM secrets WHERE tenant = $1 AND name = $2", &p, NULL);
     return rc < 0 ? rc : rc > 0;
 }
 
 int pg_secret_delete(void *impl, const char *tenant, const char *name)
 {
     struct defs_ctx x = {.tenant = tenant, .name = name};
-    return run_tx(impl, secret_delete_body, NULL, &x);
+    return pg_run_tx(impl, secret_delete_body, NULL, &x);
 }

@@ -42,22 +42,22 @@ static void read_item(const PGresult *res, int row, const struct jobrow *r, int 
                       struct store_item *it)
 {
     memset(it, 0, sizeof *it);
-    it->index = gi(res, row, 0);
-    it->status = effective_status((int)gi(res, row, 1), it->index, r);
-    it->attempts = (int)gi(res, row, 2);
-    it->ref = gdup(res, row, 3, NULL);
+    it->index = pg_col_i64(res, row, 0);
+    it->status = effective_status((int)pg_col_i64(res, row, 1), it->index, r);
+    it->attempts = (int)pg_col_i64(res, row, 2);
+    it->ref = pg_col_strdup(res, row, 3, NULL);
     if (with_data)
-        it->data = gdup(res, row, 4, &it->data_len);
-    it->result = gdup(res, row, 5, NULL);
-    gcopy(res, row, 6, it->error_code, sizeof it->error_code);
-    it->error_message = gdup(res, row, 7, NULL);
+        it->data = pg_col_strdup(res, row, 4, &it->data_len);
+    it->result = pg_col_strdup(res, row, 5, NULL);
+    pg_col_copy(res, row, 6, it->error_code, sizeof it->error_code);
+    it->error_message = pg_col_strdup(res, row, 7, NULL);
     it->created_at = r->j.created_at;
-    it->updated_at = gi(res, row, 8);
+    it->updated_at = pg_col_i64(res, row, 8);
     if (!it->updated_at)
         it->updated_at = it->created_at;
-    gcopy(res, row, 9, it->failed_step, sizeof it->failed_step);
-    it->warnings = gdup(res, row, 10, NULL);
-    it->parent_index = gi(res, row, 11);
+    pg_col_copy(res, row, 9, it->failed_step, sizeof it->failed_step);
+    it->warnings = pg_col_strdup(res, row, 10, NULL);
+    it->parent_index = pg_col_i64(res, row, 11);
 }
 
 static void items_out_undo(void *vctx)
@@ -77,22 +77,22 @@ static int item_get_body(struct conn *c, void *vctx)
     struct items_ctx *x = vctx;
     struct jobrow r;
     PGresult *res;
-    int rc = job_load_visible(c, x->tenant, x->job_id, &r);
+    int rc = pg_job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
     store_job_release(&r.j);
     if (x->index < 0 || x->index >= r.j.counts.total)
         return 0;
-    struct prm p = {0};
-    p_i64(&p, r.jid);
-    p_i64(&p, x->index);
-    rc =
-        ex(c, "SELECT " ITEM_LIST_COLS ", events FROM items WHERE jid = $1 AND idx = $2", &p, &res);
+    struct pg_params p = {0};
+    pg_param_i64(&p, r.jid);
+    pg_param_i64(&p, x->index);
+    rc = pg_exec(c, "SELECT " ITEM_LIST_COLS ", events FROM items WHERE jid = $1 AND idx = $2", &p,
+                 &res);
     if (rc < 0)
         return rc;
     if (rc > 0) {
         read_item(res, 0, &r, 1, x->out);
-        x->out->events = gdup(res, 0, 12, NULL);
+        x->out->events = pg_col_strdup(res, 0, 12, NULL);
         if (!x->out->events)
             x->out->events = xstrdup("[]");
     }
@@ -105,7 +105,7 @@ int pg_item_get(void *impl, const char *tenant, const char *job_id, int64_t inde
 {
     struct items_ctx x = {.tenant = tenant, .job_id = job_id, .index = index, .out = out};
     memset(out, 0, sizeof *out);
-    return run_tx(impl, item_get_body, items_out_undo, &x);
+    return pg_run_tx(impl, item_get_body, items_out_undo, &x);
 }
 
 static int item_list_body(struct conn *c, void *vctx)
@@ -113,41 +113,43 @@ static int item_list_body(struct conn *c, void *vctx)
     struct items_ctx *x = vctx;
     struct jobrow r;
     PGresult *res;
-    int rc = job_load_visible(c, x->tenant, x->job_id, &r);
+    int rc = pg_job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
     store_job_release(&r.j);
     int64_t after = x->after_index < -1 ? -1 : x->after_index;
-    struct prm p = {0};
-    p_i64(&p, r.jid);
-    p_i64(&p, after);
-    p_str(&p, x->f.ref);
-    p_str(&p, x->f.step);
-    p_str(&p, x->f.code);
-    p_i64(&p, (int64_t)x->limit);
-    p_i64(&p, x->with_data);
+    struct pg_params p = {0};
+    pg_param_i64(&p, r.jid);
+    pg_param_i64(&p, after);
+    pg_param_str(&p, x->f.ref);
+    pg_param_str(&p, x->f.step);
+    pg_param_str(&p, x->f.code);
+    pg_param_i64(&p, (int64_t)x->limit);
+    pg_param_i64(&p, x->with_data);
     if (x->f.status == ITEM_FAILED) {
         /* Failed is never derived: the partial index items_failed serves this one. */
-        rc = ex(c,
-                "SELECT idx, status, attempts, ref, CASE WHEN $7 = 1 THEN data END, result, "
-                "error_code, error_message, updated_at, failed_step, warnings, parent_index "
-                "FROM items WHERE jid = $1 AND status = 3 AND idx > $2 "
-                "AND ($3::text IS NULL OR ref = $3) AND ($4::text IS NULL OR failed_step = $4) "
-                "AND ($5::text IS NULL OR error_code = $5) ORDER BY idx LIMIT $6",
-                &p, &res);
+        rc =
+            pg_exec(c,
+                    "SELECT idx, status, attempts, ref, CASE WHEN $7 = 1 THEN data END, result, "
+                    "error_code, error_message, updated_at, failed_step, warnings, parent_index "
+                    "FROM items WHERE jid = $1 AND status = 3 AND idx > $2 "
+                    "AND ($3::text IS NULL OR ref = $3) AND ($4::text IS NULL OR failed_step = $4) "
+                    "AND ($5::text IS NULL OR error_code = $5) ORDER BY idx LIMIT $6",
+                    &p, &res);
     } else {
-        p_i64(&p, x->f.status);
-        p_i64(&p, r.cancel_at);
-        p_i64(&p, r.cursor);
-        rc = ex(c,
-                "SELECT idx, status, attempts, ref, CASE WHEN $7 = 1 THEN data END, result, "
-                "error_code, error_message, updated_at, failed_step, warnings, parent_index "
-                "FROM items WHERE jid = $1 AND idx > $2 "
-                "AND ($3::text IS NULL OR ref = $3) AND ($4::text IS NULL OR failed_step = $4) "
-                "AND ($5::text IS NULL OR error_code = $5) AND ($8::int < 0 OR "
-                "(CASE WHEN status <> 0 THEN status WHEN $9::bigint >= 0 AND idx >= $9 THEN 5 "
-                "WHEN idx < $10 THEN 1 ELSE 0 END) = $8) ORDER BY idx LIMIT $6",
-                &p, &res);
+        pg_param_i64(&p, x->f.status);
+        pg_param_i64(&p, r.cancel_at);
+        pg_param_i64(&p, r.cursor);
+        rc =
+            pg_exec(c,
+                    "SELECT idx, status, attempts, ref, CASE WHEN $7 = 1 THEN data END, result, "
+                    "error_code, error_message, updated_at, failed_step, warnings, parent_index "
+                    "FROM items WHERE jid = $1 AND idx > $2 "
+                    "AND ($3::text IS NULL OR ref = $3) AND ($4::text IS NULL OR failed_step = $4) "
+                    "AND ($5::text IS NULL OR error_code = $5) AND ($8::int < 0 OR "
+                    "(CASE WHEN status <> 0 THEN status WHEN $9::bigint >= 0 AND idx >= $9 THEN 5 "
+                    "WHEN idx < $10 THEN 1 ELSE 0 END) = $8) ORDER BY idx LIMIT $6",
+                    &p, &res);
     }
     if (rc < 0)
         return rc;
@@ -172,7 +174,7 @@ int pg_item_list(void *impl, const char *tenant, const char *job_id,
         x.f = *f;
     if (x.f.status < 0)
         x.f.status = -1;
-    int rc = run_tx(impl, item_list_body, items_out_undo, &x);
+    int rc = pg_run_tx(impl, item_list_body, items_out_undo, &x);
     *out = rc <= 0 ? NULL : x.list;
     *n = rc <= 0 ? 0 : x.n;
     if (rc == 0)

@@ -16,35 +16,35 @@
 
 #define NODE_FORGET_MS (24 * 3600000LL) /* node rows silent this long are deleted */
 
-int node_register_body(struct conn *c, void *vctx)
+int pg_node_register_body(struct conn *c, void *vctx)
 {
     struct node_ctx *x = vctx;
-    struct prm p = {0};
+    struct pg_params p = {0};
     char host[128] = "";
     gethostname(host, sizeof host - 1);
     buf_reset(&c->tmp);
     buf_printf(&c->tmp, "%s pid %ld", host, (long)getpid());
-    p_str(&p, x->node);
-    p_i64(&p, c->now);
-    p_str(&p, buf_cstr(&c->tmp));
-    int rc = ex(c,
-                "INSERT INTO nodes(node, started_at, last_seen, info) VALUES($1, $2, $2, $3) "
-                "ON CONFLICT(node) DO UPDATE SET last_seen = excluded.last_seen",
-                &p, NULL);
+    pg_param_str(&p, x->node);
+    pg_param_i64(&p, c->now);
+    pg_param_str(&p, buf_cstr(&c->tmp));
+    int rc = pg_exec(c,
+                     "INSERT INTO nodes(node, started_at, last_seen, info) VALUES($1, $2, $2, $3) "
+                     "ON CONFLICT(node) DO UPDATE SET last_seen = excluded.last_seen",
+                     &p, NULL);
     return rc < 0 ? rc : 0;
 }
 
 /* A node closing its store leaves the nodes table when it holds no claim (a graceful
  * shutdown gave them back; a CLI command never had any). */
-int node_leave_body(struct conn *c, void *vctx)
+int pg_node_leave_body(struct conn *c, void *vctx)
 {
     struct node_ctx *x = vctx;
-    struct prm p = {0};
-    p_str(&p, x->node);
-    int rc = ex(c,
-                "DELETE FROM nodes WHERE node = $1 AND NOT EXISTS "
-                "(SELECT 1 FROM claims WHERE claims.node = $1)",
-                &p, NULL);
+    struct pg_params p = {0};
+    pg_param_str(&p, x->node);
+    int rc = pg_exec(c,
+                     "DELETE FROM nodes WHERE node = $1 AND NOT EXISTS "
+                     "(SELECT 1 FROM claims WHERE claims.node = $1)",
+                     &p, NULL);
     return rc < 0 ? rc : 0;
 }
 
@@ -53,36 +53,37 @@ int node_leave_body(struct conn *c, void *vctx)
 static int heartbeat_body(struct conn *c, void *vctx)
 {
     struct node_ctx *x = vctx;
-    struct prm p = {0};
-    int rc = node_register_body(c, vctx);
+    struct pg_params p = {0};
+    int rc = pg_node_register_body(c, vctx);
     if (rc < 0)
         return rc;
     /* Leases of silent nodes end now: the token goes (a late write from the node is
      * refused) and released stays 0, so the takeover counts the attempt. */
-    p_i64(&p, c->now - x->timeout_ms);
-    p_str(&p, x->node);
-    rc = ex(c,
-            "UPDATE claims SET lease_until = 0, token = '' WHERE lease_until > 0 AND node <> $2 "
-            "AND node IN (SELECT node FROM nodes WHERE last_seen < $1)",
-            &p, NULL);
+    pg_param_i64(&p, c->now - x->timeout_ms);
+    pg_param_str(&p, x->node);
+    rc = pg_exec(
+        c,
+        "UPDATE claims SET lease_until = 0, token = '' WHERE lease_until > 0 AND node <> $2 "
+        "AND node IN (SELECT node FROM nodes WHERE last_seen < $1)",
+        &p, NULL);
     if (rc < 0)
         return rc;
     x->released = rc;
-    struct prm u = {0};
-    p_i64(&u, c->now - x->timeout_ms);
-    p_str(&u, x->node);
-    rc = ex(c,
-            "DELETE FROM sems WHERE node <> $2 AND node IN "
-            "(SELECT node FROM nodes WHERE last_seen < $1)",
-            &u, NULL);
+    struct pg_params u = {0};
+    pg_param_i64(&u, c->now - x->timeout_ms);
+    pg_param_str(&u, x->node);
+    rc = pg_exec(c,
+                 "DELETE FROM sems WHERE node <> $2 AND node IN "
+                 "(SELECT node FROM nodes WHERE last_seen < $1)",
+                 &u, NULL);
     if (rc < 0)
         return rc;
-    struct prm q = {0};
-    p_i64(&q, c->now - NODE_FORGET_MS);
-    rc = ex(c,
-            "DELETE FROM nodes WHERE last_seen < $1 AND NOT EXISTS "
-            "(SELECT 1 FROM claims WHERE claims.node = nodes.node)",
-            &q, NULL);
+    struct pg_params q = {0};
+    pg_param_i64(&q, c->now - NODE_FORGET_MS);
+    rc = pg_exec(c,
+                 "DELETE FROM nodes WHERE last_seen < $1 AND NOT EXISTS "
+                 "(SELECT 1 FROM claims WHERE claims.node = nodes.node)",
+                 &q, NULL);
     return rc < 0 ? rc : x->released;
 }
 
@@ -90,7 +91,7 @@ int pg_heartbeat(void *impl)
 {
     struct pg *s = impl;
     struct node_ctx x = {.node = s->node, .timeout_ms = s->opt.node_timeout_ms};
-    return run_tx(s, heartbeat_body, NULL, &x);
+    return pg_run_tx(s, heartbeat_body, NULL, &x);
 }
 
 const char *pg_node_id(void *impl)

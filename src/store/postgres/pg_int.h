@@ -10,7 +10,7 @@
  * the LISTEN watcher). The order in which transactions take locks is set out once,
  * in claims.c (Locks); the schema's notes are in schema.c.
  *
- * Every function here runs inside a transaction body (a pg_tx_fn given to run_tx) on
+ * Every function here runs inside a transaction body (a pg_tx_fn given to pg_run_tx) on
  * the connection it is handed, unless it says otherwise; none is thread-safe on one
  * connection, and a connection belongs to one transaction at a time. */
 #ifndef SLUICE_STORE_PG_INT_H
@@ -66,7 +66,7 @@ struct pg {
 };
 
 /* Statement parameters: text (NUL-terminated) or binary text (with a length). */
-struct prm {
+struct pg_params {
     int n;
     const char *v[MAXP];
     int len[MAXP];
@@ -74,40 +74,40 @@ struct prm {
     char num[MAXP][24];
 };
 
-typedef int (*tx_fn)(struct conn *c, void *ctx);
-typedef void (*tx_undo_fn)(void *ctx);
+typedef int (*pg_tx_fn)(struct conn *c, void *ctx);
+typedef void (*pg_tx_undo_fn)(void *ctx);
 
 /* Appends parameter s (NUL-terminated text; NULL is SQL NULL), borrowed until the
  * statement has run. */
-void p_str(struct prm *p, const char *s);
+void pg_param_str(struct pg_params *p, const char *s);
 /* Appends n bytes of text at s, not NUL-terminated (binary format; the SQL must cast the
  * parameter, $N::text). */
-void p_strn(struct prm *p, const char *s, size_t n);
+void pg_param_strn(struct pg_params *p, const char *s, size_t n);
 /* Appends v as a number (its text is kept in p). */
-void p_i64(struct prm *p, int64_t v);
+void pg_param_i64(struct pg_params *p, int64_t v);
 /* Runs sql with parameters p (may be NULL): the number of rows returned or affected, or
  * an error (E_SOFT for a retryable one); [out] *out (may be NULL) the result when it has
  * rows (else NULL), which the caller clears with PQclear. */
-int ex(struct conn *c, const char *sql, const struct prm *p, PGresult **out);
+int pg_exec(struct conn *c, const char *sql, const struct pg_params *p, PGresult **out);
 /* Column col of row row as a number; 0 when NULL. */
-int64_t gi(const PGresult *r, int row, int col);
+int64_t pg_col_i64(const PGresult *r, int row, int col);
 /* 1 when column col of row row is NULL. */
-int gnull(const PGresult *r, int row, int col);
+int pg_col_isnull(const PGresult *r, int row, int col);
 /* Column col of row row as a new string (caller frees), NULL when NULL; [out] *len (may
  * be NULL) its length. */
-char *gdup(const PGresult *r, int row, int col, size_t *len);
+char *pg_col_strdup(const PGresult *r, int row, int col, size_t *len);
 /* Column col of row row into dst of cap bytes, cut to fit, "" when NULL. */
-void gcopy(const PGresult *r, int row, int col, char *dst, size_t cap);
+void pg_col_copy(const PGresult *r, int row, int col, char *dst, size_t cap);
 /* src (NULL: "") into dst of cap bytes, cut to fit. */
-void copy_str(char *dst, size_t cap, const char *src);
-/* A PostgreSQL array literal ("{1,2}", "{\"a\",NULL}") built in b: arr_begin resets b,
- * arr_strn/arr_str/arr_i64 append an element (a NULL string is SQL NULL), arr_end closes
- * it and returns its text (b's). */
-void arr_begin(struct buf *b);
-void arr_strn(struct buf *b, const char *s, size_t n);
-void arr_str(struct buf *b, const char *s);
-void arr_i64(struct buf *b, int64_t v);
-const char *arr_end(struct buf *b);
+void pg_copy_str(char *dst, size_t cap, const char *src);
+/* A PostgreSQL array literal ("{1,2}", "{\"a\",NULL}") built in b: pg_arr_begin resets b,
+ * pg_arr_strn/pg_arr_str/pg_arr_i64 append an element (a NULL string is SQL NULL), pg_arr_end
+ * closes it and returns its text (b's). */
+void pg_arr_begin(struct buf *b);
+void pg_arr_strn(struct buf *b, const char *s, size_t n);
+void pg_arr_str(struct buf *b, const char *s);
+void pg_arr_i64(struct buf *b, int64_t v);
+const char *pg_arr_end(struct buf *b);
 /* A new session to url (caller PQfinishes it), or NULL (logged) when the server cannot
  * be reached. Outside any transaction. */
 PGconn *pg_connect(const char *url);
@@ -115,13 +115,13 @@ PGconn *pg_connect(const char *url);
  * transaction on soft errors: the one retry loop of this backend. When body or the
  * COMMIT fails, undo(ctx) (may be NULL) drops what body put in its outputs. Returns
  * body's result or a negative error. Thread-safe; called outside any transaction. */
-int run_tx(struct pg *s, tx_fn body, tx_undo_fn undo, void *ctx);
+int pg_run_tx(struct pg *s, pg_tx_fn body, pg_tx_undo_fn undo, void *ctx);
 
 /* ---- schema (schema.c) ----------------------------------------------------------- */
 
-/* A run_tx body (ctx unused): applies the migrations the database lacks, under the
+/* A pg_run_tx body (ctx unused): applies the migrations the database lacks, under the
  * migration lock. 0, or -SLUICE_E_INTERNAL for a schema newer than this sluice. */
-int migrate_body(struct conn *c, void *ctx);
+int pg_migrate_body(struct conn *c, void *ctx);
 
 /* ---- nodes (nodes.c) ------------------------------------------------------------- */
 
@@ -131,10 +131,10 @@ struct node_ctx {
     int released;
 };
 
-/* run_tx bodies on a struct node_ctx: register (or refresh) the node's row, and leave
+/* pg_run_tx bodies on a struct node_ctx: register (or refresh) the node's row, and leave
  * the nodes table when the node holds no claim. 0 or an error. */
-int node_register_body(struct conn *c, void *vctx);
-int node_leave_body(struct conn *c, void *vctx);
+int pg_node_register_body(struct conn *c, void *vctx);
+int pg_node_leave_body(struct conn *c, void *vctx);
 /* Stops s's watcher thread and waits for it, if it runs. Outside any transaction. */
 void pg_watch_stop(struct pg *s);
 
@@ -147,18 +147,18 @@ struct jobrow {
 
 /* Runs a statement returning JOB_COLS: 1 and [out] r (released by the caller with
  * store_job_release(&r->j)) when it returned a row, 0 when not, or an error. */
-int job_query(struct conn *c, const char *sql, const struct prm *p, struct jobrow *r);
+int pg_job_query(struct conn *c, const char *sql, const struct pg_params *p, struct jobrow *r);
 /* A visible job of tenant by public id: 1 found ([out] r), 0 not. lock: FOR UPDATE. */
-int job_load(struct conn *c, const char *tenant, const char *job_id, int lock, struct jobrow *r);
-/* job_load for readers: also a staging retry, which store.c shows NotStarted. */
-int job_load_visible(struct conn *c, const char *tenant, const char *job_id, struct jobrow *r);
+int pg_job_load(struct conn *c, const char *tenant, const char *job_id, int lock, struct jobrow *r);
+/* pg_job_load for readers: also a staging retry, which store.c shows NotStarted. */
+int pg_job_load_visible(struct conn *c, const char *tenant, const char *job_id, struct jobrow *r);
 /* The job row jid ([out] r): 1, or -SLUICE_E_INTERNAL when it is gone. */
-int job_load_jid(struct conn *c, int64_t jid, struct jobrow *r);
+int pg_job_load_jid(struct conn *c, int64_t jid, struct jobrow *r);
 /* After a relative update of the counts (row r as returned, lock held): finishes the
  * job when its last item is done (saving it and queueing its callback). 0 or an error. */
-int job_finish_if_done(struct conn *c, struct jobrow *r);
+int pg_job_finish_if_done(struct conn *c, struct jobrow *r);
 /* Wakes the nodes' watchers at COMMIT (NOTIFY sluice_work). 0 or an error. */
-int notify_work(struct conn *c);
+int pg_notify_work(struct conn *c);
 
 /* ---- documents (docs.c) ---------------------------------------------------------- */
 
@@ -173,9 +173,9 @@ struct doc_result {
  * 0 applied ([out] w; w->data may point into c->tmp until the next change),
  * -SLUICE_E_DOCUMENT_NOT_FOUND, -SLUICE_E_INVALID_DATA, -SLUICE_E_ITEM_TOO_LARGE,
  * -SLUICE_E_PRECONDITION_FAILED or a store error. */
-int doc_apply(struct conn *c, const char *tenant, const char *coll, const char *ref, size_t ref_len,
-              enum store_op op, const char *data, size_t data_len, int64_t if_match,
-              const char *job_id, int64_t item_index, struct doc_result *w);
+int pg_doc_apply(struct conn *c, const char *tenant, const char *coll, const char *ref,
+                 size_t ref_len, enum store_op op, const char *data, size_t data_len,
+                 int64_t if_match, const char *job_id, int64_t item_index, struct doc_result *w);
 
 /* ---- the operations (store_postgres_ops) ----------------------------------------- */
 

@@ -1,5 +1,5 @@
 /* schema.c - the PostgreSQL backend's schema: its migrations in order and the body
- * that applies them at open (migrate_body).
+ * that applies them at open (pg_migrate_body).
  *
  * Schema (migrations[] below, recorded in schema_version; applied under
  * pg_advisory_xact_lock so nodes starting together do not race):
@@ -254,37 +254,37 @@ static const char *const *const migrations[] = {m001, m002, m003, m004};
 
 /* ---- applying them -------------------------------------------------------------- */
 
-int migrate_body(struct conn *c, void *ctx)
+int pg_migrate_body(struct conn *c, void *ctx)
 {
     (void)ctx;
-    struct prm p = {0};
+    struct pg_params p = {0};
     PGresult *r = NULL;
-    p_i64(&p, MIGRATION_LOCK);
-    int rc = ex(c, "SELECT pg_advisory_xact_lock($1::bigint)", &p, NULL);
+    pg_param_i64(&p, MIGRATION_LOCK);
+    int rc = pg_exec(c, "SELECT pg_advisory_xact_lock($1::bigint)", &p, NULL);
     if (rc < 0)
         return rc;
-    rc = ex(c,
-            "CREATE TABLE IF NOT EXISTS schema_version("
-            "version int PRIMARY KEY, applied_at bigint NOT NULL)",
-            NULL, NULL);
+    rc = pg_exec(c,
+                 "CREATE TABLE IF NOT EXISTS schema_version("
+                 "version int PRIMARY KEY, applied_at bigint NOT NULL)",
+                 NULL, NULL);
     if (rc < 0)
         return rc;
-    if ((rc = ex(c, "SELECT coalesce(max(version), 0) FROM schema_version", NULL, &r)) < 0)
+    if ((rc = pg_exec(c, "SELECT coalesce(max(version), 0) FROM schema_version", NULL, &r)) < 0)
         return rc;
-    int64_t have = gi(r, 0, 0);
+    int64_t have = pg_col_i64(r, 0, 0);
     PQclear(r);
     const int64_t want = (int64_t)(sizeof migrations / sizeof migrations[0]);
     if (have > want) /* written by a newer sluice */
         return -SLUICE_E_INTERNAL;
     for (int64_t v = have + 1; v <= want; v++) {
         for (const char *const *stmt = migrations[v - 1]; *stmt; stmt++)
-            if ((rc = ex(c, *stmt, NULL, NULL)) < 0)
+            if ((rc = pg_exec(c, *stmt, NULL, NULL)) < 0)
                 return rc;
-        struct prm q = {0};
-        p_i64(&q, v);
-        p_i64(&q, c->now);
-        if ((rc = ex(c, "INSERT INTO schema_version(version, applied_at) VALUES($1, $2)", &q,
-                     NULL)) < 0)
+        struct pg_params q = {0};
+        pg_param_i64(&q, v);
+        pg_param_i64(&q, c->now);
+        if ((rc = pg_exec(c, "INSERT INTO schema_version(version, applied_at) VALUES($1, $2)", &q,
+                          NULL)) < 0)
             return rc;
     }
     return 0;
