@@ -10,9 +10,9 @@
  * the LISTEN watcher). The order in which transactions take locks is set out once,
  * in claims.c (Locks); the schema's notes are in schema.c.
  *
- * Every function here runs inside a transaction body (a pg_tx_fn given to pg_run_tx) on
- * the connection it is handed, unless it says otherwise; none is thread-safe on one
- * connection, and a connection belongs to one transaction at a time. */
+ * A function taking a struct conn runs inside a transaction body (a pg_tx_fn given to
+ * pg_run_tx) on the connection it is handed: a connection belongs to one transaction,
+ * and so to one thread, at a time. */
 #ifndef SLUICE_STORE_PG_INT_H
 #define SLUICE_STORE_PG_INT_H
 
