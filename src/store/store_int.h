@@ -39,7 +39,7 @@ int store_doc_merge(const char *cur, size_t cur_len, const char *patch, size_t p
 /* The embedded backend (sqlite/), for URLs "sqlite:PATH". */
 extern const struct store_ops store_sqlite_ops;
 
-/* The shared backend (postgres.c), for URLs "postgres://..." and "postgresql://...". */
+/* The shared backend (postgres/), for URLs "postgres://..." and "postgresql://...". */
 extern const struct store_ops store_postgres_ops;
 
 /* Its schema migrations in order (001 first): only for tests that build a database

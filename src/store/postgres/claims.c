@@ -1,0 +1,1134 @@
+/* claims.c - the PostgreSQL backend's claims of work: store_claim (settling expired
+ * claims, then a new range, tenant by tenant), store_complete (the item outcomes, their
+ * doc ops - batched when they are all upserts - and step tallies), store_release,
+ * store_expire_claims, store_stats, and the encoding of item events.
+ *
+ * DESIGN
+ * Locks (always taken in this order, so transactions do not deadlock; a deadlock that
+ * still happens - two batches upserting the same documents in opposite orders - is
+ * a soft error and retried): runnable row -> claim row -> item rows -> documents ->
+ * job row -> tenant row. Claims lock a runnable row (SKIP LOCKED: a job being claimed
+ * elsewhere is passed over for the next; only when every candidate is busy does a
+ * claim wait for one), read the job row without a lock (only claims and cancels,
+ * both holding the runnable row, move the cursor or the status away from runnable),
+ * and change the counts with relative updates at the end. Completions lock the claim
+ * row FOR UPDATE (a takeover in flight makes them wait, then the token no longer
+ * matches: LEASE_LOST, nothing written), lock and update the item rows in one
+ * statement (unnest of arrays), then update the job counts relatively, so the job row
+ * is locked only from that update to COMMIT. The job finishes in the transaction that
+ * sees pending = processing = 0 under that lock, so exactly one transaction finishes
+ * it and queues its callback.
+ */
+#include <libpq-fe.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/postgres/pg_int.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/ids.h"
+#include "util/xmalloc.h"
+
+#define WIN_MS 5000
+#define CLAIM_TRIES 64
+
+/* ---- events ---------------------------------------------------------------------- */
+
+static void event_add(struct buf *b, const char *at, const char *stage, const char *step,
+                      const char *level, const char *code, const char *message)
+{
+    if (b->len > 1)
+        buf_putc(b, ',');
+    buf_puts(b, "{\"at\":\"");
+    buf_puts(b, at);
+    buf_puts(b, "\",\"stage\":");
+    buf_json_str(b, stage, strlen(stage));
+    if (step) {
+        buf_puts(b, ",\"step\":");
+        buf_json_str(b, step, strlen(step));
+    }
+    buf_puts(b, ",\"level\":");
+    buf_json_str(b, level, strlen(level));
+    buf_puts(b, ",\"code\":");
+    buf_json_str(b, code, strlen(code));
+    buf_puts(b, ",\"message\":");
+    buf_json_str(b, message, strlen(message));
+    buf_putc(b, '}');
+}
+
+static void events_add_array(struct buf *b, const char *arr)
+{
+    if (!arr)
+        return;
+    const char *p = arr, *e = arr + strlen(arr);
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\t'))
+        e--;
+    if (e - p < 2 || *p != '[' || e[-1] != ']')
+        return;
+    p++, e--;
+    const char *q0 = p;
+    while (q0 < e && (*q0 == ' ' || *q0 == '\n' || *q0 == '\r' || *q0 == '\t'))
+        q0++;
+    if (q0 == e)
+        return;
+    if (b->len > 1)
+        buf_putc(b, ',');
+    buf_append(b, p, (size_t)(e - p));
+}
+
+/* The array literal of ids[0..n) in b. */
+static const char *jid_array(struct buf *b, const int64_t *ids, int n)
+{
+    pg_arr_begin(b);
+    for (int i = 0; i < n; i++)
+        pg_arr_i64(b, ids[i]);
+    return pg_arr_end(b);
+}
+
+/* ---- claims ---------------------------------------------------------------------- */
+
+struct claim_ctx {
+    struct pg *s;
+    size_t max_items;
+    int64_t lease_ms;
+    int max_attempts;
+    const struct store_claim_gate *gate;
+    int max_active_jobs;
+    struct store_claim *out;
+    const struct store_claim *c;
+    struct store_outcome *outs;
+    size_t n;
+    const struct store_step_count *steps;
+    size_t nsteps;
+};
+
+static void claim_items_free(struct store_claim_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(items[i].ref);
+        free(items[i].data);
+    }
+    free(items);
+}
+
+static int cmp_claim_item(const void *a, const void *b)
+{
+    const struct store_claim_item *x = a, *y = b;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static void fill_claim(struct store_claim *out, const struct jobrow *r, int64_t claim_id,
+                       const char *token, int64_t lo, int64_t hi, int64_t now, int64_t lease_until,
+                       struct store_claim_item *items, size_t n)
+{
+    memset(out, 0, sizeof *out);
+    out->claim_id = claim_id;
+    pg_copy_str(out->token, sizeof out->token, token);
+    pg_copy_str(out->job_id, sizeof out->job_id, r->j.id);
+    pg_copy_str(out->tenant, sizeof out->tenant, r->j.tenant);
+    pg_copy_str(out->workflow, sizeof out->workflow, r->j.workflow);
+    out->from = lo;
+    out->to = hi;
+    out->claimed_at = now;
+    out->lease_until = lease_until;
+    out->n = n;
+    out->items = items;
+}
+
+/* Applies relative count changes to job jid and finishes it when done (the job row
+ * is locked from here to COMMIT). progress: also sets last_progress_at. */
+static int job_counts_add(struct conn *c, int64_t jid, int64_t processing, int64_t failed,
+                          int64_t canceled, int progress, struct jobrow *out)
+{
+    struct pg_params p = {0};
+    struct jobrow r;
+    pg_param_i64(&p, jid);
+    pg_param_i64(&p, processing);
+    pg_param_i64(&p, failed);
+    pg_param_i64(&p, canceled);
+    pg_param_i64(&p, c->now);
+    pg_param_i64(&p, progress);
+    int rc = pg_job_query(c,
+                          "UPDATE jobs SET processing = processing + $2, failed = failed + $3, "
+                          "canceled = canceled + $4, updated_at = $5, last_progress_at = "
+                          "CASE WHEN $6 = 1 THEN $5 ELSE last_progress_at END WHERE jid = $1 "
+                          "RETURNING " JOB_COLS,
+                          &p, &r);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_INTERNAL;
+    rc = progress ? pg_job_finish_if_done(c, &r) : 0;
+    if (out && rc >= 0)
+        *out = r;
+    else
+        store_job_release(&r.j);
+    return rc;
+}
+
+/* Settles a claim whose holder is gone (see sqlite/claims.c): canceled job -> its pending
+ * items Canceled; else unless released each counts the lost attempt and fails at
+ * max_attempts. Items left are re-leased to out (1); else the claim goes (0). */
+static int settle_claim(struct conn *c, struct pg *s, int64_t claim_id, int64_t jid, int64_t lo,
+                        int64_t hi, int released, int max_attempts, int64_t lease_ms,
+                        struct store_claim *out)
+{
+    struct jobrow r;
+    PGresult *res = NULL;
+    struct store_claim_item *items = NULL;
+    size_t n = 0;
+    char ts[25], token[STORE_ID_MAX];
+    int64_t failed = 0, canceled = 0;
+    int rc = pg_job_load_jid(c, jid, &r);
+    if (rc < 0)
+        return rc;
+    clock_fmt_ms(c->now, ts);
+    int canceling = r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED;
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_i64(&p, lo);
+    pg_param_i64(&p, hi);
+    pg_param_i64(&p, c->now);
+    if (canceling) {
+        rc = pg_exec(c,
+                     "UPDATE items SET status = 5, updated_at = $4 WHERE jid = $1 AND idx >= $2 "
+                     "AND idx < $3 AND status = 0",
+                     &p, NULL);
+        if (rc < 0)
+            goto out;
+        canceled = rc;
+        goto drop;
+    }
+    if (released) {
+        rc = pg_exec(
+            c,
+            "SELECT idx, status, attempts, ref, data FROM items WHERE jid = $1 AND idx >= $2 "
+            "AND idx < $3 AND status = 0 AND $4::bigint > 0 ORDER BY idx",
+            &p, &res);
+    } else {
+        pg_param_str(&p, ts);
+        pg_param_i64(&p, max_attempts);
+        pg_param_str(&p, sluice_err_code(SLUICE_E_MAX_ATTEMPTS));
+        rc = pg_exec(
+            c,
+            "UPDATE items SET attempts = attempts + 1, updated_at = $4, "
+            "status = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN 3 ELSE 0 END, "
+            "error_code = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN $7 ELSE error_code "
+            "END, error_message = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN "
+            "format('abandoned after %s attempts', attempts + 1) ELSE error_message END, "
+            "events = (SELECT CASE WHEN events IS NULL OR events = '[]' THEN '[' || e || ']' "
+            "ELSE left(events, -1) || ',' || e || ']' END FROM (SELECT format("
+            "'{\"at\":\"%s\",\"stage\":\"claim\",\"level\":\"warn\",\"code\":\"LeaseExpired\","
+            "\"message\":\"lease expired on attempt %s; item given to another worker\"}', "
+            "$5::text, attempts + 1) || CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN format("
+            "',{\"at\":\"%s\",\"stage\":\"claim\",\"level\":\"error\",\"code\":\"%s\","
+            "\"message\":\"abandoned after %s attempts\"}', $5::text, $7::text, attempts + 1)"
+            " ELSE '' END AS e) ev) "
+            "WHERE jid = $1 AND idx >= $2 AND idx < $3 AND status = 0 "
+            "RETURNING idx, status, attempts, ref, data",
+            &p, &res);
+    }
+    if (rc < 0)
+        goto out;
+    items = xcalloc((size_t)rc + 1, sizeof *items);
+    for (int i = 0; i < rc; i++) {
+        if (pg_col_i64(res, i, 1) != ITEM_PENDING) {
+            failed++;
+            continue;
+        }
+        struct store_claim_item *it = &items[n++];
+        it->index = pg_col_i64(res, i, 0);
+        it->attempts = (int)pg_col_i64(res, i, 2);
+        it->ref = pg_col_strdup(res, i, 3, NULL);
+        it->data = pg_col_strdup(res, i, 4, &it->data_len);
+    }
+    PQclear(res);
+    res = NULL;
+    if (n > 0 && out) {
+        qsort(items, n, sizeof *items, cmp_claim_item);
+        if ((rc = ids_random("lt_", 24, token)) < 0)
+            goto out;
+        struct pg_params q = {0};
+        pg_param_i64(&q, claim_id);
+        pg_param_str(&q, token);
+        pg_param_i64(&q, (int64_t)n);
+        pg_param_i64(&q, c->now + lease_ms);
+        pg_param_i64(&q, c->now);
+        pg_param_str(&q, s->node);
+        rc = pg_exec(
+            c,
+            "UPDATE claims SET token = $2, remaining = $3, lease_until = $4, claimed_at = $5, "
+            "released = 0, node = $6 WHERE claim_id = $1",
+            &q, NULL);
+        if (rc < 0)
+            goto out;
+        if (failed > 0 && (rc = job_counts_add(c, jid, -failed, failed, 0, 0, NULL)) < 0)
+            goto out;
+        fill_claim(out, &r, claim_id, token, lo, hi, c->now, c->now + lease_ms, items, n);
+        items = NULL;
+        n = 0;
+        rc = 1;
+        goto out;
+    }
+    if (n > 0) { /* only reachable without out: keep the claim as is */
+        rc = 0;
+        goto out;
+    }
+drop:;
+    struct pg_params d = {0};
+    pg_param_i64(&d, claim_id);
+    if ((rc = pg_exec(c, "DELETE FROM claims WHERE claim_id = $1", &d, NULL)) < 0)
+        goto out;
+    rc = job_counts_add(c, jid, -(failed + canceled), failed, canceled, 1, NULL);
+    if (rc > 0)
+        rc = 0;
+out:
+    PQclear(res);
+    claim_items_free(items, n);
+    store_job_release(&r.j);
+    return rc;
+}
+
+/* A new range from the cursor of job jid, whose runnable row the caller holds:
+ * 1 claimed into x->out, 0 nothing runnable in it now. */
+static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *x)
+{
+    struct jobrow r;
+    PGresult *res = NULL;
+    struct store_claim_item *items = NULL;
+    size_t n = 0;
+    char token[STORE_ID_MAX];
+    int rc = pg_job_load_jid(c, jid, &r);
+    if (rc < 0)
+        return rc;
+    rc = 0;
+    if ((r.j.status != JOB_NOT_STARTED && r.j.status != JOB_RUNNING) ||
+        r.cursor >= r.j.counts.total)
+        goto out;
+    int64_t lo = r.cursor, hi = r.cursor + (int64_t)x->max_items;
+    if (hi > r.j.counts.total)
+        hi = r.j.counts.total;
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_i64(&p, lo);
+    pg_param_i64(&p, hi);
+    /* Each item with the status of its previous same-ref item when that one lies
+     * before the range (-1 otherwise): the range stops before one still pending. */
+    rc = pg_exec(
+        c,
+        "SELECT i.idx, i.attempts, i.ref, i.data, CASE WHEN i.prev_idx >= 0 AND i.prev_idx < "
+        "$2 THEN coalesce((SELECT p.status FROM items p WHERE p.jid = i.jid AND p.idx = "
+        "i.prev_idx), 0) ELSE -1 END FROM items i WHERE i.jid = $1 AND i.idx >= $2 "
+        "AND i.idx < $3 ORDER BY i.idx",
+        &p, &res);
+    if (rc < 0)
+        goto out;
+    items = xcalloc((size_t)rc + 1, sizeof *items);
+    for (int i = 0; i < rc; i++) {
+        if (pg_col_i64(res, i, 4) == ITEM_PENDING)
+            break; /* same-ref order: wait until the previous item of this ref is done */
+        struct store_claim_item *it = &items[n++];
+        it->index = pg_col_i64(res, i, 0);
+        it->attempts = (int)pg_col_i64(res, i, 1);
+        it->ref = pg_col_strdup(res, i, 2, NULL);
+        it->data = pg_col_strdup(res, i, 3, &it->data_len);
+    }
+    PQclear(res);
+    res = NULL;
+    rc = 0;
+    if (n == 0)
+        goto out;
+    if (x->gate) {
+        size_t granted =
+            x->gate->admit(x->gate->ctx, r.j.tenant, r.j.id, r.j.uses ? r.j.uses : "", n);
+        while (n > granted) {
+            n--;
+            free(items[n].ref);
+            free(items[n].data);
+        }
+        if (n == 0)
+            goto out;
+    }
+    hi = lo + (int64_t)n;
+    if ((rc = ids_random("lt_", 24, token)) < 0)
+        goto out;
+    struct pg_params q = {0};
+    pg_param_str(&q, token);
+    pg_param_i64(&q, jid);
+    pg_param_i64(&q, lo);
+    pg_param_i64(&q, hi);
+    pg_param_i64(&q, c->now + x->lease_ms);
+    pg_param_i64(&q, c->now);
+    pg_param_str(&q, x->s->node);
+    rc = pg_exec(c,
+                 "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at, node) "
+                 "VALUES($1, $2, $3, $4, $4::bigint - $3::bigint, $5, $6, $7) RETURNING claim_id",
+                 &q, &res);
+    if (rc < 0)
+        goto out;
+    int64_t claim_id = pg_col_i64(res, 0, 0);
+    PQclear(res);
+    res = NULL;
+    struct pg_params u = {0};
+    pg_param_i64(&u, jid);
+    pg_param_i64(&u, hi);
+    pg_param_i64(&u, (int64_t)n);
+    pg_param_i64(&u, claim_id);
+    pg_param_i64(&u, c->now);
+    rc = pg_exec(c,
+                 "UPDATE jobs SET status = CASE WHEN status = 1 THEN 2 ELSE status END, "
+                 "started_at = CASE WHEN status = 1 THEN $5 ELSE started_at END, "
+                 "win_done = CASE WHEN win_at = 0 THEN 0 ELSE win_done END, "
+                 "win_at = CASE WHEN win_at = 0 THEN $5 ELSE win_at END, next_idx = $2, "
+                 "pending = pending - $3, processing = processing + $3, last_claim = $4, "
+                 "updated_at = $5 WHERE jid = $1",
+                 &u, NULL);
+    if (rc < 0)
+        goto out;
+    struct pg_params v = {0};
+    pg_param_i64(&v, jid);
+    pg_param_i64(&v, claim_id);
+    rc = pg_exec(c,
+                 hi >= r.j.counts.total
+                     ? "DELETE FROM runnable WHERE jid = $1 AND $2::bigint > 0"
+                     : "UPDATE runnable SET last_claim = $2, started = 1 WHERE jid = $1",
+                 &v, NULL);
+    if (rc < 0)
+        goto out;
+    if (r.j.status == JOB_NOT_STARTED)
+        r.j.status = JOB_RUNNING;
+    fill_claim(x->out, &r, claim_id, token, lo, hi, c->now, c->now + x->lease_ms, items, n);
+    items = NULL;
+    n = 0;
+    rc = 1;
+out:
+    PQclear(res);
+    claim_items_free(items, n);
+    store_job_release(&r.j);
+    return rc;
+}
+
+/* Tenant turn (see FAIRNESS in sqlite/claims.c). */
+static int tenant_turn(struct conn *c, const char *tenant, int64_t claim_id)
+{
+    struct pg_params p = {0};
+    pg_param_str(&p, tenant);
+    pg_param_i64(&p, claim_id);
+    int rc = pg_exec(c,
+                     "INSERT INTO tenants AS t (tenant, last_claim) VALUES($1, $2) "
+                     "ON CONFLICT(tenant) DO UPDATE SET "
+                     "turns = CASE WHEN t.turns + 1 >= t.weight THEN 0 ELSE t.turns + 1 END, "
+                     "last_claim = CASE WHEN t.turns + 1 >= t.weight THEN $2 ELSE t.last_claim END",
+                     &p, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+static int claim_body(struct conn *c, void *vctx)
+{
+    struct claim_ctx *x = vctx;
+    PGresult *r = NULL;
+    int rc;
+    memset(x->out, 0, sizeof *x->out);
+
+    /* 1. Expired (or released) claims first; SKIP LOCKED: one another node settles
+     *    or completes right now is not ours to take. */
+    int settled = 0;
+    for (int guard = 0; guard < 256; guard++, settled++) {
+        struct pg_params p = {0};
+        pg_param_i64(&p, c->now);
+        rc = pg_exec(c,
+                     "SELECT claim_id, jid, lo, hi, released FROM claims WHERE lease_until <= $1 "
+                     "ORDER BY lease_until LIMIT 1 FOR UPDATE SKIP LOCKED",
+                     &p, &r);
+        if (rc <= 0)
+            break;
+        int64_t claim_id = pg_col_i64(r, 0, 0), jid = pg_col_i64(r, 0, 1), lo = pg_col_i64(r, 0, 2),
+                hi = pg_col_i64(r, 0, 3);
+        int released = (int)pg_col_i64(r, 0, 4);
+        PQclear(r);
+        r = NULL;
+        rc = settle_claim(c, x->s, claim_id, jid, lo, hi, released, x->max_attempts, x->lease_ms,
+                          x->out);
+        if (rc != 0)
+            return rc;
+    }
+    if (rc < 0)
+        return rc;
+    PQclear(r);
+    r = NULL;
+
+    /* 2. A new range: the tenant, then its job (see FAIRNESS in sqlite/claims.c). */
+    char tenants[16][STORE_NAME_MAX];
+    int ntenants = 0, tries = 0;
+    rc = pg_exec(
+        c,
+        "SELECT rt.tenant FROM (SELECT DISTINCT tenant FROM runnable) rt LEFT JOIN tenants t "
+        "ON t.tenant = rt.tenant ORDER BY coalesce(t.last_claim, 0), rt.tenant LIMIT 16",
+        NULL, &r);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < rc && i < 16; i++)
+        pg_col_copy(r, i, 0, tenants[ntenants++], STORE_NAME_MAX);
+    PQclear(r);
+    r = NULL;
+    int64_t tried[CLAIM_TRIES];
+    int ntried = 0;
+    for (int wait = 0; wait < 2; wait++) {
+        for (int t = 0; t < ntenants && tries < CLAIM_TRIES; t++) {
+            int at_cap = 0;
+            if (x->max_active_jobs > 0) {
+                struct pg_params p = {0};
+                pg_param_str(&p, tenants[t]);
+                if ((rc = pg_exec(
+                         c, "SELECT count(*) FROM jobs WHERE tenant = $1 AND status IN (2, 3)", &p,
+                         &r)) < 0)
+                    return rc;
+                at_cap = pg_col_i64(r, 0, 0) >= x->max_active_jobs;
+                PQclear(r);
+                r = NULL;
+            }
+            /* First pass: the best job nobody is claiming from (SKIP LOCKED). Second
+             * pass, only when a candidate was busy: wait for the best one. */
+            for (; tries < CLAIM_TRIES; tries++) {
+                struct pg_params p = {0};
+                pg_param_str(&p, tenants[t]);
+                pg_param_i64(&p, at_cap);
+                pg_param_str(&p, jid_array(&c->arr[0], tried, ntried));
+                rc = pg_exec(
+                    c,
+                    wait ? "SELECT jid FROM runnable WHERE tenant = $1 AND ($2 = 0 OR "
+                           "started = 1) AND jid <> ALL($3::bigint[]) ORDER BY priority DESC, "
+                           "last_claim, jid LIMIT 1 FOR UPDATE"
+                         : "SELECT jid FROM runnable WHERE tenant = $1 AND ($2 = 0 OR "
+                           "started = 1) AND jid <> ALL($3::bigint[]) ORDER BY priority DESC, "
+                           "last_claim, jid LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    &p, &r);
+                if (rc < 0)
+                    return rc;
+                int64_t jid = rc > 0 ? pg_col_i64(r, 0, 0) : 0;
+                PQclear(r);
+                r = NULL;
+                if (rc == 0)
+                    break;
+                tried[ntried++] = jid;
+                rc = claim_new_range(c, jid, x);
+                if (rc < 0)
+                    return rc;
+                if (rc == 0) {
+                    if (wait)
+                        break; /* waited once; the next poll tries again */
+                    continue;
+                }
+                rc = tenant_turn(c, tenants[t], x->out->claim_id);
+                return rc < 0 ? rc : 1;
+            }
+        }
+        /* No waiting while this transaction holds job rows of settled claims: the
+         * holder of the runnable row may be waiting for one of them. */
+        if (wait || tries >= CLAIM_TRIES || settled)
+            break;
+        /* Was a started job passed over because another claim held it? */
+        struct pg_params p = {0};
+        pg_param_str(&p, jid_array(&c->arr[0], tried, ntried));
+        rc = pg_exec(
+            c, "SELECT 1 FROM runnable WHERE jid <> ALL($1::bigint[]) AND started = 1 LIMIT 1", &p,
+            NULL);
+        if (rc <= 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void claim_undo(void *vctx)
+{
+    struct claim_ctx *x = vctx;
+    store_claim_release(x->out);
+    memset(x->out, 0, sizeof *x->out);
+}
+
+int pg_claim(void *impl, const struct store_claim_opts *o, struct store_claim *out)
+{
+    struct claim_ctx x = {.s = impl,
+                          .max_items = o->max_items ? o->max_items : 1,
+                          .lease_ms = o->lease_ms,
+                          .max_attempts = o->max_attempts,
+                          .max_active_jobs = o->max_active_jobs,
+                          .gate = o->gate,
+                          .out = out};
+    memset(out, 0, sizeof *out);
+    return pg_run_tx(impl, claim_body, claim_undo, &x);
+}
+
+/* The claim's row, locked, if c's token still holds it: 1, or 0 when taken over. */
+static int claim_check(struct conn *c, const struct store_claim *cl, int64_t *jid, int64_t *lo,
+                       int64_t *hi, int64_t *remaining)
+{
+    struct pg_params p = {0};
+    PGresult *r;
+    pg_param_i64(&p, cl->claim_id);
+    pg_param_str(&p, cl->token);
+    int rc = pg_exec(c,
+                     "SELECT jid, lo, hi, remaining FROM claims WHERE claim_id = $1 AND token = $2 "
+                     "AND token <> '' FOR UPDATE",
+                     &p, &r);
+    if (rc <= 0)
+        return rc;
+    *jid = pg_col_i64(r, 0, 0);
+    *lo = pg_col_i64(r, 0, 1);
+    *hi = pg_col_i64(r, 0, 2);
+    *remaining = pg_col_i64(r, 0, 3);
+    PQclear(r);
+    return 1;
+}
+
+static const struct store_claim_item *claim_find(const struct store_claim *cl, int64_t index)
+{
+    size_t lo = 0, hi = cl->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cl->items[mid].index < index)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < cl->n && cl->items[lo].index == index ? &cl->items[lo] : NULL;
+}
+
+/* As in sqlite/claims.c: applies the doc ops of outcome o in order. 0 all applied (c->res
+ * holds the last op's result JSON), 1 an op could not apply, or a store error. */
+static int apply_ops(struct conn *c, const struct jobrow *r, const struct store_claim_item *ci,
+                     struct store_outcome *o, const char *ts, char *msg, size_t cap)
+{
+    struct doc_result w;
+    for (size_t j = 0; j < o->nops; j++) {
+        struct store_doc_op *op = &o->ops[j];
+        const char *coll = op->collection ? op->collection : "";
+        const char *ref = op->ref ? op->ref : ci->ref;
+        size_t ref_len = strlen(ref);
+        int rc =
+            pg_doc_apply(c, r->j.tenant, coll, ref, ref_len, op->op, op->data ? op->data : ci->data,
+                         op->data ? op->data_len : ci->data_len, -1, r->j.id, o->index, &w);
+        if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA ||
+            rc == -SLUICE_E_ITEM_TOO_LARGE) {
+            op->error = rc;
+            if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
+                snprintf(msg, cap, "%s/%s does not exist", coll, ref);
+            else if (rc == -SLUICE_E_ITEM_TOO_LARGE)
+                snprintf(msg, cap, "%s/%s would be larger than %zu bytes after the %s", coll, ref,
+                         c->max_doc_bytes, op->op == STORE_OP_PATCH ? "patch" : "upsert");
+            else
+                snprintf(msg, cap, "%s/%s: data cannot be applied as %s", coll, ref,
+                         op->op == STORE_OP_PATCH ? "a merge patch" : "a document");
+            event_add(&c->ev, ts, "apply", op->step, "error", sluice_err_code(rc), msg);
+            return 1;
+        }
+        if (rc < 0)
+            return rc;
+        op->version = w.version;
+        op->created = w.created;
+        snprintf(msg, cap, "%s/%s %sversion %lld", coll, ref,
+                 op->op == STORE_OP_DELETE ? "deleted, " : "", (long long)w.version);
+        event_add(&c->ev, ts, "apply", op->step, "info", "VersionWritten", msg);
+        if (j + 1 == o->nops) {
+            buf_reset(&c->res);
+            buf_puts(&c->res, "{\"collection\":");
+            buf_json_str(&c->res, coll, strlen(coll));
+            buf_puts(&c->res, ",\"ref\":");
+            buf_json_str(&c->res, ref, ref_len);
+            buf_printf(&c->res, ",\"version\":%lld,\"created\":%s}", (long long)w.version,
+                       w.created ? "true" : "false");
+        }
+    }
+    return 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One document op of a batch (batch_upserts). */
+struct bop {
+    struct store_doc_op *op;
+    const char *coll, *ref, *data;
+    size_t data_len;
+    int64_t index;
+};
+
+static int cmp_bop(const void *a, const void *b)
+{
+    const struct bop *x = a, *y = b;
+    int d = strcmp(x->coll, y->coll);
+    return d ? d : strcmp(x->ref, y->ref);
+}
+
+/* The fast path of store_complete's doc ops: when every op of the items this call
+ * finishes is an upsert with data, each of a different document, they are applied by
+ * one INSERT ... ON CONFLICT over arrays, in (collection, ref) order so that batches
+ * running at once on several nodes lock documents in the same order. Fills each op's
+ * version and created. 1 applied, 0 not eligible (nothing done: the caller applies
+ * the ops one by one), or a store error. */
+static int batch_upserts(struct conn *c, const struct jobrow *r, const struct store_claim *cl,
+                         struct store_outcome *outs, size_t n, int64_t lo, int64_t hi,
+                         const int64_t *pending, size_t npending)
+{
+    struct bop *b = NULL;
+    size_t nb = 0, cap = 0;
+    PGresult *res = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct store_outcome *o = &outs[i];
+        const struct store_claim_item *ci = claim_find(cl, o->index);
+        if (!ci || o->index < lo || o->index >= hi ||
+            !bsearch(&o->index, pending, npending, sizeof *pending, cmp_i64))
+            continue;
+        for (size_t j = 0; j < o->nops; j++) {
+            struct store_doc_op *op = &o->ops[j];
+            const char *data = op->data ? op->data : ci->data;
+            if (op->op != STORE_OP_UPSERT || !data)
+                goto out; /* not eligible */
+            if (nb == cap) {
+                cap = cap ? cap * 2 : 256;
+                b = xrealloc(b, cap * sizeof *b);
+            }
+            b[nb++] = (struct bop){
+                op,   op->collection ? op->collection : "",   op->ref ? op->ref : ci->ref,
+                data, op->data ? op->data_len : ci->data_len, o->index};
+        }
+    }
+    if (nb < 2)
+        goto out;
+    qsort(b, nb, sizeof *b, cmp_bop);
+    for (size_t i = 1; i < nb; i++)
+        if (cmp_bop(&b[i - 1], &b[i]) == 0)
+            goto out; /* one document twice: the ops must apply in order, one by one */
+    struct buf *ac = &c->arr[1], *ar = &c->arr[2], *ad = &c->arr[3], *ai = &c->arr[4];
+    pg_arr_begin(ac);
+    pg_arr_begin(ar);
+    pg_arr_begin(ad);
+    pg_arr_begin(ai);
+    for (size_t i = 0; i < nb; i++) {
+        pg_arr_str(ac, b[i].coll);
+        pg_arr_str(ar, b[i].ref);
+        pg_arr_strn(ad, b[i].data, b[i].data_len);
+        pg_arr_i64(ai, b[i].index);
+    }
+    struct pg_params p = {0};
+    pg_param_str(&p, r->j.tenant);
+    pg_param_i64(&p, c->now);
+    pg_param_str(&p, r->j.id);
+    pg_param_str(&p, pg_arr_end(ac));
+    pg_param_str(&p, pg_arr_end(ar));
+    pg_param_str(&p, pg_arr_end(ad));
+    pg_param_str(&p, pg_arr_end(ai));
+    rc = pg_exec(
+        c,
+        "INSERT INTO docs AS d (tenant, collection, ref, data, version, deleted, prev_deleted, "
+        "updated_at, job_id, item_index) SELECT $1, u.coll, u.ref, u.data, 1, 0, 1, $2, $3, "
+        "u.idx FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[]) WITH ORDINALITY "
+        "AS u(coll, ref, data, idx, ord) ORDER BY u.ord "
+        "ON CONFLICT (tenant, collection, ref) DO UPDATE SET data = excluded.data, "
+        "version = d.version + 1, deleted = 0, prev_deleted = d.deleted, "
+        "updated_at = excluded.updated_at, job_id = excluded.job_id, "
+        "item_index = excluded.item_index RETURNING collection, ref, version, prev_deleted",
+        &p, &res);
+    if (rc < 0)
+        goto out;
+    if ((size_t)rc != nb) {
+        rc = -SLUICE_E_INTERNAL;
+        goto out;
+    }
+    for (int i = 0; i < (int)nb; i++) {
+        struct bop key = {.coll = PQgetvalue(res, i, 0), .ref = PQgetvalue(res, i, 1)};
+        struct bop *hit = bsearch(&key, b, nb, sizeof *b, cmp_bop);
+        if (!hit) {
+            rc = -SLUICE_E_INTERNAL;
+            goto out;
+        }
+        hit->op->version = pg_col_i64(res, i, 2);
+        hit->op->created = pg_col_i64(res, i, 3) != 0;
+    }
+    rc = 1;
+out:
+    PQclear(res);
+    free(b);
+    return rc;
+}
+
+/* The events and result of an outcome whose ops batch_upserts applied. */
+static void batched_ops_events(struct conn *c, const struct store_claim_item *ci,
+                               const struct store_outcome *o, const char *ts, char *msg, size_t cap)
+{
+    for (size_t j = 0; j < o->nops; j++) {
+        const struct store_doc_op *op = &o->ops[j];
+        const char *coll = op->collection ? op->collection : "";
+        const char *ref = op->ref ? op->ref : ci->ref;
+        snprintf(msg, cap, "%s/%s version %lld", coll, ref, (long long)op->version);
+        event_add(&c->ev, ts, "apply", op->step, "info", "VersionWritten", msg);
+        if (j + 1 == o->nops) {
+            buf_reset(&c->res);
+            buf_puts(&c->res, "{\"collection\":");
+            buf_json_str(&c->res, coll, strlen(coll));
+            buf_puts(&c->res, ",\"ref\":");
+            buf_json_str(&c->res, ref, strlen(ref));
+            buf_printf(&c->res, ",\"version\":%lld,\"created\":%s}", (long long)op->version,
+                       op->created ? "true" : "false");
+        }
+    }
+}
+
+static int steps_add(struct conn *c, int64_t jid, const struct store_step_count *steps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!steps[i].step)
+            continue;
+        struct pg_params p = {0};
+        pg_param_i64(&p, jid);
+        pg_param_str(&p, steps[i].step);
+        pg_param_i64(&p, steps[i].passed);
+        pg_param_i64(&p, steps[i].failed);
+        pg_param_i64(&p, steps[i].skipped);
+        int rc =
+            pg_exec(c,
+                    "INSERT INTO job_steps AS s (jid, step, passed, failed, skipped) "
+                    "VALUES($1, $2, $3, $4, $5) ON CONFLICT(jid, step) DO UPDATE SET "
+                    "passed = s.passed + excluded.passed, failed = s.failed + excluded.failed, "
+                    "skipped = s.skipped + excluded.skipped",
+                    &p, NULL);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int complete_body(struct conn *c, void *vctx)
+{
+    struct claim_ctx *x = vctx;
+    const struct store_claim *cl = x->c;
+    struct jobrow r;
+    PGresult *res = NULL;
+    int64_t jid = 0, lo = 0, hi = 0, remaining = 0;
+    int64_t done = 0, nsucc = 0, nfail = 0, nskip = 0;
+    int64_t *pending = NULL;
+    size_t npending = 0;
+    char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
+    memset(&r, 0, sizeof r);
+    for (size_t i = 0; i < x->n; i++) {
+        for (size_t j = 0; j < x->outs[i].nops; j++) {
+            x->outs[i].ops[j].version = 0;
+            x->outs[i].ops[j].created = 0;
+            x->outs[i].ops[j].error = 0;
+        }
+    }
+    int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
+    clock_fmt_ms(c->now, ts);
+    if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
+        return rc;
+    /* Lock the rows of the items this call reports that are still pending. */
+    struct buf *bidx = &c->arr[0];
+    pg_arr_begin(bidx);
+    for (size_t i = 0; i < x->n; i++)
+        if (x->outs[i].index >= lo && x->outs[i].index < hi && claim_find(cl, x->outs[i].index))
+            pg_arr_i64(bidx, x->outs[i].index);
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_str(&p, pg_arr_end(bidx));
+    pg_param_i64(&p, lo);
+    pg_param_i64(&p, hi);
+    rc = pg_exec(c,
+                 "SELECT idx FROM items WHERE jid = $1 AND idx = ANY($2::bigint[]) AND status = 0 "
+                 "AND idx >= $3 AND idx < $4 ORDER BY idx FOR UPDATE",
+                 &p, &res);
+    if (rc < 0)
+        goto out;
+    npending = (size_t)rc;
+    pending = xcalloc(npending + 1, sizeof *pending);
+    for (size_t i = 0; i < npending; i++)
+        pending[i] = pg_col_i64(res, (int)i, 0);
+    PQclear(res);
+    res = NULL;
+    /* Duplicate indexes in outs: the first wins (see below), so no batch. */
+    int batched = 0;
+    {
+        int dup = 0;
+        int64_t *seen = xcalloc(x->n + 1, sizeof *seen);
+        for (size_t i = 0; i < x->n; i++)
+            seen[i] = x->outs[i].index;
+        qsort(seen, x->n, sizeof *seen, cmp_i64);
+        for (size_t i = 1; i < x->n; i++)
+            dup |= seen[i] == seen[i - 1];
+        free(seen);
+        if (!dup && (rc = batch_upserts(c, &r, cl, x->outs, x->n, lo, hi, pending, npending)) < 0)
+            goto out;
+        batched = !dup && rc == 1;
+    }
+    struct buf *ai = &c->arr[1], *as = &c->arr[2], *ar = &c->arr[3], *ac = &c->arr[4],
+               *am = &c->arr[5], *ae = &c->arr[6], *af = &c->arr[7], *aw = &c->arr[8];
+    pg_arr_begin(ai);
+    pg_arr_begin(as);
+    pg_arr_begin(ar);
+    pg_arr_begin(ac);
+    pg_arr_begin(am);
+    pg_arr_begin(ae);
+    pg_arr_begin(af);
+    pg_arr_begin(aw);
+    for (size_t i = 0; i < x->n; i++) {
+        struct store_outcome *o = &x->outs[i];
+        const struct store_claim_item *ci = claim_find(cl, o->index);
+        int status = o->status;
+        const char *result = o->result, *code = o->error_code, *message = o->error_message;
+        const char *failed_step = o->failed_step;
+        if (!ci || o->index < lo || o->index >= hi)
+            continue;
+        if (status != ITEM_SUCCEEDED && status != ITEM_FAILED && status != ITEM_SKIPPED) {
+            rc = -SLUICE_E_INVALID_PARAMETER;
+            goto out;
+        }
+        int64_t *slot = bsearch(&o->index, pending, npending, sizeof *pending, cmp_i64);
+        if (!slot || *slot < 0)
+            continue; /* finished by an earlier call, or twice in this one */
+        *slot = -1;
+        buf_reset(&c->ev);
+        buf_putc(&c->ev, '[');
+        events_add_array(&c->ev, o->events);
+        if (o->nops > 0 && batched) {
+            batched_ops_events(c, ci, o, ts, msg, sizeof msg);
+            if (!result && status != ITEM_FAILED)
+                result = buf_cstr(&c->res);
+        } else if (o->nops > 0) {
+            rc = apply_ops(c, &r, ci, o, ts, msg, sizeof msg);
+            if (rc < 0)
+                goto out;
+            if (rc == 1) {
+                status = ITEM_FAILED;
+                result = NULL;
+                for (size_t j = 0; j < o->nops; j++)
+                    if (o->ops[j].error) {
+                        code = sluice_err_code(o->ops[j].error);
+                        failed_step = o->ops[j].step;
+                        break;
+                    }
+                message = msg;
+            } else if (!result && status != ITEM_FAILED) {
+                result = buf_cstr(&c->res);
+            }
+        }
+        buf_putc(&c->ev, ']');
+        if (status == ITEM_SUCCEEDED)
+            code = message = failed_step = NULL;
+        pg_arr_i64(ai, o->index);
+        pg_arr_i64(as, status);
+        pg_arr_str(ar, result);
+        pg_arr_str(ac, code && *code ? code : NULL);
+        pg_arr_str(am, message);
+        pg_arr_str(ae, c->ev.len > 2 ? buf_cstr(&c->ev) : NULL);
+        pg_arr_str(af, failed_step && *failed_step ? failed_step : NULL);
+        pg_arr_str(aw, o->warnings);
+        done++;
+        if (status == ITEM_SUCCEEDED)
+            nsucc++;
+        else if (status == ITEM_FAILED)
+            nfail++;
+        else
+            nskip++;
+    }
+    rc = 0;
+    if (done == 0)
+        goto out; /* a repeated call: its step tallies were counted the first time */
+    struct pg_params u = {0};
+    pg_param_i64(&u, jid);
+    pg_param_i64(&u, c->now);
+    pg_param_str(&u, pg_arr_end(ai));
+    pg_param_str(&u, pg_arr_end(as));
+    pg_param_str(&u, pg_arr_end(ar));
+    pg_param_str(&u, pg_arr_end(ac));
+    pg_param_str(&u, pg_arr_end(am));
+    pg_param_str(&u, pg_arr_end(ae));
+    pg_param_str(&u, pg_arr_end(af));
+    pg_param_str(&u, pg_arr_end(aw));
+    pg_param_i64(&u, lo);
+    pg_param_i64(&u, hi);
+    /* The range bounds keep the plan an index range scan of at most one claim's rows
+     * even when the table's statistics are stale (a job just inserted). */
+    rc = pg_exec(
+        c,
+        "UPDATE items i SET status = u.st, attempts = i.attempts + 1, result = u.res, "
+        "error_code = u.code, error_message = u.msg, events = CASE WHEN u.ev IS NULL THEN "
+        "i.events WHEN i.events IS NULL OR i.events = '[]' THEN u.ev ELSE left(i.events, -1) "
+        "|| ',' || substr(u.ev, 2) END, updated_at = $2, failed_step = u.fs, warnings = u.w "
+        "FROM unnest($3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], "
+        "$9::text[], $10::text[]) AS u(idx, st, res, code, msg, ev, fs, w) "
+        "WHERE i.jid = $1 AND i.idx = u.idx AND i.status = 0 AND i.idx >= $11 "
+        "AND i.idx < $12",
+        &u, NULL);
+    if (rc < 0)
+        goto out;
+    if (rc != done) {
+        rc = -SLUICE_E_INTERNAL;
+        goto out;
+    }
+    store_job_release(&r.j);
+    struct pg_params j = {0};
+    pg_param_i64(&j, jid);
+    pg_param_i64(&j, nsucc);
+    pg_param_i64(&j, nfail);
+    pg_param_i64(&j, nskip);
+    pg_param_i64(&j, done);
+    pg_param_i64(&j, c->now);
+    pg_param_i64(&j, WIN_MS);
+    rc = pg_job_query(c,
+                      "UPDATE jobs SET succeeded = succeeded + $2, failed = failed + $3, "
+                      "skipped = skipped + $4, processing = processing - $5, "
+                      "last_progress_at = $6, updated_at = $6, "
+                      "win_done = CASE WHEN $6 - win_at >= $7 THEN succeeded + failed + skipped "
+                      "+ $5 ELSE win_done END, "
+                      "win_at = CASE WHEN $6 - win_at >= $7 THEN $6 ELSE win_at END "
+                      "WHERE jid = $1 RETURNING " JOB_COLS,
+                      &j, &r);
+    if (rc <= 0) {
+        rc = rc < 0 ? rc : -SLUICE_E_INTERNAL;
+        goto out;
+    }
+    if ((rc = pg_job_finish_if_done(c, &r)) < 0)
+        goto out;
+    if ((rc = steps_add(c, jid, x->steps, x->nsteps)) < 0)
+        goto out;
+    remaining -= done;
+    struct pg_params k = {0};
+    pg_param_i64(&k, cl->claim_id);
+    pg_param_i64(&k, remaining);
+    rc = pg_exec(c,
+                 remaining <= 0 ? "DELETE FROM claims WHERE claim_id = $1 AND $2::bigint <= 0"
+                                : "UPDATE claims SET remaining = $2 WHERE claim_id = $1",
+                 &k, NULL);
+    if (rc > 0)
+        rc = 0;
+out:
+    PQclear(res);
+    free(pending);
+    store_job_release(&r.j);
+    return rc;
+}
+
+static void complete_undo(void *vctx)
+{
+    struct claim_ctx *x = vctx;
+    for (size_t i = 0; i < x->n; i++)
+        for (size_t j = 0; j < x->outs[i].nops; j++) {
+            x->outs[i].ops[j].version = 0;
+            x->outs[i].ops[j].created = 0;
+            x->outs[i].ops[j].error = 0;
+        }
+}
+
+int pg_complete(void *impl, const struct store_claim *c, struct store_outcome *outs, size_t n,
+                const struct store_step_count *steps, size_t nsteps)
+{
+    struct claim_ctx x = {
+        .s = impl, .c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
+    int rc = pg_run_tx(impl, complete_body, complete_undo, &x);
+    for (size_t i = 0; rc >= 0 && i < n; i++) {
+        for (size_t j = 0; j < outs[i].nops; j++) {
+            if (outs[i].ops[j].error) {
+                outs[i].status = ITEM_FAILED;
+                outs[i].error_code = sluice_err_code(outs[i].ops[j].error);
+                outs[i].failed_step = outs[i].ops[j].step;
+                break;
+            }
+        }
+    }
+    return rc;
+}
+
+static int release_body(struct conn *c, void *vctx)
+{
+    struct claim_ctx *x = vctx;
+    const struct store_claim *cl = x->c;
+    struct jobrow r;
+    int64_t jid = 0, lo = 0, hi = 0, remaining = 0;
+    int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
+    if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
+        return rc;
+    store_job_release(&r.j);
+    if (r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED)
+        return settle_claim(c, x->s, cl->claim_id, jid, lo, hi, 1, 0, 0, NULL);
+    struct pg_params p = {0};
+    pg_param_i64(&p, cl->claim_id);
+    pg_param_i64(&p, c->now);
+    rc = pg_exec(c,
+                 "UPDATE claims SET token = '', lease_until = 0, claimed_at = $2, released = 1 "
+                 "WHERE claim_id = $1",
+                 &p, NULL);
+    if (rc < 0)
+        return rc;
+    return pg_notify_work(c); /* the items are runnable again: wake a node */
+}
+
+int pg_release(void *impl, const struct store_claim *c)
+{
+    struct claim_ctx x = {.s = impl, .c = c};
+    return pg_run_tx(impl, release_body, NULL, &x);
+}
+
+/* ---- stats ----------------------------------------------------------------------- */
+
+static int stats_body(struct conn *c, void *vctx)
+{
+    struct store_stats *st = vctx;
+    PGresult *r;
+    memset(st, 0, sizeof *st);
+    int rc =
+        pg_exec(c,
+                "SELECT status, count(*), coalesce(sum(pending), 0), coalesce(sum(processing), 0) "
+                "FROM jobs GROUP BY status",
+                NULL, &r);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < rc; i++) {
+        int status = (int)pg_col_i64(r, i, 0);
+        if (status >= 0 && status < 7)
+            st->jobs_by_status[status] = pg_col_i64(r, i, 1);
+        st->items_pending += pg_col_i64(r, i, 2);
+        st->items_processing += pg_col_i64(r, i, 3);
+    }
+    PQclear(r);
+    struct pg_params p = {0};
+    pg_param_i64(&p, c->now);
+    if ((rc = pg_exec(c, "SELECT count(*) FROM claims WHERE lease_until > $1", &p, &r)) < 0)
+        return rc;
+    st->claims_active = pg_col_i64(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+int pg_stats(void *impl, struct store_stats *out)
+{
+    return pg_run_tx(impl, stats_body, NULL, out);
+}
+
+static int claims_expire_body(struct conn *c, void *ctx)
+{
+    (void)ctx;
+    int n = pg_exec(c, "UPDATE claims SET lease_until = 0 WHERE lease_until > 0", NULL, NULL);
+    if (n < 0)
+        return n;
+    int rc = pg_exec(
+        c, "UPDATE outbox SET lease_until = 0, token = '' WHERE state = 0 AND lease_until > 0",
+        NULL, NULL);
+    if (rc >= 0)
+        rc = pg_exec(c, "DELETE FROM sems", NULL, NULL); /* every node's concurrency units */
+    return rc < 0 ? rc : n;
+}
+
+int pg_expire_claims(void *impl)
+{
+    return pg_run_tx(impl, claims_expire_body, NULL, NULL);
+}

@@ -1,0 +1,546 @@
+/* conn.c - the PostgreSQL backend's connections and transactions: the pool, the one
+ * retry loop (pg_run_tx), the error mapping, the statement parameter and result helpers,
+ * open/close/ping, and the ops table that store.c calls (store_postgres_ops, at the end).
+ *
+ * store.c picks this backend for "postgres://..." and "postgresql://..." URLs (the
+ * URL is handed to libpq as is) and calls it through store_postgres_ops. Every
+ * operation is one short transaction run by pg_run_tx(), the single place where soft
+ * errors are retried: serialization failures (40001), deadlocks (40P01), a lost
+ * connection before COMMIT, and "cannot connect now" while the server restarts.
+ *
+ * DESIGN
+ * Sessions: a small pool of connections (mutex + free list, opened lazily, at most
+ * POOL_MAX). A call checks one connection out for its transaction and returns it. No
+ * state outlives a transaction: statements go through PQexecParams (nothing prepared
+ * by name), the migration lock is pg_advisory_xact_lock, no temp tables; so the store
+ * works behind a transaction-mode pooler. The only session state is LISTEN, on the
+ * watcher's own connection (store_watch); behind such a pooler wake-ups fall back to
+ * polling. A broken connection is dropped; reconnecting backs off (100 ms doubling to
+ * 2 s) while the server is away, and callers get -SLUICE_E_STORE_BUSY meanwhile.
+ *
+ * Time: each transaction reads the database clock once (now(), the transaction's
+ * start, in ms) in the same round trip as BEGIN, and every time it stores - leases,
+ * created/updated/completed times, heartbeats - is that value. Nodes never compare
+ * their own clocks with each other.
+ */
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/postgres/pg_int.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/errors.h"
+#include "util/ids.h"
+#include "util/log.h"
+#include "util/xmalloc.h"
+
+#define POOL_MAX 16
+#define TX_RETRIES 12
+
+/* ---- parameters and results ------------------------------------------------------ */
+
+void pg_param_str(struct pg_params *p, const char *s)
+{
+    p->v[p->n] = s;
+    p->len[p->n] = 0;
+    p->fmt[p->n] = 0;
+    p->n++;
+}
+
+/* n bytes of text, not NUL-terminated: sent in binary format, which for text is the
+ * bytes themselves. The SQL must give the parameter a text type ($N::text). */
+void pg_param_strn(struct pg_params *p, const char *s, size_t n)
+{
+    p->v[p->n] = s;
+    p->len[p->n] = (int)n;
+    p->fmt[p->n] = s ? 1 : 0;
+    p->n++;
+}
+
+void pg_param_i64(struct pg_params *p, int64_t v)
+{
+    snprintf(p->num[p->n], sizeof p->num[p->n], "%lld", (long long)v);
+    pg_param_str(p, p->num[p->n]);
+}
+
+static int is_sqlstate(const PGresult *r, const char *state)
+{
+    const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return s && strncmp(s, state, strlen(state)) == 0;
+}
+
+/* Maps a failed result to a sluice error (E_SOFT for retryable ones). */
+static int pgerr(struct conn *c, const PGresult *r)
+{
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        c->broken = 1;
+        return E_SOFT;
+    }
+    if (is_sqlstate(r, "40001") || is_sqlstate(r, "40P01") || is_sqlstate(r, "55P03") ||
+        is_sqlstate(r, "53300") || is_sqlstate(r, "57P03"))
+        return E_SOFT;
+    if (is_sqlstate(r, "08") || is_sqlstate(r, "57P")) { /* connection gone / admin shutdown */
+        c->broken = 1;
+        return E_SOFT;
+    }
+    if (is_sqlstate(r, "23"))
+        return -SLUICE_E_CONFLICT;
+    if (is_sqlstate(r, "22021") || is_sqlstate(r, "22P05"))
+        return -SLUICE_E_INVALID_DATA;
+    if (is_sqlstate(r, "53100")) /* disk_full */
+        return -SLUICE_E_STORE_FULL;
+    if (is_sqlstate(r, "53") || is_sqlstate(r, "58"))
+        return -SLUICE_E_STORE_IO;
+    log_write(LOG_ERROR, "postgres statement failed", "error",
+              r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg), NULL);
+    return -SLUICE_E_INTERNAL;
+}
+
+/* Runs sql with parameters p (may be NULL). Returns the number of rows returned or
+ * affected, or an error; [out] *out (may be NULL) the result when it has rows (else
+ * NULL), which the caller clears with PQclear. */
+int pg_exec(struct conn *c, const char *sql, const struct pg_params *p, PGresult **out)
+{
+    PGresult *r = PQexecParams(c->pg, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->len : NULL,
+                               p ? p->fmt : NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    int rc;
+    if (out)
+        *out = NULL;
+    if (st == PGRES_TUPLES_OK) {
+        rc = PQntuples(r);
+    } else if (st == PGRES_COMMAND_OK) {
+        const char *t = PQcmdTuples(r);
+        rc = t && *t ? atoi(t) : 0;
+    } else {
+        rc = pgerr(c, r);
+        PQclear(r);
+        return rc;
+    }
+    if (out && rc > 0 && st == PGRES_TUPLES_OK)
+        *out = r; /* no rows: no result to clear (callers may return at once) */
+    else
+        PQclear(r);
+    return rc;
+}
+
+int64_t pg_col_i64(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+int pg_col_isnull(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col);
+}
+
+char *pg_col_strdup(const PGresult *r, int row, int col, size_t *len)
+{
+    if (PQgetisnull(r, row, col)) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    size_t n = (size_t)PQgetlength(r, row, col);
+    if (len)
+        *len = n;
+    return xstrndup(PQgetvalue(r, row, col), n);
+}
+
+void pg_col_copy(const PGresult *r, int row, int col, char *dst, size_t cap)
+{
+    size_t n = PQgetisnull(r, row, col) ? 0 : (size_t)PQgetlength(r, row, col);
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, PQgetvalue(r, row, col), n);
+    dst[n] = '\0';
+}
+
+void pg_copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* ---- array parameters: PostgreSQL array literals ("{1,2}", "{\"a\",NULL}") ----- */
+
+void pg_arr_begin(struct buf *b)
+{
+    buf_reset(b);
+    buf_putc(b, '{');
+}
+
+static void arr_sep(struct buf *b)
+{
+    if (b->len > 1)
+        buf_putc(b, ',');
+}
+
+void pg_arr_strn(struct buf *b, const char *s, size_t n)
+{
+    arr_sep(b);
+    if (!s) {
+        buf_puts(b, "NULL");
+        return;
+    }
+    buf_putc(b, '"');
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            buf_append(b, s + start, i - start);
+            buf_putc(b, '\\');
+            start = i;
+        }
+    }
+    buf_append(b, s + start, n - start);
+    buf_putc(b, '"');
+}
+
+void pg_arr_str(struct buf *b, const char *s)
+{
+    pg_arr_strn(b, s, s ? strlen(s) : 0);
+}
+
+void pg_arr_i64(struct buf *b, int64_t v)
+{
+    arr_sep(b);
+    buf_printf(b, "%lld", (long long)v);
+}
+
+const char *pg_arr_end(struct buf *b)
+{
+    buf_putc(b, '}');
+    return buf_cstr(b);
+}
+
+/* ---- connections ----------------------------------------------------------------- */
+
+static void conn_free(struct conn *c)
+{
+    if (!c)
+        return;
+    if (c->pg)
+        PQfinish(c->pg);
+    buf_release(&c->ev);
+    buf_release(&c->res);
+    buf_release(&c->tmp);
+    for (size_t i = 0; i < sizeof c->arr / sizeof c->arr[0]; i++)
+        buf_release(&c->arr[i]);
+    free(c);
+}
+
+static void quiet_notice(void *arg, const PGresult *r)
+{
+    (void)arg;
+    (void)r;
+}
+
+/* A new session, or NULL (logged) when the server cannot be reached. */
+PGconn *pg_connect(const char *url)
+{
+    /* Defaults the URL may override (later keywords win), then what we rely on. TCP
+     * keepalives and a user timeout end a session whose server vanished behind a
+     * partition in about 10 s, instead of the kernel's minutes. */
+    const char *const keys[] = {"application_name",
+                                "connect_timeout",
+                                "keepalives_idle",
+                                "keepalives_interval",
+                                "keepalives_count",
+                                "tcp_user_timeout",
+                                "dbname",
+                                "client_encoding",
+                                NULL};
+    const char *const vals[] = {"sluice", "5", "5", "2", "3", "10000", url, "UTF8", NULL};
+    PGconn *pg = PQconnectdbParams(keys, vals, 1); /* 1: dbname holds the URL */
+    if (!pg || PQstatus(pg) != CONNECTION_OK) {
+        char *msg = store_mask_password(url, pg ? PQerrorMessage(pg) : "out of memory");
+        log_write(LOG_WARN, "cannot connect to postgres", "error", msg, NULL);
+        free(msg);
+        if (pg)
+            PQfinish(pg);
+        return NULL;
+    }
+    PQsetNoticeReceiver(pg, quiet_notice, NULL);
+    return pg;
+}
+
+/* Takes a pooled connection or opens one. E_SOFT while the server is unreachable
+ * (with backoff: no connect attempt before down_until). */
+static int conn_get(struct pg *s, struct conn **out)
+{
+    struct conn *c = NULL;
+    pthread_mutex_lock(&s->mu);
+    while (!s->free_list && s->nopen >= POOL_MAX)
+        pthread_cond_wait(&s->cv, &s->mu);
+    if (s->free_list) {
+        c = s->free_list;
+        s->free_list = c->next;
+        pthread_mutex_unlock(&s->mu);
+        *out = c;
+        return 0;
+    }
+    if (clock_mono_ms() < s->down_until) {
+        pthread_mutex_unlock(&s->mu);
+        return E_SOFT;
+    }
+    s->nopen++;
+    pthread_mutex_unlock(&s->mu);
+    PGconn *pg = pg_connect(s->url);
+    pthread_mutex_lock(&s->mu);
+    if (!pg) {
+        s->nopen--;
+        s->backoff_ms = s->backoff_ms ? (s->backoff_ms * 2 > 2000 ? 2000 : s->backoff_ms * 2) : 100;
+        s->down_until = clock_mono_ms() + s->backoff_ms;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        return E_SOFT;
+    }
+    s->backoff_ms = 0;
+    s->down_until = 0;
+    pthread_mutex_unlock(&s->mu);
+    c = xcalloc(1, sizeof *c);
+    c->pg = pg;
+    c->retention_ms = s->opt.retention_ms;
+    c->max_doc_bytes = s->opt.max_doc_bytes ? s->opt.max_doc_bytes : STORE_DEFAULT_MAX_DOC_BYTES;
+    *out = c;
+    return 0;
+}
+
+static void conn_put(struct pg *s, struct conn *c)
+{
+    pthread_mutex_lock(&s->mu);
+    if (c->broken) {
+        s->nopen--;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        conn_free(c);
+        return;
+    }
+    c->next = s->free_list;
+    s->free_list = c;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* BEGIN and the database clock in one round trip. A transaction of ours is never idle
+ * between statements but for a paused or partitioned node (SIGSTOP, a VM freeze): the
+ * server ends it after IDLE_TX_TIMEOUT, so its row locks do not stall the other nodes
+ * (SET LOCAL: transaction-scoped, as a pooler requires). */
+#define IDLE_TX_TIMEOUT "'5s'"
+static int tx_begin(struct conn *c)
+{
+    PGresult *r =
+        PQexec(c->pg, "BEGIN; SET LOCAL idle_in_transaction_session_timeout = " IDLE_TX_TIMEOUT
+                      "; SELECT floor(extract(epoch FROM now()) * 1000)"
+                      "::bigint");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        int rc = pgerr(c, r);
+        PQclear(r);
+        return rc;
+    }
+    c->now = pg_col_i64(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+static void tx_rollback(struct conn *c)
+{
+    if (c->broken || PQstatus(c->pg) != CONNECTION_OK) {
+        c->broken = 1;
+        return;
+    }
+    if (PQtransactionStatus(c->pg) == PQTRANS_IDLE)
+        return;
+    PGresult *r = PQexec(c->pg, "ROLLBACK");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        c->broken = 1;
+    PQclear(r);
+}
+
+/* Runs body(c, ctx) in one transaction, retrying the whole transaction on soft
+ * errors with a growing backoff: the one retry loop of this backend. body has no
+ * effect outside the transaction; when it or the COMMIT fails, undo(ctx) drops what
+ * it put in its outputs (outputs start zeroed, so undo is safe at any point). A
+ * connection lost during COMMIT leaves the outcome unknown: -SLUICE_E_STORE_IO, not
+ * retried. Returns body's result, or a negative error. */
+int pg_run_tx(struct pg *s, pg_tx_fn body, pg_tx_undo_fn undo, void *ctx)
+{
+    int rc = 0;
+    for (int attempt = 0;; attempt++) {
+        struct conn *c = NULL;
+        rc = conn_get(s, &c);
+        if (rc == 0) {
+            rc = tx_begin(c);
+            if (rc == 0) {
+                rc = body(c, ctx);
+                if (rc >= 0) {
+                    PGresult *r = PQexec(c->pg, "COMMIT");
+                    if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+                        PQclear(r);
+                        conn_put(s, c);
+                        return rc;
+                    }
+                    int crc = pgerr(c, r);
+                    PQclear(r);
+                    rc = c->broken ? -SLUICE_E_STORE_IO : crc;
+                }
+            }
+            if (undo)
+                undo(ctx);
+            tx_rollback(c);
+            conn_put(s, c);
+        }
+        if (rc != E_SOFT || attempt >= TX_RETRIES)
+            break;
+        long ms = 2L << (attempt < 8 ? attempt : 8); /* 2 ms .. 512 ms: ~2.5 s in all */
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return rc == E_SOFT ? -SLUICE_E_STORE_BUSY : rc;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------- */
+
+void pg_close(void *impl)
+{
+    struct pg *s = impl;
+    if (!s)
+        return;
+    pg_watch_stop(s);
+    if (s->node[0] && s->registered) {
+        struct node_ctx x = {.node = s->node};
+        pg_run_tx(s, pg_node_leave_body, NULL, &x); /* best effort: else swept after a day */
+    }
+    while (s->free_list) {
+        struct conn *c = s->free_list;
+        s->free_list = c->next;
+        conn_free(c);
+    }
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->url);
+    free(s);
+}
+
+int pg_open(const char *location, const struct store_options *opt, void **impl)
+{
+    int rc;
+    struct pg *s = xcalloc(1, sizeof *s);
+    s->url = xstrdup(location);
+    s->opt = *opt;
+    if (s->opt.node_timeout_ms <= 0)
+        s->opt.node_timeout_ms = 15000;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    ids_random("node_", 16, s->node);
+    /* A server restarting (or not up yet) gets a few seconds before open fails. */
+    rc = -SLUICE_E_STORE_IO;
+    for (int i = 0; i < 4; i++) {
+        PGconn *probe = pg_connect(s->url);
+        if (probe) {
+            PQfinish(probe);
+            rc = 0;
+            break;
+        }
+        if (i < 3)
+            sleep(1);
+    }
+    if (rc < 0 || (rc = pg_run_tx(s, pg_migrate_body, NULL, NULL)) < 0)
+        goto out;
+    struct node_ctx nx = {.node = s->node};
+    if ((rc = pg_run_tx(s, pg_node_register_body, NULL, &nx)) < 0)
+        goto out;
+    s->registered = 1;
+    *impl = s;
+    s = NULL;
+    rc = 0;
+out:
+    pg_close(s);
+    return rc == -SLUICE_E_STORE_BUSY ? -SLUICE_E_STORE_IO : rc;
+}
+
+static int ping_body(struct conn *c, void *ctx)
+{
+    (void)ctx;
+    int rc = pg_exec(c, "SELECT 1", NULL, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int pg_ping(void *impl)
+{
+    return pg_run_tx(impl, ping_body, NULL, NULL);
+}
+
+const struct store_ops store_postgres_ops = {
+    .name = "postgres",
+    .shared = 1,
+    .open = pg_open,
+    .close = pg_close,
+    .ping = pg_ping,
+    .heartbeat = pg_heartbeat,
+    .node_id = pg_node_id,
+    .watch = pg_watch,
+    .key_create = pg_key_create,
+    .key_lookup = pg_key_lookup,
+    .key_list = pg_key_list,
+    .key_revoke = pg_key_revoke,
+    .tenant_set_weight = pg_tenant_set_weight,
+    .job_begin = pg_job_begin,
+    .job_add_items = pg_job_add_items,
+    .job_commit = pg_job_commit,
+    .job_retry = pg_job_retry,
+    .job_retry_begin = pg_job_retry_begin,
+    .job_retry_stage = pg_job_retry_stage,
+    .job_abort = pg_job_abort,
+    .gc_receiving = pg_gc_receiving,
+    .expire_claims = pg_expire_claims,
+    .retention_sweep = pg_retention_sweep,
+    .job_get = pg_job_get,
+    .job_list = pg_job_list,
+    .job_cancel = pg_job_cancel,
+    .job_delete = pg_job_delete,
+    .item_get = pg_item_get,
+    .item_list = pg_item_list,
+    .claim = pg_claim,
+    .complete = pg_complete,
+    .release = pg_release,
+    .doc_get = pg_doc_get,
+    .doc_write = pg_doc_write,
+    .doc_list = pg_doc_list,
+    .stats = pg_stats,
+    .tenant_load = pg_tenant_load,
+    .workflow_put = pg_workflow_put,
+    .workflow_get = pg_workflow_get,
+    .workflow_list = pg_workflow_list,
+    .workflow_delete = pg_workflow_delete,
+    .hook_put = pg_hook_put,
+    .hook_get = pg_hook_get,
+    .hook_list = pg_hook_list,
+    .hook_delete = pg_hook_delete,
+    .limit_put = pg_limit_put,
+    .limit_get = pg_limit_get,
+    .limit_list = pg_limit_list,
+    .limit_delete = pg_limit_delete,
+    .secret_put = pg_secret_put,
+    .secret_get = pg_secret_get,
+    .secret_list = pg_secret_list,
+    .secret_delete = pg_secret_delete,
+    .bucket_take = pg_bucket_take,
+    .bucket_block = pg_bucket_block,
+    .sem_adjust = pg_sem_adjust,
+    .delivery_claim = pg_delivery_claim,
+    .delivery_record = pg_delivery_record,
+    .delivery_list = pg_delivery_list,
+    .setting_ensure = pg_setting_ensure,
+};

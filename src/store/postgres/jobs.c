@@ -1,0 +1,1044 @@
+/* jobs.c - the PostgreSQL backend's jobs: the job row (read, load, save, its last
+ * transition), submitting (begin, add items, commit, retry and retry staging, abort,
+ * the gc of Receiving jobs), idempotency keys, the retention sweep, and reading,
+ * canceling and deleting jobs.
+ *
+ * Accept path: store_job_add_items inserts its whole batch with one INSERT ... SELECT
+ * FROM unnest() of array parameters; store_job_commit makes the job visible, inserts
+ * its runnable row and sends one NOTIFY (delivered at COMMIT, so a woken node sees
+ * the job).
+ *
+ * Retention: as in sqlite/jobs.c (hide the job, then delete its items a bounded number of
+ * rows per transaction, then the row), with SKIP LOCKED so nodes sweeping at the
+ * same time take different jobs.
+ */
+#include <libpq-fe.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/postgres/pg_int.h"
+#include "util/errors.h"
+#include "util/xmalloc.h"
+
+/* ---- job rows -------------------------------------------------------------------- */
+
+static int job_terminal(int status)
+{
+    return status == JOB_SUCCEEDED || status == JOB_FAILED || status == JOB_CANCELED;
+}
+
+/* Fills r from row `row` of JOB_COLS starting at column 0. */
+static void read_job(const struct conn *c, const PGresult *res, int row, struct jobrow *r)
+{
+    struct store_job *j = &r->j;
+    memset(r, 0, sizeof *r);
+    r->jid = pg_col_i64(res, row, 0);
+    pg_col_copy(res, row, 1, j->id, sizeof j->id);
+    pg_col_copy(res, row, 2, j->tenant, sizeof j->tenant);
+    pg_col_copy(res, row, 3, j->workflow, sizeof j->workflow);
+    j->client_reference = pg_col_strdup(res, row, 4, NULL);
+    j->status = (int)pg_col_i64(res, row, 5);
+    j->outcome = (int)pg_col_i64(res, row, 6);
+    pg_col_copy(res, row, 7, j->error_code, sizeof j->error_code);
+    j->counts.total = pg_col_i64(res, row, 8);
+    j->counts.pending = pg_col_i64(res, row, 9);
+    j->counts.processing = pg_col_i64(res, row, 10);
+    j->counts.succeeded = pg_col_i64(res, row, 11);
+    j->counts.failed = pg_col_i64(res, row, 12);
+    j->counts.skipped = pg_col_i64(res, row, 13);
+    j->counts.canceled = pg_col_i64(res, row, 14);
+    j->created_at = pg_col_i64(res, row, 15);
+    j->started_at = pg_col_i64(res, row, 16);
+    j->last_progress_at = pg_col_i64(res, row, 17);
+    j->completed_at = pg_col_i64(res, row, 18);
+    j->win_at = pg_col_i64(res, row, 19);
+    j->win_done = pg_col_i64(res, row, 20);
+    r->cursor = pg_col_i64(res, row, 21);
+    r->cancel_at = pg_col_i64(res, row, 22);
+    r->last_claim = pg_col_i64(res, row, 23);
+    j->workflow_version = pg_col_i64(res, row, 24);
+    pg_col_copy(res, row, 25, j->parent_job, sizeof j->parent_job);
+    j->priority = (int)pg_col_i64(res, row, 26);
+    j->uses = pg_col_strdup(res, row, 27, NULL);
+    j->seq = r->jid;
+    if (job_terminal(j->status) && j->completed_at > 0 && c->retention_ms > 0)
+        j->expires_at = j->completed_at + c->retention_ms;
+}
+
+/* Runs a statement returning JOB_COLS; 1 and [out] r when it returned a row. */
+int pg_job_query(struct conn *c, const char *sql, const struct pg_params *p, struct jobrow *r)
+{
+    PGresult *res;
+    int rc = pg_exec(c, sql, p, &res);
+    if (rc < 0)
+        return rc;
+    if (rc > 0)
+        read_job(c, res, 0, r);
+    PQclear(res);
+    return rc > 0;
+}
+
+/* A visible job of tenant by public id: 1 found, 0 not. `lock`: FOR UPDATE. */
+int pg_job_load(struct conn *c, const char *tenant, const char *job_id, int lock, struct jobrow *r)
+{
+    struct pg_params p = {0};
+    pg_param_str(&p, job_id);
+    pg_param_str(&p, tenant);
+    return pg_job_query(c,
+                        lock ? "SELECT " JOB_COLS " FROM jobs WHERE id = $1 AND tenant = $2 "
+                               "AND status > 0 FOR UPDATE"
+                             : "SELECT " JOB_COLS " FROM jobs WHERE id = $1 AND tenant = $2 "
+                               "AND status > 0",
+                        &p, r);
+}
+
+/* pg_job_load for readers: also a staging retry (status 0 with a parent_job), which
+ * store.c shows NotStarted. Writers use pg_job_load and do not see it. */
+int pg_job_load_visible(struct conn *c, const char *tenant, const char *job_id, struct jobrow *r)
+{
+    struct pg_params p = {0};
+    pg_param_str(&p, job_id);
+    pg_param_str(&p, tenant);
+    return pg_job_query(c,
+                        "SELECT " JOB_COLS " FROM jobs WHERE id = $1 AND tenant = $2 "
+                        "AND (status > 0 OR parent_job <> '') AND updated_at >= 0",
+                        &p, r);
+}
+
+int pg_job_load_jid(struct conn *c, int64_t jid, struct jobrow *r)
+{
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    int rc = pg_job_query(c, "SELECT " JOB_COLS " FROM jobs WHERE jid = $1", &p, r);
+    return rc == 0 ? -SLUICE_E_INTERNAL : rc; /* callers hold a reference to the row */
+}
+
+static int job_load_steps(struct conn *c, int64_t jid, struct store_job *j)
+{
+    struct pg_params p = {0};
+    PGresult *r;
+    pg_param_i64(&p, jid);
+    int rc = pg_exec(
+        c, "SELECT step, passed, failed, skipped FROM job_steps WHERE jid = $1 ORDER BY seq", &p,
+        &r);
+    if (rc <= 0)
+        return rc;
+    j->steps = xcalloc((size_t)rc, sizeof *j->steps);
+    j->nsteps = (size_t)rc;
+    for (int i = 0; i < rc; i++) {
+        struct store_step_count *sc = &j->steps[i];
+        sc->step = pg_col_strdup(r, i, 0, NULL);
+        if (!sc->step)
+            sc->step = xstrdup("");
+        sc->passed = pg_col_i64(r, i, 1);
+        sc->failed = pg_col_i64(r, i, 2);
+        sc->skipped = pg_col_i64(r, i, 3);
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* Writes the whole job row back (the caller holds its lock); a terminal job also
+ * queues its completion callback (once: the outbox has one row per job). */
+static int job_save(struct conn *c, const struct jobrow *r)
+{
+    const struct store_job *j = &r->j;
+    struct pg_params p = {0};
+    pg_param_i64(&p, r->jid);
+    pg_param_i64(&p, j->status);
+    pg_param_i64(&p, j->outcome);
+    pg_param_str(&p, j->error_code);
+    pg_param_i64(&p, j->counts.pending);
+    pg_param_i64(&p, j->counts.processing);
+    pg_param_i64(&p, j->counts.succeeded);
+    pg_param_i64(&p, j->counts.failed);
+    pg_param_i64(&p, j->counts.skipped);
+    pg_param_i64(&p, j->counts.canceled);
+    pg_param_i64(&p, j->started_at);
+    pg_param_i64(&p, j->last_progress_at);
+    pg_param_i64(&p, j->completed_at);
+    pg_param_i64(&p, j->win_at);
+    pg_param_i64(&p, j->win_done);
+    pg_param_i64(&p, r->cursor);
+    pg_param_i64(&p, r->cancel_at);
+    pg_param_i64(&p, r->last_claim);
+    pg_param_i64(&p, c->now);
+    int rc = pg_exec(c,
+                     "UPDATE jobs SET status = $2, outcome = $3, error_code = $4, pending = $5, "
+                     "processing = $6, succeeded = $7, failed = $8, skipped = $9, canceled = $10, "
+                     "started_at = $11, last_progress_at = $12, completed_at = $13, win_at = $14, "
+                     "win_done = $15, next_idx = $16, cancel_at = $17, last_claim = $18, "
+                     "updated_at = $19 WHERE jid = $1",
+                     &p, NULL);
+    if (rc < 0 || !job_terminal(j->status))
+        return rc < 0 ? rc : 0;
+    const char *event = j->status == JOB_SUCCEEDED ? "job.completed"
+                        : j->status == JOB_FAILED  ? "job.failed"
+                                                   : "job.canceled";
+    int bit = j->status == JOB_SUCCEEDED ? STORE_CB_COMPLETED
+              : j->status == JOB_FAILED  ? STORE_CB_FAILED
+                                         : STORE_CB_CANCELED;
+    struct pg_params q = {0};
+    pg_param_i64(&q, r->jid);
+    pg_param_str(&q, event);
+    pg_param_i64(&q, bit);
+    pg_param_i64(&q, c->now);
+    rc =
+        pg_exec(c,
+                "INSERT INTO outbox(id, jid, tenant, job_id, event, url, next_at, created_at, "
+                "updated_at) SELECT 'dlv_' || substr(md5(random()::text || clock_timestamp()::text "
+                "|| jid::text), 1, 24), jid, tenant, id, $2, callback_url, $4, $4, $4 FROM jobs "
+                "WHERE jid = $1 AND callback_url IS NOT NULL AND (callback_events & $3::int) <> 0 "
+                "ON CONFLICT DO NOTHING",
+                &q, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+/* The job's last transition (see sqlite/jobs.c). 1 when it changed r. */
+static int job_maybe_finish(struct jobrow *r, int64_t now)
+{
+    struct store_job *j = &r->j;
+    if ((j->status == JOB_RUNNING || j->status == JOB_NOT_STARTED) && j->counts.pending == 0 &&
+        j->counts.processing == 0 && r->cursor >= j->counts.total) {
+        if (j->counts.failed == 0) {
+            j->status = JOB_SUCCEEDED;
+            j->outcome = OUTCOME_ALL_SUCCEEDED;
+        } else if (j->counts.succeeded + j->counts.skipped == 0) {
+            j->status = JOB_FAILED;
+            pg_copy_str(j->error_code, sizeof j->error_code, "AllItemsFailed");
+        } else {
+            j->status = JOB_SUCCEEDED;
+            j->outcome = OUTCOME_PARTIALLY_SUCCEEDED;
+        }
+        j->completed_at = now;
+        return 1;
+    }
+    if (j->status == JOB_CANCELING && j->counts.processing == 0) {
+        j->status = JOB_CANCELED;
+        j->completed_at = now;
+        return 1;
+    }
+    return 0;
+}
+
+/* After a relative update of the counts (row r as returned, lock held): finishes the
+ * job when its last item is done. */
+int pg_job_finish_if_done(struct conn *c, struct jobrow *r)
+{
+    if (!job_maybe_finish(r, c->now))
+        return 0;
+    return job_save(c, r);
+}
+
+/* ---- submitting ------------------------------------------------------------------ */
+
+struct submit_ctx {
+    const char *tenant, *job_id, *new_job_id;
+    const struct store_job_meta *meta;
+    const struct store_new_item *items;
+    size_t n;
+    int64_t total, older_than;
+    struct store_job *out;
+    int staging; /* job_retry_begin: the retry is created staging, without items */
+};
+
+static int job_begin_body(struct conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    struct pg_params p = {0};
+    pg_param_str(&p, x->job_id);
+    pg_param_str(&p, x->tenant);
+    pg_param_i64(&p, c->now);
+    int rc = pg_exec(c,
+                     "INSERT INTO jobs(id, tenant, status, created_at, updated_at) "
+                     "VALUES($1, $2, 0, $3, $3)",
+                     &p, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int pg_job_begin(void *impl, const char *tenant, const char *job_id)
+{
+    struct submit_ctx x = {.tenant = tenant, .job_id = job_id};
+    return pg_run_tx(impl, job_begin_body, NULL, &x);
+}
+
+/* jid of a Receiving job (locked), or 0 (not found / no longer receiving). */
+static int receiving_jid(struct conn *c, const char *job_id, int64_t *jid)
+{
+    struct pg_params p = {0};
+    PGresult *r;
+    pg_param_str(&p, job_id);
+    int rc = pg_exec(c,
+                     "SELECT jid FROM jobs WHERE id = $1 AND status = 0 AND updated_at >= 0 "
+                     "FOR UPDATE",
+                     &p, &r);
+    if (rc < 0)
+        return rc;
+    if (rc > 0)
+        *jid = pg_col_i64(r, 0, 0);
+    PQclear(r);
+    return rc > 0;
+}
+
+static int add_items_body(struct conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    int64_t jid = 0;
+    int rc = receiving_jid(c, x->job_id, &jid);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
+    if (x->n > 0) {
+        struct buf *bi = &c->arr[0], *bp = &c->arr[1], *br = &c->arr[2], *bd = &c->arr[3];
+        pg_arr_begin(bi);
+        pg_arr_begin(bp);
+        pg_arr_begin(br);
+        pg_arr_begin(bd);
+        for (size_t i = 0; i < x->n; i++) {
+            const struct store_new_item *it = &x->items[i];
+            if (it->index < 0 || it->index >= 4294967296LL)
+                return -SLUICE_E_INVALID_PARAMETER;
+            pg_arr_i64(bi, it->index);
+            pg_arr_i64(bp, it->prev_idx);
+            pg_arr_strn(br, it->ref, it->ref_len);
+            pg_arr_strn(bd, it->data, it->data_len);
+        }
+        struct pg_params p = {0};
+        pg_param_i64(&p, jid);
+        pg_param_str(&p, pg_arr_end(bi));
+        pg_param_str(&p, pg_arr_end(bp));
+        pg_param_str(&p, pg_arr_end(br));
+        pg_param_str(&p, pg_arr_end(bd));
+        rc = pg_exec(c,
+                     "INSERT INTO items(jid, idx, prev_idx, ref, data) SELECT $1, * FROM "
+                     "unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[])",
+                     &p, NULL);
+        if (rc < 0)
+            return rc;
+    }
+    struct pg_params q = {0};
+    pg_param_i64(&q, jid);
+    pg_param_i64(&q, c->now);
+    rc = pg_exec(c, "UPDATE jobs SET updated_at = $2 WHERE jid = $1", &q, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int pg_job_add_items(void *impl, const char *job_id, const struct store_new_item *items, size_t n)
+{
+    struct submit_ctx x = {.job_id = job_id, .items = items, .n = n};
+    return pg_run_tx(impl, add_items_body, NULL, &x);
+}
+
+/* Deletes a job's items, claims, step counts, keys, delivery, runnable row and row. */
+static int job_remove(struct conn *c, int64_t jid)
+{
+    static const char *const by_jid[] = {
+        "DELETE FROM items WHERE jid = $1",     "DELETE FROM claims WHERE jid = $1",
+        "DELETE FROM job_steps WHERE jid = $1", "DELETE FROM idem_keys WHERE jid = $1",
+        "DELETE FROM outbox WHERE jid = $1",    "DELETE FROM runnable WHERE jid = $1",
+        "DELETE FROM jobs WHERE jid = $1",
+    };
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    for (size_t i = 0; i < sizeof by_jid / sizeof by_jid[0]; i++) {
+        int rc = pg_exec(c, by_jid[i], &p, NULL);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* As in sqlite/jobs.c: 1 ([out] *jid) when the key of tenant replays, 0 when no key
+ * counts, -SLUICE_E_IDEMPOTENCY_KEY_REUSED when it covers another request. */
+static int idem_find(struct conn *c, const char *tenant, const struct store_job_meta *m,
+                     int64_t *jid)
+{
+    struct pg_params p = {0};
+    PGresult *r;
+    pg_param_str(&p, tenant);
+    pg_param_str(&p, m->idem_key);
+    int rc = pg_exec(
+        c, "SELECT jid, body_hash, created_at FROM idem_keys WHERE tenant = $1 AND key = $2", &p,
+        &r);
+    if (rc <= 0)
+        return rc;
+    const char *h = PQgetvalue(r, 0, 1);
+    if (pg_col_i64(r, 0, 2) < m->idem_not_before)
+        rc = 0;
+    else if (m->body_hash && m->body_hash[0] && h && h[0] && strcmp(h, m->body_hash) != 0)
+        rc = -SLUICE_E_IDEMPOTENCY_KEY_REUSED;
+    else
+        *jid = pg_col_i64(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+/* Takes m's key for job jid: 1 taken (new, or an aged-out key replaced), 0 when a job
+ * committed meanwhile on another connection holds it (the caller looks again). */
+static int idem_take(struct conn *c, int64_t jid, const struct store_job_meta *m)
+{
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_str(&p, m->idem_key);
+    pg_param_str(&p, m->body_hash);
+    pg_param_i64(&p, c->now);
+    pg_param_i64(&p, m->idem_not_before);
+    int rc = pg_exec(c,
+                     "INSERT INTO idem_keys AS k (tenant, key, jid, body_hash, created_at) "
+                     "SELECT tenant, $2, jid, coalesce($3::text, ''), $4 FROM jobs WHERE jid = $1 "
+                     "ON CONFLICT (tenant, key) DO UPDATE SET jid = excluded.jid, "
+                     "body_hash = excluded.body_hash, created_at = excluded.created_at "
+                     "WHERE k.created_at < $5",
+                     &p, NULL);
+    return rc < 0 ? rc : rc > 0;
+}
+
+int pg_notify_work(struct conn *c)
+{
+    int rc = pg_exec(c, "SELECT pg_notify('sluice_work', '')", NULL, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+static int runnable_insert(struct conn *c, int64_t jid)
+{
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    int rc = pg_exec(c,
+                     "INSERT INTO runnable(jid, tenant, priority) SELECT jid, tenant, priority "
+                     "FROM jobs WHERE jid = $1 AND total > 0 ON CONFLICT DO NOTHING",
+                     &p, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+static int job_commit_body(struct conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    const struct store_job_meta *m = x->meta;
+    int64_t jid = 0, existing = 0;
+    struct jobrow r;
+    int result = 1;
+    int rc = receiving_jid(c, x->job_id, &jid);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
+    if (m->idem_key) {
+        if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
+            return rc;
+        char tenant[STORE_NAME_MAX];
+        pg_copy_str(tenant, sizeof tenant, r.j.tenant);
+        store_job_release(&r.j);
+        for (int tries = 0; tries < 3 && !existing; tries++) {
+            if ((rc = idem_find(c, tenant, m, &existing)) < 0)
+                return rc;
+            if (existing || (rc = idem_take(c, jid, m)) == 1)
+                break;
+            if (rc < 0)
+                return rc;
+        }
+        if (!existing && rc != 1)
+            return E_SOFT;
+    }
+    if (existing) {
+        /* Already done once: the staged copy goes, the caller gets the first job. */
+        if ((rc = job_remove(c, jid)) < 0)
+            return rc;
+        jid = existing;
+        result = 2;
+    } else {
+        struct pg_params p = {0};
+        pg_param_i64(&p, jid);
+        pg_param_str(&p, m->workflow ? m->workflow : "");
+        pg_param_str(&p, m->client_reference);
+        pg_param_i64(&p, x->total);
+        pg_param_i64(&p, c->now);
+        pg_param_i64(&p, m->workflow_version);
+        pg_param_str(&p, m->job_id);
+        pg_param_str(&p, m->callback_url);
+        pg_param_i64(&p, m->callback_url ? (m->callback_events ? m->callback_events : STORE_CB_ALL)
+                                         : 0);
+        pg_param_i64(&p, m->priority);
+        pg_param_str(&p, m->uses && *m->uses ? m->uses : NULL);
+        rc =
+            pg_exec(c,
+                    "UPDATE jobs SET status = 1, workflow = $2, client_reference = $3, total = $4, "
+                    "pending = $4, updated_at = $5, workflow_version = $6, "
+                    "id = coalesce($7::text, id), callback_url = $8, callback_events = $9, "
+                    "priority = $10, uses = $11 WHERE jid = $1",
+                    &p, NULL);
+        if (rc < 0)
+            return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
+        if ((rc = runnable_insert(c, jid)) < 0 || (rc = pg_notify_work(c)) < 0)
+            return rc;
+    }
+    if (x->out) {
+        if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
+            return rc;
+        *x->out = r.j;
+    }
+    return result;
+}
+
+static void job_out_undo(void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    if (x->out) {
+        store_job_release(x->out);
+        memset(x->out, 0, sizeof *x->out);
+    }
+}
+
+int pg_job_commit(void *impl, const char *job_id, const struct store_job_meta *meta, int64_t total,
+                  struct store_job *out)
+{
+    struct store_job_meta none = {0};
+    struct submit_ctx x = {
+        .job_id = job_id, .meta = meta ? meta : &none, .total = total, .out = out};
+    if (out)
+        memset(out, 0, sizeof *out);
+    return pg_run_tx(impl, job_commit_body, job_out_undo, &x);
+}
+
+static int job_retry_body(struct conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    struct jobrow r;
+    int64_t existing = 0, jid = 0;
+    int rc;
+    memset(&r, 0, sizeof r);
+    if (x->meta && x->meta->idem_key) {
+        if ((rc = idem_find(c, x->tenant, x->meta, &existing)) < 0)
+            return rc;
+        if (existing) {
+            if (x->out) {
+                if ((rc = pg_job_load_jid(c, existing, &r)) < 0)
+                    return rc;
+                *x->out = r.j;
+            }
+            return 2;
+        }
+    }
+    rc = pg_job_load(c, x->tenant, x->job_id, 0, &r);
+    if (rc <= 0)
+        return rc;
+    if (!job_terminal(r.j.status)) {
+        rc = -SLUICE_E_CONFLICT;
+        goto out;
+    }
+    int64_t n = r.j.counts.failed;
+    if (n == 0) {
+        rc = -SLUICE_E_EMPTY_JOB;
+        goto out;
+    }
+    struct pg_params p = {0};
+    PGresult *res;
+    pg_param_str(&p, x->new_job_id);
+    pg_param_str(&p, r.j.tenant);
+    pg_param_str(&p, r.j.workflow);
+    pg_param_i64(&p, r.j.workflow_version);
+    pg_param_str(&p, r.j.id);
+    pg_param_str(&p, r.j.client_reference);
+    pg_param_i64(&p, n);
+    pg_param_i64(&p, c->now);
+    pg_param_i64(&p, r.j.priority);
+    pg_param_str(&p, r.j.uses);
+    pg_param_i64(&p, x->staging ? JOB_RECEIVING : JOB_NOT_STARTED);
+    rc =
+        pg_exec(c,
+                "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, "
+                "client_reference, status, total, pending, created_at, updated_at, priority, uses) "
+                "VALUES($1, $2, $3, $4, $5, $6, $11, $7, $7, $8, $8, $9, $10) RETURNING jid",
+                &p, &res);
+    if (rc < 0)
+        goto out;
+    jid = pg_col_i64(res, 0, 0);
+    PQclear(res);
+    if (x->staging) /* store_job_retry_stage copies the items */
+        goto keyed;
+    struct pg_params q = {0};
+    pg_param_i64(&q, jid);
+    pg_param_i64(&q, r.jid);
+    rc =
+        pg_exec(c,
+                "INSERT INTO items(jid, idx, prev_idx, ref, data, parent_index) "
+                "SELECT $1, idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), -1), ref, "
+                "data, pidx FROM (SELECT row_number() OVER (ORDER BY idx) - 1 AS idx, ref, data, "
+                "idx AS pidx FROM items WHERE jid = $2 AND status = 3) f ORDER BY idx",
+                &q, NULL);
+    if (rc < 0)
+        goto out;
+    if (rc != n) { /* the job's failed count disagrees with its rows */
+        rc = -SLUICE_E_INTERNAL;
+        goto out;
+    }
+keyed:
+    if (x->meta && x->meta->idem_key) {
+        if ((rc = idem_take(c, jid, x->meta)) < 0)
+            goto out;
+        if (rc == 0) { /* taken meanwhile: the next attempt replays it */
+            rc = E_SOFT;
+            goto out;
+        }
+    }
+    if (x->staging)
+        ; /* runnable once staged */
+    else if ((rc = runnable_insert(c, jid)) < 0 || (rc = pg_notify_work(c)) < 0)
+        goto out;
+    store_job_release(&r.j);
+    if (x->out) {
+        if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
+            goto out;
+        *x->out = r.j;
+        memset(&r.j, 0, sizeof r.j);
+    }
+    rc = 1;
+out:
+    store_job_release(&r.j);
+    return rc;
+}
+
+int pg_job_retry(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
+                 const struct store_job_meta *meta, struct store_job *out)
+{
+    struct submit_ctx x = {
+        .tenant = tenant, .job_id = job_id, .new_job_id = new_job_id, .meta = meta, .out = out};
+    if (out)
+        memset(out, 0, sizeof *out);
+    return pg_run_tx(impl, job_retry_body, job_out_undo, &x);
+}
+
+int pg_job_retry_begin(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
+                       const struct store_job_meta *meta, struct store_job *out)
+{
+    struct submit_ctx x = {.tenant = tenant,
+                           .job_id = job_id,
+                           .new_job_id = new_job_id,
+                           .meta = meta,
+                           .out = out,
+                           .staging = 1};
+    if (out)
+        memset(out, 0, sizeof *out);
+    return pg_run_tx(impl, job_retry_body, job_out_undo, &x);
+}
+
+struct stage_ctx {
+    size_t max_rows;
+    char *job_id;  /* [out] STORE_ID_MAX */
+    int64_t after; /* pick the first staging retry with jid > after */
+    int64_t *seq;  /* [out] the jid picked; may be NULL */
+};
+
+/* As in sqlite/jobs.c: one batch of the oldest staging retry this node can lock. */
+static int stage_body(struct conn *c, void *vctx)
+{
+    struct stage_ctx *x = vctx;
+    PGresult *r;
+    char tenant[STORE_NAME_MAX], parent[STORE_ID_MAX];
+    int64_t jid, total, pjid = 0, staged = 0, pnext = 0;
+    x->job_id[0] = '\0';
+    struct pg_params a = {0};
+    pg_param_i64(&a, x->after);
+    int rc = pg_exec(c,
+                     "SELECT jid, tenant, parent_job, total, id FROM jobs WHERE status = 0 AND "
+                     "parent_job <> '' AND updated_at >= 0 AND jid > $1 ORDER BY jid LIMIT 1 "
+                     "FOR UPDATE SKIP LOCKED",
+                     &a, &r);
+    if (rc <= 0) {
+        if (rc == 0)
+            PQclear(r);
+        return rc;
+    }
+    jid = pg_col_i64(r, 0, 0);
+    if (x->seq)
+        *x->seq = jid;
+    pg_col_copy(r, 0, 1, tenant, sizeof tenant);
+    pg_col_copy(r, 0, 2, parent, sizeof parent);
+    total = pg_col_i64(r, 0, 3);
+    pg_col_copy(r, 0, 4, x->job_id, STORE_ID_MAX);
+    PQclear(r);
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    if ((rc = pg_exec(
+             c, "SELECT idx, parent_index FROM items WHERE jid = $1 ORDER BY idx DESC LIMIT 1", &p,
+             &r)) < 0)
+        return rc;
+    if (rc > 0) {
+        staged = pg_col_i64(r, 0, 0) + 1;
+        pnext = pg_col_i64(r, 0, 1) + 1;
+    }
+    PQclear(r);
+    if (staged < total) {
+        struct pg_params q = {0};
+        pg_param_str(&q, parent);
+        pg_param_str(&q, tenant);
+        if ((rc = pg_exec(c, "SELECT jid FROM jobs WHERE id = $1 AND tenant = $2 AND status > 0",
+                          &q, &r)) < 0)
+            return rc;
+        if (rc > 0)
+            pjid = pg_col_i64(r, 0, 0);
+        PQclear(r);
+    }
+    if (staged < total && pjid) {
+        struct pg_params q = {0};
+        pg_param_i64(&q, jid);
+        pg_param_i64(&q, pjid);
+        pg_param_i64(&q, staged);
+        pg_param_i64(&q, pnext);
+        pg_param_i64(&q,
+                     total - staged < (int64_t)x->max_rows ? total - staged : (int64_t)x->max_rows);
+        /* the LIMIT sits inside, so a batch reads only its own rows (items_failed) */
+        rc = pg_exec(
+            c,
+            "INSERT INTO items(jid, idx, prev_idx, ref, data, parent_index) "
+            "SELECT $1, idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), "
+            "(SELECT last_idx FROM retry_refs rr WHERE rr.jid = $1 AND rr.ref = f.ref), -1), "
+            "ref, data, pidx FROM (SELECT $3 + row_number() OVER (ORDER BY idx) - 1 AS idx, "
+            "ref, data, idx AS pidx FROM (SELECT idx, ref, data FROM items WHERE jid = $2 "
+            "AND status = 3 AND idx >= $4 ORDER BY idx LIMIT $5) b) f ORDER BY idx",
+            &q, NULL);
+        if (rc < 0)
+            return rc;
+        int64_t n = rc;
+        if (n > 0) {
+            struct pg_params u = {0};
+            pg_param_i64(&u, jid);
+            pg_param_i64(&u, staged);
+            pg_param_i64(&u, staged + n);
+            rc = pg_exec(c,
+                         "INSERT INTO retry_refs(jid, ref, last_idx) SELECT $1, ref, max(idx) FROM "
+                         "items WHERE jid = $1 AND idx >= $2 AND idx < $3 GROUP BY ref "
+                         "ON CONFLICT (jid, ref) DO UPDATE SET last_idx = EXCLUDED.last_idx",
+                         &u, NULL);
+            return rc < 0 ? rc : 1;
+        }
+    }
+    /* Everything staged (or the parent is gone): drop the ref links, then publish. */
+    struct pg_params d = {0};
+    pg_param_i64(&d, jid);
+    pg_param_i64(&d, (int64_t)x->max_rows);
+    if ((rc = pg_exec(c,
+                      "DELETE FROM retry_refs WHERE jid = $1 AND ref IN "
+                      "(SELECT ref FROM retry_refs WHERE jid = $1 LIMIT $2)",
+                      &d, NULL)) < 0)
+        return rc;
+    if (rc > 0)
+        return 1;
+    if (staged == 0) { /* the parent went before anything was staged: nothing to retry */
+        rc = job_remove(c, jid);
+        return rc < 0 ? rc : 2;
+    }
+    struct pg_params f = {0};
+    pg_param_i64(&f, jid);
+    pg_param_i64(&f, staged);
+    pg_param_i64(&f, c->now);
+    if ((rc = pg_exec(c,
+                      "UPDATE jobs SET status = 1, total = $2, pending = $2, updated_at = $3 "
+                      "WHERE jid = $1",
+                      &f, NULL)) < 0)
+        return rc;
+    if ((rc = runnable_insert(c, jid)) < 0 || (rc = pg_notify_work(c)) < 0)
+        return rc;
+    return 2;
+}
+
+int pg_job_retry_stage(void *impl, size_t max_rows, int64_t *cursor, char *job_id)
+{
+    struct stage_ctx x = {max_rows ? max_rows : 1, job_id, cursor ? *cursor : 0, cursor};
+    job_id[0] = '\0';
+    return pg_run_tx(impl, stage_body, NULL, &x);
+}
+
+static int job_abort_body(struct conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    int64_t jid = 0;
+    int rc = receiving_jid(c, x->job_id, &jid);
+    if (rc <= 0)
+        return rc;
+    rc = job_remove(c, jid);
+    return rc < 0 ? rc : 1;
+}
+
+int pg_job_abort(void *impl, const char *job_id)
+{
+    struct submit_ctx x = {.job_id = job_id};
+    int rc = pg_run_tx(impl, job_abort_body, NULL, &x);
+    return rc < 0 ? rc : 0;
+}
+
+static int gc_body(struct conn *c, void *vctx)
+{
+    struct submit_ctx *x = vctx;
+    struct pg_params p = {0};
+    PGresult *r;
+    pg_param_i64(&p, x->older_than);
+    int rc = pg_exec(c,
+                     "SELECT jid FROM jobs WHERE status = 0 AND updated_at < $1 "
+                     "AND (parent_job = '' OR updated_at < 0) FOR UPDATE SKIP LOCKED",
+                     &p, &r);
+    if (rc < 0)
+        return rc;
+    int n = rc;
+    for (int i = 0; i < n; i++) {
+        if ((rc = job_remove(c, pg_col_i64(r, i, 0))) < 0) {
+            PQclear(r);
+            return rc;
+        }
+    }
+    PQclear(r);
+    return n;
+}
+
+int pg_gc_receiving(void *impl, int64_t older_than)
+{
+    struct submit_ctx x = {.older_than = older_than};
+    return pg_run_tx(impl, gc_body, NULL, &x);
+}
+
+/* ---- retention ------------------------------------------------------------------- */
+
+struct sweep_ctx {
+    int64_t jobs_before, keys_before;
+    int64_t budget;
+};
+
+/* jid of the job to remove next (see sqlite/jobs.c), or 0. */
+static int sweep_next_job(struct conn *c, const struct sweep_ctx *x, int64_t *jid, int64_t *removed)
+{
+    static const char *const by_jid[] = {
+        "UPDATE jobs SET status = 0, updated_at = -1 WHERE jid = $1",
+        "DELETE FROM claims WHERE jid = $1",
+        "DELETE FROM job_steps WHERE jid = $1",
+        "DELETE FROM idem_keys WHERE jid = $1",
+        "DELETE FROM outbox WHERE jid = $1",
+    };
+    PGresult *r;
+    int rc = pg_exec(c,
+                     "SELECT jid FROM jobs WHERE status = 0 AND updated_at < 0 LIMIT 1 "
+                     "FOR UPDATE SKIP LOCKED",
+                     NULL, &r);
+    if (rc < 0)
+        return rc;
+    if (rc > 0) {
+        *jid = pg_col_i64(r, 0, 0);
+        PQclear(r);
+        return 1;
+    }
+    PQclear(r);
+    struct pg_params p = {0};
+    pg_param_i64(&p, x->jobs_before);
+    rc = pg_exec(c,
+                 "SELECT jid FROM jobs WHERE status IN (4, 5, 6) AND completed_at < $1 "
+                 "ORDER BY completed_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+                 &p, &r);
+    if (rc <= 0)
+        return rc;
+    *jid = pg_col_i64(r, 0, 0);
+    PQclear(r);
+    struct pg_params q = {0};
+    pg_param_i64(&q, *jid);
+    for (size_t i = 0; i < sizeof by_jid / sizeof by_jid[0]; i++) {
+        if ((rc = pg_exec(c, by_jid[i], &q, NULL)) < 0)
+            return rc;
+        if (i > 0)
+            *removed += rc;
+    }
+    return 1;
+}
+
+static int sweep_body(struct conn *c, void *vctx)
+{
+    struct sweep_ctx *x = vctx;
+    int64_t removed = 0, jid = 0;
+    struct pg_params p = {0};
+    pg_param_i64(&p, x->keys_before);
+    pg_param_i64(&p, x->budget);
+    int rc =
+        pg_exec(c,
+                "DELETE FROM idem_keys WHERE (tenant, key) IN (SELECT tenant, key FROM idem_keys "
+                "WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                &p, NULL);
+    if (rc < 0)
+        return rc;
+    removed += rc;
+    while (removed < x->budget) {
+        if ((rc = sweep_next_job(c, x, &jid, &removed)) < 0)
+            return rc;
+        if (rc == 0)
+            break;
+        int64_t want = x->budget - removed;
+        struct pg_params q = {0};
+        pg_param_i64(&q, jid);
+        pg_param_i64(&q, want);
+        rc = pg_exec(c,
+                     "DELETE FROM items WHERE jid = $1 AND idx IN (SELECT idx FROM items "
+                     "WHERE jid = $1 ORDER BY idx LIMIT $2)",
+                     &q, NULL);
+        if (rc < 0)
+            return rc;
+        removed += rc;
+        if (rc == want)
+            break; /* maybe more items: the next call goes on with this job */
+        struct pg_params d = {0};
+        pg_param_i64(&d, jid);
+        if ((rc = pg_exec(c, "DELETE FROM jobs WHERE jid = $1", &d, NULL)) < 0)
+            return rc;
+        removed++;
+    }
+    return removed > INT32_MAX ? INT32_MAX : (int)removed;
+}
+
+int pg_retention_sweep(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
+                       size_t max_rows)
+{
+    struct sweep_ctx x = {jobs_completed_before, keys_created_before,
+                          max_rows == 0 ? 1
+                                        : (max_rows > INT32_MAX ? INT32_MAX : (int64_t)max_rows)};
+    return pg_run_tx(impl, sweep_body, NULL, &x);
+}
+
+/* ---- reading and controlling jobs ------------------------------------------------ */
+
+struct jobs_ctx {
+    const char *tenant, *job_id;
+    int status;
+    int64_t before_seq;
+    size_t limit;
+    struct store_job *out;
+    struct store_job *list;
+    size_t n;
+};
+
+static void jobs_out_undo(void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    if (x->out) {
+        store_job_release(x->out);
+        memset(x->out, 0, sizeof *x->out);
+    }
+    store_jobs_free(x->list, x->n);
+    x->list = NULL;
+    x->n = 0;
+}
+
+static int job_get_body(struct conn *c, void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    struct jobrow r;
+    int rc = pg_job_load_visible(c, x->tenant, x->job_id, &r);
+    if (rc <= 0)
+        return rc;
+    *x->out = r.j;
+    if ((rc = job_load_steps(c, r.jid, x->out)) < 0)
+        return rc;
+    return 1;
+}
+
+int pg_job_get(void *impl, const char *tenant, const char *job_id, struct store_job *out)
+{
+    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id, .out = out};
+    memset(out, 0, sizeof *out);
+    return pg_run_tx(impl, job_get_body, jobs_out_undo, &x);
+}
+
+static int job_list_body(struct conn *c, void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    struct pg_params p = {0};
+    PGresult *r;
+    struct jobrow jr;
+    pg_param_str(&p, x->tenant);
+    pg_param_i64(&p, x->status);
+    pg_param_i64(&p, x->before_seq > 0 ? x->before_seq : INT64_MAX);
+    pg_param_i64(&p, (int64_t)x->limit);
+    int rc = pg_exec(c,
+                     "SELECT " JOB_COLS " FROM jobs WHERE tenant = $1 AND status > 0 "
+                     "AND ($2::int < 0 OR status = $2) AND jid < $3 ORDER BY jid DESC LIMIT $4",
+                     &p, &r);
+    if (rc < 0)
+        return rc;
+    x->list = xcalloc(x->limit ? x->limit : 1, sizeof *x->list);
+    for (int i = 0; i < rc && x->n < x->limit; i++) {
+        read_job(c, r, i, &jr);
+        x->list[x->n++] = jr.j;
+    }
+    PQclear(r);
+    return 0;
+}
+
+int pg_job_list(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
+                struct store_job **out, size_t *n)
+{
+    struct jobs_ctx x = {
+        .tenant = tenant, .status = status, .before_seq = before_seq, .limit = limit};
+    int rc = pg_run_tx(impl, job_list_body, jobs_out_undo, &x);
+    *out = rc < 0 ? NULL : x.list;
+    *n = rc < 0 ? 0 : x.n;
+    return rc;
+}
+
+static int job_cancel_body(struct conn *c, void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    struct jobrow r;
+    struct pg_params p = {0};
+    PGresult *res;
+    /* The runnable row first (lock order): no claim moves the cursor meanwhile. */
+    pg_param_str(&p, x->job_id);
+    pg_param_str(&p, x->tenant);
+    int rc = pg_exec(c,
+                     "SELECT r.jid FROM runnable r JOIN jobs j ON j.jid = r.jid WHERE j.id = $1 "
+                     "AND j.tenant = $2 FOR UPDATE OF r",
+                     &p, &res);
+    if (rc < 0)
+        return rc;
+    PQclear(res);
+    rc = pg_job_load(c, x->tenant, x->job_id, 1, &r);
+    if (rc <= 0)
+        return rc;
+    if (r.j.status == JOB_NOT_STARTED || r.j.status == JOB_RUNNING) {
+        r.cancel_at = r.cursor;
+        r.j.counts.canceled += r.j.counts.pending;
+        r.j.counts.pending = 0;
+        r.j.status = JOB_CANCELING;
+        job_maybe_finish(&r, c->now);
+        struct pg_params q = {0};
+        pg_param_i64(&q, r.jid);
+        if ((rc = job_save(c, &r)) < 0 ||
+            (rc = pg_exec(c, "DELETE FROM runnable WHERE jid = $1", &q, NULL)) < 0) {
+            store_job_release(&r.j);
+            return rc;
+        }
+    }
+    if (x->out)
+        *x->out = r.j;
+    else
+        store_job_release(&r.j);
+    return 1;
+}
+
+int pg_job_cancel(void *impl, const char *tenant, const char *job_id, struct store_job *out)
+{
+    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id, .out = out};
+    if (out)
+        memset(out, 0, sizeof *out);
+    return pg_run_tx(impl, job_cancel_body, jobs_out_undo, &x);
+}
+
+static int job_delete_body(struct conn *c, void *vctx)
+{
+    struct jobs_ctx *x = vctx;
+    struct jobrow r;
+    int rc = pg_job_load(c, x->tenant, x->job_id, 1, &r);
+    if (rc <= 0)
+        return rc;
+    store_job_release(&r.j);
+    if (!job_terminal(r.j.status))
+        return -SLUICE_E_CONFLICT;
+    rc = job_remove(c, r.jid);
+    return rc < 0 ? rc : 1;
+}
+
+int pg_job_delete(void *impl, const char *tenant, const char *job_id)
+{
+    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id};
+    return pg_run_tx(impl, job_delete_body, NULL, &x);
+}

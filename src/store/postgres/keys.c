@@ -1,0 +1,227 @@
+/* keys.c - the PostgreSQL backend's API keys, tenant weights, a tenant's load
+ * (store_tenant_load) and the settings (store_setting_ensure).
+ */
+#include <libpq-fe.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "store/postgres/pg_int.h"
+#include "util/errors.h"
+#include "util/xmalloc.h"
+
+/* ---- API keys -------------------------------------------------------------------- */
+
+struct key_ctx {
+    const char *key_id, *tenant, *hash;
+    char *tenant_out;
+    struct store_key *list;
+    size_t n;
+};
+
+static int key_create_body(struct conn *c, void *vctx)
+{
+    struct key_ctx *x = vctx;
+    struct pg_params p = {0};
+    pg_param_str(&p, x->key_id);
+    pg_param_str(&p, x->tenant);
+    pg_param_str(&p, x->hash);
+    pg_param_i64(&p, c->now);
+    int rc =
+        pg_exec(c, "INSERT INTO api_keys(key_id, tenant, hash, created_at) VALUES($1, $2, $3, $4)",
+                &p, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int pg_key_create(void *impl, const char *key_id, const char *tenant, const char *hash_hex)
+{
+    struct key_ctx x = {.key_id = key_id, .tenant = tenant, .hash = hash_hex};
+    return pg_run_tx(impl, key_create_body, NULL, &x);
+}
+
+static int key_lookup_body(struct conn *c, void *vctx)
+{
+    struct key_ctx *x = vctx;
+    struct pg_params p = {0};
+    PGresult *r;
+    pg_param_str(&p, x->hash);
+    int rc = pg_exec(c, "SELECT tenant FROM api_keys WHERE hash = $1 AND revoked_at = 0 LIMIT 1",
+                     &p, &r);
+    if (rc < 0)
+        return rc;
+    if (rc == 1)
+        pg_col_copy(r, 0, 0, x->tenant_out, STORE_NAME_MAX);
+    PQclear(r);
+    return rc > 0;
+}
+
+int pg_key_lookup(void *impl, const char *hash_hex, char tenant[STORE_NAME_MAX])
+{
+    struct key_ctx x = {.hash = hash_hex, .tenant_out = tenant};
+    return pg_run_tx(impl, key_lookup_body, NULL, &x);
+}
+
+static int key_list_body(struct conn *c, void *vctx)
+{
+    struct key_ctx *x = vctx;
+    PGresult *r;
+    int rc = pg_exec(c, "SELECT key_id, tenant, created_at, revoked_at FROM api_keys ORDER BY seq",
+                     NULL, &r);
+    if (rc < 0)
+        return rc;
+    x->list = xcalloc((size_t)rc + 1, sizeof *x->list);
+    x->n = (size_t)rc;
+    for (int i = 0; i < rc; i++) {
+        struct store_key *k = &x->list[i];
+        pg_col_copy(r, i, 0, k->key_id, sizeof k->key_id);
+        pg_col_copy(r, i, 1, k->tenant, sizeof k->tenant);
+        k->created_at = pg_col_i64(r, i, 2);
+        k->revoked_at = pg_col_i64(r, i, 3);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static void key_list_undo(void *vctx)
+{
+    struct key_ctx *x = vctx;
+    free(x->list);
+    x->list = NULL;
+    x->n = 0;
+}
+
+int pg_key_list(void *impl, struct store_key **out, size_t *n)
+{
+    struct key_ctx x = {0};
+    int rc = pg_run_tx(impl, key_list_body, key_list_undo, &x);
+    *out = rc < 0 ? NULL : x.list;
+    *n = rc < 0 ? 0 : x.n;
+    return rc < 0 ? rc : 0;
+}
+
+static int key_revoke_body(struct conn *c, void *vctx)
+{
+    struct key_ctx *x = vctx;
+    struct pg_params p = {0};
+    pg_param_str(&p, x->key_id);
+    int rc = pg_exec(c, "SELECT 1 FROM api_keys WHERE key_id = $1 FOR UPDATE", &p, NULL);
+    if (rc <= 0)
+        return rc;
+    pg_param_i64(&p, c->now);
+    rc = pg_exec(c, "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at = 0", &p,
+                 NULL);
+    return rc < 0 ? rc : 1;
+}
+
+int pg_key_revoke(void *impl, const char *key_id)
+{
+    struct key_ctx x = {.key_id = key_id};
+    return pg_run_tx(impl, key_revoke_body, NULL, &x);
+}
+
+/* ---- tenants --------------------------------------------------------------------- */
+
+struct weight_ctx {
+    const char *tenant;
+    int weight;
+};
+
+static int tenant_weight_body(struct conn *c, void *vctx)
+{
+    struct weight_ctx *x = vctx;
+    struct pg_params p = {0};
+    pg_param_str(&p, x->tenant);
+    pg_param_i64(&p, x->weight);
+    int rc = pg_exec(c,
+                     "INSERT INTO tenants(tenant, weight) VALUES($1, $2) "
+                     "ON CONFLICT(tenant) DO UPDATE SET weight = excluded.weight",
+                     &p, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int pg_tenant_set_weight(void *impl, const char *tenant, int weight)
+{
+    struct weight_ctx x = {.tenant = tenant, .weight = weight};
+    return pg_run_tx(impl, tenant_weight_body, NULL, &x);
+}
+
+/* ---- a tenant's load ------------------------------------------------------------ */
+
+struct load_ctx {
+    const char *tenant;
+    int64_t open_jobs, pending;
+};
+
+static int tenant_load_body(struct conn *c, void *vctx)
+{
+    struct load_ctx *x = vctx;
+    struct pg_params p = {0};
+    PGresult *r;
+    pg_param_str(&p, x->tenant);
+    int rc = pg_exec(c,
+                     "SELECT count(*), coalesce(sum(pending), 0) FROM jobs WHERE tenant = $1 "
+                     "AND status IN (1, 2, 3)",
+                     &p, &r);
+    if (rc < 0)
+        return rc;
+    x->open_jobs = pg_col_i64(r, 0, 0);
+    x->pending = pg_col_i64(r, 0, 1);
+    PQclear(r);
+    return 0;
+}
+
+int pg_tenant_load(void *impl, const char *tenant, int64_t *open_jobs, int64_t *pending)
+{
+    struct load_ctx x = {tenant, 0, 0};
+    int rc = pg_run_tx(impl, tenant_load_body, NULL, &x);
+    if (rc >= 0) {
+        *open_jobs = x.open_jobs;
+        *pending = x.pending;
+    }
+    return rc;
+}
+
+/* ---- settings -------------------------------------------------------------------- */
+
+struct setting_ctx {
+    const char *name, *value;
+    char *out;
+};
+
+static void setting_undo(void *vctx)
+{
+    struct setting_ctx *x = vctx;
+    free(x->out);
+    x->out = NULL;
+}
+
+static int setting_ensure_body(struct conn *c, void *vctx)
+{
+    struct setting_ctx *x = vctx;
+    struct pg_params p = {0};
+    PGresult *r;
+    pg_param_str(&p, x->name);
+    pg_param_str(&p, x->value);
+    pg_param_i64(&p, c->now);
+    int rc = pg_exec(c,
+                     "INSERT INTO settings(name, value, created_at) VALUES($1, $2, $3) "
+                     "ON CONFLICT DO NOTHING",
+                     &p, NULL);
+    if (rc < 0)
+        return rc;
+    struct pg_params q = {0};
+    pg_param_str(&q, x->name);
+    if ((rc = pg_exec(c, "SELECT value FROM settings WHERE name = $1", &q, &r)) < 0)
+        return rc;
+    if (rc > 0)
+        x->out = pg_col_strdup(r, 0, 0, NULL);
+    PQclear(r);
+    return x->out ? 1 : -SLUICE_E_INTERNAL;
+}
+
+int pg_setting_ensure(void *impl, const char *name, const char *value, char **out)
+{
+    struct setting_ctx x = {.name = name, .value = value};
+    int rc = pg_run_tx(impl, setting_ensure_body, setting_undo, &x);
+    *out = rc < 0 ? NULL : x.out;
+    return rc;
+}
