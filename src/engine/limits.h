@@ -1,7 +1,7 @@
 /* limits.h - named processing limits: how fast and how much at once work may run.
  *
  * DESIGN
- * A limit is a named definition (JSON, checked by limits_def_parse):
+ * A limit is a named definition (JSON, checked by limits_def_parse in spec/limit.h):
  *
  *   {"key": "{tenant}:{host}",   bucket key template; placeholders {tenant}, {workflow},
  *                                {step}, {host}; the bare words "tenant", "workflow",
@@ -41,7 +41,7 @@
  * nodes (limits_share). Concurrency caps are per process. Thread-safe: one mutex.
  *
  * The code is in engine/limits/, one file per concern (limits.c: the registry;
- * defs.c, uses.c, bucket.c, refill.c, admit.c, pace.c); this is its one public header. */
+ * uses.c, bucket.c, refill.c, admit.c, pace.c); this is its one public header. */
 #ifndef SLUICE_LIMITS_H
 #define SLUICE_LIMITS_H
 
@@ -49,42 +49,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "spec/limit.h"
 #include "util/buf.h"
 
-#define LIMITS_HORIZON_MS 1000 /* request slots a claim may be admitted for */
-#define LIMITS_NAME_MAX 65     /* names: [A-Za-z0-9_.-]{1,64} */
-#define LIMITS_MAX_USES 16     /* limits one job may consume (workflow and steps) */
+#define LIMITS_HORIZON_MS 1000       /* request slots a claim may be admitted for */
 #define LIMITS_MAX_BACKOFF_MS 300000 /* default cap of an upstream's Retry-After back-off */
-
-struct limits_def {
-    char key[256];        /* template */
-    double rate;          /* tokens per second; 0 = no rate */
-    double per_s;         /* seconds of "per" (1, 60, 3600), for rendering */
-    double rate_in_per;   /* the rate as given, per "per" */
-    int64_t burst;        /* >= 1 when rate > 0 */
-    int64_t concurrency;  /* 0 = no cap */
-};
-
-/* Nonzero when name may name a limit: [A-Za-z0-9_.-]{1,64}. (Inline: workflow
- * definitions check names without linking the limiter.) */
-static inline int limits_name_valid(const char *name)
-{
-    size_t n = 0;
-    for (; name && name[n]; n++) {
-        char c = name[n];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.'))
-            return 0;
-    }
-    return n > 0 && n < LIMITS_NAME_MAX;
-}
-/* Checks a definition. 0 and [out] d, or -SLUICE_E_INVALID_FIELD with a message in
- * err and the member at fault in target ("rate"). */
-int limits_def_parse(const json_t *j, struct limits_def *d, char *err, size_t errlen, char *target,
-                     size_t targetlen);
-/* The definition as JSON (what GET shows): {"key","rate","per","burst","concurrency"}
- * with absent members left out. New reference. */
-json_t *limits_def_json(const struct limits_def *d);
 
 struct limits;
 

@@ -3,7 +3,7 @@
  * error names its location ("steps[2].retry.maxAttempts"). */
 #include "spec/workflow.h"
 
-#include "engine/limits.h"
+#include "spec/limit.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -63,8 +63,8 @@ static int job_held(struct limits *l, const char *tenant, const char *job_id,
             int scope[2] = {0, 0};
             char key[256] = "";
             if (defs_of(l, tenant, u[i].name, d, scope) > 0)
-                def_key_resolve(d[0]->key, tenant, u[i].workflow, u[i].step, jb->host, key,
-                                sizeof key);
+                limits_key_resolve(d[0]->key, tenant, u[i].workflow, u[i].step, jb->host, key,
+                                   sizeof key);
             throttle_note(l, job_id, u[i].name, scope[0], key, "upstream", jb->host, 0, now);
             wake_note(l, jb->until);
             return 1;

@@ -64,7 +64,7 @@ struct bucket *bucket_of(struct limits *l, int scope, const struct limits_def *d
                          const char *step, const char *host, int64_t now, char *key, size_t keylen)
 {
     char id[STORE_NAME_MAX + LIMITS_NAME_MAX + 256 + 8]; /* fits every part whole */
-    def_key_resolve(d->key, tenant, workflow, step, host, key, keylen);
+    limits_key_resolve(d->key, tenant, workflow, step, host, key, keylen);
     if (scope == 0)
         snprintf(id, sizeof id, "s/%s|%s", name, key);
     else

@@ -48,16 +48,16 @@ int limits_set_server(struct limits *l, const json_t *defs, char *err, size_t er
     const char *name;
     json_t *v;
     if (!json_is_object(defs))
-        return def_fail(err, errlen, target, targetlen, "",
-                        "limits must be a JSON object name -> limit");
+        return limits_def_fail(err, errlen, target, targetlen, "",
+                               "limits must be a JSON object name -> limit");
     struct sdef *s = xcalloc(json_object_size(defs) + 1, sizeof *s);
     size_t n = 0;
     json_object_foreach((json_t *)defs, name, v) {
         char sub[LIMITS_NAME_MAX + 64];
         if (!limits_name_valid(name)) {
             free(s);
-            return def_fail(err, errlen, target, targetlen, name,
-                            "a limit name is 1 to 64 characters of A-Z a-z 0-9 _ - .");
+            return limits_def_fail(err, errlen, target, targetlen, name,
+                                   "a limit name is 1 to 64 characters of A-Z a-z 0-9 _ - .");
         }
         int rc = limits_def_parse(v, &s[n].d, err, errlen, sub, sizeof sub);
         if (rc < 0) {

@@ -108,15 +108,6 @@ static inline uint64_t hash_str(const char *s)
     return h;
 }
 
-/* ---- defs.c: a definition's key template ------------------------------------------- */
-
-/* -SLUICE_E_INVALID_FIELD with msg in err and member in target. No lock. */
-int def_fail(char *err, size_t errlen, char *target, size_t targetlen, const char *member,
-             const char *msg);
-/* Expands the key template tmpl for one use into out. No lock. */
-void def_key_resolve(const char *tmpl, const char *tenant, const char *workflow, const char *step,
-                     const char *host, char *out, size_t outlen);
-
 /* ---- limits.c: the registry ------------------------------------------------------------ */
 
 /* The definitions a use names (server's, then tenant's), at most 2: [out] out, and

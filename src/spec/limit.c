@@ -1,23 +1,29 @@
-/* defs.c - a limit's definition: checking the JSON it is given in (server config,
+/* limit.c - a limit's definition: checking the JSON it is given in (server config,
  * PUT /v1/limits/{name}), rendering it back, and its bucket key template (the four
  * placeholders, and how a use fills them in). Pure functions: no registry, no lock. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/limits/limits_int.h"
+#include "spec/limit.h"
 #include "util/buf.h"
 #include "util/errors.h"
+#include "util/ids.h"
 
-int def_fail(char *err, size_t errlen, char *target, size_t targetlen, const char *member,
-             const char *msg)
+int limits_name_valid(const char *name)
+{
+    return name && ids_name_valid(name, LIMITS_NAME_MAX - 1, ".");
+}
+
+int limits_def_fail(char *err, size_t errlen, char *target, size_t targetlen, const char *member,
+                    const char *msg)
 {
     snprintf(err, errlen, "%s", msg);
     snprintf(target, targetlen, "%s", member);
     return -SLUICE_E_INVALID_FIELD;
 }
 
-/* The placeholders of a key template, in the order def_key_resolve fills them. */
+/* The placeholders of a key template, in the order limits_key_resolve fills them. */
 static const char *const words[] = {"tenant", "workflow", "step", "host"};
 
 /* Which placeholder the n characters at p name: its index in words, or -1. */
@@ -65,20 +71,22 @@ int limits_def_parse(const json_t *j, struct limits_def *d, char *err, size_t er
     memset(d, 0, sizeof *d);
     d->per_s = 1;
     if (!json_is_object(j))
-        return def_fail(err, errlen, target, targetlen, "", "a limit is a JSON object");
-    json_object_foreach((json_t *)j, k, v) {
+        return limits_def_fail(err, errlen, target, targetlen, "", "a limit is a JSON object");
+    json_object_foreach((json_t *)j, k, v)
+    {
         if (strcmp(k, "key") && strcmp(k, "rate") && strcmp(k, "per") && strcmp(k, "burst") &&
             strcmp(k, "concurrency") && strcmp(k, "name") && strcmp(k, "scope") &&
             strcmp(k, "createdAt") && strcmp(k, "updatedAt"))
-            return def_fail(err, errlen, target, targetlen, k,
-                            "unknown member; a limit has key, rate, per, burst and concurrency");
+            return limits_def_fail(
+                err, errlen, target, targetlen, k,
+                "unknown member; a limit has key, rate, per, burst and concurrency");
     }
     v = json_object_get(j, "key");
     if (v) {
         if (!json_is_string(v) || key_parse(json_string_value(v), d->key, sizeof d->key) < 0)
-            return def_fail(err, errlen, target, targetlen, "key",
-                            "key must be a string of at most 255 characters using only the "
-                            "placeholders {tenant}, {workflow}, {step} and {host}");
+            return limits_def_fail(err, errlen, target, targetlen, "key",
+                                   "key must be a string of at most 255 characters using only the "
+                                   "placeholders {tenant}, {workflow}, {step} and {host}");
     }
     v = json_object_get(j, "per");
     if (v) {
@@ -90,26 +98,26 @@ int limits_def_parse(const json_t *j, struct limits_def *d, char *err, size_t er
         else if (!strcmp(p, "hour"))
             d->per_s = 3600;
         else
-            return def_fail(err, errlen, target, targetlen, "per",
-                            "per must be \"second\", \"minute\" or \"hour\"");
+            return limits_def_fail(err, errlen, target, targetlen, "per",
+                                   "per must be \"second\", \"minute\" or \"hour\"");
     }
     v = json_object_get(j, "rate");
     if (v) {
         if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > 1e6)
-            return def_fail(err, errlen, target, targetlen, "rate",
-                            "rate must be a number above 0 and at most 1000000");
+            return limits_def_fail(err, errlen, target, targetlen, "rate",
+                                   "rate must be a number above 0 and at most 1000000");
         d->rate_in_per = json_number_value(v);
         d->rate = d->rate_in_per / d->per_s;
     } else if (json_object_get(j, "per")) {
-        return def_fail(err, errlen, target, targetlen, "per", "per needs a rate");
+        return limits_def_fail(err, errlen, target, targetlen, "per", "per needs a rate");
     }
     v = json_object_get(j, "burst");
     if (v) {
         if (!d->rate)
-            return def_fail(err, errlen, target, targetlen, "burst", "burst needs a rate");
+            return limits_def_fail(err, errlen, target, targetlen, "burst", "burst needs a rate");
         if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000000)
-            return def_fail(err, errlen, target, targetlen, "burst",
-                            "burst must be an integer from 1 to 1000000");
+            return limits_def_fail(err, errlen, target, targetlen, "burst",
+                                   "burst must be an integer from 1 to 1000000");
         d->burst = json_integer_value(v);
     } else if (d->rate) {
         d->burst = d->rate >= 1 ? (int64_t)floor(d->rate) : 1; /* one second's worth */
@@ -117,13 +125,13 @@ int limits_def_parse(const json_t *j, struct limits_def *d, char *err, size_t er
     v = json_object_get(j, "concurrency");
     if (v) {
         if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000000)
-            return def_fail(err, errlen, target, targetlen, "concurrency",
-                            "concurrency must be an integer from 1 to 1000000");
+            return limits_def_fail(err, errlen, target, targetlen, "concurrency",
+                                   "concurrency must be an integer from 1 to 1000000");
         d->concurrency = json_integer_value(v);
     }
     if (!d->rate && !d->concurrency)
-        return def_fail(err, errlen, target, targetlen, "rate",
-                        "a limit needs a rate, a concurrency, or both");
+        return limits_def_fail(err, errlen, target, targetlen, "rate",
+                               "a limit needs a rate, a concurrency, or both");
     return 0;
 }
 
@@ -144,8 +152,8 @@ json_t *limits_def_json(const struct limits_def *d)
     return o;
 }
 
-void def_key_resolve(const char *tmpl, const char *tenant, const char *workflow, const char *step,
-                     const char *host, char *out, size_t outlen)
+void limits_key_resolve(const char *tmpl, const char *tenant, const char *workflow,
+                        const char *step, const char *host, char *out, size_t outlen)
 {
     const char *const values[] = {tenant, workflow, step, host}; /* as words */
     struct buf b = BUF_INIT;
