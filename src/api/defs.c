@@ -487,7 +487,8 @@ void api_defs_put(struct request *req)
     struct store_def d;
     int rc =
         store_def_put(api_of(req)->st, k->kind, req_tenant(req), req_param(req, "name"), text, &d);
-    explicit_bzero(text, strlen(text)); /* it may be a secret */
+    if (text) /* it may be a secret */
+        explicit_bzero(text, strlen(text));
     free(text);
     if (rc == -SLUICE_E_CONFLICT && k->conflict) {
         reply_error(req, rc, "name", k->conflict);
@@ -565,18 +566,18 @@ void api_defs_list(struct request *req)
     const struct def_kind *k = kind_of(req);
     if (!k)
         return;
-    int64_t limit = (int64_t)k->list_max;
+    int64_t limit = 0;
+    size_t fetch = k->list_max;
     const char *after = NULL;
     if (!k->render_list) {
         if (api_query_int(req, "limit", 100, 1, 1000, &limit) < 0)
             return;
         after = req_query(req, "after");
-        limit++; /* one more tells whether another page follows */
+        fetch = (size_t)limit + 1; /* one more tells whether another page follows */
     }
     struct store_def *ds = NULL;
     size_t n = 0;
-    int rc =
-        store_def_list(api_of(req)->st, k->kind, req_tenant(req), after, (size_t)limit, &ds, &n);
+    int rc = store_def_list(api_of(req)->st, k->kind, req_tenant(req), after, fetch, &ds, &n);
     if (rc < 0) {
         reply_error(req, rc, NULL, NULL);
     } else if (k->render_list) {
@@ -585,7 +586,7 @@ void api_defs_list(struct request *req)
         reply_buf(req, 200, "application/json", &b);
         buf_release(&b);
     } else {
-        api_reply_page(req, ds, n, sizeof *ds, limit - 1, page_def, cursor_def, NULL);
+        api_reply_page(req, ds, n, sizeof *ds, limit, page_def, cursor_def, NULL);
     }
     store_defs_free(ds, n);
 }

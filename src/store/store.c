@@ -3,8 +3,9 @@
  * Opens a backend picked from the URL scheme, forwards every store_*() call to its
  * ops table (the one place where tests inject faults: FAULT_POINT, store/fault.h),
  * and holds what no
- * backend should repeat: option defaults, the *_release()/_free() functions for the
- * structs the store fills, and the API names of the job and item states. */
+ * backend should repeat: option defaults, the argument rules of the tenant-owned
+ * definitions, the *_release()/_free() functions for the structs the store fills, and
+ * the API names of the job and item states. */
 #include "store/store.h"
 
 #include <errno.h>

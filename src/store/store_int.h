@@ -52,6 +52,7 @@ struct store_secret {
     char *value; /* heap; store_secret_release() wipes it */
     int64_t created_at, updated_at;
 };
+
 void store_workflow_release(struct store_workflow *w);
 void store_workflows_free(struct store_workflow *w, size_t n);
 void store_hook_release(struct store_hook *h);
@@ -153,9 +154,12 @@ struct store_ops {
                        struct store_secret **out, size_t *n);
     int (*secret_delete)(void *impl, const char *tenant, const char *name);
     /* step B (issue 12) replaces the 16 ops above by these four, one per verb, taking
-     * the kind; the contract is store_def_*() in store.h, less what store.c does
-     * above every backend (fault points, the tenant/version/kind checks, the
-     * CREATED/REPLACED of a workflow put, which the backend then tells itself):
+     * the kind. Their contract is store_def_*()'s in store.h (TENANT-OWNED
+     * DEFINITIONS), less what store.c does above every backend: the fault points,
+     * the argument checks (known kind, tenant NULL only where allowed, version 0
+     * outside workflows) and clearing out. The backend fills every field of out
+     * (kind included; out may be NULL for put) and tells a workflow put's CREATED
+     * from REPLACED itself, in the put's own transaction (the adapter asks first):
      *
      * int (*def_put)(void *impl, enum store_def_kind kind, const char *tenant,
      *                const char *name, const char *text, struct store_def *out);
