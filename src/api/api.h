@@ -85,24 +85,17 @@ void api_docs_put(struct request *req);
 void api_docs_patch(struct request *req);
 void api_docs_delete(struct request *req);
 void api_docs_list(struct request *req);
-void api_workflows_put(struct request *req);
-void api_workflows_get(struct request *req);
-void api_workflows_list(struct request *req);
-void api_workflows_delete(struct request *req);
-void api_workflows_run(struct request *req);
-void api_workflows_run_end(struct request *req, int completed);
-void api_limits_put(struct request *req);
-void api_limits_get(struct request *req);
-void api_limits_list(struct request *req);
-void api_limits_delete(struct request *req);
-void api_secrets_put(struct request *req);
-void api_secrets_get(struct request *req);
-void api_secrets_list(struct request *req);
-void api_secrets_delete(struct request *req);
-void api_hooks_put(struct request *req);
-void api_hooks_get(struct request *req);
-void api_hooks_list(struct request *req);
-void api_hooks_delete(struct request *req);
+/* The named definitions a tenant owns (api/defs.c), one set of handlers for the four
+ * collections /v1/workflows, /v1/hooks, /v1/limits and /v1/secrets: each finds its
+ * kind from the path. */
+void api_defs_put(struct request *req);
+void api_defs_get(struct request *req);
+void api_defs_list(struct request *req);
+void api_defs_delete(struct request *req);
+/* POST /v1/workflows/{name}:run (api/runs.c): one item through a workflow, answered
+ * when it is done; api_runs_end frees the run when the request ends. */
+void api_runs_start(struct request *req);
+void api_runs_end(struct request *req, int completed);
 void api_hooks_event(struct request *req);
 void api_health(struct request *req);
 void api_ready(struct request *req);

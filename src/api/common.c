@@ -23,6 +23,22 @@ int api_query_int(struct request *req, const char *name, int64_t def, int64_t mi
     return 0;
 }
 
+json_t *api_json_body(struct request *req)
+{
+    size_t len;
+    const char *body = req_body(req, &len);
+    struct ingest_error ie;
+    if (ingest_validate_json(body, len, api_of(req)->cfg.limits.max_depth, &ie) < 0) {
+        reply_error(req, SLUICE_E_INVALID_JSON, NULL, ie.message[0] ? ie.message : NULL);
+        return NULL;
+    }
+    json_error_t je;
+    json_t *v = json_loadb(body, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+    if (!v)
+        reply_errorf(req, SLUICE_E_INVALID_JSON, NULL, "%s", je.text);
+    return v;
+}
+
 static void list_begin(struct buf *b)
 {
     buf_puts(b, "{\"value\":[");

@@ -1,5 +1,5 @@
-/* common.h - small helpers shared by the handlers: query parsing with 400 answers,
- * list envelopes. */
+/* common.h - small helpers shared by the handlers: query and body parsing with 400
+ * answers, list envelopes. */
 #ifndef SLUICE_API_COMMON_H
 #define SLUICE_API_COMMON_H
 
@@ -18,6 +18,10 @@ static inline struct api *api_of(struct request *req)
  * On a bad value replies 400 (target = name) and returns -1. */
 int api_query_int(struct request *req, const char *name, int64_t def, int64_t min, int64_t max,
                   int64_t *out);
+/* The request body as one JSON value (any value), refused with 400 InvalidJson when it
+ * is not JSON, has duplicate keys or nests deeper than a submitted item may. Returns
+ * a new reference (caller decrefs), or NULL after replying. */
+json_t *api_json_body(struct request *req);
 /* Renders one element of a page. */
 typedef void (*api_render_fn)(struct buf *b, const void *elem, struct request *req);
 /* Appends the cursor of nextLink for the last element shown ("cursor=17", "after=x"). */

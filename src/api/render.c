@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "engine/limits.h"
+#include "engine/pipeline.h"
 #include "util/clock.h"
 
 static void key(struct buf *b, const char *k)
@@ -263,4 +264,24 @@ void render_doc(struct buf *b, const struct store_doc *d)
         buf_printf(b, ",\"lastItem\":%lld}", (long long)d->item_index);
     else
         buf_puts(b, ",\"lastItem\":null}");
+}
+
+void render_run(struct buf *b, const char *ref, int validate_only,
+                const struct pipeline_result *res)
+{
+    buf_puts(b, "{\"ref\":");
+    buf_json_str(b, ref, strlen(ref));
+    buf_printf(b, ",\"status\":\"%s\"", store_item_status_name(res->status));
+    if (validate_only)
+        buf_puts(b, ",\"validateOnly\":true");
+    if (res->error_code) {
+        buf_puts(b, ",\"error\":{\"code\":");
+        buf_json_str(b, res->error_code, strlen(res->error_code));
+        buf_puts(b, ",\"message\":");
+        buf_json_str(b, res->error_message, strlen(res->error_message));
+        buf_puts(b, "}");
+    }
+    buf_printf(b, ",\"result\":%s,\"warnings\":%s,\"events\":%s}",
+               res->result ? res->result : "null", res->warnings ? res->warnings : "[]",
+               res->events);
 }

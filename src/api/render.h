@@ -22,6 +22,12 @@ void render_item(struct buf *b, const struct store_item *it, int detail);
 void render_result_line(struct buf *b, const struct store_item *it);
 /* A document. */
 void render_doc(struct buf *b, const struct store_doc *d);
+/* The outcome of a synchronous run of the item ref that did not fail (a failed run is
+ * an error reply): {"ref","status"[,"validateOnly"][,"error"],"result","warnings",
+ * "events"}. */
+struct pipeline_result;
+void render_run(struct buf *b, const char *ref, int validate_only,
+                const struct pipeline_result *res);
 /* Nonzero when status is Succeeded, Failed or Canceled. */
 int render_job_terminal(int status);
 

@@ -92,14 +92,13 @@ int secrets_resolve(const struct secrets *s, struct store *st, const char *tenan
     if (!secrets_name_valid(name) || !tenant)
         return 0;
     if (st) {
-        struct store_secret sc;
-        memset(&sc, 0, sizeof sc);
-        int rc = store_secret_get(st, tenant, name, &sc);
+        struct store_def sc;
+        int rc = store_def_get(st, STORE_DEF_SECRET, tenant, name, 0, &sc);
         if (rc < 0)
             return rc;
         if (rc == 1) {
-            *value = xstrdup(sc.value);
-            store_secret_release(&sc);
+            *value = xstrdup(sc.text);
+            store_def_release(&sc);
             return 1;
         }
     }

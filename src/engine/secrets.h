@@ -3,7 +3,7 @@
  * DESIGN
  * A secret is a value an http step sends in a header ({{secrets.NAME}}) that nothing
  * sluice writes may show. Two owners:
- *   - a tenant's own secrets, PUT /v1/secrets/{name} (store_secret_*): write-only,
+ *   - a tenant's own secrets, PUT /v1/secrets/{name} (store_def_*, STORE_DEF_SECRET): write-only,
  *     visible to that tenant's runs only;
  *   - the operator's secrets, SLUICE_SECRET_<NAME> environment variables, each usable
  *     only by the tenants SLUICE_SECRET_<NAME>_TENANTS names ("acme,globex"; a name

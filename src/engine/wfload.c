@@ -14,18 +14,17 @@ int wfload(struct store *st, const char *tenant, const char *name, int64_t versi
 {
     if (wfdef_builtin(name, out) == 0)
         return 0;
-    struct store_workflow sw;
-    memset(&sw, 0, sizeof sw);
-    int rc = store_workflow_get(st, tenant, name, version, &sw);
+    struct store_def sw;
+    int rc = store_def_get(st, STORE_DEF_WORKFLOW, tenant, name, version, &sw);
     if (rc <= 0)
         return rc < 0 ? rc : -SLUICE_E_UNKNOWN_WORKFLOW;
     json_error_t je;
-    json_t *def = json_loads(sw.definition, 0, &je);
+    json_t *def = json_loads(sw.text, 0, &je);
     char err[256], target[128];
     rc = def ? wfdef_compile(name, sw.version, def, out, err, sizeof err, target, sizeof target)
              : -SLUICE_E_INTERNAL;
     json_decref(def);
-    store_workflow_release(&sw);
+    store_def_release(&sw);
     if (rc == -SLUICE_E_INVALID_FIELD) {
         /* It compiled when it was written, so a rule added since (such as where secrets
          * may appear, engine/secrets.h) refuses it: say so rather than run it. */

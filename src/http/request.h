@@ -94,6 +94,11 @@ void reply_buf(struct request *req, int status, const char *content_type, struct
  * target NULL = "target": null. Sets Retry-After on 503 (a 429's caller sets its own).
  * No other error gets Retry-After: generic clients retry any error that carries it. */
 void reply_error(struct request *req, int err, const char *target, const char *message);
+/* reply_error with code (not NULL) in the body instead of err's own: an error whose
+ * code is not the server's but a workflow step's (a synchronous run's), answered with
+ * err's status. */
+void reply_error_code(struct request *req, int err, const char *code, const char *target,
+                      const char *message);
 /* printf-style message variant of reply_error. */
 void reply_errorf(struct request *req, int err, const char *target, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -266,8 +266,13 @@ void reply_empty(struct request *req, int status)
 
 void reply_error(struct request *req, int err, const char *target, const char *message)
 {
+    reply_error_code(req, err, sluice_err_code(err), target, message);
+}
+
+void reply_error_code(struct request *req, int err, const char *code, const char *target,
+                      const char *message)
+{
     struct buf b = BUF_INIT;
-    const char *code = sluice_err_code(err);
     const char *msg = message ? message : sluice_err_message(err);
     buf_puts(&b, "{\"error\":{\"code\":");
     buf_json_str(&b, code, strlen(code));

@@ -17,7 +17,7 @@ int secrets_name_valid(const char *name)
 
 /* tpl is scanned up to its first NUL although templates render by length: a template
  * never holds a NUL, because definitions are parsed without JSON_ALLOW_NUL (PUT in
- * api/workflows.c, load in wfload.c), so "\u0000" is refused as InvalidJson
+ * api/defs.c, load in wfload.c), so "\u0000" is refused as InvalidJson
  * (tests/api/test_37 test_14). Should that ever change, this scan must take the length,
  * or a placeholder after a NUL would escape the placement rules. */
 int secrets_scan(const char *tpl, json_t *names)

@@ -3,11 +3,13 @@
  * Opens a backend picked from the URL scheme, forwards every store_*() call to its
  * ops table (the one place where tests inject faults: FAULT_POINT, store/fault.h),
  * and holds what no
- * backend should repeat: option defaults, the *_release()/_free() functions for the
- * structs the store fills, and the API names of the job and item states. */
+ * backend should repeat: option defaults, the argument rules of the tenant-owned
+ * definitions, the *_release()/_free() functions for the structs the store fills, and
+ * the API names of the job and item states. */
 #include "store/store.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,10 +23,12 @@
 
 /* Test hook (store/fault.h): a fault rule set for this wrapper's operation fails the
  * call before the backend sees it. Without rules: one atomic load. */
-#define FAULT_POINT(st)                                                                            \
+#define FAULT_POINT(st) FAULT_POINT_AS((st), __func__ + sizeof "store_" - 1)
+/* The same under the operation name op (the definitions' wrappers serve four kinds). */
+#define FAULT_POINT_AS(st, op)                                                                     \
     do {                                                                                           \
         if (atomic_load_explicit(&(st)->faulty, memory_order_acquire)) {                           \
-            int fault_rc_ = store_fault_hit((st), __func__ + sizeof "store_" - 1);                 \
+            int fault_rc_ = store_fault_hit((st), (op));                                           \
             if (fault_rc_ < 0)                                                                     \
                 return fault_rc_;                                                                  \
         }                                                                                          \
@@ -497,110 +501,288 @@ int store_tenant_load(struct store *st, const char *tenant, int64_t *open_jobs, 
     return st->ops->tenant_load(st->impl, tenant, open_jobs, pending);
 }
 
-int store_workflow_put(struct store *st, const char *tenant, const char *name,
-                       const char *definition, struct store_workflow *out)
+/* ---- tenant-owned definitions (store.h: TENANT-OWNED DEFINITIONS) -------------- */
+
+enum def_verb { DEF_PUT, DEF_GET, DEF_LIST, DEF_DELETE, DEF__VERBS };
+
+/* The fault point of each kind and verb: the names the per-kind wrappers had, which
+ * SLUICE_FAULTS rules and fault.c's ops[] use. */
+static const char *const def_fault_names[STORE_DEF__COUNT][DEF__VERBS] = {
+    [STORE_DEF_WORKFLOW] = {"workflow_put", "workflow_get", "workflow_list", "workflow_delete"},
+    [STORE_DEF_HOOK] = {"hook_put", "hook_get", "hook_list", "hook_delete"},
+    [STORE_DEF_LIMIT] = {"limit_put", "limit_get", "limit_list", "limit_delete"},
+    [STORE_DEF_SECRET] = {"secret_put", "secret_get", "secret_list", "secret_delete"},
+};
+
+/* The rules of store.h that hold whatever the backend: a known kind, a tenant unless
+ * the kind allows NULL for this verb, and a version only for workflows. */
+static int def_args_ok(enum store_def_kind kind, enum def_verb verb, const char *tenant,
+                       int64_t version)
 {
-    FAULT_POINT(st);
-    return st->ops->workflow_put(st->impl, tenant, name, definition, out);
+    if ((unsigned)kind >= STORE_DEF__COUNT || (version != 0 && kind != STORE_DEF_WORKFLOW))
+        return 0;
+    return tenant || (kind == STORE_DEF_HOOK && verb == DEF_GET) ||
+           (kind == STORE_DEF_LIMIT && verb == DEF_LIST);
 }
 
-int store_workflow_get(struct store *st, const char *tenant, const char *name, int64_t version,
-                       struct store_workflow *out)
+/* out (may be NULL) empty, so that the caller may release it whatever the result. */
+static void def_clear(struct store_def *out, enum store_def_kind kind)
 {
-    FAULT_POINT(st);
-    return st->ops->workflow_get(st->impl, tenant, name, version, out);
+    if (out) {
+        memset(out, 0, sizeof *out);
+        out->kind = kind;
+    }
 }
 
-int store_workflow_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
-                        struct store_workflow **out, size_t *n)
+static int adapt_put(struct store *st, enum store_def_kind kind, const char *tenant,
+                     const char *name, const char *text, struct store_def *out);
+static int adapt_get(struct store *st, enum store_def_kind kind, const char *tenant,
+                     const char *name, int64_t version, struct store_def *out);
+static int adapt_list(struct store *st, enum store_def_kind kind, const char *tenant,
+                      const char *after_name, size_t limit, struct store_def **out, size_t *n);
+static int adapt_delete(struct store *st, enum store_def_kind kind, const char *tenant,
+                        const char *name);
+
+int store_def_put(struct store *st, enum store_def_kind kind, const char *tenant, const char *name,
+                  const char *text, struct store_def *out)
 {
-    FAULT_POINT(st);
-    return st->ops->workflow_list(st->impl, tenant, after_name, limit, out, n);
+    def_clear(out, kind);
+    if (!def_args_ok(kind, DEF_PUT, tenant, 0))
+        return -SLUICE_E_INVALID_PARAMETER;
+    FAULT_POINT_AS(st, def_fault_names[kind][DEF_PUT]);
+    return adapt_put(st, kind, tenant, name, text, out);
 }
 
-int store_workflow_delete(struct store *st, const char *tenant, const char *name)
+int store_def_get(struct store *st, enum store_def_kind kind, const char *tenant, const char *name,
+                  int64_t version, struct store_def *out)
 {
-    FAULT_POINT(st);
-    return st->ops->workflow_delete(st->impl, tenant, name);
+    def_clear(out, kind);
+    if (!def_args_ok(kind, DEF_GET, tenant, version))
+        return -SLUICE_E_INVALID_PARAMETER;
+    FAULT_POINT_AS(st, def_fault_names[kind][DEF_GET]);
+    return adapt_get(st, kind, tenant, name, version, out);
 }
 
-int store_hook_put(struct store *st, const char *tenant, const char *name, const char *definition,
-                   struct store_hook *out)
+int store_def_list(struct store *st, enum store_def_kind kind, const char *tenant,
+                   const char *after_name, size_t limit, struct store_def **out, size_t *n)
 {
-    FAULT_POINT(st);
-    return st->ops->hook_put(st->impl, tenant, name, definition, out);
+    *out = NULL;
+    *n = 0;
+    if (!def_args_ok(kind, DEF_LIST, tenant, 0))
+        return -SLUICE_E_INVALID_PARAMETER;
+    FAULT_POINT_AS(st, def_fault_names[kind][DEF_LIST]);
+    return adapt_list(st, kind, tenant, after_name, limit, out, n);
 }
 
-int store_hook_get(struct store *st, const char *tenant, const char *name, struct store_hook *out)
+int store_def_delete(struct store *st, enum store_def_kind kind, const char *tenant,
+                     const char *name)
 {
-    FAULT_POINT(st);
-    return st->ops->hook_get(st->impl, tenant, name, out);
+    if (!def_args_ok(kind, DEF_DELETE, tenant, 0))
+        return -SLUICE_E_INVALID_PARAMETER;
+    FAULT_POINT_AS(st, def_fault_names[kind][DEF_DELETE]);
+    return adapt_delete(st, kind, tenant, name);
 }
 
-int store_hook_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
-                    struct store_hook **out, size_t *n)
+/* ---- TEMPORARY adapter (issue 12, step A) ---------------------------------------
+ *
+ * The backends still have one op per kind and verb, with a struct per kind
+ * (store_int.h). These functions turn a store_def_*() call into the kind's op and
+ * its struct into a store_def, moving (not copying) the heap text. Step B gives the
+ * backends def_put/def_get/def_list/def_delete taking the kind, and deletes this
+ * section and those structs. */
+
+/* d from the parts of a backend's struct; *text moves into d. */
+static void def_fill(struct store_def *d, enum store_def_kind kind, const char *name,
+                     const char *tenant, char **text, int64_t created_at, int64_t updated_at)
 {
-    FAULT_POINT(st);
-    return st->ops->hook_list(st->impl, tenant, after_name, limit, out, n);
+    memset(d, 0, sizeof *d);
+    d->kind = kind;
+    snprintf(d->name, sizeof d->name, "%s", name);
+    snprintf(d->tenant, sizeof d->tenant, "%s", tenant ? tenant : "");
+    d->text = *text;
+    *text = NULL;
+    d->created_at = created_at;
+    d->updated_at = updated_at;
 }
 
-int store_hook_delete(struct store *st, const char *tenant, const char *name)
+/* A workflow row has no tenant (it is the caller's) and one time, its version's. */
+static void from_workflow(struct store_def *d, const char *tenant, struct store_workflow *w)
 {
-    FAULT_POINT(st);
-    return st->ops->hook_delete(st->impl, tenant, name);
+    def_fill(d, STORE_DEF_WORKFLOW, w->name, tenant, &w->definition, w->created_at, w->created_at);
+    d->version = w->version;
+    d->deleted = w->deleted;
 }
 
-int store_limit_put(struct store *st, const char *tenant, const char *name, const char *definition,
-                    struct store_limit *out)
+static void from_hook(struct store_def *d, struct store_hook *h)
 {
-    FAULT_POINT(st);
-    return st->ops->limit_put(st->impl, tenant, name, definition, out);
+    def_fill(d, STORE_DEF_HOOK, h->name, h->tenant, &h->definition, h->created_at, h->updated_at);
 }
 
-int store_limit_get(struct store *st, const char *tenant, const char *name, struct store_limit *out)
+static void from_limit(struct store_def *d, struct store_limit *l)
 {
-    FAULT_POINT(st);
-    return st->ops->limit_get(st->impl, tenant, name, out);
+    def_fill(d, STORE_DEF_LIMIT, l->name, l->tenant, &l->definition, l->created_at, l->updated_at);
 }
 
-int store_limit_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
-                     struct store_limit **out, size_t *n)
+static void from_secret(struct store_def *d, struct store_secret *s)
 {
-    FAULT_POINT(st);
-    return st->ops->limit_list(st->impl, tenant, after_name, limit, out, n);
+    def_fill(d, STORE_DEF_SECRET, s->name, s->tenant, &s->value, s->created_at, s->updated_at);
 }
 
-int store_limit_delete(struct store *st, const char *tenant, const char *name)
+/* A workflow put is CREATED when the name was not live before: the backends' put does
+ * not say, so ask first (as the API did). Two puts of a new name at once may both
+ * say CREATED; step B's backends decide it in the put's own transaction. */
+static int workflow_put(struct store *st, const char *tenant, const char *name, const char *text,
+                        struct store_def *out)
 {
-    FAULT_POINT(st);
-    return st->ops->limit_delete(st->impl, tenant, name);
+    struct store_workflow w;
+    memset(&w, 0, sizeof w);
+    int rc = st->ops->workflow_get(st->impl, tenant, name, 0, &w);
+    int live = rc == 1;
+    store_workflow_release(&w);
+    memset(&w, 0, sizeof w);
+    if (rc >= 0)
+        rc = st->ops->workflow_put(st->impl, tenant, name, text, out ? &w : NULL);
+    if (rc >= 0 && out)
+        from_workflow(out, tenant, &w);
+    store_workflow_release(&w);
+    return rc < 0 ? rc : live ? STORE_PUT_REPLACED : STORE_PUT_CREATED;
 }
 
-int store_secret_put(struct store *st, const char *tenant, const char *name, const char *value,
-                     struct store_secret *out)
+static int adapt_put(struct store *st, enum store_def_kind kind, const char *tenant,
+                     const char *name, const char *text, struct store_def *out)
 {
-    FAULT_POINT(st);
-    return st->ops->secret_put(st->impl, tenant, name, value, out);
+    int rc = -SLUICE_E_INVALID_PARAMETER;
+    struct store_hook h;
+    struct store_limit l;
+    struct store_secret s;
+    memset(&h, 0, sizeof h);
+    memset(&l, 0, sizeof l);
+    memset(&s, 0, sizeof s);
+    switch (kind) {
+    case STORE_DEF_WORKFLOW:
+        return workflow_put(st, tenant, name, text, out);
+    case STORE_DEF_HOOK:
+        if ((rc = st->ops->hook_put(st->impl, tenant, name, text, out ? &h : NULL)) > 0 && out)
+            from_hook(out, &h);
+        break;
+    case STORE_DEF_LIMIT:
+        if ((rc = st->ops->limit_put(st->impl, tenant, name, text, out ? &l : NULL)) > 0 && out)
+            from_limit(out, &l);
+        break;
+    case STORE_DEF_SECRET:
+        if ((rc = st->ops->secret_put(st->impl, tenant, name, text, out ? &s : NULL)) > 0 && out)
+            from_secret(out, &s);
+        break;
+    default:
+        break;
+    }
+    store_hook_release(&h);
+    store_limit_release(&l);
+    store_secret_release(&s);
+    return rc;
 }
 
-int store_secret_get(struct store *st, const char *tenant, const char *name,
-                     struct store_secret *out)
+static int adapt_get(struct store *st, enum store_def_kind kind, const char *tenant,
+                     const char *name, int64_t version, struct store_def *out)
 {
-    FAULT_POINT(st);
-    return st->ops->secret_get(st->impl, tenant, name, out);
+    int rc = -SLUICE_E_INVALID_PARAMETER;
+    struct store_workflow w;
+    struct store_hook h;
+    struct store_limit l;
+    struct store_secret s;
+    memset(&w, 0, sizeof w);
+    memset(&h, 0, sizeof h);
+    memset(&l, 0, sizeof l);
+    memset(&s, 0, sizeof s);
+    switch (kind) {
+    case STORE_DEF_WORKFLOW:
+        if ((rc = st->ops->workflow_get(st->impl, tenant, name, version, &w)) == 1)
+            from_workflow(out, tenant, &w);
+        break;
+    case STORE_DEF_HOOK:
+        if ((rc = st->ops->hook_get(st->impl, tenant, name, &h)) == 1)
+            from_hook(out, &h);
+        break;
+    case STORE_DEF_LIMIT:
+        if ((rc = st->ops->limit_get(st->impl, tenant, name, &l)) == 1)
+            from_limit(out, &l);
+        break;
+    case STORE_DEF_SECRET:
+        if ((rc = st->ops->secret_get(st->impl, tenant, name, &s)) == 1)
+            from_secret(out, &s);
+        break;
+    default:
+        break;
+    }
+    store_workflow_release(&w);
+    store_hook_release(&h);
+    store_limit_release(&l);
+    store_secret_release(&s);
+    return rc;
 }
 
-int store_secret_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
-                      struct store_secret **out, size_t *n)
+static int adapt_list(struct store *st, enum store_def_kind kind, const char *tenant,
+                      const char *after_name, size_t limit, struct store_def **out, size_t *n)
 {
-    FAULT_POINT(st);
-    return st->ops->secret_list(st->impl, tenant, after_name, limit, out, n);
+    int rc = -SLUICE_E_INVALID_PARAMETER;
+    struct store_workflow *w = NULL;
+    struct store_hook *h = NULL;
+    struct store_limit *l = NULL;
+    struct store_secret *s = NULL;
+    size_t m = 0;
+    switch (kind) {
+    case STORE_DEF_WORKFLOW:
+        rc = st->ops->workflow_list(st->impl, tenant, after_name, limit, &w, &m);
+        break;
+    case STORE_DEF_HOOK:
+        rc = st->ops->hook_list(st->impl, tenant, after_name, limit, &h, &m);
+        break;
+    case STORE_DEF_LIMIT:
+        rc = st->ops->limit_list(st->impl, tenant, after_name, limit, &l, &m);
+        break;
+    case STORE_DEF_SECRET:
+        rc = st->ops->secret_list(st->impl, tenant, after_name, limit, &s, &m);
+        break;
+    default:
+        break;
+    }
+    if (rc >= 0) {
+        *out = xcalloc(m ? m : 1, sizeof **out);
+        *n = m;
+        for (size_t i = 0; i < m; i++) {
+            if (w)
+                from_workflow(&(*out)[i], tenant, &w[i]);
+            else if (h)
+                from_hook(&(*out)[i], &h[i]);
+            else if (l)
+                from_limit(&(*out)[i], &l[i]);
+            else
+                from_secret(&(*out)[i], &s[i]);
+        }
+        rc = 0;
+    }
+    store_workflows_free(w, m);
+    store_hooks_free(h, m);
+    store_limits_free(l, m);
+    store_secrets_free(s, m);
+    return rc;
 }
 
-int store_secret_delete(struct store *st, const char *tenant, const char *name)
+static int adapt_delete(struct store *st, enum store_def_kind kind, const char *tenant,
+                        const char *name)
 {
-    FAULT_POINT(st);
-    return st->ops->secret_delete(st->impl, tenant, name);
+    switch (kind) {
+    case STORE_DEF_WORKFLOW:
+        return st->ops->workflow_delete(st->impl, tenant, name);
+    case STORE_DEF_HOOK:
+        return st->ops->hook_delete(st->impl, tenant, name);
+    case STORE_DEF_LIMIT:
+        return st->ops->limit_delete(st->impl, tenant, name);
+    case STORE_DEF_SECRET:
+        return st->ops->secret_delete(st->impl, tenant, name);
+    default:
+        return -SLUICE_E_INVALID_PARAMETER;
+    }
 }
 
 int store_bucket_take(struct store *st, const char *id, double interval_ms, double tolerance_ms,
@@ -721,6 +903,28 @@ void store_claim_release(struct store_claim *c)
     c->items = NULL;
     c->n = 0;
 }
+
+void store_def_release(struct store_def *d)
+{
+    if (!d)
+        return;
+    /* Wiped whatever the kind: a secret's value, or a hook's signing secrets, should
+     * not outlive their use in freed memory (explicit_bzero: a memset before free()
+     * may be optimized away). */
+    if (d->text)
+        explicit_bzero(d->text, strlen(d->text));
+    free(d->text);
+    d->text = NULL;
+}
+
+void store_defs_free(struct store_def *defs, size_t n)
+{
+    for (size_t i = 0; defs && i < n; i++)
+        store_def_release(&defs[i]);
+    free(defs);
+}
+
+/* TEMPORARY (issue 12, step A): the backends' per-kind structs, until step B. */
 
 void store_workflow_release(struct store_workflow *w)
 {

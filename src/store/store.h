@@ -1,7 +1,7 @@
 /* store.h - the storage contract: every byte sluice keeps goes through here.
  *
  * DESIGN
- * A backend is a `const struct store_ops` picked at run time from the store URL
+ * A backend is a `const struct store_ops` (store_int.h) picked at run time from the URL
  * ("sqlite:PATH": one process owns the file; "postgres://...": several nodes share
  * the database, see NODES below). Callers use the store_*() wrappers
  * below, which forward to st->ops (and are where tests inject faults). The handle is
@@ -208,43 +208,31 @@ struct store_item_filter {
     const char *code;    /* error_code */
 };
 
-/* A stored workflow definition: one row per version. */
-struct store_workflow {
-    char name[STORE_NAME_MAX];
-    int64_t version;     /* 1, 2, ...: never reused, even after a delete */
-    char *definition;    /* heap JSON text as validated by the caller */
-    int64_t created_at;  /* of this version */
-    int deleted;         /* this version was removed by a delete of the name (versions
-                            stay for running jobs); versions put after that delete are
-                            live again, the ones it removed stay deleted */
+/* A named definition owned by a tenant: a workflow, hook, limit or secret (see
+ * TENANT-OWNED DEFINITIONS below for what differs between the kinds). */
+enum store_def_kind {
+    STORE_DEF_WORKFLOW,
+    STORE_DEF_HOOK,
+    STORE_DEF_LIMIT,
+    STORE_DEF_SECRET,
+    STORE_DEF__COUNT
 };
 
-/* A webhook entry point. Hook names are unique across tenants, because the public
- * events URL (/v1/hooks/{name}/events) carries no API key. */
-struct store_hook {
+/* What a put did (store_def_put). */
+enum store_put_result { STORE_PUT_CREATED = 1, STORE_PUT_REPLACED = 2 };
+
+struct store_def {
+    enum store_def_kind kind;
     char name[STORE_NAME_MAX];
     char tenant[STORE_NAME_MAX];
-    char *definition;    /* heap JSON text (secrets included: never echo it as is) */
-    int64_t created_at, updated_at;
-};
-
-struct store_bucket_lease;
-
-/* A named processing limit of a tenant (the engine's limits module gives it meaning). */
-struct store_limit {
-    char name[STORE_NAME_MAX];
-    char tenant[STORE_NAME_MAX];
-    char *definition;    /* heap JSON text as validated by the caller */
-    int64_t created_at, updated_at;
-};
-
-/* A tenant's own secret, the value of {{secrets.NAME}} in its http header templates
- * (PUT /v1/secrets/{name}). Kept parallel to store_limit: the later unification of
- * tenant-owned definitions folds both into one. The API never returns the value. */
-struct store_secret {
-    char name[STORE_NAME_MAX];
-    char tenant[STORE_NAME_MAX];
-    char *value; /* heap; store_secret_release() wipes it */
+    char *text;      /* heap: the definition's JSON text as validated by the caller (a
+                        hook's holds its signing secrets: never echo it as is); a
+                        secret's value (store_def_release wipes it) */
+    int64_t version; /* workflows: 1, 2, ... never reused, even after a delete; others 0 */
+    int deleted;     /* workflows: this version was removed by a delete of the name
+                        (versions stay for running jobs); versions put after that
+                        delete are live again, the ones it removed stay deleted */
+    /* workflows: both are the creation of this version */
     int64_t created_at, updated_at;
 };
 
@@ -386,107 +374,6 @@ struct store_options {
 };
 
 struct store;
-
-struct store_ops {
-    const char *name; /* "sqlite", "postgres" */
-    int shared;       /* 1: several processes (nodes) may use the store at once */
-    int (*open)(const char *location, const struct store_options *opt, void **impl);
-    void (*close)(void *impl);
-    int (*ping)(void *impl);
-    int (*heartbeat)(void *impl);
-    const char *(*node_id)(void *impl);
-    int (*watch)(void *impl, void (*fn)(void *ctx), void *ctx);
-
-    int (*key_create)(void *impl, const char *key_id, const char *tenant, const char *hash_hex);
-    int (*key_lookup)(void *impl, const char *hash_hex, char tenant[STORE_NAME_MAX]);
-    int (*key_list)(void *impl, struct store_key **out, size_t *n);
-    int (*key_revoke)(void *impl, const char *key_id);
-    int (*tenant_set_weight)(void *impl, const char *tenant, int weight);
-
-    int (*job_begin)(void *impl, const char *tenant, const char *job_id);
-    int (*job_add_items)(void *impl, const char *job_id, const struct store_new_item *items, size_t n);
-    int (*job_commit)(void *impl, const char *job_id, const struct store_job_meta *meta,
-                      int64_t total, struct store_job *out);
-    int (*job_retry)(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
-                     const struct store_job_meta *meta, struct store_job *out);
-    int (*job_abort)(void *impl, const char *job_id);
-    int (*job_retry_begin)(void *impl, const char *tenant, const char *job_id,
-                           const char *new_job_id, const struct store_job_meta *meta,
-                           struct store_job *out);
-    int (*job_retry_stage)(void *impl, size_t max_rows, int64_t *cursor, char *job_id);
-    int (*gc_receiving)(void *impl, int64_t older_than);
-    int (*expire_claims)(void *impl);
-    int (*retention_sweep)(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
-                           size_t max_rows);
-
-    int (*job_get)(void *impl, const char *tenant, const char *job_id, struct store_job *out);
-    int (*job_list)(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
-                    struct store_job **out, size_t *n);
-    int (*job_cancel)(void *impl, const char *tenant, const char *job_id, struct store_job *out);
-    int (*job_delete)(void *impl, const char *tenant, const char *job_id);
-
-    int (*item_get)(void *impl, const char *tenant, const char *job_id, int64_t index,
-                    struct store_item *out);
-    int (*item_list)(void *impl, const char *tenant, const char *job_id,
-                     const struct store_item_filter *f, int64_t after_index, size_t limit,
-                     int with_data, struct store_item **out, size_t *n);
-
-    int (*claim)(void *impl, const struct store_claim_opts *o, struct store_claim *out);
-    int (*complete)(void *impl, const struct store_claim *c, struct store_outcome *outs, size_t n,
-                    const struct store_step_count *steps, size_t nsteps);
-    int (*release)(void *impl, const struct store_claim *c);
-
-    int (*doc_get)(void *impl, const char *tenant, const char *collection, const char *ref,
-                   struct store_doc *out);
-    int (*doc_write)(void *impl, const char *tenant, const char *collection, const char *ref,
-                     enum store_op op, const char *data, size_t data_len, int64_t if_match,
-                     struct store_doc *out, int *created);
-    int (*doc_list)(void *impl, const char *tenant, const char *collection, const char *after_ref,
-                    size_t limit, struct store_doc **out, size_t *n);
-
-    int (*stats)(void *impl, struct store_stats *out);
-    int (*tenant_load)(void *impl, const char *tenant, int64_t *open_jobs, int64_t *pending);
-
-    int (*workflow_put)(void *impl, const char *tenant, const char *name, const char *definition,
-                        struct store_workflow *out);
-    int (*workflow_get)(void *impl, const char *tenant, const char *name, int64_t version,
-                        struct store_workflow *out);
-    int (*workflow_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
-                         struct store_workflow **out, size_t *n);
-    int (*workflow_delete)(void *impl, const char *tenant, const char *name);
-
-    int (*hook_put)(void *impl, const char *tenant, const char *name, const char *definition,
-                    struct store_hook *out);
-    int (*hook_get)(void *impl, const char *tenant, const char *name, struct store_hook *out);
-    int (*hook_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
-                     struct store_hook **out, size_t *n);
-    int (*hook_delete)(void *impl, const char *tenant, const char *name);
-
-    int (*limit_put)(void *impl, const char *tenant, const char *name, const char *definition,
-                     struct store_limit *out);
-    int (*limit_get)(void *impl, const char *tenant, const char *name, struct store_limit *out);
-    int (*limit_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
-                      struct store_limit **out, size_t *n);
-    int (*limit_delete)(void *impl, const char *tenant, const char *name);
-    int (*secret_put)(void *impl, const char *tenant, const char *name, const char *value,
-                      struct store_secret *out);
-    int (*secret_get)(void *impl, const char *tenant, const char *name, struct store_secret *out);
-    int (*secret_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
-                       struct store_secret **out, size_t *n);
-    int (*secret_delete)(void *impl, const char *tenant, const char *name);
-    int (*bucket_take)(void *impl, const char *id, double interval_ms, double tolerance_ms,
-                       int64_t n, struct store_bucket_lease *out);
-    int (*bucket_block)(void *impl, const char *id, int64_t until_ms);
-    int (*sem_adjust)(void *impl, const char *id, int64_t cap, int64_t delta, int64_t *held);
-
-    int (*delivery_claim)(void *impl, int64_t lease_ms, size_t max, struct store_delivery **out,
-                          size_t *n);
-    int (*delivery_record)(void *impl, const struct store_delivery *d,
-                           const struct store_delivery_attempt *a, int state, int64_t next_at);
-    int (*delivery_list)(void *impl, const char *tenant, const char *job_id,
-                         struct store_delivery **out, size_t *n);
-    int (*setting_ensure)(void *impl, const char *name, const char *value, char **out);
-};
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
@@ -736,66 +623,49 @@ int store_stats(struct store *st, struct store_stats *out);
  * Canceling) and pending (their items not claimed yet). 0 or a store error. */
 int store_tenant_load(struct store *st, const char *tenant, int64_t *open_jobs, int64_t *pending);
 
-/* ---- workflow definitions (tenant-scoped, versioned) ----------------------------- */
+/* ---- TENANT-OWNED DEFINITIONS: workflows, hooks, limits, secrets ------------------
+ *
+ * One set of calls for the four kinds of named definition a tenant owns. They are
+ * tenant-scoped (another tenant's name is not found, and its delete is 0) and ordered
+ * by name in lists; tenant NULL is -SLUICE_E_INVALID_PARAMETER except where a kind
+ * below allows it. What differs between the kinds:
+ *
+ *   WORKFLOW  versioned. put stores text as the next version of name: 1 for a new
+ *             name; for a deleted-then-recreated name versions continue from the
+ *             highest ever used. CREATED when the name was not live before, REPLACED
+ *             when the put adds a version to a live name. get: version 0 = the latest
+ *             version of a live (not deleted) workflow; version > 0 = that exact
+ *             version, even if the name was deleted since (jobs keep running on it).
+ *             list: the latest versions of live workflows. delete removes the name
+ *             (its versions stay, deleted).
+ *   HOOK      a webhook entry point. Names are unique across tenants, because the
+ *             public events URL (/v1/hooks/{name}/events) carries no API key: put of a
+ *             name another tenant owns is -SLUICE_E_CONFLICT. get with tenant NULL:
+ *             any tenant's hook of that name (the unauthenticated events endpoint).
+ *   LIMIT     a named processing limit (the engine's limits module gives it meaning).
+ *             list with tenant NULL: every tenant's, ordered by tenant then name
+ *             (after_name ignored).
+ *   SECRET    the value of {{secrets.NAME}} in the tenant's http header templates
+ *             (PUT /v1/secrets/{name}; the API never returns it). list needs a tenant.
+ *
+ * version is only meaningful for workflows: the other kinds take 0
+ * (-SLUICE_E_INVALID_PARAMETER otherwise). */
 
-/* Stores definition as the next version of name (1 for a new or deleted-then-recreated
- * name: versions continue from the highest ever used). [out] out (may be NULL). */
-int store_workflow_put(struct store *st, const char *tenant, const char *name,
-                       const char *definition, struct store_workflow *out);
-/* version 0: the latest version of a live (not deleted) workflow; version > 0: that
- * exact version, even if the name was deleted since (jobs keep running on it).
- * 1 found, 0 not found. Release with store_workflow_release(). */
-int store_workflow_get(struct store *st, const char *tenant, const char *name, int64_t version,
-                       struct store_workflow *out);
-/* Latest versions of live workflows, ordered by name, name > after_name. */
-int store_workflow_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
-                        struct store_workflow **out, size_t *n);
+/* Creates or replaces (a workflow: adds a version to) the tenant's definition name.
+ * Returns STORE_PUT_CREATED or STORE_PUT_REPLACED; [out] out (may be NULL): the stored
+ * definition, release with store_def_release(). */
+int store_def_put(struct store *st, enum store_def_kind kind, const char *tenant, const char *name,
+                  const char *text, struct store_def *out);
+/* 1 found ([out] out, release with store_def_release()), 0 not found. */
+int store_def_get(struct store *st, enum store_def_kind kind, const char *tenant, const char *name,
+                  int64_t version, struct store_def *out);
+/* Up to limit definitions with name > after_name (NULL: from the start), by name.
+ * Returns 0; [out] heap array of n, free with store_defs_free(). */
+int store_def_list(struct store *st, enum store_def_kind kind, const char *tenant,
+                   const char *after_name, size_t limit, struct store_def **out, size_t *n);
 /* 1 deleted, 0 not found. */
-int store_workflow_delete(struct store *st, const char *tenant, const char *name);
-
-/* ---- webhook entry points ---------------------------------------------------------- */
-
-/* Creates (1) or replaces (2) the hook; -SLUICE_E_CONFLICT when another tenant owns
- * the name. [out] out may be NULL. */
-int store_hook_put(struct store *st, const char *tenant, const char *name, const char *definition,
-                   struct store_hook *out);
-/* tenant NULL: any tenant's hook of that name (the unauthenticated events endpoint).
- * 1 found, 0 not found. Release with store_hook_release(). */
-int store_hook_get(struct store *st, const char *tenant, const char *name, struct store_hook *out);
-int store_hook_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
-                    struct store_hook **out, size_t *n);
-/* 1 deleted, 0 not found. */
-int store_hook_delete(struct store *st, const char *tenant, const char *name);
-
-/* ---- processing limits (tenant-scoped named definitions) ----------------------------- */
-
-/* Creates (1) or replaces (2) the tenant's limit name. [out] out may be NULL. */
-int store_limit_put(struct store *st, const char *tenant, const char *name, const char *definition,
-                    struct store_limit *out);
-/* 1 found, 0 not found. Release with store_limit_release(). */
-int store_limit_get(struct store *st, const char *tenant, const char *name, struct store_limit *out);
-/* The tenant's limits ordered by name, name > after_name (NULL: from the start);
- * tenant NULL: every tenant's, ordered by tenant then name (after_name ignored). */
-int store_limit_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
-                     struct store_limit **out, size_t *n);
-/* 1 deleted, 0 not found. */
-int store_limit_delete(struct store *st, const char *tenant, const char *name);
-
-/* ---- tenant secrets (tenant-scoped, write-only through the API) ----------------------- */
-
-/* Creates (1) or replaces (2) the tenant's secret name. [out] out may be NULL. */
-int store_secret_put(struct store *st, const char *tenant, const char *name, const char *value,
-                     struct store_secret *out);
-/* 1 found, 0 not found (another tenant's secret of that name is not found). Release with
- * store_secret_release(). */
-int store_secret_get(struct store *st, const char *tenant, const char *name,
-                     struct store_secret *out);
-/* The tenant's secrets ordered by name, name > after_name (NULL: from the start); tenant
- * is required (-SLUICE_E_INVALID_PARAMETER when NULL). Free with store_secrets_free(). */
-int store_secret_list(struct store *st, const char *tenant, const char *after_name, size_t limit,
-                      struct store_secret **out, size_t *n);
-/* 1 deleted, 0 not found. */
-int store_secret_delete(struct store *st, const char *tenant, const char *name);
+int store_def_delete(struct store *st, enum store_def_kind kind, const char *tenant,
+                     const char *name);
 
 /* ---- shared rate buckets (processing limits that hold across nodes) ---------------
  *
@@ -855,15 +725,10 @@ void store_items_free(struct store_item *items, size_t n);
 void store_doc_release(struct store_doc *d);
 void store_docs_free(struct store_doc *docs, size_t n);
 void store_claim_release(struct store_claim *c);
-void store_workflow_release(struct store_workflow *w);
-void store_workflows_free(struct store_workflow *w, size_t n);
-void store_hook_release(struct store_hook *h);
-void store_hooks_free(struct store_hook *h, size_t n);
 void store_deliveries_free(struct store_delivery *d, size_t n);
-void store_limit_release(struct store_limit *l);
-void store_limits_free(struct store_limit *l, size_t n);
-void store_secret_release(struct store_secret *s);
-void store_secrets_free(struct store_secret *s, size_t n);
+/* Frees d->text (wiped first: it may be a secret) and sets it to NULL. */
+void store_def_release(struct store_def *d);
+void store_defs_free(struct store_def *defs, size_t n);
 /* "Pending", "Delivered", "Abandoned"; NULL for unknown. */
 const char *store_delivery_state_name(int state);
 

@@ -97,7 +97,7 @@ TEST(upgrade_from_001)
     struct store_job j;
     struct store_item it, *items;
     struct store_doc d;
-    struct store_workflow w;
+    struct store_def w;
     size_t n;
     char url[160];
     snprintf(url, sizeof url, "sqlite:%s", path);
@@ -141,10 +141,10 @@ TEST(upgrade_from_001)
     CHECK_EQ_STR(it.ref, "a");
     CHECK_EQ_INT(it.parent_index, 2);
     store_item_release(&it);
-    CHECK_EQ_INT(store_workflow_put(st, "t", "wf", "{}", &w), 0);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_WORKFLOW, "t", "wf", "{}", &w), STORE_PUT_CREATED);
     CHECK_EQ_INT(w.version, 1);
-    store_workflow_release(&w);
-    CHECK_EQ_INT(store_hook_put(st, "t", "hook", "{}", NULL), 1);
+    store_def_release(&w);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_HOOK, "t", "hook", "{}", NULL), STORE_PUT_CREATED);
     /* the idempotency table and the job id sequence continue after the old rows */
     CHECK_EQ_INT(store_job_begin(st, "t", "job_third"), 0);
     struct store_new_item ni = {
@@ -160,8 +160,8 @@ TEST(upgrade_from_001)
     /* reopening applies nothing twice */
     CHECK_EQ_INT(store_open(url, NULL, &st), 0);
     CHECK_EQ_INT(schema_version(), (long long)store_sqlite_nmigrations);
-    CHECK_EQ_INT(store_workflow_get(st, "t", "wf", 0, &w), 1);
-    store_workflow_release(&w);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, "t", "wf", 0, &w), 1);
+    store_def_release(&w);
     store_close(st);
 }
 

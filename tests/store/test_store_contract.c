@@ -1942,41 +1942,42 @@ TEST(claim_active_job_cap)
 TEST(limits_crud)
 {
     char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX];
-    struct store_limit l, *ls;
+    struct store_def l, *ls;
     size_t n;
     new_tenant(tenant, "lim");
     new_tenant(other, "lim-other");
-    CHECK_EQ_INT(store_limit_get(st, tenant, "mkt", &l), 0);
-    CHECK_EQ_INT(store_limit_put(st, tenant, "mkt", "{\"rate\":5}", &l), 1);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_LIMIT, tenant, "mkt", 0, &l), 0);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_LIMIT, tenant, "mkt", "{\"rate\":5}", &l), 1);
     CHECK_EQ_STR(l.name, "mkt");
     CHECK_EQ_STR(l.tenant, tenant);
-    CHECK_EQ_STR(l.definition, "{\"rate\":5}");
+    CHECK_EQ_STR(l.text, "{\"rate\":5}");
     CHECK(l.created_at > 0 && l.updated_at == l.created_at);
-    store_limit_release(&l);
-    CHECK_EQ_INT(store_limit_put(st, tenant, "mkt", "{\"rate\":7}", NULL), 2);
-    CHECK_EQ_INT(store_limit_put(st, tenant, "aaa", "{\"rate\":1}", NULL), 1);
-    CHECK_EQ_INT(store_limit_put(st, other, "mkt", "{\"rate\":9}", NULL), 1);
-    CHECK_EQ_INT(store_limit_get(st, tenant, "mkt", &l), 1);
-    CHECK_EQ_STR(l.definition, "{\"rate\":7}");
-    store_limit_release(&l);
-    CHECK_EQ_INT(store_limit_list(st, tenant, NULL, 10, &ls, &n), 0);
+    store_def_release(&l);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_LIMIT, tenant, "mkt", "{\"rate\":7}", NULL), 2);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_LIMIT, tenant, "aaa", "{\"rate\":1}", NULL), 1);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_LIMIT, other, "mkt", "{\"rate\":9}", NULL), 1);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_LIMIT, tenant, "mkt", 0, &l), 1);
+    CHECK_EQ_STR(l.text, "{\"rate\":7}");
+    store_def_release(&l);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_LIMIT, tenant, NULL, 10, &ls, &n), 0);
     CHECK_EQ_INT((int)n, 2);
     CHECK_EQ_STR(ls[0].name, "aaa");
     CHECK_EQ_STR(ls[1].name, "mkt");
-    store_limits_free(ls, n);
-    CHECK_EQ_INT(store_limit_list(st, tenant, "aaa", 10, &ls, &n), 0);
+    store_defs_free(ls, n);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_LIMIT, tenant, "aaa", 10, &ls, &n), 0);
     CHECK_EQ_INT((int)n, 1);
-    store_limits_free(ls, n);
-    CHECK_EQ_INT(store_limit_list(st, NULL, NULL, 100000, &ls, &n), 0);
+    store_defs_free(ls, n);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_LIMIT, NULL, NULL, 100000, &ls, &n), 0);
     int mine = 0;
     for (size_t i = 0; i < n; i++)
         mine += !strcmp(ls[i].tenant, tenant) || !strcmp(ls[i].tenant, other);
     CHECK_EQ_INT(mine, 3);
-    store_limits_free(ls, n);
-    CHECK_EQ_INT(store_limit_delete(st, tenant, "mkt"), 1);
-    CHECK_EQ_INT(store_limit_delete(st, tenant, "mkt"), 0);
-    CHECK_EQ_INT(store_limit_get(st, other, "mkt", &l), 1); /* other tenant's stays */
-    store_limit_release(&l);
+    store_defs_free(ls, n);
+    CHECK_EQ_INT(store_def_delete(st, STORE_DEF_LIMIT, tenant, "mkt"), 1);
+    CHECK_EQ_INT(store_def_delete(st, STORE_DEF_LIMIT, tenant, "mkt"), 0);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_LIMIT, other, "mkt", 0, &l),
+                 1); /* other tenant's stays */
+    store_def_release(&l);
 }
 
 /* Tenant secrets: the limits' shape, with a value; tenant-scoped; values with characters
@@ -1984,46 +1985,48 @@ TEST(limits_crud)
 TEST(secrets_crud)
 {
     char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX];
-    struct store_secret sc, *ss;
+    struct store_def sc, *ss;
     size_t n;
     const char *odd = "a b/c+d\"e\\f\xc3\xa9&=?#%'; --";
     new_tenant(tenant, "sec");
     new_tenant(other, "sec-other");
-    CHECK_EQ_INT(store_secret_get(st, tenant, "tok", &sc), 0);
-    CHECK_EQ_INT(store_secret_put(st, tenant, "tok", odd, &sc), 1);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_SECRET, tenant, "tok", 0, &sc), 0);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_SECRET, tenant, "tok", odd, &sc), 1);
     CHECK_EQ_STR(sc.name, "tok");
     CHECK_EQ_STR(sc.tenant, tenant);
-    CHECK_EQ_STR(sc.value, odd);
+    CHECK_EQ_STR(sc.text, odd);
     CHECK(sc.created_at > 0 && sc.updated_at == sc.created_at);
     int64_t created = sc.created_at;
-    store_secret_release(&sc);
-    CHECK(sc.value == NULL);
-    CHECK_EQ_INT(store_secret_put(st, tenant, "tok", "v2", NULL), 2);
-    CHECK_EQ_INT(store_secret_put(st, tenant, "aaa", "v1", NULL), 1);
-    CHECK_EQ_INT(store_secret_get(st, other, "tok", &sc), 0); /* not visible to another */
-    CHECK_EQ_INT(store_secret_put(st, other, "tok", "theirs", NULL), 1);
-    CHECK_EQ_INT(store_secret_get(st, tenant, "tok", &sc), 1);
-    CHECK_EQ_STR(sc.value, "v2");
+    store_def_release(&sc);
+    CHECK(sc.text == NULL);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_SECRET, tenant, "tok", "v2", NULL), 2);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_SECRET, tenant, "aaa", "v1", NULL), 1);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_SECRET, other, "tok", 0, &sc),
+                 0); /* not visible to another */
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_SECRET, other, "tok", "theirs", NULL), 1);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_SECRET, tenant, "tok", 0, &sc), 1);
+    CHECK_EQ_STR(sc.text, "v2");
     CHECK(sc.created_at == created && sc.updated_at >= created);
-    store_secret_release(&sc);
-    CHECK_EQ_INT(store_secret_list(st, tenant, NULL, 10, &ss, &n), 0);
+    store_def_release(&sc);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_SECRET, tenant, NULL, 10, &ss, &n), 0);
     CHECK_EQ_INT((int)n, 2);
     CHECK_EQ_STR(ss[0].name, "aaa");
     CHECK_EQ_STR(ss[1].name, "tok");
-    store_secrets_free(ss, n);
-    CHECK_EQ_INT(store_secret_list(st, tenant, "aaa", 10, &ss, &n), 0);
+    store_defs_free(ss, n);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_SECRET, tenant, "aaa", 10, &ss, &n), 0);
     CHECK_EQ_INT((int)n, 1);
     CHECK_EQ_STR(ss[0].name, "tok");
-    store_secrets_free(ss, n);
-    CHECK_EQ_INT(store_secret_list(st, tenant, NULL, 1, &ss, &n), 0);
+    store_defs_free(ss, n);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_SECRET, tenant, NULL, 1, &ss, &n), 0);
     CHECK_EQ_INT((int)n, 1);
-    store_secrets_free(ss, n);
-    CHECK(store_secret_list(st, NULL, NULL, 10, &ss, &n) < 0);
-    CHECK_EQ_INT(store_secret_delete(st, tenant, "tok"), 1);
-    CHECK_EQ_INT(store_secret_delete(st, tenant, "tok"), 0);
-    CHECK_EQ_INT(store_secret_get(st, other, "tok", &sc), 1); /* other tenant's stays */
-    CHECK_EQ_STR(sc.value, "theirs");
-    store_secret_release(&sc);
+    store_defs_free(ss, n);
+    CHECK(store_def_list(st, STORE_DEF_SECRET, NULL, NULL, 10, &ss, &n) < 0);
+    CHECK_EQ_INT(store_def_delete(st, STORE_DEF_SECRET, tenant, "tok"), 1);
+    CHECK_EQ_INT(store_def_delete(st, STORE_DEF_SECRET, tenant, "tok"), 0);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_SECRET, other, "tok", 0, &sc),
+                 1); /* other tenant's stays */
+    CHECK_EQ_STR(sc.text, "theirs");
+    store_def_release(&sc);
 }
 
 TEST(job_commit_idem_key)
@@ -2423,168 +2426,205 @@ TEST(item_list_filters_step_code)
 TEST(workflows_versions_delete_list)
 {
     char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX];
-    struct store_workflow w, *ws;
+    struct store_def w, *ws;
     size_t n;
     new_tenant(tenant, "wf");
     new_tenant(other, "wf-other");
-    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 0, &w), 0);
-    CHECK_EQ_INT(store_workflow_delete(st, tenant, "orders"), 0);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, tenant, "orders", 0, &w), 0);
+    CHECK_EQ_INT(store_def_delete(st, STORE_DEF_WORKFLOW, tenant, "orders"), 0);
     for (int v = 1; v <= 3; v++) {
         char def[32];
         snprintf(def, sizeof def, "{\"v\":%d}", v);
-        CHECK_EQ_INT(store_workflow_put(st, tenant, "orders", def, &w), 0);
+        CHECK_EQ_INT(store_def_put(st, STORE_DEF_WORKFLOW, tenant, "orders", def, &w),
+                     v == 1 ? STORE_PUT_CREATED : STORE_PUT_REPLACED);
+        CHECK_EQ_INT(w.kind, STORE_DEF_WORKFLOW);
         CHECK_EQ_STR(w.name, "orders");
+        CHECK_EQ_STR(w.tenant, tenant);
         CHECK_EQ_INT(w.version, v);
-        CHECK_EQ_STR(w.definition, def);
+        CHECK_EQ_STR(w.text, def);
         CHECK(w.created_at > 0);
+        CHECK_EQ_INT(w.updated_at, w.created_at);
         CHECK_EQ_INT(w.deleted, 0);
-        store_workflow_release(&w);
+        store_def_release(&w);
     }
-    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 0, &w), 1);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, tenant, "orders", 0, &w), 1);
     CHECK_EQ_INT(w.version, 3);
-    CHECK_EQ_STR(w.definition, "{\"v\":3}");
-    store_workflow_release(&w);
-    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 2, &w), 1);
+    CHECK_EQ_STR(w.text, "{\"v\":3}");
+    store_def_release(&w);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, tenant, "orders", 2, &w), 1);
     CHECK_EQ_INT(w.version, 2);
-    CHECK_EQ_STR(w.definition, "{\"v\":2}");
-    store_workflow_release(&w);
-    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 4, &w), 0);
+    CHECK_EQ_STR(w.text, "{\"v\":2}");
+    store_def_release(&w);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, tenant, "orders", 4, &w), 0);
     /* tenants are separate namespaces */
-    CHECK_EQ_INT(store_workflow_get(st, other, "orders", 0, &w), 0);
-    CHECK_EQ_INT(store_workflow_get(st, other, "orders", 1, &w), 0);
-    CHECK_EQ_INT(store_workflow_put(st, other, "orders", "{\"o\":1}", NULL), 0);
-    CHECK_EQ_INT(store_workflow_get(st, other, "orders", 0, &w), 1);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, other, "orders", 0, &w), 0);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, other, "orders", 1, &w), 0);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_WORKFLOW, other, "orders", "{\"o\":1}", NULL),
+                 STORE_PUT_CREATED);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, other, "orders", 0, &w), 1);
     CHECK_EQ_INT(w.version, 1);
-    store_workflow_release(&w);
+    store_def_release(&w);
 
     /* list: latest versions by name, keyset paging */
-    CHECK_EQ_INT(store_workflow_put(st, tenant, "zeta", "{}", NULL), 0);
-    CHECK_EQ_INT(store_workflow_put(st, tenant, "alpha", "{}", NULL), 0);
-    CHECK_EQ_INT(store_workflow_put(st, tenant, "mid", "{}", NULL), 0);
-    CHECK_EQ_INT(store_workflow_put(st, tenant, "alpha", "{\"a\":2}", NULL), 0);
-    CHECK_EQ_INT(store_workflow_list(st, tenant, NULL, 10, &ws, &n), 0);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_WORKFLOW, tenant, "zeta", "{}", NULL),
+                 STORE_PUT_CREATED);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_WORKFLOW, tenant, "alpha", "{}", NULL),
+                 STORE_PUT_CREATED);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_WORKFLOW, tenant, "mid", "{}", NULL),
+                 STORE_PUT_CREATED);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_WORKFLOW, tenant, "alpha", "{\"a\":2}", NULL),
+                 STORE_PUT_REPLACED);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_WORKFLOW, tenant, NULL, 10, &ws, &n), 0);
     CHECK_EQ_INT(n, 4);
     CHECK_EQ_STR(ws[0].name, "alpha");
     CHECK_EQ_INT(ws[0].version, 2);
-    CHECK_EQ_STR(ws[0].definition, "{\"a\":2}");
+    CHECK_EQ_STR(ws[0].text, "{\"a\":2}");
     CHECK_EQ_STR(ws[1].name, "mid");
     CHECK_EQ_STR(ws[2].name, "orders");
     CHECK_EQ_INT(ws[2].version, 3);
     CHECK_EQ_STR(ws[3].name, "zeta");
-    store_workflows_free(ws, n);
-    CHECK_EQ_INT(store_workflow_list(st, tenant, NULL, 2, &ws, &n), 0);
+    store_defs_free(ws, n);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_WORKFLOW, tenant, NULL, 2, &ws, &n), 0);
     CHECK_EQ_INT(n, 2);
     CHECK_EQ_STR(ws[1].name, "mid");
-    store_workflows_free(ws, n);
-    CHECK_EQ_INT(store_workflow_list(st, tenant, "mid", 2, &ws, &n), 0);
+    store_defs_free(ws, n);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_WORKFLOW, tenant, "mid", 2, &ws, &n), 0);
     CHECK_EQ_INT(n, 2);
     CHECK_EQ_STR(ws[0].name, "orders");
     CHECK_EQ_STR(ws[1].name, "zeta");
-    store_workflows_free(ws, n);
-    CHECK_EQ_INT(store_workflow_list(st, tenant, "zeta", 2, &ws, &n), 0);
+    store_defs_free(ws, n);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_WORKFLOW, tenant, "zeta", 2, &ws, &n), 0);
     CHECK_EQ_INT(n, 0);
-    store_workflows_free(ws, n);
-    CHECK_EQ_INT(store_workflow_list(st, other, NULL, 10, &ws, &n), 0);
+    store_defs_free(ws, n);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_WORKFLOW, other, NULL, 10, &ws, &n), 0);
     CHECK_EQ_INT(n, 1);
-    store_workflows_free(ws, n);
+    store_defs_free(ws, n);
 
     /* delete: gone from get(0) and list, versions stay readable */
-    CHECK_EQ_INT(store_workflow_delete(st, tenant, "orders"), 1);
-    CHECK_EQ_INT(store_workflow_delete(st, tenant, "orders"), 0);
-    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 0, &w), 0);
-    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 2, &w), 1);
-    CHECK_EQ_STR(w.definition, "{\"v\":2}");
+    CHECK_EQ_INT(store_def_delete(st, STORE_DEF_WORKFLOW, tenant, "orders"), 1);
+    CHECK_EQ_INT(store_def_delete(st, STORE_DEF_WORKFLOW, tenant, "orders"), 0);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, tenant, "orders", 0, &w), 0);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, tenant, "orders", 2, &w), 1);
+    CHECK_EQ_STR(w.text, "{\"v\":2}");
     CHECK_EQ_INT(w.deleted, 1);
-    store_workflow_release(&w);
-    CHECK_EQ_INT(store_workflow_list(st, tenant, NULL, 10, &ws, &n), 0);
+    store_def_release(&w);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_WORKFLOW, tenant, NULL, 10, &ws, &n), 0);
     CHECK_EQ_INT(n, 3);
     CHECK_EQ_STR(ws[1].name, "mid");
     CHECK_EQ_STR(ws[2].name, "zeta");
-    store_workflows_free(ws, n);
-    CHECK_EQ_INT(store_workflow_get(st, other, "orders", 0, &w), 1); /* other tenant's stays */
-    store_workflow_release(&w);
-    /* put after delete: the next version, never a reused one */
-    CHECK_EQ_INT(store_workflow_put(st, tenant, "orders", "{\"v\":4}", &w), 0);
+    store_defs_free(ws, n);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, other, "orders", 0, &w),
+                 1); /* other tenant's stays */
+    store_def_release(&w);
+    /* put after delete: the next version, never a reused one; created, as the name was
+     * not live */
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_WORKFLOW, tenant, "orders", "{\"v\":4}", &w),
+                 STORE_PUT_CREATED);
     CHECK_EQ_INT(w.version, 4);
-    store_workflow_release(&w);
-    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 0, &w), 1);
+    store_def_release(&w);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, tenant, "orders", 0, &w), 1);
     CHECK_EQ_INT(w.version, 4);
     CHECK_EQ_INT(w.deleted, 0);
-    store_workflow_release(&w);
-    CHECK_EQ_INT(store_workflow_get(st, tenant, "orders", 2, &w), 1);
+    store_def_release(&w);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, tenant, "orders", 2, &w), 1);
     CHECK_EQ_INT(w.deleted, 1); /* deleted stays a property of the versions it removed */
-    store_workflow_release(&w);
-    CHECK_EQ_INT(store_workflow_list(st, tenant, "mid", 10, &ws, &n), 0);
+    store_def_release(&w);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_WORKFLOW, tenant, "mid", 10, &ws, &n), 0);
     CHECK_EQ_INT(n, 2);
     CHECK_EQ_STR(ws[0].name, "orders");
     CHECK_EQ_INT(ws[0].version, 4);
-    store_workflows_free(ws, n);
-    CHECK_EQ_INT(store_workflow_delete(st, other, "zeta"), 0);
+    store_defs_free(ws, n);
+    CHECK_EQ_INT(store_def_delete(st, STORE_DEF_WORKFLOW, other, "zeta"), 0);
+}
+
+/* The rules store.c checks above every backend: a tenant unless the kind and verb allow
+ * NULL, a version only for workflows, a known kind. */
+TEST(defs_argument_rules)
+{
+    struct store_def d, *ds;
+    size_t n;
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_WORKFLOW, NULL, "x", 0, &d),
+                 -SLUICE_E_INVALID_PARAMETER);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_LIMIT, NULL, "x", "{}", NULL),
+                 -SLUICE_E_INVALID_PARAMETER);
+    CHECK_EQ_INT(store_def_delete(st, STORE_DEF_HOOK, NULL, "x"), -SLUICE_E_INVALID_PARAMETER);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_SECRET, NULL, NULL, 10, &ds, &n),
+                 -SLUICE_E_INVALID_PARAMETER);
+    CHECK(ds == NULL && n == 0);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_LIMIT, "t", "x", 1, &d), -SLUICE_E_INVALID_PARAMETER);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF__COUNT, "t", "x", 0, &d), -SLUICE_E_INVALID_PARAMETER);
+    CHECK(d.text == NULL);
+    store_def_release(&d);
+    /* allowed: any tenant's hook, every tenant's limits */
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_HOOK, NULL, "no-such-hook", 0, &d), 0);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_LIMIT, NULL, NULL, 100000, &ds, &n), 0);
+    store_defs_free(ds, n);
 }
 
 TEST(hooks_global_names)
 {
     char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX], h1[32], h2[32];
-    struct store_hook h, *hs;
+    struct store_def h, *hs;
     size_t n;
     new_tenant(tenant, "hooks");
     new_tenant(other, "hooks-other");
     ids_random("h1-", 8, h1);
     ids_random("h2-", 8, h2);
-    CHECK_EQ_INT(store_hook_get(st, NULL, h1, &h), 0);
-    CHECK_EQ_INT(store_hook_put(st, tenant, h1, "{\"secret\":\"s1\"}", &h), 1);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_HOOK, NULL, h1, 0, &h), 0);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_HOOK, tenant, h1, "{\"secret\":\"s1\"}", &h), 1);
     CHECK_EQ_STR(h.name, h1);
     CHECK_EQ_STR(h.tenant, tenant);
-    CHECK_EQ_STR(h.definition, "{\"secret\":\"s1\"}");
+    CHECK_EQ_STR(h.text, "{\"secret\":\"s1\"}");
     CHECK(h.created_at > 0);
     CHECK_EQ_INT(h.updated_at, h.created_at);
     int64_t created = h.created_at;
-    store_hook_release(&h);
+    store_def_release(&h);
     struct timespec ts = {0, 2000000};
     nanosleep(&ts, NULL);
-    CHECK_EQ_INT(store_hook_put(st, tenant, h1, "{\"secret\":\"s2\"}", &h), 2);
-    CHECK_EQ_STR(h.definition, "{\"secret\":\"s2\"}");
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_HOOK, tenant, h1, "{\"secret\":\"s2\"}", &h), 2);
+    CHECK_EQ_STR(h.text, "{\"secret\":\"s2\"}");
     CHECK_EQ_INT(h.created_at, created);
     CHECK(h.updated_at > created);
-    store_hook_release(&h);
+    store_def_release(&h);
     /* the name belongs to one tenant */
-    CHECK_EQ_INT(store_hook_put(st, other, h1, "{}", &h), -SLUICE_E_CONFLICT);
-    CHECK_EQ_INT(store_hook_get(st, other, h1, &h), 0);
-    CHECK_EQ_INT(store_hook_delete(st, other, h1), 0);
-    CHECK_EQ_INT(store_hook_get(st, tenant, h1, &h), 1);
-    CHECK_EQ_STR(h.definition, "{\"secret\":\"s2\"}");
-    store_hook_release(&h);
-    CHECK_EQ_INT(store_hook_get(st, NULL, h1, &h), 1); /* the events endpoint: any tenant */
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_HOOK, other, h1, "{}", &h), -SLUICE_E_CONFLICT);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_HOOK, other, h1, 0, &h), 0);
+    CHECK_EQ_INT(store_def_delete(st, STORE_DEF_HOOK, other, h1), 0);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_HOOK, tenant, h1, 0, &h), 1);
+    CHECK_EQ_STR(h.text, "{\"secret\":\"s2\"}");
+    store_def_release(&h);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_HOOK, NULL, h1, 0, &h),
+                 1); /* the events endpoint: any tenant */
     CHECK_EQ_STR(h.tenant, tenant);
-    store_hook_release(&h);
+    store_def_release(&h);
     /* list per tenant, by name */
-    CHECK_EQ_INT(store_hook_put(st, tenant, h2, "{}", NULL), 1);
-    CHECK_EQ_INT(store_hook_put(st, other, "zz-other-hook", "{}", NULL), 1);
-    CHECK_EQ_INT(store_hook_list(st, tenant, NULL, 10, &hs, &n), 0);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_HOOK, tenant, h2, "{}", NULL), 1);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_HOOK, other, "zz-other-hook", "{}", NULL), 1);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_HOOK, tenant, NULL, 10, &hs, &n), 0);
     CHECK_EQ_INT(n, 2);
     CHECK_EQ_STR(hs[0].name, h1);
     CHECK_EQ_STR(hs[1].name, h2);
     CHECK_EQ_STR(hs[1].tenant, tenant);
-    store_hooks_free(hs, n);
-    CHECK_EQ_INT(store_hook_list(st, tenant, h1, 10, &hs, &n), 0);
+    store_defs_free(hs, n);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_HOOK, tenant, h1, 10, &hs, &n), 0);
     CHECK_EQ_INT(n, 1);
     CHECK_EQ_STR(hs[0].name, h2);
-    store_hooks_free(hs, n);
-    CHECK_EQ_INT(store_hook_list(st, tenant, NULL, 1, &hs, &n), 0);
+    store_defs_free(hs, n);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_HOOK, tenant, NULL, 1, &hs, &n), 0);
     CHECK_EQ_INT(n, 1);
-    store_hooks_free(hs, n);
-    CHECK_EQ_INT(store_hook_list(st, other, NULL, 10, &hs, &n), 0);
+    store_defs_free(hs, n);
+    CHECK_EQ_INT(store_def_list(st, STORE_DEF_HOOK, other, NULL, 10, &hs, &n), 0);
     CHECK_EQ_INT(n, 1);
     CHECK_EQ_STR(hs[0].name, "zz-other-hook");
-    store_hooks_free(hs, n);
+    store_defs_free(hs, n);
     /* delete frees the name for anyone */
-    CHECK_EQ_INT(store_hook_delete(st, tenant, h1), 1);
-    CHECK_EQ_INT(store_hook_delete(st, tenant, h1), 0);
-    CHECK_EQ_INT(store_hook_get(st, NULL, h1, &h), 0);
-    CHECK_EQ_INT(store_hook_put(st, other, h1, "{}", NULL), 1);
-    CHECK_EQ_INT(store_hook_get(st, NULL, h1, &h), 1);
+    CHECK_EQ_INT(store_def_delete(st, STORE_DEF_HOOK, tenant, h1), 1);
+    CHECK_EQ_INT(store_def_delete(st, STORE_DEF_HOOK, tenant, h1), 0);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_HOOK, NULL, h1, 0, &h), 0);
+    CHECK_EQ_INT(store_def_put(st, STORE_DEF_HOOK, other, h1, "{}", NULL), 1);
+    CHECK_EQ_INT(store_def_get(st, STORE_DEF_HOOK, NULL, h1, 0, &h), 1);
     CHECK_EQ_STR(h.tenant, other);
-    store_hook_release(&h);
+    store_def_release(&h);
 }
 
 /* ---- stats ----------------------------------------------------------------------- */
@@ -3504,6 +3544,7 @@ int main(void)
     RUN(item_list_filters_step_code);
     RUN(workflows_versions_delete_list);
     RUN(hooks_global_names);
+    RUN(defs_argument_rules);
     RUN(idem_hash_replay_reuse_expiry);
     RUN(retry_idem_key);
     RUN(retention_sweep_batches);

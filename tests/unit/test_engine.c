@@ -260,7 +260,7 @@ TEST(engine_survives_a_failing_store_call_anywhere)
     for (int nth = 1; nth <= 400; nth++) {
         struct store *st = open_store();
         CHECK(st != NULL);
-        CHECK(store_workflow_put(st, "t1", "wf", def, NULL) >= 0);
+        CHECK(store_def_put(st, STORE_DEF_WORKFLOW, "t1", "wf", def, NULL) >= 0);
         CHECK_EQ_INT(store_fault_set(st, "*", nth, -SLUICE_E_STORE_IO, 1), 0);
         struct submit *s = submit_new(st, "t1", 7);
         int rc = submit_set_workflow(s, "wf");

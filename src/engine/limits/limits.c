@@ -118,19 +118,19 @@ void limits_set_tenant(struct limits *l, const char *tenant, const char *name,
 
 int limits_reload(struct limits *l, struct store *st)
 {
-    struct store_limit *ls = NULL;
+    struct store_def *ls = NULL;
     size_t n = 0;
     pthread_mutex_lock(&l->mu);
     uint64_t gen = l->tgen;
     pthread_mutex_unlock(&l->mu);
-    int rc = store_limit_list(st, NULL, NULL, 1000000, &ls, &n);
+    int rc = store_def_list(st, STORE_DEF_LIMIT, NULL, NULL, 1000000, &ls, &n);
     if (rc < 0)
         return rc;
     struct tdef *head = NULL, **tail = &head;
     for (size_t i = 0; i < n; i++) {
         json_error_t je;
         char err[200], target[80];
-        json_t *j = json_loads(ls[i].definition, 0, &je);
+        json_t *j = json_loads(ls[i].text, 0, &je);
         struct tdef t = {0};
         if (j && limits_name_valid(ls[i].name) &&
             limits_def_parse(j, &t.d, err, sizeof err, target, sizeof target) == 0) {
@@ -143,7 +143,7 @@ int limits_reload(struct limits *l, struct store *st)
         }
         json_decref(j);
     }
-    store_limits_free(ls, n);
+    store_defs_free(ls, n);
     pthread_mutex_lock(&l->mu);
     struct tdef *old = head;
     if (l->tgen == gen) { /* else a change made here while we read wins; next time */
