@@ -88,6 +88,9 @@ void api_docs_list(struct request *req);
 /* The named definitions a tenant owns (api/defs.c), one set of handlers for the four
  * collections /v1/workflows, /v1/hooks, /v1/limits and /v1/secrets: each finds its
  * kind from the path. */
+/* The four kinds, each a route's arg (struct route.arg) for the handlers below. */
+struct def_kind;
+extern const struct def_kind api_def_workflows, api_def_hooks, api_def_limits, api_def_secrets;
 void api_defs_put(struct request *req);
 void api_defs_get(struct request *req);
 void api_defs_list(struct request *req);

@@ -6,8 +6,8 @@
  * it is checked, how a PUT body is validated and what text is stored, how a
  * definition is shown, and a few extras (a workflow's Location; a limit's server
  * side). The four descriptors sit side by side in this file so that a difference
- * between kinds is a line to read, not a diff of four files. A handler finds its kind
- * from the request path: routes.c sends the four collections here.
+ * between kinds is a line to read, not a diff of four files. Each route of the four
+ * collections names its kind (route.arg in routes.c).
  *
  * Workflows: PUT validates the definition completely (wfdef_compile) before storing
  * it, so a stored version always compiles again when a job runs it. A job records the
@@ -118,7 +118,7 @@ static int render_workflow(struct buf *b, struct request *req, const struct stor
     return 0;
 }
 
-static const struct def_kind workflows = {
+const struct def_kind api_def_workflows = {
     .kind = STORE_DEF_WORKFLOW,
     .path = "/v1/workflows",
     .noun = "workflow",
@@ -206,7 +206,7 @@ static int render_hook(struct buf *b, struct request *req, const struct store_de
     return 0;
 }
 
-static const struct def_kind hooks = {
+const struct def_kind api_def_hooks = {
     .kind = STORE_DEF_HOOK,
     .path = "/v1/hooks",
     .noun = "hook",
@@ -346,7 +346,7 @@ static int limit_missing(struct request *req, const char *name, int deleting)
     return 1;
 }
 
-static const struct def_kind limits = {
+const struct def_kind api_def_limits = {
     .kind = STORE_DEF_LIMIT,
     .path = "/v1/limits",
     .noun = "limit",
@@ -413,7 +413,7 @@ static int render_secret(struct buf *b, struct request *req, const struct store_
     return 0;
 }
 
-static const struct def_kind secrets = {
+const struct def_kind api_def_secrets = {
     .kind = STORE_DEF_SECRET,
     .path = "/v1/secrets",
     .noun = "secret",
@@ -427,25 +427,14 @@ static const struct def_kind secrets = {
 
 /* ---- the handlers --------------------------------------------------------------- */
 
-static const struct def_kind *const kinds[STORE_DEF__COUNT] = {
-    [STORE_DEF_WORKFLOW] = &workflows,
-    [STORE_DEF_HOOK] = &hooks,
-    [STORE_DEF_LIMIT] = &limits,
-    [STORE_DEF_SECRET] = &secrets,
-};
-
-/* The kind whose collection the request's path is in; replies 500 (a route that
- * names no kind here is our bug) and returns NULL when none is. */
+/* The kind the matched route names (routes.c); replies 500 (a route without one is
+ * our bug) and returns NULL when it names none. */
 static const struct def_kind *kind_of(struct request *req)
 {
-    const char *p = req_path(req);
-    for (int i = 0; i < STORE_DEF__COUNT; i++) {
-        size_t n = strlen(kinds[i]->path);
-        if (strncmp(p, kinds[i]->path, n) == 0 && (p[n] == '/' || p[n] == '\0'))
-            return kinds[i];
-    }
-    reply_error(req, SLUICE_E_INTERNAL, NULL, "no definition kind serves this path");
-    return NULL;
+    const struct def_kind *k = req_route_arg(req);
+    if (!k)
+        reply_error(req, SLUICE_E_INTERNAL, NULL, "no definition kind serves this route");
+    return k;
 }
 
 /* 0 when the {name} parameter follows k's rule, else replies 400 and returns -1. */
@@ -551,8 +540,7 @@ void api_defs_delete(struct request *req)
 
 static void page_def(struct buf *b, const void *e, struct request *req)
 {
-    const struct store_def *d = e;
-    kinds[d->kind]->render(b, req, d);
+    ((const struct def_kind *)req_route_arg(req))->render(b, req, e);
 }
 
 static void cursor_def(struct buf *q, const void *e)

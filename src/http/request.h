@@ -30,6 +30,8 @@ typedef void (*reply_free_fn)(void *ctx);
 
 const char *req_method(const struct request *req);
 const char *req_path(const struct request *req);
+/* The matched route's arg (struct route), NULL when it has none. */
+const void *req_route_arg(const struct request *req);
 /* A path parameter from the route pattern ("{id}"), percent-decoded; NULL if absent. */
 const char *req_param(const struct request *req, const char *name);
 /* A query parameter, percent-decoded; NULL if absent. */

@@ -29,6 +29,9 @@ struct route {
     /* Optional: called when the request ends for any reason (complete, error,
      * client gone), to release req_ctx(). */
     void (*on_end)(struct request *req, int completed);
+    /* Optional: what the handler serves, when one handler serves several routes
+     * (req_route_arg); rows without it leave it NULL. */
+    const void *arg;
 };
 
 /* Authentication hook: checks the request's credentials; returns 0 and calls

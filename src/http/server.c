@@ -138,6 +138,11 @@ char *req_strdup(struct request *req, const char *s)
 
 const char *req_method(const struct request *req) { return req->method; }
 const char *req_path(const struct request *req) { return req->path; }
+
+const void *req_route_arg(const struct request *req)
+{
+    return req->route ? req->route->arg : NULL;
+}
 const char *req_tenant(const struct request *req) { return req->tenant; }
 const char *req_id(const struct request *req) { return req->id; }
 const char *req_base_url(const struct request *req) { return req->base_url; }
