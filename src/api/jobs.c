@@ -548,11 +548,12 @@ void api_jobs_submit(struct request *req)
     /* The body is in: the upload slot goes back before a Prefer: wait parks the request
      * (a parked submit holds a parked slot, not an upload's). */
     upload_release(c, req);
-    if (rc != 2 && api_prefer_wait(req, &job)) { /* parked: answers when done or in N s */
+    /* A new job with Prefer: wait is parked: it answers when done or in N s. */
+    if (rc != STORE_JOB_REPLAYED && api_prefer_wait(req, &job)) {
         metrics_job_accepted(job.counts.total);
         engine_notify(api_of(req)->eng);
     } else {
-        reply_accepted(req, &job, rc == 2);
+        reply_accepted(req, &job, rc == STORE_JOB_REPLAYED);
     }
     store_job_release(&job);
 }
@@ -694,7 +695,7 @@ void api_jobs_retry(struct request *req)
         /* Only the job row here: the stager copies the items in batches (stager.h). */
         rc = store_job_retry_begin(api_of(req)->st, req_tenant(req), parent,
                                    ir.op_id ? ir.op_id : id, ir.key[0] ? &meta : NULL, &job);
-    if (rc == 1)
+    if (rc == STORE_JOB_CREATED)
         stager_kick(api_of(req)->stager);
     if (rc == 0 && staging_conflict(req, "retry"))
         ; /* answered 409 */
@@ -713,7 +714,7 @@ void api_jobs_retry(struct request *req)
     else if (rc < 0)
         reply_error(req, rc, NULL, NULL);
     else
-        reply_accepted(req, &job, rc == 2);
+        reply_accepted(req, &job, rc == STORE_JOB_REPLAYED);
     store_job_release(&job);
 }
 

@@ -36,8 +36,11 @@ struct waiters {
 /* One store read per job and sweep, whatever the number of waiters on it. */
 struct seen {
     const char *tenant, *job;
-    int status; /* -1: gone */
+    int status; /* a job status, or SEEN_GONE */
 };
+
+/* What job_status answers besides a job status. */
+enum { SEEN_GONE = -1, SEEN_UNKNOWN = -2 /* store error: check again later */ };
 
 static int job_status(struct waiters *ws, struct seen *cache, size_t *n, size_t cap,
                       const struct waiter *w)
@@ -48,9 +51,9 @@ static int job_status(struct waiters *ws, struct seen *cache, size_t *n, size_t 
     struct store_job j;
     memset(&j, 0, sizeof j);
     int rc = store_job_get(ws->st, w->tenant, w->job, &j);
-    int status = rc == 1 ? j.status : rc == 0 ? -1 : -2; /* -2: store error, check again later */
+    int status = rc == 1 ? j.status : rc == 0 ? SEEN_GONE : SEEN_UNKNOWN;
     store_job_release(&j);
-    if (*n < cap && status != -2)
+    if (*n < cap && status != SEEN_UNKNOWN)
         cache[(*n)++] = (struct seen){w->tenant, w->job, status};
     return status;
 }
@@ -63,9 +66,9 @@ static int due(struct waiters *ws, struct waiter *w, int64_t now, struct seen *c
     if (w->kind == WAIT_TICK)
         return 0;
     int st = job_status(ws, cache, n, cap, w);
-    if (st == -2)
+    if (st == SEEN_UNKNOWN)
         return 0;
-    if (st == -1 || st == JOB_SUCCEEDED || st == JOB_FAILED || st == JOB_CANCELED)
+    if (st == SEEN_GONE || st == JOB_SUCCEEDED || st == JOB_FAILED || st == JOB_CANCELED)
         return 1;
     return w->kind == WAIT_CHANGE && st != w->status;
 }

@@ -56,7 +56,7 @@ static void *run(void *arg)
     while (!stopping(sg)) {
         int64_t picked = cursor;
         int rc = store_job_retry_stage(sg->st, STAGER_BATCH, &picked, id);
-        if (rc == 2)
+        if (rc == STORE_STAGE_FINISHED)
             log_write(LOG_INFO, "retry staged", "job", id, NULL);
         if (rc > 0) {
             cursor = picked;
@@ -71,7 +71,7 @@ static void *run(void *arg)
             errors = 1;
             continue;
         }
-        if (rc == 0 && cursor > 0) { /* the end of a pass: again from the oldest */
+        if (rc == STORE_STAGE_IDLE && cursor > 0) { /* the end of a pass: again from the oldest */
             int idle = errors && !progress;
             cursor = 0;
             progress = errors = 0;
