@@ -170,6 +170,8 @@ int waiters_closing(struct waiters *ws)
 
 void waiters_shutdown(struct waiters *ws)
 {
+    if (!ws)
+        return;
     pthread_mutex_lock(&ws->mu);
     ws->closing = 1;
     pthread_cond_broadcast(&ws->cv);

@@ -390,6 +390,8 @@ int engine_start(struct store *st, const struct engine_config *cfg, struct engin
 
 void engine_stop(struct engine *eng)
 {
+    if (!eng)
+        return;
     store_watch(eng->st, NULL, NULL); /* no more calls into eng from the store */
     atomic_store(&eng->stopping, 1);
     engine_notify(eng);
