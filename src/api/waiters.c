@@ -116,10 +116,7 @@ static void *watch(void *arg)
         if (ws->stop)
             break;
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        long ns = ts.tv_nsec + SWEEP_MS * 1000000L;
-        ts.tv_sec += ns / 1000000000L;
-        ts.tv_nsec = ns % 1000000000L;
+        clock_deadline(CLOCK_REALTIME, SWEEP_MS, &ts);
         pthread_cond_timedwait(&ws->cv, &ws->mu, &ts);
     }
     pthread_mutex_unlock(&ws->mu);
