@@ -8,6 +8,8 @@
 #                             contract and API suites again on PostgreSQL (test-pg)
 #   make bench                benchmarks (bench/run)
 #   make fuzz                 libFuzzer targets for a while each (clang)
+#   make format               clang-format (.clang-format) every C file of src/ and tests/
+#   make format-check         fails, naming the lines, where one is not formatted
 
 SANITIZER ?=
 ifeq ($(SANITIZER),)
@@ -36,7 +38,8 @@ OBJ += $(BUILD)/gen/ui_assets.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c) $(wildcard tests/store/test_*.c))
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all deps test-deps run test unit api bench load fuzz fuzz-brief clean format test-pg pg-contract pg-api
+.PHONY: all deps test-deps run test unit api bench load fuzz fuzz-brief clean format format-check \
+        test-pg pg-contract pg-api
 all: deps $(BUILD)/sluice
 
 deps:
@@ -140,8 +143,21 @@ load: deps $(BUILD)/sluice
 fuzz:
 	@scripts/fuzz.sh $${FUZZ_SECONDS:-60}
 
+# The C files clang-format keeps in shape: src/ and tests/, found like SRC, without
+# what is generated (build/gen/, outside them) or installed (tests/*/node_modules/).
+FORMAT_FILES = $(shell find src tests -name node_modules -prune -o \( -name '*.c' -o -name '*.h' \) \
+                 -print | sort)
+CLANG_FORMAT ?= clang-format
+
 format:
-	clang-format -i $(SRC) $(shell find src tests -name '*.h')
+	@scripts/deps.sh format
+	@echo "  FORMAT  $(words $(FORMAT_FILES)) files of src/ and tests/"
+	@$(CLANG_FORMAT) -i $(FORMAT_FILES)
+
+format-check:
+	@scripts/deps.sh format
+	@echo "  CHECK   format of $(words $(FORMAT_FILES)) files of src/ and tests/"
+	@$(CLANG_FORMAT) --dry-run -Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf build

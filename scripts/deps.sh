@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sluice needs to build, run and test, if missing.
-# Usage: scripts/deps.sh [build|test|bench]   (test adds the test tools, bench wrk)
+# Usage: scripts/deps.sh [build|test|bench|format]   (test adds the test tools, bench
+# wrk; format is clang-format alone, for make format / format-check)
 # (`make test-deps` then runs `npm ci` in tests/ui for the dashboard test.)
 set -euo pipefail
 want=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
@@ -10,13 +11,17 @@ if [ "${1:-build}" = bench ]; then
 fi
 if [ "${1:-build}" = test ]; then
   want+=(python3 python3-pytest python3-requests python3-jsonschema clang libclang-rt-14-dev sqlite3
-        postgresql)   # the PostgreSQL half of make test (scripts/pg-test.sh)
+        postgresql    # the PostgreSQL half of make test (scripts/pg-test.sh)
+        clang-format) # make format-check
   # the dashboard test (tests/ui): headless Chromium driven from Node; a Node from
   # elsewhere (nodesource, nvm) is fine, Debian's is the fallback. Node and npm also
   # run the OpenAPI validator (tests/openapi)
   want+=(chromium)
   command -v node >/dev/null || want+=(nodejs)
   command -v npm >/dev/null || want+=(npm)
+fi
+if [ "${1:-build}" = format ]; then
+  want=(clang-format)   # Debian's clang-format (14 on bookworm) reads .clang-format
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -171,6 +171,9 @@ static void free_list(char **v)
     free(v);
 }
 
+/* Exit statuses of the binary (the client commands have their own: cli/cli_int.h). */
+enum { MAIN_EXIT_OK = 0, MAIN_EXIT_FAILED = 1, MAIN_EXIT_USAGE = 2 };
+
 static int serve_main(int argc, char **argv)
 {
     struct config cfg;
@@ -178,7 +181,7 @@ static int serve_main(int argc, char **argv)
     int rc = config_load(&cfg, argc, argv, err, sizeof err);
     if (rc != 0) {
         fprintf(rc > 0 ? stdout : stderr, "%s%s", err, rc > 0 ? "" : "\n");
-        return rc > 0 ? 0 : 2;
+        return rc > 0 ? MAIN_EXIT_OK : MAIN_EXIT_USAGE;
     }
     if (cfg.log_debug)
         log_set_level(LOG_DEBUG);
@@ -195,10 +198,18 @@ static int serve_main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Everything below is released at out:, in the reverse order of the shutdown;
+     * each piece is NULL until started, and every release takes NULL. */
+    int status = MAIN_EXIT_FAILED;
     struct store *st = NULL;
     struct engine *eng = NULL;
     struct janitor *jan = NULL;
     struct http_server *srv = NULL;
+    struct outbound *ob = NULL;
+    struct secrets *secrets = NULL;
+    struct limits *lim = NULL;
+    struct callbacks *cbs = NULL;
+    char **allow = NULL;
     struct api api;
     memset(&api, 0, sizeof api);
     if ((rc = store_open(cfg.store_url, &cfg.store, &st)) < 0) {
@@ -206,19 +217,16 @@ static int serve_main(int argc, char **argv)
         log_write(LOG_ERROR, "cannot open store", "store", shown, "error", sluice_err_code(rc),
                   NULL);
         free(shown);
-        return 1;
+        goto out;
     }
     if ((rc = load_cursor_key(st, api.cursor_key)) < 0) {
         log_write(LOG_ERROR, "cannot load the cursor key from the store", "error",
                   sluice_err_code(rc), NULL);
-        store_close(st);
-        return 1;
+        goto out;
     }
     /* Test hook: storage faults injected at the store wrappers (store/fault.h). */
-    if (faults && *faults && load_faults(st, faults) < 0) {
-        store_close(st);
-        return 1;
-    }
+    if (faults && *faults && load_faults(st, faults) < 0)
+        goto out;
     /* Jobs still Receiving were cut off by a crash mid-upload: never acknowledged. On a
      * shared store other nodes may be receiving right now: only uploads idle for 15
      * minutes count as cut off there. */
@@ -239,33 +247,23 @@ static int serve_main(int argc, char **argv)
         snprintf(n, sizeof n, "=%d", expired);
         log_write(LOG_INFO, "retaking items of leases left by a previous run", "claims", n, NULL);
     }
-    char **allow = split_list(cfg.outbound_allow);
+    allow = split_list(cfg.outbound_allow);
     struct outbound_config ocfg = {(const char *const *)allow, cfg.outbound_max_body, 0, 0, NULL};
-    struct outbound *ob = NULL;
     if ((rc = outbound_start(&ocfg, &ob)) < 0) {
         log_write(LOG_ERROR, "cannot start outbound I/O (bad --outbound-allow entry?)", "allow",
                   cfg.outbound_allow, NULL);
-        free_list(allow);
-        store_close(st);
-        return 1;
+        goto out;
     }
-    struct secrets *secrets = load_secrets();
-    struct limits *lim = limits_new();
+    secrets = load_secrets();
+    lim = limits_new();
     limits_set_max_backoff(lim, (int64_t)cfg.max_upstream_backoff_s * 1000);
     /* Rates hold across the nodes of a shared store; SLUICE_LIMITS_SHARED=1 forces the
      * same path on SQLite (for tests). */
     const char *force_shared = getenv("SLUICE_LIMITS_SHARED");
     int shared = store_shared(st) || (force_shared && !strcmp(force_shared, "1"));
     if (load_limits(lim, cfg.limits) < 0 || limits_reload(lim, st) < 0 ||
-        (shared && limits_share(lim, st) < 0)) {
-        limits_free(lim);
-        outbound_stop(ob);
-        outbound_free(ob);
-        secrets_free(secrets);
-        free_list(allow);
-        store_close(st);
-        return 1;
-    }
+        (shared && limits_share(lim, st) < 0))
+        goto out;
     cfg.engine.outbound = ob;
     cfg.engine.secrets = secrets;
     cfg.engine.limits = lim;
@@ -273,13 +271,7 @@ static int serve_main(int argc, char **argv)
     cfg.engine.max_item_bytes = cfg.api.limits.max_item_bytes;
     if ((rc = engine_start(st, &cfg.engine, &eng)) < 0) {
         log_write(LOG_ERROR, "cannot start workers", NULL);
-        limits_free(lim);
-        outbound_stop(ob);
-        outbound_free(ob);
-        secrets_free(secrets);
-        free_list(allow);
-        store_close(st);
-        return 1;
+        goto out;
     }
     /* Retention: finished jobs past --retention-seconds and old idempotency keys. */
     if (janitor_start(st, &cfg.janitor, &jan) < 0)
@@ -287,7 +279,6 @@ static int serve_main(int argc, char **argv)
     /* Completion callbacks: the secret now (handlers derive tenant keys from it), the
      * delivery thread once the listening port is known (links in the bodies). */
     struct callbacks_config cbcfg;
-    struct callbacks *cbs = NULL;
     callbacks_config_default(&cbcfg);
     cbcfg.secret = cfg.callback_secret;
     cbcfg.backoff_ms = (long)cfg.callback_backoff_ms;
@@ -323,25 +314,8 @@ static int serve_main(int argc, char **argv)
     api.tenant_rl = ratelimit_new(&trl);
     api.authfail_rl = ratelimit_new(&arl);
     if ((rc = http_server_start(&cfg.http, api_routes, api_nroutes, api_authenticate, &api, &srv)) <
-        0) {
-        waiters_shutdown(api.waiters);
-        runs_free(api.runs);
-        stager_stop(api.stager);
-        waiters_free(api.waiters);
-        callbacks_free(cbs);
-        ratelimit_free(api.tenant_rl);
-        ratelimit_free(api.authfail_rl);
-        slots_free(api.slots);
-        janitor_stop(jan);
-        engine_stop(eng);
-        limits_free(lim);
-        outbound_stop(ob);
-        outbound_free(ob);
-        secrets_free(secrets);
-        free_list(allow);
-        store_close(st);
-        return 1;
-    }
+        0)
+        goto out;
     char port[16], workers[16];
     snprintf(port, sizeof port, "=%u", (unsigned)http_server_port(srv));
     snprintf(workers, sizeof workers, "=%u", cfg.engine.workers);
@@ -364,6 +338,8 @@ static int serve_main(int argc, char **argv)
     log_write(LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
     atomic_store(&api.shutting_down, 1);
     http_server_quiesce(srv);
+    status = MAIN_EXIT_OK;
+out:
     waiters_shutdown(api.waiters); /* parked long polls and streams answer now */
     runs_shutdown(api.runs);       /* queued synchronous runs answer 503 now */
     /* Cut outbound calls short first: a worker waiting out retries would hold up the
@@ -372,7 +348,8 @@ static int serve_main(int argc, char **argv)
     runs_drain(api.runs); /* running runs end now their calls are cut; all resumed */
     /* No handler runs after this: what handlers reach (runs, stager, engine) is freed
      * only below it. */
-    http_server_stop(srv);
+    if (srv)
+        http_server_stop(srv);
     runs_free(api.runs);
     stager_stop(api.stager); /* after its batch; the rest goes on at the next start */
     janitor_stop(jan);
@@ -388,8 +365,9 @@ static int serve_main(int argc, char **argv)
     free_list(allow);
     callbacks_free(cbs);
     store_close(st);
-    log_write(LOG_INFO, "stopped", NULL);
-    return 0;
+    if (status == MAIN_EXIT_OK)
+        log_write(LOG_INFO, "stopped", NULL);
+    return status;
 }
 
 static void usage(FILE *f)
@@ -409,7 +387,7 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
-        return 2;
+        return MAIN_EXIT_USAGE;
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "serve"))
@@ -422,9 +400,9 @@ int main(int argc, char **argv)
         return cli_client_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
-        return 0;
+        return MAIN_EXIT_OK;
     }
     fprintf(stderr, "sluice: unknown command '%s'\n", cmd);
     usage(stderr);
-    return 2;
+    return MAIN_EXIT_USAGE;
 }

@@ -97,3 +97,24 @@ void api_render_job(struct request *req, struct buf *b, const struct store_job *
     int held = api->limits && limits_job_throttle(api->limits, j->id, &th);
     render_job_throttled(b, j, req_base_url(req), clock_now_ms(), held ? &th : NULL);
 }
+
+int api_reply_no_job(struct request *req, int rc)
+{
+    if (rc < 0)
+        reply_error(req, rc, NULL, NULL);
+    else if (rc == 0)
+        reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
+    return rc <= 0;
+}
+
+void api_reply_job(struct request *req, int rc, const struct store_job *job, int status)
+{
+    if (api_reply_no_job(req, rc))
+        return;
+    if (!render_job_terminal(job->status))
+        reply_header(req, "Retry-After", "1");
+    struct buf b = BUF_INIT;
+    api_render_job(req, &b, job);
+    reply_buf(req, status, "application/json", &b);
+    buf_release(&b);
+}

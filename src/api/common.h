@@ -41,5 +41,13 @@ void api_reply_page_next(struct request *req, const void *elems, size_t n, size_
 
 /* The job monitor as handlers show it: with what the processing limits say of it. */
 void api_render_job(struct request *req, struct buf *b, const struct store_job *j);
+/* Answers a store result that holds no job named by the {id} path parameter: the
+ * store's error (rc < 0) or 404 (rc == 0). Returns 1 when it replied, 0 when rc > 0
+ * (there is a job: nothing is sent). */
+int api_reply_no_job(struct request *req, int rc);
+/* Answers a store call that read one job: api_reply_no_job, or (rc > 0) the job
+ * monitor with status, and Retry-After: 1 while the job is not finished. job is
+ * borrowed. */
+void api_reply_job(struct request *req, int rc, const struct store_job *job, int status);
 
 #endif

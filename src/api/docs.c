@@ -60,17 +60,21 @@ void api_docs_get(struct request *req)
     store_doc_release(&d);
 }
 
-/* If-Match: "N", W/"N" or N; absent = -1. Replies 400 and returns -2 when unparsable. */
+/* What if_match answers besides a version. */
+enum { IF_MATCH_ABSENT = -1, IF_MATCH_REPLIED = -2 };
+
+/* If-Match: "N", W/"N" or N; absent = IF_MATCH_ABSENT. Replies 400 and returns
+ * IF_MATCH_REPLIED when unparsable. */
 static int64_t if_match(struct request *req)
 {
     const char *h = req_header(req, "If-Match");
     if (!h)
-        return -1;
+        return IF_MATCH_ABSENT;
     int64_t v;
     if (api_parse_if_match(h, &v) < 0) {
         reply_error(req, SLUICE_E_INVALID_PARAMETER, "If-Match",
                     "If-Match must be an ETag returned by this API, e.g. \"3\"");
-        return -2;
+        return IF_MATCH_REPLIED;
     }
     return v;
 }
@@ -102,7 +106,7 @@ static void write_doc(struct request *req, enum store_op op)
     if (check_names(req, 1) < 0)
         return;
     int64_t match = if_match(req);
-    if (match == -2)
+    if (match == IF_MATCH_REPLIED)
         return;
     int none_match = if_none_match(req);
     if (none_match < 0)

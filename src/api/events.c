@@ -68,28 +68,12 @@ static int take_parked(struct request *req, int reply)
 
 /* ---- long polling ------------------------------------------------------------------ */
 
-static void reply_monitor(struct request *req, int rc, struct store_job *job)
-{
-    if (rc < 0) {
-        reply_error(req, rc, NULL, NULL);
-    } else if (rc == 0) {
-        reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
-    } else {
-        if (!render_job_terminal(job->status))
-            reply_header(req, "Retry-After", "1");
-        struct buf b = BUF_INIT;
-        api_render_job(req, &b, job);
-        reply_buf(req, 200, "application/json", &b);
-        buf_release(&b);
-    }
-}
-
 static void get_resumed(struct request *req)
 {
     struct store_job job;
     memset(&job, 0, sizeof job);
     int rc = store_job_get(api_of(req)->st, req_tenant(req), req_param(req, "id"), &job);
-    reply_monitor(req, rc, &job);
+    api_reply_job(req, rc, &job, 200);
     store_job_release(&job);
 }
 
@@ -112,7 +96,7 @@ void api_jobs_get(struct request *req)
                     clock_now_ms() + wait * 1000);
         return;
     }
-    reply_monitor(req, rc, &job);
+    api_reply_job(req, rc, &job, 200);
     store_job_release(&job);
 }
 
@@ -131,7 +115,7 @@ static void submit_resumed(struct request *req)
     memset(&job, 0, sizeof job);
     int rc = store_job_get(api->st, req_tenant(req), req_note(req), &job);
     if (rc <= 0) {
-        reply_monitor(req, rc, &job);
+        api_reply_job(req, rc, &job, 200);
         store_job_release(&job);
         return;
     }
@@ -299,7 +283,7 @@ void api_jobs_events(struct request *req)
     int rc = store_job_get(api->st, req_tenant(req), req_param(req, "id"), &job);
     store_job_release(&job);
     if (rc <= 0) {
-        reply_monitor(req, rc, &job);
+        api_reply_job(req, rc, &job, 200);
         return;
     }
     if (take_parked(req, 1) < 0)

@@ -81,7 +81,7 @@ void api_hooks_event(struct request *req)
         reply_error(req, rc, NULL, NULL);
         goto out;
     }
-    int replay = rc == 2;
+    int replay = rc == STORE_JOB_REPLAYED;
     if (!replay) {
         metrics_job_accepted(job.counts.total);
         engine_notify(api->eng);

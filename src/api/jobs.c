@@ -81,16 +81,9 @@ static int validate_item(struct submit_ctx *c, const struct ingest_item *it)
     if (res.status != ITEM_SUCCEEDED) {
         c->invalid++;
         if (c->invalid <= VALIDATE_REPORT_MAX) {
-            buf_printf(&c->report, "%s{\"index\":%llu,\"ref\":", c->invalid > 1 ? "," : "",
-                       (unsigned long long)it->index);
-            buf_json_str(&c->report, it->ref, it->ref_len);
-            buf_puts(&c->report, ",\"error\":{\"code\":");
-            buf_json_str(&c->report, res.error_code, strlen(res.error_code));
-            buf_puts(&c->report, ",\"message\":");
-            buf_json_str(&c->report, res.error_message, strlen(res.error_message));
-            buf_puts(&c->report, "},\"failedStep\":");
-            buf_json_str(&c->report, res.failed_step, strlen(res.failed_step));
-            buf_printf(&c->report, ",\"status\":\"%s\"}", store_item_status_name(res.status));
+            if (c->invalid > 1)
+                buf_putc(&c->report, ',');
+            render_invalid_item(&c->report, it->index, it->ref, it->ref_len, &res);
         }
     }
     pipeline_result_release(&res);
@@ -177,27 +170,18 @@ static int on_raw_field(void *arg, const char *name, const char *json, size_t le
 static int submit_priority(struct submit_ctx *c)
 {
     const char *p = req_query(c->req, "priority");
+    int64_t v;
     if (!p)
         return 0;
-    const char *d = p + (*p == '-' || *p == '+');
-    int ok = *d && strlen(d) <= 3, v = 0;
-    for (; ok && *d; d++) {
-        if (*d < '0' || *d > '9')
-            ok = 0;
-        else
-            v = v * 10 + (*d - '0');
-    }
-    if (*p == '-')
-        v = -v;
-    if (!ok || v < STORE_PRIORITY_MIN || v > STORE_PRIORITY_MAX) {
+    if (api_parse_int(p, STORE_PRIORITY_MIN, STORE_PRIORITY_MAX, &v) < 0) {
         reply_error(c->req, SLUICE_E_INVALID_FIELD, "priority",
                     "priority is an integer from -100 to 100");
         return -1;
     }
-    submit_set_priority(c->sub, v);
+    submit_set_priority(c->sub, (int)v);
     if (c->hash) { /* part of what an idempotency key covers */
         char t[16];
-        int n = snprintf(t, sizeof t, "priority=%d", v);
+        int n = snprintf(t, sizeof t, "priority=%d", (int)v);
         ids_sha256_update(c->hash, t, (size_t)n + 1);
     }
     return 0;
@@ -505,13 +489,8 @@ void api_jobs_submit(struct request *req)
             return;
         }
         struct buf b = BUF_INIT;
-        buf_puts(&b, "{\"validateOnly\":true,\"workflow\":");
-        buf_json_str(&b, c->def->name, strlen(c->def->name));
-        buf_printf(&b,
-                   ",\"counts\":{\"total\":%lld,\"valid\":%lld,\"invalid\":%lld},"
-                   "\"invalidItems\":[%s],\"truncated\":%s}",
-                   (long long)c->total, (long long)(c->total - c->invalid), (long long)c->invalid,
-                   buf_cstr(&c->report), c->invalid > VALIDATE_REPORT_MAX ? "true" : "false");
+        render_validate_report(&b, c->def->name, c->total, c->invalid, buf_cstr(&c->report),
+                               c->invalid > VALIDATE_REPORT_MAX);
         reply_buf(req, 200, "application/json", &b);
         buf_release(&b);
         return;
@@ -549,11 +528,12 @@ void api_jobs_submit(struct request *req)
     /* The body is in: the upload slot goes back before a Prefer: wait parks the request
      * (a parked submit holds a parked slot, not an upload's). */
     upload_release(c, req);
-    if (rc != 2 && api_prefer_wait(req, &job)) { /* parked: answers when done or in N s */
+    /* A new job with Prefer: wait is parked: it answers when done or in N s. */
+    if (rc != STORE_JOB_REPLAYED && api_prefer_wait(req, &job)) {
         metrics_job_accepted(job.counts.total);
         engine_notify(api_of(req)->eng);
     } else {
-        reply_accepted(req, &job, rc == 2);
+        reply_accepted(req, &job, rc == STORE_JOB_REPLAYED);
     }
     store_job_release(&job);
 }
@@ -576,26 +556,6 @@ void api_jobs_submit_end(struct request *req, int completed)
     buf_release(&c->report);
     free(c);
     req_set_ctx(req, NULL);
-}
-
-/* Replies with the job or 404. */
-static void reply_job(struct request *req, int rc, struct store_job *job, int status)
-{
-    if (rc < 0) {
-        reply_error(req, rc, NULL, NULL);
-        return;
-    }
-    if (rc == 0) {
-        reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
-        return;
-    }
-    if (!render_job_terminal(job->status))
-        reply_header(req, "Retry-After", "1");
-    struct buf b = BUF_INIT;
-    api_render_job(req, &b, job);
-    reply_buf(req, status, "application/json", &b);
-    buf_release(&b);
-    store_job_release(job);
 }
 
 /* After a write answered "no such job": a retry still staging exists for readers
@@ -622,7 +582,8 @@ void api_jobs_cancel(struct request *req)
     int rc = store_job_cancel(api_of(req)->st, req_tenant(req), req_param(req, "id"), &job);
     if (rc == 0 && staging_conflict(req, "cancel"))
         return;
-    reply_job(req, rc, &job, 200);
+    api_reply_job(req, rc, &job, 200);
+    store_job_release(&job);
 }
 
 void api_jobs_delete(struct request *req)
@@ -630,13 +591,9 @@ void api_jobs_delete(struct request *req)
     int rc = store_job_delete(api_of(req)->st, req_tenant(req), req_param(req, "id"));
     if (rc == -SLUICE_E_CONFLICT)
         reply_error(req, rc, "id", "only a finished job can be deleted; cancel it first");
-    else if (rc < 0)
-        reply_error(req, rc, NULL, NULL);
     else if (rc == 0 && staging_conflict(req, "delete"))
         return;
-    else if (rc == 0)
-        reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
-    else
+    else if (!api_reply_no_job(req, rc))
         reply_empty(req, 204);
 }
 
@@ -651,15 +608,11 @@ static void reply_accepted(struct request *req, struct store_job *job, int repla
         metrics_job_accepted(job->counts.total);
         engine_notify(api->eng);
     }
-    struct buf b = BUF_INIT, loc = BUF_INIT;
+    struct buf loc = BUF_INIT;
     buf_printf(&loc, "%s/v1/jobs/%s", req_base_url(req), job->id);
     reply_header(req, "Location", loc.data);
     reply_header(req, "Operation-Location", loc.data);
-    if (!render_job_terminal(job->status))
-        reply_header(req, "Retry-After", "1");
-    api_render_job(req, &b, job);
-    reply_buf(req, 202, "application/json", &b);
-    buf_release(&b);
+    api_reply_job(req, 1, job, 202);
     buf_release(&loc);
 }
 
@@ -695,12 +648,12 @@ void api_jobs_retry(struct request *req)
         /* Only the job row here: the stager copies the items in batches (stager.h). */
         rc = store_job_retry_begin(api_of(req)->st, req_tenant(req), parent,
                                    ir.op_id ? ir.op_id : id, ir.key[0] ? &meta : NULL, &job);
-    if (rc == 1)
+    if (rc == STORE_JOB_CREATED)
         stager_kick(api_of(req)->stager);
     if (rc == 0 && staging_conflict(req, "retry"))
         ; /* answered 409 */
     else if (rc == 0)
-        reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", parent);
+        api_reply_no_job(req, rc);
     else if (rc == -SLUICE_E_CONFLICT && ir.op_id)
         reply_error(req, rc, "Operation-Id",
                     "only a finished job can be retried, under an Operation-Id no job has");
@@ -714,13 +667,19 @@ void api_jobs_retry(struct request *req)
     else if (rc < 0)
         reply_error(req, rc, NULL, NULL);
     else
-        reply_accepted(req, &job, rc == 2);
+        reply_accepted(req, &job, rc == STORE_JOB_REPLAYED);
     store_job_release(&job);
 }
 
 static void page_job(struct buf *b, const void *e, struct request *req)
 {
     api_render_job(req, b, e);
+}
+
+static void page_delivery(struct buf *b, const void *e, struct request *req)
+{
+    (void)req;
+    render_delivery(b, e);
 }
 
 void api_jobs_list(struct request *req)
@@ -772,37 +731,8 @@ void api_jobs_callbacks(struct request *req)
     struct store_delivery *ds = NULL;
     size_t n = 0;
     int rc = store_delivery_list(api_of(req)->st, req_tenant(req), req_param(req, "id"), &ds, &n);
-    if (rc < 0) {
-        reply_error(req, rc, NULL, NULL);
-        return;
-    }
-    if (rc == 0) {
-        reply_errorf(req, SLUICE_E_NOT_FOUND, "id", "no job '%.60s'", req_param(req, "id"));
-        return;
-    }
-    struct buf b = BUF_INIT;
-    char ts[25];
-    buf_puts(&b, "{\"value\":[");
-    for (size_t i = 0; i < n; i++) {
-        const struct store_delivery *d = &ds[i];
-        buf_puts(&b, i ? ",{\"id\":" : "{\"id\":");
-        buf_json_str(&b, d->id, strlen(d->id));
-        buf_puts(&b, ",\"event\":");
-        buf_json_str(&b, d->event, strlen(d->event));
-        buf_puts(&b, ",\"url\":");
-        buf_json_str(&b, d->url ? d->url : "", d->url ? strlen(d->url) : 0);
-        buf_printf(&b, ",\"state\":\"%s\",\"attemptCount\":%d,\"createdAt\":\"%s\"",
-                   store_delivery_state_name(d->state), d->attempts, clock_fmt_ms(d->created_at, ts));
-        if (d->state == DELIVERY_PENDING)
-            buf_printf(&b, ",\"nextAttemptAt\":\"%s\"", clock_fmt_ms(d->next_at, ts));
-        else
-            buf_puts(&b, ",\"nextAttemptAt\":null");
-        buf_printf(&b, ",\"updatedAt\":\"%s\",\"attempts\":%s}", clock_fmt_ms(d->updated_at, ts),
-                   d->log ? d->log : "[]");
-    }
-    buf_puts(&b, "]}");
-    reply_buf(req, 200, "application/json", &b);
-    buf_release(&b);
+    if (!api_reply_no_job(req, rc)) /* one page: no limit, no nextLink */
+        api_reply_page_next(req, ds, n, sizeof *ds, (int64_t)n, page_delivery, NULL, NULL);
     store_deliveries_free(ds, n);
 }
 
@@ -818,9 +748,7 @@ void api_callbacks_secret(struct request *req)
     char secret[CALLBACKS_SECRET_SIZE];
     struct buf b = BUF_INIT;
     callbacks_tenant_secret(api->callbacks, req_tenant(req), secret);
-    buf_puts(&b, "{\"secret\":");
-    buf_json_str(&b, secret, strlen(secret));
-    buf_puts(&b, ",\"algorithm\":\"HMAC-SHA256\",\"header\":\"Sluice-Signature\"}");
+    render_callbacks_secret(&b, secret);
     reply_header(req, "Cache-Control", "no-store");
     reply_buf(req, 200, "application/json", &b);
     buf_release(&b);

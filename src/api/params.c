@@ -104,3 +104,27 @@ int64_t api_parse_prefer_wait(const char *prefer, int64_t max)
     }
     return 0;
 }
+
+int api_etag_listed(const char *inm, const char *etag)
+{
+    size_t n = strlen(etag);
+    const char *p = inm;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return 1;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *last = end;
+        while (last > p && (last[-1] == ' ' || last[-1] == '\t'))
+            last--;
+        if ((size_t)(last - p) == n && memcmp(p, etag, n) == 0)
+            return 1;
+        p = end;
+    }
+    return 0;
+}

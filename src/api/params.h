@@ -1,6 +1,6 @@
 /* params.h - parsers for the small values clients put in query parameters, path
  * parameters and headers: integers (limit, cursor, wait, version, an item index,
- * Last-Event-ID), If-Match ETags and the Prefer: wait=N preference.
+ * Last-Event-ID), If-Match and If-None-Match ETags and the Prefer: wait=N preference.
  *
  * Pure functions of their text: no struct request, no libmicrohttpd, no store, so
  * unit tests and tests/fuzz/fuzz_request.c call them directly. The handlers answer 400
@@ -26,6 +26,11 @@ int api_parse_index(const char *s, int64_t *out);
  * is decimal digits that fit in int64_t, into [out] *version (untouched on error).
  * Returns 0, or -SLUICE_E_INVALID_PARAMETER. */
 int api_parse_if_match(const char *s, int64_t *version);
+
+/* Nonzero when an If-None-Match value inm (a list of entity tags, or "*") names etag
+ * (quoted, as sent in ETag). The comparison is weak, as RFC 9110 13.1.2 asks: a W/
+ * prefix is ignored. */
+int api_etag_listed(const char *inm, const char *etag);
 
 /* The seconds of the "wait=N" preference (RFC 7240: a comma-separated list of
  * preferences with ";" parameters; the name in any case, N delta-seconds, maybe quoted)

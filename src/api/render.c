@@ -1,4 +1,5 @@
-/* render.c - JSON rendering of jobs, items, results and documents; see render.h. */
+/* render.c - JSON rendering of jobs, items, results, documents, validateOnly reports and
+ * callback deliveries; see render.h. */
 #include "api/render.h"
 
 #include <string.h>
@@ -29,6 +30,19 @@ static void str_field(struct buf *b, const char *k, const char *v)
         buf_json_str(b, v, strlen(v));
     else
         buf_puts(b, "null");
+}
+
+/* The same two after an earlier field: with the comma before them. */
+static void and_str_field(struct buf *b, const char *k, const char *v)
+{
+    buf_putc(b, ',');
+    str_field(b, k, v);
+}
+
+static void and_time_field(struct buf *b, const char *k, int64_t ms)
+{
+    buf_putc(b, ',');
+    time_field(b, k, ms);
 }
 
 int render_job_terminal(int status)
@@ -81,14 +95,10 @@ void render_job_throttled(struct buf *b, const struct store_job *j, const char *
 
     buf_putc(b, '{');
     str_field(b, "id", j->id);
-    buf_putc(b, ',');
-    str_field(b, "status", store_job_status_name(j->status));
-    buf_putc(b, ',');
-    str_field(b, "phase", phase(j, th));
-    buf_putc(b, ',');
-    str_field(b, "workflow", j->workflow);
-    buf_putc(b, ',');
-    str_field(b, "clientReference", j->client_reference);
+    and_str_field(b, "status", store_job_status_name(j->status));
+    and_str_field(b, "phase", phase(j, th));
+    and_str_field(b, "workflow", j->workflow);
+    and_str_field(b, "clientReference", j->client_reference);
     if (j->status == JOB_SUCCEEDED)
         buf_printf(b, ",\"outcome\":\"%s\"",
                    j->outcome == OUTCOME_PARTIALLY_SUCCEEDED ? "PartiallySucceeded" : "AllSucceeded");
@@ -130,23 +140,17 @@ void render_job_throttled(struct buf *b, const struct store_job *j, const char *
         /* Which limit holds the job back; the ETA goes at most at the limit's pace. */
         buf_puts(b, ",\"throttledBy\":{");
         str_field(b, "limit", th->name);
-        buf_putc(b, ',');
-        str_field(b, "scope", th->scope);
-        buf_putc(b, ',');
-        str_field(b, "key", th->key);
-        buf_putc(b, ',');
-        str_field(b, "reason", th->reason);
-        if (th->host[0]) { /* the upstream whose Retry-After holds the job */
-            buf_putc(b, ',');
-            str_field(b, "host", th->host);
-        }
+        and_str_field(b, "scope", th->scope);
+        and_str_field(b, "key", th->key);
+        and_str_field(b, "reason", th->reason);
+        if (th->host[0]) /* the upstream whose Retry-After holds the job */
+            and_str_field(b, "host", th->host);
         if (th->items_per_s > 0) {
             buf_printf(b, ",\"itemsPerSecond\":%.3f", th->items_per_s);
             if (eta_rate <= 0 || eta_rate > th->items_per_s)
                 eta_rate = th->items_per_s;
         }
-        buf_putc(b, ',');
-        time_field(b, "at", th->at);
+        and_time_field(b, "at", th->at);
         buf_putc(b, '}');
     }
     buf_puts(b, "},");
@@ -156,18 +160,12 @@ void render_job_throttled(struct buf *b, const struct store_job *j, const char *
                    now + (int64_t)((double)remaining * 1000.0 / eta_rate));
     else
         time_field(b, "estimatedCompletionAt", 0); /* unknown, or done */
-    buf_putc(b, ',');
-    time_field(b, "createdAt", j->created_at);
-    buf_putc(b, ',');
-    time_field(b, "startedAt", j->started_at);
-    buf_putc(b, ',');
-    time_field(b, "lastProgressAt", j->last_progress_at);
-    buf_putc(b, ',');
-    time_field(b, "completedAt", j->completed_at);
-    if (terminal && j->expires_at > 0) { /* retention: the janitor removes it after this */
-        buf_putc(b, ',');
-        time_field(b, "expiresAt", j->expires_at);
-    }
+    and_time_field(b, "createdAt", j->created_at);
+    and_time_field(b, "startedAt", j->started_at);
+    and_time_field(b, "lastProgressAt", j->last_progress_at);
+    and_time_field(b, "completedAt", j->completed_at);
+    if (terminal && j->expires_at > 0) /* retention: the janitor removes it after this */
+        and_time_field(b, "expiresAt", j->expires_at);
     buf_printf(b,
                ",\"links\":{\"self\":\"%s/v1/jobs/%s\",\"items\":\"%s/v1/jobs/%s/items\","
                "\"failedItems\":\"%s/v1/jobs/%s/items?status=Failed\","
@@ -194,8 +192,7 @@ void render_item(struct buf *b, const struct store_item *it, int detail)
 {
     buf_printf(b, "{\"index\":%lld,", (long long)it->index);
     str_field(b, "ref", it->ref);
-    buf_putc(b, ',');
-    str_field(b, "status", store_item_status_name(it->status));
+    and_str_field(b, "status", store_item_status_name(it->status));
     buf_printf(b, ",\"attempts\":%d", it->attempts);
     error_obj(b, it);
     if (it->failed_step[0]) {
@@ -208,8 +205,7 @@ void render_item(struct buf *b, const struct store_item *it, int detail)
         buf_printf(b, ",\"parentIndex\":%lld", (long long)it->parent_index);
     buf_printf(b, ",\"result\":%s,", it->result ? it->result : "null");
     time_field(b, "createdAt", it->created_at);
-    buf_putc(b, ',');
-    time_field(b, "updatedAt", it->updated_at);
+    and_time_field(b, "updatedAt", it->updated_at);
     if (detail) {
         buf_printf(b, ",\"data\":%s", it->data ? it->data : "null");
         char ts[25];
@@ -258,8 +254,7 @@ void render_doc(struct buf *b, const struct store_doc *d)
     buf_printf(b, ",\"data\":%s,\"version\":%lld,", d->data ? d->data : "null",
                (long long)d->version);
     time_field(b, "updatedAt", d->updated_at);
-    buf_putc(b, ',');
-    str_field(b, "lastJob", d->job_id[0] ? d->job_id : NULL);
+    and_str_field(b, "lastJob", d->job_id[0] ? d->job_id : NULL);
     if (d->item_index >= 0)
         buf_printf(b, ",\"lastItem\":%lld}", (long long)d->item_index);
     else
@@ -284,4 +279,56 @@ void render_run(struct buf *b, const char *ref, int validate_only,
     buf_printf(b, ",\"result\":%s,\"warnings\":%s,\"events\":%s}",
                res->result ? res->result : "null", res->warnings ? res->warnings : "[]",
                res->events);
+}
+
+void render_invalid_item(struct buf *b, uint64_t index, const char *ref, size_t ref_len,
+                         const struct pipeline_result *res)
+{
+    buf_printf(b, "{\"index\":%llu,\"ref\":", (unsigned long long)index);
+    buf_json_str(b, ref, ref_len);
+    buf_puts(b, ",\"error\":{\"code\":");
+    buf_json_str(b, res->error_code, strlen(res->error_code));
+    buf_puts(b, ",\"message\":");
+    buf_json_str(b, res->error_message, strlen(res->error_message));
+    buf_puts(b, "},\"failedStep\":");
+    buf_json_str(b, res->failed_step, strlen(res->failed_step));
+    buf_printf(b, ",\"status\":\"%s\"}", store_item_status_name(res->status));
+}
+
+void render_validate_report(struct buf *b, const char *workflow, int64_t total, int64_t invalid,
+                            const char *invalid_items, int truncated)
+{
+    buf_puts(b, "{\"validateOnly\":true,\"workflow\":");
+    buf_json_str(b, workflow, strlen(workflow));
+    buf_printf(b,
+               ",\"counts\":{\"total\":%lld,\"valid\":%lld,\"invalid\":%lld},"
+               "\"invalidItems\":[%s],\"truncated\":%s}",
+               (long long)total, (long long)(total - invalid), (long long)invalid, invalid_items,
+               truncated ? "true" : "false");
+}
+
+void render_delivery(struct buf *b, const struct store_delivery *d)
+{
+    char ts[25];
+    buf_puts(b, "{\"id\":");
+    buf_json_str(b, d->id, strlen(d->id));
+    buf_puts(b, ",\"event\":");
+    buf_json_str(b, d->event, strlen(d->event));
+    buf_puts(b, ",\"url\":");
+    buf_json_str(b, d->url ? d->url : "", d->url ? strlen(d->url) : 0);
+    buf_printf(b, ",\"state\":\"%s\",\"attemptCount\":%d,\"createdAt\":\"%s\"",
+               store_delivery_state_name(d->state), d->attempts, clock_fmt_ms(d->created_at, ts));
+    if (d->state == DELIVERY_PENDING)
+        buf_printf(b, ",\"nextAttemptAt\":\"%s\"", clock_fmt_ms(d->next_at, ts));
+    else
+        buf_puts(b, ",\"nextAttemptAt\":null");
+    buf_printf(b, ",\"updatedAt\":\"%s\",\"attempts\":%s}", clock_fmt_ms(d->updated_at, ts),
+               d->log ? d->log : "[]");
+}
+
+void render_callbacks_secret(struct buf *b, const char *secret)
+{
+    buf_puts(b, "{\"secret\":");
+    buf_json_str(b, secret, strlen(secret));
+    buf_puts(b, ",\"algorithm\":\"HMAC-SHA256\",\"header\":\"Sluice-Signature\"}");
 }

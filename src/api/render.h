@@ -31,4 +31,20 @@ void render_run(struct buf *b, const char *ref, int validate_only,
 /* Nonzero when status is Succeeded, Failed or Canceled. */
 int render_job_terminal(int status);
 
+/* One element of a validateOnly report's invalidItems: the item (index, ref of
+ * ref_len bytes) and why the workflow's validate steps refused it (res: status,
+ * error_code, error_message and failed_step, all set). */
+struct pipeline_result;
+void render_invalid_item(struct buf *b, uint64_t index, const char *ref, size_t ref_len,
+                         const struct pipeline_result *res);
+/* The answer to a validateOnly submit: the counts, invalid_items (the elements of the
+ * invalidItems array, rendered by render_invalid_item and separated by commas) and
+ * whether that list was cut short. */
+void render_validate_report(struct buf *b, const char *workflow, int64_t total, int64_t invalid,
+                            const char *invalid_items, int truncated);
+/* A completion callback delivery with its attempts (store_delivery_list). */
+void render_delivery(struct buf *b, const struct store_delivery *d);
+/* A tenant's key for verifying its callbacks' Sluice-Signature. */
+void render_callbacks_secret(struct buf *b, const char *secret);
+
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/params.h"
 #include "api/ui_assets.h"
 #include "util/errors.h"
 
@@ -25,32 +26,6 @@ static const struct ui_asset *find_asset(const char *name)
     return NULL;
 }
 
-/* Whether an If-None-Match value (a list of entity tags, or "*") names etag. The
- * comparison is weak, as RFC 9110 13.1.2 asks: a W/ prefix is ignored. */
-static int etag_listed(const char *inm, const char *etag)
-{
-    size_t n = strlen(etag);
-    const char *p = inm;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (*p == '*')
-            return 1;
-        if (p[0] == 'W' && p[1] == '/')
-            p += 2;
-        const char *end = p;
-        while (*end && *end != ',')
-            end++;
-        const char *last = end;
-        while (last > p && (last[-1] == ' ' || last[-1] == '\t'))
-            last--;
-        if ((size_t)(last - p) == n && memcmp(p, etag, n) == 0)
-            return 1;
-        p = end;
-    }
-    return 0;
-}
-
 static void reply_asset(struct request *req, const struct ui_asset *a)
 {
     reply_header(req, "ETag", a->etag);
@@ -61,7 +36,7 @@ static void reply_asset(struct request *req, const struct ui_asset *a)
     reply_header(req, "Cross-Origin-Opener-Policy", "same-origin");
     reply_header(req, "Cross-Origin-Resource-Policy", "same-origin");
     const char *inm = req_header(req, "If-None-Match");
-    if (inm && etag_listed(inm, a->etag)) {
+    if (inm && api_etag_listed(inm, a->etag)) {
         reply_empty(req, 304);
         return;
     }

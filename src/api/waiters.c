@@ -36,8 +36,11 @@ struct waiters {
 /* One store read per job and sweep, whatever the number of waiters on it. */
 struct seen {
     const char *tenant, *job;
-    int status; /* -1: gone */
+    int status; /* a job status, or SEEN_GONE */
 };
+
+/* What job_status answers besides a job status. */
+enum { SEEN_GONE = -1, SEEN_UNKNOWN = -2 /* store error: check again later */ };
 
 static int job_status(struct waiters *ws, struct seen *cache, size_t *n, size_t cap,
                       const struct waiter *w)
@@ -48,9 +51,9 @@ static int job_status(struct waiters *ws, struct seen *cache, size_t *n, size_t 
     struct store_job j;
     memset(&j, 0, sizeof j);
     int rc = store_job_get(ws->st, w->tenant, w->job, &j);
-    int status = rc == 1 ? j.status : rc == 0 ? -1 : -2; /* -2: store error, check again later */
+    int status = rc == 1 ? j.status : rc == 0 ? SEEN_GONE : SEEN_UNKNOWN;
     store_job_release(&j);
-    if (*n < cap && status != -2)
+    if (*n < cap && status != SEEN_UNKNOWN)
         cache[(*n)++] = (struct seen){w->tenant, w->job, status};
     return status;
 }
@@ -63,9 +66,9 @@ static int due(struct waiters *ws, struct waiter *w, int64_t now, struct seen *c
     if (w->kind == WAIT_TICK)
         return 0;
     int st = job_status(ws, cache, n, cap, w);
-    if (st == -2)
+    if (st == SEEN_UNKNOWN)
         return 0;
-    if (st == -1 || st == JOB_SUCCEEDED || st == JOB_FAILED || st == JOB_CANCELED)
+    if (st == SEEN_GONE || st == JOB_SUCCEEDED || st == JOB_FAILED || st == JOB_CANCELED)
         return 1;
     return w->kind == WAIT_CHANGE && st != w->status;
 }
@@ -113,10 +116,7 @@ static void *watch(void *arg)
         if (ws->stop)
             break;
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        long ns = ts.tv_nsec + SWEEP_MS * 1000000L;
-        ts.tv_sec += ns / 1000000000L;
-        ts.tv_nsec = ns % 1000000000L;
+        clock_deadline(CLOCK_REALTIME, SWEEP_MS, &ts);
         pthread_cond_timedwait(&ws->cv, &ws->mu, &ts);
     }
     pthread_mutex_unlock(&ws->mu);
@@ -167,6 +167,8 @@ int waiters_closing(struct waiters *ws)
 
 void waiters_shutdown(struct waiters *ws)
 {
+    if (!ws)
+        return;
     pthread_mutex_lock(&ws->mu);
     ws->closing = 1;
     pthread_cond_broadcast(&ws->cv);

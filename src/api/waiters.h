@@ -32,7 +32,8 @@ int waiters_add(struct waiters *ws, struct request *req, enum waiter_kind kind,
                 const char *tenant, const char *job_id, int status, int64_t deadline_ms);
 /* Nonzero once waiters_shutdown() ran. */
 int waiters_closing(struct waiters *ws);
-/* Resumes every waiter and refuses new ones; the watcher keeps running. */
+/* Resumes every waiter and refuses new ones; the watcher keeps running. ws may be
+ * NULL. */
 void waiters_shutdown(struct waiters *ws);
 /* Stops the watcher (after waiters_shutdown) and frees. */
 void waiters_free(struct waiters *ws);

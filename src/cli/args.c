@@ -142,3 +142,14 @@ int cli_args_parse(int argc, char **argv, unsigned allowed, int max_pos, struct 
     }
     return 0;
 }
+
+int cli_is_help(const char *s)
+{
+    return !strcmp(s, "help") || !strcmp(s, "--help") || !strcmp(s, "-h");
+}
+
+int cli_usage_error(const char *cmd, const char *msg, const char *usage)
+{
+    fprintf(stderr, "sluice %s: %s\n\n%s", cmd, msg, usage);
+    return CLI_EXIT_USAGE;
+}

@@ -54,6 +54,11 @@ struct cli_args {
  * missing or bad value, or too many positionals. */
 int cli_args_parse(int argc, char **argv, unsigned allowed, int max_pos, struct cli_args *a,
                    char *err, size_t errlen);
+/* 1 when s asks for help: "help", "--help" or "-h". */
+int cli_is_help(const char *s);
+/* Prints "sluice CMD: MSG", a blank line and the usage text on stderr. Returns
+ * CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *msg, const char *usage);
 
 /* ---- formatting ------------------------------------------------------------------ */
 

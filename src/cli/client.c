@@ -53,8 +53,7 @@ static const char usage_text[] =
 
 static int usage_error(const char *cmd, const char *msg)
 {
-    fprintf(stderr, "sluice %s: %s\n\n%s", cmd, msg, usage_text);
-    return CLI_EXIT_USAGE;
+    return cli_usage_error(cmd, msg, usage_text);
 }
 
 /* ---- requests ------------------------------------------------------------------ */
@@ -599,7 +598,7 @@ int cli_client_main(int argc, char **argv)
     struct cli_args a;
     char err[256];
 
-    if (!strcmp(name, "help") || !strcmp(name, "--help") || !strcmp(name, "-h")) {
+    if (cli_is_help(name)) {
         fputs(usage_text, stdout);
         return CLI_EXIT_OK;
     }

@@ -23,8 +23,7 @@ static const char keys_usage[] =
 
 static int keys_usage_error(const char *msg)
 {
-    fprintf(stderr, "sluice keys: %s\n\n%s", msg, keys_usage);
-    return CLI_EXIT_USAGE;
+    return cli_usage_error("keys", msg, keys_usage);
 }
 
 static int store_failed(const char *what, int rc)
@@ -96,7 +95,7 @@ int cli_keys_main(int argc, char **argv)
     const char *sub = argc > 1 ? argv[1] : NULL;
     if (!sub)
         return keys_usage_error("a subcommand is needed");
-    if (!strcmp(sub, "help") || !strcmp(sub, "--help") || !strcmp(sub, "-h")) {
+    if (cli_is_help(sub)) {
         fputs(keys_usage, stdout);
         return CLI_EXIT_OK;
     }

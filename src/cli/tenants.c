@@ -21,8 +21,7 @@ static const char tenants_usage[] =
 
 static int tenants_usage_error(const char *msg)
 {
-    fprintf(stderr, "sluice tenants: %s\n\n%s", msg, tenants_usage);
-    return CLI_EXIT_USAGE;
+    return cli_usage_error("tenants", msg, tenants_usage);
 }
 
 /* 1 and [out] *w when s is a decimal integer in [STORE_WEIGHT_MIN, STORE_WEIGHT_MAX]. */
@@ -51,7 +50,7 @@ int cli_tenants_main(int argc, char **argv)
     const char *sub = argc > 1 ? argv[1] : NULL;
     if (!sub)
         return tenants_usage_error("a subcommand is needed");
-    if (!strcmp(sub, "help") || !strcmp(sub, "--help") || !strcmp(sub, "-h")) {
+    if (cli_is_help(sub)) {
         fputs(tenants_usage, stdout);
         return CLI_EXIT_OK;
     }

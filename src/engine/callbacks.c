@@ -26,6 +26,7 @@
 #include "util/clock.h"
 #include "util/errors.h"
 #include "util/log.h"
+#include "util/waker.h"
 #include "util/xmalloc.h"
 
 /* ---- the delivery thread ---------------------------------------------------------- */
@@ -38,9 +39,8 @@ struct callbacks {
     callbacks_render_fn render;
     char *public_url;
     pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* CLOCK_MONOTONIC */
-    int running, stop;
+    struct waker wk; /* the delivery thread's sleep between rounds */
+    int running;
 };
 
 void callbacks_config_default(struct callbacks_config *cfg)
@@ -115,12 +115,7 @@ int callbacks_new(struct store *st, const struct callbacks_config *cfg, struct c
             goto out;
     }
     cb->cfg.secret = NULL; /* not owned: the copy above is used */
-    pthread_mutex_init(&cb->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&cb->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    waker_init(&cb->wk);
     *out = cb;
     return 0;
 out:
@@ -145,14 +140,6 @@ void callbacks_tenant_secret(const struct callbacks *cb, const char *tenant,
         abort(); /* like an allocation failure: libcrypto cannot compute SHA-256 */
     hex_encode(mac, 32, out + 6);
     free(msg);
-}
-
-static int stopping(struct callbacks *cb)
-{
-    pthread_mutex_lock(&cb->mu);
-    int s = cb->stop;
-    pthread_mutex_unlock(&cb->mu);
-    return s;
 }
 
 /* One delivery in flight: its body and headers. */
@@ -327,22 +314,10 @@ static void *callbacks_main(void *arg)
     long poll = cb->cfg.backoff_ms < 1000 ? cb->cfg.backoff_ms : 1000;
     if (poll < 20)
         poll = 20;
-    while (!stopping(cb)) {
+    while (!waker_stopping(&cb->wk)) {
         if (round_once(cb) > 0)
             continue; /* more may be due */
-        pthread_mutex_lock(&cb->mu);
-        if (!cb->stop) {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_sec += (time_t)(poll / 1000);
-            until.tv_nsec += (poll % 1000) * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&cb->cv, &cb->mu, &until);
-        }
-        pthread_mutex_unlock(&cb->mu);
+        waker_wait(&cb->wk, poll);
     }
     return NULL;
 }
@@ -364,10 +339,7 @@ void callbacks_stop(struct callbacks *cb)
 {
     if (!cb || !cb->running)
         return;
-    pthread_mutex_lock(&cb->mu);
-    cb->stop = 1;
-    pthread_cond_signal(&cb->cv);
-    pthread_mutex_unlock(&cb->mu);
+    waker_stop(&cb->wk);
     pthread_join(cb->thread, NULL);
     cb->running = 0;
 }
@@ -377,8 +349,7 @@ void callbacks_free(struct callbacks *cb)
     if (!cb)
         return;
     callbacks_stop(cb);
-    pthread_mutex_destroy(&cb->mu);
-    pthread_cond_destroy(&cb->cv);
+    waker_release(&cb->wk);
     if (cb->secret)
         OPENSSL_cleanse(cb->secret, strlen(cb->secret));
     free(cb->secret);

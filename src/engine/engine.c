@@ -93,10 +93,7 @@ static void idle_wait(struct engine *eng, unsigned long seen)
         if (in >= 0 && in < wait_ms)
             wait_ms = in < 1 ? 1 : (long)in;
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long ns = ts.tv_nsec + wait_ms * 1000000L;
-    ts.tv_sec += ns / 1000000000L;
-    ts.tv_nsec = ns % 1000000000L;
+    clock_deadline(CLOCK_REALTIME, wait_ms, &ts);
     pthread_mutex_lock(&eng->mu);
     while (eng->wakeups == seen && !atomic_load(&eng->stopping))
         if (pthread_cond_timedwait(&eng->cv, &eng->mu, &ts) != 0)
@@ -114,10 +111,7 @@ static int store_unavailable(int rc)
 static void backoff_wait(struct engine *eng, long ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long ns = ts.tv_nsec + (ms % 1000) * 1000000L;
-    ts.tv_sec += ms / 1000 + ns / 1000000000L;
-    ts.tv_nsec = ns % 1000000000L;
+    clock_deadline(CLOCK_REALTIME, ms, &ts);
     pthread_mutex_lock(&eng->mu);
     while (!atomic_load(&eng->stopping))
         if (pthread_cond_timedwait(&eng->cv, &eng->mu, &ts) != 0)
@@ -343,10 +337,7 @@ static void *heartbeat_main(void *arg)
             continue;
         }
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        long ns = ts.tv_nsec + (long)(next - now) * 1000000L;
-        ts.tv_sec += ns / 1000000000L;
-        ts.tv_nsec = ns % 1000000000L;
+        clock_deadline(CLOCK_REALTIME, next - now, &ts);
         pthread_cond_timedwait(&eng->cv, &eng->mu, &ts);
     }
     pthread_mutex_unlock(&eng->mu);
@@ -390,6 +381,8 @@ int engine_start(struct store *st, const struct engine_config *cfg, struct engin
 
 void engine_stop(struct engine *eng)
 {
+    if (!eng)
+        return;
     store_watch(eng->st, NULL, NULL); /* no more calls into eng from the store */
     atomic_store(&eng->stopping, 1);
     engine_notify(eng);

@@ -53,7 +53,7 @@ void engine_config_default(struct engine_config *cfg);
 int engine_start(struct store *st, const struct engine_config *cfg, struct engine **eng);
 /* Wakes idle workers: new work may be runnable. Thread-safe. */
 void engine_notify(struct engine *eng);
-/* Finishes in-flight batches, joins the workers, frees eng. */
+/* Finishes in-flight batches, joins the workers, frees eng (may be NULL). */
 void engine_stop(struct engine *eng);
 
 #endif

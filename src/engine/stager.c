@@ -3,10 +3,10 @@
 
 #include <pthread.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "util/errors.h"
 #include "util/log.h"
+#include "util/waker.h"
 #include "util/xmalloc.h"
 
 /* With nothing kicked, look again this often: retries left by another node of a
@@ -15,34 +15,9 @@
 
 struct stager {
     struct store *st;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int kicked, stop;
+    struct waker wk; /* kicked by stager_kick */
     pthread_t thread;
 };
-
-static void wait_kick(struct stager *sg, long ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long ns = ts.tv_nsec + (ms % 1000) * 1000000L;
-    ts.tv_sec += ms / 1000 + ns / 1000000000L;
-    ts.tv_nsec = ns % 1000000000L;
-    pthread_mutex_lock(&sg->mu);
-    while (!sg->kicked && !sg->stop)
-        if (pthread_cond_timedwait(&sg->cv, &sg->mu, &ts) != 0)
-            break;
-    sg->kicked = 0;
-    pthread_mutex_unlock(&sg->mu);
-}
-
-static int stopping(struct stager *sg)
-{
-    pthread_mutex_lock(&sg->mu);
-    int s = sg->stop;
-    pthread_mutex_unlock(&sg->mu);
-    return s;
-}
 
 /* Staging retries take turns, a batch each (the store's cursor): a retry of a million
  * items does not hold up one of ten, and one whose batches keep failing does not hold
@@ -53,10 +28,10 @@ static void *run(void *arg)
     char id[STORE_ID_MAX];
     int64_t cursor = 0;           /* the retry advanced last; 0: start from the oldest */
     int progress = 0, errors = 0; /* in this pass */
-    while (!stopping(sg)) {
+    while (!waker_stopping(&sg->wk)) {
         int64_t picked = cursor;
         int rc = store_job_retry_stage(sg->st, STAGER_BATCH, &picked, id);
-        if (rc == 2)
+        if (rc == STORE_STAGE_FINISHED)
             log_write(LOG_INFO, "retry staged", "job", id, NULL);
         if (rc > 0) {
             cursor = picked;
@@ -71,14 +46,14 @@ static void *run(void *arg)
             errors = 1;
             continue;
         }
-        if (rc == 0 && cursor > 0) { /* the end of a pass: again from the oldest */
+        if (rc == STORE_STAGE_IDLE && cursor > 0) { /* the end of a pass: again from the oldest */
             int idle = errors && !progress;
             cursor = 0;
             progress = errors = 0;
             if (!idle)
                 continue;
         }
-        wait_kick(sg, IDLE_MS); /* nothing staging, the store failed, or only failures */
+        waker_wait(&sg->wk, IDLE_MS); /* nothing staging, the store failed, or only failures */
     }
     return NULL;
 }
@@ -87,12 +62,10 @@ struct stager *stager_start(struct store *st)
 {
     struct stager *sg = xcalloc(1, sizeof *sg);
     sg->st = st;
-    pthread_mutex_init(&sg->mu, NULL);
-    pthread_cond_init(&sg->cv, NULL);
+    waker_init(&sg->wk);
     if (pthread_create(&sg->thread, NULL, run, sg) != 0) {
         log_write(LOG_ERROR, "cannot start the retry staging thread", NULL);
-        pthread_mutex_destroy(&sg->mu);
-        pthread_cond_destroy(&sg->cv);
+        waker_release(&sg->wk);
         free(sg);
         return NULL;
     }
@@ -101,24 +74,16 @@ struct stager *stager_start(struct store *st)
 
 void stager_kick(struct stager *sg)
 {
-    if (!sg)
-        return;
-    pthread_mutex_lock(&sg->mu);
-    sg->kicked = 1;
-    pthread_cond_signal(&sg->cv);
-    pthread_mutex_unlock(&sg->mu);
+    if (sg)
+        waker_kick(&sg->wk);
 }
 
 void stager_stop(struct stager *sg)
 {
     if (!sg)
         return;
-    pthread_mutex_lock(&sg->mu);
-    sg->stop = 1;
-    pthread_cond_signal(&sg->cv);
-    pthread_mutex_unlock(&sg->mu);
+    waker_stop(&sg->wk);
     pthread_join(sg->thread, NULL);
-    pthread_mutex_destroy(&sg->mu);
-    pthread_cond_destroy(&sg->cv);
+    waker_release(&sg->wk);
     free(sg);
 }

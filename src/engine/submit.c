@@ -261,7 +261,7 @@ int submit_commit(struct submit *s, struct store_job *job)
     rc = store_job_commit(s->st, s->job_id, &meta, s->count, job);
     if (rc < 0)
         return rc;
-    s->committed = 1; /* a replay (2) already removed the staged rows */
+    s->committed = 1; /* a replay (STORE_JOB_REPLAYED) already removed the staged rows */
     return rc;
 }
 

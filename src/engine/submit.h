@@ -64,8 +64,9 @@ const char *submit_idem_key(const struct submit *s);
  * or a store error. */
 int submit_add(struct submit *s, int64_t index, const char *ref, size_t ref_len, const char *data,
                size_t data_len);
-/* Flushes and makes the job visible. Returns 1, or 2 when the idempotency key already
- * named a job of this tenant ([out] job is that job; nothing new is stored). Errors:
+/* Flushes and makes the job visible. Returns STORE_JOB_CREATED, or STORE_JOB_REPLAYED
+ * when the idempotency key already named a job of this tenant ([out] job is that job;
+ * nothing new is stored). Errors:
  * -SLUICE_E_EMPTY_JOB, -SLUICE_E_INVALID_FIELD (no workflow),
  * -SLUICE_E_IDEMPOTENCY_KEY_REUSED (the key covers another body), -SLUICE_E_CONFLICT
  * (the id of submit_set_job_id names a job of another tenant, or an older one whose

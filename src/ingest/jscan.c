@@ -289,6 +289,25 @@ static inline void num_exp_digit(struct jscan *sc, unsigned c)
         sc->num_exp = sc->num_exp * 10 + (c - '0');
 }
 
+/* A digit of a number's fraction (frac) or of its exponent. */
+static inline void num_tail_digit(struct jscan *sc, int frac, unsigned c)
+{
+    if (frac)
+        num_frac_digit(sc, c);
+    else
+        num_exp_digit(sc, c);
+}
+
+/* Takes the run of digits of a fraction (frac) or an exponent at p, up to end.
+ * Returns where the run ends: end, or the first byte that is not a digit. */
+static inline const unsigned char *num_tail_digits(struct jscan *sc, int frac,
+                                                   const unsigned char *p, const unsigned char *end)
+{
+    for (; p < end && *p >= '0' && *p <= '9'; p++)
+        num_tail_digit(sc, frac, *p);
+    return p;
+}
+
 /* Checks a complete number against jansson's limits. Returns NULL or an error text. */
 static const char *num_check(struct jscan *sc)
 {
@@ -715,21 +734,10 @@ int jscan_feed(struct jscan *sc, const char *buf, size_t n, size_t *used)
                 break;
             }
             goto num_end;
-        case S_NUM_DOT:
-            c = *p;
-            if (c < '0' || c > '9')
-                FAIL("expected a digit after '.', found");
-            num_frac_digit(sc, c);
-            sc->state = S_NUM_FRAC;
-            p++;
-            break;
         case S_NUM_FRAC:
-            while (p < end && (c = *p) >= '0' && c <= '9') {
-                num_frac_digit(sc, c);
-                p++;
-            }
-            if (p == end)
+            if ((p = num_tail_digits(sc, 1, p, end)) == end)
                 break;
+            c = *p;
             if (c == 'e' || c == 'E') {
                 sc->state = S_NUM_E;
                 p++;
@@ -746,20 +754,21 @@ int jscan_feed(struct jscan *sc, const char *buf, size_t n, size_t *used)
             }
             /* fall through */
         case S_NUM_ESIGN:
+        case S_NUM_DOT: { /* the first digit of the exponent, or of the fraction */
+            int frac = sc->state == S_NUM_DOT;
             c = *p;
             if (c < '0' || c > '9')
-                FAIL("expected a digit in the exponent, found");
-            num_exp_digit(sc, c);
-            sc->state = S_NUM_EXP;
+                FAIL(frac ? "expected a digit after '.', found"
+                          : "expected a digit in the exponent, found");
+            num_tail_digit(sc, frac, c);
+            sc->state = frac ? S_NUM_FRAC : S_NUM_EXP;
             p++;
             break;
+        }
         case S_NUM_EXP:
-            while (p < end && (c = *p) >= '0' && c <= '9') {
-                num_exp_digit(sc, c);
-                p++;
-            }
-            if (p == end)
+            if ((p = num_tail_digits(sc, 0, p, end)) == end)
                 break;
+            c = *p;
         num_end:
             /* The number ended at *p, which is not consumed here. */
             if ((bad = num_check(sc)) != NULL) {

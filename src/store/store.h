@@ -453,13 +453,18 @@ int store_job_begin(struct store *st, const char *tenant, const char *job_id);
 /* Appends items (in index order, continuing from earlier calls) in one transaction. */
 int store_job_add_items(struct store *st, const char *job_id, const struct store_new_item *items,
                         size_t n);
+/* What the calls that create a job return on success (store_job_commit,
+ * store_job_retry, store_job_retry_begin; submit_commit passes it on): a new job, or
+ * the job an idempotency key already named (nothing new was stored). */
+enum store_job_created { STORE_JOB_CREATED = 1, STORE_JOB_REPLAYED = 2 };
+
 /* Makes the job visible as NotStarted with total = pending = `total` items; after it
- * returns 1, the job and all its items survive any crash. [out] out may be NULL.
- * With meta->idem_key set and a job of this tenant already holding that key (created
- * at or after meta->idem_not_before), nothing is committed (the staged job is
- * deleted) and:
+ * returns STORE_JOB_CREATED (1), the job and all its items survive any crash. [out]
+ * out may be NULL. With meta->idem_key set and a job of this tenant already holding
+ * that key (created at or after meta->idem_not_before), nothing is committed (the
+ * staged job is deleted) and:
  *   - when both hashes are set and differ: -SLUICE_E_IDEMPOTENCY_KEY_REUSED;
- *   - else out is the existing job and it returns 2.
+ *   - else out is the existing job and it returns STORE_JOB_REPLAYED (2).
  * A key older than idem_not_before is taken over by the new job. A key is held until
  * its job is deleted (store_job_delete, store_retention_sweep) or the key is swept.
  * meta->job_id set: the job becomes visible under that id; -SLUICE_E_CONFLICT when a
@@ -470,12 +475,13 @@ int store_job_commit(struct store *st, const char *job_id, const struct store_jo
 /* Creates job new_job_id (NotStarted) from the Failed items of a terminal job: same
  * workflow, version and client_reference, parent_job = job_id, items (ref, data) in
  * the parent's index order with parent_index set, attempts 0, same-ref order linked
- * anew within the new job. 1 created ([out] out, may be NULL), 0 job not found,
- * -SLUICE_E_CONFLICT when the job is not terminal, -SLUICE_E_EMPTY_JOB when it has
- * no failed item. meta (may be NULL) gives only the idempotency key of the retry
+ * anew within the new job. STORE_JOB_CREATED (1) ([out] out, may be NULL), 0 job not
+ * found, -SLUICE_E_CONFLICT when the job is not terminal, -SLUICE_E_EMPTY_JOB when it
+ * has no failed item. meta (may be NULL) gives only the idempotency key of the retry
  * request (idem_key, body_hash, idem_not_before; the other fields are ignored), with
- * the replay rules of store_job_commit: 2 and [out] the job the key names, or
- * -SLUICE_E_IDEMPOTENCY_KEY_REUSED; the key is checked before anything else. */
+ * the replay rules of store_job_commit: STORE_JOB_REPLAYED (2) and [out] the job the
+ * key names, or -SLUICE_E_IDEMPOTENCY_KEY_REUSED; the key is checked before anything
+ * else. */
 int store_job_retry(struct store *st, const char *tenant, const char *job_id,
                     const char *new_job_id, const struct store_job_meta *meta,
                     struct store_job *out);
@@ -499,9 +505,14 @@ int store_job_retry_begin(struct store *st, const char *tenant, const char *job_
  * retry keeps what was staged (total = pending = that count) or, with nothing
  * staged, is removed. [out] job_id (STORE_ID_MAX bytes): the retry advanced, "" when
  * none; *cursor (when not NULL): its seq, also when the call failed after picking it.
- * Returns 0 when no retry is staging (after *cursor), 1 when one advanced and needs
- * more calls, 2 when this call finished one. On PostgreSQL several nodes may call it
- * at once. */
+ * Returns STORE_STAGE_IDLE (0) when no retry is staging (after *cursor),
+ * STORE_STAGE_ADVANCED (1) when one advanced and needs more calls, STORE_STAGE_FINISHED
+ * (2) when this call finished one. On PostgreSQL several nodes may call it at once. */
+enum store_stage_result {
+    STORE_STAGE_IDLE = 0,
+    STORE_STAGE_ADVANCED = 1,
+    STORE_STAGE_FINISHED = 2
+};
 int store_job_retry_stage(struct store *st, size_t max_rows, int64_t *cursor, char *job_id);
 /* Deletes a Receiving job and its items (the submit failed). */
 int store_job_abort(struct store *st, const char *job_id);

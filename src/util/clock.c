@@ -25,6 +25,14 @@ int64_t clock_mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+void clock_deadline(clockid_t clk, int64_t ms, struct timespec *ts)
+{
+    clock_gettime(clk, ts);
+    long ns = ts->tv_nsec + (long)(ms % 1000) * 1000000L;
+    ts->tv_sec += (time_t)(ms / 1000) + ns / 1000000000L;
+    ts->tv_nsec = ns % 1000000000L;
+}
+
 char *clock_fmt_ms(int64_t ms, char out[25])
 {
     time_t s = (time_t)(ms / 1000);

@@ -100,6 +100,18 @@ TEST(if_match_takes_this_apis_etags)
     CHECK_EQ_INT(v, 5);
 }
 
+TEST(if_none_match_lists_etags)
+{
+    CHECK_EQ_INT(api_etag_listed("\"ab\"", "\"ab\""), 1);
+    CHECK_EQ_INT(api_etag_listed("W/\"ab\"", "\"ab\""), 1); /* the weak comparison */
+    CHECK_EQ_INT(api_etag_listed("\"x\", \"ab\" ", "\"ab\""), 1);
+    CHECK_EQ_INT(api_etag_listed(" * ", "\"ab\""), 1);
+    CHECK_EQ_INT(api_etag_listed("\"abc\"", "\"ab\""), 0);
+    CHECK_EQ_INT(api_etag_listed("\"a\"", "\"ab\""), 0);
+    CHECK_EQ_INT(api_etag_listed("", "\"ab\""), 0);
+    CHECK_EQ_INT(api_etag_listed(" , ", "\"ab\""), 0);
+}
+
 TEST(prefer_wait_is_a_preference)
 {
     CHECK_EQ_INT(api_parse_prefer_wait(NULL, 60), 0);
@@ -123,6 +135,7 @@ int main(void)
     RUN(integers_are_strict);
     RUN(item_index_is_unsigned_digits);
     RUN(if_match_takes_this_apis_etags);
+    RUN(if_none_match_lists_etags);
     RUN(prefer_wait_is_a_preference);
     return test_report();
 }
