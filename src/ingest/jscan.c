@@ -505,22 +505,8 @@ int jscan_feed(struct jscan *sc, const char *buf, size_t n, size_t *used)
         case S_DONE:
             SKIP_WS();
             FAIL("unexpected data after the JSON value:");
-        case S_LINE_START:
-            c = *p;
-            if (c == ' ' || c == '\t') {
-                p++;
-            } else if (c == '\n') {
-                sc->line++;
-                sc->line_start = OFF(p) + 1;
-                p++;
-            } else if (c == '\r') {
-                sc->state = S_CR;
-                p++;
-            } else {
-                sc->state = S_VALUE;
-            }
-            break;
-        case S_LINE_END:
+        case S_LINE_START: /* NDJSON: blank lines before a value; */
+        case S_LINE_END:   /* or the rest of a value's line */
             c = *p;
             if (c == ' ' || c == '\t') {
                 p++;
@@ -532,6 +518,8 @@ int jscan_feed(struct jscan *sc, const char *buf, size_t n, size_t *used)
             } else if (c == '\r') {
                 sc->state = S_CR;
                 p++;
+            } else if (sc->state == S_LINE_START) {
+                sc->state = S_VALUE;
             } else {
                 FAIL("expected the end of the line after the value, found");
             }
@@ -539,10 +527,7 @@ int jscan_feed(struct jscan *sc, const char *buf, size_t n, size_t *used)
         case S_CR:
             if (*p != '\n')
                 FAIL("'\\r' not followed by '\\n'; found");
-            sc->line++;
-            sc->line_start = OFF(p) + 1;
-            sc->state = S_LINE_START;
-            p++;
+            sc->state = S_LINE_END; /* the '\n' ends the line */
             break;
 
         case S_STR: {
