@@ -111,6 +111,18 @@ int rules_job_cancel(struct rules_jobrow *r, int64_t now)
     return 1;
 }
 
+int rules_job_retry_check(const struct rules_jobrow *r)
+{
+    if (!rules_job_terminal(r->j.status))
+        return -SLUICE_E_CONFLICT;
+    return r->j.counts.failed == 0 ? -SLUICE_E_EMPTY_JOB : 0;
+}
+
+int64_t rules_sweep_budget(size_t max_rows)
+{
+    return max_rows == 0 ? 1 : (max_rows > INT32_MAX ? INT32_MAX : (int64_t)max_rows);
+}
+
 const char *rules_job_event(int status, int *bit)
 {
     *bit = status == JOB_SUCCEEDED ? STORE_CB_COMPLETED
@@ -212,6 +224,18 @@ void rules_events_add_array(struct buf *b, const char *arr)
 }
 
 /* ---- claims ---------------------------------------------------------------------- */
+
+int rules_claim_range(const struct rules_jobrow *r, size_t max_items, int64_t *lo, int64_t *hi)
+{
+    if ((r->j.status != JOB_NOT_STARTED && r->j.status != JOB_RUNNING) ||
+        r->cursor >= r->j.counts.total)
+        return 0;
+    *lo = r->cursor;
+    *hi = r->cursor + (int64_t)max_items;
+    if (*hi > r->j.counts.total)
+        *hi = r->j.counts.total;
+    return 1;
+}
 
 void rules_claim_fill(struct store_claim *out, const struct rules_jobrow *r, int64_t claim_id,
                       const char *token, int64_t lo, int64_t hi, int64_t now, int64_t lease_until,

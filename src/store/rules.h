@@ -63,6 +63,12 @@ int rules_job_finish(struct rules_jobrow *r, int64_t now);
  * Canceled from now on (O(1)), then rules_job_finish. 1 when it changed r (the caller
  * saves it), 0 when the job was past that. */
 int rules_job_cancel(struct rules_jobrow *r, int64_t now);
+/* Whether job r can be retried: 0, -SLUICE_E_CONFLICT (not terminal) or
+ * -SLUICE_E_EMPTY_JOB (no failed item); the retry has r->j.counts.failed items. */
+int rules_job_retry_check(const struct rules_jobrow *r);
+/* The rows one store_retention_sweep transaction may remove: max_rows, at least 1, at
+ * most INT32_MAX (its result is an int). */
+int64_t rules_sweep_budget(size_t max_rows);
 /* The completion callback a terminal job owes (see COMPLETION CALLBACKS in store.h):
  * its event name, and [out] *bit its STORE_CB_* bit. */
 const char *rules_job_event(int status, int *bit);
@@ -93,6 +99,9 @@ void rules_events_add_array(struct buf *b, const char *arr);
 
 /* ---- claims ---------------------------------------------------------------------- */
 
+/* The range a new claim of job r takes, up to max_items from its cursor: 1 and [out]
+ * [*lo, *hi), or 0 when the job is not NotStarted or Running or has nothing left. */
+int rules_claim_range(const struct rules_jobrow *r, size_t max_items, int64_t *lo, int64_t *hi);
 /* Fills out (zeroed first) for the claim claim_id of job r: items (n, owned by out
  * from now on) of [lo, hi) under token, leased from now to lease_until. */
 void rules_claim_fill(struct store_claim *out, const struct rules_jobrow *r, int64_t claim_id,

@@ -232,13 +232,9 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *
     int rc = pg_job_load_jid(c, jid, &r);
     if (rc < 0)
         return rc;
-    rc = 0;
-    if ((r.j.status != JOB_NOT_STARTED && r.j.status != JOB_RUNNING) ||
-        r.cursor >= r.j.counts.total)
+    int64_t lo, hi;
+    if ((rc = rules_claim_range(&r, x->max_items, &lo, &hi)) == 0)
         goto out;
-    int64_t lo = r.cursor, hi = r.cursor + (int64_t)x->max_items;
-    if (hi > r.j.counts.total)
-        hi = r.j.counts.total;
     struct pg_params p = {0};
     pg_param_i64(&p, jid);
     pg_param_i64(&p, lo);

@@ -1,6 +1,6 @@
 /* jobs.c - the PostgreSQL backend's jobs: loading and saving the job row (its decoding
- * and last transition are in rules.c), submitting (begin, add items, commit, retry and retry staging, abort,
- * the gc of Receiving jobs), idempotency keys, the retention sweep, and reading,
+ * and last transition are in rules.c), submitting (begin, add items, commit, retry and retry
+ * staging, abort, the gc of Receiving jobs), idempotency keys, the retention sweep, and reading,
  * canceling and deleting jobs.
  *
  * Accept path: store_job_add_items inserts its whole batch with one INSERT ... SELECT
@@ -454,15 +454,9 @@ static int job_retry_body(struct conn *c, void *vctx)
     rc = pg_job_load(c, x->tenant, x->job_id, 0, &r);
     if (rc <= 0)
         return rc;
-    if (!rules_job_terminal(r.j.status)) {
-        rc = -SLUICE_E_CONFLICT;
+    if ((rc = rules_job_retry_check(&r)) < 0)
         goto out;
-    }
     int64_t n = r.j.counts.failed;
-    if (n == 0) {
-        rc = -SLUICE_E_EMPTY_JOB;
-        goto out;
-    }
     struct pg_params p = {0};
     PGresult *res;
     pg_param_str(&p, x->new_job_id);
@@ -824,9 +818,7 @@ static int sweep_body(struct conn *c, void *vctx)
 int pg_retention_sweep(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
                        size_t max_rows)
 {
-    struct sweep_ctx x = {jobs_completed_before, keys_created_before,
-                          max_rows == 0 ? 1
-                                        : (max_rows > INT32_MAX ? INT32_MAX : (int64_t)max_rows)};
+    struct sweep_ctx x = {jobs_completed_before, keys_created_before, rules_sweep_budget(max_rows)};
     return pg_run_tx(impl, sweep_body, NULL, &x);
 }
 

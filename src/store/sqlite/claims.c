@@ -293,13 +293,9 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct claim_ct
     int rc = sq_job_load_jid(c, jid, &r);
     if (rc < 0)
         return rc;
-    rc = 0;
-    if ((r.j.status != JOB_NOT_STARTED && r.j.status != JOB_RUNNING) ||
-        r.cursor >= r.j.counts.total)
+    int64_t lo, hi;
+    if ((rc = rules_claim_range(&r, x->max_items, &lo, &hi)) == 0)
         goto out;
-    int64_t lo = r.cursor, hi = r.cursor + (int64_t)x->max_items;
-    if (hi > r.j.counts.total)
-        hi = r.j.counts.total;
     if ((rc = sq_q(c, &sql_items_range, &s)) < 0)
         goto out;
     sqlite3_bind_int64(s, 1, KEY(jid, lo));

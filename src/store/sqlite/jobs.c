@@ -464,15 +464,9 @@ static int job_retry_body(struct sq_conn *c, void *vctx)
     rc = sq_job_load(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
-    if (!rules_job_terminal(r.j.status)) {
-        rc = -SLUICE_E_CONFLICT;
+    if ((rc = rules_job_retry_check(&r)) < 0)
         goto out;
-    }
     int64_t n = r.j.counts.failed; /* counts move with the rows: this is the row count */
-    if (n == 0) {
-        rc = -SLUICE_E_EMPTY_JOB;
-        goto out;
-    }
     if ((rc = sq_q(c, &sql_retry_job_insert, &s)) < 0)
         goto out;
     sq_bind_str(s, 1, x->new_job_id);
@@ -843,9 +837,7 @@ static int sweep_body(struct sq_conn *c, void *vctx)
 int sq_retention_sweep(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
                        size_t max_rows)
 {
-    struct sweep_ctx x = {jobs_completed_before, keys_created_before,
-                          max_rows == 0 ? 1
-                                        : (max_rows > INT32_MAX ? INT32_MAX : (int64_t)max_rows)};
+    struct sweep_ctx x = {jobs_completed_before, keys_created_before, rules_sweep_budget(max_rows)};
     return sq_run_tx(impl, TX_WRITE_BG, sweep_body, NULL, &x);
 }
 
