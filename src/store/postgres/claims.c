@@ -1,7 +1,8 @@
 /* claims.c - the PostgreSQL backend's claims of work: store_claim (settling expired
  * claims, then a new range, tenant by tenant), store_complete (the item outcomes, their
  * doc ops - batched when they are all upserts - and step tallies), store_release,
- * store_expire_claims, store_stats, and the encoding of item events.
+ * store_expire_claims and store_stats. The encoding of item events, the doc ops' loop
+ * (rules_apply_ops) and filling claims are in rules.c.
  *
  * DESIGN
  * Locks (always taken in this order, so transactions do not deadlock; a deadlock that
@@ -35,52 +36,6 @@
 #define WIN_MS 5000
 #define CLAIM_TRIES 64
 
-/* ---- events ---------------------------------------------------------------------- */
-
-static void event_add(struct buf *b, const char *at, const char *stage, const char *step,
-                      const char *level, const char *code, const char *message)
-{
-    if (b->len > 1)
-        buf_putc(b, ',');
-    buf_puts(b, "{\"at\":\"");
-    buf_puts(b, at);
-    buf_puts(b, "\",\"stage\":");
-    buf_json_str(b, stage, strlen(stage));
-    if (step) {
-        buf_puts(b, ",\"step\":");
-        buf_json_str(b, step, strlen(step));
-    }
-    buf_puts(b, ",\"level\":");
-    buf_json_str(b, level, strlen(level));
-    buf_puts(b, ",\"code\":");
-    buf_json_str(b, code, strlen(code));
-    buf_puts(b, ",\"message\":");
-    buf_json_str(b, message, strlen(message));
-    buf_putc(b, '}');
-}
-
-static void events_add_array(struct buf *b, const char *arr)
-{
-    if (!arr)
-        return;
-    const char *p = arr, *e = arr + strlen(arr);
-    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-        p++;
-    while (e > p && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\t'))
-        e--;
-    if (e - p < 2 || *p != '[' || e[-1] != ']')
-        return;
-    p++, e--;
-    const char *q0 = p;
-    while (q0 < e && (*q0 == ' ' || *q0 == '\n' || *q0 == '\r' || *q0 == '\t'))
-        q0++;
-    if (q0 == e)
-        return;
-    if (b->len > 1)
-        buf_putc(b, ',');
-    buf_append(b, p, (size_t)(e - p));
-}
-
 /* The array literal of ids[0..n) in b. */
 static const char *jid_array(struct buf *b, const int64_t *ids, int n)
 {
@@ -107,46 +62,19 @@ struct claim_ctx {
     size_t nsteps;
 };
 
-static void claim_items_free(struct store_claim_item *items, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(items[i].ref);
-        free(items[i].data);
-    }
-    free(items);
-}
-
 static int cmp_claim_item(const void *a, const void *b)
 {
     const struct store_claim_item *x = a, *y = b;
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-static void fill_claim(struct store_claim *out, const struct jobrow *r, int64_t claim_id,
-                       const char *token, int64_t lo, int64_t hi, int64_t now, int64_t lease_until,
-                       struct store_claim_item *items, size_t n)
-{
-    memset(out, 0, sizeof *out);
-    out->claim_id = claim_id;
-    pg_copy_str(out->token, sizeof out->token, token);
-    pg_copy_str(out->job_id, sizeof out->job_id, r->j.id);
-    pg_copy_str(out->tenant, sizeof out->tenant, r->j.tenant);
-    pg_copy_str(out->workflow, sizeof out->workflow, r->j.workflow);
-    out->from = lo;
-    out->to = hi;
-    out->claimed_at = now;
-    out->lease_until = lease_until;
-    out->n = n;
-    out->items = items;
-}
-
 /* Applies relative count changes to job jid and finishes it when done (the job row
  * is locked from here to COMMIT). progress: also sets last_progress_at. */
 static int job_counts_add(struct conn *c, int64_t jid, int64_t processing, int64_t failed,
-                          int64_t canceled, int progress, struct jobrow *out)
+                          int64_t canceled, int progress, struct rules_jobrow *out)
 {
     struct pg_params p = {0};
-    struct jobrow r;
+    struct rules_jobrow r;
     pg_param_i64(&p, jid);
     pg_param_i64(&p, processing);
     pg_param_i64(&p, failed);
@@ -176,7 +104,7 @@ static int settle_claim(struct conn *c, struct pg *s, int64_t claim_id, int64_t 
                         int64_t hi, int released, int max_attempts, int64_t lease_ms,
                         struct store_claim *out)
 {
-    struct jobrow r;
+    struct rules_jobrow r;
     PGresult *res = NULL;
     struct store_claim_item *items = NULL;
     size_t n = 0;
@@ -267,7 +195,7 @@ static int settle_claim(struct conn *c, struct pg *s, int64_t claim_id, int64_t 
             goto out;
         if (failed > 0 && (rc = job_counts_add(c, jid, -failed, failed, 0, 0, NULL)) < 0)
             goto out;
-        fill_claim(out, &r, claim_id, token, lo, hi, c->now, c->now + lease_ms, items, n);
+        rules_claim_fill(out, &r, claim_id, token, lo, hi, c->now, c->now + lease_ms, items, n);
         items = NULL;
         n = 0;
         rc = 1;
@@ -287,7 +215,7 @@ drop:;
         rc = 0;
 out:
     PQclear(res);
-    claim_items_free(items, n);
+    rules_claim_items_free(items, n);
     store_job_release(&r.j);
     return rc;
 }
@@ -296,7 +224,7 @@ out:
  * 1 claimed into x->out, 0 nothing runnable in it now. */
 static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *x)
 {
-    struct jobrow r;
+    struct rules_jobrow r;
     PGresult *res = NULL;
     struct store_claim_item *items = NULL;
     size_t n = 0;
@@ -304,13 +232,9 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *
     int rc = pg_job_load_jid(c, jid, &r);
     if (rc < 0)
         return rc;
-    rc = 0;
-    if ((r.j.status != JOB_NOT_STARTED && r.j.status != JOB_RUNNING) ||
-        r.cursor >= r.j.counts.total)
+    int64_t lo, hi;
+    if ((rc = rules_claim_range(&r, x->max_items, &lo, &hi)) == 0)
         goto out;
-    int64_t lo = r.cursor, hi = r.cursor + (int64_t)x->max_items;
-    if (hi > r.j.counts.total)
-        hi = r.j.counts.total;
     struct pg_params p = {0};
     pg_param_i64(&p, jid);
     pg_param_i64(&p, lo);
@@ -341,17 +265,8 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *
     rc = 0;
     if (n == 0)
         goto out;
-    if (x->gate) {
-        size_t granted =
-            x->gate->admit(x->gate->ctx, r.j.tenant, r.j.id, r.j.uses ? r.j.uses : "", n);
-        while (n > granted) {
-            n--;
-            free(items[n].ref);
-            free(items[n].data);
-        }
-        if (n == 0)
-            goto out;
-    }
+    if ((n = rules_claim_admit(x->gate, &r, items, n)) == 0)
+        goto out;
     hi = lo + (int64_t)n;
     if ((rc = ids_random("lt_", 24, token)) < 0)
         goto out;
@@ -400,13 +315,13 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *
         goto out;
     if (r.j.status == JOB_NOT_STARTED)
         r.j.status = JOB_RUNNING;
-    fill_claim(x->out, &r, claim_id, token, lo, hi, c->now, c->now + x->lease_ms, items, n);
+    rules_claim_fill(x->out, &r, claim_id, token, lo, hi, c->now, c->now + x->lease_ms, items, n);
     items = NULL;
     n = 0;
     rc = 1;
 out:
     PQclear(res);
-    claim_items_free(items, n);
+    rules_claim_items_free(items, n);
     store_job_release(&r.j);
     return rc;
 }
@@ -584,65 +499,16 @@ static int claim_check(struct conn *c, const struct store_claim *cl, int64_t *ji
     return 1;
 }
 
-static const struct store_claim_item *claim_find(const struct store_claim *cl, int64_t index)
+/* rules_apply_ops' doc_apply: pg_doc_apply on the completing connection, whose
+ * transaction time (c->now, the `now` rules_apply_ops is given) it uses. */
+static int apply_doc(void *conn, const char *tenant, const char *coll, const char *ref,
+                     size_t ref_len, enum store_op op, const char *data, size_t data_len,
+                     const char *job_id, int64_t item_index, int64_t now,
+                     struct rules_doc_result *w)
 {
-    size_t lo = 0, hi = cl->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (cl->items[mid].index < index)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < cl->n && cl->items[lo].index == index ? &cl->items[lo] : NULL;
-}
-
-/* As in sqlite/claims.c: applies the doc ops of outcome o in order. 0 all applied (c->res
- * holds the last op's result JSON), 1 an op could not apply, or a store error. */
-static int apply_ops(struct conn *c, const struct jobrow *r, const struct store_claim_item *ci,
-                     struct store_outcome *o, const char *ts, char *msg, size_t cap)
-{
-    struct doc_result w;
-    for (size_t j = 0; j < o->nops; j++) {
-        struct store_doc_op *op = &o->ops[j];
-        const char *coll = op->collection ? op->collection : "";
-        const char *ref = op->ref ? op->ref : ci->ref;
-        size_t ref_len = strlen(ref);
-        int rc =
-            pg_doc_apply(c, r->j.tenant, coll, ref, ref_len, op->op, op->data ? op->data : ci->data,
-                         op->data ? op->data_len : ci->data_len, -1, r->j.id, o->index, &w);
-        if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA ||
-            rc == -SLUICE_E_ITEM_TOO_LARGE) {
-            op->error = rc;
-            if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
-                snprintf(msg, cap, "%s/%s does not exist", coll, ref);
-            else if (rc == -SLUICE_E_ITEM_TOO_LARGE)
-                snprintf(msg, cap, "%s/%s would be larger than %zu bytes after the %s", coll, ref,
-                         c->max_doc_bytes, op->op == STORE_OP_PATCH ? "patch" : "upsert");
-            else
-                snprintf(msg, cap, "%s/%s: data cannot be applied as %s", coll, ref,
-                         op->op == STORE_OP_PATCH ? "a merge patch" : "a document");
-            event_add(&c->ev, ts, "apply", op->step, "error", sluice_err_code(rc), msg);
-            return 1;
-        }
-        if (rc < 0)
-            return rc;
-        op->version = w.version;
-        op->created = w.created;
-        snprintf(msg, cap, "%s/%s %sversion %lld", coll, ref,
-                 op->op == STORE_OP_DELETE ? "deleted, " : "", (long long)w.version);
-        event_add(&c->ev, ts, "apply", op->step, "info", "VersionWritten", msg);
-        if (j + 1 == o->nops) {
-            buf_reset(&c->res);
-            buf_puts(&c->res, "{\"collection\":");
-            buf_json_str(&c->res, coll, strlen(coll));
-            buf_puts(&c->res, ",\"ref\":");
-            buf_json_str(&c->res, ref, ref_len);
-            buf_printf(&c->res, ",\"version\":%lld,\"created\":%s}", (long long)w.version,
-                       w.created ? "true" : "false");
-        }
-    }
-    return 0;
+    (void)now;
+    return pg_doc_apply(conn, tenant, coll, ref, ref_len, op, data, data_len, -1, job_id,
+                        item_index, w);
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -672,7 +538,7 @@ static int cmp_bop(const void *a, const void *b)
  * running at once on several nodes lock documents in the same order. Fills each op's
  * version and created. 1 applied, 0 not eligible (nothing done: the caller applies
  * the ops one by one), or a store error. */
-static int batch_upserts(struct conn *c, const struct jobrow *r, const struct store_claim *cl,
+static int batch_upserts(struct conn *c, const struct rules_jobrow *r, const struct store_claim *cl,
                          struct store_outcome *outs, size_t n, int64_t lo, int64_t hi,
                          const int64_t *pending, size_t npending)
 {
@@ -682,7 +548,7 @@ static int batch_upserts(struct conn *c, const struct jobrow *r, const struct st
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         struct store_outcome *o = &outs[i];
-        const struct store_claim_item *ci = claim_find(cl, o->index);
+        const struct store_claim_item *ci = rules_claim_find(cl, o->index);
         if (!ci || o->index < lo || o->index >= hi ||
             !bsearch(&o->index, pending, npending, sizeof *pending, cmp_i64))
             continue;
@@ -763,22 +629,8 @@ out:
 static void batched_ops_events(struct conn *c, const struct store_claim_item *ci,
                                const struct store_outcome *o, const char *ts, char *msg, size_t cap)
 {
-    for (size_t j = 0; j < o->nops; j++) {
-        const struct store_doc_op *op = &o->ops[j];
-        const char *coll = op->collection ? op->collection : "";
-        const char *ref = op->ref ? op->ref : ci->ref;
-        snprintf(msg, cap, "%s/%s version %lld", coll, ref, (long long)op->version);
-        event_add(&c->ev, ts, "apply", op->step, "info", "VersionWritten", msg);
-        if (j + 1 == o->nops) {
-            buf_reset(&c->res);
-            buf_puts(&c->res, "{\"collection\":");
-            buf_json_str(&c->res, coll, strlen(coll));
-            buf_puts(&c->res, ",\"ref\":");
-            buf_json_str(&c->res, ref, strlen(ref));
-            buf_printf(&c->res, ",\"version\":%lld,\"created\":%s}", (long long)op->version,
-                       op->created ? "true" : "false");
-        }
-    }
+    for (size_t j = 0; j < o->nops; j++)
+        rules_op_written(&c->ev, &c->res, ts, ci, &o->ops[j], j + 1 == o->nops, msg, cap);
 }
 
 static int steps_add(struct conn *c, int64_t jid, const struct store_step_count *steps, size_t n)
@@ -809,32 +661,29 @@ static int complete_body(struct conn *c, void *vctx)
 {
     struct claim_ctx *x = vctx;
     const struct store_claim *cl = x->c;
-    struct jobrow r;
+    struct rules_jobrow r;
     PGresult *res = NULL;
     int64_t jid = 0, lo = 0, hi = 0, remaining = 0;
-    int64_t done = 0, nsucc = 0, nfail = 0, nskip = 0;
+    int64_t done = 0;
+    struct store_counts ended = {0}; /* succeeded, failed, skipped by this call */
     int64_t *pending = NULL;
     size_t npending = 0;
     char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
     memset(&r, 0, sizeof r);
-    for (size_t i = 0; i < x->n; i++) {
-        for (size_t j = 0; j < x->outs[i].nops; j++) {
-            x->outs[i].ops[j].version = 0;
-            x->outs[i].ops[j].created = 0;
-            x->outs[i].ops[j].error = 0;
-        }
-    }
+    rules_outcomes_reset(x->outs, x->n);
     int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
     if (rc <= 0)
         return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
     clock_fmt_ms(c->now, ts);
+    const struct rules_apply ap = {apply_doc, c, &c->ev, &c->res, c->max_doc_bytes, c->now, ts};
     if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
         return rc;
     /* Lock the rows of the items this call reports that are still pending. */
     struct buf *bidx = &c->arr[0];
     pg_arr_begin(bidx);
     for (size_t i = 0; i < x->n; i++)
-        if (x->outs[i].index >= lo && x->outs[i].index < hi && claim_find(cl, x->outs[i].index))
+        if (x->outs[i].index >= lo && x->outs[i].index < hi &&
+            rules_claim_find(cl, x->outs[i].index))
             pg_arr_i64(bidx, x->outs[i].index);
     struct pg_params p = {0};
     pg_param_i64(&p, jid);
@@ -880,13 +729,12 @@ static int complete_body(struct conn *c, void *vctx)
     pg_arr_begin(aw);
     for (size_t i = 0; i < x->n; i++) {
         struct store_outcome *o = &x->outs[i];
-        const struct store_claim_item *ci = claim_find(cl, o->index);
-        int status = o->status;
-        const char *result = o->result, *code = o->error_code, *message = o->error_message;
-        const char *failed_step = o->failed_step;
+        const struct store_claim_item *ci = rules_claim_find(cl, o->index);
+        struct rules_item_end e;
+        int ops_rc = -1;
         if (!ci || o->index < lo || o->index >= hi)
             continue;
-        if (status != ITEM_SUCCEEDED && status != ITEM_FAILED && status != ITEM_SKIPPED) {
+        if (!rules_outcome_valid(o)) {
             rc = -SLUICE_E_INVALID_PARAMETER;
             goto out;
         }
@@ -896,47 +744,26 @@ static int complete_body(struct conn *c, void *vctx)
         *slot = -1;
         buf_reset(&c->ev);
         buf_putc(&c->ev, '[');
-        events_add_array(&c->ev, o->events);
+        rules_events_add_array(&c->ev, o->events);
         if (o->nops > 0 && batched) {
             batched_ops_events(c, ci, o, ts, msg, sizeof msg);
-            if (!result && status != ITEM_FAILED)
-                result = buf_cstr(&c->res);
+            ops_rc = 0;
         } else if (o->nops > 0) {
-            rc = apply_ops(c, &r, ci, o, ts, msg, sizeof msg);
-            if (rc < 0)
+            if ((rc = ops_rc = rules_apply_ops(&ap, &r, ci, o, msg, sizeof msg)) < 0)
                 goto out;
-            if (rc == 1) {
-                status = ITEM_FAILED;
-                result = NULL;
-                for (size_t j = 0; j < o->nops; j++)
-                    if (o->ops[j].error) {
-                        code = sluice_err_code(o->ops[j].error);
-                        failed_step = o->ops[j].step;
-                        break;
-                    }
-                message = msg;
-            } else if (!result && status != ITEM_FAILED) {
-                result = buf_cstr(&c->res);
-            }
         }
         buf_putc(&c->ev, ']');
-        if (status == ITEM_SUCCEEDED)
-            code = message = failed_step = NULL;
+        rules_item_end(&e, o, ops_rc, buf_cstr(&c->res), msg);
         pg_arr_i64(ai, o->index);
-        pg_arr_i64(as, status);
-        pg_arr_str(ar, result);
-        pg_arr_str(ac, code && *code ? code : NULL);
-        pg_arr_str(am, message);
+        pg_arr_i64(as, e.status);
+        pg_arr_str(ar, e.result);
+        pg_arr_str(ac, e.code && *e.code ? e.code : NULL);
+        pg_arr_str(am, e.message);
         pg_arr_str(ae, c->ev.len > 2 ? buf_cstr(&c->ev) : NULL);
-        pg_arr_str(af, failed_step && *failed_step ? failed_step : NULL);
+        pg_arr_str(af, e.failed_step && *e.failed_step ? e.failed_step : NULL);
         pg_arr_str(aw, o->warnings);
         done++;
-        if (status == ITEM_SUCCEEDED)
-            nsucc++;
-        else if (status == ITEM_FAILED)
-            nfail++;
-        else
-            nskip++;
+        rules_count_end(&ended, e.status);
     }
     rc = 0;
     if (done == 0)
@@ -976,9 +803,9 @@ static int complete_body(struct conn *c, void *vctx)
     store_job_release(&r.j);
     struct pg_params j = {0};
     pg_param_i64(&j, jid);
-    pg_param_i64(&j, nsucc);
-    pg_param_i64(&j, nfail);
-    pg_param_i64(&j, nskip);
+    pg_param_i64(&j, ended.succeeded);
+    pg_param_i64(&j, ended.failed);
+    pg_param_i64(&j, ended.skipped);
     pg_param_i64(&j, done);
     pg_param_i64(&j, c->now);
     pg_param_i64(&j, WIN_MS);
@@ -1019,12 +846,7 @@ out:
 static void complete_undo(void *vctx)
 {
     struct claim_ctx *x = vctx;
-    for (size_t i = 0; i < x->n; i++)
-        for (size_t j = 0; j < x->outs[i].nops; j++) {
-            x->outs[i].ops[j].version = 0;
-            x->outs[i].ops[j].created = 0;
-            x->outs[i].ops[j].error = 0;
-        }
+    rules_outcomes_reset(x->outs, x->n);
 }
 
 int pg_complete(void *impl, const struct store_claim *c, struct store_outcome *outs, size_t n,
@@ -1033,16 +855,9 @@ int pg_complete(void *impl, const struct store_claim *c, struct store_outcome *o
     struct claim_ctx x = {
         .s = impl, .c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
     int rc = pg_run_tx(impl, complete_body, complete_undo, &x);
-    for (size_t i = 0; rc >= 0 && i < n; i++) {
-        for (size_t j = 0; j < outs[i].nops; j++) {
-            if (outs[i].ops[j].error) {
-                outs[i].status = ITEM_FAILED;
-                outs[i].error_code = sluice_err_code(outs[i].ops[j].error);
-                outs[i].failed_step = outs[i].ops[j].step;
-                break;
-            }
-        }
-    }
+    /* An op that could not apply failed its item: tell the caller (see store.h). */
+    if (rc >= 0)
+        rules_outcomes_settle(outs, n);
     return rc;
 }
 
@@ -1050,7 +865,7 @@ static int release_body(struct conn *c, void *vctx)
 {
     struct claim_ctx *x = vctx;
     const struct store_claim *cl = x->c;
-    struct jobrow r;
+    struct rules_jobrow r;
     int64_t jid = 0, lo = 0, hi = 0, remaining = 0;
     int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
     if (rc <= 0)

@@ -165,13 +165,29 @@ void pg_col_copy(const PGresult *r, int row, int col, char *dst, size_t cap)
 
 void pg_copy_str(char *dst, size_t cap, const char *src)
 {
-    size_t n = src ? strlen(src) : 0;
-    if (n >= cap)
-        n = cap - 1;
-    if (n)
-        memcpy(dst, src, n);
-    dst[n] = '\0';
+    rules_copy_str(dst, cap, src);
 }
+
+/* pg_cols: rules.c reads rows through these; row is a struct pg_row. */
+static int64_t cols_i64(const void *row, int col)
+{
+    const struct pg_row *r = row;
+    return pg_col_i64(r->res, r->row, col);
+}
+
+static void cols_copy(const void *row, int col, char *dst, size_t cap)
+{
+    const struct pg_row *r = row;
+    pg_col_copy(r->res, r->row, col, dst, cap);
+}
+
+static char *cols_dup(const void *row, int col, size_t *len)
+{
+    const struct pg_row *r = row;
+    return pg_col_strdup(r->res, r->row, col, len);
+}
+
+const struct rules_cols pg_cols = {.i64 = cols_i64, .copy = cols_copy, .dup = cols_dup};
 
 /* ---- array parameters: PostgreSQL array literals ("{1,2}", "{\"a\",NULL}") ----- */
 

@@ -20,7 +20,8 @@
  * -SLUICE_E_PRECONDITION_FAILED or a store error. */
 int pg_doc_apply(struct conn *c, const char *tenant, const char *coll, const char *ref,
                  size_t ref_len, enum store_op op, const char *data, size_t data_len,
-                 int64_t if_match, const char *job_id, int64_t item_index, struct doc_result *w)
+                 int64_t if_match, const char *job_id, int64_t item_index,
+                 struct rules_doc_result *w)
 {
     PGresult *res = NULL;
     int64_t version = 0;
@@ -46,41 +47,11 @@ int pg_doc_apply(struct conn *c, const char *tenant, const char *coll, const cha
         if (if_match >= 0 && if_match != (live ? version : 0))
             goto out;
     }
-    switch (op) {
-    case STORE_OP_UPSERT:
-        rc = -SLUICE_E_INVALID_DATA;
-        if (!data)
-            goto out;
-        w->data = data;
-        w->data_len = data_len;
-        break;
-    case STORE_OP_PATCH: {
-        rc = -SLUICE_E_DOCUMENT_NOT_FOUND;
-        if (!live)
-            goto out;
-        rc = -SLUICE_E_INVALID_DATA;
-        if (!data || pg_col_isnull(res, 0, 0))
-            goto out;
-        if ((rc = store_doc_merge(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), data,
-                                  data_len, &c->tmp)) < 0)
-            goto out;
-        w->data = buf_cstr(&c->tmp);
-        w->data_len = c->tmp.len;
-        break;
-    }
-    case STORE_OP_DELETE:
-        rc = -SLUICE_E_DOCUMENT_NOT_FOUND;
-        if (!live)
-            goto out;
-        break;
-    default:
-        rc = -SLUICE_E_INVALID_PARAMETER;
-        goto out;
-    }
-    /* Checked on the result, not the request: two patches within the limit each must
-     * not leave a document twice its size. */
-    rc = -SLUICE_E_ITEM_TOO_LARGE;
-    if (op != STORE_OP_DELETE && w->data_len > c->max_doc_bytes)
+    const char *cur =
+        op == STORE_OP_PATCH && live && !pg_col_isnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : NULL;
+    size_t cur_len = cur ? (size_t)PQgetlength(res, 0, 0) : 0;
+    if ((rc = rules_doc_change(op, data, data_len, live, cur, cur_len, &c->tmp, c->max_doc_bytes,
+                               w)) < 0)
         goto out;
     PQclear(res);
     res = NULL;
@@ -140,13 +111,11 @@ static void doc_out_undo(void *vctx)
     x->n = 0;
 }
 
+/* d's data, version, updated_at, job_id and item_index from row `row` at first. */
 static void read_doc(const PGresult *r, int row, int first, struct store_doc *d)
 {
-    d->data = pg_col_strdup(r, row, first, &d->data_len);
-    d->version = pg_col_i64(r, row, first + 1);
-    d->updated_at = pg_col_i64(r, row, first + 2);
-    pg_col_copy(r, row, first + 3, d->job_id, sizeof d->job_id);
-    d->item_index = pg_col_i64(r, row, first + 4);
+    const struct pg_row at = {r, row};
+    rules_doc_read(&pg_cols, &at, first, d);
 }
 
 static int doc_get_body(struct conn *c, void *vctx)
@@ -181,7 +150,7 @@ int pg_doc_get(void *impl, const char *tenant, const char *collection, const cha
 static int doc_write_body(struct conn *c, void *vctx)
 {
     struct doc_ctx *x = vctx;
-    struct doc_result w;
+    struct rules_doc_result w;
     int rc = pg_doc_apply(c, x->tenant, x->coll, x->ref, strlen(x->ref), x->op, x->data,
                           x->data_len, x->if_match, "", -1, &w);
     if (rc < 0)

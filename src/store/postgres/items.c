@@ -1,6 +1,6 @@
 /* items.c - the PostgreSQL backend's item reads: store_item_get and store_item_list,
  * with the Processing and Canceled statuses derived from the job's cursor and cancel
- * point (effective_status).
+ * point (rules_item_status, and the same CASE in SQL for a status filter).
  */
 #include <libpq-fe.h>
 #include <stdint.h>
@@ -27,37 +27,12 @@ struct items_ctx {
     size_t n;
 };
 
-static int effective_status(int stored, int64_t idx, const struct jobrow *r)
-{
-    if (stored != ITEM_PENDING)
-        return stored;
-    if (r->cancel_at >= 0 && idx >= r->cancel_at)
-        return ITEM_CANCELED;
-    if (idx < r->cursor)
-        return ITEM_PROCESSING;
-    return ITEM_PENDING;
-}
-
-static void read_item(const PGresult *res, int row, const struct jobrow *r, int with_data,
+/* Fills it from row `row` of ITEM_LIST_COLS. */
+static void read_item(const PGresult *res, int row, const struct rules_jobrow *r, int with_data,
                       struct store_item *it)
 {
-    memset(it, 0, sizeof *it);
-    it->index = pg_col_i64(res, row, 0);
-    it->status = effective_status((int)pg_col_i64(res, row, 1), it->index, r);
-    it->attempts = (int)pg_col_i64(res, row, 2);
-    it->ref = pg_col_strdup(res, row, 3, NULL);
-    if (with_data)
-        it->data = pg_col_strdup(res, row, 4, &it->data_len);
-    it->result = pg_col_strdup(res, row, 5, NULL);
-    pg_col_copy(res, row, 6, it->error_code, sizeof it->error_code);
-    it->error_message = pg_col_strdup(res, row, 7, NULL);
-    it->created_at = r->j.created_at;
-    it->updated_at = pg_col_i64(res, row, 8);
-    if (!it->updated_at)
-        it->updated_at = it->created_at;
-    pg_col_copy(res, row, 9, it->failed_step, sizeof it->failed_step);
-    it->warnings = pg_col_strdup(res, row, 10, NULL);
-    it->parent_index = pg_col_i64(res, row, 11);
+    const struct pg_row at = {res, row};
+    rules_item_read(&pg_cols, &at, r, pg_col_i64(res, row, 0), with_data, it);
 }
 
 static void items_out_undo(void *vctx)
@@ -75,7 +50,7 @@ static void items_out_undo(void *vctx)
 static int item_get_body(struct conn *c, void *vctx)
 {
     struct items_ctx *x = vctx;
-    struct jobrow r;
+    struct rules_jobrow r;
     PGresult *res;
     int rc = pg_job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
@@ -111,7 +86,7 @@ int pg_item_get(void *impl, const char *tenant, const char *job_id, int64_t inde
 static int item_list_body(struct conn *c, void *vctx)
 {
     struct items_ctx *x = vctx;
-    struct jobrow r;
+    struct rules_jobrow r;
     PGresult *res;
     int rc = pg_job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)

@@ -1,6 +1,6 @@
-/* jobs.c - the PostgreSQL backend's jobs: the job row (read, load, save, its last
- * transition), submitting (begin, add items, commit, retry and retry staging, abort,
- * the gc of Receiving jobs), idempotency keys, the retention sweep, and reading,
+/* jobs.c - the PostgreSQL backend's jobs: loading and saving the job row (its decoding
+ * and last transition are in rules.c), submitting (begin, add items, commit, retry and retry
+ * staging, abort, the gc of Receiving jobs), idempotency keys, the retention sweep, and reading,
  * canceling and deleting jobs.
  *
  * Accept path: store_job_add_items inserts its whole batch with one INSERT ... SELECT
@@ -23,51 +23,15 @@
 
 /* ---- job rows -------------------------------------------------------------------- */
 
-static int job_terminal(int status)
+/* Fills r from row `row` of JOB_COLS (rules.h) starting at column 0. */
+static void read_job(const struct conn *c, const PGresult *res, int row, struct rules_jobrow *r)
 {
-    return status == JOB_SUCCEEDED || status == JOB_FAILED || status == JOB_CANCELED;
-}
-
-/* Fills r from row `row` of JOB_COLS starting at column 0. */
-static void read_job(const struct conn *c, const PGresult *res, int row, struct jobrow *r)
-{
-    struct store_job *j = &r->j;
-    memset(r, 0, sizeof *r);
-    r->jid = pg_col_i64(res, row, 0);
-    pg_col_copy(res, row, 1, j->id, sizeof j->id);
-    pg_col_copy(res, row, 2, j->tenant, sizeof j->tenant);
-    pg_col_copy(res, row, 3, j->workflow, sizeof j->workflow);
-    j->client_reference = pg_col_strdup(res, row, 4, NULL);
-    j->status = (int)pg_col_i64(res, row, 5);
-    j->outcome = (int)pg_col_i64(res, row, 6);
-    pg_col_copy(res, row, 7, j->error_code, sizeof j->error_code);
-    j->counts.total = pg_col_i64(res, row, 8);
-    j->counts.pending = pg_col_i64(res, row, 9);
-    j->counts.processing = pg_col_i64(res, row, 10);
-    j->counts.succeeded = pg_col_i64(res, row, 11);
-    j->counts.failed = pg_col_i64(res, row, 12);
-    j->counts.skipped = pg_col_i64(res, row, 13);
-    j->counts.canceled = pg_col_i64(res, row, 14);
-    j->created_at = pg_col_i64(res, row, 15);
-    j->started_at = pg_col_i64(res, row, 16);
-    j->last_progress_at = pg_col_i64(res, row, 17);
-    j->completed_at = pg_col_i64(res, row, 18);
-    j->win_at = pg_col_i64(res, row, 19);
-    j->win_done = pg_col_i64(res, row, 20);
-    r->cursor = pg_col_i64(res, row, 21);
-    r->cancel_at = pg_col_i64(res, row, 22);
-    r->last_claim = pg_col_i64(res, row, 23);
-    j->workflow_version = pg_col_i64(res, row, 24);
-    pg_col_copy(res, row, 25, j->parent_job, sizeof j->parent_job);
-    j->priority = (int)pg_col_i64(res, row, 26);
-    j->uses = pg_col_strdup(res, row, 27, NULL);
-    j->seq = r->jid;
-    if (job_terminal(j->status) && j->completed_at > 0 && c->retention_ms > 0)
-        j->expires_at = j->completed_at + c->retention_ms;
+    const struct pg_row at = {res, row};
+    rules_job_read(&pg_cols, &at, c->retention_ms, r);
 }
 
 /* Runs a statement returning JOB_COLS; 1 and [out] r when it returned a row. */
-int pg_job_query(struct conn *c, const char *sql, const struct pg_params *p, struct jobrow *r)
+int pg_job_query(struct conn *c, const char *sql, const struct pg_params *p, struct rules_jobrow *r)
 {
     PGresult *res;
     int rc = pg_exec(c, sql, p, &res);
@@ -80,7 +44,8 @@ int pg_job_query(struct conn *c, const char *sql, const struct pg_params *p, str
 }
 
 /* A visible job of tenant by public id: 1 found, 0 not. `lock`: FOR UPDATE. */
-int pg_job_load(struct conn *c, const char *tenant, const char *job_id, int lock, struct jobrow *r)
+int pg_job_load(struct conn *c, const char *tenant, const char *job_id, int lock,
+                struct rules_jobrow *r)
 {
     struct pg_params p = {0};
     pg_param_str(&p, job_id);
@@ -95,7 +60,8 @@ int pg_job_load(struct conn *c, const char *tenant, const char *job_id, int lock
 
 /* pg_job_load for readers: also a staging retry (status 0 with a parent_job), which
  * store.c shows NotStarted. Writers use pg_job_load and do not see it. */
-int pg_job_load_visible(struct conn *c, const char *tenant, const char *job_id, struct jobrow *r)
+int pg_job_load_visible(struct conn *c, const char *tenant, const char *job_id,
+                        struct rules_jobrow *r)
 {
     struct pg_params p = {0};
     pg_param_str(&p, job_id);
@@ -106,7 +72,7 @@ int pg_job_load_visible(struct conn *c, const char *tenant, const char *job_id, 
                         &p, r);
 }
 
-int pg_job_load_jid(struct conn *c, int64_t jid, struct jobrow *r)
+int pg_job_load_jid(struct conn *c, int64_t jid, struct rules_jobrow *r)
 {
     struct pg_params p = {0};
     pg_param_i64(&p, jid);
@@ -141,7 +107,7 @@ static int job_load_steps(struct conn *c, int64_t jid, struct store_job *j)
 
 /* Writes the whole job row back (the caller holds its lock); a terminal job also
  * queues its completion callback (once: the outbox has one row per job). */
-static int job_save(struct conn *c, const struct jobrow *r)
+static int job_save(struct conn *c, const struct rules_jobrow *r)
 {
     const struct store_job *j = &r->j;
     struct pg_params p = {0};
@@ -171,14 +137,10 @@ static int job_save(struct conn *c, const struct jobrow *r)
                      "win_done = $15, next_idx = $16, cancel_at = $17, last_claim = $18, "
                      "updated_at = $19 WHERE jid = $1",
                      &p, NULL);
-    if (rc < 0 || !job_terminal(j->status))
+    if (rc < 0 || !rules_job_terminal(j->status))
         return rc < 0 ? rc : 0;
-    const char *event = j->status == JOB_SUCCEEDED ? "job.completed"
-                        : j->status == JOB_FAILED  ? "job.failed"
-                                                   : "job.canceled";
-    int bit = j->status == JOB_SUCCEEDED ? STORE_CB_COMPLETED
-              : j->status == JOB_FAILED  ? STORE_CB_FAILED
-                                         : STORE_CB_CANCELED;
+    int bit;
+    const char *event = rules_job_event(j->status, &bit);
     struct pg_params q = {0};
     pg_param_i64(&q, r->jid);
     pg_param_str(&q, event);
@@ -195,38 +157,11 @@ static int job_save(struct conn *c, const struct jobrow *r)
     return rc < 0 ? rc : 0;
 }
 
-/* The job's last transition (see sqlite/jobs.c). 1 when it changed r. */
-static int job_maybe_finish(struct jobrow *r, int64_t now)
-{
-    struct store_job *j = &r->j;
-    if ((j->status == JOB_RUNNING || j->status == JOB_NOT_STARTED) && j->counts.pending == 0 &&
-        j->counts.processing == 0 && r->cursor >= j->counts.total) {
-        if (j->counts.failed == 0) {
-            j->status = JOB_SUCCEEDED;
-            j->outcome = OUTCOME_ALL_SUCCEEDED;
-        } else if (j->counts.succeeded + j->counts.skipped == 0) {
-            j->status = JOB_FAILED;
-            pg_copy_str(j->error_code, sizeof j->error_code, "AllItemsFailed");
-        } else {
-            j->status = JOB_SUCCEEDED;
-            j->outcome = OUTCOME_PARTIALLY_SUCCEEDED;
-        }
-        j->completed_at = now;
-        return 1;
-    }
-    if (j->status == JOB_CANCELING && j->counts.processing == 0) {
-        j->status = JOB_CANCELED;
-        j->completed_at = now;
-        return 1;
-    }
-    return 0;
-}
-
 /* After a relative update of the counts (row r as returned, lock held): finishes the
  * job when its last item is done. */
-int pg_job_finish_if_done(struct conn *c, struct jobrow *r)
+int pg_job_finish_if_done(struct conn *c, struct rules_jobrow *r)
 {
-    if (!job_maybe_finish(r, c->now))
+    if (!rules_job_finish(r, c->now))
         return 0;
     return job_save(c, r);
 }
@@ -415,7 +350,7 @@ static int job_commit_body(struct conn *c, void *vctx)
     struct submit_ctx *x = vctx;
     const struct store_job_meta *m = x->meta;
     int64_t jid = 0, existing = 0;
-    struct jobrow r;
+    struct rules_jobrow r;
     int result = 1;
     int rc = receiving_jid(c, x->job_id, &jid);
     if (rc <= 0)
@@ -500,7 +435,7 @@ int pg_job_commit(void *impl, const char *job_id, const struct store_job_meta *m
 static int job_retry_body(struct conn *c, void *vctx)
 {
     struct submit_ctx *x = vctx;
-    struct jobrow r;
+    struct rules_jobrow r;
     int64_t existing = 0, jid = 0;
     int rc;
     memset(&r, 0, sizeof r);
@@ -519,15 +454,9 @@ static int job_retry_body(struct conn *c, void *vctx)
     rc = pg_job_load(c, x->tenant, x->job_id, 0, &r);
     if (rc <= 0)
         return rc;
-    if (!job_terminal(r.j.status)) {
-        rc = -SLUICE_E_CONFLICT;
+    if ((rc = rules_job_retry_check(&r)) < 0)
         goto out;
-    }
     int64_t n = r.j.counts.failed;
-    if (n == 0) {
-        rc = -SLUICE_E_EMPTY_JOB;
-        goto out;
-    }
     struct pg_params p = {0};
     PGresult *res;
     pg_param_str(&p, x->new_job_id);
@@ -889,9 +818,7 @@ static int sweep_body(struct conn *c, void *vctx)
 int pg_retention_sweep(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
                        size_t max_rows)
 {
-    struct sweep_ctx x = {jobs_completed_before, keys_created_before,
-                          max_rows == 0 ? 1
-                                        : (max_rows > INT32_MAX ? INT32_MAX : (int64_t)max_rows)};
+    struct sweep_ctx x = {jobs_completed_before, keys_created_before, rules_sweep_budget(max_rows)};
     return pg_run_tx(impl, sweep_body, NULL, &x);
 }
 
@@ -922,7 +849,7 @@ static void jobs_out_undo(void *vctx)
 static int job_get_body(struct conn *c, void *vctx)
 {
     struct jobs_ctx *x = vctx;
-    struct jobrow r;
+    struct rules_jobrow r;
     int rc = pg_job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
@@ -944,7 +871,7 @@ static int job_list_body(struct conn *c, void *vctx)
     struct jobs_ctx *x = vctx;
     struct pg_params p = {0};
     PGresult *r;
-    struct jobrow jr;
+    struct rules_jobrow jr;
     pg_param_str(&p, x->tenant);
     pg_param_i64(&p, x->status);
     pg_param_i64(&p, x->before_seq > 0 ? x->before_seq : INT64_MAX);
@@ -978,7 +905,7 @@ int pg_job_list(void *impl, const char *tenant, int status, int64_t before_seq, 
 static int job_cancel_body(struct conn *c, void *vctx)
 {
     struct jobs_ctx *x = vctx;
-    struct jobrow r;
+    struct rules_jobrow r;
     struct pg_params p = {0};
     PGresult *res;
     /* The runnable row first (lock order): no claim moves the cursor meanwhile. */
@@ -994,12 +921,7 @@ static int job_cancel_body(struct conn *c, void *vctx)
     rc = pg_job_load(c, x->tenant, x->job_id, 1, &r);
     if (rc <= 0)
         return rc;
-    if (r.j.status == JOB_NOT_STARTED || r.j.status == JOB_RUNNING) {
-        r.cancel_at = r.cursor;
-        r.j.counts.canceled += r.j.counts.pending;
-        r.j.counts.pending = 0;
-        r.j.status = JOB_CANCELING;
-        job_maybe_finish(&r, c->now);
+    if (rules_job_cancel(&r, c->now)) {
         struct pg_params q = {0};
         pg_param_i64(&q, r.jid);
         if ((rc = job_save(c, &r)) < 0 ||
@@ -1026,12 +948,12 @@ int pg_job_cancel(void *impl, const char *tenant, const char *job_id, struct sto
 static int job_delete_body(struct conn *c, void *vctx)
 {
     struct jobs_ctx *x = vctx;
-    struct jobrow r;
+    struct rules_jobrow r;
     int rc = pg_job_load(c, x->tenant, x->job_id, 1, &r);
     if (rc <= 0)
         return rc;
     store_job_release(&r.j);
-    if (!job_terminal(r.j.status))
+    if (!rules_job_terminal(r.j.status))
         return -SLUICE_E_CONFLICT;
     rc = job_remove(c, r.jid);
     return rc < 0 ? rc : 1;

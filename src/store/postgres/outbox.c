@@ -143,7 +143,7 @@ int pg_delivery_record(void *impl, const struct store_delivery *d,
 static int delivery_list_body(struct conn *c, void *vctx)
 {
     struct outbox_ctx *x = vctx;
-    struct jobrow jr;
+    struct rules_jobrow jr;
     PGresult *r;
     int rc = pg_job_load(c, x->tenant, x->job_id, 0, &jr);
     if (rc <= 0)

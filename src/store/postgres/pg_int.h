@@ -21,18 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/rules.h"
 #include "store/store_int.h"
 #include "util/buf.h"
 
 #define E_SOFT (-10000) /* private: retry the whole transaction */
 #define MAXP 24         /* parameters of one statement */
-
-/* The columns read_job (jobs.c) decodes, in its order. */
-#define JOB_COLS                                                                                   \
-    "jid, id, tenant, workflow, client_reference, status, outcome, error_code, total, pending, "   \
-    "processing, succeeded, failed, skipped, canceled, created_at, started_at, "                   \
-    "last_progress_at, completed_at, win_at, win_done, next_idx, cancel_at, last_claim, "          \
-    "workflow_version, parent_job, priority, uses"
 
 /* ---- connections (conn.c) -------------------------------------------------------- */
 
@@ -98,8 +92,15 @@ int pg_col_isnull(const PGresult *r, int row, int col);
 char *pg_col_strdup(const PGresult *r, int row, int col, size_t *len);
 /* Column col of row row into dst of cap bytes, cut to fit, "" when NULL. */
 void pg_col_copy(const PGresult *r, int row, int col, char *dst, size_t cap);
-/* src (NULL: "") into dst of cap bytes, cut to fit. */
+/* rules_copy_str (rules.h), kept under this backend's prefix for its callers. */
 void pg_copy_str(char *dst, size_t cap, const char *src);
+/* One row of a result, as the column readers of rules.h see it. */
+struct pg_row {
+    const PGresult *res;
+    int row;
+};
+/* The column readers of rules.h over a struct pg_row (the `row`). */
+extern const struct rules_cols pg_cols;
 /* A PostgreSQL array literal ("{1,2}", "{\"a\",NULL}") built in b: pg_arr_begin resets b,
  * pg_arr_strn/pg_arr_str/pg_arr_i64 append an element (a NULL string is SQL NULL), pg_arr_end
  * closes it and returns its text (b's). */
@@ -140,34 +141,27 @@ void pg_watch_stop(struct pg *s);
 
 /* ---- job rows (jobs.c) ----------------------------------------------------------- */
 
-struct jobrow {
-    int64_t jid, cursor, cancel_at, last_claim;
-    struct store_job j;
-};
+/* Job rows are struct rules_jobrow (rules.h), read from JOB_COLS. */
 
 /* Runs a statement returning JOB_COLS: 1 and [out] r (released by the caller with
  * store_job_release(&r->j)) when it returned a row, 0 when not, or an error. */
-int pg_job_query(struct conn *c, const char *sql, const struct pg_params *p, struct jobrow *r);
+int pg_job_query(struct conn *c, const char *sql, const struct pg_params *p,
+                 struct rules_jobrow *r);
 /* A visible job of tenant by public id: 1 found ([out] r), 0 not. lock: FOR UPDATE. */
-int pg_job_load(struct conn *c, const char *tenant, const char *job_id, int lock, struct jobrow *r);
+int pg_job_load(struct conn *c, const char *tenant, const char *job_id, int lock,
+                struct rules_jobrow *r);
 /* pg_job_load for readers: also a staging retry, which store.c shows NotStarted. */
-int pg_job_load_visible(struct conn *c, const char *tenant, const char *job_id, struct jobrow *r);
+int pg_job_load_visible(struct conn *c, const char *tenant, const char *job_id,
+                        struct rules_jobrow *r);
 /* The job row jid ([out] r): 1, or -SLUICE_E_INTERNAL when it is gone. */
-int pg_job_load_jid(struct conn *c, int64_t jid, struct jobrow *r);
+int pg_job_load_jid(struct conn *c, int64_t jid, struct rules_jobrow *r);
 /* After a relative update of the counts (row r as returned, lock held): finishes the
  * job when its last item is done (saving it and queueing its callback). 0 or an error. */
-int pg_job_finish_if_done(struct conn *c, struct jobrow *r);
+int pg_job_finish_if_done(struct conn *c, struct rules_jobrow *r);
 /* Wakes the nodes' watchers at COMMIT (NOTIFY sluice_work). 0 or an error. */
 int pg_notify_work(struct conn *c);
 
 /* ---- documents (docs.c) ---------------------------------------------------------- */
-
-struct doc_result {
-    int64_t version, updated_at;
-    int created;
-    const char *data;
-    size_t data_len;
-};
 
 /* Applies one document change, for store_doc_write and the doc ops of store_complete:
  * 0 applied ([out] w; w->data may point into c->tmp until the next change),
@@ -175,7 +169,8 @@ struct doc_result {
  * -SLUICE_E_PRECONDITION_FAILED or a store error. */
 int pg_doc_apply(struct conn *c, const char *tenant, const char *coll, const char *ref,
                  size_t ref_len, enum store_op op, const char *data, size_t data_len,
-                 int64_t if_match, const char *job_id, int64_t item_index, struct doc_result *w);
+                 int64_t if_match, const char *job_id, int64_t item_index,
+                 struct rules_doc_result *w);
 
 /* ---- the operations (store_postgres_ops) ----------------------------------------- */
 

@@ -1,7 +1,8 @@
 /* claims.c - the work queue of the embedded backend: claiming ranges of items
  * (FAIRNESS below), completing them (with their doc ops and step counts), releasing
- * and settling claims, expiring them at start-up, the store's stats, and the encoding
- * of item events.
+ * and settling claims, expiring them at start-up, and the store's stats. The encoding
+ * of item events, the doc ops' loop (rules_apply_ops) and filling claims are in
+ * rules.c.
  *
  * DESIGN
  * FAIRNESS (store_claim, after expired claims): first the tenant, then its job.
@@ -65,55 +66,6 @@ int sq_expire_claims(void *impl)
     return sq_run_tx(impl, TX_WRITE_BG, claims_expire_body, NULL, NULL);
 }
 
-/* ---- events ---------------------------------------------------------------------- */
-
-/* Appends one event object to b, which holds "[" and zero or more events; step may be
- * NULL (no "step" member). */
-static void event_add(struct buf *b, const char *at, const char *stage, const char *step,
-                      const char *level, const char *code, const char *message)
-{
-    if (b->len > 1)
-        buf_putc(b, ',');
-    buf_puts(b, "{\"at\":\"");
-    buf_puts(b, at);
-    buf_puts(b, "\",\"stage\":");
-    buf_json_str(b, stage, strlen(stage));
-    if (step) {
-        buf_puts(b, ",\"step\":");
-        buf_json_str(b, step, strlen(step));
-    }
-    buf_puts(b, ",\"level\":");
-    buf_json_str(b, level, strlen(level));
-    buf_puts(b, ",\"code\":");
-    buf_json_str(b, code, strlen(code));
-    buf_puts(b, ",\"message\":");
-    buf_json_str(b, message, strlen(message));
-    buf_putc(b, '}');
-}
-
-/* Appends the elements of a JSON array text (the engine's events) to b. */
-static void events_add_array(struct buf *b, const char *arr)
-{
-    if (!arr)
-        return;
-    const char *p = arr, *e = arr + strlen(arr);
-    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-        p++;
-    while (e > p && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\t'))
-        e--;
-    if (e - p < 2 || *p != '[' || e[-1] != ']')
-        return;
-    p++, e--;
-    const char *q0 = p;
-    while (q0 < e && (*q0 == ' ' || *q0 == '\n' || *q0 == '\r' || *q0 == '\t'))
-        q0++;
-    if (q0 == e)
-        return;
-    if (b->len > 1)
-        buf_putc(b, ',');
-    buf_append(b, p, (size_t)(e - p));
-}
-
 /* ---- claims ---------------------------------------------------------------------- */
 
 struct claim_ctx {
@@ -134,7 +86,7 @@ SQ_SQL(sql_items_range, "SELECT k, status, attempts, prev_idx, ref, data FROM it
                         "WHERE k >= ?1 AND k < ?2 ORDER BY k");
 
 /* Pending items of [lo, hi) of job r, copied: the items a claim still owes. */
-static int pending_in_range(struct sq_conn *c, const struct jobrow *r, int64_t lo, int64_t hi,
+static int pending_in_range(struct sq_conn *c, const struct rules_jobrow *r, int64_t lo, int64_t hi,
                             struct store_claim_item **items, size_t *n)
 {
     sqlite3_stmt *s;
@@ -161,21 +113,6 @@ static int pending_in_range(struct sq_conn *c, const struct jobrow *r, int64_t l
     }
     sqlite3_reset(s);
     return rc;
-}
-
-/* Frees the strings of items[0..n), not the array. */
-static void claim_items_clear(struct store_claim_item *items, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(items[i].ref);
-        free(items[i].data);
-    }
-}
-
-static void claim_items_free(struct store_claim_item *items, size_t n)
-{
-    claim_items_clear(items, n);
-    free(items);
 }
 
 /* ?7: a JSON array text of events to append, or NULL. */
@@ -247,24 +184,6 @@ static int claim_delete(struct sq_conn *c, int64_t claim_id)
     return rc < 0 ? rc : 0;
 }
 
-static void fill_claim(struct store_claim *out, const struct jobrow *r, int64_t claim_id,
-                       const char *token, int64_t lo, int64_t hi, int64_t now, int64_t lease_until,
-                       struct store_claim_item *items, size_t n)
-{
-    memset(out, 0, sizeof *out);
-    out->claim_id = claim_id;
-    sq_copy_str(out->token, sizeof out->token, token);
-    sq_copy_str(out->job_id, sizeof out->job_id, r->j.id);
-    sq_copy_str(out->tenant, sizeof out->tenant, r->j.tenant);
-    sq_copy_str(out->workflow, sizeof out->workflow, r->j.workflow);
-    out->from = lo;
-    out->to = hi;
-    out->claimed_at = now;
-    out->lease_until = lease_until;
-    out->n = n;
-    out->items = items;
-}
-
 /* Settles a claim whose holder is gone (lease expired, or released): on a canceling
  * or canceled job its pending items become Canceled; otherwise, unless released,
  * each counts the lost attempt (LeaseExpired event) and fails with
@@ -275,7 +194,7 @@ static int settle_claim(struct sq_conn *c, int64_t claim_id, int64_t jid, int64_
                         int released, int max_attempts, int64_t lease_ms, int64_t now,
                         struct store_claim *out)
 {
-    struct jobrow r;
+    struct rules_jobrow r;
     struct store_claim_item *items = NULL;
     size_t n = 0, kept = 0;
     char token[STORE_ID_MAX], msg[128], ts[25];
@@ -303,11 +222,11 @@ static int settle_claim(struct sq_conn *c, int64_t claim_id, int64_t jid, int64_
             buf_putc(&c->ev, '[');
             snprintf(msg, sizeof msg, "lease expired on attempt %d; item given to another worker",
                      it->attempts);
-            event_add(&c->ev, ts, "claim", NULL, "warn", "LeaseExpired", msg);
+            rules_event_add(&c->ev, ts, "claim", NULL, "warn", "LeaseExpired", msg);
             if (max_attempts > 0 && it->attempts >= max_attempts) {
                 snprintf(msg, sizeof msg, "abandoned after %d attempts", it->attempts);
-                event_add(&c->ev, ts, "claim", NULL, "error",
-                          sluice_err_code(SLUICE_E_MAX_ATTEMPTS), msg);
+                rules_event_add(&c->ev, ts, "claim", NULL, "error",
+                                sluice_err_code(SLUICE_E_MAX_ATTEMPTS), msg);
                 buf_putc(&c->ev, ']');
                 rc = item_set(c, k, ITEM_FAILED, 1, NULL, sluice_err_code(SLUICE_E_MAX_ATTEMPTS),
                               msg, NULL, NULL, &c->ev, now);
@@ -336,8 +255,8 @@ static int settle_claim(struct sq_conn *c, int64_t claim_id, int64_t jid, int64_
             goto out;
         if ((rc = sq_job_save(c, &r, now)) < 0)
             goto out;
-        claim_items_clear(items + kept, n - kept);
-        fill_claim(out, &r, claim_id, token, lo, hi, now, now + lease_ms, items, kept);
+        rules_claim_items_clear(items + kept, n - kept);
+        rules_claim_fill(out, &r, claim_id, token, lo, hi, now, now + lease_ms, items, kept);
         items = NULL;
         n = 0;
         rc = 1;
@@ -350,10 +269,10 @@ static int settle_claim(struct sq_conn *c, int64_t claim_id, int64_t jid, int64_
     if ((rc = claim_delete(c, claim_id)) < 0)
         goto out;
     r.j.last_progress_at = now;
-    sq_job_maybe_finish(&r, now);
+    rules_job_finish(&r, now);
     rc = sq_job_save(c, &r, now);
 out:
-    claim_items_free(items, n);
+    rules_claim_items_free(items, n);
     store_job_release(&r.j);
     return rc;
 }
@@ -366,7 +285,7 @@ SQ_SQL(sql_claim_insert,
 /* A new range from the cursor of job jid: 1 claimed into out, 0 nothing runnable. */
 static int claim_new_range(struct sq_conn *c, int64_t jid, const struct claim_ctx *x, int64_t now)
 {
-    struct jobrow r;
+    struct rules_jobrow r;
     sqlite3_stmt *s, *ps;
     struct store_claim_item *items = NULL;
     size_t n = 0, cap = 0;
@@ -374,13 +293,9 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct claim_ct
     int rc = sq_job_load_jid(c, jid, &r);
     if (rc < 0)
         return rc;
-    rc = 0;
-    if ((r.j.status != JOB_NOT_STARTED && r.j.status != JOB_RUNNING) ||
-        r.cursor >= r.j.counts.total)
+    int64_t lo, hi;
+    if ((rc = rules_claim_range(&r, x->max_items, &lo, &hi)) == 0)
         goto out;
-    int64_t lo = r.cursor, hi = r.cursor + (int64_t)x->max_items;
-    if (hi > r.j.counts.total)
-        hi = r.j.counts.total;
     if ((rc = sq_q(c, &sql_items_range, &s)) < 0)
         goto out;
     sqlite3_bind_int64(s, 1, KEY(jid, lo));
@@ -415,17 +330,8 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct claim_ct
     sqlite3_reset(s);
     if (rc < 0 || n == 0)
         goto out;
-    if (x->gate) {
-        /* The scheduler's limits: a shorter range, or none from this job now. */
-        size_t granted =
-            x->gate->admit(x->gate->ctx, r.j.tenant, r.j.id, r.j.uses ? r.j.uses : "", n);
-        if (granted < n) {
-            claim_items_clear(items + granted, n - granted);
-            n = granted;
-        }
-        if (n == 0)
-            goto out;
-    }
+    if ((n = rules_claim_admit(x->gate, &r, items, n)) == 0)
+        goto out;
     hi = lo + (int64_t)n;
     if ((rc = ids_random("lt_", 24, token)) < 0)
         goto out;
@@ -455,12 +361,12 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct claim_ct
     r.last_claim = claim_id;
     if ((rc = sq_job_save(c, &r, now)) < 0)
         goto out;
-    fill_claim(x->out, &r, claim_id, token, lo, hi, now, now + x->lease_ms, items, n);
+    rules_claim_fill(x->out, &r, claim_id, token, lo, hi, now, now + x->lease_ms, items, n);
     items = NULL;
     n = 0;
     rc = 1;
 out:
-    claim_items_free(items, n);
+    rules_claim_items_free(items, n);
     store_job_release(&r.j);
     return rc;
 }
@@ -613,67 +519,14 @@ static int claim_check(struct sq_conn *c, const struct store_claim *cl, int64_t 
     return rc;
 }
 
-static const struct store_claim_item *claim_find(const struct store_claim *cl, int64_t index)
+/* rules_apply_ops' doc_apply: sq_doc_apply on the completing connection. */
+static int apply_doc(void *conn, const char *tenant, const char *coll, const char *ref,
+                     size_t ref_len, enum store_op op, const char *data, size_t data_len,
+                     const char *job_id, int64_t item_index, int64_t now,
+                     struct rules_doc_result *w)
 {
-    size_t lo = 0, hi = cl->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (cl->items[mid].index < index)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < cl->n && cl->items[lo].index == index ? &cl->items[lo] : NULL;
-}
-
-/* Applies the doc ops of outcome o (claimed item ci of job r) in order, appending an
- * "apply" event per op to c->ev and writing each op's [out] fields. 0 all applied
- * (c->res holds the last op's result JSON), 1 an op could not apply (its error is set,
- * msg holds the message; later ops are not applied), or a store error. */
-static int apply_ops(struct sq_conn *c, const struct jobrow *r, const struct store_claim_item *ci,
-                     struct store_outcome *o, int64_t now, const char *ts, char *msg, size_t cap)
-{
-    struct doc_result w;
-    for (size_t j = 0; j < o->nops; j++) {
-        struct store_doc_op *op = &o->ops[j];
-        const char *coll = op->collection ? op->collection : "";
-        const char *ref = op->ref ? op->ref : ci->ref;
-        size_t ref_len = strlen(ref);
-        int rc =
-            sq_doc_apply(c, r->j.tenant, coll, ref, ref_len, op->op, op->data ? op->data : ci->data,
-                         op->data ? op->data_len : ci->data_len, -1, r->j.id, o->index, now, &w);
-        if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA ||
-            rc == -SLUICE_E_ITEM_TOO_LARGE) {
-            op->error = rc;
-            if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
-                snprintf(msg, cap, "%s/%s does not exist", coll, ref);
-            else if (rc == -SLUICE_E_ITEM_TOO_LARGE)
-                snprintf(msg, cap, "%s/%s would be larger than %zu bytes after the %s", coll, ref,
-                         c->max_doc_bytes, op->op == STORE_OP_PATCH ? "patch" : "upsert");
-            else
-                snprintf(msg, cap, "%s/%s: data cannot be applied as %s", coll, ref,
-                         op->op == STORE_OP_PATCH ? "a merge patch" : "a document");
-            event_add(&c->ev, ts, "apply", op->step, "error", sluice_err_code(rc), msg);
-            return 1;
-        }
-        if (rc < 0)
-            return rc;
-        op->version = w.version;
-        op->created = w.created;
-        snprintf(msg, cap, "%s/%s %sversion %lld", coll, ref,
-                 op->op == STORE_OP_DELETE ? "deleted, " : "", (long long)w.version);
-        event_add(&c->ev, ts, "apply", op->step, "info", "VersionWritten", msg);
-        if (j + 1 == o->nops) {
-            buf_reset(&c->res);
-            buf_puts(&c->res, "{\"collection\":");
-            buf_json_str(&c->res, coll, strlen(coll));
-            buf_puts(&c->res, ",\"ref\":");
-            buf_json_str(&c->res, ref, ref_len);
-            buf_printf(&c->res, ",\"version\":%lld,\"created\":%s}", (long long)w.version,
-                       w.created ? "true" : "false");
-        }
-    }
-    return 0;
+    return sq_doc_apply(conn, tenant, coll, ref, ref_len, op, data, data_len, -1, job_id,
+                        item_index, now, w);
 }
 
 SQ_SQL(sql_steps_add, "INSERT INTO job_steps(jid, step, passed, failed, skipped) "
@@ -708,40 +561,34 @@ static int complete_body(struct sq_conn *c, void *vctx)
 {
     struct claim_ctx *x = vctx;
     const struct store_claim *cl = x->c;
-    struct jobrow r;
+    struct rules_jobrow r;
     int64_t jid = 0, lo = 0, hi = 0, remaining = 0, now = clock_now_ms();
     int64_t done = 0;
     char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
     int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
     clock_fmt_ms(now, ts); /* one timestamp for all events of this call */
-    /* The ops' [out] fields start empty; apply_ops() fills those of the ops it runs. */
-    for (size_t i = 0; i < x->n; i++) {
-        for (size_t j = 0; j < x->outs[i].nops; j++) {
-            x->outs[i].ops[j].version = 0;
-            x->outs[i].ops[j].created = 0;
-            x->outs[i].ops[j].error = 0;
-        }
-    }
+    const struct rules_apply ap = {apply_doc, c, &c->ev, &c->res, c->max_doc_bytes, now, ts};
+    /* The ops' [out] fields start empty; rules_apply_ops() fills those of the ops it runs. */
+    rules_outcomes_reset(x->outs, x->n);
     if (rc <= 0)
         return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
     if ((rc = sq_job_load_jid(c, jid, &r)) < 0)
         return rc;
     for (size_t i = 0; i < x->n; i++) {
         struct store_outcome *o = &x->outs[i];
-        const struct store_claim_item *ci = claim_find(cl, o->index);
-        int status = o->status;
-        const char *result = o->result, *code = o->error_code, *message = o->error_message;
-        const char *failed_step = o->failed_step;
+        const struct store_claim_item *ci = rules_claim_find(cl, o->index);
+        struct rules_item_end e;
+        int ops_rc = -1;
         if (!ci || o->index < lo || o->index >= hi)
             continue; /* not an item this claim owes */
-        if (status != ITEM_SUCCEEDED && status != ITEM_FAILED && status != ITEM_SKIPPED) {
+        if (!rules_outcome_valid(o)) {
             rc = -SLUICE_E_INVALID_PARAMETER;
             goto out;
         }
         int64_t k = KEY(jid, o->index);
         buf_reset(&c->ev);
         buf_putc(&c->ev, '[');
-        events_add_array(&c->ev, o->events);
+        rules_events_add_array(&c->ev, o->events);
         if (o->nops > 0) { /* whatever the status: the caller passes only the ops of
                               steps the item got through (see store.h) */
             sqlite3_stmt *s;
@@ -755,39 +602,19 @@ static int complete_body(struct sq_conn *c, void *vctx)
                 goto out;
             if (st != ITEM_PENDING)
                 continue; /* already finished by an earlier call */
-            rc = apply_ops(c, &r, ci, o, now, ts, msg, sizeof msg);
-            if (rc < 0)
+            if ((rc = ops_rc = rules_apply_ops(&ap, &r, ci, o, msg, sizeof msg)) < 0)
                 goto out;
-            if (rc == 1) { /* ops applied before the failing one stay (see DESIGN) */
-                status = ITEM_FAILED;
-                result = NULL;
-                for (size_t j = 0; j < o->nops; j++)
-                    if (o->ops[j].error) {
-                        code = sluice_err_code(o->ops[j].error);
-                        failed_step = o->ops[j].step;
-                        break;
-                    }
-                message = msg;
-            } else if (!result && status != ITEM_FAILED) {
-                result = buf_cstr(&c->res);
-            }
         }
         buf_putc(&c->ev, ']');
-        if (status == ITEM_SUCCEEDED)
-            code = message = failed_step = NULL;
-        rc =
-            item_set(c, k, status, 1, result, code, message, failed_step, o->warnings, &c->ev, now);
+        rules_item_end(&e, o, ops_rc, buf_cstr(&c->res), msg);
+        rc = item_set(c, k, e.status, 1, e.result, e.code, e.message, e.failed_step, o->warnings,
+                      &c->ev, now);
         if (rc < 0)
             goto out;
         if (rc == 0)
             continue;
         done++;
-        if (status == ITEM_SUCCEEDED)
-            r.j.counts.succeeded++;
-        else if (status == ITEM_FAILED)
-            r.j.counts.failed++;
-        else
-            r.j.counts.skipped++;
+        rules_count_end(&r.j.counts, e.status);
     }
     rc = 0;
     if (done == 0)
@@ -799,7 +626,7 @@ static int complete_body(struct sq_conn *c, void *vctx)
         r.j.win_at = now;
         r.j.win_done = finished;
     }
-    sq_job_maybe_finish(&r, now);
+    rules_job_finish(&r, now);
     if ((rc = sq_job_save(c, &r, now)) < 0)
         goto out;
     if ((rc = steps_add(c, jid, x->steps, x->nsteps)) < 0)
@@ -826,16 +653,8 @@ int sq_complete(void *impl, const struct store_claim *c, struct store_outcome *o
     struct claim_ctx x = {.c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
     int rc = sq_run_tx(impl, TX_WRITE_BG, complete_body, NULL, &x);
     /* An op that could not apply failed its item: tell the caller (see store.h). */
-    for (size_t i = 0; rc >= 0 && i < n; i++) {
-        for (size_t j = 0; j < outs[i].nops; j++) {
-            if (outs[i].ops[j].error) {
-                outs[i].status = ITEM_FAILED;
-                outs[i].error_code = sluice_err_code(outs[i].ops[j].error);
-                outs[i].failed_step = outs[i].ops[j].step;
-                break;
-            }
-        }
-    }
+    if (rc >= 0)
+        rules_outcomes_settle(outs, n);
     return rc;
 }
 
@@ -843,7 +662,7 @@ static int release_body(struct sq_conn *c, void *vctx)
 {
     struct claim_ctx *x = vctx;
     const struct store_claim *cl = x->c;
-    struct jobrow r;
+    struct rules_jobrow r;
     int64_t jid = 0, lo = 0, hi = 0, remaining = 0, now = clock_now_ms();
     int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
     if (rc <= 0)

@@ -200,13 +200,26 @@ void sq_col_copy(sqlite3_stmt *s, int i, char *dst, size_t cap)
 
 void sq_copy_str(char *dst, size_t cap, const char *src)
 {
-    size_t n = src ? strlen(src) : 0;
-    if (n >= cap)
-        n = cap - 1;
-    if (n)
-        memcpy(dst, src, n);
-    dst[n] = '\0';
+    rules_copy_str(dst, cap, src);
 }
+
+/* sq_cols: rules.c reads rows through these; row is the stepped sqlite3_stmt. */
+static int64_t cols_i64(const void *row, int col)
+{
+    return sqlite3_column_int64((sqlite3_stmt *)row, col);
+}
+
+static void cols_copy(const void *row, int col, char *dst, size_t cap)
+{
+    sq_col_copy((sqlite3_stmt *)row, col, dst, cap);
+}
+
+static char *cols_dup(const void *row, int col, size_t *len)
+{
+    return sq_col_dup((sqlite3_stmt *)row, col, len);
+}
+
+const struct rules_cols sq_cols = {.i64 = cols_i64, .copy = cols_copy, .dup = cols_dup};
 
 static void conn_free(struct sq_conn *c)
 {

@@ -25,7 +25,7 @@ SQ_SQL(sql_doc_put, "INSERT INTO docs(tenant, collection, ref, data, version, de
 int sq_doc_apply(struct sq_conn *c, const char *tenant, const char *coll, const char *ref,
                  size_t ref_len, enum store_op op, const char *data, size_t data_len,
                  int64_t if_match, const char *job_id, int64_t item_index, int64_t now,
-                 struct doc_result *w)
+                 struct rules_doc_result *w)
 {
     sqlite3_stmt *s;
     int64_t version = 0;
@@ -46,42 +46,10 @@ int sq_doc_apply(struct sq_conn *c, const char *tenant, const char *coll, const 
     if (if_match >= 0 && if_match != (live ? version : 0))
         goto out;
     memset(w, 0, sizeof *w);
-    switch (op) {
-    case STORE_OP_UPSERT:
-        rc = -SLUICE_E_INVALID_DATA;
-        if (!data)
-            goto out;
-        w->data = data;
-        w->data_len = data_len;
-        break;
-    case STORE_OP_PATCH: {
-        rc = -SLUICE_E_DOCUMENT_NOT_FOUND;
-        if (!live)
-            goto out;
-        rc = -SLUICE_E_INVALID_DATA;
-        const char *cd = (const char *)sqlite3_column_text(s, 0);
-        if (!data || !cd)
-            goto out;
-        if ((rc = store_doc_merge(cd, (size_t)sqlite3_column_bytes(s, 0), data, data_len,
-                                  &c->tmp)) < 0)
-            goto out;
-        w->data = buf_cstr(&c->tmp);
-        w->data_len = c->tmp.len;
-        break;
-    }
-    case STORE_OP_DELETE:
-        rc = -SLUICE_E_DOCUMENT_NOT_FOUND;
-        if (!live)
-            goto out;
-        break;
-    default:
-        rc = -SLUICE_E_INVALID_PARAMETER;
-        goto out;
-    }
-    /* Checked on the result, not the request: two patches within the limit each must
-     * not leave a document twice its size. */
-    rc = -SLUICE_E_ITEM_TOO_LARGE;
-    if (op != STORE_OP_DELETE && w->data_len > c->max_doc_bytes)
+    const char *cur = op == STORE_OP_PATCH && live ? (const char *)sqlite3_column_text(s, 0) : NULL;
+    size_t cur_len = cur ? (size_t)sqlite3_column_bytes(s, 0) : 0;
+    if ((rc = rules_doc_change(op, data, data_len, live, cur, cur_len, &c->tmp, c->max_doc_bytes,
+                               w)) < 0)
         goto out;
     sqlite3_reset(s);
     w->version = version + 1;
@@ -117,16 +85,6 @@ struct doc_ctx {
     struct store_doc *list;
     size_t n;
 };
-
-static void read_doc(sqlite3_stmt *s, int first, struct store_doc *d)
-{
-    /* columns from `first`: data, version, updated_at, job_id, item_index */
-    d->data = sq_col_dup(s, first, &d->data_len);
-    d->version = sqlite3_column_int64(s, first + 1);
-    d->updated_at = sqlite3_column_int64(s, first + 2);
-    sq_col_copy(s, first + 3, d->job_id, sizeof d->job_id);
-    d->item_index = sqlite3_column_int64(s, first + 4);
-}
 
 static int doc_get_body(struct sq_conn *c, void *vctx)
 {
@@ -171,7 +129,7 @@ int sq_doc_get(void *impl, const char *tenant, const char *collection, const cha
 static int doc_write_body(struct sq_conn *c, void *vctx)
 {
     struct doc_ctx *x = vctx;
-    struct doc_result w;
+    struct rules_doc_result w;
     int rc = sq_doc_apply(c, x->tenant, x->coll, x->ref, strlen(x->ref), x->op, x->data,
                           x->data_len, x->if_match, "", -1, clock_now_ms(), &w);
     if (rc < 0)
@@ -226,7 +184,7 @@ static int doc_list_body(struct sq_conn *c, void *vctx)
     while (x->n < x->limit && (rc = sq_step(s)) == 1) {
         struct store_doc *d = &x->list[x->n++];
         d->ref = sq_col_dup(s, 0, NULL);
-        read_doc(s, 1, d);
+        rules_doc_read(&sq_cols, s, 1, d); /* data, version, updated_at, job_id, item_index */
     }
     if (rc < 0) {
         store_docs_free(x->list, x->n);

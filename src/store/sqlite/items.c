@@ -1,5 +1,6 @@
 /* items.c - reading items in the embedded backend. An item's Processing and Canceled
- * are derived from its job's cursor and cancel point (effective_status), not stored. */
+ * are derived from its job's cursor and cancel point (rules_item_status, and EFFECTIVE
+ * below in SQL), not stored. */
 #include <string.h>
 
 #include "store/sqlite/sqlite_int.h"
@@ -33,37 +34,11 @@ struct items_ctx {
     "(?3 IS NULL OR ref = ?3) AND (?9 IS NULL OR failed_step = ?9) "                               \
     "AND (?10 IS NULL OR error_code = ?10)"
 
-static int effective_status(int stored, int64_t idx, const struct jobrow *r)
-{
-    if (stored != ITEM_PENDING)
-        return stored;
-    if (r->cancel_at >= 0 && idx >= r->cancel_at)
-        return ITEM_CANCELED;
-    if (idx < r->cursor)
-        return ITEM_PROCESSING;
-    return ITEM_PENDING;
-}
-
 /* Fills it from a row of ITEM_LIST_COLS. */
-static void read_item(sqlite3_stmt *s, const struct jobrow *r, int with_data, struct store_item *it)
+static void read_item(sqlite3_stmt *s, const struct rules_jobrow *r, int with_data,
+                      struct store_item *it)
 {
-    memset(it, 0, sizeof *it);
-    it->index = sqlite3_column_int64(s, 0) - KEY(r->jid, 0);
-    it->status = effective_status(sqlite3_column_int(s, 1), it->index, r);
-    it->attempts = sqlite3_column_int(s, 2);
-    it->ref = sq_col_dup(s, 3, NULL);
-    if (with_data)
-        it->data = sq_col_dup(s, 4, &it->data_len);
-    it->result = sq_col_dup(s, 5, NULL);
-    sq_col_copy(s, 6, it->error_code, sizeof it->error_code);
-    it->error_message = sq_col_dup(s, 7, NULL);
-    it->created_at = r->j.created_at;
-    it->updated_at = sqlite3_column_int64(s, 8);
-    if (!it->updated_at)
-        it->updated_at = it->created_at;
-    sq_col_copy(s, 9, it->failed_step, sizeof it->failed_step);
-    it->warnings = sq_col_dup(s, 10, NULL);
-    it->parent_index = sqlite3_column_int64(s, 11);
+    rules_item_read(&sq_cols, s, r, sqlite3_column_int64(s, 0) - KEY(r->jid, 0), with_data, it);
 }
 
 SQ_SQL(sql_item_get, "SELECT " ITEM_LIST_COLS ", events FROM items WHERE k = ?1");
@@ -71,7 +46,7 @@ SQ_SQL(sql_item_get, "SELECT " ITEM_LIST_COLS ", events FROM items WHERE k = ?1"
 static int item_get_body(struct sq_conn *c, void *vctx)
 {
     struct items_ctx *x = vctx;
-    struct jobrow r;
+    struct rules_jobrow r;
     sqlite3_stmt *s;
     int rc = sq_job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
@@ -120,7 +95,7 @@ SQ_SQL(sql_item_list_failed, "SELECT " ITEM_LIST_COLS " FROM items "
 static int item_list_body(struct sq_conn *c, void *vctx)
 {
     struct items_ctx *x = vctx;
-    struct jobrow r;
+    struct rules_jobrow r;
     sqlite3_stmt *s;
     int rc = sq_job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)

@@ -1,7 +1,8 @@
 /* jobs.c - jobs in the embedded backend: submitting (begin, add items, commit),
  * idempotency keys, retries and their staging, aborts and the garbage of uploads,
- * retention, reading, canceling and deleting; and the job row (read, load, save, its
- * last transition) that items.c, claims.c and outbox.c use.
+ * retention, reading, canceling and deleting; and loading and saving the job row
+ * (struct rules_jobrow; its decoding and last transition are in rules.c) that items.c,
+ * claims.c and outbox.c use.
  *
  * DESIGN
  * Retention: store_retention_sweep removes expired terminal jobs a bounded number of
@@ -27,55 +28,16 @@
 
 /* ---- job rows -------------------------------------------------------------------- */
 
-static int job_terminal(int status);
-
-#define JOB_COLS                                                                                   \
-    "jid, id, tenant, workflow, client_reference, status, outcome, error_code, total, pending, "   \
-    "processing, succeeded, failed, skipped, canceled, created_at, started_at, "                   \
-    "last_progress_at, completed_at, win_at, win_done, next_idx, cancel_at, last_claim, "          \
-    "workflow_version, parent_job, priority, uses"
-
-static void read_job(const struct sq_conn *c, sqlite3_stmt *s, struct jobrow *r)
+/* Fills r from a row of JOB_COLS (rules.h) at column 0. */
+static void read_job(const struct sq_conn *c, sqlite3_stmt *s, struct rules_jobrow *r)
 {
-    struct store_job *j = &r->j;
-    memset(r, 0, sizeof *r);
-    r->jid = sqlite3_column_int64(s, 0);
-    sq_col_copy(s, 1, j->id, sizeof j->id);
-    sq_col_copy(s, 2, j->tenant, sizeof j->tenant);
-    sq_col_copy(s, 3, j->workflow, sizeof j->workflow);
-    j->client_reference = sq_col_dup(s, 4, NULL);
-    j->status = sqlite3_column_int(s, 5);
-    j->outcome = sqlite3_column_int(s, 6);
-    sq_col_copy(s, 7, j->error_code, sizeof j->error_code);
-    j->counts.total = sqlite3_column_int64(s, 8);
-    j->counts.pending = sqlite3_column_int64(s, 9);
-    j->counts.processing = sqlite3_column_int64(s, 10);
-    j->counts.succeeded = sqlite3_column_int64(s, 11);
-    j->counts.failed = sqlite3_column_int64(s, 12);
-    j->counts.skipped = sqlite3_column_int64(s, 13);
-    j->counts.canceled = sqlite3_column_int64(s, 14);
-    j->created_at = sqlite3_column_int64(s, 15);
-    j->started_at = sqlite3_column_int64(s, 16);
-    j->last_progress_at = sqlite3_column_int64(s, 17);
-    j->completed_at = sqlite3_column_int64(s, 18);
-    j->win_at = sqlite3_column_int64(s, 19);
-    j->win_done = sqlite3_column_int64(s, 20);
-    r->cursor = sqlite3_column_int64(s, 21);
-    r->cancel_at = sqlite3_column_int64(s, 22);
-    r->last_claim = sqlite3_column_int64(s, 23);
-    j->workflow_version = sqlite3_column_int64(s, 24);
-    sq_col_copy(s, 25, j->parent_job, sizeof j->parent_job);
-    j->priority = sqlite3_column_int(s, 26);
-    j->uses = sq_col_dup(s, 27, NULL);
-    j->seq = r->jid;
-    if (job_terminal(j->status) && j->completed_at > 0 && c->retention_ms > 0)
-        j->expires_at = j->completed_at + c->retention_ms;
+    rules_job_read(&sq_cols, s, c->retention_ms, r);
 }
 
 SQ_SQL(sql_job_by_id, "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND tenant = ?2 AND status > 0");
 
 /* Loads a visible job of tenant by public id: 1 found, 0 not. */
-int sq_job_load(struct sq_conn *c, const char *tenant, const char *job_id, struct jobrow *r)
+int sq_job_load(struct sq_conn *c, const char *tenant, const char *job_id, struct rules_jobrow *r)
 {
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_job_by_id, &s);
@@ -96,7 +58,8 @@ SQ_SQL(sql_job_by_id_staging, "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND t
 
 /* sq_job_load for readers: also a staging retry (status 0 with a parent_job), which
  * store.c shows NotStarted. Writers use sq_job_load and do not see it. */
-int sq_job_load_visible(struct sq_conn *c, const char *tenant, const char *job_id, struct jobrow *r)
+int sq_job_load_visible(struct sq_conn *c, const char *tenant, const char *job_id,
+                        struct rules_jobrow *r)
 {
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_job_by_id_staging, &s);
@@ -113,7 +76,7 @@ int sq_job_load_visible(struct sq_conn *c, const char *tenant, const char *job_i
 
 SQ_SQL(sql_job_by_jid, "SELECT " JOB_COLS " FROM jobs WHERE jid = ?1");
 
-int sq_job_load_jid(struct sq_conn *c, int64_t jid, struct jobrow *r)
+int sq_job_load_jid(struct sq_conn *c, int64_t jid, struct rules_jobrow *r)
 {
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_job_by_jid, &s);
@@ -171,7 +134,7 @@ SQ_SQL(sql_outbox_add, "INSERT OR IGNORE INTO outbox(id, jid, tenant, job_id, ev
 
 /* Writes the job row back; when the job is terminal, also queues its completion
  * callback (once: later saves of a terminal job add nothing). */
-int sq_job_save(struct sq_conn *c, const struct jobrow *r, int64_t now)
+int sq_job_save(struct sq_conn *c, const struct rules_jobrow *r, int64_t now)
 {
     const struct store_job *j = &r->j;
     sqlite3_stmt *s;
@@ -197,16 +160,12 @@ int sq_job_save(struct sq_conn *c, const struct jobrow *r, int64_t now)
     sqlite3_bind_int64(s, 17, r->cancel_at);
     sqlite3_bind_int64(s, 18, r->last_claim);
     sqlite3_bind_int64(s, 19, now);
-    if ((rc = sq_step(s)) < 0 || !job_terminal(j->status))
+    if ((rc = sq_step(s)) < 0 || !rules_job_terminal(j->status))
         return rc < 0 ? rc : 0;
     /* Every transition to a terminal state goes through here: the callback owed for it
      * is queued in the same transaction (see COMPLETION CALLBACKS in store.h). */
-    const char *event = j->status == JOB_SUCCEEDED ? "job.completed"
-                        : j->status == JOB_FAILED  ? "job.failed"
-                                                   : "job.canceled";
-    int bit = j->status == JOB_SUCCEEDED ? STORE_CB_COMPLETED
-              : j->status == JOB_FAILED  ? STORE_CB_FAILED
-                                         : STORE_CB_CANCELED;
+    int bit;
+    const char *event = rules_job_event(j->status, &bit);
     if ((rc = sq_q(c, &sql_outbox_add, &s)) < 0)
         return rc;
     sqlite3_bind_int64(s, 1, r->jid);
@@ -215,35 +174,6 @@ int sq_job_save(struct sq_conn *c, const struct jobrow *r, int64_t now)
     sqlite3_bind_int64(s, 4, now);
     rc = sq_step(s);
     return rc < 0 ? rc : 0;
-}
-
-/* The job's last transition: Running with nothing left -> Succeeded/Failed;
- * Canceling with nothing in flight -> Canceled. */
-void sq_job_maybe_finish(struct jobrow *r, int64_t now)
-{
-    struct store_job *j = &r->j;
-    if ((j->status == JOB_RUNNING || j->status == JOB_NOT_STARTED) && j->counts.pending == 0 &&
-        j->counts.processing == 0 && r->cursor >= j->counts.total) {
-        if (j->counts.failed == 0) {
-            j->status = JOB_SUCCEEDED;
-            j->outcome = OUTCOME_ALL_SUCCEEDED;
-        } else if (j->counts.succeeded + j->counts.skipped == 0) {
-            j->status = JOB_FAILED;
-            sq_copy_str(j->error_code, sizeof j->error_code, "AllItemsFailed");
-        } else {
-            j->status = JOB_SUCCEEDED;
-            j->outcome = OUTCOME_PARTIALLY_SUCCEEDED;
-        }
-        j->completed_at = now;
-    } else if (j->status == JOB_CANCELING && j->counts.processing == 0) {
-        j->status = JOB_CANCELED;
-        j->completed_at = now;
-    }
-}
-
-static int job_terminal(int status)
-{
-    return status == JOB_SUCCEEDED || status == JOB_FAILED || status == JOB_CANCELED;
 }
 
 /* ---- submitting ------------------------------------------------------------------ */
@@ -436,7 +366,7 @@ static int job_commit_body(struct sq_conn *c, void *vctx)
     sqlite3_stmt *s;
     int64_t jid = 0, existing = 0;
     int64_t now = clock_now_ms();
-    struct jobrow r;
+    struct rules_jobrow r;
     int result = 1;
     int rc = receiving_jid(c, x->job_id, &jid);
     if (rc <= 0)
@@ -515,7 +445,7 @@ SQ_SQL(sql_retry_items,
 static int job_retry_body(struct sq_conn *c, void *vctx)
 {
     struct submit_ctx *x = vctx;
-    struct jobrow r;
+    struct rules_jobrow r;
     sqlite3_stmt *s;
     int64_t now = clock_now_ms(), existing = 0;
     int rc;
@@ -534,15 +464,9 @@ static int job_retry_body(struct sq_conn *c, void *vctx)
     rc = sq_job_load(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
-    if (!job_terminal(r.j.status)) {
-        rc = -SLUICE_E_CONFLICT;
+    if ((rc = rules_job_retry_check(&r)) < 0)
         goto out;
-    }
     int64_t n = r.j.counts.failed; /* counts move with the rows: this is the row count */
-    if (n == 0) {
-        rc = -SLUICE_E_EMPTY_JOB;
-        goto out;
-    }
     if ((rc = sq_q(c, &sql_retry_job_insert, &s)) < 0)
         goto out;
     sq_bind_str(s, 1, x->new_job_id);
@@ -913,9 +837,7 @@ static int sweep_body(struct sq_conn *c, void *vctx)
 int sq_retention_sweep(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
                        size_t max_rows)
 {
-    struct sweep_ctx x = {jobs_completed_before, keys_created_before,
-                          max_rows == 0 ? 1
-                                        : (max_rows > INT32_MAX ? INT32_MAX : (int64_t)max_rows)};
+    struct sweep_ctx x = {jobs_completed_before, keys_created_before, rules_sweep_budget(max_rows)};
     return sq_run_tx(impl, TX_WRITE_BG, sweep_body, NULL, &x);
 }
 
@@ -934,7 +856,7 @@ struct jobs_ctx {
 static int job_get_body(struct sq_conn *c, void *vctx)
 {
     struct jobs_ctx *x = vctx;
-    struct jobrow r;
+    struct rules_jobrow r;
     int rc = sq_job_load_visible(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
@@ -969,7 +891,7 @@ static int job_list_body(struct sq_conn *c, void *vctx)
 {
     struct jobs_ctx *x = vctx;
     sqlite3_stmt *s;
-    struct jobrow r;
+    struct rules_jobrow r;
     int rc = sq_q(c, &sql_job_list, &s);
     if (rc < 0)
         return rc;
@@ -1005,22 +927,14 @@ int sq_job_list(void *impl, const char *tenant, int status, int64_t before_seq, 
 static int job_cancel_body(struct sq_conn *c, void *vctx)
 {
     struct jobs_ctx *x = vctx;
-    struct jobrow r;
+    struct rules_jobrow r;
     int64_t now = clock_now_ms();
     int rc = sq_job_load(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
-    if (r.j.status == JOB_NOT_STARTED || r.j.status == JOB_RUNNING) {
-        /* O(1): everything at or above the cursor is Canceled from now on. */
-        r.cancel_at = r.cursor;
-        r.j.counts.canceled += r.j.counts.pending;
-        r.j.counts.pending = 0;
-        r.j.status = JOB_CANCELING;
-        sq_job_maybe_finish(&r, now);
-        if ((rc = sq_job_save(c, &r, now)) < 0) {
-            store_job_release(&r.j);
-            return rc;
-        }
+    if (rules_job_cancel(&r, now) && (rc = sq_job_save(c, &r, now)) < 0) {
+        store_job_release(&r.j);
+        return rc;
     }
     if (x->out)
         *x->out = r.j;
@@ -1038,12 +952,12 @@ int sq_job_cancel(void *impl, const char *tenant, const char *job_id, struct sto
 static int job_delete_body(struct sq_conn *c, void *vctx)
 {
     struct jobs_ctx *x = vctx;
-    struct jobrow r;
+    struct rules_jobrow r;
     int rc = sq_job_load(c, x->tenant, x->job_id, &r);
     if (rc <= 0)
         return rc;
     store_job_release(&r.j);
-    if (!job_terminal(r.j.status))
+    if (!rules_job_terminal(r.j.status))
         return -SLUICE_E_CONFLICT;
     rc = job_remove(c, r.jid);
     return rc < 0 ? rc : 1;

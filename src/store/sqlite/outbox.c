@@ -158,7 +158,7 @@ SQ_SQL(sql_outbox_list, "SELECT id, job_id, tenant, event, url, state, attempts,
 static int delivery_list_body(struct sq_conn *c, void *vctx)
 {
     struct outbox_ctx *x = vctx;
-    struct jobrow r;
+    struct rules_jobrow r;
     sqlite3_stmt *s;
     size_t cap = 0;
     int rc = sq_job_load(c, x->tenant, x->job_id, &r);

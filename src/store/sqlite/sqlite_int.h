@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/rules.h"
 #include "store/store_int.h"
 #include "util/buf.h"
 
@@ -100,8 +101,10 @@ void sq_bind_strn(sqlite3_stmt *s, int i, const char *v, size_t n);
 char *sq_col_dup(sqlite3_stmt *s, int i, size_t *len);
 /* Column i copied into dst of cap bytes, truncated, always NUL-terminated. */
 void sq_col_copy(sqlite3_stmt *s, int i, char *dst, size_t cap);
-/* src (NULL: "") copied into dst of cap bytes, truncated, always NUL-terminated. */
+/* rules_copy_str (rules.h), kept under this backend's prefix for its callers. */
 void sq_copy_str(char *dst, size_t cap, const char *src);
+/* The column readers of rules.h over a stepped sqlite3_stmt (the `row`). */
+extern const struct rules_cols sq_cols;
 
 /* ---- schema.c -------------------------------------------------------------------- */
 
@@ -111,33 +114,20 @@ int sq_migrate_body(struct sq_conn *c, void *ctx);
 
 /* ---- jobs.c: job rows -------------------------------------------------------------- */
 
-/* A job row: the public struct plus the claim cursor and cancel point. */
-struct jobrow {
-    int64_t jid, cursor, cancel_at, last_claim;
-    struct store_job j;
-};
+/* Job rows are struct rules_jobrow (rules.h), read from JOB_COLS. */
 
 /* Loads a visible job of tenant by public id into r (release r->j with
  * store_job_release): 1 found, 0 not, or a negative error. */
-int sq_job_load(struct sq_conn *c, const char *tenant, const char *job_id, struct jobrow *r);
+int sq_job_load(struct sq_conn *c, const char *tenant, const char *job_id, struct rules_jobrow *r);
 /* sq_job_load for readers: also finds a staging retry. */
 int sq_job_load_visible(struct sq_conn *c, const char *tenant, const char *job_id,
-                        struct jobrow *r);
+                        struct rules_jobrow *r);
 /* Loads job jid, which the caller knows exists: 1, or a negative error. */
-int sq_job_load_jid(struct sq_conn *c, int64_t jid, struct jobrow *r);
+int sq_job_load_jid(struct sq_conn *c, int64_t jid, struct rules_jobrow *r);
 /* Writes the job row back (and queues the callback of a terminal job): 0 or an error. */
-int sq_job_save(struct sq_conn *c, const struct jobrow *r, int64_t now);
-/* Makes the job's last transition if its counts call for it (in memory only). */
-void sq_job_maybe_finish(struct jobrow *r, int64_t now);
+int sq_job_save(struct sq_conn *c, const struct rules_jobrow *r, int64_t now);
 
 /* ---- docs.c ---------------------------------------------------------------------- */
-
-struct doc_result {
-    int64_t version, updated_at;
-    int created;
-    const char *data; /* the document after: borrowed from the input or c->tmp; NULL deleted */
-    size_t data_len;
-};
 
 /* Applies one document change (store_doc_write and the doc ops of store_complete):
  * 0 applied ([out] w), -SLUICE_E_DOCUMENT_NOT_FOUND, -SLUICE_E_INVALID_DATA,
@@ -145,7 +135,7 @@ struct doc_result {
 int sq_doc_apply(struct sq_conn *c, const char *tenant, const char *coll, const char *ref,
                  size_t ref_len, enum store_op op, const char *data, size_t data_len,
                  int64_t if_match, const char *job_id, int64_t item_index, int64_t now,
-                 struct doc_result *w);
+                 struct rules_doc_result *w);
 
 /* ---- the operations of store_sqlite_ops (contracts: store.h, store_ops) ---------- */
 

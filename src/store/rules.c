@@ -1,0 +1,455 @@
+/* rules.c - the store's rules that do not depend on the database, once for both
+ * backends (contracts in rules.h): decoding job, item and document rows through the
+ * backend's column readers, the job's last transition and the callback it owes, the
+ * derived item status, the encoding of item events, filling claims, and turning a
+ * completion's doc ops into events, results and failed items.
+ *
+ * The backends call these inside their transaction bodies; nothing here runs SQL. On
+ * the hot paths (claim, complete, doc_apply) they add no allocation and no formatting
+ * per item beyond what the backends did before, and an indirect call only per op
+ * (rules_apply_ops -> the backend's doc_apply) or per column of a job row. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/rules.h"
+#include "store/store_int.h"
+#include "util/buf.h"
+#include "util/errors.h"
+
+void rules_copy_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* ---- job rows -------------------------------------------------------------------- */
+
+void rules_job_read(const struct rules_cols *cols, const void *row, int64_t retention_ms,
+                    struct rules_jobrow *r)
+{
+    struct store_job *j = &r->j;
+    memset(r, 0, sizeof *r);
+    r->jid = cols->i64(row, 0);
+    cols->copy(row, 1, j->id, sizeof j->id);
+    cols->copy(row, 2, j->tenant, sizeof j->tenant);
+    cols->copy(row, 3, j->workflow, sizeof j->workflow);
+    j->client_reference = cols->dup(row, 4, NULL);
+    j->status = (int)cols->i64(row, 5);
+    j->outcome = (int)cols->i64(row, 6);
+    cols->copy(row, 7, j->error_code, sizeof j->error_code);
+    j->counts.total = cols->i64(row, 8);
+    j->counts.pending = cols->i64(row, 9);
+    j->counts.processing = cols->i64(row, 10);
+    j->counts.succeeded = cols->i64(row, 11);
+    j->counts.failed = cols->i64(row, 12);
+    j->counts.skipped = cols->i64(row, 13);
+    j->counts.canceled = cols->i64(row, 14);
+    j->created_at = cols->i64(row, 15);
+    j->started_at = cols->i64(row, 16);
+    j->last_progress_at = cols->i64(row, 17);
+    j->completed_at = cols->i64(row, 18);
+    j->win_at = cols->i64(row, 19);
+    j->win_done = cols->i64(row, 20);
+    r->cursor = cols->i64(row, 21);
+    r->cancel_at = cols->i64(row, 22);
+    r->last_claim = cols->i64(row, 23);
+    j->workflow_version = cols->i64(row, 24);
+    cols->copy(row, 25, j->parent_job, sizeof j->parent_job);
+    j->priority = (int)cols->i64(row, 26);
+    j->uses = cols->dup(row, 27, NULL);
+    j->seq = r->jid;
+    if (rules_job_terminal(j->status) && j->completed_at > 0 && retention_ms > 0)
+        j->expires_at = j->completed_at + retention_ms;
+}
+
+int rules_job_terminal(int status)
+{
+    return status == JOB_SUCCEEDED || status == JOB_FAILED || status == JOB_CANCELED;
+}
+
+int rules_job_finish(struct rules_jobrow *r, int64_t now)
+{
+    struct store_job *j = &r->j;
+    if ((j->status == JOB_RUNNING || j->status == JOB_NOT_STARTED) && j->counts.pending == 0 &&
+        j->counts.processing == 0 && r->cursor >= j->counts.total) {
+        if (j->counts.failed == 0) {
+            j->status = JOB_SUCCEEDED;
+            j->outcome = OUTCOME_ALL_SUCCEEDED;
+        } else if (j->counts.succeeded + j->counts.skipped == 0) {
+            j->status = JOB_FAILED;
+            rules_copy_str(j->error_code, sizeof j->error_code, "AllItemsFailed");
+        } else {
+            j->status = JOB_SUCCEEDED;
+            j->outcome = OUTCOME_PARTIALLY_SUCCEEDED;
+        }
+        j->completed_at = now;
+        return 1;
+    }
+    if (j->status == JOB_CANCELING && j->counts.processing == 0) {
+        j->status = JOB_CANCELED;
+        j->completed_at = now;
+        return 1;
+    }
+    return 0;
+}
+
+int rules_job_cancel(struct rules_jobrow *r, int64_t now)
+{
+    if (r->j.status != JOB_NOT_STARTED && r->j.status != JOB_RUNNING)
+        return 0;
+    /* O(1): everything at or above the cursor is Canceled from now on. */
+    r->cancel_at = r->cursor;
+    r->j.counts.canceled += r->j.counts.pending;
+    r->j.counts.pending = 0;
+    r->j.status = JOB_CANCELING;
+    rules_job_finish(r, now);
+    return 1;
+}
+
+int rules_job_retry_check(const struct rules_jobrow *r)
+{
+    if (!rules_job_terminal(r->j.status))
+        return -SLUICE_E_CONFLICT;
+    return r->j.counts.failed == 0 ? -SLUICE_E_EMPTY_JOB : 0;
+}
+
+int64_t rules_sweep_budget(size_t max_rows)
+{
+    return max_rows == 0 ? 1 : (max_rows > INT32_MAX ? INT32_MAX : (int64_t)max_rows);
+}
+
+const char *rules_job_event(int status, int *bit)
+{
+    *bit = status == JOB_SUCCEEDED ? STORE_CB_COMPLETED
+           : status == JOB_FAILED  ? STORE_CB_FAILED
+                                   : STORE_CB_CANCELED;
+    return status == JOB_SUCCEEDED ? "job.completed"
+           : status == JOB_FAILED  ? "job.failed"
+                                   : "job.canceled";
+}
+
+/* ---- items and documents --------------------------------------------------------- */
+
+int rules_item_status(int stored, int64_t idx, const struct rules_jobrow *r)
+{
+    if (stored != ITEM_PENDING)
+        return stored;
+    if (r->cancel_at >= 0 && idx >= r->cancel_at)
+        return ITEM_CANCELED;
+    if (idx < r->cursor)
+        return ITEM_PROCESSING;
+    return ITEM_PENDING;
+}
+
+void rules_item_read(const struct rules_cols *cols, const void *row, const struct rules_jobrow *r,
+                     int64_t index, int with_data, struct store_item *it)
+{
+    memset(it, 0, sizeof *it);
+    it->index = index;
+    it->status = rules_item_status((int)cols->i64(row, 1), it->index, r);
+    it->attempts = (int)cols->i64(row, 2);
+    it->ref = cols->dup(row, 3, NULL);
+    if (with_data)
+        it->data = cols->dup(row, 4, &it->data_len);
+    it->result = cols->dup(row, 5, NULL);
+    cols->copy(row, 6, it->error_code, sizeof it->error_code);
+    it->error_message = cols->dup(row, 7, NULL);
+    it->created_at = r->j.created_at;
+    it->updated_at = cols->i64(row, 8);
+    if (!it->updated_at)
+        it->updated_at = it->created_at;
+    cols->copy(row, 9, it->failed_step, sizeof it->failed_step);
+    it->warnings = cols->dup(row, 10, NULL);
+    it->parent_index = cols->i64(row, 11);
+}
+
+void rules_doc_read(const struct rules_cols *cols, const void *row, int first, struct store_doc *d)
+{
+    d->data = cols->dup(row, first, &d->data_len);
+    d->version = cols->i64(row, first + 1);
+    d->updated_at = cols->i64(row, first + 2);
+    cols->copy(row, first + 3, d->job_id, sizeof d->job_id);
+    d->item_index = cols->i64(row, first + 4);
+}
+
+/* ---- events ---------------------------------------------------------------------- */
+
+void rules_event_add(struct buf *b, const char *at, const char *stage, const char *step,
+                     const char *level, const char *code, const char *message)
+{
+    if (b->len > 1)
+        buf_putc(b, ',');
+    buf_puts(b, "{\"at\":\"");
+    buf_puts(b, at);
+    buf_puts(b, "\",\"stage\":");
+    buf_json_str(b, stage, strlen(stage));
+    if (step) {
+        buf_puts(b, ",\"step\":");
+        buf_json_str(b, step, strlen(step));
+    }
+    buf_puts(b, ",\"level\":");
+    buf_json_str(b, level, strlen(level));
+    buf_puts(b, ",\"code\":");
+    buf_json_str(b, code, strlen(code));
+    buf_puts(b, ",\"message\":");
+    buf_json_str(b, message, strlen(message));
+    buf_putc(b, '}');
+}
+
+void rules_events_add_array(struct buf *b, const char *arr)
+{
+    if (!arr)
+        return;
+    const char *p = arr, *e = arr + strlen(arr);
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\t'))
+        e--;
+    if (e - p < 2 || *p != '[' || e[-1] != ']')
+        return;
+    p++, e--;
+    const char *q0 = p;
+    while (q0 < e && (*q0 == ' ' || *q0 == '\n' || *q0 == '\r' || *q0 == '\t'))
+        q0++;
+    if (q0 == e)
+        return;
+    if (b->len > 1)
+        buf_putc(b, ',');
+    buf_append(b, p, (size_t)(e - p));
+}
+
+/* ---- claims ---------------------------------------------------------------------- */
+
+int rules_claim_range(const struct rules_jobrow *r, size_t max_items, int64_t *lo, int64_t *hi)
+{
+    if ((r->j.status != JOB_NOT_STARTED && r->j.status != JOB_RUNNING) ||
+        r->cursor >= r->j.counts.total)
+        return 0;
+    *lo = r->cursor;
+    *hi = r->cursor + (int64_t)max_items;
+    if (*hi > r->j.counts.total)
+        *hi = r->j.counts.total;
+    return 1;
+}
+
+void rules_claim_fill(struct store_claim *out, const struct rules_jobrow *r, int64_t claim_id,
+                      const char *token, int64_t lo, int64_t hi, int64_t now, int64_t lease_until,
+                      struct store_claim_item *items, size_t n)
+{
+    memset(out, 0, sizeof *out);
+    out->claim_id = claim_id;
+    rules_copy_str(out->token, sizeof out->token, token);
+    rules_copy_str(out->job_id, sizeof out->job_id, r->j.id);
+    rules_copy_str(out->tenant, sizeof out->tenant, r->j.tenant);
+    rules_copy_str(out->workflow, sizeof out->workflow, r->j.workflow);
+    out->from = lo;
+    out->to = hi;
+    out->claimed_at = now;
+    out->lease_until = lease_until;
+    out->n = n;
+    out->items = items;
+}
+
+size_t rules_claim_admit(const struct store_claim_gate *gate, const struct rules_jobrow *r,
+                         struct store_claim_item *items, size_t n)
+{
+    if (!gate)
+        return n;
+    /* The scheduler's limits: a shorter range, or none from this job now. */
+    size_t granted = gate->admit(gate->ctx, r->j.tenant, r->j.id, r->j.uses ? r->j.uses : "", n);
+    if (granted >= n)
+        return n;
+    rules_claim_items_clear(items + granted, n - granted);
+    return granted;
+}
+
+const struct store_claim_item *rules_claim_find(const struct store_claim *cl, int64_t index)
+{
+    size_t lo = 0, hi = cl->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cl->items[mid].index < index)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < cl->n && cl->items[lo].index == index ? &cl->items[lo] : NULL;
+}
+
+void rules_claim_items_clear(struct store_claim_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(items[i].ref);
+        free(items[i].data);
+    }
+}
+
+void rules_claim_items_free(struct store_claim_item *items, size_t n)
+{
+    rules_claim_items_clear(items, n);
+    free(items);
+}
+
+/* ---- completions ----------------------------------------------------------------- */
+
+int rules_doc_change(enum store_op op, const char *data, size_t data_len, int live, const char *cur,
+                     size_t cur_len, struct buf *tmp, size_t max_doc_bytes,
+                     struct rules_doc_result *w)
+{
+    int rc;
+    switch (op) {
+    case STORE_OP_UPSERT:
+        if (!data)
+            return -SLUICE_E_INVALID_DATA;
+        w->data = data;
+        w->data_len = data_len;
+        break;
+    case STORE_OP_PATCH:
+        if (!live)
+            return -SLUICE_E_DOCUMENT_NOT_FOUND;
+        if (!data || !cur)
+            return -SLUICE_E_INVALID_DATA;
+        if ((rc = store_doc_merge(cur, cur_len, data, data_len, tmp)) < 0)
+            return rc;
+        w->data = buf_cstr(tmp);
+        w->data_len = tmp->len;
+        break;
+    case STORE_OP_DELETE:
+        if (!live)
+            return -SLUICE_E_DOCUMENT_NOT_FOUND;
+        break;
+    default:
+        return -SLUICE_E_INVALID_PARAMETER;
+    }
+    /* Checked on the result, not the request: two patches within the limit each must
+     * not leave a document twice its size. */
+    if (op != STORE_OP_DELETE && w->data_len > max_doc_bytes)
+        return -SLUICE_E_ITEM_TOO_LARGE;
+    return 0;
+}
+
+void rules_op_written(struct buf *ev, struct buf *res, const char *ts,
+                      const struct store_claim_item *ci, const struct store_doc_op *op, int last,
+                      char *msg, size_t cap)
+{
+    const char *coll = op->collection ? op->collection : "";
+    const char *ref = op->ref ? op->ref : ci->ref;
+    snprintf(msg, cap, "%s/%s %sversion %lld", coll, ref,
+             op->op == STORE_OP_DELETE ? "deleted, " : "", (long long)op->version);
+    rules_event_add(ev, ts, "apply", op->step, "info", "VersionWritten", msg);
+    if (last) {
+        buf_reset(res);
+        buf_puts(res, "{\"collection\":");
+        buf_json_str(res, coll, strlen(coll));
+        buf_puts(res, ",\"ref\":");
+        buf_json_str(res, ref, strlen(ref));
+        buf_printf(res, ",\"version\":%lld,\"created\":%s}", (long long)op->version,
+                   op->created ? "true" : "false");
+    }
+}
+
+int rules_apply_ops(const struct rules_apply *a, const struct rules_jobrow *r,
+                    const struct store_claim_item *ci, struct store_outcome *o, char *msg,
+                    size_t cap)
+{
+    struct rules_doc_result w;
+    for (size_t j = 0; j < o->nops; j++) {
+        struct store_doc_op *op = &o->ops[j];
+        const char *coll = op->collection ? op->collection : "";
+        const char *ref = op->ref ? op->ref : ci->ref;
+        int rc = a->apply(a->conn, r->j.tenant, coll, ref, strlen(ref), op->op,
+                          op->data ? op->data : ci->data, op->data ? op->data_len : ci->data_len,
+                          r->j.id, o->index, a->now, &w);
+        if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA ||
+            rc == -SLUICE_E_ITEM_TOO_LARGE) {
+            op->error = rc;
+            if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND)
+                snprintf(msg, cap, "%s/%s does not exist", coll, ref);
+            else if (rc == -SLUICE_E_ITEM_TOO_LARGE)
+                snprintf(msg, cap, "%s/%s would be larger than %zu bytes after the %s", coll, ref,
+                         a->max_doc_bytes, op->op == STORE_OP_PATCH ? "patch" : "upsert");
+            else
+                snprintf(msg, cap, "%s/%s: data cannot be applied as %s", coll, ref,
+                         op->op == STORE_OP_PATCH ? "a merge patch" : "a document");
+            rules_event_add(a->ev, a->ts, "apply", op->step, "error", sluice_err_code(rc), msg);
+            return 1;
+        }
+        if (rc < 0)
+            return rc;
+        op->version = w.version;
+        op->created = w.created;
+        rules_op_written(a->ev, a->res, a->ts, ci, op, j + 1 == o->nops, msg, cap);
+    }
+    return 0;
+}
+
+int rules_outcome_valid(const struct store_outcome *o)
+{
+    return o->status == ITEM_SUCCEEDED || o->status == ITEM_FAILED || o->status == ITEM_SKIPPED;
+}
+
+void rules_item_end(struct rules_item_end *e, const struct store_outcome *o, int ops_rc,
+                    const char *res, const char *msg)
+{
+    e->status = o->status;
+    e->result = o->result;
+    e->code = o->error_code;
+    e->message = o->error_message;
+    e->failed_step = o->failed_step;
+    if (ops_rc ==
+        1) { /* ops applied before the failing one stay (see Doc ops in sqlite/claims.c) */
+        e->status = ITEM_FAILED;
+        e->result = NULL;
+        for (size_t j = 0; j < o->nops; j++)
+            if (o->ops[j].error) {
+                e->code = sluice_err_code(o->ops[j].error);
+                e->failed_step = o->ops[j].step;
+                break;
+            }
+        e->message = msg;
+    } else if (ops_rc == 0 && !e->result && e->status != ITEM_FAILED) {
+        e->result = res;
+    }
+    if (e->status == ITEM_SUCCEEDED)
+        e->code = e->message = e->failed_step = NULL;
+}
+
+void rules_count_end(struct store_counts *c, int status)
+{
+    if (status == ITEM_SUCCEEDED)
+        c->succeeded++;
+    else if (status == ITEM_FAILED)
+        c->failed++;
+    else
+        c->skipped++;
+}
+
+void rules_outcomes_reset(struct store_outcome *outs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < outs[i].nops; j++) {
+            outs[i].ops[j].version = 0;
+            outs[i].ops[j].created = 0;
+            outs[i].ops[j].error = 0;
+        }
+    }
+}
+
+void rules_outcomes_settle(struct store_outcome *outs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < outs[i].nops; j++) {
+            if (outs[i].ops[j].error) {
+                outs[i].status = ITEM_FAILED;
+                outs[i].error_code = sluice_err_code(outs[i].ops[j].error);
+                outs[i].failed_step = outs[i].ops[j].step;
+                break;
+            }
+        }
+    }
+}
