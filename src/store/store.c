@@ -9,7 +9,6 @@
 #include "store/store.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -534,23 +533,14 @@ static void def_clear(struct store_def *out, enum store_def_kind kind)
     }
 }
 
-static int adapt_put(struct store *st, enum store_def_kind kind, const char *tenant,
-                     const char *name, const char *text, struct store_def *out);
-static int adapt_get(struct store *st, enum store_def_kind kind, const char *tenant,
-                     const char *name, int64_t version, struct store_def *out);
-static int adapt_list(struct store *st, enum store_def_kind kind, const char *tenant,
-                      const char *after_name, size_t limit, struct store_def **out, size_t *n);
-static int adapt_delete(struct store *st, enum store_def_kind kind, const char *tenant,
-                        const char *name);
-
 int store_def_put(struct store *st, enum store_def_kind kind, const char *tenant, const char *name,
                   const char *text, struct store_def *out)
 {
     def_clear(out, kind);
-    if (!def_args_ok(kind, DEF_PUT, tenant, 0))
+    if (!def_args_ok(kind, DEF_PUT, tenant, 0) || !name || !text) /* both: NOT NULL columns */
         return -SLUICE_E_INVALID_PARAMETER;
     FAULT_POINT_AS(st, def_fault_names[kind][DEF_PUT]);
-    return adapt_put(st, kind, tenant, name, text, out);
+    return st->ops->def_put(st->impl, kind, tenant, name, text, out);
 }
 
 int store_def_get(struct store *st, enum store_def_kind kind, const char *tenant, const char *name,
@@ -560,7 +550,7 @@ int store_def_get(struct store *st, enum store_def_kind kind, const char *tenant
     if (!def_args_ok(kind, DEF_GET, tenant, version))
         return -SLUICE_E_INVALID_PARAMETER;
     FAULT_POINT_AS(st, def_fault_names[kind][DEF_GET]);
-    return adapt_get(st, kind, tenant, name, version, out);
+    return st->ops->def_get(st->impl, kind, tenant, name, version, out);
 }
 
 int store_def_list(struct store *st, enum store_def_kind kind, const char *tenant,
@@ -571,7 +561,7 @@ int store_def_list(struct store *st, enum store_def_kind kind, const char *tenan
     if (!def_args_ok(kind, DEF_LIST, tenant, 0))
         return -SLUICE_E_INVALID_PARAMETER;
     FAULT_POINT_AS(st, def_fault_names[kind][DEF_LIST]);
-    return adapt_list(st, kind, tenant, after_name, limit, out, n);
+    return st->ops->def_list(st->impl, kind, tenant, after_name, limit, out, n);
 }
 
 int store_def_delete(struct store *st, enum store_def_kind kind, const char *tenant,
@@ -580,209 +570,7 @@ int store_def_delete(struct store *st, enum store_def_kind kind, const char *ten
     if (!def_args_ok(kind, DEF_DELETE, tenant, 0))
         return -SLUICE_E_INVALID_PARAMETER;
     FAULT_POINT_AS(st, def_fault_names[kind][DEF_DELETE]);
-    return adapt_delete(st, kind, tenant, name);
-}
-
-/* ---- TEMPORARY adapter (issue 12, step A) ---------------------------------------
- *
- * The backends still have one op per kind and verb, with a struct per kind
- * (store_int.h). These functions turn a store_def_*() call into the kind's op and
- * its struct into a store_def, moving (not copying) the heap text. Step B gives the
- * backends def_put/def_get/def_list/def_delete taking the kind, and deletes this
- * section and those structs. */
-
-/* d from the parts of a backend's struct; *text moves into d. */
-static void def_fill(struct store_def *d, enum store_def_kind kind, const char *name,
-                     const char *tenant, char **text, int64_t created_at, int64_t updated_at)
-{
-    memset(d, 0, sizeof *d);
-    d->kind = kind;
-    snprintf(d->name, sizeof d->name, "%s", name);
-    snprintf(d->tenant, sizeof d->tenant, "%s", tenant ? tenant : "");
-    d->text = *text;
-    *text = NULL;
-    d->created_at = created_at;
-    d->updated_at = updated_at;
-}
-
-/* A workflow row has no tenant (it is the caller's) and one time, its version's. */
-static void from_workflow(struct store_def *d, const char *tenant, struct store_workflow *w)
-{
-    def_fill(d, STORE_DEF_WORKFLOW, w->name, tenant, &w->definition, w->created_at, w->created_at);
-    d->version = w->version;
-    d->deleted = w->deleted;
-}
-
-static void from_hook(struct store_def *d, struct store_hook *h)
-{
-    def_fill(d, STORE_DEF_HOOK, h->name, h->tenant, &h->definition, h->created_at, h->updated_at);
-}
-
-static void from_limit(struct store_def *d, struct store_limit *l)
-{
-    def_fill(d, STORE_DEF_LIMIT, l->name, l->tenant, &l->definition, l->created_at, l->updated_at);
-}
-
-static void from_secret(struct store_def *d, struct store_secret *s)
-{
-    def_fill(d, STORE_DEF_SECRET, s->name, s->tenant, &s->value, s->created_at, s->updated_at);
-}
-
-/* A workflow put is CREATED when the name was not live before: the backends' put does
- * not say, so ask first (as the API did). Two puts of a new name at once may both
- * say CREATED; step B's backends decide it in the put's own transaction. */
-static int workflow_put(struct store *st, const char *tenant, const char *name, const char *text,
-                        struct store_def *out)
-{
-    struct store_workflow w;
-    memset(&w, 0, sizeof w);
-    int rc = st->ops->workflow_get(st->impl, tenant, name, 0, &w);
-    int live = rc == 1;
-    store_workflow_release(&w);
-    memset(&w, 0, sizeof w);
-    if (rc >= 0)
-        rc = st->ops->workflow_put(st->impl, tenant, name, text, out ? &w : NULL);
-    if (rc >= 0 && out)
-        from_workflow(out, tenant, &w);
-    store_workflow_release(&w);
-    return rc < 0 ? rc : live ? STORE_PUT_REPLACED : STORE_PUT_CREATED;
-}
-
-static int adapt_put(struct store *st, enum store_def_kind kind, const char *tenant,
-                     const char *name, const char *text, struct store_def *out)
-{
-    int rc = -SLUICE_E_INVALID_PARAMETER;
-    struct store_hook h;
-    struct store_limit l;
-    struct store_secret s;
-    memset(&h, 0, sizeof h);
-    memset(&l, 0, sizeof l);
-    memset(&s, 0, sizeof s);
-    switch (kind) {
-    case STORE_DEF_WORKFLOW:
-        return workflow_put(st, tenant, name, text, out);
-    case STORE_DEF_HOOK:
-        if ((rc = st->ops->hook_put(st->impl, tenant, name, text, out ? &h : NULL)) > 0 && out)
-            from_hook(out, &h);
-        break;
-    case STORE_DEF_LIMIT:
-        if ((rc = st->ops->limit_put(st->impl, tenant, name, text, out ? &l : NULL)) > 0 && out)
-            from_limit(out, &l);
-        break;
-    case STORE_DEF_SECRET:
-        if ((rc = st->ops->secret_put(st->impl, tenant, name, text, out ? &s : NULL)) > 0 && out)
-            from_secret(out, &s);
-        break;
-    default:
-        break;
-    }
-    store_hook_release(&h);
-    store_limit_release(&l);
-    store_secret_release(&s);
-    return rc;
-}
-
-static int adapt_get(struct store *st, enum store_def_kind kind, const char *tenant,
-                     const char *name, int64_t version, struct store_def *out)
-{
-    int rc = -SLUICE_E_INVALID_PARAMETER;
-    struct store_workflow w;
-    struct store_hook h;
-    struct store_limit l;
-    struct store_secret s;
-    memset(&w, 0, sizeof w);
-    memset(&h, 0, sizeof h);
-    memset(&l, 0, sizeof l);
-    memset(&s, 0, sizeof s);
-    switch (kind) {
-    case STORE_DEF_WORKFLOW:
-        if ((rc = st->ops->workflow_get(st->impl, tenant, name, version, &w)) == 1)
-            from_workflow(out, tenant, &w);
-        break;
-    case STORE_DEF_HOOK:
-        if ((rc = st->ops->hook_get(st->impl, tenant, name, &h)) == 1)
-            from_hook(out, &h);
-        break;
-    case STORE_DEF_LIMIT:
-        if ((rc = st->ops->limit_get(st->impl, tenant, name, &l)) == 1)
-            from_limit(out, &l);
-        break;
-    case STORE_DEF_SECRET:
-        if ((rc = st->ops->secret_get(st->impl, tenant, name, &s)) == 1)
-            from_secret(out, &s);
-        break;
-    default:
-        break;
-    }
-    store_workflow_release(&w);
-    store_hook_release(&h);
-    store_limit_release(&l);
-    store_secret_release(&s);
-    return rc;
-}
-
-static int adapt_list(struct store *st, enum store_def_kind kind, const char *tenant,
-                      const char *after_name, size_t limit, struct store_def **out, size_t *n)
-{
-    int rc = -SLUICE_E_INVALID_PARAMETER;
-    struct store_workflow *w = NULL;
-    struct store_hook *h = NULL;
-    struct store_limit *l = NULL;
-    struct store_secret *s = NULL;
-    size_t m = 0;
-    switch (kind) {
-    case STORE_DEF_WORKFLOW:
-        rc = st->ops->workflow_list(st->impl, tenant, after_name, limit, &w, &m);
-        break;
-    case STORE_DEF_HOOK:
-        rc = st->ops->hook_list(st->impl, tenant, after_name, limit, &h, &m);
-        break;
-    case STORE_DEF_LIMIT:
-        rc = st->ops->limit_list(st->impl, tenant, after_name, limit, &l, &m);
-        break;
-    case STORE_DEF_SECRET:
-        rc = st->ops->secret_list(st->impl, tenant, after_name, limit, &s, &m);
-        break;
-    default:
-        break;
-    }
-    if (rc >= 0) {
-        *out = xcalloc(m ? m : 1, sizeof **out);
-        *n = m;
-        for (size_t i = 0; i < m; i++) {
-            if (w)
-                from_workflow(&(*out)[i], tenant, &w[i]);
-            else if (h)
-                from_hook(&(*out)[i], &h[i]);
-            else if (l)
-                from_limit(&(*out)[i], &l[i]);
-            else
-                from_secret(&(*out)[i], &s[i]);
-        }
-        rc = 0;
-    }
-    store_workflows_free(w, m);
-    store_hooks_free(h, m);
-    store_limits_free(l, m);
-    store_secrets_free(s, m);
-    return rc;
-}
-
-static int adapt_delete(struct store *st, enum store_def_kind kind, const char *tenant,
-                        const char *name)
-{
-    switch (kind) {
-    case STORE_DEF_WORKFLOW:
-        return st->ops->workflow_delete(st->impl, tenant, name);
-    case STORE_DEF_HOOK:
-        return st->ops->hook_delete(st->impl, tenant, name);
-    case STORE_DEF_LIMIT:
-        return st->ops->limit_delete(st->impl, tenant, name);
-    case STORE_DEF_SECRET:
-        return st->ops->secret_delete(st->impl, tenant, name);
-    default:
-        return -SLUICE_E_INVALID_PARAMETER;
-    }
+    return st->ops->def_delete(st->impl, kind, tenant, name);
 }
 
 int store_bucket_take(struct store *st, const char *id, double interval_ms, double tolerance_ms,
@@ -922,70 +710,6 @@ void store_defs_free(struct store_def *defs, size_t n)
     for (size_t i = 0; defs && i < n; i++)
         store_def_release(&defs[i]);
     free(defs);
-}
-
-/* TEMPORARY (issue 12, step A): the backends' per-kind structs, until step B. */
-
-void store_workflow_release(struct store_workflow *w)
-{
-    if (!w)
-        return;
-    free(w->definition);
-    w->definition = NULL;
-}
-
-void store_workflows_free(struct store_workflow *w, size_t n)
-{
-    for (size_t i = 0; w && i < n; i++)
-        store_workflow_release(&w[i]);
-    free(w);
-}
-
-void store_hook_release(struct store_hook *h)
-{
-    if (!h)
-        return;
-    free(h->definition);
-    h->definition = NULL;
-}
-
-void store_hooks_free(struct store_hook *h, size_t n)
-{
-    for (size_t i = 0; h && i < n; i++)
-        store_hook_release(&h[i]);
-    free(h);
-}
-
-void store_limit_release(struct store_limit *l)
-{
-    if (!l)
-        return;
-    free(l->definition);
-    l->definition = NULL;
-}
-
-void store_limits_free(struct store_limit *l, size_t n)
-{
-    for (size_t i = 0; l && i < n; i++)
-        store_limit_release(&l[i]);
-    free(l);
-}
-
-void store_secret_release(struct store_secret *s)
-{
-    if (!s)
-        return;
-    if (s->value)
-        memset(s->value, 0, strlen(s->value));
-    free(s->value);
-    s->value = NULL;
-}
-
-void store_secrets_free(struct store_secret *s, size_t n)
-{
-    for (size_t i = 0; s && i < n; i++)
-        store_secret_release(&s[i]);
-    free(s);
 }
 
 /* ---- names ----------------------------------------------------------------------- */

@@ -9,59 +9,18 @@
 
 #include "store/store.h"
 
-/* ---- TEMPORARY (issue 12, step A): the per-kind definitions of the backends -------
- *
- * Callers see one struct store_def and four store_def_*() calls (store.h). Until the
- * backends learn the kind (step B, after they are split by resource), they keep their
- * 16 per-kind ops and these four structs, and store.c adapts between the two (its
- * "adapter" section). Step B deletes all of this. */
-
-/* A stored workflow definition: one row per version. */
-struct store_workflow {
-    char name[STORE_NAME_MAX];
-    int64_t version;    /* 1, 2, ...: never reused, even after a delete */
-    char *definition;   /* heap JSON text as validated by the caller */
-    int64_t created_at; /* of this version */
-    int deleted;        /* this version was removed by a delete of the name (versions
-                           stay for running jobs); versions put after that delete are
-                           live again, the ones it removed stay deleted */
+/* One call of a def op (store_ops.def_put ... def_delete below), as the backends'
+ * transaction bodies take it: its arguments, and the outputs that a failed commit
+ * drops again. The same in every backend. */
+struct store_def_call {
+    enum store_def_kind kind;
+    const char *tenant, *name, *text; /* list: name is the name to start after ("") */
+    int64_t version;
+    size_t limit;
+    struct store_def *one;  /* get, put: the caller's out (put: may be NULL) */
+    struct store_def *many; /* list: heap array of n */
+    size_t n;
 };
-
-/* A webhook entry point. Hook names are unique across tenants, because the public
- * events URL (/v1/hooks/{name}/events) carries no API key. */
-struct store_hook {
-    char name[STORE_NAME_MAX];
-    char tenant[STORE_NAME_MAX];
-    char *definition; /* heap JSON text (secrets included: never echo it as is) */
-    int64_t created_at, updated_at;
-};
-
-/* A named processing limit of a tenant (the engine's limits module gives it meaning). */
-struct store_limit {
-    char name[STORE_NAME_MAX];
-    char tenant[STORE_NAME_MAX];
-    char *definition; /* heap JSON text as validated by the caller */
-    int64_t created_at, updated_at;
-};
-
-/* A tenant's own secret, the value of {{secrets.NAME}} in its http header templates
- * (PUT /v1/secrets/{name}). The API never returns the value. */
-struct store_secret {
-    char name[STORE_NAME_MAX];
-    char tenant[STORE_NAME_MAX];
-    char *value; /* heap; store_secret_release() wipes it */
-    int64_t created_at, updated_at;
-};
-
-void store_workflow_release(struct store_workflow *w);
-void store_workflows_free(struct store_workflow *w, size_t n);
-void store_hook_release(struct store_hook *h);
-void store_hooks_free(struct store_hook *h, size_t n);
-void store_limit_release(struct store_limit *l);
-void store_limits_free(struct store_limit *l, size_t n);
-/* Wipes the value before freeing it. */
-void store_secret_release(struct store_secret *s);
-void store_secrets_free(struct store_secret *s, size_t n);
 
 /* A backend: its name and operations, filled with designated initializers. The
  * wrappers in store.c call these with the backend's own handle (impl). */
@@ -126,51 +85,21 @@ struct store_ops {
     int (*stats)(void *impl, struct store_stats *out);
     int (*tenant_load)(void *impl, const char *tenant, int64_t *open_jobs, int64_t *pending);
 
-    int (*workflow_put)(void *impl, const char *tenant, const char *name, const char *definition,
-                        struct store_workflow *out);
-    int (*workflow_get)(void *impl, const char *tenant, const char *name, int64_t version,
-                        struct store_workflow *out);
-    int (*workflow_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
-                         struct store_workflow **out, size_t *n);
-    int (*workflow_delete)(void *impl, const char *tenant, const char *name);
+    /* The tenant-owned definitions, one op per verb taking the kind. Their contract is
+     * store_def_*()'s in store.h (TENANT-OWNED DEFINITIONS), less what store.c does
+     * above every backend: the fault points, the argument checks (known kind, tenant
+     * NULL only where allowed, version 0 outside workflows, a name and a text to put)
+     * and clearing out. The backend fills every field of out (kind included; out may
+     * be NULL for put) and tells a put's CREATED from REPLACED itself, in the put's own
+     * transaction. */
+    int (*def_put)(void *impl, enum store_def_kind kind, const char *tenant, const char *name,
+                   const char *text, struct store_def *out);
+    int (*def_get)(void *impl, enum store_def_kind kind, const char *tenant, const char *name,
+                   int64_t version, struct store_def *out);
+    int (*def_list)(void *impl, enum store_def_kind kind, const char *tenant,
+                    const char *after_name, size_t limit, struct store_def **out, size_t *n);
+    int (*def_delete)(void *impl, enum store_def_kind kind, const char *tenant, const char *name);
 
-    int (*hook_put)(void *impl, const char *tenant, const char *name, const char *definition,
-                    struct store_hook *out);
-    int (*hook_get)(void *impl, const char *tenant, const char *name, struct store_hook *out);
-    int (*hook_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
-                     struct store_hook **out, size_t *n);
-    int (*hook_delete)(void *impl, const char *tenant, const char *name);
-
-    int (*limit_put)(void *impl, const char *tenant, const char *name, const char *definition,
-                     struct store_limit *out);
-    int (*limit_get)(void *impl, const char *tenant, const char *name, struct store_limit *out);
-    int (*limit_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
-                      struct store_limit **out, size_t *n);
-    int (*limit_delete)(void *impl, const char *tenant, const char *name);
-    int (*secret_put)(void *impl, const char *tenant, const char *name, const char *value,
-                      struct store_secret *out);
-    int (*secret_get)(void *impl, const char *tenant, const char *name, struct store_secret *out);
-    int (*secret_list)(void *impl, const char *tenant, const char *after_name, size_t limit,
-                       struct store_secret **out, size_t *n);
-    int (*secret_delete)(void *impl, const char *tenant, const char *name);
-    /* step B (issue 12) replaces the 16 ops above by these four, one per verb, taking
-     * the kind. Their contract is store_def_*()'s in store.h (TENANT-OWNED
-     * DEFINITIONS), less what store.c does above every backend: the fault points,
-     * the argument checks (known kind, tenant NULL only where allowed, version 0
-     * outside workflows) and clearing out. The backend fills every field of out
-     * (kind included; out may be NULL for put) and tells a workflow put's CREATED
-     * from REPLACED itself, in the put's own transaction (the adapter asks first):
-     *
-     * int (*def_put)(void *impl, enum store_def_kind kind, const char *tenant,
-     *                const char *name, const char *text, struct store_def *out);
-     * int (*def_get)(void *impl, enum store_def_kind kind, const char *tenant,
-     *                const char *name, int64_t version, struct store_def *out);
-     * int (*def_list)(void *impl, enum store_def_kind kind, const char *tenant,
-     *                 const char *after_name, size_t limit, struct store_def **out,
-     *                 size_t *n);
-     * int (*def_delete)(void *impl, enum store_def_kind kind, const char *tenant,
-     *                   const char *name);
-     */
     int (*bucket_take)(void *impl, const char *id, double interval_ms, double tolerance_ms,
                        int64_t n, struct store_bucket_lease *out);
     int (*bucket_block)(void *impl, const char *id, int64_t until_ms);

@@ -1,5 +1,23 @@
 /* defs.c - the PostgreSQL backend's tenant-owned definitions: workflows (versioned),
  * hooks, limits and secrets.
+ *
+ * One implementation for the four kinds (store.h: TENANT-OWNED DEFINITIONS), the twin
+ * of sqlite/defs.c: each verb runs its kind's statement, picked from a per-kind array
+ * of statements right above it. What sets a kind apart is written in its statements,
+ * not in the code:
+ *   workflows  one row per version; put inserts the next version (versions continue
+ *              from the highest ever used), delete marks the live versions deleted;
+ *              a row reads with updated_at = created_at (of the version)
+ *   hooks      names are global (the events URL carries no API key): put finds (and
+ *              locks) a name of any tenant, and get with tenant NULL reads any
+ *              tenant's
+ *   limits     list with tenant NULL: every tenant's, by tenant then name
+ *   secrets    the value in the column of the text
+ * The argument rules (which tenant may be NULL, a version only for workflows, a name
+ * and a text to put) are checked above every backend, in store.c.
+ *
+ * Every statement takes $1 tenant and $2 name (a list: the name to start after), so
+ * that key_params() serves them all.
  */
 #include <libpq-fe.h>
 #include <stdint.h>
@@ -9,567 +27,227 @@
 #include "util/errors.h"
 #include "util/xmalloc.h"
 
-#define WF_COLS "name, version, definition, created_at, deleted"
-#define HOOK_COLS "name, tenant, definition, created_at, updated_at"
-#define LIMIT_COLS "name, tenant, definition, created_at, updated_at"
-#define SECRET_COLS "name, tenant, value, created_at, updated_at"
+/* The columns read_def decodes, per table: name, tenant, text, created_at, updated_at,
+ * version, deleted (0 for the tables without versions). */
+#define WF_COLS "name, tenant, definition, created_at, created_at, version, deleted"
+#define HOOK_COLS "name, tenant, definition, created_at, updated_at, 0, 0"
+#define LIMIT_COLS "name, tenant, definition, created_at, updated_at, 0, 0"
+#define SECRET_COLS "name, tenant, value, created_at, updated_at, 0, 0"
 
-/* ---- workflow definitions, hooks, limits ------------------------------------------ */
+static void read_def(const PGresult *r, int row, enum store_def_kind kind, struct store_def *d)
+{
+    memset(d, 0, sizeof *d);
+    d->kind = kind;
+    pg_col_copy(r, row, 0, d->name, sizeof d->name);
+    pg_col_copy(r, row, 1, d->tenant, sizeof d->tenant);
+    d->text = pg_col_strdup(r, row, 2, NULL);
+    d->created_at = pg_col_i64(r, row, 3);
+    d->updated_at = pg_col_i64(r, row, 4);
+    d->version = pg_col_i64(r, row, 5);
+    d->deleted = (int)pg_col_i64(r, row, 6);
+}
 
-struct defs_ctx {
-    const char *tenant, *name, *definition, *after_name;
-    int64_t version;
-    size_t limit;
-    struct store_workflow *wf, *wfs;
-    struct store_hook *hook, *hooks;
-    struct store_limit *lim, *lims;
-    struct store_secret *sec, *secs;
-    size_t n;
-};
-
+/* The body or its commit failed (the transaction may be tried again): drop what the
+ * body put in the outputs. */
 static void defs_undo(void *vctx)
 {
-    struct defs_ctx *x = vctx;
-    if (x->wf) {
-        store_workflow_release(x->wf);
-        memset(x->wf, 0, sizeof *x->wf);
+    struct store_def_call *x = vctx;
+    if (x->one) {
+        store_def_release(x->one);
+        memset(x->one, 0, sizeof *x->one);
+        x->one->kind = x->kind;
     }
-    if (x->hook) {
-        store_hook_release(x->hook);
-        memset(x->hook, 0, sizeof *x->hook);
-    }
-    if (x->lim) {
-        store_limit_release(x->lim);
-        memset(x->lim, 0, sizeof *x->lim);
-    }
-    if (x->sec) {
-        store_secret_release(x->sec);
-        memset(x->sec, 0, sizeof *x->sec);
-    }
-    store_workflows_free(x->wfs, x->n);
-    store_hooks_free(x->hooks, x->n);
-    store_limits_free(x->lims, x->n);
-    store_secrets_free(x->secs, x->n);
-    x->secs = NULL;
-    x->wfs = NULL;
-    x->hooks = NULL;
-    x->lims = NULL;
+    store_defs_free(x->many, x->n);
+    x->many = NULL;
     x->n = 0;
 }
 
-static void read_workflow(const PGresult *r, int row, struct store_workflow *w)
+/* p (empty) with $1 tenant and $2 name. */
+static void key_params(struct pg_params *p, const struct store_def_call *x)
 {
-    memset(w, 0, sizeof *w);
-    pg_col_copy(r, row, 0, w->name, sizeof w->name);
-    w->version = pg_col_i64(r, row, 1);
-    w->definition = pg_col_strdup(r, row, 2, NULL);
-    w->created_at = pg_col_i64(r, row, 3);
-    w->deleted = (int)pg_col_i64(r, row, 4);
+    pg_param_str(p, x->tenant);
+    pg_param_str(p, x->name);
 }
 
-static int workflow_put_body(struct conn *c, void *vctx)
+/* ---- get ----------------------------------------------------------------------------- */
+
+/* $3 (workflows only) > 0: that version, deleted or not; else the newest live version */
+static const char *const sql_get[STORE_DEF__COUNT] = {
+    [STORE_DEF_WORKFLOW] = "SELECT " WF_COLS " FROM workflows WHERE tenant = $1 AND name = $2 "
+                           "AND (CASE WHEN $3::bigint > 0 THEN version = $3 ELSE deleted = 0 END) "
+                           "ORDER BY version DESC LIMIT 1",
+    [STORE_DEF_HOOK] = "SELECT " HOOK_COLS " FROM hooks WHERE name = $2 "
+                       "AND ($1::text IS NULL OR tenant = $1)",
+    [STORE_DEF_LIMIT] = "SELECT " LIMIT_COLS " FROM limits WHERE tenant = $1 AND name = $2",
+    [STORE_DEF_SECRET] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant = $1 AND name = $2",
+};
+
+/* The get body: 1 found ([out] x->one), 0 not found: x's definition (a workflow: of
+ * version x->version). */
+static int load(struct conn *c, void *vctx)
 {
-    struct defs_ctx *x = vctx;
+    struct store_def_call *x = vctx;
     struct pg_params p = {0};
     PGresult *r;
-    pg_param_str(&p, x->tenant);
-    pg_param_str(&p, x->name);
-    pg_param_str(&p, x->definition);
+    key_params(&p, x);
+    if (x->kind == STORE_DEF_WORKFLOW) /* the only kind with versions */
+        pg_param_i64(&p, x->version);
+    int rc = pg_exec(c, sql_get[x->kind], &p, &r);
+    if (rc <= 0)
+        return rc;
+    read_def(r, 0, x->kind, x->one);
+    PQclear(r);
+    return 1;
+}
+
+int pg_def_get(void *impl, enum store_def_kind kind, const char *tenant, const char *name,
+               int64_t version, struct store_def *out)
+{
+    struct store_def_call x = {
+        .kind = kind, .tenant = tenant, .name = name, .version = version, .one = out};
+    return pg_run_tx(impl, load, defs_undo, &x);
+}
+
+/* ---- put ----------------------------------------------------------------------------- */
+
+/* A row when the name is taken (a workflow's: live), whose column is 1 when another
+ * tenant holds it: only a hook's can be, its name being global (locked, so that the
+ * owner cannot change before the write). */
+static const char *const sql_owner[STORE_DEF__COUNT] = {
+    [STORE_DEF_WORKFLOW] = "SELECT 0 FROM workflows WHERE tenant = $1 AND name = $2 "
+                           "AND deleted = 0 LIMIT 1",
+    [STORE_DEF_HOOK] = "SELECT tenant <> $1 FROM hooks WHERE name = $2 FOR UPDATE",
+    [STORE_DEF_LIMIT] = "SELECT 0 FROM limits WHERE tenant = $1 AND name = $2",
+    [STORE_DEF_SECRET] = "SELECT 0 FROM secrets WHERE tenant = $1 AND name = $2",
+};
+
+/* $3 the text, $4 now; returns the row as stored. A workflow's version is the next
+ * after the highest ever used (so a deleted one's are never reused); the others are
+ * created or replaced. */
+static const char *const sql_put[STORE_DEF__COUNT] = {
+    [STORE_DEF_WORKFLOW] = "INSERT INTO workflows(tenant, name, version, definition, created_at) "
+                           "SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4 FROM workflows "
+                           "WHERE tenant = $1 AND name = $2 RETURNING " WF_COLS,
+    [STORE_DEF_HOOK] = "INSERT INTO hooks(name, tenant, definition, created_at, updated_at) "
+                       "VALUES($2, $1, $3, $4, $4) ON CONFLICT(name) DO UPDATE SET "
+                       "definition = excluded.definition, updated_at = excluded.updated_at "
+                       "RETURNING " HOOK_COLS,
+    [STORE_DEF_LIMIT] = "INSERT INTO limits(tenant, name, definition, created_at, updated_at) "
+                        "VALUES($1, $2, $3, $4, $4) ON CONFLICT(tenant, name) DO UPDATE SET "
+                        "definition = excluded.definition, updated_at = excluded.updated_at "
+                        "RETURNING " LIMIT_COLS,
+    [STORE_DEF_SECRET] = "INSERT INTO secrets(tenant, name, value, created_at, updated_at) "
+                         "VALUES($1, $2, $3, $4, $4) ON CONFLICT(tenant, name) DO UPDATE SET "
+                         "value = excluded.value, updated_at = excluded.updated_at "
+                         "RETURNING " SECRET_COLS,
+};
+
+static int put_body(struct conn *c, void *vctx)
+{
+    struct store_def_call *x = vctx;
+    struct pg_params p = {0};
+    PGresult *r;
+    key_params(&p, x);
+    int taken = pg_exec(c, sql_owner[x->kind], &p, &r);
+    if (taken < 0)
+        return taken;
+    int others = taken > 0 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    if (others)
+        return -SLUICE_E_CONFLICT; /* names are global: the events URL has no key */
+    pg_param_str(&p, x->text);
     pg_param_i64(&p, c->now);
-    /* versions continue from the highest ever used; the primary key makes a
-     * concurrent put of the same name a conflict, retried as a soft error */
-    int rc = pg_exec(c,
-                     "INSERT INTO workflows(tenant, name, version, definition, created_at) "
-                     "SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4 FROM workflows "
-                     "WHERE tenant = $1 AND name = $2 RETURNING version",
-                     &p, &r);
+    int rc = pg_exec(c, sql_put[x->kind], &p, &r);
+    /* a workflow put at the same time took this version: the primary key makes it a
+     * conflict, retried as a soft error (the retry sees the name live) */
     if (rc == -SLUICE_E_CONFLICT)
         return E_SOFT;
-    if (rc < 0)
-        return rc;
-    int64_t version = pg_col_i64(r, 0, 0);
-    PQclear(r);
-    if (x->wf) {
-        memset(x->wf, 0, sizeof *x->wf);
-        pg_copy_str(x->wf->name, sizeof x->wf->name, x->name);
-        x->wf->version = version;
-        x->wf->definition = xstrdup(x->definition);
-        x->wf->created_at = c->now;
-    }
-    return 0;
-}
-
-int pg_workflow_put(void *impl, const char *tenant, const char *name, const char *definition,
-                    struct store_workflow *out)
-{
-    struct defs_ctx x = {.tenant = tenant, .name = name, .definition = definition, .wf = out};
-    if (!definition)
-        return -SLUICE_E_INVALID_PARAMETER;
-    if (out)
-        memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, workflow_put_body, defs_undo, &x);
-}
-
-static int workflow_get_body(struct conn *c, void *vctx)
-{
-    struct defs_ctx *x = vctx;
-    struct pg_params p = {0};
-    PGresult *r;
-    pg_param_str(&p, x->tenant);
-    pg_param_str(&p, x->name);
-    pg_param_i64(&p, x->version);
-    int rc = pg_exec(c,
-                     "SELECT " WF_COLS " FROM workflows WHERE tenant = $1 AND name = $2 "
-                     "AND (CASE WHEN $3::bigint > 0 THEN version = $3 ELSE deleted = 0 END) "
-                     "ORDER BY version DESC LIMIT 1",
-                     &p, &r);
     if (rc <= 0)
-        return rc;
-    read_workflow(r, 0, x->wf);
-    PQclear(r);
-    return 1;
-}
-
-int pg_workflow_get(void *impl, const char *tenant, const char *name, int64_t version,
-                    struct store_workflow *out)
-{
-    struct defs_ctx x = {.tenant = tenant, .name = name, .version = version, .wf = out};
-    memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, workflow_get_body, defs_undo, &x);
-}
-
-static int workflow_list_body(struct conn *c, void *vctx)
-{
-    struct defs_ctx *x = vctx;
-    struct pg_params p = {0};
-    PGresult *r;
-    pg_param_str(&p, x->tenant);
-    pg_param_str(&p, x->after_name ? x->after_name : "");
-    pg_param_i64(&p, (int64_t)x->limit);
-    int rc = pg_exec(c,
-                     "SELECT " WF_COLS " FROM workflows w WHERE tenant = $1 AND name > $2 "
-                     "AND deleted = 0 AND version = (SELECT max(version) FROM workflows v "
-                     "WHERE v.tenant = w.tenant AND v.name = w.name) ORDER BY name LIMIT $3",
-                     &p, &r);
-    if (rc < 0)
-        return rc;
-    x->wfs = xcalloc(x->limit ? x->limit : 1, sizeof *x->wfs);
-    for (int i = 0; i < rc && x->n < x->limit; i++)
-        read_workflow(r, i, &x->wfs[x->n++]);
-    PQclear(r);
-    return 0;
-}
-
-int pg_workflow_list(void *impl, const char *tenant, const char *after_name, size_t limit,
-                     struct store_workflow **out, size_t *n)
-{
-    struct defs_ctx x = {.tenant = tenant, .after_name = after_name, .limit = limit};
-    int rc = pg_run_tx(impl, workflow_list_body, defs_undo, &x);
-    *out = rc < 0 ? NULL : x.wfs;
-    *n = rc < 0 ? 0 : x.n;
-    return rc;
-}
-
-static int workflow_delete_body(struct conn *c, void *vctx)
-{
-    struct defs_ctx *x = vctx;
-    struct pg_params p = {0};
-    pg_param_str(&p, x->tenant);
-    pg_param_str(&p, x->name);
-    int rc = pg_exec(
-        c, "UPDATE workflows SET deleted = 1 WHERE tenant = $1 AND name = $2 AND deleted = 0", &p,
-        NULL);
-    return rc < 0 ? rc : rc > 0;
-}
-
-int pg_workflow_delete(void *impl, const char *tenant, const char *name)
-{
-    struct defs_ctx x = {.tenant = tenant, .name = name};
-    return pg_run_tx(impl, workflow_delete_body, NULL, &x);
-}
-
-static void read_hook(const PGresult *r, int row, struct store_hook *h)
-{
-    memset(h, 0, sizeof *h);
-    pg_col_copy(r, row, 0, h->name, sizeof h->name);
-    pg_col_copy(r, row, 1, h->tenant, sizeof h->tenant);
-    h->definition = pg_col_strdup(r, row, 2, NULL);
-    h->created_at = pg_col_i64(r, row, 3);
-    h->updated_at = pg_col_i64(r, row, 4);
-}
-
-static int hook_load(struct conn *c, const char *tenant, const char *name, struct store_hook *h)
-{
-    struct pg_params p = {0};
-    PGresult *r;
-    pg_param_str(&p, name);
-    pg_param_str(&p, tenant);
-    int rc = pg_exec(c,
-                     "SELECT " HOOK_COLS " FROM hooks WHERE name = $1 AND ($2::text IS NULL OR "
-                     "tenant = $2)",
-                     &p, &r);
-    if (rc <= 0)
-        return rc;
-    read_hook(r, 0, h);
-    PQclear(r);
-    return 1;
-}
-
-static int hook_put_body(struct conn *c, void *vctx)
-{
-    struct defs_ctx *x = vctx;
-    struct pg_params p = {0};
-    PGresult *r;
-    int replaced = 0;
-    pg_param_str(&p, x->name);
-    int rc = pg_exec(c, "SELECT tenant FROM hooks WHERE name = $1 FOR UPDATE", &p, &r);
-    if (rc < 0)
-        return rc;
-    if (rc > 0) {
-        if (strcmp(PQgetvalue(r, 0, 0), x->tenant) != 0)
-            rc = -SLUICE_E_CONFLICT; /* names are global: the events URL has no key */
-        replaced = 1;
-    }
-    PQclear(r);
-    if (rc < 0)
-        return rc;
-    struct pg_params q = {0};
-    pg_param_str(&q, x->name);
-    pg_param_str(&q, x->tenant);
-    pg_param_str(&q, x->definition);
-    pg_param_i64(&q, c->now);
-    rc = pg_exec(c,
-                 "INSERT INTO hooks(name, tenant, definition, created_at, updated_at) "
-                 "VALUES($1, $2, $3, $4, $4) ON CONFLICT(name) DO UPDATE SET "
-                 "definition = excluded.definition, updated_at = excluded.updated_at",
-                 &q, NULL);
-    if (rc < 0)
-        return rc;
-    if (x->hook && (rc = hook_load(c, x->tenant, x->name, x->hook)) != 1)
         return rc < 0 ? rc : -SLUICE_E_INTERNAL;
-    return replaced ? 2 : 1;
+    if (x->one)
+        read_def(r, 0, x->kind, x->one);
+    PQclear(r);
+    return taken > 0 ? STORE_PUT_REPLACED : STORE_PUT_CREATED;
 }
 
-int pg_hook_put(void *impl, const char *tenant, const char *name, const char *definition,
-                struct store_hook *out)
+int pg_def_put(void *impl, enum store_def_kind kind, const char *tenant, const char *name,
+               const char *text, struct store_def *out)
 {
-    struct defs_ctx x = {.tenant = tenant, .name = name, .definition = definition, .hook = out};
-    if (!tenant || !definition)
-        return -SLUICE_E_INVALID_PARAMETER;
-    if (out)
-        memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, hook_put_body, defs_undo, &x);
+    struct store_def_call x = {
+        .kind = kind, .tenant = tenant, .name = name, .text = text, .one = out};
+    return pg_run_tx(impl, put_body, defs_undo, &x);
 }
 
-static int hook_get_body(struct conn *c, void *vctx)
-{
-    struct defs_ctx *x = vctx;
-    return hook_load(c, x->tenant, x->name, x->hook);
-}
+/* ---- list ---------------------------------------------------------------------------- */
 
-int pg_hook_get(void *impl, const char *tenant, const char *name, struct store_hook *out)
-{
-    struct defs_ctx x = {.tenant = tenant, .name = name, .hook = out};
-    memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, hook_get_body, defs_undo, &x);
-}
+/* $3 the most rows, by name. A workflow name's live rows are the versions put since
+ * its last delete; the newest row of a name is live exactly when the name is. Limits
+ * with tenant NULL: every tenant's, by tenant then name. */
+static const char *const sql_list[STORE_DEF__COUNT] = {
+    [STORE_DEF_WORKFLOW] = "SELECT " WF_COLS " FROM workflows w "
+                           "WHERE tenant = $1 AND name > $2 AND deleted = 0 "
+                           "AND version = (SELECT max(version) FROM workflows v "
+                           "WHERE v.tenant = w.tenant AND v.name = w.name) "
+                           "ORDER BY name LIMIT $3",
+    [STORE_DEF_HOOK] = "SELECT " HOOK_COLS " FROM hooks WHERE tenant = $1 AND name > $2 "
+                       "ORDER BY name LIMIT $3",
+    [STORE_DEF_LIMIT] = "SELECT " LIMIT_COLS " FROM limits "
+                        "WHERE ($1::text IS NULL OR tenant = $1 AND name > $2) "
+                        "ORDER BY tenant, name LIMIT $3",
+    [STORE_DEF_SECRET] = "SELECT " SECRET_COLS " FROM secrets WHERE tenant = $1 AND name > $2 "
+                         "ORDER BY name LIMIT $3",
+};
 
-static int hook_list_body(struct conn *c, void *vctx)
+static int list_body(struct conn *c, void *vctx)
 {
-    struct defs_ctx *x = vctx;
+    struct store_def_call *x = vctx;
     struct pg_params p = {0};
     PGresult *r;
-    pg_param_str(&p, x->tenant);
-    pg_param_str(&p, x->after_name ? x->after_name : "");
+    key_params(&p, x);
     pg_param_i64(&p, (int64_t)x->limit);
-    int rc = pg_exec(c,
-                     "SELECT " HOOK_COLS " FROM hooks WHERE tenant = $1 AND name > $2 "
-                     "ORDER BY name LIMIT $3",
-                     &p, &r);
+    int rc = pg_exec(c, sql_list[x->kind], &p, &r);
     if (rc < 0)
         return rc;
-    x->hooks = xcalloc(x->limit ? x->limit : 1, sizeof *x->hooks);
+    x->many = xcalloc(x->limit ? x->limit : 1, sizeof *x->many);
     for (int i = 0; i < rc && x->n < x->limit; i++)
-        read_hook(r, i, &x->hooks[x->n++]);
+        read_def(r, i, x->kind, &x->many[x->n++]);
     PQclear(r);
     return 0;
 }
 
-int pg_hook_list(void *impl, const char *tenant, const char *after_name, size_t limit,
-                 struct store_hook **out, size_t *n)
+int pg_def_list(void *impl, enum store_def_kind kind, const char *tenant, const char *after_name,
+                size_t limit, struct store_def **out, size_t *n)
 {
-    struct defs_ctx x = {.tenant = tenant, .after_name = after_name, .limit = limit};
-    int rc = pg_run_tx(impl, hook_list_body, defs_undo, &x);
-    *out = rc < 0 ? NULL : x.hooks;
+    struct store_def_call x = {
+        .kind = kind, .tenant = tenant, .name = after_name ? after_name : "", .limit = limit};
+    int rc = pg_run_tx(impl, list_body, defs_undo, &x);
+    *out = rc < 0 ? NULL : x.many;
     *n = rc < 0 ? 0 : x.n;
     return rc;
 }
 
-static int hook_delete_body(struct conn *c, void *vctx)
+/* ---- delete -------------------------------------------------------------------------- */
+
+/* A workflow's versions stay (running jobs use them), marked deleted. */
+static const char *const sql_delete[STORE_DEF__COUNT] = {
+    [STORE_DEF_WORKFLOW] = "UPDATE workflows SET deleted = 1 "
+                           "WHERE tenant = $1 AND name = $2 AND deleted = 0",
+    [STORE_DEF_HOOK] = "DELETE FROM hooks WHERE tenant = $1 AND name = $2",
+    [STORE_DEF_LIMIT] = "DELETE FROM limits WHERE tenant = $1 AND name = $2",
+    [STORE_DEF_SECRET] = "DELETE FROM secrets WHERE tenant = $1 AND name = $2",
+};
+
+static int delete_body(struct conn *c, void *vctx)
 {
-    struct defs_ctx *x = vctx;
+    struct store_def_call *x = vctx;
     struct pg_params p = {0};
-    pg_param_str(&p, x->name);
-    pg_param_str(&p, x->tenant);
-    int rc = pg_exec(c, "DELETE FROM hooks WHERE name = $1 AND tenant = $2", &p, NULL);
+    key_params(&p, x);
+    int rc = pg_exec(c, sql_delete[x->kind], &p, NULL);
     return rc < 0 ? rc : rc > 0;
 }
 
-int pg_hook_delete(void *impl, const char *tenant, const char *name)
+int pg_def_delete(void *impl, enum store_def_kind kind, const char *tenant, const char *name)
 {
-    struct defs_ctx x = {.tenant = tenant, .name = name};
-    return pg_run_tx(impl, hook_delete_body, NULL, &x);
-}
-
-static void read_limit(const PGresult *r, int row, struct store_limit *l)
-{
-    memset(l, 0, sizeof *l);
-    pg_col_copy(r, row, 0, l->name, sizeof l->name);
-    pg_col_copy(r, row, 1, l->tenant, sizeof l->tenant);
-    l->definition = pg_col_strdup(r, row, 2, NULL);
-    l->created_at = pg_col_i64(r, row, 3);
-    l->updated_at = pg_col_i64(r, row, 4);
-}
-
-static int limit_load(struct conn *c, const char *tenant, const char *name, struct store_limit *l)
-{
-    struct pg_params p = {0};
-    PGresult *r;
-    pg_param_str(&p, tenant);
-    pg_param_str(&p, name);
-    int rc =
-        pg_exec(c, "SELECT " LIMIT_COLS " FROM limits WHERE tenant = $1 AND name = $2", &p, &r);
-    if (rc <= 0)
-        return rc;
-    if (l)
-        read_limit(r, 0, l);
-    PQclear(r);
-    return 1;
-}
-
-static int limit_put_body(struct conn *c, void *vctx)
-{
-    struct defs_ctx *x = vctx;
-    struct pg_params p = {0};
-    int existed = limit_load(c, x->tenant, x->name, NULL);
-    if (existed < 0)
-        return existed;
-    pg_param_str(&p, x->tenant);
-    pg_param_str(&p, x->name);
-    pg_param_str(&p, x->definition);
-    pg_param_i64(&p, c->now);
-    int rc = pg_exec(c,
-                     "INSERT INTO limits(tenant, name, definition, created_at, updated_at) "
-                     "VALUES($1, $2, $3, $4, $4) ON CONFLICT(tenant, name) DO UPDATE SET "
-                     "definition = excluded.definition, updated_at = excluded.updated_at",
-                     &p, NULL);
-    if (rc < 0)
-        return rc;
-    if (x->lim && (rc = limit_load(c, x->tenant, x->name, x->lim)) != 1)
-        return rc < 0 ? rc : -SLUICE_E_INTERNAL;
-    return existed ? 2 : 1;
-}
-
-int pg_limit_put(void *impl, const char *tenant, const char *name, const char *definition,
-                 struct store_limit *out)
-{
-    struct defs_ctx x = {.tenant = tenant, .name = name, .definition = definition, .lim = out};
-    if (!tenant || !name || !definition)
-        return -SLUICE_E_INVALID_PARAMETER;
-    if (out)
-        memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, limit_put_body, defs_undo, &x);
-}
-
-static int limit_get_body(struct conn *c, void *vctx)
-{
-    struct defs_ctx *x = vctx;
-    return limit_load(c, x->tenant, x->name, x->lim);
-}
-
-int pg_limit_get(void *impl, const char *tenant, const char *name, struct store_limit *out)
-{
-    struct defs_ctx x = {.tenant = tenant, .name = name, .lim = out};
-    memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, limit_get_body, defs_undo, &x);
-}
-
-static int limit_list_body(struct conn *c, void *vctx)
-{
-    struct defs_ctx *x = vctx;
-    struct pg_params p = {0};
-    PGresult *r;
-    int rc;
-    if (x->tenant) {
-        pg_param_str(&p, x->tenant);
-        pg_param_str(&p, x->after_name ? x->after_name : "");
-        pg_param_i64(&p, (int64_t)x->limit);
-        rc = pg_exec(c,
-                     "SELECT " LIMIT_COLS " FROM limits WHERE tenant = $1 AND name > $2 "
-                     "ORDER BY name LIMIT $3",
-                     &p, &r);
-    } else {
-        pg_param_i64(&p, (int64_t)x->limit);
-        rc = pg_exec(c, "SELECT " LIMIT_COLS " FROM limits ORDER BY tenant, name LIMIT $1", &p, &r);
-    }
-    if (rc < 0)
-        return rc;
-    x->lims = xcalloc(x->limit ? x->limit : 1, sizeof *x->lims);
-    for (int i = 0; i < rc && x->n < x->limit; i++)
-        read_limit(r, i, &x->lims[x->n++]);
-    PQclear(r);
-    return 0;
-}
-
-int pg_limit_list(void *impl, const char *tenant, const char *after_name, size_t limit,
-                  struct store_limit **out, size_t *n)
-{
-    struct defs_ctx x = {.tenant = tenant, .after_name = after_name, .limit = limit};
-    int rc = pg_run_tx(impl, limit_list_body, defs_undo, &x);
-    *out = rc < 0 ? NULL : x.lims;
-    *n = rc < 0 ? 0 : x.n;
-    return rc;
-}
-
-static int limit_delete_body(struct conn *c, void *vctx)
-{
-    struct defs_ctx *x = vctx;
-    struct pg_params p = {0};
-    pg_param_str(&p, x->tenant);
-    pg_param_str(&p, x->name);
-    int rc = pg_exec(c, "DELETE FROM limits WHERE tenant = $1 AND name = $2", &p, NULL);
-    return rc < 0 ? rc : rc > 0;
-}
-
-int pg_limit_delete(void *impl, const char *tenant, const char *name)
-{
-    struct defs_ctx x = {.tenant = tenant, .name = name};
-    return pg_run_tx(impl, limit_delete_body, NULL, &x);
-}
-
-/* ---- tenant secrets (the limits' twin: same shape, the value instead of a definition) */
-
-static void read_secret(const PGresult *r, int row, struct store_secret *l)
-{
-    memset(l, 0, sizeof *l);
-    pg_col_copy(r, row, 0, l->name, sizeof l->name);
-    pg_col_copy(r, row, 1, l->tenant, sizeof l->tenant);
-    l->value = pg_col_strdup(r, row, 2, NULL);
-    l->created_at = pg_col_i64(r, row, 3);
-    l->updated_at = pg_col_i64(r, row, 4);
-}
-
-static int secret_load(struct conn *c, const char *tenant, const char *name, struct store_secret *l)
-{
-    struct pg_params p = {0};
-    PGresult *r;
-    pg_param_str(&p, tenant);
-    pg_param_str(&p, name);
-    int rc =
-        pg_exec(c, "SELECT " SECRET_COLS " FROM secrets WHERE tenant = $1 AND name = $2", &p, &r);
-    if (rc <= 0)
-        return rc;
-    if (l)
-        read_secret(r, 0, l);
-    PQclear(r);
-    return 1;
-}
-
-static int secret_put_body(struct conn *c, void *vctx)
-{
-    struct defs_ctx *x = vctx;
-    struct pg_params p = {0};
-    int existed = secret_load(c, x->tenant, x->name, NULL);
-    if (existed < 0)
-        return existed;
-    pg_param_str(&p, x->tenant);
-    pg_param_str(&p, x->name);
-    pg_param_str(&p, x->definition);
-    pg_param_i64(&p, c->now);
-    int rc = pg_exec(c,
-                     "INSERT INTO secrets(tenant, name, value, created_at, updated_at) "
-                     "VALUES($1, $2, $3, $4, $4) ON CONFLICT(tenant, name) DO UPDATE SET "
-                     "value = excluded.value, updated_at = excluded.updated_at",
-                     &p, NULL);
-    if (rc < 0)
-        return rc;
-    if (x->sec && (rc = secret_load(c, x->tenant, x->name, x->sec)) != 1)
-        return rc < 0 ? rc : -SLUICE_E_INTERNAL;
-    return existed ? 2 : 1;
-}
-
-int pg_secret_put(void *impl, const char *tenant, const char *name, const char *value,
-                  struct store_secret *out)
-{
-    struct defs_ctx x = {.tenant = tenant, .name = name, .definition = value, .sec = out};
-    if (!tenant || !name || !value)
-        return -SLUICE_E_INVALID_PARAMETER;
-    if (out)
-        memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, secret_put_body, defs_undo, &x);
-}
-
-static int secret_get_body(struct conn *c, void *vctx)
-{
-    struct defs_ctx *x = vctx;
-    return secret_load(c, x->tenant, x->name, x->sec);
-}
-
-int pg_secret_get(void *impl, const char *tenant, const char *name, struct store_secret *out)
-{
-    struct defs_ctx x = {.tenant = tenant, .name = name, .sec = out};
-    memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, secret_get_body, defs_undo, &x);
-}
-
-static int secret_list_body(struct conn *c, void *vctx)
-{
-    struct defs_ctx *x = vctx;
-    struct pg_params p = {0};
-    PGresult *r;
-    int rc;
-    pg_param_str(&p, x->tenant);
-    pg_param_str(&p, x->after_name ? x->after_name : "");
-    pg_param_i64(&p, (int64_t)x->limit);
-    rc = pg_exec(c,
-                 "SELECT " SECRET_COLS " FROM secrets WHERE tenant = $1 AND name > $2 "
-                 "ORDER BY name LIMIT $3",
-                 &p, &r);
-    if (rc < 0)
-        return rc;
-    x->secs = xcalloc(x->limit ? x->limit : 1, sizeof *x->secs);
-    for (int i = 0; i < rc && x->n < x->limit; i++)
-        read_secret(r, i, &x->secs[x->n++]);
-    PQclear(r);
-    return 0;
-}
-
-int pg_secret_list(void *impl, const char *tenant, const char *after_name, size_t limit,
-                   struct store_secret **out, size_t *n)
-{
-    struct defs_ctx x = {.tenant = tenant, .after_name = after_name, .limit = limit};
-    *out = NULL;
-    *n = 0;
-    if (!tenant)
-        return -SLUICE_E_INVALID_PARAMETER;
-    int rc = pg_run_tx(impl, secret_list_body, defs_undo, &x);
-    *out = rc < 0 ? NULL : x.secs;
-    *n = rc < 0 ? 0 : x.n;
-    return rc;
-}
-
-static int secret_delete_body(struct conn *c, void *vctx)
-{
-    struct defs_ctx *x = vctx;
-    struct pg_params p = {0};
-    pg_param_str(&p, x->tenant);
-    pg_param_str(&p, x->name);
-    int rc = pg_exec(c, "DELETE FROM secrets WHERE tenant = $1 AND name = $2", &p, NULL);
-    return rc < 0 ? rc : rc > 0;
-}
-
-int pg_secret_delete(void *impl, const char *tenant, const char *name)
-{
-    struct defs_ctx x = {.tenant = tenant, .name = name};
-    return pg_run_tx(impl, secret_delete_body, NULL, &x);
+    struct store_def_call x = {.kind = kind, .tenant = tenant, .name = name};
+    return pg_run_tx(impl, delete_body, NULL, &x);
 }

@@ -241,31 +241,13 @@ int pg_expire_claims(void *impl);
 int pg_stats(void *impl, struct store_stats *out);
 
 /* defs.c */
-int pg_workflow_put(void *impl, const char *tenant, const char *name, const char *definition,
-                    struct store_workflow *out);
-int pg_workflow_get(void *impl, const char *tenant, const char *name, int64_t version,
-                    struct store_workflow *out);
-int pg_workflow_list(void *impl, const char *tenant, const char *after_name, size_t limit,
-                     struct store_workflow **out, size_t *n);
-int pg_workflow_delete(void *impl, const char *tenant, const char *name);
-int pg_hook_put(void *impl, const char *tenant, const char *name, const char *definition,
-                struct store_hook *out);
-int pg_hook_get(void *impl, const char *tenant, const char *name, struct store_hook *out);
-int pg_hook_list(void *impl, const char *tenant, const char *after_name, size_t limit,
-                 struct store_hook **out, size_t *n);
-int pg_hook_delete(void *impl, const char *tenant, const char *name);
-int pg_limit_put(void *impl, const char *tenant, const char *name, const char *definition,
-                 struct store_limit *out);
-int pg_limit_get(void *impl, const char *tenant, const char *name, struct store_limit *out);
-int pg_limit_list(void *impl, const char *tenant, const char *after_name, size_t limit,
-                  struct store_limit **out, size_t *n);
-int pg_limit_delete(void *impl, const char *tenant, const char *name);
-int pg_secret_put(void *impl, const char *tenant, const char *name, const char *value,
-                  struct store_secret *out);
-int pg_secret_get(void *impl, const char *tenant, const char *name, struct store_secret *out);
-int pg_secret_list(void *impl, const char *tenant, const char *after_name, size_t limit,
-                   struct store_secret **out, size_t *n);
-int pg_secret_delete(void *impl, const char *tenant, const char *name);
+int pg_def_put(void *impl, enum store_def_kind kind, const char *tenant, const char *name,
+               const char *text, struct store_def *out);
+int pg_def_get(void *impl, enum store_def_kind kind, const char *tenant, const char *name,
+               int64_t version, struct store_def *out);
+int pg_def_list(void *impl, enum store_def_kind kind, const char *tenant, const char *after_name,
+                size_t limit, struct store_def **out, size_t *n);
+int pg_def_delete(void *impl, enum store_def_kind kind, const char *tenant, const char *name);
 
 /* outbox.c */
 int pg_delivery_claim(void *impl, int64_t lease_ms, size_t max, struct store_delivery **out,

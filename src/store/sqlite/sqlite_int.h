@@ -198,31 +198,13 @@ int sq_release(void *impl, const struct store_claim *c);
 int sq_stats(void *impl, struct store_stats *out);
 
 /* defs.c */
-int sq_workflow_put(void *impl, const char *tenant, const char *name, const char *definition,
-                    struct store_workflow *out);
-int sq_workflow_get(void *impl, const char *tenant, const char *name, int64_t version,
-                    struct store_workflow *out);
-int sq_workflow_list(void *impl, const char *tenant, const char *after_name, size_t limit,
-                     struct store_workflow **out, size_t *n);
-int sq_workflow_delete(void *impl, const char *tenant, const char *name);
-int sq_hook_put(void *impl, const char *tenant, const char *name, const char *definition,
-                struct store_hook *out);
-int sq_hook_get(void *impl, const char *tenant, const char *name, struct store_hook *out);
-int sq_hook_list(void *impl, const char *tenant, const char *after_name, size_t limit,
-                 struct store_hook **out, size_t *n);
-int sq_hook_delete(void *impl, const char *tenant, const char *name);
-int sq_limit_put(void *impl, const char *tenant, const char *name, const char *definition,
-                 struct store_limit *out);
-int sq_limit_get(void *impl, const char *tenant, const char *name, struct store_limit *out);
-int sq_limit_list(void *impl, const char *tenant, const char *after_name, size_t limit,
-                  struct store_limit **out, size_t *n);
-int sq_limit_delete(void *impl, const char *tenant, const char *name);
-int sq_secret_put(void *impl, const char *tenant, const char *name, const char *value,
-                  struct store_secret *out);
-int sq_secret_get(void *impl, const char *tenant, const char *name, struct store_secret *out);
-int sq_secret_list(void *impl, const char *tenant, const char *after_name, size_t limit,
-                   struct store_secret **out, size_t *n);
-int sq_secret_delete(void *impl, const char *tenant, const char *name);
+int sq_def_put(void *impl, enum store_def_kind kind, const char *tenant, const char *name,
+               const char *text, struct store_def *out);
+int sq_def_get(void *impl, enum store_def_kind kind, const char *tenant, const char *name,
+               int64_t version, struct store_def *out);
+int sq_def_list(void *impl, enum store_def_kind kind, const char *tenant, const char *after_name,
+                size_t limit, struct store_def **out, size_t *n);
+int sq_def_delete(void *impl, enum store_def_kind kind, const char *tenant, const char *name);
 
 /* limits.c */
 int sq_bucket_take(void *impl, const char *id, double interval_ms, double tolerance_ms, int64_t n,
