@@ -131,7 +131,7 @@ static const char *const sql_put[STORE_DEF__COUNT] = {
     [STORE_DEF_HOOK] = "INSERT INTO hooks(name, tenant, definition, created_at, updated_at) "
                        "VALUES($2, $1, $3, $4, $4) ON CONFLICT(name) DO UPDATE SET "
                        "definition = excluded.definition, updated_at = excluded.updated_at "
-                       "RETURNING " HOOK_COLS,
+                       "WHERE hooks.tenant = excluded.tenant RETURNING " HOOK_COLS,
     [STORE_DEF_LIMIT] = "INSERT INTO limits(tenant, name, definition, created_at, updated_at) "
                         "VALUES($1, $2, $3, $4, $4) ON CONFLICT(tenant, name) DO UPDATE SET "
                         "definition = excluded.definition, updated_at = excluded.updated_at "
@@ -162,6 +162,10 @@ static int put_body(struct conn *c, void *vctx)
      * conflict, retried as a soft error (the retry sees the name live) */
     if (rc == -SLUICE_E_CONFLICT)
         return E_SOFT;
+    /* No row: another tenant created the hook name since the owner check (the guard
+     * on DO UPDATE keeps its definition): the same conflict as above. */
+    if (rc == 0 && x->kind == STORE_DEF_HOOK)
+        return -SLUICE_E_CONFLICT;
     if (rc <= 0)
         return rc < 0 ? rc : -SLUICE_E_INTERNAL;
     if (x->one)
