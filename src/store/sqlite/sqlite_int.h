@@ -36,7 +36,7 @@
 
 /* ---- statements ------------------------------------------------------------------ */
 
-/* Statement slots a process may assign (105 statements today). Past it sq_q() fails
+/* Statement slots a process may assign (about a hundred statements today). Past it sq_q() fails
  * with -SLUICE_E_INTERNAL instead of writing past the cache; the contract suite runs
  * every statement, so it fails first. */
 #define SQ_MAX_STMTS 256
