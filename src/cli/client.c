@@ -200,30 +200,54 @@ static int summarize(const json_t *m)
 
 #define WATCH_RETRIES 5 /* consecutive failed polls tolerated (server restarting) */
 
+/* What reading one job's monitor holds: its URL, the answer, the parsed monitor and a
+ * line to print. One owner, one release. */
+struct job_view {
+    struct buf url, line;
+    struct http_response resp;
+    json_t *m;
+};
+
+static void job_view_init(struct job_view *v)
+{
+    buf_init(&v->url);
+    buf_init(&v->line);
+    http_response_init(&v->resp);
+    v->m = NULL;
+}
+
+static void job_view_release(struct job_view *v)
+{
+    json_decref(v->m);
+    http_response_release(&v->resp);
+    buf_release(&v->url);
+    buf_release(&v->line);
+}
+
 static int watch(struct client *c, const char *job_id)
 {
-    struct buf url = BUF_INIT, line = BUF_INIT;
-    struct http_response resp;
-    json_t *m = NULL;
+    struct job_view v;
     int ret = CLI_EXIT_ERROR, failures = 0;
     /* The bar goes where a person looks; stderr first so stdout stays clean. */
     FILE *tty = isatty(STDERR_FILENO) ? stderr : isatty(STDOUT_FILENO) ? stdout : NULL;
     size_t drawn = 0;          /* length of the bar on screen, to blank leftovers */
     long long last_plain = -1; /* when the last plain progress line was printed */
 
-    http_response_init(&resp);
-    cli_url_start(&url, c->base, "/v1/jobs");
-    cli_url_segment(&url, job_id);
+    job_view_init(&v);
+    struct buf *url = &v.url, *line = &v.line;
+    struct http_response *resp = &v.resp;
+    cli_url_start(url, c->base, "/v1/jobs");
+    cli_url_segment(url, job_id);
     for (;;) {
         struct http_request req = {.method = "GET",
-                                   .url = url.data,
+                                   .url = url->data,
                                    .bearer = c->key,
                                    .accept = "application/json",
                                    .read_len = -1};
         char *errmsg = NULL;
-        int rc = http_client_do(c->http, &req, &resp, &errmsg);
-        int transient = rc < 0 || resp.status == 502 || resp.status == 503 || resp.status == 504;
-        if (rc < 0 || resp.status != 200) {
+        int rc = http_client_do(c->http, &req, resp, &errmsg);
+        int transient = rc < 0 || resp->status == 502 || resp->status == 503 || resp->status == 504;
+        if (rc < 0 || resp->status != 200) {
             if (transient && ++failures < WATCH_RETRIES) {
                 free(errmsg);
                 sleep_ms(1000);
@@ -231,28 +255,28 @@ static int watch(struct client *c, const char *job_id)
             }
             if (tty && drawn)
                 fputc('\n', tty);
-            report_failure(c, url.data, rc, errmsg, &resp);
+            report_failure(c, url->data, rc, errmsg, resp);
             free(errmsg);
             goto out;
         }
         failures = 0;
-        json_decref(m);
-        m = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
-        if (!json_is_object(m)) {
-            fprintf(stderr, "error: %s: answer is not a job monitor\n", url.data);
+        json_decref(v.m);
+        v.m = json_loadb(resp->body.data ? resp->body.data : "", resp->body.len, 0, NULL);
+        if (!json_is_object(v.m)) {
+            fprintf(stderr, "error: %s: answer is not a job monitor\n", url->data);
             goto out;
         }
-        const char *st = jstr(m, "status");
+        const char *st = jstr(v.m, "status");
         int done = is_terminal_status(st);
         struct cli_progress p;
-        cli_progress_from_monitor(m, clock_now_ms(), &p);
-        buf_reset(&line);
+        cli_progress_from_monitor(v.m, clock_now_ms(), &p);
+        buf_reset(line);
         if (tty) {
-            cli_fmt_progress(&line, &p, 20);
-            size_t len = line.len;
-            while (line.len < drawn)
-                buf_putc(&line, ' ');
-            fprintf(tty, "\r%s", line.data);
+            cli_fmt_progress(line, &p, 20);
+            size_t len = line->len;
+            while (line->len < drawn)
+                buf_putc(line, ' ');
+            fprintf(tty, "\r%s", line->data);
             drawn = len;
             if (done)
                 fputc('\n', tty);
@@ -260,22 +284,19 @@ static int watch(struct client *c, const char *job_id)
         } else {
             long long now = clock_mono_ms();
             if (done || last_plain < 0 || now - last_plain >= 2000) {
-                buf_printf(&line, "%s %s  ", job_id, st ? st : "?");
-                cli_fmt_progress(&line, &p, 0);
-                fprintf(stderr, "%s\n", line.data);
+                buf_printf(line, "%s %s  ", job_id, st ? st : "?");
+                cli_fmt_progress(line, &p, 0);
+                fprintf(stderr, "%s\n", line->data);
                 last_plain = now;
             }
         }
         if (done)
             break;
-        sleep_ms(poll_delay_ms(resp.retry_after));
+        sleep_ms(poll_delay_ms(resp->retry_after));
     }
-    ret = summarize(m);
+    ret = summarize(v.m);
 out:
-    json_decref(m);
-    http_response_release(&resp);
-    buf_release(&url);
-    buf_release(&line);
+    job_view_release(&v);
     return ret;
 }
 
@@ -365,20 +386,20 @@ static void print_time_field(const char *label, const json_t *m, const char *k)
 
 static int cmd_status(struct client *c, const struct cli_args *a)
 {
-    struct buf url = BUF_INIT, line = BUF_INIT;
-    struct http_response resp;
-    json_t *m = NULL;
+    struct job_view v;
     char n1[32], n2[32], n3[32], n4[32], n5[32], n6[32];
 
-    http_response_init(&resp);
-    job_url(&url, c, a->pos[0], "");
-    int ret = call_json(c, "GET", url.data, &m, &resp);
+    job_view_init(&v);
+    const json_t *m;
+    job_url(&v.url, c, a->pos[0], "");
+    int ret = call_json(c, "GET", v.url.data, &v.m, &v.resp);
+    m = v.m;
     if (ret)
         goto out;
     if (a->json) {
         /* The server's bytes exactly, one document per line. */
-        fwrite(resp.body.data, 1, resp.body.len, stdout);
-        if (resp.body.len && resp.body.data[resp.body.len - 1] != '\n')
+        fwrite(v.resp.body.data, 1, v.resp.body.len, stdout);
+        if (v.resp.body.len && v.resp.body.data[v.resp.body.len - 1] != '\n')
             fputc('\n', stdout);
         goto out;
     }
@@ -386,7 +407,7 @@ static int cmd_status(struct client *c, const struct cli_args *a)
     const json_t *err = json_object_get(m, "error");
     struct cli_progress p;
     cli_progress_from_monitor(m, clock_now_ms(), &p);
-    cli_fmt_progress(&line, &p, 0);
+    cli_fmt_progress(&v.line, &p, 0);
     printf("%-11s %s\n", "job:", jstr(m, "id") ? jstr(m, "id") : a->pos[0]);
     printf("%-11s %s\n", "status:", jstr(m, "status") ? jstr(m, "status") : "?");
     if (jstr(m, "outcome"))
@@ -397,7 +418,7 @@ static int cmd_status(struct client *c, const struct cli_args *a)
     printf("%-11s %s\n", "workflow:", jstr(m, "workflow") ? jstr(m, "workflow") : "?");
     if (jstr(m, "clientReference"))
         printf("%-11s %s\n", "reference:", jstr(m, "clientReference"));
-    printf("%-11s %s\n", "progress:", line.data);
+    printf("%-11s %s\n", "progress:", v.line.data);
     printf("%-11s succeeded %s  failed %s  skipped %s  canceled %s  pending %s  processing %s\n",
            "counts:", cli_fmt_thousands(jnum(cnt, "succeeded"), n1),
            cli_fmt_thousands(jnum(cnt, "failed"), n2), cli_fmt_thousands(jnum(cnt, "skipped"), n3),
@@ -411,10 +432,7 @@ static int cmd_status(struct client *c, const struct cli_args *a)
         print_time_field("eta:", m, "estimatedCompletionAt");
     print_time_field("completed:", m, "completedAt");
 out:
-    json_decref(m);
-    http_response_release(&resp);
-    buf_release(&url);
-    buf_release(&line);
+    job_view_release(&v);
     return ret;
 }
 
