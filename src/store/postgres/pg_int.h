@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/pool.h"
 #include "store/rules.h"
 #include "store/store_int.h"
 #include "util/buf.h"
@@ -38,7 +39,6 @@ struct conn {
     size_t max_doc_bytes;    /* store_options.max_doc_bytes (0 there: the default) */
     struct buf arr[10];      /* scratch: array parameters */
     int64_t retention_ms;
-    struct conn *next;
 };
 
 struct pg {
@@ -46,12 +46,8 @@ struct pg {
     struct store_options opt;
     char node[STORE_ID_MAX]; /* this handle's node id (claims record it) */
     int registered;          /* its row is in nodes */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct conn *free_list;
-    int nopen;
-    int64_t down_until; /* monotonic ms: no new connection before (backoff) */
-    int backoff_ms;
+    struct pool pool;        /* connections (conn.c), reconnecting with a backoff */
+    pthread_mutex_t mu;      /* guards the watcher's fields */
     /* the watcher: LISTEN on its own connection, calls watch_fn on notifications */
     pthread_t watch_thread;
     int watch_running, watch_stop;

@@ -59,7 +59,6 @@ struct sq_conn {
     struct buf ev, res, tmp;        /* scratch: events, result JSON, patched documents */
     size_t max_doc_bytes;           /* store_options.max_doc_bytes (0 there: the default) */
     int64_t retention_ms;           /* store_options.retention_ms, for store_job.expires_at */
-    struct sq_conn *next;           /* free list */
 };
 
 /* The store handle (conn.c), the backend's `impl`. */
@@ -92,6 +91,9 @@ int sq_q(struct sq_conn *c, struct sq_sql *sql, sqlite3_stmt **s);
 int sq_step(sqlite3_stmt *s);
 /* Runs a statement without parameters to completion: 0 or a negative error. */
 int sq_exec(struct sq_conn *c, struct sq_sql *sql);
+/* Runs SQL text of one or more statements without parameters, not cached (pragmas,
+ * migrations): 0 or a negative error. */
+int sq_exec_text(struct sq_conn *c, const char *sql);
 /* Binds text v (NUL-terminated / n bytes) to parameter i, unless v is NULL (which
  * leaves it NULL); v must live until the statement is reset. */
 void sq_bind_str(sqlite3_stmt *s, int i, const char *v);
