@@ -499,18 +499,6 @@ static int claim_check(struct conn *c, const struct store_claim *cl, int64_t *ji
     return 1;
 }
 
-/* rules_apply_ops' doc_apply: pg_doc_apply on the completing connection, whose
- * transaction time (c->now, the `now` rules_apply_ops is given) it uses. */
-static int apply_doc(void *conn, const char *tenant, const char *coll, const char *ref,
-                     size_t ref_len, enum store_op op, const char *data, size_t data_len,
-                     const char *job_id, int64_t item_index, int64_t now,
-                     struct rules_doc_result *w)
-{
-    (void)now;
-    return pg_doc_apply(conn, tenant, coll, ref, ref_len, op, data, data_len, -1, job_id,
-                        item_index, w);
-}
-
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -675,7 +663,7 @@ static int complete_body(struct conn *c, void *vctx)
     if (rc <= 0)
         return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
     clock_fmt_ms(c->now, ts);
-    const struct rules_apply ap = {apply_doc, c, &c->ev, &c->res, c->max_doc_bytes, c->now, ts};
+    const struct rules_apply ap = {pg_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, c->now, ts};
     if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
         return rc;
     /* Lock the rows of the items this call reports that are still pending. */

@@ -159,14 +159,14 @@ int pg_notify_work(struct conn *c);
 
 /* ---- documents (docs.c) ---------------------------------------------------------- */
 
-/* Applies one document change, for store_doc_write and the doc ops of store_complete:
- * 0 applied ([out] w; w->data may point into c->tmp until the next change),
+/* Applies one document change, for store_doc_write and the doc ops of store_complete
+ * (the rules_doc_apply_fn of this backend, conn a struct conn; now is the transaction's
+ * time, c->now): 0 applied ([out] w; w->data may point into c->tmp until the next change),
  * -SLUICE_E_DOCUMENT_NOT_FOUND, -SLUICE_E_INVALID_DATA, -SLUICE_E_ITEM_TOO_LARGE,
  * -SLUICE_E_PRECONDITION_FAILED or a store error. */
-int pg_doc_apply(struct conn *c, const char *tenant, const char *coll, const char *ref,
-                 size_t ref_len, enum store_op op, const char *data, size_t data_len,
-                 int64_t if_match, const char *job_id, int64_t item_index,
-                 struct rules_doc_result *w);
+int pg_doc_apply(void *conn, const char *tenant, const char *coll, const char *ref, size_t ref_len,
+                 enum store_op op, const char *data, size_t data_len, int64_t if_match,
+                 const char *job_id, int64_t item_index, int64_t now, struct rules_doc_result *w);
 
 /* ---- the operations (store_postgres_ops) ----------------------------------------- */
 

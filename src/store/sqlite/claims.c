@@ -519,16 +519,6 @@ static int claim_check(struct sq_conn *c, const struct store_claim *cl, int64_t 
     return rc;
 }
 
-/* rules_apply_ops' doc_apply: sq_doc_apply on the completing connection. */
-static int apply_doc(void *conn, const char *tenant, const char *coll, const char *ref,
-                     size_t ref_len, enum store_op op, const char *data, size_t data_len,
-                     const char *job_id, int64_t item_index, int64_t now,
-                     struct rules_doc_result *w)
-{
-    return sq_doc_apply(conn, tenant, coll, ref, ref_len, op, data, data_len, -1, job_id,
-                        item_index, now, w);
-}
-
 SQ_SQL(sql_steps_add, "INSERT INTO job_steps(jid, step, passed, failed, skipped) "
                       "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(jid, step) DO UPDATE SET "
                       "passed = passed + excluded.passed, failed = failed + excluded.failed, "
@@ -567,7 +557,7 @@ static int complete_body(struct sq_conn *c, void *vctx)
     char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
     int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
     clock_fmt_ms(now, ts); /* one timestamp for all events of this call */
-    const struct rules_apply ap = {apply_doc, c, &c->ev, &c->res, c->max_doc_bytes, now, ts};
+    const struct rules_apply ap = {sq_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, now, ts};
     /* The ops' [out] fields start empty; rules_apply_ops() fills those of the ops it runs. */
     rules_outcomes_reset(x->outs, x->n);
     if (rc <= 0)

@@ -131,13 +131,13 @@ int sq_job_save(struct sq_conn *c, const struct rules_jobrow *r, int64_t now);
 
 /* ---- docs.c ---------------------------------------------------------------------- */
 
-/* Applies one document change (store_doc_write and the doc ops of store_complete):
- * 0 applied ([out] w), -SLUICE_E_DOCUMENT_NOT_FOUND, -SLUICE_E_INVALID_DATA,
- * -SLUICE_E_PRECONDITION_FAILED, -SLUICE_E_ITEM_TOO_LARGE or a store error. */
-int sq_doc_apply(struct sq_conn *c, const char *tenant, const char *coll, const char *ref,
-                 size_t ref_len, enum store_op op, const char *data, size_t data_len,
-                 int64_t if_match, const char *job_id, int64_t item_index, int64_t now,
-                 struct rules_doc_result *w);
+/* Applies one document change (store_doc_write and the doc ops of store_complete): the
+ * rules_doc_apply_fn of this backend, conn a struct sq_conn. 0 applied ([out] w),
+ * -SLUICE_E_DOCUMENT_NOT_FOUND, -SLUICE_E_INVALID_DATA, -SLUICE_E_PRECONDITION_FAILED,
+ * -SLUICE_E_ITEM_TOO_LARGE or a store error. */
+int sq_doc_apply(void *conn, const char *tenant, const char *coll, const char *ref, size_t ref_len,
+                 enum store_op op, const char *data, size_t data_len, int64_t if_match,
+                 const char *job_id, int64_t item_index, int64_t now, struct rules_doc_result *w);
 
 /* ---- the operations of store_sqlite_ops (contracts: store.h, store_ops) ---------- */
 
