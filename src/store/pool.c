@@ -53,7 +53,8 @@ int pool_get(struct pool *p, void **conn)
     if (rc < 0) {
         p->nopen--;
         if (p->backoff_first_ms > 0) {
-            int next = p->backoff_ms * 2 > p->backoff_max_ms ? p->backoff_max_ms : p->backoff_ms * 2;
+            int next =
+                p->backoff_ms * 2 > p->backoff_max_ms ? p->backoff_max_ms : p->backoff_ms * 2;
             p->backoff_ms = p->backoff_ms ? next : p->backoff_first_ms;
             p->down_until = clock_mono_ms() + p->backoff_ms;
             p->down_rc = rc;

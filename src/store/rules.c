@@ -16,6 +16,7 @@
 #include "store/store_int.h"
 #include "util/buf.h"
 #include "util/errors.h"
+#include "util/ids.h"
 #include "util/xmalloc.h"
 
 void rules_copy_str(char *dst, size_t cap, const char *src)
@@ -296,11 +297,73 @@ void rules_claim_items_free(struct store_claim_item *items, size_t n)
     free(items);
 }
 
+/* ---- claims: transaction bodies ------------------------------------------------ */
+
+void rules_claim_args(struct rules_claim_ctx *x, const struct store_claim_opts *o,
+                      struct store_claim *out)
+{
+    *x = (struct rules_claim_ctx){.max_items = o->max_items ? o->max_items : 1,
+                                  .lease_ms = o->lease_ms,
+                                  .max_attempts = o->max_attempts,
+                                  .max_active_jobs = o->max_active_jobs,
+                                  .gate = o->gate,
+                                  .out = out};
+    memset(out, 0, sizeof *out);
+}
+
+void rules_claim_undo(void *ctx)
+{
+    struct rules_claim_ctx *x = ctx;
+    store_claim_release(x->out);
+    memset(x->out, 0, sizeof *x->out);
+}
+
+void rules_complete_args(struct rules_claim_ctx *x, const struct store_claim *c,
+                         struct store_outcome *outs, size_t n, const struct store_step_count *steps,
+                         size_t nsteps)
+{
+    *x = (struct rules_claim_ctx){.c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
+}
+
+void rules_complete_undo(void *ctx)
+{
+    struct rules_claim_ctx *x = ctx;
+    rules_outcomes_reset(x->outs, x->n);
+}
+
+int rules_complete_done(struct rules_claim_ctx *x, int rc)
+{
+    /* An op that could not apply failed its item: tell the caller (see store.h). */
+    if (rc >= 0)
+        rules_outcomes_settle(x->outs, x->n);
+    return rc;
+}
+
+int rules_claim_take(const struct store_claim_gate *gate, const struct rules_jobrow *r,
+                     struct store_claim_item *items, size_t *n, int64_t lo, int64_t *hi,
+                     char token[STORE_ID_MAX])
+{
+    if ((*n = rules_claim_admit(gate, r, items, *n)) == 0)
+        return 0;
+    *hi = lo + (int64_t)*n;
+    int rc = ids_random("lt_", 24, token);
+    return rc < 0 ? rc : 1;
+}
+
+int rules_outcome_owed(const struct store_claim *cl, const struct store_outcome *o, int64_t lo,
+                       int64_t hi, const struct store_claim_item **ci)
+{
+    *ci = rules_claim_find(cl, o->index);
+    if (!*ci || o->index < lo || o->index >= hi)
+        return 0; /* not an item this claim owes */
+    return rules_outcome_valid(o) ? 1 : -SLUICE_E_INVALID_PARAMETER;
+}
+
 /* ---- items: transaction bodies ------------------------------------------------- */
 
 /* The visible job of x for reading its items: its row without its strings. */
-static int items_job(const struct rules_items_prims *p, void *conn,
-                     const struct rules_items_ctx *x, struct rules_jobrow *r)
+static int items_job(const struct rules_items_prims *p, void *conn, const struct rules_items_ctx *x,
+                     struct rules_jobrow *r)
 {
     int rc = p->job_load_visible(conn, x->tenant, x->job_id, r);
     if (rc > 0)
@@ -323,8 +386,7 @@ int rules_item_get_body(const struct rules_items_prims *p, void *conn, struct ru
     return rc;
 }
 
-int rules_item_list_body(const struct rules_items_prims *p, void *conn,
-                         struct rules_items_ctx *x)
+int rules_item_list_body(const struct rules_items_prims *p, void *conn, struct rules_items_ctx *x)
 {
     struct rules_jobrow r;
     int rc = items_job(p, conn, x, &r);

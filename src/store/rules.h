@@ -118,6 +118,51 @@ void rules_claim_items_clear(struct store_claim_item *items, size_t n);
 /* Frees the strings of items[0..n) and the array (may be NULL). */
 void rules_claim_items_free(struct store_claim_item *items, size_t n);
 
+/* ---- claims: transaction bodies ------------------------------------------------ */
+
+/* The arguments and outputs of store_claim, store_complete and store_release, as the
+ * backends' transaction bodies see them. */
+struct rules_claim_ctx {
+    const char *node; /* the node a claim is recorded for (PostgreSQL), or NULL */
+    size_t max_items;
+    int64_t lease_ms;
+    int max_attempts;
+    const struct store_claim_gate *gate;
+    int max_active_jobs;
+    struct store_claim *out;     /* for store_claim */
+    const struct store_claim *c; /* for store_complete / store_release */
+    struct store_outcome *outs;
+    size_t n;
+    const struct store_step_count *steps;
+    size_t nsteps;
+};
+
+/* Fills x with the arguments of store_claim (o) and zeroes out. */
+void rules_claim_args(struct rules_claim_ctx *x, const struct store_claim_opts *o,
+                      struct store_claim *out);
+/* The undo of store_claim's body (a tx_undo_fn): releases and zeroes x->out. */
+void rules_claim_undo(void *ctx);
+/* Fills x with the arguments of store_complete. */
+void rules_complete_args(struct rules_claim_ctx *x, const struct store_claim *c,
+                         struct store_outcome *outs, size_t n, const struct store_step_count *steps,
+                         size_t nsteps);
+/* The undo of store_complete's body (a tx_undo_fn): rules_outcomes_reset. */
+void rules_complete_undo(void *ctx);
+/* After store_complete's transaction returned rc: rules_outcomes_settle when it
+ * committed. Returns rc. */
+int rules_complete_done(struct rules_claim_ctx *x, int rc);
+/* The items of a new range [lo, *hi) of job r that the scheduler admits (gate, see
+ * rules_claim_admit): [out] *n and *hi cut to them, and the new claim's token. 1, 0
+ * none admitted (*n 0), or an error. */
+int rules_claim_take(const struct store_claim_gate *gate, const struct rules_jobrow *r,
+                     struct store_claim_item *items, size_t *n, int64_t lo, int64_t *hi,
+                     char token[STORE_ID_MAX]);
+/* Whether outcome o of a completion counts: 1 it reports an item claim cl (of range
+ * [lo, hi)) owes ([out] *ci), 0 not (skipped), or -SLUICE_E_INVALID_PARAMETER when its
+ * status is not one store_complete accepts. */
+int rules_outcome_owed(const struct store_claim *cl, const struct store_outcome *o, int64_t lo,
+                       int64_t hi, const struct store_claim_item **ci);
+
 /* ---- items: transaction bodies ------------------------------------------------- */
 
 /* The arguments and outputs of store_item_get and store_item_list, which the
@@ -128,7 +173,7 @@ struct rules_items_ctx {
     int with_data;              /* 0 or 1 */
     int64_t index, after_index;
     size_t limit;
-    struct store_item *out; /* store_item_get */
+    struct store_item *out;  /* store_item_get */
     struct store_item *list; /* store_item_list: limit (at least 1) slots, n filled */
     size_t n;
 };
@@ -154,8 +199,7 @@ struct rules_items_prims {
 int rules_item_get_body(const struct rules_items_prims *p, void *conn, struct rules_items_ctx *x);
 /* The body of store_item_list on x (arguments from rules_items_list_args): 1 and
  * x->list / x->n, 0 no such visible job, or an error (x->list freed). */
-int rules_item_list_body(const struct rules_items_prims *p, void *conn,
-                         struct rules_items_ctx *x);
+int rules_item_list_body(const struct rules_items_prims *p, void *conn, struct rules_items_ctx *x);
 /* The undo of both bodies (a tx_undo_fn): drops what they put in x's outputs. */
 void rules_items_undo(void *ctx);
 /* Fills x with the arguments of store_item_list (f may be NULL: no filter). */

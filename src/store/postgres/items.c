@@ -24,8 +24,7 @@ static void read_item(const PGresult *res, int row, const struct rules_jobrow *r
     rules_item_read(&pg_cols, &at, r, pg_col_i64(res, row, 0), with_data, it);
 }
 
-static int job_load_visible(void *c, const char *tenant, const char *job_id,
-                            struct rules_jobrow *r)
+static int job_load_visible(void *c, const char *tenant, const char *job_id, struct rules_jobrow *r)
 {
     return pg_job_load_visible(c, tenant, job_id, r);
 }

@@ -30,8 +30,7 @@ static void read_item(sqlite3_stmt *s, const struct rules_jobrow *r, int with_da
     rules_item_read(&sq_cols, s, r, sqlite3_column_int64(s, 0) - KEY(r->jid, 0), with_data, it);
 }
 
-static int job_load_visible(void *c, const char *tenant, const char *job_id,
-                            struct rules_jobrow *r)
+static int job_load_visible(void *c, const char *tenant, const char *job_id, struct rules_jobrow *r)
 {
     return sq_job_load_visible(c, tenant, job_id, r);
 }
