@@ -16,6 +16,8 @@
 #include "store/store_int.h"
 #include "util/buf.h"
 #include "util/errors.h"
+#include "util/ids.h"
+#include "util/xmalloc.h"
 
 void rules_copy_str(char *dst, size_t cap, const char *src)
 {
@@ -295,6 +297,211 @@ void rules_claim_items_free(struct store_claim_item *items, size_t n)
     free(items);
 }
 
+/* ---- claims: transaction bodies ------------------------------------------------ */
+
+void rules_claim_args(struct rules_claim_ctx *x, const struct store_claim_opts *o,
+                      struct store_claim *out)
+{
+    *x = (struct rules_claim_ctx){.max_items = o->max_items ? o->max_items : 1,
+                                  .lease_ms = o->lease_ms,
+                                  .max_attempts = o->max_attempts,
+                                  .max_active_jobs = o->max_active_jobs,
+                                  .gate = o->gate,
+                                  .out = out};
+    memset(out, 0, sizeof *out);
+}
+
+void rules_claim_undo(void *ctx)
+{
+    struct rules_claim_ctx *x = ctx;
+    store_claim_release(x->out);
+    memset(x->out, 0, sizeof *x->out);
+}
+
+void rules_complete_args(struct rules_claim_ctx *x, const struct store_claim *c,
+                         struct store_outcome *outs, size_t n, const struct store_step_count *steps,
+                         size_t nsteps)
+{
+    *x = (struct rules_claim_ctx){.c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
+}
+
+void rules_complete_undo(void *ctx)
+{
+    struct rules_claim_ctx *x = ctx;
+    rules_outcomes_reset(x->outs, x->n);
+}
+
+int rules_complete_done(struct rules_claim_ctx *x, int rc)
+{
+    /* An op that could not apply failed its item: tell the caller (see store.h). */
+    if (rc >= 0)
+        rules_outcomes_settle(x->outs, x->n);
+    return rc;
+}
+
+int rules_claim_take(const struct store_claim_gate *gate, const struct rules_jobrow *r,
+                     struct store_claim_item *items, size_t *n, int64_t lo, int64_t *hi,
+                     char token[STORE_ID_MAX])
+{
+    if ((*n = rules_claim_admit(gate, r, items, *n)) == 0)
+        return 0;
+    *hi = lo + (int64_t)*n;
+    int rc = ids_random("lt_", 24, token);
+    return rc < 0 ? rc : 1;
+}
+
+int rules_outcome_owed(const struct store_claim *cl, const struct store_outcome *o, int64_t lo,
+                       int64_t hi, const struct store_claim_item **ci)
+{
+    *ci = rules_claim_find(cl, o->index);
+    if (!*ci || o->index < lo || o->index >= hi)
+        return 0; /* not an item this claim owes */
+    return rules_outcome_valid(o) ? 1 : -SLUICE_E_INVALID_PARAMETER;
+}
+
+/* ---- items: transaction bodies ------------------------------------------------- */
+
+/* The visible job of x for reading its items: its row without its strings. */
+static int items_job(const struct rules_items_prims *p, void *conn, const struct rules_items_ctx *x,
+                     struct rules_jobrow *r)
+{
+    int rc = p->job_load_visible(conn, x->tenant, x->job_id, r);
+    if (rc > 0)
+        store_job_release(&r->j);
+    return rc;
+}
+
+int rules_item_get_body(const struct rules_items_prims *p, void *conn, struct rules_items_ctx *x)
+{
+    struct rules_jobrow r;
+    memset(x->out, 0, sizeof *x->out);
+    int rc = items_job(p, conn, x, &r);
+    if (rc <= 0)
+        return rc;
+    if (x->index < 0 || x->index >= r.j.counts.total)
+        return 0;
+    rc = p->item_read(conn, &r, x->index, x->out);
+    if (rc == 1 && !x->out->events)
+        x->out->events = xstrdup("[]");
+    return rc;
+}
+
+int rules_item_list_body(const struct rules_items_prims *p, void *conn, struct rules_items_ctx *x)
+{
+    struct rules_jobrow r;
+    int rc = items_job(p, conn, x, &r);
+    if (rc <= 0)
+        return rc;
+    /* Clamp the cursor into this job's range: an index past the end must not overflow
+     * into the next job's items (SQLite's item keys). */
+    int64_t after = x->after_index < -1 ? -1 : x->after_index;
+    if (after > r.j.counts.total)
+        after = r.j.counts.total;
+    x->list = xcalloc(x->limit ? x->limit : 1, sizeof *x->list);
+    x->n = 0;
+    if ((rc = p->items_read(conn, &r, after, x)) < 0) {
+        rules_items_undo(x);
+        return rc;
+    }
+    return 1;
+}
+
+void rules_items_undo(void *ctx)
+{
+    struct rules_items_ctx *x = ctx;
+    if (x->out) {
+        store_item_release(x->out);
+        memset(x->out, 0, sizeof *x->out);
+    }
+    store_items_free(x->list, x->n);
+    x->list = NULL;
+    x->n = 0;
+}
+
+void rules_items_list_args(struct rules_items_ctx *x, const char *tenant, const char *job_id,
+                           const struct store_item_filter *f, int64_t after_index, size_t limit,
+                           int with_data)
+{
+    *x = (struct rules_items_ctx){.tenant = tenant,
+                                  .job_id = job_id,
+                                  .f = {.status = -1},
+                                  .after_index = after_index,
+                                  .limit = limit,
+                                  .with_data = with_data ? 1 : 0};
+    if (f)
+        x->f = *f;
+    if (x->f.status < 0)
+        x->f.status = -1;
+}
+
+int rules_items_list_done(struct rules_items_ctx *x, int rc, struct store_item **out, size_t *n)
+{
+    *out = rc <= 0 ? NULL : x->list;
+    *n = rc <= 0 ? 0 : x->n;
+    return rc;
+}
+
+/* ---- documents: transaction bodies --------------------------------------------- */
+
+int rules_doc_write_body(rules_doc_apply_fn apply, void *conn, int64_t now,
+                         struct rules_docs_ctx *x)
+{
+    struct rules_doc_result w;
+    int rc = apply(conn, x->tenant, x->coll, x->ref, strlen(x->ref), x->op, x->data, x->data_len,
+                   x->if_match, "", -1, now, &w);
+    if (rc < 0)
+        return rc;
+    if (x->created)
+        *x->created = w.created;
+    if (x->out) {
+        store_doc_release(x->out);
+        memset(x->out, 0, sizeof *x->out);
+        x->out->ref = xstrdup(x->ref);
+        x->out->data = w.data ? xstrndup(w.data, w.data_len) : NULL;
+        x->out->data_len = w.data ? w.data_len : 0;
+        x->out->version = w.version;
+        x->out->updated_at = w.updated_at;
+        x->out->item_index = -1;
+    }
+    return 0;
+}
+
+void rules_doc_write_args(struct rules_docs_ctx *x, const char *tenant, const char *collection,
+                          const char *ref, enum store_op op, const char *data, size_t data_len,
+                          int64_t if_match, struct store_doc *out, int *created)
+{
+    *x = (struct rules_docs_ctx){.tenant = tenant,
+                                 .coll = collection,
+                                 .ref = ref,
+                                 .op = op,
+                                 .data = data,
+                                 .data_len = data_len,
+                                 .if_match = if_match,
+                                 .out = out,
+                                 .created = created};
+    if (out)
+        memset(out, 0, sizeof *out);
+}
+
+void rules_docs_undo(void *ctx)
+{
+    struct rules_docs_ctx *x = ctx;
+    if (x->out) {
+        store_doc_release(x->out);
+        memset(x->out, 0, sizeof *x->out);
+    }
+    store_docs_free(x->list, x->n);
+    x->list = NULL;
+    x->n = 0;
+}
+
+int rules_docs_list_done(struct rules_docs_ctx *x, int rc, struct store_doc **out, size_t *n)
+{
+    *out = rc < 0 ? NULL : x->list;
+    *n = rc < 0 ? 0 : x->n;
+    return rc;
+}
+
 /* ---- completions ----------------------------------------------------------------- */
 
 int rules_doc_change(enum store_op op, const char *data, size_t data_len, int live, const char *cur,
@@ -364,7 +571,7 @@ int rules_apply_ops(const struct rules_apply *a, const struct rules_jobrow *r,
         const char *ref = op->ref ? op->ref : ci->ref;
         int rc = a->apply(a->conn, r->j.tenant, coll, ref, strlen(ref), op->op,
                           op->data ? op->data : ci->data, op->data ? op->data_len : ci->data_len,
-                          r->j.id, o->index, a->now, &w);
+                          -1, r->j.id, o->index, a->now, &w);
         if (rc == -SLUICE_E_DOCUMENT_NOT_FOUND || rc == -SLUICE_E_INVALID_DATA ||
             rc == -SLUICE_E_ITEM_TOO_LARGE) {
             op->error = rc;

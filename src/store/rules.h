@@ -118,7 +118,99 @@ void rules_claim_items_clear(struct store_claim_item *items, size_t n);
 /* Frees the strings of items[0..n) and the array (may be NULL). */
 void rules_claim_items_free(struct store_claim_item *items, size_t n);
 
-/* ---- completions ----------------------------------------------------------------- */
+/* ---- claims: transaction bodies ------------------------------------------------ */
+
+/* The arguments and outputs of store_claim, store_complete and store_release, as the
+ * backends' transaction bodies see them. */
+struct rules_claim_ctx {
+    const char *node; /* the node a claim is recorded for (PostgreSQL), or NULL */
+    size_t max_items;
+    int64_t lease_ms;
+    int max_attempts;
+    const struct store_claim_gate *gate;
+    int max_active_jobs;
+    struct store_claim *out;     /* for store_claim */
+    const struct store_claim *c; /* for store_complete / store_release */
+    struct store_outcome *outs;
+    size_t n;
+    const struct store_step_count *steps;
+    size_t nsteps;
+};
+
+/* Fills x with the arguments of store_claim (o) and zeroes out. */
+void rules_claim_args(struct rules_claim_ctx *x, const struct store_claim_opts *o,
+                      struct store_claim *out);
+/* The undo of store_claim's body (a tx_undo_fn): releases and zeroes x->out. */
+void rules_claim_undo(void *ctx);
+/* Fills x with the arguments of store_complete. */
+void rules_complete_args(struct rules_claim_ctx *x, const struct store_claim *c,
+                         struct store_outcome *outs, size_t n, const struct store_step_count *steps,
+                         size_t nsteps);
+/* The undo of store_complete's body (a tx_undo_fn): rules_outcomes_reset. */
+void rules_complete_undo(void *ctx);
+/* After store_complete's transaction returned rc: rules_outcomes_settle when it
+ * committed. Returns rc. */
+int rules_complete_done(struct rules_claim_ctx *x, int rc);
+/* The items of a new range [lo, *hi) of job r that the scheduler admits (gate, see
+ * rules_claim_admit): [out] *n and *hi cut to them, and the new claim's token. 1, 0
+ * none admitted (*n 0), or an error. */
+int rules_claim_take(const struct store_claim_gate *gate, const struct rules_jobrow *r,
+                     struct store_claim_item *items, size_t *n, int64_t lo, int64_t *hi,
+                     char token[STORE_ID_MAX]);
+/* Whether outcome o of a completion counts: 1 it reports an item claim cl (of range
+ * [lo, hi)) owes ([out] *ci), 0 not (skipped), or -SLUICE_E_INVALID_PARAMETER when its
+ * status is not one store_complete accepts. */
+int rules_outcome_owed(const struct store_claim *cl, const struct store_outcome *o, int64_t lo,
+                       int64_t hi, const struct store_claim_item **ci);
+
+/* ---- items: transaction bodies ------------------------------------------------- */
+
+/* The arguments and outputs of store_item_get and store_item_list, which the
+ * backends' transaction bodies hand to rules_item_get_body / rules_item_list_body. */
+struct rules_items_ctx {
+    const char *tenant, *job_id;
+    struct store_item_filter f; /* f.status -1: any */
+    int with_data;              /* 0 or 1 */
+    int64_t index, after_index;
+    size_t limit;
+    struct store_item *out;  /* store_item_get */
+    struct store_item *list; /* store_item_list: limit (at least 1) slots, n filled */
+    size_t n;
+};
+
+/* What reading items needs of a backend, on its connection conn inside the read
+ * transaction. Job r is the item's job (its strings already released). */
+struct rules_items_prims {
+    /* The backend's job_load_visible: 1 found ([out] r), 0 not, or an error. */
+    int (*job_load_visible)(void *conn, const char *tenant, const char *job_id,
+                            struct rules_jobrow *r);
+    /* Item index (0 <= index < total) of job r, with its data and events, into out:
+     * 1, 0 when its row is missing, or an error. */
+    int (*item_read)(void *conn, const struct rules_jobrow *r, int64_t index,
+                     struct store_item *out);
+    /* The items of job r past index after (-1 <= after <= total) that match x->f,
+     * in index order, appended to x->list up to x->limit: 0 or an error. */
+    int (*items_read)(void *conn, const struct rules_jobrow *r, int64_t after,
+                      struct rules_items_ctx *x);
+};
+
+/* The body of store_item_get on x (x->out is zeroed first; events "[]" when none):
+ * 1 found, 0 not (no such visible job or index), or an error. */
+int rules_item_get_body(const struct rules_items_prims *p, void *conn, struct rules_items_ctx *x);
+/* The body of store_item_list on x (arguments from rules_items_list_args): 1 and
+ * x->list / x->n, 0 no such visible job, or an error (x->list freed). */
+int rules_item_list_body(const struct rules_items_prims *p, void *conn, struct rules_items_ctx *x);
+/* The undo of both bodies (a tx_undo_fn): drops what they put in x's outputs. */
+void rules_items_undo(void *ctx);
+/* Fills x with the arguments of store_item_list (f may be NULL: no filter). */
+void rules_items_list_args(struct rules_items_ctx *x, const char *tenant, const char *job_id,
+                           const struct store_item_filter *f, int64_t after_index, size_t limit,
+                           int with_data);
+/* The outputs of store_item_list after its transaction returned rc: [out] *out (the
+ * caller frees with store_items_free) and *n, empty unless rc > 0. Returns rc. */
+int rules_items_list_done(struct rules_items_ctx *x, int rc, struct store_item **out, size_t *n);
+
+/* ---- documents: transaction bodies --------------------------------------------- */
 
 /* What one document change did (the backend's doc_apply). */
 struct rules_doc_result {
@@ -129,6 +221,46 @@ struct rules_doc_result {
     size_t data_len;
 };
 
+/* The backend's doc_apply (sq_doc_apply, pg_doc_apply), on its connection conn inside
+ * the transaction: applies one document change at time now (the transaction's time),
+ * checking if_match (-1: no check) against the current version. 0 applied ([out] w),
+ * -SLUICE_E_DOCUMENT_NOT_FOUND, -SLUICE_E_INVALID_DATA, -SLUICE_E_ITEM_TOO_LARGE,
+ * -SLUICE_E_PRECONDITION_FAILED or a store error. */
+typedef int (*rules_doc_apply_fn)(void *conn, const char *tenant, const char *coll, const char *ref,
+                                  size_t ref_len, enum store_op op, const char *data,
+                                  size_t data_len, int64_t if_match, const char *job_id,
+                                  int64_t item_index, int64_t now, struct rules_doc_result *w);
+
+/* The arguments and outputs of store_doc_get, store_doc_write and store_doc_list, as
+ * the backends' transaction bodies see them. */
+struct rules_docs_ctx {
+    const char *tenant, *coll, *ref, *after_ref;
+    enum store_op op;
+    const char *data;
+    size_t data_len, limit;
+    int64_t if_match;
+    struct store_doc *out; /* may be NULL for store_doc_write */
+    int *created;          /* may be NULL */
+    struct store_doc *list;
+    size_t n;
+};
+
+/* The body of store_doc_write on x: the change through the backend's apply on conn at
+ * time now, then x's outputs. 0 or apply's error. */
+int rules_doc_write_body(rules_doc_apply_fn apply, void *conn, int64_t now,
+                         struct rules_docs_ctx *x);
+/* Fills x with the arguments of store_doc_write and zeroes out (may be NULL). */
+void rules_doc_write_args(struct rules_docs_ctx *x, const char *tenant, const char *collection,
+                          const char *ref, enum store_op op, const char *data, size_t data_len,
+                          int64_t if_match, struct store_doc *out, int *created);
+/* The undo of the document bodies (a tx_undo_fn): drops what they put in x's outputs. */
+void rules_docs_undo(void *ctx);
+/* The outputs of store_doc_list after its transaction returned rc: [out] *out (the
+ * caller frees with store_docs_free) and *n, empty when rc < 0. Returns rc. */
+int rules_docs_list_done(struct rules_docs_ctx *x, int rc, struct store_doc **out, size_t *n);
+
+/* ---- completions ----------------------------------------------------------------- */
+
 /* The new text of a document for a change op with data (data_len bytes) when the
  * current one is live (text cur of cur_len bytes, NULL for SQL NULL): sets w->data and
  * w->data_len (a patch's result is written into tmp, which w->data then borrows). 0,
@@ -137,14 +269,6 @@ struct rules_doc_result {
 int rules_doc_change(enum store_op op, const char *data, size_t data_len, int live, const char *cur,
                      size_t cur_len, struct buf *tmp, size_t max_doc_bytes,
                      struct rules_doc_result *w);
-
-/* The backend's doc_apply for the doc ops of store_complete, on its connection conn
- * (inside the completing transaction): the contract of sq_doc_apply / pg_doc_apply
- * with if_match -1. */
-typedef int (*rules_doc_apply_fn)(void *conn, const char *tenant, const char *coll, const char *ref,
-                                  size_t ref_len, enum store_op op, const char *data,
-                                  size_t data_len, const char *job_id, int64_t item_index,
-                                  int64_t now, struct rules_doc_result *w);
 
 /* Where rules_apply_ops works: the backend's doc_apply on conn, the connection's
  * scratch buffers for events (ev, holding "[" and events) and the result JSON (res),

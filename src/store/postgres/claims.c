@@ -47,21 +47,6 @@ static const char *jid_array(struct buf *b, const int64_t *ids, int n)
 
 /* ---- claims ---------------------------------------------------------------------- */
 
-struct claim_ctx {
-    struct pg *s;
-    size_t max_items;
-    int64_t lease_ms;
-    int max_attempts;
-    const struct store_claim_gate *gate;
-    int max_active_jobs;
-    struct store_claim *out;
-    const struct store_claim *c;
-    struct store_outcome *outs;
-    size_t n;
-    const struct store_step_count *steps;
-    size_t nsteps;
-};
-
 static int cmp_claim_item(const void *a, const void *b)
 {
     const struct store_claim_item *x = a, *y = b;
@@ -100,7 +85,7 @@ static int job_counts_add(struct conn *c, int64_t jid, int64_t processing, int64
 /* Settles a claim whose holder is gone (see sqlite/claims.c): canceled job -> its pending
  * items Canceled; else unless released each counts the lost attempt and fails at
  * max_attempts. Items left are re-leased to out (1); else the claim goes (0). */
-static int settle_claim(struct conn *c, struct pg *s, int64_t claim_id, int64_t jid, int64_t lo,
+static int settle_claim(struct conn *c, const char *node, int64_t claim_id, int64_t jid, int64_t lo,
                         int64_t hi, int released, int max_attempts, int64_t lease_ms,
                         struct store_claim *out)
 {
@@ -185,7 +170,7 @@ static int settle_claim(struct conn *c, struct pg *s, int64_t claim_id, int64_t 
         pg_param_i64(&q, (int64_t)n);
         pg_param_i64(&q, c->now + lease_ms);
         pg_param_i64(&q, c->now);
-        pg_param_str(&q, s->node);
+        pg_param_str(&q, node);
         rc = pg_exec(
             c,
             "UPDATE claims SET token = $2, remaining = $3, lease_until = $4, claimed_at = $5, "
@@ -222,7 +207,7 @@ out:
 
 /* A new range from the cursor of job jid, whose runnable row the caller holds:
  * 1 claimed into x->out, 0 nothing runnable in it now. */
-static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *x)
+static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim_ctx *x)
 {
     struct rules_jobrow r;
     PGresult *res = NULL;
@@ -265,10 +250,7 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *
     rc = 0;
     if (n == 0)
         goto out;
-    if ((n = rules_claim_admit(x->gate, &r, items, n)) == 0)
-        goto out;
-    hi = lo + (int64_t)n;
-    if ((rc = ids_random("lt_", 24, token)) < 0)
+    if ((rc = rules_claim_take(x->gate, &r, items, &n, lo, &hi, token)) <= 0)
         goto out;
     struct pg_params q = {0};
     pg_param_str(&q, token);
@@ -277,7 +259,7 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct claim_ctx *
     pg_param_i64(&q, hi);
     pg_param_i64(&q, c->now + x->lease_ms);
     pg_param_i64(&q, c->now);
-    pg_param_str(&q, x->s->node);
+    pg_param_str(&q, x->node);
     rc = pg_exec(c,
                  "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at, node) "
                  "VALUES($1, $2, $3, $4, $4::bigint - $3::bigint, $5, $6, $7) RETURNING claim_id",
@@ -343,7 +325,7 @@ static int tenant_turn(struct conn *c, const char *tenant, int64_t claim_id)
 
 static int claim_body(struct conn *c, void *vctx)
 {
-    struct claim_ctx *x = vctx;
+    struct rules_claim_ctx *x = vctx;
     PGresult *r = NULL;
     int rc;
     memset(x->out, 0, sizeof *x->out);
@@ -365,7 +347,7 @@ static int claim_body(struct conn *c, void *vctx)
         int released = (int)pg_col_i64(r, 0, 4);
         PQclear(r);
         r = NULL;
-        rc = settle_claim(c, x->s, claim_id, jid, lo, hi, released, x->max_attempts, x->lease_ms,
+        rc = settle_claim(c, x->node, claim_id, jid, lo, hi, released, x->max_attempts, x->lease_ms,
                           x->out);
         if (rc != 0)
             return rc;
@@ -457,24 +439,12 @@ static int claim_body(struct conn *c, void *vctx)
     return 0;
 }
 
-static void claim_undo(void *vctx)
-{
-    struct claim_ctx *x = vctx;
-    store_claim_release(x->out);
-    memset(x->out, 0, sizeof *x->out);
-}
-
 int pg_claim(void *impl, const struct store_claim_opts *o, struct store_claim *out)
 {
-    struct claim_ctx x = {.s = impl,
-                          .max_items = o->max_items ? o->max_items : 1,
-                          .lease_ms = o->lease_ms,
-                          .max_attempts = o->max_attempts,
-                          .max_active_jobs = o->max_active_jobs,
-                          .gate = o->gate,
-                          .out = out};
-    memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, claim_body, claim_undo, &x);
+    struct rules_claim_ctx x;
+    rules_claim_args(&x, o, out);
+    x.node = ((struct pg *)impl)->node;
+    return pg_run_tx(impl, claim_body, rules_claim_undo, &x);
 }
 
 /* The claim's row, locked, if c's token still holds it: 1, or 0 when taken over. */
@@ -497,18 +467,6 @@ static int claim_check(struct conn *c, const struct store_claim *cl, int64_t *ji
     *remaining = pg_col_i64(r, 0, 3);
     PQclear(r);
     return 1;
-}
-
-/* rules_apply_ops' doc_apply: pg_doc_apply on the completing connection, whose
- * transaction time (c->now, the `now` rules_apply_ops is given) it uses. */
-static int apply_doc(void *conn, const char *tenant, const char *coll, const char *ref,
-                     size_t ref_len, enum store_op op, const char *data, size_t data_len,
-                     const char *job_id, int64_t item_index, int64_t now,
-                     struct rules_doc_result *w)
-{
-    (void)now;
-    return pg_doc_apply(conn, tenant, coll, ref, ref_len, op, data, data_len, -1, job_id,
-                        item_index, w);
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -659,7 +617,7 @@ static int steps_add(struct conn *c, int64_t jid, const struct store_step_count 
 
 static int complete_body(struct conn *c, void *vctx)
 {
-    struct claim_ctx *x = vctx;
+    struct rules_claim_ctx *x = vctx;
     const struct store_claim *cl = x->c;
     struct rules_jobrow r;
     PGresult *res = NULL;
@@ -675,7 +633,7 @@ static int complete_body(struct conn *c, void *vctx)
     if (rc <= 0)
         return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
     clock_fmt_ms(c->now, ts);
-    const struct rules_apply ap = {apply_doc, c, &c->ev, &c->res, c->max_doc_bytes, c->now, ts};
+    const struct rules_apply ap = {pg_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, c->now, ts};
     if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
         return rc;
     /* Lock the rows of the items this call reports that are still pending. */
@@ -729,15 +687,13 @@ static int complete_body(struct conn *c, void *vctx)
     pg_arr_begin(aw);
     for (size_t i = 0; i < x->n; i++) {
         struct store_outcome *o = &x->outs[i];
-        const struct store_claim_item *ci = rules_claim_find(cl, o->index);
+        const struct store_claim_item *ci;
         struct rules_item_end e;
         int ops_rc = -1;
-        if (!ci || o->index < lo || o->index >= hi)
-            continue;
-        if (!rules_outcome_valid(o)) {
-            rc = -SLUICE_E_INVALID_PARAMETER;
+        if ((rc = rules_outcome_owed(cl, o, lo, hi, &ci)) < 0)
             goto out;
-        }
+        if (rc == 0)
+            continue;
         int64_t *slot = bsearch(&o->index, pending, npending, sizeof *pending, cmp_i64);
         if (!slot || *slot < 0)
             continue; /* finished by an earlier call, or twice in this one */
@@ -843,27 +799,17 @@ out:
     return rc;
 }
 
-static void complete_undo(void *vctx)
-{
-    struct claim_ctx *x = vctx;
-    rules_outcomes_reset(x->outs, x->n);
-}
-
 int pg_complete(void *impl, const struct store_claim *c, struct store_outcome *outs, size_t n,
                 const struct store_step_count *steps, size_t nsteps)
 {
-    struct claim_ctx x = {
-        .s = impl, .c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
-    int rc = pg_run_tx(impl, complete_body, complete_undo, &x);
-    /* An op that could not apply failed its item: tell the caller (see store.h). */
-    if (rc >= 0)
-        rules_outcomes_settle(outs, n);
-    return rc;
+    struct rules_claim_ctx x;
+    rules_complete_args(&x, c, outs, n, steps, nsteps);
+    return rules_complete_done(&x, pg_run_tx(impl, complete_body, rules_complete_undo, &x));
 }
 
 static int release_body(struct conn *c, void *vctx)
 {
-    struct claim_ctx *x = vctx;
+    struct rules_claim_ctx *x = vctx;
     const struct store_claim *cl = x->c;
     struct rules_jobrow r;
     int64_t jid = 0, lo = 0, hi = 0, remaining = 0;
@@ -874,7 +820,7 @@ static int release_body(struct conn *c, void *vctx)
         return rc;
     store_job_release(&r.j);
     if (r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED)
-        return settle_claim(c, x->s, cl->claim_id, jid, lo, hi, 1, 0, 0, NULL);
+        return settle_claim(c, x->node, cl->claim_id, jid, lo, hi, 1, 0, 0, NULL);
     struct pg_params p = {0};
     pg_param_i64(&p, cl->claim_id);
     pg_param_i64(&p, c->now);
@@ -889,7 +835,7 @@ static int release_body(struct conn *c, void *vctx)
 
 int pg_release(void *impl, const struct store_claim *c)
 {
-    struct claim_ctx x = {.s = impl, .c = c};
+    struct rules_claim_ctx x = {.node = ((struct pg *)impl)->node, .c = c};
     return pg_run_tx(impl, release_body, NULL, &x);
 }
 

@@ -9,7 +9,7 @@
  * connection before COMMIT, and "cannot connect now" while the server restarts.
  *
  * DESIGN
- * Sessions: a small pool of connections (mutex + free list, opened lazily, at most
+ * Sessions: a small pool of connections (store/pool.c: opened lazily, at most
  * POOL_MAX). A call checks one connection out for its transaction and returns it. No
  * state outlives a transaction: statements go through PQexecParams (nothing prepared
  * by name), the migration lock is pg_advisory_xact_lock, no temp tables; so the store
@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/pool.h"
 #include "store/postgres/pg_int.h"
 #include "util/buf.h"
 #include "util/clock.h"
@@ -242,8 +243,9 @@ const char *pg_arr_end(struct buf *b)
 
 /* ---- connections ----------------------------------------------------------------- */
 
-static void conn_free(struct conn *c)
+static void conn_free(void *vc)
 {
+    struct conn *c = vc;
     if (!c)
         return;
     if (c->pg)
@@ -291,41 +293,15 @@ PGconn *pg_connect(const char *url)
     return pg;
 }
 
-/* Takes a pooled connection or opens one. E_SOFT while the server is unreachable
- * (with backoff: no connect attempt before down_until). */
-static int conn_get(struct pg *s, struct conn **out)
+/* pool_open_fn: a new session of the store (void *) s; E_SOFT while the server is
+ * unreachable (the pool then backs off: no connect attempt before its down_until). */
+static int pool_open(void *vs, void **out)
 {
-    struct conn *c = NULL;
-    pthread_mutex_lock(&s->mu);
-    while (!s->free_list && s->nopen >= POOL_MAX)
-        pthread_cond_wait(&s->cv, &s->mu);
-    if (s->free_list) {
-        c = s->free_list;
-        s->free_list = c->next;
-        pthread_mutex_unlock(&s->mu);
-        *out = c;
-        return 0;
-    }
-    if (clock_mono_ms() < s->down_until) {
-        pthread_mutex_unlock(&s->mu);
-        return E_SOFT;
-    }
-    s->nopen++;
-    pthread_mutex_unlock(&s->mu);
+    struct pg *s = vs;
     PGconn *pg = pg_connect(s->url);
-    pthread_mutex_lock(&s->mu);
-    if (!pg) {
-        s->nopen--;
-        s->backoff_ms = s->backoff_ms ? (s->backoff_ms * 2 > 2000 ? 2000 : s->backoff_ms * 2) : 100;
-        s->down_until = clock_mono_ms() + s->backoff_ms;
-        pthread_cond_signal(&s->cv);
-        pthread_mutex_unlock(&s->mu);
+    if (!pg)
         return E_SOFT;
-    }
-    s->backoff_ms = 0;
-    s->down_until = 0;
-    pthread_mutex_unlock(&s->mu);
-    c = xcalloc(1, sizeof *c);
+    struct conn *c = xcalloc(1, sizeof *c);
     c->pg = pg;
     c->retention_ms = s->opt.retention_ms;
     c->max_doc_bytes = s->opt.max_doc_bytes ? s->opt.max_doc_bytes : STORE_DEFAULT_MAX_DOC_BYTES;
@@ -333,20 +309,22 @@ static int conn_get(struct pg *s, struct conn **out)
     return 0;
 }
 
+/* Takes a pooled connection or opens one. */
+static int conn_get(struct pg *s, struct conn **out)
+{
+    void *c = NULL;
+    int rc = pool_get(&s->pool, &c);
+    *out = c;
+    return rc;
+}
+
+/* Returns c to the pool, or drops it when its session is broken. */
 static void conn_put(struct pg *s, struct conn *c)
 {
-    pthread_mutex_lock(&s->mu);
-    if (c->broken) {
-        s->nopen--;
-        pthread_cond_signal(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-        conn_free(c);
-        return;
-    }
-    c->next = s->free_list;
-    s->free_list = c;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    if (c->broken)
+        pool_discard(&s->pool, c);
+    else
+        pool_put(&s->pool, c);
 }
 
 /* BEGIN and the database clock in one round trip. A transaction of ours is never idle
@@ -438,13 +416,8 @@ void pg_close(void *impl)
         struct node_ctx x = {.node = s->node};
         pg_run_tx(s, pg_node_leave_body, NULL, &x); /* best effort: else swept after a day */
     }
-    while (s->free_list) {
-        struct conn *c = s->free_list;
-        s->free_list = c->next;
-        conn_free(c);
-    }
+    pool_release(&s->pool);
     pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
     free(s->url);
     free(s);
 }
@@ -457,8 +430,8 @@ int pg_open(const char *location, const struct store_options *opt, void **impl)
     s->opt = *opt;
     if (s->opt.node_timeout_ms <= 0)
         s->opt.node_timeout_ms = 15000;
+    pool_init(&s->pool, POOL_MAX, 100, 2000, s, pool_open, conn_free);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
     ids_random("node_", 16, s->node);
     /* A server restarting (or not up yet) gets a few seconds before open fails. */
     rc = -SLUICE_E_STORE_IO;

@@ -18,11 +18,11 @@
  * never apply the same version twice; the other changes read the row FOR UPDATE
  * first. 0 applied ([out] w), -SLUICE_E_DOCUMENT_NOT_FOUND, -SLUICE_E_INVALID_DATA,
  * -SLUICE_E_PRECONDITION_FAILED or a store error. */
-int pg_doc_apply(struct conn *c, const char *tenant, const char *coll, const char *ref,
-                 size_t ref_len, enum store_op op, const char *data, size_t data_len,
-                 int64_t if_match, const char *job_id, int64_t item_index,
-                 struct rules_doc_result *w)
+int pg_doc_apply(void *conn, const char *tenant, const char *coll, const char *ref, size_t ref_len,
+                 enum store_op op, const char *data, size_t data_len, int64_t if_match,
+                 const char *job_id, int64_t item_index, int64_t now, struct rules_doc_result *w)
 {
+    struct conn *c = conn;
     PGresult *res = NULL;
     int64_t version = 0;
     int live = 0, rc;
@@ -61,7 +61,7 @@ int pg_doc_apply(struct conn *c, const char *tenant, const char *coll, const cha
     pg_param_strn(&q, ref, ref_len);
     pg_param_strn(&q, w->data, w->data_len);
     pg_param_i64(&q, op == STORE_OP_DELETE);
-    pg_param_i64(&q, c->now);
+    pg_param_i64(&q, now);
     pg_param_str(&q, job_id ? job_id : "");
     pg_param_i64(&q, item_index);
     rc = pg_exec(
@@ -78,37 +78,13 @@ int pg_doc_apply(struct conn *c, const char *tenant, const char *coll, const cha
         goto out;
     w->version = pg_col_i64(res, 0, 0);
     w->created = op == STORE_OP_UPSERT && pg_col_i64(res, 0, 1) != 0;
-    w->updated_at = c->now;
+    w->updated_at = now;
     rc = 0;
     if (if_match >= 0 && w->version != version + 1)
         rc = -SLUICE_E_PRECONDITION_FAILED; /* created meanwhile by another writer */
 out:
     PQclear(res);
     return rc;
-}
-
-struct doc_ctx {
-    const char *tenant, *coll, *ref, *after_ref;
-    enum store_op op;
-    const char *data;
-    size_t data_len, limit;
-    int64_t if_match;
-    struct store_doc *out;
-    int *created;
-    struct store_doc *list;
-    size_t n;
-};
-
-static void doc_out_undo(void *vctx)
-{
-    struct doc_ctx *x = vctx;
-    if (x->out) {
-        store_doc_release(x->out);
-        memset(x->out, 0, sizeof *x->out);
-    }
-    store_docs_free(x->list, x->n);
-    x->list = NULL;
-    x->n = 0;
 }
 
 /* d's data, version, updated_at, job_id and item_index from row `row` at first. */
@@ -120,7 +96,7 @@ static void read_doc(const PGresult *r, int row, int first, struct store_doc *d)
 
 static int doc_get_body(struct conn *c, void *vctx)
 {
-    struct doc_ctx *x = vctx;
+    struct rules_docs_ctx *x = vctx;
     struct pg_params p = {0};
     PGresult *r;
     pg_param_str(&p, x->tenant);
@@ -142,55 +118,29 @@ static int doc_get_body(struct conn *c, void *vctx)
 int pg_doc_get(void *impl, const char *tenant, const char *collection, const char *ref,
                struct store_doc *out)
 {
-    struct doc_ctx x = {.tenant = tenant, .coll = collection, .ref = ref, .out = out};
+    struct rules_docs_ctx x = {.tenant = tenant, .coll = collection, .ref = ref, .out = out};
     memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, doc_get_body, doc_out_undo, &x);
+    return pg_run_tx(impl, doc_get_body, rules_docs_undo, &x);
 }
 
-static int doc_write_body(struct conn *c, void *vctx)
+/* At the transaction's time (c->now), as every time this backend stores. */
+static int doc_write_body(struct conn *c, void *x)
 {
-    struct doc_ctx *x = vctx;
-    struct rules_doc_result w;
-    int rc = pg_doc_apply(c, x->tenant, x->coll, x->ref, strlen(x->ref), x->op, x->data,
-                          x->data_len, x->if_match, "", -1, &w);
-    if (rc < 0)
-        return rc;
-    if (x->created)
-        *x->created = w.created;
-    if (x->out) {
-        store_doc_release(x->out);
-        memset(x->out, 0, sizeof *x->out);
-        x->out->ref = xstrdup(x->ref);
-        x->out->data = w.data ? xstrndup(w.data, w.data_len) : NULL;
-        x->out->data_len = w.data ? w.data_len : 0;
-        x->out->version = w.version;
-        x->out->updated_at = w.updated_at;
-        x->out->item_index = -1;
-    }
-    return 0;
+    return rules_doc_write_body(pg_doc_apply, c, c->now, x);
 }
 
 int pg_doc_write(void *impl, const char *tenant, const char *collection, const char *ref,
                  enum store_op op, const char *data, size_t data_len, int64_t if_match,
                  struct store_doc *out, int *created)
 {
-    struct doc_ctx x = {.tenant = tenant,
-                        .coll = collection,
-                        .ref = ref,
-                        .op = op,
-                        .data = data,
-                        .data_len = data_len,
-                        .if_match = if_match,
-                        .out = out,
-                        .created = created};
-    if (out)
-        memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, doc_write_body, doc_out_undo, &x);
+    struct rules_docs_ctx x;
+    rules_doc_write_args(&x, tenant, collection, ref, op, data, data_len, if_match, out, created);
+    return pg_run_tx(impl, doc_write_body, rules_docs_undo, &x);
 }
 
 static int doc_list_body(struct conn *c, void *vctx)
 {
-    struct doc_ctx *x = vctx;
+    struct rules_docs_ctx *x = vctx;
     struct pg_params p = {0};
     PGresult *r;
     pg_param_str(&p, x->tenant);
@@ -217,10 +167,8 @@ static int doc_list_body(struct conn *c, void *vctx)
 int pg_doc_list(void *impl, const char *tenant, const char *collection, const char *after_ref,
                 size_t limit, struct store_doc **out, size_t *n)
 {
-    struct doc_ctx x = {
+    struct rules_docs_ctx x = {
         .tenant = tenant, .coll = collection, .after_ref = after_ref, .limit = limit};
-    int rc = pg_run_tx(impl, doc_list_body, doc_out_undo, &x);
-    *out = rc < 0 ? NULL : x.list;
-    *n = rc < 0 ? 0 : x.n;
-    return rc;
+    int rc = pg_run_tx(impl, doc_list_body, rules_docs_undo, &x);
+    return rules_docs_list_done(&x, rc, out, n);
 }

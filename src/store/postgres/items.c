@@ -1,31 +1,20 @@
-/* items.c - the PostgreSQL backend's item reads: store_item_get and store_item_list,
- * with the Processing and Canceled statuses derived from the job's cursor and cancel
- * point (rules_item_status, and the same CASE in SQL for a status filter).
+/* items.c - the PostgreSQL backend's item reads: the SQL of store_item_get and
+ * store_item_list, whose transaction bodies are rules_item_get_body and
+ * rules_item_list_body (rules.c), with the Processing and Canceled statuses derived
+ * from the job's cursor and cancel point (rules_item_status, and the same CASE in SQL
+ * for a status filter).
  */
 #include <libpq-fe.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "store/postgres/pg_int.h"
-#include "util/errors.h"
-#include "util/xmalloc.h"
 
 #define ITEM_LIST_COLS                                                                             \
     "idx, status, attempts, ref, data, result, error_code, error_message, updated_at, "            \
     "failed_step, warnings, parent_index"
 
 /* ---- items ----------------------------------------------------------------------- */
-
-struct items_ctx {
-    const char *tenant, *job_id;
-    struct store_item_filter f;
-    int with_data;
-    int64_t index, after_index;
-    size_t limit;
-    struct store_item *out;
-    struct store_item *list;
-    size_t n;
-};
 
 /* Fills it from row `row` of ITEM_LIST_COLS. */
 static void read_item(const PGresult *res, int row, const struct rules_jobrow *r, int with_data,
@@ -35,66 +24,34 @@ static void read_item(const PGresult *res, int row, const struct rules_jobrow *r
     rules_item_read(&pg_cols, &at, r, pg_col_i64(res, row, 0), with_data, it);
 }
 
-static void items_out_undo(void *vctx)
+static int job_load_visible(void *c, const char *tenant, const char *job_id, struct rules_jobrow *r)
 {
-    struct items_ctx *x = vctx;
-    if (x->out) {
-        store_item_release(x->out);
-        memset(x->out, 0, sizeof *x->out);
-    }
-    store_items_free(x->list, x->n);
-    x->list = NULL;
-    x->n = 0;
+    return pg_job_load_visible(c, tenant, job_id, r);
 }
 
-static int item_get_body(struct conn *c, void *vctx)
+static int item_read(void *c, const struct rules_jobrow *r, int64_t index, struct store_item *out)
 {
-    struct items_ctx *x = vctx;
-    struct rules_jobrow r;
     PGresult *res;
-    int rc = pg_job_load_visible(c, x->tenant, x->job_id, &r);
+    struct pg_params p = {0};
+    pg_param_i64(&p, r->jid);
+    pg_param_i64(&p, index);
+    int rc = pg_exec(c, "SELECT " ITEM_LIST_COLS ", events FROM items WHERE jid = $1 AND idx = $2",
+                     &p, &res);
     if (rc <= 0)
         return rc;
-    store_job_release(&r.j);
-    if (x->index < 0 || x->index >= r.j.counts.total)
-        return 0;
-    struct pg_params p = {0};
-    pg_param_i64(&p, r.jid);
-    pg_param_i64(&p, x->index);
-    rc = pg_exec(c, "SELECT " ITEM_LIST_COLS ", events FROM items WHERE jid = $1 AND idx = $2", &p,
-                 &res);
-    if (rc < 0)
-        return rc;
-    if (rc > 0) {
-        read_item(res, 0, &r, 1, x->out);
-        x->out->events = pg_col_strdup(res, 0, 12, NULL);
-        if (!x->out->events)
-            x->out->events = xstrdup("[]");
-    }
+    read_item(res, 0, r, 1, out);
+    out->events = pg_col_strdup(res, 0, 12, NULL);
     PQclear(res);
-    return rc > 0;
+    return 1;
 }
 
-int pg_item_get(void *impl, const char *tenant, const char *job_id, int64_t index,
-                struct store_item *out)
+static int items_read(void *c, const struct rules_jobrow *r, int64_t after,
+                      struct rules_items_ctx *x)
 {
-    struct items_ctx x = {.tenant = tenant, .job_id = job_id, .index = index, .out = out};
-    memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, item_get_body, items_out_undo, &x);
-}
-
-static int item_list_body(struct conn *c, void *vctx)
-{
-    struct items_ctx *x = vctx;
-    struct rules_jobrow r;
     PGresult *res;
-    int rc = pg_job_load_visible(c, x->tenant, x->job_id, &r);
-    if (rc <= 0)
-        return rc;
-    store_job_release(&r.j);
-    int64_t after = x->after_index < -1 ? -1 : x->after_index;
+    int rc;
     struct pg_params p = {0};
-    pg_param_i64(&p, r.jid);
+    pg_param_i64(&p, r->jid);
     pg_param_i64(&p, after);
     pg_param_str(&p, x->f.ref);
     pg_param_str(&p, x->f.step);
@@ -113,8 +70,8 @@ static int item_list_body(struct conn *c, void *vctx)
                     &p, &res);
     } else {
         pg_param_i64(&p, x->f.status);
-        pg_param_i64(&p, r.cancel_at);
-        pg_param_i64(&p, r.cursor);
+        pg_param_i64(&p, r->cancel_at);
+        pg_param_i64(&p, r->cursor);
         rc =
             pg_exec(c,
                     "SELECT idx, status, attempts, ref, CASE WHEN $7 = 1 THEN data END, result, "
@@ -126,33 +83,39 @@ static int item_list_body(struct conn *c, void *vctx)
                     "WHEN idx < $10 THEN 1 ELSE 0 END) = $8) ORDER BY idx LIMIT $6",
                     &p, &res);
     }
-    if (rc < 0)
+    if (rc <= 0)
         return rc;
-    x->list = xcalloc(x->limit ? x->limit : 1, sizeof *x->list);
     for (int i = 0; i < rc && x->n < x->limit; i++)
-        read_item(res, i, &r, x->with_data, &x->list[x->n++]);
+        read_item(res, i, r, x->with_data, &x->list[x->n++]);
     PQclear(res);
-    return 1;
+    return 0;
+}
+
+static const struct rules_items_prims prims = {job_load_visible, item_read, items_read};
+
+static int item_get_body(struct conn *c, void *x)
+{
+    return rules_item_get_body(&prims, c, x);
+}
+
+int pg_item_get(void *impl, const char *tenant, const char *job_id, int64_t index,
+                struct store_item *out)
+{
+    struct rules_items_ctx x = {.tenant = tenant, .job_id = job_id, .index = index, .out = out};
+    return pg_run_tx(impl, item_get_body, rules_items_undo, &x);
+}
+
+static int item_list_body(struct conn *c, void *x)
+{
+    return rules_item_list_body(&prims, c, x);
 }
 
 int pg_item_list(void *impl, const char *tenant, const char *job_id,
                  const struct store_item_filter *f, int64_t after_index, size_t limit,
                  int with_data, struct store_item **out, size_t *n)
 {
-    struct items_ctx x = {.tenant = tenant,
-                          .job_id = job_id,
-                          .f = {.status = -1},
-                          .after_index = after_index,
-                          .limit = limit,
-                          .with_data = with_data ? 1 : 0};
-    if (f)
-        x.f = *f;
-    if (x.f.status < 0)
-        x.f.status = -1;
-    int rc = pg_run_tx(impl, item_list_body, items_out_undo, &x);
-    *out = rc <= 0 ? NULL : x.list;
-    *n = rc <= 0 ? 0 : x.n;
-    if (rc == 0)
-        store_items_free(x.list, x.n);
-    return rc;
+    struct rules_items_ctx x;
+    rules_items_list_args(&x, tenant, job_id, f, after_index, limit, with_data);
+    int rc = pg_run_tx(impl, item_list_body, rules_items_undo, &x);
+    return rules_items_list_done(&x, rc, out, n);
 }

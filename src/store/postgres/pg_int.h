@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/pool.h"
 #include "store/rules.h"
 #include "store/store_int.h"
 #include "util/buf.h"
@@ -38,7 +39,6 @@ struct conn {
     size_t max_doc_bytes;    /* store_options.max_doc_bytes (0 there: the default) */
     struct buf arr[10];      /* scratch: array parameters */
     int64_t retention_ms;
-    struct conn *next;
 };
 
 struct pg {
@@ -46,12 +46,8 @@ struct pg {
     struct store_options opt;
     char node[STORE_ID_MAX]; /* this handle's node id (claims record it) */
     int registered;          /* its row is in nodes */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct conn *free_list;
-    int nopen;
-    int64_t down_until; /* monotonic ms: no new connection before (backoff) */
-    int backoff_ms;
+    struct pool pool;        /* connections (conn.c), reconnecting with a backoff */
+    pthread_mutex_t mu;      /* guards the watcher's fields */
     /* the watcher: LISTEN on its own connection, calls watch_fn on notifications */
     pthread_t watch_thread;
     int watch_running, watch_stop;
@@ -163,14 +159,14 @@ int pg_notify_work(struct conn *c);
 
 /* ---- documents (docs.c) ---------------------------------------------------------- */
 
-/* Applies one document change, for store_doc_write and the doc ops of store_complete:
- * 0 applied ([out] w; w->data may point into c->tmp until the next change),
+/* Applies one document change, for store_doc_write and the doc ops of store_complete
+ * (the rules_doc_apply_fn of this backend, conn a struct conn; now is the transaction's
+ * time, c->now): 0 applied ([out] w; w->data may point into c->tmp until the next change),
  * -SLUICE_E_DOCUMENT_NOT_FOUND, -SLUICE_E_INVALID_DATA, -SLUICE_E_ITEM_TOO_LARGE,
  * -SLUICE_E_PRECONDITION_FAILED or a store error. */
-int pg_doc_apply(struct conn *c, const char *tenant, const char *coll, const char *ref,
-                 size_t ref_len, enum store_op op, const char *data, size_t data_len,
-                 int64_t if_match, const char *job_id, int64_t item_index,
-                 struct rules_doc_result *w);
+int pg_doc_apply(void *conn, const char *tenant, const char *coll, const char *ref, size_t ref_len,
+                 enum store_op op, const char *data, size_t data_len, int64_t if_match,
+                 const char *job_id, int64_t item_index, int64_t now, struct rules_doc_result *w);
 
 /* ---- the operations (store_postgres_ops) ----------------------------------------- */
 

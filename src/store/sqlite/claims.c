@@ -68,20 +68,6 @@ int sq_expire_claims(void *impl)
 
 /* ---- claims ---------------------------------------------------------------------- */
 
-struct claim_ctx {
-    size_t max_items;
-    int64_t lease_ms;
-    int max_attempts;
-    const struct store_claim_gate *gate;
-    int max_active_jobs;
-    struct store_claim *out;     /* for store_claim */
-    const struct store_claim *c; /* for store_complete / store_release */
-    struct store_outcome *outs;
-    size_t n;
-    const struct store_step_count *steps;
-    size_t nsteps;
-};
-
 SQ_SQL(sql_items_range, "SELECT k, status, attempts, prev_idx, ref, data FROM items "
                         "WHERE k >= ?1 AND k < ?2 ORDER BY k");
 
@@ -283,7 +269,8 @@ SQ_SQL(sql_claim_insert,
        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
 
 /* A new range from the cursor of job jid: 1 claimed into out, 0 nothing runnable. */
-static int claim_new_range(struct sq_conn *c, int64_t jid, const struct claim_ctx *x, int64_t now)
+static int claim_new_range(struct sq_conn *c, int64_t jid, const struct rules_claim_ctx *x,
+                           int64_t now)
 {
     struct rules_jobrow r;
     sqlite3_stmt *s, *ps;
@@ -330,10 +317,7 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct claim_ct
     sqlite3_reset(s);
     if (rc < 0 || n == 0)
         goto out;
-    if ((n = rules_claim_admit(x->gate, &r, items, n)) == 0)
-        goto out;
-    hi = lo + (int64_t)n;
-    if ((rc = ids_random("lt_", 24, token)) < 0)
+    if ((rc = rules_claim_take(x->gate, &r, items, &n, lo, &hi, token)) <= 0)
         goto out;
     if ((rc = sq_q(c, &sql_claim_insert, &s)) < 0)
         goto out;
@@ -400,7 +384,7 @@ SQ_SQL(sql_tenant_turn, "INSERT INTO tenants(tenant, last_claim) VALUES(?1, ?2) 
 
 static int claim_body(struct sq_conn *c, void *vctx)
 {
-    struct claim_ctx *x = vctx;
+    struct rules_claim_ctx *x = vctx;
     sqlite3_stmt *s;
     int64_t now = clock_now_ms();
     int64_t jids[16];
@@ -475,24 +459,13 @@ static int claim_body(struct sq_conn *c, void *vctx)
     return 0;
 }
 
-static void claim_undo(void *vctx)
-{
-    struct claim_ctx *x = vctx;
-    store_claim_release(x->out);
-}
-
 int sq_claim(void *impl, const struct store_claim_opts *o, struct store_claim *out)
 {
-    struct claim_ctx x = {.max_items = o->max_items ? o->max_items : 1,
-                          .lease_ms = o->lease_ms,
-                          .max_attempts = o->max_attempts,
-                          .max_active_jobs = o->max_active_jobs,
-                          .gate = o->gate,
-                          .out = out};
-    memset(out, 0, sizeof *out);
+    struct rules_claim_ctx x;
+    rules_claim_args(&x, o, out);
     /* No fsync: a claim lost in a crash only hands its items out again, and any
      * completion under it commits with fsync, which makes the claim durable first. */
-    return sq_run_tx(impl, TX_WRITE_NOSYNC, claim_body, claim_undo, &x);
+    return sq_run_tx(impl, TX_WRITE_NOSYNC, claim_body, rules_claim_undo, &x);
 }
 
 SQ_SQL(sql_claim_get,
@@ -517,16 +490,6 @@ static int claim_check(struct sq_conn *c, const struct store_claim *cl, int64_t 
     }
     sqlite3_reset(s);
     return rc;
-}
-
-/* rules_apply_ops' doc_apply: sq_doc_apply on the completing connection. */
-static int apply_doc(void *conn, const char *tenant, const char *coll, const char *ref,
-                     size_t ref_len, enum store_op op, const char *data, size_t data_len,
-                     const char *job_id, int64_t item_index, int64_t now,
-                     struct rules_doc_result *w)
-{
-    return sq_doc_apply(conn, tenant, coll, ref, ref_len, op, data, data_len, -1, job_id,
-                        item_index, now, w);
 }
 
 SQ_SQL(sql_steps_add, "INSERT INTO job_steps(jid, step, passed, failed, skipped) "
@@ -559,7 +522,7 @@ SQ_SQL(sql_claim_remaining, "UPDATE claims SET remaining = ?2 WHERE claim_id = ?
 
 static int complete_body(struct sq_conn *c, void *vctx)
 {
-    struct claim_ctx *x = vctx;
+    struct rules_claim_ctx *x = vctx;
     const struct store_claim *cl = x->c;
     struct rules_jobrow r;
     int64_t jid = 0, lo = 0, hi = 0, remaining = 0, now = clock_now_ms();
@@ -567,7 +530,7 @@ static int complete_body(struct sq_conn *c, void *vctx)
     char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
     int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
     clock_fmt_ms(now, ts); /* one timestamp for all events of this call */
-    const struct rules_apply ap = {apply_doc, c, &c->ev, &c->res, c->max_doc_bytes, now, ts};
+    const struct rules_apply ap = {sq_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, now, ts};
     /* The ops' [out] fields start empty; rules_apply_ops() fills those of the ops it runs. */
     rules_outcomes_reset(x->outs, x->n);
     if (rc <= 0)
@@ -576,15 +539,13 @@ static int complete_body(struct sq_conn *c, void *vctx)
         return rc;
     for (size_t i = 0; i < x->n; i++) {
         struct store_outcome *o = &x->outs[i];
-        const struct store_claim_item *ci = rules_claim_find(cl, o->index);
+        const struct store_claim_item *ci;
         struct rules_item_end e;
         int ops_rc = -1;
-        if (!ci || o->index < lo || o->index >= hi)
-            continue; /* not an item this claim owes */
-        if (!rules_outcome_valid(o)) {
-            rc = -SLUICE_E_INVALID_PARAMETER;
+        if ((rc = rules_outcome_owed(cl, o, lo, hi, &ci)) < 0)
             goto out;
-        }
+        if (rc == 0)
+            continue;
         int64_t k = KEY(jid, o->index);
         buf_reset(&c->ev);
         buf_putc(&c->ev, '[');
@@ -650,17 +611,15 @@ out:
 int sq_complete(void *impl, const struct store_claim *c, struct store_outcome *outs, size_t n,
                 const struct store_step_count *steps, size_t nsteps)
 {
-    struct claim_ctx x = {.c = c, .outs = outs, .n = n, .steps = steps, .nsteps = nsteps};
-    int rc = sq_run_tx(impl, TX_WRITE_BG, complete_body, NULL, &x);
-    /* An op that could not apply failed its item: tell the caller (see store.h). */
-    if (rc >= 0)
-        rules_outcomes_settle(outs, n);
-    return rc;
+    struct rules_claim_ctx x;
+    rules_complete_args(&x, c, outs, n, steps, nsteps);
+    return rules_complete_done(
+        &x, sq_run_tx(impl, TX_WRITE_BG, complete_body, rules_complete_undo, &x));
 }
 
 static int release_body(struct sq_conn *c, void *vctx)
 {
-    struct claim_ctx *x = vctx;
+    struct rules_claim_ctx *x = vctx;
     const struct store_claim *cl = x->c;
     struct rules_jobrow r;
     int64_t jid = 0, lo = 0, hi = 0, remaining = 0, now = clock_now_ms();
@@ -679,7 +638,7 @@ static int release_body(struct sq_conn *c, void *vctx)
 
 int sq_release(void *impl, const struct store_claim *c)
 {
-    struct claim_ctx x = {.c = c};
+    struct rules_claim_ctx x = {.c = c};
     return sq_run_tx(impl, TX_WRITE_BG, release_body, NULL, &x);
 }
 

@@ -9,7 +9,7 @@
  * statement cache and the bind/column helpers, open/close/ping.
  *
  * DESIGN
- * Connections: a small pool (mutex + free list, opened lazily, at most POOL_MAX). A
+ * Connections: a small pool (store/pool.c: opened lazily, at most POOL_MAX). A
  * call checks one connection out for its whole transaction and returns it; each
  * connection prepares each statement once (SQLITE_PREPARE_PERSISTENT) on first use
  * and keeps scratch buffers for building JSON, so hot paths allocate little.
@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/pool.h"
 #include "store/sqlite/sqlite_int.h"
 #include "util/errors.h"
 #include "util/xmalloc.h"
@@ -50,11 +51,10 @@
 struct sq {
     char *path;
     struct store_options opt;
+    struct pool pool;
+    /* checkpointer: a thread with its own connection, woken by the WAL hook (mu
+     * guards ckpt_wanted and ckpt_stop) */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct sq_conn *free_list;
-    int nopen;
-    /* checkpointer: a thread with its own connection, woken by the WAL hook */
     pthread_t ckpt_thread;
     pthread_cond_t ckpt_cv;
     int ckpt_wanted, ckpt_stop, ckpt_running;
@@ -166,6 +166,12 @@ int sq_exec(struct sq_conn *c, struct sq_sql *sql)
     return rc;
 }
 
+int sq_exec_text(struct sq_conn *c, const char *sql)
+{
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : sq_err(rc);
+}
+
 void sq_bind_str(sqlite3_stmt *s, int i, const char *v)
 {
     if (v)
@@ -221,8 +227,9 @@ static char *cols_dup(const void *row, int col, size_t *len)
 
 const struct rules_cols sq_cols = {.i64 = cols_i64, .copy = cols_copy, .dup = cols_dup};
 
-static void conn_free(struct sq_conn *c)
+static void conn_free(void *vc)
 {
+    struct sq_conn *c = vc;
     if (!c)
         return;
     for (int i = 0; i < SQ_MAX_STMTS; i++)
@@ -268,14 +275,10 @@ static int conn_open(struct sq *s, struct sq_conn **out)
     sqlite3_busy_timeout(c->db, s->opt.busy_timeout_ms);
     c->retention_ms = s->opt.retention_ms;
     c->max_doc_bytes = s->opt.max_doc_bytes ? s->opt.max_doc_bytes : STORE_DEFAULT_MAX_DOC_BYTES;
-    rc = sqlite3_exec(c->db,
-                      "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=OFF; "
-                      "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-32768;",
-                      NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        rc = sq_err(rc);
+    rc = sq_exec_text(c, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=OFF; "
+                         "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-32768;");
+    if (rc < 0)
         goto out;
-    }
     rc = sq_exec(c, s->opt.synchronous_full ? &sql_sync_full : &sql_sync_normal);
     if (rc < 0)
         goto out;
@@ -288,42 +291,22 @@ out:
     return rc;
 }
 
-static int conn_get(struct sq *s, struct sq_conn **out)
+/* pool_open_fn: a new connection of the store (void *) s. */
+static int pool_open(void *s, void **out)
 {
-    struct sq_conn *c = NULL;
-    int rc = 0;
-
-    pthread_mutex_lock(&s->mu);
-    while (!s->free_list && s->nopen >= POOL_MAX)
-        pthread_cond_wait(&s->cv, &s->mu);
-    if (s->free_list) {
-        c = s->free_list;
-        s->free_list = c->next;
-        pthread_mutex_unlock(&s->mu);
+    struct sq_conn *c;
+    int rc = conn_open(s, &c);
+    if (rc == 0)
         *out = c;
-        return 0;
-    }
-    s->nopen++;
-    pthread_mutex_unlock(&s->mu);
-    rc = conn_open(s, &c);
-    if (rc < 0) {
-        pthread_mutex_lock(&s->mu);
-        s->nopen--;
-        pthread_cond_signal(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-        return rc;
-    }
-    *out = c;
-    return 0;
+    return rc;
 }
 
-static void conn_put(struct sq *s, struct sq_conn *c)
+static int conn_get(struct sq *s, struct sq_conn **out)
 {
-    pthread_mutex_lock(&s->mu);
-    c->next = s->free_list;
-    s->free_list = c;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    void *c = NULL;
+    int rc = pool_get(&s->pool, &c);
+    *out = c;
+    return rc;
 }
 
 /* Resets every statement still stepping, so no read lock outlives the transaction. */
@@ -374,16 +357,6 @@ static int run_tx_on(struct sq_conn *c, int write, tx_fn body, tx_undo_fn undo, 
     return rc;
 }
 
-/* Drops a connection instead of returning it to the pool. */
-static void conn_discard(struct sq *s, struct sq_conn *c)
-{
-    conn_free(c);
-    pthread_mutex_lock(&s->mu);
-    s->nopen--;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
 /* run_tx_on() on a pooled connection. TX_WRITE_NOSYNC commits without fsync: the
  * next synchronous commit or checkpoint makes it durable along with itself. */
 int sq_run_tx(struct sq *s, enum tx_mode mode, tx_fn body, tx_undo_fn undo, void *ctx)
@@ -421,12 +394,12 @@ int sq_run_tx(struct sq *s, enum tx_mode mode, tx_fn body, tx_undo_fn undo, void
     if (mode == TX_WRITE_NOSYNC) {
         int rc2 = sq_exec(c, s->opt.synchronous_full ? &sql_sync_full : &sql_sync_normal);
         if (rc2 < 0) { /* a connection left without fsync must serve no one else */
-            conn_discard(s, c);
+            pool_discard(&s->pool, c);
             return rc < 0 ? rc : (rc2 == E_SOFT ? -SLUICE_E_STORE_BUSY : rc2);
         }
     }
 out:
-    conn_put(s, c);
+    pool_put(&s->pool, c);
     return rc == E_SOFT ? -SLUICE_E_STORE_BUSY : rc;
 }
 
@@ -470,13 +443,8 @@ void sq_close(void *impl)
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->ckpt_thread, NULL);
     }
-    while (s->free_list) { /* the last close checkpoints and removes the WAL */
-        struct sq_conn *c = s->free_list;
-        s->free_list = c->next;
-        conn_free(c);
-    }
+    pool_release(&s->pool); /* the last close checkpoints and removes the WAL */
     pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->wmu);
     pthread_cond_destroy(&s->wcv);
     pthread_cond_destroy(&s->ckpt_cv);
@@ -510,8 +478,8 @@ int sq_open(const char *location, const struct store_options *opt, void **impl)
     s->opt = *opt;
     if (s->opt.busy_timeout_ms <= 0)
         s->opt.busy_timeout_ms = 5000;
+    pool_init(&s->pool, POOL_MAX, 0, 0, s, pool_open, conn_free);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
     pthread_mutex_init(&s->wmu, NULL);
     pthread_cond_init(&s->wcv, NULL);
     pthread_cond_init(&s->ckpt_cv, NULL);
@@ -519,7 +487,7 @@ int sq_open(const char *location, const struct store_options *opt, void **impl)
     if (rc < 0)
         goto out;
     rc = run_tx_on(c, 1, sq_migrate_body, NULL, NULL);
-    conn_put(s, c);
+    pool_put(&s->pool, c);
     if (rc < 0)
         goto out;
     rc = -SLUICE_E_INTERNAL;

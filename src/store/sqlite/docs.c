@@ -22,11 +22,11 @@ SQ_SQL(sql_doc_put, "INSERT INTO docs(tenant, collection, ref, data, version, de
 /* Applies one document change: the single code path for store_doc_write and the doc
  * ops of store_complete. 0 applied ([out] w), -SLUICE_E_DOCUMENT_NOT_FOUND,
  * -SLUICE_E_INVALID_DATA, -SLUICE_E_PRECONDITION_FAILED or a store error. */
-int sq_doc_apply(struct sq_conn *c, const char *tenant, const char *coll, const char *ref,
-                 size_t ref_len, enum store_op op, const char *data, size_t data_len,
-                 int64_t if_match, const char *job_id, int64_t item_index, int64_t now,
-                 struct rules_doc_result *w)
+int sq_doc_apply(void *conn, const char *tenant, const char *coll, const char *ref, size_t ref_len,
+                 enum store_op op, const char *data, size_t data_len, int64_t if_match,
+                 const char *job_id, int64_t item_index, int64_t now, struct rules_doc_result *w)
 {
+    struct sq_conn *c = conn;
     sqlite3_stmt *s;
     int64_t version = 0;
     int live = 0;
@@ -74,21 +74,9 @@ out:
     return rc;
 }
 
-struct doc_ctx {
-    const char *tenant, *coll, *ref, *after_ref;
-    enum store_op op;
-    const char *data;
-    size_t data_len, limit;
-    int64_t if_match;
-    struct store_doc *out;
-    int *created;
-    struct store_doc *list;
-    size_t n;
-};
-
 static int doc_get_body(struct sq_conn *c, void *vctx)
 {
-    struct doc_ctx *x = vctx;
+    struct rules_docs_ctx *x = vctx;
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_doc_get, &s);
     if (rc < 0)
@@ -109,59 +97,25 @@ static int doc_get_body(struct sq_conn *c, void *vctx)
     return 1;
 }
 
-static void doc_out_undo(void *vctx)
-{
-    struct doc_ctx *x = vctx;
-    if (x->out)
-        store_doc_release(x->out);
-    store_docs_free(x->list, x->n);
-    x->list = NULL;
-    x->n = 0;
-}
-
 int sq_doc_get(void *impl, const char *tenant, const char *collection, const char *ref,
                struct store_doc *out)
 {
-    struct doc_ctx x = {.tenant = tenant, .coll = collection, .ref = ref, .out = out};
-    return sq_run_tx(impl, TX_READ, doc_get_body, doc_out_undo, &x);
+    struct rules_docs_ctx x = {.tenant = tenant, .coll = collection, .ref = ref, .out = out};
+    return sq_run_tx(impl, TX_READ, doc_get_body, rules_docs_undo, &x);
 }
 
-static int doc_write_body(struct sq_conn *c, void *vctx)
+static int doc_write_body(struct sq_conn *c, void *x)
 {
-    struct doc_ctx *x = vctx;
-    struct rules_doc_result w;
-    int rc = sq_doc_apply(c, x->tenant, x->coll, x->ref, strlen(x->ref), x->op, x->data,
-                          x->data_len, x->if_match, "", -1, clock_now_ms(), &w);
-    if (rc < 0)
-        return rc;
-    if (x->created)
-        *x->created = w.created;
-    if (x->out) {
-        memset(x->out, 0, sizeof *x->out);
-        x->out->ref = xstrdup(x->ref);
-        x->out->data = w.data ? xstrndup(w.data, w.data_len) : NULL;
-        x->out->data_len = w.data ? w.data_len : 0;
-        x->out->version = w.version;
-        x->out->updated_at = w.updated_at;
-        x->out->item_index = -1;
-    }
-    return 0;
+    return rules_doc_write_body(sq_doc_apply, c, clock_now_ms(), x);
 }
 
 int sq_doc_write(void *impl, const char *tenant, const char *collection, const char *ref,
                  enum store_op op, const char *data, size_t data_len, int64_t if_match,
                  struct store_doc *out, int *created)
 {
-    struct doc_ctx x = {.tenant = tenant,
-                        .coll = collection,
-                        .ref = ref,
-                        .op = op,
-                        .data = data,
-                        .data_len = data_len,
-                        .if_match = if_match,
-                        .out = out,
-                        .created = created};
-    return sq_run_tx(impl, TX_WRITE, doc_write_body, doc_out_undo, &x);
+    struct rules_docs_ctx x;
+    rules_doc_write_args(&x, tenant, collection, ref, op, data, data_len, if_match, out, created);
+    return sq_run_tx(impl, TX_WRITE, doc_write_body, rules_docs_undo, &x);
 }
 
 SQ_SQL(sql_doc_list, "SELECT ref, data, version, updated_at, job_id, item_index FROM docs "
@@ -170,7 +124,7 @@ SQ_SQL(sql_doc_list, "SELECT ref, data, version, updated_at, job_id, item_index 
 
 static int doc_list_body(struct sq_conn *c, void *vctx)
 {
-    struct doc_ctx *x = vctx;
+    struct rules_docs_ctx *x = vctx;
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_doc_list, &s);
     if (rc < 0)
@@ -197,10 +151,8 @@ static int doc_list_body(struct sq_conn *c, void *vctx)
 int sq_doc_list(void *impl, const char *tenant, const char *collection, const char *after_ref,
                 size_t limit, struct store_doc **out, size_t *n)
 {
-    struct doc_ctx x = {
+    struct rules_docs_ctx x = {
         .tenant = tenant, .coll = collection, .after_ref = after_ref, .limit = limit};
-    int rc = sq_run_tx(impl, TX_READ, doc_list_body, doc_out_undo, &x);
-    *out = rc < 0 ? NULL : x.list;
-    *n = rc < 0 ? 0 : x.n;
-    return rc;
+    int rc = sq_run_tx(impl, TX_READ, doc_list_body, rules_docs_undo, &x);
+    return rules_docs_list_done(&x, rc, out, n);
 }

@@ -1,24 +1,13 @@
-/* items.c - reading items in the embedded backend. An item's Processing and Canceled
- * are derived from its job's cursor and cancel point (rules_item_status, and EFFECTIVE
- * below in SQL), not stored. */
+/* items.c - reading items in the embedded backend: the SQL of store_item_get and
+ * store_item_list, whose transaction bodies are rules_item_get_body and
+ * rules_item_list_body (rules.c). An item's Processing and Canceled are derived from
+ * its job's cursor and cancel point (rules_item_status, and EFFECTIVE below in SQL),
+ * not stored. */
 #include <string.h>
 
 #include "store/sqlite/sqlite_int.h"
-#include "util/errors.h"
-#include "util/xmalloc.h"
 
 /* ---- items ----------------------------------------------------------------------- */
-
-struct items_ctx {
-    const char *tenant, *job_id;
-    struct store_item_filter f;
-    int with_data;
-    int64_t index, after_index;
-    size_t limit;
-    struct store_item *out;
-    struct store_item *list;
-    size_t n;
-};
 
 /* Effective status of an item row: ?6 cancel_at, ?7 key base of the job, ?8 cursor. */
 #define EFFECTIVE                                                                                  \
@@ -41,47 +30,26 @@ static void read_item(sqlite3_stmt *s, const struct rules_jobrow *r, int with_da
     rules_item_read(&sq_cols, s, r, sqlite3_column_int64(s, 0) - KEY(r->jid, 0), with_data, it);
 }
 
+static int job_load_visible(void *c, const char *tenant, const char *job_id, struct rules_jobrow *r)
+{
+    return sq_job_load_visible(c, tenant, job_id, r);
+}
+
 SQ_SQL(sql_item_get, "SELECT " ITEM_LIST_COLS ", events FROM items WHERE k = ?1");
 
-static int item_get_body(struct sq_conn *c, void *vctx)
+static int item_read(void *vc, const struct rules_jobrow *r, int64_t index, struct store_item *out)
 {
-    struct items_ctx *x = vctx;
-    struct rules_jobrow r;
     sqlite3_stmt *s;
-    int rc = sq_job_load_visible(c, x->tenant, x->job_id, &r);
-    if (rc <= 0)
+    int rc = sq_q(vc, &sql_item_get, &s);
+    if (rc < 0)
         return rc;
-    store_job_release(&r.j);
-    if (x->index < 0 || x->index >= r.j.counts.total)
-        return 0;
-    if ((rc = sq_q(c, &sql_item_get, &s)) < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, KEY(r.jid, x->index));
+    sqlite3_bind_int64(s, 1, KEY(r->jid, index));
     rc = sq_step(s);
     if (rc == 1) {
-        read_item(s, &r, 1, x->out);
-        x->out->events = sq_col_dup(s, 12, NULL);
-        if (!x->out->events)
-            x->out->events = xstrdup("[]");
+        read_item(s, r, 1, out);
+        out->events = sq_col_dup(s, 12, NULL);
     }
     return rc;
-}
-
-static void items_out_undo(void *vctx)
-{
-    struct items_ctx *x = vctx;
-    if (x->out)
-        store_item_release(x->out);
-    store_items_free(x->list, x->n);
-    x->list = NULL;
-    x->n = 0;
-}
-
-int sq_item_get(void *impl, const char *tenant, const char *job_id, int64_t index,
-                struct store_item *out)
-{
-    struct items_ctx x = {.tenant = tenant, .job_id = job_id, .index = index, .out = out};
-    return sq_run_tx(impl, TX_READ, item_get_body, items_out_undo, &x);
 }
 
 SQ_SQL(sql_item_list, "SELECT " ITEM_LIST_COLS " FROM items "
@@ -92,64 +60,57 @@ SQ_SQL(sql_item_list_failed, "SELECT " ITEM_LIST_COLS " FROM items "
                              "WHERE status = 3 AND k > ?1 AND k < ?2 AND " ITEM_FILTERS " "
                              "ORDER BY k LIMIT ?5");
 
-static int item_list_body(struct sq_conn *c, void *vctx)
+static int items_read(void *vc, const struct rules_jobrow *r, int64_t after,
+                      struct rules_items_ctx *x)
 {
-    struct items_ctx *x = vctx;
-    struct rules_jobrow r;
     sqlite3_stmt *s;
-    int rc = sq_job_load_visible(c, x->tenant, x->job_id, &r);
-    if (rc <= 0)
-        return rc;
-    store_job_release(&r.j);
-    rc = sq_q(c, x->f.status == ITEM_FAILED ? &sql_item_list_failed : &sql_item_list, &s);
+    int rc = sq_q(vc, x->f.status == ITEM_FAILED ? &sql_item_list_failed : &sql_item_list, &s);
     if (rc < 0)
         return rc;
-    /* Clamp the cursor into this job's key range: an index past the end must not
-     * overflow KEY() into the next job's items. */
-    int64_t after = x->after_index < -1 ? -1 : x->after_index;
-    if (after > r.j.counts.total)
-        after = r.j.counts.total;
-    sqlite3_bind_int64(s, 1, KEY(r.jid, 0) + after);
-    sqlite3_bind_int64(s, 2, KEY(r.jid + 1, 0));
+    /* after is clamped into this job's key range: past the end it would overflow KEY()
+     * into the next job's items. */
+    sqlite3_bind_int64(s, 1, KEY(r->jid, 0) + after);
+    sqlite3_bind_int64(s, 2, KEY(r->jid + 1, 0));
     sq_bind_str(s, 3, x->f.ref);
     sqlite3_bind_int(s, 4, x->f.status);
     sqlite3_bind_int64(s, 5, (sqlite3_int64)x->limit);
     sq_bind_str(s, 9, x->f.step);
     sq_bind_str(s, 10, x->f.code);
     if (x->f.status != ITEM_FAILED) {
-        sqlite3_bind_int64(s, 6, r.cancel_at);
-        sqlite3_bind_int64(s, 7, KEY(r.jid, 0));
-        sqlite3_bind_int64(s, 8, r.cursor);
+        sqlite3_bind_int64(s, 6, r->cancel_at);
+        sqlite3_bind_int64(s, 7, KEY(r->jid, 0));
+        sqlite3_bind_int64(s, 8, r->cursor);
     }
-    x->list = xcalloc(x->limit ? x->limit : 1, sizeof *x->list);
-    x->n = 0;
     while (x->n < x->limit && (rc = sq_step(s)) == 1)
-        read_item(s, &r, x->with_data, &x->list[x->n++]);
-    if (rc < 0) {
-        store_items_free(x->list, x->n);
-        x->list = NULL;
-        x->n = 0;
-        return rc;
-    }
-    return 1;
+        read_item(s, r, x->with_data, &x->list[x->n++]);
+    return rc < 0 ? rc : 0;
+}
+
+static const struct rules_items_prims prims = {job_load_visible, item_read, items_read};
+
+static int item_get_body(struct sq_conn *c, void *x)
+{
+    return rules_item_get_body(&prims, c, x);
+}
+
+int sq_item_get(void *impl, const char *tenant, const char *job_id, int64_t index,
+                struct store_item *out)
+{
+    struct rules_items_ctx x = {.tenant = tenant, .job_id = job_id, .index = index, .out = out};
+    return sq_run_tx(impl, TX_READ, item_get_body, rules_items_undo, &x);
+}
+
+static int item_list_body(struct sq_conn *c, void *x)
+{
+    return rules_item_list_body(&prims, c, x);
 }
 
 int sq_item_list(void *impl, const char *tenant, const char *job_id,
                  const struct store_item_filter *f, int64_t after_index, size_t limit,
                  int with_data, struct store_item **out, size_t *n)
 {
-    struct items_ctx x = {.tenant = tenant,
-                          .job_id = job_id,
-                          .f = {.status = -1},
-                          .after_index = after_index,
-                          .limit = limit,
-                          .with_data = with_data};
-    if (f)
-        x.f = *f;
-    if (x.f.status < 0)
-        x.f.status = -1;
-    int rc = sq_run_tx(impl, TX_READ, item_list_body, items_out_undo, &x);
-    *out = rc <= 0 ? NULL : x.list;
-    *n = rc <= 0 ? 0 : x.n;
-    return rc;
+    struct rules_items_ctx x;
+    rules_items_list_args(&x, tenant, job_id, f, after_index, limit, with_data);
+    int rc = sq_run_tx(impl, TX_READ, item_list_body, rules_items_undo, &x);
+    return rules_items_list_done(&x, rc, out, n);
 }

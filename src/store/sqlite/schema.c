@@ -248,14 +248,10 @@ int sq_migrate_body(struct sq_conn *c, void *ctx)
     const int64_t want = (int64_t)(sizeof migrations / sizeof migrations[0]);
     sqlite3_stmt *s = NULL;
 
-    rc = sqlite3_exec(c->db,
-                      "CREATE TABLE IF NOT EXISTS schema_version("
-                      "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-                      NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
-        rc = sq_err(rc);
+    rc = sq_exec_text(c, "CREATE TABLE IF NOT EXISTS schema_version("
+                         "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+    if (rc < 0)
         goto out;
-    }
     rc = sqlite3_prepare_v2(c->db, "SELECT coalesce(max(version), 0) FROM schema_version", -1, &s,
                             NULL);
     if (rc != SQLITE_OK || (rc = sq_step(s)) != 1) {
@@ -270,11 +266,8 @@ int sq_migrate_body(struct sq_conn *c, void *ctx)
         goto out;
     }
     for (int64_t v = have + 1; v <= want; v++) {
-        rc = sqlite3_exec(c->db, migrations[v - 1], NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-            rc = sq_err(rc);
+        if ((rc = sq_exec_text(c, migrations[v - 1])) < 0)
             goto out;
-        }
         rc = sqlite3_prepare_v2(
             c->db, "INSERT INTO schema_version(version, applied_at) VALUES(?1, ?2)", -1, &s, NULL);
         if (rc != SQLITE_OK) {

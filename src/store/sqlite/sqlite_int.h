@@ -59,7 +59,6 @@ struct sq_conn {
     struct buf ev, res, tmp;        /* scratch: events, result JSON, patched documents */
     size_t max_doc_bytes;           /* store_options.max_doc_bytes (0 there: the default) */
     int64_t retention_ms;           /* store_options.retention_ms, for store_job.expires_at */
-    struct sq_conn *next;           /* free list */
 };
 
 /* The store handle (conn.c), the backend's `impl`. */
@@ -92,6 +91,9 @@ int sq_q(struct sq_conn *c, struct sq_sql *sql, sqlite3_stmt **s);
 int sq_step(sqlite3_stmt *s);
 /* Runs a statement without parameters to completion: 0 or a negative error. */
 int sq_exec(struct sq_conn *c, struct sq_sql *sql);
+/* Runs SQL text of one or more statements without parameters, not cached (pragmas,
+ * migrations): 0 or a negative error. */
+int sq_exec_text(struct sq_conn *c, const char *sql);
 /* Binds text v (NUL-terminated / n bytes) to parameter i, unless v is NULL (which
  * leaves it NULL); v must live until the statement is reset. */
 void sq_bind_str(sqlite3_stmt *s, int i, const char *v);
@@ -129,13 +131,13 @@ int sq_job_save(struct sq_conn *c, const struct rules_jobrow *r, int64_t now);
 
 /* ---- docs.c ---------------------------------------------------------------------- */
 
-/* Applies one document change (store_doc_write and the doc ops of store_complete):
- * 0 applied ([out] w), -SLUICE_E_DOCUMENT_NOT_FOUND, -SLUICE_E_INVALID_DATA,
- * -SLUICE_E_PRECONDITION_FAILED, -SLUICE_E_ITEM_TOO_LARGE or a store error. */
-int sq_doc_apply(struct sq_conn *c, const char *tenant, const char *coll, const char *ref,
-                 size_t ref_len, enum store_op op, const char *data, size_t data_len,
-                 int64_t if_match, const char *job_id, int64_t item_index, int64_t now,
-                 struct rules_doc_result *w);
+/* Applies one document change (store_doc_write and the doc ops of store_complete): the
+ * rules_doc_apply_fn of this backend, conn a struct sq_conn. 0 applied ([out] w),
+ * -SLUICE_E_DOCUMENT_NOT_FOUND, -SLUICE_E_INVALID_DATA, -SLUICE_E_PRECONDITION_FAILED,
+ * -SLUICE_E_ITEM_TOO_LARGE or a store error. */
+int sq_doc_apply(void *conn, const char *tenant, const char *coll, const char *ref, size_t ref_len,
+                 enum store_op op, const char *data, size_t data_len, int64_t if_match,
+                 const char *job_id, int64_t item_index, int64_t now, struct rules_doc_result *w);
 
 /* ---- the operations of store_sqlite_ops (contracts: store.h, store_ops) ---------- */
 
