@@ -350,13 +350,18 @@ int rules_claim_take(const struct store_claim_gate *gate, const struct rules_job
     return rc < 0 ? rc : 1;
 }
 
-int rules_outcome_owed(const struct store_claim *cl, const struct store_outcome *o, int64_t lo,
-                       int64_t hi, const struct store_claim_item **ci)
+int rules_outcome_begin(const struct store_claim *cl, const struct store_outcome *o, int64_t lo,
+                        int64_t hi, const struct store_claim_item **ci, struct buf *ev)
 {
     *ci = rules_claim_find(cl, o->index);
     if (!*ci || o->index < lo || o->index >= hi)
         return 0; /* not an item this claim owes */
-    return rules_outcome_valid(o) ? 1 : -SLUICE_E_INVALID_PARAMETER;
+    if (!rules_outcome_valid(o))
+        return -SLUICE_E_INVALID_PARAMETER;
+    buf_reset(ev);
+    buf_putc(ev, '[');
+    rules_events_add_array(ev, o->events);
+    return 1;
 }
 
 /* ---- items: transaction bodies ------------------------------------------------- */

@@ -158,10 +158,11 @@ int rules_claim_take(const struct store_claim_gate *gate, const struct rules_job
                      struct store_claim_item *items, size_t *n, int64_t lo, int64_t *hi,
                      char token[STORE_ID_MAX]);
 /* Whether outcome o of a completion counts: 1 it reports an item claim cl (of range
- * [lo, hi)) owes ([out] *ci), 0 not (skipped), or -SLUICE_E_INVALID_PARAMETER when its
- * status is not one store_complete accepts. */
-int rules_outcome_owed(const struct store_claim *cl, const struct store_outcome *o, int64_t lo,
-                       int64_t hi, const struct store_claim_item **ci);
+ * [lo, hi)) owes ([out] *ci; ev then holds the start of its events array: '[' and the
+ * engine's events, for the store's own to follow), 0 not (skipped), or
+ * -SLUICE_E_INVALID_PARAMETER when its status is not one store_complete accepts. */
+int rules_outcome_begin(const struct store_claim *cl, const struct store_outcome *o, int64_t lo,
+                        int64_t hi, const struct store_claim_item **ci, struct buf *ev);
 
 /* ---- items: transaction bodies ------------------------------------------------- */
 

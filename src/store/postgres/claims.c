@@ -690,7 +690,7 @@ static int complete_body(struct conn *c, void *vctx)
         const struct store_claim_item *ci;
         struct rules_item_end e;
         int ops_rc = -1;
-        if ((rc = rules_outcome_owed(cl, o, lo, hi, &ci)) < 0)
+        if ((rc = rules_outcome_begin(cl, o, lo, hi, &ci, &c->ev)) < 0)
             goto out;
         if (rc == 0)
             continue;
@@ -698,9 +698,6 @@ static int complete_body(struct conn *c, void *vctx)
         if (!slot || *slot < 0)
             continue; /* finished by an earlier call, or twice in this one */
         *slot = -1;
-        buf_reset(&c->ev);
-        buf_putc(&c->ev, '[');
-        rules_events_add_array(&c->ev, o->events);
         if (o->nops > 0 && batched) {
             batched_ops_events(c, ci, o, ts, msg, sizeof msg);
             ops_rc = 0;

@@ -542,14 +542,11 @@ static int complete_body(struct sq_conn *c, void *vctx)
         const struct store_claim_item *ci;
         struct rules_item_end e;
         int ops_rc = -1;
-        if ((rc = rules_outcome_owed(cl, o, lo, hi, &ci)) < 0)
+        if ((rc = rules_outcome_begin(cl, o, lo, hi, &ci, &c->ev)) < 0)
             goto out;
         if (rc == 0)
             continue;
         int64_t k = KEY(jid, o->index);
-        buf_reset(&c->ev);
-        buf_putc(&c->ev, '[');
-        rules_events_add_array(&c->ev, o->events);
         if (o->nops > 0) { /* whatever the status: the caller passes only the ops of
                               steps the item got through (see store.h) */
             sqlite3_stmt *s;
