@@ -314,6 +314,21 @@ static int64_t run_by_jid(struct sq_conn *c, struct sq_sql *const *sqls, size_t 
     return changed;
 }
 
+/* Runs sql with ?1, ?2, ... bound to args[0..n): the rows it changed, or a negative
+ * error. */
+static int64_t run_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, int n)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(c, sql, &s);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < n; i++)
+        sqlite3_bind_int64(s, i + 1, args[i]);
+    if ((rc = sq_step(s)) < 0)
+        return rc;
+    return sqlite3_changes64(c->db);
+}
+
 /* Deletes a job's items, claims, step counts, idempotency key and row. */
 static int job_remove(void *conn, int64_t jid)
 {
@@ -475,17 +490,8 @@ SQ_SQL(sql_retry_items,
 
 static int64_t retry_items(void *conn, int64_t jid, const struct rules_jobrow *r)
 {
-    struct sq_conn *c = conn;
-    sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_retry_items, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, KEY(jid, 0));
-    sqlite3_bind_int64(s, 2, KEY(r->jid, 0));
-    sqlite3_bind_int64(s, 3, KEY(r->jid + 1, 0));
-    if ((rc = sq_step(s)) < 0)
-        return rc;
-    return sqlite3_changes64(c->db);
+    const int64_t args[] = {KEY(jid, 0), KEY(r->jid, 0), KEY(r->jid + 1, 0)};
+    return run_i64s(conn, &sql_retry_items, args, 3);
 }
 
 int sq_job_retry(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
@@ -595,21 +601,8 @@ SQ_SQL(sql_stage_items,
 static int64_t stage_items(void *conn, int64_t jid, int64_t pjid, int64_t staged, int64_t pnext,
                            int64_t max)
 {
-    struct sq_conn *c = conn;
-    sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_stage_items, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, KEY(jid, 0));
-    sqlite3_bind_int64(s, 2, KEY(pjid, 0));
-    sqlite3_bind_int64(s, 3, KEY(pjid + 1, 0));
-    sqlite3_bind_int64(s, 4, staged);
-    sqlite3_bind_int64(s, 5, jid);
-    sqlite3_bind_int64(s, 6, pnext);
-    sqlite3_bind_int64(s, 7, max);
-    if ((rc = sq_step(s)) < 0)
-        return rc;
-    return sqlite3_changes64(c->db);
+    const int64_t args[] = {KEY(jid, 0), KEY(pjid, 0), KEY(pjid + 1, 0), staged, jid, pnext, max};
+    return run_i64s(conn, &sql_stage_items, args, 7);
 }
 
 SQ_SQL(sql_stage_refs,
@@ -619,16 +612,9 @@ SQ_SQL(sql_stage_refs,
 
 static int stage_refs(void *conn, int64_t jid, int64_t staged, int64_t end)
 {
-    sqlite3_stmt *s;
-    int rc = sq_q(conn, &sql_stage_refs, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, jid);
-    sqlite3_bind_int64(s, 2, KEY(jid, 0));
-    sqlite3_bind_int64(s, 3, staged);
-    sqlite3_bind_int64(s, 4, end);
-    rc = sq_step(s);
-    return rc < 0 ? rc : 0;
+    const int64_t args[] = {jid, KEY(jid, 0), staged, end};
+    int64_t rc = run_i64s(conn, &sql_stage_refs, args, 4);
+    return rc < 0 ? (int)rc : 0;
 }
 
 SQ_SQL(sql_stage_refs_delete, "DELETE FROM retry_refs WHERE jid = ?1 AND ref IN "
@@ -636,16 +622,7 @@ SQ_SQL(sql_stage_refs_delete, "DELETE FROM retry_refs WHERE jid = ?1 AND ref IN 
 
 static int64_t stage_forget(void *conn, int64_t jid, int64_t max)
 {
-    struct sq_conn *c = conn;
-    sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_stage_refs_delete, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, jid);
-    sqlite3_bind_int64(s, 2, max);
-    if ((rc = sq_step(s)) < 0)
-        return rc;
-    return sqlite3_changes64(c->db);
+    return run_i64s(conn, &sql_stage_refs_delete, (const int64_t[]){jid, max}, 2);
 }
 
 /* Staged: NotStarted with as many items as staged (the parent may have gone). */
@@ -654,15 +631,8 @@ SQ_SQL(sql_stage_done, "UPDATE jobs SET status = 1, total = ?2, pending = ?2, up
 
 static int stage_done(void *conn, int64_t jid, int64_t staged, int64_t now)
 {
-    sqlite3_stmt *s;
-    int rc = sq_q(conn, &sql_stage_done, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, jid);
-    sqlite3_bind_int64(s, 2, staged);
-    sqlite3_bind_int64(s, 3, now);
-    rc = sq_step(s);
-    return rc < 0 ? rc : 0;
+    int64_t rc = run_i64s(conn, &sql_stage_done, (const int64_t[]){jid, staged, now}, 3);
+    return rc < 0 ? (int)rc : 0;
 }
 
 int sq_job_retry_stage(void *impl, size_t max_rows, int64_t *cursor, char *job_id)
@@ -758,31 +728,13 @@ SQ_SQL(sql_sweep_items, "DELETE FROM items WHERE k IN "
 
 static int64_t sweep_keys(void *conn, int64_t before, int64_t max)
 {
-    struct sq_conn *c = conn;
-    sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_sweep_keys, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, before);
-    sqlite3_bind_int64(s, 2, max);
-    if ((rc = sq_step(s)) < 0)
-        return rc;
-    return sqlite3_changes(c->db);
+    return run_i64s(conn, &sql_sweep_keys, (const int64_t[]){before, max}, 2);
 }
 
 static int64_t sweep_items(void *conn, int64_t jid, int64_t max)
 {
-    struct sq_conn *c = conn;
-    sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_sweep_items, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, KEY(jid, 0));
-    sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
-    sqlite3_bind_int64(s, 3, max);
-    if ((rc = sq_step(s)) < 0)
-        return rc;
-    return sqlite3_changes(c->db);
+    const int64_t args[] = {KEY(jid, 0), KEY(jid + 1, 0), max};
+    return run_i64s(conn, &sql_sweep_items, args, 3);
 }
 
 static int job_delete_row(void *conn, int64_t jid)
