@@ -665,3 +665,277 @@ void rules_outcomes_settle(struct store_outcome *outs, size_t n)
         }
     }
 }
+
+/* ---- jobs: transaction bodies ---------------------------------------------------- */
+
+int rules_job_commit_body(void *conn, void *vctx)
+{
+    struct rules_submit *x = vctx;
+    const struct rules_jobs_prims *p = x->tx.p;
+    const struct store_job_meta *m = x->meta;
+    int64_t jid = 0, existing = 0, now = p->now(conn);
+    struct rules_jobrow r;
+    int result = 1;
+    int rc = p->receiving_jid(conn, x->job_id, &jid);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
+    if (m->idem_key) {
+        if ((rc = p->job_load_jid(conn, jid, &r)) < 0)
+            return rc;
+        char tenant[STORE_NAME_MAX];
+        rules_copy_str(tenant, sizeof tenant, r.j.tenant);
+        store_job_release(&r.j);
+        if ((rc = p->idem_claim(conn, jid, tenant, m, now, &existing)) < 0)
+            return rc;
+    }
+    if (existing) {
+        /* Already done once: the staged copy goes, the caller gets the first job. */
+        if ((rc = p->job_remove(conn, jid)) < 0)
+            return rc;
+        jid = existing;
+        result = 2;
+    } else if ((rc = p->commit(conn, jid, m, x->total, now)) < 0) {
+        return rc;
+    }
+    if (x->out) {
+        if ((rc = p->job_load_jid(conn, jid, &r)) < 0)
+            return rc;
+        *x->out = r.j;
+    }
+    return result;
+}
+
+void rules_submit_undo(void *vctx)
+{
+    struct rules_submit *x = vctx;
+    if (x->out) {
+        store_job_release(x->out);
+        memset(x->out, 0, sizeof *x->out);
+    }
+}
+
+int rules_job_retry_body(void *conn, void *vctx)
+{
+    struct rules_submit *x = vctx;
+    const struct rules_jobs_prims *p = x->tx.p;
+    struct rules_jobrow r;
+    int64_t now = p->now(conn), existing = 0, jid = 0;
+    int rc;
+    memset(&r, 0, sizeof r);
+    if (x->meta && x->meta->idem_key) {
+        if ((rc = p->idem_find(conn, x->tenant, x->meta, &existing)) < 0)
+            return rc;
+        if (existing) {
+            if (x->out) {
+                if ((rc = p->job_load_jid(conn, existing, &r)) < 0)
+                    return rc;
+                *x->out = r.j;
+            }
+            return 2;
+        }
+    }
+    rc = p->job_load(conn, x->tenant, x->job_id, 0, &r);
+    if (rc <= 0)
+        return rc;
+    if ((rc = rules_job_retry_check(&r)) < 0)
+        goto out;
+    int64_t n = r.j.counts.failed; /* counts move with the rows: this is the row count */
+    if ((rc = p->retry_insert(conn, &r, x->new_job_id, x->staging, now, &jid)) < 0)
+        goto out;
+    if (!x->staging) { /* else store_job_retry_stage copies the items */
+        int64_t copied = p->retry_items(conn, jid, &r);
+        if (copied < 0) {
+            rc = (int)copied;
+            goto out;
+        }
+        if (copied != n) { /* the job's failed count disagrees with its rows */
+            rc = -SLUICE_E_INTERNAL;
+            goto out;
+        }
+    }
+    if (x->meta && x->meta->idem_key && (rc = p->idem_record(conn, jid, x->meta, now)) < 0)
+        goto out;
+    if (!x->staging && p->runnable && (rc = p->runnable(conn, jid)) < 0)
+        goto out; /* a staging retry is runnable once staged */
+    store_job_release(&r.j);
+    if (x->out) {
+        if ((rc = p->job_load_jid(conn, jid, &r)) < 0)
+            goto out;
+        *x->out = r.j;
+        memset(&r.j, 0, sizeof r.j); /* now owned by out */
+    }
+    rc = 1;
+out:
+    store_job_release(&r.j);
+    return rc;
+}
+
+int rules_stage_body(void *conn, void *vctx)
+{
+    struct rules_stage *x = vctx;
+    const struct rules_jobs_prims *p = x->tx.p;
+    char tenant[STORE_NAME_MAX], parent[STORE_ID_MAX];
+    int64_t jid = 0, total = 0, pjid = 0, staged = 0, pnext = 0, n;
+    x->job_id[0] = '\0';
+    int rc = p->stage_pick(conn, x->after, &jid, tenant, parent, &total, x->job_id);
+    if (rc <= 0)
+        return rc; /* 0: nothing staging */
+    if (x->seq)
+        *x->seq = jid;
+    if ((rc = p->stage_last(conn, jid, &staged, &pnext)) < 0)
+        return rc;
+    if (staged < total && (rc = p->stage_parent(conn, tenant, parent, &pjid)) < 0)
+        return rc;
+    if (staged < total && pjid) {
+        int64_t max = total - staged < (int64_t)x->max_rows ? total - staged : (int64_t)x->max_rows;
+        if ((n = p->stage_items(conn, jid, pjid, staged, pnext, max)) < 0)
+            return (int)n;
+        if (n > 0) {
+            rc = p->stage_refs(conn, jid, staged, staged + n);
+            return rc < 0 ? rc : 1;
+        }
+        /* no failed item left in the parent: fewer than counted (cannot happen while
+         * the parent is terminal); end with what is staged */
+    }
+    /* Everything staged (or the parent is gone): drop the ref links, then publish. */
+    if ((n = p->stage_forget(conn, jid, (int64_t)x->max_rows)) != 0)
+        return n < 0 ? (int)n : 1;
+    if (staged == 0) /* the parent went before anything was staged: nothing to retry */
+        rc = p->job_remove(conn, jid);
+    else
+        rc = p->stage_done(conn, jid, staged, p->now(conn));
+    return rc < 0 ? rc : 2;
+}
+
+int rules_job_abort_body(void *conn, void *vctx)
+{
+    struct rules_submit *x = vctx;
+    int64_t jid = 0;
+    int rc = x->tx.p->receiving_jid(conn, x->job_id, &jid);
+    if (rc <= 0)
+        return rc;
+    rc = x->tx.p->job_remove(conn, jid);
+    return rc < 0 ? rc : 1;
+}
+
+int rules_gc_body(void *conn, void *vctx)
+{
+    struct rules_submit *x = vctx;
+    int64_t *jids = NULL;
+    size_t n = 0;
+    int rc = x->tx.p->gc_list(conn, x->older_than, &jids, &n);
+    for (size_t i = 0; rc >= 0 && i < n; i++)
+        rc = x->tx.p->job_remove(conn, jids[i]);
+    free(jids);
+    return rc < 0 ? rc : (int)n;
+}
+
+/* jid of the job to remove next: one hidden by an earlier call first, else the
+ * terminal job that completed first before x->jobs_before, which gets hidden (its
+ * claims, step counts, key and delivery go at once: they are few; [out] *removed
+ * counts them). 0: nothing to remove. */
+static int sweep_next_job(void *conn, const struct rules_sweep *x, int64_t *jid, int64_t *removed)
+{
+    const struct rules_jobs_prims *p = x->tx.p;
+    int rc = p->sweep_hidden(conn, jid);
+    if (rc != 0)
+        return rc;
+    if ((rc = p->sweep_expired(conn, x->jobs_before, jid)) <= 0)
+        return rc;
+    int64_t gone = p->sweep_hide(conn, *jid);
+    if (gone < 0)
+        return (int)gone;
+    *removed += gone;
+    return 1;
+}
+
+int rules_sweep_body(void *conn, void *vctx)
+{
+    struct rules_sweep *x = vctx;
+    const struct rules_jobs_prims *p = x->tx.p;
+    int64_t removed, jid = 0;
+    int rc;
+    if ((removed = p->sweep_keys(conn, x->keys_before, x->budget)) < 0)
+        return (int)removed;
+    while (removed < x->budget) {
+        if ((rc = sweep_next_job(conn, x, &jid, &removed)) < 0)
+            return rc;
+        if (rc == 0)
+            break;
+        int64_t want = x->budget - removed;
+        int64_t gone = p->sweep_items(conn, jid, want);
+        if (gone < 0)
+            return (int)gone;
+        removed += gone;
+        if (gone == want)
+            break; /* maybe more items: the next call goes on with this job */
+        if ((rc = p->job_delete_row(conn, jid)) < 0)
+            return rc;
+        removed++;
+    }
+    return removed > INT32_MAX ? INT32_MAX : (int)removed;
+}
+
+int rules_job_get_body(void *conn, void *vctx)
+{
+    struct rules_jobs *x = vctx;
+    struct rules_jobrow r;
+    int rc = x->tx.p->job_load_visible(conn, x->tenant, x->job_id, &r);
+    if (rc <= 0)
+        return rc;
+    if ((rc = x->tx.p->job_load_steps(conn, r.jid, &r.j)) < 0) {
+        store_job_release(&r.j);
+        return rc;
+    }
+    *x->out = r.j;
+    return 1;
+}
+
+int rules_job_cancel_body(void *conn, void *vctx)
+{
+    struct rules_jobs *x = vctx;
+    const struct rules_jobs_prims *p = x->tx.p;
+    struct rules_jobrow r;
+    int64_t now = p->now(conn);
+    int rc;
+    if (p->cancel_lock && (rc = p->cancel_lock(conn, x->tenant, x->job_id)) < 0)
+        return rc;
+    if ((rc = p->job_load(conn, x->tenant, x->job_id, 1, &r)) <= 0)
+        return rc;
+    if (rules_job_cancel(&r, now) && ((rc = p->job_save(conn, &r, now)) < 0 ||
+                                      (p->unrunnable && (rc = p->unrunnable(conn, r.jid)) < 0))) {
+        store_job_release(&r.j);
+        return rc;
+    }
+    if (x->out)
+        *x->out = r.j;
+    else
+        store_job_release(&r.j);
+    return 1;
+}
+
+int rules_job_delete_body(void *conn, void *vctx)
+{
+    struct rules_jobs *x = vctx;
+    struct rules_jobrow r;
+    int rc = x->tx.p->job_load(conn, x->tenant, x->job_id, 1, &r);
+    if (rc <= 0)
+        return rc;
+    store_job_release(&r.j);
+    if (!rules_job_terminal(r.j.status))
+        return -SLUICE_E_CONFLICT;
+    rc = x->tx.p->job_remove(conn, r.jid);
+    return rc < 0 ? rc : 1;
+}
+
+void rules_jobs_undo(void *vctx)
+{
+    struct rules_jobs *x = vctx;
+    if (x->out) {
+        store_job_release(x->out);
+        memset(x->out, 0, sizeof *x->out);
+    }
+    store_jobs_free(x->list, x->n);
+    x->list = NULL;
+    x->n = 0;
+}

@@ -321,4 +321,181 @@ void rules_outcomes_reset(struct store_outcome *outs, size_t n);
  * (see store.h, store_complete): its status, error_code and failed_step say so. */
 void rules_outcomes_settle(struct store_outcome *outs, size_t n);
 
+/* ---- jobs: transaction bodies ---------------------------------------------------- */
+
+/* The job transactions whose flow is the same in both backends are written once here;
+ * each runs a backend's steps (struct rules_jobs_prims: its SQL and how it runs it) on
+ * the backend's connection `conn`. A context (struct rules_submit, rules_stage,
+ * rules_sweep, rules_jobs) starts with a struct rules_tx naming the body and the
+ * steps, and the backend runs every such body through one trampoline of its own
+ * (sq_run_tx / pg_run_tx take a body on their connection type): the indirect calls
+ * are per transaction and per step, none per item. */
+
+struct rules_jobs_prims;
+
+/* The head of every context of a body here: the body and the backend's steps. */
+struct rules_tx {
+    int (*body)(void *conn, void *ctx);
+    const struct rules_jobs_prims *p;
+};
+
+/* What the bodies need of a backend. Every step runs on conn inside the current
+ * transaction and returns a negative error on failure; NULL members do nothing. */
+struct rules_jobs_prims {
+    /* The transaction's time (ms). */
+    int64_t (*now)(void *conn);
+    /* jid of a Receiving job (locked where the engine locks): 1, or 0 when there is none. */
+    int (*receiving_jid)(void *conn, const char *job_id, int64_t *jid);
+    /* Deletes a job and everything of it: 0. */
+    int (*job_remove)(void *conn, int64_t jid);
+    /* A visible job of tenant by public id (lock: for an update): 1 found, 0 not. */
+    int (*job_load)(void *conn, const char *tenant, const char *job_id, int lock,
+                    struct rules_jobrow *r);
+    /* job_load for readers: also a staging retry. */
+    int (*job_load_visible)(void *conn, const char *tenant, const char *job_id,
+                            struct rules_jobrow *r);
+    /* Job jid, which the caller knows exists: 1. */
+    int (*job_load_jid)(void *conn, int64_t jid, struct rules_jobrow *r);
+    /* The step counts of job jid into j->steps: >= 0. */
+    int (*job_load_steps)(void *conn, int64_t jid, struct store_job *j);
+    /* Writes the job row back (a terminal one queues its callback): 0. */
+    int (*job_save)(void *conn, const struct rules_jobrow *r, int64_t now);
+    /* Before a cancel loads the job: takes the locks that come first (may be NULL). */
+    int (*cancel_lock)(void *conn, const char *tenant, const char *job_id);
+    /* After a canceled job r was saved: it is no longer runnable (may be NULL). */
+    int (*unrunnable)(void *conn, int64_t jid);
+    /* Makes committed job jid runnable and wakes the workers (may be NULL). */
+    int (*runnable)(void *conn, int64_t jid);
+
+    /* Idempotency keys: the job m's key of tenant names, 1 ([out] *jid) when the
+     * request replays, 0 when no key counts, -SLUICE_E_IDEMPOTENCY_KEY_REUSED. */
+    int (*idem_find)(void *conn, const char *tenant, const struct store_job_meta *m, int64_t *jid);
+    /* Before job jid of tenant is committed under m's key: [out] *existing the job
+     * that holds the key already (0: none; the key is the new job's, or the
+     * commit records it). */
+    int (*idem_claim)(void *conn, int64_t jid, const char *tenant, const struct store_job_meta *m,
+                      int64_t now, int64_t *existing);
+    /* Records m's key for the new job jid: 0 (a backend that finds the key taken
+     * meanwhile asks for the transaction to be run again). */
+    int (*idem_record)(void *conn, int64_t jid, const struct store_job_meta *m, int64_t now);
+    /* Makes Receiving job jid visible with meta m and total items (the caller
+     * resolved m's key); a soft error or -SLUICE_E_CONFLICT (m->job_id names
+     * another job). */
+    int (*commit)(void *conn, int64_t jid, const struct store_job_meta *m, int64_t total,
+                  int64_t now);
+
+    /* Retries: inserts the retry of job r (new_job_id; staging: Receiving, else
+     * NotStarted with r's failed count): 0 and [out] *jid. */
+    int (*retry_insert)(void *conn, const struct rules_jobrow *r, const char *new_job_id,
+                        int staging, int64_t now, int64_t *jid);
+    /* Copies r's failed items into retry jid at once: the number copied. */
+    int64_t (*retry_items)(void *conn, int64_t jid, const struct rules_jobrow *r);
+
+    /* Staging retries: the first staging retry after jid `after` (1, [out] its jid,
+     * tenant, parent, total and public job_id of STORE_ID_MAX bytes) or 0. */
+    int (*stage_pick)(void *conn, int64_t after, int64_t *jid, char tenant[STORE_NAME_MAX],
+                      char parent[STORE_ID_MAX], int64_t *total, char *job_id);
+    /* [out] *staged and *pnext: one past the index and parent index of the last item
+     * staged into retry jid (left as they are when none is). */
+    int (*stage_last)(void *conn, int64_t jid, int64_t *staged, int64_t *pnext);
+    /* [out] *pjid the visible job parent of tenant (left when gone). */
+    int (*stage_parent)(void *conn, const char *tenant, const char *parent, int64_t *pjid);
+    /* Copies up to max failed items of parent pjid from parent index pnext into retry
+     * jid from index staged on: the number copied. */
+    int64_t (*stage_items)(void *conn, int64_t jid, int64_t pjid, int64_t staged, int64_t pnext,
+                           int64_t max);
+    /* Remembers the last index per ref of items [staged, end) of retry jid: 0. */
+    int (*stage_refs)(void *conn, int64_t jid, int64_t staged, int64_t end);
+    /* Forgets up to max refs remembered for retry jid: how many it forgot. */
+    int64_t (*stage_forget)(void *conn, int64_t jid, int64_t max);
+    /* Publishes retry jid with its staged items: NotStarted, runnable. 0. */
+    int (*stage_done)(void *conn, int64_t jid, int64_t staged, int64_t now);
+
+    /* Garbage: [out] the jids (heap, caller frees) of the Receiving jobs idle since
+     * before older_than and of the jobs left hidden by retention. */
+    int (*gc_list)(void *conn, int64_t older_than, int64_t **jids, size_t *n);
+
+    /* Retention: deletes up to max idempotency keys created before `before`: how many. */
+    int64_t (*sweep_keys)(void *conn, int64_t before, int64_t max);
+    /* A job hidden by an earlier sweep: 1 ([out] *jid) or 0. */
+    int (*sweep_hidden)(void *conn, int64_t *jid);
+    /* The terminal job that completed first before `before`: 1 ([out] *jid) or 0. */
+    int (*sweep_expired)(void *conn, int64_t before, int64_t *jid);
+    /* Hides job jid and deletes its claims, step counts, key and delivery: the number
+     * of those rows deleted. */
+    int64_t (*sweep_hide)(void *conn, int64_t jid);
+    /* Deletes up to max items of job jid, lowest index first: how many. */
+    int64_t (*sweep_items)(void *conn, int64_t jid, int64_t max);
+    /* Deletes the row of job jid: 0. */
+    int (*job_delete_row)(void *conn, int64_t jid);
+};
+
+/* The context of the submit, retry, abort and gc bodies. */
+struct rules_submit {
+    struct rules_tx tx;
+    const char *tenant, *job_id, *new_job_id;
+    const struct store_job_meta *meta;
+    int64_t total, older_than;
+    struct store_job *out;
+    int staging; /* job_retry_begin: the retry is created staging, without items */
+};
+
+/* Bodies on a struct rules_submit: store_job_commit (1 committed, 2 replayed its key's
+ * job), store_job_retry and store_job_retry_begin (x->staging; 1, 2 replayed, 0 no such
+ * job), store_job_abort (1 aborted, 0 no such upload), store_gc_receiving (how many
+ * went). x->out (may be NULL) gets the job; undo: rules_submit_undo. */
+int rules_job_commit_body(void *conn, void *ctx);
+int rules_job_retry_body(void *conn, void *ctx);
+int rules_job_abort_body(void *conn, void *ctx);
+int rules_gc_body(void *conn, void *ctx);
+/* Releases x->out (a struct rules_submit) and zeroes it. */
+void rules_submit_undo(void *ctx);
+
+/* The context of store_job_retry_stage's body. */
+struct rules_stage {
+    struct rules_tx tx;
+    size_t max_rows;
+    char *job_id;  /* [out] STORE_ID_MAX */
+    int64_t after; /* pick the first staging retry with jid > after */
+    int64_t *seq;  /* [out] the jid picked; may be NULL */
+};
+
+/* One batch of the oldest staging retry: copy up to max_rows failed items of the
+ * parent, then (all copied) forget its refs in batches, then make it NotStarted.
+ * Where it stands is read from the rows themselves (the last item staged), so a crash
+ * between batches loses and doubles nothing. 0 nothing staging, 1 a batch done, 2
+ * the retry published (or removed: its parent went before anything was staged). */
+int rules_stage_body(void *conn, void *ctx);
+
+/* The context of store_retention_sweep's body. */
+struct rules_sweep {
+    struct rules_tx tx;
+    int64_t jobs_before, keys_before;
+    int64_t budget; /* rules_sweep_budget */
+};
+
+/* One bounded transaction of the retention sweep (see Retention in sqlite/jobs.c):
+ * the rows it removed. */
+int rules_sweep_body(void *conn, void *ctx);
+
+/* The context of the bodies that read and control jobs. */
+struct rules_jobs {
+    struct rules_tx tx;
+    const char *tenant, *job_id;
+    int status;
+    int64_t before_seq;
+    size_t limit;
+    struct store_job *out;
+    struct store_job *list;
+    size_t n;
+};
+
+/* Bodies on a struct rules_jobs: store_job_get, store_job_cancel (x->out may be NULL)
+ * and store_job_delete: 1 done, 0 no such job. Undo: rules_jobs_undo. */
+int rules_job_get_body(void *conn, void *ctx);
+int rules_job_cancel_body(void *conn, void *ctx);
+int rules_job_delete_body(void *conn, void *ctx);
+/* Releases x->out and x->list (a struct rules_jobs) and zeroes them. */
+void rules_jobs_undo(void *ctx);
+
 #endif

@@ -80,13 +80,13 @@ int pg_job_load_jid(struct conn *c, int64_t jid, struct rules_jobrow *r)
     return rc == 0 ? -SLUICE_E_INTERNAL : rc; /* callers hold a reference to the row */
 }
 
-static int job_load_steps(struct conn *c, int64_t jid, struct store_job *j)
+static int job_load_steps(void *conn, int64_t jid, struct store_job *j)
 {
     struct pg_params p = {0};
     PGresult *r;
     pg_param_i64(&p, jid);
     int rc = pg_exec(
-        c, "SELECT step, passed, failed, skipped FROM job_steps WHERE jid = $1 ORDER BY seq", &p,
+        conn, "SELECT step, passed, failed, skipped FROM job_steps WHERE jid = $1 ORDER BY seq", &p,
         &r);
     if (rc <= 0)
         return rc;
@@ -166,16 +166,32 @@ int pg_job_finish_if_done(struct conn *c, struct rules_jobrow *r)
     return job_save(c, r);
 }
 
+/* ---- the steps of the job transactions ------------------------------------------- */
+
+/* The bodies of the job transactions whose flow both backends share are in rules.c
+ * (jobs: transaction bodies); pg_jobs (at the end of this file) gives them this
+ * backend's steps, and run_rules runs them on a connection of pg_run_tx. */
+static const struct rules_jobs_prims pg_jobs;
+
+/* A pg_tx_fn for a body of rules.c (its context starts with a struct rules_tx). */
+static int run_rules(struct conn *c, void *vctx)
+{
+    const struct rules_tx *t = vctx;
+    return t->body(c, vctx);
+}
+
+static int64_t tx_now(void *conn)
+{
+    const struct conn *c = conn;
+    return c->now;
+}
+
 /* ---- submitting ------------------------------------------------------------------ */
 
 struct submit_ctx {
-    const char *tenant, *job_id, *new_job_id;
-    const struct store_job_meta *meta;
+    const char *tenant, *job_id;
     const struct store_new_item *items;
     size_t n;
-    int64_t total, older_than;
-    struct store_job *out;
-    int staging; /* job_retry_begin: the retry is created staging, without items */
 };
 
 static int job_begin_body(struct conn *c, void *vctx)
@@ -198,22 +214,27 @@ int pg_job_begin(void *impl, const char *tenant, const char *job_id)
     return pg_run_tx(impl, job_begin_body, NULL, &x);
 }
 
+/* The first value of sql's first row as a number: 1 ([out] *v), 0 no row. */
+static int first_i64(struct conn *c, const char *sql, const struct pg_params *p, int64_t *v)
+{
+    PGresult *r;
+    int rc = pg_exec(c, sql, p, &r);
+    if (rc <= 0)
+        return rc;
+    *v = pg_col_i64(r, 0, 0);
+    PQclear(r);
+    return 1;
+}
+
 /* jid of a Receiving job (locked), or 0 (not found / no longer receiving). */
-static int receiving_jid(struct conn *c, const char *job_id, int64_t *jid)
+static int receiving_jid(void *conn, const char *job_id, int64_t *jid)
 {
     struct pg_params p = {0};
-    PGresult *r;
     pg_param_str(&p, job_id);
-    int rc = pg_exec(c,
+    return first_i64(conn,
                      "SELECT jid FROM jobs WHERE id = $1 AND status = 0 AND updated_at >= 0 "
                      "FOR UPDATE",
-                     &p, &r);
-    if (rc < 0)
-        return rc;
-    if (rc > 0)
-        *jid = pg_col_i64(r, 0, 0);
-    PQclear(r);
-    return rc > 0;
+                     &p, jid);
 }
 
 static int add_items_body(struct conn *c, void *vctx)
@@ -264,8 +285,24 @@ int pg_job_add_items(void *impl, const char *job_id, const struct store_new_item
     return pg_run_tx(impl, add_items_body, NULL, &x);
 }
 
+/* Runs the statements sqls[0..n), each with jid as $1: the rows they changed, or a
+ * negative error. */
+static int64_t run_by_jid(struct conn *c, const char *const *sqls, size_t n, int64_t jid)
+{
+    struct pg_params p = {0};
+    int64_t changed = 0;
+    pg_param_i64(&p, jid);
+    for (size_t i = 0; i < n; i++) {
+        int rc = pg_exec(c, sqls[i], &p, NULL);
+        if (rc < 0)
+            return rc;
+        changed += rc;
+    }
+    return changed;
+}
+
 /* Deletes a job's items, claims, step counts, keys, delivery, runnable row and row. */
-static int job_remove(struct conn *c, int64_t jid)
+static int job_remove(void *conn, int64_t jid)
 {
     static const char *const by_jid[] = {
         "DELETE FROM items WHERE jid = $1",     "DELETE FROM claims WHERE jid = $1",
@@ -273,27 +310,20 @@ static int job_remove(struct conn *c, int64_t jid)
         "DELETE FROM outbox WHERE jid = $1",    "DELETE FROM runnable WHERE jid = $1",
         "DELETE FROM jobs WHERE jid = $1",
     };
-    struct pg_params p = {0};
-    pg_param_i64(&p, jid);
-    for (size_t i = 0; i < sizeof by_jid / sizeof by_jid[0]; i++) {
-        int rc = pg_exec(c, by_jid[i], &p, NULL);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    int64_t rc = run_by_jid(conn, by_jid, sizeof by_jid / sizeof by_jid[0], jid);
+    return rc < 0 ? (int)rc : 0;
 }
 
 /* As in sqlite/jobs.c: 1 ([out] *jid) when the key of tenant replays, 0 when no key
  * counts, -SLUICE_E_IDEMPOTENCY_KEY_REUSED when it covers another request. */
-static int idem_find(struct conn *c, const char *tenant, const struct store_job_meta *m,
-                     int64_t *jid)
+static int idem_find(void *conn, const char *tenant, const struct store_job_meta *m, int64_t *jid)
 {
     struct pg_params p = {0};
     PGresult *r;
     pg_param_str(&p, tenant);
     pg_param_str(&p, m->idem_key);
     int rc = pg_exec(
-        c, "SELECT jid, body_hash, created_at FROM idem_keys WHERE tenant = $1 AND key = $2", &p,
+        conn, "SELECT jid, body_hash, created_at FROM idem_keys WHERE tenant = $1 AND key = $2", &p,
         &r);
     if (rc <= 0)
         return rc;
@@ -328,547 +358,397 @@ static int idem_take(struct conn *c, int64_t jid, const struct store_job_meta *m
     return rc < 0 ? rc : rc > 0;
 }
 
+/* Before a commit: other nodes commit at the same time, so the key is taken (or the
+ * job holding it found) before the job becomes visible, a few times over. */
+static int idem_claim(void *conn, int64_t jid, const char *tenant, const struct store_job_meta *m,
+                      int64_t now, int64_t *existing)
+{
+    int rc = 0;
+    (void)now;
+    for (int tries = 0; tries < 3 && !*existing; tries++) {
+        if ((rc = idem_find(conn, tenant, m, existing)) < 0)
+            return rc;
+        if (*existing || (rc = idem_take(conn, jid, m)) == 1)
+            break;
+        if (rc < 0)
+            return rc;
+    }
+    return *existing || rc == 1 ? 0 : E_SOFT;
+}
+
+/* A retry takes its key after its row is in: taken meanwhile, the next attempt
+ * replays it. */
+static int idem_record(void *conn, int64_t jid, const struct store_job_meta *m, int64_t now)
+{
+    (void)now;
+    int rc = idem_take(conn, jid, m);
+    return rc < 0 ? rc : rc == 0 ? E_SOFT : 0;
+}
+
 int pg_notify_work(struct conn *c)
 {
     int rc = pg_exec(c, "SELECT pg_notify('sluice_work', '')", NULL, NULL);
     return rc < 0 ? rc : 0;
 }
 
-static int runnable_insert(struct conn *c, int64_t jid)
+/* Makes job jid runnable (when it has items) and wakes the nodes at COMMIT. */
+static int runnable_insert(void *conn, int64_t jid)
 {
     struct pg_params p = {0};
     pg_param_i64(&p, jid);
-    int rc = pg_exec(c,
+    int rc = pg_exec(conn,
                      "INSERT INTO runnable(jid, tenant, priority) SELECT jid, tenant, priority "
                      "FROM jobs WHERE jid = $1 AND total > 0 ON CONFLICT DO NOTHING",
                      &p, NULL);
-    return rc < 0 ? rc : 0;
+    return rc < 0 ? rc : pg_notify_work(conn);
 }
 
-static int job_commit_body(struct conn *c, void *vctx)
+static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, int64_t total,
+                      int64_t now)
 {
-    struct submit_ctx *x = vctx;
-    const struct store_job_meta *m = x->meta;
-    int64_t jid = 0, existing = 0;
-    struct rules_jobrow r;
-    int result = 1;
-    int rc = receiving_jid(c, x->job_id, &jid);
-    if (rc <= 0)
-        return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
-    if (m->idem_key) {
-        if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
-            return rc;
-        char tenant[STORE_NAME_MAX];
-        pg_copy_str(tenant, sizeof tenant, r.j.tenant);
-        store_job_release(&r.j);
-        for (int tries = 0; tries < 3 && !existing; tries++) {
-            if ((rc = idem_find(c, tenant, m, &existing)) < 0)
-                return rc;
-            if (existing || (rc = idem_take(c, jid, m)) == 1)
-                break;
-            if (rc < 0)
-                return rc;
-        }
-        if (!existing && rc != 1)
-            return E_SOFT;
-    }
-    if (existing) {
-        /* Already done once: the staged copy goes, the caller gets the first job. */
-        if ((rc = job_remove(c, jid)) < 0)
-            return rc;
-        jid = existing;
-        result = 2;
-    } else {
-        struct pg_params p = {0};
-        pg_param_i64(&p, jid);
-        pg_param_str(&p, m->workflow ? m->workflow : "");
-        pg_param_str(&p, m->client_reference);
-        pg_param_i64(&p, x->total);
-        pg_param_i64(&p, c->now);
-        pg_param_i64(&p, m->workflow_version);
-        pg_param_str(&p, m->job_id);
-        pg_param_str(&p, m->callback_url);
-        pg_param_i64(&p, m->callback_url ? (m->callback_events ? m->callback_events : STORE_CB_ALL)
-                                         : 0);
-        pg_param_i64(&p, m->priority);
-        pg_param_str(&p, m->uses && *m->uses ? m->uses : NULL);
-        rc =
-            pg_exec(c,
-                    "UPDATE jobs SET status = 1, workflow = $2, client_reference = $3, total = $4, "
-                    "pending = $4, updated_at = $5, workflow_version = $6, "
-                    "id = coalesce($7::text, id), callback_url = $8, callback_events = $9, "
-                    "priority = $10, uses = $11 WHERE jid = $1",
-                    &p, NULL);
-        if (rc < 0)
-            return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
-        if ((rc = runnable_insert(c, jid)) < 0 || (rc = pg_notify_work(c)) < 0)
-            return rc;
-    }
-    if (x->out) {
-        if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
-            return rc;
-        *x->out = r.j;
-    }
-    return result;
-}
-
-static void job_out_undo(void *vctx)
-{
-    struct submit_ctx *x = vctx;
-    if (x->out) {
-        store_job_release(x->out);
-        memset(x->out, 0, sizeof *x->out);
-    }
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_str(&p, m->workflow ? m->workflow : "");
+    pg_param_str(&p, m->client_reference);
+    pg_param_i64(&p, total);
+    pg_param_i64(&p, now);
+    pg_param_i64(&p, m->workflow_version);
+    pg_param_str(&p, m->job_id);
+    pg_param_str(&p, m->callback_url);
+    pg_param_i64(&p,
+                 m->callback_url ? (m->callback_events ? m->callback_events : STORE_CB_ALL) : 0);
+    pg_param_i64(&p, m->priority);
+    pg_param_str(&p, m->uses && *m->uses ? m->uses : NULL);
+    int rc =
+        pg_exec(conn,
+                "UPDATE jobs SET status = 1, workflow = $2, client_reference = $3, total = $4, "
+                "pending = $4, updated_at = $5, workflow_version = $6, "
+                "id = coalesce($7::text, id), callback_url = $8, callback_events = $9, "
+                "priority = $10, uses = $11 WHERE jid = $1",
+                &p, NULL);
+    if (rc < 0)
+        return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
+    return runnable_insert(conn, jid);
 }
 
 int pg_job_commit(void *impl, const char *job_id, const struct store_job_meta *meta, int64_t total,
                   struct store_job *out)
 {
     struct store_job_meta none = {0};
-    struct submit_ctx x = {
-        .job_id = job_id, .meta = meta ? meta : &none, .total = total, .out = out};
+    struct rules_submit x = {.tx = {rules_job_commit_body, &pg_jobs},
+                             .job_id = job_id,
+                             .meta = meta ? meta : &none,
+                             .total = total,
+                             .out = out};
     if (out)
         memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, job_commit_body, job_out_undo, &x);
+    return pg_run_tx(impl, run_rules, rules_submit_undo, &x);
 }
 
-static int job_retry_body(struct conn *c, void *vctx)
+static int retry_insert(void *conn, const struct rules_jobrow *r, const char *new_job_id,
+                        int staging, int64_t now, int64_t *jid)
 {
-    struct submit_ctx *x = vctx;
-    struct rules_jobrow r;
-    int64_t existing = 0, jid = 0;
-    int rc;
-    memset(&r, 0, sizeof r);
-    if (x->meta && x->meta->idem_key) {
-        if ((rc = idem_find(c, x->tenant, x->meta, &existing)) < 0)
-            return rc;
-        if (existing) {
-            if (x->out) {
-                if ((rc = pg_job_load_jid(c, existing, &r)) < 0)
-                    return rc;
-                *x->out = r.j;
-            }
-            return 2;
-        }
-    }
-    rc = pg_job_load(c, x->tenant, x->job_id, 0, &r);
-    if (rc <= 0)
-        return rc;
-    if ((rc = rules_job_retry_check(&r)) < 0)
-        goto out;
-    int64_t n = r.j.counts.failed;
     struct pg_params p = {0};
-    PGresult *res;
-    pg_param_str(&p, x->new_job_id);
-    pg_param_str(&p, r.j.tenant);
-    pg_param_str(&p, r.j.workflow);
-    pg_param_i64(&p, r.j.workflow_version);
-    pg_param_str(&p, r.j.id);
-    pg_param_str(&p, r.j.client_reference);
-    pg_param_i64(&p, n);
-    pg_param_i64(&p, c->now);
-    pg_param_i64(&p, r.j.priority);
-    pg_param_str(&p, r.j.uses);
-    pg_param_i64(&p, x->staging ? JOB_RECEIVING : JOB_NOT_STARTED);
-    rc =
-        pg_exec(c,
-                "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, "
-                "client_reference, status, total, pending, created_at, updated_at, priority, uses) "
-                "VALUES($1, $2, $3, $4, $5, $6, $11, $7, $7, $8, $8, $9, $10) RETURNING jid",
-                &p, &res);
-    if (rc < 0)
-        goto out;
-    jid = pg_col_i64(res, 0, 0);
-    PQclear(res);
-    if (x->staging) /* store_job_retry_stage copies the items */
-        goto keyed;
+    pg_param_str(&p, new_job_id);
+    pg_param_str(&p, r->j.tenant);
+    pg_param_str(&p, r->j.workflow);
+    pg_param_i64(&p, r->j.workflow_version);
+    pg_param_str(&p, r->j.id);
+    pg_param_str(&p, r->j.client_reference);
+    pg_param_i64(&p, r->j.counts.failed);
+    pg_param_i64(&p, now);
+    pg_param_i64(&p, r->j.priority);
+    pg_param_str(&p, r->j.uses);
+    pg_param_i64(&p, staging ? JOB_RECEIVING : JOB_NOT_STARTED);
+    int rc = first_i64(
+        conn,
+        "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, "
+        "client_reference, status, total, pending, created_at, updated_at, priority, uses) "
+        "VALUES($1, $2, $3, $4, $5, $6, $11, $7, $7, $8, $8, $9, $10) RETURNING jid",
+        &p, jid);
+    return rc < 0 ? rc : 0;
+}
+
+static int64_t retry_items(void *conn, int64_t jid, const struct rules_jobrow *r)
+{
     struct pg_params q = {0};
     pg_param_i64(&q, jid);
-    pg_param_i64(&q, r.jid);
-    rc =
-        pg_exec(c,
-                "INSERT INTO items(jid, idx, prev_idx, ref, data, parent_index) "
-                "SELECT $1, idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), -1), ref, "
-                "data, pidx FROM (SELECT row_number() OVER (ORDER BY idx) - 1 AS idx, ref, data, "
-                "idx AS pidx FROM items WHERE jid = $2 AND status = 3) f ORDER BY idx",
-                &q, NULL);
-    if (rc < 0)
-        goto out;
-    if (rc != n) { /* the job's failed count disagrees with its rows */
-        rc = -SLUICE_E_INTERNAL;
-        goto out;
-    }
-keyed:
-    if (x->meta && x->meta->idem_key) {
-        if ((rc = idem_take(c, jid, x->meta)) < 0)
-            goto out;
-        if (rc == 0) { /* taken meanwhile: the next attempt replays it */
-            rc = E_SOFT;
-            goto out;
-        }
-    }
-    if (x->staging)
-        ; /* runnable once staged */
-    else if ((rc = runnable_insert(c, jid)) < 0 || (rc = pg_notify_work(c)) < 0)
-        goto out;
-    store_job_release(&r.j);
-    if (x->out) {
-        if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
-            goto out;
-        *x->out = r.j;
-        memset(&r.j, 0, sizeof r.j);
-    }
-    rc = 1;
-out:
-    store_job_release(&r.j);
-    return rc;
+    pg_param_i64(&q, r->jid);
+    return pg_exec(
+        conn,
+        "INSERT INTO items(jid, idx, prev_idx, ref, data, parent_index) "
+        "SELECT $1, idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), -1), ref, "
+        "data, pidx FROM (SELECT row_number() OVER (ORDER BY idx) - 1 AS idx, ref, data, "
+        "idx AS pidx FROM items WHERE jid = $2 AND status = 3) f ORDER BY idx",
+        &q, NULL);
 }
 
 int pg_job_retry(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
                  const struct store_job_meta *meta, struct store_job *out)
 {
-    struct submit_ctx x = {
-        .tenant = tenant, .job_id = job_id, .new_job_id = new_job_id, .meta = meta, .out = out};
+    struct rules_submit x = {.tx = {rules_job_retry_body, &pg_jobs},
+                             .tenant = tenant,
+                             .job_id = job_id,
+                             .new_job_id = new_job_id,
+                             .meta = meta,
+                             .out = out};
     if (out)
         memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, job_retry_body, job_out_undo, &x);
+    return pg_run_tx(impl, run_rules, rules_submit_undo, &x);
 }
 
 int pg_job_retry_begin(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
                        const struct store_job_meta *meta, struct store_job *out)
 {
-    struct submit_ctx x = {.tenant = tenant,
-                           .job_id = job_id,
-                           .new_job_id = new_job_id,
-                           .meta = meta,
-                           .out = out,
-                           .staging = 1};
+    struct rules_submit x = {.tx = {rules_job_retry_body, &pg_jobs},
+                             .tenant = tenant,
+                             .job_id = job_id,
+                             .new_job_id = new_job_id,
+                             .meta = meta,
+                             .out = out,
+                             .staging = 1};
     if (out)
         memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, job_retry_body, job_out_undo, &x);
+    return pg_run_tx(impl, run_rules, rules_submit_undo, &x);
 }
 
-struct stage_ctx {
-    size_t max_rows;
-    char *job_id;  /* [out] STORE_ID_MAX */
-    int64_t after; /* pick the first staging retry with jid > after */
-    int64_t *seq;  /* [out] the jid picked; may be NULL */
-};
-
-/* As in sqlite/jobs.c: one batch of the oldest staging retry this node can lock. */
-static int stage_body(struct conn *c, void *vctx)
+/* Retry staging (store_job_retry_stage; the body is rules_stage_body, as in sqlite/jobs.c):
+ * the oldest staging retry this node can lock. */
+static int stage_pick(void *conn, int64_t after, int64_t *jid, char tenant[STORE_NAME_MAX],
+                      char parent[STORE_ID_MAX], int64_t *total, char *job_id)
 {
-    struct stage_ctx *x = vctx;
     PGresult *r;
-    char tenant[STORE_NAME_MAX], parent[STORE_ID_MAX];
-    int64_t jid, total, pjid = 0, staged = 0, pnext = 0;
-    x->job_id[0] = '\0';
     struct pg_params a = {0};
-    pg_param_i64(&a, x->after);
-    int rc = pg_exec(c,
+    pg_param_i64(&a, after);
+    int rc = pg_exec(conn,
                      "SELECT jid, tenant, parent_job, total, id FROM jobs WHERE status = 0 AND "
                      "parent_job <> '' AND updated_at >= 0 AND jid > $1 ORDER BY jid LIMIT 1 "
                      "FOR UPDATE SKIP LOCKED",
                      &a, &r);
-    if (rc <= 0) {
-        if (rc == 0)
-            PQclear(r);
+    if (rc <= 0)
         return rc;
-    }
-    jid = pg_col_i64(r, 0, 0);
-    if (x->seq)
-        *x->seq = jid;
-    pg_col_copy(r, 0, 1, tenant, sizeof tenant);
-    pg_col_copy(r, 0, 2, parent, sizeof parent);
-    total = pg_col_i64(r, 0, 3);
-    pg_col_copy(r, 0, 4, x->job_id, STORE_ID_MAX);
+    *jid = pg_col_i64(r, 0, 0);
+    pg_col_copy(r, 0, 1, tenant, STORE_NAME_MAX);
+    pg_col_copy(r, 0, 2, parent, STORE_ID_MAX);
+    *total = pg_col_i64(r, 0, 3);
+    pg_col_copy(r, 0, 4, job_id, STORE_ID_MAX);
     PQclear(r);
+    return 1;
+}
+
+static int stage_last(void *conn, int64_t jid, int64_t *staged, int64_t *pnext)
+{
+    PGresult *r;
     struct pg_params p = {0};
     pg_param_i64(&p, jid);
-    if ((rc = pg_exec(
-             c, "SELECT idx, parent_index FROM items WHERE jid = $1 ORDER BY idx DESC LIMIT 1", &p,
-             &r)) < 0)
+    int rc = pg_exec(conn,
+                     "SELECT idx, parent_index FROM items WHERE jid = $1 ORDER BY idx DESC LIMIT 1",
+                     &p, &r);
+    if (rc <= 0)
         return rc;
-    if (rc > 0) {
-        staged = pg_col_i64(r, 0, 0) + 1;
-        pnext = pg_col_i64(r, 0, 1) + 1;
-    }
+    *staged = pg_col_i64(r, 0, 0) + 1;
+    *pnext = pg_col_i64(r, 0, 1) + 1;
     PQclear(r);
-    if (staged < total) {
-        struct pg_params q = {0};
-        pg_param_str(&q, parent);
-        pg_param_str(&q, tenant);
-        if ((rc = pg_exec(c, "SELECT jid FROM jobs WHERE id = $1 AND tenant = $2 AND status > 0",
-                          &q, &r)) < 0)
-            return rc;
-        if (rc > 0)
-            pjid = pg_col_i64(r, 0, 0);
-        PQclear(r);
-    }
-    if (staged < total && pjid) {
-        struct pg_params q = {0};
-        pg_param_i64(&q, jid);
-        pg_param_i64(&q, pjid);
-        pg_param_i64(&q, staged);
-        pg_param_i64(&q, pnext);
-        pg_param_i64(&q,
-                     total - staged < (int64_t)x->max_rows ? total - staged : (int64_t)x->max_rows);
-        /* the LIMIT sits inside, so a batch reads only its own rows (items_failed) */
-        rc = pg_exec(
-            c,
-            "INSERT INTO items(jid, idx, prev_idx, ref, data, parent_index) "
-            "SELECT $1, idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), "
-            "(SELECT last_idx FROM retry_refs rr WHERE rr.jid = $1 AND rr.ref = f.ref), -1), "
-            "ref, data, pidx FROM (SELECT $3 + row_number() OVER (ORDER BY idx) - 1 AS idx, "
-            "ref, data, idx AS pidx FROM (SELECT idx, ref, data FROM items WHERE jid = $2 "
-            "AND status = 3 AND idx >= $4 ORDER BY idx LIMIT $5) b) f ORDER BY idx",
-            &q, NULL);
-        if (rc < 0)
-            return rc;
-        int64_t n = rc;
-        if (n > 0) {
-            struct pg_params u = {0};
-            pg_param_i64(&u, jid);
-            pg_param_i64(&u, staged);
-            pg_param_i64(&u, staged + n);
-            rc = pg_exec(c,
-                         "INSERT INTO retry_refs(jid, ref, last_idx) SELECT $1, ref, max(idx) FROM "
-                         "items WHERE jid = $1 AND idx >= $2 AND idx < $3 GROUP BY ref "
-                         "ON CONFLICT (jid, ref) DO UPDATE SET last_idx = EXCLUDED.last_idx",
-                         &u, NULL);
-            return rc < 0 ? rc : 1;
-        }
-    }
-    /* Everything staged (or the parent is gone): drop the ref links, then publish. */
+    return 1;
+}
+
+static int stage_parent(void *conn, const char *tenant, const char *parent, int64_t *pjid)
+{
+    struct pg_params q = {0};
+    pg_param_str(&q, parent);
+    pg_param_str(&q, tenant);
+    return first_i64(conn, "SELECT jid FROM jobs WHERE id = $1 AND tenant = $2 AND status > 0", &q,
+                     pjid);
+}
+
+static int64_t stage_items(void *conn, int64_t jid, int64_t pjid, int64_t staged, int64_t pnext,
+                           int64_t max)
+{
+    struct pg_params q = {0};
+    pg_param_i64(&q, jid);
+    pg_param_i64(&q, pjid);
+    pg_param_i64(&q, staged);
+    pg_param_i64(&q, pnext);
+    pg_param_i64(&q, max);
+    /* the LIMIT sits inside, so a batch reads only its own rows (items_failed) */
+    return pg_exec(
+        conn,
+        "INSERT INTO items(jid, idx, prev_idx, ref, data, parent_index) "
+        "SELECT $1, idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), "
+        "(SELECT last_idx FROM retry_refs rr WHERE rr.jid = $1 AND rr.ref = f.ref), -1), "
+        "ref, data, pidx FROM (SELECT $3 + row_number() OVER (ORDER BY idx) - 1 AS idx, "
+        "ref, data, idx AS pidx FROM (SELECT idx, ref, data FROM items WHERE jid = $2 "
+        "AND status = 3 AND idx >= $4 ORDER BY idx LIMIT $5) b) f ORDER BY idx",
+        &q, NULL);
+}
+
+static int stage_refs(void *conn, int64_t jid, int64_t staged, int64_t end)
+{
+    struct pg_params u = {0};
+    pg_param_i64(&u, jid);
+    pg_param_i64(&u, staged);
+    pg_param_i64(&u, end);
+    int rc = pg_exec(conn,
+                     "INSERT INTO retry_refs(jid, ref, last_idx) SELECT $1, ref, max(idx) FROM "
+                     "items WHERE jid = $1 AND idx >= $2 AND idx < $3 GROUP BY ref "
+                     "ON CONFLICT (jid, ref) DO UPDATE SET last_idx = EXCLUDED.last_idx",
+                     &u, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+static int64_t stage_forget(void *conn, int64_t jid, int64_t max)
+{
     struct pg_params d = {0};
     pg_param_i64(&d, jid);
-    pg_param_i64(&d, (int64_t)x->max_rows);
-    if ((rc = pg_exec(c,
-                      "DELETE FROM retry_refs WHERE jid = $1 AND ref IN "
-                      "(SELECT ref FROM retry_refs WHERE jid = $1 LIMIT $2)",
-                      &d, NULL)) < 0)
-        return rc;
-    if (rc > 0)
-        return 1;
-    if (staged == 0) { /* the parent went before anything was staged: nothing to retry */
-        rc = job_remove(c, jid);
-        return rc < 0 ? rc : 2;
-    }
+    pg_param_i64(&d, max);
+    return pg_exec(conn,
+                   "DELETE FROM retry_refs WHERE jid = $1 AND ref IN "
+                   "(SELECT ref FROM retry_refs WHERE jid = $1 LIMIT $2)",
+                   &d, NULL);
+}
+
+static int stage_done(void *conn, int64_t jid, int64_t staged, int64_t now)
+{
     struct pg_params f = {0};
     pg_param_i64(&f, jid);
     pg_param_i64(&f, staged);
-    pg_param_i64(&f, c->now);
-    if ((rc = pg_exec(c,
-                      "UPDATE jobs SET status = 1, total = $2, pending = $2, updated_at = $3 "
-                      "WHERE jid = $1",
-                      &f, NULL)) < 0)
-        return rc;
-    if ((rc = runnable_insert(c, jid)) < 0 || (rc = pg_notify_work(c)) < 0)
-        return rc;
-    return 2;
+    pg_param_i64(&f, now);
+    int rc = pg_exec(conn,
+                     "UPDATE jobs SET status = 1, total = $2, pending = $2, updated_at = $3 "
+                     "WHERE jid = $1",
+                     &f, NULL);
+    return rc < 0 ? rc : runnable_insert(conn, jid);
 }
 
 int pg_job_retry_stage(void *impl, size_t max_rows, int64_t *cursor, char *job_id)
 {
-    struct stage_ctx x = {max_rows ? max_rows : 1, job_id, cursor ? *cursor : 0, cursor};
+    struct rules_stage x = {{rules_stage_body, &pg_jobs},
+                            max_rows ? max_rows : 1,
+                            job_id,
+                            cursor ? *cursor : 0,
+                            cursor};
     job_id[0] = '\0';
-    return pg_run_tx(impl, stage_body, NULL, &x);
-}
-
-static int job_abort_body(struct conn *c, void *vctx)
-{
-    struct submit_ctx *x = vctx;
-    int64_t jid = 0;
-    int rc = receiving_jid(c, x->job_id, &jid);
-    if (rc <= 0)
-        return rc;
-    rc = job_remove(c, jid);
-    return rc < 0 ? rc : 1;
+    return pg_run_tx(impl, run_rules, NULL, &x);
 }
 
 int pg_job_abort(void *impl, const char *job_id)
 {
-    struct submit_ctx x = {.job_id = job_id};
-    int rc = pg_run_tx(impl, job_abort_body, NULL, &x);
+    struct rules_submit x = {.tx = {rules_job_abort_body, &pg_jobs}, .job_id = job_id};
+    int rc = pg_run_tx(impl, run_rules, NULL, &x);
     return rc < 0 ? rc : 0;
 }
 
-static int gc_body(struct conn *c, void *vctx)
+static int gc_list(void *conn, int64_t older_than, int64_t **jids, size_t *n)
 {
-    struct submit_ctx *x = vctx;
     struct pg_params p = {0};
     PGresult *r;
-    pg_param_i64(&p, x->older_than);
-    int rc = pg_exec(c,
+    pg_param_i64(&p, older_than);
+    int rc = pg_exec(conn,
                      "SELECT jid FROM jobs WHERE status = 0 AND updated_at < $1 "
                      "AND (parent_job = '' OR updated_at < 0) FOR UPDATE SKIP LOCKED",
                      &p, &r);
-    if (rc < 0)
+    if (rc <= 0)
         return rc;
-    int n = rc;
-    for (int i = 0; i < n; i++) {
-        if ((rc = job_remove(c, pg_col_i64(r, i, 0))) < 0) {
-            PQclear(r);
-            return rc;
-        }
-    }
+    *jids = xcalloc((size_t)rc, sizeof **jids);
+    for (*n = 0; *n < (size_t)rc; (*n)++)
+        (*jids)[*n] = pg_col_i64(r, (int)*n, 0);
     PQclear(r);
-    return n;
+    return 0;
 }
 
 int pg_gc_receiving(void *impl, int64_t older_than)
 {
-    struct submit_ctx x = {.older_than = older_than};
-    return pg_run_tx(impl, gc_body, NULL, &x);
+    struct rules_submit x = {.tx = {rules_gc_body, &pg_jobs}, .older_than = older_than};
+    return pg_run_tx(impl, run_rules, NULL, &x);
 }
 
 /* ---- retention ------------------------------------------------------------------- */
 
-struct sweep_ctx {
-    int64_t jobs_before, keys_before;
-    int64_t budget;
-};
+/* As in sqlite/jobs.c, with SKIP LOCKED: nodes sweeping at once take different jobs. */
+static int sweep_hidden(void *conn, int64_t *jid)
+{
+    return first_i64(conn,
+                     "SELECT jid FROM jobs WHERE status = 0 AND updated_at < 0 LIMIT 1 "
+                     "FOR UPDATE SKIP LOCKED",
+                     NULL, jid);
+}
 
-/* jid of the job to remove next (see sqlite/jobs.c), or 0. */
-static int sweep_next_job(struct conn *c, const struct sweep_ctx *x, int64_t *jid, int64_t *removed)
+static int sweep_expired(void *conn, int64_t before, int64_t *jid)
+{
+    struct pg_params p = {0};
+    pg_param_i64(&p, before);
+    return first_i64(conn,
+                     "SELECT jid FROM jobs WHERE status IN (4, 5, 6) AND completed_at < $1 "
+                     "ORDER BY completed_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+                     &p, jid);
+}
+
+static int64_t sweep_hide(void *conn, int64_t jid)
 {
     static const char *const by_jid[] = {
-        "UPDATE jobs SET status = 0, updated_at = -1 WHERE jid = $1",
         "DELETE FROM claims WHERE jid = $1",
         "DELETE FROM job_steps WHERE jid = $1",
         "DELETE FROM idem_keys WHERE jid = $1",
         "DELETE FROM outbox WHERE jid = $1",
     };
-    PGresult *r;
-    int rc = pg_exec(c,
-                     "SELECT jid FROM jobs WHERE status = 0 AND updated_at < 0 LIMIT 1 "
-                     "FOR UPDATE SKIP LOCKED",
-                     NULL, &r);
-    if (rc < 0)
-        return rc;
-    if (rc > 0) {
-        *jid = pg_col_i64(r, 0, 0);
-        PQclear(r);
-        return 1;
-    }
-    PQclear(r);
-    struct pg_params p = {0};
-    pg_param_i64(&p, x->jobs_before);
-    rc = pg_exec(c,
-                 "SELECT jid FROM jobs WHERE status IN (4, 5, 6) AND completed_at < $1 "
-                 "ORDER BY completed_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-                 &p, &r);
-    if (rc <= 0)
-        return rc;
-    *jid = pg_col_i64(r, 0, 0);
-    PQclear(r);
-    struct pg_params q = {0};
-    pg_param_i64(&q, *jid);
-    for (size_t i = 0; i < sizeof by_jid / sizeof by_jid[0]; i++) {
-        if ((rc = pg_exec(c, by_jid[i], &q, NULL)) < 0)
-            return rc;
-        if (i > 0)
-            *removed += rc;
-    }
-    return 1;
+    static const char *const hide = "UPDATE jobs SET status = 0, updated_at = -1 WHERE jid = $1";
+    int64_t rc = run_by_jid(conn, &hide, 1, jid);
+    return rc < 0 ? rc : run_by_jid(conn, by_jid, sizeof by_jid / sizeof by_jid[0], jid);
 }
 
-static int sweep_body(struct conn *c, void *vctx)
+static int64_t sweep_keys(void *conn, int64_t before, int64_t max)
 {
-    struct sweep_ctx *x = vctx;
-    int64_t removed = 0, jid = 0;
     struct pg_params p = {0};
-    pg_param_i64(&p, x->keys_before);
-    pg_param_i64(&p, x->budget);
-    int rc =
-        pg_exec(c,
-                "DELETE FROM idem_keys WHERE (tenant, key) IN (SELECT tenant, key FROM idem_keys "
-                "WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                &p, NULL);
-    if (rc < 0)
-        return rc;
-    removed += rc;
-    while (removed < x->budget) {
-        if ((rc = sweep_next_job(c, x, &jid, &removed)) < 0)
-            return rc;
-        if (rc == 0)
-            break;
-        int64_t want = x->budget - removed;
-        struct pg_params q = {0};
-        pg_param_i64(&q, jid);
-        pg_param_i64(&q, want);
-        rc = pg_exec(c,
-                     "DELETE FROM items WHERE jid = $1 AND idx IN (SELECT idx FROM items "
-                     "WHERE jid = $1 ORDER BY idx LIMIT $2)",
-                     &q, NULL);
-        if (rc < 0)
-            return rc;
-        removed += rc;
-        if (rc == want)
-            break; /* maybe more items: the next call goes on with this job */
-        struct pg_params d = {0};
-        pg_param_i64(&d, jid);
-        if ((rc = pg_exec(c, "DELETE FROM jobs WHERE jid = $1", &d, NULL)) < 0)
-            return rc;
-        removed++;
-    }
-    return removed > INT32_MAX ? INT32_MAX : (int)removed;
+    pg_param_i64(&p, before);
+    pg_param_i64(&p, max);
+    return pg_exec(
+        conn,
+        "DELETE FROM idem_keys WHERE (tenant, key) IN (SELECT tenant, key FROM idem_keys "
+        "WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        &p, NULL);
+}
+
+static int64_t sweep_items(void *conn, int64_t jid, int64_t max)
+{
+    struct pg_params q = {0};
+    pg_param_i64(&q, jid);
+    pg_param_i64(&q, max);
+    return pg_exec(conn,
+                   "DELETE FROM items WHERE jid = $1 AND idx IN (SELECT idx FROM items "
+                   "WHERE jid = $1 ORDER BY idx LIMIT $2)",
+                   &q, NULL);
+}
+
+static int job_delete_row(void *conn, int64_t jid)
+{
+    static const char *const del = "DELETE FROM jobs WHERE jid = $1";
+    int64_t rc = run_by_jid(conn, &del, 1, jid);
+    return rc < 0 ? (int)rc : 0;
 }
 
 int pg_retention_sweep(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
                        size_t max_rows)
 {
-    struct sweep_ctx x = {jobs_completed_before, keys_created_before, rules_sweep_budget(max_rows)};
-    return pg_run_tx(impl, sweep_body, NULL, &x);
+    struct rules_sweep x = {{rules_sweep_body, &pg_jobs},
+                            jobs_completed_before,
+                            keys_created_before,
+                            rules_sweep_budget(max_rows)};
+    return pg_run_tx(impl, run_rules, NULL, &x);
 }
 
 /* ---- reading and controlling jobs ------------------------------------------------ */
 
-struct jobs_ctx {
-    const char *tenant, *job_id;
-    int status;
-    int64_t before_seq;
-    size_t limit;
-    struct store_job *out;
-    struct store_job *list;
-    size_t n;
-};
-
-static void jobs_out_undo(void *vctx)
-{
-    struct jobs_ctx *x = vctx;
-    if (x->out) {
-        store_job_release(x->out);
-        memset(x->out, 0, sizeof *x->out);
-    }
-    store_jobs_free(x->list, x->n);
-    x->list = NULL;
-    x->n = 0;
-}
-
-static int job_get_body(struct conn *c, void *vctx)
-{
-    struct jobs_ctx *x = vctx;
-    struct rules_jobrow r;
-    int rc = pg_job_load_visible(c, x->tenant, x->job_id, &r);
-    if (rc <= 0)
-        return rc;
-    *x->out = r.j;
-    if ((rc = job_load_steps(c, r.jid, x->out)) < 0)
-        return rc;
-    return 1;
-}
-
 int pg_job_get(void *impl, const char *tenant, const char *job_id, struct store_job *out)
 {
-    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id, .out = out};
+    struct rules_jobs x = {
+        .tx = {rules_job_get_body, &pg_jobs}, .tenant = tenant, .job_id = job_id, .out = out};
     memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, job_get_body, jobs_out_undo, &x);
+    return pg_run_tx(impl, run_rules, rules_jobs_undo, &x);
 }
 
 static int job_list_body(struct conn *c, void *vctx)
 {
-    struct jobs_ctx *x = vctx;
+    struct rules_jobs *x = vctx;
     struct pg_params p = {0};
     PGresult *r;
     struct rules_jobrow jr;
@@ -894,73 +774,110 @@ static int job_list_body(struct conn *c, void *vctx)
 int pg_job_list(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
                 struct store_job **out, size_t *n)
 {
-    struct jobs_ctx x = {
+    struct rules_jobs x = {
         .tenant = tenant, .status = status, .before_seq = before_seq, .limit = limit};
-    int rc = pg_run_tx(impl, job_list_body, jobs_out_undo, &x);
+    int rc = pg_run_tx(impl, job_list_body, rules_jobs_undo, &x);
     *out = rc < 0 ? NULL : x.list;
     *n = rc < 0 ? 0 : x.n;
     return rc;
 }
 
-static int job_cancel_body(struct conn *c, void *vctx)
+/* The runnable row first (lock order): no claim moves the cursor meanwhile. */
+static int cancel_lock(void *conn, const char *tenant, const char *job_id)
 {
-    struct jobs_ctx *x = vctx;
-    struct rules_jobrow r;
     struct pg_params p = {0};
     PGresult *res;
-    /* The runnable row first (lock order): no claim moves the cursor meanwhile. */
-    pg_param_str(&p, x->job_id);
-    pg_param_str(&p, x->tenant);
-    int rc = pg_exec(c,
+    pg_param_str(&p, job_id);
+    pg_param_str(&p, tenant);
+    int rc = pg_exec(conn,
                      "SELECT r.jid FROM runnable r JOIN jobs j ON j.jid = r.jid WHERE j.id = $1 "
                      "AND j.tenant = $2 FOR UPDATE OF r",
                      &p, &res);
     if (rc < 0)
         return rc;
     PQclear(res);
-    rc = pg_job_load(c, x->tenant, x->job_id, 1, &r);
-    if (rc <= 0)
-        return rc;
-    if (rules_job_cancel(&r, c->now)) {
-        struct pg_params q = {0};
-        pg_param_i64(&q, r.jid);
-        if ((rc = job_save(c, &r)) < 0 ||
-            (rc = pg_exec(c, "DELETE FROM runnable WHERE jid = $1", &q, NULL)) < 0) {
-            store_job_release(&r.j);
-            return rc;
-        }
-    }
-    if (x->out)
-        *x->out = r.j;
-    else
-        store_job_release(&r.j);
-    return 1;
+    return 0;
+}
+
+static int unrunnable(void *conn, int64_t jid)
+{
+    static const char *const del = "DELETE FROM runnable WHERE jid = $1";
+    int64_t rc = run_by_jid(conn, &del, 1, jid);
+    return rc < 0 ? (int)rc : 0;
 }
 
 int pg_job_cancel(void *impl, const char *tenant, const char *job_id, struct store_job *out)
 {
-    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id, .out = out};
+    struct rules_jobs x = {
+        .tx = {rules_job_cancel_body, &pg_jobs}, .tenant = tenant, .job_id = job_id, .out = out};
     if (out)
         memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, job_cancel_body, jobs_out_undo, &x);
-}
-
-static int job_delete_body(struct conn *c, void *vctx)
-{
-    struct jobs_ctx *x = vctx;
-    struct rules_jobrow r;
-    int rc = pg_job_load(c, x->tenant, x->job_id, 1, &r);
-    if (rc <= 0)
-        return rc;
-    store_job_release(&r.j);
-    if (!rules_job_terminal(r.j.status))
-        return -SLUICE_E_CONFLICT;
-    rc = job_remove(c, r.jid);
-    return rc < 0 ? rc : 1;
+    return pg_run_tx(impl, run_rules, rules_jobs_undo, &x);
 }
 
 int pg_job_delete(void *impl, const char *tenant, const char *job_id)
 {
-    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id};
-    return pg_run_tx(impl, job_delete_body, NULL, &x);
+    struct rules_jobs x = {
+        .tx = {rules_job_delete_body, &pg_jobs}, .tenant = tenant, .job_id = job_id};
+    return pg_run_tx(impl, run_rules, NULL, &x);
 }
+
+/* ---- the steps, for rules.c ------------------------------------------------------ */
+
+static int job_load(void *conn, const char *tenant, const char *job_id, int lock,
+                    struct rules_jobrow *r)
+{
+    return pg_job_load(conn, tenant, job_id, lock, r);
+}
+
+static int job_load_visible(void *conn, const char *tenant, const char *job_id,
+                            struct rules_jobrow *r)
+{
+    return pg_job_load_visible(conn, tenant, job_id, r);
+}
+
+static int job_load_jid(void *conn, int64_t jid, struct rules_jobrow *r)
+{
+    return pg_job_load_jid(conn, jid, r);
+}
+
+/* job_save writes at the transaction's time (c->now, which is now). */
+static int job_save_at(void *conn, const struct rules_jobrow *r, int64_t now)
+{
+    (void)now;
+    return job_save(conn, r);
+}
+
+static const struct rules_jobs_prims pg_jobs = {
+    .now = tx_now,
+    .receiving_jid = receiving_jid,
+    .job_remove = job_remove,
+    .job_load = job_load,
+    .job_load_visible = job_load_visible,
+    .job_load_jid = job_load_jid,
+    .job_load_steps = job_load_steps,
+    .job_save = job_save_at,
+    .cancel_lock = cancel_lock,
+    .unrunnable = unrunnable,
+    .runnable = runnable_insert,
+    .idem_find = idem_find,
+    .idem_claim = idem_claim,
+    .idem_record = idem_record,
+    .commit = job_commit,
+    .retry_insert = retry_insert,
+    .retry_items = retry_items,
+    .stage_pick = stage_pick,
+    .stage_last = stage_last,
+    .stage_parent = stage_parent,
+    .stage_items = stage_items,
+    .stage_refs = stage_refs,
+    .stage_forget = stage_forget,
+    .stage_done = stage_done,
+    .gc_list = gc_list,
+    .sweep_keys = sweep_keys,
+    .sweep_hidden = sweep_hidden,
+    .sweep_expired = sweep_expired,
+    .sweep_hide = sweep_hide,
+    .sweep_items = sweep_items,
+    .job_delete_row = job_delete_row,
+};

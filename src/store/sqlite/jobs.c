@@ -95,11 +95,11 @@ SQ_SQL(sql_steps_get, "SELECT step, passed, failed, skipped FROM job_steps WHERE
                       "ORDER BY rowid");
 
 /* Loads the step counts of job jid into j->steps (heap, first-seen order). */
-static int job_load_steps(struct sq_conn *c, int64_t jid, struct store_job *j)
+static int job_load_steps(void *conn, int64_t jid, struct store_job *j)
 {
     sqlite3_stmt *s;
     size_t cap = 0;
-    int rc = sq_q(c, &sql_steps_get, &s);
+    int rc = sq_q(conn, &sql_steps_get, &s);
     if (rc < 0)
         return rc;
     sqlite3_bind_int64(s, 1, jid);
@@ -176,17 +176,32 @@ int sq_job_save(struct sq_conn *c, const struct rules_jobrow *r, int64_t now)
     return rc < 0 ? rc : 0;
 }
 
+/* ---- the steps of the job transactions ------------------------------------------- */
+
+/* The bodies of the job transactions whose flow both backends share are in rules.c
+ * (jobs: transaction bodies); sq_jobs (at the end of this file) gives them this
+ * backend's steps, and run_rules runs them on a connection of sq_run_tx. */
+static const struct rules_jobs_prims sq_jobs;
+
+/* A tx_fn for a body of rules.c (its context starts with a struct rules_tx). */
+static int run_rules(struct sq_conn *c, void *vctx)
+{
+    const struct rules_tx *t = vctx;
+    return t->body(c, vctx);
+}
+
+static int64_t tx_now(void *conn)
+{
+    (void)conn;
+    return clock_now_ms();
+}
+
 /* ---- submitting ------------------------------------------------------------------ */
 
 struct submit_ctx {
-    const char *tenant, *job_id, *new_job_id;
-    const struct store_job_meta *meta;
+    const char *tenant, *job_id;
     const struct store_new_item *items;
     size_t n;
-    int64_t total, older_than;
-    struct store_job *out;
-    int removed;
-    int staging; /* job_retry_begin: the retry is created staging, without items */
 };
 
 SQ_SQL(sql_job_insert, "INSERT INTO jobs(id, tenant, status, created_at, updated_at) "
@@ -216,10 +231,10 @@ int sq_job_begin(void *impl, const char *tenant, const char *job_id)
 SQ_SQL(sql_job_receiving, "SELECT jid FROM jobs WHERE id = ?1 AND status = 0 AND updated_at >= 0");
 
 /* jid of a Receiving job, or 0 (not found / no longer receiving). */
-static int receiving_jid(struct sq_conn *c, const char *job_id, int64_t *jid)
+static int receiving_jid(void *conn, const char *job_id, int64_t *jid)
 {
     sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_job_receiving, &s);
+    int rc = sq_q(conn, &sql_job_receiving, &s);
     if (rc < 0)
         return rc;
     sq_bind_str(s, 1, job_id);
@@ -281,12 +296,46 @@ SQ_SQL(sql_idem_delete_job, "DELETE FROM idem_keys WHERE jid = ?1");
 SQ_SQL(sql_outbox_delete_job, "DELETE FROM outbox WHERE jid = ?1");
 SQ_SQL(sql_job_delete, "DELETE FROM jobs WHERE jid = ?1");
 
+/* Runs the statements sqls[0..n), each with jid as ?1: the rows they changed, or a
+ * negative error. */
+static int64_t run_by_jid(struct sq_conn *c, struct sq_sql *const *sqls, size_t n, int64_t jid)
+{
+    sqlite3_stmt *s;
+    int64_t changed = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = sq_q(c, sqls[i], &s);
+        if (rc < 0)
+            return rc;
+        sqlite3_bind_int64(s, 1, jid);
+        if ((rc = sq_step(s)) < 0)
+            return rc;
+        changed += sqlite3_changes(c->db);
+    }
+    return changed;
+}
+
+/* Runs sql with ?1, ?2, ... bound to args[0..n): the rows it changed, or a negative
+ * error. */
+static int64_t run_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, int n)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(c, sql, &s);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < n; i++)
+        sqlite3_bind_int64(s, i + 1, args[i]);
+    if ((rc = sq_step(s)) < 0)
+        return rc;
+    return sqlite3_changes64(c->db);
+}
+
 /* Deletes a job's items, claims, step counts, idempotency key and row. */
-static int job_remove(struct sq_conn *c, int64_t jid)
+static int job_remove(void *conn, int64_t jid)
 {
     static struct sq_sql *const by_jid[] = {&sql_claims_delete_job, &sql_steps_delete_job,
                                             &sql_idem_delete_job, &sql_outbox_delete_job,
                                             &sql_job_delete};
+    struct sq_conn *c = conn;
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_items_delete, &s);
     if (rc < 0)
@@ -295,14 +344,8 @@ static int job_remove(struct sq_conn *c, int64_t jid)
     sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
     if ((rc = sq_step(s)) < 0)
         return rc;
-    for (size_t i = 0; i < sizeof by_jid / sizeof by_jid[0]; i++) {
-        if ((rc = sq_q(c, by_jid[i], &s)) < 0)
-            return rc;
-        sqlite3_bind_int64(s, 1, jid);
-        if ((rc = sq_step(s)) < 0)
-            return rc;
-    }
-    return 0;
+    int64_t changed = run_by_jid(c, by_jid, sizeof by_jid / sizeof by_jid[0], jid);
+    return changed < 0 ? (int)changed : 0;
 }
 
 SQ_SQL(sql_idem_get,
@@ -312,11 +355,10 @@ SQ_SQL(sql_idem_get,
  * replays, 0 when no key counts (none, or created before m->idem_not_before: the
  * caller's insert replaces it), -SLUICE_E_IDEMPOTENCY_KEY_REUSED when the key covers
  * another request (both hashes known and different). */
-static int idem_find(struct sq_conn *c, const char *tenant, const struct store_job_meta *m,
-                     int64_t *jid)
+static int idem_find(void *conn, const char *tenant, const struct store_job_meta *m, int64_t *jid)
 {
     sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_idem_get, &s);
+    int rc = sq_q(conn, &sql_idem_get, &s);
     if (rc < 0)
         return rc;
     sq_bind_str(s, 1, tenant);
@@ -335,15 +377,25 @@ static int idem_find(struct sq_conn *c, const char *tenant, const struct store_j
     return rc;
 }
 
+/* A commit looks its key up first and records it with the commit (idem_insert): one
+ * process writes at a time, so nothing can take the key in between. */
+static int idem_claim(void *conn, int64_t jid, const char *tenant, const struct store_job_meta *m,
+                      int64_t now, int64_t *existing)
+{
+    (void)jid, (void)now;
+    int rc = idem_find(conn, tenant, m, existing);
+    return rc < 0 ? rc : 0;
+}
+
 /* REPLACE: an aged-out key (see idem_find) passes to the new job */
 SQ_SQL(sql_idem_insert, "INSERT OR REPLACE INTO idem_keys(tenant, key, jid, body_hash, created_at) "
                         "SELECT tenant, ?2, jid, coalesce(?3, ''), ?4 FROM jobs WHERE jid = ?1");
 
 /* Records m's idempotency key for job jid. */
-static int idem_insert(struct sq_conn *c, int64_t jid, const struct store_job_meta *m, int64_t now)
+static int idem_insert(void *conn, int64_t jid, const struct store_job_meta *m, int64_t now)
 {
     sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_idem_insert, &s);
+    int rc = sq_q(conn, &sql_idem_insert, &s);
     if (rc < 0)
         return rc;
     sqlite3_bind_int64(s, 1, jid);
@@ -359,80 +411,74 @@ SQ_SQL(sql_job_commit, "UPDATE jobs SET status = 1, workflow = ?2, client_refere
                        "id = coalesce(?7, id), callback_url = ?8, callback_events = ?9, "
                        "priority = ?10, uses = ?11 WHERE jid = ?1");
 
-static int job_commit_body(struct sq_conn *c, void *vctx)
+static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, int64_t total,
+                      int64_t now)
 {
-    struct submit_ctx *x = vctx;
-    const struct store_job_meta *m = x->meta;
     sqlite3_stmt *s;
-    int64_t jid = 0, existing = 0;
-    int64_t now = clock_now_ms();
-    struct rules_jobrow r;
-    int result = 1;
-    int rc = receiving_jid(c, x->job_id, &jid);
-    if (rc <= 0)
-        return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
-    if (m->idem_key) {
-        if ((rc = sq_job_load_jid(c, jid, &r)) < 0)
-            return rc;
-        rc = idem_find(c, r.j.tenant, m, &existing);
-        store_job_release(&r.j);
-        if (rc < 0)
-            return rc;
-    }
-    if (existing) {
-        /* Already done once: the staged copy goes, the caller gets the first job. */
-        if ((rc = job_remove(c, jid)) < 0)
-            return rc;
-        jid = existing;
-        result = 2;
-    } else {
-        if ((rc = sq_q(c, &sql_job_commit, &s)) < 0)
-            return rc;
-        sqlite3_bind_int64(s, 1, jid);
-        sq_bind_str(s, 2, m->workflow ? m->workflow : "");
-        sq_bind_str(s, 3, m->client_reference);
-        sqlite3_bind_int64(s, 4, x->total);
-        sqlite3_bind_int64(s, 5, now);
-        sqlite3_bind_int64(s, 6, m->workflow_version);
-        sq_bind_str(s, 7, m->job_id); /* unbound = NULL: keep the staged id */
-        sq_bind_str(s, 8, m->callback_url);
-        sqlite3_bind_int(
-            s, 9, m->callback_url ? (m->callback_events ? m->callback_events : STORE_CB_ALL) : 0);
-        sqlite3_bind_int(s, 10, m->priority);
-        sq_bind_str(s, 11, m->uses && *m->uses ? m->uses : NULL);
-        if ((rc = sq_step(s)) < 0)
-            return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
-        if (m->idem_key && (rc = idem_insert(c, jid, m, now)) < 0)
-            return rc;
-    }
-    if (x->out) {
-        if ((rc = sq_job_load_jid(c, jid, &r)) < 0)
-            return rc;
-        *x->out = r.j;
-    }
-    return result;
-}
-
-static void job_out_undo(void *vctx)
-{
-    struct submit_ctx *x = vctx;
-    if (x->out)
-        store_job_release(x->out);
+    int rc = sq_q(conn, &sql_job_commit, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, jid);
+    sq_bind_str(s, 2, m->workflow ? m->workflow : "");
+    sq_bind_str(s, 3, m->client_reference);
+    sqlite3_bind_int64(s, 4, total);
+    sqlite3_bind_int64(s, 5, now);
+    sqlite3_bind_int64(s, 6, m->workflow_version);
+    sq_bind_str(s, 7, m->job_id); /* unbound = NULL: keep the staged id */
+    sq_bind_str(s, 8, m->callback_url);
+    sqlite3_bind_int(
+        s, 9, m->callback_url ? (m->callback_events ? m->callback_events : STORE_CB_ALL) : 0);
+    sqlite3_bind_int(s, 10, m->priority);
+    sq_bind_str(s, 11, m->uses && *m->uses ? m->uses : NULL);
+    if ((rc = sq_step(s)) < 0)
+        return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
+    if (m->idem_key && (rc = idem_insert(conn, jid, m, now)) < 0)
+        return rc;
+    return 0;
 }
 
 int sq_job_commit(void *impl, const char *job_id, const struct store_job_meta *meta, int64_t total,
                   struct store_job *out)
 {
     struct store_job_meta none = {0};
-    struct submit_ctx x = {
-        .job_id = job_id, .meta = meta ? meta : &none, .total = total, .out = out};
-    return sq_run_tx(impl, TX_WRITE, job_commit_body, job_out_undo, &x);
+    struct rules_submit x = {.tx = {rules_job_commit_body, &sq_jobs},
+                             .job_id = job_id,
+                             .meta = meta ? meta : &none,
+                             .total = total,
+                             .out = out};
+    return sq_run_tx(impl, TX_WRITE, run_rules, rules_submit_undo, &x);
 }
 
 SQ_SQL(sql_retry_job_insert,
        "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, client_reference, "
        "status, total, pending, created_at, updated_at, priority, uses) "
        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?11, ?7, ?7, ?8, ?8, ?9, ?10)");
+
+static int retry_insert(void *conn, const struct rules_jobrow *r, const char *new_job_id,
+                        int staging, int64_t now, int64_t *jid)
+{
+    struct sq_conn *c = conn;
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_retry_job_insert, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, new_job_id);
+    sq_bind_str(s, 2, r->j.tenant);
+    sq_bind_str(s, 3, r->j.workflow);
+    sqlite3_bind_int64(s, 4, r->j.workflow_version);
+    sq_bind_str(s, 5, r->j.id);
+    sq_bind_str(s, 6, r->j.client_reference);
+    sqlite3_bind_int64(s, 7, r->j.counts.failed);
+    sqlite3_bind_int64(s, 8, now);
+    sqlite3_bind_int(s, 9, r->j.priority); /* a retry runs at its parent's priority */
+    sq_bind_str(s, 10, r->j.uses);         /* ... and consumes the same limits */
+    sqlite3_bind_int(s, 11, staging ? JOB_RECEIVING : JOB_NOT_STARTED);
+    if ((rc = sq_step(s)) < 0)
+        return rc;
+    *jid = sqlite3_last_insert_rowid(c->db);
+    return 0;
+}
+
 /* The failed items of the parent (key range [?2, ?3), via items_failed) become items
  * 0, 1, ... of the new job (key base ?1) in parent order; prev_idx links each to the
  * previous item of the same ref in the new job. */
@@ -442,111 +488,104 @@ SQ_SQL(sql_retry_items,
        "data, pidx FROM (SELECT row_number() OVER (ORDER BY k) - 1 AS idx, ref, data, "
        "k - ?2 AS pidx FROM items WHERE status = 3 AND k >= ?2 AND k < ?3) ORDER BY idx");
 
-static int job_retry_body(struct sq_conn *c, void *vctx)
+static int64_t retry_items(void *conn, int64_t jid, const struct rules_jobrow *r)
 {
-    struct submit_ctx *x = vctx;
-    struct rules_jobrow r;
-    sqlite3_stmt *s;
-    int64_t now = clock_now_ms(), existing = 0;
-    int rc;
-    if (x->meta && x->meta->idem_key) {
-        if ((rc = idem_find(c, x->tenant, x->meta, &existing)) < 0)
-            return rc;
-        if (existing) {
-            if (x->out) {
-                if ((rc = sq_job_load_jid(c, existing, &r)) < 0)
-                    return rc;
-                *x->out = r.j;
-            }
-            return 2;
-        }
-    }
-    rc = sq_job_load(c, x->tenant, x->job_id, &r);
-    if (rc <= 0)
-        return rc;
-    if ((rc = rules_job_retry_check(&r)) < 0)
-        goto out;
-    int64_t n = r.j.counts.failed; /* counts move with the rows: this is the row count */
-    if ((rc = sq_q(c, &sql_retry_job_insert, &s)) < 0)
-        goto out;
-    sq_bind_str(s, 1, x->new_job_id);
-    sq_bind_str(s, 2, r.j.tenant);
-    sq_bind_str(s, 3, r.j.workflow);
-    sqlite3_bind_int64(s, 4, r.j.workflow_version);
-    sq_bind_str(s, 5, r.j.id);
-    sq_bind_str(s, 6, r.j.client_reference);
-    sqlite3_bind_int64(s, 7, n);
-    sqlite3_bind_int64(s, 8, now);
-    sqlite3_bind_int(s, 9, r.j.priority); /* a retry runs at its parent's priority */
-    sq_bind_str(s, 10, r.j.uses);         /* ... and consumes the same limits */
-    sqlite3_bind_int(s, 11, x->staging ? JOB_RECEIVING : JOB_NOT_STARTED);
-    if ((rc = sq_step(s)) < 0)
-        goto out;
-    int64_t jid = sqlite3_last_insert_rowid(c->db);
-    if (x->staging) /* store_job_retry_stage copies the items */
-        goto keyed;
-    if ((rc = sq_q(c, &sql_retry_items, &s)) < 0)
-        goto out;
-    sqlite3_bind_int64(s, 1, KEY(jid, 0));
-    sqlite3_bind_int64(s, 2, KEY(r.jid, 0));
-    sqlite3_bind_int64(s, 3, KEY(r.jid + 1, 0));
-    if ((rc = sq_step(s)) < 0)
-        goto out;
-    if (sqlite3_changes64(c->db) != n) { /* the job's failed count disagrees with its rows */
-        rc = -SLUICE_E_INTERNAL;
-        goto out;
-    }
-keyed:
-    if (x->meta && x->meta->idem_key && (rc = idem_insert(c, jid, x->meta, now)) < 0)
-        goto out;
-    store_job_release(&r.j);
-    if (x->out) {
-        if ((rc = sq_job_load_jid(c, jid, &r)) < 0)
-            goto out;
-        *x->out = r.j;
-        memset(&r.j, 0, sizeof r.j); /* now owned by out */
-    }
-    rc = 1;
-out:
-    store_job_release(&r.j);
-    return rc;
+    const int64_t args[] = {KEY(jid, 0), KEY(r->jid, 0), KEY(r->jid + 1, 0)};
+    return run_i64s(conn, &sql_retry_items, args, 3);
 }
 
 int sq_job_retry(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
                  const struct store_job_meta *meta, struct store_job *out)
 {
-    struct submit_ctx x = {
-        .tenant = tenant, .job_id = job_id, .new_job_id = new_job_id, .meta = meta, .out = out};
-    return sq_run_tx(impl, TX_WRITE, job_retry_body, job_out_undo, &x);
+    struct rules_submit x = {.tx = {rules_job_retry_body, &sq_jobs},
+                             .tenant = tenant,
+                             .job_id = job_id,
+                             .new_job_id = new_job_id,
+                             .meta = meta,
+                             .out = out};
+    return sq_run_tx(impl, TX_WRITE, run_rules, rules_submit_undo, &x);
 }
 
 int sq_job_retry_begin(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
                        const struct store_job_meta *meta, struct store_job *out)
 {
-    struct submit_ctx x = {.tenant = tenant,
-                           .job_id = job_id,
-                           .new_job_id = new_job_id,
-                           .meta = meta,
-                           .out = out,
-                           .staging = 1};
-    return sq_run_tx(impl, TX_WRITE, job_retry_body, job_out_undo, &x);
+    struct rules_submit x = {.tx = {rules_job_retry_body, &sq_jobs},
+                             .tenant = tenant,
+                             .job_id = job_id,
+                             .new_job_id = new_job_id,
+                             .meta = meta,
+                             .out = out,
+                             .staging = 1};
+    return sq_run_tx(impl, TX_WRITE, run_rules, rules_submit_undo, &x);
 }
 
-struct stage_ctx {
-    size_t max_rows;
-    char *job_id;  /* [out] STORE_ID_MAX */
-    int64_t after; /* pick the first staging retry with jid > after */
-    int64_t *seq;  /* [out] the jid picked; may be NULL */
-};
-
-/* Retry staging (store_job_retry_stage): the oldest staging retry, its parent,
- * the last item staged so far (its index and parent index). */
+/* Retry staging (store_job_retry_stage; the body is rules_stage_body): the oldest
+ * staging retry, its parent, the last item staged so far (its index and parent index). */
 SQ_SQL(sql_stage_pick, "SELECT jid, tenant, parent_job, total FROM jobs INDEXED BY jobs_staging "
                        "WHERE status = 0 AND parent_job <> '' AND updated_at >= 0 AND jid > ?1 "
                        "ORDER BY jid LIMIT 1");
-SQ_SQL(sql_stage_parent, "SELECT jid FROM jobs WHERE id = ?1 AND tenant = ?2 AND status > 0");
+
+static int stage_pick(void *conn, int64_t after, int64_t *jid, char tenant[STORE_NAME_MAX],
+                      char parent[STORE_ID_MAX], int64_t *total, char *job_id)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(conn, &sql_stage_pick, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, after);
+    if ((rc = sq_step(s)) != 1) {
+        sqlite3_reset(s);
+        return rc; /* 0: nothing staging */
+    }
+    *jid = sqlite3_column_int64(s, 0);
+    sq_col_copy(s, 1, tenant, STORE_NAME_MAX);
+    sq_col_copy(s, 2, parent, STORE_ID_MAX);
+    *total = sqlite3_column_int64(s, 3);
+    sqlite3_reset(s);
+    if ((rc = sq_q(conn, &sql_job_by_jid, &s)) < 0) /* the retry's public id, for the caller */
+        return rc;
+    sqlite3_bind_int64(s, 1, *jid);
+    if ((rc = sq_step(s)) == 1)
+        sq_col_copy(s, 1, job_id, STORE_ID_MAX);
+    sqlite3_reset(s);
+    return rc < 0 ? rc : 1;
+}
+
 SQ_SQL(sql_stage_last, "SELECT k - ?1, parent_index FROM items WHERE k >= ?1 AND k < ?2 "
                        "ORDER BY k DESC LIMIT 1");
+
+static int stage_last(void *conn, int64_t jid, int64_t *staged, int64_t *pnext)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(conn, &sql_stage_last, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, KEY(jid, 0));
+    sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
+    if ((rc = sq_step(s)) == 1) {
+        *staged = sqlite3_column_int64(s, 0) + 1;
+        *pnext = sqlite3_column_int64(s, 1) + 1;
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+SQ_SQL(sql_stage_parent, "SELECT jid FROM jobs WHERE id = ?1 AND tenant = ?2 AND status > 0");
+
+static int stage_parent(void *conn, const char *tenant, const char *parent, int64_t *pjid)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(conn, &sql_stage_parent, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, parent);
+    sq_bind_str(s, 2, tenant);
+    if ((rc = sq_step(s)) == 1)
+        *pjid = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc;
+}
+
 /* The next ?7 failed items of the parent (key range [?2 + ?6, ?3)) become items ?4,
  * ?4 + 1, ... of the retry (key base ?1); prev_idx links each to the previous item
  * of its ref in this batch, or else in earlier batches (retry_refs of job ?5). The
@@ -558,235 +597,128 @@ SQ_SQL(sql_stage_items,
        "data, pidx FROM (SELECT ?4 + row_number() OVER (ORDER BY k) - 1 AS idx, ref, data, "
        "k - ?2 AS pidx FROM (SELECT k, ref, data FROM items WHERE status = 3 AND k >= ?2 + ?6 "
        "AND k < ?3 ORDER BY k LIMIT ?7)) f ORDER BY idx");
+
+static int64_t stage_items(void *conn, int64_t jid, int64_t pjid, int64_t staged, int64_t pnext,
+                           int64_t max)
+{
+    const int64_t args[] = {KEY(jid, 0), KEY(pjid, 0), KEY(pjid + 1, 0), staged, jid, pnext, max};
+    return run_i64s(conn, &sql_stage_items, args, 7);
+}
+
 SQ_SQL(sql_stage_refs,
        "INSERT INTO retry_refs(jid, ref, last_idx) "
        "SELECT ?1, ref, max(k) - ?2 FROM items WHERE k >= ?2 + ?3 AND k < ?2 + ?4 "
        "GROUP BY ref ON CONFLICT(jid, ref) DO UPDATE SET last_idx = excluded.last_idx");
+
+static int stage_refs(void *conn, int64_t jid, int64_t staged, int64_t end)
+{
+    const int64_t args[] = {jid, KEY(jid, 0), staged, end};
+    int64_t rc = run_i64s(conn, &sql_stage_refs, args, 4);
+    return rc < 0 ? (int)rc : 0;
+}
+
 SQ_SQL(sql_stage_refs_delete, "DELETE FROM retry_refs WHERE jid = ?1 AND ref IN "
                               "(SELECT ref FROM retry_refs WHERE jid = ?1 LIMIT ?2)");
+
+static int64_t stage_forget(void *conn, int64_t jid, int64_t max)
+{
+    return run_i64s(conn, &sql_stage_refs_delete, (const int64_t[]){jid, max}, 2);
+}
+
 /* Staged: NotStarted with as many items as staged (the parent may have gone). */
 SQ_SQL(sql_stage_done, "UPDATE jobs SET status = 1, total = ?2, pending = ?2, updated_at = ?3 "
                        "WHERE jid = ?1");
 
-/* One batch of the oldest staging retry: copy up to max_rows failed items of the
- * parent, then (all copied) forget its retry_refs in batches, then make it NotStarted.
- * Where it stands is read from the rows themselves (the last item staged), so a crash
- * between batches loses and doubles nothing. */
-static int stage_body(struct sq_conn *c, void *vctx)
+static int stage_done(void *conn, int64_t jid, int64_t staged, int64_t now)
 {
-    struct stage_ctx *x = vctx;
-    sqlite3_stmt *s;
-    char tenant[STORE_NAME_MAX], parent[STORE_ID_MAX];
-    int64_t jid, total, pjid = 0, staged = 0, pnext = 0;
-    int rc = sq_q(c, &sql_stage_pick, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, x->after);
-    if ((rc = sq_step(s)) != 1) {
-        sqlite3_reset(s);
-        return rc; /* 0: nothing staging */
-    }
-    jid = sqlite3_column_int64(s, 0);
-    if (x->seq)
-        *x->seq = jid;
-    sq_col_copy(s, 1, tenant, sizeof tenant);
-    sq_col_copy(s, 2, parent, sizeof parent);
-    total = sqlite3_column_int64(s, 3);
-    sqlite3_reset(s);
-    if ((rc = sq_q(c, &sql_job_by_jid, &s)) < 0) /* the retry's public id, for the caller */
-        return rc;
-    sqlite3_bind_int64(s, 1, jid);
-    if ((rc = sq_step(s)) == 1)
-        sq_col_copy(s, 1, x->job_id, STORE_ID_MAX);
-    sqlite3_reset(s);
-    if (rc < 0)
-        return rc;
-    if ((rc = sq_q(c, &sql_stage_last, &s)) < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, KEY(jid, 0));
-    sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
-    if ((rc = sq_step(s)) == 1) {
-        staged = sqlite3_column_int64(s, 0) + 1;
-        pnext = sqlite3_column_int64(s, 1) + 1;
-    }
-    sqlite3_reset(s);
-    if (rc < 0)
-        return rc;
-    if (staged < total) {
-        if ((rc = sq_q(c, &sql_stage_parent, &s)) < 0)
-            return rc;
-        sq_bind_str(s, 1, parent);
-        sq_bind_str(s, 2, tenant);
-        if ((rc = sq_step(s)) == 1)
-            pjid = sqlite3_column_int64(s, 0);
-        sqlite3_reset(s);
-        if (rc < 0)
-            return rc;
-    }
-    if (staged < total && pjid) {
-        if ((rc = sq_q(c, &sql_stage_items, &s)) < 0)
-            return rc;
-        sqlite3_bind_int64(s, 1, KEY(jid, 0));
-        sqlite3_bind_int64(s, 2, KEY(pjid, 0));
-        sqlite3_bind_int64(s, 3, KEY(pjid + 1, 0));
-        sqlite3_bind_int64(s, 4, staged);
-        sqlite3_bind_int64(s, 5, jid);
-        sqlite3_bind_int64(s, 6, pnext);
-        sqlite3_bind_int64(s, 7,
-                           (int64_t)(total - staged < (int64_t)x->max_rows ? total - staged
-                                                                           : (int64_t)x->max_rows));
-        if ((rc = sq_step(s)) < 0)
-            return rc;
-        int64_t n = sqlite3_changes64(c->db);
-        if (n > 0) {
-            if ((rc = sq_q(c, &sql_stage_refs, &s)) < 0)
-                return rc;
-            sqlite3_bind_int64(s, 1, jid);
-            sqlite3_bind_int64(s, 2, KEY(jid, 0));
-            sqlite3_bind_int64(s, 3, staged);
-            sqlite3_bind_int64(s, 4, staged + n);
-            if ((rc = sq_step(s)) < 0)
-                return rc;
-            return 1;
-        }
-        /* no failed item left in the parent: fewer than counted (cannot happen while
-         * the parent is terminal); end with what is staged */
-    }
-    /* Everything staged (or the parent is gone): drop the ref links, then publish. */
-    if ((rc = sq_q(c, &sql_stage_refs_delete, &s)) < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, jid);
-    sqlite3_bind_int64(s, 2, (int64_t)x->max_rows);
-    if ((rc = sq_step(s)) < 0)
-        return rc;
-    if (sqlite3_changes64(c->db) > 0)
-        return 1;
-    if (staged == 0) { /* the parent went before anything was staged: nothing to retry */
-        if ((rc = job_remove(c, jid)) < 0)
-            return rc;
-        return 2;
-    }
-    if ((rc = sq_q(c, &sql_stage_done, &s)) < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, jid);
-    sqlite3_bind_int64(s, 2, staged);
-    sqlite3_bind_int64(s, 3, clock_now_ms());
-    if ((rc = sq_step(s)) < 0)
-        return rc;
-    return 2;
+    int64_t rc = run_i64s(conn, &sql_stage_done, (const int64_t[]){jid, staged, now}, 3);
+    return rc < 0 ? (int)rc : 0;
 }
 
 int sq_job_retry_stage(void *impl, size_t max_rows, int64_t *cursor, char *job_id)
 {
-    struct stage_ctx x = {max_rows ? max_rows : 1, job_id, cursor ? *cursor : 0, cursor};
+    struct rules_stage x = {{rules_stage_body, &sq_jobs},
+                            max_rows ? max_rows : 1,
+                            job_id,
+                            cursor ? *cursor : 0,
+                            cursor};
     job_id[0] = '\0';
-    return sq_run_tx(impl, TX_WRITE_BG, stage_body, NULL, &x);
-}
-
-static int job_abort_body(struct sq_conn *c, void *vctx)
-{
-    struct submit_ctx *x = vctx;
-    int64_t jid = 0;
-    int rc = receiving_jid(c, x->job_id, &jid);
-    if (rc <= 0)
-        return rc;
-    rc = job_remove(c, jid);
-    return rc < 0 ? rc : 1;
+    return sq_run_tx(impl, TX_WRITE_BG, run_rules, NULL, &x);
 }
 
 int sq_job_abort(void *impl, const char *job_id)
 {
-    struct submit_ctx x = {.job_id = job_id};
-    int rc = sq_run_tx(impl, TX_WRITE, job_abort_body, NULL, &x);
+    struct rules_submit x = {.tx = {rules_job_abort_body, &sq_jobs}, .job_id = job_id};
+    int rc = sq_run_tx(impl, TX_WRITE, run_rules, NULL, &x);
     return rc < 0 ? rc : 0;
 }
 
 SQ_SQL(sql_gc_select, "SELECT jid FROM jobs WHERE status = 0 AND updated_at < ?1 "
                       "AND (parent_job = '' OR updated_at < 0)");
 
-static int gc_body(struct sq_conn *c, void *vctx)
+static int gc_list(void *conn, int64_t older_than, int64_t **jids, size_t *n)
 {
-    struct submit_ctx *x = vctx;
     sqlite3_stmt *s;
-    int64_t *jids = NULL;
-    size_t n = 0, cap = 0;
-    int rc = sq_q(c, &sql_gc_select, &s);
+    size_t cap = 0;
+    int rc = sq_q(conn, &sql_gc_select, &s);
     if (rc < 0)
-        goto out;
-    sqlite3_bind_int64(s, 1, x->older_than);
+        return rc;
+    sqlite3_bind_int64(s, 1, older_than);
     while ((rc = sq_step(s)) == 1) {
-        if (n == cap) {
+        if (*n == cap) {
             cap = cap ? cap * 2 : 16;
-            jids = xrealloc(jids, cap * sizeof *jids);
+            *jids = xrealloc(*jids, cap * sizeof **jids);
         }
-        jids[n++] = sqlite3_column_int64(s, 0);
+        (*jids)[(*n)++] = sqlite3_column_int64(s, 0);
     }
     sqlite3_reset(s);
-    if (rc < 0)
-        goto out;
-    for (size_t i = 0; i < n; i++)
-        if ((rc = job_remove(c, jids[i])) < 0)
-            goto out;
-    rc = (int)n;
-out:
-    free(jids);
     return rc;
 }
 
 int sq_gc_receiving(void *impl, int64_t older_than)
 {
-    struct submit_ctx x = {.older_than = older_than};
-    return sq_run_tx(impl, TX_WRITE_BG, gc_body, NULL, &x);
+    struct rules_submit x = {.tx = {rules_gc_body, &sq_jobs}, .older_than = older_than};
+    return sq_run_tx(impl, TX_WRITE_BG, run_rules, NULL, &x);
 }
 
 /* ---- retention ------------------------------------------------------------------- */
-
-struct sweep_ctx {
-    int64_t jobs_before, keys_before;
-    int64_t budget;
-};
 
 SQ_SQL(sql_sweep_hidden, "SELECT jid FROM jobs WHERE status = 0 AND updated_at < 0 LIMIT 1");
 SQ_SQL(sql_sweep_expired, "SELECT jid FROM jobs WHERE status IN (4, 5, 6) AND completed_at < ?1 "
                           "ORDER BY completed_at LIMIT 1");
 SQ_SQL(sql_sweep_hide, "UPDATE jobs SET status = 0, updated_at = -1 WHERE jid = ?1");
 
-/* jid of the job to remove next: one hidden by an earlier call first, else the
- * terminal job that completed first before x->jobs_before, which gets hidden (its
- * claims, step counts and keys go at once: they are few). 0: nothing to remove. */
-static int sweep_next_job(struct sq_conn *c, const struct sweep_ctx *x, int64_t *jid,
-                          int64_t *removed)
+/* The first jid sql (?1 bound to arg unless arg < 0) returns: 1 ([out] *jid) or 0. */
+static int first_jid(void *conn, struct sq_sql *sql, int64_t arg, int64_t *jid)
 {
-    static struct sq_sql *const by_jid[] = {&sql_sweep_hide, &sql_claims_delete_job,
-                                            &sql_steps_delete_job, &sql_idem_delete_job,
-                                            &sql_outbox_delete_job};
     sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_sweep_hidden, &s);
+    int rc = sq_q(conn, sql, &s);
     if (rc < 0)
         return rc;
+    if (arg >= 0)
+        sqlite3_bind_int64(s, 1, arg);
     if ((rc = sq_step(s)) == 1)
         *jid = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
-    if (rc != 0)
-        return rc;
-    if ((rc = sq_q(c, &sql_sweep_expired, &s)) < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, x->jobs_before);
-    if ((rc = sq_step(s)) == 1)
-        *jid = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    if (rc <= 0)
-        return rc;
-    for (size_t i = 0; i < sizeof by_jid / sizeof by_jid[0]; i++) {
-        if ((rc = sq_q(c, by_jid[i], &s)) < 0)
-            return rc;
-        sqlite3_bind_int64(s, 1, *jid);
-        if ((rc = sq_step(s)) < 0)
-            return rc;
-        if (i > 0)
-            *removed += sqlite3_changes(c->db);
-    }
-    return 1;
+    return rc;
+}
+
+static int sweep_hidden(void *conn, int64_t *jid)
+{
+    return first_jid(conn, &sql_sweep_hidden, -1, jid);
+}
+
+static int sweep_expired(void *conn, int64_t before, int64_t *jid)
+{
+    return first_jid(conn, &sql_sweep_expired, before, jid);
+}
+
+static int64_t sweep_hide(void *conn, int64_t jid)
+{
+    static struct sq_sql *const by_jid[] = {&sql_claims_delete_job, &sql_steps_delete_job,
+                                            &sql_idem_delete_job, &sql_outbox_delete_job};
+    int64_t rc = run_by_jid(conn, (struct sq_sql *const[]){&sql_sweep_hide}, 1, jid);
+    return rc < 0 ? rc : run_by_jid(conn, by_jid, sizeof by_jid / sizeof by_jid[0], jid);
 }
 
 SQ_SQL(sql_sweep_keys, "DELETE FROM idem_keys WHERE (tenant, key) IN "
@@ -794,94 +726,40 @@ SQ_SQL(sql_sweep_keys, "DELETE FROM idem_keys WHERE (tenant, key) IN "
 SQ_SQL(sql_sweep_items, "DELETE FROM items WHERE k IN "
                         "(SELECT k FROM items WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT ?3)");
 
-static int sweep_body(struct sq_conn *c, void *vctx)
+static int64_t sweep_keys(void *conn, int64_t before, int64_t max)
 {
-    struct sweep_ctx *x = vctx;
-    sqlite3_stmt *s;
-    int64_t removed = 0, jid = 0;
-    int rc = sq_q(c, &sql_sweep_keys, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, x->keys_before);
-    sqlite3_bind_int64(s, 2, x->budget);
-    if ((rc = sq_step(s)) < 0)
-        return rc;
-    removed += sqlite3_changes(c->db);
-    while (removed < x->budget) {
-        if ((rc = sweep_next_job(c, x, &jid, &removed)) < 0)
-            return rc;
-        if (rc == 0)
-            break;
-        int64_t want = x->budget - removed;
-        if ((rc = sq_q(c, &sql_sweep_items, &s)) < 0)
-            return rc;
-        sqlite3_bind_int64(s, 1, KEY(jid, 0));
-        sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
-        sqlite3_bind_int64(s, 3, want);
-        if ((rc = sq_step(s)) < 0)
-            return rc;
-        int64_t gone = sqlite3_changes(c->db);
-        removed += gone;
-        if (gone == want)
-            break; /* maybe more items: the next call goes on with this job */
-        if ((rc = sq_q(c, &sql_job_delete, &s)) < 0)
-            return rc;
-        sqlite3_bind_int64(s, 1, jid);
-        if ((rc = sq_step(s)) < 0)
-            return rc;
-        removed++;
-    }
-    return removed > INT32_MAX ? INT32_MAX : (int)removed;
+    return run_i64s(conn, &sql_sweep_keys, (const int64_t[]){before, max}, 2);
+}
+
+static int64_t sweep_items(void *conn, int64_t jid, int64_t max)
+{
+    const int64_t args[] = {KEY(jid, 0), KEY(jid + 1, 0), max};
+    return run_i64s(conn, &sql_sweep_items, args, 3);
+}
+
+static int job_delete_row(void *conn, int64_t jid)
+{
+    int64_t rc = run_by_jid(conn, (struct sq_sql *const[]){&sql_job_delete}, 1, jid);
+    return rc < 0 ? (int)rc : 0;
 }
 
 int sq_retention_sweep(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
                        size_t max_rows)
 {
-    struct sweep_ctx x = {jobs_completed_before, keys_created_before, rules_sweep_budget(max_rows)};
-    return sq_run_tx(impl, TX_WRITE_BG, sweep_body, NULL, &x);
+    struct rules_sweep x = {{rules_sweep_body, &sq_jobs},
+                            jobs_completed_before,
+                            keys_created_before,
+                            rules_sweep_budget(max_rows)};
+    return sq_run_tx(impl, TX_WRITE_BG, run_rules, NULL, &x);
 }
 
 /* ---- reading and controlling jobs ------------------------------------------------ */
 
-struct jobs_ctx {
-    const char *tenant, *job_id;
-    int status;
-    int64_t before_seq;
-    size_t limit;
-    struct store_job *out;
-    struct store_job *list;
-    size_t n;
-};
-
-static int job_get_body(struct sq_conn *c, void *vctx)
-{
-    struct jobs_ctx *x = vctx;
-    struct rules_jobrow r;
-    int rc = sq_job_load_visible(c, x->tenant, x->job_id, &r);
-    if (rc <= 0)
-        return rc;
-    if ((rc = job_load_steps(c, r.jid, &r.j)) < 0) {
-        store_job_release(&r.j);
-        return rc;
-    }
-    *x->out = r.j;
-    return 1;
-}
-
-static void jobs_out_undo(void *vctx)
-{
-    struct jobs_ctx *x = vctx;
-    if (x->out)
-        store_job_release(x->out);
-    store_jobs_free(x->list, x->n);
-    x->list = NULL;
-    x->n = 0;
-}
-
 int sq_job_get(void *impl, const char *tenant, const char *job_id, struct store_job *out)
 {
-    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id, .out = out};
-    return sq_run_tx(impl, TX_READ, job_get_body, jobs_out_undo, &x);
+    struct rules_jobs x = {
+        .tx = {rules_job_get_body, &sq_jobs}, .tenant = tenant, .job_id = job_id, .out = out};
+    return sq_run_tx(impl, TX_READ, run_rules, rules_jobs_undo, &x);
 }
 
 SQ_SQL(sql_job_list, "SELECT " JOB_COLS " FROM jobs WHERE tenant = ?1 AND status > 0 "
@@ -889,7 +767,7 @@ SQ_SQL(sql_job_list, "SELECT " JOB_COLS " FROM jobs WHERE tenant = ?1 AND status
 
 static int job_list_body(struct sq_conn *c, void *vctx)
 {
-    struct jobs_ctx *x = vctx;
+    struct rules_jobs *x = vctx;
     sqlite3_stmt *s;
     struct rules_jobrow r;
     int rc = sq_q(c, &sql_job_list, &s);
@@ -916,55 +794,80 @@ static int job_list_body(struct sq_conn *c, void *vctx)
 int sq_job_list(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
                 struct store_job **out, size_t *n)
 {
-    struct jobs_ctx x = {
+    struct rules_jobs x = {
         .tenant = tenant, .status = status, .before_seq = before_seq, .limit = limit};
-    int rc = sq_run_tx(impl, TX_READ, job_list_body, jobs_out_undo, &x);
+    int rc = sq_run_tx(impl, TX_READ, job_list_body, rules_jobs_undo, &x);
     *out = rc < 0 ? NULL : x.list;
     *n = rc < 0 ? 0 : x.n;
     return rc;
 }
 
-static int job_cancel_body(struct sq_conn *c, void *vctx)
-{
-    struct jobs_ctx *x = vctx;
-    struct rules_jobrow r;
-    int64_t now = clock_now_ms();
-    int rc = sq_job_load(c, x->tenant, x->job_id, &r);
-    if (rc <= 0)
-        return rc;
-    if (rules_job_cancel(&r, now) && (rc = sq_job_save(c, &r, now)) < 0) {
-        store_job_release(&r.j);
-        return rc;
-    }
-    if (x->out)
-        *x->out = r.j;
-    else
-        store_job_release(&r.j);
-    return 1;
-}
-
 int sq_job_cancel(void *impl, const char *tenant, const char *job_id, struct store_job *out)
 {
-    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id, .out = out};
-    return sq_run_tx(impl, TX_WRITE, job_cancel_body, jobs_out_undo, &x);
-}
-
-static int job_delete_body(struct sq_conn *c, void *vctx)
-{
-    struct jobs_ctx *x = vctx;
-    struct rules_jobrow r;
-    int rc = sq_job_load(c, x->tenant, x->job_id, &r);
-    if (rc <= 0)
-        return rc;
-    store_job_release(&r.j);
-    if (!rules_job_terminal(r.j.status))
-        return -SLUICE_E_CONFLICT;
-    rc = job_remove(c, r.jid);
-    return rc < 0 ? rc : 1;
+    struct rules_jobs x = {
+        .tx = {rules_job_cancel_body, &sq_jobs}, .tenant = tenant, .job_id = job_id, .out = out};
+    return sq_run_tx(impl, TX_WRITE, run_rules, rules_jobs_undo, &x);
 }
 
 int sq_job_delete(void *impl, const char *tenant, const char *job_id)
 {
-    struct jobs_ctx x = {.tenant = tenant, .job_id = job_id};
-    return sq_run_tx(impl, TX_WRITE, job_delete_body, NULL, &x);
+    struct rules_jobs x = {
+        .tx = {rules_job_delete_body, &sq_jobs}, .tenant = tenant, .job_id = job_id};
+    return sq_run_tx(impl, TX_WRITE, run_rules, NULL, &x);
 }
+
+/* ---- the steps, for rules.c ------------------------------------------------------ */
+
+static int job_load(void *conn, const char *tenant, const char *job_id, int lock,
+                    struct rules_jobrow *r)
+{
+    (void)lock; /* one writer at a time: the write transaction is the lock */
+    return sq_job_load(conn, tenant, job_id, r);
+}
+
+static int job_load_visible(void *conn, const char *tenant, const char *job_id,
+                            struct rules_jobrow *r)
+{
+    return sq_job_load_visible(conn, tenant, job_id, r);
+}
+
+static int job_load_jid(void *conn, int64_t jid, struct rules_jobrow *r)
+{
+    return sq_job_load_jid(conn, jid, r);
+}
+
+static int job_save(void *conn, const struct rules_jobrow *r, int64_t now)
+{
+    return sq_job_save(conn, r, now);
+}
+
+static const struct rules_jobs_prims sq_jobs = {
+    .now = tx_now,
+    .receiving_jid = receiving_jid,
+    .job_remove = job_remove,
+    .job_load = job_load,
+    .job_load_visible = job_load_visible,
+    .job_load_jid = job_load_jid,
+    .job_load_steps = job_load_steps,
+    .job_save = job_save,
+    .idem_find = idem_find,
+    .idem_claim = idem_claim,
+    .idem_record = idem_insert,
+    .commit = job_commit,
+    .retry_insert = retry_insert,
+    .retry_items = retry_items,
+    .stage_pick = stage_pick,
+    .stage_last = stage_last,
+    .stage_parent = stage_parent,
+    .stage_items = stage_items,
+    .stage_refs = stage_refs,
+    .stage_forget = stage_forget,
+    .stage_done = stage_done,
+    .gc_list = gc_list,
+    .sweep_keys = sweep_keys,
+    .sweep_hidden = sweep_hidden,
+    .sweep_expired = sweep_expired,
+    .sweep_hide = sweep_hide,
+    .sweep_items = sweep_items,
+    .job_delete_row = job_delete_row,
+};
