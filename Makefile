@@ -3,7 +3,7 @@
 #
 #   make                      release build in build/rel/
 #   make SANITIZER=address,undefined   sanitizer build in build/san/
-#   make test                 unit tests (release + sanitizers), store contract suite,
+#   make test                 the format check, unit tests (release + sanitizers), store contract suite,
 #                             black-box API suite against the sanitizer build; the
 #                             contract and API suites again on PostgreSQL (test-pg)
 #   make bench                benchmarks (bench/run)
@@ -93,6 +93,7 @@ run: deps $(BUILD)/sluice
 
 # The README's test command. The last line printed is pytest's summary.
 test: test-deps
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory SANITIZER=address,undefined all unit
 	@$(MAKE) --no-print-directory fuzz-brief

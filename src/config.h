@@ -19,22 +19,22 @@ struct config {
     struct http_config http;
     struct api_config api;
     int log_debug;
-    const char *outbound_allow; /* comma-separated hosts/CIDRs for http steps, or "" */
-    const char *limits;         /* server limits: JSON object, "@FILE", or "" */
+    const char *outbound_allow;    /* comma-separated hosts/CIDRs for http steps, or "" */
+    const char *limits;            /* server limits: JSON object, "@FILE", or "" */
     size_t max_upstream_backoff_s; /* cap of a Retry-After back-off on a limit */
-    size_t outbound_max_body;   /* response bytes kept per http call */
-    size_t retention_seconds;   /* terminal jobs are kept this long; sets janitor and
-                                   store.retention_ms */
+    size_t outbound_max_body;      /* response bytes kept per http call */
+    size_t retention_seconds;      /* terminal jobs are kept this long; sets janitor and
+                                      store.retention_ms */
     struct janitor_config janitor;
     /* Completion callbacks (engine/callbacks.h). */
     const char *public_url;      /* base of links in callback bodies; "" = http://HOST:PORT */
     const char *callback_secret; /* server secret; "" = generated once, kept in the store */
     size_t callback_backoff_ms;  /* first retry wait */
     size_t callback_max_age_s;   /* retry this long after the job ended, then abandon */
-    unsigned tenant_rate;    /* requests per second per tenant; 0 = unlimited */
-    unsigned tenant_burst;   /* requests a tenant may send at once; 0 = unlimited */
-    unsigned auth_fail_rate; /* failed authentications per minute per client address; 0 = off */
-    struct runs_config runs; /* synchronous runs: threads, caps, deadline (engine/runs.h) */
+    unsigned tenant_rate;        /* requests per second per tenant; 0 = unlimited */
+    unsigned tenant_burst;       /* requests a tenant may send at once; 0 = unlimited */
+    unsigned auth_fail_rate;     /* failed authentications per minute per client address; 0 = off */
+    struct runs_config runs;     /* synchronous runs: threads, caps, deadline (engine/runs.h) */
 };
 
 /* Fills cfg from defaults, the environment and argv (serve's flags, argv[0] = "serve").

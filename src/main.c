@@ -230,8 +230,8 @@ static int serve_main(int argc, char **argv)
     /* Jobs still Receiving were cut off by a crash mid-upload: never acknowledged. On a
      * shared store other nodes may be receiving right now: only uploads idle for 15
      * minutes count as cut off there. */
-    int gone = store_gc_receiving(st, store_shared(st) ? clock_now_ms() - 15 * 60000
-                                                       : clock_now_ms() + 1);
+    int gone =
+        store_gc_receiving(st, store_shared(st) ? clock_now_ms() - 15 * 60000 : clock_now_ms() + 1);
     if (gone > 0) {
         char n[24];
         snprintf(n, sizeof n, "=%d", gone);
@@ -319,15 +319,14 @@ static int serve_main(int argc, char **argv)
     char port[16], workers[16];
     snprintf(port, sizeof port, "=%u", (unsigned)http_server_port(srv));
     snprintf(workers, sizeof workers, "=%u", cfg.engine.workers);
-    log_write(LOG_INFO, "listening", "host", cfg.host, "port", port, "store",
-              store_backend(st), "node", store_node_id(st), "workers", workers, NULL);
+    log_write(LOG_INFO, "listening", "host", cfg.host, "port", port, "store", store_backend(st),
+              "node", store_node_id(st), "workers", workers, NULL);
     if (cbs) {
         char base[160];
         if (cfg.public_url[0])
             snprintf(base, sizeof base, "%s", cfg.public_url);
         else
-            snprintf(base, sizeof base, "http://%s:%u", cfg.host,
-                     (unsigned)http_server_port(srv));
+            snprintf(base, sizeof base, "http://%s:%u", cfg.host, (unsigned)http_server_port(srv));
         if (callbacks_start(cbs, ob, render_job, base) < 0)
             log_write(LOG_WARN, "cannot start the callback delivery thread", NULL);
     }

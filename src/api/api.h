@@ -16,12 +16,12 @@
 struct api_config {
     struct ingest_limits limits; /* items per job, bytes per item, depth */
     size_t submit_batch;         /* items per store transaction while receiving */
-    size_t max_open_jobs;        /* per tenant: unfinished jobs before submits get 429; 0 = no cap */
-    size_t max_pending_items;    /* per tenant: unclaimed items before submits get 429; 0 = no cap */
-    size_t max_memory_mb;        /* resident memory above which submits get 503; 0 = auto */
-    unsigned max_uploads;        /* submits receiving at once, all tenants; 0 = no cap */
-    unsigned max_parked;         /* event streams + long polls at once, all tenants; 0 = no cap */
-    unsigned tenant_share;       /* percent of max_uploads / max_parked one tenant may hold */
+    size_t max_open_jobs;     /* per tenant: unfinished jobs before submits get 429; 0 = no cap */
+    size_t max_pending_items; /* per tenant: unclaimed items before submits get 429; 0 = no cap */
+    size_t max_memory_mb;     /* resident memory above which submits get 503; 0 = auto */
+    unsigned max_uploads;     /* submits receiving at once, all tenants; 0 = no cap */
+    unsigned max_parked;      /* event streams + long polls at once, all tenants; 0 = no cap */
+    unsigned tenant_share;    /* percent of max_uploads / max_parked one tenant may hold */
 };
 
 struct outbound;
@@ -37,20 +37,20 @@ struct slots;
 struct api {
     struct store *st;
     struct engine *eng;
-    struct outbound *ob; /* http steps of synchronous runs; may be NULL */
+    struct outbound *ob;           /* http steps of synchronous runs; may be NULL */
     const struct secrets *secrets; /* the operator's secrets (engine/secrets.h); may be NULL */
-    struct waiters *waiters; /* parked long polls and event streams */
-    struct runs *runs;       /* synchronous runs' threads (engine/runs.h); NULL: inline */
-    struct stager *stager;   /* copies retries' items (engine/stager.h); may be NULL */
-    struct callbacks *callbacks; /* completion callbacks: the tenants' signing keys */
+    struct waiters *waiters;       /* parked long polls and event streams */
+    struct runs *runs;             /* synchronous runs' threads (engine/runs.h); NULL: inline */
+    struct stager *stager;         /* copies retries' items (engine/stager.h); may be NULL */
+    struct callbacks *callbacks;   /* completion callbacks: the tenants' signing keys */
     struct ratelimit *tenant_rl;   /* requests per tenant; NULL = unlimited */
     struct ratelimit *authfail_rl; /* failed authentications per client address; NULL = off */
     struct limits *limits;         /* processing limits (engine/limits.h); never NULL in serve */
     unsigned char cursor_key[16];  /* seals the jobs list's cursors (util/cursor.h) */
     struct api_config cfg;
     atomic_int shutting_down;
-    atomic_uint uploads;           /* submits receiving now (max_uploads) */
-    struct slots *slots;           /* per-tenant shares of uploads and parked requests */
+    atomic_uint uploads; /* submits receiving now (max_uploads) */
+    struct slots *slots; /* per-tenant shares of uploads and parked requests */
 };
 
 extern const struct route api_routes[];

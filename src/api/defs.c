@@ -26,9 +26,9 @@
 #include <string.h>
 
 #include "api/common.h"
-#include "spec/hook.h"
 #include "engine/limits.h"
 #include "engine/secrets.h"
+#include "spec/hook.h"
 #include "spec/workflow.h"
 #include "util/clock.h"
 #include "util/errors.h"

@@ -164,7 +164,7 @@ struct sse {
     char job[STORE_ID_MAX];
     int64_t failed_after; /* index of the last failed item sent */
     int64_t started, last_progress;
-    char last_sig[200];   /* status and counts of the last progress event */
+    char last_sig[200]; /* status and counts of the last progress event */
     int done;
     struct buf out;
     size_t off;
@@ -199,8 +199,8 @@ static int sse_fill(struct sse *s)
     struct store_item *items = NULL;
     size_t n = 0;
     struct store_item_filter f = {ITEM_FAILED, NULL, NULL, NULL};
-    rc = store_item_list(s->api->st, s->tenant, s->job, &f, s->failed_after, FAILED_BATCH, 0, &items,
-                         &n);
+    rc = store_item_list(s->api->st, s->tenant, s->job, &f, s->failed_after, FAILED_BATCH, 0,
+                         &items, &n);
     if (rc > 0 && n > 0) {
         struct buf d = BUF_INIT;
         buf_puts(&d, "{\"items\":[");
@@ -225,7 +225,7 @@ static int sse_fill(struct sse *s)
     int terminal = render_job_terminal(job.status);
     if (terminal && n < FAILED_BATCH) {
         const char *name = job.status == JOB_SUCCEEDED ? "job.succeeded"
-                         : job.status == JOB_FAILED    ? "job.failed"
+                           : job.status == JOB_FAILED  ? "job.failed"
                                                        : "job.canceled";
         emit(s, name, mon.data, mon.len);
         s->done = 1;

@@ -32,7 +32,8 @@ void api_hooks_event(struct request *req)
         if (rc < 0)
             reply_error(req, rc, NULL, NULL);
         else
-            reply_errorf(req, SLUICE_E_NOT_FOUND, "name", "no hook '%.64s'", req_param(req, "name"));
+            reply_errorf(req, SLUICE_E_NOT_FOUND, "name", "no hook '%.64s'",
+                         req_param(req, "name"));
         goto out;
     }
     req_set_tenant(req, sh.tenant);
@@ -46,8 +47,8 @@ void api_hooks_event(struct request *req)
     }
     size_t len;
     const char *body = req_body(req, &len);
-    rc = hook_verify(h, req_header(req, hook_signature_header(h)), body, len,
-                     clock_now_ms() / 1000, err, sizeof err);
+    rc = hook_verify(h, req_header(req, hook_signature_header(h)), body, len, clock_now_ms() / 1000,
+                     err, sizeof err);
     if (rc < 0) {
         reply_header(req, "WWW-Authenticate", "Signature");
         reply_error(req, rc, hook_signature_header(h), err);

@@ -114,8 +114,8 @@ static int results_fill(struct results *r)
     struct store_item *items = NULL;
     size_t n = 0;
     struct store_item_filter filter = {-1, NULL, NULL, NULL};
-    int rc = store_item_list(r->st, r->tenant, r->job, &filter, r->after, RESULTS_PAGE, 0, &items,
-                             &n);
+    int rc =
+        store_item_list(r->st, r->tenant, r->job, &filter, r->after, RESULTS_PAGE, 0, &items, &n);
     if (rc < 0)
         return rc;
     buf_reset(&r->out);

@@ -331,7 +331,8 @@ static int admit(struct request *req)
         reply_header(req, "Retry-After", "5");
         reply_errorf(req, SLUICE_E_TOO_MANY_JOBS, NULL,
                      "%lld jobs of this tenant are unfinished (the cap is %zu); retry when some "
-                     "have finished", (long long)open_jobs, api->cfg.max_open_jobs);
+                     "have finished",
+                     (long long)open_jobs, api->cfg.max_open_jobs);
         return -1;
     }
     if (api->cfg.max_pending_items && pending >= (int64_t)api->cfg.max_pending_items) {
@@ -379,7 +380,8 @@ static int submit_setup(struct request *req)
         reply_header(req, "Retry-After", "2");
         reply_errorf(req, SLUICE_E_SERVER_BUSY, NULL,
                      "%u uploads are in progress, the most this server takes at once; retry "
-                     "later", api->cfg.max_uploads);
+                     "later",
+                     api->cfg.max_uploads);
         return -1;
     }
     /* The tenant's share of those uploads: one tenant at its share gets 429, the
@@ -404,7 +406,8 @@ static int submit_setup(struct request *req)
     }
     const char *vo = req_query(req, "validateOnly");
     if (vo && strcmp(vo, "true") && strcmp(vo, "false")) {
-        reply_error(req, SLUICE_E_INVALID_PARAMETER, "validateOnly", "validateOnly is true or false");
+        reply_error(req, SLUICE_E_INVALID_PARAMETER, "validateOnly",
+                    "validateOnly is true or false");
         return -1;
     }
     c->validate_only = vo && !strcmp(vo, "true");
@@ -753,4 +756,3 @@ void api_callbacks_secret(struct request *req)
     reply_buf(req, 200, "application/json", &b);
     buf_release(&b);
 }
-

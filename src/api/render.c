@@ -101,7 +101,8 @@ void render_job_throttled(struct buf *b, const struct store_job *j, const char *
     and_str_field(b, "clientReference", j->client_reference);
     if (j->status == JOB_SUCCEEDED)
         buf_printf(b, ",\"outcome\":\"%s\"",
-                   j->outcome == OUTCOME_PARTIALLY_SUCCEEDED ? "PartiallySucceeded" : "AllSucceeded");
+                   j->outcome == OUTCOME_PARTIALLY_SUCCEEDED ? "PartiallySucceeded"
+                                                             : "AllSucceeded");
     if (j->status == JOB_FAILED) {
         buf_puts(b, ",\"error\":{\"code\":");
         const char *code = j->error_code[0] ? j->error_code : "AllItemsFailed";
@@ -109,12 +110,13 @@ void render_job_throttled(struct buf *b, const struct store_job *j, const char *
         buf_printf(b, ",\"message\":\"all %lld items failed; see the failed items\"}",
                    (long long)c->total);
     }
-    buf_printf(b,
-               ",\"counts\":{\"total\":%lld,\"pending\":%lld,\"processing\":%lld,\"succeeded\":%lld,"
-               "\"failed\":%lld,\"skipped\":%lld,\"canceled\":%lld}",
-               (long long)c->total, (long long)c->pending, (long long)c->processing,
-               (long long)c->succeeded, (long long)c->failed, (long long)c->skipped,
-               (long long)c->canceled);
+    buf_printf(
+        b,
+        ",\"counts\":{\"total\":%lld,\"pending\":%lld,\"processing\":%lld,\"succeeded\":%lld,"
+        "\"failed\":%lld,\"skipped\":%lld,\"canceled\":%lld}",
+        (long long)c->total, (long long)c->pending, (long long)c->processing,
+        (long long)c->succeeded, (long long)c->failed, (long long)c->skipped,
+        (long long)c->canceled);
     buf_printf(b, ",\"priority\":%d", j->priority);
     if (j->workflow_version > 0)
         buf_printf(b, ",\"workflowVersion\":%lld", (long long)j->workflow_version);

@@ -134,8 +134,8 @@ struct waiters *waiters_start(struct store *st)
     return ws;
 }
 
-int waiters_add(struct waiters *ws, struct request *req, enum waiter_kind kind,
-                const char *tenant, const char *job_id, int status, int64_t deadline_ms)
+int waiters_add(struct waiters *ws, struct request *req, enum waiter_kind kind, const char *tenant,
+                const char *job_id, int status, int64_t deadline_ms)
 {
     pthread_mutex_lock(&ws->mu);
     if (ws->closing) {

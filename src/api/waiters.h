@@ -28,8 +28,8 @@ struct waiters *waiters_start(struct store *st);
  * calls req_resume(req) exactly once: when the condition holds, at deadline_ms
  * (wall clock), or at shutdown. Returns 0, or -SLUICE_E_SHUTTING_DOWN, in which case
  * it has resumed the request itself. Thread-safe. */
-int waiters_add(struct waiters *ws, struct request *req, enum waiter_kind kind,
-                const char *tenant, const char *job_id, int status, int64_t deadline_ms);
+int waiters_add(struct waiters *ws, struct request *req, enum waiter_kind kind, const char *tenant,
+                const char *job_id, int status, int64_t deadline_ms);
 /* Nonzero once waiters_shutdown() ran. */
 int waiters_closing(struct waiters *ws);
 /* Resumes every waiter and refuses new ones; the watcher keeps running. ws may be

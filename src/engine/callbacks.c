@@ -134,8 +134,8 @@ void callbacks_tenant_secret(const struct callbacks *cb, const char *tenant,
     memcpy(msg, "callback:", 9);
     memcpy(msg + 9, tenant, tl + 1);
     memcpy(out, "cbsec_", 6);
-    if (!HMAC(EVP_sha256(), cb->secret, (int)strlen(cb->secret), (const unsigned char *)msg,
-              tl + 9, mac, &maclen) ||
+    if (!HMAC(EVP_sha256(), cb->secret, (int)strlen(cb->secret), (const unsigned char *)msg, tl + 9,
+              mac, &maclen) ||
         maclen != 32)
         abort(); /* like an allocation failure: libcrypto cannot compute SHA-256 */
     hex_encode(mac, 32, out + 6);
@@ -161,7 +161,7 @@ static uint64_t rnd64(void)
 /* Records what became of one attempt. Returns 0, or 1 when the outbound engine is
  * shutting down (the delivery stays owed and no attempt is counted). */
 static int settle(struct callbacks *cb, const struct store_delivery *d,
-                   const struct outbound_response *resp)
+                  const struct outbound_response *resp)
 {
     int64_t now = clock_now_ms();
     struct store_delivery_attempt a = {.at = resp->started_at ? resp->started_at : now,
@@ -210,8 +210,8 @@ static int settle(struct callbacks *cb, const struct store_delivery *d,
     log_write(state == DELIVERY_DELIVERED ? LOG_INFO : LOG_WARN, "callback attempt", "delivery",
               d->id, "job", d->job_id, "event", d->event, "status", st_, "latencyMs", lat,
               "outcome", store_delivery_state_name(state), "error",
-              a.error_code ? a.error_code : "", "message", msg,
-              "recorded", rc < 0 ? sluice_err_code(rc) : "ok", NULL);
+              a.error_code ? a.error_code : "", "message", msg, "recorded",
+              rc < 0 ? sluice_err_code(rc) : "ok", NULL);
     return 0;
 }
 
@@ -248,8 +248,7 @@ static int round_once(struct callbacks *cb)
             /* rc 0: the job was deleted, and its delivery with it (recording fails
              * harmlessly). An error: try again after a backoff, no attempt counted. */
             if (rc < 0)
-                store_delivery_record(cb->st, d, NULL, DELIVERY_PENDING,
-                                      now + cb->cfg.backoff_ms);
+                store_delivery_record(cb->st, d, NULL, DELIVERY_PENDING, now + cb->cfg.backoff_ms);
             continue;
         }
         buf_puts(&f->body, "{\"event\":");

@@ -47,17 +47,17 @@ struct outbound;
 
 /* Renders the job monitor (api/render.h's render_job, passed in by main.c so the
  * engine does not include the api layer). */
-typedef void (*callbacks_render_fn)(struct buf *b, const struct store_job *j,
-                                    const char *base_url, int64_t now);
+typedef void (*callbacks_render_fn)(struct buf *b, const struct store_job *j, const char *base_url,
+                                    int64_t now);
 
 struct callbacks_config {
-    const char *secret;    /* server secret; NULL or "": generated once, kept in the store */
-    long backoff_ms;       /* first retry wait; default 5000 */
-    long max_backoff_ms;   /* cap of one wait; default 3600000 */
-    int64_t max_age_ms;    /* retry until this long after the job ended; default 24 h */
-    long timeout_ms;       /* per attempt; default 10000 */
-    int64_t lease_ms;      /* lease of a delivery in flight; default 60000 */
-    size_t batch;          /* deliveries in flight at once; default 32 */
+    const char *secret;  /* server secret; NULL or "": generated once, kept in the store */
+    long backoff_ms;     /* first retry wait; default 5000 */
+    long max_backoff_ms; /* cap of one wait; default 3600000 */
+    int64_t max_age_ms;  /* retry until this long after the job ended; default 24 h */
+    long timeout_ms;     /* per attempt; default 10000 */
+    int64_t lease_ms;    /* lease of a delivery in flight; default 60000 */
+    size_t batch;        /* deliveries in flight at once; default 32 */
 };
 
 struct callbacks;

@@ -37,7 +37,7 @@ struct engine {
 struct worker {
     struct engine *eng;
     unsigned id;
-    struct wfcache *cache; /* this worker's compiled definitions */
+    struct wfcache *cache;     /* this worker's compiled definitions */
     struct limits_grant grant; /* the last admission of the claim being made */
     int granted;               /* grant holds something to give back */
     int64_t reloaded_at;       /* monotonic ms of the last limits_reload (worker 1) */
@@ -283,8 +283,8 @@ static void *worker_main(void *arg)
         } else if (rc == -SLUICE_E_SHUTTING_DOWN) {
             store_release(eng->st, &c); /* unfinished by our shutdown: no attempt counted */
         } else if (rc < 0) {
-            log_write(LOG_WARN, "processing a batch failed; releasing it", "job", c.job_id,
-                      "error", sluice_err_code(rc), NULL);
+            log_write(LOG_WARN, "processing a batch failed; releasing it", "job", c.job_id, "error",
+                      sluice_err_code(rc), NULL);
             store_release(eng->st, &c); /* if this fails too, the lease expires */
         }
         store_claim_release(&c);

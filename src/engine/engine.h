@@ -39,11 +39,11 @@ struct engine_config {
     int max_attempts;    /* default 5 */
     int max_active_jobs; /* per tenant: more jobs wait NotStarted (store_claim_opts); 0 = no cap */
     int poll_ms;         /* idle poll interval; default 200 */
-    struct outbound *outbound; /* for http steps (borrowed); NULL: they fail */
+    struct outbound *outbound;     /* for http steps (borrowed); NULL: they fail */
     const struct secrets *secrets; /* the operator's secrets (engine/secrets.h), borrowed;
                                     * may be NULL */
     struct limits *limits;         /* processing limits (borrowed, engine/limits.h); NULL: none */
-    size_t max_item_bytes;  /* what steps may build per item (pipeline.h); 0: 1 MiB */
+    size_t max_item_bytes;         /* what steps may build per item (pipeline.h); 0: 1 MiB */
 };
 
 struct engine;

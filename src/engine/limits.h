@@ -102,9 +102,9 @@ struct limits_use {
     enum limits_kind kind; /* LIMITS_ITEMS or LIMITS_REQUESTS */
     char name[LIMITS_NAME_MAX];
     char workflow[161];
-    char step[65];               /* "" for a workflow-level use */
-    char host[256];              /* http steps whose URL has a fixed host, else "" */
-    int count;                   /* how many such uses per item (e.g. two http steps) */
+    char step[65];  /* "" for a workflow-level use */
+    char host[256]; /* http steps whose URL has a fixed host, else "" */
+    int count;      /* how many such uses per item (e.g. two http steps) */
 };
 /* Encodes uses as the text the store keeps on a job (store_job_meta.uses): appends
  * to b; nothing for n == 0. */
@@ -120,7 +120,7 @@ int limits_uses_decode(const char *text, struct limits_use *u, size_t max);
 /* What limits_admit gave one claim; limits_finish gives it back. */
 struct limits_grant {
     char job_id[72];
-    size_t n;        /* items granted */
+    size_t n; /* items granted */
     size_t nb;
     struct {
         void *bucket;

@@ -41,17 +41,17 @@ enum pipeline_mode { PIPELINE_DEFERRED, PIPELINE_IMMEDIATE, PIPELINE_VALIDATE };
 
 struct pipeline_env {
     struct store *st;
-    struct outbound *ob; /* NULL: http steps fail with UpstreamUnavailable */
+    struct outbound *ob;           /* NULL: http steps fail with UpstreamUnavailable */
     const struct secrets *secrets; /* the operator's (engine/secrets.h), borrowed; may be
                                     * NULL; a tenant's own come from st */
-    unsigned worker;     /* for the claim event ("claimed by worker N") */
-    int64_t claimed_at;  /* wall ms of the claim; 0: no claim event (synchronous runs) */
-    struct limits *limits;  /* paces http steps that name limits; NULL: no pacing */
-    int64_t deadline_mono;  /* monotonic ms the http calls must end by; 0: none (jobs).
-                               Synchronous runs pass their total deadline (runs.h). */
-    size_t max_item_bytes;  /* what steps build for one item is held to this (its data
-                               after a map, a rendered request, a document written, the
-                               outputs kept): past it the item fails ItemTooLarge; 0: 1 MiB */
+    unsigned worker;               /* for the claim event ("claimed by worker N") */
+    int64_t claimed_at;            /* wall ms of the claim; 0: no claim event (synchronous runs) */
+    struct limits *limits;         /* paces http steps that name limits; NULL: no pacing */
+    int64_t deadline_mono;         /* monotonic ms the http calls must end by; 0: none (jobs).
+                                      Synchronous runs pass their total deadline (runs.h). */
+    size_t max_item_bytes;         /* what steps build for one item is held to this (its data
+                                      after a map, a rendered request, a document written, the
+                                      outputs kept): past it the item fails ItemTooLarge; 0: 1 MiB */
 };
 
 /* struct pipeline_item (one item in) and struct pipeline_result (its outcome) are in

@@ -84,8 +84,8 @@ struct http_server {
     unsigned nwatched;          /* how many */
     pthread_t watchdog;
     int watchdog_started;
-    int stopping;               /* under wmu */
-    unsigned live;              /* requests begun and not freed yet, under wmu */
+    int stopping;  /* under wmu */
+    unsigned live; /* requests begun and not freed yet, under wmu */
     pthread_cond_t wcv;
 };
 
@@ -98,7 +98,7 @@ struct request {
     struct http_server *srv;
     struct MHD_Connection *conn;
     const struct route *route;
-    const char *method; /* MHD-owned, valid for the request */
+    const char *method;  /* MHD-owned, valid for the request */
     const char *version; /* MHD-owned, e.g. "HTTP/1.1" */
     int uri_refused;     /* the URI callback refused the target (414) */
     char *path;
@@ -136,21 +136,51 @@ char *req_strdup(struct request *req, const char *s)
     return a->data;
 }
 
-const char *req_method(const struct request *req) { return req->method; }
-const char *req_path(const struct request *req) { return req->path; }
+const char *req_method(const struct request *req)
+{
+    return req->method;
+}
+const char *req_path(const struct request *req)
+{
+    return req->path;
+}
 
 const void *req_route_arg(const struct request *req)
 {
     return req->route ? req->route->arg : NULL;
 }
-const char *req_tenant(const struct request *req) { return req->tenant; }
-const char *req_id(const struct request *req) { return req->id; }
-const char *req_base_url(const struct request *req) { return req->base_url; }
-const char *req_client_ip(const struct request *req) { return req->client_ip; }
-void *req_app(const struct request *req) { return req->srv->app; }
-void *req_ctx(const struct request *req) { return req->ctx; }
-void req_set_ctx(struct request *req, void *ctx) { req->ctx = ctx; }
-int req_replied(const struct request *req) { return req->resp != NULL; }
+const char *req_tenant(const struct request *req)
+{
+    return req->tenant;
+}
+const char *req_id(const struct request *req)
+{
+    return req->id;
+}
+const char *req_base_url(const struct request *req)
+{
+    return req->base_url;
+}
+const char *req_client_ip(const struct request *req)
+{
+    return req->client_ip;
+}
+void *req_app(const struct request *req)
+{
+    return req->srv->app;
+}
+void *req_ctx(const struct request *req)
+{
+    return req->ctx;
+}
+void req_set_ctx(struct request *req, void *ctx)
+{
+    req->ctx = ctx;
+}
+int req_replied(const struct request *req)
+{
+    return req->resp != NULL;
+}
 
 void req_park(struct request *req, void (*on_resume)(struct request *req))
 {
@@ -257,8 +287,8 @@ void reply_json(struct request *req, int status, const char *body, size_t len)
 
 void reply_buf(struct request *req, int status, const char *content_type, struct buf *b)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(b->len, b->data ? b->data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = MHD_create_response_from_buffer(b->len, b->data ? b->data : (void *)"",
+                                                             MHD_RESPMEM_MUST_COPY);
     buf_reset(b);
     set_reply(req, (unsigned)status, r, content_type);
 }
@@ -574,7 +604,8 @@ static int request_start(struct request *req)
     if (te && strcasecmp(te, "chunked") != 0) {
         reply_errorf(req, SLUICE_E_INVALID_REQUEST, NULL,
                      "Transfer-Encoding \"%.40s\" is not supported; send chunked or a "
-                     "Content-Length", te);
+                     "Content-Length",
+                     te);
         return framing_error(req); /* closes instead of guessing where the body ends */
     }
     const char *cl = req_header(req, "Content-Length");
@@ -722,8 +753,10 @@ static void *watchdog_main(void *arg)
                 shutdown(w->fd, SHUT_RDWR); /* MHD sees the end and closes it */
                 w->waiting_since = now;     /* once is enough */
                 metrics_request(408, 0);
-                log_write(LOG_WARN, "cut a connection that did not send its request headers in "
-                                    "time", NULL);
+                log_write(LOG_WARN,
+                          "cut a connection that did not send its request headers in "
+                          "time",
+                          NULL);
             }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

@@ -16,21 +16,21 @@
 #include "http/route.h"
 
 struct http_config {
-    const char *host;          /* listen address, e.g. "127.0.0.1" */
-    uint16_t port;             /* 0 = pick a free port (see http_server_port) */
-    unsigned threads;          /* MHD thread pool size */
-    size_t max_body;           /* buffered routes: largest body accepted (413 beyond) */
-    uint64_t max_stream_body;  /* streamed routes: largest body accepted (413 beyond) */
-    unsigned idle_timeout_s;   /* connection idle timeout */
-    unsigned max_connections;  /* total connection cap */
-    unsigned max_per_ip;       /* per-IP connection cap (0 = none) */
+    const char *host;           /* listen address, e.g. "127.0.0.1" */
+    uint16_t port;              /* 0 = pick a free port (see http_server_port) */
+    unsigned threads;           /* MHD thread pool size */
+    size_t max_body;            /* buffered routes: largest body accepted (413 beyond) */
+    uint64_t max_stream_body;   /* streamed routes: largest body accepted (413 beyond) */
+    unsigned idle_timeout_s;    /* connection idle timeout */
+    unsigned max_connections;   /* total connection cap */
+    unsigned max_per_ip;        /* per-IP connection cap (0 = none) */
     unsigned request_timeout_s; /* a connection owing request headers longer is cut, and a
                                    request older has to have sent min_body_rate bytes/s on
                                    average; 0 = no deadline */
-    unsigned min_body_rate;    /* bytes/s; 0 = no minimum */
-    size_t max_header_bytes;   /* request header block (field lines); 431 beyond */
-    size_t max_url_bytes;      /* request target (path and query); 414 beyond */
-    unsigned max_query_params; /* query parameters; 414 beyond */
+    unsigned min_body_rate;     /* bytes/s; 0 = no minimum */
+    size_t max_header_bytes;    /* request header block (field lines); 431 beyond */
+    size_t max_url_bytes;       /* request target (path and query); 414 beyond */
+    unsigned max_query_params;  /* query parameters; 414 beyond */
 };
 
 struct http_server;

@@ -162,12 +162,12 @@ static int on_envelope_member(struct ingest *in, enum jscan_event ev)
                                         [K_CALLBACK] = "callback",
                                         [K_PRIORITY] = "priority"};
     if (ev == JSCAN_KEY) {
-        int k = is_key(sc, "workflow")                  ? K_WORKFLOW
-                : is_key(sc, "clientReference")         ? K_CLIENTREF
-                : is_key(sc, "items")                   ? K_ITEMS
+        int k = is_key(sc, "workflow")                 ? K_WORKFLOW
+                : is_key(sc, "clientReference")        ? K_CLIENTREF
+                : is_key(sc, "items")                  ? K_ITEMS
                 : in->raw_fn && is_key(sc, "callback") ? K_CALLBACK
                 : in->raw_fn && is_key(sc, "priority") ? K_PRIORITY
-                                                        : K_NONE;
+                                                       : K_NONE;
         if (k == K_NONE)
             return field_error(in, sc->str, "unknown field");
         if (in->env_seen & (unsigned)k)

@@ -7,13 +7,12 @@
  * item (max_item_bytes), whatever the body size; nothing is allocated per value.
  *
  * Formats:
- *   INGEST_JSON    {"workflow": "...", "clientReference": "...", "items": [{"ref":..,"data":..}, ...]}
- *                  Envelope keys may come in any order; field_fn reports "workflow" and
- *                  "clientReference" values when they are seen. With a raw field
- *                  callback set (ingest_set_raw_field_fn), "callback": {...} is
- *                  accepted too and its raw text handed over. Unknown envelope keys
- *                  are rejected (InvalidField, target = the key).
- *   INGEST_NDJSON  one {"ref":..,"data":..} object per line; blank lines are skipped;
+ *   INGEST_JSON    {"workflow": "...", "clientReference": "...", "items": [{"ref":..,"data":..},
+ * ...]} Envelope keys may come in any order; field_fn reports "workflow" and "clientReference"
+ * values when they are seen. With a raw field callback set (ingest_set_raw_field_fn), "callback":
+ * {...} is accepted too and its raw text handed over. Unknown envelope keys are rejected
+ * (InvalidField, target = the key). INGEST_NDJSON  one {"ref":..,"data":..} object per line; blank
+ * lines are skipped;
  *                  "\n" or "\r\n" line ends; the last line may lack a newline.
  *
  * Every value accepted here also parses with jansson
@@ -22,15 +21,14 @@
  * as jansson demands.
  *
  * Errors (negative sluice error codes, details in ingest_last_error()):
- *   -SLUICE_E_INVALID_JSON / INVALID_NDJSON  malformed input; message names line, column, byte offset
- *   -SLUICE_E_INVALID_ITEM    item not an object, missing/non-string/empty/too long (> 256 bytes) ref,
- *                             ref containing NUL, duplicate or unknown item key; target "items[N].ref" etc.
- *   -SLUICE_E_INVALID_FIELD   envelope problem: not an object, missing "items", wrong type of a field,
- *                             unknown or duplicate key; target = the field name
- *   -SLUICE_E_ITEM_TOO_LARGE  an item's raw bytes exceed max_item_bytes; target "items[N]"
- *   -SLUICE_E_TOO_MANY_ITEMS  more than max_items items; target "items"
- *   any negative value returned by item_fn or field_fn is passed through unchanged.
- * After an error every further feed returns the same error.
+ *   -SLUICE_E_INVALID_JSON / INVALID_NDJSON  malformed input; message names line, column, byte
+ * offset -SLUICE_E_INVALID_ITEM    item not an object, missing/non-string/empty/too long (> 256
+ * bytes) ref, ref containing NUL, duplicate or unknown item key; target "items[N].ref" etc.
+ *   -SLUICE_E_INVALID_FIELD   envelope problem: not an object, missing "items", wrong type of a
+ * field, unknown or duplicate key; target = the field name -SLUICE_E_ITEM_TOO_LARGE  an item's raw
+ * bytes exceed max_item_bytes; target "items[N]" -SLUICE_E_TOO_MANY_ITEMS  more than max_items
+ * items; target "items" any negative value returned by item_fn or field_fn is passed through
+ * unchanged. After an error every further feed returns the same error.
  *
  * Not thread-safe: one parser per request. */
 #ifndef SLUICE_INGEST_H
@@ -42,18 +40,18 @@
 enum ingest_format { INGEST_JSON, INGEST_NDJSON };
 
 struct ingest_limits {
-    uint64_t max_items;      /* default 1,000,000 */
-    size_t max_item_bytes;   /* raw bytes of one item object; default 1 MiB */
-    unsigned max_depth;      /* nesting depth counted from the item object; default 64 */
+    uint64_t max_items;    /* default 1,000,000 */
+    size_t max_item_bytes; /* raw bytes of one item object; default 1 MiB */
+    unsigned max_depth;    /* nesting depth counted from the item object; default 64 */
 };
 
 #define INGEST_REF_MAX 256
 
 struct ingest_item {
-    uint64_t index;     /* 0-based position in the input */
-    const char *ref;    /* decoded UTF-8, NUL-terminated, 1..256 bytes; valid during the callback */
+    uint64_t index;  /* 0-based position in the input */
+    const char *ref; /* decoded UTF-8, NUL-terminated, 1..256 bytes; valid during the callback */
     size_t ref_len;
-    const char *data;   /* raw JSON text of "data" as sent, NULL when the item has no data */
+    const char *data; /* raw JSON text of "data" as sent, NULL when the item has no data */
     size_t data_len;
 };
 
@@ -68,12 +66,12 @@ typedef int (*ingest_field_fn)(void *ctx, const char *name, const char *value, s
 typedef int (*ingest_raw_field_fn)(void *ctx, const char *name, const char *json, size_t len);
 
 struct ingest_error {
-    int code;            /* negative sluice error code, 0 when no error */
-    char message[256];   /* human-readable, e.g. "unexpected ']' at line 3, column 17 (byte 58)" */
-    char target[96];     /* e.g. "items[17].ref", "workflow", "" */
-    uint64_t line;       /* 1-based line of the error, 0 if not positional */
-    uint64_t column;     /* 1-based column (bytes) */
-    uint64_t offset;     /* 0-based byte offset in the body */
+    int code;          /* negative sluice error code, 0 when no error */
+    char message[256]; /* human-readable, e.g. "unexpected ']' at line 3, column 17 (byte 58)" */
+    char target[96];   /* e.g. "items[17].ref", "workflow", "" */
+    uint64_t line;     /* 1-based line of the error, 0 if not positional */
+    uint64_t column;   /* 1-based column (bytes) */
+    uint64_t offset;   /* 0-based byte offset in the body */
 };
 
 /* Fills lim with the defaults above. */

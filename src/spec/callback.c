@@ -97,7 +97,8 @@ int callback_spec_parse(const char *json, size_t len, char **url, int *events, c
         snprintf(msg, msglen, "\"callback\" must be an object");
         goto out;
     }
-    json_object_foreach(o, key, v) {
+    json_object_foreach(o, key, v)
+    {
         if (strcmp(key, "url") != 0 && strcmp(key, "events") != 0) {
             snprintf(target, targetlen, "callback.%.40s", key);
             snprintf(msg, msglen, "unknown field");
@@ -127,7 +128,8 @@ int callback_spec_parse(const char *json, size_t len, char **url, int *events, c
             snprintf(msg, msglen, "\"events\" must be a non-empty array of event names");
             goto out;
         }
-        json_array_foreach(v, i, e) {
+        json_array_foreach(v, i, e)
+        {
             int b = json_is_string(e) ? event_bit(json_string_value(e), json_string_length(e)) : 0;
             if (!b) {
                 snprintf(target, targetlen, "callback.events[%zu]", i);

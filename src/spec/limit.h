@@ -9,16 +9,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LIMITS_NAME_MAX 65     /* names: [A-Za-z0-9_.-]{1,64} */
-#define LIMITS_MAX_USES 16     /* limits one job may consume (workflow and steps) */
+#define LIMITS_NAME_MAX 65 /* names: [A-Za-z0-9_.-]{1,64} */
+#define LIMITS_MAX_USES 16 /* limits one job may consume (workflow and steps) */
 
 struct limits_def {
-    char key[256];        /* template */
-    double rate;          /* tokens per second; 0 = no rate */
-    double per_s;         /* seconds of "per" (1, 60, 3600), for rendering */
-    double rate_in_per;   /* the rate as given, per "per" */
-    int64_t burst;        /* >= 1 when rate > 0 */
-    int64_t concurrency;  /* 0 = no cap */
+    char key[256];       /* template */
+    double rate;         /* tokens per second; 0 = no rate */
+    double per_s;        /* seconds of "per" (1, 60, 3600), for rendering */
+    double rate_in_per;  /* the rate as given, per "per" */
+    int64_t burst;       /* >= 1 when rate > 0 */
+    int64_t concurrency; /* 0 = no cap */
 };
 
 /* Nonzero when name may name a limit: [A-Za-z0-9_.-]{1,64}. */

@@ -164,7 +164,8 @@ static int only_keys(struct cc *c, json_t *obj, const char *prefix, const char *
 {
     const char *k;
     json_t *v;
-    json_object_foreach(obj, k, v) {
+    json_object_foreach(obj, k, v)
+    {
         int ok = !prefix[0] && strcmp(k, "limits") == 0; /* every step may name limits */
         for (const char *const *a = allowed; *a; a++)
             if (strcmp(*a, k) == 0)
@@ -255,7 +256,8 @@ static int compile_http(struct cc *c, json_t *j, struct step_def *s)
             return fail(c, "headers", "headers must be an object of name: template");
         const char *k;
         json_t *v;
-        json_object_foreach(h, k, v) {
+        json_object_foreach(h, k, v)
+        {
             char field[160];
             snprintf(field, sizeof field, "headers.%s", k);
             if (!ids_name_valid(k, 64, NULL) || !json_is_string(v) ||
@@ -300,14 +302,16 @@ static int parse_limits(json_t *v, char (**names)[65], size_t *n, char *err, siz
         return -1;
     }
     *names = xcalloc(json_array_size(v) + 1, sizeof **names);
-    json_array_foreach(v, k, e) {
+    json_array_foreach(v, k, e)
+    {
         const char *nm = json_is_string(e) ? json_string_value(e) : "";
         int dup = 0;
         for (size_t i = 0; i < *n; i++)
             dup |= strcmp((*names)[i], nm) == 0;
         if (!limits_name_valid(nm) || dup) {
-            snprintf(err, errlen, "limit names are 1 to 64 characters of A-Z a-z 0-9 _ - ., "
-                                  "each once");
+            snprintf(err, errlen,
+                     "limit names are 1 to 64 characters of A-Z a-z 0-9 _ - ., "
+                     "each once");
             free(*names);
             *names = NULL;
             *n = 0;
@@ -365,8 +369,10 @@ static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfde
         if (strcmp(type, type_names[i]) == 0)
             t = i;
     if (t < 0)
-        return fail(c, "type", "unknown step type '%.40s' (validate, map, upsert, patch, delete, "
-                               "http, noop, fail)", type);
+        return fail(c, "type",
+                    "unknown step type '%.40s' (validate, map, upsert, patch, delete, "
+                    "http, noop, fail)",
+                    type);
     s->type = (enum step_type)t;
     if ((rc = get_str(c, j, "name", 0, &name)) < 0)
         return rc;
@@ -410,8 +416,8 @@ static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfde
     case STEP_NOOP:
         return only_keys(c, j, "", base);
     case STEP_FAIL: {
-        static const char *const keys[] = {"name", "type", "onError", "retry", "code", "message",
-                                           NULL};
+        static const char *const keys[] = {"name", "type",    "onError", "retry",
+                                           "code", "message", NULL};
         const char *code, *msg;
         if ((rc = only_keys(c, j, "", keys)) < 0 || (rc = get_str(c, j, "code", 0, &code)) < 0 ||
             (rc = get_str(c, j, "message", 0, &msg)) < 0)
@@ -451,15 +457,16 @@ static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfde
     case STEP_UPSERT:
     case STEP_PATCH:
     case STEP_DELETE: {
-        static const char *const keys[] = {"name", "type", "onError", "retry", "collection",
-                                           "refFrom", NULL};
+        static const char *const keys[] = {"name",       "type",    "onError", "retry",
+                                           "collection", "refFrom", NULL};
         const char *coll, *ref_from;
         if ((rc = only_keys(c, j, "", keys)) < 0 ||
             (rc = get_str(c, j, "collection", 1, &coll)) < 0 ||
             (rc = get_str(c, j, "refFrom", 0, &ref_from)) < 0)
             return rc;
         if (!wfdef_collection_valid(coll))
-            return fail(c, "collection", "collection names are 1 to 64 characters of A-Z a-z 0-9 _ -");
+            return fail(c, "collection",
+                        "collection names are 1 to 64 characters of A-Z a-z 0-9 _ -");
         snprintf(s->collection, sizeof s->collection, "%s", coll);
         if (ref_from) {
             if (path_check(ref_from, e, sizeof e) < 0)
@@ -489,7 +496,8 @@ int wfdef_compile(const char *name, int64_t version, json_t *def, struct wfdef *
     }
     const char *k;
     json_t *v;
-    json_object_foreach(def, k, v) {
+    json_object_foreach(def, k, v)
+    {
         if (strcmp(k, "steps") && strcmp(k, "description") && strcmp(k, "limits")) {
             snprintf(err, errlen, "unknown field '%s'", k);
             snprintf(target, targetlen, "%s", k);

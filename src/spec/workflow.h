@@ -76,32 +76,32 @@ struct step_def {
     char name[65];
     enum step_type type;
     enum step_on_error on_error;
-    int max_attempts;       /* 1 = no retry */
+    int max_attempts; /* 1 = no retry */
     long backoff_ms, max_backoff_ms;
-    struct schema *schema;  /* validate */
-    struct map *map;        /* map */
-    char collection[65];    /* upsert/patch/delete */
-    char *ref_from;         /* upsert/patch/delete: dotted path giving the ref, or NULL */
-    char *method;           /* http */
-    char *url;              /* http: template */
-    json_t *headers;        /* http: object name -> template string, or NULL */
-    json_t *body;           /* http: template value, NULL = the item's data */
-    int secret_body;        /* http: "secretBody": true, the body may name secrets */
-    long timeout_ms;        /* http */
+    struct schema *schema;          /* validate */
+    struct map *map;                /* map */
+    char collection[65];            /* upsert/patch/delete */
+    char *ref_from;                 /* upsert/patch/delete: dotted path giving the ref, or NULL */
+    char *method;                   /* http */
+    char *url;                      /* http: template */
+    json_t *headers;                /* http: object name -> template string, or NULL */
+    json_t *body;                   /* http: template value, NULL = the item's data */
+    int secret_body;                /* http: "secretBody": true, the body may name secrets */
+    long timeout_ms;                /* http */
     char *fail_code, *fail_message; /* fail */
-    char (*limits)[65];     /* limit names this step's work consumes (see limits.h) */
+    char (*limits)[65];             /* limit names this step's work consumes (see limits.h) */
     size_t nlimits;
-    char host[256];         /* http: the URL's host when the template fixes it, else "" */
+    char host[256]; /* http: the URL's host when the template fixes it, else "" */
 };
 
 struct wfdef {
     char name[161];
-    int64_t version;        /* 0 for built-ins */
+    int64_t version; /* 0 for built-ins */
     int builtin;
     size_t nsteps;
     struct step_def *steps;
-    int has_http;           /* some step calls out */
-    char (*limits)[65];     /* limit names each item consumes (see limits.h) */
+    int has_http;       /* some step calls out */
+    char (*limits)[65]; /* limit names each item consumes (see limits.h) */
     size_t nlimits;
 };
 

@@ -225,8 +225,8 @@ int store_open(const char *url, const struct store_options *opt, struct store **
         rc = make_parent_dirs(location);
         if (rc < 0)
             goto out;
-    } else if (url && (strncmp(url, "postgres://", 11) == 0 ||
-                       strncmp(url, "postgresql://", 13) == 0)) {
+    } else if (url &&
+               (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)) {
         ops = &store_postgres_ops;
         location = url; /* libpq takes the whole URL */
     } else {

@@ -64,15 +64,19 @@ enum store_item_status {
     ITEM_CANCELED = 5,
 };
 
-enum store_job_outcome { OUTCOME_NONE = 0, OUTCOME_ALL_SUCCEEDED = 1, OUTCOME_PARTIALLY_SUCCEEDED = 2 };
+enum store_job_outcome {
+    OUTCOME_NONE = 0,
+    OUTCOME_ALL_SUCCEEDED = 1,
+    OUTCOME_PARTIALLY_SUCCEEDED = 2
+};
 
 /* Document operations, applied by the store inside the completing transaction. */
 enum store_op { STORE_OP_NONE = 0, STORE_OP_UPSERT, STORE_OP_PATCH, STORE_OP_DELETE };
 
-#define STORE_ID_MAX 72     /* job ids (up to 64 chars: client-chosen Operation-Ids), key
-                               ids, lease tokens */
-#define STORE_NAME_MAX 160  /* tenant, workflow, collection names */
-#define STORE_CODE_MAX 64   /* error codes */
+/* job ids (up to 64 chars: client-chosen Operation-Ids), key ids, lease tokens */
+#define STORE_ID_MAX 72
+#define STORE_NAME_MAX 160 /* tenant, workflow, collection names */
+#define STORE_CODE_MAX 64  /* error codes */
 
 struct store_counts {
     int64_t total, pending, processing, succeeded, failed, skipped, canceled;
@@ -82,9 +86,9 @@ struct store_job {
     char id[STORE_ID_MAX];
     char tenant[STORE_NAME_MAX];
     char workflow[STORE_NAME_MAX];
-    char *client_reference; /* heap or NULL */
-    int status;             /* enum store_job_status */
-    int outcome;            /* enum store_job_outcome, set when Succeeded */
+    char *client_reference;          /* heap or NULL */
+    int status;                      /* enum store_job_status */
+    int outcome;                     /* enum store_job_outcome, set when Succeeded */
     char error_code[STORE_CODE_MAX]; /* "" or e.g. "AllItemsFailed" */
     struct store_counts counts;
     int64_t created_at, started_at, last_progress_at, completed_at;
@@ -93,8 +97,8 @@ struct store_job {
      * at least 5 s apart, refreshed by store_complete. rate = (done - win_done) /
      * (now - win_at). */
     int64_t win_at, win_done;
-    int64_t workflow_version;   /* version of a stored workflow definition, 0 for built-ins */
-    char parent_job[STORE_ID_MAX]; /* "" or the job this one retries (store_job_retry) */
+    int64_t workflow_version;       /* version of a stored workflow definition, 0 for built-ins */
+    char parent_job[STORE_ID_MAX];  /* "" or the job this one retries (store_job_retry) */
     struct store_step_count *steps; /* heap, loaded by store_job_get only (NULL in lists);
                                        in first-seen order */
     size_t nsteps;
@@ -115,25 +119,25 @@ struct store_job {
 /* Everything store_job_commit records about a job besides its items. */
 struct store_job_meta {
     const char *workflow;
-    int64_t workflow_version;   /* 0 for built-in workflows */
+    int64_t workflow_version;     /* 0 for built-in workflows */
     const char *client_reference; /* may be NULL */
-    const char *idem_key;       /* may be NULL; unique per tenant (e.g. "hook:NAME:EVENT") */
-    const char *body_hash;      /* may be NULL: hex SHA-256 of what the key covers (the
-                                   request body); a key held with another hash does not
-                                   replay but fails (see store_job_commit) */
-    int64_t idem_not_before;    /* a key created before this time (ms) no longer counts:
-                                   the new job takes it over; 0 = keys never age */
-    const char *job_id;         /* may be NULL: the public id the job is committed under
-                                   (a client's Operation-Id) instead of the staged id */
-    const char *callback_url;   /* may be NULL: where the completion callback goes (an
-                                   absolute http(s) URL, checked by the caller) */
-    int callback_events;        /* STORE_CB_* bits subscribed; 0 with a callback_url
-                                   means all of them */
-    int priority;               /* STORE_PRIORITY_MIN..MAX, 0 by default (checked by the
-                                   caller); a retry keeps its parent's */
-    const char *uses;           /* may be NULL: what the job's items consume (the processing
-                                   limits its workflow names), opaque to the store, handed
-                                   to the claim gate; a retry keeps its parent's */
+    const char *idem_key;         /* may be NULL; unique per tenant (e.g. "hook:NAME:EVENT") */
+    const char *body_hash;        /* may be NULL: hex SHA-256 of what the key covers (the
+                                     request body); a key held with another hash does not
+                                     replay but fails (see store_job_commit) */
+    int64_t idem_not_before;      /* a key created before this time (ms) no longer counts:
+                                     the new job takes it over; 0 = keys never age */
+    const char *job_id;           /* may be NULL: the public id the job is committed under
+                                     (a client's Operation-Id) instead of the staged id */
+    const char *callback_url;     /* may be NULL: where the completion callback goes (an
+                                     absolute http(s) URL, checked by the caller) */
+    int callback_events;          /* STORE_CB_* bits subscribed; 0 with a callback_url
+                                     means all of them */
+    int priority;                 /* STORE_PRIORITY_MIN..MAX, 0 by default (checked by the
+                                     caller); a retry keeps its parent's */
+    const char *uses;             /* may be NULL: what the job's items consume (the processing
+                                     limits its workflow names), opaque to the store, handed
+                                     to the claim gate; a retry keeps its parent's */
 };
 
 /* COMPLETION CALLBACKS (the outbox)
@@ -158,7 +162,7 @@ enum store_delivery_state { DELIVERY_PENDING = 0, DELIVERY_DELIVERED = 1, DELIVE
 #define STORE_EVENT_MAX 32
 
 struct store_delivery {
-    char id[STORE_ID_MAX];       /* "dlv_" + 24 hex: the Idempotency-Key of every attempt */
+    char id[STORE_ID_MAX]; /* "dlv_" + 24 hex: the Idempotency-Key of every attempt */
     char job_id[STORE_ID_MAX];
     char tenant[STORE_NAME_MAX];
     char event[STORE_EVENT_MAX]; /* "job.completed", "job.failed", "job.canceled" */
@@ -168,44 +172,44 @@ struct store_delivery {
     int64_t created_at;          /* when the job became terminal */
     int64_t next_at;             /* Pending: not claimed before this time */
     int64_t updated_at;
-    char token[STORE_ID_MAX];    /* the lease's token (store_delivery_claim), else "" */
-    char *log;                   /* heap JSON array of attempts (store_delivery_list only,
-                                    else NULL): {"attempt","at","latencyMs","status"
-                                    [,"error":{"code","message"}]} */
+    char token[STORE_ID_MAX]; /* the lease's token (store_delivery_claim), else "" */
+    char *log;                /* heap JSON array of attempts (store_delivery_list only,
+                                 else NULL): {"attempt","at","latencyMs","status"
+                                 [,"error":{"code","message"}]} */
 };
 
 /* One attempt of a delivery, as store_delivery_record appends it to the log. */
 struct store_delivery_attempt {
-    int64_t at;              /* wall ms when it started */
+    int64_t at; /* wall ms when it started */
     int64_t latency_ms;
-    int status;              /* HTTP status of the answer, 0 when none came */
-    const char *error_code;  /* NULL for a 2xx, else e.g. "UpstreamError" */
+    int status;                /* HTTP status of the answer, 0 when none came */
+    const char *error_code;    /* NULL for a 2xx, else e.g. "UpstreamError" */
     const char *error_message; /* may be NULL */
 };
 
 struct store_item {
     int64_t index;
-    char *ref;          /* heap */
-    int status;         /* enum store_item_status, effective (derived Processing/Canceled) */
+    char *ref;  /* heap */
+    int status; /* enum store_item_status, effective (derived Processing/Canceled) */
     int attempts;
-    char *data;         /* heap raw JSON or NULL (NULL also in lists: not loaded) */
+    char *data; /* heap raw JSON or NULL (NULL also in lists: not loaded) */
     size_t data_len;
-    char *result;       /* heap raw JSON or NULL */
+    char *result; /* heap raw JSON or NULL */
     char error_code[STORE_CODE_MAX];
     char *error_message; /* heap or NULL */
-    char *events;       /* heap JSON array text, NULL in lists (not loaded) */
+    char *events;        /* heap JSON array text, NULL in lists (not loaded) */
     int64_t created_at, updated_at;
     char failed_step[STORE_NAME_MAX]; /* "" or the step that failed / skipped the item */
-    char *warnings;     /* heap JSON array text or NULL */
-    int64_t parent_index; /* index in the parent job (store_job_retry), or -1 */
+    char *warnings;                   /* heap JSON array text or NULL */
+    int64_t parent_index;             /* index in the parent job (store_job_retry), or -1 */
 };
 
 /* Filters of store_item_list; a NULL / -1 field does not filter. */
 struct store_item_filter {
-    int status;          /* effective status, -1 = any */
+    int status; /* effective status, -1 = any */
     const char *ref;
-    const char *step;    /* failed_step */
-    const char *code;    /* error_code */
+    const char *step; /* failed_step */
+    const char *code; /* error_code */
 };
 
 /* A named definition owned by a tenant: a workflow, hook, limit or secret (see
@@ -237,10 +241,10 @@ struct store_def {
 };
 
 struct store_doc {
-    char *ref;          /* heap */
-    char *data;         /* heap raw JSON; NULL for a deleted document */
+    char *ref;  /* heap */
+    char *data; /* heap raw JSON; NULL for a deleted document */
     size_t data_len;
-    int64_t version;    /* +1 per applied change, delete included (kept as a tombstone) */
+    int64_t version; /* +1 per applied change, delete included (kept as a tombstone) */
     int64_t updated_at;
     char job_id[STORE_ID_MAX]; /* "" when last changed by a single-entity request */
     int64_t item_index;        /* -1 when not changed by a job item */
@@ -265,8 +269,8 @@ struct store_new_item {
 /* A lease on items [from, to) of one job, handed to one worker. */
 struct store_claim_item {
     int64_t index;
-    char *ref;   /* heap */
-    char *data;  /* heap raw JSON or NULL */
+    char *ref;  /* heap */
+    char *data; /* heap raw JSON or NULL */
     size_t data_len;
     int attempts; /* attempts before this one */
 };
@@ -277,9 +281,9 @@ struct store_claim {
     char job_id[STORE_ID_MAX];
     char tenant[STORE_NAME_MAX];
     char workflow[STORE_NAME_MAX];
-    int64_t from, to;        /* index range [from, to) */
+    int64_t from, to; /* index range [from, to) */
     int64_t claimed_at, lease_until;
-    size_t n;                /* items still pending in the range, in index order */
+    size_t n;                       /* items still pending in the range, in index order */
     struct store_claim_item *items; /* heap array of n */
 };
 
@@ -288,22 +292,22 @@ struct store_claim {
 struct store_doc_op {
     enum store_op op;
     const char *collection;
-    const char *ref;         /* NULL = the item's ref */
-    const char *data;        /* UPSERT: replacement, PATCH: merge patch (raw JSON);
-                                NULL = the item's own data as stored */
+    const char *ref;  /* NULL = the item's ref */
+    const char *data; /* UPSERT: replacement, PATCH: merge patch (raw JSON);
+                         NULL = the item's own data as stored */
     size_t data_len;
-    const char *step;        /* the step's name: events, failed_step; NULL = unnamed
-                                (no "step" member in its event, failed_step "") */
+    const char *step; /* the step's name: events, failed_step; NULL = unnamed
+                         (no "step" member in its event, failed_step "") */
     /* [out], set when store_complete returns >= 0: */
-    int64_t version;         /* version written; 0 when the op failed */
-    int created;             /* 1 when the document did not exist (or was deleted) */
-    int error;               /* 0, or -SLUICE_E_DOCUMENT_NOT_FOUND / -SLUICE_E_INVALID_DATA /
-                                -SLUICE_E_ITEM_TOO_LARGE (max_doc_bytes) */
+    int64_t version; /* version written; 0 when the op failed */
+    int created;     /* 1 when the document did not exist (or was deleted) */
+    int error;       /* 0, or -SLUICE_E_DOCUMENT_NOT_FOUND / -SLUICE_E_INVALID_DATA /
+                        -SLUICE_E_ITEM_TOO_LARGE (max_doc_bytes) */
 };
 
 /* Per-step tallies of one store_complete call, added to the job's step counts. */
 struct store_step_count {
-    const char *step;        /* step name (heap when loaded by store_job_get) */
+    const char *step; /* step name (heap when loaded by store_job_get) */
     int64_t passed, failed, skipped;
 };
 
@@ -322,18 +326,18 @@ struct store_claim_gate {
 };
 
 struct store_claim_opts {
-    size_t max_items;     /* range size (>= 1) */
+    size_t max_items; /* range size (>= 1) */
     int64_t lease_ms;
-    int max_attempts;     /* attempts after which an item whose lease expired fails */
-    int max_active_jobs;  /* per tenant: no NotStarted job of a tenant starts while it has
-                             this many Running or Canceling jobs; 0 = no cap */
+    int max_attempts;    /* attempts after which an item whose lease expired fails */
+    int max_active_jobs; /* per tenant: no NotStarted job of a tenant starts while it has
+                            this many Running or Canceling jobs; 0 = no cap */
     const struct store_claim_gate *gate; /* NULL: every range is admitted */
 };
 
 /* What became of one claimed item. */
 struct store_outcome {
     int64_t index;
-    int status;              /* ITEM_SUCCEEDED, ITEM_FAILED or ITEM_SKIPPED */
+    int status;               /* ITEM_SUCCEEDED, ITEM_FAILED or ITEM_SKIPPED */
     struct store_doc_op *ops; /* applied in order, whatever the status: the caller
                                 passes the ops of the document steps the item got
                                 through (a step that failed later does not undo them,
@@ -342,10 +346,10 @@ struct store_outcome {
                                 failed_step = op->step, and later ops are not applied.
                                 The store writes each op's version/created/error. */
     size_t nops;
-    const char *result;      /* raw JSON or NULL; when NULL and ops were applied the
-                                store writes {"collection":C,"ref":R,"version":N,
-                                "created":bool} of the last op */
-    const char *error_code;  /* for FAILED/SKIPPED: a sluice public code, e.g. "InvalidData" */
+    const char *result;     /* raw JSON or NULL; when NULL and ops were applied the
+                               store writes {"collection":C,"ref":R,"version":N,
+                               "created":bool} of the last op */
+    const char *error_code; /* for FAILED/SKIPPED: a sluice public code, e.g. "InvalidData" */
     const char *error_message;
     const char *failed_step; /* for FAILED/SKIPPED: the step that failed, or NULL */
     const char *warnings;    /* JSON array text of warnings ("continue" errors), or NULL */
@@ -361,10 +365,10 @@ struct store_stats {
 #define STORE_DEFAULT_MAX_DOC_BYTES ((size_t)1 << 20)
 
 struct store_options {
-    int synchronous_full;  /* 1 (default): SQLite synchronous=FULL; 0: NORMAL */
-    int busy_timeout_ms;   /* default 5000 */
-    int64_t retention_ms;  /* how long terminal jobs are kept, for store_job.expires_at
-                              (removal is store_retention_sweep's); 0 = forever */
+    int synchronous_full;    /* 1 (default): SQLite synchronous=FULL; 0: NORMAL */
+    int busy_timeout_ms;     /* default 5000 */
+    int64_t retention_ms;    /* how long terminal jobs are kept, for store_job.expires_at
+                                (removal is store_retention_sweep's); 0 = forever */
     int64_t node_timeout_ms; /* shared stores: a node silent this long loses its leases
                                 (store_heartbeat); default 15000, 0 = the default */
     size_t max_doc_bytes;    /* largest document a write may leave behind, checked on the
@@ -431,7 +435,8 @@ int store_watch(struct store *st, void (*fn)(void *ctx), void *ctx);
 /* ---- API keys: only a SHA-256 hex of the key is kept -------------------------- */
 
 /* -SLUICE_E_CONFLICT if key_id exists. */
-int store_key_create(struct store *st, const char *key_id, const char *tenant, const char *hash_hex);
+int store_key_create(struct store *st, const char *key_id, const char *tenant,
+                     const char *hash_hex);
 /* 1 and [out] tenant when an unrevoked key has this hash, else 0. */
 int store_key_lookup(struct store *st, const char *hash_hex, char tenant[STORE_NAME_MAX]);
 /* [out] heap array of all keys, oldest first; caller frees with free(). */

@@ -7,10 +7,9 @@ struct row {
     const char *msg;
 };
 
-static const struct row rows[] = {
-    [SLUICE_OK] = {200, "Ok", "ok"},
+static const struct row rows[] = {[SLUICE_OK] = {200, "Ok", "ok"},
 #define X(name, st, code, msg) [SLUICE_E_##name] = {st, code, msg},
-    SLUICE_ERRORS(X)
+                                  SLUICE_ERRORS(X)
 #undef X
 };
 

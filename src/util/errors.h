@@ -64,7 +64,7 @@ enum sluice_error {
 #define X(name, status, code, msg) SLUICE_E_##name,
     SLUICE_ERRORS(X)
 #undef X
-    SLUICE_E__COUNT
+        SLUICE_E__COUNT
 };
 
 /* Lookups by error number (positive or negative); unknown numbers map to INTERNAL. */

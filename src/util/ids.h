@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#define IDS_JOB_LEN 28     /* strlen of a job id */
+#define IDS_JOB_LEN 28 /* strlen of a job id */
 #define IDS_KEY_PREFIX "slk_"
 
 /* Fills out (IDS_JOB_LEN + 1 bytes) with a new job id. Returns 0 or -SLUICE_E_INTERNAL. */

@@ -1849,8 +1849,8 @@ TEST(claim_gate_shortens_and_passes_over)
     drain();
     new_tenant(tenant, "gate");
     CHECK_EQ_INT(submit_meta(tenant, a, 5,
-                             &(struct store_job_meta){.workflow = "wf", .uses = "limit-a"},
-                             NULL), 1);
+                             &(struct store_job_meta){.workflow = "wf", .uses = "limit-a"}, NULL),
+                 1);
     CHECK_EQ_INT(submit(tenant, b, 5, "g%d"), 0);
     struct gate_log g = {.grant = 2};
     snprintf(g.blocked, sizeof g.blocked, "%s", a);
@@ -3035,7 +3035,6 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return remove(path);
 }
 
-
 /* ---- completion callbacks: the outbox --------------------------------------------- */
 
 /* A committed job of n items with a callback (url NULL: none). */
@@ -3354,9 +3353,9 @@ TEST(silent_node_loses_leases)
     CHECK_EQ_INT(store_item_get(st, tenant, id, 0, &it), 1);
     CHECK(strstr(it.events, "LeaseExpired") != NULL);
     store_item_release(&it);
-    CHECK_EQ_INT(store_complete(other, &c2, &(struct store_outcome){.index = 0,
-                                                                     .status = ITEM_SUCCEEDED},
-                                1, NULL, 0),
+    CHECK_EQ_INT(store_complete(other, &c2,
+                                &(struct store_outcome){.index = 0, .status = ITEM_SUCCEEDED}, 1,
+                                NULL, 0),
                  0);
     CHECK_EQ_INT(store_release(st, &c1), -SLUICE_E_LEASE_LOST);
     /* the live node's lease is untouched by its own heartbeats */

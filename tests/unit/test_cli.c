@@ -11,10 +11,10 @@
 #include "cli/cli_int.h"
 #include "outbound/http_client.h"
 #include "testhelp.h"
-#include "util/url.h"
 #include "util/buf.h"
 #include "util/errors.h"
 #include "util/ids.h"
+#include "util/url.h"
 
 /* ---- arguments ---------------------------------------------------------------- */
 

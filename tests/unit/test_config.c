@@ -32,8 +32,14 @@ TEST(later_settings_parse)
 {
     struct config c;
     char err[4096];
-    char *argv[] = {"serve", "--outbound-allow", "127.0.0.1/32,api.example.com",
-                    "--retention-seconds", "60", "--tenant-rate", "0", "--auth-fail-rate=3",
+    char *argv[] = {"serve",
+                    "--outbound-allow",
+                    "127.0.0.1/32,api.example.com",
+                    "--retention-seconds",
+                    "60",
+                    "--tenant-rate",
+                    "0",
+                    "--auth-fail-rate=3",
                     NULL};
     CHECK_EQ_INT(config_load(&c, 8, argv, err, sizeof err), 0);
     CHECK_EQ_STR(c.outbound_allow, "127.0.0.1/32,api.example.com");
@@ -51,8 +57,9 @@ TEST(flags_override_environment)
     char err[4096];
     setenv("SLUICE_WORKERS", "3", 1);
     setenv("SLUICE_LISTEN", "127.0.0.1:9000", 1);
-    char *argv[] = {"serve", "--workers", "5", "--store=sqlite:/tmp/x.db", "--max-items", "10",
-                    "--sync", "normal", "--lease-ms", "2000", NULL};
+    char *argv[] = {"serve",       "--workers", "5",      "--store=sqlite:/tmp/x.db",
+                    "--max-items", "10",        "--sync", "normal",
+                    "--lease-ms",  "2000",      NULL};
     CHECK_EQ_INT(config_load(&c, 10, argv, err, sizeof err), 0);
     CHECK_EQ_INT(c.engine.workers, 5);
     CHECK_EQ_INT(c.port, 9000);

@@ -358,9 +358,10 @@ TEST(envelope_callback)
                         "\"events\":[\"job.failed\"],\"n\":{\"a\":[{},{\"b\":1}]}} ,"
                         "\"items\":[{\"ref\":\"a\"}]}"));
     CHECK_EQ_INT(O.rc, 0);
-    CHECK_EQ_STR(buf_cstr(&O.log),
-                 "F workflow=w\nR callback={ \"url\" : \"https://x/y\", \"events\":[\"job.failed\"],"
-                 "\"n\":{\"a\":[{},{\"b\":1}]}}\nI0 a -\n");
+    CHECK_EQ_STR(
+        buf_cstr(&O.log),
+        "F workflow=w\nR callback={ \"url\" : \"https://x/y\", \"events\":[\"job.failed\"],"
+        "\"n\":{\"a\":[{},{\"b\":1}]}}\nI0 a -\n");
     CHECK(RUN_STR(JSON, "{\"items\":[{\"ref\":\"a\",\"data\":{\"callback\":1}}],"
                         "\"callback\":{}}"));
     CHECK_EQ_INT(O.rc, 0);
@@ -404,7 +405,6 @@ TEST(envelope_callback)
 
 /* ---- item errors ---- */
 
-
 TEST(envelope_priority)
 {
     reset_limits();
@@ -418,8 +418,8 @@ TEST(envelope_priority)
     CHECK(RUN_STR(JSON, "{\"items\":[],\"priority\":100}"));
     CHECK_EQ_INT(O.rc, 0);
     CHECK_EQ_STR(buf_cstr(&O.log), "F priority=100\n");
-    static const char *const bad[] = {"101", "-101", "1.5", "1e1", "\"3\"", "null", "true",
-                                      "[1]", "{}", "1000000000000"};
+    static const char *const bad[] = {"101",  "-101", "1.5", "1e1", "\"3\"",
+                                      "null", "true", "[1]", "{}",  "1000000000000"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char body[96];
         snprintf(body, sizeof body, "{\"priority\":%s,\"items\":[]}", bad[i]);

@@ -278,12 +278,15 @@ TEST(backoff_holds_only_the_host_that_asked)
 
 TEST(workflow_uses_and_hosts)
 {
-    const char *def = "{\"limits\": [\"items\"], \"steps\": ["
-                      "{\"type\": \"noop\", \"limits\": [\"n1\"]},"
-                      "{\"name\": \"a\", \"type\": \"http\", \"url\": \"https://u:p@api.x.com:8443/p/{{ref}}\","
-                      " \"limits\": [\"mkt\"]},"
-                      "{\"name\": \"b\", \"type\": \"http\", \"url\": \"http://[::1]:80/x\", \"limits\": [\"mkt\"]},"
-                      "{\"name\": \"c\", \"type\": \"http\", \"url\": \"https://{{data.host}}/x\", \"limits\": [\"mkt\"]}]}";
+    const char *def =
+        "{\"limits\": [\"items\"], \"steps\": ["
+        "{\"type\": \"noop\", \"limits\": [\"n1\"]},"
+        "{\"name\": \"a\", \"type\": \"http\", \"url\": \"https://u:p@api.x.com:8443/p/{{ref}}\","
+        " \"limits\": [\"mkt\"]},"
+        "{\"name\": \"b\", \"type\": \"http\", \"url\": \"http://[::1]:80/x\", \"limits\": "
+        "[\"mkt\"]},"
+        "{\"name\": \"c\", \"type\": \"http\", \"url\": \"https://{{data.host}}/x\", \"limits\": "
+        "[\"mkt\"]}]}";
     json_error_t je;
     json_t *j = json_loads(def, 0, &je);
     struct wfdef *w = NULL;
@@ -308,8 +311,10 @@ TEST(workflow_uses_and_hosts)
     struct buf big = BUF_INIT;
     buf_puts(&big, "{\"limits\": [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\"], \"steps\": [");
     for (int i = 0; i < 2; i++)
-        buf_printf(&big, "%s{\"name\": \"s%d\", \"type\": \"noop\", \"limits\": [\"a\",\"b\",\"c\","
-                         "\"d\",\"e\"]}", i ? "," : "", i);
+        buf_printf(&big,
+                   "%s{\"name\": \"s%d\", \"type\": \"noop\", \"limits\": [\"a\",\"b\",\"c\","
+                   "\"d\",\"e\"]}",
+                   i ? "," : "", i);
     buf_puts(&big, "]}");
     j = json_loads(buf_cstr(&big), 0, &je);
     CHECK_EQ_INT(wfdef_compile("x", 1, j, &w, err, sizeof err, target, sizeof target),

@@ -52,8 +52,19 @@ TEST(integers_are_strict)
     CHECK(v == INT64_MAX);
     v = 5;
     /* found by fuzz_request: strtoll() took leading white space ("limit=%205") */
-    const char *bad[] = {"", " 5", "\n5", "\t-1", "5 ", "+", "-", "1e3", "0x10", "--1",
-                         "9223372036854775808", "-9223372036854775809", "1001"};
+    const char *bad[] = {"",
+                         " 5",
+                         "\n5",
+                         "\t-1",
+                         "5 ",
+                         "+",
+                         "-",
+                         "1e3",
+                         "0x10",
+                         "--1",
+                         "9223372036854775808",
+                         "-9223372036854775809",
+                         "1001"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (api_parse_int(bad[i], 1, 1000, &v) != -SLUICE_E_INVALID_PARAMETER)
             TH_FAIL("api_parse_int accepted \"%s\"", bad[i]);
@@ -91,8 +102,19 @@ TEST(if_match_takes_this_apis_etags)
     CHECK_EQ_INT(v, 0);
     v = 5;
     /* found by fuzz_request: unbalanced quotes, white space, signs and overflows passed */
-    const char *bad[] = {"", "\"\"", "\"3", "3\"", "W/3", "W/", "\" 3\"", " 3", "+3", "\"-0\"",
-                         "*", "\"3\", \"4\"", "99999999999999999999"};
+    const char *bad[] = {"",
+                         "\"\"",
+                         "\"3",
+                         "3\"",
+                         "W/3",
+                         "W/",
+                         "\" 3\"",
+                         " 3",
+                         "+3",
+                         "\"-0\"",
+                         "*",
+                         "\"3\", \"4\"",
+                         "99999999999999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (api_parse_if_match(bad[i], &v) != -SLUICE_E_INVALID_PARAMETER)
             TH_FAIL("api_parse_if_match accepted \"%s\"", bad[i]);

@@ -691,8 +691,8 @@ TEST(schema_pattern_complexity_limit)
 TEST(schema_pattern_anchor_blowups)
 {
     struct buf b = BUF_INIT;
-    const char *unit[] = {"(\\\\b)*", "(c*)*", "(c?)+", "(a|\\\\b)*", "(a?|b?)", "(a*|b*)",
-                          "\\\\b",  "^",     "(^|$)"};
+    const char *unit[] = {"(\\\\b)*", "(c*)*", "(c?)+", "(a|\\\\b)*", "(a?|b?)",
+                          "(a*|b*)",  "\\\\b", "^",     "(^|$)"};
     for (size_t i = 0; i < sizeof unit / sizeof unit[0]; i++) {
         buf_reset(&b);
         buf_puts(&b, "{\"pattern\": \"^");
@@ -717,8 +717,8 @@ TEST(schema_pattern_anchor_blowups)
                 48) != 0)
         TH_FAIL("stacked '*' compiled");
     /* what real patterns do stays allowed */
-    const char *ok[] = {"^(foo|bar)?$", "\\\\bword\\\\b", "^(a|b|)$", "(ab*)*", "([a-z]+ ?)*",
-                        "^((a|b)?c)*$", "^[a-z]*(-[a-z]+)*$"};
+    const char *ok[] = {"^(foo|bar)?$", "\\\\bword\\\\b", "^(a|b|)$",          "(ab*)*",
+                        "([a-z]+ ?)*",  "^((a|b)?c)*$",   "^[a-z]*(-[a-z]+)*$"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         buf_reset(&b);
         buf_printf(&b, "{\"pattern\": \"%s\"}", ok[i]);

@@ -52,7 +52,8 @@ int limits_set_server(struct limits *l, const json_t *defs, char *err, size_t er
                                "limits must be a JSON object name -> limit");
     struct sdef *s = xcalloc(json_object_size(defs) + 1, sizeof *s);
     size_t n = 0;
-    json_object_foreach((json_t *)defs, name, v) {
+    json_object_foreach((json_t *)defs, name, v)
+    {
         char sub[LIMITS_NAME_MAX + 64];
         if (!limits_name_valid(name)) {
             free(s);
