@@ -30,6 +30,11 @@ for src in tests/fuzz/fuzz_*.c; do
   name=${name#fuzz_}
   [ "$only" = "  " ] || [[ "$only" == *" $name "* ]] || continue
   dirs=$(head -n 1 "$src" | sed -n 's|.*fuzz-link:[[:space:]]*\(.*\)\*/.*|\1|p')
+  if [ -z "$dirs" ] && head -n 1 "$src" | grep -q 'fuzz-link:'; then
+    echo "FAIL: $name: its fuzz-link comment must end on line 1 (keep it under 100 columns)" >&2
+    status=1
+    continue
+  fi
   [ -n "$dirs" ] || dirs=src/util
   srcs=()
   for d in $dirs; do

@@ -1,5 +1,4 @@
-/* fuzz-link: src/spec/workflow.c src/spec/secrets.c src/spec/limit.c src/lang src/ingest src/util
- */
+/* fuzz-link: src/spec src/lang src/ingest src/util */
 /* fuzz_wfdef.c - libFuzzer target for workflow definitions (src/spec/workflow.c), the
  * body of PUT /v1/workflows/{name}.
  *
