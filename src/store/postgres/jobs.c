@@ -229,15 +229,29 @@ static int first_i64(struct conn *c, const char *sql, const struct pg_params *p,
     return 1;
 }
 
+/* Runs sql, a lookup of one job's jid, with $1 job_id and $2 tenant (when not NULL), or
+ * (job_id NULL) $1 num: 1 ([out] *jid) or 0. */
+static int jid_query(void *conn, const char *sql, const char *job_id, const char *tenant,
+                     int64_t num, int64_t *jid)
+{
+    struct pg_params p = {0};
+    if (job_id) {
+        pg_param_str(&p, job_id);
+        if (tenant)
+            pg_param_str(&p, tenant);
+    } else {
+        pg_param_i64(&p, num);
+    }
+    return first_i64(conn, sql, &p, jid);
+}
+
 /* jid of a Receiving job (locked), or 0 (not found / no longer receiving). */
 static int receiving_jid(void *conn, const char *job_id, int64_t *jid)
 {
-    struct pg_params p = {0};
-    pg_param_str(&p, job_id);
-    return first_i64(conn,
+    return jid_query(conn,
                      "SELECT jid FROM jobs WHERE id = $1 AND status = 0 AND updated_at >= 0 "
                      "FOR UPDATE",
-                     &p, jid);
+                     job_id, NULL, 0, jid);
 }
 
 /* One upload's items, in one INSERT ... SELECT FROM unnest() of array parameters
@@ -500,11 +514,8 @@ static int stage_last(void *conn, int64_t jid, int64_t *staged, int64_t *pnext)
 
 static int stage_parent(void *conn, const char *tenant, const char *parent, int64_t *pjid)
 {
-    struct pg_params q = {0};
-    pg_param_str(&q, parent);
-    pg_param_str(&q, tenant);
-    return first_i64(conn, "SELECT jid FROM jobs WHERE id = $1 AND tenant = $2 AND status > 0", &q,
-                     pjid);
+    return jid_query(conn, "SELECT jid FROM jobs WHERE id = $1 AND tenant = $2 AND status > 0",
+                     parent, tenant, 0, pjid);
 }
 
 static int64_t stage_items(void *conn, int64_t jid, int64_t pjid, int64_t staged, int64_t pnext,
@@ -581,12 +592,10 @@ static int sweep_hidden(void *conn, int64_t *jid)
 
 static int sweep_expired(void *conn, int64_t before, int64_t *jid)
 {
-    struct pg_params p = {0};
-    pg_param_i64(&p, before);
-    return first_i64(conn,
+    return jid_query(conn,
                      "SELECT jid FROM jobs WHERE status IN (4, 5, 6) AND completed_at < $1 "
                      "ORDER BY completed_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-                     &p, jid);
+                     NULL, NULL, before, jid);
 }
 
 static int64_t sweep_hide(void *conn, int64_t jid)

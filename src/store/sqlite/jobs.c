@@ -34,10 +34,11 @@ SQ_SQL(sql_job_by_id_staging, "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND t
                               "AND (status > 0 OR parent_job <> '') AND updated_at >= 0");
 SQ_SQL(sql_job_by_jid, "SELECT " JOB_COLS " FROM jobs WHERE jid = ?1");
 
-/* Runs sql, which returns the JOB_COLS (rules.h) of one job, with ?1 job_id and ?2
- * tenant, or (job_id NULL) ?1 jid: 1 and [out] r when it returned a row, 0 when not. */
+/* Runs sql, a lookup of one job, with ?1 job_id and ?2 tenant (when not NULL), or (job_id
+ * NULL) ?1 num (unless num < 0: no parameter). 1 when it returned a row, with [out] r
+ * read from its JOB_COLS (rules.h), or, r NULL, *jid from its column 0; 0 when not. */
 static int job_query(struct sq_conn *c, struct sq_sql *sql, const char *job_id, const char *tenant,
-                     int64_t jid, struct rules_jobrow *r)
+                     int64_t num, struct rules_jobrow *r, int64_t *jid)
 {
     sqlite3_stmt *s;
     int rc = sq_q(c, sql, &s);
@@ -45,31 +46,34 @@ static int job_query(struct sq_conn *c, struct sq_sql *sql, const char *job_id, 
         return rc;
     if (job_id) {
         sq_bind_str(s, 1, job_id);
-        sq_bind_str(s, 2, tenant);
-    } else {
-        sqlite3_bind_int64(s, 1, jid);
+        if (tenant)
+            sq_bind_str(s, 2, tenant);
+    } else if (num >= 0) {
+        sqlite3_bind_int64(s, 1, num);
     }
-    if ((rc = sq_step(s)) == 1)
+    if ((rc = sq_step(s)) == 1 && r)
         rules_job_read(&sq_cols, s, c->retention_ms, r);
+    else if (rc == 1)
+        *jid = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     return rc;
 }
 
 int sq_job_load(struct sq_conn *c, const char *tenant, const char *job_id, struct rules_jobrow *r)
 {
-    return job_query(c, &sql_job_by_id, job_id, tenant, 0, r);
+    return job_query(c, &sql_job_by_id, job_id, tenant, 0, r, NULL);
 }
 
 /* Readers see a staging retry (status 0 with a parent_job) too, which store.c shows
  * NotStarted. Writers use sq_job_load and do not see it. */
 int sq_job_load_visible(void *conn, const char *tenant, const char *job_id, struct rules_jobrow *r)
 {
-    return job_query(conn, &sql_job_by_id_staging, job_id, tenant, 0, r);
+    return job_query(conn, &sql_job_by_id_staging, job_id, tenant, 0, r, NULL);
 }
 
 int sq_job_load_jid(void *conn, int64_t jid, struct rules_jobrow *r)
 {
-    int rc = job_query(conn, &sql_job_by_jid, NULL, NULL, jid, r);
+    int rc = job_query(conn, &sql_job_by_jid, NULL, NULL, jid, r, NULL);
     return rc == 0 ? -SLUICE_E_INTERNAL : rc; /* callers hold a reference to the row */
 }
 
@@ -247,16 +251,7 @@ SQ_SQL(sql_job_receiving, "SELECT jid FROM jobs WHERE id = ?1 AND status = 0 AND
 /* jid of a Receiving job, or 0 (not found / no longer receiving). */
 static int receiving_jid(void *conn, const char *job_id, int64_t *jid)
 {
-    sqlite3_stmt *s;
-    int rc = sq_q(conn, &sql_job_receiving, &s);
-    if (rc < 0)
-        return rc;
-    sq_bind_str(s, 1, job_id);
-    rc = sq_step(s);
-    if (rc == 1)
-        *jid = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc;
+    return job_query(conn, &sql_job_receiving, job_id, NULL, 0, NULL, jid);
 }
 
 SQ_SQL(sql_item_insert, "INSERT INTO items(k, prev_idx, ref, data) VALUES(?1, ?2, ?3, ?4)");
@@ -507,16 +502,7 @@ SQ_SQL(sql_stage_parent, "SELECT jid FROM jobs WHERE id = ?1 AND tenant = ?2 AND
 
 static int stage_parent(void *conn, const char *tenant, const char *parent, int64_t *pjid)
 {
-    sqlite3_stmt *s;
-    int rc = sq_q(conn, &sql_stage_parent, &s);
-    if (rc < 0)
-        return rc;
-    sq_bind_str(s, 1, parent);
-    sq_bind_str(s, 2, tenant);
-    if ((rc = sq_step(s)) == 1)
-        *pjid = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc;
+    return job_query(conn, &sql_stage_parent, parent, tenant, 0, NULL, pjid);
 }
 
 /* The next ?7 failed items of the parent (key range [?2 + ?6, ?3)) become items ?4,
@@ -597,29 +583,14 @@ SQ_SQL(sql_sweep_expired, "SELECT jid FROM jobs WHERE status IN (4, 5, 6) AND co
                           "ORDER BY completed_at LIMIT 1");
 SQ_SQL(sql_sweep_hide, "UPDATE jobs SET status = 0, updated_at = -1 WHERE jid = ?1");
 
-/* The first jid sql (?1 bound to arg unless arg < 0) returns: 1 ([out] *jid) or 0. */
-static int first_jid(void *conn, struct sq_sql *sql, int64_t arg, int64_t *jid)
-{
-    sqlite3_stmt *s;
-    int rc = sq_q(conn, sql, &s);
-    if (rc < 0)
-        return rc;
-    if (arg >= 0)
-        sqlite3_bind_int64(s, 1, arg);
-    if ((rc = sq_step(s)) == 1)
-        *jid = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc;
-}
-
 static int sweep_hidden(void *conn, int64_t *jid)
 {
-    return first_jid(conn, &sql_sweep_hidden, -1, jid);
+    return job_query(conn, &sql_sweep_hidden, NULL, NULL, -1, NULL, jid);
 }
 
 static int sweep_expired(void *conn, int64_t before, int64_t *jid)
 {
-    return first_jid(conn, &sql_sweep_expired, before, jid);
+    return job_query(conn, &sql_sweep_expired, NULL, NULL, before, NULL, jid);
 }
 
 static int64_t sweep_hide(void *conn, int64_t jid)
