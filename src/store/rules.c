@@ -668,6 +668,29 @@ void rules_outcomes_settle(struct store_outcome *outs, size_t n)
 
 /* ---- jobs: transaction bodies ---------------------------------------------------- */
 
+int rules_job_begin_body(void *conn, void *vctx)
+{
+    struct rules_submit *x = vctx;
+    const struct rules_jobs_prims *p = x->tx.p;
+    return p->job_insert(conn, x->tenant, x->job_id, p->now(conn));
+}
+
+int rules_job_add_items_body(void *conn, void *vctx)
+{
+    struct rules_submit *x = vctx;
+    const struct rules_jobs_prims *p = x->tx.p;
+    int64_t jid = 0;
+    int rc = p->receiving_jid(conn, x->job_id, &jid);
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
+    for (size_t i = 0; i < x->n; i++) /* SQLite keeps the index in a key's low 32 bits */
+        if (x->items[i].index < 0 || x->items[i].index >= 4294967296LL)
+            return -SLUICE_E_INVALID_PARAMETER;
+    if (x->n > 0 && (rc = p->items_insert(conn, jid, x->items, x->n)) < 0)
+        return rc;
+    return p->job_touch(conn, jid, p->now(conn));
+}
+
 int rules_job_commit_body(void *conn, void *vctx)
 {
     struct rules_submit *x = vctx;
@@ -694,7 +717,7 @@ int rules_job_commit_body(void *conn, void *vctx)
             return rc;
         jid = existing;
         result = 2;
-    } else if ((rc = p->commit(conn, jid, m, x->total, now)) < 0) {
+    } else if ((rc = p->job_commit(conn, jid, m, x->total, now)) < 0) {
         return rc;
     }
     if (x->out) {
@@ -889,6 +912,20 @@ int rules_job_get_body(void *conn, void *vctx)
     }
     *x->out = r.j;
     return 1;
+}
+
+int rules_job_list_body(void *conn, void *vctx)
+{
+    struct rules_jobs *x = vctx;
+    x->list = xcalloc(x->limit ? x->limit : 1, sizeof *x->list);
+    x->n = 0;
+    int rc = x->tx.p->job_list(conn, x);
+    if (rc < 0) {
+        store_jobs_free(x->list, x->n);
+        x->list = NULL;
+        x->n = 0;
+    }
+    return rc < 0 ? rc : 0;
 }
 
 int rules_job_cancel_body(void *conn, void *vctx)

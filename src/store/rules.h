@@ -323,15 +323,28 @@ void rules_outcomes_settle(struct store_outcome *outs, size_t n);
 
 /* ---- jobs: transaction bodies ---------------------------------------------------- */
 
-/* The job transactions whose flow is the same in both backends are written once here;
- * each runs a backend's steps (struct rules_jobs_prims: its SQL and how it runs it) on
- * the backend's connection `conn`. A context (struct rules_submit, rules_stage,
- * rules_sweep, rules_jobs) starts with a struct rules_tx naming the body and the
- * steps, and the backend runs every such body through one trampoline of its own
- * (sq_run_tx / pg_run_tx take a body on their connection type): the indirect calls
- * are per transaction and per step, none per item. */
+/* The job operations (store_job_begin ... store_job_delete, store_gc_receiving,
+ * store_retention_sweep) are the same transactions in both backends over different
+ * SQL, so their bodies are written once here and each backend gives only its steps:
+ * a struct rules_jobs_prims, the `jobs` member of its store_ops. The wrapper in
+ * store.c fills a context (struct rules_submit, rules_stage, rules_sweep, rules_jobs)
+ * that starts with a struct rules_tx naming the body and the steps, and hands it to
+ * the backend's run, which runs the body in one transaction of its retry loop
+ * (sq_run_tx / pg_run_tx, through one trampoline of its own: they take a body on
+ * their connection type) on a connection `conn` that every step then runs on. The
+ * indirect calls are per transaction and per step, none per item. */
 
 struct rules_jobs_prims;
+struct rules_jobs;
+
+/* What a transaction is, for a backend that schedules or syncs kinds differently
+ * (SQLite: its tx_mode, see Durability in sqlite/conn.c; PostgreSQL runs all alike). */
+enum rules_tx_kind {
+    RULES_TX_READ,
+    RULES_TX_WRITE,        /* a write a client request waits on */
+    RULES_TX_WRITE_NOSYNC, /* a write whose loss in a crash is harmless (an upload's items) */
+    RULES_TX_WRITE_BG,     /* a background write (workers, tasks): behind RULES_TX_WRITE */
+};
 
 /* The head of every context of a body here: the body and the backend's steps. */
 struct rules_tx {
@@ -342,12 +355,26 @@ struct rules_tx {
 /* What the bodies need of a backend. Every step runs on conn inside the current
  * transaction and returns a negative error on failure; NULL members do nothing. */
 struct rules_jobs_prims {
+    /* Runs tx->body(conn, tx) (tx heads its context) in one transaction of kind on a
+     * connection of the backend's handle impl, retrying the whole transaction on soft
+     * errors; when the body or the commit fails, undo(tx) (may be NULL) drops what the
+     * body put in the context's outputs. The body's result or a negative error. Any
+     * thread, outside any transaction. */
+    int (*run)(void *impl, enum rules_tx_kind kind, struct rules_tx *tx, void (*undo)(void *ctx));
     /* The transaction's time (ms). */
     int64_t (*now)(void *conn);
     /* jid of a Receiving job (locked where the engine locks): 1, or 0 when there is none. */
     int (*receiving_jid)(void *conn, const char *job_id, int64_t *jid);
     /* Deletes a job and everything of it: 0. */
     int (*job_remove)(void *conn, int64_t jid);
+    /* Inserts the Receiving job job_id of tenant, created at now: 0. */
+    int (*job_insert)(void *conn, const char *tenant, const char *job_id, int64_t now);
+    /* Inserts items[0..n) (their indexes checked: 0 <= index < 2^32) into Receiving job
+     * jid: 0. */
+    int (*items_insert)(void *conn, int64_t jid, const struct store_new_item *items, size_t n);
+    /* Sets the updated_at of Receiving job jid to now (store_gc_receiving ages uploads
+     * by it): 0. */
+    int (*job_touch)(void *conn, int64_t jid, int64_t now);
     /* A visible job of tenant by public id (lock: for an update): 1 found, 0 not. */
     int (*job_load)(void *conn, const char *tenant, const char *job_id, int lock,
                     struct rules_jobrow *r);
@@ -381,8 +408,8 @@ struct rules_jobs_prims {
     /* Makes Receiving job jid visible with meta m and total items (the caller
      * resolved m's key); a soft error or -SLUICE_E_CONFLICT (m->job_id names
      * another job). */
-    int (*commit)(void *conn, int64_t jid, const struct store_job_meta *m, int64_t total,
-                  int64_t now);
+    int (*job_commit)(void *conn, int64_t jid, const struct store_job_meta *m, int64_t total,
+                      int64_t now);
 
     /* Retries: inserts the retry of job r (new_job_id; staging: Receiving, else
      * NotStarted with r's failed count): 0 and [out] *jid. */
@@ -428,22 +455,49 @@ struct rules_jobs_prims {
     int64_t (*sweep_items)(void *conn, int64_t jid, int64_t max);
     /* Deletes the row of job jid: 0. */
     int (*job_delete_row)(void *conn, int64_t jid);
+
+    /* The visible jobs of x->tenant with status x->status (-1: any) and jid below
+     * x->before_seq (<= 0: no bound), newest first, appended to x->list up to x->limit:
+     * 0 (on an error the caller frees what it appended). */
+    int (*job_list)(void *conn, struct rules_jobs *x);
 };
+
+/* The steps every backend gives as static functions of the member's own name, so that
+ * its table reads { .now = ..., ..., RULES_JOBS_STEPS(RULES_STEP), } and a step it lacks
+ * fails to compile instead of being called as NULL. The others (now, the job row's
+ * load and save, idem_record, and the optional cancel_lock, unrunnable, runnable) it
+ * names itself. */
+/* clang-format off */
+#define RULES_JOBS_STEPS(X)                                                                \
+    X(run), X(receiving_jid), X(job_remove), X(job_load_steps),                            \
+    X(job_insert), X(items_insert), X(job_touch), X(idem_find), X(idem_claim),             \
+    X(job_commit), X(retry_insert), X(retry_items),                                        \
+    X(stage_pick), X(stage_last), X(stage_parent), X(stage_items), X(stage_refs),          \
+    X(stage_forget), X(stage_done),                                                        \
+    X(gc_list), X(sweep_keys), X(sweep_hidden), X(sweep_expired), X(sweep_hide),           \
+    X(sweep_items), X(job_delete_row), X(job_list)
+/* clang-format on */
+#define RULES_STEP(name) .name = name
 
 /* The context of the submit, retry, abort and gc bodies. */
 struct rules_submit {
     struct rules_tx tx;
     const char *tenant, *job_id, *new_job_id;
+    const struct store_new_item *items; /* store_job_add_items: n of them */
+    size_t n;
     const struct store_job_meta *meta;
     int64_t total, older_than;
     struct store_job *out;
     int staging; /* job_retry_begin: the retry is created staging, without items */
 };
 
-/* Bodies on a struct rules_submit: store_job_commit (1 committed, 2 replayed its key's
- * job), store_job_retry and store_job_retry_begin (x->staging; 1, 2 replayed, 0 no such
- * job), store_job_abort (1 aborted, 0 no such upload), store_gc_receiving (how many
- * went). x->out (may be NULL) gets the job; undo: rules_submit_undo. */
+/* Bodies on a struct rules_submit: store_job_begin and store_job_add_items (0, or
+ * -SLUICE_E_NOT_FOUND: no such upload), store_job_commit (1 committed, 2 replayed its
+ * key's job), store_job_retry and store_job_retry_begin (x->staging; 1, 2 replayed, 0
+ * no such job), store_job_abort (1 aborted, 0 no such upload), store_gc_receiving (how
+ * many went). x->out (may be NULL) gets the job; undo: rules_submit_undo. */
+int rules_job_begin_body(void *conn, void *ctx);
+int rules_job_add_items_body(void *conn, void *ctx);
 int rules_job_commit_body(void *conn, void *ctx);
 int rules_job_retry_body(void *conn, void *ctx);
 int rules_job_abort_body(void *conn, void *ctx);
@@ -491,8 +545,10 @@ struct rules_jobs {
 };
 
 /* Bodies on a struct rules_jobs: store_job_get, store_job_cancel (x->out may be NULL)
- * and store_job_delete: 1 done, 0 no such job. Undo: rules_jobs_undo. */
+ * and store_job_delete: 1 done, 0 no such job; store_job_list: 0 and x->list (x->limit
+ * slots, at least 1) with x->n jobs. Undo: rules_jobs_undo. */
 int rules_job_get_body(void *conn, void *ctx);
+int rules_job_list_body(void *conn, void *ctx);
 int rules_job_cancel_body(void *conn, void *ctx);
 int rules_job_delete_body(void *conn, void *ctx);
 /* Releases x->out and x->list (a struct rules_jobs) and zeroes them. */

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "store/rules.h"
 #include "store/store_int.h"
 #include "util/buf.h"
 #include "util/errors.h"
@@ -318,24 +319,48 @@ int store_tenant_set_weight(struct store *st, const char *tenant, int weight)
     return st->ops->tenant_set_weight(st->impl, tenant, weight);
 }
 
+/* ---- jobs: rules.c's bodies on the backend's steps ------------------------------ */
+
+/* Runs the job body that heads its context (tx->body, rules.h) on st's backend in one
+ * transaction of kind; undo as in struct rules_jobs_prims. */
+static int run_jobs(struct store *st, enum rules_tx_kind kind, struct rules_tx *tx,
+                    void (*undo)(void *ctx))
+{
+    tx->p = st->ops->jobs;
+    return tx->p->run(st->impl, kind, tx, undo);
+}
+
 int store_job_begin(struct store *st, const char *tenant, const char *job_id)
 {
     FAULT_POINT(st);
-    return st->ops->job_begin(st->impl, tenant, job_id);
+    struct rules_submit x = {.tx.body = rules_job_begin_body, .tenant = tenant, .job_id = job_id};
+    return run_jobs(st, RULES_TX_WRITE, &x.tx, NULL);
 }
 
 int store_job_add_items(struct store *st, const char *job_id, const struct store_new_item *items,
                         size_t n)
 {
     FAULT_POINT(st);
-    return st->ops->job_add_items(st->impl, job_id, items, n);
+    struct rules_submit x = {
+        .tx.body = rules_job_add_items_body, .job_id = job_id, .items = items, .n = n};
+    /* No fsync: a Receiving job is worthless after a crash (see Durability in
+     * sqlite/conn.c). */
+    return run_jobs(st, RULES_TX_WRITE_NOSYNC, &x.tx, NULL);
 }
 
 int store_job_commit(struct store *st, const char *job_id, const struct store_job_meta *meta,
                      int64_t total, struct store_job *out)
 {
     FAULT_POINT(st);
-    return FAULT_AFTER(st, st->ops->job_commit(st->impl, job_id, meta, total, out));
+    struct store_job_meta none = {0};
+    struct rules_submit x = {.tx.body = rules_job_commit_body,
+                             .job_id = job_id,
+                             .meta = meta ? meta : &none,
+                             .total = total,
+                             .out = out};
+    if (out)
+        memset(out, 0, sizeof *out);
+    return FAULT_AFTER(st, run_jobs(st, RULES_TX_WRITE, &x.tx, rules_submit_undo));
 }
 
 /* A staging retry is stored Receiving (status 0) with a parent: readers see it
@@ -348,15 +373,32 @@ static void show_staging(struct store_job *j)
     }
 }
 
+/* store_job_retry, and store_job_retry_begin when staging. */
+static int job_retry(struct store *st, const char *tenant, const char *job_id,
+                     const char *new_job_id, const struct store_job_meta *meta, int staging,
+                     struct store_job *out)
+{
+    struct rules_submit x = {.tx.body = rules_job_retry_body,
+                             .tenant = tenant,
+                             .job_id = job_id,
+                             .new_job_id = new_job_id,
+                             .meta = meta,
+                             .out = out,
+                             .staging = staging};
+    if (out)
+        memset(out, 0, sizeof *out);
+    int rc = run_jobs(st, RULES_TX_WRITE, &x.tx, rules_submit_undo);
+    if (rc > 0 && out) /* a replay may name a staging retry */
+        show_staging(out);
+    return rc;
+}
+
 int store_job_retry(struct store *st, const char *tenant, const char *job_id,
                     const char *new_job_id, const struct store_job_meta *meta,
                     struct store_job *out)
 {
     FAULT_POINT(st);
-    int rc = st->ops->job_retry(st->impl, tenant, job_id, new_job_id, meta, out);
-    if (rc > 0 && out) /* a replay may name a staging retry */
-        show_staging(out);
-    return rc;
+    return job_retry(st, tenant, job_id, new_job_id, meta, 0, out);
 }
 
 int store_job_retry_begin(struct store *st, const char *tenant, const char *job_id,
@@ -364,29 +406,34 @@ int store_job_retry_begin(struct store *st, const char *tenant, const char *job_
                           struct store_job *out)
 {
     FAULT_POINT(st);
-    int rc = st->ops->job_retry_begin(st->impl, tenant, job_id, new_job_id, meta, out);
-    if (rc > 0 && out)
-        show_staging(out);
-    return rc;
+    return job_retry(st, tenant, job_id, new_job_id, meta, 1, out);
 }
 
 int store_job_retry_stage(struct store *st, size_t max_rows, int64_t *cursor, char *job_id)
 {
     job_id[0] = '\0';
     FAULT_POINT(st);
-    return st->ops->job_retry_stage(st->impl, max_rows, cursor, job_id);
+    struct rules_stage x = {.tx.body = rules_stage_body,
+                            .max_rows = max_rows ? max_rows : 1,
+                            .job_id = job_id,
+                            .after = cursor ? *cursor : 0,
+                            .seq = cursor};
+    return run_jobs(st, RULES_TX_WRITE_BG, &x.tx, NULL);
 }
 
 int store_job_abort(struct store *st, const char *job_id)
 {
     FAULT_POINT(st);
-    return st->ops->job_abort(st->impl, job_id);
+    struct rules_submit x = {.tx.body = rules_job_abort_body, .job_id = job_id};
+    int rc = run_jobs(st, RULES_TX_WRITE, &x.tx, NULL);
+    return rc < 0 ? rc : 0;
 }
 
 int store_gc_receiving(struct store *st, int64_t older_than)
 {
     FAULT_POINT(st);
-    return st->ops->gc_receiving(st->impl, older_than);
+    struct rules_submit x = {.tx.body = rules_gc_body, .older_than = older_than};
+    return run_jobs(st, RULES_TX_WRITE_BG, &x.tx, NULL);
 }
 
 int store_expire_claims(struct store *st)
@@ -399,13 +446,20 @@ int store_retention_sweep(struct store *st, int64_t jobs_completed_before,
                           int64_t keys_created_before, size_t max_rows)
 {
     FAULT_POINT(st);
-    return st->ops->retention_sweep(st->impl, jobs_completed_before, keys_created_before, max_rows);
+    struct rules_sweep x = {.tx.body = rules_sweep_body,
+                            .jobs_before = jobs_completed_before,
+                            .keys_before = keys_created_before,
+                            .budget = rules_sweep_budget(max_rows)};
+    return run_jobs(st, RULES_TX_WRITE_BG, &x.tx, NULL);
 }
 
 int store_job_get(struct store *st, const char *tenant, const char *job_id, struct store_job *out)
 {
     FAULT_POINT(st);
-    int rc = st->ops->job_get(st->impl, tenant, job_id, out);
+    struct rules_jobs x = {
+        .tx.body = rules_job_get_body, .tenant = tenant, .job_id = job_id, .out = out};
+    memset(out, 0, sizeof *out);
+    int rc = run_jobs(st, RULES_TX_READ, &x.tx, rules_jobs_undo);
     if (rc > 0)
         show_staging(out);
     return rc;
@@ -415,20 +469,33 @@ int store_job_list(struct store *st, const char *tenant, int status, int64_t bef
                    size_t limit, struct store_job **out, size_t *n)
 {
     FAULT_POINT(st);
-    return st->ops->job_list(st->impl, tenant, status, before_seq, limit, out, n);
+    struct rules_jobs x = {.tx.body = rules_job_list_body,
+                           .tenant = tenant,
+                           .status = status,
+                           .before_seq = before_seq,
+                           .limit = limit};
+    int rc = run_jobs(st, RULES_TX_READ, &x.tx, rules_jobs_undo);
+    *out = rc < 0 ? NULL : x.list;
+    *n = rc < 0 ? 0 : x.n;
+    return rc;
 }
 
 int store_job_cancel(struct store *st, const char *tenant, const char *job_id,
                      struct store_job *out)
 {
     FAULT_POINT(st);
-    return st->ops->job_cancel(st->impl, tenant, job_id, out);
+    struct rules_jobs x = {
+        .tx.body = rules_job_cancel_body, .tenant = tenant, .job_id = job_id, .out = out};
+    if (out)
+        memset(out, 0, sizeof *out);
+    return run_jobs(st, RULES_TX_WRITE, &x.tx, rules_jobs_undo);
 }
 
 int store_job_delete(struct store *st, const char *tenant, const char *job_id)
 {
     FAULT_POINT(st);
-    return st->ops->job_delete(st->impl, tenant, job_id);
+    struct rules_jobs x = {.tx.body = rules_job_delete_body, .tenant = tenant, .job_id = job_id};
+    return run_jobs(st, RULES_TX_WRITE, &x.tx, NULL);
 }
 
 int store_item_get(struct store *st, const char *tenant, const char *job_id, int64_t index,

@@ -1,13 +1,16 @@
 /* store_int.h - private to src/store/: the store handle and the backends' ops tables.
  *
  * Callers see only `struct store *` (store.h); store.c forwards each store_*() call to
- * st->ops with st->impl, and picks the ops table from the URL scheme at open. */
+ * st->ops with st->impl (the job operations: rules.c's bodies on the backend's steps,
+ * st->ops->jobs), and picks the ops table from the URL scheme at open. */
 #ifndef SLUICE_STORE_INT_H
 #define SLUICE_STORE_INT_H
 
 #include <stdatomic.h>
 
 #include "store/store.h"
+
+struct rules_jobs_prims;
 
 /* One call of a def op (store_ops.def_put ... def_delete below), as the backends'
  * transaction bodies take it: its arguments, and the outputs that a failed commit
@@ -40,28 +43,10 @@ struct store_ops {
     int (*key_revoke)(void *impl, const char *key_id);
     int (*tenant_set_weight)(void *impl, const char *tenant, int weight);
 
-    int (*job_begin)(void *impl, const char *tenant, const char *job_id);
-    int (*job_add_items)(void *impl, const char *job_id, const struct store_new_item *items,
-                         size_t n);
-    int (*job_commit)(void *impl, const char *job_id, const struct store_job_meta *meta,
-                      int64_t total, struct store_job *out);
-    int (*job_retry)(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
-                     const struct store_job_meta *meta, struct store_job *out);
-    int (*job_abort)(void *impl, const char *job_id);
-    int (*job_retry_begin)(void *impl, const char *tenant, const char *job_id,
-                           const char *new_job_id, const struct store_job_meta *meta,
-                           struct store_job *out);
-    int (*job_retry_stage)(void *impl, size_t max_rows, int64_t *cursor, char *job_id);
-    int (*gc_receiving)(void *impl, int64_t older_than);
+    /* The job operations (store_job_begin ... store_job_delete, store_gc_receiving,
+     * store_retention_sweep): store.c runs rules.c's bodies on these steps. */
+    const struct rules_jobs_prims *jobs;
     int (*expire_claims)(void *impl);
-    int (*retention_sweep)(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
-                           size_t max_rows);
-
-    int (*job_get)(void *impl, const char *tenant, const char *job_id, struct store_job *out);
-    int (*job_list)(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
-                    struct store_job **out, size_t *n);
-    int (*job_cancel)(void *impl, const char *tenant, const char *job_id, struct store_job *out);
-    int (*job_delete)(void *impl, const char *tenant, const char *job_id);
 
     int (*item_get)(void *impl, const char *tenant, const char *job_id, int64_t index,
                     struct store_item *out);

@@ -24,11 +24,6 @@ static void read_item(const PGresult *res, int row, const struct rules_jobrow *r
     rules_item_read(&pg_cols, &at, r, pg_col_i64(res, row, 0), with_data, it);
 }
 
-static int job_load_visible(void *c, const char *tenant, const char *job_id, struct rules_jobrow *r)
-{
-    return pg_job_load_visible(c, tenant, job_id, r);
-}
-
 static int item_read(void *c, const struct rules_jobrow *r, int64_t index, struct store_item *out)
 {
     PGresult *res;
@@ -91,7 +86,7 @@ static int items_read(void *c, const struct rules_jobrow *r, int64_t after,
     return 0;
 }
 
-static const struct rules_items_prims prims = {job_load_visible, item_read, items_read};
+static const struct rules_items_prims prims = {pg_job_load_visible, item_read, items_read};
 
 static int item_get_body(struct conn *c, void *x)
 {

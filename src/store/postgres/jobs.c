@@ -44,13 +44,13 @@ int pg_job_query(struct conn *c, const char *sql, const struct pg_params *p, str
 }
 
 /* A visible job of tenant by public id: 1 found, 0 not. `lock`: FOR UPDATE. */
-int pg_job_load(struct conn *c, const char *tenant, const char *job_id, int lock,
+int pg_job_load(void *conn, const char *tenant, const char *job_id, int lock,
                 struct rules_jobrow *r)
 {
     struct pg_params p = {0};
     pg_param_str(&p, job_id);
     pg_param_str(&p, tenant);
-    return pg_job_query(c,
+    return pg_job_query(conn,
                         lock ? "SELECT " JOB_COLS " FROM jobs WHERE id = $1 AND tenant = $2 "
                                "AND status > 0 FOR UPDATE"
                              : "SELECT " JOB_COLS " FROM jobs WHERE id = $1 AND tenant = $2 "
@@ -60,23 +60,22 @@ int pg_job_load(struct conn *c, const char *tenant, const char *job_id, int lock
 
 /* pg_job_load for readers: also a staging retry (status 0 with a parent_job), which
  * store.c shows NotStarted. Writers use pg_job_load and do not see it. */
-int pg_job_load_visible(struct conn *c, const char *tenant, const char *job_id,
-                        struct rules_jobrow *r)
+int pg_job_load_visible(void *conn, const char *tenant, const char *job_id, struct rules_jobrow *r)
 {
     struct pg_params p = {0};
     pg_param_str(&p, job_id);
     pg_param_str(&p, tenant);
-    return pg_job_query(c,
+    return pg_job_query(conn,
                         "SELECT " JOB_COLS " FROM jobs WHERE id = $1 AND tenant = $2 "
                         "AND (status > 0 OR parent_job <> '') AND updated_at >= 0",
                         &p, r);
 }
 
-int pg_job_load_jid(struct conn *c, int64_t jid, struct rules_jobrow *r)
+int pg_job_load_jid(void *conn, int64_t jid, struct rules_jobrow *r)
 {
     struct pg_params p = {0};
     pg_param_i64(&p, jid);
-    int rc = pg_job_query(c, "SELECT " JOB_COLS " FROM jobs WHERE jid = $1", &p, r);
+    int rc = pg_job_query(conn, "SELECT " JOB_COLS " FROM jobs WHERE jid = $1", &p, r);
     return rc == 0 ? -SLUICE_E_INTERNAL : rc; /* callers hold a reference to the row */
 }
 
@@ -105,10 +104,12 @@ static int job_load_steps(void *conn, int64_t jid, struct store_job *j)
     return 0;
 }
 
-/* Writes the whole job row back (the caller holds its lock); a terminal job also
- * queues its completion callback (once: the outbox has one row per job). */
-static int job_save(struct conn *c, const struct rules_jobrow *r)
+/* Writes the whole job row back at now, the transaction's time (the caller holds its
+ * lock); a terminal job also queues its completion callback (once: the outbox has one
+ * row per job). */
+static int job_save(void *conn, const struct rules_jobrow *r, int64_t now)
 {
+    struct conn *c = conn;
     const struct store_job *j = &r->j;
     struct pg_params p = {0};
     pg_param_i64(&p, r->jid);
@@ -129,7 +130,7 @@ static int job_save(struct conn *c, const struct rules_jobrow *r)
     pg_param_i64(&p, r->cursor);
     pg_param_i64(&p, r->cancel_at);
     pg_param_i64(&p, r->last_claim);
-    pg_param_i64(&p, c->now);
+    pg_param_i64(&p, now);
     int rc = pg_exec(c,
                      "UPDATE jobs SET status = $2, outcome = $3, error_code = $4, pending = $5, "
                      "processing = $6, succeeded = $7, failed = $8, skipped = $9, canceled = $10, "
@@ -145,7 +146,7 @@ static int job_save(struct conn *c, const struct rules_jobrow *r)
     pg_param_i64(&q, r->jid);
     pg_param_str(&q, event);
     pg_param_i64(&q, bit);
-    pg_param_i64(&q, c->now);
+    pg_param_i64(&q, now);
     rc =
         pg_exec(c,
                 "INSERT INTO outbox(id, jid, tenant, job_id, event, url, next_at, created_at, "
@@ -163,15 +164,13 @@ int pg_job_finish_if_done(struct conn *c, struct rules_jobrow *r)
 {
     if (!rules_job_finish(r, c->now))
         return 0;
-    return job_save(c, r);
+    return job_save(c, r, c->now);
 }
 
 /* ---- the steps of the job transactions ------------------------------------------- */
 
-/* The bodies of the job transactions whose flow both backends share are in rules.c
- * (jobs: transaction bodies); pg_jobs (at the end of this file) gives them this
- * backend's steps, and run_rules runs them on a connection of pg_run_tx. */
-static const struct rules_jobs_prims pg_jobs;
+/* The bodies of the job transactions are in rules.c (jobs: transaction bodies), which
+ * store.c runs on this backend's steps: pg_jobs, at the end of this file. */
 
 /* A pg_tx_fn for a body of rules.c (its context starts with a struct rules_tx). */
 static int run_rules(struct conn *c, void *vctx)
@@ -180,38 +179,42 @@ static int run_rules(struct conn *c, void *vctx)
     return t->body(c, vctx);
 }
 
+/* pg_run_tx for rules.c: every kind of transaction runs alike here. */
+static int run(void *impl, enum rules_tx_kind kind, struct rules_tx *tx, void (*undo)(void *ctx))
+{
+    (void)kind;
+    return pg_run_tx(impl, run_rules, undo, tx);
+}
+
 static int64_t tx_now(void *conn)
 {
     const struct conn *c = conn;
     return c->now;
 }
 
+/* Runs sql with $1, $2, ... the numbers args[0..n): the rows it returned or changed,
+ * or a negative error. */
+static int64_t run_i64s(void *conn, const char *sql, const int64_t *args, int n)
+{
+    struct pg_params p = {0};
+    for (int i = 0; i < n; i++)
+        pg_param_i64(&p, args[i]);
+    return pg_exec(conn, sql, &p, NULL);
+}
+
 /* ---- submitting ------------------------------------------------------------------ */
 
-struct submit_ctx {
-    const char *tenant, *job_id;
-    const struct store_new_item *items;
-    size_t n;
-};
-
-static int job_begin_body(struct conn *c, void *vctx)
+static int job_insert(void *conn, const char *tenant, const char *job_id, int64_t now)
 {
-    struct submit_ctx *x = vctx;
     struct pg_params p = {0};
-    pg_param_str(&p, x->job_id);
-    pg_param_str(&p, x->tenant);
-    pg_param_i64(&p, c->now);
-    int rc = pg_exec(c,
+    pg_param_str(&p, job_id);
+    pg_param_str(&p, tenant);
+    pg_param_i64(&p, now);
+    int rc = pg_exec(conn,
                      "INSERT INTO jobs(id, tenant, status, created_at, updated_at) "
                      "VALUES($1, $2, 0, $3, $3)",
                      &p, NULL);
     return rc < 0 ? rc : 0;
-}
-
-int pg_job_begin(void *impl, const char *tenant, const char *job_id)
-{
-    struct submit_ctx x = {.tenant = tenant, .job_id = job_id};
-    return pg_run_tx(impl, job_begin_body, NULL, &x);
 }
 
 /* The first value of sql's first row as a number: 1 ([out] *v), 0 no row. */
@@ -226,63 +229,66 @@ static int first_i64(struct conn *c, const char *sql, const struct pg_params *p,
     return 1;
 }
 
+/* Runs sql, a lookup of one job's jid, with $1 job_id and $2 tenant (when not NULL), or
+ * (job_id NULL) $1 num: 1 ([out] *jid) or 0. */
+static int jid_query(void *conn, const char *sql, const char *job_id, const char *tenant,
+                     int64_t num, int64_t *jid)
+{
+    struct pg_params p = {0};
+    if (job_id) {
+        pg_param_str(&p, job_id);
+        if (tenant)
+            pg_param_str(&p, tenant);
+    } else {
+        pg_param_i64(&p, num);
+    }
+    return first_i64(conn, sql, &p, jid);
+}
+
 /* jid of a Receiving job (locked), or 0 (not found / no longer receiving). */
 static int receiving_jid(void *conn, const char *job_id, int64_t *jid)
 {
-    struct pg_params p = {0};
-    pg_param_str(&p, job_id);
-    return first_i64(conn,
+    return jid_query(conn,
                      "SELECT jid FROM jobs WHERE id = $1 AND status = 0 AND updated_at >= 0 "
                      "FOR UPDATE",
-                     &p, jid);
+                     job_id, NULL, 0, jid);
 }
 
-static int add_items_body(struct conn *c, void *vctx)
+/* One upload's items, in one INSERT ... SELECT FROM unnest() of array parameters
+ * (rules.c checked the indexes). */
+static int items_insert(void *conn, int64_t jid, const struct store_new_item *items, size_t n)
 {
-    struct submit_ctx *x = vctx;
-    int64_t jid = 0;
-    int rc = receiving_jid(c, x->job_id, &jid);
-    if (rc <= 0)
-        return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
-    if (x->n > 0) {
-        struct buf *bi = &c->arr[0], *bp = &c->arr[1], *br = &c->arr[2], *bd = &c->arr[3];
-        pg_arr_begin(bi);
-        pg_arr_begin(bp);
-        pg_arr_begin(br);
-        pg_arr_begin(bd);
-        for (size_t i = 0; i < x->n; i++) {
-            const struct store_new_item *it = &x->items[i];
-            if (it->index < 0 || it->index >= 4294967296LL)
-                return -SLUICE_E_INVALID_PARAMETER;
-            pg_arr_i64(bi, it->index);
-            pg_arr_i64(bp, it->prev_idx);
-            pg_arr_strn(br, it->ref, it->ref_len);
-            pg_arr_strn(bd, it->data, it->data_len);
-        }
-        struct pg_params p = {0};
-        pg_param_i64(&p, jid);
-        pg_param_str(&p, pg_arr_end(bi));
-        pg_param_str(&p, pg_arr_end(bp));
-        pg_param_str(&p, pg_arr_end(br));
-        pg_param_str(&p, pg_arr_end(bd));
-        rc = pg_exec(c,
+    struct conn *c = conn;
+    struct buf *bi = &c->arr[0], *bp = &c->arr[1], *br = &c->arr[2], *bd = &c->arr[3];
+    pg_arr_begin(bi);
+    pg_arr_begin(bp);
+    pg_arr_begin(br);
+    pg_arr_begin(bd);
+    for (size_t i = 0; i < n; i++) {
+        const struct store_new_item *it = &items[i];
+        pg_arr_i64(bi, it->index);
+        pg_arr_i64(bp, it->prev_idx);
+        pg_arr_strn(br, it->ref, it->ref_len);
+        pg_arr_strn(bd, it->data, it->data_len);
+    }
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_str(&p, pg_arr_end(bi));
+    pg_param_str(&p, pg_arr_end(bp));
+    pg_param_str(&p, pg_arr_end(br));
+    pg_param_str(&p, pg_arr_end(bd));
+    int rc = pg_exec(c,
                      "INSERT INTO items(jid, idx, prev_idx, ref, data) SELECT $1, * FROM "
                      "unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[])",
                      &p, NULL);
-        if (rc < 0)
-            return rc;
-    }
-    struct pg_params q = {0};
-    pg_param_i64(&q, jid);
-    pg_param_i64(&q, c->now);
-    rc = pg_exec(c, "UPDATE jobs SET updated_at = $2 WHERE jid = $1", &q, NULL);
     return rc < 0 ? rc : 0;
 }
 
-int pg_job_add_items(void *impl, const char *job_id, const struct store_new_item *items, size_t n)
+static int job_touch(void *conn, int64_t jid, int64_t now)
 {
-    struct submit_ctx x = {.job_id = job_id, .items = items, .n = n};
-    return pg_run_tx(impl, add_items_body, NULL, &x);
+    int64_t rc = run_i64s(conn, "UPDATE jobs SET updated_at = $2 WHERE jid = $1",
+                          (const int64_t[]){jid, now}, 2);
+    return rc < 0 ? (int)rc : 0;
 }
 
 /* Runs the statements sqls[0..n), each with jid as $1: the rows they changed, or a
@@ -431,20 +437,6 @@ static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, i
     return runnable_insert(conn, jid);
 }
 
-int pg_job_commit(void *impl, const char *job_id, const struct store_job_meta *meta, int64_t total,
-                  struct store_job *out)
-{
-    struct store_job_meta none = {0};
-    struct rules_submit x = {.tx = {rules_job_commit_body, &pg_jobs},
-                             .job_id = job_id,
-                             .meta = meta ? meta : &none,
-                             .total = total,
-                             .out = out};
-    if (out)
-        memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, run_rules, rules_submit_undo, &x);
-}
-
 static int retry_insert(void *conn, const struct rules_jobrow *r, const char *new_job_id,
                         int staging, int64_t now, int64_t *jid)
 {
@@ -471,45 +463,13 @@ static int retry_insert(void *conn, const struct rules_jobrow *r, const char *ne
 
 static int64_t retry_items(void *conn, int64_t jid, const struct rules_jobrow *r)
 {
-    struct pg_params q = {0};
-    pg_param_i64(&q, jid);
-    pg_param_i64(&q, r->jid);
-    return pg_exec(
+    return run_i64s(
         conn,
         "INSERT INTO items(jid, idx, prev_idx, ref, data, parent_index) "
         "SELECT $1, idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), -1), ref, "
         "data, pidx FROM (SELECT row_number() OVER (ORDER BY idx) - 1 AS idx, ref, data, "
         "idx AS pidx FROM items WHERE jid = $2 AND status = 3) f ORDER BY idx",
-        &q, NULL);
-}
-
-int pg_job_retry(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
-                 const struct store_job_meta *meta, struct store_job *out)
-{
-    struct rules_submit x = {.tx = {rules_job_retry_body, &pg_jobs},
-                             .tenant = tenant,
-                             .job_id = job_id,
-                             .new_job_id = new_job_id,
-                             .meta = meta,
-                             .out = out};
-    if (out)
-        memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, run_rules, rules_submit_undo, &x);
-}
-
-int pg_job_retry_begin(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
-                       const struct store_job_meta *meta, struct store_job *out)
-{
-    struct rules_submit x = {.tx = {rules_job_retry_body, &pg_jobs},
-                             .tenant = tenant,
-                             .job_id = job_id,
-                             .new_job_id = new_job_id,
-                             .meta = meta,
-                             .out = out,
-                             .staging = 1};
-    if (out)
-        memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, run_rules, rules_submit_undo, &x);
+        (const int64_t[]){jid, r->jid}, 2);
 }
 
 /* Retry staging (store_job_retry_stage; the body is rules_stage_body, as in sqlite/jobs.c):
@@ -554,24 +514,15 @@ static int stage_last(void *conn, int64_t jid, int64_t *staged, int64_t *pnext)
 
 static int stage_parent(void *conn, const char *tenant, const char *parent, int64_t *pjid)
 {
-    struct pg_params q = {0};
-    pg_param_str(&q, parent);
-    pg_param_str(&q, tenant);
-    return first_i64(conn, "SELECT jid FROM jobs WHERE id = $1 AND tenant = $2 AND status > 0", &q,
-                     pjid);
+    return jid_query(conn, "SELECT jid FROM jobs WHERE id = $1 AND tenant = $2 AND status > 0",
+                     parent, tenant, 0, pjid);
 }
 
 static int64_t stage_items(void *conn, int64_t jid, int64_t pjid, int64_t staged, int64_t pnext,
                            int64_t max)
 {
-    struct pg_params q = {0};
-    pg_param_i64(&q, jid);
-    pg_param_i64(&q, pjid);
-    pg_param_i64(&q, staged);
-    pg_param_i64(&q, pnext);
-    pg_param_i64(&q, max);
     /* the LIMIT sits inside, so a batch reads only its own rows (items_failed) */
-    return pg_exec(
+    return run_i64s(
         conn,
         "INSERT INTO items(jid, idx, prev_idx, ref, data, parent_index) "
         "SELECT $1, idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), "
@@ -579,63 +530,35 @@ static int64_t stage_items(void *conn, int64_t jid, int64_t pjid, int64_t staged
         "ref, data, pidx FROM (SELECT $3 + row_number() OVER (ORDER BY idx) - 1 AS idx, "
         "ref, data, idx AS pidx FROM (SELECT idx, ref, data FROM items WHERE jid = $2 "
         "AND status = 3 AND idx >= $4 ORDER BY idx LIMIT $5) b) f ORDER BY idx",
-        &q, NULL);
+        (const int64_t[]){jid, pjid, staged, pnext, max}, 5);
 }
 
 static int stage_refs(void *conn, int64_t jid, int64_t staged, int64_t end)
 {
-    struct pg_params u = {0};
-    pg_param_i64(&u, jid);
-    pg_param_i64(&u, staged);
-    pg_param_i64(&u, end);
-    int rc = pg_exec(conn,
-                     "INSERT INTO retry_refs(jid, ref, last_idx) SELECT $1, ref, max(idx) FROM "
-                     "items WHERE jid = $1 AND idx >= $2 AND idx < $3 GROUP BY ref "
-                     "ON CONFLICT (jid, ref) DO UPDATE SET last_idx = EXCLUDED.last_idx",
-                     &u, NULL);
-    return rc < 0 ? rc : 0;
+    int64_t rc =
+        run_i64s(conn,
+                 "INSERT INTO retry_refs(jid, ref, last_idx) SELECT $1, ref, max(idx) FROM "
+                 "items WHERE jid = $1 AND idx >= $2 AND idx < $3 GROUP BY ref "
+                 "ON CONFLICT (jid, ref) DO UPDATE SET last_idx = EXCLUDED.last_idx",
+                 (const int64_t[]){jid, staged, end}, 3);
+    return rc < 0 ? (int)rc : 0;
 }
 
 static int64_t stage_forget(void *conn, int64_t jid, int64_t max)
 {
-    struct pg_params d = {0};
-    pg_param_i64(&d, jid);
-    pg_param_i64(&d, max);
-    return pg_exec(conn,
-                   "DELETE FROM retry_refs WHERE jid = $1 AND ref IN "
-                   "(SELECT ref FROM retry_refs WHERE jid = $1 LIMIT $2)",
-                   &d, NULL);
+    return run_i64s(conn,
+                    "DELETE FROM retry_refs WHERE jid = $1 AND ref IN "
+                    "(SELECT ref FROM retry_refs WHERE jid = $1 LIMIT $2)",
+                    (const int64_t[]){jid, max}, 2);
 }
 
 static int stage_done(void *conn, int64_t jid, int64_t staged, int64_t now)
 {
-    struct pg_params f = {0};
-    pg_param_i64(&f, jid);
-    pg_param_i64(&f, staged);
-    pg_param_i64(&f, now);
-    int rc = pg_exec(conn,
-                     "UPDATE jobs SET status = 1, total = $2, pending = $2, updated_at = $3 "
-                     "WHERE jid = $1",
-                     &f, NULL);
-    return rc < 0 ? rc : runnable_insert(conn, jid);
-}
-
-int pg_job_retry_stage(void *impl, size_t max_rows, int64_t *cursor, char *job_id)
-{
-    struct rules_stage x = {{rules_stage_body, &pg_jobs},
-                            max_rows ? max_rows : 1,
-                            job_id,
-                            cursor ? *cursor : 0,
-                            cursor};
-    job_id[0] = '\0';
-    return pg_run_tx(impl, run_rules, NULL, &x);
-}
-
-int pg_job_abort(void *impl, const char *job_id)
-{
-    struct rules_submit x = {.tx = {rules_job_abort_body, &pg_jobs}, .job_id = job_id};
-    int rc = pg_run_tx(impl, run_rules, NULL, &x);
-    return rc < 0 ? rc : 0;
+    int64_t rc = run_i64s(conn,
+                          "UPDATE jobs SET status = 1, total = $2, pending = $2, updated_at = $3 "
+                          "WHERE jid = $1",
+                          (const int64_t[]){jid, staged, now}, 3);
+    return rc < 0 ? (int)rc : runnable_insert(conn, jid);
 }
 
 static int gc_list(void *conn, int64_t older_than, int64_t **jids, size_t *n)
@@ -656,12 +579,6 @@ static int gc_list(void *conn, int64_t older_than, int64_t **jids, size_t *n)
     return 0;
 }
 
-int pg_gc_receiving(void *impl, int64_t older_than)
-{
-    struct rules_submit x = {.tx = {rules_gc_body, &pg_jobs}, .older_than = older_than};
-    return pg_run_tx(impl, run_rules, NULL, &x);
-}
-
 /* ---- retention ------------------------------------------------------------------- */
 
 /* As in sqlite/jobs.c, with SKIP LOCKED: nodes sweeping at once take different jobs. */
@@ -675,12 +592,10 @@ static int sweep_hidden(void *conn, int64_t *jid)
 
 static int sweep_expired(void *conn, int64_t before, int64_t *jid)
 {
-    struct pg_params p = {0};
-    pg_param_i64(&p, before);
-    return first_i64(conn,
+    return jid_query(conn,
                      "SELECT jid FROM jobs WHERE status IN (4, 5, 6) AND completed_at < $1 "
                      "ORDER BY completed_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-                     &p, jid);
+                     NULL, NULL, before, jid);
 }
 
 static int64_t sweep_hide(void *conn, int64_t jid)
@@ -698,25 +613,19 @@ static int64_t sweep_hide(void *conn, int64_t jid)
 
 static int64_t sweep_keys(void *conn, int64_t before, int64_t max)
 {
-    struct pg_params p = {0};
-    pg_param_i64(&p, before);
-    pg_param_i64(&p, max);
-    return pg_exec(
+    return run_i64s(
         conn,
         "DELETE FROM idem_keys WHERE (tenant, key) IN (SELECT tenant, key FROM idem_keys "
         "WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-        &p, NULL);
+        (const int64_t[]){before, max}, 2);
 }
 
 static int64_t sweep_items(void *conn, int64_t jid, int64_t max)
 {
-    struct pg_params q = {0};
-    pg_param_i64(&q, jid);
-    pg_param_i64(&q, max);
-    return pg_exec(conn,
-                   "DELETE FROM items WHERE jid = $1 AND idx IN (SELECT idx FROM items "
-                   "WHERE jid = $1 ORDER BY idx LIMIT $2)",
-                   &q, NULL);
+    return run_i64s(conn,
+                    "DELETE FROM items WHERE jid = $1 AND idx IN (SELECT idx FROM items "
+                    "WHERE jid = $1 ORDER BY idx LIMIT $2)",
+                    (const int64_t[]){jid, max}, 2);
 }
 
 static int job_delete_row(void *conn, int64_t jid)
@@ -726,29 +635,11 @@ static int job_delete_row(void *conn, int64_t jid)
     return rc < 0 ? (int)rc : 0;
 }
 
-int pg_retention_sweep(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
-                       size_t max_rows)
-{
-    struct rules_sweep x = {{rules_sweep_body, &pg_jobs},
-                            jobs_completed_before,
-                            keys_created_before,
-                            rules_sweep_budget(max_rows)};
-    return pg_run_tx(impl, run_rules, NULL, &x);
-}
-
 /* ---- reading and controlling jobs ------------------------------------------------ */
 
-int pg_job_get(void *impl, const char *tenant, const char *job_id, struct store_job *out)
+static int job_list(void *conn, struct rules_jobs *x)
 {
-    struct rules_jobs x = {
-        .tx = {rules_job_get_body, &pg_jobs}, .tenant = tenant, .job_id = job_id, .out = out};
-    memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, run_rules, rules_jobs_undo, &x);
-}
-
-static int job_list_body(struct conn *c, void *vctx)
-{
-    struct rules_jobs *x = vctx;
+    struct conn *c = conn;
     struct pg_params p = {0};
     PGresult *r;
     struct rules_jobrow jr;
@@ -760,26 +651,14 @@ static int job_list_body(struct conn *c, void *vctx)
                      "SELECT " JOB_COLS " FROM jobs WHERE tenant = $1 AND status > 0 "
                      "AND ($2::int < 0 OR status = $2) AND jid < $3 ORDER BY jid DESC LIMIT $4",
                      &p, &r);
-    if (rc < 0)
+    if (rc <= 0)
         return rc;
-    x->list = xcalloc(x->limit ? x->limit : 1, sizeof *x->list);
     for (int i = 0; i < rc && x->n < x->limit; i++) {
         read_job(c, r, i, &jr);
         x->list[x->n++] = jr.j;
     }
     PQclear(r);
     return 0;
-}
-
-int pg_job_list(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
-                struct store_job **out, size_t *n)
-{
-    struct rules_jobs x = {
-        .tenant = tenant, .status = status, .before_seq = before_seq, .limit = limit};
-    int rc = pg_run_tx(impl, job_list_body, rules_jobs_undo, &x);
-    *out = rc < 0 ? NULL : x.list;
-    *n = rc < 0 ? 0 : x.n;
-    return rc;
 }
 
 /* The runnable row first (lock order): no claim moves the cursor meanwhile. */
@@ -806,78 +685,17 @@ static int unrunnable(void *conn, int64_t jid)
     return rc < 0 ? (int)rc : 0;
 }
 
-int pg_job_cancel(void *impl, const char *tenant, const char *job_id, struct store_job *out)
-{
-    struct rules_jobs x = {
-        .tx = {rules_job_cancel_body, &pg_jobs}, .tenant = tenant, .job_id = job_id, .out = out};
-    if (out)
-        memset(out, 0, sizeof *out);
-    return pg_run_tx(impl, run_rules, rules_jobs_undo, &x);
-}
-
-int pg_job_delete(void *impl, const char *tenant, const char *job_id)
-{
-    struct rules_jobs x = {
-        .tx = {rules_job_delete_body, &pg_jobs}, .tenant = tenant, .job_id = job_id};
-    return pg_run_tx(impl, run_rules, NULL, &x);
-}
-
 /* ---- the steps, for rules.c ------------------------------------------------------ */
 
-static int job_load(void *conn, const char *tenant, const char *job_id, int lock,
-                    struct rules_jobrow *r)
-{
-    return pg_job_load(conn, tenant, job_id, lock, r);
-}
-
-static int job_load_visible(void *conn, const char *tenant, const char *job_id,
-                            struct rules_jobrow *r)
-{
-    return pg_job_load_visible(conn, tenant, job_id, r);
-}
-
-static int job_load_jid(void *conn, int64_t jid, struct rules_jobrow *r)
-{
-    return pg_job_load_jid(conn, jid, r);
-}
-
-/* job_save writes at the transaction's time (c->now, which is now). */
-static int job_save_at(void *conn, const struct rules_jobrow *r, int64_t now)
-{
-    (void)now;
-    return job_save(conn, r);
-}
-
-static const struct rules_jobs_prims pg_jobs = {
+const struct rules_jobs_prims pg_jobs = {
     .now = tx_now,
-    .receiving_jid = receiving_jid,
-    .job_remove = job_remove,
-    .job_load = job_load,
-    .job_load_visible = job_load_visible,
-    .job_load_jid = job_load_jid,
-    .job_load_steps = job_load_steps,
-    .job_save = job_save_at,
+    .job_load = pg_job_load,
+    .job_load_visible = pg_job_load_visible,
+    .job_load_jid = pg_job_load_jid,
+    .job_save = job_save,
     .cancel_lock = cancel_lock,
     .unrunnable = unrunnable,
     .runnable = runnable_insert,
-    .idem_find = idem_find,
-    .idem_claim = idem_claim,
     .idem_record = idem_record,
-    .commit = job_commit,
-    .retry_insert = retry_insert,
-    .retry_items = retry_items,
-    .stage_pick = stage_pick,
-    .stage_last = stage_last,
-    .stage_parent = stage_parent,
-    .stage_items = stage_items,
-    .stage_refs = stage_refs,
-    .stage_forget = stage_forget,
-    .stage_done = stage_done,
-    .gc_list = gc_list,
-    .sweep_keys = sweep_keys,
-    .sweep_hidden = sweep_hidden,
-    .sweep_expired = sweep_expired,
-    .sweep_hide = sweep_hide,
-    .sweep_items = sweep_items,
-    .job_delete_row = job_delete_row,
+    RULES_JOBS_STEPS(RULES_STEP), /* the steps named as their members */
 };

@@ -143,19 +143,25 @@ void pg_watch_stop(struct pg *s);
  * store_job_release(&r->j)) when it returned a row, 0 when not, or an error. */
 int pg_job_query(struct conn *c, const char *sql, const struct pg_params *p,
                  struct rules_jobrow *r);
+/* The next three are also steps of rules.c (pg_jobs), so conn is a struct conn passed
+ * as void *. */
 /* A visible job of tenant by public id: 1 found ([out] r), 0 not. lock: FOR UPDATE. */
-int pg_job_load(struct conn *c, const char *tenant, const char *job_id, int lock,
+int pg_job_load(void *conn, const char *tenant, const char *job_id, int lock,
                 struct rules_jobrow *r);
 /* pg_job_load for readers: also a staging retry, which store.c shows NotStarted. */
-int pg_job_load_visible(struct conn *c, const char *tenant, const char *job_id,
-                        struct rules_jobrow *r);
+int pg_job_load_visible(void *conn, const char *tenant, const char *job_id, struct rules_jobrow *r);
 /* The job row jid ([out] r): 1, or -SLUICE_E_INTERNAL when it is gone. */
-int pg_job_load_jid(struct conn *c, int64_t jid, struct rules_jobrow *r);
+int pg_job_load_jid(void *conn, int64_t jid, struct rules_jobrow *r);
 /* After a relative update of the counts (row r as returned, lock held): finishes the
  * job when its last item is done (saving it and queueing its callback). 0 or an error. */
 int pg_job_finish_if_done(struct conn *c, struct rules_jobrow *r);
 /* Wakes the nodes' watchers at COMMIT (NOTIFY sluice_work). 0 or an error. */
 int pg_notify_work(struct conn *c);
+
+/* ---- jobs (jobs.c) --------------------------------------------------------------- */
+
+/* This backend's steps of the job transactions (rules.h), store_postgres_ops.jobs. */
+extern const struct rules_jobs_prims pg_jobs;
 
 /* ---- documents (docs.c) ---------------------------------------------------------- */
 
@@ -191,26 +197,6 @@ int pg_key_revoke(void *impl, const char *key_id);
 int pg_tenant_set_weight(void *impl, const char *tenant, int weight);
 int pg_tenant_load(void *impl, const char *tenant, int64_t *open_jobs, int64_t *pending);
 int pg_setting_ensure(void *impl, const char *name, const char *value, char **out);
-
-/* jobs.c */
-int pg_job_begin(void *impl, const char *tenant, const char *job_id);
-int pg_job_add_items(void *impl, const char *job_id, const struct store_new_item *items, size_t n);
-int pg_job_commit(void *impl, const char *job_id, const struct store_job_meta *meta, int64_t total,
-                  struct store_job *out);
-int pg_job_retry(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
-                 const struct store_job_meta *meta, struct store_job *out);
-int pg_job_retry_begin(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
-                       const struct store_job_meta *meta, struct store_job *out);
-int pg_job_retry_stage(void *impl, size_t max_rows, int64_t *cursor, char *job_id);
-int pg_job_abort(void *impl, const char *job_id);
-int pg_gc_receiving(void *impl, int64_t older_than);
-int pg_retention_sweep(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
-                       size_t max_rows);
-int pg_job_get(void *impl, const char *tenant, const char *job_id, struct store_job *out);
-int pg_job_list(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
-                struct store_job **out, size_t *n);
-int pg_job_cancel(void *impl, const char *tenant, const char *job_id, struct store_job *out);
-int pg_job_delete(void *impl, const char *tenant, const char *job_id);
 
 /* items.c */
 int pg_item_get(void *impl, const char *tenant, const char *job_id, int64_t index,

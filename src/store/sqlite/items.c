@@ -30,11 +30,6 @@ static void read_item(sqlite3_stmt *s, const struct rules_jobrow *r, int with_da
     rules_item_read(&sq_cols, s, r, sqlite3_column_int64(s, 0) - KEY(r->jid, 0), with_data, it);
 }
 
-static int job_load_visible(void *c, const char *tenant, const char *job_id, struct rules_jobrow *r)
-{
-    return sq_job_load_visible(c, tenant, job_id, r);
-}
-
 SQ_SQL(sql_item_get, "SELECT " ITEM_LIST_COLS ", events FROM items WHERE k = ?1");
 
 static int item_read(void *vc, const struct rules_jobrow *r, int64_t index, struct store_item *out)
@@ -86,7 +81,7 @@ static int items_read(void *vc, const struct rules_jobrow *r, int64_t after,
     return rc < 0 ? rc : 0;
 }
 
-static const struct rules_items_prims prims = {job_load_visible, item_read, items_read};
+static const struct rules_items_prims prims = {sq_job_load_visible, item_read, items_read};
 
 static int item_get_body(struct sq_conn *c, void *x)
 {

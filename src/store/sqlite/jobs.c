@@ -28,65 +28,52 @@
 
 /* ---- job rows -------------------------------------------------------------------- */
 
-/* Fills r from a row of JOB_COLS (rules.h) at column 0. */
-static void read_job(const struct sq_conn *c, sqlite3_stmt *s, struct rules_jobrow *r)
-{
-    rules_job_read(&sq_cols, s, c->retention_ms, r);
-}
-
 SQ_SQL(sql_job_by_id, "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND tenant = ?2 AND status > 0");
-
-/* Loads a visible job of tenant by public id: 1 found, 0 not. */
-int sq_job_load(struct sq_conn *c, const char *tenant, const char *job_id, struct rules_jobrow *r)
-{
-    sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_job_by_id, &s);
-    if (rc < 0)
-        return rc;
-    sq_bind_str(s, 1, job_id);
-    sq_bind_str(s, 2, tenant);
-    rc = sq_step(s);
-    if (rc == 1)
-        read_job(c, s, r);
-    sqlite3_reset(s);
-    return rc;
-}
-
 /* store_job_get also sees a staging retry (status 0 with a parent_job). */
 SQ_SQL(sql_job_by_id_staging, "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 AND tenant = ?2 "
                               "AND (status > 0 OR parent_job <> '') AND updated_at >= 0");
+SQ_SQL(sql_job_by_jid, "SELECT " JOB_COLS " FROM jobs WHERE jid = ?1");
 
-/* sq_job_load for readers: also a staging retry (status 0 with a parent_job), which
- * store.c shows NotStarted. Writers use sq_job_load and do not see it. */
-int sq_job_load_visible(struct sq_conn *c, const char *tenant, const char *job_id,
-                        struct rules_jobrow *r)
+/* Runs sql, a lookup of one job, with ?1 job_id and ?2 tenant (when not NULL), or (job_id
+ * NULL) ?1 num (unless num < 0: no parameter). 1 when it returned a row, with [out] r
+ * read from its JOB_COLS (rules.h), or, r NULL, *jid from its column 0; 0 when not. */
+static int job_query(struct sq_conn *c, struct sq_sql *sql, const char *job_id, const char *tenant,
+                     int64_t num, struct rules_jobrow *r, int64_t *jid)
 {
     sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_job_by_id_staging, &s);
+    int rc = sq_q(c, sql, &s);
     if (rc < 0)
         return rc;
-    sq_bind_str(s, 1, job_id);
-    sq_bind_str(s, 2, tenant);
-    rc = sq_step(s);
-    if (rc == 1)
-        read_job(c, s, r);
+    if (job_id) {
+        sq_bind_str(s, 1, job_id);
+        if (tenant)
+            sq_bind_str(s, 2, tenant);
+    } else if (num >= 0) {
+        sqlite3_bind_int64(s, 1, num);
+    }
+    if ((rc = sq_step(s)) == 1 && r)
+        rules_job_read(&sq_cols, s, c->retention_ms, r);
+    else if (rc == 1)
+        *jid = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     return rc;
 }
 
-SQ_SQL(sql_job_by_jid, "SELECT " JOB_COLS " FROM jobs WHERE jid = ?1");
-
-int sq_job_load_jid(struct sq_conn *c, int64_t jid, struct rules_jobrow *r)
+int sq_job_load(struct sq_conn *c, const char *tenant, const char *job_id, struct rules_jobrow *r)
 {
-    sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_job_by_jid, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, jid);
-    rc = sq_step(s);
-    if (rc == 1)
-        read_job(c, s, r);
-    sqlite3_reset(s);
+    return job_query(c, &sql_job_by_id, job_id, tenant, 0, r, NULL);
+}
+
+/* Readers see a staging retry (status 0 with a parent_job) too, which store.c shows
+ * NotStarted. Writers use sq_job_load and do not see it. */
+int sq_job_load_visible(void *conn, const char *tenant, const char *job_id, struct rules_jobrow *r)
+{
+    return job_query(conn, &sql_job_by_id_staging, job_id, tenant, 0, r, NULL);
+}
+
+int sq_job_load_jid(void *conn, int64_t jid, struct rules_jobrow *r)
+{
+    int rc = job_query(conn, &sql_job_by_jid, NULL, NULL, jid, r, NULL);
     return rc == 0 ? -SLUICE_E_INTERNAL : rc; /* callers hold a reference to the row */
 }
 
@@ -134,8 +121,9 @@ SQ_SQL(sql_outbox_add, "INSERT OR IGNORE INTO outbox(id, jid, tenant, job_id, ev
 
 /* Writes the job row back; when the job is terminal, also queues its completion
  * callback (once: later saves of a terminal job add nothing). */
-int sq_job_save(struct sq_conn *c, const struct rules_jobrow *r, int64_t now)
+int sq_job_save(void *conn, const struct rules_jobrow *r, int64_t now)
 {
+    struct sq_conn *c = conn;
     const struct store_job *j = &r->j;
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_job_save, &s);
@@ -178,10 +166,8 @@ int sq_job_save(struct sq_conn *c, const struct rules_jobrow *r, int64_t now)
 
 /* ---- the steps of the job transactions ------------------------------------------- */
 
-/* The bodies of the job transactions whose flow both backends share are in rules.c
- * (jobs: transaction bodies); sq_jobs (at the end of this file) gives them this
- * backend's steps, and run_rules runs them on a connection of sq_run_tx. */
-static const struct rules_jobs_prims sq_jobs;
+/* The bodies of the job transactions are in rules.c (jobs: transaction bodies), which
+ * store.c runs on this backend's steps: sq_jobs, at the end of this file. */
 
 /* A tx_fn for a body of rules.c (its context starts with a struct rules_tx). */
 static int run_rules(struct sq_conn *c, void *vctx)
@@ -190,111 +176,23 @@ static int run_rules(struct sq_conn *c, void *vctx)
     return t->body(c, vctx);
 }
 
+/* sq_run_tx for rules.c: its kinds are this backend's tx modes. */
+static int run(void *impl, enum rules_tx_kind kind, struct rules_tx *tx, void (*undo)(void *ctx))
+{
+    static const enum tx_mode modes[] = {
+        [RULES_TX_READ] = TX_READ,
+        [RULES_TX_WRITE] = TX_WRITE,
+        [RULES_TX_WRITE_NOSYNC] = TX_WRITE_NOSYNC,
+        [RULES_TX_WRITE_BG] = TX_WRITE_BG,
+    };
+    return sq_run_tx(impl, modes[kind], run_rules, undo, tx);
+}
+
 static int64_t tx_now(void *conn)
 {
     (void)conn;
     return clock_now_ms();
 }
-
-/* ---- submitting ------------------------------------------------------------------ */
-
-struct submit_ctx {
-    const char *tenant, *job_id;
-    const struct store_new_item *items;
-    size_t n;
-};
-
-SQ_SQL(sql_job_insert, "INSERT INTO jobs(id, tenant, status, created_at, updated_at) "
-                       "VALUES(?1, ?2, 0, ?3, ?3)");
-
-static int job_begin_body(struct sq_conn *c, void *vctx)
-{
-    struct submit_ctx *x = vctx;
-    sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_job_insert, &s);
-    if (rc < 0)
-        return rc;
-    sq_bind_str(s, 1, x->job_id);
-    sq_bind_str(s, 2, x->tenant);
-    sqlite3_bind_int64(s, 3, clock_now_ms());
-    rc = sq_step(s);
-    return rc < 0 ? rc : 0;
-}
-
-int sq_job_begin(void *impl, const char *tenant, const char *job_id)
-{
-    struct submit_ctx x = {.tenant = tenant, .job_id = job_id};
-    return sq_run_tx(impl, TX_WRITE, job_begin_body, NULL, &x);
-}
-
-/* updated_at < 0: a job being removed by retention, not an upload */
-SQ_SQL(sql_job_receiving, "SELECT jid FROM jobs WHERE id = ?1 AND status = 0 AND updated_at >= 0");
-
-/* jid of a Receiving job, or 0 (not found / no longer receiving). */
-static int receiving_jid(void *conn, const char *job_id, int64_t *jid)
-{
-    sqlite3_stmt *s;
-    int rc = sq_q(conn, &sql_job_receiving, &s);
-    if (rc < 0)
-        return rc;
-    sq_bind_str(s, 1, job_id);
-    rc = sq_step(s);
-    if (rc == 1)
-        *jid = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc;
-}
-
-SQ_SQL(sql_item_insert, "INSERT INTO items(k, prev_idx, ref, data) VALUES(?1, ?2, ?3, ?4)");
-SQ_SQL(sql_job_touch, "UPDATE jobs SET updated_at = ?2 WHERE jid = ?1");
-
-static int add_items_body(struct sq_conn *c, void *vctx)
-{
-    struct submit_ctx *x = vctx;
-    sqlite3_stmt *s;
-    int64_t jid = 0;
-    int rc = receiving_jid(c, x->job_id, &jid);
-    if (rc <= 0)
-        return rc < 0 ? rc : -SLUICE_E_NOT_FOUND;
-    if ((rc = sq_q(c, &sql_item_insert, &s)) < 0)
-        return rc;
-    for (size_t i = 0; i < x->n; i++) {
-        const struct store_new_item *it = &x->items[i];
-        if (it->index < 0 || it->index >= 4294967296LL)
-            return -SLUICE_E_INVALID_PARAMETER;
-        sqlite3_bind_int64(s, 1, KEY(jid, it->index));
-        sqlite3_bind_int64(s, 2, it->prev_idx);
-        sq_bind_strn(s, 3, it->ref, it->ref_len);
-        if (it->data)
-            sq_bind_strn(s, 4, it->data, it->data_len);
-        else
-            sqlite3_bind_null(s, 4);
-        rc = sq_step(s);
-        sqlite3_reset(s);
-        if (rc < 0)
-            return rc;
-    }
-    if ((rc = sq_q(c, &sql_job_touch, &s)) < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, jid);
-    sqlite3_bind_int64(s, 2, clock_now_ms());
-    rc = sq_step(s);
-    return rc < 0 ? rc : 0;
-}
-
-int sq_job_add_items(void *impl, const char *job_id, const struct store_new_item *items, size_t n)
-{
-    /* No fsync: a Receiving job is worthless after a crash (see Durability in conn.c). */
-    struct submit_ctx x = {.job_id = job_id, .items = items, .n = n};
-    return sq_run_tx(impl, TX_WRITE_NOSYNC, add_items_body, NULL, &x);
-}
-
-SQ_SQL(sql_items_delete, "DELETE FROM items WHERE k >= ?1 AND k < ?2");
-SQ_SQL(sql_claims_delete_job, "DELETE FROM claims WHERE jid = ?1");
-SQ_SQL(sql_steps_delete_job, "DELETE FROM job_steps WHERE jid = ?1");
-SQ_SQL(sql_idem_delete_job, "DELETE FROM idem_keys WHERE jid = ?1");
-SQ_SQL(sql_outbox_delete_job, "DELETE FROM outbox WHERE jid = ?1");
-SQ_SQL(sql_job_delete, "DELETE FROM jobs WHERE jid = ?1");
 
 /* Runs the statements sqls[0..n), each with jid as ?1: the rows they changed, or a
  * negative error. */
@@ -328,6 +226,73 @@ static int64_t run_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *ar
         return rc;
     return sqlite3_changes64(c->db);
 }
+
+/* ---- submitting ------------------------------------------------------------------ */
+
+SQ_SQL(sql_job_insert, "INSERT INTO jobs(id, tenant, status, created_at, updated_at) "
+                       "VALUES(?1, ?2, 0, ?3, ?3)");
+
+static int job_insert(void *conn, const char *tenant, const char *job_id, int64_t now)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(conn, &sql_job_insert, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, job_id);
+    sq_bind_str(s, 2, tenant);
+    sqlite3_bind_int64(s, 3, now);
+    rc = sq_step(s);
+    return rc < 0 ? rc : 0;
+}
+
+/* updated_at < 0: a job being removed by retention, not an upload */
+SQ_SQL(sql_job_receiving, "SELECT jid FROM jobs WHERE id = ?1 AND status = 0 AND updated_at >= 0");
+
+/* jid of a Receiving job, or 0 (not found / no longer receiving). */
+static int receiving_jid(void *conn, const char *job_id, int64_t *jid)
+{
+    return job_query(conn, &sql_job_receiving, job_id, NULL, 0, NULL, jid);
+}
+
+SQ_SQL(sql_item_insert, "INSERT INTO items(k, prev_idx, ref, data) VALUES(?1, ?2, ?3, ?4)");
+SQ_SQL(sql_job_touch, "UPDATE jobs SET updated_at = ?2 WHERE jid = ?1");
+
+/* Items of one upload: their keys KEY(jid, index) (rules.c checked the index). */
+static int items_insert(void *conn, int64_t jid, const struct store_new_item *items, size_t n)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(conn, &sql_item_insert, &s);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        const struct store_new_item *it = &items[i];
+        sqlite3_bind_int64(s, 1, KEY(jid, it->index));
+        sqlite3_bind_int64(s, 2, it->prev_idx);
+        sq_bind_strn(s, 3, it->ref, it->ref_len);
+        if (it->data)
+            sq_bind_strn(s, 4, it->data, it->data_len);
+        else
+            sqlite3_bind_null(s, 4);
+        rc = sq_step(s);
+        sqlite3_reset(s);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int job_touch(void *conn, int64_t jid, int64_t now)
+{
+    int64_t rc = run_i64s(conn, &sql_job_touch, (const int64_t[]){jid, now}, 2);
+    return rc < 0 ? (int)rc : 0;
+}
+
+SQ_SQL(sql_items_delete, "DELETE FROM items WHERE k >= ?1 AND k < ?2");
+SQ_SQL(sql_claims_delete_job, "DELETE FROM claims WHERE jid = ?1");
+SQ_SQL(sql_steps_delete_job, "DELETE FROM job_steps WHERE jid = ?1");
+SQ_SQL(sql_idem_delete_job, "DELETE FROM idem_keys WHERE jid = ?1");
+SQ_SQL(sql_outbox_delete_job, "DELETE FROM outbox WHERE jid = ?1");
+SQ_SQL(sql_job_delete, "DELETE FROM jobs WHERE jid = ?1");
 
 /* Deletes a job's items, claims, step counts, idempotency key and row. */
 static int job_remove(void *conn, int64_t jid)
@@ -437,18 +402,6 @@ static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, i
     return 0;
 }
 
-int sq_job_commit(void *impl, const char *job_id, const struct store_job_meta *meta, int64_t total,
-                  struct store_job *out)
-{
-    struct store_job_meta none = {0};
-    struct rules_submit x = {.tx = {rules_job_commit_body, &sq_jobs},
-                             .job_id = job_id,
-                             .meta = meta ? meta : &none,
-                             .total = total,
-                             .out = out};
-    return sq_run_tx(impl, TX_WRITE, run_rules, rules_submit_undo, &x);
-}
-
 SQ_SQL(sql_retry_job_insert,
        "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, client_reference, "
        "status, total, pending, created_at, updated_at, priority, uses) "
@@ -492,31 +445,6 @@ static int64_t retry_items(void *conn, int64_t jid, const struct rules_jobrow *r
 {
     const int64_t args[] = {KEY(jid, 0), KEY(r->jid, 0), KEY(r->jid + 1, 0)};
     return run_i64s(conn, &sql_retry_items, args, 3);
-}
-
-int sq_job_retry(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
-                 const struct store_job_meta *meta, struct store_job *out)
-{
-    struct rules_submit x = {.tx = {rules_job_retry_body, &sq_jobs},
-                             .tenant = tenant,
-                             .job_id = job_id,
-                             .new_job_id = new_job_id,
-                             .meta = meta,
-                             .out = out};
-    return sq_run_tx(impl, TX_WRITE, run_rules, rules_submit_undo, &x);
-}
-
-int sq_job_retry_begin(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
-                       const struct store_job_meta *meta, struct store_job *out)
-{
-    struct rules_submit x = {.tx = {rules_job_retry_body, &sq_jobs},
-                             .tenant = tenant,
-                             .job_id = job_id,
-                             .new_job_id = new_job_id,
-                             .meta = meta,
-                             .out = out,
-                             .staging = 1};
-    return sq_run_tx(impl, TX_WRITE, run_rules, rules_submit_undo, &x);
 }
 
 /* Retry staging (store_job_retry_stage; the body is rules_stage_body): the oldest
@@ -574,16 +502,7 @@ SQ_SQL(sql_stage_parent, "SELECT jid FROM jobs WHERE id = ?1 AND tenant = ?2 AND
 
 static int stage_parent(void *conn, const char *tenant, const char *parent, int64_t *pjid)
 {
-    sqlite3_stmt *s;
-    int rc = sq_q(conn, &sql_stage_parent, &s);
-    if (rc < 0)
-        return rc;
-    sq_bind_str(s, 1, parent);
-    sq_bind_str(s, 2, tenant);
-    if ((rc = sq_step(s)) == 1)
-        *pjid = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc;
+    return job_query(conn, &sql_stage_parent, parent, tenant, 0, NULL, pjid);
 }
 
 /* The next ?7 failed items of the parent (key range [?2 + ?6, ?3)) become items ?4,
@@ -635,24 +554,6 @@ static int stage_done(void *conn, int64_t jid, int64_t staged, int64_t now)
     return rc < 0 ? (int)rc : 0;
 }
 
-int sq_job_retry_stage(void *impl, size_t max_rows, int64_t *cursor, char *job_id)
-{
-    struct rules_stage x = {{rules_stage_body, &sq_jobs},
-                            max_rows ? max_rows : 1,
-                            job_id,
-                            cursor ? *cursor : 0,
-                            cursor};
-    job_id[0] = '\0';
-    return sq_run_tx(impl, TX_WRITE_BG, run_rules, NULL, &x);
-}
-
-int sq_job_abort(void *impl, const char *job_id)
-{
-    struct rules_submit x = {.tx = {rules_job_abort_body, &sq_jobs}, .job_id = job_id};
-    int rc = sq_run_tx(impl, TX_WRITE, run_rules, NULL, &x);
-    return rc < 0 ? rc : 0;
-}
-
 SQ_SQL(sql_gc_select, "SELECT jid FROM jobs WHERE status = 0 AND updated_at < ?1 "
                       "AND (parent_job = '' OR updated_at < 0)");
 
@@ -675,12 +576,6 @@ static int gc_list(void *conn, int64_t older_than, int64_t **jids, size_t *n)
     return rc;
 }
 
-int sq_gc_receiving(void *impl, int64_t older_than)
-{
-    struct rules_submit x = {.tx = {rules_gc_body, &sq_jobs}, .older_than = older_than};
-    return sq_run_tx(impl, TX_WRITE_BG, run_rules, NULL, &x);
-}
-
 /* ---- retention ------------------------------------------------------------------- */
 
 SQ_SQL(sql_sweep_hidden, "SELECT jid FROM jobs WHERE status = 0 AND updated_at < 0 LIMIT 1");
@@ -688,29 +583,14 @@ SQ_SQL(sql_sweep_expired, "SELECT jid FROM jobs WHERE status IN (4, 5, 6) AND co
                           "ORDER BY completed_at LIMIT 1");
 SQ_SQL(sql_sweep_hide, "UPDATE jobs SET status = 0, updated_at = -1 WHERE jid = ?1");
 
-/* The first jid sql (?1 bound to arg unless arg < 0) returns: 1 ([out] *jid) or 0. */
-static int first_jid(void *conn, struct sq_sql *sql, int64_t arg, int64_t *jid)
-{
-    sqlite3_stmt *s;
-    int rc = sq_q(conn, sql, &s);
-    if (rc < 0)
-        return rc;
-    if (arg >= 0)
-        sqlite3_bind_int64(s, 1, arg);
-    if ((rc = sq_step(s)) == 1)
-        *jid = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return rc;
-}
-
 static int sweep_hidden(void *conn, int64_t *jid)
 {
-    return first_jid(conn, &sql_sweep_hidden, -1, jid);
+    return job_query(conn, &sql_sweep_hidden, NULL, NULL, -1, NULL, jid);
 }
 
 static int sweep_expired(void *conn, int64_t before, int64_t *jid)
 {
-    return first_jid(conn, &sql_sweep_expired, before, jid);
+    return job_query(conn, &sql_sweep_expired, NULL, NULL, before, NULL, jid);
 }
 
 static int64_t sweep_hide(void *conn, int64_t jid)
@@ -743,31 +623,14 @@ static int job_delete_row(void *conn, int64_t jid)
     return rc < 0 ? (int)rc : 0;
 }
 
-int sq_retention_sweep(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
-                       size_t max_rows)
-{
-    struct rules_sweep x = {{rules_sweep_body, &sq_jobs},
-                            jobs_completed_before,
-                            keys_created_before,
-                            rules_sweep_budget(max_rows)};
-    return sq_run_tx(impl, TX_WRITE_BG, run_rules, NULL, &x);
-}
-
 /* ---- reading and controlling jobs ------------------------------------------------ */
-
-int sq_job_get(void *impl, const char *tenant, const char *job_id, struct store_job *out)
-{
-    struct rules_jobs x = {
-        .tx = {rules_job_get_body, &sq_jobs}, .tenant = tenant, .job_id = job_id, .out = out};
-    return sq_run_tx(impl, TX_READ, run_rules, rules_jobs_undo, &x);
-}
 
 SQ_SQL(sql_job_list, "SELECT " JOB_COLS " FROM jobs WHERE tenant = ?1 AND status > 0 "
                      "AND (?2 < 0 OR status = ?2) AND jid < ?3 ORDER BY jid DESC LIMIT ?4");
 
-static int job_list_body(struct sq_conn *c, void *vctx)
+static int job_list(void *conn, struct rules_jobs *x)
 {
-    struct rules_jobs *x = vctx;
+    struct sq_conn *c = conn;
     sqlite3_stmt *s;
     struct rules_jobrow r;
     int rc = sq_q(c, &sql_job_list, &s);
@@ -777,43 +640,12 @@ static int job_list_body(struct sq_conn *c, void *vctx)
     sqlite3_bind_int(s, 2, x->status);
     sqlite3_bind_int64(s, 3, x->before_seq > 0 ? x->before_seq : INT64_MAX);
     sqlite3_bind_int64(s, 4, (sqlite3_int64)x->limit);
-    x->list = xcalloc(x->limit ? x->limit : 1, sizeof *x->list);
-    x->n = 0;
     while (x->n < x->limit && (rc = sq_step(s)) == 1) {
-        read_job(c, s, &r);
+        rules_job_read(&sq_cols, s, c->retention_ms, &r);
         x->list[x->n++] = r.j;
     }
-    if (rc < 0) {
-        store_jobs_free(x->list, x->n);
-        x->list = NULL;
-        x->n = 0;
-    }
+    sqlite3_reset(s);
     return rc < 0 ? rc : 0;
-}
-
-int sq_job_list(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
-                struct store_job **out, size_t *n)
-{
-    struct rules_jobs x = {
-        .tenant = tenant, .status = status, .before_seq = before_seq, .limit = limit};
-    int rc = sq_run_tx(impl, TX_READ, job_list_body, rules_jobs_undo, &x);
-    *out = rc < 0 ? NULL : x.list;
-    *n = rc < 0 ? 0 : x.n;
-    return rc;
-}
-
-int sq_job_cancel(void *impl, const char *tenant, const char *job_id, struct store_job *out)
-{
-    struct rules_jobs x = {
-        .tx = {rules_job_cancel_body, &sq_jobs}, .tenant = tenant, .job_id = job_id, .out = out};
-    return sq_run_tx(impl, TX_WRITE, run_rules, rules_jobs_undo, &x);
-}
-
-int sq_job_delete(void *impl, const char *tenant, const char *job_id)
-{
-    struct rules_jobs x = {
-        .tx = {rules_job_delete_body, &sq_jobs}, .tenant = tenant, .job_id = job_id};
-    return sq_run_tx(impl, TX_WRITE, run_rules, NULL, &x);
 }
 
 /* ---- the steps, for rules.c ------------------------------------------------------ */
@@ -825,49 +657,12 @@ static int job_load(void *conn, const char *tenant, const char *job_id, int lock
     return sq_job_load(conn, tenant, job_id, r);
 }
 
-static int job_load_visible(void *conn, const char *tenant, const char *job_id,
-                            struct rules_jobrow *r)
-{
-    return sq_job_load_visible(conn, tenant, job_id, r);
-}
-
-static int job_load_jid(void *conn, int64_t jid, struct rules_jobrow *r)
-{
-    return sq_job_load_jid(conn, jid, r);
-}
-
-static int job_save(void *conn, const struct rules_jobrow *r, int64_t now)
-{
-    return sq_job_save(conn, r, now);
-}
-
-static const struct rules_jobs_prims sq_jobs = {
+const struct rules_jobs_prims sq_jobs = {
     .now = tx_now,
-    .receiving_jid = receiving_jid,
-    .job_remove = job_remove,
     .job_load = job_load,
-    .job_load_visible = job_load_visible,
-    .job_load_jid = job_load_jid,
-    .job_load_steps = job_load_steps,
-    .job_save = job_save,
-    .idem_find = idem_find,
-    .idem_claim = idem_claim,
+    .job_load_visible = sq_job_load_visible,
+    .job_load_jid = sq_job_load_jid,
+    .job_save = sq_job_save,
     .idem_record = idem_insert,
-    .commit = job_commit,
-    .retry_insert = retry_insert,
-    .retry_items = retry_items,
-    .stage_pick = stage_pick,
-    .stage_last = stage_last,
-    .stage_parent = stage_parent,
-    .stage_items = stage_items,
-    .stage_refs = stage_refs,
-    .stage_forget = stage_forget,
-    .stage_done = stage_done,
-    .gc_list = gc_list,
-    .sweep_keys = sweep_keys,
-    .sweep_hidden = sweep_hidden,
-    .sweep_expired = sweep_expired,
-    .sweep_hide = sweep_hide,
-    .sweep_items = sweep_items,
-    .job_delete_row = job_delete_row,
+    RULES_JOBS_STEPS(RULES_STEP), /* the steps named as their members */
 };

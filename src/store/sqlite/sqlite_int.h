@@ -121,13 +121,19 @@ int sq_migrate_body(struct sq_conn *c, void *ctx);
 /* Loads a visible job of tenant by public id into r (release r->j with
  * store_job_release): 1 found, 0 not, or a negative error. */
 int sq_job_load(struct sq_conn *c, const char *tenant, const char *job_id, struct rules_jobrow *r);
+/* The next three are also steps of rules.c (sq_jobs), so conn is a struct sq_conn
+ * passed as void *. */
 /* sq_job_load for readers: also finds a staging retry. */
-int sq_job_load_visible(struct sq_conn *c, const char *tenant, const char *job_id,
-                        struct rules_jobrow *r);
+int sq_job_load_visible(void *conn, const char *tenant, const char *job_id, struct rules_jobrow *r);
 /* Loads job jid, which the caller knows exists: 1, or a negative error. */
-int sq_job_load_jid(struct sq_conn *c, int64_t jid, struct rules_jobrow *r);
+int sq_job_load_jid(void *conn, int64_t jid, struct rules_jobrow *r);
 /* Writes the job row back (and queues the callback of a terminal job): 0 or an error. */
-int sq_job_save(struct sq_conn *c, const struct rules_jobrow *r, int64_t now);
+int sq_job_save(void *conn, const struct rules_jobrow *r, int64_t now);
+
+/* ---- jobs.c: the job operations ---------------------------------------------------- */
+
+/* This backend's steps of the job transactions (rules.h), store_sqlite_ops.jobs. */
+extern const struct rules_jobs_prims sq_jobs;
 
 /* ---- docs.c ---------------------------------------------------------------------- */
 
@@ -154,26 +160,6 @@ int sq_key_revoke(void *impl, const char *key_id);
 int sq_tenant_set_weight(void *impl, const char *tenant, int weight);
 int sq_tenant_load(void *impl, const char *tenant, int64_t *open_jobs, int64_t *pending);
 int sq_setting_ensure(void *impl, const char *name, const char *value, char **out);
-
-/* jobs.c */
-int sq_job_begin(void *impl, const char *tenant, const char *job_id);
-int sq_job_add_items(void *impl, const char *job_id, const struct store_new_item *items, size_t n);
-int sq_job_commit(void *impl, const char *job_id, const struct store_job_meta *meta, int64_t total,
-                  struct store_job *out);
-int sq_job_retry(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
-                 const struct store_job_meta *meta, struct store_job *out);
-int sq_job_retry_begin(void *impl, const char *tenant, const char *job_id, const char *new_job_id,
-                       const struct store_job_meta *meta, struct store_job *out);
-int sq_job_retry_stage(void *impl, size_t max_rows, int64_t *cursor, char *job_id);
-int sq_job_abort(void *impl, const char *job_id);
-int sq_gc_receiving(void *impl, int64_t older_than);
-int sq_retention_sweep(void *impl, int64_t jobs_completed_before, int64_t keys_created_before,
-                       size_t max_rows);
-int sq_job_get(void *impl, const char *tenant, const char *job_id, struct store_job *out);
-int sq_job_list(void *impl, const char *tenant, int status, int64_t before_seq, size_t limit,
-                struct store_job **out, size_t *n);
-int sq_job_cancel(void *impl, const char *tenant, const char *job_id, struct store_job *out);
-int sq_job_delete(void *impl, const char *tenant, const char *job_id);
 
 /* items.c */
 int sq_item_get(void *impl, const char *tenant, const char *job_id, int64_t index,
