@@ -53,6 +53,15 @@ static int cmp_claim_item(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
+/* The claim item of row i of res, whose columns are idx, attempts, ref, data. */
+static void claim_item_read(const PGresult *res, int i, struct store_claim_item *it)
+{
+    it->index = pg_col_i64(res, i, 0);
+    it->attempts = (int)pg_col_i64(res, i, 1);
+    it->ref = pg_col_strdup(res, i, 2, NULL);
+    it->data = pg_col_strdup(res, i, 3, &it->data_len);
+}
+
 /* Applies relative count changes to job jid and finishes it when done (the job row
  * is locked from here to COMMIT). progress: also sets last_progress_at. */
 static int job_counts_add(struct conn *c, int64_t jid, int64_t processing, int64_t failed,
@@ -118,7 +127,7 @@ static int settle_claim(struct conn *c, const char *node, int64_t claim_id, int6
     if (released) {
         rc = pg_exec(
             c,
-            "SELECT idx, status, attempts, ref, data FROM items WHERE jid = $1 AND idx >= $2 "
+            "SELECT idx, attempts, ref, data, status FROM items WHERE jid = $1 AND idx >= $2 "
             "AND idx < $3 AND status = 0 AND $4::bigint > 0 ORDER BY idx",
             &p, &res);
     } else {
@@ -141,22 +150,17 @@ static int settle_claim(struct conn *c, const char *node, int64_t claim_id, int6
             "\"message\":\"abandoned after %s attempts\"}', $5::text, $7::text, attempts + 1)"
             " ELSE '' END AS e) ev) "
             "WHERE jid = $1 AND idx >= $2 AND idx < $3 AND status = 0 "
-            "RETURNING idx, status, attempts, ref, data",
+            "RETURNING idx, attempts, ref, data, status",
             &p, &res);
     }
     if (rc < 0)
         goto out;
     items = xcalloc((size_t)rc + 1, sizeof *items);
     for (int i = 0; i < rc; i++) {
-        if (pg_col_i64(res, i, 1) != ITEM_PENDING) {
+        if (pg_col_i64(res, i, 4) == ITEM_PENDING)
+            claim_item_read(res, i, &items[n++]);
+        else
             failed++;
-            continue;
-        }
-        struct store_claim_item *it = &items[n++];
-        it->index = pg_col_i64(res, i, 0);
-        it->attempts = (int)pg_col_i64(res, i, 2);
-        it->ref = pg_col_strdup(res, i, 3, NULL);
-        it->data = pg_col_strdup(res, i, 4, &it->data_len);
     }
     PQclear(res);
     res = NULL;
@@ -236,15 +240,9 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim
     if (rc < 0)
         goto out;
     items = xcalloc((size_t)rc + 1, sizeof *items);
-    for (int i = 0; i < rc; i++) {
-        if (pg_col_i64(res, i, 4) == ITEM_PENDING)
-            break; /* same-ref order: wait until the previous item of this ref is done */
-        struct store_claim_item *it = &items[n++];
-        it->index = pg_col_i64(res, i, 0);
-        it->attempts = (int)pg_col_i64(res, i, 1);
-        it->ref = pg_col_strdup(res, i, 2, NULL);
-        it->data = pg_col_strdup(res, i, 3, &it->data_len);
-    }
+    /* same-ref order: the range stops before an item whose previous one is pending */
+    for (int i = 0; i < rc && pg_col_i64(res, i, 4) != ITEM_PENDING; i++)
+        claim_item_read(res, i, &items[n++]);
     PQclear(res);
     res = NULL;
     rc = 0;

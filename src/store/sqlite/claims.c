@@ -71,6 +71,22 @@ int sq_expire_claims(void *impl)
 SQ_SQL(sql_items_range, "SELECT k, status, attempts, prev_idx, ref, data FROM items "
                         "WHERE k >= ?1 AND k < ?2 ORDER BY k");
 
+/* Appends the claim item of job jid in the row of s (sql_items_range) to *items (*n
+ * of *cap, grown as needed). */
+static void claim_item_add(sqlite3_stmt *s, int64_t jid, struct store_claim_item **items, size_t *n,
+                           size_t *cap)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *items = xrealloc(*items, *cap * sizeof **items);
+    }
+    struct store_claim_item *it = &(*items)[(*n)++];
+    it->index = sqlite3_column_int64(s, 0) - KEY(jid, 0);
+    it->attempts = sqlite3_column_int(s, 2);
+    it->ref = sq_col_dup(s, 4, NULL);
+    it->data = sq_col_dup(s, 5, &it->data_len);
+}
+
 /* Pending items of [lo, hi) of job r, copied: the items a claim still owes. */
 static int pending_in_range(struct sq_conn *c, const struct rules_jobrow *r, int64_t lo, int64_t hi,
                             struct store_claim_item **items, size_t *n)
@@ -87,15 +103,7 @@ static int pending_in_range(struct sq_conn *c, const struct rules_jobrow *r, int
     while ((rc = sq_step(s)) == 1) {
         if (sqlite3_column_int(s, 1) != ITEM_PENDING)
             continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            *items = xrealloc(*items, cap * sizeof **items);
-        }
-        struct store_claim_item *it = &(*items)[(*n)++];
-        it->index = sqlite3_column_int64(s, 0) - KEY(r->jid, 0);
-        it->attempts = sqlite3_column_int(s, 2);
-        it->ref = sq_col_dup(s, 4, NULL);
-        it->data = sq_col_dup(s, 5, &it->data_len);
+        claim_item_add(s, r->jid, items, n, &cap);
     }
     sqlite3_reset(s);
     return rc;
@@ -288,7 +296,6 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct rules_cl
     sqlite3_bind_int64(s, 1, KEY(jid, lo));
     sqlite3_bind_int64(s, 2, KEY(jid, hi));
     while ((rc = sq_step(s)) == 1) {
-        int64_t idx = sqlite3_column_int64(s, 0) - KEY(jid, 0);
         int64_t prev = sqlite3_column_int64(s, 3);
         if (prev >= 0 && prev < lo) {
             /* Same-ref ordering: wait until the previous item of this ref is done. */
@@ -304,15 +311,7 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct rules_cl
             if (st == ITEM_PENDING)
                 break;
         }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            items = xrealloc(items, cap * sizeof *items);
-        }
-        struct store_claim_item *it = &items[n++];
-        it->index = idx;
-        it->attempts = sqlite3_column_int(s, 2);
-        it->ref = sq_col_dup(s, 4, NULL);
-        it->data = sq_col_dup(s, 5, &it->data_len);
+        claim_item_add(s, jid, &items, &n, &cap);
     }
     sqlite3_reset(s);
     if (rc < 0 || n == 0)
