@@ -15,6 +15,7 @@
 #include "store/rules.h"
 #include "store/store_int.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/errors.h"
 #include "util/ids.h"
 #include "util/xmalloc.h"
@@ -505,6 +506,171 @@ int rules_docs_list_done(struct rules_docs_ctx *x, int rc, struct store_doc **ou
     *out = rc < 0 ? NULL : x->list;
     *n = rc < 0 ? 0 : x->n;
     return rc;
+}
+
+/* ---- completion callbacks: the outbox ------------------------------------------ */
+
+void rules_delivery_read(const struct rules_cols *cols, const void *row, int with_log,
+                         struct store_delivery *d)
+{
+    memset(d, 0, sizeof *d);
+    cols->copy(row, 0, d->id, sizeof d->id);
+    cols->copy(row, 1, d->job_id, sizeof d->job_id);
+    cols->copy(row, 2, d->tenant, sizeof d->tenant);
+    cols->copy(row, 3, d->event, sizeof d->event);
+    d->url = cols->dup(row, 4, NULL);
+    d->state = (int)cols->i64(row, 5);
+    d->attempts = (int)cols->i64(row, 6);
+    d->created_at = cols->i64(row, 7);
+    d->next_at = cols->i64(row, 8);
+    d->updated_at = cols->i64(row, 9);
+    if (with_log)
+        d->log = cols->dup(row, 10, NULL);
+}
+
+int rules_delivery_lease(struct store_delivery *d, int64_t now, int64_t lease_ms, int64_t *until)
+{
+    *until = now + (lease_ms > 0 ? lease_ms : 1);
+    return ids_random("lease_", 24, d->token);
+}
+
+int rules_delivery_record_args(struct rules_outbox_ctx *x, const struct store_delivery *d,
+                               const struct store_delivery_attempt *a, int state, int64_t next_at)
+{
+    if (state < DELIVERY_PENDING || state > DELIVERY_ABANDONED)
+        return -SLUICE_E_INVALID_PARAMETER;
+    *x = (struct rules_outbox_ctx){.d = d, .a = a, .state = state, .next_at = next_at};
+    return 0;
+}
+
+void rules_delivery_attempt(const struct rules_outbox_ctx *x, struct buf *b)
+{
+    const struct store_delivery_attempt *a = x->a;
+    char ts[25];
+    buf_reset(b);
+    buf_printf(b, "{\"attempt\":%d,\"at\":\"%s\",\"latencyMs\":%lld,\"status\":%d",
+               x->d->attempts + 1, clock_fmt_ms(a->at, ts), (long long)a->latency_ms, a->status);
+    if (a->error_code) {
+        const char *m = a->error_message ? a->error_message : "";
+        buf_puts(b, ",\"error\":{\"code\":");
+        buf_json_str(b, a->error_code, strlen(a->error_code));
+        buf_puts(b, ",\"message\":");
+        buf_json_str(b, m, strlen(m));
+        buf_putc(b, '}');
+    }
+    buf_putc(b, '}');
+}
+
+void rules_outbox_undo(void *ctx)
+{
+    struct rules_outbox_ctx *x = ctx;
+    store_deliveries_free(x->list, x->n);
+    x->list = NULL;
+    x->n = 0;
+}
+
+int rules_outbox_done(struct rules_outbox_ctx *x, int rc, struct store_delivery **out, size_t *n)
+{
+    if (rc <= 0)
+        rules_outbox_undo(x);
+    *out = x->list;
+    *n = x->n;
+    return rc;
+}
+
+/* ---- API keys, tenants, settings ------------------------------------------------ */
+
+void rules_keys_undo(void *ctx)
+{
+    struct rules_keys_ctx *x = ctx;
+    free(x->list);
+    x->list = NULL;
+    x->n = 0;
+    free(x->out);
+    x->out = NULL;
+}
+
+int rules_key_list_done(struct rules_keys_ctx *x, int rc, struct store_key **out, size_t *n)
+{
+    *out = rc < 0 ? NULL : x->list;
+    *n = rc < 0 ? 0 : x->n;
+    return rc < 0 ? rc : 0;
+}
+
+int rules_tenant_load_done(const struct rules_keys_ctx *x, int rc, int64_t *open_jobs,
+                           int64_t *pending)
+{
+    if (rc >= 0) {
+        *open_jobs = x->open_jobs;
+        *pending = x->pending;
+    }
+    return rc;
+}
+
+int rules_setting_done(struct rules_keys_ctx *x, int rc, char **out)
+{
+    if (rc < 0)
+        rules_keys_undo(x);
+    *out = x->out;
+    return rc;
+}
+
+/* ---- limits: rate buckets and concurrency units -------------------------------- */
+
+void rules_bucket_lease(struct store_bucket_lease *out, int64_t now, double tat, uint64_t epoch)
+{
+    out->now = now;
+    out->tat0 = tat > (double)now ? tat : (double)now;
+    out->epoch = epoch;
+}
+
+int64_t rules_sem_held(int64_t held, int64_t others, int64_t cap, int64_t delta)
+{
+    if (delta > 0) {
+        int64_t room = cap - held - others;
+        return held + (delta < room ? delta : (room > 0 ? room : 0));
+    }
+    return held + delta > 0 ? held + delta : 0;
+}
+
+/* ---- claims: holding one, and the completion loop ------------------------------ */
+
+int rules_release_body(const struct rules_claims_prims *p, void *conn, struct rules_claim_ctx *x)
+{
+    struct rules_held h;
+    struct rules_jobrow r;
+    int rc = p->claim_check(conn, x->c, &h, &r);
+    if (rc < 0)
+        return rc;
+    store_job_release(&r.j);
+    if (r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED) /* nothing to give back */
+        return p->settle_released(conn, x, &h);
+    return p->give_back(conn, x->c, &h);
+}
+
+void rules_outcomes_start(struct rules_outcomes *w, const struct rules_claim_ctx *x,
+                          const struct rules_held *h, struct buf *ev)
+{
+    *w = (struct rules_outcomes){.x = x, .h = h, .ev = ev};
+}
+
+int rules_outcome_next(struct rules_outcomes *w, struct store_outcome **o,
+                       const struct store_claim_item **ci)
+{
+    while (w->i < w->x->n) {
+        *o = &w->x->outs[w->i++];
+        int rc = rules_outcome_begin(w->x->c, *o, w->h->lo, w->h->hi, ci, w->ev);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+void rules_outcome_end(struct rules_outcomes *w, const struct store_outcome *o, int ops_rc,
+                       const char *res, const char *msg, struct rules_item_end *e)
+{
+    buf_putc(w->ev, ']');
+    rules_item_end(e, o, ops_rc, res, msg);
 }
 
 /* ---- completions ----------------------------------------------------------------- */

@@ -260,6 +260,140 @@ void rules_docs_undo(void *ctx);
  * caller frees with store_docs_free) and *n, empty when rc < 0. Returns rc. */
 int rules_docs_list_done(struct rules_docs_ctx *x, int rc, struct store_doc **out, size_t *n);
 
+/* ---- completion callbacks: the outbox ------------------------------------------ */
+
+/* The columns of a delivery row, in the order rules_delivery_read decodes them. */
+#define DELIVERY_COLS                                                                              \
+    "id, job_id, tenant, event, url, state, attempts, created_at, next_at, updated_at"
+
+/* The arguments and outputs of store_delivery_claim, store_delivery_record and
+ * store_delivery_list, as the backends' transaction bodies see them. */
+struct rules_outbox_ctx {
+    int64_t lease_ms;
+    size_t max;
+    const char *tenant, *job_id;
+    const struct store_delivery *d;
+    const struct store_delivery_attempt *a;
+    int state;
+    int64_t next_at;
+    struct store_delivery *list;
+    size_t n;
+};
+
+/* Fills d (zeroed first) from the DELIVERY_COLS of row (from column 0) read through
+ * cols; with_log: column 10 is its log. */
+void rules_delivery_read(const struct rules_cols *cols, const void *row, int with_log,
+                         struct store_delivery *d);
+/* A new lease of delivery d taken at now for lease_ms (at least 1 ms): a new token in
+ * d->token and [out] *until, the lease's end. 0 or an error. */
+int rules_delivery_lease(struct store_delivery *d, int64_t now, int64_t lease_ms, int64_t *until);
+/* Fills x with the arguments of store_delivery_record: 0, or
+ * -SLUICE_E_INVALID_PARAMETER when state is not an enum store_delivery_state. */
+int rules_delivery_record_args(struct rules_outbox_ctx *x, const struct store_delivery *d,
+                               const struct store_delivery_attempt *a, int state, int64_t next_at);
+/* The log element of x's attempt (x->a, not NULL) of x->d, a JSON object text, into b
+ * (reset first). */
+void rules_delivery_attempt(const struct rules_outbox_ctx *x, struct buf *b);
+/* The undo of the outbox bodies (a tx_undo_fn): frees x->list and zeroes it. */
+void rules_outbox_undo(void *ctx);
+/* The outputs of store_delivery_claim and store_delivery_list after their transaction
+ * returned rc: [out] *out (the caller frees with store_deliveries_free) and *n, empty
+ * (x->list freed) unless rc > 0. Returns rc. */
+int rules_outbox_done(struct rules_outbox_ctx *x, int rc, struct store_delivery **out, size_t *n);
+
+/* ---- API keys, tenants, settings ------------------------------------------------ */
+
+/* The arguments and outputs of the key, tenant and setting operations, as the
+ * backends' transaction bodies see them. */
+struct rules_keys_ctx {
+    const char *key_id, *tenant, *hash; /* store_key_create, _lookup, _revoke */
+    char *tenant_out;                   /* store_key_lookup: STORE_NAME_MAX bytes */
+    struct store_key *list;             /* store_key_list */
+    size_t n;
+    int weight;                 /* store_tenant_set_weight */
+    int64_t open_jobs, pending; /* store_tenant_load */
+    const char *name, *value;   /* store_setting_ensure */
+    char *out;
+};
+
+/* The undo of the key list and setting bodies (a tx_undo_fn): frees x->list and
+ * x->out and zeroes them. */
+void rules_keys_undo(void *ctx);
+/* The outputs of store_key_list after its transaction returned rc: [out] *out (the
+ * caller frees with free()) and *n, empty when rc < 0. 0 or rc. */
+int rules_key_list_done(struct rules_keys_ctx *x, int rc, struct store_key **out, size_t *n);
+/* The outputs of store_tenant_load after its transaction returned rc: [out] *open_jobs
+ * and *pending unless rc < 0. Returns rc. */
+int rules_tenant_load_done(const struct rules_keys_ctx *x, int rc, int64_t *open_jobs,
+                           int64_t *pending);
+/* The output of store_setting_ensure after its transaction returned rc: [out] *out
+ * (the caller frees with free()), NULL (x->out freed) when rc < 0. Returns rc. */
+int rules_setting_done(struct rules_keys_ctx *x, int rc, char **out);
+
+/* ---- limits: rate buckets and concurrency units -------------------------------- */
+
+/* The lease of store_bucket_take on a bucket whose TAT is tat and epoch is epoch, at
+ * now (the store's clock), into out: its tat0 is the later of tat and now (the
+ * bucket's TAT after n slots of interval ms is tat0 + n * interval). */
+void rules_bucket_lease(struct store_bucket_lease *out, int64_t now, double tat, uint64_t epoch);
+/* The units of a concurrency cap this holder has after store_sem_adjust: it held
+ * held, the others (other live nodes) hold others; delta > 0 takes as many as cap
+ * leaves (never fewer than it held), delta < 0 gives -delta back (never below 0). */
+int64_t rules_sem_held(int64_t held, int64_t others, int64_t cap, int64_t delta);
+
+/* ---- claims: holding one, and the completion loop ------------------------------ */
+
+struct rules_item_end;
+
+/* A claim's row as its holder finds it (struct store_claim names it). */
+struct rules_held {
+    int64_t jid, lo, hi, remaining;
+};
+
+/* What store_release needs of a backend, on its connection conn inside the
+ * transaction (rules_release_body). */
+struct rules_claims_prims {
+    /* The row of claim cl if cl's token still holds it (locked where the engine locks)
+     * and its job: 1 ([out] h, and r: release r->j with store_job_release),
+     * -SLUICE_E_LEASE_LOST when it was taken over or is gone, or an error. */
+    int (*claim_check)(void *conn, const struct store_claim *cl, struct rules_held *h,
+                       struct rules_jobrow *r);
+    /* Settles claim x->c (row h) given back on a canceling or canceled job (its pending
+     * items Canceled, the claim dropped): 0 or an error. */
+    int (*settle_released)(void *conn, const struct rules_claim_ctx *x, const struct rules_held *h);
+    /* Gives claim cl (row h) back with its remaining items: expired at once and
+     * marked released (the next store_claim re-leases it without counting an
+     * attempt), its token emptied to fence the old holder. 0 or an error. */
+    int (*give_back)(void *conn, const struct store_claim *cl, const struct rules_held *h);
+};
+
+/* The body of store_release on x (x->c): the claim's items go back, or, on a
+ * canceling job, are settled (nothing to give back). 0, -SLUICE_E_LEASE_LOST or an
+ * error. */
+int rules_release_body(const struct rules_claims_prims *p, void *conn, struct rules_claim_ctx *x);
+
+/* A walk over the outcomes of a completion (x->outs of claim x->c, row h) that count:
+ * rules_outcome_next hands them out one by one. */
+struct rules_outcomes {
+    const struct rules_claim_ctx *x;
+    const struct rules_held *h;
+    struct buf *ev; /* the connection's events buffer */
+    size_t i;
+};
+
+/* Starts walk w over x's outcomes (claim row h), their events built in ev. */
+void rules_outcomes_start(struct rules_outcomes *w, const struct rules_claim_ctx *x,
+                          const struct rules_held *h, struct buf *ev);
+/* The next outcome of w that reports an item its claim owes (rules_outcome_begin):
+ * 1 ([out] *o, *ci; w->ev holds the start of its events array), 0 none left, or
+ * -SLUICE_E_INVALID_PARAMETER. */
+int rules_outcome_next(struct rules_outcomes *w, struct store_outcome **o,
+                       const struct store_claim_item **ci);
+/* The end of outcome o of w once its ops ran (ops_rc, res, msg: see rules_item_end):
+ * closes its events array in w->ev and fills e. */
+void rules_outcome_end(struct rules_outcomes *w, const struct store_outcome *o, int ops_rc,
+                       const char *res, const char *msg, struct rules_item_end *e);
+
 /* ---- completions ----------------------------------------------------------------- */
 
 /* The new text of a document for a change op with data (data_len bytes) when the

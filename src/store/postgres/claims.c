@@ -53,6 +53,15 @@ static int cmp_claim_item(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
+/* The claim item of row i of res, whose columns are idx, attempts, ref, data. */
+static void claim_item_read(const PGresult *res, int i, struct store_claim_item *it)
+{
+    it->index = pg_col_i64(res, i, 0);
+    it->attempts = (int)pg_col_i64(res, i, 1);
+    it->ref = pg_col_strdup(res, i, 2, NULL);
+    it->data = pg_col_strdup(res, i, 3, &it->data_len);
+}
+
 /* Applies relative count changes to job jid and finishes it when done (the job row
  * is locked from here to COMMIT). progress: also sets last_progress_at. */
 static int job_counts_add(struct conn *c, int64_t jid, int64_t processing, int64_t failed,
@@ -118,7 +127,7 @@ static int settle_claim(struct conn *c, const char *node, int64_t claim_id, int6
     if (released) {
         rc = pg_exec(
             c,
-            "SELECT idx, status, attempts, ref, data FROM items WHERE jid = $1 AND idx >= $2 "
+            "SELECT idx, attempts, ref, data, status FROM items WHERE jid = $1 AND idx >= $2 "
             "AND idx < $3 AND status = 0 AND $4::bigint > 0 ORDER BY idx",
             &p, &res);
     } else {
@@ -141,22 +150,17 @@ static int settle_claim(struct conn *c, const char *node, int64_t claim_id, int6
             "\"message\":\"abandoned after %s attempts\"}', $5::text, $7::text, attempts + 1)"
             " ELSE '' END AS e) ev) "
             "WHERE jid = $1 AND idx >= $2 AND idx < $3 AND status = 0 "
-            "RETURNING idx, status, attempts, ref, data",
+            "RETURNING idx, attempts, ref, data, status",
             &p, &res);
     }
     if (rc < 0)
         goto out;
     items = xcalloc((size_t)rc + 1, sizeof *items);
     for (int i = 0; i < rc; i++) {
-        if (pg_col_i64(res, i, 1) != ITEM_PENDING) {
+        if (pg_col_i64(res, i, 4) == ITEM_PENDING)
+            claim_item_read(res, i, &items[n++]);
+        else
             failed++;
-            continue;
-        }
-        struct store_claim_item *it = &items[n++];
-        it->index = pg_col_i64(res, i, 0);
-        it->attempts = (int)pg_col_i64(res, i, 2);
-        it->ref = pg_col_strdup(res, i, 3, NULL);
-        it->data = pg_col_strdup(res, i, 4, &it->data_len);
     }
     PQclear(res);
     res = NULL;
@@ -236,15 +240,9 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim
     if (rc < 0)
         goto out;
     items = xcalloc((size_t)rc + 1, sizeof *items);
-    for (int i = 0; i < rc; i++) {
-        if (pg_col_i64(res, i, 4) == ITEM_PENDING)
-            break; /* same-ref order: wait until the previous item of this ref is done */
-        struct store_claim_item *it = &items[n++];
-        it->index = pg_col_i64(res, i, 0);
-        it->attempts = (int)pg_col_i64(res, i, 1);
-        it->ref = pg_col_strdup(res, i, 2, NULL);
-        it->data = pg_col_strdup(res, i, 3, &it->data_len);
-    }
+    /* same-ref order: the range stops before an item whose previous one is pending */
+    for (int i = 0; i < rc && pg_col_i64(res, i, 4) != ITEM_PENDING; i++)
+        claim_item_read(res, i, &items[n++]);
     PQclear(res);
     res = NULL;
     rc = 0;
@@ -447,26 +445,28 @@ int pg_claim(void *impl, const struct store_claim_opts *o, struct store_claim *o
     return pg_run_tx(impl, claim_body, rules_claim_undo, &x);
 }
 
-/* The claim's row, locked, if c's token still holds it: 1, or 0 when taken over. */
-static int claim_check(struct conn *c, const struct store_claim *cl, int64_t *jid, int64_t *lo,
-                       int64_t *hi, int64_t *remaining)
+/* The claim's row, locked, if cl's token still holds it, and its job
+ * (rules_claims_prims): 1, -SLUICE_E_LEASE_LOST when taken over, or an error. */
+static int claim_check(void *conn, const struct store_claim *cl, struct rules_held *h,
+                       struct rules_jobrow *r)
 {
+    struct conn *c = conn;
     struct pg_params p = {0};
-    PGresult *r;
+    PGresult *res;
     pg_param_i64(&p, cl->claim_id);
     pg_param_str(&p, cl->token);
     int rc = pg_exec(c,
                      "SELECT jid, lo, hi, remaining FROM claims WHERE claim_id = $1 AND token = $2 "
                      "AND token <> '' FOR UPDATE",
-                     &p, &r);
+                     &p, &res);
     if (rc <= 0)
-        return rc;
-    *jid = pg_col_i64(r, 0, 0);
-    *lo = pg_col_i64(r, 0, 1);
-    *hi = pg_col_i64(r, 0, 2);
-    *remaining = pg_col_i64(r, 0, 3);
-    PQclear(r);
-    return 1;
+        return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
+    h->jid = pg_col_i64(res, 0, 0);
+    h->lo = pg_col_i64(res, 0, 1);
+    h->hi = pg_col_i64(res, 0, 2);
+    h->remaining = pg_col_i64(res, 0, 3);
+    PQclear(res);
+    return pg_job_load_jid(c, h->jid, r);
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -621,7 +621,10 @@ static int complete_body(struct conn *c, void *vctx)
     const struct store_claim *cl = x->c;
     struct rules_jobrow r;
     PGresult *res = NULL;
-    int64_t jid = 0, lo = 0, hi = 0, remaining = 0;
+    struct rules_held h;
+    struct rules_outcomes w;
+    struct store_outcome *o;
+    const struct store_claim_item *ci;
     int64_t done = 0;
     struct store_counts ended = {0}; /* succeeded, failed, skipped by this call */
     int64_t *pending = NULL;
@@ -629,25 +632,23 @@ static int complete_body(struct conn *c, void *vctx)
     char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
     memset(&r, 0, sizeof r);
     rules_outcomes_reset(x->outs, x->n);
-    int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
-    if (rc <= 0)
-        return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
+    int rc = claim_check(c, cl, &h, &r);
+    if (rc < 0)
+        return rc;
     clock_fmt_ms(c->now, ts);
     const struct rules_apply ap = {pg_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, c->now, ts};
-    if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
-        return rc;
     /* Lock the rows of the items this call reports that are still pending. */
     struct buf *bidx = &c->arr[0];
     pg_arr_begin(bidx);
     for (size_t i = 0; i < x->n; i++)
-        if (x->outs[i].index >= lo && x->outs[i].index < hi &&
+        if (x->outs[i].index >= h.lo && x->outs[i].index < h.hi &&
             rules_claim_find(cl, x->outs[i].index))
             pg_arr_i64(bidx, x->outs[i].index);
     struct pg_params p = {0};
-    pg_param_i64(&p, jid);
+    pg_param_i64(&p, h.jid);
     pg_param_str(&p, pg_arr_end(bidx));
-    pg_param_i64(&p, lo);
-    pg_param_i64(&p, hi);
+    pg_param_i64(&p, h.lo);
+    pg_param_i64(&p, h.hi);
     rc = pg_exec(c,
                  "SELECT idx FROM items WHERE jid = $1 AND idx = ANY($2::bigint[]) AND status = 0 "
                  "AND idx >= $3 AND idx < $4 ORDER BY idx FOR UPDATE",
@@ -671,7 +672,8 @@ static int complete_body(struct conn *c, void *vctx)
         for (size_t i = 1; i < x->n; i++)
             dup |= seen[i] == seen[i - 1];
         free(seen);
-        if (!dup && (rc = batch_upserts(c, &r, cl, x->outs, x->n, lo, hi, pending, npending)) < 0)
+        if (!dup &&
+            (rc = batch_upserts(c, &r, cl, x->outs, x->n, h.lo, h.hi, pending, npending)) < 0)
             goto out;
         batched = !dup && rc == 1;
     }
@@ -685,15 +687,10 @@ static int complete_body(struct conn *c, void *vctx)
     pg_arr_begin(ae);
     pg_arr_begin(af);
     pg_arr_begin(aw);
-    for (size_t i = 0; i < x->n; i++) {
-        struct store_outcome *o = &x->outs[i];
-        const struct store_claim_item *ci;
+    rules_outcomes_start(&w, x, &h, &c->ev);
+    while ((rc = rules_outcome_next(&w, &o, &ci)) > 0) {
         struct rules_item_end e;
         int ops_rc = -1;
-        if ((rc = rules_outcome_begin(cl, o, lo, hi, &ci, &c->ev)) < 0)
-            goto out;
-        if (rc == 0)
-            continue;
         int64_t *slot = bsearch(&o->index, pending, npending, sizeof *pending, cmp_i64);
         if (!slot || *slot < 0)
             continue; /* finished by an earlier call, or twice in this one */
@@ -705,8 +702,7 @@ static int complete_body(struct conn *c, void *vctx)
             if ((rc = ops_rc = rules_apply_ops(&ap, &r, ci, o, msg, sizeof msg)) < 0)
                 goto out;
         }
-        buf_putc(&c->ev, ']');
-        rules_item_end(&e, o, ops_rc, buf_cstr(&c->res), msg);
+        rules_outcome_end(&w, o, ops_rc, buf_cstr(&c->res), msg, &e);
         pg_arr_i64(ai, o->index);
         pg_arr_i64(as, e.status);
         pg_arr_str(ar, e.result);
@@ -718,11 +714,12 @@ static int complete_body(struct conn *c, void *vctx)
         done++;
         rules_count_end(&ended, e.status);
     }
-    rc = 0;
+    if (rc < 0)
+        goto out;
     if (done == 0)
         goto out; /* a repeated call: its step tallies were counted the first time */
     struct pg_params u = {0};
-    pg_param_i64(&u, jid);
+    pg_param_i64(&u, h.jid);
     pg_param_i64(&u, c->now);
     pg_param_str(&u, pg_arr_end(ai));
     pg_param_str(&u, pg_arr_end(as));
@@ -732,8 +729,8 @@ static int complete_body(struct conn *c, void *vctx)
     pg_param_str(&u, pg_arr_end(ae));
     pg_param_str(&u, pg_arr_end(af));
     pg_param_str(&u, pg_arr_end(aw));
-    pg_param_i64(&u, lo);
-    pg_param_i64(&u, hi);
+    pg_param_i64(&u, h.lo);
+    pg_param_i64(&u, h.hi);
     /* The range bounds keep the plan an index range scan of at most one claim's rows
      * even when the table's statistics are stale (a job just inserted). */
     rc = pg_exec(
@@ -755,7 +752,7 @@ static int complete_body(struct conn *c, void *vctx)
     }
     store_job_release(&r.j);
     struct pg_params j = {0};
-    pg_param_i64(&j, jid);
+    pg_param_i64(&j, h.jid);
     pg_param_i64(&j, ended.succeeded);
     pg_param_i64(&j, ended.failed);
     pg_param_i64(&j, ended.skipped);
@@ -777,15 +774,15 @@ static int complete_body(struct conn *c, void *vctx)
     }
     if ((rc = pg_job_finish_if_done(c, &r)) < 0)
         goto out;
-    if ((rc = steps_add(c, jid, x->steps, x->nsteps)) < 0)
+    if ((rc = steps_add(c, h.jid, x->steps, x->nsteps)) < 0)
         goto out;
-    remaining -= done;
+    h.remaining -= done;
     struct pg_params k = {0};
     pg_param_i64(&k, cl->claim_id);
-    pg_param_i64(&k, remaining);
+    pg_param_i64(&k, h.remaining);
     rc = pg_exec(c,
-                 remaining <= 0 ? "DELETE FROM claims WHERE claim_id = $1 AND $2::bigint <= 0"
-                                : "UPDATE claims SET remaining = $2 WHERE claim_id = $1",
+                 h.remaining <= 0 ? "DELETE FROM claims WHERE claim_id = $1 AND $2::bigint <= 0"
+                                  : "UPDATE claims SET remaining = $2 WHERE claim_id = $1",
                  &k, NULL);
     if (rc > 0)
         rc = 0;
@@ -804,30 +801,33 @@ int pg_complete(void *impl, const struct store_claim *c, struct store_outcome *o
     return rules_complete_done(&x, pg_run_tx(impl, complete_body, rules_complete_undo, &x));
 }
 
-static int release_body(struct conn *c, void *vctx)
+static int settle_released(void *conn, const struct rules_claim_ctx *x, const struct rules_held *h)
 {
-    struct rules_claim_ctx *x = vctx;
-    const struct store_claim *cl = x->c;
-    struct rules_jobrow r;
-    int64_t jid = 0, lo = 0, hi = 0, remaining = 0;
-    int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
-    if (rc <= 0)
-        return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
-    if ((rc = pg_job_load_jid(c, jid, &r)) < 0)
-        return rc;
-    store_job_release(&r.j);
-    if (r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED)
-        return settle_claim(c, x->node, cl->claim_id, jid, lo, hi, 1, 0, 0, NULL);
+    return settle_claim(conn, x->node, x->c->claim_id, h->jid, h->lo, h->hi, 1, 0, 0, NULL);
+}
+
+static int give_back(void *conn, const struct store_claim *cl, const struct rules_held *h)
+{
+    struct conn *c = conn;
     struct pg_params p = {0};
+    (void)h;
     pg_param_i64(&p, cl->claim_id);
     pg_param_i64(&p, c->now);
-    rc = pg_exec(c,
-                 "UPDATE claims SET token = '', lease_until = 0, claimed_at = $2, released = 1 "
-                 "WHERE claim_id = $1",
-                 &p, NULL);
+    int rc = pg_exec(c,
+                     "UPDATE claims SET token = '', lease_until = 0, claimed_at = $2, released = 1 "
+                     "WHERE claim_id = $1",
+                     &p, NULL);
     if (rc < 0)
         return rc;
     return pg_notify_work(c); /* the items are runnable again: wake a node */
+}
+
+static const struct rules_claims_prims pg_claims = {
+    .claim_check = claim_check, .settle_released = settle_released, .give_back = give_back};
+
+static int release_body(struct conn *c, void *vctx)
+{
+    return rules_release_body(&pg_claims, c, vctx);
 }
 
 int pg_release(void *impl, const struct store_claim *c)

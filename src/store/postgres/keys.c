@@ -11,16 +11,9 @@
 
 /* ---- API keys -------------------------------------------------------------------- */
 
-struct key_ctx {
-    const char *key_id, *tenant, *hash;
-    char *tenant_out;
-    struct store_key *list;
-    size_t n;
-};
-
 static int key_create_body(struct conn *c, void *vctx)
 {
-    struct key_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     struct pg_params p = {0};
     pg_param_str(&p, x->key_id);
     pg_param_str(&p, x->tenant);
@@ -34,13 +27,13 @@ static int key_create_body(struct conn *c, void *vctx)
 
 int pg_key_create(void *impl, const char *key_id, const char *tenant, const char *hash_hex)
 {
-    struct key_ctx x = {.key_id = key_id, .tenant = tenant, .hash = hash_hex};
+    struct rules_keys_ctx x = {.key_id = key_id, .tenant = tenant, .hash = hash_hex};
     return pg_run_tx(impl, key_create_body, NULL, &x);
 }
 
 static int key_lookup_body(struct conn *c, void *vctx)
 {
-    struct key_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     struct pg_params p = {0};
     PGresult *r;
     pg_param_str(&p, x->hash);
@@ -56,13 +49,13 @@ static int key_lookup_body(struct conn *c, void *vctx)
 
 int pg_key_lookup(void *impl, const char *hash_hex, char tenant[STORE_NAME_MAX])
 {
-    struct key_ctx x = {.hash = hash_hex, .tenant_out = tenant};
+    struct rules_keys_ctx x = {.hash = hash_hex, .tenant_out = tenant};
     return pg_run_tx(impl, key_lookup_body, NULL, &x);
 }
 
 static int key_list_body(struct conn *c, void *vctx)
 {
-    struct key_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     PGresult *r;
     int rc = pg_exec(c, "SELECT key_id, tenant, created_at, revoked_at FROM api_keys ORDER BY seq",
                      NULL, &r);
@@ -81,26 +74,16 @@ static int key_list_body(struct conn *c, void *vctx)
     return 0;
 }
 
-static void key_list_undo(void *vctx)
-{
-    struct key_ctx *x = vctx;
-    free(x->list);
-    x->list = NULL;
-    x->n = 0;
-}
-
 int pg_key_list(void *impl, struct store_key **out, size_t *n)
 {
-    struct key_ctx x = {0};
-    int rc = pg_run_tx(impl, key_list_body, key_list_undo, &x);
-    *out = rc < 0 ? NULL : x.list;
-    *n = rc < 0 ? 0 : x.n;
-    return rc < 0 ? rc : 0;
+    struct rules_keys_ctx x = {0};
+    int rc = pg_run_tx(impl, key_list_body, rules_keys_undo, &x);
+    return rules_key_list_done(&x, rc, out, n);
 }
 
 static int key_revoke_body(struct conn *c, void *vctx)
 {
-    struct key_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     struct pg_params p = {0};
     pg_param_str(&p, x->key_id);
     int rc = pg_exec(c, "SELECT 1 FROM api_keys WHERE key_id = $1 FOR UPDATE", &p, NULL);
@@ -114,20 +97,15 @@ static int key_revoke_body(struct conn *c, void *vctx)
 
 int pg_key_revoke(void *impl, const char *key_id)
 {
-    struct key_ctx x = {.key_id = key_id};
+    struct rules_keys_ctx x = {.key_id = key_id};
     return pg_run_tx(impl, key_revoke_body, NULL, &x);
 }
 
 /* ---- tenants --------------------------------------------------------------------- */
 
-struct weight_ctx {
-    const char *tenant;
-    int weight;
-};
-
 static int tenant_weight_body(struct conn *c, void *vctx)
 {
-    struct weight_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     struct pg_params p = {0};
     pg_param_str(&p, x->tenant);
     pg_param_i64(&p, x->weight);
@@ -140,20 +118,15 @@ static int tenant_weight_body(struct conn *c, void *vctx)
 
 int pg_tenant_set_weight(void *impl, const char *tenant, int weight)
 {
-    struct weight_ctx x = {.tenant = tenant, .weight = weight};
+    struct rules_keys_ctx x = {.tenant = tenant, .weight = weight};
     return pg_run_tx(impl, tenant_weight_body, NULL, &x);
 }
 
 /* ---- a tenant's load ------------------------------------------------------------ */
 
-struct load_ctx {
-    const char *tenant;
-    int64_t open_jobs, pending;
-};
-
 static int tenant_load_body(struct conn *c, void *vctx)
 {
-    struct load_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     struct pg_params p = {0};
     PGresult *r;
     pg_param_str(&p, x->tenant);
@@ -171,32 +144,16 @@ static int tenant_load_body(struct conn *c, void *vctx)
 
 int pg_tenant_load(void *impl, const char *tenant, int64_t *open_jobs, int64_t *pending)
 {
-    struct load_ctx x = {tenant, 0, 0};
+    struct rules_keys_ctx x = {.tenant = tenant};
     int rc = pg_run_tx(impl, tenant_load_body, NULL, &x);
-    if (rc >= 0) {
-        *open_jobs = x.open_jobs;
-        *pending = x.pending;
-    }
-    return rc;
+    return rules_tenant_load_done(&x, rc, open_jobs, pending);
 }
 
 /* ---- settings -------------------------------------------------------------------- */
 
-struct setting_ctx {
-    const char *name, *value;
-    char *out;
-};
-
-static void setting_undo(void *vctx)
-{
-    struct setting_ctx *x = vctx;
-    free(x->out);
-    x->out = NULL;
-}
-
 static int setting_ensure_body(struct conn *c, void *vctx)
 {
-    struct setting_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     struct pg_params p = {0};
     PGresult *r;
     pg_param_str(&p, x->name);
@@ -220,8 +177,7 @@ static int setting_ensure_body(struct conn *c, void *vctx)
 
 int pg_setting_ensure(void *impl, const char *name, const char *value, char **out)
 {
-    struct setting_ctx x = {.name = name, .value = value};
-    int rc = pg_run_tx(impl, setting_ensure_body, setting_undo, &x);
-    *out = rc < 0 ? NULL : x.out;
-    return rc;
+    struct rules_keys_ctx x = {.name = name, .value = value};
+    int rc = pg_run_tx(impl, setting_ensure_body, rules_keys_undo, &x);
+    return rules_setting_done(&x, rc, out);
 }

@@ -40,11 +40,8 @@ static int bucket_take_body(struct conn *c, void *vctx)
                 &p, &r);
     if (rc <= 0)
         return rc < 0 ? rc : -SLUICE_E_INTERNAL;
-    x->out->now = c->now;
-    x->out->tat0 = strtod(PQgetvalue(r, 0, 0), NULL);
-    if (x->out->tat0 < (double)c->now)
-        x->out->tat0 = (double)c->now;
-    x->out->epoch = (uint64_t)pg_col_i64(r, 0, 1);
+    rules_bucket_lease(x->out, c->now, strtod(PQgetvalue(r, 0, 0), NULL),
+                       (uint64_t)pg_col_i64(r, 0, 1));
     PQclear(r);
     return 0;
 }
@@ -106,12 +103,7 @@ static int sem_body(struct conn *c, void *vctx)
         return rc < 0 ? rc : -SLUICE_E_INTERNAL;
     int64_t held = pg_col_i64(r, 0, 0), others = pg_col_i64(r, 0, 1);
     PQclear(r);
-    if (x->delta > 0) {
-        int64_t room = x->cap - held - others;
-        held += x->delta < room ? x->delta : (room > 0 ? room : 0);
-    } else {
-        held = held + x->delta > 0 ? held + x->delta : 0;
-    }
+    held = rules_sem_held(held, others, x->cap, x->delta);
     x->held = held;
     struct pg_params q = {0};
     pg_param_str(&q, x->id);

@@ -71,6 +71,22 @@ int sq_expire_claims(void *impl)
 SQ_SQL(sql_items_range, "SELECT k, status, attempts, prev_idx, ref, data FROM items "
                         "WHERE k >= ?1 AND k < ?2 ORDER BY k");
 
+/* Appends the claim item of job jid in the row of s (sql_items_range) to *items (*n
+ * of *cap, grown as needed). */
+static void claim_item_add(sqlite3_stmt *s, int64_t jid, struct store_claim_item **items, size_t *n,
+                           size_t *cap)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *items = xrealloc(*items, *cap * sizeof **items);
+    }
+    struct store_claim_item *it = &(*items)[(*n)++];
+    it->index = sqlite3_column_int64(s, 0) - KEY(jid, 0);
+    it->attempts = sqlite3_column_int(s, 2);
+    it->ref = sq_col_dup(s, 4, NULL);
+    it->data = sq_col_dup(s, 5, &it->data_len);
+}
+
 /* Pending items of [lo, hi) of job r, copied: the items a claim still owes. */
 static int pending_in_range(struct sq_conn *c, const struct rules_jobrow *r, int64_t lo, int64_t hi,
                             struct store_claim_item **items, size_t *n)
@@ -87,15 +103,7 @@ static int pending_in_range(struct sq_conn *c, const struct rules_jobrow *r, int
     while ((rc = sq_step(s)) == 1) {
         if (sqlite3_column_int(s, 1) != ITEM_PENDING)
             continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            *items = xrealloc(*items, cap * sizeof **items);
-        }
-        struct store_claim_item *it = &(*items)[(*n)++];
-        it->index = sqlite3_column_int64(s, 0) - KEY(r->jid, 0);
-        it->attempts = sqlite3_column_int(s, 2);
-        it->ref = sq_col_dup(s, 4, NULL);
-        it->data = sq_col_dup(s, 5, &it->data_len);
+        claim_item_add(s, r->jid, items, n, &cap);
     }
     sqlite3_reset(s);
     return rc;
@@ -288,7 +296,6 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct rules_cl
     sqlite3_bind_int64(s, 1, KEY(jid, lo));
     sqlite3_bind_int64(s, 2, KEY(jid, hi));
     while ((rc = sq_step(s)) == 1) {
-        int64_t idx = sqlite3_column_int64(s, 0) - KEY(jid, 0);
         int64_t prev = sqlite3_column_int64(s, 3);
         if (prev >= 0 && prev < lo) {
             /* Same-ref ordering: wait until the previous item of this ref is done. */
@@ -304,15 +311,7 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct rules_cl
             if (st == ITEM_PENDING)
                 break;
         }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            items = xrealloc(items, cap * sizeof *items);
-        }
-        struct store_claim_item *it = &items[n++];
-        it->index = idx;
-        it->attempts = sqlite3_column_int(s, 2);
-        it->ref = sq_col_dup(s, 4, NULL);
-        it->data = sq_col_dup(s, 5, &it->data_len);
+        claim_item_add(s, jid, &items, &n, &cap);
     }
     sqlite3_reset(s);
     if (rc < 0 || n == 0)
@@ -471,10 +470,12 @@ int sq_claim(void *impl, const struct store_claim_opts *o, struct store_claim *o
 SQ_SQL(sql_claim_get,
        "SELECT jid, lo, hi, remaining FROM claims WHERE claim_id = ?1 AND token = ?2");
 
-/* The claim's row if c's token still holds it: 1, or 0 when taken over / gone. */
-static int claim_check(struct sq_conn *c, const struct store_claim *cl, int64_t *jid, int64_t *lo,
-                       int64_t *hi, int64_t *remaining)
+/* The claim's row if cl's token still holds it, and its job (rules_claims_prims):
+ * 1, -SLUICE_E_LEASE_LOST when taken over or gone, or an error. */
+static int claim_check(void *conn, const struct store_claim *cl, struct rules_held *h,
+                       struct rules_jobrow *r)
 {
+    struct sq_conn *c = conn;
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_claim_get, &s);
     if (rc < 0)
@@ -483,13 +484,15 @@ static int claim_check(struct sq_conn *c, const struct store_claim *cl, int64_t 
     sq_bind_str(s, 2, cl->token);
     rc = sq_step(s);
     if (rc == 1) {
-        *jid = sqlite3_column_int64(s, 0);
-        *lo = sqlite3_column_int64(s, 1);
-        *hi = sqlite3_column_int64(s, 2);
-        *remaining = sqlite3_column_int64(s, 3);
+        h->jid = sqlite3_column_int64(s, 0);
+        h->lo = sqlite3_column_int64(s, 1);
+        h->hi = sqlite3_column_int64(s, 2);
+        h->remaining = sqlite3_column_int64(s, 3);
     }
     sqlite3_reset(s);
-    return rc;
+    if (rc <= 0)
+        return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
+    return sq_job_load_jid(c, h->jid, r);
 }
 
 SQ_SQL(sql_steps_add, "INSERT INTO job_steps(jid, step, passed, failed, skipped) "
@@ -525,28 +528,24 @@ static int complete_body(struct sq_conn *c, void *vctx)
     struct rules_claim_ctx *x = vctx;
     const struct store_claim *cl = x->c;
     struct rules_jobrow r;
-    int64_t jid = 0, lo = 0, hi = 0, remaining = 0, now = clock_now_ms();
-    int64_t done = 0;
+    struct rules_held h;
+    struct rules_outcomes w;
+    struct store_outcome *o;
+    const struct store_claim_item *ci;
+    int64_t now = clock_now_ms(), done = 0;
     char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
-    int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
     clock_fmt_ms(now, ts); /* one timestamp for all events of this call */
     const struct rules_apply ap = {sq_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, now, ts};
     /* The ops' [out] fields start empty; rules_apply_ops() fills those of the ops it runs. */
     rules_outcomes_reset(x->outs, x->n);
-    if (rc <= 0)
-        return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
-    if ((rc = sq_job_load_jid(c, jid, &r)) < 0)
+    int rc = claim_check(c, cl, &h, &r);
+    if (rc < 0)
         return rc;
-    for (size_t i = 0; i < x->n; i++) {
-        struct store_outcome *o = &x->outs[i];
-        const struct store_claim_item *ci;
+    rules_outcomes_start(&w, x, &h, &c->ev);
+    while ((rc = rules_outcome_next(&w, &o, &ci)) > 0) {
         struct rules_item_end e;
         int ops_rc = -1;
-        if ((rc = rules_outcome_begin(cl, o, lo, hi, &ci, &c->ev)) < 0)
-            goto out;
-        if (rc == 0)
-            continue;
-        int64_t k = KEY(jid, o->index);
+        int64_t k = KEY(h.jid, o->index);
         if (o->nops > 0) { /* whatever the status: the caller passes only the ops of
                               steps the item got through (see store.h) */
             sqlite3_stmt *s;
@@ -563,8 +562,7 @@ static int complete_body(struct sq_conn *c, void *vctx)
             if ((rc = ops_rc = rules_apply_ops(&ap, &r, ci, o, msg, sizeof msg)) < 0)
                 goto out;
         }
-        buf_putc(&c->ev, ']');
-        rules_item_end(&e, o, ops_rc, buf_cstr(&c->res), msg);
+        rules_outcome_end(&w, o, ops_rc, buf_cstr(&c->res), msg, &e);
         rc = item_set(c, k, e.status, 1, e.result, e.code, e.message, e.failed_step, o->warnings,
                       &c->ev, now);
         if (rc < 0)
@@ -574,7 +572,8 @@ static int complete_body(struct sq_conn *c, void *vctx)
         done++;
         rules_count_end(&r.j.counts, e.status);
     }
-    rc = 0;
+    if (rc < 0)
+        goto out;
     if (done == 0)
         goto out; /* a repeated call: its step tallies were counted the first time */
     r.j.counts.processing -= done;
@@ -587,15 +586,15 @@ static int complete_body(struct sq_conn *c, void *vctx)
     rules_job_finish(&r, now);
     if ((rc = sq_job_save(c, &r, now)) < 0)
         goto out;
-    if ((rc = steps_add(c, jid, x->steps, x->nsteps)) < 0)
+    if ((rc = steps_add(c, h.jid, x->steps, x->nsteps)) < 0)
         goto out;
-    remaining -= done;
+    h.remaining -= done;
     sqlite3_stmt *s;
-    if (remaining <= 0) {
+    if (h.remaining <= 0) {
         rc = claim_delete(c, cl->claim_id);
     } else if ((rc = sq_q(c, &sql_claim_remaining, &s)) == 0) {
         sqlite3_bind_int64(s, 1, cl->claim_id);
-        sqlite3_bind_int64(s, 2, remaining);
+        sqlite3_bind_int64(s, 2, h.remaining);
         rc = sq_step(s);
     }
     if (rc > 0)
@@ -614,23 +613,24 @@ int sq_complete(void *impl, const struct store_claim *c, struct store_outcome *o
         &x, sq_run_tx(impl, TX_WRITE_BG, complete_body, rules_complete_undo, &x));
 }
 
-static int release_body(struct sq_conn *c, void *vctx)
+static int settle_released(void *conn, const struct rules_claim_ctx *x, const struct rules_held *h)
 {
-    struct rules_claim_ctx *x = vctx;
-    const struct store_claim *cl = x->c;
-    struct rules_jobrow r;
-    int64_t jid = 0, lo = 0, hi = 0, remaining = 0, now = clock_now_ms();
-    int rc = claim_check(c, cl, &jid, &lo, &hi, &remaining);
-    if (rc <= 0)
-        return rc < 0 ? rc : -SLUICE_E_LEASE_LOST;
-    if ((rc = sq_job_load_jid(c, jid, &r)) < 0)
-        return rc;
-    store_job_release(&r.j);
-    if (r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED) /* nothing to give back */
-        return settle_claim(c, cl->claim_id, jid, lo, hi, 1, 0, 0, now, NULL);
+    return settle_claim(conn, x->c->claim_id, h->jid, h->lo, h->hi, 1, 0, 0, clock_now_ms(), NULL);
+}
+
+static int give_back(void *conn, const struct store_claim *cl, const struct rules_held *h)
+{
     /* Expired at once and marked released: the next store_claim re-leases it without
      * counting an attempt; the empty token fences the old holder. */
-    return claim_write(c, cl->claim_id, "", remaining, 0, now, 1);
+    return claim_write(conn, cl->claim_id, "", h->remaining, 0, clock_now_ms(), 1);
+}
+
+static const struct rules_claims_prims sq_claims = {
+    .claim_check = claim_check, .settle_released = settle_released, .give_back = give_back};
+
+static int release_body(struct sq_conn *c, void *vctx)
+{
+    return rules_release_body(&sq_claims, c, vctx);
 }
 
 int sq_release(void *impl, const struct store_claim *c)

@@ -8,19 +8,12 @@
 
 /* ---- API keys -------------------------------------------------------------------- */
 
-struct key_ctx {
-    const char *key_id, *tenant, *hash;
-    char *tenant_out;
-    struct store_key *list;
-    size_t n;
-};
-
 SQ_SQL(sql_key_insert,
        "INSERT INTO api_keys(key_id, tenant, hash, created_at) VALUES(?1, ?2, ?3, ?4)");
 
 static int key_create_body(struct sq_conn *c, void *vctx)
 {
-    struct key_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_key_insert, &s);
     if (rc < 0)
@@ -35,7 +28,7 @@ static int key_create_body(struct sq_conn *c, void *vctx)
 
 int sq_key_create(void *impl, const char *key_id, const char *tenant, const char *hash_hex)
 {
-    struct key_ctx x = {.key_id = key_id, .tenant = tenant, .hash = hash_hex};
+    struct rules_keys_ctx x = {.key_id = key_id, .tenant = tenant, .hash = hash_hex};
     return sq_run_tx(impl, TX_WRITE, key_create_body, NULL, &x);
 }
 
@@ -43,7 +36,7 @@ SQ_SQL(sql_key_lookup, "SELECT tenant FROM api_keys WHERE hash = ?1 AND revoked_
 
 static int key_lookup_body(struct sq_conn *c, void *vctx)
 {
-    struct key_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_key_lookup, &s);
     if (rc < 0)
@@ -57,7 +50,7 @@ static int key_lookup_body(struct sq_conn *c, void *vctx)
 
 int sq_key_lookup(void *impl, const char *hash_hex, char tenant[STORE_NAME_MAX])
 {
-    struct key_ctx x = {.hash = hash_hex, .tenant_out = tenant};
+    struct rules_keys_ctx x = {.hash = hash_hex, .tenant_out = tenant};
     return sq_run_tx(impl, TX_READ, key_lookup_body, NULL, &x);
 }
 
@@ -65,7 +58,7 @@ SQ_SQL(sql_key_list, "SELECT key_id, tenant, created_at, revoked_at FROM api_key
 
 static int key_list_body(struct sq_conn *c, void *vctx)
 {
-    struct key_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     sqlite3_stmt *s;
     size_t cap = 0;
     int rc = sq_q(c, &sql_key_list, &s);
@@ -84,29 +77,16 @@ static int key_list_body(struct sq_conn *c, void *vctx)
         k->created_at = sqlite3_column_int64(s, 2);
         k->revoked_at = sqlite3_column_int64(s, 3);
     }
-    if (rc < 0) {
-        free(x->list);
-        x->list = NULL;
-        x->n = 0;
-    }
+    if (rc < 0)
+        rules_keys_undo(x);
     return rc;
-}
-
-static void key_list_undo(void *vctx)
-{
-    struct key_ctx *x = vctx;
-    free(x->list);
-    x->list = NULL;
-    x->n = 0;
 }
 
 int sq_key_list(void *impl, struct store_key **out, size_t *n)
 {
-    struct key_ctx x = {0};
-    int rc = sq_run_tx(impl, TX_READ, key_list_body, key_list_undo, &x);
-    *out = rc < 0 ? NULL : x.list;
-    *n = rc < 0 ? 0 : x.n;
-    return rc < 0 ? rc : 0;
+    struct rules_keys_ctx x = {0};
+    int rc = sq_run_tx(impl, TX_READ, key_list_body, rules_keys_undo, &x);
+    return rules_key_list_done(&x, rc, out, n);
 }
 
 SQ_SQL(sql_key_exists, "SELECT 1 FROM api_keys WHERE key_id = ?1");
@@ -114,7 +94,7 @@ SQ_SQL(sql_key_revoke, "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AN
 
 static int key_revoke_body(struct sq_conn *c, void *vctx)
 {
-    struct key_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_key_exists, &s);
     if (rc < 0)
@@ -133,23 +113,18 @@ static int key_revoke_body(struct sq_conn *c, void *vctx)
 
 int sq_key_revoke(void *impl, const char *key_id)
 {
-    struct key_ctx x = {.key_id = key_id};
+    struct rules_keys_ctx x = {.key_id = key_id};
     return sq_run_tx(impl, TX_WRITE, key_revoke_body, NULL, &x);
 }
 
 /* ---- tenants --------------------------------------------------------------------- */
-
-struct weight_ctx {
-    const char *tenant;
-    int weight;
-};
 
 SQ_SQL(sql_tenant_weight, "INSERT INTO tenants(tenant, weight) VALUES(?1, ?2) "
                           "ON CONFLICT(tenant) DO UPDATE SET weight = excluded.weight");
 
 static int tenant_weight_body(struct sq_conn *c, void *vctx)
 {
-    struct weight_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_tenant_weight, &s);
     if (rc < 0)
@@ -162,21 +137,16 @@ static int tenant_weight_body(struct sq_conn *c, void *vctx)
 
 int sq_tenant_set_weight(void *impl, const char *tenant, int weight)
 {
-    struct weight_ctx x = {.tenant = tenant, .weight = weight};
+    struct rules_keys_ctx x = {.tenant = tenant, .weight = weight};
     return sq_run_tx(impl, TX_WRITE, tenant_weight_body, NULL, &x);
 }
-
-struct load_ctx {
-    const char *tenant;
-    int64_t open_jobs, pending;
-};
 
 SQ_SQL(sql_tenant_load, "SELECT count(*), coalesce(sum(pending), 0) FROM jobs "
                         "WHERE tenant = ?1 AND status IN (1, 2, 3)");
 
 static int tenant_load_body(struct sq_conn *c, void *vctx)
 {
-    struct load_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_tenant_load, &s);
     if (rc < 0)
@@ -194,28 +164,12 @@ static int tenant_load_body(struct sq_conn *c, void *vctx)
 
 int sq_tenant_load(void *impl, const char *tenant, int64_t *open_jobs, int64_t *pending)
 {
-    struct load_ctx x = {tenant, 0, 0};
+    struct rules_keys_ctx x = {.tenant = tenant};
     int rc = sq_run_tx(impl, TX_READ, tenant_load_body, NULL, &x);
-    if (rc >= 0) {
-        *open_jobs = x.open_jobs;
-        *pending = x.pending;
-    }
-    return rc;
+    return rules_tenant_load_done(&x, rc, open_jobs, pending);
 }
 
 /* ---- settings ------------------------------------------------------------------- */
-
-struct setting_ctx {
-    const char *name, *value;
-    char *out;
-};
-
-static void setting_undo(void *vctx)
-{
-    struct setting_ctx *x = vctx;
-    free(x->out);
-    x->out = NULL;
-}
 
 SQ_SQL(sql_setting_add,
        "INSERT OR IGNORE INTO settings(name, value, created_at) VALUES(?1, ?2, ?3)");
@@ -223,7 +177,7 @@ SQ_SQL(sql_setting_get, "SELECT value FROM settings WHERE name = ?1");
 
 static int setting_ensure_body(struct sq_conn *c, void *vctx)
 {
-    struct setting_ctx *x = vctx;
+    struct rules_keys_ctx *x = vctx;
     sqlite3_stmt *s;
     int rc = sq_q(c, &sql_setting_add, &s);
     if (rc < 0)
@@ -244,10 +198,7 @@ static int setting_ensure_body(struct sq_conn *c, void *vctx)
 
 int sq_setting_ensure(void *impl, const char *name, const char *value, char **out)
 {
-    struct setting_ctx x = {.name = name, .value = value};
-    int rc = sq_run_tx(impl, TX_WRITE, setting_ensure_body, setting_undo, &x);
-    *out = rc < 0 ? NULL : x.out;
-    if (rc < 0)
-        free(x.out);
-    return rc;
+    struct rules_keys_ctx x = {.name = name, .value = value};
+    int rc = sq_run_tx(impl, TX_WRITE, setting_ensure_body, rules_keys_undo, &x);
+    return rules_setting_done(&x, rc, out);
 }

@@ -44,13 +44,10 @@ static int bucket_body(struct sq_conn *c, void *vctx)
         tat = (double)x->until;
         epoch++;
     } else {
-        double tat0 = tat > (double)now ? tat : (double)now;
-        x->out->now = now;
-        x->out->tat0 = tat0;
-        x->out->epoch = epoch;
+        rules_bucket_lease(x->out, now, tat, epoch);
         if (x->n == 0)
             return 0;
-        tat = tat0 + (double)x->n * x->interval;
+        tat = x->out->tat0 + (double)x->n * x->interval;
     }
     if ((rc = sq_q(c, &sql_bucket_put, &s)) < 0)
         return rc;
@@ -100,10 +97,7 @@ static int sem_body(struct sq_conn *c, void *vctx)
     sqlite3_reset(s);
     if (rc < 0)
         return rc;
-    if (x->delta > 0) /* the only holder: the cap is what is left of it */
-        held += x->delta < x->cap - held ? x->delta : (x->cap - held > 0 ? x->cap - held : 0);
-    else
-        held = held + x->delta > 0 ? held + x->delta : 0;
+    held = rules_sem_held(held, 0, x->cap, x->delta); /* the only holder */
     x->held = held;
     if ((rc = sq_q(c, &sql_sem_put, &s)) < 0)
         return rc;
