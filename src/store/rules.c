@@ -1,13 +1,15 @@
 /* rules.c - the store's rules that do not depend on the database, once for both
- * backends (contracts in rules.h): decoding job, item and document rows through the
- * backend's column readers, the job's last transition and the callback it owes, the
- * derived item status, the encoding of item events, filling claims, and turning a
- * completion's doc ops into events, results and failed items.
+ * backends (contracts in rules.h): decoding job, item, document and delivery rows
+ * through the backend's column readers, the job's last transition and the callback it
+ * owes, the derived item status, the encoding of item events, filling and releasing
+ * claims, turning a completion's doc ops into events, results and failed items, and
+ * the transaction bodies both backends ran with the same flow (jobs, items, documents,
+ * the outbox, keys), over the backends' tables of SQL-level steps.
  *
- * The backends call these inside their transaction bodies; nothing here runs SQL. On
- * the hot paths (claim, complete, doc_apply) they add no allocation and no formatting
- * per item beyond what the backends did before, and an indirect call only per op
- * (rules_apply_ops -> the backend's doc_apply) or per column of a job row. */
+ * On the hot paths (claim, complete, doc_apply, add_items) they add no allocation and
+ * no formatting per item beyond what the backends did before, and an indirect call
+ * only per transaction, per batch, per op (rules_apply_ops -> the backend's doc_apply)
+ * or per column of a job row. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

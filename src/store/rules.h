@@ -2,12 +2,19 @@
  * database, written once for both backends (rules.c).
  *
  * A backend (sqlite/, postgres/) holds only what differs between engines: its SQL and
- * how it runs it. What a job row means (its decoding, its last transition, the
- * callback its end owes), how an item's status is derived, how events are encoded,
+ * how it runs it. Here live what a job row means (its decoding, its last transition,
+ * the callback its end owes), how an item's status is derived, how events are encoded,
  * how a claim is filled and how a completion's doc ops turn into events, results and
- * failed items live here, and both backends' private headers include this one. Every
- * function here is pure or works on memory the caller hands it: none runs SQL, none
- * locks, and all may be called from any thread on data the caller owns. */
+ * failed items; and, where the two backends' transaction bodies had the same flow,
+ * that body itself (jobs, items, documents, releasing a claim, the outbox, keys),
+ * written over a small table of the backend's SQL-level steps (rules_jobs_prims,
+ * rules_items_prims, rules_claims_prims, ...) that each backend fills with its own
+ * functions. The job ops go furthest: store.c runs rules.c's bodies on the backend's
+ * rules_jobs_prims (store_ops.jobs), so a backend has no job entry points at all.
+ *
+ * The pure functions work on memory the caller hands them; the bodies run inside the
+ * transaction the backend's runner opened and reach SQL only through its steps. None
+ * locks; all may be called from any thread on data the caller owns. */
 #ifndef SLUICE_STORE_RULES_H
 #define SLUICE_STORE_RULES_H
 

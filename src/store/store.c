@@ -1,11 +1,11 @@
 /* store.c - the backend-neutral half of the storage contract (store.h).
  *
  * Opens a backend picked from the URL scheme, forwards every store_*() call to its
- * ops table (the one place where tests inject faults: FAULT_POINT, store/fault.h),
- * and holds what no
- * backend should repeat: option defaults, the argument rules of the tenant-owned
- * definitions, the *_release()/_free() functions for the structs the store fills, and
- * the API names of the job and item states. */
+ * ops table (the one place where tests inject faults: FAULT_POINT, store/fault.h) or,
+ * for the job ops, runs rules.c's transaction bodies on the backend's steps
+ * (store_ops.jobs), and holds what no backend should repeat: option defaults, the
+ * argument rules of the tenant-owned definitions, the *_release()/_free() functions
+ * for the structs the store fills, and the API names of the job and item states. */
 #include "store/store.h"
 
 #include <errno.h>

@@ -1,7 +1,8 @@
-/* jobs.c - the PostgreSQL backend's jobs: loading and saving the job row (its decoding
- * and last transition are in rules.c), submitting (begin, add items, commit, retry and retry
- * staging, abort, the gc of Receiving jobs), idempotency keys, the retention sweep, and reading,
- * canceling and deleting jobs.
+/* jobs.c - the PostgreSQL backend's jobs: the SQL-level steps (pg_jobs, a struct
+ * rules_jobs_prims) that rules.c's job bodies run on, and loading and saving the job
+ * row (its decoding and last transition are in rules.c), for submitting (begin, add
+ * items, commit, retry and retry staging, abort, the gc of Receiving jobs),
+ * idempotency keys, the retention sweep, and reading, canceling and deleting jobs.
  *
  * Accept path: store_job_add_items inserts its whole batch with one INSERT ... SELECT
  * FROM unnest() of array parameters; store_job_commit makes the job visible, inserts

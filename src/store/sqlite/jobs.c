@@ -1,8 +1,9 @@
-/* jobs.c - jobs in the embedded backend: submitting (begin, add items, commit),
- * idempotency keys, retries and their staging, aborts and the garbage of uploads,
- * retention, reading, canceling and deleting; and loading and saving the job row
- * (struct rules_jobrow; its decoding and last transition are in rules.c) that items.c,
- * claims.c and outbox.c use.
+/* jobs.c - jobs in the embedded backend: the SQL-level steps (sq_jobs, a struct
+ * rules_jobs_prims) that rules.c's job bodies run on, for submitting (begin, add items,
+ * commit), idempotency keys, retries and their staging, aborts and the garbage of
+ * uploads, retention, reading, canceling and deleting; and loading and saving the job
+ * row (struct rules_jobrow; its decoding and last transition are in rules.c) that
+ * items.c, claims.c and outbox.c use.
  *
  * DESIGN
  * Retention: store_retention_sweep removes expired terminal jobs a bounded number of
