@@ -182,6 +182,35 @@ void rules_doc_read(const struct rules_cols *cols, const void *row, int first, s
     d->item_index = cols->i64(row, first + 4);
 }
 
+/* ---- tenant-owned definitions ------------------------------------------------------ */
+
+void rules_def_read(const struct rules_cols *cols, const void *row, enum store_def_kind kind,
+                    struct store_def *d)
+{
+    memset(d, 0, sizeof *d);
+    d->kind = kind;
+    cols->copy(row, 0, d->name, sizeof d->name);
+    cols->copy(row, 1, d->tenant, sizeof d->tenant);
+    d->text = cols->dup(row, 2, NULL);
+    d->created_at = cols->i64(row, 3);
+    d->updated_at = cols->i64(row, 4);
+    d->version = cols->i64(row, 5);
+    d->deleted = (int)cols->i64(row, 6);
+}
+
+void rules_defs_undo(void *vctx)
+{
+    struct store_def_call *x = vctx;
+    if (x->one) {
+        store_def_release(x->one);
+        memset(x->one, 0, sizeof *x->one);
+        x->one->kind = x->kind;
+    }
+    store_defs_free(x->many, x->n);
+    x->many = NULL;
+    x->n = 0;
+}
+
 /* ---- events ---------------------------------------------------------------------- */
 
 void rules_event_add(struct buf *b, const char *at, const char *stage, const char *step,

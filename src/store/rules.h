@@ -95,6 +95,16 @@ void rules_item_read(const struct rules_cols *cols, const void *row, const struc
  * of row. */
 void rules_doc_read(const struct rules_cols *cols, const void *row, int first, struct store_doc *d);
 
+/* ---- tenant-owned definitions ------------------------------------------------------ */
+
+/* Fills d (zeroed first) from columns 0..6 of row: name, tenant, text, created_at,
+ * updated_at, version, deleted (the column order of both backends' defs.c). */
+void rules_def_read(const struct rules_cols *cols, const void *row, enum store_def_kind kind,
+                    struct store_def *d);
+/* The undo of a def op's transaction (vctx: its struct store_def_call, store_int.h):
+ * drops what the body put in the outputs, leaving `one` empty of x's kind. */
+void rules_defs_undo(void *vctx);
+
 /* ---- events ---------------------------------------------------------------------- */
 
 /* Appends one event object to b, which holds "[" and zero or more events; step may be

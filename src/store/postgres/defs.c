@@ -27,39 +27,18 @@
 #include "util/errors.h"
 #include "util/xmalloc.h"
 
-/* The columns read_def decodes, per table: name, tenant, text, created_at, updated_at,
+/* The columns rules_def_read decodes, per table: name, tenant, text, created_at, updated_at,
  * version, deleted (0 for the tables without versions). */
 #define WF_COLS "name, tenant, definition, created_at, created_at, version, deleted"
 #define HOOK_COLS "name, tenant, definition, created_at, updated_at, 0, 0"
 #define LIMIT_COLS "name, tenant, definition, created_at, updated_at, 0, 0"
 #define SECRET_COLS "name, tenant, value, created_at, updated_at, 0, 0"
 
+/* Row `row` of r into d (rules_def_read over the column readers of pg_int.h). */
 static void read_def(const PGresult *r, int row, enum store_def_kind kind, struct store_def *d)
 {
-    memset(d, 0, sizeof *d);
-    d->kind = kind;
-    pg_col_copy(r, row, 0, d->name, sizeof d->name);
-    pg_col_copy(r, row, 1, d->tenant, sizeof d->tenant);
-    d->text = pg_col_strdup(r, row, 2, NULL);
-    d->created_at = pg_col_i64(r, row, 3);
-    d->updated_at = pg_col_i64(r, row, 4);
-    d->version = pg_col_i64(r, row, 5);
-    d->deleted = (int)pg_col_i64(r, row, 6);
-}
-
-/* The body or its commit failed (the transaction may be tried again): drop what the
- * body put in the outputs. */
-static void defs_undo(void *vctx)
-{
-    struct store_def_call *x = vctx;
-    if (x->one) {
-        store_def_release(x->one);
-        memset(x->one, 0, sizeof *x->one);
-        x->one->kind = x->kind;
-    }
-    store_defs_free(x->many, x->n);
-    x->many = NULL;
-    x->n = 0;
+    const struct pg_row at = {r, row};
+    rules_def_read(&pg_cols, &at, kind, d);
 }
 
 /* p (empty) with $1 tenant and $2 name. */
@@ -105,7 +84,7 @@ int pg_def_get(void *impl, enum store_def_kind kind, const char *tenant, const c
 {
     struct store_def_call x = {
         .kind = kind, .tenant = tenant, .name = name, .version = version, .one = out};
-    return pg_run_tx(impl, load, defs_undo, &x);
+    return pg_run_tx(impl, load, rules_defs_undo, &x);
 }
 
 /* ---- put ----------------------------------------------------------------------------- */
@@ -179,7 +158,7 @@ int pg_def_put(void *impl, enum store_def_kind kind, const char *tenant, const c
 {
     struct store_def_call x = {
         .kind = kind, .tenant = tenant, .name = name, .text = text, .one = out};
-    return pg_run_tx(impl, put_body, defs_undo, &x);
+    return pg_run_tx(impl, put_body, rules_defs_undo, &x);
 }
 
 /* ---- list ---------------------------------------------------------------------------- */
@@ -224,7 +203,7 @@ int pg_def_list(void *impl, enum store_def_kind kind, const char *tenant, const 
 {
     struct store_def_call x = {
         .kind = kind, .tenant = tenant, .name = after_name ? after_name : "", .limit = limit};
-    int rc = pg_run_tx(impl, list_body, defs_undo, &x);
+    int rc = pg_run_tx(impl, list_body, rules_defs_undo, &x);
     *out = rc < 0 ? NULL : x.many;
     *n = rc < 0 ? 0 : x.n;
     return rc;

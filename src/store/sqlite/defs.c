@@ -28,35 +28,12 @@
 #define KIND_SQL(text) {(text), -1}
 /* clang-format on */
 
-/* The columns read_def decodes, per table: name, tenant, text, created_at, updated_at,
+/* The columns rules_def_read decodes, per table: name, tenant, text, created_at, updated_at,
  * version, deleted (0 for the tables without versions). */
 #define WF_COLS "name, tenant, definition, created_at, created_at, version, deleted"
 #define HOOK_COLS "name, tenant, definition, created_at, updated_at, 0, 0"
 #define LIMIT_COLS "name, tenant, definition, created_at, updated_at, 0, 0"
 #define SECRET_COLS "name, tenant, value, created_at, updated_at, 0, 0"
-
-static void read_def(sqlite3_stmt *s, enum store_def_kind kind, struct store_def *d)
-{
-    memset(d, 0, sizeof *d);
-    d->kind = kind;
-    sq_col_copy(s, 0, d->name, sizeof d->name);
-    sq_col_copy(s, 1, d->tenant, sizeof d->tenant);
-    d->text = sq_col_dup(s, 2, NULL);
-    d->created_at = sqlite3_column_int64(s, 3);
-    d->updated_at = sqlite3_column_int64(s, 4);
-    d->version = sqlite3_column_int64(s, 5);
-    d->deleted = sqlite3_column_int(s, 6);
-}
-
-/* A commit failed after the body filled the outputs: drop them. */
-static void defs_undo(void *vctx)
-{
-    struct store_def_call *x = vctx;
-    store_def_release(x->one);
-    store_defs_free(x->many, x->n);
-    x->many = NULL;
-    x->n = 0;
-}
 
 /* [out] *s: the statement of x's kind in sqls, with ?1 tenant and ?2 name bound. */
 static int bind_key(struct sq_conn *c, struct sq_sql *sqls, const struct store_def_call *x,
@@ -99,7 +76,7 @@ static int load(struct sq_conn *c, void *vctx)
         sqlite3_bind_int64(s, 3, x->version);
     rc = sq_step(s);
     if (rc == 1)
-        read_def(s, x->kind, x->one);
+        rules_def_read(&sq_cols, s, x->kind, x->one);
     sqlite3_reset(s);
     return rc;
 }
@@ -109,7 +86,7 @@ int sq_def_get(void *impl, enum store_def_kind kind, const char *tenant, const c
 {
     struct store_def_call x = {
         .kind = kind, .tenant = tenant, .name = name, .version = version, .one = out};
-    return sq_run_tx(impl, TX_READ, load, defs_undo, &x);
+    return sq_run_tx(impl, TX_READ, load, rules_defs_undo, &x);
 }
 
 /* ---- put ----------------------------------------------------------------------------- */
@@ -176,7 +153,7 @@ int sq_def_put(void *impl, enum store_def_kind kind, const char *tenant, const c
 {
     struct store_def_call x = {
         .kind = kind, .tenant = tenant, .name = name, .text = text, .one = out};
-    return sq_run_tx(impl, TX_WRITE, put_body, defs_undo, &x);
+    return sq_run_tx(impl, TX_WRITE, put_body, rules_defs_undo, &x);
 }
 
 /* ---- list ---------------------------------------------------------------------------- */
@@ -210,7 +187,7 @@ static int list_body(struct sq_conn *c, void *vctx)
     x->many = xcalloc(x->limit ? x->limit : 1, sizeof *x->many);
     x->n = 0;
     while (x->n < x->limit && (rc = sq_step(s)) == 1)
-        read_def(s, x->kind, &x->many[x->n++]);
+        rules_def_read(&sq_cols, s, x->kind, &x->many[x->n++]);
     sqlite3_reset(s);
     if (rc < 0) {
         store_defs_free(x->many, x->n);
@@ -225,7 +202,7 @@ int sq_def_list(void *impl, enum store_def_kind kind, const char *tenant, const 
 {
     struct store_def_call x = {
         .kind = kind, .tenant = tenant, .name = after_name ? after_name : "", .limit = limit};
-    int rc = sq_run_tx(impl, TX_READ, list_body, defs_undo, &x);
+    int rc = sq_run_tx(impl, TX_READ, list_body, rules_defs_undo, &x);
     *out = rc < 0 ? NULL : x.many;
     *n = rc < 0 ? 0 : x.n;
     return rc;
