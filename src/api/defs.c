@@ -41,7 +41,7 @@ enum { CHECK_ON_GET = 1, CHECK_ON_DELETE = 2 };
 
 struct def_kind {
     enum store_def_kind kind;
-    const char *path; /* the collection's path: the kind of a request under it */
+    const char *path; /* the collection's path, for a PUT's Location */
     const char *noun; /* in messages: "no workflow '...'" */
     int quote_max;    /* bytes of a name quoted in a message */
     int (*name_valid)(const char *name);
