@@ -40,7 +40,12 @@ UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
 .PHONY: all deps test-deps run test unit api bench load fuzz fuzz-brief clean format format-check \
         test-pg pg-contract pg-api
-all: deps $(BUILD)/sluice
+# The pkg-config flags above are read when make reads this file: on a machine that
+# lacks a library, that is before deps installed it (and pkg-config then prints nothing
+# at all). So the targets that install first build in a second make, which reads the
+# flags again.
+all: deps
+	@$(MAKE) --no-print-directory $(BUILD)/sluice
 
 deps:
 	@scripts/deps.sh build
@@ -88,7 +93,8 @@ $(BUILD)/tests/%: tests/%.c $(OBJ) tests/testhelp.h
 unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
 
-run: deps $(BUILD)/sluice
+run: deps
+	@$(MAKE) --no-print-directory $(BUILD)/sluice
 	@scripts/run.sh $(BUILD)/sluice
 
 # The README's test command. The last line printed is pytest's summary.
@@ -131,12 +137,12 @@ pg-api: $(BUILD)/sluice
 api: $(BUILD)/sluice
 	SLUICE_BIN=$(abspath $(BUILD)/sluice) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/api
 
-bench: deps $(BUILD)/sluice
+bench: all
 	@scripts/deps.sh bench
 	bench/run $(BUILD)/sluice
 
 # Load during a 1,000,000-item job (wrk), and 100 concurrent 100 MB uploads.
-load: deps $(BUILD)/sluice
+load: all
 	@scripts/deps.sh bench
 	/usr/bin/python3 bench/load.py --bin $(BUILD)/sluice
 	/usr/bin/python3 bench/uploads.py --bin $(BUILD)/sluice
