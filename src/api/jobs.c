@@ -187,6 +187,13 @@ static int submit_priority(struct submit_ctx *c)
     return 0;
 }
 
+/* Whether a Content-Type's media type (its first ctlen bytes: parameters cut off) is
+ * name, case-insensitively (RFC 9110 8.3.1). */
+static int media_is(const char *ct, size_t ctlen, const char *name)
+{
+    return ct && ctlen == strlen(name) && strncasecmp(ct, name, ctlen) == 0;
+}
+
 /* ?callbackUrl=...&callbackEvents=a,b of an NDJSON submit. Returns 0, or -1 after
  * replying. */
 static int ndjson_callback(struct submit_ctx *c)
@@ -357,14 +364,15 @@ static int submit_setup(struct request *req)
     const char *ct = req_header(req, "Content-Type");
     size_t ctlen = ct ? strcspn(ct, "; \t") : 0;
     enum ingest_format fmt;
-    if (ct && ctlen == 16 && strncasecmp(ct, "application/json", 16) == 0) {
+    if (media_is(ct, ctlen, "application/json")) {
         fmt = INGEST_JSON;
-    } else if (ct && ((ctlen == 20 && strncasecmp(ct, "application/x-ndjson", 20) == 0) ||
-                      (ctlen == 20 && strncasecmp(ct, "application/jsonlines", 20) == 0))) {
+    } else if (media_is(ct, ctlen, "application/x-ndjson") ||
+               media_is(ct, ctlen, "application/jsonlines")) {
         fmt = INGEST_NDJSON;
     } else {
         reply_errorf(req, SLUICE_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
-                     "Content-Type must be application/json or application/x-ndjson, not '%.80s'",
+                     "Content-Type must be application/json, application/x-ndjson or "
+                     "application/jsonlines, not '%.80s'",
                      ct ? ct : "(none)");
         return -1;
     }

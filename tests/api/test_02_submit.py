@@ -95,6 +95,29 @@ def test_submit_ndjson_crlf_blank_lines_and_reference(server, api):
     assert api.get("/v1/jobs/%s/items/2" % job["id"]).json()["data"] == "str"
 
 
+@pytest.mark.parametrize("ctype", ["application/jsonlines", "Application/JSONLines; charset=utf-8"])
+def test_submit_jsonlines_is_ndjson(api, ctype):
+    # Documented beside application/x-ndjson; it was answered 415 (a length check of 20
+    # for a 21-character name).
+    p = uniq("jl")
+    body = '{"ref":"%s-0","data":{"k":0}}\n{"ref":"%s-1","data":{"k":1}}\n' % (p, p)
+    r = api.post("/v1/jobs", params={"workflow": "noop"}, data=body.encode(),
+                 headers={"Content-Type": ctype})
+    job = submitted(r)
+    assert job["counts"]["total"] == 2, job
+    done = api.wait_job(job["id"])
+    assert done["status"] == "Succeeded" and done["counts"]["succeeded"] == 2, done
+
+
+def test_submit_unknown_media_type_names_the_accepted_ones(api):
+    r = api.post("/v1/jobs", params={"workflow": "noop"}, data=b'{"ref":"a"}\n',
+                 headers={"Content-Type": "application/jsonline"})
+    assert r.status_code == 415, r.text
+    err = r.json()["error"]
+    assert err["code"] == "UnsupportedMediaType" and err["target"] == "Content-Type"
+    assert "application/jsonlines" in err["message"]
+
+
 def test_submit_ndjson_helper(api):
     r = api.submit_ndjson(items(3), workflow="noop")
     job = submitted(r)
