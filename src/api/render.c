@@ -109,6 +109,12 @@ void render_job_throttled(struct buf *b, const struct store_job *j, const char *
         buf_json_str(b, code, strlen(code));
         buf_printf(b, ",\"message\":\"all %lld items failed; see the failed items\"}",
                    (long long)c->total);
+    } else if (j->status == JOB_CANCELED) {
+        /* A generic poller (an LRO client) reports why it stopped from this. */
+        buf_printf(b,
+                   ",\"error\":{\"code\":\"Canceled\",\"message\":\"the job was canceled; "
+                   "%lld of its %lld items were not processed (counts.canceled)\"}",
+                   (long long)c->canceled, (long long)c->total);
     }
     buf_printf(
         b,
