@@ -54,10 +54,11 @@ void api_hooks_event(struct request *req)
         reply_error(req, rc, hook_signature_header(h), err);
         goto out;
     }
+    char target[320];
     rc = hook_items(h, body, len, &items, &n, event_id, req_header(req, hook_event_id_header(h)),
-                    err, sizeof err);
+                    err, sizeof err, target, sizeof target);
     if (rc < 0) {
-        reply_error(req, rc, NULL, err);
+        reply_error(req, rc, target[0] ? target : NULL, err);
         goto out;
     }
     sub = submit_new(api->st, sh.tenant, api->cfg.submit_batch);

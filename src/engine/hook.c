@@ -281,12 +281,13 @@ static int payload_event_id(const struct hook *h, json_t *root, char *out, char 
 
 /* Fills it from item number idx; INVALID_ITEM or INTERNAL on failure. */
 static int make_item(const struct hook *h, json_t *item, size_t idx, struct hook_item *it,
-                     char *err, size_t errlen)
+                     char *err, size_t errlen, char *target, size_t targetlen)
 {
     json_t *r = path_get(item, h->ref_from);
     char num[32];
     const char *ref;
     size_t rlen;
+    errmsg_set(target, targetlen, "items[%zu].ref", idx); /* kept only when this fails */
     if (!r) {
         errmsg_set(err, errlen, "items[%zu].ref: no value at \"%s\"", idx, h->ref_from);
         return -SLUICE_E_INVALID_ITEM;
@@ -320,7 +321,8 @@ static int make_item(const struct hook *h, json_t *item, size_t idx, struct hook
 }
 
 int hook_items(const struct hook *h, const char *body, size_t len, struct hook_item **items,
-               size_t *n, char *event_id_out, const char *event_id_header, char *err, size_t errlen)
+               size_t *n, char *event_id_out, const char *event_id_header, char *err, size_t errlen,
+               char *target, size_t targetlen)
 {
     struct hook_item *arr = NULL;
     size_t count = 0, done = 0;
@@ -332,12 +334,15 @@ int hook_items(const struct hook *h, const char *body, size_t len, struct hook_i
     event_id_out[0] = '\0';
     if (err && errlen)
         err[0] = '\0';
+    if (target && targetlen)
+        target[0] = '\0';
 
     if (event_id_header) {
         size_t elen = strnlen(event_id_header, HOOK_EVENT_ID_SIZE);
         if (!event_id_valid(event_id_header, elen)) {
             errmsg_set(err, errlen, "%s must be 1..%d printable ASCII characters",
                        h->event_id_header, HOOK_EVENT_ID_SIZE - 1);
+            errmsg_set(target, targetlen, "%s", h->event_id_header);
             return -SLUICE_E_INVALID_REQUEST;
         }
     }
@@ -361,11 +366,13 @@ int hook_items(const struct hook *h, const char *body, size_t len, struct hook_i
         goto out;
 
     json_t *src = root;
+    int many; /* src is an array of items, else src is the one item */
     if (h->items_from_path) {
         src = path_get(root, h->items_path);
         if (!src) {
             rc = -SLUICE_E_INVALID_FIELD;
             errmsg_set(err, errlen, "no value at the items path \"%s\"", h->items_path);
+            errmsg_set(target, targetlen, "%s", h->items_path);
             goto out;
         }
         if (!json_is_array(src)) {
@@ -375,12 +382,16 @@ int hook_items(const struct hook *h, const char *body, size_t len, struct hook_i
                            h->items_path);
             else
                 errmsg_set(err, errlen, "the body is not an array");
+            errmsg_set(target, targetlen, "%s", h->items_path);
             goto out;
         }
-        count = json_array_size(src);
+        many = 1;
     } else {
-        count = 1;
+        /* "from": "body": an array body is the items array itself (as providers send
+         * batches); any other body is one item. */
+        many = json_is_array(src);
     }
+    count = many ? json_array_size(src) : 1;
     if (count == 0) {
         rc = -SLUICE_E_EMPTY_JOB;
         errmsg_set(err, errlen, "the event has no items");
@@ -389,14 +400,15 @@ int hook_items(const struct hook *h, const char *body, size_t len, struct hook_i
 
     arr = xcalloc(count, sizeof *arr);
     for (done = 0; done < count; done++) {
-        json_t *item = h->items_from_path ? json_array_get(src, done) : src;
-        if ((rc = make_item(h, item, done, &arr[done], err, errlen)) < 0)
+        json_t *item = many ? json_array_get(src, done) : src;
+        if ((rc = make_item(h, item, done, &arr[done], err, errlen, target, targetlen)) < 0)
             goto out;
     }
     *items = arr;
     *n = count;
     arr = NULL;
     rc = 0;
+    errmsg_set(target, targetlen, "%s", ""); /* make_item names its item in advance */
 out:
     if (arr)
         hook_items_free(arr, done);

@@ -78,8 +78,12 @@ int hook_verify(const struct hook *h, const char *header_value, const char *body
  * [out] event_id_out (HOOK_EVENT_ID_SIZE bytes): the value of the eventIdHeader header,
  * passed as event_id_header (NULL when absent), else the string or integer found at
  * eventIdFrom in the payload, else "" (no replay detection possible).
+ * The items: with "from": "body", the elements of an array body, or the body itself
+ * when it is not an array; with "from": "path", the elements of the array there.
  * Returns 0, or with a message in err (which names the item, e.g. "items[3].ref: ...")
- * and *items = NULL, *n = 0, event_id_out = "":
+ * and where the fault is in target (e.g. "items[3].ref", the items path, the event id
+ * header; "" when the body as a whole is at fault; target may be NULL with targetlen
+ * 0) and *items = NULL, *n = 0, event_id_out = "":
  *   -SLUICE_E_INVALID_REQUEST  event_id_header given but not 1..127 printable ASCII bytes
  *   -SLUICE_E_INVALID_JSON     the body is not valid JSON
  *   -SLUICE_E_INVALID_FIELD    the items path is missing or not an array, or the value at
@@ -89,8 +93,8 @@ int hook_verify(const struct hook *h, const char *header_value, const char *body
  *   -SLUICE_E_INVALID_ITEM     an item's ref is missing, not a string or integer, empty,
  *                              longer than 256 bytes or contains NUL */
 int hook_items(const struct hook *h, const char *body, size_t len, struct hook_item **items,
-               size_t *n, char *event_id_out, const char *event_id_header, char *err,
-               size_t errlen);
+               size_t *n, char *event_id_out, const char *event_id_header, char *err, size_t errlen,
+               char *target, size_t targetlen);
 /* Frees an array from hook_items(); NULL is a no-op. */
 void hook_items_free(struct hook_item *items, size_t n);
 

@@ -11,7 +11,9 @@
  *    "eventIdHeader": "Webhook-Id",          optional, header carrying the event id
  *    "eventIdFrom": "id",                    optional, dotted path in the payload giving
  *                                            the event id when the header is absent
- *    "items": {"from": "body"}               optional (the default): the body is one item
+ *    "items": {"from": "body"}               optional (the default): an array body's
+ *                                            elements are the items, any other body is
+ *                                            one item
  *           | {"from": "path", "path": "orders"}   the array at a dotted path; "" or no
  *                                            "path": the body itself must be an array
  *    "refFrom": "id"}                        required, dotted path inside each item

@@ -270,10 +270,32 @@ def test_event_payload_errors(tenant):
                      refFrom="sku")
     assert_error(send(tenant.server, name, {"lines": []}), 422, "EmptyJob")
     assert_error(send(tenant.server, name, {"nolines": 1}), 422, "InvalidField")
-    assert_error(send(tenant.server, name, {"lines": [{"sku": "a"}, {"x": 1}]}), 422, "InvalidItem")
+    assert_error(send(tenant.server, name, {"lines": [{"sku": "a"}, {"x": 1}]}), 422, "InvalidItem",
+                 "items[1].ref")
+    assert_error(send(tenant.server, name, {"nolines": 1}), 422, "InvalidField", "lines")
     assert_error(send(tenant.server, name, None, raw=b'{"lines": [', secret=S1), 400,
                  "InvalidJson")
     assert list_all(tenant, "/v1/jobs")[0] == []
+
+
+def test_array_body_is_the_items(tenant):
+    # "items": {"from": "body"} is documented as "the items array itself": a provider
+    # that posts a batch gets one job with an item per element (it used to be 422).
+    name = make_hook(tenant, workflow="noop", items={"from": "body"}, refFrom="sku")
+    r = send(tenant.server, name, [{"sku": "a", "q": 1}, {"sku": "b"}, {"sku": 3}])
+    assert r.status_code == 202, r.text
+    job = tenant.wait_job(r.json()["id"])
+    assert job["counts"]["total"] == 3 and job["counts"]["succeeded"] == 3, job
+    refs = [i["ref"] for i in tenant.get("/v1/jobs/%s/items" % job["id"]).json()["value"]]
+    assert refs == ["a", "b", "3"]
+    # the default (no "items") is the same; an object body stays one item
+    plain = make_hook(tenant, workflow="noop", refFrom="sku")
+    assert send(tenant.server, plain, [{"sku": "x"}, {"sku": "y"}]).json()["counts"]["total"] == 2
+    assert send(tenant.server, plain, {"sku": "z"}).json()["counts"]["total"] == 1
+    # a bad element is named in the error's target
+    assert_error(send(tenant.server, name, [{"sku": "a"}, {"nosku": 1}]), 422, "InvalidItem",
+                 "items[1].ref")
+    assert_error(send(tenant.server, name, []), 422, "EmptyJob")
 
 
 def test_deleted_workflow_fails_events(tenant):

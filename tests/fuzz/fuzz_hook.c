@@ -54,8 +54,9 @@ static void check_items(const struct hook *h, const char *body, size_t len, cons
 {
     struct hook_item *items = NULL;
     size_t n = 0;
-    char event_id[HOOK_EVENT_ID_SIZE], err[256];
-    int rc = hook_items(h, body, len, &items, &n, event_id, hdr, err, sizeof err);
+    char event_id[HOOK_EVENT_ID_SIZE], err[256], target[160];
+    int rc =
+        hook_items(h, body, len, &items, &n, event_id, hdr, err, sizeof err, target, sizeof target);
     size_t elen = strnlen(event_id, sizeof event_id);
     if (elen == sizeof event_id)
         fail("event id not terminated");

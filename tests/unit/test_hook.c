@@ -499,6 +499,7 @@ struct items_run {
     size_t n;
     char event_id[HOOK_EVENT_ID_SIZE];
     char err[256];
+    char target[128];
 };
 
 static void run_items(const struct hook *h, const char *body, const char *hdr, struct items_run *r)
@@ -506,7 +507,7 @@ static void run_items(const struct hook *h, const char *body, const char *hdr, s
     memset(r, 0, sizeof *r);
     strcpy(r->event_id, "sentinel");
     r->rc = hook_items(h, body, strlen(body), &r->items, &r->n, r->event_id, hdr, r->err,
-                       sizeof r->err);
+                       sizeof r->err, r->target, sizeof r->target);
 }
 
 TEST(items_body_is_one_item)
@@ -522,6 +523,31 @@ TEST(items_body_is_one_item)
     CHECK_EQ_INT(r.items[0].data_len, strlen(r.items[0].data));
     CHECK_EQ_STR(r.event_id, "");
     hook_items_free(r.items, r.n);
+    hook_free(h);
+}
+
+TEST(items_body_array_is_the_items)
+{
+    /* "from": "body" (the default): an array body is the items array itself. */
+    struct hook *h = compile_ok(MIN_DEF);
+    struct items_run r;
+    run_items(h, "[{\"id\": \"a\"}, {\"id\": 7, \"n\": 2}]", NULL, &r);
+    CHECK_EQ_INT(r.rc, 0);
+    CHECK_EQ_INT(r.n, 2);
+    CHECK_EQ_STR(r.items[0].ref, "a");
+    CHECK_EQ_STR(r.items[1].ref, "7");
+    CHECK_EQ_STR(r.items[1].data, "{\"id\":7,\"n\":2}");
+    CHECK_EQ_STR(r.target, "");
+    hook_items_free(r.items, r.n);
+    /* an element without a ref is named in the message and in the target */
+    run_items(h, "[{\"id\": \"a\"}, {\"x\": 1}]", NULL, &r);
+    CHECK_EQ_INT(r.rc, -SLUICE_E_INVALID_ITEM);
+    CHECK_EQ_STR(r.target, "items[1].ref");
+    CHECK(strncmp(r.err, "items[1].ref:", 13) == 0);
+    CHECK(r.items == NULL && r.n == 0);
+    /* an empty array is no job */
+    run_items(h, "[]", NULL, &r);
+    CHECK_EQ_INT(r.rc, -SLUICE_E_EMPTY_JOB);
     hook_free(h);
 }
 
@@ -791,6 +817,7 @@ int main(void)
     RUN(sig_parse_fields);
     RUN(items_free_null);
     RUN(items_body_is_one_item);
+    RUN(items_body_array_is_the_items);
     RUN(items_path_array);
     RUN(items_nested_path_and_body_array);
     RUN(items_ref_forms);
