@@ -153,13 +153,16 @@ static int inflate_input(struct decoder *d)
         int zr = inflate(&d->zs, Z_NO_FLUSH);
         size_t got = sizeof d->out - d->zs.avail_out;
         full = d->zs.avail_out == 0;
+        /* What came before a corruption is handed on first: the error a body gets
+         * then does not depend on how its chunks fell (a limit passed before the
+         * corruption wins either way). */
+        if (got && emit(d, (const char *)d->out, got) < 0)
+            return d->err;
         if (zr == Z_NEED_DICT || zr == Z_DATA_ERROR || zr == Z_STREAM_ERROR)
             return fail(d, -SLUICE_E_INVALID_REQUEST, "the %s body is corrupt: %s", coding_name(d),
                         d->zs.msg ? d->zs.msg : "invalid data");
         if (zr == Z_MEM_ERROR) /* unreachable: zalloc aborts instead */
             return fail(d, -SLUICE_E_INTERNAL, "the decompressor ran out of memory");
-        if (got && emit(d, (const char *)d->out, got) < 0)
-            return d->err;
         if (zr == Z_STREAM_END) {
             d->ended = 1;
             d->started = 0;
