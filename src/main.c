@@ -297,6 +297,8 @@ static int serve_main(int argc, char **argv)
     api.st = st;
     api.eng = eng;
     api.cfg = cfg.api;
+    /* The server counts a submit's bytes as received; the handler counts them decoded. */
+    api.cfg.max_body_bytes = cfg.http.max_stream_body;
     api.limits = lim;
     atomic_init(&api.shutting_down, 0);
     atomic_init(&api.uploads, 0);

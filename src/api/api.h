@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "engine/engine.h"
 #include "http/route.h"
@@ -16,6 +17,7 @@
 struct api_config {
     struct ingest_limits limits; /* items per job, bytes per item, depth */
     size_t submit_batch;         /* items per store transaction while receiving */
+    uint64_t max_body_bytes;     /* submit body bytes once decoded (--max-body-bytes); 0 = none */
     size_t max_open_jobs;     /* per tenant: unfinished jobs before submits get 429; 0 = no cap */
     size_t max_pending_items; /* per tenant: unclaimed items before submits get 429; 0 = no cap */
     size_t max_memory_mb;     /* resident memory above which submits get 503; 0 = auto */
