@@ -3,6 +3,7 @@ every size limit counts the decoded bytes, and unknown codings get 415. Each tes
 brand-new tenant, so "nothing stored" is checked exactly: its job list stays empty."""
 import gzip
 import json
+import socket
 import zlib
 
 import pytest
@@ -101,6 +102,34 @@ def test_unknown_or_several_codings_415(tenant, coding):
     r = post(tenant, gzip.compress(ndjson(its(2))), coding)
     err = assert_error(r, 415, "UnsupportedMediaType", target="Content-Encoding")
     assert "gzip" in err["message"] and "identity" in err["message"], err
+    assert job_ids(tenant) == []
+
+
+def test_two_content_encoding_headers_415(tenant):
+    # Two fields are one list of codings (RFC 9110 5.3): refused like "gzip, gzip", not
+    # decoded by the first one only.
+    body = gzip.compress(gzip.compress(ndjson(its(2))))
+    head = ("POST /v1/jobs?workflow=noop HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Authorization: Bearer %s\r\nContent-Type: application/x-ndjson\r\n"
+            "Content-Encoding: gzip\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n"
+            "Connection: close\r\n\r\n" % (tenant.key, len(body)))
+    s = socket.create_connection(("127.0.0.1", tenant.server.port), timeout=10)
+    try:
+        s.sendall(head.encode() + body)
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    except ConnectionResetError:
+        pass
+    finally:
+        s.close()
+    status_line, _, rest = buf.partition(b"\r\n")
+    assert status_line.split()[1] == b"415", buf[:300]
+    err = json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"]
+    assert err["code"] == "UnsupportedMediaType" and err["target"] == "Content-Encoding", err
     assert job_ids(tenant) == []
 
 
