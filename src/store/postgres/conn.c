@@ -164,11 +164,6 @@ void pg_col_copy(const PGresult *r, int row, int col, char *dst, size_t cap)
     dst[n] = '\0';
 }
 
-void pg_copy_str(char *dst, size_t cap, const char *src)
-{
-    rules_copy_str(dst, cap, src);
-}
-
 /* pg_cols: rules.c reads rows through these; row is a struct pg_row. */
 static int64_t cols_i64(const void *row, int col)
 {

@@ -88,8 +88,6 @@ int pg_col_isnull(const PGresult *r, int row, int col);
 char *pg_col_strdup(const PGresult *r, int row, int col, size_t *len);
 /* Column col of row row into dst of cap bytes, cut to fit, "" when NULL. */
 void pg_col_copy(const PGresult *r, int row, int col, char *dst, size_t cap);
-/* rules_copy_str (rules.h), kept under this backend's prefix for its callers. */
-void pg_copy_str(char *dst, size_t cap, const char *src);
 /* One row of a result, as the column readers of rules.h see it. */
 struct pg_row {
     const PGresult *res;

@@ -204,11 +204,6 @@ void sq_col_copy(sqlite3_stmt *s, int i, char *dst, size_t cap)
     dst[n] = '\0';
 }
 
-void sq_copy_str(char *dst, size_t cap, const char *src)
-{
-    rules_copy_str(dst, cap, src);
-}
-
 /* sq_cols: rules.c reads rows through these; row is the stepped sqlite3_stmt. */
 static int64_t cols_i64(const void *row, int col)
 {

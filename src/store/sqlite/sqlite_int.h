@@ -103,8 +103,6 @@ void sq_bind_strn(sqlite3_stmt *s, int i, const char *v, size_t n);
 char *sq_col_dup(sqlite3_stmt *s, int i, size_t *len);
 /* Column i copied into dst of cap bytes, truncated, always NUL-terminated. */
 void sq_col_copy(sqlite3_stmt *s, int i, char *dst, size_t cap);
-/* rules_copy_str (rules.h), kept under this backend's prefix for its callers. */
-void sq_copy_str(char *dst, size_t cap, const char *src);
 /* The column readers of rules.h over a stepped sqlite3_stmt (the `row`). */
 extern const struct rules_cols sq_cols;
 
