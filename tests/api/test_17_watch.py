@@ -6,7 +6,7 @@ import time
 
 import requests
 
-from conftest import TERMINAL, Client, assert_error, items, submitted, uniq, wait_until
+from conftest import Client, assert_error, items, submitted, uniq, wait_until
 
 
 def until_running(c, jid):
@@ -23,14 +23,27 @@ def slow_server(fresh_server):
 
 def test_wait_returns_when_the_status_changes(fresh_server):
     srv, c = slow_server(fresh_server)
-    job = submitted(c.submit(items(3000, prefix=uniq("lp") + "-")))
-    first = c.get("/v1/jobs/" + job["id"]).json()["status"]
-    # The request itself bounds the wait: a server that ignored changes would answer
-    # only after wait=30 s and the client gives up at 60 s.
-    r = c.get("/v1/jobs/" + job["id"], params={"wait": 30}, timeout=60)
-    assert r.status_code == 200, r.text
-    assert r.json()["status"] != first or r.json()["status"] in TERMINAL, (first, r.json())
+    # 50,000 items at one item per claim run for minutes: the job stays Running through
+    # the wait unless something changes it. The change here is a cancel made while the
+    # wait is parked, so the test does not depend on how fast the job starts or runs.
+    job = submitted(c.submit(items(50000, prefix=uniq("lp") + "-")))
+    until_running(c, job["id"])
+    got = {}
+
+    def waiter():
+        got["r"] = c.get("/v1/jobs/" + job["id"], params={"wait": 30}, timeout=60)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive(), "the wait answered before anything changed: %r" % got["r"].text
     c.post("/v1/jobs/%s:cancel" % job["id"])
+    # A server that ignored the change would answer only when wait=30 s ran out.
+    t.join(timeout=20)
+    assert not t.is_alive(), "the wait did not answer when the job was canceled"
+    r = got["r"]
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] != "Running", r.json()
 
 
 def test_wait_on_a_finished_job_answers_at_once(api):
