@@ -54,6 +54,7 @@ test-deps:
 	@scripts/deps.sh test
 	@cd tests/ui && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null
 	@cd tests/openapi && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null
+	@cd tests/webhooks && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
