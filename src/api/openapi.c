@@ -22,7 +22,7 @@ void api_openapi(struct request *req)
     reply_header(req, "Cache-Control", "no-cache"); /* revalidate: a new build changes it */
     const char *inm = req_header(req, "If-None-Match");
     if (inm && api_etag_listed(inm, openapi_json_etag)) {
-        reply_empty(req, 304);
+        reply_not_modified(req, "application/json", openapi_json_len);
         return;
     }
     reply_json(req, 200, (const char *)openapi_json, openapi_json_len);

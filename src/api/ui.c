@@ -37,7 +37,7 @@ static void reply_asset(struct request *req, const struct ui_asset *a)
     reply_header(req, "Cross-Origin-Resource-Policy", "same-origin");
     const char *inm = req_header(req, "If-None-Match");
     if (inm && api_etag_listed(inm, a->etag)) {
-        reply_empty(req, 304);
+        reply_not_modified(req, a->content_type, a->len);
         return;
     }
     struct buf b = BUF_INIT;

@@ -89,7 +89,13 @@ void req_at_end(struct request *req, void (*fn)(struct request *req));
 void reply_header(struct request *req, const char *name, const char *value);
 /* Sends body (JSON text, len bytes) with status; Content-Type application/json. */
 void reply_json(struct request *req, int status, const char *body, size_t len);
-/* Sends the contents of b (which is reset, storage kept by the caller). */
+/* Sends the contents of b (which is reset, storage kept by the caller).
+ *
+ * reply_json, reply_buf and reply_stream gzip the body when the request's
+ * Accept-Encoding accepts gzip, the media type is text (JSON, NDJSON, every text type but
+ * text/event-stream) and a whole body has at least ENCODING_MIN_BYTES (http/encoding.h);
+ * they then add Content-Encoding: gzip and turn a strong ETag set with reply_header into
+ * its weak form, and add Vary: Accept-Encoding whenever the coding depended on it. */
 void reply_buf(struct request *req, int status, const char *content_type, struct buf *b);
 /* Sends the one error body {"error":{"code","message","target"}} for sluice error err
  * (positive or negative), with its status. message NULL = the table's message;
@@ -106,6 +112,9 @@ void reply_errorf(struct request *req, int err, const char *target, const char *
     __attribute__((format(printf, 4, 5)));
 /* Sends an empty body with status (204, 200 ...). */
 void reply_empty(struct request *req, int status);
+/* 304 Not Modified for a representation of len bytes of content_type: with the ETag
+ * form and Vary the 200 would have carried (see reply_buf). */
+void reply_not_modified(struct request *req, const char *content_type, size_t len);
 /* Streams a body produced by reader; free_fn(ctx) is called when done (also on abort). */
 void reply_stream(struct request *req, int status, const char *content_type, reply_reader_fn reader,
                   void *ctx, reply_free_fn free_fn);

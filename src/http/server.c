@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/encoding.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/errors.h"
@@ -278,25 +279,74 @@ static void set_reply(struct request *req, unsigned status, struct MHD_Response 
     req->status = status;
 }
 
+/* A strong ETag names the bytes of one representation, and the gzip encoding is
+ * another (RFC 9110 8.8.3), so a compressed reply carries the weak form of the tag, as
+ * nginx does. If-None-Match compares weakly, so either form revalidates. */
+static void weaken_etag(struct request *req)
+{
+    for (int i = 0; i < req->nheaders; i++) {
+        if (strcasecmp(req->hnames[i], "ETag") == 0 && req->hvalues[i][0] == '"') {
+            size_t n = strlen(req->hvalues[i]);
+            char *w = xmalloc(n + 3);
+            memcpy(w, "W/", 2);
+            memcpy(w + 2, req->hvalues[i], n + 1);
+            free(req->hvalues[i]);
+            req->hvalues[i] = w;
+        }
+    }
+}
+
+/* Whether a reply of len bytes (SIZE_MAX: a stream) is gzip-encoded (encoding.h): the
+ * media type is text-like, the request accepts gzip and the body is long enough. Says
+ * so to caches (Vary) whenever the answer depends on the request, and weakens the
+ * ETag when it is. */
+static int reply_gzips(struct request *req, const char *content_type, size_t len)
+{
+    if (!encoding_compressible(content_type) || len < ENCODING_MIN_BYTES)
+        return 0;
+    reply_header(req, "Vary", "Accept-Encoding");
+    if (!encoding_accepts_gzip(req_header(req, "Accept-Encoding")))
+        return 0;
+    weaken_etag(req);
+    return 1;
+}
+
+static void reply_bytes(struct request *req, int status, const char *content_type, const void *body,
+                        size_t len)
+{
+    struct buf z = BUF_INIT;
+    if (reply_gzips(req, content_type, len) && encoding_gzip(body, len, &z) == 0) {
+        reply_header(req, "Content-Encoding", "gzip");
+        body = z.data;
+        len = z.len;
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, len ? (void *)body : (void *)"",
+                                                             MHD_RESPMEM_MUST_COPY);
+    buf_release(&z);
+    set_reply(req, (unsigned)status, r, content_type);
+}
+
 void reply_json(struct request *req, int status, const char *body, size_t len)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-    set_reply(req, (unsigned)status, r, "application/json");
+    reply_bytes(req, status, "application/json", body, len);
 }
 
 void reply_buf(struct request *req, int status, const char *content_type, struct buf *b)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(b->len, b->data ? b->data : (void *)"",
-                                                             MHD_RESPMEM_MUST_COPY);
+    reply_bytes(req, status, content_type, b->data, b->len);
     buf_reset(b);
-    set_reply(req, (unsigned)status, r, content_type);
 }
 
 void reply_empty(struct request *req, int status)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     set_reply(req, (unsigned)status, r, NULL);
+}
+
+void reply_not_modified(struct request *req, const char *content_type, size_t len)
+{
+    reply_gzips(req, content_type, len);
+    reply_empty(req, 304);
 }
 
 void reply_error(struct request *req, int err, const char *target, const char *message)
@@ -344,12 +394,16 @@ struct stream_ctx {
     reply_reader_fn reader;
     void *ctx;
     reply_free_fn free_fn;
+    /* gzip-encoded streams only (z != NULL): compressed bytes not yet handed to MHD
+     * are zout[zoff..); dirty: input went in since the last flush; done: finished. */
+    struct encoding_stream *z;
+    struct buf zout;
+    size_t zoff;
+    int dirty, done;
 };
 
-static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+static ssize_t stream_read_plain(struct stream_ctx *s, char *out, size_t max)
 {
-    (void)pos;
-    struct stream_ctx *s = cls;
     long n = s->reader(s->ctx, out, max);
     if (n == REPLY_READER_SUSPENDED)
         return 0; /* suspended: MHD asks again after req_resume() */
@@ -360,21 +414,75 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
     return (ssize_t)n;
 }
 
+/* The reader's bytes through the compressor. out doubles as the scratch space the
+ * reader fills: the compressor has taken every byte before out is written. */
+static ssize_t stream_read_gzip(struct stream_ctx *s, char *out, size_t max)
+{
+    for (;;) {
+        if (s->zoff < s->zout.len) {
+            size_t n = s->zout.len - s->zoff;
+            if (n > max)
+                n = max;
+            memcpy(out, s->zout.data + s->zoff, n);
+            s->zoff += n;
+            if (s->zoff == s->zout.len) {
+                buf_reset(&s->zout);
+                s->zoff = 0;
+            }
+            return (ssize_t)n;
+        }
+        if (s->done)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        long n = s->reader(s->ctx, out, max);
+        int rc = 0;
+        if (n == REPLY_READER_SUSPENDED) {
+            /* nothing more for a while: what the client has been sent must decode */
+            if (!s->dirty)
+                return 0;
+            rc = encoding_stream_put(s->z, NULL, 0, ENCODING_SYNC, &s->zout);
+            s->dirty = 0;
+        } else if (n < 0) {
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        } else if (n == 0) {
+            rc = encoding_stream_put(s->z, NULL, 0, ENCODING_FINISH, &s->zout);
+            s->done = 1;
+        } else {
+            rc = encoding_stream_put(s->z, out, (size_t)n, 0, &s->zout);
+            s->dirty = 1;
+        }
+        if (rc < 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    struct stream_ctx *s = cls;
+    return s->z ? stream_read_gzip(s, out, max) : stream_read_plain(s, out, max);
+}
+
 static void stream_free(void *cls)
 {
     struct stream_ctx *s = cls;
     if (s->free_fn)
         s->free_fn(s->ctx);
+    encoding_stream_free(s->z);
+    buf_release(&s->zout);
     free(s);
 }
 
 void reply_stream(struct request *req, int status, const char *content_type, reply_reader_fn reader,
                   void *ctx, reply_free_fn free_fn)
 {
-    struct stream_ctx *s = xmalloc(sizeof *s);
+    struct stream_ctx *s = xcalloc(1, sizeof *s);
     s->reader = reader;
     s->ctx = ctx;
     s->free_fn = free_fn;
+    /* A stream's length is not known up front: any stream a client accepts gzip for is
+     * compressed (text/event-stream never is: encoding_compressible). */
+    if (reply_gzips(req, content_type, SIZE_MAX) && (s->z = encoding_stream_new()) != NULL)
+        reply_header(req, "Content-Encoding", "gzip");
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, s, stream_free);
     set_reply(req, (unsigned)status, r, content_type);

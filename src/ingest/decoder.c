@@ -1,6 +1,7 @@
 /* decoder.c - Content-Encoding of a streamed request body; see decoder.h.
  *
- * The only code that includes <zlib.h>. zlib inflates into one fixed output buffer,
+ * With http/encoding.c (which compresses responses), the only code that includes
+ * <zlib.h>. zlib inflates into one fixed output buffer,
  * which is handed to out_fn each time it fills (or the input runs out) and reused:
  * the decoded body never exists in memory as a whole, which is what keeps a
  * compression bomb harmless. The decoded count is checked before each hand-over, so

@@ -174,6 +174,8 @@ int http_client_do(struct http_client *c, const struct http_request *req,
                      req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 10000L);
     if (req->timeout_ms > 0)
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    /* results and item pages compress five to ten times; libcurl decodes */
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "gzip");
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);

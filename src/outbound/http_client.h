@@ -10,8 +10,9 @@
  * goes into resp->body, or - for 2xx answers only - to a write callback as it
  * arrives, so an error body is always available in resp->body for reporting.
  *
- * Redirects are not followed. "Expect: 100-continue" is never sent (it would cost a
- * round trip, or a one second stall against servers that ignore it).
+ * Responses are asked for gzip-compressed (Accept-Encoding: gzip); libcurl decodes
+ * them, so callers see the plain body. Redirects are not followed. "Expect: 100-continue" is never
+ * sent (it would cost a round trip, or a one second stall against servers that ignore it).
  *
  * Thread-safety: one client per thread; distinct clients may be used concurrently. */
 #ifndef SLUICE_HTTP_CLIENT_H
