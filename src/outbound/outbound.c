@@ -74,6 +74,9 @@ struct call {
     const struct outbound_request *req;
     struct outbound_response *resp;
     struct call *next;              /* submission / ready queue link */
+    struct call *waiters;           /* calls whose `after` is this one, not yet started */
+    struct call *wait_next;         /* link in the waiters list of the earlier call */
+    int queued;                     /* prepared and counted in batch->remaining */
     struct call *fl_prev, *fl_next; /* in-flight list */
     int64_t submit_mono;
     int64_t attempt_mono;
@@ -301,12 +304,24 @@ static void call_complete(struct call *c, int error, enum outbound_failure failu
     call_release(c);
 }
 
-/* Completes a call that the I/O thread owns and tells its worker. */
+static void ready_push(struct outbound *ob, struct call *c);
+
+/* Completes a call that the I/O thread owns and tells its worker. The calls ordered
+ * after it become ready first (their clocks start now), while the batch still counts
+ * them, so the worker cannot return before they end. */
 static void call_finish(struct call *c, int error, enum outbound_failure failure)
 {
     struct outbound *ob = c->ob;
     struct batch *b = c->batch;
     call_complete(c, error, failure);
+    for (struct call *w = c->waiters, *nx; w; w = nx) {
+        nx = w->wait_next;
+        w->wait_next = NULL;
+        w->submit_mono = clock_mono_ms();
+        w->resp->started_at = clock_now_ms();
+        ready_push(ob, w);
+    }
+    c->waiters = NULL;
     pthread_mutex_lock(&ob->mu);
     if (--b->remaining == 0)
         pthread_cond_signal(&b->done);
@@ -1003,8 +1018,25 @@ int outbound_run(struct outbound *ob, const struct outbound_request *reqs,
         buf_init(&c->body);
         response_init(c->resp);
         c->resp->started_at = now_wall;
+        const struct outbound_request *a = reqs[i].after;
+        if (a && (a < reqs || a >= &reqs[i])) {
+            set_msg(c->resp, "`after` must name an earlier request of the same batch");
+            call_complete(c, -SLUICE_E_INVALID_PARAMETER, OUTBOUND_INVALID_REQUEST);
+            continue;
+        }
         if (call_prepare(c) < 0) {
             call_complete(c, -SLUICE_E_INVALID_PARAMETER, OUTBOUND_INVALID_REQUEST);
+            continue;
+        }
+        c->queued = 1;
+        batch.remaining++;
+        struct call *before = a ? &calls[a - reqs] : NULL;
+        if (before && before->queued) {
+            /* waits in the earlier call's list (kept in index order) */
+            struct call **pp = &before->waiters;
+            while (*pp)
+                pp = &(*pp)->wait_next;
+            *pp = c;
             continue;
         }
         if (tail)
@@ -1012,16 +1044,17 @@ int outbound_run(struct outbound *ob, const struct outbound_request *reqs,
         else
             head = c;
         tail = c;
-        batch.remaining++;
     }
 
     if (head) {
         pthread_mutex_lock(&ob->mu);
         if (ob->stopping) {
             pthread_mutex_unlock(&ob->mu);
-            for (struct call *c = head; c; c = c->next) {
-                set_msg(c->resp, "outbound engine stopped");
-                call_complete(c, -SLUICE_E_SHUTTING_DOWN, OUTBOUND_SHUTTING_DOWN);
+            for (size_t i = 0; i < n; i++) { /* the waiting ones too */
+                if (!calls[i].queued)
+                    continue;
+                set_msg(calls[i].resp, "outbound engine stopped");
+                call_complete(&calls[i], -SLUICE_E_SHUTTING_DOWN, OUTBOUND_SHUTTING_DOWN);
             }
         } else {
             if (ob->sub_tail)

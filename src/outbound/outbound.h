@@ -78,6 +78,13 @@ struct outbound_request {
      * it: the request ends with the last attempt's outcome (OUTBOUND_TIMEOUT when it
      * was a transport failure). Synchronous runs pass their total deadline here. */
     int64_t deadline_mono;
+    /* Order, optional: another request of the same outbound_run() array, at a lower
+     * index, that must reach its final outcome (after all its attempts) before this
+     * one's first attempt starts; NULL = none. Requests naming one another form
+     * chains: items that share a ref reach their upstream one after another, in input
+     * order, while the rest of the batch runs concurrently. When the earlier request
+     * was refused before it started (invalid), this one starts at once. */
+    const struct outbound_request *after;
 };
 
 /* Why a request ended; OUTBOUND_OK means "the server's own answer is in status".
@@ -128,7 +135,8 @@ struct outbound_response {
     /* Human-readable reason when failure != OUTBOUND_OK or a retryable status was
      * still there after max_attempts ("HTTP 500 after 3 attempts"); else "". */
     char message[256];
-    int64_t started_at;  /* wall ms: submission */
+    int64_t started_at;  /* wall ms: submission, or for a request with `after` the
+                            moment the earlier one ended; total_ms counts from here */
     int64_t finished_at; /* wall ms: final outcome */
 };
 

@@ -238,6 +238,9 @@ static void http_finish(struct step_run *r, size_t k, struct hreq *h,
     json_t *extra = json_pack("{s:s,s:s,s:i,s:I,s:I,s:i}", "method", s->method, "url", masked,
                               "status", resp->status, "latencyMs", (json_int_t)resp->latency_ms,
                               "totalMs", (json_int_t)resp->total_ms, "attempts", resp->attempts);
+    /* the item's own request: from when it could start to its final outcome */
+    int64_t start = resp->started_at ? resp->started_at : h->start;
+    int64_t end = resp->finished_at >= start ? resp->finished_at : start;
     if (resp->failure == OUTBOUND_SHUTTING_DOWN)
         p->out->aborted = 1;
     if (resp->error) {
@@ -245,7 +248,7 @@ static void http_finish(struct step_run *r, size_t k, struct hreq *h,
                                                         : SLUICE_E_UPSTREAM_UNAVAILABLE;
         json_object_set_new(extra, "failure", json_string(outbound_failure_name(resp->failure)));
         snprintf(msg, sizeof msg, "%s %s: %s", s->method, masked, resp->message);
-        step_error(r, p, k, h->start, err, NULL, msg, extra);
+        step_error_span(r, p, k, start, end, err, NULL, msg, extra);
     } else {
         json_t *out = json_pack("{s:i,s:o,s:{s:s?,s:s?}}", "status", resp->status, "body",
                                 response_body(resp), "headers", "content-type", resp->content_type,
@@ -265,17 +268,17 @@ static void http_finish(struct step_run *r, size_t k, struct hreq *h,
             char target[200];
             snprintf(target, sizeof target, "steps.%s.response.body", s->name);
             json_object_set_new(extra, "target", json_string(target));
-            step_error(r, p, k, h->start, SLUICE_E_ITEM_TOO_LARGE, NULL, msg, extra);
+            step_error_span(r, p, k, start, end, SLUICE_E_ITEM_TOO_LARGE, NULL, msg, extra);
             free(masked);
             return;
         }
         if (resp->status >= 200 && resp->status < 300) {
             snprintf(msg, sizeof msg, "%s %s answered %d", s->method, masked, resp->status);
-            step_pass(r, p, k, h->start, "Delivered", msg, extra);
+            step_pass_span(r, p, k, start, end, "Delivered", msg, extra);
         } else {
             snprintf(msg, sizeof msg, "%s %s answered %d%s", s->method, masked, resp->status,
                      resp->attempts > 1 ? " after retries" : "");
-            step_error(r, p, k, h->start, SLUICE_E_UPSTREAM_ERROR, NULL, msg, extra);
+            step_error_span(r, p, k, start, end, SLUICE_E_UPSTREAM_ERROR, NULL, msg, extra);
         }
     }
     free(masked);
@@ -304,6 +307,20 @@ void step_http(struct step_run *r, size_t k)
     struct outbound_response *resps = xcalloc(m, sizeof *resps);
     struct step_pacer pacer;
     r->pacer_begin(r, k, &pacer);
+    /* Items that share a ref reach the upstream one after another, in input order: each
+     * request waits for the previous same-ref one's final outcome (docs/integrating.md).
+     * last: ref -> index in reqs of the latest request for it. */
+    json_t *last = json_object();
+    for (size_t i = 0; i < m; i++) {
+        const char *ref = hs[i].p->in->ref;
+        if (!ref)
+            continue;
+        json_t *j = json_object_get(last, ref);
+        if (j)
+            reqs[i].after = &reqs[json_integer_value(j)];
+        json_object_set_new_nocheck(last, ref, json_integer((json_int_t)i));
+    }
+    json_decref(last);
     for (size_t i = 0; i < m; i++) {
         reqs[i].method = s->method;
         reqs[i].url = hs[i].url;

@@ -71,17 +71,23 @@ void step_event(struct step_item *p, int64_t at, const char *stage, const struct
     buf_putc(b, '}');
 }
 
+void step_pass_span(struct step_run *r, struct step_item *p, size_t k, int64_t start, int64_t end,
+                    const char *code, const char *msg, json_t *extra)
+{
+    r->counts[k].passed++;
+    step_event(p, start, "step", &r->w->steps[k], p->in->attempt, "info", code, msg, end - start,
+               extra);
+}
+
 void step_pass(struct step_run *r, struct step_item *p, size_t k, int64_t start, const char *code,
                const char *msg, json_t *extra)
 {
-    r->counts[k].passed++;
-    step_event(p, start, "step", &r->w->steps[k], p->in->attempt, "info", code, msg,
-               clock_now_ms() - start, extra);
+    step_pass_span(r, p, k, start, clock_now_ms(), code, msg, extra);
 }
 
 /* A step failed for this item: its onError decides what happens to the item. */
-void step_error(struct step_run *r, struct step_item *p, size_t k, int64_t start, int err,
-                const char *code, const char *msg, json_t *extra)
+void step_error_span(struct step_run *r, struct step_item *p, size_t k, int64_t start, int64_t end,
+                     int err, const char *code, const char *msg, json_t *extra)
 {
     const struct step_def *s = &r->w->steps[k];
     if (!code)
@@ -92,8 +98,7 @@ void step_error(struct step_run *r, struct step_item *p, size_t k, int64_t start
             p->warnings = json_array();
         json_array_append_new(
             p->warnings, json_pack("{s:s,s:s,s:s}", "step", s->name, "code", code, "message", msg));
-        step_event(p, start, "step", s, p->in->attempt, "warn", code, msg, clock_now_ms() - start,
-                   extra);
+        step_event(p, start, "step", s, p->in->attempt, "warn", code, msg, end - start, extra);
         return;
     }
     int skip = s->on_error == ON_ERROR_SKIP;
@@ -101,13 +106,19 @@ void step_error(struct step_run *r, struct step_item *p, size_t k, int64_t start
         r->counts[k].skipped++;
     else
         r->counts[k].failed++;
-    step_event(p, start, "step", s, p->in->attempt, skip ? "warn" : "error", code, msg,
-               clock_now_ms() - start, extra);
+    step_event(p, start, "step", s, p->in->attempt, skip ? "warn" : "error", code, msg, end - start,
+               extra);
     p->live = 0;
     p->out->status = skip ? ITEM_SKIPPED : ITEM_FAILED;
     p->out->error_code = xstrdup(code);
     p->out->error_message = xstrdup(msg);
     p->out->failed_step = xstrdup(s->name);
+}
+
+void step_error(struct step_run *r, struct step_item *p, size_t k, int64_t start, int err,
+                const char *code, const char *msg, json_t *extra)
+{
+    step_error_span(r, p, k, start, clock_now_ms(), err, code, msg, extra);
 }
 
 /* The item would grow past r->max_item_bytes at step k: ItemTooLarge, with the place as

@@ -129,6 +129,13 @@ void step_pass(struct step_run *r, struct step_item *p, size_t k, int64_t start,
  * the SLUICE_E_* code; code (NULL: err's name) and msg are recorded. */
 void step_error(struct step_run *r, struct step_item *p, size_t k, int64_t start, int err,
                 const char *code, const char *msg, json_t *extra);
+/* step_pass and step_error for work whose own span is known, from start to end (wall
+ * ms): an http step's items share the step's run but each has its own request, whose
+ * event says when that request started and ended, not when the batch did. */
+void step_pass_span(struct step_run *r, struct step_item *p, size_t k, int64_t start, int64_t end,
+                    const char *code, const char *msg, json_t *extra);
+void step_error_span(struct step_run *r, struct step_item *p, size_t k, int64_t start, int64_t end,
+                     int err, const char *code, const char *msg, json_t *extra);
 /* The item would grow past r->max_item_bytes at step k: ItemTooLarge, with the place as
  * target ("steps.shape.ops[3].value") both in the message and in the event. */
 void step_too_large(struct step_run *r, struct step_item *p, size_t k, int64_t start,

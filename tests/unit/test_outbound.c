@@ -160,6 +160,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
         return reply(conn, 503, "{}", 2, "Retry-After", date);
     }
+    if (!strcmp(url, "/gate")) {
+        /* holds its answer until a request with key "gate-open" has arrived (10 s at
+         * most), then logs "/gate-done" before answering: a request that arrives after
+         * that entry started after this one ended */
+        for (int i = 0; i < 1000 && !hits("/ok", "gate-open"); i++)
+            usleep(10 * 1000);
+        record("/gate-done", method, key, NULL, 0);
+        return reply(conn, 200, ok, strlen(ok), NULL, NULL);
+    }
     if (!strcmp(url, "/slow")) {
         usleep(1000 * 1000);
         return reply(conn, 200, ok, strlen(ok), NULL, NULL);
@@ -581,6 +590,66 @@ TEST(invalid_requests_not_sent)
     CHECK_EQ_INT(seen(), before);
 }
 
+/* The index in the log of the first entry for (path, key), or -1. */
+static int log_index(const char *path, const char *key)
+{
+    pthread_mutex_lock(&up.mu);
+    int at = -1;
+    for (int i = 0; i < up.nlog && at < 0; i++)
+        if (!strcmp(up.log[i].path, path) && !strcmp(up.log[i].key, key))
+            at = i;
+    pthread_mutex_unlock(&up.mu);
+    return at;
+}
+
+TEST(after_orders_chains_and_nothing_else)
+{
+    /* A1 is held by the upstream until B arrives; A2 and A3 follow A1 one after
+     * another; B and C are free. Items that share a ref, and the rest of a batch. */
+    struct outbound_request q[5];
+    q[0] = get_req(url_of("/gate"), "chain-a1");
+    q[1] = get_req(url_of("/ok"), "chain-c");
+    q[2] = get_req(url_of("/ok"), "chain-a2");
+    q[3] = get_req(url_of("/ok"), "gate-open");
+    q[4] = get_req(url_of("/ok"), "chain-a3");
+    q[2].after = &q[0];
+    q[4].after = &q[2];
+    struct outbound_response r[5];
+    CHECK_EQ_INT(outbound_run(ob, q, r, 5), 0);
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ_INT(r[i].status, 200);
+    int done = log_index("/gate-done", "chain-a1");
+    int a2 = log_index("/ok", "chain-a2"), a3 = log_index("/ok", "chain-a3");
+    int b = log_index("/ok", "gate-open");
+    CHECK(done >= 0 && a2 >= 0 && a3 >= 0 && b >= 0);
+    CHECK(b < done);  /* the free request did not wait for the held one */
+    CHECK(done < a2); /* A2 started after A1 ended */
+    CHECK(a2 < a3);
+    /* each one's clock starts when it may start: A2's does not count A1's hold */
+    CHECK(r[2].started_at >= r[0].finished_at);
+    CHECK(r[4].started_at >= r[2].finished_at);
+    for (int i = 0; i < 5; i++)
+        outbound_response_release(&r[i]);
+}
+
+TEST(after_an_invalid_request_starts_at_once_and_must_point_back)
+{
+    struct outbound_request q[3];
+    q[0] = get_req("not a url", "chain-bad");
+    q[1] = get_req(url_of("/ok"), "chain-after-bad");
+    q[1].after = &q[0];
+    q[2] = get_req(url_of("/ok"), "chain-forward");
+    q[2].after = &q[2]; /* itself: not an earlier request */
+    struct outbound_response r[3];
+    CHECK_EQ_INT(outbound_run(ob, q, r, 3), 0);
+    CHECK_EQ_INT(r[0].failure, OUTBOUND_INVALID_REQUEST);
+    CHECK_EQ_INT(r[1].status, 200);
+    CHECK_EQ_INT(r[2].failure, OUTBOUND_INVALID_REQUEST);
+    CHECK_EQ_INT(hits("/ok", "chain-forward"), 0);
+    for (int i = 0; i < 3; i++)
+        outbound_response_release(&r[i]);
+}
+
 TEST(two_hundred_concurrent)
 {
     enum { N = 200 };
@@ -796,6 +865,8 @@ int main(void)
     RUN(big_body_truncated);
     RUN(redirect_not_followed);
     RUN(invalid_requests_not_sent);
+    RUN(after_orders_chains_and_nothing_else);
+    RUN(after_an_invalid_request_starts_at_once_and_must_point_back);
     RUN(two_hundred_concurrent);
     RUN(four_threads_at_once);
     RUN(loopback_refused_without_allowlist);
