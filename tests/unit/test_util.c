@@ -104,7 +104,24 @@ TEST(clock_formats_rfc3339)
     char ts[25];
     CHECK_EQ_STR(clock_fmt_ms(0, ts), "1970-01-01T00:00:00.000Z");
     CHECK_EQ_STR(clock_fmt_ms(1764455329123LL, ts), "2025-11-29T22:28:49.123Z");
+    CHECK_EQ_STR(clock_fmt_ms(951782400007LL, ts), "2000-02-29T00:00:00.007Z"); /* leap day */
+    CHECK_EQ_STR(clock_fmt_ms(253402300799999LL, ts), "9999-12-31T23:59:59.999Z");
     CHECK(clock_mono_ns() > 0);
+}
+
+TEST(buf_writes_integers_without_printf)
+{
+    static const long long v[] = {
+        0, 7, -7, 10, 1234567890123LL, -9223372036854775807LL - 1, 9223372036854775807LL};
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        struct buf b = BUF_INIT;
+        char want[32];
+        snprintf(want, sizeof want, "%lld", v[i]);
+        buf_puts(&b, "x");
+        buf_put_i64(&b, v[i]);
+        CHECK_EQ_STR(b.data + 1, want);
+        buf_release(&b);
+    }
 }
 
 TEST(error_table_lookups)
@@ -189,6 +206,7 @@ int main(void)
     RUN(url_decode_and_encode);
     RUN(ids_are_random_and_well_formed);
     RUN(clock_formats_rfc3339);
+    RUN(buf_writes_integers_without_printf);
     RUN(error_table_lookups);
     RUN(cursors_are_sealed_per_tag);
     RUN(workflow_names_resolve);
