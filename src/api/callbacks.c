@@ -56,42 +56,53 @@ void api_callbacks_secret(struct request *req)
         reply_signer(req, &sg);
 }
 
+/* The request's body as a JSON object whose only field may be key: its value ([out]
+ * *val, NULL when absent; owned by the object), and the object to json_decref; NULL
+ * after replying. */
+static json_t *one_field_body(struct request *req, const char *key, json_t **val)
+{
+    json_t *o = api_json_body(req), *v;
+    const char *k;
+    if (!o)
+        return NULL;
+    if (!json_is_object(o)) {
+        reply_error(req, SLUICE_E_INVALID_FIELD, NULL, "the body must be a JSON object");
+        json_decref(o);
+        return NULL;
+    }
+    json_object_foreach(o, k, v)
+    {
+        if (strcmp(k, key) != 0) {
+            reply_errorf(req, SLUICE_E_INVALID_FIELD, k, "unknown field");
+            json_decref(o);
+            return NULL;
+        }
+    }
+    *val = json_object_get(o, key);
+    return o;
+}
+
 /* The body of a rotation: empty, or {"overlapSeconds": N}. 0 and [out] *seconds, or -1
  * after replying. */
 static int rotate_body(struct request *req, int64_t *seconds)
 {
     size_t len;
+    json_t *v;
     *seconds = OVERLAP_DEFAULT_S;
     if (req_body(req, &len) == NULL || len == 0)
         return 0;
-    json_t *o = api_json_body(req);
-    const char *key;
-    json_t *v;
-    int rc = -1;
+    json_t *o = one_field_body(req, "overlapSeconds", &v);
     if (!o)
         return -1;
-    if (!json_is_object(o)) {
-        reply_error(req, SLUICE_E_INVALID_FIELD, NULL, "the body must be a JSON object");
-        goto out;
-    }
-    json_object_foreach(o, key, v)
-    {
-        if (strcmp(key, "overlapSeconds") != 0) {
-            reply_errorf(req, SLUICE_E_INVALID_FIELD, key, "unknown field");
-            goto out;
-        }
-        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) > OVERLAP_MAX_S) {
-            reply_errorf(req, SLUICE_E_INVALID_FIELD, key, "an integer from 0 to %d",
-                         OVERLAP_MAX_S);
-            goto out;
-        }
+    int ok = !v || (json_is_integer(v) && json_integer_value(v) >= 0 &&
+                    json_integer_value(v) <= OVERLAP_MAX_S);
+    if (!ok)
+        reply_errorf(req, SLUICE_E_INVALID_FIELD, "overlapSeconds", "an integer from 0 to %d",
+                     OVERLAP_MAX_S);
+    else if (v)
         *seconds = json_integer_value(v);
-    }
-    rc = 0;
-out:
     json_decref(o);
-    return rc;
+    return ok ? 0 : -1;
 }
 
 /* POST /v1/callbacks/secret:rotate */
@@ -103,8 +114,8 @@ void api_callbacks_rotate(struct request *req)
     int64_t overlap_s, now = clock_now_ms();
     if (!cb || rotate_body(req, &overlap_s) < 0)
         return;
-    int rc = store_callback_key_rotate(api_of(req)->st, req_tenant(req), now + overlap_s * 1000,
-                                       &p);
+    int rc =
+        store_callback_key_rotate(api_of(req)->st, req_tenant(req), now + overlap_s * 1000, &p);
     if (rc < 0) {
         reply_error(req, rc, NULL, NULL);
         return;
@@ -135,31 +146,17 @@ void api_callbacks_settings_get(struct request *req)
 /* PUT /v1/callbacks/settings {"format": "..."} */
 void api_callbacks_settings_put(struct request *req)
 {
-    json_t *o = api_json_body(req), *v;
-    const char *key;
+    json_t *v, *o = one_field_body(req, "format", &v);
     char msg[160];
     int format = STORE_CB_FORMAT_DEFAULT;
     if (!o)
         return;
-    if (!json_is_object(o)) {
-        reply_error(req, SLUICE_E_INVALID_FIELD, NULL, "the body must be a JSON object");
-        goto out;
-    }
-    json_object_foreach(o, key, v)
-    {
-        if (strcmp(key, "format") != 0) {
-            reply_errorf(req, SLUICE_E_INVALID_FIELD, key, "unknown field");
-            goto out;
-        }
-    }
-    v = json_object_get(o, "format");
     if (!v) {
         reply_error(req, SLUICE_E_INVALID_FIELD, "format", "missing field \"format\"");
         goto out;
     }
-    if (!json_is_string(v) ||
-        callback_format_parse(json_string_value(v), json_string_length(v), &format, msg,
-                              sizeof msg) < 0) {
+    if (!json_is_string(v) || callback_format_parse(json_string_value(v), json_string_length(v),
+                                                    &format, msg, sizeof msg) < 0) {
         reply_error(req, SLUICE_E_INVALID_FIELD, "format",
                     json_is_string(v) ? msg : "\"format\" must be a string");
         goto out;

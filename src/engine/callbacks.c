@@ -187,8 +187,8 @@ struct flight {
 
 /* Signs f's body for delivery d at t (unix seconds) in d's format (its own, else the
  * tenant's default) and fills f's headers. 0, or an error (nothing to send). */
-static int sign_flight(const struct store_delivery *d, const struct callbacks_signer *sg,
-                       int64_t t, struct flight *f)
+static int sign_flight(const struct store_delivery *d, const struct callbacks_signer *sg, int64_t t,
+                       struct flight *f)
 {
     int format = d->format != STORE_CB_FORMAT_DEFAULT ? d->format : sg->format;
     const struct callbacks_key *keys[2] = {&sg->cur, sg->has_prev ? &sg->prev : NULL};

@@ -15,10 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STDWH_KEY_SIZE 32                        /* the keys sluice issues */
-#define STDWH_SIG_SIZE 48                        /* "v1," + 44 base64 + NUL */
-#define STDWH_SECRET_SIZE (6 + 44 + 1)           /* "whsec_" + base64 of 32 bytes + NUL */
-#define STDWH_ID_MAX 128                         /* longest msg id signed */
+#define STDWH_KEY_SIZE 32              /* the keys sluice issues */
+#define STDWH_SIG_SIZE 48              /* "v1," + 44 base64 + NUL */
+#define STDWH_SECRET_SIZE (6 + 44 + 1) /* "whsec_" + base64 of 32 bytes + NUL */
+#define STDWH_ID_MAX 128               /* longest msg id signed */
 
 /* The secret a receiver configures for key (STDWH_KEY_SIZE bytes): "whsec_<base64>"
  * into out. */

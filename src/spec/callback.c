@@ -102,9 +102,8 @@ int callback_format_parse(const char *s, size_t n, int *format, char *msg, size_
 
 const char *callback_format_name(int format)
 {
-    return format >= STORE_CB_FORMAT_DEFAULT && format <= STORE_CB_FORMAT_MAX
-               ? format_names[format]
-               : NULL;
+    return format >= STORE_CB_FORMAT_DEFAULT && format <= STORE_CB_FORMAT_MAX ? format_names[format]
+                                                                              : NULL;
 }
 
 int callback_spec_parse(const char *json, size_t len, char **url, int *events, int *format,

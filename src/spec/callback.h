@@ -2,8 +2,8 @@
  * object ({"url": "https://...", "events": ["job.completed", "job.failed",
  * "job.canceled"], "format": "stripe" | "standard-webhooks"}, events optional = all,
  * format optional = the tenant's default), or an NDJSON submit's callbackUrl,
- * callbackEvents and callbackFormat query parameters. Pure functions of their input, for the submit path;
- * delivering callbacks is engine/callbacks.h. */
+ * callbackEvents and callbackFormat query parameters. Pure functions of their input, for the submit
+ * path; delivering callbacks is engine/callbacks.h. */
 #ifndef SLUICE_SPEC_CALLBACK_H
 #define SLUICE_SPEC_CALLBACK_H
 

@@ -689,8 +689,7 @@ int store_setting_ensure(struct store *st, const char *name, const char *value, 
     return st->ops->setting_ensure(st->impl, name, value, out);
 }
 
-int store_callback_prefs_get(struct store *st, const char *tenant,
-                             struct store_callback_prefs *out)
+int store_callback_prefs_get(struct store *st, const char *tenant, struct store_callback_prefs *out)
 {
     memset(out, 0, sizeof *out);
     if (!tenant || !*tenant)

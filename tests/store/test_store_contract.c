@@ -3038,8 +3038,8 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 /* ---- completion callbacks: the outbox --------------------------------------------- */
 
 /* A committed job of n items with a callback (url NULL: none) signed in format. */
-static int submit_cb_format(const char *tenant, char job_id[STORE_ID_MAX], int n,
-                            const char *url, int events, int format)
+static int submit_cb_format(const char *tenant, char job_id[STORE_ID_MAX], int n, const char *url,
+                            int events, int format)
 {
     int rc;
     struct store_new_item it = {.ref = "r", .ref_len = 1, .data = "{}", .data_len = 2};
@@ -3052,8 +3052,10 @@ static int submit_cb_format(const char *tenant, char job_id[STORE_ID_MAX], int n
         if ((rc = store_job_add_items(st, job_id, &it, 1)) < 0)
             return rc;
     }
-    struct store_job_meta m = {
-        .workflow = "wf", .callback_url = url, .callback_events = events, .callback_format = format};
+    struct store_job_meta m = {.workflow = "wf",
+                               .callback_url = url,
+                               .callback_events = events,
+                               .callback_format = format};
     rc = store_job_commit(st, job_id, &m, n, NULL);
     return rc < 0 ? rc : 0;
 }
@@ -3282,8 +3284,8 @@ TEST(callback_formats_and_prefs)
     drain_outbox();
     new_tenant(tenant, "cf");
     new_tenant(other, "cfo");
-    CHECK_EQ_INT(submit_cb_format(tenant, a, 1, "https://cb.example/a", 0,
-                                  STORE_CB_FORMAT_STANDARD), 0);
+    CHECK_EQ_INT(
+        submit_cb_format(tenant, a, 1, "https://cb.example/a", 0, STORE_CB_FORMAT_STANDARD), 0);
     CHECK_EQ_INT(submit_cb(tenant, b, 1, "https://cb.example/b", 0), 0);
     CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
     CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
@@ -3298,7 +3300,7 @@ TEST(callback_formats_and_prefs)
     CHECK_EQ_INT(store_delivery_claim(st, 60000, 10, &ds, &n), 2); /* the claim reads it too */
     for (size_t i = 0; i < n; i++)
         CHECK_EQ_INT(ds[i].format, strcmp(ds[i].job_id, a) == 0 ? STORE_CB_FORMAT_STANDARD
-                                                                 : STORE_CB_FORMAT_DEFAULT);
+                                                                : STORE_CB_FORMAT_DEFAULT);
     store_deliveries_free(ds, n);
     drain_outbox();
 
@@ -3328,7 +3330,7 @@ TEST(callback_formats_and_prefs)
     CHECK_EQ_INT(p.prev_gen, 1);
     CHECK_EQ_INT(p.prev_until, 7000);
 
-    CHECK_EQ_INT(store_callback_prefs_get(st, other, &p), 0); /* per tenant */
+    CHECK_EQ_INT(store_callback_prefs_get(st, other, &p), 0);        /* per tenant */
     CHECK_EQ_INT(store_callback_key_rotate(st, other, 9000, &p), 0); /* first: creates */
     CHECK_EQ_INT(p.key_gen, 1);
     CHECK_EQ_INT(p.prev_gen, 0);

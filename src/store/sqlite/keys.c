@@ -205,8 +205,7 @@ int sq_setting_ensure(void *impl, const char *name, const char *value, char **ou
 
 /* ---- callback settings (store_callback_prefs_get, _format_set, _key_rotate) ----- */
 
-SQ_SQL(sql_cb_prefs_get,
-       "SELECT " CALLBACK_PREFS_COLS " FROM callback_prefs WHERE tenant = ?1");
+SQ_SQL(sql_cb_prefs_get, "SELECT " CALLBACK_PREFS_COLS " FROM callback_prefs WHERE tenant = ?1");
 SQ_SQL(sql_cb_format_set, "INSERT INTO callback_prefs(tenant, format, updated_at) "
                           "VALUES(?1, ?2, ?3) ON CONFLICT(tenant) DO UPDATE SET "
                           "format = excluded.format, updated_at = excluded.updated_at");
