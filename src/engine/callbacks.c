@@ -200,7 +200,7 @@ static int sign_flight(const struct store_delivery *d, const struct callbacks_si
         int n = snprintf(f->sig, sizeof f->sig, "webhook-signature:");
         for (size_t k = 0; k < 2 && keys[k] && rc == 0; k++) {
             char one[STDWH_SIG_SIZE];
-            rc = stdwh_sign(keys[k]->raw, d->id, t, f->body.data, f->body.len, one);
+            rc = stdwh_sign(keys[k]->raw, STDWH_KEY_SIZE, d->id, t, f->body.data, f->body.len, one);
             n += snprintf(f->sig + n, sizeof f->sig - (size_t)n, " %s", one);
         }
         snprintf(f->wid, sizeof f->wid, "webhook-id: %s", d->id);

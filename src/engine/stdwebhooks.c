@@ -18,11 +18,12 @@ void stdwh_secret(const unsigned char key[STDWH_KEY_SIZE], char out[STDWH_SECRET
     EVP_EncodeBlock((unsigned char *)out + 6, key, STDWH_KEY_SIZE); /* NUL-terminates */
 }
 
-int stdwh_sign(const unsigned char key[STDWH_KEY_SIZE], const char *msg_id, int64_t t,
+int stdwh_sign(const unsigned char *key, size_t keylen, const char *msg_id, int64_t t,
                const char *body, size_t len, char out[STDWH_SIG_SIZE])
 {
     size_t idlen = msg_id ? strlen(msg_id) : 0;
-    if (idlen == 0 || idlen > STDWH_ID_MAX || memchr(msg_id, '.', idlen))
+    if (keylen == 0 || keylen > 64 || idlen == 0 || idlen > STDWH_ID_MAX ||
+        memchr(msg_id, '.', idlen))
         return -SLUICE_E_INVALID_PARAMETER;
     char ts[24];
     struct buf text = BUF_INIT;
@@ -33,7 +34,7 @@ int stdwh_sign(const unsigned char key[STDWH_KEY_SIZE], const char *msg_id, int6
     buf_puts(&text, ts);
     if (len)
         buf_append(&text, body, len);
-    if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, STDWH_KEY_SIZE,
+    if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, keylen,
                    (const unsigned char *)text.data, text.len, mac, sizeof mac, &maclen) ||
         maclen != 32)
         abort(); /* like an allocation failure: libcrypto cannot compute SHA-256 */

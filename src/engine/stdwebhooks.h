@@ -23,11 +23,11 @@
 /* The secret a receiver configures for key (STDWH_KEY_SIZE bytes): "whsec_<base64>"
  * into out. */
 void stdwh_secret(const unsigned char key[STDWH_KEY_SIZE], char out[STDWH_SECRET_SIZE]);
-/* The signature "v1,<base64>" of (msg_id, t, body of len bytes) under key
- * (STDWH_KEY_SIZE bytes) into out. 0, or -SLUICE_E_INVALID_PARAMETER when msg_id is
- * empty, longer than STDWH_ID_MAX or holds a '.' (it would make the signed text
- * ambiguous). */
-int stdwh_sign(const unsigned char key[STDWH_KEY_SIZE], const char *msg_id, int64_t t,
+/* The signature "v1,<base64>" of (msg_id, t, body of len bytes) under key (keylen
+ * bytes, 1 to 64: what a whsec_ secret decodes to) into out. 0, or
+ * -SLUICE_E_INVALID_PARAMETER when the key has another length, or msg_id is empty,
+ * longer than STDWH_ID_MAX or holds a '.' (it would make the signed text ambiguous). */
+int stdwh_sign(const unsigned char *key, size_t keylen, const char *msg_id, int64_t t,
                const char *body, size_t len, char out[STDWH_SIG_SIZE]);
 
 #endif
