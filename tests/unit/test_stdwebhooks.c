@@ -19,14 +19,14 @@ TEST(published_vector)
     unsigned char key[32];
     char sig[STDWH_SIG_SIZE];
     CHECK_EQ_INT(EVP_DecodeBlock(key, (const unsigned char *)b64, (int)strlen(b64)), 24);
-    CHECK_EQ_INT(stdwh_sign(key, 24, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body,
-                            strlen(body), sig),
-                 0);
+    CHECK_EQ_INT(
+        stdwh_sign(key, 24, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, strlen(body), sig),
+        0);
     CHECK_EQ_STR(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     /* one byte of the body or of the timestamp changes it */
-    CHECK_EQ_INT(stdwh_sign(key, 24, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265331, body,
-                            strlen(body), sig),
-                 0);
+    CHECK_EQ_INT(
+        stdwh_sign(key, 24, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265331, body, strlen(body), sig),
+        0);
     CHECK(strcmp(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=") != 0);
 }
 
@@ -53,8 +53,7 @@ TEST(refused_arguments)
     long_id[sizeof long_id - 1] = '\0';
     CHECK_EQ_INT(stdwh_sign(key, sizeof key, "", 1, "{}", 2, sig), -SLUICE_E_INVALID_PARAMETER);
     CHECK_EQ_INT(stdwh_sign(key, sizeof key, NULL, 1, "{}", 2, sig), -SLUICE_E_INVALID_PARAMETER);
-    CHECK_EQ_INT(stdwh_sign(key, sizeof key, "a.b", 1, "{}", 2, sig),
-                 -SLUICE_E_INVALID_PARAMETER);
+    CHECK_EQ_INT(stdwh_sign(key, sizeof key, "a.b", 1, "{}", 2, sig), -SLUICE_E_INVALID_PARAMETER);
     CHECK_EQ_INT(stdwh_sign(key, sizeof key, long_id, 1, "{}", 2, sig),
                  -SLUICE_E_INVALID_PARAMETER);
     CHECK_EQ_INT(stdwh_sign(key, 0, "id", 1, "{}", 2, sig), -SLUICE_E_INVALID_PARAMETER);
