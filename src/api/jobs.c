@@ -26,7 +26,6 @@
 #include "api/idem.h"
 #include "api/render.h"
 #include "api/slots.h"
-#include "engine/callbacks.h"
 #include "engine/pipeline.h"
 #include "engine/stager.h"
 #include "engine/submit.h"
@@ -155,20 +154,20 @@ static int on_field(void *arg, const char *name, const char *value, size_t len)
     return set_field(c, name, value);
 }
 
-/* "callback": {"url", "events"} of a JSON envelope, as raw JSON text. */
+/* "callback": {"url", "events", "format"} of a JSON envelope, as raw JSON text. */
 static int on_raw_field(void *arg, const char *name, const char *json, size_t len)
 {
     struct submit_ctx *c = arg;
     char *url = NULL;
-    int events = 0;
+    int events = 0, format = 0;
     (void)name;
-    int rc = callback_spec_parse(json, len, &url, &events, c->cb_target, sizeof c->cb_target,
-                                 c->cb_msg, sizeof c->cb_msg);
+    int rc = callback_spec_parse(json, len, &url, &events, &format, c->cb_target,
+                                 sizeof c->cb_target, c->cb_msg, sizeof c->cb_msg);
     if (rc < 0) {
         c->cb_err = rc;
         return rc;
     }
-    submit_set_callback(c->sub, url, events);
+    submit_set_callback(c->sub, url, events, format);
     free(url);
     return 0;
 }
@@ -201,17 +200,18 @@ static int media_is(const char *ct, size_t ctlen, const char *name)
     return ct && ctlen == strlen(name) && strncasecmp(ct, name, ctlen) == 0;
 }
 
-/* ?callbackUrl=...&callbackEvents=a,b of an NDJSON submit. Returns 0, or -1 after
- * replying. */
+/* ?callbackUrl=...&callbackEvents=a,b&callbackFormat=f of an NDJSON submit. Returns
+ * 0, or -1 after replying. */
 static int ndjson_callback(struct submit_ctx *c)
 {
     const char *url = req_query(c->req, "callbackUrl");
     const char *ev = req_query(c->req, "callbackEvents");
-    int events = STORE_CB_ALL;
+    const char *fmt = req_query(c->req, "callbackFormat");
+    int events = STORE_CB_ALL, format = STORE_CB_FORMAT_DEFAULT;
     char msg[200];
-    if (!url && ev) {
-        reply_error(c->req, SLUICE_E_INVALID_FIELD, "callbackUrl",
-                    "callbackEvents needs a callbackUrl");
+    if (!url && (ev || fmt)) {
+        reply_errorf(c->req, SLUICE_E_INVALID_FIELD, "callbackUrl", "%s needs a callbackUrl",
+                     ev ? "callbackEvents" : "callbackFormat");
         return -1;
     }
     if (!url)
@@ -224,10 +224,16 @@ static int ndjson_callback(struct submit_ctx *c)
         reply_error(c->req, SLUICE_E_INVALID_FIELD, "callbackEvents", msg);
         return -1;
     }
-    submit_set_callback(c->sub, url, events);
+    if (fmt && callback_format_parse(fmt, strlen(fmt), &format, msg, sizeof msg) < 0) {
+        reply_error(c->req, SLUICE_E_INVALID_FIELD, "callbackFormat", msg);
+        return -1;
+    }
+    submit_set_callback(c->sub, url, events, format);
     if (c->hash) { /* part of what an idempotency key covers */
         ids_sha256_update(c->hash, url, strlen(url) + 1);
         ids_sha256_update(c->hash, ev ? ev : "", ev ? strlen(ev) + 1 : 1);
+        if (fmt) /* only when given: keys held from before formats existed still match */
+            ids_sha256_update(c->hash, fmt, strlen(fmt) + 1);
     }
     return 0;
 }
@@ -776,22 +782,4 @@ void api_jobs_callbacks(struct request *req)
     if (!api_reply_no_job(req, rc)) /* one page: no limit, no nextLink */
         api_reply_page_next(req, ds, n, sizeof *ds, (int64_t)n, page_delivery, NULL, NULL);
     store_deliveries_free(ds, n);
-}
-
-/* GET /v1/callbacks/secret - the tenant's key for verifying the Sluice-Signature of
- * its callbacks (derived from the server secret: see engine/callbacks.h). */
-void api_callbacks_secret(struct request *req)
-{
-    struct api *api = api_of(req);
-    if (!api->callbacks) {
-        reply_error(req, SLUICE_E_INTERNAL, NULL, "callbacks are not available");
-        return;
-    }
-    char secret[CALLBACKS_SECRET_SIZE];
-    struct buf b = BUF_INIT;
-    callbacks_tenant_secret(api->callbacks, req_tenant(req), secret);
-    render_callbacks_secret(&b, secret);
-    reply_header(req, "Cache-Control", "no-store");
-    reply_buf(req, 200, "application/json", &b);
-    buf_release(&b);
 }
