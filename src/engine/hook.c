@@ -78,7 +78,8 @@ static int is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
-/* A failed check of header name: what (NULL: missing) goes into err, name into target. */
+/* Refuses a delivery for the header name (of kind "signature", "timestamp", ...): why it
+ * is malformed, or NULL when it is missing, goes into err, and name into target. */
 static int refuse(char *err, size_t errlen, char *target, size_t targetlen, const char *kind,
                   const char *name, const char *why)
 {

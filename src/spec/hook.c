@@ -247,8 +247,9 @@ static int compile_ascii(char *dst, size_t max, json_t *v, const char *key, cons
     return 0;
 }
 
-/* The value of key in o when it is one of the n names (returns its index), else a
- * failure naming the choices; absent: def. */
+/* The value of key in o when it is one of n names (returns its index), else a failure
+ * naming the choices; absent: def. The names are the name fields of a table's rows:
+ * names points at the first, and each next one is stride bytes further. */
 static int compile_choice(json_t *o, const char *key, const char *tgt, const char *const *names,
                           size_t stride, size_t n, int def, const struct cerr *ce)
 {
@@ -429,6 +430,7 @@ int hook_compile(json_t *def, struct hook **out, char *err, size_t errlen, char 
     const struct cerr ce = {err, errlen, target, targetlen};
     struct hook *h = NULL;
     enum hook_scheme sc;
+    char unused_header[HOOK_HEADER_NAME_MAX + 1];
     const char *key;
     json_t *v;
     int rc;
@@ -499,9 +501,8 @@ int hook_compile(json_t *def, struct hook **out, char *err, size_t errlen, char 
 
     /* Checked so a stored definition stays valid, but never read: the header is not
      * signed, so it cannot be a replay key (see hook.h). */
-    char unused[HOOK_HEADER_NAME_MAX + 1];
     if ((v = json_object_get(def, "eventIdHeader")) &&
-        (rc = compile_header(unused, v, "eventIdHeader", &ce)) < 0)
+        (rc = compile_header(unused_header, v, "eventIdHeader", &ce)) < 0)
         goto out;
 
     if ((v = json_object_get(def, "eventIdFrom")) &&
