@@ -4,12 +4,12 @@
  * field and per record; this file adds what a submit needs: the header, the ref
  * column, one JSON object per record, the limits, and line numbers for errors.
  *
- * Line numbers: libcsv reports no positions, so each chunk is fed one line at a time
- * (split after every LF): a callback then knows the line it is on, and a strict-mode
- * failure's byte, which csv_parse() returns, lies on that line. A record is "open"
- * from its first byte that is not a line end (seen before the line is fed) until its
- * end callback; while it is open its raw bytes are counted, so a record with a
- * huge field is refused before libcsv's field buffer grows past the item limit. */
+ * Positions: libcsv reports none, so each chunk is fed in pieces that end after every
+ * CR and LF (feed_piece): a callback then knows the line it is on, a strict-mode
+ * failure's byte (which csv_parse() returns) lies on that line, and a record, which
+ * libcsv ends only at a CR or LF, begins at the start of a piece. While a record is
+ * open its raw bytes are counted, so one with a huge field is refused before libcsv's
+ * field buffer grows past the item limit, at the same byte whatever the chunking. */
 #include "ingest/csvbody.h"
 
 #include <csv.h>
@@ -42,7 +42,7 @@ struct csvbody {
 
     int row_open;       /* a record has begun and not ended */
     uint64_t row_line;  /* the line it began on */
-    uint64_t row_bytes; /* its raw bytes fed so far (by whole lines) */
+    uint64_t row_bytes; /* its raw bytes fed so far */
     uint64_t rows_ended;
 
     int have_header;
@@ -243,11 +243,6 @@ static void on_field(void *s, size_t len, void *arg)
     struct csvbody *cb = arg;
     if (cb->err.code)
         return;
-    if (!cb->row_open) { /* began after a lone CR ended a record on this line */
-        cb->row_open = 1;
-        cb->row_line = cb->line;
-        cb->row_bytes = 0;
-    }
     cb->nfields++;
     if (cb->have_header)
         data_field(cb, s, len);
@@ -318,24 +313,28 @@ void csvbody_free(struct csvbody *cb)
     free(cb);
 }
 
-/* Feeds one line's worth (at most one LF, at its end) to libcsv. */
-static int feed_line(struct csvbody *cb, const char *p, size_t n)
+/* Feeds one piece of a line to libcsv: bytes without CR or LF, then at most one CR
+ * or LF, last. libcsv ends a record only at a CR or LF (or in csv_fini), so a record
+ * ends at the end of a piece and the next one begins at the start of one: where
+ * records begin is exact, and so is the count of their bytes. */
+static int feed_piece(struct csvbody *cb, const char *p, size_t n)
 {
-    if (!cb->row_open) {
-        size_t k = 0;
-        while (k < n && (p[k] == '\r' || p[k] == '\n'))
-            k++;
-        if (k < n) {
-            cb->row_open = 1;
-            cb->row_line = cb->line;
-            cb->row_bytes = 0;
-        }
+    if (!cb->row_open && *p != '\r' && *p != '\n') {
+        cb->row_open = 1;
+        cb->row_line = cb->line;
+        cb->row_bytes = 0;
     }
+    /* An open record may take max_item_bytes bytes: feed no further than the byte
+     * past them, so the limit is found at that byte however the body was chunked. */
+    size_t take = n;
+    if (cb->row_open && cb->row_bytes + n > cb->lim.max_item_bytes)
+        take = (size_t)(cb->lim.max_item_bytes - cb->row_bytes) + 1;
+    int open = cb->row_open;
     uint64_t ended = cb->rows_ended;
-    size_t used = csv_parse(&cb->p, p, n, on_field, on_record, cb);
+    size_t used = csv_parse(&cb->p, p, take, on_field, on_record, cb);
     if (cb->err.code)
         return cb->err.code;
-    if (used < n) { /* strict mode: the byte at p[used] breaks the quoting rules */
+    if (used < take) { /* strict mode: the byte at p[used] breaks the quoting rules */
         uint64_t at = cb->off + used;
         cb->row_line = cb->line;
         set_error(cb, -SLUICE_E_INVALID_CSV, 0,
@@ -346,12 +345,9 @@ static int feed_line(struct csvbody *cb, const char *p, size_t n)
         cb->err.offset = at;
         return cb->err.code;
     }
-    if (cb->row_open && cb->rows_ended == ended) {
-        cb->row_bytes += n;
-        if (cb->row_bytes > cb->lim.max_item_bytes)
-            return set_error(cb, -SLUICE_E_ITEM_TOO_LARGE, 0, "the record is larger than %zu bytes",
-                             cb->lim.max_item_bytes);
-    }
+    if (open && cb->rows_ended == ended && (cb->row_bytes += take) > cb->lim.max_item_bytes)
+        return set_error(cb, -SLUICE_E_ITEM_TOO_LARGE, 0, "the record is larger than %zu bytes",
+                         cb->lim.max_item_bytes);
     cb->off += n;
     if (p[n - 1] == '\n') {
         cb->line++;
@@ -363,9 +359,11 @@ static int feed_line(struct csvbody *cb, const char *p, size_t n)
 static int feed_text(struct csvbody *cb, const char *p, size_t n)
 {
     while (n > 0) {
-        const char *nl = memchr(p, '\n', n);
-        size_t len = nl ? (size_t)(nl - p) + 1 : n;
-        int rc = feed_line(cb, p, len);
+        size_t len = 0;
+        while (len < n && p[len] != '\r' && p[len] != '\n')
+            len++;
+        len += len < n; /* the CR or LF */
+        int rc = feed_piece(cb, p, len);
         if (rc < 0)
             return rc;
         p += len;
