@@ -118,6 +118,11 @@ static void header_field(struct csvbody *cb, const char *s, size_t len)
         set_error(cb, -SLUICE_E_INVALID_CSV, col, "a column name is empty");
         return;
     }
+    if (col > CSVBODY_MAX_COLUMNS) {
+        set_error(cb, -SLUICE_E_INVALID_CSV, col, "the header has more than %d columns",
+                  CSVBODY_MAX_COLUMNS);
+        return;
+    }
     if (cb->ncols == cb->capcols) {
         cb->capcols = cb->capcols ? cb->capcols * 2 : 16;
         cb->cols = xrealloc(cb->cols, cb->capcols * sizeof *cb->cols);

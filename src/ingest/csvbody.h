@@ -16,7 +16,7 @@
  *          record's value as a JSON string, in header order: CSV has no types
  *          (the map step's "convert" op turns strings into numbers and booleans).
  * A record must have exactly as many fields as the header. Values must be valid
- * UTF-8 without NUL bytes.
+ * UTF-8 without NUL bytes. A header has at most CSVBODY_MAX_COLUMNS columns.
  *
  * Memory stays bounded by one record (max_item_bytes of raw CSV or of its data,
  * plus one fed chunk) and the header, whatever the body size.
@@ -30,7 +30,7 @@
  * Errors (negative sluice error codes; details in csvbody_last_error()):
  *   -SLUICE_E_INVALID_CSV     malformed CSV (line, column and byte offset in the
  *                             message), invalid UTF-8 or NUL in a field, an empty or
- *                             repeated column name, a record with more or fewer
+ *                             repeated column name, too many columns, a record with more or fewer
  *                             fields than the header, a quoted field left open at the
  *                             end of the body
  *   -SLUICE_E_INVALID_FIELD   ref_column names no column of the header (target
@@ -54,6 +54,10 @@
 #include "ingest/ingest.h"
 
 struct csvbody;
+
+/* Columns of a header: Excel's limit. It bounds the memory the header costs (a name
+ * and its JSON key each) to a small multiple of its bytes. */
+#define CSVBODY_MAX_COLUMNS 16384
 
 /* New parser. lim NULL: the defaults (ingest_limits_default; max_depth is unused).
  * ref_column: the header name whose values are the refs (copied).

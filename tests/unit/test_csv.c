@@ -226,6 +226,26 @@ TEST(errors_name_line_and_column)
     }
 }
 
+TEST(column_cap)
+{
+    setup();
+    struct buf b = BUF_INIT;
+    for (int i = 1; i <= CSVBODY_MAX_COLUMNS; i++)
+        buf_printf(&b, "%sc%d", i > 1 ? "," : "", i);
+    buf_puts(&b, "\n");
+    for (int i = 1; i <= CSVBODY_MAX_COLUMNS; i++)
+        buf_printf(&b, "%s%d", i > 1 ? "," : "", i);
+    CHECK_EQ_INT(run(b.data, b.len, "c16384"), 0);
+    CHECK_EQ_INT(O.count, 1);
+    buf_reset(&b);
+    for (int i = 1; i <= CSVBODY_MAX_COLUMNS + 1; i++)
+        buf_printf(&b, "%sc%d", i > 1 ? "," : "", i);
+    run(b.data, b.len, "c1");
+    CHECK_ERR(SLUICE_E_INVALID_CSV, "line 1, column 16385", 1);
+    CHECK_EQ_STR(O.err.message, "the header has more than 16384 columns (line 1, column 16385)");
+    buf_release(&b);
+}
+
 TEST(ref_length)
 {
     setup();
@@ -349,6 +369,7 @@ int main(void)
     RUN(bom_and_empty);
     RUN(errors_name_line_and_column);
     RUN(ref_length);
+    RUN(column_cap);
     RUN(malformed_quoting);
     RUN(limits);
     RUN(through_ingest);
