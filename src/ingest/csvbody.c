@@ -241,7 +241,7 @@ static void record_done(struct csvbody *cb)
 }
 
 /* ---- libcsv callbacks (they cannot stop the parse: an error is recorded, and the
- * rest of the line fed is ignored) ---- */
+ * rest of the piece fed is ignored) ---- */
 
 static void on_field(void *s, size_t len, void *arg)
 {
