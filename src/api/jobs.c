@@ -200,8 +200,59 @@ static int media_is(const char *ct, size_t ctlen, const char *name)
     return ct && ctlen == strlen(name) && strncasecmp(ct, name, ctlen) == 0;
 }
 
-/* ?callbackUrl=...&callbackEvents=a,b&callbackFormat=f of an NDJSON submit. Returns
- * 0, or -1 after replying. */
+/* The parameters of a text/csv Content-Type (params: what follows the media type).
+ * charset must be utf-8 (or its subset us-ascii), if given; header (RFC 7111), if
+ * given, must be "present": the first record names the columns. Others are ignored.
+ * Returns 0, or -1 after replying 415. */
+static int csv_media_params(struct request *req, const char *params)
+{
+    const char *p = params;
+    while ((p = strchr(p, ';')) != NULL) {
+        p += strspn(p, "; \t");
+        size_t nlen = strcspn(p, "= \t;");
+        const char *v = p + nlen;
+        v += strspn(v, " \t");
+        if (*v != '=')
+            continue;
+        v += 1 + strspn(v + 1, " \t");
+        int quoted = *v == '"';
+        v += quoted;
+        size_t vlen = strcspn(v, quoted ? "\"" : "; \t");
+        int charset = nlen == 7 && strncasecmp(p, "charset", 7) == 0;
+        int header = nlen == 6 && strncasecmp(p, "header", 6) == 0;
+        if (charset && !media_is(v, vlen, "utf-8") && !media_is(v, vlen, "us-ascii")) {
+            reply_errorf(req, SLUICE_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
+                         "CSV submits are UTF-8 (charset=utf-8), not charset '%.*s'",
+                         (int)(vlen > 40 ? 40 : vlen), v);
+            return -1;
+        }
+        if (header && !media_is(v, vlen, "present")) {
+            reply_error(req, SLUICE_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
+                        "a CSV submit starts with a header row naming the columns "
+                        "(header=present)");
+            return -1;
+        }
+        p = v + vlen;
+    }
+    return 0;
+}
+
+/* ?refColumn=NAME of a CSV submit: the column that holds the refs. Returns it, or
+ * NULL after replying. */
+static const char *csv_ref_column(struct submit_ctx *c)
+{
+    const char *rc = req_query(c->req, "refColumn");
+    if (!rc || !*rc) {
+        reply_error(c->req, SLUICE_E_INVALID_FIELD, "refColumn",
+                    "CSV submits name the column holding each item's ref in the query: "
+                    "?refColumn=...");
+        return NULL;
+    }
+    return rc;
+}
+
+/* ?callbackUrl=...&callbackEvents=a,b&callbackFormat=f of an NDJSON (or CSV) submit.
+ * Returns 0, or -1 after replying. */
 static int ndjson_callback(struct submit_ctx *c)
 {
     const char *url = req_query(c->req, "callbackUrl");
@@ -397,10 +448,14 @@ static int submit_setup(struct request *req)
     } else if (media_is(ct, ctlen, "application/x-ndjson") ||
                media_is(ct, ctlen, "application/jsonlines")) {
         fmt = INGEST_NDJSON;
+    } else if (media_is(ct, ctlen, "text/csv")) {
+        fmt = INGEST_CSV;
+        if (csv_media_params(req, ct + ctlen) < 0)
+            return -1;
     } else {
         reply_errorf(req, SLUICE_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
-                     "Content-Type must be application/json, application/x-ndjson or "
-                     "application/jsonlines, not '%.80s'",
+                     "Content-Type must be application/json, application/x-ndjson, "
+                     "application/jsonlines or text/csv, not '%.80s'",
                      ct ? ct : "(none)");
         return -1;
     }
@@ -458,13 +513,17 @@ static int submit_setup(struct request *req)
         return -1;
     if (submit_priority(c) < 0)
         return -1;
-    if (fmt == INGEST_NDJSON) {
+    const char *ref_column = NULL;
+    if (fmt != INGEST_JSON) { /* NDJSON and CSV: the envelope is in the query */
         const char *wf = req_query(req, "workflow");
         if (!wf) {
-            reply_error(req, SLUICE_E_INVALID_FIELD, "workflow",
-                        "NDJSON submits name the workflow in the query: ?workflow=...");
+            reply_errorf(req, SLUICE_E_INVALID_FIELD, "workflow",
+                         "%s submits name the workflow in the query: ?workflow=...",
+                         fmt == INGEST_CSV ? "CSV" : "NDJSON");
             return -1;
         }
+        if (fmt == INGEST_CSV && !(ref_column = csv_ref_column(c)))
+            return -1;
         if (set_field(c, "workflow", wf) < 0) {
             reply_ingest_error(c, c->cb_err);
             return -1;
@@ -474,14 +533,19 @@ static int submit_setup(struct request *req)
             reply_ingest_error(c, c->cb_err);
             return -1;
         }
-        if (c->hash) { /* an NDJSON request's envelope is in its query */
+        if (c->hash) { /* an NDJSON or CSV request's envelope is in its query */
             ids_sha256_update(c->hash, wf, strlen(wf) + 1);
             ids_sha256_update(c->hash, cr ? cr : "", cr ? strlen(cr) + 1 : 1);
+            if (ref_column)
+                ids_sha256_update(c->hash, ref_column, strlen(ref_column) + 1);
         }
         if (ndjson_callback(c) < 0)
             return -1;
     }
-    c->in = ingest_new(fmt, &api->cfg.limits, on_item, on_field, c);
+    if (fmt == INGEST_CSV)
+        c->in = ingest_new_csv(&api->cfg.limits, ref_column, on_item, c);
+    else
+        c->in = ingest_new(fmt, &api->cfg.limits, on_item, on_field, c);
     if (fmt == INGEST_JSON)
         ingest_set_raw_field_fn(c->in, on_raw_field);
     c->dec = decoder_new(coding, api->cfg.max_body_bytes, on_decoded, c);
