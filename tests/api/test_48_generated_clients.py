@@ -101,7 +101,8 @@ def test_03_the_refused_bodies_are_type_errors(generated):
                    "files": ["refused.mts"]}, f)
     out = run([os.path.join(BIN, "tsc"), "-p", os.path.join(gen_dir, "tsconfig.json")], cwd=CLIENT_DIR)
     assert out.returncode != 0, out.stdout
-    where = sorted({int(n) for n in re.findall(r"^(?:generated/)?refused\.mts\((\d+),\d+\): error", out.stdout, re.M)})
+    errors = re.findall(r"^(?:generated/)?refused\.mts\((\d+),\d+\): error", out.stdout, re.M)
+    where = sorted({int(n) for n in errors})
     assert where == expected, out.stdout
 
 
