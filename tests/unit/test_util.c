@@ -6,6 +6,7 @@
 
 #include "spec/workflow.h"
 #include "testhelp.h"
+#include "util/base64.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/cursor.h"
@@ -198,6 +199,29 @@ TEST(workflow_names_resolve)
     CHECK(!wfdef_name_valid(""));
 }
 
+TEST(base64_decodes_canonical_only)
+{
+    unsigned char out[16];
+    size_t n = 99;
+    CHECK_EQ_INT(base64_decode("", 0, out, sizeof out, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK_EQ_INT(base64_decode("Zm9vYmFy", 8, out, sizeof out, &n), 0);
+    CHECK(n == 6 && memcmp(out, "foobar", 6) == 0);
+    CHECK_EQ_INT(base64_decode("Zm9vYg==", 8, out, sizeof out, &n), 0);
+    CHECK(n == 4 && memcmp(out, "foob", 4) == 0);
+    CHECK_EQ_INT(base64_decode("Zm9vYmE=", 8, out, sizeof out, &n), 0);
+    CHECK(n == 5 && memcmp(out, "fooba", 5) == 0);
+    CHECK_EQ_INT(base64_decode("+/+/", 4, out, sizeof out, &n), 0);
+    CHECK(n == 3 && out[0] == 0xfb && out[1] == 0xff && out[2] == 0xbf);
+    /* Not canonical: no padding, padding inside, URL alphabet, whitespace, non-zero
+     * padding bits, '=' alone; and a result larger than the room. */
+    const char *bad[] = {"Zm9vYg", "Zg=v", "-_-_", "Zm9v Zg==", "Zh==", "Zm9=", "====", "A==="};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (base64_decode(bad[i], strlen(bad[i]), out, sizeof out, &n) != -1)
+            TH_FAIL("bad[%zu] \"%s\" decoded", i, bad[i]);
+    CHECK_EQ_INT(base64_decode("Zm9vYmFy", 8, out, 5, &n), -1);
+}
+
 int main(void)
 {
     RUN(buf_grows_and_detaches);
@@ -210,5 +234,6 @@ int main(void)
     RUN(error_table_lookups);
     RUN(cursors_are_sealed_per_tag);
     RUN(workflow_names_resolve);
+    RUN(base64_decodes_canonical_only);
     return test_report();
 }

@@ -250,7 +250,22 @@ static const char *const m004[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {m001, m002, m003, m004};
+/* Migration 005_callback_formats: how a callback is signed, kept with the job and
+ * copied to its delivery; each tenant's default format and signing key generations. */
+static const char *const m005[] = {
+    "ALTER TABLE jobs ADD COLUMN callback_format int NOT NULL DEFAULT 0",
+    "ALTER TABLE outbox ADD COLUMN format int NOT NULL DEFAULT 0",
+    "CREATE TABLE callback_prefs("
+    "  tenant text COLLATE \"C\" PRIMARY KEY,"
+    "  format int NOT NULL DEFAULT 0,"
+    "  key_gen bigint NOT NULL DEFAULT 0,"
+    "  prev_gen bigint NOT NULL DEFAULT 0,"
+    "  prev_until bigint NOT NULL DEFAULT 0,"
+    "  updated_at bigint NOT NULL)",
+    NULL,
+};
+
+static const char *const *const migrations[] = {m001, m002, m003, m004, m005};
 
 /* ---- applying them -------------------------------------------------------------- */
 

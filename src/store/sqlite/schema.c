@@ -234,6 +234,17 @@ static const char *const migrations[] = {
     "  ref TEXT NOT NULL,"
     "  last_idx INTEGER NOT NULL,"
     "  PRIMARY KEY(jid, ref)) WITHOUT ROWID;",
+    /* 010_callback_formats: how a callback is signed, kept with the job and copied to
+     * its delivery; each tenant's default format and signing key generations */
+    "ALTER TABLE jobs ADD COLUMN callback_format INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE outbox ADD COLUMN format INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE callback_prefs("
+    "  tenant TEXT PRIMARY KEY,"
+    "  format INTEGER NOT NULL DEFAULT 0,"
+    "  key_gen INTEGER NOT NULL DEFAULT 0,"
+    "  prev_gen INTEGER NOT NULL DEFAULT 0,"
+    "  prev_until INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */
