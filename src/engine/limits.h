@@ -68,11 +68,11 @@
 #include "spec/limit.h"
 #include "util/buf.h"
 
-#define LIMITS_HORIZON_MS 1000       /* request slots a claim may be admitted for */
-#define LIMITS_MAX_BACKOFF_MS 300000 /* default cap of an upstream's Retry-After back-off */
-#define LIMITS_LEARN_HOSTS 256          /* upstream hosts whose limits are learned at once */
-#define LIMITS_LEARN_FORGET_MS 300000   /* learned state of a host silent this long is dropped */
-#define LIMITS_LEARN_RATE0 100.0        /* requests/s a host that said nothing starts at */
+#define LIMITS_HORIZON_MS 1000        /* request slots a claim may be admitted for */
+#define LIMITS_MAX_BACKOFF_MS 300000  /* default cap of an upstream's Retry-After back-off */
+#define LIMITS_LEARN_HOSTS 256        /* upstream hosts whose limits are learned at once */
+#define LIMITS_LEARN_FORGET_MS 300000 /* learned state of a host silent this long is dropped */
+#define LIMITS_LEARN_RATE0 100.0      /* requests/s a host that said nothing starts at */
 
 struct limits;
 
@@ -228,8 +228,8 @@ int limits_signal_parse(const char *headers, int64_t now_wall_ms, struct limits_
  * host that was sent at sent_mono ended: status (0: no response; timed_out: it timed
  * out) and its rate-limit header lines (as limits_signal_parse takes). Updates what is
  * learned of host; runs on the I/O thread, quick. pacer may be NULL (nothing). */
-void limits_observe(void *pacer, const char *host, int status, int timed_out,
-                    const char *headers, int64_t sent_mono);
+void limits_observe(void *pacer, const char *host, int status, int timed_out, const char *headers,
+                    int64_t sent_mono);
 /* Same, without a pacer (unit tests, callers with the registry at hand). */
 void limits_learn_observe(struct limits *l, const char *host, int status, int timed_out,
                           const char *headers, int64_t sent_mono, int64_t now_mono);

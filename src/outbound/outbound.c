@@ -94,7 +94,7 @@ struct call {
     int capped; /* body hit max_body; the transfer was cut */
     char *ctype, *location, *retry_after;
     struct buf rl; /* rate-limit header lines of this attempt's response (pace_observe) */
-    int refused; /* the policy refused an address this attempt */
+    int refused;   /* the policy refused an address this attempt */
     char refusal[256];
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -757,8 +757,8 @@ static void attempt_done(struct outbound *ob, struct call *c, CURLcode rc)
 
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && c->capped && code > 0)) {
         if (c->req->pace_observe) /* no answer: a timeout tells the limiter to slow down */
-            c->req->pace_observe(c->req->pace_ctx, c->host, 0, rc == CURLE_OPERATION_TIMEDOUT,
-                                 "", c->attempt_mono);
+            c->req->pace_observe(c->req->pace_ctx, c->host, 0, rc == CURLE_OPERATION_TIMEDOUT, "",
+                                 c->attempt_mono);
         if (c->refused && rc == CURLE_COULDNT_CONNECT) {
             set_msg(r, "%s", c->refusal);
             call_finish(c, -SLUICE_E_INVALID_PARAMETER, OUTBOUND_NOT_ALLOWED);

@@ -293,8 +293,7 @@ size_t limits_admit(struct limits *l, const char *tenant, const char *job_id, co
     }
     plan_take(l, plan, np, grant, now, g);
     /* nothing granted: noted whatever held it; cut short: noted when a reason is known */
-    if (why_name && (grant == 0 || (grant < want && why_reason)))
-    {
+    if (why_name && (grant == 0 || (grant < want && why_reason))) {
         throttle_note(l, job_id, why_name, why_scope, why_key, why_reason ? why_reason : "rate",
                       why_host, why_rate, now);
         if (why_reason && !strcmp(why_reason, "learned")) {

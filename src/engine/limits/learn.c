@@ -31,18 +31,18 @@
 #include "util/clock.h"
 #include "util/xmalloc.h"
 
-#define SS_DOUBLE_MS 250.0    /* slow start doubles the rate this often while it binds */
-#define LEARN_RATE_MAX 20000  /* past this, slow start ends: the host is unpaced */
-#define LEARN_RATE_MIN 0.2    /* the AIMD rate never falls below (requests/s) */
-#define MD_BETA 0.7           /* multiplicative decrease */
-#define AI_FRAC 0.05          /* additive increase: this share of the rate per second */
-#define PUB_FRESH_MS 60000    /* a header family not repeated this long is forgotten */
-#define IETF_SLACK 1.02       /* policy pacing this much slower than the quota */
-#define SHOP_LEAK0 2.0        /* Shopify REST: 2 calls/s until measured */
-#define SHOP_SPARE 2.0        /* room of the Shopify bucket left unused */
-#define SHOP_SAMPLE_MS 500    /* the leak is measured over at least this */
-#define RESET_SLACK_MS 20     /* a hold until a reset ends this much after it */
-#define SEND_IV_ALPHA 0.1     /* weight of a new inter-send gap in send_iv */
+#define SS_DOUBLE_MS 250.0   /* slow start doubles the rate this often while it binds */
+#define LEARN_RATE_MAX 20000 /* past this, slow start ends: the host is unpaced */
+#define LEARN_RATE_MIN 0.2   /* the AIMD rate never falls below (requests/s) */
+#define MD_BETA 0.7          /* multiplicative decrease */
+#define AI_FRAC 0.05         /* additive increase: this share of the rate per second */
+#define PUB_FRESH_MS 60000   /* a header family not repeated this long is forgotten */
+#define IETF_SLACK 1.02      /* policy pacing this much slower than the quota */
+#define SHOP_LEAK0 2.0       /* Shopify REST: 2 calls/s until measured */
+#define SHOP_SPARE 2.0       /* room of the Shopify bucket left unused */
+#define SHOP_SAMPLE_MS 500   /* the leak is measured over at least this */
+#define RESET_SLACK_MS 20    /* a hold until a reset ends this much after it */
+#define SEND_IV_ALPHA 0.1    /* weight of a new inter-send gap in send_iv */
 
 static void host_reset(struct learn_host *h, const char *host, uint64_t hash, int64_t now)
 {
@@ -64,8 +64,7 @@ struct learn_host *learn_find(struct limits *l, const char *host, int64_t now)
         struct learn_host *h = l->learned[i];
         if (!h || h->hash != hash || strcmp(h->host, host) != 0)
             continue;
-        if (now - h->seen > LIMITS_LEARN_FORGET_MS && h->inflight <= 0 &&
-            h->blocked_until <= now) {
+        if (now - h->seen > LIMITS_LEARN_FORGET_MS && h->inflight <= 0 && h->blocked_until <= now) {
             free(h); /* silent for long: what it said may no longer hold */
             l->learned[i] = NULL;
             return NULL;

@@ -83,9 +83,9 @@ struct job_block { /* a job one of whose requests was asked to wait */
 struct learn_host {
     char host[256];
     uint64_t hash;
-    int64_t seen;  /* monotonic ms of the last response (or first send) */
+    int64_t seen;   /* monotonic ms of the last response (or first send) */
     uint64_t epoch; /* +1 when its pacing changed enough that held slots are void */
-    double tat;    /* GCRA theoretical arrival time of its learned slots */
+    double tat;     /* GCRA theoretical arrival time of its learned slots */
     int64_t blocked_until;
     enum limits_source block_src;
     int inflight;      /* attempts sent and not answered */

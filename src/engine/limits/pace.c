@@ -194,8 +194,8 @@ int64_t limits_pace(void *pacer, const char *host, int64_t now_mono, int64_t *ho
     return a.slot;
 }
 
-void limits_observe(void *pacer, const char *host, int status, int timed_out,
-                    const char *headers, int64_t sent_mono)
+void limits_observe(void *pacer, const char *host, int status, int timed_out, const char *headers,
+                    int64_t sent_mono)
 {
     struct limits_pacer *p = pacer;
     if (p)

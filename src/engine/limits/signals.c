@@ -14,7 +14,7 @@
 
 #include "engine/limits.h"
 
-#define EPOCH_S 1e9  /* a reset above this is an epoch second, not a delta */
+#define EPOCH_S 1e9   /* a reset above this is an epoch second, not a delta */
 #define EPOCH_MS 1e12 /* ... and above this an epoch millisecond */
 
 const char *limits_source_name(enum limits_source s)
