@@ -41,7 +41,7 @@
  *     http step gets is fed to limits_observe, which keeps per upstream host what the
  *     upstream said of its own limit - the IETF RateLimit / RateLimit-Policy fields,
  *     the older RateLimit-Limit/-Remaining/-Reset trio, X-RateLimit-*, Shopify's
- *     X-Shopify-Shop-Api-Call-Limit, Retry-After - and, where it says nothing, an AIMD
+ *     X-Shopify-Shop-Api-Call-Limit - and, where it says nothing, an AIMD
  *     send rate driven by bare 429/503s and timeouts (slow start from
  *     LIMITS_LEARN_RATE0 doubling while it binds, then +5%/s, x0.7 on a 429). Pacing
  *     takes a learned slot of the host as well as the configured buckets' (the most

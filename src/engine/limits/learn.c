@@ -16,7 +16,8 @@
  * that rate holds requests back (slow start; past LEARN_RATE_MAX it is unpaced); a bare
  * 429/503 or a timeout cuts the rate to MD_BETA of what was being sent (once per round:
  * answers to requests sent before the cut do not cut again), after which it grows by
- * AI_FRAC of itself per second while it binds. So against a hidden rate the sends
+ * AI_FRAC of itself per second while it binds (a timeout cuts too, not below 1/s; 30 s
+ * without a cut returns to slow start). So against a hidden rate the sends
  * circle just under it, and 429s are a few per cycle.
  *
  * Everything is under the registry's mutex; per process (nodes sharing a store learn
@@ -33,7 +34,9 @@
 
 #define SS_DOUBLE_MS 250.0   /* slow start doubles the rate this often while it binds */
 #define LEARN_RATE_MAX 20000 /* past this, slow start ends: the host is unpaced */
-#define LEARN_RATE_MIN 0.2   /* the AIMD rate never falls below (requests/s) */
+#define LEARN_RATE_MIN 0.2   /* a 429 never cuts the AIMD rate below (requests/s) */
+#define TIMEOUT_RATE_MIN 1.0 /* nor does a timeout (slowness is not a quota) */
+#define AIMD_RESET_MS 30000  /* no cut this long: back to slow start (the guess is stale) */
 #define MD_BETA 0.7          /* multiplicative decrease */
 #define AI_FRAC 0.05         /* additive increase: this share of the rate per second */
 #define PUB_FRESH_MS 60000   /* a header family not repeated this long is forgotten */
@@ -269,15 +272,16 @@ static void shopify_learn(struct learn_host *h, double used, double size, int64_
 }
 
 /* A bare 429/503 or a timeout: the AIMD rate is cut, once per round. */
-static void aimd_decrease(struct learn_host *h, int64_t sent_mono, int64_t now)
+static void aimd_decrease(struct learn_host *h, int64_t sent_mono, int64_t now, double floor)
 {
     if (sent_mono < h->decreased_at)
         return; /* sent before the last cut: that cut already answered it */
     double sent_rate = 1000.0 / (h->send_iv > 0.05 ? h->send_iv : 0.05);
     double base = h->phase == 2 || sent_rate < h->rate ? sent_rate : h->rate;
-    h->rate = MD_BETA * base;
-    if (h->rate < LEARN_RATE_MIN)
-        h->rate = LEARN_RATE_MIN;
+    double rate = MD_BETA * base;
+    if (rate < floor) /* (never raised by a cut) */
+        rate = h->phase == 1 && floor > h->rate ? h->rate : floor;
+    h->rate = rate;
     h->phase = 1;
     h->decreased_at = now;
     /* held slots are void: they re-space at the new rate, from one interval on */
@@ -319,8 +323,18 @@ void limits_learn_observe(struct limits *l, const char *host, int status, int ti
         quota_learn(h, LIMITS_SRC_X, s.x_limit, -1, s.x_remaining, s.x_reset, now);
     if (s.families & (1u << LIMITS_SRC_SHOPIFY))
         shopify_learn(h, s.shop_used, s.shop_size, now);
-    if (n == 0 && (status == 429 || status == 503 || (status == 0 && timed_out)))
-        aimd_decrease(h, sent_mono, now); /* it says nothing of its limit: guess */
+    if (h->blocked_until > now + l->max_backoff_ms) /* a reset far off is capped too */
+        h->blocked_until = now + l->max_backoff_ms;
+    if (h->phase == 1 && now - h->decreased_at > AIMD_RESET_MS) {
+        h->phase = 0; /* no cut for long: what was guessed may no longer hold */
+        if (h->rate < LIMITS_LEARN_RATE0)
+            h->rate = LIMITS_LEARN_RATE0;
+        h->grown_at = now;
+    }
+    if (n == 0 && (status == 429 || status == 503)) /* it says nothing of its limit: guess */
+        aimd_decrease(h, sent_mono, now, LEARN_RATE_MIN);
+    else if (n == 0 && status == 0 && timed_out)
+        aimd_decrease(h, sent_mono, now, TIMEOUT_RATE_MIN);
     else if (n == 0 && status > 0 && status < 500)
         aimd_increase(h);
     pthread_mutex_unlock(&l->mu);

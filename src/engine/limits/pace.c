@@ -226,7 +226,7 @@ static void block_one(struct bucket *b, const struct limits_def *d, void *varg)
 void limits_backoff(void *pacer, const char *host, int64_t until_mono)
 {
     struct limits_pacer *p = pacer;
-    if (!p)
+    if (!p || p->n == 0) /* no limit named: the request's own retry waits, as before */
         return;
     int64_t now = clock_mono_ms();
     pthread_mutex_lock(&p->l->mu);
