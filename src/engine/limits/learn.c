@@ -42,10 +42,14 @@
 #define PUB_FRESH_MS 60000   /* a header family not repeated this long is forgotten */
 #define IETF_SLACK 1.02      /* policy pacing this much slower than the quota */
 #define SHOP_LEAK0 2.0       /* Shopify REST: 2 calls/s until measured */
-#define SHOP_SPARE 2.0       /* room of the Shopify bucket left unused */
-#define SHOP_SAMPLE_MS 500   /* the leak is measured over at least this */
-#define RESET_SLACK_MS 20    /* a hold until a reset ends this much after it */
-#define SEND_IV_ALPHA 0.1    /* weight of a new inter-send gap in send_iv */
+#define SHOP_SPARE 0.1       /* share of the Shopify bucket left unused (at least 2) */
+#define SHOP_SAMPLE_MS 50    /* the leak is measured over at least this ... */
+#define SHOP_SAMPLE_MAX 2000 /* ... and once 5 calls drained, or this long */
+#define SHOP_PACE                                                                                  \
+    0.95                  /* the leak is paced at this share: a slight overestimate                \
+                             would creep the bucket full */
+#define RESET_SLACK_MS 20 /* a hold until a reset ends this much after it */
+#define SEND_IV_ALPHA 0.1 /* weight of a new inter-send gap in send_iv */
 
 static void host_reset(struct learn_host *h, const char *host, uint64_t hash, int64_t now)
 {
@@ -121,7 +125,8 @@ double learn_interval(struct learn_host *h, int64_t now, int configured, double 
         *src = LIMITS_SRC_AIMD;
     }
     if (*src == LIMITS_SRC_SHOPIFY) {
-        double room = h->shop_size - SHOP_SPARE;
+        double spare = h->shop_size * SHOP_SPARE > 2 ? h->shop_size * SHOP_SPARE : 2;
+        double room = h->shop_size - spare;
         *tau = room > 1 ? (room - 1) * iv : 0;
     }
     return iv;
@@ -239,22 +244,32 @@ static void ietf_learn(struct learn_host *h, const struct limits_signal *s, int6
         pub_set(h, f, iv, now);
 }
 
-static void shopify_learn(struct learn_host *h, double used, double size, int64_t now)
+static void shopify_learn(struct learn_host *h, double used, double size, int counted, int64_t now)
 {
     h->shop_size = size;
     h->shop_used = used;
-    /* The leak: from an anchor answer, used rose by one per answer since and fell by
-     * leak * dt; only while the bucket never ran empty (an empty bucket hides it). */
+    /* The leak: from an anchor answer, used rose by one per answer let through since
+     * and fell by leak * dt; only while the bucket never ran empty (that hides it). */
     if (h->shop_t0 == 0 || used < 2 || h->shop_min < 2) {
+        /* Ran empty (or near): what drained since the anchor is a lower bound of the
+         * leak, which lets a leak far above the guess show after one burst. */
+        double drained = h->shop_u0 + h->shop_n + counted - used;
+        if (h->shop_t0 && now - h->shop_t0 >= SHOP_SAMPLE_MS && drained >= 5) {
+            double lb = drained * 1000.0 / (double)(now - h->shop_t0);
+            if (lb > h->shop_leak && lb < 100000)
+                h->shop_leak = lb;
+        }
         h->shop_t0 = now;
         h->shop_u0 = used;
         h->shop_min = used;
         h->shop_n = 0;
     } else {
-        h->shop_n++;
+        h->shop_n += counted; /* a 429 did not add to the bucket */
         if (used < h->shop_min)
             h->shop_min = used;
-        if (now - h->shop_t0 >= SHOP_SAMPLE_MS) {
+        double drained = h->shop_u0 + h->shop_n - used;
+        if (now - h->shop_t0 >= SHOP_SAMPLE_MS &&
+            (drained >= 5 || now - h->shop_t0 >= SHOP_SAMPLE_MAX)) {
             double leak = (h->shop_u0 + h->shop_n - used) * 1000.0 / (double)(now - h->shop_t0);
             if (leak > 0.1 && leak < 100000)
                 h->shop_leak = h->shop_leak == SHOP_LEAK0 ? leak : 0.7 * h->shop_leak + 0.3 * leak;
@@ -264,11 +279,14 @@ static void shopify_learn(struct learn_host *h, double used, double size, int64_
             h->shop_n = 0;
         }
     }
-    double iv = 1000.0 / h->shop_leak;
+    double iv = 1000.0 / (h->shop_leak * SHOP_PACE);
     pub_set(h, LIMITS_SRC_SHOPIFY, iv, now);
     /* the level the upstream counts, plus what is still on the way to it */
     double level = used + (double)h->inflight;
-    h->tat = (double)now + level * iv;
+    double tat = (double)now + level * iv;
+    if (fabs(tat - h->tat) > iv)
+        h->epoch++; /* slots held on the old count are void: re-taken on the new one */
+    h->tat = tat;
 }
 
 /* A bare 429/503 or a timeout: the AIMD rate is cut, once per round. */
@@ -322,7 +340,7 @@ void limits_learn_observe(struct limits *l, const char *host, int status, int ti
     if (s.families & (1u << LIMITS_SRC_X))
         quota_learn(h, LIMITS_SRC_X, s.x_limit, -1, s.x_remaining, s.x_reset, now);
     if (s.families & (1u << LIMITS_SRC_SHOPIFY))
-        shopify_learn(h, s.shop_used, s.shop_size, now);
+        shopify_learn(h, s.shop_used, s.shop_size, status != 429, now);
     if (h->blocked_until > now + l->max_backoff_ms) /* a reset far off is capped too */
         h->blocked_until = now + l->max_backoff_ms;
     if (h->phase == 1 && now - h->decreased_at > AIMD_RESET_MS) {
