@@ -43,7 +43,7 @@
  *     the older RateLimit-Limit/-Remaining/-Reset trio, X-RateLimit-*, Shopify's
  *     X-Shopify-Shop-Api-Call-Limit - and, where it says nothing, an AIMD
  *     send rate driven by bare 429/503s and timeouts (slow start from
- *     LIMITS_LEARN_RATE0 doubling while it binds, then +5%/s, x0.7 on a 429). Pacing
+ *     LIMITS_LEARN_RATE0 doubling while it binds, then +10%/s, x0.7 on a 429). Pacing
  *     takes a learned slot of the host as well as the configured buckets' (the most
  *     restrictive signal wins; learned pacing only ever slows sends further), and a
  *     Remaining of 0 holds the host until its reset. Admission cuts a claim of a job
@@ -72,7 +72,7 @@
 #define LIMITS_MAX_BACKOFF_MS 300000  /* default cap of an upstream's Retry-After back-off */
 #define LIMITS_LEARN_HOSTS 256        /* upstream hosts whose limits are learned at once */
 #define LIMITS_LEARN_FORGET_MS 300000 /* learned state of a host silent this long is dropped */
-#define LIMITS_LEARN_RATE0 100.0      /* requests/s a host that said nothing starts at */
+#define LIMITS_LEARN_RATE0 1000.0     /* requests/s a host that said nothing starts at */
 
 struct limits;
 

@@ -181,12 +181,14 @@ TEST(aimd_state_machine)
     CHECK(limits_pace(p, "up", now, &hold) == now);
     CHECK(limits_learned_get(l, "up", &x) == 1 && x.slow_start && x.source == LIMITS_SRC_NONE);
     CHECK(near(x.rate, LIMITS_LEARN_RATE0, 1e-6));
-    /* it binds: the rate doubles every 250 ms of being held back */
-    for (int i = 1; i <= 300; i++) {
-        hold = 0;
-        limits_pace(p, "up", now + i, &hold);
-    }
-    CHECK(limits_learned_get(l, "up", &x) == 1 && x.rate >= 1.9 * LIMITS_LEARN_RATE0);
+    /* it binds: the rate doubles every 100 ms of being held back (300 ms: about 8x) */
+    for (int i = 1; i <= 300; i++)
+        for (int k = 0; k < 3; k++) { /* several a millisecond: the rate holds them back */
+            hold = 0;
+            limits_pace(p, "up", now + i, &hold);
+        }
+    CHECK(limits_learned_get(l, "up", &x) == 1 && x.rate >= 4 * LIMITS_LEARN_RATE0 &&
+          x.rate <= 10 * LIMITS_LEARN_RATE0);
     double before = x.rate;
     /* a bare 429: multiplicative decrease (to 0.7 of what was sent at most) */
     limits_learn_observe(l, "up", 429, 0, "", now + 250, now + 310);

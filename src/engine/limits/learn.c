@@ -32,13 +32,13 @@
 #include "util/clock.h"
 #include "util/xmalloc.h"
 
-#define SS_DOUBLE_MS 250.0   /* slow start doubles the rate this often while it binds */
+#define SS_DOUBLE_MS 100.0   /* slow start doubles the rate this often while it binds */
 #define LEARN_RATE_MAX 20000 /* past this, slow start ends: the host is unpaced */
 #define LEARN_RATE_MIN 0.2   /* a 429 never cuts the AIMD rate below (requests/s) */
 #define TIMEOUT_RATE_MIN 1.0 /* nor does a timeout (slowness is not a quota) */
 #define AIMD_RESET_MS 30000  /* no cut this long: back to slow start (the guess is stale) */
 #define MD_BETA 0.7          /* multiplicative decrease */
-#define AI_FRAC 0.05         /* additive increase: this share of the rate per second */
+#define AI_FRAC 0.10         /* additive increase: this share of the rate per second */
 #define PUB_FRESH_MS 60000   /* a header family not repeated this long is forgotten */
 #define IETF_SLACK 1.02      /* policy pacing this much slower than the quota */
 #define SHOP_LEAK0 2.0       /* Shopify REST: 2 calls/s until measured */
