@@ -209,6 +209,32 @@ out:
     return rc;
 }
 
+/* rules_ref_lookup_fn of this backend. */
+static int ref_lookup(void *conn, int64_t jid, int64_t idx, struct rules_ref_item *it)
+{
+    PGresult *res = NULL;
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_i64(&p, idx);
+    memset(it, 0, sizeof *it);
+    int rc =
+        pg_exec(conn,
+                "SELECT i.status, i.prev_idx, w.prev_jid, w.prev_idx, j.cancel_at FROM items i "
+                "JOIN jobs j ON j.jid = i.jid LEFT JOIN ref_waits w ON w.jid = i.jid AND "
+                "w.idx = i.idx WHERE i.jid = $1 AND i.idx = $2",
+                &p, &res);
+    if (rc > 0) {
+        it->found = 1;
+        it->status = (int)pg_col_i64(res, 0, 0);
+        it->prev_idx = pg_col_i64(res, 0, 1);
+        it->wait_jid = pg_col_i64(res, 0, 2); /* NULL reads 0: no link */
+        it->wait_idx = pg_col_i64(res, 0, 3);
+        it->cancel_at = pg_col_i64(res, 0, 4);
+    }
+    PQclear(res);
+    return rc < 0 ? rc : 0;
+}
+
 /* A new range from the cursor of job jid, whose runnable row the caller holds:
  * 1 claimed into x->out, 0 nothing runnable in it now. */
 static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim_ctx *x)
@@ -229,22 +255,36 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim
     pg_param_i64(&p, lo);
     pg_param_i64(&p, hi);
     /* Each item with the status of its previous same-ref item when that one lies
-     * before the range (-1 otherwise): the range stops before one still pending. */
-    rc = pg_exec(
-        c,
-        "SELECT i.idx, i.attempts, i.ref, i.data, CASE WHEN i.prev_idx >= 0 AND i.prev_idx < "
-        "$2 THEN coalesce((SELECT p.status FROM items p WHERE p.jid = i.jid AND p.idx = "
-        "i.prev_idx), 0) ELSE -1 END FROM items i WHERE i.jid = $1 AND i.idx >= $2 "
-        "AND i.idx < $3 ORDER BY i.idx",
-        &p, &res);
+     * before the range (-1 otherwise): the range stops before one still pending; and,
+     * for a job that orders refs across jobs, its link to an earlier job's item (REF
+     * ORDER in store.h; 0, 0 when none). */
+#define RANGE_COLS                                                                                 \
+    "SELECT i.idx, i.attempts, i.ref, i.data, CASE WHEN i.prev_idx >= 0 AND i.prev_idx < $2 "      \
+    "THEN coalesce((SELECT p.status FROM items p WHERE p.jid = i.jid AND p.idx = i.prev_idx), "    \
+    "0) ELSE -1 END, "
+#define RANGE_WHERE "WHERE i.jid = $1 AND i.idx >= $2 AND i.idx < $3 ORDER BY i.idx"
+    rc = pg_exec(c,
+                 r.j.ref_order == STORE_REF_ORDER_TENANT
+                     ? RANGE_COLS "w.prev_jid, w.prev_idx FROM items i LEFT JOIN ref_waits w ON "
+                                  "w.jid = i.jid AND w.idx = i.idx " RANGE_WHERE
+                     : RANGE_COLS "0, 0 FROM items i " RANGE_WHERE,
+                 &p, &res);
     if (rc < 0)
         goto out;
-    items = xcalloc((size_t)rc + 1, sizeof *items);
-    /* same-ref order: the range stops before an item whose previous one is pending */
-    for (int i = 0; i < rc && pg_col_i64(res, i, 4) != ITEM_PENDING; i++)
+    int rows = rc;
+    items = xcalloc((size_t)rows + 1, sizeof *items);
+    rc = 0;
+    for (int i = 0; i < rows && pg_col_i64(res, i, 4) != ITEM_PENDING; i++) {
+        int64_t wait_jid = pg_col_i64(res, i, 5);
+        if (wait_jid > 0 &&
+            (rc = rules_ref_blocked(c, ref_lookup, wait_jid, pg_col_i64(res, i, 6))) != 0)
+            break;
         claim_item_read(res, i, &items[n++]);
+    }
     PQclear(res);
     res = NULL;
+    if (rc < 0)
+        goto out;
     rc = 0;
     if (n == 0)
         goto out;

@@ -272,6 +272,36 @@ out:
 }
 
 SQ_SQL(sql_item_status, "SELECT status FROM items WHERE k = ?1");
+/* sql_items_range for a job that orders refs across jobs: also each item's link to an
+ * earlier job's item (REF ORDER in store.h). */
+SQ_SQL(sql_items_range_linked,
+       "SELECT i.k, i.status, i.attempts, i.prev_idx, i.ref, i.data, w.prev_k FROM items i "
+       "LEFT JOIN ref_waits w ON w.k = i.k WHERE i.k >= ?1 AND i.k < ?2 ORDER BY i.k");
+SQ_SQL(sql_ref_item, "SELECT i.status, i.prev_idx, w.prev_k, j.cancel_at FROM items i "
+                     "JOIN jobs j ON j.jid = ?2 LEFT JOIN ref_waits w ON w.k = i.k WHERE i.k = ?1");
+
+/* rules_ref_lookup_fn of this backend: item keys are KEY(jid, idx). */
+static int ref_lookup(void *conn, int64_t jid, int64_t idx, struct rules_ref_item *it)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(conn, &sql_ref_item, &s);
+    memset(it, 0, sizeof *it);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, KEY(jid, idx));
+    sqlite3_bind_int64(s, 2, jid);
+    if ((rc = sq_step(s)) == 1) {
+        it->found = 1;
+        it->status = sqlite3_column_int(s, 0);
+        it->prev_idx = sqlite3_column_int64(s, 1);
+        int64_t wk = sqlite3_column_type(s, 2) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 2);
+        it->wait_jid = wk < 0 ? 0 : wk / KEY(1, 0);
+        it->wait_idx = wk < 0 ? -1 : wk % KEY(1, 0);
+        it->cancel_at = sqlite3_column_int64(s, 3);
+    }
+    sqlite3_reset(s);
+    return rc < 0 ? rc : 0;
+}
 SQ_SQL(sql_claim_insert,
        "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at) "
        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
@@ -291,12 +321,22 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct rules_cl
     int64_t lo, hi;
     if ((rc = rules_claim_range(&r, x->max_items, &lo, &hi)) == 0)
         goto out;
-    if ((rc = sq_q(c, &sql_items_range, &s)) < 0)
+    int linked = r.j.ref_order == STORE_REF_ORDER_TENANT;
+    if ((rc = sq_q(c, linked ? &sql_items_range_linked : &sql_items_range, &s)) < 0)
         goto out;
     sqlite3_bind_int64(s, 1, KEY(jid, lo));
     sqlite3_bind_int64(s, 2, KEY(jid, hi));
     while ((rc = sq_step(s)) == 1) {
         int64_t prev = sqlite3_column_int64(s, 3);
+        if (linked && sqlite3_column_type(s, 6) != SQLITE_NULL) {
+            /* REF ORDER: wait while an earlier job's item of this ref is unfinished */
+            int64_t wk = sqlite3_column_int64(s, 6);
+            int blocked = rules_ref_blocked(c, ref_lookup, wk / KEY(1, 0), wk % KEY(1, 0));
+            if (blocked != 0) {
+                rc = blocked < 0 ? blocked : 0;
+                break;
+            }
+        }
         if (prev >= 0 && prev < lo) {
             /* Same-ref ordering: wait until the previous item of this ref is done. */
             if ((rc = sq_q(c, &sql_item_status, &ps)) < 0)
