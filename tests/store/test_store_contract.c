@@ -689,6 +689,34 @@ static void claim_none(void)
     CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 0);
 }
 
+/* Job A fails its "a", job B with "a" follows, then A is retried (staged in batches
+ * when staging): the retry's "a" waits for B's. */
+static void retry_waits(const char *t, int staging)
+{
+    char a[STORE_ID_MAX], b[STORE_ID_MAX], x[STORE_ID_MAX], staged[STORE_ID_MAX];
+    struct store_claim c1, c2;
+    struct store_job j;
+    CHECK_EQ_INT(submit_xo(t, a, "a"), 0);
+    claim_of(&c1, a, 0, 1);
+    finish(&c1, ITEM_FAILED);
+    CHECK_EQ_INT(submit_xo(t, b, "a"), 0);
+    new_job_id(x);
+    if (staging) {
+        CHECK_EQ_INT(store_job_retry_begin(st, t, a, x, NULL, NULL), 1);
+        while (store_job_retry_stage(st, 100, NULL, staged) == STORE_STAGE_ADVANCED)
+            ;
+    } else {
+        CHECK_EQ_INT(store_job_retry(st, t, a, x, NULL, &j), 1);
+        CHECK_EQ_INT(j.ref_order, STORE_REF_ORDER_TENANT);
+        store_job_release(&j);
+    }
+    claim_of(&c1, b, 0, 1);
+    claim_none();
+    finish(&c1, ITEM_SUCCEEDED);
+    claim_of(&c2, x, 0, 1);
+    finish(&c2, ITEM_SUCCEEDED);
+}
+
 TEST(claim_ref_order_across_jobs)
 {
     char t[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX], x[STORE_ID_MAX];
@@ -743,36 +771,10 @@ TEST(claim_ref_order_across_jobs)
     claim_of(&c2, x, 0, 1);
     finish(&c2, ITEM_SUCCEEDED);
 
-    /* a retry is a later job: it waits for the job submitted between */
-    CHECK_EQ_INT(submit_xo(t, a, "a"), 0);
-    claim_of(&c1, a, 0, 1);
-    finish(&c1, ITEM_FAILED);
-    CHECK_EQ_INT(submit_xo(t, b, "a"), 0);
-    new_job_id(x);
-    CHECK_EQ_INT(store_job_retry(st, t, a, x, NULL, &j), 1);
-    CHECK_EQ_INT(j.ref_order, STORE_REF_ORDER_TENANT);
-    store_job_release(&j);
-    claim_of(&c1, b, 0, 1);
-    claim_none();
-    finish(&c1, ITEM_SUCCEEDED);
-    claim_of(&c2, x, 0, 1);
-    finish(&c2, ITEM_SUCCEEDED);
-
-    /* ... also one staged in batches: ordered when it is published */
-    CHECK_EQ_INT(submit_xo(t, a, "a"), 0);
-    claim_of(&c1, a, 0, 1);
-    finish(&c1, ITEM_FAILED);
-    CHECK_EQ_INT(submit_xo(t, b, "a"), 0);
-    new_job_id(x);
-    CHECK_EQ_INT(store_job_retry_begin(st, t, a, x, NULL, NULL), 1);
-    char staged[STORE_ID_MAX];
-    while (store_job_retry_stage(st, 100, NULL, staged) == STORE_STAGE_ADVANCED)
-        ;
-    claim_of(&c1, b, 0, 1);
-    claim_none();
-    finish(&c1, ITEM_SUCCEEDED);
-    claim_of(&c2, x, 0, 1);
-    finish(&c2, ITEM_SUCCEEDED);
+    /* a retry is a later job: it waits for the job submitted between; one staged in
+     * batches is ordered when it is published */
+    retry_waits(t, 0);
+    retry_waits(t, 1);
 }
 
 TEST(claim_ref_order_opt_in_only)
