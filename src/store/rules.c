@@ -341,9 +341,9 @@ int rules_ref_blocked(void *conn, rules_ref_lookup_fn lookup, int64_t jid, int64
         int rc = lookup(conn, jid, idx, &it);
         if (rc < 0)
             return rc;
-        if (!it.found || it.status != ITEM_PENDING)
+        if (!it.found || (it.status != ITEM_PENDING && it.status != ITEM_CANCELED))
             return 0;
-        if (!(it.cancel_at >= 0 && idx >= it.cancel_at))
+        if (it.status == ITEM_PENDING && !(it.cancel_at >= 0 && idx >= it.cancel_at))
             return 1; /* Pending or Processing */
         if (it.prev_idx >= 0) {
             idx = it.prev_idx;
@@ -355,6 +355,18 @@ int rules_ref_blocked(void *conn, rules_ref_lookup_fn lookup, int64_t jid, int64
         }
     }
     return -SLUICE_E_INTERNAL;
+}
+
+int rules_ref_parked_free(void *conn, rules_ref_lookup_fn lookup, int64_t jid, int64_t idx)
+{
+    struct rules_ref_item it;
+    int rc = lookup(conn, jid, idx, &it);
+    if (rc < 0)
+        return rc;
+    if (!it.found || it.status != ITEM_PENDING || it.cancel_at >= 0 || it.wait_jid <= 0)
+        return 1; /* gone, settled, or canceling: the claim that takes it over settles it */
+    rc = rules_ref_blocked(conn, lookup, it.wait_jid, it.wait_idx);
+    return rc < 0 ? rc : !rc;
 }
 
 /* ---- claims: transaction bodies ------------------------------------------------ */

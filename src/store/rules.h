@@ -153,12 +153,16 @@ typedef int (*rules_ref_lookup_fn)(void *conn, int64_t jid, int64_t idx, struct 
 
 /* Whether an item linked to item idx of job jid (an earlier job's latest same-ref item
  * at commit) must wait: 1 while that item is Pending or Processing, 0 when it is
- * terminal or gone. A Canceled one (at or above its job's cancel point) is passed
- * through to its own predecessor (the previous same-ref item of its job, else its own
- * link), so canceling a job in the middle of a chain does not let a later job overtake
- * an earlier one. A terminal item ends the walk: it was claimed only once everything
+ * terminal or gone. A Canceled one (at or above its job's cancel point, or settled
+ * Canceled without having run) is passed through to its own predecessor (the previous same-ref item
+ * of its job, else its own link), so canceling a job in the middle of a chain does not let a later
+ * job overtake an earlier one. A terminal item ends the walk: it was claimed only once everything
  * before it was done. Negative: lookup's error. */
 int rules_ref_blocked(void *conn, rules_ref_lookup_fn lookup, int64_t jid, int64_t idx);
+/* Whether parked item idx of job jid (PARKING in sqlite/claims.c) may go back to work:
+ * 1 when its link no longer blocks (rules_ref_blocked) or its job is being canceled
+ * (it is then settled Canceled), 0 while it must still wait, or lookup's error. */
+int rules_ref_parked_free(void *conn, rules_ref_lookup_fn lookup, int64_t jid, int64_t idx);
 
 /* ---- claims: transaction bodies ------------------------------------------------ */
 

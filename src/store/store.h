@@ -39,7 +39,10 @@
  * REF ORDER across jobs (store_job_meta.ref_order = STORE_REF_ORDER_TENANT, from the
  * workflow version the job runs): such a job's item is not claimed while the latest
  * same-ref item of an earlier such job of the same tenant and workflow name is
- * Pending or Processing; the claim range stops before it, as for the rule above.
+ * Pending or Processing. Met at the start of a new range, it is parked: the cursor
+ * passes it (it is reported Processing) and the range goes on after it; a later
+ * store_claim leases it (in a claim of its own) once its turn came, or settles it
+ * Canceled when its job is being canceled. Met further on, the range stops before it.
  * "Earlier" is commit order (store_job_commit; a retry when it becomes NotStarted).
  * An item that is terminal, Canceled (its job canceled below it) or gone (its job
  * deleted) no longer blocks. Jobs without the option neither wait nor are waited for.
@@ -47,7 +50,8 @@
  * ref), the latest item committed (ref_tails) and, per item whose ref's latest item
  * was still unfinished, a link to it (ref_waits), which claims look up by key; both
  * go with their job (store_job_delete, store_retention_sweep). Jobs without the
- * option write nothing more and their claims read nothing more.
+ * option write nothing more and their claims read nothing more (each store_claim
+ * looks once into an index of parked items, empty unless some wait).
  *
  * Job counts (total, pending, processing, succeeded, failed, skipped, canceled) live
  * in the job row and change in the same transaction as the items they count, so

@@ -31,11 +31,12 @@ def answered(upstream):
     return [e["path"] for e in upstream.log("/xo/") if e["method"] == "PUT"]
 
 
-def two_jobs(client, wf, ref, other):
-    """Job 1: ref v1. Job 2, submitted right after: other, then ref v2. Both waited for."""
+def two_jobs(client, wf, ref, other, run):
+    """Job 1: ref v1. Job 2, submitted right after: ref v2 and other (ref first in even
+    runs, other first in odd ones). Both waited for."""
+    later = [{"ref": ref, "data": {"v": 2}}, {"ref": other, "data": {"v": 1}}]
     j1 = submitted(client.submit([{"ref": ref, "data": {"v": 1}}], workflow=wf))
-    j2 = submitted(client.submit([{"ref": other, "data": {"v": 1}},
-                                  {"ref": ref, "data": {"v": 2}}], workflow=wf))
+    j2 = submitted(client.submit(later if run % 2 == 0 else later[::-1], workflow=wf))
     return client.wait_job(j1["id"]), client.wait_job(j2["id"])
 
 
@@ -56,10 +57,10 @@ def test_ref_order_option_is_validated_and_returned(wfc, upstream):
 
 def test_later_job_waits_for_the_earlier_jobs_same_ref_over_many_runs(wfc, upstream):
     wf = ordered_workflow(wfc, upstream, refOrder="tenant")
-    for run in range(5):
+    for run in range(6):
         ref, other = uniq("same"), uniq("other")
         upstream.script("/xo/%s/1" % ref, [{"delay_ms": int(HOLD * 1000)}])
-        j1, j2 = two_jobs(wfc, wf, ref, other)
+        j1, j2 = two_jobs(wfc, wf, ref, other, run)
         assert j1["status"] == "Succeeded" and j2["status"] == "Succeeded", (j1, j2)
         got = arrivals(upstream, ref)
         assert [v for v, _ in got] == [1, 2], got
@@ -78,7 +79,7 @@ def test_without_the_option_a_later_job_overtakes(wfc, upstream):
     for run in range(3):
         ref, other = uniq("same"), uniq("other")
         upstream.script("/xo/%s/1" % ref, [{"delay_ms": int(HOLD * 1000)}])
-        j1, j2 = two_jobs(wfc, wf, ref, other)
+        j1, j2 = two_jobs(wfc, wf, ref, other, run)
         assert j1["status"] == "Succeeded" and j2["status"] == "Succeeded", (j1, j2)
         order = answered(upstream)
         overtook += order.index("/xo/%s/2" % ref) < order.index("/xo/%s/1" % ref)

@@ -777,6 +777,61 @@ TEST(claim_ref_order_across_jobs)
     retry_waits(t, 1);
 }
 
+TEST(claim_ref_order_parks)
+{
+    char t[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX], x[STORE_ID_MAX];
+    struct store_claim c1, c2, c3, c4;
+    struct store_job j;
+    struct store_item it;
+    drain();
+    new_tenant(t, "xpark");
+
+    /* B's "a" must wait for A's: it is parked, and B's other refs go on, except the
+     * later "a", which waits for B's first */
+    CHECK_EQ_INT(submit_xo(t, a, "a"), 0);
+    claim_of(&c1, a, 0, 1);
+    CHECK_EQ_INT(submit_xo(t, b, "abca"), 0);
+    claim_of(&c2, b, 1, 3);
+    claim_none();
+    CHECK_EQ_INT(store_item_get(st, t, b, 0, &it), 1);
+    CHECK_EQ_INT(it.status, ITEM_PROCESSING); /* parked: in the pipeline */
+    store_item_release(&it);
+    CHECK_EQ_INT(store_job_get(st, t, b, &j), 1);
+    CHECK_EQ_INT(j.counts.processing, 3);
+    CHECK_EQ_INT(j.counts.pending, 1);
+    store_job_release(&j);
+    finish(&c2, ITEM_SUCCEEDED);
+    claim_none();
+    finish(&c1, ITEM_SUCCEEDED);
+    claim_of(&c3, b, 0, 1); /* unparked */
+    claim_none();
+    finish(&c3, ITEM_SUCCEEDED);
+    claim_of(&c4, b, 3, 4);
+    finish(&c4, ITEM_SUCCEEDED);
+    CHECK_EQ_INT(job_status(t, b, &j), JOB_SUCCEEDED);
+    CHECK_EQ_INT(j.counts.succeeded, 4);
+    store_job_release(&j);
+
+    /* a job canceled while an item is parked: that item ends Canceled, and the job
+     * after it still waits, through it, for the one before */
+    CHECK_EQ_INT(submit_xo(t, a, "a"), 0);
+    claim_of(&c1, a, 0, 1);
+    CHECK_EQ_INT(submit_xo(t, b, "a"), 0);
+    CHECK_EQ_INT(submit_xo(t, x, "a"), 0);
+    claim_none(); /* parks both */
+    CHECK_EQ_INT(store_job_cancel(st, t, b, &j), 1);
+    CHECK_EQ_INT(j.status, JOB_CANCELING);
+    store_job_release(&j);
+    claim_none(); /* settles B's */
+    CHECK_EQ_INT(job_status(t, b, &j), JOB_CANCELED);
+    CHECK_EQ_INT(j.counts.canceled, 1);
+    CHECK_EQ_INT(j.counts.processing, 0);
+    store_job_release(&j);
+    finish(&c1, ITEM_SUCCEEDED);
+    claim_of(&c2, x, 0, 1);
+    finish(&c2, ITEM_SUCCEEDED);
+}
+
 TEST(claim_ref_order_opt_in_only)
 {
     char t[STORE_NAME_MAX], u[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX];
@@ -3674,6 +3729,7 @@ int main(void)
     RUN(claim_priority);
     RUN(claim_same_ref_order);
     RUN(claim_ref_order_across_jobs);
+    RUN(claim_ref_order_parks);
     RUN(claim_ref_order_opt_in_only);
     RUN(lease_expiry_takeover);
     RUN(expire_claims_retakes_at_once);

@@ -271,7 +271,9 @@ static const char *const m005[] = {
     "  idx bigint NOT NULL,"
     "  prev_jid bigint NOT NULL,"
     "  prev_idx bigint NOT NULL,"
+    "  parked int NOT NULL DEFAULT 0,"
     "  PRIMARY KEY(jid, idx))",
+    "CREATE INDEX ref_waits_parked ON ref_waits(jid, idx) WHERE parked = 1",
     NULL,
 };
 

@@ -213,9 +213,7 @@ static int64_t run_by_jid(struct sq_conn *c, struct sq_sql *const *sqls, size_t 
     return changed;
 }
 
-/* Runs sql with ?1, ?2, ... bound to args[0..n): the rows it changed, or a negative
- * error. */
-static int64_t run_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, int n)
+int64_t sq_run_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, int n)
 {
     sqlite3_stmt *s;
     int rc = sq_q(c, sql, &s);
@@ -284,7 +282,7 @@ static int items_insert(void *conn, int64_t jid, const struct store_new_item *it
 
 static int job_touch(void *conn, int64_t jid, int64_t now)
 {
-    int64_t rc = run_i64s(conn, &sql_job_touch, (const int64_t[]){jid, now}, 2);
+    int64_t rc = sq_run_i64s(conn, &sql_job_touch, (const int64_t[]){jid, now}, 2);
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -305,11 +303,11 @@ SQ_SQL(sql_ref_waits_sweep, "DELETE FROM ref_waits WHERE k IN (SELECT k FROM ref
 static int64_t sweep_refs(struct sq_conn *c, int64_t jid, int64_t max)
 {
     int64_t args[] = {KEY(jid, 0), KEY(jid + 1, 0), max};
-    int64_t gone = run_i64s(c, &sql_ref_tails_sweep, args, 3);
+    int64_t gone = sq_run_i64s(c, &sql_ref_tails_sweep, args, 3);
     if (gone < 0 || gone >= max)
         return gone;
     args[2] = max - gone;
-    int64_t more = run_i64s(c, &sql_ref_waits_sweep, args, 3);
+    int64_t more = sq_run_i64s(c, &sql_ref_waits_sweep, args, 3);
     return more < 0 ? more : gone + more;
 }
 
@@ -442,9 +440,9 @@ SQ_SQL(sql_ref_tails_set,
 static int ref_link(void *conn, int64_t jid)
 {
     const int64_t args[] = {jid, KEY(jid, 0), KEY(jid + 1, 0)};
-    int64_t rc = run_i64s(conn, &sql_ref_waits_link, args, 3);
+    int64_t rc = sq_run_i64s(conn, &sql_ref_waits_link, args, 3);
     if (rc >= 0)
-        rc = run_i64s(conn, &sql_ref_tails_set, args, 3);
+        rc = sq_run_i64s(conn, &sql_ref_tails_set, args, 3);
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -491,7 +489,7 @@ SQ_SQL(sql_retry_items,
 static int64_t retry_items(void *conn, int64_t jid, const struct rules_jobrow *r)
 {
     const int64_t args[] = {KEY(jid, 0), KEY(r->jid, 0), KEY(r->jid + 1, 0)};
-    return run_i64s(conn, &sql_retry_items, args, 3);
+    return sq_run_i64s(conn, &sql_retry_items, args, 3);
 }
 
 /* Retry staging (store_job_retry_stage; the body is rules_stage_body): the oldest
@@ -568,7 +566,7 @@ static int64_t stage_items(void *conn, int64_t jid, int64_t pjid, int64_t staged
                            int64_t max)
 {
     const int64_t args[] = {KEY(jid, 0), KEY(pjid, 0), KEY(pjid + 1, 0), staged, jid, pnext, max};
-    return run_i64s(conn, &sql_stage_items, args, 7);
+    return sq_run_i64s(conn, &sql_stage_items, args, 7);
 }
 
 SQ_SQL(sql_stage_refs,
@@ -579,7 +577,7 @@ SQ_SQL(sql_stage_refs,
 static int stage_refs(void *conn, int64_t jid, int64_t staged, int64_t end)
 {
     const int64_t args[] = {jid, KEY(jid, 0), staged, end};
-    int64_t rc = run_i64s(conn, &sql_stage_refs, args, 4);
+    int64_t rc = sq_run_i64s(conn, &sql_stage_refs, args, 4);
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -588,7 +586,7 @@ SQ_SQL(sql_stage_refs_delete, "DELETE FROM retry_refs WHERE jid = ?1 AND ref IN 
 
 static int64_t stage_forget(void *conn, int64_t jid, int64_t max)
 {
-    return run_i64s(conn, &sql_stage_refs_delete, (const int64_t[]){jid, max}, 2);
+    return sq_run_i64s(conn, &sql_stage_refs_delete, (const int64_t[]){jid, max}, 2);
 }
 
 /* Staged: NotStarted with as many items as staged (the parent may have gone). */
@@ -597,7 +595,7 @@ SQ_SQL(sql_stage_done, "UPDATE jobs SET status = 1, total = ?2, pending = ?2, up
 
 static int stage_done(void *conn, int64_t jid, int64_t staged, int64_t now)
 {
-    int64_t rc = run_i64s(conn, &sql_stage_done, (const int64_t[]){jid, staged, now}, 3);
+    int64_t rc = sq_run_i64s(conn, &sql_stage_done, (const int64_t[]){jid, staged, now}, 3);
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -655,7 +653,7 @@ SQ_SQL(sql_sweep_items, "DELETE FROM items WHERE k IN "
 
 static int64_t sweep_keys(void *conn, int64_t before, int64_t max)
 {
-    return run_i64s(conn, &sql_sweep_keys, (const int64_t[]){before, max}, 2);
+    return sq_run_i64s(conn, &sql_sweep_keys, (const int64_t[]){before, max}, 2);
 }
 
 static int64_t sweep_items(void *conn, int64_t jid, int64_t max)
@@ -664,7 +662,7 @@ static int64_t sweep_items(void *conn, int64_t jid, int64_t max)
     if (gone < 0 || gone >= max)
         return gone;
     const int64_t args[] = {KEY(jid, 0), KEY(jid + 1, 0), max - gone};
-    int64_t items = run_i64s(conn, &sql_sweep_items, args, 3);
+    int64_t items = sq_run_i64s(conn, &sql_sweep_items, args, 3);
     return items < 0 ? items : gone + items;
 }
 

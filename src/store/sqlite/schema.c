@@ -42,7 +42,9 @@
  *            ref committed by a job whose workflow orders refs across jobs (REF ORDER
  *            in store.h); index ref_tails_k removes a job's rows with it.
  *   ref_waits item key -> the key of the earlier job's item it waits for; only for
- *            such items whose predecessor was unfinished at commit.
+ *            such items whose predecessor was unfinished at commit. `parked`: the
+ *            claim cursor passed the item while it had to wait (PARKING in
+ *            claims.c); partial index ref_waits_parked finds those.
  * Items also keep failed_step, warnings and parent_index (store_job_retry).
  */
 #include "store/sqlite/sqlite_int.h"
@@ -251,7 +253,9 @@ static const char *const migrations[] = {
     "CREATE INDEX ref_tails_k ON ref_tails(k);"
     "CREATE TABLE ref_waits("
     "  k INTEGER PRIMARY KEY,"
-    "  prev_k INTEGER NOT NULL);",
+    "  prev_k INTEGER NOT NULL,"
+    "  parked INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX ref_waits_parked ON ref_waits(k) WHERE parked = 1;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */

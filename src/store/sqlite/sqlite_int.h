@@ -116,6 +116,10 @@ int sq_migrate_body(struct sq_conn *c, void *ctx);
 
 /* Job rows are struct rules_jobrow (rules.h), read from JOB_COLS. */
 
+/* Runs sql with ?1, ?2, ... bound to args[0..n): the rows it changed, or a negative
+ * error. */
+int64_t sq_run_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, int n);
+
 /* Loads a visible job of tenant by public id into r (release r->j with
  * store_job_release): 1 found, 0 not, or a negative error. */
 int sq_job_load(struct sq_conn *c, const char *tenant, const char *job_id, struct rules_jobrow *r);
