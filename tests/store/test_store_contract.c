@@ -832,6 +832,34 @@ TEST(claim_ref_order_parks)
     finish(&c2, ITEM_SUCCEEDED);
 }
 
+/* More parked items than one claim looks at: the 17th, whose wait ended first, is
+ * found by the claim after the one that looked at the first 16. */
+TEST(claim_ref_order_unparks_every_item)
+{
+    char t[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX];
+    const char *refs = "abcdefghijklmnopq";
+    struct store_claim c1, c2, c3;
+    drain();
+    new_tenant(t, "xunpark");
+    CHECK_EQ_INT(submit_xo(t, a, refs), 0);
+    CHECK_EQ_INT(claim(st, 16, 60000, 3, &c1), 1);
+    claim_of(&c2, a, 16, 17);
+    CHECK_EQ_INT(submit_xo(t, b, refs), 0);
+    claim_none(); /* parks B's first 10 */
+    claim_none(); /* and its last 7 */
+    finish(&c2, ITEM_SUCCEEDED);
+    claim_none();             /* looks at B's first 16, all still waiting */
+    claim_of(&c3, b, 16, 17); /* then at the 17th */
+    finish(&c3, ITEM_SUCCEEDED);
+    finish(&c1, ITEM_SUCCEEDED);
+    for (int i = 0; i < 16; i++) {
+        CHECK_EQ_INT(claim(st, 10, 60000, 3, &c1), 1);
+        CHECK_EQ_STR(c1.job_id, b);
+        finish(&c1, ITEM_SUCCEEDED);
+    }
+    claim_none();
+}
+
 TEST(claim_ref_order_opt_in_only)
 {
     char t[STORE_NAME_MAX], u[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX];
@@ -3730,6 +3758,7 @@ int main(void)
     RUN(claim_same_ref_order);
     RUN(claim_ref_order_across_jobs);
     RUN(claim_ref_order_parks);
+    RUN(claim_ref_order_unparks_every_item);
     RUN(claim_ref_order_opt_in_only);
     RUN(lease_expiry_takeover);
     RUN(expire_claims_retakes_at_once);

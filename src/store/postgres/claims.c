@@ -275,10 +275,15 @@ static int park(struct conn *c, int64_t jid, int64_t idx)
 static int unpark(struct conn *c)
 {
     PGresult *res = NULL;
+    struct pg_params q = {0};
+    pg_param_i64(&q, c->unpark_jid);
+    pg_param_i64(&q, c->unpark_idx);
     int rc = pg_exec(c,
-                     "SELECT jid, idx FROM ref_waits WHERE parked = 1 ORDER BY jid, idx LIMIT 16 "
-                     "FOR UPDATE SKIP LOCKED",
-                     NULL, &res);
+                     "SELECT jid, idx FROM ref_waits WHERE parked = 1 AND (jid, idx) > ($1, $2) "
+                     "ORDER BY jid, idx LIMIT 16 FOR UPDATE SKIP LOCKED",
+                     &q, &res);
+    c->unpark_jid = rc == 16 ? pg_col_i64(res, 15, 0) : 0; /* the next call goes on after */
+    c->unpark_idx = rc == 16 ? pg_col_i64(res, 15, 1) : 0;
     for (int i = 0, rows = rc; rc >= 0 && i < rows; i++) {
         int64_t jid = pg_col_i64(res, i, 0), idx = pg_col_i64(res, i, 1);
         if ((rc = rules_ref_parked_free(c, ref_lookup, jid, idx)) <= 0)

@@ -26,7 +26,9 @@
  *   passes it (it counts and shows as Processing from then on) and the range goes on
  *   after it; met later, the range stops before it, and the next claim parks it. An
  *   item whose previous same-ref item was parked stops the range as usual. Each
- *   store_claim first looks at up to 16 parked items (oldest key first): one whose
+ *   store_claim first looks at up to 16 parked items (in key order, going on where
+ *   the connection's last call stopped, so every parked item is looked at within a
+ *   few calls however many wait): one whose
  *   wait is over, or whose job is being canceled, becomes a released claim of its
  *   own, which the takeover of released claims right after leases (or settles
  *   Canceled), so the parked item needs no path of its own.
@@ -344,7 +346,7 @@ static void cursor_advance(struct rules_jobrow *r, int64_t cursor, int64_t taken
 }
 
 SQ_SQL(sql_parked, "SELECT k FROM ref_waits INDEXED BY ref_waits_parked WHERE parked = 1 "
-                   "ORDER BY k LIMIT 16");
+                   "AND k > ?1 ORDER BY k LIMIT 16");
 /* The link stays: a canceled item passes its wait on through it (rules_ref_blocked). */
 SQ_SQL(sql_wait_unpark, "UPDATE ref_waits SET parked = 0 WHERE k = ?1");
 SQ_SQL(sql_claim_give, "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, "
@@ -360,9 +362,11 @@ static int unpark(struct sq_conn *c, int64_t now)
     int nk = 0, rc = sq_q(c, &sql_parked, &s);
     if (rc < 0)
         return rc;
+    sqlite3_bind_int64(s, 1, c->unpark_after);
     while (nk < 16 && (rc = sq_step(s)) == 1)
         ks[nk++] = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
+    c->unpark_after = nk == 16 ? ks[15] : 0; /* the next call goes on after these */
     for (int i = 0; rc >= 0 && i < nk; i++) {
         int64_t jid = ks[i] / KEY(1, 0), idx = ks[i] % KEY(1, 0);
         if ((rc = rules_ref_parked_free(c, ref_lookup, jid, idx)) <= 0)

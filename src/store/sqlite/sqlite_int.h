@@ -59,6 +59,8 @@ struct sq_conn {
     struct buf ev, res, tmp;        /* scratch: events, result JSON, patched documents */
     size_t max_doc_bytes;           /* store_options.max_doc_bytes (0 there: the default) */
     int64_t retention_ms;           /* store_options.retention_ms, for store_job.expires_at */
+    int64_t unpark_after;           /* the parked items this connection's claims look at
+                                       next start after this key (PARKING in claims.c) */
 };
 
 /* The store handle (conn.c), the backend's `impl`. */
