@@ -26,7 +26,8 @@ WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototyp
         -Werror -Wno-error=deprecated-declarations
 CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
           -MMD -MP -pthread
-LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
+# libcsv (Debian libcsv-dev) ships no pkg-config file: linked by name.
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcsv -pthread -lm
 LDFLAGS := $(if $(SANITIZER),-fsanitize=$(SANITIZER),)
 
 SRC := $(shell find src -name '*.c' | sort)

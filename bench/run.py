@@ -217,6 +217,45 @@ def limited_run(binary, items_file, n, rate, workers):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def batch_runs(binary, items_file, n, workers, size):
+    """W8: the same job through one http step per item, through one batched http step
+    (`size` items per request, the upstream echoing each batch back as its results) and
+    through a noop step. Returns (items/s unbatched, batched, noop)."""
+    exe = build_fast_upstream()
+    up_port = free_port()
+    up = subprocess.Popen([exe, str(up_port)], stdout=subprocess.PIPE)
+    up.stdout.readline()
+    base = "http://127.0.0.1:%d" % up_port
+    steps = {
+        "unbatched": {"name": "push", "type": "http", "method": "PUT",
+                      "url": base + "/items/{{ref}}"},
+        "batched": {"name": "push", "type": "http", "method": "POST", "url": base + "/echo",
+                    "batch": {"maxItems": size, "body": {"products": "{{items}}"},
+                              "results": "/products"}},
+        "noop": {"name": "push", "type": "noop"},
+    }
+    out = []
+    try:
+        for kind in ("unbatched", "batched", "noop"):
+            d = tempfile.mkdtemp(prefix="sluice-bench-")
+            try:
+                proc, url, key, log = start_server(binary, d, workers,
+                                                   ["--outbound-allow", "127.0.0.1/32"])
+                put_json(url, key, "/v1/workflows/w8", {"steps": [steps[kind]]})
+                j, e2e, _ = submit_and_wait(url, key, d, items_file, "w8")
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=60)
+                log.close()
+                assert j["counts"]["succeeded"] == n, (kind, j["counts"])
+                out.append(n / e2e)
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=30)
+    return tuple(out)
+
+
 def scheduler_cost(binary, items_file, n, rate, workers):
     """The scheduler's cost at `rate` items/s: server CPU per 1,000 items of a one-noop-
     step workflow with an item limit of `rate`/s, against the same workflow unlimited.
@@ -351,6 +390,9 @@ def main():
     ap.add_argument("--pg-nodes", default="",
                     help="PostgreSQL runs only, with these node counts (\"1,3\"); needs "
                          "SLUICE_TEST_PG_URL (bench/run starts a cluster with scripts/pg-test.sh)")
+    ap.add_argument("--batch-items", type=int, default=20000,
+                    help="W8: items of the batched / unbatched / noop http runs (0 = skip)")
+    ap.add_argument("--batch-size", type=int, default=100, help="W8: items per batched request")
     a = ap.parse_args()
     if a.pg_nodes:
         pg_main(a)
@@ -402,6 +444,15 @@ def main():
               "CPU %.1f ms per 1,000 items limited vs %.1f unlimited)" %
               ("W6 scheduler", n, "-", "-", got, a.scheduler_rate, got / a.scheduler_rate,
                lim_cpu, free_cpu), flush=True)
+    if a.batch_items:
+        n = a.batch_items
+        items_file = ensure_items(n)
+        runs = [batch_runs(a.bin, items_file, n, a.workers, a.batch_size) for _ in range(a.runs)]
+        un, ba, no = (statistics.median(r[i] for r in runs) for i in range(3))
+        print("%-18s %8d %10s %12s %12.0f   (batches of %d: %.0f items/s one request per item, "
+              "%.0f with a noop step; batched/unbatched %.2f, batched/noop %.2f)" %
+              ("W8 batched http", n, "-", "-", ba, a.batch_size, un, no, ba / un, ba / no),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ mkdir -p "$out"
 CFLAGS=(-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
         -Wall -Wextra -Werror -Isrc -Itests)
-LIBS=(-ljansson -lcrypto -lz -lm -pthread)
+LIBS=(-ljansson -lcrypto -lz -lcsv -lm -pthread)
 status=0
 shopt -s nullglob
 for src in tests/fuzz/fuzz_*.c; do

@@ -77,8 +77,13 @@ void api_jobs_delete(struct request *req);
 void api_jobs_retry(struct request *req);
 /* GET /v1/jobs/{id}/callbacks: the job's callback deliveries and their attempts. */
 void api_jobs_callbacks(struct request *req);
-/* GET /v1/callbacks/secret: the tenant's key for verifying Sluice-Signature. */
+/* api/callbacks.c: GET /v1/callbacks/secret (the tenant's secrets for verifying its
+ * callbacks), POST /v1/callbacks/secret:rotate, GET and PUT /v1/callbacks/settings
+ * (the tenant's default signature format). */
 void api_callbacks_secret(struct request *req);
+void api_callbacks_rotate(struct request *req);
+void api_callbacks_settings_get(struct request *req);
+void api_callbacks_settings_put(struct request *req);
 void api_items_list(struct request *req);
 void api_items_get(struct request *req);
 void api_items_results(struct request *req);

@@ -26,7 +26,6 @@
 #include "api/idem.h"
 #include "api/render.h"
 #include "api/slots.h"
-#include "engine/callbacks.h"
 #include "engine/pipeline.h"
 #include "engine/stager.h"
 #include "engine/submit.h"
@@ -155,20 +154,20 @@ static int on_field(void *arg, const char *name, const char *value, size_t len)
     return set_field(c, name, value);
 }
 
-/* "callback": {"url", "events"} of a JSON envelope, as raw JSON text. */
+/* "callback": {"url", "events", "format"} of a JSON envelope, as raw JSON text. */
 static int on_raw_field(void *arg, const char *name, const char *json, size_t len)
 {
     struct submit_ctx *c = arg;
     char *url = NULL;
-    int events = 0;
+    int events = 0, format = 0;
     (void)name;
-    int rc = callback_spec_parse(json, len, &url, &events, c->cb_target, sizeof c->cb_target,
-                                 c->cb_msg, sizeof c->cb_msg);
+    int rc = callback_spec_parse(json, len, &url, &events, &format, c->cb_target,
+                                 sizeof c->cb_target, c->cb_msg, sizeof c->cb_msg);
     if (rc < 0) {
         c->cb_err = rc;
         return rc;
     }
-    submit_set_callback(c->sub, url, events);
+    submit_set_callback(c->sub, url, events, format);
     free(url);
     return 0;
 }
@@ -201,17 +200,69 @@ static int media_is(const char *ct, size_t ctlen, const char *name)
     return ct && ctlen == strlen(name) && strncasecmp(ct, name, ctlen) == 0;
 }
 
-/* ?callbackUrl=...&callbackEvents=a,b of an NDJSON submit. Returns 0, or -1 after
- * replying. */
+/* The parameters of a text/csv Content-Type (params: what follows the media type).
+ * charset must be utf-8 (or its subset us-ascii), if given; header (RFC 7111), if
+ * given, must be "present": the first record names the columns. Others are ignored.
+ * Returns 0, or -1 after replying 415. */
+static int csv_media_params(struct request *req, const char *params)
+{
+    const char *p = params;
+    while ((p = strchr(p, ';')) != NULL) {
+        p += strspn(p, "; \t");
+        size_t nlen = strcspn(p, "= \t;");
+        const char *v = p + nlen;
+        v += strspn(v, " \t");
+        if (*v != '=')
+            continue;
+        v += 1 + strspn(v + 1, " \t");
+        int quoted = *v == '"';
+        v += quoted;
+        size_t vlen = strcspn(v, quoted ? "\"" : "; \t");
+        int charset = nlen == 7 && strncasecmp(p, "charset", 7) == 0;
+        int header = nlen == 6 && strncasecmp(p, "header", 6) == 0;
+        if (charset && !media_is(v, vlen, "utf-8") && !media_is(v, vlen, "us-ascii")) {
+            reply_errorf(req, SLUICE_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
+                         "CSV submits are UTF-8 (charset=utf-8), not charset '%.*s'",
+                         (int)(vlen > 40 ? 40 : vlen), v);
+            return -1;
+        }
+        if (header && !media_is(v, vlen, "present")) {
+            reply_error(req, SLUICE_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
+                        "a CSV submit starts with a header row naming the columns "
+                        "(header=present)");
+            return -1;
+        }
+        p = v + vlen;
+    }
+    return 0;
+}
+
+/* ?refColumn=NAME of a CSV submit: the column that holds the refs. Returns it, or
+ * NULL after replying. */
+static const char *csv_ref_column(struct submit_ctx *c)
+{
+    const char *rc = req_query(c->req, "refColumn");
+    if (!rc || !*rc) {
+        reply_error(c->req, SLUICE_E_INVALID_FIELD, "refColumn",
+                    "CSV submits name the column holding each item's ref in the query: "
+                    "?refColumn=...");
+        return NULL;
+    }
+    return rc;
+}
+
+/* ?callbackUrl=...&callbackEvents=a,b&callbackFormat=f of an NDJSON (or CSV) submit.
+ * Returns 0, or -1 after replying. */
 static int ndjson_callback(struct submit_ctx *c)
 {
     const char *url = req_query(c->req, "callbackUrl");
     const char *ev = req_query(c->req, "callbackEvents");
-    int events = STORE_CB_ALL;
+    const char *fmt = req_query(c->req, "callbackFormat");
+    int events = STORE_CB_ALL, format = STORE_CB_FORMAT_DEFAULT;
     char msg[200];
-    if (!url && ev) {
-        reply_error(c->req, SLUICE_E_INVALID_FIELD, "callbackUrl",
-                    "callbackEvents needs a callbackUrl");
+    if (!url && (ev || fmt)) {
+        reply_errorf(c->req, SLUICE_E_INVALID_FIELD, "callbackUrl", "%s needs a callbackUrl",
+                     ev ? "callbackEvents" : "callbackFormat");
         return -1;
     }
     if (!url)
@@ -224,10 +275,16 @@ static int ndjson_callback(struct submit_ctx *c)
         reply_error(c->req, SLUICE_E_INVALID_FIELD, "callbackEvents", msg);
         return -1;
     }
-    submit_set_callback(c->sub, url, events);
+    if (fmt && callback_format_parse(fmt, strlen(fmt), &format, msg, sizeof msg) < 0) {
+        reply_error(c->req, SLUICE_E_INVALID_FIELD, "callbackFormat", msg);
+        return -1;
+    }
+    submit_set_callback(c->sub, url, events, format);
     if (c->hash) { /* part of what an idempotency key covers */
         ids_sha256_update(c->hash, url, strlen(url) + 1);
         ids_sha256_update(c->hash, ev ? ev : "", ev ? strlen(ev) + 1 : 1);
+        if (fmt) /* only when given: keys held from before formats existed still match */
+            ids_sha256_update(c->hash, fmt, strlen(fmt) + 1);
     }
     return 0;
 }
@@ -391,10 +448,14 @@ static int submit_setup(struct request *req)
     } else if (media_is(ct, ctlen, "application/x-ndjson") ||
                media_is(ct, ctlen, "application/jsonlines")) {
         fmt = INGEST_NDJSON;
+    } else if (media_is(ct, ctlen, "text/csv")) {
+        fmt = INGEST_CSV;
+        if (csv_media_params(req, ct + ctlen) < 0)
+            return -1;
     } else {
         reply_errorf(req, SLUICE_E_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
-                     "Content-Type must be application/json, application/x-ndjson or "
-                     "application/jsonlines, not '%.80s'",
+                     "Content-Type must be application/json, application/x-ndjson, "
+                     "application/jsonlines or text/csv, not '%.80s'",
                      ct ? ct : "(none)");
         return -1;
     }
@@ -452,13 +513,17 @@ static int submit_setup(struct request *req)
         return -1;
     if (submit_priority(c) < 0)
         return -1;
-    if (fmt == INGEST_NDJSON) {
+    const char *ref_column = NULL;
+    if (fmt != INGEST_JSON) { /* NDJSON and CSV: the envelope is in the query */
         const char *wf = req_query(req, "workflow");
         if (!wf) {
-            reply_error(req, SLUICE_E_INVALID_FIELD, "workflow",
-                        "NDJSON submits name the workflow in the query: ?workflow=...");
+            reply_errorf(req, SLUICE_E_INVALID_FIELD, "workflow",
+                         "%s submits name the workflow in the query: ?workflow=...",
+                         fmt == INGEST_CSV ? "CSV" : "NDJSON");
             return -1;
         }
+        if (fmt == INGEST_CSV && !(ref_column = csv_ref_column(c)))
+            return -1;
         if (set_field(c, "workflow", wf) < 0) {
             reply_ingest_error(c, c->cb_err);
             return -1;
@@ -468,14 +533,19 @@ static int submit_setup(struct request *req)
             reply_ingest_error(c, c->cb_err);
             return -1;
         }
-        if (c->hash) { /* an NDJSON request's envelope is in its query */
+        if (c->hash) { /* an NDJSON or CSV request's envelope is in its query */
             ids_sha256_update(c->hash, wf, strlen(wf) + 1);
             ids_sha256_update(c->hash, cr ? cr : "", cr ? strlen(cr) + 1 : 1);
+            if (ref_column)
+                ids_sha256_update(c->hash, ref_column, strlen(ref_column) + 1);
         }
         if (ndjson_callback(c) < 0)
             return -1;
     }
-    c->in = ingest_new(fmt, &api->cfg.limits, on_item, on_field, c);
+    if (fmt == INGEST_CSV)
+        c->in = ingest_new_csv(&api->cfg.limits, ref_column, on_item, c);
+    else
+        c->in = ingest_new(fmt, &api->cfg.limits, on_item, on_field, c);
     if (fmt == INGEST_JSON)
         ingest_set_raw_field_fn(c->in, on_raw_field);
     c->dec = decoder_new(coding, api->cfg.max_body_bytes, on_decoded, c);
@@ -776,22 +846,4 @@ void api_jobs_callbacks(struct request *req)
     if (!api_reply_no_job(req, rc)) /* one page: no limit, no nextLink */
         api_reply_page_next(req, ds, n, sizeof *ds, (int64_t)n, page_delivery, NULL, NULL);
     store_deliveries_free(ds, n);
-}
-
-/* GET /v1/callbacks/secret - the tenant's key for verifying the Sluice-Signature of
- * its callbacks (derived from the server secret: see engine/callbacks.h). */
-void api_callbacks_secret(struct request *req)
-{
-    struct api *api = api_of(req);
-    if (!api->callbacks) {
-        reply_error(req, SLUICE_E_INTERNAL, NULL, "callbacks are not available");
-        return;
-    }
-    char secret[CALLBACKS_SECRET_SIZE];
-    struct buf b = BUF_INIT;
-    callbacks_tenant_secret(api->callbacks, req_tenant(req), secret);
-    render_callbacks_secret(&b, secret);
-    reply_header(req, "Cache-Control", "no-store");
-    reply_buf(req, 200, "application/json", &b);
-    buf_release(&b);
 }

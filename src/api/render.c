@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "engine/callbacks.h"
 #include "engine/limits.h"
 #include "engine/pipeline.h"
 #include "util/clock.h"
@@ -334,9 +335,32 @@ void render_delivery(struct buf *b, const struct store_delivery *d)
                d->log ? d->log : "[]");
 }
 
-void render_callbacks_secret(struct buf *b, const char *secret)
+/* "secret" and "standardWebhooksSecret" of one key (no braces). */
+static void render_callback_key(struct buf *b, const struct callbacks_key *k)
 {
-    buf_puts(b, "{\"secret\":");
-    buf_json_str(b, secret, strlen(secret));
-    buf_puts(b, ",\"algorithm\":\"HMAC-SHA256\",\"header\":\"Sluice-Signature\"}");
+    buf_puts(b, "\"secret\":");
+    buf_json_str(b, k->secret, strlen(k->secret));
+    buf_puts(b, ",\"standardWebhooksSecret\":");
+    buf_json_str(b, k->whsec, strlen(k->whsec));
+}
+
+void render_callbacks_secret(struct buf *b, const struct callbacks_signer *sg)
+{
+    char ts[32];
+    buf_putc(b, '{');
+    render_callback_key(b, &sg->cur);
+    buf_puts(b, ",\"algorithm\":\"HMAC-SHA256\",\"header\":\"Sluice-Signature\"");
+    if (sg->has_prev) {
+        buf_puts(b, ",\"previous\":{");
+        render_callback_key(b, &sg->prev);
+        buf_printf(b, ",\"expiresAt\":\"%s\"}", clock_fmt_ms(sg->prev_until, ts));
+    }
+    buf_putc(b, '}');
+}
+
+void render_callback_settings(struct buf *b, const char *format)
+{
+    buf_puts(b, "{\"format\":");
+    buf_json_str(b, format, strlen(format));
+    buf_putc(b, '}');
 }

@@ -44,7 +44,11 @@ void render_validate_report(struct buf *b, const char *workflow, int64_t total, 
                             const char *invalid_items, int truncated);
 /* A completion callback delivery with its attempts (store_delivery_list). */
 void render_delivery(struct buf *b, const struct store_delivery *d);
-/* A tenant's key for verifying its callbacks' Sluice-Signature. */
-void render_callbacks_secret(struct buf *b, const char *secret);
+struct callbacks_signer;
+/* A tenant's secrets for verifying its callbacks (both formats), with the previous ones
+ * during a rotation's overlap. */
+void render_callbacks_secret(struct buf *b, const struct callbacks_signer *sg);
+/* A tenant's callback settings: {"format": format}. */
+void render_callback_settings(struct buf *b, const char *format);
 
 #endif

@@ -23,6 +23,9 @@ const struct route api_routes[] = {
     {"GET", "/v1/jobs/{id}/events", api_jobs_events, ROUTE_AUTH, NULL, NULL, NULL},
     {"GET", "/v1/jobs/{id}/callbacks", api_jobs_callbacks, ROUTE_AUTH, NULL, NULL, NULL},
     {"GET", "/v1/callbacks/secret", api_callbacks_secret, ROUTE_AUTH, NULL, NULL, NULL},
+    {"POST", "/v1/callbacks/secret:rotate", api_callbacks_rotate, ROUTE_AUTH, NULL, NULL, NULL},
+    {"GET", "/v1/callbacks/settings", api_callbacks_settings_get, ROUTE_AUTH, NULL, NULL, NULL},
+    {"PUT", "/v1/callbacks/settings", api_callbacks_settings_put, ROUTE_AUTH, NULL, NULL, NULL},
 
     {"POST", "/v1/jobs/{id}:retry", api_jobs_retry, ROUTE_AUTH, NULL, NULL, NULL},
 

@@ -19,12 +19,19 @@ struct spec {
 };
 
 static const struct spec specs[] = {
-    {"url", CLI_OPT_URL, 1},           {"key", CLI_OPT_KEY, 1},
-    {"workflow", CLI_OPT_WORKFLOW, 1}, {"client-reference", CLI_OPT_CLIENT_REF, 1},
-    {"wait", CLI_OPT_WAIT, 0},         {"json", CLI_OPT_JSON, 0},
-    {"status", CLI_OPT_STATUS, 1},     {"ref", CLI_OPT_REF, 1},
-    {"limit", CLI_OPT_LIMIT, 1},       {"all", CLI_OPT_ALL, 0},
-    {"tenant", CLI_OPT_TENANT, 1},     {"store", CLI_OPT_STORE, 1},
+    {"url", CLI_OPT_URL, 1},
+    {"key", CLI_OPT_KEY, 1},
+    {"workflow", CLI_OPT_WORKFLOW, 1},
+    {"client-reference", CLI_OPT_CLIENT_REF, 1},
+    {"wait", CLI_OPT_WAIT, 0},
+    {"json", CLI_OPT_JSON, 0},
+    {"status", CLI_OPT_STATUS, 1},
+    {"ref", CLI_OPT_REF, 1},
+    {"limit", CLI_OPT_LIMIT, 1},
+    {"all", CLI_OPT_ALL, 0},
+    {"tenant", CLI_OPT_TENANT, 1},
+    {"store", CLI_OPT_STORE, 1},
+    {"ref-column", CLI_OPT_REF_COLUMN, 1},
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -66,6 +73,9 @@ static int set_value(struct cli_args *a, unsigned flag, const char *v, char *err
         break;
     case CLI_OPT_STORE:
         a->store = v;
+        break;
+    case CLI_OPT_REF_COLUMN:
+        a->ref_column = v;
         break;
     case CLI_OPT_LIMIT: {
         char *end;

@@ -1,9 +1,10 @@
 /* body.c - the streamed request body of "sluice submit" (see cli_int.h).
  *
  * The input file is never loaded whole: only its first bytes are read to tell NDJSON
- * from a JSON array, then the body is produced on demand for curl's read callback as
- * three parts in order: head (the JSON envelope up to "items":), the peeked bytes and
- * the rest of the file, and tail ("}"). For NDJSON head and tail are empty. */
+ * from a JSON array (a CSV file, named so by --ref-column, is sent as it is), then the body is
+ * produced on demand for curl's read callback as three parts in order: head (the JSON envelope up
+ * to "items":), the peeked bytes and the rest of the file, and tail ("}"). For NDJSON head and tail
+ * are empty. */
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,8 +36,9 @@ int cli_detect_format(const char *p, size_t n, int at_eof)
     return at_eof ? CLI_FMT_NDJSON : CLI_FMT_MORE;
 }
 
-int cli_body_open(struct cli_body *b, FILE *f, const char *workflow, const char *client_ref,
-                  long long *content_length)
+/* cli_body_open and cli_body_open_csv: as_csv skips the format detection. */
+static int body_open(struct cli_body *b, FILE *f, const char *workflow, const char *client_ref,
+                     long long *content_length, int as_csv)
 {
     memset(b, 0, sizeof *b);
     b->f = f;
@@ -69,10 +71,12 @@ int cli_body_open(struct cli_body *b, FILE *f, const char *workflow, const char 
             eof = 1;
         }
         buf_append(&b->peek, chunk, got);
-        fmt = cli_detect_format(b->peek.data ? b->peek.data : "", b->peek.len, eof);
+        fmt = as_csv ? CLI_FMT_CSV
+                     : cli_detect_format(b->peek.data ? b->peek.data : "", b->peek.len, eof);
     }
     b->format = fmt;
-    b->peek_off = bom_len(b->peek.data ? b->peek.data : "", b->peek.len);
+    /* a CSV's BOM goes as it is: the server skips it */
+    b->peek_off = as_csv ? 0 : bom_len(b->peek.data ? b->peek.data : "", b->peek.len);
 
     if (fmt == CLI_FMT_ARRAY) {
         buf_puts(&b->head, "{\"workflow\":");
@@ -96,6 +100,17 @@ int cli_body_open(struct cli_body *b, FILE *f, const char *workflow, const char 
         *content_length = (long long)b->head.len + (long long)(b->peek.len - b->peek_off) +
                           b->file_left + (long long)strlen(b->tail);
     return 0;
+}
+
+int cli_body_open(struct cli_body *b, FILE *f, const char *workflow, const char *client_ref,
+                  long long *content_length)
+{
+    return body_open(b, f, workflow, client_ref, content_length, 0);
+}
+
+int cli_body_open_csv(struct cli_body *b, FILE *f, long long *content_length)
+{
+    return body_open(b, f, NULL, NULL, content_length, 1);
 }
 
 /* Copies from a memory part; returns bytes copied. */

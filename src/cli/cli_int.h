@@ -21,24 +21,26 @@ enum { CLI_EXIT_OK = 0, CLI_EXIT_JOB = 1, CLI_EXIT_USAGE = 2, CLI_EXIT_ERROR = 3
 
 /* Options a command accepts (bit set passed to cli_args_parse). */
 enum cli_opt {
-    CLI_OPT_URL = 1u << 0,        /* --url U */
-    CLI_OPT_KEY = 1u << 1,        /* --key K */
-    CLI_OPT_WORKFLOW = 1u << 2,   /* --workflow W */
-    CLI_OPT_CLIENT_REF = 1u << 3, /* --client-reference R */
-    CLI_OPT_WAIT = 1u << 4,       /* --wait */
-    CLI_OPT_JSON = 1u << 5,       /* --json */
-    CLI_OPT_STATUS = 1u << 6,     /* --status S */
-    CLI_OPT_REF = 1u << 7,        /* --ref R */
-    CLI_OPT_LIMIT = 1u << 8,      /* --limit N (1..1000000) */
-    CLI_OPT_ALL = 1u << 9,        /* --all */
-    CLI_OPT_TENANT = 1u << 10,    /* --tenant T */
-    CLI_OPT_STORE = 1u << 11,     /* --store URL */
+    CLI_OPT_URL = 1u << 0,         /* --url U */
+    CLI_OPT_KEY = 1u << 1,         /* --key K */
+    CLI_OPT_WORKFLOW = 1u << 2,    /* --workflow W */
+    CLI_OPT_CLIENT_REF = 1u << 3,  /* --client-reference R */
+    CLI_OPT_WAIT = 1u << 4,        /* --wait */
+    CLI_OPT_JSON = 1u << 5,        /* --json */
+    CLI_OPT_STATUS = 1u << 6,      /* --status S */
+    CLI_OPT_REF = 1u << 7,         /* --ref R */
+    CLI_OPT_LIMIT = 1u << 8,       /* --limit N (1..1000000) */
+    CLI_OPT_ALL = 1u << 9,         /* --all */
+    CLI_OPT_TENANT = 1u << 10,     /* --tenant T */
+    CLI_OPT_STORE = 1u << 11,      /* --store URL */
+    CLI_OPT_REF_COLUMN = 1u << 12, /* --ref-column C: the file is CSV, refs in column C */
 };
 
 #define CLI_MAX_POS 4
 
 struct cli_args {
     const char *url, *key, *workflow, *client_reference, *status, *ref, *tenant, *store;
+    const char *ref_column;
     long limit; /* -1 when not given */
     int wait, json, all;
     int help; /* -h or --help was given (always accepted) */
@@ -108,7 +110,7 @@ void cli_url_query(struct buf *b, const char *name, const char *value);
 
 /* ---- the submit body ------------------------------------------------------------- */
 
-enum cli_format { CLI_FMT_MORE = 0, CLI_FMT_NDJSON = 1, CLI_FMT_ARRAY = 2 };
+enum cli_format { CLI_FMT_MORE = 0, CLI_FMT_NDJSON = 1, CLI_FMT_ARRAY = 2, CLI_FMT_CSV = 3 };
 
 /* Decides the input format from its first n bytes: ARRAY when the first byte that is
  * not whitespace (nor a leading UTF-8 byte order mark) is '[', NDJSON for any other
@@ -120,7 +122,7 @@ int cli_detect_format(const char *p, size_t n, int at_eof);
  * wrapped as {"workflow":W,"clientReference":R,"items":<file bytes>}. */
 struct cli_body {
     FILE *f;         /* borrowed */
-    int format;      /* CLI_FMT_NDJSON or CLI_FMT_ARRAY */
+    int format;      /* CLI_FMT_NDJSON, CLI_FMT_ARRAY or CLI_FMT_CSV */
     struct buf head; /* envelope head, sent first */
     size_t head_off;
     struct buf peek; /* bytes read while detecting the format */
@@ -139,6 +141,8 @@ struct cli_body {
  * error (errno kept in b->err). Release with cli_body_release() in every case. */
 int cli_body_open(struct cli_body *b, FILE *f, const char *workflow, const char *client_ref,
                   long long *content_length);
+/* cli_body_open for a CSV file (text/csv): its bytes as they are, no detection. */
+int cli_body_open_csv(struct cli_body *b, FILE *f, long long *content_length);
 /* An http_read_fn over b (ctx = struct cli_body *): returns up to cap bytes, 0 at the
  * end, HTTP_READ_ABORT on a read error. */
 size_t cli_body_read(void *ctx, char *dst, size_t cap);

@@ -32,8 +32,9 @@ struct client {
 static const char usage_text[] =
     "usage: sluice COMMAND [ARGS] [--url URL] [--key KEY]\n"
     "\n"
-    "  submit FILE --workflow W [--client-reference R] [--wait] [--json]\n"
+    "  submit FILE --workflow W [--client-reference R] [--ref-column C] [--wait] [--json]\n"
     "        FILE is NDJSON ({\"ref\",\"data\"} per line) or a JSON array; - is stdin.\n"
+    "        With --ref-column, FILE is CSV with a header row; column C holds the refs.\n"
     "        Prints the job id (--json: the job monitor); --wait then watches it.\n"
     "  status JOB [--json]            summary of a job (--json: the job monitor)\n"
     "  watch JOB                      progress until the job ends\n"
@@ -320,24 +321,28 @@ static int cmd_submit(struct client *c, const struct cli_args *a)
         fprintf(stderr, "error: cannot open %s: %s\n", path, strerror(errno));
         return CLI_EXIT_USAGE;
     }
-    if (cli_body_open(&body, f, a->workflow, a->client_reference, &clen) < 0) {
+    if ((a->ref_column ? cli_body_open_csv(&body, f, &clen)
+                       : cli_body_open(&body, f, a->workflow, a->client_reference, &clen)) < 0) {
         fprintf(stderr, "error: reading %s: %s\n", path, strerror(body.err));
         goto out;
     }
     cli_url_start(&url, c->base, "/v1/jobs");
-    if (body.format == CLI_FMT_NDJSON) {
+    if (body.format != CLI_FMT_ARRAY) { /* NDJSON and CSV: the job's options in the query */
         cli_url_query(&url, "workflow", a->workflow);
         cli_url_query(&url, "clientReference", a->client_reference);
+        cli_url_query(&url, "refColumn", a->ref_column);
     }
-    struct http_request req = {
-        .method = "POST",
-        .url = url.data,
-        .bearer = c->key,
-        .accept = "application/json",
-        .content_type = body.format == CLI_FMT_ARRAY ? "application/json" : "application/x-ndjson",
-        .read = cli_body_read,
-        .read_ctx = &body,
-        .read_len = clen};
+    struct http_request req = {.method = "POST",
+                               .url = url.data,
+                               .bearer = c->key,
+                               .accept = "application/json",
+                               .content_type = body.format == CLI_FMT_ARRAY ? "application/json"
+                                               : body.format == CLI_FMT_CSV
+                                                   ? "text/csv"
+                                                   : "application/x-ndjson",
+                               .read = cli_body_read,
+                               .read_ctx = &body,
+                               .read_len = clen};
     int rc = http_client_do(c->http, &req, &resp, &errmsg);
     if (body.failed) {
         fprintf(stderr, "error: reading %s: %s\n", path, strerror(body.err));
@@ -588,7 +593,8 @@ static const struct command {
     int npos; /* exact number of positionals */
 } commands[] = {
     {"submit", cmd_submit,
-     NET | CLI_OPT_WORKFLOW | CLI_OPT_CLIENT_REF | CLI_OPT_WAIT | CLI_OPT_JSON, 1},
+     NET | CLI_OPT_WORKFLOW | CLI_OPT_CLIENT_REF | CLI_OPT_REF_COLUMN | CLI_OPT_WAIT | CLI_OPT_JSON,
+     1},
     {"status", cmd_status, NET | CLI_OPT_JSON, 1},
     {"watch", cmd_watch, NET, 1},
     {"items", cmd_items, NET | CLI_OPT_STATUS | CLI_OPT_REF | CLI_OPT_LIMIT | CLI_OPT_ALL, 1},

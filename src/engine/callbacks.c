@@ -124,31 +124,106 @@ out:
     return rc;
 }
 
-void callbacks_tenant_secret(const struct callbacks *cb, const char *tenant,
-                             char out[CALLBACKS_SECRET_SIZE])
+void callbacks_tenant_key(const struct callbacks *cb, const char *tenant, int64_t gen,
+                          struct callbacks_key *out)
 {
-    unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
-    size_t tl = strlen(tenant);
-    char *msg = xmalloc(tl + 10);
-    memcpy(msg, "callback:", 9);
-    memcpy(msg + 9, tenant, tl + 1);
-    memcpy(out, "cbsec_", 6);
-    if (!HMAC(EVP_sha256(), cb->secret, (int)strlen(cb->secret), (const unsigned char *)msg, tl + 9,
-              mac, &maclen) ||
-        maclen != 32)
+    struct buf msg = BUF_INIT;
+    char head[48];
+    /* Generation 0 keeps the message keys had before rotations existed. */
+    if (gen == 0)
+        snprintf(head, sizeof head, "callback:");
+    else
+        snprintf(head, sizeof head, "callback-gen:%lld:", (long long)gen);
+    buf_puts(&msg, head);
+    buf_puts(&msg, tenant);
+    if (!HMAC(EVP_sha256(), cb->secret, (int)strlen(cb->secret), (const unsigned char *)msg.data,
+              msg.len, out->raw, &maclen) ||
+        maclen != STDWH_KEY_SIZE)
         abort(); /* like an allocation failure: libcrypto cannot compute SHA-256 */
-    hex_encode(mac, 32, out + 6);
-    free(msg);
+    buf_release(&msg);
+    memcpy(out->secret, "cbsec_", 6);
+    hex_encode(out->raw, STDWH_KEY_SIZE, out->secret + 6);
+    stdwh_secret(out->raw, out->whsec);
+}
+
+void callbacks_signer_init(const struct callbacks *cb, const char *tenant,
+                           const struct store_callback_prefs *p, int64_t now_ms,
+                           struct callbacks_signer *out)
+{
+    memset(out, 0, sizeof *out);
+    out->format = p->format != STORE_CB_FORMAT_DEFAULT ? p->format : STORE_CB_FORMAT_STRIPE;
+    callbacks_tenant_key(cb, tenant, p->key_gen, &out->cur);
+    if (p->prev_until > now_ms && p->prev_gen != p->key_gen) {
+        out->has_prev = 1;
+        out->prev_until = p->prev_until;
+        callbacks_tenant_key(cb, tenant, p->prev_gen, &out->prev);
+    }
+}
+
+int callbacks_signer_load(const struct callbacks *cb, const char *tenant, int64_t now_ms,
+                          struct callbacks_signer *out)
+{
+    struct store_callback_prefs p;
+    int rc = store_callback_prefs_get(cb->st, tenant, &p);
+    memset(out, 0, sizeof *out);
+    if (rc < 0)
+        return rc;
+    callbacks_signer_init(cb, tenant, &p, now_ms, out);
+    return 0;
+}
+
+void callbacks_signer_release(struct callbacks_signer *s)
+{
+    OPENSSL_cleanse(s, sizeof *s);
 }
 
 /* One delivery in flight: its body and headers. */
 struct flight {
     struct buf body;
-    char sig[128], ev[64], dlv[96];
-    const char *headers[5];
-    int ready; /* 0: nothing to send (job gone, render failed) */
+    char sig[256], ev[64], dlv[96], wid[96], wts[48];
+    const char *headers[8];
 };
+
+/* Signs f's body for delivery d at t (unix seconds) in d's format (its own, else the
+ * tenant's default) and fills f's headers. 0, or an error (nothing to send). */
+static int sign_flight(const struct store_delivery *d, const struct callbacks_signer *sg, int64_t t,
+                       struct flight *f)
+{
+    int format = d->format != STORE_CB_FORMAT_DEFAULT ? d->format : sg->format;
+    const struct callbacks_key *keys[2] = {&sg->cur, sg->has_prev ? &sg->prev : NULL};
+    size_t h = 0;
+    int rc = 0;
+    f->headers[h++] = "Content-Type: application/json";
+    if (format == STORE_CB_FORMAT_STANDARD) {
+        /* webhook-signature: v1,<new> v1,<old> */
+        int n = snprintf(f->sig, sizeof f->sig, "webhook-signature:");
+        for (size_t k = 0; k < 2 && keys[k] && rc == 0; k++) {
+            char one[STDWH_SIG_SIZE];
+            rc = stdwh_sign(keys[k]->raw, STDWH_KEY_SIZE, d->id, t, f->body.data, f->body.len, one);
+            n += snprintf(f->sig + n, sizeof f->sig - (size_t)n, " %s", one);
+        }
+        snprintf(f->wid, sizeof f->wid, "webhook-id: %s", d->id);
+        snprintf(f->wts, sizeof f->wts, "webhook-timestamp: %lld", (long long)t);
+        f->headers[h++] = f->wid;
+        f->headers[h++] = f->wts;
+    } else {
+        /* Sluice-Signature: t=<t>,v1=<new>,v1=<old> (Stripe's shape for two keys) */
+        int n = snprintf(f->sig, sizeof f->sig, "Sluice-Signature: t=%lld", (long long)t);
+        for (size_t k = 0; k < 2 && keys[k] && rc == 0; k++) {
+            char mac[65];
+            rc = hook_sign(keys[k]->secret, t, f->body.data, f->body.len, mac);
+            n += snprintf(f->sig + n, sizeof f->sig - (size_t)n, ",v1=%s", mac);
+        }
+    }
+    snprintf(f->ev, sizeof f->ev, "Sluice-Event: %s", d->event);
+    snprintf(f->dlv, sizeof f->dlv, "Sluice-Delivery: %s", d->id);
+    f->headers[h++] = f->sig;
+    f->headers[h++] = f->ev;
+    f->headers[h++] = f->dlv;
+    f->headers[h] = NULL;
+    return rc;
+}
 
 static uint64_t rnd64(void)
 {
@@ -260,21 +335,15 @@ static int round_once(struct callbacks *cb)
         buf_putc(&f->body, '}');
         store_job_release(&job);
 
-        char secret[CALLBACKS_SECRET_SIZE], mac[65];
-        int64_t t = now / 1000;
-        callbacks_tenant_secret(cb, d->tenant, secret);
-        if (hook_sign(secret, t, f->body.data, f->body.len, mac) < 0) {
+        struct callbacks_signer sg;
+        rc = callbacks_signer_load(cb, d->tenant, now, &sg);
+        if (rc == 0)
+            rc = sign_flight(d, &sg, now / 1000, f);
+        callbacks_signer_release(&sg);
+        if (rc < 0) { /* the store could not say how: try again later, no attempt counted */
             store_delivery_record(cb->st, d, NULL, DELIVERY_PENDING, now + cb->cfg.backoff_ms);
             continue;
         }
-        snprintf(f->sig, sizeof f->sig, "Sluice-Signature: t=%lld,v1=%s", (long long)t, mac);
-        snprintf(f->ev, sizeof f->ev, "Sluice-Event: %s", d->event);
-        snprintf(f->dlv, sizeof f->dlv, "Sluice-Delivery: %s", d->id);
-        f->headers[0] = "Content-Type: application/json";
-        f->headers[1] = f->sig;
-        f->headers[2] = f->ev;
-        f->headers[3] = f->dlv;
-        f->headers[4] = NULL;
         struct outbound_request *r = &reqs[nreq];
         r->method = "POST";
         r->url = d->url;

@@ -45,6 +45,7 @@ struct submit {
     char *public_id;    /* the client's job id, or NULL */
     char *callback_url; /* completion callback, or NULL */
     int callback_events;
+    int callback_format;
     int priority;       /* STORE_PRIORITY_MIN..MAX */
     char body_hash[65]; /* "" = not set */
     size_t batch_items;
@@ -157,11 +158,12 @@ int submit_set_job_id(struct submit *s, const char *id)
     return 0;
 }
 
-void submit_set_callback(struct submit *s, const char *url, int events)
+void submit_set_callback(struct submit *s, const char *url, int events, int format)
 {
     free(s->callback_url);
     s->callback_url = url ? xstrdup(url) : NULL;
     s->callback_events = events;
+    s->callback_format = format;
 }
 
 void submit_set_priority(struct submit *s, int priority)
@@ -259,6 +261,7 @@ int submit_commit(struct submit *s, struct store_job *job)
         .job_id = s->public_id,
         .callback_url = s->callback_url,
         .callback_events = s->callback_events,
+        .callback_format = s->callback_format,
         .priority = s->priority,
         .uses = s->uses,
         .ref_order = s->ref_order,

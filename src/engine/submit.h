@@ -52,8 +52,9 @@ void submit_set_body_hash(struct submit *s, const char hash_hex[65]);
 int submit_set_job_id(struct submit *s, const char *id);
 /* Sets the job's completion callback (stored with the job at commit; see
  * engine/callbacks.h): url an absolute http(s) URL already checked
- * (callback_spec_parse), events a set of STORE_CB_* bits (0 = all). url NULL: none. */
-void submit_set_callback(struct submit *s, const char *url, int events);
+ * (callback_spec_parse), events a set of STORE_CB_* bits (0 = all), format a
+ * STORE_CB_FORMAT_* (DEFAULT: the tenant's). url NULL: none. */
+void submit_set_callback(struct submit *s, const char *url, int events, int format);
 /* Sets the job's priority within its tenant (STORE_PRIORITY_MIN..MAX, checked by the
  * caller; default 0): store_claim serves a tenant's higher priorities first. */
 void submit_set_priority(struct submit *s, int priority);

@@ -395,11 +395,11 @@ struct stream_ctx {
     void *ctx;
     reply_free_fn free_fn;
     /* gzip-encoded streams only (z != NULL): compressed bytes not yet handed to MHD
-     * are zout[zoff..); dirty: input went in since the last flush; done: finished. */
+     * are zout[zoff..); dirty: bytes of input since the last flush; done: finished. */
     struct encoding_stream *z;
     struct buf zout;
-    size_t zoff;
-    int dirty, done;
+    size_t zoff, dirty;
+    int done;
 };
 
 static ssize_t stream_read_plain(struct stream_ctx *s, char *out, size_t max)
@@ -413,6 +413,12 @@ static ssize_t stream_read_plain(struct stream_ctx *s, char *out, size_t max)
         return MHD_CONTENT_READER_END_OF_STREAM;
     return (ssize_t)n;
 }
+
+/* Highly repetitive output (results of one workflow) can feed deflate megabytes
+ * before it emits a block: the client would see nothing, and a stream cut part way
+ * would look whole. A flush after this much input keeps the stream moving for a few
+ * bytes of ratio. */
+#define STREAM_GZIP_FLUSH_BYTES (64 * 1024)
 
 /* The reader's bytes through the compressor. out doubles as the scratch space the
  * reader fills: the compressor has taken every byte before out is written. */
@@ -447,8 +453,11 @@ static ssize_t stream_read_gzip(struct stream_ctx *s, char *out, size_t max)
             rc = encoding_stream_put(s->z, NULL, 0, ENCODING_FINISH, &s->zout);
             s->done = 1;
         } else {
-            rc = encoding_stream_put(s->z, out, (size_t)n, 0, &s->zout);
-            s->dirty = 1;
+            s->dirty += (size_t)n;
+            int flush = s->dirty >= STREAM_GZIP_FLUSH_BYTES ? ENCODING_SYNC : 0;
+            rc = encoding_stream_put(s->z, out, (size_t)n, flush, &s->zout);
+            if (flush)
+                s->dirty = 0;
         }
         if (rc < 0)
             return MHD_CONTENT_READER_END_WITH_ERROR;

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest/csvbody.h"
 #include "ingest/jscan.h"
 #include "util/errors.h"
 #include "util/xmalloc.h"
@@ -69,6 +70,7 @@ struct ingest {
 
     struct ingest_error err;
     struct jscan sc;
+    struct csvbody *csv; /* INGEST_CSV: all the work is done there */
 };
 
 void ingest_limits_default(struct ingest_limits *lim)
@@ -323,6 +325,15 @@ struct ingest *ingest_new(enum ingest_format fmt, const struct ingest_limits *li
     return in;
 }
 
+struct ingest *ingest_new_csv(const struct ingest_limits *lim, const char *ref_column,
+                              ingest_item_fn item_fn, void *ctx)
+{
+    struct ingest *in = xcalloc(1, sizeof *in);
+    in->fmt = INGEST_CSV;
+    in->csv = csvbody_new(lim, ref_column, item_fn, ctx);
+    return in;
+}
+
 void ingest_set_raw_field_fn(struct ingest *in, ingest_raw_field_fn fn)
 {
     in->raw_fn = fn;
@@ -332,7 +343,10 @@ void ingest_free(struct ingest *in)
 {
     if (!in)
         return;
-    jscan_release(&in->sc);
+    if (in->csv)
+        csvbody_free(in->csv);
+    else
+        jscan_release(&in->sc);
     free(in->ibuf);
     free(in);
 }
@@ -389,6 +403,8 @@ static int deliver(struct ingest *in)
 
 int ingest_feed(struct ingest *in, const char *p, size_t n)
 {
+    if (in->csv)
+        return csvbody_feed(in->csv, p, n);
     if (in->err.code)
         return in->err.code;
     while (n > 0) {
@@ -441,6 +457,8 @@ int ingest_feed(struct ingest *in, const char *p, size_t n)
 
 int ingest_finish(struct ingest *in)
 {
+    if (in->csv)
+        return csvbody_finish(in->csv);
     if (in->err.code)
         return in->err.code;
     int rc = jscan_finish(&in->sc);
@@ -451,12 +469,12 @@ int ingest_finish(struct ingest *in)
 
 uint64_t ingest_count(const struct ingest *in)
 {
-    return in->delivered;
+    return in->csv ? csvbody_count(in->csv) : in->delivered;
 }
 
 const struct ingest_error *ingest_last_error(const struct ingest *in)
 {
-    return &in->err;
+    return in->csv ? csvbody_last_error(in->csv) : &in->err;
 }
 
 int ingest_validate_json(const char *p, size_t n, unsigned max_depth, struct ingest_error *err)

@@ -14,6 +14,8 @@
  * (InvalidField, target = the key). INGEST_NDJSON  one {"ref":..,"data":..} object per line; blank
  * lines are skipped;
  *                  "\n" or "\r\n" line ends; the last line may lack a newline.
+ *   INGEST_CSV     a header row, then one item per record (ingest/csvbody.h has the
+ *                  rules and its errors); created with ingest_new_csv().
  *
  * Every value accepted here also parses with jansson
  * (json_loadb(..., JSON_DECODE_ANY | JSON_ALLOW_NUL, ...)): integers must fit in
@@ -37,7 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum ingest_format { INGEST_JSON, INGEST_NDJSON };
+enum ingest_format { INGEST_JSON, INGEST_NDJSON, INGEST_CSV };
 
 struct ingest_limits {
     uint64_t max_items;    /* default 1,000,000 */
@@ -80,6 +82,11 @@ void ingest_limits_default(struct ingest_limits *lim);
 /* New parser; lim may be NULL for the defaults. Caller frees with ingest_free(). */
 struct ingest *ingest_new(enum ingest_format fmt, const struct ingest_limits *lim,
                           ingest_item_fn item_fn, ingest_field_fn field_fn, void *ctx);
+/* New parser for a CSV body (INGEST_CSV): the column named ref_column gives each
+ * item's ref. The functions below work on it as on the others; its errors are those of
+ * csvbody.h. Caller frees with ingest_free(). */
+struct ingest *ingest_new_csv(const struct ingest_limits *lim, const char *ref_column,
+                              ingest_item_fn item_fn, void *ctx);
 void ingest_free(struct ingest *in);
 /* Accepts the envelope key "callback" (JSON format), whose value must be an object,
  * and hands it to fn. Without this call "callback" is an unknown key like any other.

@@ -7,26 +7,37 @@
  * put back if any op fails, so a failed item keeps the data it came with. */
 #include "lang/map.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lang/path.h"
 #include "lang/template.h"
 #include "util/errmsg.h"
 #include "util/errors.h"
+#include "util/utf8.h"
 #include "util/xmalloc.h"
 
-enum map_kind { MAP_SET, MAP_COPY, MAP_RENAME, MAP_REMOVE };
+enum map_kind { MAP_SET, MAP_COPY, MAP_RENAME, MAP_REMOVE, MAP_CONVERT };
 
-static const char *const kind_names[] = {"set", "copy", "rename", "remove"};
+static const char *const kind_names[] = {"set", "copy", "rename", "remove", "convert"};
+#define MAP_KINDS (sizeof kind_names / sizeof kind_names[0])
+
+enum map_type { TO_NUMBER, TO_INTEGER, TO_BOOLEAN };
+
+static const char *const type_names[] = {"number", "integer", "boolean"};
+#define MAP_TYPES (sizeof type_names / sizeof type_names[0])
 
 struct map_op {
     enum map_kind kind;
     char *path;
-    char *from;    /* copy and rename */
-    json_t *value; /* set: owned deep copy of the template value, never mutated */
+    char *from;       /* copy and rename */
+    json_t *value;    /* set: owned deep copy of the template value, never mutated */
+    enum map_type to; /* convert */
 };
 
 struct map {
@@ -54,12 +65,36 @@ static int compile_path(json_t *op, size_t i, const char *name, char **out, char
     return 0;
 }
 
-static int known_member(const char *key, size_t key_len, int wants_from, int wants_value)
+static int known_member(const char *key, size_t key_len, enum map_kind kind)
 {
+    int wants_from = kind == MAP_COPY || kind == MAP_RENAME;
     if (strlen(key) != key_len) /* an embedded NUL must not pass for "op" */
         return 0;
     return strcmp(key, "op") == 0 || strcmp(key, "path") == 0 ||
-           (wants_from && strcmp(key, "from") == 0) || (wants_value && strcmp(key, "value") == 0);
+           (wants_from && strcmp(key, "from") == 0) ||
+           (kind == MAP_SET && strcmp(key, "value") == 0) ||
+           (kind == MAP_CONVERT && strcmp(key, "to") == 0);
+}
+
+/* Reads "to" of a convert op into op->to. */
+static int compile_to(json_t *js, size_t i, struct map_op *op, char *err, size_t errlen,
+                      char *where, size_t wherelen)
+{
+    json_t *to = json_object_get(js, "to");
+    size_t t = 0;
+    errmsg_set(where, wherelen, "ops[%zu].to", i);
+    if (!to) {
+        errmsg_set(err, errlen, "to is required (number, integer or boolean)");
+        return -1;
+    }
+    while (json_is_string(to) && t < MAP_TYPES && strcmp(json_string_value(to), type_names[t]))
+        t++;
+    if (!json_is_string(to) || t == MAP_TYPES) {
+        errmsg_set(err, errlen, "to must be \"number\", \"integer\" or \"boolean\"");
+        return -1;
+    }
+    op->to = (enum map_type)t;
+    return 0;
 }
 
 static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t errlen,
@@ -78,10 +113,11 @@ static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t
     }
     size_t k = 0;
     if (json_is_string(name))
-        while (k < 4 && strcmp(json_string_value(name), kind_names[k]) != 0)
+        while (k < MAP_KINDS && strcmp(json_string_value(name), kind_names[k]) != 0)
             k++;
-    if (!json_is_string(name) || k == 4) {
-        errmsg_set(err, errlen, "unknown op %s%.32s%s (expected set, copy, rename or remove)",
+    if (!json_is_string(name) || k == MAP_KINDS) {
+        errmsg_set(err, errlen,
+                   "unknown op %s%.32s%s (expected set, copy, rename, remove or convert)",
                    json_is_string(name) ? "\"" : "",
                    json_is_string(name) ? json_string_value(name) : "(not a string)",
                    json_is_string(name) ? "\"" : "");
@@ -89,7 +125,6 @@ static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t
     }
     op->kind = (enum map_kind)k;
     int wants_from = op->kind == MAP_COPY || op->kind == MAP_RENAME;
-    int wants_value = op->kind == MAP_SET;
 
     /* Unknown members first: a misspelt "form" should be named as such, not reported
      * as a missing "from". */
@@ -98,7 +133,7 @@ static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t
     json_t *v;
     json_object_keylen_foreach(js, key, key_len, v)
     {
-        if (known_member(key, key_len, wants_from, wants_value))
+        if (known_member(key, key_len, op->kind))
             continue;
         errmsg_set(where, wherelen, "ops[%zu].%.64s", i, key);
         errmsg_set(err, errlen, "unknown member \"%.64s\" for op %s", key, kind_names[k]);
@@ -108,7 +143,9 @@ static int compile_op(json_t *js, size_t i, struct map_op *op, char *err, size_t
         return -1;
     if (compile_path(js, i, "path", &op->path, err, errlen, where, wherelen) < 0)
         return -1;
-    if (wants_value) {
+    if (op->kind == MAP_CONVERT && compile_to(js, i, op, err, errlen, where, wherelen) < 0)
+        return -1;
+    if (op->kind == MAP_SET) {
         json_t *value = json_object_get(js, "value");
         if (!value) {
             errmsg_set(where, wherelen, "ops[%zu].value", i);
@@ -201,6 +238,115 @@ void map_free(struct map *m)
     free(m);
 }
 
+/* ---- convert ---- */
+
+/* Whether s[0..n) is a JSON number (RFC 8259 section 6), the one spelling "number"
+ * and "integer" take: no '+', no leading zeros, no "12,5", no NaN. [out] is_int: it
+ * has neither a fraction nor an exponent. */
+static int number_text(const char *s, size_t n, int *is_int)
+{
+#define DIGIT(i) ((i) < n && s[i] >= '0' && s[i] <= '9')
+    size_t i = s[0] == '-', d;
+    if (!DIGIT(i))
+        return 0;
+    if (s[i++] != '0')
+        while (DIGIT(i))
+            i++;
+    *is_int = 1;
+    if (i < n && s[i] == '.') {
+        for (d = ++i; DIGIT(i); i++)
+            ;
+        if (i == d)
+            return 0;
+        *is_int = 0;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        i += i < n && (s[i] == '+' || s[i] == '-');
+        for (d = i; DIGIT(i); i++)
+            ;
+        if (i == d)
+            return 0;
+        *is_int = 0;
+    }
+    return i == n;
+#undef DIGIT
+}
+
+/* Sets err to `<path>: "<the value, cut>" <why>` and returns NULL. */
+static json_t *convert_fail(const char *path, const char *s, size_t n, const char *why, char *err,
+                            size_t errlen)
+{
+    size_t show = utf8_prefix_len(s, n, 40);
+    errmsg_set(err, errlen, "%s: \"%.*s%s\" %s", path, (int)show, s, show < n ? "..." : "", why);
+    return NULL;
+}
+
+/* A string (s, n bytes, NUL-terminated as jansson keeps it) as type `to`: spaces and
+ * tabs around it are ignored, and an empty string becomes null (an empty CSV cell is
+ * an absent value; a schema that needs one says so). Returns a new reference, or
+ * NULL with err set. */
+static json_t *convert_string(const char *s, size_t n, enum map_type to, const char *path,
+                              char *err, size_t errlen)
+{
+    const char *t = s;
+    size_t m = n;
+    while (m && (*t == ' ' || *t == '\t'))
+        t++, m--;
+    while (m && (t[m - 1] == ' ' || t[m - 1] == '\t'))
+        m--;
+    if (m == 0)
+        return json_null();
+    if (to == TO_BOOLEAN) {
+        if ((m == 4 && strncasecmp(t, "true", 4) == 0) || (m == 1 && *t == '1'))
+            return json_true();
+        if ((m == 5 && strncasecmp(t, "false", 5) == 0) || (m == 1 && *t == '0'))
+            return json_false();
+        return convert_fail(path, s, n, "is not a boolean (true, false, 1 or 0)", err, errlen);
+    }
+    int is_int = 0;
+    if (!number_text(t, m, &is_int))
+        return convert_fail(path, s, n, "is not a number (write it as in JSON: 12.5, -3, 1e6)", err,
+                            errlen);
+    if (to == TO_INTEGER && !is_int)
+        return convert_fail(path, s, n, "is not an integer", err, errlen);
+    /* The text is checked: strtoll/strtod stop at the space, tab or NUL after it. */
+    if (is_int) {
+        errno = 0;
+        long long v = strtoll(t, NULL, 10);
+        if (errno != ERANGE)
+            return json_integer(v);
+        if (to == TO_INTEGER)
+            return convert_fail(path, s, n, "is outside the 64-bit integer range", err, errlen);
+    }
+    double d = strtod(t, NULL);
+    if (isinf(d))
+        return convert_fail(path, s, n, "is too large for a number", err, errlen);
+    return json_real(d);
+}
+
+/* v (borrowed) as type `to`: strings convert (convert_string), null stays null, a
+ * value of the type already stays as it is (an integral real counts as an integer).
+ * Returns a new reference, or NULL with err set. */
+static json_t *convert(json_t *v, enum map_type to, const char *path, char *err, size_t errlen)
+{
+    if (json_is_string(v))
+        return convert_string(json_string_value(v), json_string_length(v), to, path, err, errlen);
+    if (json_is_null(v) || (to == TO_NUMBER && json_is_number(v)) ||
+        (to == TO_INTEGER && json_is_integer(v)) || (to == TO_BOOLEAN && json_is_boolean(v)))
+        return json_incref(v);
+    if (to == TO_INTEGER && json_is_real(v)) {
+        double d = json_real_value(v);
+        if (d == floor(d) && d >= -0x1p63 && d < 0x1p63)
+            return json_integer((json_int_t)d);
+        errmsg_set(err, errlen, "%s: %.17g is not an integer", path, d);
+        return NULL;
+    }
+    errmsg_set(err, errlen, "%s is %s, which does not convert to %s %s", path, path_kind_name(v),
+               to == TO_INTEGER ? "an" : "a", type_names[to]);
+    return NULL;
+}
+
 /* Applies one op to data (ctx.data). *doc is the compact length of data so far;
  * growth is charged against max before it is built: a set value is evaluated within
  * what is left, a copy measured before it is made, and the document re-measured after
@@ -258,6 +404,16 @@ static int apply_op(const struct map_op *op, json_t *ctx, json_t *data, size_t m
         break;
     case MAP_REMOVE:
         path_remove(data, op->path);
+        break;
+    case MAP_CONVERT:
+        v = path_get(data, op->path);
+        if (!v) {
+            errmsg_set(err, errlen, "%s is missing", op->path);
+            return -1;
+        }
+        v = convert(v, op->to, op->path, err, errlen);
+        if (!v || path_set(data, op->path, v, err, errlen) < 0)
+            return -1;
         break;
     }
     /* The value fitted; the members created on the way to it may not have. */

@@ -6,7 +6,8 @@
  *     {"op": "set",    "path": "title", "value": "{{data.title}} ({{data.attributes.color}})"},
  *     {"op": "copy",   "from": "price.amount", "path": "priceCents"},
  *     {"op": "rename", "from": "sku", "path": "id"},
- *     {"op": "remove", "path": "description"}
+ *     {"op": "remove", "path": "description"},
+ *     {"op": "convert", "path": "price", "to": "number"}
  *   ]}
  *  - "path" and "from" are paths (lang/path.h) relative to the item's data;
  *  - set: "value" is any JSON, evaluated with template_eval() against the whole step
@@ -16,6 +17,18 @@
  *  - copy: deep-copies the value at "from" to "path"; "from" must exist;
  *  - rename: moves the value at "from" to "path"; "from" must exist;
  *  - remove: deletes "path"; a missing path is not an error.
+ *  - convert: replaces the string at "path" ("path" must exist) by the value it spells,
+ *    "to" being one of
+ *      "number"   a JSON number's spelling ("12.5", "-3", "1e6"; not "12,5", "+1",
+ *                 "007", "NaN"); an integer that fits int64 stays an integer
+ *      "integer"  a JSON integer's spelling that fits int64 ("12", not "12.0")
+ *      "boolean"  "true" or "false" in any case, "1" or "0" (not "yes"/"no": their
+ *                 meaning depends on the language)
+ *    Spaces and tabs around the text are ignored; an empty string (or one of spaces
+ *    only) becomes null. null stays null, and a value of the type already stays as it
+ *    is (an integral real like 12.0 counts as an integer). Anything else fails the
+ *    item, naming the path and the value: "ops[1] (convert): price: \"12,5\" is not a
+ *    number (...)". Meant for CSV items, whose values are all strings.
  * Ops run in order and each sees the result of the ones before it ("{{data.id}}" after
  * a rename sees the new member). Members of an op other than those it uses are
  * rejected ("from" on a set is a mistake worth reporting).
@@ -37,7 +50,7 @@ struct map;
 /* Compiles spec (borrowed; the result keeps its own copies).
  * out: [out] the compiled step on success, NULL on error; free with map_free().
  * err, errlen: [out] on error, what is wrong, e.g. "path has an empty segment at
- *   offset 2" or "unknown op \"move\" (expected set, copy, rename or remove)".
+ *   offset 2" or "unknown op \"move\" (expected set, copy, rename, remove or convert)".
  * where, wherelen: [out] on error, its location in spec, e.g. "ops[2].path",
  *   "ops[0].value.title" (a bad template inside a set value), "ops"; "" for the spec
  *   itself. Either message buffer may be NULL (or its length 0).

@@ -141,7 +141,7 @@ json_t *path_get(json_t *root, const char *path)
     return path ? path_getn(root, path, strlen(path)) : NULL;
 }
 
-static const char *type_name(const json_t *v)
+const char *path_kind_name(const json_t *v)
 {
     switch (json_typeof(v)) {
     case JSON_OBJECT:
@@ -226,7 +226,7 @@ int path_set(json_t *root, const char *path, json_t *value, char *err, size_t er
     json_t *next = s + len < end ? child(cur, s, len) : NULL;
     if (next) { /* an intermediate that is neither an object nor an array */
         errmsg_set(err, errlen, "cannot set %s: %.*s is %s", path, (int)(s + len - path), path,
-                   type_name(next));
+                   path_kind_name(next));
         json_decref(value);
         return -1;
     }

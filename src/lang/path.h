@@ -37,6 +37,10 @@ int path_checkn(const char *path, size_t n, char *err, size_t errlen);
  * absent or syntactically invalid. */
 json_t *path_get(json_t *root, const char *path);
 
+/* The kind of v for messages: "an object", "an array", "a string", "a number",
+ * "a boolean" or "null". A static string. */
+const char *path_kind_name(const json_t *v);
+
 /* path_get() on the n bytes at path (need not be NUL-terminated). */
 json_t *path_getn(json_t *root, const char *path, size_t n);
 

@@ -82,8 +82,32 @@ int callback_events_parse(const char *list, int *events, char *msg, size_t msgle
     return 0;
 }
 
-int callback_spec_parse(const char *json, size_t len, char **url, int *events, char *target,
-                        size_t targetlen, char *msg, size_t msglen)
+static const char *const format_names[] = {
+    [STORE_CB_FORMAT_DEFAULT] = "stripe",
+    [STORE_CB_FORMAT_STRIPE] = "stripe",
+    [STORE_CB_FORMAT_STANDARD] = "standard-webhooks",
+};
+
+int callback_format_parse(const char *s, size_t n, int *format, char *msg, size_t msglen)
+{
+    for (int f = STORE_CB_FORMAT_STRIPE; f <= STORE_CB_FORMAT_MAX; f++) {
+        if (s && strlen(format_names[f]) == n && memcmp(format_names[f], s, n) == 0) {
+            *format = f;
+            return 0;
+        }
+    }
+    snprintf(msg, msglen, "the callback format must be \"stripe\" or \"standard-webhooks\"");
+    return -SLUICE_E_INVALID_FIELD;
+}
+
+const char *callback_format_name(int format)
+{
+    return format >= STORE_CB_FORMAT_DEFAULT && format <= STORE_CB_FORMAT_MAX ? format_names[format]
+                                                                              : NULL;
+}
+
+int callback_spec_parse(const char *json, size_t len, char **url, int *events, int *format,
+                        char *target, size_t targetlen, char *msg, size_t msglen)
 {
     json_error_t jerr;
     const char *key;
@@ -92,6 +116,7 @@ int callback_spec_parse(const char *json, size_t len, char **url, int *events, c
     json_t *o = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     *url = NULL;
     *events = STORE_CB_ALL;
+    *format = STORE_CB_FORMAT_DEFAULT;
     snprintf(target, targetlen, "callback");
     if (!json_is_object(o)) {
         snprintf(msg, msglen, "\"callback\" must be an object");
@@ -99,7 +124,7 @@ int callback_spec_parse(const char *json, size_t len, char **url, int *events, c
     }
     json_object_foreach(o, key, v)
     {
-        if (strcmp(key, "url") != 0 && strcmp(key, "events") != 0) {
+        if (strcmp(key, "url") != 0 && strcmp(key, "events") != 0 && strcmp(key, "format") != 0) {
             snprintf(target, targetlen, "callback.%.40s", key);
             snprintf(msg, msglen, "unknown field");
             goto out;
@@ -139,6 +164,18 @@ int callback_spec_parse(const char *json, size_t len, char **url, int *events, c
             bits |= b;
         }
         *events = bits;
+    }
+    v = json_object_get(o, "format");
+    if (v) {
+        snprintf(target, targetlen, "callback.format");
+        if (!json_is_string(v)) {
+            snprintf(msg, msglen, "\"format\" must be a string");
+            goto out;
+        }
+        if ((rc = callback_format_parse(json_string_value(v), json_string_length(v), format, msg,
+                                        msglen)) < 0)
+            goto out;
+        rc = -SLUICE_E_INVALID_FIELD;
     }
     *url = xstrdup(json_string_value(json_object_get(o, "url")));
     target[0] = '\0';

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/base64.h"
 #include "util/errmsg.h"
 #include "util/errors.h"
 #include "util/xmalloc.h"
@@ -73,14 +74,126 @@ static int path_valid(const char *s, size_t len, int allow_empty)
     return 1;
 }
 
+/* ---- schemes ---------------------------------------------------------------------- */
+
+/* Optional definition keys that only some schemes take. */
+enum {
+    KEY_SIGNATURE_HEADER = 1 << 0,
+    KEY_EVENT_ID_HEADER = 1 << 1,
+    KEY_TOLERANCE = 1 << 2,
+    KEY_HMAC = 1 << 3,
+};
+
+/* One signing scheme: everything that differs between providers. hmac's row leaves the
+ * header, the MAC's form and what is signed to the definition's "hmac" object. */
+struct scheme_row {
+    const char *name;
+    enum hook_sig_format format;
+    const char *header; /* the signature header; NULL: from the definition */
+    const char *prefix; /* before each MAC in the header */
+    enum hook_encoding encoding;
+    const char *parts; /* what is signed, in order: 'i' id, 't' timestamp, 'b' body */
+    const char *separator;
+    const char *id_header; /* the signed delivery id header, or "" */
+    const char *ts_header; /* the timestamp header, or "" (stripe: inside the signature) */
+    size_t secret_min;     /* the provider's bound, else HOOK_SECRET_MIN */
+    int secret_whsec;      /* "whsec_" + base64: the key is the decoded bytes */
+    unsigned keys;         /* KEY_* this scheme takes */
+};
+
+static const struct scheme_row schemes[] = {
+    [HOOK_SCHEME_STRIPE] = {"stripe", HOOK_SIG_STRIPE, HOOK_DEFAULT_SIGNATURE_HEADER, "",
+                            HOOK_ENC_HEX, "tb", ".", "", "", HOOK_SECRET_MIN, 0,
+                            KEY_SIGNATURE_HEADER | KEY_EVENT_ID_HEADER | KEY_TOLERANCE},
+    /* GitHub accepts a secret of any length. */
+    [HOOK_SCHEME_GITHUB] = {"github", HOOK_SIG_PLAIN, "X-Hub-Signature-256",
+                            "sha256=", HOOK_ENC_HEX, "b", "", "", "", 1, 0, 0},
+    /* Shopify generates its secrets (32+ characters): no reason to go below ours. */
+    [HOOK_SCHEME_SHOPIFY] = {"shopify", HOOK_SIG_PLAIN, "X-Shopify-Hmac-Sha256", "",
+                             HOOK_ENC_BASE64, "b", "", "", "", HOOK_SECRET_MIN, 0, 0},
+    /* WooCommerce lets the shop owner type any secret. */
+    [HOOK_SCHEME_WOOCOMMERCE] = {"woocommerce", HOOK_SIG_PLAIN, "X-WC-Webhook-Signature", "",
+                                 HOOK_ENC_BASE64, "b", "", "", "", 1, 0, 0},
+    [HOOK_SCHEME_STANDARD_WEBHOOKS] = {"standard-webhooks", HOOK_SIG_LIST, "webhook-signature",
+                                       "v1,", HOOK_ENC_BASE64, "itb", ".", "webhook-id",
+                                       "webhook-timestamp", HOOK_SECRET_MIN, 1, KEY_TOLERANCE},
+    [HOOK_SCHEME_HMAC] = {"hmac", HOOK_SIG_PLAIN, NULL, "", HOOK_ENC_HEX, "b", ".", "", "",
+                          HOOK_SECRET_MIN, 0, KEY_TOLERANCE | KEY_HMAC},
+};
+#define NSCHEMES (sizeof schemes / sizeof schemes[0])
+
+static const struct {
+    const char *name;
+    const char *digest;
+    size_t mac_len;
+} algorithms[] = {{"sha1", "SHA1", 20}, {"sha256", "SHA256", 32}, {"sha512", "SHA512", 64}};
+
+static const char *const part_names[] = {
+    [HOOK_PART_ID] = "id", [HOOK_PART_TIMESTAMP] = "timestamp", [HOOK_PART_BODY] = "body"};
+
+/* Applies row's fixed choices to h (the definition may refine hmac's). */
+static void scheme_apply(struct hook *h, enum hook_scheme sc)
+{
+    const struct scheme_row *r = &schemes[sc];
+    h->scheme = sc;
+    h->sig_format = r->format;
+    snprintf(h->sig_header, sizeof h->sig_header, "%s", r->header ? r->header : "");
+    h->digest = "SHA256";
+    h->mac_len = 32;
+    h->encoding = r->encoding;
+    snprintf(h->prefix, sizeof h->prefix, "%s", r->prefix);
+    h->nparts = 0;
+    for (const char *p = r->parts; *p; p++)
+        h->parts[h->nparts++] = *p == 'i'   ? HOOK_PART_ID
+                                : *p == 't' ? HOOK_PART_TIMESTAMP
+                                            : HOOK_PART_BODY;
+    h->timed = strchr(r->parts, 't') != NULL;
+    snprintf(h->separator, sizeof h->separator, "%s", r->separator);
+    snprintf(h->id_header, sizeof h->id_header, "%s", r->id_header);
+    snprintf(h->ts_header, sizeof h->ts_header, "%s", r->ts_header);
+}
+
 /* ---- definition ------------------------------------------------------------------- */
 
 static const char *const known_keys[] = {
-    "workflow",      "secrets",     "signatureHeader", "toleranceSeconds",
-    "eventIdHeader", "eventIdFrom", "items",           "refFrom"};
+    "workflow", "scheme",        "secrets",     "signatureHeader", "toleranceSeconds",
+    "hmac",     "eventIdHeader", "eventIdFrom", "items",           "refFrom"};
+
+static const struct {
+    const char *key;
+    unsigned bit;
+} scheme_keys[] = {{"signatureHeader", KEY_SIGNATURE_HEADER},
+                   {"eventIdHeader", KEY_EVENT_ID_HEADER},
+                   {"toleranceSeconds", KEY_TOLERANCE},
+                   {"hmac", KEY_HMAC}};
+
+/* A Standard Webhooks secret: "whsec_" (optional) + canonical base64; the key is the
+ * decoded bytes. Stores them in h->secrets[i]. */
+static int compile_whsec(struct hook *h, size_t i, const char *str, size_t len, const char *tgt,
+                         const struct cerr *ce)
+{
+    static const char prefix[] = "whsec_";
+    if (len >= sizeof prefix - 1 && memcmp(str, prefix, sizeof prefix - 1) == 0) {
+        str += sizeof prefix - 1;
+        len -= sizeof prefix - 1;
+    }
+    unsigned char *key = xmalloc(BASE64_DECODED_MAX(len) + 1);
+    size_t klen = 0;
+    if (base64_decode(str, len, key, BASE64_DECODED_MAX(len), &klen) < 0 ||
+        klen < HOOK_SECRET_MIN) {
+        OPENSSL_cleanse(key, BASE64_DECODED_MAX(len));
+        free(key);
+        return bad(ce, tgt, "%s must be \"whsec_\" and the base64 of at least %d bytes", tgt,
+                   HOOK_SECRET_MIN);
+    }
+    h->secrets[i] = (char *)key;
+    h->secret_len[i] = klen;
+    return 0;
+}
 
 static int compile_secrets(struct hook *h, json_t *v, const struct cerr *ce)
 {
+    const struct scheme_row *r = &schemes[h->scheme];
     if (!json_is_array(v))
         return bad(ce, "secrets", "secrets must be an array of 1..%d strings", HOOK_SECRETS_MAX);
     size_t n = json_array_size(v);
@@ -94,13 +207,19 @@ static int compile_secrets(struct hook *h, json_t *v, const struct cerr *ce)
             return bad(ce, tgt, "%s must be a string", tgt);
         size_t len = json_string_length(s);
         const char *str = json_string_value(s);
-        if (len < HOOK_SECRET_MIN || len > HOOK_SECRET_MAX)
-            return bad(ce, tgt, "%s must be %d..%d bytes long", tgt, HOOK_SECRET_MIN,
-                       HOOK_SECRET_MAX);
+        if (len < r->secret_min || len > HOOK_SECRET_MAX)
+            return bad(ce, tgt, "%s must be %zu..%d bytes long (scheme %s)", tgt, r->secret_min,
+                       HOOK_SECRET_MAX, r->name);
         if (memchr(str, '\0', len))
             return bad(ce, tgt, "%s must not contain NUL", tgt);
-        h->secrets[i] = xstrndup(str, len);
-        h->secret_len[i] = len;
+        if (r->secret_whsec) {
+            int rc = compile_whsec(h, i, str, len, tgt, ce);
+            if (rc < 0)
+                return rc;
+        } else {
+            h->secrets[i] = xstrndup(str, len);
+            h->secret_len[i] = len;
+        }
         h->nsecrets = i + 1;
     }
     return 0;
@@ -114,6 +233,134 @@ static int compile_header(char dst[HOOK_HEADER_NAME_MAX + 1], json_t *v, const c
                    HOOK_HEADER_NAME_MAX);
     memcpy(dst, json_string_value(v), json_string_length(v) + 1);
     return 0;
+}
+
+/* A string of 0..max printable ASCII characters (0x20..0x7e) into dst (max + 1 bytes). */
+static int compile_ascii(char *dst, size_t max, json_t *v, const char *key, const struct cerr *ce)
+{
+    int ok = json_is_string(v) && json_string_length(v) <= max;
+    for (size_t i = 0; ok && i < json_string_length(v); i++)
+        ok = json_string_value(v)[i] >= 0x20 && json_string_value(v)[i] <= 0x7e;
+    if (!ok)
+        return bad(ce, key, "%s must be at most %zu printable ASCII characters", key, max);
+    memcpy(dst, json_string_value(v), json_string_length(v) + 1);
+    return 0;
+}
+
+/* The value of key in o when it is one of n names (returns its index), else a failure
+ * naming the choices; absent: def. The names are the name fields of a table's rows:
+ * names points at the first, and each next one is stride bytes further. */
+static int compile_choice(json_t *o, const char *key, const char *tgt, const char *const *names,
+                          size_t stride, size_t n, int def, const struct cerr *ce)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v)
+        return def;
+    for (size_t i = 0; json_is_string(v) && i < n; i++)
+        if (strcmp(json_string_value(v),
+                   *(const char *const *)((const char *)names + i * stride)) == 0)
+            return (int)i;
+    char choices[160];
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++)
+        off += (size_t)snprintf(choices + off, sizeof choices - off, "%s\"%s\"", i ? ", " : "",
+                                *(const char *const *)((const char *)names + i * stride));
+    return bad(ce, tgt, "%s must be one of %s", tgt, choices);
+}
+
+/* "signed": the parts in order, each once, "body" among them. */
+static int compile_signed(struct hook *h, json_t *v, const struct cerr *ce)
+{
+    size_t n = json_is_array(v) ? json_array_size(v) : 0;
+    int seen[3] = {0, 0, 0};
+    if (n < 1 || n > 3)
+        return bad(ce, "hmac.signed",
+                   "hmac.signed must be an array of \"id\", \"timestamp\" and \"body\", each at "
+                   "most once, \"body\" required");
+    h->nparts = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(v, i);
+        char tgt[32];
+        snprintf(tgt, sizeof tgt, "hmac.signed[%zu]", i);
+        int p = -1;
+        for (int k = 0; k < 3 && json_is_string(e); k++)
+            if (strcmp(json_string_value(e), part_names[k]) == 0)
+                p = k;
+        if (p < 0)
+            return bad(ce, tgt, "%s must be \"id\", \"timestamp\" or \"body\"", tgt);
+        if (seen[p]++)
+            return bad(ce, tgt, "%s repeats \"%s\"", tgt, part_names[p]);
+        h->parts[h->nparts++] = (enum hook_part)p;
+    }
+    if (!seen[HOOK_PART_BODY])
+        return bad(ce, "hmac.signed", "hmac.signed must include \"body\"");
+    h->timed = seen[HOOK_PART_TIMESTAMP];
+    return 0;
+}
+
+/* The header of a signed part: required when the part is signed, refused otherwise. */
+static int compile_part_header(char dst[HOOK_HEADER_NAME_MAX + 1], json_t *o, const char *key,
+                               int is_signed, const char *part, const struct cerr *ce)
+{
+    char tgt[40];
+    snprintf(tgt, sizeof tgt, "hmac.%s", key);
+    json_t *v = json_object_get(o, key);
+    if (!is_signed && v)
+        return bad(ce, tgt, "%s is only allowed when hmac.signed includes \"%s\"", tgt, part);
+    if (is_signed && !v)
+        return bad(ce, tgt, "%s is required when hmac.signed includes \"%s\"", tgt, part);
+    return v ? compile_header(dst, v, tgt, ce) : 0;
+}
+
+static int compile_hmac(struct hook *h, json_t *v, const struct cerr *ce)
+{
+    static const char *const hmac_keys[] = {"header", "algorithm", "encoding", "prefix",
+                                            "signed", "separator", "idHeader", "timestampHeader"};
+    static const char *const encodings[] = {[HOOK_ENC_HEX] = "hex", [HOOK_ENC_BASE64] = "base64"};
+    const char *key;
+    json_t *val;
+    int rc;
+    if (!json_is_object(v))
+        return bad(ce, "hmac", "hmac must be an object with at least \"header\"");
+    json_object_foreach(v, key, val)
+    {
+        size_t i = 0;
+        while (i < sizeof hmac_keys / sizeof hmac_keys[0] && strcmp(key, hmac_keys[i]) != 0)
+            i++;
+        if (i == sizeof hmac_keys / sizeof hmac_keys[0]) {
+            char tgt[96];
+            snprintf(tgt, sizeof tgt, "hmac.%.80s", key);
+            return bad(ce, tgt, "unknown key \"%.80s\" in hmac", key);
+        }
+    }
+    if (!(val = json_object_get(v, "header")))
+        return bad(ce, "hmac.header", "hmac.header is required");
+    if ((rc = compile_header(h->sig_header, val, "hmac.header", ce)) < 0)
+        return rc;
+    if ((rc = compile_choice(v, "algorithm", "hmac.algorithm", &algorithms[0].name,
+                             sizeof algorithms[0], sizeof algorithms / sizeof algorithms[0], 1,
+                             ce)) < 0)
+        return rc;
+    h->digest = algorithms[rc].digest;
+    h->mac_len = algorithms[rc].mac_len;
+    if ((rc = compile_choice(v, "encoding", "hmac.encoding", encodings, sizeof encodings[0], 2,
+                             HOOK_ENC_HEX, ce)) < 0)
+        return rc;
+    h->encoding = (enum hook_encoding)rc;
+    if ((val = json_object_get(v, "prefix")) &&
+        (rc = compile_ascii(h->prefix, HOOK_PREFIX_MAX, val, "hmac.prefix", ce)) < 0)
+        return rc;
+    if ((val = json_object_get(v, "separator")) &&
+        (rc = compile_ascii(h->separator, HOOK_SEPARATOR_MAX, val, "hmac.separator", ce)) < 0)
+        return rc;
+    if ((val = json_object_get(v, "signed")) && (rc = compile_signed(h, val, ce)) < 0)
+        return rc;
+    int has_id = 0;
+    for (size_t i = 0; i < h->nparts; i++)
+        has_id |= h->parts[i] == HOOK_PART_ID;
+    if ((rc = compile_part_header(h->id_header, v, "idHeader", has_id, "id", ce)) < 0)
+        return rc;
+    return compile_part_header(h->ts_header, v, "timestampHeader", h->timed, "timestamp", ce);
 }
 
 static int compile_path(char **dst, json_t *v, const char *key, int allow_empty,
@@ -159,11 +406,31 @@ static int compile_items(struct hook *h, json_t *v, const struct cerr *ce)
     return compile_path(&h->items_path, path, "items.path", 1, ce);
 }
 
+/* The scheme named in def (default stripe) into [out] *sc, and every scheme-specific
+ * key present checked against it. */
+static int compile_scheme(json_t *def, enum hook_scheme *sc, const struct cerr *ce)
+{
+    int rc = compile_choice(def, "scheme", "scheme", &schemes[0].name, sizeof schemes[0], NSCHEMES,
+                            HOOK_SCHEME_STRIPE, ce);
+    if (rc < 0)
+        return rc;
+    *sc = (enum hook_scheme)rc;
+    for (size_t i = 0; i < sizeof scheme_keys / sizeof scheme_keys[0]; i++)
+        if (json_object_get(def, scheme_keys[i].key) && !(schemes[rc].keys & scheme_keys[i].bit))
+            return bad(ce, scheme_keys[i].key, "%s does not apply to scheme %s", scheme_keys[i].key,
+                       schemes[rc].name);
+    if (*sc == HOOK_SCHEME_HMAC && !json_object_get(def, "hmac"))
+        return bad(ce, "hmac", "scheme hmac needs an \"hmac\" object");
+    return 0;
+}
+
 int hook_compile(json_t *def, struct hook **out, char *err, size_t errlen, char *target,
                  size_t targetlen)
 {
     const struct cerr ce = {err, errlen, target, targetlen};
     struct hook *h = NULL;
+    enum hook_scheme sc;
+    char unused_header[HOOK_HEADER_NAME_MAX + 1];
     const char *key;
     json_t *v;
     int rc;
@@ -185,11 +452,12 @@ int hook_compile(json_t *def, struct hook **out, char *err, size_t errlen, char 
         if (i == sizeof known_keys / sizeof known_keys[0])
             return bad(&ce, key, "unknown key \"%.80s\"", key);
     }
+    if ((rc = compile_scheme(def, &sc, &ce)) < 0)
+        return rc;
 
     h = xcalloc(1, sizeof *h);
     h->tolerance = HOOK_TOLERANCE_DEFAULT;
-    memcpy(h->sig_header, HOOK_DEFAULT_SIGNATURE_HEADER, sizeof HOOK_DEFAULT_SIGNATURE_HEADER);
-    memcpy(h->event_id_header, HOOK_DEFAULT_EVENT_ID_HEADER, sizeof HOOK_DEFAULT_EVENT_ID_HEADER);
+    scheme_apply(h, sc);
 
     v = json_object_get(def, "workflow");
     if (!json_is_string(v) || json_string_length(v) == 0 ||
@@ -213,7 +481,15 @@ int hook_compile(json_t *def, struct hook **out, char *err, size_t errlen, char 
         (rc = compile_header(h->sig_header, v, "signatureHeader", &ce)) < 0)
         goto out;
 
+    if ((v = json_object_get(def, "hmac")) && (rc = compile_hmac(h, v, &ce)) < 0)
+        goto out;
+
     if ((v = json_object_get(def, "toleranceSeconds"))) {
+        if (!h->timed) {
+            rc = bad(&ce, "toleranceSeconds",
+                     "toleranceSeconds needs a signed timestamp (hmac.signed \"timestamp\")");
+            goto out;
+        }
         if (!json_is_integer(v) || json_integer_value(v) < 1 ||
             json_integer_value(v) > TOLERANCE_MAX) {
             rc = bad(&ce, "toleranceSeconds", "toleranceSeconds must be an integer 1..%d",
@@ -223,8 +499,10 @@ int hook_compile(json_t *def, struct hook **out, char *err, size_t errlen, char 
         h->tolerance = json_integer_value(v);
     }
 
+    /* Checked so a stored definition stays valid, but never read: the header is not
+     * signed, so it cannot be a replay key (see hook.h). */
     if ((v = json_object_get(def, "eventIdHeader")) &&
-        (rc = compile_header(h->event_id_header, v, "eventIdHeader", &ce)) < 0)
+        (rc = compile_header(unused_header, v, "eventIdHeader", &ce)) < 0)
         goto out;
 
     if ((v = json_object_get(def, "eventIdFrom")) &&
@@ -269,13 +547,13 @@ const char *hook_workflow(const struct hook *h)
 {
     return h->workflow;
 }
+const char *hook_scheme_name(const struct hook *h)
+{
+    return schemes[h->scheme].name;
+}
 const char *hook_signature_header(const struct hook *h)
 {
     return h->sig_header;
-}
-const char *hook_event_id_header(const struct hook *h)
-{
-    return h->event_id_header;
 }
 int64_t hook_tolerance_seconds(const struct hook *h)
 {

@@ -3,6 +3,8 @@
  * error names its location ("steps[2].retry.maxAttempts"). */
 #include "spec/workflow.h"
 
+#include "spec/batch.h"
+
 #include "spec/limit.h"
 
 #include <stdarg.h>
@@ -124,6 +126,7 @@ void wfdef_free(struct wfdef *w)
         free(s->url);
         json_decref(s->headers);
         json_decref(s->body);
+        batch_free(s->batch);
         free(s->fail_code);
         free(s->fail_message);
         free(s->limits);
@@ -230,7 +233,7 @@ static int compile_http(struct cc *c, json_t *j, struct step_def *s)
 {
     static const char *const keys[] = {"name",      "type",       "onError", "retry",
                                        "method",    "url",        "headers", "body",
-                                       "timeoutMs", "secretBody", NULL};
+                                       "timeoutMs", "secretBody", "batch",   NULL};
     const char *method = "POST", *url;
     int rc;
     if ((rc = only_keys(c, j, "", keys)) < 0 || (rc = get_str(c, j, "url", 1, &url)) < 0)
@@ -283,6 +286,19 @@ static int compile_http(struct cc *c, json_t *j, struct step_def *s)
     }
     if ((rc = get_long(c, j, "timeoutMs", "timeoutMs", 100, 300000, &s->timeout_ms)) < 0)
         return rc;
+    json_t *bd = json_object_get(j, "batch");
+    if (bd) {
+        char field[80], at[100];
+        if (!strcmp(method, "GET") || !strcmp(method, "DELETE"))
+            return fail(c, "batch",
+                        "a batched request sends its items in the body: use POST, "
+                        "PUT or PATCH");
+        if ((rc = batch_compile(bd, &s->batch, c->err, c->errlen, field, sizeof field)) < 0) {
+            snprintf(at, sizeof at, "batch%s%s", field[0] ? "." : "", field);
+            snprintf(c->target, c->targetlen, "steps[%zu].%s", c->step, at);
+            return rc;
+        }
+    }
     s->method = xstrdup(method);
     s->url = xstrdup(url);
     return 0;

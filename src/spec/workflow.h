@@ -75,6 +75,7 @@ enum step_on_error { ON_ERROR_FAIL, ON_ERROR_SKIP, ON_ERROR_CONTINUE };
 
 struct schema;
 struct map;
+struct http_batch;
 
 struct step_def {
     char name[65];
@@ -92,6 +93,7 @@ struct step_def {
     json_t *body;                   /* http: template value, NULL = the item's data */
     int secret_body;                /* http: "secretBody": true, the body may name secrets */
     long timeout_ms;                /* http */
+    struct http_batch *batch;       /* http: many items per request (spec/batch.h), or NULL */
     char *fail_code, *fail_message; /* fail */
     char (*limits)[65];             /* limit names this step's work consumes (see limits.h) */
     size_t nlimits;

@@ -2,7 +2,7 @@
  * lang/template.h), sends the batch's requests together (outbound/outbound.h) and keeps
  * each response as the step's output. Secrets are resolved and requests paced through
  * the run (step.h), never by calling the engine. */
-#include "steps/step.h"
+#include "steps/http_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,15 +97,7 @@ static json_t *secret_ctx(struct step_run *r, struct step_item *p, size_t k, int
     return c;
 }
 
-struct hreq {
-    struct step_item *p;
-    char *url, *body, *key;
-    char **headers; /* NULL-terminated */
-    size_t nheaders;
-    int64_t start;
-};
-
-static void hreq_release(struct hreq *h)
+void http_hreq_release(struct hreq *h)
 {
     free(h->url);
     free(h->body);
@@ -126,8 +118,30 @@ static size_t head_len(const struct hreq *h)
     return n;
 }
 
-/* Renders one item's request; -1 after reporting the template error. */
-static int http_prepare(struct step_run *r, size_t k, struct step_item *p, struct hreq *h)
+/* Whether a header value (or a secretBody body) may name a secret: a cheap look for
+ * the word before the exact scan (secret_ctx) runs. */
+static int may_name_secrets(const struct step_def *s)
+{
+    const char *name;
+    json_t *v;
+    if (s->secret_body && s->body)
+        return 1;
+    if (s->headers)
+        json_object_foreach(s->headers, name, v)
+        {
+            if (strstr(json_string_value(v), "secrets"))
+                return 1;
+        }
+    return 0;
+}
+
+/* What a template is rendered against: nothing when it has no placeholder. */
+static json_t *tpl_ctx(struct step_run *r, struct step_item *p, const char *tpl)
+{
+    return strstr(tpl, "{{") ? step_ctx(r, p) : json_null();
+}
+
+int http_prepare(struct step_run *r, size_t k, struct step_item *p, struct hreq *h)
 {
     const struct step_def *s = &r->w->steps[k];
     char err[256];
@@ -136,11 +150,14 @@ static int http_prepare(struct step_run *r, size_t k, struct step_item *p, struc
     size_t budget = r->max_item_bytes; /* for URL and headers together, then the body */
     h->p = p;
     h->start = clock_now_ms();
-    json_t *sctx = secret_ctx(r, p, k, h->start);
-    if (!sctx)
+    /* The secrets' context only when the step can name one; the item's context only
+     * when a template has a placeholder: reading the item's data is the largest part of
+     * rendering a request that does not use it. */
+    json_t *sctx = NULL;
+    if (may_name_secrets(s) && !(sctx = secret_ctx(r, p, k, h->start)))
         return -1;
     /* The URL never sees secrets: hosts, paths and queries end up in events and logs. */
-    int rc = template_render_within(s->url, step_ctx(r, p), 1, &budget, &b, err, sizeof err);
+    int rc = template_render_within(s->url, tpl_ctx(r, p, s->url), 1, &budget, &b, err, sizeof err);
     if (rc < 0)
         goto bad;
     h->url = buf_detach(&b, NULL);
@@ -154,7 +171,8 @@ static int http_prepare(struct step_run *r, size_t k, struct step_item *p, struc
         {
             buf_printf(&b, "%s: ", name);
             where = "headers";
-            if ((rc = template_render_within(json_string_value(tpl), sctx, 0, &budget, &b, err,
+            const char *t = json_string_value(tpl);
+            if ((rc = template_render_within(t, sctx ? sctx : tpl_ctx(r, p, t), 0, &budget, &b, err,
                                              sizeof err)) < 0)
                 goto bad;
             if (strpbrk(b.data, "\r\n")) {
@@ -170,8 +188,8 @@ static int http_prepare(struct step_run *r, size_t k, struct step_item *p, struc
         if (s->body) {
             json_t *v = NULL;
             where = "body";
-            if ((rc = template_eval_within(s->body, s->secret_body ? sctx : step_ctx(r, p), &budget,
-                                           &v, err, sizeof err)) < 0)
+            if ((rc = template_eval_within(s->body, s->secret_body && sctx ? sctx : step_ctx(r, p),
+                                           &budget, &v, err, sizeof err)) < 0)
                 goto bad;
             h->body = jsonw_dump(v, NULL); /* what the budget was charged */
             json_decref(v);
@@ -215,7 +233,7 @@ bad:
     return -1;
 }
 
-static json_t *response_body(const struct outbound_response *resp)
+json_t *http_response_body(const struct outbound_response *resp)
 {
     if (!resp->body || !resp->body_len)
         return json_null();
@@ -228,6 +246,56 @@ static json_t *response_body(const struct outbound_response *resp)
     return json_stringn_nocheck(resp->body, resp->body_len);
 }
 
+json_t *http_extra(const struct step_def *s, const char *masked_url,
+                   const struct outbound_response *resp)
+{
+    json_t *extra = json_pack("{s:s,s:s,s:i,s:I,s:I,s:i}", "method", s->method, "url", masked_url,
+                              "status", resp->status, "latencyMs", (json_int_t)resp->latency_ms,
+                              "totalMs", (json_int_t)resp->total_ms, "attempts", resp->attempts);
+    if (resp->error)
+        json_object_set_new(extra, "failure", json_string(outbound_failure_name(resp->failure)));
+    return extra;
+}
+
+void http_span(const struct outbound_response *resp, int64_t fallback, int64_t *start, int64_t *end)
+{
+    *start = resp->started_at ? resp->started_at : fallback;
+    *end = resp->finished_at >= *start ? resp->finished_at : *start;
+}
+
+void http_unanswered(struct step_run *r, struct step_item *p, size_t k, int64_t start, int64_t end,
+                     const char *masked_url, const struct outbound_response *resp, json_t *extra)
+{
+    const struct step_def *s = &r->w->steps[k];
+    char msg[600];
+    int err = resp->failure == OUTBOUND_NOT_ALLOWED ? SLUICE_E_TARGET_NOT_ALLOWED
+                                                    : SLUICE_E_UPSTREAM_UNAVAILABLE;
+    if (resp->failure == OUTBOUND_SHUTTING_DOWN)
+        p->out->aborted = 1;
+    snprintf(msg, sizeof msg, "%s %s: %s", s->method, masked_url, resp->message);
+    step_error_span(r, p, k, start, end, err, NULL, msg, extra);
+}
+
+int http_keep(struct step_run *r, struct step_item *p, size_t k, json_t *out, int64_t start,
+              int64_t end, const char *what, json_t *extra)
+{
+    const struct step_def *s = &r->w->steps[k];
+    /* Kept for later steps and the item's result: all the outputs together stay
+     * within the item's size (the outbound cap bounds one body, not their sum),
+     * measured as the result is written: {"steps":{...,"name":out}}. */
+    json_t *steps = step_outputs(r, p);
+    step_set_output(r, p, s->name, out);
+    if (step_result_len(steps, r->max_item_bytes) <= r->max_item_bytes)
+        return 0;
+    json_object_del(steps, s->name);
+    char msg[700], target[200];
+    snprintf(msg, sizeof msg, "%s: the outputs kept would pass %zu bytes", what, r->max_item_bytes);
+    snprintf(target, sizeof target, "steps.%s.response.body", s->name);
+    json_object_set_new(extra, "target", json_string(target));
+    step_error_span(r, p, k, start, end, SLUICE_E_ITEM_TOO_LARGE, NULL, msg, extra);
+    return -1;
+}
+
 static void http_finish(struct step_run *r, size_t k, struct hreq *h,
                         const struct outbound_response *resp)
 {
@@ -235,40 +303,18 @@ static void http_finish(struct step_run *r, size_t k, struct hreq *h,
     struct step_item *p = h->p;
     char *masked = secmask_text(r->mask, h->url);
     char msg[600];
-    json_t *extra = json_pack("{s:s,s:s,s:i,s:I,s:I,s:i}", "method", s->method, "url", masked,
-                              "status", resp->status, "latencyMs", (json_int_t)resp->latency_ms,
-                              "totalMs", (json_int_t)resp->total_ms, "attempts", resp->attempts);
-    /* the item's own request: from when it could start to its final outcome */
-    int64_t start = resp->started_at ? resp->started_at : h->start;
-    int64_t end = resp->finished_at >= start ? resp->finished_at : start;
-    if (resp->failure == OUTBOUND_SHUTTING_DOWN)
-        p->out->aborted = 1;
+    json_t *extra = http_extra(s, masked, resp);
+    int64_t start, end; /* the item's own request: from when it could start to its end */
+    http_span(resp, h->start, &start, &end);
     if (resp->error) {
-        int err = resp->failure == OUTBOUND_NOT_ALLOWED ? SLUICE_E_TARGET_NOT_ALLOWED
-                                                        : SLUICE_E_UPSTREAM_UNAVAILABLE;
-        json_object_set_new(extra, "failure", json_string(outbound_failure_name(resp->failure)));
-        snprintf(msg, sizeof msg, "%s %s: %s", s->method, masked, resp->message);
-        step_error_span(r, p, k, start, end, err, NULL, msg, extra);
+        http_unanswered(r, p, k, start, end, masked, resp, extra);
     } else {
         json_t *out = json_pack("{s:i,s:o,s:{s:s?,s:s?}}", "status", resp->status, "body",
-                                response_body(resp), "headers", "content-type", resp->content_type,
-                                "location", resp->location);
-        /* Kept for later steps and the item's result: all the outputs together stay
-         * within the item's size (the outbound cap bounds one body, not their sum),
-         * measured as the result is written: {"steps":{...,"name":out}}. */
-        json_t *steps = json_object_get(step_ctx(r, p), "steps");
-        step_set_output(r, p, s->name, out);
-        if (step_result_len(steps, r->max_item_bytes) > r->max_item_bytes) {
-            json_object_del(steps, s->name);
-            snprintf(msg, sizeof msg,
-                     "%s %s answered %d with %zu body bytes%s: the outputs "
-                     "kept would pass %zu bytes",
-                     s->method, masked, resp->status, resp->body_len,
-                     resp->body_truncated ? " (cut)" : "", r->max_item_bytes);
-            char target[200];
-            snprintf(target, sizeof target, "steps.%s.response.body", s->name);
-            json_object_set_new(extra, "target", json_string(target));
-            step_error_span(r, p, k, start, end, SLUICE_E_ITEM_TOO_LARGE, NULL, msg, extra);
+                                http_response_body(resp), "headers", "content-type",
+                                resp->content_type, "location", resp->location);
+        snprintf(msg, sizeof msg, "%s %s answered %d with %zu body bytes%s", s->method, masked,
+                 resp->status, resp->body_len, resp->body_truncated ? " (cut)" : "");
+        if (http_keep(r, p, k, out, start, end, msg, extra) < 0) {
             free(masked);
             return;
         }
@@ -284,9 +330,53 @@ static void http_finish(struct step_run *r, size_t k, struct hreq *h,
     free(masked);
 }
 
+void http_request_fill(struct outbound_request *q, const struct step_run *r,
+                       const struct step_def *s, const struct step_pacer *pacer, const char *url,
+                       char **headers, const char *body, const char *key)
+{
+    q->method = s->method;
+    q->url = url;
+    q->headers = (const char *const *)headers;
+    q->body = body;
+    q->body_len = body ? strlen(body) : 0;
+    q->timeout_ms = s->timeout_ms;
+    q->max_attempts = s->max_attempts;
+    q->backoff_ms = s->backoff_ms;
+    q->max_backoff_ms = s->max_backoff_ms;
+    q->idempotency_key = key;
+    q->deadline_mono = r->deadline_mono;
+    if (pacer->ctx) {
+        q->pace = pacer->pace;
+        q->pace_backoff = pacer->backoff;
+        q->pace_ctx = pacer->ctx;
+    }
+}
+
+void http_send(struct step_run *r, struct outbound_request *reqs, struct outbound_response *resps,
+               size_t m)
+{
+    if (r->ob) {
+        outbound_run(r->ob, reqs, resps, m);
+    } else {
+        for (size_t i = 0; i < m; i++) {
+            memset(&resps[i], 0, sizeof resps[i]);
+            resps[i].error = -SLUICE_E_UPSTREAM_UNAVAILABLE;
+            snprintf(resps[i].message, sizeof resps[i].message, "outbound calls are disabled");
+        }
+    }
+    /* libcurl's error text can quote what was sent: masked before any use, and
+     * before the events' messages truncate it (a cut rendering is not found later). */
+    for (size_t i = 0; i < m; i++)
+        secmask_inplace(r->mask, resps[i].message, sizeof resps[i].message);
+}
+
 void step_http(struct step_run *r, size_t k)
 {
     const struct step_def *s = &r->w->steps[k];
+    if (s->batch) {
+        step_http_batch(r, k);
+        return;
+    }
     struct hreq *hs = xcalloc(r->n ? r->n : 1, sizeof *hs);
     size_t m = 0;
     for (size_t i = 0; i < r->n; i++) {
@@ -295,7 +385,7 @@ void step_http(struct step_run *r, size_t k)
         if (http_prepare(r, k, &r->items[i], &hs[m]) == 0) {
             m++;
         } else {
-            hreq_release(&hs[m]);
+            http_hreq_release(&hs[m]);
             memset(&hs[m], 0, sizeof hs[m]);
         }
     }
@@ -321,39 +411,13 @@ void step_http(struct step_run *r, size_t k)
         json_object_set_new_nocheck(last, ref, json_integer((json_int_t)i));
     }
     json_decref(last);
+    for (size_t i = 0; i < m; i++)
+        http_request_fill(&reqs[i], r, s, &pacer, hs[i].url, hs[i].headers, hs[i].body, hs[i].key);
+    http_send(r, reqs, resps, m);
     for (size_t i = 0; i < m; i++) {
-        reqs[i].method = s->method;
-        reqs[i].url = hs[i].url;
-        reqs[i].headers = (const char *const *)hs[i].headers;
-        reqs[i].body = hs[i].body;
-        reqs[i].body_len = hs[i].body ? strlen(hs[i].body) : 0;
-        reqs[i].timeout_ms = s->timeout_ms;
-        reqs[i].max_attempts = s->max_attempts;
-        reqs[i].backoff_ms = s->backoff_ms;
-        reqs[i].max_backoff_ms = s->max_backoff_ms;
-        reqs[i].idempotency_key = hs[i].key;
-        reqs[i].deadline_mono = r->deadline_mono;
-        if (pacer.ctx) {
-            reqs[i].pace = pacer.pace;
-            reqs[i].pace_backoff = pacer.backoff;
-            reqs[i].pace_ctx = pacer.ctx;
-        }
-    }
-    if (r->ob) {
-        outbound_run(r->ob, reqs, resps, m);
-    } else {
-        for (size_t i = 0; i < m; i++) {
-            resps[i].error = -SLUICE_E_UPSTREAM_UNAVAILABLE;
-            snprintf(resps[i].message, sizeof resps[i].message, "outbound calls are disabled");
-        }
-    }
-    for (size_t i = 0; i < m; i++) {
-        /* libcurl's error text can quote what was sent: masked before any use, and
-         * before http_finish's messages truncate it (a cut rendering is not found later). */
-        secmask_inplace(r->mask, resps[i].message, sizeof resps[i].message);
         http_finish(r, k, &hs[i], &resps[i]);
         outbound_response_release(&resps[i]);
-        hreq_release(&hs[i]);
+        http_hreq_release(&hs[i]);
     }
     r->pacer_end(&pacer);
     free(reqs);

@@ -9,28 +9,51 @@
 #include "lang/template.h"
 #include "util/clock.h"
 #include "util/errors.h"
+#include "util/jsonw.h"
 #include "util/xmalloc.h"
 
-json_t *step_ctx(struct step_run *r, struct step_item *p)
+static json_t *item_data(const struct step_item *p)
 {
-    if (p->ctx)
-        return p->ctx;
     json_t *data = NULL;
     if (p->in->data) {
         json_error_t e;
         data = json_loadb(p->in->data, p->in->data_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
     }
-    if (!data)
-        data = json_null();
-    p->ctx = json_pack("{s:o,s:s,s:s?,s:I,s:{}}", "data", data, "ref", p->in->ref, "job", r->job_id,
-                       "index", (json_int_t)p->in->index, "steps");
+    return data ? data : json_null();
+}
+
+json_t *step_outputs(struct step_run *r, struct step_item *p)
+{
+    if (!p->ctx) {
+        p->ctx = json_pack("{s:s,s:s?,s:I,s:{}}", "ref", p->in->ref, "job", r->job_id, "index",
+                           (json_int_t)p->in->index, "steps");
+        p->bare = 1;
+    }
+    return json_object_get(p->ctx, "steps");
+}
+
+json_t *step_ctx(struct step_run *r, struct step_item *p)
+{
+    step_outputs(r, p);
+    if (p->bare) {
+        json_object_set_new(p->ctx, "data", item_data(p));
+        p->bare = 0;
+    }
     return p->ctx;
 }
 
 void step_set_output(struct step_run *r, struct step_item *p, const char *step,
                      json_t *v /* stolen */)
 {
-    json_object_set_new(json_object_get(step_ctx(r, p), "steps"), step, v);
+    json_object_set_new(step_outputs(r, p), step, v);
+}
+
+/* Appends lead, then v and its closing quote (lead opens the string). */
+static void put_str(struct buf *b, const char *lead, const char *v)
+{
+    buf_puts(b, lead);
+    buf_puts(b, v);
+    buf_putc(b, '"');
 }
 
 /* Appends one event. A step event (s != NULL) also names the step, its type, its
@@ -42,30 +65,44 @@ void step_event(struct step_item *p, int64_t at, const char *stage, const struct
 {
     char ts[25];
     struct buf *b = &p->ev;
-    buf_printf(b, "%s{\"at\":\"%s\",\"stage\":\"%s\",", b->len ? "," : "", clock_fmt_ms(at, ts),
-               stage);
+    /* Written piece by piece, not with printf: every item gets several of these. The
+     * names, codes and levels are plain ASCII identifiers (step names are checked). */
+    if (b->len)
+        buf_putc(b, ',');
+    put_str(b, "{\"at\":\"", clock_fmt_ms(at, ts));
+    put_str(b, ",\"stage\":\"", stage);
     if (s) {
         const char *outcome = !strcmp(level, "info")         ? "passed"
                               : !strcmp(level, "error")      ? "failed"
                               : s->on_error == ON_ERROR_SKIP ? "skipped"
                                                              : "continued";
-        buf_printf(b, "\"step\":\"%s\",\"type\":\"%s\",\"outcome\":\"%s\",\"endedAt\":\"%s\",",
-                   s->name, wfdef_step_type_name(s->type), outcome,
-                   clock_fmt_ms(at + (dur_ms > 0 ? dur_ms : 0), ts));
+        put_str(b, ",\"step\":\"", s->name);
+        put_str(b, ",\"type\":\"", wfdef_step_type_name(s->type));
+        put_str(b, ",\"outcome\":\"", outcome);
+        put_str(b, ",\"endedAt\":\"", clock_fmt_ms(at + (dur_ms > 0 ? dur_ms : 0), ts));
     }
-    if (attempt > 0)
-        buf_printf(b, "\"attempt\":%d,", attempt);
-    buf_printf(b, "\"level\":\"%s\",\"code\":\"%s\",\"message\":", level, code);
+    if (attempt > 0) {
+        buf_puts(b, ",\"attempt\":");
+        buf_put_i64(b, attempt);
+    }
+    put_str(b, ",\"level\":\"", level);
+    put_str(b, ",\"code\":\"", code);
+    buf_puts(b, ",\"message\":");
     buf_json_str(b, msg, strlen(msg));
-    if (dur_ms >= 0)
-        buf_printf(b, ",\"durationMs\":%lld", (long long)dur_ms);
+    if (dur_ms >= 0) {
+        buf_puts(b, ",\"durationMs\":");
+        buf_put_i64(b, dur_ms);
+    }
     if (extra) {
-        char *x = json_dumps(extra, JSON_COMPACT);
-        if (x && x[0] == '{' && x[1] != '}') {
-            buf_putc(b, ',');
-            buf_append(b, x + 1, strlen(x) - 2);
+        size_t from = b->len;
+        jsonw_put(b, extra); /* {...}: its members join the event's */
+        if (b->len - from > 2) {
+            b->data[from] = ',';
+            b->len--; /* drop the closing brace */
+        } else {
+            b->len = from;
         }
-        free(x);
+        b->data[b->len] = '\0';
         json_decref(extra);
     }
     buf_putc(b, '}');

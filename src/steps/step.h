@@ -56,6 +56,7 @@ struct step_item {
     const struct pipeline_item *in;
     struct pipeline_result *out;
     json_t *ctx;      /* {"data","ref","job","index","steps"}; NULL until a step needs it */
+    int bare;         /* ctx has no "data" yet: only outputs were kept (step_outputs) */
     int dirty;        /* a map step changed data: doc ops and bodies use ctx.data */
     int live;         /* not failed or skipped yet */
     struct buf ev;    /* the events array's elements, comma-separated */
@@ -113,6 +114,10 @@ const struct step_kind *steps_kind(enum step_type t);
 
 /* The item's context, built on first use (borrowed; owned by p). */
 json_t *step_ctx(struct step_run *r, struct step_item *p);
+/* ctx.steps, the outputs kept so far (borrowed). Parses nothing: a step that only keeps
+ * an output (an http step whose request needed no template over data) does not pay for
+ * reading the item's data; step_ctx() adds it when something needs it. */
+json_t *step_outputs(struct step_run *r, struct step_item *p);
 /* Keeps v (stolen) as ctx.steps.<step>, for later steps and the item's result. */
 void step_set_output(struct step_run *r, struct step_item *p, const char *step, json_t *v);
 /* Appends one event. A step event (s != NULL) also names the step, its type, its

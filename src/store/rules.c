@@ -595,8 +595,19 @@ void rules_delivery_read(const struct rules_cols *cols, const void *row, int wit
     d->created_at = cols->i64(row, 7);
     d->next_at = cols->i64(row, 8);
     d->updated_at = cols->i64(row, 9);
+    d->format = (int)cols->i64(row, 10);
     if (with_log)
-        d->log = cols->dup(row, 10, NULL);
+        d->log = cols->dup(row, DELIVERY_NCOLS, NULL);
+}
+
+void rules_callback_prefs_read(const struct rules_cols *cols, const void *row,
+                               struct store_callback_prefs *p)
+{
+    p->format = (int)cols->i64(row, 0);
+    p->key_gen = cols->i64(row, 1);
+    p->prev_gen = cols->i64(row, 2);
+    p->prev_until = cols->i64(row, 3);
+    p->updated_at = cols->i64(row, 4);
 }
 
 int rules_delivery_lease(struct store_delivery *d, int64_t now, int64_t lease_ms, int64_t *until)

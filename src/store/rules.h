@@ -310,7 +310,9 @@ int rules_docs_list_done(struct rules_docs_ctx *x, int rc, struct store_doc **ou
 
 /* The columns of a delivery row, in the order rules_delivery_read decodes them. */
 #define DELIVERY_COLS                                                                              \
-    "id, job_id, tenant, event, url, state, attempts, created_at, next_at, updated_at"
+    "id, job_id, tenant, event, url, state, attempts, created_at, next_at, updated_at, format"
+/* How many: the column after them is the first a query adds (the log, a row id). */
+#define DELIVERY_NCOLS 11
 
 /* The arguments and outputs of store_delivery_claim, store_delivery_record and
  * store_delivery_list, as the backends' transaction bodies see them. */
@@ -327,7 +329,7 @@ struct rules_outbox_ctx {
 };
 
 /* Fills d (zeroed first) from the DELIVERY_COLS of row (from column 0) read through
- * cols; with_log: column 10 is its log. */
+ * cols; with_log: column DELIVERY_NCOLS is its log. */
 void rules_delivery_read(const struct rules_cols *cols, const void *row, int with_log,
                          struct store_delivery *d);
 /* A new lease of delivery d taken at now for lease_ms (at least 1 ms): a new token in
@@ -360,7 +362,16 @@ struct rules_keys_ctx {
     int64_t open_jobs, pending; /* store_tenant_load */
     const char *name, *value;   /* store_setting_ensure */
     char *out;
+    int format;                         /* store_callback_format_set */
+    int64_t until;                      /* store_callback_key_rotate */
+    struct store_callback_prefs *prefs; /* store_callback_prefs_get, _key_rotate */
 };
+
+/* The columns of a callback_prefs row, in the order rules_callback_prefs_read decodes. */
+#define CALLBACK_PREFS_COLS "format, key_gen, prev_gen, prev_until, updated_at"
+/* Fills p from the CALLBACK_PREFS_COLS of row (from column 0) read through cols. */
+void rules_callback_prefs_read(const struct rules_cols *cols, const void *row,
+                               struct store_callback_prefs *p);
 
 /* The undo of the key list and setting bodies (a tx_undo_fn): frees x->list and
  * x->out and zeroes them. */

@@ -351,6 +351,9 @@ int store_job_add_items(struct store *st, const char *job_id, const struct store
 int store_job_commit(struct store *st, const char *job_id, const struct store_job_meta *meta,
                      int64_t total, struct store_job *out)
 {
+    if (meta && (meta->callback_format < STORE_CB_FORMAT_DEFAULT ||
+                 meta->callback_format > STORE_CB_FORMAT_MAX))
+        return -SLUICE_E_INVALID_PARAMETER;
     FAULT_POINT(st);
     struct store_job_meta none = {0};
     struct rules_submit x = {.tx.body = rules_job_commit_body,
@@ -684,6 +687,33 @@ int store_setting_ensure(struct store *st, const char *name, const char *value, 
 {
     FAULT_POINT(st);
     return st->ops->setting_ensure(st->impl, name, value, out);
+}
+
+int store_callback_prefs_get(struct store *st, const char *tenant, struct store_callback_prefs *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!tenant || !*tenant)
+        return -SLUICE_E_INVALID_PARAMETER;
+    FAULT_POINT(st);
+    return st->ops->callback_prefs_get(st->impl, tenant, out);
+}
+
+int store_callback_format_set(struct store *st, const char *tenant, int format)
+{
+    if (!tenant || !*tenant || format < STORE_CB_FORMAT_DEFAULT || format > STORE_CB_FORMAT_MAX)
+        return -SLUICE_E_INVALID_PARAMETER;
+    FAULT_POINT(st);
+    return st->ops->callback_format_set(st->impl, tenant, format);
+}
+
+int store_callback_key_rotate(struct store *st, const char *tenant, int64_t prev_until,
+                              struct store_callback_prefs *out)
+{
+    struct store_callback_prefs ignored;
+    if (!tenant || !*tenant)
+        return -SLUICE_E_INVALID_PARAMETER;
+    FAULT_POINT(st);
+    return st->ops->callback_key_rotate(st->impl, tenant, prev_until, out ? out : &ignored);
 }
 
 /* ---- releasing ------------------------------------------------------------------- */

@@ -159,6 +159,8 @@ struct store_job_meta {
     const char *uses;             /* may be NULL: what the job's items consume (the processing
                                      limits its workflow names), opaque to the store, handed
                                      to the claim gate; a retry keeps its parent's */
+    int callback_format;          /* how the callback is signed (STORE_CB_FORMAT_*), kept
+                                     with the callback and copied to its delivery */
     int ref_order;                /* enum store_ref_order (see REF ORDER above); a retry
                                      keeps its parent's */
 };
@@ -180,6 +182,27 @@ struct store_job_meta {
  * Deliveries go with their job (store_job_delete, store_retention_sweep). */
 enum { STORE_CB_COMPLETED = 1, STORE_CB_FAILED = 2, STORE_CB_CANCELED = 4, STORE_CB_ALL = 7 };
 
+/* How a callback is signed (engine/callbacks.h): DEFAULT defers to the tenant's
+ * store_callback_prefs.format when the delivery is sent. The store only keeps it. */
+enum {
+    STORE_CB_FORMAT_DEFAULT = 0,
+    STORE_CB_FORMAT_STRIPE = 1,
+    STORE_CB_FORMAT_STANDARD = 2,
+    STORE_CB_FORMAT_MAX = 2
+};
+
+/* A tenant's callback settings (all 0 until the tenant sets one): its default format
+ * and the generation of its signing key. A rotation makes key_gen + 1 the key and
+ * keeps the one before as prev_gen until prev_until (ms); engine/callbacks.h derives
+ * the keys from the generations, so no key is stored. */
+struct store_callback_prefs {
+    int format;         /* STORE_CB_FORMAT_*: DEFAULT = never set */
+    int64_t key_gen;    /* 0 before the first rotation */
+    int64_t prev_gen;   /* the generation key_gen replaced (meaningful when prev_until) */
+    int64_t prev_until; /* 0 = never rotated */
+    int64_t updated_at;
+};
+
 enum store_delivery_state { DELIVERY_PENDING = 0, DELIVERY_DELIVERED = 1, DELIVERY_ABANDONED = 2 };
 
 #define STORE_EVENT_MAX 32
@@ -195,6 +218,7 @@ struct store_delivery {
     int64_t created_at;          /* when the job became terminal */
     int64_t next_at;             /* Pending: not claimed before this time */
     int64_t updated_at;
+    int format;               /* STORE_CB_FORMAT_* of the job's callback at commit */
     char token[STORE_ID_MAX]; /* the lease's token (store_delivery_claim), else "" */
     char *log;                /* heap JSON array of attempts (store_delivery_list only,
                                  else NULL): {"attempt","at","latencyMs","status"
@@ -755,6 +779,18 @@ int store_delivery_list(struct store *st, const char *tenant, const char *job_id
  * has one already, and returns the stored one ([out] *out, caller frees with
  * free()). Used for secrets generated at first start. */
 int store_setting_ensure(struct store *st, const char *name, const char *value, char **out);
+/* The tenant's callback settings: 1 found ([out] *out), 0 none yet (*out zeroed: the
+ * defaults). */
+int store_callback_prefs_get(struct store *st, const char *tenant,
+                             struct store_callback_prefs *out);
+/* Sets the tenant's default callback format (STORE_CB_FORMAT_*, DEFAULT included);
+ * the key generations stay. 0, or -SLUICE_E_INVALID_PARAMETER for an unknown format. */
+int store_callback_format_set(struct store *st, const char *tenant, int format);
+/* Rotates the tenant's signing key in one statement (two rotations at once both count):
+ * prev_gen = key_gen, key_gen + 1, prev_until = prev_until. 0 and [out] *out (may be
+ * NULL) the settings after. */
+int store_callback_key_rotate(struct store *st, const char *tenant, int64_t prev_until,
+                              struct store_callback_prefs *out);
 
 /* ---- releasing ------------------------------------------------------------------- */
 void store_job_release(struct store_job *j);

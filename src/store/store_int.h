@@ -97,6 +97,10 @@ struct store_ops {
     int (*delivery_list)(void *impl, const char *tenant, const char *job_id,
                          struct store_delivery **out, size_t *n);
     int (*setting_ensure)(void *impl, const char *name, const char *value, char **out);
+    int (*callback_prefs_get)(void *impl, const char *tenant, struct store_callback_prefs *out);
+    int (*callback_format_set)(void *impl, const char *tenant, int format);
+    int (*callback_key_rotate)(void *impl, const char *tenant, int64_t prev_until,
+                               struct store_callback_prefs *out);
 };
 
 struct store_faults;

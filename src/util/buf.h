@@ -31,6 +31,8 @@ void buf_append(struct buf *b, const void *p, size_t n);
 void buf_puts(struct buf *b, const char *s);
 void buf_putc(struct buf *b, char c);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends v in decimal, without printf (for per-item paths). */
+void buf_put_i64(struct buf *b, long long v);
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
 /* Appends s (n bytes, may contain NUL) as a JSON string literal, quotes included.
  * Valid UTF-8 is copied as it is; a byte that does not start a valid UTF-8 character

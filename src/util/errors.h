@@ -57,7 +57,8 @@
     X(URI_TOO_LONG, 414, "UriTooLong", "the request target is too long")                           \
     X(HEADERS_TOO_LARGE, 431, "HeadersTooLarge", "the request header block is too large")          \
     X(TENANT_SHARE, 429, "TenantShareExceeded",                                                    \
-      "the tenant holds its share of this server's slots; retry after the Retry-After delay")
+      "the tenant holds its share of this server's slots; retry after the Retry-After delay")      \
+    X(INVALID_CSV, 400, "InvalidCsv", "request body is not valid CSV")
 
 enum sluice_error {
     SLUICE_OK = 0,

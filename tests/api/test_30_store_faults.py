@@ -230,7 +230,8 @@ ALL_BUT_AUTH = ["ping", "key_create", "key_list", "key_revoke", "tenant_set_weig
                 "workflow_put", "workflow_get", "workflow_list", "workflow_delete", "hook_put",
                 "hook_get", "hook_list", "hook_delete", "limit_put", "limit_get", "limit_list",
                 "limit_delete", "delivery_claim", "delivery_record", "delivery_list",
-                "setting_ensure"]
+                "setting_ensure", "callback_prefs_get", "callback_format_set",
+                "callback_key_rotate"]
 
 
 def test_every_route_answers_503_while_the_store_fails(fresh_server, tmp_path, upstream):
@@ -252,6 +253,9 @@ def test_every_route_answers_503_while_the_store_fails(fresh_server, tmp_path, u
         ("GET", "/v1/jobs/%s/items" % jid, {}), ("GET", "/v1/jobs/%s/items/0" % jid, {}),
         ("GET", "/v1/jobs/%s/results" % jid, {}), ("GET", "/v1/jobs/%s/events" % jid, {}),
         ("GET", "/v1/jobs/%s/callbacks" % jid, {}), ("POST", "/v1/jobs/%s:retry" % jid, {}),
+        ("GET", "/v1/callbacks/secret", {}), ("POST", "/v1/callbacks/secret:rotate", {}),
+        ("GET", "/v1/callbacks/settings", {}),
+        ("PUT", "/v1/callbacks/settings", {"json": {"format": "standard-webhooks"}}),
         ("GET", "/v1/workflows", {}), ("GET", "/v1/workflows/" + wf, {}),
         ("PUT", "/v1/workflows/w2", {"json": {"steps": [{"name": "n", "type": "noop"}]}}),
         ("DELETE", "/v1/workflows/" + wf, {}),

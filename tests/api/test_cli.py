@@ -60,6 +60,31 @@ def test_submit_json_array_wait(cli):
     assert m["clientReference"] == "cli-ref"
 
 
+def test_submit_csv_with_ref_column(cli):
+    import csv
+    import io
+    rows = [{"sku": "%s-%d" % (uniq("csv"), i), "title": 'Mug "%d", blue\nlarge' % i, "price": str(i)}
+            for i in range(30)]
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=["title", "sku", "price"])  # Python's own CSV writer
+    w.writeheader()
+    w.writerows(rows)
+    f = cli.tmp / "items.csv"
+    f.write_text(text.getvalue())
+    out = cli("submit", str(f), "--workflow", "noop", "--ref-column", "sku", "--wait",
+              "--client-reference", "csv-ref")
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    jid = job_id_of(out)
+    m = cli.client.get("/v1/jobs/" + jid).json()
+    assert m["status"] == "Succeeded" and m["counts"]["total"] == 30, m
+    assert m["clientReference"] == "csv-ref"
+    it = cli.client.get("/v1/jobs/%s/items/7" % jid).json()
+    assert it["ref"] == rows[7]["sku"] and it["data"] == rows[7], it
+    # a missing ref column is the server's error, shown by the CLI
+    bad = cli("submit", str(f), "--workflow", "noop", "--ref-column", "nope")
+    assert bad.returncode == 3 and "refColumn" in bad.stderr, (bad.stdout, bad.stderr)
+
+
 def test_submit_from_sample_script(cli):
     import subprocess
     import sys

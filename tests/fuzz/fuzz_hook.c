@@ -6,7 +6,9 @@
  *   0  a signature header value, parsed and verified against a fixed hook;
  *   1  a hook definition (JSON), compiled and redacted; a compiled hook then signs,
  *      verifies and splits a fixed event;
- *   2  an event body, split into items by three fixed hooks (body, path, body array).
+ *   2  an event body, split into items by three fixed hooks (body, path, body array);
+ *   3  a signature header value for the github, shopify, standard-webhooks and a
+ *      configured hmac hook (with their other headers fixed), verified.
  * Invariants (abort() on violation):
  *  - every error comes with a message, every success with sane outputs;
  *  - a parsed header's timestamp is >= 0 and it carries 1..HOOK_SIG_V1_MAX MACs, and a
@@ -17,13 +19,16 @@
  *  - hook_compile() returns 0 exactly when it returns a hook, and names a target string;
  *  - hook_redact() output never contains a secret longer than 8 bytes;
  *  - items have refs of 1..256 bytes without NUL and data that jansson parses;
- *  - the event id is "" or 1..127 printable ASCII bytes. */
+ *  - the event id is 1..127 printable ASCII bytes on success, "" on failure;
+ *  - no fuzzed signature header of another scheme verifies, and each failure names a
+ *    header and says why. */
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "engine/hook.h"
 #include "util/errors.h"
@@ -68,6 +73,8 @@ static void check_items(const struct hook *h, const char *body, size_t len, cons
             fail("failed hook_items left output or no message");
         return;
     }
+    if (elen == 0)
+        fail("successful hook_items without an event id");
     if (rc != 0 || !items || n == 0)
         fail("successful hook_items without items");
     for (size_t i = 0; i < n; i++) {
@@ -191,7 +198,7 @@ static void fuzz_definition(const char *p, size_t n)
     }
 
     if (rc == 0) {
-        if (!hook_workflow(h)[0] || !hook_signature_header(h)[0] || !hook_event_id_header(h)[0])
+        if (!hook_workflow(h)[0] || !hook_signature_header(h)[0] || !hook_scheme_name(h)[0])
             fail("empty accessor");
         const char *body = "{\"id\": \"a\", \"orders\": [{\"id\": 1}], \"meta\": {\"id\": \"e\"}}";
         check_items(h, body, strlen(body), NULL);
@@ -200,8 +207,10 @@ static void fuzz_definition(const char *p, size_t n)
         if (!secret || hook_sign(secret, 1000, body, strlen(body), hex) != 0)
             fail("sign with the first secret failed");
         snprintf(hv, sizeof hv, "t=1000,v1=%s", hex);
-        if (hook_verify(h, hv, body, strlen(body), 1000, err, sizeof err) != 0)
-            fail("own signature does not verify");
+        /* Only the stripe scheme takes this form (and uses the secret as it is). */
+        rc = hook_verify(h, hv, body, strlen(body), 1000, err, sizeof err);
+        if (strcmp(hook_scheme_name(h), "stripe") == 0 ? rc != 0 : rc != -SLUICE_E_UNAUTHORIZED)
+            fail("own signature does not verify, or a stripe header passed another scheme");
         hook_free(h);
     }
     json_decref(def);
@@ -226,6 +235,55 @@ static void fuzz_items(const char *p, size_t n)
     check_items(ha, p, n, "evt-1");
 }
 
+struct fixed_headers {
+    const char *sig_name, *sig;
+};
+
+static const char *fixed_get(void *ctx, const char *name)
+{
+    const struct fixed_headers *f = ctx;
+    if (strcasecmp(name, f->sig_name) == 0)
+        return f->sig;
+    if (strcasecmp(name, "webhook-id") == 0 || strcasecmp(name, "X-Id") == 0)
+        return "msg_1";
+    if (strcasecmp(name, "webhook-timestamp") == 0 || strcasecmp(name, "X-Ts") == 0)
+        return "1000";
+    return NULL;
+}
+
+static void fuzz_other_schemes(const char *hv)
+{
+    static struct hook *hooks[4];
+    if (!hooks[0]) {
+        hooks[0] = fixed_hook("{\"workflow\": \"w\", \"scheme\": \"github\", \"secrets\": [\"g\"],"
+                              " \"refFrom\": \"id\"}");
+        hooks[1] = fixed_hook(
+            "{\"workflow\": \"w\", \"scheme\": \"shopify\", \"secrets\": [\"" FIXED_SECRET
+            "\"], \"refFrom\": \"id\"}");
+        hooks[2] =
+            fixed_hook("{\"workflow\": \"w\", \"scheme\": \"standard-webhooks\", \"secrets\":"
+                       " [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"], \"refFrom\": \"id\"}");
+        hooks[3] = fixed_hook(
+            "{\"workflow\": \"w\", \"scheme\": \"hmac\", \"secrets\": [\"" FIXED_SECRET
+            "\"], \"refFrom\": \"id\", \"hmac\": {\"header\": \"X-Sig\", \"algorithm\":"
+            " \"sha512\", \"encoding\": \"base64\", \"prefix\": \"v=\", \"signed\": [\"id\","
+            " \"timestamp\", \"body\"], \"idHeader\": \"X-Id\", \"timestampHeader\": \"X-Ts\"}}");
+    }
+    for (size_t i = 0; i < sizeof hooks / sizeof hooks[0]; i++) {
+        struct fixed_headers f = {hook_signature_header(hooks[i]), hv};
+        char id[HOOK_EVENT_ID_SIZE], err[256], target[96];
+        int rc = hook_verify_event(hooks[i], fixed_get, &f, "{}", 2, 1000, id, err, sizeof err,
+                                   target, sizeof target);
+        if (rc != -SLUICE_E_UNAUTHORIZED)
+            fail("a fuzzed signature verified");
+        if (strcmp(target, f.sig_name) != 0 || id[0])
+            fail("a failed verification names another header or gives an id");
+        if (strncmp(err, "malformed signature header ", 27) != 0 &&
+            strcmp(err, "no signature matches") != 0)
+            fail("a failed verification says something else");
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -233,15 +291,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *rest = malloc(size);
     memcpy(rest, data + 1, size - 1);
     rest[size - 1] = '\0';
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
     case 0:
         fuzz_header(rest);
         break;
     case 1:
         fuzz_definition(rest, size - 1);
         break;
-    default:
+    case 2:
         fuzz_items(rest, size - 1);
+        break;
+    default:
+        fuzz_other_schemes(rest);
         break;
     }
     free(rest);

@@ -15,7 +15,11 @@
  *    stopping at the first that fails; the whole map fails exactly when one of them does;
  *  - after each single op that succeeds: set puts template_eval(value) at path; copy and
  *    rename put the value from "from" at path; remove leaves path absent under an
- *    object, or shortens the array by one; nothing but data changes in the context. */
+ *    object, or shortens the array by one; convert leaves a value of its type or null,
+ *    and leaves null and values of the type as they were (an integral real becomes that
+ *    integer); nothing but data changes in the context;
+ *  - convert agrees with jansson: a string that jansson reads as a value of the type
+ *    (a number, an integer, true or false) converts, to the value jansson reads. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +47,46 @@ static json_t *parent_of(json_t *root, const char *path)
     return path_getn(root, path, (size_t)(dot - path));
 }
 
+/* What jansson reads in the string v (a JSON text of the kind `to` names, nothing around
+ * it), or NULL: the oracle for convert. New reference. */
+static json_t *jansson_reads(json_t *v, const char *to)
+{
+    if (!json_is_string(v) || json_string_length(v) == 0)
+        return NULL;
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (strchr(" \t\r\n", s[0]) || strchr(" \t\r\n", s[n - 1]))
+        return NULL; /* jansson skips all JSON whitespace, convert spaces and tabs only */
+    json_error_t je;
+    json_t *j = json_loadb(s, n, JSON_DECODE_ANY, &je);
+    int kind_ok = strcmp(to, "number") == 0    ? json_is_number(j)
+                  : strcmp(to, "integer") == 0 ? json_is_integer(j)
+                                               : json_is_boolean(j);
+    if (!kind_ok) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* A successful convert: *now (at path) against old (the value before). */
+static void check_convert(const char *to, json_t *old, json_t *now)
+{
+    int typed = strcmp(to, "number") == 0    ? json_is_number(now)
+                : strcmp(to, "integer") == 0 ? json_is_integer(now)
+                                             : json_is_boolean(now);
+    if (!now || (!typed && !json_is_null(now)))
+        fail("convert left a value of another type");
+    if (json_is_string(old))
+        return;
+    if (json_is_real(old) && json_is_integer(now)) {
+        if ((double)json_integer_value(now) != json_real_value(old))
+            fail("convert changed an integral real's value");
+    } else if (!json_equal(old, now)) {
+        fail("convert changed a value that needed no conversion");
+    }
+}
+
 /* Applies one op (its JSON) alone to ctx and checks its effect. Returns map_apply()'s
  * result; on a compile error (cannot happen: the whole spec compiled) aborts. */
 static int apply_one(json_t *op, json_t *ctx)
@@ -64,12 +108,16 @@ static int apply_one(json_t *op, json_t *ctx)
         want = template_eval(json_object_get(op, "value"), before, err, sizeof err);
     else if (strcmp(kind, "copy") == 0 || strcmp(kind, "rename") == 0)
         want = json_incref(path_get(old, from));
+    const char *to = json_string_value(json_object_get(op, "to"));
+    json_t *oracle = to ? jansson_reads(path_get(old, path), to) : NULL;
 
     int rc = map_apply(m, ctx, err, sizeof err);
     json_t *now = json_object_get(ctx, "data");
     if (rc < 0) {
         if (!json_equal(ctx, before) || !err[0])
             fail("a failed op changed the context or gave no message");
+        if (oracle && strcmp(kind, "convert") == 0 && json_is_object(old))
+            fail("convert refused what jansson reads as a value of the type");
     } else {
         if (!json_is_object(now))
             fail("data is no longer an object");
@@ -80,6 +128,10 @@ static int apply_one(json_t *op, json_t *ctx)
             if (json_is_array(p) && v &&
                 json_array_size(parent_of(now, path)) + 1 != json_array_size(p))
                 fail("remove did not shorten the array by one");
+        } else if (strcmp(kind, "convert") == 0) {
+            check_convert(to, path_get(old, path), path_get(now, path));
+            if (oracle && !json_equal(oracle, path_get(now, path)))
+                fail("convert and jansson read a string differently");
         } else if (!want || !json_equal(path_get(now, path), want)) {
             fail("the op's value is not at its path");
         }
@@ -93,6 +145,7 @@ static int apply_one(json_t *op, json_t *ctx)
         json_decref(b);
     }
     json_decref(want);
+    json_decref(oracle);
     json_decref(before);
     map_free(m);
     return rc;

@@ -65,6 +65,9 @@ static const char *const routes[][2] = {
     {"GET", "/v1/jobs/{id}/events"},
     {"GET", "/v1/jobs/{id}/callbacks"},
     {"GET", "/v1/callbacks/secret"},
+    {"POST", "/v1/callbacks/secret:rotate"},
+    {"GET", "/v1/callbacks/settings"},
+    {"PUT", "/v1/callbacks/settings"},
     {"POST", "/v1/jobs/{id}:retry"},
     {"GET", "/v1/workflows"},
     {"POST", "/v1/workflows/{name}:run"},
@@ -390,7 +393,8 @@ static void check_cb_url_ok(const char *url)
         fail("callback url without an http(s) scheme and a host");
 }
 
-/* ?callbackUrl= and ?callbackEvents= values, and s as the envelope's "callback" JSON. */
+/* ?callbackUrl=, ?callbackEvents= and ?callbackFormat= values, and s as the envelope's
+ * "callback" JSON. */
 static void check_callbacks(const char *s)
 {
     char msg[200];
@@ -400,7 +404,7 @@ static void check_callbacks(const char *s)
     else if (!msg[0])
         fail("callback_url_check failed without a message");
 
-    int events = -1, want = 0, ok = 1;
+    int events = -1, format = -1, want = 0, ok = 1;
     for (const char *p = s;; p++) { /* reference: known names between commas */
         size_t n = strcspn(p, ",");
         int b = cb_bit(p, n);
@@ -414,10 +418,15 @@ static void check_callbacks(const char *s)
     int rc = callback_events_parse(s, &events, msg, sizeof msg);
     if ((rc == 0) != ok || (rc == 0 ? events != want : events != -1 || !msg[0]))
         fail("callback_events_parse disagrees with the reference");
+    int f = -1;
+    rc = callback_format_parse(s, strlen(s), &f, msg, sizeof msg);
+    if (rc == 0 ? strcmp(callback_format_name(f), s) != 0 : f != -1)
+        fail("callback_format_parse accepted another name");
 
     char *url = (char *)1, target[96];
     msg[0] = '\0';
-    rc = callback_spec_parse(s, strlen(s), &url, &events, target, sizeof target, msg, sizeof msg);
+    rc = callback_spec_parse(s, strlen(s), &url, &events, &format, target, sizeof target, msg,
+                             sizeof msg);
     if ((rc == 0) != (url != NULL))
         fail("callback_spec_parse rc and url disagree");
     if (rc < 0) {
@@ -427,7 +436,8 @@ static void check_callbacks(const char *s)
     }
     json_t *o = json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
     if (!json_is_object(o) || strcmp(json_string_value(json_object_get(o, "url")), url) != 0 ||
-        events == 0 || (events & ~STORE_CB_ALL) != 0)
+        events == 0 || (events & ~STORE_CB_ALL) != 0 || !callback_format_name(format) ||
+        (format != STORE_CB_FORMAT_DEFAULT) != (json_object_get(o, "format") != NULL))
         fail("callback_spec_parse accepted something that is not a callback object");
     check_cb_url_ok(url);
     json_decref(o);

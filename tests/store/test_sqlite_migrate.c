@@ -292,14 +292,14 @@ TEST(upgrade_from_003)
     store_close(st);
 }
 
-/* 010_ref_order: jobs from before read as ordered within the job only, and a new job
+/* 011_ref_order: jobs from before read as ordered within the job only, and a new job
  * that orders refs across jobs does not wait for them (they left no ref_tails). */
-TEST(upgrade_from_009)
+TEST(upgrade_from_010)
 {
     struct store *st = NULL;
     struct store_job j;
     struct store_claim c1, c2;
-    CHECK_EQ_INT(open_with_running_job(9, &st), 0);
+    CHECK_EQ_INT(open_with_running_job(10, &st), 0);
     CHECK_EQ_INT(store_job_get(st, "t", "job_run", &j), 1);
     CHECK_EQ_INT(j.ref_order, STORE_REF_ORDER_JOB);
     store_job_release(&j);
@@ -351,7 +351,7 @@ int main(void)
     RUN(upgrade_from_001);
     RUN(upgrade_from_002);
     RUN(upgrade_from_003);
-    RUN(upgrade_from_009);
+    RUN(upgrade_from_010);
     RUN(newer_schema_refused);
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return test_report();

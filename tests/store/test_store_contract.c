@@ -3276,9 +3276,9 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 /* ---- completion callbacks: the outbox --------------------------------------------- */
 
-/* A committed job of n items with a callback (url NULL: none). */
-static int submit_cb(const char *tenant, char job_id[STORE_ID_MAX], int n, const char *url,
-                     int events)
+/* A committed job of n items with a callback (url NULL: none) signed in format. */
+static int submit_cb_format(const char *tenant, char job_id[STORE_ID_MAX], int n, const char *url,
+                            int events, int format)
 {
     int rc;
     struct store_new_item it = {.ref = "r", .ref_len = 1, .data = "{}", .data_len = 2};
@@ -3291,9 +3291,18 @@ static int submit_cb(const char *tenant, char job_id[STORE_ID_MAX], int n, const
         if ((rc = store_job_add_items(st, job_id, &it, 1)) < 0)
             return rc;
     }
-    struct store_job_meta m = {.workflow = "wf", .callback_url = url, .callback_events = events};
+    struct store_job_meta m = {.workflow = "wf",
+                               .callback_url = url,
+                               .callback_events = events,
+                               .callback_format = format};
     rc = store_job_commit(st, job_id, &m, n, NULL);
     return rc < 0 ? rc : 0;
+}
+
+static int submit_cb(const char *tenant, char job_id[STORE_ID_MAX], int n, const char *url,
+                     int events)
+{
+    return submit_cb_format(tenant, job_id, n, url, events, STORE_CB_FORMAT_DEFAULT);
 }
 
 /* Number of deliveries of a job, [out] the first one's event and state. */
@@ -3499,6 +3508,75 @@ TEST(outbox_abandon)
     CHECK(nl == 1 && strstr(list[0].log, "TargetNotAllowed") != NULL);
     CHECK_EQ_STR(store_delivery_state_name(DELIVERY_ABANDONED), "Abandoned");
     store_deliveries_free(list, nl);
+}
+
+/* A callback's format goes with its delivery; a tenant's settings are its own, and a
+ * rotation moves the key generations in one step. */
+TEST(callback_formats_and_prefs)
+{
+    char tenant[STORE_NAME_MAX], other[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX];
+    struct store_claim c;
+    struct store_delivery *ds = NULL;
+    size_t n = 0;
+    struct store_callback_prefs p;
+    drain();
+    drain_outbox();
+    new_tenant(tenant, "cf");
+    new_tenant(other, "cfo");
+    CHECK_EQ_INT(
+        submit_cb_format(tenant, a, 1, "https://cb.example/a", 0, STORE_CB_FORMAT_STANDARD), 0);
+    CHECK_EQ_INT(submit_cb(tenant, b, 1, "https://cb.example/b", 0), 0);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 1);
+    CHECK_EQ_INT(complete_all(&c, ITEM_SUCCEEDED), 0);
+    store_claim_release(&c);
+    CHECK_EQ_INT(store_delivery_list(st, tenant, a, &ds, &n), 1);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(ds[0].format, STORE_CB_FORMAT_STANDARD);
+    store_deliveries_free(ds, n);
+    CHECK_EQ_INT(store_delivery_claim(st, 60000, 10, &ds, &n), 2); /* the claim reads it too */
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ_INT(ds[i].format, strcmp(ds[i].job_id, a) == 0 ? STORE_CB_FORMAT_STANDARD
+                                                                : STORE_CB_FORMAT_DEFAULT);
+    store_deliveries_free(ds, n);
+    drain_outbox();
+
+    CHECK_EQ_INT(store_callback_prefs_get(st, tenant, &p), 0); /* none yet: the defaults */
+    CHECK_EQ_INT(p.format, 0);
+    CHECK_EQ_INT(p.key_gen, 0);
+    CHECK_EQ_INT(p.prev_until, 0);
+    CHECK_EQ_INT(store_callback_format_set(st, tenant, STORE_CB_FORMAT_MAX + 1),
+                 -SLUICE_E_INVALID_PARAMETER);
+    CHECK_EQ_INT(store_callback_format_set(st, tenant, -1), -SLUICE_E_INVALID_PARAMETER);
+    CHECK_EQ_INT(store_callback_format_set(st, tenant, STORE_CB_FORMAT_STANDARD), 0);
+    CHECK_EQ_INT(store_callback_prefs_get(st, tenant, &p), 1);
+    CHECK_EQ_INT(p.format, STORE_CB_FORMAT_STANDARD);
+    CHECK_EQ_INT(p.key_gen, 0);
+    CHECK(p.updated_at > 0);
+
+    CHECK_EQ_INT(store_callback_key_rotate(st, tenant, 5000, &p), 0);
+    CHECK_EQ_INT(p.format, STORE_CB_FORMAT_STANDARD); /* a rotation keeps the format */
+    CHECK_EQ_INT(p.key_gen, 1);
+    CHECK_EQ_INT(p.prev_gen, 0);
+    CHECK_EQ_INT(p.prev_until, 5000);
+    CHECK_EQ_INT(store_callback_key_rotate(st, tenant, 7000, NULL), 0);
+    CHECK_EQ_INT(store_callback_format_set(st, tenant, STORE_CB_FORMAT_DEFAULT), 0);
+    CHECK_EQ_INT(store_callback_prefs_get(st, tenant, &p), 1);
+    CHECK_EQ_INT(p.format, STORE_CB_FORMAT_DEFAULT); /* ... and a format set keeps the keys */
+    CHECK_EQ_INT(p.key_gen, 2);
+    CHECK_EQ_INT(p.prev_gen, 1);
+    CHECK_EQ_INT(p.prev_until, 7000);
+
+    CHECK_EQ_INT(store_callback_prefs_get(st, other, &p), 0);        /* per tenant */
+    CHECK_EQ_INT(store_callback_key_rotate(st, other, 9000, &p), 0); /* first: creates */
+    CHECK_EQ_INT(p.key_gen, 1);
+    CHECK_EQ_INT(p.prev_gen, 0);
+    CHECK_EQ_INT(p.format, 0);
+    CHECK_EQ_INT(store_callback_prefs_get(st, tenant, &p), 1);
+    CHECK_EQ_INT(p.key_gen, 2);
+    CHECK_EQ_INT(store_callback_prefs_get(st, "", &p), -SLUICE_E_INVALID_PARAMETER);
 }
 
 /* ---- shared rate buckets and concurrency units ------------------------------------- */
@@ -3793,6 +3871,7 @@ int main(void)
     RUN(outbox_with_terminal_transition);
     RUN(outbox_claim_record);
     RUN(outbox_abandon);
+    RUN(callback_formats_and_prefs);
     RUN(stats);
     RUN(buckets_and_sems);
     RUN(silent_node_loses_leases);

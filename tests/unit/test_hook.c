@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "engine/hook.h"
 #include "testhelp.h"
@@ -68,7 +69,7 @@ TEST(compile_minimal_defaults)
     struct hook *h = compile_ok(MIN_DEF);
     CHECK_EQ_STR(hook_workflow(h), "products.upsert");
     CHECK_EQ_STR(hook_signature_header(h), "Sluice-Signature");
-    CHECK_EQ_STR(hook_event_id_header(h), "Webhook-Id");
+    CHECK_EQ_STR(hook_scheme_name(h), "stripe");
     CHECK_EQ_INT(hook_tolerance_seconds(h), 300);
     hook_free(h);
 }
@@ -82,7 +83,6 @@ TEST(compile_full)
         " \"items\": {\"from\": \"path\", \"path\": \"data.orders\"}, \"refFrom\": \"order.no\"}");
     CHECK_EQ_STR(hook_workflow(h), "orders.upsert");
     CHECK_EQ_STR(hook_signature_header(h), "X-Shop-Signature");
-    CHECK_EQ_STR(hook_event_id_header(h), "X-Event-Id");
     CHECK_EQ_INT(hook_tolerance_seconds(h), 86400);
     hook_free(h);
 }
@@ -429,14 +429,14 @@ TEST(verify_header_forms)
     }
     CHECK_EQ_INT(hook_verify(h, NULL, body, strlen(body), NOW, err, sizeof err),
                  -SLUICE_E_UNAUTHORIZED);
-    CHECK_EQ_STR(err, "missing signature header");
+    CHECK_EQ_STR(err, "missing signature header Sluice-Signature");
     char *huge = malloc(HOOK_SIG_HEADER_MAX + 100);
     memset(huge, ' ', HOOK_SIG_HEADER_MAX + 99);
     huge[HOOK_SIG_HEADER_MAX + 99] = '\0';
     int rc = hook_verify(h, huge, body, strlen(body), NOW, err, sizeof err);
     free(huge);
     CHECK_EQ_INT(rc, -SLUICE_E_UNAUTHORIZED);
-    CHECK_EQ_STR(err, "malformed signature header: too long");
+    CHECK_EQ_STR(err, "malformed signature header Sluice-Signature: too long");
     /* err may be omitted. */
     CHECK_EQ_INT(hook_verify(h, "x", body, strlen(body), NOW, NULL, 0), -SLUICE_E_UNAUTHORIZED);
     hook_free(h);
@@ -491,6 +491,330 @@ TEST(sig_parse_fields)
     CHECK_EQ_INT(sig.t, 0);
 }
 
+/* ---- schemes ------------------------------------------------------------------------ */
+
+/* A request's headers for hook_verify_event: NULL-terminated name/value pairs. */
+static const char *pairs_get(void *ctx, const char *name)
+{
+    const char *const *kv = ctx;
+    for (; kv[0]; kv += 2)
+        if (strcasecmp(kv[0], name) == 0)
+            return kv[1];
+    return NULL;
+}
+
+/* hook_verify_event over the pairs; err, target and the signed id in the globals. */
+static char g_id[HOOK_EVENT_ID_SIZE];
+static int verify_pairs(const struct hook *h, const char *const *kv, const char *body, int64_t now)
+{
+    g_err[0] = g_target[0] = '\0';
+    return hook_verify_event(h, pairs_get, (void *)kv, body, strlen(body), now, g_id, g_err,
+                             sizeof g_err, g_target, sizeof g_target);
+}
+
+TEST(compile_scheme_defaults)
+{
+    struct {
+        const char *scheme, *secret, *header;
+        int timed;
+    } cases[] = {
+        {"stripe", SECRET_A, "Sluice-Signature", 1},
+        {"github", "x", "X-Hub-Signature-256", 0},
+        {"shopify", "0123456789abcdef", "X-Shopify-Hmac-Sha256", 0},
+        {"woocommerce", "y", "X-WC-Webhook-Signature", 0},
+        {"standard-webhooks", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "webhook-signature", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char def[512];
+        snprintf(def, sizeof def,
+                 "{\"workflow\": \"w\", \"scheme\": \"%s\", \"secrets\": [\"%s\"],"
+                 " \"refFrom\": \"id\"}",
+                 cases[i].scheme, cases[i].secret);
+        struct hook *h = compile_ok(def);
+        CHECK_EQ_STR(hook_scheme_name(h), cases[i].scheme);
+        CHECK_EQ_STR(hook_signature_header(h), cases[i].header);
+        CHECK_EQ_INT(h->timed, cases[i].timed);
+        hook_free(h);
+    }
+    /* Standard Webhooks: the key is the decoded secret, with or without "whsec_". */
+    struct hook *h = compile_ok("{\"workflow\": \"w\", \"scheme\": \"standard-webhooks\","
+                                " \"secrets\": [\"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"],"
+                                " \"refFrom\": \"id\"}");
+    CHECK_EQ_INT(h->secret_len[0], 24);
+    CHECK_EQ_INT((unsigned char)h->secrets[0][0], 0x31);
+    hook_free(h);
+    /* hmac with everything set. */
+    h = compile_ok(
+        "{\"workflow\": \"w\", \"scheme\": \"hmac\", " BASE_SECRETS ","
+        " \"refFrom\": \"id\", \"toleranceSeconds\": 60, \"hmac\": {\"header\": \"X-Sig\","
+        " \"algorithm\": \"sha512\", \"encoding\": \"base64\", \"prefix\": \"s=\","
+        " \"signed\": [\"id\", \"timestamp\", \"body\"], \"separator\": \"|\","
+        " \"idHeader\": \"X-Id\", \"timestampHeader\": \"X-Ts\"}}");
+    CHECK_EQ_STR(hook_signature_header(h), "X-Sig");
+    CHECK_EQ_INT(h->mac_len, 64);
+    CHECK_EQ_INT(h->nparts, 3);
+    CHECK_EQ_INT(h->timed, 1);
+    CHECK_EQ_INT(hook_tolerance_seconds(h), 60);
+    hook_free(h);
+}
+
+TEST(compile_scheme_invalid_targets)
+{
+    struct {
+        const char *def, *target;
+    } cases[] = {
+        {"{\"workflow\": \"w\", \"scheme\": \"paypal\", " BASE_SECRETS ", \"refFrom\": \"id\"}",
+         "scheme"},
+        {"{\"workflow\": \"w\", \"scheme\": 1, " BASE_SECRETS ", \"refFrom\": \"id\"}", "scheme"},
+        {"{\"workflow\": \"w\", \"scheme\": \"github\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"signatureHeader\": \"X-A\"}",
+         "signatureHeader"},
+        {"{\"workflow\": \"w\", \"scheme\": \"shopify\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"toleranceSeconds\": 5}",
+         "toleranceSeconds"},
+        {"{\"workflow\": \"w\", \"scheme\": \"standard-webhooks\", \"secrets\": "
+         "[\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"], \"refFrom\": \"id\","
+         " \"eventIdHeader\": \"X-A\"}",
+         "eventIdHeader"},
+        {"{\"workflow\": \"w\", \"scheme\": \"stripe\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"hmac\": {\"header\": \"X\"}}",
+         "hmac"},
+        {"{\"workflow\": \"w\", \"scheme\": \"hmac\", " BASE_SECRETS ", \"refFrom\": \"id\"}",
+         "hmac"},
+        {"{\"workflow\": \"w\", \"scheme\": \"hmac\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"hmac\": {}}",
+         "hmac.header"},
+        {"{\"workflow\": \"w\", \"scheme\": \"hmac\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"hmac\": {\"header\": \"X\", \"colour\": 1}}",
+         "hmac.colour"},
+        {"{\"workflow\": \"w\", \"scheme\": \"hmac\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"hmac\": {\"header\": \"X\", \"algorithm\": \"md5\"}}",
+         "hmac.algorithm"},
+        {"{\"workflow\": \"w\", \"scheme\": \"hmac\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"hmac\": {\"header\": \"X\", \"encoding\": \"base32\"}}",
+         "hmac.encoding"},
+        {"{\"workflow\": \"w\", \"scheme\": \"hmac\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"hmac\": {\"header\": \"X\", \"signed\": [\"id\"],"
+         " \"idHeader\": \"I\"}}",
+         "hmac.signed"},
+        {"{\"workflow\": \"w\", \"scheme\": \"hmac\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"hmac\": {\"header\": \"X\", \"signed\": [\"body\", \"body\"]}}",
+         "hmac.signed[1]"},
+        {"{\"workflow\": \"w\", \"scheme\": \"hmac\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"hmac\": {\"header\": \"X\", \"signed\": [\"id\", \"body\"]}}",
+         "hmac.idHeader"},
+        {"{\"workflow\": \"w\", \"scheme\": \"hmac\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"hmac\": {\"header\": \"X\", \"timestampHeader\": \"T\"}}",
+         "hmac.timestampHeader"},
+        {"{\"workflow\": \"w\", \"scheme\": \"hmac\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"hmac\": {\"header\": \"X\"}, \"toleranceSeconds\": 5}",
+         "toleranceSeconds"},
+        {"{\"workflow\": \"w\", \"scheme\": \"hmac\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"hmac\": {\"header\": \"X\", \"separator\": \"123456789\"}}",
+         "hmac.separator"},
+        {"{\"workflow\": \"w\", \"scheme\": \"hmac\", " BASE_SECRETS
+         ", \"refFrom\": \"id\", \"hmac\": {\"header\": \"X\", \"prefix\": \"a\\nb\"}}",
+         "hmac.prefix"},
+        {"{\"workflow\": \"w\", \"scheme\": \"hmac\", \"secrets\": [\"short\"],"
+         " \"refFrom\": \"id\", \"hmac\": {\"header\": \"X\"}}",
+         "secrets[0]"},
+        {"{\"workflow\": \"w\", \"scheme\": \"github\", \"secrets\": [\"\"], \"refFrom\": \"id\"}",
+         "secrets[0]"},
+        /* Standard Webhooks: not base64, not canonical, too short once decoded. */
+        {"{\"workflow\": \"w\", \"scheme\": \"standard-webhooks\", \"secrets\": "
+         "[\"whsec_not base64 at all!!\"], \"refFrom\": \"id\"}",
+         "secrets[0]"},
+        {"{\"workflow\": \"w\", \"scheme\": \"standard-webhooks\", \"secrets\": "
+         "[\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS\"], \"refFrom\": \"id\"}",
+         "secrets[0]"},
+        {"{\"workflow\": \"w\", \"scheme\": \"standard-webhooks\", \"secrets\": "
+         "[\"whsec_MDEyMzQ1Njc4OWFiY2Rl\"], \"refFrom\": \"id\"}",
+         "secrets[0]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (!compile_fails_at(cases[i].def, cases[i].target))
+            TH_FAIL("case %zu", i);
+}
+
+TEST(verify_github_shopify_woocommerce)
+{
+    /* MACs from `printf '{"a":1}' | openssl dgst -sha256 -hmac <secret> [-binary | base64]`. */
+    const char *body = "{\"a\":1}";
+    struct hook *gh = compile_ok("{\"workflow\": \"w\", \"scheme\": \"github\", \"secrets\":"
+                                 " [\"x\"], \"refFrom\": \"a\"}");
+    const char *ok[] = {"X-Hub-Signature-256",
+                        "sha256=accbae995e395f6667565fc643f8db85feb14c1f33a931c4a6feb6ea6f85a62c",
+                        NULL};
+    CHECK_EQ_INT(verify_pairs(gh, ok, body, NOW), 0);
+    CHECK_EQ_STR(g_id, ""); /* GitHub signs no delivery id */
+    /* No timestamp: a delivery is valid whatever the clock says. */
+    CHECK_EQ_INT(verify_pairs(gh, ok, body, 0), 0);
+    CHECK_EQ_INT(verify_pairs(gh, ok, "{\"a\":2}", NOW), -SLUICE_E_UNAUTHORIZED);
+    CHECK_EQ_STR(g_err, "no signature matches");
+    CHECK_EQ_STR(g_target, "X-Hub-Signature-256");
+    const char *none[] = {"X-Other", "1", NULL};
+    CHECK_EQ_INT(verify_pairs(gh, none, body, NOW), -SLUICE_E_UNAUTHORIZED);
+    CHECK_EQ_STR(g_err, "missing signature header X-Hub-Signature-256");
+    const char *bad[] = {"accbae995e395f6667565fc643f8db85feb14c1f33a931c4a6feb6ea6f85a62c",
+                         "sha1=accbae995e395f6667565fc643f8db85feb14c1f33a931c4a6feb6ea6f85a62c",
+                         "sha256=accbae99", "sha256=", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *kv[] = {"X-Hub-Signature-256", bad[i], NULL};
+        if (verify_pairs(gh, kv, body, NOW) != -SLUICE_E_UNAUTHORIZED ||
+            strncmp(g_err, "malformed signature header X-Hub-Signature-256: expected sha256=", 64))
+            TH_FAIL("bad[%zu]: %s", i, g_err);
+    }
+    hook_free(gh);
+
+    /* Shopify and WooCommerce: base64, each in its own header. */
+    const char *b64 = "HHb7uTDTqosWM3KPriEsaMpopnUrsxm5i+b+F+hs9bg=";
+    const char *scheme[] = {"shopify", "woocommerce"};
+    const char *header[] = {"X-Shopify-Hmac-Sha256", "X-WC-Webhook-Signature"};
+    for (int i = 0; i < 2; i++) {
+        char def[200];
+        snprintf(def, sizeof def,
+                 "{\"workflow\": \"w\", \"scheme\": \"%s\", \"secrets\": [\"0123456789abcdef\"],"
+                 " \"refFrom\": \"a\"}",
+                 scheme[i]);
+        struct hook *h = compile_ok(def);
+        const char *good[] = {header[i], b64, NULL};
+        CHECK_EQ_INT(verify_pairs(h, good, body, NOW), 0);
+        /* Unpadded base64 is not the canonical form. */
+        const char *unpadded[] = {header[i], "HHb7uTDTqosWM3KPriEsaMpopnUrsxm5i+b+F+hs9bg", NULL};
+        CHECK_EQ_INT(verify_pairs(h, unpadded, body, NOW), -SLUICE_E_UNAUTHORIZED);
+        CHECK(strncmp(g_err, "malformed signature header ", 27) == 0);
+        CHECK(strstr(g_err, header[i]) != NULL);
+        /* The other provider's header is not this one's. */
+        const char *other[] = {header[1 - i], b64, NULL};
+        CHECK_EQ_INT(verify_pairs(h, other, body, NOW), -SLUICE_E_UNAUTHORIZED);
+        CHECK_EQ_STR(g_target, header[i]);
+        hook_free(h);
+    }
+}
+
+TEST(verify_standard_webhooks)
+{
+    /* The Standard Webhooks specification's example (also checked with openssl). */
+    struct hook *h = compile_ok("{\"workflow\": \"w\", \"scheme\": \"standard-webhooks\","
+                                " \"secrets\": [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"],"
+                                " \"refFrom\": \"test\"}");
+    const char *body = "{\"test\": 2432232314}";
+    const int64_t t = 1614265330;
+    const char *ok[] = {"webhook-id",
+                        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                        "webhook-timestamp",
+                        "1614265330",
+                        "webhook-signature",
+                        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+                        NULL};
+    CHECK_EQ_INT(verify_pairs(h, ok, body, t), 0);
+    CHECK_EQ_STR(g_id, "msg_p5jXN8AQM9LWM0D4loKWxJek");
+    /* Several entries, other versions ignored; any v1 may match. */
+    const char *many[] = {"webhook-id",
+                          "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                          "webhook-timestamp",
+                          "1614265330",
+                          "webhook-signature",
+                          "v1a,xyz v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= "
+                          "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+                          NULL};
+    CHECK_EQ_INT(verify_pairs(h, many, body, t), 0);
+    /* The id is signed: another id fails. */
+    const char *other_id[] = {
+        "webhook-id", "msg_other",         "webhook-timestamp",
+        "1614265330", "webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        NULL};
+    CHECK_EQ_INT(verify_pairs(h, other_id, body, t), -SLUICE_E_UNAUTHORIZED);
+    CHECK_EQ_STR(g_err, "no signature matches");
+    CHECK_EQ_STR(g_id, "");
+    /* Stale, and the timestamp is signed too. */
+    CHECK_EQ_INT(verify_pairs(h, ok, body, t + 301), -SLUICE_E_UNAUTHORIZED);
+    CHECK_EQ_STR(g_err, "signature timestamp outside the tolerance window");
+    CHECK_EQ_STR(g_target, "webhook-timestamp");
+    const char *other_t[] = {"webhook-id",
+                             "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                             "webhook-timestamp",
+                             "1614265331",
+                             "webhook-signature",
+                             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+                             NULL};
+    CHECK_EQ_INT(verify_pairs(h, other_t, body, t), -SLUICE_E_UNAUTHORIZED);
+    /* Missing and malformed headers are named. */
+    const char *no_id[] = {"webhook-timestamp", "1614265330", "webhook-signature",
+                           "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=", NULL};
+    CHECK_EQ_INT(verify_pairs(h, no_id, body, t), -SLUICE_E_UNAUTHORIZED);
+    CHECK_EQ_STR(g_err, "missing delivery id header webhook-id");
+    CHECK_EQ_STR(g_target, "webhook-id");
+    const char *no_ts[] = {"webhook-id", "m", "webhook-signature", "v1,AAAA", NULL};
+    CHECK_EQ_INT(verify_pairs(h, no_ts, body, t), -SLUICE_E_UNAUTHORIZED);
+    CHECK_EQ_STR(g_target, "webhook-signature"); /* v1,AAAA is not 32 bytes */
+    const char *bad_ts[] = {"webhook-id",
+                            "m",
+                            "webhook-timestamp",
+                            "16e8",
+                            "webhook-signature",
+                            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+                            NULL};
+    CHECK_EQ_INT(verify_pairs(h, bad_ts, body, t), -SLUICE_E_UNAUTHORIZED);
+    CHECK_EQ_STR(g_err, "malformed timestamp header webhook-timestamp: not unix seconds");
+    const char *no_v1[] = {
+        "webhook-id", "m", "webhook-timestamp", "1614265330", "webhook-signature", "v2,abc", NULL};
+    CHECK_EQ_INT(verify_pairs(h, no_v1, body, t), -SLUICE_E_UNAUTHORIZED);
+    CHECK(strncmp(g_err, "malformed signature header webhook-signature", 44) == 0);
+    hook_free(h);
+}
+
+TEST(verify_hmac_configured)
+{
+    /* sha512, base64, "s=" prefix, id|timestamp|body: from
+     * `printf 'E1|1767225600|{"a":1}' | openssl dgst -sha512 -hmac 0123456789abcdef -binary
+     * | base64`. */
+    struct hook *h = compile_ok(
+        "{\"workflow\": \"w\", \"scheme\": \"hmac\", \"secrets\": [\"0123456789abcdef\"],"
+        " \"refFrom\": \"a\", \"hmac\": {\"header\": \"X-Sig\", \"algorithm\": \"sha512\","
+        " \"encoding\": \"base64\", \"prefix\": \"s=\", \"signed\": [\"id\", \"timestamp\","
+        " \"body\"], \"separator\": \"|\", \"idHeader\": \"X-Id\", \"timestampHeader\": "
+        "\"X-Ts\"}}");
+    const char *body = "{\"a\":1}";
+    const char *ok[] = {"X-Sig",
+                        "s=TixojVsz6adzm1TjXFMXoVrRrR53pjs3TL9Bvn2Ix3axjUsRczURsAT/qxsphYjrf+G/"
+                        "1P5rFKXgqjR7FBMntA==",
+                        "X-Id",
+                        "E1",
+                        "X-Ts",
+                        "1767225600",
+                        NULL};
+    CHECK_EQ_INT(verify_pairs(h, ok, body, NOW), 0);
+    CHECK_EQ_STR(g_id, "E1");
+    CHECK_EQ_INT(verify_pairs(h, ok, body, NOW + 301), -SLUICE_E_UNAUTHORIZED);
+    CHECK_EQ_STR(g_target, "X-Ts");
+    const char *other_id[] = {"X-Sig",
+                              "s=TixojVsz6adzm1TjXFMXoVrRrR53pjs3TL9Bvn2Ix3axjUsRczURsAT/"
+                              "qxsphYjrf+G/1P5rFKXgqjR7FBMntA==",
+                              "X-Id",
+                              "E2",
+                              "X-Ts",
+                              "1767225600",
+                              NULL};
+    CHECK_EQ_INT(verify_pairs(h, other_id, body, NOW), -SLUICE_E_UNAUTHORIZED);
+    hook_free(h);
+
+    /* sha1, hex (either case), body only, no prefix: from
+     * `printf '{"a":1}' | openssl dgst -sha1 -hmac 0123456789abcdef`. */
+    h = compile_ok(
+        "{\"workflow\": \"w\", \"scheme\": \"hmac\", \"secrets\": [\"0123456789abcdef\"],"
+        " \"refFrom\": \"a\", \"hmac\": {\"header\": \"X-Sig\", \"algorithm\": \"sha1\"}}");
+    const char *sha1[] = {"X-Sig", "1f377045343467ecf983c70129426674b8f88e69", NULL};
+    CHECK_EQ_INT(verify_pairs(h, sha1, body, NOW), 0);
+    const char *upper[] = {"X-Sig", " 1F377045343467ECF983C70129426674B8F88E69 ", NULL};
+    CHECK_EQ_INT(verify_pairs(h, upper, body, NOW), 0);
+    const char *sha256[] = {
+        "X-Sig", "accbae995e395f6667565fc643f8db85feb14c1f33a931c4a6feb6ea6f85a62c", NULL};
+    CHECK_EQ_INT(verify_pairs(h, sha256, body, NOW), -SLUICE_E_UNAUTHORIZED);
+    CHECK_EQ_STR(g_err, "malformed signature header X-Sig: expected <hex of 20 bytes>");
+    hook_free(h);
+}
+
 /* ---- items -------------------------------------------------------------------------- */
 
 struct items_run {
@@ -521,7 +845,8 @@ TEST(items_body_is_one_item)
     CHECK_EQ_INT(r.items[0].ref_len, 2);
     CHECK_EQ_STR(r.items[0].data, "{\"id\":\"p1\",\"name\":\"Lamp\",\"tags\":[1,2.5,null]}");
     CHECK_EQ_INT(r.items[0].data_len, strlen(r.items[0].data));
-    CHECK_EQ_STR(r.event_id, "");
+    /* Nothing names the event: the body's hash does. */
+    CHECK(strncmp(r.event_id, "sha256:", 7) == 0 && strlen(r.event_id) == 7 + 64);
     hook_items_free(r.items, r.n);
     hook_free(h);
 }
@@ -714,8 +1039,12 @@ TEST(items_event_id)
     struct hook *h = compile_ok("{\"workflow\": \"w\", " BASE_SECRETS ", \"refFrom\": \"id\","
                                 " \"eventIdFrom\": \"meta.event\"}");
     struct items_run r;
-    /* From the header, which wins over the payload. */
+    /* The payload wins over a signed delivery id, which is used when the payload has none. */
     run_items(h, "{\"id\": 1, \"meta\": {\"event\": \"evt_payload\"}}", "evt_header", &r);
+    CHECK_EQ_INT(r.rc, 0);
+    CHECK_EQ_STR(r.event_id, "evt_payload");
+    hook_items_free(r.items, r.n);
+    run_items(h, "{\"id\": 1, \"meta\": {}}", "evt_header", &r);
     CHECK_EQ_INT(r.rc, 0);
     CHECK_EQ_STR(r.event_id, "evt_header");
     hook_items_free(r.items, r.n);
@@ -728,10 +1057,10 @@ TEST(items_event_id)
     CHECK_EQ_INT(r.rc, 0);
     CHECK_EQ_STR(r.event_id, "123456");
     hook_items_free(r.items, r.n);
-    /* Absent: "" (no replay detection). */
+    /* Absent: the body's hash. */
     run_items(h, "{\"id\": 1}", NULL, &r);
     CHECK_EQ_INT(r.rc, 0);
-    CHECK_EQ_STR(r.event_id, "");
+    CHECK(strncmp(r.event_id, "sha256:", 7) == 0);
     hook_items_free(r.items, r.n);
     /* Present but unusable. */
     run_items(h, "{\"id\": 1, \"meta\": {\"event\": [1]}}", NULL, &r);
@@ -755,19 +1084,23 @@ TEST(items_event_id)
     run_items(h, "{\"id\": 1}", id, &r);
     CHECK_EQ_INT(r.rc, -SLUICE_E_INVALID_REQUEST);
     CHECK_EQ_STR(r.event_id, "");
-    run_items(h, "{\"id\": 1}", "", &r);
-    CHECK_EQ_INT(r.rc, -SLUICE_E_INVALID_REQUEST);
+    run_items(h, "{\"id\": 1}", "", &r); /* "": none */
+    CHECK_EQ_INT(r.rc, 0);
+    CHECK(strncmp(r.event_id, "sha256:", 7) == 0);
+    hook_items_free(r.items, r.n);
     run_items(h, "{\"id\": 1}", "a\x01", &r);
     CHECK_EQ_INT(r.rc, -SLUICE_E_INVALID_REQUEST);
     run_items(h, "{\"id\": 1}", "caf\xc3\xa9", &r);
     CHECK_EQ_INT(r.rc, -SLUICE_E_INVALID_REQUEST);
     hook_free(h);
 
-    /* No eventIdFrom and no header: "". */
+    /* No eventIdFrom and no signed id: "sha256:" and the body's hash, from
+     * `printf '{"id": 1, "event": "e"}' | sha256sum`. */
     h = compile_ok(MIN_DEF);
     run_items(h, "{\"id\": 1, \"event\": \"e\"}", NULL, &r);
     CHECK_EQ_INT(r.rc, 0);
-    CHECK_EQ_STR(r.event_id, "");
+    CHECK_EQ_STR(r.event_id,
+                 "sha256:2ae0087e4abc2de4dfeefc516267199208f7a22fc7cdc4be2280aefea20a9b93");
     hook_items_free(r.items, r.n);
     hook_free(h);
 }
@@ -815,6 +1148,11 @@ int main(void)
     RUN(verify_header_forms);
     RUN(verify_tampered_body);
     RUN(sig_parse_fields);
+    RUN(compile_scheme_defaults);
+    RUN(compile_scheme_invalid_targets);
+    RUN(verify_github_shopify_woocommerce);
+    RUN(verify_standard_webhooks);
+    RUN(verify_hmac_configured);
     RUN(items_free_null);
     RUN(items_body_is_one_item);
     RUN(items_body_array_is_the_items);

@@ -889,6 +889,99 @@ TEST(map_apply_errors_keep_data)
     json_decref(ctx);
 }
 
+/* One convert op on {"v": <value_text>}: the new value as compact JSON, or "ERR <message>". */
+static const char *convert_one(const char *to, const char *value_text)
+{
+    static char out[4200];
+    char err[256], spec[128], ctxt[1024];
+    snprintf(spec, sizeof spec,
+             "{\"ops\": [{\"op\": \"convert\", \"path\": \"v\", \"to\": \"%s\"}]}", to);
+    snprintf(ctxt, sizeof ctxt, "{\"data\": {\"v\": %s}}", value_text);
+    json_t *ctx = J(ctxt);
+    if (map_run(spec, ctx, err, sizeof err) < 0)
+        snprintf(out, sizeof out, "ERR %s", err);
+    else
+        snprintf(out, sizeof out, "%s", D(json_object_get(json_object_get(ctx, "data"), "v")));
+    json_decref(ctx);
+    return out;
+}
+
+#define NOT_A_NUMBER " is not a number (write it as in JSON: 12.5, -3, 1e6)"
+
+TEST(map_convert)
+{
+    /* {to, the value as JSON, what it becomes or "ERR <message>"; "ERR" alone: any error} */
+    static const char *const cases[][3] = {
+        /* number: JSON's spelling; integers that fit int64 stay integers */
+        {"number", "\"12.5\"", "12.5"},
+        {"number", "\"-3\"", "-3"},
+        {"number", "\" 42\\t\"", "42"},
+        {"number", "\"1e6\"", "1000000.0"},
+        {"number", "\"0.5E-2\"", "0.005"},
+        {"number", "\"99999999999999999999\"", "1e20"},
+        {"number", "\"12,5\"", "ERR ops[0] (convert): v: \"12,5\"" NOT_A_NUMBER},
+        {"number", "\"+1\"", "ERR"},
+        {"number", "\"007\"", "ERR"},
+        {"number", "\"NaN\"", "ERR"},
+        {"number", "\"1.\"", "ERR"},
+        {"number", "\".5\"", "ERR"},
+        {"number", "\"1e\"", "ERR"},
+        {"number", "\"-\"", "ERR"},
+        {"number", "\"1 2\"", "ERR"},
+        {"number", "\"1e999\"", "ERR ops[0] (convert): v: \"1e999\" is too large for a number"},
+        /* integer */
+        {"integer", "\"-9223372036854775808\"", "-9223372036854775808"},
+        {"integer", "\"9223372036854775808\"",
+         "ERR ops[0] (convert): v: \"9223372036854775808\" is outside the 64-bit integer range"},
+        {"integer", "\"12.0\"", "ERR ops[0] (convert): v: \"12.0\" is not an integer"},
+        {"integer", "12.0", "12"},
+        {"integer", "12.5", "ERR ops[0] (convert): v: 12.5 is not an integer"},
+        {"integer", "7", "7"},
+        /* boolean */
+        {"boolean", "\"TRUE\"", "true"},
+        {"boolean", "\"False\"", "false"},
+        {"boolean", "\"1\"", "true"},
+        {"boolean", "\" 0 \"", "false"},
+        {"boolean", "true", "true"},
+        {"boolean", "\"yes\"",
+         "ERR ops[0] (convert): v: \"yes\" is not a boolean (true, false, 1 or 0)"},
+        {"boolean", "1",
+         "ERR ops[0] (convert): v is a number, which does not convert to a boolean"},
+        /* empty and null: null; other kinds fail; a long value is cut in the message */
+        {"number", "\"\"", "null"},
+        {"boolean", "\"  \"", "null"},
+        {"integer", "null", "null"},
+        {"number", "[1]",
+         "ERR ops[0] (convert): v is an array, which does not convert to a number"},
+        {"integer", "{}",
+         "ERR ops[0] (convert): v is an object, which does not convert to an integer"},
+        {"number", "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"",
+         "ERR ops[0] (convert): v: \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\"" NOT_A_NUMBER},
+        {"number", "\"\\u0000\"", "ERR ops[0] (convert): v: \"\"" NOT_A_NUMBER},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = convert_one(cases[i][0], cases[i][1]);
+        if (strcmp(cases[i][2], "ERR") == 0)
+            CHECK(strncmp(got, "ERR ", 4) == 0);
+        else
+            CHECK_EQ_STR(got, cases[i][2]);
+    }
+
+    /* a missing path fails; a nested path converts in place; later ops see the result */
+    char err[256];
+    json_t *ctx = J("{\"data\": {\"p\": {\"q\": \"5\"}}}");
+    CHECK_EQ_INT(map_run("{\"ops\": [{\"op\": \"convert\", \"path\": \"p.q\", \"to\": \"integer\"},"
+                         " {\"op\": \"set\", \"path\": \"r\", \"value\": \"{{data.p.q}}\"}]}",
+                         ctx, err, sizeof err),
+                 0);
+    CHECK_EQ_STR(D(json_object_get(ctx, "data")), "{\"p\":{\"q\":5},\"r\":5}");
+    CHECK_EQ_INT(map_run("{\"ops\": [{\"op\": \"convert\", \"path\": \"zz\", \"to\": \"number\"}]}",
+                         ctx, err, sizeof err),
+                 -1);
+    CHECK_EQ_STR(err, "ops[0] (convert): zz is missing");
+    json_decref(ctx);
+}
+
 static const char *map_compile_error(const char *spec_text)
 {
     static char out[512];
@@ -916,9 +1009,10 @@ TEST(map_compile_errors_with_where)
                  "ops[1]: an op must be an object");
     CHECK_EQ_STR(map_compile_error("{\"ops\": [{\"path\": \"a\"}]}"), "ops[0].op: op is required");
     CHECK_EQ_STR(map_compile_error("{\"ops\": [{\"op\": \"move\", \"path\": \"a\"}]}"),
-                 "ops[0].op: unknown op \"move\" (expected set, copy, rename or remove)");
-    CHECK_EQ_STR(map_compile_error("{\"ops\": [{\"op\": 1, \"path\": \"a\"}]}"),
-                 "ops[0].op: unknown op (not a string) (expected set, copy, rename or remove)");
+                 "ops[0].op: unknown op \"move\" (expected set, copy, rename, remove or convert)");
+    CHECK_EQ_STR(
+        map_compile_error("{\"ops\": [{\"op\": 1, \"path\": \"a\"}]}"),
+        "ops[0].op: unknown op (not a string) (expected set, copy, rename, remove or convert)");
     CHECK_EQ_STR(map_compile_error("{\"ops\": [{\"op\": \"remove\", \"path\": \"a\"},"
                                    " {\"op\": \"set\", \"path\": \"x\", \"value\": 1},"
                                    " {\"op\": \"copy\", \"from\": \"a\", \"path\": \"b..c\"}]}"),
@@ -933,6 +1027,17 @@ TEST(map_compile_errors_with_where)
                  "ops[0].from: unknown member \"from\" for op set");
     CHECK_EQ_STR(map_compile_error("{\"ops\": [{\"op\": \"set\", \"path\": \"b\"}]}"),
                  "ops[0].value: value is required");
+    CHECK_EQ_STR(map_compile_error("{\"ops\": [{\"op\": \"convert\", \"path\": \"b\"}]}"),
+                 "ops[0].to: to is required (number, integer or boolean)");
+    CHECK_EQ_STR(
+        map_compile_error("{\"ops\": [{\"op\": \"convert\", \"path\": \"b\", \"to\": \"float\"}]}"),
+        "ops[0].to: to must be \"number\", \"integer\" or \"boolean\"");
+    CHECK_EQ_STR(map_compile_error("{\"ops\": [{\"op\": \"convert\", \"path\": \"b\", \"to\": "
+                                   "\"number\", \"from\": \"a\"}]}"),
+                 "ops[0].from: unknown member \"from\" for op convert");
+    CHECK_EQ_STR(map_compile_error("{\"ops\": [{\"op\": \"copy\", \"from\": \"a\", \"path\": \"b\","
+                                   " \"to\": \"number\"}]}"),
+                 "ops[0].to: unknown member \"to\" for op copy");
     CHECK_EQ_STR(map_compile_error("{\"ops\": [{\"op\": \"remove\", \"path\": 5}]}"),
                  "ops[0].path: path must be a string");
     CHECK_EQ_STR(map_compile_error("{\"ops\": [{\"op\": \"set\", \"path\": \"b\","
@@ -1236,6 +1341,7 @@ int main(void)
     RUN(map_each_op);
     RUN(map_chained_ops_and_typed_values);
     RUN(map_apply_errors_keep_data);
+    RUN(map_convert);
     RUN(map_compile_errors_with_where);
     RUN(template_json_len_bounds);
     RUN(template_render_within_budget);

@@ -6,6 +6,7 @@
 
 #include "spec/workflow.h"
 #include "testhelp.h"
+#include "util/base64.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/cursor.h"
@@ -104,7 +105,24 @@ TEST(clock_formats_rfc3339)
     char ts[25];
     CHECK_EQ_STR(clock_fmt_ms(0, ts), "1970-01-01T00:00:00.000Z");
     CHECK_EQ_STR(clock_fmt_ms(1764455329123LL, ts), "2025-11-29T22:28:49.123Z");
+    CHECK_EQ_STR(clock_fmt_ms(951782400007LL, ts), "2000-02-29T00:00:00.007Z"); /* leap day */
+    CHECK_EQ_STR(clock_fmt_ms(253402300799999LL, ts), "9999-12-31T23:59:59.999Z");
     CHECK(clock_mono_ns() > 0);
+}
+
+TEST(buf_writes_integers_without_printf)
+{
+    static const long long v[] = {
+        0, 7, -7, 10, 1234567890123LL, -9223372036854775807LL - 1, 9223372036854775807LL};
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        struct buf b = BUF_INIT;
+        char want[32];
+        snprintf(want, sizeof want, "%lld", v[i]);
+        buf_puts(&b, "x");
+        buf_put_i64(&b, v[i]);
+        CHECK_EQ_STR(b.data + 1, want);
+        buf_release(&b);
+    }
 }
 
 TEST(error_table_lookups)
@@ -181,6 +199,29 @@ TEST(workflow_names_resolve)
     CHECK(!wfdef_name_valid(""));
 }
 
+TEST(base64_decodes_canonical_only)
+{
+    unsigned char out[16];
+    size_t n = 99;
+    CHECK_EQ_INT(base64_decode("", 0, out, sizeof out, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK_EQ_INT(base64_decode("Zm9vYmFy", 8, out, sizeof out, &n), 0);
+    CHECK(n == 6 && memcmp(out, "foobar", 6) == 0);
+    CHECK_EQ_INT(base64_decode("Zm9vYg==", 8, out, sizeof out, &n), 0);
+    CHECK(n == 4 && memcmp(out, "foob", 4) == 0);
+    CHECK_EQ_INT(base64_decode("Zm9vYmE=", 8, out, sizeof out, &n), 0);
+    CHECK(n == 5 && memcmp(out, "fooba", 5) == 0);
+    CHECK_EQ_INT(base64_decode("+/+/", 4, out, sizeof out, &n), 0);
+    CHECK(n == 3 && out[0] == 0xfb && out[1] == 0xff && out[2] == 0xbf);
+    /* Not canonical: no padding, padding inside, URL alphabet, whitespace, non-zero
+     * padding bits, '=' alone; and a result larger than the room. */
+    const char *bad[] = {"Zm9vYg", "Zg=v", "-_-_", "Zm9v Zg==", "Zh==", "Zm9=", "====", "A==="};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (base64_decode(bad[i], strlen(bad[i]), out, sizeof out, &n) != -1)
+            TH_FAIL("bad[%zu] \"%s\" decoded", i, bad[i]);
+    CHECK_EQ_INT(base64_decode("Zm9vYmFy", 8, out, 5, &n), -1);
+}
+
 int main(void)
 {
     RUN(buf_grows_and_detaches);
@@ -189,8 +230,10 @@ int main(void)
     RUN(url_decode_and_encode);
     RUN(ids_are_random_and_well_formed);
     RUN(clock_formats_rfc3339);
+    RUN(buf_writes_integers_without_printf);
     RUN(error_table_lookups);
     RUN(cursors_are_sealed_per_tag);
     RUN(workflow_names_resolve);
+    RUN(base64_decodes_canonical_only);
     return test_report();
 }

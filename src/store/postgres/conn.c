@@ -503,4 +503,7 @@ const struct store_ops store_postgres_ops = {
     .delivery_record = pg_delivery_record,
     .delivery_list = pg_delivery_list,
     .setting_ensure = pg_setting_ensure,
+    .callback_prefs_get = pg_callback_prefs_get,
+    .callback_format_set = pg_callback_format_set,
+    .callback_key_rotate = pg_callback_key_rotate,
 };

@@ -150,9 +150,10 @@ static int job_save(void *conn, const struct rules_jobrow *r, int64_t now)
     pg_param_i64(&q, now);
     rc =
         pg_exec(c,
-                "INSERT INTO outbox(id, jid, tenant, job_id, event, url, next_at, created_at, "
-                "updated_at) SELECT 'dlv_' || substr(md5(random()::text || clock_timestamp()::text "
-                "|| jid::text), 1, 24), jid, tenant, id, $2, callback_url, $4, $4, $4 FROM jobs "
+                "INSERT INTO outbox(id, jid, tenant, job_id, event, url, format, next_at, "
+                "created_at, updated_at) SELECT 'dlv_' || substr(md5(random()::text || "
+                "clock_timestamp()::text || jid::text), 1, 24), jid, tenant, id, $2, callback_url, "
+                "callback_format, $4, $4, $4 FROM jobs "
                 "WHERE jid = $1 AND callback_url IS NOT NULL AND (callback_events & $3::int) <> 0 "
                 "ON CONFLICT DO NOTHING",
                 &q, NULL);
@@ -427,13 +428,15 @@ static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, i
                  m->callback_url ? (m->callback_events ? m->callback_events : STORE_CB_ALL) : 0);
     pg_param_i64(&p, m->priority);
     pg_param_str(&p, m->uses && *m->uses ? m->uses : NULL);
+    pg_param_i64(&p, m->callback_url ? m->callback_format : 0);
     pg_param_i64(&p, m->ref_order);
     int rc =
         pg_exec(conn,
                 "UPDATE jobs SET status = 1, workflow = $2, client_reference = $3, total = $4, "
                 "pending = $4, updated_at = $5, workflow_version = $6, "
                 "id = coalesce($7::text, id), callback_url = $8, callback_events = $9, "
-                "priority = $10, uses = $11, ref_order = $12 WHERE jid = $1",
+                "priority = $10, uses = $11, callback_format = $12, ref_order = $13 "
+                "WHERE jid = $1",
                 &p, NULL);
     if (rc < 0)
         return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */

@@ -181,3 +181,81 @@ int pg_setting_ensure(void *impl, const char *name, const char *value, char **ou
     int rc = pg_run_tx(impl, setting_ensure_body, rules_keys_undo, &x);
     return rules_setting_done(&x, rc, out);
 }
+
+/* ---- callback settings (store_callback_prefs_get, _format_set, _key_rotate) ----- */
+
+/* The query's one row (if any) into x->prefs: 1 found, 0 not. */
+static int cb_prefs_row(struct conn *c, const char *sql, struct pg_params *p,
+                        struct rules_keys_ctx *x)
+{
+    PGresult *r;
+    int rc = pg_exec(c, sql, p, &r);
+    if (rc < 0)
+        return rc;
+    if (rc > 0)
+        rules_callback_prefs_read(&pg_cols, &(struct pg_row){r, 0}, x->prefs);
+    PQclear(r);
+    return rc > 0 ? 1 : 0;
+}
+
+static int cb_prefs_get_body(struct conn *c, void *vctx)
+{
+    struct rules_keys_ctx *x = vctx;
+    struct pg_params p = {0};
+    pg_param_str(&p, x->tenant);
+    return cb_prefs_row(c, "SELECT " CALLBACK_PREFS_COLS " FROM callback_prefs WHERE tenant = $1",
+                        &p, x);
+}
+
+int pg_callback_prefs_get(void *impl, const char *tenant, struct store_callback_prefs *out)
+{
+    struct rules_keys_ctx x = {.tenant = tenant, .prefs = out};
+    return pg_run_tx(impl, cb_prefs_get_body, NULL, &x);
+}
+
+static int cb_format_set_body(struct conn *c, void *vctx)
+{
+    struct rules_keys_ctx *x = vctx;
+    struct pg_params p = {0};
+    pg_param_str(&p, x->tenant);
+    pg_param_i64(&p, x->format);
+    pg_param_i64(&p, c->now);
+    int rc = pg_exec(c,
+                     "INSERT INTO callback_prefs(tenant, format, updated_at) VALUES($1, $2, $3) "
+                     "ON CONFLICT(tenant) DO UPDATE SET format = excluded.format, "
+                     "updated_at = excluded.updated_at",
+                     &p, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+int pg_callback_format_set(void *impl, const char *tenant, int format)
+{
+    struct rules_keys_ctx x = {.tenant = tenant, .format = format};
+    return pg_run_tx(impl, cb_format_set_body, NULL, &x);
+}
+
+/* One statement, so two rotations at once both count (the row lock orders them); every
+ * right-hand side reads the row as it was: prev_gen takes the old key_gen. */
+static int cb_key_rotate_body(struct conn *c, void *vctx)
+{
+    struct rules_keys_ctx *x = vctx;
+    struct pg_params p = {0};
+    pg_param_str(&p, x->tenant);
+    pg_param_i64(&p, x->until);
+    pg_param_i64(&p, c->now);
+    int rc = cb_prefs_row(c,
+                          "INSERT INTO callback_prefs AS cp(tenant, key_gen, prev_gen, prev_until, "
+                          "updated_at) VALUES($1, 1, 0, $2, $3) ON CONFLICT(tenant) DO UPDATE "
+                          "SET prev_gen = cp.key_gen, key_gen = cp.key_gen + 1, "
+                          "prev_until = excluded.prev_until, updated_at = excluded.updated_at "
+                          "RETURNING " CALLBACK_PREFS_COLS,
+                          &p, x);
+    return rc < 0 ? rc : (rc == 1 ? 0 : -SLUICE_E_INTERNAL);
+}
+
+int pg_callback_key_rotate(void *impl, const char *tenant, int64_t prev_until,
+                           struct store_callback_prefs *out)
+{
+    struct rules_keys_ctx x = {.tenant = tenant, .until = prev_until, .prefs = out};
+    return pg_run_tx(impl, cb_key_rotate_body, NULL, &x);
+}

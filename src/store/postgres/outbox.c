@@ -34,7 +34,7 @@ static int delivery_claim_body(struct conn *c, void *vctx)
         if ((rc = rules_delivery_lease(d, c->now, x->lease_ms, &until)) < 0)
             break;
         struct pg_params q = {0};
-        pg_param_i64(&q, pg_col_i64(r, i, 10));
+        pg_param_i64(&q, pg_col_i64(r, i, DELIVERY_NCOLS));
         pg_param_i64(&q, until);
         pg_param_str(&q, d->token);
         if ((rc = pg_exec(c, "UPDATE outbox SET lease_until = $2, token = $3 WHERE did = $1", &q,

@@ -197,6 +197,10 @@ int pg_key_revoke(void *impl, const char *key_id);
 int pg_tenant_set_weight(void *impl, const char *tenant, int weight);
 int pg_tenant_load(void *impl, const char *tenant, int64_t *open_jobs, int64_t *pending);
 int pg_setting_ensure(void *impl, const char *name, const char *value, char **out);
+int pg_callback_prefs_get(void *impl, const char *tenant, struct store_callback_prefs *out);
+int pg_callback_format_set(void *impl, const char *tenant, int format);
+int pg_callback_key_rotate(void *impl, const char *tenant, int64_t prev_until,
+                           struct store_callback_prefs *out);
 
 /* items.c */
 int pg_item_get(void *impl, const char *tenant, const char *job_id, int64_t index,

@@ -253,10 +253,25 @@ static const char *const m004[] = {
     NULL,
 };
 
-/* Migration 005_ref_order: same-ref order across the jobs of a tenant's workflow,
+/* Migration 005_callback_formats: how a callback is signed, kept with the job and
+ * copied to its delivery; each tenant's default format and signing key generations. */
+static const char *const m005[] = {
+    "ALTER TABLE jobs ADD COLUMN callback_format int NOT NULL DEFAULT 0",
+    "ALTER TABLE outbox ADD COLUMN format int NOT NULL DEFAULT 0",
+    "CREATE TABLE callback_prefs("
+    "  tenant text COLLATE \"C\" PRIMARY KEY,"
+    "  format int NOT NULL DEFAULT 0,"
+    "  key_gen bigint NOT NULL DEFAULT 0,"
+    "  prev_gen bigint NOT NULL DEFAULT 0,"
+    "  prev_until bigint NOT NULL DEFAULT 0,"
+    "  updated_at bigint NOT NULL)",
+    NULL,
+};
+
+/* Migration 006_ref_order: same-ref order across the jobs of a tenant's workflow,
  * opted into by the workflow (REF ORDER in store.h; ref_tails and ref_waits as in
  * sqlite/schema.c, keyed by (jid, idx) here); nothing is written for other jobs. */
-static const char *const m005[] = {
+static const char *const m006[] = {
     "ALTER TABLE jobs ADD COLUMN ref_order int NOT NULL DEFAULT 0",
     "CREATE TABLE ref_tails("
     "  tenant text COLLATE \"C\" NOT NULL,"
@@ -277,7 +292,7 @@ static const char *const m005[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {m001, m002, m003, m004, m005};
+static const char *const *const migrations[] = {m001, m002, m003, m004, m005, m006};
 
 /* ---- applying them -------------------------------------------------------------- */
 

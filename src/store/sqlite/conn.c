@@ -546,4 +546,7 @@ const struct store_ops store_sqlite_ops = {
     .delivery_record = sq_delivery_record,
     .delivery_list = sq_delivery_list,
     .setting_ensure = sq_setting_ensure,
+    .callback_prefs_get = sq_callback_prefs_get,
+    .callback_format_set = sq_callback_format_set,
+    .callback_key_rotate = sq_callback_key_rotate,
 };

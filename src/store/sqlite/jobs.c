@@ -115,9 +115,10 @@ SQ_SQL(sql_job_save, "UPDATE jobs SET status = ?2, outcome = ?3, error_code = ?4
                      "updated_at = ?19 WHERE jid = ?1");
 /* One delivery per job (UNIQUE jid): OR IGNORE makes a repeated save of a terminal
  * job harmless. ?2 the event, ?3 its STORE_CB_* bit, ?4 now. */
-SQ_SQL(sql_outbox_add, "INSERT OR IGNORE INTO outbox(id, jid, tenant, job_id, event, url, next_at, "
-                       "created_at, updated_at) SELECT 'dlv_' || lower(hex(randomblob(12))), jid, "
-                       "tenant, id, ?2, callback_url, ?4, ?4, ?4 FROM jobs WHERE jid = ?1 "
+SQ_SQL(sql_outbox_add, "INSERT OR IGNORE INTO outbox(id, jid, tenant, job_id, event, url, format, "
+                       "next_at, created_at, updated_at) SELECT 'dlv_' || "
+                       "lower(hex(randomblob(12))), jid, tenant, id, ?2, callback_url, "
+                       "callback_format, ?4, ?4, ?4 FROM jobs WHERE jid = ?1 "
                        "AND callback_url IS NOT NULL AND (callback_events & ?3) <> 0");
 
 /* Writes the job row back; when the job is terminal, also queues its completion
@@ -393,7 +394,8 @@ static int idem_insert(void *conn, int64_t jid, const struct store_job_meta *m, 
 SQ_SQL(sql_job_commit, "UPDATE jobs SET status = 1, workflow = ?2, client_reference = ?3, "
                        "total = ?4, pending = ?4, updated_at = ?5, workflow_version = ?6, "
                        "id = coalesce(?7, id), callback_url = ?8, callback_events = ?9, "
-                       "priority = ?10, uses = ?11, ref_order = ?12 WHERE jid = ?1");
+                       "priority = ?10, uses = ?11, callback_format = ?12, ref_order = ?13 "
+                       "WHERE jid = ?1");
 
 static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, int64_t total,
                       int64_t now)
@@ -414,7 +416,8 @@ static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, i
         s, 9, m->callback_url ? (m->callback_events ? m->callback_events : STORE_CB_ALL) : 0);
     sqlite3_bind_int(s, 10, m->priority);
     sq_bind_str(s, 11, m->uses && *m->uses ? m->uses : NULL);
-    sqlite3_bind_int(s, 12, m->ref_order);
+    sqlite3_bind_int(s, 12, m->callback_url ? m->callback_format : 0);
+    sqlite3_bind_int(s, 13, m->ref_order);
     if ((rc = sq_step(s)) < 0)
         return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
     if (m->idem_key && (rc = idem_insert(conn, jid, m, now)) < 0)

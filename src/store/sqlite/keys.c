@@ -202,3 +202,79 @@ int sq_setting_ensure(void *impl, const char *name, const char *value, char **ou
     int rc = sq_run_tx(impl, TX_WRITE, setting_ensure_body, rules_keys_undo, &x);
     return rules_setting_done(&x, rc, out);
 }
+
+/* ---- callback settings (store_callback_prefs_get, _format_set, _key_rotate) ----- */
+
+SQ_SQL(sql_cb_prefs_get, "SELECT " CALLBACK_PREFS_COLS " FROM callback_prefs WHERE tenant = ?1");
+SQ_SQL(sql_cb_format_set, "INSERT INTO callback_prefs(tenant, format, updated_at) "
+                          "VALUES(?1, ?2, ?3) ON CONFLICT(tenant) DO UPDATE SET "
+                          "format = excluded.format, updated_at = excluded.updated_at");
+/* Every right-hand side reads the row as it was: prev_gen takes the old key_gen. */
+SQ_SQL(sql_cb_key_rotate, "INSERT INTO callback_prefs(tenant, key_gen, prev_gen, prev_until, "
+                          "updated_at) VALUES(?1, 1, 0, ?2, ?3) ON CONFLICT(tenant) DO UPDATE "
+                          "SET prev_gen = key_gen, key_gen = key_gen + 1, "
+                          "prev_until = excluded.prev_until, updated_at = excluded.updated_at");
+
+static int cb_prefs_get_body(struct sq_conn *c, void *vctx)
+{
+    struct rules_keys_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_cb_prefs_get, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, x->tenant);
+    rc = sq_step(s);
+    if (rc == 1)
+        rules_callback_prefs_read(&sq_cols, s, x->prefs);
+    sqlite3_reset(s);
+    return rc;
+}
+
+int sq_callback_prefs_get(void *impl, const char *tenant, struct store_callback_prefs *out)
+{
+    struct rules_keys_ctx x = {.tenant = tenant, .prefs = out};
+    return sq_run_tx(impl, TX_READ, cb_prefs_get_body, NULL, &x);
+}
+
+static int cb_format_set_body(struct sq_conn *c, void *vctx)
+{
+    struct rules_keys_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_cb_format_set, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, x->tenant);
+    sqlite3_bind_int(s, 2, x->format);
+    sqlite3_bind_int64(s, 3, clock_now_ms());
+    rc = sq_step(s);
+    return rc < 0 ? rc : 0;
+}
+
+int sq_callback_format_set(void *impl, const char *tenant, int format)
+{
+    struct rules_keys_ctx x = {.tenant = tenant, .format = format};
+    return sq_run_tx(impl, TX_WRITE, cb_format_set_body, NULL, &x);
+}
+
+static int cb_key_rotate_body(struct sq_conn *c, void *vctx)
+{
+    struct rules_keys_ctx *x = vctx;
+    sqlite3_stmt *s;
+    int rc = sq_q(c, &sql_cb_key_rotate, &s);
+    if (rc < 0)
+        return rc;
+    sq_bind_str(s, 1, x->tenant);
+    sqlite3_bind_int64(s, 2, x->until);
+    sqlite3_bind_int64(s, 3, clock_now_ms());
+    if ((rc = sq_step(s)) < 0)
+        return rc;
+    rc = cb_prefs_get_body(c, x);
+    return rc < 0 ? rc : (rc == 1 ? 0 : -SLUICE_E_INTERNAL);
+}
+
+int sq_callback_key_rotate(void *impl, const char *tenant, int64_t prev_until,
+                           struct store_callback_prefs *out)
+{
+    struct rules_keys_ctx x = {.tenant = tenant, .until = prev_until, .prefs = out};
+    return sq_run_tx(impl, TX_WRITE, cb_key_rotate_body, NULL, &x);
+}

@@ -28,7 +28,7 @@ static int delivery_claim_body(struct sq_conn *c, void *vctx)
     int64_t *dids = xcalloc(x->max ? x->max : 1, sizeof *dids);
     while (x->n < x->max && (rc = sq_step(s)) == 1) {
         rules_delivery_read(&sq_cols, s, 0, &x->list[x->n]);
-        dids[x->n++] = sqlite3_column_int64(s, 10);
+        dids[x->n++] = sqlite3_column_int64(s, DELIVERY_NCOLS);
     }
     sqlite3_reset(s);
     for (size_t i = 0; rc >= 0 && i < x->n; i++) {

@@ -241,7 +241,18 @@ static const char *const migrations[] = {
     "  ref TEXT NOT NULL,"
     "  last_idx INTEGER NOT NULL,"
     "  PRIMARY KEY(jid, ref)) WITHOUT ROWID;",
-    /* 010_ref_order: same-ref order across the jobs of a tenant's workflow, opted into
+    /* 010_callback_formats: how a callback is signed, kept with the job and copied to
+     * its delivery; each tenant's default format and signing key generations */
+    "ALTER TABLE jobs ADD COLUMN callback_format INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE outbox ADD COLUMN format INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE callback_prefs("
+    "  tenant TEXT PRIMARY KEY,"
+    "  format INTEGER NOT NULL DEFAULT 0,"
+    "  key_gen INTEGER NOT NULL DEFAULT 0,"
+    "  prev_gen INTEGER NOT NULL DEFAULT 0,"
+    "  prev_until INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 011_ref_order: same-ref order across the jobs of a tenant's workflow, opted into
      * by the workflow (REF ORDER in store.h); nothing is written for other jobs */
     "ALTER TABLE jobs ADD COLUMN ref_order INTEGER NOT NULL DEFAULT 0;"
     "CREATE TABLE ref_tails("

@@ -164,6 +164,10 @@ int sq_key_revoke(void *impl, const char *key_id);
 int sq_tenant_set_weight(void *impl, const char *tenant, int weight);
 int sq_tenant_load(void *impl, const char *tenant, int64_t *open_jobs, int64_t *pending);
 int sq_setting_ensure(void *impl, const char *name, const char *value, char **out);
+int sq_callback_prefs_get(void *impl, const char *tenant, struct store_callback_prefs *out);
+int sq_callback_format_set(void *impl, const char *tenant, int format);
+int sq_callback_key_rotate(void *impl, const char *tenant, int64_t prev_until,
+                           struct store_callback_prefs *out);
 
 /* items.c */
 int sq_item_get(void *impl, const char *tenant, const char *job_id, int64_t index,
