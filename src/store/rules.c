@@ -67,6 +67,7 @@ void rules_job_read(const struct rules_cols *cols, const void *row, int64_t rete
     cols->copy(row, 25, j->parent_job, sizeof j->parent_job);
     j->priority = (int)cols->i64(row, 26);
     j->uses = cols->dup(row, 27, NULL);
+    j->ref_order = (int)cols->i64(row, 28);
     j->seq = r->jid;
     if (rules_job_terminal(j->status) && j->completed_at > 0 && retention_ms > 0)
         j->expires_at = j->completed_at + retention_ms;
@@ -327,6 +328,45 @@ void rules_claim_items_free(struct store_claim_item *items, size_t n)
 {
     rules_claim_items_clear(items, n);
     free(items);
+}
+
+/* ---- ref order across jobs ------------------------------------------------------ */
+
+int rules_ref_blocked(void *conn, rules_ref_lookup_fn lookup, int64_t jid, int64_t idx)
+{
+    struct rules_ref_item it;
+    /* Each step goes to an item of the same job at a lower index or to one of an
+     * earlier job, so the walk ends; the guard only bounds a damaged store. */
+    for (int guard = 0; guard < 100000; guard++) {
+        int rc = lookup(conn, jid, idx, &it);
+        if (rc < 0)
+            return rc;
+        if (!it.found || (it.status != ITEM_PENDING && it.status != ITEM_CANCELED))
+            return 0;
+        if (it.status == ITEM_PENDING && !(it.cancel_at >= 0 && idx >= it.cancel_at))
+            return 1; /* Pending or Processing */
+        if (it.prev_idx >= 0) {
+            idx = it.prev_idx;
+        } else if (it.wait_jid > 0) {
+            jid = it.wait_jid;
+            idx = it.wait_idx;
+        } else {
+            return 0;
+        }
+    }
+    return -SLUICE_E_INTERNAL;
+}
+
+int rules_ref_parked_free(void *conn, rules_ref_lookup_fn lookup, int64_t jid, int64_t idx)
+{
+    struct rules_ref_item it;
+    int rc = lookup(conn, jid, idx, &it);
+    if (rc < 0)
+        return rc;
+    if (!it.found || it.status != ITEM_PENDING || it.cancel_at >= 0 || it.wait_jid <= 0)
+        return 1; /* gone, settled, or canceling: the claim that takes it over settles it */
+    rc = rules_ref_blocked(conn, lookup, it.wait_jid, it.wait_idx);
+    return rc < 0 ? rc : !rc;
 }
 
 /* ---- claims: transaction bodies ------------------------------------------------ */
@@ -925,7 +965,8 @@ int rules_job_commit_body(void *conn, void *vctx)
             return rc;
         jid = existing;
         result = 2;
-    } else if ((rc = p->job_commit(conn, jid, m, x->total, now)) < 0) {
+    } else if ((rc = p->job_commit(conn, jid, m, x->total, now)) < 0 ||
+               (m->ref_order == STORE_REF_ORDER_TENANT && (rc = p->ref_link(conn, jid)) < 0)) {
         return rc;
     }
     if (x->out) {
@@ -983,6 +1024,9 @@ int rules_job_retry_body(void *conn, void *vctx)
             rc = -SLUICE_E_INTERNAL;
             goto out;
         }
+        /* a retry is a later job like any other: it comes after the jobs before it */
+        if (r.j.ref_order == STORE_REF_ORDER_TENANT && (rc = p->ref_link(conn, jid)) < 0)
+            goto out;
     }
     if (x->meta && x->meta->idem_key && (rc = p->idem_record(conn, jid, x->meta, now)) < 0)
         goto out;
@@ -999,6 +1043,18 @@ int rules_job_retry_body(void *conn, void *vctx)
 out:
     store_job_release(&r.j);
     return rc;
+}
+
+/* A staging retry is ordered when it is published (see REF ORDER in store.h). */
+static int stage_link(void *conn, const struct rules_jobs_prims *p, int64_t jid)
+{
+    struct rules_jobrow r;
+    int rc = p->job_load_jid(conn, jid, &r);
+    if (rc < 0)
+        return rc;
+    int ordered = r.j.ref_order == STORE_REF_ORDER_TENANT;
+    store_job_release(&r.j);
+    return ordered ? p->ref_link(conn, jid) : 0;
 }
 
 int rules_stage_body(void *conn, void *vctx)
@@ -1033,7 +1089,7 @@ int rules_stage_body(void *conn, void *vctx)
         return n < 0 ? (int)n : 1;
     if (staged == 0) /* the parent went before anything was staged: nothing to retry */
         rc = p->job_remove(conn, jid);
-    else
+    else if ((rc = stage_link(conn, p, jid)) >= 0)
         rc = p->stage_done(conn, jid, staged, p->now(conn));
     return rc < 0 ? rc : 2;
 }

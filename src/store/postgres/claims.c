@@ -209,6 +209,99 @@ out:
     return rc;
 }
 
+/* rules_ref_lookup_fn of this backend. */
+static int ref_lookup(void *conn, int64_t jid, int64_t idx, struct rules_ref_item *it)
+{
+    PGresult *res = NULL;
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_i64(&p, idx);
+    memset(it, 0, sizeof *it);
+    int rc =
+        pg_exec(conn,
+                "SELECT i.status, i.prev_idx, w.prev_jid, w.prev_idx, j.cancel_at FROM items i "
+                "JOIN jobs j ON j.jid = i.jid LEFT JOIN ref_waits w ON w.jid = i.jid AND "
+                "w.idx = i.idx WHERE i.jid = $1 AND i.idx = $2",
+                &p, &res);
+    if (rc > 0) {
+        it->found = 1;
+        it->status = (int)pg_col_i64(res, 0, 0);
+        it->prev_idx = pg_col_i64(res, 0, 1);
+        it->wait_jid = pg_col_i64(res, 0, 2); /* NULL reads 0: no link */
+        it->wait_idx = pg_col_i64(res, 0, 3);
+        it->cancel_at = pg_col_i64(res, 0, 4);
+    }
+    PQclear(res);
+    return rc < 0 ? rc : 0;
+}
+
+/* Inserts the claim of items [lo, hi) of job jid under token: 0 and [out] *claim_id. */
+static int claim_insert(struct conn *c, const struct rules_claim_ctx *x, int64_t jid, int64_t lo,
+                        int64_t hi, const char *token, int64_t *claim_id)
+{
+    PGresult *res = NULL;
+    struct pg_params q = {0};
+    pg_param_str(&q, token);
+    pg_param_i64(&q, jid);
+    pg_param_i64(&q, lo);
+    pg_param_i64(&q, hi);
+    pg_param_i64(&q, c->now + x->lease_ms);
+    pg_param_i64(&q, c->now);
+    pg_param_str(&q, x->node);
+    int rc = pg_exec(c,
+                     "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at, "
+                     "node) VALUES($1, $2, $3, $4, $4::bigint - $3::bigint, $5, $6, $7) "
+                     "RETURNING claim_id",
+                     &q, &res);
+    if (rc > 0)
+        *claim_id = pg_col_i64(res, 0, 0);
+    PQclear(res);
+    return rc < 0 ? rc : 0;
+}
+
+/* Parks item idx of job jid (PARKING in sqlite/claims.c). */
+static int park(struct conn *c, int64_t jid, int64_t idx)
+{
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_i64(&p, idx);
+    int rc = pg_exec(c, "UPDATE ref_waits SET parked = 1 WHERE jid = $1 AND idx = $2", &p, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+/* As in sqlite/claims.c: parked items that may go become released claims of their own
+ * (their links stay, for the walk through canceled items).
+ * SKIP LOCKED: a parked item another node is unparking right now is its. */
+static int unpark(struct conn *c)
+{
+    PGresult *res = NULL;
+    struct pg_params q = {0};
+    pg_param_i64(&q, c->unpark_jid);
+    pg_param_i64(&q, c->unpark_idx);
+    int rc = pg_exec(c,
+                     "SELECT jid, idx FROM ref_waits WHERE parked = 1 AND (jid, idx) > ($1, $2) "
+                     "ORDER BY jid, idx LIMIT 16 FOR UPDATE SKIP LOCKED",
+                     &q, &res);
+    c->unpark_jid = rc == 16 ? pg_col_i64(res, 15, 0) : 0; /* the next call goes on after */
+    c->unpark_idx = rc == 16 ? pg_col_i64(res, 15, 1) : 0;
+    for (int i = 0, rows = rc; rc >= 0 && i < rows; i++) {
+        int64_t jid = pg_col_i64(res, i, 0), idx = pg_col_i64(res, i, 1);
+        if ((rc = rules_ref_parked_free(c, ref_lookup, jid, idx)) <= 0)
+            continue;
+        struct pg_params p = {0};
+        pg_param_i64(&p, jid);
+        pg_param_i64(&p, idx);
+        pg_param_i64(&p, c->now);
+        rc = pg_exec(c,
+                     "WITH d AS (UPDATE ref_waits SET parked = 0 WHERE jid = $1 AND idx = $2) "
+                     "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at, "
+                     "released, node) VALUES('', $1, $2, $2::bigint + 1, 1, 0, $3, 1, '')",
+                     &p, NULL);
+    }
+    PQclear(res);
+    return rc < 0 ? rc : 0;
+}
+
 /* A new range from the cursor of job jid, whose runnable row the caller holds:
  * 1 claimed into x->out, 0 nothing runnable in it now. */
 static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim_ctx *x)
@@ -229,48 +322,60 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim
     pg_param_i64(&p, lo);
     pg_param_i64(&p, hi);
     /* Each item with the status of its previous same-ref item when that one lies
-     * before the range (-1 otherwise): the range stops before one still pending. */
-    rc = pg_exec(
-        c,
-        "SELECT i.idx, i.attempts, i.ref, i.data, CASE WHEN i.prev_idx >= 0 AND i.prev_idx < "
-        "$2 THEN coalesce((SELECT p.status FROM items p WHERE p.jid = i.jid AND p.idx = "
-        "i.prev_idx), 0) ELSE -1 END FROM items i WHERE i.jid = $1 AND i.idx >= $2 "
-        "AND i.idx < $3 ORDER BY i.idx",
-        &p, &res);
-    if (rc < 0)
-        goto out;
-    items = xcalloc((size_t)rc + 1, sizeof *items);
-    /* same-ref order: the range stops before an item whose previous one is pending */
-    for (int i = 0; i < rc && pg_col_i64(res, i, 4) != ITEM_PENDING; i++)
-        claim_item_read(res, i, &items[n++]);
-    PQclear(res);
-    res = NULL;
-    rc = 0;
-    if (n == 0)
-        goto out;
-    if ((rc = rules_claim_take(x->gate, &r, items, &n, lo, &hi, token)) <= 0)
-        goto out;
-    struct pg_params q = {0};
-    pg_param_str(&q, token);
-    pg_param_i64(&q, jid);
-    pg_param_i64(&q, lo);
-    pg_param_i64(&q, hi);
-    pg_param_i64(&q, c->now + x->lease_ms);
-    pg_param_i64(&q, c->now);
-    pg_param_str(&q, x->node);
+     * before the range (-1 otherwise): the range stops before one still pending; and,
+     * for a job that orders refs across jobs, its link to an earlier job's item (REF
+     * ORDER in store.h; 0, 0 when none). */
+#define RANGE_COLS                                                                                 \
+    "SELECT i.idx, i.attempts, i.ref, i.data, CASE WHEN i.prev_idx >= 0 AND i.prev_idx < $2 "      \
+    "THEN coalesce((SELECT p.status FROM items p WHERE p.jid = i.jid AND p.idx = i.prev_idx), "    \
+    "0) ELSE -1 END, "
+#define RANGE_WHERE "WHERE i.jid = $1 AND i.idx >= $2 AND i.idx < $3 ORDER BY i.idx"
     rc = pg_exec(c,
-                 "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at, node) "
-                 "VALUES($1, $2, $3, $4, $4::bigint - $3::bigint, $5, $6, $7) RETURNING claim_id",
-                 &q, &res);
+                 r.j.ref_order == STORE_REF_ORDER_TENANT
+                     ? RANGE_COLS "w.prev_jid, w.prev_idx, i.prev_idx FROM items i LEFT JOIN "
+                                  "ref_waits w ON w.jid = i.jid AND w.idx = i.idx " RANGE_WHERE
+                     : RANGE_COLS "0, 0, -1 FROM items i " RANGE_WHERE,
+                 &p, &res);
     if (rc < 0)
         goto out;
-    int64_t claim_id = pg_col_i64(res, 0, 0);
+    int rows = rc;
+    int64_t first = lo, parked = 0, claim_id = 0;
+    items = xcalloc((size_t)rows + 1, sizeof *items);
+    rc = 0;
+    for (int i = 0; i < rows && pg_col_i64(res, i, 4) != ITEM_PENDING; i++) {
+        int64_t wait_jid = pg_col_i64(res, i, 5), idx = pg_col_i64(res, i, 0);
+        if (pg_col_i64(res, i, 7) >= first && pg_col_i64(res, i, 7) < lo)
+            break; /* its previous same-ref item was parked just now */
+        /* REF ORDER: parked at the start of the range, else the range stops (PARKING
+         * in sqlite/claims.c) */
+        int blocked =
+            wait_jid > 0 ? rules_ref_blocked(c, ref_lookup, wait_jid, pg_col_i64(res, i, 6)) : 0;
+        if (blocked > 0 && n == 0 && (blocked = park(c, jid, idx)) == 0) {
+            parked++;
+            lo = idx + 1;
+            continue;
+        }
+        if (blocked != 0) {
+            rc = blocked < 0 ? blocked : 0;
+            break;
+        }
+        claim_item_read(res, i, &items[n++]);
+    }
     PQclear(res);
     res = NULL;
+    if (rc < 0 || (n > 0 && (rc = rules_claim_take(x->gate, &r, items, &n, lo, &hi, token)) < 0))
+        goto out;
+    rc = 0;
+    if (n == 0) /* no claim; the cursor still passes what was parked */
+        hi = lo;
+    if (n == 0 && parked == 0)
+        goto out;
+    if (n > 0 && (rc = claim_insert(c, x, jid, lo, hi, token, &claim_id)) < 0)
+        goto out;
     struct pg_params u = {0};
     pg_param_i64(&u, jid);
     pg_param_i64(&u, hi);
-    pg_param_i64(&u, (int64_t)n);
+    pg_param_i64(&u, (int64_t)n + parked);
     pg_param_i64(&u, claim_id);
     pg_param_i64(&u, c->now);
     rc = pg_exec(c,
@@ -278,7 +383,8 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim
                  "started_at = CASE WHEN status = 1 THEN $5 ELSE started_at END, "
                  "win_done = CASE WHEN win_at = 0 THEN 0 ELSE win_done END, "
                  "win_at = CASE WHEN win_at = 0 THEN $5 ELSE win_at END, next_idx = $2, "
-                 "pending = pending - $3, processing = processing + $3, last_claim = $4, "
+                 "pending = pending - $3, processing = processing + $3, "
+                 "last_claim = CASE WHEN $4 > 0 THEN $4 ELSE last_claim END, "
                  "updated_at = $5 WHERE jid = $1",
                  &u, NULL);
     if (rc < 0)
@@ -288,11 +394,14 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim
     pg_param_i64(&v, claim_id);
     rc = pg_exec(c,
                  hi >= r.j.counts.total
-                     ? "DELETE FROM runnable WHERE jid = $1 AND $2::bigint > 0"
-                     : "UPDATE runnable SET last_claim = $2, started = 1 WHERE jid = $1",
+                     ? "DELETE FROM runnable WHERE jid = $1 AND $2::bigint >= 0"
+                     : "UPDATE runnable SET last_claim = CASE WHEN $2 > 0 THEN $2 ELSE "
+                       "last_claim END, started = 1 WHERE jid = $1",
                  &v, NULL);
-    if (rc < 0)
+    if (rc < 0 || n == 0) {
+        rc = rc < 0 ? rc : 0;
         goto out;
+    }
     if (r.j.status == JOB_NOT_STARTED)
         r.j.status = JOB_RUNNING;
     rules_claim_fill(x->out, &r, claim_id, token, lo, hi, c->now, c->now + x->lease_ms, items, n);
@@ -328,6 +437,9 @@ static int claim_body(struct conn *c, void *vctx)
     int rc;
     memset(x->out, 0, sizeof *x->out);
 
+    /* 0. Parked items that may go become released claims, taken over next. */
+    if ((rc = unpark(c)) < 0)
+        return rc;
     /* 1. Expired (or released) claims first; SKIP LOCKED: one another node settles
      *    or completes right now is not ours to take. */
     int settled = 0;

@@ -23,6 +23,9 @@
  *   buckets, sems: processing limits shared by the nodes (store_bucket_take,
  *             store_sem_adjust); concurrency units are held per node and go with
  *             the node when it falls silent.
+ *   ref_tails, ref_waits: the order of same-ref items across jobs (REF ORDER in
+ *             store.h), as in sqlite/schema.c; ref_link serializes the commits of one
+ *             tenant's workflow with a transaction-scoped advisory lock.
  *   docs, job_steps, idem_keys, workflows, hooks, limits, tenants, outbox, settings,
  *   api_keys: as in sqlite/schema.c. Text keys that are ordered or paged on use COLLATE "C",
  *   so orders match SQLite's byte order whatever the database's locale.
@@ -265,7 +268,31 @@ static const char *const m005[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {m001, m002, m003, m004, m005};
+/* Migration 006_ref_order: same-ref order across the jobs of a tenant's workflow,
+ * opted into by the workflow (REF ORDER in store.h; ref_tails and ref_waits as in
+ * sqlite/schema.c, keyed by (jid, idx) here); nothing is written for other jobs. */
+static const char *const m006[] = {
+    "ALTER TABLE jobs ADD COLUMN ref_order int NOT NULL DEFAULT 0",
+    "CREATE TABLE ref_tails("
+    "  tenant text COLLATE \"C\" NOT NULL,"
+    "  workflow text COLLATE \"C\" NOT NULL,"
+    "  ref text COLLATE \"C\" NOT NULL,"
+    "  jid bigint NOT NULL,"
+    "  idx bigint NOT NULL,"
+    "  PRIMARY KEY(tenant, workflow, ref))",
+    "CREATE INDEX ref_tails_job ON ref_tails(jid)",
+    "CREATE TABLE ref_waits("
+    "  jid bigint NOT NULL,"
+    "  idx bigint NOT NULL,"
+    "  prev_jid bigint NOT NULL,"
+    "  prev_idx bigint NOT NULL,"
+    "  parked int NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY(jid, idx))",
+    "CREATE INDEX ref_waits_parked ON ref_waits(jid, idx) WHERE parked = 1",
+    NULL,
+};
+
+static const char *const *const migrations[] = {m001, m002, m003, m004, m005, m006};
 
 /* ---- applying them -------------------------------------------------------------- */
 

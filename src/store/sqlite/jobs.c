@@ -214,9 +214,7 @@ static int64_t run_by_jid(struct sq_conn *c, struct sq_sql *const *sqls, size_t 
     return changed;
 }
 
-/* Runs sql with ?1, ?2, ... bound to args[0..n): the rows it changed, or a negative
- * error. */
-static int64_t run_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, int n)
+int64_t sq_run_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, int n)
 {
     sqlite3_stmt *s;
     int rc = sq_q(c, sql, &s);
@@ -285,7 +283,7 @@ static int items_insert(void *conn, int64_t jid, const struct store_new_item *it
 
 static int job_touch(void *conn, int64_t jid, int64_t now)
 {
-    int64_t rc = run_i64s(conn, &sql_job_touch, (const int64_t[]){jid, now}, 2);
+    int64_t rc = sq_run_i64s(conn, &sql_job_touch, (const int64_t[]){jid, now}, 2);
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -296,7 +294,25 @@ SQ_SQL(sql_idem_delete_job, "DELETE FROM idem_keys WHERE jid = ?1");
 SQ_SQL(sql_outbox_delete_job, "DELETE FROM outbox WHERE jid = ?1");
 SQ_SQL(sql_job_delete, "DELETE FROM jobs WHERE jid = ?1");
 
-/* Deletes a job's items, claims, step counts, idempotency key and row. */
+SQ_SQL(sql_ref_tails_sweep, "DELETE FROM ref_tails WHERE (tenant, workflow, ref) IN (SELECT "
+                            "tenant, workflow, ref FROM ref_tails WHERE k >= ?1 AND k < ?2 "
+                            "LIMIT ?3)");
+SQ_SQL(sql_ref_waits_sweep, "DELETE FROM ref_waits WHERE k IN (SELECT k FROM ref_waits "
+                            "WHERE k >= ?1 AND k < ?2 LIMIT ?3)");
+
+/* Deletes up to max of job jid's ref_tails and ref_waits rows: how many. */
+static int64_t sweep_refs(struct sq_conn *c, int64_t jid, int64_t max)
+{
+    int64_t args[] = {KEY(jid, 0), KEY(jid + 1, 0), max};
+    int64_t gone = sq_run_i64s(c, &sql_ref_tails_sweep, args, 3);
+    if (gone < 0 || gone >= max)
+        return gone;
+    args[2] = max - gone;
+    int64_t more = sq_run_i64s(c, &sql_ref_waits_sweep, args, 3);
+    return more < 0 ? more : gone + more;
+}
+
+/* Deletes a job's items, claims, step counts, idempotency key, ref order rows and row. */
 static int job_remove(void *conn, int64_t jid)
 {
     static struct sq_sql *const by_jid[] = {&sql_claims_delete_job, &sql_steps_delete_job,
@@ -311,7 +327,9 @@ static int job_remove(void *conn, int64_t jid)
     sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
     if ((rc = sq_step(s)) < 0)
         return rc;
-    int64_t changed = run_by_jid(c, by_jid, sizeof by_jid / sizeof by_jid[0], jid);
+    int64_t changed = sweep_refs(c, jid, INT64_MAX);
+    if (changed >= 0)
+        changed = run_by_jid(c, by_jid, sizeof by_jid / sizeof by_jid[0], jid);
     return changed < 0 ? (int)changed : 0;
 }
 
@@ -376,7 +394,8 @@ static int idem_insert(void *conn, int64_t jid, const struct store_job_meta *m, 
 SQ_SQL(sql_job_commit, "UPDATE jobs SET status = 1, workflow = ?2, client_reference = ?3, "
                        "total = ?4, pending = ?4, updated_at = ?5, workflow_version = ?6, "
                        "id = coalesce(?7, id), callback_url = ?8, callback_events = ?9, "
-                       "priority = ?10, uses = ?11, callback_format = ?12 WHERE jid = ?1");
+                       "priority = ?10, uses = ?11, callback_format = ?12, ref_order = ?13 "
+                       "WHERE jid = ?1");
 
 static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, int64_t total,
                       int64_t now)
@@ -398,6 +417,7 @@ static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, i
     sqlite3_bind_int(s, 10, m->priority);
     sq_bind_str(s, 11, m->uses && *m->uses ? m->uses : NULL);
     sqlite3_bind_int(s, 12, m->callback_url ? m->callback_format : 0);
+    sqlite3_bind_int(s, 13, m->ref_order);
     if ((rc = sq_step(s)) < 0)
         return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
     if (m->idem_key && (rc = idem_insert(conn, jid, m, now)) < 0)
@@ -405,10 +425,34 @@ static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, i
     return 0;
 }
 
+/* Ref order across jobs (REF ORDER in store.h): the job's first item of each ref
+ * waits for the latest committed item of that ref while it is still pending (CROSS
+ * JOIN fixes the plan: the job row, its items by key, their tails and tail items by
+ * key), then the job's last item of each ref becomes the latest. */
+SQ_SQL(sql_ref_waits_link,
+       "INSERT INTO ref_waits(k, prev_k) SELECT i.k, t.k FROM jobs j CROSS JOIN items i "
+       "CROSS JOIN ref_tails t CROSS JOIN items p WHERE j.jid = ?1 AND i.k >= ?2 AND i.k < ?3 "
+       "AND i.prev_idx = -1 AND t.tenant = j.tenant AND t.workflow = j.workflow "
+       "AND t.ref = i.ref AND p.k = t.k AND p.status = 0");
+SQ_SQL(sql_ref_tails_set,
+       "INSERT INTO ref_tails(tenant, workflow, ref, k) SELECT j.tenant, j.workflow, i.ref, "
+       "max(i.k) FROM jobs j CROSS JOIN items i WHERE j.jid = ?1 AND i.k >= ?2 AND i.k < ?3 "
+       "GROUP BY i.ref ON CONFLICT(tenant, workflow, ref) DO UPDATE SET k = excluded.k");
+
+/* One writer at a time: the write transaction serializes the commits. */
+static int ref_link(void *conn, int64_t jid)
+{
+    const int64_t args[] = {jid, KEY(jid, 0), KEY(jid + 1, 0)};
+    int64_t rc = sq_run_i64s(conn, &sql_ref_waits_link, args, 3);
+    if (rc >= 0)
+        rc = sq_run_i64s(conn, &sql_ref_tails_set, args, 3);
+    return rc < 0 ? (int)rc : 0;
+}
+
 SQ_SQL(sql_retry_job_insert,
        "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, client_reference, "
-       "status, total, pending, created_at, updated_at, priority, uses) "
-       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?11, ?7, ?7, ?8, ?8, ?9, ?10)");
+       "status, total, pending, created_at, updated_at, priority, uses, ref_order) "
+       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?11, ?7, ?7, ?8, ?8, ?9, ?10, ?12)");
 
 static int retry_insert(void *conn, const struct rules_jobrow *r, const char *new_job_id,
                         int staging, int64_t now, int64_t *jid)
@@ -429,6 +473,7 @@ static int retry_insert(void *conn, const struct rules_jobrow *r, const char *ne
     sqlite3_bind_int(s, 9, r->j.priority); /* a retry runs at its parent's priority */
     sq_bind_str(s, 10, r->j.uses);         /* ... and consumes the same limits */
     sqlite3_bind_int(s, 11, staging ? JOB_RECEIVING : JOB_NOT_STARTED);
+    sqlite3_bind_int(s, 12, r->j.ref_order); /* ... in the same order across jobs */
     if ((rc = sq_step(s)) < 0)
         return rc;
     *jid = sqlite3_last_insert_rowid(c->db);
@@ -447,7 +492,7 @@ SQ_SQL(sql_retry_items,
 static int64_t retry_items(void *conn, int64_t jid, const struct rules_jobrow *r)
 {
     const int64_t args[] = {KEY(jid, 0), KEY(r->jid, 0), KEY(r->jid + 1, 0)};
-    return run_i64s(conn, &sql_retry_items, args, 3);
+    return sq_run_i64s(conn, &sql_retry_items, args, 3);
 }
 
 /* Retry staging (store_job_retry_stage; the body is rules_stage_body): the oldest
@@ -524,7 +569,7 @@ static int64_t stage_items(void *conn, int64_t jid, int64_t pjid, int64_t staged
                            int64_t max)
 {
     const int64_t args[] = {KEY(jid, 0), KEY(pjid, 0), KEY(pjid + 1, 0), staged, jid, pnext, max};
-    return run_i64s(conn, &sql_stage_items, args, 7);
+    return sq_run_i64s(conn, &sql_stage_items, args, 7);
 }
 
 SQ_SQL(sql_stage_refs,
@@ -535,7 +580,7 @@ SQ_SQL(sql_stage_refs,
 static int stage_refs(void *conn, int64_t jid, int64_t staged, int64_t end)
 {
     const int64_t args[] = {jid, KEY(jid, 0), staged, end};
-    int64_t rc = run_i64s(conn, &sql_stage_refs, args, 4);
+    int64_t rc = sq_run_i64s(conn, &sql_stage_refs, args, 4);
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -544,7 +589,7 @@ SQ_SQL(sql_stage_refs_delete, "DELETE FROM retry_refs WHERE jid = ?1 AND ref IN 
 
 static int64_t stage_forget(void *conn, int64_t jid, int64_t max)
 {
-    return run_i64s(conn, &sql_stage_refs_delete, (const int64_t[]){jid, max}, 2);
+    return sq_run_i64s(conn, &sql_stage_refs_delete, (const int64_t[]){jid, max}, 2);
 }
 
 /* Staged: NotStarted with as many items as staged (the parent may have gone). */
@@ -553,7 +598,7 @@ SQ_SQL(sql_stage_done, "UPDATE jobs SET status = 1, total = ?2, pending = ?2, up
 
 static int stage_done(void *conn, int64_t jid, int64_t staged, int64_t now)
 {
-    int64_t rc = run_i64s(conn, &sql_stage_done, (const int64_t[]){jid, staged, now}, 3);
+    int64_t rc = sq_run_i64s(conn, &sql_stage_done, (const int64_t[]){jid, staged, now}, 3);
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -611,13 +656,17 @@ SQ_SQL(sql_sweep_items, "DELETE FROM items WHERE k IN "
 
 static int64_t sweep_keys(void *conn, int64_t before, int64_t max)
 {
-    return run_i64s(conn, &sql_sweep_keys, (const int64_t[]){before, max}, 2);
+    return sq_run_i64s(conn, &sql_sweep_keys, (const int64_t[]){before, max}, 2);
 }
 
 static int64_t sweep_items(void *conn, int64_t jid, int64_t max)
 {
-    const int64_t args[] = {KEY(jid, 0), KEY(jid + 1, 0), max};
-    return run_i64s(conn, &sql_sweep_items, args, 3);
+    int64_t gone = sweep_refs(conn, jid, max); /* the job's ref order rows go first */
+    if (gone < 0 || gone >= max)
+        return gone;
+    const int64_t args[] = {KEY(jid, 0), KEY(jid + 1, 0), max - gone};
+    int64_t items = sq_run_i64s(conn, &sql_sweep_items, args, 3);
+    return items < 0 ? items : gone + items;
 }
 
 static int job_delete_row(void *conn, int64_t jid)

@@ -38,6 +38,13 @@
  *   tenants  tenant -> weight (1..100, store_tenant_set_weight), turns (claims taken
  *            in the current round), last_claim (the claim that ended its last round).
  *            A tenant without a row has weight 1 and has never been claimed from.
+ *   ref_tails (tenant, workflow, ref) -> k, the item key of the latest item of that
+ *            ref committed by a job whose workflow orders refs across jobs (REF ORDER
+ *            in store.h); index ref_tails_k removes a job's rows with it.
+ *   ref_waits item key -> the key of the earlier job's item it waits for; only for
+ *            such items whose predecessor was unfinished at commit. `parked`: the
+ *            claim cursor passed the item while it had to wait (PARKING in
+ *            claims.c); partial index ref_waits_parked finds those.
  * Items also keep failed_step, warnings and parent_index (store_job_retry).
  */
 #include "store/sqlite/sqlite_int.h"
@@ -245,6 +252,21 @@ static const char *const migrations[] = {
     "  prev_gen INTEGER NOT NULL DEFAULT 0,"
     "  prev_until INTEGER NOT NULL DEFAULT 0,"
     "  updated_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 011_ref_order: same-ref order across the jobs of a tenant's workflow, opted into
+     * by the workflow (REF ORDER in store.h); nothing is written for other jobs */
+    "ALTER TABLE jobs ADD COLUMN ref_order INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE ref_tails("
+    "  tenant TEXT NOT NULL,"
+    "  workflow TEXT NOT NULL,"
+    "  ref TEXT NOT NULL,"
+    "  k INTEGER NOT NULL,"
+    "  PRIMARY KEY(tenant, workflow, ref)) WITHOUT ROWID;"
+    "CREATE INDEX ref_tails_k ON ref_tails(k);"
+    "CREATE TABLE ref_waits("
+    "  k INTEGER PRIMARY KEY,"
+    "  prev_k INTEGER NOT NULL,"
+    "  parked INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX ref_waits_parked ON ref_waits(k) WHERE parked = 1;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */
