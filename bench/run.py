@@ -61,10 +61,25 @@ def start_server(binary, d, workers, extra=()):
     return proc, url, key, log
 
 
+def io_bytes_written(pid):
+    """Bytes the process caused to be written to storage (write_bytes of /proc/PID/io:
+    the store's pages, its WAL or journal, fsyncs included, sockets not)."""
+    with open("/proc/%d/io" % pid) as f:
+        for line in f:
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    return 0
+
+
 def one_run(binary, items_file, n, workflow, workers):
+    """One job of n items on a fresh server: (accept s, end-to-end s, items/s, peak MB,
+    bytes written per item, server CPU ms per 1,000 items), the last two from just
+    before the submit to the job's end (the server's exit and final checkpoint are not
+    counted)."""
     d = tempfile.mkdtemp(prefix="sluice-bench-")
     try:
         proc, url, key, log = start_server(binary, d, workers)
+        w0, c0 = io_bytes_written(proc.pid), cpu_seconds(proc.pid)
         t0 = time.time()
         out = subprocess.run(["curl", "-s", "-o", os.path.join(d, "resp"), "-w", "%{http_code} %{time_total}",
                               "-H", "Authorization: Bearer " + key, "-H", "Content-Type: application/x-ndjson",
@@ -80,6 +95,7 @@ def one_run(binary, items_file, n, workflow, workers):
                 break
             time.sleep(0.02)
         e2e = parse_ts(j["completedAt"]) - t0
+        w1, c1 = io_bytes_written(proc.pid), cpu_seconds(proc.pid)
         rss_kb = 0
         with open("/proc/%d/status" % proc.pid) as f:
             for line in f:
@@ -89,7 +105,8 @@ def one_run(binary, items_file, n, workflow, workers):
         proc.wait(timeout=60)
         log.close()
         assert j["counts"]["succeeded"] == n, j["counts"]
-        return float(accept), e2e, n / e2e, rss_kb / 1024.0
+        return (float(accept), e2e, n / e2e, rss_kb / 1024.0, (w1 - w0) / n,
+                (c1 - c0) * 1e6 / n)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -401,7 +418,8 @@ def main():
     os.makedirs(outdir, exist_ok=True)
     print("sluice bench: %d runs each, workers=%d, SQLite synchronous=FULL, %s" %
           (a.runs, a.workers, time.strftime("%Y-%m-%d %H:%M")))
-    print("%-18s %8s %10s %12s %12s %10s" % ("workflow", "items", "accept s", "end-to-end s", "items/s", "peak MB"))
+    print("%-18s %8s %10s %12s %12s %10s %12s %12s" % ("workflow", "items", "accept s", "end-to-end s",
+                                                   "items/s", "peak MB", "bytes/item", "CPU ms/1k"))
     for n in [int(x) for x in a.sizes.split(",")]:
         items_file = os.path.join(outdir, "items-%d.ndjson" % n)
         if not os.path.exists(items_file):
@@ -412,8 +430,8 @@ def main():
         for wf in a.workflows.split(","):
             runs = [one_run(a.bin, items_file, n, wf, a.workers) for _ in range(a.runs)]
             med = lambda i: statistics.median(r[i] for r in runs)
-            print("%-18s %8d %10.3f %12.3f %12.0f %10.1f   (body %.1f MB)" %
-                  (wf, n, med(0), med(1), med(2), med(3), mb), flush=True)
+            print("%-18s %8d %10.3f %12.3f %12.0f %10.1f %12.0f %12.1f   (body %.1f MB)" %
+                  (wf, n, med(0), med(1), med(2), med(3), med(4), med(5), mb), flush=True)
     if a.pipeline_items:
         n = a.pipeline_items
         items_file = os.path.join(outdir, "items-%d.ndjson" % n)
