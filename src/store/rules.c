@@ -19,6 +19,7 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/errors.h"
+#include "util/events.h"
 #include "util/ids.h"
 #include "util/xmalloc.h"
 
@@ -214,26 +215,17 @@ void rules_defs_undo(void *vctx)
 
 /* ---- events ---------------------------------------------------------------------- */
 
-void rules_event_add(struct buf *b, const char *at, const char *stage, const char *step,
+void rules_event_add(struct buf *b, int64_t at, const char *stage, const char *step,
                      const char *level, const char *code, const char *message)
 {
-    if (b->len > 1)
-        buf_putc(b, ',');
-    buf_puts(b, "{\"at\":\"");
-    buf_puts(b, at);
-    buf_puts(b, "\",\"stage\":");
-    buf_json_str(b, stage, strlen(stage));
-    if (step) {
-        buf_puts(b, ",\"step\":");
-        buf_json_str(b, step, strlen(step));
-    }
-    buf_puts(b, ",\"level\":");
-    buf_json_str(b, level, strlen(level));
-    buf_puts(b, ",\"code\":");
-    buf_json_str(b, code, strlen(code));
-    buf_puts(b, ",\"message\":");
-    buf_json_str(b, message, strlen(message));
-    buf_putc(b, '}');
+    const struct item_event e = {.at = at,
+                                 .stage = stage,
+                                 .step = step,
+                                 .level = level,
+                                 .code = code,
+                                 .message = message,
+                                 .duration_ms = -1};
+    events_put(b, &e, NULL);
 }
 
 void rules_events_add_array(struct buf *b, const char *arr)
@@ -458,8 +450,12 @@ int rules_item_get_body(const struct rules_items_prims *p, void *conn, struct ru
     if (x->index < 0 || x->index >= r.j.counts.total)
         return 0;
     rc = p->item_read(conn, &r, x->index, x->out);
-    if (rc == 1 && !x->out->events)
-        x->out->events = xstrdup("[]");
+    if (rc == 1) { /* stored compact (util/events.h), shown in full */
+        struct buf ev = BUF_INIT;
+        events_expand(&ev, x->out->events ? x->out->events : "[]");
+        free(x->out->events);
+        x->out->events = buf_detach(&ev, NULL);
+    }
     return rc;
 }
 
@@ -793,7 +789,7 @@ int rules_doc_change(enum store_op op, const char *data, size_t data_len, int li
     return 0;
 }
 
-void rules_op_written(struct buf *ev, struct buf *res, const char *ts,
+void rules_op_written(struct buf *ev, struct buf *res, int64_t at,
                       const struct store_claim_item *ci, const struct store_doc_op *op, int last,
                       char *msg, size_t cap)
 {
@@ -801,7 +797,7 @@ void rules_op_written(struct buf *ev, struct buf *res, const char *ts,
     const char *ref = op->ref ? op->ref : ci->ref;
     snprintf(msg, cap, "%s/%s %sversion %lld", coll, ref,
              op->op == STORE_OP_DELETE ? "deleted, " : "", (long long)op->version);
-    rules_event_add(ev, ts, "apply", op->step, "info", "VersionWritten", msg);
+    rules_event_add(ev, at, "apply", op->step, "info", "VersionWritten", msg);
     if (last) {
         buf_reset(res);
         buf_puts(res, "{\"collection\":");
@@ -836,14 +832,14 @@ int rules_apply_ops(const struct rules_apply *a, const struct rules_jobrow *r,
             else
                 snprintf(msg, cap, "%s/%s: data cannot be applied as %s", coll, ref,
                          op->op == STORE_OP_PATCH ? "a merge patch" : "a document");
-            rules_event_add(a->ev, a->ts, "apply", op->step, "error", sluice_err_code(rc), msg);
+            rules_event_add(a->ev, a->now, "apply", op->step, "error", sluice_err_code(rc), msg);
             return 1;
         }
         if (rc < 0)
             return rc;
         op->version = w.version;
         op->created = w.created;
-        rules_op_written(a->ev, a->res, a->ts, ci, op, j + 1 == o->nops, msg, cap);
+        rules_op_written(a->ev, a->res, a->now, ci, op, j + 1 == o->nops, msg, cap);
     }
     return 0;
 }

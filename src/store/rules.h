@@ -107,9 +107,9 @@ void rules_defs_undo(void *vctx);
 
 /* ---- events ---------------------------------------------------------------------- */
 
-/* Appends one event object to b, which holds "[" and zero or more events; step may be
- * NULL (no "step" member). */
-void rules_event_add(struct buf *b, const char *at, const char *stage, const char *step,
+/* Appends one event (at: epoch ms) to b, which holds "[" and zero or more events, in
+ * the compact form of util/events.h; step may be NULL (no "step" member). */
+void rules_event_add(struct buf *b, int64_t at, const char *stage, const char *step,
                      const char *level, const char *code, const char *message);
 /* Appends the elements of a JSON array text (the engine's events; NULL: none) to b. */
 void rules_events_add_array(struct buf *b, const char *arr);
@@ -464,14 +464,13 @@ int rules_doc_change(enum store_op op, const char *data, size_t data_len, int li
 
 /* Where rules_apply_ops works: the backend's doc_apply on conn, the connection's
  * scratch buffers for events (ev, holding "[" and events) and the result JSON (res),
- * its document limit (for the message), and the completion's time (now; ts its text). */
+ * its document limit (for the message), and the completion's time (now). */
 struct rules_apply {
     rules_doc_apply_fn apply;
     void *conn;
     struct buf *ev, *res;
     size_t max_doc_bytes;
     int64_t now;
-    const char *ts;
 };
 
 /* Applies the doc ops of outcome o (claimed item ci of job r) in order, appending an
@@ -485,7 +484,7 @@ int rules_apply_ops(const struct rules_apply *a, const struct rules_jobrow *r,
  * "VersionWritten" event to ev (msg, cap: scratch) and, when last, writes the result
  * JSON into res. rules_apply_ops calls it per op; a backend that applied ops its own
  * way (postgres' batched upserts) calls it for each. */
-void rules_op_written(struct buf *ev, struct buf *res, const char *ts,
+void rules_op_written(struct buf *ev, struct buf *res, int64_t at,
                       const struct store_claim_item *ci, const struct store_doc_op *op, int last,
                       char *msg, size_t cap);
 

@@ -697,10 +697,10 @@ out:
 
 /* The events and result of an outcome whose ops batch_upserts applied. */
 static void batched_ops_events(struct conn *c, const struct store_claim_item *ci,
-                               const struct store_outcome *o, const char *ts, char *msg, size_t cap)
+                               const struct store_outcome *o, char *msg, size_t cap)
 {
     for (size_t j = 0; j < o->nops; j++)
-        rules_op_written(&c->ev, &c->res, ts, ci, &o->ops[j], j + 1 == o->nops, msg, cap);
+        rules_op_written(&c->ev, &c->res, c->now, ci, &o->ops[j], j + 1 == o->nops, msg, cap);
 }
 
 static int steps_add(struct conn *c, int64_t jid, const struct store_step_count *steps, size_t n)
@@ -741,14 +741,13 @@ static int complete_body(struct conn *c, void *vctx)
     struct store_counts ended = {0}; /* succeeded, failed, skipped by this call */
     int64_t *pending = NULL;
     size_t npending = 0;
-    char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
+    char msg[STORE_NAME_MAX + 2 * 256 + 64];
     memset(&r, 0, sizeof r);
     rules_outcomes_reset(x->outs, x->n);
     int rc = claim_check(c, cl, &h, &r);
     if (rc < 0)
         return rc;
-    clock_fmt_ms(c->now, ts);
-    const struct rules_apply ap = {pg_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, c->now, ts};
+    const struct rules_apply ap = {pg_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, c->now};
     /* Lock the rows of the items this call reports that are still pending. */
     struct buf *bidx = &c->arr[0];
     pg_arr_begin(bidx);
@@ -808,7 +807,7 @@ static int complete_body(struct conn *c, void *vctx)
             continue; /* finished by an earlier call, or twice in this one */
         *slot = -1;
         if (o->nops > 0 && batched) {
-            batched_ops_events(c, ci, o, ts, msg, sizeof msg);
+            batched_ops_events(c, ci, o, msg, sizeof msg);
             ops_rc = 0;
         } else if (o->nops > 0) {
             if ((rc = ops_rc = rules_apply_ops(&ap, &r, ci, o, msg, sizeof msg)) < 0)

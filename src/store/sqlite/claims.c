@@ -81,7 +81,7 @@ int sq_expire_claims(void *impl)
 
 /* ---- claims ---------------------------------------------------------------------- */
 
-SQ_SQL(sql_items_range, "SELECT k, status, attempts, prev_idx, ref, data FROM items "
+SQ_SQL(sql_items_range, "SELECT k, status, attempts, prev_idx, ref, data FROM item_rows "
                         "WHERE k >= ?1 AND k < ?2 ORDER BY k");
 
 /* Appends the claim item of job jid in the row of s (sql_items_range) to *items (*n
@@ -126,10 +126,13 @@ static int pending_in_range(struct sq_conn *c, const struct rules_jobrow *r, int
 #define EVENTS_APPEND                                                                              \
     "CASE WHEN ?7 IS NULL THEN events WHEN events IS NULL OR events = '[]' THEN ?7 "               \
     "ELSE substr(events, 1, length(events) - 1) || ',' || substr(?7, 2) END"
+/* The outcome row is new unless an earlier attempt was counted (a lease expired). */
 SQ_SQL(sql_item_set,
-       "UPDATE items SET status = ?2, attempts = attempts + ?3, result = ?4, "
+       "INSERT INTO item_outcomes(k, status, attempts, result, error_code, error_message, events, "
+       "updated_at, failed_step, warnings) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+       "ON CONFLICT(k) DO UPDATE SET status = ?2, attempts = attempts + ?3, result = ?4, "
        "error_code = ?5, error_message = ?6, events = " EVENTS_APPEND ", "
-       "updated_at = ?8, failed_step = ?9, warnings = ?10 WHERE k = ?1 AND status = 0");
+       "updated_at = ?8, failed_step = ?9, warnings = ?10 WHERE status = 0");
 
 /* Writes one item's end (or, status PENDING, only attempts/events). 1 written, 0 the
  * item was not pending. */
@@ -204,9 +207,8 @@ static int settle_claim(struct sq_conn *c, int64_t claim_id, int64_t jid, int64_
     struct rules_jobrow r;
     struct store_claim_item *items = NULL;
     size_t n = 0, kept = 0;
-    char token[STORE_ID_MAX], msg[128], ts[25];
+    char token[STORE_ID_MAX], msg[128];
     int rc = sq_job_load_jid(c, jid, &r);
-    clock_fmt_ms(now, ts);
     if (rc < 0)
         return rc;
     int canceling = r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED;
@@ -229,10 +231,10 @@ static int settle_claim(struct sq_conn *c, int64_t claim_id, int64_t jid, int64_
             buf_putc(&c->ev, '[');
             snprintf(msg, sizeof msg, "lease expired on attempt %d; item given to another worker",
                      it->attempts);
-            rules_event_add(&c->ev, ts, "claim", NULL, "warn", "LeaseExpired", msg);
+            rules_event_add(&c->ev, now, "claim", NULL, "warn", "LeaseExpired", msg);
             if (max_attempts > 0 && it->attempts >= max_attempts) {
                 snprintf(msg, sizeof msg, "abandoned after %d attempts", it->attempts);
-                rules_event_add(&c->ev, ts, "claim", NULL, "error",
+                rules_event_add(&c->ev, now, "claim", NULL, "error",
                                 sluice_err_code(SLUICE_E_MAX_ATTEMPTS), msg);
                 buf_putc(&c->ev, ']');
                 rc = item_set(c, k, ITEM_FAILED, 1, NULL, sluice_err_code(SLUICE_E_MAX_ATTEMPTS),
@@ -284,13 +286,13 @@ out:
     return rc;
 }
 
-SQ_SQL(sql_item_status, "SELECT status FROM items WHERE k = ?1");
+SQ_SQL(sql_item_status, "SELECT status FROM item_rows WHERE k = ?1");
 /* sql_items_range for a job that orders refs across jobs: also each item's link to an
  * earlier job's item (REF ORDER in store.h). */
 SQ_SQL(sql_items_range_linked,
-       "SELECT i.k, i.status, i.attempts, i.prev_idx, i.ref, i.data, w.prev_k FROM items i "
+       "SELECT i.k, i.status, i.attempts, i.prev_idx, i.ref, i.data, w.prev_k FROM item_rows i "
        "LEFT JOIN ref_waits w ON w.k = i.k WHERE i.k >= ?1 AND i.k < ?2 ORDER BY i.k");
-SQ_SQL(sql_ref_item, "SELECT i.status, i.prev_idx, w.prev_k, j.cancel_at FROM items i "
+SQ_SQL(sql_ref_item, "SELECT i.status, i.prev_idx, w.prev_k, j.cancel_at FROM item_rows i "
                      "JOIN jobs j ON j.jid = ?2 LEFT JOIN ref_waits w ON w.k = i.k WHERE i.k = ?1");
 
 /* rules_ref_lookup_fn of this backend: item keys are KEY(jid, idx). */
@@ -652,9 +654,8 @@ static int complete_body(struct sq_conn *c, void *vctx)
     struct store_outcome *o;
     const struct store_claim_item *ci;
     int64_t now = clock_now_ms(), done = 0;
-    char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
-    clock_fmt_ms(now, ts); /* one timestamp for all events of this call */
-    const struct rules_apply ap = {sq_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, now, ts};
+    char msg[STORE_NAME_MAX + 2 * 256 + 64];
+    const struct rules_apply ap = {sq_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, now};
     /* The ops' [out] fields start empty; rules_apply_ops() fills those of the ops it runs. */
     rules_outcomes_reset(x->outs, x->n);
     int rc = claim_check(c, cl, &h, &r);

@@ -15,7 +15,7 @@
  * next sweep (or store_gc_receiving at start) finishes.
  *
  * Retries: store_job_retry copies the failed rows of the parent with one INSERT ...
- * SELECT (the items_failed index finds them), numbering them with row_number() and
+ * SELECT (the item_outcomes_failed index finds them), numbering them with row_number() and
  * linking same-ref items with lag() over the new numbering, so the copy costs no
  * round trip per row and keeps the same-ref order of the parent.
  */
@@ -288,6 +288,7 @@ static int job_touch(void *conn, int64_t jid, int64_t now)
 }
 
 SQ_SQL(sql_items_delete, "DELETE FROM items WHERE k >= ?1 AND k < ?2");
+SQ_SQL(sql_outcomes_delete, "DELETE FROM item_outcomes WHERE k >= ?1 AND k < ?2");
 SQ_SQL(sql_claims_delete_job, "DELETE FROM claims WHERE jid = ?1");
 SQ_SQL(sql_steps_delete_job, "DELETE FROM job_steps WHERE jid = ?1");
 SQ_SQL(sql_idem_delete_job, "DELETE FROM idem_keys WHERE jid = ?1");
@@ -319,15 +320,12 @@ static int job_remove(void *conn, int64_t jid)
                                             &sql_idem_delete_job, &sql_outbox_delete_job,
                                             &sql_job_delete};
     struct sq_conn *c = conn;
-    sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_items_delete, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, KEY(jid, 0));
-    sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
-    if ((rc = sq_step(s)) < 0)
-        return rc;
-    int64_t changed = sweep_refs(c, jid, INT64_MAX);
+    const int64_t range[] = {KEY(jid, 0), KEY(jid + 1, 0)};
+    int64_t changed = sq_run_i64s(c, &sql_items_delete, range, 2);
+    if (changed >= 0)
+        changed = sq_run_i64s(c, &sql_outcomes_delete, range, 2);
+    if (changed >= 0)
+        changed = sweep_refs(c, jid, INT64_MAX);
     if (changed >= 0)
         changed = run_by_jid(c, by_jid, sizeof by_jid / sizeof by_jid[0], jid);
     return changed < 0 ? (int)changed : 0;
@@ -431,7 +429,7 @@ static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, i
  * key), then the job's last item of each ref becomes the latest. */
 SQ_SQL(sql_ref_waits_link,
        "INSERT INTO ref_waits(k, prev_k) SELECT i.k, t.k FROM jobs j CROSS JOIN items i "
-       "CROSS JOIN ref_tails t CROSS JOIN items p WHERE j.jid = ?1 AND i.k >= ?2 AND i.k < ?3 "
+       "CROSS JOIN ref_tails t CROSS JOIN item_rows p WHERE j.jid = ?1 AND i.k >= ?2 AND i.k < ?3 "
        "AND i.prev_idx = -1 AND t.tenant = j.tenant AND t.workflow = j.workflow "
        "AND t.ref = i.ref AND p.k = t.k AND p.status = 0");
 SQ_SQL(sql_ref_tails_set,
@@ -480,14 +478,15 @@ static int retry_insert(void *conn, const struct rules_jobrow *r, const char *ne
     return 0;
 }
 
-/* The failed items of the parent (key range [?2, ?3), via items_failed) become items
+/* The failed items of the parent (key range [?2, ?3), via item_outcomes_failed) become items
  * 0, 1, ... of the new job (key base ?1) in parent order; prev_idx links each to the
  * previous item of the same ref in the new job. */
 SQ_SQL(sql_retry_items,
        "INSERT INTO items(k, prev_idx, ref, data, parent_index) "
        "SELECT ?1 + idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), -1), ref, "
-       "data, pidx FROM (SELECT row_number() OVER (ORDER BY k) - 1 AS idx, ref, data, "
-       "k - ?2 AS pidx FROM items WHERE status = 3 AND k >= ?2 AND k < ?3) ORDER BY idx");
+       "data, pidx FROM (SELECT row_number() OVER (ORDER BY o.k) - 1 AS idx, ref, data, "
+       "o.k - ?2 AS pidx FROM item_outcomes o CROSS JOIN items i WHERE o.status = 3 "
+       "AND o.k >= ?2 AND o.k < ?3 AND i.k = o.k) ORDER BY idx");
 
 static int64_t retry_items(void *conn, int64_t jid, const struct rules_jobrow *r)
 {
@@ -562,8 +561,9 @@ SQ_SQL(sql_stage_items,
        "SELECT ?1 + idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), "
        "(SELECT last_idx FROM retry_refs r WHERE r.jid = ?5 AND r.ref = f.ref), -1), ref, "
        "data, pidx FROM (SELECT ?4 + row_number() OVER (ORDER BY k) - 1 AS idx, ref, data, "
-       "k - ?2 AS pidx FROM (SELECT k, ref, data FROM items WHERE status = 3 AND k >= ?2 + ?6 "
-       "AND k < ?3 ORDER BY k LIMIT ?7)) f ORDER BY idx");
+       "k - ?2 AS pidx FROM (SELECT o.k AS k, i.ref AS ref, i.data AS data FROM item_outcomes o "
+       "CROSS JOIN items i WHERE o.status = 3 AND o.k >= ?2 + ?6 AND o.k < ?3 AND i.k = o.k "
+       "ORDER BY o.k LIMIT ?7)) f ORDER BY idx");
 
 static int64_t stage_items(void *conn, int64_t jid, int64_t pjid, int64_t staged, int64_t pnext,
                            int64_t max)
@@ -653,6 +653,10 @@ SQ_SQL(sql_sweep_keys, "DELETE FROM idem_keys WHERE (tenant, key) IN "
                        "(SELECT tenant, key FROM idem_keys WHERE created_at < ?1 LIMIT ?2)");
 SQ_SQL(sql_sweep_items, "DELETE FROM items WHERE k IN "
                         "(SELECT k FROM items WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT ?3)");
+/* The outcomes of the items sql_sweep_items is about to delete (a batch counts items). */
+SQ_SQL(sql_sweep_outcomes, "DELETE FROM item_outcomes WHERE k >= ?1 AND k <= (SELECT max(k) "
+                           "FROM (SELECT k FROM items WHERE k >= ?1 AND k < ?2 ORDER BY k "
+                           "LIMIT ?3))");
 
 static int64_t sweep_keys(void *conn, int64_t before, int64_t max)
 {
@@ -665,7 +669,9 @@ static int64_t sweep_items(void *conn, int64_t jid, int64_t max)
     if (gone < 0 || gone >= max)
         return gone;
     const int64_t args[] = {KEY(jid, 0), KEY(jid + 1, 0), max - gone};
-    int64_t items = sq_run_i64s(conn, &sql_sweep_items, args, 3);
+    int64_t items = sq_run_i64s(conn, &sql_sweep_outcomes, args, 3);
+    if (items >= 0)
+        items = sq_run_i64s(conn, &sql_sweep_items, args, 3);
     return items < 0 ? items : gone + items;
 }
 

@@ -9,12 +9,18 @@
  *            (-1 = not canceled), `last_claim` the id of the newest claim taken from
  *            the job, `priority` -100..100 from the submit (see FAIRNESS in
  *            claims.c).
- *   items    key k = jid * 2^32 + index: one integer B-tree, rows appended in key
- *            order at submit, no secondary index except a partial one on failed
- *            items (listing failures of a big job). Processing and Canceled of a
- *            pending item are derived from next_idx/cancel_at, never stored, so
- *            claiming and canceling write no item rows; finishing writes each row
- *            once. Events are a JSON array text, appended by string concatenation.
+ *   items    key k = jid * 2^32 + index: one integer B-tree, rows (ref, data,
+ *            prev_idx, parent_index) appended in key order at submit and never
+ *            updated.
+ *   item_outcomes  same key: an item's status, attempts, result, error and events,
+ *            written when it ends (or counts an attempt), with a partial index on
+ *            failed items (listing failures of a big job). No row: Pending, no
+ *            attempt yet. Processing and Canceled of a pending item are derived
+ *            from next_idx/cancel_at, never stored, so claiming and canceling write
+ *            nothing; finishing inserts one narrow row and leaves the data's pages
+ *            alone. Events are a JSON array text, appended by string
+ *            concatenation. The view item_rows is the two joined (status 0 and
+ *            attempts 0 where no outcome).
  *   claims   one row per leased range [lo, hi) of one job, with a random token that
  *            fences late writers and `remaining` = items of the range not done yet.
  *            Released claims (graceful shutdown) get lease_until 0 and released = 1,
@@ -267,6 +273,39 @@ static const char *const migrations[] = {
     "  prev_k INTEGER NOT NULL,"
     "  parked INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX ref_waits_parked ON ref_waits(k) WHERE parked = 1;",
+    /* 012_item_outcomes: an item's data is written once, at submit; its end goes to a
+     * narrow row of its own, so finishing an item no longer rewrites the pages that
+     * hold its data (half the bytes a no-op item cost). item_rows joins them back. */
+    "CREATE TABLE item_outcomes("
+    "  k INTEGER PRIMARY KEY,"
+    "  status INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL DEFAULT 0,"
+    "  error_code TEXT,"
+    "  result TEXT,"
+    "  error_message TEXT,"
+    "  events TEXT,"
+    "  failed_step TEXT,"
+    "  warnings TEXT);"
+    "INSERT INTO item_outcomes SELECT k, status, attempts, updated_at, error_code, result, "
+    "  error_message, events, failed_step, warnings FROM items "
+    "  WHERE status <> 0 OR attempts <> 0 OR events IS NOT NULL;"
+    "CREATE TABLE items_new("
+    "  k INTEGER PRIMARY KEY,"
+    "  prev_idx INTEGER NOT NULL,"
+    "  ref TEXT NOT NULL,"
+    "  data TEXT,"
+    "  parent_index INTEGER NOT NULL DEFAULT -1);"
+    "INSERT INTO items_new SELECT k, prev_idx, ref, data, parent_index FROM items;"
+    "DROP TABLE items;"
+    "ALTER TABLE items_new RENAME TO items;"
+    "CREATE INDEX item_outcomes_failed ON item_outcomes(k) WHERE status = 3;"
+    "CREATE VIEW item_rows AS SELECT i.k AS k, coalesce(o.status, 0) AS status, "
+    "  coalesce(o.attempts, 0) AS attempts, i.prev_idx AS prev_idx, "
+    "  coalesce(o.updated_at, 0) AS updated_at, o.error_code AS error_code, i.ref AS ref, "
+    "  i.data AS data, o.result AS result, o.error_message AS error_message, "
+    "  o.events AS events, o.failed_step AS failed_step, o.warnings AS warnings, "
+    "  i.parent_index AS parent_index FROM items i LEFT JOIN item_outcomes o ON o.k = i.k;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */
