@@ -302,10 +302,38 @@ def scheduler_cost(binary, items_file, n, rate, workers):
     return out[0][0], out[0][1], out[1][1]
 
 
+def cluster_cpu_seconds():
+    """CPU of the PostgreSQL cluster of scripts/pg-test.sh: the postmaster, its live
+    children (backends, walwriter, checkpointer, ...) and the children it has reaped
+    (cutime/cstime), or None when $SLUICE_TEST_PG_DATA names no running cluster."""
+    try:
+        with open(os.path.join(os.environ["SLUICE_TEST_PG_DATA"], "postmaster.pid")) as f:
+            pm = int(f.readline())
+        with open("/proc/%d/stat" % pm) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (KeyError, OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pm:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def pg_run(binary, items_file, n, workflow, workers, nodes):
     """One run on PostgreSQL: a fresh database on the cluster of scripts/pg-test.sh
     ($SLUICE_TEST_PG_URL), `nodes` servers on it, the submit to the first, every node
-    working. Returns (accept s, end-to-end s, items/s)."""
+    working. Returns (accept s, end-to-end s, items/s, database CPU ms per 1,000
+    items, nodes' CPU ms per 1,000 items), CPU from just before the submit to the job's
+    end."""
     base = os.environ["SLUICE_TEST_PG_URL"]
     psql = os.path.join(os.environ.get("SLUICE_TEST_PG_BIN", "/usr/bin"), "psql")
     db = "bench_%d_%d" % (os.getpid(), int(time.time() * 1000))
@@ -332,6 +360,8 @@ def pg_run(binary, items_file, n, workflow, workers, nodes):
                 except Exception:
                     time.sleep(0.05)
         url = urls[0]
+        db0 = cluster_cpu_seconds()
+        node0 = sum(cpu_seconds(p.pid) for p, _ in procs)
         t0 = time.time()
         out = subprocess.run(["curl", "-s", "-o", os.path.join(d, "resp"), "-w", "%{http_code} %{time_total}",
                               "-H", "Authorization: Bearer " + key, "-H", "Content-Type: application/x-ndjson",
@@ -347,8 +377,11 @@ def pg_run(binary, items_file, n, workflow, workers, nodes):
                 break
             time.sleep(0.02)
         e2e = parse_ts(j["completedAt"]) - t0
+        db1 = cluster_cpu_seconds()
+        node1 = sum(cpu_seconds(p.pid) for p, _ in procs)
         assert j["counts"]["succeeded"] == n, j["counts"]
-        return float(accept), e2e, n / e2e
+        db_ms = (db1 - db0) * 1e6 / n if db0 is not None and db1 is not None else float("nan")
+        return float(accept), e2e, n / e2e, db_ms, (node1 - node0) * 1e6 / n
     finally:
         for proc, log in procs:
             proc.send_signal(signal.SIGTERM)
@@ -364,10 +397,13 @@ def pg_run(binary, items_file, n, workflow, workers, nodes):
 
 
 def pg_main(a):
+    fsync = "on" if "fsync=on" in os.environ.get("SLUICE_TEST_PG_OPTS", "") else "off"
     print("sluice bench on PostgreSQL: %d runs each, workers=%d per node, a throwaway "
-          "cluster on this machine (fsync off), %s" % (a.runs, a.workers, time.strftime("%Y-%m-%d %H:%M")))
-    print("%-18s %8s %6s %10s %12s %12s %10s" % ("workflow", "items", "nodes", "accept s",
-                                                 "end-to-end s", "items/s", "x 1 node"))
+          "cluster on this machine (fsync %s), %s" % (a.runs, a.workers, fsync,
+                                                      time.strftime("%Y-%m-%d %H:%M")))
+    print("%-18s %8s %6s %10s %12s %12s %10s %12s %12s" % (
+        "workflow", "items", "nodes", "accept s", "end-to-end s", "items/s", "x 1 node",
+        "DB CPU ms/1k", "node ms/1k"))
     for n in [int(x) for x in a.sizes.split(",")]:
         items_file = ensure_items(n)
         for wf in a.workflows.split(","):
@@ -376,8 +412,9 @@ def pg_main(a):
                 runs = [pg_run(a.bin, items_file, n, wf, a.workers, nodes) for _ in range(a.runs)]
                 med = lambda i: statistics.median(r[i] for r in runs)
                 one = med(2) if one is None else one
-                print("%-18s %8d %6d %10.3f %12.3f %12.0f %10.2f" %
-                      (wf, n, nodes, med(0), med(1), med(2), med(2) / one), flush=True)
+                print("%-18s %8d %6d %10.3f %12.3f %12.0f %10.2f %12.1f %12.1f" %
+                      (wf, n, nodes, med(0), med(1), med(2), med(2) / one, med(3), med(4)),
+                      flush=True)
 
 
 def ensure_items(n):
