@@ -116,8 +116,10 @@ static int settle_claim(struct conn *c, const char *node, int64_t claim_id, int6
     pg_param_i64(&p, c->now);
     if (canceling) {
         rc = pg_exec(c,
-                     "UPDATE items SET status = 5, updated_at = $4 WHERE jid = $1 AND idx >= $2 "
-                     "AND idx < $3 AND status = 0",
+                     "INSERT INTO item_outcomes AS o (jid, idx, status, updated_at) "
+                     "SELECT jid, idx, 5, $4 FROM item_rows WHERE jid = $1 AND idx >= $2 "
+                     "AND idx < $3 AND status = 0 ON CONFLICT (jid, idx) DO UPDATE "
+                     "SET status = 5, updated_at = $4 WHERE o.status = 0",
                      &p, NULL);
         if (rc < 0)
             goto out;
@@ -127,7 +129,7 @@ static int settle_claim(struct conn *c, const char *node, int64_t claim_id, int6
     if (released) {
         rc = pg_exec(
             c,
-            "SELECT idx, attempts, ref, data, status FROM items WHERE jid = $1 AND idx >= $2 "
+            "SELECT idx, attempts, ref, data, status FROM item_rows WHERE jid = $1 AND idx >= $2 "
             "AND idx < $3 AND status = 0 AND $4::bigint > 0 ORDER BY idx",
             &p, &res);
     } else {
@@ -136,12 +138,13 @@ static int settle_claim(struct conn *c, const char *node, int64_t claim_id, int6
         pg_param_str(&p, sluice_err_code(SLUICE_E_MAX_ATTEMPTS));
         rc = pg_exec(
             c,
-            "UPDATE items SET attempts = attempts + 1, updated_at = $4, "
-            "status = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN 3 ELSE 0 END, "
-            "error_code = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN $7 ELSE error_code "
-            "END, error_message = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN "
+            "WITH up AS (INSERT INTO item_outcomes AS o (jid, idx, attempts, updated_at, status, "
+            "error_code, error_message, events) SELECT jid, idx, attempts + 1, $4, "
+            "CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN 3 ELSE 0 END, "
+            "CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN $7 ELSE error_code END, "
+            "CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN "
             "format('abandoned after %s attempts', attempts + 1) ELSE error_message END, "
-            "events = (SELECT CASE WHEN events IS NULL OR events = '[]' THEN '[' || e || ']' "
+            "(SELECT CASE WHEN events IS NULL OR events = '[]' THEN '[' || e || ']' "
             "ELSE left(events, -1) || ',' || e || ']' END FROM (SELECT format("
             "'{\"at\":\"%s\",\"stage\":\"claim\",\"level\":\"warn\",\"code\":\"LeaseExpired\","
             "\"message\":\"lease expired on attempt %s; item given to another worker\"}', "
@@ -149,8 +152,13 @@ static int settle_claim(struct conn *c, const char *node, int64_t claim_id, int6
             "',{\"at\":\"%s\",\"stage\":\"claim\",\"level\":\"error\",\"code\":\"%s\","
             "\"message\":\"abandoned after %s attempts\"}', $5::text, $7::text, attempts + 1)"
             " ELSE '' END AS e) ev) "
-            "WHERE jid = $1 AND idx >= $2 AND idx < $3 AND status = 0 "
-            "RETURNING idx, attempts, ref, data, status",
+            "FROM item_rows WHERE jid = $1 AND idx >= $2 AND idx < $3 AND status = 0 "
+            "ON CONFLICT (jid, idx) DO UPDATE SET attempts = excluded.attempts, "
+            "updated_at = excluded.updated_at, status = excluded.status, "
+            "error_code = excluded.error_code, error_message = excluded.error_message, "
+            "events = excluded.events WHERE o.status = 0 RETURNING idx, attempts, status) "
+            "SELECT up.idx, up.attempts, i.ref, i.data, up.status FROM up JOIN items i "
+            "ON i.jid = $1 AND i.idx = up.idx",
             &p, &res);
     }
     if (rc < 0)
@@ -219,7 +227,7 @@ static int ref_lookup(void *conn, int64_t jid, int64_t idx, struct rules_ref_ite
     memset(it, 0, sizeof *it);
     int rc =
         pg_exec(conn,
-                "SELECT i.status, i.prev_idx, w.prev_jid, w.prev_idx, j.cancel_at FROM items i "
+                "SELECT i.status, i.prev_idx, w.prev_jid, w.prev_idx, j.cancel_at FROM item_rows i "
                 "JOIN jobs j ON j.jid = i.jid LEFT JOIN ref_waits w ON w.jid = i.jid AND "
                 "w.idx = i.idx WHERE i.jid = $1 AND i.idx = $2",
                 &p, &res);
@@ -327,14 +335,15 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim
      * ORDER in store.h; 0, 0 when none). */
 #define RANGE_COLS                                                                                 \
     "SELECT i.idx, i.attempts, i.ref, i.data, CASE WHEN i.prev_idx >= 0 AND i.prev_idx < $2 "      \
-    "THEN coalesce((SELECT p.status FROM items p WHERE p.jid = i.jid AND p.idx = i.prev_idx), "    \
+    "THEN coalesce((SELECT p.status FROM item_outcomes p WHERE p.jid = i.jid "                     \
+    "AND p.idx = i.prev_idx), "                                                                    \
     "0) ELSE -1 END, "
 #define RANGE_WHERE "WHERE i.jid = $1 AND i.idx >= $2 AND i.idx < $3 ORDER BY i.idx"
     rc = pg_exec(c,
                  r.j.ref_order == STORE_REF_ORDER_TENANT
-                     ? RANGE_COLS "w.prev_jid, w.prev_idx, i.prev_idx FROM items i LEFT JOIN "
+                     ? RANGE_COLS "w.prev_jid, w.prev_idx, i.prev_idx FROM item_rows i LEFT JOIN "
                                   "ref_waits w ON w.jid = i.jid AND w.idx = i.idx " RANGE_WHERE
-                     : RANGE_COLS "0, 0, -1 FROM items i " RANGE_WHERE,
+                     : RANGE_COLS "0, 0, -1 FROM item_rows i " RANGE_WHERE,
                  &p, &res);
     if (rc < 0)
         goto out;
@@ -748,7 +757,9 @@ static int complete_body(struct conn *c, void *vctx)
     if (rc < 0)
         return rc;
     const struct rules_apply ap = {pg_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, c->now};
-    /* Lock the rows of the items this call reports that are still pending. */
+    /* The items this call reports that are still pending. No row lock: every writer of
+     * a claim's items holds its claim row (claim_check above, settling), and the
+     * outcome insert below changes only rows still pending. */
     struct buf *bidx = &c->arr[0];
     pg_arr_begin(bidx);
     for (size_t i = 0; i < x->n; i++)
@@ -761,8 +772,8 @@ static int complete_body(struct conn *c, void *vctx)
     pg_param_i64(&p, h.lo);
     pg_param_i64(&p, h.hi);
     rc = pg_exec(c,
-                 "SELECT idx FROM items WHERE jid = $1 AND idx = ANY($2::bigint[]) AND status = 0 "
-                 "AND idx >= $3 AND idx < $4 ORDER BY idx FOR UPDATE",
+                 "SELECT idx FROM item_rows WHERE jid = $1 AND idx = ANY($2::bigint[]) "
+                 "AND status = 0 AND idx >= $3 AND idx < $4 ORDER BY idx",
                  &p, &res);
     if (rc < 0)
         goto out;
@@ -846,14 +857,18 @@ static int complete_body(struct conn *c, void *vctx)
      * even when the table's statistics are stale (a job just inserted). */
     rc = pg_exec(
         c,
-        "UPDATE items i SET status = u.st, attempts = i.attempts + 1, result = u.res, "
-        "error_code = u.code, error_message = u.msg, events = CASE WHEN u.ev IS NULL THEN "
-        "i.events WHEN i.events IS NULL OR i.events = '[]' THEN u.ev ELSE left(i.events, -1) "
-        "|| ',' || substr(u.ev, 2) END, updated_at = $2, failed_step = u.fs, warnings = u.w "
-        "FROM unnest($3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], "
-        "$9::text[], $10::text[]) AS u(idx, st, res, code, msg, ev, fs, w) "
-        "WHERE i.jid = $1 AND i.idx = u.idx AND i.status = 0 AND i.idx >= $11 "
-        "AND i.idx < $12",
+        "INSERT INTO item_outcomes AS o (jid, idx, status, attempts, result, error_code, "
+        "error_message, events, updated_at, failed_step, warnings) SELECT $1, u.idx, u.st, 1, "
+        "u.res, u.code, u.msg, u.ev, $2, u.fs, u.w FROM unnest($3::bigint[], $4::int[], "
+        "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) "
+        "AS u(idx, st, res, code, msg, ev, fs, w) WHERE u.idx >= $11 AND u.idx < $12 "
+        "ON CONFLICT (jid, idx) DO UPDATE SET status = excluded.status, "
+        "attempts = o.attempts + 1, result = excluded.result, error_code = excluded.error_code, "
+        "error_message = excluded.error_message, events = CASE WHEN excluded.events IS NULL "
+        "THEN o.events WHEN o.events IS NULL OR o.events = '[]' THEN excluded.events "
+        "ELSE left(o.events, -1) || ',' || substr(excluded.events, 2) END, "
+        "updated_at = excluded.updated_at, failed_step = excluded.failed_step, "
+        "warnings = excluded.warnings WHERE o.status = 0",
         &u, NULL);
     if (rc < 0)
         goto out;

@@ -313,7 +313,8 @@ static int64_t run_by_jid(struct conn *c, const char *const *sqls, size_t n, int
 static int job_remove(void *conn, int64_t jid)
 {
     static const char *const by_jid[] = {
-        "DELETE FROM items WHERE jid = $1",     "DELETE FROM claims WHERE jid = $1",
+        "DELETE FROM items WHERE jid = $1",     "DELETE FROM item_outcomes WHERE jid = $1",
+        "DELETE FROM claims WHERE jid = $1",
         "DELETE FROM job_steps WHERE jid = $1", "DELETE FROM idem_keys WHERE jid = $1",
         "DELETE FROM outbox WHERE jid = $1",    "DELETE FROM runnable WHERE jid = $1",
         "DELETE FROM ref_tails WHERE jid = $1", "DELETE FROM ref_waits WHERE jid = $1",
@@ -454,7 +455,7 @@ static int ref_link(void *conn, int64_t jid)
         "FROM jobs WHERE jid = $1",
         "INSERT INTO ref_waits(jid, idx, prev_jid, prev_idx) SELECT i.jid, i.idx, t.jid, t.idx "
         "FROM jobs j JOIN items i ON i.jid = j.jid JOIN ref_tails t ON t.tenant = j.tenant "
-        "AND t.workflow = j.workflow AND t.ref = i.ref JOIN items p ON p.jid = t.jid "
+        "AND t.workflow = j.workflow AND t.ref = i.ref JOIN item_rows p ON p.jid = t.jid "
         "AND p.idx = t.idx WHERE j.jid = $1 AND i.prev_idx = -1 AND p.status = 0",
         "INSERT INTO ref_tails(tenant, workflow, ref, jid, idx) SELECT j.tenant, j.workflow, "
         "i.ref, j.jid, max(i.idx) FROM jobs j JOIN items i ON i.jid = j.jid WHERE j.jid = $1 "
@@ -497,8 +498,9 @@ static int64_t retry_items(void *conn, int64_t jid, const struct rules_jobrow *r
         conn,
         "INSERT INTO items(jid, idx, prev_idx, ref, data, parent_index) "
         "SELECT $1, idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), -1), ref, "
-        "data, pidx FROM (SELECT row_number() OVER (ORDER BY idx) - 1 AS idx, ref, data, "
-        "idx AS pidx FROM items WHERE jid = $2 AND status = 3) f ORDER BY idx",
+        "data, pidx FROM (SELECT row_number() OVER (ORDER BY o.idx) - 1 AS idx, i.ref, i.data, "
+        "o.idx AS pidx FROM item_outcomes o JOIN items i ON i.jid = o.jid AND i.idx = o.idx "
+        "WHERE o.jid = $2 AND o.status = 3) f ORDER BY idx",
         (const int64_t[]){jid, r->jid}, 2);
 }
 
@@ -551,15 +553,16 @@ static int stage_parent(void *conn, const char *tenant, const char *parent, int6
 static int64_t stage_items(void *conn, int64_t jid, int64_t pjid, int64_t staged, int64_t pnext,
                            int64_t max)
 {
-    /* the LIMIT sits inside, so a batch reads only its own rows (items_failed) */
+    /* the LIMIT sits inside, so a batch reads only its own rows (item_outcomes_failed) */
     return run_i64s(
         conn,
         "INSERT INTO items(jid, idx, prev_idx, ref, data, parent_index) "
         "SELECT $1, idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), "
         "(SELECT last_idx FROM retry_refs rr WHERE rr.jid = $1 AND rr.ref = f.ref), -1), "
         "ref, data, pidx FROM (SELECT $3 + row_number() OVER (ORDER BY idx) - 1 AS idx, "
-        "ref, data, idx AS pidx FROM (SELECT idx, ref, data FROM items WHERE jid = $2 "
-        "AND status = 3 AND idx >= $4 ORDER BY idx LIMIT $5) b) f ORDER BY idx",
+        "ref, data, idx AS pidx FROM (SELECT o.idx, i.ref, i.data FROM item_outcomes o "
+        "JOIN items i ON i.jid = o.jid AND i.idx = o.idx WHERE o.jid = $2 AND o.status = 3 "
+        "AND o.idx >= $4 ORDER BY o.idx LIMIT $5) b) f ORDER BY idx",
         (const int64_t[]){jid, pjid, staged, pnext, max}, 5);
 }
 
@@ -658,8 +661,10 @@ static int64_t sweep_items(void *conn, int64_t jid, int64_t max)
         "FROM ref_tails WHERE jid = $1 LIMIT $2)",
         "DELETE FROM ref_waits WHERE jid = $1 AND idx IN (SELECT idx FROM ref_waits "
         "WHERE jid = $1 LIMIT $2)",
-        "DELETE FROM items WHERE jid = $1 AND idx IN (SELECT idx FROM items "
-        "WHERE jid = $1 ORDER BY idx LIMIT $2)",
+        /* a batch counts items; their outcomes go with them */
+        "WITH b AS (SELECT idx FROM items WHERE jid = $1 ORDER BY idx LIMIT $2), "
+        "e AS (DELETE FROM item_outcomes o USING b WHERE o.jid = $1 AND o.idx = b.idx) "
+        "DELETE FROM items WHERE jid = $1 AND idx IN (SELECT idx FROM b)",
     };
     int64_t gone = 0;
     for (size_t i = 0; i < sizeof steps / sizeof steps[0] && gone < max; i++) {

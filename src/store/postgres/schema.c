@@ -292,7 +292,42 @@ static const char *const m006[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {m001, m002, m003, m004, m005, m006};
+/* Migration 007_item_outcomes: an item's end is a narrow row of its own (as in
+ * sqlite/schema.c): finishing an item inserts one small tuple instead of a new
+ * version of the whole row with its data, and takes no lock on the item row (the
+ * claim row fences writers). item_rows joins them back (status 0, attempts 0 where
+ * no outcome). */
+static const char *const m007[] = {
+    "CREATE TABLE item_outcomes("
+    "  jid bigint NOT NULL,"
+    "  idx bigint NOT NULL,"
+    "  status smallint NOT NULL DEFAULT 0,"
+    "  attempts int NOT NULL DEFAULT 0,"
+    "  updated_at bigint NOT NULL DEFAULT 0,"
+    "  error_code text,"
+    "  result text,"
+    "  error_message text,"
+    "  events text,"
+    "  failed_step text,"
+    "  warnings text,"
+    "  PRIMARY KEY(jid, idx))",
+    "INSERT INTO item_outcomes SELECT jid, idx, status, attempts, updated_at, error_code, "
+    "result, error_message, events, failed_step, warnings FROM items "
+    "WHERE status <> 0 OR attempts <> 0 OR events IS NOT NULL",
+    "DROP INDEX items_failed",
+    "ALTER TABLE items DROP COLUMN status, DROP COLUMN attempts, DROP COLUMN updated_at, "
+    "DROP COLUMN error_code, DROP COLUMN result, DROP COLUMN error_message, "
+    "DROP COLUMN events, DROP COLUMN failed_step, DROP COLUMN warnings",
+    "CREATE INDEX item_outcomes_failed ON item_outcomes(jid, idx) WHERE status = 3",
+    "CREATE VIEW item_rows AS SELECT i.jid, i.idx, coalesce(o.status, 0::smallint) AS status, "
+    "coalesce(o.attempts, 0) AS attempts, i.prev_idx, coalesce(o.updated_at, 0) AS updated_at, "
+    "i.parent_index, o.error_code, i.ref, i.data, o.result, o.error_message, o.events, "
+    "o.failed_step, o.warnings FROM items i LEFT JOIN item_outcomes o "
+    "ON o.jid = i.jid AND o.idx = i.idx",
+    NULL,
+};
+
+static const char *const *const migrations[] = {m001, m002, m003, m004, m005, m006, m007};
 
 /* ---- applying them -------------------------------------------------------------- */
 
