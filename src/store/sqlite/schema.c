@@ -25,8 +25,10 @@
  *            fences late writers and `remaining` = items of the range not done yet.
  *            Released claims (graceful shutdown) get lease_until 0 and released = 1,
  *            so the next store_claim takes them over without counting an attempt.
- *   docs     (tenant, collection, ref) -> data, version, deleted (tombstone),
- *            WITHOUT ROWID: one B-tree lookup per upsert.
+ *   docs     (tenant, collection, ref) -> data, version, deleted (tombstone):
+ *            a rowid table and the unique index docs_key (two B-tree lookups per
+ *            upsert, but the data's pages fill up when documents arrive in key
+ *            order; 013).
  *   api_keys key id, tenant and SHA-256 hex of the key.
  *   job_steps (jid, step) -> passed/failed/skipped, added to by store_complete in
  *            its transaction; rowid order is first-seen order (a new row's rowid is
@@ -306,6 +308,25 @@ static const char *const migrations[] = {
     "  i.data AS data, o.result AS result, o.error_message AS error_message, "
     "  o.events AS events, o.failed_step AS failed_step, o.warnings AS warnings, "
     "  i.parent_index AS parent_index FROM items i LEFT JOIN item_outcomes o ON o.k = i.k;",
+    /* 013_docs_rowid: documents in a rowid table with a unique index on their key. A
+     * WITHOUT ROWID B-tree splits pages in half even when keys arrive in order (only
+     * rowid tables append into full pages), so a bulk upsert wrote each document's
+     * bytes about twice over; now the index pages hold only keys. */
+    "CREATE TABLE docs_new("
+    "  tenant TEXT NOT NULL,"
+    "  collection TEXT NOT NULL,"
+    "  ref TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  deleted INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  item_index INTEGER NOT NULL,"
+    "  job_id TEXT NOT NULL,"
+    "  data TEXT);"
+    "INSERT INTO docs_new SELECT tenant, collection, ref, version, deleted, updated_at, "
+    "  item_index, job_id, data FROM docs ORDER BY tenant, collection, ref;"
+    "DROP TABLE docs;"
+    "ALTER TABLE docs_new RENAME TO docs;"
+    "CREATE UNIQUE INDEX docs_key ON docs(tenant, collection, ref);",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */
