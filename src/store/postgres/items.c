@@ -30,8 +30,9 @@ static int item_read(void *c, const struct rules_jobrow *r, int64_t index, struc
     struct pg_params p = {0};
     pg_param_i64(&p, r->jid);
     pg_param_i64(&p, index);
-    int rc = pg_exec(c, "SELECT " ITEM_LIST_COLS ", events FROM item_rows WHERE jid = $1 AND idx = $2",
-                     &p, &res);
+    int rc =
+        pg_exec(c, "SELECT " ITEM_LIST_COLS ", events FROM item_rows WHERE jid = $1 AND idx = $2",
+                &p, &res);
     if (rc <= 0)
         return rc;
     read_item(res, 0, r, 1, out);

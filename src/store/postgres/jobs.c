@@ -314,11 +314,10 @@ static int job_remove(void *conn, int64_t jid)
 {
     static const char *const by_jid[] = {
         "DELETE FROM items WHERE jid = $1",     "DELETE FROM item_outcomes WHERE jid = $1",
-        "DELETE FROM claims WHERE jid = $1",
-        "DELETE FROM job_steps WHERE jid = $1", "DELETE FROM idem_keys WHERE jid = $1",
-        "DELETE FROM outbox WHERE jid = $1",    "DELETE FROM runnable WHERE jid = $1",
-        "DELETE FROM ref_tails WHERE jid = $1", "DELETE FROM ref_waits WHERE jid = $1",
-        "DELETE FROM jobs WHERE jid = $1",
+        "DELETE FROM claims WHERE jid = $1",    "DELETE FROM job_steps WHERE jid = $1",
+        "DELETE FROM idem_keys WHERE jid = $1", "DELETE FROM outbox WHERE jid = $1",
+        "DELETE FROM runnable WHERE jid = $1",  "DELETE FROM ref_tails WHERE jid = $1",
+        "DELETE FROM ref_waits WHERE jid = $1", "DELETE FROM jobs WHERE jid = $1",
     };
     int64_t rc = run_by_jid(conn, by_jid, sizeof by_jid / sizeof by_jid[0], jid);
     return rc < 0 ? (int)rc : 0;
