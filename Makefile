@@ -7,6 +7,7 @@
 #                             black-box API suite against the sanitizer build; the
 #                             contract and API suites again on PostgreSQL (test-pg)
 #   make bench                benchmarks (bench/run)
+#   make bench-peers          sluice beside graphile-worker in one window, with ratios (bench/peers.py)
 #   make fuzz                 libFuzzer targets for a while each (clang)
 #   make format               clang-format (.clang-format) every C file of src/ and tests/
 #   make format-check         fails, naming the lines, where one is not formatted
@@ -39,7 +40,7 @@ OBJ += $(BUILD)/gen/ui_assets.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c) $(wildcard tests/store/test_*.c))
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all deps test-deps run test unit api bench load fuzz fuzz-brief clean format format-check \
+.PHONY: all deps test-deps run test unit api bench bench-peers load fuzz fuzz-brief clean format format-check \
         test-pg pg-contract pg-api
 # The pkg-config flags above are read when make reads this file: on a machine that
 # lacks a library, that is before deps installed it (and pkg-config then prints nothing
@@ -142,6 +143,14 @@ api: $(BUILD)/sluice
 bench: all
 	@scripts/deps.sh bench
 	bench/run $(BUILD)/sluice
+
+# graphile-worker (bench/peers, npm), then sluice on SQLite and on a PostgreSQL with fsync on,
+# then graphile-worker again; ratios against the mean of the two.
+bench-peers: all
+	@scripts/deps.sh bench-peers
+	cd bench/peers && npm ci --no-audit --no-fund --loglevel=error
+	SLUICE_TEST_PG_OPTS="-c fsync=on -c full_page_writes=on" scripts/pg-test.sh \
+	  /usr/bin/python3 bench/peers.py --bin $(BUILD)/sluice
 
 # Load during a 1,000,000-item job (wrk), and 100 concurrent 100 MB uploads.
 load: all

@@ -61,10 +61,25 @@ def start_server(binary, d, workers, extra=()):
     return proc, url, key, log
 
 
+def io_bytes_written(pid):
+    """Bytes the process caused to be written to storage (write_bytes of /proc/PID/io:
+    the store's pages, its WAL or journal, fsyncs included, sockets not)."""
+    with open("/proc/%d/io" % pid) as f:
+        for line in f:
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    return 0
+
+
 def one_run(binary, items_file, n, workflow, workers):
+    """One job of n items on a fresh server: (accept s, end-to-end s, items/s, peak MB,
+    bytes written per item, server CPU ms per 1,000 items), the last two from just
+    before the submit to the job's end (the server's exit and final checkpoint are not
+    counted)."""
     d = tempfile.mkdtemp(prefix="sluice-bench-")
     try:
         proc, url, key, log = start_server(binary, d, workers)
+        w0, c0 = io_bytes_written(proc.pid), cpu_seconds(proc.pid)
         t0 = time.time()
         out = subprocess.run(["curl", "-s", "-o", os.path.join(d, "resp"), "-w", "%{http_code} %{time_total}",
                               "-H", "Authorization: Bearer " + key, "-H", "Content-Type: application/x-ndjson",
@@ -80,6 +95,7 @@ def one_run(binary, items_file, n, workflow, workers):
                 break
             time.sleep(0.02)
         e2e = parse_ts(j["completedAt"]) - t0
+        w1, c1 = io_bytes_written(proc.pid), cpu_seconds(proc.pid)
         rss_kb = 0
         with open("/proc/%d/status" % proc.pid) as f:
             for line in f:
@@ -89,7 +105,8 @@ def one_run(binary, items_file, n, workflow, workers):
         proc.wait(timeout=60)
         log.close()
         assert j["counts"]["succeeded"] == n, j["counts"]
-        return float(accept), e2e, n / e2e, rss_kb / 1024.0
+        return (float(accept), e2e, n / e2e, rss_kb / 1024.0, (w1 - w0) / n,
+                (c1 - c0) * 1e6 / n)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -331,10 +348,38 @@ def scheduler_cost(binary, items_file, n, rate, workers):
     return out[0][0], out[0][1], out[1][1]
 
 
+def cluster_cpu_seconds():
+    """CPU of the PostgreSQL cluster of scripts/pg-test.sh: the postmaster, its live
+    children (backends, walwriter, checkpointer, ...) and the children it has reaped
+    (cutime/cstime), or None when $SLUICE_TEST_PG_DATA names no running cluster."""
+    try:
+        with open(os.path.join(os.environ["SLUICE_TEST_PG_DATA"], "postmaster.pid")) as f:
+            pm = int(f.readline())
+        with open("/proc/%d/stat" % pm) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (KeyError, OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pm:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def pg_run(binary, items_file, n, workflow, workers, nodes):
     """One run on PostgreSQL: a fresh database on the cluster of scripts/pg-test.sh
     ($SLUICE_TEST_PG_URL), `nodes` servers on it, the submit to the first, every node
-    working. Returns (accept s, end-to-end s, items/s)."""
+    working. Returns (accept s, end-to-end s, items/s, database CPU ms per 1,000
+    items, nodes' CPU ms per 1,000 items), CPU from just before the submit to the job's
+    end."""
     base = os.environ["SLUICE_TEST_PG_URL"]
     psql = os.path.join(os.environ.get("SLUICE_TEST_PG_BIN", "/usr/bin"), "psql")
     db = "bench_%d_%d" % (os.getpid(), int(time.time() * 1000))
@@ -361,6 +406,8 @@ def pg_run(binary, items_file, n, workflow, workers, nodes):
                 except Exception:
                     time.sleep(0.05)
         url = urls[0]
+        db0 = cluster_cpu_seconds()
+        node0 = sum(cpu_seconds(p.pid) for p, _ in procs)
         t0 = time.time()
         out = subprocess.run(["curl", "-s", "-o", os.path.join(d, "resp"), "-w", "%{http_code} %{time_total}",
                               "-H", "Authorization: Bearer " + key, "-H", "Content-Type: application/x-ndjson",
@@ -376,8 +423,11 @@ def pg_run(binary, items_file, n, workflow, workers, nodes):
                 break
             time.sleep(0.02)
         e2e = parse_ts(j["completedAt"]) - t0
+        db1 = cluster_cpu_seconds()
+        node1 = sum(cpu_seconds(p.pid) for p, _ in procs)
         assert j["counts"]["succeeded"] == n, j["counts"]
-        return float(accept), e2e, n / e2e
+        db_ms = (db1 - db0) * 1e6 / n if db0 is not None and db1 is not None else float("nan")
+        return float(accept), e2e, n / e2e, db_ms, (node1 - node0) * 1e6 / n
     finally:
         for proc, log in procs:
             proc.send_signal(signal.SIGTERM)
@@ -393,10 +443,13 @@ def pg_run(binary, items_file, n, workflow, workers, nodes):
 
 
 def pg_main(a):
+    fsync = "on" if "fsync=on" in os.environ.get("SLUICE_TEST_PG_OPTS", "") else "off"
     print("sluice bench on PostgreSQL: %d runs each, workers=%d per node, a throwaway "
-          "cluster on this machine (fsync off), %s" % (a.runs, a.workers, time.strftime("%Y-%m-%d %H:%M")))
-    print("%-18s %8s %6s %10s %12s %12s %10s" % ("workflow", "items", "nodes", "accept s",
-                                                 "end-to-end s", "items/s", "x 1 node"))
+          "cluster on this machine (fsync %s), %s" % (a.runs, a.workers, fsync,
+                                                      time.strftime("%Y-%m-%d %H:%M")))
+    print("%-18s %8s %6s %10s %12s %12s %10s %12s %12s" % (
+        "workflow", "items", "nodes", "accept s", "end-to-end s", "items/s", "x 1 node",
+        "DB CPU ms/1k", "node ms/1k"))
     for n in [int(x) for x in a.sizes.split(",")]:
         items_file = ensure_items(n)
         for wf in a.workflows.split(","):
@@ -405,8 +458,9 @@ def pg_main(a):
                 runs = [pg_run(a.bin, items_file, n, wf, a.workers, nodes) for _ in range(a.runs)]
                 med = lambda i: statistics.median(r[i] for r in runs)
                 one = med(2) if one is None else one
-                print("%-18s %8d %6d %10.3f %12.3f %12.0f %10.2f" %
-                      (wf, n, nodes, med(0), med(1), med(2), med(2) / one), flush=True)
+                print("%-18s %8d %6d %10.3f %12.3f %12.0f %10.2f %12.1f %12.1f" %
+                      (wf, n, nodes, med(0), med(1), med(2), med(2) / one, med(3), med(4)),
+                      flush=True)
 
 
 def ensure_items(n):
@@ -452,7 +506,8 @@ def main():
     os.makedirs(outdir, exist_ok=True)
     print("sluice bench: %d runs each, workers=%d, SQLite synchronous=FULL, %s" %
           (a.runs, a.workers, time.strftime("%Y-%m-%d %H:%M")))
-    print("%-18s %8s %10s %12s %12s %10s" % ("workflow", "items", "accept s", "end-to-end s", "items/s", "peak MB"))
+    print("%-18s %8s %10s %12s %12s %10s %12s %12s" % ("workflow", "items", "accept s", "end-to-end s",
+                                                   "items/s", "peak MB", "bytes/item", "CPU ms/1k"))
     for n in [int(x) for x in a.sizes.split(",")]:
         items_file = os.path.join(outdir, "items-%d.ndjson" % n)
         if not os.path.exists(items_file):
@@ -463,8 +518,8 @@ def main():
         for wf in a.workflows.split(","):
             runs = [one_run(a.bin, items_file, n, wf, a.workers) for _ in range(a.runs)]
             med = lambda i: statistics.median(r[i] for r in runs)
-            print("%-18s %8d %10.3f %12.3f %12.0f %10.1f   (body %.1f MB)" %
-                  (wf, n, med(0), med(1), med(2), med(3), mb), flush=True)
+            print("%-18s %8d %10.3f %12.3f %12.0f %10.1f %12.0f %12.1f   (body %.1f MB)" %
+                  (wf, n, med(0), med(1), med(2), med(3), med(4), med(5), mb), flush=True)
     if a.pipeline_items:
         n = a.pipeline_items
         items_file = os.path.join(outdir, "items-%d.ndjson" % n)

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sluice needs to build, run and test, if missing.
-# Usage: scripts/deps.sh [build|test|bench|format]   (test adds the test tools, bench
-# wrk; format is clang-format alone, for make format / format-check)
+# Usage: scripts/deps.sh [build|test|bench|bench-peers|format]   (test adds the test tools,
+# bench wrk, bench-peers PostgreSQL and Node; format is clang-format alone, for make format / format-check)
 # (`make test-deps` then runs `npm ci` in tests/ui for the dashboard test.)
 set -euo pipefail
 want=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
       libcurl4-openssl-dev libssl-dev libpq-dev zlib1g-dev libcsv-dev curl)
 if [ "${1:-build}" = bench ]; then
   want+=(python3 wrk postgresql)   # bench/load.py drives its load with wrk; PostgreSQL runs
+fi
+if [ "${1:-build}" = bench-peers ]; then
+  want+=(python3 postgresql)       # graphile-worker's database and sluice's
+  command -v node >/dev/null || want+=(nodejs)
+  command -v npm >/dev/null || want+=(npm)
 fi
 if [ "${1:-build}" = test ]; then
   want+=(python3 python3-pytest python3-requests python3-jsonschema clang libclang-rt-14-dev sqlite3

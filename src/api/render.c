@@ -8,6 +8,7 @@
 #include "engine/limits.h"
 #include "engine/pipeline.h"
 #include "util/clock.h"
+#include "util/events.h"
 
 static void key(struct buf *b, const char *k)
 {
@@ -287,9 +288,10 @@ void render_run(struct buf *b, const char *ref, int validate_only,
         buf_json_str(b, res->error_message, strlen(res->error_message));
         buf_puts(b, "}");
     }
-    buf_printf(b, ",\"result\":%s,\"warnings\":%s,\"events\":%s}",
-               res->result ? res->result : "null", res->warnings ? res->warnings : "[]",
-               res->events);
+    buf_printf(b, ",\"result\":%s,\"warnings\":%s,\"events\":", res->result ? res->result : "null",
+               res->warnings ? res->warnings : "[]");
+    events_expand(b, res->events); /* the engine writes them compact (util/events.h) */
+    buf_putc(b, '}');
 }
 
 void render_invalid_item(struct buf *b, uint64_t index, const char *ref, size_t ref_len,

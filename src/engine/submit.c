@@ -38,6 +38,7 @@ struct submit {
     char *workflow;
     int64_t wf_version; /* stored definitions: the version this job runs; 0 for built-ins */
     char *uses;         /* the limits its items consume (limits_uses_of), or NULL */
+    int ref_order;      /* enum store_ref_order of that version */
     char *client_ref;
     char *idem_key;
     char *op_key;       /* "op:<id>" when the id was chosen by the client */
@@ -110,6 +111,7 @@ int submit_set_workflow(struct submit *s, const char *workflow)
 {
     struct wfdef *w = NULL;
     int64_t version = 0;
+    int ref_order = STORE_REF_ORDER_JOB;
     if (wfdef_builtin(workflow, &w) == 0) {
         wfdef_free(w);
     } else {
@@ -121,6 +123,7 @@ int submit_set_workflow(struct submit *s, const char *workflow)
         struct buf uses = BUF_INIT;
         limits_uses_of(w, &uses);
         version = w->version;
+        ref_order = w->ref_order; /* the order comes with the version too */
         wfdef_free(w);
         free(s->uses);
         s->uses = uses.len ? buf_detach(&uses, NULL) : NULL;
@@ -129,6 +132,7 @@ int submit_set_workflow(struct submit *s, const char *workflow)
     free(s->workflow);
     s->workflow = xstrdup(workflow);
     s->wf_version = version;
+    s->ref_order = ref_order;
     return 0;
 }
 
@@ -260,6 +264,7 @@ int submit_commit(struct submit *s, struct store_job *job)
         .callback_format = s->callback_format,
         .priority = s->priority,
         .uses = s->uses,
+        .ref_order = s->ref_order,
     };
     rc = store_job_commit(s->st, s->job_id, &meta, s->count, job);
     if (rc < 0)

@@ -514,7 +514,8 @@ int wfdef_compile(const char *name, int64_t version, json_t *def, struct wfdef *
     json_t *v;
     json_object_foreach(def, k, v)
     {
-        if (strcmp(k, "steps") && strcmp(k, "description") && strcmp(k, "limits")) {
+        if (strcmp(k, "steps") && strcmp(k, "description") && strcmp(k, "limits") &&
+            strcmp(k, "refOrder")) {
             snprintf(err, errlen, "unknown field '%s'", k);
             snprintf(target, targetlen, "%s", k);
             return -SLUICE_E_INVALID_FIELD;
@@ -524,6 +525,15 @@ int wfdef_compile(const char *name, int64_t version, json_t *def, struct wfdef *
     if (d && (!json_is_string(d) || json_string_length(d) > 1000)) {
         snprintf(err, errlen, "description must be a string of at most 1000 bytes");
         snprintf(target, targetlen, "description");
+        return -SLUICE_E_INVALID_FIELD;
+    }
+    json_t *ro = json_object_get(def, "refOrder");
+    int ref_order = STORE_REF_ORDER_JOB;
+    if (ro && json_is_string(ro) && strcmp(json_string_value(ro), "tenant") == 0)
+        ref_order = STORE_REF_ORDER_TENANT;
+    else if (ro && !(json_is_string(ro) && strcmp(json_string_value(ro), "job") == 0)) {
+        snprintf(err, errlen, "refOrder must be \"job\" or \"tenant\"");
+        snprintf(target, targetlen, "refOrder");
         return -SLUICE_E_INVALID_FIELD;
     }
     json_t *steps = json_object_get(def, "steps");
@@ -540,6 +550,7 @@ int wfdef_compile(const char *name, int64_t version, json_t *def, struct wfdef *
         return -SLUICE_E_INVALID_FIELD;
     struct wfdef *w = wfdef_new(name, json_array_size(steps));
     w->version = version;
+    w->ref_order = ref_order;
     if (parse_limits(json_object_get(def, "limits"), &w->limits, &w->nlimits, err, errlen) < 0) {
         snprintf(target, targetlen, "limits");
         wfdef_free(w);

@@ -17,6 +17,10 @@
  *      {"name": "n", "type": "noop"},
  *      {"name": "f", "type": "fail", "code": "Rejected", "message": "..."}]}
  *
+ * "refOrder" at the top: "job" (default: items that share a ref are applied in input
+ * order within a job) or "tenant" (also across the tenant's jobs of this workflow, in
+ * the order the jobs were accepted; see REF ORDER in store/store.h).
+ *
  * Step types: validate, map, upsert, patch, delete, http, noop, fail. Per step:
  * "name" (unique, [A-Za-z0-9_-]{1,64}, defaults to the type), "onError" (fail |
  * skip | continue, default fail), "retry" (maxAttempts 1..20, backoffMs,
@@ -105,6 +109,8 @@ struct wfdef {
     int has_http;       /* some step calls out */
     char (*limits)[65]; /* limit names each item consumes (see limits.h) */
     size_t nlimits;
+    int ref_order; /* "refOrder": STORE_REF_ORDER_JOB (default, 0 for built-ins) or
+                      STORE_REF_ORDER_TENANT (see store.h, REF ORDER) */
 };
 
 /* Nonzero when name is a valid collection name ([A-Za-z0-9_-]{1,64}). */

@@ -9,6 +9,7 @@
 #include "lang/template.h"
 #include "util/clock.h"
 #include "util/errors.h"
+#include "util/events.h"
 #include "util/jsonw.h"
 #include "util/xmalloc.h"
 
@@ -48,64 +49,30 @@ void step_set_output(struct step_run *r, struct step_item *p, const char *step,
     json_object_set_new(step_outputs(r, p), step, v);
 }
 
-/* Appends lead, then v and its closing quote (lead opens the string). */
-static void put_str(struct buf *b, const char *lead, const char *v)
-{
-    buf_puts(b, lead);
-    buf_puts(b, v);
-    buf_putc(b, '"');
-}
-
-/* Appends one event. A step event (s != NULL) also names the step, its type, its
- * outcome (passed | failed | skipped | continued) and its end time. extra (stolen, may
- * be NULL) adds fields (http details, violations). */
+/* Appends one event (util/events.h has the stored form). A step event (s != NULL)
+ * also names the step, its type and its outcome (passed | failed | skipped |
+ * continued). extra (stolen, may be NULL) adds fields (http details, violations). */
 void step_event(struct step_item *p, int64_t at, const char *stage, const struct step_def *s,
                 int attempt, const char *level, const char *code, const char *msg, int64_t dur_ms,
                 json_t *extra)
 {
-    char ts[25];
-    struct buf *b = &p->ev;
-    /* Written piece by piece, not with printf: every item gets several of these. The
-     * names, codes and levels are plain ASCII identifiers (step names are checked). */
-    if (b->len)
-        buf_putc(b, ',');
-    put_str(b, "{\"at\":\"", clock_fmt_ms(at, ts));
-    put_str(b, ",\"stage\":\"", stage);
+    struct item_event e = {.at = at,
+                           .stage = stage,
+                           .attempt = attempt,
+                           .level = level,
+                           .code = code,
+                           .message = msg,
+                           .duration_ms = dur_ms};
     if (s) {
-        const char *outcome = !strcmp(level, "info")         ? "passed"
-                              : !strcmp(level, "error")      ? "failed"
-                              : s->on_error == ON_ERROR_SKIP ? "skipped"
-                                                             : "continued";
-        put_str(b, ",\"step\":\"", s->name);
-        put_str(b, ",\"type\":\"", wfdef_step_type_name(s->type));
-        put_str(b, ",\"outcome\":\"", outcome);
-        put_str(b, ",\"endedAt\":\"", clock_fmt_ms(at + (dur_ms > 0 ? dur_ms : 0), ts));
+        e.step = s->name;
+        e.type = wfdef_step_type_name(s->type);
+        e.outcome = !strcmp(level, "info")         ? "passed"
+                    : !strcmp(level, "error")      ? "failed"
+                    : s->on_error == ON_ERROR_SKIP ? "skipped"
+                                                   : "continued";
     }
-    if (attempt > 0) {
-        buf_puts(b, ",\"attempt\":");
-        buf_put_i64(b, attempt);
-    }
-    put_str(b, ",\"level\":\"", level);
-    put_str(b, ",\"code\":\"", code);
-    buf_puts(b, ",\"message\":");
-    buf_json_str(b, msg, strlen(msg));
-    if (dur_ms >= 0) {
-        buf_puts(b, ",\"durationMs\":");
-        buf_put_i64(b, dur_ms);
-    }
-    if (extra) {
-        size_t from = b->len;
-        jsonw_put(b, extra); /* {...}: its members join the event's */
-        if (b->len - from > 2) {
-            b->data[from] = ',';
-            b->len--; /* drop the closing brace */
-        } else {
-            b->len = from;
-        }
-        b->data[b->len] = '\0';
-        json_decref(extra);
-    }
-    buf_putc(b, '}');
+    events_put(&p->ev, &e, extra);
+    json_decref(extra);
 }
 
 void step_pass_span(struct step_run *r, struct step_item *p, size_t k, int64_t start, int64_t end,

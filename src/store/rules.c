@@ -19,6 +19,7 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/errors.h"
+#include "util/events.h"
 #include "util/ids.h"
 #include "util/xmalloc.h"
 
@@ -67,6 +68,7 @@ void rules_job_read(const struct rules_cols *cols, const void *row, int64_t rete
     cols->copy(row, 25, j->parent_job, sizeof j->parent_job);
     j->priority = (int)cols->i64(row, 26);
     j->uses = cols->dup(row, 27, NULL);
+    j->ref_order = (int)cols->i64(row, 28);
     j->seq = r->jid;
     if (rules_job_terminal(j->status) && j->completed_at > 0 && retention_ms > 0)
         j->expires_at = j->completed_at + retention_ms;
@@ -213,26 +215,17 @@ void rules_defs_undo(void *vctx)
 
 /* ---- events ---------------------------------------------------------------------- */
 
-void rules_event_add(struct buf *b, const char *at, const char *stage, const char *step,
+void rules_event_add(struct buf *b, int64_t at, const char *stage, const char *step,
                      const char *level, const char *code, const char *message)
 {
-    if (b->len > 1)
-        buf_putc(b, ',');
-    buf_puts(b, "{\"at\":\"");
-    buf_puts(b, at);
-    buf_puts(b, "\",\"stage\":");
-    buf_json_str(b, stage, strlen(stage));
-    if (step) {
-        buf_puts(b, ",\"step\":");
-        buf_json_str(b, step, strlen(step));
-    }
-    buf_puts(b, ",\"level\":");
-    buf_json_str(b, level, strlen(level));
-    buf_puts(b, ",\"code\":");
-    buf_json_str(b, code, strlen(code));
-    buf_puts(b, ",\"message\":");
-    buf_json_str(b, message, strlen(message));
-    buf_putc(b, '}');
+    const struct item_event e = {.at = at,
+                                 .stage = stage,
+                                 .step = step,
+                                 .level = level,
+                                 .code = code,
+                                 .message = message,
+                                 .duration_ms = -1};
+    events_put(b, &e, NULL);
 }
 
 void rules_events_add_array(struct buf *b, const char *arr)
@@ -329,6 +322,45 @@ void rules_claim_items_free(struct store_claim_item *items, size_t n)
     free(items);
 }
 
+/* ---- ref order across jobs ------------------------------------------------------ */
+
+int rules_ref_blocked(void *conn, rules_ref_lookup_fn lookup, int64_t jid, int64_t idx)
+{
+    struct rules_ref_item it;
+    /* Each step goes to an item of the same job at a lower index or to one of an
+     * earlier job, so the walk ends; the guard only bounds a damaged store. */
+    for (int guard = 0; guard < 100000; guard++) {
+        int rc = lookup(conn, jid, idx, &it);
+        if (rc < 0)
+            return rc;
+        if (!it.found || (it.status != ITEM_PENDING && it.status != ITEM_CANCELED))
+            return 0;
+        if (it.status == ITEM_PENDING && !(it.cancel_at >= 0 && idx >= it.cancel_at))
+            return 1; /* Pending or Processing */
+        if (it.prev_idx >= 0) {
+            idx = it.prev_idx;
+        } else if (it.wait_jid > 0) {
+            jid = it.wait_jid;
+            idx = it.wait_idx;
+        } else {
+            return 0;
+        }
+    }
+    return -SLUICE_E_INTERNAL;
+}
+
+int rules_ref_parked_free(void *conn, rules_ref_lookup_fn lookup, int64_t jid, int64_t idx)
+{
+    struct rules_ref_item it;
+    int rc = lookup(conn, jid, idx, &it);
+    if (rc < 0)
+        return rc;
+    if (!it.found || it.status != ITEM_PENDING || it.cancel_at >= 0 || it.wait_jid <= 0)
+        return 1; /* gone, settled, or canceling: the claim that takes it over settles it */
+    rc = rules_ref_blocked(conn, lookup, it.wait_jid, it.wait_idx);
+    return rc < 0 ? rc : !rc;
+}
+
 /* ---- claims: transaction bodies ------------------------------------------------ */
 
 void rules_claim_args(struct rules_claim_ctx *x, const struct store_claim_opts *o,
@@ -418,8 +450,12 @@ int rules_item_get_body(const struct rules_items_prims *p, void *conn, struct ru
     if (x->index < 0 || x->index >= r.j.counts.total)
         return 0;
     rc = p->item_read(conn, &r, x->index, x->out);
-    if (rc == 1 && !x->out->events)
-        x->out->events = xstrdup("[]");
+    if (rc == 1) { /* stored compact (util/events.h), shown in full */
+        struct buf ev = BUF_INIT;
+        events_expand(&ev, x->out->events ? x->out->events : "[]");
+        free(x->out->events);
+        x->out->events = buf_detach(&ev, NULL);
+    }
     return rc;
 }
 
@@ -753,7 +789,7 @@ int rules_doc_change(enum store_op op, const char *data, size_t data_len, int li
     return 0;
 }
 
-void rules_op_written(struct buf *ev, struct buf *res, const char *ts,
+void rules_op_written(struct buf *ev, struct buf *res, int64_t at,
                       const struct store_claim_item *ci, const struct store_doc_op *op, int last,
                       char *msg, size_t cap)
 {
@@ -761,7 +797,7 @@ void rules_op_written(struct buf *ev, struct buf *res, const char *ts,
     const char *ref = op->ref ? op->ref : ci->ref;
     snprintf(msg, cap, "%s/%s %sversion %lld", coll, ref,
              op->op == STORE_OP_DELETE ? "deleted, " : "", (long long)op->version);
-    rules_event_add(ev, ts, "apply", op->step, "info", "VersionWritten", msg);
+    rules_event_add(ev, at, "apply", op->step, "info", "VersionWritten", msg);
     if (last) {
         buf_reset(res);
         buf_puts(res, "{\"collection\":");
@@ -796,14 +832,14 @@ int rules_apply_ops(const struct rules_apply *a, const struct rules_jobrow *r,
             else
                 snprintf(msg, cap, "%s/%s: data cannot be applied as %s", coll, ref,
                          op->op == STORE_OP_PATCH ? "a merge patch" : "a document");
-            rules_event_add(a->ev, a->ts, "apply", op->step, "error", sluice_err_code(rc), msg);
+            rules_event_add(a->ev, a->now, "apply", op->step, "error", sluice_err_code(rc), msg);
             return 1;
         }
         if (rc < 0)
             return rc;
         op->version = w.version;
         op->created = w.created;
-        rules_op_written(a->ev, a->res, a->ts, ci, op, j + 1 == o->nops, msg, cap);
+        rules_op_written(a->ev, a->res, a->now, ci, op, j + 1 == o->nops, msg, cap);
     }
     return 0;
 }
@@ -925,7 +961,8 @@ int rules_job_commit_body(void *conn, void *vctx)
             return rc;
         jid = existing;
         result = 2;
-    } else if ((rc = p->job_commit(conn, jid, m, x->total, now)) < 0) {
+    } else if ((rc = p->job_commit(conn, jid, m, x->total, now)) < 0 ||
+               (m->ref_order == STORE_REF_ORDER_TENANT && (rc = p->ref_link(conn, jid)) < 0)) {
         return rc;
     }
     if (x->out) {
@@ -983,6 +1020,9 @@ int rules_job_retry_body(void *conn, void *vctx)
             rc = -SLUICE_E_INTERNAL;
             goto out;
         }
+        /* a retry is a later job like any other: it comes after the jobs before it */
+        if (r.j.ref_order == STORE_REF_ORDER_TENANT && (rc = p->ref_link(conn, jid)) < 0)
+            goto out;
     }
     if (x->meta && x->meta->idem_key && (rc = p->idem_record(conn, jid, x->meta, now)) < 0)
         goto out;
@@ -999,6 +1039,18 @@ int rules_job_retry_body(void *conn, void *vctx)
 out:
     store_job_release(&r.j);
     return rc;
+}
+
+/* A staging retry is ordered when it is published (see REF ORDER in store.h). */
+static int stage_link(void *conn, const struct rules_jobs_prims *p, int64_t jid)
+{
+    struct rules_jobrow r;
+    int rc = p->job_load_jid(conn, jid, &r);
+    if (rc < 0)
+        return rc;
+    int ordered = r.j.ref_order == STORE_REF_ORDER_TENANT;
+    store_job_release(&r.j);
+    return ordered ? p->ref_link(conn, jid) : 0;
 }
 
 int rules_stage_body(void *conn, void *vctx)
@@ -1033,7 +1085,7 @@ int rules_stage_body(void *conn, void *vctx)
         return n < 0 ? (int)n : 1;
     if (staged == 0) /* the parent went before anything was staged: nothing to retry */
         rc = p->job_remove(conn, jid);
-    else
+    else if ((rc = stage_link(conn, p, jid)) >= 0)
         rc = p->stage_done(conn, jid, staged, p->now(conn));
     return rc < 0 ? rc : 2;
 }

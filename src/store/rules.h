@@ -47,7 +47,7 @@ void rules_copy_str(char *dst, size_t cap, const char *src);
     "jid, id, tenant, workflow, client_reference, status, outcome, error_code, total, pending, "   \
     "processing, succeeded, failed, skipped, canceled, created_at, started_at, "                   \
     "last_progress_at, completed_at, win_at, win_done, next_idx, cancel_at, last_claim, "          \
-    "workflow_version, parent_job, priority, uses"
+    "workflow_version, parent_job, priority, uses, ref_order"
 
 /* A job row: the public struct plus the claim cursor and cancel point. */
 struct rules_jobrow {
@@ -107,9 +107,9 @@ void rules_defs_undo(void *vctx);
 
 /* ---- events ---------------------------------------------------------------------- */
 
-/* Appends one event object to b, which holds "[" and zero or more events; step may be
- * NULL (no "step" member). */
-void rules_event_add(struct buf *b, const char *at, const char *stage, const char *step,
+/* Appends one event (at: epoch ms) to b, which holds "[" and zero or more events, in
+ * the compact form of util/events.h; step may be NULL (no "step" member). */
+void rules_event_add(struct buf *b, int64_t at, const char *stage, const char *step,
                      const char *level, const char *code, const char *message);
 /* Appends the elements of a JSON array text (the engine's events; NULL: none) to b. */
 void rules_events_add_array(struct buf *b, const char *arr);
@@ -134,6 +134,35 @@ const struct store_claim_item *rules_claim_find(const struct store_claim *cl, in
 void rules_claim_items_clear(struct store_claim_item *items, size_t n);
 /* Frees the strings of items[0..n) and the array (may be NULL). */
 void rules_claim_items_free(struct store_claim_item *items, size_t n);
+
+/* ---- ref order across jobs (REF ORDER in store.h) --------------------------------- */
+
+/* What rules_ref_blocked needs to know of one item (the backend's lookup). */
+struct rules_ref_item {
+    int found;                  /* 0: the item or its job is gone (deleted) */
+    int status;                 /* stored status (enum store_item_status) */
+    int64_t prev_idx;           /* the previous same-ref item of its job, or -1 */
+    int64_t wait_jid, wait_idx; /* its link to an earlier job's item (ref_waits); wait_jid
+                                   0: none */
+    int64_t cancel_at;          /* its job's cancel point, -1 when not canceled */
+};
+
+/* The backend's lookup of item idx of job jid, on conn inside the claim's transaction:
+ * 0 ([out] it, it->found 0 when gone) or an error. */
+typedef int (*rules_ref_lookup_fn)(void *conn, int64_t jid, int64_t idx, struct rules_ref_item *it);
+
+/* Whether an item linked to item idx of job jid (an earlier job's latest same-ref item
+ * at commit) must wait: 1 while that item is Pending or Processing, 0 when it is
+ * terminal or gone. A Canceled one (at or above its job's cancel point, or settled
+ * Canceled without having run) is passed through to its own predecessor (the previous same-ref item
+ * of its job, else its own link), so canceling a job in the middle of a chain does not let a later
+ * job overtake an earlier one. A terminal item ends the walk: it was claimed only once everything
+ * before it was done. Negative: lookup's error. */
+int rules_ref_blocked(void *conn, rules_ref_lookup_fn lookup, int64_t jid, int64_t idx);
+/* Whether parked item idx of job jid (PARKING in sqlite/claims.c) may go back to work:
+ * 1 when its link no longer blocks (rules_ref_blocked) or its job is being canceled
+ * (it is then settled Canceled), 0 while it must still wait, or lookup's error. */
+int rules_ref_parked_free(void *conn, rules_ref_lookup_fn lookup, int64_t jid, int64_t idx);
 
 /* ---- claims: transaction bodies ------------------------------------------------ */
 
@@ -435,14 +464,13 @@ int rules_doc_change(enum store_op op, const char *data, size_t data_len, int li
 
 /* Where rules_apply_ops works: the backend's doc_apply on conn, the connection's
  * scratch buffers for events (ev, holding "[" and events) and the result JSON (res),
- * its document limit (for the message), and the completion's time (now; ts its text). */
+ * its document limit (for the message), and the completion's time (now). */
 struct rules_apply {
     rules_doc_apply_fn apply;
     void *conn;
     struct buf *ev, *res;
     size_t max_doc_bytes;
     int64_t now;
-    const char *ts;
 };
 
 /* Applies the doc ops of outcome o (claimed item ci of job r) in order, appending an
@@ -456,7 +484,7 @@ int rules_apply_ops(const struct rules_apply *a, const struct rules_jobrow *r,
  * "VersionWritten" event to ev (msg, cap: scratch) and, when last, writes the result
  * JSON into res. rules_apply_ops calls it per op; a backend that applied ops its own
  * way (postgres' batched upserts) calls it for each. */
-void rules_op_written(struct buf *ev, struct buf *res, const char *ts,
+void rules_op_written(struct buf *ev, struct buf *res, int64_t at,
                       const struct store_claim_item *ci, const struct store_doc_op *op, int last,
                       char *msg, size_t cap);
 
@@ -555,6 +583,13 @@ struct rules_jobs_prims {
     int (*unrunnable)(void *conn, int64_t jid);
     /* Makes committed job jid runnable and wakes the workers (may be NULL). */
     int (*runnable)(void *conn, int64_t jid);
+    /* For job jid, committed (or published) in this transaction with ref_order
+     * STORE_REF_ORDER_TENANT: links each of its items that is the first of its ref in
+     * the job to the latest item of that ref of the tenant's earlier such jobs of its
+     * workflow while that one is still Pending (ref_waits), then makes the job's last
+     * item of each ref the latest (ref_tails). Serialized against other commits of the
+     * same tenant and workflow. 0. */
+    int (*ref_link)(void *conn, int64_t jid);
 
     /* Idempotency keys: the job m's key of tenant names, 1 ([out] *jid) when the
      * request replays, 0 when no key counts, -SLUICE_E_IDEMPOTENCY_KEY_REUSED. */
@@ -633,7 +668,7 @@ struct rules_jobs_prims {
 #define RULES_JOBS_STEPS(X)                                                                \
     X(run), X(receiving_jid), X(job_remove), X(job_load_steps),                            \
     X(job_insert), X(items_insert), X(job_touch), X(idem_find), X(idem_claim),             \
-    X(job_commit), X(retry_insert), X(retry_items),                                        \
+    X(job_commit), X(ref_link), X(retry_insert), X(retry_items),                                        \
     X(stage_pick), X(stage_last), X(stage_parent), X(stage_items), X(stage_refs),          \
     X(stage_forget), X(stage_done),                                                        \
     X(gc_list), X(sweep_keys), X(sweep_hidden), X(sweep_expired), X(sweep_hide),           \

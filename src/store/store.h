@@ -36,6 +36,23 @@
  * order: a claim range stops before an item whose previous same-ref item (prev_idx)
  * is neither terminal nor inside the same range.
  *
+ * REF ORDER across jobs (store_job_meta.ref_order = STORE_REF_ORDER_TENANT, from the
+ * workflow version the job runs): such a job's item is not claimed while the latest
+ * same-ref item of an earlier such job of the same tenant and workflow name is
+ * Pending or Processing. Met at the start of a new range, it is parked: the cursor
+ * passes it (it is reported Processing) and the range goes on after it; a later
+ * store_claim leases it (in a claim of its own) once its turn came, or settles it
+ * Canceled when its job is being canceled. Met further on, the range stops before it.
+ * "Earlier" is commit order (store_job_commit; a retry when it becomes NotStarted).
+ * An item that is terminal, Canceled (its job canceled below it) or gone (its job
+ * deleted) no longer blocks. Jobs without the option neither wait nor are waited for.
+ * The commit of such a job reads its items once and keeps, per (tenant, workflow,
+ * ref), the latest item committed (ref_tails) and, per item whose ref's latest item
+ * was still unfinished, a link to it (ref_waits), which claims look up by key; both
+ * go with their job (store_job_delete, store_retention_sweep). Jobs without the
+ * option write nothing more and their claims read nothing more (each store_claim
+ * looks once into an index of parked items, empty unless some wait).
+ *
  * Job counts (total, pending, processing, succeeded, failed, skipped, canceled) live
  * in the job row and change in the same transaction as the items they count, so
  * reading a job is O(1). */
@@ -109,7 +126,11 @@ struct store_job {
                            its parent's) */
     int staging;        /* a retry whose items are still being copied from its parent
                            (store_job_retry_begin): shown NotStarted, not claimed yet */
+    int ref_order;      /* enum store_ref_order, as committed (a retry keeps its parent's) */
 };
+
+/* Where items that share a ref are kept in input order (see REF ORDER above). */
+enum store_ref_order { STORE_REF_ORDER_JOB = 0, STORE_REF_ORDER_TENANT = 1 };
 
 #define STORE_PRIORITY_MIN (-100)
 #define STORE_PRIORITY_MAX 100
@@ -140,6 +161,8 @@ struct store_job_meta {
                                      to the claim gate; a retry keeps its parent's */
     int callback_format;          /* how the callback is signed (STORE_CB_FORMAT_*), kept
                                      with the callback and copied to its delivery */
+    int ref_order;                /* enum store_ref_order (see REF ORDER above); a retry
+                                     keeps its parent's */
 };
 
 /* COMPLETION CALLBACKS (the outbox)

@@ -6,7 +6,7 @@
  * store_open and checks that every later migration applied, that the old rows read
  * back with the defaults of the new columns, and that the new features work on them.
  * The same for a database of the 002 era (idempotency keys without hash or time,
- * retention). */
+ * retention), and of the 009 era (before same-ref order across jobs). */
 #include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -233,6 +233,24 @@ TEST(upgrade_from_002)
     store_close(st);
 }
 
+/* Makes a database of the era of migration `upto` with, besides the fixture, job
+ * "job_run" (workflow "noop", NotStarted, one item of ref "x"), and opens it: every
+ * later migration must apply. 0 and [out] *st, or -1. */
+static int open_with_running_job(size_t upto, struct store **st)
+{
+    char url[160];
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    remove_db();
+    if (store_sqlite_nmigrations <= upto || make_db(upto, (int64_t)upto) < 0 ||
+        exec_db("INSERT INTO jobs(jid, id, tenant, workflow, status, total, pending, "
+                "created_at, updated_at) VALUES(2, 'job_run', 't', 'noop', 1, 1, 1, "
+                "1000, 1000);"
+                "INSERT INTO items(k, prev_idx, ref) VALUES(8589934592, -1, 'x');") < 0 ||
+        store_open(url, NULL, st) < 0)
+        return -1;
+    return schema_version() == (long long)store_sqlite_nmigrations ? 0 : -1;
+}
+
 /* A database of the 003 era: a running job gets no callback and owes none when it
  * ends; a job committed after the upgrade has one, queued in its terminal
  * transaction. */
@@ -242,18 +260,8 @@ TEST(upgrade_from_003)
     struct store_job j;
     struct store_delivery *ds = NULL;
     size_t n = 0;
-    char url[160], *v = NULL;
-    snprintf(url, sizeof url, "sqlite:%s", path);
-    remove_db();
-    CHECK(store_sqlite_nmigrations >= 4);
-    CHECK_EQ_INT(make_db(3, 3), 0);
-    CHECK_EQ_INT(exec_db("INSERT INTO jobs(jid, id, tenant, workflow, status, total, pending, "
-                         "created_at, updated_at) VALUES(2, 'job_run', 't', 'noop', 1, 1, 1, "
-                         "1000, 1000);"
-                         "INSERT INTO items(k, prev_idx, ref) VALUES(8589934592, -1, 'x');"),
-                 0);
-    CHECK_EQ_INT(store_open(url, NULL, &st), 0);
-    CHECK_EQ_INT(schema_version(), (long long)store_sqlite_nmigrations);
+    char *v = NULL;
+    CHECK_EQ_INT(open_with_running_job(3, &st), 0);
     CHECK_EQ_INT(store_delivery_list(st, "t", "job_old", &ds, &n), 1);
     CHECK_EQ_INT(n, 0);
     store_deliveries_free(ds, n);
@@ -281,6 +289,34 @@ TEST(upgrade_from_003)
     CHECK_EQ_INT(store_setting_ensure(st, "s", "one", &v), 1);
     CHECK_EQ_STR(v, "one");
     free(v);
+    store_close(st);
+}
+
+/* 011_ref_order: jobs from before read as ordered within the job only, and a new job
+ * that orders refs across jobs does not wait for them (they left no ref_tails). */
+TEST(upgrade_from_010)
+{
+    struct store *st = NULL;
+    struct store_job j;
+    struct store_claim c1, c2;
+    CHECK_EQ_INT(open_with_running_job(10, &st), 0);
+    CHECK_EQ_INT(store_job_get(st, "t", "job_run", &j), 1);
+    CHECK_EQ_INT(j.ref_order, STORE_REF_ORDER_JOB);
+    store_job_release(&j);
+    struct store_claim_opts o = {10, 60000, 3, 0, NULL};
+    CHECK_EQ_INT(store_claim(st, &o, &c1), 1);
+    CHECK_EQ_STR(c1.job_id, "job_run");
+
+    struct store_new_item ni = {
+        .index = 0, .ref = "x", .ref_len = 1, .data = "{}", .data_len = 2, .prev_idx = -1};
+    struct store_job_meta meta = {.workflow = "noop", .ref_order = STORE_REF_ORDER_TENANT};
+    CHECK_EQ_INT(store_job_begin(st, "t", "job_xo"), 0);
+    CHECK_EQ_INT(store_job_add_items(st, "job_xo", &ni, 1), 0);
+    CHECK_EQ_INT(store_job_commit(st, "job_xo", &meta, 1, NULL), 1);
+    CHECK_EQ_INT(store_claim(st, &o, &c2), 1);
+    CHECK_EQ_STR(c2.job_id, "job_xo");
+    store_claim_release(&c1);
+    store_claim_release(&c2);
     store_close(st);
 }
 
@@ -315,6 +351,7 @@ int main(void)
     RUN(upgrade_from_001);
     RUN(upgrade_from_002);
     RUN(upgrade_from_003);
+    RUN(upgrade_from_010);
     RUN(newer_schema_refused);
     nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return test_report();

@@ -628,9 +628,10 @@ TEST(claim_priority)
     store_job_release(&j);
 }
 
-/* Submits a job whose items have the given refs (one char each), prev_idx linking
- * equal refs. */
-static int submit_refs(const char *tenant, char id[STORE_ID_MAX], const char *refs)
+/* Submits a job of workflow wf with ref_order whose items have the given refs (one
+ * char each), prev_idx linking equal refs. */
+static int submit_refs_order(const char *tenant, char id[STORE_ID_MAX], const char *refs,
+                             const char *wf, int ref_order)
 {
     struct store_new_item ni[32];
     int n = (int)strlen(refs), rc;
@@ -648,8 +649,246 @@ static int submit_refs(const char *tenant, char id[STORE_ID_MAX], const char *re
     }
     if ((rc = store_job_add_items(st, id, ni, (size_t)n)) < 0)
         return rc;
-    rc = store_job_commit(st, id, &(struct store_job_meta){.workflow = "wf"}, n, NULL);
+    rc = store_job_commit(st, id, &(struct store_job_meta){.workflow = wf, .ref_order = ref_order},
+                          n, NULL);
     return rc < 0 ? rc : 0;
+}
+
+/* Submits a job whose items have the given refs, in-job order only. */
+static int submit_refs(const char *tenant, char id[STORE_ID_MAX], const char *refs)
+{
+    return submit_refs_order(tenant, id, refs, "wf", STORE_REF_ORDER_JOB);
+}
+
+/* A job of workflow "xo" that orders refs across the tenant's jobs. */
+static int submit_xo(const char *tenant, char id[STORE_ID_MAX], const char *refs)
+{
+    return submit_refs_order(tenant, id, refs, "xo", STORE_REF_ORDER_TENANT);
+}
+
+/* Claims (up to 10 items) and checks that the claim is of job id, items [from, to). */
+static void claim_of(struct store_claim *c, const char *id, int64_t from, int64_t to)
+{
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, c), 1);
+    CHECK_EQ_STR(c->job_id, id);
+    CHECK_EQ_INT(c->from, from);
+    CHECK_EQ_INT(c->to, to);
+}
+
+/* Completes every item of claim c with status, and releases c. */
+static void finish(struct store_claim *c, int status)
+{
+    CHECK_EQ_INT(complete_all(c, status), 0);
+    store_claim_release(c);
+}
+
+/* Claims nothing: everything left waits. */
+static void claim_none(void)
+{
+    struct store_claim c;
+    CHECK_EQ_INT(claim(st, 10, 60000, 3, &c), 0);
+}
+
+/* Job A fails its "a", job B with "a" follows, then A is retried (staged in batches
+ * when staging): the retry's "a" waits for B's. */
+static void retry_waits(const char *t, int staging)
+{
+    char a[STORE_ID_MAX], b[STORE_ID_MAX], x[STORE_ID_MAX], staged[STORE_ID_MAX];
+    struct store_claim c1, c2;
+    struct store_job j;
+    CHECK_EQ_INT(submit_xo(t, a, "a"), 0);
+    claim_of(&c1, a, 0, 1);
+    finish(&c1, ITEM_FAILED);
+    CHECK_EQ_INT(submit_xo(t, b, "a"), 0);
+    new_job_id(x);
+    if (staging) {
+        CHECK_EQ_INT(store_job_retry_begin(st, t, a, x, NULL, NULL), 1);
+        while (store_job_retry_stage(st, 100, NULL, staged) == STORE_STAGE_ADVANCED)
+            ;
+    } else {
+        CHECK_EQ_INT(store_job_retry(st, t, a, x, NULL, &j), 1);
+        CHECK_EQ_INT(j.ref_order, STORE_REF_ORDER_TENANT);
+        store_job_release(&j);
+    }
+    claim_of(&c1, b, 0, 1);
+    claim_none();
+    finish(&c1, ITEM_SUCCEEDED);
+    claim_of(&c2, x, 0, 1);
+    finish(&c2, ITEM_SUCCEEDED);
+}
+
+TEST(claim_ref_order_across_jobs)
+{
+    char t[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX], x[STORE_ID_MAX];
+    struct store_claim c1, c2, c3;
+    struct store_job j;
+    drain();
+    new_tenant(t, "xorder");
+
+    /* B's "a" waits while A's "a" is in flight; B's other ref goes at once */
+    CHECK_EQ_INT(submit_xo(t, a, "a"), 0);
+    CHECK_EQ_INT(submit_xo(t, b, "ca"), 0);
+    CHECK_EQ_INT(store_job_get(st, t, b, &j), 1);
+    CHECK_EQ_INT(j.ref_order, STORE_REF_ORDER_TENANT);
+    store_job_release(&j);
+    claim_of(&c1, a, 0, 1);
+    claim_of(&c2, b, 0, 1); /* stops before "a" */
+    claim_none();
+    finish(&c1, ITEM_FAILED); /* a failed item is terminal too */
+    claim_of(&c3, b, 1, 2);
+    finish(&c2, ITEM_SUCCEEDED);
+    finish(&c3, ITEM_SUCCEEDED);
+
+    /* ... and while it is still pending, not claimed yet: B is passed over, A goes on */
+    CHECK_EQ_INT(submit_xo(t, a, "xa"), 0);
+    CHECK_EQ_INT(claim(st, 1, 60000, 3, &c1), 1);
+    CHECK_EQ_STR(c1.job_id, a);
+    CHECK_EQ_INT(submit_xo(t, b, "a"), 0);
+    claim_of(&c2, a, 1, 2);
+    claim_none();
+    finish(&c2, ITEM_SUCCEEDED);
+    claim_of(&c3, b, 0, 1);
+    finish(&c1, ITEM_SUCCEEDED);
+    finish(&c3, ITEM_SUCCEEDED);
+
+    /* a canceled job releases the next one; its job deleted, nothing changes */
+    CHECK_EQ_INT(submit_xo(t, a, "a"), 0);
+    CHECK_EQ_INT(submit_xo(t, b, "a"), 0);
+    CHECK_EQ_INT(store_job_cancel(st, t, a, NULL), 1);
+    CHECK_EQ_INT(store_job_delete(st, t, a), 1);
+    claim_of(&c1, b, 0, 1);
+    finish(&c1, ITEM_SUCCEEDED);
+
+    /* a canceled job in the middle of a chain does not let the last one overtake the
+     * first: C waits through B for A */
+    CHECK_EQ_INT(submit_xo(t, a, "a"), 0);
+    CHECK_EQ_INT(submit_xo(t, b, "a"), 0);
+    CHECK_EQ_INT(submit_xo(t, x, "a"), 0);
+    CHECK_EQ_INT(store_job_cancel(st, t, b, NULL), 1);
+    claim_of(&c1, a, 0, 1);
+    claim_none();
+    finish(&c1, ITEM_SUCCEEDED);
+    claim_of(&c2, x, 0, 1);
+    finish(&c2, ITEM_SUCCEEDED);
+
+    /* a retry is a later job: it waits for the job submitted between; one staged in
+     * batches is ordered when it is published */
+    retry_waits(t, 0);
+    retry_waits(t, 1);
+}
+
+TEST(claim_ref_order_parks)
+{
+    char t[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX], x[STORE_ID_MAX];
+    struct store_claim c1, c2, c3, c4;
+    struct store_job j;
+    struct store_item it;
+    drain();
+    new_tenant(t, "xpark");
+
+    /* B's "a" must wait for A's: it is parked, and B's other refs go on, except the
+     * later "a", which waits for B's first */
+    CHECK_EQ_INT(submit_xo(t, a, "a"), 0);
+    claim_of(&c1, a, 0, 1);
+    CHECK_EQ_INT(submit_xo(t, b, "abca"), 0);
+    claim_of(&c2, b, 1, 3);
+    claim_none();
+    CHECK_EQ_INT(store_item_get(st, t, b, 0, &it), 1);
+    CHECK_EQ_INT(it.status, ITEM_PROCESSING); /* parked: in the pipeline */
+    store_item_release(&it);
+    CHECK_EQ_INT(store_job_get(st, t, b, &j), 1);
+    CHECK_EQ_INT(j.counts.processing, 3);
+    CHECK_EQ_INT(j.counts.pending, 1);
+    store_job_release(&j);
+    finish(&c2, ITEM_SUCCEEDED);
+    claim_none();
+    finish(&c1, ITEM_SUCCEEDED);
+    claim_of(&c3, b, 0, 1); /* unparked */
+    claim_none();
+    finish(&c3, ITEM_SUCCEEDED);
+    claim_of(&c4, b, 3, 4);
+    finish(&c4, ITEM_SUCCEEDED);
+    CHECK_EQ_INT(job_status(t, b, &j), JOB_SUCCEEDED);
+    CHECK_EQ_INT(j.counts.succeeded, 4);
+    store_job_release(&j);
+
+    /* a job canceled while an item is parked: that item ends Canceled, and the job
+     * after it still waits, through it, for the one before */
+    CHECK_EQ_INT(submit_xo(t, a, "a"), 0);
+    claim_of(&c1, a, 0, 1);
+    CHECK_EQ_INT(submit_xo(t, b, "a"), 0);
+    CHECK_EQ_INT(submit_xo(t, x, "a"), 0);
+    claim_none(); /* parks both */
+    CHECK_EQ_INT(store_job_cancel(st, t, b, &j), 1);
+    CHECK_EQ_INT(j.status, JOB_CANCELING);
+    store_job_release(&j);
+    claim_none(); /* settles B's */
+    CHECK_EQ_INT(job_status(t, b, &j), JOB_CANCELED);
+    CHECK_EQ_INT(j.counts.canceled, 1);
+    CHECK_EQ_INT(j.counts.processing, 0);
+    store_job_release(&j);
+    finish(&c1, ITEM_SUCCEEDED);
+    claim_of(&c2, x, 0, 1);
+    finish(&c2, ITEM_SUCCEEDED);
+}
+
+/* More parked items than one claim looks at: the 17th, whose wait ended first, is
+ * found by the claim after the one that looked at the first 16. */
+TEST(claim_ref_order_unparks_every_item)
+{
+    char t[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX];
+    const char *refs = "abcdefghijklmnopq";
+    struct store_claim c1, c2, c3;
+    drain();
+    new_tenant(t, "xunpark");
+    CHECK_EQ_INT(submit_xo(t, a, refs), 0);
+    CHECK_EQ_INT(claim(st, 16, 60000, 3, &c1), 1);
+    claim_of(&c2, a, 16, 17);
+    CHECK_EQ_INT(submit_xo(t, b, refs), 0);
+    claim_none(); /* parks B's first 10 */
+    claim_none(); /* and its last 7 */
+    finish(&c2, ITEM_SUCCEEDED);
+    claim_none();             /* looks at B's first 16, all still waiting */
+    claim_of(&c3, b, 16, 17); /* then at the 17th */
+    finish(&c3, ITEM_SUCCEEDED);
+    finish(&c1, ITEM_SUCCEEDED);
+    for (int i = 0; i < 16; i++) {
+        CHECK_EQ_INT(claim(st, 10, 60000, 3, &c1), 1);
+        CHECK_EQ_STR(c1.job_id, b);
+        finish(&c1, ITEM_SUCCEEDED);
+    }
+    claim_none();
+}
+
+TEST(claim_ref_order_opt_in_only)
+{
+    char t[STORE_NAME_MAX], u[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX];
+    char c[STORE_ID_MAX], d[STORE_ID_MAX], e[STORE_ID_MAX];
+    struct store_claim c1, c2, c3, c4, c5;
+    drain();
+    new_tenant(t, "xorder-off");
+    new_tenant(u, "xorder-other");
+    CHECK_EQ_INT(submit_xo(t, a, "a"), 0);
+    /* none of these waits for A: no option, another workflow, another tenant */
+    CHECK_EQ_INT(submit_refs(t, b, "a"), 0);
+    CHECK_EQ_INT(submit_refs_order(t, c, "a", "yo", STORE_REF_ORDER_TENANT), 0);
+    CHECK_EQ_INT(submit_xo(u, d, "a"), 0);
+    /* without the option, jobs overtake each other */
+    CHECK_EQ_INT(submit_refs(t, e, "a"), 0);
+    struct store_claim *cs[] = {&c1, &c2, &c3, &c4, &c5};
+    int seen = 0;
+    for (int i = 0; i < 5; i++) {
+        CHECK_EQ_INT(claim(st, 10, 60000, 3, cs[i]), 1);
+        seen |= strcmp(cs[i]->job_id, a) == 0   ? 1
+                : strcmp(cs[i]->job_id, b) == 0 ? 2
+                : strcmp(cs[i]->job_id, c) == 0 ? 4
+                : strcmp(cs[i]->job_id, d) == 0 ? 8
+                : strcmp(cs[i]->job_id, e) == 0 ? 16
+                                                : 0;
+    }
+    CHECK_EQ_INT(seen, 31); /* all five in flight at once */
+    for (int i = 0; i < 5; i++)
+        finish(cs[i], ITEM_SUCCEEDED);
 }
 
 TEST(claim_same_ref_order)
@@ -3595,6 +3834,10 @@ int main(void)
     RUN(claim_tenant_weight);
     RUN(claim_priority);
     RUN(claim_same_ref_order);
+    RUN(claim_ref_order_across_jobs);
+    RUN(claim_ref_order_parks);
+    RUN(claim_ref_order_unparks_every_item);
+    RUN(claim_ref_order_opt_in_only);
     RUN(lease_expiry_takeover);
     RUN(expire_claims_retakes_at_once);
     RUN(tenant_load_counts_open_work);

@@ -116,8 +116,10 @@ static int settle_claim(struct conn *c, const char *node, int64_t claim_id, int6
     pg_param_i64(&p, c->now);
     if (canceling) {
         rc = pg_exec(c,
-                     "UPDATE items SET status = 5, updated_at = $4 WHERE jid = $1 AND idx >= $2 "
-                     "AND idx < $3 AND status = 0",
+                     "INSERT INTO item_outcomes AS o (jid, idx, status, updated_at) "
+                     "SELECT jid, idx, 5, $4 FROM item_rows WHERE jid = $1 AND idx >= $2 "
+                     "AND idx < $3 AND status = 0 ON CONFLICT (jid, idx) DO UPDATE "
+                     "SET status = 5, updated_at = $4 WHERE o.status = 0",
                      &p, NULL);
         if (rc < 0)
             goto out;
@@ -127,7 +129,7 @@ static int settle_claim(struct conn *c, const char *node, int64_t claim_id, int6
     if (released) {
         rc = pg_exec(
             c,
-            "SELECT idx, attempts, ref, data, status FROM items WHERE jid = $1 AND idx >= $2 "
+            "SELECT idx, attempts, ref, data, status FROM item_rows WHERE jid = $1 AND idx >= $2 "
             "AND idx < $3 AND status = 0 AND $4::bigint > 0 ORDER BY idx",
             &p, &res);
     } else {
@@ -136,12 +138,13 @@ static int settle_claim(struct conn *c, const char *node, int64_t claim_id, int6
         pg_param_str(&p, sluice_err_code(SLUICE_E_MAX_ATTEMPTS));
         rc = pg_exec(
             c,
-            "UPDATE items SET attempts = attempts + 1, updated_at = $4, "
-            "status = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN 3 ELSE 0 END, "
-            "error_code = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN $7 ELSE error_code "
-            "END, error_message = CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN "
+            "WITH up AS (INSERT INTO item_outcomes AS o (jid, idx, attempts, updated_at, status, "
+            "error_code, error_message, events) SELECT jid, idx, attempts + 1, $4, "
+            "CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN 3 ELSE 0 END, "
+            "CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN $7 ELSE error_code END, "
+            "CASE WHEN $6 > 0 AND attempts + 1 >= $6 THEN "
             "format('abandoned after %s attempts', attempts + 1) ELSE error_message END, "
-            "events = (SELECT CASE WHEN events IS NULL OR events = '[]' THEN '[' || e || ']' "
+            "(SELECT CASE WHEN events IS NULL OR events = '[]' THEN '[' || e || ']' "
             "ELSE left(events, -1) || ',' || e || ']' END FROM (SELECT format("
             "'{\"at\":\"%s\",\"stage\":\"claim\",\"level\":\"warn\",\"code\":\"LeaseExpired\","
             "\"message\":\"lease expired on attempt %s; item given to another worker\"}', "
@@ -149,8 +152,13 @@ static int settle_claim(struct conn *c, const char *node, int64_t claim_id, int6
             "',{\"at\":\"%s\",\"stage\":\"claim\",\"level\":\"error\",\"code\":\"%s\","
             "\"message\":\"abandoned after %s attempts\"}', $5::text, $7::text, attempts + 1)"
             " ELSE '' END AS e) ev) "
-            "WHERE jid = $1 AND idx >= $2 AND idx < $3 AND status = 0 "
-            "RETURNING idx, attempts, ref, data, status",
+            "FROM item_rows WHERE jid = $1 AND idx >= $2 AND idx < $3 AND status = 0 "
+            "ON CONFLICT (jid, idx) DO UPDATE SET attempts = excluded.attempts, "
+            "updated_at = excluded.updated_at, status = excluded.status, "
+            "error_code = excluded.error_code, error_message = excluded.error_message, "
+            "events = excluded.events WHERE o.status = 0 RETURNING idx, attempts, status) "
+            "SELECT up.idx, up.attempts, i.ref, i.data, up.status FROM up JOIN items i "
+            "ON i.jid = $1 AND i.idx = up.idx",
             &p, &res);
     }
     if (rc < 0)
@@ -209,6 +217,99 @@ out:
     return rc;
 }
 
+/* rules_ref_lookup_fn of this backend. */
+static int ref_lookup(void *conn, int64_t jid, int64_t idx, struct rules_ref_item *it)
+{
+    PGresult *res = NULL;
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_i64(&p, idx);
+    memset(it, 0, sizeof *it);
+    int rc =
+        pg_exec(conn,
+                "SELECT i.status, i.prev_idx, w.prev_jid, w.prev_idx, j.cancel_at FROM item_rows i "
+                "JOIN jobs j ON j.jid = i.jid LEFT JOIN ref_waits w ON w.jid = i.jid AND "
+                "w.idx = i.idx WHERE i.jid = $1 AND i.idx = $2",
+                &p, &res);
+    if (rc > 0) {
+        it->found = 1;
+        it->status = (int)pg_col_i64(res, 0, 0);
+        it->prev_idx = pg_col_i64(res, 0, 1);
+        it->wait_jid = pg_col_i64(res, 0, 2); /* NULL reads 0: no link */
+        it->wait_idx = pg_col_i64(res, 0, 3);
+        it->cancel_at = pg_col_i64(res, 0, 4);
+    }
+    PQclear(res);
+    return rc < 0 ? rc : 0;
+}
+
+/* Inserts the claim of items [lo, hi) of job jid under token: 0 and [out] *claim_id. */
+static int claim_insert(struct conn *c, const struct rules_claim_ctx *x, int64_t jid, int64_t lo,
+                        int64_t hi, const char *token, int64_t *claim_id)
+{
+    PGresult *res = NULL;
+    struct pg_params q = {0};
+    pg_param_str(&q, token);
+    pg_param_i64(&q, jid);
+    pg_param_i64(&q, lo);
+    pg_param_i64(&q, hi);
+    pg_param_i64(&q, c->now + x->lease_ms);
+    pg_param_i64(&q, c->now);
+    pg_param_str(&q, x->node);
+    int rc = pg_exec(c,
+                     "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at, "
+                     "node) VALUES($1, $2, $3, $4, $4::bigint - $3::bigint, $5, $6, $7) "
+                     "RETURNING claim_id",
+                     &q, &res);
+    if (rc > 0)
+        *claim_id = pg_col_i64(res, 0, 0);
+    PQclear(res);
+    return rc < 0 ? rc : 0;
+}
+
+/* Parks item idx of job jid (PARKING in sqlite/claims.c). */
+static int park(struct conn *c, int64_t jid, int64_t idx)
+{
+    struct pg_params p = {0};
+    pg_param_i64(&p, jid);
+    pg_param_i64(&p, idx);
+    int rc = pg_exec(c, "UPDATE ref_waits SET parked = 1 WHERE jid = $1 AND idx = $2", &p, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+/* As in sqlite/claims.c: parked items that may go become released claims of their own
+ * (their links stay, for the walk through canceled items).
+ * SKIP LOCKED: a parked item another node is unparking right now is its. */
+static int unpark(struct conn *c)
+{
+    PGresult *res = NULL;
+    struct pg_params q = {0};
+    pg_param_i64(&q, c->unpark_jid);
+    pg_param_i64(&q, c->unpark_idx);
+    int rc = pg_exec(c,
+                     "SELECT jid, idx FROM ref_waits WHERE parked = 1 AND (jid, idx) > ($1, $2) "
+                     "ORDER BY jid, idx LIMIT 16 FOR UPDATE SKIP LOCKED",
+                     &q, &res);
+    c->unpark_jid = rc == 16 ? pg_col_i64(res, 15, 0) : 0; /* the next call goes on after */
+    c->unpark_idx = rc == 16 ? pg_col_i64(res, 15, 1) : 0;
+    for (int i = 0, rows = rc; rc >= 0 && i < rows; i++) {
+        int64_t jid = pg_col_i64(res, i, 0), idx = pg_col_i64(res, i, 1);
+        if ((rc = rules_ref_parked_free(c, ref_lookup, jid, idx)) <= 0)
+            continue;
+        struct pg_params p = {0};
+        pg_param_i64(&p, jid);
+        pg_param_i64(&p, idx);
+        pg_param_i64(&p, c->now);
+        rc = pg_exec(c,
+                     "WITH d AS (UPDATE ref_waits SET parked = 0 WHERE jid = $1 AND idx = $2) "
+                     "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at, "
+                     "released, node) VALUES('', $1, $2, $2::bigint + 1, 1, 0, $3, 1, '')",
+                     &p, NULL);
+    }
+    PQclear(res);
+    return rc < 0 ? rc : 0;
+}
+
 /* A new range from the cursor of job jid, whose runnable row the caller holds:
  * 1 claimed into x->out, 0 nothing runnable in it now. */
 static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim_ctx *x)
@@ -229,48 +330,61 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim
     pg_param_i64(&p, lo);
     pg_param_i64(&p, hi);
     /* Each item with the status of its previous same-ref item when that one lies
-     * before the range (-1 otherwise): the range stops before one still pending. */
-    rc = pg_exec(
-        c,
-        "SELECT i.idx, i.attempts, i.ref, i.data, CASE WHEN i.prev_idx >= 0 AND i.prev_idx < "
-        "$2 THEN coalesce((SELECT p.status FROM items p WHERE p.jid = i.jid AND p.idx = "
-        "i.prev_idx), 0) ELSE -1 END FROM items i WHERE i.jid = $1 AND i.idx >= $2 "
-        "AND i.idx < $3 ORDER BY i.idx",
-        &p, &res);
-    if (rc < 0)
-        goto out;
-    items = xcalloc((size_t)rc + 1, sizeof *items);
-    /* same-ref order: the range stops before an item whose previous one is pending */
-    for (int i = 0; i < rc && pg_col_i64(res, i, 4) != ITEM_PENDING; i++)
-        claim_item_read(res, i, &items[n++]);
-    PQclear(res);
-    res = NULL;
-    rc = 0;
-    if (n == 0)
-        goto out;
-    if ((rc = rules_claim_take(x->gate, &r, items, &n, lo, &hi, token)) <= 0)
-        goto out;
-    struct pg_params q = {0};
-    pg_param_str(&q, token);
-    pg_param_i64(&q, jid);
-    pg_param_i64(&q, lo);
-    pg_param_i64(&q, hi);
-    pg_param_i64(&q, c->now + x->lease_ms);
-    pg_param_i64(&q, c->now);
-    pg_param_str(&q, x->node);
+     * before the range (-1 otherwise): the range stops before one still pending; and,
+     * for a job that orders refs across jobs, its link to an earlier job's item (REF
+     * ORDER in store.h; 0, 0 when none). */
+#define RANGE_COLS                                                                                 \
+    "SELECT i.idx, i.attempts, i.ref, i.data, CASE WHEN i.prev_idx >= 0 AND i.prev_idx < $2 "      \
+    "THEN coalesce((SELECT p.status FROM item_outcomes p WHERE p.jid = i.jid "                     \
+    "AND p.idx = i.prev_idx), "                                                                    \
+    "0) ELSE -1 END, "
+#define RANGE_WHERE "WHERE i.jid = $1 AND i.idx >= $2 AND i.idx < $3 ORDER BY i.idx"
     rc = pg_exec(c,
-                 "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at, node) "
-                 "VALUES($1, $2, $3, $4, $4::bigint - $3::bigint, $5, $6, $7) RETURNING claim_id",
-                 &q, &res);
+                 r.j.ref_order == STORE_REF_ORDER_TENANT
+                     ? RANGE_COLS "w.prev_jid, w.prev_idx, i.prev_idx FROM item_rows i LEFT JOIN "
+                                  "ref_waits w ON w.jid = i.jid AND w.idx = i.idx " RANGE_WHERE
+                     : RANGE_COLS "0, 0, -1 FROM item_rows i " RANGE_WHERE,
+                 &p, &res);
     if (rc < 0)
         goto out;
-    int64_t claim_id = pg_col_i64(res, 0, 0);
+    int rows = rc;
+    int64_t first = lo, parked = 0, claim_id = 0;
+    items = xcalloc((size_t)rows + 1, sizeof *items);
+    rc = 0;
+    for (int i = 0; i < rows && pg_col_i64(res, i, 4) != ITEM_PENDING; i++) {
+        int64_t wait_jid = pg_col_i64(res, i, 5), idx = pg_col_i64(res, i, 0);
+        if (pg_col_i64(res, i, 7) >= first && pg_col_i64(res, i, 7) < lo)
+            break; /* its previous same-ref item was parked just now */
+        /* REF ORDER: parked at the start of the range, else the range stops (PARKING
+         * in sqlite/claims.c) */
+        int blocked =
+            wait_jid > 0 ? rules_ref_blocked(c, ref_lookup, wait_jid, pg_col_i64(res, i, 6)) : 0;
+        if (blocked > 0 && n == 0 && (blocked = park(c, jid, idx)) == 0) {
+            parked++;
+            lo = idx + 1;
+            continue;
+        }
+        if (blocked != 0) {
+            rc = blocked < 0 ? blocked : 0;
+            break;
+        }
+        claim_item_read(res, i, &items[n++]);
+    }
     PQclear(res);
     res = NULL;
+    if (rc < 0 || (n > 0 && (rc = rules_claim_take(x->gate, &r, items, &n, lo, &hi, token)) < 0))
+        goto out;
+    rc = 0;
+    if (n == 0) /* no claim; the cursor still passes what was parked */
+        hi = lo;
+    if (n == 0 && parked == 0)
+        goto out;
+    if (n > 0 && (rc = claim_insert(c, x, jid, lo, hi, token, &claim_id)) < 0)
+        goto out;
     struct pg_params u = {0};
     pg_param_i64(&u, jid);
     pg_param_i64(&u, hi);
-    pg_param_i64(&u, (int64_t)n);
+    pg_param_i64(&u, (int64_t)n + parked);
     pg_param_i64(&u, claim_id);
     pg_param_i64(&u, c->now);
     rc = pg_exec(c,
@@ -278,7 +392,8 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim
                  "started_at = CASE WHEN status = 1 THEN $5 ELSE started_at END, "
                  "win_done = CASE WHEN win_at = 0 THEN 0 ELSE win_done END, "
                  "win_at = CASE WHEN win_at = 0 THEN $5 ELSE win_at END, next_idx = $2, "
-                 "pending = pending - $3, processing = processing + $3, last_claim = $4, "
+                 "pending = pending - $3, processing = processing + $3, "
+                 "last_claim = CASE WHEN $4 > 0 THEN $4 ELSE last_claim END, "
                  "updated_at = $5 WHERE jid = $1",
                  &u, NULL);
     if (rc < 0)
@@ -288,11 +403,14 @@ static int claim_new_range(struct conn *c, int64_t jid, const struct rules_claim
     pg_param_i64(&v, claim_id);
     rc = pg_exec(c,
                  hi >= r.j.counts.total
-                     ? "DELETE FROM runnable WHERE jid = $1 AND $2::bigint > 0"
-                     : "UPDATE runnable SET last_claim = $2, started = 1 WHERE jid = $1",
+                     ? "DELETE FROM runnable WHERE jid = $1 AND $2::bigint >= 0"
+                     : "UPDATE runnable SET last_claim = CASE WHEN $2 > 0 THEN $2 ELSE "
+                       "last_claim END, started = 1 WHERE jid = $1",
                  &v, NULL);
-    if (rc < 0)
+    if (rc < 0 || n == 0) {
+        rc = rc < 0 ? rc : 0;
         goto out;
+    }
     if (r.j.status == JOB_NOT_STARTED)
         r.j.status = JOB_RUNNING;
     rules_claim_fill(x->out, &r, claim_id, token, lo, hi, c->now, c->now + x->lease_ms, items, n);
@@ -328,6 +446,9 @@ static int claim_body(struct conn *c, void *vctx)
     int rc;
     memset(x->out, 0, sizeof *x->out);
 
+    /* 0. Parked items that may go become released claims, taken over next. */
+    if ((rc = unpark(c)) < 0)
+        return rc;
     /* 1. Expired (or released) claims first; SKIP LOCKED: one another node settles
      *    or completes right now is not ours to take. */
     int settled = 0;
@@ -585,10 +706,10 @@ out:
 
 /* The events and result of an outcome whose ops batch_upserts applied. */
 static void batched_ops_events(struct conn *c, const struct store_claim_item *ci,
-                               const struct store_outcome *o, const char *ts, char *msg, size_t cap)
+                               const struct store_outcome *o, char *msg, size_t cap)
 {
     for (size_t j = 0; j < o->nops; j++)
-        rules_op_written(&c->ev, &c->res, ts, ci, &o->ops[j], j + 1 == o->nops, msg, cap);
+        rules_op_written(&c->ev, &c->res, c->now, ci, &o->ops[j], j + 1 == o->nops, msg, cap);
 }
 
 static int steps_add(struct conn *c, int64_t jid, const struct store_step_count *steps, size_t n)
@@ -629,15 +750,16 @@ static int complete_body(struct conn *c, void *vctx)
     struct store_counts ended = {0}; /* succeeded, failed, skipped by this call */
     int64_t *pending = NULL;
     size_t npending = 0;
-    char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
+    char msg[STORE_NAME_MAX + 2 * 256 + 64];
     memset(&r, 0, sizeof r);
     rules_outcomes_reset(x->outs, x->n);
     int rc = claim_check(c, cl, &h, &r);
     if (rc < 0)
         return rc;
-    clock_fmt_ms(c->now, ts);
-    const struct rules_apply ap = {pg_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, c->now, ts};
-    /* Lock the rows of the items this call reports that are still pending. */
+    const struct rules_apply ap = {pg_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, c->now};
+    /* The items this call reports that are still pending. No row lock: every writer of
+     * a claim's items holds its claim row (claim_check above, settling), and the
+     * outcome insert below changes only rows still pending. */
     struct buf *bidx = &c->arr[0];
     pg_arr_begin(bidx);
     for (size_t i = 0; i < x->n; i++)
@@ -650,8 +772,8 @@ static int complete_body(struct conn *c, void *vctx)
     pg_param_i64(&p, h.lo);
     pg_param_i64(&p, h.hi);
     rc = pg_exec(c,
-                 "SELECT idx FROM items WHERE jid = $1 AND idx = ANY($2::bigint[]) AND status = 0 "
-                 "AND idx >= $3 AND idx < $4 ORDER BY idx FOR UPDATE",
+                 "SELECT idx FROM item_rows WHERE jid = $1 AND idx = ANY($2::bigint[]) "
+                 "AND status = 0 AND idx >= $3 AND idx < $4 ORDER BY idx",
                  &p, &res);
     if (rc < 0)
         goto out;
@@ -696,7 +818,7 @@ static int complete_body(struct conn *c, void *vctx)
             continue; /* finished by an earlier call, or twice in this one */
         *slot = -1;
         if (o->nops > 0 && batched) {
-            batched_ops_events(c, ci, o, ts, msg, sizeof msg);
+            batched_ops_events(c, ci, o, msg, sizeof msg);
             ops_rc = 0;
         } else if (o->nops > 0) {
             if ((rc = ops_rc = rules_apply_ops(&ap, &r, ci, o, msg, sizeof msg)) < 0)
@@ -735,14 +857,18 @@ static int complete_body(struct conn *c, void *vctx)
      * even when the table's statistics are stale (a job just inserted). */
     rc = pg_exec(
         c,
-        "UPDATE items i SET status = u.st, attempts = i.attempts + 1, result = u.res, "
-        "error_code = u.code, error_message = u.msg, events = CASE WHEN u.ev IS NULL THEN "
-        "i.events WHEN i.events IS NULL OR i.events = '[]' THEN u.ev ELSE left(i.events, -1) "
-        "|| ',' || substr(u.ev, 2) END, updated_at = $2, failed_step = u.fs, warnings = u.w "
-        "FROM unnest($3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], "
-        "$9::text[], $10::text[]) AS u(idx, st, res, code, msg, ev, fs, w) "
-        "WHERE i.jid = $1 AND i.idx = u.idx AND i.status = 0 AND i.idx >= $11 "
-        "AND i.idx < $12",
+        "INSERT INTO item_outcomes AS o (jid, idx, status, attempts, result, error_code, "
+        "error_message, events, updated_at, failed_step, warnings) SELECT $1, u.idx, u.st, 1, "
+        "u.res, u.code, u.msg, u.ev, $2, u.fs, u.w FROM unnest($3::bigint[], $4::int[], "
+        "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) "
+        "AS u(idx, st, res, code, msg, ev, fs, w) WHERE u.idx >= $11 AND u.idx < $12 "
+        "ON CONFLICT (jid, idx) DO UPDATE SET status = excluded.status, "
+        "attempts = o.attempts + 1, result = excluded.result, error_code = excluded.error_code, "
+        "error_message = excluded.error_message, events = CASE WHEN excluded.events IS NULL "
+        "THEN o.events WHEN o.events IS NULL OR o.events = '[]' THEN excluded.events "
+        "ELSE left(o.events, -1) || ',' || substr(excluded.events, 2) END, "
+        "updated_at = excluded.updated_at, failed_step = excluded.failed_step, "
+        "warnings = excluded.warnings WHERE o.status = 0",
         &u, NULL);
     if (rc < 0)
         goto out;

@@ -30,8 +30,9 @@ static int item_read(void *c, const struct rules_jobrow *r, int64_t index, struc
     struct pg_params p = {0};
     pg_param_i64(&p, r->jid);
     pg_param_i64(&p, index);
-    int rc = pg_exec(c, "SELECT " ITEM_LIST_COLS ", events FROM items WHERE jid = $1 AND idx = $2",
-                     &p, &res);
+    int rc =
+        pg_exec(c, "SELECT " ITEM_LIST_COLS ", events FROM item_rows WHERE jid = $1 AND idx = $2",
+                &p, &res);
     if (rc <= 0)
         return rc;
     read_item(res, 0, r, 1, out);
@@ -54,15 +55,17 @@ static int items_read(void *c, const struct rules_jobrow *r, int64_t after,
     pg_param_i64(&p, (int64_t)x->limit);
     pg_param_i64(&p, x->with_data);
     if (x->f.status == ITEM_FAILED) {
-        /* Failed is never derived: the partial index items_failed serves this one. */
-        rc =
-            pg_exec(c,
-                    "SELECT idx, status, attempts, ref, CASE WHEN $7 = 1 THEN data END, result, "
-                    "error_code, error_message, updated_at, failed_step, warnings, parent_index "
-                    "FROM items WHERE jid = $1 AND status = 3 AND idx > $2 "
-                    "AND ($3::text IS NULL OR ref = $3) AND ($4::text IS NULL OR failed_step = $4) "
-                    "AND ($5::text IS NULL OR error_code = $5) ORDER BY idx LIMIT $6",
-                    &p, &res);
+        /* Failed is never derived: the partial index item_outcomes_failed serves this
+         * one, each outcome's item found by key. */
+        rc = pg_exec(c,
+                     "SELECT o.idx, o.status, o.attempts, i.ref, CASE WHEN $7 = 1 THEN i.data END, "
+                     "o.result, o.error_code, o.error_message, o.updated_at, o.failed_step, "
+                     "o.warnings, i.parent_index FROM item_outcomes o JOIN items i ON "
+                     "i.jid = o.jid AND i.idx = o.idx WHERE o.jid = $1 AND o.status = 3 "
+                     "AND o.idx > $2 AND ($3::text IS NULL OR i.ref = $3) "
+                     "AND ($4::text IS NULL OR o.failed_step = $4) "
+                     "AND ($5::text IS NULL OR o.error_code = $5) ORDER BY o.idx LIMIT $6",
+                     &p, &res);
     } else {
         pg_param_i64(&p, x->f.status);
         pg_param_i64(&p, r->cancel_at);
@@ -71,7 +74,7 @@ static int items_read(void *c, const struct rules_jobrow *r, int64_t after,
             pg_exec(c,
                     "SELECT idx, status, attempts, ref, CASE WHEN $7 = 1 THEN data END, result, "
                     "error_code, error_message, updated_at, failed_step, warnings, parent_index "
-                    "FROM items WHERE jid = $1 AND idx > $2 "
+                    "FROM item_rows WHERE jid = $1 AND idx > $2 "
                     "AND ($3::text IS NULL OR ref = $3) AND ($4::text IS NULL OR failed_step = $4) "
                     "AND ($5::text IS NULL OR error_code = $5) AND ($8::int < 0 OR "
                     "(CASE WHEN status <> 0 THEN status WHEN $9::bigint >= 0 AND idx >= $9 THEN 5 "

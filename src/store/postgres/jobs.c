@@ -313,10 +313,11 @@ static int64_t run_by_jid(struct conn *c, const char *const *sqls, size_t n, int
 static int job_remove(void *conn, int64_t jid)
 {
     static const char *const by_jid[] = {
-        "DELETE FROM items WHERE jid = $1",     "DELETE FROM claims WHERE jid = $1",
-        "DELETE FROM job_steps WHERE jid = $1", "DELETE FROM idem_keys WHERE jid = $1",
-        "DELETE FROM outbox WHERE jid = $1",    "DELETE FROM runnable WHERE jid = $1",
-        "DELETE FROM jobs WHERE jid = $1",
+        "DELETE FROM items WHERE jid = $1",     "DELETE FROM item_outcomes WHERE jid = $1",
+        "DELETE FROM claims WHERE jid = $1",    "DELETE FROM job_steps WHERE jid = $1",
+        "DELETE FROM idem_keys WHERE jid = $1", "DELETE FROM outbox WHERE jid = $1",
+        "DELETE FROM runnable WHERE jid = $1",  "DELETE FROM ref_tails WHERE jid = $1",
+        "DELETE FROM ref_waits WHERE jid = $1", "DELETE FROM jobs WHERE jid = $1",
     };
     int64_t rc = run_by_jid(conn, by_jid, sizeof by_jid / sizeof by_jid[0], jid);
     return rc < 0 ? (int)rc : 0;
@@ -428,16 +429,40 @@ static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, i
     pg_param_i64(&p, m->priority);
     pg_param_str(&p, m->uses && *m->uses ? m->uses : NULL);
     pg_param_i64(&p, m->callback_url ? m->callback_format : 0);
+    pg_param_i64(&p, m->ref_order);
     int rc =
         pg_exec(conn,
                 "UPDATE jobs SET status = 1, workflow = $2, client_reference = $3, total = $4, "
                 "pending = $4, updated_at = $5, workflow_version = $6, "
                 "id = coalesce($7::text, id), callback_url = $8, callback_events = $9, "
-                "priority = $10, uses = $11, callback_format = $12 WHERE jid = $1",
+                "priority = $10, uses = $11, callback_format = $12, ref_order = $13 "
+                "WHERE jid = $1",
                 &p, NULL);
     if (rc < 0)
         return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
     return runnable_insert(conn, jid);
+}
+
+/* Ref order across jobs (REF ORDER in store.h), as in sqlite/jobs.c. Commits of one
+ * tenant's workflow on several nodes take turns on an advisory lock, so each reads
+ * the ref_tails the previous one left (READ COMMITTED: every statement after the
+ * lock sees what committed before it was granted). */
+static int ref_link(void *conn, int64_t jid)
+{
+    static const char *const steps[] = {
+        "SELECT pg_advisory_xact_lock(hashtext('sluice.ref:' || tenant || '/' || workflow)) "
+        "FROM jobs WHERE jid = $1",
+        "INSERT INTO ref_waits(jid, idx, prev_jid, prev_idx) SELECT i.jid, i.idx, t.jid, t.idx "
+        "FROM jobs j JOIN items i ON i.jid = j.jid JOIN ref_tails t ON t.tenant = j.tenant "
+        "AND t.workflow = j.workflow AND t.ref = i.ref JOIN item_rows p ON p.jid = t.jid "
+        "AND p.idx = t.idx WHERE j.jid = $1 AND i.prev_idx = -1 AND p.status = 0",
+        "INSERT INTO ref_tails(tenant, workflow, ref, jid, idx) SELECT j.tenant, j.workflow, "
+        "i.ref, j.jid, max(i.idx) FROM jobs j JOIN items i ON i.jid = j.jid WHERE j.jid = $1 "
+        "GROUP BY j.tenant, j.workflow, i.ref, j.jid ON CONFLICT(tenant, workflow, ref) "
+        "DO UPDATE SET jid = excluded.jid, idx = excluded.idx",
+    };
+    int64_t rc = run_by_jid(conn, steps, sizeof steps / sizeof steps[0], jid);
+    return rc < 0 ? (int)rc : 0;
 }
 
 static int retry_insert(void *conn, const struct rules_jobrow *r, const char *new_job_id,
@@ -455,12 +480,14 @@ static int retry_insert(void *conn, const struct rules_jobrow *r, const char *ne
     pg_param_i64(&p, r->j.priority);
     pg_param_str(&p, r->j.uses);
     pg_param_i64(&p, staging ? JOB_RECEIVING : JOB_NOT_STARTED);
-    int rc = first_i64(
-        conn,
-        "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, "
-        "client_reference, status, total, pending, created_at, updated_at, priority, uses) "
-        "VALUES($1, $2, $3, $4, $5, $6, $11, $7, $7, $8, $8, $9, $10) RETURNING jid",
-        &p, jid);
+    pg_param_i64(&p, r->j.ref_order);
+    int rc = first_i64(conn,
+                       "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, "
+                       "client_reference, status, total, pending, created_at, updated_at, "
+                       "priority, uses, ref_order) "
+                       "VALUES($1, $2, $3, $4, $5, $6, $11, $7, $7, $8, $8, $9, $10, $12) "
+                       "RETURNING jid",
+                       &p, jid);
     return rc < 0 ? rc : 0;
 }
 
@@ -470,8 +497,9 @@ static int64_t retry_items(void *conn, int64_t jid, const struct rules_jobrow *r
         conn,
         "INSERT INTO items(jid, idx, prev_idx, ref, data, parent_index) "
         "SELECT $1, idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), -1), ref, "
-        "data, pidx FROM (SELECT row_number() OVER (ORDER BY idx) - 1 AS idx, ref, data, "
-        "idx AS pidx FROM items WHERE jid = $2 AND status = 3) f ORDER BY idx",
+        "data, pidx FROM (SELECT row_number() OVER (ORDER BY o.idx) - 1 AS idx, i.ref, i.data, "
+        "o.idx AS pidx FROM item_outcomes o JOIN items i ON i.jid = o.jid AND i.idx = o.idx "
+        "WHERE o.jid = $2 AND o.status = 3) f ORDER BY idx",
         (const int64_t[]){jid, r->jid}, 2);
 }
 
@@ -524,15 +552,16 @@ static int stage_parent(void *conn, const char *tenant, const char *parent, int6
 static int64_t stage_items(void *conn, int64_t jid, int64_t pjid, int64_t staged, int64_t pnext,
                            int64_t max)
 {
-    /* the LIMIT sits inside, so a batch reads only its own rows (items_failed) */
+    /* the LIMIT sits inside, so a batch reads only its own rows (item_outcomes_failed) */
     return run_i64s(
         conn,
         "INSERT INTO items(jid, idx, prev_idx, ref, data, parent_index) "
         "SELECT $1, idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), "
         "(SELECT last_idx FROM retry_refs rr WHERE rr.jid = $1 AND rr.ref = f.ref), -1), "
         "ref, data, pidx FROM (SELECT $3 + row_number() OVER (ORDER BY idx) - 1 AS idx, "
-        "ref, data, idx AS pidx FROM (SELECT idx, ref, data FROM items WHERE jid = $2 "
-        "AND status = 3 AND idx >= $4 ORDER BY idx LIMIT $5) b) f ORDER BY idx",
+        "ref, data, idx AS pidx FROM (SELECT o.idx, i.ref, i.data FROM item_outcomes o "
+        "JOIN items i ON i.jid = o.jid AND i.idx = o.idx WHERE o.jid = $2 AND o.status = 3 "
+        "AND o.idx >= $4 ORDER BY o.idx LIMIT $5) b) f ORDER BY idx",
         (const int64_t[]){jid, pjid, staged, pnext, max}, 5);
 }
 
@@ -623,12 +652,27 @@ static int64_t sweep_keys(void *conn, int64_t before, int64_t max)
         (const int64_t[]){before, max}, 2);
 }
 
+/* The job's ref order rows go first, then its items, up to max rows in all. */
 static int64_t sweep_items(void *conn, int64_t jid, int64_t max)
 {
-    return run_i64s(conn,
-                    "DELETE FROM items WHERE jid = $1 AND idx IN (SELECT idx FROM items "
-                    "WHERE jid = $1 ORDER BY idx LIMIT $2)",
-                    (const int64_t[]){jid, max}, 2);
+    static const char *const steps[] = {
+        "DELETE FROM ref_tails WHERE (tenant, workflow, ref) IN (SELECT tenant, workflow, ref "
+        "FROM ref_tails WHERE jid = $1 LIMIT $2)",
+        "DELETE FROM ref_waits WHERE jid = $1 AND idx IN (SELECT idx FROM ref_waits "
+        "WHERE jid = $1 LIMIT $2)",
+        /* a batch counts items; their outcomes go with them */
+        "WITH b AS (SELECT idx FROM items WHERE jid = $1 ORDER BY idx LIMIT $2), "
+        "e AS (DELETE FROM item_outcomes o USING b WHERE o.jid = $1 AND o.idx = b.idx) "
+        "DELETE FROM items WHERE jid = $1 AND idx IN (SELECT idx FROM b)",
+    };
+    int64_t gone = 0;
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0] && gone < max; i++) {
+        int64_t rc = run_i64s(conn, steps[i], (const int64_t[]){jid, max - gone}, 2);
+        if (rc < 0)
+            return rc;
+        gone += rc;
+    }
+    return gone;
 }
 
 static int job_delete_row(void *conn, int64_t jid)

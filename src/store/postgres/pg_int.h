@@ -39,6 +39,8 @@ struct conn {
     size_t max_doc_bytes;    /* store_options.max_doc_bytes (0 there: the default) */
     struct buf arr[10];      /* scratch: array parameters */
     int64_t retention_ms;
+    int64_t unpark_jid, unpark_idx; /* the parked items this connection's claims look at
+                                       next start after this one (claims.c) */
 };
 
 struct pg {

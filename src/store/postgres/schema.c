@@ -23,6 +23,9 @@
  *   buckets, sems: processing limits shared by the nodes (store_bucket_take,
  *             store_sem_adjust); concurrency units are held per node and go with
  *             the node when it falls silent.
+ *   ref_tails, ref_waits: the order of same-ref items across jobs (REF ORDER in
+ *             store.h), as in sqlite/schema.c; ref_link serializes the commits of one
+ *             tenant's workflow with a transaction-scoped advisory lock.
  *   docs, job_steps, idem_keys, workflows, hooks, limits, tenants, outbox, settings,
  *   api_keys: as in sqlite/schema.c. Text keys that are ordered or paged on use COLLATE "C",
  *   so orders match SQLite's byte order whatever the database's locale.
@@ -265,7 +268,66 @@ static const char *const m005[] = {
     NULL,
 };
 
-static const char *const *const migrations[] = {m001, m002, m003, m004, m005};
+/* Migration 006_ref_order: same-ref order across the jobs of a tenant's workflow,
+ * opted into by the workflow (REF ORDER in store.h; ref_tails and ref_waits as in
+ * sqlite/schema.c, keyed by (jid, idx) here); nothing is written for other jobs. */
+static const char *const m006[] = {
+    "ALTER TABLE jobs ADD COLUMN ref_order int NOT NULL DEFAULT 0",
+    "CREATE TABLE ref_tails("
+    "  tenant text COLLATE \"C\" NOT NULL,"
+    "  workflow text COLLATE \"C\" NOT NULL,"
+    "  ref text COLLATE \"C\" NOT NULL,"
+    "  jid bigint NOT NULL,"
+    "  idx bigint NOT NULL,"
+    "  PRIMARY KEY(tenant, workflow, ref))",
+    "CREATE INDEX ref_tails_job ON ref_tails(jid)",
+    "CREATE TABLE ref_waits("
+    "  jid bigint NOT NULL,"
+    "  idx bigint NOT NULL,"
+    "  prev_jid bigint NOT NULL,"
+    "  prev_idx bigint NOT NULL,"
+    "  parked int NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY(jid, idx))",
+    "CREATE INDEX ref_waits_parked ON ref_waits(jid, idx) WHERE parked = 1",
+    NULL,
+};
+
+/* Migration 007_item_outcomes: an item's end is a narrow row of its own (as in
+ * sqlite/schema.c): finishing an item inserts one small tuple instead of a new
+ * version of the whole row with its data, and takes no lock on the item row (the
+ * claim row fences writers). item_rows joins them back (status 0, attempts 0 where
+ * no outcome). */
+static const char *const m007[] = {
+    "CREATE TABLE item_outcomes("
+    "  jid bigint NOT NULL,"
+    "  idx bigint NOT NULL,"
+    "  status smallint NOT NULL DEFAULT 0,"
+    "  attempts int NOT NULL DEFAULT 0,"
+    "  updated_at bigint NOT NULL DEFAULT 0,"
+    "  error_code text,"
+    "  result text,"
+    "  error_message text,"
+    "  events text,"
+    "  failed_step text,"
+    "  warnings text,"
+    "  PRIMARY KEY(jid, idx))",
+    "INSERT INTO item_outcomes SELECT jid, idx, status, attempts, updated_at, error_code, "
+    "result, error_message, events, failed_step, warnings FROM items "
+    "WHERE status <> 0 OR attempts <> 0 OR events IS NOT NULL",
+    "DROP INDEX items_failed",
+    "ALTER TABLE items DROP COLUMN status, DROP COLUMN attempts, DROP COLUMN updated_at, "
+    "DROP COLUMN error_code, DROP COLUMN result, DROP COLUMN error_message, "
+    "DROP COLUMN events, DROP COLUMN failed_step, DROP COLUMN warnings",
+    "CREATE INDEX item_outcomes_failed ON item_outcomes(jid, idx) WHERE status = 3",
+    "CREATE VIEW item_rows AS SELECT i.jid, i.idx, coalesce(o.status, 0::smallint) AS status, "
+    "coalesce(o.attempts, 0) AS attempts, i.prev_idx, coalesce(o.updated_at, 0) AS updated_at, "
+    "i.parent_index, o.error_code, i.ref, i.data, o.result, o.error_message, o.events, "
+    "o.failed_step, o.warnings FROM items i LEFT JOIN item_outcomes o "
+    "ON o.jid = i.jid AND o.idx = i.idx",
+    NULL,
+};
+
+static const char *const *const migrations[] = {m001, m002, m003, m004, m005, m006, m007};
 
 /* ---- applying them -------------------------------------------------------------- */
 

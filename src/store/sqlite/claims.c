@@ -20,6 +20,19 @@
  *   an in-flight same-ref item yields no range; the next job (or tenant) is tried,
  *   at most CLAIM_TRIES in all.
  *
+ * PARKING (REF ORDER in store.h): an item of a job that orders refs across jobs and
+ *   must wait for an earlier job's item does not hold up the rest of its job. Met at
+ *   the start of a new range, it is parked: its ref_waits row is marked, the cursor
+ *   passes it (it counts and shows as Processing from then on) and the range goes on
+ *   after it; met later, the range stops before it, and the next claim parks it. An
+ *   item whose previous same-ref item was parked stops the range as usual. Each
+ *   store_claim first looks at up to 16 parked items (in key order, going on where
+ *   the connection's last call stopped, so every parked item is looked at within a
+ *   few calls however many wait): one whose
+ *   wait is over, or whose job is being canceled, becomes a released claim of its
+ *   own, which the takeover of released claims right after leases (or settles
+ *   Canceled), so the parked item needs no path of its own.
+ *
  * Doc ops: store_complete applies an outcome's ops in order inside the batch's one
  * transaction. When an op cannot apply (DocumentNotFound, InvalidData), the item
  * fails there and later ops are skipped, but the ops before it stay applied: the
@@ -68,7 +81,7 @@ int sq_expire_claims(void *impl)
 
 /* ---- claims ---------------------------------------------------------------------- */
 
-SQ_SQL(sql_items_range, "SELECT k, status, attempts, prev_idx, ref, data FROM items "
+SQ_SQL(sql_items_range, "SELECT k, status, attempts, prev_idx, ref, data FROM item_rows "
                         "WHERE k >= ?1 AND k < ?2 ORDER BY k");
 
 /* Appends the claim item of job jid in the row of s (sql_items_range) to *items (*n
@@ -113,10 +126,13 @@ static int pending_in_range(struct sq_conn *c, const struct rules_jobrow *r, int
 #define EVENTS_APPEND                                                                              \
     "CASE WHEN ?7 IS NULL THEN events WHEN events IS NULL OR events = '[]' THEN ?7 "               \
     "ELSE substr(events, 1, length(events) - 1) || ',' || substr(?7, 2) END"
+/* The outcome row is new unless an earlier attempt was counted (a lease expired). */
 SQ_SQL(sql_item_set,
-       "UPDATE items SET status = ?2, attempts = attempts + ?3, result = ?4, "
+       "INSERT INTO item_outcomes(k, status, attempts, result, error_code, error_message, events, "
+       "updated_at, failed_step, warnings) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+       "ON CONFLICT(k) DO UPDATE SET status = ?2, attempts = attempts + ?3, result = ?4, "
        "error_code = ?5, error_message = ?6, events = " EVENTS_APPEND ", "
-       "updated_at = ?8, failed_step = ?9, warnings = ?10 WHERE k = ?1 AND status = 0");
+       "updated_at = ?8, failed_step = ?9, warnings = ?10 WHERE status = 0");
 
 /* Writes one item's end (or, status PENDING, only attempts/events). 1 written, 0 the
  * item was not pending. */
@@ -191,9 +207,8 @@ static int settle_claim(struct sq_conn *c, int64_t claim_id, int64_t jid, int64_
     struct rules_jobrow r;
     struct store_claim_item *items = NULL;
     size_t n = 0, kept = 0;
-    char token[STORE_ID_MAX], msg[128], ts[25];
+    char token[STORE_ID_MAX], msg[128];
     int rc = sq_job_load_jid(c, jid, &r);
-    clock_fmt_ms(now, ts);
     if (rc < 0)
         return rc;
     int canceling = r.j.status == JOB_CANCELING || r.j.status == JOB_CANCELED;
@@ -216,10 +231,10 @@ static int settle_claim(struct sq_conn *c, int64_t claim_id, int64_t jid, int64_
             buf_putc(&c->ev, '[');
             snprintf(msg, sizeof msg, "lease expired on attempt %d; item given to another worker",
                      it->attempts);
-            rules_event_add(&c->ev, ts, "claim", NULL, "warn", "LeaseExpired", msg);
+            rules_event_add(&c->ev, now, "claim", NULL, "warn", "LeaseExpired", msg);
             if (max_attempts > 0 && it->attempts >= max_attempts) {
                 snprintf(msg, sizeof msg, "abandoned after %d attempts", it->attempts);
-                rules_event_add(&c->ev, ts, "claim", NULL, "error",
+                rules_event_add(&c->ev, now, "claim", NULL, "error",
                                 sluice_err_code(SLUICE_E_MAX_ATTEMPTS), msg);
                 buf_putc(&c->ev, ']');
                 rc = item_set(c, k, ITEM_FAILED, 1, NULL, sluice_err_code(SLUICE_E_MAX_ATTEMPTS),
@@ -271,10 +286,100 @@ out:
     return rc;
 }
 
-SQ_SQL(sql_item_status, "SELECT status FROM items WHERE k = ?1");
+SQ_SQL(sql_item_status, "SELECT status FROM item_rows WHERE k = ?1");
+/* sql_items_range for a job that orders refs across jobs: also each item's link to an
+ * earlier job's item (REF ORDER in store.h). */
+SQ_SQL(sql_items_range_linked,
+       "SELECT i.k, i.status, i.attempts, i.prev_idx, i.ref, i.data, w.prev_k FROM item_rows i "
+       "LEFT JOIN ref_waits w ON w.k = i.k WHERE i.k >= ?1 AND i.k < ?2 ORDER BY i.k");
+SQ_SQL(sql_ref_item, "SELECT i.status, i.prev_idx, w.prev_k, j.cancel_at FROM item_rows i "
+                     "JOIN jobs j ON j.jid = ?2 LEFT JOIN ref_waits w ON w.k = i.k WHERE i.k = ?1");
+
+/* rules_ref_lookup_fn of this backend: item keys are KEY(jid, idx). */
+static int ref_lookup(void *conn, int64_t jid, int64_t idx, struct rules_ref_item *it)
+{
+    sqlite3_stmt *s;
+    int rc = sq_q(conn, &sql_ref_item, &s);
+    memset(it, 0, sizeof *it);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, KEY(jid, idx));
+    sqlite3_bind_int64(s, 2, jid);
+    if ((rc = sq_step(s)) == 1) {
+        it->found = 1;
+        it->status = sqlite3_column_int(s, 0);
+        it->prev_idx = sqlite3_column_int64(s, 1);
+        int64_t wk = sqlite3_column_type(s, 2) == SQLITE_NULL ? -1 : sqlite3_column_int64(s, 2);
+        it->wait_jid = wk < 0 ? 0 : wk / KEY(1, 0);
+        it->wait_idx = wk < 0 ? -1 : wk % KEY(1, 0);
+        it->cancel_at = sqlite3_column_int64(s, 3);
+    }
+    sqlite3_reset(s);
+    return rc < 0 ? rc : 0;
+}
 SQ_SQL(sql_claim_insert,
        "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, claimed_at) "
        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+
+SQ_SQL(sql_ref_park, "UPDATE ref_waits SET parked = 1 WHERE k = ?1");
+
+/* Parks item key k (see PARKING). */
+static int park(struct sq_conn *c, int64_t k)
+{
+    int64_t rc = sq_run_i64s(c, &sql_ref_park, &k, 1);
+    return rc < 0 ? (int)rc : 0;
+}
+
+/* Moves the cursor of job r to `cursor`, past `taken` items (claimed or parked): they
+ * count as Processing from now on, and the job is Running. */
+static void cursor_advance(struct rules_jobrow *r, int64_t cursor, int64_t taken, int64_t now)
+{
+    if (r->j.status == JOB_NOT_STARTED) {
+        r->j.status = JOB_RUNNING;
+        r->j.started_at = now;
+    }
+    if (!r->j.win_at) {
+        r->j.win_at = now;
+        r->j.win_done = 0;
+    }
+    r->cursor = cursor;
+    r->j.counts.pending -= taken;
+    r->j.counts.processing += taken;
+}
+
+SQ_SQL(sql_parked, "SELECT k FROM ref_waits INDEXED BY ref_waits_parked WHERE parked = 1 "
+                   "AND k > ?1 ORDER BY k LIMIT 16");
+/* The link stays: a canceled item passes its wait on through it (rules_ref_blocked). */
+SQ_SQL(sql_wait_unpark, "UPDATE ref_waits SET parked = 0 WHERE k = ?1");
+SQ_SQL(sql_claim_give, "INSERT INTO claims(token, jid, lo, hi, remaining, lease_until, "
+                       "claimed_at, released) VALUES('', ?1, ?2, ?2 + 1, 1, 0, ?3, 1)");
+
+/* Unparks the first parked items that may go (rules_ref_parked_free): each becomes a
+ * released claim of its own, which the takeover of released claims then leases (or,
+ * on a canceled job, settles Canceled). */
+static int unpark(struct sq_conn *c, int64_t now)
+{
+    sqlite3_stmt *s;
+    int64_t ks[16];
+    int nk = 0, rc = sq_q(c, &sql_parked, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, c->unpark_after);
+    while (nk < 16 && (rc = sq_step(s)) == 1)
+        ks[nk++] = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    c->unpark_after = nk == 16 ? ks[15] : 0; /* the next call goes on after these */
+    for (int i = 0; rc >= 0 && i < nk; i++) {
+        int64_t jid = ks[i] / KEY(1, 0), idx = ks[i] % KEY(1, 0);
+        if ((rc = rules_ref_parked_free(c, ref_lookup, jid, idx)) <= 0)
+            continue;
+        int64_t rows = sq_run_i64s(c, &sql_wait_unpark, (const int64_t[]){ks[i]}, 1);
+        if (rows >= 0)
+            rows = sq_run_i64s(c, &sql_claim_give, (const int64_t[]){jid, idx, now}, 3);
+        rc = rows < 0 ? (int)rows : 0;
+    }
+    return rc < 0 ? rc : 0;
+}
 
 /* A new range from the cursor of job jid: 1 claimed into out, 0 nothing runnable. */
 static int claim_new_range(struct sq_conn *c, int64_t jid, const struct rules_claim_ctx *x,
@@ -291,13 +396,30 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct rules_cl
     int64_t lo, hi;
     if ((rc = rules_claim_range(&r, x->max_items, &lo, &hi)) == 0)
         goto out;
-    if ((rc = sq_q(c, &sql_items_range, &s)) < 0)
+    int linked = r.j.ref_order == STORE_REF_ORDER_TENANT;
+    int64_t parked = 0;
+    if ((rc = sq_q(c, linked ? &sql_items_range_linked : &sql_items_range, &s)) < 0)
         goto out;
     sqlite3_bind_int64(s, 1, KEY(jid, lo));
     sqlite3_bind_int64(s, 2, KEY(jid, hi));
     while ((rc = sq_step(s)) == 1) {
         int64_t prev = sqlite3_column_int64(s, 3);
-        if (prev >= 0 && prev < lo) {
+        if (linked && sqlite3_column_type(s, 6) != SQLITE_NULL) {
+            /* REF ORDER: wait while an earlier job's item of this ref is unfinished;
+             * at the start of the range it is parked (see PARKING) */
+            int64_t wk = sqlite3_column_int64(s, 6);
+            int blocked = rules_ref_blocked(c, ref_lookup, wk / KEY(1, 0), wk % KEY(1, 0));
+            if (blocked > 0 && n == 0 && (blocked = park(c, sqlite3_column_int64(s, 0))) == 0) {
+                parked++;
+                lo = sqlite3_column_int64(s, 0) - KEY(jid, 0) + 1;
+                continue;
+            }
+            if (blocked != 0) {
+                rc = blocked < 0 ? blocked : 0;
+                break;
+            }
+        }
+        if (prev >= 0 && prev < lo) { /* (an item parked just now is below lo too) */
             /* Same-ref ordering: wait until the previous item of this ref is done. */
             if ((rc = sq_q(c, &sql_item_status, &ps)) < 0)
                 goto out;
@@ -314,10 +436,16 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct rules_cl
         claim_item_add(s, jid, &items, &n, &cap);
     }
     sqlite3_reset(s);
-    if (rc < 0 || n == 0)
+    if (rc < 0 || (n > 0 && (rc = rules_claim_take(x->gate, &r, items, &n, lo, &hi, token)) < 0))
         goto out;
-    if ((rc = rules_claim_take(x->gate, &r, items, &n, lo, &hi, token)) <= 0)
+    if (n == 0) { /* no claim; the cursor still passes what was parked */
+        rc = 0;
+        if (parked > 0) {
+            cursor_advance(&r, lo, parked, now);
+            rc = sq_job_save(c, &r, now);
+        }
         goto out;
+    }
     if ((rc = sq_q(c, &sql_claim_insert, &s)) < 0)
         goto out;
     sq_bind_str(s, 1, token);
@@ -330,17 +458,7 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct rules_cl
     if ((rc = sq_step(s)) < 0)
         goto out;
     int64_t claim_id = sqlite3_last_insert_rowid(c->db);
-    if (r.j.status == JOB_NOT_STARTED) {
-        r.j.status = JOB_RUNNING;
-        r.j.started_at = now;
-    }
-    if (!r.j.win_at) {
-        r.j.win_at = now;
-        r.j.win_done = 0;
-    }
-    r.cursor = hi;
-    r.j.counts.pending -= (int64_t)n;
-    r.j.counts.processing += (int64_t)n;
+    cursor_advance(&r, hi, (int64_t)n + parked, now);
     r.last_claim = claim_id;
     if ((rc = sq_job_save(c, &r, now)) < 0)
         goto out;
@@ -390,6 +508,9 @@ static int claim_body(struct sq_conn *c, void *vctx)
     int njobs = 0;
     int rc;
 
+    /* 0. Parked items that may go become released claims, taken over next. */
+    if ((rc = unpark(c, now)) < 0)
+        return rc;
     /* 1. Expired (or released) claims first. */
     for (int guard = 0; guard < 256; guard++) {
         if ((rc = sq_q(c, &sql_claim_expired, &s)) < 0)
@@ -533,9 +654,8 @@ static int complete_body(struct sq_conn *c, void *vctx)
     struct store_outcome *o;
     const struct store_claim_item *ci;
     int64_t now = clock_now_ms(), done = 0;
-    char msg[STORE_NAME_MAX + 2 * 256 + 64], ts[25];
-    clock_fmt_ms(now, ts); /* one timestamp for all events of this call */
-    const struct rules_apply ap = {sq_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, now, ts};
+    char msg[STORE_NAME_MAX + 2 * 256 + 64];
+    const struct rules_apply ap = {sq_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, now};
     /* The ops' [out] fields start empty; rules_apply_ops() fills those of the ops it runs. */
     rules_outcomes_reset(x->outs, x->n);
     int rc = claim_check(c, cl, &h, &r);

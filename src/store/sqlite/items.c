@@ -30,7 +30,7 @@ static void read_item(sqlite3_stmt *s, const struct rules_jobrow *r, int with_da
     rules_item_read(&sq_cols, s, r, sqlite3_column_int64(s, 0) - KEY(r->jid, 0), with_data, it);
 }
 
-SQ_SQL(sql_item_get, "SELECT " ITEM_LIST_COLS ", events FROM items WHERE k = ?1");
+SQ_SQL(sql_item_get, "SELECT " ITEM_LIST_COLS ", events FROM item_rows WHERE k = ?1");
 
 static int item_read(void *vc, const struct rules_jobrow *r, int64_t index, struct store_item *out)
 {
@@ -47,13 +47,18 @@ static int item_read(void *vc, const struct rules_jobrow *r, int64_t index, stru
     return rc;
 }
 
-SQ_SQL(sql_item_list, "SELECT " ITEM_LIST_COLS " FROM items "
+SQ_SQL(sql_item_list, "SELECT " ITEM_LIST_COLS " FROM item_rows "
                       "WHERE k > ?1 AND k < ?2 AND " ITEM_FILTERS " "
                       "AND (?4 < 0 OR " EFFECTIVE " = ?4) ORDER BY k LIMIT ?5");
-/* Failed is never derived, so the partial index items_failed serves this one. */
-SQ_SQL(sql_item_list_failed, "SELECT " ITEM_LIST_COLS " FROM items "
-                             "WHERE status = 3 AND k > ?1 AND k < ?2 AND " ITEM_FILTERS " "
-                             "ORDER BY k LIMIT ?5");
+/* Failed is never derived, so the partial index item_outcomes_failed serves this one
+ * (the outcome drives, each row's item is looked up by key). */
+SQ_SQL(sql_item_list_failed,
+       "SELECT o.k, o.status, o.attempts, i.ref, i.data, o.result, o.error_code, "
+       "o.error_message, o.updated_at, o.failed_step, o.warnings, i.parent_index "
+       "FROM item_outcomes o CROSS JOIN items i "
+       "WHERE o.status = 3 AND o.k > ?1 AND o.k < ?2 AND i.k = o.k "
+       "AND (?3 IS NULL OR i.ref = ?3) AND (?9 IS NULL OR o.failed_step = ?9) "
+       "AND (?10 IS NULL OR o.error_code = ?10) ORDER BY o.k LIMIT ?5");
 
 static int items_read(void *vc, const struct rules_jobrow *r, int64_t after,
                       struct rules_items_ctx *x)

@@ -15,7 +15,7 @@
  * next sweep (or store_gc_receiving at start) finishes.
  *
  * Retries: store_job_retry copies the failed rows of the parent with one INSERT ...
- * SELECT (the items_failed index finds them), numbering them with row_number() and
+ * SELECT (the item_outcomes_failed index finds them), numbering them with row_number() and
  * linking same-ref items with lag() over the new numbering, so the copy costs no
  * round trip per row and keeps the same-ref order of the parent.
  */
@@ -214,9 +214,7 @@ static int64_t run_by_jid(struct sq_conn *c, struct sq_sql *const *sqls, size_t 
     return changed;
 }
 
-/* Runs sql with ?1, ?2, ... bound to args[0..n): the rows it changed, or a negative
- * error. */
-static int64_t run_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, int n)
+int64_t sq_run_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, int n)
 {
     sqlite3_stmt *s;
     int rc = sq_q(c, sql, &s);
@@ -285,33 +283,51 @@ static int items_insert(void *conn, int64_t jid, const struct store_new_item *it
 
 static int job_touch(void *conn, int64_t jid, int64_t now)
 {
-    int64_t rc = run_i64s(conn, &sql_job_touch, (const int64_t[]){jid, now}, 2);
+    int64_t rc = sq_run_i64s(conn, &sql_job_touch, (const int64_t[]){jid, now}, 2);
     return rc < 0 ? (int)rc : 0;
 }
 
 SQ_SQL(sql_items_delete, "DELETE FROM items WHERE k >= ?1 AND k < ?2");
+SQ_SQL(sql_outcomes_delete, "DELETE FROM item_outcomes WHERE k >= ?1 AND k < ?2");
 SQ_SQL(sql_claims_delete_job, "DELETE FROM claims WHERE jid = ?1");
 SQ_SQL(sql_steps_delete_job, "DELETE FROM job_steps WHERE jid = ?1");
 SQ_SQL(sql_idem_delete_job, "DELETE FROM idem_keys WHERE jid = ?1");
 SQ_SQL(sql_outbox_delete_job, "DELETE FROM outbox WHERE jid = ?1");
 SQ_SQL(sql_job_delete, "DELETE FROM jobs WHERE jid = ?1");
 
-/* Deletes a job's items, claims, step counts, idempotency key and row. */
+SQ_SQL(sql_ref_tails_sweep, "DELETE FROM ref_tails WHERE (tenant, workflow, ref) IN (SELECT "
+                            "tenant, workflow, ref FROM ref_tails WHERE k >= ?1 AND k < ?2 "
+                            "LIMIT ?3)");
+SQ_SQL(sql_ref_waits_sweep, "DELETE FROM ref_waits WHERE k IN (SELECT k FROM ref_waits "
+                            "WHERE k >= ?1 AND k < ?2 LIMIT ?3)");
+
+/* Deletes up to max of job jid's ref_tails and ref_waits rows: how many. */
+static int64_t sweep_refs(struct sq_conn *c, int64_t jid, int64_t max)
+{
+    int64_t args[] = {KEY(jid, 0), KEY(jid + 1, 0), max};
+    int64_t gone = sq_run_i64s(c, &sql_ref_tails_sweep, args, 3);
+    if (gone < 0 || gone >= max)
+        return gone;
+    args[2] = max - gone;
+    int64_t more = sq_run_i64s(c, &sql_ref_waits_sweep, args, 3);
+    return more < 0 ? more : gone + more;
+}
+
+/* Deletes a job's items, claims, step counts, idempotency key, ref order rows and row. */
 static int job_remove(void *conn, int64_t jid)
 {
     static struct sq_sql *const by_jid[] = {&sql_claims_delete_job, &sql_steps_delete_job,
                                             &sql_idem_delete_job, &sql_outbox_delete_job,
                                             &sql_job_delete};
     struct sq_conn *c = conn;
-    sqlite3_stmt *s;
-    int rc = sq_q(c, &sql_items_delete, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, KEY(jid, 0));
-    sqlite3_bind_int64(s, 2, KEY(jid + 1, 0));
-    if ((rc = sq_step(s)) < 0)
-        return rc;
-    int64_t changed = run_by_jid(c, by_jid, sizeof by_jid / sizeof by_jid[0], jid);
+    const int64_t range[] = {KEY(jid, 0), KEY(jid + 1, 0)};
+    int64_t changed = sq_run_i64s(c, &sql_items_delete, range, 2);
+    if (changed >= 0)
+        changed = sq_run_i64s(c, &sql_outcomes_delete, range, 2);
+    if (changed >= 0)
+        changed = sweep_refs(c, jid, INT64_MAX);
+    if (changed >= 0)
+        changed = run_by_jid(c, by_jid, sizeof by_jid / sizeof by_jid[0], jid);
     return changed < 0 ? (int)changed : 0;
 }
 
@@ -376,7 +392,8 @@ static int idem_insert(void *conn, int64_t jid, const struct store_job_meta *m, 
 SQ_SQL(sql_job_commit, "UPDATE jobs SET status = 1, workflow = ?2, client_reference = ?3, "
                        "total = ?4, pending = ?4, updated_at = ?5, workflow_version = ?6, "
                        "id = coalesce(?7, id), callback_url = ?8, callback_events = ?9, "
-                       "priority = ?10, uses = ?11, callback_format = ?12 WHERE jid = ?1");
+                       "priority = ?10, uses = ?11, callback_format = ?12, ref_order = ?13 "
+                       "WHERE jid = ?1");
 
 static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, int64_t total,
                       int64_t now)
@@ -398,6 +415,7 @@ static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, i
     sqlite3_bind_int(s, 10, m->priority);
     sq_bind_str(s, 11, m->uses && *m->uses ? m->uses : NULL);
     sqlite3_bind_int(s, 12, m->callback_url ? m->callback_format : 0);
+    sqlite3_bind_int(s, 13, m->ref_order);
     if ((rc = sq_step(s)) < 0)
         return rc; /* -SLUICE_E_CONFLICT: m->job_id names another job */
     if (m->idem_key && (rc = idem_insert(conn, jid, m, now)) < 0)
@@ -405,10 +423,34 @@ static int job_commit(void *conn, int64_t jid, const struct store_job_meta *m, i
     return 0;
 }
 
+/* Ref order across jobs (REF ORDER in store.h): the job's first item of each ref
+ * waits for the latest committed item of that ref while it is still pending (CROSS
+ * JOIN fixes the plan: the job row, its items by key, their tails and tail items by
+ * key), then the job's last item of each ref becomes the latest. */
+SQ_SQL(sql_ref_waits_link,
+       "INSERT INTO ref_waits(k, prev_k) SELECT i.k, t.k FROM jobs j CROSS JOIN items i "
+       "CROSS JOIN ref_tails t CROSS JOIN item_rows p WHERE j.jid = ?1 AND i.k >= ?2 AND i.k < ?3 "
+       "AND i.prev_idx = -1 AND t.tenant = j.tenant AND t.workflow = j.workflow "
+       "AND t.ref = i.ref AND p.k = t.k AND p.status = 0");
+SQ_SQL(sql_ref_tails_set,
+       "INSERT INTO ref_tails(tenant, workflow, ref, k) SELECT j.tenant, j.workflow, i.ref, "
+       "max(i.k) FROM jobs j CROSS JOIN items i WHERE j.jid = ?1 AND i.k >= ?2 AND i.k < ?3 "
+       "GROUP BY i.ref ON CONFLICT(tenant, workflow, ref) DO UPDATE SET k = excluded.k");
+
+/* One writer at a time: the write transaction serializes the commits. */
+static int ref_link(void *conn, int64_t jid)
+{
+    const int64_t args[] = {jid, KEY(jid, 0), KEY(jid + 1, 0)};
+    int64_t rc = sq_run_i64s(conn, &sql_ref_waits_link, args, 3);
+    if (rc >= 0)
+        rc = sq_run_i64s(conn, &sql_ref_tails_set, args, 3);
+    return rc < 0 ? (int)rc : 0;
+}
+
 SQ_SQL(sql_retry_job_insert,
        "INSERT INTO jobs(id, tenant, workflow, workflow_version, parent_job, client_reference, "
-       "status, total, pending, created_at, updated_at, priority, uses) "
-       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?11, ?7, ?7, ?8, ?8, ?9, ?10)");
+       "status, total, pending, created_at, updated_at, priority, uses, ref_order) "
+       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?11, ?7, ?7, ?8, ?8, ?9, ?10, ?12)");
 
 static int retry_insert(void *conn, const struct rules_jobrow *r, const char *new_job_id,
                         int staging, int64_t now, int64_t *jid)
@@ -429,25 +471,27 @@ static int retry_insert(void *conn, const struct rules_jobrow *r, const char *ne
     sqlite3_bind_int(s, 9, r->j.priority); /* a retry runs at its parent's priority */
     sq_bind_str(s, 10, r->j.uses);         /* ... and consumes the same limits */
     sqlite3_bind_int(s, 11, staging ? JOB_RECEIVING : JOB_NOT_STARTED);
+    sqlite3_bind_int(s, 12, r->j.ref_order); /* ... in the same order across jobs */
     if ((rc = sq_step(s)) < 0)
         return rc;
     *jid = sqlite3_last_insert_rowid(c->db);
     return 0;
 }
 
-/* The failed items of the parent (key range [?2, ?3), via items_failed) become items
+/* The failed items of the parent (key range [?2, ?3), via item_outcomes_failed) become items
  * 0, 1, ... of the new job (key base ?1) in parent order; prev_idx links each to the
  * previous item of the same ref in the new job. */
 SQ_SQL(sql_retry_items,
        "INSERT INTO items(k, prev_idx, ref, data, parent_index) "
        "SELECT ?1 + idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), -1), ref, "
-       "data, pidx FROM (SELECT row_number() OVER (ORDER BY k) - 1 AS idx, ref, data, "
-       "k - ?2 AS pidx FROM items WHERE status = 3 AND k >= ?2 AND k < ?3) ORDER BY idx");
+       "data, pidx FROM (SELECT row_number() OVER (ORDER BY o.k) - 1 AS idx, ref, data, "
+       "o.k - ?2 AS pidx FROM item_outcomes o CROSS JOIN items i WHERE o.status = 3 "
+       "AND o.k >= ?2 AND o.k < ?3 AND i.k = o.k) ORDER BY idx");
 
 static int64_t retry_items(void *conn, int64_t jid, const struct rules_jobrow *r)
 {
     const int64_t args[] = {KEY(jid, 0), KEY(r->jid, 0), KEY(r->jid + 1, 0)};
-    return run_i64s(conn, &sql_retry_items, args, 3);
+    return sq_run_i64s(conn, &sql_retry_items, args, 3);
 }
 
 /* Retry staging (store_job_retry_stage; the body is rules_stage_body): the oldest
@@ -517,14 +561,15 @@ SQ_SQL(sql_stage_items,
        "SELECT ?1 + idx, coalesce(lag(idx) OVER (PARTITION BY ref ORDER BY idx), "
        "(SELECT last_idx FROM retry_refs r WHERE r.jid = ?5 AND r.ref = f.ref), -1), ref, "
        "data, pidx FROM (SELECT ?4 + row_number() OVER (ORDER BY k) - 1 AS idx, ref, data, "
-       "k - ?2 AS pidx FROM (SELECT k, ref, data FROM items WHERE status = 3 AND k >= ?2 + ?6 "
-       "AND k < ?3 ORDER BY k LIMIT ?7)) f ORDER BY idx");
+       "k - ?2 AS pidx FROM (SELECT o.k AS k, i.ref AS ref, i.data AS data FROM item_outcomes o "
+       "CROSS JOIN items i WHERE o.status = 3 AND o.k >= ?2 + ?6 AND o.k < ?3 AND i.k = o.k "
+       "ORDER BY o.k LIMIT ?7)) f ORDER BY idx");
 
 static int64_t stage_items(void *conn, int64_t jid, int64_t pjid, int64_t staged, int64_t pnext,
                            int64_t max)
 {
     const int64_t args[] = {KEY(jid, 0), KEY(pjid, 0), KEY(pjid + 1, 0), staged, jid, pnext, max};
-    return run_i64s(conn, &sql_stage_items, args, 7);
+    return sq_run_i64s(conn, &sql_stage_items, args, 7);
 }
 
 SQ_SQL(sql_stage_refs,
@@ -535,7 +580,7 @@ SQ_SQL(sql_stage_refs,
 static int stage_refs(void *conn, int64_t jid, int64_t staged, int64_t end)
 {
     const int64_t args[] = {jid, KEY(jid, 0), staged, end};
-    int64_t rc = run_i64s(conn, &sql_stage_refs, args, 4);
+    int64_t rc = sq_run_i64s(conn, &sql_stage_refs, args, 4);
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -544,7 +589,7 @@ SQ_SQL(sql_stage_refs_delete, "DELETE FROM retry_refs WHERE jid = ?1 AND ref IN 
 
 static int64_t stage_forget(void *conn, int64_t jid, int64_t max)
 {
-    return run_i64s(conn, &sql_stage_refs_delete, (const int64_t[]){jid, max}, 2);
+    return sq_run_i64s(conn, &sql_stage_refs_delete, (const int64_t[]){jid, max}, 2);
 }
 
 /* Staged: NotStarted with as many items as staged (the parent may have gone). */
@@ -553,7 +598,7 @@ SQ_SQL(sql_stage_done, "UPDATE jobs SET status = 1, total = ?2, pending = ?2, up
 
 static int stage_done(void *conn, int64_t jid, int64_t staged, int64_t now)
 {
-    int64_t rc = run_i64s(conn, &sql_stage_done, (const int64_t[]){jid, staged, now}, 3);
+    int64_t rc = sq_run_i64s(conn, &sql_stage_done, (const int64_t[]){jid, staged, now}, 3);
     return rc < 0 ? (int)rc : 0;
 }
 
@@ -608,16 +653,26 @@ SQ_SQL(sql_sweep_keys, "DELETE FROM idem_keys WHERE (tenant, key) IN "
                        "(SELECT tenant, key FROM idem_keys WHERE created_at < ?1 LIMIT ?2)");
 SQ_SQL(sql_sweep_items, "DELETE FROM items WHERE k IN "
                         "(SELECT k FROM items WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT ?3)");
+/* The outcomes of the items sql_sweep_items is about to delete (a batch counts items). */
+SQ_SQL(sql_sweep_outcomes, "DELETE FROM item_outcomes WHERE k >= ?1 AND k <= (SELECT max(k) "
+                           "FROM (SELECT k FROM items WHERE k >= ?1 AND k < ?2 ORDER BY k "
+                           "LIMIT ?3))");
 
 static int64_t sweep_keys(void *conn, int64_t before, int64_t max)
 {
-    return run_i64s(conn, &sql_sweep_keys, (const int64_t[]){before, max}, 2);
+    return sq_run_i64s(conn, &sql_sweep_keys, (const int64_t[]){before, max}, 2);
 }
 
 static int64_t sweep_items(void *conn, int64_t jid, int64_t max)
 {
-    const int64_t args[] = {KEY(jid, 0), KEY(jid + 1, 0), max};
-    return run_i64s(conn, &sql_sweep_items, args, 3);
+    int64_t gone = sweep_refs(conn, jid, max); /* the job's ref order rows go first */
+    if (gone < 0 || gone >= max)
+        return gone;
+    const int64_t args[] = {KEY(jid, 0), KEY(jid + 1, 0), max - gone};
+    int64_t items = sq_run_i64s(conn, &sql_sweep_outcomes, args, 3);
+    if (items >= 0)
+        items = sq_run_i64s(conn, &sql_sweep_items, args, 3);
+    return items < 0 ? items : gone + items;
 }
 
 static int job_delete_row(void *conn, int64_t jid)

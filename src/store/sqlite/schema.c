@@ -9,18 +9,26 @@
  *            (-1 = not canceled), `last_claim` the id of the newest claim taken from
  *            the job, `priority` -100..100 from the submit (see FAIRNESS in
  *            claims.c).
- *   items    key k = jid * 2^32 + index: one integer B-tree, rows appended in key
- *            order at submit, no secondary index except a partial one on failed
- *            items (listing failures of a big job). Processing and Canceled of a
- *            pending item are derived from next_idx/cancel_at, never stored, so
- *            claiming and canceling write no item rows; finishing writes each row
- *            once. Events are a JSON array text, appended by string concatenation.
+ *   items    key k = jid * 2^32 + index: one integer B-tree, rows (ref, data,
+ *            prev_idx, parent_index) appended in key order at submit and never
+ *            updated.
+ *   item_outcomes  same key: an item's status, attempts, result, error and events,
+ *            written when it ends (or counts an attempt), with a partial index on
+ *            failed items (listing failures of a big job). No row: Pending, no
+ *            attempt yet. Processing and Canceled of a pending item are derived
+ *            from next_idx/cancel_at, never stored, so claiming and canceling write
+ *            nothing; finishing inserts one narrow row and leaves the data's pages
+ *            alone. Events are a JSON array text, appended by string
+ *            concatenation. The view item_rows is the two joined (status 0 and
+ *            attempts 0 where no outcome).
  *   claims   one row per leased range [lo, hi) of one job, with a random token that
  *            fences late writers and `remaining` = items of the range not done yet.
  *            Released claims (graceful shutdown) get lease_until 0 and released = 1,
  *            so the next store_claim takes them over without counting an attempt.
- *   docs     (tenant, collection, ref) -> data, version, deleted (tombstone),
- *            WITHOUT ROWID: one B-tree lookup per upsert.
+ *   docs     (tenant, collection, ref) -> data, version, deleted (tombstone):
+ *            a rowid table and the unique index docs_key (two B-tree lookups per
+ *            upsert, but the data's pages fill up when documents arrive in key
+ *            order; 013).
  *   api_keys key id, tenant and SHA-256 hex of the key.
  *   job_steps (jid, step) -> passed/failed/skipped, added to by store_complete in
  *            its transaction; rowid order is first-seen order (a new row's rowid is
@@ -38,6 +46,13 @@
  *   tenants  tenant -> weight (1..100, store_tenant_set_weight), turns (claims taken
  *            in the current round), last_claim (the claim that ended its last round).
  *            A tenant without a row has weight 1 and has never been claimed from.
+ *   ref_tails (tenant, workflow, ref) -> k, the item key of the latest item of that
+ *            ref committed by a job whose workflow orders refs across jobs (REF ORDER
+ *            in store.h); index ref_tails_k removes a job's rows with it.
+ *   ref_waits item key -> the key of the earlier job's item it waits for; only for
+ *            such items whose predecessor was unfinished at commit. `parked`: the
+ *            claim cursor passed the item while it had to wait (PARKING in
+ *            claims.c); partial index ref_waits_parked finds those.
  * Items also keep failed_step, warnings and parent_index (store_job_retry).
  */
 #include "store/sqlite/sqlite_int.h"
@@ -245,6 +260,73 @@ static const char *const migrations[] = {
     "  prev_gen INTEGER NOT NULL DEFAULT 0,"
     "  prev_until INTEGER NOT NULL DEFAULT 0,"
     "  updated_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 011_ref_order: same-ref order across the jobs of a tenant's workflow, opted into
+     * by the workflow (REF ORDER in store.h); nothing is written for other jobs */
+    "ALTER TABLE jobs ADD COLUMN ref_order INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE ref_tails("
+    "  tenant TEXT NOT NULL,"
+    "  workflow TEXT NOT NULL,"
+    "  ref TEXT NOT NULL,"
+    "  k INTEGER NOT NULL,"
+    "  PRIMARY KEY(tenant, workflow, ref)) WITHOUT ROWID;"
+    "CREATE INDEX ref_tails_k ON ref_tails(k);"
+    "CREATE TABLE ref_waits("
+    "  k INTEGER PRIMARY KEY,"
+    "  prev_k INTEGER NOT NULL,"
+    "  parked INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX ref_waits_parked ON ref_waits(k) WHERE parked = 1;",
+    /* 012_item_outcomes: an item's data is written once, at submit; its end goes to a
+     * narrow row of its own, so finishing an item no longer rewrites the pages that
+     * hold its data (half the bytes a no-op item cost). item_rows joins them back. */
+    "CREATE TABLE item_outcomes("
+    "  k INTEGER PRIMARY KEY,"
+    "  status INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL DEFAULT 0,"
+    "  error_code TEXT,"
+    "  result TEXT,"
+    "  error_message TEXT,"
+    "  events TEXT,"
+    "  failed_step TEXT,"
+    "  warnings TEXT);"
+    "INSERT INTO item_outcomes SELECT k, status, attempts, updated_at, error_code, result, "
+    "  error_message, events, failed_step, warnings FROM items "
+    "  WHERE status <> 0 OR attempts <> 0 OR events IS NOT NULL;"
+    "CREATE TABLE items_new("
+    "  k INTEGER PRIMARY KEY,"
+    "  prev_idx INTEGER NOT NULL,"
+    "  ref TEXT NOT NULL,"
+    "  data TEXT,"
+    "  parent_index INTEGER NOT NULL DEFAULT -1);"
+    "INSERT INTO items_new SELECT k, prev_idx, ref, data, parent_index FROM items;"
+    "DROP TABLE items;"
+    "ALTER TABLE items_new RENAME TO items;"
+    "CREATE INDEX item_outcomes_failed ON item_outcomes(k) WHERE status = 3;"
+    "CREATE VIEW item_rows AS SELECT i.k AS k, coalesce(o.status, 0) AS status, "
+    "  coalesce(o.attempts, 0) AS attempts, i.prev_idx AS prev_idx, "
+    "  coalesce(o.updated_at, 0) AS updated_at, o.error_code AS error_code, i.ref AS ref, "
+    "  i.data AS data, o.result AS result, o.error_message AS error_message, "
+    "  o.events AS events, o.failed_step AS failed_step, o.warnings AS warnings, "
+    "  i.parent_index AS parent_index FROM items i LEFT JOIN item_outcomes o ON o.k = i.k;",
+    /* 013_docs_rowid: documents in a rowid table with a unique index on their key. A
+     * WITHOUT ROWID B-tree splits pages in half even when keys arrive in order (only
+     * rowid tables append into full pages), so a bulk upsert wrote each document's
+     * bytes about twice over; now the index pages hold only keys. */
+    "CREATE TABLE docs_new("
+    "  tenant TEXT NOT NULL,"
+    "  collection TEXT NOT NULL,"
+    "  ref TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  deleted INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  item_index INTEGER NOT NULL,"
+    "  job_id TEXT NOT NULL,"
+    "  data TEXT);"
+    "INSERT INTO docs_new SELECT tenant, collection, ref, version, deleted, updated_at, "
+    "  item_index, job_id, data FROM docs ORDER BY tenant, collection, ref;"
+    "DROP TABLE docs;"
+    "ALTER TABLE docs_new RENAME TO docs;"
+    "CREATE UNIQUE INDEX docs_key ON docs(tenant, collection, ref);",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */

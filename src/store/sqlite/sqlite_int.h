@@ -59,6 +59,8 @@ struct sq_conn {
     struct buf ev, res, tmp;        /* scratch: events, result JSON, patched documents */
     size_t max_doc_bytes;           /* store_options.max_doc_bytes (0 there: the default) */
     int64_t retention_ms;           /* store_options.retention_ms, for store_job.expires_at */
+    int64_t unpark_after;           /* the parked items this connection's claims look at
+                                       next start after this key (PARKING in claims.c) */
 };
 
 /* The store handle (conn.c), the backend's `impl`. */
@@ -115,6 +117,10 @@ int sq_migrate_body(struct sq_conn *c, void *ctx);
 /* ---- jobs.c: job rows -------------------------------------------------------------- */
 
 /* Job rows are struct rules_jobrow (rules.h), read from JOB_COLS. */
+
+/* Runs sql with ?1, ?2, ... bound to args[0..n): the rows it changed, or a negative
+ * error. */
+int64_t sq_run_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, int n);
 
 /* Loads a visible job of tenant by public id into r (release r->j with
  * store_job_release): 1 found, 0 not, or a negative error. */

@@ -1,0 +1,128 @@
+/* test_events.c - item events: the compact stored form and its public expansion. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testhelp.h"
+#include "util/buf.h"
+#include "util/events.h"
+
+/* 2026-12-07T12:00:00.000Z */
+#define T0 1796644800000LL
+
+static char *expand(const char *stored)
+{
+    struct buf b = BUF_INIT;
+    events_expand(&b, stored);
+    return buf_detach(&b, NULL);
+}
+
+TEST(step_event_round_trips_to_the_public_form)
+{
+    struct buf b = BUF_INIT;
+    buf_putc(&b, '[');
+    const struct item_event claim = {.at = T0,
+                                     .stage = "claim",
+                                     .level = "info",
+                                     .code = "Claimed",
+                                     .message = "claimed by worker 1 (attempt 1)",
+                                     .duration_ms = -1};
+    events_put(&b, &claim, NULL);
+    json_t *extra = json_pack("{s:{s:i}}", "http", "status", 200);
+    const struct item_event step = {.at = T0 + 5,
+                                    .stage = "step",
+                                    .step = "push",
+                                    .type = "http",
+                                    .outcome = "passed",
+                                    .attempt = 2,
+                                    .level = "info",
+                                    .code = "Succeeded",
+                                    .message = "PUT \"x\" 200",
+                                    .duration_ms = 12};
+    events_put(&b, &step, extra);
+    json_decref(extra);
+    buf_putc(&b, ']');
+    /* compact: no ISO times, no endedAt, no implied outcome or info level */
+    CHECK(strstr(b.data, "\"at\"") == NULL);
+    CHECK(strstr(b.data, "endedAt") == NULL);
+    CHECK(strstr(b.data, "passed") == NULL);
+    CHECK(strstr(b.data, "info") == NULL);
+    char *pub = expand(b.data);
+    CHECK_EQ_STR(pub,
+                 "[{\"at\":\"2026-12-07T12:00:00.000Z\",\"stage\":\"claim\",\"level\":\"info\","
+                 "\"code\":\"Claimed\",\"message\":\"claimed by worker 1 (attempt 1)\"},"
+                 "{\"at\":\"2026-12-07T12:00:00.005Z\",\"stage\":\"step\",\"step\":\"push\","
+                 "\"type\":\"http\",\"outcome\":\"passed\","
+                 "\"endedAt\":\"2026-12-07T12:00:00.017Z\",\"attempt\":2,\"level\":\"info\","
+                 "\"code\":\"Succeeded\",\"message\":\"PUT \\\"x\\\" 200\",\"durationMs\":12,"
+                 "\"http\":{\"status\":200}}]");
+    free(pub);
+    buf_release(&b);
+}
+
+TEST(an_outcome_the_level_does_not_imply_is_kept)
+{
+    struct buf b = BUF_INIT;
+    const struct item_event e = {.at = T0,
+                                 .stage = "step",
+                                 .step = "v",
+                                 .type = "validate",
+                                 .outcome = "skipped",
+                                 .level = "warn",
+                                 .code = "InvalidItem",
+                                 .message = "m",
+                                 .duration_ms = -1};
+    buf_putc(&b, '[');
+    events_put(&b, &e, NULL);
+    buf_putc(&b, ']');
+    char *pub = expand(b.data);
+    CHECK(strstr(pub, "\"outcome\":\"skipped\",\"endedAt\":\"2026-12-07T12:00:00.000Z\"") != NULL);
+    CHECK(strstr(pub, "\"level\":\"warn\"") != NULL);
+    CHECK(strstr(pub, "durationMs") == NULL);
+    free(pub);
+    buf_release(&b);
+    /* failed is implied by error */
+    const struct item_event f = {.at = T0,
+                                 .stage = "step",
+                                 .step = "v",
+                                 .type = "validate",
+                                 .outcome = "failed",
+                                 .level = "error",
+                                 .code = "X",
+                                 .message = "m",
+                                 .duration_ms = 3};
+    events_put(&b, &f, NULL);
+    CHECK(strstr(b.data, "failed") == NULL);
+    pub = expand(b.data); /* not an array: copied as it is */
+    CHECK_EQ_STR(pub, b.data);
+    free(pub);
+    buf_release(&b);
+}
+
+TEST(public_and_mixed_arrays_pass_through)
+{
+    const char *old = "[{\"at\":\"2020-01-01T00:00:00.000Z\",\"stage\":\"map\",\"level\":\"info\","
+                      "\"code\":\"Mapped\",\"message\":\"ok\"}]";
+    char *pub = expand(old);
+    CHECK_EQ_STR(pub, old);
+    free(pub);
+    pub = expand("[{\"at\":\"2020-01-01T00:00:00.000Z\",\"stage\":\"claim\",\"level\":\"warn\","
+                 "\"code\":\"LeaseExpired\",\"message\":\"m\"},"
+                 "{\"t\":1796644800000,\"s\":\"apply\",\"p\":\"save\",\"c\":\"VersionWritten\","
+                 "\"m\":\"products/1 version 1\"}]");
+    CHECK(strstr(pub, "\"code\":\"LeaseExpired\"") != NULL);
+    CHECK(strstr(pub, "{\"at\":\"2026-12-07T12:00:00.000Z\",\"stage\":\"apply\",\"step\":\"save\","
+                      "\"level\":\"info\",\"code\":\"VersionWritten\"") != NULL);
+    free(pub);
+    pub = expand("[]");
+    CHECK_EQ_STR(pub, "[]");
+    free(pub);
+}
+
+int main(void)
+{
+    RUN(step_event_round_trips_to_the_public_form);
+    RUN(an_outcome_the_level_does_not_imply_is_kept);
+    RUN(public_and_mixed_arrays_pass_through);
+    return test_report();
+}
