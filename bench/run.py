@@ -234,6 +234,52 @@ def limited_run(binary, items_file, n, rate, workers):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def build_limited_upstream():
+    exe = os.path.join(ROOT, "build", "bench", "limited_upstream")
+    os.makedirs(os.path.dirname(exe), exist_ok=True)
+    subprocess.run(["cc", "-O2", "-pthread", "-o", exe,
+                    os.path.join(ROOT, "bench", "limited_upstream.c"), "-lm"], check=True)
+    return exe
+
+
+def learned_run(binary, items_file, n, workers, mode, params):
+    """W7: an http step with no limit configured in sluice against a loopback upstream
+    that enforces its own (bench/limited_upstream.c, `mode` with `params`). Returns
+    (requests let through per second from the first to the last, the share of requests
+    answered 429, the source sluice's /metrics names)."""
+    exe = build_limited_upstream()
+    up_port = free_port()
+    up = subprocess.Popen([exe, str(up_port), mode] + [str(p) for p in params],
+                          stdout=subprocess.PIPE)
+    up.stdout.readline()
+    d = tempfile.mkdtemp(prefix="sluice-bench-")
+    try:
+        proc, url, key, log = start_server(binary, d, workers, ["--outbound-allow", "127.0.0.1/32"])
+        put_json(url, key, "/v1/workflows/learned", {"steps": [
+            {"name": "push", "type": "http", "method": "PUT",
+             "url": "http://127.0.0.1:%d/items/{{ref}}" % up_port,
+             "retry": {"maxAttempts": 10, "backoffMs": 200}}]})
+        j, e2e, phases = submit_and_wait(url, key, d, items_file, "learned")
+        req = urllib.request.Request(url + "/metrics")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            metrics = r.read().decode()
+        src = ",".join(sorted({line.split('source="')[1].split('"')[0]
+                               for line in metrics.splitlines()
+                               if line.startswith("sluice_upstream_learned_rate{")})) or "-"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
+        assert j["counts"]["succeeded"] == n, j["counts"]
+        with urllib.request.urlopen("http://127.0.0.1:%d/stats" % up_port, timeout=30) as r:
+            st = json.loads(r.read())
+        rate = (st["ok"] - 1) / (st["last"] - st["first"])
+        return rate, st["throttled"] / (st["ok"] + st["throttled"]), st["throttled"], src
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=30)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def batch_runs(binary, items_file, n, workers, size):
     """W8: the same job through one http step per item, through one batched http step
     (`size` items per request, the upstream echoing each batch back as its results) and
@@ -447,6 +493,11 @@ def main():
     ap.add_argument("--batch-items", type=int, default=20000,
                     help="W8: items of the batched / unbatched / noop http runs (0 = skip)")
     ap.add_argument("--batch-size", type=int, default=100, help="W8: items per batched request")
+    ap.add_argument("--learned-items", type=int, default=5000,
+                    help="W7: items per learned-pacing run, one per upstream kind (0 = skip)")
+    ap.add_argument("--learned-rate", type=int, default=200,
+                    help="W7: the upstreams' allowed requests/s (window quota per 1 s, the "
+                         "leaky bucket's drain, the hidden token rate)")
     a = ap.parse_args()
     if a.pg_nodes:
         pg_main(a)
@@ -499,6 +550,23 @@ def main():
               "CPU %.1f ms per 1,000 items limited vs %.1f unlimited)" %
               ("W6 scheduler", n, "-", "-", got, a.scheduler_rate, got / a.scheduler_rate,
                lim_cpu, free_cpu), flush=True)
+    if a.learned_items:
+        n, r = a.learned_items, a.learned_rate
+        items_file = ensure_items(n)
+        # Shopify REST leaks 2/s from a bucket of 40; scaled up here (40 @ r/s) so a run
+        # takes n / r seconds, not n / 2.
+        for label, mode, params in (("published window", "window", (r,)),
+                                    ("leaky bucket 40", "shopify", (40, r)),
+                                    ("hidden rate", "hidden", (r, 10))):
+            runs = [learned_run(a.bin, items_file, n, a.workers, mode, params)
+                    for _ in range(a.runs)]
+            got = statistics.median(x[0] for x in runs)
+            share = statistics.median(x[1] for x in runs)
+            n429 = statistics.median(x[2] for x in runs)
+            print("%-18s %8d %10s %12s %12.1f   (%s, allowed %d/s, nothing configured: "
+                  "achieved/allowed %.3f, 429s %d = %.2f%%, learned from %s)" %
+                  ("W7 learned", n, "-", "-", got, label, r, got / r, n429, 100 * share,
+                   runs[-1][3]), flush=True)
     if a.batch_items:
         n = a.batch_items
         items_file = ensure_items(n)

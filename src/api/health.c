@@ -1,5 +1,6 @@
 /* health.c - liveness, readiness and Prometheus metrics (no authentication). */
 #include "api/common.h"
+#include "engine/limits.h"
 #include "util/errors.h"
 #include "util/metrics.h"
 
@@ -46,6 +47,8 @@ void api_metrics(struct request *req)
                    (long long)s.items_pending, (long long)s.items_processing,
                    (long long)s.claims_active);
     }
+    /* What this node learned of its upstreams' limits (per node, as it is learned). */
+    limits_metrics(api->limits, &b);
     /* Several nodes share a PostgreSQL store: each serves its own /metrics. */
     buf_printf(&b,
                "# HELP sluice_node_info This node: its id in the store (claims record it) "

@@ -153,8 +153,10 @@ void render_job_throttled(struct buf *b, const struct store_job *j, const char *
         and_str_field(b, "scope", th->scope);
         and_str_field(b, "key", th->key);
         and_str_field(b, "reason", th->reason);
-        if (th->host[0]) /* the upstream whose Retry-After holds the job */
+        if (th->host[0]) /* the upstream whose Retry-After (or learned limit) holds it */
             and_str_field(b, "host", th->host);
+        if (th->source[0]) /* reason "learned": the header family it was learned from */
+            and_str_field(b, "source", th->source);
         if (th->items_per_s > 0) {
             buf_printf(b, ",\"itemsPerSecond\":%.3f", th->items_per_s);
             if (eta_rate <= 0 || eta_rate > th->items_per_s)

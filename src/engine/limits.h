@@ -37,11 +37,27 @@
  *     other hosts share, that host only, on this node: its requests and claims wait,
  *     the other hosts' go on. The wait is capped (limits_set_max_backoff).
  *
+ *   - LEARNED PACING (learn.c), with or without configured limits: every response an
+ *     http step gets is fed to limits_observe, which keeps per upstream host what the
+ *     upstream said of its own limit - the IETF RateLimit / RateLimit-Policy fields,
+ *     the older RateLimit-Limit/-Remaining/-Reset trio, X-RateLimit-*, Shopify's
+ *     X-Shopify-Shop-Api-Call-Limit - and, where it says nothing, an AIMD
+ *     send rate driven by bare 429/503s and timeouts (slow start from
+ *     LIMITS_LEARN_RATE0 doubling while it binds, then +10%/s, x0.7 on a 429). Pacing
+ *     takes a learned slot of the host as well as the configured buckets' (the most
+ *     restrictive signal wins; learned pacing only ever slows sends further), and a
+ *     Remaining of 0 holds the host until its reset. Admission cuts a claim of a job
+ *     whose http step names a fixed host to what the learned rate sends within
+ *     LIMITS_HORIZON_MS. The state is per process (nodes sharing a store learn each on
+ *     their own), forgotten after LIMITS_LEARN_FORGET_MS without a response, and
+ *     bounded (LIMITS_LEARN_HOSTS; the least recently seen host is evicted).
+ *
  * The state is in this process, or for rates in the store when it is shared by several
  * nodes (limits_share). Concurrency caps are per process. Thread-safe: one mutex.
  *
  * The code is in engine/limits/, one file per concern (limits.c: the registry;
- * uses.c, bucket.c, refill.c, admit.c, pace.c); this is its one public header. */
+ * uses.c, bucket.c, refill.c, admit.c, pace.c, learn.c, signals.c); this is its one
+ * public header. */
 #ifndef SLUICE_LIMITS_H
 #define SLUICE_LIMITS_H
 
@@ -52,8 +68,11 @@
 #include "spec/limit.h"
 #include "util/buf.h"
 
-#define LIMITS_HORIZON_MS 1000       /* request slots a claim may be admitted for */
-#define LIMITS_MAX_BACKOFF_MS 300000 /* default cap of an upstream's Retry-After back-off */
+#define LIMITS_HORIZON_MS 1000        /* request slots a claim may be admitted for */
+#define LIMITS_MAX_BACKOFF_MS 300000  /* default cap of an upstream's Retry-After back-off */
+#define LIMITS_LEARN_HOSTS 256        /* upstream hosts whose limits are learned at once */
+#define LIMITS_LEARN_FORGET_MS 300000 /* learned state of a host silent this long is dropped */
+#define LIMITS_LEARN_RATE0 1000.0     /* requests/s a host that said nothing starts at */
 
 struct limits;
 
@@ -169,13 +188,77 @@ void limits_backoff(void *pacer, const char *host, int64_t until_mono);
  * default, LIMITS_MAX_BACKOFF_MS). Thread-safe. */
 void limits_set_max_backoff(struct limits *l, int64_t ms);
 
+/* ---- learned pacing (learn.c, signals.c) ------------------------------------------ */
+
+/* Where a learned limit came from (limits_source_name gives the stable name). */
+enum limits_source {
+    LIMITS_SRC_NONE,        /* nothing learned (a new host in slow start) */
+    LIMITS_SRC_AIMD,        /* "aimd": bare 429/503s and timeouts, no header */
+    LIMITS_SRC_RETRY_AFTER, /* "retry-after" */
+    LIMITS_SRC_IETF,        /* "ratelimit": RateLimit + RateLimit-Policy (structured) */
+    LIMITS_SRC_TRIO,        /* "ratelimit-limit": RateLimit-Limit/-Remaining/-Reset */
+    LIMITS_SRC_X,           /* "x-ratelimit": X-RateLimit-Limit/-Remaining/-Reset */
+    LIMITS_SRC_SHOPIFY,     /* "shopify": X-Shopify-Shop-Api-Call-Limit */
+};
+const char *limits_source_name(enum limits_source s);
+
+/* What one response's headers say of the upstream's limit; -1 where a field is absent.
+ * The three "quota, remaining, reset" families keep their own fields, so the most
+ * restrictive can be taken. */
+struct limits_signal {
+    unsigned families; /* bit (1 << LIMITS_SRC_*) for each family present and valid */
+    /* IETF: the most restrictive policy (smallest quota / window) and the smallest
+     * remaining with its reset (seconds). */
+    double ietf_q, ietf_w, ietf_r, ietf_t;
+    /* RateLimit-Limit trio and X-RateLimit-*: quota, window (s, when the Limit names
+     * one: "100;w=60"), remaining, seconds until reset (X-: epoch seconds above 1e9 are
+     * turned into a delta against now). */
+    double trio_limit, trio_w, trio_remaining, trio_reset;
+    double x_limit, x_remaining, x_reset;
+    /* Shopify: "used/size". */
+    double shop_used, shop_size;
+};
+/* Parses the rate-limit header lines of one response: headers is "Name: value" lines
+ * separated by '\n' (any case; other lines ignored; NULL = none). Malformed values are
+ * ignored (their family is not set). now_wall_ms judges epoch resets. [out] s. Returns
+ * the number of families found. Pure: for the unit tests too. */
+int limits_signal_parse(const char *headers, int64_t now_wall_ms, struct limits_signal *s);
+
+/* The outbound engine's observe hook (outbound_request.pace_observe): an attempt to
+ * host that was sent at sent_mono ended: status (0: no response; timed_out: it timed
+ * out) and its rate-limit header lines (as limits_signal_parse takes). Updates what is
+ * learned of host; runs on the I/O thread, quick. pacer may be NULL (nothing). */
+void limits_observe(void *pacer, const char *host, int status, int timed_out, const char *headers,
+                    int64_t sent_mono);
+/* Same, without a pacer (unit tests, callers with the registry at hand). */
+void limits_learn_observe(struct limits *l, const char *host, int status, int timed_out,
+                          const char *headers, int64_t sent_mono, int64_t now_mono);
+
+/* What this node learned of one host. */
+struct limits_learned {
+    char host[256];
+    enum limits_source source; /* the signal that paces it now (most restrictive) */
+    double rate;               /* requests per second it paces at; 0: unpaced */
+    double burst;              /* requests that may go at once (Shopify: bucket room) */
+    int64_t blocked_ms;        /* ms until it may be sent to again (0: now) */
+    int slow_start;            /* 1 while an unknown host's rate is still doubling */
+    int64_t throttled;         /* 429/503 answers seen from it */
+};
+/* 1 and [out] out when host has learned state, else 0. Thread-safe. */
+int limits_learned_get(struct limits *l, const char *host, struct limits_learned *out);
+/* Appends the learned hosts as Prometheus gauges (sluice_upstream_learned_rate,
+ * sluice_upstream_learned_blocked_seconds, sluice_upstream_throttled_total). */
+void limits_metrics(struct limits *l, struct buf *b);
+
 /* ---- what the monitor shows ------------------------------------------------------ */
 
 struct limits_throttle {
     char name[LIMITS_NAME_MAX]; /* the limit */
     char scope[8];              /* "server" | "tenant" */
     char key[256];              /* resolved bucket key */
-    char reason[16];            /* "rate" | "concurrency" | "upstream" (Retry-After) */
+    char reason[16];            /* "rate" | "concurrency" | "upstream" (Retry-After) |
+                                   "learned" (what the host said of its limit; name "") */
+    char source[16];            /* reason "learned": limits_source_name, else "" */
     char host[256];             /* reason "upstream": the host that asked to wait, else "" */
     double items_per_s;         /* what the limit allows this job at most (0 = unknown) */
     int64_t at;                 /* wall ms when it last held the job back */

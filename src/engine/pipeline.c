@@ -63,13 +63,14 @@ static int run_secret(struct step_run *sr, const char *name, json_t **value)
     return rc;
 }
 
-/* struct step_run's pacer_begin(): the named limits of step k (engine/limits.h). */
+/* struct step_run's pacer_begin(): the named limits of step k (engine/limits.h), and
+ * what its upstreams said of their own limits (a pacer without names paces that). */
 static void run_pacer_begin(struct step_run *sr, size_t k, struct step_pacer *p)
 {
     struct run *r = (struct run *)sr;
     const struct step_def *s = &sr->w->steps[k];
     memset(p, 0, sizeof *p);
-    if (!r->env->limits || !s->nlimits)
+    if (!r->env->limits)
         return;
     const char *names[8];
     for (size_t i = 0; i < s->nlimits && i < 8; i++)
@@ -79,6 +80,7 @@ static void run_pacer_begin(struct step_run *sr, size_t k, struct step_pacer *p)
     limits_pacer_set_job(pacer, sr->job_id);
     p->pace = limits_pace;
     p->backoff = limits_backoff;
+    p->observe = limits_observe;
     p->ctx = pacer;
 }
 

@@ -93,7 +93,8 @@ struct call {
     struct buf body;
     int capped; /* body hit max_body; the transfer was cut */
     char *ctype, *location, *retry_after;
-    int refused; /* the policy refused an address this attempt */
+    struct buf rl; /* rate-limit header lines of this attempt's response (pace_observe) */
+    int refused;   /* the policy refused an address this attempt */
     char refusal[256];
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -275,6 +276,7 @@ static void call_clear_attempt(struct call *c)
     free(c->location);
     free(c->retry_after);
     c->ctype = c->location = c->retry_after = NULL;
+    buf_reset(&c->rl);
     c->refused = 0;
     c->refusal[0] = '\0';
     c->errbuf[0] = '\0';
@@ -284,6 +286,7 @@ static void call_release(struct call *c)
 {
     call_clear_attempt(c);
     buf_release(&c->body);
+    buf_release(&c->rl);
     curl_slist_free_all(c->headers);
     c->headers = NULL;
     if (c->url)
@@ -469,11 +472,23 @@ static size_t header_cb(char *p, size_t size, size_t nmemb, void *ud)
         free(c->retry_after);
         c->ctype = c->location = c->retry_after = NULL;
         buf_reset(&c->body);
+        buf_reset(&c->rl);
         return n;
     }
     take_header(p, n, "Content-Type", &c->ctype);
     take_header(p, n, "Location", &c->location);
     take_header(p, n, "Retry-After", &c->retry_after);
+    if (c->req->pace_observe && c->rl.len + n <= MAX_HEADER_VALUE &&
+        (strncasecmp(p, "ratelimit", 9) == 0 || strncasecmp(p, "x-ratelimit-", 12) == 0 ||
+         strncasecmp(p, "x-shopify-shop-api-call-limit:", 30) == 0 ||
+         strncasecmp(p, "retry-after:", 12) == 0)) {
+        /* what the upstream says of its limit, for the limiter to learn (limits.h) */
+        size_t k = n;
+        while (k && (p[k - 1] == '\r' || p[k - 1] == '\n'))
+            k--;
+        buf_append(&c->rl, p, k);
+        buf_putc(&c->rl, '\n');
+    }
     return n;
 }
 
@@ -741,6 +756,9 @@ static void attempt_done(struct outbound *ob, struct call *c, CURLcode rc)
     int more = r->attempts < c->max_attempts;
 
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && c->capped && code > 0)) {
+        if (c->req->pace_observe) /* no answer: a timeout tells the limiter to slow down */
+            c->req->pace_observe(c->req->pace_ctx, c->host, 0, rc == CURLE_OPERATION_TIMEDOUT, "",
+                                 c->attempt_mono);
         if (c->refused && rc == CURLE_COULDNT_CONNECT) {
             set_msg(r, "%s", c->refusal);
             call_finish(c, -SLUICE_E_INVALID_PARAMETER, OUTBOUND_NOT_ALLOWED);
@@ -786,6 +804,9 @@ static void attempt_done(struct outbound *ob, struct call *c, CURLcode rc)
     if (c->retry_after && outbound_parse_retry_after(c->retry_after, clock_now_ms(), &ra) == 0)
         r->retry_after_ms = ra;
 
+    if (c->req->pace_observe)
+        c->req->pace_observe(c->req->pace_ctx, c->host, (int)code, 0, buf_cstr(&c->rl),
+                             c->attempt_mono);
     if ((code == 429 || code == 503) && r->retry_after_ms >= 0 && c->req->pace_backoff)
         /* the upstream asked to wait: everything sharing the limit waits, not only this */
         c->req->pace_backoff(c->req->pace_ctx, c->host, clock_mono_ms() + r->retry_after_ms);

@@ -72,6 +72,13 @@ struct outbound_request {
      * everything sharing the pace waits too. Both run on the I/O thread: be quick. */
     int64_t (*pace)(void *ctx, const char *host, int64_t now_mono, int64_t *hold);
     void (*pace_backoff)(void *ctx, const char *host, int64_t until_mono);
+    /* Optional: every attempt's end is told to pace_observe(pace_ctx, host, status,
+     * timed_out, headers, sent_mono): status 0 when no response arrived (timed_out 1
+     * when the attempt timed out), headers the response's rate-limit header lines
+     * ("Name: value\n": RateLimit*, X-RateLimit-*, X-Shopify-Shop-Api-Call-Limit,
+     * Retry-After; "" when none), sent_mono when the attempt started. I/O thread. */
+    void (*pace_observe)(void *ctx, const char *host, int status, int timed_out,
+                         const char *headers, int64_t sent_mono);
     void *pace_ctx;
     /* Monotonic ms (util/clock.h clock_mono_ms) by which the request must end; 0 =
      * none. An attempt's timeout is cut to what is left, and no retry starts past

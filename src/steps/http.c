@@ -348,6 +348,7 @@ void http_request_fill(struct outbound_request *q, const struct step_run *r,
     if (pacer->ctx) {
         q->pace = pacer->pace;
         q->pace_backoff = pacer->backoff;
+        q->pace_observe = pacer->observe;
         q->pace_ctx = pacer->ctx;
     }
 }

@@ -69,6 +69,8 @@ struct step_item {
 struct step_pacer {
     int64_t (*pace)(void *ctx, const char *host, int64_t now_mono, int64_t *hold);
     void (*backoff)(void *ctx, const char *host, int64_t until_mono);
+    void (*observe)(void *ctx, const char *host, int status, int timed_out, const char *headers,
+                    int64_t sent_mono);
     void *ctx;
 };
 

@@ -225,7 +225,11 @@ TEST(pacing_slots_and_backoff)
     h = 0;
     CHECK_EQ_INT((int)(limits_pace(p, "h2", t, &h) - t), 0); /* h2 was not told to wait */
     limits_pacer_free(p);
-    CHECK(limits_pacer_new(l, "acme", "wf", "push", names, 0) == NULL);
+    /* without names a pacer still paces what upstreams say (learned pacing) */
+    p = limits_pacer_new(l, "acme", "wf", "push", names, 0);
+    CHECK(p != NULL);
+    limits_pacer_free(p);
+    CHECK(limits_pacer_new(NULL, "acme", "wf", "push", names, 0) == NULL);
     limits_free(l);
 }
 
@@ -299,7 +303,9 @@ TEST(workflow_uses_and_hosts)
     struct buf b = BUF_INIT;
     limits_uses_of(w, &b);
     struct limits_use u[8];
-    CHECK_EQ_INT(limits_uses_decode(buf_cstr(&b), u, 8), 5);
+    CHECK_EQ_INT(limits_uses_decode(buf_cstr(&b), u, 8), 7); /* + one per fixed host */
+    CHECK(u[5].kind == LIMITS_REQUESTS && !u[5].name[0] && !strcmp(u[5].host, "api.x.com"));
+    CHECK(!u[6].name[0] && !strcmp(u[6].host, "::1") && u[6].count == 1);
     CHECK(u[0].kind == LIMITS_ITEMS && !strcmp(u[0].name, "items") &&
           !strcmp(u[0].workflow, "orders"));
     CHECK(u[1].kind == LIMITS_ITEMS && !strcmp(u[1].name, "n1") && !strcmp(u[1].step, "noop"));

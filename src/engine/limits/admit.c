@@ -38,6 +38,7 @@ static void throttle_note(struct limits *l, const char *job_id, const char *name
                           int64_t now)
 {
     struct throttle_slot *s = &l->throttled[hash_str(job_id) % NTHROTTLE];
+    s->t.source[0] = 0;
     snprintf(s->job_id, sizeof s->job_id, "%s", job_id);
     snprintf(s->t.name, sizeof s->t.name, "%s", name);
     snprintf(s->t.scope, sizeof s->t.scope, "%s", scope ? "tenant" : "server");
@@ -123,6 +124,42 @@ static size_t concurrency_allow(struct limits *l, struct bucket *b, const struct
     return (size_t)room < want ? (size_t)room : want;
 }
 
+/* The admitted-request count of a learned host lives in a bucket of its own ("l/HOST",
+ * no definition), so grants pin it and give it back like any other. */
+static const struct limits_def learned_def = {.rate = 1};
+
+/* How many of want items use u (unnamed: its step's fixed host) may take now by what
+ * the host said of its limit: what its learned pace sends within LIMITS_HORIZON_MS,
+ * less what earlier claims were admitted for it. Slow start does not hold claims (it
+ * is a guess, not a limit). [out] rate (items/s) and src for the monitor. */
+static size_t learned_allow(struct limits *l, struct learn_host *h, struct bucket *b,
+                            const struct limits_use *u, size_t want, int64_t now, double *rate,
+                            enum limits_source *src)
+{
+    double tau;
+    double iv = learn_interval(h, now, 1, &tau, src);
+    *rate = iv > 0 ? 1000.0 / iv / u->count : 0;
+    if (h->blocked_until > now) {
+        *src = h->block_src;
+        wake_note(l, h->blocked_until);
+        return 0;
+    }
+    if (iv <= 0)
+        return want;
+    double first = h->tat - tau > (double)now ? h->tat - tau : (double)now;
+    double horizon = (double)(now + LIMITS_HORIZON_MS);
+    int64_t slots = first > horizon ? 0 : (int64_t)((horizon - first) / iv) + 1;
+    slots -= b->admitted;
+    int64_t items = slots > 0 ? slots / u->count : 0;
+    if ((size_t)items >= want)
+        return want;
+    if (b->admitted == 0) /* else a finishing claim wakes the workers */
+        wake_note(l, (int64_t)(first - LIMITS_HORIZON_MS + iv) > now
+                         ? (int64_t)(first - LIMITS_HORIZON_MS + iv)
+                         : now + 1);
+    return (size_t)items;
+}
+
 /* A bucket a claim takes from, found in pass 1 of limits_admit, taken from in pass 2. */
 struct plan {
     struct bucket *b;
@@ -177,6 +214,7 @@ size_t limits_admit(struct limits *l, const char *tenant, const char *job_id, co
     int why_scope = 0;
     char why_key[256] = "";
     double why_rate = 0;
+    enum limits_source why_src = LIMITS_SRC_NONE;
 
     pthread_mutex_lock(&l->mu);
     if (job_held(l, tenant, job_id, u, nu, now)) {
@@ -190,6 +228,29 @@ size_t limits_admit(struct limits *l, const char *tenant, const char *job_id, co
     for (int i = 0; i < nu; i++) {
         const struct limits_def *d[2];
         int scope[2];
+        struct learn_host *h;
+        if (!u[i].name[0] && u[i].kind == LIMITS_REQUESTS && u[i].host[0] &&
+            (h = learn_find(l, u[i].host, now))) {
+            char id[300];
+            snprintf(id, sizeof id, "l/%s", u[i].host);
+            struct bucket *b = bucket_get(l, id, now);
+            double rate;
+            enum limits_source src;
+            size_t n = learned_allow(l, h, b, &u[i], want, now, &rate, &src);
+            if (n < grant) {
+                grant = n;
+                why_name = "";
+                why_reason = "learned";
+                why_scope = 0;
+                snprintf(why_key, sizeof why_key, "%s", u[i].host);
+                why_host = u[i].host;
+                why_rate = rate;
+                why_src = src;
+            }
+            if (np < sizeof plan / sizeof plan[0] && src != LIMITS_SRC_NONE)
+                plan[np++] = (struct plan){b, &learned_def, u[i].count, LIMITS_REQUESTS};
+            continue;
+        }
         size_t nd = defs_of(l, tenant, u[i].name, d, scope);
         for (size_t k = 0; k < nd; k++) {
             struct bucket *b = bucket_of(l, scope[k], d[k], tenant, u[i].name, u[i].workflow,
@@ -232,9 +293,14 @@ size_t limits_admit(struct limits *l, const char *tenant, const char *job_id, co
     }
     plan_take(l, plan, np, grant, now, g);
     /* nothing granted: noted whatever held it; cut short: noted when a reason is known */
-    if (why_name && (grant == 0 || (grant < want && why_reason)))
+    if (why_name && (grant == 0 || (grant < want && why_reason))) {
         throttle_note(l, job_id, why_name, why_scope, why_key, why_reason ? why_reason : "rate",
                       why_host, why_rate, now);
+        if (why_reason && !strcmp(why_reason, "learned")) {
+            struct throttle_slot *s = &l->throttled[hash_str(job_id) % NTHROTTLE];
+            snprintf(s->t.source, sizeof s->t.source, "%s", limits_source_name(why_src));
+        }
+    }
     pthread_mutex_unlock(&l->mu);
     g->n = grant;
     return grant;

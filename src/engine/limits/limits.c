@@ -36,6 +36,8 @@ void limits_free(struct limits *l)
     refill_stop(l);
     pthread_cond_destroy(&l->refill_cv);
     buckets_drop(l, 0, 1);
+    for (size_t i = 0; i < LIMITS_LEARN_HOSTS; i++)
+        free(l->learned[i]);
     free(l->server);
     tdefs_free(l->tenants);
     pthread_mutex_destroy(&l->mu);

@@ -78,8 +78,40 @@ struct job_block { /* a job one of whose requests was asked to wait */
     int64_t until; /* monotonic ms */
 };
 
+/* What this node learned of one upstream host (learn.c). */
+#define LEARN_FAMILIES 8 /* indexed by enum limits_source */
+struct learn_host {
+    char host[256];
+    uint64_t hash;
+    int64_t seen;   /* monotonic ms of the last response (or first send) */
+    uint64_t epoch; /* +1 when its pacing changed enough that held slots are void */
+    double tat;     /* GCRA theoretical arrival time of its learned slots */
+    int64_t blocked_until;
+    enum limits_source block_src;
+    int inflight;      /* attempts sent and not answered */
+    int64_t last_send; /* for send_iv */
+    double send_iv;    /* EWMA of ms between sends: what is sent, for the decrease */
+    /* What each header family allows (ms per request; 0: none) and when it last said. */
+    double pub_iv[LEARN_FAMILIES];
+    int64_t pub_at[LEARN_FAMILIES];
+    double win_ms[LEARN_FAMILIES]; /* quota families: the longest reset seen (the window) */
+    /* Shopify: the bucket's size, its leak rate (per s; learned), the anchor the leak is
+     * measured from (time, used, answers since, lowest used since). */
+    double shop_size, shop_leak, shop_used;
+    int64_t shop_t0;
+    double shop_u0, shop_min;
+    int shop_n;
+    /* AIMD when it says nothing: 0 slow start, 1 additive increase, 2 unpaced. */
+    int phase;
+    double rate; /* requests/s */
+    int64_t grown_at, decreased_at;
+    int64_t throttled; /* 429/503 answers */
+};
+
 struct limits {
     pthread_mutex_t mu;
+    /* Learned pacing per upstream host (learn.c); NULL slots are free. */
+    struct learn_host *learned[LIMITS_LEARN_HOSTS];
     struct bucket *hash[NHASH];
     size_t nbuckets;
     struct sdef *server;
@@ -135,6 +167,27 @@ int64_t bucket_slots_until(const struct bucket *b, double t_ms, double tau_ms, i
 int64_t bucket_host_blocked(struct bucket *b, const char *host, int64_t now);
 /* Records that host asked b's users to wait until `until`. */
 void bucket_host_block(struct bucket *b, const char *host, int64_t until);
+
+/* ---- learn.c: what upstreams said of their limits ----------------------------------- */
+
+/* The learned state of host, NULL when there is none (forgotten ones are dropped). */
+struct learn_host *learn_find(struct limits *l, const char *host, int64_t now);
+/* The same, made (slow start) when there is none, evicting the least recently seen. */
+struct learn_host *learn_get(struct limits *l, const char *host, int64_t now);
+/* The learned pacing of h now: [out] ms per request (0: unpaced), tolerance (ms, the
+ * burst) and the source. configured: the caller's requests also pace through
+ * configured rates (slow start does not apply then). */
+double learn_interval(struct learn_host *h, int64_t now, int configured, double *tau,
+                      enum limits_source *src);
+/* The earliest monotonic ms h's learned pacing lets a request go (>= now); grows the
+ * slow start's rate while it binds. */
+int64_t learn_slot(struct learn_host *h, int64_t now, int configured);
+/* Takes h's slot at `at` (from learn_slot, or later). */
+void learn_take(struct learn_host *h, int64_t at, int configured);
+/* A request to h is released now (counts in flight; the send rate). */
+void learn_sent(struct learn_host *h, int64_t now);
+/* An upstream's Retry-After: h waits until `until`. */
+void learn_block(struct learn_host *h, int64_t until, enum limits_source src);
 
 /* ---- refill.c: shared mode, slots leased from the store ---------------------------------- */
 

@@ -1,8 +1,10 @@
 /* pace.c - send-time pacing, the outbound engine's pace hook: a pacer holds an http
  * step's limit names for one run and, per request, resolves them for its host and
- * takes the next GCRA slot of every bucket (limits_pace); a 429/503 with Retry-After
- * backs off the upstream that sent it (limits_backoff), in its buckets and for its
- * job's claims. Runs on the outbound I/O thread: it never blocks, it says when. */
+ * takes the next GCRA slot of every bucket and of the host's learned pacing (learn.c)
+ * (limits_pace); a 429/503 with Retry-After backs off the upstream that sent it
+ * (limits_backoff), in its buckets, its learned state and for its job's claims; every
+ * answer is learned from (limits_observe). Runs on the outbound I/O thread: it never
+ * blocks, it says when. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,14 +28,14 @@ struct limits_pacer {
 struct limits_pacer *limits_pacer_new(struct limits *l, const char *tenant, const char *workflow,
                                       const char *step, const char *const *names, size_t n)
 {
-    if (!l || n == 0)
+    if (!l) /* without limits a pacer still paces what upstreams say (learn.c) */
         return NULL;
     struct limits_pacer *p = xcalloc(1, sizeof *p);
     p->l = l;
     snprintf(p->tenant, sizeof p->tenant, "%s", tenant ? tenant : "");
     snprintf(p->workflow, sizeof p->workflow, "%s", workflow ? workflow : "");
     snprintf(p->step, sizeof p->step, "%s", step ? step : "");
-    p->names = xcalloc(n, LIMITS_NAME_MAX);
+    p->names = xcalloc(n ? n : 1, LIMITS_NAME_MAX);
     for (size_t i = 0; i < n; i++)
         snprintf(p->names[i], LIMITS_NAME_MAX, "%s", names[i]);
     p->n = n;
@@ -79,6 +81,7 @@ struct block_arg {
 struct pace_arg {
     struct limits *l;
     int64_t now, slot;
+    int nrate;       /* configured rate buckets seen (pass 0) */
     int pass;        /* 0: find the latest slot over all buckets; 1: take it in each */
     uint64_t epochs; /* sum of the buckets' epochs (pass 0) */
     int missing;     /* shared mode: a bucket has no leased slot yet */
@@ -92,6 +95,7 @@ static void pace_one(struct bucket *b, const struct limits_def *d, void *varg)
     if (a->l->shared) {
         /* the request's slot is the next one this node leased from the store */
         if (a->pass == 0) {
+            a->nrate++;
             a->epochs += b->epoch;
             if (stock_until(b, a->now, INT64_MAX) == 0) {
                 stock_want(a->l, b, 1, t_ms, tau);
@@ -109,6 +113,7 @@ static void pace_one(struct bucket *b, const struct limits_def *d, void *varg)
         return;
     }
     if (a->pass == 0) {
+        a->nrate++;
         a->epochs += b->epoch;
         double tat = b->tat > base ? b->tat : base;
         double slot = tat - tau > base ? tat - tau : base;
@@ -132,15 +137,22 @@ static void blocked_one(struct bucket *b, const struct limits_def *d, void *varg
         a->until = until;
 }
 
+/* Learned slots are taken at most this far ahead: a request whose learned slot is
+ * later asks again then, so a pace learned meanwhile (faster or slower) applies to it. */
+#define LEARN_AHEAD_MS 250
+
 int64_t limits_pace(void *pacer, const char *host, int64_t now_mono, int64_t *hold)
 {
     struct limits_pacer *p = pacer;
     if (!p)
         return now_mono;
-    struct pace_arg a = {p->l, now_mono, now_mono, 0, 0, 0};
+    struct pace_arg a = {p->l, now_mono, now_mono, 0, 0, 0, 0};
     struct block_arg ba = {host ? host : "", now_mono, 0};
     pthread_mutex_lock(&p->l->mu);
     pacer_each(p, ba.host, now_mono, blocked_one, &ba);
+    struct learn_host *h = ba.host[0] ? learn_get(p->l, ba.host, now_mono) : NULL;
+    if (h && h->blocked_until > ba.until)
+        ba.until = h->blocked_until; /* its quota is spent until the reset */
     if (ba.until > now_mono) {
         /* This upstream asked to wait: the request takes its slot when that is over
          * (a slot taken before is given up), so the others of the bucket go on. */
@@ -149,8 +161,11 @@ int64_t limits_pace(void *pacer, const char *host, int64_t now_mono, int64_t *ho
         return ba.until;
     }
     pacer_each(p, ba.host, now_mono, pace_one, &a);
-    if (*hold && (int64_t)(a.epochs + 1) == *hold) {
+    uint64_t epochs = a.epochs + (h ? h->epoch : 0);
+    if (*hold && (int64_t)(epochs + 1) == *hold) {
         /* The slot taken earlier has come and no back-off voided it. */
+        if (h)
+            learn_sent(h, now_mono);
         pthread_mutex_unlock(&p->l->mu);
         return now_mono;
     }
@@ -159,11 +174,32 @@ int64_t limits_pace(void *pacer, const char *host, int64_t now_mono, int64_t *ho
         *hold = 0;
         return now_mono + STALE_MS;
     }
+    if (h) {
+        int64_t ls = learn_slot(h, now_mono, a.nrate > 0);
+        if (ls > now_mono + LEARN_AHEAD_MS) { /* too far: nothing taken, ask again */
+            pthread_mutex_unlock(&p->l->mu);
+            *hold = 0;
+            return ls - LEARN_AHEAD_MS / 2;
+        }
+        if (ls > a.slot)
+            a.slot = ls;
+        learn_take(h, a.slot, a.nrate > 0);
+        if (a.slot <= now_mono)
+            learn_sent(h, now_mono);
+    }
     a.pass = 1;
     pacer_each(p, ba.host, now_mono, pace_one, &a);
     pthread_mutex_unlock(&p->l->mu);
-    *hold = (int64_t)(a.epochs + 1);
+    *hold = (int64_t)(epochs + 1);
     return a.slot;
+}
+
+void limits_observe(void *pacer, const char *host, int status, int timed_out, const char *headers,
+                    int64_t sent_mono)
+{
+    struct limits_pacer *p = pacer;
+    if (p)
+        limits_learn_observe(p->l, host, status, timed_out, headers, sent_mono, clock_mono_ms());
 }
 
 static void block_one(struct bucket *b, const struct limits_def *d, void *varg)
@@ -190,7 +226,7 @@ static void block_one(struct bucket *b, const struct limits_def *d, void *varg)
 void limits_backoff(void *pacer, const char *host, int64_t until_mono)
 {
     struct limits_pacer *p = pacer;
-    if (!p)
+    if (!p || p->n == 0) /* no limit named: the request's own retry waits, as before */
         return;
     int64_t now = clock_mono_ms();
     pthread_mutex_lock(&p->l->mu);
@@ -200,6 +236,8 @@ void limits_backoff(void *pacer, const char *host, int64_t until_mono)
         until_mono = now + p->l->max_backoff_ms;
     struct block_arg a = {host ? host : "", now, until_mono};
     pacer_each(p, a.host, now, block_one, &a);
+    if (a.host[0])
+        learn_block(learn_get(p->l, a.host, now), until_mono, LIMITS_SRC_RETRY_AFTER);
     if (p->job_id[0]) {
         struct job_block *jb = &p->l->jblocked[hash_str(p->job_id) % NTHROTTLE];
         if (strcmp(jb->job_id, p->job_id) != 0 || jb->until < until_mono) {

@@ -4,6 +4,7 @@
  *
  *   KIND \t NAME \t WORKFLOW \t STEP \t HOST \t COUNT     KIND: 'i' items, 'r' requests
  *
+ * An empty NAME is a step's fixed upstream host, for learned pacing (learn.c).
  * Jobs in the store keep this text, so the letters and the layout do not change. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,24 @@ void limits_uses_of(const struct wfdef *w, struct buf *b)
             use_set(&u[n], s->type == STEP_HTTP ? LIMITS_REQUESTS : LIMITS_ITEMS, s->limits[i], w);
             snprintf(u[n].step, sizeof u[n].step, "%s", s->name);
             snprintf(u[n].host, sizeof u[n].host, "%s", s->host);
+        }
+    }
+    /* One unnamed request use per fixed upstream host, whatever limits are named: what
+     * that host said of its own limit (learned pacing) holds its claims too. */
+    for (size_t k = 0; k < w->nsteps; k++) {
+        const struct step_def *s = &w->steps[k];
+        if (s->type != STEP_HTTP || !s->host[0])
+            continue;
+        size_t j = 0;
+        while (j < n && !(u[j].name[0] == 0 && !strcmp(u[j].host, s->host)))
+            j++;
+        if (j < n) {
+            u[j].count++; /* another step to the same host: more requests per item */
+        } else if (n < LIMITS_MAX_USES) {
+            use_set(&u[n], LIMITS_REQUESTS, "", w);
+            snprintf(u[n].step, sizeof u[n].step, "%s", s->name);
+            snprintf(u[n].host, sizeof u[n].host, "%s", s->host);
+            n++;
         }
     }
     limits_uses_encode(u, n, b);
