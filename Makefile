@@ -127,11 +127,12 @@ test-pg:
 	@$(MAKE) --no-print-directory SANITIZER=address,undefined all pg-contract
 	@$(MAKE) --no-print-directory pg-api
 
-pg-contract: $(BUILD)/tests/store/test_store_contract
-	@echo "store contract suite on PostgreSQL ($(BUILD)):"
+pg-contract: $(BUILD)/tests/store/test_store_contract $(BUILD)/tests/store/test_pg_migrate
+	@echo "store contract suite and schema upgrade on PostgreSQL ($(BUILD)):"
 	@db=contract_$$(date +%s%N); "$$SLUICE_TEST_PG_BIN/psql" -X -q "$${SLUICE_TEST_PG_URL}postgres" \
-	  -c "CREATE DATABASE $$db" && SLUICE_TEST_STORE_URL="$${SLUICE_TEST_PG_URL}$$db" \
-	  scripts/run-unit.sh $<
+	  -c "CREATE DATABASE $$db" -c "CREATE DATABASE $${db}_m" && \
+	  SLUICE_TEST_STORE_URL="$${SLUICE_TEST_PG_URL}$$db" scripts/run-unit.sh $(word 1,$^) && \
+	  SLUICE_TEST_STORE_URL="$${SLUICE_TEST_PG_URL}$${db}_m" scripts/run-unit.sh $(word 2,$^)
 
 pg-api: $(BUILD)/sluice
 	SLUICE_TEST_STORE=postgres SLUICE_BIN=$(abspath $(BUILD)/sluice) \

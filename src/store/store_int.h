@@ -140,5 +140,9 @@ extern const struct store_ops store_postgres_ops;
  * of an older schema and check that store_open upgrades it. */
 extern const char *const *const store_sqlite_migrations;
 extern const size_t store_sqlite_nmigrations;
+/* The same for the shared backend: each migration a NULL-terminated list of
+ * statements. */
+extern const char *const *const *const store_pg_migrations;
+extern const size_t store_pg_nmigrations;
 
 #endif

@@ -329,6 +329,10 @@ static const char *const m007[] = {
 
 static const char *const *const migrations[] = {m001, m002, m003, m004, m005, m006, m007};
 
+/* For the upgrade test (tests/store/test_pg_migrate.c). */
+const char *const *const *const store_pg_migrations = migrations;
+const size_t store_pg_nmigrations = sizeof migrations / sizeof migrations[0];
+
 /* ---- applying them -------------------------------------------------------------- */
 
 int pg_migrate_body(struct conn *c, void *ctx)
