@@ -35,8 +35,10 @@ struct csvbody {
     ingest_item_fn item_fn;
     void *ctx;
 
-    /* Position: offset of the next byte fed, the current line and where it starts. */
+    /* Position: offset of the next byte fed, the current line and where it starts;
+     * after_cr: the last byte was a CR (a LF right after it ends the same line). */
     uint64_t off, line, line_start;
+    int after_cr;
     unsigned bom_n; /* bytes of a byte order mark matched at the start, held back */
     int bom_done;   /* past the point where a byte order mark may be */
 
@@ -354,10 +356,14 @@ static int feed_piece(struct csvbody *cb, const char *p, size_t n)
         return set_error(cb, -SLUICE_E_ITEM_TOO_LARGE, 0, "the record is larger than %zu bytes",
                          cb->lim.max_item_bytes);
     cb->off += n;
-    if (p[n - 1] == '\n') {
-        cb->line++;
+    /* A line ends at LF, CRLF or a lone CR (old Mac files): count it once. */
+    char last = p[n - 1];
+    if (last == '\r' || last == '\n') {
+        if (!(last == '\n' && n == 1 && cb->after_cr))
+            cb->line++;
         cb->line_start = cb->off;
     }
+    cb->after_cr = last == '\r';
     return 0;
 }
 

@@ -196,6 +196,11 @@ TEST(errors_name_line_and_column)
            "the record has more fields than the header's 2 columns (line 5)"),
         EC("sku,name,price\r\n1,a,1\r\n2,b\r\n", SLUICE_E_INVALID_CSV, "line 3", 3,
            "the record has 2 fields, the header 3 (line 3)"),
+        /* lone CRs end lines too (old Mac files), and a CR LF pair is one line end */
+        EC("sku,name,price\r1,a,1\r2,b\r", SLUICE_E_INVALID_CSV, "line 3", 3,
+           "the record has 2 fields, the header 3 (line 3)"),
+        EC("sku,name\r\r\n1,a\r\n\r2,b\n3,\xff\r", SLUICE_E_INVALID_CSV, "line 6, column \"name\"",
+           6, NULL),
         /* the last record without a line end is checked too */
         EC("sku,name\n1", SLUICE_E_INVALID_CSV, "line 2", 2, NULL),
         EC("sku,name\n1,a\n,b\n", SLUICE_E_INVALID_ITEM, "line 3, column \"sku\"", 3,
