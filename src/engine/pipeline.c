@@ -221,12 +221,8 @@ void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const c
         p->live = 1;
         res[i].status = ITEM_SUCCEEDED;
         buf_init(&p->ev);
-        if (env->claimed_at) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "claimed by worker %u (attempt %d)", env->worker,
-                     items[i].attempt);
-            step_event(p, env->claimed_at, "claim", NULL, 0, "info", "Claimed", msg, -1, NULL);
-        }
+        if (env->claimed_at)
+            step_claim_event(p, env->claimed_at, env->worker, items[i].attempt);
     }
     for (size_t k = 0; k < w->nsteps; k++) {
         const struct step_def *s = &w->steps[k];

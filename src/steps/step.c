@@ -2,6 +2,7 @@
  * ways a step ends for an item (pass, error, too large); see step.h. */
 #include "steps/step.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,21 @@ void step_event(struct step_item *p, int64_t at, const char *stage, const struct
     }
     events_put(&p->ev, &e, extra);
     json_decref(extra);
+}
+
+void step_claim_event(struct step_item *p, int64_t at, unsigned worker, int attempt)
+{
+    char msg[96];
+    struct item_event e = {
+        .at = at, .stage = "claim", .level = "info", .code = "Claimed", .duration_ms = -1};
+    if (worker > 0 && worker <= INT_MAX && attempt > 0) {
+        e.worker = (int)worker;
+        e.attempt = attempt;
+    } else { /* the numbers cannot stand for the text: keep the text */
+        snprintf(msg, sizeof msg, "claimed by worker %u (attempt %d)", worker, attempt);
+        e.message = msg;
+    }
+    events_put(&p->ev, &e, NULL);
 }
 
 void step_pass_span(struct step_run *r, struct step_item *p, size_t k, int64_t start, int64_t end,

@@ -128,6 +128,9 @@ void step_set_output(struct step_run *r, struct step_item *p, const char *step, 
 void step_event(struct step_item *p, int64_t at, const char *stage, const struct step_def *s,
                 int attempt, const char *level, const char *code, const char *msg, int64_t dur_ms,
                 json_t *extra);
+/* Appends the item's claim event: "claimed by worker W (attempt N)", stored as the
+ * numbers (util/events.h). */
+void step_claim_event(struct step_item *p, int64_t at, unsigned worker, int attempt);
 /* Step k passed for this item (started at start): counted, and an info event with code
  * and msg; extra (stolen, may be NULL) as in step_event. */
 void step_pass(struct step_run *r, struct step_item *p, size_t k, int64_t start, const char *code,

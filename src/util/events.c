@@ -1,6 +1,7 @@
 /* events.c - item events: the compact stored form and its public expansion. */
 #include "util/events.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "util/clock.h"
@@ -47,7 +48,7 @@ void events_put(struct buf *b, const struct item_event *e, json_t *extra)
     buf_puts(b, "{\"t\":");
     buf_put_i64(b, e->at);
     put_key_str(b, ",\"s\":", e->stage);
-    if (e->step)
+    if (e->step && !(e->type && !strcmp(e->step, e->type)))
         put_key_str(b, ",\"p\":", e->step);
     if (e->type) {
         put_key_str(b, ",\"y\":", e->type);
@@ -59,10 +60,15 @@ void events_put(struct buf *b, const struct item_event *e, json_t *extra)
         buf_puts(b, ",\"n\":");
         buf_put_i64(b, e->attempt);
     }
+    if (e->worker > 0) {
+        buf_puts(b, ",\"w\":");
+        buf_put_i64(b, e->worker);
+    }
     if (!is_info(e->level))
         put_key_str(b, ",\"l\":", e->level);
     put_key_str(b, ",\"c\":", e->code);
-    put_key_str(b, ",\"m\":", e->message);
+    if (e->worker <= 0)
+        put_key_str(b, ",\"m\":", e->message);
     if (e->duration_ms >= 0) {
         buf_puts(b, ",\"d\":");
         buf_put_i64(b, e->duration_ms);
@@ -91,10 +97,10 @@ static void expand_one(struct buf *out, json_t *ev)
     buf_puts(out, "{\"at\":\"");
     buf_puts(out, clock_fmt_ms(at, ts));
     put_key_str(out, "\",\"stage\":", str_of(ev, "s", ""));
-    const char *step = str_of(ev, "p", NULL);
+    const char *type = str_of(ev, "y", NULL);
+    const char *step = str_of(ev, "p", type);
     if (step)
         put_key_str(out, ",\"step\":", step);
-    const char *type = str_of(ev, "y", NULL);
     if (type) {
         const char *outcome = str_of(ev, "o", implied_outcome(level));
         int64_t d = json_integer_value(dur);
@@ -104,14 +110,21 @@ static void expand_one(struct buf *out, json_t *ev)
         buf_puts(out, clock_fmt_ms(at + (d > 0 ? d : 0), ts));
         buf_putc(out, '"');
     }
-    json_t *n = json_object_get(ev, "n");
-    if (n) {
+    json_t *n = json_object_get(ev, "n"), *w = json_object_get(ev, "w");
+    if (n && !w) {
         buf_puts(out, ",\"attempt\":");
         jsonw_put(out, n);
     }
     put_key_str(out, ",\"level\":", level);
     put_key_str(out, ",\"code\":", str_of(ev, "c", ""));
-    put_key_str(out, ",\"message\":", str_of(ev, "m", ""));
+    if (w) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "claimed by worker %lld (attempt %lld)",
+                 (long long)json_integer_value(w), (long long)json_integer_value(n));
+        put_key_str(out, ",\"message\":", msg);
+    } else {
+        put_key_str(out, ",\"message\":", str_of(ev, "m", ""));
+    }
     if (dur) {
         buf_puts(out, ",\"durationMs\":");
         jsonw_put(out, dur);

@@ -9,9 +9,13 @@
  *   {"at": "<ISO 8601 ms>", "stage", ["step"], ["type", "outcome", "endedAt"],
  *    ["attempt"], "level", "code", "message", ["durationMs"], extra members...}
  * Compact event, as stored:
- *   {"t": <epoch ms>, "s": stage, ["p": step], ["y": type], ["o": outcome, only when
- *    the level does not say it], ["n": attempt], ["l": level, absent for "info"],
- *    "c": code, "m": message, ["d": durationMs], extra members...}
+ *   {"t": <epoch ms>, "s": stage, ["p": step, absent when it is the type's name],
+ *    ["y": type], ["o": outcome, only when the level does not say it], ["n": attempt],
+ *    ["w": worker], ["l": level, absent for "info"], "c": code, "m": message (absent
+ *    with "w"), ["d": durationMs], extra members...}
+ * An event with "w" is a claim: its message is "claimed by worker W (attempt N)" and
+ * its attempt goes into the message only (every item has one; the text is written
+ * when the event is read).
  * A step event (one with a type) has an outcome and an endedAt: the outcome is
  * "passed" for level info and "failed" for level error unless "o" says otherwise, and
  * endedAt is t + max(d, 0). Extra members (http details, violations, batch) keep their
@@ -32,6 +36,7 @@ struct item_event {
     const char *type;    /* a step event: the step's type (then outcome applies), or NULL */
     const char *outcome; /* a step event: passed | failed | skipped | continued */
     int attempt;         /* > 0 to show */
+    int worker;          /* > 0: a claim by this worker (message left NULL, see above) */
     const char *level;   /* info | warn | error */
     const char *code;
     const char *message;

@@ -99,6 +99,44 @@ TEST(an_outcome_the_level_does_not_imply_is_kept)
     buf_release(&b);
 }
 
+TEST(claims_and_steps_named_after_their_type_store_less)
+{
+    struct buf b = BUF_INIT;
+    buf_putc(&b, '[');
+    const struct item_event claim = {.at = T0,
+                                     .stage = "claim",
+                                     .worker = 3,
+                                     .attempt = 2,
+                                     .level = "info",
+                                     .code = "Claimed",
+                                     .duration_ms = -1};
+    events_put(&b, &claim, NULL);
+    const struct item_event step = {.at = T0 + 1,
+                                    .stage = "step",
+                                    .step = "noop",
+                                    .type = "noop",
+                                    .outcome = "passed",
+                                    .attempt = 2,
+                                    .level = "info",
+                                    .code = "Succeeded",
+                                    .message = "noop: nothing to apply",
+                                    .duration_ms = 0};
+    events_put(&b, &step, NULL);
+    buf_putc(&b, ']');
+    CHECK(strstr(b.data, "claimed") == NULL); /* the claim's text is not stored */
+    CHECK(strstr(b.data, "\"p\"") == NULL);   /* nor a step name equal to its type */
+    char *pub = expand(b.data);
+    CHECK_EQ_STR(
+        pub, "[{\"at\":\"2026-12-07T12:00:00.000Z\",\"stage\":\"claim\",\"level\":\"info\","
+             "\"code\":\"Claimed\",\"message\":\"claimed by worker 3 (attempt 2)\"},"
+             "{\"at\":\"2026-12-07T12:00:00.001Z\",\"stage\":\"step\",\"step\":\"noop\","
+             "\"type\":\"noop\",\"outcome\":\"passed\","
+             "\"endedAt\":\"2026-12-07T12:00:00.001Z\",\"attempt\":2,\"level\":\"info\","
+             "\"code\":\"Succeeded\",\"message\":\"noop: nothing to apply\",\"durationMs\":0}]");
+    free(pub);
+    buf_release(&b);
+}
+
 TEST(public_and_mixed_arrays_pass_through)
 {
     const char *old = "[{\"at\":\"2020-01-01T00:00:00.000Z\",\"stage\":\"map\",\"level\":\"info\","
@@ -123,6 +161,7 @@ int main(void)
 {
     RUN(step_event_round_trips_to_the_public_form);
     RUN(an_outcome_the_level_does_not_imply_is_kept);
+    RUN(claims_and_steps_named_after_their_type_store_less);
     RUN(public_and_mixed_arrays_pass_through);
     return test_report();
 }
