@@ -363,7 +363,11 @@ int store_job_commit(struct store *st, const char *job_id, const struct store_jo
                              .out = out};
     if (out)
         memset(out, 0, sizeof *out);
-    return FAULT_AFTER(st, run_jobs(st, RULES_TX_WRITE, &x.tx, rules_submit_undo));
+    int rc = run_jobs(st, RULES_TX_WRITE, &x.tx, rules_submit_undo);
+    int seen = FAULT_AFTER(st, rc);
+    if (seen < 0 && rc >= 0) /* an answer lost after the commit: the caller gets no job */
+        rules_submit_undo(&x);
+    return seen;
 }
 
 /* A staging retry is stored Receiving (status 0) with a parent: readers see it
