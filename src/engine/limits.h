@@ -123,8 +123,14 @@ struct limits_use {
     char workflow[161];
     char step[65];  /* "" for a workflow-level use */
     char host[256]; /* http steps whose URL has a fixed host, else "" */
-    int count;      /* how many such uses per item (e.g. two http steps) */
+    int count;      /* how many such uses per item (e.g. two http steps) ... */
+    int per;        /* ... per this many items: a batched http step's maxItems (one
+                       request carries that many), else 1 */
 };
+/* Tokens n items of use u take (count per `per` items, rounded up), and the items s
+ * tokens let through. */
+int64_t limits_use_tokens(const struct limits_use *u, int64_t n);
+int64_t limits_use_items(const struct limits_use *u, int64_t s);
 /* Encodes uses as the text the store keeps on a job (store_job_meta.uses): appends
  * to b; nothing for n == 0. */
 void limits_uses_encode(const struct limits_use *u, size_t n, struct buf *b);

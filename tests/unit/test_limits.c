@@ -280,6 +280,40 @@ TEST(backoff_holds_only_the_host_that_asked)
     limits_free(l);
 }
 
+/* A batched http step sends one request per maxItems items: its request limits (and
+ * what its host is learned to allow) admit that many items per token. */
+TEST(batched_requests_admit_items_per_request)
+{
+    const char *def = "{\"steps\": [{\"name\": \"push\", \"type\": \"http\", \"method\": \"POST\","
+                      " \"url\": \"https://api.x.com/bulk\", \"limits\": [\"mkt\"],"
+                      " \"batch\": {\"maxItems\": 100}}]}";
+    json_error_t je;
+    json_t *j = json_loads(def, 0, &je);
+    struct wfdef *w = NULL;
+    char err[256], target[64];
+    CHECK_EQ_INT(wfdef_compile("orders", 1, j, &w, err, sizeof err, target, sizeof target), 0);
+    json_decref(j);
+    struct buf b = BUF_INIT;
+    limits_uses_of(w, &b);
+    wfdef_free(w);
+    CHECK_EQ_STR(buf_cstr(&b), "r\tmkt\torders\tpush\tapi.x.com\t1/100\n"
+                               "r\t\torders\tpush\tapi.x.com\t1/100");
+    struct limits_use u[4];
+    CHECK_EQ_INT(limits_uses_decode(buf_cstr(&b), u, 4), 2);
+    CHECK(u[0].count == 1 && u[0].per == 100 && u[1].per == 100);
+    CHECK_EQ_INT(limits_use_tokens(&u[0], 250), 3);
+    CHECK_EQ_INT(limits_use_items(&u[0], 3), 300);
+    CHECK_EQ_INT(limits_uses_decode("r\ta\tb\tc\td\t1/0", u, 4), -1);
+    /* 10 requests/s, burst 1: the slots of the next second, 11, carry 1,100 items */
+    struct limits *l = with_server("{\"mkt\": {\"key\": \"{host}\", \"rate\": 10, \"burst\": 1}}");
+    struct limits_grant g;
+    size_t n = limits_admit(l, "acme", "j1", buf_cstr(&b), 5000, &g);
+    CHECK(n >= 1000 && n <= 1200);
+    limits_finish(l, &g);
+    buf_release(&b);
+    limits_free(l);
+}
+
 TEST(workflow_uses_and_hosts)
 {
     const char *def =
@@ -338,6 +372,7 @@ int main(void)
     RUN(requests_within_the_horizon_and_concurrency);
     RUN(pacing_slots_and_backoff);
     RUN(backoff_holds_only_the_host_that_asked);
+    RUN(batched_requests_admit_items_per_request);
     RUN(workflow_uses_and_hosts);
     return test_report();
 }

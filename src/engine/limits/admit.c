@@ -85,12 +85,13 @@ static size_t rate_allow(struct limits *l, struct bucket *b, const struct limits
     if (l->shared) {
         /* what this node holds of the shared schedule; ask for the rest */
         slots = stock_until(b, now, horizon) - admitted;
-        if (slots < (int64_t)want * u->count)
-            stock_want(l, b, (int64_t)want * u->count - (slots > 0 ? slots : 0), t_ms, tau);
+        if (slots < limits_use_tokens(u, (int64_t)want))
+            stock_want(l, b, limits_use_tokens(u, (int64_t)want) - (slots > 0 ? slots : 0), t_ms,
+                       tau);
     } else {
         slots = bucket_slots_until(b, t_ms, tau, now, horizon) - admitted;
     }
-    int64_t items = slots > 0 ? slots / u->count : 0;
+    int64_t items = slots > 0 ? limits_use_items(u, slots) : 0;
     if ((size_t)items >= want)
         return want;
     /* when this bucket has slots again (for requests: ones within the
@@ -138,7 +139,7 @@ static size_t learned_allow(struct limits *l, struct learn_host *h, struct bucke
 {
     double tau;
     double iv = learn_interval(h, now, 1, &tau, src);
-    *rate = iv > 0 ? 1000.0 / iv / u->count : 0;
+    *rate = iv > 0 ? 1000.0 / iv * (u->per > 1 ? u->per : 1) / u->count : 0;
     if (h->blocked_until > now) {
         *src = h->block_src;
         wake_note(l, h->blocked_until);
@@ -150,7 +151,7 @@ static size_t learned_allow(struct limits *l, struct learn_host *h, struct bucke
     double horizon = (double)(now + LIMITS_HORIZON_MS);
     int64_t slots = first > horizon ? 0 : (int64_t)((horizon - first) / iv) + 1;
     slots -= b->admitted;
-    int64_t items = slots > 0 ? slots / u->count : 0;
+    int64_t items = slots > 0 ? limits_use_items(u, slots) : 0;
     if ((size_t)items >= want)
         return want;
     if (b->admitted == 0) /* else a finishing claim wakes the workers */
@@ -164,7 +165,7 @@ static size_t learned_allow(struct limits *l, struct learn_host *h, struct bucke
 struct plan {
     struct bucket *b;
     const struct limits_def *d;
-    int count;
+    const struct limits_use *u; /* what one item takes of it */
     enum limits_kind kind;
 };
 
@@ -175,7 +176,9 @@ static void plan_take(struct limits *l, const struct plan *plan, size_t np, size
     for (size_t i = 0; i < np && grant > 0; i++) {
         struct bucket *b = plan[i].b;
         const struct limits_def *d = plan[i].d;
-        int64_t amount = (int64_t)grant * plan[i].count;
+        int64_t amount = plan[i].kind == LIMITS_ITEMS
+                             ? (int64_t)grant * plan[i].u->count
+                             : limits_use_tokens(plan[i].u, (int64_t)grant);
         if (d->rate > 0 && plan[i].kind == LIMITS_ITEMS) {
             double t_ms = 1000.0 / d->rate;
             double base = (double)(now > b->blocked_until ? now : b->blocked_until);
@@ -248,7 +251,7 @@ size_t limits_admit(struct limits *l, const char *tenant, const char *job_id, co
                 why_src = src;
             }
             if (np < sizeof plan / sizeof plan[0] && src != LIMITS_SRC_NONE)
-                plan[np++] = (struct plan){b, &learned_def, u[i].count, LIMITS_REQUESTS};
+                plan[np++] = (struct plan){b, &learned_def, &u[i], LIMITS_REQUESTS};
             continue;
         }
         size_t nd = defs_of(l, tenant, u[i].name, d, scope);
@@ -285,10 +288,11 @@ size_t limits_admit(struct limits *l, const char *tenant, const char *job_id, co
                 why_scope = scope[k];
                 snprintf(why_key, sizeof why_key, "%s", key);
                 why_host = reason && !strcmp(reason, "upstream") ? u[i].host : "";
-                why_rate = d[k]->rate > 0 ? d[k]->rate / u[i].count : 0;
+                why_rate =
+                    d[k]->rate > 0 ? (double)limits_use_items(&u[i], 1000) * d[k]->rate / 1000 : 0;
             }
             if (np < sizeof plan / sizeof plan[0])
-                plan[np++] = (struct plan){b, d[k], u[i].count, u[i].kind};
+                plan[np++] = (struct plan){b, d[k], &u[i], u[i].kind};
         }
     }
     plan_take(l, plan, np, grant, now, g);

@@ -4,6 +4,8 @@
  *
  *   KIND \t NAME \t WORKFLOW \t STEP \t HOST \t COUNT     KIND: 'i' items, 'r' requests
  *
+ * COUNT is "C", or "C/P" for C uses per P items (a batched http step: one request per
+ * maxItems items).
  * An empty NAME is a step's fixed upstream host, for learned pacing (learn.c).
  * Jobs in the store keep this text, so the letters and the layout do not change. */
 #include <stdio.h>
@@ -11,14 +13,36 @@
 #include <string.h>
 
 #include "engine/limits.h"
+#include "spec/batch.h"
 #include "spec/workflow.h"
+
+int64_t limits_use_tokens(const struct limits_use *u, int64_t n)
+{
+    int64_t per = u->per > 1 ? u->per : 1;
+    return (n * u->count + per - 1) / per;
+}
+
+int64_t limits_use_items(const struct limits_use *u, int64_t s)
+{
+    return s * (u->per > 1 ? u->per : 1) / u->count;
+}
+
+/* Items one request of step s carries. */
+static int step_per(const struct step_def *s)
+{
+    return s->type == STEP_HTTP && s->batch && s->batch->max_items > 1 ? (int)s->batch->max_items
+                                                                       : 1;
+}
 
 void limits_uses_encode(const struct limits_use *u, size_t n, struct buf *b)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         buf_printf(b, "%s%c\t%s\t%s\t%s\t%s\t%d", i ? "\n" : "",
                    u[i].kind == LIMITS_REQUESTS ? 'r' : 'i', u[i].name, u[i].workflow, u[i].step,
                    u[i].host, u[i].count);
+        if (u[i].per > 1)
+            buf_printf(b, "/%d", u[i].per);
+    }
 }
 
 /* One use of limit name by workflow w's items, one per item; no step, no host. */
@@ -28,6 +52,7 @@ static void use_set(struct limits_use *u, enum limits_kind kind, const char *nam
     memset(u, 0, sizeof *u);
     u->kind = kind;
     u->count = 1;
+    u->per = 1;
     snprintf(u->name, sizeof u->name, "%s", name);
     snprintf(u->workflow, sizeof u->workflow, "%s", w->name);
 }
@@ -42,6 +67,8 @@ void limits_uses_of(const struct wfdef *w, struct buf *b)
         const struct step_def *s = &w->steps[k];
         for (size_t i = 0; i < s->nlimits && n < LIMITS_MAX_USES; i++, n++) {
             use_set(&u[n], s->type == STEP_HTTP ? LIMITS_REQUESTS : LIMITS_ITEMS, s->limits[i], w);
+            if (s->type == STEP_HTTP)
+                u[n].per = step_per(s);
             snprintf(u[n].step, sizeof u[n].step, "%s", s->name);
             snprintf(u[n].host, sizeof u[n].host, "%s", s->host);
         }
@@ -56,9 +83,14 @@ void limits_uses_of(const struct wfdef *w, struct buf *b)
         while (j < n && !(u[j].name[0] == 0 && !strcmp(u[j].host, s->host)))
             j++;
         if (j < n) {
-            u[j].count++; /* another step to the same host: more requests per item */
+            /* another step to the same host: more requests per item (counted at the
+             * smaller batch of the two: never fewer than it sends) */
+            u[j].count++;
+            if (step_per(s) < u[j].per)
+                u[j].per = step_per(s);
         } else if (n < LIMITS_MAX_USES) {
             use_set(&u[n], LIMITS_REQUESTS, "", w);
+            u[n].per = step_per(s);
             snprintf(u[n].step, sizeof u[n].step, "%s", s->name);
             snprintf(u[n].host, sizeof u[n].host, "%s", s->host);
             n++;
@@ -96,8 +128,10 @@ int limits_uses_decode(const char *text, struct limits_use *u, size_t max)
             field(&p, x->step, sizeof x->step) || *p++ != '\t' ||
             field(&p, x->host, sizeof x->host) || *p++ != '\t' || field(&p, count, sizeof count))
             return -1;
+        char *slash = strchr(count, '/');
         x->count = atoi(count);
-        if (x->count < 1)
+        x->per = slash ? atoi(slash + 1) : 1;
+        if (x->count < 1 || x->per < 1)
             return -1;
         n++;
         if (*p == '\n')
