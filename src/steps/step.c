@@ -71,7 +71,9 @@ void step_event(struct step_item *p, int64_t at, const char *stage, const struct
                     : !strcmp(level, "error")      ? "failed"
                     : s->on_error == ON_ERROR_SKIP ? "skipped"
                                                    : "continued";
+        e.same_attempt = p->ev_n > 0 && attempt == p->ev_n;
     }
+    e.base = p->ev_base;
     events_put(&p->ev, &e, extra);
     json_decref(extra);
 }
@@ -89,6 +91,10 @@ void step_claim_event(struct step_item *p, int64_t at, unsigned worker, int atte
         e.message = msg;
     }
     events_put(&p->ev, &e, NULL);
+    if (at > 0) { /* the events after it are written against it */
+        p->ev_base = at;
+        p->ev_n = e.attempt;
+    }
 }
 
 void step_pass_span(struct step_run *r, struct step_item *p, size_t k, int64_t start, int64_t end,

@@ -60,6 +60,8 @@ struct step_item {
     int dirty;        /* a map step changed data: doc ops and bodies use ctx.data */
     int live;         /* not failed or skipped yet */
     struct buf ev;    /* the events array's elements, comma-separated */
+    int64_t ev_base;  /* the claim event's time and attempt, the events after it are */
+    int ev_n;         /* written against (util/events.h); 0: no claim event in ev */
     json_t *warnings; /* array or NULL */
     size_t capops;
 };

@@ -224,7 +224,8 @@ void rules_event_add(struct buf *b, int64_t at, const char *stage, const char *s
                                  .level = level,
                                  .code = code,
                                  .message = message,
-                                 .duration_ms = -1};
+                                 .duration_ms = -1,
+                                 .base = events_base(b->data, b->len)};
     events_put(b, &e, NULL);
 }
 

@@ -157,11 +157,150 @@ TEST(public_and_mixed_arrays_pass_through)
     free(pub);
 }
 
+/* What the engine writes for a no-op item: a claim, then a step against it. */
+static void put_noop_claim(struct buf *b, int64_t at, int worker, int attempt, int64_t step_at)
+{
+    const struct item_event claim = {.at = at,
+                                     .stage = "claim",
+                                     .worker = worker,
+                                     .attempt = attempt,
+                                     .level = "info",
+                                     .code = "Claimed",
+                                     .duration_ms = -1};
+    events_put(b, &claim, NULL);
+    const struct item_event step = {.at = step_at,
+                                    .stage = "step",
+                                    .step = "noop",
+                                    .type = "noop",
+                                    .outcome = "passed",
+                                    .attempt = attempt,
+                                    .level = "info",
+                                    .code = "Succeeded",
+                                    .message = "noop: nothing to apply",
+                                    .duration_ms = 0,
+                                    .base = at,
+                                    .same_attempt = 1};
+    events_put(b, &step, NULL);
+}
+
+#define NOOP_PUBLIC                                                                                \
+    "[{\"at\":\"2026-12-07T12:00:00.000Z\",\"stage\":\"claim\",\"level\":\"info\","                \
+    "\"code\":\"Claimed\",\"message\":\"claimed by worker 1 (attempt 1)\"},"                       \
+    "{\"at\":\"2026-12-07T12:00:00.005Z\",\"stage\":\"step\",\"step\":\"noop\","                   \
+    "\"type\":\"noop\",\"outcome\":\"passed\",\"endedAt\":\"2026-12-07T12:00:00.005Z\","           \
+    "\"attempt\":1,\"level\":\"info\",\"code\":\"Succeeded\","                                     \
+    "\"message\":\"noop: nothing to apply\",\"durationMs\":0}]"
+
+TEST(a_noop_item_stores_a_third_and_reads_the_same)
+{
+    struct buf b = BUF_INIT;
+    buf_putc(&b, '[');
+    put_noop_claim(&b, T0, 1, 1, T0 + 5);
+    buf_putc(&b, ']');
+    CHECK_EQ_STR(b.data, "[{\"T\":1796644800000,\"n\":1,\"w\":1},{\"u\":5,\"y\":\"noop\"}]");
+    char *pub = expand(b.data);
+    CHECK_EQ_STR(pub, NOOP_PUBLIC);
+    free(pub);
+    /* the form written before (absolute "t", every member) reads the same */
+    pub = expand("[{\"t\":1796644800000,\"s\":\"claim\",\"n\":1,\"w\":1,\"c\":\"Claimed\"},"
+                 "{\"t\":1796644800005,\"s\":\"step\",\"y\":\"noop\",\"n\":1,\"c\":\"Succeeded\","
+                 "\"m\":\"noop: nothing to apply\",\"d\":0}]");
+    CHECK_EQ_STR(pub, NOOP_PUBLIC);
+    free(pub);
+    buf_release(&b);
+}
+
+TEST(later_events_read_against_their_own_claim)
+{
+    /* attempt 1 in the old form, attempt 2 appended in the new one, then a store event
+     * written against the second claim and a step whose attempt is not the claim's */
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "[{\"t\":1796644700000,\"s\":\"claim\",\"n\":1,\"w\":1,\"c\":\"Claimed\"}");
+    CHECK(events_base(b.data, b.len) == 0); /* not the new form: write absolute */
+    buf_reset(&b);
+    buf_putc(&b, '[');
+    put_noop_claim(&b, T0, 2, 2, T0 + 7);
+    CHECK(events_base(b.data, b.len) == T0);
+    const struct item_event apply = {.at = T0 + 9,
+                                     .stage = "apply",
+                                     .step = "save",
+                                     .level = "info",
+                                     .code = "VersionWritten",
+                                     .message = "products/1 version 3",
+                                     .duration_ms = -1,
+                                     .base = events_base(b.data, b.len)};
+    events_put(&b, &apply, NULL);
+    const struct item_event other = {.at = T0 + 10,
+                                     .stage = "step",
+                                     .step = "m",
+                                     .type = "map",
+                                     .outcome = "passed",
+                                     .attempt = 5,
+                                     .level = "info",
+                                     .code = "Mapped",
+                                     .message = "data reshaped",
+                                     .duration_ms = 2,
+                                     .base = T0};
+    events_put(&b, &other, NULL);
+    buf_putc(&b, ']');
+    CHECK(strstr(b.data, "{\"u\":9,\"s\":\"apply\",\"p\":\"save\",\"m\":") != NULL);
+    CHECK(strstr(b.data, "{\"u\":10,\"p\":\"m\",\"y\":\"map\",\"n\":5,\"d\":2}") != NULL);
+    struct buf all = BUF_INIT;
+    buf_puts(&all, "[{\"t\":1796644700000,\"s\":\"claim\",\"n\":1,\"w\":1,\"c\":\"Claimed\"},");
+    buf_puts(&all, b.data + 1);
+    char *pub = expand(all.data);
+    CHECK(strstr(pub, "\"message\":\"claimed by worker 1 (attempt 1)\"") != NULL);
+    CHECK(strstr(pub,
+                 "{\"at\":\"2026-12-07T12:00:00.000Z\",\"stage\":\"claim\",\"level\":\"info\","
+                 "\"code\":\"Claimed\",\"message\":\"claimed by worker 2 (attempt 2)\"}") != NULL);
+    CHECK(strstr(pub, "\"endedAt\":\"2026-12-07T12:00:00.007Z\",\"attempt\":2,") != NULL);
+    CHECK(strstr(pub, "{\"at\":\"2026-12-07T12:00:00.009Z\",\"stage\":\"apply\",\"step\":\"save\","
+                      "\"level\":\"info\",\"code\":\"VersionWritten\","
+                      "\"message\":\"products/1 version 3\"}") != NULL);
+    CHECK(strstr(pub,
+                 "\"endedAt\":\"2026-12-07T12:00:00.012Z\",\"attempt\":5,\"level\":\"info\","
+                 "\"code\":\"Mapped\",\"message\":\"data reshaped\",\"durationMs\":2}") != NULL);
+    free(pub);
+    /* a second absolute time: appended events are written absolute again */
+    CHECK(events_base(all.data, all.len) == 0);
+    buf_release(&all);
+    buf_release(&b);
+}
+
+TEST(a_fixed_message_is_left_out_only_when_it_is_the_one)
+{
+    struct buf b = BUF_INIT;
+    buf_putc(&b, '[');
+    const struct item_event e = {.at = T0,
+                                 .stage = "step",
+                                 .step = "noop",
+                                 .type = "noop",
+                                 .outcome = "passed",
+                                 .attempt = 1,
+                                 .level = "info",
+                                 .code = "Succeeded",
+                                 .message = "something else",
+                                 .duration_ms = -1};
+    events_put(&b, &e, NULL);
+    buf_putc(&b, ']');
+    CHECK(strstr(b.data, "\"m\":\"something else\"") != NULL);
+    CHECK(strstr(b.data, "\"c\":\"Succeeded\"") != NULL);
+    char *pub = expand(b.data);
+    CHECK(strstr(pub, "\"message\":\"something else\"") != NULL);
+    CHECK(strstr(pub, "\"attempt\":1") != NULL);
+    CHECK(strstr(pub, "durationMs") == NULL); /* -1: none, kept */
+    free(pub);
+    buf_release(&b);
+}
+
 int main(void)
 {
     RUN(step_event_round_trips_to_the_public_form);
     RUN(an_outcome_the_level_does_not_imply_is_kept);
     RUN(claims_and_steps_named_after_their_type_store_less);
     RUN(public_and_mixed_arrays_pass_through);
+    RUN(a_noop_item_stores_a_third_and_reads_the_same);
+    RUN(later_events_read_against_their_own_claim);
+    RUN(a_fixed_message_is_left_out_only_when_it_is_the_one);
     return test_report();
 }
