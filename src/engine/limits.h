@@ -38,15 +38,14 @@
  *     the other hosts' go on. The wait is capped (limits_set_max_backoff).
  *
  *   - LEARNED PACING (learn.c), with or without configured limits: every response an
- *     http step gets is fed to limits_observe, which keeps per upstream host what the
- *     upstream said of its own limit - the IETF RateLimit / RateLimit-Policy fields,
- *     the older RateLimit-Limit/-Remaining/-Reset trio, X-RateLimit-*, Shopify's
- *     X-Shopify-Shop-Api-Call-Limit - and, where it says nothing, an AIMD
- *     send rate driven by bare 429/503s and timeouts (slow start from
- *     LIMITS_LEARN_RATE0 doubling while it binds, then +10%/s, x0.7 on a 429). Pacing
- *     takes a learned slot of the host as well as the configured buckets' (the most
- *     restrictive signal wins; learned pacing only ever slows sends further), and a
- *     Remaining of 0 holds the host until its reset. Admission cuts a claim of a job
+ *     http step gets is fed to limits_observe, which keeps per upstream origin
+ *     (host:port: two services on one host learn apart) what the upstream said of its own limit -
+ * the IETF RateLimit / RateLimit-Policy fields, the older RateLimit-Limit/-Remaining/-Reset trio,
+ * X-RateLimit-*, Shopify's X-Shopify-Shop-Api-Call-Limit - and, where it says nothing, an AIMD send
+ * rate driven by bare 429/503s and timeouts (slow start from LIMITS_LEARN_RATE0 doubling while it
+ * binds, then +10%/s, x0.7 on a 429). Pacing takes a learned slot of the host as well as the
+ * configured buckets' (the most restrictive signal wins; learned pacing only ever slows sends
+ * further), and a Remaining of 0 holds the host until its reset. Admission cuts a claim of a job
  *     whose http step names a fixed host to what the learned rate sends within
  *     LIMITS_HORIZON_MS. The state is per process (nodes sharing a store learn each on
  *     their own), forgotten after LIMITS_LEARN_FORGET_MS without a response, and
@@ -73,6 +72,7 @@
 #define LIMITS_LEARN_HOSTS 256        /* upstream hosts whose limits are learned at once */
 #define LIMITS_LEARN_FORGET_MS 300000 /* learned state of a host silent this long is dropped */
 #define LIMITS_LEARN_RATE0 1000.0     /* requests/s a host that said nothing starts at */
+#define LIMITS_ORIGIN_MAX 264         /* an origin, host:port (outbound.h), and its NUL */
 
 struct limits;
 
@@ -121,11 +121,12 @@ struct limits_use {
     enum limits_kind kind; /* LIMITS_ITEMS or LIMITS_REQUESTS */
     char name[LIMITS_NAME_MAX];
     char workflow[161];
-    char step[65];  /* "" for a workflow-level use */
-    char host[256]; /* http steps whose URL has a fixed host, else "" */
-    int count;      /* how many such uses per item (e.g. two http steps) ... */
-    int per;        /* ... per this many items: a batched http step's maxItems (one
-                       request carries that many), else 1 */
+    char step[65];                /* "" for a workflow-level use */
+    char host[LIMITS_ORIGIN_MAX]; /* http steps whose URL fixes it: the host, or for an
+                                     unnamed (learned) use the origin, host:port; else "" */
+    int count;                    /* how many such uses per item (e.g. two http steps) ... */
+    int per;                      /* ... per this many items: a batched http step's maxItems (one
+                                     request carries that many), else 1 */
 };
 /* Tokens n items of use u take (count per `per` items, rounded up), and the items s
  * tokens let through. */
@@ -180,7 +181,10 @@ void limits_pacer_free(struct limits_pacer *p);
 /* The job whose requests p paces (NULL or "": none, a synchronous run): a back-off
  * then also holds that job's claims, whatever host its steps' URLs pick per item. */
 void limits_pacer_set_job(struct limits_pacer *p, const char *job_id);
-/* Takes the next slot of every bucket for a request to host; returns the monotonic
+/* host, in limits_pace, limits_backoff and limits_observe: the request's origin,
+ * "host:port" (outbound.h). Configured buckets, their {host} keys and back-offs go by
+ * its host part; learned pacing by the whole origin.
+ * Takes the next slot of every bucket for a request to host; returns the monotonic
  * ms at which it may go (<= now_mono: at once). *hold is the caller's memory of the
  * slot (0 before the first call): call again when the slot's time has come; it then
  * returns now_mono, unless a back-off voided the slot, when it takes a new one. */
@@ -240,9 +244,9 @@ void limits_observe(void *pacer, const char *host, int status, int timed_out, co
 void limits_learn_observe(struct limits *l, const char *host, int status, int timed_out,
                           const char *headers, int64_t sent_mono, int64_t now_mono);
 
-/* What this node learned of one host. */
+/* What this node learned of one origin (host:port). */
 struct limits_learned {
-    char host[256];
+    char host[LIMITS_ORIGIN_MAX];
     enum limits_source source; /* the signal that paces it now (most restrictive) */
     double rate;               /* requests per second it paces at; 0: unpaced */
     double burst;              /* requests that may go at once (Shopify: bucket room) */
@@ -259,15 +263,16 @@ void limits_metrics(struct limits *l, struct buf *b);
 /* ---- what the monitor shows ------------------------------------------------------ */
 
 struct limits_throttle {
-    char name[LIMITS_NAME_MAX]; /* the limit */
-    char scope[8];              /* "server" | "tenant" */
-    char key[256];              /* resolved bucket key */
-    char reason[16];            /* "rate" | "concurrency" | "upstream" (Retry-After) |
-                                   "learned" (what the host said of its limit; name "") */
-    char source[16];            /* reason "learned": limits_source_name, else "" */
-    char host[256];             /* reason "upstream": the host that asked to wait, else "" */
-    double items_per_s;         /* what the limit allows this job at most (0 = unknown) */
-    int64_t at;                 /* wall ms when it last held the job back */
+    char name[LIMITS_NAME_MAX];   /* the limit */
+    char scope[8];                /* "server" | "tenant" */
+    char key[LIMITS_ORIGIN_MAX];  /* resolved bucket key (reason "learned": the origin) */
+    char reason[16];              /* "rate" | "concurrency" | "upstream" (Retry-After) |
+                                     "learned" (what the host said of its limit; name "") */
+    char source[16];              /* reason "learned": limits_source_name, else "" */
+    char host[LIMITS_ORIGIN_MAX]; /* reason "upstream": the host that asked to wait;
+                                     "learned": the origin; else "" */
+    double items_per_s;           /* what the limit allows this job at most (0 = unknown) */
+    int64_t at;                   /* wall ms when it last held the job back */
 };
 /* 1 and [out] t when a limit held job_id back within the last 2 s, else 0. */
 int limits_job_throttle(struct limits *l, const char *job_id, struct limits_throttle *t);

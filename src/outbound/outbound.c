@@ -84,8 +84,10 @@ struct call {
     int max_attempts;
     int64_t pace_hold; /* the next attempt's pace slot (see outbound_request.pace) */
 
-    CURLU *url; /* parsed once; the transfer uses it too */
-    char *host; /* URL host, brackets removed */
+    CURLU *url;   /* parsed once; the transfer uses it too */
+    char *host;   /* URL host, brackets removed */
+    char *origin; /* host ":" port (the scheme's default when the URL has none): what
+                     pacing is told */
     const char *method;
     struct curl_slist *headers;
     CURL *easy; /* the attempt in flight, or NULL */
@@ -294,6 +296,8 @@ static void call_release(struct call *c)
     c->url = NULL;
     free(c->host);
     c->host = NULL;
+    free(c->origin);
+    c->origin = NULL;
 }
 
 /* Fills the final fields of the response and frees the call's resources. */
@@ -378,6 +382,11 @@ static int call_prepare(struct call *c)
         c->host = xstrndup(s + 1, hl - 2);
     else
         c->host = xstrdup(s);
+    curl_free(s);
+    s = NULL;
+    /* pacing learns per origin: two services on one host keep their own limits */
+    curl_url_get(c->url, CURLUPART_PORT, &s, CURLU_DEFAULT_PORT);
+    c->origin = xasprintf("%s:%s", c->host, s ? s : "0");
     curl_free(s);
 
     int has_ctype = 0;
@@ -757,7 +766,7 @@ static void attempt_done(struct outbound *ob, struct call *c, CURLcode rc)
 
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && c->capped && code > 0)) {
         if (c->req->pace_observe) /* no answer: a timeout tells the limiter to slow down */
-            c->req->pace_observe(c->req->pace_ctx, c->host, 0, rc == CURLE_OPERATION_TIMEDOUT, "",
+            c->req->pace_observe(c->req->pace_ctx, c->origin, 0, rc == CURLE_OPERATION_TIMEDOUT, "",
                                  c->attempt_mono);
         if (c->refused && rc == CURLE_COULDNT_CONNECT) {
             set_msg(r, "%s", c->refusal);
@@ -805,11 +814,11 @@ static void attempt_done(struct outbound *ob, struct call *c, CURLcode rc)
         r->retry_after_ms = ra;
 
     if (c->req->pace_observe)
-        c->req->pace_observe(c->req->pace_ctx, c->host, (int)code, 0, buf_cstr(&c->rl),
+        c->req->pace_observe(c->req->pace_ctx, c->origin, (int)code, 0, buf_cstr(&c->rl),
                              c->attempt_mono);
     if ((code == 429 || code == 503) && r->retry_after_ms >= 0 && c->req->pace_backoff)
         /* the upstream asked to wait: everything sharing the limit waits, not only this */
-        c->req->pace_backoff(c->req->pace_ctx, c->host, clock_mono_ms() + r->retry_after_ms);
+        c->req->pace_backoff(c->req->pace_ctx, c->origin, clock_mono_ms() + r->retry_after_ms);
     int retryable = code == 408 || code == 429 || (code >= 500 && code <= 599);
     if (!retryable) {
         call_finish(c, 0, OUTBOUND_OK);
@@ -880,7 +889,7 @@ static void *io_main(void *arg)
             struct call *c = ready_pop(ob);
             if (c->req->pace) {
                 /* The request's slot of its limits; wait for it when later. */
-                int64_t at = c->req->pace(c->req->pace_ctx, c->host, now, &c->pace_hold);
+                int64_t at = c->req->pace(c->req->pace_ctx, c->origin, now, &c->pace_hold);
                 if (at > now && past_deadline(c, (long)(at - now))) {
                     /* its slot comes after the caller's deadline: never sent */
                     set_msg(c->resp,

@@ -64,8 +64,10 @@ struct outbound_request {
     long backoff_ms;             /* base of the exponential backoff; <= 0 = retry at once */
     long max_backoff_ms;         /* cap of one backoff wait; <= 0 = 30000 */
     const char *idempotency_key; /* sent as Idempotency-Key on every attempt; NULL = none */
-    /* Pacing, optional (engine/limits.h): before each attempt the I/O thread asks
-     * pace(pace_ctx, host, now, &hold) for the monotonic ms the attempt may start at
+    /* Pacing, optional (engine/limits.h). The callbacks' host is the request's origin,
+     * "host:port": the URL's host (IPv6 without brackets), ':', its port or the scheme's
+     * default - the host is what precedes the last ':'. Before each attempt the I/O
+     * thread asks pace(pace_ctx, host, now, &hold) for the monotonic ms the attempt may start at
      * and, if later, waits on a timer and asks again (hold: 0 before an attempt's
      * first ask, then pace's own). The wait is not an attempt; it counts in total_ms.
      * A 429/503 with a Retry-After calls pace_backoff(pace_ctx, host, until) so that

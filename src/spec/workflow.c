@@ -371,6 +371,35 @@ static void url_host(const char *url, char *out, size_t outlen)
     }
 }
 
+/* The origin ("host:port", the scheme's default port when none is given; outbound.h)
+ * of an http(s) URL template when the template fixes it, else "". */
+static void url_origin(const char *url, const char *host, char *out, size_t outlen)
+{
+    const char *p = strstr(url, "://");
+    out[0] = '\0';
+    if (!host[0] || !p)
+        return;
+    const char *dflt = (p - url == 4 && !strncasecmp(url, "http", 4))    ? "80"
+                       : (p - url == 5 && !strncasecmp(url, "https", 5)) ? "443"
+                                                                         : NULL;
+    p += 3;
+    size_t n = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', n);
+    if (at) {
+        n -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
+    const char *end = p + n, *port = NULL;
+    const char *close = p[0] == '[' ? memchr(p, ']', n) : NULL;
+    const char *colon = memrchr(close ? close : p, ':', (size_t)(end - (close ? close : p)));
+    if (colon)
+        port = colon + 1;
+    if (port && port < end)
+        snprintf(out, outlen, "%s:%.*s", host, (int)(end - port), port);
+    else if (dflt)
+        snprintf(out, outlen, "%s:%s", host, dflt);
+}
+
 static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfdef *w)
 {
     int rc;
@@ -496,6 +525,7 @@ static int compile_step(struct cc *c, json_t *j, struct step_def *s, struct wfde
         if ((rc = compile_http(c, j, s)) < 0)
             return rc;
         url_host(s->url, s->host, sizeof s->host);
+        url_origin(s->url, s->host, s->origin, sizeof s->origin);
         return 0;
     }
     return 0;

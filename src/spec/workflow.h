@@ -97,7 +97,8 @@ struct step_def {
     char *fail_code, *fail_message; /* fail */
     char (*limits)[65];             /* limit names this step's work consumes (see limits.h) */
     size_t nlimits;
-    char host[256]; /* http: the URL's host when the template fixes it, else "" */
+    char host[256];   /* http: the URL's host when the template fixes it, else "" */
+    char origin[264]; /* http: its host:port (outbound.h) when the template fixes them */
 };
 
 struct wfdef {

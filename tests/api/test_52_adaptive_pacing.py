@@ -50,7 +50,8 @@ class Limited:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.limiter = limiter
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        self.origin = "127.0.0.1:%d" % self.httpd.server_address[1]  # learned per origin
+        self.url = "http://" + self.origin
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self):
@@ -159,11 +160,11 @@ def run(srv, upstream, n, timeout=60):
     return c, jid
 
 
-def learned_in_metrics(srv, c, source):
+def learned_in_metrics(srv, c, source, up):
     def check():
         m = c.get("/metrics").text
         lines = [x for x in m.splitlines()
-                 if x.startswith("sluice_upstream_learned_rate{") and 'host="127.0.0.1"' in x]
+                 if x.startswith("sluice_upstream_learned_rate{") and 'host="%s"' % up.origin in x]
         return lines if any('source="%s"' % source in x for x in lines) else None
     return wait_until(check, timeout=10, what="learned %s in /metrics" % source)
 
@@ -188,9 +189,9 @@ def test_a_fixed_window_publishing_x_ratelimit_gets_at_most_one_429(srv):
         job = c.wait_job(jid, timeout=60)
         assert job["counts"]["succeeded"] == 200, job
         assert lim.n429 <= 1, (lim.n429, lim.ok)
-        learned_in_metrics(srv, c, "x-ratelimit")
+        learned_in_metrics(srv, c, "x-ratelimit", up)
     if "done" not in tb:
-        assert tb["host"] == "127.0.0.1" and tb["key"] == "127.0.0.1", tb
+        assert tb["host"] == up.origin and tb["key"] == up.origin, tb
         assert 0 < tb["itemsPerSecond"] <= 25, tb
 
 
@@ -202,7 +203,7 @@ def test_b_ietf_ratelimit_policy_gets_at_most_one_429(srv):
         job = c.wait_job(jid, timeout=60)
         assert job["counts"]["succeeded"] == 300, job
         assert lim.n429 <= 1, (lim.n429, lim.ok)
-        learned_in_metrics(srv, c, "ratelimit")
+        learned_in_metrics(srv, c, "ratelimit", up)
 
 
 def test_c_shopify_leaky_bucket_gets_at_most_one_429(srv):
@@ -212,7 +213,7 @@ def test_c_shopify_leaky_bucket_gets_at_most_one_429(srv):
         job = c.wait_job(jid, timeout=60)
         assert job["counts"]["succeeded"] == 150, job
         assert lim.n429 <= 1, (lim.n429, lim.ok)
-        learned_in_metrics(srv, c, "shopify")
+        learned_in_metrics(srv, c, "shopify", up)
 
 
 def test_d_hidden_rate_answering_bare_429s_stays_under_five_percent(srv):
@@ -223,11 +224,47 @@ def test_d_hidden_rate_answering_bare_429s_stays_under_five_percent(srv):
         assert job["counts"]["succeeded"] == 400, job
         sent = lim.ok + lim.n429
         assert lim.n429 <= 0.05 * sent, (lim.n429, sent)
-        lines = learned_in_metrics(srv, c, "aimd")
+        lines = learned_in_metrics(srv, c, "aimd", up)
         rate = float(lines[0].rsplit(" ", 1)[1])
         assert 5 < rate < 100, lines
         m = c.get("/metrics").text
-        assert 'sluice_upstream_throttled_total{host="127.0.0.1"}' in m
+        assert 'sluice_upstream_throttled_total{host="%s"}' % up.origin in m
+
+
+class Open:
+    """Answers every request at once and says nothing of a limit."""
+
+    def __init__(self):
+        self.mu = threading.Lock()
+        self.ok = self.n429 = 0
+
+    def decide(self, now):
+        with self.mu:
+            self.ok += 1
+        return 200, {}
+
+
+def test_f_two_upstreams_on_one_host_learn_apart(fresh_server):
+    # One host, two ports: what the strict one says of its limit (5 per second) must
+    # not pace the other, which says nothing - learned state is per origin.
+    s = fresh_server(args=["--outbound-allow", "127.0.0.1/32"])
+    s.start()
+    strict, other = FixedWindow(5, 1, "x"), Open()
+    with Limited(strict) as a, Limited(other) as b:
+        c, slow = run(s, a, 60)  # about 12 s at 5/s
+        learned_in_metrics(s, c, "x-ratelimit", a)
+        _, fast = run(s, b, 100)
+        job = c.wait_job(fast, timeout=60)
+        assert job["counts"]["succeeded"] == 100, job
+        # paced with the strict one it would need 20 s, and end after it
+        m = c.get("/v1/jobs/" + slow).json()
+        assert m["status"] == "Running" and m["counts"]["succeeded"] < 60, m
+        assert other.ok == 100
+        m = c.get("/metrics").text
+        assert 'sluice_upstream_learned_rate{host="%s",source="x-ratelimit"}' % a.origin in m, m
+        assert 'host="%s",source="x-ratelimit"' % b.origin not in m
+        assert c.wait_job(slow, timeout=60)["counts"]["succeeded"] == 60
+        assert strict.n429 <= 1
 
 
 def test_e_a_configured_limit_still_caps_what_is_learned(fresh_server):

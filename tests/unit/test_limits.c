@@ -297,7 +297,7 @@ TEST(batched_requests_admit_items_per_request)
     limits_uses_of(w, &b);
     wfdef_free(w);
     CHECK_EQ_STR(buf_cstr(&b), "r\tmkt\torders\tpush\tapi.x.com\t1/100\n"
-                               "r\t\torders\tpush\tapi.x.com\t1/100");
+                               "r\t\torders\tpush\tapi.x.com:443\t1/100");
     struct limits_use u[4];
     CHECK_EQ_INT(limits_uses_decode(buf_cstr(&b), u, 4), 2);
     CHECK(u[0].count == 1 && u[0].per == 100 && u[1].per == 100);
@@ -334,12 +334,16 @@ TEST(workflow_uses_and_hosts)
     CHECK_EQ_STR(w->steps[1].host, "api.x.com");
     CHECK_EQ_STR(w->steps[2].host, "::1");
     CHECK_EQ_STR(w->steps[3].host, "");
+    CHECK_EQ_STR(w->steps[1].origin, "api.x.com:8443");
+    CHECK_EQ_STR(w->steps[2].origin, "::1:80");
+    CHECK_EQ_STR(w->steps[3].origin, "");
     struct buf b = BUF_INIT;
     limits_uses_of(w, &b);
     struct limits_use u[8];
     CHECK_EQ_INT(limits_uses_decode(buf_cstr(&b), u, 8), 7); /* + one per fixed host */
-    CHECK(u[5].kind == LIMITS_REQUESTS && !u[5].name[0] && !strcmp(u[5].host, "api.x.com"));
-    CHECK(!u[6].name[0] && !strcmp(u[6].host, "::1") && u[6].count == 1);
+    /* named uses go by host ({host} keys), the learned ones by origin */
+    CHECK(u[5].kind == LIMITS_REQUESTS && !u[5].name[0] && !strcmp(u[5].host, "api.x.com:8443"));
+    CHECK(!u[6].name[0] && !strcmp(u[6].host, "::1:80") && u[6].count == 1);
     CHECK(u[0].kind == LIMITS_ITEMS && !strcmp(u[0].name, "items") &&
           !strcmp(u[0].workflow, "orders"));
     CHECK(u[1].kind == LIMITS_ITEMS && !strcmp(u[1].name, "n1") && !strcmp(u[1].step, "noop"));
@@ -364,6 +368,38 @@ TEST(workflow_uses_and_hosts)
     buf_release(&big);
 }
 
+/* Requests name their origin (host:port): configured buckets keyed by {host} and their
+ * back-offs go by the host, what is learned by the whole origin. */
+TEST(origins_share_host_buckets_and_learn_apart)
+{
+    struct limits *l = with_server("{\"mkt\": {\"key\": \"{host}\", \"rate\": 10, \"burst\": 2}}");
+    const char *names[] = {"mkt"};
+    struct limits_pacer *p = limits_pacer_new(l, "acme", "wf", "push", names, 1);
+    int64_t t = clock_mono_ms() + 100000, h[4] = {0};
+    CHECK_EQ_INT((int)(limits_pace(p, "h:1", t, &h[0]) - t), 0);
+    CHECK_EQ_INT((int)(limits_pace(p, "h:2", t, &h[1]) - t), 0);
+    CHECK_EQ_INT((int)(limits_pace(p, "h:3", t, &h[2]) - t), 100); /* one bucket: host h */
+    CHECK_EQ_INT((int)(limits_pace(p, "::1:3", t, &h[3]) - t), 0); /* another host */
+    limits_pacer_free(p);
+    /* (new origins: those above took learned slots 100 s ahead) g:1 says its one request
+     * a minute is spent; g:2, on the same host, says nothing and is not held */
+    struct limits_pacer *q = limits_pacer_new(l, "acme", "wf", "push", names, 0);
+    int64_t now = clock_mono_ms(), a = 0, b = 0;
+    limits_learn_observe(l, "g:1", 200, 0,
+                         "X-RateLimit-Limit: 1\nX-RateLimit-Remaining: 0\nX-RateLimit-Reset: 60\n",
+                         now, now);
+    CHECK(limits_pace(q, "g:1", now, &a) > now + 50000);
+    CHECK(limits_pace(q, "g:2", now, &b) <= now);
+    struct limits_learned ls;
+    CHECK_EQ_INT(limits_learned_get(l, "g:1", &ls), 1);
+    CHECK(ls.source == LIMITS_SRC_X && ls.blocked_ms > 50000);
+    CHECK_EQ_INT(limits_learned_get(l, "g:2", &ls), 1);
+    CHECK(ls.source == LIMITS_SRC_NONE && ls.blocked_ms == 0);
+    CHECK_EQ_INT(limits_learned_get(l, "g", &ls), 0);
+    limits_pacer_free(q);
+    limits_free(l);
+}
+
 int main(void)
 {
     RUN(definitions);
@@ -374,5 +410,6 @@ int main(void)
     RUN(backoff_holds_only_the_host_that_asked);
     RUN(batched_requests_admit_items_per_request);
     RUN(workflow_uses_and_hosts);
+    RUN(origins_share_host_buckets_and_learn_apart);
     return test_report();
 }

@@ -397,9 +397,11 @@ void limits_metrics(struct limits *l, struct buf *b)
     if (!l)
         return;
     int64_t now = clock_mono_ms();
-    buf_puts(b, "# HELP sluice_upstream_learned_rate Requests per second this node paces an "
-                "upstream host at, as learned from its answers, by the signal it came from.\n"
-                "# TYPE sluice_upstream_learned_rate gauge\n");
+    buf_puts(
+        b,
+        "# HELP sluice_upstream_learned_rate Requests per second this node paces an "
+        "upstream origin (host:port) at, as learned from its answers, by the signal it came from.\n"
+        "# TYPE sluice_upstream_learned_rate gauge\n");
     struct buf blocked = BUF_INIT, thr = BUF_INIT;
     pthread_mutex_lock(&l->mu);
     for (size_t i = 0; i < LIMITS_LEARN_HOSTS; i++) {

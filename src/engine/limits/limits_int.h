@@ -81,7 +81,7 @@ struct job_block { /* a job one of whose requests was asked to wait */
 /* What this node learned of one upstream host (learn.c). */
 #define LEARN_FAMILIES 8 /* indexed by enum limits_source */
 struct learn_host {
-    char host[256];
+    char host[LIMITS_ORIGIN_MAX]; /* its origin, host:port */
     uint64_t hash;
     int64_t seen;   /* monotonic ms of the last response (or first send) */
     uint64_t epoch; /* +1 when its pacing changed enough that held slots are void */

@@ -141,16 +141,29 @@ static void blocked_one(struct bucket *b, const struct limits_def *d, void *varg
  * later asks again then, so a pace learned meanwhile (faster or slower) applies to it. */
 #define LEARN_AHEAD_MS 250
 
+/* The host of an origin ("host:port", outbound.h): what precedes its last ':', in buf. */
+static const char *host_of(const char *origin, char *buf, size_t cap)
+{
+    const char *colon = origin ? strrchr(origin, ':') : NULL;
+    if (!colon)
+        return origin ? origin : "";
+    snprintf(buf, cap, "%.*s", (int)(colon - origin), origin);
+    return buf;
+}
+
+/* host is the request's origin: configured buckets and their back-offs go by its host
+ * ({host} keys name hosts), what is learned by the origin itself. */
 int64_t limits_pace(void *pacer, const char *host, int64_t now_mono, int64_t *hold)
 {
     struct limits_pacer *p = pacer;
     if (!p)
         return now_mono;
+    char hb[256];
     struct pace_arg a = {p->l, now_mono, now_mono, 0, 0, 0, 0};
-    struct block_arg ba = {host ? host : "", now_mono, 0};
+    struct block_arg ba = {host_of(host, hb, sizeof hb), now_mono, 0};
     pthread_mutex_lock(&p->l->mu);
     pacer_each(p, ba.host, now_mono, blocked_one, &ba);
-    struct learn_host *h = ba.host[0] ? learn_get(p->l, ba.host, now_mono) : NULL;
+    struct learn_host *h = host && host[0] ? learn_get(p->l, host, now_mono) : NULL;
     if (h && h->blocked_until > ba.until)
         ba.until = h->blocked_until; /* its quota is spent until the reset */
     if (ba.until > now_mono) {
@@ -234,10 +247,11 @@ void limits_backoff(void *pacer, const char *host, int64_t until_mono)
      * upstream cannot freeze a limit for long. */
     if (until_mono > now + p->l->max_backoff_ms)
         until_mono = now + p->l->max_backoff_ms;
-    struct block_arg a = {host ? host : "", now, until_mono};
+    char hb[256];
+    struct block_arg a = {host_of(host, hb, sizeof hb), now, until_mono};
     pacer_each(p, a.host, now, block_one, &a);
-    if (a.host[0])
-        learn_block(learn_get(p->l, a.host, now), until_mono, LIMITS_SRC_RETRY_AFTER);
+    if (host && host[0])
+        learn_block(learn_get(p->l, host, now), until_mono, LIMITS_SRC_RETRY_AFTER);
     if (p->job_id[0]) {
         struct job_block *jb = &p->l->jblocked[hash_str(p->job_id) % NTHROTTLE];
         if (strcmp(jb->job_id, p->job_id) != 0 || jb->until < until_mono) {

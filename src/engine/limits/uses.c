@@ -6,7 +6,8 @@
  *
  * COUNT is "C", or "C/P" for C uses per P items (a batched http step: one request per
  * maxItems items).
- * An empty NAME is a step's fixed upstream host, for learned pacing (learn.c).
+ * An empty NAME is a step's fixed upstream origin (host:port), for learned pacing
+ * (learn.c).
  * Jobs in the store keep this text, so the letters and the layout do not change. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,10 +78,10 @@ void limits_uses_of(const struct wfdef *w, struct buf *b)
      * that host said of its own limit (learned pacing) holds its claims too. */
     for (size_t k = 0; k < w->nsteps; k++) {
         const struct step_def *s = &w->steps[k];
-        if (s->type != STEP_HTTP || !s->host[0])
+        if (s->type != STEP_HTTP || !s->origin[0])
             continue;
         size_t j = 0;
-        while (j < n && !(u[j].name[0] == 0 && !strcmp(u[j].host, s->host)))
+        while (j < n && !(u[j].name[0] == 0 && !strcmp(u[j].host, s->origin)))
             j++;
         if (j < n) {
             /* another step to the same host: more requests per item (counted at the
@@ -92,7 +93,7 @@ void limits_uses_of(const struct wfdef *w, struct buf *b)
             use_set(&u[n], LIMITS_REQUESTS, "", w);
             u[n].per = step_per(s);
             snprintf(u[n].step, sizeof u[n].step, "%s", s->name);
-            snprintf(u[n].host, sizeof u[n].host, "%s", s->host);
+            snprintf(u[n].host, sizeof u[n].host, "%s", s->origin); /* learned: per origin */
             n++;
         }
     }
