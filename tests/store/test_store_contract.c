@@ -3801,6 +3801,209 @@ TEST(two_nodes_claims_never_overlap)
     store_close(other);
 }
 
+/* ---- item data round trips ------------------------------------------------------ */
+
+/* Item i's data: product-like JSON of 40 to 400 bytes (items of one job share their
+ * shape, as SQLite's compression expects, zdata.c), or short, or none. */
+static char *item_data(int i)
+{
+    char *d = malloc(600);
+    if (i % 50 == 7) {
+        snprintf(d, 600, "{\"i\":%d}", i); /* too short to compress */
+        return d;
+    }
+    int n = snprintf(d, 600,
+                     "{\"sku\":\"SKU-%07d\",\"title\":\"Product %d \\u00e9t\u00e9\","
+                     "\"price\":{\"amount\":%d,\"currency\":\"EUR\"},\"tags\":[",
+                     i, i, i * 37 % 100000);
+    for (int k = 0; k < i % 23; k++)
+        n += snprintf(d + n, 600 - (size_t)n, "%s\"tag-%d\"", k ? "," : "", (i * 7 + k) % 31);
+    snprintf(d + n, 600 - (size_t)n, "]}");
+    return d;
+}
+
+/* Claims the n items of jobs a and b (NULL: a alone) and checks that each one's data
+ * is item_data(its index) (a retry of all the items keeps their indexes). */
+static void claim_check_data(const char *a, const char *b, int n, int status)
+{
+    struct store_claim c;
+    int got = 0;
+    while (got < n && claim(st, 64, 60000, 0, &c) == 1) {
+        CHECK(!strcmp(c.job_id, a) || (b && !strcmp(c.job_id, b)));
+        for (size_t k = 0; k < c.n; k++) {
+            char *want = item_data((int)c.items[k].index);
+            CHECK_EQ_STR(c.items[k].data, want);
+            CHECK(c.items[k].data_len == strlen(want));
+            free(want);
+        }
+        got += (int)c.n;
+        complete_all(&c, status);
+        store_claim_release(&c);
+    }
+    CHECK_EQ_INT(got, n);
+}
+
+/* Submits job id of tenant with items item_data(0..n) (refs r0, r1, ...), uploaded in
+ * two parts (the first too small to start SQLite's dictionary). */
+static void submit_data(const char *tenant, char id[STORE_ID_MAX], int n)
+{
+    struct store_new_item *items = calloc((size_t)n, sizeof *items);
+    char **data = calloc((size_t)n, sizeof *data);
+    char(*refs)[16] = calloc((size_t)n, 16);
+    new_job_id(id);
+    CHECK_EQ_INT(store_job_begin(st, tenant, id), 0);
+    for (int i = 0; i < n; i++) {
+        data[i] = item_data(i);
+        snprintf(refs[i], 16, "r%d", i);
+        items[i] = (struct store_new_item){.index = i,
+                                           .ref = refs[i],
+                                           .ref_len = strlen(refs[i]),
+                                           .data = data[i],
+                                           .data_len = strlen(data[i]),
+                                           .prev_idx = -1};
+    }
+    CHECK_EQ_INT(store_job_add_items(st, id, items, 10), 0);
+    CHECK_EQ_INT(store_job_add_items(st, id, items + 10, (size_t)n - 10), 0);
+    CHECK_EQ_INT(store_job_commit(st, id, &(struct store_job_meta){.workflow = "wf"}, n, NULL), 1);
+    for (int i = 0; i < n; i++)
+        free(data[i]);
+    free(data);
+    free(items);
+    free(refs);
+}
+
+/* What a job's items hold is what was submitted, through every reader and the copies
+ * of a retry, on every backend (the embedded one compresses it: zdata.c). */
+TEST(item_data_round_trips)
+{
+    enum { N = 300 };
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX], rid[STORE_ID_MAX], sid[STORE_ID_MAX];
+    char staged[STORE_ID_MAX];
+    char *data[N];
+    drain();
+    new_tenant(tenant, "data");
+    submit_data(tenant, id, N);
+    for (int i = 0; i < N; i++)
+        data[i] = item_data(i);
+    /* readers before any claim: one item, and a page of them with data */
+    struct store_item it;
+    CHECK_EQ_INT(store_item_get(st, tenant, id, 123, &it), 1);
+    CHECK_EQ_STR(it.data, data[123]);
+    store_item_release(&it);
+    struct store_item *list;
+    size_t n;
+    CHECK_EQ_INT(store_item_list(st, tenant, id, NULL, -1, N, 1, &list, &n), 1);
+    CHECK_EQ_INT((int)n, N);
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ_STR(list[i].data, data[i]);
+    store_items_free(list, n);
+    claim_check_data(id, NULL, N, ITEM_FAILED);
+    /* a retry copies the items, and a staged one too: both read the same */
+    new_job_id(rid);
+    CHECK_EQ_INT(store_job_retry(st, tenant, id, rid, NULL, NULL), 1);
+    new_job_id(sid);
+    CHECK_EQ_INT(store_job_retry_begin(st, tenant, id, sid, NULL, NULL), 1);
+    while (store_job_retry_stage(st, 100, NULL, staged) == STORE_STAGE_ADVANCED)
+        ;
+    /* ... also once the parent is gone */
+    CHECK_EQ_INT(store_job_delete(st, tenant, id), 1);
+    CHECK_EQ_INT(store_item_get(st, tenant, rid, 250, &it), 1);
+    CHECK_EQ_STR(it.data, data[250]);
+    store_item_release(&it);
+    claim_check_data(rid, sid, 2 * N, ITEM_SUCCEEDED);
+    CHECK_EQ_INT(store_job_delete(st, tenant, rid), 1);
+    CHECK_EQ_INT(store_job_delete(st, tenant, sid), 1);
+    for (int i = 0; i < N; i++)
+        free(data[i]);
+}
+
+/* Claims all of job id and completes each item with op (data NULL: the item's own). */
+static void complete_with_op(const char *id, int n, enum store_op op, const char *data)
+{
+    struct store_claim c;
+    int got = 0;
+    while (got < n && claim(st, 100, 60000, 0, &c) == 1) {
+        CHECK_EQ_STR(c.job_id, id);
+        struct store_outcome *o = calloc(c.n, sizeof *o);
+        struct store_doc_op *ops = calloc(c.n, sizeof *ops);
+        for (size_t k = 0; k < c.n; k++) {
+            ops[k] = (struct store_doc_op){.op = op,
+                                           .collection = "products",
+                                           .data = data,
+                                           .data_len = data ? strlen(data) : 0,
+                                           .step = "save"};
+            o[k] = (struct store_outcome){
+                .index = c.items[k].index, .status = ITEM_SUCCEEDED, .ops = &ops[k], .nops = 1};
+        }
+        CHECK_EQ_INT(store_complete(st, &c, o, c.n, NULL, 0), 0);
+        for (size_t k = 0; k < c.n; k++)
+            CHECK_EQ_INT(o[k].status, ITEM_SUCCEEDED);
+        got += (int)c.n;
+        free(o);
+        free(ops);
+        store_claim_release(&c);
+    }
+    CHECK_EQ_INT(got, n);
+}
+
+/* What documents hold is what was written: from a job's items, merged by a patch,
+ * written alone, listed, and after the jobs are gone (SQLite compresses documents
+ * against a dictionary of their collection: zdata.c). */
+TEST(doc_data_round_trips)
+{
+    enum { N = 200 };
+    char tenant[STORE_NAME_MAX], a[STORE_ID_MAX], b[STORE_ID_MAX], ref[16];
+    struct store_doc d;
+    drain();
+    new_tenant(tenant, "docdata");
+    submit_data(tenant, a, N);
+    complete_with_op(a, N, STORE_OP_UPSERT, NULL);
+    submit_data(tenant, b, N);
+    complete_with_op(b, N, STORE_OP_PATCH, "{\"stock\":7,\"tags\":null}");
+    /* written alone: an upsert and a patch of one document */
+    char *one = item_data(1000);
+    int created = 0;
+    CHECK_EQ_INT(store_doc_write(st, tenant, "products", "solo", STORE_OP_UPSERT, one, strlen(one),
+                                 -1, &d, &created),
+                 0);
+    CHECK_EQ_INT(created, 1);
+    store_doc_release(&d);
+    CHECK_EQ_INT(store_job_delete(st, tenant, a), 1);
+    CHECK_EQ_INT(store_job_delete(st, tenant, b), 1);
+    CHECK_EQ_INT(store_doc_get(st, tenant, "products", "solo", &d), 1);
+    CHECK_EQ_STR(d.data, one);
+    store_doc_release(&d);
+    free(one);
+    for (int i = 0; i < N; i += 37) {
+        snprintf(ref, sizeof ref, "r%d", i);
+        CHECK_EQ_INT(store_doc_get(st, tenant, "products", ref, &d), 1);
+        char *want = item_data(i);
+        /* the patch set "stock" and removed "tags"; the rest is the item's */
+        CHECK(strstr(d.data, "\"stock\":7") != NULL);
+        CHECK(strstr(d.data, "\"tags\"") == NULL);
+        CHECK(i % 50 == 7 || strstr(d.data, "\"currency\":\"EUR\"") != NULL);
+        CHECK_EQ_INT((int)d.version, 2);
+        free(want);
+        store_doc_release(&d);
+    }
+    /* listed: every document once, in ref order */
+    struct store_doc *list;
+    size_t n, total = 0;
+    const char *after = NULL;
+    char last[32] = "";
+    do {
+        CHECK_EQ_INT(store_doc_list(st, tenant, "products", after, 64, &list, &n), 0);
+        for (size_t k = 0; k < n; k++)
+            CHECK(strstr(list[k].data, "\"sku\"") != NULL || strstr(list[k].data, "\"i\"") != NULL);
+        total += n;
+        if (n)
+            snprintf(last, sizeof last, "%s", list[n - 1].ref);
+        store_docs_free(list, n);
+        after = last;
+    } while (n == 64);
+    CHECK_EQ_INT((int)total, N + 1);
+}
+
 int main(void)
 {
     const char *url = getenv("SLUICE_TEST_STORE_URL");
@@ -3867,6 +4070,8 @@ int main(void)
     RUN(defs_argument_rules);
     RUN(idem_hash_replay_reuse_expiry);
     RUN(retry_idem_key);
+    RUN(item_data_round_trips);
+    RUN(doc_data_round_trips);
     RUN(retention_sweep_batches);
     RUN(outbox_with_terminal_transition);
     RUN(outbox_claim_record);

@@ -86,8 +86,8 @@ SQ_SQL(sql_items_range, "SELECT k, status, attempts, prev_idx, ref, data FROM it
 
 /* Appends the claim item of job jid in the row of s (sql_items_range) to *items (*n
  * of *cap, grown as needed). */
-static void claim_item_add(sqlite3_stmt *s, int64_t jid, struct store_claim_item **items, size_t *n,
-                           size_t *cap)
+static int claim_item_add(struct sq_conn *c, sqlite3_stmt *s, int64_t jid,
+                          struct store_claim_item **items, size_t *n, size_t *cap)
 {
     if (*n == *cap) {
         *cap = *cap ? *cap * 2 : 64;
@@ -97,7 +97,8 @@ static void claim_item_add(sqlite3_stmt *s, int64_t jid, struct store_claim_item
     it->index = sqlite3_column_int64(s, 0) - KEY(jid, 0);
     it->attempts = sqlite3_column_int(s, 2);
     it->ref = sq_col_dup(s, 4, NULL);
-    it->data = sq_col_dup(s, 5, &it->data_len);
+    it->data_len = 0;
+    return sq_zdata_col(c, s, 5, jid, &it->data, &it->data_len);
 }
 
 /* Pending items of [lo, hi) of job r, copied: the items a claim still owes. */
@@ -116,7 +117,8 @@ static int pending_in_range(struct sq_conn *c, const struct rules_jobrow *r, int
     while ((rc = sq_step(s)) == 1) {
         if (sqlite3_column_int(s, 1) != ITEM_PENDING)
             continue;
-        claim_item_add(s, r->jid, items, n, &cap);
+        if ((rc = claim_item_add(c, s, r->jid, items, n, &cap)) < 0)
+            break;
     }
     sqlite3_reset(s);
     return rc;
@@ -433,7 +435,8 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct rules_cl
             if (st == ITEM_PENDING)
                 break;
         }
-        claim_item_add(s, jid, &items, &n, &cap);
+        if ((rc = claim_item_add(c, s, jid, &items, &n, &cap)) < 0)
+            break;
     }
     sqlite3_reset(s);
     if (rc < 0 || (n > 0 && (rc = rules_claim_take(x->gate, &r, items, &n, lo, &hi, token)) < 0))

@@ -233,6 +233,7 @@ static void conn_free(void *vc)
     buf_release(&c->ev);
     buf_release(&c->res);
     buf_release(&c->tmp);
+    sq_zdata_free(c);
     free(c);
 }
 
@@ -329,6 +330,7 @@ static int run_tx_on(struct sq_conn *c, int write, tx_fn body, tx_undo_fn undo, 
     for (int attempt = 0;; attempt++) {
         rc = sq_exec(c, write ? &sql_begin_imm : &sql_begin);
         if (rc == 0) {
+            c->txn++;
             rc = body(c, ctx);
             reset_all(c);
             if (rc >= 0) {

@@ -1,6 +1,7 @@
 /* docs.c - documents in the embedded backend: sq_doc_apply, the one path that changes
  * a document (store_doc_write here, the doc ops of store_complete in claims.c), and
  * reading them. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/sqlite/sqlite_int.h"
@@ -30,6 +31,8 @@ int sq_doc_apply(void *conn, const char *tenant, const char *coll, const char *r
     sqlite3_stmt *s;
     int64_t version = 0;
     int live = 0;
+    char *cur = NULL; /* the live document a patch merges into */
+    size_t cur_len = 0;
     int rc = sq_q(c, &sql_doc_get, &s);
     if (rc < 0)
         goto out;
@@ -46,8 +49,9 @@ int sq_doc_apply(void *conn, const char *tenant, const char *coll, const char *r
     if (if_match >= 0 && if_match != (live ? version : 0))
         goto out;
     memset(w, 0, sizeof *w);
-    const char *cur = op == STORE_OP_PATCH && live ? (const char *)sqlite3_column_text(s, 0) : NULL;
-    size_t cur_len = cur ? (size_t)sqlite3_column_bytes(s, 0) : 0;
+    if (op == STORE_OP_PATCH && live &&
+        (rc = sq_zdoc_col(c, s, 0, tenant, coll, &cur, &cur_len)) < 0)
+        goto out;
     if ((rc = rules_doc_change(op, data, data_len, live, cur, cur_len, &c->tmp, c->max_doc_bytes,
                                w)) < 0)
         goto out;
@@ -60,7 +64,8 @@ int sq_doc_apply(void *conn, const char *tenant, const char *coll, const char *r
     sq_bind_str(s, 1, tenant);
     sq_bind_str(s, 2, coll);
     sq_bind_strn(s, 3, ref, ref_len);
-    sq_bind_strn(s, 4, w->data, w->data_len);
+    if ((rc = sq_zdoc_bind(c, s, 4, tenant, coll, job_id, w->data, w->data_len)) < 0)
+        goto out;
     sqlite3_bind_int64(s, 5, w->version);
     sqlite3_bind_int(s, 6, op == STORE_OP_DELETE);
     sqlite3_bind_int64(s, 7, now);
@@ -71,6 +76,7 @@ int sq_doc_apply(void *conn, const char *tenant, const char *coll, const char *r
         goto out;
     rc = 0;
 out:
+    free(cur);
     return rc;
 }
 
@@ -88,8 +94,9 @@ static int doc_get_body(struct sq_conn *c, void *vctx)
     if (rc <= 0 || sqlite3_column_int(s, 2) != 0) /* deleted: a tombstone reads as missing */
         return rc < 0 ? rc : 0;
     memset(x->out, 0, sizeof *x->out);
+    if ((rc = sq_zdoc_col(c, s, 0, x->tenant, x->coll, &x->out->data, &x->out->data_len)) < 0)
+        return rc;
     x->out->ref = xstrdup(x->ref);
-    x->out->data = sq_col_dup(s, 0, &x->out->data_len);
     x->out->version = sqlite3_column_int64(s, 1);
     x->out->updated_at = sqlite3_column_int64(s, 3);
     sq_col_copy(s, 4, x->out->job_id, sizeof x->out->job_id);
@@ -138,7 +145,15 @@ static int doc_list_body(struct sq_conn *c, void *vctx)
     while (x->n < x->limit && (rc = sq_step(s)) == 1) {
         struct store_doc *d = &x->list[x->n++];
         d->ref = sq_col_dup(s, 0, NULL);
+        /* the data first: reading a BLOB as text would change the type it reads as */
+        char *data = NULL;
+        size_t len = 0;
+        if ((rc = sq_zdoc_col(c, s, 1, x->tenant, x->coll, &data, &len)) < 0)
+            break;
         rules_doc_read(&sq_cols, s, 1, d); /* data, version, updated_at, job_id, item_index */
+        free(d->data);
+        d->data = data;
+        d->data_len = len;
     }
     if (rc < 0) {
         store_docs_free(x->list, x->n);

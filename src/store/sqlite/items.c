@@ -23,11 +23,12 @@
     "(?3 IS NULL OR ref = ?3) AND (?9 IS NULL OR failed_step = ?9) "                               \
     "AND (?10 IS NULL OR error_code = ?10)"
 
-/* Fills it from a row of ITEM_LIST_COLS. */
-static void read_item(sqlite3_stmt *s, const struct rules_jobrow *r, int with_data,
-                      struct store_item *it)
+/* Fills it from a row of ITEM_LIST_COLS (the data expanded: zdata.c). 0 or an error. */
+static int read_item(struct sq_conn *c, sqlite3_stmt *s, const struct rules_jobrow *r,
+                     int with_data, struct store_item *it)
 {
-    rules_item_read(&sq_cols, s, r, sqlite3_column_int64(s, 0) - KEY(r->jid, 0), with_data, it);
+    rules_item_read(&sq_cols, s, r, sqlite3_column_int64(s, 0) - KEY(r->jid, 0), 0, it);
+    return with_data ? sq_zdata_col(c, s, 4, r->jid, &it->data, &it->data_len) : 0;
 }
 
 SQ_SQL(sql_item_get, "SELECT " ITEM_LIST_COLS ", events FROM item_rows WHERE k = ?1");
@@ -41,8 +42,13 @@ static int item_read(void *vc, const struct rules_jobrow *r, int64_t index, stru
     sqlite3_bind_int64(s, 1, KEY(r->jid, index));
     rc = sq_step(s);
     if (rc == 1) {
-        read_item(s, r, 1, out);
-        out->events = sq_col_dup(s, 12, NULL);
+        int e = read_item(vc, s, r, 1, out);
+        if (e < 0) {
+            store_item_release(out);
+            rc = e;
+        } else {
+            out->events = sq_col_dup(s, 12, NULL);
+        }
     }
     return rc;
 }
@@ -82,7 +88,8 @@ static int items_read(void *vc, const struct rules_jobrow *r, int64_t after,
         sqlite3_bind_int64(s, 8, r->cursor);
     }
     while (x->n < x->limit && (rc = sq_step(s)) == 1)
-        read_item(s, r, x->with_data, &x->list[x->n++]);
+        if ((rc = read_item(vc, s, r, x->with_data, &x->list[x->n++])) < 0)
+            break;
     return rc < 0 ? rc : 0;
 }
 

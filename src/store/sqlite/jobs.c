@@ -261,24 +261,25 @@ SQ_SQL(sql_job_touch, "UPDATE jobs SET updated_at = ?2 WHERE jid = ?1");
 static int items_insert(void *conn, int64_t jid, const struct store_new_item *items, size_t n)
 {
     sqlite3_stmt *s;
-    int rc = sq_q(conn, &sql_item_insert, &s);
-    if (rc < 0)
+    struct sq_zdict *d;
+    int rc = sq_zdata_dict(conn, jid, items, n, &d);
+    if (rc < 0 || (rc = sq_q(conn, &sql_item_insert, &s)) < 0) {
+        sq_zdict_free(d);
         return rc;
+    }
     for (size_t i = 0; i < n; i++) {
         const struct store_new_item *it = &items[i];
         sqlite3_bind_int64(s, 1, KEY(jid, it->index));
         sqlite3_bind_int64(s, 2, it->prev_idx);
         sq_bind_strn(s, 3, it->ref, it->ref_len);
-        if (it->data)
-            sq_bind_strn(s, 4, it->data, it->data_len);
-        else
-            sqlite3_bind_null(s, 4);
+        sq_zdata_bind(conn, s, 4, d, it->data, it->data_len);
         rc = sq_step(s);
         sqlite3_reset(s);
         if (rc < 0)
-            return rc;
+            break;
     }
-    return 0;
+    sq_zdict_free(d);
+    return rc < 0 ? rc : 0;
 }
 
 static int job_touch(void *conn, int64_t jid, int64_t now)
@@ -294,6 +295,7 @@ SQ_SQL(sql_steps_delete_job, "DELETE FROM job_steps WHERE jid = ?1");
 SQ_SQL(sql_idem_delete_job, "DELETE FROM idem_keys WHERE jid = ?1");
 SQ_SQL(sql_outbox_delete_job, "DELETE FROM outbox WHERE jid = ?1");
 SQ_SQL(sql_job_delete, "DELETE FROM jobs WHERE jid = ?1");
+SQ_SQL(sql_dict_delete_job, "DELETE FROM job_dicts WHERE jid = ?1");
 
 SQ_SQL(sql_ref_tails_sweep, "DELETE FROM ref_tails WHERE (tenant, workflow, ref) IN (SELECT "
                             "tenant, workflow, ref FROM ref_tails WHERE k >= ?1 AND k < ?2 "
@@ -317,8 +319,8 @@ static int64_t sweep_refs(struct sq_conn *c, int64_t jid, int64_t max)
 static int job_remove(void *conn, int64_t jid)
 {
     static struct sq_sql *const by_jid[] = {&sql_claims_delete_job, &sql_steps_delete_job,
-                                            &sql_idem_delete_job, &sql_outbox_delete_job,
-                                            &sql_job_delete};
+                                            &sql_idem_delete_job,   &sql_outbox_delete_job,
+                                            &sql_dict_delete_job,   &sql_job_delete};
     struct sq_conn *c = conn;
     const int64_t range[] = {KEY(jid, 0), KEY(jid + 1, 0)};
     int64_t changed = sq_run_i64s(c, &sql_items_delete, range, 2);
@@ -488,10 +490,23 @@ SQ_SQL(sql_retry_items,
        "o.k - ?2 AS pidx FROM item_outcomes o CROSS JOIN items i WHERE o.status = 3 "
        "AND o.k >= ?2 AND o.k < ?3 AND i.k = o.k) ORDER BY idx");
 
+/* A retry's rows are copies of its parent's, compressed with the parent's dictionary
+ * (zdata.c): the retry gets a copy of it. */
+SQ_SQL(sql_dict_copy, "INSERT OR IGNORE INTO job_dicts(jid, dict) "
+                      "SELECT ?1, dict FROM job_dicts WHERE jid = ?2");
+
+static int64_t copy_dict(void *conn, int64_t jid, int64_t parent, int64_t copied)
+{
+    if (copied <= 0)
+        return copied;
+    int64_t rc = sq_run_i64s(conn, &sql_dict_copy, (const int64_t[]){jid, parent}, 2);
+    return rc < 0 ? rc : copied;
+}
+
 static int64_t retry_items(void *conn, int64_t jid, const struct rules_jobrow *r)
 {
     const int64_t args[] = {KEY(jid, 0), KEY(r->jid, 0), KEY(r->jid + 1, 0)};
-    return sq_run_i64s(conn, &sql_retry_items, args, 3);
+    return copy_dict(conn, jid, r->jid, sq_run_i64s(conn, &sql_retry_items, args, 3));
 }
 
 /* Retry staging (store_job_retry_stage; the body is rules_stage_body): the oldest
@@ -569,7 +584,7 @@ static int64_t stage_items(void *conn, int64_t jid, int64_t pjid, int64_t staged
                            int64_t max)
 {
     const int64_t args[] = {KEY(jid, 0), KEY(pjid, 0), KEY(pjid + 1, 0), staged, jid, pnext, max};
-    return sq_run_i64s(conn, &sql_stage_items, args, 7);
+    return copy_dict(conn, jid, pjid, sq_run_i64s(conn, &sql_stage_items, args, 7));
 }
 
 SQ_SQL(sql_stage_refs,
@@ -677,7 +692,8 @@ static int64_t sweep_items(void *conn, int64_t jid, int64_t max)
 
 static int job_delete_row(void *conn, int64_t jid)
 {
-    int64_t rc = run_by_jid(conn, (struct sq_sql *const[]){&sql_job_delete}, 1, jid);
+    int64_t rc =
+        run_by_jid(conn, (struct sq_sql *const[]){&sql_dict_delete_job, &sql_job_delete}, 2, jid);
     return rc < 0 ? (int)rc : 0;
 }
 

@@ -53,6 +53,11 @@
  *            such items whose predecessor was unfinished at commit. `parked`: the
  *            claim cursor passed the item while it had to wait (PARKING in
  *            claims.c); partial index ref_waits_parked finds those.
+ *   job_dicts jid -> the dictionary its items' data is compressed against (zdata.c:
+ *            a BLOB data value is a zstd frame, a TEXT one is the JSON); copied to a
+ *            retry with its rows, removed with the job.
+ *   doc_dicts (tenant, collection) -> the dictionary its documents are compressed
+ *            against, a copy of the first writing job's; never changed or removed.
  * Items also keep failed_step, warnings and parent_index (store_job_retry).
  */
 #include "store/sqlite/sqlite_int.h"
@@ -327,6 +332,12 @@ static const char *const migrations[] = {
     "DROP TABLE docs;"
     "ALTER TABLE docs_new RENAME TO docs;"
     "CREATE UNIQUE INDEX docs_key ON docs(tenant, collection, ref);",
+    /* 014_dicts: items' data compressed against a dictionary of their job's first
+     * items, documents against one of their collection (zdata.c): about half the bytes
+     * written per item. */
+    "CREATE TABLE job_dicts(jid INTEGER PRIMARY KEY, dict BLOB NOT NULL);"
+    "CREATE TABLE doc_dicts(tenant TEXT NOT NULL, collection TEXT NOT NULL, "
+    "  dict BLOB NOT NULL, PRIMARY KEY(tenant, collection)) WITHOUT ROWID;",
 };
 
 /* The migration texts, for the SQLite-specific upgrade test (tests/store). */

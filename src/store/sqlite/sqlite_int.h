@@ -61,6 +61,8 @@ struct sq_conn {
     int64_t retention_ms;           /* store_options.retention_ms, for store_job.expires_at */
     int64_t unpark_after;           /* the parked items this connection's claims look at
                                        next start after this key (PARKING in claims.c) */
+    struct sq_zdata *zd;            /* zstd contexts and dictionaries (zdata.c) */
+    uint64_t txn;                   /* transactions begun on it (zdata.c checks by it) */
 };
 
 /* The store handle (conn.c), the backend's `impl`. */
@@ -107,6 +109,36 @@ char *sq_col_dup(sqlite3_stmt *s, int i, size_t *len);
 void sq_col_copy(sqlite3_stmt *s, int i, char *dst, size_t cap);
 /* The column readers of rules.h over a stepped sqlite3_stmt (the `row`). */
 extern const struct rules_cols sq_cols;
+
+/* ---- zdata.c: items' data, compressed against their job's dictionary ------------- */
+
+/* A job's compressing dictionary (opaque; sq_zdict_free). */
+struct sq_zdict;
+/* The dictionary that compresses the items of an upload of job jid: the job's, or -
+ * when it has none and items holds enough - a new one made of their first data and
+ * kept with them. [out] *d (NULL: store the data as text). 0 or a store error. */
+int sq_zdata_dict(struct sq_conn *c, int64_t jid, const struct store_new_item *items, size_t n,
+                  struct sq_zdict **d);
+void sq_zdict_free(struct sq_zdict *d);
+/* Binds data (len bytes; NULL: SQL NULL) to parameter i of s: compressed with d as a
+ * BLOB when that makes it smaller, else as text. Valid until s is stepped (it uses c's
+ * buffer). */
+void sq_zdata_bind(struct sq_conn *c, sqlite3_stmt *s, int i, const struct sq_zdict *d,
+                   const char *data, size_t len);
+/* Column i of s, an item's data in job jid's key range, as a heap string (NULL for
+ * NULL) in [out] *out, its length in *len (may be NULL): 0, or -SLUICE_E_STORE_IO when
+ * a compressed value cannot be expanded. */
+int sq_zdata_col(struct sq_conn *c, sqlite3_stmt *s, int i, int64_t jid, char **out, size_t *len);
+/* Binds a document's data like sq_zdata_bind, against the dictionary of collection coll
+ * of tenant - made, when it has none, from the dictionary of job job_id (NULL or "":
+ * none). 0 or a store error. */
+int sq_zdoc_bind(struct sq_conn *c, sqlite3_stmt *s, int i, const char *tenant, const char *coll,
+                 const char *job_id, const char *data, size_t len);
+/* Column i of s, a document's data in collection coll of tenant, like sq_zdata_col. */
+int sq_zdoc_col(struct sq_conn *c, sqlite3_stmt *s, int i, const char *tenant, const char *coll,
+                char **out, size_t *len);
+/* Frees c's contexts (conn.c, when a connection closes). */
+void sq_zdata_free(struct sq_conn *c);
 
 /* ---- schema.c -------------------------------------------------------------------- */
 
