@@ -22,7 +22,7 @@ OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZER) -fno-sanitize-reco
 endif
 
 CC ?= cc
-PKGS := libmicrohttpd jansson sqlite3 libcurl libcrypto libpq zlib libzstd
+PKGS := libmicrohttpd jansson sqlite3 libcurl libcrypto libpq zlib liblz4
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Werror -Wno-error=deprecated-declarations
 CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \

@@ -5,7 +5,7 @@
 # (`make test-deps` then runs `npm ci` in tests/ui for the dashboard test.)
 set -euo pipefail
 want=(gcc make pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-      libcurl4-openssl-dev libssl-dev libpq-dev zlib1g-dev libzstd-dev libcsv-dev curl)
+      libcurl4-openssl-dev libssl-dev libpq-dev zlib1g-dev liblz4-dev libcsv-dev curl)
 if [ "${1:-build}" = bench ]; then
   want+=(python3 wrk postgresql)   # bench/load.py drives its load with wrk; PostgreSQL runs
 fi

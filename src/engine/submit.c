@@ -186,6 +186,16 @@ int submit_set_client_reference(struct submit *s, const char *ref)
     return 0;
 }
 
+/* A store that cannot write (a full disk, an I/O error) refuses the submit with 503:
+ * the operator reads why in the log too, not only the client. Returns rc. */
+static int refused(const struct submit *s, int rc)
+{
+    if (rc == -SLUICE_E_STORE_FULL || rc == -SLUICE_E_STORE_IO)
+        log_write(LOG_WARN, "submit refused: the store cannot write", "job", s->job_id, "error",
+                  sluice_err_code(rc), NULL);
+    return rc;
+}
+
 static int flush(struct submit *s)
 {
     int rc;
@@ -195,7 +205,7 @@ static int flush(struct submit *s)
         if ((rc = ids_job_new(s->job_id)) < 0)
             return rc;
         if ((rc = store_job_begin(s->st, s->tenant, s->job_id)) < 0)
-            return rc;
+            return refused(s, rc);
         s->begun = 1;
     }
     for (size_t i = 0; i < s->nbatch; i++) {
@@ -211,7 +221,7 @@ static int flush(struct submit *s)
     rc = store_job_add_items(s->st, s->job_id, s->items, s->nbatch);
     s->nbatch = 0;
     buf_reset(&s->bytes);
-    return rc < 0 ? rc : 0;
+    return rc < 0 ? refused(s, rc) : 0;
 }
 
 int submit_add(struct submit *s, int64_t index, const char *ref, size_t ref_len, const char *data,
@@ -268,7 +278,7 @@ int submit_commit(struct submit *s, struct store_job *job)
     };
     rc = store_job_commit(s->st, s->job_id, &meta, s->count, job);
     if (rc < 0)
-        return rc;
+        return refused(s, rc);
     s->committed = 1; /* a replay (STORE_JOB_REPLAYED) already removed the staged rows */
     return rc;
 }

@@ -114,7 +114,7 @@ def test_disk_full_answers_503_reads_work_and_it_recovers(tmpfs):
                    what="no staged rows of refused submits left")
         assert srv.proc.poll() is None
         log = srv.read_log()
-        assert "StoreFull" in log
+        assert "submit refused: the store cannot write" in log and "StoreFull" in log
         rc = srv.stop()
         assert rc == 0, "exit status %s:\n%s" % (rc, log[-3000:])
         db = sqlite3.connect(srv.store.split(":", 1)[1])

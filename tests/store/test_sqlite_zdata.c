@@ -132,10 +132,11 @@ TEST(data_is_stored_compressed_and_goes_with_its_job)
     CHECK_EQ_INT(store_doc_get(st, "t", "products", "SKU-150", &d), 1);
     CHECK(strstr(d.data, "\"title\":\"Product 150 modern outdoor\"") != NULL);
     store_doc_release(&d);
-    /* a value that cannot be expanded is an error, for the one value only */
-    CHECK_EQ_INT(sql_run("UPDATE items SET data = x'28b52ffd00ff' WHERE k = "
+    /* a value that cannot be expanded (version 1, 255 bytes, a broken block) is an
+     * error, for the one value only */
+    CHECK_EQ_INT(sql_run("UPDATE items SET data = x'01ff00000000ff00ff' WHERE k = "
                          "(SELECT min(k) FROM items WHERE typeof(data) = 'blob');"
-                         "UPDATE docs SET data = x'28b52ffd00ff' WHERE ref = 'SKU-3'"),
+                         "UPDATE docs SET data = x'01ff00000000ff00ff' WHERE ref = 'SKU-3'"),
                  SQLITE_OK);
     CHECK_EQ_INT(store_item_get(st, "t", "job_big", 0, &it), -SLUICE_E_STORE_IO);
     CHECK_EQ_INT(store_item_get(st, "t", "job_big", 1, &it), 1);
@@ -145,7 +146,7 @@ TEST(data_is_stored_compressed_and_goes_with_its_job)
     store_doc_release(&d);
     /* ... and a claim that meets one fails whole */
     submit(st, "job_bad", 100, &raw);
-    CHECK_EQ_INT(sql_run("UPDATE items SET data = x'28b52ffd00ff' WHERE k = "
+    CHECK_EQ_INT(sql_run("UPDATE items SET data = x'01ff00000000ff00ff' WHERE k = "
                          "(SELECT max(k) FROM items)"),
                  SQLITE_OK);
     struct store_claim c;

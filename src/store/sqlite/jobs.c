@@ -262,23 +262,26 @@ static int items_insert(void *conn, int64_t jid, const struct store_new_item *it
 {
     sqlite3_stmt *s;
     struct sq_zdict *d;
+    struct sq_zpack zp;
     int rc = sq_zdata_dict(conn, jid, items, n, &d);
     if (rc < 0 || (rc = sq_q(conn, &sql_item_insert, &s)) < 0) {
         sq_zdict_free(d);
         return rc;
     }
+    sq_zdata_pack(conn, d, items, n, &zp);
+    sq_zdict_free(d);
     for (size_t i = 0; i < n; i++) {
         const struct store_new_item *it = &items[i];
         sqlite3_bind_int64(s, 1, KEY(jid, it->index));
         sqlite3_bind_int64(s, 2, it->prev_idx);
         sq_bind_strn(s, 3, it->ref, it->ref_len);
-        sq_zdata_bind(conn, s, 4, d, it->data, it->data_len);
+        sq_zpack_bind(&zp, s, 4, i, it);
         rc = sq_step(s);
         sqlite3_reset(s);
         if (rc < 0)
             break;
     }
-    sq_zdict_free(d);
+    sq_zpack_release(&zp);
     return rc < 0 ? rc : 0;
 }
 

@@ -54,7 +54,7 @@
  *            claim cursor passed the item while it had to wait (PARKING in
  *            claims.c); partial index ref_waits_parked finds those.
  *   job_dicts jid -> the dictionary its items' data is compressed against (zdata.c:
- *            a BLOB data value is a zstd frame, a TEXT one is the JSON); copied to a
+ *            a BLOB data value is LZ4-compressed, a TEXT one is the JSON); copied to a
  *            retry with its rows, removed with the job.
  *   doc_dicts (tenant, collection) -> the dictionary its documents are compressed
  *            against, a copy of the first writing job's; never changed or removed.

@@ -61,7 +61,7 @@ struct sq_conn {
     int64_t retention_ms;           /* store_options.retention_ms, for store_job.expires_at */
     int64_t unpark_after;           /* the parked items this connection's claims look at
                                        next start after this key (PARKING in claims.c) */
-    struct sq_zdata *zd;            /* zstd contexts and dictionaries (zdata.c) */
+    struct sq_zdata *zd;            /* LZ4 states and dictionaries (zdata.c) */
     uint64_t txn;                   /* transactions begun on it (zdata.c checks by it) */
 };
 
@@ -120,6 +120,20 @@ struct sq_zdict;
 int sq_zdata_dict(struct sq_conn *c, int64_t jid, const struct store_new_item *items, size_t n,
                   struct sq_zdict **d);
 void sq_zdict_free(struct sq_zdict *d);
+/* An upload's data compressed with a job's dictionary (sq_zdata_pack). */
+struct sq_zpack {
+    struct buf out;    /* the frames, back to back */
+    size_t *off, *len; /* per item: its frame in out; off SIZE_MAX: stored as text */
+};
+/* Compresses the data of items[0..n) with d (NULL: none, all stay text) into [out] p
+ * (two threads for a large upload), for sq_zpack_bind; release with sq_zpack_release.
+ * 0 (always). */
+int sq_zdata_pack(struct sq_conn *c, const struct sq_zdict *d, const struct store_new_item *items,
+                  size_t n, struct sq_zpack *p);
+/* Binds item i's data (it = items[i]) to parameter col of s: its frame, or its text. */
+void sq_zpack_bind(const struct sq_zpack *p, sqlite3_stmt *s, int col, size_t i,
+                   const struct store_new_item *it);
+void sq_zpack_release(struct sq_zpack *p);
 /* Binds data (len bytes; NULL: SQL NULL) to parameter i of s: compressed with d as a
  * BLOB when that makes it smaller, else as text. Valid until s is stepped (it uses c's
  * buffer). */
