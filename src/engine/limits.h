@@ -39,14 +39,16 @@
  *
  *   - LEARNED PACING (learn.c), with or without configured limits: every response an
  *     http step gets is fed to limits_observe, which keeps per upstream origin
- *     (host:port: two services on one host learn apart) what the upstream said of its own limit -
- * the IETF RateLimit / RateLimit-Policy fields, the older RateLimit-Limit/-Remaining/-Reset trio,
- * X-RateLimit-*, Shopify's X-Shopify-Shop-Api-Call-Limit - and, where it says nothing, an AIMD send
- * rate driven by bare 429/503s and timeouts (slow start from LIMITS_LEARN_RATE0 doubling while it
- * binds, then +10%/s, x0.7 on a 429). Pacing takes a learned slot of the host as well as the
- * configured buckets' (the most restrictive signal wins; learned pacing only ever slows sends
- * further), and a Remaining of 0 holds the host until its reset. Admission cuts a claim of a job
- *     whose http step names a fixed host to what the learned rate sends within
+ *     (host:port: two services on one host learn apart) what the upstream said of
+ *     its own limit - the IETF RateLimit / RateLimit-Policy fields, the older
+ *     RateLimit-Limit/-Remaining/-Reset trio, X-RateLimit-*, Shopify's
+ *     X-Shopify-Shop-Api-Call-Limit - and, where it says nothing, an AIMD send rate
+ *     driven by bare 429/503s and timeouts (slow start from LIMITS_LEARN_RATE0
+ *     doubling while it binds, then +10%/s, x0.7 on a 429). Pacing takes a learned
+ *     slot of the origin as well as the configured buckets' (the most restrictive
+ *     signal wins; learned pacing only ever slows sends further), and a Remaining of
+ *     0 holds the origin until its reset. Admission cuts a claim of a job
+ *     whose http step names a fixed origin to what the learned rate sends within
  *     LIMITS_HORIZON_MS. The state is per process (nodes sharing a store learn each on
  *     their own), forgotten after LIMITS_LEARN_FORGET_MS without a response, and
  *     bounded (LIMITS_LEARN_HOSTS; the least recently seen host is evicted).
