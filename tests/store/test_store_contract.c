@@ -50,6 +50,17 @@ static void new_job_id(char out[STORE_ID_MAX])
     ids_job_new(out);
 }
 
+/* Item index with ref and data (NUL-terminated, borrowed), first of its ref. */
+static struct store_new_item new_item(int64_t index, const char *ref, const char *data)
+{
+    return (struct store_new_item){.index = index,
+                                   .ref = ref,
+                                   .ref_len = strlen(ref),
+                                   .data = data,
+                                   .data_len = strlen(data),
+                                   .prev_idx = -1};
+}
+
 /* Submits a committed job of n items with refs ref_fmt % i (unique refs), data
  * {"i":N}, at the given priority. Returns 0 or an error. */
 static int submit_prio(const char *tenant, char job_id[STORE_ID_MAX], int n, const char *ref_fmt,
@@ -66,12 +77,7 @@ static int submit_prio(const char *tenant, char job_id[STORE_ID_MAX], int n, con
     for (int i = 0; i < n; i++) {
         snprintf(refs[i], 32, ref_fmt, i);
         snprintf(data[i], 32, "{\"i\":%d}", i);
-        items[i] = (struct store_new_item){.index = i,
-                                           .ref = refs[i],
-                                           .ref_len = strlen(refs[i]),
-                                           .data = data[i],
-                                           .data_len = strlen(data[i]),
-                                           .prev_idx = -1};
+        items[i] = new_item(i, refs[i], data[i]);
     }
     rc = store_job_add_items(st, job_id, items, (size_t)n);
     if (rc < 0)
@@ -2047,12 +2053,7 @@ static int submit_meta(const char *tenant, char id[STORE_ID_MAX], int n,
         return rc;
     for (int i = 0; i < n && i < 8; i++) {
         snprintf(refs[i], sizeof refs[i], "m%d", i);
-        ni[i] = (struct store_new_item){.index = i,
-                                        .ref = refs[i],
-                                        .ref_len = strlen(refs[i]),
-                                        .data = "{}",
-                                        .data_len = 2,
-                                        .prev_idx = -1};
+        ni[i] = new_item(i, refs[i], "{}");
     }
     if ((rc = store_job_add_items(st, id, ni, (size_t)n)) < 0)
         return rc;
@@ -3175,12 +3176,7 @@ static int submit_big(const char *tenant, char id[STORE_ID_MAX], int unique_refs
         while (n < 440)
             data[i][n++] = 'x';
         memcpy(data[i] + n, "\"}", 3);
-        items[i] = (struct store_new_item){.index = i,
-                                           .ref = refs[i],
-                                           .ref_len = strlen(refs[i]),
-                                           .data = data[i],
-                                           .data_len = strlen(data[i]),
-                                           .prev_idx = -1};
+        items[i] = new_item(i, refs[i], data[i]);
     }
     int64_t t0 = clock_mono_ns();
     new_job_id(id);
@@ -3855,12 +3851,7 @@ static void submit_data(const char *tenant, char id[STORE_ID_MAX], int n)
     for (int i = 0; i < n; i++) {
         data[i] = item_data(i);
         snprintf(refs[i], 16, "r%d", i);
-        items[i] = (struct store_new_item){.index = i,
-                                           .ref = refs[i],
-                                           .ref_len = strlen(refs[i]),
-                                           .data = data[i],
-                                           .data_len = strlen(data[i]),
-                                           .prev_idx = -1};
+        items[i] = new_item(i, refs[i], data[i]);
     }
     CHECK_EQ_INT(store_job_add_items(st, id, items, 10), 0);
     CHECK_EQ_INT(store_job_add_items(st, id, items + 10, (size_t)n - 10), 0);
