@@ -130,10 +130,11 @@ struct limits_use {
     int per;                      /* ... per this many items: a batched http step's maxItems (one
                                      request carries that many), else 1 */
 };
-/* Tokens n items of use u take (count per `per` items, rounded up), and the items s
- * tokens let through. */
+/* Tokens n items of use u take (count per `per` items, rounded up), the items s
+ * tokens let through, and the items/s a rate of tokens/s lets through. */
 int64_t limits_use_tokens(const struct limits_use *u, int64_t n);
 int64_t limits_use_items(const struct limits_use *u, int64_t s);
+double limits_use_rate(const struct limits_use *u, double tokens_per_s);
 /* Encodes uses as the text the store keeps on a job (store_job_meta.uses): appends
  * to b; nothing for n == 0. */
 void limits_uses_encode(const struct limits_use *u, size_t n, struct buf *b);

@@ -280,6 +280,19 @@ TEST(backoff_holds_only_the_host_that_asked)
     limits_free(l);
 }
 
+/* Workflow "orders" compiled from def, or NULL. */
+static struct wfdef *compile_orders(const char *def)
+{
+    json_error_t je;
+    json_t *j = json_loads(def, 0, &je);
+    struct wfdef *w = NULL;
+    char err[256], target[64];
+    if (!j || wfdef_compile("orders", 1, j, &w, err, sizeof err, target, sizeof target) < 0)
+        w = NULL;
+    json_decref(j);
+    return w;
+}
+
 /* A batched http step sends one request per maxItems items: its request limits (and
  * what its host is learned to allow) admit that many items per token. */
 TEST(batched_requests_admit_items_per_request)
@@ -287,12 +300,8 @@ TEST(batched_requests_admit_items_per_request)
     const char *def = "{\"steps\": [{\"name\": \"push\", \"type\": \"http\", \"method\": \"POST\","
                       " \"url\": \"https://api.x.com/bulk\", \"limits\": [\"mkt\"],"
                       " \"batch\": {\"maxItems\": 100}}]}";
-    json_error_t je;
-    json_t *j = json_loads(def, 0, &je);
-    struct wfdef *w = NULL;
-    char err[256], target[64];
-    CHECK_EQ_INT(wfdef_compile("orders", 1, j, &w, err, sizeof err, target, sizeof target), 0);
-    json_decref(j);
+    struct wfdef *w = compile_orders(def);
+    CHECK(w != NULL);
     struct buf b = BUF_INIT;
     limits_uses_of(w, &b);
     wfdef_free(w);
@@ -325,12 +334,8 @@ TEST(workflow_uses_and_hosts)
         "[\"mkt\"]},"
         "{\"name\": \"c\", \"type\": \"http\", \"url\": \"https://{{data.host}}/x\", \"limits\": "
         "[\"mkt\"]}]}";
-    json_error_t je;
-    json_t *j = json_loads(def, 0, &je);
-    struct wfdef *w = NULL;
-    char err[256], target[64];
-    CHECK_EQ_INT(wfdef_compile("orders", 1, j, &w, err, sizeof err, target, sizeof target), 0);
-    json_decref(j);
+    struct wfdef *w = compile_orders(def);
+    CHECK(w != NULL);
     CHECK_EQ_STR(w->steps[1].host, "api.x.com");
     CHECK_EQ_STR(w->steps[2].host, "::1");
     CHECK_EQ_STR(w->steps[3].host, "");
@@ -360,7 +365,9 @@ TEST(workflow_uses_and_hosts)
                    "\"d\",\"e\"]}",
                    i ? "," : "", i);
     buf_puts(&big, "]}");
-    j = json_loads(buf_cstr(&big), 0, &je);
+    json_error_t je;
+    json_t *j = json_loads(buf_cstr(&big), 0, &je);
+    char err[256], target[64];
     CHECK_EQ_INT(wfdef_compile("x", 1, j, &w, err, sizeof err, target, sizeof target),
                  -SLUICE_E_INVALID_FIELD);
     CHECK_EQ_STR(target, "limits");

@@ -139,7 +139,7 @@ static size_t learned_allow(struct limits *l, struct learn_host *h, struct bucke
 {
     double tau;
     double iv = learn_interval(h, now, 1, &tau, src);
-    *rate = iv > 0 ? 1000.0 / iv * (u->per > 1 ? u->per : 1) / u->count : 0;
+    *rate = iv > 0 ? limits_use_rate(u, 1000.0 / iv) : 0;
     if (h->blocked_until > now) {
         *src = h->block_src;
         wake_note(l, h->blocked_until);
@@ -176,9 +176,7 @@ static void plan_take(struct limits *l, const struct plan *plan, size_t np, size
     for (size_t i = 0; i < np && grant > 0; i++) {
         struct bucket *b = plan[i].b;
         const struct limits_def *d = plan[i].d;
-        int64_t amount = plan[i].kind == LIMITS_ITEMS
-                             ? (int64_t)grant * plan[i].u->count
-                             : limits_use_tokens(plan[i].u, (int64_t)grant);
+        int64_t amount = limits_use_tokens(plan[i].u, (int64_t)grant); /* items: per 1 */
         if (d->rate > 0 && plan[i].kind == LIMITS_ITEMS) {
             double t_ms = 1000.0 / d->rate;
             double base = (double)(now > b->blocked_until ? now : b->blocked_until);
@@ -288,8 +286,7 @@ size_t limits_admit(struct limits *l, const char *tenant, const char *job_id, co
                 why_scope = scope[k];
                 snprintf(why_key, sizeof why_key, "%s", key);
                 why_host = reason && !strcmp(reason, "upstream") ? u[i].host : "";
-                why_rate =
-                    d[k]->rate > 0 ? (double)limits_use_items(&u[i], 1000) * d[k]->rate / 1000 : 0;
+                why_rate = d[k]->rate > 0 ? limits_use_rate(&u[i], d[k]->rate) : 0;
             }
             if (np < sizeof plan / sizeof plan[0])
                 plan[np++] = (struct plan){b, d[k], &u[i], u[i].kind};

@@ -28,6 +28,11 @@ int64_t limits_use_items(const struct limits_use *u, int64_t s)
     return s * (u->per > 1 ? u->per : 1) / u->count;
 }
 
+double limits_use_rate(const struct limits_use *u, double tokens_per_s)
+{
+    return tokens_per_s * (u->per > 1 ? u->per : 1) / u->count;
+}
+
 /* Items one request of step s carries. */
 static int step_per(const struct step_def *s)
 {
