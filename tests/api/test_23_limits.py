@@ -199,11 +199,11 @@ def test_tenant_limit_adds_to_the_server_limit(fresh_server, upstream):
 def test_active_job_cap_queues_then_refuses(fresh_server, upstream):
     srv, a, b = limited_server(fresh_server, {}, "--max-active-jobs", "1", "--max-open-jobs", "3",
                                "--workers", "2", "--batch", "1")
-    # the first job holds the slot about 2 s (4 items, 2 workers, 1 s each): long enough
-    # that everything below happens while it runs, even on a loaded machine
+    # the first job holds the slot about 4 s (8 items, 2 workers, 1 s each), so that
+    # the other tenant's job, which waits for a worker to come free, ends while it runs
     upstream.script("/hold", [{"delay_ms": 1000}], repeat_last=True)
     wf = make_workflow(a, [http_step(upstream.url + "/hold/{{ref}}")])
-    first = submitted(a.submit(items(4, prefix=uniq("q1") + "-"), workflow=wf))["id"]
+    first = submitted(a.submit(items(8, prefix=uniq("q1") + "-"), workflow=wf))["id"]
     wait_until(lambda: a.get("/v1/jobs/" + first).json()["status"] == "Running",
                what="first job running")
     second = submitted(a.submit(items(2, prefix=uniq("q2") + "-")))["id"]
