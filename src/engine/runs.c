@@ -109,8 +109,8 @@ static void execute(struct runs *rs, struct sync_run *run)
     free(counts);
     if (run->res.aborted) /* an http call was cut by the shutdown */
         run->rc = -SLUICE_E_SHUTTING_DOWN;
-    else if (clock_mono_ms() >= run->deadline_mono)
-        run->rc = -SLUICE_E_RUN_TIMEOUT;
+    else if (run->res.out_of_time || clock_mono_ms() >= run->deadline_mono)
+        run->rc = -SLUICE_E_RUN_TIMEOUT; /* out_of_time: a wait would have passed it */
     if (run->rc < 0) {
         pipeline_result_release(&run->res);
         memset(&run->res, 0, sizeof run->res);

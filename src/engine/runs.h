@@ -16,7 +16,8 @@
  * included). It is passed to the pipeline, which cuts the http calls' timeouts,
  * retries and waits for a processing limit's slot to it (outbound_request.deadline_mono);
  * a run still queued at its deadline is ended then, by a reaper thread, without being
- * started. Either way the run ends with rc -SLUICE_E_RUN_TIMEOUT (504).
+ * started; a call whose retry or slot would come past it ends the run at once. Either
+ * way the run ends with rc -SLUICE_E_RUN_TIMEOUT (504).
  *
  * Ownership: the caller owns a run until runs_submit() returns 0; then the pool does,
  * until it calls run->done(run), which hands it back (done is called exactly once,

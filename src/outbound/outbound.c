@@ -786,6 +786,7 @@ static void attempt_done(struct outbound *ob, struct call *c, CURLcode rc)
             }
             set_msg(r, "deadline of the call reached after %d attempt%s: %s", r->attempts,
                     r->attempts == 1 ? "" : "s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
+            r->deadline_reached = 1;
             call_finish(c, -SLUICE_E_INTERNAL, OUTBOUND_TIMEOUT);
             return;
         }
@@ -896,6 +897,7 @@ static void *io_main(void *arg)
                             "deadline of the call reached before its processing "
                             "limit's slot (%d attempt%s)",
                             c->resp->attempts, c->resp->attempts == 1 ? "" : "s");
+                    c->resp->deadline_reached = 1;
                     call_finish(c, -SLUICE_E_INTERNAL, OUTBOUND_TIMEOUT);
                     continue;
                 }
@@ -907,6 +909,7 @@ static void *io_main(void *arg)
             if (past_deadline(c, 0)) { /* e.g. a retry timer that fired late */
                 set_msg(c->resp, "deadline of the call reached after %d attempt%s",
                         c->resp->attempts, c->resp->attempts == 1 ? "" : "s");
+                c->resp->deadline_reached = 1;
                 call_finish(c, -SLUICE_E_INTERNAL, OUTBOUND_TIMEOUT);
                 continue;
             }

@@ -141,6 +141,10 @@ struct outbound_response {
      * -SLUICE_E_SHUTTING_DOWN, or -SLUICE_E_INTERNAL (transport failures). */
     int error;
     enum outbound_failure failure; /* why it ended, finer than error */
+    /* 1 when it ended unanswered because of the caller's deadline_mono: the deadline
+     * came, or the next attempt or the limit's slot would start past it. The outcome
+     * then says nothing about the request, only that time ran out. */
+    int deadline_reached;
     /* Human-readable reason when failure != OUTBOUND_OK or a retryable status was
      * still there after max_attempts ("HTTP 500 after 3 attempts"); else "". */
     char message[256];

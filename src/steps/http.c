@@ -272,6 +272,8 @@ void http_unanswered(struct step_run *r, struct step_item *p, size_t k, int64_t 
                                                     : SLUICE_E_UPSTREAM_UNAVAILABLE;
     if (resp->failure == OUTBOUND_SHUTTING_DOWN)
         p->out->aborted = 1;
+    if (resp->deadline_reached)
+        p->out->out_of_time = 1;
     snprintf(msg, sizeof msg, "%s %s: %s", s->method, masked_url, resp->message);
     step_error_span(r, p, k, start, end, err, NULL, msg, extra);
 }

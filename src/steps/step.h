@@ -47,8 +47,11 @@ struct pipeline_result {
     char *warnings;           /* heap JSON array text or NULL */
     struct store_doc_op *ops; /* heap (DEFERRED mode); op strings owned by the result */
     size_t nops;
-    int aborted; /* an http call was cut by the server's shutdown: the outcome
-                    says nothing about the item; give the item back instead */
+    int aborted;     /* an http call was cut by the server's shutdown: the outcome
+                        says nothing about the item; give the item back instead */
+    int out_of_time; /* an http call ended unanswered at the caller's deadline
+                        (outbound_response.deadline_reached): a synchronous run's
+                        504, not the item's failure */
 };
 
 /* One item's trip through the pipeline. */
