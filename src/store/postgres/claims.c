@@ -36,13 +36,13 @@
 #define WIN_MS 5000
 #define CLAIM_TRIES 64
 
-/* The array literal of ids[0..n) in b. */
-static const char *jid_array(struct buf *b, const int64_t *ids, int n)
+/* ids[0..n) as an array parameter of p, built in b. */
+static void jid_array(struct pg_params *p, struct buf *b, const int64_t *ids, int n)
 {
-    pg_arr_begin(b);
+    pg_arr_begin(b, PG_ELEM_INT8);
     for (int i = 0; i < n; i++)
         pg_arr_i64(b, ids[i]);
-    return pg_arr_end(b);
+    pg_param_arr(p, b);
 }
 
 /* ---- claims ---------------------------------------------------------------------- */
@@ -512,7 +512,7 @@ static int claim_body(struct conn *c, void *vctx)
                 struct pg_params p = {0};
                 pg_param_str(&p, tenants[t]);
                 pg_param_i64(&p, at_cap);
-                pg_param_str(&p, jid_array(&c->arr[0], tried, ntried));
+                jid_array(&p, &c->arr[0], tried, ntried);
                 rc = pg_exec(
                     c,
                     wait ? "SELECT jid FROM runnable WHERE tenant = $1 AND ($2 = 0 OR "
@@ -548,7 +548,7 @@ static int claim_body(struct conn *c, void *vctx)
             break;
         /* Was a started job passed over because another claim held it? */
         struct pg_params p = {0};
-        pg_param_str(&p, jid_array(&c->arr[0], tried, ntried));
+        jid_array(&p, &c->arr[0], tried, ntried);
         rc = pg_exec(
             c, "SELECT 1 FROM runnable WHERE jid <> ALL($1::bigint[]) AND started = 1 LIMIT 1", &p,
             NULL);
@@ -652,10 +652,10 @@ static int batch_upserts(struct conn *c, const struct rules_jobrow *r, const str
         if (cmp_bop(&b[i - 1], &b[i]) == 0)
             goto out; /* one document twice: the ops must apply in order, one by one */
     struct buf *ac = &c->arr[1], *ar = &c->arr[2], *ad = &c->arr[3], *ai = &c->arr[4];
-    pg_arr_begin(ac);
-    pg_arr_begin(ar);
-    pg_arr_begin(ad);
-    pg_arr_begin(ai);
+    pg_arr_begin(ac, PG_ELEM_TEXT);
+    pg_arr_begin(ar, PG_ELEM_TEXT);
+    pg_arr_begin(ad, PG_ELEM_TEXT);
+    pg_arr_begin(ai, PG_ELEM_INT8);
     for (size_t i = 0; i < nb; i++) {
         pg_arr_str(ac, b[i].coll);
         pg_arr_str(ar, b[i].ref);
@@ -666,10 +666,10 @@ static int batch_upserts(struct conn *c, const struct rules_jobrow *r, const str
     pg_param_str(&p, r->j.tenant);
     pg_param_i64(&p, c->now);
     pg_param_str(&p, r->j.id);
-    pg_param_str(&p, pg_arr_end(ac));
-    pg_param_str(&p, pg_arr_end(ar));
-    pg_param_str(&p, pg_arr_end(ad));
-    pg_param_str(&p, pg_arr_end(ai));
+    pg_param_arr(&p, ac);
+    pg_param_arr(&p, ar);
+    pg_param_arr(&p, ad);
+    pg_param_arr(&p, ai);
     rc = pg_exec(
         c,
         "INSERT INTO docs AS d (tenant, collection, ref, data, version, deleted, prev_deleted, "
@@ -761,14 +761,14 @@ static int complete_body(struct conn *c, void *vctx)
      * a claim's items holds its claim row (claim_check above, settling), and the
      * outcome insert below changes only rows still pending. */
     struct buf *bidx = &c->arr[0];
-    pg_arr_begin(bidx);
+    pg_arr_begin(bidx, PG_ELEM_INT8);
     for (size_t i = 0; i < x->n; i++)
         if (x->outs[i].index >= h.lo && x->outs[i].index < h.hi &&
             rules_claim_find(cl, x->outs[i].index))
             pg_arr_i64(bidx, x->outs[i].index);
     struct pg_params p = {0};
     pg_param_i64(&p, h.jid);
-    pg_param_str(&p, pg_arr_end(bidx));
+    pg_param_arr(&p, bidx);
     pg_param_i64(&p, h.lo);
     pg_param_i64(&p, h.hi);
     rc = pg_exec(c,
@@ -801,14 +801,14 @@ static int complete_body(struct conn *c, void *vctx)
     }
     struct buf *ai = &c->arr[1], *as = &c->arr[2], *ar = &c->arr[3], *ac = &c->arr[4],
                *am = &c->arr[5], *ae = &c->arr[6], *af = &c->arr[7], *aw = &c->arr[8];
-    pg_arr_begin(ai);
-    pg_arr_begin(as);
-    pg_arr_begin(ar);
-    pg_arr_begin(ac);
-    pg_arr_begin(am);
-    pg_arr_begin(ae);
-    pg_arr_begin(af);
-    pg_arr_begin(aw);
+    pg_arr_begin(ai, PG_ELEM_INT8);
+    pg_arr_begin(as, PG_ELEM_INT8);
+    pg_arr_begin(ar, PG_ELEM_TEXT);
+    pg_arr_begin(ac, PG_ELEM_TEXT);
+    pg_arr_begin(am, PG_ELEM_TEXT);
+    pg_arr_begin(ae, PG_ELEM_TEXT);
+    pg_arr_begin(af, PG_ELEM_TEXT);
+    pg_arr_begin(aw, PG_ELEM_TEXT);
     rules_outcomes_start(&w, x, &h, &c->ev);
     while ((rc = rules_outcome_next(&w, &o, &ci)) > 0) {
         struct rules_item_end e;
@@ -843,14 +843,14 @@ static int complete_body(struct conn *c, void *vctx)
     struct pg_params u = {0};
     pg_param_i64(&u, h.jid);
     pg_param_i64(&u, c->now);
-    pg_param_str(&u, pg_arr_end(ai));
-    pg_param_str(&u, pg_arr_end(as));
-    pg_param_str(&u, pg_arr_end(ar));
-    pg_param_str(&u, pg_arr_end(ac));
-    pg_param_str(&u, pg_arr_end(am));
-    pg_param_str(&u, pg_arr_end(ae));
-    pg_param_str(&u, pg_arr_end(af));
-    pg_param_str(&u, pg_arr_end(aw));
+    pg_param_arr(&u, ai);
+    pg_param_arr(&u, as);
+    pg_param_arr(&u, ar);
+    pg_param_arr(&u, ac);
+    pg_param_arr(&u, am);
+    pg_param_arr(&u, ae);
+    pg_param_arr(&u, af);
+    pg_param_arr(&u, aw);
     pg_param_i64(&u, h.lo);
     pg_param_i64(&u, h.hi);
     /* The range bounds keep the plan an index range scan of at most one claim's rows
@@ -859,7 +859,7 @@ static int complete_body(struct conn *c, void *vctx)
         c,
         "INSERT INTO item_outcomes AS o (jid, idx, status, attempts, result, error_code, "
         "error_message, events, updated_at, failed_step, warnings) SELECT $1, u.idx, u.st, 1, "
-        "u.res, u.code, u.msg, u.ev, $2, u.fs, u.w FROM unnest($3::bigint[], $4::int[], "
+        "u.res, u.code, u.msg, u.ev, $2, u.fs, u.w FROM unnest($3::bigint[], $4::bigint[], "
         "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) "
         "AS u(idx, st, res, code, msg, ev, fs, w) WHERE u.idx >= $11 AND u.idx < $12 "
         "ON CONFLICT (jid, idx) DO UPDATE SET status = excluded.status, "

@@ -262,10 +262,10 @@ static int items_insert(void *conn, int64_t jid, const struct store_new_item *it
 {
     struct conn *c = conn;
     struct buf *bi = &c->arr[0], *bp = &c->arr[1], *br = &c->arr[2], *bd = &c->arr[3];
-    pg_arr_begin(bi);
-    pg_arr_begin(bp);
-    pg_arr_begin(br);
-    pg_arr_begin(bd);
+    pg_arr_begin(bi, PG_ELEM_INT8);
+    pg_arr_begin(bp, PG_ELEM_INT8);
+    pg_arr_begin(br, PG_ELEM_TEXT);
+    pg_arr_begin(bd, PG_ELEM_TEXT);
     for (size_t i = 0; i < n; i++) {
         const struct store_new_item *it = &items[i];
         pg_arr_i64(bi, it->index);
@@ -275,10 +275,10 @@ static int items_insert(void *conn, int64_t jid, const struct store_new_item *it
     }
     struct pg_params p = {0};
     pg_param_i64(&p, jid);
-    pg_param_str(&p, pg_arr_end(bi));
-    pg_param_str(&p, pg_arr_end(bp));
-    pg_param_str(&p, pg_arr_end(br));
-    pg_param_str(&p, pg_arr_end(bd));
+    pg_param_arr(&p, bi);
+    pg_param_arr(&p, bp);
+    pg_param_arr(&p, br);
+    pg_param_arr(&p, bd);
     int rc = pg_exec(c,
                      "INSERT INTO items(jid, idx, prev_idx, ref, data) SELECT $1, * FROM "
                      "unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[])",

@@ -97,14 +97,17 @@ struct pg_row {
 };
 /* The column readers of rules.h over a struct pg_row (the `row`). */
 extern const struct rules_cols pg_cols;
-/* A PostgreSQL array literal ("{1,2}", "{\"a\",NULL}") built in b: pg_arr_begin resets b,
- * pg_arr_strn/pg_arr_str/pg_arr_i64 append an element (a NULL string is SQL NULL), pg_arr_end
- * closes it and returns its text (b's). */
-void pg_arr_begin(struct buf *b);
+/* Array parameters: pg_arr_begin resets b for an array of type's elements, pg_arr_strn
+ * and pg_arr_str (PG_ELEM_TEXT; a NULL string is SQL NULL) or pg_arr_i64 (PG_ELEM_INT8)
+ * append one, and pg_param_arr appends the array to p, borrowing b until the statement
+ * has run. It is sent in binary format: the SQL casts it to its type ($N::text[],
+ * $N::bigint[]), which must be the type given to pg_arr_begin. */
+enum pg_elem { PG_ELEM_INT8 = 20, PG_ELEM_TEXT = 25 }; /* the element types' OIDs */
+void pg_arr_begin(struct buf *b, enum pg_elem type);
 void pg_arr_strn(struct buf *b, const char *s, size_t n);
 void pg_arr_str(struct buf *b, const char *s);
 void pg_arr_i64(struct buf *b, int64_t v);
-const char *pg_arr_end(struct buf *b);
+void pg_param_arr(struct pg_params *p, struct buf *b);
 /* A new session to url (caller PQfinishes it), or NULL (logged) when the server cannot
  * be reached. Outside any transaction. */
 PGconn *pg_connect(const char *url);
