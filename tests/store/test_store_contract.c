@@ -1128,6 +1128,44 @@ TEST(release_gives_back)
 
 /* ---- completion ------------------------------------------------------------------ */
 
+/* One call whose outcomes come out of index order, one index twice: every item ends,
+ * and the index reported twice ends as its first outcome says. */
+TEST(completion_out_of_order_first_wins)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
+    struct store_claim c;
+    struct store_job j;
+    struct store_item it;
+    drain();
+    new_tenant(tenant, "order");
+    CHECK_EQ_INT(submit(tenant, id, 5, "o%d"), 0);
+    CHECK_EQ_INT(claim(st, 5, 60000, 3, &c), 1);
+    struct store_outcome o[6] = {
+        {.index = 3, .status = ITEM_SUCCEEDED, .result = "{\"first\":3}"},
+        {.index = 1, .status = ITEM_FAILED, .error_code = "InvalidData", .error_message = "bad"},
+        {.index = 3, .status = ITEM_FAILED, .error_code = "InvalidData", .error_message = "late"},
+        {.index = 0, .status = ITEM_SUCCEEDED},
+        {.index = 4, .status = ITEM_SKIPPED, .error_code = "Filtered"},
+        {.index = 2, .status = ITEM_SUCCEEDED},
+    };
+    CHECK_EQ_INT(store_complete(st, &c, o, 6, NULL, 0), 0);
+    CHECK_EQ_INT(job_status(tenant, id, &j), JOB_SUCCEEDED);
+    CHECK_EQ_INT(j.counts.succeeded, 3);
+    CHECK_EQ_INT(j.counts.failed, 1);
+    CHECK_EQ_INT(j.counts.skipped, 1);
+    CHECK_EQ_INT(j.counts.processing, 0);
+    store_job_release(&j);
+    CHECK_EQ_INT(store_item_get(st, tenant, id, 3, &it), 1);
+    CHECK_EQ_INT(it.status, ITEM_SUCCEEDED);
+    CHECK_EQ_STR(it.result, "{\"first\":3}");
+    store_item_release(&it);
+    CHECK_EQ_INT(store_item_get(st, tenant, id, 0, &it), 1);
+    CHECK_EQ_INT(it.status, ITEM_SUCCEEDED);
+    CHECK_EQ_INT(it.attempts, 1);
+    store_item_release(&it);
+    store_claim_release(&c);
+}
+
 TEST(completion_counts_and_outcomes)
 {
     char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
@@ -4037,6 +4075,7 @@ int main(void)
     RUN(tenant_load_counts_open_work);
     RUN(release_gives_back);
     RUN(completion_counts_and_outcomes);
+    RUN(completion_out_of_order_first_wins);
     RUN(completion_doc_ops);
     RUN(cancel_not_started);
     RUN(cancel_running);
