@@ -466,7 +466,7 @@ def pg_main(a):
     print("%-18s %8s %6s %10s %12s %12s %10s %12s %12s" % (
         "workflow", "items", "nodes", "accept s", "end-to-end s", "items/s", "x 1 node",
         "DB CPU ms/1k", "node ms/1k"))
-    for n in [int(x) for x in a.sizes.split(",")]:
+    for n in [int(x) for x in a.sizes.split(",") if x]:
         items_file = ensure_items(n)
         for wf in a.workflows.split(","):
             one = None
@@ -524,7 +524,7 @@ def main():
           (a.runs, a.workers, time.strftime("%Y-%m-%d %H:%M")))
     print("%-18s %8s %10s %12s %12s %10s %12s %12s" % ("workflow", "items", "accept s", "end-to-end s",
                                                    "items/s", "peak MB", "bytes/item", "CPU ms/1k"))
-    for n in [int(x) for x in a.sizes.split(",")]:
+    for n in [int(x) for x in a.sizes.split(",") if x]:
         items_file = os.path.join(outdir, "items-%d.ndjson" % n)
         if not os.path.exists(items_file):
             with open(items_file, "w") as f:

@@ -144,6 +144,33 @@ TEST(published_limits_pace_and_hold)
     limits_free(l);
 }
 
+/* A published quota's sends that went a little late are made up for by the next ones,
+ * never sent before their slots; a send much later starts the schedule afresh. */
+TEST(published_quota_catches_up_small_lateness)
+{
+    struct limits *l = limits_new();
+    int64_t now = clock_mono_ms();
+    limits_learn_observe(
+        l, "q", 200, 0,
+        "X-RateLimit-Limit: 1000\nX-RateLimit-Remaining: 1000\nX-RateLimit-Reset: 1\n", now, now);
+    struct limits_pacer *p = limits_pacer_new(l, "acme", "wf", "s", NULL, 0);
+    CHECK(p != NULL);
+    int64_t hold = 0;
+    CHECK(limits_pace(p, "q", now, &hold) == now); /* 1 ms slots: the next is now + 1 */
+    hold = 0;
+    CHECK(limits_pace(p, "q", now + 2, &hold) == now + 2); /* 1 ms late */
+    hold = 0;
+    CHECK(limits_pace(p, "q", now + 2, &hold) == now + 2); /* the slot it missed */
+    hold = 0;
+    CHECK(limits_pace(p, "q", now + 2, &hold) == now + 3); /* caught up: spaced again */
+    hold = 0;
+    CHECK(limits_pace(p, "q", now + 20, &hold) == now + 20); /* 16 ms late: not made up */
+    hold = 0;
+    CHECK(limits_pace(p, "q", now + 20, &hold) == now + 21);
+    limits_pacer_free(p);
+    limits_free(l);
+}
+
 TEST(shopify_leak_is_learned)
 {
     struct limits *l = limits_new();
@@ -256,6 +283,7 @@ int main(void)
     RUN(quota_trio_and_x_ratelimit);
     RUN(shopify_call_limit);
     RUN(published_limits_pace_and_hold);
+    RUN(published_quota_catches_up_small_lateness);
     RUN(shopify_leak_is_learned);
     RUN(aimd_state_machine);
     RUN(hosts_are_bounded);

@@ -10,7 +10,9 @@
  *     what remains spread over the time to the reset;
  *   - Shopify used/size: the leak (2/s until measured from how `used` falls), with the
  *     bucket's room less 2 as the burst, the level re-read from every answer;
- *   - Remaining 0 (any family) holds the host until the reset; Retry-After until then.
+ *   - Remaining 0 (any family) holds the host until the reset; Retry-After until then;
+ *   - on the three published quotas, a send a few ms late keeps the schedule (the next
+ *     sends catch up, none before its slot), so timer lateness is not lost rate.
  * The slowest (most restrictive) fresh one paces. Where the host says nothing, an AIMD
  * rate: a new host starts at LIMITS_LEARN_RATE0 and doubles every SS_DOUBLE_MS while
  * that rate holds requests back (slow start; past LEARN_RATE_MAX it is unpaced); a bare
@@ -41,6 +43,7 @@
 #define AI_FRAC 0.10         /* additive increase: this share of the rate per second */
 #define PUB_FRESH_MS 60000   /* a header family not repeated this long is forgotten */
 #define IETF_SLACK 1.02      /* policy pacing this much slower than the quota */
+#define PUB_LATE_MS 4.0      /* a published quota's send this late keeps the schedule */
 #define SHOP_LEAK0 2.0       /* Shopify REST: 2 calls/s until measured */
 #define SHOP_SPARE 0.1       /* share of the Shopify bucket left unused (at least 2) */
 #define SHOP_SAMPLE_MS 50    /* the leak is measured over at least this ... */
@@ -163,7 +166,13 @@ void learn_take(struct learn_host *h, int64_t at, int configured)
     double iv = learn_interval(h, at, configured, &tau, &src);
     if (iv <= 0)
         return;
-    h->tat = (h->tat > (double)at ? h->tat : (double)at) + iv;
+    /* A send a little late on a published quota keeps the schedule: the sends after it
+     * catch up, never sent before their slots. Timers wake whole milliseconds late, and
+     * without this 1 ms slots gave 80% of the quota. Not for AIMD, whose catching up
+     * came in bursts that drew 429s, each of which cut its rate. */
+    double late =
+        src == LIMITS_SRC_IETF || src == LIMITS_SRC_TRIO || src == LIMITS_SRC_X ? PUB_LATE_MS : 0;
+    h->tat = (h->tat >= (double)at - late ? h->tat : (double)at) + iv;
 }
 
 void learn_sent(struct learn_host *h, int64_t now)
