@@ -5,7 +5,10 @@
  *   shopify SIZE LEAK      a leaky bucket of SIZE calls draining LEAK per second, told
  *                          as X-Shopify-Shop-Api-Call-Limit: used/size;
  *   hidden RATE BURST      a token bucket of RATE per second (BURST deep) that says
- *                          nothing but a bare 429.
+ *                          nothing but a bare 429;
+ *   overload N MS          at most N requests at once, each answered after MS ms; one
+ *                          more while N are in hand gets a bare 503 at once (N * 1000 /
+ *                          MS requests per second at most).
  * GET /stats answers {"ok":N,"throttled":M,"first":T0,"last":T1} (wall seconds of the
  * first and last request let through). One thread per connection, keep-alive; each
  * response (headers and body) goes out in one send() with TCP_NODELAY, so no TCP stall
@@ -27,12 +30,12 @@
 #include <time.h>
 #include <unistd.h>
 
-enum mode { WINDOW, SHOPIFY, HIDDEN };
+enum mode { WINDOW, SHOPIFY, HIDDEN, OVERLOAD };
 static enum mode mode;
 static double pa, pb; /* the mode's parameters */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static double level, last_t = -1, win_start = -1; /* limiter state */
-static long used, n_ok, n_429;
+static long used, n_ok, n_429, in_hand;
 static double first_ok, last_ok;
 
 static double now_s(void)
@@ -70,6 +73,10 @@ static int decide(char *hdr, size_t n)
         if (ok)
             level += 1;
         snprintf(hdr, n, "X-Shopify-Shop-Api-Call-Limit: %ld/%ld\r\n", (long)ceil(level), (long)pa);
+    } else if (mode == OVERLOAD) {
+        ok = in_hand < (long)pa;
+        if (ok)
+            in_hand++;
     } else {
         if (last_t < 0)
             level = pb;
@@ -88,7 +95,17 @@ static int decide(char *hdr, size_t n)
         n_429++;
     }
     pthread_mutex_unlock(&mu);
-    return ok ? 200 : 429;
+    return ok ? 200 : mode == OVERLOAD ? 503 : 429;
+}
+
+/* OVERLOAD: the request in hand takes its time, then makes room. */
+static void serve_slowly(void)
+{
+    struct timespec d = {(time_t)(pb / 1000), (long)(fmod(pb, 1000) * 1e6)};
+    nanosleep(&d, NULL);
+    pthread_mutex_lock(&mu);
+    in_hand--;
+    pthread_mutex_unlock(&mu);
 }
 
 static void *conn_main(void *arg)
@@ -132,13 +149,19 @@ static void *conn_main(void *arg)
             pthread_mutex_unlock(&mu);
         } else {
             status = decide(hdr, sizeof hdr);
+            if (mode == OVERLOAD && status == 200)
+                serve_slowly();
             snprintf(body, sizeof body, "%s", status == 200 ? "{\"ok\":true}" : "{}");
         }
         int len =
             snprintf(out, sizeof out,
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\n%s\r\n%s",
-                     status, status == 200 ? "OK" : "Too Many Requests", strlen(body), hdr, body);
+                     status,
+                     status == 200   ? "OK"
+                     : status == 503 ? "Service Unavailable"
+                                     : "Too Many Requests",
+                     strlen(body), hdr, body);
         if (send(fd, out, (size_t)len, MSG_NOSIGNAL) != len) /* one send per response */
             break;
         memmove(buf, buf + head + clen, have - head - clen);
@@ -153,7 +176,10 @@ int main(int argc, char **argv)
 {
     if (argc < 4)
         return 2;
-    mode = !strcmp(argv[2], "window") ? WINDOW : !strcmp(argv[2], "shopify") ? SHOPIFY : HIDDEN;
+    mode = !strcmp(argv[2], "window")     ? WINDOW
+           : !strcmp(argv[2], "shopify")  ? SHOPIFY
+           : !strcmp(argv[2], "overload") ? OVERLOAD
+                                          : HIDDEN;
     pa = atof(argv[3]);
     pb = argc > 4 ? atof(argv[4]) : 1;
     int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;

@@ -511,6 +511,8 @@ def main():
     ap.add_argument("--batch-size", type=int, default=100, help="W8: items per batched request")
     ap.add_argument("--learned-items", type=int, default=5000,
                     help="W7: items per learned-pacing run, one per upstream kind (0 = skip)")
+    ap.add_argument("--learned-modes", default="window,shopify,hidden,overload",
+                    help="W7: the upstreams to run (window, shopify, hidden, overload)")
     ap.add_argument("--learned-rate", type=int, default=200,
                     help="W7: the upstreams' allowed requests/s (window quota per 1 s, the "
                          "leaky bucket's drain, the hidden token rate)")
@@ -573,15 +575,20 @@ def main():
         # takes n / r seconds, not n / 2.
         for label, mode, params in (("published window", "window", (r,)),
                                     ("leaky bucket 40", "shopify", (40, r)),
-                                    ("hidden rate", "hidden", (r, 10))):
+                                    ("hidden rate", "hidden", (r, 10)),
+                                    ("overload: 4 at once, each %.0f ms" % (4000.0 / r),
+                                     "overload", (4, 4000.0 / r))):
+            if mode not in a.learned_modes.split(","):
+                continue
             runs = [learned_run(a.bin, items_file, n, a.workers, mode, params)
                     for _ in range(a.runs)]
             got = statistics.median(x[0] for x in runs)
             share = statistics.median(x[1] for x in runs)
             n429 = statistics.median(x[2] for x in runs)
             print("%-18s %8d %10s %12s %12.1f   (%s, allowed %d/s, nothing configured: "
-                  "achieved/allowed %.3f, 429s %d = %.2f%%, learned from %s)" %
-                  ("W7 learned", n, "-", "-", got, label, r, got / r, n429, 100 * share,
+                  "achieved/allowed %.3f, %ss %d = %.2f%%, learned from %s)" %
+                  ("W7 learned", n, "-", "-", got, label, r, got / r,
+                   "503" if mode == "overload" else "429", n429, 100 * share,
                    runs[-1][3]), flush=True)
     if a.batch_items:
         n = a.batch_items

@@ -256,11 +256,14 @@ struct limits_learned {
     int64_t blocked_ms;        /* ms until it may be sent to again (0: now) */
     int slow_start;            /* 1 while an unknown host's rate is still doubling */
     int64_t throttled;         /* 429/503 answers seen from it */
+    double concurrency;        /* requests in flight it is held to after 503s or timeouts
+                                  (paced as that over its latency); 0: none */
 };
 /* 1 and [out] out when host has learned state, else 0. Thread-safe. */
 int limits_learned_get(struct limits *l, const char *host, struct limits_learned *out);
 /* Appends the learned hosts as Prometheus gauges (sluice_upstream_learned_rate,
- * sluice_upstream_learned_blocked_seconds, sluice_upstream_throttled_total). */
+ * sluice_upstream_learned_concurrency, sluice_upstream_learned_blocked_seconds,
+ * sluice_upstream_throttled_total). */
 void limits_metrics(struct limits *l, struct buf *b);
 
 /* ---- what the monitor shows ------------------------------------------------------ */

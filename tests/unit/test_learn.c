@@ -171,6 +171,47 @@ TEST(published_quota_catches_up_small_lateness)
     limits_free(l);
 }
 
+/* Overload (a bare 503, a timeout) sets a window of requests in flight, paced as the
+ * window over the latency; a 429 does not (a quota is a rate, not work in flight), and
+ * overload does not cut the rate. */
+TEST(overload_sets_a_concurrency_window)
+{
+    struct limits *l = limits_new();
+    struct limits_pacer *p = limits_pacer_new(l, "acme", "wf", "s", NULL, 0);
+    int64_t now = clock_mono_ms(), hold;
+    struct limits_learned x;
+    for (int i = 0; i < 10; i++) { /* ten sent, 1 ms apart (slow start's first pace) */
+        hold = 0;
+        CHECK(limits_pace(p, "w", now + i, &hold) == now + i);
+    }
+    limits_learn_observe(l, "w", 200, 0, "", now, now + 40); /* latency 40 ms */
+    limits_learn_observe(l, "w", 429, 0, "", now + 1, now + 41);
+    CHECK(limits_learned_get(l, "w", &x) == 1 && x.concurrency == 0); /* a 429: no window */
+    /* a bare 503, seven still in flight: 0.7 of eight (itself included) */
+    limits_learn_observe(l, "w", 503, 0, "", now + 2, now + 52);
+    CHECK(limits_learned_get(l, "w", &x) == 1 && near(x.concurrency, 5.6, 1e-9));
+    /* paced at window / latency (of the answers that were not refusals): 40 ms over 5.6,
+     * 140/s, below the rate the 429 left */
+    CHECK(x.source == LIMITS_SRC_AIMD && near(x.rate, 140, 1e-6));
+    /* an answer to a request sent before the cut does not cut again */
+    limits_learn_observe(l, "w", 503, 0, "", now + 3, now + 53);
+    CHECK(limits_learned_get(l, "w", &x) == 1 && near(x.concurrency, 5.6, 1e-9));
+    /* successes grow it by a tenth of itself a second: 5 answers at 40 ms latency, 0.02 */
+    for (int i = 0; i < 5; i++)
+        limits_learn_observe(l, "w", 200, 0, "", now + 4 + i, now + 44 + i);
+    CHECK(limits_learned_get(l, "w", &x) == 1 && near(x.concurrency, 5.62, 1e-9));
+    /* a timeout of one sent after the cut, nothing else in flight: 0.7 of one, and the
+     * window is never below 1 */
+    limits_learn_observe(l, "w", 0, 1, "", now + 60, now + 90);
+    CHECK(limits_learned_get(l, "w", &x) == 1 && near(x.concurrency, 1, 1e-9));
+    struct buf m = BUF_INIT;
+    limits_metrics(l, &m);
+    CHECK(strstr(m.data, "sluice_upstream_learned_concurrency{host=\"w\"} 1.0") != NULL);
+    buf_release(&m);
+    limits_pacer_free(p);
+    limits_free(l);
+}
+
 TEST(shopify_leak_is_learned)
 {
     struct limits *l = limits_new();
@@ -225,14 +266,18 @@ TEST(aimd_state_machine)
     /* answers to requests sent before the cut do not cut again */
     limits_learn_observe(l, "up", 429, 0, "", now + 305, now + 311);
     CHECK(limits_learned_get(l, "up", &x) == 1 && near(x.rate, cut, 1e-9) && x.throttled == 2);
-    /* one sent after it does; a timeout counts like a 429 */
-    limits_learn_observe(l, "up", 0, 1, "", now + 320, now + 330);
-    CHECK(limits_learned_get(l, "up", &x) == 1 && x.rate < cut);
+    /* one sent after it does */
+    limits_learn_observe(l, "up", 429, 0, "", now + 320, now + 330);
+    CHECK(limits_learned_get(l, "up", &x) == 1 && x.rate < cut && x.throttled == 3);
     cut = x.rate;
+    /* a timeout is overload, not a quota: it sets a window (no latency known yet, so it
+     * does not pace) and leaves the rate */
+    limits_learn_observe(l, "up", 0, 1, "", now + 335, now + 340);
+    CHECK(limits_learned_get(l, "up", &x) == 1 && near(x.rate, cut, 1e-9) && x.concurrency >= 1);
     /* a 503 with rate-limit headers is the headers' business, not AIMD's */
     limits_learn_observe(l, "up", 503, 0, "X-RateLimit-Remaining: 5\nX-RateLimit-Reset: 1\n",
                          now + 340, now + 350);
-    CHECK(limits_learned_get(l, "up", &x) == 1 && x.throttled == 3);
+    CHECK(limits_learned_get(l, "up", &x) == 1 && x.throttled == 4);
     /* additive increase: successes while the rate binds raise it, slowly */
     struct limits *l2 = limits_new();
     struct limits_pacer *p2 = limits_pacer_new(l2, "acme", "wf", "s", NULL, 0);
@@ -286,6 +331,7 @@ int main(void)
     RUN(published_quota_catches_up_small_lateness);
     RUN(shopify_leak_is_learned);
     RUN(aimd_state_machine);
+    RUN(overload_sets_a_concurrency_window);
     RUN(hosts_are_bounded);
     return test_report();
 }

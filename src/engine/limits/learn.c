@@ -16,11 +16,16 @@
  * The slowest (most restrictive) fresh one paces. Where the host says nothing, an AIMD
  * rate: a new host starts at LIMITS_LEARN_RATE0 and doubles every SS_DOUBLE_MS while
  * that rate holds requests back (slow start; past LEARN_RATE_MAX it is unpaced); a bare
- * 429/503 or a timeout cuts the rate to MD_BETA of what was being sent (once per round:
- * answers to requests sent before the cut do not cut again), after which it grows by
- * AI_FRAC of itself per second while it binds (a timeout cuts too, not below 1/s; 30 s
- * without a cut returns to slow start). So against a hidden rate the sends
- * circle just under it, and 429s are a few per cycle.
+ * 429 cuts the rate to MD_BETA of what was being sent (once per round: answers to
+ * requests sent before the cut do not cut again), after which it grows by AI_FRAC of
+ * itself per second while it binds (30 s without a cut returns to slow start). So
+ * against a hidden rate the sends circle just under it, and 429s are a few per cycle.
+ * Overload (a bare 503 or a timeout: a quota is a rate, overload is work in flight)
+ * sets a concurrency window instead: MD_BETA of the requests that were in flight, once
+ * per round, growing by AI_FRAC of itself per second of answers, lifted after
+ * AIMD_RESET_MS without a cut. It paces as window / latency (Little's law; latency an
+ * EWMA of the time to an answer that was not a refusal), so an upstream that slows down
+ * under load is sent to more slowly before it fails again.
  *
  * Everything is under the registry's mutex; per process (nodes sharing a store learn
  * each on their own). */
@@ -37,7 +42,6 @@
 #define SS_DOUBLE_MS 100.0   /* slow start doubles the rate this often while it binds */
 #define LEARN_RATE_MAX 20000 /* past this, slow start ends: the host is unpaced */
 #define LEARN_RATE_MIN 0.2   /* a 429 never cuts the AIMD rate below (requests/s) */
-#define TIMEOUT_RATE_MIN 1.0 /* nor does a timeout (slowness is not a quota) */
 #define AIMD_RESET_MS 30000  /* no cut this long: back to slow start (the guess is stale) */
 #define MD_BETA 0.7          /* multiplicative decrease */
 #define AI_FRAC 0.10         /* additive increase: this share of the rate per second */
@@ -53,6 +57,7 @@
                              would creep the bucket full */
 #define RESET_SLACK_MS 20 /* a hold until a reset ends this much after it */
 #define SEND_IV_ALPHA 0.1 /* weight of a new inter-send gap in send_iv */
+#define LAT_ALPHA 0.2     /* weight of a new answer's latency in lat_ms */
 
 static void host_reset(struct learn_host *h, const char *host, uint64_t hash, int64_t now)
 {
@@ -125,6 +130,10 @@ double learn_interval(struct learn_host *h, int64_t now, int configured, double 
         *src = h->phase == 1 ? LIMITS_SRC_AIMD : LIMITS_SRC_NONE;
     } else if (h->phase == 1 && 1000.0 / h->rate > iv) {
         iv = 1000.0 / h->rate;
+        *src = LIMITS_SRC_AIMD;
+    }
+    if (h->cwnd > 0 && h->lat_ms > 0 && h->lat_ms / h->cwnd > iv) {
+        iv = h->lat_ms / h->cwnd; /* the overload window binds */
         *src = LIMITS_SRC_AIMD;
     }
     if (*src == LIMITS_SRC_SHOPIFY) {
@@ -298,7 +307,7 @@ static void shopify_learn(struct learn_host *h, double used, double size, int co
     h->tat = tat;
 }
 
-/* A bare 429/503 or a timeout: the AIMD rate is cut, once per round. */
+/* A bare 429: the AIMD rate is cut, once per round. */
 static void aimd_decrease(struct learn_host *h, int64_t sent_mono, int64_t now, double floor)
 {
     if (sent_mono < h->decreased_at)
@@ -313,6 +322,20 @@ static void aimd_decrease(struct learn_host *h, int64_t sent_mono, int64_t now, 
     h->decreased_at = now;
     /* held slots are void: they re-space at the new rate, from one interval on */
     h->tat = (h->tat > (double)now ? h->tat : (double)now) + 1000.0 / h->rate;
+    h->epoch++;
+}
+
+/* A bare 503 or a timeout: the window is cut to MD_BETA of what was in flight (this
+ * answer included), once per round. */
+static void window_decrease(struct learn_host *h, int64_t sent_mono, int64_t now)
+{
+    if (sent_mono < h->cwnd_cut_at)
+        return;
+    double base = (double)h->inflight + 1;
+    if (h->cwnd > 0 && h->cwnd < base)
+        base = h->cwnd;
+    h->cwnd = MD_BETA * base > 1 ? MD_BETA * base : 1;
+    h->cwnd_cut_at = now;
     h->epoch++;
 }
 
@@ -339,6 +362,10 @@ void limits_learn_observe(struct limits *l, const char *host, int status, int ti
     h->seen = now;
     if (h->inflight > 0)
         h->inflight--;
+    if (sent_mono > 0 && now >= sent_mono && status > 0 && status < 500 && status != 429) {
+        double lat = (double)(now - sent_mono);
+        h->lat_ms = h->lat_ms > 0 ? (1 - LAT_ALPHA) * h->lat_ms + LAT_ALPHA * lat : lat;
+    }
     if (status == 429 || status == 503)
         h->throttled++;
     if (s.families & (1u << LIMITS_SRC_IETF))
@@ -358,10 +385,14 @@ void limits_learn_observe(struct limits *l, const char *host, int status, int ti
             h->rate = LIMITS_LEARN_RATE0;
         h->grown_at = now;
     }
-    if (n == 0 && (status == 429 || status == 503)) /* it says nothing of its limit: guess */
+    if (h->cwnd > 0 && now - h->cwnd_cut_at > AIMD_RESET_MS)
+        h->cwnd = 0; /* no overload for long: the window is lifted */
+    if (n == 0 && (status == 503 || (status == 0 && timed_out)))
+        window_decrease(h, sent_mono, now);
+    else if (h->cwnd > 0 && status > 0 && status < 500 && status != 429)
+        h->cwnd += AI_FRAC * h->lat_ms / 1000.0; /* AI_FRAC of itself a second */
+    if (n == 0 && status == 429)                 /* it says nothing of its limit: guess */
         aimd_decrease(h, sent_mono, now, LEARN_RATE_MIN);
-    else if (n == 0 && status == 0 && timed_out)
-        aimd_decrease(h, sent_mono, now, TIMEOUT_RATE_MIN);
     else if (n == 0 && status > 0 && status < 500)
         aimd_increase(h);
     pthread_mutex_unlock(&l->mu);
@@ -385,6 +416,7 @@ int limits_learned_get(struct limits *l, const char *host, struct limits_learned
         out->burst = iv > 0 ? 1 + tau / iv : 0;
         out->slow_start = h->phase == 0;
         out->throttled = h->throttled;
+        out->concurrency = h->cwnd;
         found = 1;
     }
     pthread_mutex_unlock(&l->mu);
@@ -411,7 +443,7 @@ void limits_metrics(struct limits *l, struct buf *b)
         "# HELP sluice_upstream_learned_rate Requests per second this node paces an "
         "upstream origin (host:port) at, as learned from its answers, by the signal it came from.\n"
         "# TYPE sluice_upstream_learned_rate gauge\n");
-    struct buf blocked = BUF_INIT, thr = BUF_INIT;
+    struct buf blocked = BUF_INIT, thr = BUF_INIT, conc = BUF_INIT;
     pthread_mutex_lock(&l->mu);
     for (size_t i = 0; i < LIMITS_LEARN_HOSTS; i++) {
         struct learn_host *h = l->learned[i];
@@ -434,11 +466,20 @@ void limits_metrics(struct limits *l, struct buf *b)
             buf_printf(&blocked, "\",source=\"%s\"} %.3f\n", limits_source_name(h->block_src),
                        (double)(h->blocked_until - now) / 1000.0);
         }
+        if (h->cwnd > 0) {
+            buf_puts(&conc, "sluice_upstream_learned_concurrency{host=\"");
+            label(&conc, h->host);
+            buf_printf(&conc, "\"} %.1f\n", h->cwnd);
+        }
         buf_puts(&thr, "sluice_upstream_throttled_total{host=\"");
         label(&thr, h->host);
         buf_printf(&thr, "\"} %lld\n", (long long)h->throttled);
     }
     pthread_mutex_unlock(&l->mu);
+    buf_puts(b, "# HELP sluice_upstream_learned_concurrency Requests in flight this node holds "
+                "an upstream origin to after it answered 503 or timed out (paced as that over "
+                "its latency).\n# TYPE sluice_upstream_learned_concurrency gauge\n");
+    buf_append(b, conc.data ? conc.data : "", conc.len);
     buf_puts(b, "# HELP sluice_upstream_learned_blocked_seconds Seconds until an upstream host "
                 "that said its quota is spent (or asked to wait) may be sent to again.\n"
                 "# TYPE sluice_upstream_learned_blocked_seconds gauge\n");
@@ -448,4 +489,5 @@ void limits_metrics(struct limits *l, struct buf *b)
     buf_append(b, thr.data ? thr.data : "", thr.len);
     buf_release(&blocked);
     buf_release(&thr);
+    buf_release(&conc);
 }

@@ -106,6 +106,12 @@ struct learn_host {
     double rate; /* requests/s */
     int64_t grown_at, decreased_at;
     int64_t throttled; /* 429/503 answers */
+    /* Overload (a bare 503, a timeout): a window of requests in flight, cut to MD_BETA
+     * of what was in flight and grown by AI_FRAC of itself a second, paced as window /
+     * latency (Little's law); 0: none. lat_ms: EWMA of the time to an answer that was
+     * not a refusal. */
+    double cwnd, lat_ms;
+    int64_t cwnd_cut_at;
 };
 
 struct limits {
