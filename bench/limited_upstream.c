@@ -9,8 +9,8 @@
  *   overload N MS          at most N requests at once, each answered after MS ms; one
  *                          more while N are in hand gets a bare 503 at once (N * 1000 /
  *                          MS requests per second at most).
- * GET /stats answers {"ok":N,"throttled":M,"first":T0,"last":T1} (wall seconds of the
- * first and last request let through). One thread per connection, keep-alive; each
+ * GET /stats answers {"ok":N,"throttled":M,"first":T0,"last":T1,"max_in_hand":K} (wall
+ * seconds of the first and last request let through; K: most in hand at once, overload). One thread per connection, keep-alive; each
  * response (headers and body) goes out in one send() with TCP_NODELAY, so no TCP stall
  * makes sluice look late.
  * usage: limited_upstream PORT MODE A [B]   (127.0.0.1; runs until SIGTERM/SIGINT)
@@ -35,7 +35,7 @@ static enum mode mode;
 static double pa, pb; /* the mode's parameters */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static double level, last_t = -1, win_start = -1; /* limiter state */
-static long used, n_ok, n_429, in_hand;
+static long used, n_ok, n_429, in_hand, max_in_hand;
 static double first_ok, last_ok;
 
 static double now_s(void)
@@ -75,8 +75,8 @@ static int decide(char *hdr, size_t n)
         snprintf(hdr, n, "X-Shopify-Shop-Api-Call-Limit: %ld/%ld\r\n", (long)ceil(level), (long)pa);
     } else if (mode == OVERLOAD) {
         ok = in_hand < (long)pa;
-        if (ok)
-            in_hand++;
+        if (ok && ++in_hand > max_in_hand)
+            max_in_hand = in_hand;
     } else {
         if (last_t < 0)
             level = pb;
@@ -144,8 +144,9 @@ static void *conn_main(void *arg)
             hdr[0] = 0;
             pthread_mutex_lock(&mu);
             snprintf(body, sizeof body,
-                     "{\"ok\":%ld,\"throttled\":%ld,\"first\":%.3f,\"last\":%.3f}", n_ok, n_429,
-                     first_ok, last_ok);
+                     "{\"ok\":%ld,\"throttled\":%ld,\"first\":%.3f,\"last\":%.3f,"
+                     "\"max_in_hand\":%ld}",
+                     n_ok, n_429, first_ok, last_ok, max_in_hand);
             pthread_mutex_unlock(&mu);
         } else {
             status = decide(hdr, sizeof hdr);
