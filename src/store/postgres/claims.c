@@ -736,6 +736,24 @@ static int steps_add(struct conn *c, int64_t jid, const struct store_step_count 
     return 0;
 }
 
+/* complete_body's statement for the outcomes of one call: OUTCOMES_INSERT alone when
+ * the claim's items have no outcome row yet, else with OUTCOMES_UPSERT (a retried item
+ * has one: its events are appended, its attempts counted). */
+#define OUTCOMES_INSERT                                                                            \
+    "INSERT INTO item_outcomes AS o (jid, idx, status, attempts, result, error_code, "             \
+    "error_message, events, updated_at, failed_step, warnings) SELECT $1, u.idx, u.st, 1, "        \
+    "u.res, u.code, u.msg, u.ev, $2, u.fs, u.w FROM unnest($3::bigint[], $4::bigint[], "           \
+    "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) "                    \
+    "AS u(idx, st, res, code, msg, ev, fs, w) WHERE u.idx >= $11 AND u.idx < $12 "
+#define OUTCOMES_UPSERT                                                                            \
+    "ON CONFLICT (jid, idx) DO UPDATE SET status = excluded.status, "                              \
+    "attempts = o.attempts + 1, result = excluded.result, error_code = excluded.error_code, "      \
+    "error_message = excluded.error_message, events = CASE WHEN excluded.events IS NULL "          \
+    "THEN o.events WHEN o.events IS NULL OR o.events = '[]' THEN excluded.events "                 \
+    "ELSE left(o.events, -1) || ',' || substr(excluded.events, 2) END, "                           \
+    "updated_at = excluded.updated_at, failed_step = excluded.failed_step, "                       \
+    "warnings = excluded.warnings WHERE o.status = 0"
+
 static int complete_body(struct conn *c, void *vctx)
 {
     struct rules_claim_ctx *x = vctx;
@@ -870,25 +888,7 @@ static int complete_body(struct conn *c, void *vctx)
     pg_param_i64(&u, h.hi);
     /* The range bounds keep the plan an index range scan of at most one claim's rows
      * even when the table's statistics are stale (a job just inserted). */
-#define OUTCOMES_INSERT                                                                            \
-    "INSERT INTO item_outcomes AS o (jid, idx, status, attempts, result, error_code, "             \
-    "error_message, events, updated_at, failed_step, warnings) SELECT $1, u.idx, u.st, 1, "        \
-    "u.res, u.code, u.msg, u.ev, $2, u.fs, u.w FROM unnest($3::bigint[], $4::bigint[], "           \
-    "$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]) "                    \
-    "AS u(idx, st, res, code, msg, ev, fs, w) WHERE u.idx >= $11 AND u.idx < $12 "
-    rc = pg_exec(
-        c,
-        fresh ? OUTCOMES_INSERT
-              : OUTCOMES_INSERT
-            "ON CONFLICT (jid, idx) DO UPDATE SET status = excluded.status, "
-            "attempts = o.attempts + 1, result = excluded.result, error_code = "
-            "excluded.error_code, "
-            "error_message = excluded.error_message, events = CASE WHEN excluded.events IS NULL "
-            "THEN o.events WHEN o.events IS NULL OR o.events = '[]' THEN excluded.events "
-            "ELSE left(o.events, -1) || ',' || substr(excluded.events, 2) END, "
-            "updated_at = excluded.updated_at, failed_step = excluded.failed_step, "
-            "warnings = excluded.warnings WHERE o.status = 0",
-        &u, NULL);
+    rc = pg_exec(c, fresh ? OUTCOMES_INSERT : OUTCOMES_INSERT OUTCOMES_UPSERT, &u, NULL);
     if (rc < 0)
         goto out;
     if (rc != done) {
