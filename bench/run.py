@@ -93,6 +93,7 @@ def one_run(binary, items_file, n, workflow, workers):
     exit's checkpoint copies them; without it the figure moved by 20% with the moment
     of the last checkpoint)."""
     d = tempfile.mkdtemp(prefix="sluice-bench-")
+    proc = None
     try:
         proc, url, key, log = start_server(binary, d, workers)
         w0, c0 = io_bytes_written(proc.pid), cpu_seconds(proc.pid)
@@ -124,6 +125,9 @@ def one_run(binary, items_file, n, workflow, workers):
         return (float(accept), e2e, n / e2e, rss_kb / 1024.0, (w_exit - w0) / n,
                 (c1 - c0) * 1e6 / n)
     finally:
+        if proc is not None and proc.poll() is None:  # a failed run: stop its server too
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
         shutil.rmtree(d, ignore_errors=True)
 
 

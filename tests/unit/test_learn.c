@@ -204,6 +204,9 @@ TEST(overload_sets_a_concurrency_window)
      * window is never below 1 */
     limits_learn_observe(l, "w", 0, 1, "", now + 60, now + 90);
     CHECK(limits_learned_get(l, "w", &x) == 1 && near(x.concurrency, 1, 1e-9));
+    /* one in flight at a time: paced at one per latency, the timeout's 30 ms counted in
+     * it (an upstream that only times out is paced too): 0.8 x 40 + 0.2 x 30 = 38 ms */
+    CHECK(x.source == LIMITS_SRC_AIMD && near(x.rate, 1000.0 / 38, 1e-6));
     struct buf m = BUF_INIT;
     limits_metrics(l, &m);
     CHECK(strstr(m.data, "sluice_upstream_learned_concurrency{host=\"w\"} 1.0") != NULL);
@@ -270,9 +273,9 @@ TEST(aimd_state_machine)
     limits_learn_observe(l, "up", 429, 0, "", now + 320, now + 330);
     CHECK(limits_learned_get(l, "up", &x) == 1 && x.rate < cut && x.throttled == 3);
     cut = x.rate;
-    /* a timeout is overload, not a quota: it sets a window (no latency known yet, so it
-     * does not pace) and leaves the rate */
-    limits_learn_observe(l, "up", 0, 1, "", now + 335, now + 340);
+    /* a timeout is overload, not a quota: it sets a window and leaves the rate (here
+     * the window does not bind: 1 ms of latency over what was in flight) */
+    limits_learn_observe(l, "up", 0, 1, "", now + 335, now + 336);
     CHECK(limits_learned_get(l, "up", &x) == 1 && near(x.rate, cut, 1e-9) && x.concurrency >= 1);
     /* a 503 with rate-limit headers is the headers' business, not AIMD's */
     limits_learn_observe(l, "up", 503, 0, "X-RateLimit-Remaining: 5\nX-RateLimit-Reset: 1\n",

@@ -24,8 +24,8 @@
  * sets a concurrency window instead: MD_BETA of the requests that were in flight, once
  * per round, growing by AI_FRAC of itself per second of answers, lifted after
  * AIMD_RESET_MS without a cut. It paces as window / latency (Little's law; latency an
- * EWMA of the time to an answer that was not a refusal), so an upstream that slows down
- * under load is sent to more slowly before it fails again.
+ * EWMA of the time to an answer that was not a refusal, or to a timeout), so an
+ * upstream that slows down under load is sent to more slowly before it fails again.
  *
  * Everything is under the registry's mutex; per process (nodes sharing a store learn
  * each on their own). */
@@ -362,7 +362,10 @@ void limits_learn_observe(struct limits *l, const char *host, int status, int ti
     h->seen = now;
     if (h->inflight > 0)
         h->inflight--;
-    if (sent_mono > 0 && now >= sent_mono && status > 0 && status < 500 && status != 429) {
+    /* latency: of answers that were not refusals, and of timeouts (an upstream that
+     * only times out is paced by its window over the timeout) */
+    if (sent_mono > 0 && now >= sent_mono &&
+        ((status > 0 && status < 500 && status != 429) || (status == 0 && timed_out))) {
         double lat = (double)(now - sent_mono);
         h->lat_ms = h->lat_ms > 0 ? (1 - LAT_ALPHA) * h->lat_ms + LAT_ALPHA * lat : lat;
     }

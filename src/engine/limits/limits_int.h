@@ -109,7 +109,7 @@ struct learn_host {
     /* Overload (a bare 503, a timeout): a window of requests in flight, cut to MD_BETA
      * of what was in flight and grown by AI_FRAC of itself a second, paced as window /
      * latency (Little's law); 0: none. lat_ms: EWMA of the time to an answer that was
-     * not a refusal. */
+     * not a refusal, or to a timeout. */
     double cwnd, lat_ms;
     int64_t cwnd_cut_at;
 };
