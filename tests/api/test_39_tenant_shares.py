@@ -241,6 +241,15 @@ def test_idle_connections_are_not_cut_without_pressure(fresh_server):
             s.close()
 
 
+class SmallBufferAdapter(requests.adapters.HTTPAdapter):
+    """Connections with a 4 KB receive buffer, set before connect so the window stays
+    small."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["socket_options"] = [(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)]
+        super().init_poolmanager(*args, **kwargs)
+
+
 def read_chunked(sock, timeout=30):
     """Reads a chunked body to its end. Returns (payload bytes, clean) where clean is
     True only when the final zero-size chunk arrived."""
@@ -323,9 +332,14 @@ def test_results_stream_cut_by_a_delete_ends_with_an_error(fresh_server):
     job2 = submitted(a.submit_ndjson(items(n, prefix=pad)))
     assert a.wait_job(job2["id"])["status"] == "Succeeded"
     # identity: gzip shrinks these repetitive lines so far that the whole stream sits in
-    # socket buffers before the delete, and a stream that was sent whole is not cut
-    r = a.s.get(a.url("/v1/jobs/%s/results" % job2["id"]), stream=True, timeout=30,
-                headers={"Accept-Encoding": "identity"})
+    # socket buffers before the delete, and a stream that was sent whole is not cut. A
+    # small receive buffer too: loopback autotunes it up to tcp_rmem's maximum (32 MB
+    # here), which holds the whole stream before the delete lands
+    small = requests.Session()
+    small.headers.update(a.s.headers)
+    small.mount("http://", SmallBufferAdapter())
+    r = small.get(a.url("/v1/jobs/%s/results" % job2["id"]), stream=True, timeout=30,
+                  headers={"Accept-Encoding": "identity"})
     lines = 0
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
         for _ in r.iter_lines(chunk_size=1024):
@@ -334,6 +348,7 @@ def test_results_stream_cut_by_a_delete_ends_with_an_error(fresh_server):
                 assert a.delete("/v1/jobs/" + job2["id"]).status_code == 204
     assert lines < n
     r.close()
+    small.close()
 
 
 def test_operation_id_dot_segments_are_refused(api):
