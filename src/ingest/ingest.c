@@ -25,8 +25,8 @@
 #include <string.h>
 
 #include "ingest/csvbody.h"
-#include "ingest/jscan.h"
 #include "util/errors.h"
+#include "util/jscan.h"
 #include "util/xmalloc.h"
 
 /* Envelope keys and item keys, as bits for the seen-sets. */

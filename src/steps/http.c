@@ -15,6 +15,7 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/errors.h"
+#include "util/jload.h"
 #include "util/jsonw.h"
 #include "util/secmask.h"
 #include "util/xmalloc.h"
@@ -238,8 +239,7 @@ json_t *http_response_body(const struct outbound_response *resp)
     if (!resp->body || !resp->body_len)
         return json_null();
     if (!resp->body_truncated && resp->content_type && strstr(resp->content_type, "json")) {
-        json_error_t e;
-        json_t *v = json_loadb(resp->body, resp->body_len, JSON_DECODE_ANY, &e);
+        json_t *v = jload(resp->body, resp->body_len, 0);
         if (v)
             return v;
     }

@@ -11,16 +11,15 @@
 #include "util/clock.h"
 #include "util/errors.h"
 #include "util/events.h"
+#include "util/jload.h"
 #include "util/jsonw.h"
 #include "util/xmalloc.h"
 
 static json_t *item_data(const struct step_item *p)
 {
     json_t *data = NULL;
-    if (p->in->data) {
-        json_error_t e;
-        data = json_loadb(p->in->data, p->in->data_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
-    }
+    if (p->in->data)
+        data = jload(p->in->data, p->in->data_len, JLOAD_ALLOW_NUL);
     return data ? data : json_null();
 }
 

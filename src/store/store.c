@@ -17,6 +17,7 @@
 #include "store/store_int.h"
 #include "util/buf.h"
 #include "util/errors.h"
+#include "util/jload.h"
 #include "util/json_merge.h"
 #include "util/jsonw.h"
 #include "util/xmalloc.h"
@@ -189,8 +190,8 @@ int store_doc_merge(const char *cur, size_t cur_len, const char *patch, size_t p
                     struct buf *out)
 {
     int rc = -SLUICE_E_INVALID_DATA;
-    json_t *c = json_loadb(cur, cur_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-    json_t *p = json_loadb(patch, patch_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    json_t *c = jload(cur, cur_len, JLOAD_ALLOW_NUL);
+    json_t *p = jload(patch, patch_len, JLOAD_ALLOW_NUL);
     json_t *merged = NULL;
     if (!c || !p)
         goto out;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "util/clock.h"
+#include "util/jload.h"
 #include "util/jsonw.h"
 
 static void put_key_str(struct buf *b, const char *key, const char *v)
@@ -220,8 +221,7 @@ static void expand_one(struct buf *out, json_t *ev, struct expand_state *st)
 
 void events_expand(struct buf *out, const char *stored)
 {
-    json_error_t je;
-    json_t *arr = stored ? json_loads(stored, JSON_DECODE_ANY, &je) : NULL;
+    json_t *arr = stored ? jload(stored, strlen(stored), 0) : NULL;
     if (!json_is_array(arr)) {
         buf_puts(out, stored ? stored : "[]");
         json_decref(arr);

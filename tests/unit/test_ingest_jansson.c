@@ -6,6 +6,8 @@
  *  - everything ingest accepts, jansson must accept (hard requirement);
  *  - where jansson accepts and ingest rejects, the reason must be a documented one:
  *    only the depth limit (ingest's max_depth; jansson's own limit is 2048).
+ * util/jload.c, the parser of upstream answers and item data, is held to more: on every
+ * text it gives jansson's value exactly or refuses what jansson refuses.
  * The texts are generated JSON values (deterministic PRNG) and mutations of them: byte
  * flips, truncations, deletions and insertions of tricky bytes, escapes and numbers. */
 #include <jansson.h>
@@ -18,6 +20,7 @@
 #include "testhelp.h"
 #include "util/buf.h"
 #include "util/errors.h"
+#include "util/jload.h"
 
 #define DEPTH 64 /* ingest's depth limit for these texts */
 
@@ -259,7 +262,7 @@ static void mutate(struct buf *b)
 /* ---- the comparison ---- */
 
 struct tally {
-    int both_ok, both_bad, ingest_only, jansson_only_depth, jansson_only_other;
+    int both_ok, both_bad, ingest_only, jansson_only_depth, jansson_only_other, jload_differs;
 };
 
 static void dump(const char *why, const char *p, size_t n, const char *detail)
@@ -275,10 +278,39 @@ static void dump(const char *why, const char *p, size_t n, const char *detail)
     fputc('\n', stderr);
 }
 
+/* util/jload.c builds values on the same scanner and must give exactly jansson's value
+ * (same members in the same order) or refuse exactly what jansson refuses, with and
+ * without JSON_ALLOW_NUL. Counts the texts where it does not. */
+static int jload_differs(const char *p, size_t n)
+{
+    int bad = 0;
+    for (int nul = 0; nul < 2; nul++) {
+        json_t *theirs = json_loadb(p, n, JSON_DECODE_ANY | (nul ? JSON_ALLOW_NUL : 0), NULL);
+        json_t *ours = jload(p, n, nul ? JLOAD_ALLOW_NUL : 0);
+        if (!ours && theirs && memchr(p, '\0', n)) { /* jansson steps over some: "[1\0]" */
+            json_decref(theirs);
+            continue;
+        }
+        char *a = theirs ? json_dumps(theirs, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        char *b = ours ? json_dumps(ours, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        if (!a != !b || (a && (strcmp(a, b) != 0 || !json_equal(theirs, ours)))) {
+            dump(nul ? "jload differs from jansson (ALLOW_NUL)" : "jload differs from jansson", p,
+                 n, a ? a : "jansson refuses");
+            bad = 1;
+        }
+        free(a);
+        free(b);
+        json_decref(theirs);
+        json_decref(ours);
+    }
+    return bad;
+}
+
 static void compare(struct tally *t, const char *p, size_t n)
 {
     struct ingest_error e;
     json_error_t je;
+    t->jload_differs += jload_differs(p, n);
     int ours = ingest_validate_json(p, n, DEPTH, &e);
     json_t *j = json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (ours == 0 && j) {
@@ -313,6 +345,7 @@ TEST(generated_values_agree)
            t.jansson_only_depth);
     CHECK_EQ_INT(t.ingest_only, 0);
     CHECK_EQ_INT(t.jansson_only_other, 0);
+    CHECK_EQ_INT(t.jload_differs, 0);
     CHECK(t.both_ok > 1000); /* the generator makes mostly valid text */
     CHECK(t.both_bad > 50);  /* and some numbers out of range */
 }
@@ -334,6 +367,7 @@ TEST(mutated_values_agree)
            t.jansson_only_depth);
     CHECK_EQ_INT(t.ingest_only, 0);
     CHECK_EQ_INT(t.jansson_only_other, 0);
+    CHECK_EQ_INT(t.jload_differs, 0);
     CHECK(t.both_ok > 300);
     CHECK(t.both_bad > 2000);
 }
@@ -350,6 +384,79 @@ TEST(depth_is_the_documented_difference)
     compare(&t, b.data, b.len);
     buf_release(&b);
     CHECK_EQ_INT(t.jansson_only_depth, 1);
+}
+
+/* What the generator makes rarely or never: strings and keys past jscan's decoded
+ * buffer (jload decodes those itself), escapes at the buffer's edge, jansson's depth
+ * limit to the container, repeated keys, long numbers. */
+TEST(jload_edges_agree)
+{
+    static const char *const pieces[] = {"a",
+                                         "\\\\",
+                                         "\\\"",
+                                         "\\n",
+                                         "\\u00e9",
+                                         "\\u20ac",
+                                         "\\ud83d\\ude00",
+                                         "\xc3\xa9",
+                                         "\xf0\x9f\x98\x80",
+                                         "\\/",
+                                         "\\u0000"};
+    struct buf b = BUF_INIT, s = BUF_INIT;
+    int bad = 0;
+    for (int i = 0; i < 400; i++) {
+        buf_reset(&s);
+        size_t target = 4000 + pick(300) + (i % 10 == 0 ? 20000 : 0);
+        while (s.len < target)
+            buf_puts(&s, pieces[pick(sizeof pieces / sizeof pieces[0])]);
+        buf_reset(&b);
+        if (i % 3 == 0)
+            buf_printf(&b, "\"%s\"", s.data);
+        else if (i % 3 == 1)
+            buf_printf(&b, "{\"%s\":[1,\"%s\"],\"k\":2}", s.data, s.data);
+        else
+            buf_printf(&b, "[{\"x\":\"%s\",\"x\":{\"y\":\"%s\"}}]", s.data, s.data);
+        bad += jload_differs(b.data, b.len);
+    }
+    /* jansson counts values on the way down: 2048 empty arrays, or 2047 around a scalar */
+    for (int depth = 2045; depth <= 2050; depth++) {
+        buf_reset(&b);
+        for (int i = 0; i < depth; i++)
+            buf_puts(&b, i % 2 ? "{\"k\":" : "[");
+        buf_puts(&b, "0");
+        for (int i = depth - 1; i >= 0; i--)
+            buf_putc(&b, i % 2 ? '}' : ']');
+        bad += jload_differs(b.data, b.len);
+        buf_reset(&b);
+        for (int i = 0; i < depth; i++)
+            buf_putc(&b, '[');
+        for (int i = 0; i < depth; i++)
+            buf_putc(&b, ']');
+        bad += jload_differs(b.data, b.len);
+    }
+    static const char *const texts[] = {
+        "{\"a\":1,\"b\":2,\"a\":3}",
+        "-0",
+        "-0.0",
+        "-9223372036854775808",
+        "9223372036854775807",
+        "1.000000000000000000000000000000000000000000000000000000000000000000000000001e5",
+        "123456789012345678901234567890e-30",
+        "  [ ]  ",
+        "{}",
+        "\"\"",
+        "[1,]",
+        "",
+        " ",
+        "[\"\\ud800\\udc00\"]",
+        "{\"\\u00e9\":{\"\\u00e9\":null}}",
+        "true false",
+        "nul"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        bad += jload_differs(texts[i], strlen(texts[i]));
+    buf_release(&b);
+    buf_release(&s);
+    CHECK_EQ_INT(bad, 0);
 }
 
 /* Known jansson limits that ingest mirrors, pinned so a jansson upgrade is noticed. */
@@ -436,6 +543,7 @@ int main(void)
     RUN(depth_is_the_documented_difference);
     RUN(generated_values_agree);
     RUN(mutated_values_agree);
+    RUN(jload_edges_agree);
     RUN(streamed_data_parses_with_jansson);
     return test_report();
 }

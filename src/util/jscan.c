@@ -18,7 +18,7 @@
  *  - integers (no fraction, no exponent) must fit int64, reals must stay finite
  *    under strtod (underflow to 0 is fine), and object keys may not contain \u0000,
  *    as jansson's json_loadb() demands (it is used on item data later). */
-#include "ingest/jscan.h"
+#include "util/jscan.h"
 
 #include <math.h>
 #include <stdio.h>

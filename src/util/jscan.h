@@ -1,4 +1,5 @@
-/* jscan.h - a strict push scanner for JSON text (private to src/ingest).
+/* jscan.h - a strict push scanner for JSON text: ingest scans submit bodies with it and
+ * util/jload.c builds values on it.
  *
  * jscan_feed() consumes bytes in chunks of any size and keeps all its state between
  * calls, so a UTF-8 sequence, an escape, a number or a literal may straddle chunk
