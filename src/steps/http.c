@@ -246,12 +246,30 @@ json_t *http_response_body(const struct outbound_response *resp)
     return json_stringn_nocheck(resp->body, resp->body_len);
 }
 
+json_t *http_output(const struct outbound_response *resp, json_t *body)
+{
+    json_t *out = json_object(), *headers = json_object();
+    json_object_set_new_nocheck(out, "status", json_integer(resp->status));
+    json_object_set_new_nocheck(out, "body", body);
+    json_object_set_new_nocheck(headers, "content-type",
+                                resp->content_type ? json_string(resp->content_type) : json_null());
+    json_object_set_new_nocheck(headers, "location",
+                                resp->location ? json_string(resp->location) : json_null());
+    json_object_set_new_nocheck(out, "headers", headers);
+    return out;
+}
+
 json_t *http_extra(const struct step_def *s, const char *masked_url,
                    const struct outbound_response *resp)
 {
-    json_t *extra = json_pack("{s:s,s:s,s:i,s:I,s:I,s:i}", "method", s->method, "url", masked_url,
-                              "status", resp->status, "latencyMs", (json_int_t)resp->latency_ms,
-                              "totalMs", (json_int_t)resp->total_ms, "attempts", resp->attempts);
+    /* Built member by member: json_pack reads its format string for every item. */
+    json_t *extra = json_object();
+    json_object_set_new_nocheck(extra, "method", json_string(s->method));
+    json_object_set_new_nocheck(extra, "url", json_string(masked_url));
+    json_object_set_new_nocheck(extra, "status", json_integer(resp->status));
+    json_object_set_new_nocheck(extra, "latencyMs", json_integer((json_int_t)resp->latency_ms));
+    json_object_set_new_nocheck(extra, "totalMs", json_integer((json_int_t)resp->total_ms));
+    json_object_set_new_nocheck(extra, "attempts", json_integer(resp->attempts));
     if (resp->error)
         json_object_set_new(extra, "failure", json_string(outbound_failure_name(resp->failure)));
     return extra;
@@ -311,9 +329,7 @@ static void http_finish(struct step_run *r, size_t k, struct hreq *h,
     if (resp->error) {
         http_unanswered(r, p, k, start, end, masked, resp, extra);
     } else {
-        json_t *out = json_pack("{s:i,s:o,s:{s:s?,s:s?}}", "status", resp->status, "body",
-                                http_response_body(resp), "headers", "content-type",
-                                resp->content_type, "location", resp->location);
+        json_t *out = http_output(resp, http_response_body(resp));
         snprintf(msg, sizeof msg, "%s %s answered %d with %zu body bytes%s", s->method, masked,
                  resp->status, resp->body_len, resp->body_truncated ? " (cut)" : "");
         if (http_keep(r, p, k, out, start, end, msg, extra) < 0) {

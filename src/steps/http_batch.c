@@ -144,10 +144,11 @@ static int batch_body(struct step_run *r, const struct http_batch *b, const stru
 static json_t *batch_extra(const struct step_def *s, const char *masked,
                            const struct outbound_response *resp, const struct breq *q, size_t pos)
 {
-    json_t *extra = http_extra(s, masked, resp);
-    json_object_set_new(extra, "batch",
-                        json_pack("{s:s,s:I,s:I}", "key", q->key, "items", (json_int_t)q->n,
-                                  "position", (json_int_t)pos));
+    json_t *extra = http_extra(s, masked, resp), *batch = json_object();
+    json_object_set_new_nocheck(batch, "key", json_string(q->key));
+    json_object_set_new_nocheck(batch, "items", json_integer((json_int_t)q->n));
+    json_object_set_new_nocheck(batch, "position", json_integer((json_int_t)pos));
+    json_object_set_new_nocheck(extra, "batch", batch);
     return extra;
 }
 
@@ -266,9 +267,7 @@ static void batch_finish(struct step_run *r, size_t k, struct bitem *items, stru
             step_error_span(r, p, k, start, end, SLUICE_E_UPSTREAM_ERROR, NULL, msg, extra);
             continue;
         }
-        json_t *out =
-            json_pack("{s:i,s:O,s:{s:s?,s:s?}}", "status", resp->status, "body", res, "headers",
-                      "content-type", resp->content_type, "location", resp->location);
+        json_t *out = http_output(resp, json_incref(res));
         snprintf(msg, sizeof msg, "%s %s answered %d for a batch of %zu", s->method, masked,
                  resp->status, q->n);
         if (http_keep(r, p, k, out, start, end, msg, extra) == 0)

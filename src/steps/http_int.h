@@ -39,6 +39,9 @@ void http_send(struct step_run *r, struct outbound_request *reqs, struct outboun
 /* A response body as a value: parsed JSON when it says JSON and parses, else its text
  * (null when empty). New reference. */
 json_t *http_response_body(const struct outbound_response *resp);
+/* A kept output: {"status", "body": body (stolen), "headers": {"content-type",
+ * "location"}} (null for a header the answer lacks). New reference. */
+json_t *http_output(const struct outbound_response *resp, json_t *body);
 /* The event fields of a request's outcome: method, url (masked), status, latencyMs,
  * totalMs, attempts, and failure when it got no answer. New reference. */
 json_t *http_extra(const struct step_def *s, const char *masked_url,

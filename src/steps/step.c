@@ -25,9 +25,13 @@ static json_t *item_data(const struct step_item *p)
 
 json_t *step_outputs(struct step_run *r, struct step_item *p)
 {
-    if (!p->ctx) {
-        p->ctx = json_pack("{s:s,s:s?,s:I,s:{}}", "ref", p->in->ref, "job", r->job_id, "index",
-                           (json_int_t)p->in->index, "steps");
+    if (!p->ctx) { /* member by member: json_pack would read a format for every item */
+        p->ctx = json_object();
+        json_object_set_new_nocheck(p->ctx, "ref", json_string(p->in->ref));
+        json_object_set_new_nocheck(p->ctx, "job",
+                                    r->job_id ? json_string(r->job_id) : json_null());
+        json_object_set_new_nocheck(p->ctx, "index", json_integer((json_int_t)p->in->index));
+        json_object_set_new_nocheck(p->ctx, "steps", json_object());
         p->bare = 1;
     }
     return json_object_get(p->ctx, "steps");

@@ -37,6 +37,18 @@ static void put_real(struct buf *b, double d)
 }
 
 /* Adds n to *acc unless that passes cap (*acc <= cap on entry); -1 when it would. */
+/* The length of v in decimal, as buf_put_i64 writes it. */
+static size_t int_len(long long v)
+{
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    size_t n = v < 0 ? 2 : 1;
+    while (u >= 10) {
+        u /= 10;
+        n++;
+    }
+    return n;
+}
+
 static int add_len(size_t *acc, size_t n, size_t cap)
 {
     if (n > cap - *acc)
@@ -105,9 +117,7 @@ static int json_len(json_t *v, size_t *acc, size_t cap)
     case JSON_STRING:
         return str_len(json_string_value(v), json_string_length(v), acc, cap);
     case JSON_INTEGER:
-        return add_len(
-            acc, (size_t)snprintf(tmp, sizeof tmp, "%" JSON_INTEGER_FORMAT, json_integer_value(v)),
-            cap);
+        return add_len(acc, int_len((long long)json_integer_value(v)), cap);
     case JSON_REAL:
         return add_len(acc, fmt_real(json_real_value(v), tmp), cap);
     case JSON_TRUE:
@@ -161,7 +171,7 @@ void jsonw_put(struct buf *b, json_t *v)
         buf_json_str(b, json_string_value(v), json_string_length(v));
         break;
     case JSON_INTEGER:
-        buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        buf_put_i64(b, (long long)json_integer_value(v));
         break;
     case JSON_REAL:
         put_real(b, json_real_value(v));
