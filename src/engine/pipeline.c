@@ -240,20 +240,17 @@ void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const c
     for (size_t i = 0; i < n; i++) {
         struct step_item *p = &sr->items[i];
         /* The result first: its backstop may fail the item and add an event. */
-        json_t *steps = p->ctx ? json_object_get(p->ctx, "steps") : NULL;
-        if (!w->builtin && steps && json_object_size(steps)) {
+        if (!w->builtin) {
             /* Written, then measured: each step kept its outputs within the size as it
              * went, so this is a backstop, and a second walk to measure first would cost
              * as much as the writing. */
-            struct buf rb = BUF_INIT;
-            buf_puts(&rb, "{\"steps\":");
-            jsonw_put(&rb, steps);
-            buf_putc(&rb, '}');
-            if (rb.len > sr->max_item_bytes) {
-                buf_release(&rb);
-                result_too_large(sr, p, steps);
+            size_t len;
+            char *text = step_result_text(p, &len);
+            if (text && len > sr->max_item_bytes) {
+                free(text);
+                result_too_large(sr, p, step_outputs(sr, p));
             } else {
-                res[i].result = buf_detach(&rb, NULL); /* as step_result_len measures */
+                res[i].result = text; /* as step_result_len measures */
             }
         }
         struct buf ev = BUF_INIT;
@@ -266,7 +263,7 @@ void pipeline_run(const struct pipeline_env *env, const struct wfdef *w, const c
             res[i].warnings = json_dumps(p->warnings, JSON_COMPACT);
             json_decref(p->warnings);
         }
-        json_decref(p->ctx);
+        step_item_release(p);
         mask_result(sr->mask, &res[i]);
     }
     free(sr->items);

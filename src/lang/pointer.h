@@ -23,4 +23,22 @@ int pointer_check(const char *ptr, char *err, size_t errlen);
  * a valid pointer. */
 json_t *pointer_get(json_t *root, const char *ptr);
 
+/* One element's text (pointer_array_texts), NUL-terminated; owned by the caller. */
+struct pointer_text {
+    char *text;
+    size_t len;
+};
+
+/* Containers open at once in a text pointer_array_texts reads: jansson's, as jload. */
+#define POINTER_SCAN_MAX_DEPTH 2048
+
+/* The elements of the array at ptr in the JSON text[0..len), each as its own compact
+ * text (whitespace outside strings dropped, the rest as the text has it), found without
+ * making values: what the text says deeper than the elements costs only its scan.
+ * Returns the element count with *out set (the caller frees each text and *out), or -1
+ * when the text is not JSON (jload with JLOAD_ALLOW_NUL refuses the same texts, but
+ * for nesting deeper than 2048), or ptr is invalid or leads to no array (where the
+ * text repeats a member, its last occurrence counts, as in a value). */
+long pointer_array_texts(const char *text, size_t len, const char *ptr, struct pointer_text **out);
+
 #endif

@@ -308,12 +308,18 @@ int http_keep(struct step_run *r, struct step_item *p, size_t k, json_t *out, in
     if (step_result_len(steps, r->max_item_bytes) <= r->max_item_bytes)
         return 0;
     json_object_del(steps, s->name);
+    http_too_large(r, p, k, start, end, what, extra);
+    return -1;
+}
+
+void http_too_large(struct step_run *r, struct step_item *p, size_t k, int64_t start, int64_t end,
+                    const char *what, json_t *extra)
+{
     char msg[700], target[200];
     snprintf(msg, sizeof msg, "%s: the outputs kept would pass %zu bytes", what, r->max_item_bytes);
-    snprintf(target, sizeof target, "steps.%s.response.body", s->name);
+    snprintf(target, sizeof target, "steps.%s.response.body", r->w->steps[k].name);
     json_object_set_new(extra, "target", json_string(target));
     step_error_span(r, p, k, start, end, SLUICE_E_ITEM_TOO_LARGE, NULL, msg, extra);
-    return -1;
 }
 
 static void http_finish(struct step_run *r, size_t k, struct hreq *h,

@@ -60,6 +60,11 @@ void http_unanswered(struct step_run *r, struct step_item *p, size_t k, int64_t 
 int http_keep(struct step_run *r, struct step_item *p, size_t k, json_t *out, int64_t start,
               int64_t end, const char *what, json_t *extra);
 
+/* Fails p at step k with ItemTooLarge: the output it would keep passes the item's size;
+ * the message is led by what. extra is stolen. */
+void http_too_large(struct step_run *r, struct step_item *p, size_t k, int64_t start, int64_t end,
+                    const char *what, json_t *extra);
+
 /* The runner of a step with "batch" (http_batch.c). */
 void step_http_batch(struct step_run *r, size_t k);
 

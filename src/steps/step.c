@@ -34,7 +34,16 @@ json_t *step_outputs(struct step_run *r, struct step_item *p)
         json_object_set_new_nocheck(p->ctx, "steps", json_object());
         p->bare = 1;
     }
-    return json_object_get(p->ctx, "steps");
+    json_t *steps = json_object_get(p->ctx, "steps");
+    for (size_t i = 0; i < p->ntexts; i++) { /* a step reads them: values now */
+        json_t *v = jload(p->texts[i].text, p->texts[i].len, JLOAD_ALLOW_NUL);
+        json_object_set_new(steps, p->texts[i].name, v ? v : json_null());
+        free(p->texts[i].text);
+    }
+    free(p->texts);
+    p->texts = NULL;
+    p->ntexts = 0;
+    return steps;
 }
 
 json_t *step_ctx(struct step_run *r, struct step_item *p)
@@ -173,4 +182,65 @@ size_t step_result_len(json_t *steps, size_t cap)
         return cap + 1;
     size_t n = template_json_len(steps, cap - wrap);
     return n > cap - wrap ? cap + 1 : n + wrap;
+}
+
+/* The bytes a member "name":<len bytes> adds to an object, after a comma if it has
+ * members already. */
+static size_t member_len(const char *name, size_t len, int after)
+{
+    return (after ? 1 : 0) + 2 + jsonw_str_len(name, strlen(name), SIZE_MAX - 4) + 1 + len;
+}
+
+int step_keep_text(struct step_run *r, struct step_item *p, size_t k, char *text, size_t len)
+{
+    size_t cap = r->max_item_bytes;
+    json_t *steps = p->ctx ? json_object_get(p->ctx, "steps") : NULL;
+    size_t n = steps ? step_result_len(steps, cap) : sizeof "{\"steps\":{}}" - 1;
+    int members = steps && json_object_size(steps);
+    for (size_t i = 0; i < p->ntexts && n <= cap; i++)
+        n += member_len(p->texts[i].name, p->texts[i].len, members++);
+    n += member_len(r->w->steps[k].name, len, members);
+    if (n > cap) {
+        free(text);
+        return -1;
+    }
+    p->texts = xrealloc(p->texts, (p->ntexts + 1) * sizeof *p->texts);
+    p->texts[p->ntexts++] = (struct step_text_out){r->w->steps[k].name, text, len};
+    return 0;
+}
+
+char *step_result_text(struct step_item *p, size_t *len)
+{
+    json_t *steps = p->ctx ? json_object_get(p->ctx, "steps") : NULL;
+    int members = steps && json_object_size(steps);
+    if (!members && !p->ntexts)
+        return NULL;
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "{\"steps\":");
+    if (members) {
+        jsonw_put(&b, steps);
+        b.len--; /* its '}': the texts join it */
+    } else {
+        buf_putc(&b, '{');
+    }
+    for (size_t i = 0; i < p->ntexts; i++) {
+        if (members++)
+            buf_putc(&b, ',');
+        buf_json_str(&b, p->texts[i].name, strlen(p->texts[i].name));
+        buf_putc(&b, ':');
+        buf_append(&b, p->texts[i].text, p->texts[i].len);
+    }
+    buf_puts(&b, "}}");
+    return buf_detach(&b, len);
+}
+
+void step_item_release(struct step_item *p)
+{
+    json_decref(p->ctx);
+    p->ctx = NULL;
+    for (size_t i = 0; i < p->ntexts; i++)
+        free(p->texts[i].text);
+    free(p->texts);
+    p->texts = NULL;
+    p->ntexts = 0;
 }

@@ -54,6 +54,13 @@ struct pipeline_result {
                         504, not the item's failure */
 };
 
+/* A step's output kept as its JSON text (step_keep_text). */
+struct step_text_out {
+    const char *name; /* the step's (the workflow's) */
+    char *text;       /* compact JSON, owned */
+    size_t len;
+};
+
 /* One item's trip through the pipeline. */
 struct step_item {
     const struct pipeline_item *in;
@@ -67,6 +74,10 @@ struct step_item {
     int ev_n;         /* written against (util/events.h); 0: no claim event in ev */
     json_t *warnings; /* array or NULL */
     size_t capops;
+    /* Outputs kept as text, after ctx's "steps" in the result; they become values in
+     * ctx when a step reads it (step_outputs), so they are always its latest outputs. */
+    struct step_text_out *texts;
+    size_t ntexts;
 };
 
 /* What paces an http step's requests: the outbound request's pace, pace_backoff and
@@ -158,6 +169,17 @@ void step_too_large(struct step_run *r, struct step_item *p, size_t k, int64_t s
 /* The length of the item's result, {"steps":steps}, as pipeline_run writes it, or
  * cap + 1 when it passes cap. */
 size_t step_result_len(json_t *steps, size_t cap);
+/* Keeps text[0..len) (stolen: compact JSON that jload accepts with JLOAD_ALLOW_NUL) as
+ * step k's output without making it a value, for a runner that has the output's text
+ * already: the result splices it, and a later step that reads the context sees it as
+ * a value. 0; or -1 when the item's result would then pass r->max_item_bytes: the text
+ * is freed and nothing is kept (the caller fails the item). */
+int step_keep_text(struct step_run *r, struct step_item *p, size_t k, char *text, size_t len);
+/* The item's result text, {"steps":{...}}, with its length in *len; NULL when no step
+ * kept an output. */
+char *step_result_text(struct step_item *p, size_t *len);
+/* Frees what the item holds (context, outputs kept as text). */
+void step_item_release(struct step_item *p);
 
 /* ---- the runners (one file each) ----------------------------------------------------- */
 

@@ -160,6 +160,42 @@ def test_no_results_array_fails_the_batch(wfc, upstream):
         it["error"]["message"], it
 
 
+def test_a_later_step_reads_each_items_result(wfc, upstream):
+    # the answer as an upstream may write it: indented, escaped, a member twice
+    upstream.script("/pretty", [{"headers": {"Content-Type": "application/json"}, "body": (
+        '{ "results" : [\n  { "sku" : "caf\\u00e9", "id" : 1, "id": 10 },\n'
+        '  { "sku": "b \\"q\\"", "id" : 2e1 } ]\n}\n')}])
+    wf = make_workflow(wfc, [
+        batch_step(upstream.url + "/pretty", {"maxItems": 5, "results": "/results"}),
+        {"name": "after", "type": "http", "method": "PUT",
+         "url": upstream.url + "/after/{{ref}}", "body": {"id": "{{steps.push.body.id}}",
+                                                         "sku": "{{steps.push.body.sku}}"}}])
+    j = run_job(wfc, [{"ref": "x", "data": {}}, {"ref": "y", "data": {}}], wf)
+    assert j["status"] == "Succeeded" and step_counts(j) == {"push": (2, 0, 0),
+                                                            "after": (2, 0, 0)}, j
+    got = {e["path"]: e["json"] for e in upstream.log("/after/")}
+    assert got == {"/after/x": {"id": 10, "sku": "caf\u00e9"},
+                   "/after/y": {"id": 20.0, "sku": 'b "q"'}}, got
+    res = item_detail(wfc, j["id"], 0)["result"]["steps"]
+    assert list(res) == ["push", "after"], res
+    assert res["push"]["body"] == {"sku": "caf\u00e9", "id": 10}, res
+
+
+def test_a_result_past_the_item_size_fails_only_its_item(wfc, upstream):
+    # an answer within the 1 MiB an answer may have, with a result that makes an item's
+    # result pass the 1 MiB an item may have
+    upstream.script("/big", [{"json": {"r": ["x" * (1048576 - 56), {"ok": 1}]}}])
+    wf = make_workflow(wfc, [batch_step(upstream.url + "/big", {"maxItems": 5, "results": "/r"},
+                                        onError="continue")])
+    j = run_job(wfc, [{"ref": "a", "data": {}}, {"ref": "b", "data": {}}], wf)
+    it = item_detail(wfc, j["id"], 0)
+    assert step_counts(j) == {"push": (1, 1, 0)}, step_events(it, "push")[-1]["message"]
+    ev = step_events(it, "push")[-1]
+    assert ev["code"] == "ItemTooLarge" and ev["target"] == "steps.push.response.body", ev
+    assert "result" not in it or not it["result"], it
+    assert item_detail(wfc, j["id"], 1)["result"]["steps"]["push"]["body"] == {"ok": 1}
+
+
 @pytest.mark.parametrize("step, target", [
     (batch_step("http://127.0.0.1:9/x", {"maxItems": 5}, method="GET"), "steps[0].batch"),
     (batch_step("http://127.0.0.1:9/x", {}), "steps[0].batch.maxItems"),
