@@ -267,19 +267,66 @@ static void batch_finish(struct step_run *r, size_t k, struct bitem *items, stru
         }
     }
     /* an output is {"status":...,"body":<the result>,"headers":{...}}, as one item's
-     * (http_output): written around each result's text */
-    struct buf head = BUF_INIT, tail = BUF_INIT;
+     * (http_output), written around each result's text; a passed item's event fields
+     * are the request's (http_extra) and the batch's, written once, and its position */
+    struct buf head = BUF_INIT, tail = BUF_INIT, ev = BUF_INIT;
+    char pass_msg[700];
+    size_t ev_len = 0;
     if (!whole && !resp->error) {
         json_t *o = http_output(resp, json_null());
         jsonw_put(&tail, json_object_get(o, "headers"));
         json_decref(o);
         buf_printf(&head, "{\"status\":%d,\"body\":", resp->status);
+        o = http_extra(s, masked, resp);
+        size_t n;
+        char *t = jsonw_dump(o, &n);
+        json_decref(o);
+        buf_putc(&ev, ',');
+        buf_append(&ev, t + 1, n - 2); /* its members, without the braces */
+        free(t);
+        buf_puts(&ev, ",\"batch\":{\"key\":");
+        buf_json_str(&ev, q->key, strlen(q->key));
+        buf_printf(&ev, ",\"items\":%zu,\"position\":", q->n);
+        ev_len = ev.len;
+        snprintf(pass_msg, sizeof pass_msg, "%s %s answered %d for a batch of %zu", s->method,
+                 masked, resp->status, q->n);
     }
     for (size_t pos = 0; pos < q->n; pos++) {
         struct bitem *it = &items[q->idx[pos]];
         struct step_item *p = it->h.p;
-        json_t *extra = batch_extra(s, masked, resp, q, pos);
         it->state = B_DONE;
+        long j = resp->error || whole ? -1 : result_index(b, &rs, it, pos);
+        json_t *st = j >= 0 && b->status ? pointer_get(result_value(&rs, j), b->status) : NULL;
+        int pass = j >= 0 && (!b->status || batch_status_in(b->success, st));
+        int again = j >= 0 && b->status && batch_status_in(b->retry, st) &&
+                    it->rounds < (size_t)s->max_attempts;
+        if (pass && !again) {
+            struct buf out = BUF_INIT;
+            buf_grow(&out, head.len + rs.el[j].len + tail.len + 16);
+            buf_append(&out, head.data, head.len);
+            buf_append(&out, rs.el[j].text, rs.el[j].len);
+            buf_puts(&out, ",\"headers\":");
+            buf_append(&out, tail.data, tail.len);
+            buf_putc(&out, '}');
+            size_t len;
+            char *text = buf_detach(&out, &len);
+            if (step_keep_text(r, p, k, text, len) == 0) {
+                ev.len = ev_len;
+                buf_put_i64(&ev, (long long)pos);
+                buf_putc(&ev, '}');
+                if (b->status) {
+                    buf_puts(&ev, ",\"resultStatus\":");
+                    jsonw_put(&ev, st ? st : json_null());
+                }
+                step_pass_text(r, p, k, start, end, "Delivered", pass_msg, ev.data);
+            } else {
+                json_t *extra = batch_extra(s, masked, resp, q, pos);
+                extra_result(extra, b, result_value(&rs, j), 1);
+                http_too_large(r, p, k, start, end, pass_msg, extra);
+            }
+            continue;
+        }
+        json_t *extra = batch_extra(s, masked, resp, q, pos);
         if (resp->error) {
             http_unanswered(r, p, k, start, end, masked, resp, extra);
             continue;
@@ -288,7 +335,6 @@ static void batch_finish(struct step_run *r, size_t k, struct bitem *items, stru
             step_error_span(r, p, k, start, end, SLUICE_E_UPSTREAM_ERROR, NULL, whole, extra);
             continue;
         }
-        long j = result_index(b, &rs, it, pos);
         if (j < 0) {
             if (b->by_key)
                 snprintf(msg, sizeof msg, "%s %s answered %d with no result for this item's key %s",
@@ -299,44 +345,22 @@ static void batch_finish(struct step_run *r, size_t k, struct bitem *items, stru
             step_error_span(r, p, k, start, end, SLUICE_E_UPSTREAM_ERROR, NULL, msg, extra);
             continue;
         }
-        json_t *st = b->status ? pointer_get(result_value(&rs, j), b->status) : NULL;
-        int pass = !b->status || batch_status_in(b->success, st);
-        if (b->status || !pass)
-            extra_result(extra, b, result_value(&rs, j), pass);
-        if (b->status && batch_status_in(b->retry, st) && it->rounds < (size_t)s->max_attempts) {
-            char *sv = st ? jsonw_dump(st, NULL) : xstrdup("null");
+        extra_result(extra, b, result_value(&rs, j), pass);
+        char *sv = st ? jsonw_dump(st, NULL) : xstrdup("null");
+        if (again) {
             snprintf(msg, sizeof msg, "%s %s: this item's result says %s; sent again", s->method,
                      masked, sv);
-            free(sv);
             step_event(p, start, "retry", NULL, p->in->attempt, "warn", "BatchItemRetry", msg,
                        end - start, extra);
             it->state = B_RETRY;
-            continue;
-        }
-        if (!pass) {
-            char *sv = st ? jsonw_dump(st, NULL) : xstrdup("null");
+        } else {
             snprintf(msg, sizeof msg, "%s %s answered %d; this item's result says %s", s->method,
                      masked, resp->status, sv);
-            free(sv);
             step_error_span(r, p, k, start, end, SLUICE_E_UPSTREAM_ERROR, NULL, msg, extra);
-            continue;
         }
-        struct buf out = BUF_INIT;
-        buf_grow(&out, head.len + rs.el[j].len + tail.len + 16);
-        buf_append(&out, head.data, head.len);
-        buf_append(&out, rs.el[j].text, rs.el[j].len);
-        buf_puts(&out, ",\"headers\":");
-        buf_append(&out, tail.data, tail.len);
-        buf_putc(&out, '}');
-        size_t len;
-        char *text = buf_detach(&out, &len);
-        snprintf(msg, sizeof msg, "%s %s answered %d for a batch of %zu", s->method, masked,
-                 resp->status, q->n);
-        if (step_keep_text(r, p, k, text, len) == 0)
-            step_pass_span(r, p, k, start, end, "Delivered", msg, extra);
-        else
-            http_too_large(r, p, k, start, end, msg, extra);
+        free(sv);
     }
+    buf_release(&ev);
     buf_release(&head);
     buf_release(&tail);
     results_release(&rs);

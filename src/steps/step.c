@@ -65,9 +65,9 @@ void step_set_output(struct step_run *r, struct step_item *p, const char *step,
 /* Appends one event (util/events.h has the stored form). A step event (s != NULL)
  * also names the step, its type and its outcome (passed | failed | skipped |
  * continued). extra (stolen, may be NULL) adds fields (http details, violations). */
-void step_event(struct step_item *p, int64_t at, const char *stage, const struct step_def *s,
-                int attempt, const char *level, const char *code, const char *msg, int64_t dur_ms,
-                json_t *extra)
+static void event_put(struct step_item *p, int64_t at, const char *stage, const struct step_def *s,
+                      int attempt, const char *level, const char *code, const char *msg,
+                      int64_t dur_ms, json_t *extra, const char *extra_text)
 {
     struct item_event e = {.at = at,
                            .stage = stage,
@@ -75,7 +75,8 @@ void step_event(struct step_item *p, int64_t at, const char *stage, const struct
                            .level = level,
                            .code = code,
                            .message = msg,
-                           .duration_ms = dur_ms};
+                           .duration_ms = dur_ms,
+                           .extra_text = extra_text};
     if (s) {
         e.step = s->name;
         e.type = wfdef_step_type_name(s->type);
@@ -88,6 +89,13 @@ void step_event(struct step_item *p, int64_t at, const char *stage, const struct
     e.base = p->ev_base;
     events_put(&p->ev, &e, extra);
     json_decref(extra);
+}
+
+void step_event(struct step_item *p, int64_t at, const char *stage, const struct step_def *s,
+                int attempt, const char *level, const char *code, const char *msg, int64_t dur_ms,
+                json_t *extra)
+{
+    event_put(p, at, stage, s, attempt, level, code, msg, dur_ms, extra, NULL);
 }
 
 void step_claim_event(struct step_item *p, int64_t at, unsigned worker, int attempt)
@@ -115,6 +123,14 @@ void step_pass_span(struct step_run *r, struct step_item *p, size_t k, int64_t s
     r->counts[k].passed++;
     step_event(p, start, "step", &r->w->steps[k], p->in->attempt, "info", code, msg, end - start,
                extra);
+}
+
+void step_pass_text(struct step_run *r, struct step_item *p, size_t k, int64_t start, int64_t end,
+                    const char *code, const char *msg, const char *extra_text)
+{
+    r->counts[k].passed++;
+    event_put(p, start, "step", &r->w->steps[k], p->in->attempt, "info", code, msg, end - start,
+              NULL, extra_text);
 }
 
 void step_pass(struct step_run *r, struct step_item *p, size_t k, int64_t start, const char *code,

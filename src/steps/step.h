@@ -144,6 +144,10 @@ void step_set_output(struct step_run *r, struct step_item *p, const char *step, 
 void step_event(struct step_item *p, int64_t at, const char *stage, const struct step_def *s,
                 int attempt, const char *level, const char *code, const char *msg, int64_t dur_ms,
                 json_t *extra);
+/* step_pass_span whose extra fields are written already: extra_text, members each led
+ * by ',' (util/events.h), for fields that many items' events share. */
+void step_pass_text(struct step_run *r, struct step_item *p, size_t k, int64_t start, int64_t end,
+                    const char *code, const char *msg, const char *extra_text);
 /* Appends the item's claim event: "claimed by worker W (attempt N)", stored as the
  * numbers (util/events.h). */
 void step_claim_event(struct step_item *p, int64_t at, unsigned worker, int attempt);

@@ -118,6 +118,8 @@ void events_put(struct buf *b, const struct item_event *e, json_t *extra)
     }
     if (extra && json_object_size(extra))
         put_members(b, extra, 0);
+    if (e->extra_text)
+        buf_puts(b, e->extra_text);
     buf_putc(b, '}');
 }
 

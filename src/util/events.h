@@ -57,6 +57,9 @@ struct item_event {
      * after it; same_attempt: a step event whose attempt the array's latest "n" says. */
     int64_t base;
     int same_attempt;
+    /* Extra members already written, each led by ',' (NULL: none): what many events
+     * share is written once, not once per event. */
+    const char *extra_text;
 };
 
 /* Appends e in the compact form, after a ',' when b holds more than an opening '['.

@@ -60,6 +60,36 @@ TEST(step_event_round_trips_to_the_public_form)
     buf_release(&b);
 }
 
+/* Members written once for many events (extra_text) follow the extra object's, and read
+ * back like them. */
+TEST(extra_members_written_already_read_back_after_the_others)
+{
+    struct buf b = BUF_INIT;
+    buf_putc(&b, '[');
+    json_t *extra = json_pack("{s:i}", "status", 201);
+    const struct item_event step = {.at = T0,
+                                    .stage = "step",
+                                    .type = "http",
+                                    .outcome = "passed",
+                                    .level = "info",
+                                    .code = "Delivered",
+                                    .message = "m",
+                                    .duration_ms = 3,
+                                    .extra_text = ",\"batch\":{\"items\":2,\"position\":1}"};
+    events_put(&b, &step, extra);
+    json_decref(extra);
+    buf_putc(&b, ']');
+    char *pub = expand(b.data);
+    json_t *arr = json_loads(pub, 0, NULL);
+    json_t *e = json_array_get(arr, 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(e, "status")), 201);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(e, "batch"), "position")), 1);
+    CHECK(strstr(pub, "\"status\":201,\"batch\":{") != NULL);
+    json_decref(arr);
+    free(pub);
+    buf_release(&b);
+}
+
 TEST(an_outcome_the_level_does_not_imply_is_kept)
 {
     struct buf b = BUF_INIT;
@@ -296,6 +326,7 @@ TEST(a_fixed_message_is_left_out_only_when_it_is_the_one)
 int main(void)
 {
     RUN(step_event_round_trips_to_the_public_form);
+    RUN(extra_members_written_already_read_back_after_the_others);
     RUN(an_outcome_the_level_does_not_imply_is_kept);
     RUN(claims_and_steps_named_after_their_type_store_less);
     RUN(public_and_mixed_arrays_pass_through);
