@@ -45,15 +45,31 @@ struct worker {
 
 /* The store's claim gate: the limiter decides; only the last admission counts (a
  * store may retry its transaction and call again). */
-static size_t worker_admit(void *ctx, const char *tenant, const char *job_id, const char *uses,
-                           size_t want)
+/* 1 when the workflow makes no upstream call: its items take microseconds each. */
+static int wf_local(const struct wfdef *d)
+{
+    for (size_t k = 0; d && k < d->nsteps; k++)
+        if (d->steps[k].type == STEP_HTTP)
+            return 0;
+    return d != NULL;
+}
+
+/* The claim gate: a job whose workflow calls upstreams (or is not compiled here yet)
+ * claims ENGINE_BATCH_CALLS when no batch is configured; then the limits decide. */
+static size_t worker_admit(void *ctx, const struct store_job *job, size_t want)
 {
     struct worker *w = ctx;
+    if (!w->eng->cfg.batch && want > ENGINE_BATCH_CALLS &&
+        !wf_local(wfcache_peek(w->cache, job->tenant, job->workflow, job->workflow_version)))
+        want = ENGINE_BATCH_CALLS;
+    if (!w->eng->cfg.limits)
+        return want;
     if (w->granted) {
         limits_undo(w->eng->cfg.limits, &w->grant);
         w->granted = 0;
     }
-    size_t n = limits_admit(w->eng->cfg.limits, tenant, job_id, uses, want, &w->grant);
+    size_t n = limits_admit(w->eng->cfg.limits, job->tenant, job->id, job->uses ? job->uses : "",
+                            want, &w->grant);
     w->granted = 1;
     return n;
 }
@@ -61,7 +77,7 @@ static size_t worker_admit(void *ctx, const char *tenant, const char *job_id, co
 void engine_config_default(struct engine_config *cfg)
 {
     cfg->workers = 2;
-    cfg->batch = 500;
+    cfg->batch = 0;
     cfg->lease_ms = 30000;
     cfg->max_attempts = 5;
     cfg->max_active_jobs = 0;
@@ -252,8 +268,10 @@ static void *worker_main(void *arg)
         struct store_claim c;
         memset(&c, 0, sizeof c);
         struct store_claim_gate gate = {worker_admit, w};
-        struct store_claim_opts o = {eng->cfg.batch, eng->cfg.lease_ms, eng->cfg.max_attempts,
-                                     eng->cfg.max_active_jobs, eng->cfg.limits ? &gate : NULL};
+        struct store_claim_opts o = {eng->cfg.batch ? eng->cfg.batch : ENGINE_BATCH_LOCAL,
+                                     eng->cfg.lease_ms, eng->cfg.max_attempts,
+                                     eng->cfg.max_active_jobs,
+                                     eng->cfg.limits || !eng->cfg.batch ? &gate : NULL};
         if (eng->cfg.limits && w->id == 1 && clock_mono_ms() - w->reloaded_at > RELOAD_MS) {
             /* Tenants' limits written through another node (or this one) */
             limits_reload(eng->cfg.limits, eng->st);

@@ -32,9 +32,19 @@ struct outbound;
 struct limits;
 struct secrets;
 
+/* Items per claim when the configuration names none. A claim is the unit of a store
+ * transaction pair (claim, complete) and of a lease: a job whose workflow calls no
+ * upstream runs its items in microseconds, so it claims more of them at once and pays
+ * for fewer commits (W2 at 200,000 items: 88,000 items/s at 500, 112,000 at 2,000); one
+ * with an http step holds its items while their requests are paced, so it claims as
+ * before. */
+#define ENGINE_BATCH_CALLS 500
+#define ENGINE_BATCH_LOCAL 2000
+
 struct engine_config {
     unsigned workers;    /* threads; default 2 */
-    size_t batch;        /* items per claim; default 500 */
+    size_t batch;        /* items per claim; 0 (the default): by the job's workflow,
+                            ENGINE_BATCH_CALLS or ENGINE_BATCH_LOCAL */
     int64_t lease_ms;    /* claim lease; default 30000 */
     int max_attempts;    /* default 5 */
     int max_active_jobs; /* per tenant: more jobs wait NotStarted (store_claim_opts); 0 = no cap */

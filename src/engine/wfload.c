@@ -62,6 +62,24 @@ void wfcache_free(struct wfcache *c)
     free(c);
 }
 
+const struct wfdef *wfcache_peek(struct wfcache *c, const char *tenant, const char *name,
+                                 int64_t version)
+{
+    const struct wfdef *d = NULL;
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        struct slot *s = &c->slots[i];
+        if (s->def && s->version == version && !strcmp(s->name, name) &&
+            (s->def->builtin || !strcmp(s->tenant, tenant)))
+            return s->def;
+    }
+    /* a built-in is compiled from its name alone: wfcache_get then never reads the store */
+    struct wfdef *probe;
+    if (wfdef_name_valid(name) || wfdef_builtin(name, &probe) < 0)
+        return NULL;
+    wfdef_free(probe);
+    return wfcache_get(c, NULL, tenant, name, version, &d) == 0 ? d : NULL;
+}
+
 int wfcache_get(struct wfcache *c, struct store *st, const char *tenant, const char *name,
                 int64_t version, const struct wfdef **out)
 {

@@ -20,6 +20,10 @@ int wfload(struct store *st, const char *tenant, const char *name, int64_t versi
 struct wfcache;
 struct wfcache *wfcache_new(void);
 void wfcache_free(struct wfcache *c);
+/* The definition if c holds it (or it is a built-in, compiled without the store), else
+ * NULL: never reads the store. Borrowed, valid until wfcache_free. */
+const struct wfdef *wfcache_peek(struct wfcache *c, const char *tenant, const char *name,
+                                 int64_t version);
 /* Borrowed definition, valid until wfcache_free. Same errors as wfload. */
 int wfcache_get(struct wfcache *c, struct store *st, const char *tenant, const char *name,
                 int64_t version, const struct wfdef **out);

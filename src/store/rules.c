@@ -289,7 +289,7 @@ size_t rules_claim_admit(const struct store_claim_gate *gate, const struct rules
     if (!gate)
         return n;
     /* The scheduler's limits: a shorter range, or none from this job now. */
-    size_t granted = gate->admit(gate->ctx, r->j.tenant, r->j.id, r->j.uses ? r->j.uses : "", n);
+    size_t granted = gate->admit(gate->ctx, &r->j, n);
     if (granted >= n)
         return n;
     rules_claim_items_clear(items + granted, n - granted);

@@ -367,8 +367,7 @@ struct store_step_count {
  * treats only the last call before store_claim returns 1 as granted, and only when
  * the claim is of that job (an expired claim taken over is not admitted). */
 struct store_claim_gate {
-    size_t (*admit)(void *ctx, const char *tenant, const char *job_id, const char *uses,
-                    size_t want);
+    size_t (*admit)(void *ctx, const struct store_job *job, size_t want);
     void *ctx;
 };
 

@@ -2105,16 +2105,16 @@ struct gate_log {
     size_t grant;               /* admit at most this many otherwise */
     int calls;
     char last_uses[64];
+    char last_workflow[STORE_NAME_MAX]; /* the gate sees the whole job: the engine sizes by it */
 };
 
-static size_t gate_admit(void *ctx, const char *tenant, const char *job_id, const char *uses,
-                         size_t want)
+static size_t gate_admit(void *ctx, const struct store_job *job, size_t want)
 {
     struct gate_log *g = ctx;
-    (void)tenant;
     g->calls++;
-    snprintf(g->last_uses, sizeof g->last_uses, "%s", uses);
-    if (strcmp(job_id, g->blocked) == 0)
+    snprintf(g->last_uses, sizeof g->last_uses, "%s", job->uses ? job->uses : "");
+    snprintf(g->last_workflow, sizeof g->last_workflow, "%s", job->workflow);
+    if (strcmp(job->id, g->blocked) == 0)
         return 0;
     return want < g->grant ? want : g->grant;
 }
@@ -2159,6 +2159,7 @@ TEST(claim_gate_shortens_and_passes_over)
         if (strcmp(c.job_id, a) == 0) {
             got_a += (int)c.n;
             CHECK_EQ_STR(g.last_uses, "limit-a");
+            CHECK_EQ_STR(g.last_workflow, "wf");
         }
         CHECK_EQ_INT(complete_all(&c, ITEM_FAILED), 0);
         store_claim_release(&c);
