@@ -1010,6 +1010,11 @@ int outbound_start(const struct outbound_config *cfg, struct outbound **out)
         log_write(LOG_ERROR, "outbound: curl_multi_init failed", NULL);
         goto out;
     }
+    /* Idle connections kept: as many as can be in flight. Without a size, curl keeps 4
+     * per request in flight at the moment one is handed back, so as a claim's last
+     * requests end it closes almost all, and the next claim connects anew (400
+     * connects/s and 8,000 sockets in TIME_WAIT at 24,000 requests/s to one upstream). */
+    curl_multi_setopt(ob->multi, CURLMOPT_MAXCONNECTS, (long)ob->max_in_flight);
     int e = pthread_create(&ob->thread, NULL, io_main, ob);
     if (e != 0) {
         log_write(LOG_ERROR, "outbound: cannot start the I/O thread", "error", strerror(e), NULL);
