@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "util/jscan.h"
+#include "util/utf8.h"
 #include "util/xmalloc.h"
 
 /* jansson's JSON_PARSER_MAX_DEPTH counts every value on the way down, a scalar too: 2048
@@ -77,21 +78,7 @@ static size_t unescape(const char *s, size_t n, char *out)
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4(s + i + 3) - 0xDC00);
                 i += 6;
             }
-            if (cp < 0x80) {
-                out[j++] = (char)cp;
-            } else if (cp < 0x800) {
-                out[j++] = (char)(0xC0 | cp >> 6);
-                out[j++] = (char)(0x80 | (cp & 0x3F));
-            } else if (cp < 0x10000) {
-                out[j++] = (char)(0xE0 | cp >> 12);
-                out[j++] = (char)(0x80 | (cp >> 6 & 0x3F));
-                out[j++] = (char)(0x80 | (cp & 0x3F));
-            } else {
-                out[j++] = (char)(0xF0 | cp >> 18);
-                out[j++] = (char)(0x80 | (cp >> 12 & 0x3F));
-                out[j++] = (char)(0x80 | (cp >> 6 & 0x3F));
-                out[j++] = (char)(0x80 | (cp & 0x3F));
-            }
+            j += utf8_encode(cp, out + j);
             break;
         }
         default:

@@ -5,6 +5,7 @@
 #define SLUICE_UTF8_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* 1 when s[0..n) is valid UTF-8 without NUL bytes, else 0. */
 int utf8_valid_text(const char *s, size_t n);
@@ -16,5 +17,8 @@ size_t utf8_char_len(const char *s, size_t n);
  * inside a UTF-8 character: where to cut text for a message ("%.*s") so that what is
  * shown stays valid UTF-8 (and jansson accepts it). */
 size_t utf8_prefix_len(const char *s, size_t n, size_t max);
+/* Writes code point cp (at most U+10FFFF, not a surrogate) as UTF-8 into out; returns
+ * its length, 1 to 4. */
+size_t utf8_encode(uint32_t cp, char out[4]);
 
 #endif
