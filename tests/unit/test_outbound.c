@@ -682,7 +682,7 @@ TEST(connections_outlive_a_round_of_requests)
     enum { N = 300 };
     static struct outbound_request q[N];
     static struct outbound_response r[N];
-    static char keys[N][32];
+    static char keys[N][48];
     int opened[2];
     for (int round = 0; round < 2; round++) {
         int before = connected();
