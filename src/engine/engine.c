@@ -43,8 +43,6 @@ struct worker {
     int64_t reloaded_at;       /* monotonic ms of the last limits_reload (worker 1) */
 };
 
-/* The store's claim gate: the limiter decides; only the last admission counts (a
- * store may retry its transaction and call again). */
 /* 1 when the workflow makes no upstream call: its items take microseconds each. */
 static int wf_local(const struct wfdef *d)
 {
@@ -54,8 +52,10 @@ static int wf_local(const struct wfdef *d)
     return d != NULL;
 }
 
-/* The claim gate: a job whose workflow calls upstreams (or is not compiled here yet)
- * claims ENGINE_BATCH_CALLS when no batch is configured; then the limits decide. */
+/* The store's claim gate: a job whose workflow calls upstreams (or is not compiled
+ * here yet) claims ENGINE_BATCH_CALLS when no batch is configured; then the limiter
+ * decides, and only its last admission counts (a store may retry its transaction and
+ * call again). */
 static size_t worker_admit(void *ctx, const struct store_job *job, size_t want)
 {
     struct worker *w = ctx;

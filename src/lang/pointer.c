@@ -160,11 +160,9 @@ static int on_token(void *ctx, struct jscan *sc, enum jscan_event ev)
         return 0;
     case JSCAN_OBJ_END:
     case JSCAN_ARR_END: {
-        struct frame *fr = &f->frames[--f->nframes];
-        if (f->nframes && f->frames[f->nframes - 1].is_target)
+        /* a container ends: an element, when the array it is in is the target */
+        if (--f->nframes && f->frames[f->nframes - 1].is_target)
             add_element(f, f->elem_start, (size_t)sc->tok_end);
-        if (fr->is_target)
-            fr->is_target = 0;
         return 0;
     }
     default:
