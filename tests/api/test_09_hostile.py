@@ -233,9 +233,11 @@ def test_garbage_request_line(server, tenant):
                  b"GET /healthz HTTP/9.9\r\n\r\n", b"G" * 100000 + b"\r\n\r\n"):
         s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         try:
-            s.sendall(junk)
-            s.shutdown(socket.SHUT_WR)
+            # the server may answer and close (or reset) before we are done: what counts
+            # is that it stays up
             try:
+                s.sendall(junk)
+                s.shutdown(socket.SHUT_WR)
                 s.recv(65536)
             except OSError:
                 pass
