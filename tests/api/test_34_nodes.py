@@ -124,8 +124,18 @@ def test_three_nodes_sigkill_and_sigstop(cluster):
         # every node works on it
         wait_until(lambda: done_count(ca, jid) >= N // 10, timeout=300, interval=0.05,
                    what="10% done")
-        b.kill()  # SIGKILL mid-job
-        in_flight = claimed_items(a.store, ids[b.port])
+        # SIGKILL mid-job, while it holds a claim: stopped first, so that the claim seen
+        # is still the one it holds when it dies (a loaded machine may catch it between
+        # two claims)
+        in_flight = set()
+        for _ in range(500):
+            os.kill(b.proc.pid, signal.SIGSTOP)
+            in_flight = claimed_items(a.store, ids[b.port])
+            if in_flight:
+                break
+            os.kill(b.proc.pid, signal.SIGCONT)
+            time.sleep(0.01)
+        b.kill()
         assert in_flight, "the killed node held no claim (nothing in flight)"
         mark = done_count(ca, jid)
         wait_until(lambda: done_count(ca, jid) >= mark + N // 10, timeout=300, interval=0.05,
