@@ -1053,7 +1053,8 @@ int http_server_start(const struct http_config *cfg, const struct route *routes,
     /* poll, not epoll: libmicrohttpd 0.9.75 (Debian 12) can abort the process in
      * MHD_quiesce_daemon on an epoll daemon with its own threads ("Failed to remove listen
      * FD from epoll set": the quiesce and a worker's epoll loop race to take the listen
-     * socket out of the set, and the loser's ENOENT is a panic); CI saw it at a SIGTERM.
+     * socket out of the set, and the loser's ENOENT is a panic); a test run saw it at a
+     * SIGTERM.
      * The same library's epoll mode also left requests on kept-alive connections
      * unanswered for 10 s under load (docs/benchmarks.md, 2026-12-07 21:26). Each
      * pool thread polls its own connections: at most --max-connections / threads. */

@@ -4,9 +4,10 @@
  * One MHD daemon with an internal thread pool (poll; server.c says why not epoll). For
  * each request the server matches the route table, checks Content-Length sanity,
  * authenticates through the hook, buffers the body (or streams it to the route's
- * on_body), calls the handler and queues the reply the handler built. Replies are queued only after
- * the first access-handler call (MHD drops keep-alive otherwise: machine-notes.md). Every request
- * gets an id (X-Request-Id) and one JSON log line when it ends. */
+ * on_body), calls the handler and queues the reply the handler built. Replies are
+ * queued only after the first access-handler call (MHD drops keep-alive otherwise:
+ * machine-notes.md). Every request gets an id (X-Request-Id) and one JSON log line
+ * when it ends. */
 #ifndef SLUICE_HTTP_SERVER_H
 #define SLUICE_HTTP_SERVER_H
 

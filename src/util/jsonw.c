@@ -36,7 +36,6 @@ static void put_real(struct buf *b, double d)
     buf_puts(b, tmp);
 }
 
-/* Adds n to *acc unless that passes cap (*acc <= cap on entry); -1 when it would. */
 /* The length of v in decimal, as buf_put_i64 writes it. */
 static size_t int_len(long long v)
 {
@@ -49,6 +48,7 @@ static size_t int_len(long long v)
     return n;
 }
 
+/* Adds n to *acc unless that passes cap (*acc <= cap on entry); -1 when it would. */
 static int add_len(size_t *acc, size_t n, size_t cap)
 {
     if (n > cap - *acc)
