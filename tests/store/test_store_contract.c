@@ -3765,6 +3765,88 @@ TEST(watch_wakes_on_commit)
     drain();
 }
 
+/* A claim that finds a fresh job's runnable row held by another node's first claim
+ * waits for that claim and takes the next range, rather than leaving the job to the
+ * other node until its next poll. The other claim is held open inside its gate. */
+struct held_gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int entered, go;
+};
+
+static size_t held_admit(void *ctx, const struct store_job *job, size_t want)
+{
+    struct held_gate *g = ctx;
+    (void)job;
+    pthread_mutex_lock(&g->mu);
+    g->entered = 1;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->go)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    return want;
+}
+
+struct claimer {
+    struct store *s;
+    const struct store_claim_gate *gate;
+    struct store_claim c;
+    int rc;
+};
+
+static void *claimer_main(void *arg)
+{
+    struct claimer *k = arg;
+    struct store_claim_opts o = {5, 60000, 3, 0, k->gate};
+    k->rc = store_claim(k->s, &o, &k->c);
+    return NULL;
+}
+
+TEST(claim_waits_for_a_first_claim_in_progress)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
+    struct store *other = NULL;
+    if (!store_shared(st))
+        return; /* SQLite: one writer at a time; a second claim waits on the lock anyway */
+    drain();
+    CHECK_EQ_INT(store_open(store_url, NULL, &other), 0);
+    new_tenant(tenant, "firstclaim");
+    CHECK_EQ_INT(submit(tenant, id, 10, "f%d"), 0);
+    struct held_gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    struct store_claim_gate gate = {held_admit, &g};
+    struct claimer a = {st, &gate, {0}, -1}, b = {other, NULL, {0}, -1};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, claimer_main, &a);
+    pthread_mutex_lock(&g.mu);
+    while (!g.entered)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    /* a holds the job's runnable row, and the job is not started yet */
+    pthread_create(&tb, NULL, claimer_main, &b);
+    struct timespec ts = {0, 300000000};
+    nanosleep(&ts, NULL); /* b reaches the held row (the old check returned 0 at once) */
+    pthread_mutex_lock(&g.mu);
+    g.go = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK_EQ_INT(a.rc, 1);
+    CHECK_EQ_INT(b.rc, 1);
+    if (a.rc == 1 && b.rc == 1) {
+        CHECK_EQ_STR(a.c.job_id, id);
+        CHECK_EQ_STR(b.c.job_id, id);
+        CHECK_EQ_INT((int)a.c.from, 0);
+        CHECK_EQ_INT((int)b.c.from, 5);
+        CHECK_EQ_INT(complete_all(&a.c, ITEM_SUCCEEDED), 0);
+        CHECK_EQ_INT(complete_all(&b.c, ITEM_SUCCEEDED), 0);
+    }
+    store_claim_release(&a.c);
+    store_claim_release(&b.c);
+    store_close(other);
+    drain();
+}
+
 /* Two handles (two nodes) claiming and completing at once never hold the same item. */
 #define NODES_N 10000
 static char nodes_job[STORE_ID_MAX];
@@ -4112,6 +4194,7 @@ int main(void)
     RUN(buckets_and_sems);
     RUN(silent_node_loses_leases);
     RUN(watch_wakes_on_commit);
+    RUN(claim_waits_for_a_first_claim_in_progress);
     RUN(two_nodes_claims_never_overlap);
     RUN(concurrent_claim_complete);
     RUN(throughput_upsert);

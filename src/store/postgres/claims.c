@@ -546,12 +546,14 @@ static int claim_body(struct conn *c, void *vctx)
          * holder of the runnable row may be waiting for one of them. */
         if (wait || tries >= CLAIM_TRIES || settled)
             break;
-        /* Was a started job passed over because another claim held it? */
+        /* Was a job passed over because another claim held it? Not only a started one:
+         * a job's first claim marks it started inside its own transaction, so a job
+         * that a worker (or a node woken by the same NOTIFY) is claiming for the first
+         * time looks unstarted here; skipping the wait then left the rest of a fresh
+         * job to one worker until the next poll (200 ms). */
         struct pg_params p = {0};
         jid_array(&p, &c->arr[0], tried, ntried);
-        rc = pg_exec(
-            c, "SELECT 1 FROM runnable WHERE jid <> ALL($1::bigint[]) AND started = 1 LIMIT 1", &p,
-            NULL);
+        rc = pg_exec(c, "SELECT 1 FROM runnable WHERE jid <> ALL($1::bigint[]) LIMIT 1", &p, NULL);
         if (rc <= 0)
             return rc;
     }
