@@ -3847,6 +3847,91 @@ TEST(claim_waits_for_a_first_claim_in_progress)
     drain();
 }
 
+/* Jobs of two nodes upserting the same new documents at once (the batched path: a
+ * plain INSERT when none exists yet, run again with ON CONFLICT when another writer
+ * created one meanwhile): every write lands, each document's versions are 1..writes
+ * with one "created", and nothing fails. */
+#define RACE_WRITERS 4
+#define RACE_REFS 50
+#define RACE_ROUNDS 5
+static atomic_int race_writes[RACE_ROUNDS][RACE_REFS];
+static atomic_int race_created[RACE_ROUNDS][RACE_REFS];
+static atomic_int race_versions[RACE_ROUNDS][RACE_REFS]; /* bit v: version v was reported */
+
+struct race_writer {
+    struct store *s;
+    pthread_barrier_t *go;
+    int round, errors;
+};
+
+static void *race_writer_main(void *arg)
+{
+    struct race_writer *w = arg;
+    struct store_claim c;
+    struct store_outcome o[RACE_REFS];
+    struct store_doc_op ops[RACE_REFS];
+    pthread_barrier_wait(w->go);
+    while (claim(w->s, 100, 60000, 3, &c) == 1) {
+        for (size_t i = 0; i < c.n; i++) {
+            ops[i] = (struct store_doc_op){.op = STORE_OP_UPSERT, .collection = "race"};
+            o[i] = (struct store_outcome){
+                .index = c.items[i].index, .status = ITEM_SUCCEEDED, .ops = &ops[i], .nops = 1};
+        }
+        if (store_complete(w->s, &c, o, c.n, NULL, 0) < 0) {
+            w->errors++;
+        } else {
+            for (size_t i = 0; i < c.n; i++) {
+                int r = (int)c.items[i].index;
+                atomic_fetch_add(&race_writes[w->round][r], 1);
+                atomic_fetch_add(&race_created[w->round][r], ops[i].created);
+                if (ops[i].version > 0 && ops[i].version < 31)
+                    atomic_fetch_or(&race_versions[w->round][r], 1 << ops[i].version);
+            }
+        }
+        store_claim_release(&c);
+    }
+    return NULL;
+}
+
+TEST(batched_upserts_race_on_new_documents)
+{
+    char tenant[STORE_NAME_MAX], id[STORE_ID_MAX], ref[32];
+    struct store *other = NULL;
+    struct store_doc d;
+    drain();
+    CHECK_EQ_INT(store_open(store_url, NULL, &other), 0);
+    new_tenant(tenant, "uprace");
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        char fmt[24];
+        snprintf(fmt, sizeof fmt, "r%d-%%d", round);
+        for (int k = 0; k < RACE_WRITERS; k++)
+            CHECK_EQ_INT(submit(tenant, id, RACE_REFS, fmt), 0);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, RACE_WRITERS);
+        struct race_writer w[RACE_WRITERS];
+        pthread_t th[RACE_WRITERS];
+        for (int k = 0; k < RACE_WRITERS; k++) {
+            w[k] = (struct race_writer){k % 2 ? other : st, &go, round, 0};
+            pthread_create(&th[k], NULL, race_writer_main, &w[k]);
+        }
+        for (int k = 0; k < RACE_WRITERS; k++) {
+            pthread_join(th[k], NULL);
+            CHECK_EQ_INT(w[k].errors, 0);
+        }
+        pthread_barrier_destroy(&go);
+        for (int r = 0; r < RACE_REFS; r++) {
+            CHECK_EQ_INT(atomic_load(&race_writes[round][r]), RACE_WRITERS);
+            CHECK_EQ_INT(atomic_load(&race_created[round][r]), 1);
+            CHECK_EQ_INT(atomic_load(&race_versions[round][r]), ((1 << RACE_WRITERS) - 1) << 1);
+            snprintf(ref, sizeof ref, fmt, r);
+            CHECK_EQ_INT(store_doc_get(st, tenant, "race", ref, &d), 1);
+            CHECK_EQ_INT(d.version, RACE_WRITERS);
+            store_doc_release(&d);
+        }
+    }
+    store_close(other);
+}
+
 /* Two handles (two nodes) claiming and completing at once never hold the same item. */
 #define NODES_N 10000
 static char nodes_job[STORE_ID_MAX];
@@ -4195,6 +4280,7 @@ int main(void)
     RUN(silent_node_loses_leases);
     RUN(watch_wakes_on_commit);
     RUN(claim_waits_for_a_first_claim_in_progress);
+    RUN(batched_upserts_race_on_new_documents);
     RUN(two_nodes_claims_never_overlap);
     RUN(concurrent_claim_complete);
     RUN(throughput_upsert);

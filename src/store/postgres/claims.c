@@ -613,10 +613,29 @@ static int cmp_bop(const void *a, const void *b)
     return d ? d : strcmp(x->ref, y->ref);
 }
 
+/* 1 when none of the documents of tenant named by the arrays of collections and
+ * refs exists (not even deleted), 0 when one does, or a store error. One index probe
+ * per name: the LATERAL ... LIMIT keeps the planner from a hash join, which would
+ * read all of a tenant's documents whenever its statistics say it has few. */
+static int none_exist(struct conn *c, const char *tenant, struct buf *colls, struct buf *refs)
+{
+    struct pg_params p = {0};
+    pg_param_str(&p, tenant);
+    pg_param_arr(&p, colls);
+    pg_param_arr(&p, refs);
+    int rc = pg_exec(c,
+                     "SELECT 1 FROM unnest($2::text[], $3::text[]) AS u(coll, ref), LATERAL "
+                     "(SELECT 1 FROM docs d WHERE d.tenant = $1 AND d.collection = u.coll "
+                     "AND d.ref = u.ref LIMIT 1) AS hit LIMIT 1",
+                     &p, NULL);
+    return rc < 0 ? rc : rc == 0;
+}
+
 /* The fast path of store_complete's doc ops: when every op of the items this call
  * finishes is an upsert with data, each of a different document, they are applied by
- * one INSERT ... ON CONFLICT over arrays, in (collection, ref) order so that batches
- * running at once on several nodes lock documents in the same order. Fills each op's
+ * one INSERT over arrays (a plain one when none of the documents exists yet, else
+ * ... ON CONFLICT), in (collection, ref) order so that batches running at once on
+ * several nodes lock documents in the same order. Fills each op's
  * version and created. 1 applied, 0 not eligible (nothing done: the caller applies
  * the ops one by one), or a store error. */
 static int batch_upserts(struct conn *c, const struct rules_jobrow *r, const struct store_claim *cl,
@@ -672,6 +691,35 @@ static int batch_upserts(struct conn *c, const struct rules_jobrow *r, const str
     pg_param_arr(&p, ar);
     pg_param_arr(&p, ad);
     pg_param_arr(&p, ai);
+    if ((rc = none_exist(c, r->j.tenant, ac, ar)) < 0)
+        goto out;
+    if (rc == 1) {
+        /* A plain INSERT costs a quarter less per row than ON CONFLICT's speculative
+         * insertion. A writer that created one of the documents since the check makes
+         * it fail on the key: the transaction is then run again, and the check sees
+         * that document. */
+        rc = pg_exec(c,
+                     "INSERT INTO docs (tenant, collection, ref, data, version, deleted, "
+                     "prev_deleted, updated_at, job_id, item_index) SELECT $1, u.coll, u.ref, "
+                     "u.data, 1, 0, 1, $2, $3, u.idx FROM unnest($4::text[], $5::text[], "
+                     "$6::text[], $7::bigint[]) WITH ORDINALITY AS u(coll, ref, data, idx, ord) "
+                     "ORDER BY u.ord",
+                     &p, NULL);
+        if (rc < 0) {
+            rc = rc == -SLUICE_E_CONFLICT ? E_SOFT : rc;
+            goto out;
+        }
+        if ((size_t)rc != nb) {
+            rc = -SLUICE_E_INTERNAL;
+            goto out;
+        }
+        for (size_t i = 0; i < nb; i++) {
+            b[i].op->version = 1;
+            b[i].op->created = 1;
+        }
+        rc = 1;
+        goto out;
+    }
     rc = pg_exec(
         c,
         "INSERT INTO docs AS d (tenant, collection, ref, data, version, deleted, prev_deleted, "
