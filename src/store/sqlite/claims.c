@@ -646,6 +646,39 @@ static int steps_add(struct sq_conn *c, int64_t jid, const struct store_step_cou
 }
 
 SQ_SQL(sql_claim_remaining, "UPDATE claims SET remaining = ?2 WHERE claim_id = ?1");
+SQ_SQL(sql_outcomes_ended, "SELECT k FROM item_outcomes WHERE k >= ?1 AND k < ?2 AND status <> 0 "
+                           "ORDER BY k");
+
+static int cmp_key(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The keys in [lo, hi) of items that already ended (an earlier call finished them), in
+ * order, in [out] *keys (heap; NULL when none) and *n: one range read, where a status
+ * lookup per item cost two (items and item_outcomes). 0 or an error. */
+static int ended_keys(struct sq_conn *c, int64_t lo, int64_t hi, int64_t **keys, size_t *n)
+{
+    sqlite3_stmt *s;
+    size_t cap = 0;
+    *keys = NULL;
+    *n = 0;
+    int rc = sq_q(c, &sql_outcomes_ended, &s);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(s, 1, lo);
+    sqlite3_bind_int64(s, 2, hi);
+    while ((rc = sq_step(s)) == 1) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *keys = xrealloc(*keys, cap * sizeof **keys);
+        }
+        (*keys)[(*n)++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    return rc < 0 ? rc : 0;
+}
 
 static int complete_body(struct sq_conn *c, void *vctx)
 {
@@ -661,9 +694,13 @@ static int complete_body(struct sq_conn *c, void *vctx)
     const struct rules_apply ap = {sq_doc_apply, c, &c->ev, &c->res, c->max_doc_bytes, now};
     /* The ops' [out] fields start empty; rules_apply_ops() fills those of the ops it runs. */
     rules_outcomes_reset(x->outs, x->n);
+    int64_t *ended = NULL;
+    size_t nended = 0;
     int rc = claim_check(c, cl, &h, &r);
     if (rc < 0)
         return rc;
+    if ((rc = ended_keys(c, KEY(h.jid, h.lo), KEY(h.jid, h.hi), &ended, &nended)) < 0)
+        goto out;
     rules_outcomes_start(&w, x, &h, &c->ev);
     while ((rc = rules_outcome_next(&w, &o, &ci)) > 0) {
         struct rules_item_end e;
@@ -671,16 +708,7 @@ static int complete_body(struct sq_conn *c, void *vctx)
         int64_t k = KEY(h.jid, o->index);
         if (o->nops > 0) { /* whatever the status: the caller passes only the ops of
                               steps the item got through (see store.h) */
-            sqlite3_stmt *s;
-            if ((rc = sq_q(c, &sql_item_status, &s)) < 0)
-                goto out;
-            sqlite3_bind_int64(s, 1, k);
-            rc = sq_step(s);
-            int st = rc == 1 ? sqlite3_column_int(s, 0) : -1;
-            sqlite3_reset(s);
-            if (rc < 0)
-                goto out;
-            if (st != ITEM_PENDING)
+            if (nended && bsearch(&k, ended, nended, sizeof *ended, cmp_key))
                 continue; /* already finished by an earlier call */
             if ((rc = ops_rc = rules_apply_ops(&ap, &r, ci, o, msg, sizeof msg)) < 0)
                 goto out;
@@ -723,6 +751,7 @@ static int complete_body(struct sq_conn *c, void *vctx)
     if (rc > 0)
         rc = 0;
 out:
+    free(ended);
     store_job_release(&r.j);
     return rc;
 }
