@@ -4155,6 +4155,17 @@ TEST(doc_data_round_trips)
     new_tenant(tenant, "docdata");
     submit_data(tenant, a, N);
     complete_with_op(a, N, STORE_OP_UPSERT, NULL);
+    /* each as the item held it: the first claim's documents were compressed inside its
+     * transaction (which gave the collection its dictionary), the second's before it
+     * (sq_zdoc_prepack) */
+    for (int i = 0; i < N; i++) {
+        snprintf(ref, sizeof ref, "r%d", i);
+        CHECK_EQ_INT(store_doc_get(st, tenant, "products", ref, &d), 1);
+        char *want = item_data(i);
+        CHECK_EQ_STR(d.data, want);
+        free(want);
+        store_doc_release(&d);
+    }
     submit_data(tenant, b, N);
     complete_with_op(b, N, STORE_OP_PATCH, "{\"stock\":7,\"tags\":null}");
     /* written alone: an upsert and a patch of one document */

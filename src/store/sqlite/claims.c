@@ -680,9 +680,26 @@ static int ended_keys(struct sq_conn *c, int64_t lo, int64_t hi, int64_t **keys,
     return rc < 0 ? rc : 0;
 }
 
+/* store_complete's arguments and its documents' data compressed before the write
+ * transaction (x first: rules_complete_undo gets this as its rules_claim_ctx). */
+struct complete_ctx {
+    struct rules_claim_ctx x;
+    struct sq_zpre *zpre;
+};
+
+static int complete_body_ops(struct sq_conn *c, struct rules_claim_ctx *x);
+
 static int complete_body(struct sq_conn *c, void *vctx)
 {
-    struct rules_claim_ctx *x = vctx;
+    struct complete_ctx *k = vctx;
+    c->zpre = k->zpre;
+    int rc = complete_body_ops(c, &k->x);
+    c->zpre = NULL;
+    return rc;
+}
+
+static int complete_body_ops(struct sq_conn *c, struct rules_claim_ctx *x)
+{
     const struct store_claim *cl = x->c;
     struct rules_jobrow r;
     struct rules_held h;
@@ -756,13 +773,45 @@ out:
     return rc;
 }
 
+/* The data of the upserts of outs, compressed before the write transaction (see
+ * sq_zdoc_prepack); NULL when none. */
+static struct sq_zpre *prepack(struct sq *s, const struct store_claim *c,
+                               const struct store_outcome *outs, size_t n)
+{
+    struct sq_zpre_in *in = NULL;
+    size_t nin = 0, cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct store_claim_item *ci = rules_claim_find(c, outs[i].index);
+        for (size_t j = 0; ci && j < outs[i].nops; j++) {
+            const struct store_doc_op *op = &outs[i].ops[j];
+            if (op->op != STORE_OP_UPSERT)
+                continue;
+            if (nin == cap) {
+                cap = cap ? cap * 2 : 256;
+                in = xrealloc(in, cap * sizeof *in);
+            }
+            in[nin++] = (struct sq_zpre_in){op->collection ? op->collection : "",
+                                            op->data ? op->data : ci->data,
+                                            op->data ? op->data_len : ci->data_len};
+        }
+    }
+    struct sq_zpre *p = NULL;
+    if (nin)
+        sq_zdoc_prepack(s, c->tenant, in, nin, &p);
+    free(in);
+    return p;
+}
+
 int sq_complete(void *impl, const struct store_claim *c, struct store_outcome *outs, size_t n,
                 const struct store_step_count *steps, size_t nsteps)
 {
-    struct rules_claim_ctx x;
-    rules_complete_args(&x, c, outs, n, steps, nsteps);
-    return rules_complete_done(
-        &x, sq_run_tx(impl, TX_WRITE_BG, complete_body, rules_complete_undo, &x));
+    struct complete_ctx k;
+    rules_complete_args(&k.x, c, outs, n, steps, nsteps);
+    k.zpre = prepack(impl, c, outs, n);
+    int rc = rules_complete_done(
+        &k.x, sq_run_tx(impl, TX_WRITE_BG, complete_body, rules_complete_undo, &k));
+    sq_zpre_free(k.zpre);
+    return rc;
 }
 
 static int settle_released(void *conn, const struct rules_claim_ctx *x, const struct rules_held *h)

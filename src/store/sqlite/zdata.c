@@ -443,6 +443,138 @@ static int coll_of(struct sq_conn *c, const char *tenant, const char *coll, cons
     return 0;
 }
 
+/* ---- documents' data compressed before a write transaction ----------------------- */
+
+#define ZP_COLLS 8 /* collections a prepack compresses for; the others' data is not */
+
+struct zpre_ent {
+    const char *data;
+    size_t len;
+    int coll;         /* index in colls */
+    size_t off, zlen; /* the value in out; zlen 0: it stays text */
+};
+
+struct sq_zpre {
+    struct zpre_ent *e; /* by data address */
+    size_t n;
+    struct buf out;
+    struct {
+        char *coll;
+        struct buf dict; /* as the read transaction saw it; empty: none */
+        uint64_t hash;
+    } colls[ZP_COLLS];
+    int ncolls;
+};
+
+static int zpre_read(struct sq_conn *c, void *ctx)
+{
+    struct sq_zpre *p = ((void **)ctx)[0];
+    const char *tenant = ((void **)ctx)[1];
+    for (int k = 0; k < p->ncolls; k++) {
+        int rc = coll_dict_read(c, tenant, p->colls[k].coll, &p->colls[k].dict);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int cmp_zpre(const void *a, const void *b)
+{
+    const struct zpre_ent *x = a, *y = b;
+    if (x->data != y->data)
+        return (uintptr_t)x->data < (uintptr_t)y->data ? -1 : 1;
+    return x->coll - y->coll;
+}
+
+void sq_zdoc_prepack(struct sq *s, const char *tenant, const struct sq_zpre_in *in, size_t n,
+                     struct sq_zpre **out)
+{
+    struct sq_zpre *p = xcalloc(1, sizeof *p);
+    p->e = xmalloc((n ? n : 1) * sizeof *p->e);
+    for (size_t i = 0; i < n; i++) {
+        if (!in[i].data || in[i].len < ZD_MIN_LEN)
+            continue;
+        int k = 0;
+        while (k < p->ncolls && strcmp(p->colls[k].coll, in[i].coll) != 0)
+            k++;
+        if (k == p->ncolls) {
+            if (k == ZP_COLLS)
+                continue;
+            p->colls[p->ncolls++].coll = xstrdup(in[i].coll);
+        }
+        p->e[p->n++] = (struct zpre_ent){in[i].data, in[i].len, k, 0, 0};
+    }
+    void *ctx[2] = {p, (void *)tenant};
+    if (p->n == 0 || sq_run_tx(s, TX_READ, zpre_read, NULL, ctx) < 0) {
+        sq_zpre_free(p);
+        *out = NULL;
+        return;
+    }
+    LZ4_stream_t *work = new_stream();
+    int any = 0;
+    for (int k = 0; k < p->ncolls; k++) {
+        if (!p->colls[k].dict.len)
+            continue;
+        any = 1;
+        p->colls[k].hash = ids_hash64(p->colls[k].dict.data, p->colls[k].dict.len);
+        struct buf copy = BUF_INIT;
+        buf_append(&copy, p->colls[k].dict.data, p->colls[k].dict.len);
+        struct sq_zdict *d = zdict_new(&copy);
+        for (size_t i = 0; i < p->n; i++) {
+            struct zpre_ent *e = &p->e[i];
+            if (e->coll != k)
+                continue;
+            e->off = p->out.len;
+            e->zlen = compress(work, d, e->data, e->len, &p->out);
+        }
+        sq_zdict_free(d);
+    }
+    free(work);
+    if (!any) {
+        sq_zpre_free(p);
+        *out = NULL;
+        return;
+    }
+    qsort(p->e, p->n, sizeof *p->e, cmp_zpre);
+    *out = p;
+}
+
+void sq_zpre_free(struct sq_zpre *p)
+{
+    if (!p)
+        return;
+    for (int k = 0; k < p->ncolls; k++) {
+        free(p->colls[k].coll);
+        buf_release(&p->colls[k].dict);
+    }
+    buf_release(&p->out);
+    free(p->e);
+    free(p);
+}
+
+/* The value prepacked for data (len bytes) in collection coll whose dictionary is now
+ * e's, or NULL. */
+static const struct zpre_ent *zpre_find(const struct sq_zpre *p, const char *coll, const char *data,
+                                        size_t len, const struct zcoll *e)
+{
+    size_t lo = 0, hi = p->n;
+    while (lo < hi) { /* the first entry of data */
+        size_t mid = lo + (hi - lo) / 2;
+        if ((uintptr_t)p->e[mid].data < (uintptr_t)data)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < p->n && p->e[lo].data == data; lo++) {
+        const struct zpre_ent *x = &p->e[lo];
+        const struct buf *dict = &p->colls[x->coll].dict;
+        if (x->len == len && strcmp(p->colls[x->coll].coll, coll) == 0 &&
+            dict->len == e->dict.len && p->colls[x->coll].hash == e->hash)
+            return x; /* the same dictionary, as coll_of judges its cache */
+    }
+    return NULL;
+}
+
 int sq_zdoc_bind(struct sq_conn *c, sqlite3_stmt *s, int i, const char *tenant, const char *coll,
                  const char *job_id, const char *data, size_t len)
 {
@@ -450,6 +582,15 @@ int sq_zdoc_bind(struct sq_conn *c, sqlite3_stmt *s, int i, const char *tenant, 
     int rc = data && len >= ZD_MIN_LEN ? coll_of(c, tenant, coll, job_id, &e) : 0;
     if (rc < 0)
         return rc;
+    const struct zpre_ent *x =
+        e && e->dict.len && c->zpre ? zpre_find(c->zpre, coll, data, len, e) : NULL;
+    if (x) {
+        if (x->zlen)
+            sqlite3_bind_blob(s, i, c->zpre->out.data + x->off, (int)x->zlen, SQLITE_STATIC);
+        else
+            sq_bind_strn(s, i, data, len);
+        return 0;
+    }
     if (e && e->dict.len && !e->load) {
         struct buf copy = BUF_INIT;
         buf_append(&copy, e->dict.data, e->dict.len);
