@@ -98,7 +98,7 @@ static int claim_item_add(struct sq_conn *c, sqlite3_stmt *s, int64_t jid,
     it->attempts = sqlite3_column_int(s, 2);
     it->ref = sq_col_dup(s, 4, NULL);
     it->data_len = 0;
-    return sq_zdata_col(c, s, 5, jid, &it->data, &it->data_len);
+    return sq_zdata_col_claim(c, s, 5, jid, it->index, &it->data, &it->data_len);
 }
 
 /* Pending items of [lo, hi) of job r, copied: the items a claim still owes. */
@@ -267,6 +267,7 @@ static int settle_claim(struct sq_conn *c, int64_t claim_id, int64_t jid, int64_
         if ((rc = sq_job_save(c, &r, now)) < 0)
             goto out;
         rules_claim_items_clear(items + kept, n - kept);
+        sq_zdefer_claimed(c, r.jid);
         rules_claim_fill(out, &r, claim_id, token, lo, hi, now, now + lease_ms, items, kept);
         items = NULL;
         n = 0;
@@ -465,6 +466,7 @@ static int claim_new_range(struct sq_conn *c, int64_t jid, const struct rules_cl
     r.last_claim = claim_id;
     if ((rc = sq_job_save(c, &r, now)) < 0)
         goto out;
+    sq_zdefer_claimed(c, r.jid);
     rules_claim_fill(x->out, &r, claim_id, token, lo, hi, now, now + x->lease_ms, items, n);
     items = NULL;
     n = 0;
@@ -582,13 +584,42 @@ static int claim_body(struct sq_conn *c, void *vctx)
     return 0;
 }
 
+/* store_claim's arguments and the items' data it expands after its transaction (x
+ * first: rules_claim_undo gets this as its rules_claim_ctx). */
+struct claim_ctx {
+    struct rules_claim_ctx x;
+    struct sq_zdefer *zdefer;
+};
+
+static int claim_body_deferred(struct sq_conn *c, void *vctx)
+{
+    struct claim_ctx *k = vctx;
+    sq_zdefer_reset(k->zdefer);
+    c->zdefer = k->zdefer;
+    int rc = claim_body(c, &k->x);
+    c->zdefer = NULL;
+    return rc;
+}
+
 int sq_claim(void *impl, const struct store_claim_opts *o, struct store_claim *out)
 {
-    struct rules_claim_ctx x;
-    rules_claim_args(&x, o, out);
+    struct claim_ctx k;
+    rules_claim_args(&k.x, o, out);
+    k.zdefer = sq_zdefer_new();
     /* No fsync: a claim lost in a crash only hands its items out again, and any
      * completion under it commits with fsync, which makes the claim durable first. */
-    return sq_run_tx(impl, TX_WRITE_NOSYNC, claim_body, rules_claim_undo, &x);
+    int rc = sq_run_tx(impl, TX_WRITE_NOSYNC, claim_body_deferred, rules_claim_undo, &k);
+    if (rc == 1) {
+        int e = sq_zdefer_expand(k.zdefer, out->items, out->n);
+        if (e < 0) { /* a value that cannot be expanded: given back, as if never taken */
+            sq_release(impl, out);
+            store_claim_release(out);
+            memset(out, 0, sizeof *out);
+            rc = e;
+        }
+    }
+    sq_zdefer_free(k.zdefer);
+    return rc;
 }
 
 SQ_SQL(sql_claim_get,

@@ -64,6 +64,8 @@ struct sq_conn {
     struct sq_zdata *zd;            /* LZ4 states and dictionaries (zdata.c) */
     const struct sq_zpre *zpre;     /* documents' data compressed before this write
                                        transaction (sq_zdoc_prepack), or NULL */
+    struct sq_zdefer *zdefer;       /* a claim's items' data to expand after its
+                                       transaction (sq_zdata_col_claim), or NULL */
     uint64_t txn;                   /* transactions begun on it (zdata.c checks by it) */
 };
 
@@ -145,6 +147,24 @@ void sq_zdata_bind(struct sq_conn *c, sqlite3_stmt *s, int i, const struct sq_zd
  * NULL) in [out] *out, its length in *len (may be NULL): 0, or -SLUICE_E_STORE_IO when
  * a compressed value cannot be expanded. */
 int sq_zdata_col(struct sq_conn *c, sqlite3_stmt *s, int i, int64_t jid, char **out, size_t *len);
+/* A claim's items' data, expanded after its transaction: expanding was half of what
+ * a claim of an http workflow's items held the one-writer lock for. While c->zdefer is
+ * set, sq_zdata_col_claim keeps a compressed value of one job as it is (the item's
+ * data then holds the stored bytes) and notes the item's index and the job's
+ * dictionary; sq_zdefer_expand, after the commit, expands those items' data in place. */
+struct sq_zdefer;
+struct sq_zdefer *sq_zdefer_new(void);
+/* Forgets what was noted: a transaction (re)starts. */
+void sq_zdefer_reset(struct sq_zdefer *d);
+void sq_zdefer_free(struct sq_zdefer *d);
+/* sq_zdata_col for item `index` of a claim (see above). */
+int sq_zdata_col_claim(struct sq_conn *c, sqlite3_stmt *s, int i, int64_t jid, int64_t index,
+                       char **out, size_t *len);
+/* The claim handed out is of job jid (called before rules_claim_fill; no-op without
+ * c->zdefer): only that job's noted items are expanded. */
+void sq_zdefer_claimed(struct sq_conn *c, int64_t jid);
+/* Expands the noted items among items[0..n). 0 or -SLUICE_E_STORE_IO. */
+int sq_zdefer_expand(struct sq_zdefer *d, struct store_claim_item *items, size_t n);
 /* Binds a document's data like sq_zdata_bind, against the dictionary of collection coll
  * of tenant - made, when it has none, from the dictionary of job job_id (NULL or "":
  * none). 0 or a store error. */

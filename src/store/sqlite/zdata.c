@@ -169,12 +169,11 @@ static size_t compress(LZ4_stream_t *work, const struct sq_zdict *d, const char 
     return (size_t)r + ZD_HEAD;
 }
 
-/* Expands column i of s, compressed against dict, into [out] *out (heap,
+/* Expands the value src (n bytes), compressed against dict, into [out] *out (heap,
  * NUL-terminated). 0 or -SLUICE_E_STORE_IO. */
-static int expand(sqlite3_stmt *s, int i, const struct buf *dict, char **out, size_t *len)
+static int expand_bytes(const unsigned char *src, size_t n, const struct buf *dict, char **out,
+                        size_t *len)
 {
-    const unsigned char *src = sqlite3_column_blob(s, i);
-    size_t n = (size_t)sqlite3_column_bytes(s, i);
     *out = NULL;
     if (!dict || !dict->len || n <= ZD_HEAD || src[0] != ZD_VERSION)
         return -SLUICE_E_STORE_IO; /* a value sluice did not write, or its dictionary is gone */
@@ -195,6 +194,13 @@ static int expand(sqlite3_stmt *s, int i, const struct buf *dict, char **out, si
     if (len)
         *len = size;
     return 0;
+}
+
+/* Expands column i of s, compressed against dict, like expand_bytes. */
+static int expand(sqlite3_stmt *s, int i, const struct buf *dict, char **out, size_t *len)
+{
+    return expand_bytes(sqlite3_column_blob(s, i), (size_t)sqlite3_column_bytes(s, i), dict, out,
+                        len);
 }
 
 SQ_SQL(sql_dict_get, "SELECT dict FROM job_dicts WHERE jid = ?1");
@@ -366,6 +372,100 @@ int sq_zdata_col(struct sq_conn *c, sqlite3_stmt *s, int i, int64_t jid, char **
         return 0;
     }
     return expand(s, i, job_dict(c, jid), out, len);
+}
+
+/* ---- items' data expanded after a claim's transaction ------------------------------ */
+
+struct sq_zdefer {
+    int64_t out_jid; /* the job of the claim handed out (sq_zdefer_claimed) */
+    int64_t jid;     /* the job of the values kept compressed (0: none yet) */
+    struct buf dict; /* its dictionary, copied */
+    int64_t *idx;    /* the indexes of the items whose data is still compressed */
+    size_t n, cap;
+};
+
+struct sq_zdefer *sq_zdefer_new(void)
+{
+    return xcalloc(1, sizeof(struct sq_zdefer));
+}
+
+void sq_zdefer_reset(struct sq_zdefer *d)
+{
+    d->out_jid = 0;
+    d->jid = 0;
+    d->n = 0;
+    buf_reset(&d->dict);
+}
+
+void sq_zdefer_free(struct sq_zdefer *d)
+{
+    if (!d)
+        return;
+    buf_release(&d->dict);
+    free(d->idx);
+    free(d);
+}
+
+int sq_zdata_col_claim(struct sq_conn *c, sqlite3_stmt *s, int i, int64_t jid, int64_t index,
+                       char **out, size_t *len)
+{
+    struct sq_zdefer *d = c->zdefer;
+    if (!d || sqlite3_column_type(s, i) != SQLITE_BLOB || (d->jid && d->jid != jid))
+        return sq_zdata_col(c, s, i, jid, out, len);
+    if (!d->jid) {
+        const struct buf *dict = job_dict(c, jid);
+        if (!dict)
+            return sq_zdata_col(c, s, i, jid, out, len); /* reports the missing dictionary */
+        buf_append(&d->dict, dict->data, dict->len);
+        d->jid = jid;
+    }
+    if (d->n == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 256;
+        d->idx = xrealloc(d->idx, d->cap * sizeof *d->idx);
+    }
+    d->idx[d->n++] = index;
+    size_t n = (size_t)sqlite3_column_bytes(s, i);
+    *out = xmalloc(n + 1);
+    memcpy(*out, sqlite3_column_blob(s, i), n);
+    (*out)[n] = '\0';
+    *len = n;
+    return 0;
+}
+
+static int cmp_idx(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void sq_zdefer_claimed(struct sq_conn *c, int64_t jid)
+{
+    if (c->zdefer)
+        c->zdefer->out_jid = jid;
+}
+
+int sq_zdefer_expand(struct sq_zdefer *d, struct store_claim_item *items, size_t n)
+{
+    /* Another job's items may have been read (and noted) while settling old claims:
+     * only the handed-out job's noted items are still compressed. */
+    if (d->n == 0 || d->out_jid != d->jid)
+        return 0;
+    qsort(d->idx, d->n, sizeof *d->idx, cmp_idx);
+    for (size_t i = 0; i < n; i++) {
+        struct store_claim_item *it = &items[i];
+        if (!it->data || !bsearch(&it->index, d->idx, d->n, sizeof *d->idx, cmp_idx))
+            continue;
+        char *plain;
+        size_t len;
+        int rc =
+            expand_bytes((const unsigned char *)it->data, it->data_len, &d->dict, &plain, &len);
+        if (rc < 0)
+            return rc;
+        free(it->data);
+        it->data = plain;
+        it->data_len = len;
+    }
+    return 0;
 }
 
 /* ---- documents -------------------------------------------------------------------- */
