@@ -691,24 +691,9 @@ static int cmp_key(const void *a, const void *b)
  * lookup per item cost two (items and item_outcomes). 0 or an error. */
 static int ended_keys(struct sq_conn *c, int64_t lo, int64_t hi, int64_t **keys, size_t *n)
 {
-    sqlite3_stmt *s;
-    size_t cap = 0;
     *keys = NULL;
     *n = 0;
-    int rc = sq_q(c, &sql_outcomes_ended, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, lo);
-    sqlite3_bind_int64(s, 2, hi);
-    while ((rc = sq_step(s)) == 1) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            *keys = xrealloc(*keys, cap * sizeof **keys);
-        }
-        (*keys)[(*n)++] = sqlite3_column_int64(s, 0);
-    }
-    sqlite3_reset(s);
-    return rc < 0 ? rc : 0;
+    return sq_list_i64s(c, &sql_outcomes_ended, (const int64_t[]){lo, hi}, 2, keys, n);
 }
 
 /* store_complete's arguments and its documents' data compressed before the write

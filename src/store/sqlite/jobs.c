@@ -227,6 +227,27 @@ int64_t sq_run_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, 
     return sqlite3_changes64(c->db);
 }
 
+int sq_list_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, int n, int64_t **out,
+                 size_t *nout)
+{
+    sqlite3_stmt *s;
+    size_t cap = *nout;
+    int rc = sq_q(c, sql, &s);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < n; i++)
+        sqlite3_bind_int64(s, i + 1, args[i]);
+    while ((rc = sq_step(s)) == 1) {
+        if (*nout == cap) {
+            cap = cap ? cap * 2 : 64;
+            *out = xrealloc(*out, cap * sizeof **out);
+        }
+        (*out)[(*nout)++] = sqlite3_column_int64(s, 0);
+    }
+    sqlite3_reset(s);
+    return rc < 0 ? rc : 0;
+}
+
 /* ---- submitting ------------------------------------------------------------------ */
 
 SQ_SQL(sql_job_insert, "INSERT INTO jobs(id, tenant, status, created_at, updated_at) "
@@ -625,21 +646,7 @@ SQ_SQL(sql_gc_select, "SELECT jid FROM jobs WHERE status = 0 AND updated_at < ?1
 
 static int gc_list(void *conn, int64_t older_than, int64_t **jids, size_t *n)
 {
-    sqlite3_stmt *s;
-    size_t cap = 0;
-    int rc = sq_q(conn, &sql_gc_select, &s);
-    if (rc < 0)
-        return rc;
-    sqlite3_bind_int64(s, 1, older_than);
-    while ((rc = sq_step(s)) == 1) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *jids = xrealloc(*jids, cap * sizeof **jids);
-        }
-        (*jids)[(*n)++] = sqlite3_column_int64(s, 0);
-    }
-    sqlite3_reset(s);
-    return rc;
+    return sq_list_i64s(conn, &sql_gc_select, &older_than, 1, jids, n);
 }
 
 /* ---- retention ------------------------------------------------------------------- */

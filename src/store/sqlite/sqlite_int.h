@@ -206,6 +206,10 @@ int sq_migrate_body(struct sq_conn *c, void *ctx);
 /* Runs sql with ?1, ?2, ... bound to args[0..n): the rows it changed, or a negative
  * error. */
 int64_t sq_run_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, int n);
+/* Runs sql like sq_run_i64s and appends each row's first column to *out (heap, grown
+ * as needed; *nout values so far): 0 or a negative error. */
+int sq_list_i64s(struct sq_conn *c, struct sq_sql *sql, const int64_t *args, int n, int64_t **out,
+                 size_t *nout);
 
 /* Loads a visible job of tenant by public id into r (release r->j with
  * store_job_release): 1 found, 0 not, or a negative error. */
