@@ -3792,12 +3792,13 @@ struct claimer {
     const struct store_claim_gate *gate;
     struct store_claim c;
     int rc;
+    int max_active_jobs;
 };
 
 static void *claimer_main(void *arg)
 {
     struct claimer *k = arg;
-    struct store_claim_opts o = {5, 60000, 3, 0, k->gate};
+    struct store_claim_opts o = {5, 60000, 3, k->max_active_jobs, k->gate};
     k->rc = store_claim(k->s, &o, &k->c);
     return NULL;
 }
@@ -3814,7 +3815,7 @@ TEST(claim_waits_for_a_first_claim_in_progress)
     CHECK_EQ_INT(submit(tenant, id, 10, "f%d"), 0);
     struct held_gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
     struct store_claim_gate gate = {held_admit, &g};
-    struct claimer a = {st, &gate, {0}, -1}, b = {other, NULL, {0}, -1};
+    struct claimer a = {st, &gate, {0}, -1, 0}, b = {other, NULL, {0}, -1, 0};
     pthread_t ta, tb;
     pthread_create(&ta, NULL, claimer_main, &a);
     pthread_mutex_lock(&g.mu);
@@ -3841,6 +3842,57 @@ TEST(claim_waits_for_a_first_claim_in_progress)
         CHECK_EQ_INT(complete_all(&a.c, ITEM_SUCCEEDED), 0);
         CHECK_EQ_INT(complete_all(&b.c, ITEM_SUCCEEDED), 0);
     }
+    store_claim_release(&a.c);
+    store_claim_release(&b.c);
+    store_close(other);
+    drain();
+}
+
+/* Two nodes claiming at once for a tenant at most one of whose jobs may run: while one
+ * claim starts a job (held open in its gate), the other must not start another one,
+ * though it counts no running job yet; it waits and then goes on with the started one,
+ * or takes nothing. */
+TEST(claim_active_job_cap_two_claimers)
+{
+    char tenant[STORE_NAME_MAX], x[STORE_ID_MAX], y[STORE_ID_MAX];
+    struct store *other = NULL;
+    struct store_job j;
+    if (!store_shared(st))
+        return; /* SQLite: claims are one at a time anyway */
+    drain();
+    CHECK_EQ_INT(store_open(store_url, NULL, &other), 0);
+    new_tenant(tenant, "capclaim");
+    CHECK_EQ_INT(submit(tenant, x, 10, "x%d"), 0);
+    CHECK_EQ_INT(submit(tenant, y, 10, "y%d"), 0);
+    struct held_gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    struct store_claim_gate gate = {held_admit, &g};
+    struct claimer a = {st, &gate, {0}, -1, 1}, b = {other, NULL, {0}, -1, 1};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, claimer_main, &a);
+    pthread_mutex_lock(&g.mu);
+    while (!g.entered)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    pthread_create(&tb, NULL, claimer_main, &b);
+    struct timespec ts = {0, 300000000};
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&g.mu);
+    g.go = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK_EQ_INT(a.rc, 1);
+    CHECK(b.rc == 0 || b.rc == 1);
+    if (a.rc == 1 && b.rc == 1)
+        CHECK_EQ_STR(b.c.job_id, a.c.job_id);
+    const char *idle = a.rc == 1 && strcmp(a.c.job_id, x) == 0 ? y : x;
+    CHECK_EQ_INT(job_status(tenant, idle, &j), JOB_NOT_STARTED);
+    store_job_release(&j);
+    if (a.rc == 1)
+        CHECK_EQ_INT(complete_all(&a.c, ITEM_SUCCEEDED), 0);
+    if (b.rc == 1)
+        CHECK_EQ_INT(complete_all(&b.c, ITEM_SUCCEEDED), 0);
     store_claim_release(&a.c);
     store_claim_release(&b.c);
     store_close(other);
@@ -4291,6 +4343,7 @@ int main(void)
     RUN(silent_node_loses_leases);
     RUN(watch_wakes_on_commit);
     RUN(claim_waits_for_a_first_claim_in_progress);
+    RUN(claim_active_job_cap_two_claimers);
     RUN(batched_upserts_race_on_new_documents);
     RUN(two_nodes_claims_never_overlap);
     RUN(concurrent_claim_complete);

@@ -439,6 +439,38 @@ static int tenant_turn(struct conn *c, const char *tenant, int64_t claim_id)
     return rc < 0 ? rc : 0;
 }
 
+/* How many of tenant's jobs are Running or Canceling, or a store error. With `lock`,
+ * first takes the tenant's start lock (to the end of the transaction): two claims that
+ * would each start one of its jobs then count one after the other, and never both see
+ * room under max_active_jobs (each counting before the other's start committed did).
+ * It also moves the transaction's time (c->now) to the moment the lock was taken: a
+ * job started here is then dated after the end of any job the count no longer saw,
+ * whose completedAt is its last transaction's start. */
+static int64_t active_jobs(struct conn *c, const char *tenant, int lock)
+{
+    struct pg_params p = {0};
+    PGresult *r;
+    pg_param_str(&p, tenant);
+    int rc;
+    if (lock) {
+        if ((rc = pg_exec(c,
+                          "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint "
+                          "FROM pg_advisory_xact_lock(hashtext('sluice.start:' || $1::text))",
+                          &p, &r)) < 0)
+            return rc;
+        int64_t at = pg_col_i64(r, 0, 0);
+        PQclear(r);
+        if (at > c->now)
+            c->now = at;
+    }
+    if ((rc = pg_exec(c, "SELECT count(*) FROM jobs WHERE tenant = $1 AND status IN (2, 3)", &p,
+                      &r)) < 0)
+        return rc;
+    int64_t n = pg_col_i64(r, 0, 0);
+    PQclear(r);
+    return n;
+}
+
 static int claim_body(struct conn *c, void *vctx)
 {
     struct rules_claim_ctx *x = vctx;
@@ -492,19 +524,20 @@ static int claim_body(struct conn *c, void *vctx)
     r = NULL;
     int64_t tried[CLAIM_TRIES];
     int ntried = 0;
+    /* Each tenant's cap as the first pass found it, kept for the second: a job that
+     * ended meanwhile must not let this claim start the next one, whose start would
+     * then be dated (this transaction's start) before that end. */
+    signed char capped[16];
+    memset(capped, -1, sizeof capped);
     for (int wait = 0; wait < 2; wait++) {
         for (int t = 0; t < ntenants && tries < CLAIM_TRIES; t++) {
-            int at_cap = 0;
-            if (x->max_active_jobs > 0) {
-                struct pg_params p = {0};
-                pg_param_str(&p, tenants[t]);
-                if ((rc = pg_exec(
-                         c, "SELECT count(*) FROM jobs WHERE tenant = $1 AND status IN (2, 3)", &p,
-                         &r)) < 0)
-                    return rc;
-                at_cap = pg_col_i64(r, 0, 0) >= x->max_active_jobs;
-                PQclear(r);
-                r = NULL;
+            int at_cap = capped[t] > 0;
+            if (x->max_active_jobs > 0 && capped[t] < 0) {
+                int64_t active = active_jobs(c, tenants[t], 0);
+                if (active < 0)
+                    return (int)active;
+                at_cap = active >= x->max_active_jobs;
+                capped[t] = (signed char)at_cap;
             }
             /* First pass: the best job nobody is claiming from (SKIP LOCKED). Second
              * pass, only when a candidate was busy: wait for the best one. */
@@ -515,21 +548,33 @@ static int claim_body(struct conn *c, void *vctx)
                 jid_array(&p, &c->arr[0], tried, ntried);
                 rc = pg_exec(
                     c,
-                    wait ? "SELECT jid FROM runnable WHERE tenant = $1 AND ($2 = 0 OR "
+                    wait ? "SELECT jid, started FROM runnable WHERE tenant = $1 AND ($2 = 0 OR "
                            "started = 1) AND jid <> ALL($3::bigint[]) ORDER BY priority DESC, "
                            "last_claim, jid LIMIT 1 FOR UPDATE"
-                         : "SELECT jid FROM runnable WHERE tenant = $1 AND ($2 = 0 OR "
+                         : "SELECT jid, started FROM runnable WHERE tenant = $1 AND ($2 = 0 OR "
                            "started = 1) AND jid <> ALL($3::bigint[]) ORDER BY priority DESC, "
                            "last_claim, jid LIMIT 1 FOR UPDATE SKIP LOCKED",
                     &p, &r);
                 if (rc < 0)
                     return rc;
                 int64_t jid = rc > 0 ? pg_col_i64(r, 0, 0) : 0;
+                int started = rc > 0 && pg_col_i64(r, 0, 1) != 0;
                 PQclear(r);
                 r = NULL;
                 if (rc == 0)
                     break;
                 tried[ntried++] = jid;
+                if (x->max_active_jobs > 0 && !started) {
+                    /* Starting a job: counted again under the tenant's start lock. */
+                    int64_t active = active_jobs(c, tenants[t], 1);
+                    if (active < 0)
+                        return (int)active;
+                    if (active >= x->max_active_jobs) {
+                        at_cap = 1; /* another claim started one meanwhile */
+                        capped[t] = 1;
+                        continue;
+                    }
+                }
                 rc = claim_new_range(c, jid, x);
                 if (rc < 0)
                     return rc;
