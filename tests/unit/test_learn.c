@@ -171,37 +171,6 @@ TEST(published_quota_catches_up_small_lateness)
     limits_free(l);
 }
 
-/* A host not heard from gets one request; the others wait (nothing taken) until it
- * ends, or LEARN_PROBE_MS (1 s) has passed; a configured rate paces without waiting. */
-TEST(a_new_host_is_probed_with_one_request)
-{
-    struct limits *l = limits_new();
-    struct limits_pacer *p = limits_pacer_new(l, "acme", "wf", "s", NULL, 0);
-    int64_t now = clock_mono_ms(), hold = 0;
-    CHECK(limits_pace(p, "new", now, &hold) == now);
-    for (int i = 0; i < 5; i++) { /* no answer yet: each asks again in 1 ms */
-        hold = 0;
-        CHECK(limits_pace(p, "new", now + i, &hold) == now + i + 1);
-        CHECK(hold == 0);
-    }
-    limits_learn_observe(l, "new", 200, 0,
-                         "X-RateLimit-Limit: 5\nX-RateLimit-Remaining: 4\n"
-                         "X-RateLimit-Reset: 1\n",
-                         now, now + 5);
-    hold = 0;
-    int64_t at = limits_pace(p, "new", now + 5, &hold);
-    CHECK(at >= now + 5 && hold != 0); /* a slot, paced by what the answer said */
-    /* an answer that never comes stops holding the others after 1 s */
-    hold = 0;
-    CHECK(limits_pace(p, "mute", now, &hold) == now);
-    hold = 0;
-    CHECK(limits_pace(p, "mute", now + 999, &hold) == now + 1000);
-    hold = 0;
-    CHECK(limits_pace(p, "mute", now + 1000, &hold) == now + 1000);
-    limits_pacer_free(p);
-    limits_free(l);
-}
-
 /* Overload (a bare 503, a timeout) sets a window of requests in flight, paced as the
  * window over the latency; a 429 does not (a quota is a rate, not work in flight), and
  * overload does not cut the rate. */
@@ -211,9 +180,6 @@ TEST(overload_sets_a_concurrency_window)
     struct limits_pacer *p = limits_pacer_new(l, "acme", "wf", "s", NULL, 0);
     int64_t now = clock_mono_ms(), hold;
     struct limits_learned x;
-    hold = 0; /* a first request, ended without an answer: the host is no longer probed */
-    CHECK(limits_pace(p, "w", now - 1, &hold) == now - 1);
-    limits_learn_observe(l, "w", 0, 0, "", now - 1, now - 1);
     for (int i = 0; i < 10; i++) { /* ten sent, 1 ms apart (slow start's first pace) */
         hold = 0;
         CHECK(limits_pace(p, "w", now + i, &hold) == now + i);
@@ -286,7 +252,6 @@ TEST(aimd_state_machine)
     CHECK(limits_pace(p, "up", now, &hold) == now);
     CHECK(limits_learned_get(l, "up", &x) == 1 && x.slow_start && x.source == LIMITS_SRC_NONE);
     CHECK(near(x.rate, LIMITS_LEARN_RATE0, 1e-6));
-    limits_learn_observe(l, "up", 0, 0, "", now, now); /* that one ended: no longer probed */
     /* it binds: the rate doubles every 100 ms of being held back (300 ms: about 8x) */
     for (int i = 1; i <= 300; i++)
         for (int k = 0; k < 3; k++) { /* several a millisecond: the rate holds them back */
@@ -369,7 +334,6 @@ int main(void)
     RUN(published_quota_catches_up_small_lateness);
     RUN(shopify_leak_is_learned);
     RUN(aimd_state_machine);
-    RUN(a_new_host_is_probed_with_one_request);
     RUN(overload_sets_a_concurrency_window);
     RUN(hosts_are_bounded);
     return test_report();

@@ -360,7 +360,6 @@ void limits_learn_observe(struct limits *l, const char *host, int status, int ti
     pthread_mutex_lock(&l->mu);
     struct learn_host *h = learn_get(l, host, now);
     h->seen = now;
-    h->answered = 1;
     if (h->inflight > 0)
         h->inflight--;
     /* latency: of answers that were not refusals, and of timeouts (an upstream that

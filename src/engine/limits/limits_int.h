@@ -89,7 +89,6 @@ struct learn_host {
     int64_t blocked_until;
     enum limits_source block_src;
     int inflight;      /* attempts sent and not answered */
-    int answered;      /* an attempt to it ended, answered or not (no longer probing) */
     int64_t last_send; /* for send_iv */
     double send_iv;    /* EWMA of ms between sends: what is sent, for the decrease */
     /* What each header family allows (ms per request; 0: none) and when it last said. */

@@ -140,12 +140,6 @@ static void blocked_one(struct bucket *b, const struct limits_def *d, void *varg
 /* Learned slots are taken at most this far ahead: a request whose learned slot is
  * later asks again then, so a pace learned meanwhile (faster or slower) applies to it. */
 #define LEARN_AHEAD_MS 250
-/* A host not heard from yet, and paced by no configured rate, gets one request; the
- * others wait for its answer, which may say the host's limit. Before, the slow start's
- * first milliseconds went out at once, and an answer later than the quota's size in ms
- * (5 a second, a loaded machine) drew several 429s. An answer that has not come within
- * this ends the wait. */
-#define LEARN_PROBE_MS 1000
 
 /* The host of an origin ("host:port", outbound.h): what precedes its last ':', in buf. */
 static const char *host_of(const char *origin, char *buf, size_t cap)
@@ -194,12 +188,6 @@ int64_t limits_pace(void *pacer, const char *host, int64_t now_mono, int64_t *ho
         return now_mono + STALE_MS;
     }
     if (h) {
-        if (a.nrate == 0 && !h->answered && h->inflight > 0 &&
-            now_mono - h->last_send < LEARN_PROBE_MS) {
-            pthread_mutex_unlock(&p->l->mu); /* its first request is out: wait for it */
-            *hold = 0;
-            return now_mono + 1;
-        }
         int64_t ls = learn_slot(h, now_mono, a.nrate > 0);
         if (ls > now_mono + LEARN_AHEAD_MS) { /* too far: nothing taken, ask again */
             pthread_mutex_unlock(&p->l->mu);
