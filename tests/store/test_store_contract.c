@@ -3803,6 +3803,31 @@ static void *claimer_main(void *arg)
     return NULL;
 }
 
+/* Runs claim a until it is inside its gate (its transaction open, its job's runnable
+ * row held), then claim b for 300 ms, then lets a go; both have ended on return. */
+static void claim_while_held(struct claimer *a, struct claimer *b)
+{
+    struct held_gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    struct store_claim_gate gate = {held_admit, &g};
+    pthread_t ta, tb;
+    a->gate = &gate;
+    pthread_create(&ta, NULL, claimer_main, a);
+    pthread_mutex_lock(&g.mu);
+    while (!g.entered)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    pthread_create(&tb, NULL, claimer_main, b);
+    struct timespec ts = {0, 300000000};
+    nanosleep(&ts, NULL); /* b reaches what a holds */
+    pthread_mutex_lock(&g.mu);
+    g.go = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    a->gate = NULL;
+}
+
 TEST(claim_waits_for_a_first_claim_in_progress)
 {
     char tenant[STORE_NAME_MAX], id[STORE_ID_MAX];
@@ -3813,25 +3838,10 @@ TEST(claim_waits_for_a_first_claim_in_progress)
     CHECK_EQ_INT(store_open(store_url, NULL, &other), 0);
     new_tenant(tenant, "firstclaim");
     CHECK_EQ_INT(submit(tenant, id, 10, "f%d"), 0);
-    struct held_gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
-    struct store_claim_gate gate = {held_admit, &g};
-    struct claimer a = {st, &gate, {0}, -1, 0}, b = {other, NULL, {0}, -1, 0};
-    pthread_t ta, tb;
-    pthread_create(&ta, NULL, claimer_main, &a);
-    pthread_mutex_lock(&g.mu);
-    while (!g.entered)
-        pthread_cond_wait(&g.cv, &g.mu);
-    pthread_mutex_unlock(&g.mu);
-    /* a holds the job's runnable row, and the job is not started yet */
-    pthread_create(&tb, NULL, claimer_main, &b);
-    struct timespec ts = {0, 300000000};
-    nanosleep(&ts, NULL); /* b reaches the held row (the old check returned 0 at once) */
-    pthread_mutex_lock(&g.mu);
-    g.go = 1;
-    pthread_cond_broadcast(&g.cv);
-    pthread_mutex_unlock(&g.mu);
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
+    /* a holds the job's runnable row, and the job is not started yet, while b claims
+     * (the old check returned 0 at once) */
+    struct claimer a = {st, NULL, {0}, -1, 0}, b = {other, NULL, {0}, -1, 0};
+    claim_while_held(&a, &b);
     CHECK_EQ_INT(a.rc, 1);
     CHECK_EQ_INT(b.rc, 1);
     if (a.rc == 1 && b.rc == 1) {
@@ -3864,24 +3874,8 @@ TEST(claim_active_job_cap_two_claimers)
     new_tenant(tenant, "capclaim");
     CHECK_EQ_INT(submit(tenant, x, 10, "x%d"), 0);
     CHECK_EQ_INT(submit(tenant, y, 10, "y%d"), 0);
-    struct held_gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
-    struct store_claim_gate gate = {held_admit, &g};
-    struct claimer a = {st, &gate, {0}, -1, 1}, b = {other, NULL, {0}, -1, 1};
-    pthread_t ta, tb;
-    pthread_create(&ta, NULL, claimer_main, &a);
-    pthread_mutex_lock(&g.mu);
-    while (!g.entered)
-        pthread_cond_wait(&g.cv, &g.mu);
-    pthread_mutex_unlock(&g.mu);
-    pthread_create(&tb, NULL, claimer_main, &b);
-    struct timespec ts = {0, 300000000};
-    nanosleep(&ts, NULL);
-    pthread_mutex_lock(&g.mu);
-    g.go = 1;
-    pthread_cond_broadcast(&g.cv);
-    pthread_mutex_unlock(&g.mu);
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
+    struct claimer a = {st, NULL, {0}, -1, 1}, b = {other, NULL, {0}, -1, 1};
+    claim_while_held(&a, &b);
     CHECK_EQ_INT(a.rc, 1);
     CHECK(b.rc == 0 || b.rc == 1);
     if (a.rc == 1 && b.rc == 1)
