@@ -296,6 +296,12 @@ size_t rules_claim_admit(const struct store_claim_gate *gate, const struct rules
     return granted;
 }
 
+int rules_cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 const struct store_claim_item *rules_claim_find(const struct store_claim *cl, int64_t index)
 {
     size_t lo = 0, hi = cl->n;

@@ -128,6 +128,8 @@ void rules_claim_fill(struct store_claim *out, const struct rules_jobrow *r, int
  * be NULL: all) admits; the strings of those cut off are freed. */
 size_t rules_claim_admit(const struct store_claim_gate *gate, const struct rules_jobrow *r,
                          struct store_claim_item *items, size_t n);
+/* qsort/bsearch order of int64_t values (item indexes, keys). */
+int rules_cmp_i64(const void *a, const void *b);
 /* The item of index in claim cl (its items sorted by index), or NULL. */
 const struct store_claim_item *rules_claim_find(const struct store_claim *cl, int64_t index);
 /* Frees the strings of items[0..n), not the array. */

@@ -637,12 +637,6 @@ static int claim_check(void *conn, const struct store_claim *cl, struct rules_he
     return pg_job_load_jid(c, h->jid, r);
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* One document op of a batch (batch_upserts). */
 struct bop {
     struct store_doc_op *op;
@@ -695,7 +689,7 @@ static int batch_upserts(struct conn *c, const struct rules_jobrow *r, const str
         struct store_outcome *o = &outs[i];
         const struct store_claim_item *ci = rules_claim_find(cl, o->index);
         if (!ci || o->index < lo || o->index >= hi ||
-            !bsearch(&o->index, pending, npending, sizeof *pending, cmp_i64))
+            !bsearch(&o->index, pending, npending, sizeof *pending, rules_cmp_i64))
             continue;
         for (size_t j = 0; j < o->nops; j++) {
             struct store_doc_op *op = &o->ops[j];
@@ -900,11 +894,11 @@ static int complete_body(struct conn *c, void *vctx)
     for (size_t i = 0; i < x->n; i++) {
         int64_t idx = x->outs[i].index;
         if (idx >= h.lo && idx < h.hi && rules_claim_find(cl, idx) &&
-            !bsearch(&idx, ended_idx, nended, sizeof *ended_idx, cmp_i64))
+            !bsearch(&idx, ended_idx, nended, sizeof *ended_idx, rules_cmp_i64))
             pending[npending++] = idx;
     }
     free(ended_idx);
-    qsort(pending, npending, sizeof *pending, cmp_i64);
+    qsort(pending, npending, sizeof *pending, rules_cmp_i64);
     size_t uniq = 0; /* an index reported twice: once here; its first outcome wins */
     for (size_t i = 0; i < npending; i++)
         if (uniq == 0 || pending[i] != pending[uniq - 1])
@@ -918,7 +912,7 @@ static int complete_body(struct conn *c, void *vctx)
         int64_t *seen = xcalloc(x->n + 1, sizeof *seen);
         for (size_t i = 0; i < x->n; i++)
             seen[i] = x->outs[i].index;
-        qsort(seen, x->n, sizeof *seen, cmp_i64);
+        qsort(seen, x->n, sizeof *seen, rules_cmp_i64);
         for (size_t i = 1; i < x->n; i++)
             dup |= seen[i] == seen[i - 1];
         free(seen);
@@ -941,7 +935,7 @@ static int complete_body(struct conn *c, void *vctx)
     while ((rc = rules_outcome_next(&w, &o, &ci)) > 0) {
         struct rules_item_end e;
         int ops_rc = -1;
-        int64_t *slot = bsearch(&o->index, pending, npending, sizeof *pending, cmp_i64);
+        int64_t *slot = bsearch(&o->index, pending, npending, sizeof *pending, rules_cmp_i64);
         if (!slot || taken[slot - pending])
             continue; /* finished by an earlier call, or twice in this one */
         taken[slot - pending] = 1;

@@ -680,12 +680,6 @@ SQ_SQL(sql_claim_remaining, "UPDATE claims SET remaining = ?2 WHERE claim_id = ?
 SQ_SQL(sql_outcomes_ended, "SELECT k FROM item_outcomes WHERE k >= ?1 AND k < ?2 AND status <> 0 "
                            "ORDER BY k");
 
-static int cmp_key(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The keys in [lo, hi) of items that already ended (an earlier call finished them), in
  * order, in [out] *keys (heap; NULL when none) and *n: one range read, where a status
  * lookup per item cost two (items and item_outcomes). 0 or an error. */
@@ -741,7 +735,7 @@ static int complete_body_ops(struct sq_conn *c, struct rules_claim_ctx *x)
         int64_t k = KEY(h.jid, o->index);
         if (o->nops > 0) { /* whatever the status: the caller passes only the ops of
                               steps the item got through (see store.h) */
-            if (nended && bsearch(&k, ended, nended, sizeof *ended, cmp_key))
+            if (nended && bsearch(&k, ended, nended, sizeof *ended, rules_cmp_i64))
                 continue; /* already finished by an earlier call */
             if ((rc = ops_rc = rules_apply_ops(&ap, &r, ci, o, msg, sizeof msg)) < 0)
                 goto out;

@@ -432,12 +432,6 @@ int sq_zdata_col_claim(struct sq_conn *c, sqlite3_stmt *s, int i, int64_t jid, i
     return 0;
 }
 
-static int cmp_idx(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 void sq_zdefer_claimed(struct sq_conn *c, int64_t jid)
 {
     if (c->zdefer)
@@ -450,10 +444,10 @@ int sq_zdefer_expand(struct sq_zdefer *d, struct store_claim_item *items, size_t
      * only the handed-out job's noted items are still compressed. */
     if (d->n == 0 || d->out_jid != d->jid)
         return 0;
-    qsort(d->idx, d->n, sizeof *d->idx, cmp_idx);
+    qsort(d->idx, d->n, sizeof *d->idx, rules_cmp_i64);
     for (size_t i = 0; i < n; i++) {
         struct store_claim_item *it = &items[i];
-        if (!it->data || !bsearch(&it->index, d->idx, d->n, sizeof *d->idx, cmp_idx))
+        if (!it->data || !bsearch(&it->index, d->idx, d->n, sizeof *d->idx, rules_cmp_i64))
             continue;
         char *plain;
         size_t len;
